@@ -1,0 +1,73 @@
+"""Repository rule that turns Debian system libraries into cc_library targets.
+
+Each target's compile and link flags come from `pkg-config`, so the build uses
+exactly what `./sphere deps` installed and downloads nothing.
+"""
+
+# target name -> (pkg-config modules, extra link flags)
+_LIBS = {
+    "grpc++": (["grpc++"], []),
+    "grpc++_reflection": (["grpc++"], ["-lgrpc++_reflection"]),
+    "protobuf": (["protobuf"], []),
+    "gtest": (["gtest", "gmock"], []),
+    "gtest_main": (["gtest_main", "gmock"], []),
+    "benchmark": (["benchmark"], ["-lbenchmark_main"]),
+    "benchmark_nomain": (["benchmark"], []),
+    "rocksdb": (["rocksdb"], []),
+    "openssl": (["openssl"], []),
+    "absl": ([
+        "absl_base",
+        "absl_status",
+        "absl_statusor",
+        "absl_strings",
+        "absl_str_format",
+        "absl_synchronization",
+        "absl_time",
+        "absl_flags",
+        "absl_flags_parse",
+        "absl_flags_usage",
+        "absl_hash",
+        "absl_raw_hash_set",
+        "absl_flat_hash_map",
+        "absl_flat_hash_set",
+        "absl_random_random",
+        "absl_cleanup",
+        "absl_span",
+        "absl_failure_signal_handler",
+        "absl_symbolize",
+    ], []),
+}
+
+def _split(s):
+    return [x for x in s.strip().split(" ") if x]
+
+def _system_libs_impl(ctx):
+    build = ['package(default_visibility = ["//visibility:public"])', ""]
+    for name, (mods, extra) in _LIBS.items():
+        res = ctx.execute(["pkg-config", "--cflags", "--libs"] + mods)
+        if res.return_code != 0:
+            fail("pkg-config %s failed (run ./sphere deps): %s" % (mods, res.stderr))
+        copts = []
+        linkopts = []
+        for flag in _split(res.stdout):
+            if flag.startswith("-I") or flag.startswith("-D"):
+                copts.append(flag)
+            else:
+                linkopts.append(flag)
+        build.append("cc_library(\n    name = %r,\n    defines = %r,\n    linkopts = %r,\n)\n" % (
+            name,
+            [f[2:] for f in copts if f.startswith("-D")],
+            linkopts + extra,
+        ))
+
+    # Header-only JSON library (nlohmann-json3-dev).
+    build.append('cc_library(name = "json")\n')
+
+    ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
+    ctx.file("BUILD", "\n".join(build))
+
+system_libs = repository_rule(
+    implementation = _system_libs_impl,
+    local = True,
+    environ = ["PKG_CONFIG_PATH"],
+)
