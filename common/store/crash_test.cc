@@ -158,10 +158,10 @@ TEST_P(CrashTest, ConcurrentWritersKilled) {
   CheckSurvivors(dir, Key(), crash, 4);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    PlainAndEncrypted, CrashTest,
-    ::testing::Values(false),  // TODO: encrypted once crypto lands
-    [](const auto& info) { return info.param ? "Encrypted" : "Plain"; });
+INSTANTIATE_TEST_SUITE_P(PlainAndEncrypted, CrashTest,
+                         ::testing::Values(false, true), [](const auto& info) {
+                           return info.param ? "Encrypted" : "Plain";
+                         });
 
 }  // namespace
 }  // namespace sphere::store
