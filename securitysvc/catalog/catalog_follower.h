@@ -9,6 +9,8 @@
 #ifndef SPHERE_SECURITYSVC_CATALOG_CATALOG_FOLLOWER_H_
 #define SPHERE_SECURITYSVC_CATALOG_CATALOG_FOLLOWER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <thread>
