@@ -29,7 +29,7 @@ BioPtr MemBio(absl::string_view data) {
 }
 
 std::string BioContents(BIO* bio) {
-  const char* data = nullptr;
+  char* data = nullptr;  // BoringSSL's BIO_get_mem_data takes char**
   long len = BIO_get_mem_data(bio, &data);
   if (len <= 0 || data == nullptr) return "";
   return std::string(data, static_cast<size_t>(len));
@@ -380,6 +380,14 @@ absl::StatusOr<std::string> PublicKeyFromPem(absl::string_view pem) {
       PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (!pkey) return Fail(absl::InvalidArgumentError("unparseable public key"));
   return internal::PointOfPkey(pkey.get());
+}
+
+std::string BackendName() {
+#ifdef OPENSSL_IS_BORINGSSL
+  return "BoringSSL";
+#else
+  return OpenSSL_version(OPENSSL_VERSION);
+#endif
 }
 
 // ---- AES-256-CTR --------------------------------------------------------
