@@ -4,8 +4,8 @@
 //
 //   bazel run -c opt //common/store:store_benchmark
 //
-// DBs live under $TEST_TMPDIR or /tmp (set TMPDIR-like STORE_BENCH_DIR to
-// choose the disk whose fsync you want to measure) and are deleted at exit.
+// DBs live under $STORE_BENCH_DIR, else $TEST_TMPDIR, else /tmp (pick the
+// disk whose fsync you want to measure) and are deleted at exit.
 
 #include <stdlib.h>
 
