@@ -1,9 +1,17 @@
 #include "common/crypto/crypto.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <string>
+#include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -28,6 +36,14 @@ std::string DerInt(std::string v) {
 std::string DerSig(absl::string_view r_hex, absl::string_view s_hex) {
   std::string body = DerInt(Unhex(r_hex)) + DerInt(Unhex(s_hex));
   return std::string("\x30", 1) + static_cast<char>(body.size()) + body;
+}
+
+TEST(BackendTest, SelectedByConfig) {
+#ifdef SPHERE_EXPECT_BORINGSSL
+  EXPECT_EQ(BackendName(), "BoringSSL");
+#else
+  EXPECT_THAT(BackendName(), ::testing::StartsWith("OpenSSL"));
+#endif
 }
 
 // ---- Digests, MACs, hex -------------------------------------------------
@@ -395,6 +411,429 @@ TEST(AesCtrTest, BadSizes) {
       absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(
       AesCtrXor(std::string(32, 'k'), std::string(16, 'i'), 0, buf, 0).ok());
+}
+
+// ---- X.509 ----------------------------------------------------------------
+
+const absl::Time kT0 = absl::FromUnixSeconds(1767225600);  // 2026-01-01
+
+struct Pki {
+  EcPrivateKey root_key, ca_key, device_key;
+  std::string root, ca, device;
+};
+
+// device -> tenant CA -> root, valid [start, start + 1 year).
+Pki MakePki(absl::Time start = kT0) {
+  Pki p;
+  p.root_key = EcPrivateKey::Generate();
+  p.ca_key = EcPrivateKey::Generate();
+  p.device_key = EcPrivateKey::Generate();
+  CertificateSpec root;
+  root.common_name = "Sphere Root";
+  root.organization = "Sphere";
+  root.subject_public_key = p.root_key.PublicKey();
+  root.not_before = start - absl::Hours(1);
+  root.not_after = start + absl::Hours(24 * 365 * 10);
+  root.usage = KeyUsage::kCa;
+  root.path_len = 1;
+  p.root = *IssueCertificate(root, p.root_key, "");
+
+  CertificateSpec ca;
+  ca.common_name = "Tenant CA t-1";
+  ca.subject_public_key = p.ca_key.PublicKey();
+  ca.not_before = start - absl::Hours(1);
+  ca.not_after = start + absl::Hours(24 * 365 * 5);
+  ca.usage = KeyUsage::kCa;
+  ca.path_len = 0;
+  p.ca = *IssueCertificate(ca, p.root_key, p.root);
+
+  CertificateSpec dev;
+  dev.common_name = "device-123";
+  dev.subject_public_key = p.device_key.PublicKey();
+  dev.not_before = start;
+  dev.not_after = start + absl::Hours(24 * 365);
+  dev.usage = KeyUsage::kClientAuth;
+  dev.claims.device_id = "123";
+  dev.claims.tenant_id = "t-1";
+  dev.claims.product_id = "p-9";
+  dev.claims.device_group_id = "g-4";
+  dev.claims.scope = "full";
+  p.device = *IssueCertificate(dev, p.ca_key, p.ca);
+  return p;
+}
+
+TEST(X509Test, IssueAndParse) {
+  EcPrivateKey key = EcPrivateKey::Generate();
+  CertificateSpec spec;
+  spec.common_name = "Sphere Root";
+  spec.organization = "Sphere";
+  spec.subject_public_key = key.PublicKey();
+  spec.serial = 0x1234;
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(48);
+  spec.usage = KeyUsage::kCa;
+  auto pem = IssueCertificate(spec, key, "");
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  auto parsed = ParseCertificate(*pem);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->common_name, "Sphere Root");
+  EXPECT_EQ(parsed->organization, "Sphere");
+  EXPECT_EQ(parsed->issuer_common_name, "Sphere Root");
+  EXPECT_EQ(parsed->subject_line, "CN=Sphere Root, O=Sphere");
+  EXPECT_EQ(parsed->issuer_line, "CN=Sphere Root, O=Sphere");
+  EXPECT_EQ(parsed->serial_hex, "1234");
+  EXPECT_EQ(parsed->public_key, key.PublicKey());
+  EXPECT_EQ(parsed->not_before, kT0);
+  EXPECT_EQ(parsed->not_after, kT0 + absl::Hours(48));
+  EXPECT_TRUE(parsed->is_ca);
+  EXPECT_FALSE(parsed->server_auth);
+  EXPECT_FALSE(parsed->client_auth);
+  EXPECT_TRUE(parsed->claims.empty());
+  EXPECT_FALSE(parsed->der.empty());
+  // Self-signed root verifies against itself.
+  EXPECT_TRUE(VerifyChain(*pem, "", *pem, kT0 + absl::Hours(1), false).ok());
+}
+
+TEST(X509Test, RandomSerialAndServerSans) {
+  EcPrivateKey key = EcPrivateKey::Generate();
+  CertificateSpec spec;
+  spec.common_name = "localhost";
+  spec.subject_public_key = key.PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(1);
+  spec.usage = KeyUsage::kServerAndClientAuth;
+  spec.dns_sans = {"localhost", "sphere.test"};
+  spec.ip_sans = {"127.0.0.1", "::1"};
+  auto a = ParseCertificate(*IssueCertificate(spec, key, ""));
+  auto b = ParseCertificate(*IssueCertificate(spec, key, ""));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->serial_hex, b->serial_hex);
+  EXPECT_FALSE(a->is_ca);
+  EXPECT_TRUE(a->server_auth);
+  EXPECT_TRUE(a->client_auth);
+  EXPECT_THAT(a->dns_sans, ::testing::ElementsAre("localhost", "sphere.test"));
+  EXPECT_TRUE(a->uri_sans.empty());
+
+  spec.ip_sans = {"not-an-ip"};
+  EXPECT_EQ(IssueCertificate(spec, key, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(X509Test, ClaimsRoundTrip) {
+  Pki p = MakePki();
+  auto dev = ParseCertificate(p.device);
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_EQ(dev->claims.device_id, "123");
+  EXPECT_EQ(dev->claims.tenant_id, "t-1");
+  EXPECT_EQ(dev->claims.product_id, "p-9");
+  EXPECT_EQ(dev->claims.device_group_id, "g-4");
+  EXPECT_EQ(dev->claims.scope, "full");
+  EXPECT_THAT(dev->uri_sans, ::testing::Contains("urn:sphere:device:123"));
+  EXPECT_EQ(dev->issuer_common_name, "Tenant CA t-1");
+  EXPECT_TRUE(dev->client_auth);
+  EXPECT_FALSE(dev->server_auth);
+  EXPECT_FALSE(dev->is_ca);
+  auto ca = ParseCertificate(p.ca);
+  ASSERT_TRUE(ca.ok());
+  EXPECT_TRUE(ca->is_ca);
+  EXPECT_EQ(ca->issuer_common_name, "Sphere Root");
+}
+
+TEST(X509Test, ChainVerifies) {
+  Pki p = MakePki();
+  EXPECT_TRUE(
+      VerifyChain(p.device, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
+  // The intermediate may also arrive concatenated with the leaf.
+  EXPECT_TRUE(VerifyChain(p.device, p.device + p.ca, p.root,
+                          kT0 + absl::Hours(1), false)
+                  .ok());
+  // Several roots.
+  Pki other = MakePki();
+  EXPECT_TRUE(VerifyChain(p.device, p.ca, other.root + p.root,
+                          kT0 + absl::Hours(1), true)
+                  .ok());
+  EXPECT_EQ(SplitPemChain(p.device + p.ca + p.root).size(), 3u);
+  EXPECT_EQ(SplitPemChain(p.device + p.ca + p.root)[1], p.ca);
+}
+
+TEST(X509Test, ExpiredAndNotYetValid) {
+  Pki p = MakePki();
+  EXPECT_EQ(
+      VerifyChain(p.device, p.ca, p.root, kT0 + absl::Hours(24 * 366), true)
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      VerifyChain(p.device, p.ca, p.root, kT0 - absl::Minutes(1), true).code(),
+      absl::StatusCode::kFailedPrecondition);
+  // The `now` argument, not the wall clock, decides: a chain valid today is
+  // rejected at a past instant and vice versa.
+  Pki future = MakePki(absl::Now() + absl::Hours(24 * 365 * 3));
+  EXPECT_EQ(
+      VerifyChain(future.device, future.ca, future.root, absl::Now(), true)
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(VerifyChain(future.device, future.ca, future.root,
+                          absl::Now() + absl::Hours(24 * 365 * 3 + 1), true)
+                  .ok());
+}
+
+TEST(X509Test, WrongIssuerRejected) {
+  Pki p = MakePki();
+  Pki other = MakePki();
+  absl::Time t = kT0 + absl::Hours(1);
+  EXPECT_EQ(VerifyChain(p.device, p.ca, other.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(VerifyChain(p.device, other.ca, p.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(VerifyChain(p.device, "", p.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST(X509Test, IssuerKeyMustMatch) {
+  Pki p = MakePki();
+  CertificateSpec spec;
+  spec.common_name = "x";
+  spec.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(1);
+  EXPECT_EQ(IssueCertificate(spec, p.root_key, p.ca).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Self-signed requires the spec key to be the issuer's.
+  EXPECT_EQ(IssueCertificate(spec, p.root_key, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(X509Test, MissingClientAuthEku) {
+  Pki p = MakePki();
+  CertificateSpec spec;
+  spec.common_name = "server";
+  spec.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(24);
+  spec.usage = KeyUsage::kServerAuth;
+  std::string server = *IssueCertificate(spec, p.ca_key, p.ca);
+  absl::Time t = kT0 + absl::Hours(1);
+  EXPECT_EQ(VerifyChain(server, p.ca, p.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(VerifyChain(server, p.ca, p.root, t, false).ok());
+}
+
+TEST(X509Test, LeafSignedByNonCaRejected) {
+  Pki p = MakePki();
+  // The device (a non-CA) signs another certificate.
+  CertificateSpec spec;
+  spec.common_name = "rogue";
+  spec.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(24);
+  auto rogue = IssueCertificate(spec, p.device_key, p.device);
+  ASSERT_TRUE(rogue.ok()) << rogue.status();
+  EXPECT_EQ(
+      VerifyChain(*rogue, p.device + p.ca, p.root, kT0 + absl::Hours(1), true)
+          .code(),
+      absl::StatusCode::kUnauthenticated);
+}
+
+TEST(X509Test, PathLengthEnforced) {
+  Pki p = MakePki();
+  // Tenant CA has pathlen 0, so a CA below it may not issue.
+  EcPrivateKey sub_key = EcPrivateKey::Generate();
+  CertificateSpec sub;
+  sub.common_name = "sub CA";
+  sub.subject_public_key = sub_key.PublicKey();
+  sub.not_before = kT0 - absl::Hours(1);
+  sub.not_after = kT0 + absl::Hours(24);
+  sub.usage = KeyUsage::kCa;
+  std::string sub_pem = *IssueCertificate(sub, p.ca_key, p.ca);
+  CertificateSpec leaf;
+  leaf.common_name = "leaf";
+  leaf.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  leaf.not_before = kT0 - absl::Hours(1);
+  leaf.not_after = kT0 + absl::Hours(24);
+  std::string leaf_pem = *IssueCertificate(leaf, sub_key, sub_pem);
+  EXPECT_EQ(VerifyChain(leaf_pem, sub_pem + p.ca, p.root, kT0, true).code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST(X509Test, TamperedCertificateRejected) {
+  Pki p = MakePki();
+  // Re-sign the device certificate's contents with the wrong CA key by
+  // issuing a look-alike: same issuer name, different key.
+  EcPrivateKey fake_ca_key = EcPrivateKey::Generate();
+  CertificateSpec fake_ca;
+  fake_ca.common_name = "Tenant CA t-1";  // same name as the real CA
+  fake_ca.subject_public_key = fake_ca_key.PublicKey();
+  fake_ca.not_before = kT0 - absl::Hours(1);
+  fake_ca.not_after = kT0 + absl::Hours(24);
+  fake_ca.usage = KeyUsage::kCa;
+  std::string fake_ca_pem = *IssueCertificate(fake_ca, fake_ca_key, "");
+  CertificateSpec dev;
+  dev.common_name = "device-666";
+  dev.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  dev.not_before = kT0 - absl::Hours(1);
+  dev.not_after = kT0 + absl::Hours(24);
+  std::string forged = *IssueCertificate(dev, fake_ca_key, fake_ca_pem);
+  EXPECT_EQ(VerifyChain(forged, p.ca, p.root, kT0, true).code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST(X509Test, MalformedPem) {
+  Pki p = MakePki();
+  const char kBad[] =
+      "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n";
+  EXPECT_EQ(ParseCertificate("garbage").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCertificate(kBad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::Time t = kT0 + absl::Hours(1);
+  EXPECT_EQ(VerifyChain("garbage", p.ca, p.root, t, true).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyChain(p.device, kBad, p.root, t, true).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyChain(p.device, p.ca, kBad, t, true).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VerifyChain(p.device, p.ca, "", t, true).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(SplitPemChain("no pem here").empty());
+}
+
+// PEM <-> DER without depending on the backend (for tampering tests).
+std::string PemBodyToDer(absl::string_view pem) {
+  std::string b64;
+  for (absl::string_view line : absl::StrSplit(pem, '\n')) {
+    if (line.empty() || absl::StartsWith(line, "-----")) continue;
+    absl::StrAppend(&b64, line);
+  }
+  std::string der;
+  EXPECT_TRUE(absl::Base64Unescape(b64, &der));
+  return der;
+}
+
+std::string DerToPem(absl::string_view der, absl::string_view label) {
+  std::string b64 = absl::Base64Escape(der);
+  std::string out = absl::StrCat("-----BEGIN ", label, "-----\n");
+  for (size_t i = 0; i < b64.size(); i += 64) {
+    absl::StrAppend(&out, b64.substr(i, 64), "\n");
+  }
+  absl::StrAppend(&out, "-----END ", label, "-----\n");
+  return out;
+}
+
+TEST(CsrTest, RoundTrip) {
+  EcPrivateKey key = EcPrivateKey::Generate();
+  auto csr = CreateCsr(key, "device-123");
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_THAT(*csr, ::testing::HasSubstr("CERTIFICATE REQUEST"));
+  auto parsed = ParseCsr(*csr);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->common_name, "device-123");
+  EXPECT_EQ(parsed->public_key, key.PublicKey());
+  // Our DER round trip helper is faithful.
+  std::string der = PemBodyToDer(*csr);
+  EXPECT_TRUE(ParseCsr(DerToPem(der, "CERTIFICATE REQUEST")).ok());
+}
+
+TEST(CsrTest, TamperedRejected) {
+  EcPrivateKey key = EcPrivateKey::Generate();
+  std::string der = PemBodyToDer(*CreateCsr(key, "device-123"));
+  size_t pos = der.find("device-123");
+  ASSERT_NE(pos, std::string::npos);
+  der[pos + 9] = '4';  // CN now "device-124"; the signature no longer matches
+  EXPECT_EQ(ParseCsr(DerToPem(der, "CERTIFICATE REQUEST")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ParseCsr("garbage").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateCsr(EcPrivateKey(), "x").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Interop with the openssl command line (skipped when absent) ----------
+
+bool HaveOpenssl() {
+  return std::system("openssl version >/dev/null 2>&1") == 0;
+}
+
+std::string WriteTemp(const std::string& name, const std::string& data) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  std::string path = absl::StrCat(dir ? dir : "/tmp", "/", name);
+  std::ofstream(path) << data;
+  return path;
+}
+
+int Shell(const std::string& cmd) {
+  return std::system((cmd + " >/dev/null 2>&1").c_str());
+}
+
+TEST(OpensslInteropTest, CommandLineAcceptsChainAndKeys) {
+  if (!HaveOpenssl()) GTEST_SKIP() << "openssl binary not installed";
+  // The CLI checks validity against the wall clock.
+  Pki p = MakePki(absl::Now() - absl::Minutes(5));
+  std::string root = WriteTemp("root.pem", p.root);
+  std::string chain = WriteTemp("chain.pem", p.device + p.ca);
+  std::string device = WriteTemp("device.pem", p.device);
+  EXPECT_EQ(Shell("openssl verify -CAfile " + root + " -untrusted " + chain +
+                  " " + chain),
+            0);
+  EXPECT_EQ(Shell("openssl verify -purpose sslclient -CAfile " + root +
+                  " -untrusted " + chain + " " + device),
+            0);
+  // The wrong root is rejected.
+  Pki other = MakePki(absl::Now() - absl::Minutes(5));
+  std::string other_root = WriteTemp("other_root.pem", other.root);
+  EXPECT_NE(Shell("openssl verify -CAfile " + other_root + " -untrusted " +
+                  chain + " " + device),
+            0);
+
+  // A TLS server certificate as gRPC uses it.
+  EcPrivateKey server_key = EcPrivateKey::Generate();
+  CertificateSpec spec;
+  spec.common_name = "localhost";
+  spec.subject_public_key = server_key.PublicKey();
+  spec.not_before = absl::Now() - absl::Minutes(5);
+  spec.not_after = absl::Now() + absl::Hours(24);
+  spec.usage = KeyUsage::kServerAuth;
+  spec.dns_sans = {"localhost"};
+  spec.ip_sans = {"127.0.0.1"};
+  std::string server =
+      WriteTemp("server.pem", *IssueCertificate(spec, p.ca_key, p.ca));
+  std::string ca = WriteTemp("ca.pem", p.ca);
+  EXPECT_EQ(
+      Shell("openssl verify -purpose sslserver -verify_hostname localhost "
+            "-CAfile " +
+            root + " -untrusted " + ca + " " + server),
+      0);
+  EXPECT_EQ(Shell("openssl verify -purpose sslserver -verify_ip 127.0.0.1 "
+                  "-CAfile " +
+                  root + " -untrusted " + ca + " " + server),
+            0);
+  EXPECT_NE(Shell("openssl verify -purpose sslserver -verify_ip 10.0.0.1 "
+                  "-CAfile " +
+                  root + " -untrusted " + ca + " " + server),
+            0);
+
+  // Private keys: PKCS#8 PEM readable by openssl, matching the certificate.
+  std::string key = WriteTemp("server.key", server_key.ToPem());
+  EXPECT_EQ(Shell("openssl pkey -check -noout -in " + key), 0);
+  EXPECT_EQ(Shell("test \"$(openssl pkey -in " + key +
+                  " -pubout)\" = \"$(openssl x509 -noout -pubkey -in " +
+                  server + ")\""),
+            0);
+  std::string pub =
+      WriteTemp("pub.pem", PublicKeyToPem(server_key.PublicKey()));
+  EXPECT_EQ(Shell("openssl pkey -pubin -noout -in " + pub), 0);
+
+  // A CSR openssl can verify, and a key openssl made that we can load.
+  std::string csr = WriteTemp("req.csr", *CreateCsr(server_key, "device-1"));
+  EXPECT_EQ(Shell("openssl req -verify -noout -in " + csr), 0);
+  std::string gen = absl::StrCat(
+      std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp",
+      "/gen.pem");
+  ASSERT_EQ(
+      Shell("openssl ecparam -name prime256v1 -genkey -noout -out " + gen), 0);
+  std::ifstream in(gen);
+  std::string gen_pem((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+  EXPECT_TRUE(EcPrivateKey::FromPem(gen_pem).ok());
 }
 
 }  // namespace
