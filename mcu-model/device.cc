@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "mcu-model/image.h"
 
@@ -42,6 +43,18 @@ bool HostAllowed(const v1::AppManifest& m, absl::string_view host) {
     }
   }
   return false;
+}
+
+// InternKey shares one copy of each image-signing public key between devices.
+std::shared_ptr<const std::string> InternKey(const std::string& key) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* keys = new std::vector<std::shared_ptr<const std::string>>();
+  absl::MutexLock l(&mu);
+  for (const auto& k : *keys) {
+    if (*k == key) return k;
+  }
+  keys->push_back(std::make_shared<const std::string>(key));
+  return keys->back();
 }
 
 bool IsAppKind(v1::ImageKind k) {
@@ -91,7 +104,7 @@ struct Device::App {
 Device::Device(std::shared_ptr<const DeviceType> type, std::string signing_key,
                Clock* clock)
     : type_(std::move(type)),
-      signing_key_(std::move(signing_key)),
+      signing_key_(InternKey(signing_key)),
       clock_(clock != nullptr ? clock : Clock::Real()) {
   peripheral_owner_.assign(type_->peripherals.size(), 0);
 }
@@ -123,8 +136,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Manufacture(
 // ---------------------------------------------------------------- identity
 
 std::string Device::device_id() const { return pluton_->device_id(); }
-const std::string& Device::public_key() const { return pluton_->public_key(); }
-const std::string& Device::CertificatePublicKey() const {
+std::string Device::public_key() const { return pluton_->public_key(); }
+std::string Device::CertificatePublicKey() const {
   return pluton_->certificate_public_key();
 }
 uint64_t Device::boot_count() const { return pluton_->boot_count(); }
@@ -180,7 +193,7 @@ absl::Status Device::InstallFactoryImages(
     const std::vector<v1::ImagePackage>& images) {
   std::array<ImageRef, kNumBootStages> chain;
   for (const v1::ImagePackage& pkg : images) {
-    absl::StatusOr<VerifiedImage> v = VerifyImage(pkg, signing_key_);
+    absl::StatusOr<VerifiedImage> v = VerifyImage(pkg, *signing_key_);
     if (!v.ok()) {
       return Record(v1::ErrorEvent::UPDATE_FAILED, "factory",
                     WithContext(v.status(), "factory image: "));
@@ -243,7 +256,8 @@ absl::Status Device::CheckImage(const ImageRecord& img,
                                 absl::string_view verifier) {
   const std::string prefix =
       absl::StrCat("secure boot: ", expected, " rejected by ", verifier, ": ");
-  absl::StatusOr<VerifiedImage> v = VerifyStoredImage(img.stored, signing_key_);
+  absl::StatusOr<VerifiedImage> v =
+      VerifyStoredImage(img.stored, *signing_key_);
   if (!v.ok()) return WithContext(v.status(), prefix);
   if (v->header.component() != expected ||
       (!IsAppKind(v->header.kind()) &&
@@ -434,7 +448,7 @@ absl::Status Device::StageUpdate(const v1::ImagePackage& package) {
     return Record(v1::ErrorEvent::UPDATE_FAILED, "update-agent",
                   absl::FailedPreconditionError("device is not booted"));
   }
-  absl::StatusOr<VerifiedImage> v = VerifyImage(package, signing_key_);
+  absl::StatusOr<VerifiedImage> v = VerifyImage(package, *signing_key_);
   if (!v.ok()) {
     return Record(v1::ErrorEvent::UPDATE_FAILED, "update-agent",
                   WithContext(v.status(), "update refused: "));
@@ -671,7 +685,7 @@ absl::Status Device::LoadApp(const v1::ImagePackage& package) {
                   absl::FailedPreconditionError(absl::StrCat(
                       "cannot load apps: device is ", BootStateName(state_))));
   }
-  absl::StatusOr<VerifiedImage> v = VerifyImage(package, signing_key_);
+  absl::StatusOr<VerifiedImage> v = VerifyImage(package, *signing_key_);
   if (!v.ok()) {
     return Record(v1::ErrorEvent::UPDATE_FAILED, "app-runtime",
                   WithContext(v.status(), "app refused: "));
@@ -1052,6 +1066,7 @@ absl::StatusOr<std::string> Device::Serialize() {
   PutSlot(app_slots_[0], st.mutable_app_slot_a());
   PutSlot(app_slots_[1], st.mutable_app_slot_b());
   st.set_rng_counter(pluton_->rng_counter());
+  st.set_device_public_key(pluton_->public_key());
   std::string aad = st.SerializeAsString();
   absl::StatusOr<std::string> sealed = crypto::AesGcmSeal(
       SealKey(*type_), *nonce, pluton_->SealableSecrets(t), aad);
@@ -1086,12 +1101,13 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
         "persisted device state does not unseal under this device type's "
         "fuse key (edited or foreign state)");
   }
-  std::optional<std::string> seed;
-  if (secrets->size() == 64) seed = secrets->substr(32);
-  absl::StatusOr<std::unique_ptr<Pluton>> pluton =
-      Pluton::FromSecrets(secrets->substr(0, 32), seed, st.rng_counter(),
-                          std::move(options.entropy_for_test));
+  absl::StatusOr<std::unique_ptr<Pluton>> pluton = Pluton::FromSecrets(
+      *secrets, st.rng_counter(), std::move(options.entropy_for_test));
   if (!pluton.ok()) return pluton.status();
+  if ((*pluton)->public_key() != st.device_public_key()) {
+    return absl::UnauthenticatedError(
+        "sealed key does not match the persisted device identity");
+  }
   std::unique_ptr<Device> d(new Device(
       std::move(type), std::string(image_signing_public_key), options.clock));
   d->pluton_ = *std::move(pluton);
@@ -1128,7 +1144,6 @@ size_t Device::FootprintBytes() const {
   };
   size_t n =
       sizeof(Device) + sizeof(SecurityMonitor) + pluton_->FootprintBytes();
-  n += heap(signing_key_);
   for (const auto& s : os_slots_) n += s.capacity() * sizeof(ImageRef);
   for (const auto& s : app_slots_) n += s.capacity() * sizeof(ImageRef);
   n += apps_.capacity() * sizeof(App);

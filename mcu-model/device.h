@@ -110,8 +110,8 @@ class Device {
   Device& operator=(const Device&) = delete;
 
   // ---- Identity ----
-  std::string device_id() const;          // hex SHA-256 of public_key()
-  const std::string& public_key() const;  // 65-byte SEC1 device key
+  std::string device_id() const;   // hex SHA-256 of public_key()
+  std::string public_key() const;  // 65-byte SEC1 device key
   const DeviceType& type() const { return *type_; }
 
   // ---- Factory + boot ----
@@ -133,7 +133,7 @@ class Device {
 
   // ---- Attestation (via the Security Monitor) ----
   absl::StatusOr<v1::Quote> Quote(absl::string_view nonce);
-  const std::string& CertificatePublicKey() const;
+  std::string CertificatePublicKey() const;
   absl::StatusOr<std::string> SignWithCertificateKey(absl::string_view msg);
   // Models TLS offload: the derived certificate key only (never the device
   // key), as PKCS#8 PEM for gRPC's TLS stack.
@@ -256,7 +256,8 @@ class Device {
   absl::Status InstallImage(const v1::ImagePackage& package, bool staged);
 
   std::shared_ptr<const DeviceType> type_;
-  std::string signing_key_;  // ROM: platform image-signing public key
+  // ROM: platform image-signing public key (interned, shared).
+  std::shared_ptr<const std::string> signing_key_;
   Clock* clock_;
   std::unique_ptr<Pluton> pluton_;
   std::unique_ptr<SecurityMonitor> sm_;

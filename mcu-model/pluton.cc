@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "mcu-model/image.h"
 
 namespace sphere::mcu {
 namespace {
@@ -47,7 +48,8 @@ absl::StatusOr<std::unique_ptr<Pluton>> Pluton::Create(Options options) {
   std::unique_ptr<Pluton> p(new Pluton());
   if (options.seed.has_value()) {
     p->seeded_ = true;
-    FromString(crypto::Sha256(*options.seed), &p->seed_);
+    p->keygen_seed_ =
+        std::make_unique<std::string>(crypto::Sha256(*options.seed));
   }
   if (options.entropy_for_test) {
     p->entropy_for_test_ =
@@ -61,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Pluton>> Pluton::Create(Options options) {
     }
     if (crypto::EcPrivateKey::FromScalar(raw).ok()) {
       FromString(raw, &p->scalar_);
+      p->keygen_seed_.reset();
+      p->rng_counter_ = 0;
       absl::Status s = p->InitKey();
       if (!s.ok()) return s;
       return p;
@@ -70,20 +74,15 @@ absl::StatusOr<std::unique_ptr<Pluton>> Pluton::Create(Options options) {
 }
 
 absl::StatusOr<std::unique_ptr<Pluton>> Pluton::FromSecrets(
-    absl::string_view scalar, std::optional<std::string> seed,
-    uint64_t rng_counter, EntropySource entropy_for_test) {
-  if (!crypto::EcPrivateKey::FromScalar(scalar).ok()) {
-    return absl::InvalidArgumentError("sealed device scalar is invalid");
+    absl::string_view secrets, uint64_t rng_counter,
+    EntropySource entropy_for_test) {
+  if (secrets.size() != 33 ||
+      !crypto::EcPrivateKey::FromScalar(secrets.substr(0, 32)).ok()) {
+    return absl::InvalidArgumentError("sealed device secrets are invalid");
   }
   std::unique_ptr<Pluton> p(new Pluton());
-  FromString(scalar, &p->scalar_);
-  if (seed.has_value()) {
-    if (seed->size() != 32) {
-      return absl::InvalidArgumentError("sealed DRBG seed is invalid");
-    }
-    p->seeded_ = true;
-    FromString(*seed, &p->seed_);
-  }
+  FromString(secrets.substr(0, 32), &p->scalar_);
+  p->seeded_ = secrets[32] == 1;
   p->rng_counter_ = rng_counter;
   if (entropy_for_test) {
     p->entropy_for_test_ =
@@ -97,8 +96,13 @@ absl::StatusOr<std::unique_ptr<Pluton>> Pluton::FromSecrets(
 absl::Status Pluton::InitKey() {
   crypto::EcPrivateKey key = DeviceKey();
   if (!key.valid()) return absl::InternalError("invalid device key");
-  public_key_ = key.PublicKey();
-  cert_public_ = DeriveKey("sphere-cert-key-v1").PublicKey();
+  std::string pub = key.PublicKey();
+  std::string cert = DeriveKey("sphere-cert-key-v1").PublicKey();
+  if (pub.size() != 65 || cert.size() != 65) {
+    return absl::InternalError("unexpected public key encoding");
+  }
+  std::memcpy(public_key_.data(), pub.data(), 65);
+  std::memcpy(cert_public_.data(), cert.data(), 65);
   return absl::OkStatus();
 }
 
@@ -118,14 +122,16 @@ crypto::EcPrivateKey Pluton::DeriveKey(absl::string_view label) const {
 }
 
 std::string Pluton::device_id() const {
-  return crypto::HexEncode(crypto::Sha256(public_key_));
+  return crypto::HexEncode(crypto::Sha256(public_key()));
 }
 
 std::string Pluton::RawEntropy(size_t n) {
   if (entropy_for_test_) return (*entropy_for_test_)(n);
   if (!seeded_) return crypto::RandomBytes(n);
   std::string out;
-  const std::string seed = ToString(seed_);
+  const std::string seed =
+      keygen_seed_ ? *keygen_seed_
+                   : crypto::HmacSha256(ToString(scalar_), "sphere-drbg-v1");
   while (out.size() < n) {
     out.append(crypto::HmacSha256(seed, U64be(rng_counter_++)));
   }
@@ -160,6 +166,7 @@ void Pluton::Measure(const SecureWorldToken&, ImageRef image) {
   e.set_component(image->component());
   e.set_version(image->version());
   e.set_image_hash(image->image_hash);
+  if (event_log_.empty()) event_log_.reserve(BootChainComponents().size());
   auto& reg = registers_[image->register_index];
   FromString(ExtendRegister(ToString(reg), EventDigest(e)), &reg);
   event_log_.push_back(std::move(image));
@@ -167,22 +174,47 @@ void Pluton::Measure(const SecureWorldToken&, ImageRef image) {
 
 std::string Pluton::Register(int i) const { return ToString(registers_[i]); }
 
+namespace {
+int BootIndex(absl::string_view component) {
+  const auto& names = BootChainComponents();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == component) return static_cast<int>(i);
+  }
+  return -1;
+}
+}  // namespace
+
 uint32_t Pluton::Counter(absl::string_view component) const {
-  for (const auto& [c, v] : counters_) {
+  if (int i = BootIndex(component); i >= 0) return boot_counters_[i];
+  for (const auto& [c, v] : app_counters_) {
     if (c == component) return v;
   }
   return 0;
 }
 
+std::vector<std::pair<std::string, uint32_t>> Pluton::counters() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  const auto& names = BootChainComponents();
+  for (size_t i = 0; i < names.size(); ++i) {
+    out.emplace_back(names[i], boot_counters_[i]);
+  }
+  out.insert(out.end(), app_counters_.begin(), app_counters_.end());
+  return out;
+}
+
 void Pluton::AdvanceCounter(const SecureWorldToken&,
                             absl::string_view component, uint32_t version) {
-  for (auto& [c, v] : counters_) {
+  if (int i = BootIndex(component); i >= 0) {
+    boot_counters_[i] = std::max(boot_counters_[i], version);
+    return;
+  }
+  for (auto& [c, v] : app_counters_) {
     if (c == component) {
       v = std::max(v, version);
       return;
     }
   }
-  counters_.emplace_back(std::string(component), version);
+  app_counters_.emplace_back(std::string(component), version);
 }
 
 absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
@@ -203,7 +235,7 @@ absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
     e->set_version(img->version());
     e->set_image_hash(img->image_hash);
   }
-  for (const auto& [c, v] : counters_) {
+  for (const auto& [c, v] : counters()) {
     v1::AntiRollbackCounter* ctr = body.add_counters();
     ctr->set_component(c);
     ctr->set_value(v);
@@ -211,7 +243,7 @@ absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
   body.set_boot_count(boot_count_);
   body.set_reset_count(reset_count_);
   body.set_event_log_digest(EventLogDigest(body.event_log()));
-  body.set_certificate_public_key(cert_public_);
+  body.set_certificate_public_key(certificate_public_key());
   body.set_tamper_events(tamper_events_);
   v1::Quote q;
   body.SerializeToString(q.mutable_body());
@@ -261,15 +293,16 @@ absl::StatusOr<std::string> Pluton::UnsealStorage(
 }
 
 std::string Pluton::SealableSecrets(const SecureWorldToken&) const {
-  return seeded_ ? absl::StrCat(ToString(scalar_), ToString(seed_))
-                 : ToString(scalar_);
+  return absl::StrCat(ToString(scalar_), seeded_ ? "\x01" : "\x00");
 }
 
 void Pluton::RestoreCounters(
-    const SecureWorldToken&,
+    const SecureWorldToken& t,
     std::vector<std::pair<std::string, uint32_t>> counters, uint64_t boots,
     uint64_t resets, uint32_t tamper_events, bool tampered) {
-  counters_ = std::move(counters);
+  boot_counters_.fill(0);
+  app_counters_.clear();
+  for (auto& [c, v] : counters) AdvanceCounter(t, c, v);
   boot_count_ = boots;
   reset_count_ = resets;
   tamper_events_ = tamper_events;
@@ -280,10 +313,10 @@ size_t Pluton::FootprintBytes() const {
   auto heap = [](const std::string& s) {
     return s.capacity() > 15 ? s.capacity() + 1 : 0;
   };
-  size_t n = sizeof(Pluton) + heap(public_key_) + heap(cert_public_);
+  size_t n = sizeof(Pluton);
   n += event_log_.capacity() * sizeof(ImageRef);
-  n += counters_.capacity() * sizeof(counters_[0]);
-  for (const auto& c : counters_) n += heap(c.first);
+  n += app_counters_.capacity() * sizeof(app_counters_[0]);
+  for (const auto& c : app_counters_) n += heap(c.first);
   if (entropy_for_test_) n += sizeof(EntropySource);
   return n;
 }

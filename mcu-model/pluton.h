@@ -63,13 +63,19 @@ class Pluton {
   // FromSecrets rebuilds Pluton from unsealed secrets (device scalar, DRBG
   // seed and counter) — used by Device::Restore only.
   static absl::StatusOr<std::unique_ptr<Pluton>> FromSecrets(
-      absl::string_view scalar, std::optional<std::string> seed,
-      uint64_t rng_counter, EntropySource entropy_for_test);
+      absl::string_view secrets, uint64_t rng_counter,
+      EntropySource entropy_for_test);
 
   // Public data (no token needed).
-  const std::string& public_key() const { return public_key_; }
+  std::string public_key() const {
+    return std::string(reinterpret_cast<const char*>(public_key_.data()),
+                       public_key_.size());
+  }
   std::string device_id() const;
-  const std::string& certificate_public_key() const { return cert_public_; }
+  std::string certificate_public_key() const {
+    return std::string(reinterpret_cast<const char*>(cert_public_.data()),
+                       cert_public_.size());
+  }
 
   // RNG through the entropy-detection unit. A failing source records a
   // tamper event and returns FailedPrecondition.
@@ -90,9 +96,8 @@ class Pluton {
   // AdvanceCounter raises the counter to `version` (never lowers it).
   void AdvanceCounter(const SecureWorldToken&, absl::string_view component,
                       uint32_t version);
-  const std::vector<std::pair<std::string, uint32_t>>& counters() const {
-    return counters_;
-  }
+  // counters() lists the boot-chain counters (in boot order) then apps'.
+  std::vector<std::pair<std::string, uint32_t>> counters() const;
 
   // Boot and reset counts.
   void CountBoot(const SecureWorldToken&) { ++boot_count_; }
@@ -149,20 +154,22 @@ class Pluton {
   std::string RawEntropy(size_t n);
 
   std::array<uint8_t, 32> scalar_{};
-  std::array<uint8_t, 32> seed_{};
   bool seeded_ = false;
   bool tampered_ = false;
   uint32_t tamper_events_ = 0;
+  uint32_t boot_count_ = 0;
+  uint32_t reset_count_ = 0;
   uint64_t rng_counter_ = 0;
   uint64_t last_block_tag_ = 0;  // repetition test
-  uint64_t boot_count_ = 0;
-  uint64_t reset_count_ = 0;
   std::array<std::array<uint8_t, 32>, kNumRegisters> registers_{};
+  std::array<uint8_t, 65> public_key_{};     // SEC1 (cached)
+  std::array<uint8_t, 65> cert_public_{};    // SEC1 (cached)
+  std::array<uint32_t, 5> boot_counters_{};  // BootChainComponents() order
   std::vector<ImageRef> event_log_;
-  std::vector<std::pair<std::string, uint32_t>> counters_;
-  std::string public_key_;   // 65-byte SEC1 (cached)
-  std::string cert_public_;  // 65-byte SEC1 (cached)
+  std::vector<std::pair<std::string, uint32_t>> app_counters_;
   std::unique_ptr<EntropySource> entropy_for_test_;
+  // Seeded mode, during key generation only.
+  std::unique_ptr<std::string> keygen_seed_;
 };
 
 }  // namespace sphere::mcu
