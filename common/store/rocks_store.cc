@@ -1,0 +1,234 @@
+// RocksStore: the durable Store (RocksDB, one column family per record kind,
+// WAL synced on every acknowledged write, optionally encrypted at rest).
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/store/store.h"
+#include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/write_batch.h"
+
+namespace sphere::store {
+namespace {
+
+// FromRocks maps a RocksDB status to absl, naming the operation, the database
+// path and (when relevant) the column family.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view op,
+                       absl::string_view path, absl::string_view cf = "") {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("rocks store ", op, " (path ", path);
+  if (!cf.empty()) absl::StrAppend(&msg, ", cf '", cf, "'");
+  absl::StrAppend(&msg, "): ", s.ToString());
+  switch (s.code()) {
+    case rocksdb::Status::kNotFound:
+      return absl::NotFoundError(msg);
+    case rocksdb::Status::kCorruption:
+      return absl::DataLossError(msg);
+    case rocksdb::Status::kNotSupported:
+      return absl::UnimplementedError(msg);
+    case rocksdb::Status::kInvalidArgument:
+      return absl::InvalidArgumentError(msg);
+    case rocksdb::Status::kIOError:
+      if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+      return absl::InternalError(msg);
+    case rocksdb::Status::kMergeInProgress:
+    case rocksdb::Status::kAborted:
+      return absl::AbortedError(msg);
+    case rocksdb::Status::kTimedOut:
+      return absl::DeadlineExceededError(msg);
+    case rocksdb::Status::kIncomplete:
+    case rocksdb::Status::kShutdownInProgress:
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTryAgain:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// PrefixSuccessor returns the smallest string greater than every string with
+// `prefix`, or "" when there is none (prefix empty or all 0xff).
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty()) {
+    unsigned char c = static_cast<unsigned char>(s.back());
+    if (c != 0xff) {
+      s.back() = static_cast<char>(c + 1);
+      return s;
+    }
+    s.pop_back();
+  }
+  return s;
+}
+
+rocksdb::Slice ToSlice(absl::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+
+class RocksStore : public Store {
+ public:
+  RocksStore(std::string path, bool sync, std::unique_ptr<rocksdb::Env> env)
+      : path_(std::move(path)), sync_(sync), env_(std::move(env)) {}
+
+  ~RocksStore() override {
+    if (db_ == nullptr) return;
+    for (rocksdb::ColumnFamilyHandle* h : handles_) {
+      db_->DestroyColumnFamilyHandle(h);
+    }
+    db_->Close();
+    db_.reset();
+    // env_ is destroyed after the DB that uses it.
+  }
+
+  absl::Status Open(const std::vector<std::string>& wanted) {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    if (env_ != nullptr) options.env = env_.get();
+    options.IncreaseParallelism(2);
+
+    // RocksDB requires every existing column family to be opened; open the
+    // union of what is on disk and what was asked for.
+    std::vector<std::string> existing;
+    rocksdb::Status ls =
+        rocksdb::DB::ListColumnFamilies(options, path_, &existing);
+    std::set<std::string> names(existing.begin(), existing.end());
+    names.insert(rocksdb::kDefaultColumnFamilyName);
+    for (const std::string& cf : wanted) {
+      if (cf.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rocks store open (path ", path_, "): empty column family name"));
+      }
+      names.insert(cf);
+    }
+    (void)ls;  // A missing DB simply has no column families yet.
+
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const std::string& name : names) {
+      descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
+    }
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status s =
+        rocksdb::DB::Open(options, path_, descriptors, &handles_, &db);
+    if (!s.ok()) return FromRocks(s, "open", path_);
+    db_.reset(db);
+    std::set<std::string> wanted_set(wanted.begin(), wanted.end());
+    for (rocksdb::ColumnFamilyHandle* h : handles_) {
+      if (wanted_set.count(h->GetName())) cfs_[h->GetName()] = h;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> Get(absl::string_view cf,
+                                  absl::string_view key) override {
+    auto h = Handle(cf, "get");
+    if (!h.ok()) return h.status();
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), *h, ToSlice(key), &value);
+    if (!s.ok()) return FromRocks(s, "get", path_, cf);
+    return value;
+  }
+
+  absl::Status Write(const WriteBatch& batch) override {
+    if (batch.empty()) return absl::OkStatus();
+    rocksdb::WriteBatch wb;
+    for (const WriteBatch::Op& op : batch.ops()) {
+      auto h = Handle(op.cf, "write");
+      if (!h.ok()) return h.status();
+      rocksdb::Status s = op.is_delete
+                              ? wb.Delete(*h, ToSlice(op.key))
+                              : wb.Put(*h, ToSlice(op.key), ToSlice(op.value));
+      if (!s.ok()) return FromRocks(s, "write", path_, op.cf);
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync_;
+    return FromRocks(db_->Write(wo, &wb), "write", path_);
+  }
+
+  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
+                    const std::function<bool(absl::string_view key,
+                                             absl::string_view value)>& fn,
+                    absl::string_view start) override {
+    auto h = Handle(cf, "scan");
+    if (!h.ok()) return h.status();
+    if (!start.empty() && !absl::StartsWith(start, prefix)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rocks store scan (path ", path_, ", cf '", cf,
+                       "'): start does not have the scan prefix"));
+    }
+    rocksdb::ReadOptions ro;
+    std::string upper = PrefixSuccessor(prefix);
+    rocksdb::Slice upper_slice(upper);
+    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, *h));
+    for (it->Seek(ToSlice(start.empty() ? prefix : start)); it->Valid();
+         it->Next()) {
+      rocksdb::Slice k = it->key();
+      absl::string_view key(k.data(), k.size());
+      if (!absl::StartsWith(key, prefix)) break;
+      rocksdb::Slice v = it->value();
+      if (!fn(key, absl::string_view(v.data(), v.size()))) break;
+    }
+    return FromRocks(it->status(), "scan", path_, cf);
+  }
+
+ private:
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> Handle(absl::string_view cf,
+                                                      absl::string_view op) {
+    auto it = cfs_.find(cf);
+    if (it == cfs_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rocks store ", op, " (path ", path_,
+                       "): unknown column family '", cf, "'"));
+    }
+    return it->second;
+  }
+
+  const std::string path_;
+  const bool sync_;
+  std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared before it)
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
+  // Immutable after Open, so lookups need no lock.
+  absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenRocksStore(
+    const std::string& path, const std::vector<std::string>& column_families,
+    const RocksOptions& options) {
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rocks store open (path ", path,
+                     "): cannot create parent directory: ", ec.message()));
+  }
+  std::unique_ptr<rocksdb::Env> env;
+  if (!options.data_key.empty()) {
+    return absl::UnimplementedError(
+        "rocks store: encryption at rest is not wired up yet");
+  }
+  auto store = std::make_unique<RocksStore>(path, options.sync, std::move(env));
+  absl::Status s = store->Open(column_families);
+  if (!s.ok()) return s;
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace sphere::store

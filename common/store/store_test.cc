@@ -1,0 +1,273 @@
+// Store contract tests, run against both MemoryStore and RocksStore.
+
+#include "common/store/store.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/store/memory_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sphere::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+std::string TestDir(absl::string_view name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+enum class Kind { kMemory, kRocks };
+
+class StoreContractTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    std::string name = absl::StrReplaceAll(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+        {{"/", "_"}});
+    dir_ = TestDir(absl::StrCat(name, "_", static_cast<int>(GetParam())));
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    absl::StatusOr<std::unique_ptr<Store>> s = GetParam() == Kind::kMemory
+                                                   ? OpenMemoryStore(cfs_)
+                                                   : OpenRocksStore(dir_, cfs_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  std::vector<std::pair<std::string, std::string>> ScanAll(
+      absl::string_view cf, absl::string_view prefix,
+      absl::string_view start = "", int limit = -1) {
+    std::vector<std::pair<std::string, std::string>> out;
+    absl::Status s = store_->Scan(
+        cf, prefix,
+        [&](absl::string_view k, absl::string_view v) {
+          out.emplace_back(std::string(k), std::string(v));
+          return limit < 0 || static_cast<int>(out.size()) < limit;
+        },
+        start);
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  std::vector<std::string> cfs_ = {"devices", "tenants"};
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreContractTest, PutGetDelete) {
+  EXPECT_EQ(store_->Get("devices", "d1").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->Put("devices", "d1", "v1").ok());
+  EXPECT_EQ(*store_->Get("devices", "d1"), "v1");
+  ASSERT_TRUE(store_->Put("devices", "d1", "v2").ok());
+  EXPECT_EQ(*store_->Get("devices", "d1"), "v2");
+  // Column families are independent namespaces.
+  EXPECT_EQ(store_->Get("tenants", "d1").status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->Delete("devices", "d1").ok());
+  EXPECT_EQ(store_->Get("devices", "d1").status().code(),
+            absl::StatusCode::kNotFound);
+  // Deleting an absent key is fine.
+  EXPECT_TRUE(store_->Delete("devices", "nope").ok());
+}
+
+TEST_P(StoreContractTest, BinaryKeysAndValues) {
+  std::string key("a\0b\xff", 4);
+  std::string value("\0\1\2\xfe", 4);
+  ASSERT_TRUE(store_->Put("devices", key, value).ok());
+  EXPECT_EQ(*store_->Get("devices", key), value);
+  EXPECT_EQ(store_->Get("devices", "a").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreContractTest, BatchIsAtomic) {
+  ASSERT_TRUE(store_->Put("devices", "gone", "x").ok());
+  WriteBatch b;
+  b.Put("devices", "d1", "v1");
+  b.Put("tenants", "t1", "w1");
+  b.Delete("devices", "gone");
+  b.Put("devices", "d1", "v1b");  // later ops win
+  ASSERT_TRUE(store_->Write(b).ok());
+  EXPECT_EQ(*store_->Get("devices", "d1"), "v1b");
+  EXPECT_EQ(*store_->Get("tenants", "t1"), "w1");
+  EXPECT_EQ(store_->Get("devices", "gone").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // A batch with one bad op applies nothing.
+  WriteBatch bad;
+  bad.Put("devices", "d2", "v2");
+  bad.Delete("devices", "d1");
+  bad.Put("no-such-cf", "k", "v");
+  absl::Status s = store_->Write(bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Get("devices", "d2").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->Get("devices", "d1"), "v1b");
+
+  EXPECT_TRUE(store_->Write(WriteBatch()).ok());
+}
+
+TEST_P(StoreContractTest, ScanPrefixOrderStartAndEarlyStop) {
+  for (const char* k : {"dev/3", "dev/1", "dev/2", "de", "dew", "dev0", "a"}) {
+    ASSERT_TRUE(store_->Put("devices", k, absl::StrCat("v:", k)).ok());
+  }
+  EXPECT_THAT(ScanAll("devices", "dev/"),
+              ElementsAre(Pair("dev/1", "v:dev/1"), Pair("dev/2", "v:dev/2"),
+                          Pair("dev/3", "v:dev/3")));
+  EXPECT_THAT(ScanAll("devices", "dev/", "dev/2"),
+              ElementsAre(Pair("dev/2", "v:dev/2"), Pair("dev/3", "v:dev/3")));
+  EXPECT_THAT(ScanAll("devices", "dev/", "dev/25"),
+              ElementsAre(Pair("dev/3", "v:dev/3")));
+  EXPECT_THAT(ScanAll("devices", "dev/", "", 2),
+              ElementsAre(Pair("dev/1", "v:dev/1"), Pair("dev/2", "v:dev/2")));
+  EXPECT_TRUE(ScanAll("devices", "zzz").empty());
+  EXPECT_TRUE(ScanAll("tenants", "").empty());
+  EXPECT_EQ(ScanAll("devices", "").size(), 7u);
+  EXPECT_EQ(ScanAll("devices", "").front().first, "a");
+
+  absl::Status s = store_->Scan(
+      "devices", "dev/",
+      [](absl::string_view, absl::string_view) { return true; }, "other");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreContractTest, ScanPrefixWithHighBytes) {
+  std::string p("\x01\xff", 2);
+  ASSERT_TRUE(store_->Put("devices", p + "a", "1").ok());
+  ASSERT_TRUE(store_->Put("devices", p + "\xff", "2").ok());
+  ASSERT_TRUE(store_->Put("devices", std::string("\x02", 1), "3").ok());
+  ASSERT_TRUE(store_->Put("devices", std::string("\x01\xfe", 2), "4").ok());
+  EXPECT_THAT(ScanAll("devices", p),
+              ElementsAre(Pair(p + "a", "1"), Pair(p + "\xff", "2")));
+}
+
+TEST_P(StoreContractTest, ScanCallbackMayWrite) {
+  ASSERT_TRUE(store_->Put("devices", "k1", "v").ok());
+  ASSERT_TRUE(store_->Put("devices", "k2", "v").ok());
+  int n = 0;
+  ASSERT_TRUE(store_
+                  ->Scan("devices", "k",
+                         [&](absl::string_view k, absl::string_view) {
+                           ++n;
+                           return store_->Put("tenants", k, "seen").ok();
+                         })
+                  .ok());
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(*store_->Get("tenants", "k2"), "seen");
+}
+
+TEST_P(StoreContractTest, UnknownColumnFamily) {
+  absl::Status s = store_->Put("bogus", "k", "v");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("bogus"));
+  EXPECT_EQ(store_->Get("bogus", "k").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->Delete("bogus", "k").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store_
+          ->Scan("bogus", "",
+                 [](absl::string_view, absl::string_view) { return true; })
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, StoreContractTest,
+                         ::testing::Values(Kind::kMemory, Kind::kRocks),
+                         [](const auto& info) {
+                           return info.param == Kind::kMemory ? "Memory"
+                                                              : "Rocks";
+                         });
+
+// ---- RocksStore-specific ----------------------------------------------
+
+TEST(RocksStoreTest, ReopenPersists) {
+  std::string dir = TestDir("reopen");
+  {
+    auto s = OpenRocksStore(dir, {"devices", "tenants"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->Put("devices", "d1", "v1").ok());
+    WriteBatch b;
+    b.Put("tenants", "t1", "w1");
+    b.Put("devices", "d2", "v2");
+    ASSERT_TRUE((*s)->Write(b).ok());
+    ASSERT_TRUE((*s)->Delete("devices", "d2").ok());
+  }
+  {
+    // Reopening with a subset of the column families still works.
+    auto s = OpenRocksStore(dir, {"devices"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(*(*s)->Get("devices", "d1"), "v1");
+    EXPECT_EQ((*s)->Get("devices", "d2").status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_EQ((*s)->Get("tenants", "t1").status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  {
+    // A new column family is created on an existing DB.
+    auto s = OpenRocksStore(dir, {"devices", "tenants", "groups"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(*(*s)->Get("tenants", "t1"), "w1");
+    ASSERT_TRUE((*s)->Put("groups", "g", "1").ok());
+  }
+}
+
+TEST(RocksStoreTest, ErrorsNameThePath) {
+  std::string dir = TestDir("locked");
+  auto a = OpenRocksStore(dir, {"devices"});
+  ASSERT_TRUE(a.ok()) << a.status();
+  // The DB is locked by `a`.
+  auto b = OpenRocksStore(dir, {"devices"});
+  ASSERT_FALSE(b.ok());
+  EXPECT_THAT(b.status().message(), HasSubstr(dir));
+
+  auto c = OpenRocksStore(dir + "_x", {"devices", ""});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- MemoryStore fault injection ------------------------------------------
+
+TEST(MemoryStoreTest, FaultInjection) {
+  auto store = *MemoryStore::Create({"devices"});
+  store->FailNextWrites(2, absl::UnavailableError("disk gone"));
+  EXPECT_EQ(store->Put("devices", "k", "v").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Put("devices", "k", "v").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Size("devices"), 0u);
+  EXPECT_TRUE(store->Put("devices", "k", "v").ok());
+  EXPECT_EQ(store->writes(), 1);
+
+  store->FailNextReads(1, absl::DataLossError("bad sector"));
+  EXPECT_EQ(store->Get("devices", "k").status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(*store->Get("devices", "k"), "v");
+
+  store->FailNextWrites(5, absl::OkStatus());  // still fails
+  EXPECT_FALSE(store->Put("devices", "k", "v2").ok());
+  store->ClearFaults();
+  EXPECT_TRUE(store->Put("devices", "k", "v2").ok());
+
+  EXPECT_EQ(MemoryStore::Create({"a", "a"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sphere::store
