@@ -1,0 +1,630 @@
+// X.509 certificates and PKCS#10 CSRs. Extensions are built as ASN.1
+// structures and added with X509_add1_ext_i2d (no config-string parsing), which
+// OpenSSL 3 and BoringSSL both support identically.
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/obj_mac.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/crypto/crypto.h"
+#include "common/crypto/internal.h"
+
+namespace sphere::crypto {
+
+using internal::Fail;
+using internal::U8;
+
+namespace {
+
+using X509Ptr = internal::Ptr<X509, X509_free>;
+using X509ReqPtr = internal::Ptr<X509_REQ, X509_REQ_free>;
+using X509NamePtr = internal::Ptr<X509_NAME, X509_NAME_free>;
+using X509StorePtr = internal::Ptr<X509_STORE, X509_STORE_free>;
+using X509StoreCtxPtr = internal::Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
+using Asn1TimePtr = internal::Ptr<ASN1_TIME, ASN1_TIME_free>;
+using Asn1OctetPtr = internal::Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
+using Asn1BitPtr = internal::Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
+using BasicConstraintsPtr =
+    internal::Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
+using AuthorityKeyIdPtr = internal::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
+using GeneralNamesPtr = internal::Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
+using EkuPtr = internal::Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
+
+constexpr absl::string_view kUrnPrefix = "urn:sphere:";
+
+// Largest time representable in a GeneralizedTime: 9999-12-31T23:59:59Z.
+constexpr int64_t kMaxCertTime = 253402300799;
+
+time_t ToCertTime(absl::Time t) {
+  int64_t s = absl::ToUnixSeconds(t);
+  if (s < 0) s = 0;
+  if (s > kMaxCertTime) s = kMaxCertTime;
+  return static_cast<time_t>(s);
+}
+
+absl::Time FromAsn1Time(const ASN1_TIME* t) {
+  Asn1TimePtr epoch(ASN1_TIME_set(nullptr, 0));
+  int days = 0, secs = 0;
+  if (!epoch || ASN1_TIME_diff(&days, &secs, epoch.get(), t) != 1) {
+    ERR_clear_error();
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixSeconds(int64_t{days} * 86400 + secs);
+}
+
+absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
+  internal::BioPtr bio = internal::MemBio(pem);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) return Fail(absl::InvalidArgumentError("unparseable certificate"));
+  return cert;
+}
+
+std::string ToPemX509(X509* cert) {
+  internal::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    ERR_clear_error();
+    return "";
+  }
+  return internal::BioContents(bio.get());
+}
+
+std::string Asn1ToUtf8(const ASN1_STRING* s) {
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, s);
+  if (len < 0) {
+    ERR_clear_error();
+    return "";
+  }
+  std::string out(reinterpret_cast<char*>(utf8), len);
+  OPENSSL_free(utf8);
+  return out;
+}
+
+std::string NameEntry(const X509_NAME* name, int nid) {
+  int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (idx < 0) return "";
+  return Asn1ToUtf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+}
+
+// "CN=a, O=b" in encoding order.
+std::string NameLine(const X509_NAME* name) {
+  std::vector<std::string> parts;
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const ASN1_OBJECT* obj = X509_NAME_ENTRY_get_object(e);
+    int nid = OBJ_obj2nid(obj);
+    std::string key;
+    if (nid != NID_undef) {
+      key = OBJ_nid2sn(nid);
+    } else {
+      char buf[80];
+      OBJ_obj2txt(buf, sizeof(buf), obj, 1);
+      key = buf;
+    }
+    parts.push_back(key + "=" + Asn1ToUtf8(X509_NAME_ENTRY_get_data(e)));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+absl::StatusOr<X509NamePtr> MakeName(absl::string_view cn,
+                                     absl::string_view org) {
+  X509NamePtr name(X509_NAME_new());
+  if (!name) return Fail(absl::InternalError("X509_NAME_new"));
+  if (!cn.empty() && X509_NAME_add_entry_by_NID(
+                         name.get(), NID_commonName, MBSTRING_UTF8, U8(cn),
+                         static_cast<int>(cn.size()), -1, 0) != 1) {
+    return Fail(absl::InvalidArgumentError("invalid common name"));
+  }
+  if (!org.empty() && X509_NAME_add_entry_by_NID(
+                          name.get(), NID_organizationName, MBSTRING_UTF8,
+                          U8(org), static_cast<int>(org.size()), -1, 0) != 1) {
+    return Fail(absl::InvalidArgumentError("invalid organization"));
+  }
+  return name;
+}
+
+// SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1).
+std::string KeyId(absl::string_view point) {
+  std::string out(20, '\0');
+  unsigned int len = 0;
+  EVP_Digest(point.data(), point.size(), reinterpret_cast<uint8_t*>(&out[0]),
+             &len, internal::Sha1Md(), nullptr);
+  return out;
+}
+
+Asn1OctetPtr Octets(absl::string_view data) {
+  Asn1OctetPtr s(ASN1_OCTET_STRING_new());
+  if (s && ASN1_OCTET_STRING_set(s.get(), U8(data),
+                                 static_cast<int>(data.size())) != 1) {
+    s.reset();
+  }
+  return s;
+}
+
+bool AddIa5Name(GENERAL_NAMES* names, int type, absl::string_view value) {
+  ASN1_IA5STRING* s = ASN1_IA5STRING_new();
+  if (s == nullptr ||
+      ASN1_STRING_set(s, value.data(), static_cast<int>(value.size())) != 1) {
+    ASN1_IA5STRING_free(s);
+    return false;
+  }
+  GENERAL_NAME* gn = GENERAL_NAME_new();
+  if (gn == nullptr) {
+    ASN1_IA5STRING_free(s);
+    return false;
+  }
+  GENERAL_NAME_set0_value(gn, type, s);
+  if (sk_GENERAL_NAME_push(names, gn) == 0) {
+    GENERAL_NAME_free(gn);
+    return false;
+  }
+  return true;
+}
+
+bool AddIpName(GENERAL_NAMES* names, const std::string& ip) {
+  ASN1_OCTET_STRING* s = a2i_IPADDRESS(ip.c_str());
+  if (s == nullptr) return false;
+  GENERAL_NAME* gn = GENERAL_NAME_new();
+  if (gn == nullptr) {
+    ASN1_OCTET_STRING_free(s);
+    return false;
+  }
+  GENERAL_NAME_set0_value(gn, GEN_IPADD, s);
+  if (sk_GENERAL_NAME_push(names, gn) == 0) {
+    GENERAL_NAME_free(gn);
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::string> ClaimUris(const DeviceClaims& c) {
+  std::vector<std::string> uris;
+  auto add = [&](absl::string_view kind, const std::string& v) {
+    if (!v.empty()) uris.push_back(absl::StrCat(kUrnPrefix, kind, ":", v));
+  };
+  add("device", c.device_id);
+  add("tenant", c.tenant_id);
+  add("product", c.product_id);
+  add("group", c.device_group_id);
+  add("scope", c.scope);
+  return uris;
+}
+
+void ClaimFromUri(absl::string_view uri, DeviceClaims* c) {
+  if (!absl::ConsumePrefix(&uri, kUrnPrefix)) return;
+  struct Field {
+    absl::string_view kind;
+    std::string* dst;
+  } fields[] = {{"device:", &c->device_id},
+                {"tenant:", &c->tenant_id},
+                {"product:", &c->product_id},
+                {"group:", &c->device_group_id},
+                {"scope:", &c->scope}};
+  for (const Field& f : fields) {
+    if (absl::ConsumePrefix(&uri, f.kind)) {
+      *f.dst = std::string(uri);
+      return;
+    }
+  }
+}
+
+absl::Status AddExt(X509* cert, int nid, void* value, bool critical) {
+  if (X509_add1_ext_i2d(cert, nid, value, critical ? 1 : 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return Fail(absl::InternalError(
+        absl::StrCat("adding extension ", OBJ_nid2sn(nid), " failed")));
+  }
+  return absl::OkStatus();
+}
+
+bool HasEku(X509* cert, int nid) {
+  EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
+      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
+  if (!eku) return false;
+  for (size_t i = 0; i < static_cast<size_t>(sk_ASN1_OBJECT_num(eku.get()));
+       ++i) {
+    if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == nid) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ---- Issuance -------------------------------------------------------------
+
+absl::StatusOr<std::string> IssueCertificate(
+    const CertificateSpec& spec, const EcPrivateKey& issuer_key,
+    absl::string_view issuer_cert_pem) {
+  if (!issuer_key.valid()) {
+    return absl::InvalidArgumentError("issuer key is empty");
+  }
+  if (spec.not_after <= spec.not_before) {
+    return absl::InvalidArgumentError("not_after must be after not_before");
+  }
+  auto subject_key = internal::EcKeyFromPoint(spec.subject_public_key);
+  if (!subject_key.ok()) return subject_key.status();
+  auto signing_key = internal::EcKeyFromScalar(issuer_key.scalar(), true);
+  if (!signing_key.ok()) return signing_key.status();
+  std::string issuer_point = internal::PointOf(signing_key->get());
+
+  X509Ptr cert(X509_new());
+  if (!cert) return Fail(absl::InternalError("X509_new"));
+  if (X509_set_version(cert.get(), 2) != 1) {  // v3
+    return Fail(absl::InternalError("X509_set_version"));
+  }
+
+  // Serial: positive, at most 63 bits.
+  uint64_t serial = spec.serial;
+  while (serial == 0) {
+    std::string r = RandomBytes(8);
+    for (char c : r) serial = (serial << 8) | static_cast<uint8_t>(c);
+    serial &= 0x7fffffffffffffffULL;
+  }
+  uint8_t serial_be[8];
+  for (int i = 7; i >= 0; --i, serial >>= 8) serial_be[i] = serial & 0xff;
+  internal::BnPtr serial_bn(BN_bin2bn(serial_be, 8, nullptr));
+  if (!serial_bn ||
+      BN_to_ASN1_INTEGER(serial_bn.get(), X509_get_serialNumber(cert.get())) ==
+          nullptr) {
+    return Fail(absl::InternalError("setting serial failed"));
+  }
+
+  auto subject = MakeName(spec.common_name, spec.organization);
+  if (!subject.ok()) return subject.status();
+  if (X509_set_subject_name(cert.get(), subject->get()) != 1) {
+    return Fail(absl::InternalError("X509_set_subject_name"));
+  }
+
+  // Issuer name and key identifier.
+  std::string authority_key_id;
+  if (issuer_cert_pem.empty()) {
+    if (spec.subject_public_key != issuer_point) {
+      return absl::InvalidArgumentError(
+          "self-signed certificate: spec key must be the issuer key");
+    }
+    if (X509_set_issuer_name(cert.get(), subject->get()) != 1) {
+      return Fail(absl::InternalError("X509_set_issuer_name"));
+    }
+    authority_key_id = KeyId(issuer_point);
+  } else {
+    auto issuer = ParseX509(issuer_cert_pem);
+    if (!issuer.ok()) return issuer.status();
+    internal::EvpPkeyPtr issuer_pub(X509_get_pubkey(issuer->get()));
+    auto issuer_cert_point = internal::PointOfPkey(issuer_pub.get());
+    if (!issuer_cert_point.ok()) return issuer_cert_point.status();
+    if (*issuer_cert_point != issuer_point) {
+      return absl::InvalidArgumentError(
+          "issuer key does not match the issuer certificate");
+    }
+    if (X509_set_issuer_name(cert.get(),
+                             X509_get_subject_name(issuer->get())) != 1) {
+      return Fail(absl::InternalError("X509_set_issuer_name"));
+    }
+    Asn1OctetPtr ski(static_cast<ASN1_OCTET_STRING*>(X509_get_ext_d2i(
+        issuer->get(), NID_subject_key_identifier, nullptr, nullptr)));
+    if (ski) {
+      authority_key_id = std::string(
+          reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski.get())),
+          ASN1_STRING_length(ski.get()));
+    } else {
+      authority_key_id = KeyId(issuer_point);
+    }
+  }
+
+  if (ASN1_TIME_set(X509_getm_notBefore(cert.get()),
+                    ToCertTime(spec.not_before)) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(cert.get()),
+                    ToCertTime(spec.not_after)) == nullptr) {
+    return Fail(absl::InvalidArgumentError("validity out of range"));
+  }
+
+  internal::EvpPkeyPtr subject_pkey =
+      internal::PkeyFromEcKey(subject_key->get());
+  if (!subject_pkey || X509_set_pubkey(cert.get(), subject_pkey.get()) != 1) {
+    return Fail(absl::InternalError("X509_set_pubkey"));
+  }
+
+  // basicConstraints (critical).
+  const bool is_ca = spec.usage == KeyUsage::kCa;
+  {
+    BasicConstraintsPtr bc(BASIC_CONSTRAINTS_new());
+    if (!bc) return Fail(absl::InternalError("BASIC_CONSTRAINTS_new"));
+    bc->ca = is_ca ? 0xff : 0;
+    if (is_ca && spec.path_len >= 0) {
+      bc->pathlen = ASN1_INTEGER_new();
+      if (bc->pathlen == nullptr ||
+          ASN1_INTEGER_set(bc->pathlen, spec.path_len) != 1) {
+        return Fail(absl::InternalError("pathlen"));
+      }
+    }
+    if (auto s = AddExt(cert.get(), NID_basic_constraints, bc.get(), true);
+        !s.ok()) {
+      return s;
+    }
+  }
+  // keyUsage (critical).
+  {
+    Asn1BitPtr ku(ASN1_BIT_STRING_new());
+    if (!ku) return Fail(absl::InternalError("ASN1_BIT_STRING_new"));
+    // Bits: 0 digitalSignature, 5 keyCertSign, 6 cRLSign.
+    std::vector<int> bits = {0};
+    if (is_ca) bits = {0, 5, 6};
+    for (int bit : bits) {
+      if (ASN1_BIT_STRING_set_bit(ku.get(), bit, 1) != 1) {
+        return Fail(absl::InternalError("keyUsage"));
+      }
+    }
+    if (auto s = AddExt(cert.get(), NID_key_usage, ku.get(), true); !s.ok()) {
+      return s;
+    }
+  }
+  // extendedKeyUsage (leaf certificates only: an EKU on a CA would restrict
+  // every certificate below it).
+  if (!is_ca) {
+    EkuPtr eku(sk_ASN1_OBJECT_new_null());
+    if (!eku) return Fail(absl::InternalError("EKU"));
+    if (spec.usage == KeyUsage::kServerAuth ||
+        spec.usage == KeyUsage::kServerAndClientAuth) {
+      sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_server_auth));
+    }
+    if (spec.usage == KeyUsage::kClientAuth ||
+        spec.usage == KeyUsage::kServerAndClientAuth) {
+      sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_client_auth));
+    }
+    if (auto s = AddExt(cert.get(), NID_ext_key_usage, eku.get(), false);
+        !s.ok()) {
+      return s;
+    }
+  }
+  // subjectKeyIdentifier and authorityKeyIdentifier.
+  {
+    Asn1OctetPtr ski = Octets(KeyId(spec.subject_public_key));
+    if (!ski) return Fail(absl::InternalError("SKI"));
+    if (auto s =
+            AddExt(cert.get(), NID_subject_key_identifier, ski.get(), false);
+        !s.ok()) {
+      return s;
+    }
+    AuthorityKeyIdPtr aki(AUTHORITY_KEYID_new());
+    if (!aki) return Fail(absl::InternalError("AKI"));
+    aki->keyid = Octets(authority_key_id).release();
+    if (aki->keyid == nullptr) return Fail(absl::InternalError("AKI"));
+    if (auto s =
+            AddExt(cert.get(), NID_authority_key_identifier, aki.get(), false);
+        !s.ok()) {
+      return s;
+    }
+  }
+  // subjectAltName: DNS, IP, then claim URIs.
+  std::vector<std::string> uris = ClaimUris(spec.claims);
+  if (!spec.dns_sans.empty() || !spec.ip_sans.empty() || !uris.empty()) {
+    GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+    if (!names) return Fail(absl::InternalError("GENERAL_NAMES"));
+    for (const std::string& dns : spec.dns_sans) {
+      if (!AddIa5Name(names.get(), GEN_DNS, dns)) {
+        return Fail(absl::InvalidArgumentError("invalid DNS SAN: " + dns));
+      }
+    }
+    for (const std::string& ip : spec.ip_sans) {
+      if (!AddIpName(names.get(), ip)) {
+        return Fail(absl::InvalidArgumentError("invalid IP SAN: " + ip));
+      }
+    }
+    for (const std::string& uri : uris) {
+      if (!AddIa5Name(names.get(), GEN_URI, uri)) {
+        return Fail(absl::InvalidArgumentError("invalid URI SAN: " + uri));
+      }
+    }
+    if (auto s = AddExt(cert.get(), NID_subject_alt_name, names.get(), false);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  internal::EvpPkeyPtr signer = internal::PkeyFromEcKey(signing_key->get());
+  if (!signer ||
+      X509_sign(cert.get(), signer.get(), internal::Sha256Md()) <= 0) {
+    return Fail(absl::InternalError("X509_sign failed"));
+  }
+  std::string pem = ToPemX509(cert.get());
+  if (pem.empty()) return absl::InternalError("PEM_write_bio_X509 failed");
+  return pem;
+}
+
+// ---- Parsing --------------------------------------------------------------
+
+absl::StatusOr<ParsedCertificate> ParseCertificate(absl::string_view pem) {
+  auto cert = ParseX509(pem);
+  if (!cert.ok()) return cert.status();
+  X509* x = cert->get();
+  ParsedCertificate out;
+  const X509_NAME* subject = X509_get_subject_name(x);
+  const X509_NAME* issuer = X509_get_issuer_name(x);
+  out.common_name = NameEntry(subject, NID_commonName);
+  out.organization = NameEntry(subject, NID_organizationName);
+  out.issuer_common_name = NameEntry(issuer, NID_commonName);
+  out.subject_line = NameLine(subject);
+  out.issuer_line = NameLine(issuer);
+
+  internal::BnPtr serial(ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr));
+  if (serial) {
+    std::string bytes(BN_num_bytes(serial.get()), '\0');
+    BN_bn2bin(serial.get(), reinterpret_cast<uint8_t*>(&bytes[0]));
+    out.serial_hex = HexEncode(bytes);
+    if (out.serial_hex.empty()) out.serial_hex = "00";
+  }
+
+  internal::EvpPkeyPtr pub(X509_get_pubkey(x));
+  auto point = internal::PointOfPkey(pub.get());
+  if (!point.ok()) return point.status();
+  out.public_key = *point;
+
+  out.not_before = FromAsn1Time(X509_get0_notBefore(x));
+  out.not_after = FromAsn1Time(X509_get0_notAfter(x));
+
+  BasicConstraintsPtr bc(static_cast<BASIC_CONSTRAINTS*>(
+      X509_get_ext_d2i(x, NID_basic_constraints, nullptr, nullptr)));
+  out.is_ca = bc && bc->ca;
+  out.server_auth = HasEku(x, NID_server_auth);
+  out.client_auth = HasEku(x, NID_client_auth);
+
+  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr)));
+  if (names) {
+    for (size_t i = 0;
+         i < static_cast<size_t>(sk_GENERAL_NAME_num(names.get())); ++i) {
+      const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
+      if (gn->type == GEN_DNS) {
+        out.dns_sans.push_back(Asn1ToUtf8(gn->d.dNSName));
+      } else if (gn->type == GEN_URI) {
+        std::string uri = Asn1ToUtf8(gn->d.uniformResourceIdentifier);
+        ClaimFromUri(uri, &out.claims);
+        out.uri_sans.push_back(std::move(uri));
+      }
+    }
+  }
+
+  uint8_t* der = nullptr;
+  int der_len = i2d_X509(x, &der);
+  if (der_len <= 0) return Fail(absl::InternalError("i2d_X509 failed"));
+  out.der.assign(reinterpret_cast<char*>(der), der_len);
+  OPENSSL_free(der);
+  ERR_clear_error();
+  return out;
+}
+
+std::vector<std::string> SplitPemChain(absl::string_view pem) {
+  static constexpr absl::string_view kBegin = "-----BEGIN CERTIFICATE-----";
+  static constexpr absl::string_view kEnd = "-----END CERTIFICATE-----";
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    size_t begin = pem.find(kBegin, pos);
+    if (begin == absl::string_view::npos) break;
+    size_t end = pem.find(kEnd, begin);
+    if (end == absl::string_view::npos) break;
+    end += kEnd.size();
+    out.push_back(absl::StrCat(pem.substr(begin, end - begin), "\n"));
+    pos = end;
+  }
+  return out;
+}
+
+// ---- Verification ---------------------------------------------------------
+
+absl::Status VerifyChain(absl::string_view leaf_pem,
+                         absl::string_view intermediates_pem,
+                         absl::string_view roots_pem, absl::Time now,
+                         bool require_client_auth) {
+  auto leaf = ParseX509(leaf_pem);
+  if (!leaf.ok()) return leaf.status();
+
+  X509StorePtr store(X509_STORE_new());
+  if (!store) return Fail(absl::InternalError("X509_STORE_new"));
+  std::vector<std::string> roots = SplitPemChain(roots_pem);
+  if (roots.empty()) return absl::InvalidArgumentError("no root certificates");
+  for (const std::string& pem : roots) {
+    auto root = ParseX509(pem);
+    if (!root.ok()) return root.status();
+    if (X509_STORE_add_cert(store.get(), root->get()) != 1) {
+      ERR_clear_error();  // duplicate roots are harmless
+    }
+  }
+
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  if (untrusted == nullptr) return Fail(absl::InternalError("sk_X509_new"));
+  auto free_untrusted = [](STACK_OF(X509) * s) {
+    sk_X509_pop_free(s, X509_free);
+  };
+  std::unique_ptr<STACK_OF(X509), decltype(free_untrusted)> untrusted_owner(
+      untrusted, free_untrusted);
+  for (const std::string& pem : SplitPemChain(intermediates_pem)) {
+    auto cert = ParseX509(pem);
+    if (!cert.ok()) return cert.status();
+    if (sk_X509_push(untrusted, cert->get()) == 0) {
+      return Fail(absl::InternalError("sk_X509_push"));
+    }
+    cert->release();
+  }
+
+  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), store.get(), leaf->get(),
+                                  untrusted) != 1) {
+    return Fail(absl::InternalError("X509_STORE_CTX_init"));
+  }
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()),
+                             ToCertTime(now));
+  if (X509_verify_cert(ctx.get()) != 1) {
+    int err = X509_STORE_CTX_get_error(ctx.get());
+    std::string msg = absl::StrCat("certificate verification failed: ",
+                                   X509_verify_cert_error_string(err));
+    switch (err) {
+      case X509_V_ERR_CERT_HAS_EXPIRED:
+      case X509_V_ERR_CERT_NOT_YET_VALID:
+        return Fail(absl::FailedPreconditionError(msg));
+      default:
+        return Fail(absl::UnauthenticatedError(msg));
+    }
+  }
+  if (require_client_auth && !HasEku(leaf->get(), NID_client_auth)) {
+    return Fail(absl::UnauthenticatedError(
+        "certificate lacks the clientAuth extended key usage"));
+  }
+  ERR_clear_error();
+  return absl::OkStatus();
+}
+
+// ---- CSRs -----------------------------------------------------------------
+
+absl::StatusOr<std::string> CreateCsr(const EcPrivateKey& key,
+                                      absl::string_view common_name) {
+  if (!key.valid()) return absl::InvalidArgumentError("empty key");
+  auto ec = internal::EcKeyFromScalar(key.scalar(), true);
+  if (!ec.ok()) return ec.status();
+  internal::EvpPkeyPtr pkey = internal::PkeyFromEcKey(ec->get());
+  auto name = MakeName(common_name, "");
+  if (!name.ok()) return name.status();
+  X509ReqPtr req(X509_REQ_new());
+  if (!pkey || !req || X509_REQ_set_version(req.get(), 0) != 1 ||
+      X509_REQ_set_subject_name(req.get(), name->get()) != 1 ||
+      X509_REQ_set_pubkey(req.get(), pkey.get()) != 1 ||
+      X509_REQ_sign(req.get(), pkey.get(), internal::Sha256Md()) <= 0) {
+    return Fail(absl::InternalError("building CSR failed"));
+  }
+  internal::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
+    return Fail(absl::InternalError("PEM_write_bio_X509_REQ failed"));
+  }
+  return internal::BioContents(bio.get());
+}
+
+absl::StatusOr<ParsedCsr> ParseCsr(absl::string_view pem) {
+  internal::BioPtr bio = internal::MemBio(pem);
+  X509ReqPtr req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) return Fail(absl::InvalidArgumentError("unparseable CSR"));
+  internal::EvpPkeyPtr pkey(X509_REQ_get_pubkey(req.get()));
+  auto point = internal::PointOfPkey(pkey.get());
+  if (!point.ok()) return point.status();
+  if (X509_REQ_verify(req.get(), pkey.get()) != 1) {
+    return Fail(absl::UnauthenticatedError("CSR signature does not verify"));
+  }
+  ParsedCsr out;
+  out.common_name =
+      NameEntry(X509_REQ_get_subject_name(req.get()), NID_commonName);
+  out.public_key = *point;
+  return out;
+}
+
+}  // namespace sphere::crypto
