@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
@@ -14,9 +15,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/store/encrypted_env.h"
 #include "common/store/store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
+#include "rocksdb/env_encryption.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/write_batch.h"
@@ -76,6 +79,30 @@ std::string PrefixSuccessor(absl::string_view prefix) {
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
+}
+
+// CheckEncryptionMode refuses to open an existing plaintext DB with a data key
+// or an encrypted DB without one. Besides the clearer error, this keeps
+// plaintext files away from RocksDB's EncryptedFileSystem, which asserts that
+// every non-empty file is at least one encryption prefix long.
+absl::Status CheckEncryptionMode(const std::string& path, bool encrypted) {
+  std::ifstream current(path + "/CURRENT", std::ios::binary);
+  if (!current) return absl::OkStatus();  // new DB
+  std::string head(kEncryptionMagic.size(), '\0');
+  current.read(head.data(), head.size());
+  head.resize(current.gcount());
+  bool has_magic = head == kEncryptionMagic;
+  if (encrypted && !has_magic) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rocks store open (path ", path,
+        "): existing DB is not encrypted at rest, but a data key was given"));
+  }
+  if (!encrypted && has_magic) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rocks store open (path ", path,
+                     "): DB is encrypted at rest; a data key is required"));
+  }
+  return absl::OkStatus();
 }
 
 class RocksStore : public Store {
@@ -186,6 +213,12 @@ class RocksStore : public Store {
     return FromRocks(it->status(), "scan", path_, cf);
   }
 
+  absl::Status Flush() override {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    return FromRocks(db_->Flush(fo, handles_), "flush", path_);
+  }
+
  private:
   absl::StatusOr<rocksdb::ColumnFamilyHandle*> Handle(absl::string_view cf,
                                                       absl::string_view op) {
@@ -220,10 +253,20 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksStore(
         absl::StrCat("rocks store open (path ", path,
                      "): cannot create parent directory: ", ec.message()));
   }
+  absl::Status mode = CheckEncryptionMode(path, !options.data_key.empty());
+  if (!mode.ok()) return mode;
   std::unique_ptr<rocksdb::Env> env;
   if (!options.data_key.empty()) {
-    return absl::UnimplementedError(
-        "rocks store: encryption at rest is not wired up yet");
+    auto provider = NewAesCtrEncryptionProvider(options.data_key);
+    if (!provider.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rocks store open (path ", path, "): ", provider.status().message()));
+    }
+    env.reset(rocksdb::NewEncryptedEnv(rocksdb::Env::Default(), *provider));
+    if (env == nullptr) {
+      return absl::InternalError(absl::StrCat(
+          "rocks store open (path ", path, "): cannot create encrypted env"));
+    }
   }
   auto store = std::make_unique<RocksStore>(path, options.sync, std::move(env));
   absl::Status s = store->Open(column_families);

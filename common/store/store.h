@@ -35,8 +35,8 @@ class WriteBatch {
   };
   void Put(absl::string_view cf, absl::string_view key,
            absl::string_view value) {
-    ops_.push_back({false, std::string(cf), std::string(key),
-                    std::string(value)});
+    ops_.push_back(
+        {false, std::string(cf), std::string(key), std::string(value)});
   }
   void Delete(absl::string_view cf, absl::string_view key) {
     ops_.push_back({true, std::string(cf), std::string(key), ""});
@@ -69,6 +69,11 @@ class Store {
       const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn,
       absl::string_view start = "") = 0;
+
+  // Flush persists buffered state into the implementation's files (RocksStore:
+  // memtables to SST files). Durability never depends on it — Write already
+  // made every acknowledged batch durable. The default is a no-op.
+  virtual absl::Status Flush() { return absl::OkStatus(); }
 
   // Convenience single-key helpers.
   absl::Status Put(absl::string_view cf, absl::string_view key,
