@@ -1,0 +1,206 @@
+#include "common/rpc/rpc.h"
+
+#include <fcntl.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/metrics.h"
+#include "protos/ops.grpc.pb.h"
+
+namespace sphere::rpc {
+namespace {
+
+class MetricsServiceImpl final : public v1::Metrics::CallbackService {
+  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* ctx,
+                                       const v1::GetMetricsRequest*,
+                                       v1::GetMetricsResponse* resp) override {
+    resp->set_text(metrics::RenderAll());
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::Status WriteFile(const std::string& path, absl::string_view contents,
+                       int mode) {
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ",
+                                            strerror(errno)));
+  }
+  size_t off = 0;
+  while (off < contents.size()) {
+    ssize_t n = write(fd, contents.data() + off, contents.size() - off);
+    if (n < 0) {
+      close(fd);
+      return absl::InternalError(absl::StrCat("write ", tmp, ": ",
+                                              strerror(errno)));
+    }
+    off += n;
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename to ", path, ": ",
+                                            strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const TlsFiles& tls, bool require_client_cert) {
+  grpc::SslServerCredentialsOptions opts(
+      require_client_cert
+          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  opts.pem_root_certs = tls.ca_pem;
+  opts.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
+  return grpc::SslServerCredentials(opts);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
+    const TlsFiles& tls) {
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = tls.ca_pem;
+  opts.pem_private_key = tls.key_pem;
+  opts.pem_cert_chain = tls.cert_pem;
+  return grpc::SslCredentials(opts);
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
+                                          const TlsFiles& tls) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  args.SetMaxSendMessageSize(16 << 20);
+  args.SetSslTargetNameOverride("localhost");
+  return grpc::CreateCustomChannel(target, ChannelCredentials(tls), args);
+}
+
+absl::StatusOr<PeerIdentity> PeerFromContext(
+    const grpc::ServerContextBase& context) {
+  auto auth = context.auth_context();
+  if (auth == nullptr) {
+    return absl::UnauthenticatedError("call carries no TLS peer identity");
+  }
+  auto pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) {
+    return absl::UnauthenticatedError(
+        "no client certificate: connect with a Sphere-issued certificate");
+  }
+  auto parsed = crypto::ParseCertificate(
+      absl::string_view(pem.front().data(), pem.front().size()));
+  if (!parsed.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("unreadable client certificate: ",
+                     parsed.status().message()));
+  }
+  PeerIdentity id;
+  id.cert = std::move(*parsed);
+  return id;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl and gRPC share code numbers one-to-one.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+std::chrono::system_clock::time_point Deadline(absl::Duration d) {
+  return std::chrono::system_clock::now() +
+         std::chrono::microseconds(absl::ToInt64Microseconds(d));
+}
+
+ServerRunner::ServerRunner(ServerOptions options)
+    : options_(std::move(options)) {}
+
+ServerRunner::~ServerRunner() {
+  if (server_) Shutdown(absl::ZeroDuration());
+}
+
+void ServerRunner::AddService(grpc::Service* service) {
+  services_.push_back(service);
+}
+
+absl::Status ServerRunner::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(
+      options_.address,
+      ServerCredentials(options_.tls, options_.require_client_cert), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  grpc::ResourceQuota quota("sphere");
+  quota.SetMaxThreads(options_.max_threads);
+  builder.SetResourceQuota(quota);
+  metrics_service_ = std::make_unique<MetricsServiceImpl>();
+  builder.RegisterService(metrics_service_.get());
+  for (auto* s : services_) builder.RegisterService(s);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.address,
+                     " (port in use or bad certificate/key)"));
+  }
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+std::string ServerRunner::address() const {
+  std::string host = options_.address.substr(0, options_.address.rfind(':'));
+  return absl::StrCat(host, ":", port_);
+}
+
+void ServerRunner::Shutdown(absl::Duration grace) {
+  if (!server_) return;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(Deadline(grace));
+  server_->Wait();
+  server_.reset();
+}
+
+void InstallTerminationSignalMask() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace sphere::rpc

@@ -1,0 +1,116 @@
+// common/rpc: the gRPC plumbing every Sphere process shares, so service
+// adapters stay thin.
+//
+//  * TLS credentials from PEM (server requires and verifies client certs
+//    when a client CA is given: mutual TLS).
+//  * PeerIdentity: who called, from the verified peer certificate's claims.
+//  * ToGrpcStatus / FromGrpcStatus: one table mapping absl <-> gRPC codes.
+//  * ServerRunner: binds (port 0 allowed), registers the health service,
+//    server reflection and the Metrics service, bounds message sizes and
+//    threads, and shuts down gracefully with a deadline.
+//  * WaitForTerminationSignal: blocks until SIGINT or SIGTERM.
+#ifndef SPHERE_COMMON_RPC_RPC_H_
+#define SPHERE_COMMON_RPC_RPC_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/crypto/crypto.h"
+
+namespace sphere::rpc {
+
+// ReadFile / WriteFile (atomic: temp + rename) helpers for PEM and state files.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+absl::Status WriteFile(const std::string& path, absl::string_view contents,
+                       int mode = 0644);
+
+struct TlsFiles {
+  std::string cert_pem;
+  std::string key_pem;
+  std::string ca_pem;  // roots that authenticate the other side
+};
+
+// ServerCredentials: mTLS when `require_client_cert`, else server-auth TLS.
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const TlsFiles& tls, bool require_client_cert = true);
+
+// ChannelCredentials for a client presenting `tls.cert_pem` (may be empty).
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
+    const TlsFiles& tls);
+
+// NewChannel creates a channel with bounded message sizes. `target` is
+// host:port; the TLS target name override is "localhost".
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
+                                          const TlsFiles& tls);
+
+// PeerIdentity is the verified client certificate of the current call.
+struct PeerIdentity {
+  crypto::ParsedCertificate cert;
+  const crypto::DeviceClaims& claims() const { return cert.claims; }
+};
+
+// PeerFromContext reads the peer certificate gRPC verified during the TLS
+// handshake. Unauthenticated when the call carries none.
+absl::StatusOr<PeerIdentity> PeerFromContext(
+    const grpc::ServerContextBase& context);
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Deadline returns now + `d` as a gRPC deadline.
+std::chrono::system_clock::time_point Deadline(absl::Duration d);
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:0";
+  TlsFiles tls;
+  bool require_client_cert = true;
+  int max_message_bytes = 8 << 20;
+  int max_threads = 16;  // bounded thread pool for the sync parts of gRPC
+};
+
+// ServerRunner owns one gRPC server.
+//
+// Example:
+//   ServerRunner runner(options);
+//   runner.AddService(&attestation_service);
+//   RETURN_IF_ERROR(runner.Start());
+//   WaitForTerminationSignal();
+//   runner.Shutdown(absl::Seconds(5));
+class ServerRunner {
+ public:
+  explicit ServerRunner(ServerOptions options);
+  ~ServerRunner();
+
+  void AddService(grpc::Service* service);
+  // Start binds and starts serving; port() is then the bound port.
+  absl::Status Start();
+  int port() const { return port_; }
+  std::string address() const;
+  // Shutdown stops accepting calls, lets in-flight calls finish until
+  // `grace`, then cancels the rest. Health reports NOT_SERVING meanwhile.
+  void Shutdown(absl::Duration grace);
+  grpc::Server* server() { return server_.get(); }
+
+ private:
+  ServerOptions options_;
+  std::vector<grpc::Service*> services_;
+  std::unique_ptr<grpc::Service> metrics_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+// WaitForTerminationSignal blocks the calling thread until SIGINT or SIGTERM
+// arrives. Call InstallTerminationSignalMask() at the top of main (before any
+// thread starts) so that no other thread consumes the signal.
+void InstallTerminationSignalMask();
+int WaitForTerminationSignal();
+
+}  // namespace sphere::rpc
+
+#endif  // SPHERE_COMMON_RPC_RPC_H_

@@ -1,0 +1,293 @@
+#include "securitysvc/attestation/attestation.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/util/log.h"
+#include "common/util/metrics.h"
+#include "mcu-model/quote.h"
+
+namespace sphere::attestation {
+namespace {
+
+metrics::CounterMetric* AttestCounter() {
+  static auto* c = metrics::Counter("sphere_attestations_total",
+                                    "Attestations by outcome");
+  return c;
+}
+
+int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+std::string HistoryKey(absl::string_view device_id, absl::Time t,
+                       uint64_t seq) {
+  return absl::StrFormat("%s|%020d|%012d", device_id, ToMs(t), seq);
+}
+
+}  // namespace
+
+std::vector<std::string> ColumnFamilies() { return {kDevicesCf, kHistoryCf}; }
+
+absl::Status ValidateDeviceId(absl::string_view id) {
+  if (id.size() != 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device id must be 64 hex characters (SHA-256 of the device public "
+        "key); got ",
+        id.size(), " characters"));
+  }
+  for (char c : id) {
+    if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) {
+      return absl::InvalidArgumentError(
+          "device id must be lowercase hexadecimal");
+    }
+  }
+  return absl::OkStatus();
+}
+
+Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
+                   NonceStore* nonces, const auth::SessionTokens* tokens,
+                   Clock* clock, Options options)
+    : catalog_(catalog),
+      store_(store),
+      nonces_(nonces),
+      tokens_(tokens),
+      clock_(clock),
+      options_(options) {}
+
+absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
+    absl::string_view device_id) {
+  if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
+  auto device = catalog_->GetDevice(device_id);
+  if (!device.ok()) return device.status();
+  if (device->state() == v1::REVOKED) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("device ", device_id,
+                     " is revoked: it cannot attest until its tenant "
+                     "reinstates it"));
+  }
+  auto c = nonces_->Issue(device_id);
+  if (!c.ok()) return c.status();
+  v1::GetChallengeResponse resp;
+  resp.set_nonce(c->nonce);
+  resp.set_expires_unix_ms(ToMs(c->expires));
+  return resp;
+}
+
+absl::StatusOr<v1::AttestResponse> Attestor::Attest(
+    const v1::AttestRequest& request) {
+  v1::AttestationRecord record;
+  auto resp = Verify(request, &record);
+  if (!resp.ok()) {
+    AttestCounter()->Increment(absl::StrCat(
+        "outcome=\"", absl::StatusCodeToString(resp.status().code()), "\""));
+    if (ValidateDeviceId(request.device_id()).ok()) {
+      RecordFailure(request.device_id(), resp.status());
+    }
+    log::Info("attestation rejected",
+              {{"device", request.device_id()},
+               {"code", absl::StatusCodeToString(resp.status().code())},
+               {"reason", std::string(resp.status().message())}});
+    return resp.status();
+  }
+  AttestCounter()->Increment(
+      absl::StrCat("outcome=\"", record.outcome(), "\""));
+  return resp;
+}
+
+absl::StatusOr<v1::AttestResponse> Attestor::Verify(
+    const v1::AttestRequest& request, v1::AttestationRecord* record) {
+  const std::string& device_id = request.device_id();
+  if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
+  // 1. Registered, claimed, not revoked.
+  auto device = catalog_->GetDevice(device_id);
+  if (!device.ok()) return device.status();
+  if (device->state() == v1::REVOKED) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("device ", device_id, " is revoked"));
+  }
+  if (device->tenant_id().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device_id,
+        " is not claimed by any tenant: claim it with 'spherectl device "
+        "claim'"));
+  }
+  // 2. Signature by the registered device key.
+  auto body = mcu::ParseAndVerifyQuote(request.quote(), device->public_key());
+  if (!body.ok()) return body.status();
+  if (body->device_id() != device_id) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "quote names device ", body->device_id(), " but the request names ",
+        device_id));
+  }
+  // 3. Nonce: check first, consume only once everything else verified, so a
+  // forged or broken quote never burns the device's challenge.
+  if (auto s = nonces_->Check(device_id, body->nonce()); !s.ok()) return s;
+  // 4. Event log and registers.
+  if (auto s = mcu::CheckQuoteConsistency(*body); !s.ok()) return s;
+  if (body->tamper_events() > 0) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", device_id, " reports ", body->tamper_events(),
+        " tamper event(s): Pluton refuses trust after tampering"));
+  }
+  // 5. Every measured image is platform-signed and not rolled back.
+  std::map<std::string, uint32_t> measured;
+  for (const auto& e : body->event_log()) {
+    auto image = catalog_->FindImageByHash(e.image_hash());
+    if (!image.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "component ", e.component(), " version ", e.version(),
+          " runs an image the platform never signed (hash ",
+          crypto::HexEncode(e.image_hash()).substr(0, 16), "...)"));
+    }
+    if (image->component() != e.component() ||
+        image->version() != e.version()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "event log claims ", e.component(), " v", e.version(),
+          " but the measured image is ", image->component(), " v",
+          image->version()));
+    }
+    measured[e.component()] = e.version();
+  }
+  for (const auto& c : body->counters()) {
+    auto it = measured.find(c.component());
+    if (it != measured.end() && it->second < c.value()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "component ", c.component(), " runs version ", it->second,
+          " below its anti-rollback counter ", c.value()));
+    }
+  }
+  // 6. Versions against what the group should run.
+  std::vector<std::string> outdated;
+  for (const auto& [component, image] : catalog_->ExpectedImages(*device)) {
+    auto it = measured.find(component);
+    if (it == measured.end() || it->second < image.version()) {
+      outdated.push_back(component);
+    }
+  }
+  const bool update_only = !outdated.empty();
+  const std::string& cert_key = body->certificate_public_key();
+  if (cert_key.size() != 65 || cert_key[0] != 0x04) {
+    return absl::InvalidArgumentError(
+        "quote carries no valid certificate public key (65-byte SEC1 point)");
+  }
+  auto ca = catalog_->GetTenantCa(device->tenant_id());
+  if (!ca.ok()) return ca.status();
+
+  // Everything verified: now consume the nonce (exactly once).
+  if (auto s = nonces_->Consume(device_id, body->nonce()); !s.ok()) return s;
+
+  absl::Time now = clock_->Now();
+  crypto::CertificateSpec spec;
+  spec.common_name = device_id;
+  spec.organization = ca->name;
+  spec.subject_public_key = cert_key;
+  spec.not_before = now - options_.backdate;
+  spec.not_after = now + options_.certificate_lifetime;
+  spec.usage = crypto::KeyUsage::kClientAuth;
+  spec.claims.device_id = device_id;
+  spec.claims.tenant_id = device->tenant_id();
+  spec.claims.product_id = device->product_id();
+  spec.claims.device_group_id = device->device_group_id();
+  spec.claims.scope = update_only ? "update-only" : "full";
+  auto leaf = crypto::IssueCertificate(spec, ca->ca_key, ca->ca_cert_pem);
+  if (!leaf.ok()) return leaf.status();
+  auto parsed = crypto::ParseCertificate(*leaf);
+  if (!parsed.ok()) return parsed.status();
+
+  auth::DeviceContext ctx;
+  ctx.device_id = device_id;
+  ctx.tenant_id = device->tenant_id();
+  ctx.product_id = device->product_id();
+  ctx.device_group_id = device->device_group_id();
+  ctx.scope = spec.claims.scope;
+  ctx.certificate_serial = parsed->serial_hex;
+  ctx.not_after = spec.not_after;
+
+  v1::AttestResponse resp;
+  resp.set_outcome(update_only ? v1::UPDATE_REQUIRED : v1::UP_TO_DATE);
+  resp.set_certificate_chain_pem(*leaf + ca->ca_cert_pem);
+  resp.set_session_token(tokens_->Issue(ctx));
+  resp.set_not_after_unix_ms(ToMs(spec.not_after));
+  resp.set_tenant_id(device->tenant_id());
+  resp.set_product_id(device->product_id());
+  resp.set_device_group_id(device->device_group_id());
+  for (const auto& c : outdated) resp.add_outdated_components(c);
+  resp.set_certificate_serial(parsed->serial_hex);
+
+  record->set_device_id(device_id);
+  record->set_time_unix_ms(ToMs(now));
+  record->set_success(true);
+  record->set_outcome(update_only ? "UPDATE_REQUIRED" : "UP_TO_DATE");
+  if (update_only) {
+    record->set_reason(
+        absl::StrCat("outdated: ", absl::StrJoin(outdated, ", ")));
+  }
+  record->set_certificate_serial(parsed->serial_hex);
+  record->set_certificate_not_after_unix_ms(ToMs(spec.not_after));
+  for (const auto& [c, v] : measured) (*record->mutable_versions())[c] = v;
+  record->set_tenant_id(device->tenant_id());
+  record->set_device_group_id(device->device_group_id());
+  store::WriteBatch batch;
+  std::string bytes = record->SerializeAsString();
+  batch.Put(kDevicesCf, device_id, bytes);
+  batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
+  if (auto s = store_->Write(batch); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "could not record the attestation (", s.message(), "); retry"));
+  }
+  return resp;
+}
+
+void Attestor::RecordFailure(absl::string_view device_id,
+                             const absl::Status& status) {
+  // Only registered devices get a history (no unbounded writes for junk ids).
+  if (!catalog_->GetDevice(device_id).ok()) return;
+  absl::Time now = clock_->Now();
+  v1::AttestationRecord r;
+  r.set_device_id(std::string(device_id));
+  r.set_time_unix_ms(ToMs(now));
+  r.set_success(false);
+  r.set_outcome(absl::StatusCodeToString(status.code()));
+  r.set_reason(std::string(status.message()));
+  auto s = store_->Put(kHistoryCf, HistoryKey(device_id, now, seq_++),
+                       r.SerializeAsString());
+  if (!s.ok()) {
+    log::Warning("could not record failed attestation",
+                 {{"device", std::string(device_id)},
+                  {"error", std::string(s.message())}});
+  }
+}
+
+absl::StatusOr<v1::AttestationRecord> Attestor::LastRecord(
+    absl::string_view device_id) {
+  auto bytes = store_->Get(kDevicesCf, device_id);
+  if (!bytes.ok()) return bytes.status();
+  v1::AttestationRecord r;
+  if (!r.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("corrupt attestation record for ", device_id));
+  }
+  return r;
+}
+
+absl::StatusOr<std::vector<v1::AttestationRecord>> Attestor::History(
+    absl::string_view device_id) {
+  std::vector<v1::AttestationRecord> out;
+  absl::Status parse_error;
+  auto s = store_->Scan(kHistoryCf, absl::StrCat(device_id, "|"),
+                        [&](absl::string_view, absl::string_view v) {
+                          v1::AttestationRecord r;
+                          if (!r.ParseFromArray(v.data(), v.size())) {
+                            parse_error = absl::DataLossError(
+                                "corrupt attestation history record");
+                            return false;
+                          }
+                          out.push_back(std::move(r));
+                          return true;
+                        });
+  if (!s.ok()) return s;
+  if (!parse_error.ok()) return parse_error;
+  return out;
+}
+
+}  // namespace sphere::attestation

@@ -1,0 +1,75 @@
+#include "securitysvc/auth/device_context.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace sphere::auth {
+
+absl::StatusOr<DeviceContext> FromCertificate(
+    const crypto::ParsedCertificate& cert, absl::Time now) {
+  const crypto::DeviceClaims& c = cert.claims;
+  if (c.device_id.empty() || c.tenant_id.empty()) {
+    return absl::UnauthenticatedError(
+        "certificate carries no Sphere device claims: attest to obtain a "
+        "device certificate");
+  }
+  if (now > cert.not_after) {
+    return absl::UnauthenticatedError(
+        "device certificate expired: attest again to renew it");
+  }
+  DeviceContext ctx;
+  ctx.device_id = c.device_id;
+  ctx.tenant_id = c.tenant_id;
+  ctx.product_id = c.product_id;
+  ctx.device_group_id = c.device_group_id;
+  ctx.scope = c.scope.empty() ? "full" : c.scope;
+  ctx.certificate_serial = cert.serial_hex;
+  ctx.not_after = cert.not_after;
+  return ctx;
+}
+
+// Token: "v1|device|tenant|product|group|scope|serial|expiry_s" + "|" + hex MAC.
+std::string SessionTokens::Issue(const DeviceContext& ctx) const {
+  std::string body = absl::StrCat(
+      "v1|", ctx.device_id, "|", ctx.tenant_id, "|", ctx.product_id, "|",
+      ctx.device_group_id, "|", ctx.scope, "|", ctx.certificate_serial, "|",
+      absl::ToUnixSeconds(ctx.not_after));
+  return absl::StrCat(body, "|",
+                      crypto::HexEncode(crypto::HmacSha256(key_, body)));
+}
+
+absl::StatusOr<DeviceContext> SessionTokens::Verify(absl::string_view token,
+                                                    absl::Time now) const {
+  size_t bar = token.rfind('|');
+  if (bar == absl::string_view::npos) {
+    return absl::UnauthenticatedError("malformed session token");
+  }
+  absl::string_view body = token.substr(0, bar);
+  auto mac = crypto::HexDecode(token.substr(bar + 1));
+  if (!mac.ok() ||
+      !crypto::ConstantTimeEquals(*mac, crypto::HmacSha256(key_, body))) {
+    return absl::UnauthenticatedError(
+        "session token MAC does not verify: forged or tampered token");
+  }
+  std::vector<std::string> f = absl::StrSplit(body, '|');
+  int64_t expiry = 0;
+  if (f.size() != 8 || f[0] != "v1" || !absl::SimpleAtoi(f[7], &expiry)) {
+    return absl::UnauthenticatedError("malformed session token");
+  }
+  DeviceContext ctx;
+  ctx.device_id = f[1];
+  ctx.tenant_id = f[2];
+  ctx.product_id = f[3];
+  ctx.device_group_id = f[4];
+  ctx.scope = f[5];
+  ctx.certificate_serial = f[6];
+  ctx.not_after = absl::FromUnixSeconds(expiry);
+  if (now > ctx.not_after) {
+    return absl::UnauthenticatedError(
+        "session token expired: attest again to renew it");
+  }
+  return ctx;
+}
+
+}  // namespace sphere::auth

@@ -1,0 +1,53 @@
+// DeviceContext: the one identity every device-facing handler sees, whichever
+// of the two authentication paths (DESIGN.md §5) the call came by:
+//  * mTLS with the device's own Sphere-issued certificate (twin process), or
+//  * a gateway connection (loadgen) whose calls each carry a session token:
+//    a MAC over device id, certificate serial, scope and expiry, issued with
+//    the certificate and verifiable by every shard (key derived from the
+//    cluster master key).
+//
+// SessionTokens is immutable after construction and thread-safe.
+#ifndef SPHERE_SECURITYSVC_AUTH_DEVICE_CONTEXT_H_
+#define SPHERE_SECURITYSVC_AUTH_DEVICE_CONTEXT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/crypto/crypto.h"
+
+namespace sphere::auth {
+
+struct DeviceContext {
+  std::string device_id;
+  std::string tenant_id;
+  std::string product_id;
+  std::string device_group_id;
+  std::string scope;  // "full" or "update-only"
+  std::string certificate_serial;
+  absl::Time not_after;
+  bool update_only() const { return scope == "update-only"; }
+};
+
+// FromCertificate builds the context from a verified device certificate.
+// Unauthenticated when the certificate carries no device claims.
+absl::StatusOr<DeviceContext> FromCertificate(
+    const crypto::ParsedCertificate& cert, absl::Time now);
+
+class SessionTokens {
+ public:
+  // `key` is a 32-byte MAC key shared by all shards.
+  explicit SessionTokens(std::string key) : key_(std::move(key)) {}
+  std::string Issue(const DeviceContext& ctx) const;
+  // Verify checks the MAC and expiry; Unauthenticated (naming which) when
+  // the token is forged, tampered, malformed or expired.
+  absl::StatusOr<DeviceContext> Verify(absl::string_view token,
+                                       absl::Time now) const;
+
+ private:
+  const std::string key_;
+};
+
+}  // namespace sphere::auth
+
+#endif  // SPHERE_SECURITYSVC_AUTH_DEVICE_CONTEXT_H_

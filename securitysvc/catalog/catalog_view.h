@@ -1,0 +1,113 @@
+// CatalogView: what a shard needs to know about the platform catalog, which
+// management owns. Shards never write it; they follow management's Watch
+// stream into an InMemoryCatalog (see catalog_follower.h). Core logic
+// (attestation, update, error reporting) depends only on this interface.
+//
+// Thread-safety: implementations are safe for concurrent use.
+#ifndef SPHERE_SECURITYSVC_CATALOG_CATALOG_VIEW_H_
+#define SPHERE_SECURITYSVC_CATALOG_CATALOG_VIEW_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/crypto/crypto.h"
+#include "protos/management.pb.h"
+
+namespace sphere::catalog {
+
+// TenantCa is a tenant's issuing CA as a shard uses it.
+struct TenantCa {
+  std::string tenant_id;
+  std::string name;
+  std::string ca_cert_pem;
+  crypto::EcPrivateKey ca_key;
+};
+
+class CatalogView {
+ public:
+  virtual ~CatalogView() = default;
+
+  // GetDevice: NotFound when the factory never registered the device.
+  virtual absl::StatusOr<v1::Device> GetDevice(absl::string_view id) const = 0;
+  // GetTenantCa: NotFound for an unknown tenant.
+  virtual absl::StatusOr<TenantCa> GetTenantCa(
+      absl::string_view tenant_id) const = 0;
+  virtual absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(
+      absl::string_view group_id) const = 0;
+  // FindImageByHash: the platform-signed image whose measured hash is `hash`
+  // (32 raw bytes); NotFound when the platform never signed such an image.
+  virtual absl::StatusOr<v1::Image> FindImageByHash(
+      absl::string_view hash) const = 0;
+  // ExpectedImages: the images the device's group should run now (latest OS
+  // release of its feed + its group's latest deployment), by component.
+  virtual std::map<std::string, v1::Image> ExpectedImages(
+      const v1::Device& device) const = 0;
+  // Revision of the catalog this view reflects.
+  virtual int64_t revision() const = 0;
+};
+
+// InMemoryCatalog holds a full copy of the catalog, updated by Apply(). The
+// tenant CA keys arrive wrapped under the cluster master key and are
+// unwrapped here.
+class InMemoryCatalog : public CatalogView {
+ public:
+  explicit InMemoryCatalog(std::string master_key) : master_key_(master_key) {}
+
+  // Apply folds one Watch event into the view.
+  absl::Status Apply(const v1::WatchEvent& event);
+  // Direct setters (tests, bootstrap).
+  absl::Status PutTenant(const v1::Tenant& tenant);
+  void PutDevice(const v1::Device& device);
+  void PutGroup(const v1::DeviceGroup& group);
+  void PutImage(const v1::Image& image);
+  void PutDeployment(const v1::Deployment& deployment);
+  void PutOsRelease(const v1::OsRelease& release);
+  size_t device_count() const;
+
+  absl::StatusOr<v1::Device> GetDevice(absl::string_view id) const override;
+  absl::StatusOr<TenantCa> GetTenantCa(
+      absl::string_view tenant_id) const override;
+  absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(
+      absl::string_view group_id) const override;
+  absl::StatusOr<v1::Image> FindImageByHash(
+      absl::string_view hash) const override;
+  std::map<std::string, v1::Image> ExpectedImages(
+      const v1::Device& device) const override;
+  int64_t revision() const override;
+
+  // WrapKey / UnwrapKey: AES-256-GCM under the master key (used by
+  // management to wrap and by shards to unwrap tenant CA keys).
+  static absl::StatusOr<std::string> WrapKey(absl::string_view master_key,
+                                             absl::string_view label,
+                                             absl::string_view key);
+  static absl::StatusOr<std::string> UnwrapKey(absl::string_view master_key,
+                                               absl::string_view label,
+                                               absl::string_view wrapped);
+
+ private:
+  const std::string master_key_;
+  mutable absl::Mutex mu_;
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, v1::Device> devices_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, TenantCa> tenants_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::DeviceGroup> groups_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::Image> images_by_hash_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, v1::Image> images_by_id_
+      ABSL_GUARDED_BY(mu_);
+  // group id -> latest deployment
+  absl::flat_hash_map<std::string, v1::Deployment> deployments_
+      ABSL_GUARDED_BY(mu_);
+  // feed -> latest release
+  std::map<int, v1::OsRelease> os_releases_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace sphere::catalog
+
+#endif  // SPHERE_SECURITYSVC_CATALOG_CATALOG_VIEW_H_

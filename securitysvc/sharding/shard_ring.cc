@@ -1,0 +1,35 @@
+#include "securitysvc/sharding/shard_ring.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+
+namespace sphere::sharding {
+
+uint64_t RingHash(absl::string_view key) {
+  std::string d = crypto::Sha256(key);
+  uint64_t h = 0;
+  for (int i = 0; i < 8; ++i) h = (h << 8) | static_cast<uint8_t>(d[i]);
+  return h;
+}
+
+ShardRing::ShardRing(const v1::ShardMap& map) : map_(map) {
+  int vnodes = map.virtual_nodes() > 0 ? map.virtual_nodes() : 64;
+  for (int s = 0; s < map.shards_size(); ++s) {
+    for (int i = 0; i < vnodes; ++i) {
+      points_.push_back({RingHash(absl::StrCat(map.shards(s).id(), "#", i)), s});
+    }
+  }
+  std::sort(points_.begin(), points_.end());
+}
+
+const v1::Shard& ShardRing::Owner(absl::string_view device_id) const {
+  uint64_t h = RingHash(device_id);
+  auto it = std::lower_bound(points_.begin(), points_.end(),
+                             std::make_pair(h, -1));
+  if (it == points_.end()) it = points_.begin();
+  return map_.shards(it->second);
+}
+
+}  // namespace sphere::sharding
