@@ -1,6 +1,7 @@
 #include "securitysvc/management/catalog.h"
 
 #include <deque>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -43,9 +44,8 @@ std::string NewId() {
   b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);  // UUID v4 layout
   b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);
   std::string h = crypto::HexEncode(b);
-  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-",
-                      h.substr(12, 4), "-", h.substr(16, 4), "-",
-                      h.substr(20));
+  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
+                      "-", h.substr(16, 4), "-", h.substr(20));
 }
 
 // ValidateName accepts 1..64 characters of [A-Za-z0-9 ._-], not starting or
@@ -111,7 +111,8 @@ absl::StatusOr<std::optional<Message>> GetRecord(store::Store* store,
   absl::StatusOr<std::string> value = store->Get(cf, key);
   if (absl::IsNotFound(value.status())) return std::optional<Message>();
   if (!value.ok()) return value.status();
-  absl::StatusOr<Message> m = Parse<Message>(*value, absl::StrCat(cf, "/", key));
+  absl::StatusOr<Message> m =
+      Parse<Message>(*value, absl::StrCat(cf, "/", key));
   if (!m.ok()) return m.status();
   return std::optional<Message>(*std::move(m));
 }
@@ -121,8 +122,8 @@ template <typename Message>
 absl::Status ScanAll(store::Store* store, absl::string_view cf,
                      const std::function<bool(const Message&)>& fn) {
   absl::Status parse_error;
-  absl::Status s = store->Scan(
-      cf, "", [&](absl::string_view key, absl::string_view value) {
+  absl::Status s =
+      store->Scan(cf, "", [&](absl::string_view key, absl::string_view value) {
         absl::StatusOr<Message> m =
             Parse<Message>(value, absl::StrCat(cf, "/", key));
         if (!m.ok()) {
@@ -183,9 +184,9 @@ absl::StatusOr<crypto::EcPrivateKey> UnwrapTenantCaKey(
     return absl::InvalidArgumentError(absl::StrFormat(
         "wrapped CA key of tenant \"%s\" is truncated", tenant_id));
   }
-  absl::StatusOr<std::string> scalar = crypto::AesGcmOpen(
-      master_key, wrapped.substr(0, 12), wrapped.substr(12),
-      absl::StrCat("sphere-tenant-ca:", tenant_id));
+  absl::StatusOr<std::string> scalar =
+      crypto::AesGcmOpen(master_key, wrapped.substr(0, 12), wrapped.substr(12),
+                         absl::StrCat("sphere-tenant-ca:", tenant_id));
   if (!scalar.ok()) {
     return absl::UnauthenticatedError(absl::StrFormat(
         "cannot unwrap the CA key of tenant \"%s\": %s (wrong master key?)",
@@ -244,9 +245,9 @@ absl::Status Catalog::Commit(Txn& txn) {
   txn.batch_.Put(kMeta, kMetaRevision, absl::StrCat(last));
   absl::Status s = store_->Write(txn.batch_);
   if (!s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("catalog write failed; nothing changed: ",
-                                     s.message()));
+    return absl::Status(
+        s.code(),
+        absl::StrCat("catalog write failed; nothing changed: ", s.message()));
   }
   revision_ = last;
   for (const v1::WatchEvent& e : txn.events_) Notify(e);
@@ -256,9 +257,9 @@ absl::Status Catalog::Commit(Txn& txn) {
 // ---- Construction ----------------------------------------------------------
 
 std::vector<std::string> Catalog::ColumnFamilies() {
-  return {kTenants, kProducts,   kGroups,     kDevices, kTenantDevices,
-          kImages,  kDeployments, kOsReleases, kShards,  kMeta,
-          kLog};
+  return {kTenants,       kProducts, kGroups,      kDevices,
+          kTenantDevices, kImages,   kDeployments, kOsReleases,
+          kShards,        kMeta,     kLog};
 }
 
 Catalog::Catalog(store::Store* store, Clock* clock, CatalogOptions options)
@@ -301,7 +302,8 @@ int64_t Catalog::compacted_revision() const {
   return compacted_;
 }
 
-// ---- Lookups -----------------------------------------------------------------
+// ---- Lookups
+// -----------------------------------------------------------------
 
 absl::StatusOr<v1::Tenant> Catalog::FindTenant(absl::string_view id_or_name) {
   auto by_id = GetRecord<v1::Tenant>(store_, kTenants, id_or_name);
@@ -346,8 +348,8 @@ absl::StatusOr<v1::Tenant> Catalog::ResolveTenant(const Caller& caller,
   return FindTenant(tenant);
 }
 
-absl::StatusOr<v1::Product> Catalog::FindProduct(
-    const v1::Tenant& tenant, absl::string_view id_or_name) {
+absl::StatusOr<v1::Product> Catalog::FindProduct(const v1::Tenant& tenant,
+                                                 absl::string_view id_or_name) {
   if (id_or_name.empty()) {
     return absl::InvalidArgumentError(
         "a product is required; pass --product NAME (list them with "
@@ -357,9 +359,9 @@ absl::StatusOr<v1::Product> Catalog::FindProduct(
   if (!by_id.ok()) return by_id.status();
   if (by_id->has_value()) {
     if ((*by_id)->tenant_id() != tenant.id()) {
-      return absl::PermissionDeniedError(absl::StrFormat(
-          "product \"%s\" does not belong to tenant \"%s\"", id_or_name,
-          tenant.name()));
+      return absl::PermissionDeniedError(
+          absl::StrFormat("product \"%s\" does not belong to tenant \"%s\"",
+                          id_or_name, tenant.name()));
     }
     return **by_id;
   }
@@ -395,7 +397,8 @@ absl::StatusOr<v1::DeviceGroup> Catalog::FindGroup(const v1::Tenant& tenant,
     }
     return **by_id;
   }
-  std::vector<std::string> parts = absl::StrSplit(group, absl::MaxSplits('/', 1));
+  std::vector<std::string> parts =
+      absl::StrSplit(group, absl::MaxSplits('/', 1));
   if (parts.size() == 2) {
     absl::StatusOr<v1::Product> product = FindProduct(tenant, parts[0]);
     if (!product.ok()) return product.status();
@@ -450,7 +453,8 @@ absl::StatusOr<v1::Device> Catalog::FindOwnedDevice(
       "device \"%s\" is not owned by tenant \"%s\"", device_id, tenant.name()));
 }
 
-// ---- Tenants -------------------------------------------------------------------
+// ---- Tenants
+// -------------------------------------------------------------------
 
 absl::StatusOr<v1::Tenant> Catalog::CreateTenant(const Caller& caller,
                                                  absl::string_view name) {
@@ -483,8 +487,8 @@ absl::StatusOr<v1::Tenant> Catalog::CreateTenant(const Caller& caller,
   spec.not_after = clock_->Now() + options_.tenant_ca_validity;
   spec.usage = crypto::KeyUsage::kCa;
   spec.path_len = 0;
-  absl::StatusOr<std::string> cert = crypto::IssueCertificate(
-      spec, options_.root_key, options_.root_cert_pem);
+  absl::StatusOr<std::string> cert =
+      crypto::IssueCertificate(spec, options_.root_key, options_.root_cert_pem);
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> wrapped =
       WrapTenantCaKey(options_.master_key, tenant.id(), ca_key);
@@ -657,13 +661,14 @@ absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
   absl::StatusOr<v1::Product> product = FindProduct(*t, request.product());
   if (!product.ok()) return product.status();
   std::optional<v1::DeviceGroup> existing;
-  absl::Status s = ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
-    if (g.product_id() == product->id() &&
-        absl::EqualsIgnoreCase(g.name(), request.name())) {
-      existing = g;
-    }
-    return !existing.has_value();
-  });
+  absl::Status s =
+      ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
+        if (g.product_id() == product->id() &&
+            absl::EqualsIgnoreCase(g.name(), request.name())) {
+          existing = g;
+        }
+        return !existing.has_value();
+      });
   if (!s.ok()) return s;
   if (existing) {
     return absl::AlreadyExistsError(absl::StrFormat(
@@ -695,13 +700,14 @@ absl::StatusOr<std::vector<v1::DeviceGroup>> Catalog::ListDeviceGroups(
     product_id = p->id();
   }
   std::vector<v1::DeviceGroup> out;
-  absl::Status s = ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
-    if (g.tenant_id() == t->id() &&
-        (product_id.empty() || g.product_id() == product_id)) {
-      out.push_back(g);
-    }
-    return true;
-  });
+  absl::Status s =
+      ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
+        if (g.tenant_id() == t->id() &&
+            (product_id.empty() || g.product_id() == product_id)) {
+          out.push_back(g);
+        }
+        return true;
+      });
   if (!s.ok()) return s;
   return out;
 }
@@ -761,10 +767,10 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
           "factory device #%d: public key must be a 65-byte uncompressed "
           "P-256 point (0x04||X||Y), got %d bytes%s; nothing was imported",
           i, d.public_key().size(),
-          d.public_key().empty() ? ""
-                                 : absl::StrFormat(" starting 0x%02x",
-                                                   static_cast<unsigned char>(
-                                                       d.public_key()[0]))));
+          d.public_key().empty()
+              ? ""
+              : absl::StrFormat(" starting 0x%02x", static_cast<unsigned char>(
+                                                        d.public_key()[0]))));
     }
     if (d.device_type().size() > kMaxNameLength) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -843,7 +849,8 @@ absl::StatusOr<v1::ListDevicesResponse> Catalog::ListDevices(
   if (!t.ok()) return t.status();
   std::string group_id;
   if (!request.device_group_id().empty()) {
-    absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, request.device_group_id());
+    absl::StatusOr<v1::DeviceGroup> g =
+        FindGroup(*t, request.device_group_id());
     if (!g.ok()) return g.status();
     group_id = g->id();
   }
@@ -971,9 +978,9 @@ absl::StatusOr<v1::Device> Catalog::RequestDeviceTransfer(
   absl::StatusOr<v1::Tenant> to = FindTenant(to_tenant);
   if (!to.ok()) return to.status();
   if (to->id() == t->id()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "device \"%s\" already belongs to tenant \"%s\"", device_id,
-        t->name()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("device \"%s\" already belongs to tenant \"%s\"",
+                        device_id, t->name()));
   }
   d->set_state(v1::TRANSFER_PENDING);
   d->set_pending_tenant_id(to->id());
@@ -1015,7 +1022,8 @@ absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
   return d;
 }
 
-// ---- Images, deployments, OS releases ----------------------------------------
+// ---- Images, deployments, OS releases
+// ----------------------------------------
 
 absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
                                                const v1::Image& image) {
@@ -1190,7 +1198,8 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
   return release;
 }
 
-// ---- Shard map ----------------------------------------------------------------
+// ---- Shard map
+// ----------------------------------------------------------------
 
 absl::StatusOr<v1::ShardMap> Catalog::GetShardMap(const Caller& caller) {
   v1::ShardMap map;
@@ -1225,9 +1234,9 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
     }
   }
   if (shard.address().find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shard \"%s\": address \"%s\" must be host:port", shard.id(),
-        shard.address()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shard \"%s\": address \"%s\" must be host:port",
+                        shard.id(), shard.address()));
   }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
@@ -1251,7 +1260,8 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
   return map;
 }
 
-// ---- Change log -------------------------------------------------------------------
+// ---- Change log
+// -------------------------------------------------------------------
 
 bool Catalog::Deliver(const Watcher& watcher, const v1::WatchEvent& event) {
   if (event.has_tenant() && watcher.caller.kind != Caller::Kind::kInternal &&
@@ -1411,8 +1421,8 @@ absl::Status Catalog::Compact(int64_t revision) {
   while (true) {
     store::WriteBatch batch;
     size_t n = 0;
-    absl::Status s = store_->Scan(
-        kLog, "", [&](absl::string_view key, absl::string_view) {
+    absl::Status s =
+        store_->Scan(kLog, "", [&](absl::string_view key, absl::string_view) {
           if (key >= end || n >= kCompactChunk) return false;
           batch.Delete(kLog, key);
           ++n;

@@ -166,9 +166,10 @@ class Catalog {
                                           absl::string_view tenant,
                                           absl::string_view device_id,
                                           absl::string_view reason);
-  absl::StatusOr<v1::Device> RequestDeviceTransfer(
-      const Caller& caller, absl::string_view tenant,
-      absl::string_view device_id, absl::string_view to_tenant);
+  absl::StatusOr<v1::Device> RequestDeviceTransfer(const Caller& caller,
+                                                   absl::string_view tenant,
+                                                   absl::string_view device_id,
+                                                   absl::string_view to_tenant);
   // AcceptDeviceTransfer moves the device to the accepting tenant, increments
   // its ownership_epoch, clears product and group, and emits a
   // revoked_device_id event so shards drop credentials of the old owner.
@@ -186,8 +187,7 @@ class Catalog {
   absl::StatusOr<v1::Deployment> CreateDeployment(
       const Caller& caller, const v1::CreateDeploymentRequest& request);
   absl::StatusOr<std::vector<v1::Deployment>> ListDeployments(
-      const Caller& caller, absl::string_view tenant,
-      absl::string_view group);
+      const Caller& caller, absl::string_view tenant, absl::string_view group);
   absl::StatusOr<v1::OsRelease> ReleaseOs(const Caller& caller,
                                           const v1::ReleaseOsRequest& request);
 
