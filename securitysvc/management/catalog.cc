@@ -1,0 +1,1439 @@
+#include "securitysvc/management/catalog.h"
+
+#include <deque>
+#include <optional>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace sphere::management {
+namespace {
+
+constexpr char kTenants[] = "tenants";
+constexpr char kProducts[] = "products";
+constexpr char kGroups[] = "groups";
+constexpr char kDevices[] = "devices";
+constexpr char kTenantDevices[] = "tenant_devices";  // tenant/device -> ""
+constexpr char kImages[] = "images";
+constexpr char kDeployments[] = "deployments";
+constexpr char kOsReleases[] = "os_releases";
+constexpr char kShards[] = "shards";
+constexpr char kMeta[] = "meta";
+constexpr char kLog[] = "log";  // %020d revision -> WatchEvent
+
+constexpr char kMetaRevision[] = "revision";
+constexpr char kMetaCompacted[] = "compacted";
+constexpr char kMetaShardMapRevision[] = "shard_map_revision";
+
+constexpr size_t kMaxNameLength = 64;
+constexpr size_t kMaxDescriptionLength = 512;
+constexpr size_t kCompactChunk = 10000;
+
+std::string RevisionKey(int64_t revision) {
+  return absl::StrFormat("%020d", revision);
+}
+
+std::string NewId() {
+  std::string b = crypto::RandomBytes(16);
+  b[6] = static_cast<char>((b[6] & 0x0f) | 0x40);  // UUID v4 layout
+  b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);
+  std::string h = crypto::HexEncode(b);
+  return absl::StrCat(h.substr(0, 8), "-", h.substr(8, 4), "-", h.substr(12, 4),
+                      "-", h.substr(16, 4), "-", h.substr(20));
+}
+
+// ValidateName accepts 1..64 characters of [A-Za-z0-9 ._-], not starting or
+// ending with a space.
+absl::Status ValidateName(absl::string_view kind, absl::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s name is empty; give a name such as \"%s\"", kind,
+                        kind == "product" ? "DW100" : "Contoso"));
+  }
+  if (name.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s name \"%s...\" is %d characters; the limit is %d",
+                        kind, name.substr(0, 16), name.size(), kMaxNameLength));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != ' ' && c != '.' && c != '_' &&
+        c != '-') {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s name \"%s\" contains '%c'; use letters, digits, space, '.', '_' "
+          "or '-'",
+          kind, name, c));
+    }
+  }
+  if (name.front() == ' ' || name.back() == ' ') {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s name \"%s\" starts or ends with a space", kind, name));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDescription(absl::string_view description) {
+  if (description.size() > kMaxDescriptionLength) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("description is %d characters; the limit is %d",
+                        description.size(), kMaxDescriptionLength));
+  }
+  return absl::OkStatus();
+}
+
+bool IsHexId(absl::string_view id, size_t length) {
+  if (id.size() != length) return false;
+  for (char c : id) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+template <typename Message>
+absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
+  Message m;
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(
+        absl::StrFormat("catalog record %s is corrupt", what));
+  }
+  return m;
+}
+
+template <typename Message>
+absl::StatusOr<std::optional<Message>> GetRecord(store::Store* store,
+                                                 absl::string_view cf,
+                                                 absl::string_view key) {
+  absl::StatusOr<std::string> value = store->Get(cf, key);
+  if (absl::IsNotFound(value.status())) return std::optional<Message>();
+  if (!value.ok()) return value.status();
+  absl::StatusOr<Message> m =
+      Parse<Message>(*value, absl::StrCat(cf, "/", key));
+  if (!m.ok()) return m.status();
+  return std::optional<Message>(*std::move(m));
+}
+
+// ScanAll parses every record of `cf` and passes it to `fn`.
+template <typename Message>
+absl::Status ScanAll(store::Store* store, absl::string_view cf,
+                     const std::function<bool(const Message&)>& fn) {
+  absl::Status parse_error;
+  absl::Status s =
+      store->Scan(cf, "", [&](absl::string_view key, absl::string_view value) {
+        absl::StatusOr<Message> m =
+            Parse<Message>(value, absl::StrCat(cf, "/", key));
+        if (!m.ok()) {
+          parse_error = m.status();
+          return false;
+        }
+        return fn(*m);
+      });
+  if (!s.ok()) return s;
+  return parse_error;
+}
+
+absl::Status PlatformOnly(const Caller& caller, absl::string_view what) {
+  if (caller.is_platform()) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "%s needs a platform-operator credential; tenant operator credentials "
+      "cannot do it",
+      what));
+}
+
+v1::DeviceGroup DefaultGroup(const v1::Product& product, absl::string_view name,
+                             absl::string_view description, v1::OsFeed feed,
+                             v1::AppUpdatePolicy policy) {
+  v1::DeviceGroup g;
+  g.set_id(NewId());
+  g.set_tenant_id(product.tenant_id());
+  g.set_product_id(product.id());
+  g.set_name(std::string(name));
+  g.set_description(std::string(description));
+  g.set_os_feed(feed);
+  g.set_app_update_policy(policy);
+  return g;
+}
+
+}  // namespace
+
+// ---- Key wrapping and device ids -------------------------------------------
+
+absl::StatusOr<std::string> WrapTenantCaKey(absl::string_view master_key,
+                                            absl::string_view tenant_id,
+                                            const crypto::EcPrivateKey& key) {
+  if (master_key.size() != 32) {
+    return absl::FailedPreconditionError(
+        "master key must be 32 bytes; check the cluster's pki/master.key");
+  }
+  std::string nonce = crypto::RandomBytes(12);
+  absl::StatusOr<std::string> sealed =
+      crypto::AesGcmSeal(master_key, nonce, key.scalar(),
+                         absl::StrCat("sphere-tenant-ca:", tenant_id));
+  if (!sealed.ok()) return sealed.status();
+  return absl::StrCat(nonce, *sealed);
+}
+
+absl::StatusOr<crypto::EcPrivateKey> UnwrapTenantCaKey(
+    absl::string_view master_key, absl::string_view tenant_id,
+    absl::string_view wrapped) {
+  if (wrapped.size() < 12 + 16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "wrapped CA key of tenant \"%s\" is truncated", tenant_id));
+  }
+  absl::StatusOr<std::string> scalar =
+      crypto::AesGcmOpen(master_key, wrapped.substr(0, 12), wrapped.substr(12),
+                         absl::StrCat("sphere-tenant-ca:", tenant_id));
+  if (!scalar.ok()) {
+    return absl::UnauthenticatedError(absl::StrFormat(
+        "cannot unwrap the CA key of tenant \"%s\": %s (wrong master key?)",
+        tenant_id, scalar.status().message()));
+  }
+  return crypto::EcPrivateKey::FromScalar(*scalar);
+}
+
+bool IsValidDevicePublicKey(absl::string_view public_key) {
+  return public_key.size() == 65 && public_key[0] == 0x04;
+}
+
+std::string DeviceIdForKey(absl::string_view public_key) {
+  return crypto::HexEncode(crypto::Sha256(public_key));
+}
+
+// ---- Transactions --------------------------------------------------------
+
+// Txn collects the records and change-log events of one mutation.
+class Catalog::Txn {
+ public:
+  explicit Txn(int64_t current_revision) : next_(current_revision + 1) {}
+
+  void Put(absl::string_view cf, absl::string_view key,
+           const google::protobuf::Message& m) {
+    batch_.Put(cf, key, m.SerializeAsString());
+  }
+  void PutRaw(absl::string_view cf, absl::string_view key,
+              absl::string_view value) {
+    batch_.Put(cf, key, value);
+  }
+  void Delete(absl::string_view cf, absl::string_view key) {
+    batch_.Delete(cf, key);
+  }
+  // Emit appends an event with the next revision; the pointer stays valid.
+  v1::WatchEvent* Emit() {
+    events_.emplace_back();
+    events_.back().set_revision(next_++);
+    return &events_.back();
+  }
+  int64_t next_revision() const { return next_; }
+
+ private:
+  friend class Catalog;
+  store::WriteBatch batch_;
+  std::deque<v1::WatchEvent> events_;
+  int64_t next_;
+};
+
+absl::Status Catalog::Commit(Txn& txn) {
+  if (txn.events_.empty()) return store_->Write(txn.batch_);
+  for (const v1::WatchEvent& e : txn.events_) {
+    txn.batch_.Put(kLog, RevisionKey(e.revision()), e.SerializeAsString());
+  }
+  const int64_t last = txn.events_.back().revision();
+  txn.batch_.Put(kMeta, kMetaRevision, absl::StrCat(last));
+  absl::Status s = store_->Write(txn.batch_);
+  if (!s.ok()) {
+    return absl::Status(
+        s.code(),
+        absl::StrCat("catalog write failed; nothing changed: ", s.message()));
+  }
+  revision_ = last;
+  for (const v1::WatchEvent& e : txn.events_) Notify(e);
+  return absl::OkStatus();
+}
+
+// ---- Construction ----------------------------------------------------------
+
+std::vector<std::string> Catalog::ColumnFamilies() {
+  return {kTenants,       kProducts, kGroups,      kDevices,
+          kTenantDevices, kImages,   kDeployments, kOsReleases,
+          kShards,        kMeta,     kLog};
+}
+
+Catalog::Catalog(store::Store* store, Clock* clock, CatalogOptions options)
+    : store_(store), clock_(clock), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(store::Store* store,
+                                                       Clock* clock,
+                                                       CatalogOptions options) {
+  if (options.master_key.size() != 32) {
+    return absl::InvalidArgumentError(
+        "catalog: master key must be 32 bytes (pki/master.key)");
+  }
+  if (!options.root_key.valid() || options.root_cert_pem.empty()) {
+    return absl::InvalidArgumentError(
+        "catalog: the platform root CA key and certificate are required "
+        "(pki/root.key, pki/root.pem)");
+  }
+  std::unique_ptr<Catalog> c(new Catalog(store, clock, std::move(options)));
+  absl::MutexLock lock(&c->mu_);
+  for (auto [key, field] : {std::pair{kMetaRevision, &c->revision_},
+                            std::pair{kMetaCompacted, &c->compacted_}}) {
+    absl::StatusOr<std::string> v = store->Get(kMeta, key);
+    if (absl::IsNotFound(v.status())) continue;
+    if (!v.ok()) return v.status();
+    if (!absl::SimpleAtoi(*v, field)) {
+      return absl::DataLossError(
+          absl::StrFormat("catalog meta \"%s\" is corrupt: \"%s\"", key, *v));
+    }
+  }
+  return c;
+}
+
+int64_t Catalog::revision() const {
+  absl::MutexLock lock(&mu_);
+  return revision_;
+}
+
+int64_t Catalog::compacted_revision() const {
+  absl::MutexLock lock(&mu_);
+  return compacted_;
+}
+
+// ---- Lookups
+// -----------------------------------------------------------------
+
+absl::StatusOr<v1::Tenant> Catalog::FindTenant(absl::string_view id_or_name) {
+  auto by_id = GetRecord<v1::Tenant>(store_, kTenants, id_or_name);
+  if (!by_id.ok()) return by_id.status();
+  if (by_id->has_value()) return **by_id;
+  std::optional<v1::Tenant> found;
+  absl::Status s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& t) {
+    if (t.name() == id_or_name) found = t;
+    return !found.has_value();
+  });
+  if (!s.ok()) return s;
+  if (!found) {
+    return absl::NotFoundError(absl::StrFormat(
+        "tenant \"%s\" not found; list tenants with 'spherectl tenant list'",
+        id_or_name));
+  }
+  return *found;
+}
+
+absl::StatusOr<v1::Tenant> Catalog::ResolveTenant(const Caller& caller,
+                                                  absl::string_view tenant) {
+  if (caller.is_tenant()) {
+    auto own = GetRecord<v1::Tenant>(store_, kTenants, caller.tenant_id);
+    if (!own.ok()) return own.status();
+    if (!own->has_value()) {
+      return absl::UnauthenticatedError(absl::StrFormat(
+          "your credential names tenant id \"%s\", which does not exist; ask "
+          "a platform operator for a new credential",
+          caller.tenant_id));
+    }
+    const v1::Tenant& t = **own;
+    if (tenant.empty() || tenant == t.id() || tenant == t.name()) return t;
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "tenant \"%s\": your credential is scoped to tenant \"%s\" and cannot "
+        "access other tenants",
+        tenant, t.name()));
+  }
+  if (tenant.empty()) {
+    return absl::InvalidArgumentError(
+        "a tenant is required for platform operators; pass --tenant NAME");
+  }
+  return FindTenant(tenant);
+}
+
+absl::StatusOr<v1::Product> Catalog::FindProduct(const v1::Tenant& tenant,
+                                                 absl::string_view id_or_name) {
+  if (id_or_name.empty()) {
+    return absl::InvalidArgumentError(
+        "a product is required; pass --product NAME (list them with "
+        "'spherectl product list')");
+  }
+  auto by_id = GetRecord<v1::Product>(store_, kProducts, id_or_name);
+  if (!by_id.ok()) return by_id.status();
+  if (by_id->has_value()) {
+    if ((*by_id)->tenant_id() != tenant.id()) {
+      return absl::PermissionDeniedError(
+          absl::StrFormat("product \"%s\" does not belong to tenant \"%s\"",
+                          id_or_name, tenant.name()));
+    }
+    return **by_id;
+  }
+  std::optional<v1::Product> found;
+  absl::Status s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& p) {
+    if (p.tenant_id() == tenant.id() && p.name() == id_or_name) found = p;
+    return !found.has_value();
+  });
+  if (!s.ok()) return s;
+  if (!found) {
+    return absl::NotFoundError(absl::StrFormat(
+        "product \"%s\" not found in tenant \"%s\"; list products with "
+        "'spherectl product list'",
+        id_or_name, tenant.name()));
+  }
+  return *found;
+}
+
+absl::StatusOr<v1::DeviceGroup> Catalog::FindGroup(const v1::Tenant& tenant,
+                                                   absl::string_view group) {
+  if (group.empty()) {
+    return absl::InvalidArgumentError(
+        "a device group is required; pass --device-group ID or "
+        "PRODUCT/GROUP (list them with 'spherectl device-group list')");
+  }
+  auto by_id = GetRecord<v1::DeviceGroup>(store_, kGroups, group);
+  if (!by_id.ok()) return by_id.status();
+  if (by_id->has_value()) {
+    if ((*by_id)->tenant_id() != tenant.id()) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "device group \"%s\" does not belong to tenant \"%s\"", group,
+          tenant.name()));
+    }
+    return **by_id;
+  }
+  std::vector<std::string> parts =
+      absl::StrSplit(group, absl::MaxSplits('/', 1));
+  if (parts.size() == 2) {
+    absl::StatusOr<v1::Product> product = FindProduct(tenant, parts[0]);
+    if (!product.ok()) return product.status();
+    std::optional<v1::DeviceGroup> found;
+    absl::Status s =
+        ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
+          if (g.product_id() == product->id() && g.name() == parts[1]) {
+            found = g;
+          }
+          return !found.has_value();
+        });
+    if (!s.ok()) return s;
+    if (found) return *found;
+  }
+  return absl::NotFoundError(absl::StrFormat(
+      "device group \"%s\" not found in tenant \"%s\"; name it by id or as "
+      "PRODUCT/GROUP (list them with 'spherectl device-group list --product "
+      "NAME')",
+      group, tenant.name()));
+}
+
+absl::StatusOr<v1::Device> Catalog::LoadDevice(absl::string_view device_id) {
+  if (!IsHexId(device_id, 64)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "device id \"%s\" is not 64 lowercase hex characters (the SHA-256 of "
+        "the device public key)",
+        device_id.substr(0, 80)));
+  }
+  auto d = GetRecord<v1::Device>(store_, kDevices, device_id);
+  if (!d.ok()) return d.status();
+  if (!d->has_value()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "device \"%s\" is not in the factory registry; check the device id",
+        device_id));
+  }
+  return **d;
+}
+
+absl::StatusOr<v1::Device> Catalog::FindOwnedDevice(
+    const Caller& caller, const v1::Tenant& tenant,
+    absl::string_view device_id) {
+  absl::StatusOr<v1::Device> d = LoadDevice(device_id);
+  if (!d.ok()) return d;
+  if (d->tenant_id() == tenant.id()) return d;
+  if (d->state() == v1::UNCLAIMED) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device \"%s\" is not claimed by tenant \"%s\"; claim it with "
+        "'spherectl device claim --device %s'",
+        device_id, tenant.name(), device_id));
+  }
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "device \"%s\" is not owned by tenant \"%s\"", device_id, tenant.name()));
+}
+
+// ---- Tenants
+// -------------------------------------------------------------------
+
+absl::StatusOr<v1::Tenant> Catalog::CreateTenant(const Caller& caller,
+                                                 absl::string_view name) {
+  if (auto s = PlatformOnly(caller, "creating a tenant"); !s.ok()) return s;
+  if (auto s = ValidateName("tenant", name); !s.ok()) return s;
+
+  absl::MutexLock lock(&mu_);
+  std::optional<v1::Tenant> existing;
+  absl::Status s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& t) {
+    if (absl::EqualsIgnoreCase(t.name(), name)) existing = t;
+    return !existing.has_value();
+  });
+  if (!s.ok()) return s;
+  if (existing) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "tenant \"%s\" already exists (id %s); tenant names are unique "
+        "ignoring case",
+        existing->name(), existing->id()));
+  }
+
+  v1::Tenant tenant;
+  tenant.set_id(NewId());
+  tenant.set_name(std::string(name));
+  crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();
+  crypto::CertificateSpec spec;
+  spec.common_name = absl::StrCat("Sphere Tenant CA ", name);
+  spec.organization = std::string(name);
+  spec.subject_public_key = ca_key.PublicKey();
+  spec.not_before = clock_->Now() - absl::Hours(1);
+  spec.not_after = clock_->Now() + options_.tenant_ca_validity;
+  spec.usage = crypto::KeyUsage::kCa;
+  spec.path_len = 0;
+  absl::StatusOr<std::string> cert =
+      crypto::IssueCertificate(spec, options_.root_key, options_.root_cert_pem);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> wrapped =
+      WrapTenantCaKey(options_.master_key, tenant.id(), ca_key);
+  if (!wrapped.ok()) return wrapped.status();
+  tenant.set_ca_certificate_pem(*cert);
+  tenant.set_wrapped_ca_key(*wrapped);
+
+  Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  tenant.set_create_revision(e->revision());
+  *e->mutable_tenant() = tenant;
+  txn.Put(kTenants, tenant.id(), tenant);
+  if (auto s = Commit(txn); !s.ok()) return s;
+  tenant.clear_wrapped_ca_key();
+  return tenant;
+}
+
+absl::StatusOr<std::vector<v1::Tenant>> Catalog::ListTenants(
+    const Caller& caller) {
+  std::vector<v1::Tenant> out;
+  absl::Status s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& t) {
+    if (caller.is_platform() || t.id() == caller.tenant_id) {
+      out.push_back(t);
+      if (caller.kind != Caller::Kind::kInternal) {
+        out.back().clear_wrapped_ca_key();
+      }
+    }
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<v1::Tenant> Catalog::GetTenant(const Caller& caller,
+                                              absl::string_view tenant) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (t.ok() && caller.kind != Caller::Kind::kInternal) {
+    t->clear_wrapped_ca_key();
+  }
+  return t;
+}
+
+absl::StatusOr<std::string> Catalog::IssueOperatorCredential(
+    const Caller& caller, absl::string_view tenant,
+    absl::string_view operator_name, absl::string_view public_key) {
+  if (auto s = PlatformOnly(caller, "issuing operator credentials"); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  if (auto s = ValidateName("operator", operator_name); !s.ok()) return s;
+  if (!IsValidDevicePublicKey(public_key)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "operator public key must be a 65-byte uncompressed P-256 point "
+        "(0x04||X||Y); got %d bytes",
+        public_key.size()));
+  }
+  crypto::CertificateSpec spec;
+  spec.common_name = absl::StrCat("operator ", operator_name);
+  spec.organization = t->name();
+  spec.subject_public_key = std::string(public_key);
+  spec.not_before = clock_->Now() - absl::Hours(1);
+  spec.not_after = clock_->Now() + options_.operator_credential_validity;
+  spec.usage = crypto::KeyUsage::kClientAuth;
+  spec.claims.tenant_id = t->id();
+  return crypto::IssueCertificate(spec, options_.root_key,
+                                  options_.root_cert_pem);
+}
+
+absl::StatusOr<v1::CaCertificate> Catalog::GetCaCertificate(
+    const Caller& caller, absl::string_view tenant) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  v1::CaCertificate out;
+  out.set_tenant_ca_pem(t->ca_certificate_pem());
+  out.set_root_ca_pem(options_.root_cert_pem);
+  return out;
+}
+
+// ---- Products and device groups -------------------------------------------
+
+absl::StatusOr<v1::Product> Catalog::CreateProduct(
+    const Caller& caller, absl::string_view tenant, absl::string_view name,
+    absl::string_view description) {
+  if (auto s = ValidateName("product", name); !s.ok()) return s;
+  if (auto s = ValidateDescription(description); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  std::optional<v1::Product> existing;
+  absl::Status s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& p) {
+    if (p.tenant_id() == t->id() && absl::EqualsIgnoreCase(p.name(), name)) {
+      existing = p;
+    }
+    return !existing.has_value();
+  });
+  if (!s.ok()) return s;
+  if (existing) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "product \"%s\" already exists in tenant \"%s\" (id %s)",
+        existing->name(), t->name(), existing->id()));
+  }
+  v1::Product product;
+  product.set_id(NewId());
+  product.set_tenant_id(t->id());
+  product.set_name(std::string(name));
+  product.set_description(std::string(description));
+
+  Txn txn(revision_);
+  txn.Put(kProducts, product.id(), product);
+  *txn.Emit()->mutable_product() = product;
+  const v1::DeviceGroup defaults[] = {
+      DefaultGroup(product, "Development", "Default development group",
+                   v1::RETAIL, v1::NO_3RD_PARTY_APP_UPDATES),
+      DefaultGroup(product, "Field Test", "Default test group", v1::RETAIL,
+                   v1::UPDATE_ALL),
+      DefaultGroup(product, "Field Test OS Evaluation",
+                   "Default group that receives the Retail Evaluation OS "
+                   "for field testing",
+                   v1::RETAIL_EVAL, v1::UPDATE_ALL),
+      DefaultGroup(product, "Production", "Default production group",
+                   v1::RETAIL, v1::UPDATE_ALL),
+      DefaultGroup(product, "Production OS Evaluation",
+                   "Default group that receives the Retail Evaluation OS "
+                   "for production devices",
+                   v1::RETAIL_EVAL, v1::UPDATE_ALL),
+  };
+  for (const v1::DeviceGroup& g : defaults) {
+    txn.Put(kGroups, g.id(), g);
+    *txn.Emit()->mutable_device_group() = g;
+  }
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return product;
+}
+
+absl::StatusOr<std::vector<v1::Product>> Catalog::ListProducts(
+    const Caller& caller, absl::string_view tenant) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  std::vector<v1::Product> out;
+  absl::Status s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& p) {
+    if (p.tenant_id() == t->id()) out.push_back(p);
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<v1::Product> Catalog::GetProduct(const Caller& caller,
+                                                absl::string_view tenant,
+                                                absl::string_view product) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  return FindProduct(*t, product);
+}
+
+absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
+    const Caller& caller, const v1::CreateDeviceGroupRequest& request) {
+  if (auto s = ValidateName("device group", request.name()); !s.ok()) return s;
+  if (auto s = ValidateDescription(request.description()); !s.ok()) return s;
+  if (!v1::OsFeed_IsValid(request.os_feed()) ||
+      !v1::AppUpdatePolicy_IsValid(request.app_update_policy())) {
+    return absl::InvalidArgumentError(
+        "unknown OS feed or app update policy; use Retail|RetailEval and "
+        "UpdateAll|No3rdPartyAppUpdates|NoUpdates");
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Product> product = FindProduct(*t, request.product());
+  if (!product.ok()) return product.status();
+  std::optional<v1::DeviceGroup> existing;
+  absl::Status s =
+      ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
+        if (g.product_id() == product->id() &&
+            absl::EqualsIgnoreCase(g.name(), request.name())) {
+          existing = g;
+        }
+        return !existing.has_value();
+      });
+  if (!s.ok()) return s;
+  if (existing) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "device group \"%s\" already exists in product \"%s\" (id %s)",
+        existing->name(), product->name(), existing->id()));
+  }
+  v1::DeviceGroup g = DefaultGroup(
+      *product, request.name(), request.description(),
+      request.os_feed() == v1::OS_FEED_UNSPECIFIED ? v1::RETAIL
+                                                   : request.os_feed(),
+      request.app_update_policy() == v1::APP_UPDATE_POLICY_UNSPECIFIED
+          ? v1::UPDATE_ALL
+          : request.app_update_policy());
+  Txn txn(revision_);
+  txn.Put(kGroups, g.id(), g);
+  *txn.Emit()->mutable_device_group() = g;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return g;
+}
+
+absl::StatusOr<std::vector<v1::DeviceGroup>> Catalog::ListDeviceGroups(
+    const Caller& caller, absl::string_view tenant, absl::string_view product) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  std::string product_id;
+  if (!product.empty()) {
+    absl::StatusOr<v1::Product> p = FindProduct(*t, product);
+    if (!p.ok()) return p.status();
+    product_id = p->id();
+  }
+  std::vector<v1::DeviceGroup> out;
+  absl::Status s =
+      ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
+        if (g.tenant_id() == t->id() &&
+            (product_id.empty() || g.product_id() == product_id)) {
+          out.push_back(g);
+        }
+        return true;
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<v1::DeviceGroup> Catalog::GetDeviceGroup(
+    const Caller& caller, absl::string_view tenant, absl::string_view group) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  return FindGroup(*t, group);
+}
+
+absl::StatusOr<v1::DeviceGroup> Catalog::UpdateDeviceGroup(
+    const Caller& caller, const v1::UpdateDeviceGroupRequest& request) {
+  if (!v1::OsFeed_IsValid(request.os_feed()) ||
+      !v1::AppUpdatePolicy_IsValid(request.app_update_policy())) {
+    return absl::InvalidArgumentError(
+        "unknown OS feed or app update policy; use Retail|RetailEval and "
+        "UpdateAll|No3rdPartyAppUpdates|NoUpdates");
+  }
+  if (auto s = ValidateDescription(request.description()); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, request.device_group_id());
+  if (!g.ok()) return g.status();
+  v1::DeviceGroup updated = *g;
+  if (request.os_feed() != v1::OS_FEED_UNSPECIFIED) {
+    updated.set_os_feed(request.os_feed());
+  }
+  if (request.app_update_policy() != v1::APP_UPDATE_POLICY_UNSPECIFIED) {
+    updated.set_app_update_policy(request.app_update_policy());
+  }
+  if (!request.description().empty()) {
+    updated.set_description(request.description());
+  }
+  if (updated.SerializeAsString() == g->SerializeAsString()) return updated;
+  Txn txn(revision_);
+  txn.Put(kGroups, updated.id(), updated);
+  *txn.Emit()->mutable_device_group() = updated;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return updated;
+}
+
+// ---- Factory registry and devices ------------------------------------------
+
+absl::StatusOr<ImportResult> Catalog::ImportDevices(
+    const Caller& caller, const std::vector<v1::FactoryDevice>& devices) {
+  if (auto s = PlatformOnly(caller, "importing factory devices"); !s.ok()) {
+    return s;
+  }
+  std::vector<std::string> ids;
+  ids.reserve(devices.size());
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const v1::FactoryDevice& d = devices[i];
+    if (!IsValidDevicePublicKey(d.public_key())) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "factory device #%d: public key must be a 65-byte uncompressed "
+          "P-256 point (0x04||X||Y), got %d bytes%s; nothing was imported",
+          i, d.public_key().size(),
+          d.public_key().empty()
+              ? ""
+              : absl::StrFormat(" starting 0x%02x", static_cast<unsigned char>(
+                                                        d.public_key()[0]))));
+    }
+    if (d.device_type().size() > kMaxNameLength) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "factory device #%d: device type is longer than %d characters; "
+          "nothing was imported",
+          i, kMaxNameLength));
+    }
+    ids.push_back(DeviceIdForKey(d.public_key()));
+  }
+
+  ImportResult result;
+  absl::MutexLock lock(&mu_);
+  Txn txn(revision_);
+  absl::flat_hash_set<absl::string_view> seen;
+  seen.reserve(ids.size());
+  for (size_t i = 0; i < devices.size(); ++i) {
+    if (!seen.insert(ids[i]).second) {
+      ++result.already_known;
+      continue;
+    }
+    absl::StatusOr<std::string> existing = store_->Get(kDevices, ids[i]);
+    if (existing.ok()) {
+      ++result.already_known;
+      continue;
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+    v1::Device d;
+    d.set_id(ids[i]);
+    d.set_public_key(devices[i].public_key());
+    d.set_device_type(devices[i].device_type());
+    d.set_state(v1::UNCLAIMED);
+    txn.Put(kDevices, d.id(), d);
+    ++result.imported;
+  }
+  if (result.imported > 0) {
+    txn.Emit()->set_factory_devices_imported(result.imported);
+    if (auto s = Commit(txn); !s.ok()) return s;
+  }
+  return result;
+}
+
+absl::StatusOr<v1::Device> Catalog::ClaimDevice(const Caller& caller,
+                                                absl::string_view tenant,
+                                                absl::string_view device_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = LoadDevice(device_id);
+  if (!d.ok()) return d.status();
+  if (d->state() != v1::UNCLAIMED) {
+    if (d->tenant_id() == t->id()) {
+      return absl::AlreadyExistsError(absl::StrFormat(
+          "device \"%s\" is already claimed by tenant \"%s\"; a device can be "
+          "claimed only once",
+          device_id, t->name()));
+    }
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "device \"%s\" is already claimed; a device can be claimed only "
+        "once (its owner can transfer it with 'spherectl device transfer "
+        "request')",
+        device_id));
+  }
+  d->set_tenant_id(t->id());
+  d->set_state(v1::CLAIMED);
+  Txn txn(revision_);
+  txn.Put(kDevices, d->id(), *d);
+  txn.PutRaw(kTenantDevices, absl::StrCat(t->id(), "/", d->id()), "");
+  *txn.Emit()->mutable_device() = *d;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+absl::StatusOr<v1::ListDevicesResponse> Catalog::ListDevices(
+    const Caller& caller, const v1::ListDevicesRequest& request) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
+  if (!t.ok()) return t.status();
+  std::string group_id;
+  if (!request.device_group_id().empty()) {
+    absl::StatusOr<v1::DeviceGroup> g =
+        FindGroup(*t, request.device_group_id());
+    if (!g.ok()) return g.status();
+    group_id = g->id();
+  }
+  size_t page_size = request.page_size() == 0 ? 100 : request.page_size();
+  if (page_size > 1000) page_size = 1000;
+  const std::string prefix = absl::StrCat(t->id(), "/");
+  std::string start;
+  if (!request.page_token().empty()) {
+    if (!IsHexId(request.page_token(), 64)) {
+      return absl::InvalidArgumentError(
+          "page token is malformed; pass back next_page_token unchanged");
+    }
+    start = prefix + request.page_token();
+  }
+  v1::ListDevicesResponse out;
+  absl::Status error;
+  absl::Status s = store_->Scan(
+      kTenantDevices, prefix,
+      [&](absl::string_view key, absl::string_view) {
+        if (key == start) return true;
+        absl::StatusOr<v1::Device> d = LoadDevice(key.substr(prefix.size()));
+        if (!d.ok()) {
+          error = d.status();
+          return false;
+        }
+        if (!group_id.empty() && d->device_group_id() != group_id) return true;
+        *out.add_devices() = *std::move(d);
+        return static_cast<size_t>(out.devices_size()) <= page_size;
+      },
+      start);
+  if (!s.ok()) return s;
+  if (!error.ok()) return error;
+  if (static_cast<size_t>(out.devices_size()) > page_size) {
+    out.mutable_devices()->RemoveLast();
+    out.set_next_page_token(out.devices(out.devices_size() - 1).id());
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Device> Catalog::GetDevice(const Caller& caller,
+                                              absl::string_view tenant,
+                                              absl::string_view device_id) {
+  if (caller.is_platform() && tenant.empty()) return LoadDevice(device_id);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = LoadDevice(device_id);
+  if (d.ok() && d->state() == v1::TRANSFER_PENDING &&
+      d->pending_tenant_id() == t->id()) {
+    return d;  // the transfer's target may look before accepting
+  }
+  return FindOwnedDevice(caller, *t, device_id);
+}
+
+absl::StatusOr<v1::Device> Catalog::AssignDevice(const Caller& caller,
+                                                 absl::string_view tenant,
+                                                 absl::string_view device_id,
+                                                 absl::string_view group) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = FindOwnedDevice(caller, *t, device_id);
+  if (!d.ok()) return d.status();
+  if (d->state() != v1::CLAIMED) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device \"%s\" is %s; only claimed devices can be assigned to a "
+        "device group",
+        device_id, v1::DeviceState_Name(d->state())));
+  }
+  absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, group);
+  if (!g.ok()) return g.status();
+  if (!d->product_id().empty() && d->product_id() != g->product_id()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device group \"%s\" belongs to another product than device \"%s\" "
+        "(product id %s); pick a group of that product",
+        g->name(), device_id, d->product_id()));
+  }
+  if (d->device_group_id() == g->id()) return d;
+  d->set_product_id(g->product_id());
+  d->set_device_group_id(g->id());
+  Txn txn(revision_);
+  txn.Put(kDevices, d->id(), *d);
+  *txn.Emit()->mutable_device() = *d;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+absl::StatusOr<v1::Device> Catalog::RevokeDevice(const Caller& caller,
+                                                 absl::string_view tenant,
+                                                 absl::string_view device_id,
+                                                 absl::string_view reason) {
+  if (auto s = ValidateDescription(reason); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = FindOwnedDevice(caller, *t, device_id);
+  if (!d.ok()) return d.status();
+  if (d->state() == v1::REVOKED) return d;  // idempotent
+  d->set_state(v1::REVOKED);
+  d->clear_pending_tenant_id();
+  Txn txn(revision_);
+  txn.Put(kDevices, d->id(), *d);
+  *txn.Emit()->mutable_device() = *d;
+  txn.Emit()->set_revoked_device_id(d->id());
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+absl::StatusOr<v1::Device> Catalog::RequestDeviceTransfer(
+    const Caller& caller, absl::string_view tenant, absl::string_view device_id,
+    absl::string_view to_tenant) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = FindOwnedDevice(caller, *t, device_id);
+  if (!d.ok()) return d.status();
+  if (d->state() != v1::CLAIMED) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "device \"%s\" is %s; only claimed devices can be transferred",
+        device_id, v1::DeviceState_Name(d->state())));
+  }
+  if (to_tenant.empty()) {
+    return absl::InvalidArgumentError(
+        "the target tenant is required; pass --to-tenant NAME");
+  }
+  absl::StatusOr<v1::Tenant> to = FindTenant(to_tenant);
+  if (!to.ok()) return to.status();
+  if (to->id() == t->id()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("device \"%s\" already belongs to tenant \"%s\"",
+                        device_id, t->name()));
+  }
+  d->set_state(v1::TRANSFER_PENDING);
+  d->set_pending_tenant_id(to->id());
+  Txn txn(revision_);
+  txn.Put(kDevices, d->id(), *d);
+  *txn.Emit()->mutable_device() = *d;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
+    const Caller& caller, absl::string_view tenant,
+    absl::string_view device_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Device> d = LoadDevice(device_id);
+  if (!d.ok()) return d.status();
+  if (d->state() != v1::TRANSFER_PENDING || d->pending_tenant_id() != t->id()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "no transfer of device \"%s\" to tenant \"%s\" is pending; its "
+        "current owner must first run 'spherectl device transfer request'",
+        device_id, t->name()));
+  }
+  const std::string old_tenant = d->tenant_id();
+  d->set_tenant_id(t->id());
+  d->clear_pending_tenant_id();
+  d->clear_product_id();
+  d->clear_device_group_id();
+  d->set_state(v1::CLAIMED);
+  d->set_ownership_epoch(d->ownership_epoch() + 1);
+  Txn txn(revision_);
+  txn.Put(kDevices, d->id(), *d);
+  txn.Delete(kTenantDevices, absl::StrCat(old_tenant, "/", d->id()));
+  txn.PutRaw(kTenantDevices, absl::StrCat(t->id(), "/", d->id()), "");
+  txn.Emit()->set_revoked_device_id(d->id());
+  *txn.Emit()->mutable_device() = *d;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+// ---- Images, deployments, OS releases
+// ----------------------------------------
+
+absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
+                                               const v1::Image& image) {
+  if (image.tenant_id().empty()) {
+    if (auto s = PlatformOnly(caller, "recording a platform OS image");
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!IsHexId(image.id(), 64)) {
+    return absl::InvalidArgumentError(
+        "image id must be the 64-hex-character SHA-256 of the signed package");
+  }
+  if (image.component().empty() || image.image_hash().size() != 32 ||
+      image.kind() == v1::IMAGE_KIND_UNSPECIFIED ||
+      !v1::ImageKind_IsValid(image.kind())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "image %s needs a component name, a kind and a 32-byte image hash",
+        image.id()));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!image.tenant_id().empty()) {
+    absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, image.tenant_id());
+    if (!t.ok()) return t.status();
+  }
+  auto existing = GetRecord<v1::Image>(store_, kImages, image.id());
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    if ((*existing)->SerializeAsString() == image.SerializeAsString()) {
+      return image;  // idempotent re-upload
+    }
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "image %s already exists with different metadata", image.id()));
+  }
+  Txn txn(revision_);
+  txn.Put(kImages, image.id(), image);
+  *txn.Emit()->mutable_image() = image;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return image;
+}
+
+absl::StatusOr<std::vector<v1::Image>> Catalog::ListImages(
+    const Caller& caller, absl::string_view tenant) {
+  std::string tenant_id;
+  if (caller.is_tenant() || !tenant.empty()) {
+    absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+    if (!t.ok()) return t.status();
+    tenant_id = t->id();
+  }
+  std::vector<v1::Image> out;
+  absl::Status s = ScanAll<v1::Image>(store_, kImages, [&](const auto& i) {
+    if (tenant_id.empty() || i.tenant_id() == tenant_id) out.push_back(i);
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
+    const Caller& caller, const v1::CreateDeploymentRequest& request) {
+  if (request.image_ids().empty()) {
+    return absl::InvalidArgumentError(
+        "a deployment needs at least one image id (upload images first)");
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, request.device_group_id());
+  if (!g.ok()) return g.status();
+  for (const std::string& id : request.image_ids()) {
+    auto image = GetRecord<v1::Image>(store_, kImages, id);
+    if (!image.ok()) return image.status();
+    if (!image->has_value()) {
+      return absl::NotFoundError(absl::StrFormat(
+          "image \"%s\" not found; list images with 'spherectl image list'",
+          id));
+    }
+    if ((*image)->tenant_id() != t->id()) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "image \"%s\" does not belong to tenant \"%s\"", id, t->name()));
+    }
+    if ((*image)->kind() == v1::OS_COMPONENT) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "image \"%s\" is an OS component; OS images reach devices through "
+          "their group's OS feed, not through deployments",
+          id));
+    }
+  }
+  v1::Deployment dep;
+  dep.set_id(NewId());
+  dep.set_tenant_id(t->id());
+  dep.set_device_group_id(g->id());
+  *dep.mutable_image_ids() = request.image_ids();
+  dep.set_rollout_fraction(1.0);
+  Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  dep.set_create_revision(e->revision());
+  *e->mutable_deployment() = dep;
+  txn.Put(kDeployments, dep.id(), dep);
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return dep;
+}
+
+absl::StatusOr<std::vector<v1::Deployment>> Catalog::ListDeployments(
+    const Caller& caller, absl::string_view tenant, absl::string_view group) {
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  std::string group_id;
+  if (!group.empty()) {
+    absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, group);
+    if (!g.ok()) return g.status();
+    group_id = g->id();
+  }
+  std::vector<v1::Deployment> out;
+  absl::Status s =
+      ScanAll<v1::Deployment>(store_, kDeployments, [&](const auto& d) {
+        if (d.tenant_id() == t->id() &&
+            (group_id.empty() || d.device_group_id() == group_id)) {
+          out.push_back(d);
+        }
+        return true;
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
+    const Caller& caller, const v1::ReleaseOsRequest& request) {
+  if (auto s = PlatformOnly(caller, "releasing an OS"); !s.ok()) return s;
+  if (request.feed() == v1::OS_FEED_UNSPECIFIED ||
+      !v1::OsFeed_IsValid(request.feed())) {
+    return absl::InvalidArgumentError(
+        "an OS release needs a feed: Retail or RetailEval");
+  }
+  if (request.version().empty() || request.version().size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        "an OS release needs a version such as \"24.10\"");
+  }
+  if (request.image_ids().empty()) {
+    return absl::InvalidArgumentError(
+        "an OS release needs at least one OS component image id");
+  }
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : request.image_ids()) {
+    auto image = GetRecord<v1::Image>(store_, kImages, id);
+    if (!image.ok()) return image.status();
+    if (!image->has_value() || !(*image)->tenant_id().empty() ||
+        (*image)->kind() != v1::OS_COMPONENT) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "image \"%s\" is not a platform OS component image; upload OS "
+          "images as a platform operator first",
+          id));
+    }
+  }
+  const std::string key =
+      absl::StrCat(v1::OsFeed_Name(request.feed()), "/", request.version());
+  auto existing = GetRecord<v1::OsRelease>(store_, kOsReleases, key);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "OS %s is already released on feed %s; pick a new version",
+        request.version(), v1::OsFeed_Name(request.feed())));
+  }
+  v1::OsRelease release;
+  release.set_feed(request.feed());
+  release.set_version(request.version());
+  *release.mutable_image_ids() = request.image_ids();
+  Txn txn(revision_);
+  txn.Put(kOsReleases, key, release);
+  *txn.Emit()->mutable_os_release() = release;
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return release;
+}
+
+// ---- Shard map
+// ----------------------------------------------------------------
+
+absl::StatusOr<v1::ShardMap> Catalog::GetShardMap(const Caller& caller) {
+  v1::ShardMap map;
+  map.set_virtual_nodes(options_.virtual_nodes);
+  absl::StatusOr<std::string> rev = store_->Get(kMeta, kMetaShardMapRevision);
+  if (rev.ok()) {
+    int64_t r = 0;
+    if (absl::SimpleAtoi(*rev, &r)) map.set_revision(r);
+  } else if (!absl::IsNotFound(rev.status())) {
+    return rev.status();
+  }
+  absl::Status s = ScanAll<v1::Shard>(store_, kShards, [&](const auto& shard) {
+    *map.add_shards() = shard;
+    return true;
+  });
+  if (!s.ok()) return s;
+  return map;
+}
+
+absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
+                                                    const v1::Shard& shard) {
+  if (auto s = PlatformOnly(caller, "registering a shard"); !s.ok()) return s;
+  if (shard.id().empty() || shard.id().size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        "a shard needs an id such as \"shard-0\"");
+  }
+  for (char c : shard.id()) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_') {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "shard id \"%s\" may contain only letters, digits, '-' and '_'",
+          shard.id()));
+    }
+  }
+  if (shard.address().find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shard \"%s\": address \"%s\" must be host:port",
+                        shard.id(), shard.address()));
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
+  if (!map.ok()) return map.status();
+  bool replaced = false;
+  for (v1::Shard& s : *map->mutable_shards()) {
+    if (s.id() == shard.id()) {
+      if (s.SerializeAsString() == shard.SerializeAsString()) return map;
+      s = shard;
+      replaced = true;
+    }
+  }
+  if (!replaced) *map->add_shards() = shard;
+  Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  map->set_revision(e->revision());
+  *e->mutable_shard_map() = *map;
+  txn.Put(kShards, shard.id(), shard);
+  txn.PutRaw(kMeta, kMetaShardMapRevision, absl::StrCat(e->revision()));
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return map;
+}
+
+// ---- Change log
+// -------------------------------------------------------------------
+
+bool Catalog::Deliver(const Watcher& watcher, const v1::WatchEvent& event) {
+  if (event.has_tenant() && watcher.caller.kind != Caller::Kind::kInternal &&
+      !event.tenant().wrapped_ca_key().empty()) {
+    v1::WatchEvent copy = event;
+    copy.mutable_tenant()->clear_wrapped_ca_key();
+    return watcher.callback(copy);
+  }
+  return watcher.callback(event);
+}
+
+void Catalog::Notify(const v1::WatchEvent& event) {
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (Deliver(it->second, event)) {
+      ++it;
+    } else {
+      it = watchers_.erase(it);
+    }
+  }
+}
+
+absl::Status Catalog::SendSnapshot(const Watcher& watcher) {
+  bool ok = true;
+  auto send = [&](v1::WatchEvent& e) {
+    e.set_revision(revision_);
+    e.set_snapshot(true);
+    ok = Deliver(watcher, e);
+    return ok;
+  };
+  absl::Status s;
+  auto check = [&]() -> absl::Status {
+    if (!s.ok()) return s;
+    if (!ok) {
+      return absl::ResourceExhaustedError(
+          "watcher could not keep up with the catalog snapshot");
+    }
+    return absl::OkStatus();
+  };
+  s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_tenant() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_product() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  s = ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_device_group() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  // Unclaimed factory devices are not part of the snapshot (see
+  // WatchEvent.factory_devices_imported); claimed ones are.
+  s = ScanAll<v1::Device>(store_, kDevices, [&](const auto& m) {
+    if (m.state() == v1::UNCLAIMED) return true;
+    v1::WatchEvent e;
+    *e.mutable_device() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  s = ScanAll<v1::Image>(store_, kImages, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_image() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  s = ScanAll<v1::Deployment>(store_, kDeployments, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_deployment() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  s = ScanAll<v1::OsRelease>(store_, kOsReleases, [&](const auto& m) {
+    v1::WatchEvent e;
+    *e.mutable_os_release() = m;
+    return send(e);
+  });
+  if (auto c = check(); !c.ok()) return c;
+  absl::StatusOr<v1::ShardMap> map = GetShardMap(watcher.caller);
+  if (!map.ok()) return map.status();
+  if (map->shards_size() > 0) {
+    v1::WatchEvent e;
+    *e.mutable_shard_map() = *map;
+    send(e);
+    if (auto c = check(); !c.ok()) return c;
+  }
+  v1::WatchEvent end;
+  end.set_snapshot_end(true);
+  send(end);
+  return check();
+}
+
+absl::StatusOr<Catalog::WatchId> Catalog::Watch(const Caller& caller,
+                                                int64_t start_revision,
+                                                WatchCallback callback) {
+  if (auto s = PlatformOnly(caller, "watching the catalog"); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  Watcher watcher{caller, std::move(callback)};
+  if (start_revision <= 0 || start_revision < compacted_) {
+    if (auto s = SendSnapshot(watcher); !s.ok()) return s;
+  } else if (start_revision <= revision_) {
+    bool ok = true;
+    absl::Status parse_error;
+    absl::Status s = store_->Scan(
+        kLog, "",
+        [&](absl::string_view key, absl::string_view value) {
+          absl::StatusOr<v1::WatchEvent> e =
+              Parse<v1::WatchEvent>(value, absl::StrCat("log/", key));
+          if (!e.ok()) {
+            parse_error = e.status();
+            return false;
+          }
+          ok = Deliver(watcher, *e);
+          return ok;
+        },
+        RevisionKey(start_revision));
+    if (!s.ok()) return s;
+    if (!parse_error.ok()) return parse_error;
+    if (!ok) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "watcher could not keep up replaying from revision %d",
+          start_revision));
+    }
+  }
+  WatchId id = next_watch_id_++;
+  watchers_.emplace(id, std::move(watcher));
+  return id;
+}
+
+void Catalog::CancelWatch(WatchId id) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(id);
+}
+
+absl::Status Catalog::Compact(int64_t revision) {
+  absl::MutexLock lock(&mu_);
+  if (revision < 1 || revision > revision_ + 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cannot compact to revision %d; it must be between 1 and %d (the "
+        "current revision + 1)",
+        revision, revision_ + 1));
+  }
+  if (revision <= compacted_) return absl::OkStatus();
+  // Record the new floor first: if we crash while deleting, the leftover
+  // entries below it are simply never served.
+  if (auto s = store_->Put(kMeta, kMetaCompacted, absl::StrCat(revision));
+      !s.ok()) {
+    return s;
+  }
+  compacted_ = revision;
+  const std::string end = RevisionKey(revision);
+  while (true) {
+    store::WriteBatch batch;
+    size_t n = 0;
+    absl::Status s =
+        store_->Scan(kLog, "", [&](absl::string_view key, absl::string_view) {
+          if (key >= end || n >= kCompactChunk) return false;
+          batch.Delete(kLog, key);
+          ++n;
+          return true;
+        });
+    if (!s.ok()) return s;
+    if (batch.empty()) break;
+    if (auto w = store_->Write(batch); !w.ok()) return w;
+    if (n < kCompactChunk) break;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sphere::management

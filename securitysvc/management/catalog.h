@@ -1,0 +1,267 @@
+// Catalog: the management plane's core (no gRPC). It owns tenants (each with
+// its own P-256 CA, the private key stored only wrapped under the cluster
+// master key), products and their device groups, the factory registry of
+// device public keys, device claims/assignment/revocation/transfer, image,
+// deployment and OS-release records, and the shard map.
+//
+// Every mutation is one store::WriteBatch that carries both the new records
+// and the change-log entries (one revision per event), so a crash never leaves
+// a change without its log entry. Watchers follow the log from a revision; a
+// revision older than the compacted history gets a full snapshot first.
+//
+// Access control: every method takes the Caller. A tenant operator sees and
+// changes only its own tenant's objects (PermissionDenied naming the object
+// otherwise, and never the other tenant's name); platform operators see
+// everything except wrapped CA keys, which only internal callers (shards)
+// receive.
+//
+// Thread-safety: all methods may be called concurrently. Mutations are
+// serialised by one mutex; watch callbacks run under it (see Watch).
+//
+// Example:
+//   auto catalog = *Catalog::Open(store, clock, {root_key, root_pem, master});
+//   Caller op = Caller::PlatformOperator();
+//   auto tenant = *catalog->CreateTenant(op, "Contoso");
+//   auto product = *catalog->CreateProduct(op, tenant.id(), "DW100", "");
+#ifndef SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_
+#define SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/crypto/crypto.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+#include "protos/management.pb.h"
+
+namespace sphere::management {
+
+// Caller is who is asking, derived from the mTLS peer certificate.
+struct Caller {
+  enum class Kind { kTenantOperator, kPlatformOperator, kInternal };
+  Kind kind = Kind::kTenantOperator;
+  std::string tenant_id;  // kTenantOperator only
+
+  static Caller TenantOperator(std::string tenant_id) {
+    return {Kind::kTenantOperator, std::move(tenant_id)};
+  }
+  static Caller PlatformOperator() { return {Kind::kPlatformOperator, ""}; }
+  static Caller Internal() { return {Kind::kInternal, ""}; }
+  bool is_tenant() const { return kind == Kind::kTenantOperator; }
+  // Platform operators and internal callers (shards) see every tenant.
+  bool is_platform() const { return kind != Kind::kTenantOperator; }
+};
+
+struct CatalogOptions {
+  crypto::EcPrivateKey root_key;  // platform root CA key: signs tenant CAs
+  std::string root_cert_pem;      // platform root CA certificate
+  std::string master_key;         // 32 bytes: wraps tenant CA keys
+  uint32_t virtual_nodes = 64;    // consistent-hash points per shard
+  absl::Duration tenant_ca_validity = absl::Hours(24 * 365 * 10);
+  absl::Duration operator_credential_validity = absl::Hours(24 * 365);
+};
+
+struct ImportResult {
+  uint64_t imported = 0;
+  uint64_t already_known = 0;
+};
+
+// WrapTenantCaKey seals a tenant CA private scalar under the master key
+// (AES-256-GCM, random nonce, tenant id as associated data); the result is
+// nonce || ciphertext || tag. UnwrapTenantCaKey reverses it (shards use it).
+absl::StatusOr<std::string> WrapTenantCaKey(absl::string_view master_key,
+                                            absl::string_view tenant_id,
+                                            const crypto::EcPrivateKey& key);
+absl::StatusOr<crypto::EcPrivateKey> UnwrapTenantCaKey(
+    absl::string_view master_key, absl::string_view tenant_id,
+    absl::string_view wrapped);
+
+// IsValidDevicePublicKey: 65 bytes, uncompressed SEC1 (0x04 prefix).
+bool IsValidDevicePublicKey(absl::string_view public_key);
+// DeviceIdForKey: lowercase hex SHA-256 of the public key.
+std::string DeviceIdForKey(absl::string_view public_key);
+
+class Catalog {
+ public:
+  // The column families the catalog's store must have.
+  static std::vector<std::string> ColumnFamilies();
+
+  // Open loads the revision counters from `store` (which must outlive the
+  // catalog and have ColumnFamilies()). `clock` must outlive it too.
+  static absl::StatusOr<std::unique_ptr<Catalog>> Open(store::Store* store,
+                                                       Clock* clock,
+                                                       CatalogOptions options);
+
+  // ---- Tenants ---------------------------------------------------------
+  absl::StatusOr<v1::Tenant> CreateTenant(const Caller& caller,
+                                          absl::string_view name);
+  absl::StatusOr<std::vector<v1::Tenant>> ListTenants(const Caller& caller);
+  // `tenant` is an id or a name; empty means the caller's own tenant.
+  absl::StatusOr<v1::Tenant> GetTenant(const Caller& caller,
+                                       absl::string_view tenant);
+  // IssueOperatorCredential: platform operators only. Issues a client
+  // certificate (signed by the platform root) for `public_key` carrying the
+  // claim urn:sphere:tenant:<id>.
+  absl::StatusOr<std::string> IssueOperatorCredential(
+      const Caller& caller, absl::string_view tenant,
+      absl::string_view operator_name, absl::string_view public_key);
+  absl::StatusOr<v1::CaCertificate> GetCaCertificate(const Caller& caller,
+                                                     absl::string_view tenant);
+
+  // ---- Products and device groups ---------------------------------------
+  // CreateProduct also creates the five default device groups.
+  absl::StatusOr<v1::Product> CreateProduct(const Caller& caller,
+                                            absl::string_view tenant,
+                                            absl::string_view name,
+                                            absl::string_view description);
+  absl::StatusOr<std::vector<v1::Product>> ListProducts(
+      const Caller& caller, absl::string_view tenant);
+  // `product` is an id or a name.
+  absl::StatusOr<v1::Product> GetProduct(const Caller& caller,
+                                         absl::string_view tenant,
+                                         absl::string_view product);
+
+  absl::StatusOr<v1::DeviceGroup> CreateDeviceGroup(
+      const Caller& caller, const v1::CreateDeviceGroupRequest& request);
+  absl::StatusOr<std::vector<v1::DeviceGroup>> ListDeviceGroups(
+      const Caller& caller, absl::string_view tenant,
+      absl::string_view product);
+  // `group` is an id, or "<product>/<group name>".
+  absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(const Caller& caller,
+                                                 absl::string_view tenant,
+                                                 absl::string_view group);
+  absl::StatusOr<v1::DeviceGroup> UpdateDeviceGroup(
+      const Caller& caller, const v1::UpdateDeviceGroupRequest& request);
+
+  // ---- Factory registry and devices -------------------------------------
+  // ImportDevices records factory public keys (platform operators only). It
+  // is idempotent: a key already recorded counts as already_known. The whole
+  // call is one atomic batch; any invalid key rejects the call unchanged.
+  absl::StatusOr<ImportResult> ImportDevices(
+      const Caller& caller, const std::vector<v1::FactoryDevice>& devices);
+
+  absl::StatusOr<v1::Device> ClaimDevice(const Caller& caller,
+                                         absl::string_view tenant,
+                                         absl::string_view device_id);
+  // ListDevices pages through the tenant's devices in id order.
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(
+      const Caller& caller, const v1::ListDevicesRequest& request);
+  absl::StatusOr<v1::Device> GetDevice(const Caller& caller,
+                                       absl::string_view tenant,
+                                       absl::string_view device_id);
+  absl::StatusOr<v1::Device> AssignDevice(const Caller& caller,
+                                          absl::string_view tenant,
+                                          absl::string_view device_id,
+                                          absl::string_view group);
+  absl::StatusOr<v1::Device> RevokeDevice(const Caller& caller,
+                                          absl::string_view tenant,
+                                          absl::string_view device_id,
+                                          absl::string_view reason);
+  absl::StatusOr<v1::Device> RequestDeviceTransfer(const Caller& caller,
+                                                   absl::string_view tenant,
+                                                   absl::string_view device_id,
+                                                   absl::string_view to_tenant);
+  // AcceptDeviceTransfer moves the device to the accepting tenant, increments
+  // its ownership_epoch, clears product and group, and emits a
+  // revoked_device_id event so shards drop credentials of the old owner.
+  absl::StatusOr<v1::Device> AcceptDeviceTransfer(const Caller& caller,
+                                                  absl::string_view tenant,
+                                                  absl::string_view device_id);
+
+  // ---- Images, deployments, OS releases (records only) ------------------
+  // RecordImage stores an image already verified and re-signed by the image
+  // pipeline. An empty tenant_id is a platform OS image (platform only).
+  absl::StatusOr<v1::Image> RecordImage(const Caller& caller,
+                                        const v1::Image& image);
+  absl::StatusOr<std::vector<v1::Image>> ListImages(const Caller& caller,
+                                                    absl::string_view tenant);
+  absl::StatusOr<v1::Deployment> CreateDeployment(
+      const Caller& caller, const v1::CreateDeploymentRequest& request);
+  absl::StatusOr<std::vector<v1::Deployment>> ListDeployments(
+      const Caller& caller, absl::string_view tenant, absl::string_view group);
+  absl::StatusOr<v1::OsRelease> ReleaseOs(const Caller& caller,
+                                          const v1::ReleaseOsRequest& request);
+
+  // ---- Shard map ----------------------------------------------------------
+  absl::StatusOr<v1::ShardMap> RegisterShard(const Caller& caller,
+                                             const v1::Shard& shard);
+  absl::StatusOr<v1::ShardMap> GetShardMap(const Caller& caller);
+
+  // ---- Change log ---------------------------------------------------------
+  // WatchCallback receives each event; returning false ends the watch (e.g.
+  // the consumer's bounded queue is full). It runs under the catalog's write
+  // mutex: it must not block or call back into the Catalog.
+  using WatchCallback = std::function<bool(const v1::WatchEvent&)>;
+  using WatchId = int64_t;
+
+  // Watch delivers every event with revision >= start_revision, then live
+  // events. If start_revision <= 0 or older than the compacted revision, it
+  // first delivers the full current catalog (events with snapshot=true,
+  // closed by an event with snapshot_end=true and no change, all at the
+  // current revision). Platform operators and internal callers only; only
+  // internal callers receive wrapped tenant CA keys. Delivery of the replay
+  // or snapshot happens before Watch returns.
+  absl::StatusOr<WatchId> Watch(const Caller& caller, int64_t start_revision,
+                                WatchCallback callback);
+  void CancelWatch(WatchId id);
+
+  // Compact drops log entries with revision < `revision` (which must be in
+  // [1, current revision + 1]). Watches from older revisions then get a
+  // snapshot.
+  absl::Status Compact(int64_t revision);
+
+  int64_t revision() const;
+  int64_t compacted_revision() const;
+
+ private:
+  class Txn;
+  struct Watcher {
+    Caller caller;
+    WatchCallback callback;
+  };
+
+  Catalog(store::Store* store, Clock* clock, CatalogOptions options);
+
+  absl::Status Commit(Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Delivers `event` to every watcher, dropping those whose callback fails.
+  void Notify(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static bool Deliver(const Watcher& watcher, const v1::WatchEvent& event);
+  absl::Status SendSnapshot(const Watcher& watcher)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Lookups. Each returns an error message fit for the caller.
+  absl::StatusOr<v1::Tenant> FindTenant(absl::string_view id_or_name);
+  absl::StatusOr<v1::Tenant> ResolveTenant(const Caller& caller,
+                                           absl::string_view tenant);
+  absl::StatusOr<v1::Product> FindProduct(const v1::Tenant& tenant,
+                                          absl::string_view id_or_name);
+  absl::StatusOr<v1::DeviceGroup> FindGroup(const v1::Tenant& tenant,
+                                            absl::string_view group);
+  absl::StatusOr<v1::Device> LoadDevice(absl::string_view device_id);
+  absl::StatusOr<v1::Device> FindOwnedDevice(const Caller& caller,
+                                             const v1::Tenant& tenant,
+                                             absl::string_view device_id);
+
+  store::Store* const store_;
+  Clock* const clock_;
+  const CatalogOptions options_;
+
+  mutable absl::Mutex mu_;
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
+  WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<WatchId, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace sphere::management
+
+#endif  // SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_

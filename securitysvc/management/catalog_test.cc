@@ -1,0 +1,641 @@
+#include "securitysvc/management/catalog.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/store/memory_store.h"
+#include "common/util/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sphere::management {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A well-formed (65-byte, 0x04-prefixed) device key, distinct per `n`.
+std::string FakeDeviceKey(uint64_t n) {
+  std::string key(65, '\0');
+  key[0] = 0x04;
+  for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
+  key[1] = 0x5a;
+  return key;
+}
+
+class CatalogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = *store::MemoryStore::Create(Catalog::ColumnFamilies());
+    root_key_ = crypto::EcPrivateKey::Generate();
+    crypto::CertificateSpec spec;
+    spec.common_name = "Sphere Test Root CA";
+    spec.subject_public_key = root_key_.PublicKey();
+    spec.not_before = clock_.Now() - absl::Hours(1);
+    spec.not_after = clock_.Now() + absl::Hours(24 * 365 * 20);
+    spec.usage = crypto::KeyUsage::kCa;
+    root_pem_ = *crypto::IssueCertificate(spec, root_key_, "");
+    master_key_ = crypto::RandomBytes(32);
+    catalog_ = OpenCatalog();
+
+    contoso_ = *catalog_->CreateTenant(platform_, "Contoso");
+    fabrikam_ = *catalog_->CreateTenant(platform_, "Fabrikam");
+    contoso_op_ = Caller::TenantOperator(contoso_.id());
+    fabrikam_op_ = Caller::TenantOperator(fabrikam_.id());
+    dw100_ = *catalog_->CreateProduct(contoso_op_, "", "DW100", "dishwasher");
+    fab_product_ = *catalog_->CreateProduct(fabrikam_op_, "", "F1", "");
+  }
+
+  std::unique_ptr<Catalog> OpenCatalog() {
+    CatalogOptions options;
+    options.root_key = root_key_;
+    options.root_cert_pem = root_pem_;
+    options.master_key = master_key_;
+    return *Catalog::Open(store_.get(), &clock_, options);
+  }
+
+  // Dump is the whole persisted state; tests compare it around attacks.
+  std::string Dump() {
+    std::string out;
+    for (const std::string& cf : Catalog::ColumnFamilies()) {
+      EXPECT_TRUE(store_
+                      ->Scan(cf, "",
+                             [&](absl::string_view k, absl::string_view v) {
+                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
+                               return true;
+                             })
+                      .ok());
+    }
+    return out;
+  }
+
+  std::string ImportOne(uint64_t n) {
+    v1::FactoryDevice d;
+    d.set_public_key(FakeDeviceKey(n));
+    d.set_device_type("mt3620");
+    EXPECT_TRUE(catalog_->ImportDevices(platform_, {d}).ok());
+    return DeviceIdForKey(d.public_key());
+  }
+
+  std::string GroupId(const v1::Product& product, absl::string_view name) {
+    auto groups = catalog_->ListDeviceGroups(Caller::PlatformOperator(),
+                                             product.tenant_id(), product.id());
+    EXPECT_TRUE(groups.ok()) << groups.status();
+    for (const auto& g : *groups) {
+      if (g.name() == name) return g.id();
+    }
+    ADD_FAILURE() << "no group " << name;
+    return "";
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<store::MemoryStore> store_;
+  crypto::EcPrivateKey root_key_;
+  std::string root_pem_;
+  std::string master_key_;
+  std::unique_ptr<Catalog> catalog_;
+  Caller platform_ = Caller::PlatformOperator();
+  v1::Tenant contoso_, fabrikam_;
+  Caller contoso_op_, fabrikam_op_;
+  v1::Product dw100_, fab_product_;
+};
+
+TEST_F(CatalogTest, NewProductGetsTheFiveDefaultGroups) {
+  auto groups = catalog_->ListDeviceGroups(contoso_op_, "", "DW100");
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  ASSERT_EQ(groups->size(), 5u);
+  struct Want {
+    const char* name;
+    v1::OsFeed feed;
+    v1::AppUpdatePolicy policy;
+  };
+  const Want want[] = {
+      {"Development", v1::RETAIL, v1::NO_3RD_PARTY_APP_UPDATES},
+      {"Field Test", v1::RETAIL, v1::UPDATE_ALL},
+      {"Field Test OS Evaluation", v1::RETAIL_EVAL, v1::UPDATE_ALL},
+      {"Production", v1::RETAIL, v1::UPDATE_ALL},
+      {"Production OS Evaluation", v1::RETAIL_EVAL, v1::UPDATE_ALL},
+  };
+  for (const Want& w : want) {
+    auto g = catalog_->GetDeviceGroup(contoso_op_, "",
+                                      absl::StrCat("DW100/", w.name));
+    ASSERT_TRUE(g.ok()) << w.name << ": " << g.status();
+    EXPECT_EQ(g->os_feed(), w.feed) << w.name;
+    EXPECT_EQ(g->app_update_policy(), w.policy) << w.name;
+    EXPECT_EQ(g->tenant_id(), contoso_.id());
+    EXPECT_EQ(g->product_id(), dw100_.id());
+  }
+}
+
+TEST_F(CatalogTest, TenantCaIsSignedByRootAndKeyIsOnlyStoredWrapped) {
+  ASSERT_TRUE(crypto::VerifyChain(contoso_.ca_certificate_pem(), "", root_pem_,
+                                  clock_.Now(), false)
+                  .ok());
+  EXPECT_TRUE(contoso_.wrapped_ca_key().empty());  // not for operators
+  auto internal = catalog_->GetTenant(Caller::Internal(), contoso_.id());
+  ASSERT_TRUE(internal.ok());
+  auto key =
+      UnwrapTenantCaKey(master_key_, contoso_.id(), internal->wrapped_ca_key());
+  ASSERT_TRUE(key.ok()) << key.status();
+  auto cert = crypto::ParseCertificate(contoso_.ca_certificate_pem());
+  ASSERT_TRUE(cert.ok());
+  EXPECT_EQ(cert->public_key, key->PublicKey());
+  EXPECT_TRUE(cert->is_ca);
+  // The scalar never appears in the store in the clear.
+  EXPECT_THAT(Dump(), Not(HasSubstr(key->scalar())));
+  // Unwrapping under another tenant id (AAD) fails.
+  EXPECT_FALSE(
+      UnwrapTenantCaKey(master_key_, fabrikam_.id(), internal->wrapped_ca_key())
+          .ok());
+}
+
+TEST_F(CatalogTest, ProductNotFoundNamesProductTenantAndWhatToDo) {
+  auto p = catalog_->GetProduct(contoso_op_, "", "DW200");
+  EXPECT_TRUE(absl::IsNotFound(p.status()));
+  EXPECT_EQ(p.status().message(),
+            "product \"DW200\" not found in tenant \"Contoso\"; list products "
+            "with 'spherectl product list'");
+}
+
+TEST_F(CatalogTest, DuplicateProductAndInvalidGroupRejected) {
+  const std::string before = Dump();
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      catalog_->CreateProduct(contoso_op_, "", "dw100", "").status()));
+  v1::CreateDeviceGroupRequest bad;
+  bad.set_product("DW100");
+  bad.set_name("Bad/Name");
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      catalog_->CreateDeviceGroup(contoso_op_, bad).status()));
+  bad.set_name("Beta");
+  bad.set_os_feed(static_cast<v1::OsFeed>(42));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      catalog_->CreateDeviceGroup(contoso_op_, bad).status()));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, DeviceGroupCreateAndUpdate) {
+  v1::CreateDeviceGroupRequest req;
+  req.set_product("DW100");
+  req.set_name("Beta");
+  auto g = catalog_->CreateDeviceGroup(contoso_op_, req);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->os_feed(), v1::RETAIL);
+  EXPECT_EQ(g->app_update_policy(), v1::UPDATE_ALL);
+  v1::UpdateDeviceGroupRequest up;
+  up.set_device_group_id(g->id());
+  up.set_os_feed(v1::RETAIL_EVAL);
+  auto u = catalog_->UpdateDeviceGroup(contoso_op_, up);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->os_feed(), v1::RETAIL_EVAL);
+  EXPECT_EQ(u->app_update_policy(), v1::UPDATE_ALL);  // unchanged
+  EXPECT_EQ(catalog_->GetDeviceGroup(contoso_op_, "", g->id())->os_feed(),
+            v1::RETAIL_EVAL);
+}
+
+TEST_F(CatalogTest, DoubleClaimFailsAndChangesNothing) {
+  const std::string id = ImportOne(1);
+  auto claimed = catalog_->ClaimDevice(contoso_op_, "", id);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  EXPECT_EQ(claimed->state(), v1::CLAIMED);
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+
+  auto again = catalog_->ClaimDevice(contoso_op_, "", id);
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status()));
+  EXPECT_THAT(again.status().message(), HasSubstr(id));
+  EXPECT_THAT(again.status().message(), HasSubstr("\"Contoso\""));
+
+  auto other = catalog_->ClaimDevice(fabrikam_op_, "", id);
+  EXPECT_TRUE(absl::IsAlreadyExists(other.status()));
+  EXPECT_THAT(other.status().message(), HasSubstr("already claimed"));
+  EXPECT_THAT(other.status().message(), Not(HasSubstr("Contoso")));
+  EXPECT_THAT(other.status().message(), Not(HasSubstr(contoso_.id())));
+
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+}
+
+TEST_F(CatalogTest, ClaimOfUnknownDeviceIsNotFound) {
+  const std::string before = Dump();
+  auto r =
+      catalog_->ClaimDevice(contoso_op_, "", DeviceIdForKey(FakeDeviceKey(99)));
+  EXPECT_TRUE(absl::IsNotFound(r.status()));
+  EXPECT_THAT(r.status().message(), HasSubstr("factory registry"));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      catalog_->ClaimDevice(contoso_op_, "", "not-an-id").status()));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, CrossTenantProductReadDenied) {
+  auto p = catalog_->GetProduct(fabrikam_op_, contoso_.name(), "DW100");
+  EXPECT_TRUE(absl::IsPermissionDenied(p.status()));
+  EXPECT_THAT(p.status().message(), HasSubstr("\"Contoso\""));
+  // By id within its own tenant: the product is named, not found as theirs.
+  auto by_id = catalog_->GetProduct(fabrikam_op_, "", dw100_.id());
+  EXPECT_TRUE(absl::IsPermissionDenied(by_id.status()));
+  EXPECT_THAT(by_id.status().message(), HasSubstr(dw100_.id()));
+  auto list = catalog_->ListProducts(fabrikam_op_, contoso_.id());
+  EXPECT_TRUE(absl::IsPermissionDenied(list.status()));
+}
+
+TEST_F(CatalogTest, CrossTenantProductCreateDenied) {
+  const std::string before = Dump();
+  auto p = catalog_->CreateProduct(fabrikam_op_, "Contoso", "Evil", "");
+  EXPECT_TRUE(absl::IsPermissionDenied(p.status()));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, CrossTenantGroupUpdateDenied) {
+  const std::string before = Dump();
+  v1::UpdateDeviceGroupRequest up;
+  up.set_device_group_id(GroupId(dw100_, "Production"));
+  up.set_app_update_policy(v1::NO_UPDATES);
+  auto r = catalog_->UpdateDeviceGroup(fabrikam_op_, up);
+  EXPECT_TRUE(absl::IsPermissionDenied(r.status()));
+  EXPECT_THAT(r.status().message(), HasSubstr(up.device_group_id()));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, CrossTenantDeviceReadAndRevokeDenied) {
+  const std::string id = ImportOne(2);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  const std::string before = Dump();
+  auto get = catalog_->GetDevice(fabrikam_op_, "", id);
+  EXPECT_TRUE(absl::IsPermissionDenied(get.status()));
+  EXPECT_THAT(get.status().message(), HasSubstr(id));
+  EXPECT_THAT(get.status().message(), Not(HasSubstr("Contoso")));
+  auto revoke = catalog_->RevokeDevice(fabrikam_op_, "", id, "mine now");
+  EXPECT_TRUE(absl::IsPermissionDenied(revoke.status()));
+  auto transfer =
+      catalog_->RequestDeviceTransfer(fabrikam_op_, "", id, "Fabrikam");
+  EXPECT_TRUE(absl::IsPermissionDenied(transfer.status()));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, AssignToAnotherTenantsGroupDenied) {
+  const std::string id = ImportOne(3);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  const std::string before = Dump();
+  auto r = catalog_->AssignDevice(contoso_op_, "", id,
+                                  GroupId(fab_product_, "Production"));
+  EXPECT_TRUE(absl::IsPermissionDenied(r.status()));
+  EXPECT_EQ(Dump(), before);
+  auto ok = catalog_->AssignDevice(contoso_op_, "", id, "DW100/Production");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->product_id(), dw100_.id());
+}
+
+TEST_F(CatalogTest, TenantOperatorCannotCreateTenantsOrImport) {
+  const std::string before = Dump();
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->CreateTenant(contoso_op_, "Mine").status()));
+  v1::FactoryDevice d;
+  d.set_public_key(FakeDeviceKey(7));
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->ImportDevices(contoso_op_, {d}).status()));
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_
+          ->Watch(contoso_op_, 1, [](const v1::WatchEvent&) { return true; })
+          .status()));
+  EXPECT_EQ(catalog_->ListTenants(contoso_op_)->size(), 1u);
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, TransferNeedsBothTenantsAndBumpsEpoch) {
+  const std::string id = ImportOne(4);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  ASSERT_TRUE(
+      catalog_->AssignDevice(contoso_op_, "", id, "DW100/Production").ok());
+  // Fabrikam cannot accept what was never offered.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      catalog_->AcceptDeviceTransfer(fabrikam_op_, "", id).status()));
+
+  auto pending =
+      catalog_->RequestDeviceTransfer(contoso_op_, "", id, "Fabrikam");
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_EQ(pending->state(), v1::TRANSFER_PENDING);
+  EXPECT_EQ(pending->tenant_id(), contoso_.id());
+  EXPECT_EQ(pending->ownership_epoch(), 0u);
+
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE(catalog_
+                  ->Watch(Caller::Internal(), catalog_->revision() + 1,
+                          [&](const v1::WatchEvent& e) {
+                            events.push_back(e);
+                            return true;
+                          })
+                  .ok());
+  // The requester cannot accept its own offer.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      catalog_->AcceptDeviceTransfer(contoso_op_, "", id).status()));
+
+  auto accepted = catalog_->AcceptDeviceTransfer(fabrikam_op_, "", id);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->tenant_id(), fabrikam_.id());
+  EXPECT_EQ(accepted->state(), v1::CLAIMED);
+  EXPECT_EQ(accepted->ownership_epoch(), 1u);
+  EXPECT_TRUE(accepted->device_group_id().empty());
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->GetDevice(contoso_op_, "", id).status()));
+  EXPECT_TRUE(catalog_->GetDevice(fabrikam_op_, "", id).ok());
+
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].revoked_device_id(), id);
+  EXPECT_EQ(events[1].device().ownership_epoch(), 1u);
+
+  v1::ListDevicesRequest list;
+  EXPECT_EQ(catalog_->ListDevices(contoso_op_, list)->devices_size(), 0);
+  EXPECT_EQ(catalog_->ListDevices(fabrikam_op_, list)->devices_size(), 1);
+}
+
+TEST_F(CatalogTest, RevokeEmitsRevokedEventAndIsIdempotent) {
+  const std::string id = ImportOne(5);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE(catalog_
+                  ->Watch(platform_, catalog_->revision() + 1,
+                          [&](const v1::WatchEvent& e) {
+                            events.push_back(e);
+                            return true;
+                          })
+                  .ok());
+  auto r = catalog_->RevokeDevice(contoso_op_, "", id, "stolen");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->state(), v1::REVOKED);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].revoked_device_id(), id);
+  EXPECT_TRUE(catalog_->RevokeDevice(contoso_op_, "", id, "again").ok());
+  EXPECT_EQ(events.size(), 2u);
+}
+
+TEST_F(CatalogTest, WatchReplaysFromRevisionThenLive) {
+  const int64_t start = catalog_->revision() + 1;
+  auto p = catalog_->CreateProduct(contoso_op_, "", "DW200", "");  // 6 events
+  ASSERT_TRUE(p.ok());
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE(catalog_
+                  ->Watch(platform_, start,
+                          [&](const v1::WatchEvent& e) {
+                            events.push_back(e);
+                            return true;
+                          })
+                  .ok());
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_EQ(events[0].revision(), start);
+  EXPECT_EQ(events[0].product().name(), "DW200");
+  EXPECT_FALSE(events[0].snapshot());
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].revision(), start + static_cast<int64_t>(i));
+    EXPECT_TRUE(events[i].has_device_group());
+  }
+  auto t = catalog_->CreateTenant(platform_, "Northwind");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(events.size(), 7u);
+  EXPECT_EQ(events[6].tenant().name(), "Northwind");
+  EXPECT_TRUE(events[6].tenant().wrapped_ca_key().empty());  // not internal
+}
+
+TEST_F(CatalogTest, WatchFromCompactedRevisionGetsSnapshot) {
+  const std::string id = ImportOne(6);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  ImportOne(7);  // unclaimed: not in the snapshot
+  const int64_t current = catalog_->revision();
+  ASSERT_TRUE(catalog_->Compact(current).ok());
+  EXPECT_EQ(catalog_->compacted_revision(), current);
+  EXPECT_TRUE(absl::IsInvalidArgument(catalog_->Compact(current + 5)));
+
+  // From the compaction point the log still replays.
+  std::vector<v1::WatchEvent> replay;
+  ASSERT_TRUE(catalog_
+                  ->Watch(platform_, current,
+                          [&](const v1::WatchEvent& e) {
+                            replay.push_back(e);
+                            return true;
+                          })
+                  .ok());
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_FALSE(replay[0].snapshot());
+
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE(catalog_
+                  ->Watch(Caller::Internal(), 1,
+                          [&](const v1::WatchEvent& e) {
+                            events.push_back(e);
+                            return true;
+                          })
+                  .ok());
+  // 2 tenants, 2 products, 10 groups, 1 claimed device, end marker.
+  ASSERT_EQ(events.size(), 16u);
+  int tenants = 0, devices = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_TRUE(events[i].snapshot());
+    EXPECT_EQ(events[i].revision(), current);
+    EXPECT_EQ(events[i].snapshot_end(), i + 1 == events.size());
+    if (events[i].has_tenant()) {
+      ++tenants;
+      EXPECT_FALSE(events[i].tenant().wrapped_ca_key().empty());
+    }
+    if (events[i].has_device()) ++devices;
+  }
+  EXPECT_EQ(tenants, 2);
+  EXPECT_EQ(devices, 1);
+
+  // Live events follow the snapshot.
+  ASSERT_TRUE(catalog_->RevokeDevice(contoso_op_, "", id, "x").ok());
+  EXPECT_EQ(events.size(), 18u);
+  EXPECT_EQ(events.back().revision(), current + 2);
+
+  // Compaction survives a restart.
+  catalog_ = OpenCatalog();
+  EXPECT_EQ(catalog_->compacted_revision(), current);
+  EXPECT_EQ(catalog_->revision(), current + 2);
+}
+
+TEST_F(CatalogTest, SlowWatcherIsDropped) {
+  int calls = 0;
+  ASSERT_TRUE(catalog_
+                  ->Watch(platform_, catalog_->revision() + 1,
+                          [&](const v1::WatchEvent&) { return ++calls < 2; })
+                  .ok());
+  ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW300", "").ok());
+  EXPECT_EQ(calls, 2);  // dropped after refusing the second event
+  ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW400", "").ok());
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(CatalogTest, FailedWriteChangesNothing) {
+  const std::string id = ImportOne(8);
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  store_->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  auto r = catalog_->ClaimDevice(contoso_op_, "", id);
+  EXPECT_TRUE(absl::IsUnavailable(r.status()));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+}
+
+TEST_F(CatalogTest, ImportRejectsMalformedKeysAtomically) {
+  const std::string before = Dump();
+  v1::FactoryDevice good, bad;
+  good.set_public_key(FakeDeviceKey(10));
+  bad.set_public_key(std::string(33, '\x02'));  // compressed point
+  auto r = catalog_->ImportDevices(platform_, {good, bad});
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+  EXPECT_THAT(r.status().message(), HasSubstr("#1"));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, ImportHundredThousandKeysFastAndIdempotent) {
+  constexpr int kBatches = 10, kPerBatch = 10000;
+  std::vector<std::vector<v1::FactoryDevice>> batches(kBatches);
+  for (int b = 0; b < kBatches; ++b) {
+    batches[b].resize(kPerBatch);
+    for (int i = 0; i < kPerBatch; ++i) {
+      batches[b][i].set_public_key(FakeDeviceKey(b * kPerBatch + i));
+      batches[b][i].set_device_type("mt3620");
+    }
+  }
+  auto start = std::chrono::steady_clock::now();
+  uint64_t imported = 0;
+  for (const auto& batch : batches) {
+    auto r = catalog_->ImportDevices(platform_, batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    imported += r->imported;
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::printf("imported %llu keys in %.3f s (%.0f keys/s, memory store)\n",
+              static_cast<unsigned long long>(imported), seconds,
+              imported / seconds);
+  EXPECT_EQ(imported, 100000u);
+  EXPECT_EQ(store_->Size("devices"), 100000u);
+
+  const int64_t revision = catalog_->revision();
+  auto again = catalog_->ImportDevices(platform_, batches[3]);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->imported, 0u);
+  EXPECT_EQ(again->already_known, static_cast<uint64_t>(kPerBatch));
+  EXPECT_EQ(catalog_->revision(), revision);  // nothing new, no event
+  EXPECT_EQ(store_->Size("devices"), 100000u);
+
+  // Duplicates inside one call count once.
+  std::vector<v1::FactoryDevice> dup(2);
+  dup[0].set_public_key(FakeDeviceKey(500000));
+  dup[1].set_public_key(FakeDeviceKey(500000));
+  auto d = catalog_->ImportDevices(platform_, dup);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->imported, 1u);
+  EXPECT_EQ(d->already_known, 1u);
+}
+
+TEST_F(CatalogTest, ListDevicesPages) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(ImportOne(100 + i));
+    ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", ids.back()).ok());
+  }
+  v1::ListDevicesRequest req;
+  req.set_page_size(2);
+  std::vector<std::string> seen;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto r = catalog_->ListDevices(contoso_op_, req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& d : r->devices()) seen.push_back(d.id());
+    if (r->next_page_token().empty()) break;
+    req.set_page_token(r->next_page_token());
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(seen, ids);
+}
+
+TEST_F(CatalogTest, ShardMapRegistration) {
+  v1::Shard s0;
+  s0.set_id("shard-0");
+  s0.set_address("127.0.0.1:1234");
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->RegisterShard(contoso_op_, s0).status()));
+  auto map = catalog_->RegisterShard(Caller::Internal(), s0);
+  ASSERT_TRUE(map.ok()) << map.status();
+  EXPECT_EQ(map->shards_size(), 1);
+  EXPECT_EQ(map->revision(), catalog_->revision());
+  s0.set_address("127.0.0.1:999");
+  map = catalog_->RegisterShard(Caller::Internal(), s0);
+  ASSERT_TRUE(map.ok());
+  EXPECT_EQ(map->shards_size(), 1);
+  EXPECT_EQ(catalog_->GetShardMap(contoso_op_)->shards(0).address(),
+            "127.0.0.1:999");
+  EXPECT_EQ(catalog_->GetShardMap(contoso_op_)->virtual_nodes(), 64u);
+}
+
+TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
+  v1::Image app;
+  app.set_id(crypto::HexEncode(crypto::Sha256("app package")));
+  app.set_tenant_id(contoso_.id());
+  app.set_component("dw100-app");
+  app.set_version(3);
+  app.set_kind(v1::HIGH_LEVEL_APP);
+  app.set_image_hash(crypto::Sha256("app image"));
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
+  // Fabrikam cannot record images for Contoso or deploy Contoso's image.
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->RecordImage(fabrikam_op_, app).status()));
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id(GroupId(fab_product_, "Production"));
+  dep.add_image_ids(app.id());
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->CreateDeployment(fabrikam_op_, dep).status()));
+  dep.set_device_group_id("DW100/Production");
+  auto d = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->create_revision(), catalog_->revision());
+  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, "", "")->size(), 1u);
+
+  v1::Image os = app;
+  os.set_id(crypto::HexEncode(crypto::Sha256("os package")));
+  os.clear_tenant_id();
+  os.set_kind(v1::OS_COMPONENT);
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->RecordImage(contoso_op_, os).status()));
+  ASSERT_TRUE(catalog_->RecordImage(platform_, os).ok());
+  v1::ReleaseOsRequest rel;
+  rel.set_feed(v1::RETAIL);
+  rel.set_version("24.10");
+  rel.add_image_ids(os.id());
+  ASSERT_TRUE(catalog_->ReleaseOs(platform_, rel).ok());
+  EXPECT_TRUE(
+      absl::IsAlreadyExists(catalog_->ReleaseOs(platform_, rel).status()));
+  rel.set_version("24.11");
+  rel.set_image_ids(0, app.id());  // an app image is not an OS component
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(catalog_->ReleaseOs(platform_, rel).status()));
+}
+
+TEST_F(CatalogTest, OperatorCredentialCarriesTenantClaim) {
+  auto key = crypto::EcPrivateKey::Generate();
+  auto pem = catalog_->IssueOperatorCredential(platform_, "Contoso", "alice",
+                                               key.PublicKey());
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  auto cert = crypto::ParseCertificate(*pem);
+  ASSERT_TRUE(cert.ok());
+  EXPECT_EQ(cert->claims.tenant_id, contoso_.id());
+  EXPECT_TRUE(cert->client_auth);
+  EXPECT_TRUE(
+      crypto::VerifyChain(*pem, "", root_pem_, clock_.Now(), true).ok());
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_
+          ->IssueOperatorCredential(contoso_op_, "Contoso", "mallory",
+                                    key.PublicKey())
+          .status()));
+}
+
+}  // namespace
+}  // namespace sphere::management

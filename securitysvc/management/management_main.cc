@@ -1,0 +1,158 @@
+// management: the Sphere management plane server (ManagementService over the
+// Catalog, RocksDB encrypted at rest).
+//
+// Usage:
+//   management --state-dir=DIR [--port=0] [--port-file=FILE]
+//
+// Reads DIR/pki/root.pem, DIR/pki/root.key and DIR/pki/master.key (written by
+// the cluster bootstrap); keeps its database in DIR/management/db with the
+// data key wrapped in DIR/management/data.key.wrapped. At startup it issues
+// itself a server certificate (SAN localhost, 127.0.0.1) from the root key.
+// Serves health, reflection and metrics; SIGTERM/SIGINT shut down gracefully.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/store/keyring.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+#include "common/util/log.h"
+#include "securitysvc/management/catalog.h"
+#include "securitysvc/management/management_service.h"
+
+ABSL_FLAG(std::string, state_dir, "",
+          "cluster state directory (uses DIR/pki/{root.pem,root.key,"
+          "master.key}; keeps DIR/management/db)");
+ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on");
+ABSL_FLAG(int, port, 0, "port to listen on; 0 picks a free port");
+ABSL_FLAG(std::string, port_file, "",
+          "if set, the bound port is written here (atomically) once serving");
+ABSL_FLAG(int, watch_queue_limit, 65536,
+          "events buffered per Watch stream before a slow watcher is "
+          "cancelled with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, virtual_nodes, 64, "consistent-hash points per shard");
+ABSL_FLAG(int, grace_seconds, 5, "graceful shutdown deadline");
+
+namespace sphere::management {
+namespace {
+
+absl::Status MakeDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create directory ", path, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  const std::string dir = absl::GetFlag(FLAGS_state_dir);
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--state-dir is required (the directory the cluster bootstrap wrote "
+        "pki/ into)");
+  }
+  const std::string pki = dir + "/pki";
+  absl::StatusOr<std::string> root_pem = rpc::ReadFile(pki + "/root.pem");
+  if (!root_pem.ok()) return root_pem.status();
+  absl::StatusOr<std::string> root_key_pem = rpc::ReadFile(pki + "/root.key");
+  if (!root_key_pem.ok()) return root_key_pem.status();
+  absl::StatusOr<std::string> master = rpc::ReadFile(pki + "/master.key");
+  if (!master.ok()) return master.status();
+  if (master->size() != 32) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        pki, "/master.key must hold 32 raw bytes; it has ", master->size()));
+  }
+  absl::StatusOr<crypto::EcPrivateKey> root_key =
+      crypto::EcPrivateKey::FromPem(*root_key_pem);
+  if (!root_key.ok()) return root_key.status();
+  absl::StatusOr<crypto::ParsedCertificate> root_cert =
+      crypto::ParseCertificate(*root_pem);
+  if (!root_cert.ok()) return root_cert.status();
+
+  if (auto s = MakeDir(dir + "/management"); !s.ok()) return s;
+  absl::StatusOr<std::string> data_key = store::LoadOrCreateDataKey(
+      pki + "/master.key", dir + "/management/data.key.wrapped");
+  if (!data_key.ok()) return data_key.status();
+  store::RocksOptions rocks;
+  rocks.data_key = *data_key;
+  absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
+      dir + "/management/db", Catalog::ColumnFamilies(), rocks);
+  if (!db.ok()) return db.status();
+
+  CatalogOptions options;
+  options.root_key = *root_key;
+  options.root_cert_pem = *root_pem;
+  options.master_key = *master;
+  options.virtual_nodes = absl::GetFlag(FLAGS_virtual_nodes);
+  absl::StatusOr<std::unique_ptr<Catalog>> catalog =
+      Catalog::Open(db->get(), Clock::Real(), std::move(options));
+  if (!catalog.ok()) return catalog.status();
+
+  // Server certificate, issued fresh from the root for this run.
+  crypto::EcPrivateKey server_key = crypto::EcPrivateKey::Generate();
+  crypto::CertificateSpec spec;
+  spec.common_name = "sphere-management";
+  spec.subject_public_key = server_key.PublicKey();
+  spec.not_before = absl::Now() - absl::Hours(1);
+  spec.not_after = absl::Now() + absl::Hours(24 * 30);
+  spec.usage = crypto::KeyUsage::kServerAuth;
+  spec.dns_sans = {"localhost"};
+  spec.ip_sans = {"127.0.0.1"};
+  absl::StatusOr<std::string> server_cert =
+      crypto::IssueCertificate(spec, *root_key, *root_pem);
+  if (!server_cert.ok()) return server_cert.status();
+
+  ManagementServiceOptions service_options;
+  service_options.root_subject_line = root_cert->subject_line;
+  service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
+  ManagementService service(catalog->get(), std::move(service_options));
+
+  rpc::ServerOptions server_options;
+  server_options.address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  server_options.tls = {*server_cert, server_key.ToPem(), *root_pem};
+  rpc::ServerRunner runner(server_options);
+  runner.AddService(&service);
+  if (auto s = runner.Start(); !s.ok()) return s;
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    if (auto s = rpc::WriteFile(absl::GetFlag(FLAGS_port_file),
+                                absl::StrCat(runner.port(), "\n"));
+        !s.ok()) {
+      runner.Shutdown(absl::ZeroDuration());
+      return s;
+    }
+  }
+  log::Info("serving", {{"address", runner.address()},
+                        {"revision", absl::StrCat((*catalog)->revision())}});
+  int signal = rpc::WaitForTerminationSignal();
+  log::Info("shutting down", {{"signal", absl::StrCat(signal)}});
+  runner.Shutdown(absl::Seconds(absl::GetFlag(FLAGS_grace_seconds)));
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace sphere::management
+
+int main(int argc, char** argv) {
+  sphere::rpc::InstallTerminationSignalMask();
+  absl::SetProgramUsageMessage(
+      "Sphere management server: management --state-dir=DIR [--port=0] "
+      "[--port-file=FILE]");
+  absl::ParseCommandLine(argc, argv);
+  sphere::log::SetComponent("management");
+  absl::Status s = sphere::management::Run();
+  if (!s.ok()) {
+    sphere::log::Error("exiting", {{"error", s.ToString()}});
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,529 @@
+#include "securitysvc/management/management_service.h"
+
+#include <deque>
+#include <iterator>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+
+namespace sphere::management {
+namespace {
+
+template <typename T>
+absl::Status Assign(absl::StatusOr<T> result, T* out) {
+  if (!result.ok()) return result.status();
+  *out = *std::move(result);
+  return absl::OkStatus();
+}
+
+template <typename T, typename Repeated>
+absl::Status AssignAll(absl::StatusOr<std::vector<T>> result, Repeated* out) {
+  if (!result.ok()) return result.status();
+  for (T& item : *result) *out->Add() = std::move(item);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
+                                      absl::string_view root_subject_line) {
+  const crypto::DeviceClaims& claims = cert.claims;
+  if (!claims.device_id.empty()) {
+    return absl::PermissionDeniedError(
+        "device certificates cannot call the management API; use an "
+        "operator credential");
+  }
+  if (!root_subject_line.empty() && cert.issuer_line != root_subject_line) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "certificate \"%s\" was not issued by the platform root CA; use an "
+        "operator credential issued by 'spherectl' or the cluster bootstrap",
+        cert.subject_line));
+  }
+  if (claims.scope == "platform-operator") return Caller::PlatformOperator();
+  if (claims.scope == "shard") return Caller::Internal();
+  if (!claims.tenant_id.empty())
+    return Caller::TenantOperator(claims.tenant_id);
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "certificate \"%s\" carries no operator claim (urn:sphere:tenant:<id> "
+      "or urn:sphere:scope:platform-operator)",
+      cert.subject_line));
+}
+
+ManagementService::ManagementService(Catalog* catalog,
+                                     ManagementServiceOptions options)
+    : catalog_(catalog), options_(std::move(options)) {}
+
+absl::StatusOr<Caller> ManagementService::Identify(
+    grpc::CallbackServerContext* ctx) const {
+  absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*ctx);
+  if (!peer.ok()) return peer.status();
+  return IdentifyCaller(peer->cert, options_.root_subject_line);
+}
+
+grpc::ServerUnaryReactor* ManagementService::Unary(
+    grpc::CallbackServerContext* ctx,
+    const std::function<absl::Status(const Caller&)>& fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = Identify(ctx);
+  absl::Status status = caller.ok() ? fn(*caller) : caller.status();
+  if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
+    log::Warning("denied", {{"peer", ctx->peer()},
+                            {"error", std::string(status.message())}});
+  } else if (absl::IsInternal(status) || absl::IsDataLoss(status) ||
+             absl::IsUnavailable(status)) {
+    log::Error("call failed", {{"error", status.ToString()}});
+  }
+  reactor->Finish(rpc::ToGrpcStatus(status));
+  return reactor;
+}
+
+// ---- Unary handlers -------------------------------------------------------
+
+grpc::ServerUnaryReactor* ManagementService::CreateTenant(
+    grpc::CallbackServerContext* ctx, const v1::CreateTenantRequest* req,
+    v1::Tenant* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    absl::Status s = Assign(catalog_->CreateTenant(c, req->name()), resp);
+    if (s.ok()) log::Info("tenant created", {{"tenant", resp->name()}});
+    return s;
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListTenants(
+    grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest*,
+    v1::ListTenantsResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return AssignAll(catalog_->ListTenants(c), resp->mutable_tenants());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetTenant(
+    grpc::CallbackServerContext* ctx, const v1::GetTenantRequest* req,
+    v1::Tenant* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->GetTenant(c, req->tenant_id()), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::IssueOperatorCredential(
+    grpc::CallbackServerContext* ctx,
+    const v1::IssueOperatorCredentialRequest* req,
+    v1::OperatorCredential* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    absl::StatusOr<std::string> pem = catalog_->IssueOperatorCredential(
+        c, req->tenant_id(), req->operator_name(), req->public_key());
+    if (!pem.ok()) return pem.status();
+    resp->set_certificate_pem(*pem);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::CreateProduct(
+    grpc::CallbackServerContext* ctx, const v1::CreateProductRequest* req,
+    v1::Product* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->CreateProduct(c, req->tenant_id(), req->name(),
+                                          req->description()),
+                  resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListProducts(
+    grpc::CallbackServerContext* ctx, const v1::ListProductsRequest* req,
+    v1::ListProductsResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return AssignAll(catalog_->ListProducts(c, req->tenant_id()),
+                     resp->mutable_products());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetProduct(
+    grpc::CallbackServerContext* ctx, const v1::GetProductRequest* req,
+    v1::Product* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->GetProduct(c, req->tenant_id(), req->product()),
+                  resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::CreateDeviceGroup(
+    grpc::CallbackServerContext* ctx, const v1::CreateDeviceGroupRequest* req,
+    v1::DeviceGroup* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->CreateDeviceGroup(c, *req), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListDeviceGroups(
+    grpc::CallbackServerContext* ctx, const v1::ListDeviceGroupsRequest* req,
+    v1::ListDeviceGroupsResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return AssignAll(
+        catalog_->ListDeviceGroups(c, req->tenant_id(), req->product()),
+        resp->mutable_groups());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetDeviceGroup(
+    grpc::CallbackServerContext* ctx, const v1::GetDeviceGroupRequest* req,
+    v1::DeviceGroup* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(
+        catalog_->GetDeviceGroup(c, req->tenant_id(), req->device_group_id()),
+        resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::UpdateDeviceGroup(
+    grpc::CallbackServerContext* ctx, const v1::UpdateDeviceGroupRequest* req,
+    v1::DeviceGroup* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->UpdateDeviceGroup(c, *req), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ClaimDevice(
+    grpc::CallbackServerContext* ctx, const v1::ClaimDeviceRequest* req,
+    v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->ClaimDevice(c, req->tenant_id(), req->device_id()),
+                  resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListDevices(
+    grpc::CallbackServerContext* ctx, const v1::ListDevicesRequest* req,
+    v1::ListDevicesResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->ListDevices(c, *req), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetDevice(
+    grpc::CallbackServerContext* ctx, const v1::GetDeviceRequest* req,
+    v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->GetDevice(c, req->tenant_id(), req->device_id()),
+                  resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::AssignDevice(
+    grpc::CallbackServerContext* ctx, const v1::AssignDeviceRequest* req,
+    v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->AssignDevice(c, req->tenant_id(), req->device_id(),
+                                         req->device_group_id()),
+                  resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::RevokeDevice(
+    grpc::CallbackServerContext* ctx, const v1::RevokeDeviceRequest* req,
+    v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    absl::Status s =
+        Assign(catalog_->RevokeDevice(c, req->tenant_id(), req->device_id(),
+                                      req->reason()),
+               resp);
+    if (s.ok()) {
+      log::Info("device revoked",
+                {{"device", resp->id()}, {"reason", req->reason()}});
+    }
+    return s;
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::RequestDeviceTransfer(
+    grpc::CallbackServerContext* ctx,
+    const v1::RequestDeviceTransferRequest* req, v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(
+        catalog_->RequestDeviceTransfer(c, req->tenant_id(), req->device_id(),
+                                        req->to_tenant_id()),
+        resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::AcceptDeviceTransfer(
+    grpc::CallbackServerContext* ctx,
+    const v1::AcceptDeviceTransferRequest* req, v1::Device* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(
+        catalog_->AcceptDeviceTransfer(c, req->tenant_id(), req->device_id()),
+        resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetCaCertificate(
+    grpc::CallbackServerContext* ctx, const v1::GetCaCertificateRequest* req,
+    v1::CaCertificate* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->GetCaCertificate(c, req->tenant_id()), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::UploadImage(
+    grpc::CallbackServerContext* ctx, const v1::UploadImageRequest* req,
+    v1::Image* resp) {
+  return Unary(ctx, [&](const Caller& c) -> absl::Status {
+    if (!options_.verify_image_package) {
+      return absl::UnimplementedError(
+          "image upload is not enabled on this management server (no image "
+          "verifier is configured)");
+    }
+    std::string tenant_id;
+    if (c.is_tenant() || !req->tenant_id().empty()) {
+      absl::StatusOr<v1::Tenant> t = catalog_->GetTenant(c, req->tenant_id());
+      if (!t.ok()) return t.status();
+      tenant_id = t->id();
+    }
+    absl::StatusOr<v1::Image> image =
+        options_.verify_image_package(tenant_id, req->package());
+    if (!image.ok()) return image.status();
+    image->set_tenant_id(tenant_id);
+    return Assign(catalog_->RecordImage(c, *image), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListImages(
+    grpc::CallbackServerContext* ctx, const v1::ListImagesRequest* req,
+    v1::ListImagesResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return AssignAll(catalog_->ListImages(c, req->tenant_id()),
+                     resp->mutable_images());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::CreateDeployment(
+    grpc::CallbackServerContext* ctx, const v1::CreateDeploymentRequest* req,
+    v1::Deployment* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->CreateDeployment(c, *req), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ListDeployments(
+    grpc::CallbackServerContext* ctx, const v1::ListDeploymentsRequest* req,
+    v1::ListDeploymentsResponse* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return AssignAll(
+        catalog_->ListDeployments(c, req->tenant_id(), req->device_group_id()),
+        resp->mutable_deployments());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::ReleaseOs(
+    grpc::CallbackServerContext* ctx, const v1::ReleaseOsRequest* req,
+    v1::OsRelease* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->ReleaseOs(c, *req), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::GetShardMap(
+    grpc::CallbackServerContext* ctx, const v1::GetShardMapRequest*,
+    v1::ShardMap* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    return Assign(catalog_->GetShardMap(c), resp);
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::RegisterShard(
+    grpc::CallbackServerContext* ctx, const v1::RegisterShardRequest* req,
+    v1::ShardMap* resp) {
+  return Unary(ctx, [&](const Caller& c) {
+    absl::Status s = Assign(catalog_->RegisterShard(c, req->shard()), resp);
+    if (s.ok()) {
+      log::Info("shard registered", {{"shard", req->shard().id()},
+                                     {"address", req->shard().address()}});
+    }
+    return s;
+  });
+}
+
+// ---- ImportDevices: client streaming ---------------------------------------
+
+// ImportReactor imports each streamed message as one atomic catalog batch
+// and answers the totals when the client half-closes.
+class ManagementService::ImportReactor
+    : public grpc::ServerReadReactor<v1::ImportDevicesRequest> {
+ public:
+  ImportReactor(Catalog* catalog, absl::StatusOr<Caller> caller,
+                v1::ImportDevicesResponse* response)
+      : catalog_(catalog), response_(response) {
+    if (!caller.ok()) {
+      Finish(rpc::ToGrpcStatus(caller.status()));
+      return;
+    }
+    caller_ = *caller;
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // client finished sending (or went away)
+      log::Info(
+          "factory import",
+          {{"imported", std::to_string(response_->imported())},
+           {"already_known", std::to_string(response_->already_known())}});
+      Finish(grpc::Status::OK);
+      return;
+    }
+    std::vector<v1::FactoryDevice> devices(
+        std::make_move_iterator(request_.mutable_devices()->begin()),
+        std::make_move_iterator(request_.mutable_devices()->end()));
+    absl::StatusOr<ImportResult> r = catalog_->ImportDevices(caller_, devices);
+    if (!r.ok()) {
+      Finish(rpc::ToGrpcStatus(absl::Status(
+          r.status().code(),
+          absl::StrFormat("%s (earlier messages of this stream imported %d "
+                          "devices and are kept; re-running is safe)",
+                          r.status().message(), response_->imported()))));
+      return;
+    }
+    response_->set_imported(response_->imported() + r->imported);
+    response_->set_already_known(response_->already_known() + r->already_known);
+    request_.Clear();
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  Catalog* const catalog_;
+  v1::ImportDevicesResponse* const response_;
+  Caller caller_;
+  v1::ImportDevicesRequest request_;
+};
+
+grpc::ServerReadReactor<v1::ImportDevicesRequest>*
+ManagementService::ImportDevices(grpc::CallbackServerContext* ctx,
+                                 v1::ImportDevicesResponse* resp) {
+  return new ImportReactor(catalog_, Identify(ctx), resp);
+}
+
+// ---- Watch: server streaming with a bounded queue --------------------------
+
+// WatchReactor buffers catalog events (delivered under the catalog's mutex)
+// in a bounded queue and writes them one at a time. Overflow finishes the
+// call with RESOURCE_EXHAUSTED; the catalog watch is cancelled in OnDone,
+// after which no callback can reach this object.
+class ManagementService::WatchReactor
+    : public grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  WatchReactor(Catalog* catalog, size_t limit)
+      : catalog_(catalog), limit_(limit) {}
+
+  void Start(absl::StatusOr<Caller> caller, int64_t start_revision) {
+    if (!caller.ok()) {
+      FinishOnce(rpc::ToGrpcStatus(caller.status()));
+      return;
+    }
+    absl::StatusOr<Catalog::WatchId> id =
+        catalog_->Watch(*caller, start_revision,
+                        [this](const v1::WatchEvent& e) { return Enqueue(e); });
+    absl::MutexLock lock(&mu_);
+    starting_ = false;
+    if (id.ok()) {
+      watch_id_ = *id;
+    } else if (!finish_pending_) {
+      finish_pending_ = true;
+      final_status_ = rpc::ToGrpcStatus(id.status());
+    }
+    if (finish_pending_ && !writing_) FinishLocked(final_status_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      finish_pending_ = true;
+      final_status_ = grpc::Status(grpc::StatusCode::CANCELLED,
+                                   "watch stream closed by the client");
+    }
+    if (finish_pending_) {
+      if (!starting_) FinishLocked(final_status_);
+      return;
+    }
+    if (!queue_.empty()) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (!finish_pending_) {
+      finish_pending_ = true;
+      final_status_ =
+          grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    }
+    if (!writing_ && !starting_) FinishLocked(final_status_);
+  }
+
+  void OnDone() override {
+    if (watch_id_ != 0) catalog_->CancelWatch(watch_id_);
+    delete this;
+  }
+
+ private:
+  bool Enqueue(const v1::WatchEvent& event) {
+    absl::MutexLock lock(&mu_);
+    if (finish_pending_ || finished_) return false;
+    if (queue_.size() >= limit_) {
+      finish_pending_ = true;
+      final_status_ = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrFormat("watcher fell %d events behind at revision %d; "
+                          "resume with Watch(start_revision=last revision "
+                          "received + 1)",
+                          queue_.size(), event.revision()));
+      if (!writing_ && !starting_) FinishLocked(final_status_);
+      return false;
+    }
+    queue_.push_back(event);
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+    return true;
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    starting_ = false;
+    FinishLocked(status);
+  }
+  void FinishLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  Catalog* const catalog_;
+  const size_t limit_;
+  Catalog::WatchId watch_id_ = 0;  // set before any finish can run OnDone
+
+  absl::Mutex mu_;
+  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);
+  bool starting_ ABSL_GUARDED_BY(mu_) = true;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::ServerWriteReactor<v1::WatchEvent>* ManagementService::Watch(
+    grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
+  auto* reactor = new WatchReactor(catalog_, options_.watch_queue_limit);
+  reactor->Start(Identify(ctx), req->start_revision());
+  return reactor;
+}
+
+}  // namespace sphere::management

@@ -1,0 +1,159 @@
+// ManagementService: the thin gRPC adapter over Catalog. Each handler
+// identifies the caller from the verified mTLS peer certificate, calls the
+// Catalog and maps its absl::Status one-to-one to a gRPC status.
+//
+// Identity (certificate SAN URIs, certificate issued directly by the platform
+// root; device certificates are always refused):
+//   urn:sphere:tenant:<id>                 -> tenant operator of <id>
+//   urn:sphere:scope:platform-operator     -> platform operator
+//   urn:sphere:scope:shard                 -> internal (shards; may Watch and
+//                                             receive wrapped tenant CA keys)
+//
+// Watch is a server-streaming reactor with a bounded queue per watcher: a
+// watcher that falls `watch_queue_limit` events behind is finished with
+// RESOURCE_EXHAUSTED (it can resume from its last revision) instead of
+// buffering without bound.
+//
+// Handlers run Catalog calls (store reads/writes) on the gRPC callback
+// thread; the management plane is low-rate, so this is a deliberate
+// simplicity trade-off.
+//
+// Thread-safety: the service is safe for concurrent calls.
+#ifndef SPHERE_SECURITYSVC_MANAGEMENT_MANAGEMENT_SERVICE_H_
+#define SPHERE_SECURITYSVC_MANAGEMENT_MANAGEMENT_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "protos/management.grpc.pb.h"
+#include "securitysvc/management/catalog.h"
+
+namespace sphere::management {
+
+struct ManagementServiceOptions {
+  // Subject line of the platform root certificate; operator certificates must
+  // be issued directly by it (so tenant-CA-issued device certs never pass).
+  std::string root_subject_line;
+  size_t watch_queue_limit = 65536;
+  // VerifyImagePackage checks and re-signs an uploaded package and returns
+  // its Image record (the image pipeline; owned by another module). Unset
+  // means UploadImage answers UNIMPLEMENTED.
+  std::function<absl::StatusOr<v1::Image>(absl::string_view tenant_id,
+                                          absl::string_view package)>
+      verify_image_package;
+};
+
+// IdentifyCaller maps a verified peer certificate to a Caller.
+absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
+                                      absl::string_view root_subject_line);
+
+class ManagementService final : public v1::ManagementService::CallbackService {
+ public:
+  ManagementService(Catalog* catalog, ManagementServiceOptions options);
+
+  grpc::ServerUnaryReactor* CreateTenant(grpc::CallbackServerContext* ctx,
+                                         const v1::CreateTenantRequest* req,
+                                         v1::Tenant* resp) override;
+  grpc::ServerUnaryReactor* ListTenants(grpc::CallbackServerContext* ctx,
+                                        const v1::ListTenantsRequest* req,
+                                        v1::ListTenantsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTenant(grpc::CallbackServerContext* ctx,
+                                      const v1::GetTenantRequest* req,
+                                      v1::Tenant* resp) override;
+  grpc::ServerUnaryReactor* IssueOperatorCredential(
+      grpc::CallbackServerContext* ctx,
+      const v1::IssueOperatorCredentialRequest* req,
+      v1::OperatorCredential* resp) override;
+  grpc::ServerUnaryReactor* CreateProduct(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateProductRequest* req,
+                                          v1::Product* resp) override;
+  grpc::ServerUnaryReactor* ListProducts(
+      grpc::CallbackServerContext* ctx, const v1::ListProductsRequest* req,
+      v1::ListProductsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetProduct(grpc::CallbackServerContext* ctx,
+                                       const v1::GetProductRequest* req,
+                                       v1::Product* resp) override;
+  grpc::ServerUnaryReactor* CreateDeviceGroup(
+      grpc::CallbackServerContext* ctx, const v1::CreateDeviceGroupRequest* req,
+      v1::DeviceGroup* resp) override;
+  grpc::ServerUnaryReactor* ListDeviceGroups(
+      grpc::CallbackServerContext* ctx, const v1::ListDeviceGroupsRequest* req,
+      v1::ListDeviceGroupsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetDeviceGroup(grpc::CallbackServerContext* ctx,
+                                           const v1::GetDeviceGroupRequest* req,
+                                           v1::DeviceGroup* resp) override;
+  grpc::ServerUnaryReactor* UpdateDeviceGroup(
+      grpc::CallbackServerContext* ctx, const v1::UpdateDeviceGroupRequest* req,
+      v1::DeviceGroup* resp) override;
+  grpc::ServerReadReactor<v1::ImportDevicesRequest>* ImportDevices(
+      grpc::CallbackServerContext* ctx,
+      v1::ImportDevicesResponse* resp) override;
+  grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* ctx,
+                                        const v1::ClaimDeviceRequest* req,
+                                        v1::Device* resp) override;
+  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* ctx,
+                                        const v1::ListDevicesRequest* req,
+                                        v1::ListDevicesResponse* resp) override;
+  grpc::ServerUnaryReactor* GetDevice(grpc::CallbackServerContext* ctx,
+                                      const v1::GetDeviceRequest* req,
+                                      v1::Device* resp) override;
+  grpc::ServerUnaryReactor* AssignDevice(grpc::CallbackServerContext* ctx,
+                                         const v1::AssignDeviceRequest* req,
+                                         v1::Device* resp) override;
+  grpc::ServerUnaryReactor* RevokeDevice(grpc::CallbackServerContext* ctx,
+                                         const v1::RevokeDeviceRequest* req,
+                                         v1::Device* resp) override;
+  grpc::ServerUnaryReactor* RequestDeviceTransfer(
+      grpc::CallbackServerContext* ctx,
+      const v1::RequestDeviceTransferRequest* req, v1::Device* resp) override;
+  grpc::ServerUnaryReactor* AcceptDeviceTransfer(
+      grpc::CallbackServerContext* ctx,
+      const v1::AcceptDeviceTransferRequest* req, v1::Device* resp) override;
+  grpc::ServerUnaryReactor* GetCaCertificate(
+      grpc::CallbackServerContext* ctx, const v1::GetCaCertificateRequest* req,
+      v1::CaCertificate* resp) override;
+  grpc::ServerUnaryReactor* UploadImage(grpc::CallbackServerContext* ctx,
+                                        const v1::UploadImageRequest* req,
+                                        v1::Image* resp) override;
+  grpc::ServerUnaryReactor* ListImages(grpc::CallbackServerContext* ctx,
+                                       const v1::ListImagesRequest* req,
+                                       v1::ListImagesResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateDeployment(
+      grpc::CallbackServerContext* ctx, const v1::CreateDeploymentRequest* req,
+      v1::Deployment* resp) override;
+  grpc::ServerUnaryReactor* ListDeployments(
+      grpc::CallbackServerContext* ctx, const v1::ListDeploymentsRequest* req,
+      v1::ListDeploymentsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReleaseOs(grpc::CallbackServerContext* ctx,
+                                      const v1::ReleaseOsRequest* req,
+                                      v1::OsRelease* resp) override;
+  grpc::ServerUnaryReactor* GetShardMap(grpc::CallbackServerContext* ctx,
+                                        const v1::GetShardMapRequest* req,
+                                        v1::ShardMap* resp) override;
+  grpc::ServerUnaryReactor* RegisterShard(grpc::CallbackServerContext* ctx,
+                                          const v1::RegisterShardRequest* req,
+                                          v1::ShardMap* resp) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
+      grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) override;
+
+ private:
+  class ImportReactor;
+  class WatchReactor;
+
+  absl::StatusOr<Caller> Identify(grpc::CallbackServerContext* ctx) const;
+  // Unary runs `fn(caller)` and finishes the call with its status.
+  grpc::ServerUnaryReactor* Unary(
+      grpc::CallbackServerContext* ctx,
+      const std::function<absl::Status(const Caller&)>& fn);
+
+  Catalog* const catalog_;
+  const ManagementServiceOptions options_;
+};
+
+}  // namespace sphere::management
+
+#endif  // SPHERE_SECURITYSVC_MANAGEMENT_MANAGEMENT_SERVICE_H_
