@@ -191,9 +191,17 @@ void Device::TriggerTamper(absl::string_view sensor) {
 
 absl::Status Device::InstallFactoryImages(
     const std::vector<v1::ImagePackage>& images) {
+  std::vector<v1::StoredImage> stored;
+  stored.reserve(images.size());
+  for (const v1::ImagePackage& p : images) stored.push_back(ToStoredImage(p));
+  return InstallFactoryImages(stored);
+}
+
+absl::Status Device::InstallFactoryImages(
+    const std::vector<v1::StoredImage>& images) {
   std::array<ImageRef, kNumBootStages> chain;
-  for (const v1::ImagePackage& pkg : images) {
-    absl::StatusOr<VerifiedImage> v = VerifyImage(pkg, *signing_key_);
+  for (const v1::StoredImage& pkg : images) {
+    absl::StatusOr<VerifiedImage> v = VerifyStoredImage(pkg, *signing_key_);
     if (!v.ok()) {
       return Record(v1::ErrorEvent::UPDATE_FAILED, "factory",
                     WithContext(v.status(), "factory image: "));
@@ -206,7 +214,7 @@ absl::Status Device::InstallFactoryImages(
                     absl::InvalidArgumentError(absl::StrCat(
                         "not a boot-chain image: ", v->header.component())));
     }
-    absl::StatusOr<ImageRef> rec = InternImage(ToStoredImage(pkg));
+    absl::StatusOr<ImageRef> rec = InternImage(pkg);
     if (!rec.ok()) return rec.status();
     chain[it - comps.begin()] = *std::move(rec);
   }

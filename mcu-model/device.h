@@ -121,6 +121,9 @@ class Device {
   // InvalidArgument (missing component), ResourceExhausted (does not fit).
   absl::Status InstallFactoryImages(
       const std::vector<v1::ImagePackage>& images);
+  // Same, from the flash form (ToStoredImage): convert a factory set once and
+  // install it on many devices without re-hashing megabytes of payload.
+  absl::Status InstallFactoryImages(const std::vector<v1::StoredImage>& images);
   // Boot runs the secure boot chain. On a failed check the device enters
   // kRecovery and the error (FailedPrecondition naming the stage and the
   // verifier) is returned and recorded (BOOT_FAILED).
