@@ -150,6 +150,28 @@ TEST_F(DeviceTest, SerializeRestoreKeepsIdentityAndCounters) {
   EXPECT_TRUE(ParseAndVerifyQuote(*q, d->public_key()).ok());
 }
 
+TEST_F(DeviceTest, SerializeRestoreOfRealRngDeviceKeepsIdentity) {
+  // The default (unseeded) mode must persist too: the twin process restarts.
+  Device::Options o;
+  o.clock = &clock_;
+  auto d = Device::Manufacture(DeviceType::Mt3620(), SigningKey().PublicKey(),
+                               std::move(o));
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE((*d)->InstallFactoryImages(Factory()).ok());
+  auto blob = (*d)->Serialize();
+  ASSERT_TRUE(blob.ok());
+  Device::Options o2;
+  o2.clock = &clock_;
+  auto r = Device::Restore(DeviceType::Mt3620(), SigningKey().PublicKey(),
+                           *blob, std::move(o2));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->device_id(), (*d)->device_id());
+  ASSERT_TRUE((*r)->Boot().ok());
+  auto q = (*r)->Quote("n");
+  ASSERT_TRUE(q.ok());
+  EXPECT_TRUE(ParseAndVerifyQuote(*q, (*d)->public_key()).ok());
+}
+
 // ------------------------------------------- 1. hardware root of trust
 
 TEST_F(DeviceTest, HardwareRootOfTrust_ClonedStateWithOtherKeyFails) {

@@ -293,7 +293,8 @@ absl::StatusOr<std::string> Pluton::UnsealStorage(
 }
 
 std::string Pluton::SealableSecrets(const SecureWorldToken&) const {
-  return absl::StrCat(ToString(scalar_), seeded_ ? "\x01" : "\x00");
+  // One explicit byte: a "\x00" literal would convert to an empty string.
+  return absl::StrCat(ToString(scalar_), std::string(1, seeded_ ? 1 : 0));
 }
 
 void Pluton::RestoreCounters(

@@ -84,7 +84,10 @@ int Main() {
   auth::SessionTokens tokens(pki->SessionTokenKey());
   attestation::Attestor attestor(&catalog, db->get(), &nonces, &tokens,
                                  Clock::Real(), {});
-  attestation::AttestationServiceImpl attestation_service(&attestor, &router);
+  attestation::AttestationServiceImpl attestation_service(
+      &attestor, &router, [&follower](int64_t revision, absl::Duration d) {
+        return follower.WaitForRevision(revision, d);
+      });
 
   rpc::ServerOptions sopts;
   sopts.address =

@@ -1,6 +1,7 @@
 #include "twin/attestation_client.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "securitysvc/sharding/router.h"
 
 namespace sphere::twin {
@@ -31,8 +32,26 @@ int AttestationClient::redirects() const {
   return redirects_;
 }
 
+absl::StatusOr<v1::AttestResponse> AttestationClient::AttestWithRetry(
+    const std::string& device_id, const Quoter& quoter,
+    absl::Duration budget) {
+  absl::Time deadline = absl::Now() + budget;
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    auto r = Attest(device_id, quoter);
+    const absl::StatusCode code = r.status().code();
+    const bool retryable = code == absl::StatusCode::kUnavailable ||
+                           code == absl::StatusCode::kNotFound ||
+                           code == absl::StatusCode::kFailedPrecondition;
+    if (r.ok() || !retryable || absl::Now() + backoff > deadline) return r;
+    absl::SleepFor(backoff);  // device retry policy, not synchronisation
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
 absl::StatusOr<v1::AttestResponse> AttestationClient::Attest(
-    const std::string& device_id, const Quoter& quoter) {
+    const std::string& device_id, const Quoter& quoter,
+    int64_t min_catalog_revision) {
   std::string address = AddressFor(device_id);
   if (address.empty()) {
     return absl::FailedPreconditionError("no Security Service shard known");
@@ -45,6 +64,7 @@ absl::StatusOr<v1::AttestResponse> AttestationClient::Attest(
       ctx.set_deadline(rpc::Deadline(deadline_));
       v1::GetChallengeRequest req;
       req.set_device_id(device_id);
+      req.set_min_catalog_revision(min_catalog_revision);
       grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
       if (auto redirect = sharding::RedirectFrom(ctx, st)) {
         absl::MutexLock l(&mu_);

@@ -33,8 +33,18 @@ class AttestationClient {
       std::function<absl::StatusOr<v1::Quote>(absl::string_view nonce)>;
   // Attest obtains a nonce for `device_id`, asks `quoter` for a quote over
   // it and submits it. Returns the issued certificate chain and token.
+  // `min_catalog_revision` (0 = none) asks the shard to answer only from a
+  // catalog that includes that revision.
   absl::StatusOr<v1::AttestResponse> Attest(const std::string& device_id,
-                                            const Quoter& quoter);
+                                            const Quoter& quoter,
+                                            int64_t min_catalog_revision = 0);
+
+  // AttestWithRetry retries what a device in the field would retry: an
+  // unavailable shard, and a catalog that does not know the device (yet),
+  // with exponential backoff up to `budget`.
+  absl::StatusOr<v1::AttestResponse> AttestWithRetry(
+      const std::string& device_id, const Quoter& quoter,
+      absl::Duration budget);
 
   // Redirects followed so far (for tests and metrics).
   int redirects() const;

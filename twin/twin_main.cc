@@ -33,6 +33,9 @@
 
 ABSL_FLAG(std::string, cluster, "", "Path to DIR/cluster.json (required)");
 ABSL_FLAG(std::string, name, "", "Twin name, e.g. dw100-0001 (required)");
+ABSL_FLAG(absl::Duration, retry_budget, absl::Seconds(15),
+          "How long attest retries an unavailable shard or a catalog that "
+          "does not know the device yet");
 ABSL_FLAG(uint32_t, factory_os_version, 1,
           "OS version installed at manufacture");
 
@@ -190,9 +193,10 @@ int Attest(const cluster::ClusterConfig& c, const Paths& p) {
   tls.ca_pem = *root;
   AttestationClient client(c.shards, tls);
   mcu::Device* dev = device->get();
-  auto resp = client.Attest(
+  auto resp = client.AttestWithRetry(
       dev->device_id(),
-      [dev](absl::string_view nonce) { return dev->Quote(nonce); });
+      [dev](absl::string_view nonce) { return dev->Quote(nonce); },
+      absl::GetFlag(FLAGS_retry_budget));
   if (auto s = SaveDevice(*dev, p); !s.ok()) return Fail(s);
   if (!resp.ok()) return Fail(resp.status());
   // Verify what we received before trusting it.

@@ -1,5 +1,6 @@
 #include "securitysvc/attestation/attestation_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
 #include "common/util/metrics.h"
@@ -24,6 +25,18 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
   absl::Time start = absl::Now();
   auto* reactor = context->DefaultReactor();
   grpc::Status st = router_->CheckOwnership(context, request->device_id());
+  if (st.ok() && request->min_catalog_revision() > 0) {
+    absl::Duration budget = absl::Seconds(5);
+    auto left = absl::FromChrono(context->deadline()) - absl::Now();
+    if (left < budget) budget = left;
+    if (!wait_for_revision_ ||
+        !wait_for_revision_(request->min_catalog_revision(), budget)) {
+      st = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("shard catalog has not reached revision ",
+                                     request->min_catalog_revision(),
+                                     " yet; retry"));
+    }
+  }
   if (st.ok()) {
     auto r = attestor_->GetChallenge(request->device_id());
     if (r.ok()) {

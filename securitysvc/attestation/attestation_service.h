@@ -4,6 +4,8 @@
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 
+#include <functional>
+
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/sharding/router.h"
@@ -13,8 +15,14 @@ namespace sphere::attestation {
 class AttestationServiceImpl final
     : public v1::AttestationService::CallbackService {
  public:
-  AttestationServiceImpl(Attestor* attestor, const sharding::ShardRouter* router)
-      : attestor_(attestor), router_(router) {}
+  // WaitForRevision blocks until the shard's catalog reached a revision or
+  // the timeout passed; returns whether it did.
+  using WaitForRevision = std::function<bool(int64_t, absl::Duration)>;
+  AttestationServiceImpl(Attestor* attestor, const sharding::ShardRouter* router,
+                         WaitForRevision wait_for_revision = nullptr)
+      : attestor_(attestor),
+        router_(router),
+        wait_for_revision_(std::move(wait_for_revision)) {}
 
   grpc::ServerUnaryReactor* GetChallenge(
       grpc::CallbackServerContext* context,
@@ -27,6 +35,7 @@ class AttestationServiceImpl final
  private:
   Attestor* const attestor_;
   const sharding::ShardRouter* const router_;
+  const WaitForRevision wait_for_revision_;
 };
 
 }  // namespace sphere::attestation

@@ -54,7 +54,9 @@ void CatalogFollower::Run() {
       active_ = &ctx;
     }
     v1::WatchRequest req;
-    req.set_start_revision(catalog_->revision() + 1);
+    // First connection: a full snapshot (start 0); afterwards resume.
+    const int64_t have = catalog_->revision();
+    req.set_start_revision(have == 0 ? 0 : have + 1);
     auto reader = stub_->Watch(&ctx, req);
     v1::WatchEvent ev;
     bool in_snapshot = false;

@@ -325,6 +325,16 @@ grpc::ServerUnaryReactor* ManagementService::ReleaseOs(
   });
 }
 
+grpc::ServerUnaryReactor* ManagementService::GetCatalogRevision(
+    grpc::CallbackServerContext* ctx, const v1::GetCatalogRevisionRequest*,
+    v1::CatalogRevision* resp) {
+  return Unary(ctx, [&](const Caller&) -> absl::Status {
+    resp->set_revision(catalog_->revision());
+    resp->set_compacted_revision(catalog_->compacted_revision());
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* ManagementService::GetShardMap(
     grpc::CallbackServerContext* ctx, const v1::GetShardMapRequest*,
     v1::ShardMap* resp) {

@@ -131,6 +131,10 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   grpc::ServerUnaryReactor* ReleaseOs(grpc::CallbackServerContext* ctx,
                                       const v1::ReleaseOsRequest* req,
                                       v1::OsRelease* resp) override;
+  grpc::ServerUnaryReactor* GetCatalogRevision(
+      grpc::CallbackServerContext* ctx,
+      const v1::GetCatalogRevisionRequest* req,
+      v1::CatalogRevision* resp) override;
   grpc::ServerUnaryReactor* GetShardMap(grpc::CallbackServerContext* ctx,
                                         const v1::GetShardMapRequest* req,
                                         v1::ShardMap* resp) override;

@@ -1,0 +1,214 @@
+#include "tests/cluster_fixture.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "protos/ops.grpc.pb.h"
+
+namespace sphere::testing {
+
+std::string BinaryPath(const std::string& relative) {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* ws = getenv("TEST_WORKSPACE");
+  if (srcdir && ws) return absl::StrCat(srcdir, "/", ws, "/", relative);
+  return relative;
+}
+
+std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (pipe(fds) != 0) return {-1, "pipe failed"};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
+    const std::string& name, int shards) {
+  auto c = std::unique_ptr<LocalCluster>(new LocalCluster());
+  const char* tmp = getenv("TEST_TMPDIR");
+  c->dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
+  std::string rm = absl::StrCat("rm -rf '", c->dir_, "'");
+  if (system(rm.c_str()) != 0) return absl::InternalError("rm failed");
+  int fds[2];
+  if (pipe(fds) != 0) return absl::InternalError("pipe failed");
+  std::string bin = BinaryPath("securitysvc/local_cluster");
+  std::string state = absl::StrCat("--state_dir=", c->dir_);
+  std::string nshards = absl::StrCat("--shards=", shards);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    execl(bin.c_str(), bin.c_str(), state.c_str(), nshards.c_str(), nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  c->pid_ = pid;
+  c->out_fd_ = fds[0];
+  // Block on the child's stdout until the "ready" line (or EOF on failure).
+  std::string out;
+  char ch;
+  while (read(c->out_fd_, &ch, 1) == 1) {
+    out.push_back(ch);
+    if (ch == '\n') {
+      if (absl::StartsWith(out.substr(out.rfind('\n', out.size() - 2) + 1),
+                           "ready")) {
+        break;
+      }
+    }
+  }
+  if (out.find("ready") == std::string::npos) {
+    return absl::UnavailableError(absl::StrCat(
+        "local_cluster did not become ready: ", out, " (logs in ", c->dir_,
+        "/logs)"));
+  }
+  auto config = cluster::LoadClusterConfig(c->dir_ + "/cluster.json");
+  if (!config.ok()) return config.status();
+  c->config_ = *config;
+  c->mgmt_ = v1::ManagementService::NewStub(
+      rpc::NewChannel(c->config_.management, c->OperatorTls()));
+  return c;
+}
+
+LocalCluster::~LocalCluster() { Stop().IgnoreError(); }
+
+absl::Status LocalCluster::Stop() {
+  if (pid_ <= 0) return absl::OkStatus();
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (out_fd_ >= 0) close(out_fd_);
+  out_fd_ = -1;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError("local_cluster did not stop cleanly");
+  }
+  return absl::OkStatus();
+}
+
+rpc::TlsFiles LocalCluster::TlsFor(const std::string& name) const {
+  rpc::TlsFiles t;
+  t.cert_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/", name, ".pem"));
+  t.key_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/", name, ".key"));
+  t.ca_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/root.pem"));
+  return t;
+}
+
+rpc::TlsFiles LocalCluster::OperatorTls() const { return TlsFor("operator"); }
+
+std::unique_ptr<v1::AttestationService::Stub> LocalCluster::ShardStub(
+    int index, const rpc::TlsFiles& tls) const {
+  return v1::AttestationService::NewStub(
+      rpc::NewChannel(config_.shards[index].address, tls));
+}
+
+absl::StatusOr<std::string> LocalCluster::Metrics(
+    const std::string& address) const {
+  auto stub = v1::Metrics::NewStub(rpc::NewChannel(address, OperatorTls()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(5)));
+  v1::GetMetricsResponse resp;
+  auto st = stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
+  return resp.text();
+}
+
+namespace {
+template <typename Req, typename Resp, typename Fn>
+absl::StatusOr<Resp> Call(Fn fn, const Req& req) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  Resp resp;
+  grpc::Status st = fn(&ctx, req, &resp);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
+  return resp;
+}
+}  // namespace
+
+absl::StatusOr<v1::Tenant> LocalCluster::CreateTenant(const std::string& name) {
+  v1::CreateTenantRequest req;
+  req.set_name(name);
+  return Call<v1::CreateTenantRequest, v1::Tenant>(
+      [&](auto* c, auto& r, auto* o) { return mgmt_->CreateTenant(c, r, o); },
+      req);
+}
+
+absl::StatusOr<v1::Product> LocalCluster::CreateProduct(
+    const std::string& tenant_id, const std::string& name) {
+  v1::CreateProductRequest req;
+  req.set_tenant_id(tenant_id);
+  req.set_name(name);
+  return Call<v1::CreateProductRequest, v1::Product>(
+      [&](auto* c, auto& r, auto* o) { return mgmt_->CreateProduct(c, r, o); },
+      req);
+}
+
+absl::Status LocalCluster::ImportDevice(const std::string& public_key) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  v1::ImportDevicesResponse resp;
+  auto writer = mgmt_->ImportDevices(&ctx, &resp);
+  v1::ImportDevicesRequest req;
+  req.add_devices()->set_public_key(public_key);
+  writer->Write(req);
+  writer->WritesDone();
+  return rpc::FromGrpcStatus(writer->Finish());
+}
+
+absl::StatusOr<v1::Device> LocalCluster::Claim(const std::string& tenant_id,
+                                               const std::string& device_id) {
+  v1::ClaimDeviceRequest req;
+  req.set_tenant_id(tenant_id);
+  req.set_device_id(device_id);
+  return Call<v1::ClaimDeviceRequest, v1::Device>(
+      [&](auto* c, auto& r, auto* o) { return mgmt_->ClaimDevice(c, r, o); },
+      req);
+}
+
+absl::StatusOr<v1::Device> LocalCluster::Revoke(const std::string& tenant_id,
+                                                const std::string& device_id) {
+  v1::RevokeDeviceRequest req;
+  req.set_tenant_id(tenant_id);
+  req.set_device_id(device_id);
+  req.set_reason("test");
+  return Call<v1::RevokeDeviceRequest, v1::Device>(
+      [&](auto* c, auto& r, auto* o) { return mgmt_->RevokeDevice(c, r, o); },
+      req);
+}
+
+absl::StatusOr<int64_t> LocalCluster::ManagementRevision() {
+  auto r = Call<v1::GetCatalogRevisionRequest, v1::CatalogRevision>(
+      [&](auto* c, auto& r, auto* o) {
+        return mgmt_->GetCatalogRevision(c, r, o);
+      },
+      v1::GetCatalogRevisionRequest());
+  if (!r.ok()) return r.status();
+  return r->revision();
+}
+
+}  // namespace sphere::testing
