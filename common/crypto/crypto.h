@@ -193,6 +193,10 @@ struct ParsedCsr {
 };
 absl::StatusOr<ParsedCsr> ParseCsr(absl::string_view pem);
 
+// BackendName reports the library this build links: "OpenSSL x.y.z ..." or
+// "BoringSSL" (`--config=boringssl`). For logs and tests.
+std::string BackendName();
+
 }  // namespace sphere::crypto
 
 #endif  // SPHERE_COMMON_CRYPTO_CRYPTO_H_

@@ -38,6 +38,14 @@ std::string DerSig(absl::string_view r_hex, absl::string_view s_hex) {
   return std::string("\x30", 1) + static_cast<char>(body.size()) + body;
 }
 
+TEST(BackendTest, SelectedByConfig) {
+#ifdef SPHERE_EXPECT_BORINGSSL
+  EXPECT_EQ(BackendName(), "BoringSSL");
+#else
+  EXPECT_THAT(BackendName(), ::testing::StartsWith("OpenSSL"));
+#endif
+}
+
 // ---- Digests, MACs, hex -------------------------------------------------
 
 TEST(Sha256Test, Fips180Vectors) {

@@ -54,6 +54,8 @@ const EVP_CIPHER* Aes256Gcm();  // OpenSSL backend only.
 
 const EC_GROUP* P256();
 
+// An empty EC_KEY on P-256 (cheap: shares the cached group).
+EcKeyPtr NewP256Key();
 // EC_KEY from a 65-byte SEC1 point (validated to lie on P-256).
 absl::StatusOr<EcKeyPtr> EcKeyFromPoint(absl::string_view point);
 // EC_KEY holding the private scalar (and its public point if `with_public`).

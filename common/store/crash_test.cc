@@ -146,15 +146,15 @@ class CrashTest : public ::testing::TestWithParam<bool> {
 TEST_P(CrashTest, SequentialWriterKilled) {
   std::string dir = Dir("seq");
   // Two rounds: the second crash happens on top of recovered state.
-  CrashResult first = RunAndKill(dir, 1, 1000, Key());
+  CrashResult first = RunAndKill(dir, 1, 400, Key());
   CheckSurvivors(dir, Key(), first, 1);
-  CrashResult second = RunAndKill(dir, 1, 1000, Key());
+  CrashResult second = RunAndKill(dir, 1, 400, Key());
   CheckSurvivors(dir, Key(), second, 1);
 }
 
 TEST_P(CrashTest, ConcurrentWritersKilled) {
   std::string dir = Dir("concurrent");
-  CrashResult crash = RunAndKill(dir, 4, 2000, Key());
+  CrashResult crash = RunAndKill(dir, 4, 1000, Key());
   CheckSurvivors(dir, Key(), crash, 4);
 }
 

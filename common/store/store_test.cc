@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -187,6 +188,26 @@ TEST_P(StoreContractTest, UnknownColumnFamily) {
                  [](absl::string_view, absl::string_view) { return true; })
           .code(),
       absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StoreContractTest, ConcurrentWriters) {
+  constexpr int kThreads = 4, kPerThread = 100;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        WriteBatch b;
+        b.Put("devices", absl::StrCat("t", t, "/", 1000 + i), "v");
+        b.Put("tenants", absl::StrCat("t", t, "/", 1000 + i), "w");
+        EXPECT_TRUE(store_->Write(b).ok());
+        EXPECT_TRUE(
+            store_->Get("devices", absl::StrCat("t", t, "/", 1000 + i)).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ScanAll("devices", "t").size(), kThreads * kPerThread);
+  EXPECT_EQ(ScanAll("tenants", "t").size(), kThreads * kPerThread);
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, StoreContractTest,

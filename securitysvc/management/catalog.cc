@@ -15,6 +15,21 @@
 namespace sphere::management {
 namespace {
 
+// IsOsComponentKind: boot-chain images reach devices through OS feeds only.
+bool IsOsComponentKind(v1::ImageKind kind) {
+  switch (kind) {
+    case v1::IMAGE_KIND_PLUTON_RUNTIME:
+    case v1::IMAGE_KIND_SECURITY_MONITOR:
+    case v1::IMAGE_KIND_BOOTLOADER:
+    case v1::IMAGE_KIND_KERNEL:
+    case v1::IMAGE_KIND_OS_SERVICES:
+      return true;
+    default:
+      return false;
+  }
+}
+
+
 constexpr char kTenants[] = "tenants";
 constexpr char kProducts[] = "products";
 constexpr char kGroups[] = "groups";
@@ -1126,7 +1141,7 @@ absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
       return absl::PermissionDeniedError(absl::StrFormat(
           "image \"%s\" does not belong to tenant \"%s\"", id, t->name()));
     }
-    if ((*image)->kind() == v1::OS_COMPONENT) {
+    if (IsOsComponentKind((*image)->kind())) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "image \"%s\" is an OS component; OS images reach devices through "
           "their group's OS feed, not through deployments",
@@ -1192,7 +1207,7 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
     auto image = GetRecord<v1::Image>(store_, kImages, id);
     if (!image.ok()) return image.status();
     if (!image->has_value() || !(*image)->tenant_id().empty() ||
-        (*image)->kind() != v1::OS_COMPONENT) {
+        !IsOsComponentKind((*image)->kind())) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "image \"%s\" is not a platform OS component image; upload OS "
           "images as a platform operator first",

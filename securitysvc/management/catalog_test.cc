@@ -602,7 +602,7 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
   v1::Image os = app;
   os.set_id(crypto::HexEncode(crypto::Sha256("os package")));
   os.clear_tenant_id();
-  os.set_kind(v1::OS_COMPONENT);
+  os.set_kind(v1::IMAGE_KIND_KERNEL);
   EXPECT_TRUE(absl::IsPermissionDenied(
       catalog_->RecordImage(contoso_op_, os).status()));
   ASSERT_TRUE(catalog_->RecordImage(platform_, os).ok());

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "securitysvc/management/image_pipeline.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -113,6 +114,20 @@ absl::Status Run() {
   ManagementServiceOptions service_options;
   service_options.root_subject_line = root_cert->subject_line;
   service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
+  absl::StatusOr<std::string> signing_pem =
+      rpc::ReadFile(pki + "/image-signing.key");
+  if (!signing_pem.ok()) return signing_pem.status();
+  absl::StatusOr<crypto::EcPrivateKey> signing_key =
+      crypto::EcPrivateKey::FromPem(*signing_pem);
+  if (!signing_key.ok()) return signing_key.status();
+  if (auto s = MakeDir(dir + "/images"); !s.ok()) return s;
+  if (auto s = MakeDir(dir + "/images/catalog"); !s.ok()) return s;
+  auto pipeline = std::make_shared<ImagePipeline>(*signing_key,
+                                                  dir + "/images/catalog");
+  service_options.verify_image_package =
+      [pipeline](absl::string_view tenant_id, absl::string_view package) {
+        return pipeline->Process(tenant_id, package);
+      };
   ManagementService service(catalog->get(), std::move(service_options));
 
   rpc::ServerOptions server_options;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "protos/management.pb.h"
 
 namespace sphere::sharding {

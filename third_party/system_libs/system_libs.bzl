@@ -38,6 +38,9 @@ _LIBS = {
     ], []),
 }
 
+_BORINGSSL_INCLUDE = "/usr/include/android"
+_BORINGSSL_LIB = "/usr/lib/x86_64-linux-gnu/android"
+
 def _split(s):
     return [x for x in s.strip().split(" ") if x]
 
@@ -62,6 +65,34 @@ def _system_libs_impl(ctx):
 
     # Header-only JSON library (nlohmann-json3-dev).
     build.append('cc_library(name = "json")\n')
+
+    # BoringSSL from Debian's android-libboringssl-dev, used by
+    # `--config=boringssl` (see common/crypto/BUILD). Its headers live in
+    # /usr/include/android/openssl; they are symlinked into this repository so
+    # that `includes` can export them as `-isystem` to every dependent, ahead of
+    # /usr/include where OpenSSL's headers are. Never link this together with
+    # @system//:openssl (or gRPC, which links OpenSSL) in one binary.
+    if ctx.path(_BORINGSSL_INCLUDE).exists:
+        ctx.symlink(_BORINGSSL_INCLUDE, "boringssl/include")
+        build.append("""cc_library(
+    name = "boringssl",
+    hdrs = glob(["boringssl/include/openssl/*.h"]),
+    includes = ["boringssl/include"],
+    linkopts = [
+        "-L%s",
+        "-l:libcrypto.so.0",
+        "-Wl,-rpath,%s",
+    ],
+)
+""" % (_BORINGSSL_LIB, _BORINGSSL_LIB))
+    else:
+        build.append("""cc_library(
+    name = "boringssl",
+    copts = ["-DSPHERE_BORINGSSL_MISSING"],
+    srcs = ["boringssl_missing.cc"],
+)
+""")
+        ctx.file("boringssl_missing.cc", '#error "android-libboringssl-dev is not installed"\n')
 
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
     ctx.file("BUILD", "\n".join(build))

@@ -1,0 +1,82 @@
+#include "common/cluster/cluster_config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace sphere::cluster {
+
+std::string ClusterConfig::ToJson() const {
+  nlohmann::ordered_json j;
+  j["state_dir"] = state_dir;
+  j["management"] = management;
+  j["shards"] = nlohmann::json::array();
+  for (const auto& s : shards) {
+    j["shards"].push_back({{"id", s.id}, {"address", s.address}});
+  }
+  j["root_ca"] = root_ca;
+  j["operator_cert"] = operator_cert;
+  j["operator_key"] = operator_key;
+  if (!appsvc.empty()) j["appsvc"] = appsvc;
+  j["tenants"] = nlohmann::json::object();
+  for (const auto& [name, ck] : tenants) {
+    j["tenants"][name] = {{"cert", ck.first}, {"key", ck.second}};
+  }
+  return j.dump(2) + "\n";
+}
+
+absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("cluster.json is not a JSON object");
+  }
+  ClusterConfig c;
+  auto str = [&](const char* k) -> std::string {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  c.state_dir = str("state_dir");
+  c.management = str("management");
+  c.root_ca = str("root_ca");
+  c.operator_cert = str("operator_cert");
+  c.operator_key = str("operator_key");
+  c.appsvc = str("appsvc");
+  if (auto it = j.find("shards"); it != j.end() && it->is_array()) {
+    for (const auto& s : *it) {
+      if (!s.is_object()) continue;
+      c.shards.push_back({s.value("id", ""), s.value("address", "")});
+    }
+  }
+  if (auto it = j.find("tenants"); it != j.end() && it->is_object()) {
+    for (const auto& [name, v] : it->items()) {
+      if (!v.is_object()) continue;
+      c.tenants[name] = {v.value("cert", ""), v.value("key", "")};
+    }
+  }
+  if (c.management.empty() || c.root_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "cluster.json lacks \"management\" or \"root_ca\": is the cluster "
+        "running? start it with './sphere up'");
+  }
+  return c;
+}
+
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        "cannot read ", path, ": start a cluster with './sphere up' first"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = ParseClusterConfig(ss.str());
+  if (!c.ok()) {
+    return absl::Status(c.status().code(),
+                        absl::StrCat(path, ": ", c.status().message()));
+  }
+  return c;
+}
+
+}  // namespace sphere::cluster

@@ -1,0 +1,48 @@
+// ClusterConfig is DIR/cluster.json, written by local_cluster once every
+// process is ready, and read by spherectl, twins, loadgen and appsvc:
+//
+//   {
+//     "state_dir": "/abs/DIR",
+//     "management": "127.0.0.1:PORT",
+//     "shards": [{"id": "shard-0", "address": "127.0.0.1:PORT"}, ...],
+//     "root_ca": "/abs/DIR/pki/root.pem",
+//     "operator_cert": "/abs/DIR/pki/operator.pem",
+//     "operator_key": "/abs/DIR/pki/operator.key",
+//     "tenants": {"Contoso": {"cert": "...", "key": "..."}}   (optional)
+//   }
+#ifndef SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
+#define SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sphere::cluster {
+
+struct ShardEndpoint {
+  std::string id;
+  std::string address;
+};
+
+struct ClusterConfig {
+  std::string state_dir;
+  std::string management;
+  std::vector<ShardEndpoint> shards;
+  std::string root_ca;
+  std::string operator_cert;
+  std::string operator_key;
+  std::string appsvc;  // Contoso cloud address, when running
+  // tenant name -> (cert path, key path) of that tenant's operator credential
+  std::map<std::string, std::pair<std::string, std::string>> tenants;
+
+  std::string ToJson() const;
+};
+
+absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& json);
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
+
+}  // namespace sphere::cluster
+
+#endif  // SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_

@@ -1,0 +1,327 @@
+// local_cluster: a whole Sphere cluster on one machine.
+//
+//   bazel run //:local_cluster -- --state-dir DIR [--shards N]
+//
+// Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
+// images into DIR/images/os-<v>/, starts management and N shards as child
+// processes (logs in DIR/logs/), publishes the OS release, writes
+// DIR/cluster.json and prints a line starting with "ready". Ctrl-C or SIGTERM
+// stops every child gracefully. With --exit-when-ready it detaches nothing:
+// it stops the cluster again right after becoming ready (smoke test).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/cluster/cluster_config.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+#include "mcu-model/image.h"
+#include "protos/management.grpc.pb.h"
+#include "securitysvc/pki/pki.h"
+
+ABSL_FLAG(std::string, state_dir, "", "Cluster state directory (required)");
+ABSL_FLAG(int, shards, 1, "Number of Security Service shards");
+ABSL_FLAG(uint32_t, os_version, 1, "Factory/Retail OS version to publish");
+ABSL_FLAG(bool, exit_when_ready, false,
+          "Stop the cluster right after it became ready");
+ABSL_FLAG(absl::Duration, ready_timeout, absl::Seconds(60),
+          "How long children may take to become ready");
+
+namespace sphere {
+namespace {
+
+struct Child {
+  std::string name;
+  pid_t pid = -1;
+  std::string port_file;
+  int port = 0;
+};
+
+std::string SelfDir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, n);
+  return p.substr(0, p.rfind('/'));
+}
+
+// FindBinary locates a sibling Bazel output (runfiles or bazel-bin layout).
+std::string FindBinary(const std::string& package, const std::string& name) {
+  std::string self = SelfDir();
+  std::vector<std::string> candidates = {
+      absl::StrCat(self, "/local_cluster.runfiles/sphere/", package, "/", name),
+      absl::StrCat(self, "/../", package, "/", name),
+      absl::StrCat(self, "/", name),
+  };
+  if (const char* rf = getenv("RUNFILES_DIR")) {
+    candidates.insert(candidates.begin(),
+                      absl::StrCat(rf, "/sphere/", package, "/", name));
+  }
+  for (const auto& c : candidates) {
+    if (access(c.c_str(), X_OK) == 0) return c;
+  }
+  return candidates.back();
+}
+
+absl::StatusOr<Child> Spawn(const std::string& name, const std::string& binary,
+                            std::vector<std::string> args,
+                            const std::string& state_dir) {
+  Child c;
+  c.name = name;
+  c.port_file = absl::StrCat(state_dir, "/run/", name, ".port");
+  unlink(c.port_file.c_str());
+  args.push_back(absl::StrCat("--port_file=", c.port_file));
+  std::string log_path = absl::StrCat(state_dir, "/logs/", name, ".log");
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, nullptr);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  c.pid = pid;
+  return c;
+}
+
+// WaitReady waits for the child's port file; fails if the child exits.
+absl::Status WaitReady(Child& c, absl::Duration timeout,
+                       const std::string& state_dir) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status;
+    if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+      c.pid = -1;
+      return absl::UnavailableError(absl::StrCat(
+          c.name, " exited during startup; see ", state_dir, "/logs/", c.name,
+          ".log"));
+    }
+    auto text = rpc::ReadFile(c.port_file);
+    if (text.ok() &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &c.port)) {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(20));  // readiness poll, not a test
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(c.name, " not ready after ", absl::FormatDuration(timeout)));
+}
+
+void StopAll(std::vector<Child>& children) {
+  // Shards first, management last.
+  for (auto it = children.rbegin(); it != children.rend(); ++it) {
+    if (it->pid > 0) kill(it->pid, SIGTERM);
+  }
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (auto& c : children) {
+    while (c.pid > 0) {
+      int status;
+      pid_t r = waitpid(c.pid, &status, WNOHANG);
+      if (r == c.pid || r < 0) {
+        c.pid = -1;
+        break;
+      }
+      if (absl::Now() > deadline) {
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &status, 0);
+        c.pid = -1;
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+}
+
+absl::Status PublishOs(const pki::ClusterPki& pki, const std::string& mgmt,
+                       const std::vector<v1::ImagePackage>& images,
+                       uint32_t version) {
+  auto tls = pki.TlsFor("operator");
+  if (!tls.ok()) return tls.status();
+  auto stub = v1::ManagementService::NewStub(rpc::NewChannel(mgmt, *tls));
+  std::vector<std::string> ids;
+  for (const auto& pkg : images) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::UploadImageRequest req;
+    req.set_package(pkg.SerializeAsString());
+    v1::Image image;
+    grpc::Status st = stub->UploadImage(&ctx, req, &image);
+    if (!st.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("upload OS image: ", st.error_message()));
+    }
+    ids.push_back(image.id());
+  }
+  for (v1::OsFeed feed : {v1::RETAIL, v1::RETAIL_EVAL}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::ReleaseOsRequest req;
+    req.set_feed(feed);
+    req.set_version(absl::StrCat(version));
+    for (const auto& id : ids) req.add_image_ids(id);
+    v1::OsRelease rel;
+    grpc::Status st = stub->ReleaseOs(&ctx, req, &rel);
+    if (!st.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("release OS: ", st.error_message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int Main() {
+  std::string dir = absl::GetFlag(FLAGS_state_dir);
+  if (dir.empty()) {
+    std::cerr << "local_cluster: --state-dir is required\n";
+    return 2;
+  }
+  if (dir[0] != '/') {
+    char cwd[4096];
+    const char* wd = getenv("BUILD_WORKING_DIRECTORY");
+    dir = absl::StrCat(wd ? wd : getcwd(cwd, sizeof(cwd)), "/", dir);
+  }
+  log::SetComponent("local_cluster");
+  for (const char* sub : {"", "/logs", "/run", "/images"}) {
+    mkdir(absl::StrCat(dir, sub).c_str(), 0755);
+  }
+  auto pki = pki::Bootstrap(dir);
+  if (!pki.ok()) {
+    std::cerr << "local_cluster: PKI bootstrap failed: " << pki.status() << "\n";
+    return 1;
+  }
+  const uint32_t os_version = absl::GetFlag(FLAGS_os_version);
+  auto images = mcu::BuildFactoryImages(pki->image_signing_key, os_version);
+  if (!images.ok()) {
+    std::cerr << "local_cluster: cannot build OS images: " << images.status()
+              << "\n";
+    return 1;
+  }
+  std::string img_dir = absl::StrCat(dir, "/images/os-", os_version);
+  mkdir(img_dir.c_str(), 0755);
+  for (const auto& pkg : *images) {
+    auto header = mcu::VerifyImage(pkg, pki->image_signing_key.PublicKey());
+    if (!header.ok()) {
+      std::cerr << "local_cluster: " << header.status() << "\n";
+      return 1;
+    }
+    auto s = rpc::WriteFile(
+        absl::StrCat(img_dir, "/", header->header.component(), ".pkg"),
+        pkg.SerializeAsString());
+    if (!s.ok()) {
+      std::cerr << "local_cluster: " << s << "\n";
+      return 1;
+    }
+  }
+
+  std::vector<Child> children;
+  auto fail = [&](const absl::Status& s) {
+    std::cerr << "local_cluster: " << s.message() << "\n";
+    StopAll(children);
+    return 1;
+  };
+  auto mgmt = Spawn("management",
+                    FindBinary("securitysvc/management", "management"),
+                    {absl::StrCat("--state_dir=", dir), "--port=0"}, dir);
+  if (!mgmt.ok()) return fail(mgmt.status());
+  children.push_back(*mgmt);
+  if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
+                         dir);
+      !s.ok()) {
+    return fail(s);
+  }
+  std::string mgmt_addr = absl::StrCat("127.0.0.1:", children.back().port);
+  if (auto s = PublishOs(*pki, mgmt_addr, *images, os_version); !s.ok()) {
+    return fail(s);
+  }
+
+  cluster::ClusterConfig config;
+  config.state_dir = dir;
+  config.management = mgmt_addr;
+  config.root_ca = pki->Path("root.pem");
+  config.operator_cert = pki->Path("operator.pem");
+  config.operator_key = pki->Path("operator.key");
+  const std::string shard_bin = FindBinary("securitysvc", "shard");
+  for (int i = 0; i < absl::GetFlag(FLAGS_shards); ++i) {
+    std::string id = absl::StrCat("shard-", i);
+    auto c = Spawn(id, shard_bin,
+                   {absl::StrCat("--state_dir=", dir),
+                    absl::StrCat("--shard_id=", id),
+                    absl::StrCat("--management=", mgmt_addr), "--port=0"},
+                   dir);
+    if (!c.ok()) return fail(c.status());
+    children.push_back(*c);
+  }
+  for (size_t i = 1; i < children.size(); ++i) {
+    if (auto s = WaitReady(children[i], absl::GetFlag(FLAGS_ready_timeout),
+                           dir);
+        !s.ok()) {
+      return fail(s);
+    }
+    config.shards.push_back({children[i].name,
+                             absl::StrCat("127.0.0.1:", children[i].port)});
+  }
+  if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
+                              config.ToJson());
+      !s.ok()) {
+    return fail(s);
+  }
+  std::cout << "ready management=" << mgmt_addr
+            << " shards=" << config.shards.size() << " cluster=" << dir
+            << "/cluster.json" << std::endl;
+  if (!absl::GetFlag(FLAGS_exit_when_ready)) {
+    // Also stop when a child dies unexpectedly.
+    int sig = rpc::WaitForTerminationSignal();
+    log::Info("stopping cluster", {{"signal", absl::StrCat(sig)}});
+  }
+  StopAll(children);
+  unlink(absl::StrCat(dir, "/cluster.json").c_str());
+  std::cout << "stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace sphere
+
+int main(int argc, char** argv) {
+  sphere::rpc::InstallTerminationSignalMask();
+  absl::SetProgramUsageMessage(
+      "local_cluster --state-dir DIR [--shards N]: management + N shards");
+  // Accept --state-dir as well as --state_dir.
+  std::vector<std::string> fixed;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (absl::StartsWith(a, "--state-dir")) a.replace(0, 11, "--state_dir");
+    if (absl::StartsWith(a, "--exit-when-ready")) {
+      a.replace(0, 17, "--exit_when_ready");
+    }
+    fixed.push_back(a);
+  }
+  std::vector<char*> av;
+  for (auto& a : fixed) av.push_back(a.data());
+  absl::ParseCommandLine(av.size(), av.data());
+  return sphere::Main();
+}

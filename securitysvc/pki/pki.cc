@@ -1,0 +1,207 @@
+#include "securitysvc/pki/pki.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/log.h"
+
+namespace sphere::pki {
+namespace {
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+absl::Status MkDirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      cur = path.substr(0, i);
+      if (!cur.empty() && !Exists(cur) && mkdir(cur.c_str(), 0755) != 0 &&
+          errno != EEXIST) {
+        return absl::InternalError(absl::StrCat("mkdir ", cur, ": ",
+                                                strerror(errno)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<crypto::EcPrivateKey> LoadOrCreateKey(const std::string& path) {
+  if (Exists(path)) {
+    auto pem = rpc::ReadFile(path);
+    if (!pem.ok()) return pem.status();
+    return crypto::EcPrivateKey::FromPem(*pem);
+  }
+  auto key = crypto::EcPrivateKey::Generate();
+  if (auto s = rpc::WriteFile(path, key.ToPem(), 0600); !s.ok()) return s;
+  return key;
+}
+
+// LoadOrIssueCert writes `path` with a certificate from `spec` unless present.
+absl::StatusOr<std::string> LoadOrIssueCert(const std::string& path,
+                                            const crypto::CertificateSpec& spec,
+                                            const crypto::EcPrivateKey& issuer,
+                                            absl::string_view issuer_pem) {
+  if (Exists(path)) return rpc::ReadFile(path);
+  auto pem = crypto::IssueCertificate(spec, issuer, issuer_pem);
+  if (!pem.ok()) return pem.status();
+  if (auto s = rpc::WriteFile(path, *pem); !s.ok()) return s;
+  return pem;
+}
+
+crypto::CertificateSpec Spec(absl::string_view cn, const std::string& pub,
+                             crypto::KeyUsage usage, absl::Duration life) {
+  crypto::CertificateSpec s;
+  s.common_name = std::string(cn);
+  s.organization = "Sphere Platform";
+  s.subject_public_key = pub;
+  s.not_before = absl::Now() - absl::Hours(1);
+  s.not_after = absl::Now() + life;
+  s.usage = usage;
+  return s;
+}
+
+absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
+                                        bool create) {
+  ClusterPki pki;
+  pki.dir = absl::StrCat(state_dir, "/pki");
+  if (!create && !Exists(pki.Path("root.pem"))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no cluster PKI in ", pki.dir,
+        ": start the cluster with 'bazel run //:local_cluster -- --state-dir ",
+        state_dir, "'"));
+  }
+  if (auto s = MkDirs(pki.dir); !s.ok()) return s;
+  chmod(pki.dir.c_str(), 0700);
+  const absl::Duration kTenYears = absl::Hours(24 * 3650);
+
+  auto root_key = LoadOrCreateKey(pki.Path("root.key"));
+  if (!root_key.ok()) return root_key.status();
+  pki.root_key = *root_key;
+  auto root_spec = Spec("Sphere Platform Root CA", root_key->PublicKey(),
+                        crypto::KeyUsage::kCa, kTenYears);
+  auto root = LoadOrIssueCert(pki.Path("root.pem"), root_spec, *root_key, "");
+  if (!root.ok()) return root.status();
+  pki.root_pem = *root;
+
+  auto mfg_key = LoadOrCreateKey(pki.Path("manufacturing.key"));
+  if (!mfg_key.ok()) return mfg_key.status();
+  pki.manufacturing_key = *mfg_key;
+  auto mfg_spec = Spec("Sphere Manufacturing CA", mfg_key->PublicKey(),
+                       crypto::KeyUsage::kCa, kTenYears);
+  mfg_spec.path_len = 0;
+  auto mfg = LoadOrIssueCert(pki.Path("manufacturing.pem"), mfg_spec,
+                             *root_key, pki.root_pem);
+  if (!mfg.ok()) return mfg.status();
+  pki.manufacturing_pem = *mfg;
+
+  auto img = LoadOrCreateKey(pki.Path("image-signing.key"));
+  if (!img.ok()) return img.status();
+  pki.image_signing_key = *img;
+  if (!Exists(pki.Path("image-signing.pub.pem"))) {
+    if (auto s = rpc::WriteFile(pki.Path("image-signing.pub.pem"),
+                                crypto::PublicKeyToPem(img->PublicKey()));
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  if (Exists(pki.Path("master.key"))) {
+    auto mk = rpc::ReadFile(pki.Path("master.key"));
+    if (!mk.ok()) return mk.status();
+    if (mk->size() != 32) {
+      return absl::DataLossError(absl::StrCat(pki.Path("master.key"),
+                                              " is not a 32-byte key"));
+    }
+    pki.master_key = *mk;
+  } else {
+    pki.master_key = crypto::RandomBytes(32);
+    if (auto s = rpc::WriteFile(pki.Path("master.key"), pki.master_key, 0600);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  // Service certificate: every server of the local cluster presents it.
+  auto server_key = LoadOrCreateKey(pki.Path("server.key"));
+  if (!server_key.ok()) return server_key.status();
+  auto server_spec = Spec("sphere-services", server_key->PublicKey(),
+                          crypto::KeyUsage::kServerAndClientAuth, kTenYears);
+  server_spec.dns_sans = {"localhost"};
+  server_spec.ip_sans = {"127.0.0.1"};
+  server_spec.claims.scope = "shard";
+  if (auto c = LoadOrIssueCert(pki.Path("server.pem"), server_spec, *root_key,
+                               pki.root_pem);
+      !c.ok()) {
+    return c.status();
+  }
+  crypto::DeviceClaims op;
+  op.scope = "platform-operator";
+  if (!Exists(pki.Path("operator.pem"))) {
+    if (auto s = IssueClientCredential(pki, "operator", "platform-operator", op);
+        !s.ok()) {
+      return s;
+    }
+  }
+  crypto::DeviceClaims shard;
+  shard.scope = "shard";
+  if (!Exists(pki.Path("shard.pem"))) {
+    if (auto s = IssueClientCredential(pki, "shard", "sphere-shard", shard);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return pki;
+}
+
+}  // namespace
+
+std::string ClusterPki::Path(absl::string_view name) const {
+  return absl::StrCat(dir, "/", name);
+}
+
+absl::StatusOr<rpc::TlsFiles> ClusterPki::TlsFor(absl::string_view name) const {
+  rpc::TlsFiles t;
+  auto cert = rpc::ReadFile(Path(absl::StrCat(name, ".pem")));
+  if (!cert.ok()) return cert.status();
+  auto key = rpc::ReadFile(Path(absl::StrCat(name, ".key")));
+  if (!key.ok()) return key.status();
+  t.cert_pem = *cert;
+  t.key_pem = *key;
+  t.ca_pem = root_pem;
+  return t;
+}
+
+std::string ClusterPki::SessionTokenKey() const {
+  return crypto::HmacSha256(master_key, "sphere-session-token-key-v1");
+}
+
+absl::Status IssueClientCredential(const ClusterPki& pki,
+                                   absl::string_view name,
+                                   absl::string_view common_name,
+                                   const crypto::DeviceClaims& claims) {
+  auto key = crypto::EcPrivateKey::Generate();
+  auto spec = Spec(common_name, key.PublicKey(), crypto::KeyUsage::kClientAuth,
+                   absl::Hours(24 * 365));
+  spec.claims = claims;
+  auto pem = crypto::IssueCertificate(spec, pki.root_key, pki.root_pem);
+  if (!pem.ok()) return pem.status();
+  if (auto s = rpc::WriteFile(pki.Path(absl::StrCat(name, ".key")), key.ToPem(),
+                              0600);
+      !s.ok()) {
+    return s;
+  }
+  return rpc::WriteFile(pki.Path(absl::StrCat(name, ".pem")), *pem);
+}
+
+absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir) {
+  return LoadOrCreate(state_dir, /*create=*/true);
+}
+
+absl::StatusOr<ClusterPki> Load(const std::string& state_dir) {
+  return LoadOrCreate(state_dir, /*create=*/false);
+}
+
+}  // namespace sphere::pki

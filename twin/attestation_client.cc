@@ -1,0 +1,82 @@
+#include "twin/attestation_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "securitysvc/sharding/router.h"
+
+namespace sphere::twin {
+
+AttestationClient::AttestationClient(std::vector<cluster::ShardEndpoint> shards,
+                                     rpc::TlsFiles tls, absl::Duration deadline)
+    : shards_(std::move(shards)), tls_(std::move(tls)), deadline_(deadline) {}
+
+v1::AttestationService::Stub* AttestationClient::StubFor(
+    const std::string& address) {
+  absl::MutexLock l(&mu_);
+  auto& stub = stubs_[address];
+  if (!stub) {
+    stub = v1::AttestationService::NewStub(rpc::NewChannel(address, tls_));
+  }
+  return stub.get();
+}
+
+std::string AttestationClient::AddressFor(const std::string& device_id) {
+  absl::MutexLock l(&mu_);
+  auto it = owner_.find(device_id);
+  if (it != owner_.end()) return it->second;
+  return shards_.empty() ? "" : shards_.front().address;
+}
+
+int AttestationClient::redirects() const {
+  absl::MutexLock l(&mu_);
+  return redirects_;
+}
+
+absl::StatusOr<v1::AttestResponse> AttestationClient::Attest(
+    const std::string& device_id, const Quoter& quoter) {
+  std::string address = AddressFor(device_id);
+  if (address.empty()) {
+    return absl::FailedPreconditionError("no Security Service shard known");
+  }
+  for (int hop = 0; hop < 4; ++hop) {
+    auto* stub = StubFor(address);
+    v1::GetChallengeResponse challenge;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(deadline_));
+      v1::GetChallengeRequest req;
+      req.set_device_id(device_id);
+      grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
+      if (auto redirect = sharding::RedirectFrom(ctx, st)) {
+        absl::MutexLock l(&mu_);
+        ++redirects_;
+        owner_[device_id] = redirect->second;
+        address = redirect->second;
+        continue;
+      }
+      if (!st.ok()) {
+        return absl::Status(
+            static_cast<absl::StatusCode>(st.error_code()),
+            absl::StrCat("GetChallenge at ", address, ": ", st.error_message()));
+      }
+    }
+    auto quote = quoter(challenge.nonce());
+    if (!quote.ok()) return quote.status();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(deadline_));
+    v1::AttestRequest req;
+    req.set_device_id(device_id);
+    *req.mutable_quote() = std::move(*quote);
+    v1::AttestResponse resp;
+    grpc::Status st = stub->Attest(&ctx, req, &resp);
+    if (!st.ok()) {
+      return absl::Status(
+          static_cast<absl::StatusCode>(st.error_code()),
+          absl::StrCat("Attest at ", address, ": ", st.error_message()));
+    }
+    return resp;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("too many shard redirects for device ", device_id));
+}
+
+}  // namespace sphere::twin
