@@ -101,6 +101,16 @@ absl::Status ValidateDescription(absl::string_view description) {
   return absl::OkStatus();
 }
 
+// DevicePrefix: the first 8 bytes of a (64-hex) device id as an integer.
+uint64_t DevicePrefix(absl::string_view id) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 16 && i < id.size(); ++i) {
+    char c = id[i];
+    v = (v << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return v;
+}
+
 bool IsHexId(absl::string_view id, size_t length) {
   if (id.size() != length) return false;
   for (char c : id) {
@@ -304,6 +314,12 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(store::Store* store,
           absl::StrFormat("catalog meta \"%s\" is corrupt: \"%s\"", key, *v));
     }
   }
+  absl::Status s =
+      store->Scan(kDevices, "", [&](absl::string_view key, absl::string_view) {
+        c->known_device_prefixes_.insert(DevicePrefix(key));
+        return true;
+      });
+  if (!s.ok()) return s;
   return c;
 }
 
@@ -806,12 +822,14 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
       ++result.already_known;
       continue;
     }
-    absl::StatusOr<std::string> existing = store_->Get(kDevices, ids[i]);
-    if (existing.ok()) {
-      ++result.already_known;
-      continue;
+    if (known_device_prefixes_.contains(DevicePrefix(ids[i]))) {
+      absl::StatusOr<std::string> existing = store_->Get(kDevices, ids[i]);
+      if (existing.ok()) {
+        ++result.already_known;
+        continue;
+      }
+      if (!absl::IsNotFound(existing.status())) return existing.status();
     }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
     v1::Device d;
     d.set_id(ids[i]);
     d.set_public_key(devices[i].public_key());
@@ -823,6 +841,9 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
   if (result.imported > 0) {
     txn.Emit()->set_factory_devices_imported(result.imported);
     if (auto s = Commit(txn); !s.ok()) return s;
+    for (absl::string_view id : seen) {
+      known_device_prefixes_.insert(DevicePrefix(id));
+    }
   }
   return result;
 }

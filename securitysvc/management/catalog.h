@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -260,6 +261,10 @@ class Catalog {
   int64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
   WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<WatchId, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  // First 8 bytes of every registered device id: lets ImportDevices skip the
+  // store lookup for keys that are certainly new (a hit still checks the
+  // store). ~20 MB per million devices; filled by Open.
+  absl::flat_hash_set<uint64_t> known_device_prefixes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sphere::management

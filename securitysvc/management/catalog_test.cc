@@ -582,7 +582,7 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
   app.set_tenant_id(contoso_.id());
   app.set_component("dw100-app");
   app.set_version(3);
-  app.set_kind(v1::HIGH_LEVEL_APP);
+  app.set_kind(v1::IMAGE_KIND_APPLICATION);
   app.set_image_hash(crypto::Sha256("app image"));
   ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
   // Fabrikam cannot record images for Contoso or deploy Contoso's image.

@@ -156,11 +156,24 @@ absl::Status Run() {
 }  // namespace
 }  // namespace sphere::management
 
+// Flags are spelled with dashes on the command line (--state-dir); absl
+// flag names use underscores, so dashes in flag names are normalised.
+static void NormaliseFlagNames(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (a[0] != '-' || a[1] != '-') continue;
+    for (char* c = a + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   sphere::rpc::InstallTerminationSignalMask();
+  NormaliseFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
       "Sphere management server: management --state-dir=DIR [--port=0] "
-      "[--port-file=FILE]");
+      "[--port-file=FILE] (flags accept - or _)");
   absl::ParseCommandLine(argc, argv);
   sphere::log::SetComponent("management");
   absl::Status s = sphere::management::Run();

@@ -1,0 +1,795 @@
+// spherectl: the operator CLI for a Sphere cluster, modelled on azsphere.
+//
+//   spherectl [--cluster FILE] [--tenant NAME] [--output table|json]
+//             [--timeout SECONDS] NOUN VERB [--option VALUE ...]
+//
+//   tenant        create --name N | list | show
+//   product       create --name N [--description D] | list | show --product P
+//   device-group  create --product P --name N [--os-feed Retail|RetailEval]
+//                        [--app-update-policy UpdateAll|No3rdPartyAppUpdates|
+//                         NoUpdates] [--description D]
+//                 list [--product P] | show --device-group G
+//                 update --device-group G [--os-feed F] [--app-update-policy A]
+//                        [--description D]
+//                 (G is a group id or PRODUCT/GROUP, e.g. DW100/Production)
+//   device        claim --device ID | list [--device-group G] | show --device
+//   ID
+//                 update --device ID --device-group G
+//                 revoke --device ID [--reason R]
+//                 transfer request --device ID --to-tenant T
+//                 transfer accept --device ID
+//   ca-certificate download --destination FILE [--include-root]
+//   cluster       status
+//
+// --cluster names the JSON file written by local_cluster (default
+// $SPHERE_CLUSTER, else ./cluster.json):
+//   {
+//     "management": "127.0.0.1:PORT",
+//     "shards": [{"id": "shard-0", "address": "127.0.0.1:PORT"}],
+//     "root_ca": "DIR/pki/root.pem",
+//     "operator_cert": "DIR/pki/operator.pem",   // platform operator
+//     "operator_key": "DIR/pki/operator.key",
+//     "tenants": {"Contoso": {"cert": "...", "key": "..."}}
+//   }
+// Relative paths are resolved against the file's directory. --tenant NAME
+// uses that tenant's operator credential when "tenants" has one, otherwise
+// the platform operator credential acting on tenant NAME.
+//
+// Errors print "error: <message>" and exit with status 1. Every RPC carries
+// a deadline (--timeout, default 30 s).
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/rpc/rpc.h"
+#include "protos/management.grpc.pb.h"
+
+namespace sphere::cli {
+namespace {
+
+using json = nlohmann::json;
+
+// ---- Arguments
+// ---------------------------------------------------------------
+
+struct Args {
+  std::vector<std::string> words;              // noun, verb, sub-verb
+  std::map<std::string, std::string> options;  // --name value
+
+  bool Has(const std::string& k) const { return options.count(k) > 0; }
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = options.find(k);
+    return it == options.end() ? def : it->second;
+  }
+  absl::StatusOr<std::string> Require(const std::string& k) const {
+    auto it = options.find(k);
+    if (it == options.end() || it->second.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "missing --", k, " for '", absl::StrJoin(words, " "), "'"));
+    }
+    return it->second;
+  }
+};
+
+// Flags that take no value.
+bool IsSwitch(absl::string_view name) {
+  return name == "include-root" || name == "help";
+}
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (absl::StartsWith(a, "--")) {
+      std::string name = a.substr(2);
+      std::string value;
+      size_t eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else if (IsSwitch(name)) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("option --", name, " needs a value"));
+      }
+      args.options[name] = value;
+    } else {
+      args.words.push_back(a);
+    }
+  }
+  return args;
+}
+
+// ---- Cluster file
+// --------------------------------------------------------------
+
+struct Cluster {
+  std::string management;
+  std::vector<std::pair<std::string, std::string>> shards;  // id, address
+  rpc::TlsFiles credential;  // the credential used for this run
+  bool tenant_credential = false;
+};
+
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return base_dir + "/" + path;
+}
+
+absl::StatusOr<std::string> ReadNamed(const std::string& what,
+                                      const std::string& path) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster file has no ", what, " path"));
+  }
+  absl::StatusOr<std::string> s = rpc::ReadFile(path);
+  if (!s.ok()) {
+    return absl::Status(s.status().code(),
+                        absl::StrCat("cannot read ", what, " ", path, ": ",
+                                     s.status().message()));
+  }
+  return s;
+}
+
+absl::StatusOr<Cluster> LoadCluster(const std::string& path,
+                                    const std::string& tenant) {
+  absl::StatusOr<std::string> text = rpc::ReadFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(absl::StrCat(
+        "cannot read cluster file ", path,
+        "; start a cluster with local_cluster or pass --cluster FILE"));
+  }
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster file ", path, " is not a JSON object"));
+  }
+  const std::string dir = path.find('/') == std::string::npos
+                              ? "."
+                              : path.substr(0, path.rfind('/'));
+  auto str = [&](const json& o, const char* key) -> std::string {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  Cluster c;
+  c.management = str(j, "management");
+  if (c.management.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster file ", path, " has no \"management\" address"));
+  }
+  if (auto it = j.find("shards"); it != j.end() && it->is_array()) {
+    for (const json& s : *it) {
+      if (s.is_object()) c.shards.emplace_back(str(s, "id"), str(s, "address"));
+    }
+  }
+  std::string cert_path = str(j, "operator_cert");
+  std::string key_path = str(j, "operator_key");
+  if (!tenant.empty()) {
+    if (auto t = j.find("tenants"); t != j.end() && t->is_object()) {
+      if (auto e = t->find(tenant); e != t->end() && e->is_object()) {
+        cert_path = str(*e, "cert");
+        key_path = str(*e, "key");
+        c.tenant_credential = true;
+      }
+    }
+  }
+  auto ca = ReadNamed("root_ca", Resolve(dir, str(j, "root_ca")));
+  if (!ca.ok()) return ca.status();
+  auto cert = ReadNamed("operator certificate", Resolve(dir, cert_path));
+  if (!cert.ok()) return cert.status();
+  auto key = ReadNamed("operator key", Resolve(dir, key_path));
+  if (!key.ok()) return key.status();
+  c.credential = {*cert, *key, *ca};
+  return c;
+}
+
+// ---- Output
+// ----------------------------------------------------------------------
+
+json ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return json::parse(out, nullptr, false);
+}
+
+std::string FeedName(v1::OsFeed f) {
+  switch (f) {
+    case v1::RETAIL:
+      return "Retail";
+    case v1::RETAIL_EVAL:
+      return "RetailEval";
+    default:
+      return "-";
+  }
+}
+
+std::string PolicyName(v1::AppUpdatePolicy p) {
+  switch (p) {
+    case v1::UPDATE_ALL:
+      return "UpdateAll";
+    case v1::NO_3RD_PARTY_APP_UPDATES:
+      return "No3rdPartyAppUpdates";
+    case v1::NO_UPDATES:
+      return "NoUpdates";
+    default:
+      return "-";
+  }
+}
+
+class Printer {
+ public:
+  explicit Printer(bool as_json) : json_(as_json) {}
+
+  // Table prints rows under headers (table mode) or the JSON `items` (json
+  // mode); `single` prints one object rather than an array.
+  void Print(const std::vector<std::string>& headers,
+             const std::vector<std::vector<std::string>>& rows,
+             const json& items) const {
+    if (json_) {
+      std::cout << items.dump(2) << "\n";
+      return;
+    }
+    std::vector<size_t> width(headers.size());
+    for (size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
+    for (const auto& r : rows) {
+      for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+        width[i] = std::max(width[i], r[i].size());
+      }
+    }
+    auto line = [&](const std::vector<std::string>& cells) {
+      std::string out;
+      for (size_t i = 0; i < cells.size(); ++i) {
+        out += cells[i];
+        if (i + 1 < cells.size())
+          out += std::string(width[i] - cells[i].size() + 2, ' ');
+      }
+      std::cout << out << "\n";
+    };
+    line(headers);
+    std::vector<std::string> rule;
+    for (size_t w : width) rule.push_back(std::string(w, '-'));
+    line(rule);
+    for (const auto& r : rows) line(r);
+  }
+
+ private:
+  bool json_;
+};
+
+std::vector<std::string> TenantRow(const v1::Tenant& t) {
+  return {t.name(), t.id(), absl::StrCat(t.create_revision())};
+}
+std::vector<std::string> ProductRow(const v1::Product& p) {
+  return {p.name(), p.id(), p.description()};
+}
+std::vector<std::string> GroupRow(const v1::DeviceGroup& g) {
+  return {g.name(), g.id(), FeedName(g.os_feed()),
+          PolicyName(g.app_update_policy()), g.product_id()};
+}
+std::vector<std::string> DeviceRow(const v1::Device& d) {
+  std::string state = v1::DeviceState_Name(d.state());
+  return {d.id(), state,
+          d.device_group_id().empty() ? "-" : d.device_group_id(),
+          absl::StrCat(d.ownership_epoch()),
+          d.pending_tenant_id().empty() ? "-" : d.pending_tenant_id()};
+}
+const std::vector<std::string> kTenantHeaders = {"NAME", "ID", "REVISION"};
+const std::vector<std::string> kProductHeaders = {"NAME", "ID", "DESCRIPTION"};
+const std::vector<std::string> kGroupHeaders = {"NAME", "ID", "OS FEED",
+                                                "APP UPDATES", "PRODUCT"};
+const std::vector<std::string> kDeviceHeaders = {"ID", "STATE", "GROUP",
+                                                 "EPOCH", "PENDING TENANT"};
+
+// ---- Commands
+// ------------------------------------------------------------------
+
+absl::StatusOr<v1::OsFeed> ParseFeed(const std::string& s) {
+  if (absl::EqualsIgnoreCase(s, "Retail")) return v1::RETAIL;
+  if (absl::EqualsIgnoreCase(s, "RetailEval")) return v1::RETAIL_EVAL;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown OS feed \"", s, "\"; use Retail or RetailEval"));
+}
+
+absl::StatusOr<v1::AppUpdatePolicy> ParsePolicy(const std::string& s) {
+  if (absl::EqualsIgnoreCase(s, "UpdateAll")) return v1::UPDATE_ALL;
+  if (absl::EqualsIgnoreCase(s, "No3rdPartyAppUpdates")) {
+    return v1::NO_3RD_PARTY_APP_UPDATES;
+  }
+  if (absl::EqualsIgnoreCase(s, "NoUpdates")) return v1::NO_UPDATES;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown app update policy \"", s,
+                   "\"; use UpdateAll, No3rdPartyAppUpdates or NoUpdates"));
+}
+
+class Cli {
+ public:
+  Cli(const Args& args, Cluster cluster, std::string tenant,
+      absl::Duration timeout)
+      : args_(args),
+        cluster_(std::move(cluster)),
+        tenant_(std::move(tenant)),
+        timeout_(timeout),
+        printer_(args.Get("output", "table") == "json"),
+        stub_(v1::ManagementService::NewStub(
+            rpc::NewChannel(cluster_.management, cluster_.credential))) {}
+
+  absl::Status Run();
+
+ private:
+  // Call runs one unary RPC with a deadline and maps the status.
+  template <typename Req, typename Resp, typename Method>
+  absl::Status Call(Method method, const Req& req, Resp* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(timeout_));
+    grpc::Status s = (stub_.get()->*method)(&ctx, req, resp);
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      return absl::UnavailableError(absl::StrCat(
+          "management at ", cluster_.management, " is unreachable: ",
+          s.error_message(), " (is the cluster running?)"));
+    }
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "management at ", cluster_.management, " did not answer within ",
+          absl::FormatDuration(timeout_)));
+    }
+    return rpc::FromGrpcStatus(s);
+  }
+
+  // TenantField is what goes in requests' tenant_id: empty for a tenant
+  // credential (the server scopes it), else the --tenant name.
+  std::string TenantField() const {
+    return cluster_.tenant_credential ? "" : tenant_;
+  }
+
+  absl::Status Tenant(const std::string& verb);
+  absl::Status Product(const std::string& verb);
+  absl::Status DeviceGroup(const std::string& verb);
+  absl::Status Device(const std::string& verb);
+  absl::Status CaCertificate(const std::string& verb);
+  absl::Status ClusterStatus();
+
+  void PrintTenants(const std::vector<v1::Tenant>& ts, bool single);
+  void PrintGroups(const std::vector<v1::DeviceGroup>& gs, bool single);
+  void PrintDevices(const std::vector<v1::Device>& ds, bool single);
+
+  const Args& args_;
+  Cluster cluster_;
+  std::string tenant_;
+  absl::Duration timeout_;
+  Printer printer_;
+  std::unique_ptr<v1::ManagementService::Stub> stub_;
+};
+
+template <typename T, typename RowFn>
+void PrintList(const Printer& p, const std::vector<std::string>& headers,
+               const std::vector<T>& items, bool single, RowFn row) {
+  std::vector<std::vector<std::string>> rows;
+  json arr = json::array();
+  for (const T& i : items) {
+    rows.push_back(row(i));
+    arr.push_back(ToJson(i));
+  }
+  p.Print(headers, rows, single && arr.size() == 1 ? arr[0] : arr);
+}
+
+void Cli::PrintTenants(const std::vector<v1::Tenant>& ts, bool single) {
+  PrintList(printer_, kTenantHeaders, ts, single, TenantRow);
+}
+void Cli::PrintGroups(const std::vector<v1::DeviceGroup>& gs, bool single) {
+  PrintList(printer_, kGroupHeaders, gs, single, GroupRow);
+}
+void Cli::PrintDevices(const std::vector<v1::Device>& ds, bool single) {
+  PrintList(printer_, kDeviceHeaders, ds, single, DeviceRow);
+}
+
+absl::Status Cli::Tenant(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  if (verb == "create") {
+    auto name = args_.Require("name");
+    if (!name.ok()) return name.status();
+    v1::CreateTenantRequest req;
+    req.set_name(*name);
+    v1::Tenant t;
+    if (auto s = Call(&S::CreateTenant, req, &t); !s.ok()) return s;
+    PrintTenants({t}, true);
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListTenantsResponse resp;
+    if (auto s = Call(&S::ListTenants, v1::ListTenantsRequest(), &resp);
+        !s.ok()) {
+      return s;
+    }
+    PrintTenants({resp.tenants().begin(), resp.tenants().end()}, false);
+    return absl::OkStatus();
+  }
+  if (verb == "show") {
+    v1::GetTenantRequest req;
+    req.set_tenant_id(args_.Get("name", tenant_));
+    v1::Tenant t;
+    if (auto s = Call(&S::GetTenant, req, &t); !s.ok()) return s;
+    PrintTenants({t}, true);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown verb 'tenant ", verb, "'; use create, list or show"));
+}
+
+absl::Status Cli::Product(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  std::vector<v1::Product> out;
+  if (verb == "create") {
+    auto name = args_.Require("name");
+    if (!name.ok()) return name.status();
+    v1::CreateProductRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_name(*name);
+    req.set_description(args_.Get("description"));
+    v1::Product p;
+    if (auto s = Call(&S::CreateProduct, req, &p); !s.ok()) return s;
+    out.push_back(p);
+  } else if (verb == "list") {
+    v1::ListProductsRequest req;
+    req.set_tenant_id(TenantField());
+    v1::ListProductsResponse resp;
+    if (auto s = Call(&S::ListProducts, req, &resp); !s.ok()) return s;
+    out.assign(resp.products().begin(), resp.products().end());
+  } else if (verb == "show") {
+    auto product = args_.Require("product");
+    if (!product.ok()) return product.status();
+    v1::GetProductRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_product(*product);
+    v1::Product p;
+    if (auto s = Call(&S::GetProduct, req, &p); !s.ok()) return s;
+    out.push_back(p);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown verb 'product ", verb, "'; use create, list or show"));
+  }
+  PrintList(printer_, kProductHeaders, out, verb != "list", ProductRow);
+  return absl::OkStatus();
+}
+
+absl::Status Cli::DeviceGroup(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  if (verb == "create") {
+    auto product = args_.Require("product");
+    if (!product.ok()) return product.status();
+    auto name = args_.Require("name");
+    if (!name.ok()) return name.status();
+    v1::CreateDeviceGroupRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_product(*product);
+    req.set_name(*name);
+    req.set_description(args_.Get("description"));
+    if (args_.Has("os-feed")) {
+      auto f = ParseFeed(args_.Get("os-feed"));
+      if (!f.ok()) return f.status();
+      req.set_os_feed(*f);
+    }
+    if (args_.Has("app-update-policy")) {
+      auto p = ParsePolicy(args_.Get("app-update-policy"));
+      if (!p.ok()) return p.status();
+      req.set_app_update_policy(*p);
+    }
+    v1::DeviceGroup g;
+    if (auto s = Call(&S::CreateDeviceGroup, req, &g); !s.ok()) return s;
+    PrintGroups({g}, true);
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListDeviceGroupsRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_product(args_.Get("product"));
+    v1::ListDeviceGroupsResponse resp;
+    if (auto s = Call(&S::ListDeviceGroups, req, &resp); !s.ok()) return s;
+    PrintGroups({resp.groups().begin(), resp.groups().end()}, false);
+    return absl::OkStatus();
+  }
+  if (verb == "show") {
+    auto group = args_.Require("device-group");
+    if (!group.ok()) return group.status();
+    v1::GetDeviceGroupRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_group_id(*group);
+    v1::DeviceGroup g;
+    if (auto s = Call(&S::GetDeviceGroup, req, &g); !s.ok()) return s;
+    PrintGroups({g}, true);
+    return absl::OkStatus();
+  }
+  if (verb == "update") {
+    auto group = args_.Require("device-group");
+    if (!group.ok()) return group.status();
+    v1::UpdateDeviceGroupRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_group_id(*group);
+    req.set_description(args_.Get("description"));
+    if (args_.Has("os-feed")) {
+      auto f = ParseFeed(args_.Get("os-feed"));
+      if (!f.ok()) return f.status();
+      req.set_os_feed(*f);
+    }
+    if (args_.Has("app-update-policy")) {
+      auto p = ParsePolicy(args_.Get("app-update-policy"));
+      if (!p.ok()) return p.status();
+      req.set_app_update_policy(*p);
+    }
+    v1::DeviceGroup g;
+    if (auto s = Call(&S::UpdateDeviceGroup, req, &g); !s.ok()) return s;
+    PrintGroups({g}, true);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown verb 'device-group ", verb,
+                   "'; use create, list, show or update"));
+}
+
+absl::Status Cli::Device(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  v1::Device d;
+  if (verb == "list") {
+    v1::ListDevicesRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_group_id(args_.Get("device-group"));
+    req.set_page_size(1000);
+    std::vector<v1::Device> all;
+    do {
+      v1::ListDevicesResponse resp;
+      if (auto s = Call(&S::ListDevices, req, &resp); !s.ok()) return s;
+      all.insert(all.end(), resp.devices().begin(), resp.devices().end());
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
+    PrintDevices(all, false);
+    return absl::OkStatus();
+  }
+  if (verb == "transfer") {
+    const std::string sub = args_.words.size() > 2 ? args_.words[2] : "";
+    auto id = args_.Require("device");
+    if (!id.ok()) return id.status();
+    if (sub == "request") {
+      auto to = args_.Require("to-tenant");
+      if (!to.ok()) return to.status();
+      v1::RequestDeviceTransferRequest req;
+      req.set_tenant_id(TenantField());
+      req.set_device_id(*id);
+      req.set_to_tenant_id(*to);
+      if (auto s = Call(&S::RequestDeviceTransfer, req, &d); !s.ok()) return s;
+    } else if (sub == "accept") {
+      v1::AcceptDeviceTransferRequest req;
+      req.set_tenant_id(TenantField());
+      req.set_device_id(*id);
+      if (auto s = Call(&S::AcceptDeviceTransfer, req, &d); !s.ok()) return s;
+    } else {
+      return absl::InvalidArgumentError(
+          "use 'device transfer request --device ID --to-tenant T' or "
+          "'device transfer accept --device ID'");
+    }
+    PrintDevices({d}, true);
+    return absl::OkStatus();
+  }
+  auto id = args_.Require("device");
+  if (!id.ok()) return id.status();
+  if (verb == "claim") {
+    v1::ClaimDeviceRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_id(*id);
+    if (auto s = Call(&S::ClaimDevice, req, &d); !s.ok()) return s;
+  } else if (verb == "show") {
+    v1::GetDeviceRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_id(*id);
+    if (auto s = Call(&S::GetDevice, req, &d); !s.ok()) return s;
+  } else if (verb == "update") {
+    auto group = args_.Require("device-group");
+    if (!group.ok()) return group.status();
+    v1::AssignDeviceRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_id(*id);
+    req.set_device_group_id(*group);
+    if (auto s = Call(&S::AssignDevice, req, &d); !s.ok()) return s;
+  } else if (verb == "revoke") {
+    v1::RevokeDeviceRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_id(*id);
+    req.set_reason(args_.Get("reason"));
+    if (auto s = Call(&S::RevokeDevice, req, &d); !s.ok()) return s;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown verb 'device ", verb,
+                     "'; use claim, list, show, update, revoke or transfer"));
+  }
+  PrintDevices({d}, true);
+  return absl::OkStatus();
+}
+
+absl::Status Cli::CaCertificate(const std::string& verb) {
+  if (verb != "download") {
+    return absl::InvalidArgumentError(
+        "use 'ca-certificate download --destination FILE'");
+  }
+  auto dest = args_.Require("destination");
+  if (!dest.ok()) return dest.status();
+  v1::GetCaCertificateRequest req;
+  req.set_tenant_id(TenantField());
+  v1::CaCertificate ca;
+  if (auto s = Call(&v1::ManagementService::Stub::GetCaCertificate, req, &ca);
+      !s.ok()) {
+    return s;
+  }
+  std::string pem = ca.tenant_ca_pem();
+  if (args_.Has("include-root")) pem += ca.root_ca_pem();
+  if (auto s = rpc::WriteFile(*dest, pem); !s.ok()) return s;
+  std::cout << "wrote " << *dest << "\n";
+  return absl::OkStatus();
+}
+
+// Health asks a shard's grpc.health.v1.Health/Check("") through a generic
+// stub (so the CLI needs no health proto): "SERVING", "NOT_SERVING" or the
+// failure.
+std::string Health(const std::string& address, const rpc::TlsFiles& tls,
+                   absl::Duration timeout) {
+  grpc::GenericStub stub(rpc::NewChannel(address, tls));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(timeout));
+  grpc::CompletionQueue cq;
+  grpc::ByteBuffer request, response;  // empty HealthCheckRequest
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  auto call =
+      stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag;
+  bool ok;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (!status.ok()) return absl::StrCat("DOWN (", status.error_message(), ")");
+  std::vector<grpc::Slice> slices;
+  (void)response.Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  // HealthCheckResponse { ServingStatus status = 1; } SERVING = 1.
+  if (bytes.size() == 2 && bytes[0] == 0x08 && bytes[1] == 0x01) {
+    return "SERVING";
+  }
+  return "NOT_SERVING";
+}
+
+absl::Status Cli::ClusterStatus() {
+  v1::ShardMap map;
+  if (auto s = Call(&v1::ManagementService::Stub::GetShardMap,
+                    v1::GetShardMapRequest(), &map);
+      !s.ok()) {
+    return s;
+  }
+  std::string mgmt = Health(cluster_.management, cluster_.credential, timeout_);
+  // Shards known to the map, plus any only listed in the cluster file.
+  std::vector<v1::Shard> shards(map.shards().begin(), map.shards().end());
+  for (const auto& [id, address] : cluster_.shards) {
+    bool known = false;
+    for (const auto& s : shards) known |= s.id() == id;
+    if (!known) {
+      v1::Shard s;
+      s.set_id(id);
+      s.set_address(address);
+      shards.push_back(s);
+    }
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"management", cluster_.management, mgmt, "-"});
+  json j = {
+      {"management", {{"address", cluster_.management}, {"health", mgmt}}},
+      {"shard_map_revision", map.revision()},
+      {"virtual_nodes", map.virtual_nodes()},
+      {"shards", json::array()}};
+  for (const v1::Shard& s : shards) {
+    std::string health = Health(s.address(), cluster_.credential, timeout_);
+    rows.push_back(
+        {s.id(), s.address(), health, absl::StrCat(s.device_count())});
+    j["shards"].push_back({{"id", s.id()},
+                           {"address", s.address()},
+                           {"health", health},
+                           {"device_count", s.device_count()}});
+  }
+  printer_.Print({"NAME", "ADDRESS", "HEALTH", "DEVICES"}, rows, j);
+  return absl::OkStatus();
+}
+
+absl::Status Cli::Run() {
+  const std::string noun = args_.words[0];
+  const std::string verb = args_.words.size() > 1 ? args_.words[1] : "";
+  if (noun == "tenant") return Tenant(verb);
+  if (noun == "product") return Product(verb);
+  if (noun == "device-group") return DeviceGroup(verb);
+  if (noun == "device") return Device(verb);
+  if (noun == "ca-certificate") return CaCertificate(verb);
+  if (noun == "cluster" && verb == "status") return ClusterStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown command '", absl::StrJoin(args_.words, " "),
+      "'; use tenant, product, device-group, device, ca-certificate or "
+      "cluster status"));
+}
+
+constexpr char kUsage[] =
+    "usage: spherectl [--cluster FILE] [--tenant NAME] [--output table|json]\n"
+    "                 [--timeout SECONDS] NOUN VERB [options]\n"
+    "  tenant create --name N | list | show\n"
+    "  product create --name N [--description D] | list | show --product P\n"
+    "  device-group create --product P --name N [--os-feed F]\n"
+    "               [--app-update-policy A] | list [--product P]\n"
+    "               | show --device-group G | update --device-group G ...\n"
+    "  device claim|show|revoke --device ID | list [--device-group G]\n"
+    "         | update --device ID --device-group G\n"
+    "         | transfer request --device ID --to-tenant T\n"
+    "         | transfer accept --device ID\n"
+    "  ca-certificate download --destination FILE [--include-root]\n"
+    "  cluster status\n";
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<Args> args = ParseArgs(argc, argv);
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  };
+  if (!args.ok()) return fail(args.status());
+  if (args->words.empty() || args->Has("help")) {
+    std::fputs(kUsage, args->words.empty() ? stderr : stdout);
+    return args->words.empty() ? 1 : 0;
+  }
+  const std::string output = args->Get("output", "table");
+  if (output != "table" && output != "json") {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("--output must be table or json, not \"", output, "\"")));
+  }
+  int timeout_s = 30;
+  if (args->Has("timeout") &&
+      (!absl::SimpleAtoi(args->Get("timeout"), &timeout_s) || timeout_s <= 0)) {
+    return fail(absl::InvalidArgumentError("--timeout must be whole seconds"));
+  }
+  std::string cluster_path = args->Get("cluster");
+  if (cluster_path.empty()) {
+    const char* env = std::getenv("SPHERE_CLUSTER");
+    cluster_path = env != nullptr ? env : "cluster.json";
+  }
+  const std::string tenant = args->Get("tenant");
+  absl::StatusOr<Cluster> cluster = LoadCluster(cluster_path, tenant);
+  if (!cluster.ok()) return fail(cluster.status());
+  Cli cli(*args, *std::move(cluster), tenant, absl::Seconds(timeout_s));
+  absl::Status s = cli.Run();
+  if (!s.ok()) return fail(s);
+  return 0;
+}
+
+}  // namespace
+}  // namespace sphere::cli
+
+int main(int argc, char** argv) { return sphere::cli::Main(argc, argv); }
