@@ -62,9 +62,12 @@ for n in dw100-0001 dw100-0002; do
   IDS+=("$(echo "$out" | awk '{print $4}')")
 done
 
-step "Contoso claims the devices"
+step "Contoso claims the devices and assigns them to DW100's Production group"
+GROUP=$("${CTL[@]}" --tenant Contoso --output json device-group list --product DW100 |
+  python3 -c 'import json,sys; print([g["id"] for g in json.load(sys.stdin) if g["name"]=="Production"][0])')
 for id in "${IDS[@]}"; do
-  "${CTL[@]}" --tenant Contoso device claim --device "$id"
+  "${CTL[@]}" --tenant Contoso device claim --device "$id" >/dev/null
+  "${CTL[@]}" --tenant Contoso device update --device "$id" --device-group "$GROUP" >/dev/null
 done
 "${CTL[@]}" --tenant Contoso device list
 
