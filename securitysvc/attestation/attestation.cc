@@ -12,8 +12,8 @@ namespace sphere::attestation {
 namespace {
 
 metrics::CounterMetric* AttestCounter() {
-  static auto* c = metrics::Counter("sphere_attestations_total",
-                                    "Attestations by outcome");
+  static auto* c =
+      metrics::Counter("sphere_attestations_total", "Attestations by outcome");
   return c;
 }
 
@@ -115,9 +115,9 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   auto body = mcu::ParseAndVerifyQuote(request.quote(), device->public_key());
   if (!body.ok()) return body.status();
   if (body->device_id() != device_id) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "quote names device ", body->device_id(), " but the request names ",
-        device_id));
+    return absl::UnauthenticatedError(
+        absl::StrCat("quote names device ", body->device_id(),
+                     " but the request names ", device_id));
   }
   // 3. Nonce: check first, consume only once everything else verified, so a
   // forged or broken quote never burns the device's challenge.
@@ -125,9 +125,9 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   // 4. Event log and registers.
   if (auto s = mcu::CheckQuoteConsistency(*body); !s.ok()) return s;
   if (body->tamper_events() > 0) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "device ", device_id, " reports ", body->tamper_events(),
-        " tamper event(s): Pluton refuses trust after tampering"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("device ", device_id, " reports ", body->tamper_events(),
+                     " tamper event(s): Pluton refuses trust after tampering"));
   }
   // 5. Every measured image is platform-signed and not rolled back.
   std::map<std::string, uint32_t> measured;
@@ -141,10 +141,10 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
     }
     if (image->component() != e.component() ||
         image->version() != e.version()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "event log claims ", e.component(), " v", e.version(),
-          " but the measured image is ", image->component(), " v",
-          image->version()));
+      return absl::PermissionDeniedError(
+          absl::StrCat("event log claims ", e.component(), " v", e.version(),
+                       " but the measured image is ", image->component(), " v",
+                       image->version()));
     }
     measured[e.component()] = e.version();
   }
@@ -173,8 +173,13 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   auto ca = catalog_->GetTenantCa(device->tenant_id());
   if (!ca.ok()) return ca.status();
 
-  // Everything verified: now consume the nonce (exactly once).
-  if (auto s = nonces_->Consume(device_id, body->nonce()); !s.ok()) return s;
+  // Everything verified: now consume the nonce (exactly once). If anything
+  // below fails, the nonce goes back so the device can retry with it.
+  auto nonce_expires = nonces_->Consume(device_id, body->nonce());
+  if (!nonce_expires.ok()) return nonce_expires.status();
+  auto restore_nonce = [&] {
+    nonces_->Restore(device_id, body->nonce(), *nonce_expires);
+  };
 
   absl::Time now = clock_->Now();
   crypto::CertificateSpec spec;
@@ -190,9 +195,15 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   spec.claims.device_group_id = device->device_group_id();
   spec.claims.scope = update_only ? "update-only" : "full";
   auto leaf = crypto::IssueCertificate(spec, ca->ca_key, ca->ca_cert_pem);
-  if (!leaf.ok()) return leaf.status();
+  if (!leaf.ok()) {
+    restore_nonce();
+    return leaf.status();
+  }
   auto parsed = crypto::ParseCertificate(*leaf);
-  if (!parsed.ok()) return parsed.status();
+  if (!parsed.ok()) {
+    restore_nonce();
+    return parsed.status();
+  }
 
   auth::DeviceContext ctx;
   ctx.device_id = device_id;
@@ -232,6 +243,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   batch.Put(kDevicesCf, device_id, bytes);
   batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
   if (auto s = store_->Write(batch); !s.ok()) {
+    restore_nonce();
     return absl::UnavailableError(absl::StrCat(
         "could not record the attestation (", s.message(), "); retry"));
   }

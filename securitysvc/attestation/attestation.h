@@ -20,6 +20,8 @@
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_H_
 
+#include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,8 +38,8 @@
 namespace sphere::attestation {
 
 // Column families the Attestor needs in its store.
-inline constexpr char kDevicesCf[] = "devices";   // id -> AttestationRecord
-inline constexpr char kHistoryCf[] = "history";   // id|ms|seq -> record
+inline constexpr char kDevicesCf[] = "devices";  // id -> AttestationRecord
+inline constexpr char kHistoryCf[] = "history";  // id|ms|seq -> record
 std::vector<std::string> ColumnFamilies();
 
 class Attestor {
@@ -48,8 +50,8 @@ class Attestor {
     absl::Duration backdate = absl::Minutes(5);
   };
   Attestor(const catalog::CatalogView* catalog, store::Store* store,
-           NonceStore* nonces, const auth::SessionTokens* tokens,
-           Clock* clock, Options options);
+           NonceStore* nonces, const auth::SessionTokens* tokens, Clock* clock,
+           Options options);
 
   absl::StatusOr<v1::GetChallengeResponse> GetChallenge(
       absl::string_view device_id);

@@ -13,29 +13,47 @@ NonceStore::Shard& NonceStore::ShardFor(absl::string_view nonce) {
   return shards_[b % kShards];
 }
 
+void NonceStore::SweepExpired(absl::Time now) {
+  {
+    absl::MutexLock l(&sweep_mu_);
+    if (now - last_sweep_ < absl::Seconds(1)) return;
+    last_sweep_ = now;
+  }
+  for (Shard& shard : shards_) {
+    absl::MutexLock l(&shard.mu);
+    size_t erased = absl::erase_if(shard.by_nonce, [now](const auto& kv) {
+      return kv.second.expires < now;
+    });
+    count_.fetch_sub(erased);
+  }
+}
+
 absl::StatusOr<NonceStore::Challenge> NonceStore::Issue(
     absl::string_view device_id) {
-  Challenge c;
-  c.nonce = crypto::RandomBytes(32);
   absl::Time now = clock_->Now();
-  c.expires = now + options_.ttl;
-  Shard& shard = ShardFor(c.nonce);
-  absl::MutexLock l(&shard.mu);
-  size_t per_shard = options_.capacity / kShards + 1;
-  if (shard.by_nonce.size() >= per_shard) {
-    absl::erase_if(shard.by_nonce,
-                   [now](const auto& kv) { return kv.second.expires < now; });
-    if (shard.by_nonce.size() >= per_shard) {
+  // Reserve a slot first so concurrent issuers cannot overshoot capacity.
+  if (count_.fetch_add(1) >= options_.capacity) {
+    count_.fetch_sub(1);
+    SweepExpired(now);
+    if (count_.fetch_add(1) >= options_.capacity) {
+      count_.fetch_sub(1);
       return absl::ResourceExhaustedError(
           "too many outstanding attestation challenges; retry with backoff");
     }
   }
+  Challenge c;
+  c.nonce = crypto::RandomBytes(32);
+  c.expires = now + options_.ttl;
+  Shard& shard = ShardFor(c.nonce);
+  absl::MutexLock l(&shard.mu);
   shard.by_nonce[c.nonce] = Entry{std::string(device_id), c.expires};
   return c;
 }
 
-absl::Status NonceStore::CheckLocked(Shard& shard, absl::string_view device_id,
-                                     absl::string_view nonce, bool consume) {
+absl::StatusOr<absl::Time> NonceStore::CheckLocked(Shard& shard,
+                                                   absl::string_view device_id,
+                                                   absl::string_view nonce,
+                                                   bool consume) {
   auto it = shard.by_nonce.find(nonce);
   if (it == shard.by_nonce.end()) {
     return absl::UnauthenticatedError(
@@ -43,30 +61,45 @@ absl::Status NonceStore::CheckLocked(Shard& shard, absl::string_view device_id,
         "GetChallenge (nonces are single-use)");
   }
   if (it->second.device_id != device_id) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "nonce was issued to another device, not ", device_id));
+    return absl::UnauthenticatedError(
+        absl::StrCat("nonce was issued to another device, not ", device_id));
   }
   if (clock_->Now() > it->second.expires) {
     shard.by_nonce.erase(it);
+    count_.fetch_sub(1);
     return absl::UnauthenticatedError(
-        "nonce expired (30 s time-to-live): request a fresh challenge");
+        absl::StrCat("nonce expired (", absl::FormatDuration(options_.ttl),
+                     " time-to-live): request a fresh challenge"));
   }
-  if (consume) shard.by_nonce.erase(it);
-  return absl::OkStatus();
+  absl::Time expires = it->second.expires;
+  if (consume) {
+    shard.by_nonce.erase(it);
+    count_.fetch_sub(1);
+  }
+  return expires;
 }
 
 absl::Status NonceStore::Check(absl::string_view device_id,
                                absl::string_view nonce) {
   Shard& shard = ShardFor(nonce);
   absl::MutexLock l(&shard.mu);
-  return CheckLocked(shard, device_id, nonce, /*consume=*/false);
+  return CheckLocked(shard, device_id, nonce, /*consume=*/false).status();
 }
 
-absl::Status NonceStore::Consume(absl::string_view device_id,
-                                 absl::string_view nonce) {
+absl::StatusOr<absl::Time> NonceStore::Consume(absl::string_view device_id,
+                                               absl::string_view nonce) {
   Shard& shard = ShardFor(nonce);
   absl::MutexLock l(&shard.mu);
   return CheckLocked(shard, device_id, nonce, /*consume=*/true);
+}
+
+void NonceStore::Restore(absl::string_view device_id, absl::string_view nonce,
+                         absl::Time expires) {
+  Shard& shard = ShardFor(nonce);
+  absl::MutexLock l(&shard.mu);
+  auto [it, inserted] = shard.by_nonce.try_emplace(
+      std::string(nonce), Entry{std::string(device_id), expires});
+  if (inserted) count_.fetch_add(1);
 }
 
 size_t NonceStore::size() const {

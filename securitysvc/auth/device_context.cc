@@ -14,6 +14,11 @@ absl::StatusOr<DeviceContext> FromCertificate(
         "certificate carries no Sphere device claims: attest to obtain a "
         "device certificate");
   }
+  if (c.scope.empty()) {
+    return absl::UnauthenticatedError(
+        "device certificate carries no scope claim: attest to obtain a "
+        "current device certificate");
+  }
   if (now > cert.not_after) {
     return absl::UnauthenticatedError(
         "device certificate expired: attest again to renew it");
@@ -23,18 +28,32 @@ absl::StatusOr<DeviceContext> FromCertificate(
   ctx.tenant_id = c.tenant_id;
   ctx.product_id = c.product_id;
   ctx.device_group_id = c.device_group_id;
-  ctx.scope = c.scope.empty() ? "full" : c.scope;
+  ctx.scope = c.scope;
   ctx.certificate_serial = cert.serial_hex;
   ctx.not_after = cert.not_after;
   return ctx;
 }
 
-// Token: "v1|device|tenant|product|group|scope|serial|expiry_s" + "|" + hex MAC.
+absl::Status RequireFullScope(const DeviceContext& ctx) {
+  if (ctx.scope == "full") return absl::OkStatus();
+  if (ctx.update_only()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", ctx.device_id,
+        " holds an update-only certificate (outdated software): it may reach "
+        "only the update service until it updates and attests again"));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("device ", ctx.device_id, " certificate scope '", ctx.scope,
+                   "' does not grant access"));
+}
+
+// Token: "v1|device|tenant|product|group|scope|serial|expiry_s" + "|" + hex
+// MAC.
 std::string SessionTokens::Issue(const DeviceContext& ctx) const {
-  std::string body = absl::StrCat(
-      "v1|", ctx.device_id, "|", ctx.tenant_id, "|", ctx.product_id, "|",
-      ctx.device_group_id, "|", ctx.scope, "|", ctx.certificate_serial, "|",
-      absl::ToUnixSeconds(ctx.not_after));
+  std::string body = absl::StrCat("v1|", ctx.device_id, "|", ctx.tenant_id, "|",
+                                  ctx.product_id, "|", ctx.device_group_id, "|",
+                                  ctx.scope, "|", ctx.certificate_serial, "|",
+                                  absl::ToUnixSeconds(ctx.not_after));
   return absl::StrCat(body, "|",
                       crypto::HexEncode(crypto::HmacSha256(key_, body)));
 }

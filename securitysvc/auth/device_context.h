@@ -30,9 +30,21 @@ struct DeviceContext {
 };
 
 // FromCertificate builds the context from a verified device certificate.
-// Unauthenticated when the certificate carries no device claims.
+// Unauthenticated when the certificate carries no device claims, no scope
+// claim (fail closed: a missing scope never means "full") or has expired.
 absl::StatusOr<DeviceContext> FromCertificate(
     const crypto::ParsedCertificate& cert, absl::Time now);
+
+// RequireFullScope is what a relying party (appsvc, a vendor cloud) calls
+// before serving a device: OK only for scope "full"; PermissionDenied for an
+// "update-only" certificate (genuine but outdated software) or any other
+// scope.
+//
+// Example:
+//   auto ctx = auth::FromCertificate(*parsed_leaf, clock->Now());
+//   if (!ctx.ok()) return ctx.status();
+//   if (auto s = auth::RequireFullScope(*ctx); !s.ok()) return s;
+absl::Status RequireFullScope(const DeviceContext& ctx);
 
 class SessionTokens {
  public:

@@ -1,0 +1,268 @@
+// attestation_benchmark: in-process Attestor throughput against the crypto
+// floors measured in the same run (DESIGN.md §7).
+//
+//   bazel run -c opt //securitysvc:attestation_benchmark
+//
+// BM_FloorEcdsaSign / BM_FloorEcdsaVerify run first and record their cost;
+// BM_FullAttestation and BM_AttestOnly report `cost_vs_sign_plus_verify`:
+// the time of one attestation in units of (one P-256 sign + one verify).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
+#include "common/crypto/crypto.h"
+#include "common/store/memory_store.h"
+#include "common/util/clock.h"
+#include "mcu-model/device.h"
+#include "mcu-model/image.h"
+#include "securitysvc/attestation/attestation.h"
+#include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/auth/device_context.h"
+#include "securitysvc/catalog/catalog_view.h"
+
+namespace sphere::attestation {
+namespace {
+
+constexpr int kDevicePool = 64;
+constexpr char kTenant[] = "tenant-contoso";
+constexpr char kGroup[] = "group-production";
+
+// Seconds per op of the floors, filled by the floor benchmarks.
+double g_sign_seconds = 0;
+double g_verify_seconds = 0;
+
+void Check(const absl::Status& s, const char* what) {
+  if (!s.ok()) {
+    fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+    abort();
+  }
+}
+
+// Platform: one tenant, v1 OS release, a pool of claimed devices.
+struct Platform {
+  Platform() {
+    crypto::EcPrivateKey root = crypto::EcPrivateKey::Generate();
+    tenant_ca_key = crypto::EcPrivateKey::Generate();
+    crypto::EcPrivateKey signing = crypto::EcPrivateKey::Generate();
+    absl::Time now = absl::Now();
+    crypto::CertificateSpec spec;
+    spec.common_name = "Sphere Root CA";
+    spec.subject_public_key = root.PublicKey();
+    spec.not_before = now - absl::Hours(1);
+    spec.not_after = now + absl::Hours(24 * 365);
+    spec.usage = crypto::KeyUsage::kCa;
+    std::string root_pem = *crypto::IssueCertificate(spec, root, "");
+    spec.common_name = "Contoso CA";
+    spec.subject_public_key = tenant_ca_key.PublicKey();
+    tenant_ca_pem = *crypto::IssueCertificate(spec, root, root_pem);
+
+    std::string master = crypto::RandomBytes(32);
+    catalog = std::make_unique<catalog::InMemoryCatalog>(master);
+    v1::Tenant t;
+    t.set_id(kTenant);
+    t.set_name("Contoso");
+    t.set_ca_certificate_pem(tenant_ca_pem);
+    t.set_wrapped_ca_key(*catalog::InMemoryCatalog::WrapKey(
+        master, absl::StrCat("tenant-ca:", kTenant), tenant_ca_key.scalar()));
+    Check(catalog->PutTenant(t), "PutTenant");
+    v1::DeviceGroup g;
+    g.set_id(kGroup);
+    g.set_tenant_id(kTenant);
+    g.set_os_feed(v1::RETAIL);
+    catalog->PutGroup(g);
+    auto images = *mcu::BuildFactoryImages(signing, 1);
+    v1::OsRelease rel;
+    rel.set_feed(v1::RETAIL);
+    for (const auto& pkg : images) {
+      auto v = *mcu::VerifyImage(pkg, signing.PublicKey());
+      v1::Image img;
+      img.set_id(crypto::HexEncode(crypto::Sha256(pkg.header())));
+      img.set_component(v.header.component());
+      img.set_version(v.header.version());
+      img.set_image_hash(v.image_hash);
+      catalog->PutImage(img);
+      rel.add_image_ids(img.id());
+    }
+    catalog->PutOsRelease(rel);
+
+    store = *store::MemoryStore::Create(ColumnFamilies());
+    nonces = std::make_unique<NonceStore>(Clock::Real());
+    tokens = std::make_unique<auth::SessionTokens>(crypto::RandomBytes(32));
+    attestor = std::make_unique<Attestor>(catalog.get(), store.get(),
+                                          nonces.get(), tokens.get(),
+                                          Clock::Real(), Attestor::Options());
+    for (int i = 0; i < kDevicePool; ++i) {
+      mcu::Device::Options opts;
+      opts.seed = absl::StrCat("bench-device-", i);
+      auto d = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
+                                        signing.PublicKey(), std::move(opts));
+      Check(d.status(), "Manufacture");
+      Check((*d)->InstallFactoryImages(images), "InstallFactoryImages");
+      Check((*d)->Boot(), "Boot");
+      v1::Device rec;
+      rec.set_id((*d)->device_id());
+      rec.set_public_key((*d)->public_key());
+      rec.set_tenant_id(kTenant);
+      rec.set_device_group_id(kGroup);
+      rec.set_state(v1::CLAIMED);
+      catalog->PutDevice(rec);
+      devices.push_back(*std::move(d));
+    }
+  }
+  crypto::EcPrivateKey tenant_ca_key;
+  std::string tenant_ca_pem;
+  std::unique_ptr<catalog::InMemoryCatalog> catalog;
+  std::unique_ptr<store::MemoryStore> store;
+  std::unique_ptr<NonceStore> nonces;
+  std::unique_ptr<auth::SessionTokens> tokens;
+  std::unique_ptr<Attestor> attestor;
+  std::vector<std::unique_ptr<mcu::Device>> devices;
+};
+
+Platform& GetPlatform() {
+  static Platform* p = new Platform;
+  return *p;
+}
+
+void ReportCost(benchmark::State& state, absl::Duration elapsed) {
+  double per_op = absl::ToDoubleSeconds(elapsed) / state.iterations();
+  state.counters["ops_per_s"] = 1.0 / per_op;
+  if (g_sign_seconds > 0 && g_verify_seconds > 0) {
+    state.counters["cost_vs_sign_plus_verify"] =
+        per_op / (g_sign_seconds + g_verify_seconds);
+  }
+}
+
+// ------------------------------------------------------------------ floors
+
+void BM_FloorEcdsaSign(benchmark::State& state) {
+  auto key = crypto::EcPrivateKey::Generate();
+  std::string msg(200, 'm');
+  absl::Time start = absl::Now();
+  for (auto _ : state) benchmark::DoNotOptimize(key.Sign(msg));
+  g_sign_seconds =
+      absl::ToDoubleSeconds(absl::Now() - start) / state.iterations();
+  state.counters["ops_per_s"] = 1.0 / g_sign_seconds;
+}
+BENCHMARK(BM_FloorEcdsaSign);
+
+void BM_FloorEcdsaVerify(benchmark::State& state) {
+  auto key = crypto::EcPrivateKey::Generate();
+  std::string msg(200, 'm');
+  std::string pub = key.PublicKey();
+  std::string sig = *key.Sign(msg);
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(crypto::EcdsaVerify(pub, msg, sig));
+  }
+  g_verify_seconds =
+      absl::ToDoubleSeconds(absl::Now() - start) / state.iterations();
+  state.counters["ops_per_s"] = 1.0 / g_verify_seconds;
+}
+BENCHMARK(BM_FloorEcdsaVerify);
+
+// ------------------------------------------------------------ attestation
+
+// GetChallenge + device Quote + Attest, one pool device per iteration.
+void BM_FullAttestation(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  size_t i = 0;
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    mcu::Device& d = *p.devices[i++ % p.devices.size()];
+    auto c = p.attestor->GetChallenge(d.device_id());
+    auto q = d.Quote(c->nonce());
+    v1::AttestRequest req;
+    req.set_device_id(d.device_id());
+    *req.mutable_quote() = *std::move(q);
+    auto r = p.attestor->Attest(req);
+    if (!r.ok()) {
+      state.SkipWithError(std::string(r.status().message()).c_str());
+      break;
+    }
+  }
+  ReportCost(state, absl::Now() - start);
+}
+BENCHMARK(BM_FullAttestation);
+
+// Attest only: nonce issued and quote made outside the timed region.
+void BM_AttestOnly(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  size_t i = 0;
+  absl::Duration timed;
+  for (auto _ : state) {
+    state.PauseTiming();
+    mcu::Device& d = *p.devices[i++ % p.devices.size()];
+    auto c = p.attestor->GetChallenge(d.device_id());
+    v1::AttestRequest req;
+    req.set_device_id(d.device_id());
+    *req.mutable_quote() = *d.Quote(c->nonce());
+    state.ResumeTiming();
+    absl::Time start = absl::Now();
+    auto r = p.attestor->Attest(req);
+    timed += absl::Now() - start;
+    if (!r.ok()) {
+      state.SkipWithError(std::string(r.status().message()).c_str());
+      break;
+    }
+  }
+  ReportCost(state, timed);
+}
+BENCHMARK(BM_AttestOnly);
+
+// Device side alone (Pluton quote), for reference.
+void BM_DeviceQuote(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  std::string nonce = crypto::RandomBytes(32);
+  for (auto _ : state) benchmark::DoNotOptimize(p.devices[0]->Quote(nonce));
+  state.counters["ops_per_s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DeviceQuote);
+
+// ------------------------------------------------------------ nonce store
+
+void BM_NonceIssueConsume(benchmark::State& state) {
+  static NonceStore* nonces = new NonceStore(Clock::Real());
+  std::string device = absl::StrCat("device-", state.thread_index());
+  for (auto _ : state) {
+    auto c = nonces->Issue(device);
+    benchmark::DoNotOptimize(nonces->Consume(device, c->nonce));
+  }
+  state.counters["ops_per_s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_NonceIssueConsume)->Threads(1)->Threads(2)->UseRealTime();
+
+// ------------------------------------------------------------ certificates
+
+void BM_IssueDeviceCertificate(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  absl::Time now = absl::Now();
+  crypto::CertificateSpec spec;
+  spec.common_name = p.devices[0]->device_id();
+  spec.organization = "Contoso";
+  spec.subject_public_key = p.devices[0]->CertificatePublicKey();
+  spec.not_before = now;
+  spec.not_after = now + absl::Hours(24);
+  spec.usage = crypto::KeyUsage::kClientAuth;
+  spec.claims.device_id = spec.common_name;
+  spec.claims.tenant_id = kTenant;
+  spec.claims.device_group_id = kGroup;
+  spec.claims.scope = "full";
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        crypto::IssueCertificate(spec, p.tenant_ca_key, p.tenant_ca_pem));
+  }
+  state.counters["ops_per_s"] =
+      benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_IssueDeviceCertificate);
+
+}  // namespace
+}  // namespace sphere::attestation
+
+BENCHMARK_MAIN();
