@@ -153,6 +153,15 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
       return s;
     }
   }
+  crypto::DeviceClaims gateway;
+  gateway.scope = "gateway";
+  if (!Exists(pki.Path("gateway.pem"))) {
+    if (auto s = IssueClientCredential(pki, "gateway", "sphere-gateway",
+                                       gateway);
+        !s.ok()) {
+      return s;
+    }
+  }
   return pki;
 }
 

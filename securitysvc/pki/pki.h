@@ -11,6 +11,8 @@
 //   operator.pem / operator.key    platform-operator client credential
 //   shard.pem / shard.key          internal credential shards use towards
 //                                  management (scope "shard")
+//   gateway.pem / gateway.key      gateway credential (scope "gateway") for
+//                                  multiplexed twins carrying session tokens
 //
 // Bootstrap is idempotent: existing files are loaded, never replaced.
 #ifndef SPHERE_SECURITYSVC_PKI_PKI_H_

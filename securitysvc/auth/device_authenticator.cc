@@ -1,0 +1,60 @@
+#include "securitysvc/auth/device_authenticator.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/rpc.h"
+
+namespace sphere::auth {
+
+absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx) const {
+  auto device = catalog_->GetDevice(ctx.device_id);
+  if (!device.ok()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("device ", ctx.device_id, " is unknown to the platform"));
+  }
+  if (device->state() == v1::REVOKED) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", ctx.device_id, " is revoked; its credentials are void"));
+  }
+  if (device->tenant_id() != ctx.tenant_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "credential of device ", ctx.device_id,
+        " was issued under a previous owner; attest again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceContext> DeviceAuthenticator::Authenticate(
+    const crypto::ParsedCertificate* peer,
+    absl::string_view session_token) const {
+  if (peer == nullptr) {
+    return absl::UnauthenticatedError(
+        "no client certificate: connect with a device or gateway certificate");
+  }
+  absl::StatusOr<DeviceContext> ctx;
+  if (peer->claims.scope == "gateway") {
+    if (session_token.empty()) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "gateway calls must carry the device's session token in '",
+          kSessionTokenMetadata, "' metadata"));
+    }
+    ctx = tokens_->Verify(session_token, clock_->Now());
+  } else {
+    ctx = FromCertificate(*peer, clock_->Now());
+  }
+  if (!ctx.ok()) return ctx.status();
+  if (auto s = CheckCatalog(*ctx); !s.ok()) return s;
+  return ctx;
+}
+
+absl::StatusOr<DeviceContext> DeviceAuthenticator::FromCall(
+    const grpc::ServerContextBase& context) const {
+  auto peer = rpc::PeerFromContext(context);
+  if (!peer.ok()) return peer.status();
+  std::string token;
+  const auto& md = context.client_metadata();
+  auto it = md.find(kSessionTokenMetadata);
+  if (it != md.end()) token.assign(it->second.data(), it->second.size());
+  return Authenticate(&peer->cert, token);
+}
+
+}  // namespace sphere::auth

@@ -1,0 +1,142 @@
+#include "securitysvc/auth/device_authenticator.h"
+
+#include <gtest/gtest.h>
+
+#include "common/crypto/crypto.h"
+
+namespace sphere::auth {
+namespace {
+
+constexpr char kDevice[] =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+class DeviceAuthenticatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    v1::Device d;
+    d.set_id(kDevice);
+    d.set_tenant_id("tenant-a");
+    d.set_state(v1::CLAIMED);
+    catalog_.PutDevice(d);
+  }
+
+  crypto::ParsedCertificate DeviceCert(const std::string& tenant,
+                                       const std::string& scope,
+                                       absl::Duration lifetime) {
+    crypto::ParsedCertificate c;
+    c.claims.device_id = kDevice;
+    c.claims.tenant_id = tenant;
+    c.claims.scope = scope;
+    c.serial_hex = "01";
+    c.not_after = clock_.Now() + lifetime;
+    return c;
+  }
+  crypto::ParsedCertificate GatewayCert() {
+    crypto::ParsedCertificate c;
+    c.claims.scope = "gateway";
+    c.not_after = clock_.Now() + absl::Hours(1);
+    return c;
+  }
+  DeviceContext Ctx(const std::string& tenant) {
+    DeviceContext ctx;
+    ctx.device_id = kDevice;
+    ctx.tenant_id = tenant;
+    ctx.scope = "full";
+    ctx.certificate_serial = "01";
+    ctx.not_after = clock_.Now() + absl::Hours(24);
+    return ctx;
+  }
+
+  FakeClock clock_;
+  catalog::InMemoryCatalog catalog_{std::string(32, 'k')};
+  SessionTokens tokens_{std::string(32, 't')};
+  DeviceAuthenticator auth_{&tokens_, &catalog_, &clock_};
+};
+
+TEST_F(DeviceAuthenticatorTest, DirectAndGatewayPathsYieldTheSameContext) {
+  auto cert = DeviceCert("tenant-a", "full", absl::Hours(24));
+  auto direct = auth_.Authenticate(&cert, "");
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  auto gw = GatewayCert();
+  auto via_gateway = auth_.Authenticate(&gw, tokens_.Issue(Ctx("tenant-a")));
+  ASSERT_TRUE(via_gateway.ok()) << via_gateway.status();
+  EXPECT_EQ(direct->device_id, via_gateway->device_id);
+  EXPECT_EQ(direct->tenant_id, via_gateway->tenant_id);
+  EXPECT_EQ(direct->scope, via_gateway->scope);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_GatewayWithoutTokenIsRefused) {
+  auto gw = GatewayCert();
+  auto r = auth_.Authenticate(&gw, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(r.status().message().find("session token"), std::string::npos);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_ForgedSessionTokenIsRefused) {
+  SessionTokens other(std::string(32, 'x'));
+  auto gw = GatewayCert();
+  auto r = auth_.Authenticate(&gw, other.Issue(Ctx("tenant-a")));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(r.status().message().find("forged"), std::string::npos);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_ExpiredCredentialsAreRefused) {
+  auto cert = DeviceCert("tenant-a", "full", absl::Hours(1));
+  std::string token = tokens_.Issue(Ctx("tenant-a"));
+  clock_.Advance(absl::Hours(25));
+  EXPECT_EQ(auth_.Authenticate(&cert, "").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  auto gw = GatewayCert();
+  EXPECT_EQ(auth_.Authenticate(&gw, token).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_RevokedDeviceCredentialsAreVoid) {
+  auto cert = DeviceCert("tenant-a", "full", absl::Hours(24));
+  v1::WatchEvent ev;
+  ev.set_revision(5);
+  ev.set_revoked_device_id(kDevice);
+  ASSERT_TRUE(catalog_.Apply(ev).ok());
+  auto r = auth_.Authenticate(&cert, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("revoked"), std::string::npos);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_CredentialFromPreviousOwnerIsVoid) {
+  auto old_cert = DeviceCert("tenant-a", "full", absl::Hours(24));
+  std::string old_token = tokens_.Issue(Ctx("tenant-a"));
+  v1::Device moved;
+  moved.set_id(kDevice);
+  moved.set_tenant_id("tenant-b");
+  moved.set_state(v1::CLAIMED);
+  moved.set_ownership_epoch(1);
+  catalog_.PutDevice(moved);
+  EXPECT_EQ(auth_.Authenticate(&old_cert, "").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto gw = GatewayCert();
+  EXPECT_EQ(auth_.Authenticate(&gw, old_token).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto new_cert = DeviceCert("tenant-b", "full", absl::Hours(24));
+  EXPECT_TRUE(auth_.Authenticate(&new_cert, "").ok());
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_NonDeviceCertificateIsRefused) {
+  crypto::ParsedCertificate operator_cert;
+  operator_cert.claims.scope = "platform-operator";
+  operator_cert.not_after = clock_.Now() + absl::Hours(1);
+  EXPECT_EQ(auth_.Authenticate(&operator_cert, "").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth_.Authenticate(nullptr, "").status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(DeviceAuthenticatorTest, UpdateOnlyScopeIsCarriedThrough) {
+  auto cert = DeviceCert("tenant-a", "update-only", absl::Hours(24));
+  auto r = auth_.Authenticate(&cert, "");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->update_only());
+  EXPECT_EQ(RequireFullScope(*r).code(), absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace sphere::auth
