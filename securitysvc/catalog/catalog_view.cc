@@ -75,7 +75,7 @@ absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
   ca.name = tenant.name();
   ca.ca_cert_pem = tenant.ca_certificate_pem();
   if (!tenant.wrapped_ca_key().empty()) {
-    auto scalar = UnwrapKey(master_key_, absl::StrCat("sphere-tenant-ca:", tenant.id()),
+    auto scalar = UnwrapKey(master_key_, catalog::TenantCaWrapLabel(tenant.id()),
                             tenant.wrapped_ca_key());
     if (!scalar.ok()) return scalar.status();
     auto key = crypto::EcPrivateKey::FromScalar(*scalar);

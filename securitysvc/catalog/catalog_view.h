@@ -14,11 +14,18 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "protos/management.pb.h"
 
 namespace sphere::catalog {
+
+// TenantCaWrapLabel is the AES-GCM associated data binding a wrapped tenant
+// CA key to its tenant (management wraps, shards unwrap).
+inline std::string TenantCaWrapLabel(absl::string_view tenant_id) {
+  return absl::StrCat("sphere-tenant-ca:", tenant_id);
+}
 
 // TenantCa is a tenant's issuing CA as a shard uses it.
 struct TenantCa {
