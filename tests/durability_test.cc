@@ -9,10 +9,12 @@
 // the server logs "serving", a mutex condition until N acknowledgements), never
 // a sleep. The kill points are random; the seed is printed with each run.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -23,8 +25,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -236,8 +236,8 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
-      auto stub = v1::ManagementService::NewStub(
-          rpc::NewChannel(mgmt->address(), tls));
+      auto stub =
+          v1::ManagementService::NewStub(rpc::NewChannel(mgmt->address(), tls));
       auto failed = [&](const absl::Status& s, const char* what) {
         if (!killed.load()) {
           ADD_FAILURE() << what << " failed before the kill: " << s;
@@ -287,8 +287,8 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
               auto s = rpc::FromGrpcStatus(writer->Finish());
               if (!s.ok()) return failed(s, "ImportDevices");
               if (resp.imported() != 1) {
-                ADD_FAILURE() << "fresh key not imported: "
-                              << resp.ShortDebugString();
+                ADD_FAILURE()
+                    << "fresh key not imported: " << resp.ShortDebugString();
                 return;
               }
             }
@@ -354,8 +354,8 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
     auto t = Call<v1::Tenant>(
         [&](auto* c, auto& r, auto* o) { return stub->GetTenant(c, r, o); },
         req);
-    ASSERT_TRUE(t.ok()) << "acknowledged tenant " << name << " lost: "
-                        << t.status();
+    ASSERT_TRUE(t.ok()) << "acknowledged tenant " << name
+                        << " lost: " << t.status();
     EXPECT_EQ(t->name(), name);
   }
   for (const auto& p : acked.products) {
@@ -365,8 +365,8 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
     auto got = Call<v1::Product>(
         [&](auto* c, auto& r, auto* o) { return stub->GetProduct(c, r, o); },
         req);
-    ASSERT_TRUE(got.ok()) << "acknowledged product " << p.name << " lost: "
-                          << got.status();
+    ASSERT_TRUE(got.ok()) << "acknowledged product " << p.name
+                          << " lost: " << got.status();
     EXPECT_EQ(got->name(), p.name);
     EXPECT_EQ(got->tenant_id(), p.tenant_id);
   }
@@ -377,8 +377,8 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
     auto got = Call<v1::Device>(
         [&](auto* c, auto& r, auto* o) { return stub->GetDevice(c, r, o); },
         req);
-    ASSERT_TRUE(got.ok()) << "acknowledged claim of " << d.id << " lost: "
-                          << got.status();
+    ASSERT_TRUE(got.ok()) << "acknowledged claim of " << d.id
+                          << " lost: " << got.status();
     EXPECT_EQ(got->state(), v1::CLAIMED) << d.id;
     EXPECT_EQ(got->tenant_id(), d.tenant_id) << d.id;
   }
@@ -484,8 +484,9 @@ TEST(DurabilityTest, ManagementSurvivesKill9UnderLoad) {
                 << " acknowledged writes present (" << acked.tenants.size()
                 << " tenants, " << acked.products.size() << " products, "
                 << acked.imported_keys.size() << " imports, "
-                << acked.claimed.size() << " claims; revision >= "
-                << acked.max_revision << ")" << std::endl;
+                << acked.claimed.size()
+                << " claims; revision >= " << acked.max_revision << ")"
+                << std::endl;
     }
     if (cycle == kCycles) {
       EXPECT_TRUE(mgmt.Stop()) << mgmt.output();
@@ -498,6 +499,340 @@ TEST(DurabilityTest, ManagementSurvivesKill9UnderLoad) {
       return;
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Cluster helpers.
+
+// NewDevice manufactures an in-process device with the cluster's factory
+// images, imports and claims it for `tenant_id`.
+std::unique_ptr<mcu::Device> NewDevice(LocalCluster* cluster,
+                                       const std::string& tenant_id,
+                                       const std::string& seed) {
+  auto pub_pem = rpc::ReadFile(cluster->dir() + "/pki/image-signing.pub.pem");
+  EXPECT_TRUE(pub_pem.ok());
+  auto pub = crypto::PublicKeyFromPem(*pub_pem);
+  auto dev =
+      mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), *pub, {.seed = seed});
+  EXPECT_TRUE(dev.ok()) << dev.status();
+  if (!dev.ok()) return nullptr;
+  std::vector<v1::ImagePackage> images;
+  for (const auto& comp : mcu::BootChainComponents()) {
+    auto bytes = rpc::ReadFile(
+        absl::StrCat(cluster->dir(), "/images/os-1/", comp, ".pkg"));
+    v1::ImagePackage pkg;
+    EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
+    images.push_back(pkg);
+  }
+  EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
+  EXPECT_TRUE((*dev)->Boot().ok());
+  EXPECT_TRUE(cluster->ImportDevice((*dev)->public_key()).ok());
+  auto claimed = cluster->Claim(tenant_id, (*dev)->device_id());
+  EXPECT_TRUE(claimed.ok()) << claimed.status();
+  return std::move(*dev);
+}
+
+// OpenShardDb opens a stopped shard's encrypted database offline.
+absl::StatusOr<std::unique_ptr<store::Store>> OpenShardDb(
+    const std::string& cluster_dir, const std::string& shard_id) {
+  std::string sdir = absl::StrCat(cluster_dir, "/shards/", shard_id);
+  auto key = store::LoadOrCreateDataKey(cluster_dir + "/pki/master.key",
+                                        sdir + "/data.key.wrapped");
+  if (!key.ok()) return key.status();
+  store::RocksOptions o;
+  o.data_key = *key;
+  return store::OpenRocksStore(sdir + "/db", attestation::ColumnFamilies(), o);
+}
+
+// An acknowledged attestation: the shard answered OK with this serial.
+struct AckedAttestation {
+  std::string device_id;
+  std::string serial;
+};
+
+TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
+  auto started = LocalCluster::Start("durability-shard", 1);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  auto tenant = cluster->CreateTenant("Fabrikam");
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  ASSERT_TRUE(cluster->CreateProduct(tenant->id(), "FW200").ok());
+
+  constexpr int kThreads = 2;
+  constexpr int kDevicesPerThread = 8;
+  std::vector<std::vector<std::unique_ptr<mcu::Device>>> devices(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kDevicesPerThread; ++i) {
+      devices[t].push_back(NewDevice(cluster.get(), tenant->id(),
+                                     absl::StrCat("crash-", t, "-", i)));
+      ASSERT_NE(devices[t].back(), nullptr);
+    }
+  }
+  auto revision = cluster->ManagementRevision();
+  ASSERT_TRUE(revision.ok()) << revision.status();
+  auto pid = cluster->ChildPid("shard-0");
+  ASSERT_TRUE(pid.ok()) << pid.status();
+
+  struct Progress {
+    int acks = 0;
+    int active = kThreads;
+    int kill_after = 0;
+    bool Done() const { return acks >= kill_after || active == 0; }
+  };
+  absl::Mutex mu;
+  Progress progress;
+  progress.kill_after = RandomInRange(30, 150);
+  std::vector<AckedAttestation> acked;  // guarded by mu
+  std::set<std::string> in_flight;      // device per thread at the kill
+  std::atomic<bool> killed{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      auto stub = cluster->ShardStub(0, cluster->OperatorTls());
+      auto run = [&]() -> std::string {
+        for (int i = 0; !killed.load(); ++i) {
+          mcu::Device* dev = devices[t][i % kDevicesPerThread].get();
+          auto fail = [&](const std::string& what) {
+            if (!killed.load()) ADD_FAILURE() << what << " before the kill";
+            return dev->device_id();
+          };
+          v1::GetChallengeResponse challenge;
+          {
+            grpc::ClientContext ctx;
+            ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+            v1::GetChallengeRequest req;
+            req.set_device_id(dev->device_id());
+            req.set_min_catalog_revision(*revision);
+            grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
+            if (!st.ok()) return fail("GetChallenge: " + st.error_message());
+          }
+          auto quote = dev->Quote(challenge.nonce());
+          if (!quote.ok()) return fail(quote.status().ToString());
+          v1::AttestRequest req;
+          req.set_device_id(dev->device_id());
+          *req.mutable_quote() = *quote;
+          v1::AttestResponse resp;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+          grpc::Status st = stub->Attest(&ctx, req, &resp);
+          if (!st.ok()) return fail("Attest: " + st.error_message());
+          if (resp.certificate_serial().empty()) {
+            return fail("Attest OK without a certificate serial");
+          }
+          absl::MutexLock lock(&mu);
+          acked.push_back({dev->device_id(), resp.certificate_serial()});
+          ++progress.acks;
+        }
+        return "";
+      };
+      std::string interrupted = run();
+      absl::MutexLock lock(&mu);
+      if (!interrupted.empty()) in_flight.insert(interrupted);
+      --progress.active;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&progress, &Progress::Done));
+  }
+  killed.store(true);
+  ASSERT_EQ(kill(*pid, SIGKILL), 0);
+  for (auto& w : workers) w.join();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(cluster->Stop().ok());
+
+  // Offline: every acknowledged (device, serial) is in the history, and each
+  // device's latest record carries its last acknowledged serial (or, for a
+  // device whose attestation was in flight at the kill, a later one that is
+  // itself in the history).
+  auto db = OpenShardDb(cluster->dir(), "shard-0");
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::map<std::string, std::set<std::string>> history;  // device -> serials
+  ASSERT_TRUE((*db)
+                  ->Scan(attestation::kHistoryCf, "",
+                         [&](absl::string_view, absl::string_view v) {
+                           v1::AttestationRecord r;
+                           EXPECT_TRUE(r.ParseFromArray(v.data(), v.size()));
+                           if (r.success()) {
+                             history[r.device_id()].insert(
+                                 r.certificate_serial());
+                           }
+                           return true;
+                         })
+                  .ok());
+  std::map<std::string, std::string> last_acked;
+  for (const auto& a : acked) {
+    EXPECT_TRUE(history[a.device_id].count(a.serial))
+        << "acknowledged attestation of " << a.device_id << " (serial "
+        << a.serial << ") lost";
+    last_acked[a.device_id] = a.serial;
+  }
+  for (const auto& [id, serial] : last_acked) {
+    auto bytes = (*db)->Get(attestation::kDevicesCf, id);
+    ASSERT_TRUE(bytes.ok()) << "device record of " << id << " lost";
+    v1::AttestationRecord r;
+    ASSERT_TRUE(r.ParseFromString(*bytes));
+    EXPECT_TRUE(r.success());
+    if (r.certificate_serial() != serial) {
+      EXPECT_TRUE(in_flight.count(id))
+          << id << ": latest record has serial " << r.certificate_serial()
+          << ", last acknowledged " << serial;
+      EXPECT_TRUE(history[id].count(r.certificate_serial()));
+    }
+  }
+  std::cout << "shard kill -9 after " << acked.size()
+            << " acknowledged attestations of " << last_acked.size()
+            << " devices: all in the shard database" << std::endl;
+}
+
+// ScanForPlaintext reports every file under `root` containing any marker,
+// adding the names of the files it read to `scanned`.
+std::vector<std::string> ScanForPlaintext(
+    const std::string& root, const std::map<std::string, std::string>& markers,
+    std::vector<std::string>* scanned) {
+  std::vector<std::string> hits;
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(root)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    scanned->push_back(entry.path().filename().string());
+    for (const auto& [label, marker] : markers) {
+      if (bytes.find(marker) != std::string::npos) {
+        hits.push_back(absl::StrCat(entry.path().string(), " holds ", label));
+      }
+    }
+  }
+  return hits;
+}
+
+TEST(DurabilityTest, DatabasesHoldNoPlaintextTenantOrDeviceIds) {
+  auto started = LocalCluster::Start("durability-atrest", 2);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  auto tenant = cluster->CreateTenant("Contoso");
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  ASSERT_TRUE(cluster->CreateProduct(tenant->id(), "DW100").ok());
+
+  std::map<std::string, std::string> markers = {{"\"Contoso\"", "Contoso"},
+                                                {"\"DW100\"", "DW100"}};
+  std::vector<std::unique_ptr<mcu::Device>> devices;
+  for (int i = 0; i < 6; ++i) {
+    devices.push_back(
+        NewDevice(cluster.get(), tenant->id(), absl::StrCat("atrest-", i)));
+    ASSERT_NE(devices.back(), nullptr);
+    const std::string& id = devices.back()->device_id();
+    auto raw = crypto::HexDecode(id);
+    ASSERT_TRUE(raw.ok());
+    ASSERT_EQ(raw->size(), 32u);
+    markers[absl::StrCat("device id ", id)] = id;
+    markers[absl::StrCat("raw device id ", id)] = *raw;
+  }
+  auto revision = cluster->ManagementRevision();
+  ASSERT_TRUE(revision.ok());
+  twin::AttestationClient client(cluster->config().shards,
+                                 cluster->OperatorTls());
+  for (auto& dev : devices) {
+    mcu::Device* d = dev.get();
+    auto r = client.Attest(
+        d->device_id(), [d](absl::string_view n) { return d->Quote(n); },
+        *revision);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
+  }
+  ASSERT_TRUE(cluster->Stop().ok());
+
+  const std::string dir = cluster->dir();
+  // Positive control: the scanner finds a marker (the last one: a raw 32-byte
+  // device id) planted mid-file.
+  {
+    const std::string canary = TmpDir("durability-canary");
+    std::filesystem::create_directories(canary);
+    ASSERT_TRUE(
+        rpc::WriteFile(
+            canary + "/f",
+            absl::StrCat("xyz", std::prev(markers.end())->second, "abc"))
+            .ok());
+    std::vector<std::string> scanned;
+    EXPECT_EQ(ScanForPlaintext(canary, markers, &scanned).size(), 1u);
+  }
+  auto count = [](const std::vector<std::string>& names, auto&& predicate) {
+    return std::count_if(names.begin(), names.end(), predicate);
+  };
+  auto scan_all = [&](const char* phase) {
+    std::vector<std::string> scanned;
+    for (const char* sub : {"/management", "/shards"}) {
+      for (const auto& hit : ScanForPlaintext(dir + sub, markers, &scanned)) {
+        ADD_FAILURE() << phase << ": " << hit;
+      }
+    }
+    // Every kind of file a RocksDB keeps was among them: per database
+    // (management + 2 shards) a WAL, a MANIFEST and the plaintext info LOG.
+    EXPECT_GE(
+        count(scanned,
+              [](const std::string& f) { return absl::EndsWith(f, ".log"); }),
+        3)
+        << phase;
+    EXPECT_GE(count(scanned,
+                    [](const std::string& f) {
+                      return absl::StartsWith(f, "MANIFEST-");
+                    }),
+              3)
+        << phase;
+    EXPECT_GE(count(scanned, [](const std::string& f) { return f == "LOG"; }),
+              3)
+        << phase;
+    std::cout << phase << ": " << scanned.size() << " files, " << markers.size()
+              << " markers, no plaintext" << std::endl;
+    return scanned;
+  };
+  // As the processes left them: the records are in the WALs.
+  scan_all("after shutdown");
+
+  // Open every database offline, check the markers really are in there
+  // (decrypted), and flush the memtables so the records are in SST files too.
+  auto mgmt_key = store::LoadOrCreateDataKey(
+      dir + "/pki/master.key", dir + "/management/data.key.wrapped");
+  ASSERT_TRUE(mgmt_key.ok()) << mgmt_key.status();
+  {
+    store::RocksOptions o;
+    o.data_key = *mgmt_key;
+    auto db = store::OpenRocksStore(dir + "/management/db",
+                                    management::Catalog::ColumnFamilies(), o);
+    ASSERT_TRUE(db.ok()) << db.status();
+    bool found = false;
+    ASSERT_TRUE((*db)
+                    ->Scan("tenants", "",
+                           [&](absl::string_view, absl::string_view v) {
+                             found |= absl::StrContains(v, "Contoso");
+                             return true;
+                           })
+                    .ok());
+    EXPECT_TRUE(found) << "the management DB does not hold the tenant";
+    ASSERT_TRUE((*db)->Flush().ok());
+  }
+  int device_records = 0;
+  for (const auto& s : cluster->config().shards) {
+    auto db = OpenShardDb(dir, s.id);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Scan(attestation::kDevicesCf, "",
+                           [&](absl::string_view, absl::string_view) {
+                             ++device_records;
+                             return true;
+                           })
+                    .ok());
+    ASSERT_TRUE((*db)->Flush().ok());
+  }
+  EXPECT_EQ(device_records, static_cast<int>(devices.size()));
+  // Now the records are in SST files (management + 2 shards, at least one
+  // each).
+  auto scanned = scan_all("after offline flush");
+  EXPECT_GE(
+      count(scanned,
+            [](const std::string& f) { return absl::EndsWith(f, ".sst"); }),
+      3);
 }
 
 }  // namespace
