@@ -5,7 +5,9 @@
 // Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
 // images into DIR/images/os-<v>/, starts management and N shards as child
 // processes (logs in DIR/logs/), publishes the OS release, writes
-// DIR/cluster.json and prints a line starting with "ready". Ctrl-C or SIGTERM
+// DIR/cluster.json and prints a line starting with "ready". Each child's pid
+// is written to DIR/run/<name>.pid as it is spawned (crash tests SIGKILL
+// children by it). Ctrl-C or SIGTERM
 // stops every child gracefully. With --exit-when-ready it detaches nothing:
 // it stops the cluster again right after becoming ready (smoke test).
 #include <fcntl.h>
@@ -105,6 +107,13 @@ absl::StatusOr<Child> Spawn(const std::string& name, const std::string& binary,
     _exit(127);
   }
   c.pid = pid;
+  if (auto s = rpc::WriteFile(absl::StrCat(state_dir, "/run/", name, ".pid"),
+                              absl::StrCat(pid, "\n"));
+      !s.ok()) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return s;
+  }
   return c;
 }
 

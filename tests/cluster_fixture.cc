@@ -8,8 +8,10 @@
 #include <cstdlib>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "protos/ops.grpc.pb.h"
 
 namespace sphere::testing {
@@ -125,6 +127,17 @@ std::unique_ptr<v1::AttestationService::Stub> LocalCluster::ShardStub(
     int index, const rpc::TlsFiles& tls) const {
   return v1::AttestationService::NewStub(
       rpc::NewChannel(config_.shards[index].address, tls));
+}
+
+absl::StatusOr<pid_t> LocalCluster::ChildPid(const std::string& name) const {
+  auto text = rpc::ReadFile(absl::StrCat(dir_, "/run/", name, ".pid"));
+  if (!text.ok()) return text.status();
+  int pid = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 0) {
+    return absl::DataLossError(
+        absl::StrCat("malformed pid file for ", name, ": \"", *text, "\""));
+  }
+  return static_cast<pid_t>(pid);
 }
 
 absl::StatusOr<std::string> LocalCluster::Metrics(

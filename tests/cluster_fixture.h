@@ -36,6 +36,10 @@ class LocalCluster {
   v1::ManagementService::Stub* management() { return mgmt_.get(); }
   std::unique_ptr<v1::AttestationService::Stub> ShardStub(
       int index, const rpc::TlsFiles& tls) const;
+  // ChildPid returns the pid of the cluster's child process `name`
+  // ("management", "shard-0", ...) from DIR/run/<name>.pid, which
+  // local_cluster writes when it spawns the child. Crash tests SIGKILL it.
+  absl::StatusOr<pid_t> ChildPid(const std::string& name) const;
   // Scrape returns the Prometheus text of the process at `address`.
   absl::StatusOr<std::string> Metrics(const std::string& address) const;
 

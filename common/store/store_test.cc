@@ -11,11 +11,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/store/memory_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "rocksdb/table_properties.h"
 
 namespace sphere::store {
 namespace {
@@ -248,6 +251,38 @@ TEST(RocksStoreTest, ReopenPersists) {
     EXPECT_EQ(*(*s)->Get("tenants", "t1"), "w1");
     ASSERT_TRUE((*s)->Put("groups", "g", "1").ok());
   }
+}
+
+TEST(RocksStoreTest, SstFilesCarryBloomFilters) {
+  std::string dir = TestDir("bloom");
+  {
+    auto s = OpenRocksStore(dir, {"devices"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE((*s)->Put("devices", absl::StrCat("d", i), "v").ok());
+    }
+    ASSERT_TRUE((*s)->Flush().ok());
+  }
+  // Read the table properties of the flushed files with plain RocksDB.
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"devices", rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, cfs,
+                                           &handles, &raw)
+                  .ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::TablePropertiesCollection props;
+  ASSERT_TRUE(db->GetPropertiesOfAllTables(handles[1], &props).ok());
+  ASSERT_FALSE(props.empty());
+  for (const auto& [file, p] : props) {
+    EXPECT_THAT(absl::AsciiStrToLower(p->filter_policy_name),
+                HasSubstr("bloom"))
+        << file;
+    EXPECT_GT(p->filter_size, 0u) << file;
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
 }
 
 TEST(RocksStoreTest, ErrorsNameThePath) {
