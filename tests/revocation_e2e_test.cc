@@ -24,7 +24,7 @@ namespace sphere::testing {
 namespace {
 
 class RevocationE2ETest : public ::testing::Test {
- protected:
+protected:
   static void SetUpTestSuite() {
     auto c = LocalCluster::Start("revocation", 2,
                                  {"--shard_heartbeat_interval=100ms"});
@@ -43,7 +43,7 @@ class RevocationE2ETest : public ::testing::Test {
 
   std::vector<v1::ImagePackage> PlatformImages() {
     std::vector<v1::ImagePackage> images;
-    for (const auto& comp : mcu::BootChainComponents()) {
+    for (const auto &comp : mcu::BootChainComponents()) {
       auto bytes = rpc::ReadFile(
           absl::StrCat(cluster_->dir(), "/images/os-1/", comp, ".pkg"));
       v1::ImagePackage pkg;
@@ -55,9 +55,9 @@ class RevocationE2ETest : public ::testing::Test {
 
   // Manufacture boots a device whose ROM trusts `rom_key` with `images`,
   // then registers and claims it into Contoso.
-  std::unique_ptr<mcu::Device> Manufacture(
-      const std::string& seed, const std::string& rom_key,
-      const std::vector<v1::ImagePackage>& images) {
+  std::unique_ptr<mcu::Device>
+  Manufacture(const std::string &seed, const std::string &rom_key,
+              const std::vector<v1::ImagePackage> &images) {
     auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), rom_key,
                                         {.seed = seed});
     EXPECT_TRUE(dev.ok()) << dev.status();
@@ -70,7 +70,7 @@ class RevocationE2ETest : public ::testing::Test {
     return std::move(*dev);
   }
 
-  std::unique_ptr<mcu::Device> GenuineDevice(const std::string& seed) {
+  std::unique_ptr<mcu::Device> GenuineDevice(const std::string &seed) {
     auto pub_pem =
         rpc::ReadFile(cluster_->dir() + "/pki/image-signing.pub.pem");
     auto pub = crypto::PublicKeyFromPem(*pub_pem);
@@ -83,8 +83,8 @@ class RevocationE2ETest : public ::testing::Test {
     return r.ok() ? *r : 0;
   }
 
-  grpc::Status GetChallenge(int shard, const std::string& device_id,
-                            v1::GetChallengeResponse* resp) {
+  grpc::Status GetChallenge(int shard, const std::string &device_id,
+                            v1::GetChallengeResponse *resp) {
     auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
@@ -96,17 +96,18 @@ class RevocationE2ETest : public ::testing::Test {
 
   // Owner returns the index of the shard that owns the device (the one that
   // does not redirect).
-  int Owner(const std::string& device_id) {
+  int Owner(const std::string &device_id) {
     for (size_t i = 0; i < cluster_->config().shards.size(); ++i) {
       v1::GetChallengeResponse resp;
       grpc::Status st = GetChallenge(i, device_id, &resp);
-      if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return i;
+      if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION)
+        return i;
     }
     return -1;
   }
 
-  grpc::Status Attest(int shard, mcu::Device& dev, const std::string& nonce,
-                      v1::AttestResponse* resp) {
+  grpc::Status Attest(int shard, mcu::Device &dev, const std::string &nonce,
+                      v1::AttestResponse *resp) {
     auto quote = dev.Quote(nonce);
     EXPECT_TRUE(quote.ok()) << quote.status();
     v1::AttestRequest req;
@@ -118,7 +119,7 @@ class RevocationE2ETest : public ::testing::Test {
     return stub->Attest(&ctx, req, resp);
   }
 
-  absl::StatusOr<v1::Device> GetDevice(const std::string& id) {
+  absl::StatusOr<v1::Device> GetDevice(const std::string &id) {
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
     v1::GetDeviceRequest req;
@@ -126,7 +127,8 @@ class RevocationE2ETest : public ::testing::Test {
     req.set_device_id(id);
     v1::Device d;
     grpc::Status st = cluster_->management()->GetDevice(&ctx, req, &d);
-    if (!st.ok()) return rpc::FromGrpcStatus(st);
+    if (!st.ok())
+      return rpc::FromGrpcStatus(st);
     return d;
   }
 
@@ -137,15 +139,15 @@ class RevocationE2ETest : public ::testing::Test {
     return RunCommand(argv);
   }
 
-  static LocalCluster* cluster_;
-  static v1::Tenant* tenant_;
+  static LocalCluster *cluster_;
+  static v1::Tenant *tenant_;
 };
 
-LocalCluster* RevocationE2ETest::cluster_ = nullptr;
-v1::Tenant* RevocationE2ETest::tenant_ = nullptr;
+LocalCluster *RevocationE2ETest::cluster_ = nullptr;
+v1::Tenant *RevocationE2ETest::tenant_ = nullptr;
 
-auto RevokedIs(const std::string& id) {
-  return [id](const v1::WatchEvent& e) { return e.revoked_device_id() == id; };
+auto RevokedIs(const std::string &id) {
+  return [id](const v1::WatchEvent &e) { return e.revoked_device_id() == id; };
 }
 
 TEST_F(RevocationE2ETest,
@@ -156,12 +158,13 @@ TEST_F(RevocationE2ETest,
   crypto::EcPrivateKey rogue_key = crypto::EcPrivateKey::Generate();
   auto rogue_images = mcu::BuildFactoryImages(rogue_key, 1);
   ASSERT_TRUE(rogue_images.ok());
-  for (auto& pkg : *rogue_images) {
+  for (auto &pkg : *rogue_images) {
     v1::ImageHeader h;
     ASSERT_TRUE(h.ParseFromString(pkg.header()));
-    if (h.component() != mcu::kKernel) continue;
-    pkg = *mcu::SignImage(h, absl::StrCat("backdoor", pkg.payload()),
-                          rogue_key);
+    if (h.component() != mcu::kKernel)
+      continue;
+    pkg =
+        *mcu::SignImage(h, absl::StrCat("backdoor", pkg.payload()), rogue_key);
   }
   auto dev = Manufacture("rogue-kernel", rogue_key.PublicKey(), *rogue_images);
   const std::string id = dev->device_id();
@@ -261,7 +264,7 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
     ASSERT_TRUE(cluster_->management()
                     ->GetShardMap(&ctx, v1::GetShardMapRequest(), &map)
                     .ok());
-    for (const auto& s : map.shards()) {
+    for (const auto &s : map.shards()) {
       if (s.id() == shard_id) {
         EXPECT_TRUE(s.healthy());
         count_before = s.device_count();
@@ -276,8 +279,8 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
 
   // The next heartbeat carries the new count into the shard map.
   auto counted = watch.WaitFor(
-      [&](const v1::WatchEvent& e) {
-        for (const auto& s : e.shard_map().shards()) {
+      [&](const v1::WatchEvent &e) {
+        for (const auto &s : e.shard_map().shards()) {
           if (s.id() == shard_id && s.device_count() > count_before) {
             return true;
           }
@@ -292,7 +295,7 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
   auto j = nlohmann::json::parse(out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << out;
   bool found = false;
-  for (const auto& s : j["shards"]) {
+  for (const auto &s : j["shards"]) {
     if (s["id"] == shard_id) {
       found = true;
       EXPECT_GT(s["device_count"].get<uint64_t>(), count_before) << out;
@@ -302,5 +305,5 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
   EXPECT_TRUE(found) << out;
 }
 
-}  // namespace
-}  // namespace sphere::testing
+} // namespace
+} // namespace sphere::testing

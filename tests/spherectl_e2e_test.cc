@@ -20,28 +20,28 @@ namespace {
 using json = nlohmann::json;
 
 class SpherectlE2ETest : public ::testing::Test {
- protected:
+protected:
   static void SetUpTestSuite() {
     auto c = LocalCluster::Start("spherectl", 1);
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
-    for (const char* t : {"Contoso", "Fabrikam"}) {
+    for (const char *t : {"Contoso", "Fabrikam"}) {
       auto [rc, out] = Ctl({"tenant", "create", "--name", t});
       ASSERT_EQ(rc, 0) << out;
       std::tie(rc, out) = Ctl({"tenant", "credential", "--name", t});
       ASSERT_EQ(rc, 0) << out;
     }
     // Contoso, with its own credential, builds its catalog.
-    auto [rc, out] = Ctl({"--tenant", "Contoso", "product", "create",
-                          "--name", "DW100"});
+    auto [rc, out] =
+        Ctl({"--tenant", "Contoso", "product", "create", "--name", "DW100"});
     ASSERT_EQ(rc, 0) << out;
     device_ = new std::string(ImportDevice());
-    std::tie(rc, out) = Ctl({"--tenant", "Contoso", "device", "claim",
-                             "--device", *device_});
+    std::tie(rc, out) =
+        Ctl({"--tenant", "Contoso", "device", "claim", "--device", *device_});
     ASSERT_EQ(rc, 0) << out;
-    std::tie(rc, out) = Ctl({"--tenant", "Contoso", "device", "update",
-                             "--device", *device_, "--device-group",
-                             "DW100/Production"});
+    std::tie(rc, out) =
+        Ctl({"--tenant", "Contoso", "device", "update", "--device", *device_,
+             "--device-group", "DW100/Production"});
     ASSERT_EQ(rc, 0) << out;
   }
   static void TearDownTestSuite() {
@@ -53,16 +53,16 @@ class SpherectlE2ETest : public ::testing::Test {
   static std::string ClusterFile() { return cluster_->dir() + "/cluster.json"; }
 
   static std::pair<int, std::string> Ctl(std::vector<std::string> args,
-                                         const std::string& cluster_file = "") {
-    std::vector<std::string> argv = {
-        BinaryPath("cli/spherectl"), "--cluster",
-        cluster_file.empty() ? ClusterFile() : cluster_file};
+                                         const std::string &cluster_file = "") {
+    std::vector<std::string> argv = {BinaryPath("cli/spherectl"), "--cluster",
+                                     cluster_file.empty() ? ClusterFile()
+                                                          : cluster_file};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv);
   }
 
   // Json runs spherectl with --output json and parses stdout.
-  static json Json(const std::string& tenant, std::vector<std::string> args) {
+  static json Json(const std::string &tenant, std::vector<std::string> args) {
     std::vector<std::string> a = {"--tenant", tenant, "--output", "json"};
     a.insert(a.end(), args.begin(), args.end());
     auto [rc, out] = Ctl(a);
@@ -81,7 +81,7 @@ class SpherectlE2ETest : public ::testing::Test {
   // ContosoState: Contoso's objects as Contoso's operator sees them.
   struct ContosoState {
     json product, devices, device;
-    bool operator==(const ContosoState& o) const {
+    bool operator==(const ContosoState &o) const {
       return product == o.product && devices == o.devices && device == o.device;
     }
   };
@@ -93,20 +93,21 @@ class SpherectlE2ETest : public ::testing::Test {
     return s;
   }
 
-  static void ExpectDenied(const std::pair<int, std::string>& r,
-                           const std::string& fragment) {
+  static void ExpectDenied(const std::pair<int, std::string> &r,
+                           const std::string &fragment) {
     EXPECT_EQ(r.first, 1) << r.second;
     EXPECT_TRUE(absl::StartsWith(r.second, "error: ")) << r.second;
     EXPECT_TRUE(absl::StrContains(r.second, fragment)) << r.second;
-    EXPECT_FALSE(absl::StrContains(r.second, "\"id\"")) << "leaked: " << r.second;
+    EXPECT_FALSE(absl::StrContains(r.second, "\"id\""))
+        << "leaked: " << r.second;
   }
 
-  static LocalCluster* cluster_;
-  static std::string* device_;
+  static LocalCluster *cluster_;
+  static std::string *device_;
 };
 
-LocalCluster* SpherectlE2ETest::cluster_ = nullptr;
-std::string* SpherectlE2ETest::device_ = nullptr;
+LocalCluster *SpherectlE2ETest::cluster_ = nullptr;
+std::string *SpherectlE2ETest::device_ = nullptr;
 
 TEST_F(SpherectlE2ETest, TenantCredentialIsWrittenRecordedAndScoped) {
   const std::string pki = cluster_->dir() + "/pki/tenants/";
@@ -137,12 +138,12 @@ TEST_F(SpherectlE2ETest, TenantCredentialIsWrittenRecordedAndScoped) {
   json tenants = Json("Contoso", {"tenant", "list"});
   ASSERT_EQ(tenants.size(), 1u) << tenants.dump();
   EXPECT_EQ(tenants[0]["name"], "Contoso");
-  ExpectDenied(Ctl({"--tenant", "Contoso", "tenant", "create", "--name",
-                    "Mallory"}),
-               "needs a platform-operator credential");
-  ExpectDenied(Ctl({"--tenant", "Contoso", "tenant", "credential", "--name",
-                    "Contoso"}),
-               "platform-operator credential");
+  ExpectDenied(
+      Ctl({"--tenant", "Contoso", "tenant", "create", "--name", "Mallory"}),
+      "needs a platform-operator credential");
+  ExpectDenied(
+      Ctl({"--tenant", "Contoso", "tenant", "credential", "--name", "Contoso"}),
+      "platform-operator credential");
 }
 
 TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
@@ -151,15 +152,15 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
   const std::string group_id = before.device["device_group_id"];
   ASSERT_FALSE(group_id.empty());
 
-  ExpectDenied(Ctl({"--tenant", "Fabrikam", "product", "show", "--product",
-                    product_id}),
+  ExpectDenied(
+      Ctl({"--tenant", "Fabrikam", "product", "show", "--product", product_id}),
+      "does not belong to tenant \"Fabrikam\"");
+  ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "list", "--device-group",
+                    group_id}),
                "does not belong to tenant \"Fabrikam\"");
-  ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "list",
-                    "--device-group", group_id}),
-               "does not belong to tenant \"Fabrikam\"");
-  ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "show", "--device",
-                    *device_}),
-               "is not owned by tenant \"Fabrikam\"");
+  ExpectDenied(
+      Ctl({"--tenant", "Fabrikam", "device", "show", "--device", *device_}),
+      "is not owned by tenant \"Fabrikam\"");
   // Fabrikam's own device list does not include Contoso's device.
   json fabrikam_devices = Json("Fabrikam", {"device", "list"});
   EXPECT_TRUE(fabrikam_devices.empty()) << fabrikam_devices.dump();
@@ -174,7 +175,7 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
   j.erase("tenants");
   const std::string forged = cluster_->dir() + "/fabrikam-cluster.json";
   ASSERT_TRUE(rpc::WriteFile(forged, j.dump()).ok());
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
+  for (const auto &cmd : std::vector<std::vector<std::string>>{
            {"--tenant", "Contoso", "product", "show", "--product", "DW100"},
            {"--tenant", "Contoso", "device", "list"},
            {"--tenant", "Contoso", "device", "show", "--device", *device_},
@@ -189,16 +190,17 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
 TEST_F(SpherectlE2ETest, Attack_CrossTenantClaimViaSpherectl) {
   const ContosoState before = Contoso();
   // Claiming someone else's device: refused, without naming its owner.
-  auto claim = Ctl({"--tenant", "Fabrikam", "device", "claim", "--device",
-                    *device_});
+  auto claim =
+      Ctl({"--tenant", "Fabrikam", "device", "claim", "--device", *device_});
   ExpectDenied(claim, "is already claimed");
   EXPECT_FALSE(absl::StrContains(claim.second, "Contoso")) << claim.second;
   ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "revoke", "--device",
                     *device_, "--reason", "mine now"}),
                "is not owned by tenant \"Fabrikam\"");
-  ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "update", "--device",
-                    *device_, "--device-group", before.device["device_group_id"]}),
-               "is not owned by tenant \"Fabrikam\"");
+  ExpectDenied(
+      Ctl({"--tenant", "Fabrikam", "device", "update", "--device", *device_,
+           "--device-group", before.device["device_group_id"]}),
+      "is not owned by tenant \"Fabrikam\"");
   ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "transfer", "request",
                     "--device", *device_, "--to-tenant", "Fabrikam"}),
                "is not owned by tenant \"Fabrikam\"");
@@ -208,8 +210,8 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantClaimViaSpherectl) {
 
 TEST_F(SpherectlE2ETest, DoubleClaimViaSpherectl) {
   const ContosoState before = Contoso();
-  auto r = Ctl({"--tenant", "Contoso", "device", "claim", "--device",
-                *device_});
+  auto r =
+      Ctl({"--tenant", "Contoso", "device", "claim", "--device", *device_});
   EXPECT_EQ(r.first, 1) << r.second;
   EXPECT_TRUE(absl::StartsWith(r.second, "error: ")) << r.second;
   EXPECT_TRUE(absl::StrContains(
@@ -219,5 +221,5 @@ TEST_F(SpherectlE2ETest, DoubleClaimViaSpherectl) {
   EXPECT_TRUE(Contoso() == before);
 }
 
-}  // namespace
-}  // namespace sphere::testing
+} // namespace
+} // namespace sphere::testing

@@ -17,8 +17,8 @@
 namespace sphere::testing {
 
 class WatchClient {
- public:
-  WatchClient(v1::ManagementService::Stub* stub, int64_t start_revision) {
+public:
+  WatchClient(v1::ManagementService::Stub *stub, int64_t start_revision) {
     v1::WatchRequest req;
     req.set_start_revision(start_revision);
     reader_ = stub->Watch(&ctx_, req);
@@ -39,13 +39,13 @@ class WatchClient {
   }
 
   // WaitFor blocks until an event satisfies `pred` (returns it) or timeout.
-  std::optional<v1::WatchEvent> WaitFor(
-      const std::function<bool(const v1::WatchEvent&)>& pred,
-      absl::Duration timeout) {
+  std::optional<v1::WatchEvent>
+  WaitFor(const std::function<bool(const v1::WatchEvent &)> &pred,
+          absl::Duration timeout) {
     absl::MutexLock l(&mu_);
     std::optional<v1::WatchEvent> found;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      for (const auto& e : events_) {
+      for (const auto &e : events_) {
         if (pred(e)) {
           found = e;
           return true;
@@ -57,7 +57,7 @@ class WatchClient {
     return found;
   }
 
- private:
+private:
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
   grpc::Status status_;
@@ -67,6 +67,6 @@ class WatchClient {
   std::thread thread_;
 };
 
-}  // namespace sphere::testing
+} // namespace sphere::testing
 
-#endif  // SPHERE_TESTS_WATCH_CLIENT_H_
+#endif // SPHERE_TESTS_WATCH_CLIENT_H_

@@ -87,7 +87,13 @@ for n in dw100-0001 dw100-0002; do
   openssl x509 -in "$chain" -noout -subject -issuer
 done
 
-step "Cluster status"
+step "Cluster status (shards report their attested devices in their heartbeat)"
+for _ in $(seq 1 50); do
+  n=$("${CTL[@]}" --output json cluster status |
+    python3 -c 'import json,sys; print(sum(s["device_count"] for s in json.load(sys.stdin)["shards"]))')
+  [ "$n" -ge "${#IDS[@]}" ] && break
+  sleep 0.1
+done
 "${CTL[@]}" cluster status
 
 step "Demo complete (state in $DIR)"

@@ -10,25 +10,25 @@
 namespace sphere::attestation {
 namespace {
 
-metrics::CounterMetric* RevocationCounter() {
-  static auto* c = metrics::Counter("sphere_automatic_revocations_total",
+metrics::CounterMetric *RevocationCounter() {
+  static auto *c = metrics::Counter("sphere_automatic_revocations_total",
                                     "Automatic revocations by result");
   return c;
 }
 
-}  // namespace
+} // namespace
 
-bool IsRetryable(const absl::Status& status) {
+bool IsRetryable(const absl::Status &status) {
   switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kUnknown:
-      return true;
-    default:
-      return false;
+  case absl::StatusCode::kUnavailable:
+  case absl::StatusCode::kDeadlineExceeded:
+  case absl::StatusCode::kResourceExhausted:
+  case absl::StatusCode::kAborted:
+  case absl::StatusCode::kInternal:
+  case absl::StatusCode::kUnknown:
+    return true;
+  default:
+    return false;
   }
 }
 
@@ -41,7 +41,8 @@ RevocationQueue::~RevocationQueue() { Stop(); }
 
 void RevocationQueue::RequestRevocation(RevocationRequest request) {
   absl::MutexLock l(&mu_);
-  if (stopping_ || pending_.contains(request.device_id)) return;
+  if (stopping_ || pending_.contains(request.device_id))
+    return;
   if (queue_.size() >= options_.capacity) {
     ++dropped_;
     RevocationCounter()->Increment("result=\"dropped\"");
@@ -59,7 +60,8 @@ void RevocationQueue::Stop() {
     absl::MutexLock l(&mu_);
     stopping_ = true;
   }
-  if (worker_.joinable()) worker_.join();
+  if (worker_.joinable())
+    worker_.join();
 }
 
 bool RevocationQueue::WaitIdle(absl::Duration timeout) {
@@ -92,7 +94,8 @@ void RevocationQueue::Run() {
         return stopping_ || !queue_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (stopping_) return;
+      if (stopping_)
+        return;
       request = std::move(queue_.front());
       queue_.pop_front();
       in_flight_ = true;
@@ -111,9 +114,8 @@ void RevocationQueue::Run() {
                     {"attempt", absl::StrCat(attempt)},
                     {"error", std::string(status.message())}});
       absl::MutexLock l(&mu_);
-      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stopping_;
-      };
+      auto stop = [this]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
       if (mu_.AwaitWithTimeout(absl::Condition(&stop), backoff)) {
         stopped = true;
         break;
@@ -131,13 +133,13 @@ void RevocationQueue::Run() {
     } else if (!stopped) {
       ++failed_;
       RevocationCounter()->Increment("result=\"failed\"");
-      log::Error("automatic revocation failed",
-                 {{"device", request.device_id},
-                  {"reason", request.reason},
-                  {"error", status.ToString()}});
+      log::Error("automatic revocation failed", {{"device", request.device_id},
+                                                 {"reason", request.reason},
+                                                 {"error", status.ToString()}});
     }
-    if (stopping_) return;
+    if (stopping_)
+      return;
   }
 }
 
-}  // namespace sphere::attestation
+} // namespace sphere::attestation

@@ -33,14 +33,14 @@
 namespace sphere::attestation {
 
 class RevocationQueue final : public RevocationSink {
- public:
+public:
   struct Options {
     size_t capacity = 1024;
     int max_attempts = 8;
     absl::Duration initial_backoff = absl::Milliseconds(100);
     absl::Duration max_backoff = absl::Seconds(10);
   };
-  using RevokeFn = std::function<absl::Status(const RevocationRequest&)>;
+  using RevokeFn = std::function<absl::Status(const RevocationRequest &)>;
 
   RevocationQueue(RevokeFn revoke, Options options);
   ~RevocationQueue() override;
@@ -53,11 +53,11 @@ class RevocationQueue final : public RevocationSink {
   // WaitIdle blocks until nothing is queued or in flight (or timeout).
   bool WaitIdle(absl::Duration timeout);
 
-  uint64_t delivered() const;  // revoke returned OK
-  uint64_t failed() const;     // final failure or attempts exhausted
-  uint64_t dropped() const;    // queue full
+  uint64_t delivered() const; // revoke returned OK
+  uint64_t failed() const;    // final failure or attempts exhausted
+  uint64_t dropped() const;   // queue full
 
- private:
+private:
   void Run();
 
   const RevokeFn revoke_;
@@ -74,8 +74,8 @@ class RevocationQueue final : public RevocationSink {
 };
 
 // IsRetryable: whether a failed revoke is worth another attempt.
-bool IsRetryable(const absl::Status& status);
+bool IsRetryable(const absl::Status &status);
 
-}  // namespace sphere::attestation
+} // namespace sphere::attestation
 
-#endif  // SPHERE_SECURITYSVC_ATTESTATION_REVOCATION_QUEUE_H_
+#endif // SPHERE_SECURITYSVC_ATTESTATION_REVOCATION_QUEUE_H_

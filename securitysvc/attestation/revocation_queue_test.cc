@@ -14,7 +14,7 @@
 namespace sphere::attestation {
 namespace {
 
-RevocationRequest Req(const std::string& id) {
+RevocationRequest Req(const std::string &id) {
   return {id, "tenant-contoso", "automatic: tamper"};
 }
 
@@ -29,7 +29,7 @@ TEST(RevocationQueueTest, DeliversEachDecision) {
   absl::Mutex mu;
   std::vector<RevocationRequest> seen;
   RevocationQueue q(
-      [&](const RevocationRequest& r) {
+      [&](const RevocationRequest &r) {
         absl::MutexLock l(&mu);
         seen.push_back(r);
         return absl::OkStatus();
@@ -50,7 +50,7 @@ TEST(RevocationQueueTest, DeliversEachDecision) {
 TEST(RevocationQueueTest, RetriesTransientFailures) {
   std::atomic<int> calls{0};
   RevocationQueue q(
-      [&](const RevocationRequest&) {
+      [&](const RevocationRequest &) {
         return ++calls < 3 ? absl::UnavailableError("management down")
                            : absl::OkStatus();
       },
@@ -67,7 +67,7 @@ TEST(RevocationQueueTest, GivesUpOnFinalErrorsAndAfterMaxAttempts) {
   RevocationQueue::Options o = Fast();
   o.max_attempts = 4;
   RevocationQueue q(
-      [&](const RevocationRequest& r) {
+      [&](const RevocationRequest &r) {
         ++calls;
         return r.device_id == "denied"
                    ? absl::PermissionDeniedError("not allowed")
@@ -90,7 +90,7 @@ TEST(RevocationQueueTest, BoundedAndDeduplicated) {
   RevocationQueue::Options o = Fast();
   o.capacity = 2;
   RevocationQueue q(
-      [&](const RevocationRequest&) {
+      [&](const RevocationRequest &) {
         if (++calls == 1) {
           entered.Notify();
           release.WaitForNotification();
@@ -98,13 +98,13 @@ TEST(RevocationQueueTest, BoundedAndDeduplicated) {
         return absl::OkStatus();
       },
       o);
-  q.RequestRevocation(Req("first"));  // taken by the worker, blocks
+  q.RequestRevocation(Req("first")); // taken by the worker, blocks
   entered.WaitForNotification();
-  q.RequestRevocation(Req("first"));  // in flight: deduplicated
+  q.RequestRevocation(Req("first")); // in flight: deduplicated
   q.RequestRevocation(Req("a"));
-  q.RequestRevocation(Req("a"));      // queued: deduplicated
+  q.RequestRevocation(Req("a")); // queued: deduplicated
   q.RequestRevocation(Req("b"));
-  q.RequestRevocation(Req("c"));      // full: dropped
+  q.RequestRevocation(Req("c")); // full: dropped
   EXPECT_EQ(q.dropped(), 1u);
   release.Notify();
   ASSERT_TRUE(q.WaitIdle(absl::Seconds(10)));
@@ -117,16 +117,17 @@ TEST(RevocationQueueTest, StopDuringBackoffReturnsPromptly) {
   RevocationQueue::Options o;
   o.initial_backoff = absl::Hours(1);
   RevocationQueue q(
-      [&](const RevocationRequest&) {
-        if (!called.HasBeenNotified()) called.Notify();
+      [&](const RevocationRequest &) {
+        if (!called.HasBeenNotified())
+          called.Notify();
         return absl::UnavailableError("down");
       },
       o);
   q.RequestRevocation(Req("a"));
   called.WaitForNotification();
-  q.Stop();  // would hang for an hour if the backoff ignored Stop
+  q.Stop(); // would hang for an hour if the backoff ignored Stop
   EXPECT_EQ(q.delivered(), 0u);
 }
 
-}  // namespace
-}  // namespace sphere::attestation
+} // namespace
+} // namespace sphere::attestation
