@@ -4,6 +4,11 @@
 //             [--timeout SECONDS] NOUN VERB [--option VALUE ...]
 //
 //   tenant        create --name N | list | show
+//                 credential --name N [--operator NAME]   (platform operator)
+//                   issues an operator credential scoped to tenant N for a
+//                   fresh key, writes DIR/pki/tenants/N.pem and N.key (0600)
+//                   and records them under "tenants" in the cluster file, so
+//                   '--tenant N' then acts as N's own operator.
 //   product       create --name N [--description D] | list | show --product P
 //   device-group  create --product P --name N [--os-feed Retail|RetailEval]
 //                        [--app-update-policy UpdateAll|No3rdPartyAppUpdates|
@@ -60,6 +65,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "protos/management.grpc.pb.h"
 
@@ -126,6 +132,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
 // --------------------------------------------------------------
 
 struct Cluster {
+  std::string path;       // the cluster file
+  std::string state_dir;  // "state_dir", else the file's directory
   std::string management;
   std::vector<std::pair<std::string, std::string>> shards;  // id, address
   rpc::TlsFiles credential;  // the credential used for this run
@@ -173,6 +181,8 @@ absl::StatusOr<Cluster> LoadCluster(const std::string& path,
     return it != o.end() && it->is_string() ? it->get<std::string>() : "";
   };
   Cluster c;
+  c.path = path;
+  c.state_dir = str(j, "state_dir").empty() ? dir : str(j, "state_dir");
   c.management = str(j, "management");
   if (c.management.empty()) {
     return absl::InvalidArgumentError(
@@ -365,6 +375,7 @@ class Cli {
   }
 
   absl::Status Tenant(const std::string& verb);
+  absl::Status TenantCredential();
   absl::Status Product(const std::string& verb);
   absl::Status DeviceGroup(const std::string& verb);
   absl::Status Device(const std::string& verb);
@@ -434,8 +445,79 @@ absl::Status Cli::Tenant(const std::string& verb) {
     PrintTenants({t}, true);
     return absl::OkStatus();
   }
+  if (verb == "credential") return TenantCredential();
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown verb 'tenant ", verb, "'; use create, list or show"));
+      "unknown verb 'tenant ", verb, "'; use create, list, show or credential"));
+}
+
+// RecordTenantCredential adds tenants[name] = {cert, key} to the cluster
+// file, keeping every other key, and replaces the file atomically.
+absl::Status RecordTenantCredential(const std::string& cluster_path,
+                                    const std::string& name,
+                                    const std::string& cert_path,
+                                    const std::string& key_path) {
+  absl::StatusOr<std::string> text = rpc::ReadFile(cluster_path);
+  if (!text.ok()) return text.status();
+  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster file ", cluster_path, " is not a JSON object"));
+  }
+  if (!j.contains("tenants") || !j["tenants"].is_object()) {
+    j["tenants"] = json::object();
+  }
+  j["tenants"][name] = {{"cert", cert_path}, {"key", key_path}};
+  return rpc::WriteFile(cluster_path, j.dump(2) + "\n");
+}
+
+absl::Status Cli::TenantCredential() {
+  using S = v1::ManagementService::Stub;
+  auto name = args_.Require("name");
+  if (!name.ok()) return name.status();
+  if (cluster_.tenant_credential) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "issuing operator credentials needs the platform-operator "
+        "credential; drop --tenant ", tenant_));
+  }
+  // Canonical name (the user may type "contoso" for "Contoso").
+  v1::GetTenantRequest get;
+  get.set_tenant_id(*name);
+  v1::Tenant t;
+  if (auto s = Call(&S::GetTenant, get, &t); !s.ok()) return s;
+
+  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
+  v1::IssueOperatorCredentialRequest req;
+  req.set_tenant_id(t.id());
+  req.set_operator_name(args_.Get("operator", absl::StrCat(t.name(), "-admin")));
+  req.set_public_key(key.PublicKey());
+  v1::OperatorCredential cred;
+  if (auto s = Call(&S::IssueOperatorCredential, req, &cred); !s.ok()) {
+    return s;
+  }
+  const std::string dir = cluster_.state_dir + "/pki/tenants";
+  std::string mkdir = absl::StrCat("mkdir -p '", dir, "'");
+  if (std::system(mkdir.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", dir));
+  }
+  const std::string cert_path = absl::StrCat(dir, "/", t.name(), ".pem");
+  const std::string key_path = absl::StrCat(dir, "/", t.name(), ".key");
+  if (auto s = rpc::WriteFile(key_path, key.ToPem(), 0600); !s.ok()) return s;
+  if (auto s = rpc::WriteFile(cert_path, cred.certificate_pem()); !s.ok()) {
+    return s;
+  }
+  if (auto s = RecordTenantCredential(cluster_.path, t.name(), cert_path,
+                                      key_path);
+      !s.ok()) {
+    return s;
+  }
+  printer_.Print({"TENANT", "OPERATOR", "CERTIFICATE", "KEY"},
+                 {{t.name(), req.operator_name(), cert_path, key_path}},
+                 {{"tenant", t.name()},
+                  {"tenant_id", t.id()},
+                  {"operator", req.operator_name()},
+                  {"cert", cert_path},
+                  {"key", key_path}});
+  return absl::OkStatus();
 }
 
 absl::Status Cli::Product(const std::string& verb) {
@@ -743,6 +825,7 @@ constexpr char kUsage[] =
     "usage: spherectl [--cluster FILE] [--tenant NAME] [--output table|json]\n"
     "                 [--timeout SECONDS] NOUN VERB [options]\n"
     "  tenant create --name N | list | show\n"
+    "         | credential --name N [--operator NAME]\n"
     "  product create --name N [--description D] | list | show --product P\n"
     "  device-group create --product P --name N [--os-feed F]\n"
     "               [--app-update-policy A] | list [--product P]\n"

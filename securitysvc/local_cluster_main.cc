@@ -42,6 +42,8 @@ ABSL_FLAG(bool, exit_when_ready, false,
           "Stop the cluster right after it became ready");
 ABSL_FLAG(absl::Duration, ready_timeout, absl::Seconds(60),
           "How long children may take to become ready");
+ABSL_FLAG(absl::Duration, shard_heartbeat_interval, absl::Seconds(5),
+          "How often shards re-register with management (device counts)");
 
 namespace sphere {
 namespace {
@@ -279,7 +281,11 @@ int Main() {
     auto c = Spawn(id, shard_bin,
                    {absl::StrCat("--state_dir=", dir),
                     absl::StrCat("--shard_id=", id),
-                    absl::StrCat("--management=", mgmt_addr), "--port=0"},
+                    absl::StrCat("--management=", mgmt_addr),
+                    absl::StrCat("--heartbeat_interval=",
+                                 absl::FormatDuration(absl::GetFlag(
+                                     FLAGS_shard_heartbeat_interval))),
+                    "--port=0"},
                    dir);
     if (!c.ok()) return fail(c.status());
     children.push_back(*c);

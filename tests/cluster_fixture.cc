@@ -50,7 +50,8 @@ std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv) {
 }
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
-    const std::string& name, int shards) {
+    const std::string& name, int shards,
+    const std::vector<std::string>& extra_flags) {
   auto c = std::unique_ptr<LocalCluster>(new LocalCluster());
   const char* tmp = getenv("TEST_TMPDIR");
   c->dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
@@ -61,12 +62,17 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   std::string bin = BinaryPath("securitysvc/local_cluster");
   std::string state = absl::StrCat("--state_dir=", c->dir_);
   std::string nshards = absl::StrCat("--shards=", shards);
+  std::vector<std::string> args = {bin, state, nshards};
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl(bin.c_str(), bin.c_str(), state.c_str(), nshards.c_str(), nullptr);
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   close(fds[1]);

@@ -23,9 +23,12 @@ namespace sphere::testing {
 class LocalCluster {
  public:
   ~LocalCluster();
-  // Start launches local_cluster with `shards` shards in TEST_TMPDIR/<name>.
+  // Start launches local_cluster with `shards` shards in TEST_TMPDIR/<name>;
+  // `extra_flags` go to local_cluster as given (e.g.
+  // "--shard_heartbeat_interval=100ms").
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
-      const std::string& name, int shards);
+      const std::string& name, int shards,
+      const std::vector<std::string>& extra_flags = {});
   absl::Status Stop();
 
   const cluster::ClusterConfig& config() const { return config_; }

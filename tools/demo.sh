@@ -48,8 +48,12 @@ for _ in $(seq 1 600); do
 done
 grep '^ready' "$CLUSTER_LOG" || { echo "demo: cluster not ready" >&2; exit 1; }
 
-step "Platform operator creates tenant Contoso"
+step "Platform operator creates tenant Contoso and issues its operator credential"
 "${CTL[@]}" tenant create --name Contoso
+"${CTL[@]}" tenant credential --name Contoso --operator contoso-admin
+# From here on, --tenant Contoso authenticates as Contoso's own operator
+# (DIR/pki/tenants/Contoso.pem, recorded in cluster.json), not the platform.
+"${CTL[@]}" --tenant Contoso tenant list
 step "Contoso creates product DW100 (five default device groups)"
 "${CTL[@]}" --tenant Contoso product create --name DW100 --description "DW100 dishwasher"
 "${CTL[@]}" --tenant Contoso device-group list --product DW100
@@ -83,7 +87,13 @@ for n in dw100-0001 dw100-0002; do
   openssl x509 -in "$chain" -noout -subject -issuer
 done
 
-step "Cluster status"
+step "Cluster status (shards report their attested devices in their heartbeat)"
+for _ in $(seq 1 50); do
+  n=$("${CTL[@]}" --output json cluster status |
+    python3 -c 'import json,sys; print(sum(s["device_count"] for s in json.load(sys.stdin)["shards"]))')
+  [ "$n" -ge "${#IDS[@]}" ] && break
+  sleep 0.1
+done
 "${CTL[@]}" cluster status
 
 step "Demo complete (state in $DIR)"

@@ -52,7 +52,19 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
       nonces_(nonces),
       tokens_(tokens),
       clock_(clock),
-      options_(options) {}
+      options_(options) {
+  uint64_t n = 0;
+  auto s = store_->Scan(kDevicesCf, "", [&n](absl::string_view,
+                                             absl::string_view) {
+    ++n;
+    return true;
+  });
+  if (!s.ok()) {
+    log::Warning("cannot count attested devices",
+                 {{"error", std::string(s.message())}});
+  }
+  attested_devices_ = n;
+}
 
 absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
     absl::string_view device_id) {
@@ -76,7 +88,8 @@ absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
 absl::StatusOr<v1::AttestResponse> Attestor::Attest(
     const v1::AttestRequest& request) {
   v1::AttestationRecord record;
-  auto resp = Verify(request, &record);
+  Compromise compromise;
+  auto resp = Verify(request, &record, &compromise);
   if (!resp.ok()) {
     AttestCounter()->Increment(absl::StrCat(
         "outcome=\"", absl::StatusCodeToString(resp.status().code()), "\""));
@@ -87,6 +100,15 @@ absl::StatusOr<v1::AttestResponse> Attestor::Attest(
               {{"device", request.device_id()},
                {"code", absl::StatusCodeToString(resp.status().code())},
                {"reason", std::string(resp.status().message())}});
+    if (!compromise.reason.empty() && options_.revocation_sink != nullptr) {
+      log::Warning("requesting automatic revocation",
+                   {{"device", request.device_id()},
+                    {"reason", compromise.reason}});
+      options_.revocation_sink->RequestRevocation(
+          {request.device_id(), compromise.tenant_id,
+           absl::StrCat("automatic: ", compromise.reason),
+           compromise.unknown_image_hash});
+    }
     return resp.status();
   }
   AttestCounter()->Increment(
@@ -95,7 +117,8 @@ absl::StatusOr<v1::AttestResponse> Attestor::Attest(
 }
 
 absl::StatusOr<v1::AttestResponse> Attestor::Verify(
-    const v1::AttestRequest& request, v1::AttestationRecord* record) {
+    const v1::AttestRequest& request, v1::AttestationRecord* record,
+    Compromise* compromise) {
   const std::string& device_id = request.device_id();
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   // 1. Registered, claimed, not revoked.
@@ -122,38 +145,59 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   // 3. Nonce: check first, consume only once everything else verified, so a
   // forged or broken quote never burns the device's challenge.
   if (auto s = nonces_->Check(device_id, body->nonce()); !s.ok()) return s;
+  // From here on the quote is signed by the genuine device key over a fresh
+  // nonce issued to it: an integrity failure proves the device compromised.
+  auto compromised = [&](absl::string_view what, absl::Status s) {
+    compromise->tenant_id = device->tenant_id();
+    compromise->unknown_image_hash.clear();
+    compromise->reason = absl::StrCat(what, ": ", s.message());
+    return s;
+  };
   // 4. Event log and registers.
-  if (auto s = mcu::CheckQuoteConsistency(*body); !s.ok()) return s;
+  if (auto s = mcu::CheckQuoteConsistency(*body); !s.ok()) {
+    return compromised("event log does not replay", s);
+  }
   if (body->tamper_events() > 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("device ", device_id, " reports ", body->tamper_events(),
-                     " tamper event(s): Pluton refuses trust after tampering"));
+    return compromised(
+        "tamper",
+        absl::PermissionDeniedError(absl::StrCat(
+            "device ", device_id, " reports ", body->tamper_events(),
+            " tamper event(s): Pluton refuses trust after tampering")));
   }
   // 5. Every measured image is platform-signed and not rolled back.
   std::map<std::string, uint32_t> measured;
   for (const auto& e : body->event_log()) {
     auto image = catalog_->FindImageByHash(e.image_hash());
     if (!image.ok()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "component ", e.component(), " version ", e.version(),
-          " runs an image the platform never signed (hash ",
-          crypto::HexEncode(e.image_hash()).substr(0, 16), "...)"));
+      if (!absl::IsNotFound(image.status())) return image.status();
+      absl::Status unsigned_image = compromised(
+          "unsigned image",
+          absl::PermissionDeniedError(absl::StrCat(
+              "component ", e.component(), " version ", e.version(),
+              " runs an image the platform never signed (hash ",
+              crypto::HexEncode(e.image_hash()).substr(0, 16), "...)")));
+      compromise->unknown_image_hash = e.image_hash();
+      return unsigned_image;
     }
     if (image->component() != e.component() ||
         image->version() != e.version()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("event log claims ", e.component(), " v", e.version(),
-                       " but the measured image is ", image->component(), " v",
-                       image->version()));
+      return compromised(
+          "event log mislabels an image",
+          absl::PermissionDeniedError(absl::StrCat(
+              "event log claims ", e.component(), " v", e.version(),
+              " but the measured image is ", image->component(), " v",
+              image->version())));
     }
     measured[e.component()] = e.version();
   }
   for (const auto& c : body->counters()) {
     auto it = measured.find(c.component());
     if (it != measured.end() && it->second < c.value()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "component ", c.component(), " runs version ", it->second,
-          " below its anti-rollback counter ", c.value()));
+      return compromised(
+          "anti-rollback violation",
+          absl::PermissionDeniedError(absl::StrCat(
+              "component ", c.component(), " runs version ", it->second,
+              " below its anti-rollback counter ", c.value())));
     }
   }
   // 6. Versions against what the group should run.
@@ -242,11 +286,16 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   std::string bytes = record->SerializeAsString();
   batch.Put(kDevicesCf, device_id, bytes);
   batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
+  absl::MutexLock stripe(
+      &record_stripes_[std::hash<std::string>()(device_id) % kStripes]);
+  const bool first_record =
+      absl::IsNotFound(store_->Get(kDevicesCf, device_id).status());
   if (auto s = store_->Write(batch); !s.ok()) {
     restore_nonce();
     return absl::UnavailableError(absl::StrCat(
         "could not record the attestation (", s.message(), "); retry"));
   }
+  if (first_record) ++attested_devices_;
   return resp;
 }
 

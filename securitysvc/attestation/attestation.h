@@ -16,10 +16,20 @@
 // history; a rejected attempt never consumes the legitimate nonce, never
 // issues anything and never changes the device's state.
 //
+// Automatic revocation: a rejection that proves the *genuine* device is
+// compromised (a quote that verifies under the registered device key, over a
+// fresh nonce issued to it, yet reports tamper events, carries an event log
+// that does not replay to its registers or mislabels an image, measures an
+// image the platform never signed, or runs below an anti-rollback counter) is
+// handed to the injected RevocationSink. A quote that fails signature or
+// nonce checks never triggers it: anyone can send those, so revoking on them
+// would let an attacker revoke other tenants' devices.
+//
 // Thread-safety: safe for concurrent use.
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_H_
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -27,6 +37,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "protos/attestation.pb.h"
@@ -42,12 +53,37 @@ inline constexpr char kDevicesCf[] = "devices";  // id -> AttestationRecord
 inline constexpr char kHistoryCf[] = "history";  // id|ms|seq -> record
 std::vector<std::string> ColumnFamilies();
 
+// RevocationRequest is the Attestor's decision that a genuine device is
+// compromised and must be revoked.
+struct RevocationRequest {
+  std::string device_id;
+  std::string tenant_id;
+  std::string reason;  // "automatic: <what the quote proved>"
+  // For "unsigned image" decisions: the measured hash the catalog did not
+  // know. A shard whose catalog lags management may not have seen a freshly
+  // released image yet, so the sink re-checks it against an up-to-date
+  // catalog before revoking.
+  std::string unknown_image_hash;
+};
+
+// RevocationSink receives automatic revocation decisions. The Attestor calls
+// it on the attestation path, so implementations must not block: queue and
+// return (see RevocationQueue). Thread-safe.
+class RevocationSink {
+ public:
+  virtual ~RevocationSink() = default;
+  virtual void RequestRevocation(RevocationRequest request) = 0;
+};
+
 class Attestor {
  public:
   struct Options {
     absl::Duration certificate_lifetime = absl::Hours(24);
     // Allowed clock skew for not_before.
     absl::Duration backdate = absl::Minutes(5);
+    // Where automatic revocation decisions go; null disables them. Must
+    // outlive the Attestor.
+    RevocationSink* revocation_sink = nullptr;
   };
   Attestor(const catalog::CatalogView* catalog, store::Store* store,
            NonceStore* nonces, const auth::SessionTokens* tokens, Clock* clock,
@@ -63,9 +99,22 @@ class Attestor {
   absl::StatusOr<std::vector<v1::AttestationRecord>> History(
       absl::string_view device_id);
 
+  // attested_device_count: how many devices have a successful attestation
+  // record in this shard's store (counted once at construction, then kept
+  // up to date). Reported to management in the shard heartbeat.
+  uint64_t attested_device_count() const { return attested_devices_.load(); }
+
  private:
+  // Compromise: set by Verify when the rejection proves the genuine device
+  // is compromised.
+  struct Compromise {
+    std::string tenant_id;
+    std::string reason;
+    std::string unknown_image_hash;
+  };
   absl::StatusOr<v1::AttestResponse> Verify(const v1::AttestRequest& request,
-                                            v1::AttestationRecord* record);
+                                            v1::AttestationRecord* record,
+                                            Compromise* compromise);
   void RecordFailure(absl::string_view device_id, const absl::Status& status);
 
   const catalog::CatalogView* const catalog_;
@@ -75,6 +124,11 @@ class Attestor {
   Clock* const clock_;
   const Options options_;
   std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> attested_devices_{0};
+  // Striped by device id: makes "is this the device's first record?" and
+  // its write atomic per device without serialising all attestations.
+  static constexpr size_t kStripes = 32;
+  std::array<absl::Mutex, kStripes> record_stripes_;
 };
 
 // ValidateDeviceId: 64 lowercase hex characters, else InvalidArgument.

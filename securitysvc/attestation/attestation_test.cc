@@ -4,6 +4,7 @@
 // certificate, and the legitimate nonce still usable where one exists.
 #include "securitysvc/attestation/attestation.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,6 +140,15 @@ v1::QuoteBody ParseBody(const v1::Quote& q) {
   return body;
 }
 
+// FakeRevocationSink records the Attestor's automatic revocation decisions.
+class FakeRevocationSink : public RevocationSink {
+ public:
+  void RequestRevocation(RevocationRequest request) override {
+    requests.push_back(std::move(request));
+  }
+  std::vector<RevocationRequest> requests;
+};
+
 class AttestationTest : public ::testing::Test {
  protected:
   // The trusted state an attack must not change.
@@ -174,9 +184,11 @@ class AttestationTest : public ::testing::Test {
     store_ = *std::move(store);
     nonces_ = std::make_unique<NonceStore>(&clock_);
     tokens_ = std::make_unique<auth::SessionTokens>(crypto::RandomBytes(32));
+    Attestor::Options options;
+    options.revocation_sink = &revocations_;
     attestor_ =
         std::make_unique<Attestor>(catalog_.get(), store_.get(), nonces_.get(),
-                                   tokens_.get(), &clock_, Attestor::Options());
+                                   tokens_.get(), &clock_, options);
 
     device_ = MakeDevice("device-1", p.images_v1, p.signing_key.PublicKey());
     ASSERT_NE(device_, nullptr);
@@ -323,6 +335,7 @@ class AttestationTest : public ::testing::Test {
   std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<NonceStore> nonces_;
   std::unique_ptr<auth::SessionTokens> tokens_;
+  FakeRevocationSink revocations_;
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<mcu::Device> device_;
 };
@@ -860,6 +873,147 @@ TEST_F(AttestationTest, UnknownTenantCaKeepsNonce) {
               absl::StatusCode::kNotFound, "has no issuing CA");
   ExpectUnchanged(before, h.id);
   EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+}
+
+// ------------------------------------------------- automatic revocation
+
+// Each integrity failure proven by a genuine device signature over a fresh
+// nonce asks for the device's revocation, with the reason.
+TEST_F(AttestationTest, UnsignedImageUnderDeviceKeyRequestsRevocation) {
+  auto rogue = MakeDevice("rogue-revoked", GetPlatform().rogue_images,
+                          GetPlatform().rogue_signing_key.PublicKey());
+  Claim(rogue->device_id(), rogue->public_key());
+  TrustedState before = Snapshot(rogue->device_id());
+
+  ExpectError(attestor_->Attest(GenuineRequest(*rogue, Nonce(rogue->device_id()))),
+              absl::StatusCode::kPermissionDenied,
+              "runs an image the platform never signed");
+  ExpectUnchanged(before, rogue->device_id());
+  ASSERT_EQ(revocations_.requests.size(), 1u);
+  EXPECT_EQ(revocations_.requests[0].device_id, rogue->device_id());
+  EXPECT_EQ(revocations_.requests[0].tenant_id, kTenantA);
+  EXPECT_THAT(revocations_.requests[0].reason,
+              ::testing::StartsWith("automatic: unsigned image: component "
+                                    "kernel"));
+  EXPECT_EQ(revocations_.requests[0].unknown_image_hash.size(), 32u);
+  EXPECT_FALSE(catalog_->FindImageByHash(
+                           revocations_.requests[0].unknown_image_hash)
+                   .ok());
+}
+
+TEST_F(AttestationTest, IntegrityFailuresUnderDeviceKeyRequestRevocation) {
+  struct Case {
+    std::string name;
+    std::function<void(v1::QuoteBody*)> edit;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"tamper", [](v1::QuoteBody* b) { b->set_tamper_events(2); },
+       "automatic: tamper: device "},
+      {"log-does-not-replay",
+       [](v1::QuoteBody* b) {
+         b->set_registers(1, crypto::Sha256("a kernel nobody signed"));
+       },
+       "automatic: event log does not replay: register 1"},
+      {"mislabelled-image",
+       [](v1::QuoteBody* b) {
+         for (auto& e : *b->mutable_event_log()) {
+           if (e.component() == "kernel") e.set_version(2);
+         }
+         Reseal(b);
+       },
+       "automatic: event log mislabels an image: event log claims kernel v2"},
+      {"rollback",
+       [](v1::QuoteBody* b) {
+         auto* c = b->add_counters();
+         c->set_component("kernel");
+         c->set_value(7);
+       },
+       "automatic: anti-rollback violation: component kernel runs version 1"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    revocations_.requests.clear();
+    HeldKeyDevice h = RegisterHeldKeyDevice();
+    v1::QuoteBody body = CraftedBody(h);
+    c.edit(&body);
+    TrustedState before = Snapshot(h.id);
+    auto r = attestor_->Attest(Request(h.id, SignQuote(body, h.key)));
+    ASSERT_FALSE(r.ok());
+    ExpectUnchanged(before, h.id);
+    ASSERT_EQ(revocations_.requests.size(), 1u) << r.status();
+    EXPECT_EQ(revocations_.requests[0].device_id, h.id);
+    EXPECT_EQ(revocations_.requests[0].tenant_id, kTenantA);
+    EXPECT_THAT(revocations_.requests[0].reason, ::testing::StartsWith(c.reason));
+  }
+}
+
+// An attacker who does not hold the device key must never be able to get a
+// victim revoked: forged signatures and stale nonces decide nothing.
+TEST_F(AttestationTest, Attack_ForgedTamperQuoteDoesNotRevokeVictim) {
+  const std::string nonce = Nonce(device_->device_id());
+  auto genuine = device_->Quote(nonce);
+  ASSERT_TRUE(genuine.ok());
+  v1::QuoteBody body = ParseBody(*genuine);
+  body.set_tamper_events(1);
+  body.set_registers(1, crypto::Sha256("a kernel nobody signed"));
+  v1::Quote forged = SignQuote(body, crypto::EcPrivateKey::Generate());
+  // Also the genuine signature over an edited body.
+  v1::Quote edited = *genuine;
+  body.SerializeToString(edited.mutable_body());
+  TrustedState before = Snapshot(device_->device_id());
+
+  for (const v1::Quote& q : {forged, edited}) {
+    ExpectError(attestor_->Attest(Request(device_->device_id(), q)),
+                absl::StatusCode::kUnauthenticated,
+                "does not verify under the device key");
+  }
+  EXPECT_TRUE(revocations_.requests.empty());
+  ExpectUnchanged(before, device_->device_id());
+  ExpectNonceStillUsable(*device_, nonce);
+}
+
+TEST_F(AttestationTest, Attack_ReplayedCompromisedQuoteDoesNotRevokeAgain) {
+  // A compromised quote over a nonce that is not (or no longer) outstanding:
+  // stale evidence proves nothing about the device now.
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  body.set_tamper_events(1);
+  body.set_nonce(std::string(32, 'x'));  // never issued
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kUnauthenticated, "nonce");
+  EXPECT_TRUE(revocations_.requests.empty());
+}
+
+TEST_F(AttestationTest, SuccessAndOrdinaryRejectionsDoNotRevoke) {
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  body.set_certificate_public_key("not a point");
+  EXPECT_FALSE(attestor_->Attest(Request(h.id, SignQuote(body, h.key))).ok());
+  EXPECT_TRUE(revocations_.requests.empty());
+}
+
+TEST_F(AttestationTest, AttestedDeviceCountCountsDevicesOnce) {
+  EXPECT_EQ(attestor_->attested_device_count(), 0u);
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  EXPECT_EQ(attestor_->attested_device_count(), 1u);
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  ASSERT_TRUE(attestor_->Attest(Request(h.id, SignQuote(CraftedBody(h), h.key)))
+                  .ok());
+  EXPECT_EQ(attestor_->attested_device_count(), 2u);
+  // A rejected attempt adds nothing.
+  HeldKeyDevice bad = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(bad);
+  body.set_tamper_events(1);
+  EXPECT_FALSE(
+      attestor_->Attest(Request(bad.id, SignQuote(body, bad.key))).ok());
+  EXPECT_EQ(attestor_->attested_device_count(), 2u);
+  // A restarted shard counts what its store holds.
+  Attestor restarted(catalog_.get(), store_.get(), nonces_.get(), tokens_.get(),
+                     &clock_, Attestor::Options());
+  EXPECT_EQ(restarted.attested_device_count(), 2u);
 }
 
 }  // namespace

@@ -986,6 +986,12 @@ absl::StatusOr<v1::Device> Catalog::RevokeDevice(const Caller& caller,
   if (d->state() == v1::REVOKED) return d;  // idempotent
   d->set_state(v1::REVOKED);
   d->clear_pending_tenant_id();
+  std::string why(reason);
+  if (caller.kind == Caller::Kind::kInternal &&
+      !absl::StartsWith(why, "automatic: ")) {
+    why = absl::StrCat("automatic: ", why);
+  }
+  d->set_revocation_reason(why);
   Txn txn(revision_);
   txn.Put(kDevices, d->id(), *d);
   *txn.Emit()->mutable_device() = *d;

@@ -375,6 +375,30 @@ TEST_F(CatalogTest, RevokeEmitsRevokedEventAndIsIdempotent) {
   EXPECT_EQ(events.size(), 2u);
 }
 
+TEST_F(CatalogTest, ShardRevokesCompromisedDeviceWithAutomaticReason) {
+  const std::string id = ImportOne(6);
+  auto claimed = catalog_->ClaimDevice(contoso_op_, "", id);
+  ASSERT_TRUE(claimed.ok());
+  EXPECT_EQ(claimed->revocation_reason(), "");
+  // A shard names the device's tenant (from its catalog) and the reason.
+  auto r = catalog_->RevokeDevice(Caller::Internal(), contoso_.id(), id,
+                                  "tamper: 1 tamper event(s)");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->state(), v1::REVOKED);
+  EXPECT_EQ(r->revocation_reason(), "automatic: tamper: 1 tamper event(s)");
+  auto seen = catalog_->GetDevice(contoso_op_, "", id);
+  ASSERT_TRUE(seen.ok());
+  EXPECT_EQ(seen->state(), v1::REVOKED);
+  EXPECT_EQ(seen->revocation_reason(), "automatic: tamper: 1 tamper event(s)");
+
+  // An operator's reason is recorded as given.
+  const std::string other = ImportOne(7);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", other).ok());
+  auto manual = catalog_->RevokeDevice(contoso_op_, "", other, "stolen");
+  ASSERT_TRUE(manual.ok());
+  EXPECT_EQ(manual->revocation_reason(), "stolen");
+}
+
 TEST_F(CatalogTest, WatchReplaysFromRevisionThenLive) {
   const int64_t start = catalog_->revision() + 1;
   auto p = catalog_->CreateProduct(contoso_op_, "", "DW200", "");  // 6 events

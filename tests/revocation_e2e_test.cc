@@ -1,0 +1,309 @@
+// Cross-process revocation tests against a real local cluster (management +
+// 2 shards, shard heartbeat every 100 ms):
+//  - a genuine device that boots a kernel the platform never signed is
+//    refused, revoked automatically by its shard, and refused from then on;
+//  - 'spherectl device revoke' reaches Watch clients (revoked_device_id) and
+//    the shards;
+//  - shard heartbeats carry the attested device count to management's shard
+//    map and 'spherectl cluster status'.
+// All waiting is on events (Watch streams, min_catalog_revision), no sleeps.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "mcu-model/device.h"
+#include "mcu-model/device_type.h"
+#include "mcu-model/image.h"
+#include "tests/cluster_fixture.h"
+#include "tests/watch_client.h"
+
+namespace sphere::testing {
+namespace {
+
+class RevocationE2ETest : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    auto c = LocalCluster::Start("revocation", 2,
+                                 {"--shard_heartbeat_interval=100ms"});
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = c->release();
+    auto tenant = cluster_->CreateTenant("Contoso");
+    ASSERT_TRUE(tenant.ok()) << tenant.status();
+    tenant_ = new v1::Tenant(*tenant);
+    ASSERT_TRUE(cluster_->CreateProduct(tenant_->id(), "DW100").ok());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete tenant_;
+  }
+
+  std::vector<v1::ImagePackage> PlatformImages() {
+    std::vector<v1::ImagePackage> images;
+    for (const auto &comp : mcu::BootChainComponents()) {
+      auto bytes = rpc::ReadFile(
+          absl::StrCat(cluster_->dir(), "/images/os-1/", comp, ".pkg"));
+      v1::ImagePackage pkg;
+      EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
+      images.push_back(pkg);
+    }
+    return images;
+  }
+
+  // Manufacture boots a device whose ROM trusts `rom_key` with `images`,
+  // then registers and claims it into Contoso.
+  std::unique_ptr<mcu::Device>
+  Manufacture(const std::string &seed, const std::string &rom_key,
+              const std::vector<v1::ImagePackage> &images) {
+    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), rom_key,
+                                        {.seed = seed});
+    EXPECT_TRUE(dev.ok()) << dev.status();
+    EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
+    EXPECT_TRUE((*dev)->Boot().ok());
+    EXPECT_EQ((*dev)->boot_state(), mcu::BootState::kRunning);
+    EXPECT_TRUE(cluster_->ImportDevice((*dev)->public_key()).ok());
+    auto claimed = cluster_->Claim(tenant_->id(), (*dev)->device_id());
+    EXPECT_TRUE(claimed.ok()) << claimed.status();
+    return std::move(*dev);
+  }
+
+  std::unique_ptr<mcu::Device> GenuineDevice(const std::string &seed) {
+    auto pub_pem =
+        rpc::ReadFile(cluster_->dir() + "/pki/image-signing.pub.pem");
+    auto pub = crypto::PublicKeyFromPem(*pub_pem);
+    return Manufacture(seed, *pub, PlatformImages());
+  }
+
+  int64_t Revision() {
+    auto r = cluster_->ManagementRevision();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : 0;
+  }
+
+  grpc::Status GetChallenge(int shard, const std::string &device_id,
+                            v1::GetChallengeResponse *resp) {
+    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::GetChallengeRequest req;
+    req.set_device_id(device_id);
+    req.set_min_catalog_revision(Revision());
+    return stub->GetChallenge(&ctx, req, resp);
+  }
+
+  // Owner returns the index of the shard that owns the device (the one that
+  // does not redirect).
+  int Owner(const std::string &device_id) {
+    for (size_t i = 0; i < cluster_->config().shards.size(); ++i) {
+      v1::GetChallengeResponse resp;
+      grpc::Status st = GetChallenge(i, device_id, &resp);
+      if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION)
+        return i;
+    }
+    return -1;
+  }
+
+  grpc::Status Attest(int shard, mcu::Device &dev, const std::string &nonce,
+                      v1::AttestResponse *resp) {
+    auto quote = dev.Quote(nonce);
+    EXPECT_TRUE(quote.ok()) << quote.status();
+    v1::AttestRequest req;
+    req.set_device_id(dev.device_id());
+    *req.mutable_quote() = *quote;
+    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    return stub->Attest(&ctx, req, resp);
+  }
+
+  absl::StatusOr<v1::Device> GetDevice(const std::string &id) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::GetDeviceRequest req;
+    req.set_tenant_id(tenant_->id());
+    req.set_device_id(id);
+    v1::Device d;
+    grpc::Status st = cluster_->management()->GetDevice(&ctx, req, &d);
+    if (!st.ok())
+      return rpc::FromGrpcStatus(st);
+    return d;
+  }
+
+  std::pair<int, std::string> Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinaryPath("cli/spherectl"), "--cluster",
+                                     cluster_->dir() + "/cluster.json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv);
+  }
+
+  static LocalCluster *cluster_;
+  static v1::Tenant *tenant_;
+};
+
+LocalCluster *RevocationE2ETest::cluster_ = nullptr;
+v1::Tenant *RevocationE2ETest::tenant_ = nullptr;
+
+auto RevokedIs(const std::string &id) {
+  return [id](const v1::WatchEvent &e) { return e.revoked_device_id() == id; };
+}
+
+TEST_F(RevocationE2ETest,
+       Attack_DeviceBootingUnsignedKernelIsRevokedAutomatically) {
+  // A chip whose ROM trusts a rogue key boots a backdoored kernel the
+  // platform never signed. Its Pluton key is genuine and registered, so its
+  // quote verifies: the evidence proves this very device compromised.
+  crypto::EcPrivateKey rogue_key = crypto::EcPrivateKey::Generate();
+  auto rogue_images = mcu::BuildFactoryImages(rogue_key, 1);
+  ASSERT_TRUE(rogue_images.ok());
+  for (auto &pkg : *rogue_images) {
+    v1::ImageHeader h;
+    ASSERT_TRUE(h.ParseFromString(pkg.header()));
+    if (h.component() != mcu::kKernel)
+      continue;
+    pkg =
+        *mcu::SignImage(h, absl::StrCat("backdoor", pkg.payload()), rogue_key);
+  }
+  auto dev = Manufacture("rogue-kernel", rogue_key.PublicKey(), *rogue_images);
+  const std::string id = dev->device_id();
+  int owner = Owner(id);
+  ASSERT_GE(owner, 0);
+  WatchClient watch(cluster_->management(), Revision() + 1);
+
+  v1::GetChallengeResponse challenge;
+  ASSERT_TRUE(GetChallenge(owner, id, &challenge).ok());
+  v1::AttestResponse resp;
+  grpc::Status st = Attest(owner, *dev, challenge.nonce(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(),
+                                "runs an image the platform never signed"))
+      << st.error_message();
+  EXPECT_TRUE(resp.certificate_chain_pem().empty());
+  EXPECT_TRUE(resp.session_token().empty());
+
+  // The shard asked management to revoke it; management published that.
+  auto revoked = watch.WaitFor(RevokedIs(id), absl::Seconds(30));
+  ASSERT_TRUE(revoked.has_value()) << "no revoked_device_id event for " << id;
+  auto d = GetDevice(id);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->state(), v1::REVOKED);
+  EXPECT_TRUE(absl::StartsWith(d->revocation_reason(),
+                               "automatic: unsigned image: component kernel"))
+      << d->revocation_reason();
+
+  // From now on the shard refuses it (reading a catalog that has the
+  // revocation: min_catalog_revision).
+  v1::GetChallengeResponse again;
+  st = GetChallenge(owner, id, &again);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  EXPECT_TRUE(again.nonce().empty());
+}
+
+TEST_F(RevocationE2ETest, GenuineDeviceAttestingIsNotRevoked) {
+  auto dev = GenuineDevice("genuine-not-revoked");
+  int owner = Owner(dev->device_id());
+  ASSERT_GE(owner, 0);
+  v1::GetChallengeResponse challenge;
+  ASSERT_TRUE(GetChallenge(owner, dev->device_id(), &challenge).ok());
+  v1::AttestResponse resp;
+  ASSERT_TRUE(Attest(owner, *dev, challenge.nonce(), &resp).ok());
+  auto d = GetDevice(dev->device_id());
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state(), v1::CLAIMED);
+}
+
+TEST_F(RevocationE2ETest, RevokeViaSpherectlReachesWatchersAndShards) {
+  auto dev = GenuineDevice("revoked-by-operator");
+  const std::string id = dev->device_id();
+  int owner = Owner(id);
+  ASSERT_GE(owner, 0);
+  // A challenge issued before the revocation must not survive it either.
+  v1::GetChallengeResponse before;
+  ASSERT_TRUE(GetChallenge(owner, id, &before).ok());
+  WatchClient watch(cluster_->management(), Revision() + 1);
+
+  auto [rc, out] = Ctl({"--tenant", "Contoso", "--output", "json", "device",
+                        "revoke", "--device", id, "--reason", "stolen"});
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_EQ(j["state"], "REVOKED");
+  EXPECT_EQ(j["revocation_reason"], "stolen");
+
+  // A relying party following Watch (platform operator) sees the id.
+  ASSERT_TRUE(watch.WaitFor(RevokedIs(id), absl::Seconds(30)).has_value());
+
+  // The shard refuses the device: no new challenge, and the old one is dead.
+  v1::GetChallengeResponse after;
+  grpc::Status st = GetChallenge(owner, id, &after);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  v1::AttestResponse resp;
+  st = Attest(owner, *dev, before.nonce(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  EXPECT_TRUE(resp.certificate_chain_pem().empty());
+}
+
+TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
+  auto dev = GenuineDevice("counted");
+  int owner = Owner(dev->device_id());
+  ASSERT_GE(owner, 0);
+  const std::string shard_id = cluster_->config().shards[owner].id;
+  uint64_t count_before = 0;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::ShardMap map;
+    ASSERT_TRUE(cluster_->management()
+                    ->GetShardMap(&ctx, v1::GetShardMapRequest(), &map)
+                    .ok());
+    for (const auto &s : map.shards()) {
+      if (s.id() == shard_id) {
+        EXPECT_TRUE(s.healthy());
+        count_before = s.device_count();
+      }
+    }
+  }
+  WatchClient watch(cluster_->management(), Revision() + 1);
+  v1::GetChallengeResponse challenge;
+  ASSERT_TRUE(GetChallenge(owner, dev->device_id(), &challenge).ok());
+  v1::AttestResponse resp;
+  ASSERT_TRUE(Attest(owner, *dev, challenge.nonce(), &resp).ok());
+
+  // The next heartbeat carries the new count into the shard map.
+  auto counted = watch.WaitFor(
+      [&](const v1::WatchEvent &e) {
+        for (const auto &s : e.shard_map().shards()) {
+          if (s.id() == shard_id && s.device_count() > count_before) {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(30));
+  ASSERT_TRUE(counted.has_value());
+
+  auto [rc, out] = Ctl({"--output", "json", "cluster", "status"});
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  bool found = false;
+  for (const auto &s : j["shards"]) {
+    if (s["id"] == shard_id) {
+      found = true;
+      EXPECT_GT(s["device_count"].get<uint64_t>(), count_before) << out;
+      EXPECT_EQ(s["health"], "SERVING") << out;
+    }
+  }
+  EXPECT_TRUE(found) << out;
+}
+
+} // namespace
+} // namespace sphere::testing
