@@ -10,6 +10,7 @@
 // children by it). Ctrl-C or SIGTERM
 // stops every child gracefully. With --exit-when-ready it detaches nothing:
 // it stops the cluster again right after becoming ready (smoke test).
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -196,6 +198,8 @@ absl::Status PublishOs(const pki::ClusterPki& pki, const std::string& mgmt,
     for (const auto& id : ids) req.add_image_ids(id);
     v1::OsRelease rel;
     grpc::Status st = stub->ReleaseOs(&ctx, req, &rel);
+    // Restarting on an existing state dir: the release is already there.
+    if (st.error_code() == grpc::StatusCode::ALREADY_EXISTS) continue;
     if (!st.ok()) {
       return absl::UnavailableError(
           absl::StrCat("release OS: ", st.error_message()));
@@ -298,6 +302,19 @@ int Main() {
     }
     config.shards.push_back({children[i].name,
                              absl::StrCat("127.0.0.1:", children[i].port)});
+  }
+  // Tenant operator credentials issued earlier ('spherectl tenant
+  // credential') survive a cluster restart.
+  if (DIR* d = opendir(pki->Path("tenants").c_str())) {
+    while (struct dirent* e = readdir(d)) {
+      std::string file = e->d_name;
+      if (!absl::EndsWith(file, ".pem")) continue;
+      std::string name = file.substr(0, file.size() - 4);
+      std::string base = absl::StrCat(pki->Path("tenants"), "/", name);
+      if (access((base + ".key").c_str(), R_OK) != 0) continue;
+      config.tenants[name] = {base + ".pem", base + ".key"};
+    }
+    closedir(d);
   }
   if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
                               config.ToJson());

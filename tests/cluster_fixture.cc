@@ -49,14 +49,25 @@ std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Restart(
+    const std::string& name, int shards) {
+  return Launch(name, shards, {}, /*wipe=*/false);
+}
+
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     const std::string& name, int shards,
     const std::vector<std::string>& extra_flags) {
+  return Launch(name, shards, extra_flags, /*wipe=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Launch(
+    const std::string& name, int shards,
+    const std::vector<std::string>& extra_flags, bool wipe) {
   auto c = std::unique_ptr<LocalCluster>(new LocalCluster());
   const char* tmp = getenv("TEST_TMPDIR");
   c->dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
   std::string rm = absl::StrCat("rm -rf '", c->dir_, "'");
-  if (system(rm.c_str()) != 0) return absl::InternalError("rm failed");
+  if (wipe && system(rm.c_str()) != 0) return absl::InternalError("rm failed");
   int fds[2];
   if (pipe(fds) != 0) return absl::InternalError("pipe failed");
   std::string bin = BinaryPath("securitysvc/local_cluster");

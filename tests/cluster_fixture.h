@@ -29,6 +29,10 @@ class LocalCluster {
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
       const std::string& name, int shards,
       const std::vector<std::string>& extra_flags = {});
+  // Restart starts a cluster on the state directory an earlier (stopped)
+  // cluster of the same name left behind.
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Restart(
+      const std::string& name, int shards);
   absl::Status Stop();
 
   const cluster::ClusterConfig& config() const { return config_; }
@@ -60,6 +64,10 @@ class LocalCluster {
   absl::StatusOr<int64_t> ManagementRevision();
 
  private:
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Launch(
+      const std::string& name, int shards,
+      const std::vector<std::string>& extra_flags, bool wipe);
+
   std::string dir_;
   pid_t pid_ = -1;
   int out_fd_ = -1;
