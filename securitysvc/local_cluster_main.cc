@@ -280,7 +280,20 @@ int Main() {
   config.operator_cert = pki->Path("operator.pem");
   config.operator_key = pki->Path("operator.key");
   const std::string shard_bin = FindBinary("securitysvc", "shard");
-  for (int i = 0; i < absl::GetFlag(FLAGS_shards); ++i) {
+  // Shards own their devices' records and there is no re-sharding yet: a
+  // state dir that already holds more shards keeps running all of them.
+  int shards = absl::GetFlag(FLAGS_shards);
+  while (access(absl::StrCat(dir, "/shards/shard-", shards).c_str(), F_OK) ==
+         0) {
+    ++shards;
+  }
+  if (shards != absl::GetFlag(FLAGS_shards)) {
+    std::cout << "note: " << dir << " already holds " << shards
+              << " shards; starting all of them (re-sharding is not "
+                 "supported)"
+              << std::endl;
+  }
+  for (int i = 0; i < shards; ++i) {
     std::string id = absl::StrCat("shard-", i);
     auto c = Spawn(id, shard_bin,
                    {absl::StrCat("--state_dir=", dir),
