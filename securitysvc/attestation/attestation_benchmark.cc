@@ -66,7 +66,7 @@ struct Platform {
     t.set_name("Contoso");
     t.set_ca_certificate_pem(tenant_ca_pem);
     t.set_wrapped_ca_key(*catalog::InMemoryCatalog::WrapKey(
-        master, absl::StrCat("tenant-ca:", kTenant), tenant_ca_key.scalar()));
+        master, catalog::TenantCaKeyLabel(kTenant), tenant_ca_key.scalar()));
     Check(catalog->PutTenant(t), "PutTenant");
     v1::DeviceGroup g;
     g.set_id(kGroup);

@@ -191,7 +191,7 @@ class AttestationTest : public ::testing::Test {
     t.set_name(std::string(name));
     t.set_ca_certificate_pem(std::string(ca_pem));
     auto wrapped = catalog::InMemoryCatalog::WrapKey(
-        master_key_, absl::StrCat("tenant-ca:", id), ca_key.scalar());
+        master_key_, catalog::TenantCaKeyLabel(id), ca_key.scalar());
     EXPECT_TRUE(wrapped.ok());
     t.set_wrapped_ca_key(*wrapped);
     return t;

@@ -4,6 +4,10 @@
 
 namespace sphere::catalog {
 
+std::string TenantCaKeyLabel(absl::string_view tenant_id) {
+  return absl::StrCat("sphere-tenant-ca:", tenant_id);
+}
+
 absl::StatusOr<std::string> InMemoryCatalog::WrapKey(
     absl::string_view master_key, absl::string_view label,
     absl::string_view key) {
@@ -75,7 +79,7 @@ absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
   ca.name = tenant.name();
   ca.ca_cert_pem = tenant.ca_certificate_pem();
   if (!tenant.wrapped_ca_key().empty()) {
-    auto scalar = UnwrapKey(master_key_, absl::StrCat("sphere-tenant-ca:", tenant.id()),
+    auto scalar = UnwrapKey(master_key_, TenantCaKeyLabel(tenant.id()),
                             tenant.wrapped_ca_key());
     if (!scalar.ok()) return scalar.status();
     auto key = crypto::EcPrivateKey::FromScalar(*scalar);

@@ -28,6 +28,11 @@ struct TenantCa {
   crypto::EcPrivateKey ca_key;
 };
 
+// TenantCaKeyLabel is the associated data a tenant CA key is wrapped under
+// ("sphere-tenant-ca:<tenant id>", the label management's WrapTenantCaKey
+// uses). Pass it to InMemoryCatalog::WrapKey when building a v1::Tenant.
+std::string TenantCaKeyLabel(absl::string_view tenant_id);
+
 class CatalogView {
  public:
   virtual ~CatalogView() = default;
