@@ -118,20 +118,28 @@ std::string NameLine(const X509_NAME* name) {
   return absl::StrJoin(parts, ", ");
 }
 
-absl::StatusOr<X509NamePtr> MakeName(absl::string_view cn,
-                                     absl::string_view org) {
-  X509NamePtr name(X509_NAME_new());
-  if (!name) return Fail(absl::InternalError("X509_NAME_new"));
+// Appends CN then O (each when non-empty) to `name`.
+absl::Status AddNameEntries(X509_NAME* name, absl::string_view cn,
+                            absl::string_view org) {
+  if (name == nullptr) return Fail(absl::InternalError("no X509_NAME"));
   if (!cn.empty() && X509_NAME_add_entry_by_NID(
-                         name.get(), NID_commonName, MBSTRING_UTF8, U8(cn),
+                         name, NID_commonName, MBSTRING_UTF8, U8(cn),
                          static_cast<int>(cn.size()), -1, 0) != 1) {
     return Fail(absl::InvalidArgumentError("invalid common name"));
   }
   if (!org.empty() && X509_NAME_add_entry_by_NID(
-                          name.get(), NID_organizationName, MBSTRING_UTF8,
-                          U8(org), static_cast<int>(org.size()), -1, 0) != 1) {
+                          name, NID_organizationName, MBSTRING_UTF8, U8(org),
+                          static_cast<int>(org.size()), -1, 0) != 1) {
     return Fail(absl::InvalidArgumentError("invalid organization"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<X509NamePtr> MakeName(absl::string_view cn,
+                                     absl::string_view org) {
+  X509NamePtr name(X509_NAME_new());
+  if (!name) return Fail(absl::InternalError("X509_NAME_new"));
+  if (auto s = AddNameEntries(name.get(), cn, org); !s.ok()) return s;
   return name;
 }
 
@@ -361,13 +369,15 @@ absl::StatusOr<IssuedCertificate> CertificateIssuer::IssueWithSerial(
     return Fail(absl::InternalError("setting serial failed"));
   }
 
-  auto subject = MakeName(spec.common_name, spec.organization);
-  if (!subject.ok()) return subject.status();
-  if (X509_set_subject_name(cert.get(), subject->get()) != 1) {
-    return Fail(absl::InternalError("X509_set_subject_name"));
+  // The subject is built in place in the new certificate's (empty) name:
+  // X509_set_subject_name would copy and re-encode a separate X509_NAME.
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  if (auto s = AddNameEntries(subject, spec.common_name, spec.organization);
+      !s.ok()) {
+    return s;
   }
   if (X509_set_issuer_name(cert.get(), self_signed
-                                           ? subject->get()
+                                           ? subject
                                            : impl_->issuer_name.get()) != 1) {
     return Fail(absl::InternalError("X509_set_issuer_name"));
   }
