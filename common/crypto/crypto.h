@@ -13,6 +13,7 @@
 #define SPHERE_COMMON_CRYPTO_CRYPTO_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -147,6 +148,56 @@ struct CertificateSpec {
 absl::StatusOr<std::string> IssueCertificate(const CertificateSpec& spec,
                                              const EcPrivateKey& issuer_key,
                                              absl::string_view issuer_cert_pem);
+
+// IssuedCertificate is what CertificateIssuer::IssueWithSerial returns.
+struct IssuedCertificate {
+  std::string pem;
+  uint64_t serial = 0;     // the serial actually used (random when spec's is 0)
+  std::string serial_hex;  // same form as ParsedCertificate::serial_hex
+};
+
+// CertificateIssuer issues certificates for one issuer (key + certificate).
+// IssueCertificate redoes the per-issuer work on every call: parsing the
+// issuer certificate PEM (hundreds of µs on OpenSSL 3), deriving the issuer's
+// public key, building the signing key. A CertificateIssuer does it once in
+// Create, so Issue costs about one signature plus encoding. Output is the
+// same as IssueCertificate(spec, issuer_key, issuer_cert_pem).
+//
+// Immutable after Create; Issue/IssueWithSerial are thread-safe.
+//
+// Example:
+//   auto issuer = CertificateIssuer::Create(ca_key, ca_pem);  // once
+//   auto pem = (*issuer)->Issue(spec);                         // per device
+class CertificateIssuer {
+ public:
+  // Create checks the key and, when `issuer_cert_pem` is non-empty, that the
+  // certificate parses and holds the key's public key (InvalidArgument
+  // otherwise). Empty `issuer_cert_pem` means self-signed issuance.
+  static absl::StatusOr<std::unique_ptr<CertificateIssuer>> Create(
+      const EcPrivateKey& issuer_key, absl::string_view issuer_cert_pem);
+  ~CertificateIssuer();
+  CertificateIssuer(const CertificateIssuer&) = delete;
+  CertificateIssuer& operator=(const CertificateIssuer&) = delete;
+
+  absl::StatusOr<std::string> Issue(const CertificateSpec& spec) const;
+  // IssueWithSerial also returns the serial, so callers need not parse the
+  // certificate back to learn it.
+  absl::StatusOr<IssuedCertificate> IssueWithSerial(
+      const CertificateSpec& spec) const;
+
+  // The issuer's 65-byte SEC1 public key.
+  const std::string& public_key() const;
+  bool self_signed() const;
+
+ private:
+  struct Impl;
+  explicit CertificateIssuer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// SerialToHex formats a certificate serial as ParsedCertificate::serial_hex
+// does (minimal big-endian bytes in lowercase hex; "00" for zero).
+std::string SerialToHex(uint64_t serial);
 
 struct ParsedCertificate {
   std::string common_name;

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -717,6 +718,194 @@ std::string DerToPem(absl::string_view der, absl::string_view label) {
   }
   absl::StrAppend(&out, "-----END ", label, "-----\n");
   return out;
+}
+
+// ---- CertificateIssuer ------------------------------------------------------
+
+CertificateSpec DeviceSpec(const EcPrivateKey& key) {
+  CertificateSpec dev;
+  dev.common_name = "device-456";
+  dev.organization = "Tenant";
+  dev.subject_public_key = key.PublicKey();
+  dev.not_before = kT0;
+  dev.not_after = kT0 + absl::Hours(24);
+  dev.usage = KeyUsage::kClientAuth;
+  dev.claims.device_id = "456";
+  dev.claims.tenant_id = "t-1";
+  dev.claims.product_id = "p-9";
+  dev.claims.device_group_id = "g-4";
+  dev.claims.scope = "update-only";
+  return dev;
+}
+
+void ExpectSameContents(const ParsedCertificate& a, const ParsedCertificate& b) {
+  EXPECT_EQ(a.subject_line, b.subject_line);
+  EXPECT_EQ(a.issuer_line, b.issuer_line);
+  EXPECT_EQ(a.serial_hex, b.serial_hex);
+  EXPECT_EQ(a.public_key, b.public_key);
+  EXPECT_EQ(a.not_before, b.not_before);
+  EXPECT_EQ(a.not_after, b.not_after);
+  EXPECT_EQ(a.is_ca, b.is_ca);
+  EXPECT_EQ(a.server_auth, b.server_auth);
+  EXPECT_EQ(a.client_auth, b.client_auth);
+  EXPECT_EQ(a.dns_sans, b.dns_sans);
+  EXPECT_EQ(a.uri_sans, b.uri_sans);
+  // Same length: only the ECDSA signature (random k) may differ in content.
+  EXPECT_NEAR(static_cast<double>(a.der.size()),
+              static_cast<double>(b.der.size()), 2.0);
+}
+
+TEST(CertificateIssuerTest, SameCertificateAsIssueCertificate) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok()) << issuer.status();
+  EXPECT_FALSE((*issuer)->self_signed());
+  EXPECT_EQ((*issuer)->public_key(), p.ca_key.PublicKey());
+  EcPrivateKey key = EcPrivateKey::Generate();
+  CertificateSpec spec = DeviceSpec(key);
+  spec.serial = 0x0102030405;
+  auto fast = (*issuer)->Issue(spec);
+  auto slow = IssueCertificate(spec, p.ca_key, p.ca);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  auto a = ParseCertificate(*fast);
+  auto b = ParseCertificate(*slow);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ExpectSameContents(*a, *b);
+  EXPECT_EQ(a->claims.scope, "update-only");
+  EXPECT_EQ(a->serial_hex, "0102030405");
+  EXPECT_TRUE(VerifyChain(*fast, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
+}
+
+TEST(CertificateIssuerTest, IssueWithSerialReportsTheSerial) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok()) << issuer.status();
+  CertificateSpec spec = DeviceSpec(EcPrivateKey::Generate());
+  std::vector<std::string> serials;
+  for (int i = 0; i < 20; ++i) {
+    auto issued = (*issuer)->IssueWithSerial(spec);
+    ASSERT_TRUE(issued.ok()) << issued.status();
+    EXPECT_NE(issued->serial, 0u);
+    EXPECT_LE(issued->serial, 0x7fffffffffffffffULL);
+    EXPECT_EQ(issued->serial_hex, SerialToHex(issued->serial));
+    auto parsed = ParseCertificate(issued->pem);
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(parsed->serial_hex, issued->serial_hex);
+    serials.push_back(issued->serial_hex);
+  }
+  std::sort(serials.begin(), serials.end());
+  EXPECT_EQ(std::unique(serials.begin(), serials.end()), serials.end());
+
+  spec.serial = 0x42;
+  auto fixed = (*issuer)->IssueWithSerial(spec);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->serial, 0x42u);
+  EXPECT_EQ(fixed->serial_hex, "42");
+}
+
+TEST(CertificateIssuerTest, SerialToHexMatchesParsedForm) {
+  EXPECT_EQ(SerialToHex(0), "00");
+  EXPECT_EQ(SerialToHex(0x1), "01");
+  EXPECT_EQ(SerialToHex(0xff), "ff");
+  EXPECT_EQ(SerialToHex(0x100), "0100");
+  EXPECT_EQ(SerialToHex(0x1234), "1234");
+  EXPECT_EQ(SerialToHex(0x7fffffffffffffffULL), "7fffffffffffffff");
+  EcPrivateKey key = EcPrivateKey::Generate();
+  auto issuer = CertificateIssuer::Create(key, "");
+  ASSERT_TRUE(issuer.ok());
+  CertificateSpec spec;
+  spec.common_name = "r";
+  spec.subject_public_key = key.PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(1);
+  spec.usage = KeyUsage::kCa;
+  for (uint64_t serial : {uint64_t{0x80}, uint64_t{0x100}, uint64_t{0xffff},
+                          uint64_t{0x00ff00ff00ff00ffULL},
+                          uint64_t{0x7fffffffffffffffULL}}) {
+    spec.serial = serial;
+    auto issued = (*issuer)->IssueWithSerial(spec);
+    ASSERT_TRUE(issued.ok()) << issued.status();
+    EXPECT_EQ(ParseCertificate(issued->pem)->serial_hex, SerialToHex(serial));
+  }
+}
+
+TEST(CertificateIssuerTest, SelfSigned) {
+  EcPrivateKey key = EcPrivateKey::Generate();
+  auto issuer = CertificateIssuer::Create(key, "");
+  ASSERT_TRUE(issuer.ok()) << issuer.status();
+  EXPECT_TRUE((*issuer)->self_signed());
+  CertificateSpec spec;
+  spec.common_name = "Root";
+  spec.organization = "Sphere";
+  spec.subject_public_key = key.PublicKey();
+  spec.not_before = kT0;
+  spec.not_after = kT0 + absl::Hours(48);
+  spec.usage = KeyUsage::kCa;
+  auto pem = (*issuer)->Issue(spec);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  auto parsed = ParseCertificate(*pem);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->issuer_line, "CN=Root, O=Sphere");
+  EXPECT_TRUE(VerifyChain(*pem, "", *pem, kT0 + absl::Hours(1), false).ok());
+  spec.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CertificateIssuerTest, CreateRejectsBadIssuers) {
+  Pki p = MakePki();
+  EXPECT_EQ(CertificateIssuer::Create(EcPrivateKey(), p.ca).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Key does not match the certificate.
+  EXPECT_EQ(CertificateIssuer::Create(p.root_key, p.ca).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CertificateIssuer::Create(p.ca_key, "not a pem").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CertificateIssuerTest, IssueRejectsBadSpecs) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok());
+  CertificateSpec spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.not_after = spec.not_before;
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.subject_public_key[10] ^= 1;  // off the curve
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.ip_sans = {"not-an-ip"};
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CertificateIssuerTest, ConcurrentIssuance) {
+  Pki p = MakePki();
+  auto created = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(created.ok());
+  const CertificateIssuer& issuer = **created;
+  constexpr int kThreads = 4, kPerThread = 25;
+  std::vector<std::vector<std::string>> pems(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto pem = issuer.Issue(DeviceSpec(EcPrivateKey::Generate()));
+        if (pem.ok()) pems[t].push_back(*pem);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& v : pems) {
+    ASSERT_EQ(v.size(), static_cast<size_t>(kPerThread));
+    for (const auto& pem : v) {
+      EXPECT_TRUE(
+          VerifyChain(pem, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
+    }
+  }
 }
 
 TEST(CsrTest, RoundTrip) {

@@ -118,20 +118,28 @@ std::string NameLine(const X509_NAME* name) {
   return absl::StrJoin(parts, ", ");
 }
 
-absl::StatusOr<X509NamePtr> MakeName(absl::string_view cn,
-                                     absl::string_view org) {
-  X509NamePtr name(X509_NAME_new());
-  if (!name) return Fail(absl::InternalError("X509_NAME_new"));
+// Appends CN then O (each when non-empty) to `name`.
+absl::Status AddNameEntries(X509_NAME* name, absl::string_view cn,
+                            absl::string_view org) {
+  if (name == nullptr) return Fail(absl::InternalError("no X509_NAME"));
   if (!cn.empty() && X509_NAME_add_entry_by_NID(
-                         name.get(), NID_commonName, MBSTRING_UTF8, U8(cn),
+                         name, NID_commonName, MBSTRING_UTF8, U8(cn),
                          static_cast<int>(cn.size()), -1, 0) != 1) {
     return Fail(absl::InvalidArgumentError("invalid common name"));
   }
   if (!org.empty() && X509_NAME_add_entry_by_NID(
-                          name.get(), NID_organizationName, MBSTRING_UTF8,
-                          U8(org), static_cast<int>(org.size()), -1, 0) != 1) {
+                          name, NID_organizationName, MBSTRING_UTF8, U8(org),
+                          static_cast<int>(org.size()), -1, 0) != 1) {
     return Fail(absl::InvalidArgumentError("invalid organization"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<X509NamePtr> MakeName(absl::string_view cn,
+                                     absl::string_view org) {
+  X509NamePtr name(X509_NAME_new());
+  if (!name) return Fail(absl::InternalError("X509_NAME_new"));
+  if (auto s = AddNameEntries(name.get(), cn, org); !s.ok()) return s;
   return name;
 }
 
@@ -244,20 +252,97 @@ bool HasEku(X509* cert, int nid) {
 
 // ---- Issuance -------------------------------------------------------------
 
-absl::StatusOr<std::string> IssueCertificate(
-    const CertificateSpec& spec, const EcPrivateKey& issuer_key,
-    absl::string_view issuer_cert_pem) {
+struct CertificateIssuer::Impl {
+  internal::EcKeyPtr signing_key;  // private scalar + public point
+  internal::EvpPkeyPtr signer;     // wraps signing_key; shared by all Issue calls
+  std::string issuer_point;
+  X509NamePtr issuer_name;  // null when self-signed (issuer = spec subject)
+  std::string authority_key_id;
+};
+
+CertificateIssuer::CertificateIssuer(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+CertificateIssuer::~CertificateIssuer() = default;
+
+const std::string& CertificateIssuer::public_key() const {
+  return impl_->issuer_point;
+}
+bool CertificateIssuer::self_signed() const { return !impl_->issuer_name; }
+
+absl::StatusOr<std::unique_ptr<CertificateIssuer>> CertificateIssuer::Create(
+    const EcPrivateKey& issuer_key, absl::string_view issuer_cert_pem) {
   if (!issuer_key.valid()) {
     return absl::InvalidArgumentError("issuer key is empty");
   }
+  auto impl = std::make_unique<Impl>();
+  auto signing_key = internal::EcKeyFromScalar(issuer_key.scalar(), true);
+  if (!signing_key.ok()) return signing_key.status();
+  impl->signing_key = *std::move(signing_key);
+  impl->issuer_point = internal::PointOf(impl->signing_key.get());
+  if (impl->issuer_point.empty()) {
+    return Fail(absl::InternalError("computing the issuer public key failed"));
+  }
+  impl->signer = internal::PkeyFromEcKey(impl->signing_key.get());
+  if (!impl->signer) return Fail(absl::InternalError("EVP_PKEY_new"));
+
+  if (issuer_cert_pem.empty()) {
+    impl->authority_key_id = KeyId(impl->issuer_point);
+  } else {
+    auto issuer = ParseX509(issuer_cert_pem);
+    if (!issuer.ok()) return issuer.status();
+    internal::EvpPkeyPtr issuer_pub(X509_get_pubkey(issuer->get()));
+    auto issuer_cert_point = internal::PointOfPkey(issuer_pub.get());
+    if (!issuer_cert_point.ok()) return issuer_cert_point.status();
+    if (*issuer_cert_point != impl->issuer_point) {
+      return absl::InvalidArgumentError(
+          "issuer key does not match the issuer certificate");
+    }
+    impl->issuer_name.reset(X509_NAME_dup(X509_get_subject_name(issuer->get())));
+    if (!impl->issuer_name) return Fail(absl::InternalError("X509_NAME_dup"));
+    Asn1OctetPtr ski(static_cast<ASN1_OCTET_STRING*>(X509_get_ext_d2i(
+        issuer->get(), NID_subject_key_identifier, nullptr, nullptr)));
+    if (ski) {
+      impl->authority_key_id = std::string(
+          reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski.get())),
+          ASN1_STRING_length(ski.get()));
+    } else {
+      impl->authority_key_id = KeyId(impl->issuer_point);
+    }
+  }
+  ERR_clear_error();
+  return std::unique_ptr<CertificateIssuer>(
+      new CertificateIssuer(std::move(impl)));
+}
+
+std::string SerialToHex(uint64_t serial) {
+  uint8_t be[8];
+  for (int i = 7; i >= 0; --i, serial >>= 8) be[i] = serial & 0xff;
+  int skip = 0;
+  while (skip < 8 && be[skip] == 0) ++skip;
+  if (skip == 8) return "00";
+  return HexEncode(absl::string_view(reinterpret_cast<const char*>(be + skip),
+                                     8 - skip));
+}
+
+absl::StatusOr<std::string> CertificateIssuer::Issue(
+    const CertificateSpec& spec) const {
+  auto issued = IssueWithSerial(spec);
+  if (!issued.ok()) return issued.status();
+  return std::move(issued->pem);
+}
+
+absl::StatusOr<IssuedCertificate> CertificateIssuer::IssueWithSerial(
+    const CertificateSpec& spec) const {
   if (spec.not_after <= spec.not_before) {
     return absl::InvalidArgumentError("not_after must be after not_before");
   }
   auto subject_key = internal::EcKeyFromPoint(spec.subject_public_key);
   if (!subject_key.ok()) return subject_key.status();
-  auto signing_key = internal::EcKeyFromScalar(issuer_key.scalar(), true);
-  if (!signing_key.ok()) return signing_key.status();
-  std::string issuer_point = internal::PointOf(signing_key->get());
+  const bool self_signed = !impl_->issuer_name;
+  if (self_signed && spec.subject_public_key != impl_->issuer_point) {
+    return absl::InvalidArgumentError(
+        "self-signed certificate: spec key must be the issuer key");
+  }
 
   X509Ptr cert(X509_new());
   if (!cert) return Fail(absl::InternalError("X509_new"));
@@ -266,12 +351,15 @@ absl::StatusOr<std::string> IssueCertificate(
   }
 
   // Serial: positive, at most 63 bits.
+  IssuedCertificate out;
   uint64_t serial = spec.serial;
   while (serial == 0) {
     std::string r = RandomBytes(8);
     for (char c : r) serial = (serial << 8) | static_cast<uint8_t>(c);
     serial &= 0x7fffffffffffffffULL;
   }
+  out.serial = serial;
+  out.serial_hex = SerialToHex(serial);
   uint8_t serial_be[8];
   for (int i = 7; i >= 0; --i, serial >>= 8) serial_be[i] = serial & 0xff;
   internal::BnPtr serial_bn(BN_bin2bn(serial_be, 8, nullptr));
@@ -281,46 +369,17 @@ absl::StatusOr<std::string> IssueCertificate(
     return Fail(absl::InternalError("setting serial failed"));
   }
 
-  auto subject = MakeName(spec.common_name, spec.organization);
-  if (!subject.ok()) return subject.status();
-  if (X509_set_subject_name(cert.get(), subject->get()) != 1) {
-    return Fail(absl::InternalError("X509_set_subject_name"));
+  // The subject is built in place in the new certificate's (empty) name:
+  // X509_set_subject_name would copy and re-encode a separate X509_NAME.
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  if (auto s = AddNameEntries(subject, spec.common_name, spec.organization);
+      !s.ok()) {
+    return s;
   }
-
-  // Issuer name and key identifier.
-  std::string authority_key_id;
-  if (issuer_cert_pem.empty()) {
-    if (spec.subject_public_key != issuer_point) {
-      return absl::InvalidArgumentError(
-          "self-signed certificate: spec key must be the issuer key");
-    }
-    if (X509_set_issuer_name(cert.get(), subject->get()) != 1) {
-      return Fail(absl::InternalError("X509_set_issuer_name"));
-    }
-    authority_key_id = KeyId(issuer_point);
-  } else {
-    auto issuer = ParseX509(issuer_cert_pem);
-    if (!issuer.ok()) return issuer.status();
-    internal::EvpPkeyPtr issuer_pub(X509_get_pubkey(issuer->get()));
-    auto issuer_cert_point = internal::PointOfPkey(issuer_pub.get());
-    if (!issuer_cert_point.ok()) return issuer_cert_point.status();
-    if (*issuer_cert_point != issuer_point) {
-      return absl::InvalidArgumentError(
-          "issuer key does not match the issuer certificate");
-    }
-    if (X509_set_issuer_name(cert.get(),
-                             X509_get_subject_name(issuer->get())) != 1) {
-      return Fail(absl::InternalError("X509_set_issuer_name"));
-    }
-    Asn1OctetPtr ski(static_cast<ASN1_OCTET_STRING*>(X509_get_ext_d2i(
-        issuer->get(), NID_subject_key_identifier, nullptr, nullptr)));
-    if (ski) {
-      authority_key_id = std::string(
-          reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski.get())),
-          ASN1_STRING_length(ski.get()));
-    } else {
-      authority_key_id = KeyId(issuer_point);
-    }
+  if (X509_set_issuer_name(cert.get(), self_signed
+                                           ? subject
+                                           : impl_->issuer_name.get()) != 1) {
+    return Fail(absl::InternalError("X509_set_issuer_name"));
   }
 
   if (ASN1_TIME_set(X509_getm_notBefore(cert.get()),
@@ -399,7 +458,7 @@ absl::StatusOr<std::string> IssueCertificate(
     }
     AuthorityKeyIdPtr aki(AUTHORITY_KEYID_new());
     if (!aki) return Fail(absl::InternalError("AKI"));
-    aki->keyid = Octets(authority_key_id).release();
+    aki->keyid = Octets(impl_->authority_key_id).release();
     if (aki->keyid == nullptr) return Fail(absl::InternalError("AKI"));
     if (auto s =
             AddExt(cert.get(), NID_authority_key_identifier, aki.get(), false);
@@ -433,14 +492,32 @@ absl::StatusOr<std::string> IssueCertificate(
     }
   }
 
-  internal::EvpPkeyPtr signer = internal::PkeyFromEcKey(signing_key->get());
-  if (!signer ||
-      X509_sign(cert.get(), signer.get(), internal::Sha256Md()) <= 0) {
+  if (X509_sign(cert.get(), impl_->signer.get(), internal::Sha256Md()) <= 0) {
     return Fail(absl::InternalError("X509_sign failed"));
   }
-  std::string pem = ToPemX509(cert.get());
-  if (pem.empty()) return absl::InternalError("PEM_write_bio_X509 failed");
-  return pem;
+  out.pem = ToPemX509(cert.get());
+  if (out.pem.empty()) return absl::InternalError("PEM_write_bio_X509 failed");
+  return out;
+}
+
+absl::StatusOr<std::string> IssueCertificate(
+    const CertificateSpec& spec, const EcPrivateKey& issuer_key,
+    absl::string_view issuer_cert_pem) {
+  // Same checks, in the same order, as before CertificateIssuer existed, so
+  // callers see the same error when several things are wrong.
+  if (!issuer_key.valid()) {
+    return absl::InvalidArgumentError("issuer key is empty");
+  }
+  if (spec.not_after <= spec.not_before) {
+    return absl::InvalidArgumentError("not_after must be after not_before");
+  }
+  if (auto subject_key = internal::EcKeyFromPoint(spec.subject_public_key);
+      !subject_key.ok()) {
+    return subject_key.status();
+  }
+  auto issuer = CertificateIssuer::Create(issuer_key, issuer_cert_pem);
+  if (!issuer.ok()) return issuer.status();
+  return (*issuer)->Issue(spec);
 }
 
 // ---- Parsing --------------------------------------------------------------

@@ -214,8 +214,9 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
     return absl::InvalidArgumentError(
         "quote carries no valid certificate public key (65-byte SEC1 point)");
   }
-  auto ca = catalog_->GetTenantCa(device->tenant_id());
-  if (!ca.ok()) return ca.status();
+  auto shared_ca = catalog_->GetSharedTenantCa(device->tenant_id());
+  if (!shared_ca.ok()) return shared_ca.status();
+  const catalog::TenantCa& ca = **shared_ca;
 
   // Everything verified: now consume the nonce (exactly once). If anything
   // below fails, the nonce goes back so the device can retry with it.
@@ -228,7 +229,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   absl::Time now = clock_->Now();
   crypto::CertificateSpec spec;
   spec.common_name = device_id;
-  spec.organization = ca->name;
+  spec.organization = ca.name;
   spec.subject_public_key = cert_key;
   spec.not_before = now - options_.backdate;
   spec.not_after = now + options_.certificate_lifetime;
@@ -238,15 +239,17 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   spec.claims.product_id = device->product_id();
   spec.claims.device_group_id = device->device_group_id();
   spec.claims.scope = update_only ? "update-only" : "full";
-  auto leaf = crypto::IssueCertificate(spec, ca->ca_key, ca->ca_cert_pem);
+  // The tenant's issuer was built when the catalog applied the tenant (CA
+  // certificate parsed, signing key ready); it reports the serial it chose.
+  absl::StatusOr<crypto::IssuedCertificate> leaf =
+      ca.issuer != nullptr ? ca.issuer->IssueWithSerial(spec)
+      : !ca.issuer_status.ok()
+          ? absl::StatusOr<crypto::IssuedCertificate>(ca.issuer_status)
+          : absl::InternalError(absl::StrCat("tenant ", ca.tenant_id,
+                                             " has no certificate issuer"));
   if (!leaf.ok()) {
     restore_nonce();
     return leaf.status();
-  }
-  auto parsed = crypto::ParseCertificate(*leaf);
-  if (!parsed.ok()) {
-    restore_nonce();
-    return parsed.status();
   }
 
   auth::DeviceContext ctx;
@@ -255,19 +258,19 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   ctx.product_id = device->product_id();
   ctx.device_group_id = device->device_group_id();
   ctx.scope = spec.claims.scope;
-  ctx.certificate_serial = parsed->serial_hex;
+  ctx.certificate_serial = leaf->serial_hex;
   ctx.not_after = spec.not_after;
 
   v1::AttestResponse resp;
   resp.set_outcome(update_only ? v1::UPDATE_REQUIRED : v1::UP_TO_DATE);
-  resp.set_certificate_chain_pem(*leaf + ca->ca_cert_pem);
+  resp.set_certificate_chain_pem(absl::StrCat(leaf->pem, ca.ca_cert_pem));
   resp.set_session_token(tokens_->Issue(ctx));
   resp.set_not_after_unix_ms(ToMs(spec.not_after));
   resp.set_tenant_id(device->tenant_id());
   resp.set_product_id(device->product_id());
   resp.set_device_group_id(device->device_group_id());
   for (const auto& c : outdated) resp.add_outdated_components(c);
-  resp.set_certificate_serial(parsed->serial_hex);
+  resp.set_certificate_serial(leaf->serial_hex);
 
   record->set_device_id(device_id);
   record->set_time_unix_ms(ToMs(now));
@@ -277,7 +280,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
     record->set_reason(
         absl::StrCat("outdated: ", absl::StrJoin(outdated, ", ")));
   }
-  record->set_certificate_serial(parsed->serial_hex);
+  record->set_certificate_serial(leaf->serial_hex);
   record->set_certificate_not_after_unix_ms(ToMs(spec.not_after));
   for (const auto& [c, v] : measured) (*record->mutable_versions())[c] = v;
   record->set_tenant_id(device->tenant_id());

@@ -1016,5 +1016,48 @@ TEST_F(AttestationTest, AttestedDeviceCountCountsDevicesOnce) {
   EXPECT_EQ(restarted.attested_device_count(), 2u);
 }
 
+TEST_F(AttestationTest, TenantCaKeyNotMatchingItsCertificateKeepsNonce) {
+  // A tenant whose wrapped key does not belong to its CA certificate: the
+  // catalog accepts it (as before), issuance fails, nothing is consumed.
+  ASSERT_TRUE(catalog_
+                  ->PutTenant(Tenant("tenant-mismatch", "Mismatch",
+                                     GetPlatform().tenant_a_pem,
+                                     GetPlatform().tenant_b_key))
+                  .ok());
+  auto ca = catalog_->GetSharedTenantCa("tenant-mismatch");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ((*ca)->issuer, nullptr);
+  EXPECT_EQ((*ca)->issuer_status.code(), absl::StatusCode::kInvalidArgument);
+
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  auto d = catalog_->GetDevice(h.id);
+  ASSERT_TRUE(d.ok());
+  v1::Device moved = *d;
+  moved.set_tenant_id("tenant-mismatch");
+  catalog_->PutDevice(moved);
+  v1::QuoteBody body = CraftedBody(h);
+  TrustedState before = Snapshot(h.id);
+
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kInvalidArgument,
+              "issuer key does not match the issuer certificate");
+  ExpectUnchanged(before, h.id);
+  EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+}
+
+TEST_F(AttestationTest, SharedTenantCaIsNotCopiedPerCall) {
+  auto a = catalog_->GetSharedTenantCa(kTenantA);
+  auto b = catalog_->GetSharedTenantCa(kTenantA);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->get(), b->get());
+  ASSERT_NE((*a)->issuer, nullptr);
+  EXPECT_EQ((*a)->issuer->public_key(), (*a)->ca_key.PublicKey());
+  // The copying accessor still works and carries the same issuer.
+  auto copy = catalog_->GetTenantCa(kTenantA);
+  ASSERT_TRUE(copy.ok());
+  EXPECT_EQ(copy->issuer, (*a)->issuer);
+  EXPECT_EQ(copy->ca_cert_pem, (*a)->ca_cert_pem);
+}
+
 }  // namespace
 }  // namespace sphere::attestation

@@ -81,9 +81,19 @@ absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
     auto key = crypto::EcPrivateKey::FromScalar(*scalar);
     if (!key.ok()) return key.status();
     ca.ca_key = std::move(*key);
+    // Parse the CA certificate and build the signing key once here, not per
+    // issued certificate. A mismatch is not an error for the catalog: it
+    // surfaces (as before) when a certificate is to be issued.
+    auto issuer = crypto::CertificateIssuer::Create(ca.ca_key, ca.ca_cert_pem);
+    if (issuer.ok()) {
+      ca.issuer = *std::move(issuer);
+    } else {
+      ca.issuer_status = issuer.status();
+    }
   }
+  auto shared = std::make_shared<const TenantCa>(std::move(ca));
   absl::MutexLock l(&mu_);
-  tenants_[tenant.id()] = std::move(ca);
+  tenants_[tenant.id()] = std::move(shared);
   return absl::OkStatus();
 }
 
@@ -135,15 +145,37 @@ absl::StatusOr<v1::Device> InMemoryCatalog::GetDevice(
   return it->second;
 }
 
-absl::StatusOr<TenantCa> InMemoryCatalog::GetTenantCa(
+absl::StatusOr<std::shared_ptr<const TenantCa>> CatalogView::GetSharedTenantCa(
     absl::string_view tenant_id) const {
+  auto ca = GetTenantCa(tenant_id);
+  if (!ca.ok()) return ca.status();
+  if (!ca->issuer && ca->issuer_status.ok()) {
+    auto issuer = crypto::CertificateIssuer::Create(ca->ca_key, ca->ca_cert_pem);
+    if (issuer.ok()) {
+      ca->issuer = *std::move(issuer);
+    } else {
+      ca->issuer_status = issuer.status();
+    }
+  }
+  return std::make_shared<const TenantCa>(*std::move(ca));
+}
+
+absl::StatusOr<std::shared_ptr<const TenantCa>>
+InMemoryCatalog::GetSharedTenantCa(absl::string_view tenant_id) const {
   absl::MutexLock l(&mu_);
   auto it = tenants_.find(tenant_id);
-  if (it == tenants_.end() || !it->second.ca_key.valid()) {
+  if (it == tenants_.end() || !it->second->ca_key.valid()) {
     return absl::NotFoundError(
         absl::StrCat("tenant ", tenant_id, " has no issuing CA on this shard"));
   }
   return it->second;
+}
+
+absl::StatusOr<TenantCa> InMemoryCatalog::GetTenantCa(
+    absl::string_view tenant_id) const {
+  auto ca = GetSharedTenantCa(tenant_id);
+  if (!ca.ok()) return ca.status();
+  return **ca;
 }
 
 absl::StatusOr<v1::DeviceGroup> InMemoryCatalog::GetDeviceGroup(

@@ -33,6 +33,10 @@ struct TenantCa {
   std::string name;
   std::string ca_cert_pem;
   crypto::EcPrivateKey ca_key;
+  // Built once from ca_key + ca_cert_pem when the tenant is applied; null
+  // when they do not form a usable issuer (issuer_status says why).
+  std::shared_ptr<const crypto::CertificateIssuer> issuer;
+  absl::Status issuer_status;
 };
 
 class CatalogView {
@@ -44,6 +48,10 @@ class CatalogView {
   // GetTenantCa: NotFound for an unknown tenant.
   virtual absl::StatusOr<TenantCa> GetTenantCa(
       absl::string_view tenant_id) const = 0;
+  // GetSharedTenantCa: the same, without copying the CA (hot path: one call
+  // per attestation). The default builds it from GetTenantCa, issuer included.
+  virtual absl::StatusOr<std::shared_ptr<const TenantCa>> GetSharedTenantCa(
+      absl::string_view tenant_id) const;
   virtual absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(
       absl::string_view group_id) const = 0;
   // FindImageByHash: the platform-signed image whose measured hash is `hash`
@@ -79,6 +87,8 @@ class InMemoryCatalog : public CatalogView {
   absl::StatusOr<v1::Device> GetDevice(absl::string_view id) const override;
   absl::StatusOr<TenantCa> GetTenantCa(
       absl::string_view tenant_id) const override;
+  absl::StatusOr<std::shared_ptr<const TenantCa>> GetSharedTenantCa(
+      absl::string_view tenant_id) const override;
   absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(
       absl::string_view group_id) const override;
   absl::StatusOr<v1::Image> FindImageByHash(
@@ -101,7 +111,9 @@ class InMemoryCatalog : public CatalogView {
   mutable absl::Mutex mu_;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, v1::Device> devices_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, TenantCa> tenants_ ABSL_GUARDED_BY(mu_);
+  // Immutable once stored: PutTenant replaces the pointer.
+  absl::flat_hash_map<std::string, std::shared_ptr<const TenantCa>> tenants_
+      ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, v1::DeviceGroup> groups_
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, v1::Image> images_by_hash_
