@@ -131,9 +131,9 @@ absl::Status MemoryStore::Scan(
 // MemorySnapshot holds references to every table as of NewSnapshot.
 class MemoryStore::MemorySnapshot : public Snapshot {
  public:
-  MemorySnapshot(MemoryStore* store,
-                 absl::flat_hash_map<std::string, std::shared_ptr<const Table>>
-                     tables)
+  MemorySnapshot(
+      MemoryStore* store,
+      absl::flat_hash_map<std::string, std::shared_ptr<const Table>> tables)
       : store_(store), tables_(std::move(tables)) {}
 
   absl::StatusOr<std::string> Get(absl::string_view cf,

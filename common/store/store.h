@@ -1,8 +1,9 @@
 // common/store: the small key-value interface every process stores through.
 // A store has named column families (one per record kind), atomic write
-// batches, ordered prefix scans and consistent point-in-time snapshots. RocksStore is the durable implementation
-// (RocksDB, encrypted at rest, every acknowledged Write synced to the WAL);
-// MemoryStore is for tests and supports fault injection.
+// batches, ordered prefix scans and consistent point-in-time snapshots.
+// RocksStore is the durable implementation (RocksDB, encrypted at rest, every
+// acknowledged Write synced to the WAL); MemoryStore is for tests and supports
+// fault injection.
 //
 // Thread-safety: all methods may be called concurrently.
 //

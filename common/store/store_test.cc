@@ -203,8 +203,7 @@ TEST_P(StoreContractTest, SnapshotIgnoresLaterWritesAndPages) {
   while (true) {
     size_t n = 0;
     std::string last;
-    ASSERT_TRUE(snap
-                    ->Scan(
+    ASSERT_TRUE(snap->Scan(
                         "devices", "",
                         [&](absl::string_view k, absl::string_view v) {
                           EXPECT_EQ(v, "old");
