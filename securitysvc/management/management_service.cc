@@ -271,17 +271,17 @@ grpc::ServerUnaryReactor* ManagementService::UploadImage(
     grpc::CallbackServerContext* ctx, const v1::UploadImageRequest* req,
     v1::Image* resp) {
   return Unary(ctx, [&](const Caller& c) -> absl::Status {
-    if (!options_.verify_image_package) {
-      return absl::UnimplementedError(
-          "image upload is not enabled on this management server (no image "
-          "verifier is configured)");
-    }
     if (c.is_internal()) {
       // Checked before the (costly) package verification; RecordImage
       // refuses shards too.
       return absl::PermissionDeniedError(
           "uploading an image is not allowed with the shard credential "
           "(urn:sphere:scope:shard); use an operator credential");
+    }
+    if (!options_.verify_image_package) {
+      return absl::UnimplementedError(
+          "image upload is not enabled on this management server (no image "
+          "verifier is configured)");
     }
     std::string tenant_id;
     if (c.is_tenant() || !req->tenant_id().empty()) {
