@@ -42,6 +42,10 @@ class MemoryStore : public Store {
                     const std::function<bool(absl::string_view key,
                                              absl::string_view value)>& fn,
                     absl::string_view start = "") override;
+  // NewSnapshot shares the current tables; the first Write to a shared table
+  // copies it (copy-on-write), so a snapshot costs nothing until then.
+  // Injected read faults apply to snapshot reads too.
+  std::unique_ptr<Snapshot> NewSnapshot() override;
 
   // ---- Fault injection (tests) ----------------------------------------
   // The next `n` calls to Write fail with `status` and apply nothing.
@@ -57,11 +61,23 @@ class MemoryStore : public Store {
   size_t Size(absl::string_view cf) const;
 
  private:
+  class MemorySnapshot;
   using Table = std::map<std::string, std::string, std::less<>>;
+  // Tables are immutable once shared with a scan or snapshot (use_count > 1);
+  // Write copies a shared table before changing it.
+  using Tables = absl::flat_hash_map<std::string, std::shared_ptr<Table>>;
   MemoryStore() = default;
 
+  // TableFor returns the table of `cf` to read (nullptr for an unknown cf),
+  // or the read fault to report.
+  absl::StatusOr<std::shared_ptr<const Table>> TableFor(absl::string_view cf);
+  static absl::Status ScanTable(
+      const Table& table, absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn,
+      absl::string_view start);
+
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Table> tables_ ABSL_GUARDED_BY(mu_);
+  Tables tables_ ABSL_GUARDED_BY(mu_);
   int fail_writes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);
   int fail_reads_ ABSL_GUARDED_BY(mu_) = 0;

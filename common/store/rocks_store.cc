@@ -169,13 +169,7 @@ class RocksStore : public Store {
 
   absl::StatusOr<std::string> Get(absl::string_view cf,
                                   absl::string_view key) override {
-    auto h = Handle(cf, "get");
-    if (!h.ok()) return h.status();
-    std::string value;
-    rocksdb::Status s =
-        db_->Get(rocksdb::ReadOptions(), *h, ToSlice(key), &value);
-    if (!s.ok()) return FromRocks(s, "get", path_, cf);
-    return value;
+    return GetAt(nullptr, cf, key);
   }
 
   absl::Status Write(const WriteBatch& batch) override {
@@ -198,6 +192,30 @@ class RocksStore : public Store {
                     const std::function<bool(absl::string_view key,
                                              absl::string_view value)>& fn,
                     absl::string_view start) override {
+    return ScanAt(nullptr, cf, prefix, fn, start);
+  }
+
+  std::unique_ptr<Snapshot> NewSnapshot() override;
+
+  // GetAt / ScanAt read at `snapshot` (nullptr: the latest state).
+  absl::StatusOr<std::string> GetAt(const rocksdb::Snapshot* snapshot,
+                                    absl::string_view cf,
+                                    absl::string_view key) {
+    auto h = Handle(cf, "get");
+    if (!h.ok()) return h.status();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
+    std::string value;
+    rocksdb::Status s = db_->Get(ro, *h, ToSlice(key), &value);
+    if (!s.ok()) return FromRocks(s, "get", path_, cf);
+    return value;
+  }
+
+  absl::Status ScanAt(const rocksdb::Snapshot* snapshot, absl::string_view cf,
+                      absl::string_view prefix,
+                      const std::function<bool(absl::string_view key,
+                                               absl::string_view value)>& fn,
+                      absl::string_view start) {
     auto h = Handle(cf, "scan");
     if (!h.ok()) return h.status();
     if (!start.empty() && !absl::StartsWith(start, prefix)) {
@@ -206,6 +224,7 @@ class RocksStore : public Store {
                        "'): start does not have the scan prefix"));
     }
     rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot;
     std::string upper = PrefixSuccessor(prefix);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
@@ -220,6 +239,8 @@ class RocksStore : public Store {
     }
     return FromRocks(it->status(), "scan", path_, cf);
   }
+
+  rocksdb::DB* db() { return db_.get(); }
 
   absl::Status Flush() override {
     rocksdb::FlushOptions fo;
@@ -247,6 +268,33 @@ class RocksStore : public Store {
   // Immutable after Open, so lookups need no lock.
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
 };
+
+// RocksSnapshot pins a RocksDB snapshot until destroyed.
+class RocksSnapshot : public Snapshot {
+ public:
+  explicit RocksSnapshot(RocksStore* store)
+      : store_(store), snapshot_(store->db()->GetSnapshot()) {}
+  ~RocksSnapshot() override { store_->db()->ReleaseSnapshot(snapshot_); }
+
+  absl::StatusOr<std::string> Get(absl::string_view cf,
+                                  absl::string_view key) override {
+    return store_->GetAt(snapshot_, cf, key);
+  }
+  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
+                    const std::function<bool(absl::string_view key,
+                                             absl::string_view value)>& fn,
+                    absl::string_view start) override {
+    return store_->ScanAt(snapshot_, cf, prefix, fn, start);
+  }
+
+ private:
+  RocksStore* const store_;
+  const rocksdb::Snapshot* const snapshot_;
+};
+
+std::unique_ptr<Snapshot> RocksStore::NewSnapshot() {
+  return std::make_unique<RocksSnapshot>(this);
+}
 
 }  // namespace
 

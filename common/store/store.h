@@ -1,8 +1,9 @@
 // common/store: the small key-value interface every process stores through.
 // A store has named column families (one per record kind), atomic write
-// batches and ordered prefix scans. RocksStore is the durable implementation
-// (RocksDB, encrypted at rest, every acknowledged Write synced to the WAL);
-// MemoryStore is for tests and supports fault injection.
+// batches, ordered prefix scans and consistent point-in-time snapshots.
+// RocksStore is the durable implementation (RocksDB, encrypted at rest, every
+// acknowledged Write synced to the WAL); MemoryStore is for tests and supports
+// fault injection.
 //
 // Thread-safety: all methods may be called concurrently.
 //
@@ -48,18 +49,15 @@ class WriteBatch {
   std::vector<Op> ops_;
 };
 
-class Store {
+// Reader is the read side shared by a Store and its Snapshots.
+class Reader {
  public:
-  virtual ~Store() = default;
+  virtual ~Reader() = default;
 
   // Get returns the value, NotFound if absent, InvalidArgument for an unknown
   // column family.
   virtual absl::StatusOr<std::string> Get(absl::string_view cf,
                                           absl::string_view key) = 0;
-
-  // Write applies `batch` atomically. When it returns OK the batch is durable
-  // (survives kill -9 and power loss per the implementation's contract).
-  virtual absl::Status Write(const WriteBatch& batch) = 0;
 
   // Scan calls `fn` for every key starting with `prefix`, in key order,
   // starting at `start` if non-empty (start must itself have the prefix);
@@ -69,6 +67,29 @@ class Store {
       const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn,
       absl::string_view start = "") = 0;
+};
+
+// Snapshot is a consistent read-only view of a Store as of the moment
+// Store::NewSnapshot returned: later writes are invisible to it. It must not
+// outlive its Store. Reads from one snapshot may run concurrently.
+//
+// Example (page through a column family at a fixed point in time):
+//   std::unique_ptr<Snapshot> snap = store->NewSnapshot();
+//   snap->Scan("devices", "", fn, /*start=*/after_last_key);
+class Snapshot : public Reader {};
+
+class Store : public Reader {
+ public:
+  ~Store() override = default;
+
+  // NewSnapshot pins the current state (RocksStore: a RocksDB snapshot;
+  // MemoryStore: copy-on-write tables). Cheap to take; release it promptly,
+  // as it keeps overwritten data alive.
+  virtual std::unique_ptr<Snapshot> NewSnapshot() = 0;
+
+  // Write applies `batch` atomically. When it returns OK the batch is durable
+  // (survives kill -9 and power loss per the implementation's contract).
+  virtual absl::Status Write(const WriteBatch& batch) = 0;
 
   // Flush persists buffered state into the implementation's files (RocksStore:
   // memtables to SST files). Durability never depends on it — Write already

@@ -2,6 +2,7 @@
 
 #include "common/store/store.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -175,6 +176,50 @@ TEST_P(StoreContractTest, ScanCallbackMayWrite) {
                   .ok());
   EXPECT_EQ(n, 2);
   EXPECT_EQ(*store_->Get("tenants", "k2"), "seen");
+}
+
+TEST_P(StoreContractTest, SnapshotIgnoresLaterWritesAndPages) {
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(store_->Put("devices", absl::StrCat("d", i), "old").ok());
+  }
+  std::unique_ptr<Snapshot> snap = store_->NewSnapshot();
+  ASSERT_NE(snap, nullptr);
+  // Writes after the snapshot: an overwrite, a delete, an insert, another cf.
+  ASSERT_TRUE(store_->Put("devices", "d3", "new").ok());
+  ASSERT_TRUE(store_->Delete("devices", "d5").ok());
+  ASSERT_TRUE(store_->Put("devices", "d55", "new").ok());
+  ASSERT_TRUE(store_->Put("tenants", "t", "new").ok());
+
+  EXPECT_EQ(*snap->Get("devices", "d3"), "old");
+  EXPECT_EQ(*snap->Get("devices", "d5"), "old");
+  EXPECT_TRUE(absl::IsNotFound(snap->Get("devices", "d55").status()));
+  EXPECT_TRUE(absl::IsNotFound(snap->Get("tenants", "t").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(snap->Get("nope", "x").status()));
+  EXPECT_EQ(*store_->Get("devices", "d3"), "new");
+
+  // Page through the snapshot three keys at a time, resuming after the last.
+  std::vector<std::string> keys;
+  std::string start;
+  while (true) {
+    size_t n = 0;
+    std::string last;
+    ASSERT_TRUE(snap->Scan(
+                        "devices", "",
+                        [&](absl::string_view k, absl::string_view v) {
+                          EXPECT_EQ(v, "old");
+                          last = std::string(k);
+                          keys.push_back(last);
+                          return ++n < 3;
+                        },
+                        start)
+                    .ok());
+    if (n < 3) break;
+    start = last + std::string(1, '\0');
+    // Writes between pages stay invisible too.
+    ASSERT_TRUE(store_->Put("devices", absl::StrCat(last, "x"), "new").ok());
+  }
+  EXPECT_EQ(keys.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
 }
 
 TEST_P(StoreContractTest, UnknownColumnFamily) {

@@ -46,6 +46,10 @@ bool CatalogFollower::WaitUntilSynced(absl::Duration timeout) {
 
 void CatalogFollower::Run() {
   absl::Duration backoff = absl::Milliseconds(50);
+  // The last revision through which the view is complete. Snapshot events
+  // carry the snapshot's revision, so a stream that breaks mid-snapshot
+  // must not resume from it (the rest of the snapshot would be lost).
+  int64_t complete = catalog_->revision();
   while (true) {
     grpc::ClientContext ctx;
     {
@@ -55,14 +59,14 @@ void CatalogFollower::Run() {
     }
     v1::WatchRequest req;
     // First connection: a full snapshot (start 0); afterwards resume.
-    const int64_t have = catalog_->revision();
-    req.set_start_revision(have == 0 ? 0 : have + 1);
+    req.set_start_revision(complete == 0 ? 0 : complete + 1);
     auto reader = stub_->Watch(&ctx, req);
     v1::WatchEvent ev;
     bool in_snapshot = false;
     while (reader->Read(&ev)) {
       backoff = absl::Milliseconds(50);
       if (ev.snapshot()) in_snapshot = true;
+      if (!ev.snapshot() || ev.snapshot_end()) complete = ev.revision();
       if (auto s = catalog_->Apply(ev); !s.ok()) {
         log::Error("cannot apply catalog event",
                    {{"revision", absl::StrCat(ev.revision())},

@@ -29,7 +29,6 @@ bool IsOsComponentKind(v1::ImageKind kind) {
   }
 }
 
-
 constexpr char kTenants[] = "tenants";
 constexpr char kProducts[] = "products";
 constexpr char kGroups[] = "groups";
@@ -130,7 +129,7 @@ absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
 }
 
 template <typename Message>
-absl::StatusOr<std::optional<Message>> GetRecord(store::Store* store,
+absl::StatusOr<std::optional<Message>> GetRecord(store::Reader* store,
                                                  absl::string_view cf,
                                                  absl::string_view key) {
   absl::StatusOr<std::string> value = store->Get(cf, key);
@@ -144,7 +143,7 @@ absl::StatusOr<std::optional<Message>> GetRecord(store::Store* store,
 
 // ScanAll parses every record of `cf` and passes it to `fn`.
 template <typename Message>
-absl::Status ScanAll(store::Store* store, absl::string_view cf,
+absl::Status ScanAll(store::Reader* store, absl::string_view cf,
                      const std::function<bool(const Message&)>& fn) {
   absl::Status parse_error;
   absl::Status s =
@@ -161,12 +160,61 @@ absl::Status ScanAll(store::Store* store, absl::string_view cf,
   return parse_error;
 }
 
+// ---- Access control --------------------------------------------------------
+// Internal callers (the shard credential) get least privilege: see catalog.h.
+
+absl::Status ShardDenied(absl::string_view what) {
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "%s is not allowed with the shard credential (urn:sphere:scope:shard); "
+      "shards may only watch the catalog, register themselves, read the "
+      "shard map, tenants and devices, and revoke devices automatically. Use "
+      "an operator credential",
+      what));
+}
+
+// NotForShards: tenant and platform operators only.
+absl::Status NotForShards(const Caller& caller, absl::string_view what) {
+  if (caller.is_internal()) return ShardDenied(what);
+  return absl::OkStatus();
+}
+
+// PlatformOnly: platform operators only.
 absl::Status PlatformOnly(const Caller& caller, absl::string_view what) {
+  if (caller.kind == Caller::Kind::kPlatformOperator) return absl::OkStatus();
+  if (caller.is_internal()) return ShardDenied(what);
+  return absl::PermissionDeniedError(absl::StrFormat(
+      "%s needs a platform-operator credential; tenant operator credentials "
+      "cannot do it",
+      what));
+}
+
+// PlatformOrShard: platform operators and internal callers (shards).
+absl::Status PlatformOrShard(const Caller& caller, absl::string_view what) {
   if (caller.is_platform()) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrFormat(
       "%s needs a platform-operator credential; tenant operator credentials "
       "cannot do it",
       what));
+}
+
+// ReadShardMap reads the shard map from `reader` (the store or a snapshot).
+absl::StatusOr<v1::ShardMap> ReadShardMap(store::Reader* reader,
+                                          uint32_t virtual_nodes) {
+  v1::ShardMap map;
+  map.set_virtual_nodes(virtual_nodes);
+  absl::StatusOr<std::string> rev = reader->Get(kMeta, kMetaShardMapRevision);
+  if (rev.ok()) {
+    int64_t r = 0;
+    if (absl::SimpleAtoi(*rev, &r)) map.set_revision(r);
+  } else if (!absl::IsNotFound(rev.status())) {
+    return rev.status();
+  }
+  absl::Status s = ScanAll<v1::Shard>(reader, kShards, [&](const auto& shard) {
+    *map.add_shards() = shard;
+    return true;
+  });
+  if (!s.ok()) return s;
+  return map;
 }
 
 v1::DeviceGroup DefaultGroup(const v1::Product& product, absl::string_view name,
@@ -539,13 +587,12 @@ absl::StatusOr<v1::Tenant> Catalog::CreateTenant(const Caller& caller,
 
 absl::StatusOr<std::vector<v1::Tenant>> Catalog::ListTenants(
     const Caller& caller) {
+  if (auto s = NotForShards(caller, "listing tenants"); !s.ok()) return s;
   std::vector<v1::Tenant> out;
   absl::Status s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& t) {
     if (caller.is_platform() || t.id() == caller.tenant_id) {
       out.push_back(t);
-      if (caller.kind != Caller::Kind::kInternal) {
-        out.back().clear_wrapped_ca_key();
-      }
+      out.back().clear_wrapped_ca_key();  // operators never see CA keys
     }
     return true;
   });
@@ -591,6 +638,9 @@ absl::StatusOr<std::string> Catalog::IssueOperatorCredential(
 
 absl::StatusOr<v1::CaCertificate> Catalog::GetCaCertificate(
     const Caller& caller, absl::string_view tenant) {
+  if (auto s = NotForShards(caller, "reading a tenant's CA certificates");
+      !s.ok())
+    return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   v1::CaCertificate out;
@@ -604,6 +654,7 @@ absl::StatusOr<v1::CaCertificate> Catalog::GetCaCertificate(
 absl::StatusOr<v1::Product> Catalog::CreateProduct(
     const Caller& caller, absl::string_view tenant, absl::string_view name,
     absl::string_view description) {
+  if (auto s = NotForShards(caller, "creating a product"); !s.ok()) return s;
   if (auto s = ValidateName("product", name); !s.ok()) return s;
   if (auto s = ValidateDescription(description); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
@@ -657,6 +708,7 @@ absl::StatusOr<v1::Product> Catalog::CreateProduct(
 
 absl::StatusOr<std::vector<v1::Product>> Catalog::ListProducts(
     const Caller& caller, absl::string_view tenant) {
+  if (auto s = NotForShards(caller, "listing products"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   std::vector<v1::Product> out;
@@ -671,6 +723,7 @@ absl::StatusOr<std::vector<v1::Product>> Catalog::ListProducts(
 absl::StatusOr<v1::Product> Catalog::GetProduct(const Caller& caller,
                                                 absl::string_view tenant,
                                                 absl::string_view product) {
+  if (auto s = NotForShards(caller, "reading a product"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   return FindProduct(*t, product);
@@ -678,6 +731,8 @@ absl::StatusOr<v1::Product> Catalog::GetProduct(const Caller& caller,
 
 absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
     const Caller& caller, const v1::CreateDeviceGroupRequest& request) {
+  if (auto s = NotForShards(caller, "creating a device group"); !s.ok())
+    return s;
   if (auto s = ValidateName("device group", request.name()); !s.ok()) return s;
   if (auto s = ValidateDescription(request.description()); !s.ok()) return s;
   if (!v1::OsFeed_IsValid(request.os_feed()) ||
@@ -722,6 +777,7 @@ absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
 
 absl::StatusOr<std::vector<v1::DeviceGroup>> Catalog::ListDeviceGroups(
     const Caller& caller, absl::string_view tenant, absl::string_view product) {
+  if (auto s = NotForShards(caller, "listing device groups"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   std::string product_id;
@@ -745,6 +801,8 @@ absl::StatusOr<std::vector<v1::DeviceGroup>> Catalog::ListDeviceGroups(
 
 absl::StatusOr<v1::DeviceGroup> Catalog::GetDeviceGroup(
     const Caller& caller, absl::string_view tenant, absl::string_view group) {
+  if (auto s = NotForShards(caller, "reading a device group"); !s.ok())
+    return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   return FindGroup(*t, group);
@@ -752,6 +810,8 @@ absl::StatusOr<v1::DeviceGroup> Catalog::GetDeviceGroup(
 
 absl::StatusOr<v1::DeviceGroup> Catalog::UpdateDeviceGroup(
     const Caller& caller, const v1::UpdateDeviceGroupRequest& request) {
+  if (auto s = NotForShards(caller, "updating a device group"); !s.ok())
+    return s;
   if (!v1::OsFeed_IsValid(request.os_feed()) ||
       !v1::AppUpdatePolicy_IsValid(request.app_update_policy())) {
     return absl::InvalidArgumentError(
@@ -851,6 +911,7 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
 absl::StatusOr<v1::Device> Catalog::ClaimDevice(const Caller& caller,
                                                 absl::string_view tenant,
                                                 absl::string_view device_id) {
+  if (auto s = NotForShards(caller, "claiming a device"); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
@@ -881,6 +942,7 @@ absl::StatusOr<v1::Device> Catalog::ClaimDevice(const Caller& caller,
 
 absl::StatusOr<v1::ListDevicesResponse> Catalog::ListDevices(
     const Caller& caller, const v1::ListDevicesRequest& request) {
+  if (auto s = NotForShards(caller, "listing devices"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
   if (!t.ok()) return t.status();
   std::string group_id;
@@ -944,6 +1006,9 @@ absl::StatusOr<v1::Device> Catalog::AssignDevice(const Caller& caller,
                                                  absl::string_view tenant,
                                                  absl::string_view device_id,
                                                  absl::string_view group) {
+  if (auto s = NotForShards(caller, "assigning a device to a device group");
+      !s.ok())
+    return s;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
@@ -1003,6 +1068,8 @@ absl::StatusOr<v1::Device> Catalog::RevokeDevice(const Caller& caller,
 absl::StatusOr<v1::Device> Catalog::RequestDeviceTransfer(
     const Caller& caller, absl::string_view tenant, absl::string_view device_id,
     absl::string_view to_tenant) {
+  if (auto s = NotForShards(caller, "requesting a device transfer"); !s.ok())
+    return s;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
@@ -1036,6 +1103,8 @@ absl::StatusOr<v1::Device> Catalog::RequestDeviceTransfer(
 absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
     const Caller& caller, absl::string_view tenant,
     absl::string_view device_id) {
+  if (auto s = NotForShards(caller, "accepting a device transfer"); !s.ok())
+    return s;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
@@ -1069,6 +1138,7 @@ absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
 
 absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
                                                const v1::Image& image) {
+  if (auto s = NotForShards(caller, "recording an image"); !s.ok()) return s;
   if (image.tenant_id().empty()) {
     if (auto s = PlatformOnly(caller, "recording a platform OS image");
         !s.ok()) {
@@ -1109,6 +1179,7 @@ absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
 
 absl::StatusOr<std::vector<v1::Image>> Catalog::ListImages(
     const Caller& caller, absl::string_view tenant) {
+  if (auto s = NotForShards(caller, "listing images"); !s.ok()) return s;
   std::string tenant_id;
   if (caller.is_tenant() || !tenant.empty()) {
     absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
@@ -1126,6 +1197,7 @@ absl::StatusOr<std::vector<v1::Image>> Catalog::ListImages(
 
 absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
     const Caller& caller, const v1::CreateDeploymentRequest& request) {
+  if (auto s = NotForShards(caller, "creating a deployment"); !s.ok()) return s;
   if (request.image_ids().empty()) {
     return absl::InvalidArgumentError(
         "a deployment needs at least one image id (upload images first)");
@@ -1171,6 +1243,7 @@ absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
 
 absl::StatusOr<std::vector<v1::Deployment>> Catalog::ListDeployments(
     const Caller& caller, absl::string_view tenant, absl::string_view group) {
+  if (auto s = NotForShards(caller, "listing deployments"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   std::string group_id;
@@ -1244,26 +1317,14 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
 // ----------------------------------------------------------------
 
 absl::StatusOr<v1::ShardMap> Catalog::GetShardMap(const Caller& caller) {
-  v1::ShardMap map;
-  map.set_virtual_nodes(options_.virtual_nodes);
-  absl::StatusOr<std::string> rev = store_->Get(kMeta, kMetaShardMapRevision);
-  if (rev.ok()) {
-    int64_t r = 0;
-    if (absl::SimpleAtoi(*rev, &r)) map.set_revision(r);
-  } else if (!absl::IsNotFound(rev.status())) {
-    return rev.status();
-  }
-  absl::Status s = ScanAll<v1::Shard>(store_, kShards, [&](const auto& shard) {
-    *map.add_shards() = shard;
-    return true;
-  });
-  if (!s.ok()) return s;
-  return map;
+  return ReadShardMap(store_, options_.virtual_nodes);
 }
 
 absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
                                                     const v1::Shard& shard) {
-  if (auto s = PlatformOnly(caller, "registering a shard"); !s.ok()) return s;
+  if (auto s = PlatformOrShard(caller, "registering a shard"); !s.ok()) {
+    return s;
+  }
   if (shard.id().empty() || shard.id().size() > kMaxNameLength) {
     return absl::InvalidArgumentError(
         "a shard needs an id such as \"shard-0\"");
@@ -1305,142 +1366,308 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
 // ---- Change log
 // -------------------------------------------------------------------
 
-bool Catalog::Deliver(const Watcher& watcher, const v1::WatchEvent& event) {
-  if (event.has_tenant() && watcher.caller.kind != Caller::Kind::kInternal &&
-      !event.tenant().wrapped_ca_key().empty()) {
-    v1::WatchEvent copy = event;
-    copy.mutable_tenant()->clear_wrapped_ca_key();
-    return watcher.callback(copy);
-  }
-  return watcher.callback(event);
-}
-
 void Catalog::Notify(const v1::WatchEvent& event) {
-  for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (Deliver(it->second, event)) {
+  for (auto it = live_watchers_.begin(); it != live_watchers_.end();) {
+    if ((*it)->Push(event)) {
       ++it;
     } else {
-      it = watchers_.erase(it);
+      it = live_watchers_.erase(it);
     }
   }
 }
 
-absl::Status Catalog::SendSnapshot(const Watcher& watcher) {
-  bool ok = true;
-  auto send = [&](v1::WatchEvent& e) {
-    e.set_revision(revision_);
-    e.set_snapshot(true);
-    ok = Deliver(watcher, e);
-    return ok;
-  };
-  absl::Status s;
-  auto check = [&]() -> absl::Status {
-    if (!s.ok()) return s;
-    if (!ok) {
-      return absl::ResourceExhaustedError(
-          "watcher could not keep up with the catalog snapshot");
-    }
-    return absl::OkStatus();
-  };
-  s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_tenant() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_product() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  s = ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_device_group() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  // Unclaimed factory devices are not part of the snapshot (see
-  // WatchEvent.factory_devices_imported); claimed ones are.
-  s = ScanAll<v1::Device>(store_, kDevices, [&](const auto& m) {
-    if (m.state() == v1::UNCLAIMED) return true;
-    v1::WatchEvent e;
-    *e.mutable_device() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  s = ScanAll<v1::Image>(store_, kImages, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_image() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  s = ScanAll<v1::Deployment>(store_, kDeployments, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_deployment() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  s = ScanAll<v1::OsRelease>(store_, kOsReleases, [&](const auto& m) {
-    v1::WatchEvent e;
-    *e.mutable_os_release() = m;
-    return send(e);
-  });
-  if (auto c = check(); !c.ok()) return c;
-  absl::StatusOr<v1::ShardMap> map = GetShardMap(watcher.caller);
-  if (!map.ok()) return map.status();
-  if (map->shards_size() > 0) {
-    v1::WatchEvent e;
-    *e.mutable_shard_map() = *map;
-    send(e);
-    if (auto c = check(); !c.ok()) return c;
+absl::StatusOr<std::unique_ptr<Catalog::WatchStream>> Catalog::OpenWatch(
+    const Caller& caller, int64_t start_revision, WatchOptions options) {
+  if (auto s = PlatformOrShard(caller, "watching the catalog"); !s.ok()) {
+    return s;
   }
-  v1::WatchEvent end;
-  end.set_snapshot_end(true);
-  send(end);
-  return check();
-}
-
-absl::StatusOr<Catalog::WatchId> Catalog::Watch(const Caller& caller,
-                                                int64_t start_revision,
-                                                WatchCallback callback) {
-  if (auto s = PlatformOnly(caller, "watching the catalog"); !s.ok()) return s;
+  if (options.live_queue_limit == 0) options.live_queue_limit = 1;
+  std::unique_ptr<WatchStream> w(
+      new WatchStream(this, caller, std::move(options)));
+  // O(1) under the mutex: every store write happens under it, so the store
+  // snapshot taken here is exactly the catalog at revision_.
   absl::MutexLock lock(&mu_);
-  Watcher watcher{caller, std::move(callback)};
+  absl::MutexLock wlock(&w->mu_);
   if (start_revision <= 0 || start_revision < compacted_) {
-    if (auto s = SendSnapshot(watcher); !s.ok()) return s;
-  } else if (start_revision <= revision_) {
-    bool ok = true;
-    absl::Status parse_error;
-    absl::Status s = store_->Scan(
-        kLog, "",
-        [&](absl::string_view key, absl::string_view value) {
-          absl::StatusOr<v1::WatchEvent> e =
-              Parse<v1::WatchEvent>(value, absl::StrCat("log/", key));
-          if (!e.ok()) {
-            parse_error = e.status();
-            return false;
-          }
-          ok = Deliver(watcher, *e);
-          return ok;
-        },
-        RevisionKey(start_revision));
-    if (!s.ok()) return s;
-    if (!parse_error.ok()) return parse_error;
-    if (!ok) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "watcher could not keep up replaying from revision %d",
-          start_revision));
-    }
+    w->snapshot_ = store_->NewSnapshot();
+    w->snapshot_revision_ = revision_;
+    w->phase_ = WatchStream::Phase::kSnapshot;
+    w->next_revision_ = 0;
+  } else {
+    w->phase_ = WatchStream::Phase::kReplay;
+    w->next_revision_ = std::min(start_revision, revision_ + 1);
   }
-  WatchId id = next_watch_id_++;
-  watchers_.emplace(id, std::move(watcher));
-  return id;
+  return w;
 }
 
-void Catalog::CancelWatch(WatchId id) {
+// ---- WatchStream
+// -------------------------------------------------------------
+
+namespace {
+
+// SnapshotSection: one column family of the snapshot and the WatchEvent
+// field its records go to.
+struct SnapshotSection {
+  const char* cf;
+  google::protobuf::Message* (*field)(v1::WatchEvent*);
+};
+
+const SnapshotSection kSnapshotSections[] = {
+    {kTenants,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_tenant();
+     }},
+    {kProducts,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_product();
+     }},
+    {kGroups,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_device_group();
+     }},
+    {kDevices,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_device();
+     }},
+    {kImages,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_image();
+     }},
+    {kDeployments,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_deployment();
+     }},
+    {kOsReleases,
+     [](v1::WatchEvent* e) -> google::protobuf::Message* {
+       return e->mutable_os_release();
+     }},
+};
+constexpr size_t kNumRecordSections =
+    sizeof(kSnapshotSections) / sizeof(kSnapshotSections[0]);
+// After the record sections: the shard map, then the end marker.
+constexpr size_t kShardMapSection = kNumRecordSections;
+constexpr size_t kEndSection = kNumRecordSections + 1;
+
+}  // namespace
+
+Catalog::WatchStream::WatchStream(Catalog* catalog, Caller caller,
+                                  WatchOptions options)
+    : catalog_(catalog),
+      caller_(std::move(caller)),
+      options_(std::move(options)) {}
+
+Catalog::WatchStream::~WatchStream() {
+  absl::MutexLock lock(&catalog_->mu_);
+  catalog_->live_watchers_.erase(this);
+}
+
+int64_t Catalog::WatchStream::NextRevision() const {
   absl::MutexLock lock(&mu_);
-  watchers_.erase(id);
+  return next_revision_;
+}
+
+v1::WatchEvent Catalog::WatchStream::Visible(v1::WatchEvent event) const {
+  if (event.has_tenant() && !caller_.is_internal()) {
+    event.mutable_tenant()->clear_wrapped_ca_key();
+  }
+  return event;
+}
+
+absl::Status Catalog::WatchStream::Fail(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  phase_ = Phase::kFailed;
+  failure_ = status;
+  live_.clear();
+  snapshot_.reset();
+  return status;
+}
+
+absl::Status Catalog::WatchStream::Next(size_t max_events,
+                                        std::vector<v1::WatchEvent>* out) {
+  if (max_events == 0) max_events = 1;
+  const size_t before = out->size();
+  while (true) {
+    Phase phase;
+    {
+      absl::MutexLock lock(&mu_);
+      phase = phase_;
+      if (phase == Phase::kFailed) return failure_;
+      if (phase == Phase::kLive) {
+        while (!live_.empty() && out->size() - before < max_events) {
+          out->push_back(std::move(live_.front()));
+          live_.pop_front();
+          next_revision_ = out->back().revision() + 1;
+        }
+        if (out->size() == before) wake_armed_ = true;
+        return absl::OkStatus();
+      }
+    }
+    if (phase == Phase::kSnapshot) {
+      if (auto s = SnapshotPage(max_events, out); !s.ok()) return Fail(s);
+      if (out->size() > before) return absl::OkStatus();
+      continue;
+    }
+    // Replay: read the log; when it has nothing more, try to go live.
+    if (auto s = ReplayPage(max_events, out); !s.ok()) return Fail(s);
+    if (out->size() > before) return absl::OkStatus();
+    absl::StatusOr<bool> live = TryGoLive();
+    if (!live.ok()) return Fail(live.status());
+  }
+}
+
+absl::Status Catalog::WatchStream::SnapshotPage(
+    size_t max_events, std::vector<v1::WatchEvent>* out) {
+  size_t added = 0;
+  auto snapshot_event = [&](v1::WatchEvent e) {
+    e.set_revision(snapshot_revision_);
+    e.set_snapshot(true);
+    out->push_back(Visible(std::move(e)));
+    ++added;
+  };
+  while (added < max_events) {
+    if (section_ < kNumRecordSections) {
+      const SnapshotSection& section = kSnapshotSections[section_];
+      absl::Status parse_error;
+      bool full = false;
+      absl::Status s = snapshot_->Scan(
+          section.cf, "",
+          [&](absl::string_view key, absl::string_view value) {
+            resume_key_ = absl::StrCat(key, absl::string_view("\0", 1));
+            v1::WatchEvent e;
+            google::protobuf::Message* m = section.field(&e);
+            if (!m->ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+              parse_error = absl::DataLossError(absl::StrFormat(
+                  "catalog record %s/%s is corrupt", section.cf, key));
+              return false;
+            }
+            // Unclaimed factory devices are not part of the snapshot (see
+            // WatchEvent.factory_devices_imported); claimed ones are.
+            if (e.has_device() && e.device().state() == v1::UNCLAIMED) {
+              return true;
+            }
+            snapshot_event(std::move(e));
+            full = added >= max_events;
+            return !full;
+          },
+          resume_key_);
+      if (!s.ok()) return s;
+      if (!parse_error.ok()) return parse_error;
+      if (full) return absl::OkStatus();
+      ++section_;
+      resume_key_.clear();
+    } else if (section_ == kShardMapSection) {
+      absl::StatusOr<v1::ShardMap> map =
+          ReadShardMap(snapshot_.get(), catalog_->options_.virtual_nodes);
+      if (!map.ok()) return map.status();
+      if (map->shards_size() > 0) {
+        v1::WatchEvent e;
+        *e.mutable_shard_map() = *std::move(map);
+        snapshot_event(std::move(e));
+      }
+      ++section_;
+    } else {
+      v1::WatchEvent end;
+      end.set_snapshot_end(true);
+      snapshot_event(std::move(end));
+      snapshot_.reset();  // releases the pinned store state
+      absl::MutexLock lock(&mu_);
+      phase_ = Phase::kReplay;
+      next_revision_ = snapshot_revision_ + 1;
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Catalog::WatchStream::ReplayPage(
+    size_t max_events, std::vector<v1::WatchEvent>* out) {
+  int64_t next;
+  {
+    absl::MutexLock lock(&mu_);
+    next = next_revision_;
+  }
+  const int64_t first = next;
+  absl::Status parse_error;
+  bool gap = false;
+  size_t added = 0;
+  absl::Status s = catalog_->store_->Scan(
+      kLog, "",
+      [&](absl::string_view key, absl::string_view value) {
+        absl::StatusOr<v1::WatchEvent> e =
+            Parse<v1::WatchEvent>(value, absl::StrCat("log/", key));
+        if (!e.ok()) {
+          parse_error = e.status();
+          return false;
+        }
+        if (e->revision() != next) {
+          gap = true;
+          return false;
+        }
+        ++next;
+        out->push_back(Visible(*std::move(e)));
+        return ++added < max_events;
+      },
+      RevisionKey(first));
+  if (!s.ok()) return s;
+  if (!parse_error.ok()) return parse_error;
+  {
+    absl::MutexLock lock(&mu_);
+    next_revision_ = next;
+  }
+  if (gap) {
+    return absl::AbortedError(absl::StrFormat(
+        "the catalog change log was compacted past revision %d while this "
+        "watcher was replaying it; resume with Watch(start_revision=%d), "
+        "which answers with a fresh snapshot",
+        next, next));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Catalog::WatchStream::TryGoLive() {
+  absl::MutexLock lock(&catalog_->mu_);
+  absl::MutexLock wlock(&mu_);
+  // Commit writes the log and advances revision_ under catalog_->mu_, so
+  // every event <= revision_ is in the log, and every later one will be
+  // pushed to us once we are registered: no gap, no duplicate.
+  if (next_revision_ <= catalog_->revision_) {
+    if (next_revision_ < catalog_->compacted_) {
+      return absl::AbortedError(absl::StrFormat(
+          "the catalog change log was compacted past revision %d while this "
+          "watcher was replaying it; resume with Watch(start_revision=%d), "
+          "which answers with a fresh snapshot",
+          next_revision_, next_revision_));
+    }
+    return false;  // more was committed meanwhile: keep replaying
+  }
+  catalog_->live_watchers_.insert(this);
+  phase_ = Phase::kLive;
+  return true;
+}
+
+bool Catalog::WatchStream::Push(const v1::WatchEvent& event) {
+  bool keep = true;
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ != Phase::kLive) return false;
+    if (live_.size() >= options_.live_queue_limit) {
+      phase_ = Phase::kFailed;
+      failure_ = absl::ResourceExhaustedError(absl::StrFormat(
+          "watcher fell more than %d events behind at revision %d; resume "
+          "with Watch(start_revision=%d) (the last revision received + 1)",
+          options_.live_queue_limit, event.revision(), next_revision_));
+      live_.clear();
+      keep = false;
+    } else {
+      live_.push_back(Visible(event));
+    }
+    wake = wake_armed_;
+    wake_armed_ = false;
+  }
+  if (wake && options_.wakeup) options_.wakeup();
+  return keep;
 }
 
 absl::Status Catalog::Compact(int64_t revision) {

@@ -7,16 +7,23 @@
 // Every mutation is one store::WriteBatch that carries both the new records
 // and the change-log entries (one revision per event), so a crash never leaves
 // a change without its log entry. Watchers follow the log from a revision; a
-// revision older than the compacted history gets a full snapshot first.
+// revision older than the compacted history gets a full snapshot first. A
+// watch is a pull-based WatchStream: snapshots and replays are read page by
+// page outside the catalog mutex, so a million-device snapshot never holds
+// it; only live events are queued (bounded) by the committing thread.
 //
 // Access control: every method takes the Caller. A tenant operator sees and
 // changes only its own tenant's objects (PermissionDenied naming the object
 // otherwise, and never the other tenant's name); platform operators see
 // everything except wrapped CA keys, which only internal callers (shards)
-// receive.
+// receive. Internal callers get least privilege: OpenWatch, RegisterShard,
+// GetShardMap, GetTenant, GetDevice and RevokeDevice (recorded with an
+// "automatic: " reason) only; every other method answers PermissionDenied
+// naming the operation.
 //
 // Thread-safety: all methods may be called concurrently. Mutations are
-// serialised by one mutex; watch callbacks run under it (see Watch).
+// serialised by one mutex; live watch events are queued under it (see
+// OpenWatch).
 //
 // Example:
 //   auto catalog = *Catalog::Open(store, clock, {root_key, root_pem, master});
@@ -27,9 +34,11 @@
 #define SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +67,7 @@ struct Caller {
   static Caller PlatformOperator() { return {Kind::kPlatformOperator, ""}; }
   static Caller Internal() { return {Kind::kInternal, ""}; }
   bool is_tenant() const { return kind == Kind::kTenantOperator; }
+  bool is_internal() const { return kind == Kind::kInternal; }
   // Platform operators and internal callers (shards) see every tenant.
   bool is_platform() const { return kind != Kind::kTenantOperator; }
 };
@@ -198,22 +208,34 @@ class Catalog {
   absl::StatusOr<v1::ShardMap> GetShardMap(const Caller& caller);
 
   // ---- Change log ---------------------------------------------------------
-  // WatchCallback receives each event; returning false ends the watch (e.g.
-  // the consumer's bounded queue is full). It runs under the catalog's write
-  // mutex: it must not block or call back into the Catalog.
-  using WatchCallback = std::function<bool(const v1::WatchEvent&)>;
-  using WatchId = int64_t;
+  class WatchStream;
+  struct WatchOptions {
+    // Live events buffered for a watcher that is not pulling them; one more
+    // ends its stream with ResourceExhausted (it resumes from its last
+    // revision + 1). Snapshot and replay are pulled page by page and never
+    // count against it.
+    size_t live_queue_limit = 65536;
+    // wakeup is called when a stream whose Next returned an empty page has
+    // something new (events or an error). It runs under the catalog mutex:
+    // it must not block and may call nothing on the Catalog except this
+    // stream's Next (which, once a stream is live, takes only the stream's
+    // own lock).
+    std::function<void()> wakeup;
+  };
 
-  // Watch delivers every event with revision >= start_revision, then live
-  // events. If start_revision <= 0 or older than the compacted revision, it
-  // first delivers the full current catalog (events with snapshot=true,
-  // closed by an event with snapshot_end=true and no change, all at the
-  // current revision). Platform operators and internal callers only; only
-  // internal callers receive wrapped tenant CA keys. Delivery of the replay
-  // or snapshot happens before Watch returns.
-  absl::StatusOr<WatchId> Watch(const Caller& caller, int64_t start_revision,
-                                WatchCallback callback);
-  void CancelWatch(WatchId id);
+  // OpenWatch starts a watch of every event with revision >= start_revision.
+  // If start_revision <= 0 or older than the compacted revision, the stream
+  // first yields the full catalog as of its current revision R (events with
+  // snapshot=true and revision R, closed by one with snapshot_end=true and no
+  // change), then every event after R. Platform operators and internal
+  // callers (shards) only; only internal callers receive wrapped tenant CA
+  // keys. Opening does no more than O(1) work under the catalog mutex: the
+  // snapshot is read from a store snapshot and the replay from the log, page
+  // by page, by WatchStream::Next without the catalog mutex. The returned
+  // stream must not outlive the Catalog.
+  absl::StatusOr<std::unique_ptr<WatchStream>> OpenWatch(const Caller& caller,
+                                                         int64_t start_revision,
+                                                         WatchOptions options);
 
   // Compact drops log entries with revision < `revision` (which must be in
   // [1, current revision + 1]). Watches from older revisions then get a
@@ -225,19 +247,13 @@ class Catalog {
 
  private:
   class Txn;
-  struct Watcher {
-    Caller caller;
-    WatchCallback callback;
-  };
 
   Catalog(store::Store* store, Clock* clock, CatalogOptions options);
 
   absl::Status Commit(Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Delivers `event` to every watcher, dropping those whose callback fails.
+  // Notify queues `event` on every live watch stream, dropping those that
+  // overflow.
   void Notify(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static bool Deliver(const Watcher& watcher, const v1::WatchEvent& event);
-  absl::Status SendSnapshot(const Watcher& watcher)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Lookups. Each returns an error message fit for the caller.
   absl::StatusOr<v1::Tenant> FindTenant(absl::string_view id_or_name);
@@ -259,12 +275,74 @@ class Catalog {
   mutable absl::Mutex mu_;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
-  WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<WatchId, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  // Live watch streams (caught up with the log); each removes itself.
+  std::set<WatchStream*> live_watchers_ ABSL_GUARDED_BY(mu_);
   // First 8 bytes of every registered device id: lets ImportDevices skip the
   // store lookup for keys that are certainly new (a hit still checks the
   // store). ~20 MB per million devices; filled by Open.
   absl::flat_hash_set<uint64_t> known_device_prefixes_ ABSL_GUARDED_BY(mu_);
+};
+
+// Catalog::WatchStream is one watcher's cursor over the catalog: snapshot
+// (read from a store snapshot), then replay (read from the change log), then
+// live events (queued by the catalog as they commit, bounded). The consumer
+// pulls with Next; nothing is pushed to it except the wakeup signal, so a
+// slow consumer of a snapshot or replay simply reads more slowly.
+//
+// Thread-safety: Next must not be called concurrently with itself; the
+// catalog queues live events from its own threads. Destroying the stream
+// stops live delivery (no wakeup runs after the destructor returns).
+class Catalog::WatchStream {
+ public:
+  ~WatchStream();
+  WatchStream(const WatchStream&) = delete;
+  WatchStream& operator=(const WatchStream&) = delete;
+
+  // Next appends up to `max_events` (> 0) events to `out`, in revision
+  // order. An OK result with nothing appended means the stream is live and
+  // has nothing queued: options.wakeup fires when that changes. Errors end
+  // the stream: ResourceExhausted when the live queue overflowed, Aborted
+  // when compaction removed log entries the stream still had to replay, or
+  // the store's read error; each message says how to resume.
+  absl::Status Next(size_t max_events, std::vector<v1::WatchEvent>* out);
+
+  // NextRevision is the revision of the first event after those returned so
+  // far (the snapshot revision + 1 once the snapshot ended; 0 before).
+  int64_t NextRevision() const;
+
+ private:
+  friend class Catalog;
+  enum class Phase { kSnapshot, kReplay, kLive, kFailed };
+
+  WatchStream(Catalog* catalog, Caller caller, WatchOptions options);
+  // Visible strips what the caller may not see (wrapped CA keys).
+  v1::WatchEvent Visible(v1::WatchEvent event) const;
+  absl::Status Fail(absl::Status status);
+  absl::Status SnapshotPage(size_t max_events,
+                            std::vector<v1::WatchEvent>* out);
+  absl::Status ReplayPage(size_t max_events, std::vector<v1::WatchEvent>* out);
+  // TryGoLive registers the stream for live events if it has read the whole
+  // log; returns false when more log entries appeared meanwhile.
+  absl::StatusOr<bool> TryGoLive();
+  // Push queues a live event (catalog mutex held); false drops the stream.
+  bool Push(const v1::WatchEvent& event);
+
+  Catalog* const catalog_;
+  const Caller caller_;
+  const WatchOptions options_;
+
+  // Snapshot and replay state: touched only by Next.
+  std::unique_ptr<store::Snapshot> snapshot_;
+  int64_t snapshot_revision_ = 0;
+  size_t section_ = 0;      // index into the snapshot's sections
+  std::string resume_key_;  // first key of section_ still to read
+
+  mutable absl::Mutex mu_;  // after Catalog::mu_ in lock order
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kReplay;
+  int64_t next_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<v1::WatchEvent> live_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  bool wake_armed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace sphere::management

@@ -30,8 +30,44 @@ std::string FakeDeviceKey(uint64_t n) {
   return key;
 }
 
+// TestWatch follows a catalog watch synchronously: it drains the snapshot or
+// replay when opened and, from its wakeup (which runs under the catalog
+// mutex, as the contract allows), every live event as it commits.
+struct TestWatch {
+  std::vector<v1::WatchEvent> events;
+  absl::Status status;
+  size_t page_size = 1000;
+  std::unique_ptr<Catalog::WatchStream> stream;  // destroyed first
+
+  void Drain() {
+    while (status.ok()) {
+      const size_t before = events.size();
+      status = stream->Next(page_size, &events);
+      if (events.size() == before) return;
+    }
+  }
+};
+
 class CatalogTest : public ::testing::Test {
  protected:
+  // Follow opens a watch that delivers every event into TestWatch::events.
+  std::unique_ptr<TestWatch> Follow(const Caller& caller, int64_t start,
+                                    size_t live_queue_limit = 65536) {
+    auto w = std::make_unique<TestWatch>();
+    TestWatch* raw = w.get();
+    Catalog::WatchOptions options;
+    options.live_queue_limit = live_queue_limit;
+    options.wakeup = [raw] { raw->Drain(); };
+    auto stream = catalog_->OpenWatch(caller, start, std::move(options));
+    if (!stream.ok()) {
+      w->status = stream.status();
+      return w;
+    }
+    w->stream = *std::move(stream);
+    w->Drain();
+    return w;
+  }
+
   void SetUp() override {
     store_ = *store::MemoryStore::Create(Catalog::ColumnFamilies());
     root_key_ = crypto::EcPrivateKey::Generate();
@@ -301,9 +337,7 @@ TEST_F(CatalogTest, TenantOperatorCannotCreateTenantsOrImport) {
   EXPECT_TRUE(absl::IsPermissionDenied(
       catalog_->ImportDevices(contoso_op_, {d}).status()));
   EXPECT_TRUE(absl::IsPermissionDenied(
-      catalog_
-          ->Watch(contoso_op_, 1, [](const v1::WatchEvent&) { return true; })
-          .status()));
+      catalog_->OpenWatch(contoso_op_, 1, {}).status()));
   EXPECT_EQ(catalog_->ListTenants(contoso_op_)->size(), 1u);
   EXPECT_EQ(Dump(), before);
 }
@@ -324,14 +358,10 @@ TEST_F(CatalogTest, TransferNeedsBothTenantsAndBumpsEpoch) {
   EXPECT_EQ(pending->tenant_id(), contoso_.id());
   EXPECT_EQ(pending->ownership_epoch(), 0u);
 
-  std::vector<v1::WatchEvent> events;
-  ASSERT_TRUE(catalog_
-                  ->Watch(Caller::Internal(), catalog_->revision() + 1,
-                          [&](const v1::WatchEvent& e) {
-                            events.push_back(e);
-                            return true;
-                          })
-                  .ok());
+  std::unique_ptr<TestWatch> events_watch =
+      Follow(Caller::Internal(), catalog_->revision() + 1);
+  ASSERT_TRUE(events_watch->status.ok()) << events_watch->status;
+  std::vector<v1::WatchEvent>& events = events_watch->events;
   // The requester cannot accept its own offer.
   EXPECT_TRUE(absl::IsFailedPrecondition(
       catalog_->AcceptDeviceTransfer(contoso_op_, "", id).status()));
@@ -358,14 +388,10 @@ TEST_F(CatalogTest, TransferNeedsBothTenantsAndBumpsEpoch) {
 TEST_F(CatalogTest, RevokeEmitsRevokedEventAndIsIdempotent) {
   const std::string id = ImportOne(5);
   ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
-  std::vector<v1::WatchEvent> events;
-  ASSERT_TRUE(catalog_
-                  ->Watch(platform_, catalog_->revision() + 1,
-                          [&](const v1::WatchEvent& e) {
-                            events.push_back(e);
-                            return true;
-                          })
-                  .ok());
+  std::unique_ptr<TestWatch> events_watch =
+      Follow(platform_, catalog_->revision() + 1);
+  ASSERT_TRUE(events_watch->status.ok()) << events_watch->status;
+  std::vector<v1::WatchEvent>& events = events_watch->events;
   auto r = catalog_->RevokeDevice(contoso_op_, "", id, "stolen");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->state(), v1::REVOKED);
@@ -403,14 +429,9 @@ TEST_F(CatalogTest, WatchReplaysFromRevisionThenLive) {
   const int64_t start = catalog_->revision() + 1;
   auto p = catalog_->CreateProduct(contoso_op_, "", "DW200", "");  // 6 events
   ASSERT_TRUE(p.ok());
-  std::vector<v1::WatchEvent> events;
-  ASSERT_TRUE(catalog_
-                  ->Watch(platform_, start,
-                          [&](const v1::WatchEvent& e) {
-                            events.push_back(e);
-                            return true;
-                          })
-                  .ok());
+  std::unique_ptr<TestWatch> events_watch = Follow(platform_, start);
+  ASSERT_TRUE(events_watch->status.ok()) << events_watch->status;
+  std::vector<v1::WatchEvent>& events = events_watch->events;
   ASSERT_EQ(events.size(), 6u);
   EXPECT_EQ(events[0].revision(), start);
   EXPECT_EQ(events[0].product().name(), "DW200");
@@ -436,25 +457,15 @@ TEST_F(CatalogTest, WatchFromCompactedRevisionGetsSnapshot) {
   EXPECT_TRUE(absl::IsInvalidArgument(catalog_->Compact(current + 5)));
 
   // From the compaction point the log still replays.
-  std::vector<v1::WatchEvent> replay;
-  ASSERT_TRUE(catalog_
-                  ->Watch(platform_, current,
-                          [&](const v1::WatchEvent& e) {
-                            replay.push_back(e);
-                            return true;
-                          })
-                  .ok());
+  std::unique_ptr<TestWatch> replay_watch = Follow(platform_, current);
+  ASSERT_TRUE(replay_watch->status.ok()) << replay_watch->status;
+  std::vector<v1::WatchEvent>& replay = replay_watch->events;
   ASSERT_EQ(replay.size(), 1u);
   EXPECT_FALSE(replay[0].snapshot());
 
-  std::vector<v1::WatchEvent> events;
-  ASSERT_TRUE(catalog_
-                  ->Watch(Caller::Internal(), 1,
-                          [&](const v1::WatchEvent& e) {
-                            events.push_back(e);
-                            return true;
-                          })
-                  .ok());
+  std::unique_ptr<TestWatch> events_watch = Follow(Caller::Internal(), 1);
+  ASSERT_TRUE(events_watch->status.ok()) << events_watch->status;
+  std::vector<v1::WatchEvent>& events = events_watch->events;
   // 2 tenants, 2 products, 10 groups, 1 claimed device, end marker.
   ASSERT_EQ(events.size(), 16u);
   int tenants = 0, devices = 0;
@@ -476,22 +487,218 @@ TEST_F(CatalogTest, WatchFromCompactedRevisionGetsSnapshot) {
   EXPECT_EQ(events.size(), 18u);
   EXPECT_EQ(events.back().revision(), current + 2);
 
-  // Compaction survives a restart.
+  // Compaction survives a restart (streams must not outlive their catalog).
+  replay_watch.reset();
+  events_watch.reset();
   catalog_ = OpenCatalog();
   EXPECT_EQ(catalog_->compacted_revision(), current);
   EXPECT_EQ(catalog_->revision(), current + 2);
 }
 
 TEST_F(CatalogTest, SlowWatcherIsDropped) {
-  int calls = 0;
-  ASSERT_TRUE(catalog_
-                  ->Watch(platform_, catalog_->revision() + 1,
-                          [&](const v1::WatchEvent&) { return ++calls < 2; })
-                  .ok());
+  // A live watcher that stops pulling is dropped once more than the limit of
+  // events is queued for it; it learns why and where to resume.
+  auto stream = catalog_->OpenWatch(platform_, catalog_->revision() + 1,
+                                    {/*live_queue_limit=*/2, nullptr});
+  ASSERT_TRUE(stream.ok());
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE((*stream)->Next(10, &events).ok());
+  EXPECT_TRUE(events.empty());  // caught up: live
+  const int64_t resume = catalog_->revision() + 1;
   ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW300", "").ok());
-  EXPECT_EQ(calls, 2);  // dropped after refusing the second event
+  absl::Status s = (*stream)->Next(10, &events);
+  EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("start_revision=", resume)));
+  EXPECT_TRUE(events.empty());
+  // Dropped for good: later events do not reach it.
   ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW400", "").ok());
-  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(absl::IsResourceExhausted((*stream)->Next(10, &events)));
+  // Resuming from the revision it names replays everything it missed.
+  auto again = Follow(platform_, resume);
+  ASSERT_TRUE(again->status.ok()) << again->status;
+  ASSERT_EQ(again->events.size(), 12u);  // 2 products x (1 + 5 groups)
+  for (size_t i = 0; i < again->events.size(); ++i) {
+    EXPECT_EQ(again->events[i].revision(), resume + static_cast<int64_t>(i));
+    EXPECT_FALSE(again->events[i].snapshot());
+  }
+}
+
+TEST_F(CatalogTest, SnapshotLargerThanLiveLimitStreamsThenLiveWithoutGap) {
+  constexpr int kDevices = 1200;
+  std::vector<v1::FactoryDevice> factory(kDevices);
+  std::vector<std::string> ids;
+  for (int i = 0; i < kDevices; ++i) {
+    factory[i].set_public_key(FakeDeviceKey(1000 + i));
+    ids.push_back(DeviceIdForKey(factory[i].public_key()));
+  }
+  ASSERT_TRUE(catalog_->ImportDevices(platform_, factory).ok());
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  }
+  const int64_t snapshot_revision = catalog_->revision();
+
+  // A shard with a live limit of 64 pulls the snapshot 50 events at a time.
+  auto stream = catalog_->OpenWatch(Caller::Internal(), 0,
+                                    {/*live_queue_limit=*/64, nullptr});
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE((*stream)->Next(50, &events).ok());
+  ASSERT_EQ(events.size(), 50u);
+  // Mid-snapshot, more changes than the live limit commit: the catalog mutex
+  // is free, and the snapshot does not see them.
+  const std::string production = GroupId(dw100_, "Production");
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(
+        catalog_->AssignDevice(contoso_op_, "", ids[i], production).ok());
+  }
+  ASSERT_TRUE(catalog_->CreateTenant(platform_, "Northwind").ok());
+  const int64_t last = catalog_->revision();
+  ASSERT_EQ(last, snapshot_revision + 101);
+
+  while (true) {
+    const size_t before = events.size();
+    absl::Status s = (*stream)->Next(50, &events);
+    ASSERT_TRUE(s.ok()) << s;
+    if (events.size() == before) break;  // live, nothing queued
+    EXPECT_LE(events.size() - before, 50u);
+  }
+  // 2 tenants, 2 products, 10 groups, 1200 devices, the end marker.
+  const size_t snapshot_size = 2 + 2 + 10 + kDevices + 1;
+  ASSERT_EQ(events.size(), snapshot_size + 101);
+  int devices = 0;
+  for (size_t i = 0; i < snapshot_size; ++i) {
+    ASSERT_TRUE(events[i].snapshot());
+    ASSERT_EQ(events[i].revision(), snapshot_revision);
+    EXPECT_EQ(events[i].snapshot_end(), i + 1 == snapshot_size);
+    if (events[i].has_device()) {
+      ++devices;
+      EXPECT_TRUE(events[i].device().device_group_id().empty());  // as of R
+    }
+    EXPECT_FALSE(events[i].has_tenant() &&
+                 events[i].tenant().name() == "Northwind");
+  }
+  EXPECT_EQ(devices, kDevices);
+  // Then every later event, in order: no gap, no duplicate.
+  for (size_t i = snapshot_size; i < events.size(); ++i) {
+    EXPECT_FALSE(events[i].snapshot());
+    EXPECT_EQ(events[i].revision(),
+              snapshot_revision + 1 + static_cast<int64_t>(i - snapshot_size));
+  }
+  EXPECT_EQ(events.back().tenant().name(), "Northwind");
+  EXPECT_EQ((*stream)->NextRevision(), last + 1);
+
+  // Live events follow.
+  ASSERT_TRUE(catalog_->RevokeDevice(contoso_op_, "", ids[0], "lost").ok());
+  std::vector<v1::WatchEvent> live;
+  ASSERT_TRUE((*stream)->Next(50, &live).ok());
+  ASSERT_EQ(live.size(), 2u);
+  EXPECT_EQ(live[0].revision(), last + 1);
+  EXPECT_EQ(live[1].revision(), last + 2);
+  EXPECT_EQ(live[1].revoked_device_id(), ids[0]);
+}
+
+TEST_F(CatalogTest, CompactionOvertakingAReplayEndsItWithResumePoint) {
+  const int64_t start = catalog_->revision() + 1;
+  ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW200", "").ok());
+  auto stream = catalog_->OpenWatch(platform_, start, {});
+  ASSERT_TRUE(stream.ok());
+  std::vector<v1::WatchEvent> events;
+  ASSERT_TRUE((*stream)->Next(2, &events).ok());
+  ASSERT_EQ(events.size(), 2u);
+  ASSERT_TRUE(catalog_->Compact(catalog_->revision() + 1).ok());
+  absl::Status s = (*stream)->Next(2, &events);
+  EXPECT_TRUE(absl::IsAborted(s)) << s;
+  EXPECT_THAT(s.message(),
+              HasSubstr(absl::StrCat("start_revision=", start + 2)));
+  // Resuming there is older than the compacted log: a fresh snapshot.
+  auto again = Follow(platform_, start + 2);
+  ASSERT_TRUE(again->status.ok()) << again->status;
+  ASSERT_FALSE(again->events.empty());
+  EXPECT_TRUE(again->events.front().snapshot());
+  EXPECT_TRUE(again->events.back().snapshot_end());
+}
+
+TEST_F(CatalogTest, PlatformOperatorsNeverReceiveWrappedCaKeys) {
+  auto snapshot = Follow(platform_, 0);
+  ASSERT_TRUE(snapshot->status.ok());
+  auto replay = Follow(platform_, 1);
+  ASSERT_TRUE(replay->status.ok());
+  ASSERT_TRUE(catalog_->CreateTenant(platform_, "Northwind").ok());  // live
+  int tenants = 0;
+  for (const auto* w : {snapshot.get(), replay.get()}) {
+    for (const v1::WatchEvent& e : w->events) {
+      if (!e.has_tenant()) continue;
+      ++tenants;
+      EXPECT_TRUE(e.tenant().wrapped_ca_key().empty()) << e.tenant().name();
+    }
+  }
+  EXPECT_EQ(tenants, 2 * (2 + 1));  // (2 existing + 1 live) per watcher
+  for (const v1::Tenant& t : *catalog_->ListTenants(platform_)) {
+    EXPECT_TRUE(t.wrapped_ca_key().empty());
+  }
+  EXPECT_TRUE(
+      catalog_->GetTenant(platform_, "Contoso")->wrapped_ca_key().empty());
+  EXPECT_TRUE(catalog_->GetTenant(contoso_op_, "")->wrapped_ca_key().empty());
+  // The shard path does get them.
+  EXPECT_FALSE(catalog_->GetTenant(Caller::Internal(), "Contoso")
+                   ->wrapped_ca_key()
+                   .empty());
+}
+
+TEST_F(CatalogTest, InternalCallerHasLeastPrivilege) {
+  const std::string id = ImportOne(9);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  const Caller shard = Caller::Internal();
+  const std::string before = Dump();
+  auto denied = [&](const absl::Status& s, absl::string_view operation) {
+    EXPECT_TRUE(absl::IsPermissionDenied(s)) << operation << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(operation));
+    EXPECT_THAT(s.message(), HasSubstr("shard credential"));
+  };
+  denied(catalog_->CreateTenant(shard, "Evil").status(), "creating a tenant");
+  denied(catalog_->ListTenants(shard).status(), "listing tenants");
+  denied(
+      catalog_
+          ->IssueOperatorCredential(shard, "Contoso", "evil", FakeDeviceKey(1))
+          .status(),
+      "issuing operator credentials");
+  denied(catalog_->CreateProduct(shard, "Contoso", "X", "").status(),
+         "creating a product");
+  denied(catalog_->ListProducts(shard, "Contoso").status(), "listing products");
+  v1::CreateDeviceGroupRequest group;
+  group.set_tenant_id("Contoso");
+  group.set_product("DW100");
+  group.set_name("Evil");
+  denied(catalog_->CreateDeviceGroup(shard, group).status(),
+         "creating a device group");
+  v1::FactoryDevice d;
+  d.set_public_key(FakeDeviceKey(10));
+  denied(catalog_->ImportDevices(shard, {d}).status(),
+         "importing factory devices");
+  denied(catalog_->ClaimDevice(shard, "Contoso", DeviceIdForKey(d.public_key()))
+             .status(),
+         "claiming a device");
+  denied(
+      catalog_->AssignDevice(shard, "Contoso", id, "DW100/Production").status(),
+      "assigning a device");
+  denied(catalog_->RequestDeviceTransfer(shard, "Contoso", id, "Fabrikam")
+             .status(),
+         "requesting a device transfer");
+  v1::ListDevicesRequest list;
+  list.set_tenant_id("Contoso");
+  denied(catalog_->ListDevices(shard, list).status(), "listing devices");
+  v1::ReleaseOsRequest release;
+  release.set_feed(v1::RETAIL);
+  release.set_version("99.1");
+  release.add_image_ids(std::string(64, 'a'));
+  denied(catalog_->ReleaseOs(shard, release).status(), "releasing an OS");
+  EXPECT_EQ(Dump(), before);
+
+  // What shards need still works.
+  EXPECT_TRUE(catalog_->GetTenant(shard, contoso_.id()).ok());
+  EXPECT_TRUE(catalog_->GetDevice(shard, "", id).ok());
+  EXPECT_TRUE(catalog_->GetShardMap(shard).ok());
+  EXPECT_TRUE(catalog_->OpenWatch(shard, 0, {}).ok());
 }
 
 TEST_F(CatalogTest, FailedWriteChangesNothing) {

@@ -271,6 +271,13 @@ grpc::ServerUnaryReactor* ManagementService::UploadImage(
     grpc::CallbackServerContext* ctx, const v1::UploadImageRequest* req,
     v1::Image* resp) {
   return Unary(ctx, [&](const Caller& c) -> absl::Status {
+    if (c.is_internal()) {
+      // Checked before the (costly) package verification; RecordImage
+      // refuses shards too.
+      return absl::PermissionDeniedError(
+          "uploading an image is not allowed with the shard credential "
+          "(urn:sphere:scope:shard); use an operator credential");
+    }
     if (!options_.verify_image_package) {
       return absl::UnimplementedError(
           "image upload is not enabled on this management server (no image "
@@ -416,97 +423,134 @@ ManagementService::ImportDevices(grpc::CallbackServerContext* ctx,
   return new ImportReactor(catalog_, Identify(ctx), resp);
 }
 
-// ---- Watch: server streaming with a bounded queue --------------------------
+// ---- Watch: server streaming with flow control -----------------------------
 
-// WatchReactor buffers catalog events (delivered under the catalog's mutex)
-// in a bounded queue and writes them one at a time. Overflow finishes the
-// call with RESOURCE_EXHAUSTED; the catalog watch is cancelled in OnDone,
-// after which no callback can reach this object.
+// WatchReactor pulls pages of events from a Catalog::WatchStream and writes
+// them one at a time, pulling the next page only after the previous page's
+// last Write completed: a snapshot of any size streams at the client's pace
+// (HTTP/2 flow control), never buffering more than one page. Once the stream
+// is live, the catalog queues new events in the stream (bounded; overflow
+// ends the call with RESOURCE_EXHAUSTED) and wakes the reactor.
+//
+// Pumping (calling Next, then StartWrite) is owned by one thread at a time
+// (pumping_). Next is never called with mu_ held, so the catalog mutex is
+// never taken under mu_: lock order is catalog -> stream -> reactor.
 class ManagementService::WatchReactor
     : public grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
-  WatchReactor(Catalog* catalog, size_t limit)
-      : catalog_(catalog), limit_(limit) {}
+  WatchReactor(Catalog* catalog, size_t limit, size_t page_size)
+      : catalog_(catalog), limit_(limit), page_size_(page_size) {}
 
   void Start(absl::StatusOr<Caller> caller, int64_t start_revision) {
     if (!caller.ok()) {
-      FinishOnce(rpc::ToGrpcStatus(caller.status()));
+      FinishNow(rpc::ToGrpcStatus(caller.status()));
       return;
     }
-    absl::StatusOr<Catalog::WatchId> id =
-        catalog_->Watch(*caller, start_revision,
-                        [this](const v1::WatchEvent& e) { return Enqueue(e); });
-    absl::MutexLock lock(&mu_);
-    starting_ = false;
-    if (id.ok()) {
-      watch_id_ = *id;
-    } else if (!finish_pending_) {
-      finish_pending_ = true;
-      final_status_ = rpc::ToGrpcStatus(id.status());
+    Catalog::WatchOptions options;
+    options.live_queue_limit = limit_;
+    options.wakeup = [this] { Pump(); };
+    absl::StatusOr<std::unique_ptr<Catalog::WatchStream>> stream =
+        catalog_->OpenWatch(*caller, start_revision, std::move(options));
+    if (!stream.ok()) {
+      FinishNow(rpc::ToGrpcStatus(stream.status()));
+      return;
     }
-    if (finish_pending_ && !writing_) FinishLocked(final_status_);
+    stream_ = *std::move(stream);
+    Pump();
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    queue_.pop_front();
-    writing_ = false;
-    if (!ok) {
-      finish_pending_ = true;
-      final_status_ = grpc::Status(grpc::StatusCode::CANCELLED,
-                                   "watch stream closed by the client");
+    {
+      absl::MutexLock lock(&mu_);
+      page_.pop_front();
+      if (!ok) {
+        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
+                                  "watch stream closed by the client"));
+        return;
+      }
+      if (cancelled_) {
+        FinishLocked(
+            grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+        return;
+      }
+      if (!page_.empty()) {
+        StartWrite(&page_.front());
+        return;
+      }
     }
-    if (finish_pending_) {
-      if (!starting_) FinishLocked(final_status_);
-      return;
-    }
-    if (!queue_.empty()) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
+    Fill();  // still owns pumping_
   }
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
-    if (!finish_pending_) {
-      finish_pending_ = true;
-      final_status_ =
-          grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    cancelled_ = true;
+    if (!pumping_) {
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
     }
-    if (!writing_ && !starting_) FinishLocked(final_status_);
   }
 
   void OnDone() override {
-    if (watch_id_ != 0) catalog_->CancelWatch(watch_id_);
+    stream_.reset();  // no wakeup can reach this object afterwards
     delete this;
   }
 
  private:
-  bool Enqueue(const v1::WatchEvent& event) {
-    absl::MutexLock lock(&mu_);
-    if (finish_pending_ || finished_) return false;
-    if (queue_.size() >= limit_) {
-      finish_pending_ = true;
-      final_status_ = grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrFormat("watcher fell %d events behind at revision %d; "
-                          "resume with Watch(start_revision=last revision "
-                          "received + 1)",
-                          queue_.size(), event.revision()));
-      if (!writing_ && !starting_) FinishLocked(final_status_);
-      return false;
+  // Pump takes ownership of pumping and fills, unless another thread owns
+  // it (it will look again: wake_pending_).
+  void Pump() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (pumping_) {
+        wake_pending_ = true;
+        return;
+      }
+      pumping_ = true;
     }
-    queue_.push_back(event);
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-    return true;
+    Fill();
   }
 
-  void FinishOnce(const grpc::Status& status) {
+  // Fill pulls the next page and starts writing it; the caller owns
+  // pumping_, which is released when the stream has nothing to send.
+  void Fill() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        wake_pending_ = false;
+        if (finished_) return;
+        if (cancelled_) {
+          FinishLocked(
+              grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+          return;
+        }
+      }
+      std::vector<v1::WatchEvent> events;
+      absl::Status s = stream_->Next(page_size_, &events);
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (!s.ok()) {
+        if (absl::IsResourceExhausted(s) || absl::IsAborted(s)) {
+          log::Warning("watcher cut off",
+                       {{"error", std::string(s.message())}});
+        }
+        FinishLocked(rpc::ToGrpcStatus(s));
+        return;
+      }
+      if (events.empty()) {
+        if (wake_pending_ || cancelled_) continue;
+        pumping_ = false;  // live and idle: the stream's wakeup calls Pump
+        return;
+      }
+      page_.assign(std::make_move_iterator(events.begin()),
+                   std::make_move_iterator(events.end()));
+      StartWrite(&page_.front());
+      return;
+    }
+  }
+
+  void FinishNow(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
-    starting_ = false;
     FinishLocked(status);
   }
   void FinishLocked(const grpc::Status& status)
@@ -518,20 +562,22 @@ class ManagementService::WatchReactor
 
   Catalog* const catalog_;
   const size_t limit_;
-  Catalog::WatchId watch_id_ = 0;  // set before any finish can run OnDone
+  const size_t page_size_;
+  // Set in Start before any Pump; reset in OnDone.
+  std::unique_ptr<Catalog::WatchStream> stream_;
 
   absl::Mutex mu_;
-  std::deque<v1::WatchEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool starting_ ABSL_GUARDED_BY(mu_) = true;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::WatchEvent> page_ ABSL_GUARDED_BY(mu_);  // front is in flight
+  bool pumping_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
 
 grpc::ServerWriteReactor<v1::WatchEvent>* ManagementService::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
-  auto* reactor = new WatchReactor(catalog_, options_.watch_queue_limit);
+  auto* reactor = new WatchReactor(catalog_, options_.watch_queue_limit,
+                                   options_.watch_page_size);
   reactor->Start(Identify(ctx), req->start_revision());
   return reactor;
 }

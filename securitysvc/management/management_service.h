@@ -6,13 +6,16 @@
 // root; device certificates are always refused):
 //   urn:sphere:tenant:<id>                 -> tenant operator of <id>
 //   urn:sphere:scope:platform-operator     -> platform operator
-//   urn:sphere:scope:shard                 -> internal (shards; may Watch and
-//                                             receive wrapped tenant CA keys)
+//   urn:sphere:scope:shard                 -> internal (shards; least
+//                                             privilege, see Catalog; Watch
+//                                             with wrapped tenant CA keys)
 //
-// Watch is a server-streaming reactor with a bounded queue per watcher: a
-// watcher that falls `watch_queue_limit` events behind is finished with
-// RESOURCE_EXHAUSTED (it can resume from its last revision) instead of
-// buffering without bound.
+// Watch is a server-streaming reactor over a Catalog::WatchStream: snapshot
+// and replay are pulled page by page, the next page only after the previous
+// one was written, so any snapshot size streams under HTTP/2 flow control.
+// Live events are queued per watcher up to `watch_queue_limit`; a watcher
+// that falls further behind is finished with RESOURCE_EXHAUSTED (it resumes
+// from its last revision + 1) instead of buffering without bound.
 //
 // Handlers run Catalog calls (store reads/writes) on the gRPC callback
 // thread; the management plane is low-rate, so this is a deliberate
@@ -39,6 +42,9 @@ struct ManagementServiceOptions {
   // be issued directly by it (so tenant-CA-issued device certs never pass).
   std::string root_subject_line;
   size_t watch_queue_limit = 65536;
+  // Events pulled from the catalog per page (written one by one before the
+  // next page is pulled).
+  size_t watch_page_size = 256;
   // VerifyImagePackage checks and re-signs an uploaded package and returns
   // its Image record (the image pipeline; owned by another module). Unset
   // means UploadImage answers UNIMPLEMENTED.

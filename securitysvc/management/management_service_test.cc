@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
@@ -33,7 +34,7 @@ class ManagementServiceTest : public ::testing::Test {
     if (runner_) runner_->Shutdown(absl::Seconds(1));
   }
 
-  void StartServer(size_t watch_queue_limit) {
+  void StartServer(size_t watch_queue_limit, size_t watch_page_size = 256) {
     root_key_ = crypto::EcPrivateKey::Generate();
     crypto::CertificateSpec root;
     root.common_name = "Sphere Test Root";
@@ -60,6 +61,7 @@ class ManagementServiceTest : public ::testing::Test {
     service_options.root_subject_line =
         crypto::ParseCertificate(root_pem_)->subject_line;
     service_options.watch_queue_limit = watch_queue_limit;
+    service_options.watch_page_size = watch_page_size;
     service_ =
         std::make_unique<ManagementService>(catalog_.get(), service_options);
 
@@ -105,6 +107,45 @@ class ManagementServiceTest : public ::testing::Test {
   std::unique_ptr<v1::ManagementService::Stub> Client(const Credential& c) {
     return v1::ManagementService::NewStub(rpc::NewChannel(
         runner_->address(), {c.cert_pem, c.key_pem, root_pem_}));
+  }
+
+  // Dump is the whole persisted catalog; attack tests compare it.
+  std::string Dump() {
+    std::string out;
+    for (const std::string& cf : Catalog::ColumnFamilies()) {
+      EXPECT_TRUE(store_
+                      ->Scan(cf, "",
+                             [&](absl::string_view k, absl::string_view v) {
+                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
+                               return true;
+                             })
+                      .ok());
+    }
+    return out;
+  }
+
+  // ExpectShardDenied checks a refused shard call: PERMISSION_DENIED naming
+  // the operation, and the catalog unchanged.
+  void ExpectShardDenied(const grpc::Status& s, const std::string& operation,
+                         const std::string& before) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(operation));
+    EXPECT_EQ(Dump(), before);
+  }
+
+  std::string ImportAndClaim(uint64_t n) {
+    std::string key(65, '\0');
+    key[0] = 0x04;
+    for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
+    v1::FactoryDevice d;
+    d.set_public_key(key);
+    EXPECT_TRUE(catalog_->ImportDevices(Caller::PlatformOperator(), {d}).ok());
+    const std::string id = DeviceIdForKey(key);
+    EXPECT_TRUE(
+        catalog_->ClaimDevice(Caller::TenantOperator(contoso_.id()), "", id)
+            .ok());
+    return id;
   }
 
   static void SetDeadline(grpc::ClientContext* ctx) {
@@ -285,28 +326,315 @@ TEST_F(ManagementServiceTest, TenantOperatorCannotWatch) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
-TEST_F(ManagementServiceTest, SlowWatcherCancelledWithResourceExhausted) {
+TEST_F(ManagementServiceTest, SnapshotLargerThanQueueLimitStreamsThenLive) {
   runner_->Shutdown(absl::Seconds(1));
-  StartServer(/*watch_queue_limit=*/1);
-  // Enough snapshot events that the queue of one must overflow while the
-  // snapshot is delivered synchronously.
-  for (int i = 0; i < 100; ++i) {
+  StartServer(/*watch_queue_limit=*/64, /*watch_page_size=*/32);
+  // Far more claimed devices than the per-watcher queue holds.
+  constexpr int kDevices = 1100;
+  std::vector<v1::FactoryDevice> factory(kDevices);
+  for (int i = 0; i < kDevices; ++i) {
+    std::string key(65, '\0');
+    key[0] = 0x04;
+    key[63] = static_cast<char>(i >> 8);
+    key[64] = static_cast<char>(i);
+    factory[i].set_public_key(key);
+  }
+  ASSERT_TRUE(
+      catalog_->ImportDevices(Caller::PlatformOperator(), factory).ok());
+  for (const v1::FactoryDevice& d : factory) {
     ASSERT_TRUE(catalog_
-                    ->CreateProduct(Caller::TenantOperator(contoso_.id()), "",
-                                    absl::StrCat("P", i), "")
+                    ->ClaimDevice(Caller::TenantOperator(contoso_.id()), "",
+                                  DeviceIdForKey(d.public_key()))
                     .ok());
   }
+  const int64_t snapshot_revision = catalog_->revision();
+
   auto shard = Client(Scoped("shard"));
   grpc::ClientContext ctx;
-  SetDeadline(&ctx);
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
   auto reader = shard->Watch(&ctx, v1::WatchRequest());
   v1::WatchEvent e;
-  int events = 0;
-  while (reader->Read(&e)) ++events;
-  grpc::Status s = reader->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("resume"));
-  EXPECT_LT(events, 600);
+  int devices = 0, snapshot_events = 0;
+  bool ended = false;
+  while (!ended && reader->Read(&e)) {
+    ASSERT_TRUE(e.snapshot());
+    ASSERT_EQ(e.revision(), snapshot_revision);
+    ++snapshot_events;
+    if (e.has_device()) ++devices;
+    ended = e.snapshot_end();
+    // A change committed mid-snapshot arrives after it, not inside it.
+    if (snapshot_events == 100) {
+      ASSERT_TRUE(
+          catalog_->CreateTenant(Caller::PlatformOperator(), "Mid").ok());
+    }
+  }
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(devices, kDevices);
+  ASSERT_TRUE(reader->Read(&e));
+  EXPECT_FALSE(e.snapshot());
+  EXPECT_EQ(e.revision(), snapshot_revision + 1);
+  EXPECT_EQ(e.tenant().name(), "Mid");
+  // Then live events.
+  ASSERT_TRUE(catalog_->CreateTenant(Caller::PlatformOperator(), "Live").ok());
+  ASSERT_TRUE(reader->Read(&e));
+  EXPECT_EQ(e.revision(), snapshot_revision + 2);
+  EXPECT_EQ(e.tenant().name(), "Live");
+  ctx.TryCancel();
+  while (reader->Read(&e)) {
+  }
+  reader->Finish();
+}
+
+TEST_F(ManagementServiceTest, PlatformOperatorWatchHasNoWrappedKeys) {
+  auto platform = Client(Scoped("platform-operator"));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto reader = platform->Watch(&ctx, v1::WatchRequest());
+  v1::WatchEvent e;
+  int tenants = 0;
+  while (reader->Read(&e)) {
+    if (e.has_tenant()) {
+      ++tenants;
+      EXPECT_TRUE(e.tenant().wrapped_ca_key().empty());
+    }
+    if (e.snapshot_end()) break;
+  }
+  EXPECT_EQ(tenants, 2);
+  ASSERT_TRUE(catalog_->CreateTenant(Caller::PlatformOperator(), "Live").ok());
+  ASSERT_TRUE(reader->Read(&e));
+  EXPECT_EQ(e.tenant().name(), "Live");
+  EXPECT_TRUE(e.tenant().wrapped_ca_key().empty());
+  ctx.TryCancel();
+  while (reader->Read(&e)) {
+  }
+  reader->Finish();
+  v1::ListTenantsResponse list;
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2);
+  ASSERT_TRUE(
+      platform->ListTenants(&ctx2, v1::ListTenantsRequest(), &list).ok());
+  for (const v1::Tenant& t : list.tenants()) {
+    EXPECT_TRUE(t.wrapped_ca_key().empty());
+  }
+}
+
+// ---- Attacks with a stolen shard credential ---------------------------------
+
+TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotCreateTenant) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  v1::CreateTenantRequest req;
+  req.set_name("Evil");
+  v1::Tenant t;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ExpectShardDenied(shard->CreateTenant(&ctx, req, &t), "creating a tenant",
+                    before);
+}
+
+TEST_F(ManagementServiceTest,
+       Attack_ShardCredentialCannotIssueOperatorCredential) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  v1::IssueOperatorCredentialRequest req;
+  req.set_tenant_id("Contoso");
+  req.set_operator_name("evil");
+  req.set_public_key(crypto::EcPrivateKey::Generate().PublicKey());
+  v1::OperatorCredential cred;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ExpectShardDenied(shard->IssueOperatorCredential(&ctx, req, &cred),
+                    "issuing operator credentials", before);
+  EXPECT_TRUE(cred.certificate_pem().empty());
+}
+
+TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotClaimDevices) {
+  auto shard = Client(Scoped("shard"));
+  std::string key(65, '\x11');
+  key[0] = 0x04;
+  v1::FactoryDevice d;
+  d.set_public_key(key);
+  ASSERT_TRUE(catalog_->ImportDevices(Caller::PlatformOperator(), {d}).ok());
+  const std::string before = Dump();
+  v1::ClaimDeviceRequest req;
+  req.set_tenant_id("Contoso");
+  req.set_device_id(DeviceIdForKey(key));
+  v1::Device device;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ExpectShardDenied(shard->ClaimDevice(&ctx, req, &device), "claiming a device",
+                    before);
+}
+
+TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotImportDevices) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  v1::ImportDevicesResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto writer = shard->ImportDevices(&ctx, &resp);
+  v1::ImportDevicesRequest req;
+  req.add_devices()->set_public_key(
+      crypto::EcPrivateKey::Generate().PublicKey());
+  writer->Write(req);
+  writer->WritesDone();
+  ExpectShardDenied(writer->Finish(), "importing factory devices", before);
+}
+
+TEST_F(ManagementServiceTest,
+       Attack_ShardCredentialCannotMoveDevicesBetweenGroupsOrTenants) {
+  const std::string id = ImportAndClaim(77);
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  v1::Device device;
+  {
+    v1::AssignDeviceRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_device_id(id);
+    req.set_device_group_id("DW100/Production");
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->AssignDevice(&ctx, req, &device),
+                      "assigning a device", before);
+  }
+  {
+    v1::RequestDeviceTransferRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_device_id(id);
+    req.set_to_tenant_id("Fabrikam");
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->RequestDeviceTransfer(&ctx, req, &device),
+                      "requesting a device transfer", before);
+  }
+}
+
+TEST_F(ManagementServiceTest,
+       Attack_ShardCredentialCannotCreateProductsOrGroups) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  {
+    v1::CreateProductRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_name("Evil");
+    v1::Product p;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->CreateProduct(&ctx, req, &p), "creating a product",
+                      before);
+  }
+  {
+    v1::CreateDeviceGroupRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_product("DW100");
+    req.set_name("Evil");
+    v1::DeviceGroup g;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->CreateDeviceGroup(&ctx, req, &g),
+                      "creating a device group", before);
+  }
+}
+
+TEST_F(ManagementServiceTest,
+       Attack_ShardCredentialCannotUploadImagesDeployOrReleaseOs) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  {
+    v1::UploadImageRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_package("not a package");
+    v1::Image image;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->UploadImage(&ctx, req, &image),
+                      "uploading an image", before);
+  }
+  {
+    v1::CreateDeploymentRequest req;
+    req.set_tenant_id("Contoso");
+    req.set_device_group_id("DW100/Production");
+    req.add_image_ids(std::string(64, 'a'));
+    v1::Deployment dep;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->CreateDeployment(&ctx, req, &dep),
+                      "creating a deployment", before);
+  }
+  {
+    v1::ReleaseOsRequest req;
+    req.set_feed(v1::RETAIL);
+    req.set_version("99.1");
+    req.add_image_ids(std::string(64, 'a'));
+    v1::OsRelease release;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ExpectShardDenied(shard->ReleaseOs(&ctx, req, &release), "releasing an OS",
+                      before);
+  }
+}
+
+TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotListTenantData) {
+  auto shard = Client(Scoped("shard"));
+  const std::string before = Dump();
+  v1::ListTenantsResponse tenants;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ExpectShardDenied(
+      shard->ListTenants(&ctx, v1::ListTenantsRequest(), &tenants),
+      "listing tenants", before);
+  EXPECT_EQ(tenants.tenants_size(), 0);
+  v1::ListDevicesRequest req;
+  req.set_tenant_id("Contoso");
+  v1::ListDevicesResponse devices;
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2);
+  ExpectShardDenied(shard->ListDevices(&ctx2, req, &devices), "listing devices",
+                    before);
+}
+
+TEST_F(ManagementServiceTest, ShardCredentialKeepsWhatShardsNeed) {
+  const std::string id = ImportAndClaim(78);
+  auto shard = Client(Scoped("shard"));
+  {
+    v1::RegisterShardRequest req;
+    req.mutable_shard()->set_id("shard-0");
+    req.mutable_shard()->set_address("127.0.0.1:1");
+    v1::ShardMap map;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(shard->RegisterShard(&ctx, req, &map).ok());
+    EXPECT_EQ(map.shards_size(), 1);
+  }
+  {
+    v1::ShardMap map;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(shard->GetShardMap(&ctx, v1::GetShardMapRequest(), &map).ok());
+    EXPECT_EQ(map.shards_size(), 1);
+  }
+  {
+    v1::CatalogRevision rev;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(
+        shard->GetCatalogRevision(&ctx, v1::GetCatalogRevisionRequest(), &rev)
+            .ok());
+    EXPECT_EQ(rev.revision(), catalog_->revision());
+  }
+  {
+    v1::RevokeDeviceRequest req;
+    req.set_tenant_id(contoso_.id());
+    req.set_device_id(id);
+    req.set_reason("tamper: 1 tamper event(s)");
+    v1::Device device;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(shard->RevokeDevice(&ctx, req, &device).ok());
+    EXPECT_EQ(device.state(), v1::REVOKED);
+    EXPECT_EQ(device.revocation_reason(),
+              "automatic: tamper: 1 tamper event(s)");
+  }
 }
 
 }  // namespace
