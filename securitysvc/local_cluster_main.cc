@@ -337,15 +337,44 @@ int Main() {
   std::cout << "ready management=" << mgmt_addr
             << " shards=" << config.shards.size() << " cluster=" << dir
             << "/cluster.json" << std::endl;
+  int exit_code = 0;
   if (!absl::GetFlag(FLAGS_exit_when_ready)) {
-    // Also stop when a child dies unexpectedly.
-    int sig = rpc::WaitForTerminationSignal();
-    log::Info("stopping cluster", {{"signal", absl::StrCat(sig)}});
+    // Run until Ctrl-C/SIGTERM, or until a child dies unexpectedly (then
+    // stop the rest and fail: a cluster with a dead shard is not healthy).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
+    bool running = true;
+    while (running) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig != SIGCHLD) {
+        log::Info("stopping cluster", {{"signal", absl::StrCat(sig)}});
+        break;
+      }
+      for (auto& c : children) {
+        int status = 0;
+        if (c.pid > 0 && waitpid(c.pid, &status, WNOHANG) == c.pid) {
+          c.pid = -1;
+          std::string how =
+              WIFSIGNALED(status)
+                  ? absl::StrCat("killed by signal ", WTERMSIG(status))
+                  : absl::StrCat("exited with status ", WEXITSTATUS(status));
+          std::cerr << "local_cluster: " << c.name << " " << how
+                    << " unexpectedly; stopping the cluster (see " << dir
+                    << "/logs/" << c.name << ".log)" << std::endl;
+          exit_code = 1;
+          running = false;
+        }
+      }
+    }
   }
   StopAll(children);
   unlink(absl::StrCat(dir, "/cluster.json").c_str());
   std::cout << "stopped" << std::endl;
-  return 0;
+  return exit_code;
 }
 
 }  // namespace
@@ -353,6 +382,13 @@ int Main() {
 
 int main(int argc, char** argv) {
   sphere::rpc::InstallTerminationSignalMask();
+  {
+    // SIGCHLD stays pending for sigwait (a dead child stops the cluster).
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld, nullptr);
+  }
   absl::SetProgramUsageMessage(
       "local_cluster --state-dir DIR [--shards N]: management + N shards");
   // Accept --state-dir as well as --state_dir.

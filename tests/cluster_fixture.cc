@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Launch(
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fds[1], 1);
+    dup2(fds[1], 2);
     close(fds[0]);
     close(fds[1]);
     execv(bin.c_str(), argv.data());
@@ -144,6 +145,20 @@ std::unique_ptr<v1::AttestationService::Stub> LocalCluster::ShardStub(
     int index, const rpc::TlsFiles& tls) const {
   return v1::AttestationService::NewStub(
       rpc::NewChannel(config_.shards[index].address, tls));
+}
+
+absl::StatusOr<std::pair<int, std::string>> LocalCluster::WaitForExit() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("cluster not running");
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_fd_, buf, sizeof(buf))) > 0) out.append(buf, n);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  close(out_fd_);
+  out_fd_ = -1;
+  return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
 }
 
 absl::StatusOr<pid_t> LocalCluster::ChildPid(const std::string& name) const {

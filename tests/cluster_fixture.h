@@ -47,6 +47,9 @@ class LocalCluster {
   // ("management", "shard-0", ...) from DIR/run/<name>.pid, which
   // local_cluster writes when it spawns the child. Crash tests SIGKILL it.
   absl::StatusOr<pid_t> ChildPid(const std::string& name) const;
+  // WaitForExit waits for local_cluster to exit by itself and returns its
+  // exit code and remaining output.
+  absl::StatusOr<std::pair<int, std::string>> WaitForExit();
   // Scrape returns the Prometheus text of the process at `address`.
   absl::StatusOr<std::string> Metrics(const std::string& address) const;
 

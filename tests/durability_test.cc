@@ -639,7 +639,9 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
   ASSERT_EQ(kill(*pid, SIGKILL), 0);
   for (auto& w : workers) w.join();
   ASSERT_FALSE(HasFailure());
-  ASSERT_TRUE(cluster->Stop().ok());
+  // local_cluster stops the rest of the cluster (and exits non-zero) when it
+  // notices the dead shard; either way every process is gone after Stop().
+  cluster->Stop().IgnoreError();
 
   // Offline: every acknowledged (device, serial) is in the history, and each
   // device's latest record carries its last acknowledged serial (or, for a

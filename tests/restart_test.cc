@@ -4,6 +4,7 @@
 // credentials in cluster.json, and each shard's attestation records; devices
 // attest again without any re-setup.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -84,6 +85,25 @@ TEST(RestartTest, ClusterRestartedOnItsStateDirKeepsCatalogCaAndRecords) {
     EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
     EXPECT_TRUE(absl::StrContains(r->certificate_chain_pem(), ca_pem));
   }
+}
+
+TEST(LocalClusterTest, DeadShardStopsTheClusterWithAClearError) {
+  auto c = LocalCluster::Start("dead-shard", 2);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto pid = (*c)->ChildPid("shard-1");
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(kill(*pid, SIGKILL), 0);
+  auto exit = (*c)->WaitForExit();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->first, 1) << exit->second;
+  EXPECT_TRUE(absl::StrContains(exit->second,
+                                "shard-1 killed by signal 9 unexpectedly"))
+      << exit->second;
+  EXPECT_TRUE(absl::StrContains(exit->second, "stopped")) << exit->second;
+  // The other children are gone too.
+  auto other = (*c)->ChildPid("shard-0");
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(kill(*other, 0), 0);
 }
 
 }  // namespace
