@@ -11,7 +11,7 @@
 namespace sphere::osbuild {
 namespace {
 
-absl::Status MakeDir(const std::string& path) {
+absl::Status MakeDir(const std::string &path) {
   if (mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) {
     return absl::OkStatus();
   }
@@ -21,12 +21,12 @@ absl::Status MakeDir(const std::string& path) {
 
 }  // namespace
 
-std::string OsImagesDir(const std::string& state_dir, uint32_t version) {
+std::string OsImagesDir(const std::string &state_dir, uint32_t version) {
   return absl::StrCat(state_dir, "/images/os-", version);
 }
 
 absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
-    const crypto::EcPrivateKey& signing_key, const std::string& state_dir,
+    const crypto::EcPrivateKey &signing_key, const std::string &state_dir,
     uint32_t version) {
   if (version == 0) {
     return absl::InvalidArgumentError(
@@ -36,12 +36,12 @@ absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
   auto packages = mcu::BuildFactoryImages(signing_key, version);
   if (!packages.ok()) return packages.status();
   const std::string dir = OsImagesDir(state_dir, version);
-  for (const std::string& d :
+  for (const std::string &d :
        {state_dir, absl::StrCat(state_dir, "/images"), dir}) {
     if (auto s = MakeDir(d); !s.ok()) return s;
   }
   std::vector<BuiltOsImage> out;
-  for (v1::ImagePackage& pkg : *packages) {
+  for (v1::ImagePackage &pkg : *packages) {
     // Self-check: what we ship must verify as devices will verify it.
     auto verified = mcu::VerifyImage(pkg, signing_key.PublicKey());
     if (!verified.ok()) return verified.status();

@@ -33,19 +33,19 @@ namespace sphere::osbuild {
 struct BuiltOsImage {
   std::string component;  // e.g. "kernel"
   uint32_t version = 0;
-  std::string image_id;   // hex SHA-256 of the signed header (Image.id)
-  std::string path;       // STATE_DIR/images/os-V/<component>.pkg
+  std::string image_id;  // hex SHA-256 of the signed header (Image.id)
+  std::string path;      // STATE_DIR/images/os-V/<component>.pkg
   v1::ImagePackage package;
 };
 
 // OsImagesDir returns STATE_DIR/images/os-<version>.
-std::string OsImagesDir(const std::string& state_dir, uint32_t version);
+std::string OsImagesDir(const std::string &state_dir, uint32_t version);
 
 // BuildOs builds, signs, self-verifies and writes the boot chain for
 // `version` (>= 1). Errors: InvalidArgument (version 0, unusable key),
 // Internal/Unavailable from the file system.
 absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
-    const crypto::EcPrivateKey& signing_key, const std::string& state_dir,
+    const crypto::EcPrivateKey &signing_key, const std::string &state_dir,
     uint32_t version);
 
 }  // namespace sphere::osbuild

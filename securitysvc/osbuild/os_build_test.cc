@@ -11,8 +11,8 @@
 namespace sphere::osbuild {
 namespace {
 
-std::string TempDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
+std::string TempDir(const std::string &name) {
+  const char *tmp = std::getenv("TEST_TMPDIR");
   return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
 }
 
@@ -23,7 +23,7 @@ TEST(OsBuildTest, WritesEverySignedBootChainComponent) {
   ASSERT_TRUE(built.ok()) << built.status();
   ASSERT_EQ(built->size(), mcu::BootChainComponents().size());
   for (size_t i = 0; i < built->size(); ++i) {
-    const BuiltOsImage& b = (*built)[i];
+    const BuiltOsImage &b = (*built)[i];
     EXPECT_EQ(b.component, mcu::BootChainComponents()[i]);
     EXPECT_EQ(b.version, 2u);
     EXPECT_EQ(b.path, absl::StrCat(dir, "/images/os-2/", b.component, ".pkg"));

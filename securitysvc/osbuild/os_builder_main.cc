@@ -25,16 +25,16 @@ namespace {
 
 constexpr char kUsage[] = "usage: os_builder --state-dir DIR --version V\n";
 
-int Fail(const absl::Status& s) {
+int Fail(const absl::Status &s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
   return 1;
 }
 
-int Main(int argc, char** argv) {
+int Main(int argc, char **argv) {
   std::string dir, version_text;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    std::string* target = nullptr;
+    std::string *target = nullptr;
     if (absl::StartsWith(a, "--state-dir") ||
         absl::StartsWith(a, "--state_dir")) {
       target = &dir;
@@ -77,7 +77,7 @@ int Main(int argc, char** argv) {
   }
   auto built = BuildOs(pki->image_signing_key, dir, version);
   if (!built.ok()) return Fail(built.status());
-  for (const BuiltOsImage& b : *built) {
+  for (const BuiltOsImage &b : *built) {
     std::cout << b.component << " " << b.version << " " << b.image_id << " "
               << b.path << "\n";
   }
@@ -87,4 +87,4 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace sphere::osbuild
 
-int main(int argc, char** argv) { return sphere::osbuild::Main(argc, argv); }
+int main(int argc, char **argv) { return sphere::osbuild::Main(argc, argv); }
