@@ -1006,8 +1006,17 @@ absl::Status Cli::ClusterStatus() {
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"management", cluster_.management, mgmt, "-"});
+  // The catalog revision: pass it to 'twin attest --min_catalog_revision'
+  // to attest against a catalog that includes every change made so far.
+  v1::CatalogRevision catalog_revision;
+  if (auto s = Call(&v1::ManagementService::Stub::GetCatalogRevision,
+                    v1::GetCatalogRevisionRequest(), &catalog_revision);
+      !s.ok()) {
+    return s;
+  }
   json j = {
       {"management", {{"address", cluster_.management}, {"health", mgmt}}},
+      {"catalog_revision", catalog_revision.revision()},
       {"shard_map_revision", map.revision()},
       {"virtual_nodes", map.virtual_nodes()},
       {"shards", json::array()}};
