@@ -24,6 +24,18 @@
 //                 transfer request --device ID --to-tenant T
 //                 transfer accept --device ID
 //   ca-certificate download --destination FILE [--include-root]
+//   image         upload --file PKG | list
+//                   a tenant operator uploads application packages (the
+//                   platform re-signs them); the platform operator (no
+//                   --tenant) uploads OS components, which must already carry
+//                   the platform signature (see //securitysvc:os_builder).
+//   os            release --feed Retail|RetailEval --version V
+//                         (--image ID [--image ID ...] | --images-dir DIR)
+//                   (platform operator) publishes OS images on a feed;
+//                   --images-dir uploads every DIR/*.pkg first (os_builder
+//                   writes DIR/images/os-V/).
+//   deployment    create --device-group G --image ID [--image ID ...]
+//                 list [--device-group G]
 //   cluster       status
 //
 // --cluster names the JSON file written by local_cluster (default
@@ -46,6 +58,9 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -79,12 +94,19 @@ using json = nlohmann::json;
 
 struct Args {
   std::vector<std::string> words;              // noun, verb, sub-verb
-  std::map<std::string, std::string> options;  // --name value
+  std::map<std::string, std::string> options;  // --name value (last one)
+  std::map<std::string, std::vector<std::string>> repeated;  // every value
 
   bool Has(const std::string& k) const { return options.count(k) > 0; }
   std::string Get(const std::string& k, const std::string& def = "") const {
     auto it = options.find(k);
     return it == options.end() ? def : it->second;
+  }
+  // All returns every value given for --k, in order (e.g. --image A
+  // --image B).
+  std::vector<std::string> All(const std::string& k) const {
+    auto it = repeated.find(k);
+    return it == repeated.end() ? std::vector<std::string>() : it->second;
   }
   absl::StatusOr<std::string> Require(const std::string& k) const {
     auto it = options.find(k);
@@ -121,6 +143,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
             absl::StrCat("option --", name, " needs a value"));
       }
       args.options[name] = value;
+      args.repeated[name].push_back(value);
     } else {
       args.words.push_back(a);
     }
@@ -306,6 +329,24 @@ std::vector<std::string> DeviceRow(const v1::Device& d) {
           absl::StrCat(d.ownership_epoch()),
           d.pending_tenant_id().empty() ? "-" : d.pending_tenant_id()};
 }
+std::string KindName(v1::ImageKind k) {
+  std::string name = v1::ImageKind_Name(k);
+  absl::string_view v = name;
+  absl::ConsumePrefix(&v, "IMAGE_KIND_");
+  return std::string(v);
+}
+std::vector<std::string> ImageRow(const v1::Image& i) {
+  return {i.id(), i.component(), absl::StrCat(i.version()), KindName(i.kind()),
+          i.tenant_id().empty() ? "platform" : i.tenant_id()};
+}
+std::vector<std::string> DeploymentRow(const v1::Deployment& d) {
+  return {d.id(), d.device_group_id(), absl::StrJoin(d.image_ids(), ","),
+          absl::StrCat(d.create_revision())};
+}
+const std::vector<std::string> kImageHeaders = {"ID", "COMPONENT", "VERSION",
+                                                "KIND", "TENANT"};
+const std::vector<std::string> kDeploymentHeaders = {"ID", "DEVICE GROUP",
+                                                     "IMAGES", "REVISION"};
 const std::vector<std::string> kTenantHeaders = {"NAME", "ID", "REVISION"};
 const std::vector<std::string> kProductHeaders = {"NAME", "ID", "DESCRIPTION"};
 const std::vector<std::string> kGroupHeaders = {"NAME", "ID", "OS FEED",
@@ -380,7 +421,13 @@ class Cli {
   absl::Status DeviceGroup(const std::string& verb);
   absl::Status Device(const std::string& verb);
   absl::Status CaCertificate(const std::string& verb);
+  absl::Status Image(const std::string& verb);
+  absl::Status Os(const std::string& verb);
+  absl::Status Deployment(const std::string& verb);
   absl::Status ClusterStatus();
+
+  // UploadPackage reads one image package file and uploads it.
+  absl::StatusOr<v1::Image> UploadPackage(const std::string& path);
 
   void PrintTenants(const std::vector<v1::Tenant>& ts, bool single);
   void PrintGroups(const std::vector<v1::DeviceGroup>& gs, bool single);
@@ -729,6 +776,177 @@ absl::Status Cli::CaCertificate(const std::string& verb) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::Image> Cli::UploadPackage(const std::string& path) {
+  absl::StatusOr<std::string> bytes = rpc::ReadFile(path);
+  if (!bytes.ok()) {
+    return absl::NotFoundError(absl::StrCat("cannot read image package ", path,
+                                            ": ", bytes.status().message()));
+  }
+  v1::UploadImageRequest req;
+  req.set_tenant_id(TenantField());
+  req.set_package(*bytes);
+  v1::Image image;
+  if (auto s = Call(&v1::ManagementService::Stub::UploadImage, req, &image);
+      !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("upload of ", path, ": ", s.message()));
+  }
+  return image;
+}
+
+absl::Status Cli::Image(const std::string& verb) {
+  if (verb == "upload") {
+    auto file = args_.Require("file");
+    if (!file.ok()) return file.status();
+    auto image = UploadPackage(*file);
+    if (!image.ok()) return image.status();
+    PrintList(printer_, kImageHeaders, std::vector<v1::Image>{*image}, true,
+              ImageRow);
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListImagesRequest req;
+    req.set_tenant_id(TenantField());
+    v1::ListImagesResponse resp;
+    if (auto s = Call(&v1::ManagementService::Stub::ListImages, req, &resp);
+        !s.ok()) {
+      return s;
+    }
+    PrintList(printer_, kImageHeaders,
+              std::vector<v1::Image>(resp.images().begin(),
+                                     resp.images().end()),
+              false, ImageRow);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown verb 'image ", verb, "'; use upload or list"));
+}
+
+// PackagesIn lists DIR/*.pkg in name order.
+absl::StatusOr<std::vector<std::string>> PackagesIn(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open images directory ", dir,
+                     " (build one with os_builder --state-dir DIR --version "
+                     "V: it writes DIR/images/os-V)"));
+  }
+  std::vector<std::string> out;
+  while (struct dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (absl::EndsWith(name, ".pkg")) out.push_back(dir + "/" + name);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  if (out.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("images directory ", dir, " holds no .pkg files"));
+  }
+  return out;
+}
+
+absl::Status Cli::Os(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  if (verb != "release") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown verb 'os ", verb,
+        "'; use 'os release --feed F --version V --image ID ...'"));
+  }
+  auto feed_name = args_.Require("feed");
+  if (!feed_name.ok()) return feed_name.status();
+  auto feed = ParseFeed(*feed_name);
+  if (!feed.ok()) return feed.status();
+  auto version = args_.Require("version");
+  if (!version.ok()) return version.status();
+  std::vector<std::string> ids = args_.All("image");
+  const std::string images_dir = args_.Get("images-dir");
+  if (ids.empty() == images_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "'os release' needs either --image ID (repeatable) or --images-dir "
+        "DIR, not both");
+  }
+  std::map<std::string, v1::Image> images;  // by id, for the output
+  if (!images_dir.empty()) {
+    auto files = PackagesIn(images_dir);
+    if (!files.ok()) return files.status();
+    for (const std::string& f : *files) {
+      auto image = UploadPackage(f);
+      if (!image.ok()) return image.status();
+      ids.push_back(image->id());
+      images[image->id()] = *image;
+    }
+  }
+  v1::ReleaseOsRequest req;
+  req.set_feed(*feed);
+  req.set_version(*version);
+  for (const std::string& id : ids) req.add_image_ids(id);
+  v1::OsRelease release;
+  if (auto s = Call(&S::ReleaseOs, req, &release); !s.ok()) return s;
+  if (images.size() < ids.size()) {
+    // Released by id: look the components up for the output (best effort).
+    v1::ListImagesResponse all;
+    if (Call(&S::ListImages, v1::ListImagesRequest(), &all).ok()) {
+      for (const v1::Image& i : all.images()) images[i.id()] = i;
+    }
+  }
+  std::vector<std::string> components;
+  json j = ToJson(release);
+  j["images"] = json::array();
+  for (const std::string& id : release.image_ids()) {
+    auto it = images.find(id);
+    if (it == images.end()) {
+      components.push_back(id.substr(0, 12));
+      continue;
+    }
+    components.push_back(
+        absl::StrCat(it->second.component(), " ", it->second.version()));
+    j["images"].push_back(ToJson(it->second));
+  }
+  printer_.Print({"FEED", "VERSION", "REVISION", "COMPONENTS"},
+                 {{FeedName(release.feed()), release.version(),
+                   absl::StrCat(release.create_revision()),
+                   absl::StrJoin(components, ", ")}},
+                 j);
+  return absl::OkStatus();
+}
+
+absl::Status Cli::Deployment(const std::string& verb) {
+  using S = v1::ManagementService::Stub;
+  if (verb == "create") {
+    auto group = args_.Require("device-group");
+    if (!group.ok()) return group.status();
+    const std::vector<std::string> ids = args_.All("image");
+    if (ids.empty()) {
+      return absl::InvalidArgumentError(
+          "missing --image for 'deployment create' (repeat it for several "
+          "images; upload them with 'spherectl image upload')");
+    }
+    v1::CreateDeploymentRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_group_id(*group);
+    for (const std::string& id : ids) req.add_image_ids(id);
+    v1::Deployment d;
+    if (auto s = Call(&S::CreateDeployment, req, &d); !s.ok()) return s;
+    PrintList(printer_, kDeploymentHeaders, std::vector<v1::Deployment>{d},
+              true, DeploymentRow);
+    return absl::OkStatus();
+  }
+  if (verb == "list") {
+    v1::ListDeploymentsRequest req;
+    req.set_tenant_id(TenantField());
+    req.set_device_group_id(args_.Get("device-group"));
+    v1::ListDeploymentsResponse resp;
+    if (auto s = Call(&S::ListDeployments, req, &resp); !s.ok()) return s;
+    PrintList(printer_, kDeploymentHeaders,
+              std::vector<v1::Deployment>(resp.deployments().begin(),
+                                          resp.deployments().end()),
+              false, DeploymentRow);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown verb 'deployment ", verb, "'; use create or list"));
+}
+
 // Health asks a shard's grpc.health.v1.Health/Check("") through a generic
 // stub (so the CLI needs no health proto): "SERVING", "NOT_SERVING" or the
 // failure.
@@ -788,8 +1006,17 @@ absl::Status Cli::ClusterStatus() {
   }
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"management", cluster_.management, mgmt, "-"});
+  // The catalog revision: pass it to 'twin attest --min_catalog_revision'
+  // to attest against a catalog that includes every change made so far.
+  v1::CatalogRevision catalog_revision;
+  if (auto s = Call(&v1::ManagementService::Stub::GetCatalogRevision,
+                    v1::GetCatalogRevisionRequest(), &catalog_revision);
+      !s.ok()) {
+    return s;
+  }
   json j = {
       {"management", {{"address", cluster_.management}, {"health", mgmt}}},
+      {"catalog_revision", catalog_revision.revision()},
       {"shard_map_revision", map.revision()},
       {"virtual_nodes", map.virtual_nodes()},
       {"shards", json::array()}};
@@ -814,11 +1041,14 @@ absl::Status Cli::Run() {
   if (noun == "device-group") return DeviceGroup(verb);
   if (noun == "device") return Device(verb);
   if (noun == "ca-certificate") return CaCertificate(verb);
+  if (noun == "image") return Image(verb);
+  if (noun == "os") return Os(verb);
+  if (noun == "deployment") return Deployment(verb);
   if (noun == "cluster" && verb == "status") return ClusterStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown command '", absl::StrJoin(args_.words, " "),
-      "'; use tenant, product, device-group, device, ca-certificate or "
-      "cluster status"));
+      "'; use tenant, product, device-group, device, ca-certificate, image, "
+      "os, deployment or cluster status"));
 }
 
 constexpr char kUsage[] =
@@ -835,6 +1065,11 @@ constexpr char kUsage[] =
     "         | transfer request --device ID --to-tenant T\n"
     "         | transfer accept --device ID\n"
     "  ca-certificate download --destination FILE [--include-root]\n"
+    "  image upload --file PKG | list\n"
+    "  os release --feed Retail|RetailEval --version V\n"
+    "             (--image ID [--image ID ...] | --images-dir DIR)\n"
+    "  deployment create --device-group G --image ID [--image ID ...]\n"
+    "             | list [--device-group G]\n"
     "  cluster status\n";
 
 int Main(int argc, char** argv) {

@@ -3,12 +3,12 @@
 //   bazel run //:local_cluster -- --state-dir DIR [--shards N]
 //
 // Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
-// images into DIR/images/os-<v>/, starts management and N shards as child
-// processes (logs in DIR/logs/), publishes the OS release, writes
-// DIR/cluster.json and prints a line starting with "ready". Each child's pid
-// is written to DIR/run/<name>.pid as it is spawned (crash tests SIGKILL
-// children by it). Ctrl-C or SIGTERM
-// stops every child gracefully. With --exit-when-ready it detaches nothing:
+// images into DIR/images/os-<v>/ (osbuild::BuildOs, as os_builder does),
+// starts management and N shards as child processes (logs in DIR/logs/),
+// publishes the OS release on both feeds, writes DIR/cluster.json and prints
+// a line starting with "ready". Each child's pid is written to
+// DIR/run/<name>.pid as it is spawned (crash tests SIGKILL children by it).
+// Ctrl-C or SIGTERM stops every child gracefully. With --exit-when-ready it detaches nothing:
 // it stops the cluster again right after becoming ready (smoke test).
 #include <dirent.h>
 #include <fcntl.h>
@@ -33,8 +33,8 @@
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
-#include "mcu-model/image.h"
 #include "protos/management.grpc.pb.h"
+#include "securitysvc/osbuild/os_build.h"
 #include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "", "Cluster state directory (required)");
@@ -229,28 +229,14 @@ int Main() {
     return 1;
   }
   const uint32_t os_version = absl::GetFlag(FLAGS_os_version);
-  auto images = mcu::BuildFactoryImages(pki->image_signing_key, os_version);
-  if (!images.ok()) {
-    std::cerr << "local_cluster: cannot build OS images: " << images.status()
+  auto built = osbuild::BuildOs(pki->image_signing_key, dir, os_version);
+  if (!built.ok()) {
+    std::cerr << "local_cluster: cannot build OS images: " << built.status()
               << "\n";
     return 1;
   }
-  std::string img_dir = absl::StrCat(dir, "/images/os-", os_version);
-  mkdir(img_dir.c_str(), 0755);
-  for (const auto& pkg : *images) {
-    auto header = mcu::VerifyImage(pkg, pki->image_signing_key.PublicKey());
-    if (!header.ok()) {
-      std::cerr << "local_cluster: " << header.status() << "\n";
-      return 1;
-    }
-    auto s = rpc::WriteFile(
-        absl::StrCat(img_dir, "/", header->header.component(), ".pkg"),
-        pkg.SerializeAsString());
-    if (!s.ok()) {
-      std::cerr << "local_cluster: " << s << "\n";
-      return 1;
-    }
-  }
+  std::vector<v1::ImagePackage> images;
+  for (const auto& b : *built) images.push_back(b.package);
 
   std::vector<Child> children;
   auto fail = [&](const absl::Status& s) {
@@ -269,7 +255,7 @@ int Main() {
     return fail(s);
   }
   std::string mgmt_addr = absl::StrCat("127.0.0.1:", children.back().port);
-  if (auto s = PublishOs(*pki, mgmt_addr, *images, os_version); !s.ok()) {
+  if (auto s = PublishOs(*pki, mgmt_addr, images, os_version); !s.ok()) {
     return fail(s);
   }
 

@@ -23,7 +23,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Building"
 bazel build //:local_cluster //securitysvc:shard //securitysvc/management \
-  //cli:spherectl //twin:twin 2>&1 | tail -1
+  //securitysvc:os_builder //cli:spherectl //twin:twin 2>&1 | tail -1
 BIN="$ROOT/bazel-bin"
 CTL=("$BIN/cli/spherectl" --cluster "$DIR/cluster.json")
 TWIN=("$BIN/twin/twin" --cluster "$DIR/cluster.json")
@@ -85,6 +85,36 @@ for n in dw100-0001 dw100-0002; do
   chain="$DIR/twins/$n/device_chain.pem"
   openssl verify -CAfile "$DIR/pki/root.pem" -untrusted "$chain" "$chain"
   openssl x509 -in "$chain" -noout -subject -issuer
+done
+
+step "Platform builds OS 2 and releases it to the RetailEval feed only"
+"$BIN/securitysvc/os_builder" --state-dir "$DIR" --version 2
+"${CTL[@]}" os release --feed RetailEval --version 2 --images-dir "$DIR/images/os-2"
+
+step "A third twin joins DW100's Production OS Evaluation group (RetailEval feed)"
+out=$("${TWIN[@]}" --name dw100-0003 manufacture)
+echo "$out"
+EVAL_ID=$(echo "$out" | awk '{print $4}')
+"${CTL[@]}" --tenant Contoso device claim --device "$EVAL_ID" >/dev/null
+"${CTL[@]}" --tenant Contoso device update --device "$EVAL_ID" \
+  --device-group "DW100/Production OS Evaluation"
+IDS+=("$EVAL_ID")
+
+step "The RetailEval twin runs OS 1: genuine but outdated, it gets an update-only certificate"
+# Attest against a catalog that includes the release and the assignment.
+REV=$("${CTL[@]}" --output json cluster status |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["catalog_revision"])')
+out=$("${TWIN[@]}" --name dw100-0003 --min_catalog_revision "$REV" attest)
+echo "$out"
+grep -q 'outcome UPDATE_REQUIRED' <<<"$out" && grep -q 'scope=update-only' <<<"$out" ||
+  { echo "demo: expected an update-only certificate for dw100-0003" >&2; exit 1; }
+
+step "Production twins (Retail feed) stay UP_TO_DATE with full certificates"
+for n in dw100-0001 dw100-0002; do
+  out=$("${TWIN[@]}" --name "$n" --min_catalog_revision "$REV" attest)
+  grep -E 'outcome|claims' <<<"$out"
+  grep -q 'outcome UP_TO_DATE' <<<"$out" && grep -q 'scope=full' <<<"$out" ||
+    { echo "demo: expected $n to stay UP_TO_DATE" >&2; exit 1; }
 done
 
 step "Cluster status (shards report their attested devices in their heartbeat)"

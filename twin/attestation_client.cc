@@ -34,11 +34,11 @@ int AttestationClient::redirects() const {
 
 absl::StatusOr<v1::AttestResponse> AttestationClient::AttestWithRetry(
     const std::string& device_id, const Quoter& quoter,
-    absl::Duration budget) {
+    absl::Duration budget, int64_t min_catalog_revision) {
   absl::Time deadline = absl::Now() + budget;
   absl::Duration backoff = absl::Milliseconds(50);
   while (true) {
-    auto r = Attest(device_id, quoter);
+    auto r = Attest(device_id, quoter, min_catalog_revision);
     const absl::StatusCode code = r.status().code();
     const bool retryable = code == absl::StatusCode::kUnavailable ||
                            code == absl::StatusCode::kNotFound ||

@@ -41,10 +41,11 @@ class AttestationClient {
 
   // AttestWithRetry retries what a device in the field would retry: an
   // unavailable shard, and a catalog that does not know the device (yet),
-  // with exponential backoff up to `budget`.
+  // with exponential backoff up to `budget`. `min_catalog_revision` as for
+  // Attest.
   absl::StatusOr<v1::AttestResponse> AttestWithRetry(
       const std::string& device_id, const Quoter& quoter,
-      absl::Duration budget);
+      absl::Duration budget, int64_t min_catalog_revision = 0);
 
   // Redirects followed so far (for tests and metrics).
   int redirects() const;

@@ -8,7 +8,10 @@
 //   twin --cluster DIR/cluster.json --name NAME attest
 //       Secure boot, then attestation against the owning shard; writes the
 //       issued chain (leaf + tenant CA) to DIR/twins/NAME/device_chain.pem
-//       and prints its subject, claims and chain.
+//       and prints its outcome (UP_TO_DATE, or UPDATE_REQUIRED with the
+//       outdated components), subject, claims and chain.
+//       --min_catalog_revision N makes the shard answer from a catalog that
+//       includes revision N (read-your-writes after a spherectl change).
 //
 // Device state lives in DIR/twins/NAME/ (device.state is sealed by Pluton).
 #include <sys/stat.h>
@@ -38,6 +41,10 @@ ABSL_FLAG(absl::Duration, retry_budget, absl::Seconds(15),
           "does not know the device yet");
 ABSL_FLAG(uint32_t, factory_os_version, 1,
           "OS version installed at manufacture");
+ABSL_FLAG(int64_t, min_catalog_revision, 0,
+          "attest: have the shard answer from a catalog at least this new "
+          "(e.g. the revision 'spherectl cluster status' reports after a "
+          "change); 0 = any");
 
 namespace sphere::twin {
 namespace {
@@ -196,7 +203,8 @@ int Attest(const cluster::ClusterConfig& c, const Paths& p) {
   auto resp = client.AttestWithRetry(
       dev->device_id(),
       [dev](absl::string_view nonce) { return dev->Quote(nonce); },
-      absl::GetFlag(FLAGS_retry_budget));
+      absl::GetFlag(FLAGS_retry_budget),
+      absl::GetFlag(FLAGS_min_catalog_revision));
   if (auto s = SaveDevice(*dev, p); !s.ok()) return Fail(s);
   if (!resp.ok()) return Fail(resp.status());
   // Verify what we received before trusting it.

@@ -124,7 +124,12 @@ void InMemoryCatalog::PutDeployment(const v1::Deployment& deployment) {
 
 void InMemoryCatalog::PutOsRelease(const v1::OsRelease& release) {
   absl::MutexLock l(&mu_);
-  os_releases_[release.feed()] = release;
+  // A snapshot delivers a feed's releases in key order ("RETAIL/10" before
+  // "RETAIL/9"), not release order: keep the one published last.
+  auto [it, inserted] = os_releases_.emplace(release.feed(), release);
+  if (!inserted && release.create_revision() >= it->second.create_revision()) {
+    it->second = release;
+  }
 }
 
 size_t InMemoryCatalog::device_count() const {

@@ -123,7 +123,7 @@ class InMemoryCatalog : public CatalogView {
   // group id -> latest deployment
   absl::flat_hash_map<std::string, v1::Deployment> deployments_
       ABSL_GUARDED_BY(mu_);
-  // feed -> latest release
+  // feed -> latest release (highest create_revision)
   std::map<int, v1::OsRelease> os_releases_ ABSL_GUARDED_BY(mu_);
 };
 

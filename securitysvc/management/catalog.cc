@@ -1282,6 +1282,7 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
         "an OS release needs at least one OS component image id");
   }
   absl::MutexLock lock(&mu_);
+  std::map<std::string, v1::Image> components;  // the new release's images
   for (const std::string& id : request.image_ids()) {
     auto image = GetRecord<v1::Image>(store_, kImages, id);
     if (!image.ok()) return image.status();
@@ -1292,23 +1293,68 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
           "images as a platform operator first",
           id));
     }
+    const v1::Image& img = **image;
+    if (!components.emplace(img.component(), img).second) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "an OS release carries one image per component; %s appears twice",
+          img.component()));
+    }
   }
-  const std::string key =
-      absl::StrCat(v1::OsFeed_Name(request.feed()), "/", request.version());
+  const std::string feed_name = v1::OsFeed_Name(request.feed());
+  const std::string key = absl::StrCat(feed_name, "/", request.version());
   auto existing = GetRecord<v1::OsRelease>(store_, kOsReleases, key);
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) {
     return absl::AlreadyExistsError(absl::StrFormat(
         "OS %s is already released on feed %s; pick a new version",
-        request.version(), v1::OsFeed_Name(request.feed())));
+        request.version(), feed_name));
+  }
+  // No rollback through a feed: devices refuse older images (anti-rollback
+  // counters), so a release older than what the feed already shipped could
+  // never install and would leave the feed's devices UPDATE_REQUIRED for
+  // good. Compare with the highest version of each component released on
+  // this feed so far (and the release that shipped it).
+  std::map<std::string, std::pair<uint32_t, std::string>> highest;
+  absl::Status read_error;
+  absl::Status scan =
+      ScanAll<v1::OsRelease>(store_, kOsReleases, [&](const auto& r) {
+        if (r.feed() != request.feed()) return true;
+        for (const std::string& id : r.image_ids()) {
+          auto image = GetRecord<v1::Image>(store_, kImages, id);
+          if (!image.ok()) {
+            read_error = image.status();
+            return false;
+          }
+          if (!image->has_value()) continue;  // released images are kept
+          auto& h = highest[(*image)->component()];
+          if ((*image)->version() >= h.first) {
+            h = {(*image)->version(), r.version()};
+          }
+        }
+        return true;
+      });
+  if (!scan.ok()) return scan;
+  if (!read_error.ok()) return read_error;
+  for (const auto& [component, image] : components) {
+    auto it = highest.find(component);
+    if (it != highest.end() && image.version() < it->second.first) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "OS %s would roll back %s on feed %s from version %d (released in "
+          "OS %s) to %d; an OS release must not carry older components than "
+          "the feed already shipped",
+          request.version(), component, feed_name, it->second.first,
+          it->second.second, image.version()));
+    }
   }
   v1::OsRelease release;
   release.set_feed(request.feed());
   release.set_version(request.version());
   *release.mutable_image_ids() = request.image_ids();
   Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  release.set_create_revision(e->revision());
+  *e->mutable_os_release() = release;
   txn.Put(kOsReleases, key, release);
-  *txn.Emit()->mutable_os_release() = release;
   if (auto s = Commit(txn); !s.ok()) return s;
   return release;
 }

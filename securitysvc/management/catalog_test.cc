@@ -850,6 +850,93 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
       absl::IsInvalidArgument(catalog_->ReleaseOs(platform_, rel).status()));
 }
 
+// RecordOsImage records a platform OS component image (as the image pipeline
+// would after verifying its platform signature).
+v1::Image RecordOsImage(Catalog *catalog, const std::string &component,
+                        v1::ImageKind kind, uint32_t version) {
+  v1::Image os;
+  const std::string tag = absl::StrCat(component, "/", version);
+  os.set_id(crypto::HexEncode(crypto::Sha256(tag)));
+  os.set_component(component);
+  os.set_version(version);
+  os.set_kind(kind);
+  os.set_image_hash(crypto::Sha256(tag));
+  auto r = catalog->RecordImage(Caller::PlatformOperator(), os);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return os;
+}
+
+TEST_F(CatalogTest, OsReleaseRecordsItsRevisionAndEmitsIt) {
+  auto w = Follow(platform_, catalog_->revision() + 1);
+  v1::Image kernel =
+      RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 2);
+  v1::ReleaseOsRequest rel;
+  rel.set_feed(v1::RETAIL_EVAL);
+  rel.set_version("2");
+  rel.add_image_ids(kernel.id());
+  auto r = catalog_->ReleaseOs(platform_, rel);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->create_revision(), catalog_->revision());
+  ASSERT_FALSE(w->events.empty());
+  EXPECT_EQ(w->events.back().os_release().SerializeAsString(),
+            r->SerializeAsString());
+}
+
+TEST_F(CatalogTest, Attack_TenantCannotReleaseOs) {
+  v1::Image kernel =
+      RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 2);
+  const std::string before = Dump();
+  v1::ReleaseOsRequest rel;
+  rel.set_feed(v1::RETAIL);
+  rel.set_version("2");
+  rel.add_image_ids(kernel.id());
+  auto r = catalog_->ReleaseOs(contoso_op_, rel);
+  EXPECT_TRUE(absl::IsPermissionDenied(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("needs a platform-operator credential"));
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, Attack_OlderOsReleaseOnAFeedIsRefused) {
+  v1::Image k1 =
+      RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 1);
+  v1::Image s1 = RecordOsImage(catalog_.get(), "os-services",
+                               v1::IMAGE_KIND_OS_SERVICES, 1);
+  v1::Image k2 =
+      RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 2);
+  v1::Image s2 = RecordOsImage(catalog_.get(), "os-services",
+                               v1::IMAGE_KIND_OS_SERVICES, 2);
+  auto release = [&](v1::OsFeed feed, const std::string &version,
+                     std::vector<v1::Image> images) {
+    v1::ReleaseOsRequest rel;
+    rel.set_feed(feed);
+    rel.set_version(version);
+    for (const auto &i : images) rel.add_image_ids(i.id());
+    return catalog_->ReleaseOs(platform_, rel);
+  };
+  ASSERT_TRUE(release(v1::RETAIL_EVAL, "2", {k2, s2}).ok());
+  const std::string before = Dump();
+
+  // "3" names a newer release but ships the version-1 kernel: a rollback.
+  auto older = release(v1::RETAIL_EVAL, "3", {k1, s2});
+  EXPECT_TRUE(absl::IsFailedPrecondition(older.status())) << older.status();
+  EXPECT_THAT(std::string(older.status().message()),
+              HasSubstr("would roll back kernel on feed RETAIL_EVAL from "
+                        "version 2 (released in OS 2) to 1"));
+  // A partial release cannot sneak an old component past the rule either.
+  auto partial = release(v1::RETAIL_EVAL, "4", {s1});
+  EXPECT_TRUE(absl::IsFailedPrecondition(partial.status())) << partial.status();
+  // The same image twice in one release is malformed.
+  auto twice = release(v1::RETAIL_EVAL, "5", {k2, k2});
+  EXPECT_TRUE(absl::IsInvalidArgument(twice.status())) << twice.status();
+  EXPECT_EQ(Dump(), before);
+
+  // Feeds are independent: Retail has not shipped version 2 yet.
+  EXPECT_TRUE(release(v1::RETAIL, "1", {k1, s1}).ok());
+  // Re-releasing the same components under a new version is no rollback.
+  EXPECT_TRUE(release(v1::RETAIL_EVAL, "2.1", {k2, s2}).ok());
+}
+
 TEST_F(CatalogTest, OperatorCredentialCarriesTenantClaim) {
   auto key = crypto::EcPrivateKey::Generate();
   auto pem = catalog_->IssueOperatorCredential(platform_, "Contoso", "alice",
