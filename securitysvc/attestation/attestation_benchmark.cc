@@ -12,7 +12,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
+#include "common/rpc/rpc.h"
+#include "securitysvc/attestation/attestation_service.h"
+#include "securitysvc/sharding/router.h"
+#include <grpcpp/generic/generic_stub.h>
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
 #include "common/util/clock.h"
@@ -212,6 +217,147 @@ void BM_AttestOnly(benchmark::State& state) {
   ReportCost(state, timed);
 }
 BENCHMARK(BM_AttestOnly);
+
+// ------------------------------------------------------- over gRPC + mTLS
+
+// RpcPlatform serves the same Attestor through AttestationServiceImpl on a
+// loopback port with mutual TLS, as a shard does, and keeps one client
+// channel. The empty-RPC floor is grpc.health.v1.Health/Check with an empty
+// request on the same server and channel.
+struct RpcPlatform {
+  RpcPlatform() {
+    Platform& p = GetPlatform();
+    absl::Time now = absl::Now();
+    crypto::EcPrivateKey root = crypto::EcPrivateKey::Generate();
+    crypto::CertificateSpec spec;
+    spec.common_name = "Bench Root";
+    spec.subject_public_key = root.PublicKey();
+    spec.not_before = now - absl::Hours(1);
+    spec.not_after = now + absl::Hours(24);
+    spec.usage = crypto::KeyUsage::kCa;
+    std::string root_pem = *crypto::IssueCertificate(spec, root, "");
+    crypto::EcPrivateKey server_key = crypto::EcPrivateKey::Generate();
+    spec.common_name = "bench-shard";
+    spec.subject_public_key = server_key.PublicKey();
+    spec.usage = crypto::KeyUsage::kServerAuth;
+    spec.dns_sans = {"localhost"};
+    spec.ip_sans = {"127.0.0.1"};
+    std::string server_pem = *crypto::IssueCertificate(spec, root, root_pem);
+    crypto::EcPrivateKey client_key = crypto::EcPrivateKey::Generate();
+    spec.common_name = "bench-client";
+    spec.subject_public_key = client_key.PublicKey();
+    spec.usage = crypto::KeyUsage::kClientAuth;
+    spec.dns_sans.clear();
+    spec.ip_sans.clear();
+    std::string client_pem = *crypto::IssueCertificate(spec, root, root_pem);
+
+    router = std::make_unique<sharding::ShardRouter>("bench-shard");
+    service =
+        std::make_unique<AttestationServiceImpl>(p.attestor.get(), router.get());
+    rpc::ServerOptions o;
+    o.address = "127.0.0.1:0";
+    o.tls = {server_pem, server_key.ToPem(), root_pem};
+    runner = std::make_unique<rpc::ServerRunner>(o);
+    runner->AddService(service.get());
+    Check(runner->Start(), "ServerRunner::Start");
+    channel = rpc::NewChannel(runner->address(),
+                              {client_pem, client_key.ToPem(), root_pem});
+    stub = v1::AttestationService::NewStub(channel);
+    generic = std::make_unique<grpc::GenericStub>(channel);
+  }
+  std::unique_ptr<sharding::ShardRouter> router;
+  std::unique_ptr<AttestationServiceImpl> service;
+  std::unique_ptr<rpc::ServerRunner> runner;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::AttestationService::Stub> stub;
+  std::unique_ptr<grpc::GenericStub> generic;
+};
+
+RpcPlatform& GetRpcPlatform() {
+  static RpcPlatform* p = new RpcPlatform;
+  return *p;
+}
+
+double g_empty_rpc_seconds = 0;
+
+void BM_FloorEmptyRpc(benchmark::State& state) {
+  RpcPlatform& r = GetRpcPlatform();
+  grpc::Slice empty("");  // an empty HealthCheckRequest
+  grpc::ByteBuffer request(&empty, 1);
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    grpc::ByteBuffer response;
+    absl::Notification done;
+    grpc::Status status;
+    r.generic->UnaryCall(&ctx, "/grpc.health.v1.Health/Check",
+                         grpc::StubOptions(), &request, &response,
+                         [&](grpc::Status s) {
+                           status = std::move(s);
+                           done.Notify();
+                         });
+    done.WaitForNotification();
+    if (!status.ok()) {
+      state.SkipWithError(status.error_message().c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.threads() == 1) {
+    g_empty_rpc_seconds =
+        absl::ToDoubleSeconds(absl::Now() - start) / state.iterations();
+  }
+}
+BENCHMARK(BM_FloorEmptyRpc)->UseRealTime()->Threads(1)->Threads(4);
+
+// GetChallenge + device Quote + Attest over gRPC/mTLS; one pool device per
+// iteration (2 RPCs). `cost_vs_empty_rpc` and `cost_vs_sign_plus_verify`
+// are per-thread latency over the 1-thread floors of this run: read the
+// 1-thread row for cost and items_per_second for throughput.
+void BM_RpcFullAttestation(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  RpcPlatform& r = GetRpcPlatform();
+  size_t i = state.thread_index() * 7;
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    mcu::Device& d = *p.devices[i++ % p.devices.size()];
+    v1::GetChallengeResponse challenge;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+      v1::GetChallengeRequest req;
+      req.set_device_id(d.device_id());
+      grpc::Status st = r.stub->GetChallenge(&ctx, req, &challenge);
+      if (!st.ok()) {
+        state.SkipWithError(st.error_message().c_str());
+        break;
+      }
+    }
+    v1::AttestRequest req;
+    req.set_device_id(d.device_id());
+    *req.mutable_quote() = *d.Quote(challenge.nonce());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::AttestResponse resp;
+    grpc::Status st = r.stub->Attest(&ctx, req, &resp);
+    if (!st.ok()) {
+      state.SkipWithError(st.error_message().c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    absl::Duration elapsed = absl::Now() - start;
+    ReportCost(state, elapsed);
+    if (g_empty_rpc_seconds > 0) {
+      state.counters["cost_vs_empty_rpc"] =
+          absl::ToDoubleSeconds(elapsed) / state.iterations() /
+          g_empty_rpc_seconds;
+    }
+  }
+}
+BENCHMARK(BM_RpcFullAttestation)->UseRealTime()->Threads(1)->Threads(4);
 
 // Device side alone (Pluton quote), for reference.
 void BM_DeviceQuote(benchmark::State& state) {
