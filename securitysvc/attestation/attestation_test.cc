@@ -721,6 +721,20 @@ TEST_F(AttestationTest, AntiRollbackViolation) {
   EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
 }
 
+// A register index of 2^31 or more used to pass the bounds check as a
+// negative int and index the replay far out of range (a crash of the shard).
+TEST_F(AttestationTest, Attack_EventNamingHugeRegisterIndexIsRejected) {
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  body.mutable_event_log(0)->set_register_index(0xffffffffu);
+  TrustedState before = Snapshot(h.id);
+
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kInvalidArgument, "names register 4294967295");
+  ExpectUnchanged(before, h.id);
+  EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+}
+
 TEST_F(AttestationTest, QuoteWithoutCertificateKey) {
   HeldKeyDevice h = RegisterHeldKeyDevice();
   v1::QuoteBody body = CraftedBody(h);
