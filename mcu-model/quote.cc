@@ -92,7 +92,8 @@ absl::Status CheckQuoteConsistency(const v1::QuoteBody& body) {
     }
   }
   for (const v1::BootEvent& e : body.event_log()) {
-    if (static_cast<int>(e.register_index()) >= n) {
+    // Compare unsigned: an index >= 2^31 must not wrap to a negative int.
+    if (e.register_index() >= static_cast<uint32_t>(n)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "event for component '", e.component(), "' names register ",
           e.register_index(), " but the quote has ", n, " registers"));

@@ -125,5 +125,23 @@ TEST(CheckQuoteConsistencyTest, BadRegisterIndex) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// An event naming register 0x80000000 or above used to turn negative in the
+// bounds check (int cast) and then index the replay vector far out of range:
+// a quote signed by a device key could crash (or corrupt) the verifier.
+TEST(CheckQuoteConsistencyTest, Attack_RegisterIndexAboveIntMaxIsRejected) {
+  for (uint32_t index : {0x80000000u, 0xffffffffu}) {
+    SCOPED_TRACE(index);
+    v1::QuoteBody body = ConsistentBody();
+    body.mutable_event_log(2)->set_register_index(index);
+    const v1::QuoteBody before = body;
+    absl::Status s = CheckQuoteConsistency(body);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(absl::StrCat("names register ", index)),
+              absl::string_view::npos)
+        << s;
+    EXPECT_EQ(body.SerializeAsString(), before.SerializeAsString());
+  }
+}
+
 }  // namespace
 }  // namespace sphere::mcu

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
+#include "mcu-model/image.h"
 #include "mcu-model/quote.h"
 
 namespace sphere::attestation {
@@ -187,6 +188,18 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
               "event log claims ", e.component(), " v", e.version(),
               " but the measured image is ", image->component(), " v",
               image->version())));
+    }
+    // A boot-chain component name counts only when measured from an image
+    // of that kind: a platform-signed application named "kernel" must not
+    // stand in for the kernel in the version and anti-rollback checks.
+    // (The platform signed it, so this proves nothing about the device: no
+    // automatic revocation.)
+    const v1::ImageKind boot_kind = mcu::KindForComponent(image->component());
+    if (boot_kind != v1::IMAGE_KIND_UNSPECIFIED && image->kind() != boot_kind) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "boot-chain component ", e.component(), " v", e.version(),
+          " is measured from an application image (",
+          v1::ImageKind_Name(image->kind()), "), not a platform OS image"));
     }
     measured[e.component()] = e.version();
   }

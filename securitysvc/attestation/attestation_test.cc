@@ -721,6 +721,55 @@ TEST_F(AttestationTest, AntiRollbackViolation) {
   EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
 }
 
+// A register index of 2^31 or more used to pass the bounds check as a
+// negative int and index the replay far out of range (a crash of the shard).
+TEST_F(AttestationTest, Attack_EventNamingHugeRegisterIndexIsRejected) {
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  body.mutable_event_log(0)->set_register_index(0xffffffffu);
+  TrustedState before = Snapshot(h.id);
+
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kInvalidArgument, "names register 4294967295");
+  ExpectUnchanged(before, h.id);
+  EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+}
+
+// Platform-signed applications named like boot-chain components (as the
+// image pipeline used to sign for tenants) must not stand in for the OS:
+// measured after the boot chain, they masked an outdated OS and the device
+// got a full-scope certificate. Not a proof of device compromise (the
+// platform signed them), so no automatic revocation.
+TEST_F(AttestationTest, Attack_AppImageNamedLikeOsComponentMasksOutdatedOs) {
+  PublishOsRelease(GetPlatform().images_v2, "2.0");
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  for (const std::string& component : mcu::BootChainComponents()) {
+    v1::Image squat;
+    squat.set_image_hash(crypto::Sha256(absl::StrCat("squat ", component)));
+    squat.set_id(crypto::HexEncode(squat.image_hash()));
+    squat.set_tenant_id(kTenantA);
+    squat.set_component(component);
+    squat.set_version(2);
+    squat.set_kind(v1::IMAGE_KIND_APPLICATION);
+    catalog_->PutImage(squat);
+    v1::BootEvent* e = body.add_event_log();
+    e->set_register_index(mcu::kRegisterApps);
+    e->set_component(component);
+    e->set_version(2);
+    e->set_image_hash(squat.image_hash());
+  }
+  Reseal(&body);
+  TrustedState before = Snapshot(h.id);
+
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kPermissionDenied,
+              "is measured from an application image");
+  ExpectUnchanged(before, h.id);
+  EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+  EXPECT_TRUE(revocations_.requests.empty());
+}
+
 TEST_F(AttestationTest, QuoteWithoutCertificateKey) {
   HeldKeyDevice h = RegisterHeldKeyDevice();
   v1::QuoteBody body = CraftedBody(h);

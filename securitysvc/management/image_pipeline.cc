@@ -25,6 +25,19 @@ absl::StatusOr<v1::Image> ImagePipeline::Process(
           "tenants upload applications only; ", header.component(),
           " is an OS component released by the platform"));
     }
+    // The platform signs what the tenant named: an app must live in the
+    // "app:<component_id>" namespace, or it could pose as a boot-chain
+    // component ("kernel" v999) to attestation and to anti-rollback.
+    const std::string expected =
+        mcu::AppComponentName(header.manifest().component_id());
+    if (header.manifest().component_id().empty() ||
+        header.component() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "application component \"", header.component(),
+          "\" must be named \"", expected,
+          "\" (app:<manifest component_id>); boot-chain component names "
+          "are reserved for the platform"));
+    }
     auto signed_pkg = mcu::ResignImage(pkg, signing_key_);
     if (!signed_pkg.ok()) return signed_pkg.status();
     pkg = std::move(*signed_pkg);
