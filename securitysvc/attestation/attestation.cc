@@ -320,6 +320,20 @@ void Attestor::RecordFailure(absl::string_view device_id,
   // Only registered devices get a history (no unbounded writes for junk ids).
   if (!catalog_->GetDevice(device_id).ok()) return;
   absl::Time now = clock_->Now();
+  {
+    absl::MutexLock l(&failure_mu_);
+    auto it = last_failure_record_.find(device_id);
+    if (it != last_failure_record_.end() &&
+        now - it->second < options_.failure_record_interval) {
+      static auto* skipped = metrics::Counter(
+          "sphere_attestation_failures_not_recorded_total",
+          "Rejected attestations not written to device history (rate limit)");
+      skipped->Increment();
+      return;
+    }
+    if (last_failure_record_.size() >= (1u << 20)) last_failure_record_.clear();
+    last_failure_record_[device_id] = now;
+  }
   v1::AttestationRecord r;
   r.set_device_id(std::string(device_id));
   r.set_time_unix_ms(ToMs(now));

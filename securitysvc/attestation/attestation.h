@@ -36,7 +36,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/mutex.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
@@ -84,6 +86,10 @@ class Attestor {
     // Where automatic revocation decisions go; null disables them. Must
     // outlive the Attestor.
     RevocationSink* revocation_sink = nullptr;
+    // Rejected attempts are recorded in the device's history at most once
+    // per device per this interval (anyone can send junk for a known device
+    // id; this bounds the writes). The rest are only counted in a metric.
+    absl::Duration failure_record_interval = absl::Seconds(10);
   };
   Attestor(const catalog::CatalogView* catalog, store::Store* store,
            NonceStore* nonces, const auth::SessionTokens* tokens, Clock* clock,
@@ -124,6 +130,11 @@ class Attestor {
   Clock* const clock_;
   const Options options_;
   std::atomic<uint64_t> seq_{0};
+  absl::Mutex failure_mu_;
+  // device id -> time of its last recorded failure (bounded: cleared when it
+  // grows past 1M entries).
+  absl::flat_hash_map<std::string, absl::Time> last_failure_record_
+      ABSL_GUARDED_BY(failure_mu_);
   std::atomic<uint64_t> attested_devices_{0};
   // Striped by device id: makes "is this the device's first record?" and
   // its write atomic per device without serialising all attestations.

@@ -508,6 +508,36 @@ TEST_F(AttestationTest, QuoteSignedByWrongKey) {
   ExpectNonceStillUsable(*device_, nonce);
 }
 
+TEST_F(AttestationTest, Attack_JunkQuotesCannotFloodDeviceHistory) {
+  // Anyone can send junk for a known device id: each attempt is refused, but
+  // the device's history gets at most one failure row per interval.
+  const std::string nonce = Nonce(device_->device_id());
+  auto genuine = device_->Quote(nonce);
+  ASSERT_TRUE(genuine.ok());
+  v1::Quote forged =
+      SignQuote(ParseBody(*genuine), crypto::EcPrivateKey::Generate());
+  TrustedState before = Snapshot(device_->device_id());
+  for (int i = 0; i < 50; ++i) {
+    ExpectError(attestor_->Attest(Request(device_->device_id(), forged)),
+                absl::StatusCode::kUnauthenticated,
+                "does not verify under the device key");
+  }
+  ExpectUnchanged(before, device_->device_id());
+  auto history = attestor_->History(device_->device_id());
+  ASSERT_TRUE(history.ok());
+  size_t failures = 0;
+  for (const auto& r : *history) failures += r.success() ? 0 : 1;
+  EXPECT_EQ(failures, 1u);
+  clock_.Advance(absl::Seconds(11));
+  ExpectError(attestor_->Attest(Request(device_->device_id(), forged)),
+              absl::StatusCode::kUnauthenticated,
+              "does not verify under the device key");
+  history = attestor_->History(device_->device_id());
+  failures = 0;
+  for (const auto& r : *history) failures += r.success() ? 0 : 1;
+  EXPECT_EQ(failures, 2u);
+}
+
 TEST_F(AttestationTest, QuoteNamingAnotherDevice) {
   // A registered device (key held by the attacker) signs a body naming
   // device-1, and sends it under its own id.

@@ -128,10 +128,12 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   auto server_key = LoadOrCreateKey(pki.Path("server.key"));
   if (!server_key.ok()) return server_key.status();
   auto server_spec = Spec("sphere-services", server_key->PublicKey(),
-                          crypto::KeyUsage::kServerAndClientAuth, kTenYears);
+                          crypto::KeyUsage::kServerAuth, kTenYears);
   server_spec.dns_sans = {"localhost"};
   server_spec.ip_sans = {"127.0.0.1"};
-  server_spec.claims.scope = "shard";
+  // No claims: the service certificate authenticates servers only. Shards
+  // reach management with shard.pem; a holder of the server key must not be
+  // able to act as a shard.
   if (auto c = LoadOrIssueCert(pki.Path("server.pem"), server_spec, *root_key,
                                pki.root_pem);
       !c.ok()) {
