@@ -173,6 +173,7 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   EXPECT_EQ(leaf->claims.device_id, device_id);
   EXPECT_EQ(leaf->claims.tenant_id, tenant_->id());
   EXPECT_EQ(leaf->claims.scope, "full");
+  EXPECT_EQ(leaf->claims.epoch, "0");  // ownership epoch at issuance
 }
 
 TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {

@@ -112,16 +112,19 @@ absl::Status AesCtrXor(absl::string_view key32, absl::string_view iv16,
 
 // Claims carried in a Sphere device certificate as SAN URIs
 // (urn:sphere:device:<id>, urn:sphere:tenant:<id>, urn:sphere:product:<id>,
-// urn:sphere:group:<id>, urn:sphere:scope:<scope>).
+// urn:sphere:group:<id>, urn:sphere:scope:<scope>, urn:sphere:epoch:<n>).
 struct DeviceClaims {
   std::string device_id;
   std::string tenant_id;
   std::string product_id;
   std::string device_group_id;
   std::string scope;  // "full" or "update-only"; empty when absent.
+  // Ownership epoch (decimal) of the device when the credential was issued
+  // (urn:sphere:epoch:<n>); a transfer increments it and voids older ones.
+  std::string epoch;
   bool empty() const {
     return device_id.empty() && tenant_id.empty() && product_id.empty() &&
-           device_group_id.empty() && scope.empty();
+           device_group_id.empty() && scope.empty() && epoch.empty();
   }
 };
 

@@ -207,6 +207,7 @@ std::vector<std::string> ClaimUris(const DeviceClaims& c) {
   add("product", c.product_id);
   add("group", c.device_group_id);
   add("scope", c.scope);
+  add("epoch", c.epoch);
   return uris;
 }
 
@@ -219,7 +220,8 @@ void ClaimFromUri(absl::string_view uri, DeviceClaims* c) {
                 {"tenant:", &c->tenant_id},
                 {"product:", &c->product_id},
                 {"group:", &c->device_group_id},
-                {"scope:", &c->scope}};
+                {"scope:", &c->scope},
+                {"epoch:", &c->epoch}};
   for (const Field& f : fields) {
     if (absl::ConsumePrefix(&uri, f.kind)) {
       *f.dst = std::string(uri);

@@ -252,6 +252,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   spec.claims.product_id = device->product_id();
   spec.claims.device_group_id = device->device_group_id();
   spec.claims.scope = update_only ? "update-only" : "full";
+  spec.claims.epoch = absl::StrCat(device->ownership_epoch());
   // The tenant's issuer was built when the catalog applied the tenant (CA
   // certificate parsed, signing key ready); it reports the serial it chose.
   absl::StatusOr<crypto::IssuedCertificate> leaf =
@@ -272,6 +273,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   ctx.device_group_id = device->device_group_id();
   ctx.scope = spec.claims.scope;
   ctx.certificate_serial = leaf->serial_hex;
+  ctx.ownership_epoch = device->ownership_epoch();
   ctx.not_after = spec.not_after;
 
   v1::AttestResponse resp;

@@ -15,10 +15,12 @@ absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx) const {
     return absl::PermissionDeniedError(absl::StrCat(
         "device ", ctx.device_id, " is revoked; its credentials are void"));
   }
-  if (device->tenant_id() != ctx.tenant_id) {
+  if (device->tenant_id() != ctx.tenant_id ||
+      device->ownership_epoch() != ctx.ownership_epoch) {
     return absl::PermissionDeniedError(absl::StrCat(
         "credential of device ", ctx.device_id,
-        " was issued under a previous owner; attest again"));
+        " was issued under a previous ownership (epoch ", ctx.ownership_epoch,
+        ", now ", device->ownership_epoch(), "); attest again"));
   }
   return absl::OkStatus();
 }

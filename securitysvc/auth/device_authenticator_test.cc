@@ -117,7 +117,34 @@ TEST_F(DeviceAuthenticatorTest, Attack_CredentialFromPreviousOwnerIsVoid) {
   EXPECT_EQ(auth_.Authenticate(&gw, old_token).status().code(),
             absl::StatusCode::kPermissionDenied);
   auto new_cert = DeviceCert("tenant-b", "full", absl::Hours(24));
+  new_cert.claims.epoch = "1";
   EXPECT_TRUE(auth_.Authenticate(&new_cert, "").ok());
+}
+
+TEST_F(DeviceAuthenticatorTest,
+       Attack_CredentialFromEarlierOwnershipOfSameTenantIsVoid) {
+  // A -> B -> A within a credential's lifetime: the tenant matches again,
+  // but the ownership epoch moved on, so A's old credentials stay void.
+  auto old_cert = DeviceCert("tenant-a", "full", absl::Hours(24));
+  std::string old_token = tokens_.Issue(Ctx("tenant-a"));
+  v1::Device back;
+  back.set_id(kDevice);
+  back.set_tenant_id("tenant-a");
+  back.set_state(v1::CLAIMED);
+  back.set_ownership_epoch(2);
+  catalog_.PutDevice(back);
+  auto r = auth_.Authenticate(&old_cert, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("previous ownership"), std::string::npos);
+  auto gw = GatewayCert();
+  EXPECT_EQ(auth_.Authenticate(&gw, old_token).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto fresh = DeviceCert("tenant-a", "full", absl::Hours(24));
+  fresh.claims.epoch = "2";
+  EXPECT_TRUE(auth_.Authenticate(&fresh, "").ok());
+  DeviceContext ctx = Ctx("tenant-a");
+  ctx.ownership_epoch = 2;
+  EXPECT_TRUE(auth_.Authenticate(&gw, tokens_.Issue(ctx)).ok());
 }
 
 TEST_F(DeviceAuthenticatorTest, Attack_NonDeviceCertificateIsRefused) {

@@ -31,6 +31,10 @@ absl::StatusOr<DeviceContext> FromCertificate(
   ctx.scope = c.scope;
   ctx.certificate_serial = cert.serial_hex;
   ctx.not_after = cert.not_after;
+  if (!c.epoch.empty() && !absl::SimpleAtoi(c.epoch, &ctx.ownership_epoch)) {
+    return absl::UnauthenticatedError(
+        "device certificate carries a malformed ownership epoch claim");
+  }
   return ctx;
 }
 
@@ -47,13 +51,13 @@ absl::Status RequireFullScope(const DeviceContext& ctx) {
                    "' does not grant access"));
 }
 
-// Token: "v1|device|tenant|product|group|scope|serial|expiry_s" + "|" + hex
-// MAC.
+// Token: "v2|device|tenant|product|group|scope|serial|epoch|expiry_s" + "|" +
+// hex MAC.
 std::string SessionTokens::Issue(const DeviceContext& ctx) const {
-  std::string body = absl::StrCat("v1|", ctx.device_id, "|", ctx.tenant_id, "|",
-                                  ctx.product_id, "|", ctx.device_group_id, "|",
-                                  ctx.scope, "|", ctx.certificate_serial, "|",
-                                  absl::ToUnixSeconds(ctx.not_after));
+  std::string body = absl::StrCat(
+      "v2|", ctx.device_id, "|", ctx.tenant_id, "|", ctx.product_id, "|",
+      ctx.device_group_id, "|", ctx.scope, "|", ctx.certificate_serial, "|",
+      ctx.ownership_epoch, "|", absl::ToUnixSeconds(ctx.not_after));
   return absl::StrCat(body, "|",
                       crypto::HexEncode(crypto::HmacSha256(key_, body)));
 }
@@ -73,7 +77,9 @@ absl::StatusOr<DeviceContext> SessionTokens::Verify(absl::string_view token,
   }
   std::vector<std::string> f = absl::StrSplit(body, '|');
   int64_t expiry = 0;
-  if (f.size() != 8 || f[0] != "v1" || !absl::SimpleAtoi(f[7], &expiry)) {
+  uint32_t epoch = 0;
+  if (f.size() != 9 || f[0] != "v2" || !absl::SimpleAtoi(f[7], &epoch) ||
+      !absl::SimpleAtoi(f[8], &expiry)) {
     return absl::UnauthenticatedError("malformed session token");
   }
   DeviceContext ctx;
@@ -83,6 +89,7 @@ absl::StatusOr<DeviceContext> SessionTokens::Verify(absl::string_view token,
   ctx.device_group_id = f[4];
   ctx.scope = f[5];
   ctx.certificate_serial = f[6];
+  ctx.ownership_epoch = epoch;
   ctx.not_after = absl::FromUnixSeconds(expiry);
   if (now > ctx.not_after) {
     return absl::UnauthenticatedError(

@@ -26,6 +26,9 @@ struct DeviceContext {
   std::string scope;  // "full" or "update-only"
   std::string certificate_serial;
   absl::Time not_after;
+  // The device's ownership epoch when the credential was issued; credentials
+  // from an earlier epoch (before a transfer) are void.
+  uint32_t ownership_epoch = 0;
   bool update_only() const { return scope == "update-only"; }
 };
 
