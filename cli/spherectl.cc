@@ -70,6 +70,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -312,47 +313,88 @@ class Printer {
   bool json_;
 };
 
-std::vector<std::string> TenantRow(const v1::Tenant& t) {
-  return {t.name(), t.id(), absl::StrCat(t.create_revision())};
-}
-std::vector<std::string> ProductRow(const v1::Product& p) {
-  return {p.name(), p.id(), p.description()};
-}
-std::vector<std::string> GroupRow(const v1::DeviceGroup& g) {
-  return {g.name(), g.id(), FeedName(g.os_feed()),
-          PolicyName(g.app_update_policy()), g.product_id()};
-}
-std::vector<std::string> DeviceRow(const v1::Device& d) {
-  std::string state = v1::DeviceState_Name(d.state());
-  return {d.id(), state,
-          d.device_group_id().empty() ? "-" : d.device_group_id(),
-          absl::StrCat(d.ownership_epoch()),
-          d.pending_tenant_id().empty() ? "-" : d.pending_tenant_id()};
-}
 std::string KindName(v1::ImageKind k) {
   std::string name = v1::ImageKind_Name(k);
   absl::string_view v = name;
   absl::ConsumePrefix(&v, "IMAGE_KIND_");
   return std::string(v);
 }
-std::vector<std::string> ImageRow(const v1::Image& i) {
-  return {i.id(), i.component(), absl::StrCat(i.version()), KindName(i.kind()),
-          i.tenant_id().empty() ? "platform" : i.tenant_id()};
+
+// TableView<T> is how the CLI shows a T: the table's column headers and one
+// row per object (json output prints the message itself).
+template <typename T>
+struct TableView;
+
+template <>
+struct TableView<v1::Tenant> {
+  static inline const std::vector<std::string> kHeaders = {"NAME", "ID",
+                                                           "REVISION"};
+  static std::vector<std::string> Row(const v1::Tenant& t) {
+    return {t.name(), t.id(), absl::StrCat(t.create_revision())};
+  }
+};
+template <>
+struct TableView<v1::Product> {
+  static inline const std::vector<std::string> kHeaders = {"NAME", "ID",
+                                                           "DESCRIPTION"};
+  static std::vector<std::string> Row(const v1::Product& p) {
+    return {p.name(), p.id(), p.description()};
+  }
+};
+template <>
+struct TableView<v1::DeviceGroup> {
+  static inline const std::vector<std::string> kHeaders = {
+      "NAME", "ID", "OS FEED", "APP UPDATES", "PRODUCT"};
+  static std::vector<std::string> Row(const v1::DeviceGroup& g) {
+    return {g.name(), g.id(), FeedName(g.os_feed()),
+            PolicyName(g.app_update_policy()), g.product_id()};
+  }
+};
+template <>
+struct TableView<v1::Device> {
+  static inline const std::vector<std::string> kHeaders = {
+      "ID", "STATE", "GROUP", "EPOCH", "PENDING TENANT"};
+  static std::vector<std::string> Row(const v1::Device& d) {
+    std::string state = v1::DeviceState_Name(d.state());
+    return {d.id(), state,
+            d.device_group_id().empty() ? "-" : d.device_group_id(),
+            absl::StrCat(d.ownership_epoch()),
+            d.pending_tenant_id().empty() ? "-" : d.pending_tenant_id()};
+  }
+};
+template <>
+struct TableView<v1::Image> {
+  static inline const std::vector<std::string> kHeaders = {
+      "ID", "COMPONENT", "VERSION", "KIND", "TENANT"};
+  static std::vector<std::string> Row(const v1::Image& i) {
+    return {i.id(), i.component(), absl::StrCat(i.version()),
+            KindName(i.kind()),
+            i.tenant_id().empty() ? "platform" : i.tenant_id()};
+  }
+};
+template <>
+struct TableView<v1::Deployment> {
+  static inline const std::vector<std::string> kHeaders = {
+      "ID", "DEVICE GROUP", "IMAGES", "REVISION"};
+  static std::vector<std::string> Row(const v1::Deployment& d) {
+    return {d.id(), d.device_group_id(), absl::StrJoin(d.image_ids(), ","),
+            absl::StrCat(d.create_revision())};
+  }
+};
+
+// PrintItems prints `items` with their TableView; `single` prints one object
+// in json mode rather than an array of one.
+template <typename T>
+void PrintItems(const Printer& p, const std::vector<T>& items, bool single) {
+  std::vector<std::vector<std::string>> rows;
+  json arr = json::array();
+  for (const T& i : items) {
+    rows.push_back(TableView<T>::Row(i));
+    arr.push_back(ToJson(i));
+  }
+  p.Print(TableView<T>::kHeaders, rows,
+          single && arr.size() == 1 ? arr[0] : arr);
 }
-std::vector<std::string> DeploymentRow(const v1::Deployment& d) {
-  return {d.id(), d.device_group_id(), absl::StrJoin(d.image_ids(), ","),
-          absl::StrCat(d.create_revision())};
-}
-const std::vector<std::string> kImageHeaders = {"ID", "COMPONENT", "VERSION",
-                                                "KIND", "TENANT"};
-const std::vector<std::string> kDeploymentHeaders = {"ID", "DEVICE GROUP",
-                                                     "IMAGES", "REVISION"};
-const std::vector<std::string> kTenantHeaders = {"NAME", "ID", "REVISION"};
-const std::vector<std::string> kProductHeaders = {"NAME", "ID", "DESCRIPTION"};
-const std::vector<std::string> kGroupHeaders = {"NAME", "ID", "OS FEED",
-                                                "APP UPDATES", "PRODUCT"};
-const std::vector<std::string> kDeviceHeaders = {"ID", "STATE", "GROUP",
-                                                 "EPOCH", "PENDING TENANT"};
 
 // ---- Commands
 // ------------------------------------------------------------------
@@ -429,9 +471,68 @@ class Cli {
   // UploadPackage reads one image package file and uploads it.
   absl::StatusOr<v1::Image> UploadPackage(const std::string& path);
 
-  void PrintTenants(const std::vector<v1::Tenant>& ts, bool single);
-  void PrintGroups(const std::vector<v1::DeviceGroup>& gs, bool single);
-  void PrintDevices(const std::vector<v1::Device>& ds, bool single);
+  // PrintOne prints one object (a json object in json mode).
+  template <typename T>
+  void PrintOne(const T& item) {
+    PrintItems(printer_, std::vector<T>{item}, /*single=*/true);
+  }
+  // PrintAll prints a list (a json array in json mode, even of one).
+  template <typename Items>
+  void PrintAll(const Items& items) {
+    using T = std::decay_t<decltype(*items.begin())>;
+    PrintItems(printer_, std::vector<T>(items.begin(), items.end()),
+               /*single=*/false);
+  }
+
+  // CallAndPrint runs one RPC that answers a single object and prints it.
+  template <typename Stub, typename Req, typename Resp>
+  absl::Status CallAndPrint(
+      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+      const Req& req) {
+    Resp resp;
+    if (auto s = Call(method, req, &resp); !s.ok()) return s;
+    PrintOne(resp);
+    return absl::OkStatus();
+  }
+  // CallAndPrintAll runs one list RPC and prints the list `items` selects
+  // from its response (e.g. &v1::ListTenantsResponse::tenants).
+  template <typename Stub, typename Req, typename Resp, typename Items>
+  absl::Status CallAndPrintAll(
+      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+      const Req& req, const Items& (Resp::*items)() const) {
+    Resp resp;
+    if (auto s = Call(method, req, &resp); !s.ok()) return s;
+    PrintAll((resp.*items)());
+    return absl::OkStatus();
+  }
+
+  // ForDevice is a request of type Req about device `id` in TenantField().
+  template <typename Req>
+  Req ForDevice(const std::string& id) const {
+    Req req;
+    req.set_tenant_id(TenantField());
+    req.set_device_id(id);
+    return req;
+  }
+
+  // SetGroupSettings fills the optional settings 'device-group create' and
+  // 'device-group update' share: --description, --os-feed and
+  // --app-update-policy.
+  template <typename Req>
+  absl::Status SetGroupSettings(Req* req) const {
+    req->set_description(args_.Get("description"));
+    if (args_.Has("os-feed")) {
+      auto f = ParseFeed(args_.Get("os-feed"));
+      if (!f.ok()) return f.status();
+      req->set_os_feed(*f);
+    }
+    if (args_.Has("app-update-policy")) {
+      auto p = ParsePolicy(args_.Get("app-update-policy"));
+      if (!p.ok()) return p.status();
+      req->set_app_update_policy(*p);
+    }
+    return absl::OkStatus();
+  }
 
   const Args& args_;
   Cluster cluster_;
@@ -441,28 +542,6 @@ class Cli {
   std::unique_ptr<v1::ManagementService::Stub> stub_;
 };
 
-template <typename T, typename RowFn>
-void PrintList(const Printer& p, const std::vector<std::string>& headers,
-               const std::vector<T>& items, bool single, RowFn row) {
-  std::vector<std::vector<std::string>> rows;
-  json arr = json::array();
-  for (const T& i : items) {
-    rows.push_back(row(i));
-    arr.push_back(ToJson(i));
-  }
-  p.Print(headers, rows, single && arr.size() == 1 ? arr[0] : arr);
-}
-
-void Cli::PrintTenants(const std::vector<v1::Tenant>& ts, bool single) {
-  PrintList(printer_, kTenantHeaders, ts, single, TenantRow);
-}
-void Cli::PrintGroups(const std::vector<v1::DeviceGroup>& gs, bool single) {
-  PrintList(printer_, kGroupHeaders, gs, single, GroupRow);
-}
-void Cli::PrintDevices(const std::vector<v1::Device>& ds, bool single) {
-  PrintList(printer_, kDeviceHeaders, ds, single, DeviceRow);
-}
-
 absl::Status Cli::Tenant(const std::string& verb) {
   using S = v1::ManagementService::Stub;
   if (verb == "create") {
@@ -470,32 +549,22 @@ absl::Status Cli::Tenant(const std::string& verb) {
     if (!name.ok()) return name.status();
     v1::CreateTenantRequest req;
     req.set_name(*name);
-    v1::Tenant t;
-    if (auto s = Call(&S::CreateTenant, req, &t); !s.ok()) return s;
-    PrintTenants({t}, true);
-    return absl::OkStatus();
+    return CallAndPrint(&S::CreateTenant, req);
   }
   if (verb == "list") {
-    v1::ListTenantsResponse resp;
-    if (auto s = Call(&S::ListTenants, v1::ListTenantsRequest(), &resp);
-        !s.ok()) {
-      return s;
-    }
-    PrintTenants({resp.tenants().begin(), resp.tenants().end()}, false);
-    return absl::OkStatus();
+    return CallAndPrintAll(&S::ListTenants, v1::ListTenantsRequest(),
+                           &v1::ListTenantsResponse::tenants);
   }
   if (verb == "show") {
     v1::GetTenantRequest req;
     req.set_tenant_id(args_.Get("name", tenant_));
-    v1::Tenant t;
-    if (auto s = Call(&S::GetTenant, req, &t); !s.ok()) return s;
-    PrintTenants({t}, true);
-    return absl::OkStatus();
+    return CallAndPrint(&S::GetTenant, req);
   }
   if (verb == "credential") return TenantCredential();
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown verb 'tenant ", verb, "'; use create, list, show or credential"));
 }
+
 
 // RecordTenantCredential adds tenants[name] = {cert, key} to the cluster
 // file, keeping every other key, and replaces the file atomically.
@@ -569,7 +638,6 @@ absl::Status Cli::TenantCredential() {
 
 absl::Status Cli::Product(const std::string& verb) {
   using S = v1::ManagementService::Stub;
-  std::vector<v1::Product> out;
   if (verb == "create") {
     auto name = args_.Require("name");
     if (!name.ok()) return name.status();
@@ -577,30 +645,24 @@ absl::Status Cli::Product(const std::string& verb) {
     req.set_tenant_id(TenantField());
     req.set_name(*name);
     req.set_description(args_.Get("description"));
-    v1::Product p;
-    if (auto s = Call(&S::CreateProduct, req, &p); !s.ok()) return s;
-    out.push_back(p);
-  } else if (verb == "list") {
+    return CallAndPrint(&S::CreateProduct, req);
+  }
+  if (verb == "list") {
     v1::ListProductsRequest req;
     req.set_tenant_id(TenantField());
-    v1::ListProductsResponse resp;
-    if (auto s = Call(&S::ListProducts, req, &resp); !s.ok()) return s;
-    out.assign(resp.products().begin(), resp.products().end());
-  } else if (verb == "show") {
+    return CallAndPrintAll(&S::ListProducts, req,
+                           &v1::ListProductsResponse::products);
+  }
+  if (verb == "show") {
     auto product = args_.Require("product");
     if (!product.ok()) return product.status();
     v1::GetProductRequest req;
     req.set_tenant_id(TenantField());
     req.set_product(*product);
-    v1::Product p;
-    if (auto s = Call(&S::GetProduct, req, &p); !s.ok()) return s;
-    out.push_back(p);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown verb 'product ", verb, "'; use create, list or show"));
+    return CallAndPrint(&S::GetProduct, req);
   }
-  PrintList(printer_, kProductHeaders, out, verb != "list", ProductRow);
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown verb 'product ", verb, "'; use create, list or show"));
 }
 
 absl::Status Cli::DeviceGroup(const std::string& verb) {
@@ -614,72 +676,38 @@ absl::Status Cli::DeviceGroup(const std::string& verb) {
     req.set_tenant_id(TenantField());
     req.set_product(*product);
     req.set_name(*name);
-    req.set_description(args_.Get("description"));
-    if (args_.Has("os-feed")) {
-      auto f = ParseFeed(args_.Get("os-feed"));
-      if (!f.ok()) return f.status();
-      req.set_os_feed(*f);
-    }
-    if (args_.Has("app-update-policy")) {
-      auto p = ParsePolicy(args_.Get("app-update-policy"));
-      if (!p.ok()) return p.status();
-      req.set_app_update_policy(*p);
-    }
-    v1::DeviceGroup g;
-    if (auto s = Call(&S::CreateDeviceGroup, req, &g); !s.ok()) return s;
-    PrintGroups({g}, true);
-    return absl::OkStatus();
+    if (auto s = SetGroupSettings(&req); !s.ok()) return s;
+    return CallAndPrint(&S::CreateDeviceGroup, req);
   }
   if (verb == "list") {
     v1::ListDeviceGroupsRequest req;
     req.set_tenant_id(TenantField());
     req.set_product(args_.Get("product"));
-    v1::ListDeviceGroupsResponse resp;
-    if (auto s = Call(&S::ListDeviceGroups, req, &resp); !s.ok()) return s;
-    PrintGroups({resp.groups().begin(), resp.groups().end()}, false);
-    return absl::OkStatus();
+    return CallAndPrintAll(&S::ListDeviceGroups, req,
+                           &v1::ListDeviceGroupsResponse::groups);
   }
+  if (verb != "show" && verb != "update") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown verb 'device-group ", verb,
+                     "'; use create, list, show or update"));
+  }
+  auto group = args_.Require("device-group");
+  if (!group.ok()) return group.status();
   if (verb == "show") {
-    auto group = args_.Require("device-group");
-    if (!group.ok()) return group.status();
     v1::GetDeviceGroupRequest req;
     req.set_tenant_id(TenantField());
     req.set_device_group_id(*group);
-    v1::DeviceGroup g;
-    if (auto s = Call(&S::GetDeviceGroup, req, &g); !s.ok()) return s;
-    PrintGroups({g}, true);
-    return absl::OkStatus();
+    return CallAndPrint(&S::GetDeviceGroup, req);
   }
-  if (verb == "update") {
-    auto group = args_.Require("device-group");
-    if (!group.ok()) return group.status();
-    v1::UpdateDeviceGroupRequest req;
-    req.set_tenant_id(TenantField());
-    req.set_device_group_id(*group);
-    req.set_description(args_.Get("description"));
-    if (args_.Has("os-feed")) {
-      auto f = ParseFeed(args_.Get("os-feed"));
-      if (!f.ok()) return f.status();
-      req.set_os_feed(*f);
-    }
-    if (args_.Has("app-update-policy")) {
-      auto p = ParsePolicy(args_.Get("app-update-policy"));
-      if (!p.ok()) return p.status();
-      req.set_app_update_policy(*p);
-    }
-    v1::DeviceGroup g;
-    if (auto s = Call(&S::UpdateDeviceGroup, req, &g); !s.ok()) return s;
-    PrintGroups({g}, true);
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown verb 'device-group ", verb,
-                   "'; use create, list, show or update"));
+  v1::UpdateDeviceGroupRequest req;
+  req.set_tenant_id(TenantField());
+  req.set_device_group_id(*group);
+  if (auto s = SetGroupSettings(&req); !s.ok()) return s;
+  return CallAndPrint(&S::UpdateDeviceGroup, req);
 }
 
 absl::Status Cli::Device(const std::string& verb) {
   using S = v1::ManagementService::Stub;
-  v1::Device d;
   if (verb == "list") {
     v1::ListDevicesRequest req;
     req.set_tenant_id(TenantField());
@@ -692,7 +720,7 @@ absl::Status Cli::Device(const std::string& verb) {
       all.insert(all.end(), resp.devices().begin(), resp.devices().end());
       req.set_page_token(resp.next_page_token());
     } while (!req.page_token().empty());
-    PrintDevices(all, false);
+    PrintAll(all);
     return absl::OkStatus();
   }
   if (verb == "transfer") {
@@ -702,57 +730,43 @@ absl::Status Cli::Device(const std::string& verb) {
     if (sub == "request") {
       auto to = args_.Require("to-tenant");
       if (!to.ok()) return to.status();
-      v1::RequestDeviceTransferRequest req;
-      req.set_tenant_id(TenantField());
-      req.set_device_id(*id);
+      auto req = ForDevice<v1::RequestDeviceTransferRequest>(*id);
       req.set_to_tenant_id(*to);
-      if (auto s = Call(&S::RequestDeviceTransfer, req, &d); !s.ok()) return s;
-    } else if (sub == "accept") {
-      v1::AcceptDeviceTransferRequest req;
-      req.set_tenant_id(TenantField());
-      req.set_device_id(*id);
-      if (auto s = Call(&S::AcceptDeviceTransfer, req, &d); !s.ok()) return s;
-    } else {
-      return absl::InvalidArgumentError(
-          "use 'device transfer request --device ID --to-tenant T' or "
-          "'device transfer accept --device ID'");
+      return CallAndPrint(&S::RequestDeviceTransfer, req);
     }
-    PrintDevices({d}, true);
-    return absl::OkStatus();
+    if (sub == "accept") {
+      auto req = ForDevice<v1::AcceptDeviceTransferRequest>(*id);
+      return CallAndPrint(&S::AcceptDeviceTransfer, req);
+    }
+    return absl::InvalidArgumentError(
+        "use 'device transfer request --device ID --to-tenant T' or "
+        "'device transfer accept --device ID'");
   }
   auto id = args_.Require("device");
   if (!id.ok()) return id.status();
   if (verb == "claim") {
-    v1::ClaimDeviceRequest req;
-    req.set_tenant_id(TenantField());
-    req.set_device_id(*id);
-    if (auto s = Call(&S::ClaimDevice, req, &d); !s.ok()) return s;
-  } else if (verb == "show") {
-    v1::GetDeviceRequest req;
-    req.set_tenant_id(TenantField());
-    req.set_device_id(*id);
-    if (auto s = Call(&S::GetDevice, req, &d); !s.ok()) return s;
-  } else if (verb == "update") {
+    auto req = ForDevice<v1::ClaimDeviceRequest>(*id);
+    return CallAndPrint(&S::ClaimDevice, req);
+  }
+  if (verb == "show") {
+    auto req = ForDevice<v1::GetDeviceRequest>(*id);
+    return CallAndPrint(&S::GetDevice, req);
+  }
+  if (verb == "update") {
     auto group = args_.Require("device-group");
     if (!group.ok()) return group.status();
-    v1::AssignDeviceRequest req;
-    req.set_tenant_id(TenantField());
-    req.set_device_id(*id);
+    auto req = ForDevice<v1::AssignDeviceRequest>(*id);
     req.set_device_group_id(*group);
-    if (auto s = Call(&S::AssignDevice, req, &d); !s.ok()) return s;
-  } else if (verb == "revoke") {
-    v1::RevokeDeviceRequest req;
-    req.set_tenant_id(TenantField());
-    req.set_device_id(*id);
-    req.set_reason(args_.Get("reason"));
-    if (auto s = Call(&S::RevokeDevice, req, &d); !s.ok()) return s;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown verb 'device ", verb,
-                     "'; use claim, list, show, update, revoke or transfer"));
+    return CallAndPrint(&S::AssignDevice, req);
   }
-  PrintDevices({d}, true);
-  return absl::OkStatus();
+  if (verb == "revoke") {
+    auto req = ForDevice<v1::RevokeDeviceRequest>(*id);
+    req.set_reason(args_.Get("reason"));
+    return CallAndPrint(&S::RevokeDevice, req);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown verb 'device ", verb,
+                   "'; use claim, list, show, update, revoke or transfer"));
 }
 
 absl::Status Cli::CaCertificate(const std::string& verb) {
@@ -800,27 +814,19 @@ absl::Status Cli::Image(const std::string& verb) {
     if (!file.ok()) return file.status();
     auto image = UploadPackage(*file);
     if (!image.ok()) return image.status();
-    PrintList(printer_, kImageHeaders, std::vector<v1::Image>{*image}, true,
-              ImageRow);
+    PrintOne(*image);
     return absl::OkStatus();
   }
   if (verb == "list") {
     v1::ListImagesRequest req;
     req.set_tenant_id(TenantField());
-    v1::ListImagesResponse resp;
-    if (auto s = Call(&v1::ManagementService::Stub::ListImages, req, &resp);
-        !s.ok()) {
-      return s;
-    }
-    PrintList(printer_, kImageHeaders,
-              std::vector<v1::Image>(resp.images().begin(),
-                                     resp.images().end()),
-              false, ImageRow);
-    return absl::OkStatus();
+    return CallAndPrintAll(&v1::ManagementService::Stub::ListImages, req,
+                           &v1::ListImagesResponse::images);
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown verb 'image ", verb, "'; use upload or list"));
 }
+
 
 // PackagesIn lists DIR/*.pkg in name order.
 absl::StatusOr<std::vector<std::string>> PackagesIn(const std::string& dir) {
@@ -925,27 +931,19 @@ absl::Status Cli::Deployment(const std::string& verb) {
     req.set_tenant_id(TenantField());
     req.set_device_group_id(*group);
     for (const std::string& id : ids) req.add_image_ids(id);
-    v1::Deployment d;
-    if (auto s = Call(&S::CreateDeployment, req, &d); !s.ok()) return s;
-    PrintList(printer_, kDeploymentHeaders, std::vector<v1::Deployment>{d},
-              true, DeploymentRow);
-    return absl::OkStatus();
+    return CallAndPrint(&S::CreateDeployment, req);
   }
   if (verb == "list") {
     v1::ListDeploymentsRequest req;
     req.set_tenant_id(TenantField());
     req.set_device_group_id(args_.Get("device-group"));
-    v1::ListDeploymentsResponse resp;
-    if (auto s = Call(&S::ListDeployments, req, &resp); !s.ok()) return s;
-    PrintList(printer_, kDeploymentHeaders,
-              std::vector<v1::Deployment>(resp.deployments().begin(),
-                                          resp.deployments().end()),
-              false, DeploymentRow);
-    return absl::OkStatus();
+    return CallAndPrintAll(&S::ListDeployments, req,
+                           &v1::ListDeploymentsResponse::deployments);
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown verb 'deployment ", verb, "'; use create or list"));
 }
+
 
 // Health asks a shard's grpc.health.v1.Health/Check("") through a generic
 // stub (so the CLI needs no health proto): "SERVING", "NOT_SERVING" or the

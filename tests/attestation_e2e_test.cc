@@ -17,12 +17,12 @@
 #include "common/store/keyring.h"
 #include "common/store/store.h"
 #include "mcu-model/device.h"
-#include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/records.pb.h"
 #include "securitysvc/sharding/router.h"
 #include "tests/cluster_fixture.h"
+#include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
 
 namespace sphere::testing {
@@ -49,72 +49,18 @@ class AttestationE2ETest : public ::testing::Test {
   // NewDevice manufactures an in-process device, registers and claims it.
   std::unique_ptr<mcu::Device> NewDevice(const std::string& seed,
                                          bool register_it = true) {
-    auto pub_pem = rpc::ReadFile(cluster_->dir() + "/pki/image-signing.pub.pem");
-    EXPECT_TRUE(pub_pem.ok());
-    auto pub = crypto::PublicKeyFromPem(*pub_pem);
-    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), *pub,
-                                        {.seed = seed});
-    EXPECT_TRUE(dev.ok()) << dev.status();
-    std::vector<v1::ImagePackage> images;
-    for (const auto& comp : mcu::BootChainComponents()) {
-      auto bytes = rpc::ReadFile(
-          absl::StrCat(cluster_->dir(), "/images/os-1/", comp, ".pkg"));
-      v1::ImagePackage pkg;
-      EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
-      images.push_back(pkg);
+    auto dev = ManufactureGenuine(*cluster_, seed);
+    if (dev != nullptr && register_it) {
+      RegisterAndClaim(cluster_, tenant_->id(), *dev);
     }
-    EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
-    EXPECT_TRUE((*dev)->Boot().ok());
-    if (register_it) {
-      EXPECT_TRUE(cluster_->ImportDevice((*dev)->public_key()).ok());
-      auto claimed = cluster_->Claim(tenant_->id(), (*dev)->device_id());
-      EXPECT_TRUE(claimed.ok()) << claimed.status();
-    }
-    return std::move(*dev);
-  }
-
-  int64_t Revision() {
-    auto r = cluster_->ManagementRevision();
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : 0;
-  }
-
-  // OwnerIndex finds the shard owning `device_id` from a redirect.
-  int OwnerIndex(const std::string& device_id) {
-    auto tls = cluster_->OperatorTls();
-    for (size_t i = 0; i < cluster_->config().shards.size(); ++i) {
-      auto stub = cluster_->ShardStub(i, tls);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-      v1::GetChallengeRequest req;
-      req.set_device_id(device_id);
-      req.set_min_catalog_revision(Revision());
-      v1::GetChallengeResponse resp;
-      grpc::Status st = stub->GetChallenge(&ctx, req, &resp);
-      if (st.ok()) return i;
-    }
-    return -1;
+    return dev;
   }
 
   v1::GetChallengeResponse Challenge(int shard, const std::string& device_id) {
-    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::GetChallengeRequest req;
-    req.set_device_id(device_id);
-    req.set_min_catalog_revision(Revision());
     v1::GetChallengeResponse resp;
-    grpc::Status st = stub->GetChallenge(&ctx, req, &resp);
+    grpc::Status st = GetChallenge(cluster_, shard, device_id, &resp);
     EXPECT_TRUE(st.ok()) << st.error_message();
     return resp;
-  }
-
-  grpc::Status SendAttest(int shard, const v1::AttestRequest& req,
-                          v1::AttestResponse* resp) {
-    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    return stub->Attest(&ctx, req, resp);
   }
 
   // Successes: sum over shards of sphere_attestations_total{outcome="UP_TO_DATE"}.
@@ -178,7 +124,7 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
 
 TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   auto dev = NewDevice("redirect-device");
-  int owner = OwnerIndex(dev->device_id());
+  int owner = OwnerShard(cluster_, dev->device_id());
   ASSERT_GE(owner, 0);
   int other = (owner + 1) % 3;
   // A non-owner answers with a redirect naming the owner.
@@ -202,7 +148,7 @@ TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   mcu::Device* d = dev.get();
   auto r = client.Attest(
       d->device_id(), [d](absl::string_view n) { return d->Quote(n); },
-      Revision());
+      CatalogRevision(cluster_));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
   EXPECT_EQ(client.redirects(), 1);
@@ -210,7 +156,7 @@ TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
 
 TEST_F(AttestationE2ETest, Attack_ReplayedNonceIsRejectedAndChangesNothing) {
   auto dev = NewDevice("replay-device");
-  int owner = OwnerIndex(dev->device_id());
+  int owner = OwnerShard(cluster_, dev->device_id());
   ASSERT_GE(owner, 0);
   auto challenge = Challenge(owner, dev->device_id());
   v1::AttestRequest req;
@@ -219,12 +165,12 @@ TEST_F(AttestationE2ETest, Attack_ReplayedNonceIsRejectedAndChangesNothing) {
   ASSERT_TRUE(quote.ok());
   *req.mutable_quote() = *quote;
   v1::AttestResponse resp;
-  ASSERT_TRUE(SendAttest(owner, req, &resp).ok());
+  ASSERT_TRUE(SendAttest(*cluster_, owner, req, &resp).ok());
   const uint64_t successes = Successes();
 
   // The attacker captured the request and replays it verbatim.
   v1::AttestResponse replay_resp;
-  grpc::Status st = SendAttest(owner, req, &replay_resp);
+  grpc::Status st = SendAttest(*cluster_, owner, req, &replay_resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(absl::StrContains(st.error_message(), "already used nonce"))
       << st.error_message();
@@ -235,7 +181,7 @@ TEST_F(AttestationE2ETest, Attack_ReplayedNonceIsRejectedAndChangesNothing) {
 TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothing) {
   auto victim = NewDevice("victim-device");
   auto attacker = NewDevice("attacker-device", /*register_it=*/false);
-  int owner = OwnerIndex(victim->device_id());
+  int owner = OwnerShard(cluster_, victim->device_id());
   ASSERT_GE(owner, 0);
   auto challenge = Challenge(owner, victim->device_id());
   const uint64_t successes = Successes();
@@ -252,7 +198,7 @@ TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothi
   req.set_device_id(victim->device_id());
   *req.mutable_quote() = *forged;
   v1::AttestResponse resp;
-  grpc::Status st = SendAttest(owner, req, &resp);
+  grpc::Status st = SendAttest(*cluster_, owner, req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(absl::StrContains(absl::AsciiStrToLower(st.error_message()),
                                 "signature"))
@@ -264,7 +210,7 @@ TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothi
   auto genuine = victim->Quote(challenge.nonce());
   ASSERT_TRUE(genuine.ok());
   req.mutable_quote()->CopyFrom(*genuine);
-  ASSERT_TRUE(SendAttest(owner, req, &resp).ok());
+  ASSERT_TRUE(SendAttest(*cluster_, owner, req, &resp).ok());
   EXPECT_EQ(Successes(), successes + 1);
 }
 

@@ -23,29 +23,44 @@ std::string BinaryPath(const std::string& relative) {
   return relative;
 }
 
-std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv) {
+std::string TestTmpDir(const std::string& name) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp ? tmp : "/tmp", "/", name);
+}
+
+absl::StatusOr<PipedChild> SpawnPiped(const std::vector<std::string>& argv) {
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
   int fds[2];
-  if (pipe(fds) != 0) return {-1, "pipe failed"};
+  if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
   pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return absl::InternalError("fork failed");
+  }
   if (pid == 0) {
     dup2(fds[1], 1);
     dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
+    execv(cargs[0], cargs.data());
     _exit(127);
   }
   close(fds[1]);
+  return PipedChild{pid, fds[0]};
+}
+
+std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv) {
+  auto child = SpawnPiped(argv);
+  if (!child.ok()) return {-1, std::string(child.status().message())};
   std::string out;
   char buf[4096];
   ssize_t n;
-  while ((n = read(fds[0], buf, sizeof(buf))) > 0) out.append(buf, n);
-  close(fds[0]);
+  while ((n = read(child->out_fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+  close(child->out_fd);
   int status = 0;
-  waitpid(pid, &status, 0);
+  waitpid(child->pid, &status, 0);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
@@ -64,32 +79,17 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Launch(
     const std::string& name, int shards,
     const std::vector<std::string>& extra_flags, bool wipe) {
   auto c = std::unique_ptr<LocalCluster>(new LocalCluster());
-  const char* tmp = getenv("TEST_TMPDIR");
-  c->dir_ = absl::StrCat(tmp ? tmp : "/tmp", "/", name);
+  c->dir_ = TestTmpDir(name);
   std::string rm = absl::StrCat("rm -rf '", c->dir_, "'");
   if (wipe && system(rm.c_str()) != 0) return absl::InternalError("rm failed");
-  int fds[2];
-  if (pipe(fds) != 0) return absl::InternalError("pipe failed");
-  std::string bin = BinaryPath("securitysvc/local_cluster");
-  std::string state = absl::StrCat("--state_dir=", c->dir_);
-  std::string nshards = absl::StrCat("--shards=", shards);
-  std::vector<std::string> args = {bin, state, nshards};
+  std::vector<std::string> args = {BinaryPath("securitysvc/local_cluster"),
+                                   absl::StrCat("--state_dir=", c->dir_),
+                                   absl::StrCat("--shards=", shards)};
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  c->pid_ = pid;
-  c->out_fd_ = fds[0];
+  auto child = SpawnPiped(args);
+  if (!child.ok()) return child.status();
+  c->pid_ = child->pid;
+  c->out_fd_ = child->out_fd;
   // Block on the child's stdout until the "ready" line (or EOF on failure).
   std::string out;
   char ch;
@@ -183,22 +183,10 @@ absl::StatusOr<std::string> LocalCluster::Metrics(
   return resp.text();
 }
 
-namespace {
-template <typename Req, typename Resp, typename Fn>
-absl::StatusOr<Resp> Call(Fn fn, const Req& req) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-  Resp resp;
-  grpc::Status st = fn(&ctx, req, &resp);
-  if (!st.ok()) return rpc::FromGrpcStatus(st);
-  return resp;
-}
-}  // namespace
-
 absl::StatusOr<v1::Tenant> LocalCluster::CreateTenant(const std::string& name) {
   v1::CreateTenantRequest req;
   req.set_name(name);
-  return Call<v1::CreateTenantRequest, v1::Tenant>(
+  return UnaryCall<v1::Tenant>(
       [&](auto* c, auto& r, auto* o) { return mgmt_->CreateTenant(c, r, o); },
       req);
 }
@@ -208,7 +196,7 @@ absl::StatusOr<v1::Product> LocalCluster::CreateProduct(
   v1::CreateProductRequest req;
   req.set_tenant_id(tenant_id);
   req.set_name(name);
-  return Call<v1::CreateProductRequest, v1::Product>(
+  return UnaryCall<v1::Product>(
       [&](auto* c, auto& r, auto* o) { return mgmt_->CreateProduct(c, r, o); },
       req);
 }
@@ -230,7 +218,7 @@ absl::StatusOr<v1::Device> LocalCluster::Claim(const std::string& tenant_id,
   v1::ClaimDeviceRequest req;
   req.set_tenant_id(tenant_id);
   req.set_device_id(device_id);
-  return Call<v1::ClaimDeviceRequest, v1::Device>(
+  return UnaryCall<v1::Device>(
       [&](auto* c, auto& r, auto* o) { return mgmt_->ClaimDevice(c, r, o); },
       req);
 }
@@ -241,13 +229,23 @@ absl::StatusOr<v1::Device> LocalCluster::Revoke(const std::string& tenant_id,
   req.set_tenant_id(tenant_id);
   req.set_device_id(device_id);
   req.set_reason("test");
-  return Call<v1::RevokeDeviceRequest, v1::Device>(
+  return UnaryCall<v1::Device>(
       [&](auto* c, auto& r, auto* o) { return mgmt_->RevokeDevice(c, r, o); },
       req);
 }
 
+absl::StatusOr<v1::Device> LocalCluster::GetDevice(
+    const std::string& tenant_id, const std::string& device_id) {
+  v1::GetDeviceRequest req;
+  req.set_tenant_id(tenant_id);
+  req.set_device_id(device_id);
+  return UnaryCall<v1::Device>(
+      [&](auto* c, auto& r, auto* o) { return mgmt_->GetDevice(c, r, o); },
+      req);
+}
+
 absl::StatusOr<int64_t> LocalCluster::ManagementRevision() {
-  auto r = Call<v1::GetCatalogRevisionRequest, v1::CatalogRevision>(
+  auto r = UnaryCall<v1::CatalogRevision>(
       [&](auto* c, auto& r, auto* o) {
         return mgmt_->GetCatalogRevision(c, r, o);
       },

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
 #include "protos/attestation.grpc.pb.h"
@@ -37,6 +38,8 @@ class LocalCluster {
 
   const cluster::ClusterConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
+  // cluster_file is DIR/cluster.json, what spherectl and twin read.
+  std::string cluster_file() const { return dir_ + "/cluster.json"; }
   rpc::TlsFiles OperatorTls() const;
   // TlsFor reads DIR/pki/NAME.pem/.key with the root as CA.
   rpc::TlsFiles TlsFor(const std::string& name) const;
@@ -62,6 +65,9 @@ class LocalCluster {
                                    const std::string& device_id);
   absl::StatusOr<v1::Device> Revoke(const std::string& tenant_id,
                                     const std::string& device_id);
+  // GetDevice reads a device record (tenant_id may be empty: any tenant).
+  absl::StatusOr<v1::Device> GetDevice(const std::string& tenant_id,
+                                       const std::string& device_id);
   // ManagementRevision: the catalog revision, passed to shards as
   // min_catalog_revision so they answer from a catalog that has our writes.
   absl::StatusOr<int64_t> ManagementRevision();
@@ -77,6 +83,35 @@ class LocalCluster {
   cluster::ClusterConfig config_;
   std::unique_ptr<v1::ManagementService::Stub> mgmt_;
 };
+
+// UnaryCall runs one unary RPC with a 10 s deadline, e.g.
+//   auto t = UnaryCall<v1::Tenant>(
+//       [&](auto* c, auto& r, auto* o) { return stub->GetTenant(c, r, o); },
+//       req);
+template <typename Resp, typename Req, typename Fn>
+absl::StatusOr<Resp> UnaryCall(Fn fn, const Req& req) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  Resp resp;
+  grpc::Status st = fn(&ctx, req, &resp);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
+  return resp;
+}
+
+// TestTmpDir is TEST_TMPDIR/name (/tmp/name outside Bazel).
+std::string TestTmpDir(const std::string& name);
+
+// PipedChild is a child process whose stdout and stderr both go to the
+// pipe `out_fd` (the parent's read end; the parent closes it).
+struct PipedChild {
+  pid_t pid = -1;
+  int out_fd = -1;
+};
+// SpawnPiped forks and execs argv[0] (a path) with argv. Everything the
+// child needs is prepared before fork, so the child makes only
+// async-signal-safe calls (test processes have gRPC threads); the pipe is
+// O_CLOEXEC, so no other child inherits it.
+absl::StatusOr<PipedChild> SpawnPiped(const std::vector<std::string>& argv);
 
 // RunCommand runs argv, returns (exit code, combined stdout+stderr).
 std::pair<int, std::string> RunCommand(const std::vector<std::string>& argv);

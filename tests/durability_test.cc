@@ -35,22 +35,17 @@
 #include "common/store/keyring.h"
 #include "common/store/store.h"
 #include "mcu-model/device.h"
-#include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/pki/pki.h"
 #include "securitysvc/records.pb.h"
 #include "tests/cluster_fixture.h"
+#include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
 
 namespace sphere::testing {
 namespace {
-
-std::string TmpDir(const std::string& name) {
-  const char* tmp = getenv("TEST_TMPDIR");
-  return absl::StrCat(tmp ? tmp : "/tmp", "/", name);
-}
 
 // RandomInRange draws from [lo, hi] with a per-process seed that is printed,
 // so a failing kill point can be reproduced with SPHERE_CRASH_SEED.
@@ -65,16 +60,6 @@ int RandomInRange(int lo, int hi) {
     return new std::mt19937(seed);
   }();
   return std::uniform_int_distribution<int>(lo, hi)(*rng);
-}
-
-template <typename Resp, typename Req, typename Fn>
-absl::StatusOr<Resp> Call(Fn fn, const Req& req) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-  Resp resp;
-  grpc::Status st = fn(&ctx, req, &resp);
-  if (!st.ok()) return rpc::FromGrpcStatus(st);
-  return resp;
 }
 
 // ---------------------------------------------------------------------------
@@ -97,33 +82,17 @@ class ManagementProcess {
     const std::string port_file = dir_ + "/run/management.port";
     std::filesystem::create_directories(dir_ + "/run");
     unlink(port_file.c_str());
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
-    // Everything the child needs is prepared before fork (async-signal-safe
-    // calls only in the child: the test process has gRPC threads).
-    std::vector<std::string> args = {
-        BinaryPath("securitysvc/management/management"),
-        absl::StrCat("--state-dir=", dir_), "--port=0",
-        absl::StrCat("--port-file=", port_file)};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = fork();
-    if (pid < 0) return absl::InternalError("fork");
-    if (pid == 0) {
-      dup2(fds[1], 1);
-      dup2(fds[1], 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    pid_ = pid;
+    auto child = SpawnPiped({BinaryPath("securitysvc/management/management"),
+                             absl::StrCat("--state-dir=", dir_), "--port=0",
+                             absl::StrCat("--port-file=", port_file)});
+    if (!child.ok()) return child.status();
+    pid_ = child->pid;
     {
       absl::MutexLock lock(&mu_);
       serving_ = eof_ = false;
       output_.clear();
     }
-    reader_ = std::thread([this, fd = fds[0]] { Drain(fd); });
+    reader_ = std::thread([this, fd = child->out_fd] { Drain(fd); });
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
         +[](ManagementProcess* p) { return p->serving_ || p->eof_; }, this));
@@ -247,7 +216,7 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
         for (int i = 0; !killed.load(); ++i) {
           v1::CreateTenantRequest treq;
           treq.set_name(absl::StrCat("c", cycle, "-t", t, "-", i));
-          auto tenant = Call<v1::Tenant>(
+          auto tenant = UnaryCall<v1::Tenant>(
               [&](auto* c, auto& r, auto* o) {
                 return stub->CreateTenant(c, r, o);
               },
@@ -262,7 +231,7 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
           v1::CreateProductRequest preq;
           preq.set_tenant_id(tenant->id());
           preq.set_name(absl::StrCat("p", cycle, "-", t, "-", i));
-          auto product = Call<v1::Product>(
+          auto product = UnaryCall<v1::Product>(
               [&](auto* c, auto& r, auto* o) {
                 return stub->CreateProduct(c, r, o);
               },
@@ -297,7 +266,7 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
             v1::ClaimDeviceRequest creq;
             creq.set_tenant_id(tenant->id());
             creq.set_device_id(management::DeviceIdForKey(key));
-            auto device = Call<v1::Device>(
+            auto device = UnaryCall<v1::Device>(
                 [&](auto* c, auto& r, auto* o) {
                   return stub->ClaimDevice(c, r, o);
                 },
@@ -309,7 +278,7 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
           }
           // The revision after our acknowledged writes: the restarted
           // catalog must be at least here.
-          auto rev = Call<v1::CatalogRevision>(
+          auto rev = UnaryCall<v1::CatalogRevision>(
               [&](auto* c, auto& r, auto* o) {
                 return stub->GetCatalogRevision(c, r, o);
               },
@@ -340,7 +309,7 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
 void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
                       const Acknowledged& acked) {
   auto stub = v1::ManagementService::NewStub(rpc::NewChannel(address, tls));
-  auto rev = Call<v1::CatalogRevision>(
+  auto rev = UnaryCall<v1::CatalogRevision>(
       [&](auto* c, auto& r, auto* o) {
         return stub->GetCatalogRevision(c, r, o);
       },
@@ -351,7 +320,7 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
   for (const auto& [id, name] : acked.tenants) {
     v1::GetTenantRequest req;
     req.set_tenant_id(id);
-    auto t = Call<v1::Tenant>(
+    auto t = UnaryCall<v1::Tenant>(
         [&](auto* c, auto& r, auto* o) { return stub->GetTenant(c, r, o); },
         req);
     ASSERT_TRUE(t.ok()) << "acknowledged tenant " << name
@@ -362,7 +331,7 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
     v1::GetProductRequest req;
     req.set_tenant_id(p.tenant_id);
     req.set_product(p.id);
-    auto got = Call<v1::Product>(
+    auto got = UnaryCall<v1::Product>(
         [&](auto* c, auto& r, auto* o) { return stub->GetProduct(c, r, o); },
         req);
     ASSERT_TRUE(got.ok()) << "acknowledged product " << p.name
@@ -374,7 +343,7 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
     v1::GetDeviceRequest req;
     req.set_tenant_id(d.tenant_id);
     req.set_device_id(d.id);
-    auto got = Call<v1::Device>(
+    auto got = UnaryCall<v1::Device>(
         [&](auto* c, auto& r, auto* o) { return stub->GetDevice(c, r, o); },
         req);
     ASSERT_TRUE(got.ok()) << "acknowledged claim of " << d.id
@@ -464,7 +433,7 @@ void VerifyManagement(const std::string& address, const rpc::TlsFiles& tls,
 }
 
 TEST(DurabilityTest, ManagementSurvivesKill9UnderLoad) {
-  const std::string dir = TmpDir("durability-management");
+  const std::string dir = TestTmpDir("durability-management");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   auto pki = pki::Bootstrap(dir);
@@ -509,27 +478,9 @@ TEST(DurabilityTest, ManagementSurvivesKill9UnderLoad) {
 std::unique_ptr<mcu::Device> NewDevice(LocalCluster* cluster,
                                        const std::string& tenant_id,
                                        const std::string& seed) {
-  auto pub_pem = rpc::ReadFile(cluster->dir() + "/pki/image-signing.pub.pem");
-  EXPECT_TRUE(pub_pem.ok());
-  auto pub = crypto::PublicKeyFromPem(*pub_pem);
-  auto dev =
-      mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), *pub, {.seed = seed});
-  EXPECT_TRUE(dev.ok()) << dev.status();
-  if (!dev.ok()) return nullptr;
-  std::vector<v1::ImagePackage> images;
-  for (const auto& comp : mcu::BootChainComponents()) {
-    auto bytes = rpc::ReadFile(
-        absl::StrCat(cluster->dir(), "/images/os-1/", comp, ".pkg"));
-    v1::ImagePackage pkg;
-    EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
-    images.push_back(pkg);
-  }
-  EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
-  EXPECT_TRUE((*dev)->Boot().ok());
-  EXPECT_TRUE(cluster->ImportDevice((*dev)->public_key()).ok());
-  auto claimed = cluster->Claim(tenant_id, (*dev)->device_id());
-  EXPECT_TRUE(claimed.ok()) << claimed.status();
-  return std::move(*dev);
+  auto dev = ManufactureGenuine(*cluster, seed);
+  if (dev != nullptr) RegisterAndClaim(cluster, tenant_id, *dev);
+  return dev;
 }
 
 // OpenShardDb opens a stopped shard's encrypted database offline.
@@ -749,7 +700,7 @@ TEST(DurabilityTest, DatabasesHoldNoPlaintextTenantOrDeviceIds) {
   // Positive control: the scanner finds a marker (the last one: a raw 32-byte
   // device id) planted mid-file.
   {
-    const std::string canary = TmpDir("durability-canary");
+    const std::string canary = TestTmpDir("durability-canary");
     std::filesystem::create_directories(canary);
     ASSERT_TRUE(
         rpc::WriteFile(

@@ -21,12 +21,13 @@
 #include "common/crypto/crypto.h"
 #include "common/util/clock.h"
 #include "mcu-model/device.h"
-#include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_runner.h"
+#include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
 
 namespace sphere::testing {
@@ -58,82 +59,44 @@ class OsReleaseE2ETest : public ::testing::Test {
     cluster_ = nullptr;
   }
 
-  static std::string ClusterFile() { return cluster_->dir() + "/cluster.json"; }
-
   static std::pair<int, std::string> Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("cli/spherectl"), "--cluster",
-                                     ClusterFile()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
+    return Spherectl(cluster_->cluster_file(), args);
   }
 
   // Json runs spherectl with --output json (platform operator when `tenant`
   // is empty) and parses its output.
   static json Json(const std::string& tenant, std::vector<std::string> args) {
-    std::vector<std::string> a = {"--output", "json"};
-    if (!tenant.empty()) a.insert(a.begin(), {"--tenant", tenant});
-    a.insert(a.end(), args.begin(), args.end());
-    auto [rc, out] = Ctl(a);
-    EXPECT_EQ(rc, 0) << out;
-    json j = json::parse(out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << out;
-    return j;
+    return SpherectlJson(cluster_->cluster_file(), tenant, args);
   }
 
   static void ExpectError(const std::pair<int, std::string>& r,
                           const std::string& fragment) {
-    EXPECT_EQ(r.first, 1) << r.second;
-    EXPECT_TRUE(absl::StartsWith(r.second, "error: ")) << r.second;
-    EXPECT_TRUE(absl::StrContains(r.second, fragment)) << r.second;
+    ExpectSpherectlError(r, fragment);
   }
 
   // NewDevice manufactures an in-process twin with the factory OS 1,
   // registers it, and has Contoso claim it and assign it to `group`.
   static std::unique_ptr<mcu::Device> NewDevice(const std::string& seed,
                                                 const std::string& group) {
-    auto pub_pem =
-        rpc::ReadFile(cluster_->dir() + "/pki/image-signing.pub.pem");
-    EXPECT_TRUE(pub_pem.ok());
-    auto pub = crypto::PublicKeyFromPem(*pub_pem);
-    EXPECT_TRUE(pub.ok());
-    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), *pub,
-                                        {.seed = seed});
-    EXPECT_TRUE(dev.ok()) << dev.status();
-    std::vector<v1::ImagePackage> images;
-    for (const auto& comp : mcu::BootChainComponents()) {
-      auto bytes = rpc::ReadFile(
-          absl::StrCat(cluster_->dir(), "/images/os-1/", comp, ".pkg"));
-      v1::ImagePackage pkg;
-      EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
-      images.push_back(pkg);
-    }
-    EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
-    EXPECT_TRUE((*dev)->Boot().ok());
-    EXPECT_TRUE(cluster_->ImportDevice((*dev)->public_key()).ok());
-    const std::string id = (*dev)->device_id();
+    auto dev = ManufactureGenuine(*cluster_, seed);
+    if (dev == nullptr) return nullptr;
+    EXPECT_TRUE(cluster_->ImportDevice(dev->public_key()).ok());
+    const std::string id = dev->device_id();
     auto [rc, out] =
         Ctl({"--tenant", "Contoso", "device", "claim", "--device", id});
     EXPECT_EQ(rc, 0) << out;
     std::tie(rc, out) = Ctl({"--tenant", "Contoso", "device", "update",
                              "--device", id, "--device-group", group});
     EXPECT_EQ(rc, 0) << out;
-    return std::move(*dev);
+    return dev;
   }
 
-  static int64_t Revision() {
-    auto r = cluster_->ManagementRevision();
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : 0;
-  }
+  static int64_t Revision() { return CatalogRevision(cluster_); }
 
   // Attest runs attestation for `dev` against a shard that has caught up
   // with every catalog change made so far.
   static absl::StatusOr<v1::AttestResponse> Attest(mcu::Device* dev) {
-    twin::AttestationClient client(cluster_->config().shards,
-                                   cluster_->OperatorTls());
-    return client.Attest(
-        dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
-        Revision());
+    return AttestViaClient(cluster_, dev);
   }
 
   // BuildOs runs the os_builder tool for `version` on the cluster's dir.
@@ -182,14 +145,9 @@ class OsReleaseE2ETest : public ::testing::Test {
   }
 
   static v1::Device DeviceRecord(const std::string& id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::GetDeviceRequest req;
-    req.set_device_id(id);
-    v1::Device d;
-    grpc::Status st = cluster_->management()->GetDevice(&ctx, req, &d);
-    EXPECT_TRUE(st.ok()) << st.error_message();
-    return d;
+    auto d = cluster_->GetDevice("", id);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() ? *d : v1::Device();
   }
 
   static LocalCluster* cluster_;

@@ -8,43 +8,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/crypto/crypto.h"
 #include "mcu-model/device.h"
-#include "mcu-model/device_type.h"
-#include "mcu-model/image.h"
 #include "tests/cluster_fixture.h"
-#include "twin/attestation_client.h"
+#include "tests/twin_helpers.h"
 
 namespace sphere::testing {
 namespace {
-
-std::unique_ptr<mcu::Device> Manufacture(const std::string& dir,
-                                         const std::string& seed) {
-  auto pub_pem = rpc::ReadFile(dir + "/pki/image-signing.pub.pem");
-  EXPECT_TRUE(pub_pem.ok());
-  auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
-                                      *crypto::PublicKeyFromPem(*pub_pem),
-                                      {.seed = seed});
-  EXPECT_TRUE(dev.ok());
-  std::vector<v1::ImagePackage> images;
-  for (const auto& comp : mcu::BootChainComponents()) {
-    v1::ImagePackage pkg;
-    auto bytes = rpc::ReadFile(absl::StrCat(dir, "/images/os-1/", comp, ".pkg"));
-    EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
-    images.push_back(pkg);
-  }
-  EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
-  EXPECT_TRUE((*dev)->Boot().ok());
-  return std::move(*dev);
-}
-
-absl::StatusOr<v1::AttestResponse> Attest(LocalCluster& c, mcu::Device* d) {
-  twin::AttestationClient client(c.config().shards, c.OperatorTls());
-  auto rev = c.ManagementRevision();
-  if (!rev.ok()) return rev.status();
-  return client.Attest(
-      d->device_id(), [d](absl::string_view n) { return d->Quote(n); }, *rev);
-}
 
 TEST(RestartTest, ClusterRestartedOnItsStateDirKeepsCatalogCaAndRecords) {
   std::string tenant_id, ca_pem;
@@ -58,10 +27,10 @@ TEST(RestartTest, ClusterRestartedOnItsStateDirKeepsCatalogCaAndRecords) {
     ca_pem = tenant->ca_certificate_pem();
     ASSERT_TRUE((*c)->CreateProduct(tenant_id, "DW100").ok());
     for (int i = 0; i < 4; ++i) {
-      devices.push_back(Manufacture((*c)->dir(), absl::StrCat("restart-", i)));
+      devices.push_back(ManufactureGenuine(**c, absl::StrCat("restart-", i)));
       ASSERT_TRUE((*c)->ImportDevice(devices.back()->public_key()).ok());
       ASSERT_TRUE((*c)->Claim(tenant_id, devices.back()->device_id()).ok());
-      auto r = Attest(**c, devices.back().get());
+      auto r = AttestViaClient(c->get(), devices.back().get());
       ASSERT_TRUE(r.ok()) << r.status();
     }
     ASSERT_TRUE((*c)->Stop().ok());
@@ -80,7 +49,7 @@ TEST(RestartTest, ClusterRestartedOnItsStateDirKeepsCatalogCaAndRecords) {
   EXPECT_EQ((*c)->Claim(tenant_id, devices[0]->device_id()).status().code(),
             absl::StatusCode::kAlreadyExists);
   for (auto& d : devices) {
-    auto r = Attest(**c, d.get());
+    auto r = AttestViaClient(c->get(), d.get());
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
     EXPECT_TRUE(absl::StrContains(r->certificate_chain_pem(), ca_pem));

@@ -15,9 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "mcu-model/device.h"
-#include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_runner.h"
+#include "tests/twin_helpers.h"
 #include "tests/watch_client.h"
 
 namespace sphere::testing {
@@ -41,102 +42,48 @@ protected:
     delete tenant_;
   }
 
-  std::vector<v1::ImagePackage> PlatformImages() {
-    std::vector<v1::ImagePackage> images;
-    for (const auto &comp : mcu::BootChainComponents()) {
-      auto bytes = rpc::ReadFile(
-          absl::StrCat(cluster_->dir(), "/images/os-1/", comp, ".pkg"));
-      v1::ImagePackage pkg;
-      EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
-      images.push_back(pkg);
-    }
-    return images;
-  }
-
   // Manufacture boots a device whose ROM trusts `rom_key` with `images`,
   // then registers and claims it into Contoso.
   std::unique_ptr<mcu::Device>
   Manufacture(const std::string &seed, const std::string &rom_key,
               const std::vector<v1::ImagePackage> &images) {
-    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), rom_key,
-                                        {.seed = seed});
-    EXPECT_TRUE(dev.ok()) << dev.status();
-    EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
-    EXPECT_TRUE((*dev)->Boot().ok());
-    EXPECT_EQ((*dev)->boot_state(), mcu::BootState::kRunning);
-    EXPECT_TRUE(cluster_->ImportDevice((*dev)->public_key()).ok());
-    auto claimed = cluster_->Claim(tenant_->id(), (*dev)->device_id());
-    EXPECT_TRUE(claimed.ok()) << claimed.status();
-    return std::move(*dev);
+    auto dev = ManufactureBooted(seed, rom_key, images);
+    if (dev == nullptr)
+      return nullptr;
+    EXPECT_EQ(dev->boot_state(), mcu::BootState::kRunning);
+    RegisterAndClaim(cluster_, tenant_->id(), *dev);
+    return dev;
   }
 
   std::unique_ptr<mcu::Device> GenuineDevice(const std::string &seed) {
-    auto pub_pem =
-        rpc::ReadFile(cluster_->dir() + "/pki/image-signing.pub.pem");
-    auto pub = crypto::PublicKeyFromPem(*pub_pem);
-    return Manufacture(seed, *pub, PlatformImages());
+    return Manufacture(seed, PlatformSigningKey(*cluster_),
+                       FactoryImages(*cluster_));
   }
 
-  int64_t Revision() {
-    auto r = cluster_->ManagementRevision();
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : 0;
-  }
+  int64_t Revision() { return CatalogRevision(cluster_); }
 
   grpc::Status GetChallenge(int shard, const std::string &device_id,
                             v1::GetChallengeResponse *resp) {
-    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::GetChallengeRequest req;
-    req.set_device_id(device_id);
-    req.set_min_catalog_revision(Revision());
-    return stub->GetChallenge(&ctx, req, resp);
+    return sphere::testing::GetChallenge(cluster_, shard, device_id, resp);
   }
 
   // Owner returns the index of the shard that owns the device (the one that
   // does not redirect).
   int Owner(const std::string &device_id) {
-    for (size_t i = 0; i < cluster_->config().shards.size(); ++i) {
-      v1::GetChallengeResponse resp;
-      grpc::Status st = GetChallenge(i, device_id, &resp);
-      if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION)
-        return i;
-    }
-    return -1;
+    return OwnerShard(cluster_, device_id);
   }
 
   grpc::Status Attest(int shard, mcu::Device &dev, const std::string &nonce,
                       v1::AttestResponse *resp) {
-    auto quote = dev.Quote(nonce);
-    EXPECT_TRUE(quote.ok()) << quote.status();
-    v1::AttestRequest req;
-    req.set_device_id(dev.device_id());
-    *req.mutable_quote() = *quote;
-    auto stub = cluster_->ShardStub(shard, cluster_->OperatorTls());
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    return stub->Attest(&ctx, req, resp);
+    return AttestWithNonce(*cluster_, shard, dev, nonce, resp);
   }
 
   absl::StatusOr<v1::Device> GetDevice(const std::string &id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::GetDeviceRequest req;
-    req.set_tenant_id(tenant_->id());
-    req.set_device_id(id);
-    v1::Device d;
-    grpc::Status st = cluster_->management()->GetDevice(&ctx, req, &d);
-    if (!st.ok())
-      return rpc::FromGrpcStatus(st);
-    return d;
+    return cluster_->GetDevice(tenant_->id(), id);
   }
 
   std::pair<int, std::string> Ctl(std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinaryPath("cli/spherectl"), "--cluster",
-                                     cluster_->dir() + "/cluster.json"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
+    return Spherectl(cluster_->cluster_file(), args);
   }
 
   static LocalCluster *cluster_;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_runner.h"
 
 namespace sphere::testing {
 namespace {
@@ -50,26 +51,17 @@ protected:
     delete device_;
   }
 
-  static std::string ClusterFile() { return cluster_->dir() + "/cluster.json"; }
+  static std::string ClusterFile() { return cluster_->cluster_file(); }
 
   static std::pair<int, std::string> Ctl(std::vector<std::string> args,
                                          const std::string &cluster_file = "") {
-    std::vector<std::string> argv = {BinaryPath("cli/spherectl"), "--cluster",
-                                     cluster_file.empty() ? ClusterFile()
-                                                          : cluster_file};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(argv);
+    return Spherectl(cluster_file.empty() ? ClusterFile() : cluster_file,
+                     args);
   }
 
   // Json runs spherectl with --output json and parses stdout.
   static json Json(const std::string &tenant, std::vector<std::string> args) {
-    std::vector<std::string> a = {"--tenant", tenant, "--output", "json"};
-    a.insert(a.end(), args.begin(), args.end());
-    auto [rc, out] = Ctl(a);
-    EXPECT_EQ(rc, 0) << out;
-    json j = json::parse(out, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << out;
-    return j;
+    return SpherectlJson(ClusterFile(), tenant, args);
   }
 
   static std::string ImportDevice() {
@@ -95,9 +87,7 @@ protected:
 
   static void ExpectDenied(const std::pair<int, std::string> &r,
                            const std::string &fragment) {
-    EXPECT_EQ(r.first, 1) << r.second;
-    EXPECT_TRUE(absl::StartsWith(r.second, "error: ")) << r.second;
-    EXPECT_TRUE(absl::StrContains(r.second, fragment)) << r.second;
+    ExpectSpherectlError(r, fragment);
     EXPECT_FALSE(absl::StrContains(r.second, "\"id\""))
         << "leaked: " << r.second;
   }

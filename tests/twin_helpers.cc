@@ -1,0 +1,116 @@
+#include "tests/twin_helpers.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "mcu-model/device_type.h"
+#include "mcu-model/image.h"
+#include "twin/attestation_client.h"
+
+namespace sphere::testing {
+
+std::string PlatformSigningKey(const LocalCluster& cluster) {
+  auto pem = rpc::ReadFile(cluster.dir() + "/pki/image-signing.pub.pem");
+  EXPECT_TRUE(pem.ok()) << pem.status();
+  if (!pem.ok()) return "";
+  auto key = crypto::PublicKeyFromPem(*pem);
+  EXPECT_TRUE(key.ok()) << key.status();
+  return key.ok() ? *key : "";
+}
+
+std::vector<v1::ImagePackage> FactoryImages(const LocalCluster& cluster) {
+  std::vector<v1::ImagePackage> images;
+  for (const auto& comp : mcu::BootChainComponents()) {
+    auto bytes = rpc::ReadFile(
+        absl::StrCat(cluster.dir(), "/images/os-1/", comp, ".pkg"));
+    v1::ImagePackage pkg;
+    EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
+    images.push_back(pkg);
+  }
+  return images;
+}
+
+std::unique_ptr<mcu::Device> ManufactureBooted(
+    const std::string& seed, const std::string& rom_key,
+    const std::vector<v1::ImagePackage>& images) {
+  auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(), rom_key,
+                                      {.seed = seed});
+  EXPECT_TRUE(dev.ok()) << dev.status();
+  if (!dev.ok()) return nullptr;
+  EXPECT_TRUE((*dev)->InstallFactoryImages(images).ok());
+  EXPECT_TRUE((*dev)->Boot().ok());
+  return std::move(*dev);
+}
+
+std::unique_ptr<mcu::Device> ManufactureGenuine(const LocalCluster& cluster,
+                                                const std::string& seed) {
+  return ManufactureBooted(seed, PlatformSigningKey(cluster),
+                           FactoryImages(cluster));
+}
+
+void RegisterAndClaim(LocalCluster* cluster, const std::string& tenant_id,
+                      const mcu::Device& dev) {
+  EXPECT_TRUE(cluster->ImportDevice(dev.public_key()).ok());
+  auto claimed = cluster->Claim(tenant_id, dev.device_id());
+  EXPECT_TRUE(claimed.ok()) << claimed.status();
+}
+
+int64_t CatalogRevision(LocalCluster* cluster) {
+  auto r = cluster->ManagementRevision();
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : 0;
+}
+
+grpc::Status GetChallenge(LocalCluster* cluster, int shard,
+                          const std::string& device_id,
+                          v1::GetChallengeResponse* resp) {
+  auto stub = cluster->ShardStub(shard, cluster->OperatorTls());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  v1::GetChallengeRequest req;
+  req.set_device_id(device_id);
+  req.set_min_catalog_revision(CatalogRevision(cluster));
+  return stub->GetChallenge(&ctx, req, resp);
+}
+
+int OwnerShard(LocalCluster* cluster, const std::string& device_id) {
+  for (size_t i = 0; i < cluster->config().shards.size(); ++i) {
+    v1::GetChallengeResponse resp;
+    if (GetChallenge(cluster, i, device_id, &resp).ok()) return i;
+  }
+  return -1;
+}
+
+grpc::Status SendAttest(const LocalCluster& cluster, int shard,
+                        const v1::AttestRequest& req,
+                        v1::AttestResponse* resp) {
+  auto stub = cluster.ShardStub(shard, cluster.OperatorTls());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  return stub->Attest(&ctx, req, resp);
+}
+
+grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
+                             mcu::Device& dev, const std::string& nonce,
+                             v1::AttestResponse* resp) {
+  auto quote = dev.Quote(nonce);
+  EXPECT_TRUE(quote.ok()) << quote.status();
+  v1::AttestRequest req;
+  req.set_device_id(dev.device_id());
+  *req.mutable_quote() = *quote;
+  return SendAttest(cluster, shard, req, resp);
+}
+
+absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
+                                                   mcu::Device* dev) {
+  twin::AttestationClient client(cluster->config().shards,
+                                 cluster->OperatorTls());
+  auto revision = cluster->ManagementRevision();
+  if (!revision.ok()) return revision.status();
+  return client.Attest(
+      dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
+      *revision);
+}
+
+}  // namespace sphere::testing
