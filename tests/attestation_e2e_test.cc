@@ -128,7 +128,7 @@ TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   ASSERT_GE(owner, 0);
   int other = (owner + 1) % 3;
   // A non-owner answers with a redirect naming the owner.
-  auto stub = cluster_->ShardStub(other, cluster_->OperatorTls());
+  auto stub = cluster_->ShardStub(other, cluster_->GatewayTls());
   grpc::ClientContext ctx;
   ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
   v1::GetChallengeRequest req;
@@ -144,7 +144,7 @@ TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   // The twin client library starts at the wrong shard and follows.
   std::vector<cluster::ShardEndpoint> start_elsewhere = {
       cluster_->config().shards[other]};
-  twin::AttestationClient client(start_elsewhere, cluster_->OperatorTls());
+  twin::AttestationClient client(start_elsewhere, cluster_->GatewayTls());
   mcu::Device* d = dev.get();
   auto r = client.Attest(
       d->device_id(), [d](absl::string_view n) { return d->Quote(n); },
@@ -214,12 +214,76 @@ TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothi
   EXPECT_EQ(Successes(), successes + 1);
 }
 
+// Asks every shard for a challenge for `device_id` with `tls`; returns the
+// first non-redirect status.
+grpc::Status ChallengeAnywhere(LocalCluster* c, const rpc::TlsFiles& tls,
+                               const std::string& device_id,
+                               int64_t min_revision = 0) {
+  grpc::Status last;
+  for (size_t i = 0; i < c->config().shards.size(); ++i) {
+    auto stub = c->ShardStub(i, tls);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::GetChallengeRequest req;
+    req.set_device_id(device_id);
+    req.set_min_catalog_revision(min_revision);
+    v1::GetChallengeResponse resp;
+    last = stub->GetChallenge(&ctx, req, &resp);
+    if (!sharding::RedirectFrom(ctx, last)) return last;
+  }
+  return last;
+}
+
+TEST_F(AttestationE2ETest, Attack_OperatorCredentialCannotAttestDevices) {
+  auto dev = NewDevice("operator-probe-device");
+  const uint64_t successes = Successes();
+  grpc::Status st =
+      ChallengeAnywhere(cluster_, cluster_->OperatorTls(), dev->device_id());
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "may not attest devices"))
+      << st.error_message();
+  EXPECT_EQ(Successes(), successes);
+}
+
+TEST_F(AttestationE2ETest, Attack_DeviceCannotRequestChallengesForAnotherDevice) {
+  // A real twin process's manufacturing identity asks for another device's
+  // challenge (to burn its capacity or probe it): refused; for itself: fine.
+  const std::string cluster_json = cluster_->dir() + "/cluster.json";
+  auto [rc, out] = RunCommand({BinaryPath("twin/twin"), "--cluster",
+                               cluster_json, "--name", "dw100-peer",
+                               "manufacture"});
+  ASSERT_EQ(rc, 0) << out;
+  std::vector<std::string> words = absl::StrSplit(out, ' ');
+  ASSERT_GE(words.size(), 4u) << out;
+  std::string peer_id(absl::StripAsciiWhitespace(words[3]));
+  const std::string twin_dir = cluster_->dir() + "/twins/dw100-peer";
+  rpc::TlsFiles peer_tls;
+  peer_tls.cert_pem = *rpc::ReadFile(twin_dir + "/manufacturing.pem");
+  peer_tls.key_pem = *rpc::ReadFile(twin_dir + "/tls.key");
+  peer_tls.ca_pem = *rpc::ReadFile(cluster_->dir() + "/pki/root.pem");
+
+  auto victim = NewDevice("challenge-victim");
+  const uint64_t successes = Successes();
+  grpc::Status st = ChallengeAnywhere(cluster_, peer_tls, victim->device_id());
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(),
+                                "a device attests only for itself"))
+      << st.error_message();
+  EXPECT_EQ(Successes(), successes);
+  // Its own challenges are allowed (once claimed, shards know it).
+  ASSERT_TRUE(cluster_->Claim(tenant_->id(), peer_id).ok());
+  auto revision = cluster_->ManagementRevision();
+  ASSERT_TRUE(revision.ok());
+  grpc::Status own = ChallengeAnywhere(cluster_, peer_tls, peer_id, *revision);
+  EXPECT_TRUE(own.ok()) << own.error_message();
+}
+
 TEST_F(AttestationE2ETest, Attack_UnregisteredDeviceGetsNotFound) {
   auto rogue = NewDevice("rogue-device", /*register_it=*/false);
-  auto stub = cluster_->ShardStub(0, cluster_->OperatorTls());
+  auto stub = cluster_->ShardStub(0, cluster_->GatewayTls());
   bool saw_not_found = false;
   for (size_t i = 0; i < cluster_->config().shards.size(); ++i) {
-    auto s = cluster_->ShardStub(i, cluster_->OperatorTls());
+    auto s = cluster_->ShardStub(i, cluster_->GatewayTls());
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
     v1::GetChallengeRequest req;

@@ -141,6 +141,8 @@ rpc::TlsFiles LocalCluster::TlsFor(const std::string& name) const {
 
 rpc::TlsFiles LocalCluster::OperatorTls() const { return TlsFor("operator"); }
 
+rpc::TlsFiles LocalCluster::GatewayTls() const { return TlsFor("gateway"); }
+
 std::unique_ptr<v1::AttestationService::Stub> LocalCluster::ShardStub(
     int index, const rpc::TlsFiles& tls) const {
   return v1::AttestationService::NewStub(

@@ -41,6 +41,10 @@ class LocalCluster {
   // cluster_file is DIR/cluster.json, what spherectl and twin read.
   std::string cluster_file() const { return dir_ + "/cluster.json"; }
   rpc::TlsFiles OperatorTls() const;
+  // GatewayTls: the gateway credential (scope "gateway") that may attest on
+  // behalf of any device, as loadgen does; tests drive in-process devices
+  // through it.
+  rpc::TlsFiles GatewayTls() const;
   // TlsFor reads DIR/pki/NAME.pem/.key with the root as CA.
   rpc::TlsFiles TlsFor(const std::string& name) const;
   v1::ManagementService::Stub* management() { return mgmt_.get(); }

@@ -539,7 +539,7 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
   std::vector<std::thread> workers;
   for (int t = 0; t < kThreads; ++t) {
     workers.emplace_back([&, t] {
-      auto stub = cluster->ShardStub(0, cluster->OperatorTls());
+      auto stub = cluster->ShardStub(0, cluster->GatewayTls());
       auto run = [&]() -> std::string {
         for (int i = 0; !killed.load(); ++i) {
           mcu::Device* dev = devices[t][i % kDevicesPerThread].get();
@@ -685,7 +685,7 @@ TEST(DurabilityTest, DatabasesHoldNoPlaintextTenantOrDeviceIds) {
   auto revision = cluster->ManagementRevision();
   ASSERT_TRUE(revision.ok());
   twin::AttestationClient client(cluster->config().shards,
-                                 cluster->OperatorTls());
+                                 cluster->GatewayTls());
   for (auto& dev : devices) {
     mcu::Device* d = dev.get();
     auto r = client.Attest(

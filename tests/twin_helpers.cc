@@ -65,7 +65,7 @@ int64_t CatalogRevision(LocalCluster* cluster) {
 grpc::Status GetChallenge(LocalCluster* cluster, int shard,
                           const std::string& device_id,
                           v1::GetChallengeResponse* resp) {
-  auto stub = cluster->ShardStub(shard, cluster->OperatorTls());
+  auto stub = cluster->ShardStub(shard, cluster->GatewayTls());
   grpc::ClientContext ctx;
   ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
   v1::GetChallengeRequest req;
@@ -85,7 +85,7 @@ int OwnerShard(LocalCluster* cluster, const std::string& device_id) {
 grpc::Status SendAttest(const LocalCluster& cluster, int shard,
                         const v1::AttestRequest& req,
                         v1::AttestResponse* resp) {
-  auto stub = cluster.ShardStub(shard, cluster.OperatorTls());
+  auto stub = cluster.ShardStub(shard, cluster.GatewayTls());
   grpc::ClientContext ctx;
   ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
   return stub->Attest(&ctx, req, resp);
@@ -105,7 +105,7 @@ grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
 absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
                                                    mcu::Device* dev) {
   twin::AttestationClient client(cluster->config().shards,
-                                 cluster->OperatorTls());
+                                 cluster->GatewayTls());
   auto revision = cluster->ManagementRevision();
   if (!revision.ok()) return revision.status();
   return client.Attest(

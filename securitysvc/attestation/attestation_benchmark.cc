@@ -247,6 +247,7 @@ struct RpcPlatform {
     spec.common_name = "bench-client";
     spec.subject_public_key = client_key.PublicKey();
     spec.usage = crypto::KeyUsage::kClientAuth;
+    spec.claims.scope = "gateway";  // multiplexes the pool's devices
     spec.dns_sans.clear();
     spec.ip_sans.clear();
     std::string client_pem = *crypto::IssueCertificate(spec, root, root_pem);

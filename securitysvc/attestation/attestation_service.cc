@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
 #include "common/util/metrics.h"
+#include "securitysvc/auth/device_context.h"
 
 namespace sphere::attestation {
 namespace {
@@ -16,6 +17,14 @@ metrics::HistogramMetric* Latency(absl::string_view rpc) {
   return rpc == "attest" ? attest : challenge;
 }
 
+// CheckCaller: only the device itself or a gateway may attest for a device.
+grpc::Status CheckCaller(const grpc::CallbackServerContext& context,
+                         absl::string_view device_id) {
+  auto peer = rpc::PeerFromContext(context);
+  if (!peer.ok()) return rpc::ToGrpcStatus(peer.status());
+  return rpc::ToGrpcStatus(auth::MayAttestFor(peer->claims(), device_id));
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
@@ -24,7 +33,8 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
     v1::GetChallengeResponse* response) {
   absl::Time start = absl::Now();
   auto* reactor = context->DefaultReactor();
-  grpc::Status st = router_->CheckOwnership(context, request->device_id());
+  grpc::Status st = CheckCaller(*context, request->device_id());
+  if (st.ok()) st = router_->CheckOwnership(context, request->device_id());
   if (st.ok() && request->min_catalog_revision() > 0) {
     absl::Duration budget = absl::Seconds(5);
     auto left = absl::FromChrono(context->deadline()) - absl::Now();
@@ -55,7 +65,8 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::Attest(
     v1::AttestResponse* response) {
   absl::Time start = absl::Now();
   auto* reactor = context->DefaultReactor();
-  grpc::Status st = router_->CheckOwnership(context, request->device_id());
+  grpc::Status st = CheckCaller(*context, request->device_id());
+  if (st.ok()) st = router_->CheckOwnership(context, request->device_id());
   if (st.ok()) {
     auto r = attestor_->Attest(*request);
     if (r.ok()) {

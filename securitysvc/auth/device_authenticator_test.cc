@@ -167,3 +167,45 @@ TEST_F(DeviceAuthenticatorTest, UpdateOnlyScopeIsCarriedThrough) {
 
 }  // namespace
 }  // namespace sphere::auth
+
+namespace sphere::auth {
+namespace {
+
+TEST(MayAttestForTest, DevicesForThemselvesAndGatewaysOnly) {
+  crypto::DeviceClaims gateway;
+  gateway.scope = "gateway";
+  EXPECT_TRUE(MayAttestFor(gateway, kDevice).ok());
+  for (const char* scope : {"manufacturing", "full", "update-only"}) {
+    crypto::DeviceClaims self;
+    self.device_id = kDevice;
+    self.scope = scope;
+    EXPECT_TRUE(MayAttestFor(self, kDevice).ok()) << scope;
+  }
+}
+
+TEST(MayAttestForTest, Attack_OtherCallersAreRefused) {
+  crypto::DeviceClaims other;
+  other.device_id = std::string(64, 'f');
+  other.scope = "manufacturing";
+  auto s = MayAttestFor(other, kDevice);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("only for itself"), std::string::npos);
+  for (const char* scope : {"platform-operator", "shard", ""}) {
+    crypto::DeviceClaims op;
+    op.scope = scope;
+    op.tenant_id = "tenant-a";
+    EXPECT_EQ(MayAttestFor(op, kDevice).code(),
+              absl::StatusCode::kPermissionDenied)
+        << scope;
+  }
+  // A device claim without a device scope (e.g. forged into an operator
+  // certificate) does not count.
+  crypto::DeviceClaims odd;
+  odd.device_id = kDevice;
+  odd.scope = "platform-operator";
+  EXPECT_EQ(MayAttestFor(odd, kDevice).code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace sphere::auth

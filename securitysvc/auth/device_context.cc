@@ -38,6 +38,24 @@ absl::StatusOr<DeviceContext> FromCertificate(
   return ctx;
 }
 
+absl::Status MayAttestFor(const crypto::DeviceClaims& caller,
+                          absl::string_view device_id) {
+  if (caller.scope == "gateway") return absl::OkStatus();
+  const bool device_scope = caller.scope == "manufacturing" ||
+                            caller.scope == "full" ||
+                            caller.scope == "update-only";
+  if (device_scope && caller.device_id == device_id) return absl::OkStatus();
+  if (device_scope) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", caller.device_id, " may not attest for device ", device_id,
+        ": a device attests only for itself"));
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "this credential (scope '", caller.scope,
+      "') may not attest devices: connect with the device's manufacturing or "
+      "device certificate, or through a gateway"));
+}
+
 absl::Status RequireFullScope(const DeviceContext& ctx) {
   if (ctx.scope == "full") return absl::OkStatus();
   if (ctx.update_only()) {

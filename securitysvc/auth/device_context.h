@@ -49,6 +49,14 @@ absl::StatusOr<DeviceContext> FromCertificate(
 //   if (auto s = auth::RequireFullScope(*ctx); !s.ok()) return s;
 absl::Status RequireFullScope(const DeviceContext& ctx);
 
+// MayAttestFor decides whether the TLS peer with `caller` claims may request
+// challenges and submit quotes for `device_id`: a device for itself (its
+// manufacturing or device certificate names it) or a gateway multiplexing
+// devices. Everyone else (operators, other devices) gets PermissionDenied,
+// so no one can burn another device's challenge capacity or probe it.
+absl::Status MayAttestFor(const crypto::DeviceClaims& caller,
+                          absl::string_view device_id);
+
 class SessionTokens {
  public:
   // `key` is a 32-byte MAC key shared by all shards.
