@@ -87,6 +87,7 @@ struct Platform {
       img.set_id(crypto::HexEncode(crypto::Sha256(pkg.header())));
       img.set_component(v.header.component());
       img.set_version(v.header.version());
+      img.set_kind(v.header.kind());
       img.set_image_hash(v.image_hash);
       catalog->PutImage(img);
       rel.add_image_ids(img.id());
