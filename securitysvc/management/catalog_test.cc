@@ -634,9 +634,9 @@ TEST_F(CatalogTest, PlatformOperatorsNeverReceiveWrappedCaKeys) {
   }
   EXPECT_EQ(tenants, 2 * (2 + 1));  // (2 existing + 1 live) per watcher
   // Keep the StatusOr alive: ranging over `*temporary` would dangle.
-  auto tenants = catalog_->ListTenants(platform_);
-  ASSERT_TRUE(tenants.ok()) << tenants.status();
-  for (const v1::Tenant& t : *tenants) {
+  auto listed = catalog_->ListTenants(platform_);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  for (const v1::Tenant& t : *listed) {
     EXPECT_TRUE(t.wrapped_ca_key().empty());
   }
   EXPECT_TRUE(
