@@ -75,8 +75,9 @@ absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
   if (device->state() == v1::REVOKED) {
     return absl::PermissionDeniedError(
         absl::StrCat("device ", device_id,
-                     " is revoked: it cannot attest until its tenant "
-                     "reinstates it"));
+                     " is revoked: it can no longer attest or receive "
+                     "certificates ('spherectl device show' gives the "
+                     "reason)"));
   }
   auto c = nonces_->Issue(device_id);
   if (!c.ok()) return c.status();
