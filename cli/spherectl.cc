@@ -611,10 +611,7 @@ absl::Status Cli::TenantCredential() {
     return s;
   }
   const std::string dir = cluster_.state_dir + "/pki/tenants";
-  std::string mkdir = absl::StrCat("mkdir -p '", dir, "'");
-  if (std::system(mkdir.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", dir));
-  }
+  if (auto s = rpc::MakeDirs(dir, 0700); !s.ok()) return s;
   const std::string cert_path = absl::StrCat(dir, "/", t.name(), ".pem");
   const std::string key_path = absl::StrCat(dir, "/", t.name(), ".key");
   if (auto s = rpc::WriteFile(key_path, key.ToPem(), 0600); !s.ok()) return s;

@@ -220,8 +220,11 @@ int Main() {
     dir = absl::StrCat(wd ? wd : getcwd(cwd, sizeof(cwd)), "/", dir);
   }
   log::SetComponent("local_cluster");
-  for (const char* sub : {"", "/logs", "/run", "/images"}) {
-    mkdir(absl::StrCat(dir, sub).c_str(), 0755);
+  for (const char* sub : {"/logs", "/run", "/images"}) {
+    if (auto s = rpc::MakeDirs(absl::StrCat(dir, sub)); !s.ok()) {
+      std::cerr << "local_cluster: " << s.message() << "\n";
+      return 1;
+    }
   }
   auto pki = pki::Bootstrap(dir);
   if (!pki.ok()) {

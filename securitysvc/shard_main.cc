@@ -137,13 +137,7 @@ int Main() {
   if (!pki.ok())
     return Fail(pki.status());
   const std::string shard_dir = absl::StrCat(dir, "/shards/", id);
-  if (auto s = rpc::WriteFile(absl::StrCat(dir, "/.probe"), ""); !s.ok()) {
-    return Fail(s);
-  }
-  std::string mkdir = absl::StrCat("mkdir -p '", shard_dir, "'");
-  if (system(mkdir.c_str()) != 0) {
-    return Fail(absl::InternalError(absl::StrCat("cannot create ", shard_dir)));
-  }
+  if (auto s = rpc::MakeDirs(shard_dir); !s.ok()) return Fail(s);
   auto data_key = store::LoadOrCreateDataKey(
       pki->Path("master.key"), absl::StrCat(shard_dir, "/data.key.wrapped"));
   if (!data_key.ok())

@@ -105,8 +105,7 @@ absl::Status SaveDevice(mcu::Device& device, const Paths& p) {
 }
 
 int Manufacture(const cluster::ClusterConfig& c, const Paths& p) {
-  mkdir((c.state_dir + "/twins").c_str(), 0755);
-  mkdir(p.dir.c_str(), 0700);
+  if (auto s = rpc::MakeDirs(p.dir, 0700); !s.ok()) return Fail(s);
   struct stat st;
   if (stat(p.state().c_str(), &st) == 0) {
     return Fail(absl::AlreadyExistsError(

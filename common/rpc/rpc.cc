@@ -68,6 +68,18 @@ absl::Status WriteFile(const std::string& path, absl::string_view contents,
   return absl::OkStatus();
 }
 
+absl::Status MakeDirs(const std::string& path, int mode) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i != path.size() && path[i] != '/') continue;
+    const std::string prefix = path.substr(0, i);
+    if (mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create directory ",
+                                              prefix, ": ", strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const TlsFiles& tls, bool require_client_cert) {
   grpc::SslServerCredentialsOptions opts(

@@ -29,6 +29,9 @@ namespace sphere::rpc {
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFile(const std::string& path, absl::string_view contents,
                        int mode = 0644);
+// MakeDirs creates `path` and any missing parents (like `mkdir -p`); new
+// directories get `mode`. Existing directories are left as they are.
+absl::Status MakeDirs(const std::string& path, int mode = 0755);
 
 struct TlsFiles {
   std::string cert_pem;

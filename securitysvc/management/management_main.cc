@@ -45,14 +45,6 @@ ABSL_FLAG(int, grace_seconds, 5, "graceful shutdown deadline");
 namespace sphere::management {
 namespace {
 
-absl::Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create directory ", path, ": ", strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Run() {
   const std::string dir = absl::GetFlag(FLAGS_state_dir);
   if (dir.empty()) {
@@ -78,7 +70,7 @@ absl::Status Run() {
       crypto::ParseCertificate(*root_pem);
   if (!root_cert.ok()) return root_cert.status();
 
-  if (auto s = MakeDir(dir + "/management"); !s.ok()) return s;
+  if (auto s = rpc::MakeDirs(dir + "/management", 0700); !s.ok()) return s;
   absl::StatusOr<std::string> data_key = store::LoadOrCreateDataKey(
       pki + "/master.key", dir + "/management/data.key.wrapped");
   if (!data_key.ok()) return data_key.status();
@@ -120,8 +112,7 @@ absl::Status Run() {
   absl::StatusOr<crypto::EcPrivateKey> signing_key =
       crypto::EcPrivateKey::FromPem(*signing_pem);
   if (!signing_key.ok()) return signing_key.status();
-  if (auto s = MakeDir(dir + "/images"); !s.ok()) return s;
-  if (auto s = MakeDir(dir + "/images/catalog"); !s.ok()) return s;
+  if (auto s = rpc::MakeDirs(dir + "/images/catalog"); !s.ok()) return s;
   auto pipeline = std::make_shared<ImagePipeline>(*signing_key,
                                                   dir + "/images/catalog");
   service_options.verify_image_package =

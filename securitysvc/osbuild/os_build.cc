@@ -1,23 +1,11 @@
 #include "securitysvc/osbuild/os_build.h"
 
-#include <errno.h>
-#include <string.h>
-#include <sys/stat.h>
-
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
 #include "mcu-model/image.h"
 
 namespace sphere::osbuild {
 namespace {
-
-absl::Status MakeDir(const std::string &path) {
-  if (mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) {
-    return absl::OkStatus();
-  }
-  return absl::InternalError(
-      absl::StrCat("cannot create directory ", path, ": ", strerror(errno)));
-}
 
 }  // namespace
 
@@ -36,10 +24,7 @@ absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
   auto packages = mcu::BuildFactoryImages(signing_key, version);
   if (!packages.ok()) return packages.status();
   const std::string dir = OsImagesDir(state_dir, version);
-  for (const std::string &d :
-       {state_dir, absl::StrCat(state_dir, "/images"), dir}) {
-    if (auto s = MakeDir(d); !s.ok()) return s;
-  }
+  if (auto s = rpc::MakeDirs(dir); !s.ok()) return s;
   std::vector<BuiltOsImage> out;
   for (v1::ImagePackage &pkg : *packages) {
     // Self-check: what we ship must verify as devices will verify it.

@@ -13,21 +13,6 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
-absl::Status MkDirs(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      cur = path.substr(0, i);
-      if (!cur.empty() && !Exists(cur) && mkdir(cur.c_str(), 0755) != 0 &&
-          errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("mkdir ", cur, ": ",
-                                                strerror(errno)));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<crypto::EcPrivateKey> LoadOrCreateKey(const std::string& path) {
   if (Exists(path)) {
     auto pem = rpc::ReadFile(path);
@@ -73,7 +58,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
         ": start the cluster with 'bazel run //:local_cluster -- --state-dir ",
         state_dir, "'"));
   }
-  if (auto s = MkDirs(pki.dir); !s.ok()) return s;
+  if (auto s = rpc::MakeDirs(pki.dir); !s.ok()) return s;
   chmod(pki.dir.c_str(), 0700);
   const absl::Duration kTenYears = absl::Hours(24 * 3650);
 
