@@ -387,8 +387,8 @@ BENCHMARK(BM_NonceIssueConsume)->Threads(1)->Threads(2)->UseRealTime();
 
 // ------------------------------------------------------------ certificates
 
-void BM_IssueDeviceCertificate(benchmark::State& state) {
-  Platform& p = GetPlatform();
+// DeviceCertificateSpec: the certificate Attest issues for pool device 0.
+crypto::CertificateSpec DeviceCertificateSpec(Platform& p) {
   absl::Time now = absl::Now();
   crypto::CertificateSpec spec;
   spec.common_name = p.devices[0]->device_id();
@@ -401,6 +401,12 @@ void BM_IssueDeviceCertificate(benchmark::State& state) {
   spec.claims.tenant_id = kTenant;
   spec.claims.device_group_id = kGroup;
   spec.claims.scope = "full";
+  return spec;
+}
+
+void BM_IssueDeviceCertificate(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  crypto::CertificateSpec spec = DeviceCertificateSpec(p);
   for (auto _ : state) {
     benchmark::DoNotOptimize(
         crypto::IssueCertificate(spec, p.tenant_ca_key, p.tenant_ca_pem));
@@ -415,18 +421,7 @@ BENCHMARK(BM_IssueDeviceCertificate);
 void BM_IssueDeviceCertificateCachedIssuer(benchmark::State& state) {
   Platform& p = GetPlatform();
   auto ca = *p.catalog->GetSharedTenantCa(kTenant);
-  absl::Time now = absl::Now();
-  crypto::CertificateSpec spec;
-  spec.common_name = p.devices[0]->device_id();
-  spec.organization = "Contoso";
-  spec.subject_public_key = p.devices[0]->CertificatePublicKey();
-  spec.not_before = now;
-  spec.not_after = now + absl::Hours(24);
-  spec.usage = crypto::KeyUsage::kClientAuth;
-  spec.claims.device_id = spec.common_name;
-  spec.claims.tenant_id = kTenant;
-  spec.claims.device_group_id = kGroup;
-  spec.claims.scope = "full";
+  crypto::CertificateSpec spec = DeviceCertificateSpec(p);
   for (auto _ : state) {
     benchmark::DoNotOptimize(ca->issuer->IssueWithSerial(spec));
   }
