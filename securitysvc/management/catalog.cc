@@ -160,6 +160,20 @@ absl::Status ScanAll(store::Reader* store, absl::string_view cf,
   return parse_error;
 }
 
+// CollectIf returns every record of `cf` that `keep` accepts, in key order.
+template <typename Message>
+absl::StatusOr<std::vector<Message>> CollectIf(
+    store::Reader* store, absl::string_view cf,
+    const std::function<bool(const Message&)>& keep) {
+  std::vector<Message> out;
+  absl::Status s = ScanAll<Message>(store, cf, [&](const Message& m) {
+    if (keep(m)) out.push_back(m);
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 // ---- Access control --------------------------------------------------------
 // Internal callers (the shard credential) get least privilege: see catalog.h.
 
@@ -711,13 +725,9 @@ absl::StatusOr<std::vector<v1::Product>> Catalog::ListProducts(
   if (auto s = NotForShards(caller, "listing products"); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
-  std::vector<v1::Product> out;
-  absl::Status s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& p) {
-    if (p.tenant_id() == t->id()) out.push_back(p);
-    return true;
+  return CollectIf<v1::Product>(store_, kProducts, [&](const v1::Product& p) {
+    return p.tenant_id() == t->id();
   });
-  if (!s.ok()) return s;
-  return out;
 }
 
 absl::StatusOr<v1::Product> Catalog::GetProduct(const Caller& caller,
@@ -786,17 +796,11 @@ absl::StatusOr<std::vector<v1::DeviceGroup>> Catalog::ListDeviceGroups(
     if (!p.ok()) return p.status();
     product_id = p->id();
   }
-  std::vector<v1::DeviceGroup> out;
-  absl::Status s =
-      ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
-        if (g.tenant_id() == t->id() &&
-            (product_id.empty() || g.product_id() == product_id)) {
-          out.push_back(g);
-        }
-        return true;
+  return CollectIf<v1::DeviceGroup>(
+      store_, kGroups, [&](const v1::DeviceGroup& g) {
+        return g.tenant_id() == t->id() &&
+               (product_id.empty() || g.product_id() == product_id);
       });
-  if (!s.ok()) return s;
-  return out;
 }
 
 absl::StatusOr<v1::DeviceGroup> Catalog::GetDeviceGroup(
@@ -1186,13 +1190,9 @@ absl::StatusOr<std::vector<v1::Image>> Catalog::ListImages(
     if (!t.ok()) return t.status();
     tenant_id = t->id();
   }
-  std::vector<v1::Image> out;
-  absl::Status s = ScanAll<v1::Image>(store_, kImages, [&](const auto& i) {
-    if (tenant_id.empty() || i.tenant_id() == tenant_id) out.push_back(i);
-    return true;
+  return CollectIf<v1::Image>(store_, kImages, [&](const v1::Image& i) {
+    return tenant_id.empty() || i.tenant_id() == tenant_id;
   });
-  if (!s.ok()) return s;
-  return out;
 }
 
 absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
@@ -1252,17 +1252,11 @@ absl::StatusOr<std::vector<v1::Deployment>> Catalog::ListDeployments(
     if (!g.ok()) return g.status();
     group_id = g->id();
   }
-  std::vector<v1::Deployment> out;
-  absl::Status s =
-      ScanAll<v1::Deployment>(store_, kDeployments, [&](const auto& d) {
-        if (d.tenant_id() == t->id() &&
-            (group_id.empty() || d.device_group_id() == group_id)) {
-          out.push_back(d);
-        }
-        return true;
+  return CollectIf<v1::Deployment>(
+      store_, kDeployments, [&](const v1::Deployment& d) {
+        return d.tenant_id() == t->id() &&
+               (group_id.empty() || d.device_group_id() == group_id);
       });
-  if (!s.ok()) return s;
-  return out;
 }
 
 absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
