@@ -1,0 +1,73 @@
+#include "fuzz/fuzz_support.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace sphere::fuzz {
+
+crypto::EcPrivateKey FuzzKey(absl::string_view label) {
+  absl::StatusOr<crypto::EcPrivateKey> key = crypto::EcPrivateKey::FromScalar(
+      crypto::Sha256(absl::StrCat("sphere-fuzz-key:", label)));
+  Check(key.ok(), "fuzz key scalar out of range");
+  return *key;
+}
+
+absl::Time FuzzNow() { return absl::FromUnixSeconds(1767225600); }
+
+std::string FuzzRootPem() {
+  crypto::EcPrivateKey key = FuzzKey("root");
+  crypto::CertificateSpec spec;
+  spec.common_name = "Sphere Fuzz Root CA";
+  spec.organization = "Sphere";
+  spec.subject_public_key = key.PublicKey();
+  spec.serial = 1;
+  spec.not_before = FuzzNow() - absl::Hours(24);
+  spec.not_after = FuzzNow() + absl::Hours(24 * 365 * 20);
+  spec.usage = crypto::KeyUsage::kCa;
+  absl::StatusOr<std::string> pem = crypto::IssueCertificate(spec, key, "");
+  Check(pem.ok(), "cannot issue the fuzz root");
+  return *pem;
+}
+
+std::string FuzzMasterKey() { return crypto::Sha256("sphere-fuzz-master-key"); }
+
+bool RecordReader::Next(absl::string_view* record) {
+  if (rest_.empty()) return false;
+  uint32_t len = 0;
+  size_t i = 0;
+  for (; i < 4 && i < rest_.size(); ++i) {
+    len = (len << 8) | static_cast<uint8_t>(rest_[i]);
+  }
+  rest_.remove_prefix(i);
+  const size_t n = std::min<size_t>(len, rest_.size());
+  *record = rest_.substr(0, n);
+  rest_.remove_prefix(n);
+  return true;
+}
+
+uint8_t RecordReader::NextByte() {
+  if (rest_.empty()) return 0;
+  const uint8_t b = static_cast<uint8_t>(rest_[0]);
+  rest_.remove_prefix(1);
+  return b;
+}
+
+void AppendRecord(std::string* out, absl::string_view record) {
+  const uint32_t n = static_cast<uint32_t>(record.size());
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  out->append(record.data(), record.size());
+}
+
+void Check(bool cond, absl::string_view what) {
+  if (cond) return;
+  std::fprintf(stderr, "fuzz invariant broken: %.*s\n",
+               static_cast<int>(what.size()), what.data());
+  std::abort();
+}
+
+}  // namespace sphere::fuzz
