@@ -7,7 +7,7 @@ set -euo pipefail
 fuzzer="$1"
 corpus="$2"
 max_len="$3"
-n=$(find "$corpus" -maxdepth 1 -type f 2>/dev/null | wc -l)
+n=$(find -L "$corpus" -maxdepth 1 -type f 2>/dev/null | wc -l)
 if ((n == 0)); then
   echo "run_corpus: no inputs in $corpus" >&2
   exit 1
