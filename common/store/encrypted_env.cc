@@ -127,7 +127,8 @@ class AesCtrEncryptionProvider : public rocksdb::EncryptionProvider {
     if (!crypto::ConstantTimeEquals(check, KeyCheck(key, iv))) {
       return rocksdb::Status::InvalidArgument(absl::StrCat(
           fname,
-          ": wrong data key (file was encrypted under a different key)"));
+          ": wrong data key (file was encrypted under a different key), or "
+          "its encryption prefix was altered on disk"));
     }
     *result = std::make_unique<AesCtrCipherStream>(fname, std::move(key),
                                                    std::move(iv));
