@@ -213,7 +213,9 @@ absl::Status ServerRunner::Start() {
   acceptor_ = builder.experimental().AddExternalConnectionAcceptor(
       grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
       ServerCredentials(options_.tls, options_.require_client_cert));
-  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(options_.max_request_bytes > 0
+                                       ? options_.max_request_bytes
+                                       : options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options_.max_concurrent_streams_per_connection);

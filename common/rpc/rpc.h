@@ -103,6 +103,9 @@ struct ServerOptions {
   // Largest request and response, server-wide. Methods that need less use
   // CheckRequestSize.
   int max_message_bytes = 8 << 20;
+  // When positive, requests are capped lower than max_message_bytes (which
+  // then bounds responses only): for servers whose requests are all small.
+  int max_request_bytes = 0;
   int max_threads = 16;  // bounded thread pool for the sync parts of gRPC
   // gRPC resource quota: memory for all connections and calls together;
   // past it gRPC sheds load (drops connections, refuses calls) instead of
