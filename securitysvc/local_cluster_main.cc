@@ -2,7 +2,7 @@
 //
 //   bazel run //:local_cluster -- --state-dir DIR [--shards N]
 //
-// Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
+// Bootstraps the PKI into DIR/pki (once; DIR and DIR/pki are 0700), builds and signs the factory OS
 // images into DIR/images/os-<v>/ (osbuild::BuildOs, as os_builder does),
 // starts management and N shards as child processes (logs in DIR/logs/),
 // publishes the OS release on both feeds, writes DIR/cluster.json and prints
@@ -10,6 +10,11 @@
 // DIR/run/<name>.pid as it is spawned (crash tests SIGKILL children by it).
 // Ctrl-C or SIGTERM stops every child gracefully. With --exit-when-ready it detaches nothing:
 // it stops the cluster again right after becoming ready (smoke test).
+//
+// The cluster master key is DIR/pki/master.key by default (zero setup);
+// --master-key-file PATH keeps it elsewhere (created there, 0600, if absent)
+// and --master-key-env NAME takes it from an environment variable (64 hex
+// digits); children get the same flag. See docs/threat-model.md.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,7 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -44,6 +51,12 @@ ABSL_FLAG(bool, exit_when_ready, false,
           "Stop the cluster right after it became ready");
 ABSL_FLAG(absl::Duration, ready_timeout, absl::Seconds(60),
           "How long children may take to become ready");
+ABSL_FLAG(std::string, master_key_file, "",
+          "Cluster master key file outside the state directory (created "
+          "with mode 0600 if absent); default DIR/pki/master.key");
+ABSL_FLAG(std::string, master_key_env, "",
+          "Environment variable holding the cluster master key (64 hex "
+          "digits); children inherit it");
 ABSL_FLAG(absl::Duration, shard_heartbeat_interval, absl::Seconds(5),
           "How often shards re-register with management (device counts)");
 
@@ -208,6 +221,23 @@ absl::Status PublishOs(const pki::ClusterPki& pki, const std::string& mgmt,
   return absl::OkStatus();
 }
 
+// RestrictStateDir makes the state directory 0700 when this user owns it
+// (it holds keys, databases and logs). A shared directory such as /tmp
+// (sticky bit) or one owned by someone else is left alone, with a warning.
+void RestrictStateDir(const std::string& dir) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || (st.st_mode & 0077) == 0) return;
+  if (st.st_uid != geteuid() || (st.st_mode & S_ISVTX) != 0) {
+    log::Warning("state directory is accessible to other users",
+                 {{"dir", dir}, {"hint", "use a private directory (0700)"}});
+    return;
+  }
+  if (chmod(dir.c_str(), 0700) != 0) {
+    log::Warning("cannot restrict state directory",
+                 {{"dir", dir}, {"error", strerror(errno)}});
+  }
+}
+
 int Main() {
   std::string dir = absl::GetFlag(FLAGS_state_dir);
   if (dir.empty()) {
@@ -221,12 +251,28 @@ int Main() {
   }
   log::SetComponent("local_cluster");
   for (const char* sub : {"/logs", "/run", "/images"}) {
-    if (auto s = rpc::MakeDirs(absl::StrCat(dir, sub)); !s.ok()) {
+    if (auto s = rpc::MakeDirs(absl::StrCat(dir, sub), 0700); !s.ok()) {
       std::cerr << "local_cluster: " << s.message() << "\n";
       return 1;
     }
   }
-  auto pki = pki::Bootstrap(dir);
+  RestrictStateDir(dir);
+  pki::MasterKeySource master_key{absl::GetFlag(FLAGS_master_key_file),
+                                  absl::GetFlag(FLAGS_master_key_env)};
+  if (!master_key.file.empty() && master_key.file[0] != '/') {
+    char cwd[4096];
+    const char* wd = getenv("BUILD_WORKING_DIRECTORY");
+    master_key.file =
+        absl::StrCat(wd ? wd : getcwd(cwd, sizeof(cwd)), "/", master_key.file);
+  }
+  std::vector<std::string> key_flags;
+  if (!master_key.file.empty()) {
+    key_flags.push_back(absl::StrCat("--master_key_file=", master_key.file));
+  }
+  if (!master_key.env.empty()) {
+    key_flags.push_back(absl::StrCat("--master_key_env=", master_key.env));
+  }
+  auto pki = pki::Bootstrap(dir, master_key);
   if (!pki.ok()) {
     std::cerr << "local_cluster: PKI bootstrap failed: " << pki.status() << "\n";
     return 1;
@@ -247,9 +293,12 @@ int Main() {
     StopAll(children);
     return 1;
   };
+  std::vector<std::string> mgmt_args = {absl::StrCat("--state_dir=", dir),
+                                       "--port=0"};
+  mgmt_args.insert(mgmt_args.end(), key_flags.begin(), key_flags.end());
   auto mgmt = Spawn("management",
                     FindBinary("securitysvc/management", "management"),
-                    {absl::StrCat("--state_dir=", dir), "--port=0"}, dir);
+                    mgmt_args, dir);
   if (!mgmt.ok()) return fail(mgmt.status());
   children.push_back(*mgmt);
   if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
@@ -284,15 +333,15 @@ int Main() {
   }
   for (int i = 0; i < shards; ++i) {
     std::string id = absl::StrCat("shard-", i);
-    auto c = Spawn(id, shard_bin,
-                   {absl::StrCat("--state_dir=", dir),
-                    absl::StrCat("--shard_id=", id),
-                    absl::StrCat("--management=", mgmt_addr),
-                    absl::StrCat("--heartbeat_interval=",
-                                 absl::FormatDuration(absl::GetFlag(
-                                     FLAGS_shard_heartbeat_interval))),
-                    "--port=0"},
-                   dir);
+    std::vector<std::string> shard_args = {
+        absl::StrCat("--state_dir=", dir), absl::StrCat("--shard_id=", id),
+        absl::StrCat("--management=", mgmt_addr),
+        absl::StrCat("--heartbeat_interval=",
+                     absl::FormatDuration(
+                         absl::GetFlag(FLAGS_shard_heartbeat_interval))),
+        "--port=0"};
+    shard_args.insert(shard_args.end(), key_flags.begin(), key_flags.end());
+    auto c = Spawn(id, shard_bin, shard_args, dir);
     if (!c.ok()) return fail(c.status());
     children.push_back(*c);
   }
@@ -387,6 +436,12 @@ int main(int argc, char** argv) {
     if (absl::StartsWith(a, "--state-dir")) a.replace(0, 11, "--state_dir");
     if (absl::StartsWith(a, "--exit-when-ready")) {
       a.replace(0, 17, "--exit_when_ready");
+    }
+    if (absl::StartsWith(a, "--master-key-file")) {
+      a.replace(0, 17, "--master_key_file");
+    }
+    if (absl::StartsWith(a, "--master-key-env")) {
+      a.replace(0, 16, "--master_key_env");
     }
     fixed.push_back(a);
   }

@@ -13,6 +13,7 @@
 // revoke devices whose attestation proves them compromised (asynchronously, see
 // RevocationQueue).
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -44,6 +45,16 @@ ABSL_FLAG(int, port, 0, "Port to listen on (0 = any free port)");
 ABSL_FLAG(std::string, port_file, "", "Write the bound port here when ready");
 ABSL_FLAG(absl::Duration, sync_timeout, absl::Seconds(30),
           "How long to wait for the first catalog sync");
+ABSL_FLAG(std::string, master_key_file, "",
+          "Cluster master key file (32 raw bytes or 64 hex digits, mode 0600); "
+          "default $CREDENTIALS_DIRECTORY/master.key if present, else "
+          "DIR/pki/master.key");
+ABSL_FLAG(std::string, master_key_env, "",
+          "Environment variable holding the cluster master key (64 hex "
+          "digits), instead of --master_key_file");
+ABSL_FLAG(int, max_request_bytes, 1 << 20,
+          "Largest request this shard accepts (attestation requests are "
+          "small; see docs/threat-model.md, Limits)");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
           "How often the shard re-registers with management (device count, "
           "health)");
@@ -133,13 +144,15 @@ int Main() {
     return Fail(absl::InvalidArgumentError(
         "--state-dir and --management are required"));
   }
-  auto pki = pki::Load(dir);
+  auto pki = pki::Load(dir, {absl::GetFlag(FLAGS_master_key_file),
+                             absl::GetFlag(FLAGS_master_key_env)});
   if (!pki.ok())
     return Fail(pki.status());
   const std::string shard_dir = absl::StrCat(dir, "/shards/", id);
-  if (auto s = rpc::MakeDirs(shard_dir); !s.ok()) return Fail(s);
-  auto data_key = store::LoadOrCreateDataKey(
-      pki->Path("master.key"), absl::StrCat(shard_dir, "/data.key.wrapped"));
+  if (auto s = rpc::MakeDirs(shard_dir, 0700); !s.ok()) return Fail(s);
+  auto data_key = store::LoadOrCreateDataKeyUnder(
+      pki->master_key, pki->master_key_origin,
+      absl::StrCat(shard_dir, "/data.key.wrapped"));
   if (!data_key.ok())
     return Fail(data_key.status());
   store::RocksOptions ropts;
@@ -216,6 +229,7 @@ int Main() {
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   sopts.tls = *server_tls;
   sopts.require_client_cert = true;
+  sopts.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   rpc::ServerRunner runner(sopts);
   runner.AddService(&attestation_service);
   if (auto s = runner.Start(); !s.ok())
@@ -279,6 +293,18 @@ int main(int argc, char **argv) {
   sphere::rpc::InstallTerminationSignalMask();
   absl::SetProgramUsageMessage(
       "Security Service shard: attestation and device certificates");
+  // --master-key-file / --master-key-env are also accepted with dashes.
+  for (int i = 1; i < argc; ++i) {
+    for (const char* name : {"--master-key-file", "--master-key-env"}) {
+      const size_t n = std::strlen(name);
+      if (std::strncmp(argv[i], name, n) == 0 &&
+          (argv[i][n] == '=' || argv[i][n] == '\0')) {
+        for (size_t k = 2; k < n; ++k) {
+          if (argv[i][k] == '-') argv[i][k] = '_';
+        }
+      }
+    }
+  }
   absl::ParseCommandLine(argc, argv);
   return sphere::Main();
 }

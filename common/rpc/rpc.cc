@@ -148,17 +148,37 @@ absl::StatusOr<PeerIdentity> PeerFromContext(
   return id;
 }
 
+std::string TruncateForStatus(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t cut = max_bytes;
+  // Do not split a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  return absl::StrCat(text.substr(0, cut), "... [", text.size() - cut,
+                      " bytes cut]");
+}
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   // absl and gRPC share code numbers one-to-one.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      TruncateForStatus(status.message()));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+                      TruncateForStatus(status.error_message()));
+}
+
+absl::Status CheckRequestSize(const google::protobuf::MessageLite& request,
+                              size_t max_bytes, absl::string_view method) {
+  const size_t size = request.ByteSizeLong();
+  if (size <= max_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      method, " request is ", size, " bytes; this method accepts at most ",
+      max_bytes, " bytes"));
 }
 
 std::chrono::system_clock::time_point Deadline(absl::Duration d) {
@@ -180,24 +200,51 @@ void ServerRunner::AddService(grpc::Service* service) {
 absl::Status ServerRunner::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  GatedListener::Options listen_options;
+  listen_options.max_connections = options_.max_connections;
+  listen_options.fd_headroom = options_.fd_headroom;
+  absl::StatusOr<std::unique_ptr<GatedListener>> listener =
+      GatedListener::Listen(options_.address, listen_options);
+  if (!listener.ok()) return listener.status();
+  listener_ = *std::move(listener);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(
-      options_.address,
-      ServerCredentials(options_.tls, options_.require_client_cert), &port_);
-  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  // Connections come from listener_ (see GatedListener for why not
+  // AddListeningPort); TLS and every channel argument below still apply.
+  acceptor_ = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+      ServerCredentials(options_.tls, options_.require_client_cert));
+  builder.SetMaxReceiveMessageSize(options_.max_request_bytes > 0
+                                       ? options_.max_request_bytes
+                                       : options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options_.max_concurrent_streams_per_connection);
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.handshake_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(
+          absl::ToInt64Milliseconds(options_.max_connection_idle)));
   grpc::ResourceQuota quota("sphere");
   quota.SetMaxThreads(options_.max_threads);
+  quota.Resize(static_cast<size_t>(options_.max_memory_bytes));
   builder.SetResourceQuota(quota);
   metrics_service_ = std::make_unique<MetricsServiceImpl>();
   builder.RegisterService(metrics_service_.get());
   for (auto* s : services_) builder.RegisterService(s);
   server_ = builder.BuildAndStart();
-  if (!server_ || port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.address,
-                     " (port in use or bad certificate/key)"));
+  if (!server_) {
+    listener_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot serve on ", options_.address, " (bad certificate/key?)"));
   }
+  if (absl::Status s = listener_->Start(acceptor_.get()); !s.ok()) {
+    server_->Shutdown(Deadline(absl::ZeroDuration()));
+    server_.reset();
+    return s;
+  }
+  port_ = listener_->port();
   server_->GetHealthCheckService()->SetServingStatus(true);
   return absl::OkStatus();
 }
@@ -209,6 +256,8 @@ std::string ServerRunner::address() const {
 
 void ServerRunner::Shutdown(absl::Duration grace) {
   if (!server_) return;
+  // No new connections first; then drain the calls on the existing ones.
+  if (listener_) listener_->Stop();
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(Deadline(grace));
   server_->Wait();

@@ -6,8 +6,12 @@
 //  * PeerIdentity: who called, from the verified peer certificate's claims.
 //  * ToGrpcStatus / FromGrpcStatus: one table mapping absl <-> gRPC codes.
 //  * ServerRunner: binds (port 0 allowed), registers the health service,
-//    server reflection and the Metrics service, bounds message sizes and
-//    threads, and shuts down gracefully with a deadline.
+//    server reflection and the Metrics service, bounds message sizes,
+//    threads, memory, streams per connection, connections and handshake
+//    time (see ServerOptions and GatedListener), and shuts down gracefully
+//    with a deadline.
+//  * CheckRequestSize: the per-method request cap adapters apply where a
+//    method takes less than the server-wide maximum.
 //  * WaitForTerminationSignal: blocks until SIGINT or SIGTERM.
 #ifndef SPHERE_COMMON_RPC_RPC_H_
 #define SPHERE_COMMON_RPC_RPC_H_
@@ -22,6 +26,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
+#include "common/rpc/gated_listener.h"
+#include "google/protobuf/message_lite.h"
 
 namespace sphere::rpc {
 
@@ -63,18 +69,61 @@ struct PeerIdentity {
 absl::StatusOr<PeerIdentity> PeerFromContext(
     const grpc::ServerContextBase& context);
 
+// ToGrpcStatus maps the code one-to-one and caps the message at
+// kMaxStatusMessageBytes (the rest is replaced by a note saying how much was
+// cut), so an error that quotes its input never echoes megabytes back or
+// into a log. FromGrpcStatus caps what it takes from a peer the same way.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
+// TruncateForStatus cuts `text` to at most `max_bytes` (at a UTF-8 boundary),
+// appending "... [N bytes cut]" when it cut anything.
+std::string TruncateForStatus(absl::string_view text,
+                              size_t max_bytes = kMaxStatusMessageBytes);
+
+// CheckRequestSize refuses a request larger than `max_bytes` (serialized)
+// with RESOURCE_EXHAUSTED naming the method and the limit, as gRPC does for
+// messages over the server-wide maximum. Adapters call it first for methods
+// whose requests must be smaller than ServerOptions::max_message_bytes.
+//
+// Example:
+//   RETURN_IF_ERROR(rpc::CheckRequestSize(*req, 64 << 10, "CreateTenant"));
+absl::Status CheckRequestSize(const google::protobuf::MessageLite& request,
+                              size_t max_bytes, absl::string_view method);
 
 // Deadline returns now + `d` as a gRPC deadline.
 std::chrono::system_clock::time_point Deadline(absl::Duration d);
 
+// ServerOptions: every limit a server applies before any handler runs. The
+// defaults are the ones docs/threat-model.md lists ("Limits").
 struct ServerOptions {
   std::string address = "127.0.0.1:0";
   TlsFiles tls;
   bool require_client_cert = true;
+  // Largest request and response, server-wide. Methods that need less use
+  // CheckRequestSize.
   int max_message_bytes = 8 << 20;
+  // When positive, requests are capped lower than max_message_bytes (which
+  // then bounds responses only): for servers whose requests are all small.
+  int max_request_bytes = 0;
   int max_threads = 16;  // bounded thread pool for the sync parts of gRPC
+  // gRPC resource quota: memory for all connections and calls together;
+  // past it gRPC sheds load (drops connections, refuses calls) instead of
+  // growing.
+  int64_t max_memory_bytes = int64_t{512} << 20;
+  // Concurrent calls (HTTP/2 streams) one connection may have open.
+  int max_concurrent_streams_per_connection = 128;
+  // A connection must finish TCP + TLS + HTTP/2 setup within this time or
+  // it is closed (unauthenticated connections cannot linger).
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // A connection with no call for this long is closed (clients reconnect
+  // transparently).
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  // Open connections at most (descriptors beyond those open at start), and
+  // descriptors always kept free below RLIMIT_NOFILE (raised to the hard
+  // limit at Start). See GatedListener.
+  int max_connections = 8192;
+  int fd_headroom = 64;
 };
 
 // ServerRunner owns one gRPC server.
@@ -91,7 +140,8 @@ class ServerRunner {
   ~ServerRunner();
 
   void AddService(grpc::Service* service);
-  // Start binds and starts serving; port() is then the bound port.
+  // Start raises RLIMIT_NOFILE to the hard limit, binds, and starts serving;
+  // port() is then the bound port.
   absl::Status Start();
   int port() const { return port_; }
   std::string address() const;
@@ -99,11 +149,15 @@ class ServerRunner {
   // `grace`, then cancels the rest. Health reports NOT_SERVING meanwhile.
   void Shutdown(absl::Duration grace);
   grpc::Server* server() { return server_.get(); }
+  // listener() is the accept loop (connection counters); null before Start.
+  const GatedListener* listener() const { return listener_.get(); }
 
  private:
   ServerOptions options_;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<grpc::Service> metrics_service_;
+  std::unique_ptr<GatedListener> listener_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -119,7 +119,18 @@ absl::StatusOr<std::string> LoadOrCreateDataKey(
     const std::string& master_key_path, const std::string& wrapped_key_path) {
   absl::StatusOr<std::string> master = LoadMasterKey(master_key_path);
   if (!master.ok()) return master.status();
+  return LoadOrCreateDataKeyUnder(*master, master_key_path, wrapped_key_path);
+}
 
+absl::StatusOr<std::string> LoadOrCreateDataKeyUnder(
+    const std::string& master_key, absl::string_view master_key_origin,
+    const std::string& wrapped_key_path) {
+  if (master_key.size() != kKeySize) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("keyring: master key from ", master_key_origin, " has ",
+                     master_key.size(), " bytes, want ", kKeySize));
+  }
+  const std::string* master = &master_key;
   absl::StatusOr<std::string> wrapped = ReadSmallFile(wrapped_key_path);
   if (!wrapped.ok() && absl::IsNotFound(wrapped.status())) {
     std::string nonce = crypto::RandomBytes(kNonceSize);
@@ -150,7 +161,7 @@ absl::StatusOr<std::string> LoadOrCreateDataKey(
   if (!key.ok()) {
     return absl::UnauthenticatedError(absl::StrCat(
         "keyring: wrapped data key file ", wrapped_key_path,
-        " failed authentication under master key ", master_key_path,
+        " failed authentication under master key ", master_key_origin,
         " (tampered, or wrapped under a different master key): ",
         key.status().message()));
   }

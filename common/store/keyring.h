@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sphere::store {
 
@@ -30,6 +31,14 @@ absl::Status CreateMasterKeyFile(const std::string& path);
 // wrapped key fails authentication (tampered, or a different master key).
 absl::StatusOr<std::string> LoadOrCreateDataKey(
     const std::string& master_key_path, const std::string& wrapped_key_path);
+
+// LoadOrCreateDataKeyUnder is LoadOrCreateDataKey with the 32-byte master key
+// already in hand (it may come from outside the state directory: a
+// credentials file or an environment variable); `master_key_origin` names it
+// in errors (e.g. "environment variable SPHERE_MASTER_KEY").
+absl::StatusOr<std::string> LoadOrCreateDataKeyUnder(
+    const std::string& master_key, absl::string_view master_key_origin,
+    const std::string& wrapped_key_path);
 
 }  // namespace sphere::store
 

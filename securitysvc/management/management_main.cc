@@ -4,9 +4,12 @@
 // Usage:
 //   management --state-dir=DIR [--port=0] [--port-file=FILE]
 //
-// Reads DIR/pki/root.pem, DIR/pki/root.key and DIR/pki/master.key (written by
-// the cluster bootstrap); keeps its database in DIR/management/db with the
-// data key wrapped in DIR/management/data.key.wrapped. At startup it issues
+// Reads DIR/pki/root.pem and DIR/pki/root.key (written by the cluster
+// bootstrap) and the cluster master key from --master-key-file,
+// --master-key-env, $CREDENTIALS_DIRECTORY/master.key or DIR/pki/master.key
+// (pki::MasterKeySource; key files must be private: 0600); keeps its database
+// in DIR/management/db (0700) with the data key wrapped in
+// DIR/management/data.key.wrapped. At startup it issues
 // itself a server certificate (SAN localhost, 127.0.0.1) from the root key.
 // Serves health, reflection and metrics; SIGTERM/SIGINT shut down gracefully.
 #include <sys/stat.h>
@@ -26,8 +29,10 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "common/util/log.h"
+#include "common/util/rate_limiter.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/management_service.h"
+#include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "cluster state directory (uses DIR/pki/{root.pem,root.key,"
@@ -41,6 +46,19 @@ ABSL_FLAG(int, watch_queue_limit, 65536,
           "cancelled with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, virtual_nodes, 64, "consistent-hash points per shard");
 ABSL_FLAG(int, grace_seconds, 5, "graceful shutdown deadline");
+ABSL_FLAG(std::string, master_key_file, "",
+          "cluster master key file (32 raw bytes or 64 hex digits, mode "
+          "0600), e.g. outside the state directory; default "
+          "$CREDENTIALS_DIRECTORY/master.key if present, else "
+          "DIR/pki/master.key");
+ABSL_FLAG(std::string, master_key_env, "",
+          "name of an environment variable holding the cluster master key "
+          "as 64 hex digits (instead of --master-key-file)");
+ABSL_FLAG(double, expensive_call_rate, 2,
+          "per-caller sustained rate (tokens/s) for expensive calls: "
+          "credential issuance costs 1, an image upload 1 per started MiB");
+ABSL_FLAG(double, expensive_call_burst, 40,
+          "per-caller burst (tokens) for expensive calls");
 
 namespace sphere::management {
 namespace {
@@ -55,14 +73,14 @@ absl::Status Run() {
   const std::string pki = dir + "/pki";
   absl::StatusOr<std::string> root_pem = rpc::ReadFile(pki + "/root.pem");
   if (!root_pem.ok()) return root_pem.status();
+  if (auto s = pki::CheckPrivateFile(pki + "/root.key"); !s.ok()) return s;
   absl::StatusOr<std::string> root_key_pem = rpc::ReadFile(pki + "/root.key");
   if (!root_key_pem.ok()) return root_key_pem.status();
-  absl::StatusOr<std::string> master = rpc::ReadFile(pki + "/master.key");
+  std::string master_origin;
+  absl::StatusOr<std::string> master = pki::LoadMasterKey(
+      {absl::GetFlag(FLAGS_master_key_file), absl::GetFlag(FLAGS_master_key_env)},
+      dir, /*create=*/false, &master_origin);
   if (!master.ok()) return master.status();
-  if (master->size() != 32) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        pki, "/master.key must hold 32 raw bytes; it has ", master->size()));
-  }
   absl::StatusOr<crypto::EcPrivateKey> root_key =
       crypto::EcPrivateKey::FromPem(*root_key_pem);
   if (!root_key.ok()) return root_key.status();
@@ -71,8 +89,8 @@ absl::Status Run() {
   if (!root_cert.ok()) return root_cert.status();
 
   if (auto s = rpc::MakeDirs(dir + "/management", 0700); !s.ok()) return s;
-  absl::StatusOr<std::string> data_key = store::LoadOrCreateDataKey(
-      pki + "/master.key", dir + "/management/data.key.wrapped");
+  absl::StatusOr<std::string> data_key = store::LoadOrCreateDataKeyUnder(
+      *master, master_origin, dir + "/management/data.key.wrapped");
   if (!data_key.ok()) return data_key.status();
   store::RocksOptions rocks;
   rocks.data_key = *data_key;
@@ -106,19 +124,27 @@ absl::Status Run() {
   ManagementServiceOptions service_options;
   service_options.root_subject_line = root_cert->subject_line;
   service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
+  if (auto s = pki::CheckPrivateFile(pki + "/image-signing.key"); !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::string> signing_pem =
       rpc::ReadFile(pki + "/image-signing.key");
   if (!signing_pem.ok()) return signing_pem.status();
   absl::StatusOr<crypto::EcPrivateKey> signing_key =
       crypto::EcPrivateKey::FromPem(*signing_pem);
   if (!signing_key.ok()) return signing_key.status();
-  if (auto s = rpc::MakeDirs(dir + "/images/catalog"); !s.ok()) return s;
+  if (auto s = rpc::MakeDirs(dir + "/images/catalog", 0700); !s.ok()) return s;
   auto pipeline = std::make_shared<ImagePipeline>(*signing_key,
                                                   dir + "/images/catalog");
   service_options.verify_image_package =
       [pipeline](absl::string_view tenant_id, absl::string_view package) {
         return pipeline->Process(tenant_id, package);
       };
+  RateLimiter::Options limits;
+  limits.rate_per_second = absl::GetFlag(FLAGS_expensive_call_rate);
+  limits.burst = absl::GetFlag(FLAGS_expensive_call_burst);
+  RateLimiter expensive_calls(Clock::Real(), limits);
+  service_options.expensive_call_limiter = &expensive_calls;
   ManagementService service(catalog->get(), std::move(service_options));
 
   rpc::ServerOptions server_options;
@@ -164,7 +190,8 @@ int main(int argc, char** argv) {
   NormaliseFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
       "Sphere management server: management --state-dir=DIR [--port=0] "
-      "[--port-file=FILE] (flags accept - or _)");
+      "[--port-file=FILE] [--master-key-file=PATH | --master-key-env=NAME] "
+      "(flags accept - or _)");
   absl::ParseCommandLine(argc, argv);
   sphere::log::SetComponent("management");
   absl::Status s = sphere::management::Run();

@@ -114,6 +114,10 @@ grpc::ServerUnaryReactor* ManagementService::IssueOperatorCredential(
     const v1::IssueOperatorCredentialRequest* req,
     v1::OperatorCredential* resp) {
   return Unary(ctx, [&](const Caller& c) {
+    if (absl::Status s = LimitExpensiveCall(c, "credential issuance", 1);
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<std::string> pem = catalog_->IssueOperatorCredential(
         c, req->tenant_id(), req->operator_name(), req->public_key());
     if (!pem.ok()) return pem.status();
@@ -277,6 +281,12 @@ grpc::ServerUnaryReactor* ManagementService::UploadImage(
       return absl::PermissionDeniedError(
           "uploading an image is not allowed with the shard credential "
           "(urn:sphere:scope:shard); use an operator credential");
+    }
+    if (absl::Status s = LimitExpensiveCall(
+            c, "image upload", 1 + static_cast<double>(req->package().size() /
+                                                     (1 << 20)));
+        !s.ok()) {
+      return s;
     }
     if (!options_.verify_image_package) {
       return absl::UnimplementedError(
@@ -580,6 +590,16 @@ grpc::ServerWriteReactor<v1::WatchEvent>* ManagementService::Watch(
                                    options_.watch_page_size);
   reactor->Start(Identify(ctx), req->start_revision());
   return reactor;
+}
+
+absl::Status ManagementService::LimitExpensiveCall(const Caller& caller,
+                                                  absl::string_view what,
+                                                  double cost) const {
+  if (options_.expensive_call_limiter == nullptr) return absl::OkStatus();
+  std::string key = caller.is_tenant()     ? "tenant:" + caller.tenant_id
+                    : caller.is_internal() ? std::string("internal")
+                                           : std::string("platform-operator");
+  return options_.expensive_call_limiter->Acquire(key, what, cost);
 }
 
 }  // namespace sphere::management

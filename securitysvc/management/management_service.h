@@ -32,6 +32,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/util/rate_limiter.h"
 #include "protos/management.grpc.pb.h"
 #include "securitysvc/management/catalog.h"
 
@@ -51,6 +52,11 @@ struct ManagementServiceOptions {
   std::function<absl::StatusOr<v1::Image>(absl::string_view tenant_id,
                                           absl::string_view package)>
       verify_image_package;
+  // Per-caller rate limit on the expensive calls (operator credential
+  // issuance: 1 token; image upload: 1 token per started MiB). Callers are
+  // keyed by principal (tenant id, platform operator, shard). Null: no limit.
+  // Not owned; must outlive the service.
+  RateLimiter* expensive_call_limiter = nullptr;
 };
 
 // IdentifyCaller maps a verified peer certificate to a Caller.
@@ -159,6 +165,11 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   grpc::ServerUnaryReactor* Unary(
       grpc::CallbackServerContext* ctx,
       const std::function<absl::Status(const Caller&)>& fn);
+
+  // LimitExpensiveCall charges `cost` tokens to the caller's bucket
+  // (RESOURCE_EXHAUSTED with the retry delay when it is empty).
+  absl::Status LimitExpensiveCall(const Caller& caller, absl::string_view what,
+                                  double cost) const;
 
   Catalog* const catalog_;
   const ManagementServiceOptions options_;

@@ -637,5 +637,110 @@ TEST_F(ManagementServiceTest, ShardCredentialKeepsWhatShardsNeed) {
   }
 }
 
+// ---- Per-caller limits on expensive calls ---------------------------------
+
+// A second server over the same catalog, with a rate limiter on a fake clock
+// (burst 3 tokens, 1 token/s).
+class RateLimitedManagementTest : public ManagementServiceTest {
+ protected:
+  void SetUp() override {
+    ManagementServiceTest::SetUp();
+    RateLimiter::Options limits;
+    limits.rate_per_second = 1;
+    limits.burst = 3;
+    limiter_ = std::make_unique<RateLimiter>(&clock_, limits);
+    ManagementServiceOptions options;
+    options.root_subject_line =
+        crypto::ParseCertificate(root_pem_)->subject_line;
+    options.expensive_call_limiter = limiter_.get();
+    limited_ = std::make_unique<ManagementService>(catalog_.get(), options);
+    Credential server = Issue(root_key_, root_pem_, "server", {},
+                              crypto::KeyUsage::kServerAuth);
+    rpc::ServerOptions server_options;
+    server_options.tls = {server.cert_pem, server.key_pem, root_pem_};
+    limited_runner_ = std::make_unique<rpc::ServerRunner>(server_options);
+    limited_runner_->AddService(limited_.get());
+    ASSERT_TRUE(limited_runner_->Start().ok());
+  }
+  void TearDown() override {
+    limited_runner_->Shutdown(absl::Seconds(1));
+    ManagementServiceTest::TearDown();
+  }
+  std::unique_ptr<v1::ManagementService::Stub> LimitedClient(
+      const Credential& c) {
+    return v1::ManagementService::NewStub(rpc::NewChannel(
+        limited_runner_->address(), {c.cert_pem, c.key_pem, root_pem_}));
+  }
+  grpc::Status IssueCredential(v1::ManagementService::Stub* stub) {
+    v1::IssueOperatorCredentialRequest req;
+    req.set_tenant_id(contoso_.id());
+    req.set_operator_name("alice");
+    req.set_public_key(crypto::EcPrivateKey::Generate().PublicKey());
+    v1::OperatorCredential cred;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    return stub->IssueOperatorCredential(&ctx, req, &cred);
+  }
+  grpc::Status Upload(v1::ManagementService::Stub* stub,
+                      const std::string& tenant_id, size_t bytes) {
+    v1::UploadImageRequest req;
+    req.set_tenant_id(tenant_id);
+    req.set_package(std::string(bytes, 'p'));
+    v1::Image image;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    return stub->UploadImage(&ctx, req, &image);
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<ManagementService> limited_;
+  std::unique_ptr<rpc::ServerRunner> limited_runner_;
+};
+
+TEST_F(RateLimitedManagementTest,
+       Attack_CredentialIssuanceFloodIsRefusedAndChangesNothing) {
+  auto op = LimitedClient(Scoped("platform-operator"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(IssueCredential(op.get()).ok()) << i;
+  }
+  const std::string before = Dump();
+  grpc::Status refused = IssueCredential(op.get());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("credential issuance"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("retry in 1000 ms"));
+  EXPECT_EQ(Dump(), before);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(IssueCredential(op.get()).ok());
+}
+
+TEST_F(RateLimitedManagementTest,
+       Attack_OneTenantsUploadFloodDoesNotLimitAnotherTenant) {
+  auto contoso = LimitedClient(Operator(contoso_.id()));
+  auto fabrikam = LimitedClient(Operator(fabrikam_.id()));
+  // This server has no image verifier, so an upload that passes the limiter
+  // answers UNIMPLEMENTED; one that does not, RESOURCE_EXHAUSTED.
+  const std::string before = Dump();
+  // 2 MiB costs 3 tokens: Contoso's whole burst.
+  EXPECT_EQ(Upload(contoso.get(), contoso_.id(), 2 << 20).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  grpc::Status refused = Upload(contoso.get(), contoso_.id(), 10);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("image upload"));
+  EXPECT_EQ(Upload(fabrikam.get(), fabrikam_.id(), 10).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(RateLimitedManagementTest, Attack_UploadLargerThanBurstIsRefused) {
+  auto contoso = LimitedClient(Operator(contoso_.id()));
+  // 4 MiB costs 5 tokens > burst 3: never admitted, whatever the wait.
+  grpc::Status refused = Upload(contoso.get(), contoso_.id(), 4 << 20);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("larger than"));
+}
+
 }  // namespace
 }  // namespace sphere::management

@@ -2,7 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/util/log.h"
 
 namespace sphere::pki {
@@ -13,8 +18,24 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+// DecodeKey accepts 32 raw bytes or 64 hex digits (surrounding whitespace
+// ignored), the forms a key file or an environment variable can hold.
+absl::StatusOr<std::string> DecodeKey(const std::string& text,
+                                      absl::string_view origin) {
+  if (text.size() == 32) return text;
+  absl::string_view trimmed = absl::StripAsciiWhitespace(text);
+  bool hex = trimmed.size() == 64;
+  for (char c : trimmed) hex = hex && absl::ascii_isxdigit(c);
+  if (hex) return absl::HexStringToBytes(trimmed);
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the master key from ", origin,
+      " must be 32 raw bytes or 64 hex digits; it has ", text.size(),
+      " bytes of another form"));
+}
+
 absl::StatusOr<crypto::EcPrivateKey> LoadOrCreateKey(const std::string& path) {
   if (Exists(path)) {
+    if (auto s = CheckPrivateFile(path); !s.ok()) return s;
     auto pem = rpc::ReadFile(path);
     if (!pem.ok()) return pem.status();
     return crypto::EcPrivateKey::FromPem(*pem);
@@ -49,6 +70,7 @@ crypto::CertificateSpec Spec(absl::string_view cn, const std::string& pub,
 }
 
 absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
+                                        const MasterKeySource& master_source,
                                         bool create) {
   ClusterPki pki;
   pki.dir = absl::StrCat(state_dir, "/pki");
@@ -93,21 +115,10 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
     }
   }
 
-  if (Exists(pki.Path("master.key"))) {
-    auto mk = rpc::ReadFile(pki.Path("master.key"));
-    if (!mk.ok()) return mk.status();
-    if (mk->size() != 32) {
-      return absl::DataLossError(absl::StrCat(pki.Path("master.key"),
-                                              " is not a 32-byte key"));
-    }
-    pki.master_key = *mk;
-  } else {
-    pki.master_key = crypto::RandomBytes(32);
-    if (auto s = rpc::WriteFile(pki.Path("master.key"), pki.master_key, 0600);
-        !s.ok()) {
-      return s;
-    }
-  }
+  auto master = LoadMasterKey(master_source, state_dir, create,
+                              &pki.master_key_origin);
+  if (!master.ok()) return master.status();
+  pki.master_key = *std::move(master);
 
   // Service certificate: every server of the local cluster presents it.
   auto server_key = LoadOrCreateKey(pki.Path("server.key"));
@@ -160,6 +171,9 @@ std::string ClusterPki::Path(absl::string_view name) const {
 
 absl::StatusOr<rpc::TlsFiles> ClusterPki::TlsFor(absl::string_view name) const {
   rpc::TlsFiles t;
+  if (auto s = CheckPrivateFile(Path(absl::StrCat(name, ".key"))); !s.ok()) {
+    return s;
+  }
   auto cert = rpc::ReadFile(Path(absl::StrCat(name, ".pem")));
   if (!cert.ok()) return cert.status();
   auto key = rpc::ReadFile(Path(absl::StrCat(name, ".key")));
@@ -192,12 +206,82 @@ absl::Status IssueClientCredential(const ClusterPki& pki,
   return rpc::WriteFile(pki.Path(absl::StrCat(name, ".pem")), *pem);
 }
 
-absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir) {
-  return LoadOrCreate(state_dir, /*create=*/true);
+absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir,
+                                     const MasterKeySource& master_key) {
+  return LoadOrCreate(state_dir, master_key, /*create=*/true);
 }
 
-absl::StatusOr<ClusterPki> Load(const std::string& state_dir) {
-  return LoadOrCreate(state_dir, /*create=*/false);
+absl::StatusOr<ClusterPki> Load(const std::string& state_dir,
+                                const MasterKeySource& master_key) {
+  return LoadOrCreate(state_dir, master_key, /*create=*/false);
+}
+
+absl::Status CheckPrivateFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", path, ": ", strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is not a regular file; a key must be one"));
+  }
+  if ((st.st_mode & 0027) != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "refusing key file %s: mode %04o lets other users %s it; run "
+        "'chmod 600 %s' (and check who could have copied it)",
+        path, st.st_mode & 07777,
+        (st.st_mode & 0004) ? "read" : "write", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
+                                          const std::string& state_dir,
+                                          bool create, std::string* origin) {
+  if (!source.file.empty() && !source.env.empty()) {
+    return absl::InvalidArgumentError(
+        "give either --master-key-file or --master-key-env, not both");
+  }
+  std::string path;
+  if (!source.env.empty()) {
+    const std::string what =
+        absl::StrCat("environment variable ", source.env);
+    if (origin) *origin = what;
+    const char* value = getenv(source.env.c_str());
+    if (value == nullptr || *value == '\0') {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, " (--master-key-env) is not set; set it to the cluster's "
+          "master key as 64 hex digits"));
+    }
+    return DecodeKey(value, what);
+  }
+  if (!source.file.empty()) {
+    path = source.file;
+  } else if (const char* creds = getenv("CREDENTIALS_DIRECTORY");
+             creds != nullptr && *creds != '\0' &&
+             Exists(absl::StrCat(creds, "/master.key"))) {
+    path = absl::StrCat(creds, "/master.key");
+  } else {
+    path = absl::StrCat(state_dir, "/pki/master.key");
+  }
+  if (origin) *origin = absl::StrCat("file ", path);
+  if (!Exists(path)) {
+    if (!create) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no master key at ", path,
+          ": point --master-key-file or --master-key-env at the key the "
+          "cluster was bootstrapped with"));
+    }
+    std::string key = crypto::RandomBytes(32);
+    if (auto s = rpc::WriteFile(path, key, 0600); !s.ok()) return s;
+    log::Info("created master key", {{"path", path}});
+    return key;
+  }
+  if (auto s = CheckPrivateFile(path); !s.ok()) return s;
+  auto text = rpc::ReadFile(path);
+  if (!text.ok()) return text.status();
+  return DecodeKey(*text, absl::StrCat("file ", path));
 }
 
 }  // namespace sphere::pki

@@ -6,7 +6,10 @@
 //   image-signing.key / .pub.pem   platform image-signing key (devices hold
 //                                  the public key in ROM)
 //   master.key                     cluster master key (wraps tenant CA keys
-//                                  and the RocksDB data keys); mode 0600
+//                                  and the RocksDB data keys); mode 0600.
+//                                  Only the zero-setup default: the key can
+//                                  live outside the state directory (see
+//                                  MasterKeySource).
 //   server.pem / server.key        service certificate for 127.0.0.1/localhost
 //   operator.pem / operator.key    platform-operator client credential
 //   shard.pem / shard.key          internal credential shards use towards
@@ -26,6 +29,36 @@
 
 namespace sphere::pki {
 
+// MasterKeySource says where the cluster master key comes from, so it need
+// not sit next to the data it protects (docs/threat-model.md, "Master key").
+// Resolution order:
+//   1. `file` (--master-key-file PATH): 32 raw bytes or 64 hex digits;
+//   2. `env` (--master-key-env NAME): the variable NAME holds 64 hex digits;
+//   3. $CREDENTIALS_DIRECTORY/master.key when that file exists (systemd
+//      LoadCredential=master.key:/etc/sphere/master.key);
+//   4. DIR/pki/master.key (the local cluster's zero-setup default).
+// A key file must be a regular file that other users cannot read or write
+// (mode 0600 or 0400; 0640 for a service group): anything looser is refused
+// with FailedPrecondition saying which chmod fixes it.
+struct MasterKeySource {
+  std::string file;
+  std::string env;
+};
+
+// LoadMasterKey resolves `source` for the cluster in `state_dir` and returns
+// the 32-byte key and, in `origin`, a description for messages ("file
+// /etc/sphere/master.key", "environment variable SPHERE_MASTER_KEY"). With
+// `create`, a missing key *file* (explicit or default) is created with
+// 32 random bytes, mode 0600; an unset variable is always an error.
+absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
+                                          const std::string& state_dir,
+                                          bool create = false,
+                                          std::string* origin = nullptr);
+
+// CheckPrivateFile refuses a secret file that is not a regular file or that
+// other users may read or write (world-accessible or group-writable).
+absl::Status CheckPrivateFile(const std::string& path);
+
 struct ClusterPki {
   std::string dir;  // DIR/pki
   std::string root_pem;
@@ -34,6 +67,7 @@ struct ClusterPki {
   crypto::EcPrivateKey manufacturing_key;
   crypto::EcPrivateKey image_signing_key;
   std::string master_key;  // 32 bytes
+  std::string master_key_origin;  // where it came from, for messages
 
   std::string Path(absl::string_view name) const;
   // TlsFor returns cert/key/CA of one of the credentials ("server",
@@ -43,10 +77,14 @@ struct ClusterPki {
   std::string SessionTokenKey() const;
 };
 
-// Bootstrap creates or loads DIR/pki.
-absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir);
-// Load reads an existing DIR/pki (FailedPrecondition if absent).
-absl::StatusOr<ClusterPki> Load(const std::string& state_dir);
+// Bootstrap creates or loads DIR/pki (0700), and the master key from
+// `master_key` (creating a missing key file there).
+absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir,
+                                     const MasterKeySource& master_key = {});
+// Load reads an existing DIR/pki (FailedPrecondition if absent) and the
+// master key from `master_key` (never creating it).
+absl::StatusOr<ClusterPki> Load(const std::string& state_dir,
+                                const MasterKeySource& master_key = {});
 
 // IssueClientCredential writes NAME.pem/NAME.key signed by the root with the
 // given claims (e.g. tenant operator credentials).
