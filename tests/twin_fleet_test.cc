@@ -160,7 +160,7 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   options.max_in_flight = 64;
   client::AsyncAttestationClient client(cluster->config().shards,
                                         cluster->GatewayTls(), options);
-  twin::TwinDriver driver(&client, Clock::Real());
+  twin::TwinDriver driver(&client, Clock::Real(), {.max_active = 128});
   std::vector<std::unique_ptr<twin::Twin>> twins;
   twins.reserve(kTwins);
   // Warm up the shared pieces (device type, channels) before measuring.

@@ -4,8 +4,16 @@
 
 namespace sphere::twin {
 
-TwinDriver::TwinDriver(client::AttestationTransport* transport, Clock* clock)
-    : transport_(transport), clock_(clock) {}
+namespace {
+bool Active(const Twin& twin) {
+  return twin.phase() == Twin::Phase::kAwaitingChallenge ||
+         twin.phase() == Twin::Phase::kAwaitingAttest;
+}
+}  // namespace
+
+TwinDriver::TwinDriver(client::AttestationTransport* transport, Clock* clock,
+                       Options options)
+    : transport_(transport), clock_(clock), options_(options) {}
 
 TwinDriver::~TwinDriver() {
   absl::MutexLock l(&mu_);
@@ -54,11 +62,14 @@ void TwinDriver::Apply(uint32_t index, Event&& event) {
   Twin* twin = twins_[index];
   const bool was_certified = twin->phase() == Twin::Phase::kCertified;
   const bool was_refused = twin->phase() == Twin::Phase::kRefused;
+  const bool was_active = Active(*twin);
   Twin::Request next = event(*twin);
   const bool is_certified = twin->phase() == Twin::Phase::kCertified;
   const bool is_refused = twin->phase() == Twin::Phase::kRefused;
   certified_ += is_certified - was_certified;
   refused_ += is_refused - was_refused;
+  active_ += Active(*twin);
+  active_ -= was_active;
   Send(index, std::move(next));
   Schedule(index);
 }
@@ -71,8 +82,12 @@ bool TwinDriver::RunUntil(const std::function<bool()>& done,
     absl::Time now = clock_->Now();
     while (!timers_.empty() && timers_.top().first <= now) {
       auto [t, index] = timers_.top();
+      if (twins_[index]->next_wakeup() != t) {  // stale entry
+        timers_.pop();
+        continue;
+      }
+      if (active_ >= options_.max_active) break;  // admitted later
       timers_.pop();
-      if (twins_[index]->next_wakeup() != t) continue;  // stale entry
       Apply(index, [now](Twin& twin) { return twin.OnTimer(now); });
     }
     {
@@ -103,9 +118,12 @@ bool TwinDriver::RunUntil(const std::function<bool()>& done,
     now = clock_->Now();
     if (now >= deadline) return false;
     if (progressed) continue;
-    // Nothing to do: wait for an answer or the next timer, whichever first.
+    // Nothing to do: wait for an answer or the next timer, whichever first
+    // (only answers can help while the admission window is full).
     absl::Time until = deadline;
-    if (!timers_.empty()) until = std::min(until, timers_.top().first);
+    if (!timers_.empty() && active_ < options_.max_active) {
+      until = std::min(until, timers_.top().first);
+    }
     if (until <= now) continue;
     absl::MutexLock l(&mu_);
     mu_.AwaitWithTimeout(

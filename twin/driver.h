@@ -10,6 +10,11 @@
 // No thread of its own; no sleeps: RunUntil waits on a condition until an
 // answer arrives or the next timer is due.
 //
+// Admission: at most Options::max_active twins are mid-attestation (between
+// GetChallenge and the Attest answer) at once; due timers beyond that wait
+// in the heap. Without it a fleet waking together would queue all its
+// challenges ahead of the first Attest and let the nonces (30 s TTL) expire.
+//
 // Time: twins see clock->Now(); waits for the next timer use the same
 // clock's notion of "how long until", measured in real time.
 //
@@ -48,8 +53,15 @@ class TwinDriver {
   using AttestObserver =
       std::function<void(uint32_t index, Twin& twin, const v1::AttestResponse&)>;
 
+  struct Options {
+    size_t max_active = 256;  // twins mid-attestation at once
+  };
+
   // `transport` and `clock` must outlive the driver.
-  TwinDriver(client::AttestationTransport* transport, Clock* clock);
+  TwinDriver(client::AttestationTransport* transport, Clock* clock,
+             Options options);
+  TwinDriver(client::AttestationTransport* transport, Clock* clock)
+      : TwinDriver(transport, clock, Options()) {}
   ~TwinDriver();
   TwinDriver(const TwinDriver&) = delete;
   TwinDriver& operator=(const TwinDriver&) = delete;
@@ -69,6 +81,8 @@ class TwinDriver {
   // Twins currently kCertified / kRefused (kept up to date by RunUntil).
   size_t certified() const { return certified_; }
   size_t refused() const { return refused_; }
+  // Twins mid-attestation now (<= Options::max_active).
+  size_t active() const { return active_; }
   // Requests sent whose answer has not been applied yet.
   int outstanding() const;
 
@@ -90,11 +104,13 @@ class TwinDriver {
 
   client::AttestationTransport* const transport_;
   Clock* const clock_;
+  const Options options_;
   AttestObserver observer_;
   std::vector<Twin*> twins_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   size_t certified_ = 0;
   size_t refused_ = 0;
+  size_t active_ = 0;
 
   mutable absl::Mutex mu_;
   std::vector<Answer> answers_ ABSL_GUARDED_BY(mu_);

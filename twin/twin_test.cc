@@ -340,5 +340,63 @@ TEST_F(TwinTest, DriverCountsRefusedTwinsAndStops) {
   EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kNotFound);
 }
 
+// DeferredService holds every call until the test answers it, so the test
+// sees how many twins the driver let start at once.
+class DeferredService : public client::AttestationTransport {
+ public:
+  explicit DeferredService(const Pki* pki) : pki_(pki) {}
+  void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
+    challenges_.push_back(std::move(done));
+  }
+  void Attest(v1::AttestRequest req, AttestCallback done) override {
+    attests_.push_back({req.device_id(), std::move(done)});
+  }
+  // AnswerAll answers everything pending; returns how many were pending.
+  size_t AnswerAll() {
+    size_t n = challenges_.size() + attests_.size();
+    auto challenges = std::move(challenges_);
+    auto attests = std::move(attests_);
+    challenges_.clear();
+    attests_.clear();
+    for (auto& done : challenges) {
+      v1::GetChallengeResponse r;
+      r.set_nonce(std::string(32, 'q'));
+      done(r);
+    }
+    for (auto& [id, done] : attests) done(pki_->Issue(keys.at(id), absl::Now()));
+    return n;
+  }
+  std::map<std::string, std::string> keys;
+
+ private:
+  const Pki* pki_;
+  std::vector<ChallengeCallback> challenges_;
+  std::vector<std::pair<std::string, AttestCallback>> attests_;
+};
+
+TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
+  DeferredService service(&pki_);
+  TwinDriver driver(&service, Clock::Real(), {.max_active = 3});
+  std::vector<std::unique_ptr<Twin>> twins;
+  for (int i = 0; i < 10; ++i) {
+    twins.push_back(NewTwin(absl::StrCat("admit-", i)));
+    service.keys[twins.back()->device().device_id()] =
+        twins.back()->device().CertificatePublicKey();
+    driver.Add(twins.back().get());
+  }
+  size_t most_pending = 0, most_active = 0;
+  ASSERT_TRUE(driver.RunUntil(
+      [&] {
+        most_active = std::max(most_active, driver.active());
+        most_pending = std::max(most_pending, service.AnswerAll());
+        return driver.certified() == 10;
+      },
+      absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ(most_active, 3u);
+  EXPECT_EQ(most_pending, 3u);  // never more than 3 twins' requests at once
+  EXPECT_EQ(driver.active(), 0u);
+  EXPECT_EQ(driver.outstanding(), 0);
+}
+
 }  // namespace
 }  // namespace sphere::twin
