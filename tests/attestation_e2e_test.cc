@@ -24,6 +24,7 @@
 #include "tests/cluster_fixture.h"
 #include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
+#include "twin/state_file.h"
 
 namespace sphere::testing {
 namespace {
@@ -90,23 +91,34 @@ v1::Tenant* AttestationE2ETest::tenant_ = nullptr;
 
 TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   const std::string cluster_json = cluster_->dir() + "/cluster.json";
-  auto [rc, out] = RunCommand({BinaryPath("twin/twin"), "--cluster",
-                               cluster_json, "--name", "dw100-e2e",
-                               "manufacture"});
+  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
+                               "--cluster", cluster_json, "--name",
+                               "dw100-e2e"});
   ASSERT_EQ(rc, 0) << out;
   std::vector<std::string> words = absl::StrSplit(out, ' ');
   ASSERT_GE(words.size(), 4u) << out;
   std::string device_id(absl::StripAsciiWhitespace(words[3]));
   ASSERT_TRUE(cluster_->Claim(tenant_->id(), device_id).ok());
 
+  const std::string chain = cluster_->dir() + "/dw100-e2e-chain.pem";
   std::tie(rc, out) = RunCommand({BinaryPath("twin/twin"), "--cluster",
                                   cluster_json, "--name", "dw100-e2e",
-                                  "attest"});
+                                  "--min_catalog_revision",
+                                  absl::StrCat(CatalogRevision(cluster_)),
+                                  "--chain_out", chain, "attest"});
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
   EXPECT_TRUE(absl::StrContains(out, absl::StrCat("CN=", device_id))) << out;
+  // One state file per twin, and it holds the issued chain.
+  auto state = twin::ReadTwinState(
+      twin::TwinStatePath(cluster_->dir(), "dw100-e2e"));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->certificate_chain_pem(), *rpc::ReadFile(chain));
+  EXPECT_FALSE(state->session_token().empty());
+  auto [ls_rc, ls] = RunCommand(
+      {"/bin/ls", "-A", cluster_->dir() + "/twins/dw100-e2e"});
+  EXPECT_EQ(ls, "twin.state\n");
 
-  const std::string chain = cluster_->dir() + "/twins/dw100-e2e/device_chain.pem";
   std::tie(rc, out) = RunCommand({"/usr/bin/openssl", "verify", "-CAfile",
                                   cluster_->dir() + "/pki/root.pem",
                                   "-untrusted", chain, chain});
@@ -249,18 +261,14 @@ TEST_F(AttestationE2ETest, Attack_DeviceCannotRequestChallengesForAnotherDevice)
   // A real twin process's manufacturing identity asks for another device's
   // challenge (to burn its capacity or probe it): refused; for itself: fine.
   const std::string cluster_json = cluster_->dir() + "/cluster.json";
-  auto [rc, out] = RunCommand({BinaryPath("twin/twin"), "--cluster",
-                               cluster_json, "--name", "dw100-peer",
-                               "manufacture"});
+  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
+                               "--cluster", cluster_json, "--name",
+                               "dw100-peer"});
   ASSERT_EQ(rc, 0) << out;
   std::vector<std::string> words = absl::StrSplit(out, ' ');
   ASSERT_GE(words.size(), 4u) << out;
   std::string peer_id(absl::StripAsciiWhitespace(words[3]));
-  const std::string twin_dir = cluster_->dir() + "/twins/dw100-peer";
-  rpc::TlsFiles peer_tls;
-  peer_tls.cert_pem = *rpc::ReadFile(twin_dir + "/manufacturing.pem");
-  peer_tls.key_pem = *rpc::ReadFile(twin_dir + "/tls.key");
-  peer_tls.ca_pem = *rpc::ReadFile(cluster_->dir() + "/pki/root.pem");
+  rpc::TlsFiles peer_tls = TwinProcessTls(*cluster_, "dw100-peer");
 
   auto victim = NewDevice("challenge-victim");
   const uint64_t successes = Successes();

@@ -7,6 +7,7 @@
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "twin/attestation_client.h"
+#include "twin/state_file.h"
 
 namespace sphere::testing {
 
@@ -111,6 +112,25 @@ absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
   return client.Attest(
       dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
       *revision);
+}
+
+rpc::TlsFiles TwinProcessTls(const LocalCluster& cluster,
+                             const std::string& name) {
+  rpc::TlsFiles tls;
+  auto state = twin::ReadTwinState(twin::TwinStatePath(cluster.dir(), name));
+  EXPECT_TRUE(state.ok()) << state.status();
+  if (!state.ok()) return tls;
+  auto dev = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                                  state->rom_image_signing_key(),
+                                  state->device(), {});
+  EXPECT_TRUE(dev.ok()) << dev.status();
+  if (!dev.ok()) return tls;
+  tls.cert_pem = state->manufacturing_chain_pem();
+  tls.key_pem = (*dev)->ExportCertificateKeyForTls();
+  auto root = rpc::ReadFile(cluster.config().root_ca);
+  EXPECT_TRUE(root.ok()) << root.status();
+  tls.ca_pem = root.ok() ? *root : "";
+  return tls;
 }
 
 }  // namespace sphere::testing

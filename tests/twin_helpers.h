@@ -72,6 +72,12 @@ grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
 absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
                                                    mcu::Device* dev);
 
+// TwinProcessTls is the mTLS credential twin process NAME presents: the
+// manufacturing chain from its state file (DIR/twins/NAME/twin.state) and
+// the certificate key its device model derives, with the cluster root as CA.
+rpc::TlsFiles TwinProcessTls(const LocalCluster& cluster,
+                             const std::string& name);
+
 }  // namespace sphere::testing
 
 #endif  // SPHERE_TESTS_TWIN_HELPERS_H_

@@ -1,102 +1,56 @@
 #include "twin/attestation_client.h"
 
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "securitysvc/sharding/router.h"
+#include "absl/synchronization/notification.h"
 
 namespace sphere::twin {
+namespace {
+
+client::AsyncAttestationClient::Options WithDeadline(absl::Duration d) {
+  client::AsyncAttestationClient::Options o;
+  o.deadline = d;
+  return o;
+}
+
+// Call runs one asynchronous call and waits for its answer.
+template <typename Resp, typename Start>
+absl::StatusOr<Resp> Call(Start start) {
+  absl::Notification done;
+  absl::StatusOr<Resp> result;
+  start([&](absl::StatusOr<Resp> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+}  // namespace
 
 AttestationClient::AttestationClient(std::vector<cluster::ShardEndpoint> shards,
                                      rpc::TlsFiles tls, absl::Duration deadline)
-    : shards_(std::move(shards)), tls_(std::move(tls)), deadline_(deadline) {}
-
-v1::AttestationService::Stub* AttestationClient::StubFor(
-    const std::string& address) {
-  absl::MutexLock l(&mu_);
-  auto& stub = stubs_[address];
-  if (!stub) {
-    stub = v1::AttestationService::NewStub(rpc::NewChannel(address, tls_));
-  }
-  return stub.get();
-}
-
-std::string AttestationClient::AddressFor(const std::string& device_id) {
-  absl::MutexLock l(&mu_);
-  auto it = owner_.find(device_id);
-  if (it != owner_.end()) return it->second;
-  return shards_.empty() ? "" : shards_.front().address;
-}
+    : client_(std::move(shards), std::move(tls), WithDeadline(deadline)) {}
 
 int AttestationClient::redirects() const {
-  absl::MutexLock l(&mu_);
-  return redirects_;
-}
-
-absl::StatusOr<v1::AttestResponse> AttestationClient::AttestWithRetry(
-    const std::string& device_id, const Quoter& quoter,
-    absl::Duration budget, int64_t min_catalog_revision) {
-  absl::Time deadline = absl::Now() + budget;
-  absl::Duration backoff = absl::Milliseconds(50);
-  while (true) {
-    auto r = Attest(device_id, quoter, min_catalog_revision);
-    const absl::StatusCode code = r.status().code();
-    const bool retryable = code == absl::StatusCode::kUnavailable ||
-                           code == absl::StatusCode::kNotFound ||
-                           code == absl::StatusCode::kFailedPrecondition;
-    if (r.ok() || !retryable || absl::Now() + backoff > deadline) return r;
-    absl::SleepFor(backoff);  // device retry policy, not synchronisation
-    backoff = std::min(backoff * 2, absl::Seconds(2));
-  }
+  return static_cast<int>(client_.stats().redirects);
 }
 
 absl::StatusOr<v1::AttestResponse> AttestationClient::Attest(
     const std::string& device_id, const Quoter& quoter,
     int64_t min_catalog_revision) {
-  std::string address = AddressFor(device_id);
-  if (address.empty()) {
-    return absl::FailedPreconditionError("no Security Service shard known");
-  }
-  for (int hop = 0; hop < 4; ++hop) {
-    auto* stub = StubFor(address);
-    v1::GetChallengeResponse challenge;
-    {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(rpc::Deadline(deadline_));
-      v1::GetChallengeRequest req;
-      req.set_device_id(device_id);
-      req.set_min_catalog_revision(min_catalog_revision);
-      grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
-      if (auto redirect = sharding::RedirectFrom(ctx, st)) {
-        absl::MutexLock l(&mu_);
-        ++redirects_;
-        owner_[device_id] = redirect->second;
-        address = redirect->second;
-        continue;
-      }
-      if (!st.ok()) {
-        return absl::Status(
-            static_cast<absl::StatusCode>(st.error_code()),
-            absl::StrCat("GetChallenge at ", address, ": ", st.error_message()));
-      }
-    }
-    auto quote = quoter(challenge.nonce());
-    if (!quote.ok()) return quote.status();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(deadline_));
-    v1::AttestRequest req;
-    req.set_device_id(device_id);
-    *req.mutable_quote() = std::move(*quote);
-    v1::AttestResponse resp;
-    grpc::Status st = stub->Attest(&ctx, req, &resp);
-    if (!st.ok()) {
-      return absl::Status(
-          static_cast<absl::StatusCode>(st.error_code()),
-          absl::StrCat("Attest at ", address, ": ", st.error_message()));
-    }
-    return resp;
-  }
-  return absl::UnavailableError(
-      absl::StrCat("too many shard redirects for device ", device_id));
+  v1::GetChallengeRequest creq;
+  creq.set_device_id(device_id);
+  creq.set_min_catalog_revision(min_catalog_revision);
+  auto challenge = Call<v1::GetChallengeResponse>([&](auto cb) {
+    client_.GetChallenge(std::move(creq), std::move(cb));
+  });
+  if (!challenge.ok()) return challenge.status();
+  auto quote = quoter(challenge->nonce());
+  if (!quote.ok()) return quote.status();
+  v1::AttestRequest areq;
+  areq.set_device_id(device_id);
+  *areq.mutable_quote() = std::move(*quote);
+  return Call<v1::AttestResponse>(
+      [&](auto cb) { client_.Attest(std::move(areq), std::move(cb)); });
 }
 
 }  // namespace sphere::twin

@@ -1,22 +1,20 @@
-// twin: one simulated Azure Sphere device (an MT3620-like MCU with Pluton),
-// as a process of its own.
+// twin: one simulated Azure Sphere device (an MT3620-like MCU with Pluton)
+// as a process of its own, on the twin library (twin/twin.h) and the
+// device-side client (client/). Manufacturing is the factory tool's job
+// (securitysvc/factory): this binary never sees the manufacturing CA's key.
 //
-//   twin --cluster DIR/cluster.json --name NAME manufacture
-//       Pluton generates the device key; the factory issues the
-//       manufacturing TLS certificate, installs the factory OS images and
-//       records the public key in the platform's factory registry.
 //   twin --cluster DIR/cluster.json --name NAME attest
-//       Secure boot, then attestation against the owning shard; writes the
-//       issued chain (leaf + tenant CA) to DIR/twins/NAME/device_chain.pem
-//       and prints its outcome (UP_TO_DATE, or UPDATE_REQUIRED with the
-//       outdated components), subject, claims and chain.
+//       Secure boot, then attestation against the owning shard (computed
+//       from the shard ring; redirects followed; transient failures retried
+//       with jittered exponential backoff for --retry_budget; refusals are
+//       not retried). Prints the outcome (UP_TO_DATE, or UPDATE_REQUIRED
+//       with the outdated components), subject, claims and expiry.
 //       --min_catalog_revision N makes the shard answer from a catalog that
 //       includes revision N (read-your-writes after a spherectl change).
+//       --chain_out FILE also writes the issued chain (leaf + tenant CA) as
+//       PEM, e.g. for `openssl verify`.
 //
-// Device state lives in DIR/twins/NAME/ (device.state is sealed by Pluton).
-#include <sys/stat.h>
-
-#include <cstdio>
+// State: the one file DIR/twins/NAME/twin.state (twin/state_file.h).
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -24,214 +22,114 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/attestation_client.h"
 #include "common/cluster/cluster_config.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/clock.h"
 #include "common/util/log.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
-#include "mcu-model/image.h"
-#include "protos/management.grpc.pb.h"
-#include "twin/attestation_client.h"
+#include "twin/driver.h"
+#include "twin/state_file.h"
+#include "twin/twin.h"
 
 ABSL_FLAG(std::string, cluster, "", "Path to DIR/cluster.json (required)");
 ABSL_FLAG(std::string, name, "", "Twin name, e.g. dw100-0001 (required)");
 ABSL_FLAG(absl::Duration, retry_budget, absl::Seconds(15),
-          "How long attest retries an unavailable shard or a catalog that "
-          "does not know the device yet");
-ABSL_FLAG(uint32_t, factory_os_version, 1,
-          "OS version installed at manufacture");
+          "How long attest keeps retrying transient failures (unavailable or "
+          "overloaded shard, deadline exceeded)");
+ABSL_FLAG(absl::Duration, backoff_initial, absl::Seconds(1),
+          "First retry delay (gRPC connection backoff: x1.6 per retry, "
+          "jitter 0.2, capped at --backoff_max)");
+ABSL_FLAG(absl::Duration, backoff_max, absl::Seconds(120),
+          "Largest retry delay");
 ABSL_FLAG(int64_t, min_catalog_revision, 0,
           "attest: have the shard answer from a catalog at least this new "
           "(e.g. the revision 'spherectl cluster status' reports after a "
           "change); 0 = any");
+ABSL_FLAG(std::string, chain_out, "",
+          "attest: also write the issued certificate chain (PEM) here");
 
 namespace sphere::twin {
 namespace {
-
-struct Paths {
-  std::string dir;
-  std::string state() const { return dir + "/device.state"; }
-  std::string mfg_cert() const { return dir + "/manufacturing.pem"; }
-  std::string tls_key() const { return dir + "/tls.key"; }
-  std::string chain() const { return dir + "/device_chain.pem"; }
-  std::string token() const { return dir + "/session.token"; }
-};
 
 int Fail(const absl::Status& s) {
   std::cerr << "twin: error: " << s.message() << "\n";
   return 1;
 }
 
-absl::StatusOr<std::vector<v1::ImagePackage>> LoadFactoryImages(
-    const std::string& state_dir, uint32_t version) {
-  std::vector<v1::ImagePackage> out;
-  for (const auto& component : mcu::BootChainComponents()) {
-    std::string path = absl::StrCat(state_dir, "/images/os-", version, "/",
-                                    component, ".pkg");
-    auto bytes = rpc::ReadFile(path);
-    if (!bytes.ok()) return bytes.status();
-    v1::ImagePackage pkg;
-    if (!pkg.ParseFromString(*bytes)) {
-      return absl::DataLossError(absl::StrCat("corrupt image package ", path));
-    }
-    out.push_back(std::move(pkg));
-  }
-  return out;
-}
-
-absl::StatusOr<std::string> SigningKey(const cluster::ClusterConfig& c) {
-  auto pem = rpc::ReadFile(c.state_dir + "/pki/image-signing.pub.pem");
-  if (!pem.ok()) return pem.status();
-  return crypto::PublicKeyFromPem(*pem);
-}
-
-absl::StatusOr<std::unique_ptr<mcu::Device>> LoadDevice(
-    const cluster::ClusterConfig& c, const Paths& p) {
-  auto sealed = rpc::ReadFile(p.state());
-  if (!sealed.ok()) {
-    return absl::NotFoundError(absl::StrCat(
-        "twin ", p.dir, " was never manufactured: run 'twin manufacture'"));
-  }
-  auto key = SigningKey(c);
-  if (!key.ok()) return key.status();
-  return mcu::Device::Restore(mcu::DeviceType::Mt3620(), *key, *sealed, {});
-}
-
-absl::Status SaveDevice(mcu::Device& device, const Paths& p) {
-  auto sealed = device.Serialize();
-  if (!sealed.ok()) return sealed.status();
-  return rpc::WriteFile(p.state(), *sealed, 0600);
-}
-
-int Manufacture(const cluster::ClusterConfig& c, const Paths& p) {
-  if (auto s = rpc::MakeDirs(p.dir, 0700); !s.ok()) return Fail(s);
-  struct stat st;
-  if (stat(p.state().c_str(), &st) == 0) {
-    return Fail(absl::AlreadyExistsError(
-        absl::StrCat("twin ", p.dir, " already manufactured")));
-  }
-  auto signing_key = SigningKey(c);
-  if (!signing_key.ok()) return Fail(signing_key.status());
-  auto device = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
-                                         *signing_key, {});
+int Attest(const cluster::ClusterConfig& c, const std::string& name) {
+  const std::string path = TwinStatePath(c.state_dir, name);
+  auto state = ReadTwinState(path);
+  if (!state.ok()) return Fail(state.status());
+  auto root = rpc::ReadFile(c.root_ca);
+  if (!root.ok()) return Fail(root.status());
+  auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                                     state->rom_image_signing_key(),
+                                     state->device(), {});
   if (!device.ok()) return Fail(device.status());
-  auto images =
-      LoadFactoryImages(c.state_dir, absl::GetFlag(FLAGS_factory_os_version));
-  if (!images.ok()) return Fail(images.status());
-  if (auto s = (*device)->InstallFactoryImages(*images); !s.ok()) {
-    return Fail(s);
-  }
-  // Manufacturing TLS identity for the device's TLS (derived) key, signed by
-  // the manufacturing CA; the device key itself never leaves Pluton.
-  auto mfg_key_pem = rpc::ReadFile(c.state_dir + "/pki/manufacturing.key");
-  auto mfg_pem = rpc::ReadFile(c.state_dir + "/pki/manufacturing.pem");
-  if (!mfg_key_pem.ok()) return Fail(mfg_key_pem.status());
-  if (!mfg_pem.ok()) return Fail(mfg_pem.status());
-  auto mfg_key = crypto::EcPrivateKey::FromPem(*mfg_key_pem);
-  if (!mfg_key.ok()) return Fail(mfg_key.status());
-  crypto::CertificateSpec spec;
-  spec.common_name = (*device)->device_id();
-  spec.organization = "Sphere Manufacturing";
-  spec.subject_public_key = (*device)->CertificatePublicKey();
-  spec.not_before = absl::Now() - absl::Hours(1);
-  spec.not_after = absl::Now() + absl::Hours(24 * 365 * 10);
-  spec.usage = crypto::KeyUsage::kClientAuth;
-  spec.claims.device_id = (*device)->device_id();
-  spec.claims.scope = "manufacturing";
-  auto cert = crypto::IssueCertificate(spec, *mfg_key, *mfg_pem);
-  if (!cert.ok()) return Fail(cert.status());
-  if (auto s = rpc::WriteFile(p.mfg_cert(), *cert + *mfg_pem); !s.ok()) {
-    return Fail(s);
-  }
-  if (auto s = rpc::WriteFile(p.tls_key(),
-                              (*device)->ExportCertificateKeyForTls(), 0600);
-      !s.ok()) {
-    return Fail(s);
-  }
-  // Factory registry: record the public key with the platform.
-  rpc::TlsFiles op;
-  auto oc = rpc::ReadFile(c.operator_cert), ok = rpc::ReadFile(c.operator_key),
-       root = rpc::ReadFile(c.root_ca);
-  if (!oc.ok() || !ok.ok() || !root.ok()) {
-    return Fail(absl::NotFoundError("operator credential missing in cluster"));
-  }
-  op.cert_pem = *oc;
-  op.key_pem = *ok;
-  op.ca_pem = *root;
-  auto stub = v1::ManagementService::NewStub(rpc::NewChannel(c.management, op));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-  v1::ImportDevicesResponse resp;
-  auto writer = stub->ImportDevices(&ctx, &resp);
-  v1::ImportDevicesRequest req;
-  auto* d = req.add_devices();
-  d->set_public_key((*device)->public_key());
-  d->set_device_type("mt3620");
-  writer->Write(req);
-  writer->WritesDone();
-  grpc::Status gst = writer->Finish();
-  if (!gst.ok()) {
-    return Fail(absl::UnavailableError(
-        absl::StrCat("factory registry import failed: ", gst.error_message())));
-  }
-  if (auto s = SaveDevice(**device, p); !s.ok()) return Fail(s);
-  std::cout << "manufactured " << absl::GetFlag(FLAGS_name) << " device_id "
-            << (*device)->device_id() << "\n";
-  return 0;
-}
 
-int Attest(const cluster::ClusterConfig& c, const Paths& p) {
-  auto device = LoadDevice(c, p);
-  if (!device.ok()) return Fail(device.status());
-  if (auto s = (*device)->Boot(); !s.ok()) {
-    std::cerr << "twin: secure boot failed, device in recovery: "
-              << s.message() << "\n";
-  }
+  TwinConfig config;
+  config.root_ca_pem = *root;
+  config.min_catalog_revision = absl::GetFlag(FLAGS_min_catalog_revision);
+  config.backoff.initial = absl::GetFlag(FLAGS_backoff_initial);
+  config.backoff.max = absl::GetFlag(FLAGS_backoff_max);
+  Twin twin(std::move(*device), &config);
+
+  // The device's own mTLS identity: the factory's manufacturing certificate
+  // for its certificate key (TLS offload; the device key stays in Pluton).
   rpc::TlsFiles tls;
-  auto cert = rpc::ReadFile(p.mfg_cert()), key = rpc::ReadFile(p.tls_key()),
-       root = rpc::ReadFile(c.root_ca);
-  if (!cert.ok() || !key.ok() || !root.ok()) {
-    return Fail(absl::NotFoundError("twin credentials missing"));
-  }
-  tls.cert_pem = *cert;
-  tls.key_pem = *key;
+  tls.cert_pem = state->manufacturing_chain_pem();
+  tls.key_pem = twin.device().ExportCertificateKeyForTls();
   tls.ca_pem = *root;
-  AttestationClient client(c.shards, tls);
-  mcu::Device* dev = device->get();
-  auto resp = client.AttestWithRetry(
-      dev->device_id(),
-      [dev](absl::string_view nonce) { return dev->Quote(nonce); },
-      absl::GetFlag(FLAGS_retry_budget),
-      absl::GetFlag(FLAGS_min_catalog_revision));
-  if (auto s = SaveDevice(*dev, p); !s.ok()) return Fail(s);
-  if (!resp.ok()) return Fail(resp.status());
-  // Verify what we received before trusting it.
-  auto chain = crypto::SplitPemChain(resp->certificate_chain_pem());
-  if (chain.size() < 2) {
-    return Fail(absl::DataLossError("service returned an incomplete chain"));
+  v1::AttestResponse issued;
+  {
+    client::AsyncAttestationClient client(c.shards, tls, {});
+    TwinDriver driver(&client, Clock::Real());
+    driver.set_attest_observer(
+        [&](uint32_t, Twin&, const v1::AttestResponse& r) { issued = r; });
+    driver.Add(&twin);
+    driver.RunUntil(
+        [&] {
+          return twin.phase() == Twin::Phase::kCertified ||
+                 twin.phase() == Twin::Phase::kRefused;
+        },
+        absl::Now() + absl::GetFlag(FLAGS_retry_budget));
   }
-  if (auto s = crypto::VerifyChain(chain[0], chain[1], *root, absl::Now(),
-                                   /*require_client_auth=*/true);
-      !s.ok()) {
-    return Fail(s);
+  if (!twin.boot_status().ok()) {
+    std::cerr << "twin: secure boot failed, device in recovery: "
+              << twin.boot_status().message() << "\n";
   }
-  auto leaf = crypto::ParseCertificate(chain[0]);
+  // Persist the device (boot counters moved) whatever the outcome.
+  auto sealed = twin.device().Serialize();
+  if (!sealed.ok()) return Fail(sealed.status());
+  state->set_device(*sealed);
+  if (twin.phase() == Twin::Phase::kCertified) {
+    state->set_certificate_chain_pem(issued.certificate_chain_pem());
+    state->set_session_token(issued.session_token());
+    state->set_not_after_unix_ms(issued.not_after_unix_ms());
+  }
+  if (auto s = WriteTwinState(path, *state); !s.ok()) return Fail(s);
+  if (twin.phase() != Twin::Phase::kCertified) {
+    if (twin.last_error().ok()) {
+      return Fail(absl::DeadlineExceededError(absl::StrCat(
+          "no answer from the Security Service within --retry_budget=",
+          absl::FormatDuration(absl::GetFlag(FLAGS_retry_budget)))));
+    }
+    return Fail(twin.last_error());
+  }
+  if (const std::string out = absl::GetFlag(FLAGS_chain_out); !out.empty()) {
+    if (auto s = rpc::WriteFile(out, issued.certificate_chain_pem());
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
+  auto chain = crypto::SplitPemChain(issued.certificate_chain_pem());
+  auto leaf = crypto::ParseCertificate(chain[0]);  // verified by the Twin
   if (!leaf.ok()) return Fail(leaf.status());
-  if (leaf->public_key != dev->CertificatePublicKey()) {
-    return Fail(absl::DataLossError(
-        "issued certificate is not for this device's key"));
-  }
-  if (auto s = rpc::WriteFile(p.chain(), resp->certificate_chain_pem());
-      !s.ok()) {
-    return Fail(s);
-  }
-  if (auto s = rpc::WriteFile(p.token(), resp->session_token(), 0600);
-      !s.ok()) {
-    return Fail(s);
-  }
-  std::cout << "attested " << absl::GetFlag(FLAGS_name) << " outcome "
-            << v1::AttestationOutcome_Name(resp->outcome()) << "\n"
+  std::cout << "attested " << name << " outcome "
+            << v1::AttestationOutcome_Name(issued.outcome()) << "\n"
             << "  subject: " << leaf->subject_line << "\n"
             << "  issuer:  " << leaf->issuer_line << "\n"
             << "  claims:  device=" << leaf->claims.device_id
@@ -240,11 +138,11 @@ int Attest(const cluster::ClusterConfig& c, const Paths& p) {
             << " group=" << leaf->claims.device_group_id
             << " scope=" << leaf->claims.scope << "\n"
             << "  valid until " << absl::FormatTime(leaf->not_after) << "\n"
-            << "  chain:   " << p.chain() << " (device -> " << leaf->issuer_line
-            << " -> Sphere Platform Root CA)\n";
-  if (resp->outdated_components_size() > 0) {
+            << "  chain:   device -> " << leaf->issuer_line
+            << " -> Sphere Platform Root CA (in " << path << ")\n";
+  if (issued.outdated_components_size() > 0) {
     std::cout << "  update required for: "
-              << absl::StrJoin(resp->outdated_components(), ", ") << "\n";
+              << absl::StrJoin(issued.outdated_components(), ", ") << "\n";
   }
   return 0;
 }
@@ -254,23 +152,29 @@ int Attest(const cluster::ClusterConfig& c, const Paths& p) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "twin --cluster DIR/cluster.json --name NAME (manufacture|attest)");
+      "twin --cluster DIR/cluster.json --name NAME attest");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2 || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_name).empty()) {
-    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
-                 "(manufacture|attest)\n";
+    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME attest\n";
     return 2;
   }
-  sphere::log::SetComponent(absl::StrCat("twin:", absl::GetFlag(FLAGS_name)));
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (auto s = sphere::twin::ValidateTwinName(name); !s.ok()) {
+    return sphere::twin::Fail(s);
+  }
+  sphere::log::SetComponent(absl::StrCat("twin:", name));
   auto c = sphere::cluster::LoadClusterConfig(absl::GetFlag(FLAGS_cluster));
   if (!c.ok()) return sphere::twin::Fail(c.status());
-  sphere::twin::Paths p{
-      absl::StrCat(c->state_dir, "/twins/", absl::GetFlag(FLAGS_name))};
-  std::string cmd = args[1];
-  if (cmd == "manufacture") return sphere::twin::Manufacture(*c, p);
-  if (cmd == "attest") return sphere::twin::Attest(*c, p);
-  std::cerr << "twin: unknown command '" << cmd
-            << "': expected manufacture or attest\n";
+  const std::string cmd = args[1];
+  if (cmd == "attest") return sphere::twin::Attest(*c, name);
+  if (cmd == "manufacture") {
+    std::cerr << "twin: manufacturing moved to the factory tool (the twin "
+                 "never holds the manufacturing CA's key): run "
+                 "bazel-bin/securitysvc/factory/factory --cluster "
+              << absl::GetFlag(FLAGS_cluster) << " --name " << name << "\n";
+    return 2;
+  }
+  std::cerr << "twin: unknown command '" << cmd << "': expected attest\n";
   return 2;
 }

@@ -20,8 +20,8 @@
 
 namespace sphere::sharding {
 
-inline constexpr char kRedirectShardKey[] = "sphere-redirect-shard";
-inline constexpr char kRedirectAddressKey[] = "sphere-redirect-address";
+using client::kRedirectAddressKey;
+using client::kRedirectShardKey;
 
 class ShardRouter {
  public:

@@ -1,4 +1,4 @@
-#include "securitysvc/sharding/shard_ring.h"
+#include "client/shard_ring.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 
-namespace sphere::sharding {
+namespace sphere::client {
 namespace {
 
 v1::ShardMap MapOf(int n) {
@@ -59,4 +59,4 @@ TEST(ShardRingTest, DeterministicAcrossInstances) {
 }
 
 }  // namespace
-}  // namespace sphere::sharding
+}  // namespace sphere::client

@@ -1,11 +1,11 @@
-#include "securitysvc/sharding/shard_ring.h"
+#include "client/shard_ring.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 
-namespace sphere::sharding {
+namespace sphere::client {
 
 uint64_t RingHash(absl::string_view key) {
   std::string d = crypto::Sha256(key);
@@ -32,4 +32,4 @@ const v1::Shard& ShardRing::Owner(absl::string_view device_id) const {
   return map_.shards(it->second);
 }
 
-}  // namespace sphere::sharding
+}  // namespace sphere::client

@@ -1,0 +1,177 @@
+#include "twin/twin.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+
+namespace sphere::twin {
+
+const char* Twin::PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kManufactured:
+      return "manufactured";
+    case Phase::kAwaitingChallenge:
+      return "awaiting-challenge";
+    case Phase::kAwaitingAttest:
+      return "awaiting-attest";
+    case Phase::kCertified:
+      return "certified";
+    case Phase::kBackoff:
+      return "backoff";
+    case Phase::kRefused:
+      return "refused";
+  }
+  return "unknown";
+}
+
+Twin::Twin(std::unique_ptr<mcu::Device> device, const TwinConfig* config)
+    : device_(std::move(device)), config_(config) {}
+
+absl::Time Twin::next_wakeup() const {
+  switch (phase_) {
+    case Phase::kManufactured:
+      return absl::InfinitePast();
+    case Phase::kCertified:
+    case Phase::kBackoff:
+      return absl::FromUnixMillis(wakeup_ms_);
+    default:
+      return absl::InfiniteFuture();
+  }
+}
+
+absl::Time Twin::certificate_not_after() const {
+  return cert_not_after_ms_ == 0 ? absl::InfinitePast()
+                                 : absl::FromUnixMillis(cert_not_after_ms_);
+}
+
+Twin::Request Twin::OnTimer(absl::Time now) {
+  if (now < next_wakeup()) return {};
+  switch (phase_) {
+    case Phase::kManufactured:
+    case Phase::kBackoff:
+      return StartAttestation();
+    case Phase::kCertified:
+      // Renewal is the only task of a certified twin today. Extension point:
+      // update checks, error upload and telemetry become further due times
+      // here, each returning its own Request alternative.
+      return StartAttestation();
+    default:
+      return {};
+  }
+}
+
+Twin::Request Twin::StartAttestation() {
+  if (device_->boot_state() == mcu::BootState::kOff) {
+    boot_status_ = device_->Boot();
+  }
+  phase_ = Phase::kAwaitingChallenge;
+  v1::GetChallengeRequest req;
+  req.set_device_id(device_->device_id());
+  req.set_min_catalog_revision(config_->min_catalog_revision);
+  return req;
+}
+
+Twin::Request Twin::OnChallenge(
+    absl::Time now, absl::StatusOr<v1::GetChallengeResponse> response) {
+  if (phase_ != Phase::kAwaitingChallenge) return {};
+  if (!response.ok()) return Fail(now, response.status());
+  auto quote = device_->Quote(response->nonce());
+  if (!quote.ok()) return Fail(now, quote.status());
+  phase_ = Phase::kAwaitingAttest;
+  v1::AttestRequest req;
+  req.set_device_id(device_->device_id());
+  *req.mutable_quote() = std::move(*quote);
+  return req;
+}
+
+Twin::Request Twin::OnAttest(
+    absl::Time now, const absl::StatusOr<v1::AttestResponse>& response) {
+  if (phase_ != Phase::kAwaitingAttest) return {};
+  if (!response.ok()) return Fail(now, response.status());
+  if (absl::Status s = CheckChain(now, *response); !s.ok()) {
+    return Fail(now, s);
+  }
+  const int64_t now_ms = absl::ToUnixMillis(now);
+  const int64_t not_after = response->not_after_unix_ms();
+  const double lifetime = static_cast<double>(not_after - now_ms);
+  phase_ = Phase::kCertified;
+  retries_ = 0;
+  last_error_ = absl::OkStatus();
+  cert_not_after_ms_ = not_after;
+  wakeup_ms_ = now_ms + static_cast<int64_t>(lifetime *
+                                             config_->renew_at_fraction);
+  outcome_ = static_cast<uint8_t>(response->outcome());
+  session_token_ = response->session_token();
+  session_token_.shrink_to_fit();
+  return {};
+}
+
+absl::Status Twin::CheckChain(absl::Time now,
+                              const v1::AttestResponse& r) const {
+  if (r.not_after_unix_ms() <= absl::ToUnixMillis(now)) {
+    return absl::DataLossError(absl::StrCat(
+        "service issued device ", device_->device_id(),
+        " a certificate that is already expired"));
+  }
+  if (!config_->verify_chain) return absl::OkStatus();
+  auto chain = crypto::SplitPemChain(r.certificate_chain_pem());
+  if (chain.size() < 2) {
+    return absl::DataLossError(absl::StrCat(
+        "service returned an incomplete chain (", chain.size(),
+        " certificates) for device ", device_->device_id()));
+  }
+  if (absl::Status s = crypto::VerifyChain(chain[0], chain[1],
+                                           config_->root_ca_pem, now,
+                                           /*require_client_auth=*/true);
+      !s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("issued chain for device ", device_->device_id(),
+                     " does not verify to the platform root: ", s.message()));
+  }
+  auto leaf = crypto::ParseCertificate(chain[0]);
+  if (!leaf.ok()) return leaf.status();
+  if (leaf->public_key != device_->CertificatePublicKey()) {
+    return absl::DataLossError(absl::StrCat(
+        "issued certificate is not for device ", device_->device_id(),
+        "'s certificate key"));
+  }
+  return absl::OkStatus();
+}
+
+Twin::Request Twin::Fail(absl::Time now, absl::Status status) {
+  last_error_ = std::move(status);
+  if (!client::IsRetryable(last_error_.code())) {
+    phase_ = Phase::kRefused;
+    return {};
+  }
+  // Jitter seed: device key bits, attempt and time, so twins that failed
+  // together spread out.
+  const std::string key = device_->public_key();
+  uint64_t seed = 0;
+  std::memcpy(&seed, key.data() + 1, std::min<size_t>(8, key.size() - 1));
+  seed ^= (static_cast<uint64_t>(retries_) << 48) ^
+          static_cast<uint64_t>(absl::ToUnixNanos(now));
+  const absl::Duration delay = client::BackoffDelay(
+      config_->backoff, retries_, client::JitterFraction(seed));
+  if (retries_ < UINT16_MAX) ++retries_;
+  phase_ = Phase::kBackoff;
+  wakeup_ms_ = absl::ToUnixMillis(now + delay);
+  return {};
+}
+
+void Twin::Retry(absl::Time now) {
+  if (phase_ != Phase::kRefused) return;
+  phase_ = Phase::kBackoff;
+  retries_ = 0;
+  wakeup_ms_ = absl::ToUnixMillis(now);
+}
+
+size_t Twin::FootprintBytes() const {
+  size_t bytes = sizeof(Twin) + device_->FootprintBytes();
+  if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
+  return bytes;
+}
+
+}  // namespace sphere::twin

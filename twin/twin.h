@@ -1,0 +1,150 @@
+// Twin: one simulated device as a library object. A Twin owns its MCU model
+// (mcu::Device: Pluton keys as 32-byte scalars, flash, boot state) and the
+// device's protocol state machine towards the Security Service:
+//
+//   kManufactured --OnTimer--> kAwaitingChallenge --OnChallenge--> (quote)
+//   kAwaitingAttest --OnAttest ok--> kCertified --OnTimer at renew time-->
+//   kAwaitingChallenge ... (renewal before expiry)
+//   any step, retryable failure (client::IsRetryable) --> kBackoff
+//       --OnTimer after a jittered gRPC-style backoff--> kAwaitingChallenge
+//   any step, refusal (FAILED_PRECONDITION, NOT_FOUND, PERMISSION_DENIED,
+//       a chain that does not verify, ...) --> kRefused (stays until Retry())
+//
+// Event-driven: a Twin has no thread, channel, timer or file. Whoever drives
+// it (TwinDriver, the twin binary, the load generator) calls OnTimer(now)
+// once now >= next_wakeup(), and OnChallenge / OnAttest with the transport's
+// answer to the request the Twin returned. Each event returns the next
+// request to send (or none). Persistence is the caller's (twin/state_file.h);
+// the issued chain is handed to the caller, not kept (only its expiry and
+// the session token are).
+//
+// Extension points: later protocols (update check, error upload, telemetry)
+// add an alternative to Twin::Request, a due time checked in OnTimer while
+// kCertified (see Twin::OnTimer), and an On<Response> handler; the device
+// model already offers what they need (StageUpdate, DrainErrorEvents).
+//
+// Memory: per-twin state is the device model plus a few words (phase,
+// retries, wake-up, certificate expiry, session token); everything shared
+// (device type, trusted root, policy) lives in one TwinConfig per process.
+//
+// Thread-safety: not thread-safe; drive one Twin from one thread at a time.
+//
+// Example:
+//   TwinConfig config{.root_ca_pem = root};
+//   Twin twin(std::move(device), &config);
+//   Twin::Request r = twin.OnTimer(clock->Now());   // a GetChallengeRequest
+//   ... transport answers ... r = twin.OnChallenge(now, answer);  // Attest
+//   ... r = twin.OnAttest(now, answer);  // none; twin.phase() == kCertified
+#ifndef SPHERE_TWIN_TWIN_H_
+#define SPHERE_TWIN_TWIN_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/backoff.h"
+#include "mcu-model/device.h"
+#include "protos/attestation.pb.h"
+
+namespace sphere::twin {
+
+// TwinConfig is shared by every Twin of a process and must outlive them.
+struct TwinConfig {
+  // PEM roots an issued chain must verify to (the platform root CA).
+  std::string root_ca_pem;
+  // Verify issued chains (leaf -> tenant CA -> root, key = the device's
+  // certificate key). Only a load generator measuring the service alone
+  // turns this off.
+  bool verify_chain = true;
+  // Retry policy for transient failures (gRPC connection-backoff defaults).
+  client::BackoffPolicy backoff;
+  // Renew once this fraction of the certificate's lifetime has passed.
+  double renew_at_fraction = 0.8;
+  // Catalog revision the shard must have applied (0 = any); see
+  // GetChallengeRequest.min_catalog_revision.
+  int64_t min_catalog_revision = 0;
+};
+
+class Twin {
+ public:
+  enum class Phase : uint8_t {
+    kManufactured,       // never attested; due now
+    kAwaitingChallenge,  // GetChallenge sent
+    kAwaitingAttest,     // Attest sent
+    kCertified,          // holds a certificate; renews at next_wakeup()
+    kBackoff,            // transient failure; retries at next_wakeup()
+    kRefused,            // refused; waits for Retry()
+  };
+  static const char* PhaseName(Phase p);
+
+  // Request is what the Twin asks its driver to send next.
+  using Request =
+      std::variant<std::monostate, v1::GetChallengeRequest, v1::AttestRequest>;
+
+  // `config` must outlive the Twin. The device is powered on lazily (first
+  // OnTimer) if it is off.
+  Twin(std::unique_ptr<mcu::Device> device, const TwinConfig* config);
+
+  // OnTimer: call when now >= next_wakeup(). Starts an attestation when one
+  // is due (first attestation, renewal, retry after backoff).
+  Request OnTimer(absl::Time now);
+  // OnChallenge: the answer to the GetChallengeRequest this Twin returned.
+  // On success the device quotes the nonce and the Twin returns the
+  // AttestRequest. Ignored (returns none) in any other phase.
+  Request OnChallenge(absl::Time now,
+                      absl::StatusOr<v1::GetChallengeResponse> response);
+  // OnAttest: the answer to the AttestRequest. On success the chain is
+  // verified and the Twin is kCertified until the renewal time.
+  Request OnAttest(absl::Time now,
+                   const absl::StatusOr<v1::AttestResponse>& response);
+  // Retry leaves kRefused (e.g. after an operator claimed the device): the
+  // next OnTimer(now) starts a new attestation.
+  void Retry(absl::Time now);
+
+  Phase phase() const { return phase_; }
+  // InfiniteFuture while a response is awaited or the twin is refused.
+  absl::Time next_wakeup() const;
+  // Why the last attempt failed (OK after a success).
+  const absl::Status& last_error() const { return last_error_; }
+  // Consecutive transient failures since the last success.
+  int retries() const { return retries_; }
+  bool certified() const { return cert_not_after_ms_ != 0; }
+  absl::Time certificate_not_after() const;
+  v1::AttestationOutcome outcome() const {
+    return static_cast<v1::AttestationOutcome>(outcome_);
+  }
+  const std::string& session_token() const { return session_token_; }
+
+  mcu::Device& device() { return *device_; }
+  const mcu::Device& device() const { return *device_; }
+  // Boot status of the last power-on (a failed secure boot leaves the device
+  // in recovery; it still attests and the service sees the failure).
+  const absl::Status& boot_status() const { return boot_status_; }
+
+  // FootprintBytes: heap and inline bytes this twin owns (device included).
+  size_t FootprintBytes() const;
+
+ private:
+  Request StartAttestation();
+  Request Fail(absl::Time now, absl::Status status);
+  absl::Status CheckChain(absl::Time now, const v1::AttestResponse& r) const;
+
+  std::unique_ptr<mcu::Device> device_;
+  const TwinConfig* config_;
+  std::string session_token_;
+  absl::Status last_error_;
+  absl::Status boot_status_;
+  int64_t wakeup_ms_ = 0;           // unix ms; see next_wakeup()
+  int64_t cert_not_after_ms_ = 0;   // 0 = never certified
+  uint16_t retries_ = 0;
+  Phase phase_ = Phase::kManufactured;
+  uint8_t outcome_ = 0;
+};
+
+}  // namespace sphere::twin
+
+#endif  // SPHERE_TWIN_TWIN_H_

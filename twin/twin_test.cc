@@ -1,0 +1,402 @@
+// Twin state machine and TwinDriver against a fake transport that plays the
+// Security Service (issues real chains under a test root), no gRPC.
+#include "twin/twin.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/util/clock.h"
+#include "mcu-model/device.h"
+#include "mcu-model/device_type.h"
+#include "mcu-model/image.h"
+#include "twin/driver.h"
+
+namespace sphere::twin {
+namespace {
+
+using Phase = Twin::Phase;
+
+// Pki: a root and a tenant CA, issuing device certificates like a shard.
+struct Pki {
+  crypto::EcPrivateKey root_key = crypto::EcPrivateKey::Generate();
+  crypto::EcPrivateKey tenant_key = crypto::EcPrivateKey::Generate();
+  std::string root_pem, tenant_pem;
+
+  Pki() {
+    crypto::CertificateSpec root;
+    root.common_name = "Test Root";
+    root.subject_public_key = root_key.PublicKey();
+    root.not_before = absl::Now() - absl::Hours(1);
+    root.not_after = absl::Now() + absl::Hours(24 * 365);
+    root.usage = crypto::KeyUsage::kCa;
+    root_pem = *crypto::IssueCertificate(root, root_key, "");
+    crypto::CertificateSpec tenant = root;
+    tenant.common_name = "Test Tenant CA";
+    tenant.subject_public_key = tenant_key.PublicKey();
+    tenant_pem = *crypto::IssueCertificate(tenant, root_key, root_pem);
+  }
+
+  v1::AttestResponse Issue(const std::string& cert_key, absl::Time now,
+                           absl::Duration lifetime = absl::Hours(24)) const {
+    crypto::CertificateSpec leaf;
+    leaf.common_name = "device";
+    leaf.subject_public_key = cert_key;
+    leaf.not_before = now - absl::Minutes(1);
+    leaf.not_after = now + lifetime;
+    leaf.usage = crypto::KeyUsage::kClientAuth;
+    leaf.claims.scope = "full";
+    v1::AttestResponse r;
+    r.set_outcome(v1::UP_TO_DATE);
+    r.set_certificate_chain_pem(
+        *crypto::IssueCertificate(leaf, tenant_key, tenant_pem) + tenant_pem);
+    r.set_session_token("token-bytes");
+    r.set_not_after_unix_ms(absl::ToUnixMillis(now + lifetime));
+    return r;
+  }
+};
+
+class TwinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.root_ca_pem = pki_.root_pem;
+    config_.backoff = {absl::Milliseconds(100), 1.6, 0.2, absl::Seconds(1)};
+  }
+
+  std::unique_ptr<Twin> NewTwin(const std::string& seed) {
+    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
+                                        signing_key_->PublicKey(),
+                                        {.seed = seed});
+    EXPECT_TRUE(dev.ok()) << dev.status();
+    EXPECT_TRUE((*dev)->InstallFactoryImages(*images_).ok());
+    return std::make_unique<Twin>(std::move(*dev), &config_);
+  }
+
+  // Drive a twin to kAwaitingAttest and return the AttestRequest.
+  v1::AttestRequest ToAttest(Twin& twin, absl::Time now) {
+    auto r = twin.OnTimer(now);
+    EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(r));
+    v1::GetChallengeResponse c;
+    c.set_nonce(std::string(32, 'n'));
+    r = twin.OnChallenge(now, c);
+    EXPECT_TRUE(std::holds_alternative<v1::AttestRequest>(r));
+    EXPECT_EQ(twin.phase(), Phase::kAwaitingAttest);
+    return std::get<v1::AttestRequest>(r);
+  }
+
+  static void SetUpTestSuite() {
+    signing_key_ = new crypto::EcPrivateKey(crypto::EcPrivateKey::Generate());
+    auto images = mcu::BuildFactoryImages(*signing_key_, 1);
+    ASSERT_TRUE(images.ok()) << images.status();
+    images_ = new std::vector<v1::StoredImage>();
+    for (const auto& p : *images) images_->push_back(mcu::ToStoredImage(p));
+  }
+  static inline crypto::EcPrivateKey* signing_key_ = nullptr;
+  static inline std::vector<v1::StoredImage>* images_ = nullptr;
+  Pki pki_;
+  TwinConfig config_;
+  absl::Time now_ = absl::Now();
+};
+
+TEST_F(TwinTest, AttestsAndSchedulesRenewalBeforeExpiry) {
+  auto twin = NewTwin("happy");
+  EXPECT_EQ(twin->phase(), Phase::kManufactured);
+  EXPECT_EQ(twin->next_wakeup(), absl::InfinitePast());
+  config_.min_catalog_revision = 42;
+  auto r = twin->OnTimer(now_);
+  ASSERT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(r));
+  EXPECT_EQ(std::get<v1::GetChallengeRequest>(r).device_id(),
+            twin->device().device_id());
+  EXPECT_EQ(std::get<v1::GetChallengeRequest>(r).min_catalog_revision(), 42);
+  EXPECT_EQ(twin->device().boot_state(), mcu::BootState::kRunning);
+  EXPECT_EQ(twin->next_wakeup(), absl::InfiniteFuture());
+
+  v1::GetChallengeResponse c;
+  c.set_nonce(std::string(32, 'x'));
+  r = twin->OnChallenge(now_, c);
+  ASSERT_TRUE(std::holds_alternative<v1::AttestRequest>(r));
+  const auto& req = std::get<v1::AttestRequest>(r);
+  EXPECT_EQ(req.device_id(), twin->device().device_id());
+  v1::QuoteBody body;
+  ASSERT_TRUE(body.ParseFromString(req.quote().body()));
+  EXPECT_EQ(body.nonce(), c.nonce());
+  EXPECT_EQ(body.device_id(), twin->device().device_id());
+
+  r = twin->OnAttest(now_, pki_.Issue(twin->device().CertificatePublicKey(),
+                                      now_, absl::Hours(10)));
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+  EXPECT_EQ(twin->phase(), Phase::kCertified);
+  EXPECT_TRUE(twin->certified());
+  EXPECT_EQ(twin->session_token(), "token-bytes");
+  EXPECT_EQ(twin->outcome(), v1::UP_TO_DATE);
+  // Renewal at 80 % of the lifetime: 8 h.
+  EXPECT_NEAR(absl::ToDoubleHours(twin->next_wakeup() - now_), 8.0, 0.001);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(
+      twin->OnTimer(now_ + absl::Hours(7))));
+  r = twin->OnTimer(now_ + absl::Hours(8));
+  EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(r));
+  EXPECT_EQ(twin->phase(), Phase::kAwaitingChallenge);
+  EXPECT_TRUE(twin->certified());  // the old certificate is still valid
+}
+
+TEST_F(TwinTest, TransientFailuresBackOffWithGrowingJitteredDelays) {
+  auto twin = NewTwin("transient");
+  absl::Time now = now_;
+  const double expected[] = {0.1, 0.16, 0.256, 0.4096};
+  for (int i = 0; i < 4; ++i) {
+    twin->OnTimer(now);
+    const absl::StatusCode code =
+        i % 2 ? absl::StatusCode::kDeadlineExceeded
+              : absl::StatusCode::kUnavailable;
+    auto r = twin->OnChallenge(now, absl::Status(code, "shard down"));
+    EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+    EXPECT_EQ(twin->phase(), Phase::kBackoff);
+    EXPECT_EQ(twin->retries(), i + 1);
+    const double delay = absl::ToDoubleSeconds(twin->next_wakeup() - now);
+    EXPECT_GE(delay, expected[i] * 0.8 - 0.002) << i;
+    EXPECT_LE(delay, expected[i] * 1.2 + 0.002) << i;
+    // Not before its time.
+    EXPECT_TRUE(std::holds_alternative<std::monostate>(
+        twin->OnTimer(twin->next_wakeup() - absl::Milliseconds(1))));
+    now = twin->next_wakeup();
+  }
+  // Overloaded at Attest is transient too; the delay stays capped.
+  auto req = ToAttest(*twin, now);
+  twin->OnAttest(now, absl::ResourceExhaustedError("window full"));
+  EXPECT_EQ(twin->phase(), Phase::kBackoff);
+  // Success resets the retry count.
+  now = twin->next_wakeup();
+  ToAttest(*twin, now);
+  twin->OnAttest(now, pki_.Issue(twin->device().CertificatePublicKey(), now));
+  EXPECT_EQ(twin->phase(), Phase::kCertified);
+  EXPECT_EQ(twin->retries(), 0);
+  EXPECT_TRUE(twin->last_error().ok());
+}
+
+TEST_F(TwinTest, RefusalsAreNeverRetried) {
+  for (auto code : {absl::StatusCode::kFailedPrecondition,
+                    absl::StatusCode::kNotFound,
+                    absl::StatusCode::kPermissionDenied,
+                    absl::StatusCode::kUnauthenticated}) {
+    auto twin = NewTwin(absl::StrCat("refused-", code));
+    twin->OnTimer(now_);
+    twin->OnChallenge(now_, absl::Status(code, "no"));
+    EXPECT_EQ(twin->phase(), Phase::kRefused) << code;
+    EXPECT_EQ(twin->last_error().code(), code);
+    EXPECT_EQ(twin->next_wakeup(), absl::InfiniteFuture());
+    EXPECT_TRUE(std::holds_alternative<std::monostate>(
+        twin->OnTimer(now_ + absl::Hours(1000))));
+    EXPECT_FALSE(twin->certified());
+    // An operator fixed the cause: Retry starts over.
+    twin->Retry(now_);
+    EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(
+        twin->OnTimer(now_)));
+  }
+}
+
+TEST_F(TwinTest, Attack_CertificateForAnotherKeyIsRefusedAndNothingChanges) {
+  auto twin = NewTwin("wrong-key");
+  ToAttest(*twin, now_);
+  auto other = crypto::EcPrivateKey::Generate();
+  twin->OnAttest(now_, pki_.Issue(other.PublicKey(), now_));
+  EXPECT_EQ(twin->phase(), Phase::kRefused);
+  EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(absl::StrContains(twin->last_error().message(),
+                                "not for device"))
+      << twin->last_error();
+  EXPECT_FALSE(twin->certified());
+  EXPECT_TRUE(twin->session_token().empty());
+}
+
+TEST_F(TwinTest, Attack_ChainFromAnotherRootIsRefusedAndNothingChanges) {
+  auto twin = NewTwin("wrong-root");
+  ToAttest(*twin, now_);
+  Pki rogue;
+  twin->OnAttest(now_,
+                 rogue.Issue(twin->device().CertificatePublicKey(), now_));
+  EXPECT_EQ(twin->phase(), Phase::kRefused);
+  EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(absl::StrContains(twin->last_error().message(),
+                                "does not verify"))
+      << twin->last_error();
+  EXPECT_FALSE(twin->certified());
+  EXPECT_TRUE(twin->session_token().empty());
+}
+
+TEST_F(TwinTest, Attack_ExpiredCertificateIsRefused) {
+  auto twin = NewTwin("expired");
+  ToAttest(*twin, now_);
+  v1::AttestResponse r =
+      pki_.Issue(twin->device().CertificatePublicKey(), now_);
+  r.set_not_after_unix_ms(absl::ToUnixMillis(now_ - absl::Seconds(1)));
+  twin->OnAttest(now_, r);
+  EXPECT_EQ(twin->phase(), Phase::kRefused);
+  EXPECT_FALSE(twin->certified());
+}
+
+TEST_F(TwinTest, AnswersOutOfPhaseAreIgnored) {
+  auto twin = NewTwin("stale");
+  // An Attest answer nobody asked for does not certify the twin.
+  auto r = twin->OnAttest(
+      now_, pki_.Issue(twin->device().CertificatePublicKey(), now_));
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+  EXPECT_EQ(twin->phase(), Phase::kManufactured);
+  EXPECT_FALSE(twin->certified());
+  v1::GetChallengeResponse c;
+  c.set_nonce("n");
+  EXPECT_TRUE(
+      std::holds_alternative<std::monostate>(twin->OnChallenge(now_, c)));
+  EXPECT_EQ(twin->phase(), Phase::kManufactured);
+}
+
+// FakeService answers inline (the driver must cope with re-entrant
+// delivery); the first `unavailable` calls of each device fail.
+class FakeService : public client::AttestationTransport {
+ public:
+  FakeService(const Pki* pki, int unavailable)
+      : pki_(pki), unavailable_(unavailable) {}
+  void GetChallenge(v1::GetChallengeRequest req,
+                    ChallengeCallback done) override {
+    ++challenges;
+    if (failures_[req.device_id()]++ < unavailable_) {
+      done(absl::UnavailableError("restarting"));
+      return;
+    }
+    v1::GetChallengeResponse r;
+    r.set_nonce(std::string(32, 'z'));
+    done(r);
+  }
+  void Attest(v1::AttestRequest req, AttestCallback done) override {
+    ++attests;
+    done(pki_->Issue(keys.at(req.device_id()), absl::Now()));
+  }
+  std::map<std::string, std::string> keys;  // device id -> cert key
+  int challenges = 0, attests = 0;
+
+ private:
+  const Pki* pki_;
+  int unavailable_;
+  std::map<std::string, int> failures_;
+};
+
+TEST_F(TwinTest, DriverRunsManyTwinsThroughRetriesToCertificates) {
+  FakeService service(&pki_, /*unavailable=*/2);
+  config_.backoff = {absl::Milliseconds(1), 1.6, 0.2, absl::Milliseconds(5)};
+  std::vector<std::unique_ptr<Twin>> twins;
+  TwinDriver driver(&service, Clock::Real());
+  int observed = 0;
+  driver.set_attest_observer(
+      [&](uint32_t, Twin& t, const v1::AttestResponse& r) {
+        ++observed;
+        EXPECT_EQ(r.session_token(), t.session_token());
+      });
+  for (int i = 0; i < 50; ++i) {
+    twins.push_back(NewTwin(absl::StrCat("fleet-", i)));
+    service.keys[twins.back()->device().device_id()] =
+        twins.back()->device().CertificatePublicKey();
+    EXPECT_EQ(driver.Add(twins.back().get()), static_cast<uint32_t>(i));
+  }
+  ASSERT_TRUE(driver.RunUntil([&] { return driver.certified() == 50; },
+                              absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ(observed, 50);
+  EXPECT_EQ(driver.refused(), 0u);
+  EXPECT_EQ(driver.outstanding(), 0);
+  EXPECT_EQ(service.challenges, 50 * 3);  // two failures, then success
+  EXPECT_EQ(service.attests, 50);
+  for (const auto& t : twins) {
+    EXPECT_EQ(t->phase(), Phase::kCertified);
+    EXPECT_GT(t->next_wakeup(), absl::Now() + absl::Hours(19));
+  }
+}
+
+TEST_F(TwinTest, DriverCountsRefusedTwinsAndStops) {
+  auto twin = NewTwin("unknown-to-service");
+  class Refusing : public client::AttestationTransport {
+   public:
+    void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
+      ++calls;
+      done(absl::NotFoundError("device not registered"));
+    }
+    void Attest(v1::AttestRequest, AttestCallback done) override {
+      ++calls;
+      done(absl::NotFoundError("device not registered"));
+    }
+    int calls = 0;
+  } refusing;
+  TwinDriver refused_driver(&refusing, Clock::Real());
+  refused_driver.Add(twin.get());
+  ASSERT_TRUE(refused_driver.RunUntil(
+      [&] { return refused_driver.refused() == 1; },
+      absl::Now() + absl::Seconds(10)));
+  // Never retried: one call, then nothing more is scheduled.
+  EXPECT_FALSE(refused_driver.RunUntil([] { return false; },
+                                       absl::Now() + absl::Milliseconds(20)));
+  EXPECT_EQ(refusing.calls, 1);
+  EXPECT_EQ(twin->phase(), Phase::kRefused);
+  EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kNotFound);
+}
+
+// DeferredService holds every call until the test answers it, so the test
+// sees how many twins the driver let start at once.
+class DeferredService : public client::AttestationTransport {
+ public:
+  explicit DeferredService(const Pki* pki) : pki_(pki) {}
+  void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
+    challenges_.push_back(std::move(done));
+  }
+  void Attest(v1::AttestRequest req, AttestCallback done) override {
+    attests_.push_back({req.device_id(), std::move(done)});
+  }
+  // AnswerAll answers everything pending; returns how many were pending.
+  size_t AnswerAll() {
+    size_t n = challenges_.size() + attests_.size();
+    auto challenges = std::move(challenges_);
+    auto attests = std::move(attests_);
+    challenges_.clear();
+    attests_.clear();
+    for (auto& done : challenges) {
+      v1::GetChallengeResponse r;
+      r.set_nonce(std::string(32, 'q'));
+      done(r);
+    }
+    for (auto& [id, done] : attests) done(pki_->Issue(keys.at(id), absl::Now()));
+    return n;
+  }
+  std::map<std::string, std::string> keys;
+
+ private:
+  const Pki* pki_;
+  std::vector<ChallengeCallback> challenges_;
+  std::vector<std::pair<std::string, AttestCallback>> attests_;
+};
+
+TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
+  DeferredService service(&pki_);
+  TwinDriver driver(&service, Clock::Real(), {.max_active = 3});
+  std::vector<std::unique_ptr<Twin>> twins;
+  for (int i = 0; i < 10; ++i) {
+    twins.push_back(NewTwin(absl::StrCat("admit-", i)));
+    service.keys[twins.back()->device().device_id()] =
+        twins.back()->device().CertificatePublicKey();
+    driver.Add(twins.back().get());
+  }
+  size_t most_pending = 0, most_active = 0;
+  ASSERT_TRUE(driver.RunUntil(
+      [&] {
+        most_active = std::max(most_active, driver.active());
+        most_pending = std::max(most_pending, service.AnswerAll());
+        return driver.certified() == 10;
+      },
+      absl::Now() + absl::Seconds(30)));
+  EXPECT_EQ(most_active, 3u);
+  EXPECT_EQ(most_pending, 3u);  // never more than 3 twins' requests at once
+  EXPECT_EQ(driver.active(), 0u);
+  EXPECT_EQ(driver.outstanding(), 0);
+}
+
+}  // namespace
+}  // namespace sphere::twin
