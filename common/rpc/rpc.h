@@ -9,12 +9,20 @@
 //    server reflection and the Metrics service, bounds message sizes and
 //    threads, and shuts down gracefully with a deadline.
 //  * WaitForTerminationSignal: blocks until SIGINT or SIGTERM.
+//  * Observability (observability.h): ServerRunner installs an interceptor
+//    counting and logging every call, routes gRPC's own log lines into the
+//    JSON log, and serves Prometheus text over HTTP at /metrics on
+//    ServerOptions::metrics_address. Every binary that links this library
+//    accepts --metrics_address (default 127.0.0.1:0, empty = off) and
+//    --metrics_port_file (the bound metrics port is written there once
+//    serving), so local_cluster can list each process's /metrics address.
 #ifndef SPHERE_COMMON_RPC_RPC_H_
 #define SPHERE_COMMON_RPC_RPC_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +30,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
+
+namespace sphere::metrics {
+class MetricsHttpServer;
+}
 
 namespace sphere::rpc {
 
@@ -75,6 +87,11 @@ struct ServerOptions {
   bool require_client_cert = true;
   int max_message_bytes = 8 << 20;
   int max_threads = 16;  // bounded thread pool for the sync parts of gRPC
+  // HTTP /metrics listener (host:port, port 0 allowed; empty disables it).
+  // Unset: the --metrics_address flag.
+  std::optional<std::string> metrics_address;
+  // Where the bound metrics port is written. Unset: --metrics_port_file.
+  std::optional<std::string> metrics_port_file;
 };
 
 // ServerRunner owns one gRPC server.
@@ -99,11 +116,16 @@ class ServerRunner {
   // `grace`, then cancels the rest. Health reports NOT_SERVING meanwhile.
   void Shutdown(absl::Duration grace);
   grpc::Server* server() { return server_.get(); }
+  // metrics_port is the bound HTTP /metrics port (0 when disabled).
+  int metrics_port() const;
 
  private:
+  absl::Status StartMetricsHttp();
+
   ServerOptions options_;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<grpc::Service> metrics_service_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };
