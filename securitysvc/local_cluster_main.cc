@@ -8,13 +8,25 @@
 // publishes the OS release on both feeds, writes DIR/cluster.json and prints
 // a line starting with "ready". Each child's pid is written to
 // DIR/run/<name>.pid as it is spawned (crash tests SIGKILL children by it).
-// Ctrl-C or SIGTERM stops every child gracefully. With --exit-when-ready it detaches nothing:
+//
+// Supervision: a child that dies (management or a shard) is restarted with
+// exponential backoff (--restart_backoff doubling up to
+// --max_restart_backoff; reset once a child stayed up for a minute) on the
+// same gRPC and /metrics ports, so cluster.json stays valid; the rest keep
+// serving. Every death and restart is logged. cluster.json lists each
+// process's HTTP /metrics address under "metrics" and is rewritten only if
+// an address changes. The cluster stops only on Ctrl-C or SIGTERM, which
+// stops every child gracefully. With --exit-when-ready it detaches nothing:
 // it stops the cluster again right after becoming ready (smoke test).
 //
 // The cluster master key is DIR/pki/master.key by default (zero setup);
 // --master-key-file PATH keeps it elsewhere (created there, 0600, if absent)
 // and --master-key-env NAME takes it from an environment variable (64 hex
 // digits); children get the same flag. See docs/threat-model.md.
+//
+// Logs: each child's stdout and stderr go through a pipe into
+// DIR/logs/<name>.log (mode 0640, rotated at --log_max_bytes keeping
+// --log_keep files); a line that is not a JSON object is wrapped into one.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,7 +38,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -36,6 +51,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
@@ -59,15 +75,117 @@ ABSL_FLAG(std::string, master_key_env, "",
           "digits); children inherit it");
 ABSL_FLAG(absl::Duration, shard_heartbeat_interval, absl::Seconds(5),
           "How often shards re-register with management (device counts)");
+ABSL_FLAG(absl::Duration, restart_backoff, absl::Milliseconds(200),
+          "First delay before restarting a dead child (doubles each time)");
+ABSL_FLAG(absl::Duration, max_restart_backoff, absl::Seconds(30),
+          "Longest delay between restarts of a child that keeps dying");
+ABSL_FLAG(uint64_t, log_max_bytes, 64ull << 20,
+          "Rotate a child's log file when it reaches this size");
+ABSL_FLAG(int, log_keep, 5, "Rotated log files kept per child");
 
 namespace sphere {
 namespace {
 
+// LogPump copies a child's output, line by line, into its rotating log
+// file; lines that are not JSON objects (a crash message, a flag error) are
+// wrapped into one, so every line of the file is one JSON object.
+class LogPump {
+ public:
+  LogPump(std::string name, std::string path)
+      : name_(std::move(name)),
+        file_(std::move(path), absl::GetFlag(FLAGS_log_max_bytes),
+              absl::GetFlag(FLAGS_log_keep)) {}
+  ~LogPump() { Join(); }
+
+  // Follow reads `fd` until EOF on a thread of its own (one at a time).
+  void Follow(int fd) {
+    Join();
+    thread_ = std::thread([this, fd] { Run(fd); });
+  }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static constexpr size_t kMaxLine = 64 << 10;
+
+  void Run(int fd) {
+    std::string pending;
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) != 0) {
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      pending.append(buf, n);
+      size_t start = 0, nl;
+      while ((nl = pending.find('\n', start)) != std::string::npos) {
+        Line(absl::string_view(pending).substr(start, nl - start));
+        start = nl + 1;
+      }
+      pending.erase(0, start);
+      if (pending.size() > kMaxLine) {  // an endless line is cut
+        Line(pending);
+        pending.clear();
+      }
+    }
+    if (!pending.empty()) Line(pending);
+    close(fd);
+  }
+
+  void Line(absl::string_view line) {
+    std::string out;
+    if (absl::StartsWith(line, "{") && absl::EndsWith(line, "}") &&
+        line.size() <= kMaxLine) {
+      out = absl::StrCat(line, "\n");
+    } else {
+      nlohmann::ordered_json j;
+      j["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                 absl::UTCTimeZone());
+      j["level"] = "info";
+      j["component"] = name_;
+      j["msg"] = log::Bound(line);
+      j["source"] = "output";
+      out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n";
+    }
+    absl::MutexLock l(&mu_);
+    if (auto s = file_.Append(out); !s.ok()) {
+      log::Error("cannot write child log", {{"child", name_},
+                                            {"error", s.ToString()}});
+    }
+  }
+
+  const std::string name_;
+  absl::Mutex mu_;
+  log::RotatingFile file_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// Child is one supervised process.
 struct Child {
+  enum class State { kStarting, kRunning, kWaitingRestart, kStopped };
   std::string name;
+  std::string binary;
+  std::vector<std::string> args;  // without the port flags
   pid_t pid = -1;
+  State state = State::kStopped;
   std::string port_file;
+  std::string metrics_port_file;
   int port = 0;
+  int metrics_port = 0;
+  absl::Time started;
+  absl::Time restart_at;
+  absl::Duration backoff;
+  int restarts = 0;
+  int failed_starts = 0;  // consecutive deaths before becoming ready
+  std::unique_ptr<LogPump> pump;
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port); }
+  std::string metrics_address() const {
+    return absl::StrCat("127.0.0.1:", metrics_port);
+  }
 };
 
 std::string SelfDir() {
@@ -96,45 +214,89 @@ std::string FindBinary(const std::string& package, const std::string& name) {
   return candidates.back();
 }
 
-absl::StatusOr<Child> Spawn(const std::string& name, const std::string& binary,
-                            std::vector<std::string> args,
-                            const std::string& state_dir) {
-  Child c;
-  c.name = name;
-  c.port_file = absl::StrCat(state_dir, "/run/", name, ".port");
+// Spawn starts `c` (again): on its previous ports when it had them (a
+// restarted child keeps its addresses), else on free ones.
+absl::Status Spawn(Child& c, const std::string& state_dir) {
+  c.port_file = absl::StrCat(state_dir, "/run/", c.name, ".port");
+  c.metrics_port_file = absl::StrCat(state_dir, "/run/", c.name,
+                                     ".metrics_port");
   unlink(c.port_file.c_str());
+  unlink(c.metrics_port_file.c_str());
+  // Keep the ports unless the child keeps dying before it is ready (maybe
+  // someone else took the port); management always keeps its port, which
+  // every shard was given.
+  const bool keep_ports = c.name == "management" || c.failed_starts < 2;
+  std::vector<std::string> args = c.args;
+  args.push_back(absl::StrCat("--port=", keep_ports ? c.port : 0));
   args.push_back(absl::StrCat("--port_file=", c.port_file));
-  std::string log_path = absl::StrCat(state_dir, "/logs/", name, ".log");
+  args.push_back(absl::StrCat("--metrics_address=127.0.0.1:",
+                              keep_ports ? c.metrics_port : 0));
+  args.push_back(absl::StrCat("--metrics_port_file=", c.metrics_port_file));
+  std::vector<char*> argv;
+  argv.push_back(c.binary.data());
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  }
   pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return absl::InternalError("fork failed");
+  }
   if (pid == 0) {
-    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
     sigset_t set;
     sigemptyset(&set);
     sigprocmask(SIG_SETMASK, &set, nullptr);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    execv(argv[0], argv.data());
     _exit(127);
   }
+  close(fds[1]);
+  if (!c.pump) {
+    c.pump = std::make_unique<LogPump>(
+        c.name, absl::StrCat(state_dir, "/logs/", c.name, ".log"));
+  }
+  c.pump->Follow(fds[0]);
   c.pid = pid;
-  if (auto s = rpc::WriteFile(absl::StrCat(state_dir, "/run/", name, ".pid"),
+  c.state = Child::State::kStarting;
+  c.started = absl::Now();
+  if (auto s = rpc::WriteFile(absl::StrCat(state_dir, "/run/", c.name, ".pid"),
                               absl::StrCat(pid, "\n"));
       !s.ok()) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
+    c.pid = -1;
+    c.state = Child::State::kStopped;
     return s;
   }
-  return c;
+  return absl::OkStatus();
 }
 
-// WaitReady waits for the child's port file; fails if the child exits.
+// ReadPort reads a port file written by the child once it serves.
+bool ReadPort(const std::string& file, int* port) {
+  auto text = rpc::ReadFile(file);
+  return text.ok() &&
+         absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), port) && *port > 0;
+}
+
+// CheckReady moves a starting child to running once both ports are known.
+bool CheckReady(Child& c) {
+  int port = 0, metrics_port = 0;
+  if (!ReadPort(c.port_file, &port) ||
+      !ReadPort(c.metrics_port_file, &metrics_port)) {
+    return false;
+  }
+  c.port = port;
+  c.metrics_port = metrics_port;
+  c.state = Child::State::kRunning;
+  return true;
+}
+
+// WaitReady waits for the child's port files; fails if the child exits.
 absl::Status WaitReady(Child& c, absl::Duration timeout,
                        const std::string& state_dir) {
   absl::Time deadline = absl::Now() + timeout;
@@ -142,15 +304,12 @@ absl::Status WaitReady(Child& c, absl::Duration timeout,
     int status;
     if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
       c.pid = -1;
+      c.state = Child::State::kStopped;
       return absl::UnavailableError(absl::StrCat(
           c.name, " exited during startup; see ", state_dir, "/logs/", c.name,
           ".log"));
     }
-    auto text = rpc::ReadFile(c.port_file);
-    if (text.ok() &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &c.port)) {
-      return absl::OkStatus();
-    }
+    if (CheckReady(c)) return absl::OkStatus();
     absl::SleepFor(absl::Milliseconds(20));  // readiness poll, not a test
   }
   return absl::DeadlineExceededError(
@@ -178,6 +337,110 @@ void StopAll(std::vector<Child>& children) {
         break;
       }
       absl::SleepFor(absl::Milliseconds(20));
+    }
+    c.state = Child::State::kStopped;
+    if (c.pump) c.pump->Join();  // the log is complete
+  }
+}
+
+std::string ExitDescription(int status) {
+  return WIFSIGNALED(status)
+             ? absl::StrCat("killed by signal ", WTERMSIG(status))
+             : absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+// Supervise runs the cluster until SIGINT/SIGTERM: reaps dead children,
+// restarts them with exponential backoff, and rewrites cluster.json when an
+// address changed. Returns the signal.
+int Supervise(std::vector<Child>& children, cluster::ClusterConfig& config,
+              const std::string& dir) {
+  const absl::Duration first_backoff = absl::GetFlag(FLAGS_restart_backoff);
+  const absl::Duration max_backoff = absl::GetFlag(FLAGS_max_restart_backoff);
+  const absl::Duration stable_after = absl::Minutes(1);
+  for (auto& c : children) c.backoff = first_backoff;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGCHLD);
+  while (true) {
+    // Sleep until a signal, the next restart, or (while a child starts) the
+    // next readiness check.
+    absl::Duration wait = absl::Seconds(1);
+    const absl::Time now = absl::Now();
+    for (const auto& c : children) {
+      if (c.state == Child::State::kWaitingRestart) {
+        wait = std::min(wait, std::max(absl::ZeroDuration(), c.restart_at - now));
+      } else if (c.state == Child::State::kStarting) {
+        wait = std::min(wait, absl::Milliseconds(20));
+      }
+    }
+    timespec ts = absl::ToTimespec(wait);
+    int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) return sig;
+    // Reap every dead child (SIGCHLD may stand for several).
+    for (auto& c : children) {
+      int status = 0;
+      if (c.pid <= 0 || waitpid(c.pid, &status, WNOHANG) != c.pid) continue;
+      c.pid = -1;
+      if (c.state == Child::State::kStarting) {
+        ++c.failed_starts;
+      } else if (absl::Now() - c.started >= stable_after) {
+        c.backoff = first_backoff;  // it had been healthy for a while
+      }
+      c.state = Child::State::kWaitingRestart;
+      c.restart_at = absl::Now() + c.backoff;
+      log::Warning("child died; restarting",
+                   {{"child", c.name},
+                    {"how", ExitDescription(status)},
+                    {"restart_in", absl::FormatDuration(c.backoff)},
+                    {"restarts", absl::StrCat(c.restarts)},
+                    {"log", absl::StrCat(dir, "/logs/", c.name, ".log")}});
+      c.backoff = std::min(c.backoff * 2, max_backoff);
+    }
+    bool addresses_changed = false;
+    for (auto& c : children) {
+      if (c.state == Child::State::kWaitingRestart &&
+          absl::Now() >= c.restart_at) {
+        ++c.restarts;
+        if (auto s = Spawn(c, dir); !s.ok()) {
+          c.state = Child::State::kWaitingRestart;
+          c.restart_at = absl::Now() + c.backoff;
+          log::Error("cannot restart child",
+                     {{"child", c.name}, {"error", s.ToString()}});
+          continue;
+        }
+        log::Info("child restarted", {{"child", c.name},
+                                      {"pid", absl::StrCat(c.pid)},
+                                      {"restarts", absl::StrCat(c.restarts)}});
+      }
+      if (c.state == Child::State::kStarting) {
+        const std::string before = c.address(), mbefore = c.metrics_address();
+        if (CheckReady(c)) {
+          c.failed_starts = 0;
+          log::Info("child serving again", {{"child", c.name},
+                                            {"address", c.address()},
+                                            {"metrics", c.metrics_address()}});
+          if (before != c.address() || mbefore != c.metrics_address()) {
+            addresses_changed = true;
+          }
+        }
+      }
+    }
+    if (addresses_changed) {
+      for (auto& s : config.shards) {
+        for (const auto& c : children) {
+          if (c.name == s.id) s.address = c.address();
+        }
+      }
+      for (const auto& c : children) {
+        config.metrics[c.name] = c.metrics_address();
+      }
+      if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
+                                  config.ToJson());
+          !s.ok()) {
+        log::Error("cannot rewrite cluster.json", {{"error", s.ToString()}});
+      }
     }
   }
 }
@@ -287,26 +550,29 @@ int Main() {
   std::vector<v1::ImagePackage> images;
   for (const auto& b : *built) images.push_back(b.package);
 
+  // Children hold threads (log pumps): keep them at stable addresses.
   std::vector<Child> children;
+  children.reserve(1 + 64);
   auto fail = [&](const absl::Status& s) {
     std::cerr << "local_cluster: " << s.message() << "\n";
     StopAll(children);
     return 1;
   };
-  std::vector<std::string> mgmt_args = {absl::StrCat("--state_dir=", dir),
-                                       "--port=0"};
-  mgmt_args.insert(mgmt_args.end(), key_flags.begin(), key_flags.end());
-  auto mgmt = Spawn("management",
-                    FindBinary("securitysvc/management", "management"),
-                    mgmt_args, dir);
-  if (!mgmt.ok()) return fail(mgmt.status());
-  children.push_back(*mgmt);
+  {
+    Child mgmt;
+    mgmt.name = "management";
+    mgmt.binary = FindBinary("securitysvc/management", "management");
+    mgmt.args = {absl::StrCat("--state_dir=", dir)};
+    mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
+    children.push_back(std::move(mgmt));
+  }
+  if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
   if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
                          dir);
       !s.ok()) {
     return fail(s);
   }
-  std::string mgmt_addr = absl::StrCat("127.0.0.1:", children.back().port);
+  std::string mgmt_addr = children.back().address();
   if (auto s = PublishOs(*pki, mgmt_addr, images, os_version); !s.ok()) {
     return fail(s);
   }
@@ -331,19 +597,20 @@ int Main() {
                  "supported)"
               << std::endl;
   }
+  if (shards > 64) return fail(absl::InvalidArgumentError("at most 64 shards"));
   for (int i = 0; i < shards; ++i) {
-    std::string id = absl::StrCat("shard-", i);
-    std::vector<std::string> shard_args = {
-        absl::StrCat("--state_dir=", dir), absl::StrCat("--shard_id=", id),
-        absl::StrCat("--management=", mgmt_addr),
-        absl::StrCat("--heartbeat_interval=",
-                     absl::FormatDuration(
-                         absl::GetFlag(FLAGS_shard_heartbeat_interval))),
-        "--port=0"};
-    shard_args.insert(shard_args.end(), key_flags.begin(), key_flags.end());
-    auto c = Spawn(id, shard_bin, shard_args, dir);
-    if (!c.ok()) return fail(c.status());
-    children.push_back(*c);
+    Child c;
+    c.name = absl::StrCat("shard-", i);
+    c.binary = shard_bin;
+    c.args = {absl::StrCat("--state_dir=", dir),
+              absl::StrCat("--shard_id=", c.name),
+              absl::StrCat("--management=", mgmt_addr),
+              absl::StrCat("--heartbeat_interval=",
+                           absl::FormatDuration(absl::GetFlag(
+                               FLAGS_shard_heartbeat_interval)))};
+    c.args.insert(c.args.end(), key_flags.begin(), key_flags.end());
+    children.push_back(std::move(c));
+    if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
   }
   for (size_t i = 1; i < children.size(); ++i) {
     if (auto s = WaitReady(children[i], absl::GetFlag(FLAGS_ready_timeout),
@@ -351,9 +618,9 @@ int Main() {
         !s.ok()) {
       return fail(s);
     }
-    config.shards.push_back({children[i].name,
-                             absl::StrCat("127.0.0.1:", children[i].port)});
+    config.shards.push_back({children[i].name, children[i].address()});
   }
+  for (const auto& c : children) config.metrics[c.name] = c.metrics_address();
   // Tenant operator credentials issued earlier ('spherectl tenant
   // credential') survive a cluster restart.
   if (DIR* d = opendir(pki->Path("tenants").c_str())) {
@@ -375,44 +642,14 @@ int Main() {
   std::cout << "ready management=" << mgmt_addr
             << " shards=" << config.shards.size() << " cluster=" << dir
             << "/cluster.json" << std::endl;
-  int exit_code = 0;
   if (!absl::GetFlag(FLAGS_exit_when_ready)) {
-    // Run until Ctrl-C/SIGTERM, or until a child dies unexpectedly (then
-    // stop the rest and fail: a cluster with a dead shard is not healthy).
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGCHLD);
-    bool running = true;
-    while (running) {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (sig != SIGCHLD) {
-        log::Info("stopping cluster", {{"signal", absl::StrCat(sig)}});
-        break;
-      }
-      for (auto& c : children) {
-        int status = 0;
-        if (c.pid > 0 && waitpid(c.pid, &status, WNOHANG) == c.pid) {
-          c.pid = -1;
-          std::string how =
-              WIFSIGNALED(status)
-                  ? absl::StrCat("killed by signal ", WTERMSIG(status))
-                  : absl::StrCat("exited with status ", WEXITSTATUS(status));
-          std::cerr << "local_cluster: " << c.name << " " << how
-                    << " unexpectedly; stopping the cluster (see " << dir
-                    << "/logs/" << c.name << ".log)" << std::endl;
-          exit_code = 1;
-          running = false;
-        }
-      }
-    }
+    int sig = Supervise(children, config, dir);
+    log::Info("stopping cluster", {{"signal", absl::StrCat(sig)}});
   }
   StopAll(children);
   unlink(absl::StrCat(dir, "/cluster.json").c_str());
   std::cout << "stopped" << std::endl;
-  return exit_code;
+  return 0;
 }
 
 }  // namespace
@@ -421,7 +658,8 @@ int Main() {
 int main(int argc, char** argv) {
   sphere::rpc::InstallTerminationSignalMask();
   {
-    // SIGCHLD stays pending for sigwait (a dead child stops the cluster).
+    // SIGCHLD stays pending for sigtimedwait (the supervisor reaps and
+    // restarts dead children).
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

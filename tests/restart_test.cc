@@ -56,24 +56,8 @@ TEST(RestartTest, ClusterRestartedOnItsStateDirKeepsCatalogCaAndRecords) {
   }
 }
 
-TEST(LocalClusterTest, DeadShardStopsTheClusterWithAClearError) {
-  auto c = LocalCluster::Start("dead-shard", 2);
-  ASSERT_TRUE(c.ok()) << c.status();
-  auto pid = (*c)->ChildPid("shard-1");
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  ASSERT_EQ(kill(*pid, SIGKILL), 0);
-  auto exit = (*c)->WaitForExit();
-  ASSERT_TRUE(exit.ok()) << exit.status();
-  EXPECT_EQ(exit->first, 1) << exit->second;
-  EXPECT_TRUE(absl::StrContains(exit->second,
-                                "shard-1 killed by signal 9 unexpectedly"))
-      << exit->second;
-  EXPECT_TRUE(absl::StrContains(exit->second, "stopped")) << exit->second;
-  // The other children are gone too.
-  auto other = (*c)->ChildPid("shard-0");
-  ASSERT_TRUE(other.ok());
-  EXPECT_NE(kill(*other, 0), 0);
-}
+// A dead shard no longer stops the cluster: local_cluster restarts it
+// (tests/observability_e2e_test.cc, SupervisionE2eTest).
 
 }  // namespace
 }  // namespace sphere::testing

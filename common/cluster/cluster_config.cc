@@ -24,6 +24,8 @@ std::string ClusterConfig::ToJson() const {
   for (const auto& [name, ck] : tenants) {
     j["tenants"][name] = {{"cert", ck.first}, {"key", ck.second}};
   }
+  j["metrics"] = nlohmann::json::object();
+  for (const auto& [name, address] : metrics) j["metrics"][name] = address;
   return j.dump(2) + "\n";
 }
 
@@ -53,6 +55,11 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
     for (const auto& [name, v] : it->items()) {
       if (!v.is_object()) continue;
       c.tenants[name] = {v.value("cert", ""), v.value("key", "")};
+    }
+  }
+  if (auto it = j.find("metrics"); it != j.end() && it->is_object()) {
+    for (const auto& [name, v] : it->items()) {
+      if (v.is_string()) c.metrics[name] = v.get<std::string>();
     }
   }
   if (c.management.empty() || c.root_ca.empty()) {

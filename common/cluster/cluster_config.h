@@ -8,8 +8,13 @@
 //     "root_ca": "/abs/DIR/pki/root.pem",
 //     "operator_cert": "/abs/DIR/pki/operator.pem",
 //     "operator_key": "/abs/DIR/pki/operator.key",
-//     "tenants": {"Contoso": {"cert": "...", "key": "..."}}   (optional)
+//     "tenants": {"Contoso": {"cert": "...", "key": "..."}},  (optional)
+//     "metrics": {"management": "127.0.0.1:PORT",
+//                 "shard-0": "127.0.0.1:PORT", ...}
 //   }
+//
+// "metrics" maps each process to the host:port of its Prometheus text
+// endpoint (plain HTTP, path /metrics).
 #ifndef SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
 #define SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
 
@@ -36,6 +41,9 @@ struct ClusterConfig {
   std::string appsvc;  // Contoso cloud address, when running
   // tenant name -> (cert path, key path) of that tenant's operator credential
   std::map<std::string, std::pair<std::string, std::string>> tenants;
+  // process name ("management", "shard-0", ...) -> host:port of its HTTP
+  // /metrics endpoint
+  std::map<std::string, std::string> metrics;
 
   std::string ToJson() const;
 };

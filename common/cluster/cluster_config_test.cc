@@ -12,12 +12,14 @@ TEST(ClusterConfigTest, RoundTrips) {
   c.shards = {{"shard-0", "127.0.0.1:2"}, {"shard-1", "127.0.0.1:3"}};
   c.root_ca = "/tmp/s/pki/root.pem";
   c.tenants["Contoso"] = {"c.pem", "c.key"};
+  c.metrics = {{"management", "127.0.0.1:4"}, {"shard-0", "127.0.0.1:5"}};
   auto back = ParseClusterConfig(c.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->management, "127.0.0.1:1");
   ASSERT_EQ(back->shards.size(), 2u);
   EXPECT_EQ(back->shards[1].address, "127.0.0.1:3");
   EXPECT_EQ(back->tenants["Contoso"].second, "c.key");
+  EXPECT_EQ(back->metrics, c.metrics);
 }
 
 TEST(ClusterConfigTest, RejectsGarbageWithSpecificError) {

@@ -12,10 +12,19 @@
 #include <sstream>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/rpc/observability.h"
 #include "common/util/metrics.h"
+#include "common/util/metrics_http.h"
 #include "protos/ops.grpc.pb.h"
+
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:0",
+          "host:port of the HTTP /metrics listener (Prometheus text; port 0 "
+          "picks a free port; empty disables it)");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "if set, the bound /metrics port is written here once serving");
 
 namespace sphere::rpc {
 namespace {
@@ -102,6 +111,7 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
 
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
                                           const TlsFiles& tls) {
+  RouteGrpcLogsToJson();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   args.SetMaxSendMessageSize(16 << 20);
@@ -198,6 +208,7 @@ void ServerRunner::AddService(grpc::Service* service) {
 }
 
 absl::Status ServerRunner::Start() {
+  RouteGrpcLogsToJson();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   GatedListener::Options listen_options;
@@ -233,6 +244,13 @@ absl::Status ServerRunner::Start() {
   metrics_service_ = std::make_unique<MetricsServiceImpl>();
   builder.RegisterService(metrics_service_.get());
   for (auto* s : services_) builder.RegisterService(s);
+  {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(NewObservabilityInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   server_ = builder.BuildAndStart();
   if (!server_) {
     listener_.reset();
@@ -245,8 +263,31 @@ absl::Status ServerRunner::Start() {
     return s;
   }
   port_ = listener_->port();
+  if (auto s = StartMetricsHttp(); !s.ok()) {
+    Shutdown(absl::ZeroDuration());
+    return s;
+  }
   server_->GetHealthCheckService()->SetServingStatus(true);
   return absl::OkStatus();
+}
+
+absl::Status ServerRunner::StartMetricsHttp() {
+  const std::string address =
+      options_.metrics_address.value_or(absl::GetFlag(FLAGS_metrics_address));
+  const std::string port_file = options_.metrics_port_file.value_or(
+      absl::GetFlag(FLAGS_metrics_port_file));
+  if (address.empty()) return absl::OkStatus();
+  auto http = metrics::MetricsHttpServer::Start(address);
+  if (!http.ok()) return http.status();
+  metrics_http_ = *std::move(http);
+  if (!port_file.empty()) {
+    return WriteFile(port_file, absl::StrCat(metrics_http_->port(), "\n"));
+  }
+  return absl::OkStatus();
+}
+
+int ServerRunner::metrics_port() const {
+  return metrics_http_ ? metrics_http_->port() : 0;
 }
 
 std::string ServerRunner::address() const {
@@ -262,6 +303,7 @@ void ServerRunner::Shutdown(absl::Duration grace) {
   server_->Shutdown(Deadline(grace));
   server_->Wait();
   server_.reset();
+  metrics_http_.reset();
 }
 
 void InstallTerminationSignalMask() {

@@ -13,12 +13,20 @@
 //  * CheckRequestSize: the per-method request cap adapters apply where a
 //    method takes less than the server-wide maximum.
 //  * WaitForTerminationSignal: blocks until SIGINT or SIGTERM.
+//  * Observability (observability.h): ServerRunner installs an interceptor
+//    counting and logging every call, routes gRPC's own log lines into the
+//    JSON log, and serves Prometheus text over HTTP at /metrics on
+//    ServerOptions::metrics_address. Every binary that links this library
+//    accepts --metrics_address (default 127.0.0.1:0, empty = off) and
+//    --metrics_port_file (the bound metrics port is written there once
+//    serving), so local_cluster can list each process's /metrics address.
 #ifndef SPHERE_COMMON_RPC_RPC_H_
 #define SPHERE_COMMON_RPC_RPC_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +36,10 @@
 #include "common/crypto/crypto.h"
 #include "common/rpc/gated_listener.h"
 #include "google/protobuf/message_lite.h"
+
+namespace sphere::metrics {
+class MetricsHttpServer;
+}
 
 namespace sphere::rpc {
 
@@ -124,6 +136,11 @@ struct ServerOptions {
   // limit at Start). See GatedListener.
   int max_connections = 8192;
   int fd_headroom = 64;
+  // HTTP /metrics listener (host:port, port 0 allowed; empty disables it).
+  // Unset: the --metrics_address flag.
+  std::optional<std::string> metrics_address;
+  // Where the bound metrics port is written. Unset: --metrics_port_file.
+  std::optional<std::string> metrics_port_file;
 };
 
 // ServerRunner owns one gRPC server.
@@ -151,13 +168,18 @@ class ServerRunner {
   grpc::Server* server() { return server_.get(); }
   // listener() is the accept loop (connection counters); null before Start.
   const GatedListener* listener() const { return listener_.get(); }
+  // metrics_port is the bound HTTP /metrics port (0 when disabled).
+  int metrics_port() const;
 
  private:
+  absl::Status StartMetricsHttp();
+
   ServerOptions options_;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<grpc::Service> metrics_service_;
   std::unique_ptr<GatedListener> listener_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor_;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

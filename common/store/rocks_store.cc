@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/util/metrics.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/store/encrypted_env.h"
 #include "common/store/store.h"
+#include "common/util/metrics.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/env_encryption.h"
@@ -113,6 +115,7 @@ class RocksStore : public Store {
       : path_(std::move(path)), sync_(sync), env_(std::move(env)) {}
 
   ~RocksStore() override {
+    stats_.clear();  // no scrape may read the DB once it closes
     if (db_ == nullptr) return;
     for (rocksdb::ColumnFamilyHandle* h : handles_) {
       db_->DestroyColumnFamilyHandle(h);
@@ -164,7 +167,42 @@ class RocksStore : public Store {
     for (rocksdb::ColumnFamilyHandle* h : handles_) {
       if (wanted_set.count(h->GetName())) cfs_[h->GetName()] = h;
     }
+    ExportStatistics();
     return absl::OkStatus();
+  }
+
+  // ExportStatistics publishes RocksDB properties per column family as
+  // gauges read at scrape time (sphere_store_*{db="<dir>/<name>",cf=...}).
+  void ExportStatistics() {
+    std::string db_label = path_;
+    size_t slash = db_label.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+      size_t prev = db_label.rfind('/', slash - 1);
+      db_label = db_label.substr(prev == std::string::npos ? 0 : prev + 1);
+    }
+    const std::pair<const char*, const char*> kProperties[] = {
+        {"sphere_store_estimated_keys", "rocksdb.estimate-num-keys"},
+        {"sphere_store_live_sst_bytes", "rocksdb.live-sst-files-size"},
+        {"sphere_store_memtable_bytes", "rocksdb.cur-size-all-mem-tables"},
+        {"sphere_store_pending_compaction_bytes",
+         "rocksdb.estimate-pending-compaction-bytes"},
+    };
+    for (const auto& [name, property] : kProperties) {
+      std::string prop = property;
+      stats_.push_back(metrics::RegisterGaugeCallback(
+          name, absl::StrCat("RocksDB property ", property, " per column family"),
+          [this, prop, db_label] {
+            std::vector<metrics::Sample> out;
+            for (rocksdb::ColumnFamilyHandle* h : handles_) {
+              uint64_t v = 0;
+              if (db_->GetIntProperty(h, prop, &v)) {
+                out.push_back({{{"db", db_label}, {"cf", h->GetName()}},
+                               static_cast<double>(v)});
+              }
+            }
+            return out;
+          }));
+    }
   }
 
   absl::StatusOr<std::string> Get(absl::string_view cf,
@@ -267,6 +305,7 @@ class RocksStore : public Store {
   std::unique_ptr<rocksdb::DB> db_;
   // Immutable after Open, so lookups need no lock.
   absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
+  std::vector<std::unique_ptr<metrics::GaugeCallbackHandle>> stats_;
 };
 
 // RocksSnapshot pins a RocksDB snapshot until destroyed.

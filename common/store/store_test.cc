@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/store/memory_store.h"
+#include "common/util/metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -368,6 +369,34 @@ TEST(MemoryStoreTest, FaultInjection) {
 
   EXPECT_EQ(MemoryStore::Create({"a", "a"}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sphere::store
+
+namespace sphere::store {
+namespace {
+
+// RocksDB properties are exported as gauges per column family while the
+// store is open, and disappear when it closes.
+TEST(RocksStoreMetricsTest, ExportsPropertiesPerColumnFamilyWhileOpen) {
+  std::string dir = ::testing::TempDir() + "/metrics-stats/db";
+  std::filesystem::remove_all(dir);
+  {
+    auto s = OpenRocksStore(dir, {"devices"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE((*s)->Put("devices", absl::StrCat("d", i), "v").ok());
+    }
+    std::string text = metrics::RenderAll();
+    EXPECT_NE(text.find("sphere_store_estimated_keys{cf=\"devices\","
+                        "db=\"metrics-stats/db\"} 100"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("sphere_store_memtable_bytes{cf=\"devices\""),
+              std::string::npos);
+  }
+  EXPECT_EQ(metrics::RenderAll().find("metrics-stats/db"), std::string::npos);
 }
 
 }  // namespace

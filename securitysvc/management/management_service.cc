@@ -366,7 +366,7 @@ grpc::ServerUnaryReactor* ManagementService::RegisterShard(
   return Unary(ctx, [&](const Caller& c) {
     absl::Status s = Assign(catalog_->RegisterShard(c, req->shard()), resp);
     if (s.ok()) {
-      log::Info("shard registered", {{"shard", req->shard().id()},
+      log::Debug("shard registered", {{"shard", req->shard().id()},
                                      {"address", req->shard().address()}});
     }
     return s;

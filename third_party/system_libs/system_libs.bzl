@@ -15,6 +15,8 @@ _LIBS = {
     "benchmark_nomain": (["benchmark"], []),
     "rocksdb": (["rocksdb"], []),
     "openssl": (["openssl"], []),
+    # prometheus-cpp-dev: metrics registry (core) and HTTP exposer (pull).
+    "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], []),
     "absl": ([
         "absl_base",
         "absl_status",
