@@ -25,6 +25,15 @@ std::string HistoryKey(absl::string_view device_id, absl::Time t,
   return absl::StrFormat("%s|%020d|%012d", device_id, ToMs(t), seq);
 }
 
+// NotSynced: a shard whose catalog view has not applied a complete snapshot
+// knows devices before their images (or nothing at all); answering would
+// report genuine devices as running unsigned images.
+absl::Status NotSynced() {
+  return absl::UnavailableError(
+      "catalog not yet synced: this shard is still loading the catalog from "
+      "management; retry shortly");
+}
+
 }  // namespace
 
 std::vector<std::string> ColumnFamilies() { return {kDevicesCf, kHistoryCf}; }
@@ -70,6 +79,7 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
 absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
     absl::string_view device_id) {
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
+  if (!catalog_->synced()) return NotSynced();
   auto device = catalog_->GetDevice(device_id);
   if (!device.ok()) return device.status();
   if (device->state() == v1::REVOKED) {
@@ -123,6 +133,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
     Compromise* compromise) {
   const std::string& device_id = request.device_id();
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
+  if (!catalog_->synced()) return NotSynced();
   // 1. Registered, claimed, not revoked.
   auto device = catalog_->GetDevice(device_id);
   if (!device.ok()) return device.status();
@@ -166,10 +177,22 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
             "device ", device_id, " reports ", body->tamper_events(),
             " tamper event(s): Pluton refuses trust after tampering")));
   }
-  // 5. Every measured image is platform-signed and not rolled back.
+  // 5. Every measured image is platform-signed for this device's tenant (or
+  // a platform OS image) and not rolled back. Versions and anti-rollback
+  // counters are compared per component of this tenant only: another
+  // tenant's app named like ours ("app:dw100" v999) is refused here, so it
+  // can neither pass as ours nor stand in for our component's version.
   std::map<std::string, uint32_t> measured;
   for (const auto& e : body->event_log()) {
-    auto image = catalog_->FindImageByHash(e.image_hash());
+    auto image =
+        catalog_->FindImageForTenant(e.image_hash(), device->tenant_id());
+    if (absl::IsPermissionDenied(image.status())) {
+      // The platform signed it (for another tenant): this proves nothing
+      // about the device's integrity, so no automatic revocation.
+      return absl::PermissionDeniedError(absl::StrCat(
+          "component ", e.component(), " v", e.version(),
+          " is not an image of the device's tenant: ", image.status().message()));
+    }
     if (!image.ok()) {
       if (!absl::IsNotFound(image.status())) return image.status();
       absl::Status unsigned_image = compromised(

@@ -800,6 +800,85 @@ TEST_F(AttestationTest, Attack_AppImageNamedLikeOsComponentMasksOutdatedOs) {
   EXPECT_TRUE(revocations_.requests.empty());
 }
 
+// Issue 8 hole 3: tenant Evil's "app:dw100" v999 passed as Contoso's app:
+// a Contoso device running it attested UP_TO_DATE with a full certificate.
+// Images are bound to their tenant; another tenant's app is refused (the
+// platform signed it, so no automatic revocation).
+TEST_F(AttestationTest, Attack_OtherTenantAppWithSameComponentName) {
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  v1::Image evil;
+  evil.set_image_hash(crypto::Sha256("evil app:dw100 v999"));
+  evil.set_id(crypto::HexEncode(evil.image_hash()));
+  evil.set_tenant_id(kTenantB);
+  evil.set_component("app:dw100");
+  evil.set_version(999);
+  evil.set_kind(v1::IMAGE_KIND_APPLICATION);
+  catalog_->PutImage(evil);
+  v1::BootEvent* e = body.add_event_log();
+  e->set_register_index(mcu::kRegisterApps);
+  e->set_component("app:dw100");
+  e->set_version(999);
+  e->set_image_hash(evil.image_hash());
+  Reseal(&body);
+  TrustedState before = Snapshot(h.id);
+
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kPermissionDenied,
+              "not an image of the device's tenant");
+  ExpectUnchanged(before, h.id);
+  EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
+  EXPECT_TRUE(revocations_.requests.empty());
+}
+
+// A byte-identical app uploaded by two tenants is each tenant's own image:
+// the other tenant's copy neither blocks nor replaces it.
+TEST_F(AttestationTest, Attack_OtherTenantUploadsIdenticalBytesFirst) {
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  v1::Image theirs;
+  theirs.set_image_hash(crypto::Sha256("dw100 app v1"));
+  theirs.set_id(crypto::HexEncode(theirs.image_hash()));
+  theirs.set_tenant_id(kTenantB);
+  theirs.set_component("app:dw100");
+  theirs.set_version(1);
+  theirs.set_kind(v1::IMAGE_KIND_APPLICATION);
+  catalog_->PutImage(theirs);
+  v1::Image mine = theirs;
+  mine.set_tenant_id(kTenantA);
+  catalog_->PutImage(mine);
+  v1::BootEvent* e = body.add_event_log();
+  e->set_register_index(mcu::kRegisterApps);
+  e->set_component("app:dw100");
+  e->set_version(1);
+  e->set_image_hash(mine.image_hash());
+  Reseal(&body);
+  auto r = attestor_->Attest(Request(h.id, SignQuote(body, h.key)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tenant_id(), kTenantA);
+  auto found = catalog_->FindImageForTenant(mine.image_hash(), kTenantA);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->tenant_id(), kTenantA);
+}
+
+// Issue 8 hole 2: a shard whose catalog has not completed its first
+// snapshot answers UNAVAILABLE, never "unsigned image" (which revoked
+// genuine devices).
+TEST_F(AttestationTest, Fault_UnsyncedCatalogAnswersUnavailable) {
+  const std::string nonce = Nonce(device_->device_id());
+  v1::AttestRequest req = GenuineRequest(*device_, nonce);
+  TrustedState before = Snapshot(device_->device_id());
+  catalog_->RequireSnapshot();
+  auto challenge = attestor_->GetChallenge(device_->device_id());
+  EXPECT_EQ(challenge.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(challenge.status().message(), HasSubstr("not yet synced"));
+  ExpectError(attestor_->Attest(req), absl::StatusCode::kUnavailable,
+              "catalog not yet synced");
+  ExpectUnchanged(before, device_->device_id());
+  EXPECT_TRUE(revocations_.requests.empty());
+  EXPECT_TRUE(nonces_->Check(device_->device_id(), nonce).ok());
+}
+
 TEST_F(AttestationTest, QuoteWithoutCertificateKey) {
   HeldKeyDevice h = RegisterHeldKeyDevice();
   v1::QuoteBody body = CraftedBody(h);

@@ -1,20 +1,48 @@
 #include "securitysvc/catalog/catalog_follower.h"
 
+#include <algorithm>
+
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/util/log.h"
+#include "common/util/metrics.h"
 
 namespace sphere::catalog {
+namespace {
+
+metrics::CounterMetric* ApplyFailures() {
+  static auto* c = metrics::Counter(
+      "sphere_catalog_apply_failures_total",
+      "Catalog watch events a shard could not apply (alarm: the shard's "
+      "catalog is stuck at the revision before them)");
+  return c;
+}
+
+metrics::CounterMetric* Reconnects() {
+  static auto* c = metrics::Counter("sphere_catalog_watch_reconnects_total",
+                                    "Catalog watch streams re-opened");
+  return c;
+}
+
+}  // namespace
 
 CatalogFollower::CatalogFollower(
     std::shared_ptr<grpc::Channel> management, InMemoryCatalog* catalog,
-    std::function<void(const v1::ShardMap&)> on_shard_map)
+    std::function<void(const v1::ShardMap&)> on_shard_map,
+    CatalogFollowerOptions options)
     : stub_(v1::ManagementService::NewStub(management)),
       catalog_(catalog),
-      on_shard_map_(std::move(on_shard_map)) {}
+      on_shard_map_(std::move(on_shard_map)),
+      options_(std::move(options)),
+      backoff_(options_.initial_backoff) {
+  catalog_->RequireSnapshot();
+}
 
 CatalogFollower::~CatalogFollower() { Stop(); }
 
-void CatalogFollower::Start() { thread_ = std::thread([this] { Run(); }); }
+void CatalogFollower::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void CatalogFollower::Stop() {
   {
@@ -44,12 +72,32 @@ bool CatalogFollower::WaitUntilSynced(absl::Duration timeout) {
   return synced_;
 }
 
+bool CatalogFollower::synced() const {
+  absl::MutexLock l(&mu_);
+  return synced_;
+}
+
+int64_t CatalogFollower::applied_revision() const {
+  absl::MutexLock l(&mu_);
+  return applied_;
+}
+
+uint64_t CatalogFollower::apply_failures() const {
+  absl::MutexLock l(&mu_);
+  return apply_failures_;
+}
+
+absl::Duration CatalogFollower::current_backoff() const {
+  absl::MutexLock l(&mu_);
+  return backoff_;
+}
+
 void CatalogFollower::Run() {
-  absl::Duration backoff = absl::Milliseconds(50);
-  // The last revision through which the view is complete. Snapshot events
-  // carry the snapshot's revision, so a stream that breaks mid-snapshot
-  // must not resume from it (the rest of the snapshot would be lost).
+  absl::BitGen rng;
+  // The revision through which the view is complete, and the highest it
+  // ever reached: the backoff resets only on progress past the latter.
   int64_t complete = catalog_->revision();
+  int64_t high_water = complete;
   while (true) {
     grpc::ClientContext ctx;
     {
@@ -58,40 +106,72 @@ void CatalogFollower::Run() {
       active_ = &ctx;
     }
     v1::WatchRequest req;
-    // First connection: a full snapshot (start 0); afterwards resume.
-    req.set_start_revision(complete == 0 ? 0 : complete + 1);
+    // Until a snapshot completed: a full snapshot (start 0); then resume
+    // after the last complete revision.
+    req.set_start_revision(catalog_->synced() ? complete + 1 : 0);
     auto reader = stub_->Watch(&ctx, req);
     v1::WatchEvent ev;
-    bool in_snapshot = false;
+    std::string failure;
     while (reader->Read(&ev)) {
-      backoff = absl::Milliseconds(50);
-      if (ev.snapshot()) in_snapshot = true;
-      if (!ev.snapshot() || ev.snapshot_end()) complete = ev.revision();
-      if (auto s = catalog_->Apply(ev); !s.ok()) {
-        log::Error("cannot apply catalog event",
-                   {{"revision", absl::StrCat(ev.revision())},
-                    {"error", std::string(s.message())}});
+      if (absl::Status s = catalog_->Apply(ev); !s.ok()) {
+        failure = absl::StrCat("cannot apply catalog event at revision ",
+                               ev.revision(), ": ", s.message());
+        ApplyFailures()->Increment();
+        {
+          absl::MutexLock l(&mu_);
+          ++apply_failures_;
+        }
+        ctx.TryCancel();  // resume from this same event after a backoff
+        break;
       }
       if (ev.has_shard_map() && on_shard_map_) on_shard_map_(ev.shard_map());
-      absl::MutexLock l(&mu_);
-      if (ev.revision() > applied_) applied_ = ev.revision();
-      if (ev.snapshot_end() || !in_snapshot) synced_ = true;
-      if (ev.snapshot_end()) in_snapshot = false;
+      if (!ev.snapshot() || ev.snapshot_end()) {
+        complete = catalog_->revision();
+        if (complete > high_water) {
+          high_water = complete;
+          absl::MutexLock l(&mu_);
+          backoff_ = options_.initial_backoff;
+        }
+      }
+      {
+        absl::MutexLock l(&mu_);
+        applied_ = catalog_->revision();
+        synced_ = catalog_->synced();
+      }
+      if (options_.on_applied) options_.on_applied(ev);
+    }
+    // Drain the cancelled stream so Finish does not wait on it.
+    if (!failure.empty()) {
+      while (reader->Read(&ev)) {
+      }
     }
     grpc::Status st = reader->Finish();
+    catalog_->AbortSnapshot();  // a partial snapshot is never served
+    absl::Duration wait;
     {
       absl::MutexLock l(&mu_);
       active_ = nullptr;
       if (stopping_) return;
+      wait = backoff_ * absl::Uniform(rng, 0.5, 1.0);
+      backoff_ = std::min(backoff_ * 2, options_.max_backoff);
     }
-    log::Warning("catalog watch ended; reconnecting",
-                 {{"code", absl::StrCat(st.error_code())},
-                  {"error", st.error_message()},
-                  {"backoff_ms", absl::StrCat(absl::ToInt64Milliseconds(backoff))}});
+    Reconnects()->Increment();
+    if (!failure.empty()) {
+      log::Error(
+          "catalog follower stuck; not advancing past the event",
+          {{"error", failure},
+           {"applied_revision", absl::StrCat(catalog_->revision())},
+           {"retry_in_ms", absl::StrCat(absl::ToInt64Milliseconds(wait))}});
+    } else {
+      log::Warning(
+          "catalog watch ended; reconnecting",
+          {{"code", absl::StrCat(st.error_code())},
+           {"error", st.error_message().substr(0, 256)},
+           {"retry_in_ms", absl::StrCat(absl::ToInt64Milliseconds(wait))}});
+    }
     absl::MutexLock l(&mu_);
     auto stop = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop), backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
   }
 }
 

@@ -3,6 +3,27 @@
 #include "absl/strings/str_cat.h"
 
 namespace sphere::catalog {
+namespace {
+
+absl::Status OtherTenantsImage(absl::string_view hash) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "image ", crypto::HexEncode(hash).substr(0, 16),
+      "... is an application the platform signed for another tenant; a "
+      "device runs only its own tenant's applications and platform OS "
+      "images"));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Image> CatalogView::FindImageForTenant(
+    absl::string_view hash, absl::string_view tenant_id) const {
+  absl::StatusOr<v1::Image> image = FindImageByHash(hash);
+  if (!image.ok()) return image;
+  if (image->tenant_id().empty() || image->tenant_id() == tenant_id) {
+    return image;
+  }
+  return OtherTenantsImage(hash);
+}
 
 absl::StatusOr<std::string> InMemoryCatalog::WrapKey(
     absl::string_view master_key, absl::string_view label,
@@ -23,60 +44,27 @@ absl::StatusOr<std::string> InMemoryCatalog::UnwrapKey(
   auto key = crypto::AesGcmOpen(master_key, wrapped.substr(0, 12),
                                 wrapped.substr(12), label);
   if (!key.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot unwrap key for ", label,
-        ": wrong cluster master key or tampered catalog (",
-        key.status().message(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot unwrap key for ", label,
+                     ": wrong cluster master key or tampered catalog (",
+                     key.status().message(), ")"));
   }
   return key;
 }
 
-absl::Status InMemoryCatalog::Apply(const v1::WatchEvent& event) {
-  switch (event.change_case()) {
-    case v1::WatchEvent::kTenant: {
-      absl::Status s = PutTenant(event.tenant());
-      if (!s.ok()) return s;
-      break;
-    }
-    case v1::WatchEvent::kProduct:
-      break;  // shards need only groups
-    case v1::WatchEvent::kDeviceGroup:
-      PutGroup(event.device_group());
-      break;
-    case v1::WatchEvent::kDevice:
-      PutDevice(event.device());
-      break;
-    case v1::WatchEvent::kImage:
-      PutImage(event.image());
-      break;
-    case v1::WatchEvent::kDeployment:
-      PutDeployment(event.deployment());
-      break;
-    case v1::WatchEvent::kOsRelease:
-      PutOsRelease(event.os_release());
-      break;
-    case v1::WatchEvent::kRevokedDeviceId: {
-      absl::MutexLock l(&mu_);
-      auto it = devices_.find(event.revoked_device_id());
-      if (it != devices_.end()) it->second.set_state(v1::REVOKED);
-      break;
-    }
-    default:
-      break;
-  }
-  absl::MutexLock l(&mu_);
-  if (event.revision() > revision_) revision_ = event.revision();
-  return absl::OkStatus();
-}
+InMemoryCatalog::InMemoryCatalog(std::string master_key)
+    : master_key_(std::move(master_key)), live_(std::make_unique<State>()) {}
 
-absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
+absl::StatusOr<std::shared_ptr<const TenantCa>> InMemoryCatalog::BuildTenantCa(
+    const v1::Tenant& tenant) const {
   TenantCa ca;
   ca.tenant_id = tenant.id();
   ca.name = tenant.name();
   ca.ca_cert_pem = tenant.ca_certificate_pem();
   if (!tenant.wrapped_ca_key().empty()) {
-    auto scalar = UnwrapKey(master_key_, catalog::TenantCaWrapLabel(tenant.id()),
-                            tenant.wrapped_ca_key());
+    auto scalar =
+        UnwrapKey(master_key_, catalog::TenantCaWrapLabel(tenant.id()),
+                  tenant.wrapped_ca_key());
     if (!scalar.ok()) return scalar.status();
     auto key = crypto::EcPrivateKey::FromScalar(*scalar);
     if (!key.ok()) return key.status();
@@ -91,31 +79,128 @@ absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
       ca.issuer_status = issuer.status();
     }
   }
-  auto shared = std::make_shared<const TenantCa>(std::move(ca));
+  return std::make_shared<const TenantCa>(std::move(ca));
+}
+
+void InMemoryCatalog::ApplyTo(State& state, const v1::WatchEvent& event,
+                              std::shared_ptr<const TenantCa> tenant) {
+  switch (event.change_case()) {
+    case v1::WatchEvent::kTenant:
+      state.tenants[event.tenant().id()] = std::move(tenant);
+      break;
+    case v1::WatchEvent::kProduct:
+      break;  // shards need only groups
+    case v1::WatchEvent::kDeviceGroup:
+      state.groups[event.device_group().id()] = event.device_group();
+      break;
+    case v1::WatchEvent::kDevice:
+      state.devices[event.device().id()] = event.device();
+      break;
+    case v1::WatchEvent::kImage:
+      PutImageIn(state, event.image());
+      break;
+    case v1::WatchEvent::kDeployment:
+      PutDeploymentIn(state, event.deployment());
+      break;
+    case v1::WatchEvent::kOsRelease:
+      PutOsReleaseIn(state, event.os_release());
+      break;
+    case v1::WatchEvent::kRevokedDeviceId: {
+      auto it = state.devices.find(event.revoked_device_id());
+      if (it != state.devices.end()) it->second.set_state(v1::REVOKED);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+absl::Status InMemoryCatalog::Apply(const v1::WatchEvent& event) {
+  // The only step that can fail (unwrapping a tenant CA key) runs first,
+  // outside the lock: on failure nothing changed.
+  std::shared_ptr<const TenantCa> tenant;
+  if (event.has_tenant()) {
+    auto ca = BuildTenantCa(event.tenant());
+    if (!ca.ok()) return ca.status();
+    tenant = *std::move(ca);
+  }
+  std::unique_ptr<State> replaced;  // destroyed outside the lock
   absl::MutexLock l(&mu_);
-  tenants_[tenant.id()] = std::move(shared);
+  if (event.snapshot()) {
+    if (staging_ == nullptr) staging_ = std::make_unique<State>();
+    ApplyTo(*staging_, event, std::move(tenant));
+    if (event.snapshot_end()) {
+      replaced = std::move(live_);
+      live_ = std::move(staging_);
+      revision_ = event.revision();
+      synced_ = true;
+    }
+    return absl::OkStatus();
+  }
+  ApplyTo(*live_, event, std::move(tenant));
+  if (event.revision() > revision_) revision_ = event.revision();
+  return absl::OkStatus();
+}
+
+void InMemoryCatalog::AbortSnapshot() {
+  std::unique_ptr<State> dropped;
+  absl::MutexLock l(&mu_);
+  dropped = std::move(staging_);
+}
+
+void InMemoryCatalog::RequireSnapshot() {
+  absl::MutexLock l(&mu_);
+  synced_ = false;
+}
+
+bool InMemoryCatalog::synced() const {
+  absl::MutexLock l(&mu_);
+  return synced_;
+}
+
+absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
+  auto ca = BuildTenantCa(tenant);
+  if (!ca.ok()) return ca.status();
+  absl::MutexLock l(&mu_);
+  live_->tenants[tenant.id()] = *std::move(ca);
   return absl::OkStatus();
 }
 
 void InMemoryCatalog::PutDevice(const v1::Device& device) {
   absl::MutexLock l(&mu_);
-  devices_[device.id()] = device;
+  live_->devices[device.id()] = device;
 }
 
 void InMemoryCatalog::PutGroup(const v1::DeviceGroup& group) {
   absl::MutexLock l(&mu_);
-  groups_[group.id()] = group;
+  live_->groups[group.id()] = group;
 }
 
 void InMemoryCatalog::PutImage(const v1::Image& image) {
   absl::MutexLock l(&mu_);
-  images_by_hash_[image.image_hash()] = image;
-  images_by_id_[image.id()] = image;
+  PutImageIn(*live_, image);
+}
+
+void InMemoryCatalog::PutImageIn(State& state, const v1::Image& image) {
+  state.images_by_id[ImageOwnerKey(image.tenant_id(), image.id())] = image;
+  std::vector<v1::Image>& same_hash = state.images_by_hash[image.image_hash()];
+  for (v1::Image& i : same_hash) {
+    if (i.tenant_id() == image.tenant_id()) {
+      i = image;
+      return;
+    }
+  }
+  same_hash.push_back(image);
 }
 
 void InMemoryCatalog::PutDeployment(const v1::Deployment& deployment) {
   absl::MutexLock l(&mu_);
-  auto& slot = deployments_[deployment.device_group_id()];
+  PutDeploymentIn(*live_, deployment);
+}
+
+void InMemoryCatalog::PutDeploymentIn(State& state,
+                                      const v1::Deployment& deployment) {
+  auto& slot = state.deployments[deployment.device_group_id()];
   if (slot.id().empty() ||
       deployment.create_revision() >= slot.create_revision()) {
     slot = deployment;
@@ -124,9 +209,14 @@ void InMemoryCatalog::PutDeployment(const v1::Deployment& deployment) {
 
 void InMemoryCatalog::PutOsRelease(const v1::OsRelease& release) {
   absl::MutexLock l(&mu_);
+  PutOsReleaseIn(*live_, release);
+}
+
+void InMemoryCatalog::PutOsReleaseIn(State& state,
+                                     const v1::OsRelease& release) {
   // A snapshot delivers a feed's releases in key order ("RETAIL/10" before
   // "RETAIL/9"), not release order: keep the one published last.
-  auto [it, inserted] = os_releases_.emplace(release.feed(), release);
+  auto [it, inserted] = state.os_releases.emplace(release.feed(), release);
   if (!inserted && release.create_revision() >= it->second.create_revision()) {
     it->second = release;
   }
@@ -134,14 +224,14 @@ void InMemoryCatalog::PutOsRelease(const v1::OsRelease& release) {
 
 size_t InMemoryCatalog::device_count() const {
   absl::MutexLock l(&mu_);
-  return devices_.size();
+  return live_->devices.size();
 }
 
 absl::StatusOr<v1::Device> InMemoryCatalog::GetDevice(
     absl::string_view id) const {
   absl::MutexLock l(&mu_);
-  auto it = devices_.find(id);
-  if (it == devices_.end()) {
+  auto it = live_->devices.find(id);
+  if (it == live_->devices.end()) {
     return absl::NotFoundError(absl::StrCat(
         "device ", id,
         " is not registered: only devices recorded by the factory registry "
@@ -155,7 +245,8 @@ absl::StatusOr<std::shared_ptr<const TenantCa>> CatalogView::GetSharedTenantCa(
   auto ca = GetTenantCa(tenant_id);
   if (!ca.ok()) return ca.status();
   if (!ca->issuer && ca->issuer_status.ok()) {
-    auto issuer = crypto::CertificateIssuer::Create(ca->ca_key, ca->ca_cert_pem);
+    auto issuer =
+        crypto::CertificateIssuer::Create(ca->ca_key, ca->ca_cert_pem);
     if (issuer.ok()) {
       ca->issuer = *std::move(issuer);
     } else {
@@ -168,8 +259,9 @@ absl::StatusOr<std::shared_ptr<const TenantCa>> CatalogView::GetSharedTenantCa(
 absl::StatusOr<std::shared_ptr<const TenantCa>>
 InMemoryCatalog::GetSharedTenantCa(absl::string_view tenant_id) const {
   absl::MutexLock l(&mu_);
-  auto it = tenants_.find(tenant_id);
-  if (it == tenants_.end() || !it->second->ca_key.valid()) {
+  auto it = live_->tenants.find(tenant_id);
+  if (it == live_->tenants.end() || it->second == nullptr ||
+      !it->second->ca_key.valid()) {
     return absl::NotFoundError(
         absl::StrCat("tenant ", tenant_id, " has no issuing CA on this shard"));
   }
@@ -186,10 +278,10 @@ absl::StatusOr<TenantCa> InMemoryCatalog::GetTenantCa(
 absl::StatusOr<v1::DeviceGroup> InMemoryCatalog::GetDeviceGroup(
     absl::string_view group_id) const {
   absl::MutexLock l(&mu_);
-  auto it = groups_.find(group_id);
-  if (it == groups_.end()) {
-    return absl::NotFoundError(absl::StrCat("device group ", group_id,
-                                            " not found"));
+  auto it = live_->groups.find(group_id);
+  if (it == live_->groups.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("device group ", group_id, " not found"));
   }
   return it->second;
 }
@@ -197,12 +289,34 @@ absl::StatusOr<v1::DeviceGroup> InMemoryCatalog::GetDeviceGroup(
 absl::StatusOr<v1::Image> InMemoryCatalog::FindImageByHash(
     absl::string_view hash) const {
   absl::MutexLock l(&mu_);
-  auto it = images_by_hash_.find(hash);
-  if (it == images_by_hash_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "image ", crypto::HexEncode(hash), " was never signed by the platform"));
+  auto it = live_->images_by_hash.find(hash);
+  if (it == live_->images_by_hash.end() || it->second.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("image ", crypto::HexEncode(hash),
+                     " was never signed by the platform"));
   }
-  return it->second;
+  for (const v1::Image& i : it->second) {
+    if (i.tenant_id().empty()) return i;  // a platform image first
+  }
+  return it->second.front();
+}
+
+absl::StatusOr<v1::Image> InMemoryCatalog::FindImageForTenant(
+    absl::string_view hash, absl::string_view tenant_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = live_->images_by_hash.find(hash);
+  if (it == live_->images_by_hash.end() || it->second.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("image ", crypto::HexEncode(hash),
+                     " was never signed by the platform"));
+  }
+  const v1::Image* platform = nullptr;
+  for (const v1::Image& i : it->second) {
+    if (!tenant_id.empty() && i.tenant_id() == tenant_id) return i;
+    if (i.tenant_id().empty()) platform = &i;
+  }
+  if (platform != nullptr) return *platform;
+  return OtherTenantsImage(hash);
 }
 
 std::map<std::string, v1::Image> InMemoryCatalog::ExpectedImages(
@@ -210,24 +324,26 @@ std::map<std::string, v1::Image> InMemoryCatalog::ExpectedImages(
   std::map<std::string, v1::Image> out;
   absl::MutexLock l(&mu_);
   v1::OsFeed feed = v1::RETAIL;
-  auto g = groups_.find(device.device_group_id());
-  if (g != groups_.end() && g->second.os_feed() != v1::OS_FEED_UNSPECIFIED) {
+  const State& st = *live_;
+  auto g = st.groups.find(device.device_group_id());
+  if (g != st.groups.end() && g->second.os_feed() != v1::OS_FEED_UNSPECIFIED) {
     feed = g->second.os_feed();
   }
-  auto rel = os_releases_.find(feed);
-  if (rel == os_releases_.end() && feed == v1::RETAIL_EVAL) {
-    rel = os_releases_.find(v1::RETAIL);
+  auto rel = st.os_releases.find(feed);
+  if (rel == st.os_releases.end() && feed == v1::RETAIL_EVAL) {
+    rel = st.os_releases.find(v1::RETAIL);
   }
-  auto add = [&](const std::string& image_id) {
-    auto it = images_by_id_.find(image_id);
-    if (it != images_by_id_.end()) out[it->second.component()] = it->second;
+  // OS releases name platform images; a deployment names its tenant's.
+  auto add = [&](absl::string_view owner, const std::string& image_id) {
+    auto it = st.images_by_id.find(ImageOwnerKey(owner, image_id));
+    if (it != st.images_by_id.end()) out[it->second.component()] = it->second;
   };
-  if (rel != os_releases_.end()) {
-    for (const auto& id : rel->second.image_ids()) add(id);
+  if (rel != st.os_releases.end()) {
+    for (const auto& id : rel->second.image_ids()) add("", id);
   }
-  auto d = deployments_.find(device.device_group_id());
-  if (d != deployments_.end() && !d->second.halted()) {
-    for (const auto& id : d->second.image_ids()) add(id);
+  auto d = st.deployments.find(device.device_group_id());
+  if (d != st.deployments.end() && !d->second.halted()) {
+    for (const auto& id : d->second.image_ids()) add(d->second.tenant_id(), id);
   }
   return out;
 }

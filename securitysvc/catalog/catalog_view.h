@@ -27,6 +27,15 @@ inline std::string TenantCaWrapLabel(absl::string_view tenant_id) {
   return absl::StrCat("sphere-tenant-ca:", tenant_id);
 }
 
+// ImageOwnerKey names an image by owner and id ("<tenant id>/<image id>",
+// "platform/<image id>" for OS images): a tenant's images are bound to it, so
+// another tenant's byte-identical upload is a different image.
+inline std::string ImageOwnerKey(absl::string_view tenant_id,
+                                 absl::string_view image_id) {
+  return absl::StrCat(tenant_id.empty() ? "platform" : tenant_id, "/",
+                      image_id);
+}
+
 // TenantCa is a tenant's issuing CA as a shard uses it.
 struct TenantCa {
   std::string tenant_id;
@@ -54,27 +63,56 @@ class CatalogView {
       absl::string_view tenant_id) const;
   virtual absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(
       absl::string_view group_id) const = 0;
-  // FindImageByHash: the platform-signed image whose measured hash is `hash`
-  // (32 raw bytes); NotFound when the platform never signed such an image.
+  // FindImageByHash: a platform-signed image whose measured hash is `hash`
+  // (32 raw bytes), of any owner; NotFound when the platform never signed
+  // such an image.
   virtual absl::StatusOr<v1::Image> FindImageByHash(
       absl::string_view hash) const = 0;
+  // FindImageForTenant: the image with measured hash `hash` that a device of
+  // `tenant_id` may run: a platform OS image or that tenant's own app.
+  // PermissionDenied when the platform signed it only for other tenants
+  // (never naming them); NotFound when it never signed it. The default uses
+  // FindImageByHash (enough for views holding one image per hash).
+  virtual absl::StatusOr<v1::Image> FindImageForTenant(
+      absl::string_view hash, absl::string_view tenant_id) const;
   // ExpectedImages: the images the device's group should run now (latest OS
   // release of its feed + its group's latest deployment), by component.
   virtual std::map<std::string, v1::Image> ExpectedImages(
       const v1::Device& device) const = 0;
   // Revision of the catalog this view reflects.
   virtual int64_t revision() const = 0;
+  // synced: the view holds a complete catalog (false while a follower has
+  // not yet applied its first full snapshot). Shards refuse attestation
+  // (UNAVAILABLE) until then.
+  virtual bool synced() const { return true; }
 };
 
 // InMemoryCatalog holds a full copy of the catalog, updated by Apply(). The
 // tenant CA keys arrive wrapped under the cluster master key and are
 // unwrapped here.
+//
+// Snapshots are applied atomically: events with snapshot=true are staged in
+// a separate copy that replaces the served state only when the snapshot_end
+// event arrives, and only then does revision() advance (to the snapshot's
+// revision). Readers never see a half-applied snapshot (devices known but
+// their images not yet), and during a re-snapshot they keep the previous
+// complete state. The cost is a second copy of the catalog while a snapshot
+// streams. Live events apply directly and advance revision().
+//
+// A view starts synced (tests and bootstrap fill it with the Put* setters);
+// RequireSnapshot() marks it unsynced until a snapshot completes, which is
+// what CatalogFollower does.
 class InMemoryCatalog : public CatalogView {
  public:
-  explicit InMemoryCatalog(std::string master_key) : master_key_(master_key) {}
+  explicit InMemoryCatalog(std::string master_key);
 
-  // Apply folds one Watch event into the view.
+  // Apply folds one Watch event into the view (see the class comment for
+  // snapshot events). On error nothing changed and revision() did not move.
   absl::Status Apply(const v1::WatchEvent& event);
+  // AbortSnapshot drops a partially received snapshot (the stream broke).
+  void AbortSnapshot();
+  // RequireSnapshot marks the view unsynced until a snapshot completes.
+  void RequireSnapshot();
   // Direct setters (tests, bootstrap).
   absl::Status PutTenant(const v1::Tenant& tenant);
   void PutDevice(const v1::Device& device);
@@ -93,9 +131,12 @@ class InMemoryCatalog : public CatalogView {
       absl::string_view group_id) const override;
   absl::StatusOr<v1::Image> FindImageByHash(
       absl::string_view hash) const override;
+  absl::StatusOr<v1::Image> FindImageForTenant(
+      absl::string_view hash, absl::string_view tenant_id) const override;
   std::map<std::string, v1::Image> ExpectedImages(
       const v1::Device& device) const override;
   int64_t revision() const override;
+  bool synced() const override;
 
   // WrapKey / UnwrapKey: AES-256-GCM under the master key (used by
   // management to wrap and by shards to unwrap tenant CA keys).
@@ -107,24 +148,37 @@ class InMemoryCatalog : public CatalogView {
                                                absl::string_view wrapped);
 
  private:
+  // State is one complete copy of what the view serves.
+  struct State {
+    absl::flat_hash_map<std::string, v1::Device> devices;
+    // Immutable once stored: a new tenant event replaces the pointer.
+    absl::flat_hash_map<std::string, std::shared_ptr<const TenantCa>> tenants;
+    absl::flat_hash_map<std::string, v1::DeviceGroup> groups;
+    // measured hash -> every image with that hash (one per owner)
+    absl::flat_hash_map<std::string, std::vector<v1::Image>> images_by_hash;
+    // ImageOwnerKey(tenant, id) -> image
+    absl::flat_hash_map<std::string, v1::Image> images_by_id;
+    // group id -> latest deployment
+    absl::flat_hash_map<std::string, v1::Deployment> deployments;
+    // feed -> latest release (highest create_revision)
+    std::map<int, v1::OsRelease> os_releases;
+  };
+
+  absl::StatusOr<std::shared_ptr<const TenantCa>> BuildTenantCa(
+      const v1::Tenant& tenant) const;
+  static void ApplyTo(State& state, const v1::WatchEvent& event,
+                      std::shared_ptr<const TenantCa> tenant);
+  static void PutImageIn(State& state, const v1::Image& image);
+  static void PutDeploymentIn(State& state, const v1::Deployment& deployment);
+  static void PutOsReleaseIn(State& state, const v1::OsRelease& release);
+
   const std::string master_key_;
   mutable absl::Mutex mu_;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, v1::Device> devices_ ABSL_GUARDED_BY(mu_);
-  // Immutable once stored: PutTenant replaces the pointer.
-  absl::flat_hash_map<std::string, std::shared_ptr<const TenantCa>> tenants_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, v1::DeviceGroup> groups_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, v1::Image> images_by_hash_
-      ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, v1::Image> images_by_id_
-      ABSL_GUARDED_BY(mu_);
-  // group id -> latest deployment
-  absl::flat_hash_map<std::string, v1::Deployment> deployments_
-      ABSL_GUARDED_BY(mu_);
-  // feed -> latest release (highest create_revision)
-  std::map<int, v1::OsRelease> os_releases_ ABSL_GUARDED_BY(mu_);
+  bool synced_ ABSL_GUARDED_BY(mu_) = true;
+  std::unique_ptr<State> live_ ABSL_GUARDED_BY(mu_);
+  // A snapshot being received; replaces live_ at snapshot_end.
+  std::unique_ptr<State> staging_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sphere::catalog

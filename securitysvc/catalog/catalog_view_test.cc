@@ -19,7 +19,7 @@ v1::Image Kernel(uint32_t version) {
   return i;
 }
 
-v1::OsRelease Release(const std::string &version, const v1::Image &image,
+v1::OsRelease Release(const std::string& version, const v1::Image& image,
                       int64_t revision) {
   v1::OsRelease r;
   r.set_feed(v1::RETAIL);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "securitysvc/management/limits.h"
 
 namespace sphere::management {
 namespace {
@@ -45,8 +46,7 @@ constexpr char kMetaRevision[] = "revision";
 constexpr char kMetaCompacted[] = "compacted";
 constexpr char kMetaShardMapRevision[] = "shard_map_revision";
 
-constexpr size_t kMaxNameLength = 64;
-constexpr size_t kMaxDescriptionLength = 512;
+using limits::kMaxNameLength;
 constexpr size_t kCompactChunk = 10000;
 
 std::string RevisionKey(int64_t revision) {
@@ -62,42 +62,32 @@ std::string NewId() {
                       "-", h.substr(16, 4), "-", h.substr(20));
 }
 
-// ValidateName accepts 1..64 characters of [A-Za-z0-9 ._-], not starting or
-// ending with a space.
+// ValidateName: see limits::ValidateName.
 absl::Status ValidateName(absl::string_view kind, absl::string_view name) {
-  if (name.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s name is empty; give a name such as \"%s\"", kind,
-                        kind == "product" ? "DW100" : "Contoso"));
-  }
-  if (name.size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s name \"%s...\" is %d characters; the limit is %d",
-                        kind, name.substr(0, 16), name.size(), kMaxNameLength));
-  }
-  for (char c : name) {
-    if (!absl::ascii_isalnum(c) && c != ' ' && c != '.' && c != '_' &&
-        c != '-') {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s name \"%s\" contains '%c'; use letters, digits, space, '.', '_' "
-          "or '-'",
-          kind, name, c));
-    }
-  }
-  if (name.front() == ' ' || name.back() == ' ') {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s name \"%s\" starts or ends with a space", kind, name));
-  }
-  return absl::OkStatus();
+  return limits::ValidateName(absl::StrCat(kind, " name"), name);
 }
 
 absl::Status ValidateDescription(absl::string_view description) {
-  if (description.size() > kMaxDescriptionLength) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("description is %d characters; the limit is %d",
-                        description.size(), kMaxDescriptionLength));
+  return limits::ValidateDescription("description", description);
+}
+
+// ImageKey: images are keyed by their owner ("<tenant id>/<image id>"; the
+// platform's OS images under "platform/<image id>"), so byte-identical
+// uploads by two tenants are two records and neither blocks the other.
+std::string ImageKey(absl::string_view tenant_id, absl::string_view image_id) {
+  return absl::StrCat(tenant_id.empty() ? "platform" : tenant_id, "/",
+                      image_id);
+}
+
+// Dedupe returns `ids` without repeats, in first-seen order.
+std::vector<std::string> Dedupe(
+    const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  std::vector<std::string> out;
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const std::string& id : ids) {
+    if (seen.insert(id).second) out.push_back(id);
   }
-  return absl::OkStatus();
+  return out;
 }
 
 // DevicePrefix: the first 8 bytes of a (64-hex) device id as an integer.
@@ -297,9 +287,18 @@ class Catalog::Txn {
  public:
   explicit Txn(int64_t current_revision) : next_(current_revision + 1) {}
 
+  // Put stages a record; one larger than limits::kMaxRecordBytes fails the
+  // whole transaction at Commit (nothing is written).
   void Put(absl::string_view cf, absl::string_view key,
            const google::protobuf::Message& m) {
-    batch_.Put(cf, key, m.SerializeAsString());
+    std::string value = m.SerializeAsString();
+    if (value.size() > limits::kMaxRecordBytes && error_.ok()) {
+      error_ = absl::InvalidArgumentError(absl::StrFormat(
+          "the %s record would be %d bytes; the limit is %d bytes; nothing "
+          "changed",
+          cf, value.size(), limits::kMaxRecordBytes));
+    }
+    batch_.Put(cf, key, value);
   }
   void PutRaw(absl::string_view cf, absl::string_view key,
               absl::string_view value) {
@@ -321,12 +320,24 @@ class Catalog::Txn {
   store::WriteBatch batch_;
   std::deque<v1::WatchEvent> events_;
   int64_t next_;
+  absl::Status error_;
 };
 
 absl::Status Catalog::Commit(Txn& txn) {
+  // Limits are checked before anything is written: a refused transaction
+  // leaves the store and the revision unchanged.
+  if (!txn.error_.ok()) return txn.error_;
   if (txn.events_.empty()) return store_->Write(txn.batch_);
   for (const v1::WatchEvent& e : txn.events_) {
-    txn.batch_.Put(kLog, RevisionKey(e.revision()), e.SerializeAsString());
+    std::string bytes = e.SerializeAsString();
+    if (bytes.size() > limits::kMaxWatchEventBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the change would be a %d-byte catalog event; the limit is %d "
+          "bytes (far below the 8 MiB channel limit, so every follower can "
+          "receive it); nothing changed",
+          bytes.size(), limits::kMaxWatchEventBytes));
+    }
+    txn.batch_.Put(kLog, RevisionKey(e.revision()), bytes);
   }
   const int64_t last = txn.events_.back().revision();
   txn.batch_.Put(kMeta, kMetaRevision, absl::StrCat(last));
@@ -399,6 +410,9 @@ int64_t Catalog::compacted_revision() const {
 // -----------------------------------------------------------------
 
 absl::StatusOr<v1::Tenant> Catalog::FindTenant(absl::string_view id_or_name) {
+  if (auto s = limits::ValidateReference("tenant", id_or_name); !s.ok()) {
+    return s;
+  }
   auto by_id = GetRecord<v1::Tenant>(store_, kTenants, id_or_name);
   if (!by_id.ok()) return by_id.status();
   if (by_id->has_value()) return **by_id;
@@ -418,6 +432,7 @@ absl::StatusOr<v1::Tenant> Catalog::FindTenant(absl::string_view id_or_name) {
 
 absl::StatusOr<v1::Tenant> Catalog::ResolveTenant(const Caller& caller,
                                                   absl::string_view tenant) {
+  if (auto s = limits::ValidateReference("tenant", tenant); !s.ok()) return s;
   if (caller.is_tenant()) {
     auto own = GetRecord<v1::Tenant>(store_, kTenants, caller.tenant_id);
     if (!own.ok()) return own.status();
@@ -432,7 +447,7 @@ absl::StatusOr<v1::Tenant> Catalog::ResolveTenant(const Caller& caller,
     return absl::PermissionDeniedError(absl::StrFormat(
         "tenant \"%s\": your credential is scoped to tenant \"%s\" and cannot "
         "access other tenants",
-        tenant, t.name()));
+        limits::EscapedPrefix(tenant), t.name()));
   }
   if (tenant.empty()) {
     return absl::InvalidArgumentError(
@@ -448,14 +463,13 @@ absl::StatusOr<v1::Product> Catalog::FindProduct(const v1::Tenant& tenant,
         "a product is required; pass --product NAME (list them with "
         "'spherectl product list')");
   }
+  if (auto s = limits::ValidateReference("product", id_or_name); !s.ok()) {
+    return s;
+  }
   auto by_id = GetRecord<v1::Product>(store_, kProducts, id_or_name);
   if (!by_id.ok()) return by_id.status();
-  if (by_id->has_value()) {
-    if ((*by_id)->tenant_id() != tenant.id()) {
-      return absl::PermissionDeniedError(
-          absl::StrFormat("product \"%s\" does not belong to tenant \"%s\"",
-                          id_or_name, tenant.name()));
-    }
+  // Another tenant's product answers exactly like a missing one.
+  if (by_id->has_value() && (*by_id)->tenant_id() == tenant.id()) {
     return **by_id;
   }
   std::optional<v1::Product> found;
@@ -480,20 +494,26 @@ absl::StatusOr<v1::DeviceGroup> Catalog::FindGroup(const v1::Tenant& tenant,
         "a device group is required; pass --device-group ID or "
         "PRODUCT/GROUP (list them with 'spherectl device-group list')");
   }
+  if (auto s = limits::ValidateReference("device group", group); !s.ok()) {
+    return s;
+  }
   auto by_id = GetRecord<v1::DeviceGroup>(store_, kGroups, group);
   if (!by_id.ok()) return by_id.status();
-  if (by_id->has_value()) {
-    if ((*by_id)->tenant_id() != tenant.id()) {
-      return absl::PermissionDeniedError(absl::StrFormat(
-          "device group \"%s\" does not belong to tenant \"%s\"", group,
-          tenant.name()));
-    }
+  // Another tenant's group answers exactly like a missing one.
+  if (by_id->has_value() && (*by_id)->tenant_id() == tenant.id()) {
     return **by_id;
   }
   std::vector<std::string> parts =
       absl::StrSplit(group, absl::MaxSplits('/', 1));
   if (parts.size() == 2) {
     absl::StatusOr<v1::Product> product = FindProduct(tenant, parts[0]);
+    if (absl::IsNotFound(product.status())) {
+      return absl::NotFoundError(absl::StrFormat(
+          "device group \"%s\" not found in tenant \"%s\"; name it by id or "
+          "as PRODUCT/GROUP (list them with 'spherectl device-group list "
+          "--product NAME')",
+          group, tenant.name()));
+    }
     if (!product.ok()) return product.status();
     std::optional<v1::DeviceGroup> found;
     absl::Status s =
@@ -514,11 +534,8 @@ absl::StatusOr<v1::DeviceGroup> Catalog::FindGroup(const v1::Tenant& tenant,
 }
 
 absl::StatusOr<v1::Device> Catalog::LoadDevice(absl::string_view device_id) {
-  if (!IsHexId(device_id, 64)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "device id \"%s\" is not 64 lowercase hex characters (the SHA-256 of "
-        "the device public key)",
-        device_id.substr(0, 80)));
+  if (auto s = limits::ValidateDeviceId("device id", device_id); !s.ok()) {
+    return s;
   }
   auto d = GetRecord<v1::Device>(store_, kDevices, device_id);
   if (!d.ok()) return d.status();
@@ -530,20 +547,24 @@ absl::StatusOr<v1::Device> Catalog::LoadDevice(absl::string_view device_id) {
   return **d;
 }
 
+absl::Status Catalog::DeviceNotFound(const v1::Tenant& tenant,
+                                     absl::string_view device_id) {
+  return absl::NotFoundError(absl::StrFormat(
+      "device \"%s\" not found in tenant \"%s\"; check the id with "
+      "'spherectl device list', or claim a new device with 'spherectl device "
+      "claim --device ID'",
+      device_id, tenant.name()));
+}
+
 absl::StatusOr<v1::Device> Catalog::FindOwnedDevice(
     const Caller& caller, const v1::Tenant& tenant,
     absl::string_view device_id) {
   absl::StatusOr<v1::Device> d = LoadDevice(device_id);
-  if (!d.ok()) return d;
-  if (d->tenant_id() == tenant.id()) return d;
-  if (d->state() == v1::UNCLAIMED) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "device \"%s\" is not claimed by tenant \"%s\"; claim it with "
-        "'spherectl device claim --device %s'",
-        device_id, tenant.name(), device_id));
-  }
-  return absl::PermissionDeniedError(absl::StrFormat(
-      "device \"%s\" is not owned by tenant \"%s\"", device_id, tenant.name()));
+  if (d.ok() && d->tenant_id() == tenant.id()) return d;
+  if (!d.ok() && !absl::IsNotFound(d.status())) return d;
+  // Missing, unclaimed and another tenant's devices answer identically: an
+  // operator learns nothing about devices it may not see.
+  return DeviceNotFound(tenant, device_id);
 }
 
 // ---- Tenants
@@ -853,6 +874,12 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
   if (auto s = PlatformOnly(caller, "importing factory devices"); !s.ok()) {
     return s;
   }
+  if (auto s =
+          limits::ValidateCount("ImportDevices message devices", devices.size(),
+                                limits::kMaxDevicesPerImport);
+      !s.ok()) {
+    return s;
+  }
   std::vector<std::string> ids;
   ids.reserve(devices.size());
   for (size_t i = 0; i < devices.size(); ++i) {
@@ -867,11 +894,11 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
               : absl::StrFormat(" starting 0x%02x", static_cast<unsigned char>(
                                                         d.public_key()[0]))));
     }
-    if (d.device_type().size() > kMaxNameLength) {
+    if (d.device_type().size() > limits::kMaxDeviceTypeLength) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "factory device #%d: device type is longer than %d characters; "
           "nothing was imported",
-          i, kMaxNameLength));
+          i, limits::kMaxDeviceTypeLength));
     }
     ids.push_back(DeviceIdForKey(d.public_key()));
   }
@@ -920,6 +947,16 @@ absl::StatusOr<v1::Device> Catalog::ClaimDevice(const Caller& caller,
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   absl::StatusOr<v1::Device> d = LoadDevice(device_id);
+  // A device another tenant claimed answers exactly like one the factory
+  // never registered: claiming must not probe other tenants' fleets.
+  const auto claim_not_found = [&] {
+    return absl::NotFoundError(absl::StrFormat(
+        "device \"%s\" is not in the factory registry or is not available "
+        "for claiming; check the device id (a claimed device's owner can "
+        "transfer it with 'spherectl device transfer request')",
+        device_id));
+  };
+  if (absl::IsNotFound(d.status())) return claim_not_found();
   if (!d.ok()) return d.status();
   if (d->state() != v1::UNCLAIMED) {
     if (d->tenant_id() == t->id()) {
@@ -928,11 +965,7 @@ absl::StatusOr<v1::Device> Catalog::ClaimDevice(const Caller& caller,
           "claimed only once",
           device_id, t->name()));
     }
-    return absl::AlreadyExistsError(absl::StrFormat(
-        "device \"%s\" is already claimed; a device can be claimed only "
-        "once (its owner can transfer it with 'spherectl device transfer "
-        "request')",
-        device_id));
+    return claim_not_found();
   }
   d->set_tenant_id(t->id());
   d->set_state(v1::CLAIMED);
@@ -1113,8 +1146,10 @@ absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   absl::StatusOr<v1::Device> d = LoadDevice(device_id);
-  if (!d.ok()) return d.status();
-  if (d->state() != v1::TRANSFER_PENDING || d->pending_tenant_id() != t->id()) {
+  if (!d.ok() && !absl::IsNotFound(d.status())) return d.status();
+  // A missing device answers like one with no transfer pending.
+  if (!d.ok() || d->state() != v1::TRANSFER_PENDING ||
+      d->pending_tenant_id() != t->id()) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "no transfer of device \"%s\" to tenant \"%s\" is pending; its "
         "current owner must first run 'spherectl device transfer request'",
@@ -1140,6 +1175,54 @@ absl::StatusOr<v1::Device> Catalog::AcceptDeviceTransfer(
 // ---- Images, deployments, OS releases
 // ----------------------------------------
 
+absl::Status Catalog::CheckImageQuotaLocked(const v1::Tenant& tenant,
+                                            const v1::Image& image) {
+  size_t count = 0;
+  uint64_t bytes = 0;
+  bool already_held = false;
+  absl::Status s = ScanAll<v1::Image>(store_, kImages, [&](const v1::Image& i) {
+    if (i.tenant_id() != tenant.id()) return true;
+    ++count;
+    bytes += i.size();
+    if (i.id() == image.id()) already_held = true;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (already_held) return absl::OkStatus();  // a re-upload costs nothing
+  if (count + 1 > options_.max_images_per_tenant) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "tenant \"%s\" already has %d images; the quota is %d images. Nothing "
+        "was stored; ask a platform operator to raise the quota",
+        tenant.name(), count, options_.max_images_per_tenant));
+  }
+  if (bytes + image.size() > options_.max_image_bytes_per_tenant) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "tenant \"%s\" images would total %d bytes; the quota is %d bytes. "
+        "Nothing was stored; ask a platform operator to raise the quota",
+        tenant.name(), bytes + image.size(),
+        options_.max_image_bytes_per_tenant));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Catalog::CheckImageQuota(const Caller& caller,
+                                      absl::string_view tenant,
+                                      uint64_t package_bytes) {
+  if (auto s = limits::ValidateSize("image package", package_bytes,
+                                    limits::kMaxImagePackageBytes);
+      !s.ok()) {
+    return s;
+  }
+  // Platform OS images (a platform operator naming no tenant) have no quota.
+  if (tenant.empty() && !caller.is_tenant()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  v1::Image probe;  // a new image of (at most) this size
+  probe.set_size(package_bytes);
+  return CheckImageQuotaLocked(*t, probe);
+}
+
 absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
                                                const v1::Image& image) {
   if (auto s = NotForShards(caller, "recording an image"); !s.ok()) return s;
@@ -1153,7 +1236,12 @@ absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
     return absl::InvalidArgumentError(
         "image id must be the 64-hex-character SHA-256 of the signed package");
   }
-  if (image.component().empty() || image.image_hash().size() != 32 ||
+  if (auto s =
+          limits::ValidateComponentId("image component", image.component());
+      !s.ok()) {
+    return s;
+  }
+  if (image.image_hash().size() != 32 ||
       image.kind() == v1::IMAGE_KIND_UNSPECIFIED ||
       !v1::ImageKind_IsValid(image.kind())) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -1164,8 +1252,14 @@ absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
   if (!image.tenant_id().empty()) {
     absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, image.tenant_id());
     if (!t.ok()) return t.status();
+    if (t->id() != image.tenant_id()) {
+      return absl::InvalidArgumentError(
+          "an image record names its owning tenant by id");
+    }
+    if (auto s = CheckImageQuotaLocked(*t, image); !s.ok()) return s;
   }
-  auto existing = GetRecord<v1::Image>(store_, kImages, image.id());
+  const std::string key = ImageKey(image.tenant_id(), image.id());
+  auto existing = GetRecord<v1::Image>(store_, kImages, key);
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) {
     if ((*existing)->SerializeAsString() == image.SerializeAsString()) {
@@ -1175,7 +1269,7 @@ absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
         "image %s already exists with different metadata", image.id()));
   }
   Txn txn(revision_);
-  txn.Put(kImages, image.id(), image);
+  txn.Put(kImages, key, image);
   *txn.Emit()->mutable_image() = image;
   if (auto s = Commit(txn); !s.ok()) return s;
   return image;
@@ -1202,22 +1296,46 @@ absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
     return absl::InvalidArgumentError(
         "a deployment needs at least one image id (upload images first)");
   }
+  // Limits before any lookup: repeated ids are removed, then capped, and
+  // every id must look like one (64 lowercase hex).
+  // The raw count is capped first (127k copies of one id are refused, not
+  // silently shrunk), then repeats are dropped.
+  if (auto s = limits::ValidateCount("deployment image_ids",
+                                     request.image_ids_size(),
+                                     limits::kMaxImagesPerDeployment);
+      !s.ok()) {
+    return s;
+  }
+  const std::vector<std::string> image_ids = Dedupe(request.image_ids());
+  for (const std::string& id : image_ids) {
+    if (!IsHexId(id, 64)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "deployment image id \"%s\" is not 64 lowercase hex characters "
+          "(see 'spherectl image list')",
+          limits::EscapedPrefix(id)));
+    }
+  }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
   if (!t.ok()) return t.status();
   absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, request.device_group_id());
   if (!g.ok()) return g.status();
-  for (const std::string& id : request.image_ids()) {
-    auto image = GetRecord<v1::Image>(store_, kImages, id);
+  std::set<std::string> components;
+  for (const std::string& id : image_ids) {
+    // Only the tenant's own images are visible: another tenant's image
+    // answers exactly like a missing one.
+    auto image = GetRecord<v1::Image>(store_, kImages, ImageKey(t->id(), id));
     if (!image.ok()) return image.status();
     if (!image->has_value()) {
       return absl::NotFoundError(absl::StrFormat(
-          "image \"%s\" not found; list images with 'spherectl image list'",
-          id));
+          "image \"%s\" not found in tenant \"%s\"; list images with "
+          "'spherectl image list'",
+          id, t->name()));
     }
-    if ((*image)->tenant_id() != t->id()) {
-      return absl::PermissionDeniedError(absl::StrFormat(
-          "image \"%s\" does not belong to tenant \"%s\"", id, t->name()));
+    if (!components.insert((*image)->component()).second) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "a deployment carries one image per component; %s appears twice",
+          (*image)->component()));
     }
     if (IsOsComponentKind((*image)->kind())) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -1230,7 +1348,7 @@ absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
   dep.set_id(NewId());
   dep.set_tenant_id(t->id());
   dep.set_device_group_id(g->id());
-  *dep.mutable_image_ids() = request.image_ids();
+  for (const std::string& id : image_ids) dep.add_image_ids(id);
   dep.set_rollout_fraction(1.0);
   Txn txn(revision_);
   v1::WatchEvent* e = txn.Emit();
@@ -1267,18 +1385,34 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
     return absl::InvalidArgumentError(
         "an OS release needs a feed: Retail or RetailEval");
   }
-  if (request.version().empty() || request.version().size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(
-        "an OS release needs a version such as \"24.10\"");
+  if (auto s = limits::ValidateVersion("OS release version", request.version());
+      !s.ok()) {
+    return s;
   }
   if (request.image_ids().empty()) {
     return absl::InvalidArgumentError(
         "an OS release needs at least one OS component image id");
   }
+  // Capped before anything else; a repeated image is refused below (one
+  // image per component).
+  if (auto s = limits::ValidateCount("OS release image_ids",
+                                     request.image_ids_size(),
+                                     limits::kMaxImagesPerOsRelease);
+      !s.ok()) {
+    return s;
+  }
+  const auto& image_ids = request.image_ids();
+  for (const std::string& id : image_ids) {
+    if (!IsHexId(id, 64)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "OS release image id \"%s\" is not 64 lowercase hex characters",
+          limits::EscapedPrefix(id)));
+    }
+  }
   absl::MutexLock lock(&mu_);
   std::map<std::string, v1::Image> components;  // the new release's images
-  for (const std::string& id : request.image_ids()) {
-    auto image = GetRecord<v1::Image>(store_, kImages, id);
+  for (const std::string& id : image_ids) {
+    auto image = GetRecord<v1::Image>(store_, kImages, ImageKey("", id));
     if (!image.ok()) return image.status();
     if (!image->has_value() || !(*image)->tenant_id().empty() ||
         !IsOsComponentKind((*image)->kind())) {
@@ -1314,7 +1448,7 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
       ScanAll<v1::OsRelease>(store_, kOsReleases, [&](const auto& r) {
         if (r.feed() != request.feed()) return true;
         for (const std::string& id : r.image_ids()) {
-          auto image = GetRecord<v1::Image>(store_, kImages, id);
+          auto image = GetRecord<v1::Image>(store_, kImages, ImageKey("", id));
           if (!image.ok()) {
             read_error = image.status();
             return false;
@@ -1343,7 +1477,7 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
   v1::OsRelease release;
   release.set_feed(request.feed());
   release.set_version(request.version());
-  *release.mutable_image_ids() = request.image_ids();
+  for (const std::string& id : image_ids) release.add_image_ids(id);
   Txn txn(revision_);
   v1::WatchEvent* e = txn.Emit();
   release.set_create_revision(e->revision());
@@ -1357,6 +1491,9 @@ absl::StatusOr<v1::OsRelease> Catalog::ReleaseOs(
 // ----------------------------------------------------------------
 
 absl::StatusOr<v1::ShardMap> Catalog::GetShardMap(const Caller& caller) {
+  if (auto s = PlatformOrShard(caller, "reading the shard map"); !s.ok()) {
+    return s;
+  }
   return ReadShardMap(store_, options_.virtual_nodes);
 }
 
@@ -1367,19 +1504,25 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
   }
   if (shard.id().empty() || shard.id().size() > kMaxNameLength) {
     return absl::InvalidArgumentError(
-        "a shard needs an id such as \"shard-0\"");
+        "a shard needs an id such as \"shard-0\" (at most 64 characters)");
   }
   for (char c : shard.id()) {
     if (!absl::ascii_isalnum(c) && c != '-' && c != '_') {
       return absl::InvalidArgumentError(absl::StrFormat(
           "shard id \"%s\" may contain only letters, digits, '-' and '_'",
-          shard.id()));
+          limits::EscapedPrefix(shard.id())));
     }
   }
-  if (shard.address().find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("shard \"%s\": address \"%s\" must be host:port",
-                        shard.id(), shard.address()));
+  bool printable = shard.address().size() <= limits::kMaxShardAddressLength;
+  for (char c : shard.address()) {
+    if (c <= ' ' || c > '~') printable = false;
+  }
+  if (!printable || shard.address().find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "shard \"%s\": address \"%s\" must be host:port (printable, at most "
+        "%d characters)",
+        shard.id(), limits::EscapedPrefix(shard.address()),
+        limits::kMaxShardAddressLength));
   }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
@@ -1392,7 +1535,14 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
       replaced = true;
     }
   }
-  if (!replaced) *map->add_shards() = shard;
+  if (!replaced) {
+    if (auto s = limits::ValidateCount("shard map", map->shards_size() + 1,
+                                       limits::kMaxShards);
+        !s.ok()) {
+      return s;
+    }
+    *map->add_shards() = shard;
+  }
   Txn txn(revision_);
   v1::WatchEvent* e = txn.Emit();
   map->set_revision(e->revision());

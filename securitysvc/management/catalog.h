@@ -6,15 +6,22 @@
 //
 // Every mutation is one store::WriteBatch that carries both the new records
 // and the change-log entries (one revision per event), so a crash never leaves
-// a change without its log entry. Watchers follow the log from a revision; a
-// revision older than the compacted history gets a full snapshot first. A
-// watch is a pull-based WatchStream: snapshots and replays are read page by
-// page outside the catalog mutex, so a million-device snapshot never holds
-// it; only live events are queued (bounded) by the committing thread.
+// a change without its log entry. Every input is checked against limits.h
+// before the batch is written, and Commit refuses any record above
+// limits::kMaxRecordBytes or event above limits::kMaxWatchEventBytes: a
+// refused write changes nothing and does not advance the revision. Watchers
+// follow the log from a revision; a revision older than the compacted history
+// gets a full snapshot first. A watch is a pull-based WatchStream: snapshots
+// and replays are read page by page outside the catalog mutex, so a
+// million-device snapshot never holds it; only live events are queued (bounded)
+// by the committing thread.
 //
 // Access control: every method takes the Caller. A tenant operator sees and
-// changes only its own tenant's objects (PermissionDenied naming the object
-// otherwise, and never the other tenant's name); platform operators see
+// changes only its own tenant's objects: another tenant's product, group,
+// image or device answers NotFound exactly like a missing one (and an
+// unclaimed device like a missing one); naming a tenant other than its own
+// answers PermissionDenied without looking it up. Only platform operators
+// and shards read the shard map. Platform operators see
 // everything except wrapped CA keys, which only internal callers (shards)
 // receive. Internal callers get least privilege: OpenWatch, RegisterShard,
 // GetShardMap, GetTenant, GetDevice and RevokeDevice (recorded with an
@@ -52,6 +59,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "protos/management.pb.h"
+#include "securitysvc/management/limits.h"
 
 namespace sphere::management {
 
@@ -79,6 +87,9 @@ struct CatalogOptions {
   uint32_t virtual_nodes = 64;    // consistent-hash points per shard
   absl::Duration tenant_ca_validity = absl::Hours(24 * 365 * 10);
   absl::Duration operator_credential_validity = absl::Hours(24 * 365);
+  // Per-tenant image quota (distinct images; sum of payload sizes).
+  size_t max_images_per_tenant = limits::kDefaultMaxImagesPerTenant;
+  uint64_t max_image_bytes_per_tenant = limits::kDefaultMaxImageBytesPerTenant;
 };
 
 struct ImportResult {
@@ -189,6 +200,18 @@ class Catalog {
                                                   absl::string_view device_id);
 
   // ---- Images, deployments, OS releases (records only) ------------------
+  // Images belong to their uploader: a tenant's images are stored under its
+  // id (ImageKey), so another tenant's byte-identical upload is a separate
+  // record, deployments name only the tenant's own images, and OS releases
+  // only platform images.
+  //
+  // CheckImageQuota answers, before a package of `package_bytes` is
+  // processed or stored, whether it may be: InvalidArgument when it exceeds
+  // limits::kMaxImagePackageBytes, ResourceExhausted when the tenant's image
+  // quota (count or bytes, CatalogOptions) is used up. RecordImage checks
+  // the quota again when it commits.
+  absl::Status CheckImageQuota(const Caller& caller, absl::string_view tenant,
+                               uint64_t package_bytes);
   // RecordImage stores an image already verified and re-signed by the image
   // pipeline. An empty tenant_id is a platform OS image (platform only).
   absl::StatusOr<v1::Image> RecordImage(const Caller& caller,
@@ -251,6 +274,9 @@ class Catalog {
   Catalog(store::Store* store, Clock* clock, CatalogOptions options);
 
   absl::Status Commit(Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckImageQuotaLocked(const v1::Tenant& tenant,
+                                     const v1::Image& image)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Notify queues `event` on every live watch stream, dropping those that
   // overflow.
   void Notify(const v1::WatchEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -264,6 +290,10 @@ class Catalog {
   absl::StatusOr<v1::DeviceGroup> FindGroup(const v1::Tenant& tenant,
                                             absl::string_view group);
   absl::StatusOr<v1::Device> LoadDevice(absl::string_view device_id);
+  // DeviceNotFound: the one answer for a device the caller may not see
+  // (missing, unclaimed or another tenant's).
+  static absl::Status DeviceNotFound(const v1::Tenant& tenant,
+                                     absl::string_view device_id);
   absl::StatusOr<v1::Device> FindOwnedDevice(const Caller& caller,
                                              const v1::Tenant& tenant,
                                              absl::string_view device_id);

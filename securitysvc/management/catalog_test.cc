@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
 #include "common/util/clock.h"
@@ -89,8 +90,7 @@ class CatalogTest : public ::testing::Test {
     fab_product_ = *catalog_->CreateProduct(fabrikam_op_, "", "F1", "");
   }
 
-  std::unique_ptr<Catalog> OpenCatalog() {
-    CatalogOptions options;
+  std::unique_ptr<Catalog> OpenCatalog(CatalogOptions options = {}) {
     options.root_key = root_key_;
     options.root_cert_pem = root_pem_;
     options.master_key = master_key_;
@@ -248,9 +248,15 @@ TEST_F(CatalogTest, DoubleClaimFailsAndChangesNothing) {
   EXPECT_THAT(again.status().message(), HasSubstr(id));
   EXPECT_THAT(again.status().message(), HasSubstr("\"Contoso\""));
 
+  // Another tenant's claim answers exactly like a claim of a device that
+  // does not exist (no probing of other tenants' fleets).
   auto other = catalog_->ClaimDevice(fabrikam_op_, "", id);
-  EXPECT_TRUE(absl::IsAlreadyExists(other.status()));
-  EXPECT_THAT(other.status().message(), HasSubstr("already claimed"));
+  EXPECT_TRUE(absl::IsNotFound(other.status())) << other.status();
+  const std::string missing = DeviceIdForKey(FakeDeviceKey(4242));
+  auto none = catalog_->ClaimDevice(fabrikam_op_, "", missing);
+  EXPECT_TRUE(absl::IsNotFound(none.status()));
+  EXPECT_EQ(std::string(none.status().message()),
+            absl::StrReplaceAll(other.status().message(), {{id, missing}}));
   EXPECT_THAT(other.status().message(), Not(HasSubstr("Contoso")));
   EXPECT_THAT(other.status().message(), Not(HasSubstr(contoso_.id())));
 
@@ -273,10 +279,11 @@ TEST_F(CatalogTest, CrossTenantProductReadDenied) {
   auto p = catalog_->GetProduct(fabrikam_op_, contoso_.name(), "DW100");
   EXPECT_TRUE(absl::IsPermissionDenied(p.status()));
   EXPECT_THAT(p.status().message(), HasSubstr("\"Contoso\""));
-  // By id within its own tenant: the product is named, not found as theirs.
+  // By id within its own tenant: another tenant's product looks missing.
   auto by_id = catalog_->GetProduct(fabrikam_op_, "", dw100_.id());
-  EXPECT_TRUE(absl::IsPermissionDenied(by_id.status()));
+  EXPECT_TRUE(absl::IsNotFound(by_id.status())) << by_id.status();
   EXPECT_THAT(by_id.status().message(), HasSubstr(dw100_.id()));
+  EXPECT_THAT(by_id.status().message(), Not(HasSubstr("Contoso")));
   auto list = catalog_->ListProducts(fabrikam_op_, contoso_.id());
   EXPECT_TRUE(absl::IsPermissionDenied(list.status()));
 }
@@ -294,7 +301,7 @@ TEST_F(CatalogTest, CrossTenantGroupUpdateDenied) {
   up.set_device_group_id(GroupId(dw100_, "Production"));
   up.set_app_update_policy(v1::NO_UPDATES);
   auto r = catalog_->UpdateDeviceGroup(fabrikam_op_, up);
-  EXPECT_TRUE(absl::IsPermissionDenied(r.status()));
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
   EXPECT_THAT(r.status().message(), HasSubstr(up.device_group_id()));
   EXPECT_EQ(Dump(), before);
 }
@@ -304,14 +311,14 @@ TEST_F(CatalogTest, CrossTenantDeviceReadAndRevokeDenied) {
   ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
   const std::string before = Dump();
   auto get = catalog_->GetDevice(fabrikam_op_, "", id);
-  EXPECT_TRUE(absl::IsPermissionDenied(get.status()));
+  EXPECT_TRUE(absl::IsNotFound(get.status())) << get.status();
   EXPECT_THAT(get.status().message(), HasSubstr(id));
   EXPECT_THAT(get.status().message(), Not(HasSubstr("Contoso")));
   auto revoke = catalog_->RevokeDevice(fabrikam_op_, "", id, "mine now");
-  EXPECT_TRUE(absl::IsPermissionDenied(revoke.status()));
+  EXPECT_TRUE(absl::IsNotFound(revoke.status()));
   auto transfer =
       catalog_->RequestDeviceTransfer(fabrikam_op_, "", id, "Fabrikam");
-  EXPECT_TRUE(absl::IsPermissionDenied(transfer.status()));
+  EXPECT_TRUE(absl::IsNotFound(transfer.status()));
   EXPECT_EQ(Dump(), before);
 }
 
@@ -321,7 +328,7 @@ TEST_F(CatalogTest, AssignToAnotherTenantsGroupDenied) {
   const std::string before = Dump();
   auto r = catalog_->AssignDevice(contoso_op_, "", id,
                                   GroupId(fab_product_, "Production"));
-  EXPECT_TRUE(absl::IsPermissionDenied(r.status()));
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
   EXPECT_EQ(Dump(), before);
   auto ok = catalog_->AssignDevice(contoso_op_, "", id, "DW100/Production");
   ASSERT_TRUE(ok.ok()) << ok.status();
@@ -372,8 +379,8 @@ TEST_F(CatalogTest, TransferNeedsBothTenantsAndBumpsEpoch) {
   EXPECT_EQ(accepted->state(), v1::CLAIMED);
   EXPECT_EQ(accepted->ownership_epoch(), 1u);
   EXPECT_TRUE(accepted->device_group_id().empty());
-  EXPECT_TRUE(absl::IsPermissionDenied(
-      catalog_->GetDevice(contoso_op_, "", id).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(catalog_->GetDevice(contoso_op_, "", id).status()));
   EXPECT_TRUE(catalog_->GetDevice(fabrikam_op_, "", id).ok());
 
   ASSERT_EQ(events.size(), 2u);
@@ -805,9 +812,9 @@ TEST_F(CatalogTest, ShardMapRegistration) {
   map = catalog_->RegisterShard(Caller::Internal(), s0);
   ASSERT_TRUE(map.ok());
   EXPECT_EQ(map->shards_size(), 1);
-  EXPECT_EQ(catalog_->GetShardMap(contoso_op_)->shards(0).address(),
+  EXPECT_EQ(catalog_->GetShardMap(platform_)->shards(0).address(),
             "127.0.0.1:999");
-  EXPECT_EQ(catalog_->GetShardMap(contoso_op_)->virtual_nodes(), 64u);
+  EXPECT_EQ(catalog_->GetShardMap(Caller::Internal())->virtual_nodes(), 64u);
 }
 
 TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
@@ -825,7 +832,7 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
   v1::CreateDeploymentRequest dep;
   dep.set_device_group_id(GroupId(fab_product_, "Production"));
   dep.add_image_ids(app.id());
-  EXPECT_TRUE(absl::IsPermissionDenied(
+  EXPECT_TRUE(absl::IsNotFound(
       catalog_->CreateDeployment(fabrikam_op_, dep).status()));
   dep.set_device_group_id("DW100/Production");
   auto d = catalog_->CreateDeployment(contoso_op_, dep);
@@ -956,6 +963,240 @@ TEST_F(CatalogTest, OperatorCredentialCarriesTenantClaim) {
           ->IssueOperatorCredential(contoso_op_, "Contoso", "mallory",
                                     key.PublicKey())
           .status()));
+}
+
+
+// ---- Issue 8: limits, tenant-bound images, quotas, leaks ------------------
+
+v1::Image AppImage(const std::string& tenant_id, const std::string& component,
+                   uint32_t version, const std::string& bytes,
+                   uint64_t size = 4096) {
+  v1::Image app;
+  app.set_id(crypto::HexEncode(crypto::Sha256(bytes)));
+  app.set_tenant_id(tenant_id);
+  app.set_component(component);
+  app.set_version(version);
+  app.set_kind(v1::IMAGE_KIND_APPLICATION);
+  app.set_image_hash(crypto::Sha256(bytes));
+  app.set_size(size);
+  return app;
+}
+
+// Hole 1: ~127k copies of one image id committed, and the Watch event was
+// larger than the 8 MiB channel limit: every follower stopped for good.
+TEST_F(CatalogTest, Attack_DeploymentWith127kDuplicateImageIdsIsRefused) {
+  v1::Image app = AppImage(contoso_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  for (int i = 0; i < 127000; ++i) dep.add_image_ids(app.id());
+  auto r = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("image_ids"));
+  EXPECT_THAT(r.status().message(), HasSubstr("the limit is 32"));
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(CatalogTest, DeploymentDropsRepeatedImageIds) {
+  v1::Image app = AppImage(contoso_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  for (int i = 0; i < 3; ++i) dep.add_image_ids(app.id());
+  auto r = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->image_ids_size(), 1);
+}
+
+// Hole 8: a failed CreateDeployment could still commit.
+TEST_F(CatalogTest, Attack_FailedCreateDeploymentChangesNothing) {
+  v1::Image app = AppImage(contoso_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  dep.add_image_ids(app.id());
+  dep.add_image_ids(crypto::HexEncode(crypto::Sha256("never uploaded")));
+  EXPECT_TRUE(
+      absl::IsNotFound(catalog_->CreateDeployment(contoso_op_, dep).status()));
+  dep.set_image_ids(1, "\x1b[2J not an id");
+  auto bad = catalog_->CreateDeployment(contoso_op_, dep);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_EQ(std::string(bad.status().message()).find('\x1b'),
+            std::string::npos);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(Dump(), before);
+}
+
+// Hole 6: a 7.9 MB tenant_id was echoed into every error (and log line).
+TEST_F(CatalogTest, Attack_HugeTenantIdIsRefusedWithoutEcho) {
+  const std::string before = Dump();
+  const std::string huge(7900000, 'T');
+  auto t = catalog_->GetTenant(platform_, huge);
+  ASSERT_TRUE(absl::IsInvalidArgument(t.status())) << t.status().code();
+  EXPECT_LT(t.status().message().size(), 200u);
+  EXPECT_THAT(t.status().message(), HasSubstr("the limit is"));
+  auto p = catalog_->CreateProduct(platform_, huge, "DW200", "");
+  EXPECT_TRUE(absl::IsInvalidArgument(p.status()));
+  EXPECT_LT(p.status().message().size(), 200u);
+  auto own = catalog_->GetProduct(contoso_op_, "", huge);
+  EXPECT_TRUE(absl::IsInvalidArgument(own.status()));
+  EXPECT_LT(own.status().message().size(), 200u);
+  EXPECT_EQ(Dump(), before);
+}
+
+// Hole 7: ESC codes reached the platform operator's terminal.
+TEST_F(CatalogTest, Attack_ControlCharactersInIdsAreRefusedAndNotEchoed) {
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  for (const std::string component :
+       {std::string("app:\x1b]0;pwned\a"), std::string("app:x\0y", 7),
+        std::string("app:../../etc"), std::string(1 << 20, 'a')}) {
+    v1::Image img = AppImage(contoso_.id(), component, 1, component);
+    auto r = catalog_->RecordImage(contoso_op_, img);
+    ASSERT_TRUE(absl::IsInvalidArgument(r.status()));
+    EXPECT_EQ(std::string(r.status().message()).find('\x1b'),
+              std::string::npos);
+    EXPECT_EQ(std::string(r.status().message()).find('\0'),
+              std::string::npos);
+    EXPECT_LT(r.status().message().size(), 300u);
+  }
+  auto p = catalog_->CreateProduct(contoso_op_, "", "DW\x1b[31m", "");
+  ASSERT_TRUE(absl::IsInvalidArgument(p.status()));
+  EXPECT_EQ(std::string(p.status().message()).find('\x1b'), std::string::npos);
+  auto g = catalog_->RevokeDevice(contoso_op_, "", ImportOne(77), "\x1b[2J");
+  EXPECT_TRUE(absl::IsInvalidArgument(g.status()));
+  EXPECT_EQ(catalog_->revision(), revision + 1);  // only the import
+}
+
+// Hole 3: a byte-identical upload by another tenant first made the owner's
+// own upload fail with ALREADY_EXISTS.
+TEST_F(CatalogTest, Attack_OtherTenantUploadsIdenticalBytesFirst) {
+  v1::Image theirs = AppImage(fabrikam_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_TRUE(catalog_->RecordImage(fabrikam_op_, theirs).ok());
+  v1::Image mine = AppImage(contoso_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_EQ(mine.id(), theirs.id());
+  auto r = catalog_->RecordImage(contoso_op_, mine);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tenant_id(), contoso_.id());
+  auto contoso_images = catalog_->ListImages(contoso_op_, "");
+  ASSERT_TRUE(contoso_images.ok());
+  ASSERT_EQ(contoso_images->size(), 1u);
+  EXPECT_EQ((*contoso_images)[0].tenant_id(), contoso_.id());
+  EXPECT_EQ(catalog_->ListImages(fabrikam_op_, "")->size(), 1u);
+  EXPECT_EQ(catalog_->ListImages(platform_, "")->size(), 2u);
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  dep.add_image_ids(mine.id());
+  EXPECT_TRUE(catalog_->CreateDeployment(contoso_op_, dep).ok());
+}
+
+// Hole 3: Evil's "app:dw100" v999 must not become part of Contoso's fleet.
+TEST_F(CatalogTest, Attack_OtherTenantAppWithSameComponentName) {
+  v1::Image evil = AppImage(fabrikam_.id(), "app:dw100", 999, "evil v999");
+  ASSERT_TRUE(catalog_->RecordImage(fabrikam_op_, evil).ok());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  dep.add_image_ids(evil.id());
+  auto r = catalog_->CreateDeployment(contoso_op_, dep);
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), Not(HasSubstr("Fabrikam")));
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(Dump(), before);
+  // Contoso's own app of that component name records and deploys normally.
+  v1::Image mine = AppImage(contoso_.id(), "app:dw100", 1, "dw100 v1");
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, mine).ok());
+  dep.set_image_ids(0, mine.id());
+  EXPECT_TRUE(catalog_->CreateDeployment(contoso_op_, dep).ok());
+}
+
+// Hole 6: 15 uploads of 8 MB grew the image store by 120 MB in 5 s.
+TEST_F(CatalogTest, Attack_ImageQuotaPerTenantCountAndBytes) {
+  CatalogOptions options;
+  options.max_images_per_tenant = 2;
+  options.max_image_bytes_per_tenant = 10000;
+  catalog_.reset();
+  catalog_ = OpenCatalog(options);
+  v1::Image a = AppImage(contoso_.id(), "app:a", 1, "a", 4000);
+  v1::Image b = AppImage(contoso_.id(), "app:b", 1, "b", 4000);
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, a).ok());
+  // Bytes: 4000 + 7000 > 10000.
+  v1::Image big = AppImage(contoso_.id(), "app:big", 1, "big", 7000);
+  std::string before = Dump();
+  int64_t revision = catalog_->revision();
+  auto r = catalog_->RecordImage(contoso_op_, big);
+  ASSERT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("quota is 10000 bytes"));
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      catalog_->CheckImageQuota(contoso_op_, "", 7000)));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  // Count: a third image is refused, a re-upload of a held one is free.
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, b).ok());
+  before = Dump();
+  revision = catalog_->revision();
+  v1::Image c = AppImage(contoso_.id(), "app:c", 1, "c", 10);
+  r = catalog_->RecordImage(contoso_op_, c);
+  ASSERT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("quota is 2 images"));
+  EXPECT_TRUE(catalog_->RecordImage(contoso_op_, a).ok());
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  // Another tenant's quota is its own.
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->RecordImage(fabrikam_op_, c).status()));  // Contoso's
+  v1::Image fc = AppImage(fabrikam_.id(), "app:c", 1, "c", 10);
+  EXPECT_TRUE(catalog_->RecordImage(fabrikam_op_, fc).ok());
+  // Oversized packages are refused before any work.
+  EXPECT_TRUE(absl::IsInvalidArgument(catalog_->CheckImageQuota(
+      fabrikam_op_, "", limits::kMaxImagePackageBytes + 1)));
+}
+
+// Hole 8: tenants could read the shard map.
+TEST_F(CatalogTest, Attack_TenantCannotReadShardMap) {
+  v1::Shard s0;
+  s0.set_id("shard-0");
+  s0.set_address("10.0.0.1:443");
+  ASSERT_TRUE(catalog_->RegisterShard(Caller::Internal(), s0).ok());
+  auto map = catalog_->GetShardMap(contoso_op_);
+  EXPECT_TRUE(absl::IsPermissionDenied(map.status())) << map.status();
+  EXPECT_THAT(map.status().message(), Not(HasSubstr("10.0.0.1")));
+  EXPECT_TRUE(catalog_->GetShardMap(platform_).ok());
+  EXPECT_TRUE(catalog_->GetShardMap(Caller::Internal()).ok());
+}
+
+// Hole 8: operator errors revealed whether a device exists, is unclaimed or
+// belongs to someone else.
+TEST_F(CatalogTest, Attack_OperatorErrorsDoNotRevealOtherDevices) {
+  const std::string unclaimed = ImportOne(31);
+  const std::string contosos = ImportOne(32);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", contosos).ok());
+  const std::string missing = DeviceIdForKey(FakeDeviceKey(33));
+  const std::string before = Dump();
+  auto answer = [&](const std::string& id) {
+    absl::Status s = catalog_->GetDevice(fabrikam_op_, "", id).status();
+    return std::make_pair(
+        s.code(), absl::StrReplaceAll(s.message(), {{id, "<id>"}}));
+  };
+  EXPECT_EQ(answer(missing).first, absl::StatusCode::kNotFound);
+  EXPECT_EQ(answer(unclaimed), answer(missing));
+  EXPECT_EQ(answer(contosos), answer(missing));
+  for (const std::string& id : {unclaimed, contosos, missing}) {
+    EXPECT_TRUE(absl::IsNotFound(
+        catalog_->AssignDevice(fabrikam_op_, "", id, "F1/Production")
+            .status()));
+    EXPECT_TRUE(absl::IsNotFound(
+        catalog_->RevokeDevice(fabrikam_op_, "", id, "x").status()));
+    EXPECT_TRUE(absl::IsFailedPrecondition(
+        catalog_->AcceptDeviceTransfer(fabrikam_op_, "", id).status()));
+  }
+  EXPECT_EQ(Dump(), before);
 }
 
 }  // namespace

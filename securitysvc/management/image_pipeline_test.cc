@@ -10,9 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mcu-model/image.h"
+#include "securitysvc/management/limits.h"
 
 namespace sphere::management {
 namespace {
@@ -57,14 +59,15 @@ class ImagePipelineTest : public ::testing::Test {
 
   crypto::EcPrivateKey signing_key_ = crypto::EcPrivateKey::Generate();
   crypto::EcPrivateKey tenant_key_ = crypto::EcPrivateKey::Generate();
+  std::string package_key_ = PackageKeyFromMasterKey(crypto::RandomBytes(32));
   std::string dir_;
 };
 
 TEST_F(ImagePipelineTest, TenantAppIsResignedByThePlatform) {
-  ImagePipeline pipeline(signing_key_, dir_);
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
   auto image = pipeline.Process(
-      "tenant-1", TenantApp(mcu::AppComponentName("dw100-app"))
-                      .SerializeAsString());
+      "tenant-1",
+      TenantApp(mcu::AppComponentName("dw100-app")).SerializeAsString());
   ASSERT_TRUE(image.ok()) << image.status();
   EXPECT_EQ(image->component(), "app:dw100-app");
   EXPECT_EQ(image->tenant_id(), "tenant-1");
@@ -78,7 +81,7 @@ TEST_F(ImagePipelineTest, TenantAppIsResignedByThePlatform) {
 // certificate, and on the device it raised the kernel's anti-rollback
 // counter.
 TEST_F(ImagePipelineTest, Attack_TenantAppNamedLikeBootChainComponent) {
-  ImagePipeline pipeline(signing_key_, dir_);
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
   for (const std::string& component : mcu::BootChainComponents()) {
     SCOPED_TRACE(component);
     auto image =
@@ -92,13 +95,83 @@ TEST_F(ImagePipelineTest, Attack_TenantAppNamedLikeBootChainComponent) {
 }
 
 TEST_F(ImagePipelineTest, Attack_TenantAppNamedAfterAnotherAppsId) {
-  ImagePipeline pipeline(signing_key_, dir_);
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
   auto image = pipeline.Process(
       "tenant-1", TenantApp("app:other-app", "dw100-app").SerializeAsString());
   ASSERT_FALSE(image.ok());
   EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(image.status().message(),
               HasSubstr("must be named \"app:dw100-app\""));
+  EXPECT_TRUE(Files(dir_).empty());
+}
+
+// Tenant packages used to sit in plaintext, 0644, in the state directory.
+TEST_F(ImagePipelineTest, PackagesAreSealedAtRestAndPrivate) {
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
+  v1::ImagePackage app = TenantApp(mcu::AppComponentName("dw100-app"));
+  auto image = pipeline.Process("tenant-1", app.SerializeAsString());
+  ASSERT_TRUE(image.ok()) << image.status();
+  const std::string path = absl::StrCat(dir_, "/", image->id(), ".pkg");
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto raw = rpc::ReadFile(path);
+  ASSERT_TRUE(raw.ok());
+  // Neither the payload nor the component name is readable on disk.
+  EXPECT_EQ(raw->find(app.payload().substr(0, 64)), std::string::npos);
+  EXPECT_EQ(raw->find("app:dw100-app"), std::string::npos);
+  auto back = pipeline.ReadPackage(image->id());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->payload(), app.payload());
+  EXPECT_TRUE(mcu::VerifyImage(*back, signing_key_.PublicKey()).ok());
+
+  // Another master key, or a flipped byte, does not open it.
+  ImagePipeline other(signing_key_, dir_,
+                      PackageKeyFromMasterKey(crypto::RandomBytes(32)));
+  EXPECT_EQ(other.ReadPackage(image->id()).status().code(),
+            absl::StatusCode::kDataLoss);
+  std::string tampered = *raw;
+  tampered[tampered.size() / 2] ^= 1;
+  ASSERT_TRUE(rpc::WriteFile(path, tampered, 0600).ok());
+  EXPECT_EQ(pipeline.ReadPackage(image->id()).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+// Component ids with ESC, NUL, "../" or 1 MB reached the operator's terminal.
+TEST_F(ImagePipelineTest, Attack_ComponentIdWithControlCharactersIsRefused) {
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
+  for (const std::string id :
+       {std::string("dw\x1b[2J"), std::string("dw\0x", 4),
+        std::string("../../x"), std::string(1 << 20, 'a')}) {
+    auto image = pipeline.Process(
+        "tenant-1",
+        TenantApp(mcu::AppComponentName(id), id).SerializeAsString());
+    ASSERT_FALSE(image.ok());
+    EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(image.status().message(), HasSubstr("component"));
+    EXPECT_EQ(std::string(image.status().message()).find('\x1b'),
+              std::string::npos);
+    EXPECT_LT(image.status().message().size(), 300u);
+  }
+  EXPECT_TRUE(Files(dir_).empty());
+}
+
+TEST_F(ImagePipelineTest, Fault_OversizedPackageIsRefusedBeforeParsing) {
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
+  auto image = pipeline.Process(
+      "tenant-1", std::string(limits::kMaxImagePackageBytes + 1, 'x'));
+  ASSERT_FALSE(image.ok());
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(image.status().message(), HasSubstr("the limit is"));
+  EXPECT_TRUE(Files(dir_).empty());
+}
+
+TEST_F(ImagePipelineTest, Fault_NoPackageKeyStoresNothing) {
+  ImagePipeline pipeline(signing_key_, dir_);
+  auto image = pipeline.Process(
+      "tenant-1",
+      TenantApp(mcu::AppComponentName("dw100-app")).SerializeAsString());
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Files(dir_).empty());
 }
 

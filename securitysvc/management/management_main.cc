@@ -133,9 +133,12 @@ absl::Status Run() {
   absl::StatusOr<crypto::EcPrivateKey> signing_key =
       crypto::EcPrivateKey::FromPem(*signing_pem);
   if (!signing_key.ok()) return signing_key.status();
-  if (auto s = rpc::MakeDirs(dir + "/images/catalog", 0700); !s.ok()) return s;
-  auto pipeline = std::make_shared<ImagePipeline>(*signing_key,
-                                                  dir + "/images/catalog");
+  if (auto s = rpc::MakeDirs(dir + "/images/catalog", 0700); !s.ok()) {
+    return s;
+  }
+  // Stored packages are sealed under a key derived from the master key.
+  auto pipeline = std::make_shared<ImagePipeline>(
+      *signing_key, dir + "/images/catalog", PackageKeyFromMasterKey(*master));
   service_options.verify_image_package =
       [pipeline](absl::string_view tenant_id, absl::string_view package) {
         return pipeline->Process(tenant_id, package);

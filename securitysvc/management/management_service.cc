@@ -299,6 +299,11 @@ grpc::ServerUnaryReactor* ManagementService::UploadImage(
       if (!t.ok()) return t.status();
       tenant_id = t->id();
     }
+    // Size cap and tenant quota before the package is verified or stored.
+    if (auto s = catalog_->CheckImageQuota(c, tenant_id, req->package().size());
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<v1::Image> image =
         options_.verify_image_package(tenant_id, req->package());
     if (!image.ok()) return image.status();
