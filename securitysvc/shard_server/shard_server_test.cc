@@ -3,6 +3,7 @@
 // plug-in. Devices (mcu-model) attest through a gateway credential and
 // through their own manufacturing credential.
 #include "securitysvc/shard_server/shard_server.h"
+#include "securitysvc/shard_server/test_platform.h"
 
 #include <gtest/gtest.h>
 
@@ -18,9 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
-#include "common/store/memory_store.h"
 #include "mcu-model/device.h"
-#include "mcu-model/image.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/catalog/catalog_view.h"
@@ -29,153 +28,47 @@ namespace sphere::shard {
 namespace {
 
 constexpr char kTenant[] = "tenant-contoso";
-constexpr char kGroup[] = "group-production";
 constexpr int kDevices = 8;
 constexpr double kChallengeBurst = 5;
 
-void Check(const absl::Status& s) { ASSERT_TRUE(s.ok()) << s; }
-
-// Platform: PKI, a catalog with one tenant, its OS release and claimed
-// devices, and one in-process shard serving them. Shared by the tests; each
+// Platform: one in-process shard and its devices, shared by the tests; each
 // test uses its own devices.
 struct Platform {
-  Platform() : clock(absl::Now()) {}
-
   void Build() {
-    const absl::Time now = absl::Now();
-    root_key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = "Test Root";
-    spec.subject_public_key = root_key.PublicKey();
-    spec.not_before = now - absl::Hours(1);
-    spec.not_after = now + absl::Hours(24 * 30);
-    spec.usage = crypto::KeyUsage::kCa;
-    root_pem = *crypto::IssueCertificate(spec, root_key, "");
-    crypto::EcPrivateKey tenant_ca_key = crypto::EcPrivateKey::Generate();
-    spec.common_name = "Contoso CA";
-    spec.subject_public_key = tenant_ca_key.PublicKey();
-    std::string tenant_ca_pem = *crypto::IssueCertificate(spec, root_key, root_pem);
-
-    const std::string master = crypto::RandomBytes(32);
-    catalog = std::make_unique<catalog::InMemoryCatalog>(master);
-    v1::Tenant t;
-    t.set_id(kTenant);
-    t.set_name("Contoso");
-    t.set_ca_certificate_pem(tenant_ca_pem);
-    t.set_wrapped_ca_key(*catalog::InMemoryCatalog::WrapKey(
-        master, catalog::TenantCaWrapLabel(kTenant), tenant_ca_key.scalar()));
-    Check(catalog->PutTenant(t));
-    v1::DeviceGroup g;
-    g.set_id(kGroup);
-    g.set_tenant_id(kTenant);
-    g.set_os_feed(v1::RETAIL);
-    catalog->PutGroup(g);
-    crypto::EcPrivateKey signing = crypto::EcPrivateKey::Generate();
-    auto images = *mcu::BuildFactoryImages(signing, 1);
-    v1::OsRelease rel;
-    rel.set_feed(v1::RETAIL);
-    for (const auto& pkg : images) {
-      auto v = *mcu::VerifyImage(pkg, signing.PublicKey());
-      v1::Image img;
-      img.set_id(crypto::HexEncode(crypto::Sha256(pkg.header())));
-      img.set_component(v.header.component());
-      img.set_version(v.header.version());
-      img.set_kind(v.header.kind());
-      img.set_image_hash(v.image_hash);
-      catalog->PutImage(img);
-      rel.add_image_ids(img.id());
-    }
-    catalog->PutOsRelease(rel);
+    TestPlatform::Options o;
+    o.attestation.challenge_rate.burst = kChallengeBurst;
+    o.attestation.challenge_rate.per_second = 1;
+    o.revision_gate.max_wait = absl::Seconds(60);
+    absl::Status s = platform.Start(o);
+    ASSERT_TRUE(s.ok()) << s;
     for (int i = 0; i < kDevices; ++i) {
-      mcu::Device::Options opts;
-      opts.seed = absl::StrCat("shard-server-test-device-", i);
-      auto d = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
-                                        signing.PublicKey(), std::move(opts));
-      Check(d.status());
-      Check((*d)->InstallFactoryImages(images));
-      Check((*d)->Boot());
-      v1::Device rec;
-      rec.set_id((*d)->device_id());
-      rec.set_public_key((*d)->public_key());
-      rec.set_tenant_id(kTenant);
-      rec.set_device_group_id(kGroup);
-      rec.set_state(v1::CLAIMED);
-      catalog->PutDevice(rec);
+      auto d = platform.NewDevice(absl::StrCat("shard-server-test-device-", i));
+      ASSERT_TRUE(d.ok()) << d.status();
       devices.push_back(*std::move(d));
     }
-    // Revision 1: the catalog as a follower would have it.
-    v1::WatchEvent ev;
-    ev.set_revision(1);
-    *ev.mutable_device_group() = g;
-    Check(catalog->Apply(ev));
-
-    server_tls = Issue("localhost", crypto::KeyUsage::kServerAuth, {});
-    crypto::DeviceClaims gw;
-    gw.scope = "gateway";
-    gateway_tls = Issue("gateway", crypto::KeyUsage::kClientAuth, gw);
-
-    ShardServerOptions o;
-    o.shard_id = "shard-test";
-    o.server_tls = server_tls;
-    o.session_token_key = crypto::RandomBytes(32);
-    o.catalog = catalog.get();
-    o.clock = &clock;
-    o.revision_gate.max_wait = absl::Seconds(60);
-    o.open_store = [](const std::vector<std::string>& cfs)
-        -> absl::StatusOr<std::unique_ptr<store::Store>> {
-      auto s = store::MemoryStore::Create(cfs);
-      if (!s.ok()) return s.status();
-      return std::unique_ptr<store::Store>(std::move(*s));
-    };
-    attestation::AttestationPlugin::Options aopts;
-    aopts.challenge_rate.burst = kChallengeBurst;
-    aopts.challenge_rate.per_second = 1;
-    auto plugin = std::make_unique<attestation::AttestationPlugin>(aopts);
-    attestation = plugin.get();
-    std::vector<std::unique_ptr<ShardPlugin>> plugins;
-    plugins.push_back(std::move(plugin));
-    server = std::make_unique<ShardServer>(std::move(o), std::move(plugins));
-    Check(server->Start());
+    server = &platform.server();
+    catalog = &platform.catalog();
+    attestation = &platform.attestation();
+    gateway_tls = platform.gateway_tls();
   }
-
-  // Issue: a TLS credential signed by the root.
   rpc::TlsFiles Issue(const std::string& cn, crypto::KeyUsage usage,
                       const crypto::DeviceClaims& claims) {
-    crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = cn;
-    spec.subject_public_key = key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(24);
-    spec.usage = usage;
-    if (usage == crypto::KeyUsage::kServerAuth) {
-      spec.dns_sans = {"localhost"};
-      spec.ip_sans = {"127.0.0.1"};
-    }
-    spec.claims = claims;
-    return {*crypto::IssueCertificate(spec, root_key, root_pem), key.ToPem(),
-            root_pem};
+    return platform.Issue(cn, usage, claims);
   }
-  // ManufacturingTls: the device's own manufacturing identity.
   rpc::TlsFiles ManufacturingTls(const mcu::Device& d) {
-    crypto::DeviceClaims c;
-    c.device_id = d.device_id();
-    c.scope = "manufacturing";
-    return Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+    return platform.ManufacturingTls(d);
   }
   std::unique_ptr<v1::AttestationService::Stub> Stub(const rpc::TlsFiles& tls) {
-    return v1::AttestationService::NewStub(
-        rpc::NewChannel(server->address(), tls));
+    return platform.Stub(tls);
   }
 
-  FakeClock clock;
-  crypto::EcPrivateKey root_key;
-  std::string root_pem;
-  rpc::TlsFiles server_tls, gateway_tls;
-  std::unique_ptr<catalog::InMemoryCatalog> catalog;
+  TestPlatform platform;
   std::vector<std::unique_ptr<mcu::Device>> devices;
+  ShardServer* server = nullptr;
+  catalog::InMemoryCatalog* catalog = nullptr;
   attestation::AttestationPlugin* attestation = nullptr;
-  std::unique_ptr<ShardServer> server;
+  rpc::TlsFiles gateway_tls;
+  FakeClock& clock = platform.clock();
 };
 
 Platform* g_platform = nullptr;
@@ -187,7 +80,6 @@ class ShardServerTest : public ::testing::Test {
     g_platform->Build();
   }
   static void TearDownTestSuite() {
-    g_platform->server->Shutdown(absl::Seconds(5));
     delete g_platform;
     g_platform = nullptr;
   }
@@ -387,7 +279,7 @@ TEST_F(ShardServerTest, WaitingChallengesDoNotStallOtherDevices) {
   // The catalog catches up: the waiting calls get their nonces.
   v1::WatchEvent ev;
   ev.set_revision(next);
-  ev.mutable_device_group()->set_id(kGroup);
+  ev.mutable_device_group()->set_id(TestPlatform::kGroup);
   ev.mutable_device_group()->set_tenant_id(kTenant);
   ev.mutable_device_group()->set_os_feed(v1::RETAIL);
   ASSERT_TRUE(p().catalog->Apply(ev).ok());
