@@ -57,6 +57,7 @@ class TestPlatform {
   ShardServer& server() { return *server_; }
   attestation::AttestationPlugin& attestation() { return *attestation_; }
   const rpc::TlsFiles& gateway_tls() const { return gateway_tls_; }
+  const rpc::TlsFiles& server_tls() const { return server_tls_; }
 
  private:
   FakeClock clock_;
