@@ -76,8 +76,7 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
   attested_devices_ = n;
 }
 
-absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
-    absl::string_view device_id) {
+absl::Status Attestor::MayChallenge(absl::string_view device_id) const {
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (!catalog_->synced()) return NotSynced();
   auto device = catalog_->GetDevice(device_id);
@@ -89,6 +88,12 @@ absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
                      "certificates ('spherectl device show' gives the "
                      "reason)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
+    absl::string_view device_id) {
+  if (auto s = MayChallenge(device_id); !s.ok()) return s;
   auto c = nonces_->Issue(device_id);
   if (!c.ok()) return c.status();
   v1::GetChallengeResponse resp;
@@ -275,7 +280,8 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   spec.claims.tenant_id = device->tenant_id();
   spec.claims.product_id = device->product_id();
   spec.claims.device_group_id = device->device_group_id();
-  spec.claims.scope = update_only ? "update-only" : "full";
+  spec.claims.scope = std::string(auth::ScopeName(
+      update_only ? auth::Scope::kUpdateOnly : auth::Scope::kFull));
   spec.claims.epoch = absl::StrCat(device->ownership_epoch());
   // The tenant's issuer was built when the catalog applied the tenant (CA
   // certificate parsed, signing key ready); it reports the serial it chose.
@@ -295,7 +301,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   ctx.tenant_id = device->tenant_id();
   ctx.product_id = device->product_id();
   ctx.device_group_id = device->device_group_id();
-  ctx.scope = spec.claims.scope;
+  ctx.scope = update_only ? auth::Scope::kUpdateOnly : auth::Scope::kFull;
   ctx.certificate_serial = leaf->serial_hex;
   ctx.ownership_epoch = device->ownership_epoch();
   ctx.not_after = spec.not_after;

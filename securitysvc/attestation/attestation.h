@@ -39,7 +39,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/mutex.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "protos/attestation.pb.h"
@@ -95,6 +94,9 @@ class Attestor {
            NonceStore* nonces, const auth::SessionTokens* tokens, Clock* clock,
            Options options);
 
+  // MayChallenge: the checks GetChallenge makes before issuing a nonce
+  // (valid id, known device, not revoked), so a caller can refuse early.
+  absl::Status MayChallenge(absl::string_view device_id) const;
   absl::StatusOr<v1::GetChallengeResponse> GetChallenge(
       absl::string_view device_id);
   absl::StatusOr<v1::AttestResponse> Attest(const v1::AttestRequest& request);

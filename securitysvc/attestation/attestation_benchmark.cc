@@ -25,7 +25,9 @@
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/auth/device_context.h"
+#include "securitysvc/shard_server/device_call.h"
 #include "securitysvc/catalog/catalog_view.h"
 
 namespace sphere::attestation {
@@ -254,8 +256,13 @@ struct RpcPlatform {
     std::string client_pem = *crypto::IssueCertificate(spec, root, root_pem);
 
     router = std::make_unique<sharding::ShardRouter>("bench-shard");
-    service =
-        std::make_unique<AttestationServiceImpl>(p.attestor.get(), router.get());
+    authenticator = std::make_unique<auth::DeviceAuthenticator>(
+        p.tokens.get(), p.catalog.get(), Clock::Real());
+    device_calls = std::make_unique<shard::DeviceCallHandler>(
+        authenticator.get(), router.get());
+    service = std::make_unique<AttestationServiceImpl>(
+        p.attestor.get(), device_calls.get(), p.catalog.get(),
+        /*revision_gate=*/nullptr, /*challenge_limiter=*/nullptr);
     rpc::ServerOptions o;
     o.address = "127.0.0.1:0";
     o.tls = {server_pem, server_key.ToPem(), root_pem};
@@ -268,6 +275,8 @@ struct RpcPlatform {
     generic = std::make_unique<grpc::GenericStub>(channel);
   }
   std::unique_ptr<sharding::ShardRouter> router;
+  std::unique_ptr<auth::DeviceAuthenticator> authenticator;
+  std::unique_ptr<shard::DeviceCallHandler> device_calls;
   std::unique_ptr<AttestationServiceImpl> service;
   std::unique_ptr<rpc::ServerRunner> runner;
   std::shared_ptr<grpc::Channel> channel;

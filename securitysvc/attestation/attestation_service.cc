@@ -1,28 +1,28 @@
 #include "securitysvc/attestation/attestation_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "common/rpc/rpc.h"
-#include "common/util/metrics.h"
-#include "securitysvc/auth/device_context.h"
 
 namespace sphere::attestation {
 namespace {
 
-metrics::HistogramMetric* Latency(absl::string_view rpc) {
-  static auto* challenge = metrics::Histogram(
-      "sphere_get_challenge_seconds", "GetChallenge handler latency");
-  static auto* attest =
-      metrics::Histogram("sphere_attest_seconds", "Attest handler latency");
-  return rpc == "attest" ? attest : challenge;
+const shard::DeviceMethod& GetChallengeMethod() {
+  static const auto* m = new shard::DeviceMethod(
+      "get_challenge", shard::DeviceAccess::kAttest,
+      "sphere_get_challenge_seconds");
+  return *m;
 }
 
-// CheckCaller: only the device itself or a gateway may attest for a device.
-grpc::Status CheckCaller(const grpc::CallbackServerContext& context,
-                         absl::string_view device_id) {
-  auto peer = rpc::PeerFromContext(context);
-  if (!peer.ok()) return rpc::ToGrpcStatus(peer.status());
-  return rpc::ToGrpcStatus(auth::MayAttestFor(peer->claims(), device_id));
+const shard::DeviceMethod& AttestMethod() {
+  static const auto* m = new shard::DeviceMethod(
+      "attest", shard::DeviceAccess::kAttest, "sphere_attest_seconds");
+  return *m;
+}
+
+metrics::CounterMetric* RateLimited() {
+  static auto* c = metrics::Counter(
+      "sphere_challenge_rate_limited_total",
+      "GetChallenge calls refused by the per-device challenge rate limit");
+  return c;
 }
 
 }  // namespace
@@ -31,53 +31,70 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
     grpc::CallbackServerContext* context,
     const v1::GetChallengeRequest* request,
     v1::GetChallengeResponse* response) {
-  absl::Time start = absl::Now();
-  auto* reactor = context->DefaultReactor();
-  grpc::Status st = CheckCaller(*context, request->device_id());
-  if (st.ok()) st = router_->CheckOwnership(context, request->device_id());
-  if (st.ok() && request->min_catalog_revision() > 0) {
-    absl::Duration budget = absl::Seconds(5);
-    auto left = absl::FromChrono(context->deadline()) - absl::Now();
-    if (left < budget) budget = left;
-    if (!wait_for_revision_ ||
-        !wait_for_revision_(request->min_catalog_revision(), budget)) {
-      st = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        absl::StrCat("shard catalog has not reached revision ",
-                                     request->min_catalog_revision(),
-                                     " yet; retry"));
-    }
-  }
-  if (st.ok()) {
-    auto r = attestor_->GetChallenge(request->device_id());
-    if (r.ok()) {
-      *response = std::move(*r);
-    } else {
-      st = rpc::ToGrpcStatus(r.status());
-    }
-  }
-  Latency("challenge")->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  reactor->Finish(st);
-  return reactor;
+  return device_calls_->UnaryAsync(
+      context, GetChallengeMethod(), request->device_id(),
+      [this, request, response](const shard::DeviceCall& call,
+                                shard::DeviceCallHandler::Finish finish) {
+        // Revocation (and existence) first: cheap, and never waits.
+        if (auto s = attestor_->MayChallenge(call.device_id); !s.ok()) {
+          finish(s);
+          return;
+        }
+        if (challenge_limiter_ != nullptr &&
+            !challenge_limiter_->Allow(call.device_id)) {
+          RateLimited()->Increment();
+          finish(absl::ResourceExhaustedError(absl::StrCat(
+              "device ", call.device_id,
+              " asked for challenges faster than its limit; retry in ",
+              absl::FormatDuration(absl::Ceil(
+                  challenge_limiter_->RetryAfter(call.device_id),
+                  absl::Milliseconds(100))))));
+          return;
+        }
+        auto issue = [this, response, id = call.device_id,
+                      finish](const absl::Status& ready) {
+          if (!ready.ok()) {
+            finish(ready);
+            return;
+          }
+          auto r = attestor_->GetChallenge(id);
+          if (r.ok()) *response = *std::move(r);
+          finish(r.status());
+        };
+        const int64_t wanted = request->min_catalog_revision();
+        if (wanted <= 0 || wanted <= catalog_->revision()) {
+          issue(absl::OkStatus());
+        } else if (revision_gate_ == nullptr) {
+          issue(absl::UnavailableError(
+              absl::StrCat("catalog at revision ", catalog_->revision(),
+                           ", requested ", wanted, "; retry")));
+        } else {
+          revision_gate_->WhenReached(wanted, call.deadline, call.device_id,
+                                      std::move(issue));
+        }
+      });
 }
 
 grpc::ServerUnaryReactor* AttestationServiceImpl::Attest(
     grpc::CallbackServerContext* context, const v1::AttestRequest* request,
     v1::AttestResponse* response) {
-  absl::Time start = absl::Now();
-  auto* reactor = context->DefaultReactor();
-  grpc::Status st = CheckCaller(*context, request->device_id());
-  if (st.ok()) st = router_->CheckOwnership(context, request->device_id());
-  if (st.ok()) {
-    auto r = attestor_->Attest(*request);
-    if (r.ok()) {
-      *response = std::move(*r);
-    } else {
-      st = rpc::ToGrpcStatus(r.status());
-    }
-  }
-  Latency("attest")->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  reactor->Finish(st);
-  return reactor;
+  return device_calls_->Unary(
+      context, AttestMethod(), request->device_id(),
+      [&](const shard::DeviceCall& call) -> absl::Status {
+        absl::StatusOr<v1::AttestResponse> r;
+        if (request->device_id().empty()) {
+          // The credential named the device; the core reads it from the
+          // request.
+          v1::AttestRequest named = *request;
+          named.set_device_id(call.device_id);
+          r = attestor_->Attest(named);
+        } else {
+          r = attestor_->Attest(*request);
+        }
+        if (!r.ok()) return r.status();
+        *response = *std::move(r);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace sphere::attestation

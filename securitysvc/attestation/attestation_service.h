@@ -1,28 +1,46 @@
-// AttestationServiceImpl: the thin gRPC adapter over Attestor. It checks
-// shard ownership (redirecting otherwise), calls the core and maps
-// absl::Status to gRPC status. Callback API; no per-call threads.
+// AttestationServiceImpl: the thin gRPC adapter over Attestor. Every call
+// goes through the shard's DeviceCallHandler (caller identity from the
+// credential, device id check, redirect to the owning shard, error mapping,
+// metrics); this file only adds what is particular to attestation.
+//
+// GetChallenge never blocks a callback thread (issue 8 hole 4). In order:
+//   1. the device helper (authentication, owner);
+//   2. revocation and existence (Attestor::MayChallenge), answered at once;
+//   3. the per-device challenge rate (RESOURCE_EXHAUSTED when exceeded);
+//   4. min_catalog_revision through the shard's RevisionGate: answered at
+//      once when reached or far ahead (UNAVAILABLE "catalog at revision R,
+//      requested M; retry"), otherwise parked off the callback thread within
+//      bounds and answered when the catalog catches up or the wait ends;
+//   5. the nonce.
+//
+// Callback API; no per-call threads. Thread-safe.
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 
-#include <functional>
-
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
-#include "securitysvc/sharding/router.h"
+#include "securitysvc/auth/rate_limiter.h"
+#include "securitysvc/shard_server/device_call.h"
+#include "securitysvc/shard_server/revision_gate.h"
 
 namespace sphere::attestation {
 
 class AttestationServiceImpl final
     : public v1::AttestationService::CallbackService {
  public:
-  // WaitForRevision blocks until the shard's catalog reached a revision or
-  // the timeout passed; returns whether it did.
-  using WaitForRevision = std::function<bool(int64_t, absl::Duration)>;
-  AttestationServiceImpl(Attestor* attestor, const sharding::ShardRouter* router,
-                         WaitForRevision wait_for_revision = nullptr)
+  // All pointers must outlive the service. `revision_gate` may be null
+  // (then any min_catalog_revision ahead of the catalog is refused at
+  // once); `challenge_limiter` may be null (no per-device limit).
+  AttestationServiceImpl(Attestor* attestor,
+                         const shard::DeviceCallHandler* device_calls,
+                         const catalog::CatalogView* catalog,
+                         shard::RevisionGate* revision_gate,
+                         auth::KeyedRateLimiter* challenge_limiter)
       : attestor_(attestor),
-        router_(router),
-        wait_for_revision_(std::move(wait_for_revision)) {}
+        device_calls_(device_calls),
+        catalog_(catalog),
+        revision_gate_(revision_gate),
+        challenge_limiter_(challenge_limiter) {}
 
   grpc::ServerUnaryReactor* GetChallenge(
       grpc::CallbackServerContext* context,
@@ -34,8 +52,10 @@ class AttestationServiceImpl final
 
  private:
   Attestor* const attestor_;
-  const sharding::ShardRouter* const router_;
-  const WaitForRevision wait_for_revision_;
+  const shard::DeviceCallHandler* const device_calls_;
+  const catalog::CatalogView* const catalog_;
+  shard::RevisionGate* const revision_gate_;
+  auth::KeyedRateLimiter* const challenge_limiter_;
 };
 
 }  // namespace sphere::attestation

@@ -383,7 +383,7 @@ TEST_F(AttestationTest, UpToDateDeviceGetsFullCertificateAndToken) {
   EXPECT_EQ(from_token->tenant_id, from_cert->tenant_id);
   EXPECT_EQ(from_token->product_id, from_cert->product_id);
   EXPECT_EQ(from_token->device_group_id, from_cert->device_group_id);
-  EXPECT_EQ(from_token->scope, "full");
+  EXPECT_EQ(from_token->scope, auth::Scope::kFull);
   EXPECT_EQ(from_token->certificate_serial, from_cert->certificate_serial);
   EXPECT_EQ(from_token->not_after, from_cert->not_after);
   EXPECT_TRUE(auth::RequireFullScope(*from_cert).ok());

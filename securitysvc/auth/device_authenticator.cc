@@ -33,7 +33,7 @@ absl::StatusOr<DeviceContext> DeviceAuthenticator::Authenticate(
         "no client certificate: connect with a device or gateway certificate");
   }
   absl::StatusOr<DeviceContext> ctx;
-  if (peer->claims.scope == "gateway") {
+  if (ParseScope(peer->claims.scope) == Scope::kGateway) {
     if (session_token.empty()) {
       return absl::UnauthenticatedError(absl::StrCat(
           "gateway calls must carry the device's session token in '",

@@ -41,7 +41,7 @@ class DeviceAuthenticatorTest : public ::testing::Test {
     DeviceContext ctx;
     ctx.device_id = kDevice;
     ctx.tenant_id = tenant;
-    ctx.scope = "full";
+    ctx.scope = Scope::kFull;
     ctx.certificate_serial = "01";
     ctx.not_after = clock_.Now() + absl::Hours(24);
     return ctx;

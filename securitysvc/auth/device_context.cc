@@ -14,10 +14,18 @@ absl::StatusOr<DeviceContext> FromCertificate(
         "certificate carries no Sphere device claims: attest to obtain a "
         "device certificate");
   }
-  if (c.scope.empty()) {
+  const Scope scope = ParseScope(c.scope);
+  if (scope == Scope::kNone) {
     return absl::UnauthenticatedError(
         "device certificate carries no scope claim: attest to obtain a "
         "current device certificate");
+  }
+  if (scope != Scope::kFull && scope != Scope::kUpdateOnly) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "certificate scope '",
+        scope == Scope::kUnknown ? "unknown" : ScopeName(scope),
+        "' is not a device certificate scope (full or update-only): attest "
+        "to obtain a device certificate"));
   }
   if (now > cert.not_after) {
     return absl::UnauthenticatedError(
@@ -28,7 +36,7 @@ absl::StatusOr<DeviceContext> FromCertificate(
   ctx.tenant_id = c.tenant_id;
   ctx.product_id = c.product_id;
   ctx.device_group_id = c.device_group_id;
-  ctx.scope = c.scope;
+  ctx.scope = scope;
   ctx.certificate_serial = cert.serial_hex;
   ctx.not_after = cert.not_after;
   if (!c.epoch.empty() && !absl::SimpleAtoi(c.epoch, &ctx.ownership_epoch)) {
@@ -40,10 +48,9 @@ absl::StatusOr<DeviceContext> FromCertificate(
 
 absl::Status MayAttestFor(const crypto::DeviceClaims& caller,
                           absl::string_view device_id) {
-  if (caller.scope == "gateway") return absl::OkStatus();
-  const bool device_scope = caller.scope == "manufacturing" ||
-                            caller.scope == "full" ||
-                            caller.scope == "update-only";
+  const Scope scope = ParseScope(caller.scope);
+  if (scope == Scope::kGateway) return absl::OkStatus();
+  const bool device_scope = IsDeviceScope(scope);
   if (device_scope && caller.device_id == device_id) return absl::OkStatus();
   if (device_scope) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -57,7 +64,7 @@ absl::Status MayAttestFor(const crypto::DeviceClaims& caller,
 }
 
 absl::Status RequireFullScope(const DeviceContext& ctx) {
-  if (ctx.scope == "full") return absl::OkStatus();
+  if (ctx.scope == Scope::kFull) return absl::OkStatus();
   if (ctx.update_only()) {
     return absl::PermissionDeniedError(absl::StrCat(
         "device ", ctx.device_id,
@@ -65,7 +72,7 @@ absl::Status RequireFullScope(const DeviceContext& ctx) {
         "only the update service until it updates and attests again"));
   }
   return absl::PermissionDeniedError(
-      absl::StrCat("device ", ctx.device_id, " certificate scope '", ctx.scope,
+      absl::StrCat("device ", ctx.device_id, " certificate scope '", ScopeName(ctx.scope),
                    "' does not grant access"));
 }
 
@@ -74,7 +81,7 @@ absl::Status RequireFullScope(const DeviceContext& ctx) {
 std::string SessionTokens::Issue(const DeviceContext& ctx) const {
   std::string body = absl::StrCat(
       "v2|", ctx.device_id, "|", ctx.tenant_id, "|", ctx.product_id, "|",
-      ctx.device_group_id, "|", ctx.scope, "|", ctx.certificate_serial, "|",
+      ctx.device_group_id, "|", ScopeName(ctx.scope), "|", ctx.certificate_serial, "|",
       ctx.ownership_epoch, "|", absl::ToUnixSeconds(ctx.not_after));
   return absl::StrCat(body, "|",
                       crypto::HexEncode(crypto::HmacSha256(key_, body)));
@@ -105,7 +112,11 @@ absl::StatusOr<DeviceContext> SessionTokens::Verify(absl::string_view token,
   ctx.tenant_id = f[2];
   ctx.product_id = f[3];
   ctx.device_group_id = f[4];
-  ctx.scope = f[5];
+  ctx.scope = ParseScope(f[5]);
+  if (ctx.scope != Scope::kFull && ctx.scope != Scope::kUpdateOnly) {
+    return absl::UnauthenticatedError(
+        "session token carries no device scope (full or update-only)");
+  }
   ctx.certificate_serial = f[6];
   ctx.ownership_epoch = epoch;
   ctx.not_after = absl::FromUnixSeconds(expiry);

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
+#include "securitysvc/auth/scope.h"
 
 namespace sphere::auth {
 
@@ -23,13 +24,13 @@ struct DeviceContext {
   std::string tenant_id;
   std::string product_id;
   std::string device_group_id;
-  std::string scope;  // "full" or "update-only"
+  Scope scope = Scope::kNone;  // kFull or kUpdateOnly
   std::string certificate_serial;
   absl::Time not_after;
   // The device's ownership epoch when the credential was issued; credentials
   // from an earlier epoch (before a transfer) are void.
   uint32_t ownership_epoch = 0;
-  bool update_only() const { return scope == "update-only"; }
+  bool update_only() const { return scope == Scope::kUpdateOnly; }
 };
 
 // FromCertificate builds the context from a verified device certificate.

@@ -1,0 +1,54 @@
+// AttestationPlugin: attestation as a shard plug-in. It brings the
+// attestation column families and the AttestationService; with management
+// present it also sends automatic revocations there (RevocationQueue, off
+// the attestation path).
+//
+// Example:
+//   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(
+//       attestation::AttestationPlugin::Options{}));
+#ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_PLUGIN_H_
+#define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_PLUGIN_H_
+
+#include <memory>
+
+#include "securitysvc/attestation/attestation.h"
+#include "securitysvc/attestation/attestation_service.h"
+#include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/attestation/revocation_queue.h"
+#include "securitysvc/auth/rate_limiter.h"
+#include "securitysvc/shard_server/shard_plugin.h"
+
+namespace sphere::attestation {
+
+class AttestationPlugin final : public shard::ShardPlugin {
+ public:
+  struct Options {
+    Attestor::Options attestor;  // revocation_sink is set by the plug-in
+    // Per-device GetChallenge budget: `challenge_burst` at once, then
+    // `challenge_per_second`.
+    auth::KeyedRateLimiter::Options challenge_rate;
+  };
+  AttestationPlugin() : AttestationPlugin(Options()) {}
+  explicit AttestationPlugin(Options options) : options_(options) {}
+
+  std::string name() const override { return "attestation"; }
+  std::vector<std::string> ColumnFamilies() const override;
+  absl::Status Init(shard::ShardContext& context) override;
+  std::vector<grpc::Service*> Services() override;
+  uint64_t DeviceCount() const override;
+  void Stop() override;
+
+  Attestor* attestor() { return attestor_.get(); }
+
+ private:
+  Options options_;
+  std::unique_ptr<RevocationQueue> revocations_;
+  std::unique_ptr<NonceStore> nonces_;
+  std::unique_ptr<auth::KeyedRateLimiter> challenge_limiter_;
+  std::unique_ptr<Attestor> attestor_;
+  std::unique_ptr<AttestationServiceImpl> service_;
+};
+
+}  // namespace sphere::attestation
+
+#endif  // SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_PLUGIN_H_

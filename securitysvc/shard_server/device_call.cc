@@ -1,0 +1,167 @@
+#include "securitysvc/shard_server/device_call.h"
+
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+
+namespace sphere::shard {
+namespace {
+
+metrics::CounterMetric* CallCounter() {
+  static auto* c = metrics::Counter(
+      "sphere_device_calls_total",
+      "Device-facing calls by method and gRPC status code");
+  return c;
+}
+
+bool IsHexDeviceId(absl::string_view id) {
+  if (id.size() != 64) return false;
+  for (char c : id) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+absl::Status CheckRequestedId(absl::string_view requested,
+                              absl::string_view authenticated) {
+  if (requested.empty() || requested == authenticated) return absl::OkStatus();
+  if (!IsHexDeviceId(requested)) {
+    return absl::InvalidArgumentError(
+        "device_id must be 64 lowercase hex characters (the hex SHA-256 of "
+        "the device public key), or empty to use the credential's device");
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "device ", authenticated, " may not act for device ", requested,
+      ": a device acts only for itself (leave device_id empty or set it to "
+      "the credential's device)"));
+}
+
+}  // namespace
+
+DeviceMethod::DeviceMethod(std::string name, DeviceAccess access,
+                           absl::string_view latency_metric)
+    : name(std::move(name)),
+      access(access),
+      latency(metrics::Histogram(
+          latency_metric, absl::StrCat(this->name, " handler latency"))) {}
+
+absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
+    const grpc::ServerContextBase& context, DeviceAccess access,
+    absl::string_view request_device_id) const {
+  if (request_device_id.size() > kMaxDeviceIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device_id is ", request_device_id.size(), " bytes; at most ",
+        kMaxDeviceIdBytes, " (64 hex characters)"));
+  }
+  DeviceCall call;
+  call.deadline = absl::FromChrono(context.deadline());
+  if (access == DeviceAccess::kAttest) {
+    auto peer = rpc::PeerFromContext(context);
+    if (!peer.ok()) return peer.status();
+    call.caller_scope = auth::ParseScope(peer->claims().scope);
+    if (call.caller_scope == auth::Scope::kGateway) {
+      // The gateway speaks for many devices; the quote is the proof.
+      if (!IsHexDeviceId(request_device_id)) {
+        return absl::InvalidArgumentError(
+            "a gateway must name the device: device_id must be 64 lowercase "
+            "hex characters");
+      }
+      call.device_id = std::string(request_device_id);
+      return call;
+    }
+    if (!auth::IsDeviceScope(call.caller_scope) ||
+        peer->claims().device_id.empty()) {
+      // Operators, shards, unknown scopes.
+      return auth::MayAttestFor(peer->claims(), request_device_id);
+    }
+    call.device_id = peer->claims().device_id;
+    if (!request_device_id.empty() && request_device_id != call.device_id) {
+      if (!IsHexDeviceId(request_device_id)) {
+        return CheckRequestedId(request_device_id, call.device_id);
+      }
+      return auth::MayAttestFor(peer->claims(), request_device_id);
+    }
+    return call;
+  }
+  auto ctx = authenticator_->FromCall(context);
+  if (!ctx.ok()) return ctx.status();
+  if (auto s = CheckRequestedId(request_device_id, ctx->device_id); !s.ok()) {
+    return s;
+  }
+  if (access == DeviceAccess::kFullScope) {
+    if (auto s = auth::RequireFullScope(*ctx); !s.ok()) return s;
+  } else if (ctx->scope != auth::Scope::kFull &&
+             ctx->scope != auth::Scope::kUpdateOnly) {
+    return absl::PermissionDeniedError("not a device credential");
+  }
+  auto peer = rpc::PeerFromContext(context);
+  call.caller_scope =
+      peer.ok() ? auth::ParseScope(peer->claims().scope) : ctx->scope;
+  call.device_id = ctx->device_id;
+  call.context = *std::move(ctx);
+  return call;
+}
+
+grpc::ServerUnaryReactor* DeviceCallHandler::Unary(
+    grpc::CallbackServerContext* context, const DeviceMethod& method,
+    absl::string_view request_device_id,
+    const std::function<absl::Status(const DeviceCall&)>& fn) const {
+  return UnaryAsync(context, method, request_device_id,
+                    [&fn](const DeviceCall& call, Finish finish) {
+                      finish(fn(call));
+                    });
+}
+
+grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
+    grpc::CallbackServerContext* context, const DeviceMethod& method,
+    absl::string_view request_device_id,
+    const std::function<void(const DeviceCall&, Finish)>& fn) const {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const DeviceMethod* m = &method;
+  auto finish_grpc = [reactor, m, start](const grpc::Status& st) {
+    m->latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    CallCounter()->Increment(absl::StrCat(
+        "method=\"", m->name, "\",code=\"",
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(
+            st.error_code())),
+        "\""));
+    reactor->Finish(st);
+  };
+  absl::StatusOr<DeviceCall> call =
+      Identify(*context, method.access, request_device_id);
+  if (!call.ok()) {
+    const absl::Status& s = call.status();
+    if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
+      log::Warning("device call denied",
+                   {{"method", method.name},
+                    {"peer", context->peer()},
+                    {"error", std::string(s.message())}});
+    }
+    finish_grpc(rpc::ToGrpcStatus(s));
+    return reactor;
+  }
+  // Redirect: the trailers name the owner.
+  if (grpc::Status owner = router_->CheckOwnership(context, call->device_id);
+      !owner.ok()) {
+    finish_grpc(owner);
+    return reactor;
+  }
+  auto finish = [finish_grpc, m, device = call->device_id](
+                    const absl::Status& s) {
+    if (absl::IsInternal(s) || absl::IsDataLoss(s)) {
+      log::Error("device call failed", {{"method", m->name},
+                                        {"device", device},
+                                        {"error", s.ToString()}});
+    }
+    finish_grpc(rpc::ToGrpcStatus(s));
+  };
+  fn(*call, std::move(finish));
+  return reactor;
+}
+
+}  // namespace sphere::shard

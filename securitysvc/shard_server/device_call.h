@@ -1,0 +1,112 @@
+// DeviceCallHandler: the one place a device-facing handler's chores happen
+// (like management's Unary helper), so every service plugged into a shard
+// treats devices the same way (DESIGN.md §5, §9):
+//
+//   1. authenticate the caller from either path into one identity:
+//      - DeviceAccess::kAttest (GetChallenge, Attest): the device's own
+//        manufacturing or device certificate, or a gateway certificate (the
+//        quote signed by the device key is the per-device proof);
+//      - kDevice / kFullScope (every later service): a DeviceContext from
+//        auth::DeviceAuthenticator (device certificate over mTLS, or gateway
+//        certificate + session token in metadata), checked against the
+//        catalog (known, not revoked, current owner);
+//   2. take the device id from the credential; a device_id field in the
+//      request is optional and, when set, must equal it (a gateway call
+//      must name the device, as the gateway speaks for many);
+//   3. check the certificate scope the method needs (kFullScope refuses
+//      update-only certificates);
+//   4. route: a device owned by another shard gets FAILED_PRECONDITION with
+//      the redirect trailers (sharding::ShardRouter);
+//   5. run the method, map absl::Status to gRPC, log refusals, count calls by
+//      method and code, observe latency.
+//
+// Example (a unary handler of a plugged-in service):
+//   return calls_->Unary(ctx, kGetTargets, req->device_id(),
+//       [&](const DeviceCall& call) {
+//         return core_->Targets(*call.context, resp);
+//       });
+//
+// Thread-safe; never blocks (UnaryAsync lets a method finish later).
+#ifndef SPHERE_SECURITYSVC_SHARD_SERVER_DEVICE_CALL_H_
+#define SPHERE_SECURITYSVC_SHARD_SERVER_DEVICE_CALL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/util/metrics.h"
+#include "securitysvc/auth/device_authenticator.h"
+#include "securitysvc/auth/device_context.h"
+#include "securitysvc/auth/scope.h"
+#include "securitysvc/sharding/router.h"
+
+namespace sphere::shard {
+
+// DeviceAccess: which credentials a method accepts.
+enum class DeviceAccess {
+  kAttest,     // manufacturing/device certificate of the device, or gateway
+  kDevice,     // device credential, scope full or update-only
+  kFullScope,  // device credential, scope full only
+};
+
+// DeviceMethod describes one device-facing RPC. Define each once (static).
+struct DeviceMethod {
+  DeviceMethod(std::string name, DeviceAccess access,
+               absl::string_view latency_metric);
+  std::string name;  // metric label, e.g. "get_challenge"
+  DeviceAccess access;
+  metrics::HistogramMetric* latency;
+};
+
+// DeviceCall: the authenticated call, as a method body sees it.
+struct DeviceCall {
+  std::string device_id;            // from the credential, never the request
+  auth::Scope caller_scope;         // the TLS peer's scope (gateway or device)
+  std::optional<auth::DeviceContext> context;  // set for kDevice, kFullScope
+  absl::Time deadline;              // the call's deadline
+};
+
+// DeviceIdLimit: device ids are hex SHA-256 (64 characters); a request field
+// longer than this is refused before it is compared, logged or echoed.
+inline constexpr size_t kMaxDeviceIdBytes = 64;
+
+class DeviceCallHandler {
+ public:
+  // Finish ends a call started with UnaryAsync; call it exactly once.
+  using Finish = std::function<void(const absl::Status&)>;
+
+  // `authenticator` and `router` must outlive the handler.
+  DeviceCallHandler(const auth::DeviceAuthenticator* authenticator,
+                    const sharding::ShardRouter* router)
+      : authenticator_(authenticator), router_(router) {}
+
+  // Unary: steps 1-5, `fn`'s status finishes the call.
+  grpc::ServerUnaryReactor* Unary(
+      grpc::CallbackServerContext* context, const DeviceMethod& method,
+      absl::string_view request_device_id,
+      const std::function<absl::Status(const DeviceCall&)>& fn) const;
+
+  // UnaryAsync: the same, but `fn` finishes the call through `finish`, now
+  // or later from another thread (never blocking the callback thread).
+  grpc::ServerUnaryReactor* UnaryAsync(
+      grpc::CallbackServerContext* context, const DeviceMethod& method,
+      absl::string_view request_device_id,
+      const std::function<void(const DeviceCall&, Finish)>& fn) const;
+
+  // Identify: steps 1-3 only (exposed for tests and streaming handlers).
+  absl::StatusOr<DeviceCall> Identify(const grpc::ServerContextBase& context,
+                                      DeviceAccess access,
+                                      absl::string_view request_device_id) const;
+
+ private:
+  const auth::DeviceAuthenticator* const authenticator_;
+  const sharding::ShardRouter* const router_;
+};
+
+}  // namespace sphere::shard
+
+#endif  // SPHERE_SECURITYSVC_SHARD_SERVER_DEVICE_CALL_H_

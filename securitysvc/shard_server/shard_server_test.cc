@@ -1,0 +1,361 @@
+// A whole shard in-process: ShardServer over a memory store and an in-memory
+// catalog, serving on port 0 with mutual TLS, hosting the attestation
+// plug-in. Devices (mcu-model) attest through a gateway credential and
+// through their own manufacturing credential.
+#include "securitysvc/shard_server/shard_server.h"
+#include "securitysvc/shard_server/test_platform.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "mcu-model/device.h"
+#include "protos/attestation.grpc.pb.h"
+#include "securitysvc/attestation/attestation_plugin.h"
+#include "securitysvc/catalog/catalog_view.h"
+
+namespace sphere::shard {
+namespace {
+
+constexpr char kTenant[] = "tenant-contoso";
+constexpr int kDevices = 8;
+constexpr double kChallengeBurst = 5;
+
+// Platform: one in-process shard and its devices, shared by the tests; each
+// test uses its own devices.
+struct Platform {
+  void Build() {
+    TestPlatform::Options o;
+    o.attestation.challenge_rate.burst = kChallengeBurst;
+    o.attestation.challenge_rate.per_second = 1;
+    o.revision_gate.max_wait = absl::Seconds(60);
+    absl::Status s = platform.Start(o);
+    ASSERT_TRUE(s.ok()) << s;
+    for (int i = 0; i < kDevices; ++i) {
+      auto d = platform.NewDevice(absl::StrCat("shard-server-test-device-", i));
+      ASSERT_TRUE(d.ok()) << d.status();
+      devices.push_back(*std::move(d));
+    }
+    server = &platform.server();
+    catalog = &platform.catalog();
+    attestation = &platform.attestation();
+    gateway_tls = platform.gateway_tls();
+  }
+  rpc::TlsFiles Issue(const std::string& cn, crypto::KeyUsage usage,
+                      const crypto::DeviceClaims& claims) {
+    return platform.Issue(cn, usage, claims);
+  }
+  rpc::TlsFiles ManufacturingTls(const mcu::Device& d) {
+    return platform.ManufacturingTls(d);
+  }
+  std::unique_ptr<v1::AttestationService::Stub> Stub(const rpc::TlsFiles& tls) {
+    return platform.Stub(tls);
+  }
+
+  TestPlatform platform;
+  std::vector<std::unique_ptr<mcu::Device>> devices;
+  ShardServer* server = nullptr;
+  catalog::InMemoryCatalog* catalog = nullptr;
+  attestation::AttestationPlugin* attestation = nullptr;
+  rpc::TlsFiles gateway_tls;
+  FakeClock& clock = platform.clock();
+};
+
+Platform* g_platform = nullptr;
+
+class ShardServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_platform = new Platform;
+    g_platform->Build();
+  }
+  static void TearDownTestSuite() {
+    delete g_platform;
+    g_platform = nullptr;
+  }
+  Platform& p() { return *g_platform; }
+  mcu::Device& Dev(int i) { return *p().devices[i]; }
+
+  grpc::Status Challenge(v1::AttestationService::Stub* stub,
+                         const std::string& device_id, int64_t min_revision,
+                         v1::GetChallengeResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::GetChallengeRequest req;
+    req.set_device_id(device_id);
+    req.set_min_catalog_revision(min_revision);
+    return stub->GetChallenge(&ctx, req, resp);
+  }
+  grpc::Status Attest(v1::AttestationService::Stub* stub, mcu::Device& dev,
+                      const std::string& device_id, const std::string& nonce,
+                      v1::AttestResponse* resp) {
+    auto quote = dev.Quote(nonce);
+    EXPECT_TRUE(quote.ok()) << quote.status();
+    v1::AttestRequest req;
+    req.set_device_id(device_id);
+    *req.mutable_quote() = *quote;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    return stub->Attest(&ctx, req, resp);
+  }
+  // FullAttestation through `stub`, naming the device in the requests.
+  grpc::Status FullAttestation(v1::AttestationService::Stub* stub,
+                               mcu::Device& dev, v1::AttestResponse* resp) {
+    v1::GetChallengeResponse c;
+    grpc::Status st = Challenge(stub, dev.device_id(), 0, &c);
+    if (!st.ok()) return st;
+    return Attest(stub, dev, dev.device_id(), c.nonce(), resp);
+  }
+};
+
+TEST_F(ShardServerTest, AttestsThroughTheGatewayPath) {
+  auto stub = p().Stub(p().gateway_tls);
+  v1::AttestResponse resp;
+  grpc::Status st = FullAttestation(stub.get(), Dev(0), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.outcome(), v1::UP_TO_DATE);
+  EXPECT_EQ(resp.tenant_id(), kTenant);
+  EXPECT_FALSE(resp.certificate_chain_pem().empty());
+  EXPECT_FALSE(resp.session_token().empty());
+  auto record = p().attestation->attestor()->LastRecord(Dev(0).device_id());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_GE(p().attestation->DeviceCount(), 1u);
+}
+
+TEST_F(ShardServerTest, DeviceCredentialNamesTheDeviceSoDeviceIdIsOptional) {
+  auto stub = p().Stub(p().ManufacturingTls(Dev(1)));
+  v1::GetChallengeResponse c;
+  grpc::Status st = Challenge(stub.get(), /*device_id=*/"", 0, &c);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  v1::AttestResponse resp;
+  st = Attest(stub.get(), Dev(1), /*device_id=*/"", c.nonce(), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.outcome(), v1::UP_TO_DATE);
+  // Naming itself explicitly is the same.
+  st = FullAttestation(stub.get(), Dev(1), &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(ShardServerTest, Attack_DeviceCannotActForAnotherDevice) {
+  auto stub = p().Stub(p().ManufacturingTls(Dev(1)));
+  const std::string victim = Dev(2).device_id();
+  v1::GetChallengeResponse c;
+  grpc::Status st = Challenge(stub.get(), victim, 0, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(),
+                                "a device attests only for itself"))
+      << st.error_message();
+  EXPECT_TRUE(c.nonce().empty());
+  // Nothing recorded for the victim.
+  EXPECT_FALSE(p().attestation->attestor()->LastRecord(victim).ok());
+}
+
+TEST_F(ShardServerTest, Attack_GatewayMustNameAWellFormedDevice) {
+  auto stub = p().Stub(p().gateway_tls);
+  v1::GetChallengeResponse c;
+  grpc::Status st = Challenge(stub.get(), "", 0, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  st = Challenge(stub.get(), std::string(1 << 20, 'a'), 0, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(st.error_message().size(), 200u);  // the id is not echoed
+  EXPECT_TRUE(c.nonce().empty());
+}
+
+TEST_F(ShardServerTest, Attack_OperatorCredentialCannotAttest) {
+  crypto::DeviceClaims op;
+  op.scope = "platform-operator";
+  auto stub =
+      p().Stub(p().Issue("operator", crypto::KeyUsage::kClientAuth, op));
+  v1::GetChallengeResponse c;
+  grpc::Status st = Challenge(stub.get(), Dev(2).device_id(), 0, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "may not attest devices"))
+      << st.error_message();
+  EXPECT_TRUE(c.nonce().empty());
+}
+
+// Hole 4: 100 concurrent challenges with a huge min_catalog_revision are
+// answered at once and do not delay another device's attestation.
+TEST_F(ShardServerTest, Attack_ChallengeFloodWithFutureRevision) {
+  auto stub = p().Stub(p().gateway_tls);
+  const std::string flooder = Dev(3).device_id();
+  constexpr int kFlood = 100;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::GetChallengeRequest req;
+    v1::GetChallengeResponse resp;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int finished = 0;
+  for (int i = 0; i < kFlood; ++i) {
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    c->req.set_device_id(flooder);
+    c->req.set_min_catalog_revision(std::numeric_limits<int64_t>::max());
+    Call* raw = c.get();
+    calls.push_back(std::move(c));
+    stub->async()->GetChallenge(&raw->ctx, &raw->req, &raw->resp,
+                                [raw, &mu, &finished](grpc::Status s) {
+                                  absl::MutexLock l(&mu);
+                                  raw->status = std::move(s);
+                                  ++finished;
+                                });
+  }
+  // Another device attests meanwhile (generous deadline, no timing claim).
+  v1::AttestResponse resp;
+  grpc::Status st = FullAttestation(stub.get(), Dev(4), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.outcome(), v1::UP_TO_DATE);
+
+  {
+    absl::MutexLock l(&mu);
+    auto all = [&finished]() { return finished == kFlood; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(60)));
+  }
+  int behind = 0, limited = 0;
+  for (const auto& c : calls) {
+    EXPECT_TRUE(c->resp.nonce().empty());
+    if (c->status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      EXPECT_TRUE(absl::StrContains(
+          c->status.error_message(),
+          "catalog at revision 1, requested 9223372036854775807"))
+          << c->status.error_message();
+      ++behind;
+    } else {
+      EXPECT_EQ(c->status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << c->status.error_message();
+      ++limited;
+    }
+  }
+  EXPECT_EQ(behind, static_cast<int>(kChallengeBurst));
+  EXPECT_EQ(limited, kFlood - static_cast<int>(kChallengeBurst));
+  // Nothing parked, nothing recorded for the flooder.
+  EXPECT_EQ(p().server->context().revision_gate->parked(), 0u);
+  EXPECT_FALSE(p().attestation->attestor()->LastRecord(flooder).ok());
+}
+
+// Calls for a revision the catalog has not reached yet wait off the callback
+// threads: while they wait, other devices attest; when the catalog catches
+// up they are answered.
+TEST_F(ShardServerTest, WaitingChallengesDoNotStallOtherDevices) {
+  auto stub = p().Stub(p().gateway_tls);
+  const int64_t next = p().catalog->revision() + 1;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::GetChallengeRequest req;
+    v1::GetChallengeResponse resp;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < 2; ++i) {  // max_per_key, within the rate burst
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    c->req.set_device_id(Dev(5).device_id());
+    c->req.set_min_catalog_revision(next);
+    Call* raw = c.get();
+    calls.push_back(std::move(c));
+    stub->async()->GetChallenge(&raw->ctx, &raw->req, &raw->resp,
+                                [raw](grpc::Status s) {
+                                  raw->status = std::move(s);
+                                  raw->done.Notify();
+                                });
+  }
+  v1::AttestResponse resp;
+  grpc::Status st = FullAttestation(stub.get(), Dev(6), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  // The catalog catches up: the waiting calls get their nonces.
+  v1::WatchEvent ev;
+  ev.set_revision(next);
+  ev.mutable_device_group()->set_id(TestPlatform::kGroup);
+  ev.mutable_device_group()->set_tenant_id(kTenant);
+  ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+  ASSERT_TRUE(p().catalog->Apply(ev).ok());
+  p().server->context().revision_gate->Notify();
+  for (auto& c : calls) {
+    ASSERT_TRUE(c->done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    EXPECT_TRUE(c->status.ok()) << c->status.error_message();
+    EXPECT_EQ(c->resp.nonce().size(), 32u);
+  }
+}
+
+TEST_F(ShardServerTest, Attack_ChallengeRateLimit) {
+  auto stub = p().Stub(p().gateway_tls);
+  const std::string id = Dev(7).device_id();
+  static auto* limited = metrics::Counter("sphere_challenge_rate_limited_total",
+                                          "");
+  for (int i = 0; i < static_cast<int>(kChallengeBurst); ++i) {
+    v1::GetChallengeResponse c;
+    grpc::Status st = Challenge(stub.get(), id, 0, &c);
+    ASSERT_TRUE(st.ok()) << i << ": " << st.error_message();
+  }
+  const uint64_t limited_before = limited->Value();
+  v1::GetChallengeResponse refused;
+  grpc::Status st = Challenge(stub.get(), id, 0, &refused);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "faster than its limit"))
+      << st.error_message();
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "retry in 1s"))
+      << st.error_message();
+  EXPECT_TRUE(refused.nonce().empty());
+  EXPECT_EQ(limited->Value(), limited_before + 1);
+  // Another device is unaffected.
+  v1::GetChallengeResponse other;
+  EXPECT_TRUE(Challenge(stub.get(), Dev(0).device_id(), 0, &other).ok());
+  // The budget comes back with time.
+  p().clock.Advance(absl::Seconds(1));
+  v1::GetChallengeResponse again;
+  st = Challenge(stub.get(), id, 0, &again);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(ShardServerTest, Attack_RevokedDeviceIsRefusedBeforeAnyWait) {
+  mcu::Device& dev = Dev(2);
+  auto rec = p().catalog->GetDevice(dev.device_id());
+  ASSERT_TRUE(rec.ok());
+  v1::Device revoked = *rec;
+  revoked.set_state(v1::REVOKED);
+  p().catalog->PutDevice(revoked);
+  auto stub = p().Stub(p().gateway_tls);
+  v1::GetChallengeResponse c;
+  grpc::Status st =
+      Challenge(stub.get(), dev.device_id(), p().catalog->revision() + 1, &c);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  EXPECT_TRUE(c.nonce().empty());
+  EXPECT_EQ(p().server->context().revision_gate->parked(), 0u);
+  p().catalog->PutDevice(*rec);
+}
+
+TEST(ShardServerStartTest, Fault_ColumnFamilyClaimedTwiceIsRefused) {
+  ShardServerOptions o;
+  o.open_store = [](const std::vector<std::string>& cfs)
+      -> absl::StatusOr<std::unique_ptr<store::Store>> {
+    ADD_FAILURE() << "the store must not open";
+    return absl::InternalError("unreachable");
+  };
+  std::vector<std::unique_ptr<ShardPlugin>> plugins;
+  plugins.push_back(std::make_unique<attestation::AttestationPlugin>());
+  plugins.push_back(std::make_unique<attestation::AttestationPlugin>());
+  ShardServer server(std::move(o), std::move(plugins));
+  absl::Status s = server.Start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(s.message(), "claimed by two plug-ins")) << s;
+  EXPECT_EQ(server.port(), 0);  // never served
+}
+
+}  // namespace
+}  // namespace sphere::shard

@@ -1,0 +1,76 @@
+// TestPlatform (test-only): a platform in miniature for in-process shards:
+// PKI (root, tenant CA, server and gateway credentials), a catalog with one
+// tenant, its OS release and claimed devices (mcu-model), and a ShardServer
+// hosting the attestation plug-in on port 0 over a store of the caller's
+// choice. Used by shard_server_test and shard_memory_benchmark.
+//
+// Not thread-safe (set up from one thread; the server itself is).
+#ifndef SPHERE_SECURITYSVC_SHARD_SERVER_TEST_PLATFORM_H_
+#define SPHERE_SECURITYSVC_SHARD_SERVER_TEST_PLATFORM_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/util/clock.h"
+#include "mcu-model/device.h"
+#include "protos/attestation.grpc.pb.h"
+#include "securitysvc/attestation/attestation_plugin.h"
+#include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/shard_server/shard_server.h"
+
+namespace sphere::shard {
+
+class TestPlatform {
+ public:
+  static constexpr char kTenant[] = "tenant-contoso";
+  static constexpr char kGroup[] = "group-production";
+
+  struct Options {
+    // Opens the shard's store; unset = a MemoryStore.
+    std::function<absl::StatusOr<std::unique_ptr<store::Store>>(
+        const std::vector<std::string>&)>
+        open_store;
+    attestation::AttestationPlugin::Options attestation;
+    RevisionGate::Options revision_gate;
+  };
+
+  TestPlatform() : clock_(absl::Now()) {}
+  ~TestPlatform();
+
+  // Start builds the PKI and catalog (at revision 1) and starts the shard.
+  absl::Status Start(Options options);
+  // NewDevice manufactures, boots and claims a device (catalog entry).
+  absl::StatusOr<std::unique_ptr<mcu::Device>> NewDevice(
+      const std::string& seed);
+  // Issue: a TLS credential signed by the root with the given claims.
+  rpc::TlsFiles Issue(const std::string& cn, crypto::KeyUsage usage,
+                      const crypto::DeviceClaims& claims);
+  // ManufacturingTls: the device's own manufacturing identity.
+  rpc::TlsFiles ManufacturingTls(const mcu::Device& d);
+  std::unique_ptr<v1::AttestationService::Stub> Stub(const rpc::TlsFiles& tls);
+
+  FakeClock& clock() { return clock_; }
+  catalog::InMemoryCatalog& catalog() { return *catalog_; }
+  ShardServer& server() { return *server_; }
+  attestation::AttestationPlugin& attestation() { return *attestation_; }
+  const rpc::TlsFiles& gateway_tls() const { return gateway_tls_; }
+  const rpc::TlsFiles& server_tls() const { return server_tls_; }
+
+ private:
+  FakeClock clock_;
+  crypto::EcPrivateKey root_key_;
+  std::string root_pem_;
+  std::string signing_public_key_;
+  std::vector<v1::ImagePackage> images_;
+  rpc::TlsFiles server_tls_, gateway_tls_;
+  std::unique_ptr<catalog::InMemoryCatalog> catalog_;
+  attestation::AttestationPlugin* attestation_ = nullptr;
+  std::unique_ptr<ShardServer> server_;
+};
+
+}  // namespace sphere::shard
+
+#endif  // SPHERE_SECURITYSVC_SHARD_SERVER_TEST_PLATFORM_H_
