@@ -40,9 +40,12 @@ absl::StatusOr<v1::AttestResponse> AttestationClient::AttestWithRetry(
   while (true) {
     auto r = Attest(device_id, quoter, min_catalog_revision);
     const absl::StatusCode code = r.status().code();
-    const bool retryable = code == absl::StatusCode::kUnavailable ||
-                           code == absl::StatusCode::kNotFound ||
-                           code == absl::StatusCode::kFailedPrecondition;
+    // A catalog that does not know the device (yet) is worth waiting for
+    // only when the caller did not name a revision that includes it; every
+    // other refusal (unclaimed, revoked, bad quote) is final.
+    const bool retryable =
+        code == absl::StatusCode::kUnavailable ||
+        (code == absl::StatusCode::kNotFound && min_catalog_revision <= 0);
     if (r.ok() || !retryable || absl::Now() + backoff > deadline) return r;
     absl::SleepFor(backoff);  // device retry policy, not synchronisation
     backoff = std::min(backoff * 2, absl::Seconds(2));

@@ -40,9 +40,10 @@ class AttestationClient {
                                             int64_t min_catalog_revision = 0);
 
   // AttestWithRetry retries what a device in the field would retry: an
-  // unavailable shard, and a catalog that does not know the device (yet),
-  // with exponential backoff up to `budget`. `min_catalog_revision` as for
-  // Attest.
+  // unavailable shard, and (only when min_catalog_revision is 0) a catalog
+  // that does not know the device yet, with exponential backoff up to
+  // `budget`. Every other error returns at once: an unclaimed or revoked
+  // device, a refused quote. `min_catalog_revision` as for Attest.
   absl::StatusOr<v1::AttestResponse> AttestWithRetry(
       const std::string& device_id, const Quoter& quoter,
       absl::Duration budget, int64_t min_catalog_revision = 0);

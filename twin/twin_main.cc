@@ -44,7 +44,8 @@ ABSL_FLAG(uint32_t, factory_os_version, 1,
 ABSL_FLAG(int64_t, min_catalog_revision, 0,
           "attest: have the shard answer from a catalog at least this new "
           "(e.g. the revision 'spherectl cluster status' reports after a "
-          "change); 0 = any");
+          "change); 0 = the current revision, asked of management, which "
+          "also refuses an unclaimed device at once");
 
 namespace sphere::twin {
 namespace {
@@ -181,6 +182,43 @@ int Manufacture(const cluster::ClusterConfig& c, const Paths& p) {
   return 0;
 }
 
+// ClaimedCatalogRevision asks management (with the cluster's operator
+// credential, as the factory step does) whether the device is claimed, and
+// returns the catalog revision that includes its claim, so the shard answers
+// from a catalog that has it instead of being retried until it does.
+// FailedPrecondition naming the fix for an unclaimed device; Unavailable if
+// management cannot be asked.
+absl::StatusOr<int64_t> ClaimedCatalogRevision(const cluster::ClusterConfig& c,
+                                               const std::string& device_id) {
+  auto oc = rpc::ReadFile(c.operator_cert), ok = rpc::ReadFile(c.operator_key),
+       root = rpc::ReadFile(c.root_ca);
+  if (!oc.ok() || !ok.ok() || !root.ok()) {
+    return absl::UnavailableError("operator credential missing in cluster");
+  }
+  auto stub = v1::ManagementService::NewStub(
+      rpc::NewChannel(c.management, rpc::TlsFiles{*oc, *ok, *root}));
+  v1::GetDeviceRequest req;
+  req.set_device_id(device_id);
+  v1::Device d;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  grpc::Status st = stub->GetDevice(&ctx, req, &d);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
+  if (d.state() == v1::UNCLAIMED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device_id,
+        " is not claimed; claim it with spherectl device claim --device ",
+        device_id, " (and put it in a device group with spherectl device "
+        "update --device ", device_id, " --device-group PRODUCT/GROUP)"));
+  }
+  v1::CatalogRevision rev;
+  grpc::ClientContext rctx;
+  rctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  st = stub->GetCatalogRevision(&rctx, v1::GetCatalogRevisionRequest(), &rev);
+  if (!st.ok()) return rpc::FromGrpcStatus(st);
+  return rev.revision();
+}
+
 int Attest(const cluster::ClusterConfig& c, const Paths& p) {
   auto device = LoadDevice(c, p);
   if (!device.ok()) return Fail(device.status());
@@ -197,13 +235,22 @@ int Attest(const cluster::ClusterConfig& c, const Paths& p) {
   tls.cert_pem = *cert;
   tls.key_pem = *key;
   tls.ca_pem = *root;
-  AttestationClient client(c.shards, tls);
   mcu::Device* dev = device->get();
+  int64_t min_revision = absl::GetFlag(FLAGS_min_catalog_revision);
+  if (min_revision == 0) {
+    absl::StatusOr<int64_t> claimed =
+        ClaimedCatalogRevision(c, dev->device_id());
+    if (claimed.ok()) {
+      min_revision = *claimed;
+    } else if (absl::IsFailedPrecondition(claimed.status())) {
+      return Fail(claimed.status());
+    }  // else: attest anyway; the shard's answer says what is wrong
+  }
+  AttestationClient client(c.shards, tls);
   auto resp = client.AttestWithRetry(
       dev->device_id(),
       [dev](absl::string_view nonce) { return dev->Quote(nonce); },
-      absl::GetFlag(FLAGS_retry_budget),
-      absl::GetFlag(FLAGS_min_catalog_revision));
+      absl::GetFlag(FLAGS_retry_budget), min_revision);
   if (auto s = SaveDevice(*dev, p); !s.ok()) return Fail(s);
   if (!resp.ok()) return Fail(resp.status());
   // Verify what we received before trusting it.
