@@ -27,10 +27,13 @@ nlohmann::json SpherectlJson(const std::string& cluster_file,
                              const std::string& tenant,
                              const std::vector<std::string>& args);
 
-// ExpectSpherectlError expects a spherectl failure: exit code 1 and output
-// "error: ..." containing `fragment`.
+// ExpectSpherectlError expects a spherectl failure: a failing exit code
+// (1..8, see cli/exit_codes.h) and output "error: ..." containing
+// `fragment`. The three-argument form also checks the exact exit code.
 void ExpectSpherectlError(const std::pair<int, std::string>& result,
                           const std::string& fragment);
+void ExpectSpherectlError(const std::pair<int, std::string>& result,
+                          int exit_code, const std::string& fragment);
 
 }  // namespace sphere::testing
 

@@ -23,7 +23,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Building"
 bazel build //:local_cluster //securitysvc:shard //securitysvc/management \
-  //securitysvc:os_builder //cli:spherectl //twin:twin 2>&1 | tail -1
+  //securitysvc:os_builder //cli:spherectl //twin:twin
 BIN="$ROOT/bazel-bin"
 CTL=("$BIN/cli/spherectl" --cluster "$DIR/cluster.json")
 TWIN=("$BIN/twin/twin" --cluster "$DIR/cluster.json")

@@ -68,6 +68,9 @@ def _system_libs_impl(ctx):
     # Header-only JSON library (nlohmann-json3-dev).
     build.append('cc_library(name = "json")\n')
 
+    # Header-only CLI parser (libcli11-dev), used by spherectl.
+    build.append('cc_library(name = "cli11")\n')
+
     # BoringSSL from Debian's android-libboringssl-dev, used by
     # `--config=boringssl` (see common/crypto/BUILD). Its headers live in
     # /usr/include/android/openssl; they are symlinked into this repository so

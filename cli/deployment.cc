@@ -1,0 +1,113 @@
+// spherectl deployment create|list.
+#include <CLI/CLI.hpp>
+#include <memory>
+
+#include "absl/strings/str_join.h"
+#include "cli/commands.h"
+
+namespace sphere::cli {
+namespace {
+
+using S = v1::ManagementService::Stub;
+
+const std::vector<std::string> kDeploymentHeaders = {
+    "PRODUCT", "DEVICE GROUP", "IMAGES", "STATUS", "ID"};
+
+// GroupInfo: a group's product and name, for deployment rows.
+struct GroupInfo {
+  std::string product, name;
+};
+
+std::vector<std::string> DeploymentRow(
+    const std::map<std::string, GroupInfo>& groups, const v1::Deployment& d) {
+  auto it = groups.find(d.device_group_id());
+  GroupInfo g = it == groups.end() ? GroupInfo{"-", d.device_group_id()}
+                                   : it->second;
+  std::vector<std::string> images;
+  for (const std::string& id : d.image_ids()) images.push_back(id.substr(0, 12));
+  return {g.product, g.name, absl::StrJoin(images, ","),
+          d.halted() ? absl::StrCat("halted: ", d.halt_reason()) : "active",
+          d.id()};
+}
+
+absl::StatusOr<std::map<std::string, GroupInfo>> Groups(Context& c) {
+  Names names(c);
+  v1::ListDeviceGroupsRequest req;
+  req.set_tenant_id(c.TenantField());
+  v1::ListDeviceGroupsResponse resp;
+  std::map<std::string, GroupInfo> out;
+  if (c.Call(&S::ListDeviceGroups, req, &resp).ok()) {
+    for (const v1::DeviceGroup& g : resp.groups()) {
+      out[g.id()] = {names.Product(g.product_id()), g.name()};
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void AddDeploymentCommands(CLI::App* app, Context* ctx) {
+  CLI::App* noun =
+      Noun(app, "deployment", "application deployments to device groups");
+
+  struct CreateArgs {
+    std::string group;
+    std::vector<std::string> images;
+  };
+  auto ca = std::make_shared<CreateArgs>();
+  CLI::App* create = Verb(
+      noun, ctx, "create",
+      "deploy the tenant's application images to a device group",
+      Access::kTenant, [ca](Context& c) -> absl::Status {
+        v1::CreateDeploymentRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_device_group_id(ca->group);
+        for (const std::string& id : ca->images) req.add_image_ids(id);
+        v1::Deployment d;
+        if (auto s = c.Call(&S::CreateDeployment, req, &d); !s.ok()) return s;
+        auto groups = Groups(c);
+        if (!groups.ok()) return groups.status();
+        PrintOne(c, d, kDeploymentHeaders, DeploymentRow(*groups, d));
+        return absl::OkStatus();
+      });
+  create->add_option("--device-group", ca->group, "group id or PRODUCT/GROUP")
+      ->required();
+  create
+      ->add_option("--image", ca->images,
+                   "application image id from 'image upload' (repeatable)")
+      ->required();
+
+  struct ListArgs {
+    std::string group;
+    PageRequest page;
+  };
+  auto la = std::make_shared<ListArgs>();
+  CLI::App* list = Verb(
+      noun, ctx, "list", "list deployments, by product and group",
+      Access::kTenant, [la](Context& c) -> absl::Status {
+        v1::ListDeploymentsRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_device_group_id(la->group);
+        v1::ListDeploymentsResponse resp;
+        if (auto s = c.Call(&S::ListDeployments, req, &resp); !s.ok()) {
+          return s;
+        }
+        auto groups = Groups(c);
+        if (!groups.ok()) return groups.status();
+        const auto& g = *groups;
+        PrintList<v1::Deployment>(
+            c, {resp.deployments().begin(), resp.deployments().end()},
+            [&g](const v1::Deployment& d) {
+              auto row = DeploymentRow(g, d);
+              return absl::StrCat(row[0], "/", row[1], "/", d.id());
+            },
+            la->page, kDeploymentHeaders,
+            [&g](const v1::Deployment& d) { return DeploymentRow(g, d); });
+        return absl::OkStatus();
+      });
+  list->add_option("--device-group", la->group,
+                   "only this group's deployments (id or PRODUCT/GROUP)");
+  AddPaging(list, &la->page);
+}
+
+}  // namespace sphere::cli

@@ -1,0 +1,265 @@
+// spherectl device claim|list|show|update|revoke|transfer|import.
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "cli/commands.h"
+#include "common/crypto/crypto.h"
+
+namespace sphere::cli {
+namespace {
+
+using S = v1::ManagementService::Stub;
+
+const std::vector<std::string> kDeviceHeaders = {
+    "ID",     "STATE",        "PRODUCT", "GROUP",         "OS",
+    "APP",    "LAST ATTESTED", "OUTCOME", "PENDING TENANT"};
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::vector<std::string> DeviceRow(Names& names, const v1::Device& d) {
+  return {d.id(),
+          StateName(d.state()),
+          names.Product(d.product_id()),
+          names.Group(d.device_group_id()),
+          OrDash(d.os_version()),
+          OrDash(d.app_version()),
+          FormatUnixMs(d.last_attested_unix_ms()),
+          OrDash(d.last_attestation_outcome()),
+          names.Tenant(d.pending_tenant_id())};
+}
+
+absl::Status PrintDevice(Context& c, const v1::Device& d) {
+  Names names(c);
+  PrintOne(c, d, kDeviceHeaders, DeviceRow(names, d));
+  return absl::OkStatus();
+}
+
+// DeviceVerb adds a verb that sends one request about --device ID and prints
+// the device the server answers; `fill` sets the verb's other fields.
+template <typename Req>
+CLI::App* DeviceVerb(
+    CLI::App* noun, Context* ctx, const std::string& name,
+    const std::string& help,
+    grpc::Status (S::*method)(grpc::ClientContext*, const Req&, v1::Device*),
+    std::shared_ptr<std::string> id,
+    std::function<void(Req*)> fill = nullptr) {
+  CLI::App* verb = Verb(noun, ctx, name, help, Access::kTenant,
+                        [=](Context& c) -> absl::Status {
+                          Req req;
+                          req.set_tenant_id(c.TenantField());
+                          req.set_device_id(*id);
+                          if (fill) fill(&req);
+                          v1::Device d;
+                          if (auto s = c.Call(method, req, &d); !s.ok()) {
+                            return s;
+                          }
+                          return PrintDevice(c, d);
+                        });
+  verb->add_option("--device", *id,
+                   "device id (printed by 'twin manufacture')")
+      ->required();
+  return verb;
+}
+
+struct ListArgs {
+  std::string product, group;
+  PageRequest page;
+};
+
+absl::Status List(Context& c, const ListArgs& a) {
+  v1::ListDevicesRequest req;
+  req.set_tenant_id(c.TenantField());
+  req.set_device_group_id(a.group);
+  Names names(c);
+  auto row = [&names](const v1::Device& d) { return DeviceRow(names, d); };
+  auto key = [](const v1::Device& d) { return d.id(); };
+  if (a.product.empty() && a.page.size > 0) {
+    // One server page: the server pages in device id order.
+    req.set_page_size(static_cast<uint32_t>(std::min<size_t>(a.page.size, 1000)));
+    req.set_page_token(a.page.token);
+    v1::ListDevicesResponse resp;
+    if (auto s = c.Call(&S::ListDevices, req, &resp); !s.ok()) return s;
+    PrintList<v1::Device>(c, {resp.devices().begin(), resp.devices().end()},
+                          key, PageRequest(), kDeviceHeaders, row);
+    PrintNextPage(resp.next_page_token(), a.page.size);
+    return absl::OkStatus();
+  }
+  // Everything (or a product filter, which the server does not have yet:
+  // filtered here, then paged here).
+  std::string product_id;
+  if (!a.product.empty()) {
+    v1::GetProductRequest preq;
+    preq.set_tenant_id(c.TenantField());
+    preq.set_product(a.product);
+    v1::Product p;
+    if (auto s = c.Call(&S::GetProduct, preq, &p); !s.ok()) return s;
+    product_id = p.id();
+  }
+  req.set_page_size(1000);
+  std::vector<v1::Device> all;
+  do {
+    v1::ListDevicesResponse resp;
+    if (auto s = c.Call(&S::ListDevices, req, &resp); !s.ok()) return s;
+    for (const v1::Device& d : resp.devices()) {
+      if (product_id.empty() || d.product_id() == product_id) all.push_back(d);
+    }
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  PrintList<v1::Device>(c, std::move(all), key, a.page, kDeviceHeaders, row);
+  return absl::OkStatus();
+}
+
+// ParseKeys reads a factory key file: one device per line,
+// "PUBLIC_KEY_HEX[,DEVICE_TYPE]" (the 65-byte uncompressed SEC1 key as 130
+// hex digits; type defaults to mt3620). Blank lines, '#' comments and a
+// header line starting with "public_key" are skipped.
+absl::StatusOr<std::vector<v1::FactoryDevice>> ParseKeys(
+    const std::string& path, const std::string& text) {
+  constexpr size_t kMaxDevices = 10'000'000;
+  std::vector<v1::FactoryDevice> out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#' ||
+        (line_no == 1 && absl::StartsWithIgnoreCase(line, "public_key"))) {
+      continue;
+    }
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ',');
+    if (fields.size() > 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":", line_no, ": expected PUBLIC_KEY_HEX[,DEVICE_TYPE]"));
+    }
+    absl::string_view hex = absl::StripAsciiWhitespace(fields[0]);
+    absl::StatusOr<std::string> key = crypto::HexDecode(hex);
+    if (hex.size() != 130 || !key.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_no,
+                       ": the public key must be 130 hex digits (65-byte "
+                       "uncompressed SEC1 P-256 key)"));
+    }
+    if ((*key)[0] != 0x04) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":", line_no, ": the public key must start with 04"));
+    }
+    v1::FactoryDevice d;
+    d.set_public_key(*std::move(key));
+    std::string type = fields.size() > 1
+                           ? std::string(absl::StripAsciiWhitespace(fields[1]))
+                           : "mt3620";
+    if (auto s = CheckName("device type", type); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_no, ": ", s.message()));
+    }
+    d.set_device_type(type);
+    out.push_back(std::move(d));
+    if (out.size() > kMaxDevices) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, " has more than ", kMaxDevices, " devices; split it"));
+    }
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " lists no devices"));
+  }
+  return out;
+}
+
+absl::Status Import(Context& c, const std::string& path) {
+  absl::StatusOr<std::string> text = rpc::ReadFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(absl::StrCat("cannot read key file ", path,
+                                            ": ", text.status().message()));
+  }
+  auto devices = ParseKeys(path, *text);
+  if (!devices.ok()) return devices.status();
+  constexpr size_t kBatch = 1000;  // devices per stream message
+  grpc::ClientContext ctx;
+  // Large imports take time: one deadline for the whole stream, scaled.
+  ctx.set_deadline(rpc::Deadline(
+      c.timeout() + absl::Seconds(static_cast<int64_t>(devices->size() / 10000))));
+  v1::ImportDevicesResponse resp;
+  auto writer = c.stub()->ImportDevices(&ctx, &resp);
+  for (size_t i = 0; i < devices->size(); i += kBatch) {
+    v1::ImportDevicesRequest req;
+    for (size_t j = i; j < devices->size() && j < i + kBatch; ++j) {
+      *req.add_devices() = (*devices)[j];
+    }
+    if (!writer->Write(req)) break;  // the server ended the call: see Finish
+  }
+  writer->WritesDone();
+  if (auto s = c.MapStatus(writer->Finish()); !s.ok()) return s;
+  c.printer().Print({"FILE", "DEVICES", "IMPORTED", "ALREADY KNOWN"},
+                    {{path, absl::StrCat(devices->size()),
+                      absl::StrCat(resp.imported()),
+                      absl::StrCat(resp.already_known())}},
+                    ToJson(resp));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddDeviceCommands(CLI::App* app, Context* ctx) {
+  CLI::App* noun = Noun(app, "device", "devices of a tenant");
+
+  DeviceVerb<v1::ClaimDeviceRequest>(
+      noun, ctx, "claim", "claim a manufactured device into the tenant (once)",
+      &S::ClaimDevice, std::make_shared<std::string>());
+  DeviceVerb<v1::GetDeviceRequest>(noun, ctx, "show", "show one device",
+                                   &S::GetDevice,
+                                   std::make_shared<std::string>());
+  auto group = std::make_shared<std::string>();
+  CLI::App* update = DeviceVerb<v1::AssignDeviceRequest>(
+      noun, ctx, "update",
+      "move a claimed device into a device group (sets its product)",
+      &S::AssignDevice, std::make_shared<std::string>(),
+      [group](v1::AssignDeviceRequest* r) { r->set_device_group_id(*group); });
+  update->add_option("--device-group", *group, "group id or PRODUCT/GROUP")
+      ->required();
+  auto reason = std::make_shared<std::string>();
+  CLI::App* revoke = DeviceVerb<v1::RevokeDeviceRequest>(
+      noun, ctx, "revoke", "revoke a device: it can no longer attest",
+      &S::RevokeDevice, std::make_shared<std::string>(),
+      [reason](v1::RevokeDeviceRequest* r) { r->set_reason(*reason); });
+  revoke->add_option("--reason", *reason, "why (recorded)");
+
+  CLI::App* transfer =
+      Noun(noun, "transfer", "move a device to another tenant");
+  auto to = std::make_shared<std::string>();
+  CLI::App* request = DeviceVerb<v1::RequestDeviceTransferRequest>(
+      transfer, ctx, "request", "offer the device to another tenant",
+      &S::RequestDeviceTransfer, std::make_shared<std::string>(),
+      [to](v1::RequestDeviceTransferRequest* r) { r->set_to_tenant_id(*to); });
+  request->add_option("--to-tenant", *to, "receiving tenant id or name")
+      ->required();
+  DeviceVerb<v1::AcceptDeviceTransferRequest>(
+      transfer, ctx, "accept", "accept a device offered to your tenant",
+      &S::AcceptDeviceTransfer, std::make_shared<std::string>());
+
+  auto la = std::make_shared<ListArgs>();
+  CLI::App* list = Verb(noun, ctx, "list",
+                        "list the tenant's devices, by id, with what each "
+                        "last attested",
+                        Access::kTenant,
+                        [la](Context& c) { return List(c, *la); });
+  list->add_option("--product", la->product, "only this product's devices");
+  list->add_option("--device-group", la->group,
+                   "only this group's devices (id or PRODUCT/GROUP)");
+  AddPaging(list, &la->page);
+
+  auto file = std::make_shared<std::string>();
+  CLI::App* import = Verb(
+      noun, ctx, "import",
+      "record factory device keys (platform operator): one "
+      "PUBLIC_KEY_HEX[,DEVICE_TYPE] per line",
+      Access::kPlatform, [file](Context& c) { return Import(c, *file); });
+  import->add_option("--file", *file, "CSV file of device public keys")
+      ->required();
+}
+
+}  // namespace sphere::cli

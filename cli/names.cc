@@ -1,0 +1,80 @@
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+namespace sphere::cli {
+
+void Names::LoadCatalog() {
+  if (products_.has_value()) return;
+  products_.emplace();
+  groups_.emplace();
+  using S = v1::ManagementService::Stub;
+  v1::ListProductsRequest preq;
+  preq.set_tenant_id(ctx_.TenantField());
+  v1::ListProductsResponse presp;
+  if (ctx_.Call(&S::ListProducts, preq, &presp).ok()) {
+    for (const v1::Product& p : presp.products()) (*products_)[p.id()] = p.name();
+  }
+  v1::ListDeviceGroupsRequest greq;
+  greq.set_tenant_id(ctx_.TenantField());
+  v1::ListDeviceGroupsResponse gresp;
+  if (ctx_.Call(&S::ListDeviceGroups, greq, &gresp).ok()) {
+    for (const v1::DeviceGroup& g : gresp.groups()) (*groups_)[g.id()] = g.name();
+  }
+}
+
+void Names::LoadTenants() {
+  if (tenants_.has_value()) return;
+  tenants_.emplace();
+  v1::ListTenantsResponse resp;
+  if (ctx_.Call(&v1::ManagementService::Stub::ListTenants,
+                v1::ListTenantsRequest(), &resp)
+          .ok()) {
+    for (const v1::Tenant& t : resp.tenants()) (*tenants_)[t.id()] = t.name();
+  }
+}
+
+namespace {
+std::string Lookup(const std::map<std::string, std::string>& m,
+                   const std::string& id) {
+  if (id.empty()) return "-";
+  auto it = m.find(id);
+  return it == m.end() ? id : it->second;
+}
+}  // namespace
+
+std::string Names::Product(const std::string& id) {
+  if (id.empty()) return "-";
+  LoadCatalog();
+  return Lookup(*products_, id);
+}
+
+std::string Names::Group(const std::string& id) {
+  if (id.empty()) return "-";
+  LoadCatalog();
+  return Lookup(*groups_, id);
+}
+
+std::string Names::Tenant(const std::string& id) {
+  if (id.empty()) return "-";
+  LoadTenants();
+  return Lookup(*tenants_, id);
+}
+
+void AddPaging(CLI::App* verb, PageRequest* page) {
+  verb->add_option("--page-size", page->size,
+                   "print at most N items (default: all)")
+      ->check(CLI::Range(1, 100000));
+  verb->add_option("--page-token", page->token,
+                   "continue after this item (printed on stderr at the end "
+                   "of the previous page)");
+}
+
+absl::Status Require(const std::string& flag, const std::string& value) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " must not be empty"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sphere::cli
