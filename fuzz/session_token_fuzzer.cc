@@ -44,12 +44,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   sphere::auth::DeviceContext ctx;
   absl::string_view f;
+  std::string scope_name;
   std::string* fields[] = {&ctx.device_id, &ctx.tenant_id,
                            &ctx.product_id, &ctx.device_group_id,
-                           &ctx.scope, &ctx.certificate_serial};
+                           &scope_name, &ctx.certificate_serial};
   for (std::string* field : fields) {
     if (in.Next(&f)) *field = std::string(f);
   }
+  ctx.scope = sphere::auth::ParseScope(scope_name);
   ctx.ownership_epoch = in.NextByte();
   ctx.not_after = now + absl::Seconds(in.NextByte()) - absl::Seconds(16);
   absl::StatusOr<sphere::auth::DeviceContext> back =
