@@ -23,6 +23,7 @@
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "mcu-model/quote.h"
+#include "protos/attestation.pb.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/image_pipeline.h"
@@ -143,6 +144,10 @@ void QuoteSeeds(CorpusWriter& w) {
                                     mcu::kQuoteContext, q.body())),
                                 "sign quote"));
     w.Write("quote_fuzzer", resigned.SerializeAsString());
+    v1::AttestRequest attest;
+    attest.set_device_id(device->device_id());
+    *attest.mutable_quote() = q;
+    w.Write("attest_fuzzer", attest.SerializeAsString());
     w.Write("event_log_fuzzer", q.body());
     v1::QuoteBody body;
     body.ParseFromString(q.body());

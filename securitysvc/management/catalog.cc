@@ -1676,6 +1676,7 @@ absl::Status Catalog::WatchStream::Next(size_t max_events,
                                         std::vector<v1::WatchEvent>* out) {
   if (max_events == 0) max_events = 1;
   const size_t before = out->size();
+  int empty_replays = 0;  // replay pages that found nothing, this call
   while (true) {
     Phase phase;
     {
@@ -1702,6 +1703,17 @@ absl::Status Catalog::WatchStream::Next(size_t max_events,
     if (out->size() > before) return absl::OkStatus();
     absl::StatusOr<bool> live = TryGoLive();
     if (!live.ok()) return Fail(live.status());
+    // Not live: the catalog is at or past next_revision_. Commit writes a
+    // log entry before it advances the revision, so the next page finds it;
+    // a second empty page means the log lacks it (a damaged store, found by
+    // fuzz/catalog_records_fuzzer): fail instead of spinning forever.
+    if (!*live && ++empty_replays > 1) {
+      return Fail(absl::DataLossError(absl::StrFormat(
+          "the catalog change log has no entry for revision %d although the "
+          "catalog is at revision %d: the store is damaged; restore it from "
+          "a backup",
+          NextRevision(), catalog_->revision())));
+    }
   }
 }
 

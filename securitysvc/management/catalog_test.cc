@@ -1197,6 +1197,32 @@ TEST_F(CatalogTest, Attack_OperatorErrorsDoNotRevealOtherDevices) {
         catalog_->AcceptDeviceTransfer(fabrikam_op_, "", id).status()));
   }
   EXPECT_EQ(Dump(), before);
+
+// Found by fuzz/catalog_records_fuzzer: a store whose change log lacks the
+// entries up to the catalog's revision (damaged or tampered on disk) made
+// WatchStream::Next spin forever in replay. It must fail with DataLoss and
+// change nothing.
+TEST_F(CatalogTest, Fault_WatchReplayOverLogMissingEntriesFailsWithDataLoss) {
+  const int64_t revision = catalog_->revision();
+  ASSERT_GE(revision, 2);
+  std::string log_key = std::to_string(revision);  // "%020d", as the log's
+  log_key.insert(0, 20 - log_key.size(), '0');
+  ASSERT_TRUE(store_->Delete("log", log_key).ok());
+  const std::string before = Dump();
+
+  auto stream = catalog_->OpenWatch(Caller::Internal(), 1, {});
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  std::vector<v1::WatchEvent> events;
+  absl::Status s;
+  // The first pages replay what is there; then the stream must end.
+  for (int page = 0; page < 100 && s.ok(); ++page) {
+    s = (*stream)->Next(1000, &events);
+  }
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("revision ", revision)));
+  EXPECT_EQ(events.size(), static_cast<size_t>(revision - 1));
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(Dump(), before);
 }
 
 }  // namespace
