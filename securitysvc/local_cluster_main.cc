@@ -2,7 +2,7 @@
 //
 //   bazel run //:local_cluster -- --state-dir DIR [--shards N]
 //
-// Bootstraps the PKI into DIR/pki (once; DIR and DIR/pki are 0700), builds and signs the factory OS
+// Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
 // images into DIR/images/os-<v>/ (osbuild::BuildOs, as os_builder does),
 // starts management and N shards as child processes (logs in DIR/logs/),
 // publishes the OS release on both feeds, writes DIR/cluster.json and prints
@@ -14,7 +14,8 @@
 // The cluster master key is DIR/pki/master.key by default (zero setup);
 // --master-key-file PATH keeps it elsewhere (created there, 0600, if absent)
 // and --master-key-env NAME takes it from an environment variable (64 hex
-// digits); children get the same flag. See docs/threat-model.md.
+// digits); children get the same flag. DIR and everything under it that
+// holds state is 0700. See docs/threat-model.md.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -293,12 +294,14 @@ int Main() {
     StopAll(children);
     return 1;
   };
-  std::vector<std::string> mgmt_args = {absl::StrCat("--state_dir=", dir),
-                                       "--port=0"};
-  mgmt_args.insert(mgmt_args.end(), key_flags.begin(), key_flags.end());
-  auto mgmt = Spawn("management",
-                    FindBinary("securitysvc/management", "management"),
-                    mgmt_args, dir);
+  // WithKeyFlags: the children find the master key where we did.
+  auto WithKeyFlags = [&key_flags](std::vector<std::string> args) {
+    args.insert(args.end(), key_flags.begin(), key_flags.end());
+    return args;
+  };
+  auto mgmt = Spawn(
+      "management", FindBinary("securitysvc/management", "management"),
+      WithKeyFlags({absl::StrCat("--state_dir=", dir), "--port=0"}), dir);
   if (!mgmt.ok()) return fail(mgmt.status());
   children.push_back(*mgmt);
   if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
@@ -333,15 +336,15 @@ int Main() {
   }
   for (int i = 0; i < shards; ++i) {
     std::string id = absl::StrCat("shard-", i);
-    std::vector<std::string> shard_args = {
-        absl::StrCat("--state_dir=", dir), absl::StrCat("--shard_id=", id),
-        absl::StrCat("--management=", mgmt_addr),
-        absl::StrCat("--heartbeat_interval=",
-                     absl::FormatDuration(
-                         absl::GetFlag(FLAGS_shard_heartbeat_interval))),
-        "--port=0"};
-    shard_args.insert(shard_args.end(), key_flags.begin(), key_flags.end());
-    auto c = Spawn(id, shard_bin, shard_args, dir);
+    auto c = Spawn(id, shard_bin,
+                   WithKeyFlags({absl::StrCat("--state_dir=", dir),
+                    absl::StrCat("--shard_id=", id),
+                    absl::StrCat("--management=", mgmt_addr),
+                    absl::StrCat("--heartbeat_interval=",
+                                 absl::FormatDuration(absl::GetFlag(
+                                     FLAGS_shard_heartbeat_interval))),
+                    "--port=0"}),
+                   dir);
     if (!c.ok()) return fail(c.status());
     children.push_back(*c);
   }
