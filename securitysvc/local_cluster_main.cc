@@ -2,7 +2,7 @@
 //
 //   bazel run //:local_cluster -- --state-dir DIR [--shards N]
 //
-// Bootstraps the PKI into DIR/pki (once; DIR and DIR/pki are 0700), builds and signs the factory OS
+// Bootstraps the PKI into DIR/pki (once), builds and signs the factory OS
 // images into DIR/images/os-<v>/ (osbuild::BuildOs, as os_builder does),
 // starts management and N shards as child processes (logs in DIR/logs/),
 // publishes the OS release on both feeds, writes DIR/cluster.json and prints
@@ -22,7 +22,8 @@
 // The cluster master key is DIR/pki/master.key by default (zero setup);
 // --master-key-file PATH keeps it elsewhere (created there, 0600, if absent)
 // and --master-key-env NAME takes it from an environment variable (64 hex
-// digits); children get the same flag. See docs/threat-model.md.
+// digits); children get the same flag. DIR and everything under it that
+// holds state is 0700. See docs/threat-model.md.
 //
 // Logs: each child's stdout and stderr go through a pipe into
 // DIR/logs/<name>.log (mode 0640, rotated at --log_max_bytes keeping

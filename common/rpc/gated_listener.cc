@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 
@@ -166,11 +168,24 @@ void GatedListener::ShedOneConnection() {
 
 void GatedListener::Loop() {
   bool back_off = false;
+  // Flood tracking for returning memory afterwards (see header).
+  absl::Time window_start = absl::Now();
+  int admitted_in_window = 0;
+  absl::Time trim_until = absl::InfinitePast();
   while (true) {
     struct pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     // Back off briefly only when the kernel itself refused (ENOBUFS,
-    // ENOMEM, or no spare descriptor to shed with): never spin.
-    int n = poll(fds, 2, back_off ? 10 : -1);
+    // ENOMEM, or no spare descriptor to shed with): never spin. After a
+    // flood, wake once a second to return freed memory.
+    const absl::Time now = absl::Now();
+    int timeout_ms = -1;
+    const bool trim_wait = !back_off && now < trim_until;
+    if (back_off) {
+      timeout_ms = 10;
+    } else if (trim_wait) {
+      timeout_ms = 1000;
+    }
+    int n = poll(fds, 2, timeout_ms);
     back_off = false;
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -178,7 +193,19 @@ void GatedListener::Loop() {
       back_off = true;
       continue;
     }
+    if (n == 0 && trim_wait) {
+      malloc_trim(0);
+      const uint64_t trims = trims_.fetch_add(1) + 1;
+      log::Info("returned freed memory to the OS after a connection flood",
+                {{"trims", absl::StrCat(trims)}});
+      continue;
+    }
     if (fds[1].revents != 0) return;
+    if (absl::Now() - window_start > absl::Seconds(1)) {
+      window_start = absl::Now();
+      admitted_in_window = 0;
+    }
+    const uint64_t rejected_before = rejected_.load();
     for (int i = 0; i < 256; ++i) {
       int fd = accept4(listen_fd_, nullptr, nullptr,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -211,6 +238,11 @@ void GatedListener::Loop() {
       params.listener_fd = listen_fd_;
       params.fd = fd;
       acceptor_->HandleNewConnection(&params);
+      ++admitted_in_window;
+    }
+    if (rejected_.load() != rejected_before ||
+        admitted_in_window >= options_.flood_connections) {
+      trim_until = absl::Now() + options_.trim_window;
     }
   }
 }

@@ -214,6 +214,7 @@ absl::Status ServerRunner::Start() {
   GatedListener::Options listen_options;
   listen_options.max_connections = options_.max_connections;
   listen_options.fd_headroom = options_.fd_headroom;
+  listen_options.trim_window = options_.handshake_timeout + absl::Seconds(2);
   absl::StatusOr<std::unique_ptr<GatedListener>> listener =
       GatedListener::Listen(options_.address, listen_options);
   if (!listener.ok()) return listener.status();

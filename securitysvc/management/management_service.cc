@@ -114,6 +114,13 @@ grpc::ServerUnaryReactor* ManagementService::IssueOperatorCredential(
     const v1::IssueOperatorCredentialRequest* req,
     v1::OperatorCredential* resp) {
   return Unary(ctx, [&](const Caller& c) {
+    // A tenant id, a name and a 65-byte key: anything near the server-wide
+    // 8 MiB cap is an attack on the logs and the signer, not a request.
+    if (absl::Status s =
+            rpc::CheckRequestSize(*req, 4096, "IssueOperatorCredential");
+        !s.ok()) {
+      return s;
+    }
     if (absl::Status s = LimitExpensiveCall(c, "credential issuance", 1);
         !s.ok()) {
       return s;

@@ -735,6 +735,29 @@ TEST_F(RateLimitedManagementTest,
   EXPECT_EQ(Dump(), before);
 }
 
+TEST_F(RateLimitedManagementTest,
+       Attack_OversizedCredentialRequestIsRefusedBeforeAnyWork) {
+  auto op = LimitedClient(Scoped("platform-operator"));
+  const std::string before = Dump();
+  v1::IssueOperatorCredentialRequest req;
+  req.set_tenant_id(contoso_.id());
+  req.set_operator_name(std::string(1 << 20, 'n'));
+  req.set_public_key(crypto::EcPrivateKey::Generate().PublicKey());
+  v1::OperatorCredential cred;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status refused = op->IssueOperatorCredential(&ctx, req, &cred);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("IssueOperatorCredential"));
+  EXPECT_LT(refused.error_message().size(), 200u);
+  EXPECT_TRUE(cred.certificate_pem().empty());
+  EXPECT_EQ(Dump(), before);
+  // It cost no rate-limit tokens: the whole burst is still there.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(IssueCredential(op.get()).ok()) << i;
+  }
+}
+
 TEST_F(RateLimitedManagementTest, Attack_UploadLargerThanBurstIsRefused) {
   auto contoso = LimitedClient(Operator(contoso_.id()));
   // 4 MiB costs 5 tokens > burst 3: never admitted, whatever the wait.

@@ -117,8 +117,11 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
 
   auto master = LoadMasterKey(master_source, state_dir, create,
                               &pki.master_key_origin);
-  if (!master.ok()) return master.status();
-  pki.master_key = *std::move(master);
+  if (master.ok()) {
+    pki.master_key = *std::move(master);
+  } else if (master_source.required || !absl::IsNotFound(master.status())) {
+    return master.status();
+  }
 
   // Service certificate: every server of the local cluster presents it.
   auto server_key = LoadOrCreateKey(pki.Path("server.key"));
@@ -268,7 +271,7 @@ absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
   if (origin) *origin = absl::StrCat("file ", path);
   if (!Exists(path)) {
     if (!create) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      return absl::NotFoundError(absl::StrCat(
           "no master key at ", path,
           ": point --master-key-file or --master-key-env at the key the "
           "cluster was bootstrapped with"));

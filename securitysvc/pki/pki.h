@@ -43,6 +43,10 @@ namespace sphere::pki {
 struct MasterKeySource {
   std::string file;
   std::string env;
+  // For tools that need only the signing keys (os_builder): when false, a
+  // master key that cannot be found leaves ClusterPki::master_key empty
+  // instead of failing Load. A key that is found is still checked.
+  bool required = true;
 };
 
 // LoadMasterKey resolves `source` for the cluster in `state_dir` and returns
@@ -50,6 +54,7 @@ struct MasterKeySource {
 // /etc/sphere/master.key", "environment variable SPHERE_MASTER_KEY"). With
 // `create`, a missing key *file* (explicit or default) is created with
 // 32 random bytes, mode 0600; an unset variable is always an error.
+// NotFound when there is no key file and `create` is false.
 absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
                                           const std::string& state_dir,
                                           bool create = false,

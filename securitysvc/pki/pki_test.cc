@@ -125,7 +125,7 @@ TEST(PkiTest, MasterKeyFromFileOutsideTheStateDirectory) {
   // Without the source the key is not found, and the error says how to
   // point at it.
   auto missing = Load(dir);
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("--master-key-file"),
             std::string::npos);
 }
@@ -171,6 +171,26 @@ TEST(PkiTest, SystemdCredentialsDirectoryIsTheDefaultWhenPresent) {
   EXPECT_EQ(pki->master_key, key);
   struct stat st;
   EXPECT_NE(stat((dir + "/pki/master.key").c_str(), &st), 0);
+}
+
+TEST(PkiTest, SigningToolsLoadWithoutTheMasterKey) {
+  const std::string dir = TempDir("pki-optional");
+  const std::string keys = TempDir("pki-optional-keys");
+  ASSERT_EQ(system(("rm -rf " + dir + " " + keys + "; mkdir -p " + keys)
+                       .c_str()),
+            0);
+  auto pki = Bootstrap(dir, {keys + "/master.key", ""});
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  MasterKeySource optional;
+  optional.required = false;
+  auto loaded = Load(dir, optional);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->master_key.empty());
+  EXPECT_EQ(loaded->image_signing_key.PublicKey(),
+            pki->image_signing_key.PublicKey());
+  // A loose key that is found is still refused.
+  ASSERT_EQ(chmod(pki->Path("root.key").c_str(), 0644), 0);
+  EXPECT_FALSE(Load(dir, optional).ok());
 }
 
 TEST(PkiTest, BothSourcesAtOnceIsAnError) {
