@@ -29,6 +29,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "common/util/log.h"
+#include "common/util/metrics.h"
 #include "protos/management.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/attestation/attestation_service.h"
@@ -250,6 +251,30 @@ int Main() {
         }
       });
   follower.Start();
+  // Catalog lag of this follower: revisions behind management, asked at
+  // scrape time (1 s deadline; -1 when management does not answer).
+  auto catalog_lag = metrics::RegisterGaugeCallback(
+      "sphere_catalog_lag_revisions",
+      "Catalog revisions this shard's follower is behind management "
+      "(-1: management unreachable)",
+      [&stub, &catalog, &id] {
+        const int64_t applied = catalog.revision();
+        grpc::ClientContext ctx;
+        ctx.set_deadline(rpc::Deadline(absl::Seconds(1)));
+        v1::CatalogRevision head;
+        grpc::Status st = stub->GetCatalogRevision(
+            &ctx, v1::GetCatalogRevisionRequest(), &head);
+        const double lag =
+            st.ok() ? std::max<int64_t>(0, head.revision() - applied) : -1;
+        return std::vector<metrics::Sample>{{{{"follower", id}}, lag}};
+      });
+  auto catalog_applied = metrics::RegisterGaugeCallback(
+      "sphere_catalog_applied_revision",
+      "Catalog revision this shard's follower has applied",
+      [&catalog, &id] {
+        return std::vector<metrics::Sample>{
+            {{{"follower", id}}, static_cast<double>(catalog.revision())}};
+      });
   if (!follower.WaitUntilSynced(absl::GetFlag(FLAGS_sync_timeout))) {
     log::Warning("catalog not synced yet; serving with what is known");
   }

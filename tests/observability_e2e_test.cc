@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -205,6 +206,29 @@ TEST(MetricsE2eTest, EveryMetricsAddressParsesAndCountsCallsPerMethod) {
   }
   EXPECT_EQ(attests, 1);
   EXPECT_GE(challenges, 1);
+
+  // Catalog lag per follower and store statistics on every shard.
+  for (const auto& shard : config.shards) {
+    auto samples = Scrape(config.metrics.at(shard.id));
+    ASSERT_TRUE(samples.ok()) << samples.status();
+    bool lag = false, applied = false, store = false;
+    for (const auto& s : *samples) {
+      if (s["name"] == "sphere_catalog_lag_revisions") {
+        lag = true;
+        EXPECT_EQ(s["labels"]["follower"], shard.id);
+        EXPECT_GE(s["value"].get<double>(), 0);  // management answered
+      }
+      if (s["name"] == "sphere_catalog_applied_revision") {
+        applied = true;
+        EXPECT_GT(s["value"].get<double>(), 0);
+      }
+      store |= s["name"] == "sphere_store_estimated_keys";
+    }
+    EXPECT_TRUE(lag && applied && store) << shard.id;
+  }
+  EXPECT_TRUE(absl::c_any_of(*mgmt, [](const nlohmann::json& s) {
+    return s["name"] == "sphere_store_estimated_keys";
+  }));
 
   // The sphere.v1.Metrics gRPC endpoint serves the same registry.
   auto text = (*c)->Metrics(config.management);
