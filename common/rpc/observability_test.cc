@@ -133,9 +133,9 @@ TEST_F(ObservabilityTest, CountsLogsAndEchoesRequestIds) {
 TEST_F(ObservabilityTest, Attack_MalformedRequestIdIsReplaced) {
   ServerRunner runner(Options());
   ASSERT_TRUE(runner.Start().ok());
-  for (const std::string bad :
-       {std::string(65, 'a'), std::string("evil\x1b[31m"), std::string("a b"),
-        std::string("x\"y")}) {
+  // (gRPC itself refuses control characters in metadata on the client.)
+  for (const std::string bad : {std::string(65, 'a'), std::string("a b"),
+                                std::string("x\"y"), std::string("../x{}")}) {
     std::string got = Call(runner, bad);
     EXPECT_NE(got, bad);
     EXPECT_EQ(got.size(), 32u) << got;
