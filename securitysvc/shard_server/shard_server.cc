@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/util/log.h"
+#include "common/util/metrics.h"
 
 namespace sphere::shard {
 
@@ -192,6 +193,32 @@ absl::Status ShardServer::Start() {
           }
         });
     follower_->Start();
+    // Catalog lag of this follower: revisions behind management, asked at
+    // scrape time (1 s deadline; -1 when management does not answer).
+    catalog_gauges_.push_back(metrics::RegisterGaugeCallback(
+        "sphere_catalog_lag_revisions",
+        "Catalog revisions this shard's follower is behind management "
+        "(-1: management unreachable)",
+        [this] {
+          const int64_t applied = catalog_->revision();
+          grpc::ClientContext ctx;
+          ctx.set_deadline(rpc::Deadline(absl::Seconds(1)));
+          v1::CatalogRevision head;
+          grpc::Status st = management_->GetCatalogRevision(
+              &ctx, v1::GetCatalogRevisionRequest(), &head);
+          const double lag =
+              st.ok() ? std::max<int64_t>(0, head.revision() - applied) : -1;
+          return std::vector<metrics::Sample>{
+              {{{"follower", options_.shard_id}}, lag}};
+        }));
+    catalog_gauges_.push_back(metrics::RegisterGaugeCallback(
+        "sphere_catalog_applied_revision",
+        "Catalog revision this shard's follower has applied",
+        [this] {
+          return std::vector<metrics::Sample>{
+              {{{"follower", options_.shard_id}},
+               static_cast<double>(catalog_->revision())}};
+        }));
     if (!follower_->WaitUntilSynced(options_.sync_timeout)) {
       log::Warning("catalog not synced yet; serving with what is known");
     }
@@ -212,6 +239,7 @@ void ShardServer::Shutdown(absl::Duration grace) {
   if (!started_ || stopped_) return;
   stopped_ = true;
   heartbeat_.reset();
+  catalog_gauges_.clear();
   // Parked calls are answered before the server waits for in-flight ones.
   revision_gate_->Stop();
   runner_->Shutdown(grace);

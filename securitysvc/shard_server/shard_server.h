@@ -37,6 +37,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
+#include "common/util/metrics.h"
 #include "securitysvc/catalog/catalog_follower.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "securitysvc/shard_server/shard_plugin.h"
@@ -118,6 +119,8 @@ class ShardServer {
   std::unique_ptr<RevisionGate> revision_gate_;
   std::unique_ptr<rpc::ServerRunner> runner_;
   std::unique_ptr<Heartbeat> heartbeat_;
+  // sphere_catalog_lag_revisions / sphere_catalog_applied_revision.
+  std::vector<std::unique_ptr<metrics::GaugeCallbackHandle>> catalog_gauges_;
   std::atomic<uint64_t> reported_count_{0};
   ShardContext context_;
   bool started_ = false;

@@ -1,0 +1,180 @@
+#include "common/rpc/observability.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+#include "common/util/metrics.h"
+#include "protos/ops.grpc.pb.h"
+
+namespace sphere::rpc {
+namespace {
+
+constexpr char kGetMetrics[] = "/sphere.v1.Metrics/GetMetrics";
+
+struct Credential {
+  std::string cert_pem, key_pem;
+};
+
+Credential Issue(const crypto::EcPrivateKey& issuer, const std::string& ca_pem,
+                 const std::string& cn, crypto::KeyUsage usage) {
+  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
+  crypto::CertificateSpec spec;
+  spec.common_name = cn;
+  spec.subject_public_key = key.PublicKey();
+  spec.not_before = absl::Now() - absl::Hours(1);
+  spec.not_after = absl::Now() + absl::Hours(24);
+  spec.usage = usage;
+  spec.dns_sans = {"localhost"};
+  spec.ip_sans = {"127.0.0.1"};
+  return {*crypto::IssueCertificate(spec, issuer, ca_pem), key.ToPem()};
+}
+
+class ObservabilityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_key_ = crypto::EcPrivateKey::Generate();
+    crypto::CertificateSpec root;
+    root.common_name = "Obs Test Root";
+    root.subject_public_key = root_key_.PublicKey();
+    root.not_before = absl::Now() - absl::Hours(1);
+    root.not_after = absl::Now() + absl::Hours(24);
+    root.usage = crypto::KeyUsage::kCa;
+    root_pem_ = *crypto::IssueCertificate(root, root_key_, "");
+    server_ = Issue(root_key_, root_pem_, "server",
+                    crypto::KeyUsage::kServerAuth);
+    client_ = Issue(root_key_, root_pem_, "obs-client",
+                    crypto::KeyUsage::kClientAuth);
+  }
+
+  ServerOptions Options() {
+    ServerOptions o;
+    o.tls = {server_.cert_pem, server_.key_pem, root_pem_};
+    o.metrics_address = "127.0.0.1:0";
+    o.metrics_port_file = "";
+    return o;
+  }
+
+  // Call runs GetMetrics, optionally with an x-request-id, and returns the
+  // request id the server answered with.
+  std::string Call(ServerRunner& runner, const std::string& request_id) {
+    auto stub = v1::Metrics::NewStub(NewChannel(
+        runner.address(), {client_.cert_pem, client_.key_pem, root_pem_}));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(30)));
+    if (!request_id.empty()) ctx.AddMetadata("x-request-id", request_id);
+    v1::GetMetricsResponse resp;
+    grpc::Status st = stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    auto md = ctx.GetServerInitialMetadata();
+    auto it = md.find("x-request-id");
+    if (it == md.end()) return "";
+    return std::string(it->second.data(), it->second.size());
+  }
+
+  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
+  std::string root_pem_;
+  Credential server_, client_;
+};
+
+TEST(StateChangingTest, VerbsDecide) {
+  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/ClaimDevice"));
+  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/CreateTenant"));
+  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/ReleaseOs"));
+  EXPECT_TRUE(
+      IsStateChangingMethod("/sphere.v1.ManagementService/AcceptDeviceTransfer"));
+  EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/ListTenants"));
+  EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/GetDevice"));
+  EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/Watch"));
+  EXPECT_FALSE(IsStateChangingMethod(kGetMetrics));
+}
+
+TEST_F(ObservabilityTest, CountsLogsAndEchoesRequestIds) {
+  ServerRunner runner(Options());
+  ASSERT_TRUE(runner.Start().ok());
+  auto* handled = metrics::Counter("grpc_server_handled_total", "");
+  const metrics::Labels ok = {{"grpc_method", kGetMetrics},
+                              {"grpc_code", "OK"}};
+  const uint64_t before = handled->Value(ok);
+  log::SetMinLevel(log::Level::kDebug);  // GetMetrics logs at debug
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(Call(runner, "abc-123"), "abc-123");
+  std::string fresh = Call(runner, "");
+  std::string out = ::testing::internal::GetCapturedStderr();
+  log::SetMinLevel(log::Level::kInfo);
+  EXPECT_EQ(fresh.size(), 32u);
+  EXPECT_EQ(handled->Value(ok), before + 2);
+  EXPECT_GE(metrics::Histogram("grpc_server_handling_seconds", "")
+                ->Count({{"grpc_method", kGetMetrics}}),
+            2u);
+  bool logged = false;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    if (j["msg"] == "request" && j["request_id"] == "abc-123") {
+      logged = true;
+      EXPECT_EQ(j["caller"], "CN=obs-client");
+      EXPECT_EQ(j["method"], kGetMetrics);
+      EXPECT_EQ(j["code"], "OK");
+    }
+    EXPECT_FALSE(j.contains("audit")) << "a read is not audited: " << line;
+  }
+  EXPECT_TRUE(logged) << out;
+}
+
+TEST_F(ObservabilityTest, Attack_MalformedRequestIdIsReplaced) {
+  ServerRunner runner(Options());
+  ASSERT_TRUE(runner.Start().ok());
+  // (gRPC itself refuses control characters in metadata on the client.)
+  for (const std::string bad : {std::string(65, 'a'), std::string("a b"),
+                                std::string("x\"y"), std::string("../x{}")}) {
+    std::string got = Call(runner, bad);
+    EXPECT_NE(got, bad);
+    EXPECT_EQ(got.size(), 32u) << got;
+  }
+}
+
+TEST_F(ObservabilityTest, MetricsHttpPortIsBoundAndReported) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  const std::string port_file = absl::StrCat(tmp ? tmp : "/tmp", "/m.port");
+  unlink(port_file.c_str());
+  ServerOptions o = Options();
+  o.metrics_port_file = port_file;
+  ServerRunner runner(o);
+  ASSERT_TRUE(runner.Start().ok());
+  ASSERT_GT(runner.metrics_port(), 0);
+  auto text = ReadFile(port_file);
+  ASSERT_TRUE(text.ok());
+  int port = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port));
+  EXPECT_EQ(port, runner.metrics_port());
+
+  ServerOptions off = Options();
+  off.metrics_address = "";
+  ServerRunner quiet(off);
+  ASSERT_TRUE(quiet.Start().ok());
+  EXPECT_EQ(quiet.metrics_port(), 0);
+}
+
+TEST_F(ObservabilityTest, Fault_MetricsPortTakenFailsStartAndServesNothing) {
+  ServerRunner first(Options());
+  ASSERT_TRUE(first.Start().ok());
+  ServerOptions o = Options();
+  o.metrics_address = absl::StrCat("127.0.0.1:", first.metrics_port());
+  ServerRunner second(o);
+  absl::Status s = second.Start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("cannot serve metrics"), std::string::npos) << s;
+  EXPECT_EQ(second.server(), nullptr);  // the gRPC server was stopped again
+}
+
+}  // namespace
+}  // namespace sphere::rpc
