@@ -81,6 +81,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "cli/image_upload.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "protos/management.grpc.pb.h"
@@ -793,14 +794,13 @@ absl::StatusOr<v1::Image> Cli::UploadPackage(const std::string& path) {
     return absl::NotFoundError(absl::StrCat("cannot read image package ", path,
                                             ": ", bytes.status().message()));
   }
-  v1::UploadImageRequest req;
-  req.set_tenant_id(TenantField());
-  req.set_package(*bytes);
-  v1::Image image;
-  if (auto s = Call(&v1::ManagementService::Stub::UploadImage, req, &image);
-      !s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("upload of ", path, ": ", s.message()));
+  // Streamed in chunks (UploadImageStream; see cli/image_upload.h).
+  absl::StatusOr<v1::Image> image =
+      UploadImagePackage(stub_.get(), TenantField(), *bytes, timeout_);
+  if (!image.ok()) {
+    return absl::Status(
+        image.status().code(),
+        absl::StrCat("upload of ", path, ": ", image.status().message()));
   }
   return image;
 }
