@@ -666,6 +666,23 @@ class ManagementService::WatchReactor
         pumping_ = false;  // live and idle: the stream's wakeup calls Pump
         return;
       }
+      // Commit refuses events above the limit; one stored before that rule
+      // (or a corrupt log) ends the stream with a specific error instead of
+      // a write above the channel limit that fails without saying why.
+      for (const v1::WatchEvent& e : events) {
+        const size_t bytes = e.ByteSizeLong();
+        if (bytes > limits::kMaxWatchEventBytes) {
+          absl::Status too_big = absl::FailedPreconditionError(absl::StrFormat(
+              "catalog event at revision %d is %d bytes, above the %d-byte "
+              "Watch event limit; it cannot be replicated (compact the log "
+              "past it or repair the record)",
+              e.revision(), bytes, limits::kMaxWatchEventBytes));
+          log::Error("oversized catalog event",
+                     {{"error", std::string(too_big.message())}});
+          FinishLocked(rpc::ToGrpcStatus(too_big));
+          return;
+        }
+      }
       page_.assign(std::make_move_iterator(events.begin()),
                    std::make_move_iterator(events.end()));
       StartWrite(&page_.front());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cli/image_upload.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -727,6 +728,35 @@ TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotStreamUploads) {
                                        absl::Seconds(10));
   EXPECT_EQ(image.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(verified_.load(), 0);
+}
+
+
+// Issue 8 hole 1: an event stored before the limits existed (or a corrupt
+// log entry) above the channel limit made every Watch fail without saying
+// why. The stream now ends with a specific error at that revision.
+TEST_F(ManagementServiceTest, Fault_OversizedStoredEventEndsWatchWithClearError) {
+  const int64_t next = catalog_->revision() + 1;
+  v1::WatchEvent huge;
+  huge.set_revision(next);
+  v1::Deployment* dep = huge.mutable_deployment();
+  dep->set_id("legacy");
+  for (int i = 0; i < 20000; ++i) dep->add_image_ids(std::string(64, 'a'));
+  ASSERT_TRUE(store_
+                  ->Put("log", absl::StrFormat("%020d", next),
+                        huge.SerializeAsString())
+                  .ok());
+  auto shard = Client(Scoped("shard"));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WatchRequest req;
+  req.set_start_revision(next);
+  auto reader = shard->Watch(&ctx, req);
+  v1::WatchEvent ev;
+  EXPECT_FALSE(reader->Read(&ev));
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr(absl::StrCat("revision ", next, " is")));
 }
 
 }  // namespace
