@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
+#include "cli/image_upload.h"
 
 namespace sphere::cli {
 namespace {
@@ -39,13 +40,15 @@ absl::StatusOr<v1::Image> UploadPackage(Context& c, const std::string& path) {
     return absl::NotFoundError(absl::StrCat("cannot read image package ", path,
                                             ": ", bytes.status().message()));
   }
-  v1::UploadImageRequest req;
-  req.set_tenant_id(c.TenantField());
-  req.set_package(*bytes);
-  v1::Image image;
-  if (auto s = c.Call(&S::UploadImage, req, &image); !s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("upload of ", path, ": ", s.message()));
+  // Streamed in bounded chunks (UploadImageStream): the server checks the
+  // declared size against its cap and the tenant's quota before any bytes.
+  absl::StatusOr<v1::Image> image = UploadImagePackage(
+      c.stub(), c.TenantField(), *bytes,
+      std::max(c.timeout(), absl::Seconds(60)));
+  if (!image.ok()) {
+    return absl::Status(image.status().code(),
+                        absl::StrCat("upload of ", path, ": ",
+                                     image.status().message()));
   }
   return image;
 }

@@ -800,6 +800,26 @@ TEST_F(AttestationTest, Attack_AppImageNamedLikeOsComponentMasksOutdatedOs) {
   EXPECT_TRUE(revocations_.requests.empty());
 }
 
+// MeasureApp appends to `body` the boot event of an application image of
+// `tenant` (hash of `tag`) and returns its catalog record (not yet stored).
+v1::Image MeasureApp(v1::QuoteBody* body, absl::string_view tenant,
+                     absl::string_view component, uint32_t version,
+                     absl::string_view tag) {
+  v1::Image app;
+  app.set_image_hash(crypto::Sha256(tag));
+  app.set_id(crypto::HexEncode(app.image_hash()));
+  app.set_tenant_id(std::string(tenant));
+  app.set_component(std::string(component));
+  app.set_version(version);
+  app.set_kind(v1::IMAGE_KIND_APPLICATION);
+  v1::BootEvent* e = body->add_event_log();
+  e->set_register_index(mcu::kRegisterApps);
+  e->set_component(std::string(component));
+  e->set_version(version);
+  e->set_image_hash(app.image_hash());
+  return app;
+}
+
 // Issue 8 hole 3: tenant Evil's "app:dw100" v999 passed as Contoso's app:
 // a Contoso device running it attested UP_TO_DATE with a full certificate.
 // Images are bound to their tenant; another tenant's app is refused (the
@@ -807,19 +827,8 @@ TEST_F(AttestationTest, Attack_AppImageNamedLikeOsComponentMasksOutdatedOs) {
 TEST_F(AttestationTest, Attack_OtherTenantAppWithSameComponentName) {
   HeldKeyDevice h = RegisterHeldKeyDevice();
   v1::QuoteBody body = CraftedBody(h);
-  v1::Image evil;
-  evil.set_image_hash(crypto::Sha256("evil app:dw100 v999"));
-  evil.set_id(crypto::HexEncode(evil.image_hash()));
-  evil.set_tenant_id(kTenantB);
-  evil.set_component("app:dw100");
-  evil.set_version(999);
-  evil.set_kind(v1::IMAGE_KIND_APPLICATION);
-  catalog_->PutImage(evil);
-  v1::BootEvent* e = body.add_event_log();
-  e->set_register_index(mcu::kRegisterApps);
-  e->set_component("app:dw100");
-  e->set_version(999);
-  e->set_image_hash(evil.image_hash());
+  catalog_->PutImage(
+      MeasureApp(&body, kTenantB, "app:dw100", 999, "evil app:dw100 v999"));
   Reseal(&body);
   TrustedState before = Snapshot(h.id);
 
@@ -836,22 +845,12 @@ TEST_F(AttestationTest, Attack_OtherTenantAppWithSameComponentName) {
 TEST_F(AttestationTest, Attack_OtherTenantUploadsIdenticalBytesFirst) {
   HeldKeyDevice h = RegisterHeldKeyDevice();
   v1::QuoteBody body = CraftedBody(h);
-  v1::Image theirs;
-  theirs.set_image_hash(crypto::Sha256("dw100 app v1"));
-  theirs.set_id(crypto::HexEncode(theirs.image_hash()));
-  theirs.set_tenant_id(kTenantB);
-  theirs.set_component("app:dw100");
-  theirs.set_version(1);
-  theirs.set_kind(v1::IMAGE_KIND_APPLICATION);
+  v1::Image theirs =
+      MeasureApp(&body, kTenantB, "app:dw100", 1, "dw100 app v1");
   catalog_->PutImage(theirs);
   v1::Image mine = theirs;
   mine.set_tenant_id(kTenantA);
   catalog_->PutImage(mine);
-  v1::BootEvent* e = body.add_event_log();
-  e->set_register_index(mcu::kRegisterApps);
-  e->set_component("app:dw100");
-  e->set_version(1);
-  e->set_image_hash(mine.image_hash());
   Reseal(&body);
   auto r = attestor_->Attest(Request(h.id, SignQuote(body, h.key)));
   ASSERT_TRUE(r.ok()) << r.status();

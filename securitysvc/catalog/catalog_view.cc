@@ -286,32 +286,35 @@ absl::StatusOr<v1::DeviceGroup> InMemoryCatalog::GetDeviceGroup(
   return it->second;
 }
 
-absl::StatusOr<v1::Image> InMemoryCatalog::FindImageByHash(
-    absl::string_view hash) const {
-  absl::MutexLock l(&mu_);
+absl::StatusOr<const std::vector<v1::Image>*>
+InMemoryCatalog::ImagesWithHashLocked(absl::string_view hash) const {
   auto it = live_->images_by_hash.find(hash);
   if (it == live_->images_by_hash.end() || it->second.empty()) {
     return absl::NotFoundError(
         absl::StrCat("image ", crypto::HexEncode(hash),
                      " was never signed by the platform"));
   }
-  for (const v1::Image& i : it->second) {
+  return &it->second;
+}
+
+absl::StatusOr<v1::Image> InMemoryCatalog::FindImageByHash(
+    absl::string_view hash) const {
+  absl::MutexLock l(&mu_);
+  auto images = ImagesWithHashLocked(hash);
+  if (!images.ok()) return images.status();
+  for (const v1::Image& i : **images) {
     if (i.tenant_id().empty()) return i;  // a platform image first
   }
-  return it->second.front();
+  return (*images)->front();
 }
 
 absl::StatusOr<v1::Image> InMemoryCatalog::FindImageForTenant(
     absl::string_view hash, absl::string_view tenant_id) const {
   absl::MutexLock l(&mu_);
-  auto it = live_->images_by_hash.find(hash);
-  if (it == live_->images_by_hash.end() || it->second.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("image ", crypto::HexEncode(hash),
-                     " was never signed by the platform"));
-  }
+  auto images = ImagesWithHashLocked(hash);
+  if (!images.ok()) return images.status();
   const v1::Image* platform = nullptr;
-  for (const v1::Image& i : it->second) {
+  for (const v1::Image& i : **images) {
     if (!tenant_id.empty() && i.tenant_id() == tenant_id) return i;
     if (i.tenant_id().empty()) platform = &i;
   }

@@ -166,6 +166,9 @@ class InMemoryCatalog : public CatalogView {
 
   absl::StatusOr<std::shared_ptr<const TenantCa>> BuildTenantCa(
       const v1::Tenant& tenant) const;
+  // ImagesWithHashLocked: the (non-empty) images with `hash`, or NotFound.
+  absl::StatusOr<const std::vector<v1::Image>*> ImagesWithHashLocked(
+      absl::string_view hash) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void ApplyTo(State& state, const v1::WatchEvent& event,
                       std::shared_ptr<const TenantCa> tenant);
   static void PutImageIn(State& state, const v1::Image& image);

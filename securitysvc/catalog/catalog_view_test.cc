@@ -48,5 +48,82 @@ TEST(InMemoryCatalogTest, LatestOsReleaseIsTheLastPublishedNotTheLastApplied) {
   EXPECT_EQ(view.ExpectedImages(device)["kernel"].version(), 11u);
 }
 
+
+v1::Image App(const std::string& tenant, const std::string& tag,
+              uint32_t version) {
+  v1::Image i;
+  i.set_image_hash(crypto::Sha256(tag));
+  i.set_id(crypto::HexEncode(i.image_hash()));
+  i.set_tenant_id(tenant);
+  i.set_component("app:dw100");
+  i.set_version(version);
+  i.set_kind(v1::IMAGE_KIND_APPLICATION);
+  return i;
+}
+
+// Images are bound to their owner: the same bytes uploaded by two tenants
+// are two images, and a tenant's lookup never yields another tenant's app.
+TEST(InMemoryCatalogTest, Attack_OtherTenantsAppIsNotTheTenantsImage) {
+  InMemoryCatalog view(crypto::RandomBytes(32));
+  const v1::Image evil = App("evil", "evil v999", 999);
+  view.PutImage(evil);
+  auto r = view.FindImageForTenant(evil.image_hash(), "contoso");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(std::string(r.status().message()).find("evil\""),
+            std::string::npos);
+  EXPECT_TRUE(view.FindImageForTenant(evil.image_hash(), "evil").ok());
+  EXPECT_TRUE(absl::IsNotFound(
+      view.FindImageForTenant(crypto::Sha256("unknown"), "contoso").status()));
+
+  // Same bytes for Contoso: its own record, and a deployment of Contoso's
+  // names Contoso's image, not Evil's.
+  v1::Image mine = App("contoso", "evil v999", 1);
+  view.PutImage(mine);
+  EXPECT_EQ(view.FindImageForTenant(mine.image_hash(), "contoso")->version(),
+            1u);
+  EXPECT_EQ(view.FindImageForTenant(mine.image_hash(), "evil")->version(),
+            999u);
+  v1::Deployment dep;
+  dep.set_id("d1");
+  dep.set_tenant_id("contoso");
+  dep.set_device_group_id("g1");
+  dep.add_image_ids(mine.id());
+  view.PutDeployment(dep);
+  v1::Device device;
+  device.set_device_group_id("g1");
+  EXPECT_EQ(view.ExpectedImages(device)["app:dw100"].version(), 1u);
+}
+
+// Snapshot events are staged: nothing is visible, and the revision does not
+// move, until snapshot_end.
+TEST(InMemoryCatalogTest, SnapshotIsAppliedAtomicallyAtItsEnd) {
+  InMemoryCatalog view(crypto::RandomBytes(32));
+  view.RequireSnapshot();
+  v1::WatchEvent e;
+  e.set_revision(7);
+  e.set_snapshot(true);
+  e.mutable_device()->set_id("d1");
+  ASSERT_TRUE(view.Apply(e).ok());
+  EXPECT_EQ(view.revision(), 0);
+  EXPECT_FALSE(view.synced());
+  EXPECT_TRUE(absl::IsNotFound(view.GetDevice("d1").status()));
+  v1::WatchEvent end;
+  end.set_revision(7);
+  end.set_snapshot(true);
+  end.set_snapshot_end(true);
+  ASSERT_TRUE(view.Apply(end).ok());
+  EXPECT_EQ(view.revision(), 7);
+  EXPECT_TRUE(view.synced());
+  EXPECT_TRUE(view.GetDevice("d1").ok());
+  // An aborted re-snapshot leaves the served state as it was.
+  e.set_revision(9);
+  e.mutable_device()->set_id("d2");
+  ASSERT_TRUE(view.Apply(e).ok());
+  view.AbortSnapshot();
+  EXPECT_TRUE(view.GetDevice("d1").ok());
+  EXPECT_TRUE(absl::IsNotFound(view.GetDevice("d2").status()));
+  EXPECT_EQ(view.revision(), 7);
+}
+
 }  // namespace
 }  // namespace sphere::catalog

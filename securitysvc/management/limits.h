@@ -81,6 +81,8 @@ static_assert(kMaxShards * (kMaxNameLength + kMaxShardAddressLength + 16) <
 // image package (header + payload + signature). The largest boot-chain image
 // (kernel) is 2.5 MiB.
 inline constexpr size_t kMaxImagePackageBytes = 6 * 1024 * 1024;
+// One chunk of UploadImageStream.
+inline constexpr size_t kMaxUploadChunkBytes = 1024 * 1024;
 // Per-tenant image quota (defaults; CatalogOptions may lower them): distinct
 // images and the sum of their payload sizes. Re-uploading an image the tenant
 // already has costs nothing.

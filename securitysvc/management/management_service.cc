@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
+#include "securitysvc/management/limits.h"
 
 namespace sphere::management {
 namespace {
@@ -278,45 +279,164 @@ grpc::ServerUnaryReactor* ManagementService::GetCaCertificate(
   });
 }
 
+absl::StatusOr<std::string> ManagementService::UploadTenant(
+    const Caller& c, absl::string_view tenant, uint64_t total_size) {
+  if (c.is_internal()) {
+    // Checked before the (costly) package verification; RecordImage
+    // refuses shards too.
+    return absl::PermissionDeniedError(
+        "uploading an image is not allowed with the shard credential "
+        "(urn:sphere:scope:shard); use an operator credential");
+  }
+  // One token per started MiB, keyed by the caller (see
+  // ManagementServiceOptions::expensive_call_limiter).
+  if (absl::Status s = LimitExpensiveCall(
+          c, "image upload", 1 + static_cast<double>(total_size / (1 << 20)));
+      !s.ok()) {
+    return s;
+  }
+  if (!options_.verify_image_package) {
+    return absl::UnimplementedError(
+        "image upload is not enabled on this management server (no image "
+        "verifier is configured)");
+  }
+  std::string tenant_id;
+  if (c.is_tenant() || !tenant.empty()) {
+    absl::StatusOr<v1::Tenant> t = catalog_->GetTenant(c, tenant);
+    if (!t.ok()) return t.status();
+    tenant_id = t->id();
+  }
+  // Size cap and tenant quota before the package is verified or stored.
+  if (auto s = catalog_->CheckImageQuota(c, tenant_id, total_size); !s.ok()) {
+    return s;
+  }
+  return tenant_id;
+}
+
+absl::Status ManagementService::StoreImage(const Caller& c,
+                                           const std::string& tenant_id,
+                                           absl::string_view package,
+                                           v1::Image* resp) {
+  absl::StatusOr<v1::Image> image =
+      options_.verify_image_package(tenant_id, package);
+  if (!image.ok()) return image.status();
+  image->set_tenant_id(tenant_id);
+  return Assign(catalog_->RecordImage(c, *image), resp);
+}
+
 grpc::ServerUnaryReactor* ManagementService::UploadImage(
     grpc::CallbackServerContext* ctx, const v1::UploadImageRequest* req,
     v1::Image* resp) {
   return Unary(ctx, [&](const Caller& c) -> absl::Status {
-    if (c.is_internal()) {
-      // Checked before the (costly) package verification; RecordImage
-      // refuses shards too.
-      return absl::PermissionDeniedError(
-          "uploading an image is not allowed with the shard credential "
-          "(urn:sphere:scope:shard); use an operator credential");
-    }
-    if (absl::Status s = LimitExpensiveCall(
-            c, "image upload", 1 + static_cast<double>(req->package().size() /
-                                                     (1 << 20)));
-        !s.ok()) {
-      return s;
-    }
-    if (!options_.verify_image_package) {
-      return absl::UnimplementedError(
-          "image upload is not enabled on this management server (no image "
-          "verifier is configured)");
-    }
-    std::string tenant_id;
-    if (c.is_tenant() || !req->tenant_id().empty()) {
-      absl::StatusOr<v1::Tenant> t = catalog_->GetTenant(c, req->tenant_id());
-      if (!t.ok()) return t.status();
-      tenant_id = t->id();
-    }
-    // Size cap and tenant quota before the package is verified or stored.
-    if (auto s = catalog_->CheckImageQuota(c, tenant_id, req->package().size());
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<v1::Image> image =
-        options_.verify_image_package(tenant_id, req->package());
-    if (!image.ok()) return image.status();
-    image->set_tenant_id(tenant_id);
-    return Assign(catalog_->RecordImage(c, *image), resp);
+    absl::StatusOr<std::string> tenant_id =
+        UploadTenant(c, req->tenant_id(), req->package().size());
+    if (!tenant_id.ok()) return tenant_id.status();
+    return StoreImage(c, *tenant_id, req->package(), resp);
   });
+}
+
+// ---- UploadImageStream: client streaming ------------------------------------
+
+// UploadReactor collects one package in bounded chunks: the first message's
+// total_size is checked (cap and quota) before any bytes are kept, every
+// chunk is capped, and the sum may never pass total_size. The package is
+// verified and recorded when the client half-closes.
+class ManagementService::UploadReactor
+    : public grpc::ServerReadReactor<v1::UploadImageChunk> {
+ public:
+  UploadReactor(ManagementService* service, absl::StatusOr<Caller> caller,
+                v1::Image* response)
+      : service_(service), response_(response) {
+    if (!caller.ok()) {
+      End(caller.status());
+      return;
+    }
+    caller_ = *caller;
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // client half-closed (or went away)
+      if (!started_) {
+        End(absl::InvalidArgumentError(
+            "UploadImageStream carried no message; send tenant_id and "
+            "total_size first"));
+        return;
+      }
+      if (package_.size() != total_size_) {
+        End(absl::InvalidArgumentError(absl::StrFormat(
+            "the upload ended after %d of its declared %d bytes; nothing was "
+            "stored",
+            package_.size(), total_size_)));
+        return;
+      }
+      absl::Status s =
+          service_->StoreImage(caller_, tenant_id_, package_, response_);
+      if (s.ok()) {
+        log::Info("image uploaded", {{"image", response_->id()},
+                                     {"component", response_->component()}});
+      }
+      End(s);
+      return;
+    }
+    if (!started_) {
+      started_ = true;
+      total_size_ = chunk_.total_size();
+      absl::StatusOr<std::string> tenant =
+          service_->UploadTenant(caller_, chunk_.tenant_id(), total_size_);
+      if (!tenant.ok()) {
+        End(tenant.status());
+        return;
+      }
+      tenant_id_ = *tenant;
+    }
+    if (chunk_.chunk().size() > limits::kMaxUploadChunkBytes) {
+      End(absl::InvalidArgumentError(absl::StrFormat(
+          "upload chunk is %d bytes; the limit is %d; nothing was stored",
+          chunk_.chunk().size(), limits::kMaxUploadChunkBytes)));
+      return;
+    }
+    if (package_.size() + chunk_.chunk().size() > total_size_) {
+      End(absl::InvalidArgumentError(absl::StrFormat(
+          "upload exceeds its declared total_size of %d bytes; nothing was "
+          "stored",
+          total_size_)));
+      return;
+    }
+    package_.append(chunk_.chunk());
+    chunk_.Clear();
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void End(const absl::Status& status) {
+    if (!status.ok() && !absl::IsInvalidArgument(status) &&
+        !absl::IsResourceExhausted(status) && !absl::IsNotFound(status) &&
+        !absl::IsAlreadyExists(status)) {
+      log::Warning("image upload refused",
+                   {{"error", std::string(status.message())}});
+    }
+    package_.clear();
+    package_.shrink_to_fit();
+    Finish(rpc::ToGrpcStatus(status));
+  }
+
+  ManagementService* const service_;
+  v1::Image* const response_;
+  Caller caller_;
+  v1::UploadImageChunk chunk_;
+  bool started_ = false;
+  uint64_t total_size_ = 0;
+  std::string tenant_id_;
+  std::string package_;
+};
+
+grpc::ServerReadReactor<v1::UploadImageChunk>*
+ManagementService::UploadImageStream(grpc::CallbackServerContext* ctx,
+                                     v1::Image* resp) {
+  return new UploadReactor(this, Identify(ctx), resp);
 }
 
 grpc::ServerUnaryReactor* ManagementService::ListImages(
@@ -563,6 +683,23 @@ class ManagementService::WatchReactor
         if (wake_pending_ || cancelled_) continue;
         pumping_ = false;  // live and idle: the stream's wakeup calls Pump
         return;
+      }
+      // Commit refuses events above the limit; one stored before that rule
+      // (or a corrupt log) ends the stream with a specific error instead of
+      // a write above the channel limit that fails without saying why.
+      for (const v1::WatchEvent& e : events) {
+        const size_t bytes = e.ByteSizeLong();
+        if (bytes > limits::kMaxWatchEventBytes) {
+          absl::Status too_big = absl::FailedPreconditionError(absl::StrFormat(
+              "catalog event at revision %d is %d bytes, above the %d-byte "
+              "Watch event limit; it cannot be replicated (compact the log "
+              "past it or repair the record)",
+              e.revision(), bytes, limits::kMaxWatchEventBytes));
+          log::Error("oversized catalog event",
+                     {{"error", std::string(too_big.message())}});
+          FinishLocked(rpc::ToGrpcStatus(too_big));
+          return;
+        }
       }
       page_.assign(std::make_move_iterator(events.begin()),
                    std::make_move_iterator(events.end()));

@@ -131,6 +131,8 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   grpc::ServerUnaryReactor* UploadImage(grpc::CallbackServerContext* ctx,
                                         const v1::UploadImageRequest* req,
                                         v1::Image* resp) override;
+  grpc::ServerReadReactor<v1::UploadImageChunk>* UploadImageStream(
+      grpc::CallbackServerContext* ctx, v1::Image* resp) override;
   grpc::ServerUnaryReactor* ListImages(grpc::CallbackServerContext* ctx,
                                        const v1::ListImagesRequest* req,
                                        v1::ListImagesResponse* resp) override;
@@ -158,9 +160,20 @@ class ManagementService final : public v1::ManagementService::CallbackService {
 
  private:
   class ImportReactor;
+  class UploadReactor;
   class WatchReactor;
 
   absl::StatusOr<Caller> Identify(grpc::CallbackServerContext* ctx) const;
+  // StoreImage verifies `package` (already within the size cap and quota)
+  // for the tenant `tenant_id` (resolved; empty = platform OS image) and
+  // records it.
+  absl::Status StoreImage(const Caller& caller, const std::string& tenant_id,
+                          absl::string_view package, v1::Image* resp);
+  // UploadTenant resolves an upload's tenant field and checks the size cap
+  // and quota for `total_size` bytes.
+  absl::StatusOr<std::string> UploadTenant(const Caller& caller,
+                                           absl::string_view tenant,
+                                           uint64_t total_size);
   // Unary runs `fn(caller)` and finishes the call with its status.
   grpc::ServerUnaryReactor* Unary(
       grpc::CallbackServerContext* ctx,

@@ -4,11 +4,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cli/image_upload.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/memory_store.h"
@@ -16,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/management.grpc.pb.h"
+#include "securitysvc/management/limits.h"
 
 namespace sphere::management {
 namespace {
@@ -62,6 +66,21 @@ class ManagementServiceTest : public ::testing::Test {
         crypto::ParseCertificate(root_pem_)->subject_line;
     service_options.watch_queue_limit = watch_queue_limit;
     service_options.watch_page_size = watch_page_size;
+    // A stand-in for the image pipeline: records what it was asked to verify.
+    service_options.verify_image_package =
+        [this](absl::string_view tenant_id,
+               absl::string_view package) -> absl::StatusOr<v1::Image> {
+      ++verified_;
+      v1::Image image;
+      image.set_image_hash(crypto::Sha256(package));
+      image.set_id(crypto::HexEncode(image.image_hash()));
+      image.set_tenant_id(std::string(tenant_id));
+      image.set_component("app:test");
+      image.set_version(1);
+      image.set_kind(v1::IMAGE_KIND_APPLICATION);
+      image.set_size(package.size());
+      return image;
+    };
     service_ =
         std::make_unique<ManagementService>(catalog_.get(), service_options);
 
@@ -108,6 +127,8 @@ class ManagementServiceTest : public ::testing::Test {
     return v1::ManagementService::NewStub(rpc::NewChannel(
         runner_->address(), {c.cert_pem, c.key_pem, root_pem_}));
   }
+
+  std::atomic<int> verified_{0};
 
   // Dump is the whole persisted catalog; attack tests compare it.
   std::string Dump() {
@@ -764,6 +785,105 @@ TEST_F(RateLimitedManagementTest, Attack_UploadLargerThanBurstIsRefused) {
   grpc::Status refused = Upload(contoso.get(), contoso_.id(), 4 << 20);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("larger than"));
+
+
+// ---- UploadImageStream (issue 8 hole 6: per-method request caps) ----------
+
+TEST_F(ManagementServiceTest, UploadImageStreamRecordsTheImage) {
+  auto contoso = Client(Operator(contoso_.id()));
+  const std::string package = crypto::RandomBytes(10000);
+  auto image = cli::UploadImagePackage(contoso.get(), "", package,
+                                       absl::Seconds(10), /*chunk_bytes=*/999);
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->id(), crypto::HexEncode(crypto::Sha256(package)));
+  EXPECT_EQ(image->tenant_id(), contoso_.id());
+  EXPECT_EQ(verified_.load(), 1);
+}
+
+TEST_F(ManagementServiceTest, Attack_UploadStreamAboveTheCapIsRefusedUpFront) {
+  auto contoso = Client(Operator(contoso_.id()));
+  const std::string before = Dump();
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::Image image;
+  auto writer = contoso->UploadImageStream(&ctx, &image);
+  v1::UploadImageChunk first;
+  first.set_total_size(limits::kMaxImagePackageBytes + 1);
+  writer->Write(first);
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("the limit is"));
+  EXPECT_EQ(verified_.load(), 0);
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(ManagementServiceTest, Attack_UploadStreamBeyondItsDeclaredSize) {
+  auto contoso = Client(Operator(contoso_.id()));
+  const std::string before = Dump();
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::Image image;
+  auto writer = contoso->UploadImageStream(&ctx, &image);
+  v1::UploadImageChunk first;
+  first.set_total_size(1000);
+  writer->Write(first);
+  v1::UploadImageChunk chunk;
+  chunk.set_chunk(std::string(1500, 'x'));
+  writer->Write(chunk);
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("declared total_size of 1000"));
+  // A short upload is refused too.
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2);
+  auto short_writer = contoso->UploadImageStream(&ctx2, &image);
+  short_writer->Write(first);
+  chunk.set_chunk(std::string(10, 'x'));
+  short_writer->Write(chunk);
+  short_writer->WritesDone();
+  s = short_writer->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(verified_.load(), 0);
+  EXPECT_EQ(Dump(), before);
+}
+
+TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotStreamUploads) {
+  auto shard = Client(Scoped("shard"));
+  auto image = cli::UploadImagePackage(shard.get(), "", "pkg",
+                                       absl::Seconds(10));
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(verified_.load(), 0);
+}
+
+
+// Issue 8 hole 1: an event stored before the limits existed (or a corrupt
+// log entry) above the channel limit made every Watch fail without saying
+// why. The stream now ends with a specific error at that revision.
+TEST_F(ManagementServiceTest, Fault_OversizedStoredEventEndsWatchWithClearError) {
+  const int64_t next = catalog_->revision() + 1;
+  v1::WatchEvent huge;
+  huge.set_revision(next);
+  v1::Deployment* dep = huge.mutable_deployment();
+  dep->set_id("legacy");
+  for (int i = 0; i < 20000; ++i) dep->add_image_ids(std::string(64, 'a'));
+  ASSERT_TRUE(store_
+                  ->Put("log", absl::StrFormat("%020d", next),
+                        huge.SerializeAsString())
+                  .ok());
+  auto shard = Client(Scoped("shard"));
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  v1::WatchRequest req;
+  req.set_start_revision(next);
+  auto reader = shard->Watch(&ctx, req);
+  v1::WatchEvent ev;
+  EXPECT_FALSE(reader->Read(&ev));
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr(absl::StrCat("revision ", next, " is")));
 }
 
 }  // namespace
