@@ -43,12 +43,30 @@ void KeyedRateLimiter::MakeRoom(Shard& s, absl::Time now) {
   }
 }
 
+void KeyedRateLimiter::DropIdle(Shard& s, absl::Time now) {
+  // Look at the two oldest entries: drop them when idle (bucket full again),
+  // else rotate them to the back. Amortised O(1); keeps the table close to
+  // the keys active in the last burst/per_second seconds.
+  for (int i = 0; i < 2 && !s.order.empty(); ++i) {
+    std::string key = std::move(s.order.front());
+    s.order.pop_front();
+    auto it = s.buckets.find(key);
+    if (it == s.buckets.end()) continue;
+    if (Refilled(it->second, now) >= options_.burst) {
+      s.buckets.erase(it);
+    } else {
+      s.order.push_back(std::move(key));
+    }
+  }
+}
+
 bool KeyedRateLimiter::Allow(absl::string_view key) {
   const absl::Time now = clock_->Now();
   Shard& s = ShardFor(key);
   absl::MutexLock l(&s.mu);
   auto it = s.buckets.find(key);
   if (it == s.buckets.end()) {
+    DropIdle(s, now);
     MakeRoom(s, now);
     it = s.buckets.emplace(std::string(key), Bucket{options_.burst, now}).first;
     s.order.emplace_back(key);

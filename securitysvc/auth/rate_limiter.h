@@ -3,7 +3,10 @@
 //
 // Each key starts with `burst` tokens and regains `per_second` tokens per
 // second up to `burst`; Allow takes one token or refuses. Memory is bounded:
-// at most `max_keys` buckets are kept (sharded 16 ways). When a shard is
+// each new key first retires up to two idle buckets (refilled completely:
+// they behave exactly like absent ones), so the table tracks the keys active
+// lately; and at most `max_keys` buckets are kept (sharded 16 ways). When a
+// shard is
 // full, buckets that have refilled completely (idle keys, which behave
 // exactly like absent ones) are dropped first; if every bucket is still
 // active, the oldest-inserted one in that shard is dropped (that key then
@@ -62,6 +65,7 @@ class KeyedRateLimiter {
   Shard& ShardFor(absl::string_view key) const;
   double Refilled(const Bucket& b, absl::Time now) const;
   void MakeRoom(Shard& s, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  void DropIdle(Shard& s, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
 
   Clock* const clock_;
   const Options options_;

@@ -50,5 +50,16 @@ TEST(KeyedRateLimiterTest, Attack_DistinctKeyFloodStaysBounded) {
   EXPECT_LE(limiter.key_count(), 160u);
 }
 
+TEST(KeyedRateLimiterTest, IdleKeysAreRetiredAsNewKeysArrive) {
+  FakeClock clock;
+  KeyedRateLimiter limiter(&clock, {1, 2});
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_TRUE(limiter.Allow(absl::StrCat("device-", i)));
+    clock.Advance(absl::Milliseconds(100));  // each bucket refills in 1 s
+  }
+  // Only about the keys of the last second or so remain (16 shards).
+  EXPECT_LT(limiter.key_count(), 200u);
+}
+
 }  // namespace
 }  // namespace sphere::auth

@@ -105,7 +105,6 @@ class ShardServer {
   absl::Status Register(bool wait_for_ready);
 
   ShardServerOptions options_;
-  std::vector<std::unique_ptr<ShardPlugin>> plugins_;
   std::unique_ptr<catalog::InMemoryCatalog> own_catalog_;
   catalog::InMemoryCatalog* catalog_ = nullptr;
   std::unique_ptr<store::Store> store_;
@@ -125,6 +124,8 @@ class ShardServer {
   ShardContext context_;
   bool started_ = false;
   bool stopped_ = false;
+  // Last: plug-ins use everything above, so they are destroyed first.
+  std::vector<std::unique_ptr<ShardPlugin>> plugins_;
 };
 
 }  // namespace sphere::shard
