@@ -110,6 +110,12 @@ Twin::Request Twin::OnAttest(
 
 absl::Status Twin::CheckChain(absl::Time now,
                               const v1::AttestResponse& r) const {
+  if (r.session_token().size() > kMaxSessionTokenBytes) {
+    return absl::DataLossError(absl::StrCat(
+        "service issued device ", device_->device_id(), " a session token of ",
+        r.session_token().size(), " bytes (limit ", kMaxSessionTokenBytes,
+        ")"));
+  }
   if (r.not_after_unix_ms() <= absl::ToUnixMillis(now)) {
     return absl::DataLossError(absl::StrCat(
         "service issued device ", device_->device_id(),
