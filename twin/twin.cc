@@ -156,7 +156,9 @@ Twin::Request Twin::Fail(absl::Time now, absl::Status status) {
   // together spread out.
   const std::string key = device_->public_key();
   uint64_t seed = 0;
-  std::memcpy(&seed, key.data() + 1, std::min<size_t>(8, key.size() - 1));
+  if (key.size() > sizeof(seed)) {
+    std::memcpy(&seed, key.data() + 1, sizeof(seed));  // skip SEC1 0x04
+  }
   seed ^= (static_cast<uint64_t>(retries_) << 48) ^
           static_cast<uint64_t>(absl::ToUnixNanos(now));
   const absl::Duration delay = client::BackoffDelay(
