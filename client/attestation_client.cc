@@ -209,7 +209,17 @@ void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
     const auto& md = call->context()->GetServerTrailingMetadata();
     auto a = md.find(kRedirectAddressKey);
     if (a != md.end() && md.find(kRedirectShardKey) != md.end()) {
-      std::string target(a->second.data(), a->second.size());
+      std::string target(a->second.data(),
+                         std::min(a->second.size(),
+                                  options_.max_address_length + 1));
+      if (target.size() > options_.max_address_length) {
+        Finish(call, absl::UnavailableError(absl::StrCat(
+                         call->method(), " for device ", call->device_id(),
+                         ": shard ", call->address,
+                         " redirected to an address longer than ",
+                         options_.max_address_length, " bytes")));
+        return;
+      }
       if (call->hops >= options_.max_redirects) {
         Finish(call, absl::UnavailableError(absl::StrCat(
                          call->method(), " for device ", call->device_id(),

@@ -80,6 +80,7 @@ class AsyncAttestationClient final : public AttestationTransport {
     size_t max_cached_owners = 1 << 16;  // redirect-learned device owners
     size_t max_addresses = 64;        // distinct shard addresses (channels)
     int max_redirects = 3;            // hops per call
+    size_t max_address_length = 255;  // longer redirect targets refused
     absl::Duration deadline = absl::Seconds(10);  // per RPC
   };
   struct Stats {

@@ -134,6 +134,32 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   EXPECT_EQ(leaf->claims.epoch, "0");  // ownership epoch at issuance
 }
 
+TEST_F(AttestationE2ETest, Fault_TwinProcessIsNotRetriedWhenRefused) {
+  // An unclaimed twin is refused (FAILED_PRECONDITION): the twin process
+  // reports the shard's answer and exits instead of retrying it for its
+  // whole --retry_budget, and keeps no certificate.
+  const std::string cluster_json = cluster_->dir() + "/cluster.json";
+  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
+                               "--cluster", cluster_json, "--name",
+                               "dw100-unclaimed"});
+  ASSERT_EQ(rc, 0) << out;
+  const uint64_t successes = Successes();
+  std::tie(rc, out) = RunCommand(
+      {BinaryPath("twin/twin"), "--cluster", cluster_json, "--name",
+       "dw100-unclaimed", "--min_catalog_revision",
+       absl::StrCat(CatalogRevision(cluster_)), "--retry_budget=1h",
+       "attest"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_TRUE(absl::StrContains(out, "twin: error:")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "GetChallenge at ")) << out;
+  EXPECT_EQ(Successes(), successes);
+  auto state = twin::ReadTwinState(
+      twin::TwinStatePath(cluster_->dir(), "dw100-unclaimed"));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_TRUE(state->certificate_chain_pem().empty());
+  EXPECT_TRUE(state->session_token().empty());
+}
+
 TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   auto dev = NewDevice("redirect-device");
   int owner = OwnerShard(cluster_, dev->device_id());

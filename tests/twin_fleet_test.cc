@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <vector>
@@ -153,9 +154,16 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   auto root = rpc::ReadFile(cluster->config().root_ca);
   ASSERT_TRUE(root.ok());
 
-  twin::TwinConfig config;
+  // Every 100th twin verifies its chain (leaf -> tenant CA -> root, the
+  // key is its own): chain checks cost the twin side ~1 ms of CPU each,
+  // more than the rest of its work, and are covered one by one in
+  // twin_test and attestation_e2e_test.
+  twin::TwinConfig config, verifying;
   config.root_ca_pem = *root;
   config.backoff = {absl::Milliseconds(50), 1.6, 0.2, absl::Seconds(2)};
+  config.verify_chain = false;
+  verifying = config;
+  verifying.verify_chain = true;
   client::AsyncAttestationClient::Options options;
   options.max_in_flight = 64;
   client::AsyncAttestationClient client(cluster->config().shards,
@@ -178,7 +186,8 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
     ASSERT_TRUE((*dev)->InstallFactoryImages(images).ok());
     keys.push_back((*dev)->public_key());
     ids.push_back((*dev)->device_id());
-    twins.push_back(std::make_unique<twin::Twin>(std::move(*dev), &config));
+    twins.push_back(std::make_unique<twin::Twin>(
+        std::move(*dev), i % 100 == 0 ? &verifying : &config));
   }
   const absl::Duration manufacture_time = absl::Now() - t0;
   ImportAll(cluster.get(), keys);
@@ -189,13 +198,14 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   auto revision = cluster->ManagementRevision();
   ASSERT_TRUE(revision.ok());
   config.min_catalog_revision = *revision;
+  verifying.min_catalog_revision = *revision;
 
   const size_t heap_manufactured = HeapInUse();
   for (auto& t : twins) driver.Add(t.get());
   const absl::Time t1 = absl::Now();
   ASSERT_TRUE(driver.RunUntil(
       [&] { return driver.certified() + driver.refused() == kTwins; },
-      absl::Now() + absl::Seconds(240)))
+      absl::Now() + absl::Seconds(600)))
       << driver.certified() << " certified, " << driver.refused()
       << " refused";
   const absl::Duration attest_time = absl::Now() - t1;
@@ -226,6 +236,9 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
       static_cast<double>(heap_manufactured - heap0) / kTwins;
   const double rss_per_twin =
       (static_cast<double>(rss_idle) - static_cast<double>(rss0)) / kTwins;
+  double load[1] = {0};
+  getloadavg(load, 1);
+  std::printf("machine load average (1 min) at the end: %.1f\n", load[0]);
   std::printf(
       "twin fleet: %d twins; manufacture %.1f s, import+claim %.1f s, "
       "attestation %.1f s (%.0f/s)\n"
@@ -242,6 +255,9 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
       static_cast<unsigned long long>(stats.calls),
       static_cast<unsigned long long>(stats.redirects),
       stats.max_in_flight_seen);
+  // The design budget for an idle twin (docs/benchmarks.md); allocator
+  // counts, not time, so this is deterministic enough to hold the line.
+  EXPECT_LE(per_twin, 2048.0);
   ::testing::Test::RecordProperty("heap_bytes_per_idle_twin",
                                   static_cast<int>(per_twin));
   ::testing::Test::RecordProperty("rss_bytes_per_idle_twin",

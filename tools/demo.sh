@@ -23,10 +23,12 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Building"
 bazel build //:local_cluster //securitysvc:shard //securitysvc/management \
-  //securitysvc:os_builder //cli:spherectl //twin:twin
+  //securitysvc:os_builder //securitysvc/factory //cli:spherectl //twin:twin
 BIN="$ROOT/bazel-bin"
 CTL=("$BIN/cli/spherectl" --cluster "$DIR/cluster.json")
 TWIN=("$BIN/twin/twin" --cluster "$DIR/cluster.json")
+# The manufacturing line is platform-side: only it holds the manufacturing CA.
+FACTORY=("$BIN/securitysvc/factory/factory" --cluster "$DIR/cluster.json")
 
 step "Starting a local cluster: management + $SHARDS shards"
 CLUSTER_LOG="$DIR/local_cluster.out"
@@ -61,7 +63,7 @@ step "Contoso creates product DW100 (five default device groups)"
 step "Factory manufactures two DW100 twins (keys recorded in the factory registry)"
 IDS=()
 for n in dw100-0001 dw100-0002; do
-  out=$("${TWIN[@]}" --name "$n" manufacture)
+  out=$("${FACTORY[@]}" --name "$n")
   echo "$out"
   IDS+=("$(echo "$out" | awk '{print $4}')")
 done
@@ -76,13 +78,17 @@ done
 "${CTL[@]}" --tenant Contoso device list
 
 step "Twins boot, attest and receive device certificates"
+# Attest against a catalog that includes the claims and group assignments.
+REV=$("${CTL[@]}" --output json cluster status |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["catalog_revision"])')
 for n in dw100-0001 dw100-0002; do
-  "${TWIN[@]}" --name "$n" attest
+  "${TWIN[@]}" --name "$n" --min_catalog_revision "$REV" \
+    --chain_out "$DIR/$n-chain.pem" attest
 done
 
 step "Anyone can check the chain: device -> Contoso CA -> platform root"
 for n in dw100-0001 dw100-0002; do
-  chain="$DIR/twins/$n/device_chain.pem"
+  chain="$DIR/$n-chain.pem"
   openssl verify -CAfile "$DIR/pki/root.pem" -untrusted "$chain" "$chain"
   openssl x509 -in "$chain" -noout -subject -issuer
 done
@@ -92,7 +98,7 @@ step "Platform builds OS 2 and releases it to the RetailEval feed only"
 "${CTL[@]}" os release --feed RetailEval --version 2 --images-dir "$DIR/images/os-2"
 
 step "A third twin joins DW100's Production OS Evaluation group (RetailEval feed)"
-out=$("${TWIN[@]}" --name dw100-0003 manufacture)
+out=$("${FACTORY[@]}" --name dw100-0003)
 echo "$out"
 EVAL_ID=$(echo "$out" | awk '{print $4}')
 "${CTL[@]}" --tenant Contoso device claim --device "$EVAL_ID" >/dev/null

@@ -110,6 +110,12 @@ Twin::Request Twin::OnAttest(
 
 absl::Status Twin::CheckChain(absl::Time now,
                               const v1::AttestResponse& r) const {
+  if (r.session_token().size() > kMaxSessionTokenBytes) {
+    return absl::DataLossError(absl::StrCat(
+        "service issued device ", device_->device_id(), " a session token of ",
+        r.session_token().size(), " bytes (limit ", kMaxSessionTokenBytes,
+        ")"));
+  }
   if (r.not_after_unix_ms() <= absl::ToUnixMillis(now)) {
     return absl::DataLossError(absl::StrCat(
         "service issued device ", device_->device_id(),
@@ -150,7 +156,9 @@ Twin::Request Twin::Fail(absl::Time now, absl::Status status) {
   // together spread out.
   const std::string key = device_->public_key();
   uint64_t seed = 0;
-  std::memcpy(&seed, key.data() + 1, std::min<size_t>(8, key.size() - 1));
+  if (key.size() > sizeof(seed)) {
+    std::memcpy(&seed, key.data() + 1, sizeof(seed));  // skip SEC1 0x04
+  }
   seed ^= (static_cast<uint64_t>(retries_) << 48) ^
           static_cast<uint64_t>(absl::ToUnixNanos(now));
   const absl::Duration delay = client::BackoffDelay(

@@ -52,6 +52,10 @@
 
 namespace sphere::twin {
 
+// Largest session token a twin keeps (tokens are a MAC plus a few fields,
+// well under 200 bytes); larger answers are refused, not stored.
+inline constexpr size_t kMaxSessionTokenBytes = 512;
+
 // TwinConfig is shared by every Twin of a process and must outlive them.
 struct TwinConfig {
   // PEM roots an issued chain must verify to (the platform root CA).

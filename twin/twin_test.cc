@@ -238,6 +238,19 @@ TEST_F(TwinTest, Attack_ExpiredCertificateIsRefused) {
   EXPECT_FALSE(twin->certified());
 }
 
+TEST_F(TwinTest, Attack_OversizedSessionTokenIsRefusedNotStored) {
+  auto twin = NewTwin("big-token");
+  ToAttest(*twin, now_);
+  v1::AttestResponse r =
+      pki_.Issue(twin->device().CertificatePublicKey(), now_);
+  r.set_session_token(std::string(kMaxSessionTokenBytes + 1, 't'));
+  twin->OnAttest(now_, r);
+  EXPECT_EQ(twin->phase(), Phase::kRefused);
+  EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(twin->session_token().empty());
+  EXPECT_FALSE(twin->certified());
+}
+
 TEST_F(TwinTest, AnswersOutOfPhaseAreIgnored) {
   auto twin = NewTwin("stale");
   // An Attest answer nobody asked for does not certify the twin.
