@@ -260,7 +260,7 @@ void SessionTokenSeeds(CorpusWriter& w) {
   ctx.tenant_id = "7d8e2c1a-0000-4000-8000-000000000001";
   ctx.product_id = "7d8e2c1a-0000-4000-8000-000000000002";
   ctx.device_group_id = "7d8e2c1a-0000-4000-8000-000000000003";
-  ctx.scope = "full";
+  ctx.scope = auth::Scope::kFull;
   ctx.certificate_serial = "03";
   ctx.ownership_epoch = 1;
   ctx.not_after = FuzzNow() + absl::Hours(24);
@@ -268,16 +268,16 @@ void SessionTokenSeeds(CorpusWriter& w) {
   const std::string body = token.substr(0, token.rfind('|'));
   const std::vector<std::string> fields = {
       ctx.device_id, ctx.tenant_id, ctx.product_id, ctx.device_group_id,
-      ctx.scope,     ctx.certificate_serial};
+      std::string(auth::ScopeName(ctx.scope)), ctx.certificate_serial};
   for (const std::string& t : {token, body}) {
     std::vector<std::string> r = {t};
     r.insert(r.end(), fields.begin(), fields.end());
     w.Write("session_token_fuzzer", Records(r) + std::string("\x01\x40", 2));
   }
-  ctx.scope = "update-only";
+  ctx.scope = auth::Scope::kUpdateOnly;
   w.Write("session_token_fuzzer",
           Records({tokens.Issue(ctx), ctx.device_id, ctx.tenant_id, "", "",
-                   ctx.scope, "7f"}));
+                   std::string(auth::ScopeName(ctx.scope)), "7f"}));
 }
 
 // CatalogSeeds builds a small real catalog and writes (a) its Watch events

@@ -1197,6 +1197,7 @@ TEST_F(CatalogTest, Attack_OperatorErrorsDoNotRevealOtherDevices) {
         catalog_->AcceptDeviceTransfer(fabrikam_op_, "", id).status()));
   }
   EXPECT_EQ(Dump(), before);
+}
 
 // Found by fuzz/catalog_records_fuzzer: a store whose change log lacks the
 // entries up to the catalog's revision (damaged or tampered on disk) made

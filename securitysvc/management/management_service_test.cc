@@ -785,7 +785,7 @@ TEST_F(RateLimitedManagementTest, Attack_UploadLargerThanBurstIsRefused) {
   grpc::Status refused = Upload(contoso.get(), contoso_.id(), 4 << 20);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("larger than"));
-
+}
 
 // ---- UploadImageStream (issue 8 hole 6: per-method request caps) ----------
 
