@@ -3,6 +3,7 @@
 #include <grpc/support/log.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
 
 #include <mutex>
 
@@ -296,6 +297,42 @@ void GrpcLogToJson(gpr_log_func_args* args) {
               {"line", absl::StrCat(args->line)}});
 }
 
+// Protobuf logs one ERROR line for every string field with invalid UTF-8,
+// while gRPC parses a request, before any handler runs: any client could grow
+// the log by one line per request. Its lines go through the bounded JSON log
+// and at most kProtobufLinesPerSecond of them a second are written; the rest
+// are counted in sphere_log_suppressed_total{source="protobuf"}.
+constexpr int kProtobufLinesPerSecond = 10;
+
+void ProtobufLogToJson(google::protobuf::LogLevel level, const char* filename,
+                       int line, const std::string& message) {
+  static absl::Mutex mu(absl::kConstInit);
+  static int64_t window = 0;
+  static int written = 0;
+  static auto* suppressed = metrics::Counter(
+      "sphere_log_suppressed_total",
+      "Log lines dropped by a per-source rate limit, by source");
+  {
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    absl::MutexLock l(&mu);
+    if (now != window) {
+      window = now;
+      written = 0;
+    }
+    if (++written > kProtobufLinesPerSecond) {
+      suppressed->Increment({{"source", "protobuf"}});
+      return;
+    }
+  }
+  log::Level out = log::Level::kWarning;
+  if (level == google::protobuf::LOGLEVEL_INFO) out = log::Level::kInfo;
+  if (level >= google::protobuf::LOGLEVEL_ERROR) out = log::Level::kError;
+  log::Write(out, message,
+             {{"source", "protobuf"},
+              {"file", filename ? filename : ""},
+              {"line", absl::StrCat(line)}});
+}
+
 }  // namespace
 
 bool IsStateChangingMethod(absl::string_view full_method) {
@@ -320,7 +357,10 @@ NewObservabilityInterceptorFactory() {
 
 void RouteGrpcLogsToJson() {
   static std::once_flag once;
-  std::call_once(once, [] { gpr_set_log_function(GrpcLogToJson); });
+  std::call_once(once, [] {
+    gpr_set_log_function(GrpcLogToJson);
+    google::protobuf::SetLogHandler(ProtobufLogToJson);
+  });
 }
 
 }  // namespace sphere::rpc

@@ -49,8 +49,10 @@ void CountRejection(absl::string_view reason);
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 NewObservabilityInterceptorFactory();
 
-// RouteGrpcLogsToJson sends gRPC's own log lines through log::Write
-// (idempotent; call before creating servers or channels).
+// RouteGrpcLogsToJson sends gRPC's and protobuf's own log lines through
+// log::Write (idempotent; call before creating servers or channels).
+// Protobuf's lines (one per malformed string field in any request) are
+// rate-limited; see sphere_log_suppressed_total.
 void RouteGrpcLogsToJson();
 
 }  // namespace sphere::rpc
