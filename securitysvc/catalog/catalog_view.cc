@@ -55,6 +55,32 @@ absl::Status InMemoryCatalog::Apply(const v1::WatchEvent& event) {
     case v1::WatchEvent::kOsRelease:
       PutOsRelease(event.os_release());
       break;
+    case v1::WatchEvent::kDeletedDeviceGroupId: {
+      absl::MutexLock l(&mu_);
+      groups_.erase(event.deleted_device_group_id());
+      deployments_.erase(event.deleted_device_group_id());
+      break;
+    }
+    case v1::WatchEvent::kDeletedDeploymentId: {
+      // Management re-sends the group's previous deployment, if any, next.
+      absl::MutexLock l(&mu_);
+      for (auto it = deployments_.begin(); it != deployments_.end(); ++it) {
+        if (it->second.id() == event.deleted_deployment_id()) {
+          deployments_.erase(it);
+          break;
+        }
+      }
+      break;
+    }
+    case v1::WatchEvent::kDeletedImageId: {
+      absl::MutexLock l(&mu_);
+      auto it = images_by_id_.find(event.deleted_image_id());
+      if (it != images_by_id_.end()) {
+        images_by_hash_.erase(it->second.image_hash());
+        images_by_id_.erase(it);
+      }
+      break;
+    }
     case v1::WatchEvent::kRevokedDeviceId: {
       absl::MutexLock l(&mu_);
       auto it = devices_.find(event.revoked_device_id());
