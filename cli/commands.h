@@ -84,6 +84,11 @@ void PrintOne(Context& ctx, const T& item,
   ctx.printer().Print(headers, {row}, ToJson(item));
 }
 
+// PrintDeleted reports a successful delete: "deleted KIND NAME" (table) or
+// {"deleted": KIND, "name": NAME} (json).
+void PrintDeleted(Context& ctx, const std::string& kind,
+                  const std::string& name);
+
 // Require fails with a usage error naming `flag` when `value` is empty
 // (CLI11 checks presence; this catches --name "").
 absl::Status Require(const std::string& flag, const std::string& value);

@@ -108,6 +108,24 @@ void AddDeploymentCommands(CLI::App* app, Context* ctx) {
   list->add_option("--device-group", la->group,
                    "only this group's deployments (id or PRODUCT/GROUP)");
   AddPaging(list, &la->page);
+
+  auto doomed = std::make_shared<std::string>();
+  CLI::App* del = Verb(
+      noun, ctx, "delete",
+      "delete a deployment (the group's previous deployment, if any, "
+      "applies again)",
+      Access::kTenant, [doomed](Context& c) -> absl::Status {
+        v1::DeleteDeploymentRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_deployment_id(*doomed);
+        v1::DeleteResponse resp;
+        if (auto s = c.Call(&S::DeleteDeployment, req, &resp); !s.ok()) {
+          return s;
+        }
+        PrintDeleted(c, "deployment", *doomed);
+        return absl::OkStatus();
+      });
+  del->add_option("--deployment", *doomed, "deployment id")->required();
 }
 
 }  // namespace sphere::cli

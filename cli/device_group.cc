@@ -144,6 +144,25 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
   update->add_option("--device-group", ua->group, "group id or PRODUCT/GROUP")
       ->required();
   AddSettings(update, &ua->settings);
+
+  auto doomed = std::make_shared<std::string>();
+  CLI::App* del = Verb(
+      noun, ctx, "delete",
+      "delete a device group; refused (exit 7) while it has devices or "
+      "deployments",
+      Access::kTenant, [doomed](Context& c) -> absl::Status {
+        v1::DeleteDeviceGroupRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_device_group_id(*doomed);
+        v1::DeleteResponse resp;
+        if (auto s = c.Call(&S::DeleteDeviceGroup, req, &resp); !s.ok()) {
+          return s;
+        }
+        PrintDeleted(c, "device group", *doomed);
+        return absl::OkStatus();
+      });
+  del->add_option("--device-group", *doomed, "group id or PRODUCT/GROUP")
+      ->required();
 }
 
 }  // namespace sphere::cli

@@ -171,6 +171,22 @@ void AddImageCommands(CLI::App* app, Context* ctx) {
         return absl::OkStatus();
       });
   AddPaging(list, page.get());
+
+  auto doomed = std::make_shared<std::string>();
+  CLI::App* del = Verb(
+      noun, ctx, "delete",
+      "delete an image; refused (exit 7) while a deployment or an OS release "
+      "names it",
+      Access::kTenant, [doomed](Context& c) -> absl::Status {
+        v1::DeleteImageRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_image_id(*doomed);
+        v1::DeleteResponse resp;
+        if (auto s = c.Call(&S::DeleteImage, req, &resp); !s.ok()) return s;
+        PrintDeleted(c, "image", *doomed);
+        return absl::OkStatus();
+      });
+  del->add_option("--image", *doomed, "image id")->required();
 }
 
 void AddOsCommands(CLI::App* app, Context* ctx) {

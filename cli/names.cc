@@ -1,4 +1,5 @@
 #include <CLI/CLI.hpp>
+#include <iostream>
 
 #include "cli/commands.h"
 
@@ -68,6 +69,15 @@ void AddPaging(CLI::App* verb, PageRequest* page) {
   verb->add_option("--page-token", page->token,
                    "continue after this item (printed on stderr at the end "
                    "of the previous page)");
+}
+
+void PrintDeleted(Context& ctx, const std::string& kind,
+                  const std::string& name) {
+  if (ctx.printer().json_output()) {
+    ctx.printer().Print({}, {}, json{{"deleted", kind}, {"name", name}});
+  } else {
+    std::cout << "deleted " << kind << " " << Escape(name) << "\n";
+  }
 }
 
 absl::Status Require(const std::string& flag, const std::string& value) {

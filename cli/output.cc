@@ -16,9 +16,6 @@ std::string Escape(absl::string_view s) {
   out.reserve(s.size());
   for (unsigned char c : s) {
     switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
       case '\n':
         out += "\\n";
         break;

@@ -25,8 +25,8 @@ namespace sphere::cli {
 using json = nlohmann::json;
 
 // Escape returns `s` with every byte outside printable ASCII written as a C
-// escape: "\e[31m" becomes "\x1b[31m", NUL "\x00", "\n" "\n" as two
-// characters, and a backslash "\\".
+// escape: "\e[31m" becomes "\x1b[31m", NUL "\x00", a newline "\n" as two
+// characters. Backslashes stay as they are (harmless to a terminal).
 std::string Escape(absl::string_view s);
 
 // CheckName refuses a name spherectl would send that is not printable ASCII,

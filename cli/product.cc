@@ -72,6 +72,22 @@ void AddProductCommands(CLI::App* app, Context* ctx) {
                           return absl::OkStatus();
                         });
   show->add_option("--product", *product, "product id or name")->required();
+
+  auto doomed = std::make_shared<std::string>();
+  CLI::App* del = Verb(
+      noun, ctx, "delete",
+      "delete a product and its device groups; refused (exit 7) while any "
+      "group has devices or deployments",
+      Access::kTenant, [doomed](Context& c) -> absl::Status {
+        v1::DeleteProductRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_product(*doomed);
+        v1::DeleteResponse resp;
+        if (auto s = c.Call(&S::DeleteProduct, req, &resp); !s.ok()) return s;
+        PrintDeleted(c, "product", *doomed);
+        return absl::OkStatus();
+      });
+  del->add_option("--product", *doomed, "product id or name")->required();
 }
 
 }  // namespace sphere::cli

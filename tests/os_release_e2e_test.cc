@@ -315,15 +315,16 @@ TEST_F(OsReleaseE2ETest, TenantUploadsAppAndCreatesDeployment) {
       "Contoso", {"deployment", "list", "--device-group", "DW100/Development"});
   ASSERT_EQ(deps.size(), 1u) << deps.dump();
   EXPECT_EQ(deps[0]["id"], dep["id"]);
-  // Table output names the columns.
+  // Table output names the columns, and the product and group by name.
   auto [rc, out] = Ctl({"--tenant", "Contoso", "deployment", "list"});
   EXPECT_EQ(rc, 0) << out;
-  EXPECT_TRUE(absl::StartsWith(out, "ID")) << out;
+  EXPECT_TRUE(absl::StartsWith(out, "PRODUCT  DEVICE GROUP")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "DW100    Development")) << out;
 
-  // A deployment needs images.
-  ExpectError(Ctl({"--tenant", "Contoso", "deployment", "create",
-                   "--device-group", "DW100/Development"}),
-              "missing --image");
+  // A deployment needs images: a usage error (exit 2).
+  ExpectSpherectlError(Ctl({"--tenant", "Contoso", "deployment", "create",
+                            "--device-group", "DW100/Development"}),
+                       2, "--image is required");
 }
 
 }  // namespace

@@ -10,12 +10,15 @@
 // - DIR is replaced by the test's fresh state directory everywhere;
 // - `bazel-bin/` is the runfiles tree (the test's data dependencies are the
 //   very targets the README builds), so lines that only build or install
-//   (`./sphere deps`, `bazel build ...`) are skipped;
+//   (`./sphere deps`, `bazel build ...`) are skipped, as are `./sphere demo`
+//   and `./sphere test` at the top (each builds and runs a cluster or suite
+//   of its own; Bazel cannot run inside a Bazel test);
 // - SPHERECTL_CONFIG points `tenant select` at the test's directory instead
 //   of ~/.config.
 // The remaining blocks run as one bash script with `set -euo pipefail`, so
 // the first failing command fails the test and its output is shown.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -97,6 +100,8 @@ TEST(ReadmeTest, FirstRunCommandsWorkInOrderOnAFreshCluster) {
     for (absl::string_view line : absl::StrSplit(blocks[i], '\n')) {
       line = absl::StripAsciiWhitespace(line);
       EXPECT_TRUE(line.empty() || absl::StartsWith(line, "./sphere deps") ||
+                  absl::StartsWith(line, "./sphere demo") ||
+                  absl::StartsWith(line, "./sphere test") ||
                   absl::StartsWith(line, "bazel build"))
           << "unexpected command before the cluster starts: " << line;
     }
@@ -138,17 +143,18 @@ TEST(ReadmeTest, AttestingAnUnclaimedDeviceSaysHowToClaimIt) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   const std::string twin = BinaryPath("twin/twin");
   const std::string file = (*cluster)->cluster_file();
-  auto [rc, out] = RunCommand({twin, "--cluster", file, "--name", "lonely",
-                               "manufacture"});
+  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
+                               "--cluster", file, "--name", "lonely"});
   ASSERT_EQ(rc, 0) << out;
-  std::vector<std::string> words = absl::StrSplit(
-      absl::StripAsciiWhitespace(out), ' ');
-  ASSERT_EQ(words.size(), 4u) << out;
-  const std::string id = words[3];
-  // A retry budget far above the test's timeout: only an immediate answer
-  // passes.
+  // "manufactured lonely device_id <id>"
+  const size_t at = out.find("device_id ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string id = out.substr(at + 10, 64);
+  ASSERT_EQ(id.size(), 64u) << out;
+  // A backoff far above the test's timeout: only an immediate answer
+  // passes (a refusal is never retried).
   std::tie(rc, out) = RunCommand({twin, "--cluster", file, "--name", "lonely",
-                                  "--retry_budget=1h", "attest"});
+                                  "--backoff_initial=1h", "attest"});
   EXPECT_EQ(rc, 1) << out;
   EXPECT_TRUE(absl::StrContains(
       out, absl::StrCat("device ", id,

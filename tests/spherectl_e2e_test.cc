@@ -236,7 +236,9 @@ TEST_F(SpherectlE2ETest, EveryVerbHelpExitsZeroAndListsExitCodes) {
       {"ca-certificate", "download"},
       {"image", "upload"},        {"image", "list"},
       {"os", "release"},          {"deployment", "create"},
-      {"deployment", "list"},     {"cluster", "status"}};
+      {"deployment", "list"},     {"cluster", "status"},
+      {"product", "delete"},      {"device-group", "delete"},
+      {"deployment", "delete"},   {"image", "delete"}};
   for (std::vector<std::string> v : verbs) {
     v.push_back("--help");
     SCOPED_TRACE(absl::StrJoin(v, " "));
@@ -396,11 +398,11 @@ TEST_F(SpherectlE2ETest, TenantSelectIsOverriddenByEnvAndFlag) {
   const std::string config = cluster_->dir() + "/spherectl-select.json";
   setenv("SPHERECTL_CONFIG", config.c_str(), 1);
   unsetenv("SPHERE_TENANT");
-  auto [rc, out] = Ctl({"tenant", "select", "--name", "contoso"});
+  auto [rc, out] = Ctl({"tenant", "select", "--name", "Contoso"});
   ASSERT_EQ(rc, 0) << out;
   auto text = rpc::ReadFile(config);
   ASSERT_TRUE(text.ok());
-  EXPECT_EQ(json::parse(*text)["tenant"], "Contoso");  // canonical name
+  EXPECT_EQ(json::parse(*text)["tenant"], "Contoso");
   // No --tenant: the selected tenant.
   json products = Json("", {"product", "list"});
   ASSERT_FALSE(products.empty());
@@ -452,6 +454,48 @@ TEST_F(SpherectlE2ETest, DeviceImportFromCsv) {
   // Only the platform operator imports.
   ExpectSpherectlError(
       Ctl({"--tenant", "Contoso", "device", "import", "--file", good}), 4, "");
+}
+
+
+TEST_F(SpherectlE2ETest, DeleteVerbsRefuseWhatIsInUseOrInvisible) {
+  auto [rc, out] =
+      Ctl({"--tenant", "Contoso", "product", "create", "--name", "DW300"});
+  ASSERT_EQ(rc, 0) << out;
+  const ContosoState before = Contoso();
+  // In use: DW100/Production holds the device.
+  ExpectSpherectlError(
+      Ctl({"--tenant", "Contoso", "product", "delete", "--product", "DW100"}),
+      7, "still has devices");
+  ExpectSpherectlError(Ctl({"--tenant", "Contoso", "device-group", "delete",
+                            "--device-group", "DW100/Production"}),
+                       7, "still has devices");
+  // Invisible: Fabrikam names Contoso's product and group by id.
+  const std::string product_id = before.product["id"];
+  const std::string group_id = before.device["device_group_id"];
+  auto denied =
+      Ctl({"--tenant", "Fabrikam", "product", "delete", "--product", product_id});
+  ExpectSpherectlError(denied, 3, "not found");
+  EXPECT_FALSE(absl::StrContains(denied.second, "Contoso")) << denied.second;
+  ExpectSpherectlError(Ctl({"--tenant", "Fabrikam", "device-group", "delete",
+                            "--device-group", group_id}),
+                       3, "not found");
+  ExpectSpherectlError(Ctl({"--tenant", "Fabrikam", "deployment", "delete",
+                            "--deployment", "no-such-deployment"}),
+                       3, "not found");
+  EXPECT_TRUE(Contoso() == before);
+  // An empty group and an unused product go.
+  std::tie(rc, out) = Ctl({"--tenant", "Contoso", "device-group", "delete",
+                           "--device-group", "DW300/Development"});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "deleted device group DW300/Development"))
+      << out;
+  std::tie(rc, out) =
+      Ctl({"--tenant", "Contoso", "product", "delete", "--product", "DW300"});
+  ASSERT_EQ(rc, 0) << out;
+  ExpectSpherectlError(
+      Ctl({"--tenant", "Contoso", "product", "show", "--product", "DW300"}), 3,
+      "DW300");
+  EXPECT_TRUE(Contoso() == before);
 }
 
 } // namespace

@@ -149,8 +149,8 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   if (device->tenant_id().empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device ", device_id,
-        " is not claimed by any tenant: claim it with 'spherectl device "
-        "claim'"));
+        " is not claimed; claim it with spherectl device claim --device ",
+        device_id));
   }
   // 2. Signature by the registered device key.
   auto body = mcu::ParseAndVerifyQuote(request.quote(), device->public_key());

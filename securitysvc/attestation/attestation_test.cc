@@ -703,7 +703,7 @@ TEST_F(AttestationTest, UnclaimedDevice) {
 
   ExpectError(attestor_->Attest(GenuineRequest(*fresh, nonce)),
               absl::StatusCode::kFailedPrecondition,
-              "is not claimed by any tenant");
+              "is not claimed; claim it with spherectl device claim");
   ExpectUnchanged(before, fresh->device_id());
   EXPECT_TRUE(nonces_->Check(fresh->device_id(), nonce).ok());
 }

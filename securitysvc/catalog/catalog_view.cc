@@ -1,5 +1,7 @@
 #include "securitysvc/catalog/catalog_view.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace sphere::catalog {
@@ -108,6 +110,39 @@ void InMemoryCatalog::ApplyTo(State& state, const v1::WatchEvent& event,
     case v1::WatchEvent::kRevokedDeviceId: {
       auto it = state.devices.find(event.revoked_device_id());
       if (it != state.devices.end()) it->second.set_state(v1::REVOKED);
+      break;
+    }
+    case v1::WatchEvent::kDeletedDeviceGroupId:
+      state.groups.erase(event.deleted_device_group_id());
+      state.deployments.erase(event.deleted_device_group_id());
+      break;
+    case v1::WatchEvent::kDeletedDeploymentId:
+      // Management re-sends the group's previous deployment, if any, next.
+      for (auto it = state.deployments.begin(); it != state.deployments.end();
+           ++it) {
+        if (it->second.id() == event.deleted_deployment_id()) {
+          state.deployments.erase(it);
+          break;
+        }
+      }
+      break;
+    case v1::WatchEvent::kDeletedImageId: {
+      // The event names the owner key (ImageOwnerKey).
+      auto it = state.images_by_id.find(event.deleted_image_id());
+      if (it == state.images_by_id.end()) break;
+      const v1::Image gone = it->second;
+      state.images_by_id.erase(it);
+      auto by_hash = state.images_by_hash.find(gone.image_hash());
+      if (by_hash != state.images_by_hash.end()) {
+        std::vector<v1::Image>& same = by_hash->second;
+        same.erase(std::remove_if(same.begin(), same.end(),
+                                  [&](const v1::Image& i) {
+                                    return i.id() == gone.id() &&
+                                           i.tenant_id() == gone.tenant_id();
+                                  }),
+                   same.end());
+        if (same.empty()) state.images_by_hash.erase(by_hash);
+      }
       break;
     }
     default:
@@ -232,10 +267,12 @@ absl::StatusOr<v1::Device> InMemoryCatalog::GetDevice(
   absl::MutexLock l(&mu_);
   auto it = live_->devices.find(id);
   if (it == live_->devices.end()) {
+    // Shards receive only claimed devices: an unknown id is unclaimed (or
+    // was never registered by the factory, which cannot be claimed either).
     return absl::NotFoundError(absl::StrCat(
         "device ", id,
-        " is not registered: only devices recorded by the factory registry "
-        "can attest"));
+        " is not claimed; claim it with spherectl device claim --device ", id,
+        " (a device the factory never registered cannot be claimed)"));
   }
   return it->second;
 }

@@ -1907,4 +1907,229 @@ absl::Status Catalog::Compact(int64_t revision) {
   return absl::OkStatus();
 }
 
+
+// ---- Deletes ---------------------------------------------------------------
+// Each delete is one batch with its watch events, like every mutation. What
+// the caller cannot see (another tenant's object, or none) is NotFound,
+// never naming an owner; what is still in use is FailedPrecondition naming
+// the use and what to do first.
+
+namespace {
+
+// Invisible turns "belongs to another tenant" into NotFound: a delete does
+// not confirm that another tenant's object exists.
+absl::Status Invisible(absl::Status s, absl::string_view what,
+                       absl::string_view name) {
+  if (absl::IsPermissionDenied(s)) {
+    return absl::NotFoundError(
+        absl::StrFormat("%s \"%s\" not found", what, name));
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> Catalog::DevicesInGroups(
+    const v1::Tenant& tenant, const std::set<std::string>& group_ids,
+    size_t limit) {
+  std::vector<std::string> out;
+  const std::string prefix = absl::StrCat(tenant.id(), "/");
+  absl::Status error;
+  absl::Status s = store_->Scan(
+      kTenantDevices, prefix, [&](absl::string_view key, absl::string_view) {
+        absl::StatusOr<v1::Device> d = LoadDevice(key.substr(prefix.size()));
+        if (!d.ok()) {
+          error = d.status();
+          return false;
+        }
+        if (group_ids.count(d->device_group_id()) > 0) out.push_back(d->id());
+        return out.size() < limit;
+      });
+  if (!s.ok()) return s;
+  if (!error.ok()) return error;
+  return out;
+}
+
+absl::Status Catalog::CheckGroupsUnused(const v1::Tenant& tenant,
+                                        const std::set<std::string>& group_ids,
+                                        absl::string_view what) {
+  absl::StatusOr<std::vector<std::string>> devices =
+      DevicesInGroups(tenant, group_ids, 1);
+  if (!devices.ok()) return devices.status();
+  if (!devices->empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s still has devices (e.g. %s); move them to another group with "
+        "'spherectl device update' first",
+        what, devices->front()));
+  }
+  std::optional<v1::Deployment> dep;
+  absl::Status s = ScanAll<v1::Deployment>(
+      store_, kDeployments, [&](const v1::Deployment& d) {
+        if (group_ids.count(d.device_group_id()) > 0) dep = d;
+        return !dep.has_value();
+      });
+  if (!s.ok()) return s;
+  if (dep) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s still has deployment %s; delete it with 'spherectl deployment "
+        "delete --deployment %s' first",
+        what, dep->id(), dep->id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Catalog::DeleteProduct(const Caller& caller,
+                                    absl::string_view tenant,
+                                    absl::string_view product) {
+  if (auto s = NotForShards(caller, "deleting a product"); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::Product> p = FindProduct(*t, product);
+  if (!p.ok()) return Invisible(p.status(), "product", product);
+  absl::StatusOr<std::vector<v1::DeviceGroup>> groups =
+      CollectIf<v1::DeviceGroup>(store_, kGroups, [&](const v1::DeviceGroup& g) {
+        return g.product_id() == p->id();
+      });
+  if (!groups.ok()) return groups.status();
+  std::set<std::string> ids;
+  for (const v1::DeviceGroup& g : *groups) ids.insert(g.id());
+  if (auto s = CheckGroupsUnused(
+          *t, ids, absl::StrFormat("product \"%s\"", p->name()));
+      !s.ok()) {
+    return s;
+  }
+  Txn txn(revision_);
+  for (const v1::DeviceGroup& g : *groups) {
+    txn.Delete(kGroups, g.id());
+    txn.Emit()->set_deleted_device_group_id(g.id());
+  }
+  txn.Delete(kProducts, p->id());
+  txn.Emit()->set_deleted_product_id(p->id());
+  return Commit(txn);
+}
+
+absl::Status Catalog::DeleteDeviceGroup(const Caller& caller,
+                                        absl::string_view tenant,
+                                        absl::string_view group) {
+  if (auto s = NotForShards(caller, "deleting a device group"); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  absl::StatusOr<v1::DeviceGroup> g = FindGroup(*t, group);
+  if (!g.ok()) return Invisible(g.status(), "device group", group);
+  if (auto s = CheckGroupsUnused(
+          *t, {g->id()}, absl::StrFormat("device group \"%s\"", g->name()));
+      !s.ok()) {
+    return s;
+  }
+  Txn txn(revision_);
+  txn.Delete(kGroups, g->id());
+  txn.Emit()->set_deleted_device_group_id(g->id());
+  return Commit(txn);
+}
+
+absl::Status Catalog::DeleteDeployment(const Caller& caller,
+                                       absl::string_view tenant,
+                                       absl::string_view deployment_id) {
+  if (auto s = NotForShards(caller, "deleting a deployment"); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  auto dep = GetRecord<v1::Deployment>(store_, kDeployments, deployment_id);
+  if (!dep.ok()) return dep.status();
+  if (!dep->has_value() || (*dep)->tenant_id() != t->id()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "deployment \"%s\" not found in tenant \"%s\"; list them with "
+        "'spherectl deployment list'",
+        deployment_id, t->name()));
+  }
+  // The group's newest remaining deployment becomes current again: shards
+  // keep only the newest per group, so it is sent once more after the
+  // delete.
+  std::optional<v1::Deployment> previous;
+  absl::Status s = ScanAll<v1::Deployment>(
+      store_, kDeployments, [&](const v1::Deployment& d) {
+        if (d.device_group_id() == (*dep)->device_group_id() &&
+            d.id() != (*dep)->id() &&
+            (!previous || d.create_revision() > previous->create_revision())) {
+          previous = d;
+        }
+        return true;
+      });
+  if (!s.ok()) return s;
+  Txn txn(revision_);
+  txn.Delete(kDeployments, (*dep)->id());
+  txn.Emit()->set_deleted_deployment_id((*dep)->id());
+  if (previous) *txn.Emit()->mutable_deployment() = *previous;
+  return Commit(txn);
+}
+
+absl::Status Catalog::DeleteImage(const Caller& caller,
+                                  absl::string_view tenant,
+                                  absl::string_view image_id) {
+  if (auto s = NotForShards(caller, "deleting an image"); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  // Platform operators without a tenant delete platform OS images.
+  std::string owner;
+  std::string owner_name = "the platform";
+  if (caller.is_tenant() || !tenant.empty()) {
+    absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+    if (!t.ok()) return t.status();
+    owner = t->id();
+    owner_name = absl::StrCat("tenant \"", t->name(), "\"");
+  }
+  const std::string key = ImageKey(owner, image_id);
+  auto image = GetRecord<v1::Image>(store_, kImages, key);
+  if (!image.ok()) return image.status();
+  if (!image->has_value() || (*image)->tenant_id() != owner) {
+    return absl::NotFoundError(absl::StrFormat(
+        "image \"%s\" not found among the images of %s; list them with "
+        "'spherectl image list'",
+        image_id, owner_name));
+  }
+  std::optional<std::string> used_by;
+  absl::Status s = ScanAll<v1::Deployment>(
+      store_, kDeployments, [&](const v1::Deployment& d) {
+        if (d.tenant_id() != owner) return true;  // names only its own images
+        for (const std::string& id : d.image_ids()) {
+          if (id == image_id) {
+            used_by = absl::StrFormat(
+                "deployment %s; delete it with 'spherectl deployment delete "
+                "--deployment %s' first",
+                d.id(), d.id());
+          }
+        }
+        return !used_by.has_value();
+      });
+  if (!s.ok()) return s;
+  if (!used_by && owner.empty()) {  // OS releases name platform images only
+    s = ScanAll<v1::OsRelease>(
+        store_, kOsReleases, [&](const v1::OsRelease& r) {
+          for (const std::string& id : r.image_ids()) {
+            if (id == image_id) {
+              used_by = absl::StrFormat(
+                  "OS release %s on feed %s; released OS images stay",
+                  r.version(), v1::OsFeed_Name(r.feed()));
+            }
+          }
+          return !used_by.has_value();
+        });
+    if (!s.ok()) return s;
+  }
+  if (used_by) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("image \"%s\" is in use by %s", image_id, *used_by));
+  }
+  Txn txn(revision_);
+  txn.Delete(kImages, key);
+  txn.Emit()->set_deleted_image_id(key);
+  return Commit(txn);
+}
+
+
 }  // namespace sphere::management

@@ -268,6 +268,25 @@ class Catalog {
   int64_t revision() const;
   int64_t compacted_revision() const;
 
+  // ---- Deletes --------------------------------------------------------------
+  // Each removes one object and emits a deleted_* watch event. NotFound for
+  // what the caller cannot see (another tenant's objects included);
+  // FailedPrecondition while in use: a product or device group that still
+  // has devices or deployments (deleting a product deletes its empty
+  // groups), an image that a deployment or an OS release names. Deleting a
+  // deployment re-emits the group's newest remaining deployment, if any.
+  // DeleteImage with an empty tenant (platform operators) deletes a platform
+  // OS image.
+  absl::Status DeleteProduct(const Caller& caller, absl::string_view tenant,
+                             absl::string_view product);
+  absl::Status DeleteDeviceGroup(const Caller& caller,
+                                 absl::string_view tenant,
+                                 absl::string_view group);
+  absl::Status DeleteDeployment(const Caller& caller, absl::string_view tenant,
+                                absl::string_view deployment_id);
+  absl::Status DeleteImage(const Caller& caller, absl::string_view tenant,
+                           absl::string_view image_id);
+
  private:
   class Txn;
 
@@ -297,6 +316,16 @@ class Catalog {
   absl::StatusOr<v1::Device> FindOwnedDevice(const Caller& caller,
                                              const v1::Tenant& tenant,
                                              absl::string_view device_id);
+  // DevicesInGroups returns up to `limit` ids of the tenant's devices in any
+  // of `group_ids`. CheckGroupsUnused is FailedPrecondition (naming `what`)
+  // while such a device or a deployment to such a group exists.
+  absl::StatusOr<std::vector<std::string>> DevicesInGroups(
+      const v1::Tenant& tenant, const std::set<std::string>& group_ids,
+      size_t limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckGroupsUnused(const v1::Tenant& tenant,
+                                 const std::set<std::string>& group_ids,
+                                 absl::string_view what)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   store::Store* const store_;
   Clock* const clock_;

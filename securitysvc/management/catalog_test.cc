@@ -1223,6 +1223,147 @@ TEST_F(CatalogTest, Fault_WatchReplayOverLogMissingEntriesFailsWithDataLoss) {
   EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("revision ", revision)));
   EXPECT_EQ(events.size(), static_cast<size_t>(revision - 1));
   EXPECT_EQ(catalog_->revision(), revision);
+}
+
+// ---- Deletes ------------------------------------------------------------------
+
+// AppImage records a Contoso application image named by `tag`.
+v1::Image RecordAppImage(Catalog* catalog, const Caller& op,
+                         const std::string& tenant_id, const std::string& tag) {
+  v1::Image app;
+  app.set_id(crypto::HexEncode(crypto::Sha256(tag)));
+  app.set_tenant_id(tenant_id);
+  app.set_component("dw100-app");
+  app.set_version(1);
+  app.set_kind(v1::IMAGE_KIND_APPLICATION);
+  app.set_image_hash(crypto::Sha256(tag + " image"));
+  auto r = catalog->RecordImage(op, app);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return app;
+}
+
+TEST_F(CatalogTest, DeleteProductRemovesItAndItsEmptyGroupsWithEvents) {
+  auto watch = Follow(platform_, catalog_->revision() + 1);
+  auto p = catalog_->CreateProduct(contoso_op_, "", "DW200", "");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::string group = GroupId(*p, "Production");
+  const size_t before = watch->events.size();
+  ASSERT_TRUE(catalog_->DeleteProduct(contoso_op_, "", "DW200").ok());
+  EXPECT_TRUE(absl::IsNotFound(
+      catalog_->GetProduct(contoso_op_, "", p->id()).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      catalog_->GetDeviceGroup(contoso_op_, "", group).status()));
+  // Five group deletions, then the product's, each its own revision.
+  ASSERT_EQ(watch->events.size(), before + 6);
+  int groups = 0;
+  for (size_t i = before; i < watch->events.size(); ++i) {
+    groups += !watch->events[i].deleted_device_group_id().empty();
+  }
+  EXPECT_EQ(groups, 5);
+  EXPECT_EQ(watch->events.back().deleted_product_id(), p->id());
+  EXPECT_EQ(watch->events.back().revision(), catalog_->revision());
+}
+
+TEST_F(CatalogTest, DeleteProductOrGroupInUseIsRefusedAndChangesNothing) {
+  const std::string id = ImportOne(7001);
+  ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+  ASSERT_TRUE(
+      catalog_->AssignDevice(contoso_op_, "", id, "DW100/Production").ok());
+  const std::string before = Dump();
+  absl::Status s = catalog_->DeleteProduct(contoso_op_, "", "DW100");
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("still has devices"));
+  s = catalog_->DeleteDeviceGroup(contoso_op_, "", "DW100/Production");
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr(id));
+  // A group with a deployment is in use too.
+  v1::Image app = RecordAppImage(catalog_.get(), contoso_op_, contoso_.id(),
+                                 "delete-in-use");
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Development");
+  dep.add_image_ids(app.id());
+  auto d = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(d.ok()) << d.status();
+  const std::string with_deployment = Dump();
+  s = catalog_->DeleteDeviceGroup(contoso_op_, "", "DW100/Development");
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("deployment delete"));
+  // So is the image the deployment names.
+  s = catalog_->DeleteImage(contoso_op_, "", app.id());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr(d->id()));
+  EXPECT_EQ(Dump(), with_deployment);
+  // Once the deployment is gone, the group and the image can go.
+  ASSERT_TRUE(catalog_->DeleteDeployment(contoso_op_, "", d->id()).ok());
+  EXPECT_TRUE(catalog_->ListDeployments(contoso_op_, "", "")->empty());
+  EXPECT_TRUE(catalog_->DeleteImage(contoso_op_, "", app.id()).ok());
+  EXPECT_TRUE(
+      catalog_->DeleteDeviceGroup(contoso_op_, "", "DW100/Development").ok());
+  (void)before;
+}
+
+TEST_F(CatalogTest, Attack_DeleteOfAnotherTenantsObjectsIsNotFound) {
+  v1::Image app = RecordAppImage(catalog_.get(), contoso_op_, contoso_.id(),
+                                 "contoso-only");
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Development");
+  dep.add_image_ids(app.id());
+  auto d = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(d.ok()) << d.status();
+  const std::string group = GroupId(dw100_, "Field Test");
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  for (const absl::Status& s :
+       {catalog_->DeleteProduct(fabrikam_op_, "", dw100_.id()),
+        catalog_->DeleteDeviceGroup(fabrikam_op_, "", group),
+        catalog_->DeleteDeployment(fabrikam_op_, "", d->id()),
+        catalog_->DeleteImage(fabrikam_op_, "", app.id()),
+        catalog_->DeleteImage(fabrikam_op_, "", std::string(64, 'a'))}) {
+    EXPECT_TRUE(absl::IsNotFound(s)) << s;
+    EXPECT_THAT(s.message(), Not(HasSubstr("Contoso")));
+  }
+  // Naming Contoso explicitly with Fabrikam's credential is denied as before.
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->DeleteProduct(fabrikam_op_, contoso_.id(), "DW100")));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+}
+
+TEST_F(CatalogTest, DeleteDeploymentReemitsTheGroupsPreviousDeployment) {
+  v1::Image a = RecordAppImage(catalog_.get(), contoso_op_, contoso_.id(), "a");
+  v1::Image b = RecordAppImage(catalog_.get(), contoso_op_, contoso_.id(), "b");
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  dep.add_image_ids(a.id());
+  auto first = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(first.ok());
+  dep.set_image_ids(0, b.id());
+  auto second = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(second.ok());
+  auto watch = Follow(platform_, catalog_->revision() + 1);
+  ASSERT_TRUE(catalog_->DeleteDeployment(contoso_op_, "", second->id()).ok());
+  ASSERT_EQ(watch->events.size(), 2u);
+  EXPECT_EQ(watch->events[0].deleted_deployment_id(), second->id());
+  EXPECT_EQ(watch->events[1].deployment().id(), first->id());
+  // A second delete of the same deployment: NotFound, nothing emitted.
+  EXPECT_TRUE(absl::IsNotFound(
+      catalog_->DeleteDeployment(contoso_op_, "", second->id())));
+  EXPECT_EQ(watch->events.size(), 2u);
+}
+
+TEST_F(CatalogTest, ReleasedOsImageCannotBeDeleted) {
+  v1::Image os = RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 5);
+  v1::ReleaseOsRequest rel;
+  rel.set_feed(v1::RETAIL_EVAL);
+  rel.set_version("5");
+  rel.add_image_ids(os.id());
+  ASSERT_TRUE(catalog_->ReleaseOs(platform_, rel).ok());
+  const std::string before = Dump();
+  absl::Status s = catalog_->DeleteImage(platform_, "", os.id());
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(s.message(), HasSubstr("OS release 5"));
+  // Tenants cannot see platform images to delete them.
+  EXPECT_TRUE(absl::IsNotFound(catalog_->DeleteImage(contoso_op_, "", os.id())));
   EXPECT_EQ(Dump(), before);
 }
 

@@ -751,4 +751,40 @@ absl::Status ManagementService::LimitExpensiveCall(const Caller& caller,
   return options_.expensive_call_limiter->Acquire(key, what, cost);
 }
 
+// ---- Deletes --------------------------------------------------------------
+
+grpc::ServerUnaryReactor* ManagementService::DeleteProduct(
+    grpc::CallbackServerContext* ctx, const v1::DeleteProductRequest* req,
+    v1::DeleteResponse*) {
+  return Unary(ctx, [&](const Caller& c) {
+    return catalog_->DeleteProduct(c, req->tenant_id(), req->product());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::DeleteDeviceGroup(
+    grpc::CallbackServerContext* ctx, const v1::DeleteDeviceGroupRequest* req,
+    v1::DeleteResponse*) {
+  return Unary(ctx, [&](const Caller& c) {
+    return catalog_->DeleteDeviceGroup(c, req->tenant_id(),
+                                       req->device_group_id());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::DeleteDeployment(
+    grpc::CallbackServerContext* ctx, const v1::DeleteDeploymentRequest* req,
+    v1::DeleteResponse*) {
+  return Unary(ctx, [&](const Caller& c) {
+    return catalog_->DeleteDeployment(c, req->tenant_id(),
+                                      req->deployment_id());
+  });
+}
+
+grpc::ServerUnaryReactor* ManagementService::DeleteImage(
+    grpc::CallbackServerContext* ctx, const v1::DeleteImageRequest* req,
+    v1::DeleteResponse*) {
+  return Unary(ctx, [&](const Caller& c) {
+    return catalog_->DeleteImage(c, req->tenant_id(), req->image_id());
+  });
+}
+
 }  // namespace sphere::management
