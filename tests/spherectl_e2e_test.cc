@@ -149,13 +149,13 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
 
   ExpectDenied(
       Ctl({"--tenant", "Fabrikam", "product", "show", "--product", product_id}),
-      "not found in tenant \"Fabrikam\"");
+      "not found in tenant \"Fabrikam\"", 3 /* not found */);
   ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "list", "--device-group",
                     group_id}),
-               "not found in tenant \"Fabrikam\"");
+               "not found in tenant \"Fabrikam\"", 3 /* not found */);
   ExpectDenied(
       Ctl({"--tenant", "Fabrikam", "device", "show", "--device", *device_}),
-      "not found in tenant \"Fabrikam\"");
+      "not found in tenant \"Fabrikam\"", 3 /* not found */);
   // Fabrikam's own device list does not include Contoso's device.
   json fabrikam_devices = Json("Fabrikam", {"device", "list"});
   EXPECT_TRUE(fabrikam_devices.empty()) << fabrikam_devices.dump();
@@ -191,14 +191,14 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantClaimViaSpherectl) {
   EXPECT_FALSE(absl::StrContains(claim.second, "Contoso")) << claim.second;
   ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "revoke", "--device",
                     *device_, "--reason", "mine now"}),
-               "not found in tenant \"Fabrikam\"");
+               "not found in tenant \"Fabrikam\"", 3 /* not found */);
   ExpectDenied(
       Ctl({"--tenant", "Fabrikam", "device", "update", "--device", *device_,
            "--device-group", before.device["device_group_id"]}),
-      "not found in tenant \"Fabrikam\"");
+      "not found in tenant \"Fabrikam\"", 3 /* not found */);
   ExpectDenied(Ctl({"--tenant", "Fabrikam", "device", "transfer", "request",
                     "--device", *device_, "--to-tenant", "Fabrikam"}),
-               "not found in tenant \"Fabrikam\"");
+               "not found in tenant \"Fabrikam\"", 3 /* not found */);
   EXPECT_TRUE(Contoso() == before);
   EXPECT_EQ(before.device["state"], "CLAIMED");
 }

@@ -486,7 +486,7 @@ TEST_F(AttestationTest, UnregisteredDevice) {
   auto q = stranger->Quote(std::string(32, 'n'));
   ASSERT_TRUE(q.ok());
   ExpectError(attestor_->Attest(Request(stranger->device_id(), *q)),
-              absl::StatusCode::kNotFound, "not registered");
+              absl::StatusCode::kNotFound, "is not claimed; claim it with spherectl device claim");
   EXPECT_TRUE(attestor_->History(stranger->device_id())->empty())
       << "no history for ids the factory never registered";
   EXPECT_EQ(store_->Size(kHistoryCf), 0u);
