@@ -326,7 +326,9 @@ TEST_F(AttestationE2ETest, Attack_UnregisteredDeviceGetsNotFound) {
     grpc::Status st = s->GetChallenge(&ctx, req, &resp);
     if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
       saw_not_found = true;
-      EXPECT_TRUE(absl::StrContains(st.error_message(), "not registered"));
+      EXPECT_TRUE(absl::StrContains(
+          st.error_message(),
+          "is not claimed; claim it with spherectl device claim"));
     } else {
       EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
     }

@@ -164,6 +164,13 @@ absl::Status InMemoryCatalog::Apply(const v1::WatchEvent& event) {
   if (event.snapshot()) {
     if (staging_ == nullptr) staging_ = std::make_unique<State>();
     ApplyTo(*staging_, event, std::move(tenant));
+    if (event.snapshot_end() && event.revision() < revision_) {
+      // An older snapshot would move the view back in time: refuse it.
+      replaced = std::move(staging_);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "catalog snapshot ends at revision ", event.revision(),
+          ", older than this view's revision ", revision_));
+    }
     if (event.snapshot_end()) {
       replaced = std::move(live_);
       live_ = std::move(staging_);

@@ -1,5 +1,6 @@
 #include "securitysvc/catalog/catalog_view.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
@@ -123,6 +124,28 @@ TEST(InMemoryCatalogTest, SnapshotIsAppliedAtomicallyAtItsEnd) {
   EXPECT_TRUE(view.GetDevice("d1").ok());
   EXPECT_TRUE(absl::IsNotFound(view.GetDevice("d2").status()));
   EXPECT_EQ(view.revision(), 7);
+}
+
+// Found by fuzz/watch_event_fuzzer: a snapshot ending below the view's
+// revision swapped older state in and moved the revision backwards.
+TEST(InMemoryCatalogTest, Fault_OlderSnapshotIsRefusedAndChangesNothing) {
+  InMemoryCatalog view(crypto::RandomBytes(32));
+  v1::WatchEvent live;
+  live.set_revision(10);
+  live.mutable_device()->set_id("d1");
+  ASSERT_TRUE(view.Apply(live).ok());
+  v1::WatchEvent old_end;
+  old_end.set_revision(4);
+  old_end.set_snapshot(true);
+  old_end.set_snapshot_end(true);
+  old_end.mutable_device()->set_id("d0");
+  absl::Status s = view.Apply(old_end);
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("older than this view's revision 10"));
+  EXPECT_EQ(view.revision(), 10);
+  EXPECT_TRUE(view.GetDevice("d1").ok());
+  EXPECT_TRUE(absl::IsNotFound(view.GetDevice("d0").status()));
 }
 
 }  // namespace
