@@ -105,7 +105,8 @@ int Main() {
 
   attestation::AttestationPlugin::Options aopts;
   aopts.challenge_rate.burst = absl::GetFlag(FLAGS_challenge_burst);
-  aopts.challenge_rate.per_second = absl::GetFlag(FLAGS_challenge_per_second);
+  aopts.challenge_rate.rate_per_second =
+      absl::GetFlag(FLAGS_challenge_per_second);
   std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
 

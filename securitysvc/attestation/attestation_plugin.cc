@@ -54,7 +54,7 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
     aopts.revocation_sink = revocations_.get();
   }
   nonces_ = std::make_unique<NonceStore>(context.clock);
-  challenge_limiter_ = std::make_unique<auth::KeyedRateLimiter>(
+  challenge_limiter_ = std::make_unique<RateLimiter>(
       context.clock, options_.challenge_rate);
   attestor_ =
       std::make_unique<Attestor>(context.catalog, context.store, nonces_.get(),

@@ -15,7 +15,7 @@
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/attestation/nonce_store.h"
 #include "securitysvc/attestation/revocation_queue.h"
-#include "securitysvc/auth/rate_limiter.h"
+#include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/shard_plugin.h"
 
 namespace sphere::attestation {
@@ -24,10 +24,18 @@ class AttestationPlugin final : public shard::ShardPlugin {
  public:
   struct Options {
     Attestor::Options attestor;  // revocation_sink is set by the plug-in
-    // Per-device GetChallenge budget: `challenge_burst` at once, then
-    // `challenge_per_second`.
-    auth::KeyedRateLimiter::Options challenge_rate;
+    // Per-device GetChallenge budget: `burst` at once, then
+    // `rate_per_second` (shard flags --challenge_burst,
+    // --challenge_per_second); up to a million devices tracked at once.
+    RateLimiter::Options challenge_rate = DefaultChallengeRate();
   };
+  static RateLimiter::Options DefaultChallengeRate() {
+    RateLimiter::Options o;
+    o.rate_per_second = 1;
+    o.burst = 20;
+    o.max_keys = size_t{1} << 20;
+    return o;
+  }
   AttestationPlugin() : AttestationPlugin(Options()) {}
   explicit AttestationPlugin(Options options) : options_(options) {}
 
@@ -44,7 +52,7 @@ class AttestationPlugin final : public shard::ShardPlugin {
   Options options_;
   std::unique_ptr<RevocationQueue> revocations_;
   std::unique_ptr<NonceStore> nonces_;
-  std::unique_ptr<auth::KeyedRateLimiter> challenge_limiter_;
+  std::unique_ptr<RateLimiter> challenge_limiter_;
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<AttestationServiceImpl> service_;
 };

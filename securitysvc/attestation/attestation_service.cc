@@ -41,7 +41,7 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
           return;
         }
         if (challenge_limiter_ != nullptr &&
-            !challenge_limiter_->Allow(call.device_id)) {
+            !challenge_limiter_->TryAcquire(call.device_id)) {
           RateLimited()->Increment();
           finish(absl::ResourceExhaustedError(absl::StrCat(
               "device ", call.device_id,

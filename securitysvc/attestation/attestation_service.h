@@ -19,7 +19,7 @@
 
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
-#include "securitysvc/auth/rate_limiter.h"
+#include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/device_call.h"
 #include "securitysvc/shard_server/revision_gate.h"
 
@@ -35,7 +35,7 @@ class AttestationServiceImpl final
                          const shard::DeviceCallHandler* device_calls,
                          const catalog::CatalogView* catalog,
                          shard::RevisionGate* revision_gate,
-                         auth::KeyedRateLimiter* challenge_limiter)
+                         RateLimiter* challenge_limiter)
       : attestor_(attestor),
         device_calls_(device_calls),
         catalog_(catalog),
@@ -55,7 +55,7 @@ class AttestationServiceImpl final
   const shard::DeviceCallHandler* const device_calls_;
   const catalog::CatalogView* const catalog_;
   shard::RevisionGate* const revision_gate_;
-  auth::KeyedRateLimiter* const challenge_limiter_;
+  RateLimiter* const challenge_limiter_;
 };
 
 }  // namespace sphere::attestation

@@ -37,7 +37,7 @@ struct Platform {
   void Build() {
     TestPlatform::Options o;
     o.attestation.challenge_rate.burst = kChallengeBurst;
-    o.attestation.challenge_rate.per_second = 1;
+    o.attestation.challenge_rate.rate_per_second = 1;
     o.revision_gate.max_wait = absl::Seconds(60);
     absl::Status s = platform.Start(o);
     ASSERT_TRUE(s.ok()) << s;
