@@ -3,12 +3,16 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cli/commands.h"
 #include "common/crypto/crypto.h"
+#include "protos/attestation.grpc.pb.h"
 
 namespace sphere::cli {
 namespace {
@@ -33,7 +37,72 @@ std::vector<std::string> DeviceRow(Names& names, const v1::Device& d) {
           names.Tenant(d.pending_tenant_id())};
 }
 
-absl::Status PrintDevice(Context& c, const v1::Device& d) {
+// AppVersions formats a device's application components from its measured
+// versions: "dw100 3, dw100-rt 2" (components "app:<id>").
+std::string AppVersions(
+    const google::protobuf::Map<std::string, uint32_t>& versions) {
+  std::vector<std::string> apps;
+  for (const auto& [component, version] : versions) {
+    absl::string_view id = component;
+    if (absl::ConsumePrefix(&id, "app:")) {
+      apps.push_back(absl::StrCat(id, " ", version));
+    }
+  }
+  std::sort(apps.begin(), apps.end());
+  return absl::StrJoin(apps, ", ");
+}
+
+// FillStatus sets the last-attestation fields of `devices` (os_version,
+// app_version, last_attested_unix_ms, last_attestation_outcome) from the
+// shards that own them (DeviceStatusService): per-device state lives on
+// its shard, never in management's catalog. Every shard in the cluster file
+// is asked, in batches of 500 ids, for the ids no shard answered yet; a
+// shard that does not answer leaves its devices' fields empty ("-") and
+// gets one warning on stderr. Never fails the command.
+void FillStatus(Context& c, std::vector<v1::Device*> devices) {
+  constexpr int kBatch = 500;  // the service's per-call limit
+  absl::flat_hash_map<std::string, v1::Device*> pending;
+  for (v1::Device* d : devices) pending[d->id()] = d;
+  const absl::Duration deadline = std::min(c.timeout(), absl::Seconds(10));
+  for (const auto& [shard_id, address] : c.cluster().shards) {
+    if (pending.empty()) break;
+    auto stub = v1::DeviceStatusService::NewStub(
+        rpc::NewChannel(address, c.cluster().credential));
+    std::vector<std::string> ids;
+    for (const auto& [id, d] : pending) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    for (size_t i = 0; i < ids.size(); i += kBatch) {
+      v1::GetDeviceStatusRequest req;
+      for (size_t j = i; j < ids.size() && j < i + kBatch; ++j) {
+        req.add_device_ids(ids[j]);
+      }
+      v1::GetDeviceStatusResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(deadline));
+      grpc::Status st = stub->GetDeviceStatus(&ctx, req, &resp);
+      if (!st.ok()) {
+        std::cerr << "warning: shard " << shard_id << " (" << address
+                  << ") did not answer for device status ("
+                  << rpc::TruncateForStatus(st.error_message(), 200)
+                  << "); its devices show '-'\n";
+        break;  // next shard; this one's devices stay '-'
+      }
+      for (const v1::DeviceStatus& ds : resp.devices()) {
+        auto it = pending.find(ds.device_id());
+        if (it == pending.end()) continue;
+        v1::Device* d = it->second;
+        d->set_os_version(ds.os_version());
+        d->set_app_version(AppVersions(ds.component_versions()));
+        d->set_last_attested_unix_ms(ds.last_attested_unix_ms());
+        d->set_last_attestation_outcome(ds.last_attestation_outcome());
+        pending.erase(it);
+      }
+    }
+  }
+}
+
+absl::Status PrintDevice(Context& c, v1::Device d) {
+  FillStatus(c, {&d});
   Names names(c);
   PrintOne(c, d, kDeviceHeaders, DeviceRow(names, d));
   return absl::OkStatus();
@@ -58,7 +127,7 @@ CLI::App* DeviceVerb(
                           if (auto s = c.Call(method, req, &d); !s.ok()) {
                             return s;
                           }
-                          return PrintDevice(c, d);
+                          return PrintDevice(c, std::move(d));
                         });
   verb->add_option("--device", *id,
                    "device id (printed by 'twin manufacture')")
@@ -84,8 +153,12 @@ absl::Status List(Context& c, const ListArgs& a) {
     req.set_page_token(a.page.token);
     v1::ListDevicesResponse resp;
     if (auto s = c.Call(&S::ListDevices, req, &resp); !s.ok()) return s;
-    PrintList<v1::Device>(c, {resp.devices().begin(), resp.devices().end()},
-                          key, PageRequest(), kDeviceHeaders, row);
+    std::vector<v1::Device> page(resp.devices().begin(), resp.devices().end());
+    std::vector<v1::Device*> fill;
+    for (v1::Device& d : page) fill.push_back(&d);
+    FillStatus(c, std::move(fill));
+    PrintList<v1::Device>(c, std::move(page), key, PageRequest(),
+                          kDeviceHeaders, row);
     PrintNextPage(resp.next_page_token(), a.page.size);
     return absl::OkStatus();
   }
@@ -110,6 +183,21 @@ absl::Status List(Context& c, const ListArgs& a) {
     }
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
+  // Status from the shards only for the page that will be printed.
+  std::sort(all.begin(), all.end(),
+            [](const v1::Device& x, const v1::Device& y) {
+              return x.id() < y.id();
+            });
+  std::string next;
+  absl::flat_hash_set<std::string> shown;
+  for (const v1::Device& d : PageOf<v1::Device>(all, key, a.page, &next)) {
+    shown.insert(d.id());
+  }
+  std::vector<v1::Device*> fill;
+  for (v1::Device& d : all) {
+    if (shown.contains(d.id())) fill.push_back(&d);
+  }
+  FillStatus(c, std::move(fill));
   PrintList<v1::Device>(c, std::move(all), key, a.page, kDeviceHeaders, row);
   return absl::OkStatus();
 }

@@ -190,6 +190,34 @@ TEST_F(AttestationE2ETest, ClientFollowsShardRedirectsTransparently) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
   EXPECT_EQ(client.redirects(), 1);
+
+  // Operators read the device's status from its shard (the shards' TLS
+  // accepts the platform operator credential); another shard names the
+  // owner instead of answering.
+  auto status = [&](int shard, v1::GetDeviceStatusResponse* out) {
+    auto s = v1::DeviceStatusService::NewStub(rpc::NewChannel(
+        cluster_->config().shards[shard].address, cluster_->OperatorTls()));
+    grpc::ClientContext c;
+    c.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    v1::GetDeviceStatusRequest q;
+    q.add_device_ids(dev->device_id());
+    return s->GetDeviceStatus(&c, q, out);
+  };
+  v1::GetDeviceStatusResponse elsewhere, at_owner;
+  st = status(other, &elsewhere);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(elsewhere.not_here_size(), 1) << elsewhere.DebugString();
+  EXPECT_EQ(elsewhere.not_here(0).shard_id(),
+            cluster_->config().shards[owner].id);
+  EXPECT_EQ(elsewhere.not_here(0).address(),
+            cluster_->config().shards[owner].address);
+  EXPECT_EQ(elsewhere.devices_size(), 0);
+  st = status(owner, &at_owner);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(at_owner.devices_size(), 1) << at_owner.DebugString();
+  EXPECT_EQ(at_owner.devices(0).last_attestation_outcome(), "UP_TO_DATE");
+  EXPECT_GT(at_owner.devices(0).last_attested_unix_ms(), 0);
+  EXPECT_EQ(at_owner.devices(0).os_version(), "1");
 }
 
 TEST_F(AttestationE2ETest, Attack_ReplayedNonceIsRejectedAndChangesNothing) {

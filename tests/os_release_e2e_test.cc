@@ -202,6 +202,31 @@ TEST_F(OsReleaseE2ETest, RetailEvalDeviceGetsUpdateOnlyCertificate) {
   ASSERT_TRUE(retail_leaf.ok()) << retail_leaf.status();
   EXPECT_EQ(retail_leaf->claims.scope, "full");
 
+  // spherectl shows what each device last attested, read from its shard
+  // (DeviceStatusService), with Contoso's own credential.
+  json devices = Json("Contoso", {"device", "list"});
+  ASSERT_EQ(devices.size(), 2u) << devices.dump();
+  for (const json& d : devices) {
+    SCOPED_TRACE(d.dump());
+    EXPECT_TRUE(d.contains("last_attested_unix_ms"));
+    EXPECT_NE(d.value("last_attested_unix_ms", std::string("0")), "0");
+    if (d["id"] == retail_->device_id()) {
+      EXPECT_EQ(d["last_attestation_outcome"], "UP_TO_DATE");
+      EXPECT_EQ(d["os_version"], "1");  // the factory OS release on Retail
+    } else {
+      EXPECT_EQ(d["id"], eval_->device_id());
+      EXPECT_EQ(d["last_attestation_outcome"], "UPDATE_REQUIRED");
+      EXPECT_FALSE(d.contains("os_version"));  // runs 1, RetailEval has 2
+    }
+  }
+  json shown = Json("Contoso", {"device", "show", "--device",
+                                retail_->device_id()});
+  EXPECT_EQ(shown["last_attestation_outcome"], "UP_TO_DATE") << shown.dump();
+  auto [rc, table] = Ctl({"--tenant", "Contoso", "device", "list"});
+  ASSERT_EQ(rc, 0) << table;
+  EXPECT_TRUE(absl::StrContains(table, "UP_TO_DATE")) << table;
+  EXPECT_TRUE(absl::StrContains(table, "UPDATE_REQUIRED")) << table;
+
   // Contoso's cloud serves the full certificate and refuses the other.
   absl::Status refused = RelyingParty(eval->certificate_chain_pem(),
                                       DeviceRecord(eval_->device_id()));

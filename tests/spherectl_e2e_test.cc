@@ -283,6 +283,32 @@ TEST_F(SpherectlE2ETest, ExitCodesDistinguishNotFoundAndUnavailable) {
       5, "is unreachable");
 }
 
+// A shard that does not answer leaves its devices' status columns '-' and
+// one warning on stderr; the list itself still succeeds.
+TEST_F(SpherectlE2ETest, DeviceListSurvivesASilentShard) {
+  auto text = rpc::ReadFile(ClusterFile());
+  ASSERT_TRUE(text.ok());
+  json j = json::parse(*text);
+  ASSERT_TRUE(j.contains("shards")) << *text;
+  json shards = json::array();
+  shards.push_back({{"id", "shard-silent"}, {"address", "127.0.0.1:1"}});
+  for (const json& s : j["shards"]) shards.push_back(s);
+  j["shards"] = shards;
+  const std::string file = cluster_->dir() + "/silent-shard-cluster.json";
+  ASSERT_TRUE(rpc::WriteFile(file, j.dump()).ok());
+  auto [rc, out] = Ctl({"--timeout", "5", "--tenant", "Contoso", "device",
+                        "list"}, file);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, *device_)) << out;
+  size_t warnings = 0;
+  for (size_t pos = out.find("warning: shard shard-silent");
+       pos != std::string::npos;
+       pos = out.find("warning: shard shard-silent", pos + 1)) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 1u) << out;
+}
+
 TEST_F(SpherectlE2ETest, NonAsciiNamesAreRefusedReadably) {
   const json before = Json("Contoso", {"product", "list"});
   auto r = Ctl({"--tenant", "Contoso", "product", "create", "--name",

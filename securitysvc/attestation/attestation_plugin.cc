@@ -62,11 +62,14 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
   service_ = std::make_unique<AttestationServiceImpl>(
       attestor_.get(), context.device_calls, context.catalog,
       context.revision_gate, challenge_limiter_.get());
+  status_service_ = std::make_unique<DeviceStatusServiceImpl>(
+      attestor_.get(), context.catalog, context.router,
+      context.root_subject_line);
   return absl::OkStatus();
 }
 
 std::vector<grpc::Service*> AttestationPlugin::Services() {
-  return {service_.get()};
+  return {service_.get(), status_service_.get()};
 }
 
 uint64_t AttestationPlugin::DeviceCount() const {

@@ -1,5 +1,6 @@
 // AttestationPlugin: attestation as a shard plug-in. It brings the
-// attestation column families and the AttestationService; with management
+// attestation column families, the AttestationService and the operators'
+// read-only DeviceStatusService (the plug-in owns the records it reads); with management
 // present it also sends automatic revocations there (RevocationQueue, off
 // the attestation path).
 //
@@ -13,6 +14,7 @@
 
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/attestation/attestation_service.h"
+#include "securitysvc/attestation/device_status_service.h"
 #include "securitysvc/attestation/nonce_store.h"
 #include "securitysvc/attestation/revocation_queue.h"
 #include "common/util/rate_limiter.h"
@@ -55,6 +57,7 @@ class AttestationPlugin final : public shard::ShardPlugin {
   std::unique_ptr<RateLimiter> challenge_limiter_;
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<AttestationServiceImpl> service_;
+  std::unique_ptr<DeviceStatusServiceImpl> status_service_;
 };
 
 }  // namespace sphere::attestation

@@ -366,12 +366,9 @@ absl::StatusOr<v1::Image> InMemoryCatalog::FindImageForTenant(
   return OtherTenantsImage(hash);
 }
 
-std::map<std::string, v1::Image> InMemoryCatalog::ExpectedImages(
-    const v1::Device& device) const {
-  std::map<std::string, v1::Image> out;
-  absl::MutexLock l(&mu_);
+const v1::OsRelease* InMemoryCatalog::ReleaseForLocked(
+    const State& st, const v1::Device& device) {
   v1::OsFeed feed = v1::RETAIL;
-  const State& st = *live_;
   auto g = st.groups.find(device.device_group_id());
   if (g != st.groups.end() && g->second.os_feed() != v1::OS_FEED_UNSPECIFIED) {
     feed = g->second.os_feed();
@@ -380,19 +377,36 @@ std::map<std::string, v1::Image> InMemoryCatalog::ExpectedImages(
   if (rel == st.os_releases.end() && feed == v1::RETAIL_EVAL) {
     rel = st.os_releases.find(v1::RETAIL);
   }
+  return rel == st.os_releases.end() ? nullptr : &rel->second;
+}
+
+std::map<std::string, v1::Image> InMemoryCatalog::ExpectedImages(
+    const v1::Device& device) const {
+  std::map<std::string, v1::Image> out;
+  absl::MutexLock l(&mu_);
+  const State& st = *live_;
+  const v1::OsRelease* rel = ReleaseForLocked(st, device);
   // OS releases name platform images; a deployment names its tenant's.
   auto add = [&](absl::string_view owner, const std::string& image_id) {
     auto it = st.images_by_id.find(ImageOwnerKey(owner, image_id));
     if (it != st.images_by_id.end()) out[it->second.component()] = it->second;
   };
-  if (rel != st.os_releases.end()) {
-    for (const auto& id : rel->second.image_ids()) add("", id);
+  if (rel != nullptr) {
+    for (const auto& id : rel->image_ids()) add("", id);
   }
   auto d = st.deployments.find(device.device_group_id());
   if (d != st.deployments.end() && !d->second.halted()) {
     for (const auto& id : d->second.image_ids()) add(d->second.tenant_id(), id);
   }
   return out;
+}
+
+absl::StatusOr<v1::OsRelease> InMemoryCatalog::CurrentOsRelease(
+    const v1::Device& device) const {
+  absl::MutexLock l(&mu_);
+  const v1::OsRelease* rel = ReleaseForLocked(*live_, device);
+  if (rel == nullptr) return absl::NotFoundError("no OS release on the feed");
+  return *rel;
 }
 
 int64_t InMemoryCatalog::revision() const {

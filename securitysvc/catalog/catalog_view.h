@@ -79,6 +79,13 @@ class CatalogView {
   // release of its feed + its group's latest deployment), by component.
   virtual std::map<std::string, v1::Image> ExpectedImages(
       const v1::Device& device) const = 0;
+  // CurrentOsRelease: the latest OS release of the device's group's feed
+  // (the release ExpectedImages takes its OS images from); NotFound when
+  // none. The default knows none.
+  virtual absl::StatusOr<v1::OsRelease> CurrentOsRelease(
+      const v1::Device& device) const {
+    return absl::NotFoundError("no OS release");
+  }
   // Revision of the catalog this view reflects.
   virtual int64_t revision() const = 0;
   // synced: the view holds a complete catalog (false while a follower has
@@ -135,6 +142,8 @@ class InMemoryCatalog : public CatalogView {
       absl::string_view hash, absl::string_view tenant_id) const override;
   std::map<std::string, v1::Image> ExpectedImages(
       const v1::Device& device) const override;
+  absl::StatusOr<v1::OsRelease> CurrentOsRelease(
+      const v1::Device& device) const override;
   int64_t revision() const override;
   bool synced() const override;
 
@@ -169,6 +178,9 @@ class InMemoryCatalog : public CatalogView {
   // ImagesWithHashLocked: the (non-empty) images with `hash`, or NotFound.
   absl::StatusOr<const std::vector<v1::Image>*> ImagesWithHashLocked(
       absl::string_view hash) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReleaseForLocked: the latest release of `device`'s feed, or null.
+  static const v1::OsRelease* ReleaseForLocked(const State& st,
+                                               const v1::Device& device);
   static void ApplyTo(State& state, const v1::WatchEvent& event,
                       std::shared_ptr<const TenantCa> tenant);
   static void PutImageIn(State& state, const v1::Image& image);

@@ -60,6 +60,10 @@ struct ShardContext {
   const DeviceCallHandler* device_calls = nullptr;
   RevisionGate* revision_gate = nullptr;
   Clock* clock = nullptr;
+  // Subject of the platform root CA (the first certificate of the server's
+  // ca_pem): operator credentials must be issued by it. Empty when it could
+  // not be parsed (then operator-facing services refuse every caller).
+  std::string root_subject_line;
   // Management, as the shard (null when the shard runs without one, e.g.
   // an in-process test). Calls must carry deadlines and must not be made on
   // gRPC callback threads.

@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/crypto/crypto.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 
@@ -158,6 +159,10 @@ absl::Status ShardServer::Start() {
   context_.device_calls = device_calls_.get();
   context_.revision_gate = revision_gate_.get();
   context_.clock = options_.clock;
+  if (auto root = crypto::ParseCertificate(options_.server_tls.ca_pem);
+      root.ok()) {
+    context_.root_subject_line = root->subject_line;
+  }
 
   rpc::ServerOptions sopts;
   sopts.address = options_.address;

@@ -357,5 +357,161 @@ TEST(ShardServerStartTest, Fault_ColumnFamilyClaimedTwiceIsRefused) {
   EXPECT_EQ(server.port(), 0);  // never served
 }
 
+
+// --- DeviceStatusService: operators read the shard's attestation records.
+
+// StatusFixture helpers: an operator credential and one call.
+rpc::TlsFiles OperatorTls(Platform& p, const std::string& tenant) {
+  crypto::DeviceClaims c;
+  if (tenant.empty()) {
+    c.scope = "platform-operator";
+  } else {
+    c.tenant_id = tenant;
+  }
+  return p.Issue(tenant.empty() ? "platform-op" : "tenant-op",
+                 crypto::KeyUsage::kClientAuth, c);
+}
+
+grpc::Status GetStatus(Platform& p, const rpc::TlsFiles& tls,
+                       const std::vector<std::string>& ids,
+                       v1::GetDeviceStatusResponse* resp) {
+  auto stub = p.platform.StatusStub(tls);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetDeviceStatusRequest req;
+  for (const auto& id : ids) req.add_device_ids(id);
+  return stub->GetDeviceStatus(&ctx, req, resp);
+}
+
+TEST_F(ShardServerTest, DeviceStatusShowsLastAttestation) {
+  auto dev = p().platform.NewDevice("device-status-attested");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  auto never = p().platform.NewDevice("device-status-never-attested");
+  ASSERT_TRUE(never.ok()) << never.status();
+  auto stub = p().Stub(p().gateway_tls);
+  v1::AttestResponse a;
+  grpc::Status st = FullAttestation(stub.get(), **dev, &a);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(a.outcome(), v1::UP_TO_DATE);
+  const std::string unknown_id(64, 'a');
+
+  for (const std::string& tenant : {std::string(), std::string(kTenant)}) {
+    v1::GetDeviceStatusResponse resp;
+    st = GetStatus(p(), OperatorTls(p(), tenant),
+                   {(*dev)->device_id(), (*never)->device_id(), unknown_id,
+                    (*dev)->device_id()},
+                   &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(resp.devices_size(), 2) << resp.DebugString();
+    const v1::DeviceStatus& d = resp.devices(0);
+    EXPECT_EQ(d.device_id(), (*dev)->device_id());
+    EXPECT_EQ(d.last_attestation_outcome(), "UP_TO_DATE");
+    EXPECT_EQ(d.last_attested_unix_ms(),
+              absl::ToUnixMillis(p().clock.Now()));
+    EXPECT_EQ(d.os_version(), "24.10");
+    EXPECT_EQ(d.certificate_not_after_unix_ms(), a.not_after_unix_ms());
+    EXPECT_FALSE(d.component_versions().empty());
+    EXPECT_EQ(d.component_versions().at("kernel"), 1u);
+    // Known but never attested: listed, empty.
+    EXPECT_EQ(resp.devices(1).device_id(), (*never)->device_id());
+    EXPECT_EQ(resp.devices(1).last_attested_unix_ms(), 0);
+    EXPECT_TRUE(resp.devices(1).last_attestation_outcome().empty());
+    ASSERT_EQ(resp.unknown_size(), 1);
+    EXPECT_EQ(resp.unknown(0), unknown_id);
+    EXPECT_EQ(resp.not_here_size(), 0);  // standalone: owns every device
+  }
+}
+
+TEST_F(ShardServerTest, Attack_TenantCannotReadAnotherTenantsDeviceStatus) {
+  auto dev = p().platform.NewDevice("device-status-other-tenant");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  auto stub = p().Stub(p().gateway_tls);
+  v1::AttestResponse a;
+  grpc::Status st = FullAttestation(stub.get(), **dev, &a);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const std::string unknown_id(64, 'b');
+  // Fabrikam's operator asks for Contoso's (attested) device and an id
+  // nobody registered: both answers are the same, nothing else is said.
+  v1::GetDeviceStatusResponse resp;
+  st = GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"),
+                 {(*dev)->device_id(), unknown_id}, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.devices_size(), 0);
+  EXPECT_EQ(resp.not_here_size(), 0);
+  ASSERT_EQ(resp.unknown_size(), 2);
+  EXPECT_EQ(resp.unknown(0), (*dev)->device_id());
+  EXPECT_EQ(resp.unknown(1), unknown_id);
+  const std::string bytes = resp.SerializeAsString();
+  EXPECT_FALSE(absl::StrContains(bytes, "UP_TO_DATE"));
+  EXPECT_FALSE(absl::StrContains(bytes, kTenant));
+  // Asking for the device alone: same shape as asking for an unknown id.
+  v1::GetDeviceStatusResponse one, other;
+  ASSERT_TRUE(GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"),
+                        {(*dev)->device_id()}, &one)
+                  .ok());
+  ASSERT_TRUE(GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"),
+                        {unknown_id}, &other)
+                  .ok());
+  EXPECT_EQ(one.ByteSizeLong(), other.ByteSizeLong());
+  EXPECT_EQ(one.devices_size() + one.not_here_size(), 0);
+}
+
+TEST_F(ShardServerTest, Attack_DeviceCredentialCannotReadStatus) {
+  auto dev = p().platform.NewDevice("device-status-device-cred");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  // The device's own manufacturing identity, a device certificate issued at
+  // attestation (tenant CA), a gateway and a shard credential: all refused.
+  std::vector<rpc::TlsFiles> creds;
+  creds.push_back(p().ManufacturingTls(**dev));
+  creds.push_back(p().gateway_tls);
+  crypto::DeviceClaims shard;
+  shard.scope = "shard";
+  creds.push_back(p().Issue("shard", crypto::KeyUsage::kClientAuth, shard));
+  crypto::DeviceClaims full;  // a device claim with a tenant: still a device
+  full.device_id = (*dev)->device_id();
+  full.tenant_id = kTenant;
+  full.scope = "full";
+  creds.push_back(p().Issue((*dev)->device_id(), crypto::KeyUsage::kClientAuth,
+                            full));
+  {
+    // A real device certificate from an attestation, chained to the tenant
+    // CA: its key is the one the quote named.
+    auto stub = p().Stub(p().gateway_tls);
+    v1::AttestResponse a;
+    grpc::Status st = FullAttestation(stub.get(), **dev, &a);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    creds.push_back({a.certificate_chain_pem(),
+                     (*dev)->ExportCertificateKeyForTls(),
+                     p().platform.server_tls().ca_pem});
+  }
+  for (const auto& tls : creds) {
+    v1::GetDeviceStatusResponse resp;
+    grpc::Status st = GetStatus(p(), tls, {(*dev)->device_id()}, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << st.error_message();
+    EXPECT_EQ(resp.devices_size(), 0);
+  }
+}
+
+TEST_F(ShardServerTest, Attack_TooManyIdsRefused) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 501; ++i) {
+    ids.push_back(crypto::HexEncode(crypto::Sha256(absl::StrCat(i))));
+  }
+  v1::GetDeviceStatusResponse resp;
+  grpc::Status st = GetStatus(p(), OperatorTls(p(), ""), ids, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "at most 500"))
+      << st.error_message();
+  ids.pop_back();  // 500 is fine
+  st = GetStatus(p(), OperatorTls(p(), ""), ids, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.unknown_size(), 500);
+  st = GetStatus(p(), OperatorTls(p(), ""), {}, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  st = GetStatus(p(), OperatorTls(p(), ""), {"NOT-HEX"}, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace sphere::shard

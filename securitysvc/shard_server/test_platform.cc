@@ -51,6 +51,7 @@ absl::Status TestPlatform::Start(Options options) {
   images_ = *std::move(images);
   v1::OsRelease rel;
   rel.set_feed(v1::RETAIL);
+  rel.set_version("24.10");
   for (const auto& pkg : images_) {
     auto v = mcu::VerifyImage(pkg, signing_public_key_);
     if (!v.ok()) return v.status();
@@ -149,6 +150,12 @@ rpc::TlsFiles TestPlatform::ManufacturingTls(const mcu::Device& d) {
 std::unique_ptr<v1::AttestationService::Stub> TestPlatform::Stub(
     const rpc::TlsFiles& tls) {
   return v1::AttestationService::NewStub(
+      rpc::NewChannel(server_->address(), tls));
+}
+
+std::unique_ptr<v1::DeviceStatusService::Stub> TestPlatform::StatusStub(
+    const rpc::TlsFiles& tls) {
+  return v1::DeviceStatusService::NewStub(
       rpc::NewChannel(server_->address(), tls));
 }
 

@@ -1,6 +1,6 @@
 // TestPlatform (test-only): a platform in miniature for in-process shards:
 // PKI (root, tenant CA, server and gateway credentials), a catalog with one
-// tenant, its OS release and claimed devices (mcu-model), and a ShardServer
+// tenant, its OS release ("24.10" on RETAIL) and claimed devices (mcu-model), and a ShardServer
 // hosting the attestation plug-in on port 0 over a store of the caller's
 // choice. Used by shard_server_test and shard_memory_benchmark.
 //
@@ -51,6 +51,8 @@ class TestPlatform {
   // ManufacturingTls: the device's own manufacturing identity.
   rpc::TlsFiles ManufacturingTls(const mcu::Device& d);
   std::unique_ptr<v1::AttestationService::Stub> Stub(const rpc::TlsFiles& tls);
+  std::unique_ptr<v1::DeviceStatusService::Stub> StatusStub(
+      const rpc::TlsFiles& tls);
 
   FakeClock& clock() { return clock_; }
   catalog::InMemoryCatalog& catalog() { return *catalog_; }

@@ -1,0 +1,83 @@
+// DeviceStatusServiceImpl: operators read the last attestation a shard
+// recorded for the devices it owns (protos/attestation.proto,
+// DeviceStatusService). Read-only; hosted by the attestation plug-in, which
+// owns the records. Per-device state stays on its shard and is never
+// written to management's catalog (DESIGN.md §4, §9).
+//
+// Access (IdentifyStatusReader): an operator certificate issued by the
+// platform root. A platform operator reads every device; a tenant operator
+// only its tenant's (others are answered exactly as unknown ids). Device,
+// manufacturing, gateway and shard credentials are refused.
+//
+// Synchronous on the callback thread: at most kMaxDeviceStatusIds store
+// reads per call. Thread-safe.
+#ifndef SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
+#define SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/crypto/crypto.h"
+#include "protos/attestation.grpc.pb.h"
+#include "securitysvc/attestation/attestation.h"
+#include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/sharding/router.h"
+
+namespace sphere::attestation {
+
+// Most device ids one GetDeviceStatus call may name.
+inline constexpr int kMaxDeviceStatusIds = 500;
+
+// StatusReader: who may read which devices' status.
+struct StatusReader {
+  bool platform = false;  // every device
+  std::string tenant_id;  // else: only this tenant's devices
+  bool MaySee(const v1::Device& device) const {
+    return platform ||
+           (!tenant_id.empty() && device.tenant_id() == tenant_id);
+  }
+};
+
+// IdentifyStatusReader maps a verified peer certificate to a reader, or
+// PERMISSION_DENIED (not issued by the root named `root_subject_line`, a
+// device/manufacturing/gateway/shard credential, or no operator claim).
+absl::StatusOr<StatusReader> IdentifyStatusReader(
+    const crypto::ParsedCertificate& cert, absl::string_view root_subject_line);
+
+// ReadDeviceStatus answers a request for `reader` (the whole RPC minus
+// transport): INVALID_ARGUMENT for no ids, more than kMaxDeviceStatusIds or
+// a malformed id; UNAVAILABLE while the catalog is not synced.
+absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
+    const StatusReader& reader, const v1::GetDeviceStatusRequest& request,
+    Attestor* attestor, const catalog::CatalogView* catalog,
+    const sharding::ShardRouter* router);
+
+class DeviceStatusServiceImpl final
+    : public v1::DeviceStatusService::CallbackService {
+ public:
+  // All pointers must outlive the service; `router` may be null (this
+  // shard owns every device).
+  DeviceStatusServiceImpl(Attestor* attestor,
+                          const catalog::CatalogView* catalog,
+                          const sharding::ShardRouter* router,
+                          std::string root_subject_line)
+      : attestor_(attestor),
+        catalog_(catalog),
+        router_(router),
+        root_subject_line_(std::move(root_subject_line)) {}
+
+  grpc::ServerUnaryReactor* GetDeviceStatus(
+      grpc::CallbackServerContext* context,
+      const v1::GetDeviceStatusRequest* request,
+      v1::GetDeviceStatusResponse* response) override;
+
+ private:
+  Attestor* const attestor_;
+  const catalog::CatalogView* const catalog_;
+  const sharding::ShardRouter* const router_;
+  const std::string root_subject_line_;
+};
+
+}  // namespace sphere::attestation
+
+#endif  // SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
