@@ -61,6 +61,25 @@ bool IsAppKind(v1::ImageKind k) {
   return k == v1::IMAGE_KIND_APPLICATION || k == v1::IMAGE_KIND_REALTIME_APP;
 }
 
+// CounterTenant is the tenant half of an image's anti-rollback counter key:
+// the owning tenant for applications, "" (platform) for boot-chain images.
+const std::string& CounterTenant(const v1::ImageHeader& h) {
+  static const std::string* kPlatform = new std::string();
+  return IsAppKind(h.kind()) ? h.tenant_id() : *kPlatform;
+}
+
+// RollbackFloor is the lowest version of `h` the device accepts: its
+// (tenant, component) counter. An app counter persisted before counters were
+// per tenant (tenant "") still bounds every tenant's app of that name: the
+// device cannot tell whose it was, and only platform-signed untenanted
+// images (never a tenant upload) could have raised it.
+uint32_t RollbackFloor(const Pluton& p, const v1::ImageHeader& h) {
+  const std::string& tenant = CounterTenant(h);
+  uint32_t floor = p.Counter(tenant, h.component());
+  if (!tenant.empty()) floor = std::max(floor, p.Counter("", h.component()));
+  return floor;
+}
+
 uint32_t SlotKib(const std::vector<ImageRef>& slot, bool realtime,
                  absl::string_view except) {
   uint32_t kib = 0;
@@ -145,6 +164,10 @@ uint64_t Device::reset_count() const { return pluton_->reset_count(); }
 bool Device::tampered() const { return pluton_->tampered(); }
 uint32_t Device::AntiRollbackCounter(absl::string_view c) const {
   return pluton_->Counter(c);
+}
+uint32_t Device::AntiRollbackCounter(absl::string_view tenant,
+                                     absl::string_view c) const {
+  return pluton_->Counter(tenant, c);
 }
 std::string Device::Register(int i) const { return pluton_->Register(i); }
 
@@ -273,7 +296,7 @@ absl::Status Device::CheckImage(const ImageRecord& img,
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, "image is for '", v->header.component(), "'"));
   }
-  uint32_t floor = pluton_->Counter(expected);
+  uint32_t floor = RollbackFloor(*pluton_, v->header);
   if (v->header.version() < floor) {
     return absl::FailedPreconditionError(
         absl::StrCat(prefix, "anti-rollback: version ", v->header.version(),
@@ -320,15 +343,16 @@ void Device::CommitCounters() {
   const SecureWorldToken& t = sm_->token();
   if (!os_pending_) {
     for (const ImageRef& i : secure_world_) {
-      if (i) pluton_->AdvanceCounter(t, i->component(), i->version());
+      if (i) pluton_->AdvanceCounter(t, "", i->component(), i->version());
     }
     for (const ImageRef& i : os_slots_[active_os_]) {
-      pluton_->AdvanceCounter(t, i->component(), i->version());
+      pluton_->AdvanceCounter(t, "", i->component(), i->version());
     }
   }
   if (!app_pending_) {
     for (const ImageRef& i : app_slots_[active_app_]) {
-      pluton_->AdvanceCounter(t, i->component(), i->version());
+      pluton_->AdvanceCounter(t, CounterTenant(i->header), i->component(),
+                              i->version());
     }
   }
 }
@@ -462,7 +486,7 @@ absl::Status Device::StageUpdate(const v1::ImagePackage& package) {
                   WithContext(v.status(), "update refused: "));
   }
   const std::string& comp = v->header.component();
-  uint32_t floor = pluton_->Counter(comp);
+  uint32_t floor = RollbackFloor(*pluton_, v->header);
   if (v->header.version() < floor) {
     return Record(v1::ErrorEvent::UPDATE_FAILED, comp,
                   absl::FailedPreconditionError(absl::StrCat(
@@ -736,7 +760,8 @@ absl::Status Device::LoadApp(const v1::ImagePackage& package) {
     slot.push_back(*rec);
   }
   if (!app_pending_) {
-    pluton_->AdvanceCounter(sm_->token(), comp, (*rec)->version());
+    pluton_->AdvanceCounter(sm_->token(), CounterTenant((*rec)->header), comp,
+                            (*rec)->version());
   }
   return absl::OkStatus();
 }
@@ -1052,11 +1077,7 @@ absl::StatusOr<std::string> Device::Serialize() {
   v1::PersistedDeviceState st;
   st.set_format_version(1);
   st.set_device_type(type_->name);
-  for (const auto& [c, v] : pluton_->counters()) {
-    v1::AntiRollbackCounter* ctr = st.add_counters();
-    ctr->set_component(c);
-    ctr->set_value(v);
-  }
+  for (const auto& c : pluton_->counters()) *st.add_counters() = c;
   st.set_boot_count(pluton_->boot_count());
   st.set_reset_count(pluton_->reset_count());
   st.set_tamper_events(pluton_->tamper_events());
@@ -1120,11 +1141,11 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
       std::move(type), std::string(image_signing_public_key), options.clock));
   d->pluton_ = *std::move(pluton);
   d->sm_ = std::make_unique<SecurityMonitor>(d->pluton_.get());
-  std::vector<std::pair<std::string, uint32_t>> counters;
-  for (const auto& c : st.counters()) {
-    counters.emplace_back(c.component(), c.value());
-  }
-  d->pluton_->RestoreCounters(d->sm_->token(), std::move(counters),
+  // Counters persisted before per-tenant keys have no tenant_id: they restore
+  // as tenant "" (see RollbackFloor).
+  std::vector<v1::AntiRollbackCounter> counters(st.counters().begin(),
+                                                st.counters().end());
+  d->pluton_->RestoreCounters(d->sm_->token(), counters,
                               st.boot_count(), st.reset_count(),
                               st.tamper_events(), st.tampered());
   d->next_error_seq_ = st.next_error_sequence();

@@ -217,7 +217,12 @@ class Device {
   uint64_t boot_count() const;
   uint64_t reset_count() const;
   bool tampered() const;
+  // AntiRollbackCounter(component) is the platform ("") counter: boot-chain
+  // components (and app counters persisted before per-tenant keys).
+  // AntiRollbackCounter(tenant, component) is an application's counter.
   uint32_t AntiRollbackCounter(absl::string_view component) const;
+  uint32_t AntiRollbackCounter(absl::string_view tenant,
+                               absl::string_view component) const;
   std::string Register(int i) const;
   // TriggerTamper models a tamper sensor (voltage/clock glitch, probe).
   void TriggerTamper(absl::string_view sensor);

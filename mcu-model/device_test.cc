@@ -37,6 +37,12 @@ v1::ImagePackage App(const v1::AppManifest& m, uint32_t version = 1,
   return *BuildAppImage(SigningKey(), m, version, size);
 }
 
+// TenantApp is an app image as the image pipeline re-signs it for `tenant`.
+v1::ImagePackage TenantApp(const std::string& tenant, const std::string& id,
+                           uint32_t version) {
+  return *BuildAppImage(SigningKey(), Manifest(id), version, 64 * 1024, tenant);
+}
+
 bool HasEvent(const std::vector<v1::ErrorEvent>& events,
               v1::ErrorEvent::Kind kind) {
   for (const auto& e : events) {
@@ -630,6 +636,120 @@ TEST_F(DeviceTest, RenewableSecurity_AppUpdateCrashLoopRollsBack) {
   EXPECT_EQ(d->InstalledVersion("app:dw100"), 1u);
   EXPECT_TRUE(d->AppRunning("dw100"));
   EXPECT_EQ(d->AntiRollbackCounter("app:dw100"), 1u);
+}
+
+// Issue 8, hole 3 (device side): anti-rollback counters of applications are
+// per (tenant, component). Tenant Evil's "app:dw100" v999, side-loaded onto a
+// Contoso device, must not block Contoso's own "app:dw100" updates.
+TEST_F(DeviceTest, Attack_OtherTenantsHighVersionAppDoesNotBlockOwnUpdates) {
+  auto d = Booted();
+  ASSERT_TRUE(d->LoadApp(TenantApp("evil", "dw100", 999)).ok());
+  EXPECT_EQ(d->AntiRollbackCounter("evil", "app:dw100"), 999u);
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 0u);
+  EXPECT_EQ(d->AntiRollbackCounter("app:dw100"), 0u);
+  // Contoso's v2 of the same component name installs (OTA path) and commits.
+  absl::Status s = d->StageUpdate(TenantApp("contoso", "dw100", 2));
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(d->Reboot().ok());
+  ASSERT_TRUE(d->ConfirmUpdate().ok());
+  EXPECT_EQ(d->InstalledVersion("app:dw100"), 2u);
+  EXPECT_TRUE(d->AppRunning("dw100"));
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 2u);
+  EXPECT_EQ(d->AntiRollbackCounter("evil", "app:dw100"), 999u);
+  // The quote reports both counters, each with its tenant.
+  auto q = d->Quote("n");
+  ASSERT_TRUE(q.ok());
+  auto body = ParseAndVerifyQuote(*q, d->public_key());
+  ASSERT_TRUE(body.ok());
+  int app_counters = 0;
+  for (const auto& c : body->counters()) {
+    if (c.component() != "app:dw100") continue;
+    ++app_counters;
+    EXPECT_EQ(c.value(), c.tenant_id() == "evil" ? 999u : 2u) << c.tenant_id();
+  }
+  EXPECT_EQ(app_counters, 2);
+  // Per-tenant counters survive persistence; the side-load path works too.
+  auto blob = d->Serialize();
+  ASSERT_TRUE(blob.ok());
+  Device::Options o;
+  o.clock = &clock_;
+  auto r = Device::Restore(DeviceType::Mt3620(), SigningKey().PublicKey(),
+                           *blob, std::move(o));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->AntiRollbackCounter("evil", "app:dw100"), 999u);
+  EXPECT_EQ((*r)->AntiRollbackCounter("contoso", "app:dw100"), 2u);
+  ASSERT_TRUE((*r)->Boot().ok());
+  s = (*r)->LoadApp(TenantApp("contoso", "dw100", 3));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ((*r)->AntiRollbackCounter("contoso", "app:dw100"), 3u);
+  EXPECT_EQ((*r)->AntiRollbackCounter("evil", "app:dw100"), 999u);
+}
+
+TEST_F(DeviceTest, Attack_SameTenantRollbackStillRefused) {
+  auto d = Booted();
+  ASSERT_TRUE(d->LoadApp(TenantApp("contoso", "dw100", 5)).ok());
+  ASSERT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 5u);
+  d->DrainErrorEvents();
+  // OTA downgrade: refused, nothing staged, counters untouched.
+  absl::Status s = d->StageUpdate(TenantApp("contoso", "dw100", 4));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "anti-rollback")) << s;
+  EXPECT_TRUE(HasEvent(d->DrainErrorEvents(), v1::ErrorEvent::UPDATE_FAILED));
+  EXPECT_FALSE(d->update_pending_confirm());
+  // Side-loaded downgrade: refused, the running v5 keeps running.
+  s = d->LoadApp(TenantApp("contoso", "dw100", 4));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "anti-rollback")) << s;
+  EXPECT_EQ(d->InstalledVersion("app:dw100"), 5u);
+  EXPECT_TRUE(d->AppRunning("dw100"));
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 5u);
+  EXPECT_EQ(d->AntiRollbackCounter("app:dw100"), 0u);
+  ASSERT_TRUE(d->Reboot().ok());
+  EXPECT_EQ(d->InstalledVersion("app:dw100"), 5u);
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 5u);
+}
+
+// An app counter persisted before per-tenant keys (tenant "") cannot be
+// attributed to a tenant, so it still bounds every tenant's app of that name.
+TEST_F(DeviceTest, Fault_LegacyUntenantedAppCounterStillBoundsTenantApps) {
+  auto d = Booted();
+  ASSERT_TRUE(d->LoadApp(App(Manifest("dw100"), 5)).ok());
+  ASSERT_EQ(d->AntiRollbackCounter("app:dw100"), 5u);
+  absl::Status s = d->StageUpdate(TenantApp("contoso", "dw100", 4));
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s;
+  EXPECT_FALSE(d->update_pending_confirm());
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 0u);
+  EXPECT_TRUE(d->StageUpdate(TenantApp("contoso", "dw100", 6)).ok());
+}
+
+// The tenant in an app header is covered by the platform signature: swapping
+// Evil's tenant for Contoso's (to raise Contoso's counter) breaks it.
+TEST_F(DeviceTest, Attack_AppHeaderTenantSwapBreaksSignature) {
+  auto d = Booted();
+  ASSERT_TRUE(d->LoadApp(TenantApp("contoso", "dw100", 2)).ok());
+  v1::ImagePackage pkg = TenantApp("evil", "dw100", 999);
+  v1::ImageHeader h;
+  ASSERT_TRUE(h.ParseFromString(pkg.header()));
+  ASSERT_EQ(h.tenant_id(), "evil");
+  h.set_tenant_id("contoso");
+  pkg.set_header(h.SerializeAsString());
+  auto v = VerifyImage(pkg, SigningKey().PublicKey());
+  EXPECT_EQ(v.status().code(), StatusCode::kUnauthenticated) << v.status();
+  d->DrainErrorEvents();
+  absl::Status s = d->LoadApp(pkg);
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << s;
+  s = d->StageUpdate(pkg);
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << s;
+  EXPECT_TRUE(HasEvent(d->DrainErrorEvents(), v1::ErrorEvent::UPDATE_FAILED));
+  EXPECT_FALSE(d->update_pending_confirm());
+  EXPECT_EQ(d->InstalledVersion("app:dw100"), 2u);
+  EXPECT_EQ(d->AntiRollbackCounter("contoso", "app:dw100"), 2u);
+  EXPECT_EQ(d->AntiRollbackCounter("evil", "app:dw100"), 0u);
+  // Stripping the tenant (to pose as an untenanted image) breaks it too.
+  h.clear_tenant_id();
+  pkg.set_header(h.SerializeAsString());
+  EXPECT_EQ(VerifyImage(pkg, SigningKey().PublicKey()).status().code(),
+            StatusCode::kUnauthenticated);
 }
 
 TEST_F(DeviceTest, RenewableSecurity_ExplicitRollBack) {

@@ -67,7 +67,8 @@ absl::StatusOr<v1::ImagePackage> SignImage(v1::ImageHeader header,
 }
 
 absl::StatusOr<v1::ImagePackage> ResignImage(const v1::ImagePackage& package,
-                                             const crypto::EcPrivateKey& key) {
+                                             const crypto::EcPrivateKey& key,
+                                             absl::string_view tenant_id) {
   v1::ImageHeader header;
   if (!header.ParseFromString(package.header())) {
     return absl::InvalidArgumentError("image header does not parse");
@@ -76,6 +77,7 @@ absl::StatusOr<v1::ImagePackage> ResignImage(const v1::ImagePackage& package,
       header.payload_sha256() != crypto::Sha256(package.payload())) {
     return absl::InvalidArgumentError("payload does not match image header");
   }
+  header.set_tenant_id(std::string(tenant_id));
   return SignImage(std::move(header), package.payload(), key);
 }
 
@@ -199,7 +201,8 @@ absl::StatusOr<std::vector<v1::ImagePackage>> BuildFactoryImages(
 absl::StatusOr<v1::ImagePackage> BuildAppImage(const crypto::EcPrivateKey& key,
                                                const v1::AppManifest& manifest,
                                                uint32_t version,
-                                               size_t payload_size) {
+                                               size_t payload_size,
+                                               absl::string_view tenant_id) {
   if (manifest.component_id().empty()) {
     return absl::InvalidArgumentError("app manifest has no component_id");
   }
@@ -209,6 +212,7 @@ absl::StatusOr<v1::ImagePackage> BuildAppImage(const crypto::EcPrivateKey& key,
   h.set_kind(manifest.realtime() ? v1::IMAGE_KIND_REALTIME_APP
                                  : v1::IMAGE_KIND_APPLICATION);
   *h.mutable_manifest() = manifest;
+  h.set_tenant_id(std::string(tenant_id));
   std::string payload = SyntheticPayload(h.component(), version, payload_size);
   return SignImage(std::move(h), payload, key);
 }

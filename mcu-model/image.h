@@ -1,7 +1,8 @@
 // mcu-model/image: the signed image package format of the platform.
 //
 // An ImagePackage is {header, payload, signature}: the header (ImageHeader:
-// component, version, kind, payload size + SHA-256, app manifest) is signed by
+// component, version, kind, payload size + SHA-256, app manifest, and for
+// applications the owning tenant_id; "" for platform OS images) is signed by
 // the platform image-signing key (P-256) as
 //   signature = ECDSA(SHA-256("sphere-image-v1" || header)),
 // and binds the payload by its digest. The device holds only the signing
@@ -66,9 +67,13 @@ absl::StatusOr<v1::ImagePackage> SignImage(v1::ImageHeader header,
 
 // ResignImage re-signs an uploaded package with the platform key after
 // checking that its payload matches its header (the platform re-signs all
-// device software). Errors: InvalidArgument (malformed or payload mismatch).
+// device software). The signed header's tenant_id is set to `tenant_id`
+// (whatever the upload claimed): the tenant the platform signs the app for,
+// which devices use to key the app's anti-rollback counter.
+// Errors: InvalidArgument (malformed or payload mismatch).
 absl::StatusOr<v1::ImagePackage> ResignImage(const v1::ImagePackage& package,
-                                             const crypto::EcPrivateKey& key);
+                                             const crypto::EcPrivateKey& key,
+                                             absl::string_view tenant_id = "");
 
 // VerifiedImage is the result of a successful verification.
 struct VerifiedImage {
@@ -111,11 +116,13 @@ absl::StatusOr<v1::ImagePackage> BuildOsImage(const crypto::EcPrivateKey& key,
                                               uint32_t version);
 
 // BuildAppImage builds an application image for `manifest` (kind from
-// manifest.realtime) with a synthetic payload of `payload_size` bytes.
+// manifest.realtime) with a synthetic payload of `payload_size` bytes, signed
+// for `tenant_id` ("" = untenanted, as before per-tenant counters).
 absl::StatusOr<v1::ImagePackage> BuildAppImage(const crypto::EcPrivateKey& key,
                                                const v1::AppManifest& manifest,
                                                uint32_t version,
-                                               size_t payload_size);
+                                               size_t payload_size,
+                                               absl::string_view tenant_id = "");
 
 }  // namespace sphere::mcu
 

@@ -19,6 +19,8 @@ struct ImageRecord {
   std::string image_hash;  // ImageHash(stored.header)
   int register_index = 3;  // RegisterForKind(header.kind)
   const std::string& component() const { return header.component(); }
+  // Owning tenant of an application image ("" for platform OS images).
+  const std::string& tenant_id() const { return header.tenant_id(); }
   uint32_t version() const { return header.version(); }
   uint32_t size_kib() const {
     return static_cast<uint32_t>((stored.payload_size() + 1023) / 1024);

@@ -184,37 +184,51 @@ int BootIndex(absl::string_view component) {
 }
 }  // namespace
 
-uint32_t Pluton::Counter(absl::string_view component) const {
-  if (int i = BootIndex(component); i >= 0) return boot_counters_[i];
-  for (const auto& [c, v] : app_counters_) {
-    if (c == component) return v;
+uint32_t Pluton::Counter(absl::string_view tenant,
+                         absl::string_view component) const {
+  if (tenant.empty()) {
+    if (int i = BootIndex(component); i >= 0) return boot_counters_[i];
+  }
+  for (const auto& c : app_counters_) {
+    if (c.tenant_id() == tenant && c.component() == component) {
+      return c.value();
+    }
   }
   return 0;
 }
 
-std::vector<std::pair<std::string, uint32_t>> Pluton::counters() const {
-  std::vector<std::pair<std::string, uint32_t>> out;
+std::vector<v1::AntiRollbackCounter> Pluton::counters() const {
+  std::vector<v1::AntiRollbackCounter> out;
   const auto& names = BootChainComponents();
   for (size_t i = 0; i < names.size(); ++i) {
-    out.emplace_back(names[i], boot_counters_[i]);
+    v1::AntiRollbackCounter c;
+    c.set_component(names[i]);
+    c.set_value(boot_counters_[i]);
+    out.push_back(std::move(c));
   }
   out.insert(out.end(), app_counters_.begin(), app_counters_.end());
   return out;
 }
 
-void Pluton::AdvanceCounter(const SecureWorldToken&,
+void Pluton::AdvanceCounter(const SecureWorldToken&, absl::string_view tenant,
                             absl::string_view component, uint32_t version) {
-  if (int i = BootIndex(component); i >= 0) {
-    boot_counters_[i] = std::max(boot_counters_[i], version);
-    return;
-  }
-  for (auto& [c, v] : app_counters_) {
-    if (c == component) {
-      v = std::max(v, version);
+  if (tenant.empty()) {
+    if (int i = BootIndex(component); i >= 0) {
+      boot_counters_[i] = std::max(boot_counters_[i], version);
       return;
     }
   }
-  app_counters_.emplace_back(std::string(component), version);
+  for (auto& c : app_counters_) {
+    if (c.tenant_id() == tenant && c.component() == component) {
+      c.set_value(std::max(c.value(), version));
+      return;
+    }
+  }
+  v1::AntiRollbackCounter c;
+  c.set_component(std::string(component));
+  c.set_tenant_id(std::string(tenant));
+  c.set_value(version);
+  app_counters_.push_back(std::move(c));
 }
 
 absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
@@ -235,11 +249,7 @@ absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
     e->set_version(img->version());
     e->set_image_hash(img->image_hash);
   }
-  for (const auto& [c, v] : counters()) {
-    v1::AntiRollbackCounter* ctr = body.add_counters();
-    ctr->set_component(c);
-    ctr->set_value(v);
-  }
+  for (const auto& c : counters()) *body.add_counters() = c;
   body.set_boot_count(boot_count_);
   body.set_reset_count(reset_count_);
   body.set_event_log_digest(EventLogDigest(body.event_log()));
@@ -299,11 +309,13 @@ std::string Pluton::SealableSecrets(const SecureWorldToken&) const {
 
 void Pluton::RestoreCounters(
     const SecureWorldToken& t,
-    std::vector<std::pair<std::string, uint32_t>> counters, uint64_t boots,
+    const std::vector<v1::AntiRollbackCounter>& counters, uint64_t boots,
     uint64_t resets, uint32_t tamper_events, bool tampered) {
   boot_counters_.fill(0);
   app_counters_.clear();
-  for (auto& [c, v] : counters) AdvanceCounter(t, c, v);
+  for (const auto& c : counters) {
+    AdvanceCounter(t, c.tenant_id(), c.component(), c.value());
+  }
   boot_count_ = boots;
   reset_count_ = resets;
   tamper_events_ = tamper_events;
@@ -317,7 +329,9 @@ size_t Pluton::FootprintBytes() const {
   size_t n = sizeof(Pluton);
   n += event_log_.capacity() * sizeof(ImageRef);
   n += app_counters_.capacity() * sizeof(app_counters_[0]);
-  for (const auto& c : app_counters_) n += heap(c.first);
+  for (const auto& c : app_counters_) {
+    n += heap(c.component()) + heap(c.tenant_id());
+  }
   if (entropy_for_test_) n += sizeof(EntropySource);
   return n;
 }

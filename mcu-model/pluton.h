@@ -91,13 +91,20 @@ class Pluton {
   const std::vector<ImageRef>& event_log() const { return event_log_; }
   std::string Register(int i) const;
 
-  // Anti-rollback counters (boot-chain components and apps).
-  uint32_t Counter(absl::string_view component) const;
+  // Anti-rollback counters (boot-chain components and apps), keyed by
+  // (tenant, component): tenant is the application image's owning tenant
+  // (ImageHeader.tenant_id), "" for boot-chain components. Another tenant's
+  // "app:dw100" v999 thus never raises the floor of ours.
+  uint32_t Counter(absl::string_view tenant,
+                   absl::string_view component) const;
+  uint32_t Counter(absl::string_view component) const {
+    return Counter("", component);
+  }
   // AdvanceCounter raises the counter to `version` (never lowers it).
-  void AdvanceCounter(const SecureWorldToken&, absl::string_view component,
-                      uint32_t version);
+  void AdvanceCounter(const SecureWorldToken&, absl::string_view tenant,
+                      absl::string_view component, uint32_t version);
   // counters() lists the boot-chain counters (in boot order) then apps'.
-  std::vector<std::pair<std::string, uint32_t>> counters() const;
+  std::vector<v1::AntiRollbackCounter> counters() const;
 
   // Boot and reset counts.
   void CountBoot(const SecureWorldToken&) { ++boot_count_; }
@@ -140,7 +147,7 @@ class Pluton {
   bool seeded() const { return seeded_; }
   uint64_t rng_counter() const { return rng_counter_; }
   void RestoreCounters(const SecureWorldToken&,
-                       std::vector<std::pair<std::string, uint32_t>> counters,
+                       const std::vector<v1::AntiRollbackCounter>& counters,
                        uint64_t boots, uint64_t resets, uint32_t tamper_events,
                        bool tampered);
 
@@ -166,7 +173,7 @@ class Pluton {
   std::array<uint8_t, 65> cert_public_{};    // SEC1 (cached)
   std::array<uint32_t, 5> boot_counters_{};  // BootChainComponents() order
   std::vector<ImageRef> event_log_;
-  std::vector<std::pair<std::string, uint32_t>> app_counters_;
+  std::vector<v1::AntiRollbackCounter> app_counters_;
   std::unique_ptr<EntropySource> entropy_for_test_;
   // Seeded mode, during key generation only.
   std::unique_ptr<std::string> keygen_seed_;

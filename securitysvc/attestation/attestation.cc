@@ -233,6 +233,12 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
     measured[e.component()] = e.version();
   }
   for (const auto& c : body->counters()) {
+    // Counters are per (tenant, component) on the device: another tenant's
+    // app counter (e.g. a side-loaded "app:dw100" v999) says nothing about
+    // this tenant's component of that name.
+    if (!c.tenant_id().empty() && c.tenant_id() != device->tenant_id()) {
+      continue;
+    }
     auto it = measured.find(c.component());
     if (it != measured.end() && it->second < c.value()) {
       return compromised(

@@ -751,6 +751,34 @@ TEST_F(AttestationTest, AntiRollbackViolation) {
   EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
 }
 
+// Issue 8, hole 3 (device side): devices key app anti-rollback counters by
+// (tenant, component) and quote each counter with its tenant. Another
+// tenant's counter of the same name (a side-loaded "app:dw100" v999) says
+// nothing about this tenant's component; a counter of the device's own tenant
+// is still compared.
+TEST_F(AttestationTest, OtherTenantsCounterIsNotComparedButOwnIs) {
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  auto* evil = body.add_counters();
+  evil->set_component("kernel");
+  evil->set_tenant_id(kTenantB);
+  evil->set_value(999);
+  auto r = attestor_->Attest(Request(h.id, SignQuote(body, h.key)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcome(), v1::UP_TO_DATE);
+
+  body.set_nonce(Nonce(h.id));
+  auto* own = body.add_counters();
+  own->set_component("kernel");
+  own->set_tenant_id(kTenantA);
+  own->set_value(2);
+  TrustedState before = Snapshot(h.id);
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kPermissionDenied,
+              "kernel runs version 1 below its anti-rollback counter 2");
+  ExpectUnchanged(before, h.id);
+}
+
 // A register index of 2^31 or more used to pass the bounds check as a
 // negative int and index the replay far out of range (a crash of the shard).
 TEST_F(AttestationTest, Attack_EventNamingHugeRegisterIndexIsRejected) {

@@ -72,7 +72,10 @@ absl::StatusOr<v1::Image> ImagePipeline::Process(
           "\" (app:<manifest component_id>); boot-chain component names "
           "are reserved for the platform"));
     }
-    auto signed_pkg = mcu::ResignImage(pkg, signing_key_);
+    // The signed header names the tenant: devices key the app's
+    // anti-rollback counter by (tenant, component), so another tenant's
+    // "app:dw100" v999 cannot block this tenant's updates.
+    auto signed_pkg = mcu::ResignImage(pkg, signing_key_, tenant_id);
     if (!signed_pkg.ok()) return signed_pkg.status();
     pkg = std::move(*signed_pkg);
   }

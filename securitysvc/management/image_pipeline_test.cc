@@ -74,6 +74,37 @@ TEST_F(ImagePipelineTest, TenantAppIsResignedByThePlatform) {
   EXPECT_EQ(Files(dir_).size(), 1u);
 }
 
+// Issue 8, hole 3 (device side): the re-signed header names the tenant the
+// platform signed the app for (devices key anti-rollback counters by tenant
+// and component), whatever tenant the upload itself claimed.
+TEST_F(ImagePipelineTest, ResignedTenantAppHeaderCarriesTheTenant) {
+  ImagePipeline pipeline(signing_key_, dir_, package_key_);
+  v1::ImagePackage app = TenantApp(mcu::AppComponentName("dw100-app"));
+  v1::ImageHeader claimed;
+  ASSERT_TRUE(claimed.ParseFromString(app.header()));
+  claimed.set_tenant_id("contoso");  // Evil claims to upload for Contoso
+  auto forged = mcu::SignImage(claimed, app.payload(), tenant_key_);
+  ASSERT_TRUE(forged.ok()) << forged.status();
+  auto image = pipeline.Process("evil", forged->SerializeAsString());
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->tenant_id(), "evil");
+  auto back = pipeline.ReadPackage(image->id());
+  ASSERT_TRUE(back.ok()) << back.status();
+  auto verified = mcu::VerifyImage(*back, signing_key_.PublicKey());
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->header.tenant_id(), "evil");
+  EXPECT_EQ(crypto::HexEncode(verified->image_hash), image->id());
+  // The same bytes uploaded by Contoso become a distinct image for Contoso.
+  auto mine = pipeline.Process("contoso", forged->SerializeAsString());
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  EXPECT_NE(mine->id(), image->id());
+  auto mine_back = pipeline.ReadPackage(mine->id());
+  ASSERT_TRUE(mine_back.ok()) << mine_back.status();
+  EXPECT_EQ(mcu::VerifyImage(*mine_back, signing_key_.PublicKey())
+                ->header.tenant_id(),
+            "contoso");
+}
+
 // A tenant application named like a boot-chain component ("kernel" v999)
 // used to be re-signed by the platform. Measured at app start, it stood in
 // for the OS component in attestation (the verifier keys versions by
