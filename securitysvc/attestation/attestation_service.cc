@@ -35,8 +35,15 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
       context, GetChallengeMethod(), request->device_id(),
       [this, request, response](const shard::DeviceCall& call,
                                 shard::DeviceCallHandler::Finish finish) {
-        // Revocation (and existence) first: cheap, and never waits.
-        if (auto s = attestor_->MayChallenge(call.device_id); !s.ok()) {
+        // Revocation (and existence) first: cheap, and never waits. Only a
+        // device this catalog does not know yet, when the caller asked for
+        // a newer revision (one that may hold its claim), waits for that
+        // revision (bounded by the RevisionGate) and is checked again by
+        // Attestor::GetChallenge.
+        const int64_t wanted = request->min_catalog_revision();
+        const bool behind = wanted > 0 && wanted > catalog_->revision();
+        if (auto s = attestor_->MayChallenge(call.device_id);
+            !s.ok() && !(absl::IsNotFound(s) && behind)) {
           finish(s);
           return;
         }
@@ -61,7 +68,6 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
           if (r.ok()) *response = *std::move(r);
           finish(r.status());
         };
-        const int64_t wanted = request->min_catalog_revision();
         if (wanted <= 0 || wanted <= catalog_->revision()) {
           issue(absl::OkStatus());
         } else if (revision_gate_ == nullptr) {

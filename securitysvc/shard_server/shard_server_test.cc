@@ -291,6 +291,45 @@ TEST_F(ShardServerTest, WaitingChallengesDoNotStallOtherDevices) {
   }
 }
 
+// A device claimed a moment ago is not in the shard's catalog yet; a caller
+// that names the revision holding the claim waits for it (off the callback
+// threads) instead of being told at once that the device is not claimed.
+// Found when management restarted and the follower was still reconnecting.
+TEST_F(ShardServerTest, Fault_JustClaimedDeviceWaitsForItsRevision) {
+  auto stub = p().Stub(p().gateway_tls);
+  const std::string id = crypto::HexEncode(crypto::Sha256("claimed just now"));
+  v1::GetChallengeResponse refused;
+  grpc::Status now = Challenge(stub.get(), id, 0, &refused);
+  EXPECT_EQ(now.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(absl::StrContains(now.error_message(), "is not claimed"))
+      << now.error_message();
+  EXPECT_TRUE(refused.nonce().empty());
+
+  const int64_t next = p().catalog->revision() + 1;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+  v1::GetChallengeRequest req;
+  req.set_device_id(id);
+  req.set_min_catalog_revision(next);
+  v1::GetChallengeResponse resp;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->GetChallenge(&ctx, &req, &resp, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  v1::WatchEvent ev;
+  ev.set_revision(next);
+  ev.mutable_device()->set_id(id);
+  ev.mutable_device()->set_tenant_id(kTenant);
+  ev.mutable_device()->set_state(v1::CLAIMED);
+  ASSERT_TRUE(p().catalog->Apply(ev).ok());
+  p().server->context().revision_gate->Notify();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.nonce().size(), 32u);
+}
+
 TEST_F(ShardServerTest, Attack_ChallengeRateLimit) {
   auto stub = p().Stub(p().gateway_tls);
   const std::string id = Dev(7).device_id();
