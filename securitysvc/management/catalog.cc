@@ -418,7 +418,7 @@ absl::StatusOr<v1::Tenant> Catalog::FindTenant(absl::string_view id_or_name) {
   if (by_id->has_value()) return **by_id;
   std::optional<v1::Tenant> found;
   absl::Status s = ScanAll<v1::Tenant>(store_, kTenants, [&](const auto& t) {
-    if (t.name() == id_or_name) found = t;
+    if (absl::EqualsIgnoreCase(t.name(), id_or_name)) found = t;
     return !found.has_value();
   });
   if (!s.ok()) return s;
@@ -443,7 +443,10 @@ absl::StatusOr<v1::Tenant> Catalog::ResolveTenant(const Caller& caller,
           caller.tenant_id));
     }
     const v1::Tenant& t = **own;
-    if (tenant.empty() || tenant == t.id() || tenant == t.name()) return t;
+    if (tenant.empty() || tenant == t.id() ||
+        absl::EqualsIgnoreCase(tenant, t.name())) {
+      return t;
+    }
     return absl::PermissionDeniedError(absl::StrFormat(
         "tenant \"%s\": your credential is scoped to tenant \"%s\" and cannot "
         "access other tenants",
@@ -474,7 +477,10 @@ absl::StatusOr<v1::Product> Catalog::FindProduct(const v1::Tenant& tenant,
   }
   std::optional<v1::Product> found;
   absl::Status s = ScanAll<v1::Product>(store_, kProducts, [&](const auto& p) {
-    if (p.tenant_id() == tenant.id() && p.name() == id_or_name) found = p;
+    if (p.tenant_id() == tenant.id() &&
+        absl::EqualsIgnoreCase(p.name(), id_or_name)) {
+      found = p;
+    }
     return !found.has_value();
   });
   if (!s.ok()) return s;
@@ -518,7 +524,8 @@ absl::StatusOr<v1::DeviceGroup> Catalog::FindGroup(const v1::Tenant& tenant,
     std::optional<v1::DeviceGroup> found;
     absl::Status s =
         ScanAll<v1::DeviceGroup>(store_, kGroups, [&](const auto& g) {
-          if (g.product_id() == product->id() && g.name() == parts[1]) {
+          if (g.product_id() == product->id() &&
+              absl::EqualsIgnoreCase(g.name(), parts[1])) {
             found = g;
           }
           return !found.has_value();

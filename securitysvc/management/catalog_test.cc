@@ -288,6 +288,23 @@ TEST_F(CatalogTest, CrossTenantProductReadDenied) {
   EXPECT_TRUE(absl::IsPermissionDenied(list.status()));
 }
 
+// Names are unique ignoring case (CreateTenant/Product/DeviceGroup refuse
+// "contoso" beside "Contoso"), so lookups by name ignore case too.
+TEST_F(CatalogTest, NamesAreLookedUpIgnoringCase) {
+  auto t = catalog_->GetTenant(platform_, "cONTOSO");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->id(), contoso_.id());
+  auto own = catalog_->GetProduct(contoso_op_, "contoso", "dw100");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->id(), dw100_.id());
+  auto g = catalog_->GetDeviceGroup(contoso_op_, "", "dw100/PRODUCTION");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->name(), "Production");
+  // Still scoped: another tenant's name in any case is refused.
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      catalog_->GetProduct(fabrikam_op_, "CONTOSO", "DW100").status()));
+}
+
 TEST_F(CatalogTest, CrossTenantProductCreateDenied) {
   const std::string before = Dump();
   auto p = catalog_->CreateProduct(fabrikam_op_, "Contoso", "Evil", "");
