@@ -31,6 +31,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/rpc/idle_connections.h"
 #include "common/rpc/rpc.h"
 #include "protos/management.grpc.pb.h"
 #include "protos/ops.grpc.pb.h"
@@ -39,6 +40,9 @@
 
 namespace sphere::testing {
 namespace {
+
+using rpc::OpenIdle;
+using rpc::WaitClosedByServer;
 
 constexpr int kFdLimit = 1024;
 constexpr absl::string_view kTrimLog =
@@ -175,61 +179,6 @@ grpc::Status Revision(const std::string& address, const rpc::TlsFiles& tls,
   ctx.set_wait_for_ready(true);
   v1::CatalogRevision rev;
   return stub->GetCatalogRevision(&ctx, v1::GetCatalogRevisionRequest(), &rev);
-}
-
-// OpenIdle opens `n` plain TCP connections that never send a byte.
-std::vector<int> OpenIdle(int port, int n) {
-  std::vector<int> fds;
-  for (int i = 0; i < n; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) break;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
-        errno != EINPROGRESS) {
-      close(fd);
-      break;
-    }
-    fds.push_back(fd);
-  }
-  return fds;
-}
-
-// WaitClosedByServer polls `fds` until at least `want` of them reached
-// end-of-stream or reset (the server closed them), or `deadline` passed;
-// returns how many did.
-int WaitClosedByServer(const std::vector<int>& fds, int want,
-                       absl::Duration deadline) {
-  const absl::Time end = absl::Now() + deadline;
-  std::vector<bool> closed(fds.size(), false);
-  int count = 0;
-  while (count < want && absl::Now() < end) {
-    std::vector<pollfd> pfds;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (!closed[i]) {
-        pfds.push_back({fds[i], POLLIN | POLLRDHUP, 0});
-        index.push_back(i);
-      }
-    }
-    int n = poll(pfds.data(), pfds.size(),
-                 static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now())));
-    if (n <= 0) break;
-    for (size_t j = 0; j < pfds.size(); ++j) {
-      if (pfds[j].revents == 0) continue;
-      char b;
-      if (recv(pfds[j].fd, &b, 1, MSG_DONTWAIT) <= 0 && errno != EAGAIN) {
-        closed[index[j]] = true;
-        ++count;
-      } else if ((pfds[j].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
-        closed[index[j]] = true;
-        ++count;
-      }
-    }
-  }
-  return count;
 }
 
 TEST(ConnectionFloodTest, Attack_ConnectionFloodThenRecover) {

@@ -2,6 +2,7 @@
 // and ServerRunner's gated listener (connection cap, recovery after a flood)
 // against a live in-process mTLS server.
 #include "common/rpc/rpc.h"
+#include "common/rpc/idle_connections.h"
 
 #include <arpa/inet.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -109,56 +110,6 @@ grpc::Status MetricsCall(const std::string& address, const TlsFiles& tls,
   return stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
 }
 
-// OpenIdle opens `n` plain TCP connections to 127.0.0.1:port that send
-// nothing.
-std::vector<int> OpenIdle(int port, int n) {
-  std::vector<int> fds;
-  for (int i = 0; i < n; ++i) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) break;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd);
-      break;
-    }
-    fds.push_back(fd);
-  }
-  return fds;
-}
-
-// CountClosedByServer waits (poll, bounded by `deadline`) until at least
-// `want` of `fds` see end-of-stream from the server, and returns how many did.
-int CountClosedByServer(const std::vector<int>& fds, int want,
-                        absl::Duration deadline) {
-  const absl::Time end = absl::Now() + deadline;
-  std::vector<bool> closed(fds.size(), false);
-  int count = 0;
-  while (count < want && absl::Now() < end) {
-    std::vector<pollfd> pfds;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (closed[i]) continue;
-      pfds.push_back({fds[i], POLLIN, 0});
-      index.push_back(i);
-    }
-    int n = poll(pfds.data(), pfds.size(),
-                 static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now())));
-    if (n <= 0) break;
-    for (size_t j = 0; j < pfds.size(); ++j) {
-      if (pfds[j].revents == 0) continue;
-      char b;
-      if (recv(pfds[j].fd, &b, 1, MSG_DONTWAIT) <= 0) {
-        closed[index[j]] = true;
-        ++count;
-      }
-    }
-  }
-  return count;
-}
-
 TEST(ServerRunnerTest, ServesMutualTlsOnAnyFreePort) {
   TestPki pki;
   ServerOptions options;
@@ -196,7 +147,7 @@ TEST(ServerRunnerTest, Attack_ConnectionsBeyondTheCapAreClosedAndServiceRecovers
   ASSERT_EQ(fds.size(), static_cast<size_t>(flood));
   // The gate admits at most 8 (fewer: this process's own sockets take
   // descriptor numbers too) and closes the rest at once.
-  int closed = CountClosedByServer(fds, flood - 8, absl::Seconds(20));
+  int closed = WaitClosedByServer(fds, flood - 8, absl::Seconds(20));
   EXPECT_GE(closed, flood - 8);
   EXPECT_GE(runner.listener()->rejected(), static_cast<uint64_t>(flood - 8));
   for (int fd : fds) close(fd);
@@ -216,7 +167,7 @@ TEST(ServerRunnerTest, Attack_IdleUnauthenticatedConnectionIsDropped) {
   ASSERT_EQ(fds.size(), 1u);
   // Never sends a TLS ClientHello: the server closes it after the handshake
   // timeout (the bound is generous; the event is what is awaited).
-  EXPECT_EQ(CountClosedByServer(fds, 1, absl::Seconds(30)), 1);
+  EXPECT_EQ(WaitClosedByServer(fds, 1, absl::Seconds(30)), 1);
   close(fds[0]);
   runner.Shutdown(absl::Seconds(1));
 }
