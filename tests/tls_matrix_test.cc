@@ -40,13 +40,13 @@ namespace {
 
 // RelyingParty: ReportTelemetry only for authenticated, unrevoked devices
 // with a full-scope certificate; counts what it accepted.
-class RelyingParty final : public v1::ContosoCloud::CallbackService {
+class RelyingParty final : public ::contoso::v1::DeviceGateway::CallbackService {
  public:
   explicit RelyingParty(const auth::DeviceAuthenticator* auth) : auth_(auth) {}
 
   grpc::ServerUnaryReactor* ReportTelemetry(
-      grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
-      v1::ReportTelemetryResponse* resp) override {
+      grpc::CallbackServerContext* ctx, const ::contoso::v1::ReportTelemetryRequest* req,
+      ::contoso::v1::ReportTelemetryResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     absl::StatusOr<auth::DeviceContext> device = auth_->FromCall(*ctx);
     absl::Status s = device.ok() ? auth::RequireFullScope(*device)
@@ -57,13 +57,6 @@ class RelyingParty final : public v1::ContosoCloud::CallbackService {
       resp->set_accepted(req->samples_size());
     }
     reactor->Finish(rpc::ToGrpcStatus(s));
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* GetDeviceInsights(
-      grpc::CallbackServerContext* ctx, const v1::GetDeviceInsightsRequest*,
-      v1::DeviceInsights*) override {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not here"));
     return reactor;
   }
   int accepted() {
@@ -220,13 +213,13 @@ class TlsMatrixTest : public ::testing::Test {
     return stub->CreateTenant(&ctx, req, &t);
   }
   static grpc::Status ReportTelemetryAs(const rpc::TlsFiles& tls) {
-    auto stub = v1::ContosoCloud::NewStub(
+    auto stub = ::contoso::v1::DeviceGateway::NewStub(
         rpc::NewChannel(runner_->address(), tls));
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::ReportTelemetryRequest req;
+    ::contoso::v1::ReportTelemetryRequest req;
     req.add_samples()->set_drying_temperature_c(70);
-    v1::ReportTelemetryResponse resp;
+    ::contoso::v1::ReportTelemetryResponse resp;
     return stub->ReportTelemetry(&ctx, req, &resp);
   }
 
