@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/rpc/rpc.h"
@@ -60,75 +61,105 @@ absl::StatusOr<std::string> DeviceGatewayService::Authenticate(
   return device->device_id;
 }
 
-grpc::ServerUnaryReactor* DeviceGatewayService::ReportTelemetry(
-    grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
-    v1::ReportTelemetryResponse* resp) {
+grpc::ServerUnaryReactor* DeviceGatewayService::Dispatch(
+    grpc::CallbackServerContext* ctx,
+    std::function<void(grpc::ServerUnaryReactor*, const std::string&)> work) {
   auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> device = Authenticate(*ctx);
-  if (!device.ok()) {
-    reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
+  int64_t min_revision = 0;
+  auto md = ctx->client_metadata().find(kMinCatalogRevisionMetadata);
+  if (md != ctx->client_metadata().end() &&
+      !absl::SimpleAtoi(absl::string_view(md->second.data(), md->second.size()),
+                        &min_revision)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "sphere-min-catalog-revision must be a "
+                                 "decimal revision"));
     return reactor;
   }
-  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxTelemetryRequestBytes,
-                                             "ReportTelemetry");
-      !s.ok()) {
-    reactor->Finish(sphere::rpc::ToGrpcStatus(s));
+  if (min_revision <= registry_->revision()) {
+    // The common case: authenticate on the callback thread (no waiting).
+    absl::StatusOr<std::string> device = Authenticate(*ctx);
+    if (!device.ok()) {
+      reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
+      return reactor;
+    }
+    if (!pool_->TrySubmit(*device, [reactor, work = std::move(work),
+                                    id = *device] { work(reactor, id); })) {
+      reactor->Finish(Busy());
+    }
     return reactor;
   }
-  if (!pool_->TrySubmit(*device, [this, reactor, req, resp, id = *device] {
-        auto r = cloud_->ReportTelemetry(id, *req);
-        if (r.ok()) {
-          *resp = std::move(*r);
-          SamplesCounter()->Increment("", resp->accepted());
+  // Wait for the catalog on a worker (bounded), then authenticate there.
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(*ctx);
+  const std::string key = peer.ok() ? peer->claims().device_id : "";
+  if (!pool_->TrySubmit(key, [this, ctx, reactor, min_revision,
+                              work = std::move(work)] {
+        if (!registry_->WaitForRevision(min_revision, kMinRevisionWait)) {
+          reactor->Finish(grpc::Status(
+              grpc::StatusCode::UNAVAILABLE,
+              absl::StrCat("appsvc has not yet seen catalog revision ",
+                           min_revision, "; retry")));
+          return;
         }
-        reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
+        absl::StatusOr<std::string> device = Authenticate(*ctx);
+        if (!device.ok()) {
+          reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
+          return;
+        }
+        work(reactor, *device);
       })) {
     reactor->Finish(Busy());
   }
   return reactor;
+}
+
+grpc::ServerUnaryReactor* DeviceGatewayService::ReportTelemetry(
+    grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
+    v1::ReportTelemetryResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxTelemetryRequestBytes,
+                                             "ReportTelemetry");
+      !s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(sphere::rpc::ToGrpcStatus(s));
+    return reactor;
+  }
+  return Dispatch(ctx, [this, req, resp](grpc::ServerUnaryReactor* reactor,
+                                         const std::string& id) {
+    auto r = cloud_->ReportTelemetry(id, *req);
+    if (r.ok()) {
+      *resp = std::move(*r);
+      SamplesCounter()->Increment("", resp->accepted());
+    }
+    reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
+  });
 }
 
 grpc::ServerUnaryReactor* DeviceGatewayService::PollCommands(
     grpc::CallbackServerContext* ctx, const v1::PollCommandsRequest*,
     v1::PollCommandsResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> device = Authenticate(*ctx);
-  if (!device.ok()) {
-    reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
-    return reactor;
-  }
-  if (!pool_->TrySubmit(*device, [this, reactor, resp, id = *device] {
-        auto r = cloud_->PollCommands(id);
-        if (r.ok()) *resp = std::move(*r);
-        reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
-      })) {
-    reactor->Finish(Busy());
-  }
-  return reactor;
+  return Dispatch(ctx, [this, resp](grpc::ServerUnaryReactor* reactor,
+                                    const std::string& id) {
+    auto r = cloud_->PollCommands(id);
+    if (r.ok()) *resp = std::move(*r);
+    reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
+  });
 }
 
 grpc::ServerUnaryReactor* DeviceGatewayService::CompleteCommand(
     grpc::CallbackServerContext* ctx, const v1::CompleteCommandRequest* req,
     v1::CompleteCommandResponse*) {
-  auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> device = Authenticate(*ctx);
-  if (!device.ok()) {
-    reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
-    return reactor;
-  }
   if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxSmallRequestBytes,
                                              "CompleteCommand");
       !s.ok()) {
+    auto* reactor = ctx->DefaultReactor();
     reactor->Finish(sphere::rpc::ToGrpcStatus(s));
     return reactor;
   }
-  if (!pool_->TrySubmit(*device, [this, reactor, req, id = *device] {
-        reactor->Finish(
-            sphere::rpc::ToGrpcStatus(cloud_->CompleteCommand(id, *req)));
-      })) {
-    reactor->Finish(Busy());
-  }
-  return reactor;
+  return Dispatch(ctx, [this, req](grpc::ServerUnaryReactor* reactor,
+                                   const std::string& id) {
+    reactor->Finish(
+        sphere::rpc::ToGrpcStatus(cloud_->CompleteCommand(id, *req)));
+  });
 }
 
 // ---- ContosoSupport ---------------------------------------------------

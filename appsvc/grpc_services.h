@@ -17,9 +17,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/sphere_source.h"
@@ -28,6 +30,15 @@
 #include "protos/contoso.grpc.pb.h"
 
 namespace contoso::appsvc {
+
+// Metadata a device (or a test, or the demo) may send to have its call
+// authorized against a catalog at least this new, the way shards take
+// min_catalog_revision: the call waits (on a worker thread, at most
+// kMinRevisionWait) until appsvc's Watch reached that revision, so a
+// revocation made at revision R is enforced for a call carrying R.
+inline constexpr char kMinCatalogRevisionMetadata[] =
+    "sphere-min-catalog-revision";
+inline constexpr absl::Duration kMinRevisionWait = absl::Seconds(10);
 
 // Timeline joins Contoso's entries with Sphere's (oldest first); the core of
 // GetTimeline, shared with the web server.
@@ -56,6 +67,13 @@ class DeviceGatewayService final : public v1::DeviceGateway::CallbackService {
       const grpc::ServerContextBase& ctx) const;
 
  private:
+  // Dispatch authenticates (after the requested catalog revision, on a
+  // worker) and runs `work(device_id)` on a worker; `work` finishes the
+  // reactor.
+  grpc::ServerUnaryReactor* Dispatch(
+      grpc::CallbackServerContext* ctx,
+      std::function<void(grpc::ServerUnaryReactor*, const std::string&)> work);
+
   ContosoCloud* const cloud_;
   const DeviceRegistry* const registry_;
   WorkerPool* const pool_;

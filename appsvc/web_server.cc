@@ -1,4 +1,3 @@
-#define CPPHTTPLIB_OPENSSL_SUPPORT
 #include "appsvc/web_server.h"
 
 #include <httplib.h>
@@ -114,7 +113,6 @@ absl::Status WebServer::Start() {
         "cannot bind the web server to ", options_.host, ":", options_.port));
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  server_->wait_until_ready();
   return absl::OkStatus();
 }
 
