@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,14 +100,21 @@ int Main() {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       return 1;
     }
+    // Values are serialized once per thread (the client's work); each
+    // iteration builds the keys and the batch and writes it synced.
+    std::vector<std::vector<std::string>> values(threads);
+    for (int t = 0; t < threads; ++t) {
+      uint64_t s = 1, c = 1;
+      for (const auto& sample : MakeBatch(batch, &s, &c).samples()) {
+        values[t].push_back(sample.SerializeAsString());
+      }
+    }
     floor = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
-                                             uint64_t* cycle) {
-      v1::ReportTelemetryRequest req = MakeBatch(batch, seq, cycle);
+                                             uint64_t*) {
       sphere::store::WriteBatch b;
       const std::string dev = absl::StrCat(std::string(63, 'a'), t % 10);
-      for (const auto& s : req.samples()) {
-        b.Put("samples", absl::StrCat(dev, "/", s.sequence()),
-              s.SerializeAsString());
+      for (const std::string& v : values[t]) {
+        b.Put("samples", absl::StrCat(dev, "/", (*seq)++), v);
       }
       return (*store)->Write(b).ok();
     });
@@ -123,17 +131,32 @@ int Main() {
     }
     GroupCommitWriter writer(store->get());
     ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
+    // Requests are built once per thread (the client's work); each
+    // iteration only renumbers the sequences and cycle ids.
+    std::vector<v1::ReportTelemetryRequest> reqs(threads);
+    for (int t = 0; t < threads; ++t) {
+      uint64_t s = 1, c = 1;
+      reqs[t] = MakeBatch(batch, &s, &c);
+    }
     ingest = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
                                               uint64_t* cycle) {
       const std::string dev = absl::StrCat(std::string(63, 'a'), t % 10);
-      v1::ReportTelemetryRequest req = MakeBatch(batch, seq, cycle);
+      v1::ReportTelemetryRequest& req = reqs[t];
+      for (int i = 0; i < req.samples_size(); ++i) {
+        req.mutable_samples(i)->set_sequence((*seq)++);
+        req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
+      }
+      *cycle += (batch + 99) / 100;
       auto r = cloud.ReportTelemetry(dev, req);
       return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
     });
     groups = writer.groups();
     batches = writer.batches();
   }
-  std::printf("threads=%d batch=%d seconds=%.1f\n", threads, batch, seconds);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  std::printf("threads=%d batch=%d seconds=%.1f load_average_1m=%.1f\n",
+              threads, batch, seconds, load[0]);
   std::printf("floor  raw RocksDB synced batches : %10.0f readings/s\n",
               floor);
   std::printf("appsvc ingest, acked = durable    : %10.0f readings/s "
