@@ -33,6 +33,47 @@ std::string SampleKey(absl::string_view device, uint64_t seq) {
   return absl::StrCat(device, "/", Be64(seq));
 }
 
+using Ranges = google::protobuf::RepeatedPtrField<records::SeqRange>;
+
+// IsStored: `seq` lies in one of the sorted disjoint `ranges`.
+bool IsStored(const Ranges& ranges, uint64_t seq) {
+  auto it = std::upper_bound(
+      ranges.begin(), ranges.end(), seq,
+      [](uint64_t v, const records::SeqRange& r) { return v < r.lo(); });
+  if (it == ranges.begin()) return false;
+  --it;
+  return seq <= it->hi();
+}
+
+// AddSorted merges the ascending, not yet stored `seqs` into `ranges`.
+Ranges AddSorted(const Ranges& ranges, const std::vector<uint64_t>& seqs) {
+  std::vector<std::pair<uint64_t, uint64_t>> all;
+  all.reserve(ranges.size() + seqs.size());
+  for (const auto& r : ranges) all.emplace_back(r.lo(), r.hi());
+  // Collapse the new sequences into runs first.
+  for (size_t i = 0; i < seqs.size();) {
+    size_t j = i;
+    while (j + 1 < seqs.size() && seqs[j + 1] == seqs[j] + 1) ++j;
+    all.emplace_back(seqs[i], seqs[j]);
+    i = j + 1;
+  }
+  std::sort(all.begin(), all.end());
+  Ranges out;
+  for (const auto& [lo, hi] : all) {
+    if (out.size() > 0) {
+      records::SeqRange* last = out.Mutable(out.size() - 1);
+      if (last->hi() != UINT64_MAX && lo <= last->hi() + 1) {
+        last->set_hi(std::max(last->hi(), hi));
+        continue;
+      }
+    }
+    records::SeqRange* r = out.Add();
+    r->set_lo(lo);
+    r->set_hi(hi);
+  }
+  return out;
+}
+
 template <typename T>
 void AppendBounded(google::protobuf::RepeatedPtrField<T>* list, T value) {
   list->Add(std::move(value));
@@ -282,30 +323,41 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(
   sphere::store::WriteBatch batch;
   Effects fx;
   v1::ReportTelemetryResponse resp;
-  const uint64_t old_max = rec.has_samples() ? rec.max_sequence() : 0;
-  const bool had_samples = rec.has_samples();
-  uint64_t last_seq = 0;
-  bool have_last = false;
-  const v1::Telemetry* latest = nullptr;
-  for (const v1::Telemetry* s : order) {
-    const uint64_t seq = s->sequence();
-    if (have_last && seq == last_seq) {  // repeated within the batch
+  // Which samples are new: not repeated in this batch, not stored before.
+  std::vector<const v1::Telemetry*> fresh;
+  std::vector<uint64_t> fresh_seqs;
+  fresh.reserve(order.size());
+  fresh_seqs.reserve(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    const uint64_t seq = order[i]->sequence();
+    if ((i > 0 && order[i - 1]->sequence() == seq) ||
+        IsStored(rec.stored(), seq)) {
       resp.set_duplicates(resp.duplicates() + 1);
       continue;
     }
-    have_last = true;
-    last_seq = seq;
-    if (had_samples && seq <= old_max) {
-      // Possibly stored before: look (only below the high-water mark).
-      auto existing = store_->Get(kSamples, SampleKey(device_id, seq));
-      if (existing.ok()) {
-        resp.set_duplicates(resp.duplicates() + 1);
-        continue;
-      }
-      if (!absl::IsNotFound(existing.status())) return existing.status();
+    fresh.push_back(order[i]);
+    fresh_seqs.push_back(seq);
+  }
+  if (!fresh.empty()) {
+    Ranges merged = AddSorted(rec.stored(), fresh_seqs);
+    if (merged.size() > kMaxSequenceRanges) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "this batch would leave more than %d gaps in the device's sample "
+          "sequence numbers; resend the missing samples first (nothing from "
+          "this batch was stored)",
+          kMaxSequenceRanges));
     }
-    batch.Put(kSamples, SampleKey(device_id, seq), s->SerializeAsString());
-    resp.set_accepted(resp.accepted() + 1);
+    *rec.mutable_stored() = std::move(merged);
+    records::SampleChunk chunk;
+    chunk.mutable_samples()->Reserve(fresh.size());
+    for (const v1::Telemetry* s : fresh) *chunk.add_samples() = *s;
+    batch.Put(kSamples, SampleKey(device_id, fresh_seqs.front()),
+              chunk.SerializeAsString());
+    resp.set_accepted(fresh.size());
+  }
+  const v1::Telemetry* latest = nullptr;
+  for (const v1::Telemetry* s : fresh) {
+    const uint64_t seq = s->sequence();
     if (!rec.has_samples() || seq > rec.max_sequence()) {
       rec.set_max_sequence(seq);
       rec.set_has_samples(true);
@@ -563,12 +615,20 @@ absl::StatusOr<records::Shop> ContosoCloud::GetShop(const std::string& id) {
 absl::StatusOr<uint64_t> ContosoCloud::CountSamples(
     const std::string& device_id) {
   uint64_t n = 0;
+  bool corrupt = false;
   auto s = store_->Scan(kSamples, absl::StrCat(device_id, "/"),
-                        [&](absl::string_view, absl::string_view) {
-                          ++n;
+                        [&](absl::string_view, absl::string_view value) {
+                          records::SampleChunk chunk;
+                          if (!chunk.ParseFromArray(value.data(),
+                                                    value.size())) {
+                            corrupt = true;
+                            return false;
+                          }
+                          n += chunk.samples_size();
                           return true;
                         });
   if (!s.ok()) return s;
+  if (corrupt) return absl::DataLossError("corrupt sample chunk");
   return n;
 }
 

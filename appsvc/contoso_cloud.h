@@ -8,14 +8,16 @@
 // Storage (one sphere::store::Store, column families below), every write
 // through a DurableWriter, so a call that returns OK is durable:
 //   devices   device id -> records::DeviceRecord
-//   samples   device id "/" be64(sequence) -> v1::Telemetry
+//   samples   device id "/" be64(first sequence) -> records::SampleChunk
+//             (the new samples of one batch; one value per batch)
 //   events    device id "/" be64(time ms) be64(n) -> v1::TimelineEntry
 //   customers device id -> records::Customer       (seed data)
 //   shops     shop id -> records::Shop             (seed, live inventory)
 //
 // Idempotency: a sample is stored once per (device, sequence); a repeated
-// sequence is counted as a duplicate and changes nothing. The analysis sees
-// each sample once.
+// sequence is counted as a duplicate and changes nothing. The device record
+// keeps the stored sequences as ranges, so checking costs no read. The
+// analysis sees each sample once.
 //
 // Limits (checked before anything is stored; a refused call stores
 // nothing): at most kMaxBatchSamples samples per batch; every field within
@@ -53,6 +55,10 @@ inline constexpr size_t kMaxFindingBytes = 256;
 inline constexpr int kMaxHistory = 50;      // entries kept per record list
 inline constexpr int kMaxTimelineEntries = 500;
 inline constexpr uint32_t kMaxPageSize = 500;
+// Gaps a device may leave in its sample sequence numbers (each gap is one
+// more stored range); a batch that would exceed it is refused, nothing
+// stored, until the device resends what is missing.
+inline constexpr int kMaxSequenceRanges = 256;
 
 // Column families appsvc's store must have.
 std::vector<std::string> ColumnFamilies();

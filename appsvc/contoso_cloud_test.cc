@@ -196,6 +196,38 @@ TEST_F(ContosoCloudTest, Attack_OutOfBoundsFieldRefusedNothingStored) {
   EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
 }
 
+TEST_F(ContosoCloudTest, Attack_SequenceGapFloodRefusedNothingStored) {
+  // Every other sequence number: each sample is a gap of its own.
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  const v1::Telemetry proto = req.samples(0);
+  req.clear_samples();
+  for (int i = 0; i <= kMaxSequenceRanges; ++i) {
+    v1::Telemetry* s = req.add_samples();
+    *s = proto;
+    s->set_sequence(2 * i + 1);
+  }
+  const int64_t writes = store_->writes();
+  auto r = cloud_->ReportTelemetry(kDev, req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "gaps"));
+  EXPECT_EQ(store_->writes(), writes);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
+  // Within the limit it is accepted, and filling the gaps merges them.
+  req.mutable_samples()->RemoveLast();
+  EXPECT_EQ(Report(kDev, req).accepted(), static_cast<uint32_t>(kMaxSequenceRanges));
+  for (int i = 0; i < req.samples_size(); ++i) {
+    req.mutable_samples(i)->set_sequence(2 * i + 2);
+  }
+  EXPECT_EQ(Report(kDev, req).accepted(), static_cast<uint32_t>(kMaxSequenceRanges));
+  auto rec = cloud_->GetDeviceRecord(kDev);
+  ASSERT_TRUE(rec.ok());
+  ASSERT_EQ(rec->stored_size(), 1);
+  EXPECT_EQ(rec->stored(0).lo(), 1u);
+  EXPECT_EQ(rec->stored(0).hi(), 2u * kMaxSequenceRanges);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 2u * kMaxSequenceRanges);
+}
+
 TEST_F(ContosoCloudTest, Fault_StoreWriteFailsNothingAcknowledged) {
   v1::ReportTelemetryRequest req;
   AddCycle(&req, 1, 65);

@@ -43,6 +43,12 @@ std::string Scratch(const std::string& name) {
   return absl::StrCat(base, "/appsvc-bench-", getpid(), "-", name);
 }
 
+// DeviceId: one device per writer thread (64 hex digits).
+std::string DeviceId(int t) {
+  std::string id = absl::StrCat(std::string(60, 'a'), 1000 + t);
+  return id.substr(0, 64);
+}
+
 v1::ReportTelemetryRequest MakeBatch(int n, uint64_t* seq, uint64_t* cycle) {
   v1::ReportTelemetryRequest req;
   const int64_t now = absl::ToUnixMillis(absl::Now());
@@ -105,14 +111,15 @@ int Main() {
     std::vector<std::vector<std::string>> values(threads);
     for (int t = 0; t < threads; ++t) {
       uint64_t s = 1, c = 1;
-      for (const auto& sample : MakeBatch(batch, &s, &c).samples()) {
+      const v1::ReportTelemetryRequest req = MakeBatch(batch, &s, &c);
+      for (const auto& sample : req.samples()) {
         values[t].push_back(sample.SerializeAsString());
       }
     }
     floor = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
                                              uint64_t*) {
       sphere::store::WriteBatch b;
-      const std::string dev = absl::StrCat(std::string(63, 'a'), t % 10);
+      const std::string dev = DeviceId(t);
       for (const std::string& v : values[t]) {
         b.Put("samples", absl::StrCat(dev, "/", (*seq)++), v);
       }
@@ -140,7 +147,7 @@ int Main() {
     }
     ingest = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
                                               uint64_t* cycle) {
-      const std::string dev = absl::StrCat(std::string(63, 'a'), t % 10);
+      const std::string dev = DeviceId(t);
       v1::ReportTelemetryRequest& req = reqs[t];
       for (int i = 0; i < req.samples_size(); ++i) {
         req.mutable_samples(i)->set_sequence((*seq)++);
