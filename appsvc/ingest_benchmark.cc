@@ -1,8 +1,9 @@
 // Telemetry ingest benchmark (issue 13): readings per second that appsvc's
 // core ingests and acknowledges as durable (ContosoCloud::ReportTelemetry on
 // RocksDB with synced writes through the GroupCommitWriter), next to a floor
-// measured in the same run: raw synced RocksDB write batches of the same
-// size carrying the same bytes, from the same number of threads.
+// measured in the same run from the same number of threads: raw synced
+// RocksDB write batches with one put per reading, and raw synced writes of
+// one value per batch carrying the same serialized samples (appsvc's layout).
 //
 //   bazel run -c opt //appsvc:ingest_benchmark -- --seconds=5 --threads=8
 //
@@ -126,6 +127,28 @@ int Main() {
       return (*store)->Write(b).ok();
     });
   }
+  // Floor 2: raw synced RocksDB writes of one value per batch holding the
+  // same serialized samples (appsvc's storage layout, no appsvc logic).
+  double floor_chunk = 0;
+  {
+    auto store = sphere::store::OpenRocksStore(Scratch("raw-chunk"), {"samples"});
+    if (!store.ok()) {
+      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<std::string> chunks(threads);
+    for (int t = 0; t < threads; ++t) {
+      uint64_t s = 1, c = 1;
+      chunks[t] = MakeBatch(batch, &s, &c).SerializeAsString();
+    }
+    floor_chunk = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
+                                                   uint64_t*) {
+      sphere::store::WriteBatch b;
+      b.Put("samples", absl::StrCat(DeviceId(t), "/", *seq), chunks[t]);
+      *seq += batch;
+      return (*store)->Write(b).ok();
+    });
+  }
   // appsvc: validate, dedupe, analyse, group commit, acknowledged durable.
   double ingest = 0;
   uint64_t groups = 0, batches = 0;
@@ -164,11 +187,13 @@ int Main() {
   getloadavg(load, 3);
   std::printf("threads=%d batch=%d seconds=%.1f load_average_1m=%.1f\n",
               threads, batch, seconds, load[0]);
-  std::printf("floor  raw RocksDB synced batches : %10.0f readings/s\n",
+  std::printf("floor  raw RocksDB synced, 1 put per reading: %10.0f readings/s\n",
               floor);
+  std::printf("floor  raw RocksDB synced, 1 value per batch: %10.0f readings/s\n",
+              floor_chunk);
   std::printf("appsvc ingest, acked = durable    : %10.0f readings/s "
-              "(%.0f%% of floor; target >= 200000)\n",
-              ingest, floor > 0 ? 100 * ingest / floor : 0);
+              "(%.0f%% of the 1-value floor; target >= 200000)\n",
+              ingest, floor_chunk > 0 ? 100 * ingest / floor_chunk : 0);
   std::printf("group commit: %llu batches in %llu synced writes\n",
               static_cast<unsigned long long>(batches),
               static_cast<unsigned long long>(groups));
