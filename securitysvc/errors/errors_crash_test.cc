@@ -36,7 +36,7 @@ namespace sphere::errors {
 namespace {
 
 constexpr int kDevices = 6;
-constexpr int kBatch = 50;
+constexpr int kBatch = 20;
 const std::string kKey = "0123456789abcdef0123456789abcdef";
 
 std::string WriterPath() {
@@ -156,7 +156,7 @@ TEST(ErrorsCrashTest, Fault_KillNineInALoopLosesNoAcknowledgedEvent) {
   for (int cycle = 0; cycle < cycles; ++cycle) {
     // Fresh sequences per cycle; duplicates come from the writer's resends.
     const uint64_t first_seq = 1 + static_cast<uint64_t>(cycle) * 100000;
-    const int n = 5 + (cycle * 37) % 60;  // vary the kill point
+    const int n = 3 + (cycle * 37) % 30;  // vary the kill point
     RunAndKill(dir, first_seq, n, &acked);
     Check(dir, acked, cycle);
     if (HasFatalFailure()) return;
