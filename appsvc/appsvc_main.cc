@@ -125,7 +125,8 @@ int Main() {
   if (auto s = sphere::rpc::MakeDirs(db_dir, 0700); !s.ok()) return Fail(s);
   auto store = sphere::store::OpenRocksStore(db_dir, ColumnFamilies());
   if (!store.ok()) return Fail(store.status());
-  GroupCommitWriter writer(store->get());
+  sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+  SharedGroupCommit writer(&group);
 
   CloudOptions copts;
   copts.detector.baseline_c = absl::GetFlag(FLAGS_drying_baseline_c);

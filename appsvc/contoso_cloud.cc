@@ -178,7 +178,8 @@ absl::Status ContosoCloud::LoadSeed(const SeedData& seed) {
     if (!absl::IsNotFound(existing.status())) return existing.status();
     b.Put(kShops, shop.id(), shop.SerializeAsString());
   }
-  return writer_->Commit(b);
+  if (b.empty()) return absl::OkStatus();  // nothing new to store
+  return writer_->Commit(std::move(b));
 }
 
 absl::StatusOr<records::DeviceRecord> ContosoCloud::LoadRecord(
@@ -290,7 +291,7 @@ absl::Status ContosoCloud::Commit(const records::DeviceRecord& rec,
               e.SerializeAsString());
   }
   extra.Put(kDevices, rec.device_id(), copy.SerializeAsString());
-  return writer_->Commit(extra);
+  return writer_->Commit(std::move(extra));
 }
 
 absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(

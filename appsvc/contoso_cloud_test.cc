@@ -25,7 +25,8 @@ class ContosoCloudTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = *sphere::store::MemoryStore::Create(ColumnFamilies());
-    writer_ = std::make_unique<GroupCommitWriter>(store_.get());
+    group_ = std::make_unique<sphere::store::GroupCommitWriter>(store_.get());
+    writer_ = std::make_unique<SharedGroupCommit>(group_.get());
     cloud_ = std::make_unique<ContosoCloud>(store_.get(), writer_.get(),
                                             &clock_, CloudOptions{});
     SeedData seed;
@@ -125,7 +126,8 @@ class ContosoCloudTest : public ::testing::Test {
 
   sphere::FakeClock clock_{absl::FromUnixSeconds(1790000000)};
   std::unique_ptr<sphere::store::MemoryStore> store_;
-  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<sphere::store::GroupCommitWriter> group_;
+  std::unique_ptr<SharedGroupCommit> writer_;
   std::unique_ptr<ContosoCloud> cloud_;
   uint64_t seq_ = 1;
   uint64_t cycle_ = 1;
@@ -447,7 +449,7 @@ TEST_F(ContosoCloudTest, ConcurrentBatchesShareCommits) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(writer_->batches(), 160u + 1u);  // + the seed
+  EXPECT_EQ(group_->batches_written(), 160u + 1u);  // + the seed
   auto list = cloud_->ListDevices({});
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->devices_size(), 8);

@@ -1,6 +1,6 @@
 // Telemetry ingest benchmark (issue 13): readings per second that appsvc's
 // core ingests and acknowledges as durable (ContosoCloud::ReportTelemetry on
-// RocksDB with synced writes through the GroupCommitWriter), next to a floor
+// RocksDB with synced writes through common/store's GroupCommitWriter), next to a floor
 // measured in the same run from the same number of threads: raw synced
 // RocksDB write batches with one put per reading, and raw synced writes of
 // one value per batch carrying the same serialized samples (appsvc's layout).
@@ -159,7 +159,8 @@ int Main() {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       return 1;
     }
-    GroupCommitWriter writer(store->get());
+    sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+    SharedGroupCommit writer(&group);
     ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
     // Requests are built once per thread (the client's work); each
     // iteration only renumbers the sequences and cycle ids.
@@ -180,8 +181,8 @@ int Main() {
       auto r = cloud.ReportTelemetry(dev, req);
       return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
     });
-    groups = writer.groups();
-    batches = writer.batches();
+    groups = group.groups_written();
+    batches = group.batches_written();
   }
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);

@@ -108,7 +108,8 @@ TEST(IngestCrashTest, Fault_KillDuringIngestLosesNoAcknowledgedSample) {
     std::map<int, uint64_t> acked = RunAndKill(db, 40 + 30 * round);
     auto store = sphere::store::OpenRocksStore(db, ColumnFamilies());
     ASSERT_TRUE(store.ok()) << store.status();
-    GroupCommitWriter writer(store->get());
+    sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+    SharedGroupCommit writer(&group);
     ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
     for (int d = 0; d < kThreads; ++d) {
       const std::string dev = CrashDeviceId(d);

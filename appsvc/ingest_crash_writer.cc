@@ -1,5 +1,5 @@
 // ingest_crash_writer: child process for ingest_crash_test. Runs appsvc's
-// core (ContosoCloud over a synced RocksStore through the GroupCommitWriter)
+// core (ContosoCloud over a synced RocksStore through common/store's GroupCommitWriter)
 // with `threads` devices reporting batches of `batch` samples forever, and
 // prints "<device index> <last sequence>" to stdout only after
 // ReportTelemetry acknowledged the batch. The test SIGKILLs it and checks
@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
     return 1;
   }
-  GroupCommitWriter writer(store->get());
+  sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+  SharedGroupCommit writer(&group);
   ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
   const int threads = std::atoi(argv[2]);
   const int batch = std::atoi(argv[3]);

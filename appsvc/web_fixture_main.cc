@@ -68,7 +68,8 @@ int Main() {
 
   auto store = sphere::store::OpenRocksStore(dir + "/db", ColumnFamilies());
   if (!store.ok()) return Fail(store.status());
-  GroupCommitWriter writer(store->get());
+  sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+  SharedGroupCommit writer(&group);
   ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
   const std::string anomalous(64, 'a'), owner(64, 'b');
   SeedData seed;
