@@ -349,11 +349,22 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(
           kMaxSequenceRanges));
     }
     *rec.mutable_stored() = std::move(merged);
-    records::SampleChunk chunk;
-    chunk.mutable_samples()->Reserve(fresh.size());
-    for (const v1::Telemetry* s : fresh) *chunk.add_samples() = *s;
-    batch.Put(kSamples, SampleKey(device_id, fresh_seqs.front()),
-              chunk.SerializeAsString());
+    // A records::SampleChunk in wire format, written directly (field 1,
+    // length-delimited, per sample) to spare a copy of every sample.
+    std::string chunk;
+    chunk.reserve(fresh.size() * 48);
+    for (const v1::Telemetry* s : fresh) {
+      chunk.push_back('\x0a');
+      for (uint64_t v = s->ByteSizeLong();; v >>= 7) {
+        if (v < 0x80) {
+          chunk.push_back(static_cast<char>(v));
+          break;
+        }
+        chunk.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      }
+      s->AppendToString(&chunk);
+    }
+    batch.Put(kSamples, SampleKey(device_id, fresh_seqs.front()), chunk);
     resp.set_accepted(fresh.size());
   }
   const v1::Telemetry* latest = nullptr;
