@@ -36,6 +36,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "common/util/log.h"
+#include "common/util/metrics.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "Cluster state directory (PKI under DIR/pki; required)");
@@ -154,6 +155,19 @@ int Main() {
         "no catalog snapshot from management ", absl::GetFlag(FLAGS_management),
         " within --sync_timeout")));
   }
+  auto revision_gauge = sphere::metrics::RegisterGaugeCallback(
+      "contoso_catalog_revision",
+      "Sphere catalog revision appsvc's device registry has applied",
+      [&registry] {
+        return std::vector<sphere::metrics::Sample>{
+            {{}, static_cast<double>(registry.revision())}};
+      });
+  auto devices_gauge = sphere::metrics::RegisterGaugeCallback(
+      "contoso_catalog_devices", "Devices in appsvc's device registry",
+      [&registry] {
+        return std::vector<sphere::metrics::Sample>{
+            {{}, static_cast<double>(registry.device_count())}};
+      });
   GrpcSphereSource sphere_source(&registry, sphere_tls);
   WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
                   absl::GetFlag(FLAGS_per_device_in_flight));

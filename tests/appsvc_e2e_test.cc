@@ -306,6 +306,18 @@ TEST_F(AppsvcE2eTest, ControlContosoDw100DeviceIsAcceptedIdempotently) {
   EXPECT_EQ(again.duplicates(), 5u);
 }
 
+TEST_F(AppsvcE2eTest, MetricsShowIngestAndCatalogRevision) {
+  uint64_t seq = 500;
+  cv1::ReportTelemetryResponse resp;
+  ASSERT_TRUE(Report(DeviceTls(*good_), Batch(2, 65, &seq, 50), &resp).ok());
+  // The Metrics service common/rpc adds to every server.
+  auto text = cluster_->Metrics(*appsvc_address_);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(absl::StrContains(*text, "contoso_telemetry_samples_total"));
+  EXPECT_TRUE(absl::StrContains(*text, "contoso_catalog_revision"));
+  EXPECT_TRUE(absl::StrContains(*text, "contoso_catalog_devices"));
+}
+
 TEST_F(AppsvcE2eTest, Attack_UpdateOnlyCertificateRefused) {
   ExpectRefused(DeviceTls(*good_, "update-only"),
                 grpc::StatusCode::PERMISSION_DENIED, "update-only");
