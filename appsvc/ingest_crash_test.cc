@@ -68,29 +68,26 @@ std::map<int, uint64_t> RunAndKill(const std::string& db, int acks) {
   FILE* in = fdopen(fds[0], "r");
   char line[128];
   int seen = 0;
-  while (seen < acks && fgets(line, sizeof line, in) != nullptr) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+  // Record parses one "<device> <sequence>" acknowledgement line.
+  auto record = [&acked](const char* text) {
+    std::vector<std::string> parts = absl::StrSplit(text, ' ');
     int dev = 0;
     uint64_t seq = 0;
-    if (parts.size() == 2 && absl::SimpleAtoi(parts[0], &dev) &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(parts[1]), &seq)) {
-      acked[dev] = std::max(acked[dev], seq);
-      ++seen;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &dev) ||
+        !absl::SimpleAtoi(absl::StripAsciiWhitespace(parts[1]), &seq)) {
+      return false;
     }
+    acked[dev] = std::max(acked[dev], seq);
+    return true;
+  };
+  while (seen < acks && fgets(line, sizeof line, in) != nullptr) {
+    if (record(line)) ++seen;
   }
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   // Acknowledgements printed before the kill but not yet read count too.
-  while (fgets(line, sizeof line, in) != nullptr) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ');
-    int dev = 0;
-    uint64_t seq = 0;
-    if (parts.size() == 2 && absl::SimpleAtoi(parts[0], &dev) &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(parts[1]), &seq)) {
-      acked[dev] = std::max(acked[dev], seq);
-    }
-  }
+  while (fgets(line, sizeof line, in) != nullptr) record(line);
   fclose(in);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "writer exited by itself: " << status;
