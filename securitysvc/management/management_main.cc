@@ -32,6 +32,8 @@
 #include "common/util/rate_limiter.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/management_service.h"
+#include "securitysvc/management/etcd_revision_log.h"
+#include "securitysvc/management/revision_log.h"
 #include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "",
@@ -57,11 +59,48 @@ ABSL_FLAG(std::string, master_key_env, "",
 ABSL_FLAG(double, expensive_call_rate, 2,
           "per-caller sustained rate (tokens/s) for expensive calls: "
           "credential issuance costs 1, an image upload 1 per started MiB");
+ABSL_FLAG(std::string, catalog, "",
+          "catalog storage: empty for the embedded RocksDB log under "
+          "DIR/management/db, or etcd://host:port[,host:port...] for etcd "
+          "(several management replicas may share one etcd)");
+ABSL_FLAG(std::string, etcd_ca, "",
+          "PEM file: CA that signed the etcd members' certificates (mTLS)");
+ABSL_FLAG(std::string, etcd_cert, "",
+          "PEM file: this process's client certificate for etcd (mTLS)");
+ABSL_FLAG(std::string, etcd_key, "",
+          "PEM file: the key of --etcd_cert (must be private: 0600)");
+ABSL_FLAG(std::string, etcd_prefix, "/sphere/catalog/",
+          "key prefix of the catalog in etcd");
 ABSL_FLAG(double, expensive_call_burst, 40,
           "per-caller burst (tokens) for expensive calls");
 
 namespace sphere::management {
 namespace {
+
+// ConnectEtcdFromFlags: --catalog etcd://... with mTLS from PEM files.
+absl::StatusOr<std::unique_ptr<RevisionLog>> ConnectEtcdFromFlags(
+    const std::string& url, const std::string& ca, const std::string& cert,
+    const std::string& key, const std::string& prefix) {
+  EtcdOptions o;
+  absl::StatusOr<std::vector<std::string>> endpoints = ParseEtcdUrl(url);
+  if (!endpoints.ok()) return endpoints.status();
+  o.endpoints = *std::move(endpoints);
+  o.prefix = prefix;
+  if (!ca.empty() || !cert.empty() || !key.empty()) {
+    if (auto s = pki::CheckPrivateFile(key); !s.ok()) return s;
+    for (auto [path, out] : {std::pair{&ca, &o.ca_pem},
+                             std::pair{&cert, &o.cert_pem},
+                             std::pair{&key, &o.key_pem}}) {
+      absl::StatusOr<std::string> pem = rpc::ReadFile(*path);
+      if (!pem.ok()) return pem.status();
+      *out = *std::move(pem);
+    }
+  }
+  absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> log =
+      EtcdRevisionLog::Connect(std::move(o));
+  if (!log.ok()) return log.status();
+  return std::unique_ptr<RevisionLog>(log->release());
+}
 
 absl::Status Run() {
   const std::string dir = absl::GetFlag(FLAGS_state_dir);
@@ -94,9 +133,25 @@ absl::Status Run() {
   if (!data_key.ok()) return data_key.status();
   store::RocksOptions rocks;
   rocks.data_key = *data_key;
-  absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
-      dir + "/management/db", Catalog::ColumnFamilies(), rocks);
-  if (!db.ok()) return db.status();
+  const std::string catalog_url = absl::GetFlag(FLAGS_catalog);
+  std::unique_ptr<store::Store> embedded_db;
+  std::unique_ptr<RevisionLog> log;
+  if (catalog_url.empty()) {
+    absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
+        dir + "/management/db", Catalog::ColumnFamilies(), rocks);
+    if (!db.ok()) return db.status();
+    embedded_db = *std::move(db);
+    absl::StatusOr<std::unique_ptr<EmbeddedRevisionLog>> embedded =
+        EmbeddedRevisionLog::Open(embedded_db.get());
+    if (!embedded.ok()) return embedded.status();
+    log = *std::move(embedded);
+  } else {
+    absl::StatusOr<std::unique_ptr<RevisionLog>> etcd = ConnectEtcdFromFlags(
+        catalog_url, absl::GetFlag(FLAGS_etcd_ca), absl::GetFlag(FLAGS_etcd_cert),
+        absl::GetFlag(FLAGS_etcd_key), absl::GetFlag(FLAGS_etcd_prefix));
+    if (!etcd.ok()) return etcd.status();
+    log = *std::move(etcd);
+  }
 
   CatalogOptions options;
   options.root_key = *root_key;
@@ -104,7 +159,7 @@ absl::Status Run() {
   options.master_key = *master;
   options.virtual_nodes = absl::GetFlag(FLAGS_virtual_nodes);
   absl::StatusOr<std::unique_ptr<Catalog>> catalog =
-      Catalog::Open(db->get(), Clock::Real(), std::move(options));
+      Catalog::Open(log.get(), Clock::Real(), std::move(options));
   if (!catalog.ok()) return catalog.status();
 
   // Server certificate, issued fresh from the root for this run.
