@@ -1,5 +1,6 @@
 #include "securitysvc/management/catalog.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <utility>
@@ -1703,6 +1704,33 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
   map->set_revision(e->revision());
   *e->mutable_shard_map() = *map;
   txn.Put(kShards, shard.id(), shard);
+  txn.PutRaw(kMeta, kMetaShardMapRevision, absl::StrCat(e->revision()));
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return map;
+}
+
+absl::StatusOr<v1::ShardMap> Catalog::RemoveShard(const Caller& caller,
+                                                  absl::string_view shard_id) {
+  if (auto s = PlatformOrShard(caller, "removing a shard"); !s.ok()) return s;
+  if (shard_id.empty() || shard_id.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError("a shard id has 1 to 64 characters");
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
+  if (!map.ok()) return map.status();
+  auto* shards = map->mutable_shards();
+  auto it = std::find_if(shards->begin(), shards->end(),
+                         [&](const v1::Shard& s) { return s.id() == shard_id; });
+  if (it == shards->end()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "shard \"%s\" is not in the shard map", limits::EscapedPrefix(shard_id)));
+  }
+  shards->erase(it);
+  Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  map->set_revision(e->revision());
+  *e->mutable_shard_map() = *map;
+  txn.Delete(kShards, shard_id);
   txn.PutRaw(kMeta, kMetaShardMapRevision, absl::StrCat(e->revision()));
   if (auto s = Commit(txn); !s.ok()) return s;
   return map;

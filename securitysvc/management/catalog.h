@@ -244,6 +244,11 @@ class Catalog {
   absl::StatusOr<v1::ShardMap> RegisterShard(const Caller& caller,
                                              const v1::Shard& shard);
   absl::StatusOr<v1::ShardMap> GetShardMap(const Caller& caller);
+  // RemoveShard takes a shard out of the map (its lease expired: see
+  // shard_leases.h); NotFound if it is not in the map. Platform operators
+  // and internal callers. Its devices follow the new ring.
+  absl::StatusOr<v1::ShardMap> RemoveShard(const Caller& caller,
+                                           absl::string_view shard_id);
 
   // ---- Change log ---------------------------------------------------------
   class WatchStream;

@@ -32,7 +32,10 @@
 #include "common/util/rate_limiter.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/management_service.h"
+#include "securitysvc/management/compactor.h"
 #include "securitysvc/management/etcd_revision_log.h"
+#include "securitysvc/management/leader_election.h"
+#include "securitysvc/management/shard_leases.h"
 #include "securitysvc/management/revision_log.h"
 #include "securitysvc/pki/pki.h"
 
@@ -71,6 +74,19 @@ ABSL_FLAG(std::string, etcd_key, "",
           "PEM file: the key of --etcd_cert (must be private: 0600)");
 ABSL_FLAG(std::string, etcd_prefix, "/sphere/catalog/",
           "key prefix of the catalog in etcd");
+ABSL_FLAG(absl::Duration, compact_interval, absl::Minutes(1),
+          "how often the leading replica compacts the catalog change log "
+          "(0 disables)");
+ABSL_FLAG(int64_t, compact_keep_revisions, 100000,
+          "catalog revisions of history kept by compaction; older watchers "
+          "get a snapshot");
+ABSL_FLAG(absl::Duration, leader_lease_ttl, absl::Seconds(5),
+          "etcd lease TTL of the management leader election (--catalog "
+          "etcd://...)");
+ABSL_FLAG(absl::Duration, shard_lease_ttl, absl::ZeroDuration(),
+          "shard lease: a shard that has not re-registered for this long "
+          "leaves the shard map (shards re-register every heartbeat; "
+          "local_cluster --catalog etcd sets 4 heartbeats); 0 disables");
 ABSL_FLAG(double, expensive_call_burst, 40,
           "per-caller burst (tokens) for expensive calls");
 
@@ -78,7 +94,7 @@ namespace sphere::management {
 namespace {
 
 // ConnectEtcdFromFlags: --catalog etcd://... with mTLS from PEM files.
-absl::StatusOr<std::unique_ptr<RevisionLog>> ConnectEtcdFromFlags(
+absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
     const std::string& url, const std::string& ca, const std::string& cert,
     const std::string& key, const std::string& prefix) {
   EtcdOptions o;
@@ -96,10 +112,7 @@ absl::StatusOr<std::unique_ptr<RevisionLog>> ConnectEtcdFromFlags(
       *out = *std::move(pem);
     }
   }
-  absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> log =
-      EtcdRevisionLog::Connect(std::move(o));
-  if (!log.ok()) return log.status();
-  return std::unique_ptr<RevisionLog>(log->release());
+  return EtcdRevisionLog::Connect(std::move(o));
 }
 
 absl::Status Run() {
@@ -136,6 +149,7 @@ absl::Status Run() {
   const std::string catalog_url = absl::GetFlag(FLAGS_catalog);
   std::unique_ptr<store::Store> embedded_db;
   std::unique_ptr<RevisionLog> log;
+  std::shared_ptr<grpc::Channel> etcd_channel;  // set with --catalog etcd://
   if (catalog_url.empty()) {
     absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
         dir + "/management/db", Catalog::ColumnFamilies(), rocks);
@@ -146,10 +160,11 @@ absl::Status Run() {
     if (!embedded.ok()) return embedded.status();
     log = *std::move(embedded);
   } else {
-    absl::StatusOr<std::unique_ptr<RevisionLog>> etcd = ConnectEtcdFromFlags(
+    absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> etcd = ConnectEtcdFromFlags(
         catalog_url, absl::GetFlag(FLAGS_etcd_ca), absl::GetFlag(FLAGS_etcd_cert),
         absl::GetFlag(FLAGS_etcd_key), absl::GetFlag(FLAGS_etcd_prefix));
     if (!etcd.ok()) return etcd.status();
+    etcd_channel = (*etcd)->channel();
     log = *std::move(etcd);
   }
 
@@ -203,6 +218,26 @@ absl::Status Run() {
   limits.burst = absl::GetFlag(FLAGS_expensive_call_burst);
   RateLimiter expensive_calls(Clock::Real(), limits);
   service_options.expensive_call_limiter = &expensive_calls;
+  // Shard leases: renewed by each registration, swept by the leader.
+  const absl::Duration shard_ttl = absl::GetFlag(FLAGS_shard_lease_ttl);
+  std::unique_ptr<ShardLeases> shard_leases;
+  if (shard_ttl > absl::ZeroDuration()) {
+    if (etcd_channel != nullptr) {
+      shard_leases = std::make_unique<EtcdShardLeases>(
+          etcd_channel, absl::GetFlag(FLAGS_etcd_prefix), shard_ttl,
+          Clock::Real());
+    } else {
+      shard_leases = std::make_unique<MemoryShardLeases>(Clock::Real(),
+                                                         shard_ttl);
+    }
+    service_options.on_shard_registered =
+        [leases = shard_leases.get()](const std::string& id) {
+          if (absl::Status s = leases->Renew(id); !s.ok()) {
+            log::Warning("shard lease renewal failed",
+                         {{"shard", id}, {"error", s.ToString()}});
+          }
+        };
+  }
   ManagementService service(catalog->get(), std::move(service_options));
 
   rpc::ServerOptions server_options;
@@ -220,10 +255,48 @@ absl::Status Run() {
       return s;
     }
   }
+  // Once-only work (compaction; later rollout stage advance) runs on the
+  // leader: the only process of an embedded catalog, or the replica holding
+  // the etcd election lease.
+  std::unique_ptr<LeaderElection> election;
+  if (etcd_channel == nullptr) {
+    election = std::make_unique<SoleLeader>();
+  } else {
+    EtcdElectionOptions e;
+    e.key = absl::StrCat(absl::GetFlag(FLAGS_etcd_prefix), "leader");
+    e.candidate_id = runner.address();
+    e.ttl = absl::GetFlag(FLAGS_leader_lease_ttl);
+    e.on_change = [addr = runner.address()](bool leader) {
+      log::Info(leader ? "became leader" : "no longer leader",
+                {{"address", addr}});
+    };
+    absl::StatusOr<std::unique_ptr<EtcdLeaderElection>> started =
+        EtcdLeaderElection::Start(etcd_channel, e);
+    if (!started.ok()) {
+      runner.Shutdown(absl::ZeroDuration());
+      return started.status();
+    }
+    election = *std::move(started);
+  }
+  Compactor::Options compaction;
+  compaction.interval = absl::GetFlag(FLAGS_compact_interval);
+  compaction.keep_revisions =
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_compact_keep_revisions));
+  auto compactor = std::make_unique<Compactor>(catalog->get(), election.get(),
+                                               compaction);
+  std::unique_ptr<ShardSweeper> sweeper;
+  if (shard_leases != nullptr) {
+    sweeper = std::make_unique<ShardSweeper>(catalog->get(),
+                                             shard_leases.get(),
+                                             election.get(), shard_ttl / 4);
+  }
   log::Info("serving", {{"address", runner.address()},
                         {"revision", absl::StrCat((*catalog)->revision())}});
   int signal = rpc::WaitForTerminationSignal();
   log::Info("shutting down", {{"signal", absl::StrCat(signal)}});
+  sweeper.reset();
+  compactor.reset();
+  election.reset();  // revokes the lease: another replica leads at once
   runner.Shutdown(absl::Seconds(absl::GetFlag(FLAGS_grace_seconds)));
   return absl::OkStatus();
 }

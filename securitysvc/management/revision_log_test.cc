@@ -19,10 +19,12 @@
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
 #include "securitysvc/management/catalog.h"
+#include "securitysvc/management/compactor.h"
 #include "securitysvc/management/etcd_cluster.h"
 #include "securitysvc/management/etcd_revision_log.h"
 #include "securitysvc/management/leader_election.h"
 #include "securitysvc/management/revision_log.h"
+#include "securitysvc/management/shard_leases.h"
 
 namespace sphere::management {
 namespace {
@@ -53,6 +55,7 @@ int next_prefix = 0;
 // Backend owns one RevisionLog (and its store) per test.
 struct EmbeddedBackend {
   static constexpr bool kShared = false;
+  EtcdOptions options;  // unused: keeps the typed tests uniform
   std::unique_ptr<store::Store> store;
   std::unique_ptr<RevisionLog> log;
   absl::Status Open() {
@@ -401,6 +404,108 @@ TYPED_TEST(CatalogOnLogTest, ClaimWatchCompactThenSnapshot) {
   auto d = again->GetDevice(op, tenant->id(), ids[0]);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->state(), v1::CLAIMED);
+}
+
+struct NotLeader final : LeaderElection {
+  bool IsLeader() const override { return false; }
+  std::string id() const override { return "follower"; }
+};
+
+// Compaction is once-only work: the leader compacts, a follower does not.
+TYPED_TEST(CatalogOnLogTest, CompactorRunsOnlyOnTheLeader) {
+  auto c = this->Open(this->log());
+  ASSERT_NE(c, nullptr);
+  const Caller op = Caller::PlatformOperator();
+  for (const char* name : {"A", "B", "C", "D", "E"}) {
+    ASSERT_TRUE(c->CreateTenant(op, name).ok());
+  }
+  Compactor::Options o;
+  o.interval = absl::ZeroDuration();  // RunOnce only: no thread
+  o.keep_revisions = 2;
+  NotLeader follower;
+  Compactor idle(c.get(), &follower, o);
+  EXPECT_EQ(*idle.RunOnce(), 0);
+  EXPECT_EQ(c->compacted_revision(), 0);
+  SoleLeader leader;
+  Compactor active(c.get(), &leader, o);
+  EXPECT_EQ(*active.RunOnce(), 4);  // keeps revisions 4 and 5
+  EXPECT_EQ(c->compacted_revision(), 4);
+  auto w = c->OpenWatch(Caller::Internal(), 2, {});
+  ASSERT_TRUE(w.ok());
+  auto events = Drain(w->get());
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(events.front().snapshot());  // older than the compacted log
+  auto recent = c->OpenWatch(Caller::Internal(), 4, {});
+  ASSERT_TRUE(recent.ok());
+  auto replay = Drain(recent->get());
+  ASSERT_EQ(replay.size(), 2u);
+  EXPECT_EQ(replay[0].revision(), 4);
+}
+
+// A shard that stops renewing its lease leaves the shard map; the others
+// stay. Embedded: renewals on a FakeClock. etcd: a real 1 s etcd lease; the
+// test waits for etcd's delete of the lease key (a watch event), not a time.
+TYPED_TEST(CatalogOnLogTest, ExpiredShardLeaseLeavesTheRing) {
+  auto c = this->Open(this->log());
+  ASSERT_NE(c, nullptr);
+  const Caller shard = Caller::Internal();
+  for (const char* id : {"shard-0", "shard-1"}) {
+    v1::Shard s;
+    s.set_id(id);
+    s.set_address("127.0.0.1:1");
+    ASSERT_TRUE(c->RegisterShard(shard, s).ok());
+  }
+  std::unique_ptr<ShardLeases> leases;
+  WatchRecorder rec;
+  std::unique_ptr<RevisionLog::Watcher> watch;
+  if (TypeParam::kShared) {
+    auto channel = EtcdChannel(this->backend_.options);
+    ASSERT_TRUE(channel.ok());
+    auto w = this->log()->Watch(*this->log()->Revision() + 1, rec.Callbacks());
+    ASSERT_TRUE(w.ok());
+    watch = *std::move(w);
+    leases = std::make_unique<EtcdShardLeases>(
+        *channel, this->backend_.options.prefix, absl::Seconds(1),
+        &this->clock_);
+  } else {
+    leases = std::make_unique<MemoryShardLeases>(&this->clock_,
+                                                 absl::Seconds(1));
+  }
+  ASSERT_TRUE(leases->Renew("shard-0").ok());
+  ASSERT_TRUE(leases->Renew("shard-1").ok());
+  SoleLeader leader;
+  ShardSweeper sweeper(c.get(), leases.get(), &leader, absl::ZeroDuration());
+  EXPECT_TRUE(sweeper.SweepOnce()->empty());  // both live
+
+  // shard-1 stops renewing; shard-0 keeps renewing.
+  this->clock_.Advance(absl::Seconds(2));  // past the start-up grace
+  if (TypeParam::kShared) {
+    // Wait for etcd to expire shard-1's lease (it deletes the key).
+    absl::MutexLock lock(&rec.mu);
+    ASSERT_TRUE(rec.mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](WatchRecorder* r) {
+              for (const auto& [rev, ch] : r->got) {
+                if (ch.is_delete && ch.key == "shard-1") return true;
+              }
+              return false;
+            },
+            &rec),
+        absl::Seconds(20)));
+  }
+  ASSERT_TRUE(leases->Renew("shard-0").ok());
+  auto removed = sweeper.SweepOnce();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_EQ(removed->size(), 1u);
+  EXPECT_EQ(removed->front(), "shard-1");
+  auto map = c->GetShardMap(shard);
+  ASSERT_TRUE(map.ok());
+  ASSERT_EQ(map->shards_size(), 1);
+  EXPECT_EQ(map->shards(0).id(), "shard-0");
+  // A follower replica removes nothing.
+  NotLeader follower;
+  ShardSweeper idle(c.get(), leases.get(), &follower, absl::ZeroDuration());
+  EXPECT_TRUE(idle.SweepOnce()->empty());
 }
 
 // Two management replicas on one etcd: racing claims of one device, exactly
