@@ -78,6 +78,10 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
   mkdir(options.data_dir.c_str(), 0700);
   std::unique_ptr<EtcdCluster> c(new EtcdCluster(std::move(options)));
   const bool tls = !c->options_.ca_pem.empty();
+  // A member whose data directory exists rejoins its cluster.
+  const bool existing =
+      access(absl::StrCat(c->options_.data_dir, "/m0/member").c_str(), F_OK) ==
+      0;
   if (tls) {
     c->tls_dir_ = absl::StrCat(c->options_.data_dir, "/tls");
     mkdir(c->tls_dir_.c_str(), 0700);
@@ -96,18 +100,24 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
     Member m;
     m.name = absl::StrCat("m", i);
     m.dir = absl::StrCat(c->options_.data_dir, "/", m.name);
-    absl::StatusOr<int> cp = FreePort();
-    absl::StatusOr<int> pp = FreePort();
-    if (!cp.ok()) return cp.status();
-    if (!pp.ok()) return pp.status();
-    m.client_port = *cp;
-    m.peer_port = *pp;
-    peers.push_back(absl::StrFormat("%s=http://127.0.0.1:%d", m.name, *pp));
+    if (static_cast<size_t>(i) < c->options_.ports.size()) {
+      m.client_port = c->options_.ports[i].first;
+      m.peer_port = c->options_.ports[i].second;
+    } else {
+      absl::StatusOr<int> cp = FreePort();
+      absl::StatusOr<int> pp = FreePort();
+      if (!cp.ok()) return cp.status();
+      if (!pp.ok()) return pp.status();
+      m.client_port = *cp;
+      m.peer_port = *pp;
+    }
+    peers.push_back(
+        absl::StrFormat("%s=http://127.0.0.1:%d", m.name, m.peer_port));
     c->members_.push_back(m);
   }
   c->initial_cluster_ = absl::StrJoin(peers, ",");
   for (int i = 0; i < c->options_.members; ++i) {
-    if (auto s = c->Launch(i, /*new_cluster=*/true); !s.ok()) return s;
+    if (auto s = c->Launch(i, /*new_cluster=*/!existing); !s.ok()) return s;
   }
   for (int i = 0; i < c->options_.members; ++i) {
     if (auto s = c->WaitReady(i); !s.ok()) return s;
@@ -230,6 +240,12 @@ absl::Status EtcdCluster::Restart(int i) {
 }
 
 bool EtcdCluster::running(int i) const { return members_[i].pid > 0; }
+
+std::vector<std::pair<int, int>> EtcdCluster::ports() const {
+  std::vector<std::pair<int, int>> out;
+  for (const Member& m : members_) out.push_back({m.client_port, m.peer_port});
+  return out;
+}
 pid_t EtcdCluster::pid(int i) const { return members_[i].pid; }
 
 }  // namespace sphere::management

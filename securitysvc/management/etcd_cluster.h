@@ -19,6 +19,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -39,6 +40,10 @@ struct EtcdClusterOptions {
   // check that each member answers; required with TLS.
   std::string client_cert_pem;
   std::string client_key_pem;
+  // (client, peer) port of each member; empty picks free ports. A cluster
+  // restarted on its data directory must reuse its ports (etcd stores its
+  // members' peer URLs): see ports().
+  std::vector<std::pair<int, int>> ports;
   size_t max_txn_ops = 1024;              // --max-txn-ops
   size_t max_request_bytes = 1536 * 1024;  // --max-request-bytes
   absl::Duration start_timeout = absl::Seconds(30);
@@ -64,6 +69,7 @@ class EtcdCluster {
   // Restart starts a killed member again with its data directory.
   absl::Status Restart(int member);
   bool running(int member) const;
+  std::vector<std::pair<int, int>> ports() const;
   pid_t pid(int member) const;
 
  private:
