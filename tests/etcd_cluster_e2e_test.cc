@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
+#include "tests/watch_client.h"
 
 namespace sphere::testing {
 namespace {
@@ -57,6 +58,41 @@ TEST(EtcdClusterE2eTest, Fault_KillEitherManagementReplicaSpherectlCarriesOn) {
   // A duplicate is refused whichever replica answers: one catalog.
   auto dup = Spherectl(file, {"tenant", "create", "--name", "contoso"});
   EXPECT_NE(dup.first, 0) << dup.second;
+  ASSERT_TRUE((*cluster)->Stop().ok());
+}
+
+// A shard killed with SIGKILL (and not restarted: the supervisor's backoff is
+// set long) stops renewing its lease; the leading management replica takes
+// it out of the shard map, which every follower sees as a shard_map event.
+TEST(EtcdClusterE2eTest, Fault_KilledShardsLeaseExpiresAndItLeavesTheRing) {
+  if (access("/usr/bin/etcd", X_OK) != 0) {
+    GTEST_SKIP() << "/usr/bin/etcd is absent (install etcd-server with "
+                    "./sphere deps); local_cluster --catalog etcd not tested";
+  }
+  auto cluster = LocalCluster::Start(
+      "etcd_e2e_lease", 2,
+      {"--catalog=etcd", "--etcd_members=1", "--management_replicas=2",
+       "--shard_heartbeat_interval=250ms", "--restart_backoff=10m",
+       "--max_restart_backoff=10m"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  WatchClient watch((*cluster)->management(), 0);
+  auto has_both = watch.WaitFor(
+      [](const v1::WatchEvent& e) {
+        return e.has_shard_map() && e.shard_map().shards_size() == 2;
+      },
+      absl::Seconds(60));
+  ASSERT_TRUE(has_both.has_value());
+
+  auto pid = (*cluster)->ChildPid("shard-1");
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(kill(*pid, SIGKILL), 0);
+  auto without = watch.WaitFor(
+      [](const v1::WatchEvent& e) {
+        return e.has_shard_map() && e.shard_map().shards_size() == 1;
+      },
+      absl::Seconds(60));
+  ASSERT_TRUE(without.has_value()) << "shard-1 never left the shard map";
+  EXPECT_EQ(without->shard_map().shards(0).id(), "shard-0");
   ASSERT_TRUE((*cluster)->Stop().ok());
 }
 
