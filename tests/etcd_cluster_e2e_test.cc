@@ -9,6 +9,8 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "common/rpc/rpc.h"
+#include "protos/management.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
@@ -45,8 +47,22 @@ TEST(EtcdClusterE2eTest, Fault_KillEitherManagementReplicaSpherectlCarriesOn) {
       Spherectl(file, {"tenant", "create", "--name", "Fabrikam"});
   ASSERT_EQ(second_create.first, 0) << second_create.second;
 
-  // Kill the second replica too (the first is being restarted by the
-  // supervisor, or already back): still served, nothing lost.
+  // The supervisor restarts the first replica on its port; wait until it
+  // answers (a wait_for_ready call: an event, not a sleep), then kill the
+  // second: the restarted first serves, nothing lost.
+  {
+    auto stub = v1::ManagementService::NewStub(rpc::NewChannel(
+        config.management_replicas[0], (*cluster)->OperatorTls()));
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::ListTenantsRequest req;
+    v1::ListTenantsResponse resp;
+    grpc::Status back = stub->ListTenants(&ctx, req, &resp);
+    ASSERT_TRUE(back.ok()) << back.error_message();
+    // The restarted replica reads the catalog the other one wrote.
+    EXPECT_EQ(resp.tenants_size(), 2);
+  }
   auto second = (*cluster)->ChildPid("management-1");
   ASSERT_TRUE(second.ok()) << second.status();
   ASSERT_EQ(kill(*second, SIGKILL), 0);
