@@ -120,6 +120,7 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
       absl::StrCat("--etcd_ca=", tls, "/ca.pem"),
       absl::StrCat("--etcd_cert=", tls, "/client.pem"),
       absl::StrCat("--etcd_key=", tls, "/client.key"),
+      absl::StrCat("--etcd_max_txn_ops=", o.max_txn_ops),
   };
   catalog.cluster = *std::move(cluster);
   return catalog;

@@ -14,6 +14,7 @@
 // Serves health, reflection and metrics; SIGTERM/SIGINT shut down gracefully.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -72,6 +73,10 @@ ABSL_FLAG(std::string, etcd_cert, "",
           "PEM file: this process's client certificate for etcd (mTLS)");
 ABSL_FLAG(std::string, etcd_key, "",
           "PEM file: the key of --etcd_cert (must be private: 0600)");
+ABSL_FLAG(int, etcd_max_txn_ops, 128,
+          "the etcd members' --max-txn-ops (etcd's default is 128); a "
+          "catalog change needing more operations is refused before sending "
+          "(a device import of N devices needs about 2N+2)");
 ABSL_FLAG(std::string, etcd_prefix, "/sphere/catalog/",
           "key prefix of the catalog in etcd");
 ABSL_FLAG(absl::Duration, compact_interval, absl::Minutes(1),
@@ -102,6 +107,8 @@ absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
   if (!endpoints.ok()) return endpoints.status();
   o.endpoints = *std::move(endpoints);
   o.prefix = prefix;
+  o.max_txn_ops = static_cast<size_t>(
+      std::clamp(absl::GetFlag(FLAGS_etcd_max_txn_ops), 16, 1 << 20));
   if (!ca.empty() || !cert.empty() || !key.empty()) {
     if (auto s = pki::CheckPrivateFile(key); !s.ok()) return s;
     for (auto [path, out] : {std::pair{&ca, &o.ca_pem},
