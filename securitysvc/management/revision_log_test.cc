@@ -34,20 +34,36 @@ std::string TmpDir(const std::string& name) {
   return absl::StrCat(t ? t : "/tmp", "/", name);
 }
 
-// Shared etcd member for the whole binary (started on first use).
+// Shared etcd member for the whole binary: started on first use, killed by
+// the test environment's TearDown when the suite ends.
+std::unique_ptr<EtcdCluster>& SharedEtcdSlot() {
+  static auto* slot = new std::unique_ptr<EtcdCluster>();
+  return *slot;
+}
+
+class EtcdEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { SharedEtcdSlot().reset(); }
+};
+[[maybe_unused]] ::testing::Environment* const kEtcdEnvironment =
+    ::testing::AddGlobalTestEnvironment(new EtcdEnvironment);
+
 EtcdCluster* SharedEtcd() {
-  static EtcdCluster* etcd = [] () -> EtcdCluster* {
-    if (!EtcdCluster::BinaryAvailable()) return nullptr;
-    EtcdClusterOptions o;
-    o.data_dir = TmpDir("etcd-suite");
-    auto c = EtcdCluster::Start(o);
-    if (!c.ok()) {
-      ADD_FAILURE() << c.status();
-      return nullptr;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    if (EtcdCluster::BinaryAvailable()) {
+      EtcdClusterOptions o;
+      o.data_dir = TmpDir("etcd-suite");
+      auto c = EtcdCluster::Start(o);
+      if (c.ok()) {
+        SharedEtcdSlot() = *std::move(c);
+      } else {
+        ADD_FAILURE() << c.status();
+      }
     }
-    return c->release();
-  }();
-  return etcd;
+  }
+  return SharedEtcdSlot().get();
 }
 
 int next_prefix = 0;
