@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +52,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -58,6 +60,7 @@
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "protos/management.grpc.pb.h"
+#include "securitysvc/local_cluster_etcd.h"
 #include "securitysvc/osbuild/os_build.h"
 #include "securitysvc/pki/pki.h"
 
@@ -83,6 +86,13 @@ ABSL_FLAG(absl::Duration, max_restart_backoff, absl::Seconds(30),
 ABSL_FLAG(uint64_t, log_max_bytes, 64ull << 20,
           "Rotate a child's log file when it reaches this size");
 ABSL_FLAG(int, log_keep, 5, "Rotated log files kept per child");
+ABSL_FLAG(std::string, catalog, "embedded",
+          "embedded (management's RocksDB) or etcd (a real etcd cluster of "
+          "--etcd_members members and --management_replicas management "
+          "processes; see docs/etcd.md)");
+ABSL_FLAG(int, etcd_members, 3, "etcd members with --catalog etcd");
+ABSL_FLAG(int, management_replicas, 2,
+          "management processes with --catalog etcd");
 
 namespace sphere {
 namespace {
@@ -552,8 +562,31 @@ int Main() {
   for (const auto& b : *built) images.push_back(b.package);
 
   // Children hold threads (log pumps): keep them at stable addresses.
+  // --catalog etcd: the etcd members live as long as this process (declared
+  // before the children, so they stop after them).
+  const bool use_etcd = absl::GetFlag(FLAGS_catalog) == "etcd";
+  if (!use_etcd && absl::GetFlag(FLAGS_catalog) != "embedded") {
+    std::cerr << "local_cluster: --catalog must be embedded or etcd\n";
+    return 1;
+  }
+  EtcdCatalog etcd;
+  if (use_etcd) {
+    absl::StatusOr<EtcdCatalog> started =
+        StartEtcdCatalog(dir, std::clamp(absl::GetFlag(FLAGS_etcd_members), 1, 7));
+    if (!started.ok()) {
+      std::cerr << "local_cluster: cannot start etcd: " << started.status()
+                << "\n";
+      return 1;
+    }
+    etcd = *std::move(started);
+    etcd.management_flags.push_back(absl::StrCat(
+        "--shard_lease_ttl=",
+        absl::FormatDuration(4 * absl::GetFlag(FLAGS_shard_heartbeat_interval))));
+  }
+  const int replicas =
+      use_etcd ? std::clamp(absl::GetFlag(FLAGS_management_replicas), 1, 5) : 1;
   std::vector<Child> children;
-  children.reserve(1 + 64);
+  children.reserve(replicas + 64);
   auto fail = [&](const absl::Status& s) {
     std::cerr << "local_cluster: " << s.message() << "\n";
     StopAll(children);
@@ -565,6 +598,8 @@ int Main() {
     mgmt.binary = FindBinary("securitysvc/management", "management");
     mgmt.args = {absl::StrCat("--state_dir=", dir)};
     mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
+    mgmt.args.insert(mgmt.args.end(), etcd.management_flags.begin(),
+                     etcd.management_flags.end());
     children.push_back(std::move(mgmt));
   }
   if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
@@ -577,10 +612,35 @@ int Main() {
   if (auto s = PublishOs(*pki, mgmt_addr, images, os_version); !s.ok()) {
     return fail(s);
   }
+  // More management replicas (--catalog etcd): clients get all of them as
+  // one "ipv4:a,b" target and fail over between them.
+  std::vector<std::string> replica_addrs = {mgmt_addr};
+  for (int r = 1; r < replicas; ++r) {
+    Child m;
+    m.name = absl::StrCat("management-", r);
+    m.binary = children.front().binary;
+    m.args = children.front().args;
+    children.push_back(std::move(m));
+    if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
+    if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
+                           dir);
+        !s.ok()) {
+      return fail(s);
+    }
+    replica_addrs.push_back(children.back().address());
+  }
+  if (replicas > 1) {
+    mgmt_addr = absl::StrCat("ipv4:", absl::StrJoin(replica_addrs, ","));
+  }
+  const size_t first_shard = children.size();
 
   cluster::ClusterConfig config;
   config.state_dir = dir;
   config.management = mgmt_addr;
+  if (use_etcd) {
+    config.management_replicas = replica_addrs;
+    config.etcd = etcd.cluster->client_endpoints();
+  }
   config.root_ca = pki->Path("root.pem");
   config.operator_cert = pki->Path("operator.pem");
   config.operator_key = pki->Path("operator.key");
@@ -613,7 +673,7 @@ int Main() {
     children.push_back(std::move(c));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
   }
-  for (size_t i = 1; i < children.size(); ++i) {
+  for (size_t i = first_shard; i < children.size(); ++i) {
     if (auto s = WaitReady(children[i], absl::GetFlag(FLAGS_ready_timeout),
                            dir);
         !s.ok()) {
@@ -681,6 +741,10 @@ int main(int argc, char** argv) {
     }
     if (absl::StartsWith(a, "--master-key-env")) {
       a.replace(0, 16, "--master_key_env");
+    }
+    if (absl::StartsWith(a, "--etcd-members")) a.replace(0, 14, "--etcd_members");
+    if (absl::StartsWith(a, "--management-replicas")) {
+      a.replace(0, 21, "--management_replicas");
     }
     fixed.push_back(a);
   }

@@ -26,6 +26,10 @@ std::string ClusterConfig::ToJson() const {
   }
   j["metrics"] = nlohmann::json::object();
   for (const auto& [name, address] : metrics) j["metrics"][name] = address;
+  if (!management_replicas.empty()) {
+    j["management_replicas"] = management_replicas;
+  }
+  if (!etcd.empty()) j["etcd"] = etcd;
   return j.dump(2) + "\n";
 }
 
@@ -60,6 +64,15 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
   if (auto it = j.find("metrics"); it != j.end() && it->is_object()) {
     for (const auto& [name, v] : it->items()) {
       if (v.is_string()) c.metrics[name] = v.get<std::string>();
+    }
+  }
+  for (auto [key, out] : {std::pair{"management_replicas",
+                                     &c.management_replicas},
+                          std::pair{"etcd", &c.etcd}}) {
+    if (auto it = j.find(key); it != j.end() && it->is_array()) {
+      for (const auto& v : *it) {
+        if (v.is_string()) out->push_back(v.get<std::string>());
+      }
     }
   }
   if (c.management.empty() || c.root_ca.empty()) {

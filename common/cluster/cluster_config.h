@@ -44,6 +44,11 @@ struct ClusterConfig {
   // process name ("management", "shard-0", ...) -> host:port of its HTTP
   // /metrics endpoint
   std::map<std::string, std::string> metrics;
+  // local_cluster --catalog etcd: every management replica (host:port; the
+  // "management" target then names them all as "ipv4:a,b" so clients fail
+  // over) and the etcd members' client endpoints. Empty otherwise.
+  std::vector<std::string> management_replicas;
+  std::vector<std::string> etcd;
 
   std::string ToJson() const;
 };

@@ -1,5 +1,6 @@
 #include "securitysvc/management/catalog.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <utility>
@@ -307,6 +308,10 @@ class Catalog::Txn {
   void Delete(absl::string_view cf, absl::string_view key) {
     batch_.Delete(cf, key);
   }
+  // RequireAbsent makes the commit fail (Aborted) if the key exists by then.
+  void RequireAbsent(absl::string_view cf, absl::string_view key) {
+    compares_.push_back({std::string(cf), std::string(key), 0});
+  }
   // Emit appends an event with the next revision; the pointer stays valid.
   v1::WatchEvent* Emit() {
     events_.emplace_back();
@@ -318,6 +323,7 @@ class Catalog::Txn {
  private:
   friend class Catalog;
   store::WriteBatch batch_;
+  std::vector<RevisionLog::Compare> compares_;
   std::deque<v1::WatchEvent> events_;
   int64_t next_;
   absl::Status error_;
@@ -327,7 +333,6 @@ absl::Status Catalog::Commit(Txn& txn) {
   // Limits are checked before anything is written: a refused transaction
   // leaves the store and the revision unchanged.
   if (!txn.error_.ok()) return txn.error_;
-  if (txn.events_.empty()) return store_->Write(txn.batch_);
   for (const v1::WatchEvent& e : txn.events_) {
     std::string bytes = e.SerializeAsString();
     if (bytes.size() > limits::kMaxWatchEventBytes) {
@@ -339,17 +344,116 @@ absl::Status Catalog::Commit(Txn& txn) {
     }
     txn.batch_.Put(kLog, RevisionKey(e.revision()), bytes);
   }
-  const int64_t last = txn.events_.back().revision();
-  txn.batch_.Put(kMeta, kMetaRevision, absl::StrCat(last));
-  absl::Status s = store_->Write(txn.batch_);
-  if (!s.ok()) {
-    return absl::Status(
-        s.code(),
-        absl::StrCat("catalog write failed; nothing changed: ", s.message()));
+  const int64_t last =
+      txn.events_.empty() ? revision_ : txn.events_.back().revision();
+  if (!txn.events_.empty()) {
+    txn.batch_.Put(kMeta, kMetaRevision, absl::StrCat(last));
   }
+  // Optimistic concurrency: the Txn applies only if nobody (another replica
+  // on a shared log) committed since this catalog's revision_.
+  txn.compares_.push_back({kMeta, kMetaRevision, revision_mod_});
+  absl::StatusOr<RevisionLog::TxnResult> r =
+      store_->Txn(txn.compares_, txn.batch_);
+  if (!r.ok()) {
+    return absl::Status(r.status().code(),
+                        absl::StrCat("catalog write failed; nothing changed: ",
+                                     r.status().message()));
+  }
+  if (!r->succeeded) {
+    // Learn what the other writer committed so that a retry sees it.
+    absl::Status caught_up =
+        store_->shared() ? CatchUpLocked() : absl::OkStatus();
+    return absl::AbortedError(absl::StrFormat(
+        "another management replica changed the catalog at the same time "
+        "(now at revision %d); nothing changed; retry the request%s",
+        revision_,
+        caught_up.ok() ? "" : absl::StrCat(" (", caught_up.message(), ")")));
+  }
+  if (txn.events_.empty()) return absl::OkStatus();
   revision_ = last;
+  revision_mod_ = r->revision;
   for (const v1::WatchEvent& e : txn.events_) Notify(e);
   return absl::OkStatus();
+}
+
+absl::Status Catalog::CatchUpLocked() {
+  absl::StatusOr<RevisionLog::KeyInfo> info = store_->Stat(kMeta, kMetaRevision);
+  if (!info.ok()) return info.status();
+  int64_t target = 0;
+  if (info->mod_revision != 0 && !absl::SimpleAtoi(info->value, &target)) {
+    return absl::DataLossError("catalog meta \"revision\" is corrupt");
+  }
+  if (target <= revision_) return absl::OkStatus();
+  absl::StatusOr<std::string> compacted = store_->Get(kMeta, kMetaCompacted);
+  if (compacted.ok()) {
+    int64_t c = 0;
+    if (absl::SimpleAtoi(*compacted, &c) && c > compacted_) compacted_ = c;
+  }
+  int64_t next = revision_ + 1;
+  absl::Status parse_error;
+  bool gap = false;
+  absl::Status s = store_->Scan(
+      kLog, "",
+      [&](absl::string_view key, absl::string_view value) {
+        absl::StatusOr<v1::WatchEvent> e =
+            Parse<v1::WatchEvent>(value, absl::StrCat("log/", key));
+        if (!e.ok()) {
+          parse_error = e.status();
+          return false;
+        }
+        if (e->revision() > target) return false;
+        if (e->revision() != next) {
+          gap = true;
+          return false;
+        }
+        Notify(*e);
+        ++next;
+        return true;
+      },
+      RevisionKey(next));
+  if (!s.ok()) return s;
+  if (!parse_error.ok()) return parse_error;
+  if (gap || next <= target) {
+    FailLiveWatchersLocked(absl::AbortedError(absl::StrFormat(
+        "the catalog change log was compacted past revision %d by another "
+        "management replica; resume with Watch(start_revision=%d), which "
+        "answers with a fresh snapshot",
+        next, next)));
+  }
+  revision_ = target;
+  revision_mod_ = info->mod_revision;
+  return absl::OkStatus();
+}
+
+void Catalog::OnLogChanges(int64_t log_revision,
+                           const std::vector<RevisionLog::Change>& changes) {
+  absl::MutexLock lock(&mu_);
+  bool advances = false;
+  for (const RevisionLog::Change& c : changes) {
+    if (c.cf == kDevices && !c.is_delete) {
+      known_device_prefixes_.insert(DevicePrefix(c.key));
+    } else if (c.cf == kMeta && c.key == kMetaCompacted && !c.is_delete) {
+      int64_t v = 0;
+      if (absl::SimpleAtoi(c.value, &v) && v > compacted_) compacted_ = v;
+    } else if (c.cf == kMeta && c.key == kMetaRevision && !c.is_delete) {
+      int64_t v = 0;
+      if (absl::SimpleAtoi(c.value, &v) && v > revision_) advances = true;
+    }
+  }
+  if (!advances) return;
+  // The events are in this very Txn; CatchUpLocked reads them in order (and
+  // anything committed since), so a follower never skips one.
+  if (absl::Status s = CatchUpLocked(); !s.ok()) {
+    FailLiveWatchersLocked(absl::UnavailableError(absl::StrCat(
+        "management lost its catalog log (", s.message(),
+        "); resume the watch from the last revision received + 1")));
+  }
+  (void)log_revision;
+}
+
+void Catalog::FailLiveWatchersLocked(const absl::Status& status) {
+  for (WatchStream* w : live_watchers_) w->Kill(status);
+  live_watchers_.clear();
 }
 
 // ---- Construction ----------------------------------------------------------
@@ -360,10 +464,28 @@ std::vector<std::string> Catalog::ColumnFamilies() {
           kShards,        kMeta,     kLog};
 }
 
-Catalog::Catalog(store::Store* store, Clock* clock, CatalogOptions options)
-    : store_(store), clock_(clock), options_(std::move(options)) {}
+Catalog::Catalog(RevisionLog* log, Clock* clock, CatalogOptions options)
+    : store_(log), clock_(clock), options_(std::move(options)) {}
+
+Catalog::~Catalog() { follower_.reset(); }
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(store::Store* store,
+                                                       Clock* clock,
+                                                       CatalogOptions options) {
+  EmbeddedRevisionLog::Options log_options;
+  log_options.meta_cf = kMeta;
+  log_options.versioned_column_families = {kMeta};
+  absl::StatusOr<std::unique_ptr<EmbeddedRevisionLog>> log =
+      EmbeddedRevisionLog::Open(store, log_options);
+  if (!log.ok()) return log.status();
+  absl::StatusOr<std::unique_ptr<Catalog>> c =
+      Open(log->get(), clock, std::move(options));
+  if (!c.ok()) return c.status();
+  (*c)->owned_log_ = *std::move(log);
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(RevisionLog* store,
                                                        Clock* clock,
                                                        CatalogOptions options) {
   if (options.master_key.size() != 32) {
@@ -377,6 +499,10 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(store::Store* store,
   }
   std::unique_ptr<Catalog> c(new Catalog(store, clock, std::move(options)));
   absl::MutexLock lock(&c->mu_);
+  // The revision and the mod revision the next Txn compares on, read together.
+  absl::StatusOr<RevisionLog::KeyInfo> rev = store->Stat(kMeta, kMetaRevision);
+  if (!rev.ok()) return rev.status();
+  c->revision_mod_ = rev->mod_revision;
   for (auto [key, field] : {std::pair{kMetaRevision, &c->revision_},
                             std::pair{kMetaCompacted, &c->compacted_}}) {
     absl::StatusOr<std::string> v = store->Get(kMeta, key);
@@ -393,6 +519,27 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(store::Store* store,
         return true;
       });
   if (!s.ok()) return s;
+  if (store->shared()) {
+    // Another replica may have committed between the reads above: catch up,
+    // then follow every later Txn.
+    if (auto caught_up = c->CatchUpLocked(); !caught_up.ok()) return caught_up;
+    Catalog* raw = c.get();
+    RevisionLog::WatchCallbacks callbacks;
+    callbacks.on_changes = [raw](int64_t revision,
+                                 const std::vector<RevisionLog::Change>& ch) {
+      raw->OnLogChanges(revision, ch);
+    };
+    callbacks.on_error = [raw](const absl::Status& status) {
+      absl::MutexLock lock(&raw->mu_);
+      raw->FailLiveWatchersLocked(absl::UnavailableError(absl::StrCat(
+          "management stopped following the catalog log (", status.message(),
+          "); resume the watch from the last revision received + 1")));
+    };
+    absl::StatusOr<std::unique_ptr<RevisionLog::Watcher>> w =
+        store->Watch(rev->revision + 1, std::move(callbacks));
+    if (!w.ok()) return w.status();
+    c->follower_ = *std::move(w);
+  }
   return c;
 }
 
@@ -934,6 +1081,8 @@ absl::StatusOr<ImportResult> Catalog::ImportDevices(
     d.set_device_type(devices[i].device_type());
     d.set_state(v1::UNCLAIMED);
     txn.Put(kDevices, d.id(), d);
+    // Another replica may have imported it a moment ago.
+    if (store_->shared()) txn.RequireAbsent(kDevices, d.id());
     ++result.imported;
   }
   if (result.imported > 0) {
@@ -1560,6 +1709,33 @@ absl::StatusOr<v1::ShardMap> Catalog::RegisterShard(const Caller& caller,
   return map;
 }
 
+absl::StatusOr<v1::ShardMap> Catalog::RemoveShard(const Caller& caller,
+                                                  absl::string_view shard_id) {
+  if (auto s = PlatformOrShard(caller, "removing a shard"); !s.ok()) return s;
+  if (shard_id.empty() || shard_id.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError("a shard id has 1 to 64 characters");
+  }
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
+  if (!map.ok()) return map.status();
+  auto* shards = map->mutable_shards();
+  auto it = std::find_if(shards->begin(), shards->end(),
+                         [&](const v1::Shard& s) { return s.id() == shard_id; });
+  if (it == shards->end()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "shard \"%s\" is not in the shard map", limits::EscapedPrefix(shard_id)));
+  }
+  shards->erase(it);
+  Txn txn(revision_);
+  v1::WatchEvent* e = txn.Emit();
+  map->set_revision(e->revision());
+  *e->mutable_shard_map() = *map;
+  txn.Delete(kShards, shard_id);
+  txn.PutRaw(kMeta, kMetaShardMapRevision, absl::StrCat(e->revision()));
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return map;
+}
+
 // ---- Change log
 // -------------------------------------------------------------------
 
@@ -1583,17 +1759,36 @@ absl::StatusOr<std::unique_ptr<Catalog::WatchStream>> Catalog::OpenWatch(
       new WatchStream(this, caller, std::move(options)));
   // O(1) under the mutex: every store write happens under it, so the store
   // snapshot taken here is exactly the catalog at revision_.
-  absl::MutexLock lock(&mu_);
-  absl::MutexLock wlock(&w->mu_);
-  if (start_revision <= 0 || start_revision < compacted_) {
-    w->snapshot_ = store_->NewSnapshot();
-    w->snapshot_revision_ = revision_;
-    w->phase_ = WatchStream::Phase::kSnapshot;
-    w->next_revision_ = 0;
-  } else {
-    w->phase_ = WatchStream::Phase::kReplay;
-    w->next_revision_ = std::min(start_revision, revision_ + 1);
+  bool need_snapshot = false;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::MutexLock wlock(&w->mu_);
+    need_snapshot = start_revision <= 0 || start_revision < compacted_;
+    if (!need_snapshot) {
+      w->phase_ = WatchStream::Phase::kReplay;
+      w->next_revision_ = std::min(start_revision, revision_ + 1);
+      return w;
+    }
   }
+  // The snapshot's own revision key says which catalog revision it holds
+  // (on a shared log it may be newer than revision_; Push skips the rest).
+  absl::StatusOr<std::unique_ptr<RevisionLog::Snapshot>> snapshot =
+      store_->NewSnapshot();
+  if (!snapshot.ok()) return snapshot.status();
+  absl::StatusOr<std::string> rev = (*snapshot)->Get(kMeta, kMetaRevision);
+  int64_t snapshot_revision = 0;
+  if (rev.ok()) {
+    if (!absl::SimpleAtoi(*rev, &snapshot_revision)) {
+      return absl::DataLossError("catalog meta \"revision\" is corrupt");
+    }
+  } else if (!absl::IsNotFound(rev.status())) {
+    return rev.status();
+  }
+  absl::MutexLock wlock(&w->mu_);
+  w->snapshot_ = *std::move(snapshot);
+  w->snapshot_revision_ = snapshot_revision;
+  w->phase_ = WatchStream::Phase::kSnapshot;
+  w->next_revision_ = 0;
   return w;
 }
 
@@ -1852,6 +2047,7 @@ absl::StatusOr<bool> Catalog::WatchStream::TryGoLive() {
   }
   catalog_->live_watchers_.insert(this);
   phase_ = Phase::kLive;
+  push_floor_ = next_revision_;
   return true;
 }
 
@@ -1861,6 +2057,8 @@ bool Catalog::WatchStream::Push(const v1::WatchEvent& event) {
   {
     absl::MutexLock lock(&mu_);
     if (phase_ != Phase::kLive) return false;
+    if (event.revision() < push_floor_) return true;  // already delivered
+    push_floor_ = event.revision() + 1;
     if (live_.size() >= options_.live_queue_limit) {
       phase_ = Phase::kFailed;
       failure_ = absl::ResourceExhaustedError(absl::StrFormat(
@@ -1879,6 +2077,20 @@ bool Catalog::WatchStream::Push(const v1::WatchEvent& event) {
   return keep;
 }
 
+void Catalog::WatchStream::Kill(const absl::Status& status) {
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kFailed) return;
+    phase_ = Phase::kFailed;
+    failure_ = status;
+    live_.clear();
+    wake = wake_armed_;
+    wake_armed_ = false;
+  }
+  if (wake && options_.wakeup) options_.wakeup();
+}
+
 absl::Status Catalog::Compact(int64_t revision) {
   absl::MutexLock lock(&mu_);
   if (revision < 1 || revision > revision_ + 1) {
@@ -1890,28 +2102,35 @@ absl::Status Catalog::Compact(int64_t revision) {
   if (revision <= compacted_) return absl::OkStatus();
   // Record the new floor first: if we crash while deleting, the leftover
   // entries below it are simply never served.
-  if (auto s = store_->Put(kMeta, kMetaCompacted, absl::StrCat(revision));
-      !s.ok()) {
-    return s;
-  }
+  store::WriteBatch floor;
+  floor.Put(kMeta, kMetaCompacted, absl::StrCat(revision));
+  absl::StatusOr<RevisionLog::TxnResult> floor_written =
+      store_->Txn({}, floor);
+  if (!floor_written.ok()) return floor_written.status();
   compacted_ = revision;
   const std::string end = RevisionKey(revision);
+  const size_t chunk = std::min(kCompactChunk, store_->MaxTxnOps());
+  int64_t log_revision = floor_written->revision;
   while (true) {
     store::WriteBatch batch;
     size_t n = 0;
     absl::Status s =
         store_->Scan(kLog, "", [&](absl::string_view key, absl::string_view) {
-          if (key >= end || n >= kCompactChunk) return false;
+          if (key >= end || n >= chunk) return false;
           batch.Delete(kLog, key);
           ++n;
           return true;
         });
     if (!s.ok()) return s;
     if (batch.empty()) break;
-    if (auto w = store_->Write(batch); !w.ok()) return w;
-    if (n < kCompactChunk) break;
+    absl::StatusOr<RevisionLog::TxnResult> w = store_->Txn({}, batch);
+    if (!w.ok()) return w.status();
+    log_revision = w->revision;
+    if (n < chunk) break;
   }
-  return absl::OkStatus();
+  // Let the log forget the overwritten history too (etcd's MVCC history;
+  // a no-op on the embedded log, which keeps none).
+  return store_->Compact(log_revision);
 }
 
 

@@ -4,9 +4,16 @@
 // device public keys, device claims/assignment/revocation/transfer, image,
 // deployment and OS-release records, and the shard map.
 //
-// Every mutation is one store::WriteBatch that carries both the new records
-// and the change-log entries (one revision per event), so a crash never leaves
-// a change without its log entry. Every input is checked against limits.h
+// Storage is a RevisionLog (revision_log.h): the embedded store (default) or
+// etcd. Every mutation is one RevisionLog::Txn that carries both the new
+// records and the change-log entries (one revision per event), so a crash
+// never leaves a change without its log entry; the Txn compares the mod
+// revision of the catalog's revision key with the one this catalog last saw,
+// so when several management replicas share one log (etcd) exactly one of two
+// racing mutations (two claims of one device, two transfer approvals) wins
+// and the other answers Aborted with nothing changed. A catalog on a shared
+// log follows it with RevisionLog::Watch, so its watchers also see what the
+// other replicas commit. Every input is checked against limits.h
 // before the batch is written, and Commit refuses any record above
 // limits::kMaxRecordBytes or event above limits::kMaxWatchEventBytes: a
 // refused write changes nothing and does not advance the revision. Watchers
@@ -60,6 +67,7 @@
 #include "common/util/clock.h"
 #include "protos/management.pb.h"
 #include "securitysvc/management/limits.h"
+#include "securitysvc/management/revision_log.h"
 
 namespace sphere::management {
 
@@ -118,10 +126,17 @@ class Catalog {
   static std::vector<std::string> ColumnFamilies();
 
   // Open loads the revision counters from `store` (which must outlive the
-  // catalog and have ColumnFamilies()). `clock` must outlive it too.
+  // catalog and have ColumnFamilies()). `clock` must outlive it too. The
+  // catalog stores through an EmbeddedRevisionLog over `store`.
   static absl::StatusOr<std::unique_ptr<Catalog>> Open(store::Store* store,
                                                        Clock* clock,
                                                        CatalogOptions options);
+  // Open on any RevisionLog (which must outlive the catalog). On a shared log
+  // (etcd) the catalog follows the other writers' commits.
+  static absl::StatusOr<std::unique_ptr<Catalog>> Open(RevisionLog* log,
+                                                       Clock* clock,
+                                                       CatalogOptions options);
+  ~Catalog();
 
   // ---- Tenants ---------------------------------------------------------
   absl::StatusOr<v1::Tenant> CreateTenant(const Caller& caller,
@@ -229,6 +244,11 @@ class Catalog {
   absl::StatusOr<v1::ShardMap> RegisterShard(const Caller& caller,
                                              const v1::Shard& shard);
   absl::StatusOr<v1::ShardMap> GetShardMap(const Caller& caller);
+  // RemoveShard takes a shard out of the map (its lease expired: see
+  // shard_leases.h); NotFound if it is not in the map. Platform operators
+  // and internal callers. Its devices follow the new ring.
+  absl::StatusOr<v1::ShardMap> RemoveShard(const Caller& caller,
+                                           absl::string_view shard_id);
 
   // ---- Change log ---------------------------------------------------------
   class WatchStream;
@@ -290,7 +310,16 @@ class Catalog {
  private:
   class Txn;
 
-  Catalog(store::Store* store, Clock* clock, CatalogOptions options);
+  Catalog(RevisionLog* log, Clock* clock, CatalogOptions options);
+  // CatchUpLocked (shared logs) reads the log's revision key and the change
+  // log after revision_, notifies live watchers and advances revision_.
+  absl::Status CatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OnLogChanges applies one Txn of a shared log seen by the follower watch.
+  void OnLogChanges(int64_t log_revision,
+                    const std::vector<RevisionLog::Change>& changes);
+  // FailLiveWatchersLocked ends every live watch with `status`.
+  void FailLiveWatchersLocked(const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status Commit(Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckImageQuotaLocked(const v1::Tenant& tenant,
@@ -327,13 +356,20 @@ class Catalog {
                                  absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  store::Store* const store_;
+  // The storage seam (named store_ as before the seam existed).
+  RevisionLog* const store_;
+  std::unique_ptr<RevisionLog> owned_log_;  // set by Open(store::Store*)
   Clock* const clock_;
   const CatalogOptions options_;
 
   mutable absl::Mutex mu_;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
+  // The log's mod revision of the revision key as of revision_: every Txn
+  // compares on it.
+  int64_t revision_mod_ ABSL_GUARDED_BY(mu_) = 0;
+  // Follows a shared log (other replicas' commits); null on the embedded log.
+  std::unique_ptr<RevisionLog::Watcher> follower_;
   // Live watch streams (caught up with the log); each removes itself.
   std::set<WatchStream*> live_watchers_ ABSL_GUARDED_BY(mu_);
   // First 8 bytes of every registered device id: lets ImportDevices skip the
@@ -384,14 +420,18 @@ class Catalog::WatchStream {
   // log; returns false when more log entries appeared meanwhile.
   absl::StatusOr<bool> TryGoLive();
   // Push queues a live event (catalog mutex held); false drops the stream.
+  // Events older than the stream's position (a snapshot from a shared log
+  // may be newer than this catalog's revision) are skipped.
   bool Push(const v1::WatchEvent& event);
+  // Kill ends a live stream with `status` (catalog mutex held).
+  void Kill(const absl::Status& status);
 
   Catalog* const catalog_;
   const Caller caller_;
   const WatchOptions options_;
 
   // Snapshot and replay state: touched only by Next.
-  std::unique_ptr<store::Snapshot> snapshot_;
+  std::unique_ptr<RevisionLog::Snapshot> snapshot_;
   int64_t snapshot_revision_ = 0;
   size_t section_ = 0;      // index into the snapshot's sections
   std::string resume_key_;  // first key of section_ still to read
@@ -399,6 +439,7 @@ class Catalog::WatchStream {
   mutable absl::Mutex mu_;  // after Catalog::mu_ in lock order
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kReplay;
   int64_t next_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t push_floor_ ABSL_GUARDED_BY(mu_) = 0;  // next live revision wanted
   std::deque<v1::WatchEvent> live_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   bool wake_armed_ ABSL_GUARDED_BY(mu_) = false;

@@ -14,6 +14,7 @@
 // Serves health, reflection and metrics; SIGTERM/SIGINT shut down gracefully.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -32,6 +33,11 @@
 #include "common/util/rate_limiter.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/management_service.h"
+#include "securitysvc/management/compactor.h"
+#include "securitysvc/management/etcd_revision_log.h"
+#include "securitysvc/management/leader_election.h"
+#include "securitysvc/management/shard_leases.h"
+#include "securitysvc/management/revision_log.h"
 #include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "",
@@ -57,11 +63,64 @@ ABSL_FLAG(std::string, master_key_env, "",
 ABSL_FLAG(double, expensive_call_rate, 2,
           "per-caller sustained rate (tokens/s) for expensive calls: "
           "credential issuance costs 1, an image upload 1 per started MiB");
+ABSL_FLAG(std::string, catalog, "",
+          "catalog storage: empty for the embedded RocksDB log under "
+          "DIR/management/db, or etcd://host:port[,host:port...] for etcd "
+          "(several management replicas may share one etcd)");
+ABSL_FLAG(std::string, etcd_ca, "",
+          "PEM file: CA that signed the etcd members' certificates (mTLS)");
+ABSL_FLAG(std::string, etcd_cert, "",
+          "PEM file: this process's client certificate for etcd (mTLS)");
+ABSL_FLAG(std::string, etcd_key, "",
+          "PEM file: the key of --etcd_cert (must be private: 0600)");
+ABSL_FLAG(int, etcd_max_txn_ops, 128,
+          "the etcd members' --max-txn-ops (etcd's default is 128); a "
+          "catalog change needing more operations is refused before sending "
+          "(a device import of N devices needs about 2N+2)");
+ABSL_FLAG(std::string, etcd_prefix, "/sphere/catalog/",
+          "key prefix of the catalog in etcd");
+ABSL_FLAG(absl::Duration, compact_interval, absl::Minutes(1),
+          "how often the leading replica compacts the catalog change log "
+          "(0 disables)");
+ABSL_FLAG(int64_t, compact_keep_revisions, 100000,
+          "catalog revisions of history kept by compaction; older watchers "
+          "get a snapshot");
+ABSL_FLAG(absl::Duration, leader_lease_ttl, absl::Seconds(5),
+          "etcd lease TTL of the management leader election (--catalog "
+          "etcd://...)");
+ABSL_FLAG(absl::Duration, shard_lease_ttl, absl::ZeroDuration(),
+          "shard lease: a shard that has not re-registered for this long "
+          "leaves the shard map (shards re-register every heartbeat; "
+          "local_cluster --catalog etcd sets 4 heartbeats); 0 disables");
 ABSL_FLAG(double, expensive_call_burst, 40,
           "per-caller burst (tokens) for expensive calls");
 
 namespace sphere::management {
 namespace {
+
+// ConnectEtcdFromFlags: --catalog etcd://... with mTLS from PEM files.
+absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
+    const std::string& url, const std::string& ca, const std::string& cert,
+    const std::string& key, const std::string& prefix) {
+  EtcdOptions o;
+  absl::StatusOr<std::vector<std::string>> endpoints = ParseEtcdUrl(url);
+  if (!endpoints.ok()) return endpoints.status();
+  o.endpoints = *std::move(endpoints);
+  o.prefix = prefix;
+  o.max_txn_ops = static_cast<size_t>(
+      std::clamp(absl::GetFlag(FLAGS_etcd_max_txn_ops), 16, 1 << 20));
+  if (!ca.empty() || !cert.empty() || !key.empty()) {
+    if (auto s = pki::CheckPrivateFile(key); !s.ok()) return s;
+    for (auto [path, out] : {std::pair{&ca, &o.ca_pem},
+                             std::pair{&cert, &o.cert_pem},
+                             std::pair{&key, &o.key_pem}}) {
+      absl::StatusOr<std::string> pem = rpc::ReadFile(*path);
+      if (!pem.ok()) return pem.status();
+      *out = *std::move(pem);
+    }
+  }
+  return EtcdRevisionLog::Connect(std::move(o));
+}
 
 absl::Status Run() {
   const std::string dir = absl::GetFlag(FLAGS_state_dir);
@@ -94,9 +153,27 @@ absl::Status Run() {
   if (!data_key.ok()) return data_key.status();
   store::RocksOptions rocks;
   rocks.data_key = *data_key;
-  absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
-      dir + "/management/db", Catalog::ColumnFamilies(), rocks);
-  if (!db.ok()) return db.status();
+  const std::string catalog_url = absl::GetFlag(FLAGS_catalog);
+  std::unique_ptr<store::Store> embedded_db;
+  std::unique_ptr<RevisionLog> log;
+  std::shared_ptr<grpc::Channel> etcd_channel;  // set with --catalog etcd://
+  if (catalog_url.empty()) {
+    absl::StatusOr<std::unique_ptr<store::Store>> db = store::OpenRocksStore(
+        dir + "/management/db", Catalog::ColumnFamilies(), rocks);
+    if (!db.ok()) return db.status();
+    embedded_db = *std::move(db);
+    absl::StatusOr<std::unique_ptr<EmbeddedRevisionLog>> embedded =
+        EmbeddedRevisionLog::Open(embedded_db.get());
+    if (!embedded.ok()) return embedded.status();
+    log = *std::move(embedded);
+  } else {
+    absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> etcd = ConnectEtcdFromFlags(
+        catalog_url, absl::GetFlag(FLAGS_etcd_ca), absl::GetFlag(FLAGS_etcd_cert),
+        absl::GetFlag(FLAGS_etcd_key), absl::GetFlag(FLAGS_etcd_prefix));
+    if (!etcd.ok()) return etcd.status();
+    etcd_channel = (*etcd)->channel();
+    log = *std::move(etcd);
+  }
 
   CatalogOptions options;
   options.root_key = *root_key;
@@ -104,7 +181,7 @@ absl::Status Run() {
   options.master_key = *master;
   options.virtual_nodes = absl::GetFlag(FLAGS_virtual_nodes);
   absl::StatusOr<std::unique_ptr<Catalog>> catalog =
-      Catalog::Open(db->get(), Clock::Real(), std::move(options));
+      Catalog::Open(log.get(), Clock::Real(), std::move(options));
   if (!catalog.ok()) return catalog.status();
 
   // Server certificate, issued fresh from the root for this run.
@@ -148,6 +225,26 @@ absl::Status Run() {
   limits.burst = absl::GetFlag(FLAGS_expensive_call_burst);
   RateLimiter expensive_calls(Clock::Real(), limits);
   service_options.expensive_call_limiter = &expensive_calls;
+  // Shard leases: renewed by each registration, swept by the leader.
+  const absl::Duration shard_ttl = absl::GetFlag(FLAGS_shard_lease_ttl);
+  std::unique_ptr<ShardLeases> shard_leases;
+  if (shard_ttl > absl::ZeroDuration()) {
+    if (etcd_channel != nullptr) {
+      shard_leases = std::make_unique<EtcdShardLeases>(
+          etcd_channel, absl::GetFlag(FLAGS_etcd_prefix), shard_ttl,
+          Clock::Real());
+    } else {
+      shard_leases = std::make_unique<MemoryShardLeases>(Clock::Real(),
+                                                         shard_ttl);
+    }
+    service_options.on_shard_registered =
+        [leases = shard_leases.get()](const std::string& id) {
+          if (absl::Status s = leases->Renew(id); !s.ok()) {
+            log::Warning("shard lease renewal failed",
+                         {{"shard", id}, {"error", s.ToString()}});
+          }
+        };
+  }
   ManagementService service(catalog->get(), std::move(service_options));
 
   rpc::ServerOptions server_options;
@@ -165,10 +262,48 @@ absl::Status Run() {
       return s;
     }
   }
+  // Once-only work (compaction; later rollout stage advance) runs on the
+  // leader: the only process of an embedded catalog, or the replica holding
+  // the etcd election lease.
+  std::unique_ptr<LeaderElection> election;
+  if (etcd_channel == nullptr) {
+    election = std::make_unique<SoleLeader>();
+  } else {
+    EtcdElectionOptions e;
+    e.key = absl::StrCat(absl::GetFlag(FLAGS_etcd_prefix), "leader");
+    e.candidate_id = runner.address();
+    e.ttl = absl::GetFlag(FLAGS_leader_lease_ttl);
+    e.on_change = [addr = runner.address()](bool leader) {
+      log::Info(leader ? "became leader" : "no longer leader",
+                {{"address", addr}});
+    };
+    absl::StatusOr<std::unique_ptr<EtcdLeaderElection>> started =
+        EtcdLeaderElection::Start(etcd_channel, e);
+    if (!started.ok()) {
+      runner.Shutdown(absl::ZeroDuration());
+      return started.status();
+    }
+    election = *std::move(started);
+  }
+  Compactor::Options compaction;
+  compaction.interval = absl::GetFlag(FLAGS_compact_interval);
+  compaction.keep_revisions =
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_compact_keep_revisions));
+  auto compactor = std::make_unique<Compactor>(catalog->get(), election.get(),
+                                               compaction);
+  std::unique_ptr<ShardSweeper> sweeper;
+  if (shard_leases != nullptr) {
+    sweeper = std::make_unique<ShardSweeper>(catalog->get(),
+                                             shard_leases.get(),
+                                             election.get(), shard_ttl / 4);
+  }
   log::Info("serving", {{"address", runner.address()},
                         {"revision", absl::StrCat((*catalog)->revision())}});
   int signal = rpc::WaitForTerminationSignal();
   log::Info("shutting down", {{"signal", absl::StrCat(signal)}});
+  sweeper.reset();
+  compactor.reset();
+  election.reset();  // revokes the lease: another replica leads at once
   runner.Shutdown(absl::Seconds(absl::GetFlag(FLAGS_grace_seconds)));
   return absl::OkStatus();
 }

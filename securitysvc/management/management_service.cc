@@ -500,6 +500,9 @@ grpc::ServerUnaryReactor* ManagementService::RegisterShard(
     if (s.ok()) {
       log::Debug("shard registered", {{"shard", req->shard().id()},
                                      {"address", req->shard().address()}});
+      if (options_.on_shard_registered) {
+        options_.on_shard_registered(req->shard().id());
+      }
     }
     return s;
   });

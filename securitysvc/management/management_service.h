@@ -57,6 +57,9 @@ struct ManagementServiceOptions {
   // keyed by principal (tenant id, platform operator, shard). Null: no limit.
   // Not owned; must outlive the service.
   RateLimiter* expensive_call_limiter = nullptr;
+  // on_shard_registered runs after each successful RegisterShard (a shard's
+  // heartbeat): it renews the shard's lease (shard_leases.h). Optional.
+  std::function<void(const std::string& shard_id)> on_shard_registered;
 };
 
 // IdentifyCaller maps a verified peer certificate to a Caller.
