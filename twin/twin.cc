@@ -182,4 +182,13 @@ size_t Twin::FootprintBytes() const {
   return bytes;
 }
 
+void Twin::AttestNow(absl::Time now) {
+  if (phase_ == Phase::kAwaitingChallenge || phase_ == Phase::kAwaitingAttest ||
+      phase_ == Phase::kManufactured) {
+    return;
+  }
+  phase_ = Phase::kBackoff;
+  wakeup_ms_ = absl::ToUnixMillis(now);
+}
+
 }  // namespace sphere::twin

@@ -108,6 +108,10 @@ class Twin {
   // Retry leaves kRefused (e.g. after an operator claimed the device): the
   // next OnTimer(now) starts a new attestation.
   void Retry(absl::Time now);
+  // AttestNow makes a certified (or backing-off, or refused) twin due for a
+  // new attestation at `now`, e.g. after a tamper event or a reboot; no-op
+  // while a response is awaited.
+  void AttestNow(absl::Time now);
 
   Phase phase() const { return phase_; }
   // InfiniteFuture while a response is awaited or the twin is refused.

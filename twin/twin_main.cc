@@ -31,6 +31,7 @@
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "twin/driver.h"
+#include "twin/dw100/run_command.h"
 #include "twin/state_file.h"
 #include "twin/twin.h"
 
@@ -152,9 +153,9 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "twin --cluster DIR/cluster.json --name NAME attest");
+      "twin --cluster DIR/cluster.json --name NAME attest|run|install-app FILE...");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2 || absl::GetFlag(FLAGS_cluster).empty() ||
+  if (args.size() < 2 || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_name).empty()) {
     std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME attest\n";
     return 2;
@@ -167,6 +168,16 @@ int main(int argc, char** argv) {
   auto c = sphere::cluster::LoadClusterConfig(absl::GetFlag(FLAGS_cluster));
   if (!c.ok()) return sphere::twin::Fail(c.status());
   const std::string cmd = args[1];
+  if (cmd == "install-app") {
+    return sphere::dw100::InstallAppsCommand(
+        *c, name, std::vector<std::string>(args.begin() + 2, args.end()));
+  }
+  if (args.size() != 2) {
+    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
+                 "attest|run|install-app FILE...\n";
+    return 2;
+  }
+  if (cmd == "run") return sphere::dw100::RunCommand(*c, name);
   if (cmd == "attest") return sphere::twin::Attest(*c, name);
   if (cmd == "manufacture") {
     std::cerr << "twin: manufacturing moved to the factory tool (the twin "
@@ -175,6 +186,7 @@ int main(int argc, char** argv) {
               << absl::GetFlag(FLAGS_cluster) << " --name " << name << "\n";
     return 2;
   }
-  std::cerr << "twin: unknown command '" << cmd << "': expected attest\n";
+  std::cerr << "twin: unknown command '" << cmd
+            << "': expected attest, run or install-app\n";
   return 2;
 }
