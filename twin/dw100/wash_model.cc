@@ -88,14 +88,15 @@ double WashModel::IdealDrying(absl::Duration t, uint64_t cycle_id) const {
     case CycleState::kDrying: {
       const double f = absl::FDivDuration(t - dry_start, options_.drying);
       double ideal;
-      // Rise over the first 30 %, hold the peak to 50 %, then decay.
-      if (f < 0.3) {
-        ideal = kAmbientC + (kBaselinePeakDryingC - kAmbientC) * (f / 0.3);
-      } else if (f <= 0.5) {
+      // The cabinet is warm from the hot rinse: rise over the first 20 %,
+      // hold the peak to 70 %, then ease off.
+      if (f < 0.2) {
+        ideal = kDryingStartC + (kBaselinePeakDryingC - kDryingStartC) * (f / 0.2);
+      } else if (f <= 0.7) {
         ideal = kBaselinePeakDryingC;
       } else {
         ideal = kBaselinePeakDryingC -
-                (kBaselinePeakDryingC - kBaselineEndDryingC) * (f - 0.5) / 0.5;
+                (kBaselinePeakDryingC - kBaselineEndDryingC) * (f - 0.7) / 0.3;
       }
       // A failing heater moves the heated part of the curve.
       const double rise =

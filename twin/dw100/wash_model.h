@@ -2,7 +2,8 @@
 // device time. A wash cycle runs HEATING (water warms from the inlet
 // temperature to the wash temperature) -> WASHING -> RINSING (rinse agent
 // dosed once per cycle) -> DRYING (the drying air follows a rise-then-decay
-// curve holding kBaselinePeakDryingC from 30 % to 50 % of the phase) -> DONE, then IDLE until the next
+// curve holding kBaselinePeakDryingC from 20 % to 70 % of the phase; its
+// mean is kBaselineDryingMeanC) -> DONE, then IDLE until the next
 // cycle, which starts every Options::cycle_period.
 //
 // Sensors: water temperature, drying temperature, rinse-agent level and cycle
@@ -41,10 +42,14 @@ inline constexpr double kInletWaterC = 15.0;
 inline constexpr double kWashWaterC = 60.0;
 inline constexpr double kRinseWaterC = 65.0;
 inline constexpr double kAmbientC = 24.0;
+inline constexpr double kDryingStartC = 55.0;  // warm from the rinse
 inline constexpr double kBaselinePeakDryingC = 68.0;
-inline constexpr double kBaselineEndDryingC = 48.0;
+inline constexpr double kBaselineEndDryingC = 58.0;
+// Mean drying-air temperature over a healthy DRYING phase (what the cloud's
+// anomaly detector compares a cycle's mean with).
+inline constexpr double kBaselineDryingMeanC = 65.0;
 // Largest drift of a failing heater at the drying peak.
-inline constexpr double kHeaterFaultOffsetC = 18.0;
+inline constexpr double kHeaterFaultOffsetC = 25.0;
 inline constexpr double kRinseAgentPerCyclePct = 1.5;
 inline constexpr double kRinseAgentLowPct = 15.0;
 // Healthy drying-heater element resistance band (ohms).

@@ -21,6 +21,19 @@ std::vector<WashSample> RunFor(WashModel& m, absl::Duration d) {
   return out;
 }
 
+// Mean drying temperature per cycle.
+std::map<uint64_t, double> DryingMeans(const std::vector<WashSample>& s) {
+  std::map<uint64_t, std::pair<double, int>> sum;
+  for (const WashSample& w : s) {
+    if (w.state != CycleState::kDrying) continue;
+    sum[w.cycle_id].first += w.drying_c;
+    sum[w.cycle_id].second++;
+  }
+  std::map<uint64_t, double> mean;
+  for (const auto& [c, v] : sum) mean[c] = v.first / v.second;
+  return mean;
+}
+
 // Peak drying temperature per cycle.
 std::map<uint64_t, double> DryingPeaks(const std::vector<WashSample>& s) {
   std::map<uint64_t, double> peak;
@@ -70,6 +83,9 @@ TEST(WashModelTest, HealthyCycleFollowsThePhasesAndTheBaselineCurve) {
   for (const auto& [cycle, peak] : DryingPeaks(s)) {
     EXPECT_NEAR(peak, kBaselinePeakDryingC, 2.0) << "cycle " << cycle;
   }
+  for (const auto& [cycle, mean] : DryingMeans(s)) {
+    EXPECT_NEAR(mean, kBaselineDryingMeanC, 1.5) << "cycle " << cycle;
+  }
   for (const WashSample& w : s) {
     if (w.state == CycleState::kWashing) EXPECT_NEAR(w.water_c, kWashWaterC, 2.0);
     if (w.state == CycleState::kRinsing) EXPECT_NEAR(w.water_c, kRinseWaterC, 2.0);
@@ -89,6 +105,10 @@ TEST(WashModelTest, FailingHeaterDriftsColdAndWorsensPerCycle) {
   std::vector<WashSample> more = RunFor(m, absl::Hours(40));
   std::map<uint64_t, double> peaks = DryingPeaks(more);
   ASSERT_GE(peaks.size(), 4u);
+  for (const auto& [cycle, mean] : DryingMeans(more)) {
+    // Off the baseline mean by more than a 10 C tolerance, every cycle.
+    EXPECT_LT(mean, kBaselineDryingMeanC - 12.0) << "cycle " << cycle;
+  }
   double previous = 1e9;
   for (const auto& [cycle, peak] : peaks) {
     EXPECT_LT(peak, kBaselinePeakDryingC - 8.0) << "cycle " << cycle;
@@ -107,8 +127,12 @@ TEST(WashModelTest, FailingHeaterDriftsColdAndWorsensPerCycle) {
 TEST(WashModelTest, FailingHeaterDriftsHot) {
   WashModel m(4, WashModel::Options(), kStart);
   m.SetHeaterFault(HeaterFault::kHot);
-  for (const auto& [cycle, peak] : DryingPeaks(RunFor(m, absl::Hours(24)))) {
+  const std::vector<WashSample> s = RunFor(m, absl::Hours(24));
+  for (const auto& [cycle, peak] : DryingPeaks(s)) {
     EXPECT_GT(peak, kBaselinePeakDryingC + 8.0) << "cycle " << cycle;
+  }
+  for (const auto& [cycle, mean] : DryingMeans(s)) {
+    EXPECT_GT(mean, kBaselineDryingMeanC + 12.0) << "cycle " << cycle;
   }
 }
 
