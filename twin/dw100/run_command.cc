@@ -7,12 +7,14 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
+#include "common/util/metrics_http.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
@@ -20,6 +22,12 @@
 #include "twin/dw100/device_loop.h"
 #include "twin/state_file.h"
 
+ABSL_DECLARE_FLAG(std::string, metrics_address);    // common/rpc
+ABSL_DECLARE_FLAG(std::string, metrics_port_file);  // common/rpc
+ABSL_FLAG(int, port, 0, "run: loopback port of TwinControl (0 = any free)");
+ABSL_FLAG(std::string, port_file, "",
+          "run: also write the bound TwinControl port here (it is always "
+          "written to DIR/twins/NAME/control.port)");
 ABSL_FLAG(double, time_scale, 1.0,
           "run: device time runs this many times faster than real time (wash "
           "cycles every 8 device hours; e.g. 2000 = one cycle per ~15 s)");
@@ -148,8 +156,9 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
+  builder.AddListeningPort(
+      absl::StrCat("127.0.0.1:", absl::GetFlag(FLAGS_port)),
+      grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(64 << 10);
   builder.RegisterService(&control);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -160,6 +169,23 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
       absl::StrCat(twin::TwinDir(c.state_dir, name), "/control.port");
   if (auto s = rpc::WriteFile(port_file, absl::StrCat(port)); !s.ok()) {
     return Fail(s);
+  }
+  if (const std::string f = absl::GetFlag(FLAGS_port_file); !f.empty()) {
+    if (auto s = rpc::WriteFile(f, absl::StrCat(port)); !s.ok()) return Fail(s);
+  }
+  // Process metrics (Prometheus text over HTTP), like every process.
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
+  if (const std::string a = absl::GetFlag(FLAGS_metrics_address); !a.empty()) {
+    auto m = metrics::MetricsHttpServer::Start(a);
+    if (!m.ok()) return Fail(m.status());
+    metrics_http = *std::move(m);
+    if (const std::string f = absl::GetFlag(FLAGS_metrics_port_file);
+        !f.empty()) {
+      if (auto s = rpc::WriteFile(f, absl::StrCat(metrics_http->port()));
+          !s.ok()) {
+        return Fail(s);
+      }
+    }
   }
   std::thread device_thread([&loop] { loop.Run(); });
   std::cout << "ready " << name << " device_id " << device_id
