@@ -17,6 +17,8 @@ _LIBS = {
     "openssl": (["openssl"], []),
     # prometheus-cpp-dev: metrics registry (core) and HTTP exposer (pull).
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], []),
+    # libcpp-httplib-dev: small HTTPS servers (appsvc's web pages).
+    "httplib": (["cpp-httplib"], []),
     "absl": ([
         "absl_base",
         "absl_status",

@@ -1,0 +1,219 @@
+// appsvc: Contoso's DW100 cloud as its own process (issue 13).
+//
+//   appsvc --state_dir DIR --management 127.0.0.1:PORT
+//          [--port 0] [--port_file FILE] [--web_port 0] [--web_port_file FILE]
+//          [--tenant Contoso] [--product DW100] [--seed_file seed.json]
+//          [--sphere_cert tenant-op.pem --sphere_key tenant-op.key]
+//
+// Serves DeviceGateway and ContosoSupport (mTLS, gRPC, with health,
+// reflection and /metrics from common/rpc) and the web pages over HTTPS. Its
+// RocksDB lives in --db_dir (default DIR/appsvc/db). Devices are
+// authenticated as a relying party: their certificates must chain to the
+// platform root (DIR/pki/root.pem) and the catalog, followed over
+// ManagementService.Watch (credential --watch_cert/--watch_key, default the
+// cluster's DIR/pki/shard.*), must show them claimed by --tenant, assigned
+// to --product and not revoked. The Sphere half of the support timeline is
+// read with Contoso's tenant operator credential (--sphere_cert/--sphere_key).
+//
+// Ready once both port files are written (gRPC, then web).
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "appsvc/contoso_cloud.h"
+#include "appsvc/device_registry.h"
+#include "appsvc/durable_writer.h"
+#include "appsvc/grpc_services.h"
+#include "appsvc/seed.h"
+#include "appsvc/sphere_source.h"
+#include "appsvc/watch_follower.h"
+#include "appsvc/web_server.h"
+#include "appsvc/worker_pool.h"
+#include "common/rpc/rpc.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+#include "common/util/log.h"
+
+ABSL_FLAG(std::string, state_dir, "",
+          "Cluster state directory (PKI under DIR/pki; required)");
+ABSL_FLAG(std::string, db_dir, "", "appsvc's RocksDB (default DIR/appsvc/db)");
+ABSL_FLAG(std::string, management, "", "Management address host:port");
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on");
+ABSL_FLAG(int, port, 0, "gRPC port (0 = any free port)");
+ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC port here");
+ABSL_FLAG(int, web_port, 0, "HTTPS port of the web pages (0 = any; -1 = off)");
+ABSL_FLAG(std::string, web_port_file, "", "Write the bound HTTPS port here");
+ABSL_FLAG(std::string, tenant, "Contoso", "Contoso's tenant (id or name)");
+ABSL_FLAG(std::string, product, "DW100", "The DW100 product (id or name)");
+ABSL_FLAG(std::string, seed_file, "",
+          "JSON customers and repair shops (see appsvc/seed.h)");
+ABSL_FLAG(std::string, tls_cert, "", "Server certificate (default DIR/pki/server.pem)");
+ABSL_FLAG(std::string, tls_key, "", "Server key (default DIR/pki/server.key)");
+ABSL_FLAG(std::string, root_ca, "", "Platform root (default DIR/pki/root.pem)");
+ABSL_FLAG(std::string, watch_cert, "",
+          "Credential for the catalog Watch (default DIR/pki/shard.pem)");
+ABSL_FLAG(std::string, watch_key, "", "Key of --watch_cert (default DIR/pki/shard.key)");
+ABSL_FLAG(std::string, sphere_cert, "",
+          "Contoso tenant operator certificate for Sphere queries (optional: "
+          "without it the timeline says Sphere data is unavailable)");
+ABSL_FLAG(std::string, sphere_key, "", "Key of --sphere_cert");
+ABSL_FLAG(int, workers, 8, "Worker threads for durable writes and Sphere calls");
+ABSL_FLAG(int, queue, 1024, "Work queue bound (beyond: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int, per_device_in_flight, 4, "Queued calls one device may have");
+ABSL_FLAG(absl::Duration, sync_timeout, absl::Seconds(30),
+          "How long to wait for the first catalog snapshot");
+ABSL_FLAG(double, drying_baseline_c, 65.0, "DW100 model drying mean (C)");
+ABSL_FLAG(double, drying_tolerance_c, 10.0, "Allowed distance from the baseline");
+ABSL_FLAG(int, anomaly_cycles, 3, "Consecutive anomalous cycles to raise");
+ABSL_FLAG(double, rinse_low_pct, 15.0, "Rinse level that triggers a reorder offer");
+
+namespace contoso::appsvc {
+namespace {
+
+int Fail(const absl::Status& s) {
+  sphere::log::Error("appsvc failed", {{"error", s.ToString()}});
+  return 1;
+}
+
+std::string Or(const std::string& flag, const std::string& dflt) {
+  return flag.empty() ? dflt : flag;
+}
+
+absl::StatusOr<sphere::rpc::TlsFiles> LoadTls(const std::string& cert,
+                                              const std::string& key,
+                                              const std::string& ca) {
+  sphere::rpc::TlsFiles tls;
+  for (auto [path, out] : {std::pair{cert, &tls.cert_pem},
+                           std::pair{key, &tls.key_pem},
+                           std::pair{ca, &tls.ca_pem}}) {
+    auto text = sphere::rpc::ReadFile(path);
+    if (!text.ok()) return text.status();
+    *out = std::move(*text);
+  }
+  return tls;
+}
+
+int Main() {
+  sphere::log::SetComponent("appsvc");
+  const std::string dir = absl::GetFlag(FLAGS_state_dir);
+  if (dir.empty() || absl::GetFlag(FLAGS_management).empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "--state_dir and --management are required"));
+  }
+  const std::string pki = dir + "/pki/";
+  const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert), pki + "server.pem");
+  const std::string key = Or(absl::GetFlag(FLAGS_tls_key), pki + "server.key");
+  const std::string root = Or(absl::GetFlag(FLAGS_root_ca), pki + "root.pem");
+  auto server_tls = LoadTls(cert, key, root);
+  if (!server_tls.ok()) return Fail(server_tls.status());
+  auto watch_tls = LoadTls(Or(absl::GetFlag(FLAGS_watch_cert), pki + "shard.pem"),
+                           Or(absl::GetFlag(FLAGS_watch_key), pki + "shard.key"),
+                           root);
+  if (!watch_tls.ok()) return Fail(watch_tls.status());
+  sphere::rpc::TlsFiles sphere_tls;
+  if (!absl::GetFlag(FLAGS_sphere_cert).empty()) {
+    auto t = LoadTls(absl::GetFlag(FLAGS_sphere_cert),
+                     absl::GetFlag(FLAGS_sphere_key), root);
+    if (!t.ok()) return Fail(t.status());
+    sphere_tls = *t;
+  }
+
+  const std::string db_dir = Or(absl::GetFlag(FLAGS_db_dir), dir + "/appsvc/db");
+  if (auto s = sphere::rpc::MakeDirs(db_dir, 0700); !s.ok()) return Fail(s);
+  auto store = sphere::store::OpenRocksStore(db_dir, ColumnFamilies());
+  if (!store.ok()) return Fail(store.status());
+  GroupCommitWriter writer(store->get());
+
+  CloudOptions copts;
+  copts.detector.baseline_c = absl::GetFlag(FLAGS_drying_baseline_c);
+  copts.detector.model_tolerance_c = absl::GetFlag(FLAGS_drying_tolerance_c);
+  copts.detector.consecutive = absl::GetFlag(FLAGS_anomaly_cycles);
+  copts.rinse_low_pct = absl::GetFlag(FLAGS_rinse_low_pct);
+  ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real(), copts);
+  if (!absl::GetFlag(FLAGS_seed_file).empty()) {
+    auto text = sphere::rpc::ReadFile(absl::GetFlag(FLAGS_seed_file));
+    if (!text.ok()) return Fail(text.status());
+    auto seed = ParseSeed(*text);
+    if (!seed.ok()) return Fail(seed.status());
+    if (auto s = cloud.LoadSeed(*seed); !s.ok()) return Fail(s);
+  }
+
+  DeviceRegistry registry({absl::GetFlag(FLAGS_tenant),
+                           absl::GetFlag(FLAGS_product)});
+  WatchFollower follower(
+      sphere::rpc::NewChannel(absl::GetFlag(FLAGS_management), *watch_tls),
+      &registry);
+  follower.Start();
+  if (!registry.WaitForRevision(0, absl::GetFlag(FLAGS_sync_timeout))) {
+    follower.Stop();
+    return Fail(absl::DeadlineExceededError(absl::StrCat(
+        "no catalog snapshot from management ", absl::GetFlag(FLAGS_management),
+        " within --sync_timeout")));
+  }
+  GrpcSphereSource sphere_source(&registry, sphere_tls);
+  WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
+                  absl::GetFlag(FLAGS_per_device_in_flight));
+  DeviceGatewayService gateway(&cloud, &registry, &pool, sphere::Clock::Real());
+  ContosoSupportService support(&cloud, &registry, &sphere_source, &pool);
+
+  sphere::rpc::ServerOptions o;
+  o.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
+                           absl::GetFlag(FLAGS_port));
+  o.tls = *server_tls;
+  o.max_request_bytes = 512 << 10;
+  sphere::rpc::ServerRunner runner(o);
+  runner.AddService(&gateway);
+  runner.AddService(&support);
+  if (auto s = runner.Start(); !s.ok()) return Fail(s);
+
+  std::unique_ptr<WebServer> web;
+  if (absl::GetFlag(FLAGS_web_port) >= 0) {
+    WebServerOptions w;
+    w.host = absl::GetFlag(FLAGS_host);
+    w.port = absl::GetFlag(FLAGS_web_port);
+    w.cert_file = cert;
+    w.key_file = key;
+    web = std::make_unique<WebServer>(&cloud, &sphere_source, w);
+    if (auto s = web->Start(); !s.ok()) return Fail(s);
+  }
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    if (auto s = sphere::rpc::WriteFile(absl::GetFlag(FLAGS_port_file),
+                                        absl::StrCat(runner.port()));
+        !s.ok())
+      return Fail(s);
+  }
+  if (web && !absl::GetFlag(FLAGS_web_port_file).empty()) {
+    if (auto s = sphere::rpc::WriteFile(absl::GetFlag(FLAGS_web_port_file),
+                                        absl::StrCat(web->port()));
+        !s.ok())
+      return Fail(s);
+  }
+  sphere::log::Info(
+      "appsvc serving",
+      {{"grpc", runner.address()},
+       {"web", web ? absl::StrCat("https://", absl::GetFlag(FLAGS_host), ":",
+                                  web->port(), "/support")
+                   : "off"},
+       {"catalog_revision", absl::StrCat(registry.revision())}});
+  sphere::rpc::WaitForTerminationSignal();
+  sphere::log::Info("appsvc shutting down", {});
+  if (web) web->Stop();
+  runner.Shutdown(absl::Seconds(5));
+  follower.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace contoso::appsvc
+
+int main(int argc, char** argv) {
+  sphere::rpc::InstallTerminationSignalMask();
+  absl::SetProgramUsageMessage(
+      "appsvc: Contoso's DW100 cloud (telemetry, anomalies, diagnostics, "
+      "notifications, parts, orders, web pages)");
+  absl::ParseCommandLine(argc, argv);
+  return contoso::appsvc::Main();
+}

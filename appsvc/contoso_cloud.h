@@ -1,0 +1,150 @@
+// ContosoCloud: the core of Contoso's DW100 cloud (issue 13), knowing nothing
+// of gRPC or HTTP: telemetry ingest, drying-temperature anomaly detection,
+// remote diagnostics commands, customer notifications, warranty part
+// reservations at the customer's repair shop, rinse-agent reorder offers,
+// orders, service requests, and the Contoso half of a device's timeline.
+// Adapters (grpc_services.h, web_server.h) authenticate callers and call it.
+//
+// Storage (one sphere::store::Store, column families below), every write
+// through a DurableWriter, so a call that returns OK is durable:
+//   devices   device id -> records::DeviceRecord
+//   samples   device id "/" be64(sequence) -> v1::Telemetry
+//   events    device id "/" be64(time ms) be64(n) -> v1::TimelineEntry
+//   customers device id -> records::Customer       (seed data)
+//   shops     shop id -> records::Shop             (seed, live inventory)
+//
+// Idempotency: a sample is stored once per (device, sequence); a repeated
+// sequence is counted as a duplicate and changes nothing. The analysis sees
+// each sample once.
+//
+// Limits (checked before anything is stored; a refused call stores
+// nothing): at most kMaxBatchSamples samples per batch; every field within
+// its physical bounds (see ValidateSample); text fields bounded below.
+//
+// Thread-safety: every method may be called concurrently. Calls for one
+// device are serialised by a striped lock (read, analyse, commit); shop
+// inventory by one mutex taken after a device's. Methods block until their
+// write is durable: call them from worker threads.
+#ifndef SPHERE_APPSVC_CONTOSO_CLOUD_H_
+#define SPHERE_APPSVC_CONTOSO_CLOUD_H_
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "appsvc/anomaly_detector.h"
+#include "appsvc/durable_writer.h"
+#include "appsvc/records.pb.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+#include "protos/contoso.pb.h"
+
+namespace contoso::appsvc {
+
+inline constexpr int kMaxBatchSamples = 1000;
+inline constexpr size_t kMaxDescriptionBytes = 1024;
+inline constexpr size_t kMaxIdBytes = 64;
+inline constexpr int kMaxFindings = 16;
+inline constexpr size_t kMaxFindingBytes = 256;
+inline constexpr int kMaxHistory = 50;      // entries kept per record list
+inline constexpr int kMaxTimelineEntries = 500;
+inline constexpr uint32_t kMaxPageSize = 500;
+
+// Column families appsvc's store must have.
+std::vector<std::string> ColumnFamilies();
+
+struct CloudOptions {
+  DetectorOptions detector;
+  double rinse_low_pct = 15.0;     // below: offer a reorder
+  double rinse_refill_pct = 40.0;  // at or above: the tank was refilled
+  // Part reserved when diagnostics name none.
+  std::string default_heater_part = "DW100-HTR-220";
+};
+
+// SeedData: customers and shops (a seeded data file; see seed.h).
+struct SeedData {
+  std::vector<records::Customer> customers;
+  std::vector<records::Shop> shops;
+};
+
+// ValidateSample: InvalidArgument naming the field and its bounds.
+absl::Status ValidateSample(const v1::Telemetry& s, int index);
+// ValidateDeviceId: 64 lowercase hex digits (hex SHA-256 of the key).
+absl::Status ValidateDeviceId(absl::string_view id);
+
+class ContosoCloud {
+ public:
+  ContosoCloud(sphere::store::Store* store, DurableWriter* writer,
+               sphere::Clock* clock, CloudOptions options = {});
+
+  // LoadSeed stores customers (replacing same device ids) and shops (a shop
+  // already stored keeps its live inventory; a new one gets the seed's).
+  absl::Status LoadSeed(const SeedData& seed);
+
+  // Device side (device_id comes from the authenticated credential).
+  absl::StatusOr<v1::ReportTelemetryResponse> ReportTelemetry(
+      const std::string& device_id, const v1::ReportTelemetryRequest& req);
+  absl::StatusOr<v1::PollCommandsResponse> PollCommands(
+      const std::string& device_id);
+  absl::Status CompleteCommand(const std::string& device_id,
+                               const v1::CompleteCommandRequest& req);
+
+  // Support and owner side.
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(
+      const v1::ListDevicesRequest& req);
+  absl::StatusOr<v1::DeviceInsights> GetDeviceInsights(
+      const std::string& device_id);
+  // ContosoTimeline: Contoso's entries for the device, oldest first (the
+  // Sphere half is joined by the adapter, see sphere_source.h).
+  absl::StatusOr<v1::Timeline> ContosoTimeline(const std::string& device_id);
+  absl::StatusOr<v1::RequestServiceResponse> RequestService(
+      const v1::RequestServiceRequest& req);
+  absl::StatusOr<v1::PlaceOrderResponse> PlaceOrder(
+      const v1::PlaceOrderRequest& req);
+
+  // Reads for the web pages and tests.
+  absl::StatusOr<records::DeviceRecord> GetDeviceRecord(
+      const std::string& device_id);
+  absl::StatusOr<records::Customer> GetCustomer(const std::string& device_id);
+  absl::StatusOr<records::Shop> GetShop(const std::string& shop_id);
+  // CountSamples: samples stored for the device (scan; tests).
+  absl::StatusOr<uint64_t> CountSamples(const std::string& device_id);
+
+  const CloudOptions& options() const { return options_; }
+
+ private:
+  // Event collects timeline entries and actions produced by one call.
+  struct Effects {
+    std::vector<v1::TimelineEntry> entries;
+    std::vector<std::string> actions;
+  };
+  absl::Mutex& LockFor(absl::string_view device_id);
+  absl::StatusOr<records::DeviceRecord> LoadRecord(
+      const std::string& device_id, bool* found);
+  void AddEntry(Effects* fx, absl::string_view kind, std::string summary);
+  void FinishCycle(records::DeviceRecord* rec, Effects* fx);
+  void QueueDiagnostics(records::DeviceRecord* rec, Direction d,
+                        const std::string& why, Effects* fx);
+  void Notify(records::DeviceRecord* rec, const std::string& text,
+              Effects* fx);
+  // Commit writes `rec` and the effects' entries (plus `extra`) durably.
+  absl::Status Commit(const records::DeviceRecord& rec, const Effects& fx,
+                      sphere::store::WriteBatch extra);
+  std::string NextId(records::DeviceRecord* rec, absl::string_view prefix);
+
+  sphere::store::Store* const store_;
+  DurableWriter* const writer_;
+  sphere::Clock* const clock_;
+  const CloudOptions options_;
+  const DryingAnomalyDetector detector_;
+  std::array<absl::Mutex, 64> device_locks_;
+  absl::Mutex shops_mu_;  // after a device lock, never before
+};
+
+}  // namespace contoso::appsvc
+
+#endif  // SPHERE_APPSVC_CONTOSO_CLOUD_H_

@@ -1,0 +1,425 @@
+#include "appsvc/contoso_cloud.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/store/memory_store.h"
+#include "common/util/clock.h"
+
+namespace contoso::appsvc {
+namespace {
+
+const std::string kDev(64, 'a');
+const std::string kDev2(64, 'b');
+const std::string kDev3(64, 'c');
+
+class ContosoCloudTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = *sphere::store::MemoryStore::Create(ColumnFamilies());
+    writer_ = std::make_unique<GroupCommitWriter>(store_.get());
+    cloud_ = std::make_unique<ContosoCloud>(store_.get(), writer_.get(),
+                                            &clock_, CloudOptions{});
+    SeedData seed;
+    records::Shop shop;
+    shop.set_id("shop-1");
+    shop.set_name("Redmond Appliance Repair");
+    (*shop.mutable_inventory())["DW100-HTR-220"] = 1;
+    seed.shops.push_back(shop);
+    records::Shop empty;
+    empty.set_id("shop-2");
+    empty.set_name("Bellevue Repair");
+    seed.shops.push_back(empty);
+    seed.customers.push_back(Customer(kDev, "Ada", "shop-1", true));
+    seed.customers.push_back(Customer(kDev2, "Bob", "shop-2", true));
+    seed.customers.push_back(Customer(kDev3, "Cy", "shop-1", false));
+    ASSERT_TRUE(cloud_->LoadSeed(seed).ok());
+  }
+
+  records::Customer Customer(const std::string& id, const std::string& name,
+                             const std::string& shop, bool warranty) {
+    records::Customer c;
+    c.set_device_id(id);
+    c.set_name(name);
+    c.set_email(absl::StrCat(name, "@example.com"));
+    c.set_shop_id(shop);
+    c.set_warranty_until_unix_ms(absl::ToUnixMillis(
+        clock_.Now() + (warranty ? absl::Hours(24 * 365) : -absl::Hours(1))));
+    return c;
+  }
+
+  // OneCycle appends a full wash cycle (heat, wash, rinse, 5 drying samples
+  // at `drying_c`, done) with sequences from seq_.
+  void AddCycle(v1::ReportTelemetryRequest* req, uint64_t cycle,
+                double drying_c, double rinse_pct = 80) {
+    using T = v1::Telemetry;
+    auto add = [&](T::CycleState state, double dry) {
+      T* s = req->add_samples();
+      s->set_time_unix_ms(absl::ToUnixMillis(clock_.Now()) + seq_);
+      s->set_water_temperature_c(55);
+      s->set_drying_temperature_c(dry);
+      s->set_rinse_agent_level_pct(rinse_pct);
+      s->set_cycle_state(state);
+      s->set_cycle_id(cycle);
+      s->set_sequence(seq_++);
+    };
+    add(T::HEATING, 25);
+    add(T::WASHING, 25);
+    add(T::RINSING, 30);
+    for (int i = 0; i < 5; ++i) add(T::DRYING, drying_c + (i % 2 ? 0.5 : -0.5));
+    add(T::DONE, 30);
+  }
+
+  v1::ReportTelemetryResponse Report(const std::string& dev,
+                                     const v1::ReportTelemetryRequest& req) {
+    auto r = cloud_->ReportTelemetry(dev, req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : v1::ReportTelemetryResponse();
+  }
+
+  // Cycles reports `n` cycles at `drying_c`, one batch each.
+  v1::ReportTelemetryResponse Cycles(const std::string& dev, int n,
+                                     double drying_c, double rinse = 80) {
+    v1::ReportTelemetryResponse last;
+    for (int i = 0; i < n; ++i) {
+      v1::ReportTelemetryRequest req;
+      AddCycle(&req, cycle_++, drying_c, rinse);
+      last = Report(dev, req);
+    }
+    return last;
+  }
+
+  // Anomaly drives `dev` into a too-hot anomaly and returns the command.
+  v1::Command Anomaly(const std::string& dev) {
+    Cycles(dev, 5, 65);
+    auto r = Cycles(dev, 3, 95);
+    EXPECT_EQ(r.commands_size(), 1);
+    EXPECT_TRUE(std::count(r.actions().begin(), r.actions().end(),
+                           "diagnostics-requested") == 1);
+    return r.commands_size() ? r.commands(0) : v1::Command();
+  }
+
+  v1::CompleteCommandRequest Faulty(const v1::Command& c) {
+    v1::CompleteCommandRequest req;
+    req.set_command_id(c.command_id());
+    req.mutable_diagnostics()->set_healthy(false);
+    req.mutable_diagnostics()->add_findings(
+        "drying heater element resistance high");
+    req.mutable_diagnostics()->set_suspected_part("DW100-HTR-220");
+    return req;
+  }
+
+  int64_t Stock(const std::string& shop) {
+    auto s = cloud_->GetShop(shop);
+    EXPECT_TRUE(s.ok());
+    return s.ok() ? s->inventory().at("DW100-HTR-220") : -1;
+  }
+
+  sphere::FakeClock clock_{absl::FromUnixSeconds(1790000000)};
+  std::unique_ptr<sphere::store::MemoryStore> store_;
+  std::unique_ptr<GroupCommitWriter> writer_;
+  std::unique_ptr<ContosoCloud> cloud_;
+  uint64_t seq_ = 1;
+  uint64_t cycle_ = 1;
+};
+
+TEST_F(ContosoCloudTest, IngestIsIdempotentBySequence) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  auto first = Report(kDev, req);
+  EXPECT_EQ(first.accepted(), 9u);
+  EXPECT_EQ(first.duplicates(), 0u);
+  const auto rec_before = cloud_->GetDeviceRecord(kDev);
+  ASSERT_TRUE(rec_before.ok());
+  // The same batch again (a retry after a lost response).
+  auto again = Report(kDev, req);
+  EXPECT_EQ(again.accepted(), 0u);
+  EXPECT_EQ(again.duplicates(), 9u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 9u);
+  auto rec_after = cloud_->GetDeviceRecord(kDev);
+  ASSERT_TRUE(rec_after.ok());
+  EXPECT_EQ(rec_after->SerializeAsString(), rec_before->SerializeAsString());
+  EXPECT_EQ(rec_after->cycles_completed(), 1u);
+}
+
+TEST_F(ContosoCloudTest, DuplicateInsideOneBatchAndOldGapAreHandled) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  *req.add_samples() = req.samples(0);  // same sequence twice
+  auto r = Report(kDev, req);
+  EXPECT_EQ(r.accepted(), 9u);
+  EXPECT_EQ(r.duplicates(), 1u);
+  // A sequence below the high-water mark never stored before is new.
+  v1::ReportTelemetryRequest late;
+  *late.add_samples() = req.samples(0);
+  late.mutable_samples(0)->set_sequence(1000);
+  Report(kDev, late);
+  late.mutable_samples(0)->set_sequence(500);
+  EXPECT_EQ(Report(kDev, late).accepted(), 1u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 11u);
+}
+
+TEST_F(ContosoCloudTest, Attack_OversizedBatchRefusedNothingStored) {
+  v1::ReportTelemetryRequest req;
+  while (req.samples_size() <= kMaxBatchSamples) AddCycle(&req, 1, 65);
+  const int64_t writes = store_->writes();
+  auto r = cloud_->ReportTelemetry(kDev, req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "over the limit"));
+  EXPECT_EQ(store_->writes(), writes);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
+  EXPECT_TRUE(absl::IsNotFound(cloud_->GetDeviceRecord(kDev).status()));
+}
+
+TEST_F(ContosoCloudTest, Attack_OutOfBoundsFieldRefusedNothingStored) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  req.mutable_samples(8)->set_rinse_agent_level_pct(250);
+  const int64_t writes = store_->writes();
+  auto r = cloud_->ReportTelemetry(kDev, req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "samples[8].rinse_agent_level_pct"));
+  req.mutable_samples(8)->set_rinse_agent_level_pct(50);
+  req.mutable_samples(3)->set_drying_temperature_c(std::nan(""));
+  EXPECT_EQ(cloud_->ReportTelemetry(kDev, req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->writes(), writes);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
+}
+
+TEST_F(ContosoCloudTest, Fault_StoreWriteFailsNothingAcknowledged) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  store_->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  auto r = cloud_->ReportTelemetry(kDev, req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
+  EXPECT_TRUE(absl::IsNotFound(cloud_->GetDeviceRecord(kDev).status()));
+  // The retry stores it once.
+  EXPECT_EQ(Report(kDev, req).accepted(), 9u);
+}
+
+TEST_F(ContosoCloudTest, OneNoisyCycleQueuesNothing) {
+  Cycles(kDev, 5, 65);
+  auto r = Cycles(kDev, 1, 95);
+  EXPECT_EQ(r.commands_size(), 0);
+  r = Cycles(kDev, 2, 65);
+  EXPECT_EQ(r.commands_size(), 0);
+  EXPECT_EQ(cloud_->PollCommands(kDev)->commands_size(), 0);
+  EXPECT_EQ(cloud_->GetDeviceInsights(kDev)->anomalies_size(), 0);
+}
+
+TEST_F(ContosoCloudTest, ConsecutiveHotCyclesQueueDiagnosticsOnce) {
+  v1::Command c = Anomaly(kDev);
+  EXPECT_EQ(c.kind(), v1::Command::RUN_DIAGNOSTICS);
+  auto poll = cloud_->PollCommands(kDev);
+  ASSERT_TRUE(poll.ok());
+  ASSERT_EQ(poll->commands_size(), 1);
+  EXPECT_EQ(poll->commands(0).command_id(), c.command_id());
+  // More hot cycles do not queue a second command.
+  EXPECT_EQ(Cycles(kDev, 2, 95).commands_size(), 1);
+  auto list = cloud_->ListDevices({});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->devices_size(), 1);
+  EXPECT_EQ(list->devices(0).state(), "anomaly");
+  EXPECT_EQ(list->devices(0).open_anomalies(0), "drying-too-hot");
+}
+
+TEST_F(ContosoCloudTest, ConsecutiveColdCyclesQueueDiagnostics) {
+  Cycles(kDev, 5, 65);
+  auto r = Cycles(kDev, 3, 40);
+  ASSERT_EQ(r.commands_size(), 1);
+  auto insights = cloud_->GetDeviceInsights(kDev);
+  ASSERT_TRUE(insights.ok());
+  ASSERT_EQ(insights->anomalies_size(), 1);
+  EXPECT_TRUE(absl::StartsWith(insights->anomalies(0), "drying-too-cold"));
+}
+
+TEST_F(ContosoCloudTest, WarrantyPartInStockIsReserved) {
+  v1::Command c = Anomaly(kDev);
+  ASSERT_EQ(Stock("shop-1"), 1);
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev, Faulty(c)).ok());
+  EXPECT_EQ(Stock("shop-1"), 0);
+  auto in = cloud_->GetDeviceInsights(kDev);
+  ASSERT_TRUE(in.ok());
+  EXPECT_TRUE(in->under_warranty());
+  ASSERT_EQ(in->reservations_size(), 1);
+  EXPECT_TRUE(absl::StrContains(in->reservations(0),
+                                "DW100-HTR-220 reserved at Redmond"));
+  ASSERT_EQ(in->notifications_size(), 1);
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "Ada"));
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "under warranty"));
+  EXPECT_EQ(in->diagnostics_size(), 1);
+  EXPECT_EQ(cloud_->PollCommands(kDev)->commands_size(), 0);
+  // Answering again is idempotent: no second reservation.
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev, Faulty(c)).ok());
+  EXPECT_EQ(Stock("shop-1"), 0);
+  EXPECT_EQ(cloud_->GetDeviceInsights(kDev)->reservations_size(), 1);
+}
+
+TEST_F(ContosoCloudTest, WarrantyPartOutOfStockIsBackordered) {
+  v1::Command c = Anomaly(kDev2);
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev2, Faulty(c)).ok());
+  auto in = cloud_->GetDeviceInsights(kDev2);
+  ASSERT_TRUE(in.ok());
+  ASSERT_EQ(in->reservations_size(), 1);
+  EXPECT_TRUE(absl::StrContains(in->reservations(0), "backordered"));
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "backordered"));
+  auto shop = cloud_->GetShop("shop-2");
+  ASSERT_TRUE(shop.ok());
+  EXPECT_EQ(shop->inventory().at("DW100-HTR-220"), 0);
+}
+
+TEST_F(ContosoCloudTest, NoWarrantyNoReservation) {
+  v1::Command c = Anomaly(kDev3);
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev3, Faulty(c)).ok());
+  auto in = cloud_->GetDeviceInsights(kDev3);
+  ASSERT_TRUE(in.ok());
+  EXPECT_FALSE(in->under_warranty());
+  EXPECT_EQ(in->reservations_size(), 0);
+  EXPECT_EQ(Stock("shop-1"), 1);
+  ASSERT_EQ(in->notifications_size(), 1);
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "out of warranty"));
+}
+
+TEST_F(ContosoCloudTest, HealthyDiagnosticsNotifiesWithoutReservation) {
+  v1::Command c = Anomaly(kDev);
+  v1::CompleteCommandRequest req;
+  req.set_command_id(c.command_id());
+  req.mutable_diagnostics()->set_healthy(true);
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev, req).ok());
+  auto in = cloud_->GetDeviceInsights(kDev);
+  EXPECT_EQ(in->reservations_size(), 0);
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "no fault"));
+  EXPECT_EQ(Stock("shop-1"), 1);
+}
+
+TEST_F(ContosoCloudTest, Attack_CompleteUnknownCommandChangesNothing) {
+  Anomaly(kDev);
+  const std::string before = cloud_->GetDeviceRecord(kDev)->SerializeAsString();
+  v1::CompleteCommandRequest req;
+  req.set_command_id("cmd-not-mine");
+  EXPECT_EQ(cloud_->CompleteCommand(kDev, req).code(),
+            absl::StatusCode::kNotFound);
+  // Another device cannot answer kDev's command.
+  v1::Command c = *cloud_->PollCommands(kDev)->commands().begin();
+  req.set_command_id(c.command_id());
+  EXPECT_EQ(cloud_->CompleteCommand(kDev2, req).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(cloud_->GetDeviceRecord(kDev)->SerializeAsString(), before);
+  EXPECT_EQ(Stock("shop-1"), 1);
+}
+
+TEST_F(ContosoCloudTest, RinseLowOffersReorderAndOrderIsRecordedOnce) {
+  auto r = Cycles(kDev, 1, 65, /*rinse=*/10);
+  ASSERT_EQ(std::count(r.actions().begin(), r.actions().end(),
+                       "reorder-offered"),
+            1);
+  // Still low: no second offer.
+  r = Cycles(kDev, 1, 65, 9);
+  EXPECT_EQ(r.actions_size(), 0);
+  auto in = cloud_->GetDeviceInsights(kDev);
+  ASSERT_EQ(in->reorder_offers_size(), 1);
+  EXPECT_TRUE(absl::StrContains(in->notifications(0), "reorder"));
+  v1::PlaceOrderRequest order;
+  order.set_device_id(kDev);
+  order.set_offer_id(in->reorder_offers(0));
+  auto placed = cloud_->PlaceOrder(order);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  auto again = cloud_->PlaceOrder(order);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->order_id(), placed->order_id());
+  in = cloud_->GetDeviceInsights(kDev);
+  ASSERT_EQ(in->orders_size(), 1);
+  // An offer that was never made is refused.
+  order.set_offer_id("offer-forged");
+  EXPECT_EQ(cloud_->PlaceOrder(order).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(cloud_->GetDeviceInsights(kDev)->orders_size(), 1);
+  // Refilled, then low again: a new offer.
+  Cycles(kDev, 1, 65, 90);
+  r = Cycles(kDev, 1, 65, 12);
+  EXPECT_EQ(std::count(r.actions().begin(), r.actions().end(),
+                       "reorder-offered"),
+            1);
+}
+
+TEST_F(ContosoCloudTest, ServiceRequestJoinsTheTimeline) {
+  Cycles(kDev, 1, 65);
+  v1::RequestServiceRequest req;
+  req.set_device_id(kDev);
+  req.set_description("dishes come out wet");
+  auto r = cloud_->RequestService(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto t = cloud_->ContosoTimeline(kDev);
+  ASSERT_TRUE(t.ok());
+  bool found = false;
+  for (const auto& e : t->entries()) {
+    if (e.kind() == "service-request" &&
+        absl::StrContains(e.summary(), "dishes come out wet")) {
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(cloud_->GetDeviceInsights(kDev)->service_requests_size(), 1);
+  // Oversized description: refused, nothing stored.
+  req.set_description(std::string(kMaxDescriptionBytes + 1, 'x'));
+  EXPECT_EQ(cloud_->RequestService(req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Unknown device: refused.
+  req.set_description("x");
+  req.set_device_id(std::string(64, 'f'));
+  EXPECT_EQ(cloud_->RequestService(req).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(cloud_->GetDeviceInsights(kDev)->service_requests_size(), 1);
+}
+
+TEST_F(ContosoCloudTest, SeedReloadKeepsLiveInventory) {
+  v1::Command c = Anomaly(kDev);
+  ASSERT_TRUE(cloud_->CompleteCommand(kDev, Faulty(c)).ok());
+  ASSERT_EQ(Stock("shop-1"), 0);
+  SeedData seed;
+  records::Shop shop;
+  shop.set_id("shop-1");
+  (*shop.mutable_inventory())["DW100-HTR-220"] = 5;
+  seed.shops.push_back(shop);
+  ASSERT_TRUE(cloud_->LoadSeed(seed).ok());
+  EXPECT_EQ(Stock("shop-1"), 0);
+}
+
+TEST_F(ContosoCloudTest, ConcurrentBatchesShareCommits) {
+  // Many devices reporting at once all land; the writer groups them.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([this, t] {
+      std::string dev(64, '0');
+      dev[0] = "0123456789abcdef"[t];
+      for (int i = 0; i < 20; ++i) {
+        v1::ReportTelemetryRequest req;
+        v1::Telemetry* s = req.add_samples();
+        s->set_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
+        s->set_cycle_state(v1::Telemetry::IDLE);
+        s->set_rinse_agent_level_pct(80);
+        s->set_sequence(i + 1);
+        EXPECT_TRUE(cloud_->ReportTelemetry(dev, req).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(writer_->batches(), 160u + 1u);  // + the seed
+  auto list = cloud_->ListDevices({});
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->devices_size(), 8);
+}
+
+}  // namespace
+}  // namespace contoso::appsvc

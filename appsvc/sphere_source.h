@@ -1,0 +1,71 @@
+// SphereSource: where the support timeline's Sphere half comes from
+// (versions, attestation, update results, error reports). The interface lets
+// tests and future sources plug in; GrpcSphereSource reads the Security
+// Service over gRPC with Contoso's tenant operator credential:
+//   * DeviceStatusService.GetDeviceStatus on the shards the catalog's shard
+//     map names (following one not_here redirect): OS version, application
+//     versions, last attestation;
+//   * ErrorReportingService.QueryErrors on the owning shard: error reports of
+//     the last 14 days (a cluster without that service is reported in
+//     `errors`, never papered over);
+//   * update results: Sphere has no query for them on this version, so the
+//     source says so in `errors`.
+// A source that cannot answer adds one line to `errors` (Timeline's
+// sphere_error); nothing is ever made up.
+//
+// Thread-safety: Fetch may be called concurrently. It blocks (bounded by the
+// per-call deadline): call it from worker threads only.
+#ifndef SPHERE_APPSVC_SPHERE_SOURCE_H_
+#define SPHERE_APPSVC_SPHERE_SOURCE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "appsvc/device_registry.h"
+#include "common/rpc/rpc.h"
+#include "protos/contoso.pb.h"
+
+namespace contoso::appsvc {
+
+struct SphereFacts {
+  std::string os_version;
+  std::string app_version;
+  std::string last_attestation;
+  std::vector<v1::TimelineEntry> entries;  // source "sphere"
+  std::vector<std::string> errors;         // one line per missing source
+};
+
+class SphereSource {
+ public:
+  virtual ~SphereSource() = default;
+  virtual SphereFacts Fetch(const std::string& device_id) = 0;
+};
+
+class GrpcSphereSource final : public SphereSource {
+ public:
+  // `tenant_tls`: Contoso's tenant operator credential (cert, key, platform
+  // root). `registry` supplies the shard addresses and the tenant id.
+  GrpcSphereSource(const DeviceRegistry* registry, sphere::rpc::TlsFiles tenant_tls,
+                   absl::Duration deadline = absl::Seconds(5));
+  SphereFacts Fetch(const std::string& device_id) override;
+
+ private:
+  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
+
+  const DeviceRegistry* const registry_;
+  const sphere::rpc::TlsFiles tls_;
+  const absl::Duration deadline_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace contoso::appsvc
+
+#endif  // SPHERE_APPSVC_SPHERE_SOURCE_H_

@@ -1,0 +1,137 @@
+// appsvc_web_fixture: appsvc's web server over its real core (ContosoCloud on
+// a RocksDB in a scratch directory, the same WebServer and pages), with no
+// Sphere cluster behind it, for the headless-Chromium page test
+// (tests/browser). It seeds two customers, injects three too-hot drying
+// cycles for one dishwasher (so the support page shows an anomaly) and a
+// normal cycle for the other, prints one JSON line
+//   {"port": P, "anomalous": "<id>", "owner": "<id>"}
+// and serves until stdin closes or SIGTERM. Sphere data is reported as
+// unavailable (sphere_error), never made up. Test-only.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "appsvc/contoso_cloud.h"
+#include "appsvc/durable_writer.h"
+#include "appsvc/sphere_source.h"
+#include "appsvc/web_server.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+
+ABSL_FLAG(std::string, dir, "", "Scratch directory (required)");
+
+namespace contoso::appsvc {
+namespace {
+
+class NoSphere final : public SphereSource {
+ public:
+  SphereFacts Fetch(const std::string&) override {
+    SphereFacts f;
+    f.errors.push_back("Sphere data: this page fixture has no Sphere cluster");
+    return f;
+  }
+};
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "web fixture: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+int Main() {
+  const std::string dir = absl::GetFlag(FLAGS_dir);
+  if (dir.empty()) return Fail(absl::InvalidArgumentError("--dir is required"));
+  if (auto s = sphere::rpc::MakeDirs(dir, 0700); !s.ok()) return Fail(s);
+  // A self-signed server certificate for 127.0.0.1.
+  auto key = sphere::crypto::EcPrivateKey::Generate();
+  sphere::crypto::CertificateSpec spec;
+  spec.common_name = "appsvc web fixture";
+  spec.subject_public_key = key.PublicKey();
+  spec.not_before = absl::Now() - absl::Hours(1);
+  spec.not_after = absl::Now() + absl::Hours(24);
+  spec.usage = sphere::crypto::KeyUsage::kServerAuth;
+  spec.ip_sans = {"127.0.0.1"};
+  spec.dns_sans = {"localhost"};
+  auto pem = sphere::crypto::IssueCertificate(spec, key, "");
+  if (!pem.ok()) return Fail(pem.status());
+  if (auto s = sphere::rpc::WriteFile(dir + "/web.pem", *pem); !s.ok())
+    return Fail(s);
+  if (auto s = sphere::rpc::WriteFile(dir + "/web.key", key.ToPem(), 0600);
+      !s.ok())
+    return Fail(s);
+
+  auto store = sphere::store::OpenRocksStore(dir + "/db", ColumnFamilies());
+  if (!store.ok()) return Fail(store.status());
+  GroupCommitWriter writer(store->get());
+  ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
+  const std::string anomalous(64, 'a'), owner(64, 'b');
+  SeedData seed;
+  for (auto [id, name] : {std::pair{anomalous, "Ada"}, std::pair{owner, "Bob"}}) {
+    records::Customer c;
+    c.set_device_id(id);
+    c.set_name(name);
+    c.set_email(absl::StrCat(name, "@example.com"));
+    c.set_shop_id("shop-1");
+    c.set_warranty_until_unix_ms(
+        absl::ToUnixMillis(absl::Now() + absl::Hours(24 * 365)));
+    seed.customers.push_back(c);
+  }
+  records::Shop shop;
+  shop.set_id("shop-1");
+  shop.set_name("Redmond Appliance Repair");
+  (*shop.mutable_inventory())["DW100-HTR-220"] = 1;
+  seed.shops.push_back(shop);
+  if (auto s = cloud.LoadSeed(seed); !s.ok()) return Fail(s);
+  uint64_t seq = 1;
+  auto cycle = [&](const std::string& dev, uint64_t id, double drying) {
+    v1::ReportTelemetryRequest req;
+    for (int i = 0; i < 6; ++i) {
+      v1::Telemetry* t = req.add_samples();
+      t->set_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+      t->set_water_temperature_c(55);
+      t->set_drying_temperature_c(drying);
+      t->set_rinse_agent_level_pct(dev == owner ? 12 : 70);
+      t->set_cycle_state(i == 5 ? v1::Telemetry::DONE : v1::Telemetry::DRYING);
+      t->set_cycle_id(id);
+      t->set_sequence(seq++);
+    }
+    return cloud.ReportTelemetry(dev, req).status();
+  };
+  for (uint64_t c = 1; c <= 3; ++c) {
+    if (auto s = cycle(anomalous, c, 64); !s.ok()) return Fail(s);
+  }
+  for (uint64_t c = 4; c <= 6; ++c) {
+    if (auto s = cycle(anomalous, c, 97); !s.ok()) return Fail(s);
+  }
+  if (auto s = cycle(owner, 1, 65); !s.ok()) return Fail(s);
+
+  NoSphere sphere;
+  WebServerOptions w;
+  w.cert_file = dir + "/web.pem";
+  w.key_file = dir + "/web.key";
+  WebServer web(&cloud, &sphere, w);
+  if (auto s = web.Start(); !s.ok()) return Fail(s);
+  std::printf("{\"port\": %d, \"anomalous\": \"%s\", \"owner\": \"%s\"}\n",
+              web.port(), anomalous.c_str(), owner.c_str());
+  std::fflush(stdout);
+  // Serve until the test closes our stdin (or kills us).
+  char buf[256];
+  while (read(0, buf, sizeof buf) > 0) {
+  }
+  web.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace contoso::appsvc
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return contoso::appsvc::Main();
+}
