@@ -172,9 +172,13 @@ int main(int argc, char** argv) {
     return sphere::dw100::InstallAppsCommand(
         *c, name, std::vector<std::string>(args.begin() + 2, args.end()));
   }
+  if (cmd == "status" || cmd == "fault" || cmd == "diagnostics") {
+    return sphere::dw100::ControlCommand(
+        *c, name, cmd, std::vector<std::string>(args.begin() + 2, args.end()));
+  }
   if (args.size() != 2) {
     std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
-                 "attest|run|install-app FILE...\n";
+                 "attest|run|install-app FILE...|status|fault F|diagnostics\n";
     return 2;
   }
   if (cmd == "run") return sphere::dw100::RunCommand(*c, name);

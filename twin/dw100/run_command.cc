@@ -10,6 +10,7 @@
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -20,6 +21,7 @@
 #include "mcu-model/image.h"
 #include "twin/dw100/control_service.h"
 #include "twin/dw100/device_loop.h"
+#include "protos/twin_control.grpc.pb.h"
 #include "twin/state_file.h"
 
 ABSL_DECLARE_FLAG(std::string, metrics_address);    // common/rpc
@@ -198,6 +200,92 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   device_thread.join();
   unlink(port_file.c_str());
   return 0;
+}
+
+namespace {
+
+void PrintStatus(const std::string& name, const v1::TwinStatus& st) {
+  std::cout << name << " device_id " << st.device_id() << "\n"
+            << "  boot state:  " << st.boot_state() << "\n"
+            << "  attestation: " << st.attestation_outcome() << "\n"
+            << "  running:    ";
+  for (const auto& c : st.components()) {
+    std::cout << " " << c.component() << "=v" << c.version();
+  }
+  std::cout << "\n";
+  if (!st.certificate_subject().empty()) {
+    std::cout << "  certificate: " << st.certificate_subject() << " until "
+              << absl::FormatTime(
+                     absl::FromUnixMillis(st.certificate_not_after_unix_ms()))
+              << " (tenant " << st.tenant_id() << ", group "
+              << st.device_group_id() << ")\n";
+  }
+}
+
+}  // namespace
+
+int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
+                   const std::string& verb,
+                   const std::vector<std::string>& args) {
+  std::string address;
+  if (auto it = c.twins.find(name); it != c.twins.end()) {
+    address = it->second;
+  } else {
+    auto port = rpc::ReadFile(
+        absl::StrCat(twin::TwinDir(c.state_dir, name), "/control.port"));
+    if (!port.ok()) {
+      return Fail(absl::NotFoundError(absl::StrCat(
+          "twin ", name, " is not running (no TwinControl address in "
+          "cluster.json or control.port); start it with: twin --cluster ... "
+          "--name ", name, " run")));
+    }
+    address = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
+  }
+  auto stub = v1::TwinControl::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(20)));
+  if (verb == "status") {
+    v1::TwinStatus st;
+    grpc::Status s = stub->GetStatus(&ctx, v1::GetStatusRequest(), &st);
+    if (!s.ok()) return Fail(rpc::FromGrpcStatus(s));
+    PrintStatus(name, st);
+    return 0;
+  }
+  if (verb == "fault") {
+    v1::InjectFaultRequest::Fault f;
+    if (args.size() != 1 || !v1::InjectFaultRequest::Fault_Parse(args[0], &f) ||
+        f == v1::InjectFaultRequest::FAULT_UNSPECIFIED) {
+      std::cerr << "usage: twin --name N fault APP_CRASH|TAMPER|"
+                   "DRYING_HEATER_DRIFT|DRYING_HEATER_HOT|RINSE_AGENT_LOW|"
+                   "POWER_LOSS_DURING_UPDATE\n";
+      return 2;
+    }
+    v1::InjectFaultRequest req;
+    req.set_fault(f);
+    v1::TwinStatus st;
+    grpc::Status s = stub->InjectFault(&ctx, req, &st);
+    if (!s.ok()) return Fail(rpc::FromGrpcStatus(s));
+    std::cout << "injected " << args[0] << " on " << name << "\n";
+    PrintStatus(name, st);
+    return 0;
+  }
+  if (verb == "diagnostics") {
+    v1::RunDiagnosticsRequest req;
+    req.set_requested_by("twin-cli");
+    v1::DiagnosticsReport r;
+    grpc::Status s = stub->RunDiagnostics(&ctx, req, &r);
+    if (!s.ok()) return Fail(rpc::FromGrpcStatus(s));
+    std::cout << name << " self-test: " << (r.healthy() ? "healthy" : "FAULT")
+              << "\n";
+    for (const auto& f : r.findings()) std::cout << "  " << f << "\n";
+    if (!r.suspected_part().empty()) {
+      std::cout << "  suspected part: " << r.suspected_part() << "\n";
+    }
+    return 0;
+  }
+  std::cerr << "twin: unknown control verb " << verb << "\n";
+  return 2;
 }
 
 }  // namespace sphere::dw100

@@ -12,6 +12,14 @@
 //       (port written to DIR/twins/NAME/control.port). Prints
 //       "ready NAME device_id ID control 127.0.0.1:PORT" once serving.
 //       --time_scale N runs the wash cycles N times faster than real time.
+//   twin --cluster DIR/cluster.json --name NAME status
+//   twin --cluster DIR/cluster.json --name NAME fault FAULT
+//   twin --cluster DIR/cluster.json --name NAME diagnostics
+//       TwinControl client for a running twin (address from cluster.json
+//       "twins" or DIR/twins/NAME/control.port): prints its status, injects
+//       FAULT (APP_CRASH, TAMPER, DRYING_HEATER_DRIFT, DRYING_HEATER_HOT,
+//       RINSE_AGENT_LOW, POWER_LOSS_DURING_UPDATE), or runs the heater
+//       self-test.
 #ifndef SPHERE_TWIN_DW100_RUN_COMMAND_H_
 #define SPHERE_TWIN_DW100_RUN_COMMAND_H_
 
@@ -25,6 +33,10 @@ namespace sphere::dw100 {
 int InstallAppsCommand(const cluster::ClusterConfig& c, const std::string& name,
                        const std::vector<std::string>& files);
 int RunCommand(const cluster::ClusterConfig& c, const std::string& name);
+// ControlCommand: `verb` is status, fault or diagnostics.
+int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
+                   const std::string& verb,
+                   const std::vector<std::string>& args);
 
 }  // namespace sphere::dw100
 
