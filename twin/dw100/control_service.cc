@@ -27,10 +27,11 @@ grpc::ServerUnaryReactor* TwinControlService::GetStatus(
 }
 
 grpc::ServerUnaryReactor* TwinControlService::Attest(
-    grpc::CallbackServerContext* ctx, const v1::TwinAttestRequest*,
+    grpc::CallbackServerContext* ctx, const v1::TwinAttestRequest* req,
     v1::TwinStatus* resp) {
-  return OnLoop(ctx, [this, resp] {
-    loop_->AttestOnLoop();
+  const int64_t min_revision = req->min_catalog_revision();
+  return OnLoop(ctx, [this, resp, min_revision] {
+    loop_->AttestOnLoop(min_revision);
     *resp = loop_->StatusOnLoop();
     return absl::OkStatus();
   });

@@ -22,9 +22,10 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
                        std::unique_ptr<mcu::Device> device,
                        twin::TwinStateFile state)
     : options_(std::move(options)),
+      twin_config_(options_.twin),
       state_(std::move(state)),
       device_clock_(Clock::Real(), options_.time_scale) {
-  twin_ = std::make_unique<twin::Twin>(std::move(device), &options_.twin);
+  twin_ = std::make_unique<twin::Twin>(std::move(device), &twin_config_);
   rpc::TlsFiles tls;
   tls.cert_pem = state_.manufacturing_chain_pem();
   tls.key_pem = twin_->device().ExportCertificateKeyForTls();
@@ -331,7 +332,9 @@ v1::DiagnosticsReport DeviceLoop::RunDiagnosticsOnLoop(const std::string& by) {
   return out;
 }
 
-void DeviceLoop::AttestOnLoop() {
+void DeviceLoop::AttestOnLoop(int64_t min_catalog_revision) {
+  twin_config_.min_catalog_revision =
+      std::max(twin_config_.min_catalog_revision, min_catalog_revision);
   twin_->Retry(Now());
   twin_->AttestNow(Now());
   StepAttestation(Now());

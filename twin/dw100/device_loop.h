@@ -73,8 +73,9 @@ class DeviceLoop {
   sphere::v1::TwinStatus StatusOnLoop() const;
   absl::Status InjectFaultOnLoop(sphere::v1::InjectFaultRequest::Fault fault);
   sphere::v1::DiagnosticsReport RunDiagnosticsOnLoop(const std::string& by);
-  // Attests now (blocking the loop for at most the RPC deadlines).
-  void AttestOnLoop();
+  // Attests now (blocking the loop for at most the RPC deadlines), from a
+  // shard catalog at least `min_catalog_revision` new (0 = any).
+  void AttestOnLoop(int64_t min_catalog_revision = 0);
   void RebootOnLoop();
 
  private:
@@ -85,6 +86,7 @@ class DeviceLoop {
   absl::Time NextDue() const;
 
   const DeviceLoopOptions options_;
+  twin::TwinConfig twin_config_;  // options_.twin + min revision of Attest
   twin::TwinStateFile state_;
   ScaledClock device_clock_;
   std::unique_ptr<twin::Twin> twin_;
