@@ -251,6 +251,11 @@ TEST_F(Dw100StoryTest, ClusterJsonListsEveryAddressAndTwinsRunAppV1) {
     EXPECT_THAT(absl::StrJoin(running, " "),
                 ::testing::HasSubstr("app:dw100=1 app:dw100-sensors=1"));
     EXPECT_EQ(st->tenant_id(), *tenant_id_);
+    // Its chain is left for anyone to verify.
+    auto chain = rpc::ReadFile(
+        absl::StrCat(twin::TwinDir(cluster_->dir(), t), "/device_chain.pem"));
+    ASSERT_TRUE(chain.ok()) << chain.status();
+    EXPECT_EQ(crypto::SplitPemChain(*chain).size(), 2u);
   }
 }
 
@@ -348,6 +353,10 @@ TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefuse
   EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
   EXPECT_EQ(resp.accepted(), 0u);
   EXPECT_EQ(FleetState(), before);
+  // The tampered twin itself is refused as well.
+  auto line = WaitForLog(Log(t), {"contoso cloud call failed", "revoked"},
+                         absl::Now() + kStepTimeout);
+  EXPECT_TRUE(line.ok()) << line.status();
 }
 
 TEST_F(Dw100StoryTest, Attack_RevokedTwinRefusedWithinOneWatchRound) {

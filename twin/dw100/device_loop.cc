@@ -141,6 +141,14 @@ void DeviceLoop::StepAttestation(absl::Time now) {
     last_outcome_ = v1::AttestationOutcome_Name(issued.outcome());
     log::Info("attested", {{"outcome", last_outcome_}});
     Persist();
+    // The chain next to the state file, for `openssl verify` and the demo.
+    const std::string dir = options_.state_path.substr(
+        0, options_.state_path.rfind('/'));
+    if (auto s = rpc::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
+                                issued.certificate_chain_pem());
+        !s.ok()) {
+      log::Warning("cannot write device_chain.pem", {{"error", s.ToString()}});
+    }
     ConnectCloud();
     agent_->Retry(Now());
   } else if (twin_->phase() == twin::Twin::Phase::kRefused ||
@@ -154,13 +162,6 @@ void DeviceLoop::StepAttestation(absl::Time now) {
 
 void DeviceLoop::ConnectCloud() {
   if (options_.appsvc_address.empty()) return;
-  if (twin_->device().tampered()) {
-    // Pluton refuses to sign with the certificate key after a tamper: no
-    // TLS handshake is possible any more.
-    gateway_.reset();
-    gateway_chain_.clear();
-    return;
-  }
   if (state_.certificate_chain_pem().empty() ||
       state_.certificate_chain_pem() == gateway_chain_) {
     return;
@@ -293,8 +294,11 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       s = agent_->InjectFault(Fault::kRinseAgentLow);
       break;
     case v1::InjectFaultRequest::TAMPER:
+      // Pluton latches the tamper: no more quotes, so the next attestation
+      // fails and the certificate is never renewed. The TLS stack still
+      // holds the certificate key (TLS offload): the device keeps calling
+      // the cloud until the platform revokes it.
       twin_->device().TriggerTamper("enclosure opened");
-      ConnectCloud();  // drops the channel: no more TLS with this device
       twin_->AttestNow(Now());
       break;
     case v1::InjectFaultRequest::POWER_LOSS_DURING_UPDATE:

@@ -14,7 +14,8 @@
 //    order, between network steps.
 // Waits are on a condition variable until the next due time or a posted
 // operation, never a sleep. Every RPC has a deadline. The state file is
-// rewritten after each attestation, fault and at exit.
+// rewritten after each attestation, fault and at exit; each issued chain is
+// also written to DIR/twins/NAME/device_chain.pem.
 //
 // Thread-safety: Post and Stop from any thread; everything else runs on the
 // Run thread (posted functions may call the *OnLoop methods).
