@@ -525,10 +525,17 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
     if (auto s = Spawn(children.back(), dir); !s.ok()) return s;
     if (auto s = WaitReady(children.back(), timeout, dir); !s.ok()) return s;
     config.appsvc = children.back().address();
+    // appsvc writes its web port file right after the gRPC one.
     int web = 0;
-    if (ReadPort(absl::StrCat(dir, "/run/appsvc.web_port"), &web)) {
-      config.appsvc_web = absl::StrCat("https://127.0.0.1:", web, "/");
+    const absl::Time web_deadline = absl::Now() + timeout;
+    while (!ReadPort(absl::StrCat(dir, "/run/appsvc.web_port"), &web)) {
+      if (absl::Now() > web_deadline) {
+        return absl::DeadlineExceededError(
+            "appsvc did not report its web port; see its log");
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // readiness poll, not a test
     }
+    config.appsvc_web = absl::StrCat("https://127.0.0.1:", web, "/");
   } else {
     std::cout << "note: the Contoso cloud is not built (" << appsvc_bin
               << "): the twins run without it" << std::endl;

@@ -333,6 +333,8 @@ TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefuse
   auto st = Fault(t, v1::InjectFaultRequest::TAMPER);
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->boot_state(), "tampered");
+  EXPECT_TRUE(absl::StrContains(st->attestation_outcome(), "tamper"))
+      << st->attestation_outcome();
   // The device cannot attest any more: Pluton refuses to quote.
   auto again = Attest(t, 0);
   ASSERT_TRUE(again.ok()) << again.status();

@@ -300,6 +300,7 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       // the cloud until the platform revokes it.
       twin_->device().TriggerTamper("enclosure opened");
       twin_->AttestNow(Now());
+      StepAttestation(Now());  // fails now: the status shows why
       break;
     case v1::InjectFaultRequest::POWER_LOSS_DURING_UPDATE:
       if (!twin_->device().update_pending_confirm()) {
