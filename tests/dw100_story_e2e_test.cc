@@ -443,5 +443,37 @@ TEST_F(Dw100StoryTest, Attack_UpdateOnlyCertificateTwinRefusedByAppsvc) {
   EXPECT_TRUE(line.ok()) << line.status();
 }
 
+TEST_F(Dw100StoryTest, Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) {
+  const std::string t = "dw100-4";
+  auto before = Status(t);
+  ASSERT_TRUE(before.ok());
+  v1::InjectFaultRequest bad;
+  bad.set_fault(static_cast<v1::InjectFaultRequest::Fault>(99));
+  auto r = UnaryCall<v1::TwinStatus>(
+      [&](auto* c, auto& q, auto* o) { return Control(t)->InjectFault(c, q, o); },
+      bad);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "fault 99"));
+  v1::RunDiagnosticsRequest big;
+  big.set_requested_by(std::string(4096, 'x'));
+  auto d = UnaryCall<v1::DiagnosticsReport>(
+      [&](auto* c, auto& q, auto* o) {
+        return Control(t)->RunDiagnostics(c, q, o);
+      },
+      big);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << d.status();
+  EXPECT_TRUE(absl::StrContains(d.status().message(), "requested_by"));
+  // Power loss "during an update" with no update in progress.
+  auto p = Fault(t, v1::InjectFaultRequest::POWER_LOSS_DURING_UPDATE);
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kFailedPrecondition)
+      << p.status();
+  auto after = Status(t);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->boot_state(), before->boot_state());
+  EXPECT_EQ(after->attestation_outcome(), before->attestation_outcome());
+  EXPECT_EQ(after->certificate_subject(), before->certificate_subject());
+  EXPECT_EQ(after->components_size(), before->components_size());
+}
+
 }  // namespace
 }  // namespace sphere::testing
