@@ -105,6 +105,7 @@ Twin::Request Twin::OnAttest(
   outcome_ = static_cast<uint8_t>(response->outcome());
   session_token_ = response->session_token();
   session_token_.shrink_to_fit();
+  if (listener_ != nullptr) listener_->OnAttested(now);
   return {};
 }
 
@@ -171,6 +172,16 @@ Twin::Request Twin::Fail(absl::Time now, absl::Status status) {
 
 void Twin::Retry(absl::Time now) {
   if (phase_ != Phase::kRefused) return;
+  phase_ = Phase::kBackoff;
+  retries_ = 0;
+  wakeup_ms_ = absl::ToUnixMillis(now);
+}
+
+void Twin::RequestAttestation(absl::Time now) {
+  if (phase_ != Phase::kCertified && phase_ != Phase::kBackoff &&
+      phase_ != Phase::kRefused) {
+    return;  // never attested (due already) or mid-attestation
+  }
   phase_ = Phase::kBackoff;
   retries_ = 0;
   wakeup_ms_ = absl::ToUnixMillis(now);
