@@ -14,6 +14,15 @@
 //       --chain_out FILE also writes the issued chain (leaf + tenant CA) as
 //       PEM, e.g. for `openssl verify`.
 //
+//   twin --cluster DIR/cluster.json --name NAME update
+//       Attest, then one update check (twin/update_agent.h): verify the
+//       signed metadata, download, verify and install what the group should
+//       run into the inactive slot, reboot, re-attest, report.
+//   twin --cluster DIR/cluster.json --name NAME run
+//       Long-running: TwinControl on 127.0.0.1:0 (port in
+//       DIR/twins/NAME/control.port, certificate in control.crt), renewals
+//       and scheduled update checks, until SIGINT/SIGTERM.
+//
 // State: the one file DIR/twins/NAME/twin.state (twin/state_file.h).
 #include <iostream>
 
@@ -33,6 +42,7 @@
 #include "twin/driver.h"
 #include "twin/state_file.h"
 #include "twin/twin.h"
+#include "twin/twin_process.h"
 
 ABSL_FLAG(std::string, cluster, "", "Path to DIR/cluster.json (required)");
 ABSL_FLAG(std::string, name, "", "Twin name, e.g. dw100-0001 (required)");
@@ -152,11 +162,12 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "twin --cluster DIR/cluster.json --name NAME attest");
+      "twin --cluster DIR/cluster.json --name NAME attest|update|run");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2 || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_name).empty()) {
-    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME attest\n";
+    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
+                 "attest|update|run\n";
     return 2;
   }
   const std::string name = absl::GetFlag(FLAGS_name);
@@ -168,6 +179,8 @@ int main(int argc, char** argv) {
   if (!c.ok()) return sphere::twin::Fail(c.status());
   const std::string cmd = args[1];
   if (cmd == "attest") return sphere::twin::Attest(*c, name);
+  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name);
+  if (cmd == "run") return sphere::twin::RunTwinCommand(*c, name);
   if (cmd == "manufacture") {
     std::cerr << "twin: manufacturing moved to the factory tool (the twin "
                  "never holds the manufacturing CA's key): run "
@@ -175,6 +188,7 @@ int main(int argc, char** argv) {
               << absl::GetFlag(FLAGS_cluster) << " --name " << name << "\n";
     return 2;
   }
-  std::cerr << "twin: unknown command '" << cmd << "': expected attest\n";
+  std::cerr << "twin: unknown command '" << cmd
+            << "': expected attest, update or run\n";
   return 2;
 }

@@ -189,6 +189,17 @@ UpdateAgent::Request UpdateAgent::OnDownload(absl::Time now,
                      download_->target.package_size, ": ",
                      result.status.message()));
   }
+  if (refused.ok() && result.status.ok() &&
+      !download_->assembler->complete()) {
+    // The server ended the stream cleanly short of the signed length: its
+    // package is not the one the metadata signed.
+    refused = mcu::MakeInstallError(
+        absl::StatusCode::kDataLoss, mcu::InstallError::kPackageIncomplete,
+        absl::StrCat("update refused (", download_->target.component,
+                     "): the server's package ends at byte ",
+                     download_->assembler->offset(), ", signed length ",
+                     download_->target.package_size));
+  }
   if (!refused.ok()) {
     last_error_ = refused;
     Result(download_->target, v1::ReportUpdateResultRequest::FAILED, refused);
@@ -197,12 +208,7 @@ UpdateAgent::Request UpdateAgent::OnDownload(absl::Time now,
     return NextDownload(now);
   }
   if (download_->assembler->complete()) return InstallDownloaded(now);
-  if (result.status.ok()) {
-    result.status = absl::UnavailableError(absl::StrCat(
-        "download of ", download_->target.component, " ended at offset ",
-        download_->assembler->offset(), " of ",
-        download_->target.package_size));
-  }
+  // Interrupted: resume from the last offset.
   if (++resumes_ <= config_->max_resumes_per_check) return DownloadAt(now);
   // Give up for this check; the partial package is resumed at the next one.
   last_error_ = result.status;

@@ -10,7 +10,8 @@
 //           version the device does not run:
 //   kDownloading (DownloadImage from the last offset; an interrupted stream
 //           resumes where it stopped, also across checks; never more than
-//           the signed package_size) --> CheckPackage (mcu-model) -->
+//           the signed package_size; a stream that ends cleanly short of it
+//           is refused) --> CheckPackage (mcu-model) -->
 //           StageVerified into the inactive slot --> next target
 //   all staged --> device reboots (switch slots) --> kAwaitingAttestation:
 //           the Twin re-attests; on success the agent confirms the install

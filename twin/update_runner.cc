@@ -32,7 +32,8 @@ T Await(Start start) {
 absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
                             client::UpdateTransport& updates,
                             client::AttestationTransport& attestation,
-                            Clock* clock, absl::Time deadline) {
+                            Clock* clock, absl::Time deadline,
+                            TwinDriver::AttestObserver observer) {
   UpdateAgent::Request r = agent.CheckNow(clock->Now());
   if (std::holds_alternative<std::monostate>(r) &&
       agent.phase() == UpdateAgent::Phase::kIdle) {
@@ -72,6 +73,7 @@ absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
       case UpdateAgent::Phase::kAwaitingAttestation: {
         // Re-attest after the install reboot; the twin tells the agent.
         TwinDriver driver(&attestation, clock);
+        if (observer) driver.set_attest_observer(observer);
         driver.Add(&twin);
         driver.RunUntil(
             [&] {

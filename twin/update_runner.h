@@ -15,6 +15,7 @@
 #include "client/attestation_client.h"
 #include "client/update_transport.h"
 #include "common/util/clock.h"
+#include "twin/driver.h"
 #include "twin/twin.h"
 #include "twin/update_agent.h"
 
@@ -23,11 +24,13 @@ namespace sphere::twin {
 // RunUpdateCheck runs agent.CheckNow and everything it leads to until the
 // agent is idle again or `deadline` (clock time) passes. Returns the agent's
 // last_error() (OK: up to date or installed; see agent.last_results()), or
-// DeadlineExceeded. The twin must be certified (attest first).
+// DeadlineExceeded. The twin must be certified (attest first). `observer`
+// sees the re-attestation's answer (the new certificate chain).
 absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
                             client::UpdateTransport& updates,
                             client::AttestationTransport& attestation,
-                            Clock* clock, absl::Time deadline);
+                            Clock* clock, absl::Time deadline,
+                            TwinDriver::AttestObserver observer = nullptr);
 
 }  // namespace sphere::twin
 
