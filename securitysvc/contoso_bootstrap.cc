@@ -188,6 +188,23 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
     }
   }
 
+  // Contoso's build of app v2, not uploaded: what Contoso ships next
+  // (`spherectl image upload --file ...` in the demo).
+  const std::string next_dir = absl::StrCat(dir, "/contoso/build/app-v2");
+  if (!Exists(absl::StrCat(next_dir, "/", dw100::kHighLevelApp, ".pkg"))) {
+    auto next = dw100::Dw100AppImages(crypto::EcPrivateKey::Generate(), 2);
+    if (!next.ok()) return next.status();
+    if (auto s = rpc::MakeDirs(next_dir, 0755); !s.ok()) return s;
+    for (size_t i = 0; i < next->size(); ++i) {
+      if (auto s = rpc::WriteFile(
+              absl::StrCat(next_dir, "/", components[i], ".pkg"),
+              (*next)[i].SerializeAsString());
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+
   // 4. Twins: manufactured, claimed, grouped, app v1 installed.
   std::unique_ptr<factory::DeviceRegistry> registry;
   std::unique_ptr<factory::Factory> line;

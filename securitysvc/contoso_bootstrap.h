@@ -10,6 +10,8 @@
 //     by Contoso, uploaded (the platform re-signs it) and deployed to Field
 //     Test and Production; the platform-signed packages are also written to
 //     DIR/images/apps/v1/<component>.pkg (what the factory line installs);
+//     Contoso's build of app v2 is left, not uploaded, in
+//     DIR/contoso/build/app-v2/<component>.pkg;
 //  4. K twins dw100-1..dw100-K: manufactured by the factory, claimed by
 //     Contoso, dw100-1 in Field Test and the rest in Production, with app v1
 //     installed at the factory;

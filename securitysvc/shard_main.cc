@@ -21,6 +21,8 @@
 #include "common/util/log.h"
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/pki/pki.h"
+#include "securitysvc/update/cluster_package_source.h"
+#include "securitysvc/update/update_plugin.h"
 #include "securitysvc/shard_server/shard_server.h"
 
 ABSL_FLAG(std::string, state_dir, "", "Cluster state directory (required)");
@@ -109,6 +111,11 @@ int Main() {
       absl::GetFlag(FLAGS_challenge_per_second);
   std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
+  update::UpdatePlugin::Options uopts;
+  uopts.signer =
+      std::make_shared<update::KeyMetadataSigner>(pki->image_signing_key);
+  uopts.packages = update::ClusterPackageSource(dir, pki->master_key);
+  plugins.push_back(std::make_unique<update::UpdatePlugin>(std::move(uopts)));
 
   shard::ShardServer server(std::move(o), std::move(plugins));
   if (auto s = server.Run(absl::GetFlag(FLAGS_port_file)); !s.ok()) {

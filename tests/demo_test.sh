@@ -24,8 +24,8 @@ for want in \
   "support: https://127.0.0.1:[0-9]*/support"; do
   grep -q -- "$want" "$OUT" || fail "missing: $want"
 done
-# Update and error-report steps: done, or honestly not available.
-grep -qE "\[(done|not available)\] *OS update" "$OUT" || fail "update step unreported"
+grep -q "\[done\] *OS 2 and app v2 installed" "$OUT" || fail "updates not installed"
+# Error-report step: done, or honestly not available.
 grep -qE "\[(done|not available)\] *error report" "$OUT" || fail "error step unreported"
 for n in 1 2 3 4; do
   chain="$DIR/twins/dw100-$n/device_chain.pem"

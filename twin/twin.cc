@@ -105,6 +105,7 @@ Twin::Request Twin::OnAttest(
   outcome_ = static_cast<uint8_t>(response->outcome());
   session_token_ = response->session_token();
   session_token_.shrink_to_fit();
+  if (listener_ != nullptr) listener_->OnAttested(now);
   return {};
 }
 
@@ -176,19 +177,21 @@ void Twin::Retry(absl::Time now) {
   wakeup_ms_ = absl::ToUnixMillis(now);
 }
 
+void Twin::RequestAttestation(absl::Time now) {
+  if (phase_ != Phase::kCertified && phase_ != Phase::kBackoff &&
+      phase_ != Phase::kRefused) {
+    return;  // never attested (due already) or mid-attestation
+  }
+  phase_ = Phase::kBackoff;
+  retries_ = 0;
+  wakeup_ms_ = absl::ToUnixMillis(now);
+}
+
 size_t Twin::FootprintBytes() const {
   size_t bytes = sizeof(Twin) + device_->FootprintBytes();
   if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
   return bytes;
 }
 
-void Twin::AttestNow(absl::Time now) {
-  if (phase_ == Phase::kAwaitingChallenge || phase_ == Phase::kAwaitingAttest ||
-      phase_ == Phase::kManufactured) {
-    return;
-  }
-  phase_ = Phase::kBackoff;
-  wakeup_ms_ = absl::ToUnixMillis(now);
-}
 
 }  // namespace sphere::twin

@@ -73,6 +73,15 @@ struct TwinConfig {
   int64_t min_catalog_revision = 0;
 };
 
+// AttestationListener hears of every attestation a Twin accepts (the
+// update agent, twin/update_agent.h, checks for updates and confirms an
+// install then). Called on the thread driving the Twin, inside OnAttest.
+class AttestationListener {
+ public:
+  virtual ~AttestationListener() = default;
+  virtual void OnAttested(absl::Time now) = 0;
+};
+
 class Twin {
  public:
   enum class Phase : uint8_t {
@@ -108,10 +117,13 @@ class Twin {
   // Retry leaves kRefused (e.g. after an operator claimed the device): the
   // next OnTimer(now) starts a new attestation.
   void Retry(absl::Time now);
-  // AttestNow makes a certified (or backing-off, or refused) twin due for a
-  // new attestation at `now`, e.g. after a tamper event or a reboot; no-op
-  // while a response is awaited.
-  void AttestNow(absl::Time now);
+  // RequestAttestation makes an attestation due at `now` from any settled
+  // phase (kCertified, kBackoff, kRefused), e.g. after an update reboot.
+  void RequestAttestation(absl::Time now);
+  // `listener` (may be nullptr) must outlive the Twin or be reset first.
+  void set_attestation_listener(AttestationListener* listener) {
+    listener_ = listener;
+  }
 
   Phase phase() const { return phase_; }
   // InfiniteFuture while a response is awaited or the twin is refused.
@@ -143,6 +155,7 @@ class Twin {
 
   std::unique_ptr<mcu::Device> device_;
   const TwinConfig* config_;
+  AttestationListener* listener_ = nullptr;
   std::string session_token_;
   absl::Status last_error_;
   absl::Status boot_status_;

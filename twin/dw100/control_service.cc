@@ -49,11 +49,12 @@ grpc::ServerUnaryReactor* TwinControlService::Reboot(
 
 grpc::ServerUnaryReactor* TwinControlService::CheckForUpdates(
     grpc::CallbackServerContext* ctx, const v1::CheckForUpdatesRequest*,
-    v1::TwinStatus*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(rpc::ToGrpcStatus(absl::UnimplementedError(
-      "this twin has no update agent yet (issue 11, device side)")));
-  return reactor;
+    v1::TwinStatus* resp) {
+  return OnLoop(ctx, [this, resp] {
+    absl::Status s = loop_->CheckForUpdatesOnLoop(absl::Seconds(60));
+    *resp = loop_->StatusOnLoop();
+    return s;
+  });
 }
 
 grpc::ServerUnaryReactor* TwinControlService::InjectFault(

@@ -4,8 +4,7 @@
 // there, so no gRPC callback thread ever waits on the device; a full queue
 // answers RESOURCE_EXHAUSTED at once.
 //
-// CheckForUpdates answers UNIMPLEMENTED until the device update agent lands
-// (it says so).
+// CheckForUpdates runs one update check on the loop (at most 60 s).
 //
 // Thread-safety: gRPC calls methods from its threads; DeviceLoop::Post is
 // thread-safe.

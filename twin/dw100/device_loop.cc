@@ -10,7 +10,9 @@
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "mcu-model/image.h"
+#include "client/update_client.h"
 #include "twin/state_file.h"
+#include "twin/update_runner.h"
 
 namespace sphere::dw100 {
 
@@ -37,9 +39,14 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
   agent_ = std::make_unique<Dw100Agent>(&twin_->device(), &options_.agent,
                                         options_.seed, Now(),
                                         device_clock_.Now());
+  // Update checks run when asked (TwinControl CheckForUpdates).
+  updates_ = std::make_unique<twin::UpdateAgent>(
+      twin_.get(), &update_config_, state_.update_metadata_version());
 }
 
-DeviceLoop::~DeviceLoop() = default;
+DeviceLoop::~DeviceLoop() {
+  updates_.reset();  // unregisters from the twin first
+}
 
 bool DeviceLoop::Post(std::function<void()> fn) {
   absl::MutexLock l(&mu_);
@@ -135,22 +142,7 @@ void DeviceLoop::StepAttestation(absl::Time now) {
     }
   }
   if (got) {
-    state_.set_certificate_chain_pem(issued.certificate_chain_pem());
-    state_.set_session_token(issued.session_token());
-    state_.set_not_after_unix_ms(issued.not_after_unix_ms());
-    last_outcome_ = v1::AttestationOutcome_Name(issued.outcome());
-    log::Info("attested", {{"outcome", last_outcome_}});
-    Persist();
-    // The chain next to the state file, for `openssl verify` and the demo.
-    const std::string dir = options_.state_path.substr(
-        0, options_.state_path.rfind('/'));
-    if (auto s = rpc::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
-                                issued.certificate_chain_pem());
-        !s.ok()) {
-      log::Warning("cannot write device_chain.pem", {{"error", s.ToString()}});
-    }
-    ConnectCloud();
-    agent_->Retry(Now());
+    Accepted(issued);
   } else if (twin_->phase() == twin::Twin::Phase::kRefused ||
              twin_->phase() == twin::Twin::Phase::kBackoff) {
     last_outcome_ = absl::StrCat("error: ", twin_->last_error().message());
@@ -158,6 +150,58 @@ void DeviceLoop::StepAttestation(absl::Time now) {
                  {{"error", std::string(twin_->last_error().message())},
                   {"phase", twin::Twin::PhaseName(twin_->phase())}});
   }
+}
+
+void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
+  state_.set_certificate_chain_pem(issued.certificate_chain_pem());
+  state_.set_session_token(issued.session_token());
+  state_.set_not_after_unix_ms(issued.not_after_unix_ms());
+  last_outcome_ = v1::AttestationOutcome_Name(issued.outcome());
+  log::Info("attested", {{"outcome", last_outcome_}});
+  Persist();
+  // The chain next to the state file, for `openssl verify` and the demo.
+  const std::string dir =
+      options_.state_path.substr(0, options_.state_path.rfind('/'));
+  if (auto s = rpc::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
+                              issued.certificate_chain_pem());
+      !s.ok()) {
+    log::Warning("cannot write device_chain.pem", {{"error", s.ToString()}});
+  }
+  ConnectCloud();
+  agent_->Retry(Now());
+}
+
+absl::Status DeviceLoop::CheckForUpdatesOnLoop(absl::Duration budget) {
+  if (!twin_->certified() || twin_->certificate_not_after() <= Now()) {
+    AttestOnLoop();
+    if (!twin_->certified()) return twin_->last_error();
+  }
+  rpc::TlsFiles tls;
+  tls.cert_pem = state_.certificate_chain_pem();
+  tls.key_pem = twin_->device().ExportCertificateKeyForTls();
+  tls.ca_pem = options_.root_ca_pem;
+  absl::Status s;
+  v1::AttestResponse reattested;
+  bool got = false;
+  {
+    client::UpdateClient updates(options_.shards, tls, {});
+    s = twin::RunUpdateCheck(
+        *twin_, *updates_, updates, *attestation_, Clock::Real(),
+        Now() + budget,
+        [&](uint32_t, twin::Twin&, const v1::AttestResponse& r) {
+          reattested = r;
+          got = true;
+        });
+  }
+  for (const auto& r : updates_->last_results()) {
+    log::Info("update result",
+              {{"result", v1::ReportUpdateResultRequest::Result_Name(r.result())},
+               {"version", absl::StrCat(r.version())},
+               {"detail", log::Bound(r.detail())}});
+  }
+  if (got) Accepted(reattested);
+  Persist();
+  return s;
 }
 
 void DeviceLoop::ConnectCloud() {
@@ -239,6 +283,7 @@ void DeviceLoop::Persist() {
     return;
   }
   state_.set_device(*sealed);
+  state_.set_update_metadata_version(updates_->metadata_version());
   if (auto s = twin::WriteTwinState(options_.state_path, state_); !s.ok()) {
     log::Error("cannot write twin state", {{"error", s.ToString()}});
   }
@@ -299,7 +344,7 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       // holds the certificate key (TLS offload): the device keeps calling
       // the cloud until the platform revokes it.
       twin_->device().TriggerTamper("enclosure opened");
-      twin_->AttestNow(Now());
+      twin_->RequestAttestation(Now());
       StepAttestation(Now());  // fails now: the status shows why
       break;
     case v1::InjectFaultRequest::POWER_LOSS_DURING_UPDATE:
@@ -312,7 +357,7 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       // an unconfirmed slot counts a boot attempt and rolls back past the
       // limit (Security Monitor).
       s = twin_->device().Boot();
-      twin_->AttestNow(Now());
+      twin_->RequestAttestation(Now());
       break;
     default:
       return absl::InvalidArgumentError(
@@ -341,14 +386,14 @@ void DeviceLoop::AttestOnLoop(int64_t min_catalog_revision) {
   twin_config_.min_catalog_revision =
       std::max(twin_config_.min_catalog_revision, min_catalog_revision);
   twin_->Retry(Now());
-  twin_->AttestNow(Now());
+  twin_->RequestAttestation(Now());
   StepAttestation(Now());
 }
 
 void DeviceLoop::RebootOnLoop() {
   absl::Status s = twin_->device().Reboot();
   if (!s.ok()) log::Warning("reboot: secure boot failed", {{"error", s.ToString()}});
-  twin_->AttestNow(Now());
+  twin_->RequestAttestation(Now());
   Persist();
 }
 

@@ -36,6 +36,7 @@
 #include "twin/dw100/scaled_clock.h"
 #include "twin/twin.h"
 #include "twin/twin_state.pb.h"
+#include "twin/update_agent.h"
 
 namespace sphere::dw100 {
 
@@ -78,12 +79,17 @@ class DeviceLoop {
   // shard catalog at least `min_catalog_revision` new (0 = any).
   void AttestOnLoop(int64_t min_catalog_revision = 0);
   void RebootOnLoop();
+  // CheckForUpdatesOnLoop runs one update check (twin/update_runner.h:
+  // signed metadata, download, install, reboot, re-attest, report), blocking
+  // the loop for at most `budget`; the cloud link moves to the new chain.
+  absl::Status CheckForUpdatesOnLoop(absl::Duration budget);
 
  private:
   void StepAttestation(absl::Time now);
   void StepAgent();
   void ConnectCloud();
   void Persist();
+  void Accepted(const v1::AttestResponse& issued);
   absl::Time NextDue() const;
 
   const DeviceLoopOptions options_;
@@ -93,6 +99,8 @@ class DeviceLoop {
   std::unique_ptr<twin::Twin> twin_;
   std::unique_ptr<client::AsyncAttestationClient> attestation_;
   std::unique_ptr<Dw100Agent> agent_;
+  twin::UpdateAgentConfig update_config_;
+  std::unique_ptr<twin::UpdateAgent> updates_;
   std::unique_ptr<contoso::v1::DeviceGateway::Stub> gateway_;
   std::string gateway_chain_;  // chain the gateway channel presents
   std::string last_outcome_;

@@ -270,6 +270,16 @@ int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
     PrintStatus(name, st);
     return 0;
   }
+  if (verb == "check-updates") {
+    grpc::ClientContext uctx;
+    uctx.set_deadline(rpc::Deadline(absl::Seconds(90)));
+    v1::TwinStatus st;
+    grpc::Status s =
+        stub->CheckForUpdates(&uctx, v1::CheckForUpdatesRequest(), &st);
+    if (!s.ok()) return Fail(rpc::FromGrpcStatus(s));
+    PrintStatus(name, st);
+    return 0;
+  }
   if (verb == "diagnostics") {
     v1::RunDiagnosticsRequest req;
     req.set_requested_by("twin-cli");

@@ -15,11 +15,12 @@
 //   twin --cluster DIR/cluster.json --name NAME status
 //   twin --cluster DIR/cluster.json --name NAME fault FAULT
 //   twin --cluster DIR/cluster.json --name NAME diagnostics
+//   twin --cluster DIR/cluster.json --name NAME check-updates
 //       TwinControl client for a running twin (address from cluster.json
 //       "twins" or DIR/twins/NAME/control.port): prints its status, injects
 //       FAULT (APP_CRASH, TAMPER, DRYING_HEATER_DRIFT, DRYING_HEATER_HOT,
 //       RINSE_AGENT_LOW, POWER_LOSS_DURING_UPDATE), or runs the heater
-//       self-test.
+//       self-test, or runs one update check (install + re-attest).
 #ifndef SPHERE_TWIN_DW100_RUN_COMMAND_H_
 #define SPHERE_TWIN_DW100_RUN_COMMAND_H_
 
@@ -33,7 +34,7 @@ namespace sphere::dw100 {
 int InstallAppsCommand(const cluster::ClusterConfig& c, const std::string& name,
                        const std::vector<std::string>& files);
 int RunCommand(const cluster::ClusterConfig& c, const std::string& name);
-// ControlCommand: `verb` is status, fault or diagnostics.
+// ControlCommand: `verb` is status, fault, diagnostics or check-updates.
 int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
                    const std::string& verb,
                    const std::vector<std::string>& args);
