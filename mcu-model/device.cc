@@ -399,10 +399,12 @@ absl::Status Device::Boot() {
     app_pending_ = true;
     app_update_crashes_ = 0;
   }
+  InstallStep("switched");
   if (os_pending_ && ++os_attempts_ > type_->max_boot_attempts) {
     RollBackOs(absl::StrCat("crash loop: ", type_->max_boot_attempts,
                             " boots without confirmation"));
   }
+  InstallStep("boot-attempt");
   absl::Status s = VerifyAndMeasureChain();
   if (!s.ok() && os_pending_) {
     Note(v1::ErrorEvent::UPDATE_FAILED, "os", s);
@@ -417,6 +419,7 @@ absl::Status Device::Boot() {
   CommitCounters();
   state_ = BootState::kRunning;
   StartInstalledApps();
+  InstallStep("booted");
   return absl::OkStatus();
 }
 
@@ -527,7 +530,9 @@ absl::Status Device::StageUpdate(const v1::ImagePackage& package) {
     absl::string_view part = rt ? kPartRealtimeApps : kPartAppA;
     if (need > type_->Partition(part)->size_kib) return too_big(need, part);
     app_slots_[active_app_ ^ 1] = std::move(cand);
+    InstallStep("slot-written");
     app_staged_ = true;
+    InstallStep("staged");
     return absl::OkStatus();
   }
   if (kind == v1::IMAGE_KIND_PLUTON_RUNTIME ||
@@ -538,6 +543,7 @@ absl::Status Device::StageUpdate(const v1::ImagePackage& package) {
       return too_big(need, kPartSecurityMonitor);
     }
     secure_world_[idx] = *rec;  // power-safe in-place copy, next boot
+    InstallStep("staged");
     return absl::OkStatus();
   }
   std::vector<ImageRef> cand;
@@ -553,9 +559,12 @@ absl::Status Device::StageUpdate(const v1::ImagePackage& package) {
   }
   if (state_ == BootState::kRecovery) {
     os_slots_[active_os_] = std::move(cand);  // recovery rewrites in place
+    InstallStep("staged");
   } else {
     os_slots_[active_os_ ^ 1] = std::move(cand);
+    InstallStep("slot-written");
     os_staged_ = true;
+    InstallStep("staged");
   }
   return absl::OkStatus();
 }
@@ -570,6 +579,7 @@ absl::Status Device::ConfirmUpdate() {
   app_pending_ = false;
   app_update_crashes_ = 0;
   CommitCounters();
+  InstallStep("confirmed");
   return absl::OkStatus();
 }
 
@@ -978,6 +988,7 @@ absl::Status Device::ReportAppExit(absl::string_view id, int exit_code,
           static_cast<uint32_t>(type_->app_crash_loop_threshold)) {
     RollBackApps(absl::StrCat("crash loop: ", app_update_crashes_,
                               " crashes before confirmation"));
+    InstallStep("rolled-back");
     apps_.clear();
     std::fill(peripheral_owner_.begin(), peripheral_owner_.end(), 0);
     StartInstalledApps();
@@ -1087,6 +1098,12 @@ absl::StatusOr<std::string> Device::Serialize() {
   st.set_os_boot_attempts(os_attempts_);
   st.set_os_pending_confirm(os_pending_);
   st.set_active_app_slot(active_app_);
+  st.set_os_staged(os_staged_);
+  st.set_app_staged(app_staged_);
+  st.set_app_pending_confirm(app_pending_);
+  st.set_app_update_crashes(app_update_crashes_);
+  st.set_deferral_started_unix_ms(deferral_started_ms_);
+  st.set_deferred_until_unix_ms(deferred_until_ms_);
   for (const ImageRef& i : secure_world_) {
     if (i) *st.add_secure_world_images() = i->stored;
   }
@@ -1153,6 +1170,12 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
   d->os_attempts_ = static_cast<uint8_t>(st.os_boot_attempts());
   d->os_pending_ = st.os_pending_confirm();
   d->active_app_ = st.active_app_slot() & 1;
+  d->os_staged_ = st.os_staged();
+  d->app_staged_ = st.app_staged();
+  d->app_pending_ = st.app_pending_confirm();
+  d->app_update_crashes_ = st.app_update_crashes();
+  d->deferral_started_ms_ = st.deferral_started_unix_ms();
+  d->deferred_until_ms_ = st.deferred_until_unix_ms();
   absl::StatusOr<std::vector<ImageRef>> sw = GetSlot(st.secure_world_images());
   if (!sw.ok()) return sw.status();
   for (size_t i = 0; i < sw->size() && i < 2; ++i)

@@ -48,6 +48,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -163,6 +164,37 @@ class Device {
   // OsCrash models a kernel panic: reset counted, event recorded, reboot.
   // Unconfirmed updates that crash max_boot_attempts times roll back.
   absl::Status OsCrash(absl::string_view reason);
+
+  // ---- Verified install support (mcu-model/device_update.cc) ----
+  // The platform image-signing public key in ROM (65-byte SEC1).
+  const std::string& image_signing_public_key() const { return *signing_key_; }
+  // CheckUpdateFits checks, before anything is written, that the image of
+  // `header` (already verified) fits its flash partition next to what stays
+  // installed, and for applications that its manifest's memory_kib fits the
+  // RAM budget (4 MiB minus the OS share, next to the other installed apps;
+  // a real-time app: one M4 core's TCM). Errors: ResourceExhausted naming
+  // "flash" or "RAM" (see update_install.h InstallError).
+  absl::Status CheckUpdateFits(const v1::ImageHeader& header) const;
+  // Software-update deferral (Azure Sphere SysEvent_DeferEvent): a running
+  // app whose manifest grants software_update_deferral may postpone pending
+  // updates by `duration`, but never past 24 h of device time after the
+  // first deferral of the current update; then updates install anyway.
+  // Errors: PermissionDenied (manifest), NotFound (app not running),
+  // FailedPrecondition (the 24 h window is used up).
+  static constexpr absl::Duration kMaxUpdateDeferral = absl::Hours(24);
+  absl::Status DeferUpdate(absl::string_view component_id,
+                           absl::Duration duration);
+  // UpdateDeferredUntil: InfinitePast when no deferral is in force at `now`.
+  absl::Time UpdateDeferredUntil() const;
+  bool UpdateDeferred() const;  // UpdateDeferredUntil() > clock now
+  // EndUpdateDeferral closes the window (the update installed or failed).
+  void EndUpdateDeferral();
+  // Install-step hook (power-loss tests): called after each durable step of
+  // an install (flash write, staged flag, slot switch, boot attempt, booted,
+  // confirmed, rolled back) with the step's name; a test serializes the
+  // device there to model power loss at that instant. nullptr removes it.
+  using InstallStepHook = std::function<void(absl::string_view step)>;
+  void SetInstallStepHookForTest(InstallStepHook hook);
 
   // ---- Application runtime ----
   // LoadApp verifies an app image (stage below + Security Monitor), checks
@@ -287,6 +319,11 @@ class Device {
   std::vector<App> apps_;                  // running/loaded apps
   std::vector<uint8_t> peripheral_owner_;  // app index + 1; 0 = unclaimed
   std::vector<v1::ErrorEvent> errors_;     // ring, oldest first
+  // Deferral window (unix ms, device clock); 0 = none.
+  int64_t deferral_started_ms_ = 0;
+  int64_t deferred_until_ms_ = 0;
+  std::unique_ptr<InstallStepHook> install_step_hook_;  // tests only
+  void InstallStep(absl::string_view step);
 };
 
 }  // namespace sphere::mcu

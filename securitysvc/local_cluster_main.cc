@@ -57,6 +57,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/cluster/cluster_config.h"
+#include "securitysvc/contoso_bootstrap.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "protos/management.grpc.pb.h"
@@ -93,6 +94,14 @@ ABSL_FLAG(std::string, catalog, "embedded",
 ABSL_FLAG(int, etcd_members, 3, "etcd members with --catalog etcd");
 ABSL_FLAG(int, management_replicas, 2,
           "management processes with --catalog etcd");
+
+ABSL_FLAG(int, twins, 0,
+          "Also start the Contoso cloud (appsvc) and this many DW100 twins "
+          "(tenant Contoso, product DW100, app v1; see "
+          "securitysvc/contoso_bootstrap.h)");
+ABSL_FLAG(double, twin_time_scale, 2000,
+          "Device time per real time for the DW100 twins (wash cycles every "
+          "8 device hours)");
 
 namespace sphere {
 namespace {
@@ -446,6 +455,8 @@ int Supervise(std::vector<Child>& children, cluster::ClusterConfig& config,
       }
       for (const auto& c : children) {
         config.metrics[c.name] = c.metrics_address();
+        if (c.name == "appsvc") config.appsvc = c.address();
+        if (config.twins.count(c.name)) config.twins[c.name] = c.address();
       }
       if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
                                   config.ToJson());
@@ -492,6 +503,78 @@ absl::Status PublishOs(const pki::ClusterPki& pki, const std::string& mgmt,
           absl::StrCat("release OS: ", st.error_message()));
     }
   }
+  return absl::OkStatus();
+}
+
+// StartContoso bootstraps the Contoso scenario (contoso_bootstrap.h), then
+// starts appsvc and the DW100 twins as supervised children and records
+// their addresses in `config`.
+absl::Status StartContoso(const pki::ClusterPki& pki,
+                          cluster::ClusterConfig& config,
+                          std::vector<Child>& children, const std::string& dir,
+                          uint32_t os_version, int twins) {
+  const std::string cluster_json = absl::StrCat(dir, "/cluster.json");
+  // The factory and the twins read cluster.json: write what we have.
+  if (auto s = rpc::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  auto boot = contoso_bootstrap::Run(pki, config, os_version, twins);
+  if (!boot.ok()) return boot.status();
+  config.tenants[contoso_bootstrap::kTenant] = {boot->tenant_cert,
+                                                boot->tenant_key};
+  const absl::Duration timeout = absl::GetFlag(FLAGS_ready_timeout);
+  const std::string appsvc_bin = FindBinary("appsvc", "appsvc");
+  if (access(appsvc_bin.c_str(), X_OK) == 0) {
+    Child a;
+    a.name = "appsvc";
+    a.binary = appsvc_bin;
+    a.args = {absl::StrCat("--state_dir=", dir),
+              absl::StrCat("--management=", config.management),
+              absl::StrCat("--seed_file=", boot->seed_file),
+              absl::StrCat("--sphere_cert=", boot->tenant_cert),
+              absl::StrCat("--sphere_key=", boot->tenant_key),
+              absl::StrCat("--web_port_file=", dir, "/run/appsvc.web_port")};
+    children.push_back(std::move(a));
+    if (auto s = Spawn(children.back(), dir); !s.ok()) return s;
+    if (auto s = WaitReady(children.back(), timeout, dir); !s.ok()) return s;
+    config.appsvc = children.back().address();
+    // appsvc writes its web port file right after the gRPC one.
+    int web = 0;
+    const absl::Time web_deadline = absl::Now() + timeout;
+    while (!ReadPort(absl::StrCat(dir, "/run/appsvc.web_port"), &web)) {
+      if (absl::Now() > web_deadline) {
+        return absl::DeadlineExceededError(
+            "appsvc did not report its web port; see its log");
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // readiness poll, not a test
+    }
+    config.appsvc_web = absl::StrCat("https://127.0.0.1:", web, "/");
+  } else {
+    std::cout << "note: the Contoso cloud is not built (" << appsvc_bin
+              << "): the twins run without it" << std::endl;
+  }
+  if (auto s = rpc::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  const size_t first = children.size();
+  for (const auto& t : boot->twins) {
+    Child c;
+    c.name = t.name;
+    c.binary = FindBinary("twin", "twin");
+    c.args = {absl::StrCat("--cluster=", cluster_json),
+              absl::StrCat("--name=", t.name),
+              absl::StrCat("--time_scale=",
+                           absl::GetFlag(FLAGS_twin_time_scale)),
+              "run"};
+    children.push_back(std::move(c));
+    if (auto s = Spawn(children.back(), dir); !s.ok()) return s;
+  }
+  for (size_t i = first; i < children.size(); ++i) {
+    if (auto s = WaitReady(children[i], timeout, dir); !s.ok()) return s;
+    config.twins[children[i].name] = children[i].address();
+  }
+  for (const auto& c : children) config.metrics[c.name] = c.metrics_address();
+  std::cout << "contoso tenant=" << boot->tenant_id
+            << " twins=" << boot->twins.size()
+            << " appsvc=" << (config.appsvc.empty() ? "-" : config.appsvc)
+            << " web=" << (config.appsvc_web.empty() ? "-" : config.appsvc_web)
+            << std::endl;
   return absl::OkStatus();
 }
 
@@ -586,7 +669,7 @@ int Main() {
   const int replicas =
       use_etcd ? std::clamp(absl::GetFlag(FLAGS_management_replicas), 1, 5) : 1;
   std::vector<Child> children;
-  children.reserve(replicas + 64);
+  children.reserve(replicas + 64 + 1 + contoso_bootstrap::kMaxTwins);
   auto fail = [&](const absl::Status& s) {
     std::cerr << "local_cluster: " << s.message() << "\n";
     StopAll(children);
@@ -694,6 +777,12 @@ int Main() {
       config.tenants[name] = {base + ".pem", base + ".key"};
     }
     closedir(d);
+  }
+  if (const int twins = absl::GetFlag(FLAGS_twins); twins > 0) {
+    if (auto s = StartContoso(*pki, config, children, dir, os_version, twins);
+        !s.ok()) {
+      return fail(s);
+    }
   }
   if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
                               config.ToJson());

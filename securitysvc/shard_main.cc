@@ -22,6 +22,8 @@
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/errors/error_plugin.h"
 #include "securitysvc/pki/pki.h"
+#include "securitysvc/update/cluster_package_source.h"
+#include "securitysvc/update/update_plugin.h"
 #include "securitysvc/shard_server/shard_server.h"
 
 ABSL_FLAG(std::string, state_dir, "", "Cluster state directory (required)");
@@ -111,6 +113,12 @@ int Main() {
   std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
   plugins.push_back(std::make_unique<errors::ErrorReportingPlugin>());
+
+  update::UpdatePlugin::Options uopts;
+  uopts.signer =
+      std::make_shared<update::KeyMetadataSigner>(pki->image_signing_key);
+  uopts.packages = update::ClusterPackageSource(dir, pki->master_key);
+  plugins.push_back(std::make_unique<update::UpdatePlugin>(std::move(uopts)));
 
   shard::ShardServer server(std::move(o), std::move(plugins));
   if (auto s = server.Run(absl::GetFlag(FLAGS_port_file)); !s.ok()) {

@@ -115,6 +115,7 @@ Twin::Request Twin::OnAttest(
   outcome_ = static_cast<uint8_t>(response->outcome());
   session_token_ = response->session_token();
   session_token_.shrink_to_fit();
+  if (listener_ != nullptr) listener_->OnAttested(now);
   return {};
 }
 
@@ -192,6 +193,16 @@ Twin::Request Twin::OnErrorsUploaded(
   return {};
 }
 
+void Twin::RequestAttestation(absl::Time now) {
+  if (phase_ != Phase::kCertified && phase_ != Phase::kBackoff &&
+      phase_ != Phase::kRefused) {
+    return;  // never attested (due already) or mid-attestation
+  }
+  phase_ = Phase::kBackoff;
+  retries_ = 0;
+  wakeup_ms_ = absl::ToUnixMillis(now);
+}
+
 size_t Twin::FootprintBytes() const {
   size_t bytes = sizeof(Twin) + device_->FootprintBytes();
   if (errors_) {
@@ -202,5 +213,6 @@ size_t Twin::FootprintBytes() const {
   if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
   return bytes;
 }
+
 
 }  // namespace sphere::twin

@@ -79,6 +79,15 @@ struct TwinConfig {
   const ErrorUploadPolicy* error_upload = nullptr;
 };
 
+// AttestationListener hears of every attestation a Twin accepts (the
+// update agent, twin/update_agent.h, checks for updates and confirms an
+// install then). Called on the thread driving the Twin, inside OnAttest.
+class AttestationListener {
+ public:
+  virtual ~AttestationListener() = default;
+  virtual void OnAttested(absl::Time now) = 0;
+};
+
 class Twin {
  public:
   enum class Phase : uint8_t {
@@ -120,6 +129,13 @@ class Twin {
   // Retry leaves kRefused (e.g. after an operator claimed the device): the
   // next OnTimer(now) starts a new attestation.
   void Retry(absl::Time now);
+  // RequestAttestation makes an attestation due at `now` from any settled
+  // phase (kCertified, kBackoff, kRefused), e.g. after an update reboot.
+  void RequestAttestation(absl::Time now);
+  // `listener` (may be nullptr) must outlive the Twin or be reset first.
+  void set_attestation_listener(AttestationListener* listener) {
+    listener_ = listener;
+  }
 
   Phase phase() const { return phase_; }
   // InfiniteFuture while a response is awaited or the twin is refused.
@@ -152,6 +168,8 @@ class Twin {
   std::unique_ptr<mcu::Device> device_;
   const TwinConfig* config_;
   std::unique_ptr<ErrorUploader> errors_;  // with config_->error_upload
+
+  AttestationListener* listener_ = nullptr;
   std::string session_token_;
   absl::Status last_error_;
   absl::Status boot_status_;

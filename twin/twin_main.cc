@@ -14,6 +14,20 @@
 //       --chain_out FILE also writes the issued chain (leaf + tenant CA) as
 //       PEM, e.g. for `openssl verify`.
 //
+//   twin --cluster DIR/cluster.json --name NAME update
+//       Attest, then one update check (twin/update_agent.h): verify the
+//       signed metadata, download, verify and install what the group should
+//       run into the inactive slot, reboot, re-attest, report.
+//   twin --cluster DIR/cluster.json --name NAME run
+//       The DW100 dishwasher running (twin/dw100/run_command.h): renewals,
+//       telemetry to the Contoso cloud, remote diagnostics, TwinControl
+//       (faults, diagnostics, update checks) on loopback, until SIGTERM.
+//       status|fault F|diagnostics|check-updates talk to it.
+//   twin --cluster DIR/cluster.json --name NAME run-basic
+//       Long-running without the DW100 cloud link: TwinControl on
+//       127.0.0.1:0 (port in DIR/twins/NAME/control.port, certificate in
+//       control.crt), renewals and scheduled update checks.
+//
 // State: the one file DIR/twins/NAME/twin.state (twin/state_file.h).
 #include <iostream>
 
@@ -31,8 +45,10 @@
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "twin/driver.h"
+#include "twin/dw100/run_command.h"
 #include "twin/state_file.h"
 #include "twin/twin.h"
+#include "twin/twin_process.h"
 
 ABSL_FLAG(std::string, cluster, "", "Path to DIR/cluster.json (required)");
 ABSL_FLAG(std::string, name, "", "Twin name, e.g. dw100-0001 (required)");
@@ -152,11 +168,13 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "twin --cluster DIR/cluster.json --name NAME attest");
+      "twin --cluster DIR/cluster.json --name NAME attest|update|run|run-basic|\n"
+      "install-app FILE...|status|fault F|diagnostics|check-updates");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2 || absl::GetFlag(FLAGS_cluster).empty() ||
+  if (args.size() < 2 || absl::GetFlag(FLAGS_cluster).empty() ||
       absl::GetFlag(FLAGS_name).empty()) {
-    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME attest\n";
+    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
+                 "attest|update|run|...\n";
     return 2;
   }
   const std::string name = absl::GetFlag(FLAGS_name);
@@ -167,7 +185,25 @@ int main(int argc, char** argv) {
   auto c = sphere::cluster::LoadClusterConfig(absl::GetFlag(FLAGS_cluster));
   if (!c.ok()) return sphere::twin::Fail(c.status());
   const std::string cmd = args[1];
+  if (cmd == "install-app") {
+    return sphere::dw100::InstallAppsCommand(
+        *c, name, std::vector<std::string>(args.begin() + 2, args.end()));
+  }
+  if (cmd == "status" || cmd == "fault" || cmd == "diagnostics" ||
+      cmd == "check-updates") {
+    return sphere::dw100::ControlCommand(
+        *c, name, cmd, std::vector<std::string>(args.begin() + 2, args.end()));
+  }
+  if (args.size() != 2) {
+    std::cerr << "usage: twin --cluster DIR/cluster.json --name NAME "
+                 "attest|run|install-app FILE...|status|fault F|diagnostics\n";
+    return 2;
+  }
+  if (cmd == "run") return sphere::dw100::RunCommand(*c, name);
   if (cmd == "attest") return sphere::twin::Attest(*c, name);
+  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name);
+  // The plain twin without the DW100 apps' cloud link (no telemetry).
+  if (cmd == "run-basic") return sphere::twin::RunTwinCommand(*c, name);
   if (cmd == "manufacture") {
     std::cerr << "twin: manufacturing moved to the factory tool (the twin "
                  "never holds the manufacturing CA's key): run "
@@ -175,6 +211,8 @@ int main(int argc, char** argv) {
               << absl::GetFlag(FLAGS_cluster) << " --name " << name << "\n";
     return 2;
   }
-  std::cerr << "twin: unknown command '" << cmd << "': expected attest\n";
+  std::cerr << "twin: unknown command '" << cmd
+            << "': expected attest, update, run, run-basic, install-app, "
+               "status, fault, diagnostics or check-updates\n";
   return 2;
 }

@@ -20,6 +20,11 @@ std::string ClusterConfig::ToJson() const {
   j["operator_cert"] = operator_cert;
   j["operator_key"] = operator_key;
   if (!appsvc.empty()) j["appsvc"] = appsvc;
+  if (!appsvc_web.empty()) j["appsvc_web"] = appsvc_web;
+  if (!twins.empty()) {
+    j["twins"] = nlohmann::json::object();
+    for (const auto& [name, address] : twins) j["twins"][name] = address;
+  }
   j["tenants"] = nlohmann::json::object();
   for (const auto& [name, ck] : tenants) {
     j["tenants"][name] = {{"cert", ck.first}, {"key", ck.second}};
@@ -49,6 +54,12 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
   c.operator_cert = str("operator_cert");
   c.operator_key = str("operator_key");
   c.appsvc = str("appsvc");
+  c.appsvc_web = str("appsvc_web");
+  if (auto it = j.find("twins"); it != j.end() && it->is_object()) {
+    for (const auto& [name, v] : it->items()) {
+      if (v.is_string()) c.twins[name] = v.get<std::string>();
+    }
+  }
   if (auto it = j.find("shards"); it != j.end() && it->is_array()) {
     for (const auto& s : *it) {
       if (!s.is_object()) continue;

@@ -9,6 +9,8 @@
 //     "operator_cert": "/abs/DIR/pki/operator.pem",
 //     "operator_key": "/abs/DIR/pki/operator.key",
 //     "tenants": {"Contoso": {"cert": "...", "key": "..."}},  (optional)
+//     "appsvc": "127.0.0.1:PORT", "appsvc_web": "https://127.0.0.1:PORT/",
+//     "twins": {"dw100-1": "127.0.0.1:PORT", ...},        (optional)
 //     "metrics": {"management": "127.0.0.1:PORT",
 //                 "shard-0": "127.0.0.1:PORT", ...}
 //   }
@@ -39,6 +41,12 @@ struct ClusterConfig {
   std::string operator_cert;
   std::string operator_key;
   std::string appsvc;  // Contoso cloud address, when running
+  // https://host:port/ of the Contoso web pages (support + owner), when
+  // running (JSON "appsvc_web").
+  std::string appsvc_web;
+  // twin name -> loopback host:port of its TwinControl API, for the DW100
+  // twins local_cluster --twins K runs (JSON "twins").
+  std::map<std::string, std::string> twins;
   // tenant name -> (cert path, key path) of that tenant's operator credential
   std::map<std::string, std::pair<std::string, std::string>> tenants;
   // process name ("management", "shard-0", ...) -> host:port of its HTTP

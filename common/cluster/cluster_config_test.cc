@@ -22,6 +22,20 @@ TEST(ClusterConfigTest, RoundTrips) {
   EXPECT_EQ(back->metrics, c.metrics);
 }
 
+TEST(ClusterConfigTest, RoundTripsContosoAddresses) {
+  ClusterConfig c;
+  c.management = "127.0.0.1:1";
+  c.root_ca = "/tmp/s/pki/root.pem";
+  c.appsvc = "127.0.0.1:6";
+  c.appsvc_web = "https://127.0.0.1:7/";
+  c.twins = {{"dw100-1", "127.0.0.1:8"}, {"dw100-2", "127.0.0.1:9"}};
+  auto back = ParseClusterConfig(c.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->appsvc, "127.0.0.1:6");
+  EXPECT_EQ(back->appsvc_web, "https://127.0.0.1:7/");
+  EXPECT_EQ(back->twins, c.twins);
+}
+
 TEST(ClusterConfigTest, RejectsGarbageWithSpecificError) {
   auto r = ParseClusterConfig("{not json");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);

@@ -409,6 +409,16 @@ absl::StatusOr<v1::OsRelease> InMemoryCatalog::CurrentOsRelease(
   return *rel;
 }
 
+absl::StatusOr<v1::Deployment> InMemoryCatalog::CurrentDeployment(
+    absl::string_view group_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = live_->deployments.find(group_id);
+  if (it == live_->deployments.end()) {
+    return absl::NotFoundError("no deployment for the group");
+  }
+  return it->second;
+}
+
 int64_t InMemoryCatalog::revision() const {
   absl::MutexLock l(&mu_);
   return revision_;

@@ -86,6 +86,12 @@ class CatalogView {
       const v1::Device& device) const {
     return absl::NotFoundError("no OS release");
   }
+  // CurrentDeployment: the latest deployment of group `group_id` (halted
+  // or not); NotFound when none. The default knows none.
+  virtual absl::StatusOr<v1::Deployment> CurrentDeployment(
+      absl::string_view group_id) const {
+    return absl::NotFoundError("no deployment");
+  }
   // Revision of the catalog this view reflects.
   virtual int64_t revision() const = 0;
   // synced: the view holds a complete catalog (false while a follower has
@@ -144,6 +150,8 @@ class InMemoryCatalog : public CatalogView {
       const v1::Device& device) const override;
   absl::StatusOr<v1::OsRelease> CurrentOsRelease(
       const v1::Device& device) const override;
+  absl::StatusOr<v1::Deployment> CurrentDeployment(
+      absl::string_view group_id) const override;
   int64_t revision() const override;
   bool synced() const override;
 

@@ -38,7 +38,7 @@ class ErrorServiceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     g_ = new Shared;
     TestPlatform::Options o;
-    o.extra_plugins = [] {
+    o.extra_plugins = [](TestPlatform&) {
       ErrorReportingPlugin::Options po;
       po.sweep_interval = absl::ZeroDuration();
       auto p = std::make_unique<ErrorReportingPlugin>(po);

@@ -45,6 +45,7 @@ absl::Status TestPlatform::Start(Options options) {
   g.set_os_feed(v1::RETAIL);
   catalog_->PutGroup(g);
   crypto::EcPrivateKey signing = crypto::EcPrivateKey::Generate();
+  signing_ = signing;
   signing_public_key_ = signing.PublicKey();
   auto images = mcu::BuildFactoryImages(signing, 1);
   if (!images.ok()) return images.status();
@@ -98,9 +99,7 @@ absl::Status TestPlatform::Start(Options options) {
   std::vector<std::unique_ptr<ShardPlugin>> plugins;
   plugins.push_back(std::move(plugin));
   if (options.extra_plugins) {
-    for (auto& extra : options.extra_plugins()) {
-      plugins.push_back(std::move(extra));
-    }
+    for (auto& p : options.extra_plugins(*this)) plugins.push_back(std::move(p));
   }
   server_ = std::make_unique<ShardServer>(std::move(o), std::move(plugins));
   return server_->Start();

@@ -35,8 +35,10 @@ class TestPlatform {
         open_store;
     attestation::AttestationPlugin::Options attestation;
     RevisionGate::Options revision_gate;
-    // More plug-ins to host next to attestation (e.g. error reporting).
-    std::function<std::vector<std::unique_ptr<ShardPlugin>>()> extra_plugins;
+    // More plug-ins for the shard (e.g. update), built once the platform's
+    // keys and factory images exist.
+    std::function<std::vector<std::unique_ptr<ShardPlugin>>(TestPlatform&)>
+        extra_plugins;
   };
 
   TestPlatform() : clock_(absl::Now()) {}
@@ -62,10 +64,17 @@ class TestPlatform {
   attestation::AttestationPlugin& attestation() { return *attestation_; }
   const rpc::TlsFiles& gateway_tls() const { return gateway_tls_; }
   const rpc::TlsFiles& server_tls() const { return server_tls_; }
+  // The platform image-signing key and the factory OS images it signed (the
+  // catalog's release "24.10").
+  const crypto::EcPrivateKey& image_signing_key() const { return signing_; }
+  const std::vector<v1::ImagePackage>& factory_images() const {
+    return images_;
+  }
 
  private:
   FakeClock clock_;
   crypto::EcPrivateKey root_key_;
+  crypto::EcPrivateKey signing_;
   std::string root_pem_;
   std::string signing_public_key_;
   std::vector<v1::ImagePackage> images_;

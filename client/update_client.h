@@ -1,0 +1,79 @@
+// UpdateClient: UpdateTransport over the gRPC callback API, for devices that
+// hold their own device certificate (the twin binary). Routing follows the
+// shard ring (client/shard_ring.h) and the shards' redirect trailers (at most
+// Options::max_redirects hops). Every RPC has a deadline. DownloadImage keeps
+// at most `max_bytes` of chunk data and cancels the stream the moment a
+// server sends more (OUT_OF_RANGE), so an endless stream costs the device
+// nothing beyond the signed length. No thread of its own; callbacks run on
+// gRPC's threads.
+//
+// Thread-safety: methods may be called from any thread. The destructor waits
+// for calls in flight (bounded by their deadlines).
+//
+// Example:
+//   UpdateClient client(config.shards, device_tls, {});
+//   client.GetUpdates(req, [](absl::StatusOr<v1::GetUpdatesResponse> r) {..});
+#ifndef SPHERE_CLIENT_UPDATE_CLIENT_H_
+#define SPHERE_CLIENT_UPDATE_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/shard_ring.h"
+#include "client/update_transport.h"
+#include "common/cluster/cluster_config.h"
+#include "common/rpc/rpc.h"
+#include "protos/update.grpc.pb.h"
+
+namespace sphere::client {
+
+class UpdateClient final : public UpdateTransport {
+ public:
+  struct Options {
+    int max_redirects = 3;
+    size_t max_address_length = 255;
+    absl::Duration deadline = absl::Seconds(30);  // per RPC (downloads too)
+  };
+  // `tls`: the device certificate chain and its key (TLS offload), and the
+  // platform root.
+  UpdateClient(std::vector<cluster::ShardEndpoint> shards, rpc::TlsFiles tls,
+               Options options);
+  ~UpdateClient() override;
+  UpdateClient(const UpdateClient&) = delete;
+  UpdateClient& operator=(const UpdateClient&) = delete;
+
+  void GetUpdates(v1::GetUpdatesRequest request,
+                  UpdatesCallback done) override;
+  void DownloadImage(v1::DownloadImageRequest request, uint64_t max_bytes,
+                     DownloadCallback done) override;
+  void ReportUpdateResult(v1::ReportUpdateResultRequest request,
+                          ReportCallback done) override;
+
+ private:
+  template <typename Req, typename Resp>
+  class UnaryCall;
+  class DownloadCall;
+
+  v1::UpdateService::Stub* StubFor(const std::string& address);
+  std::string OwnerAddress(const std::string& device_id) const;
+  // RedirectTarget: the address a FAILED_PRECONDITION redirect names, or "".
+  std::string RedirectTarget(const grpc::ClientContext& ctx,
+                             const grpc::Status& st) const;
+  void Started();
+  void Ended();
+
+  const rpc::TlsFiles tls_;
+  const Options options_;
+  const ShardRing ring_;
+  mutable absl::Mutex mu_;
+  std::vector<std::pair<std::string, std::unique_ptr<v1::UpdateService::Stub>>>
+      stubs_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace sphere::client
+
+#endif  // SPHERE_CLIENT_UPDATE_CLIENT_H_

@@ -1,0 +1,38 @@
+#include "securitysvc/update/update_plugin.h"
+
+namespace sphere::update {
+
+absl::Status UpdatePlugin::Init(shard::ShardContext& context) {
+  if (options_.signer == nullptr || options_.packages == nullptr) {
+    return absl::InvalidArgumentError(
+        "update plug-in needs a metadata signer and a package source");
+  }
+  packages_ = std::make_unique<PackageCache>(options_.packages.get(),
+                                             options_.package_byte_budget);
+  metadata_ = std::make_unique<GroupMetadataCache>(
+      context.catalog, packages_.get(), options_.signer.get(), context.clock,
+      options_.metadata);
+  results_ = std::make_unique<UpdateResults>(context.store);
+  if (auto s = results_->Load(); !s.ok()) return s;
+  report_limiter_ =
+      std::make_unique<RateLimiter>(context.clock, options_.report_rate);
+  worker_ = std::make_unique<UpdateWorker>(options_.max_queued);
+  UpdateServiceImpl::Deps d;
+  d.catalog = context.catalog;
+  d.calls = context.device_calls;
+  d.router = context.router;
+  d.metadata = metadata_.get();
+  d.packages = packages_.get();
+  d.results = results_.get();
+  d.worker = worker_.get();
+  d.report_limiter = report_limiter_.get();
+  d.clock = context.clock;
+  service_ = std::make_unique<UpdateServiceImpl>(d);
+  return absl::OkStatus();
+}
+
+void UpdatePlugin::Stop() {
+  if (worker_) worker_->Stop();
+}
+
+}  // namespace sphere::update

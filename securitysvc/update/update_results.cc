@@ -1,0 +1,83 @@
+#include "securitysvc/update/update_results.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace sphere::update {
+
+absl::Status UpdateResults::Load() {
+  absl::Status parse_error;
+  absl::MutexLock l(&mu_);
+  counts_.clear();
+  auto s = store_->Scan(kUpdateResultsCf, "",
+                        [&](absl::string_view key, absl::string_view value) {
+                          v1::DeviceUpdateStatus st;
+                          if (!st.ParseFromArray(value.data(), value.size())) {
+                            parse_error = absl::DataLossError(absl::StrCat(
+                                "update result of device ", key,
+                                " does not parse"));
+                            return false;
+                          }
+                          CountLocked(st, +1);
+                          return true;
+                        });
+  if (!s.ok()) return s;
+  return parse_error;
+}
+
+void UpdateResults::CountLocked(const v1::DeviceUpdateStatus& s, int delta) {
+  if (s.deployment_id().empty()) return;
+  StageCounts& c = counts_[s.deployment_id()][s.rollout_stage()];
+  switch (s.result()) {
+    case v1::ReportUpdateResultRequest::INSTALLED:
+      c.installed += delta;
+      break;
+    case v1::ReportUpdateResultRequest::FAILED:
+      c.failed += delta;
+      break;
+    case v1::ReportUpdateResultRequest::ROLLED_BACK:
+      c.rolled_back += delta;
+      break;
+    case v1::ReportUpdateResultRequest::DEFERRED:
+      c.deferred += delta;
+      break;
+    default:
+      break;
+  }
+}
+
+absl::Status UpdateResults::Record(const v1::DeviceUpdateStatus& status) {
+  absl::MutexLock w(&write_mu_);
+  auto prev = Get(status.device_id());
+  if (!prev.ok() && !absl::IsNotFound(prev.status())) return prev.status();
+  if (auto s = store_->Put(kUpdateResultsCf, status.device_id(),
+                           status.SerializeAsString());
+      !s.ok()) {
+    return s;
+  }
+  absl::MutexLock l(&mu_);
+  if (prev.ok()) CountLocked(*prev, -1);
+  CountLocked(status, +1);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::DeviceUpdateStatus> UpdateResults::Get(
+    absl::string_view device_id) const {
+  auto v = store_->Get(kUpdateResultsCf, device_id);
+  if (!v.ok()) return v.status();
+  v1::DeviceUpdateStatus st;
+  if (!st.ParseFromString(*v)) {
+    return absl::DataLossError(
+        absl::StrCat("update result of device ", device_id, " does not parse"));
+  }
+  return st;
+}
+
+absl::flat_hash_map<uint32_t, StageCounts> UpdateResults::Counts(
+    absl::string_view deployment_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = counts_.find(deployment_id);
+  if (it == counts_.end()) return {};
+  return it->second;
+}
+
+}  // namespace sphere::update

@@ -1,0 +1,73 @@
+// UpdateResults: the last update result of every device a shard owns (column
+// family "update_results", key = device id, value = DeviceUpdateStatus) and
+// the counts per deployment and rollout stage that the staged rollout halts
+// on. A device counts once per deployment: its latest result replaces its
+// earlier one in the counts (a device that failed, then installed, counts as
+// installed).
+//
+// Counts are rebuilt from the column family at Load (after a restart) and
+// kept in memory.
+//
+// Thread-safety: thread-safe. Record writes to the store (synced): call it
+// off gRPC callback threads.
+#ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_RESULTS_H_
+#define SPHERE_SECURITYSVC_UPDATE_UPDATE_RESULTS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/store/store.h"
+#include "protos/update.pb.h"
+
+namespace sphere::update {
+
+inline constexpr char kUpdateResultsCf[] = "update_results";
+// Failure reasons longer than this are refused (ReportUpdateResult.detail).
+inline constexpr size_t kMaxDetailBytes = 256;
+
+// StageCounts: devices per latest result, for one deployment and stage.
+struct StageCounts {
+  uint64_t installed = 0;
+  uint64_t failed = 0;
+  uint64_t rolled_back = 0;
+  uint64_t deferred = 0;
+  uint64_t attempted() const { return installed + failed + rolled_back; }
+  uint64_t failures() const { return failed + rolled_back; }
+};
+
+class UpdateResults {
+ public:
+  // `store` must hold kUpdateResultsCf and outlive this.
+  explicit UpdateResults(store::Store* store) : store_(store) {}
+
+  // Load rebuilds the counts from the store.
+  absl::Status Load();
+  // Record stores `status` as the device's latest result (durable when OK)
+  // and updates the counts.
+  absl::Status Record(const v1::DeviceUpdateStatus& status);
+  // Get: the device's latest result; NotFound when it never reported.
+  absl::StatusOr<v1::DeviceUpdateStatus> Get(absl::string_view device_id) const;
+  // Counts: per rollout stage (UpdateMetadata.rollout_stage) of a deployment.
+  absl::flat_hash_map<uint32_t, StageCounts> Counts(
+      absl::string_view deployment_id) const;
+
+ private:
+  void CountLocked(const v1::DeviceUpdateStatus& s, int delta)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  store::Store* const store_;
+  mutable absl::Mutex mu_;
+  // Serialises Record's read-modify-write per shard (reports are rare).
+  absl::Mutex write_mu_;
+  // deployment id -> stage -> counts
+  absl::flat_hash_map<std::string, absl::flat_hash_map<uint32_t, StageCounts>>
+      counts_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace sphere::update
+
+#endif  // SPHERE_SECURITYSVC_UPDATE_UPDATE_RESULTS_H_

@@ -1,0 +1,307 @@
+#include "securitysvc/update/update_service.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+
+namespace sphere::update {
+namespace {
+
+using shard::DeviceAccess;
+using shard::DeviceCall;
+using shard::DeviceMethod;
+
+const DeviceMethod& GetUpdatesMethod() {
+  static const auto* m = new DeviceMethod(
+      "get_updates", DeviceAccess::kDevice, "sphere_update_get_updates_seconds");
+  return *m;
+}
+const DeviceMethod& ReportMethod() {
+  static const auto* m =
+      new DeviceMethod("report_update_result", DeviceAccess::kDevice,
+                       "sphere_update_report_result_seconds");
+  return *m;
+}
+
+metrics::CounterMetric* DownloadCounter() {
+  static auto* c = metrics::Counter(
+      "sphere_update_downloads_total", "DownloadImage calls by gRPC code");
+  return c;
+}
+metrics::CounterMetric* DownloadBytes() {
+  static auto* c = metrics::Counter("sphere_update_download_bytes_total",
+                                    "Package bytes streamed by DownloadImage");
+  return c;
+}
+
+absl::Status ServiceBusy() {
+  return absl::ResourceExhaustedError(
+      "update service busy (worker queue full); retry with backoff");
+}
+
+// NotInSetError: PERMISSION_DENIED for an image the platform signed that is
+// not in the caller's set; NOT_FOUND for one it never signed.
+absl::Status NotInSetError(const catalog::CatalogView& catalog,
+                           absl::string_view image_id) {
+  auto hash = crypto::HexDecode(image_id);
+  if (hash.ok() && catalog.FindImageByHash(*hash).ok()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "image ", image_id,
+        " is not in this device's signed update set; call GetUpdates and "
+        "download only the images it lists"));
+  }
+  return absl::NotFoundError(absl::StrCat("no image ", image_id));
+}
+
+// DownloadReactor streams one package: one write in flight, each chunk at
+// most chunk_ bytes, never past end_ (the signed package_size).
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
+ public:
+  DownloadReactor(const UpdateServiceImpl* service,
+                  grpc::CallbackServerContext* context,
+                  const v1::DownloadImageRequest* request)
+      : d_(service->deps()) {
+    absl::Status s = Begin(service, context, *request);
+    if (!s.ok()) Done(s);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Done(absl::CancelledError("client went away during the download"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Begin(const UpdateServiceImpl* service,
+                     grpc::CallbackServerContext* context,
+                     const v1::DownloadImageRequest& req) {
+    if (!ValidImageId(req.image_id())) {
+      return absl::InvalidArgumentError(
+          "image_id must be 64 lowercase hex characters (UpdateTarget.image_id)");
+    }
+    if (req.max_chunk_bytes() > kMaxChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_chunk_bytes is ", req.max_chunk_bytes(), "; at most ",
+          kMaxChunkBytes, " (0 = ", kDefaultChunkBytes, ")"));
+    }
+    chunk_ = req.max_chunk_bytes() == 0 ? kDefaultChunkBytes
+                                        : req.max_chunk_bytes();
+    auto call = d_.calls->Identify(*context, DeviceAccess::kDevice,
+                                   req.device_id());
+    if (!call.ok()) return call.status();
+    if (grpc::Status owner = d_.router->CheckOwnership(context, call->device_id);
+        !owner.ok()) {
+      return rpc::FromGrpcStatus(owner);
+    }
+    device_ = call->device_id;
+    image_id_ = req.image_id();
+    offset_ = req.offset();
+    auto variant = service->VariantFor(*call);
+    if (!variant.ok()) return variant.status();
+    auto m = d_.metadata->Get(*variant);
+    if (!m.ok()) return m.status();
+    if (*m != nullptr) return WithMetadata(**m);
+    // A package must be read before the metadata exists: off this thread.
+    if (!d_.worker->Post([this, v = *variant] {
+          auto built = d_.metadata->Build(v);
+          absl::Status s = built.ok() ? WithMetadata(**built) : built.status();
+          if (!s.ok()) Done(s);
+        })) {
+      return ServiceBusy();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status WithMetadata(const GroupMetadata& m) {
+    const v1::UpdateTarget* t = m.Find(image_id_);
+    if (t == nullptr) return NotInSetError(*d_.catalog, image_id_);
+    end_ = t->package_size();
+    if (offset_ > end_) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "offset ", offset_, " is past the end of the ", end_,
+          "-byte package of image ", image_id_));
+    }
+    if (auto bytes = d_.packages->Cached(image_id_)) return Serve(bytes);
+    if (!d_.worker->Post([this] {
+          auto bytes = d_.packages->Load(image_id_);
+          absl::Status s = bytes.ok() ? Serve(*bytes) : bytes.status();
+          if (!s.ok()) Done(s);
+        })) {
+      return ServiceBusy();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Serve(std::shared_ptr<const std::string> bytes) {
+    if (bytes->size() != end_) {
+      return absl::DataLossError(absl::StrCat(
+          "stored package of image ", image_id_, " is ", bytes->size(),
+          " bytes; the signed metadata says ", end_));
+    }
+    bytes_ = std::move(bytes);
+    WriteNext();
+    return absl::OkStatus();
+  }
+
+  void WriteNext() {
+    if (offset_ >= end_) {
+      Done(absl::OkStatus());
+      return;
+    }
+    const uint64_t n = std::min<uint64_t>(chunk_, end_ - offset_);
+    msg_.set_offset(offset_);
+    msg_.set_total_size(end_);
+    msg_.set_data(bytes_->data() + offset_, n);
+    offset_ += n;
+    DownloadBytes()->Increment("", n);
+    StartWrite(&msg_);
+  }
+
+  void Done(const absl::Status& s) {
+    if (absl::IsPermissionDenied(s) || absl::IsInternal(s) ||
+        absl::IsDataLoss(s)) {
+      log::Warning("download refused", {{"device", device_},
+                                        {"image", image_id_},
+                                        {"error", s.ToString()}});
+    }
+    DownloadCounter()->Increment(absl::StrCat(
+        "code=\"", absl::StatusCodeToString(s.code()), "\""));
+    Finish(rpc::ToGrpcStatus(s));
+  }
+
+  const UpdateServiceImpl::Deps d_;
+  uint32_t chunk_ = kDefaultChunkBytes;
+  std::string device_, image_id_;
+  uint64_t offset_ = 0, end_ = 0;
+  std::shared_ptr<const std::string> bytes_;
+  v1::ImageChunk msg_;
+};
+
+}  // namespace
+
+bool ValidImageId(absl::string_view id) {
+  if (id.size() != 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+  });
+}
+
+absl::StatusOr<GroupVariant> UpdateServiceImpl::VariantFor(
+    const DeviceCall& call) const {
+  auto device = d_.catalog->GetDevice(call.device_id);
+  if (!device.ok()) return device.status();
+  if (call.context.has_value() &&
+      device->tenant_id() != call.context->tenant_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", call.device_id,
+        " belongs to another tenant than its credential names; attest again"));
+  }
+  if (device->device_group_id().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", call.device_id,
+        " is not in a device group; assign it to one (spherectl device "
+        "assign) to receive updates"));
+  }
+  return d_.metadata->VariantFor(device->device_group_id(), call.device_id);
+}
+
+grpc::ServerUnaryReactor* UpdateServiceImpl::GetUpdates(
+    grpc::CallbackServerContext* context, const v1::GetUpdatesRequest* request,
+    v1::GetUpdatesResponse* response) {
+  return d_.calls->UnaryAsync(
+      context, GetUpdatesMethod(), request->device_id(),
+      [this, response](const DeviceCall& call, shard::DeviceCallHandler::Finish finish) {
+        auto variant = VariantFor(call);
+        if (!variant.ok()) return finish(variant.status());
+        auto m = d_.metadata->Get(*variant);
+        if (!m.ok()) return finish(m.status());
+        if (*m != nullptr) {
+          *response = (*m)->response;
+          return finish(absl::OkStatus());
+        }
+        auto task = [this, response, finish, v = *variant] {
+          auto built = d_.metadata->Build(v);
+          if (built.ok()) *response = (*built)->response;
+          finish(built.status());
+        };
+        if (!d_.worker->Post(task)) finish(ServiceBusy());
+      });
+}
+
+grpc::ServerWriteReactor<v1::ImageChunk>* UpdateServiceImpl::DownloadImage(
+    grpc::CallbackServerContext* context,
+    const v1::DownloadImageRequest* request) {
+  return new DownloadReactor(this, context, request);
+}
+
+grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
+    grpc::CallbackServerContext* context,
+    const v1::ReportUpdateResultRequest* request,
+    v1::ReportUpdateResultResponse*) {
+  // Field limits first: nothing oversized is compared, logged or stored.
+  absl::Status invalid;
+  using R = v1::ReportUpdateResultRequest;
+  if (!ValidImageId(request->image_id())) {
+    invalid = absl::InvalidArgumentError(
+        "image_id must be 64 lowercase hex characters (UpdateTarget.image_id)");
+  } else if (request->detail().size() > kMaxDetailBytes) {
+    invalid = absl::InvalidArgumentError(
+        absl::StrCat("detail is ", request->detail().size(),
+                     " bytes; at most ", kMaxDetailBytes));
+  } else if (!R::Result_IsValid(request->result())) {
+    invalid = absl::InvalidArgumentError(
+        absl::StrCat("unknown result ", static_cast<int>(request->result())));
+  }
+  return d_.calls->UnaryAsync(
+      context, ReportMethod(), request->device_id(),
+      [this, request, invalid](const DeviceCall& call,
+                               shard::DeviceCallHandler::Finish finish) {
+        if (!invalid.ok()) return finish(invalid);
+        if (auto s = d_.report_limiter->Acquire(call.device_id,
+                                                "update result reports");
+            !s.ok()) {
+          return finish(s);
+        }
+        auto device = d_.catalog->GetDevice(call.device_id);
+        if (!device.ok()) return finish(device.status());
+        auto hash = crypto::HexDecode(request->image_id());
+        if (!hash.ok()) return finish(hash.status());
+        // Only images the platform signed for this tenant (or OS images).
+        auto image = d_.catalog->FindImageForTenant(*hash, device->tenant_id());
+        if (!image.ok()) return finish(image.status());
+        v1::DeviceUpdateStatus st;
+        st.set_device_id(call.device_id);
+        st.set_image_id(request->image_id());
+        R::Result r = request->result();
+        if (r == R::RESULT_UNSPECIFIED) {
+          r = request->success() ? R::INSTALLED : R::FAILED;
+        }
+        st.set_result(r);
+        st.set_detail(request->detail());
+        st.set_metadata_version(request->metadata_version());
+        st.set_version(request->version());
+        st.set_reported_unix_ms(absl::ToUnixMillis(d_.clock->Now()));
+        auto dep = d_.catalog->CurrentDeployment(device->device_group_id());
+        if (dep.ok() && std::find(dep->image_ids().begin(),
+                                  dep->image_ids().end(),
+                                  request->image_id()) !=
+                            dep->image_ids().end()) {
+          st.set_deployment_id(dep->id());
+          st.set_rollout_stage(RolloutStage(*dep, call.device_id));
+        }
+        if (!d_.worker->Post([this, st, finish] {
+              finish(d_.results->Record(st));
+            })) {
+          finish(ServiceBusy());
+        }
+      });
+}
+
+}  // namespace sphere::update

@@ -1,0 +1,85 @@
+// UpdateServiceImpl: the gRPC adapter of the shard's update plug-in
+// (protos/update.proto). Every method goes through the shard's
+// DeviceCallHandler with DeviceAccess::kDevice, so an update-only
+// certificate (genuine but outdated software) may call it; the device, its
+// tenant and group come from the credential and the catalog, never from the
+// request.
+//
+//  * GetUpdates answers the signed metadata of the caller's group variant
+//    from memory (GroupMetadataCache); only after a catalog change that needs
+//    a package read is the answer built on the update worker.
+//  * DownloadImage streams the serialized ImagePackage of an image in the
+//    caller's signed set, from `offset`, in chunks of max_chunk_bytes
+//    (default 64 KiB, at most 1 MiB), one write in flight, and never past the
+//    package_size the metadata signed. PERMISSION_DENIED for an image the
+//    platform knows but that is not in the caller's set (another tenant's
+//    app, an old release), NOT_FOUND for an unknown one, OUT_OF_RANGE for an
+//    offset past the end.
+//  * ReportUpdateResult stores the device's latest result (UpdateResults) on
+//    the update worker, rate-limited per device.
+//
+// Thread-safety: thread-safe; handlers never block a callback thread.
+#ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
+#define SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
+
+#include <cstdint>
+
+#include "common/util/clock.h"
+#include "common/util/rate_limiter.h"
+#include "protos/update.grpc.pb.h"
+#include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/shard_server/device_call.h"
+#include "securitysvc/sharding/router.h"
+#include "securitysvc/update/group_metadata.h"
+#include "securitysvc/update/package_cache.h"
+#include "securitysvc/update/update_results.h"
+#include "securitysvc/update/worker.h"
+
+namespace sphere::update {
+
+inline constexpr uint32_t kDefaultChunkBytes = 64 << 10;
+inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
+
+class UpdateServiceImpl final : public v1::UpdateService::CallbackService {
+ public:
+  // Everything must outlive the service.
+  struct Deps {
+    const catalog::CatalogView* catalog = nullptr;
+    const shard::DeviceCallHandler* calls = nullptr;
+    const sharding::ShardRouter* router = nullptr;
+    GroupMetadataCache* metadata = nullptr;
+    PackageCache* packages = nullptr;
+    UpdateResults* results = nullptr;
+    UpdateWorker* worker = nullptr;
+    RateLimiter* report_limiter = nullptr;
+    const Clock* clock = nullptr;
+  };
+  explicit UpdateServiceImpl(Deps deps) : d_(deps) {}
+
+  grpc::ServerUnaryReactor* GetUpdates(
+      grpc::CallbackServerContext* context,
+      const v1::GetUpdatesRequest* request,
+      v1::GetUpdatesResponse* response) override;
+  grpc::ServerWriteReactor<v1::ImageChunk>* DownloadImage(
+      grpc::CallbackServerContext* context,
+      const v1::DownloadImageRequest* request) override;
+  grpc::ServerUnaryReactor* ReportUpdateResult(
+      grpc::CallbackServerContext* context,
+      const v1::ReportUpdateResultRequest* request,
+      v1::ReportUpdateResultResponse* response) override;
+
+  // VariantFor: the caller's group variant, from its authenticated identity
+  // and the catalog's device record.
+  absl::StatusOr<GroupVariant> VariantFor(const shard::DeviceCall& call) const;
+  const Deps& deps() const { return d_; }
+
+ private:
+  const Deps d_;
+};
+
+// ValidImageId: 64 lowercase hex characters (Image.id).
+bool ValidImageId(absl::string_view id);
+
+}  // namespace sphere::update
+
+#endif  // SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_

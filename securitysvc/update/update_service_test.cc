@@ -1,0 +1,422 @@
+// UpdateService on an in-process shard (TestPlatform, real mTLS): GetUpdates,
+// DownloadImage and ReportUpdateResult, and the service-side attacks, each
+// asserting the specific error and that nothing changed.
+#include "securitysvc/update/update_service.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "mcu-model/image.h"
+#include "protos/attestation.grpc.pb.h"
+#include "protos/update.grpc.pb.h"
+#include "securitysvc/auth/device_authenticator.h"
+#include "securitysvc/shard_server/test_platform.h"
+#include "securitysvc/update/update_plugin.h"
+
+namespace sphere::update {
+namespace {
+
+using shard::TestPlatform;
+
+constexpr char kOtherTenant[] = "tenant-other";
+
+// FullScopeProbe: a full-scope device method on the same shard (the kind
+// error reporting and every non-update device service use): answers
+// GetChallenge through the shard's handler with DeviceAccess::kFullScope.
+class FullScopeProbe final : public v1::AttestationService::CallbackService {
+ public:
+  explicit FullScopeProbe(const shard::DeviceCallHandler* calls)
+      : calls_(calls) {}
+  grpc::ServerUnaryReactor* GetChallenge(
+      grpc::CallbackServerContext* ctx, const v1::GetChallengeRequest* req,
+      v1::GetChallengeResponse* resp) override {
+    static const auto* m = new shard::DeviceMethod(
+        "probe_full_scope", shard::DeviceAccess::kFullScope,
+        "sphere_test_update_probe_full_seconds");
+    return calls_->Unary(ctx, *m, req->device_id(),
+                         [&](const shard::DeviceCall& call) {
+                           resp->set_nonce(call.device_id);
+                           return absl::OkStatus();
+                         });
+  }
+
+ private:
+  const shard::DeviceCallHandler* const calls_;
+};
+
+struct Shared {
+  TestPlatform platform;
+  UpdatePlugin* plugin = nullptr;
+  std::map<std::string, std::string> packages;  // image id -> bytes
+  std::unique_ptr<mcu::Device> device, other;
+  std::string app_id, other_tenant_app_id;
+  std::unique_ptr<FullScopeProbe> probe;
+  std::unique_ptr<rpc::ServerRunner> probe_runner;
+};
+Shared* g = nullptr;
+
+// AddApp signs an app for `tenant`, records it in the catalog and the
+// package source; returns its id.
+std::string AddApp(const std::string& tenant, const std::string& component,
+                   uint32_t version, size_t payload_bytes) {
+  v1::ImageHeader h;
+  h.set_component(mcu::AppComponentName(component));
+  h.set_version(version);
+  h.set_kind(v1::IMAGE_KIND_APPLICATION);
+  h.set_tenant_id(tenant);
+  h.mutable_manifest()->set_component_id(component);
+  auto pkg = mcu::SignImage(h, std::string(payload_bytes, 'p'),
+                            g->platform.image_signing_key());
+  EXPECT_TRUE(pkg.ok()) << pkg.status();
+  v1::Image img;
+  img.set_id(crypto::HexEncode(mcu::ImageHash(pkg->header())));
+  img.set_tenant_id(tenant);
+  img.set_component(h.component());
+  img.set_version(version);
+  img.set_kind(h.kind());
+  img.set_image_hash(mcu::ImageHash(pkg->header()));
+  img.set_size(payload_bytes);
+  g->platform.catalog().PutImage(img);
+  g->packages[img.id()] = pkg->SerializeAsString();
+  return img.id();
+}
+
+class UpdateServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g = new Shared;
+    TestPlatform::Options o;
+    o.extra_plugins = [](TestPlatform& p) {
+      for (const auto& pkg : p.factory_images()) {
+        g->packages[crypto::HexEncode(crypto::Sha256(pkg.header()))] =
+            pkg.SerializeAsString();
+      }
+      UpdatePlugin::Options uo;
+      uo.signer = std::make_shared<KeyMetadataSigner>(p.image_signing_key());
+      uo.packages = std::make_shared<FunctionPackageSource>(
+          [](absl::string_view id) -> absl::StatusOr<std::string> {
+            auto it = g->packages.find(std::string(id));
+            if (it == g->packages.end()) return absl::NotFoundError("none");
+            return it->second;
+          });
+      auto plugin = std::make_unique<UpdatePlugin>(std::move(uo));
+      g->plugin = plugin.get();
+      std::vector<std::unique_ptr<shard::ShardPlugin>> v;
+      v.push_back(std::move(plugin));
+      return v;
+    };
+    ASSERT_TRUE(g->platform.Start(std::move(o)).ok());
+    auto d = g->platform.NewDevice("update-service-test-device");
+    ASSERT_TRUE(d.ok()) << d.status();
+    g->device = *std::move(d);
+    auto other = g->platform.NewDevice("update-service-test-other");
+    ASSERT_TRUE(other.ok()) << other.status();
+    g->other = *std::move(other);
+    // 200 KiB app so downloads take several chunks.
+    g->app_id = AddApp(TestPlatform::kTenant, "dw100", 2, 200 << 10);
+    g->other_tenant_app_id = AddApp(kOtherTenant, "fridge", 1, 1000);
+    v1::Deployment dep;
+    dep.set_id("dep-1");
+    dep.set_tenant_id(TestPlatform::kTenant);
+    dep.set_device_group_id(TestPlatform::kGroup);
+    dep.add_image_ids(g->app_id);
+    dep.set_create_revision(2);
+    v1::WatchEvent ev;
+    ev.set_revision(2);
+    *ev.mutable_deployment() = dep;
+    ASSERT_TRUE(g->platform.catalog().Apply(ev).ok());
+
+    g->probe = std::make_unique<FullScopeProbe>(
+        g->platform.server().context().device_calls);
+    rpc::ServerOptions so;
+    so.tls = g->platform.server_tls();
+    g->probe_runner = std::make_unique<rpc::ServerRunner>(so);
+    g->probe_runner->AddService(g->probe.get());
+    ASSERT_TRUE(g->probe_runner->Start().ok());
+  }
+  static void TearDownTestSuite() {
+    g->probe_runner->Shutdown(absl::Seconds(5));
+    delete g;
+    g = nullptr;
+  }
+
+  static rpc::TlsFiles Cert(const mcu::Device& d, const std::string& scope) {
+    crypto::DeviceClaims c;
+    c.device_id = d.device_id();
+    c.tenant_id = TestPlatform::kTenant;
+    c.device_group_id = TestPlatform::kGroup;
+    c.scope = scope;
+    c.epoch = "0";
+    return g->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+  }
+  static std::unique_ptr<v1::UpdateService::Stub> Stub(
+      const rpc::TlsFiles& tls) {
+    return v1::UpdateService::NewStub(
+        rpc::NewChannel(g->platform.server().address(), tls));
+  }
+  static grpc::Status GetUpdates(const rpc::TlsFiles& tls,
+                                 v1::GetUpdatesResponse* resp,
+                                 const std::string& device_id = "") {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::GetUpdatesRequest req;
+    req.set_device_id(device_id);
+    return Stub(tls)->GetUpdates(&ctx, req, resp);
+  }
+  // Download reads the whole stream; `chunks` gets each chunk's size.
+  static grpc::Status Download(const rpc::TlsFiles& tls,
+                               const std::string& image_id, uint64_t offset,
+                               uint32_t max_chunk, std::string* bytes,
+                               std::vector<size_t>* chunks = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::DownloadImageRequest req;
+    req.set_image_id(image_id);
+    req.set_offset(offset);
+    req.set_max_chunk_bytes(max_chunk);
+    auto stub = Stub(tls);
+    auto reader = stub->DownloadImage(&ctx, req);
+    v1::ImageChunk c;
+    while (reader->Read(&c)) {
+      EXPECT_EQ(c.offset(), offset + bytes->size());
+      bytes->append(c.data());
+      if (chunks) chunks->push_back(c.data().size());
+    }
+    return reader->Finish();
+  }
+  static grpc::Status Report(const rpc::TlsFiles& tls,
+                             v1::ReportUpdateResultRequest req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::ReportUpdateResultResponse resp;
+    return Stub(tls)->ReportUpdateResult(&ctx, req, &resp);
+  }
+  static const v1::UpdateTarget* Target(const v1::UpdateMetadata& m,
+                                        const std::string& id) {
+    for (const auto& t : m.targets()) {
+      if (t.image_id() == id) return &t;
+    }
+    return nullptr;
+  }
+};
+
+TEST_F(UpdateServiceTest, GetUpdatesAnswersTheGroupsSignedSet) {
+  v1::GetUpdatesResponse resp;
+  grpc::Status st = GetUpdates(Cert(*g->device, "full"), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto m = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                resp.signed_metadata());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->device_group_id(), TestPlatform::kGroup);
+  EXPECT_EQ(m->tenant_id(), TestPlatform::kTenant);
+  EXPECT_EQ(m->deployment_id(), "dep-1");
+  EXPECT_EQ(resp.deployment_id(), "dep-1");
+  EXPECT_EQ(m->targets_size(),
+            static_cast<int>(g->platform.factory_images().size()) + 1);
+  const v1::UpdateTarget* app = Target(*m, g->app_id);
+  ASSERT_NE(app, nullptr);
+  EXPECT_EQ(app->package_size(), g->packages[g->app_id].size());
+  EXPECT_EQ(app->package_sha256(), crypto::Sha256(g->packages[g->app_id]));
+  EXPECT_EQ(app->tenant_id(), TestPlatform::kTenant);
+  EXPECT_EQ(Target(*m, g->other_tenant_app_id), nullptr);
+  // The same answer again comes from memory: no new signature.
+  const uint64_t signed_before = g->plugin->metadata()->signatures();
+  v1::GetUpdatesResponse again;
+  ASSERT_TRUE(GetUpdates(Cert(*g->other, "full"), &again).ok());
+  EXPECT_EQ(again.signed_metadata().SerializeAsString(),
+            resp.signed_metadata().SerializeAsString());
+  EXPECT_EQ(g->plugin->metadata()->signatures(), signed_before);
+}
+
+TEST_F(UpdateServiceTest, GatewayWithSessionTokenGetsTheSameSet) {
+  v1::GetUpdatesResponse direct, via_gateway;
+  ASSERT_TRUE(GetUpdates(Cert(*g->device, "full"), &direct).ok());
+  auth::DeviceContext ctx;
+  ctx.device_id = g->device->device_id();
+  ctx.tenant_id = TestPlatform::kTenant;
+  ctx.scope = auth::Scope::kUpdateOnly;
+  ctx.certificate_serial = "01";
+  ctx.not_after = g->platform.clock().Now() + absl::Hours(1);
+  const std::string token =
+      g->platform.server().context().session_tokens->Issue(ctx);
+  grpc::ClientContext cctx;
+  cctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  cctx.AddMetadata(auth::kSessionTokenMetadata, token);
+  v1::GetUpdatesRequest req;
+  req.set_device_id(g->device->device_id());
+  grpc::Status st = Stub(g->platform.gateway_tls())->GetUpdates(&cctx, req,
+                                                                &via_gateway);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(via_gateway.signed_metadata().SerializeAsString(),
+            direct.signed_metadata().SerializeAsString());
+}
+
+TEST_F(UpdateServiceTest,
+       Attack_UpdateOnlyCertificateAcceptedByUpdateServiceRefusedElsewhere) {
+  const rpc::TlsFiles update_only = Cert(*g->device, "update-only");
+  v1::GetUpdatesResponse resp;
+  grpc::Status st = GetUpdates(update_only, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GT(resp.targets_size(), 0);
+  std::string bytes;
+  st = Download(update_only, g->app_id, 0, 0, &bytes);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(bytes, g->packages[g->app_id]);
+  // Another device method (full scope) on the same shard refuses it.
+  auto probe = v1::AttestationService::NewStub(
+      rpc::NewChannel(g->probe_runner->address(), update_only));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetChallengeResponse who;
+  st = probe->GetChallenge(&ctx, v1::GetChallengeRequest(), &who);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "update-only"))
+      << st.error_message();
+  EXPECT_TRUE(who.nonce().empty());
+}
+
+TEST_F(UpdateServiceTest, DownloadResumesFromAnOffsetInBoundedChunks) {
+  const std::string& pkg = g->packages[g->app_id];
+  const rpc::TlsFiles tls = Cert(*g->device, "full");
+  std::string whole;
+  std::vector<size_t> chunks;
+  grpc::Status st = Download(tls, g->app_id, 0, 50000, &whole, &chunks);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(whole, pkg);
+  ASSERT_GT(chunks.size(), 3u);
+  for (size_t c : chunks) EXPECT_LE(c, 50000u);
+  // Default chunk: 64 KiB.
+  std::string dflt;
+  chunks.clear();
+  ASSERT_TRUE(Download(tls, g->app_id, 0, 0, &dflt, &chunks).ok());
+  EXPECT_EQ(chunks[0], size_t{64} << 10);
+  // Interrupted at 70000: resume from there.
+  std::string rest;
+  st = Download(tls, g->app_id, 70000, 0, &rest);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(rest, pkg.substr(70000));
+}
+
+TEST_F(UpdateServiceTest, Attack_AnotherTenantsImageIsRefused) {
+  const uint64_t loads = g->plugin->packages()->source_loads();
+  std::string bytes;
+  grpc::Status st = Download(Cert(*g->device, "full"),
+                             g->other_tenant_app_id, 0, 0, &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "not in this device"))
+      << st.error_message();
+  EXPECT_TRUE(bytes.empty());
+  EXPECT_EQ(g->plugin->packages()->Cached(g->other_tenant_app_id), nullptr);
+  EXPECT_EQ(g->plugin->packages()->source_loads(), loads);
+  // An image the platform never signed: NOT_FOUND.
+  st = Download(Cert(*g->device, "full"),
+                crypto::HexEncode(crypto::Sha256("never signed")), 0, 0,
+                &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(bytes.empty());
+}
+
+TEST_F(UpdateServiceTest, Attack_DownloadPastTheSignedLengthIsImpossible) {
+  const rpc::TlsFiles tls = Cert(*g->device, "full");
+  const uint64_t size = g->packages[g->app_id].size();
+  std::string bytes;
+  grpc::Status st = Download(tls, g->app_id, size + 1, 0, &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "past the end"))
+      << st.error_message();
+  EXPECT_TRUE(bytes.empty());
+  st = Download(tls, g->app_id, size, 0, &bytes);  // at the end: nothing
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(bytes.empty());
+  st = Download(tls, g->app_id, ~uint64_t{0}, 0, &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_TRUE(bytes.empty());
+}
+
+TEST_F(UpdateServiceTest, Attack_OversizedOrMalformedRequestsAreRefused) {
+  const rpc::TlsFiles tls = Cert(*g->device, "full");
+  std::string bytes;
+  grpc::Status st = Download(tls, g->app_id, 0, (1 << 20) + 1, &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "max_chunk_bytes"));
+  st = Download(tls, std::string(100000, 'a'), 0, 0, &bytes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "64 lowercase hex"));
+  EXPECT_FALSE(absl::StrContains(st.error_message(), "aaaaaaaa"));
+  EXPECT_TRUE(bytes.empty());
+  v1::GetUpdatesResponse resp;
+  st = GetUpdates(tls, &resp, std::string(100000, 'f'));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.targets_size(), 0);
+
+  // Reports: nothing is stored for a refused one.
+  const std::string id = g->other->device_id();
+  const rpc::TlsFiles other = Cert(*g->other, "full");
+  v1::ReportUpdateResultRequest r;
+  r.set_image_id(g->app_id);
+  r.set_result(v1::ReportUpdateResultRequest::FAILED);
+  r.set_detail(std::string(257, 'x'));
+  st = Report(other, r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "detail is 257 bytes"));
+  r.set_detail("");
+  r.set_result(static_cast<v1::ReportUpdateResultRequest::Result>(99));
+  st = Report(other, r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  r.set_result(v1::ReportUpdateResultRequest::FAILED);
+  r.set_image_id(g->other_tenant_app_id);  // another tenant's image
+  st = Report(other, r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  r.set_image_id(g->app_id);
+  r.set_device_id(g->device->device_id());  // speaking for another device
+  st = Report(other, r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::IsNotFound(g->plugin->results()->Get(id).status()));
+  EXPECT_TRUE(absl::IsNotFound(
+      g->plugin->results()->Get(g->device->device_id()).status()));
+}
+
+TEST_F(UpdateServiceTest, ReportUpdateResultRecordsPerDeviceAndCounts) {
+  auto dev = g->platform.NewDevice("update-service-test-reporter");
+  ASSERT_TRUE(dev.ok());
+  const rpc::TlsFiles tls = Cert(**dev, "update-only");
+  const StageCounts before = g->plugin->results()->Counts("dep-1")[100];
+  v1::ReportUpdateResultRequest r;
+  r.set_image_id(g->app_id);
+  r.set_result(v1::ReportUpdateResultRequest::ROLLED_BACK);
+  r.set_detail("crash loop after install");
+  r.set_metadata_version(2);
+  r.set_version(2);
+  grpc::Status st = Report(tls, r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto rec = g->plugin->results()->Get((*dev)->device_id());
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(rec->result(), v1::ReportUpdateResultRequest::ROLLED_BACK);
+  EXPECT_EQ(rec->detail(), "crash loop after install");
+  EXPECT_EQ(rec->deployment_id(), "dep-1");
+  EXPECT_EQ(rec->rollout_stage(), 100u);
+  EXPECT_EQ(rec->reported_unix_ms(),
+            absl::ToUnixMillis(g->platform.clock().Now()));
+  StageCounts c = g->plugin->results()->Counts("dep-1")[100];
+  EXPECT_EQ(c.rolled_back, before.rolled_back + 1);
+  // The device installs on the next try: it counts once, as installed.
+  r.set_result(v1::ReportUpdateResultRequest::RESULT_UNSPECIFIED);
+  r.set_success(true);
+  r.set_detail("");
+  ASSERT_TRUE(Report(tls, r).ok());
+  c = g->plugin->results()->Counts("dep-1")[100];
+  EXPECT_EQ(c.rolled_back, before.rolled_back);
+  EXPECT_EQ(c.installed, before.installed + 1);
+  EXPECT_EQ(g->plugin->results()->Get((*dev)->device_id())->result(),
+            v1::ReportUpdateResultRequest::INSTALLED);
+}
+
+}  // namespace
+}  // namespace sphere::update

@@ -1,0 +1,115 @@
+// DeviceLoop: one DW100 twin as a running device, for the twin binary's
+// `run` command. One thread (Run) owns the twin (attestation state machine,
+// twin/twin.h), the DW100 agent (agent.h) and the device model; it
+//  * attests at start, renews before expiry and re-attests after a tamper
+//    or reboot (Security Service over mTLS with the manufacturing identity;
+//    redirects and jittered backoff are the attestation client's and the
+//    twin's);
+//  * talks to the Contoso cloud (contoso.v1.DeviceGateway) over mTLS with
+//    its Sphere-issued certificate: batched telemetry, command polls,
+//    diagnostics results; transient failures back off with jitter, a
+//    refusal (e.g. PERMISSION_DENIED for a revoked device) stops the agent
+//    until the next successful attestation;
+//  * runs control operations posted from other threads (TwinControl) in
+//    order, between network steps.
+// Waits are on a condition variable until the next due time or a posted
+// operation, never a sleep. Every RPC has a deadline. The state file is
+// rewritten after each attestation, fault and at exit; each issued chain is
+// also written to DIR/twins/NAME/device_chain.pem.
+//
+// Thread-safety: Post and Stop from any thread; everything else runs on the
+// Run thread (posted functions may call the *OnLoop methods).
+#ifndef SPHERE_TWIN_DW100_DEVICE_LOOP_H_
+#define SPHERE_TWIN_DW100_DEVICE_LOOP_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "client/attestation_client.h"
+#include "protos/contoso.grpc.pb.h"
+#include "protos/twin_control.pb.h"
+#include "twin/dw100/agent.h"
+#include "twin/dw100/scaled_clock.h"
+#include "twin/twin.h"
+#include "twin/twin_state.pb.h"
+#include "twin/update_agent.h"
+
+namespace sphere::dw100 {
+
+// Control operations queued at once; more are refused (RESOURCE_EXHAUSTED)
+// so one noisy caller cannot pile work onto the device.
+inline constexpr size_t kMaxPostedOperations = 32;
+
+struct DeviceLoopOptions {
+  std::string name;        // twin name (logs)
+  std::string state_path;  // DIR/twins/NAME/twin.state
+  std::vector<cluster::ShardEndpoint> shards;
+  std::string root_ca_pem;          // platform root
+  std::string appsvc_address;       // empty: no Contoso cloud
+  std::string appsvc_ca_pem;        // roots for appsvc's server certificate
+  double time_scale = 1.0;          // device time per real time
+  uint64_t seed = 1;                // wash-model noise
+  AgentConfig agent;
+  twin::TwinConfig twin;
+  absl::Duration rpc_deadline = absl::Seconds(5);
+};
+
+class DeviceLoop {
+ public:
+  DeviceLoop(DeviceLoopOptions options, std::unique_ptr<mcu::Device> device,
+             twin::TwinStateFile state);
+  ~DeviceLoop();
+
+  // Run serves until Stop(); persists the state file on the way out.
+  void Run();
+  void Stop();
+  // Post queues `fn` for the Run thread. False when the queue is full or
+  // the loop is stopping (fn is then not run).
+  bool Post(std::function<void()> fn);
+
+  // ---- Run thread only (from posted functions) ----
+  sphere::v1::TwinStatus StatusOnLoop() const;
+  absl::Status InjectFaultOnLoop(sphere::v1::InjectFaultRequest::Fault fault);
+  sphere::v1::DiagnosticsReport RunDiagnosticsOnLoop(const std::string& by);
+  // Attests now (blocking the loop for at most the RPC deadlines), from a
+  // shard catalog at least `min_catalog_revision` new (0 = any).
+  void AttestOnLoop(int64_t min_catalog_revision = 0);
+  void RebootOnLoop();
+  // CheckForUpdatesOnLoop runs one update check (twin/update_runner.h:
+  // signed metadata, download, install, reboot, re-attest, report), blocking
+  // the loop for at most `budget`; the cloud link moves to the new chain.
+  absl::Status CheckForUpdatesOnLoop(absl::Duration budget);
+
+ private:
+  void StepAttestation(absl::Time now);
+  void StepAgent();
+  void ConnectCloud();
+  void Persist();
+  void Accepted(const v1::AttestResponse& issued);
+  absl::Time NextDue() const;
+
+  const DeviceLoopOptions options_;
+  twin::TwinConfig twin_config_;  // options_.twin + min revision of Attest
+  twin::TwinStateFile state_;
+  ScaledClock device_clock_;
+  std::unique_ptr<twin::Twin> twin_;
+  std::unique_ptr<client::AsyncAttestationClient> attestation_;
+  std::unique_ptr<Dw100Agent> agent_;
+  twin::UpdateAgentConfig update_config_;
+  std::unique_ptr<twin::UpdateAgent> updates_;
+  std::unique_ptr<contoso::v1::DeviceGateway::Stub> gateway_;
+  std::string gateway_chain_;  // chain the gateway channel presents
+  std::string last_outcome_;
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace sphere::dw100
+
+#endif  // SPHERE_TWIN_DW100_DEVICE_LOOP_H_
