@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/error_report.h"
 #include "common/rpc/rpc.h"
 #include "protos/error_reporting.grpc.pb.h"
 #include "protos/management.grpc.pb.h"
@@ -29,17 +31,6 @@ std::string Time(int64_t ms) {
   if (ms == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms),
                           absl::UTCTimeZone());
-}
-
-// CsvField quotes a field when it holds a comma, quote or line break.
-std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"') out += '"';
-    out += ch;
-  }
-  return out + "\"";
 }
 
 // TenantId: the tenant the command acts on, as an id (the shards key by id).
@@ -86,11 +77,6 @@ absl::Status ShardCall(Context& c, const Shard& shard,
                       absl::StrCat("shard ", shard.id, ": ", s.message()));
 }
 
-const std::vector<std::string> kCsvHeader = {
-    "Device ID",        "Event Type", "Event Class",   "Event Count",
-    "Description",      "Start Time", "End Time",      "Component",
-    "Component Version", "Sequence",  "Received Time"};
-
 absl::Status DownloadReport(Context& c, const std::string& path,
                             const std::string& device, int64_t from_ms,
                             int64_t to_ms) {
@@ -98,61 +84,50 @@ absl::Status DownloadReport(Context& c, const std::string& path,
   if (!tenant.ok()) return tenant.status();
   auto shards = Shards(c);
   if (!shards.ok()) return shards.status();
+  std::vector<ErrorReportShard> sources;
+  for (const Shard& shard : *shards) {
+    const Shard* s = &shard;
+    sources.push_back(
+        {shard.id,
+         [&c, s](const v1::QueryErrorsRequest& req)
+             -> absl::StatusOr<v1::QueryErrorsResponse> {
+           grpc::ClientContext ctx;
+           ctx.set_deadline(rpc::Deadline(c.timeout()));
+           v1::QueryErrorsResponse resp;
+           absl::Status st = c.MapStatus(s->stub->QueryErrors(&ctx, req, &resp));
+           if (!st.ok()) return st;
+           return resp;
+         }});
+  }
+  v1::QueryErrorsRequest req;
+  req.set_tenant_id(*tenant);
+  req.set_device_id(device);
+  req.set_from_unix_ms(from_ms);
+  req.set_to_unix_ms(to_ms);
+  req.set_page_size(1000);
   const std::string tmp = path + ".partial";
-  std::ofstream out(tmp, std::ios::trunc);
+  std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
   if (!out) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot write ", tmp, " (check the directory exists)"));
   }
-  out << absl::StrJoin(kCsvHeader, ",") << "\r\n";
-  uint64_t rows = 0;
-  for (const Shard& shard : *shards) {
-    v1::QueryErrorsRequest req;
-    req.set_tenant_id(*tenant);
-    req.set_device_id(device);
-    req.set_from_unix_ms(from_ms);
-    req.set_to_unix_ms(to_ms);
-    req.set_page_size(1000);
-    for (;;) {
-      v1::QueryErrorsResponse resp;
-      if (auto s = ShardCall(c, shard, &ErrStub::QueryErrors, req, &resp);
-          !s.ok()) {
-        out.close();
-        std::remove(tmp.c_str());
-        return s;
-      }
-      for (const v1::ErrorReport& r : resp.reports()) {
-        std::vector<std::string> f = {
-            r.device_id(),
-            r.event_type(),
-            r.event_class(),
-            absl::StrCat(r.event_count()),
-            r.description(),
-            Time(r.start_unix_ms()),
-            Time(r.end_unix_ms()),
-            r.event().component(),
-            r.event().component_version(),
-            absl::StrCat(r.event().sequence()),
-            Time(r.received_unix_ms())};
-        for (std::string& x : f) x = CsvField(x);
-        out << absl::StrJoin(f, ",") << "\r\n";
-        ++rows;
-      }
-      if (resp.next_page_token().empty()) break;
-      req.set_page_token(resp.next_page_token());
-    }
-  }
+  absl::StatusOr<uint64_t> rows = WriteErrorReportCsv(out, sources, req);
   out.close();
+  if (!rows.ok()) {
+    std::remove(tmp.c_str());
+    return rows.status();
+  }
   if (!out || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
     return absl::InternalError(absl::StrCat("cannot write ", path));
   }
   if (c.printer().json_output()) {
-    json j = {{"output", path}, {"reports", rows},
+    json j = {{"output", path}, {"reports", *rows},
               {"shards", shards->size()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("wrote %llu error reports from %zu shards to %s\n",
-                static_cast<unsigned long long>(rows), shards->size(),
+                static_cast<unsigned long long>(*rows), shards->size(),
                 path.c_str());
   }
   return absl::OkStatus();

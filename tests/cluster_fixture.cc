@@ -149,6 +149,10 @@ std::unique_ptr<v1::AttestationService::Stub> LocalCluster::ShardStub(
       rpc::NewChannel(config_.shards[index].address, tls));
 }
 
+std::string LocalCluster::ShardAddress(int index) const {
+  return config_.shards[index].address;
+}
+
 absl::StatusOr<std::pair<int, std::string>> LocalCluster::WaitForExit() {
   if (pid_ <= 0) return absl::FailedPreconditionError("cluster not running");
   std::string out;

@@ -50,6 +50,8 @@ class LocalCluster {
   v1::ManagementService::Stub* management() { return mgmt_.get(); }
   std::unique_ptr<v1::AttestationService::Stub> ShardStub(
       int index, const rpc::TlsFiles& tls) const;
+  // ShardAddress: host:port of shard `index` (for other services' stubs).
+  std::string ShardAddress(int index) const;
   // ChildPid returns the pid of the cluster's child process `name`
   // ("management", "shard-0", ...) from DIR/run/<name>.pid, which
   // local_cluster writes when it spawns the child. Crash tests SIGKILL it.
