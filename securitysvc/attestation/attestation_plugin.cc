@@ -53,6 +53,9 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
         RevocationQueue::Options());
     aopts.revocation_sink = revocations_.get();
   }
+  record_writer_ = std::make_unique<GroupCommitWriter>(
+      context.store, options_.record_writer);
+  aopts.record_writer = record_writer_.get();
   nonces_ = std::make_unique<NonceStore>(context.clock);
   challenge_limiter_ = std::make_unique<RateLimiter>(
       context.clock, options_.challenge_rate);
@@ -77,6 +80,9 @@ uint64_t AttestationPlugin::DeviceCount() const {
 }
 
 void AttestationPlugin::Stop() {
+  // The server no longer serves: write what is queued (each waiting call
+  // gets its answer), then no more.
+  if (record_writer_) record_writer_->Stop();
   if (revocations_) revocations_->Stop();
 }
 

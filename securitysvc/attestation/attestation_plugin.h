@@ -16,6 +16,7 @@
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/attestation/device_status_service.h"
 #include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/attestation/record_writer.h"
 #include "securitysvc/attestation/revocation_queue.h"
 #include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/shard_plugin.h"
@@ -30,6 +31,8 @@ class AttestationPlugin final : public shard::ShardPlugin {
     // `rate_per_second` (shard flags --challenge_burst,
     // --challenge_per_second); up to a million devices tracked at once.
     RateLimiter::Options challenge_rate = DefaultChallengeRate();
+    // Group commit of attestation records (one WAL sync per group).
+    GroupCommitWriter::Options record_writer;
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;
@@ -49,6 +52,7 @@ class AttestationPlugin final : public shard::ShardPlugin {
   void Stop() override;
 
   Attestor* attestor() { return attestor_.get(); }
+  GroupCommitWriter* record_writer() { return record_writer_.get(); }
 
  private:
   Options options_;
@@ -58,6 +62,9 @@ class AttestationPlugin final : public shard::ShardPlugin {
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<AttestationServiceImpl> service_;
   std::unique_ptr<DeviceStatusServiceImpl> status_service_;
+  // Last, so it is destroyed (drained) first: its callbacks use the
+  // Attestor.
+  std::unique_ptr<GroupCommitWriter> record_writer_;
 };
 
 }  // namespace sphere::attestation

@@ -84,22 +84,27 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
 grpc::ServerUnaryReactor* AttestationServiceImpl::Attest(
     grpc::CallbackServerContext* context, const v1::AttestRequest* request,
     v1::AttestResponse* response) {
-  return device_calls_->Unary(
+  // The quote is verified on this callback thread; the call finishes from
+  // the record writer once the record is durable (group commit), so no
+  // callback thread waits on the disk.
+  return device_calls_->UnaryAsync(
       context, AttestMethod(), request->device_id(),
-      [&](const shard::DeviceCall& call) -> absl::Status {
-        absl::StatusOr<v1::AttestResponse> r;
+      [this, request, response](const shard::DeviceCall& call,
+                                shard::DeviceCallHandler::Finish finish) {
+        auto deliver = [response, finish = std::move(finish)](
+                           absl::StatusOr<v1::AttestResponse> r) {
+          if (r.ok()) *response = *std::move(r);
+          finish(r.status());
+        };
         if (request->device_id().empty()) {
           // The credential named the device; the core reads it from the
           // request.
           v1::AttestRequest named = *request;
           named.set_device_id(call.device_id);
-          r = attestor_->Attest(named);
+          attestor_->AttestAsync(named, std::move(deliver));
         } else {
-          r = attestor_->Attest(*request);
+          attestor_->AttestAsync(*request, std::move(deliver));
         }
-        if (!r.ok()) return r.status();
-        *response = *std::move(r);
-        return absl::OkStatus();
       });
 }
 
