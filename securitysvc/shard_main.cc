@@ -95,9 +95,7 @@ int Main() {
   o.master_key = pki->master_key;
   o.open_store = [db_path = absl::StrCat(shard_dir, "/db"),
                   key = *data_key](const std::vector<std::string>& cfs) {
-    store::RocksOptions ropts;
-    ropts.data_key = key;
-    return store::OpenRocksStore(db_path, cfs, ropts);
+    return store::OpenRocksStore(db_path, cfs, shard::ShardStoreOptions(key));
   };
   o.management_address = absl::GetFlag(FLAGS_management);
   o.management_tls = *shard_tls;
