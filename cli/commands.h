@@ -28,6 +28,8 @@ void AddImageCommands(CLI::App* app, Context* ctx);
 void AddOsCommands(CLI::App* app, Context* ctx);
 void AddDeploymentCommands(CLI::App* app, Context* ctx);
 void AddClusterCommands(CLI::App* app, Context* ctx);
+// After AddTenantCommands: adds `tenant download-error-report` and `error`.
+void AddErrorCommands(CLI::App* app, Context* ctx);
 
 // Names maps ids the server returns to the names users know, loading the
 // tenant's products, groups and the visible tenants on first use. An id it

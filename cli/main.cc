@@ -53,6 +53,7 @@ int Main(int argc, char** argv) {
   AddOsCommands(&app, &ctx);
   AddDeploymentCommands(&app, &ctx);
   AddClusterCommands(&app, &ctx);
+  AddErrorCommands(&app, &ctx);
   // Every subcommand's help ends with the exit codes too.
   std::vector<CLI::App*> pending = app.get_subcommands({});
   while (!pending.empty()) {

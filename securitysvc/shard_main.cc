@@ -21,6 +21,7 @@
 #include "common/store/store.h"
 #include "common/util/log.h"
 #include "securitysvc/attestation/attestation_plugin.h"
+#include "securitysvc/errors/error_plugin.h"
 #include "securitysvc/pki/pki.h"
 #include "securitysvc/shard_server/shard_server.h"
 
@@ -108,6 +109,7 @@ int Main() {
       absl::GetFlag(FLAGS_challenge_per_second);
   std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
+  plugins.push_back(std::make_unique<errors::ErrorReportingPlugin>());
 
   shard::ShardServer server(std::move(o), std::move(plugins));
   if (auto s = server.Run(absl::GetFlag(FLAGS_port_file)); !s.ok()) {

@@ -1,5 +1,6 @@
 #include "twin/twin.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -34,6 +35,11 @@ absl::Time Twin::next_wakeup() const {
     case Phase::kManufactured:
       return absl::InfinitePast();
     case Phase::kCertified:
+      if (config_->error_upload != nullptr) {
+        return std::min(absl::FromUnixMillis(wakeup_ms_),
+                        errors_ ? errors_->next_wakeup() : absl::InfinitePast());
+      }
+      return absl::FromUnixMillis(wakeup_ms_);
     case Phase::kBackoff:
       return absl::FromUnixMillis(wakeup_ms_);
     default:
@@ -53,10 +59,14 @@ Twin::Request Twin::OnTimer(absl::Time now) {
     case Phase::kBackoff:
       return StartAttestation();
     case Phase::kCertified:
-      // Renewal is the only task of a certified twin today. Extension point:
-      // update checks, error upload and telemetry become further due times
-      // here, each returning its own Request alternative.
-      return StartAttestation();
+      // Extension point: update checks and telemetry become further due
+      // times here, each returning its own Request alternative.
+      if (now >= absl::FromUnixMillis(wakeup_ms_)) return StartAttestation();
+      if (config_->error_upload != nullptr) {
+        if (!errors_) errors_ = std::make_unique<ErrorUploader>(config_->error_upload);
+        if (auto r = errors_->OnTimer(now, *device_)) return *std::move(r);
+      }
+      return {};
     default:
       return {};
   }
@@ -176,8 +186,19 @@ void Twin::Retry(absl::Time now) {
   wakeup_ms_ = absl::ToUnixMillis(now);
 }
 
+Twin::Request Twin::OnErrorsUploaded(
+    absl::Time now, const absl::StatusOr<v1::UploadErrorsResponse>& answer) {
+  if (errors_) errors_->OnUploaded(now, answer);
+  return {};
+}
+
 size_t Twin::FootprintBytes() const {
   size_t bytes = sizeof(Twin) + device_->FootprintBytes();
+  if (errors_) {
+    bytes += sizeof(ErrorUploader);
+    // pending events: counted by their protobuf size (an estimate)
+    bytes += errors_->pending() * sizeof(v1::ErrorEvent);
+  }
   if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
   return bytes;
 }

@@ -49,6 +49,8 @@
 #include "client/backoff.h"
 #include "mcu-model/device.h"
 #include "protos/attestation.pb.h"
+#include "protos/error_reporting.pb.h"
+#include "twin/error_uploader.h"
 
 namespace sphere::twin {
 
@@ -71,6 +73,10 @@ struct TwinConfig {
   // Catalog revision the shard must have applied (0 = any); see
   // GetChallengeRequest.min_catalog_revision.
   int64_t min_catalog_revision = 0;
+  // Error upload (issue 12): when set, a certified twin uploads its
+  // device's error ring (ErrorUploader) and its driver must send
+  // UploadErrorsRequest and answer OnErrorsUploaded. Null: no uploads.
+  const ErrorUploadPolicy* error_upload = nullptr;
 };
 
 class Twin {
@@ -87,7 +93,8 @@ class Twin {
 
   // Request is what the Twin asks its driver to send next.
   using Request =
-      std::variant<std::monostate, v1::GetChallengeRequest, v1::AttestRequest>;
+      std::variant<std::monostate, v1::GetChallengeRequest, v1::AttestRequest,
+                   v1::UploadErrorsRequest>;
 
   // `config` must outlive the Twin. The device is powered on lazily (first
   // OnTimer) if it is off.
@@ -105,6 +112,11 @@ class Twin {
   // verified and the Twin is kCertified until the renewal time.
   Request OnAttest(absl::Time now,
                    const absl::StatusOr<v1::AttestResponse>& response);
+  // OnErrorsUploaded: the answer to an UploadErrorsRequest (any phase).
+  Request OnErrorsUploaded(
+      absl::Time now, const absl::StatusOr<v1::UploadErrorsResponse>& answer);
+  // The error uploader; null until the first upload check.
+  const ErrorUploader* error_uploader() const { return errors_.get(); }
   // Retry leaves kRefused (e.g. after an operator claimed the device): the
   // next OnTimer(now) starts a new attestation.
   void Retry(absl::Time now);
@@ -139,6 +151,7 @@ class Twin {
 
   std::unique_ptr<mcu::Device> device_;
   const TwinConfig* config_;
+  std::unique_ptr<ErrorUploader> errors_;  // with config_->error_upload
   std::string session_token_;
   absl::Status last_error_;
   absl::Status boot_status_;

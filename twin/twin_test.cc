@@ -411,5 +411,46 @@ TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
   EXPECT_EQ(driver.outstanding(), 0);
 }
 
+TEST_F(TwinTest, CertifiedTwinUploadsItsErrorRing) {
+  ErrorUploadPolicy policy;
+  policy.batch_delay = absl::Seconds(5);
+  policy.poll_interval = absl::Seconds(60);
+  config_.error_upload = &policy;
+  auto twin = NewTwin("error-upload");
+  ToAttest(*twin, now_);
+  auto r = twin->OnAttest(now_, pki_.Issue(twin->device().CertificatePublicKey(),
+                                           now_, absl::Hours(10)));
+  ASSERT_EQ(twin->phase(), Phase::kCertified);
+  twin->device().DrainErrorEvents();  // whatever boot recorded
+  // Idle: the uploader looks at the ring every poll interval; renewal later.
+  EXPECT_EQ(twin->next_wakeup(), now_);
+  r = twin->OnTimer(now_);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+  EXPECT_EQ(twin->next_wakeup(), now_ + absl::Seconds(60));
+  twin->device().TriggerTamper("probe");
+  twin->device().TriggerTamper("probe");
+  absl::Time t = now_ + absl::Seconds(60);
+  r = twin->OnTimer(t);  // found two events: wait the batch delay
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+  EXPECT_EQ(twin->next_wakeup(), t + absl::Seconds(5));
+  r = twin->OnTimer(t + absl::Seconds(5));
+  ASSERT_TRUE(std::holds_alternative<v1::UploadErrorsRequest>(r));
+  EXPECT_EQ(std::get<v1::UploadErrorsRequest>(r).events_size(), 2);
+  EXPECT_EQ(twin->phase(), Phase::kCertified);  // attestation unaffected
+  // Transient failure: the same batch after a backoff.
+  twin->OnErrorsUploaded(t + absl::Seconds(5),
+                         absl::UnavailableError("shard restarting"));
+  absl::Time retry = twin->next_wakeup();
+  EXPECT_GT(retry, t + absl::Seconds(5));
+  r = twin->OnTimer(retry);
+  ASSERT_TRUE(std::holds_alternative<v1::UploadErrorsRequest>(r));
+  twin->OnErrorsUploaded(retry, v1::UploadErrorsResponse());
+  EXPECT_EQ(twin->error_uploader()->uploaded(), 2u);
+  EXPECT_EQ(twin->error_uploader()->pending(), 0u);
+  // Renewal still comes first when due.
+  r = twin->OnTimer(now_ + absl::Hours(9));
+  EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(r));
+}
+
 }  // namespace
 }  // namespace sphere::twin

@@ -299,6 +299,24 @@ class RocksStore : public Store {
 
   rocksdb::DB* db() { return db_.get(); }
 
+  absl::Status CompactRange(absl::string_view cf, absl::string_view begin,
+                            absl::string_view end) override {
+    auto h = Handle(cf, "compact");
+    if (!h.ok()) return h.status();
+    rocksdb::Slice b = ToSlice(begin), e = ToSlice(end);
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction =
+        rocksdb::BottommostLevelCompaction::kForceOptimized;
+    // Flush first so deletes still in the memtable reach the compaction.
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    rocksdb::Status fs = db_->Flush(fo, *h);
+    if (!fs.ok()) return FromRocks(fs, "compact", path_, cf);
+    return FromRocks(db_->CompactRange(co, *h, begin.empty() ? nullptr : &b,
+                                       end.empty() ? nullptr : &e),
+                     "compact", path_, cf);
+  }
+
   absl::Status Flush() override {
     rocksdb::FlushOptions fo;
     fo.wait = true;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,6 +45,13 @@ class WriteBatch {
   }
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  // ApproximateBytes is the size of the keys and values in the batch.
+  size_t ApproximateBytes() const {
+    size_t n = 0;
+    for (const Op& op : ops_) n += op.cf.size() + op.key.size() + op.value.size();
+    return n;
+  }
 
  private:
   std::vector<Op> ops_;
@@ -95,6 +103,19 @@ class Store : public Reader {
   // memtables to SST files). Durability never depends on it — Write already
   // made every acknowledged batch durable. The default is a no-op.
   virtual absl::Status Flush() { return absl::OkStatus(); }
+
+  // CompactRange rewrites the keys of `cf` in [begin, end) (empty: unbounded)
+  // so deleted and overwritten data is physically dropped (RocksStore:
+  // DB::CompactRange; retention sweeps call it after deleting expired keys).
+  // The default is a no-op (MemoryStore drops deleted keys at once).
+  virtual absl::Status CompactRange(absl::string_view cf,
+                                    absl::string_view begin = "",
+                                    absl::string_view end = "") {
+    (void)cf;
+    (void)begin;
+    (void)end;
+    return absl::OkStatus();
+  }
 
   // Convenience single-key helpers.
   absl::Status Put(absl::string_view cf, absl::string_view key,

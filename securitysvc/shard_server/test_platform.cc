@@ -97,6 +97,11 @@ absl::Status TestPlatform::Start(Options options) {
   attestation_ = plugin.get();
   std::vector<std::unique_ptr<ShardPlugin>> plugins;
   plugins.push_back(std::move(plugin));
+  if (options.extra_plugins) {
+    for (auto& extra : options.extra_plugins()) {
+      plugins.push_back(std::move(extra));
+    }
+  }
   server_ = std::make_unique<ShardServer>(std::move(o), std::move(plugins));
   return server_->Start();
 }

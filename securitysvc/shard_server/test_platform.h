@@ -35,6 +35,8 @@ class TestPlatform {
         open_store;
     attestation::AttestationPlugin::Options attestation;
     RevisionGate::Options revision_gate;
+    // More plug-ins to host next to attestation (e.g. error reporting).
+    std::function<std::vector<std::unique_ptr<ShardPlugin>>()> extra_plugins;
   };
 
   TestPlatform() : clock_(absl::Now()) {}

@@ -1,0 +1,54 @@
+#include "securitysvc/errors/error_plugin.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/util/log.h"
+
+namespace sphere::errors {
+
+absl::Status ErrorReportingPlugin::Init(shard::ShardContext& context) {
+  writer_ = std::make_unique<store::GroupCommitWriter>(context.store,
+                                                       options_.group_commit);
+  errors_ = std::make_unique<ErrorStore>(context.store, writer_.get(),
+                                         context.clock);
+  service_ = std::make_unique<ErrorReportingServiceImpl>(
+      errors_.get(), context.device_calls, context.root_subject_line);
+  if (options_.sweep_interval > absl::ZeroDuration()) {
+    sweeper_ = std::thread([this] { SweepLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void ErrorReportingPlugin::SweepLoop() {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    const absl::Time until = absl::Now() + options_.sweep_interval;
+    while (!stopping_ && absl::Now() < until) {
+      mu_.AwaitWithDeadline(
+          absl::Condition(
+              +[](bool* stop) { return *stop; }, &stopping_),
+          until);
+    }
+    if (stopping_) return;
+    mu_.Unlock();
+    absl::StatusOr<int64_t> n = errors_->SweepExpired();
+    if (!n.ok()) {
+      log::Warning("error retention sweep failed",
+                   {{"error", std::string(n.status().message())}});
+    } else if (*n > 0) {
+      log::Info("error retention sweep",
+                {{"deleted_reports", absl::StrCat(*n)}});
+    }
+    mu_.Lock();
+  }
+}
+
+void ErrorReportingPlugin::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+  if (writer_) writer_->Stop();  // writes what is queued, acknowledges it
+}
+
+}  // namespace sphere::errors

@@ -1,0 +1,64 @@
+// ErrorReportingPlugin: error reporting as a shard plug-in. It brings the
+// error column families (ErrorStore), a GroupCommitWriter over the shard's
+// store ("errors"), the ErrorReportingService, and a retention sweeper
+// thread that deletes reports older than 14 days (ErrorStore::SweepExpired)
+// every `sweep_interval`.
+//
+// Example (shard_main.cc):
+//   plugins.push_back(std::make_unique<errors::ErrorReportingPlugin>());
+#ifndef SPHERE_SECURITYSVC_ERRORS_ERROR_PLUGIN_H_
+#define SPHERE_SECURITYSVC_ERRORS_ERROR_PLUGIN_H_
+
+#include <memory>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/store/group_commit.h"
+#include "securitysvc/errors/error_service.h"
+#include "securitysvc/errors/error_store.h"
+#include "securitysvc/shard_server/shard_plugin.h"
+
+namespace sphere::errors {
+
+class ErrorReportingPlugin final : public shard::ShardPlugin {
+ public:
+  struct Options {
+    store::GroupCommitOptions group_commit = DefaultGroupCommit();
+    // How often the retention sweep runs (0 = never; tests sweep by hand).
+    absl::Duration sweep_interval = absl::Hours(1);
+  };
+  static store::GroupCommitOptions DefaultGroupCommit() {
+    store::GroupCommitOptions o;
+    o.name = "errors";
+    return o;
+  }
+  ErrorReportingPlugin() : ErrorReportingPlugin(Options()) {}
+  explicit ErrorReportingPlugin(Options options) : options_(options) {}
+  ~ErrorReportingPlugin() override { Stop(); }
+
+  std::string name() const override { return "error_reporting"; }
+  std::vector<std::string> ColumnFamilies() const override {
+    return errors::ColumnFamilies();
+  }
+  absl::Status Init(shard::ShardContext& context) override;
+  std::vector<grpc::Service*> Services() override { return {service_.get()}; }
+  void Stop() override;
+
+  ErrorStore* error_store() { return errors_.get(); }
+
+ private:
+  void SweepLoop();
+
+  Options options_;
+  std::unique_ptr<store::GroupCommitWriter> writer_;
+  std::unique_ptr<ErrorStore> errors_;
+  std::unique_ptr<ErrorReportingServiceImpl> service_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread sweeper_;
+};
+
+}  // namespace sphere::errors
+
+#endif  // SPHERE_SECURITYSVC_ERRORS_ERROR_PLUGIN_H_

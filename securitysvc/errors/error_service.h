@@ -1,0 +1,69 @@
+// ErrorReportingServiceImpl: the gRPC adapter of ErrorStore
+// (protos/error_reporting.proto).
+//
+// UploadErrors goes through the shard's DeviceCallHandler (device
+// certificate or gateway + session token; the device id and tenant come
+// from the credential; a device owned by another shard is redirected) and
+// finishes from the group-commit callback once the batch is durable: no
+// callback thread waits for the disk.
+//
+// QueryErrors, ListIssues and GetIssue take an operator credential issued by
+// the platform root (attestation::IdentifyStatusReader): a platform operator
+// reads any tenant; a tenant credential (tenant operator, or the tenant's
+// relying party such as the Contoso cloud) reads only its own tenant and is
+// refused PERMISSION_DENIED for another. They run on the callback thread with
+// bounded work (ErrorStore's page and scan limits).
+//
+// Thread-safe.
+#ifndef SPHERE_SECURITYSVC_ERRORS_ERROR_SERVICE_H_
+#define SPHERE_SECURITYSVC_ERRORS_ERROR_SERVICE_H_
+
+#include <string>
+
+#include "protos/error_reporting.grpc.pb.h"
+#include "securitysvc/errors/error_store.h"
+#include "securitysvc/shard_server/device_call.h"
+
+namespace sphere::errors {
+
+class ErrorReportingServiceImpl final
+    : public v1::ErrorReportingService::CallbackService {
+ public:
+  // Pointers must outlive the service.
+  ErrorReportingServiceImpl(ErrorStore* errors,
+                            const shard::DeviceCallHandler* device_calls,
+                            std::string root_subject_line)
+      : errors_(errors),
+        device_calls_(device_calls),
+        root_subject_line_(std::move(root_subject_line)) {}
+
+  grpc::ServerUnaryReactor* UploadErrors(
+      grpc::CallbackServerContext* context,
+      const v1::UploadErrorsRequest* request,
+      v1::UploadErrorsResponse* response) override;
+  grpc::ServerUnaryReactor* QueryErrors(
+      grpc::CallbackServerContext* context,
+      const v1::QueryErrorsRequest* request,
+      v1::QueryErrorsResponse* response) override;
+  grpc::ServerUnaryReactor* ListIssues(
+      grpc::CallbackServerContext* context,
+      const v1::ListIssuesRequest* request,
+      v1::ListIssuesResponse* response) override;
+  grpc::ServerUnaryReactor* GetIssue(grpc::CallbackServerContext* context,
+                                     const v1::GetIssueRequest* request,
+                                     v1::GetIssueResponse* response) override;
+
+ private:
+  // Operator: authorise the caller for `tenant_id`, run `fn`, finish.
+  grpc::ServerUnaryReactor* Operator(
+      grpc::CallbackServerContext* context, absl::string_view method,
+      const std::string& tenant_id, const std::function<absl::Status()>& fn);
+
+  ErrorStore* const errors_;
+  const shard::DeviceCallHandler* const device_calls_;
+  const std::string root_subject_line_;
+};
+
+}  // namespace sphere::errors
+
+#endif  // SPHERE_SECURITYSVC_ERRORS_ERROR_SERVICE_H_

@@ -1,0 +1,282 @@
+// ErrorReportingService on an in-process shard (TestPlatform): both device
+// authentication paths, operator and tenant queries, and the attacks.
+#include "securitysvc/errors/error_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc/rpc.h"
+#include "gtest/gtest.h"
+#include "protos/error_reporting.grpc.pb.h"
+#include "securitysvc/auth/device_authenticator.h"
+#include "securitysvc/errors/error_plugin.h"
+#include "securitysvc/shard_server/test_platform.h"
+
+namespace sphere::errors {
+namespace {
+
+using shard::TestPlatform;
+
+v1::UploadErrorsRequest Batch(uint64_t first, int n) {
+  v1::UploadErrorsRequest r;
+  for (int i = 0; i < n; ++i) {
+    v1::ErrorEvent* e = r.add_events();
+    e->set_sequence(first + i);
+    e->set_kind(v1::ErrorEvent::APP_CRASH);
+    e->set_component("dw100-app");
+    e->set_component_version("1.0");
+    e->set_exit_code(3);
+    e->set_time_unix_ms(1000 + i);
+  }
+  return r;
+}
+
+class ErrorServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_ = new Shared;
+    TestPlatform::Options o;
+    o.extra_plugins = [] {
+      ErrorReportingPlugin::Options po;
+      po.sweep_interval = absl::ZeroDuration();
+      auto p = std::make_unique<ErrorReportingPlugin>(po);
+      g_->plugin = p.get();
+      std::vector<std::unique_ptr<shard::ShardPlugin>> v;
+      v.push_back(std::move(p));
+      return v;
+    };
+    absl::Status s = g_->platform.Start(o);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  static void TearDownTestSuite() {
+    delete g_;
+    g_ = nullptr;
+  }
+
+  std::unique_ptr<mcu::Device> NewDevice(const std::string& seed) {
+    auto d = g_->platform.NewDevice(seed);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() ? *std::move(d) : nullptr;
+  }
+  rpc::TlsFiles DeviceCert(const mcu::Device& d) {
+    crypto::DeviceClaims c;
+    c.device_id = d.device_id();
+    c.tenant_id = TestPlatform::kTenant;
+    c.device_group_id = TestPlatform::kGroup;
+    c.scope = "full";
+    c.epoch = "0";
+    return g_->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+  }
+  std::string SessionToken(const mcu::Device& d) {
+    auth::DeviceContext ctx;
+    ctx.device_id = d.device_id();
+    ctx.tenant_id = TestPlatform::kTenant;
+    ctx.scope = auth::Scope::kFull;
+    ctx.certificate_serial = "01";
+    ctx.not_after = g_->platform.clock().Now() + absl::Hours(1);
+    return g_->platform.server().context().session_tokens->Issue(ctx);
+  }
+  rpc::TlsFiles OperatorTls(const std::string& tenant) {
+    crypto::DeviceClaims c;
+    if (tenant.empty()) {
+      c.scope = "platform-operator";
+    } else {
+      c.tenant_id = tenant;
+    }
+    return g_->platform.Issue(tenant.empty() ? "platform-op" : "tenant-op",
+                              crypto::KeyUsage::kClientAuth, c);
+  }
+  std::unique_ptr<v1::ErrorReportingService::Stub> Stub(
+      const rpc::TlsFiles& tls) {
+    return v1::ErrorReportingService::NewStub(
+        rpc::NewChannel(g_->platform.server().address(), tls));
+  }
+  grpc::Status Upload(const rpc::TlsFiles& tls, const std::string& token,
+                      const v1::UploadErrorsRequest& req,
+                      v1::UploadErrorsResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    if (!token.empty()) ctx.AddMetadata(auth::kSessionTokenMetadata, token);
+    return Stub(tls)->UploadErrors(&ctx, req, resp);
+  }
+  grpc::Status Query(const rpc::TlsFiles& tls, const v1::QueryErrorsRequest& q,
+                     v1::QueryErrorsResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    return Stub(tls)->QueryErrors(&ctx, q, resp);
+  }
+  // Stored: the device's reports as the core sees them (platform view).
+  size_t Stored(const mcu::Device& d) {
+    v1::QueryErrorsRequest q;
+    q.set_tenant_id(TestPlatform::kTenant);
+    q.set_device_id(d.device_id());
+    q.set_page_size(1000);
+    auto r = g_->plugin->error_store()->Query(q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->reports_size() : 0;
+  }
+
+  struct Shared {
+    TestPlatform platform;
+    ErrorReportingPlugin* plugin = nullptr;
+  };
+  static Shared* g_;
+};
+ErrorServiceTest::Shared* ErrorServiceTest::g_ = nullptr;
+
+TEST_F(ErrorServiceTest, UploadWithDeviceCertificate) {
+  auto d = NewDevice("errors-device-cert");
+  v1::UploadErrorsResponse resp;
+  grpc::Status st = Upload(DeviceCert(*d), "", Batch(1, 5), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.stored(), 5u);
+  EXPECT_EQ(Stored(*d), 5u);
+  // Both operator views see them.
+  for (const std::string& who : {std::string(), std::string(TestPlatform::kTenant)}) {
+    v1::QueryErrorsRequest q;
+    q.set_tenant_id(TestPlatform::kTenant);
+    q.set_device_id(d->device_id());
+    v1::QueryErrorsResponse r;
+    st = Query(OperatorTls(who), q, &r);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(r.reports_size(), 5);
+    EXPECT_EQ(r.reports(0).device_id(), d->device_id());
+    EXPECT_EQ(r.reports(0).tenant_id(), TestPlatform::kTenant);
+  }
+}
+
+TEST_F(ErrorServiceTest, UploadThroughGatewayWithSessionTokenStoredOnce) {
+  auto d = NewDevice("errors-gateway");
+  v1::UploadErrorsRequest req = Batch(1, 10);
+  req.set_device_id(d->device_id());  // a gateway names the device
+  v1::UploadErrorsResponse resp;
+  grpc::Status st =
+      Upload(g_->platform.gateway_tls(), SessionToken(*d), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.stored(), 10u);
+  // The retry after a lost answer: acknowledged, not stored twice.
+  st = Upload(g_->platform.gateway_tls(), SessionToken(*d), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.stored(), 0u);
+  EXPECT_EQ(resp.duplicates(), 10u);
+  EXPECT_EQ(Stored(*d), 10u);
+}
+
+TEST_F(ErrorServiceTest, Attack_DeviceCannotUploadForAnotherDevice) {
+  auto d = NewDevice("errors-attacker");
+  auto victim = NewDevice("errors-victim");
+  v1::UploadErrorsRequest req = Batch(1, 3);
+  req.set_device_id(victim->device_id());
+  v1::UploadErrorsResponse resp;
+  grpc::Status st = Upload(DeviceCert(*d), "", req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << st.error_message();
+  EXPECT_EQ(Stored(*victim), 0u);
+  EXPECT_EQ(Stored(*d), 0u);
+  // A gateway without the device's session token.
+  st = Upload(g_->platform.gateway_tls(), "", req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << st.error_message();
+  // A gateway with another device's token.
+  st = Upload(g_->platform.gateway_tls(), SessionToken(*d), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << st.error_message();
+  EXPECT_EQ(Stored(*victim), 0u);
+}
+
+TEST_F(ErrorServiceTest, Attack_OversizedAndMalformedBatchesRefused) {
+  auto d = NewDevice("errors-oversized");
+  v1::UploadErrorsResponse resp;
+  grpc::Status st = Upload(DeviceCert(*d), "", Batch(1, 1001), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("at most 1000 events per batch"),
+            std::string::npos)
+      << st.error_message();
+  v1::UploadErrorsRequest bad = Batch(1, 2);
+  bad.mutable_events(1)->set_detail(std::string(4096, 'x'));
+  st = Upload(DeviceCert(*d), "", bad, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("event 1: detail is 4096 bytes"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(Stored(*d), 0u);
+}
+
+TEST_F(ErrorServiceTest, Attack_TenantCannotQueryAnotherTenantsErrors) {
+  auto d = NewDevice("errors-cross-tenant");
+  v1::UploadErrorsResponse resp;
+  ASSERT_TRUE(Upload(DeviceCert(*d), "", Batch(1, 4), &resp).ok());
+  const rpc::TlsFiles fabrikam = OperatorTls("tenant-fabrikam");
+  v1::QueryErrorsRequest q;
+  q.set_tenant_id(TestPlatform::kTenant);
+  v1::QueryErrorsResponse r;
+  grpc::Status st = Query(fabrikam, q, &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("may not read the error reports of tenant"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(r.reports_size(), 0);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::ListIssuesRequest li;
+    li.set_tenant_id(TestPlatform::kTenant);
+    v1::ListIssuesResponse lr;
+    st = Stub(fabrikam)->ListIssues(&ctx, li, &lr);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(lr.issues_size(), 0);
+  }
+  // Its own tenant: allowed, and empty (nothing of Contoso's leaks).
+  q.set_tenant_id("tenant-fabrikam");
+  st = Query(fabrikam, q, &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(r.reports_size(), 0);
+  // A device credential is not an operator credential.
+  q.set_tenant_id(TestPlatform::kTenant);
+  st = Query(DeviceCert(*d), q, &r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Contoso's own credential (its relying party) reads them.
+  st = Query(OperatorTls(TestPlatform::kTenant), q, &r);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GE(r.reports_size(), 4);
+  EXPECT_EQ(Stored(*d), 4u);
+}
+
+TEST_F(ErrorServiceTest, IssuesOverGrpc) {
+  auto d = NewDevice("errors-issues");
+  v1::UploadErrorsRequest req = Batch(1, 3);
+  for (auto& e : *req.mutable_events()) e.set_component("issue-app");
+  v1::UploadErrorsResponse resp;
+  ASSERT_TRUE(Upload(DeviceCert(*d), "", req, &resp).ok());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::ListIssuesRequest li;
+  li.set_tenant_id(TestPlatform::kTenant);
+  v1::ListIssuesResponse lr;
+  grpc::Status st =
+      Stub(OperatorTls(TestPlatform::kTenant))->ListIssues(&ctx, li, &lr);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const v1::Issue* found = nullptr;
+  for (const auto& i : lr.issues()) {
+    if (i.component() == "issue-app") found = &i;
+  }
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->event_count(), 3u);
+  EXPECT_EQ(found->device_count(), 1u);
+  grpc::ClientContext ctx2;
+  ctx2.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetIssueRequest gi;
+  gi.set_tenant_id(TestPlatform::kTenant);
+  gi.set_issue_id(found->issue_id());
+  v1::GetIssueResponse gr;
+  st = Stub(OperatorTls(""))->GetIssue(&ctx2, gi, &gr);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(gr.issue().event_count(), 3u);
+  ASSERT_EQ(gr.releases_size(), 1);
+  EXPECT_EQ(gr.releases(0).version(), "1.0");
+}
+
+}  // namespace
+}  // namespace sphere::errors

@@ -1,0 +1,438 @@
+#include "securitysvc/errors/error_store.h"
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/store/group_commit.h"
+#include "common/store/memory_store.h"
+#include "common/store/store.h"
+#include "common/util/clock.h"
+#include "gtest/gtest.h"
+
+namespace sphere::errors {
+namespace {
+
+const std::string kDevA(64, 'a');
+const std::string kDevB(64, 'b');
+const std::string kDevC(64, 'c');
+constexpr char kContoso[] = "tenant-contoso";
+constexpr char kFabrikam[] = "tenant-fabrikam";
+
+v1::ErrorEvent Crash(uint64_t seq, const std::string& component = "dw100-app",
+                     const std::string& version = "1.0", int exit_code = 3) {
+  v1::ErrorEvent e;
+  e.set_sequence(seq);
+  e.set_kind(v1::ErrorEvent::APP_CRASH);
+  e.set_component(component);
+  e.set_component_version(version);
+  e.set_exit_code(exit_code);
+  e.set_signal(11);
+  e.set_detail("segfault in wash cycle");
+  e.set_time_unix_ms(1767225600000 + seq);
+  return e;
+}
+
+v1::UploadErrorsRequest Batch(uint64_t first, int n) {
+  v1::UploadErrorsRequest r;
+  for (int i = 0; i < n; ++i) *r.add_events() = Crash(first + i);
+  return r;
+}
+
+size_t Count(store::Store* s, const char* cf) {
+  size_t n = 0;
+  EXPECT_TRUE(s->Scan(cf, "",
+                      [&](absl::string_view, absl::string_view) {
+                        ++n;
+                        return true;
+                      })
+                  .ok());
+  return n;
+}
+
+// Fixture: an ErrorStore over a store of the test's choice (memory unless
+// OpenRocks is called first), with a FakeClock.
+class ErrorStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = store::MemoryStore::Create(ColumnFamilies());
+    ASSERT_TRUE(m.ok());
+    memory_ = m->get();
+    Use(std::move(*m));
+  }
+  void Use(std::unique_ptr<store::Store> s) {
+    errors_.reset();
+    writer_.reset();
+    store_ = std::move(s);
+    writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+    errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  }
+  void OpenRocks() {
+    memory_ = nullptr;
+    auto s = store::OpenRocksStore(
+        absl::StrCat(std::getenv("TEST_TMPDIR"), "/", 
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        ColumnFamilies());
+    ASSERT_TRUE(s.ok()) << s.status();
+    Use(std::move(*s));
+  }
+  absl::StatusOr<v1::UploadErrorsResponse> Upload(
+      const std::string& device, const std::string& tenant,
+      const v1::UploadErrorsRequest& req) {
+    absl::Notification done;
+    absl::StatusOr<v1::UploadErrorsResponse> out;
+    errors_->Ingest(device, tenant, req,
+                    [&](absl::StatusOr<v1::UploadErrorsResponse> r) {
+                      out = std::move(r);
+                      done.Notify();
+                    });
+    done.WaitForNotification();
+    return out;
+  }
+  std::vector<v1::ErrorReport> All(const std::string& tenant,
+                                   const std::string& device = "") {
+    std::vector<v1::ErrorReport> out;
+    v1::QueryErrorsRequest q;
+    q.set_tenant_id(tenant);
+    q.set_device_id(device);
+    q.set_page_size(1000);
+    for (;;) {
+      auto r = errors_->Query(q);
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok()) break;
+      for (const auto& rep : r->reports()) out.push_back(rep);
+      if (r->next_page_token().empty()) break;
+      q.set_page_token(r->next_page_token());
+    }
+    return out;
+  }
+  void ExpectNothingStored() {
+    for (const std::string& cf : ColumnFamilies()) {
+      EXPECT_EQ(Count(store_.get(), cf.c_str()), 0u) << cf;
+    }
+  }
+
+  FakeClock clock_;
+  store::MemoryStore* memory_ = nullptr;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::GroupCommitWriter> writer_;
+  std::unique_ptr<ErrorStore> errors_;
+};
+
+TEST_F(ErrorStoreTest, StoresReportsInAzureSphereShape) {
+  v1::UploadErrorsRequest req = Batch(1, 2);
+  v1::ErrorEvent* planned = req.add_events();
+  planned->set_sequence(3);
+  planned->set_kind(v1::ErrorEvent::PLANNED_RESTART);
+  planned->set_component("os");
+  planned->set_detail("update to 24.10 installed");
+  planned->set_count(2);
+  planned->set_time_unix_ms(100);
+  planned->set_end_time_unix_ms(200);
+  auto r = Upload(kDevA, kContoso, req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stored(), 3u);
+  EXPECT_EQ(r->duplicates(), 0u);
+  std::vector<v1::ErrorReport> all = All(kContoso);
+  ASSERT_EQ(all.size(), 3u);
+  const v1::ErrorReport& crash = all[0];
+  EXPECT_EQ(crash.device_id(), kDevA);
+  EXPECT_EQ(crash.tenant_id(), kContoso);
+  EXPECT_EQ(crash.event_type(), "unplanned");
+  EXPECT_EQ(crash.event_class(), "app");
+  EXPECT_EQ(crash.event_count(), 1u);
+  EXPECT_EQ(crash.description(),
+            "APP_CRASH exit_code=3 signal=11: segfault in wash cycle");
+  EXPECT_EQ(crash.start_unix_ms(), crash.event().time_unix_ms());
+  EXPECT_EQ(crash.end_unix_ms(), crash.event().time_unix_ms());
+  EXPECT_EQ(crash.received_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+  const v1::ErrorReport& restart = all[2];
+  EXPECT_EQ(restart.event_type(), "planned");
+  EXPECT_EQ(restart.event_class(), "os");
+  EXPECT_EQ(restart.event_count(), 2u);
+  EXPECT_EQ(restart.start_unix_ms(), 100);
+  EXPECT_EQ(restart.end_unix_ms(), 200);
+  EXPECT_EQ(All(kContoso, kDevA).size(), 3u);
+  EXPECT_TRUE(All(kContoso, kDevB).empty());
+}
+
+TEST_F(ErrorStoreTest, DuplicateBatchIsAcknowledgedAndStoredOnce) {
+  auto first = Upload(kDevA, kContoso, Batch(1, 10));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->stored(), 10u);
+  clock_.Advance(absl::Minutes(1));  // a retry lands later
+  auto again = Upload(kDevA, kContoso, Batch(1, 10));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->stored(), 0u);
+  EXPECT_EQ(again->duplicates(), 10u);
+  // Overlapping batch: 5 old, 5 new.
+  auto overlap = Upload(kDevA, kContoso, Batch(6, 10));
+  ASSERT_TRUE(overlap.ok()) << overlap.status();
+  EXPECT_EQ(overlap->stored(), 5u);
+  EXPECT_EQ(overlap->duplicates(), 5u);
+  EXPECT_EQ(Count(store_.get(), kByDevice), 15u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 15u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 15u);
+  EXPECT_EQ(All(kContoso).size(), 15u);
+  // Another device's sequence 1 is a different event.
+  auto other = Upload(kDevB, kContoso, Batch(1, 1));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->stored(), 1u);
+}
+
+TEST_F(ErrorStoreTest, Attack_MalformedAndOversizedBatchesRefusedNothingStored) {
+  struct Case {
+    std::string name;
+    std::function<void(v1::UploadErrorsRequest*)> mutate;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"empty", [](auto* r) { r->clear_events(); }, "no events"},
+      {"too many",
+       [](auto* r) { *r = Batch(1, kMaxEventsPerBatch + 1); },
+       "at most 1000 events per batch; got 1001"},
+      {"sequence 0",
+       [](auto* r) { r->mutable_events(1)->set_sequence(0); },
+       "event 1: sequence must be > 0"},
+      {"sequence twice",
+       [](auto* r) { r->mutable_events(2)->set_sequence(1); },
+       "event 2: sequence 1 appears twice"},
+      {"kind unset",
+       [](auto* r) {
+         r->mutable_events(0)->set_kind(v1::ErrorEvent::KIND_UNSPECIFIED);
+       },
+       "event 0: kind 0 is not a known event kind"},
+      {"kind unknown",
+       [](auto* r) {
+         r->mutable_events(0)->set_kind(static_cast<v1::ErrorEvent::Kind>(99));
+       },
+       "kind 99 is not a known"},
+      {"component empty",
+       [](auto* r) { r->mutable_events(0)->clear_component(); },
+       "event 0: component must be 1..64"},
+      {"component oversized",
+       [](auto* r) {
+         r->mutable_events(0)->set_component(std::string(65, 'x'));
+       },
+       "component must be 1..64 bytes of letters, digits and . _ - + : (got "
+       "65 bytes)"},
+      {"component with separator",
+       [](auto* r) { r->mutable_events(0)->set_component("app/../x"); },
+       "component must be"},
+      {"version oversized",
+       [](auto* r) {
+         r->mutable_events(0)->set_component_version(std::string(33, '1'));
+       },
+       "component_version must be at most 32"},
+      {"detail oversized",
+       [](auto* r) {
+         r->mutable_events(0)->set_detail(std::string(kMaxDetailBytes + 1, 'd'));
+       },
+       "detail is 513 bytes; at most 512"},
+      {"count oversized",
+       [](auto* r) { r->mutable_events(0)->set_count(kMaxEventCount + 1); },
+       "count 1000001 exceeds"},
+      {"negative time",
+       [](auto* r) { r->mutable_events(0)->set_time_unix_ms(-1); },
+       "times must not be negative"},
+      {"end before start",
+       [](auto* r) { r->mutable_events(0)->set_end_time_unix_ms(1); },
+       "end_time_unix_ms is before"},
+  };
+  for (const Case& c : cases) {
+    v1::UploadErrorsRequest req = Batch(1, 3);
+    c.mutate(&req);
+    auto r = Upload(kDevA, kContoso, req);
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(r.status().message().find(c.message), std::string::npos)
+        << c.name << ": " << r.status();
+    ExpectNothingStored();
+  }
+  // Still accepts a good batch afterwards.
+  EXPECT_TRUE(Upload(kDevA, kContoso, Batch(1, 3)).ok());
+}
+
+TEST_F(ErrorStoreTest, Fault_WriteFailureAcknowledgesNothingAndRetryStores) {
+  memory_->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  auto r = Upload(kDevA, kContoso, Batch(1, 5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  ExpectNothingStored();
+  auto retry = Upload(kDevA, kContoso, Batch(1, 5));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->stored(), 5u);
+}
+
+TEST_F(ErrorStoreTest, TenantsSeeOnlyTheirOwnReports) {
+  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 4)).ok());
+  ASSERT_TRUE(Upload(kDevB, kFabrikam, Batch(1, 2)).ok());
+  for (const auto& r : All(kContoso)) EXPECT_EQ(r.tenant_id(), kContoso);
+  EXPECT_EQ(All(kContoso).size(), 4u);
+  EXPECT_EQ(All(kFabrikam).size(), 2u);
+  // Fabrikam naming Contoso's device gets nothing.
+  EXPECT_TRUE(All(kFabrikam, kDevA).empty());
+  // A page token of Contoso's cannot be replayed in Fabrikam's query.
+  v1::QueryErrorsRequest q;
+  q.set_tenant_id(kContoso);
+  q.set_page_size(1);
+  auto page = errors_->Query(q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_FALSE(page->next_page_token().empty());
+  q.set_tenant_id(kFabrikam);
+  q.set_page_token(page->next_page_token());
+  auto stolen = errors_->Query(q);
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kInvalidArgument);
+  // Issues too.
+  v1::ListIssuesRequest li;
+  li.set_tenant_id(kFabrikam);
+  auto issues = errors_->ListIssues(li);
+  ASSERT_TRUE(issues.ok());
+  ASSERT_EQ(issues->issues_size(), 1);
+  EXPECT_EQ(issues->issues(0).event_count(), 2u);
+}
+
+TEST_F(ErrorStoreTest, PagesCoverEveryReportOnceInOrder) {
+  for (int b = 0; b < 5; ++b) {
+    ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1 + b * 50, 50)).ok());
+    clock_.Advance(absl::Seconds(1));
+  }
+  v1::QueryErrorsRequest q;
+  q.set_tenant_id(kContoso);
+  q.set_page_size(100);
+  std::vector<uint64_t> seqs;
+  int pages = 0;
+  for (;;) {
+    auto r = errors_->Query(q);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++pages;
+    EXPECT_LE(r->reports_size(), 100);
+    for (const auto& rep : r->reports()) seqs.push_back(rep.event().sequence());
+    if (r->next_page_token().empty()) break;
+    q.set_page_token(r->next_page_token());
+  }
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(seqs.size(), 250u);
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i + 1);
+  // Time range: only the second second's batch.
+  v1::QueryErrorsRequest ranged;
+  ranged.set_tenant_id(kContoso);
+  ranged.set_from_unix_ms(absl::ToUnixMillis(clock_.Now() - absl::Seconds(4)));
+  ranged.set_to_unix_ms(absl::ToUnixMillis(clock_.Now() - absl::Seconds(4)));
+  auto r = errors_->Query(ranged);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->reports_size(), 50);
+  EXPECT_EQ(r->reports(0).event().sequence(), 51u);
+}
+
+TEST_F(ErrorStoreTest, IssuesGroupBySignatureWithTrendPerRelease) {
+  // dw100-app 1.0 exit 3 on A, B; dw100-app 1.1 exit 3 on C; exit 4 on A.
+  v1::UploadErrorsRequest a;
+  *a.add_events() = Crash(1, "dw100-app", "1.0", 3);
+  *a.add_events() = Crash(2, "dw100-app", "1.0", 3);
+  *a.add_events() = Crash(3, "dw100-app", "1.0", 4);
+  ASSERT_TRUE(Upload(kDevA, kContoso, a).ok());
+  clock_.Advance(absl::Hours(1));
+  v1::UploadErrorsRequest b;
+  *b.add_events() = Crash(1, "dw100-app", "1.0", 3);
+  ASSERT_TRUE(Upload(kDevB, kContoso, b).ok());
+  clock_.Advance(absl::Hours(1));
+  v1::UploadErrorsRequest c;
+  *c.add_events() = Crash(1, "dw100-app", "1.1", 3);
+  c.mutable_events(0)->set_count(5);
+  ASSERT_TRUE(Upload(kDevC, kContoso, c).ok());
+
+  v1::ListIssuesRequest li;
+  li.set_tenant_id(kContoso);
+  auto list = errors_->ListIssues(li);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->issues_size(), 3);
+  const v1::Issue& top = list->issues(0);  // most events first: 1.1 x5
+  EXPECT_EQ(top.version(), "1.1");
+  EXPECT_EQ(top.event_count(), 5u);
+  EXPECT_EQ(top.device_count(), 1u);
+  const v1::Issue& v10 = list->issues(1);
+  EXPECT_EQ(v10.component(), "dw100-app");
+  EXPECT_EQ(v10.version(), "1.0");
+  EXPECT_EQ(v10.kind(), v1::ErrorEvent::APP_CRASH);
+  EXPECT_EQ(v10.exit_code(), 3);
+  EXPECT_EQ(v10.event_count(), 3u);
+  EXPECT_EQ(v10.device_count(), 2u);
+  const int64_t t0 = absl::ToUnixMillis(clock_.Now() - absl::Hours(2));
+  EXPECT_EQ(v10.first_seen_unix_ms(), t0);
+  EXPECT_EQ(v10.last_seen_unix_ms(), t0 + 3600 * 1000);
+  EXPECT_EQ(list->issues(2).exit_code(), 4);
+
+  v1::GetIssueRequest gi;
+  gi.set_tenant_id(kContoso);
+  gi.set_issue_id(v10.issue_id());
+  auto issue = errors_->GetIssue(gi);
+  ASSERT_TRUE(issue.ok()) << issue.status();
+  EXPECT_EQ(issue->issue().event_count(), 3u);
+  ASSERT_EQ(issue->releases_size(), 2);
+  EXPECT_EQ(issue->releases(0).version(), "1.0");
+  EXPECT_EQ(issue->releases(0).event_count(), 3u);
+  EXPECT_EQ(issue->releases(0).device_count(), 2u);
+  EXPECT_EQ(issue->releases(1).version(), "1.1");
+  EXPECT_EQ(issue->releases(1).event_count(), 5u);
+  // Another tenant: not found; garbage id: invalid.
+  gi.set_tenant_id(kFabrikam);
+  EXPECT_EQ(errors_->GetIssue(gi).status().code(), absl::StatusCode::kNotFound);
+  gi.set_tenant_id(kContoso);
+  gi.set_issue_id("zz");
+  EXPECT_EQ(errors_->GetIssue(gi).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ErrorStoreTest, DroppedEventsKeepTheLargestCount) {
+  v1::UploadErrorsRequest r = Batch(1, 1);
+  r.set_dropped_events(7);
+  ASSERT_TRUE(Upload(kDevA, kContoso, r).ok());
+  EXPECT_EQ(*errors_->DroppedEvents(kDevA), 7u);
+  r = Batch(2, 1);
+  r.set_dropped_events(5);  // an older, retried batch
+  ASSERT_TRUE(Upload(kDevA, kContoso, r).ok());
+  EXPECT_EQ(*errors_->DroppedEvents(kDevA), 7u);
+  EXPECT_EQ(*errors_->DroppedEvents(kDevB), 0u);
+}
+
+TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
+  OpenRocks();
+  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 20)).ok());      // day 0
+  ASSERT_TRUE(Upload(kDevB, kFabrikam, Batch(1, 10)).ok());     // day 0
+  clock_.Advance(absl::Hours(24 * 10));
+  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(21, 5)).ok());      // day 10
+  ASSERT_TRUE(Upload(kDevC, kFabrikam, Batch(1, 3)).ok());      // day 10
+  clock_.Advance(absl::Hours(24 * 4) + absl::Minutes(1));       // day 14+
+  // Queries hide expired reports before any sweep.
+  EXPECT_EQ(All(kContoso).size(), 5u);
+  EXPECT_EQ(All(kFabrikam).size(), 3u);
+  auto swept = errors_->SweepExpired();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(*swept, 30);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 8u);
+  EXPECT_EQ(Count(store_.get(), kByDevice), 8u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 8u);
+  std::vector<v1::ErrorReport> left = All(kContoso);
+  ASSERT_EQ(left.size(), 5u);
+  EXPECT_EQ(left[0].event().sequence(), 21u);
+  EXPECT_TRUE(store_->Get(kByDevice, absl::StrCat(kDevA, "/",
+                                                   std::string(19, '0'), "1"))
+                  .status()
+                  .code() == absl::StatusCode::kNotFound);
+  // Nothing more to sweep; the young ones expire in their turn.
+  EXPECT_EQ(*errors_->SweepExpired(), 0);
+  clock_.Advance(absl::Hours(24 * 11));
+  EXPECT_EQ(*errors_->SweepExpired(), 8);
+  for (const std::string& cf : ColumnFamilies()) {
+    if (cf != kDevices) {
+      EXPECT_EQ(Count(store_.get(), cf.c_str()), 0u) << cf;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sphere::errors
