@@ -32,13 +32,18 @@ class AttestationPlugin final : public shard::ShardPlugin {
     // --challenge_per_second); up to a million devices tracked at once.
     RateLimiter::Options challenge_rate = DefaultChallengeRate();
     // Group commit of attestation records (one WAL sync per group).
-    GroupCommitWriter::Options record_writer;
+    store::GroupCommitOptions record_writer = DefaultRecordWriter();
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;
     o.rate_per_second = 1;
     o.burst = 20;
     o.max_keys = size_t{1} << 20;
+    return o;
+  }
+  static store::GroupCommitOptions DefaultRecordWriter() {
+    store::GroupCommitOptions o;
+    o.name = "attestation";
     return o;
   }
   AttestationPlugin() : AttestationPlugin(Options()) {}
@@ -52,7 +57,7 @@ class AttestationPlugin final : public shard::ShardPlugin {
   void Stop() override;
 
   Attestor* attestor() { return attestor_.get(); }
-  GroupCommitWriter* record_writer() { return record_writer_.get(); }
+  store::GroupCommitWriter* group_commit() { return group_commit_.get(); }
 
  private:
   Options options_;
@@ -62,9 +67,10 @@ class AttestationPlugin final : public shard::ShardPlugin {
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<AttestationServiceImpl> service_;
   std::unique_ptr<DeviceStatusServiceImpl> status_service_;
-  // Last, so it is destroyed (drained) first: its callbacks use the
+  // Last, so they are destroyed (drained) first: the callbacks use the
   // Attestor.
-  std::unique_ptr<GroupCommitWriter> record_writer_;
+  std::unique_ptr<store::GroupCommitWriter> group_commit_;
+  std::unique_ptr<GroupCommitRecordWriter> record_writer_;
 };
 
 }  // namespace sphere::attestation

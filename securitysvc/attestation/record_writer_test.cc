@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
 #include "gtest/gtest.h"
 
@@ -109,9 +110,16 @@ store::WriteBatch Record(int i) {
   return b;
 }
 
-TEST(GroupCommitWriterTest, BatchesQueuedDuringASyncShareOneStoreWrite) {
+store::GroupCommitOptions Options() {
+  store::GroupCommitOptions o;
+  o.name = "attestation-test";
+  return o;
+}
+
+TEST(GroupCommitRecordWriterTest, RecordsQueuedDuringASyncShareOneStoreWrite) {
   auto store = NewGatedStore();
-  GroupCommitWriter writer(store.get(), GroupCommitWriter::Options());
+  store::GroupCommitWriter group(store.get(), Options());
+  GroupCommitRecordWriter writer(&group);
   constexpr int kBatches = 100;
   Results results;
   results.Expect(kBatches);
@@ -126,58 +134,38 @@ TEST(GroupCommitWriterTest, BatchesQueuedDuringASyncShareOneStoreWrite) {
     EXPECT_EQ(*store->Get("devices", absl::StrCat("dev-", i)),
               absl::StrCat("record-", i));
   }
-  // One write for the first batch, one for the 99 queued behind it.
+  // One write for the first record, one for the 99 queued behind it.
   EXPECT_EQ(store->ops_per_write(), (std::vector<size_t>{2, 2 * 99}));
-  writer.Stop();
-  EXPECT_EQ(writer.store_writes(), 2u);
-  EXPECT_EQ(writer.batches_written(), static_cast<uint64_t>(kBatches));
 }
 
-TEST(GroupCommitWriterTest, GroupsAreBoundedByBatchCount) {
+TEST(GroupCommitRecordWriterTest, Fault_RefusedRecordIsAnsweredAtOnce) {
   auto store = NewGatedStore();
-  GroupCommitWriter::Options o;
-  o.max_group_batches = 10;
-  GroupCommitWriter writer(store.get(), o);
-  Results results;
-  results.Expect(31);
-  writer.Write(Record(0), results.Callback(0));
-  store->WaitEntered();
-  for (int i = 1; i <= 30; ++i) writer.Write(Record(i), results.Callback(i));
-  store->Open();
-  results.WaitFor(31);
-  EXPECT_EQ(store->ops_per_write(),
-            (std::vector<size_t>{2, 20, 20, 20}));
-}
-
-TEST(GroupCommitWriterTest, Fault_BadBatchFailsAloneAndIsNotApplied) {
-  auto store = NewGatedStore();
-  GroupCommitWriter writer(store.get(), GroupCommitWriter::Options());
+  store::GroupCommitOptions o = Options();
+  o.max_queued_batches = 2;
+  store::GroupCommitWriter group(store.get(), o);
+  GroupCommitRecordWriter writer(&group);
   Results results;
   results.Expect(4);
   writer.Write(Record(0), results.Callback(0));
-  store->WaitEntered();
+  store->WaitEntered();  // record 0 left the queue
   writer.Write(Record(1), results.Callback(1));
-  store::WriteBatch bad;
-  bad.Put("devices", "dev-bad", "x");
-  bad.Put("no-such-cf", "k", "v");
-  writer.Write(std::move(bad), results.Callback(2));
-  writer.Write(Record(3), results.Callback(3));
+  writer.Write(Record(2), results.Callback(2));
+  writer.Write(Record(3), results.Callback(3));  // queue full: refused now
+  EXPECT_EQ(results.count(), 1);
+  EXPECT_FALSE(results.status(3).ok());
+  EXPECT_EQ(results.status(3).code(), absl::StatusCode::kResourceExhausted)
+      << results.status(3);
   store->Open();
   results.WaitFor(4);
-  EXPECT_TRUE(results.status(1).ok());
-  EXPECT_EQ(results.status(2).code(), absl::StatusCode::kInvalidArgument)
-      << results.status(2);
-  EXPECT_TRUE(results.status(3).ok());
-  EXPECT_TRUE(store->Get("devices", "dev-1").ok());
-  EXPECT_TRUE(store->Get("devices", "dev-3").ok());
-  // The bad batch changed nothing.
-  EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-bad").status()));
+  for (int i = 0; i <= 2; ++i) EXPECT_TRUE(results.status(i).ok()) << i;
+  EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-3").status()));
 }
 
-TEST(GroupCommitWriterTest, Fault_StoreFailureIsReportedAndNothingApplied) {
+TEST(GroupCommitRecordWriterTest, Fault_StoreFailureIsReportedAndNothingApplied) {
   auto mem = *store::MemoryStore::Create({"devices", "history"});
   mem->FailNextWrites(1000, absl::UnavailableError("disk gone"));
-  GroupCommitWriter writer(mem.get(), GroupCommitWriter::Options());
+  store::GroupCommitWriter group(mem.get(), Options());
+  GroupCommitRecordWriter writer(&group);
   Results results;
   results.Expect(20);
   for (int i = 0; i < 20; ++i) writer.Write(Record(i), results.Callback(i));
@@ -189,65 +177,22 @@ TEST(GroupCommitWriterTest, Fault_StoreFailureIsReportedAndNothingApplied) {
   }
   EXPECT_EQ(mem->Size("devices"), 0u);
   EXPECT_EQ(mem->Size("history"), 0u);
-  EXPECT_EQ(writer.batches_written(), 0u);
 }
 
-TEST(GroupCommitWriterTest, Fault_FullQueueRefusesAtOnceAndWritesNothing) {
-  auto store = NewGatedStore();
-  GroupCommitWriter::Options o;
-  o.max_pending_batches = 3;
-  GroupCommitWriter writer(store.get(), o);
+TEST(GroupCommitRecordWriterTest, Fault_AfterStopRecordsAreRefused) {
+  auto mem = *store::MemoryStore::Create({"devices", "history"});
+  store::GroupCommitWriter group(mem.get(), Options());
+  GroupCommitRecordWriter writer(&group);
   Results results;
-  results.Expect(5);
+  results.Expect(2);
   writer.Write(Record(0), results.Callback(0));
-  store->WaitEntered();  // batch 0 left the queue
-  for (int i = 1; i <= 3; ++i) writer.Write(Record(i), results.Callback(i));
-  writer.Write(Record(4), results.Callback(4));  // queue holds 3: refused
+  group.Stop();  // writes what is queued first
   EXPECT_EQ(results.count(), 1);
-  EXPECT_EQ(results.status(4).code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(results.status(4).message().find("busy"), std::string::npos);
-  store->Open();
-  results.WaitFor(5);
-  for (int i = 0; i <= 3; ++i) EXPECT_TRUE(results.status(i).ok()) << i;
-  EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-4").status()));
-}
-
-TEST(GroupCommitWriterTest, Fault_QueueBoundedByBytes) {
-  auto store = NewGatedStore();
-  GroupCommitWriter::Options o;
-  o.max_pending_bytes = 100;
-  GroupCommitWriter writer(store.get(), o);
-  Results results;
-  results.Expect(3);
-  writer.Write(Record(0), results.Callback(0));
-  store->WaitEntered();
-  store::WriteBatch big;
-  big.Put("devices", "dev-big", std::string(200, 'x'));
-  writer.Write(std::move(big), results.Callback(1));
+  EXPECT_TRUE(results.status(0).ok());
+  writer.Write(Record(1), results.Callback(1));
+  EXPECT_EQ(results.count(), 2);
   EXPECT_EQ(results.status(1).code(), absl::StatusCode::kUnavailable);
-  writer.Write(Record(2), results.Callback(2));  // small: fits
-  store->Open();
-  results.WaitFor(3);
-  EXPECT_TRUE(results.status(2).ok());
-  EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-big").status()));
-}
-
-TEST(GroupCommitWriterTest, StopDrainsQueuedBatchesThenRefuses) {
-  auto store = NewGatedStore();
-  auto writer = std::make_unique<GroupCommitWriter>(
-      store.get(), GroupCommitWriter::Options());
-  Results results;
-  results.Expect(12);
-  writer->Write(Record(0), results.Callback(0));
-  store->WaitEntered();
-  for (int i = 1; i <= 10; ++i) writer->Write(Record(i), results.Callback(i));
-  store->Open();
-  writer->Stop();  // returns once all queued batches are written
-  EXPECT_EQ(results.count(), 11);
-  for (int i = 0; i <= 10; ++i) EXPECT_TRUE(results.status(i).ok()) << i;
-  writer->Write(Record(11), results.Callback(11));
-  EXPECT_EQ(results.status(11).code(), absl::StatusCode::kUnavailable);
-  EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-11").status()));
+  EXPECT_TRUE(absl::IsNotFound(mem->Get("devices", "dev-1").status()));
 }
 
 TEST(DirectRecordWriterTest, WritesBeforeReturning) {
