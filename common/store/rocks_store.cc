@@ -26,7 +26,9 @@
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/table.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/write_batch.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace sphere::store {
 namespace {
@@ -111,8 +113,13 @@ absl::Status CheckEncryptionMode(const std::string& path, bool encrypted) {
 
 class RocksStore : public Store {
  public:
-  RocksStore(std::string path, bool sync, std::unique_ptr<rocksdb::Env> env)
-      : path_(std::move(path)), sync_(sync), env_(std::move(env)) {}
+  RocksStore(std::string path, const RocksOptions& options,
+             std::unique_ptr<rocksdb::Env> env)
+      : path_(std::move(path)),
+        sync_(options.sync),
+        memtable_budget_bytes_(options.memtable_budget_bytes),
+        block_cache_bytes_(options.block_cache_bytes),
+        env_(std::move(env)) {}
 
   ~RocksStore() override {
     stats_.clear();  // no scrape may read the DB once it closes
@@ -136,7 +143,19 @@ class RocksStore : public Store {
     // an unknown device) usually reads no data block.
     rocksdb::BlockBasedTableOptions table;
     table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    if (block_cache_bytes_ > 0) {
+      table.block_cache = rocksdb::NewLRUCache(block_cache_bytes_);
+      table.cache_index_and_filter_blocks = true;
+      table.pin_l0_filter_and_index_blocks_in_cache = true;
+    }
     options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    if (memtable_budget_bytes_ > 0) {
+      options.write_buffer_manager =
+          std::make_shared<rocksdb::WriteBufferManager>(memtable_budget_bytes_);
+      options.write_buffer_size =
+          std::max<size_t>(memtable_budget_bytes_ / 4, size_t{1} << 20);
+      options.max_write_buffer_number = 2;
+    }
 
     // RocksDB requires every existing column family to be opened; open the
     // union of what is on disk and what was asked for.
@@ -318,6 +337,8 @@ class RocksStore : public Store {
 
   const std::string path_;
   const bool sync_;
+  const size_t memtable_budget_bytes_;
+  const size_t block_cache_bytes_;
   std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared before it)
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -381,7 +402,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenRocksStore(
           "rocks store open (path ", path, "): cannot create encrypted env"));
     }
   }
-  auto store = std::make_unique<RocksStore>(path, options.sync, std::move(env));
+  auto store = std::make_unique<RocksStore>(path, options, std::move(env));
   absl::Status s = store->Open(column_families);
   if (!s.ok()) return s;
   return std::unique_ptr<Store>(std::move(store));

@@ -137,6 +137,15 @@ struct RocksOptions {
   std::string data_key;
   // Sync the WAL on every acknowledged write (default; group commit amortises).
   bool sync = true;
+  // Memory for many small records (issue 14, a shard's memory per device).
+  // 0 keeps RocksDB's defaults (64 MiB memtable per column family, two of
+  // them, and an 8 MiB block cache). When set, all memtables together are
+  // capped at memtable_budget_bytes (a shared WriteBufferManager flushes the
+  // largest when the budget is reached; each column family's memtable is a
+  // quarter of it), and SST blocks are cached in one block_cache_bytes LRU
+  // cache that also holds index and filter blocks (so they are bounded too).
+  size_t memtable_budget_bytes = 0;
+  size_t block_cache_bytes = 0;
 };
 
 // OpenRocksStore opens (creating if needed) a RocksDB at `path` with the given

@@ -19,7 +19,10 @@
 #include "common/util/metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/options_util.h"
 #include "rocksdb/table_properties.h"
 
 namespace sphere::store {
@@ -329,6 +332,47 @@ TEST(RocksStoreTest, SstFilesCarryBloomFilters) {
     EXPECT_GT(p->filter_size, 0u) << file;
   }
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+}
+
+// A memory budget (the shard's ShardStoreOptions) reaches RocksDB: every
+// column family's memtable is a quarter of the budget, index and filter
+// blocks live in the block cache; and records of many small batches written
+// through it read back after a reopen.
+TEST(RocksStoreTest, MemoryBudgetIsApplied) {
+  std::string dir = TestDir("budget");
+  RocksOptions o;
+  o.memtable_budget_bytes = size_t{8} << 20;
+  o.block_cache_bytes = size_t{4} << 20;
+  {
+    auto s = OpenRocksStore(dir, {"devices", "history"}, o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (int b = 0; b < 20; ++b) {
+      WriteBatch batch;
+      for (int i = 0; i < 100; ++i) {
+        batch.Put("devices", absl::StrCat("d", b * 100 + i),
+                  std::string(500, 'a' + b));
+      }
+      ASSERT_TRUE((*s)->Write(batch).ok());
+    }
+  }
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  rocksdb::ConfigOptions config;
+  ASSERT_TRUE(rocksdb::LoadLatestOptions(config, dir, &db_options, &cfs).ok());
+  ASSERT_FALSE(cfs.empty());
+  for (const auto& cf : cfs) {
+    EXPECT_EQ(cf.options.write_buffer_size, size_t{2} << 20) << cf.name;
+    auto* table =
+        cf.options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+    ASSERT_NE(table, nullptr) << cf.name;
+    EXPECT_TRUE(table->cache_index_and_filter_blocks) << cf.name;
+  }
+  auto s = OpenRocksStore(dir, {"devices", "history"}, o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  for (int b = 0; b < 20; ++b) {
+    EXPECT_EQ(*(*s)->Get("devices", absl::StrCat("d", b * 100 + 7)),
+              std::string(500, 'a' + b));
+  }
 }
 
 TEST(RocksStoreTest, ErrorsNameThePath) {

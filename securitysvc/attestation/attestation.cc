@@ -1,9 +1,12 @@
 #include "securitysvc/attestation/attestation.h"
 
+#include <string_view>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 #include "mcu-model/image.h"
@@ -62,7 +65,12 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
       nonces_(nonces),
       tokens_(tokens),
       clock_(clock),
-      options_(options) {
+      options_(options),
+      own_writer_(options.record_writer != nullptr
+                      ? nullptr
+                      : std::make_unique<DirectRecordWriter>(store)),
+      writer_(options.record_writer != nullptr ? options.record_writer
+                                                : own_writer_.get()) {
   uint64_t n = 0;
   auto s = store_->Scan(kDevicesCf, "", [&n](absl::string_view,
                                              absl::string_view) {
@@ -102,40 +110,98 @@ absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
   return resp;
 }
 
-absl::StatusOr<v1::AttestResponse> Attestor::Attest(
-    const v1::AttestRequest& request) {
-  v1::AttestationRecord record;
-  Compromise compromise;
-  auto resp = Verify(request, &record, &compromise);
-  if (!resp.ok()) {
-    AttestCounter()->Increment(absl::StrCat(
-        "outcome=\"", absl::StatusCodeToString(resp.status().code()), "\""));
-    if (ValidateDeviceId(request.device_id()).ok()) {
-      RecordFailure(request.device_id(), resp.status());
-    }
-    log::Info("attestation rejected",
-              {{"device", request.device_id()},
-               {"code", absl::StatusCodeToString(resp.status().code())},
-               {"reason", std::string(resp.status().message())}});
-    if (!compromise.reason.empty() && options_.revocation_sink != nullptr) {
-      log::Warning("requesting automatic revocation",
-                   {{"device", request.device_id()},
-                    {"reason", compromise.reason}});
-      options_.revocation_sink->RequestRevocation(
-          {request.device_id(), compromise.tenant_id,
-           absl::StrCat("automatic: ", compromise.reason),
-           compromise.unknown_image_hash});
-    }
-    return resp.status();
-  }
-  AttestCounter()->Increment(
-      absl::StrCat("outcome=\"", record.outcome(), "\""));
-  return resp;
+size_t Attestor::Stripe(absl::string_view device_id) const {
+  return std::hash<std::string_view>()(
+             std::string_view(device_id.data(), device_id.size())) %
+         kStripes;
 }
 
-absl::StatusOr<v1::AttestResponse> Attestor::Verify(
-    const v1::AttestRequest& request, v1::AttestationRecord* record,
-    Compromise* compromise) {
+absl::StatusOr<v1::AttestResponse> Attestor::Attest(
+    const v1::AttestRequest& request) {
+  absl::Notification done;
+  absl::StatusOr<v1::AttestResponse> result;
+  AttestAsync(request, [&](absl::StatusOr<v1::AttestResponse> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+void Attestor::AttestAsync(const v1::AttestRequest& request,
+                           AttestDone done) {
+  Compromise compromise;
+  absl::StatusOr<Prepared> prepared = Verify(request, &compromise);
+  if (!prepared.ok()) {
+    Reject(request, prepared.status(), compromise);
+    done(prepared.status());
+    return;
+  }
+  // Verify validated the id; the credential-named id was copied into the
+  // request by the adapter.
+  const std::string& device_id = request.device_id();
+  bool first = false;
+  FirstRecordStripe& stripe = first_record_stripes_[Stripe(device_id)];
+  {
+    absl::MutexLock l(&stripe.mu);
+    if (!stripe.pending.contains(device_id) &&
+        absl::IsNotFound(store_->Get(kDevicesCf, device_id).status())) {
+      first = stripe.pending.insert(device_id).second;
+    }
+  }
+  auto p = std::make_shared<Prepared>(*std::move(prepared));
+  store::WriteBatch batch = std::move(p->batch);
+  writer_->Write(
+      std::move(batch),
+      [this, p, first, &stripe, device_id = device_id,
+       done = std::move(done)](absl::Status written) mutable {
+        if (first) {
+          absl::MutexLock l(&stripe.mu);
+          stripe.pending.erase(device_id);
+        }
+        if (!written.ok()) {
+          nonces_->Restore(device_id, p->nonce, p->nonce_expires);
+          absl::Status s = absl::UnavailableError(absl::StrCat(
+              "could not record the attestation (", written.message(),
+              "); retry"));
+          v1::AttestRequest named;
+          named.set_device_id(device_id);
+          Reject(named, s, Compromise());
+          done(s);
+          return;
+        }
+        if (first) ++attested_devices_;
+        AttestCounter()->Increment(
+            absl::StrCat("outcome=\"", p->outcome, "\""));
+        done(std::move(p->response));
+      });
+}
+
+void Attestor::Reject(const v1::AttestRequest& request,
+                      const absl::Status& status,
+                      const Compromise& compromise) {
+  AttestCounter()->Increment(absl::StrCat(
+      "outcome=\"", absl::StatusCodeToString(status.code()), "\""));
+  if (ValidateDeviceId(request.device_id()).ok()) {
+    RecordFailure(request.device_id(), status);
+  }
+  log::Info("attestation rejected",
+            {{"device", request.device_id()},
+             {"code", absl::StatusCodeToString(status.code())},
+             {"reason", std::string(status.message())}});
+  if (!compromise.reason.empty() && options_.revocation_sink != nullptr) {
+    log::Warning("requesting automatic revocation",
+                 {{"device", request.device_id()},
+                  {"reason", compromise.reason}});
+    options_.revocation_sink->RequestRevocation(
+        {request.device_id(), compromise.tenant_id,
+         absl::StrCat("automatic: ", compromise.reason),
+         compromise.unknown_image_hash});
+  }
+}
+
+absl::StatusOr<Attestor::Prepared> Attestor::Verify(
+    const v1::AttestRequest& request, Compromise* compromise) {
   const std::string& device_id = request.device_id();
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (!catalog_->synced()) return NotSynced();
@@ -312,7 +378,11 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   ctx.ownership_epoch = device->ownership_epoch();
   ctx.not_after = spec.not_after;
 
-  v1::AttestResponse resp;
+  Prepared prepared;
+  prepared.nonce = body->nonce();
+  prepared.nonce_expires = *nonce_expires;
+  prepared.outcome = update_only ? "UPDATE_REQUIRED" : "UP_TO_DATE";
+  v1::AttestResponse& resp = prepared.response;
   resp.set_outcome(update_only ? v1::UPDATE_REQUIRED : v1::UP_TO_DATE);
   resp.set_certificate_chain_pem(absl::StrCat(leaf->pem, ca.ca_cert_pem));
   resp.set_session_token(tokens_->Issue(ctx));
@@ -323,6 +393,8 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   for (const auto& c : outdated) resp.add_outdated_components(c);
   resp.set_certificate_serial(leaf->serial_hex);
 
+  v1::AttestationRecord rec;
+  v1::AttestationRecord* record = &rec;
   record->set_device_id(device_id);
   record->set_time_unix_ms(ToMs(now));
   record->set_success(true);
@@ -336,21 +408,10 @@ absl::StatusOr<v1::AttestResponse> Attestor::Verify(
   for (const auto& [c, v] : measured) (*record->mutable_versions())[c] = v;
   record->set_tenant_id(device->tenant_id());
   record->set_device_group_id(device->device_group_id());
-  store::WriteBatch batch;
   std::string bytes = record->SerializeAsString();
-  batch.Put(kDevicesCf, device_id, bytes);
-  batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
-  absl::MutexLock stripe(
-      &record_stripes_[std::hash<std::string>()(device_id) % kStripes]);
-  const bool first_record =
-      absl::IsNotFound(store_->Get(kDevicesCf, device_id).status());
-  if (auto s = store_->Write(batch); !s.ok()) {
-    restore_nonce();
-    return absl::UnavailableError(absl::StrCat(
-        "could not record the attestation (", s.message(), "); retry"));
-  }
-  if (first_record) ++attested_devices_;
-  return resp;
+  prepared.batch.Put(kDevicesCf, device_id, bytes);
+  prepared.batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
+  return prepared;
 }
 
 void Attestor::RecordFailure(absl::string_view device_id,
@@ -378,13 +439,18 @@ void Attestor::RecordFailure(absl::string_view device_id,
   r.set_success(false);
   r.set_outcome(absl::StatusCodeToString(status.code()));
   r.set_reason(std::string(status.message()));
-  auto s = store_->Put(kHistoryCf, HistoryKey(device_id, now, seq_++),
-                       r.SerializeAsString());
-  if (!s.ok()) {
-    log::Warning("could not record failed attestation",
-                 {{"device", std::string(device_id)},
-                  {"error", std::string(s.message())}});
-  }
+  store::WriteBatch batch;
+  batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++),
+            r.SerializeAsString());
+  // Not waited for: the caller's rejection does not depend on it.
+  writer_->Write(std::move(batch),
+                 [id = std::string(device_id)](absl::Status s) {
+                   if (!s.ok()) {
+                     log::Warning("could not record failed attestation",
+                                  {{"device", id},
+                                   {"error", std::string(s.message())}});
+                   }
+                 });
 }
 
 absl::StatusOr<v1::AttestationRecord> Attestor::LastRecord(

@@ -31,18 +31,21 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "protos/attestation.pb.h"
 #include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/attestation/record_writer.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "securitysvc/records.pb.h"
@@ -89,6 +92,10 @@ class Attestor {
     // per device per this interval (anyone can send junk for a known device
     // id; this bounds the writes). The rest are only counted in a metric.
     absl::Duration failure_record_interval = absl::Seconds(10);
+    // Where records are written (the shard passes its GroupCommitWriter so
+    // concurrent attestations share one WAL sync). Null: written on the
+    // calling thread straight into the store. Must outlive the Attestor.
+    RecordWriter* record_writer = nullptr;
   };
   Attestor(const catalog::CatalogView* catalog, store::Store* store,
            NonceStore* nonces, const auth::SessionTokens* tokens, Clock* clock,
@@ -99,6 +106,15 @@ class Attestor {
   absl::Status MayChallenge(absl::string_view device_id) const;
   absl::StatusOr<v1::GetChallengeResponse> GetChallenge(
       absl::string_view device_id);
+  // AttestAsync verifies the quote now (on the calling thread) and calls
+  // `done` once the attestation record is durable, or with the rejection.
+  // `done` runs exactly once, on the calling thread or on the record
+  // writer's; it must not block. The response is only ever handed out
+  // after its record is durable.
+  using AttestDone = std::function<void(absl::StatusOr<v1::AttestResponse>)>;
+  void AttestAsync(const v1::AttestRequest& request, AttestDone done);
+  // Attest: AttestAsync, waiting for `done` (blocks until the record is
+  // durable: never call it on a gRPC callback thread with a group writer).
   absl::StatusOr<v1::AttestResponse> Attest(const v1::AttestRequest& request);
 
   // LastRecord returns the device's latest successful attestation.
@@ -120,10 +136,23 @@ class Attestor {
     std::string reason;
     std::string unknown_image_hash;
   };
-  absl::StatusOr<v1::AttestResponse> Verify(const v1::AttestRequest& request,
-                                            v1::AttestationRecord* record,
-                                            Compromise* compromise);
+  // Prepared: a verified attestation waiting for its record to be durable;
+  // the nonce is consumed and goes back to the device if the write fails.
+  struct Prepared {
+    v1::AttestResponse response;
+    store::WriteBatch batch;
+    std::string outcome;  // record outcome, for the metric
+    std::string nonce;
+    absl::Time nonce_expires;
+  };
+  absl::StatusOr<Prepared> Verify(const v1::AttestRequest& request,
+                                  Compromise* compromise);
+  // Reject: metric, history record, log and automatic revocation for a
+  // rejected attempt.
+  void Reject(const v1::AttestRequest& request, const absl::Status& status,
+              const Compromise& compromise);
   void RecordFailure(absl::string_view device_id, const absl::Status& status);
+  size_t Stripe(absl::string_view device_id) const;
 
   const catalog::CatalogView* const catalog_;
   store::Store* const store_;
@@ -138,10 +167,19 @@ class Attestor {
   absl::flat_hash_map<std::string, absl::Time> last_failure_record_
       ABSL_GUARDED_BY(failure_mu_);
   std::atomic<uint64_t> attested_devices_{0};
-  // Striped by device id: makes "is this the device's first record?" and
-  // its write atomic per device without serialising all attestations.
+  std::unique_ptr<RecordWriter> own_writer_;  // when none was given
+  RecordWriter* const writer_;
+  // "Is this the device's first record?", striped by device id: a device
+  // whose first record is still being written is in its stripe's set, so a
+  // concurrent attestation of it does not count it again. (A first write
+  // that fails while a second is pending leaves the device uncounted until
+  // the next restart's recount.)
   static constexpr size_t kStripes = 32;
-  std::array<absl::Mutex, kStripes> record_stripes_;
+  struct FirstRecordStripe {
+    absl::Mutex mu;
+    absl::flat_hash_set<std::string> pending ABSL_GUARDED_BY(mu);
+  };
+  std::array<FirstRecordStripe, kStripes> first_record_stripes_;
 };
 
 // ValidateDeviceId: 64 lowercase hex characters, else InvalidArgument.

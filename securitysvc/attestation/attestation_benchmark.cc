@@ -6,12 +6,16 @@
 // BM_FloorEcdsaSign / BM_FloorEcdsaVerify run first and record their cost;
 // BM_FullAttestation and BM_AttestOnly report `cost_vs_sign_plus_verify`:
 // the time of one attestation in units of (one P-256 sign + one verify).
+#include <stdlib.h>
+
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
 #include "common/rpc/rpc.h"
@@ -20,6 +24,9 @@
 #include <grpcpp/generic/generic_stub.h>
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
+#include "common/store/group_commit.h"
+#include "common/store/store.h"
+#include "securitysvc/attestation/record_writer.h"
 #include "common/util/clock.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
@@ -228,7 +235,7 @@ BENCHMARK(BM_AttestOnly);
 // channel. The empty-RPC floor is grpc.health.v1.Health/Check with an empty
 // request on the same server and channel.
 struct RpcPlatform {
-  RpcPlatform() {
+  explicit RpcPlatform(Attestor* attestor) {
     Platform& p = GetPlatform();
     absl::Time now = absl::Now();
     crypto::EcPrivateKey root = crypto::EcPrivateKey::Generate();
@@ -261,7 +268,7 @@ struct RpcPlatform {
     device_calls = std::make_unique<shard::DeviceCallHandler>(
         authenticator.get(), router.get());
     service = std::make_unique<AttestationServiceImpl>(
-        p.attestor.get(), device_calls.get(), p.catalog.get(),
+        attestor, device_calls.get(), p.catalog.get(),
         /*revision_gate=*/nullptr, /*challenge_limiter=*/nullptr);
     rpc::ServerOptions o;
     o.address = "127.0.0.1:0";
@@ -285,8 +292,52 @@ struct RpcPlatform {
 };
 
 RpcPlatform& GetRpcPlatform() {
-  static RpcPlatform* p = new RpcPlatform;
+  static RpcPlatform* p = new RpcPlatform(GetPlatform().attestor.get());
   return *p;
+}
+
+// RocksAttestor: the same catalog and devices, but records go to an
+// encrypted RocksDB with a synced WAL (as in a shard), either written by
+// each call (`group` false: the pre-issue-14 path, one sync per
+// attestation on the calling thread) or through the shard's
+// GroupCommitWriter (`group` true).
+struct RocksAttestor {
+  explicit RocksAttestor(bool group) {
+    Platform& p = GetPlatform();
+    char tmpl[] = "/tmp/attestation_benchmark.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      Check(absl::InternalError("mkdtemp failed"), "mkdtemp");
+    }
+    store::RocksOptions ro;
+    ro.data_key = crypto::RandomBytes(32);
+    store = *store::OpenRocksStore(absl::StrCat(tmpl, "/db"),
+                                   ColumnFamilies(), ro);
+    Attestor::Options o;
+    if (group) {
+      store::GroupCommitOptions go;
+      go.name = "attestation";
+      writer = std::make_unique<store::GroupCommitWriter>(store.get(), go);
+      record_writer = std::make_unique<GroupCommitRecordWriter>(writer.get());
+      o.record_writer = record_writer.get();
+    }
+    nonces = std::make_unique<NonceStore>(Clock::Real());
+    attestor = std::make_unique<Attestor>(p.catalog.get(), store.get(),
+                                          nonces.get(), p.tokens.get(),
+                                          Clock::Real(), o);
+    rpc = std::make_unique<RpcPlatform>(attestor.get());
+  }
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<store::GroupCommitWriter> writer;
+  std::unique_ptr<GroupCommitRecordWriter> record_writer;
+  std::unique_ptr<NonceStore> nonces;
+  std::unique_ptr<Attestor> attestor;
+  std::unique_ptr<RpcPlatform> rpc;
+};
+
+RocksAttestor& GetRocksAttestor(bool group) {
+  static RocksAttestor* direct = new RocksAttestor(false);
+  static RocksAttestor* grouped = new RocksAttestor(true);
+  return group ? *grouped : *direct;
 }
 
 double g_empty_rpc_seconds = 0;
@@ -326,32 +377,39 @@ BENCHMARK(BM_FloorEmptyRpc)->UseRealTime()->Threads(1)->Threads(4);
 // iteration (2 RPCs). `cost_vs_empty_rpc` and `cost_vs_sign_plus_verify`
 // are per-thread latency over the 1-thread floors of this run: read the
 // 1-thread row for cost and items_per_second for throughput.
-void BM_RpcFullAttestation(benchmark::State& state) {
-  Platform& p = GetPlatform();
-  RpcPlatform& r = GetRpcPlatform();
-  size_t i = state.thread_index() * 7;
-  absl::Time start = absl::Now();
-  for (auto _ : state) {
-    mcu::Device& d = *p.devices[i++ % p.devices.size()];
-    v1::GetChallengeResponse challenge;
-    {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-      v1::GetChallengeRequest req;
-      req.set_device_id(d.device_id());
-      grpc::Status st = r.stub->GetChallenge(&ctx, req, &challenge);
-      if (!st.ok()) {
-        state.SkipWithError(st.error_message().c_str());
-        break;
-      }
-    }
-    v1::AttestRequest req;
-    req.set_device_id(d.device_id());
-    *req.mutable_quote() = *d.Quote(challenge.nonce());
+// RpcAttestOnce: GetChallenge + device Quote + Attest over `r`'s channel.
+grpc::Status RpcAttestOnce(RpcPlatform& r, mcu::Device& d) {
+  v1::GetChallengeResponse challenge;
+  {
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    v1::AttestResponse resp;
-    grpc::Status st = r.stub->Attest(&ctx, req, &resp);
+    v1::GetChallengeRequest req;
+    req.set_device_id(d.device_id());
+    grpc::Status st = r.stub->GetChallenge(&ctx, req, &challenge);
+    if (!st.ok()) return st;
+  }
+  v1::AttestRequest req;
+  req.set_device_id(d.device_id());
+  *req.mutable_quote() = *d.Quote(challenge.nonce());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  v1::AttestResponse resp;
+  return r.stub->Attest(&ctx, req, &resp);
+}
+
+// RunRpcAttestations: the benchmark loop; each thread attests its own
+// devices of the pool (thread t takes t, t + threads, ...), so no two
+// threads ever attest one device at once.
+void RunRpcAttestations(benchmark::State& state, RpcPlatform& r) {
+  Platform& p = GetPlatform();
+  size_t j = 0;
+  const size_t per_thread = std::max<size_t>(1, p.devices.size() / state.threads());
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    mcu::Device& d =
+        *p.devices[(state.thread_index() + state.threads() * (j++ % per_thread)) %
+                   p.devices.size()];
+    grpc::Status st = RpcAttestOnce(r, d);
     if (!st.ok()) {
       state.SkipWithError(st.error_message().c_str());
       break;
@@ -368,7 +426,104 @@ void BM_RpcFullAttestation(benchmark::State& state) {
     }
   }
 }
+
+// GetChallenge + device Quote + Attest over gRPC/mTLS, in-memory store; one
+// pool device per iteration (2 RPCs). `cost_vs_empty_rpc` and
+// `cost_vs_sign_plus_verify` are per-thread latency over the 1-thread floors
+// of this run: read the 1-thread row for cost and items_per_second for
+// throughput.
+void BM_RpcFullAttestation(benchmark::State& state) {
+  RunRpcAttestations(state, GetRpcPlatform());
+}
 BENCHMARK(BM_RpcFullAttestation)->UseRealTime()->Threads(1)->Threads(4);
+
+// The same with the real encrypted store (synced WAL): arg 0 writes each
+// record on the calling thread (one sync per attestation), arg 1 through
+// the GroupCommitWriter (one sync per group). `records_per_sync` is the
+// mean group size over the run.
+void BM_RpcAttestationEncryptedStore(benchmark::State& state) {
+  const bool group = state.range(0) == 1;
+  RocksAttestor& ra = GetRocksAttestor(group);
+  const uint64_t writes_before =
+      group ? ra.writer->groups_written() : 0;
+  const uint64_t batches_before = group ? ra.writer->batches_written() : 0;
+  RunRpcAttestations(state, *ra.rpc);
+  if (group && state.thread_index() == 0) {
+    const uint64_t w = ra.writer->groups_written() - writes_before;
+    const uint64_t b = ra.writer->batches_written() - batches_before;
+    if (w > 0) state.counters["records_per_sync"] = static_cast<double>(b) / w;
+  }
+}
+BENCHMARK(BM_RpcAttestationEncryptedStore)
+    ->UseRealTime()
+    ->ArgName("group_commit")
+    ->Args({0})
+    ->Args({1})
+    ->Threads(1)
+    ->Threads(8)
+    ->Threads(32);
+
+// The gateways' batch path over the same encrypted store with group commit:
+// per iteration one GetChallenges for this thread's devices (64 / threads
+// of the pool), their quotes, one AttestBatch. items_per_second counts
+// attestations (devices), comparable with the rows above.
+void BM_RpcBatchAttestationEncryptedStore(benchmark::State& state) {
+  Platform& p = GetPlatform();
+  RocksAttestor& ra = GetRocksAttestor(true);
+  const size_t per_thread = p.devices.size() / state.threads();
+  std::vector<mcu::Device*> mine;
+  for (size_t j = 0; j < per_thread; ++j) {
+    mine.push_back(p.devices[state.thread_index() + state.threads() * j].get());
+  }
+  const uint64_t writes_before = ra.writer->groups_written();
+  const uint64_t batches_before = ra.writer->batches_written();
+  for (auto _ : state) {
+    v1::GetChallengesRequest creq;
+    for (mcu::Device* d : mine) creq.add_device_ids(d->device_id());
+    v1::GetChallengesResponse challenges;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      grpc::Status st = ra.rpc->stub->GetChallenges(&ctx, creq, &challenges);
+      if (!st.ok()) {
+        state.SkipWithError(st.error_message().c_str());
+        break;
+      }
+    }
+    v1::AttestBatchRequest areq;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      v1::AttestRequest* r = areq.add_requests();
+      r->set_device_id(mine[k]->device_id());
+      *r->mutable_quote() =
+          *mine[k]->Quote(challenges.results(k).challenge().nonce());
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::AttestBatchResponse resp;
+    grpc::Status st = ra.rpc->stub->AttestBatch(&ctx, areq, &resp);
+    if (!st.ok()) {
+      state.SkipWithError(st.error_message().c_str());
+      break;
+    }
+    for (const auto& r : resp.results()) {
+      if (r.code() != 0) {
+        state.SkipWithError(r.message().c_str());
+        break;
+      }
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * mine.size());
+  if (state.thread_index() == 0) {
+    const uint64_t w = ra.writer->groups_written() - writes_before;
+    const uint64_t b = ra.writer->batches_written() - batches_before;
+    if (w > 0) state.counters["records_per_sync"] = static_cast<double>(b) / w;
+  }
+}
+BENCHMARK(BM_RpcBatchAttestationEncryptedStore)
+    ->UseRealTime()
+    ->Threads(1)
+    ->Threads(2)
+    ->Threads(4);
 
 // Device side alone (Pluton quote), for reference.
 void BM_DeviceQuote(benchmark::State& state) {
@@ -442,4 +597,15 @@ BENCHMARK(BM_IssueDeviceCertificateCachedIssuer);
 }  // namespace
 }  // namespace sphere::attestation
 
-BENCHMARK_MAIN();
+// As the shard and management binaries do, unless
+// SPHERE_DEADLOCK_DETECTION=1 (to measure what the check costs).
+int main(int argc, char** argv) {
+  const char* detect = getenv("SPHERE_DEADLOCK_DETECTION");
+  if (detect == nullptr || std::string(detect) != "1") {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}

@@ -53,6 +53,11 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
         RevocationQueue::Options());
     aopts.revocation_sink = revocations_.get();
   }
+  group_commit_ = std::make_unique<store::GroupCommitWriter>(
+      context.store, options_.record_writer);
+  record_writer_ =
+      std::make_unique<GroupCommitRecordWriter>(group_commit_.get());
+  aopts.record_writer = record_writer_.get();
   nonces_ = std::make_unique<NonceStore>(context.clock);
   challenge_limiter_ = std::make_unique<RateLimiter>(
       context.clock, options_.challenge_rate);
@@ -77,6 +82,9 @@ uint64_t AttestationPlugin::DeviceCount() const {
 }
 
 void AttestationPlugin::Stop() {
+  // The server no longer serves: write what is queued (each waiting call
+  // gets its answer), then no more.
+  if (group_commit_) group_commit_->Stop();
   if (revocations_) revocations_->Stop();
 }
 

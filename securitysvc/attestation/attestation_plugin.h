@@ -16,6 +16,7 @@
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/attestation/device_status_service.h"
 #include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/attestation/record_writer.h"
 #include "securitysvc/attestation/revocation_queue.h"
 #include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/shard_plugin.h"
@@ -30,12 +31,19 @@ class AttestationPlugin final : public shard::ShardPlugin {
     // `rate_per_second` (shard flags --challenge_burst,
     // --challenge_per_second); up to a million devices tracked at once.
     RateLimiter::Options challenge_rate = DefaultChallengeRate();
+    // Group commit of attestation records (one WAL sync per group).
+    store::GroupCommitOptions record_writer = DefaultRecordWriter();
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;
     o.rate_per_second = 1;
     o.burst = 20;
     o.max_keys = size_t{1} << 20;
+    return o;
+  }
+  static store::GroupCommitOptions DefaultRecordWriter() {
+    store::GroupCommitOptions o;
+    o.name = "attestation";
     return o;
   }
   AttestationPlugin() : AttestationPlugin(Options()) {}
@@ -49,6 +57,7 @@ class AttestationPlugin final : public shard::ShardPlugin {
   void Stop() override;
 
   Attestor* attestor() { return attestor_.get(); }
+  store::GroupCommitWriter* group_commit() { return group_commit_.get(); }
 
  private:
   Options options_;
@@ -58,6 +67,10 @@ class AttestationPlugin final : public shard::ShardPlugin {
   std::unique_ptr<Attestor> attestor_;
   std::unique_ptr<AttestationServiceImpl> service_;
   std::unique_ptr<DeviceStatusServiceImpl> status_service_;
+  // Last, so they are destroyed (drained) first: the callbacks use the
+  // Attestor.
+  std::unique_ptr<store::GroupCommitWriter> group_commit_;
+  std::unique_ptr<GroupCommitRecordWriter> record_writer_;
 };
 
 }  // namespace sphere::attestation

@@ -50,7 +50,26 @@ class AttestationServiceImpl final
                                    const v1::AttestRequest* request,
                                    v1::AttestResponse* response) override;
 
+  // Gateways' batch calls (see the proto): the caller is checked once, then
+  // every item as its single call would be; AttestBatch finishes from the
+  // record writer once the last item's record is durable.
+  static constexpr int kMaxBatch = 64;
+  grpc::ServerUnaryReactor* GetChallenges(
+      grpc::CallbackServerContext* context,
+      const v1::GetChallengesRequest* request,
+      v1::GetChallengesResponse* response) override;
+  grpc::ServerUnaryReactor* AttestBatch(
+      grpc::CallbackServerContext* context,
+      const v1::AttestBatchRequest* request,
+      v1::AttestBatchResponse* response) override;
+
  private:
+  absl::Status CheckBatch(const grpc::CallbackServerContext& context,
+                          int items) const;
+  // ChallengeOne: one item of GetChallenges (without revision waits).
+  absl::Status ChallengeOne(const std::string& device_id,
+                            v1::ChallengeResult* result);
+
   Attestor* const attestor_;
   const shard::DeviceCallHandler* const device_calls_;
   const catalog::CatalogView* const catalog_;

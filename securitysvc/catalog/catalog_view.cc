@@ -96,7 +96,7 @@ void InMemoryCatalog::ApplyTo(State& state, const v1::WatchEvent& event,
       state.groups[event.device_group().id()] = event.device_group();
       break;
     case v1::WatchEvent::kDevice:
-      state.devices[event.device().id()] = event.device();
+      state.devices.Put(event.device());
       break;
     case v1::WatchEvent::kImage:
       PutImageIn(state, event.image());
@@ -108,8 +108,7 @@ void InMemoryCatalog::ApplyTo(State& state, const v1::WatchEvent& event,
       PutOsReleaseIn(state, event.os_release());
       break;
     case v1::WatchEvent::kRevokedDeviceId: {
-      auto it = state.devices.find(event.revoked_device_id());
-      if (it != state.devices.end()) it->second.set_state(v1::REVOKED);
+      state.devices.SetState(event.revoked_device_id(), v1::REVOKED);
       break;
     }
     case v1::WatchEvent::kDeletedDeviceGroupId:
@@ -210,7 +209,7 @@ absl::Status InMemoryCatalog::PutTenant(const v1::Tenant& tenant) {
 
 void InMemoryCatalog::PutDevice(const v1::Device& device) {
   absl::MutexLock l(&mu_);
-  live_->devices[device.id()] = device;
+  live_->devices.Put(device);
 }
 
 void InMemoryCatalog::PutGroup(const v1::DeviceGroup& group) {
@@ -272,8 +271,8 @@ size_t InMemoryCatalog::device_count() const {
 absl::StatusOr<v1::Device> InMemoryCatalog::GetDevice(
     absl::string_view id) const {
   absl::MutexLock l(&mu_);
-  auto it = live_->devices.find(id);
-  if (it == live_->devices.end()) {
+  std::optional<v1::Device> device = live_->devices.Get(id);
+  if (!device.has_value()) {
     // Shards receive only claimed devices: an unknown id is unclaimed (or
     // was never registered by the factory, which cannot be claimed either).
     return absl::NotFoundError(absl::StrCat(
@@ -281,7 +280,7 @@ absl::StatusOr<v1::Device> InMemoryCatalog::GetDevice(
         " is not claimed; claim it with spherectl device claim --device ", id,
         " (a device the factory never registered cannot be claimed)"));
   }
-  return it->second;
+  return *std::move(device);
 }
 
 absl::StatusOr<std::shared_ptr<const TenantCa>> CatalogView::GetSharedTenantCa(

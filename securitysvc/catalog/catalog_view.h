@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "protos/management.pb.h"
+#include "securitysvc/catalog/device_table.h"
 
 namespace sphere::catalog {
 
@@ -167,7 +168,7 @@ class InMemoryCatalog : public CatalogView {
  private:
   // State is one complete copy of what the view serves.
   struct State {
-    absl::flat_hash_map<std::string, v1::Device> devices;
+    DeviceTable devices;  // compact: most of a shard's memory per device
     // Immutable once stored: a new tenant event replaces the pointer.
     absl::flat_hash_map<std::string, std::shared_ptr<const TenantCa>> tenants;
     absl::flat_hash_map<std::string, v1::DeviceGroup> groups;

@@ -106,6 +106,25 @@ absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
   return call;
 }
 
+absl::Status DeviceCallHandler::RequireGateway(
+    const grpc::ServerContextBase& context) const {
+  auto peer = rpc::PeerFromContext(context);
+  if (!peer.ok()) return peer.status();
+  if (auth::ParseScope(peer->claims().scope) != auth::Scope::kGateway) {
+    return absl::PermissionDeniedError(
+        "batch attestation calls are for gateways: a device attests itself "
+        "with GetChallenge and Attest");
+  }
+  return absl::OkStatus();
+}
+
+std::optional<std::string> DeviceCallHandler::RedirectAddress(
+    absl::string_view device_id) const {
+  std::optional<v1::Shard> owner = router_->OtherOwner(device_id);
+  if (!owner.has_value()) return std::nullopt;
+  return owner->address();
+}
+
 grpc::ServerUnaryReactor* DeviceCallHandler::Unary(
     grpc::CallbackServerContext* context, const DeviceMethod& method,
     absl::string_view request_device_id,

@@ -97,6 +97,16 @@ class DeviceCallHandler {
       absl::string_view request_device_id,
       const std::function<void(const DeviceCall&, Finish)>& fn) const;
 
+  // RequireGateway: the caller check of the gateways' batch calls: OK for a
+  // gateway certificate, UNAUTHENTICATED without a client certificate,
+  // PERMISSION_DENIED for any other credential (a device acts only for
+  // itself, through the single calls).
+  absl::Status RequireGateway(const grpc::ServerContextBase& context) const;
+  // RedirectAddress: the owning shard's address when another shard owns the
+  // device, nullopt when this one does (a batch answers each item with it).
+  std::optional<std::string> RedirectAddress(
+      absl::string_view device_id) const;
+
   // Identify: steps 1-3 only (exposed for tests and streaming handlers).
   absl::StatusOr<DeviceCall> Identify(const grpc::ServerContextBase& context,
                                       DeviceAccess access,

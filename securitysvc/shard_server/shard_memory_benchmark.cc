@@ -105,9 +105,9 @@ int Main() {
       dir = tmpl;
     }
     o.open_store = [dir](const std::vector<std::string>& cfs) {
-      store::RocksOptions r;
-      r.data_key = crypto::RandomBytes(32);
-      return store::OpenRocksStore(dir + "/db", cfs, r);
+      // As shard_main opens it.
+      return store::OpenRocksStore(dir + "/db", cfs,
+                                   ShardStoreOptions(crypto::RandomBytes(32)));
     };
     printf("store: encrypted RocksDB in %s\n", dir.c_str());
   } else if (kind == "memory") {

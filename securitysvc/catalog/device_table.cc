@@ -1,0 +1,132 @@
+#include "securitysvc/catalog/device_table.h"
+
+#include <cstring>
+
+namespace sphere::catalog {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+bool FitsCompact(const v1::Device& d) {
+  return d.public_key().size() == 65 && d.pending_tenant_id().empty() &&
+         d.os_version().empty() && d.app_version().empty() &&
+         d.last_attested_unix_ms() == 0 && d.revocation_reason().empty() &&
+         d.last_attestation_outcome().empty() &&
+         d.GetReflection()->GetUnknownFields(d).empty();
+}
+
+}  // namespace
+
+std::optional<DeviceTable::Key> DeviceTable::CompactKey(absl::string_view id) {
+  if (id.size() != 64) return std::nullopt;
+  Key key;
+  for (size_t i = 0; i < 32; ++i) {
+    const int hi = HexValue(id[2 * i]);
+    const int lo = HexValue(id[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    key[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return key;
+}
+
+uint32_t DeviceTable::Intern(const std::string& s) {
+  auto [it, inserted] =
+      string_index_.emplace(s, static_cast<uint32_t>(strings_.size()));
+  if (inserted) strings_.push_back(s);
+  return it->second;
+}
+
+DeviceTable::Entry DeviceTable::MakeEntry(const v1::Device& d) {
+  Entry e;
+  if (!FitsCompact(d)) {
+    e.public_key.fill(0);
+    e.full = std::make_unique<v1::Device>(d);
+    return e;
+  }
+  std::memcpy(e.public_key.data(), d.public_key().data(), 65);
+  e.tenant = Intern(d.tenant_id());
+  e.product = Intern(d.product_id());
+  e.group = Intern(d.device_group_id());
+  e.device_type = Intern(d.device_type());
+  e.ownership_epoch = d.ownership_epoch();
+  e.state = static_cast<uint8_t>(d.state());
+  return e;
+}
+
+void DeviceTable::Put(const v1::Device& device) {
+  std::optional<Key> key = CompactKey(device.id());
+  if (!key.has_value()) {
+    other_[device.id()] = device;
+    return;
+  }
+  // A v1::DeviceState outside uint8 would not round-trip: keep it whole.
+  if (device.state() < 0 || device.state() > 255) {
+    Entry e;
+    e.public_key.fill(0);
+    e.full = std::make_unique<v1::Device>(device);
+    compact_.insert_or_assign(*key, std::move(e));
+    return;
+  }
+  compact_.insert_or_assign(*key, MakeEntry(device));
+}
+
+v1::Device DeviceTable::Expand(const Key& key, const Entry& e) const {
+  if (e.full != nullptr) return *e.full;
+  v1::Device d;
+  std::string id(64, '0');
+  for (size_t i = 0; i < 32; ++i) {
+    id[2 * i] = kHexDigits[key[i] >> 4];
+    id[2 * i + 1] = kHexDigits[key[i] & 0xf];
+  }
+  d.set_id(std::move(id));
+  d.set_public_key(reinterpret_cast<const char*>(e.public_key.data()), 65);
+  d.set_tenant_id(strings_[e.tenant]);
+  d.set_product_id(strings_[e.product]);
+  d.set_device_group_id(strings_[e.group]);
+  d.set_device_type(strings_[e.device_type]);
+  d.set_state(static_cast<v1::DeviceState>(e.state));
+  d.set_ownership_epoch(e.ownership_epoch);
+  return d;
+}
+
+std::optional<v1::Device> DeviceTable::Get(absl::string_view id) const {
+  std::optional<Key> key = CompactKey(id);
+  if (!key.has_value()) {
+    auto it = other_.find(id);
+    if (it == other_.end()) return std::nullopt;
+    return it->second;
+  }
+  auto it = compact_.find(*key);
+  if (it == compact_.end()) return std::nullopt;
+  return Expand(it->first, it->second);
+}
+
+bool DeviceTable::SetState(absl::string_view id, v1::DeviceState state) {
+  std::optional<Key> key = CompactKey(id);
+  if (!key.has_value()) {
+    auto it = other_.find(id);
+    if (it == other_.end()) return false;
+    it->second.set_state(state);
+    return true;
+  }
+  auto it = compact_.find(*key);
+  if (it == compact_.end()) return false;
+  if (it->second.full != nullptr) {
+    it->second.full->set_state(state);
+  } else if (state < 0 || state > 255) {
+    v1::Device d = Expand(it->first, it->second);
+    d.set_state(state);
+    it->second.full = std::make_unique<v1::Device>(std::move(d));
+  } else {
+    it->second.state = static_cast<uint8_t>(state);
+  }
+  return true;
+}
+
+}  // namespace sphere::catalog

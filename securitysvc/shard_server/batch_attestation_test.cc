@@ -1,0 +1,237 @@
+// The gateways' batch calls (GetChallenges, AttestBatch) on an in-process
+// shard: many devices in two calls, each item answered as its single call
+// would be, and the attacks a batch must not open.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "mcu-model/device.h"
+#include "protos/attestation.grpc.pb.h"
+#include "securitysvc/attestation/attestation_plugin.h"
+#include "securitysvc/shard_server/test_platform.h"
+
+namespace sphere::shard {
+namespace {
+
+constexpr int kDevices = 12;
+
+class BatchAttestationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    platform_ = new TestPlatform;
+    TestPlatform::Options o;
+    ASSERT_TRUE(platform_->Start(o).ok());
+    for (int i = 0; i < kDevices; ++i) {
+      auto d = platform_->NewDevice(absl::StrCat("batch-test-device-", i));
+      ASSERT_TRUE(d.ok()) << d.status();
+      devices_->push_back(*std::move(d));
+    }
+  }
+  static void TearDownTestSuite() {
+    delete platform_;
+    platform_ = nullptr;
+    devices_->clear();
+  }
+  TestPlatform& p() { return *platform_; }
+  mcu::Device& Dev(int i) { return *(*devices_)[i]; }
+  bool HasRecord(int i) {
+    return p().attestation().attestor()->LastRecord(Dev(i).device_id()).ok();
+  }
+
+  grpc::Status Challenges(v1::AttestationService::Stub* stub,
+                          const std::vector<std::string>& ids,
+                          v1::GetChallengesResponse* resp) {
+    v1::GetChallengesRequest req;
+    for (const auto& id : ids) req.add_device_ids(id);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    return stub->GetChallenges(&ctx, req, resp);
+  }
+  grpc::Status AttestBatch(v1::AttestationService::Stub* stub,
+                           const v1::AttestBatchRequest& req,
+                           v1::AttestBatchResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    return stub->AttestBatch(&ctx, req, resp);
+  }
+  v1::AttestRequest QuoteFor(mcu::Device& d, const std::string& nonce) {
+    v1::AttestRequest r;
+    r.set_device_id(d.device_id());
+    auto q = d.Quote(nonce);
+    EXPECT_TRUE(q.ok()) << q.status();
+    *r.mutable_quote() = *std::move(q);
+    return r;
+  }
+
+  static TestPlatform* platform_;
+  static std::vector<std::unique_ptr<mcu::Device>>* devices_;
+};
+
+TestPlatform* BatchAttestationTest::platform_ = nullptr;
+std::vector<std::unique_ptr<mcu::Device>>* BatchAttestationTest::devices_ =
+    new std::vector<std::unique_ptr<mcu::Device>>;
+
+TEST_F(BatchAttestationTest, GatewayAttestsManyDevicesInTwoCalls) {
+  auto stub = p().Stub(p().gateway_tls());
+  std::vector<int> batch = {0, 1, 2, 3};
+  std::vector<std::string> ids;
+  for (int i : batch) ids.push_back(Dev(i).device_id());
+  v1::GetChallengesResponse challenges;
+  grpc::Status st = Challenges(stub.get(), ids, &challenges);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(challenges.results_size(), 4);
+  v1::AttestBatchRequest req;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    const auto& c = challenges.results(k);
+    ASSERT_EQ(c.code(), 0) << c.message();
+    EXPECT_EQ(c.device_id(), ids[k]);
+    EXPECT_EQ(c.challenge().nonce().size(), 32u);
+    *req.add_requests() = QuoteFor(Dev(batch[k]), c.challenge().nonce());
+  }
+  v1::AttestBatchResponse resp;
+  st = AttestBatch(stub.get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 4);
+  for (size_t k = 0; k < batch.size(); ++k) {
+    const auto& r = resp.results(k);
+    ASSERT_EQ(r.code(), 0) << r.message();
+    EXPECT_EQ(r.device_id(), ids[k]);
+    EXPECT_EQ(r.response().outcome(), v1::UP_TO_DATE);
+    EXPECT_FALSE(r.response().certificate_chain_pem().empty());
+    EXPECT_FALSE(r.response().session_token().empty());
+    // Answered only once durable: the record is there.
+    auto rec = p().attestation().attestor()->LastRecord(ids[k]);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(rec->certificate_serial(), r.response().certificate_serial());
+  }
+}
+
+TEST_F(BatchAttestationTest, Attack_BadItemsFailAloneAndChangeNothing) {
+  auto stub = p().Stub(p().gateway_tls());
+  const std::string unknown =
+      crypto::HexEncode(crypto::Sha256("never registered"));
+  v1::GetChallengesResponse challenges;
+  grpc::Status st = Challenges(
+      stub.get(), {Dev(4).device_id(), "NOT-HEX", unknown, Dev(5).device_id()},
+      &challenges);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(challenges.results_size(), 4);
+  EXPECT_EQ(challenges.results(0).code(), 0);
+  EXPECT_EQ(challenges.results(1).code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(challenges.results(1).device_id().empty());  // not echoed
+  EXPECT_EQ(challenges.results(2).code(),
+            static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(challenges.results(2).has_challenge());
+  ASSERT_EQ(challenges.results(3).code(), 0);
+
+  v1::AttestBatchRequest req;
+  // Device 4 with its own nonce: fine.
+  *req.add_requests() =
+      QuoteFor(Dev(4), challenges.results(0).challenge().nonce());
+  // Device 5 quoting a nonce never issued to it (device 4's): refused.
+  *req.add_requests() =
+      QuoteFor(Dev(5), challenges.results(0).challenge().nonce());
+  // Device 6's quote presented under device 7's id: refused.
+  v1::AttestRequest swapped =
+      QuoteFor(Dev(6), challenges.results(3).challenge().nonce());
+  swapped.set_device_id(Dev(7).device_id());
+  *req.add_requests() = swapped;
+  v1::AttestBatchResponse resp;
+  st = AttestBatch(stub.get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 3);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated))
+      << resp.results(1).message();
+  EXPECT_FALSE(resp.results(1).has_response());
+  EXPECT_EQ(resp.results(2).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated))
+      << resp.results(2).message();
+  EXPECT_TRUE(HasRecord(4));
+  EXPECT_FALSE(HasRecord(5));
+  EXPECT_FALSE(HasRecord(6));
+  EXPECT_FALSE(HasRecord(7));
+  // Device 5's own nonce was not burnt by the forged item.
+  v1::AttestBatchRequest retry;
+  *retry.add_requests() =
+      QuoteFor(Dev(5), challenges.results(3).challenge().nonce());
+  v1::AttestBatchResponse retry_resp;
+  ASSERT_TRUE(AttestBatch(stub.get(), retry, &retry_resp).ok());
+  EXPECT_EQ(retry_resp.results(0).code(), 0) << retry_resp.results(0).message();
+  EXPECT_TRUE(HasRecord(5));
+}
+
+TEST_F(BatchAttestationTest, Attack_ReplayedBatchIsRefused) {
+  auto stub = p().Stub(p().gateway_tls());
+  v1::GetChallengesResponse challenges;
+  ASSERT_TRUE(Challenges(stub.get(), {Dev(8).device_id()}, &challenges).ok());
+  ASSERT_EQ(challenges.results(0).code(), 0);
+  v1::AttestBatchRequest req;
+  *req.add_requests() =
+      QuoteFor(Dev(8), challenges.results(0).challenge().nonce());
+  v1::AttestBatchResponse first, replay;
+  ASSERT_TRUE(AttestBatch(stub.get(), req, &first).ok());
+  ASSERT_EQ(first.results(0).code(), 0);
+  auto before = p().attestation().attestor()->History(Dev(8).device_id());
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(AttestBatch(stub.get(), req, &replay).ok());
+  EXPECT_EQ(replay.results(0).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated));
+  EXPECT_FALSE(replay.results(0).has_response());
+  // The last successful record is still the first one.
+  auto last = p().attestation().attestor()->LastRecord(Dev(8).device_id());
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->certificate_serial(),
+            first.results(0).response().certificate_serial());
+}
+
+TEST_F(BatchAttestationTest, Attack_DeviceCredentialMayNotUseBatches) {
+  auto stub = p().Stub(p().ManufacturingTls(Dev(9)));
+  v1::GetChallengesResponse challenges;
+  grpc::Status st = Challenges(stub.get(), {Dev(9).device_id()}, &challenges);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << st.error_message();
+  EXPECT_EQ(challenges.results_size(), 0);
+  v1::AttestBatchRequest req;
+  *req.add_requests() = QuoteFor(Dev(9), crypto::RandomBytes(32));
+  v1::AttestBatchResponse resp;
+  st = AttestBatch(stub.get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << st.error_message();
+  EXPECT_EQ(resp.results_size(), 0);
+  EXPECT_FALSE(HasRecord(9));
+}
+
+TEST_F(BatchAttestationTest, Attack_OversizedBatchIsRefusedWhole) {
+  auto stub = p().Stub(p().gateway_tls());
+  std::vector<std::string> ids(
+      attestation::AttestationServiceImpl::kMaxBatch + 1, Dev(10).device_id());
+  v1::GetChallengesResponse challenges;
+  grpc::Status st = Challenges(stub.get(), ids, &challenges);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << st.error_message();
+  EXPECT_EQ(challenges.results_size(), 0);
+  // No challenge was issued for it: the device's rate budget is untouched,
+  // so a full burst of single challenges still succeeds.
+  const int burst = static_cast<int>(
+      attestation::AttestationPlugin::DefaultChallengeRate().burst);
+  for (int i = 0; i < burst; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::GetChallengeRequest one;
+    one.set_device_id(Dev(10).device_id());
+    v1::GetChallengeResponse c;
+    ASSERT_TRUE(stub->GetChallenge(&ctx, one, &c).ok()) << i;
+  }
+  EXPECT_FALSE(HasRecord(10));
+}
+
+}  // namespace
+}  // namespace sphere::shard
