@@ -79,6 +79,7 @@ class Fleet {
 
   std::string tenant_id;  // set by the claim phase
   std::optional<FaultReport> fault;
+  uint64_t tls_connections = 0;  // --tls-per-twin: connections opened
 
   // ShardPid reads DIR/run/<shard id>.pid (written by local_cluster).
   absl::StatusOr<pid_t> ShardPid(const std::string& shard_id) const;

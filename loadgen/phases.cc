@@ -378,6 +378,10 @@ class AttestPhase final : public Phase {
           deadline);
     }
     stats.Finish(absl::Now());
+    if (o.tls_per_twin) {
+      fleet.tls_connections =
+          static_cast<PerTwinTlsTransport*>(inner.get())->connections();
+    }
 
     if (fault) {
       FaultReport f;

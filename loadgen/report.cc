@@ -159,6 +159,10 @@ std::string Report::ToJson() const {
   }
   j["mode"] = mode;
   j["transport"] = transport;
+  if (transport == "tls-per-twin") {
+    j["tls_connections"] = tls_connections;
+    j["tls_handshakes_per_s"] = Num(tls_handshakes_per_s);
+  }
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -294,7 +298,16 @@ std::string Report::Summary() const {
       "  service %.0f B/device (target <= 1024); loadgen %.0f B/twin (target "
       "<= 2048)\n",
       service_rss_bytes_per_device, rss_bytes_per_twin);
+  if (transport == "tls-per-twin") {
+    absl::StrAppendFormat(&s,
+                          "  tls-per-twin: %d connections, %.0f full mTLS "
+                          "handshakes/s\n",
+                          tls_connections, tls_handshakes_per_s);
+  }
   if (fault) {
+    absl::StrAppendFormat(&s,
+                          "  (a shard was restarted: its RSS, and so the "
+                          "service bytes per device, restarted with it)\n");
     absl::StrAppendFormat(&s,
                           "fault %s on %s at %.1f s: recovered in %.2f s; %d "
                           "acknowledged, %d verified, %d lost\n",

@@ -15,7 +15,8 @@
 //     "service": { "rss_bytes_per_device" },
 //     ["fault": { "kind", "shard", "at_s", "recover_s", "acknowledged",
 //                 "verified", "lost", "retried" }],
-//     "mode": "closed"|"open", "transport": "gateway"|"tls-per-twin" }
+//     "mode": "closed"|"open", "transport": "gateway"|"tls-per-twin",
+//     ["tls_connections", "tls_handshakes_per_s"] }
 // Bracketed keys appear only when they apply.
 //
 // Thread-safety: a plain value; build it on one thread.
@@ -75,6 +76,10 @@ struct Report {
   std::optional<FaultReport> fault;
   std::string mode = "closed";
   std::string transport = "gateway";
+  // --tls-per-twin: TCP connections (full mTLS handshakes) opened by the
+  // attest phase, and per second of it.
+  uint64_t tls_connections = 0;
+  double tls_handshakes_per_s = 0;
 
   std::string ToJson() const;
   std::string ToHtml() const;

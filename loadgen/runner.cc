@@ -115,6 +115,15 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
   const absl::Time end = absl::Now();
   for (const auto& s : stats) report.phases.push_back(ToReport(*s, end));
   report.fault = fleet.fault;
+  report.tls_connections = fleet.tls_connections;
+  for (const auto& p : report.phases) {
+    if (p.name == "attest" && !p.skipped && p.ops > 0 && p.ops_per_s > 0) {
+      // One connection per attempt, over the attest phase's duration.
+      report.tls_handshakes_per_s =
+          static_cast<double>(fleet.tls_connections) * p.ops_per_s /
+          static_cast<double>(p.ops);
+    }
+  }
   report.wall_s = absl::ToDoubleSeconds(end - t0);
   return report;
 }
