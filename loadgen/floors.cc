@@ -102,33 +102,44 @@ struct EchoLoop : std::enable_shared_from_this<EchoLoop> {
 
 }  // namespace
 
+grpc::Status CallEmpty(const std::shared_ptr<grpc::Channel>& channel,
+                       const std::string& method, absl::Duration deadline) {
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(deadline));
+  grpc::Slice empty;
+  grpc::ByteBuffer req(&empty, 1), resp;
+  grpc::Status status;
+  auto rpc = stub.PrepareUnaryCall(&ctx, method, req, &cq);
+  rpc->StartCall();
+  rpc->Finish(&resp, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok)) {
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "completion queue shut");
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
 absl::StatusOr<double> MeasureEchoRpc(
     const std::vector<cluster::ShardEndpoint>& shards,
     const rpc::TlsFiles& tls, absl::Duration duration, int window) {
   if (shards.empty()) return absl::InvalidArgumentError("no shards");
   auto loop = std::make_shared<EchoLoop>();
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (const auto& s : shards) {
-    loop->stubs.push_back(
-        std::make_unique<grpc::GenericStub>(rpc::NewChannel(s.address, tls)));
+    channels.push_back(rpc::NewChannel(s.address, tls));
+    loop->stubs.push_back(std::make_unique<grpc::GenericStub>(channels.back()));
   }
   // Warm up: connect every channel (one call each) before timing.
-  for (auto& stub : loop->stubs) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-    grpc::Slice empty;
-    grpc::ByteBuffer req(&empty, 1), resp;
-    absl::Mutex mu;
-    bool done = false;
-    grpc::Status status;
-    stub->UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                    &req, &resp, [&](grpc::Status st) {
-                      absl::MutexLock l(&mu);
-                      status = st;
-                      done = true;
-                    });
-    absl::MutexLock l(&mu);
-    mu.Await(absl::Condition(&done));
-    if (!status.ok()) return rpc::FromGrpcStatus(status);
+  for (const auto& channel : channels) {
+    grpc::Status st = CallEmpty(channel, "/grpc.health.v1.Health/Check",
+                                absl::Seconds(10));
+    if (!st.ok()) return rpc::FromGrpcStatus(st);
   }
   const absl::Time t0 = absl::Now();
   loop->end = t0 + duration;

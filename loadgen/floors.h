@@ -9,9 +9,9 @@
 //    twins that verify their chain add 2 verifies each.
 //  * MeasureEchoRpc: empty unary RPCs per second (grpc.health.v1.Health/
 //    Check, served by every Sphere process) over gateway-authenticated
-//    channels to every shard, `window` calls in flight. Channels with the
-//    same target and arguments share gRPC's global subchannel pool, so these
-//    are the connections the twins' client uses.
+//    channels to every shard, `window` calls in flight: channels made by
+//    rpc::NewChannel with the gateway credential, exactly as the twins'
+//    client (client::AsyncAttestationClient) makes its own.
 //  * MeasureRocksDbSyncedWrites: one writer committing small WriteBatches
 //    with sync=true (what an attestation record costs the store at best
 //    without group commit), in a scratch directory removed afterwards.
@@ -20,6 +20,9 @@
 #ifndef SPHERE_LOADGEN_FLOORS_H_
 #define SPHERE_LOADGEN_FLOORS_H_
 
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,6 +45,12 @@ double AttestCryptoBound(int cores, const EcdsaRates& rates, double signs,
 absl::StatusOr<double> MeasureEchoRpc(
     const std::vector<cluster::ShardEndpoint>& shards,
     const rpc::TlsFiles& tls, absl::Duration duration, int window);
+
+// CallEmpty makes one blocking unary call of `method` ("/pkg.Svc/Method")
+// with an empty request on `channel` (its own completion queue; nothing
+// outlives the call) and returns the server's status.
+grpc::Status CallEmpty(const std::shared_ptr<grpc::Channel>& channel,
+                       const std::string& method, absl::Duration deadline);
 
 absl::StatusOr<double> MeasureRocksDbSyncedWrites(const std::string& dir,
                                                   absl::Duration duration);

@@ -6,8 +6,9 @@
 //           [--rate R] [--tls-per-twin] [--fault restart-shard]
 //
 // `./sphere load` starts a fresh cluster and runs this against it. Exit
-// codes: 0 every phase that ran succeeded; 1 a phase failed (the report is
-// still written); 2 bad flags; 3 the run could not start (cluster, files).
+// codes: 0 every phase that ran succeeded; 1 a phase failed or the run was
+// interrupted (SIGINT/SIGTERM stop the current phase; the report is still
+// written); 2 bad flags; 3 the run could not start (cluster, files).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 
 #include "common/util/log.h"
 #include "loadgen/runner.h"
+#include "loadgen/stats.h"
 
 namespace sphere::loadgen {
 namespace {
@@ -93,6 +95,8 @@ int Main(int argc, char** argv) {
   o.progress = stderr;
   o.progress_tty = isatty(fileno(stderr));
   log::SetComponent("loadgen");
+  // Ctrl-C / SIGTERM: stop the phase, still write the report.
+  InstallStopHandlers();
 
   absl::Status failure;
   auto report = RunLoad(o, &failure);

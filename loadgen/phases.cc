@@ -11,6 +11,7 @@
 #include "client/attestation_client.h"
 #include "client/shard_ring.h"
 #include "common/util/clock.h"
+#include "loadgen/floors.h"
 #include "loadgen/transport.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -22,26 +23,17 @@ namespace sphere::loadgen {
 absl::StatusCode ProbeMethod(const std::string& address,
                              const rpc::TlsFiles& tls,
                              const std::string& method) {
-  grpc::GenericStub stub(rpc::NewChannel(address, tls));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(5)));
-  grpc::Slice empty;
-  grpc::ByteBuffer req(&empty, 1), resp;
-  absl::Mutex mu;
-  bool done = false;
-  grpc::Status status;
-  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp,
-                 [&](grpc::Status st) {
-                   absl::MutexLock l(&mu);
-                   status = st;
-                   done = true;
-                 });
-  absl::MutexLock l(&mu);
-  mu.Await(absl::Condition(&done));
+  grpc::Status status =
+      CallEmpty(rpc::NewChannel(address, tls), method, absl::Seconds(5));
   return static_cast<absl::StatusCode>(status.error_code());
 }
 
 namespace {
+
+absl::Status Interrupted(uint64_t done, uint64_t total) {
+  return absl::CancelledError(
+      absl::StrCat("interrupted after ", done, " of ", total));
+}
 
 // ---------------------------------------------------------------- manufacture
 
@@ -58,6 +50,7 @@ class ManufacturePhase final : public Phase {
     // One thread: the allocator's per-thread arenas would otherwise inflate
     // the RSS each twin is charged with.
     for (uint64_t i = 0; i < n; ++i) {
+      if (StopRequested()) return Interrupted(twins.size(), n);
       const absl::Time t0 = absl::Now();
       auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
                                           fleet.rom_key(), {});
@@ -91,6 +84,7 @@ class RegisterPhase final : public Phase {
     auto& twins = fleet.twins();
     stats.Start(absl::Now(), twins.size());
     for (size_t start = 0; start < twins.size(); start += kBatch) {
+      if (StopRequested()) return Interrupted(start, twins.size());
       const size_t end = std::min(twins.size(), start + kBatch);
       v1::ImportDevicesRequest req;
       for (size_t i = start; i < end; ++i) {
@@ -128,12 +122,15 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
   ClaimWindow(Fleet* fleet, PhaseStats* stats)
       : fleet_(fleet), stats_(stats) {}
 
-  void Run() {
-    remaining_ = fleet_->twins().size();
+  // Run returns once every claim answered, or (after a stop request) once
+  // the claims in flight answered; returns how many were started.
+  size_t Run() {
     StartMore();
     absl::MutexLock l(&mu_);
-    mu_.Await(absl::Condition(
-        +[](size_t* n) { return *n == 0; }, &remaining_));
+    while (!mu_.AwaitWithTimeout(
+        absl::Condition(this, &ClaimWindow::DoneLocked), absl::Seconds(1))) {
+    }
+    return next_;
   }
 
  private:
@@ -144,6 +141,11 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
     absl::Time start;
   };
 
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0 &&
+           (next_ >= fleet_->twins().size() || StopRequested());
+  }
+
   void StartMore() {
     auto self = shared_from_this();
     while (true) {
@@ -151,7 +153,7 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
       {
         absl::MutexLock l(&mu_);
         if (in_flight_ >= fleet_->options().claim_window ||
-            next_ >= fleet_->twins().size()) {
+            next_ >= fleet_->twins().size() || StopRequested()) {
           return;
         }
         ++in_flight_;
@@ -169,22 +171,17 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
               self->stats_->RecordError(
                   static_cast<absl::StatusCode>(st.error_code()));
             }
-            {
-              absl::MutexLock l(&self->mu_);
-              --self->in_flight_;
-            }
             self->StartMore();
             absl::MutexLock l(&self->mu_);
-            --self->remaining_;
+            --self->in_flight_;
           });
     }
   }
 
   Fleet* const fleet_;
   PhaseStats* const stats_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t remaining_ ABSL_GUARDED_BY(mu_) = 0;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -213,8 +210,11 @@ class ClaimPhase final : public Phase {
     }
     stats.Start(absl::Now(), fleet.twins().size());
     auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
-    window->Run();
+    const size_t started = window->Run();
     stats.Finish(absl::Now());
+    if (started < fleet.twins().size()) {
+      return Interrupted(started, fleet.twins().size());
+    }
     // Shards answer the twins from a catalog that includes every claim.
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
@@ -327,14 +327,14 @@ class AttestPhase final : public Phase {
       driver.RunUntil(
           [&] {
             maybe_fault(driver);
-            return settled();
+            return settled() || StopRequested();
           },
           deadline);
     } else {
       // Open loop: twin i is due at start + i / rate, whatever the answers.
       const absl::Duration gap = absl::Seconds(1) / o.rate;
       size_t added = 0;
-      while (absl::Now() < deadline) {
+      while (absl::Now() < deadline && !StopRequested()) {
         const absl::Time now = absl::Now();
         const size_t due = std::min<size_t>(
             n, static_cast<size_t>((now - phase_start) / gap) + 1);
@@ -350,7 +350,7 @@ class AttestPhase final : public Phase {
         driver.RunUntil(
             [&] {
               maybe_fault(driver);
-              return added == n && settled();
+              return (added == n && settled()) || StopRequested();
             },
             std::max(next, absl::Now() + absl::Milliseconds(1)));
       }
@@ -407,6 +407,7 @@ class AttestPhase final : public Phase {
     }
     size_t certified = 0;
     for (const auto& t : twins) certified += t->certified();
+    if (certified < n && StopRequested()) return Interrupted(certified, n);
     if (certified < n) {
       for (const auto& t : twins) {
         if (!t->certified()) {

@@ -99,14 +99,20 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
     if (!st.ok()) {
       *failure = absl::Status(
           st.code(), absl::StrCat(phase->name(), ": ", st.message()));
-      stopped = absl::StrCat("not run: phase ", phase->name(), " failed");
+      stopped = StopRequested()
+                    ? std::string("not run: the run was interrupted")
+                    : absl::StrCat("not run: phase ", phase->name(),
+                                   " failed");
     }
   }
   progress.Stop();
 
   const uint64_t rss1 = SelfRss();
   const uint64_t shards_rss1 = fleet.ShardsRss();
-  const double n = fo.twins > 0 ? static_cast<double>(fo.twins) : 1;
+  // Per twin actually built (an interrupted run may have fewer than asked).
+  const double n = fleet.twins().empty()
+                       ? 1
+                       : static_cast<double>(fleet.twins().size());
   report.rss_bytes_per_twin =
       (static_cast<double>(rss1) - static_cast<double>(rss0)) / n;
   report.service_rss_bytes_per_device =

@@ -1,5 +1,7 @@
 #include "loadgen/stats.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -142,6 +144,24 @@ std::vector<uint64_t> PhaseStats::throughput_series(absl::Time now) const {
   for (int i = 0; i < n; ++i) out[i] = per_second_[i].load();
   return out;
 }
+
+namespace {
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+}  // namespace
+
+void InstallStopHandlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // a second signal kills
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void RequestStop() { g_stop.store(true); }
+bool StopRequested() { return g_stop.load(std::memory_order_relaxed); }
 
 std::string StatusCodeName(absl::StatusCode code) {
   switch (code) {

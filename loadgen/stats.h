@@ -94,6 +94,14 @@ class PhaseStats {
   std::string skip_reason_ ABSL_GUARDED_BY(mu_);
 };
 
+// Stop: a run-wide request to stop early (SIGINT / SIGTERM). Phases check
+// it between operations and return CANCELLED; the runner still writes the
+// report with what was measured. InstallStopHandlers makes the first
+// SIGINT or SIGTERM request a stop and the second one kill as usual.
+void InstallStopHandlers();
+void RequestStop();
+bool StopRequested();
+
 // StatusCodeName: "OK", "CANCELLED", ... "UNAUTHENTICATED" (gRPC's names).
 std::string StatusCodeName(absl::StatusCode code);
 

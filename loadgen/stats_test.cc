@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -123,6 +125,19 @@ TEST(ProgressTest, NotATerminalPrintsOneLinePerPhaseEnd) {
   EXPECT_NE(text.find("register"), std::string::npos) << text;
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
   EXPECT_EQ(text.find('\r'), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace sphere::loadgen
+
+namespace sphere::loadgen {
+namespace {
+
+TEST(StopTest, SignalRequestsAStopOnce) {
+  InstallStopHandlers();
+  EXPECT_FALSE(StopRequested());
+  raise(SIGTERM);  // handled: the process keeps running
+  EXPECT_TRUE(StopRequested());
 }
 
 }  // namespace
