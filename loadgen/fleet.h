@@ -50,7 +50,7 @@ struct FleetOptions {
   bool tls_per_twin = false;      // one mTLS connection (handshake) per twin
   std::string fault;              // "" or "restart-shard"
   double fault_at = 0.3;          // fraction of attestations done
-  absl::Duration phase_timeout = absl::Minutes(30);
+  absl::Duration phase_timeout = absl::Hours(4);
   std::string tenant;             // "" = loadgen-<unix seconds>
 };
 

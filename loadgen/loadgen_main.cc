@@ -27,7 +27,7 @@ int Main(int argc, char** argv) {
   FleetOptions& f = o.fleet;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   f.cores = cores > 0 ? static_cast<int>(cores) : 1;
-  double floor_seconds = 1, phase_timeout_s = 1800;
+  double floor_seconds = 1, phase_timeout_s = 4 * 3600;
   CLI::App app(
       "loadgen: many twins in one process through every Sphere hot path, "
       "with a report (report.json, report.html)",
