@@ -16,9 +16,15 @@ TwinDriver::TwinDriver(client::AttestationTransport* transport, Clock* clock,
     : transport_(transport), clock_(clock), options_(options) {}
 
 TwinDriver::~TwinDriver() {
+  // Every request sent must have been answered (its callback references
+  // this driver); answers queued but never applied (RunUntil gave up at its
+  // deadline) are dropped with the driver.
   absl::MutexLock l(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* n) { return *n == 0; }, &outstanding_));
+  mu_.Await(absl::Condition(this, &TwinDriver::AllAnsweredLocked));
+}
+
+bool TwinDriver::AllAnsweredLocked() const {
+  return static_cast<size_t>(outstanding_) == answers_.size();
 }
 
 uint32_t TwinDriver::Add(Twin* twin) {

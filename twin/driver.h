@@ -101,6 +101,7 @@ class TwinDriver {
   template <typename Event>
   void Apply(uint32_t index, Event&& event);
   void Schedule(uint32_t index);
+  bool AllAnsweredLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   client::AttestationTransport* const transport_;
   Clock* const clock_;

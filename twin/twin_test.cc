@@ -454,5 +454,20 @@ TEST_F(TwinTest, CertifiedTwinUploadsItsErrorRing) {
   EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(r));
 }
 
+TEST_F(TwinTest, DriverDestructorReturnsWhenAnswersArriveAfterRunUntilGaveUp) {
+  DeferredService service(&pki_);
+  auto twin = NewTwin("late-answer");
+  {
+    TwinDriver driver(&service, Clock::Real());
+    driver.Add(twin.get());
+    // The deadline has passed: RunUntil sends the challenge and gives up.
+    EXPECT_FALSE(driver.RunUntil([] { return false; }, absl::Now()));
+    EXPECT_EQ(driver.outstanding(), 1);
+    // The answer arrives after RunUntil returned; nobody applies it.
+    EXPECT_EQ(service.AnswerAll(), 1u);
+  }  // the destructor must not wait for it to be applied
+  EXPECT_EQ(twin->phase(), Twin::Phase::kAwaitingChallenge);
+}
+
 }  // namespace
 }  // namespace sphere::twin

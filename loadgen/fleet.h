@@ -1,0 +1,104 @@
+// Fleet: the twins one loadgen process holds and everything its phases
+// share: the cluster's addresses and credentials, the factory inputs (the
+// platform image-signing key the ROM trusts, the factory OS images), the
+// shared TwinConfig, the tenant that claims the devices.
+//
+// Twins are twin::Twin objects (the twin library over mcu::Device): the load
+// generator has no device logic of its own. Memory per idle twin is what the
+// Twin costs (see twin/twin.h); nothing per twin is kept here besides the
+// owning pointer.
+//
+// Credentials (all read from the cluster's state directory, as the factory
+// tool and spherectl do): the platform-operator credential for the factory
+// registry and claims (management), and the gateway credential that
+// multiplexes every twin's attestation over a few channels (DESIGN §5): the
+// per-device proof is the quote, signed by the device key.
+//
+// Thread-safety: phases run one at a time on the runner's thread; a phase
+// may use threads of its own inside Run.
+#ifndef SPHERE_LOADGEN_FLEET_H_
+#define SPHERE_LOADGEN_FLEET_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/cluster/cluster_config.h"
+#include "common/rpc/rpc.h"
+#include "loadgen/report.h"
+#include "protos/management.grpc.pb.h"
+#include "twin/twin.h"
+
+namespace sphere::loadgen {
+
+struct FleetOptions {
+  std::string cluster_file;
+  uint64_t twins = 1000;
+  int cores = 2;
+  // Attestation: closed loop (rate 0: as fast as the window allows) or open
+  // loop (new twins start at `rate` per second whatever the answers do).
+  double rate = 0;
+  size_t max_active = 256;        // twins mid-attestation (TwinDriver)
+  int max_in_flight = 128;        // RPCs in flight (AsyncAttestationClient)
+  int claim_window = 64;          // ClaimDevice calls in flight
+  int verify_chain_every = 100;   // every Nth twin verifies its chain; 0 none
+  bool tls_per_twin = false;      // one mTLS connection (handshake) per twin
+  std::string fault;              // "" or "restart-shard"
+  double fault_at = 0.3;          // fraction of attestations done
+  absl::Duration phase_timeout = absl::Hours(4);
+  std::string tenant;             // "" = loadgen-<unix seconds>
+};
+
+// ReadProcessRss returns VmRSS of `pid` (0 = this process) in bytes.
+absl::StatusOr<uint64_t> ReadProcessRss(pid_t pid);
+
+class Fleet {
+ public:
+  static absl::StatusOr<std::unique_ptr<Fleet>> Open(FleetOptions options);
+
+  const FleetOptions& options() const { return options_; }
+  const cluster::ClusterConfig& cluster() const { return cluster_; }
+  const rpc::TlsFiles& operator_tls() const { return operator_tls_; }
+  const rpc::TlsFiles& gateway_tls() const { return gateway_tls_; }
+  const std::string& rom_key() const { return rom_key_; }
+  const std::vector<v1::StoredImage>& images() const { return images_; }
+  v1::ManagementService::Stub* management() { return management_.get(); }
+
+  // Shared twin configs: most twins skip chain verification (the service's
+  // speed is measured), every verify_chain_every-th verifies it.
+  twin::TwinConfig* config() { return &config_; }
+  twin::TwinConfig* verifying_config() { return &verifying_; }
+  void set_min_catalog_revision(int64_t revision);
+
+  std::vector<std::unique_ptr<twin::Twin>>& twins() { return twins_; }
+
+  std::string tenant_id;  // set by the claim phase
+  std::optional<FaultReport> fault;
+  uint64_t tls_connections = 0;  // --tls-per-twin: connections opened
+
+  // ShardPid reads DIR/run/<shard id>.pid (written by local_cluster).
+  absl::StatusOr<pid_t> ShardPid(const std::string& shard_id) const;
+  // ShardsRss sums the shards' VmRSS (0 for a shard that cannot be read).
+  uint64_t ShardsRss() const;
+
+ private:
+  explicit Fleet(FleetOptions options) : options_(std::move(options)) {}
+
+  const FleetOptions options_;
+  cluster::ClusterConfig cluster_;
+  rpc::TlsFiles operator_tls_, gateway_tls_;
+  std::string rom_key_;
+  std::vector<v1::StoredImage> images_;
+  std::unique_ptr<v1::ManagementService::Stub> management_;
+  twin::TwinConfig config_, verifying_;
+  std::vector<std::unique_ptr<twin::Twin>> twins_;
+};
+
+}  // namespace sphere::loadgen
+
+#endif  // SPHERE_LOADGEN_FLEET_H_

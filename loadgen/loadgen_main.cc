@@ -1,0 +1,123 @@
+// loadgen: drives N twins (twin library + mcu-model, in this one process)
+// through every phase of the platform against a running cluster, measures
+// floors in the same run and writes REPORT_DIR/report.json + report.html.
+//
+//   loadgen --cluster DIR/cluster.json --twins N [--report DIR]
+//           [--rate R] [--tls-per-twin] [--fault restart-shard]
+//
+// `./sphere load` starts a fresh cluster and runs this against it. Exit
+// codes: 0 every phase that ran succeeded; 1 a phase failed or the run was
+// interrupted (SIGINT/SIGTERM stop the current phase; the report is still
+// written); 2 bad flags; 3 the run could not start (cluster, files).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "common/util/log.h"
+#include "loadgen/runner.h"
+#include "loadgen/stats.h"
+
+namespace sphere::loadgen {
+namespace {
+
+int Main(int argc, char** argv) {
+  RunOptions o;
+  FleetOptions& f = o.fleet;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  f.cores = cores > 0 ? static_cast<int>(cores) : 1;
+  double floor_seconds = 1, phase_timeout_s = 4 * 3600;
+  CLI::App app(
+      "loadgen: many twins in one process through every Sphere hot path, "
+      "with a report (report.json, report.html)",
+      "loadgen");
+  app.add_option("--cluster", f.cluster_file,
+                 "cluster.json written by local_cluster")
+      ->required();
+  app.add_option("--twins", f.twins, "number of twins")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{10000000}));
+  app.add_option("--report", o.report_dir,
+                 "directory for report.json and report.html")
+      ->capture_default_str();
+  app.add_option("--rate", f.rate,
+                 "open loop: start this many attestations per second "
+                 "(0 = closed loop, as fast as the window allows)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--window", f.max_active,
+                 "twins mid-attestation at once (closed-loop window)")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
+      ->capture_default_str();
+  app.add_option("--in-flight", f.max_in_flight,
+                 "RPCs in flight on the gateway channels")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--claim-window", f.claim_window,
+                 "ClaimDevice calls in flight")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--verify-chain-every", f.verify_chain_every,
+                 "every Nth twin verifies its issued chain (0 = none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--tls-per-twin", f.tls_per_twin,
+               "one mutual-TLS connection (full handshake) per twin instead "
+               "of shared gateway channels; for smaller fleets");
+  app.add_option("--fault", f.fault,
+                 "fault scenario: restart-shard (SIGKILL shard-0 mid-attest; "
+                 "local_cluster restarts it)")
+      ->check(CLI::IsMember({"", "restart-shard"}));
+  app.add_option("--fault-at", f.fault_at,
+                 "fraction of the fleet certified when the fault strikes")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--cores", f.cores, "cores the crypto bound assumes")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--floor-seconds", floor_seconds,
+                 "time spent measuring each floor")
+      ->check(CLI::Range(0.1, 60.0))
+      ->capture_default_str();
+  app.add_option("--phase-timeout", phase_timeout_s,
+                 "seconds a phase may take before the run gives up")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--tenant", f.tenant,
+                 "tenant that claims the fleet (default loadgen-<time>)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  o.floor_time = absl::Seconds(floor_seconds);
+  f.phase_timeout = absl::Seconds(phase_timeout_s);
+  o.progress = stderr;
+  o.progress_tty = isatty(fileno(stderr));
+  log::SetComponent("loadgen");
+  // Ctrl-C / SIGTERM: stop the phase, still write the report.
+  InstallStopHandlers();
+
+  absl::Status failure;
+  auto report = RunLoad(o, &failure);
+  if (!report.ok()) {
+    std::cerr << "loadgen: " << report.status() << "\n";
+    return 3;
+  }
+  if (auto s = report->Write(o.report_dir); !s.ok()) {
+    std::cerr << "loadgen: cannot write the report: " << s << "\n";
+    return 3;
+  }
+  std::cout << report->Summary() << "report: " << o.report_dir
+            << "/report.json, " << o.report_dir << "/report.html\n";
+  if (!failure.ok()) {
+    std::cerr << "loadgen: " << failure << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sphere::loadgen
+
+int main(int argc, char** argv) { return sphere::loadgen::Main(argc, argv); }

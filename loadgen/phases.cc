@@ -1,0 +1,527 @@
+#include "loadgen/phases.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/attestation_client.h"
+#include "client/shard_ring.h"
+#include "common/util/clock.h"
+#include "loadgen/floors.h"
+#include "loadgen/transport.h"
+#include "mcu-model/device.h"
+#include "mcu-model/device_type.h"
+#include "protos/attestation.grpc.pb.h"
+#include "twin/driver.h"
+
+namespace sphere::loadgen {
+
+absl::StatusCode ProbeMethod(const std::string& address,
+                             const rpc::TlsFiles& tls,
+                             const std::string& method) {
+  grpc::Status status =
+      CallEmpty(rpc::NewChannel(address, tls), method, absl::Seconds(5));
+  return static_cast<absl::StatusCode>(status.error_code());
+}
+
+namespace {
+
+absl::Status Interrupted(uint64_t done, uint64_t total) {
+  return absl::CancelledError(
+      absl::StrCat("interrupted after ", done, " of ", total));
+}
+
+// ---------------------------------------------------------------- manufacture
+
+class ManufacturePhase final : public Phase {
+ public:
+  const char* name() const override { return "manufacture"; }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    const uint64_t n = fleet.options().twins;
+    const int every = fleet.options().verify_chain_every;
+    auto& twins = fleet.twins();
+    twins.clear();
+    twins.reserve(n);
+    stats.Start(absl::Now(), n);
+    // One thread: the allocator's per-thread arenas would otherwise inflate
+    // the RSS each twin is charged with.
+    for (uint64_t i = 0; i < n; ++i) {
+      if (StopRequested()) return Interrupted(twins.size(), n);
+      const absl::Time t0 = absl::Now();
+      auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
+                                          fleet.rom_key(), {});
+      if (!dev.ok()) {
+        stats.RecordError(dev.status().code());
+        return dev.status();
+      }
+      if (auto s = (*dev)->InstallFactoryImages(fleet.images()); !s.ok()) {
+        stats.RecordError(s.code());
+        return s;
+      }
+      const bool verify = every > 0 && i % every == 0;
+      twins.push_back(std::make_unique<twin::Twin>(
+          std::move(*dev),
+          verify ? fleet.verifying_config() : fleet.config()));
+      const absl::Time t1 = absl::Now();
+      stats.RecordOk(t1, t1 - t0);
+    }
+    stats.Finish(absl::Now());
+    return absl::OkStatus();
+  }
+};
+
+// ---------------------------------------------------------------- register
+
+class RegisterPhase final : public Phase {
+ public:
+  const char* name() const override { return "register"; }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    constexpr size_t kBatch = 1000;  // management's import batch
+    auto& twins = fleet.twins();
+    stats.Start(absl::Now(), twins.size());
+    for (size_t start = 0; start < twins.size(); start += kBatch) {
+      if (StopRequested()) return Interrupted(start, twins.size());
+      const size_t end = std::min(twins.size(), start + kBatch);
+      v1::ImportDevicesRequest req;
+      for (size_t i = start; i < end; ++i) {
+        auto* d = req.add_devices();
+        d->set_public_key(twins[i]->device().public_key());
+        d->set_device_type("mt3620");
+      }
+      const absl::Time t0 = absl::Now();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+      v1::ImportDevicesResponse resp;
+      auto writer = fleet.management()->ImportDevices(&ctx, &resp);
+      writer->Write(req);
+      writer->WritesDone();
+      grpc::Status st = writer->Finish();
+      if (!st.ok()) {
+        stats.RecordError(static_cast<absl::StatusCode>(st.error_code()));
+        return absl::Status(rpc::FromGrpcStatus(st).code(),
+                            absl::StrCat("ImportDevices: ", st.error_message()));
+      }
+      const absl::Time t1 = absl::Now();
+      for (size_t i = start; i < end; ++i) stats.RecordOk(t1, t1 - t0);
+    }
+    stats.Finish(absl::Now());
+    return absl::OkStatus();
+  }
+};
+
+// ---------------------------------------------------------------- claim
+
+// ClaimWindow keeps up to `window` ClaimDevice calls in flight (callback
+// API); each completion starts the next. Shared with the callbacks.
+class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
+ public:
+  ClaimWindow(Fleet* fleet, PhaseStats* stats)
+      : fleet_(fleet), stats_(stats) {}
+
+  // Run returns once every claim answered, or (after a stop request) once
+  // the claims in flight answered; returns how many were started.
+  size_t Run() {
+    StartMore();
+    absl::MutexLock l(&mu_);
+    while (!mu_.AwaitWithTimeout(
+        absl::Condition(this, &ClaimWindow::DoneLocked), absl::Seconds(1))) {
+    }
+    return next_;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ClaimDeviceRequest req;
+    v1::Device resp;
+    absl::Time start;
+  };
+
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0 &&
+           (next_ >= fleet_->twins().size() || StopRequested());
+  }
+
+  void StartMore() {
+    auto self = shared_from_this();
+    while (true) {
+      auto call = std::make_shared<Call>();
+      {
+        absl::MutexLock l(&mu_);
+        if (in_flight_ >= fleet_->options().claim_window ||
+            next_ >= fleet_->twins().size() || StopRequested()) {
+          return;
+        }
+        ++in_flight_;
+        call->req.set_device_id(fleet_->twins()[next_++]->device().device_id());
+      }
+      call->req.set_tenant_id(fleet_->tenant_id);
+      call->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+      call->start = absl::Now();
+      fleet_->management()->async()->ClaimDevice(
+          &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
+            const absl::Time now = absl::Now();
+            if (st.ok()) {
+              self->stats_->RecordOk(now, now - call->start);
+            } else {
+              self->stats_->RecordError(
+                  static_cast<absl::StatusCode>(st.error_code()));
+            }
+            self->StartMore();
+            absl::MutexLock l(&self->mu_);
+            --self->in_flight_;
+          });
+    }
+  }
+
+  Fleet* const fleet_;
+  PhaseStats* const stats_;
+  mutable absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class ClaimPhase final : public Phase {
+ public:
+  const char* name() const override { return "claim"; }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    // The claiming tenant (created once per run; not timed).
+    const std::string tenant =
+        fleet.options().tenant.empty()
+            ? absl::StrCat("loadgen-", absl::ToUnixSeconds(absl::Now()))
+            : fleet.options().tenant;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::CreateTenantRequest req;
+      req.set_name(tenant);
+      v1::Tenant resp;
+      grpc::Status st = fleet.management()->CreateTenant(&ctx, req, &resp);
+      if (!st.ok()) {
+        return absl::Status(rpc::FromGrpcStatus(st).code(),
+                            absl::StrCat("CreateTenant ", tenant, ": ",
+                                         st.error_message()));
+      }
+      fleet.tenant_id = resp.id();
+    }
+    stats.Start(absl::Now(), fleet.twins().size());
+    auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
+    const size_t started = window->Run();
+    stats.Finish(absl::Now());
+    if (started < fleet.twins().size()) {
+      return Interrupted(started, fleet.twins().size());
+    }
+    // Shards answer the twins from a catalog that includes every claim.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    v1::CatalogRevision rev;
+    grpc::Status st = fleet.management()->GetCatalogRevision(
+        &ctx, v1::GetCatalogRevisionRequest(), &rev);
+    if (!st.ok()) return rpc::FromGrpcStatus(st);
+    fleet.set_min_catalog_revision(rev.revision());
+    return absl::OkStatus();
+  }
+};
+
+// ---------------------------------------------------------------- attest
+
+// VerifyAcknowledged checks every certified twin's device against its
+// owning shard's records (DeviceStatusService, 500 ids per call): an
+// acknowledged attestation must be there with a last-attested time.
+void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
+  client::ShardRing ring(client::ShardMapFromEndpoints(fleet.cluster().shards));
+  absl::flat_hash_map<std::string, std::vector<std::string>> by_shard;
+  for (const auto& t : fleet.twins()) {
+    if (!t->certified()) continue;
+    ++report->acknowledged;
+    by_shard[ring.Owner(t->device().device_id()).address()].push_back(
+        t->device().device_id());
+  }
+  for (const auto& [address, ids] : by_shard) {
+    auto stub = v1::DeviceStatusService::NewStub(
+        rpc::NewChannel(address, fleet.operator_tls()));
+    for (size_t start = 0; start < ids.size(); start += 500) {
+      v1::GetDeviceStatusRequest req;
+      for (size_t i = start; i < std::min(ids.size(), start + 500); ++i) {
+        req.add_device_ids(ids[i]);
+      }
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::GetDeviceStatusResponse resp;
+      grpc::Status st = stub->GetDeviceStatus(&ctx, req, &resp);
+      if (!st.ok()) continue;  // counted as lost below: not verified
+      for (const auto& d : resp.devices()) {
+        if (d.last_attested_unix_ms() > 0) ++report->verified;
+      }
+    }
+  }
+  report->lost = report->acknowledged - report->verified;
+}
+
+class AttestPhase final : public Phase {
+ public:
+  const char* name() const override { return "attest"; }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    const FleetOptions& o = fleet.options();
+    std::unique_ptr<client::AttestationTransport> inner;
+    if (o.tls_per_twin) {
+      inner = std::make_unique<PerTwinTlsTransport>(
+          fleet.cluster().shards, fleet.gateway_tls(), absl::Seconds(20));
+    } else {
+      client::AsyncAttestationClient::Options co;
+      co.max_in_flight = o.max_in_flight;
+      co.deadline = absl::Seconds(20);
+      inner = std::make_unique<client::AsyncAttestationClient>(
+          fleet.cluster().shards, fleet.gateway_tls(), co);
+    }
+    TimingTransport timing(inner.get(), &stats);
+    auto& twins = fleet.twins();
+    const size_t n = twins.size();
+    client::ShardRing ring(
+        client::ShardMapFromEndpoints(fleet.cluster().shards));
+
+    // Fault: SIGKILL one shard once fault_at of the fleet is certified;
+    // local_cluster restarts it on the same port.
+    const bool fault = o.fault == "restart-shard";
+    const std::string fault_shard = fleet.cluster().shards[0].id;
+    absl::Time killed_at = absl::InfinitePast();
+    absl::Time recovered_at = absl::InfinitePast();
+    absl::Time phase_start = absl::Now();
+
+    auto on_certified = [&](uint32_t, twin::Twin& t,
+                            const v1::AttestResponse&) {
+      const absl::Time now = absl::Now();
+      const absl::Time start = timing.TakeStart(t.device().device_id());
+      stats.RecordOk(now, start == absl::InfinitePast() ? absl::ZeroDuration()
+                                                        : now - start);
+      if (killed_at != absl::InfinitePast() &&
+          recovered_at == absl::InfinitePast() &&
+          ring.Owner(t.device().device_id()).id() == fault_shard) {
+        recovered_at = now;
+      }
+    };
+    std::string fault_error;
+    auto maybe_fault = [&](const twin::TwinDriver& d) {
+      if (!fault || killed_at != absl::InfinitePast()) return;
+      if (d.certified() < static_cast<size_t>(o.fault_at * n)) return;
+      auto pid = fleet.ShardPid(fault_shard);
+      if (!pid.ok() || kill(*pid, SIGKILL) != 0) {
+        fault_error = pid.ok() ? "kill failed" : pid.status().ToString();
+        killed_at = absl::Now();  // once
+        return;
+      }
+      killed_at = absl::Now();
+    };
+
+    twin::TwinDriver driver(&timing, Clock::Real(), {.max_active = o.max_active});
+    driver.set_attest_observer(on_certified);
+    stats.Start(phase_start, n);
+    const absl::Time deadline = phase_start + o.phase_timeout;
+    auto settled = [&] { return driver.certified() + driver.refused() == n; };
+    if (o.rate <= 0) {
+      for (auto& t : twins) driver.Add(t.get());
+      driver.RunUntil(
+          [&] {
+            maybe_fault(driver);
+            return settled() || StopRequested();
+          },
+          deadline);
+    } else {
+      // Open loop: twin i is due at start + i / rate, whatever the answers.
+      const absl::Duration gap = absl::Seconds(1) / o.rate;
+      size_t added = 0;
+      while (absl::Now() < deadline && !StopRequested()) {
+        const absl::Time now = absl::Now();
+        const size_t due = std::min<size_t>(
+            n, static_cast<size_t>((now - phase_start) / gap) + 1);
+        for (; added < due; ++added) {
+          timing.MarkStart(twins[added]->device().device_id(),
+                           phase_start + gap * static_cast<double>(added));
+          driver.Add(twins[added].get());
+        }
+        if (added == n && settled()) break;
+        const absl::Time next =
+            added < n ? phase_start + gap * static_cast<double>(added)
+                      : deadline;
+        driver.RunUntil(
+            [&] {
+              maybe_fault(driver);
+              return (added == n && settled()) || StopRequested();
+            },
+            std::max(next, absl::Now() + absl::Milliseconds(1)));
+      }
+    }
+
+    // A twin whose nonce a restarted shard forgot was refused
+    // (UNAUTHENTICATED: unknown nonce). Its owner retries it once, with a
+    // fresh challenge, as an operator would after an outage.
+    uint64_t retried = 0;
+    if (fault && killed_at != absl::InfinitePast()) {
+      twin::TwinDriver again(&timing, Clock::Real(),
+                             {.max_active = o.max_active});
+      again.set_attest_observer(on_certified);
+      for (auto& t : twins) {
+        if (t->phase() == twin::Twin::Phase::kRefused &&
+            t->last_error().code() == absl::StatusCode::kUnauthenticated) {
+          t->Retry(absl::Now());
+          again.Add(t.get());
+          ++retried;
+        }
+      }
+      const size_t target = retried;
+      again.RunUntil(
+          [&] { return again.certified() + again.refused() == target; },
+          deadline);
+    }
+    stats.Finish(absl::Now());
+    if (o.tls_per_twin) {
+      fleet.tls_connections =
+          static_cast<PerTwinTlsTransport*>(inner.get())->connections();
+    }
+
+    if (fault) {
+      FaultReport f;
+      f.kind = o.fault;
+      f.shard = fault_shard;
+      if (killed_at != absl::InfinitePast()) {
+        f.at_s = absl::ToDoubleSeconds(killed_at - phase_start);
+        if (recovered_at != absl::InfinitePast()) {
+          f.recover_s = absl::ToDoubleSeconds(recovered_at - killed_at);
+        }
+      }
+      f.retried = retried;
+      VerifyAcknowledged(fleet, &f);
+      fleet.fault = f;
+      if (!fault_error.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("fault injection failed: ", fault_error));
+      }
+      if (killed_at == absl::InfinitePast()) {
+        return absl::FailedPreconditionError(
+            "fault never injected: too few twins were certified");
+      }
+    }
+    size_t certified = 0;
+    for (const auto& t : twins) certified += t->certified();
+    if (certified < n && StopRequested()) return Interrupted(certified, n);
+    if (certified < n) {
+      for (const auto& t : twins) {
+        if (!t->certified()) {
+          return absl::Status(
+              t->last_error().ok() ? absl::StatusCode::kDeadlineExceeded
+                                   : t->last_error().code(),
+              absl::StrCat(n - certified, " of ", n,
+                           " twins not certified; first: ",
+                           t->device().device_id(), " ",
+                           twin::Twin::PhaseName(t->phase()), ": ",
+                           t->last_error().message()));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+};
+
+// ------------------------------------------------- phases not served yet
+
+// ServicePhase: a phase whose service lives on a shard (or appsvc). It
+// reports skipped with the reason: the service is not served by this
+// cluster (probe answered UNIMPLEMENTED), or it is served but the twin
+// library has no agent for it on this branch, so there is nothing genuine
+// to drive.
+class ServicePhase : public Phase {
+ public:
+  ServicePhase(const char* name, std::string method, std::string issue,
+               std::string agent)
+      : name_(name),
+        method_(std::move(method)),
+        issue_(std::move(issue)),
+        agent_(std::move(agent)) {}
+  const char* name() const override { return name_; }
+
+  std::string Unavailable(Fleet& fleet) override {
+    const std::string address = Address(fleet);
+    if (address.empty()) {
+      return absl::StrCat("no appsvc address in cluster.json (", issue_,
+                          " not running)");
+    }
+    const absl::StatusCode code =
+        ProbeMethod(address, fleet.gateway_tls(), method_);
+    if (code == absl::StatusCode::kUnimplemented) {
+      return absl::StrCat(method_, " is not served (UNIMPLEMENTED): ", issue_,
+                          " is not on this branch");
+    }
+    if (code == absl::StatusCode::kUnavailable) {
+      return absl::StrCat(method_, " probe: server unavailable");
+    }
+    return absl::StrCat(method_, " is served, but the twin library has no ",
+                        agent_, " on this branch to drive it");
+  }
+  absl::Status Run(Fleet&, PhaseStats&) override {
+    return absl::UnimplementedError(absl::StrCat(name_, " is not wired"));
+  }
+
+ protected:
+  virtual std::string Address(Fleet& fleet) {
+    return fleet.cluster().shards[0].address;
+  }
+
+ private:
+  const char* const name_;
+  const std::string method_, issue_, agent_;
+};
+
+class UpdateCheckPhase final : public ServicePhase {
+ public:
+  UpdateCheckPhase()
+      : ServicePhase("update_check", "/sphere.v1.UpdateService/GetUpdates",
+                     "the update service (issue 11)", "update agent") {}
+};
+
+class UpdateInstallPhase final : public ServicePhase {
+ public:
+  UpdateInstallPhase()
+      : ServicePhase("update_install",
+                     "/sphere.v1.UpdateService/DownloadImage",
+                     "the update service (issue 11)", "update agent") {}
+};
+
+class TelemetryPhase final : public ServicePhase {
+ public:
+  TelemetryPhase()
+      : ServicePhase("telemetry", "/contoso.v1.DeviceGateway/ReportTelemetry",
+                     "the Contoso cloud appsvc (issue 13)",
+                     "telemetry uploader") {}
+
+ protected:
+  std::string Address(Fleet& fleet) override { return fleet.cluster().appsvc; }
+};
+
+class ErrorReportPhase final : public ServicePhase {
+ public:
+  ErrorReportPhase()
+      : ServicePhase("error_report",
+                     "/sphere.v1.ErrorReportingService/UploadErrors",
+                     "error reporting (issue 12)", "error uploader") {}
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Phase>> DefaultPhases() {
+  std::vector<std::unique_ptr<Phase>> p;
+  p.push_back(std::make_unique<ManufacturePhase>());
+  p.push_back(std::make_unique<RegisterPhase>());
+  p.push_back(std::make_unique<ClaimPhase>());
+  p.push_back(std::make_unique<AttestPhase>());
+  p.push_back(std::make_unique<UpdateCheckPhase>());
+  p.push_back(std::make_unique<UpdateInstallPhase>());
+  p.push_back(std::make_unique<TelemetryPhase>());
+  p.push_back(std::make_unique<ErrorReportPhase>());
+  return p;
+}
+
+}  // namespace sphere::loadgen

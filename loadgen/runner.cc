@@ -1,0 +1,137 @@
+#include "loadgen/runner.h"
+
+#include <malloc.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/util/log.h"
+#include "loadgen/floors.h"
+#include "loadgen/phases.h"
+#include "loadgen/progress.h"
+#include "loadgen/stats.h"
+
+namespace sphere::loadgen {
+namespace {
+
+PhaseReport ToReport(const PhaseStats& s, absl::Time now) {
+  PhaseReport p;
+  p.name = s.name();
+  p.skipped = s.skipped();
+  p.skip_reason = s.skip_reason();
+  if (p.skipped) return p;
+  p.ops = s.ops();
+  p.ops_per_s = s.ops_per_s(now);
+  p.p50_ms = s.latency().PercentileMs(0.5);
+  p.p99_ms = s.latency().PercentileMs(0.99);
+  p.p999_ms = s.latency().PercentileMs(0.999);
+  p.errors = s.errors();
+  p.throughput = s.throughput_series(now);
+  return p;
+}
+
+uint64_t SelfRss() {
+  malloc_trim(0);
+  auto rss = ReadProcessRss(0);
+  return rss.ok() ? *rss : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<Report> RunLoad(const RunOptions& options,
+                               absl::Status* failure) {
+  *failure = absl::OkStatus();
+  const absl::Time t0 = absl::Now();
+  auto opened = Fleet::Open(options.fleet);
+  if (!opened.ok()) return opened.status();
+  Fleet& fleet = **opened;
+  const FleetOptions& fo = fleet.options();
+
+  Report report;
+  report.twins = fo.twins;
+  report.shards = static_cast<int>(fleet.cluster().shards.size());
+  report.cores = fo.cores;
+  report.mode = fo.rate > 0 ? "open" : "closed";
+  report.transport = fo.tls_per_twin ? "tls-per-twin" : "gateway";
+
+  // Floors, before the load, in this process on this machine.
+  log::Info("measuring floors", {});
+  const EcdsaRates ecdsa = MeasureEcdsa(options.floor_time);
+  report.floors.ecdsa_sign_per_s = ecdsa.sign_per_s;
+  report.floors.ecdsa_verify_per_s = ecdsa.verify_per_s;
+  // Device signs the quote; the service verifies it and signs the
+  // certificate; every verify_chain_every-th twin verifies 2 signatures.
+  const double chain_verifies =
+      fo.verify_chain_every > 0 ? 2.0 / fo.verify_chain_every : 0;
+  report.floors.attest_crypto_bound_per_s =
+      AttestCryptoBound(fo.cores, ecdsa, 2, 1 + chain_verifies);
+  auto echo = MeasureEchoRpc(fleet.cluster().shards, fleet.gateway_tls(),
+                             options.floor_time, 64);
+  if (!echo.ok()) {
+    return absl::Status(echo.status().code(),
+                        absl::StrCat("echo floor: ", echo.status().message()));
+  }
+  report.floors.echo_rpc_per_s = *echo;
+  auto rocks = MeasureRocksDbSyncedWrites(
+      options.report_dir + "/rocksdb-floor.tmp", options.floor_time);
+  if (!rocks.ok()) return rocks.status();
+  report.floors.rocksdb_synced_writes_per_s = *rocks;
+
+  const uint64_t rss0 = SelfRss();
+  const uint64_t shards_rss0 = fleet.ShardsRss();
+
+  Progress progress(options.progress, options.progress_tty);
+  std::vector<std::unique_ptr<PhaseStats>> stats;
+  std::string stopped;  // why later phases did not run
+  for (auto& phase : DefaultPhases()) {
+    stats.push_back(std::make_unique<PhaseStats>(phase->name()));
+    PhaseStats& s = *stats.back();
+    if (!stopped.empty()) {
+      s.Skip(stopped);
+      continue;
+    }
+    if (std::string why = phase->Unavailable(fleet); !why.empty()) {
+      s.Skip(why);
+      continue;
+    }
+    progress.Watch(&s);
+    absl::Status st = phase->Run(fleet, s);
+    if (!s.finished()) s.Finish(absl::Now());
+    progress.Watch(nullptr);
+    if (!st.ok()) {
+      *failure = absl::Status(
+          st.code(), absl::StrCat(phase->name(), ": ", st.message()));
+      stopped = StopRequested()
+                    ? std::string("not run: the run was interrupted")
+                    : absl::StrCat("not run: phase ", phase->name(),
+                                   " failed");
+    }
+  }
+  progress.Stop();
+
+  const uint64_t rss1 = SelfRss();
+  const uint64_t shards_rss1 = fleet.ShardsRss();
+  // Per twin actually built (an interrupted run may have fewer than asked).
+  const double n = fleet.twins().empty()
+                       ? 1
+                       : static_cast<double>(fleet.twins().size());
+  report.rss_bytes_per_twin =
+      (static_cast<double>(rss1) - static_cast<double>(rss0)) / n;
+  report.service_rss_bytes_per_device =
+      (static_cast<double>(shards_rss1) - static_cast<double>(shards_rss0)) /
+      n;
+  const absl::Time end = absl::Now();
+  for (const auto& s : stats) report.phases.push_back(ToReport(*s, end));
+  report.fault = fleet.fault;
+  report.tls_connections = fleet.tls_connections;
+  for (const auto& p : report.phases) {
+    if (p.name == "attest" && !p.skipped && p.ops > 0 && p.ops_per_s > 0) {
+      // One connection per attempt, over the attest phase's duration.
+      report.tls_handshakes_per_s =
+          static_cast<double>(fleet.tls_connections) * p.ops_per_s /
+          static_cast<double>(p.ops);
+    }
+  }
+  report.wall_s = absl::ToDoubleSeconds(end - t0);
+  return report;
+}
+
+}  // namespace sphere::loadgen

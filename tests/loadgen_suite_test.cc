@@ -1,0 +1,210 @@
+// The load generator as a correctness check: a small fleet through every
+// phase this cluster serves, against a real local cluster (management + 2
+// shards on port 0), and the shard-restart fault scenario.
+//
+// Beyond loadgen's own report (whose schema is checked), the devices are
+// checked independently: management lists the tenant's devices (all
+// claimed), and the shards' DeviceStatusService records a successful
+// attestation for every one of them.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/shard_ring.h"
+#include "client/attestation_client.h"
+#include "tests/cluster_fixture.h"
+
+namespace sphere::testing {
+namespace {
+
+std::vector<std::string> TenantDevices(LocalCluster* cluster,
+                                       const std::string& tenant) {
+  std::vector<std::string> ids;
+  std::string token;
+  do {
+    v1::ListDevicesRequest req;
+    req.set_tenant_id(tenant);
+    req.set_page_size(1000);
+    req.set_page_token(token);
+    auto page = UnaryCall<v1::ListDevicesResponse>(
+        [&](auto* c, auto& r, auto* o) {
+          return cluster->management()->ListDevices(c, r, o);
+        },
+        req);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) break;
+    for (const auto& d : page->devices()) {
+      EXPECT_EQ(d.state(), v1::CLAIMED) << d.id();
+      ids.push_back(d.id());
+    }
+    token = page->next_page_token();
+  } while (!token.empty());
+  return ids;
+}
+
+// AttestedOnOwner counts `ids` whose owning shard records a successful
+// attestation.
+size_t AttestedOnOwner(LocalCluster* cluster,
+                       const std::vector<std::string>& ids) {
+  client::ShardRing ring(
+      client::ShardMapFromEndpoints(cluster->config().shards));
+  size_t attested = 0;
+  for (const auto& shard : cluster->config().shards) {
+    std::vector<std::string> mine;
+    for (const auto& id : ids) {
+      if (ring.Owner(id).id() == shard.id) mine.push_back(id);
+    }
+    auto stub = v1::DeviceStatusService::NewStub(
+        rpc::NewChannel(shard.address, cluster->OperatorTls()));
+    for (size_t i = 0; i < mine.size(); i += 500) {
+      v1::GetDeviceStatusRequest req;
+      for (size_t k = i; k < std::min(mine.size(), i + 500); ++k) {
+        req.add_device_ids(mine[k]);
+      }
+      auto resp = UnaryCall<v1::GetDeviceStatusResponse>(
+          [&](auto* c, auto& r, auto* o) {
+            return stub->GetDeviceStatus(c, r, o);
+          },
+          req);
+      EXPECT_TRUE(resp.ok()) << resp.status();
+      if (!resp.ok()) continue;
+      for (const auto& d : resp->devices()) {
+        attested += d.last_attested_unix_ms() > 0;
+      }
+    }
+  }
+  return attested;
+}
+
+nlohmann::json RunLoadgen(LocalCluster* cluster, const std::string& report,
+                          const std::vector<std::string>& extra, int* rc) {
+  std::vector<std::string> argv = {
+      BinaryPath("loadgen/loadgen"), "--cluster", cluster->cluster_file(),
+      "--report", report, "--floor-seconds", "0.2", "--phase-timeout", "600"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto [code, out] = RunCommand(argv);
+  *rc = code;
+  EXPECT_EQ(code, 0) << out;
+  auto text = rpc::ReadFile(report + "/report.json");
+  EXPECT_TRUE(text.ok()) << text.status() << "\n" << out;
+  if (!text.ok()) return nlohmann::json::object();
+  return nlohmann::json::parse(*text);
+}
+
+void ExpectSchema(const nlohmann::json& j) {
+  for (const char* k : {"twins", "shards", "cores", "wall_s",
+                        "rss_bytes_per_twin", "phases", "floors", "service"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  for (const char* p : {"manufacture", "register", "claim", "attest",
+                        "update_check", "update_install", "telemetry",
+                        "error_report"}) {
+    ASSERT_TRUE(j["phases"].contains(p)) << p;
+    for (const char* k : {"ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms",
+                          "errors", "skipped"}) {
+      EXPECT_TRUE(j["phases"][p].contains(k)) << p << "." << k;
+    }
+  }
+  for (const char* k : {"ecdsa_sign_per_s", "ecdsa_verify_per_s",
+                        "attest_crypto_bound_per_s", "echo_rpc_per_s",
+                        "rocksdb_synced_writes_per_s"}) {
+    EXPECT_GT(j["floors"][k].get<double>(), 0) << k;
+  }
+  EXPECT_TRUE(j["service"].contains("rss_bytes_per_device"));
+}
+
+TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
+  constexpr int kTwins = 1500;
+  auto started = LocalCluster::Start("loadgen-suite", 2);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  const std::string report = TestTmpDir("suite-report");
+  int rc = 0;
+  const nlohmann::json j = RunLoadgen(
+      cluster.get(), report,
+      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite"}, &rc);
+  ASSERT_EQ(rc, 0);
+  ExpectSchema(j);
+  EXPECT_EQ(j["twins"], kTwins);
+  EXPECT_EQ(j["shards"], 2);
+  EXPECT_EQ(j["mode"], "closed");
+  EXPECT_EQ(j["transport"], "gateway");
+  EXPECT_FALSE(j.contains("fault"));
+  int ran = 0;
+  for (const auto& [name, p] : j["phases"].items()) {
+    if (p["skipped"].get<bool>()) {
+      // Never faked: a skipped phase did nothing and says why.
+      EXPECT_EQ(p["ops"], 0) << name;
+      EXPECT_FALSE(p["skip_reason"].get<std::string>().empty()) << name;
+      continue;
+    }
+    ++ran;
+    EXPECT_EQ(p["ops"], kTwins) << name;
+    EXPECT_TRUE(p["errors"].empty()) << name << ": " << p["errors"].dump();
+    EXPECT_GT(p["ops_per_s"].get<double>(), 0) << name;
+    EXPECT_LE(p["p50_ms"].get<double>(), p["p99_ms"].get<double>()) << name;
+    EXPECT_LE(p["p99_ms"].get<double>(), p["p999_ms"].get<double>()) << name;
+  }
+  for (const char* p : {"manufacture", "register", "claim", "attest"}) {
+    EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
+  }
+  EXPECT_GE(ran, 4);
+
+  // Independently of loadgen's counts: every device is claimed by the
+  // tenant and its owning shard recorded the attestation.
+  const auto ids = TenantDevices(cluster.get(), "LoadSuite");
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kTwins));
+  EXPECT_EQ(AttestedOnOwner(cluster.get(), ids), ids.size());
+
+  auto html = rpc::ReadFile(report + "/report.html");
+  ASSERT_TRUE(html.ok());
+  EXPECT_NE(html->find("aria-label='attest throughput'"), std::string::npos);
+  EXPECT_NE(html->find("aria-label='latency percentiles'"), std::string::npos);
+}
+
+TEST(LoadgenSuiteTest, Fault_RestartShardMidAttestLosesNoAcknowledgedWrite) {
+  constexpr int kTwins = 600;
+  auto started = LocalCluster::Start("loadgen-fault", 2);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  auto pid_before = cluster->ChildPid("shard-0");
+  ASSERT_TRUE(pid_before.ok());
+  const std::string report = TestTmpDir("fault-report");
+  int rc = 0;
+  const nlohmann::json j = RunLoadgen(
+      cluster.get(), report,
+      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadFault", "--fault",
+       "restart-shard", "--fault-at", "0.3"},
+      &rc);
+  ASSERT_EQ(rc, 0);
+  ExpectSchema(j);
+  ASSERT_TRUE(j.contains("fault"));
+  const auto& f = j["fault"];
+  EXPECT_EQ(f["kind"], "restart-shard");
+  EXPECT_EQ(f["shard"], "shard-0");
+  EXPECT_GE(f["recover_s"].get<double>(), 0);  // the shard served again
+  EXPECT_EQ(f["acknowledged"], kTwins);
+  EXPECT_EQ(f["verified"], kTwins);
+  EXPECT_EQ(f["lost"], 0);
+  EXPECT_EQ(j["phases"]["attest"]["ops"], kTwins);
+  // Only the failures a restart causes, each retried by the twins.
+  for (const auto& [code, n] : j["phases"]["attest"]["errors"].items()) {
+    EXPECT_TRUE(code == "UNAVAILABLE" || code == "DEADLINE_EXCEEDED" ||
+                code == "UNAUTHENTICATED")
+        << code << " " << n;
+  }
+  // The shard really was killed and restarted by local_cluster.
+  auto pid_after = cluster->ChildPid("shard-0");
+  ASSERT_TRUE(pid_after.ok());
+  EXPECT_NE(*pid_after, *pid_before);
+  const auto ids = TenantDevices(cluster.get(), "LoadFault");
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kTwins));
+  EXPECT_EQ(AttestedOnOwner(cluster.get(), ids), ids.size());
+}
+
+}  // namespace
+}  // namespace sphere::testing
