@@ -33,6 +33,9 @@ class AttestationPlugin final : public shard::ShardPlugin {
     RateLimiter::Options challenge_rate = DefaultChallengeRate();
     // Group commit of attestation records (one WAL sync per group).
     store::GroupCommitOptions record_writer = DefaultRecordWriter();
+
+    // Adds other plug-ins' per-device state to DeviceStatusService answers.
+    DeviceStatusExtension device_status_extension;
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;

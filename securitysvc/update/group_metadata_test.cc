@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "securitysvc/catalog/catalog_view.h"
@@ -246,12 +247,20 @@ TEST_F(GroupMetadataTest, RolloutVariantsByStableDeviceHash) {
   EXPECT_TRUE(out.deployment_id().empty());
 }
 
-TEST_F(GroupMetadataTest, UnknownGroupAndMissingPackage) {
+TEST_F(GroupMetadataTest, Fault_UnknownGroupOrMissingPackageSignsNothing) {
   EXPECT_TRUE(absl::IsNotFound(metadata_.Build({"no-such-group", true}).status()));
+  const std::string bytes = packages_[os1_];
   packages_.erase(os1_);
   auto g = metadata_.Build({kGroup, true});
   EXPECT_TRUE(absl::IsFailedPrecondition(g.status())) << g.status();
+  EXPECT_TRUE(absl::StrContains(g.status().message(), os1_));
   EXPECT_EQ(metadata_.signatures(), 0u);
+  EXPECT_FALSE(cache_.CachedInfo(os1_).has_value());
+  EXPECT_EQ(*metadata_.Get({kGroup, true}), nullptr);  // nothing cached
+  // The store comes back: the next build signs once.
+  packages_[os1_] = bytes;
+  ASSERT_NE(Built(), nullptr);
+  EXPECT_EQ(metadata_.signatures(), 1u);
 }
 
 TEST(PackageCacheTest, EvictsWithinBudgetAndRefusesChangedBytes) {
