@@ -53,55 +53,6 @@ double AttestCryptoBound(int cores, const EcdsaRates& rates, double signs,
   return cores / cpu_s;
 }
 
-namespace {
-
-// EchoLoop keeps `window` health checks in flight until `end`; each
-// completion starts the next. State is shared with the callbacks.
-struct EchoLoop : std::enable_shared_from_this<EchoLoop> {
-  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
-  absl::Time end;
-  std::atomic<uint64_t> ok{0};
-  std::atomic<uint64_t> next{0};
-  absl::Mutex mu;
-  int in_flight ABSL_GUARDED_BY(mu) = 0;
-  absl::Status first_error ABSL_GUARDED_BY(mu);
-
-  void StartOne() {
-    struct Call {
-      grpc::ClientContext ctx;
-      grpc::ByteBuffer req, resp;
-    };
-    auto call = std::make_shared<Call>();
-    call->ctx.set_deadline(rpc::Deadline(absl::Seconds(5)));
-    // HealthCheckRequest{service: ""} serializes to zero bytes.
-    grpc::Slice empty;
-    call->req = grpc::ByteBuffer(&empty, 1);
-    auto& stub = *stubs[next.fetch_add(1) % stubs.size()];
-    auto self = shared_from_this();
-    stub.UnaryCall(&call->ctx, "/grpc.health.v1.Health/Check",
-                   grpc::StubOptions(), &call->req, &call->resp,
-                   [self, call](grpc::Status st) {
-                     if (st.ok()) {
-                       self->ok.fetch_add(1);
-                     } else {
-                       absl::MutexLock l(&self->mu);
-                       if (self->first_error.ok()) {
-                         self->first_error = rpc::FromGrpcStatus(st);
-                       }
-                     }
-                     bool again;
-                     {
-                       absl::MutexLock l(&self->mu);
-                       again = st.ok() && absl::Now() < self->end;
-                       if (!again) --self->in_flight;
-                     }
-                     if (again) self->StartOne();
-                   });
-  }
-};
-
-}  // namespace
-
 grpc::Status CallEmpty(const std::shared_ptr<grpc::Channel>& channel,
                        const std::string& method, absl::Duration deadline) {
   grpc::GenericStub stub(channel);
@@ -129,30 +80,68 @@ absl::StatusOr<double> MeasureEchoRpc(
     const std::vector<cluster::ShardEndpoint>& shards,
     const rpc::TlsFiles& tls, absl::Duration duration, int window) {
   if (shards.empty()) return absl::InvalidArgumentError("no shards");
-  auto loop = std::make_shared<EchoLoop>();
+  constexpr char kMethod[] = "/grpc.health.v1.Health/Check";
   std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (const auto& s : shards) {
     channels.push_back(rpc::NewChannel(s.address, tls));
-    loop->stubs.push_back(std::make_unique<grpc::GenericStub>(channels.back()));
+    stubs.push_back(std::make_unique<grpc::GenericStub>(channels.back()));
   }
   // Warm up: connect every channel (one call each) before timing.
   for (const auto& channel : channels) {
-    grpc::Status st = CallEmpty(channel, "/grpc.health.v1.Health/Check",
-                                absl::Seconds(10));
+    grpc::Status st = CallEmpty(channel, kMethod, absl::Seconds(10));
     if (!st.ok()) return rpc::FromGrpcStatus(st);
   }
-  const absl::Time t0 = absl::Now();
-  loop->end = t0 + duration;
-  {
-    absl::MutexLock l(&loop->mu);
-    loop->in_flight = window;
+  // `window` calls in flight on one completion queue, driven from this
+  // thread: every object a call uses lives in its slot until it completes.
+  struct Slot {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> rpc;
+    grpc::ByteBuffer resp;
+    grpc::Status status;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<Slot> slots(static_cast<size_t>(std::max(window, 1)));
+  grpc::Slice empty;  // HealthCheckRequest{service: ""} is zero bytes
+  const grpc::ByteBuffer req(&empty, 1);
+  size_t next = 0;
+  auto start = [&](size_t i) {
+    Slot& s = slots[i];
+    s.rpc.reset();
+    s.ctx = std::make_unique<grpc::ClientContext>();
+    s.ctx->set_deadline(rpc::Deadline(absl::Seconds(5)));
+    s.rpc = stubs[next++ % stubs.size()]->PrepareUnaryCall(s.ctx.get(),
+                                                           kMethod, req, &cq);
+    s.rpc->StartCall();
+    s.rpc->Finish(&s.resp, &s.status, reinterpret_cast<void*>(i + 1));
+  };
+  const absl::Time t0 = absl::Now(), end = t0 + duration;
+  for (size_t i = 0; i < slots.size(); ++i) start(i);
+  size_t in_flight = slots.size();
+  uint64_t ok_calls = 0;
+  absl::Status first_error;
+  void* tag = nullptr;
+  bool ok = false;
+  while (in_flight > 0 && cq.Next(&tag, &ok)) {
+    const size_t i = reinterpret_cast<size_t>(tag) - 1;
+    --in_flight;
+    if (ok && slots[i].status.ok()) {
+      ++ok_calls;
+    } else if (first_error.ok()) {
+      first_error = ok ? rpc::FromGrpcStatus(slots[i].status)
+                       : absl::InternalError("echo call failed");
+    }
+    if (first_error.ok() && absl::Now() < end) {
+      start(i);
+      ++in_flight;
+    }
   }
-  for (int i = 0; i < window; ++i) loop->StartOne();
-  absl::MutexLock l(&loop->mu);
-  loop->mu.Await(absl::Condition(
-      +[](int* n) { return *n == 0; }, &loop->in_flight));
-  if (!loop->first_error.ok()) return loop->first_error;
-  return loop->ok.load() / absl::ToDoubleSeconds(absl::Now() - t0);
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - t0);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (!first_error.ok()) return first_error;
+  return ok_calls / elapsed;
 }
 
 absl::StatusOr<double> MeasureRocksDbSyncedWrites(const std::string& dir,
