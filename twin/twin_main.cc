@@ -179,8 +179,9 @@ int main(int argc, char** argv) {
   if (!c.ok()) return sphere::twin::Fail(c.status());
   const std::string cmd = args[1];
   if (cmd == "attest") return sphere::twin::Attest(*c, name);
-  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name);
-  if (cmd == "run") return sphere::twin::RunTwinCommand(*c, name);
+  const int64_t rev = absl::GetFlag(FLAGS_min_catalog_revision);
+  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name, rev);
+  if (cmd == "run") return sphere::twin::RunTwinCommand(*c, name, rev);
   if (cmd == "manufacture") {
     std::cerr << "twin: manufacturing moved to the factory tool (the twin "
                  "never holds the manufacturing CA's key): run "
