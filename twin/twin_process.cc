@@ -117,7 +117,12 @@ absl::Status TwinProcess::Reboot() {
 absl::Status TwinProcess::CheckForUpdates() {
   if (!twin_->certified() || twin_->certificate_not_after() <= absl::Now() ||
       state_.certificate_chain_pem().empty()) {
-    if (absl::Status s = Attest(); !s.ok()) return s;
+    if (absl::Status s = Attest(); !s.ok()) {
+      // No certificate for the update service: try again later, not in a
+      // loop against a shard that refuses or is down.
+      agent_->ScheduleCheck(absl::Now() + absl::Minutes(1));
+      return s;
+    }
   }
   rpc::TlsFiles tls;
   tls.cert_pem = state_.certificate_chain_pem();
