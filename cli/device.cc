@@ -21,7 +21,7 @@ using S = v1::ManagementService::Stub;
 
 const std::vector<std::string> kDeviceHeaders = {
     "ID",     "STATE",        "PRODUCT", "GROUP",         "OS",
-    "APP",    "LAST ATTESTED", "OUTCOME", "PENDING TENANT"};
+    "APP",    "LAST ATTESTED", "OUTCOME", "PENDING TENANT", "LAST UPDATE"};
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
@@ -34,7 +34,26 @@ std::vector<std::string> DeviceRow(Names& names, const v1::Device& d) {
           OrDash(d.app_version()),
           FormatUnixMs(d.last_attested_unix_ms()),
           OrDash(d.last_attestation_outcome()),
-          names.Tenant(d.pending_tenant_id())};
+          names.Tenant(d.pending_tenant_id()),
+          OrDash(d.last_update_result())};
+}
+
+// LastUpdate formats a device's last reported update result:
+// "FAILED app:dw100 3: hash mismatch" (empty when it never reported).
+std::string LastUpdate(const v1::DeviceStatus& ds) {
+  if (ds.last_update_result().empty()) return "";
+  std::string out = absl::StrCat(ds.last_update_result(), " ",
+                                 ds.last_update_component(), " ",
+                                 ds.last_update_version());
+  if (!ds.last_update_detail().empty()) {
+    // Device-reported text: keep it printable and short for the table.
+    std::string detail;
+    for (char ch : ds.last_update_detail().substr(0, 80)) {
+      detail.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
+    }
+    absl::StrAppend(&out, ": ", detail);
+  }
+  return out;
 }
 
 // AppVersions formats a device's application components from its measured
@@ -95,6 +114,7 @@ void FillStatus(Context& c, std::vector<v1::Device*> devices) {
         d->set_app_version(AppVersions(ds.component_versions()));
         d->set_last_attested_unix_ms(ds.last_attested_unix_ms());
         d->set_last_attestation_outcome(ds.last_attestation_outcome());
+        d->set_last_update_result(LastUpdate(ds));
         pending.erase(it);
       }
     }

@@ -109,13 +109,18 @@ int Main() {
   aopts.challenge_rate.burst = absl::GetFlag(FLAGS_challenge_burst);
   aopts.challenge_rate.rate_per_second =
       absl::GetFlag(FLAGS_challenge_per_second);
-  std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
-  plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
   update::UpdatePlugin::Options uopts;
   uopts.signer =
       std::make_shared<update::KeyMetadataSigner>(pki->image_signing_key);
   uopts.packages = update::ClusterPackageSource(dir, pki->master_key);
-  plugins.push_back(std::make_unique<update::UpdatePlugin>(std::move(uopts)));
+  auto update_plugin = std::make_unique<update::UpdatePlugin>(std::move(uopts));
+  aopts.device_status_extension =
+      [up = update_plugin.get()](absl::string_view id, v1::DeviceStatus* s) {
+        up->FillDeviceStatus(id, s);
+      };
+  std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
+  plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
+  plugins.push_back(std::move(update_plugin));
 
   shard::ShardServer server(std::move(o), std::move(plugins));
   if (auto s = server.Run(absl::GetFlag(FLAGS_port_file)); !s.ok()) {

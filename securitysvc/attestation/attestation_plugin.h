@@ -30,6 +30,8 @@ class AttestationPlugin final : public shard::ShardPlugin {
     // `rate_per_second` (shard flags --challenge_burst,
     // --challenge_per_second); up to a million devices tracked at once.
     RateLimiter::Options challenge_rate = DefaultChallengeRate();
+    // Adds other plug-ins' per-device state to DeviceStatusService answers.
+    DeviceStatusExtension device_status_extension;
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;

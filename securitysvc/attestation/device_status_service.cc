@@ -76,7 +76,8 @@ absl::StatusOr<StatusReader> IdentifyStatusReader(
 absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
     const StatusReader& reader, const v1::GetDeviceStatusRequest& request,
     Attestor* attestor, const catalog::CatalogView* catalog,
-    const sharding::ShardRouter* router) {
+    const sharding::ShardRouter* router,
+    const DeviceStatusExtension& extension) {
   if (request.device_ids_size() == 0) {
     return absl::InvalidArgumentError("name at least one device id");
   }
@@ -113,6 +114,7 @@ absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
     }
     v1::DeviceStatus* st = out.add_devices();
     st->set_device_id(id);
+    if (extension) extension(id, st);
     auto record = attestor->LastRecord(id);
     if (absl::IsNotFound(record.status())) continue;  // never attested
     if (!record.ok()) return record.status();
@@ -141,7 +143,8 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(
              !reader.ok()) {
     status = reader.status();
   } else {
-    auto r = ReadDeviceStatus(*reader, *request, attestor_, catalog_, router_);
+    auto r = ReadDeviceStatus(*reader, *request, attestor_, catalog_, router_,
+                              extension_);
     if (r.ok()) {
       *response = *std::move(r);
     } else {

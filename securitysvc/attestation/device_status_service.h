@@ -14,6 +14,7 @@
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -44,13 +45,20 @@ struct StatusReader {
 absl::StatusOr<StatusReader> IdentifyStatusReader(
     const crypto::ParsedCertificate& cert, absl::string_view root_subject_line);
 
+// DeviceStatusExtension: other plug-ins add what they keep per device
+// (the update plug-in: the last update result) to a device's status. Called
+// for every device answered; must not block (memory or one store read).
+using DeviceStatusExtension =
+    std::function<void(absl::string_view device_id, v1::DeviceStatus* status)>;
+
 // ReadDeviceStatus answers a request for `reader` (the whole RPC minus
 // transport): INVALID_ARGUMENT for no ids, more than kMaxDeviceStatusIds or
 // a malformed id; UNAVAILABLE while the catalog is not synced.
 absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
     const StatusReader& reader, const v1::GetDeviceStatusRequest& request,
     Attestor* attestor, const catalog::CatalogView* catalog,
-    const sharding::ShardRouter* router);
+    const sharding::ShardRouter* router,
+    const DeviceStatusExtension& extension = nullptr);
 
 class DeviceStatusServiceImpl final
     : public v1::DeviceStatusService::CallbackService {
@@ -60,11 +68,13 @@ class DeviceStatusServiceImpl final
   DeviceStatusServiceImpl(Attestor* attestor,
                           const catalog::CatalogView* catalog,
                           const sharding::ShardRouter* router,
-                          std::string root_subject_line)
+                          std::string root_subject_line,
+                          DeviceStatusExtension extension = nullptr)
       : attestor_(attestor),
         catalog_(catalog),
         router_(router),
-        root_subject_line_(std::move(root_subject_line)) {}
+        root_subject_line_(std::move(root_subject_line)),
+        extension_(std::move(extension)) {}
 
   grpc::ServerUnaryReactor* GetDeviceStatus(
       grpc::CallbackServerContext* context,
@@ -76,6 +86,7 @@ class DeviceStatusServiceImpl final
   const catalog::CatalogView* const catalog_;
   const sharding::ShardRouter* const router_;
   const std::string root_subject_line_;
+  const DeviceStatusExtension extension_;
 };
 
 }  // namespace sphere::attestation

@@ -28,7 +28,22 @@ absl::Status UpdatePlugin::Init(shard::ShardContext& context) {
   d.report_limiter = report_limiter_.get();
   d.clock = context.clock;
   service_ = std::make_unique<UpdateServiceImpl>(d);
+  admin_service_ = std::make_unique<UpdateAdminServiceImpl>(
+      results_.get(), context.root_subject_line);
   return absl::OkStatus();
+}
+
+void UpdatePlugin::FillDeviceStatus(absl::string_view device_id,
+                                    v1::DeviceStatus* status) const {
+  if (results_ == nullptr) return;
+  auto r = results_->Get(device_id);
+  if (!r.ok()) return;  // never reported (or unreadable: shown as none)
+  status->set_last_update_result(
+      v1::ReportUpdateResultRequest::Result_Name(r->result()));
+  status->set_last_update_component(r->component());
+  status->set_last_update_version(r->version());
+  status->set_last_update_detail(r->detail());
+  status->set_last_update_unix_ms(r->reported_unix_ms());
 }
 
 void UpdatePlugin::Stop() {

@@ -20,8 +20,10 @@
 #include <memory>
 
 #include "common/util/rate_limiter.h"
+#include "protos/attestation.pb.h"
 #include "securitysvc/shard_server/shard_plugin.h"
 #include "securitysvc/update/group_metadata.h"
+#include "securitysvc/update/update_admin_service.h"
 #include "securitysvc/update/package_cache.h"
 #include "securitysvc/update/update_results.h"
 #include "securitysvc/update/update_service.h"
@@ -55,8 +57,16 @@ class UpdatePlugin final : public shard::ShardPlugin {
     return {kUpdateResultsCf};
   }
   absl::Status Init(shard::ShardContext& context) override;
-  std::vector<grpc::Service*> Services() override { return {service_.get()}; }
+  std::vector<grpc::Service*> Services() override {
+    return {service_.get(), admin_service_.get()};
+  }
   void Stop() override;
+
+  // FillDeviceStatus adds the device's last update result to an operator's
+  // DeviceStatus (hooked into the attestation plug-in's DeviceStatusService
+  // as its device_status_extension). One store read; safe before Init (no-op).
+  void FillDeviceStatus(absl::string_view device_id,
+                        v1::DeviceStatus* status) const;
 
   GroupMetadataCache* metadata() { return metadata_.get(); }
   PackageCache* packages() { return packages_.get(); }
@@ -70,6 +80,7 @@ class UpdatePlugin final : public shard::ShardPlugin {
   std::unique_ptr<RateLimiter> report_limiter_;
   std::unique_ptr<UpdateWorker> worker_;
   std::unique_ptr<UpdateServiceImpl> service_;
+  std::unique_ptr<UpdateAdminServiceImpl> admin_service_;
 };
 
 }  // namespace sphere::update

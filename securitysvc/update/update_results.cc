@@ -26,6 +26,7 @@ absl::Status UpdateResults::Load() {
 
 void UpdateResults::CountLocked(const v1::DeviceUpdateStatus& s, int delta) {
   if (s.deployment_id().empty()) return;
+  if (!s.tenant_id().empty()) tenants_[s.deployment_id()] = s.tenant_id();
   StageCounts& c = counts_[s.deployment_id()][s.rollout_stage()];
   switch (s.result()) {
     case v1::ReportUpdateResultRequest::INSTALLED:
@@ -78,6 +79,13 @@ absl::flat_hash_map<uint32_t, StageCounts> UpdateResults::Counts(
   auto it = counts_.find(deployment_id);
   if (it == counts_.end()) return {};
   return it->second;
+}
+
+std::string UpdateResults::DeploymentTenant(
+    absl::string_view deployment_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = tenants_.find(deployment_id);
+  return it == tenants_.end() ? "" : it->second;
 }
 
 }  // namespace sphere::update

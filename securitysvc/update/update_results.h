@@ -54,6 +54,9 @@ class UpdateResults {
   // Counts: per rollout stage (UpdateMetadata.rollout_stage) of a deployment.
   absl::flat_hash_map<uint32_t, StageCounts> Counts(
       absl::string_view deployment_id) const;
+  // DeploymentTenant: the tenant whose devices reported for the deployment
+  // (empty when none did).
+  std::string DeploymentTenant(absl::string_view deployment_id) const;
 
  private:
   void CountLocked(const v1::DeviceUpdateStatus& s, int delta)
@@ -66,6 +69,7 @@ class UpdateResults {
   // deployment id -> stage -> counts
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint32_t, StageCounts>>
       counts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> tenants_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sphere::update

@@ -279,6 +279,8 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
         v1::DeviceUpdateStatus st;
         st.set_device_id(call.device_id);
         st.set_image_id(request->image_id());
+        st.set_component(image->component());
+        st.set_tenant_id(device->tenant_id());
         R::Result r = request->result();
         if (r == R::RESULT_UNSPECIFIED) {
           r = request->success() ? R::INSTALLED : R::FAILED;

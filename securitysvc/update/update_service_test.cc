@@ -93,6 +93,10 @@ class UpdateServiceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     g = new Shared;
     TestPlatform::Options o;
+    o.attestation.device_status_extension = [](absl::string_view id,
+                                               v1::DeviceStatus* s) {
+      g->plugin->FillDeviceStatus(id, s);
+    };
     o.extra_plugins = [](TestPlatform& p) {
       for (const auto& pkg : p.factory_images()) {
         g->packages[crypto::HexEncode(crypto::Sha256(pkg.header()))] =
@@ -416,6 +420,98 @@ TEST_F(UpdateServiceTest, ReportUpdateResultRecordsPerDeviceAndCounts) {
   EXPECT_EQ(c.installed, before.installed + 1);
   EXPECT_EQ(g->plugin->results()->Get((*dev)->device_id())->result(),
             v1::ReportUpdateResultRequest::INSTALLED);
+
+  // Operators see it through DeviceStatusService (spherectl device show).
+  crypto::DeviceClaims op;
+  op.scope = "platform-operator";
+  auto status = g->platform.StatusStub(
+      g->platform.Issue("platform-op", crypto::KeyUsage::kClientAuth, op));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetDeviceStatusRequest sreq;
+  sreq.add_device_ids((*dev)->device_id());
+  v1::GetDeviceStatusResponse sresp;
+  st = status->GetDeviceStatus(&ctx, sreq, &sresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(sresp.devices_size(), 1);
+  const v1::DeviceStatus& ds = sresp.devices(0);
+  EXPECT_EQ(ds.last_update_result(), "INSTALLED");
+  EXPECT_EQ(ds.last_update_component(), "app:dw100");
+  EXPECT_EQ(ds.last_update_version(), 2u);
+  EXPECT_EQ(ds.last_update_unix_ms(),
+            absl::ToUnixMillis(g->platform.clock().Now()));
+}
+
+}  // namespace
+}  // namespace sphere::update
+
+namespace sphere::update {
+namespace {
+
+grpc::Status Counts(const rpc::TlsFiles& tls, const std::string& id,
+                    v1::DeploymentCounts* out) {
+  auto stub = v1::UpdateAdminService::NewStub(
+      rpc::NewChannel(g->platform.server().address(), tls));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetDeploymentCountsRequest req;
+  req.set_deployment_id(id);
+  return stub->GetDeploymentCounts(&ctx, req, out);
+}
+
+TEST_F(UpdateServiceTest, DeploymentCountsForOperatorsOnly) {
+  auto dev = g->platform.NewDevice("update-service-test-counted");
+  ASSERT_TRUE(dev.ok());
+  v1::ReportUpdateResultRequest r;
+  r.set_image_id(g->app_id);
+  r.set_result(v1::ReportUpdateResultRequest::FAILED);
+  ASSERT_TRUE(Report(Cert(**dev, "full"), r).ok());
+  const StageCounts expected = g->plugin->results()->Counts("dep-1")[100];
+  ASSERT_GE(expected.failed, 1u);
+
+  crypto::DeviceClaims platform_op;
+  platform_op.scope = "platform-operator";
+  v1::DeploymentCounts counts;
+  grpc::Status st = Counts(g->platform.Issue("platform-op",
+                                             crypto::KeyUsage::kClientAuth,
+                                             platform_op),
+                           "dep-1", &counts);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(counts.stages_size(), 1);
+  EXPECT_EQ(counts.stages(0).rollout_stage(), 100u);
+  EXPECT_EQ(counts.stages(0).failed(), expected.failed);
+  EXPECT_EQ(counts.stages(0).installed(), expected.installed);
+
+  crypto::DeviceClaims own_op;
+  own_op.tenant_id = TestPlatform::kTenant;
+  v1::DeploymentCounts own;
+  ASSERT_TRUE(Counts(g->platform.Issue("tenant-op",
+                                       crypto::KeyUsage::kClientAuth, own_op),
+                     "dep-1", &own)
+                  .ok());
+  EXPECT_EQ(own.SerializeAsString(), counts.SerializeAsString());
+}
+
+TEST_F(UpdateServiceTest, Attack_DeploymentCountsRefuseDevicesAndOtherTenants) {
+  crypto::DeviceClaims other_op;
+  other_op.tenant_id = kOtherTenant;
+  v1::DeploymentCounts counts;
+  grpc::Status st = Counts(g->platform.Issue("other-op",
+                                             crypto::KeyUsage::kClientAuth,
+                                             other_op),
+                           "dep-1", &counts);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(counts.stages_size(), 0);  // as if nobody reported
+  v1::DeploymentCounts device_view;
+  st = Counts(Cert(*g->device, "full"), "dep-1", &device_view);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(device_view.stages_size(), 0);
+  crypto::DeviceClaims platform_op;
+  platform_op.scope = "platform-operator";
+  st = Counts(g->platform.Issue("platform-op", crypto::KeyUsage::kClientAuth,
+                                platform_op),
+              std::string(1000, 'd'), &counts);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace
