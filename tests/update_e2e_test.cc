@@ -155,6 +155,11 @@ TEST_F(UpdateE2ETest, OsReleaseUpdateRequiredTwinUpdateUpToDate) {
   json shown = SpherectlJson(cluster_->cluster_file(), "Contoso",
                              {"device", "show", "--device", id});
   EXPECT_EQ(shown["last_attestation_outcome"], "UP_TO_DATE") << shown.dump();
+  EXPECT_EQ(shown.value("os_version", ""), "2") << shown.dump();
+  // The shard recorded the twin's ReportUpdateResult.
+  EXPECT_TRUE(absl::StartsWith(shown.value("last_update_result", ""),
+                               "INSTALLED"))
+      << shown.dump();
 }
 
 // TwinRun is `twin run` as a child process, its output drained on a thread.
