@@ -1,101 +1,271 @@
-// The update service through real processes (local_cluster: management +
-// one shard): a genuine device in DW100/Production attests, then with the
-// certificate it got asks the shard's UpdateService for its group's signed
-// set and downloads an OS package from management's sealed store through
-// the shard. Checks what a device checks: the metadata signature under the
-// platform image-signing key (the key in the device's ROM), that the
-// downloaded bytes match the signed length and SHA-256, and that they are a
-// platform-signed image package. (The install flow, UPDATE_REQUIRED ->
-// UP_TO_DATE, is the twin side's test.)
+// Issue 11 end to end, against a real local cluster (management + 2 shard
+// processes with the update plug-in) and real twin processes: the platform
+// operator releases OS 2 on the RetailEval feed; a twin in that feed's
+// group attests UPDATE_REQUIRED (update-only certificate); `twin update`
+// verifies the signed metadata, downloads and installs OS 2 into the
+// inactive slot, reboots, re-attests and reports; the twin then attests
+// UP_TO_DATE with a full certificate, and the operator sees it. A second
+// twin does the same through TwinControl.CheckForUpdates on `twin run`.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
-#include "mcu-model/device.h"
-#include "mcu-model/image.h"
-#include "protos/update.grpc.pb.h"
-#include "securitysvc/update/group_metadata.h"
+#include "protos/twin_control.grpc.pb.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
 #include "tests/twin_helpers.h"
+#include "twin/state_file.h"
 
 namespace sphere::testing {
 namespace {
 
-TEST(UpdateE2ETest, DeviceGetsItsGroupsSignedSetAndDownloadsThroughTheShard) {
-  auto c = LocalCluster::Start("update", 1);
-  ASSERT_TRUE(c.ok()) << c.status();
-  LocalCluster& cluster = **c;
-  auto ctl = [&](std::vector<std::string> args) {
-    auto [rc, out] = Spherectl(cluster.cluster_file(), args);
-    EXPECT_EQ(rc, 0) << out;
-  };
-  ctl({"tenant", "create", "--name", "Contoso"});
-  ctl({"tenant", "credential", "--name", "Contoso"});
-  ctl({"--tenant", "Contoso", "product", "create", "--name", "DW100"});
-  auto dev = ManufactureGenuine(cluster, "update-e2e-device");
-  ASSERT_NE(dev, nullptr);
-  ASSERT_TRUE(cluster.ImportDevice(dev->public_key()).ok());
-  const std::string id = dev->device_id();
-  ctl({"--tenant", "Contoso", "device", "claim", "--device", id});
-  ctl({"--tenant", "Contoso", "device", "update", "--device", id,
-       "--device-group", "DW100/Production"});
-  auto attested = AttestViaClient(&cluster, dev.get());
-  ASSERT_TRUE(attested.ok()) << attested.status();
-  ASSERT_EQ(attested->outcome(), v1::UP_TO_DATE);
+using json = nlohmann::json;
 
-  auto root = rpc::ReadFile(cluster.dir() + "/pki/root.pem");
-  ASSERT_TRUE(root.ok()) << root.status();
-  rpc::TlsFiles tls{attested->certificate_chain_pem(),
-                    dev->ExportCertificateKeyForTls(), *root};
-  auto stub = v1::UpdateService::NewStub(
-      rpc::NewChannel(cluster.config().shards[0].address, tls));
-
-  v1::GetUpdatesResponse resp;
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
-    grpc::Status st = stub->GetUpdates(&ctx, v1::GetUpdatesRequest(), &resp);
-    ASSERT_TRUE(st.ok()) << st.error_message();
-  }
-  auto m = update::VerifySignedMetadata(PlatformSigningKey(cluster),
-                                        resp.signed_metadata());
-  ASSERT_TRUE(m.ok()) << m.status();
-  auto record = cluster.GetDevice("", id);
-  ASSERT_TRUE(record.ok()) << record.status();
-  EXPECT_EQ(m->device_group_id(), record->device_group_id());
-  EXPECT_GT(m->expires_unix_ms(), absl::ToUnixMillis(absl::Now()));
-  const std::vector<v1::ImagePackage> factory = FactoryImages(cluster);
-  ASSERT_EQ(m->targets_size(), static_cast<int>(factory.size()));
-
-  // Download the first OS component in small chunks and check it as a
-  // device would.
-  const v1::UpdateTarget& t = m->targets(0);
-  std::string bytes;
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
-    v1::DownloadImageRequest req;
-    req.set_image_id(t.image_id());
-    req.set_max_chunk_bytes(4096);
-    auto reader = stub->DownloadImage(&ctx, req);
-    v1::ImageChunk chunk;
-    while (reader->Read(&chunk)) {
-      ASSERT_LE(chunk.data().size(), 4096u);
-      bytes += chunk.data();
-      ASSERT_LE(bytes.size(), t.package_size());
+class UpdateE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto c = LocalCluster::Start("upd", 2);
+    ASSERT_TRUE(c.ok()) << c.status();
+    cluster_ = c->release();
+    for (std::vector<std::string> args :
+         {std::vector<std::string>{"tenant", "create", "--name", "Contoso"},
+          {"tenant", "credential", "--name", "Contoso"},
+          {"--tenant", "Contoso", "product", "create", "--name", "DW100"}}) {
+      auto [rc, out] = Ctl(args);
+      ASSERT_EQ(rc, 0) << out;
     }
-    grpc::Status st = reader->Finish();
-    ASSERT_TRUE(st.ok()) << st.error_message();
+    auto [rc, out] = RunCommand({BinaryPath("securitysvc/os_builder"),
+                                 "--state-dir", cluster_->dir(), "--version",
+                                 "2"});
+    ASSERT_EQ(rc, 0) << out;
   }
-  EXPECT_EQ(bytes.size(), t.package_size());
-  EXPECT_EQ(crypto::Sha256(bytes), t.package_sha256());
-  v1::ImagePackage pkg;
-  ASSERT_TRUE(pkg.ParseFromString(bytes));
-  auto verified = mcu::VerifyImage(pkg, PlatformSigningKey(cluster));
-  ASSERT_TRUE(verified.ok()) << verified.status();
-  EXPECT_EQ(verified->image_hash, t.image_hash());
-  EXPECT_EQ(verified->header.component(), t.component());
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  static std::pair<int, std::string> Ctl(std::vector<std::string> args) {
+    return Spherectl(cluster_->cluster_file(), args);
+  }
+
+  // NewTwin runs the factory for twin `name`, has Contoso claim it into
+  // the RetailEval group, and returns its device id.
+  static std::string NewTwin(const std::string& name) {
+    auto [rc, out] =
+        RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
+                    cluster_->cluster_file(), "--name", name});
+    EXPECT_EQ(rc, 0) << out;
+    std::vector<std::string> words = absl::StrSplit(out, ' ');
+    if (words.size() < 4) return "";
+    std::string id(absl::StripAsciiWhitespace(words[3]));
+    std::tie(rc, out) =
+        Ctl({"--tenant", "Contoso", "device", "claim", "--device", id});
+    EXPECT_EQ(rc, 0) << out;
+    std::tie(rc, out) =
+        Ctl({"--tenant", "Contoso", "device", "update", "--device", id,
+             "--device-group", "DW100/Production OS Evaluation"});
+    EXPECT_EQ(rc, 0) << out;
+    return id;
+  }
+
+  static void ReleaseOs2() {
+    if (released_) return;
+    auto [rc, out] =
+        Ctl({"os", "release", "--feed", "RetailEval", "--version", "2",
+             "--images-dir", cluster_->dir() + "/images/os-2"});
+    ASSERT_EQ(rc, 0) << out;
+    released_ = true;
+  }
+
+  static std::pair<int, std::string> Twin(const std::string& name,
+                                          const std::string& command,
+                                          const std::string& chain_out = "") {
+    std::vector<std::string> argv = {
+        BinaryPath("twin/twin"), "--cluster", cluster_->cluster_file(),
+        "--name", name, "--min_catalog_revision",
+        absl::StrCat(CatalogRevision(cluster_))};
+    if (!chain_out.empty()) {
+      argv.push_back("--chain_out");
+      argv.push_back(chain_out);
+    }
+    argv.push_back(command);
+    return RunCommand(argv);
+  }
+
+  static std::string Scope(const std::string& chain_file) {
+    auto pem = rpc::ReadFile(chain_file);
+    if (!pem.ok()) return "";
+    auto leaf = crypto::ParseCertificate(crypto::SplitPemChain(*pem)[0]);
+    return leaf.ok() ? leaf->claims.scope : "";
+  }
+
+  static LocalCluster* cluster_;
+  static bool released_;
+};
+
+LocalCluster* UpdateE2ETest::cluster_ = nullptr;
+bool UpdateE2ETest::released_ = false;
+
+TEST_F(UpdateE2ETest, OsReleaseUpdateRequiredTwinUpdateUpToDate) {
+  const std::string id = NewTwin("dw100-upd");
+  ASSERT_FALSE(id.empty());
+  ReleaseOs2();
+  const std::string chain = cluster_->dir() + "/dw100-upd-chain.pem";
+
+  auto [rc, out] = Twin("dw100-upd", "attest", chain);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "outcome UPDATE_REQUIRED")) << out;
+  EXPECT_EQ(Scope(chain), "update-only");
+
+  std::tie(rc, out) = Twin("dw100-upd", "update");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "INSTALLED")) << out;
+  EXPECT_FALSE(absl::StrContains(out, "FAILED")) << out;
+  // The re-attestation after the install reboot is already UP_TO_DATE.
+  EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
+
+  auto state = twin::ReadTwinState(twin::TwinStatePath(cluster_->dir(),
+                                                       "dw100-upd"));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_GT(state->update_metadata_version(), 0u);
+
+  std::tie(rc, out) = Twin("dw100-upd", "attest", chain);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
+  EXPECT_EQ(Scope(chain), "full");
+
+  // A second check finds nothing to install.
+  std::tie(rc, out) = Twin("dw100-upd", "update");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "up to date: nothing to install")) << out;
+
+  // The operator sees what the device runs now.
+  json shown = SpherectlJson(cluster_->cluster_file(), "Contoso",
+                             {"device", "show", "--device", id});
+  EXPECT_EQ(shown["last_attestation_outcome"], "UP_TO_DATE") << shown.dump();
+  EXPECT_EQ(shown.value("os_version", ""), "2") << shown.dump();
+  // The shard recorded the twin's ReportUpdateResult.
+  EXPECT_TRUE(absl::StartsWith(shown.value("last_update_result", ""),
+                               "INSTALLED"))
+      << shown.dump();
+}
+
+// TwinRun is `twin run` as a child process, its output drained on a thread.
+class TwinRun {
+ public:
+  absl::Status Start(const std::vector<std::string>& argv) {
+    auto child = SpawnPiped(argv);
+    if (!child.ok()) return child.status();
+    pid_ = child->pid;
+    reader_ = std::thread([this, fd = child->out_fd] {
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        absl::MutexLock l(&mu_);
+        out_.append(buf, n);
+      }
+      close(fd);
+      absl::MutexLock l(&mu_);
+      eof_ = true;
+    });
+    absl::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](TwinRun* t) {
+              return t->eof_ ||
+                     absl::StrContains(t->out_, "twin control serving");
+            },
+            this),
+        absl::Seconds(60));
+    if (!absl::StrContains(out_, "twin control serving")) {
+      return absl::UnavailableError(absl::StrCat("twin run: ", out_));
+    }
+    return absl::OkStatus();
+  }
+  // Stop sends SIGTERM and returns the exit code.
+  int Stop() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    reader_.join();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::string output() {
+    absl::MutexLock l(&mu_);
+    return out_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::string out_;
+  bool eof_ = false;
+};
+
+TEST_F(UpdateE2ETest, TwinRunServesControlAndCheckForUpdatesInstalls) {
+  const std::string id = NewTwin("dw100-run");
+  ASSERT_FALSE(id.empty());
+  ReleaseOs2();
+  TwinRun run;
+  ASSERT_TRUE(run.Start({BinaryPath("twin/twin"), "--cluster",
+                         cluster_->cluster_file(), "--name", "dw100-run",
+                         "--min_catalog_revision",
+                         absl::StrCat(CatalogRevision(cluster_)),
+                         "--update_check_interval=24h", "run-basic"})
+                  .ok())
+      << run.output();
+  const std::string dir = twin::TwinDir(cluster_->dir(), "dw100-run");
+  auto port = rpc::ReadFile(dir + "/control.port");
+  auto cert = rpc::ReadFile(dir + "/control.crt");
+  ASSERT_TRUE(port.ok() && cert.ok());
+  rpc::TlsFiles tls;
+  tls.ca_pem = *cert;
+  auto stub = v1::TwinControl::NewStub(rpc::NewChannel(
+      absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port)), tls));
+
+  auto kernel = [](const v1::TwinStatus& s) {
+    for (const auto& c : s.components()) {
+      if (c.component() == "kernel") return c.version();
+    }
+    return 0u;
+  };
+  v1::TwinStatus st;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    grpc::Status s = stub->GetStatus(&ctx, {}, &st);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(st.device_id(), id);
+  EXPECT_EQ(st.boot_state(), "running");
+  // A check already followed the first attestation, or this one installs.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(120)));
+    grpc::Status s = stub->CheckForUpdates(&ctx, {}, &st);
+    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << run.output();
+  }
+  EXPECT_EQ(kernel(st), 2u) << st.DebugString();
+  EXPECT_EQ(st.attestation_outcome(), "UP_TO_DATE") << st.DebugString();
+  EXPECT_EQ(st.tenant_id().empty(), false);
+  EXPECT_EQ(run.Stop(), 0) << run.output();
+  // State persisted on shutdown: the twin restarts on OS 2.
+  auto [rc, out] = Twin("dw100-run", "attest");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
 }
 
 }  // namespace

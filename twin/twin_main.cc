@@ -201,9 +201,10 @@ int main(int argc, char** argv) {
   }
   if (cmd == "run") return sphere::dw100::RunCommand(*c, name);
   if (cmd == "attest") return sphere::twin::Attest(*c, name);
-  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name);
+  const int64_t rev = absl::GetFlag(FLAGS_min_catalog_revision);
+  if (cmd == "update") return sphere::twin::RunUpdateCommand(*c, name, rev);
   // The plain twin without the DW100 apps' cloud link (no telemetry).
-  if (cmd == "run-basic") return sphere::twin::RunTwinCommand(*c, name);
+  if (cmd == "run-basic") return sphere::twin::RunTwinCommand(*c, name, rev);
   if (cmd == "manufacture") {
     std::cerr << "twin: manufacturing moved to the factory tool (the twin "
                  "never holds the manufacturing CA's key): run "

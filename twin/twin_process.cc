@@ -31,7 +31,7 @@ namespace sphere::twin {
 
 absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
     const cluster::ClusterConfig& cluster, const std::string& name,
-    absl::Duration budget) {
+    absl::Duration budget, int64_t min_catalog_revision) {
   std::unique_ptr<TwinProcess> p(new TwinProcess());
   p->cluster_ = cluster;
   p->name_ = name;
@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
                                      p->state_.device(), {});
   if (!device.ok()) return device.status();
   p->twin_config_.root_ca_pem = p->root_pem_;
+  p->twin_config_.min_catalog_revision = min_catalog_revision;
   p->agent_config_.check_interval = absl::GetFlag(FLAGS_update_check_interval);
   p->twin_ = std::make_unique<Twin>(std::move(*device), &p->twin_config_);
   p->agent_ = std::make_unique<UpdateAgent>(
@@ -116,7 +117,12 @@ absl::Status TwinProcess::Reboot() {
 absl::Status TwinProcess::CheckForUpdates() {
   if (!twin_->certified() || twin_->certificate_not_after() <= absl::Now() ||
       state_.certificate_chain_pem().empty()) {
-    if (absl::Status s = Attest(); !s.ok()) return s;
+    if (absl::Status s = Attest(); !s.ok()) {
+      // No certificate for the update service: try again later, not in a
+      // loop against a shard that refuses or is down.
+      agent_->ScheduleCheck(absl::Now() + absl::Minutes(1));
+      return s;
+    }
   }
   rpc::TlsFiles tls;
   tls.cert_pem = state_.certificate_chain_pem();
@@ -188,9 +194,9 @@ void PrintOutcome(const std::string& name, const v1::AttestResponse& r) {
 }  // namespace
 
 int RunUpdateCommand(const cluster::ClusterConfig& cluster,
-                     const std::string& name) {
-  auto p = TwinProcess::Load(cluster, name,
-                             absl::GetFlag(FLAGS_update_budget));
+                     const std::string& name, int64_t min_catalog_revision) {
+  auto p = TwinProcess::Load(cluster, name, absl::GetFlag(FLAGS_update_budget),
+                             min_catalog_revision);
   if (!p.ok()) return Fail(p.status());
   TwinProcess& t = **p;
   if (absl::Status s = t.Attest(); !s.ok()) return Fail(s);
@@ -213,10 +219,11 @@ int RunUpdateCommand(const cluster::ClusterConfig& cluster,
 }
 
 int RunTwinCommand(const cluster::ClusterConfig& cluster,
-                   const std::string& name) {
+                   const std::string& name, int64_t min_catalog_revision) {
   rpc::InstallTerminationSignalMask();  // before any thread starts
   auto loaded = TwinProcess::Load(cluster, name,
-                                  absl::GetFlag(FLAGS_update_budget));
+                                  absl::GetFlag(FLAGS_update_budget),
+                                  min_catalog_revision);
   if (!loaded.ok()) return Fail(loaded.status());
   TwinProcess& t = **loaded;
   if (absl::Status s = t.Attest(); !s.ok()) {

@@ -31,7 +31,7 @@ class TwinProcess final : public TwinHost {
   // `budget` bounds each attestation and each update check.
   static absl::StatusOr<std::unique_ptr<TwinProcess>> Load(
       const cluster::ClusterConfig& cluster, const std::string& name,
-      absl::Duration budget);
+      absl::Duration budget, int64_t min_catalog_revision = 0);
   ~TwinProcess() override;
 
   // TwinHost (each saves the state file afterwards).
@@ -68,13 +68,14 @@ class TwinProcess final : public TwinHost {
 
 // `twin update`: attest, run one update check (download, install, reboot,
 // re-attest, report), print the results. Returns the process exit code.
+// `min_catalog_revision` as for `twin attest`.
 int RunUpdateCommand(const cluster::ClusterConfig& cluster,
-                     const std::string& name);
+                     const std::string& name, int64_t min_catalog_revision);
 // `twin run`: attest, then serve TwinControl on 127.0.0.1:0 (port in
 // DIR/twins/NAME/control.port, its self-signed certificate in control.crt)
 // and run scheduled attestations and update checks until SIGINT/SIGTERM.
 int RunTwinCommand(const cluster::ClusterConfig& cluster,
-                   const std::string& name);
+                   const std::string& name, int64_t min_catalog_revision);
 
 }  // namespace sphere::twin
 

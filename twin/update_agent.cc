@@ -71,6 +71,10 @@ UpdateAgent::Request UpdateAgent::OnTimer(absl::Time now) {
   return {};
 }
 
+void UpdateAgent::ScheduleCheck(absl::Time at) {
+  if (phase_ == Phase::kIdle) due_ms_ = absl::ToUnixMillis(at);
+}
+
 UpdateAgent::Request UpdateAgent::CheckNow(absl::Time now) {
   if (phase_ != Phase::kIdle) return {};
   if (!twin_->certified()) {

@@ -113,6 +113,10 @@ class UpdateAgent : public AttestationListener {
   // re-attestation is confirmed (or found rolled back) and reported.
   void OnAttested(absl::Time now) override;
 
+  // ScheduleCheck moves the next check of an idle agent to `at` (e.g. when
+  // the twin could not attest, so a check cannot run now).
+  void ScheduleCheck(absl::Time at);
+
   Phase phase() const { return phase_; }
   absl::Time next_wakeup() const;
   // Last metadata_version accepted (persist it: twin.state).

@@ -515,6 +515,9 @@ TEST_F(UpdateAgentTest, NotAttestedYetChecksNothing) {
   EXPECT_TRUE(std::holds_alternative<std::monostate>(
       agent.CheckNow(clock_.Now())));
   EXPECT_EQ(agent.last_error().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(agent.next_wakeup(), clock_.Now() + agent_config_.check_interval);
+  agent.ScheduleCheck(clock_.Now() + absl::Minutes(1));
+  EXPECT_EQ(agent.next_wakeup(), clock_.Now() + absl::Minutes(1));
 }
 
 }  // namespace
