@@ -27,6 +27,8 @@ void AddCaCertificateCommands(CLI::App* app, Context* ctx);
 void AddImageCommands(CLI::App* app, Context* ctx);
 void AddOsCommands(CLI::App* app, Context* ctx);
 void AddDeploymentCommands(CLI::App* app, Context* ctx);
+// deployment status|pause|resume|abort (deployment_rollout.cc).
+void AddDeploymentRolloutCommands(CLI::App* noun, Context* ctx);
 void AddClusterCommands(CLI::App* app, Context* ctx);
 
 // Names maps ids the server returns to the names users know, loading the
