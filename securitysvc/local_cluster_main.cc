@@ -83,6 +83,10 @@ ABSL_FLAG(absl::Duration, max_restart_backoff, absl::Seconds(30),
 ABSL_FLAG(uint64_t, log_max_bytes, 64ull << 20,
           "Rotate a child's log file when it reaches this size");
 ABSL_FLAG(int, log_keep, 5, "Rotated log files kept per child");
+ABSL_FLAG(bool, staged_rollout, false,
+          "management: new deployments roll out in stages");
+ABSL_FLAG(std::string, rollout_soak, "",
+          "management: soak per rollout stage (e.g. 1h; empty = its default)");
 
 namespace sphere {
 namespace {
@@ -564,6 +568,13 @@ int Main() {
     mgmt.name = "management";
     mgmt.binary = FindBinary("securitysvc/management", "management");
     mgmt.args = {absl::StrCat("--state_dir=", dir)};
+    if (absl::GetFlag(FLAGS_staged_rollout)) {
+      mgmt.args.push_back("--staged_rollout");
+    }
+    if (!absl::GetFlag(FLAGS_rollout_soak).empty()) {
+      mgmt.args.push_back(
+          absl::StrCat("--rollout_soak=", absl::GetFlag(FLAGS_rollout_soak)));
+    }
     mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
     children.push_back(std::move(mgmt));
   }

@@ -49,26 +49,25 @@ void RolloutManager::StartNew() {
     return;
   }
   for (const v1::Deployment& d : *all) {
-    if (!d.rollout_status().empty() || d.rollout_fraction() >= 1 ||
-        d.halted() || controller_->Has(d.id())) {
-      continue;
-    }
-    auto group = catalog_->GetDeviceGroup(Caller::PlatformOperator(),
-                                          d.tenant_id(), d.device_group_id());
-    if (!group.ok()) {
-      log::Warning("rollout: group unreadable; not started",
-                   {{"deployment", d.id()},
-                    {"error", group.status().ToString()}});
-      continue;
-    }
-    if (auto s = controller_->Start(d, group->rollout_failure_threshold());
-        !s.ok()) {
+    if (auto s = StartOne(d); !s.ok()) {
       log::Warning("rollout: start failed; will retry",
                    {{"deployment", d.id()}, {"error", s.ToString()}});
-    } else {
-      log::Info("rollout started", {{"deployment", d.id()}});
     }
   }
+}
+
+absl::Status RolloutManager::StartOne(const v1::Deployment& d) {
+  if (!d.rollout_status().empty() || d.rollout_fraction() >= 1 ||
+      d.halted() || controller_->Has(d.id())) {
+    return absl::OkStatus();  // not staged, or already rolling out
+  }
+  auto group = catalog_->GetDeviceGroup(Caller::PlatformOperator(),
+                                        d.tenant_id(), d.device_group_id());
+  if (!group.ok()) return group.status();
+  absl::Status s = controller_->Start(d, group->rollout_failure_threshold());
+  if (absl::IsAlreadyExists(s)) return absl::OkStatus();  // raced: started
+  if (s.ok()) log::Info("rollout started", {{"deployment", d.id()}});
+  return s;
 }
 
 void RolloutManager::Tick() {
@@ -95,6 +94,11 @@ absl::StatusOr<std::string> RolloutManager::Visible(
     absl::string_view deployment_id) {
   auto d = catalog_->GetDeployment(caller, tenant, deployment_id);
   if (!d.ok()) return d.status();
+  // A staged deployment created since the last tick starts now, so an
+  // operator never sees "no rollout" for it (leader only).
+  if (!controller_->Has(d->id()) && (!is_leader_ || is_leader_())) {
+    if (auto s = StartOne(*d); !s.ok()) return s;
+  }
   if (!controller_->Has(d->id())) {
     return absl::NotFoundError(absl::StrFormat(
         "deployment \"%s\" has no staged rollout (it was deployed to the "

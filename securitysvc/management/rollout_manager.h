@@ -7,10 +7,10 @@
 //   * persistence: Open restores every rollout from the catalog (the state
 //     travels in Deployment.rollout_status), so a restarted management
 //     carries on with the same stage, soak start, pause and baseline;
-//   * discovery: Tick starts a rollout for every deployment created staged
-//     (rollout_fraction < 1, no rollout_status yet; see
-//     CatalogOptions::new_deployment_rollout_fraction) with its group's
-//     rollout_failure_threshold;
+//   * discovery: Tick (and an operator call naming it) starts a rollout for
+//     every deployment created staged (rollout_fraction < 1, no
+//     rollout_status yet; see CatalogOptions::new_deployment_rollout_fraction)
+//     with its group's rollout_failure_threshold;
 //   * counts: a DeploymentCountSource (in the management process, every
 //     shard's UpdateAdminService.GetDeploymentCounts, summed).
 // Tick runs on the manager's own thread (RunEvery), never on a gRPC callback
@@ -90,6 +90,8 @@ class RolloutManager {
                                       absl::string_view tenant,
                                       absl::string_view deployment_id);
   void StartNew();
+  // StartOne starts `d`'s rollout if it was created staged and has none.
+  absl::Status StartOne(const v1::Deployment& d);
 
   Catalog* const catalog_;
   DeploymentCountSource* const counts_;
