@@ -43,9 +43,21 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   const std::string path = cluster.dir() + "/dw100-app.pkg";
   ASSERT_TRUE(rpc::WriteFile(path, app->SerializeAsString()).ok());
   json image = SpherectlJson(file, "Contoso", {"image", "upload", "--file", path});
+  // The group's halt threshold is set at creation, and checked.
+  ExpectSpherectlError(
+      Spherectl(file, {"--tenant", "Contoso", "device-group", "create",
+                       "--product", "DW100", "--name", "Canary",
+                       "--rollout-failure-threshold", "1.5"}),
+      "rollout failure threshold");
+  json group = SpherectlJson(file, "Contoso",
+                             {"device-group", "create", "--product", "DW100",
+                              "--name", "Canary",
+                              "--rollout-failure-threshold", "0.25"});
+  EXPECT_DOUBLE_EQ(group["rollout_failure_threshold"].get<double>(), 0.25)
+      << group.dump();
   json dep = SpherectlJson(file, "Contoso",
                            {"deployment", "create", "--device-group",
-                            "DW100/Development", "--image", image["id"]});
+                            "DW100/Canary", "--image", image["id"]});
   const std::string id = dep["id"];
   // Created staged: the catalog (what shards serve) has the first stage.
   EXPECT_DOUBLE_EQ(dep["rollout_fraction"].get<double>(), 0.01) << dep.dump();
@@ -58,6 +70,7 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   EXPECT_EQ(s["state"], "RUNNING") << s.dump();
   EXPECT_EQ(s["stage_percents"], json({1, 10, 50, 100})) << s.dump();
   EXPECT_EQ(s.value("stage_index", 0), 0) << s.dump();
+  EXPECT_DOUBLE_EQ(s["failure_threshold"].get<double>(), 0.25) << s.dump();
   // Counts were read from the shard (nobody reported yet).
   ASSERT_TRUE(s.contains("current")) << s.dump();
   EXPECT_EQ(s["current"]["rollout_stage"], 1) << s.dump();

@@ -17,9 +17,13 @@ absl::StatusOr<std::unique_ptr<RolloutManager>> RolloutManager::Open(
   std::unique_ptr<RolloutManager> m(new RolloutManager(catalog, counts));
   m->is_leader_ = options.is_leader;
   update::RolloutController::Hooks hooks;
-  hooks.apply = [catalog](const v1::Deployment& d) {
-    return catalog->SetDeploymentRollout(Caller::PlatformOperator(), d)
-        .status();
+  RolloutManager* self = m.get();
+  hooks.apply = [catalog, self](const v1::Deployment& d) {
+    absl::Status s =
+        catalog->SetDeploymentRollout(Caller::PlatformOperator(), d).status();
+    // The deployment was deleted: its rollout ends with it.
+    if (absl::IsNotFound(s)) self->controller_->Forget(d.id());
+    return s;
   };
   hooks.counts = [counts](const std::string& id, uint32_t stage) {
     return counts->Counts(id, stage);

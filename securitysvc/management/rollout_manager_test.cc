@@ -316,6 +316,20 @@ TEST_F(RolloutManagerTest, Fault_CountsUnavailableNeitherAdvancesNorHalts) {
   EXPECT_EQ(StatusOf(*m).stage_index(), 1u);
 }
 
+TEST_F(RolloutManagerTest, DeletedDeploymentEndsItsRollout) {
+  auto m = OpenManager();
+  m->Tick();
+  ASSERT_TRUE(catalog_->DeleteDeployment(contoso_op_, "", dep_.id()).ok());
+  const int64_t rev = catalog_->revision();
+  clock_.Advance(absl::Hours(1));
+  m->Tick();  // the publish fails NOT_FOUND: the rollout is dropped
+  EXPECT_EQ(catalog_->revision(), rev);
+  EXPECT_TRUE(absl::IsNotFound(m->Status(contoso_op_, "", dep_.id()).status()));
+  clock_.Advance(absl::Hours(1));
+  m->Tick();
+  EXPECT_EQ(catalog_->revision(), rev);
+}
+
 TEST_F(RolloutManagerTest, NotLeaderDoesNothing) {
   leader_ = false;
   auto m = OpenManager();

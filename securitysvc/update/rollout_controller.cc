@@ -99,6 +99,11 @@ bool RolloutController::Has(const std::string& deployment_id) const {
   return Get(deployment_id).ok();
 }
 
+void RolloutController::Forget(const std::string& deployment_id) {
+  absl::MutexLock l(&mu_);
+  rollouts_.erase(deployment_id);
+}
+
 absl::Status RolloutController::Pause(const std::string& id) {
   absl::MutexLock op(&op_mu_);
   auto r = Get(id);

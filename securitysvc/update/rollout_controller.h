@@ -85,6 +85,9 @@ class RolloutController {
   // InvalidArgument when the deployment carries no valid state.
   absl::Status Restore(const v1::Deployment& deployment);
   bool Has(const std::string& deployment_id) const;
+  // Forget drops a rollout (its deployment was deleted). May be called from
+  // Hooks::apply.
+  void Forget(const std::string& deployment_id);
   absl::Status Pause(const std::string& deployment_id);
   absl::Status Resume(const std::string& deployment_id);
   absl::Status Abort(const std::string& deployment_id,
