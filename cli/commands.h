@@ -27,6 +27,8 @@ void AddCaCertificateCommands(CLI::App* app, Context* ctx);
 void AddImageCommands(CLI::App* app, Context* ctx);
 void AddOsCommands(CLI::App* app, Context* ctx);
 void AddDeploymentCommands(CLI::App* app, Context* ctx);
+// deployment status|pause|resume|abort (deployment_rollout.cc).
+void AddDeploymentRolloutCommands(CLI::App* noun, Context* ctx);
 void AddClusterCommands(CLI::App* app, Context* ctx);
 // After AddTenantCommands: adds `tenant download-error-report` and `error`.
 void AddErrorCommands(CLI::App* app, Context* ctx);

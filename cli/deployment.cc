@@ -126,6 +126,7 @@ void AddDeploymentCommands(CLI::App* app, Context* ctx) {
         return absl::OkStatus();
       });
   del->add_option("--deployment", *doomed, "deployment id")->required();
+  AddDeploymentRolloutCommands(noun, ctx);
 }
 
 }  // namespace sphere::cli

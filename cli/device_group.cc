@@ -61,6 +61,7 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
   struct CreateArgs {
     std::string product, name;
     Settings settings;
+    double rollout_failure_threshold = 0;
   };
   auto ca = std::make_shared<CreateArgs>();
   CLI::App* create = Verb(
@@ -72,6 +73,7 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
         req.set_product(ca->product);
         req.set_name(ca->name);
         if (auto s = SetSettings(ca->settings, &req); !s.ok()) return s;
+        req.set_rollout_failure_threshold(ca->rollout_failure_threshold);
         v1::DeviceGroup g;
         if (auto s = c.Call(&S::CreateDeviceGroup, req, &g); !s.ok()) return s;
         return PrintGroup(c, g);
@@ -79,6 +81,10 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
   create->add_option("--product", ca->product, "product id or name")
       ->required();
   create->add_option("--name", ca->name, "group name")->required();
+  create->add_option("--rollout-failure-threshold",
+                     ca->rollout_failure_threshold,
+                     "staged rollout: halt a stage whose failure rate passes "
+                     "this fraction (0..1; 0 = never halt)");
   AddSettings(create, &ca->settings);
 
   struct ListArgs {

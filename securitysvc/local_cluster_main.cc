@@ -103,6 +103,11 @@ ABSL_FLAG(double, twin_time_scale, 2000,
           "Device time per real time for the DW100 twins (wash cycles every "
           "8 device hours)");
 
+ABSL_FLAG(bool, staged_rollout, false,
+          "management: new deployments roll out in stages");
+ABSL_FLAG(std::string, rollout_soak, "",
+          "management: soak per rollout stage (e.g. 1h; empty = its default)");
+
 namespace sphere {
 namespace {
 
@@ -680,6 +685,13 @@ int Main() {
     mgmt.name = "management";
     mgmt.binary = FindBinary("securitysvc/management", "management");
     mgmt.args = {absl::StrCat("--state_dir=", dir)};
+    if (absl::GetFlag(FLAGS_staged_rollout)) {
+      mgmt.args.push_back("--staged_rollout");
+    }
+    if (!absl::GetFlag(FLAGS_rollout_soak).empty()) {
+      mgmt.args.push_back(
+          absl::StrCat("--rollout_soak=", absl::GetFlag(FLAGS_rollout_soak)));
+    }
     mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
     mgmt.args.insert(mgmt.args.end(), etcd.management_flags.begin(),
                      etcd.management_flags.end());

@@ -926,6 +926,12 @@ absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
         "unknown OS feed or app update policy; use Retail|RetailEval and "
         "UpdateAll|No3rdPartyAppUpdates|NoUpdates");
   }
+  if (!(request.rollout_failure_threshold() >= 0 &&
+        request.rollout_failure_threshold() <= 1)) {
+    return absl::InvalidArgumentError(
+        "a rollout failure threshold is a fraction in [0, 1] (0 = never "
+        "halt)");
+  }
   absl::MutexLock lock(&mu_);
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, request.tenant_id());
   if (!t.ok()) return t.status();
@@ -953,6 +959,7 @@ absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
       request.app_update_policy() == v1::APP_UPDATE_POLICY_UNSPECIFIED
           ? v1::UPDATE_ALL
           : request.app_update_policy());
+  g.set_rollout_failure_threshold(request.rollout_failure_threshold());
   Txn txn(revision_);
   txn.Put(kGroups, g.id(), g);
   *txn.Emit()->mutable_device_group() = g;
@@ -1505,7 +1512,7 @@ absl::StatusOr<v1::Deployment> Catalog::CreateDeployment(
   dep.set_tenant_id(t->id());
   dep.set_device_group_id(g->id());
   for (const std::string& id : image_ids) dep.add_image_ids(id);
-  dep.set_rollout_fraction(1.0);
+  dep.set_rollout_fraction(options_.new_deployment_rollout_fraction);
   Txn txn(revision_);
   v1::WatchEvent* e = txn.Emit();
   dep.set_create_revision(e->revision());
@@ -2357,5 +2364,81 @@ absl::Status Catalog::DeleteImage(const Caller& caller,
   return Commit(txn);
 }
 
+
+}  // namespace sphere::management
+
+// ---- Staged rollout ---------------------------------------------------------
+
+namespace sphere::management {
+
+absl::StatusOr<v1::Deployment> Catalog::SetDeploymentRollout(
+    const Caller& caller, const v1::Deployment& update) {
+  if (auto s = PlatformOnly(caller, "publishing a rollout stage"); !s.ok()) {
+    return s;
+  }
+  if (!(update.rollout_fraction() >= 0 && update.rollout_fraction() <= 1)) {
+    return absl::InvalidArgumentError(
+        "a rollout fraction must be in [0, 1]; nothing changed");
+  }
+  if (auto s = limits::ValidateSize("rollout halt reason",
+                                      update.halt_reason().size(),
+                                      limits::kMaxRolloutReasonBytes);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = limits::ValidateSize("rollout status",
+                                      update.rollout_status().size(),
+                                      limits::kMaxRolloutStatusBytes);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = limits::ValidateReference("deployment", update.id()); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  auto dep = GetRecord<v1::Deployment>(store_, kDeployments, update.id());
+  if (!dep.ok()) return dep.status();
+  if (!dep->has_value()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "deployment \"%s\" not found; it may have been deleted",
+        update.id()));
+  }
+  v1::Deployment d = **dep;
+  d.set_rollout_fraction(update.rollout_fraction());
+  d.set_halted(update.halted());
+  d.set_halt_reason(update.halt_reason());
+  d.set_rollout_status(update.rollout_status());
+  Txn txn(revision_);
+  *txn.Emit()->mutable_deployment() = d;
+  txn.Put(kDeployments, d.id(), d);
+  if (auto s = Commit(txn); !s.ok()) return s;
+  return d;
+}
+
+absl::StatusOr<v1::Deployment> Catalog::GetDeployment(
+    const Caller& caller, absl::string_view tenant, absl::string_view id) {
+  if (auto s = NotForShards(caller, "reading a deployment"); !s.ok()) return s;
+  if (auto s = limits::ValidateReference("deployment", id); !s.ok()) return s;
+  absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
+  if (!t.ok()) return t.status();
+  auto dep = GetRecord<v1::Deployment>(store_, kDeployments, id);
+  if (!dep.ok()) return dep.status();
+  if (!dep->has_value() || (*dep)->tenant_id() != t->id()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "deployment \"%s\" not found in tenant \"%s\"; list them with "
+        "'spherectl deployment list'",
+        id, t->name()));
+  }
+  return **dep;
+}
+
+absl::StatusOr<std::vector<v1::Deployment>> Catalog::AllDeployments(
+    const Caller& caller) {
+  if (auto s = PlatformOnly(caller, "listing every deployment"); !s.ok()) {
+    return s;
+  }
+  return CollectIf<v1::Deployment>(store_, kDeployments,
+                                   [](const v1::Deployment&) { return true; });
+}
 
 }  // namespace sphere::management

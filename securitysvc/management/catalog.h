@@ -98,6 +98,9 @@ struct CatalogOptions {
   // Per-tenant image quota (distinct images; sum of payload sizes).
   size_t max_images_per_tenant = limits::kDefaultMaxImagesPerTenant;
   uint64_t max_image_bytes_per_tenant = limits::kDefaultMaxImageBytesPerTenant;
+  // rollout_fraction of a new deployment: 1 (everyone at once) unless
+  // management runs staged rollouts (then the first stage, e.g. 0.01).
+  double new_deployment_rollout_fraction = 1.0;
 };
 
 struct ImportResult {
@@ -239,6 +242,25 @@ class Catalog {
       const Caller& caller, absl::string_view tenant, absl::string_view group);
   absl::StatusOr<v1::OsRelease> ReleaseOs(const Caller& caller,
                                           const v1::ReleaseOsRequest& request);
+
+  // ---- Staged rollout (management's RolloutController) ------------------
+  // SetDeploymentRollout writes update's rollout_fraction, halted,
+  // halt_reason and rollout_status into the stored deployment update.id()
+  // and emits it (one revision), so shards serve the new stage. Platform
+  // operators only (management's controller). NotFound for an unknown
+  // deployment; InvalidArgument (nothing changed) for a fraction outside
+  // [0, 1], a halt_reason over limits::kMaxRolloutReasonBytes or a
+  // rollout_status over limits::kMaxRolloutStatusBytes.
+  absl::StatusOr<v1::Deployment> SetDeploymentRollout(
+      const Caller& caller, const v1::Deployment& update);
+  // GetDeployment: one deployment of the caller's tenant (NotFound for
+  // another tenant's, exactly like a missing one).
+  absl::StatusOr<v1::Deployment> GetDeployment(const Caller& caller,
+                                               absl::string_view tenant,
+                                               absl::string_view id);
+  // AllDeployments: every tenant's deployments (platform operators only).
+  absl::StatusOr<std::vector<v1::Deployment>> AllDeployments(
+      const Caller& caller);
 
   // ---- Shard map ----------------------------------------------------------
   absl::StatusOr<v1::ShardMap> RegisterShard(const Caller& caller,

@@ -89,6 +89,11 @@ inline constexpr size_t kMaxUploadChunkBytes = 1024 * 1024;
 inline constexpr size_t kDefaultMaxImagesPerTenant = 64;
 inline constexpr uint64_t kDefaultMaxImageBytesPerTenant = 128ull << 20;
 
+// Staged rollout state written into a deployment by management's
+// RolloutController: why it halted, and its serialized RolloutStatus.
+inline constexpr size_t kMaxRolloutReasonBytes = 512;
+inline constexpr size_t kMaxRolloutStatusBytes = 1024;
+
 // ---- Echoing input
 // ---------------------------------------------------------------
 inline constexpr size_t kMaxEchoedInputBytes = 32;

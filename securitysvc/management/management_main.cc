@@ -24,7 +24,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
@@ -39,6 +41,8 @@
 #include "securitysvc/management/leader_election.h"
 #include "securitysvc/management/shard_leases.h"
 #include "securitysvc/management/revision_log.h"
+#include "securitysvc/management/rollout_manager.h"
+#include "securitysvc/management/rollout_service.h"
 #include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "",
@@ -95,6 +99,16 @@ ABSL_FLAG(absl::Duration, shard_lease_ttl, absl::ZeroDuration(),
           "local_cluster --catalog etcd sets 4 heartbeats); 0 disables");
 ABSL_FLAG(double, expensive_call_burst, 40,
           "per-caller burst (tokens) for expensive calls");
+ABSL_FLAG(bool, staged_rollout, false,
+          "new deployments roll out in stages (--rollout-stages, soak "
+          "--rollout-soak, halt at the group's rollout_failure_threshold); "
+          "off: a new deployment reaches the whole group at once");
+ABSL_FLAG(std::string, rollout_stages, "1,10,50,100",
+          "staged rollout: percent of the group per stage, ending at 100");
+ABSL_FLAG(absl::Duration, rollout_soak, absl::Hours(1),
+          "staged rollout: soak time per stage");
+ABSL_FLAG(absl::Duration, rollout_tick, absl::Seconds(10),
+          "staged rollout: how often stages are evaluated");
 
 namespace sphere::management {
 namespace {
@@ -121,6 +135,32 @@ absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
     }
   }
   return EtcdRevisionLog::Connect(std::move(o));
+}
+
+absl::StatusOr<RolloutManager::Options> RolloutFlags() {
+  RolloutManager::Options o;
+  o.plan.stage_percents.clear();
+  for (absl::string_view p :
+       absl::StrSplit(absl::GetFlag(FLAGS_rollout_stages), ',')) {
+    uint32_t v = 0;
+    if (!absl::SimpleAtoi(p, &v) || v == 0 || v > 100 ||
+        (!o.plan.stage_percents.empty() && v <= o.plan.stage_percents.back())) {
+      return absl::InvalidArgumentError(
+          "--rollout-stages must be increasing percents in 1..100, e.g. "
+          "1,10,50,100");
+    }
+    o.plan.stage_percents.push_back(v);
+  }
+  if (o.plan.stage_percents.empty() || o.plan.stage_percents.back() != 100) {
+    return absl::InvalidArgumentError("--rollout-stages must end at 100");
+  }
+  o.plan.soak = absl::GetFlag(FLAGS_rollout_soak);
+  if (o.plan.soak < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_rollout_tick) <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--rollout-soak must be >= 0 and --rollout-tick > 0");
+  }
+  return o;
 }
 
 absl::Status Run() {
@@ -181,6 +221,17 @@ absl::Status Run() {
   options.root_cert_pem = *root_pem;
   options.master_key = *master;
   options.virtual_nodes = absl::GetFlag(FLAGS_virtual_nodes);
+  absl::StatusOr<RolloutManager::Options> rollout_options = RolloutFlags();
+  if (!rollout_options.ok()) return rollout_options.status();
+  // Rollout stages advance on the leader only (set below, once serving).
+  std::unique_ptr<LeaderElection> election;
+  rollout_options->is_leader = [&election] {
+    return election != nullptr && election->IsLeader();
+  };
+  if (absl::GetFlag(FLAGS_staged_rollout)) {
+    options.new_deployment_rollout_fraction =
+        rollout_options->plan.stage_percents.front() / 100.0;
+  }
   absl::StatusOr<std::unique_ptr<Catalog>> catalog =
       Catalog::Open(log.get(), Clock::Real(), std::move(options));
   if (!catalog.ok()) return catalog.status();
@@ -248,12 +299,35 @@ absl::Status Run() {
   }
   ManagementService service(catalog->get(), std::move(service_options));
 
+  // Staged rollouts: counts from every shard with a platform-operator
+  // credential issued from the root for this run; evaluated on the
+  // manager's own thread.
+  crypto::EcPrivateKey rollout_key = crypto::EcPrivateKey::Generate();
+  crypto::CertificateSpec rollout_spec;
+  rollout_spec.common_name = "sphere-management-rollout";
+  rollout_spec.subject_public_key = rollout_key.PublicKey();
+  rollout_spec.not_before = absl::Now() - absl::Hours(1);
+  rollout_spec.not_after = absl::Now() + absl::Hours(24 * 30);
+  rollout_spec.usage = crypto::KeyUsage::kClientAuth;
+  rollout_spec.claims.scope = "platform-operator";
+  absl::StatusOr<std::string> rollout_cert =
+      crypto::IssueCertificate(rollout_spec, *root_key, *root_pem);
+  if (!rollout_cert.ok()) return rollout_cert.status();
+  ShardDeploymentCounts shard_counts(
+      catalog->get(), {*rollout_cert, rollout_key.ToPem(), *root_pem});
+  absl::StatusOr<std::unique_ptr<RolloutManager>> rollouts =
+      RolloutManager::Open(catalog->get(), Clock::Real(), &shard_counts,
+                           *std::move(rollout_options));
+  if (!rollouts.ok()) return rollouts.status();
+  RolloutService rollout_service(rollouts->get(), root_cert->subject_line);
+
   rpc::ServerOptions server_options;
   server_options.address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   server_options.tls = {*server_cert, server_key.ToPem(), *root_pem};
   rpc::ServerRunner runner(server_options);
   runner.AddService(&service);
+  runner.AddService(&rollout_service);
   if (auto s = runner.Start(); !s.ok()) return s;
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     if (auto s = rpc::WriteFile(absl::GetFlag(FLAGS_port_file),
@@ -266,7 +340,6 @@ absl::Status Run() {
   // Once-only work (compaction; later rollout stage advance) runs on the
   // leader: the only process of an embedded catalog, or the replica holding
   // the etcd election lease.
-  std::unique_ptr<LeaderElection> election;
   if (etcd_channel == nullptr) {
     election = std::make_unique<SoleLeader>();
   } else {
@@ -298,10 +371,12 @@ absl::Status Run() {
                                              shard_leases.get(),
                                              election.get(), shard_ttl / 4);
   }
+  (*rollouts)->RunEvery(absl::GetFlag(FLAGS_rollout_tick));
   log::Info("serving", {{"address", runner.address()},
                         {"revision", absl::StrCat((*catalog)->revision())}});
   int signal = rpc::WaitForTerminationSignal();
   log::Info("shutting down", {{"signal", absl::StrCat(signal)}});
+  (*rollouts)->Stop();
   sweeper.reset();
   compactor.reset();
   election.reset();  // revokes the lease: another replica leads at once

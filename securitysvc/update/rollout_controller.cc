@@ -39,6 +39,12 @@ absl::Status RolloutController::Commit(Rollout next) {
   d.set_halted(st == v1::RolloutStatus::HALTED ||
                st == v1::RolloutStatus::ABORTED);
   d.set_halt_reason(d.halted() ? next.status.halt_reason() : "");
+  // The whole state travels with the deployment, so a restarted management
+  // carries on where it was (Restore).
+  *next.status.mutable_baseline() = next.baseline;
+  v1::RolloutStatus persisted = next.status;
+  persisted.clear_current();
+  d.set_rollout_status(persisted.SerializeAsString());
   if (auto s = hooks_.apply(d); !s.ok()) return s;
   absl::MutexLock l(&mu_);
   rollouts_[d.id()] = std::move(next);
@@ -66,6 +72,36 @@ absl::Status RolloutController::Start(const v1::Deployment& deployment,
   s.set_soak_ms(absl::ToInt64Milliseconds(plan_.soak));
   s.set_failure_threshold(failure_threshold);
   return Commit(std::move(r));
+}
+
+absl::Status RolloutController::Restore(const v1::Deployment& deployment) {
+  v1::RolloutStatus status;
+  if (deployment.rollout_status().empty() ||
+      !status.ParseFromString(deployment.rollout_status()) ||
+      status.deployment_id() != deployment.id() ||
+      status.stage_percents_size() == 0 ||
+      status.stage_index() >=
+          static_cast<uint32_t>(status.stage_percents_size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "deployment ", deployment.id(), " carries no valid rollout state"));
+  }
+  absl::MutexLock op(&op_mu_);
+  Rollout r;
+  r.deployment = deployment;
+  r.baseline = status.baseline();
+  r.status = std::move(status);
+  absl::MutexLock l(&mu_);
+  rollouts_[deployment.id()] = std::move(r);
+  return absl::OkStatus();
+}
+
+bool RolloutController::Has(const std::string& deployment_id) const {
+  return Get(deployment_id).ok();
+}
+
+void RolloutController::Forget(const std::string& deployment_id) {
+  absl::MutexLock l(&mu_);
+  rollouts_.erase(deployment_id);
 }
 
 absl::Status RolloutController::Pause(const std::string& id) {
@@ -128,6 +164,7 @@ absl::StatusOr<v1::RolloutStatus> RolloutController::Status(
 }
 
 void RolloutController::Tick() {
+  if (hooks_.is_leader && !hooks_.is_leader()) return;
   absl::MutexLock op(&op_mu_);
   std::vector<Rollout> running;
   {

@@ -24,7 +24,9 @@
 // watchdog resets its plug-in saw from devices of the deployment since the
 // stage started count as failures too.
 //
-// State is kept in memory (management re-creates it with Start on restart).
+// State is kept in memory and published with the deployment
+// (Deployment.rollout_status, baseline included); management re-creates it
+// with Restore on restart.
 // Thread-safety: thread-safe; hooks are called without the lock held.
 #ifndef SPHERE_SECURITYSVC_UPDATE_ROLLOUT_CONTROLLER_H_
 #define SPHERE_SECURITYSVC_UPDATE_ROLLOUT_CONTROLLER_H_
@@ -66,6 +68,9 @@ class RolloutController {
     // `since` (error reporting). Optional.
     std::function<uint64_t(const std::string& deployment_id, absl::Time since)>
         extra_failures;
+    // is_leader: Tick does nothing while it answers false (a management
+    // replica that is not the leader). Optional (unset = always lead).
+    std::function<bool()> is_leader;
   };
 
   RolloutController(const Clock* clock, Hooks hooks, Plan plan);
@@ -75,6 +80,14 @@ class RolloutController {
   // AlreadyExists when it is already rolling out.
   absl::Status Start(const v1::Deployment& deployment,
                      double failure_threshold);
+  // Restore re-creates a rollout from the state Commit stored in the
+  // deployment (Deployment.rollout_status), without publishing anything.
+  // InvalidArgument when the deployment carries no valid state.
+  absl::Status Restore(const v1::Deployment& deployment);
+  bool Has(const std::string& deployment_id) const;
+  // Forget drops a rollout (its deployment was deleted). May be called from
+  // Hooks::apply.
+  void Forget(const std::string& deployment_id);
   absl::Status Pause(const std::string& deployment_id);
   absl::Status Resume(const std::string& deployment_id);
   absl::Status Abort(const std::string& deployment_id,
