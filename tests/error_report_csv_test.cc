@@ -63,7 +63,7 @@ std::vector<std::vector<std::string>> ParseCsv(const std::string& text) {
 TEST(ErrorReportCsvTest, ColumnsAndCountsMatchTheEventsSent) {
   TestPlatform platform;
   TestPlatform::Options o;
-  o.extra_plugins = [] {
+  o.extra_plugins = [](shard::TestPlatform&) {
     errors::ErrorReportingPlugin::Options po;
     po.sweep_interval = absl::ZeroDuration();
     std::vector<std::unique_ptr<shard::ShardPlugin>> v;
