@@ -8,11 +8,19 @@
 //   attest         challenge + quote + certificate through the twin library
 //                  (Twin + TwinDriver) over gateway channels, closed or open
 //                  loop; optional shard-restart fault
-//   update_check, update_install, telemetry, error_report
-//                  not served on this branch: Unavailable() probes the
+//   update_check   GetUpdates per certified twin over the gateway channels
+//                  (gateway certificate + the twin's session token), each
+//                  answer's signed metadata verified as the device does
+//                  (update::VerifyMetadata); a bounded window in flight
+//   update_install, telemetry
+//                  not driven on this branch: Unavailable() probes the
 //                  cluster and says why; they are reported skipped, never
-//                  faked. Wiring one = filling in its Run (the twin library
-//                  gets the agent; the phase drives it like attest).
+//                  faked.
+//   error_report   each certified twin's device crashes an app
+//                  --error-events times; the twin library (ErrorUploader
+//                  via TwinDriver) uploads the ring over the gateway
+//                  channels; afterwards every shard's QueryErrors
+//                  (operator) must hold each acknowledged event once
 //
 // Adding a phase: subclass Phase, add it to DefaultPhases().
 //
