@@ -79,6 +79,7 @@ class Fleet {
   std::vector<std::unique_ptr<twin::Twin>>& twins() { return twins_; }
 
   std::string tenant_id;  // set by the claim phase
+  std::string device_group_id;  // set by the claim phase; devices join it
   std::optional<FaultReport> fault;
   uint64_t tls_connections = 0;  // --tls-per-twin: connections opened
   // Error upload policy the twins' configs point at once the error_report

@@ -146,7 +146,23 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
     v1::ClaimDeviceRequest req;
     v1::Device resp;
     absl::Time start;
+    // Then AssignDevice into the run's device group (update_check needs it).
+    grpc::ClientContext assign_ctx;
+    v1::AssignDeviceRequest assign;
+    v1::Device assign_resp;
   };
+
+  void Done(std::shared_ptr<Call> call, const grpc::Status& st) {
+    const absl::Time now = absl::Now();
+    if (st.ok()) {
+      stats_->RecordOk(now, now - call->start);
+    } else {
+      stats_->RecordError(static_cast<absl::StatusCode>(st.error_code()));
+    }
+    StartMore();
+    absl::MutexLock l(&mu_);
+    --in_flight_;
+  }
 
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return in_flight_ == 0 &&
@@ -171,16 +187,17 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
       call->start = absl::Now();
       fleet_->management()->async()->ClaimDevice(
           &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
-            const absl::Time now = absl::Now();
-            if (st.ok()) {
-              self->stats_->RecordOk(now, now - call->start);
-            } else {
-              self->stats_->RecordError(
-                  static_cast<absl::StatusCode>(st.error_code()));
+            if (!st.ok() || self->fleet_->device_group_id.empty()) {
+              self->Done(call, st);
+              return;
             }
-            self->StartMore();
-            absl::MutexLock l(&self->mu_);
-            --self->in_flight_;
+            call->assign.set_tenant_id(self->fleet_->tenant_id);
+            call->assign.set_device_id(call->req.device_id());
+            call->assign.set_device_group_id(self->fleet_->device_group_id);
+            call->assign_ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+            self->fleet_->management()->async()->AssignDevice(
+                &call->assign_ctx, &call->assign, &call->assign_resp,
+                [self, call](grpc::Status st2) { self->Done(call, st2); });
           });
     }
   }
@@ -214,6 +231,36 @@ class ClaimPhase final : public Phase {
                                          st.error_message()));
       }
       fleet.tenant_id = resp.id();
+    }
+    // A product and device group for the fleet (not timed): each claimed
+    // device is assigned to it, so the update service has a group to
+    // answer for (update_check).
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::CreateProductRequest req;
+      req.set_tenant_id(fleet.tenant_id);
+      req.set_name("loadgen");
+      v1::Product product;
+      grpc::Status st = fleet.management()->CreateProduct(&ctx, req, &product);
+      if (!st.ok()) {
+        return absl::Status(rpc::FromGrpcStatus(st).code(),
+                            absl::StrCat("CreateProduct: ", st.error_message()));
+      }
+      grpc::ClientContext gctx;
+      gctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::CreateDeviceGroupRequest greq;
+      greq.set_tenant_id(fleet.tenant_id);
+      greq.set_product(product.id());
+      greq.set_name("fleet");
+      v1::DeviceGroup group;
+      st = fleet.management()->CreateDeviceGroup(&gctx, greq, &group);
+      if (!st.ok()) {
+        return absl::Status(
+            rpc::FromGrpcStatus(st).code(),
+            absl::StrCat("CreateDeviceGroup: ", st.error_message()));
+      }
+      fleet.device_group_id = group.id();
     }
     stats.Start(absl::Now(), fleet.twins().size());
     auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
