@@ -7,6 +7,12 @@
 
 namespace sphere::client {
 
+namespace {
+// Same key as securitysvc/auth/device_authenticator.h kSessionTokenMetadata
+// (device-side code links no server code).
+constexpr char kSessionTokenMetadataKey[] = "sphere-session-token";
+}  // namespace
+
 v1::ShardMap ShardMapFromEndpoints(
     const std::vector<cluster::ShardEndpoint>& shards) {
   v1::ShardMap map;
@@ -26,14 +32,14 @@ class AsyncAttestationClient::Call {
   virtual const std::string& device_id() const = 0;
   virtual const char* method() const = 0;
   // Start sends the request on `stub` with a fresh context.
-  virtual void Start(v1::AttestationService::Stub* stub,
-                     absl::Duration deadline,
+  virtual void Start(const Stubs& stubs, absl::Duration deadline,
                      std::function<void(grpc::Status)> on_done) = 0;
   virtual void Complete(absl::Status status) = 0;
 
   grpc::ClientContext* context() { return context_.get(); }
   int hops = 0;
   std::string address;
+  std::string session_token;  // sent as metadata when non-empty
 
  protected:
   std::unique_ptr<grpc::ClientContext> context_;
@@ -43,7 +49,7 @@ template <typename Req, typename Resp>
 class AsyncAttestationClient::TypedCall final
     : public AsyncAttestationClient::Call {
  public:
-  using Invoke = void (*)(v1::AttestationService::Stub*, grpc::ClientContext*,
+  using Invoke = void (*)(const Stubs&, grpc::ClientContext*,
                           const Req*, Resp*, std::function<void(grpc::Status)>);
   TypedCall(const char* method, Req request,
             std::function<void(absl::StatusOr<Resp>)> done, Invoke invoke)
@@ -56,12 +62,15 @@ class AsyncAttestationClient::TypedCall final
     return request_.device_id();
   }
   const char* method() const override { return method_; }
-  void Start(v1::AttestationService::Stub* stub, absl::Duration deadline,
+  void Start(const Stubs& stubs, absl::Duration deadline,
              std::function<void(grpc::Status)> on_done) override {
     context_ = std::make_unique<grpc::ClientContext>();
     context_->set_deadline(rpc::Deadline(deadline));
+    if (!session_token.empty()) {
+      context_->AddMetadata(kSessionTokenMetadataKey, session_token);
+    }
     response_.Clear();
-    invoke_(stub, context_.get(), &request_, &response_, std::move(on_done));
+    invoke_(stubs, context_.get(), &request_, &response_, std::move(on_done));
   }
   void Complete(absl::Status status) override {
     if (status.ok()) {
@@ -108,10 +117,10 @@ void AsyncAttestationClient::GetChallenge(v1::GetChallengeRequest request,
                                           ChallengeCallback done) {
   Submit(new TypedCall<v1::GetChallengeRequest, v1::GetChallengeResponse>(
       "GetChallenge", std::move(request), std::move(done),
-      +[](v1::AttestationService::Stub* stub, grpc::ClientContext* ctx,
+      +[](const Stubs& stubs, grpc::ClientContext* ctx,
           const v1::GetChallengeRequest* req, v1::GetChallengeResponse* resp,
           std::function<void(grpc::Status)> cb) {
-        stub->async()->GetChallenge(ctx, req, resp, std::move(cb));
+        stubs.attestation->async()->GetChallenge(ctx, req, resp, std::move(cb));
       }));
 }
 
@@ -119,11 +128,25 @@ void AsyncAttestationClient::Attest(v1::AttestRequest request,
                                     AttestCallback done) {
   Submit(new TypedCall<v1::AttestRequest, v1::AttestResponse>(
       "Attest", std::move(request), std::move(done),
-      +[](v1::AttestationService::Stub* stub, grpc::ClientContext* ctx,
+      +[](const Stubs& stubs, grpc::ClientContext* ctx,
           const v1::AttestRequest* req, v1::AttestResponse* resp,
           std::function<void(grpc::Status)> cb) {
-        stub->async()->Attest(ctx, req, resp, std::move(cb));
+        stubs.attestation->async()->Attest(ctx, req, resp, std::move(cb));
       }));
+}
+
+void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
+                                          std::string session_token,
+                                          UploadErrorsCallback done) {
+  auto* call = new TypedCall<v1::UploadErrorsRequest, v1::UploadErrorsResponse>(
+      "UploadErrors", std::move(request), std::move(done),
+      +[](const Stubs& stubs, grpc::ClientContext* ctx,
+          const v1::UploadErrorsRequest* req, v1::UploadErrorsResponse* resp,
+          std::function<void(grpc::Status)> cb) {
+        stubs.errors->async()->UploadErrors(ctx, req, resp, std::move(cb));
+      });
+  call->session_token = std::move(session_token);
+  Submit(call);
 }
 
 AsyncAttestationClient::Stats AsyncAttestationClient::stats() const {
@@ -170,7 +193,7 @@ int AsyncAttestationClient::AddressIndexLocked(const std::string& address) {
 }
 
 void AsyncAttestationClient::Dispatch(Call* call) {
-  v1::AttestationService::Stub* stub = nullptr;
+  Stubs stubs{nullptr, nullptr};
   {
     absl::MutexLock l(&mu_);
     int index = -1;
@@ -184,14 +207,15 @@ void AsyncAttestationClient::Dispatch(Call* call) {
     if (index >= 0) {
       Endpoint& e = endpoints_[index];
       if (!e.stub) {
-        e.stub =
-            v1::AttestationService::NewStub(rpc::NewChannel(e.address, tls_));
+        auto channel = rpc::NewChannel(e.address, tls_);
+        e.stub = v1::AttestationService::NewStub(channel);
+        e.errors_stub = v1::ErrorReportingService::NewStub(channel);
       }
       call->address = e.address;
-      stub = e.stub.get();
+      stubs = Stubs{e.stub.get(), e.errors_stub.get()};
     }
   }
-  if (stub == nullptr) {
+  if (stubs.attestation == nullptr) {
     Finish(call, absl::UnavailableError(absl::StrCat(
                      call->method(), " for device ", call->device_id(),
                      ": no Security Service shard address available (",
@@ -200,7 +224,7 @@ void AsyncAttestationClient::Dispatch(Call* call) {
                      ")")));
     return;
   }
-  call->Start(stub, options_.deadline,
+  call->Start(stubs, options_.deadline,
               [this, call](grpc::Status st) { OnRpcDone(call, st); });
 }
 

@@ -50,6 +50,7 @@
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
 #include "protos/attestation.grpc.pb.h"
+#include "protos/error_reporting.grpc.pb.h"
 
 namespace sphere::client {
 
@@ -65,6 +66,22 @@ class AttestationTransport {
   virtual void GetChallenge(v1::GetChallengeRequest request,
                             ChallengeCallback done) = 0;
   virtual void Attest(v1::AttestRequest request, AttestCallback done) = 0;
+
+  // UploadErrors sends a device's error batch to its owning shard's
+  // ErrorReportingService. `session_token` (from the device's attestation)
+  // goes in metadata when non-empty: the gateway path; a device presenting
+  // its own device certificate passes "". The default answers UNIMPLEMENTED
+  // (a transport that carries attestation only).
+  using UploadErrorsCallback =
+      std::function<void(absl::StatusOr<v1::UploadErrorsResponse>)>;
+  virtual void UploadErrors(v1::UploadErrorsRequest request,
+                            std::string session_token,
+                            UploadErrorsCallback done) {
+    (void)request;
+    (void)session_token;
+    done(absl::UnimplementedError(
+        "this attestation transport does not carry error uploads"));
+  }
 };
 
 // ShardMapFromEndpoints builds the ring input from cluster.json's shard list
@@ -84,7 +101,7 @@ class AsyncAttestationClient final : public AttestationTransport {
     absl::Duration deadline = absl::Seconds(10);  // per RPC
   };
   struct Stats {
-    uint64_t calls = 0;           // GetChallenge + Attest submitted
+    uint64_t calls = 0;           // GetChallenge + Attest + UploadErrors
     uint64_t redirects = 0;       // redirects followed
     uint64_t rejected = 0;        // refused locally: window and queue full
     int max_in_flight_seen = 0;   // high-water mark of the window
@@ -102,11 +119,18 @@ class AsyncAttestationClient final : public AttestationTransport {
   void GetChallenge(v1::GetChallengeRequest request,
                     ChallengeCallback done) override;
   void Attest(v1::AttestRequest request, AttestCallback done) override;
+  void UploadErrors(v1::UploadErrorsRequest request, std::string session_token,
+                    UploadErrorsCallback done) override;
 
   Stats stats() const;
 
  private:
   class Call;
+  // Stubs: one channel's service stubs (created with the channel).
+  struct Stubs {
+    v1::AttestationService::Stub* attestation;
+    v1::ErrorReportingService::Stub* errors;
+  };
   template <typename Req, typename Resp>
   class TypedCall;
 
@@ -129,6 +153,7 @@ class AsyncAttestationClient final : public AttestationTransport {
   struct Endpoint {
     std::string address;
     std::unique_ptr<v1::AttestationService::Stub> stub;  // created lazily
+    std::unique_ptr<v1::ErrorReportingService::Stub> errors_stub;  // same channel
   };
   std::vector<Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   // device id -> endpoint index, only for devices a redirect moved off the

@@ -52,6 +52,7 @@ struct FleetOptions {
   double fault_at = 0.3;          // fraction of attestations done
   absl::Duration phase_timeout = absl::Hours(4);
   std::string tenant;             // "" = loadgen-<unix seconds>
+  int error_events = 3;           // error_report: app crashes per twin
 };
 
 // ReadProcessRss returns VmRSS of `pid` (0 = this process) in bytes.
@@ -78,8 +79,12 @@ class Fleet {
   std::vector<std::unique_ptr<twin::Twin>>& twins() { return twins_; }
 
   std::string tenant_id;  // set by the claim phase
+  std::string device_group_id;  // set by the claim phase; devices join it
   std::optional<FaultReport> fault;
   uint64_t tls_connections = 0;  // --tls-per-twin: connections opened
+  // Error upload policy the twins' configs point at once the error_report
+  // phase runs (outlives the twins' uploaders).
+  twin::ErrorUploadPolicy error_upload;
 
   // ShardPid reads DIR/run/<shard id>.pid (written by local_cluster).
   absl::StatusOr<pid_t> ShardPid(const std::string& shard_id) const;

@@ -60,6 +60,10 @@ int Main(int argc, char** argv) {
                  "every Nth twin verifies its issued chain (0 = none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--error-events", f.error_events,
+                 "error_report phase: app crashes recorded per twin")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   app.add_flag("--tls-per-twin", f.tls_per_twin,
                "one mutual-TLS connection (full handshake) per twin instead "
                "of shared gateway channels; for smaller fleets");

@@ -4,8 +4,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/attestation_client.h"
@@ -16,6 +20,9 @@
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "protos/attestation.grpc.pb.h"
+#include "protos/error_reporting.grpc.pb.h"
+#include "protos/update.grpc.pb.h"
+#include "common/update/metadata.h"
 #include "twin/driver.h"
 
 namespace sphere::loadgen {
@@ -139,7 +146,23 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
     v1::ClaimDeviceRequest req;
     v1::Device resp;
     absl::Time start;
+    // Then AssignDevice into the run's device group (update_check needs it).
+    grpc::ClientContext assign_ctx;
+    v1::AssignDeviceRequest assign;
+    v1::Device assign_resp;
   };
+
+  void Done(std::shared_ptr<Call> call, const grpc::Status& st) {
+    const absl::Time now = absl::Now();
+    if (st.ok()) {
+      stats_->RecordOk(now, now - call->start);
+    } else {
+      stats_->RecordError(static_cast<absl::StatusCode>(st.error_code()));
+    }
+    StartMore();
+    absl::MutexLock l(&mu_);
+    --in_flight_;
+  }
 
   bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return in_flight_ == 0 &&
@@ -164,16 +187,17 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
       call->start = absl::Now();
       fleet_->management()->async()->ClaimDevice(
           &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
-            const absl::Time now = absl::Now();
-            if (st.ok()) {
-              self->stats_->RecordOk(now, now - call->start);
-            } else {
-              self->stats_->RecordError(
-                  static_cast<absl::StatusCode>(st.error_code()));
+            if (!st.ok() || self->fleet_->device_group_id.empty()) {
+              self->Done(call, st);
+              return;
             }
-            self->StartMore();
-            absl::MutexLock l(&self->mu_);
-            --self->in_flight_;
+            call->assign.set_tenant_id(self->fleet_->tenant_id);
+            call->assign.set_device_id(call->req.device_id());
+            call->assign.set_device_group_id(self->fleet_->device_group_id);
+            call->assign_ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+            self->fleet_->management()->async()->AssignDevice(
+                &call->assign_ctx, &call->assign, &call->assign_resp,
+                [self, call](grpc::Status st2) { self->Done(call, st2); });
           });
     }
   }
@@ -207,6 +231,36 @@ class ClaimPhase final : public Phase {
                                          st.error_message()));
       }
       fleet.tenant_id = resp.id();
+    }
+    // A product and device group for the fleet (not timed): each claimed
+    // device is assigned to it, so the update service has a group to
+    // answer for (update_check).
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::CreateProductRequest req;
+      req.set_tenant_id(fleet.tenant_id);
+      req.set_name("loadgen");
+      v1::Product product;
+      grpc::Status st = fleet.management()->CreateProduct(&ctx, req, &product);
+      if (!st.ok()) {
+        return absl::Status(rpc::FromGrpcStatus(st).code(),
+                            absl::StrCat("CreateProduct: ", st.error_message()));
+      }
+      grpc::ClientContext gctx;
+      gctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+      v1::CreateDeviceGroupRequest greq;
+      greq.set_tenant_id(fleet.tenant_id);
+      greq.set_product(product.id());
+      greq.set_name("fleet");
+      v1::DeviceGroup group;
+      st = fleet.management()->CreateDeviceGroup(&gctx, greq, &group);
+      if (!st.ok()) {
+        return absl::Status(
+            rpc::FromGrpcStatus(st).code(),
+            absl::StrCat("CreateDeviceGroup: ", st.error_message()));
+      }
+      fleet.device_group_id = group.id();
     }
     stats.Start(absl::Now(), fleet.twins().size());
     auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
@@ -475,11 +529,186 @@ class ServicePhase : public Phase {
   const std::string method_, issue_, agent_;
 };
 
-class UpdateCheckPhase final : public ServicePhase {
+// ---------------------------------------------------------------- update_check
+
+// UpdateCheckWindow keeps up to `window` GetUpdates calls in flight over the
+// gateway channels (gateway certificate + each twin's session token, the
+// path the shards' DeviceCallHandler authenticates like the attestation
+// client's), routed to the owning shard by the ring (redirect trailers are
+// followed once per call). Each answer's signed metadata is verified as the
+// device's update agent does (update::VerifyMetadata against the device's
+// image-signing key): an operation counts only when it verifies.
+class UpdateCheckWindow
+    : public std::enable_shared_from_this<UpdateCheckWindow> {
  public:
-  UpdateCheckPhase()
-      : ServicePhase("update_check", "/sphere.v1.UpdateService/GetUpdates",
-                     "the update service (issue 11)", "update agent") {}
+  UpdateCheckWindow(Fleet* fleet, PhaseStats* stats, std::vector<size_t> todo)
+      : fleet_(fleet),
+        stats_(stats),
+        todo_(std::move(todo)),
+        ring_(client::ShardMapFromEndpoints(fleet->cluster().shards)) {
+    for (const auto& s : fleet->cluster().shards) {
+      stubs_[s.address] = v1::UpdateService::NewStub(
+          rpc::NewChannel(s.address, fleet->gateway_tls()));
+    }
+  }
+
+  // Run returns once every call answered (or, after a stop request, once
+  // the calls in flight answered); returns how many were started.
+  size_t Run() {
+    StartMore();
+    absl::MutexLock l(&mu_);
+    while (!mu_.AwaitWithTimeout(
+        absl::Condition(this, &UpdateCheckWindow::DoneLocked),
+        absl::Seconds(1))) {
+    }
+    return next_;
+  }
+  uint64_t verified() const { return verified_.load(); }
+  std::string first_error() {
+    absl::MutexLock l(&mu_);
+    return first_error_;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::GetUpdatesRequest req;
+    v1::GetUpdatesResponse resp;
+    absl::Time start;
+    size_t twin = 0;
+    bool redirected = false;
+  };
+
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0 && (next_ >= todo_.size() || StopRequested());
+  }
+
+  void Fail(absl::Status s) {
+    stats_->RecordError(s.code());
+    absl::MutexLock l(&mu_);
+    if (first_error_.empty()) first_error_ = s.ToString();
+  }
+
+  void Send(std::shared_ptr<Call> call, v1::UpdateService::Stub* stub) {
+    auto self = shared_from_this();
+    call->ctx.set_deadline(rpc::Deadline(absl::Seconds(20)));
+    call->ctx.AddMetadata("sphere-session-token",
+                          fleet_->twins()[call->twin]->session_token());
+    stub->async()->GetUpdates(
+        &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
+          self->OnDone(call, st);
+        });
+  }
+
+  void OnDone(std::shared_ptr<Call> call, const grpc::Status& st) {
+    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+        !call->redirected) {
+      const auto& md = call->ctx.GetServerTrailingMetadata();
+      auto a = md.find(client::kRedirectAddressKey);
+      if (a != md.end()) {
+        auto it = stubs_.find(std::string(a->second.data(), a->second.size()));
+        if (it != stubs_.end()) {
+          auto again = std::make_shared<Call>();
+          again->req = call->req;
+          again->start = call->start;
+          again->twin = call->twin;
+          again->redirected = true;
+          Send(again, it->second.get());
+          return;
+        }
+      }
+    }
+    if (!st.ok()) {
+      absl::Status s = rpc::FromGrpcStatus(st);
+      Fail(absl::Status(s.code(), absl::StrCat("GetUpdates: ", s.message())));
+    } else {
+      twin::Twin& t = *fleet_->twins()[call->twin];
+      auto md = update::VerifyMetadata(call->resp.signed_metadata(),
+                                       t.device().image_signing_public_key(),
+                                       absl::Now(), 0);
+      if (md.ok()) {
+        const absl::Time now = absl::Now();
+        stats_->RecordOk(now, now - call->start);
+        verified_.fetch_add(1);
+      } else {
+        Fail(absl::Status(md.status().code(),
+                          absl::StrCat("signed update metadata: ",
+                                       md.status().message())));
+      }
+    }
+    StartMore();
+    absl::MutexLock l(&mu_);
+    --in_flight_;
+  }
+
+  void StartMore() {
+    while (true) {
+      auto call = std::make_shared<Call>();
+      {
+        absl::MutexLock l(&mu_);
+        if (in_flight_ >= fleet_->options().max_in_flight ||
+            next_ >= todo_.size() || StopRequested()) {
+          return;
+        }
+        ++in_flight_;
+        call->twin = todo_[next_++];
+      }
+      const std::string& id = fleet_->twins()[call->twin]->device().device_id();
+      call->req.set_device_id(id);
+      call->start = absl::Now();
+      Send(call, stubs_.at(ring_.Owner(id).address()).get());
+    }
+  }
+
+  Fleet* const fleet_;
+  PhaseStats* const stats_;
+  const std::vector<size_t> todo_;
+  const client::ShardRing ring_;
+  // One stub (channel) per shard address; read-only after construction.
+  absl::flat_hash_map<std::string, std::unique_ptr<v1::UpdateService::Stub>>
+      stubs_;
+  std::atomic<uint64_t> verified_{0};
+  mutable absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+class UpdateCheckPhase final : public Phase {
+ public:
+  const char* name() const override { return "update_check"; }
+  std::string Unavailable(Fleet& fleet) override {
+    const absl::StatusCode code =
+        ProbeMethod(fleet.cluster().shards[0].address, fleet.gateway_tls(),
+                    "/sphere.v1.UpdateService/GetUpdates");
+    if (code == absl::StatusCode::kUnimplemented) {
+      return "GetUpdates is not served (UNIMPLEMENTED): the update service "
+             "(issue 11) is not on this cluster";
+    }
+    if (code == absl::StatusCode::kUnavailable) {
+      return "GetUpdates probe: server unavailable";
+    }
+    return "";
+  }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < fleet.twins().size(); ++i) {
+      if (fleet.twins()[i]->certified()) todo.push_back(i);
+    }
+    const size_t n = todo.size();
+    stats.Start(absl::Now(), n);
+    auto window = std::make_shared<UpdateCheckWindow>(&fleet, &stats,
+                                                      std::move(todo));
+    const size_t started = window->Run();
+    stats.Finish(absl::Now());
+    if (started < n) return Interrupted(started, n);
+    if (window->verified() < n) {
+      return absl::DataLossError(absl::StrCat(
+          "update_check: ", n - window->verified(), " of ", n,
+          " checks failed; first: ", window->first_error()));
+    }
+    return absl::OkStatus();
+  }
 };
 
 class UpdateInstallPhase final : public ServicePhase {
@@ -501,12 +730,191 @@ class TelemetryPhase final : public ServicePhase {
   std::string Address(Fleet& fleet) override { return fleet.cluster().appsvc; }
 };
 
-class ErrorReportPhase final : public ServicePhase {
+// ---------------------------------------------------------------- error_report
+
+// UploadTiming forwards UploadErrors to the gateway client and records one
+// operation per answered upload (latency = the RPC, redirects included).
+class UploadTiming final : public client::AttestationTransport {
  public:
-  ErrorReportPhase()
-      : ServicePhase("error_report",
-                     "/sphere.v1.ErrorReportingService/UploadErrors",
-                     "error reporting (issue 12)", "error uploader") {}
+  UploadTiming(client::AttestationTransport* inner, PhaseStats* stats)
+      : inner_(inner), stats_(stats) {}
+  void GetChallenge(v1::GetChallengeRequest r, ChallengeCallback done) override {
+    inner_->GetChallenge(std::move(r), std::move(done));
+  }
+  void Attest(v1::AttestRequest r, AttestCallback done) override {
+    inner_->Attest(std::move(r), std::move(done));
+  }
+  void UploadErrors(v1::UploadErrorsRequest r, std::string token,
+                    UploadErrorsCallback done) override {
+    const absl::Time t0 = absl::Now();
+    inner_->UploadErrors(
+        std::move(r), std::move(token),
+        [this, t0, done = std::move(done)](
+            absl::StatusOr<v1::UploadErrorsResponse> a) {
+          if (a.ok()) {
+            const absl::Time now = absl::Now();
+            stats_->RecordOk(now, now - t0);
+            acknowledged_.fetch_add(a->stored() + a->duplicates(),
+                                    std::memory_order_relaxed);
+          } else {
+            stats_->RecordError(a.status().code());
+          }
+          done(std::move(a));
+        });
+  }
+  uint64_t acknowledged() const {
+    return acknowledged_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  client::AttestationTransport* const inner_;
+  PhaseStats* const stats_;
+  std::atomic<uint64_t> acknowledged_{0};
+};
+
+// ErrorReportPhase: every certified twin's device crashes an app
+// `error_events` times (mcu-model's APP_CRASH trigger fills its error ring);
+// the twin library's ErrorUploader uploads the ring through TwinDriver over
+// the gateway channels (session token from the attestation). One operation
+// = one acknowledged UploadErrors. Afterwards each shard's QueryErrors
+// (operator credential) must hold every acknowledged event exactly once.
+class ErrorReportPhase final : public Phase {
+ public:
+  const char* name() const override { return "error_report"; }
+  std::string Unavailable(Fleet& fleet) override {
+    const absl::StatusCode code =
+        ProbeMethod(fleet.cluster().shards[0].address, fleet.gateway_tls(),
+                    "/sphere.v1.ErrorReportingService/UploadErrors");
+    if (code == absl::StatusCode::kUnimplemented) {
+      return "UploadErrors is not served (UNIMPLEMENTED): error reporting "
+             "(issue 12) is not on this cluster";
+    }
+    if (code == absl::StatusCode::kUnavailable) {
+      return "UploadErrors probe: server unavailable";
+    }
+    return "";
+  }
+
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    const FleetOptions& o = fleet.options();
+    auto& twins = fleet.twins();
+    twin::ErrorUploadPolicy& policy = fleet.error_upload;
+    policy.batch_delay = absl::ZeroDuration();  // the ring is full already
+    policy.max_batch = 1000;                    // the service's batch limit
+    policy.max_pending = std::max<size_t>(policy.max_pending, 1000);
+    fleet.config()->error_upload = &policy;
+    fleet.verifying_config()->error_upload = &policy;
+
+    // Fill the rings: an app crash per event (APP_CRASH, exit code 3).
+    std::vector<uint32_t> expected(twins.size(), 0);
+    uint64_t total_events = 0;
+    size_t uploading = 0;
+    for (size_t i = 0; i < twins.size(); ++i) {
+      twin::Twin& t = *twins[i];
+      if (!t.certified()) continue;
+      for (int k = 0; k < o.error_events; ++k) {
+        (void)t.device().ReportAppExit("loadgen-crashy-app", 3, 0);
+      }
+      expected[i] = static_cast<uint32_t>(t.device().pending_error_events());
+      total_events += expected[i];
+      uploading += expected[i] > 0;
+    }
+
+    client::AsyncAttestationClient::Options co;
+    co.max_in_flight = o.max_in_flight;
+    co.deadline = absl::Seconds(20);
+    client::AsyncAttestationClient inner(fleet.cluster().shards,
+                                         fleet.gateway_tls(), co);
+    UploadTiming timing(&inner, &stats);
+    const absl::Time start = absl::Now();
+    stats.Start(start, uploading);
+    {
+      twin::TwinDriver driver(&timing, Clock::Real(),
+                              {.max_active = o.max_active});
+      for (size_t i = 0; i < twins.size(); ++i) {
+        if (expected[i] > 0) driver.Add(twins[i].get());
+      }
+      driver.RunUntil(
+          [&] {
+            return (timing.acknowledged() >= total_events &&
+                    driver.outstanding() == 0) ||
+                   StopRequested();
+          },
+          start + o.phase_timeout);
+    }
+    stats.Finish(absl::Now());
+    if (timing.acknowledged() < total_events) {
+      if (StopRequested()) {
+        return Interrupted(timing.acknowledged(), total_events);
+      }
+      return absl::DeadlineExceededError(
+          absl::StrCat("error_report: ", timing.acknowledged(), " of ",
+                       total_events, " events acknowledged before the deadline"));
+    }
+    return VerifyStoredOnce(fleet, expected, start);
+  }
+
+ private:
+  // VerifyStoredOnce pages through every shard's reports of the tenant
+  // since `since` and checks each fleet device has exactly its expected
+  // events, no (device, sequence) twice.
+  static absl::Status VerifyStoredOnce(Fleet& fleet,
+                                       const std::vector<uint32_t>& expected,
+                                       absl::Time since) {
+    auto& twins = fleet.twins();
+    absl::flat_hash_map<std::string, size_t> index;
+    index.reserve(twins.size());
+    for (size_t i = 0; i < twins.size(); ++i) {
+      if (expected[i] > 0) index[twins[i]->device().device_id()] = i;
+    }
+    std::vector<uint32_t> seen(twins.size(), 0);
+    absl::flat_hash_set<std::pair<size_t, uint64_t>> pairs;
+    uint64_t duplicates = 0;
+    for (const auto& shard : fleet.cluster().shards) {
+      auto stub = v1::ErrorReportingService::NewStub(
+          rpc::NewChannel(shard.address, fleet.operator_tls()));
+      std::string token;
+      do {
+        v1::QueryErrorsRequest q;
+        q.set_tenant_id(fleet.tenant_id);
+        q.set_from_unix_ms(absl::ToUnixMillis(since - absl::Minutes(10)));
+        q.set_page_size(1000);
+        q.set_page_token(token);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+        v1::QueryErrorsResponse r;
+        grpc::Status st = stub->QueryErrors(&ctx, q, &r);
+        if (!st.ok()) {
+          return absl::Status(
+              rpc::FromGrpcStatus(st).code(),
+              absl::StrCat("error_report verification: QueryErrors at ",
+                           shard.address, ": ", st.error_message()));
+        }
+        for (const auto& rep : r.reports()) {
+          auto it = index.find(rep.device_id());
+          if (it == index.end()) continue;  // not this run's upload
+          ++seen[it->second];
+          if (!pairs.insert({it->second, rep.event().sequence()}).second) {
+            ++duplicates;
+          }
+        }
+        token = r.next_page_token();
+      } while (!token.empty());
+    }
+    uint64_t missing = 0;
+    uint64_t extra = 0;
+    for (size_t i = 0; i < twins.size(); ++i) {
+      if (seen[i] < expected[i]) missing += expected[i] - seen[i];
+      if (seen[i] > expected[i]) extra += seen[i] - expected[i];
+    }
+    if (missing > 0 || extra > 0 || duplicates > 0) {
+      return absl::DataLossError(absl::StrCat(
+          "error_report verification: ", missing,
+          " acknowledged events missing, ", extra, " extra, ", duplicates,
+          " stored twice (QueryErrors, operator credential)"));
+    }
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace

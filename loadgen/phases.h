@@ -4,15 +4,24 @@
 //   manufacture    Pluton key generation + factory OS install (mcu-model)
 //   register       bulk factory import (ManagementService.ImportDevices,
 //                  one stream per batch of 1,000; latency = batch ack)
-//   claim          ClaimDevice per device, a bounded window in flight
+//   claim          ClaimDevice + AssignDevice (into the run's "loadgen/fleet"
+//                  device group) per device, a bounded window in flight
 //   attest         challenge + quote + certificate through the twin library
 //                  (Twin + TwinDriver) over gateway channels, closed or open
 //                  loop; optional shard-restart fault
-//   update_check, update_install, telemetry, error_report
-//                  not served on this branch: Unavailable() probes the
+//   update_check   GetUpdates per certified twin over the gateway channels
+//                  (gateway certificate + the twin's session token), each
+//                  answer's signed metadata verified as the device does
+//                  (update::VerifyMetadata); a bounded window in flight
+//   update_install, telemetry
+//                  not driven on this branch: Unavailable() probes the
 //                  cluster and says why; they are reported skipped, never
-//                  faked. Wiring one = filling in its Run (the twin library
-//                  gets the agent; the phase drives it like attest).
+//                  faked.
+//   error_report   each certified twin's device crashes an app
+//                  --error-events times; the twin library (ErrorUploader
+//                  via TwinDriver) uploads the ring over the gateway
+//                  channels; afterwards every shard's QueryErrors
+//                  (operator) must hold each acknowledged event once
 //
 // Adding a phase: subclass Phase, add it to DefaultPhases().
 //

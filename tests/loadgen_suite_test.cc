@@ -149,10 +149,14 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
     EXPECT_LE(p["p50_ms"].get<double>(), p["p99_ms"].get<double>()) << name;
     EXPECT_LE(p["p99_ms"].get<double>(), p["p999_ms"].get<double>()) << name;
   }
-  for (const char* p : {"manufacture", "register", "claim", "attest"}) {
+  // update_check verifies every answer's signed metadata; error_report
+  // checks every acknowledged event against QueryErrors (a failed check
+  // fails the run: rc != 0 above).
+  for (const char* p : {"manufacture", "register", "claim", "attest",
+                        "update_check", "error_report"}) {
     EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
   }
-  EXPECT_GE(ran, 4);
+  EXPECT_GE(ran, 6);
 
   // Independently of loadgen's counts: every device is claimed by the
   // tenant and its owning shard recorded the attestation.

@@ -60,6 +60,11 @@ void TwinDriver::Send(uint32_t index, Twin::Request request) {
     transport_->GetChallenge(std::move(*r), deliver);
   } else if (auto* r = std::get_if<v1::AttestRequest>(&request)) {
     transport_->Attest(std::move(*r), deliver);
+  } else if (auto* r = std::get_if<v1::UploadErrorsRequest>(&request)) {
+    // A gateway speaks for many devices: the request names its device.
+    r->set_device_id(twins_[index]->device().device_id());
+    transport_->UploadErrors(std::move(*r), twins_[index]->session_token(),
+                             deliver);
   }
 }
 
@@ -106,6 +111,10 @@ bool TwinDriver::RunUntil(const std::function<bool()>& done,
       if (auto* c = std::get_if<0>(&a.result)) {
         Apply(a.index, [now, c](Twin& twin) {
           return twin.OnChallenge(now, std::move(*c));
+        });
+      } else if (auto* u = std::get_if<2>(&a.result)) {
+        Apply(a.index, [now, u](Twin& twin) {
+          return twin.OnErrorsUploaded(now, *u);
         });
       } else {
         auto& r = std::get<1>(a.result);

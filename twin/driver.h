@@ -1,6 +1,7 @@
 // TwinDriver runs many Twins on one thread: it fires their timers, sends
-// the requests they return through an AttestationTransport and feeds the
-// answers back. It is the event loop the twin binary (one twin) and a load
+// the requests they return through an AttestationTransport (attestation
+// and error uploads, the latter with the twin's session token) and feeds
+// the answers back. It is the event loop the twin binary (one twin) and a load
 // generator (a million) share, so device behaviour lives only in Twin.
 //
 // Answers arrive on the transport's threads; they are queued (one entry per
@@ -90,7 +91,8 @@ class TwinDriver {
   struct Answer {
     uint32_t index;
     std::variant<absl::StatusOr<v1::GetChallengeResponse>,
-                 absl::StatusOr<v1::AttestResponse>>
+                 absl::StatusOr<v1::AttestResponse>,
+                 absl::StatusOr<v1::UploadErrorsResponse>>
         result;
   };
   using Timer = std::pair<absl::Time, uint32_t>;
