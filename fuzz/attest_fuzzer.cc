@@ -60,9 +60,8 @@ Fixture* MakeFixture() {
   tenant.set_id("t-contoso");
   tenant.set_name("Contoso");
   tenant.set_ca_certificate_pem(*ca_pem);
-  auto wrapped = sphere::catalog::InMemoryCatalog::WrapKey(
-      sphere::fuzz::FuzzMasterKey(),
-      sphere::catalog::TenantCaWrapLabel(tenant.id()), ca_key.scalar());
+  auto wrapped = sphere::catalog::WrapTenantCaKey(
+      sphere::fuzz::FuzzMasterKey(), tenant.id(), ca_key);
   Check(wrapped.ok(), "wrap tenant CA key");
   tenant.set_wrapped_ca_key(*wrapped);
   Check(f->view.PutTenant(tenant).ok(), "put tenant");

@@ -71,12 +71,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Catalog::Open(store->get(), &clock, options);
   if (!catalog.ok()) return 0;
 
-  absl::StatusOr<std::vector<sphere::v1::Tenant>> tenants =
+  absl::StatusOr<sphere::v1::ListTenantsResponse> tenants =
       (*catalog)->ListTenants(Caller::PlatformOperator());
   if (tenants.ok()) {
-    for (const sphere::v1::Tenant& t : *tenants) {
+    for (const sphere::v1::Tenant& t : tenants->tenants()) {
       (void)(*catalog)->GetTenant(Caller::PlatformOperator(), t.id());
-      (void)(*catalog)->ListProducts(Caller::TenantOperator(t.id()), "");
+      (void)(*catalog)->ListProducts(Caller::TenantOperator(t.id()), {});
     }
   }
   (void)(*catalog)->GetShardMap(Caller::Internal());

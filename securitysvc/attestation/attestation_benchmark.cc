@@ -79,8 +79,7 @@ struct Platform {
     t.set_id(kTenant);
     t.set_name("Contoso");
     t.set_ca_certificate_pem(tenant_ca_pem);
-    t.set_wrapped_ca_key(*catalog::InMemoryCatalog::WrapKey(
-        master, catalog::TenantCaWrapLabel(kTenant), tenant_ca_key.scalar()));
+    t.set_wrapped_ca_key(*catalog::WrapTenantCaKey(master, kTenant, tenant_ca_key));
     Check(catalog->PutTenant(t), "PutTenant");
     v1::DeviceGroup g;
     g.set_id(kGroup);

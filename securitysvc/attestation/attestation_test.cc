@@ -202,8 +202,7 @@ class AttestationTest : public ::testing::Test {
     t.set_id(std::string(id));
     t.set_name(std::string(name));
     t.set_ca_certificate_pem(std::string(ca_pem));
-    auto wrapped = catalog::InMemoryCatalog::WrapKey(
-        master_key_, catalog::TenantCaWrapLabel(id), ca_key.scalar());
+    auto wrapped = catalog::WrapTenantCaKey(master_key_, id, ca_key);
     EXPECT_TRUE(wrapped.ok());
     t.set_wrapped_ca_key(*wrapped);
     return t;

@@ -27,33 +27,6 @@ absl::StatusOr<v1::Image> CatalogView::FindImageForTenant(
   return OtherTenantsImage(hash);
 }
 
-absl::StatusOr<std::string> InMemoryCatalog::WrapKey(
-    absl::string_view master_key, absl::string_view label,
-    absl::string_view key) {
-  std::string nonce = crypto::RandomBytes(12);
-  auto sealed = crypto::AesGcmSeal(master_key, nonce, key, label);
-  if (!sealed.ok()) return sealed.status();
-  return nonce + *sealed;
-}
-
-absl::StatusOr<std::string> InMemoryCatalog::UnwrapKey(
-    absl::string_view master_key, absl::string_view label,
-    absl::string_view wrapped) {
-  if (wrapped.size() < 12 + 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("wrapped key for ", label, " is truncated"));
-  }
-  auto key = crypto::AesGcmOpen(master_key, wrapped.substr(0, 12),
-                                wrapped.substr(12), label);
-  if (!key.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot unwrap key for ", label,
-                     ": wrong cluster master key or tampered catalog (",
-                     key.status().message(), ")"));
-  }
-  return key;
-}
-
 InMemoryCatalog::InMemoryCatalog(std::string master_key)
     : master_key_(std::move(master_key)), live_(std::make_unique<State>()) {}
 
@@ -64,11 +37,8 @@ absl::StatusOr<std::shared_ptr<const TenantCa>> InMemoryCatalog::BuildTenantCa(
   ca.name = tenant.name();
   ca.ca_cert_pem = tenant.ca_certificate_pem();
   if (!tenant.wrapped_ca_key().empty()) {
-    auto scalar =
-        UnwrapKey(master_key_, catalog::TenantCaWrapLabel(tenant.id()),
-                  tenant.wrapped_ca_key());
-    if (!scalar.ok()) return scalar.status();
-    auto key = crypto::EcPrivateKey::FromScalar(*scalar);
+    auto key =
+        UnwrapTenantCaKey(master_key_, tenant.id(), tenant.wrapped_ca_key());
     if (!key.ok()) return key.status();
     ca.ca_key = std::move(*key);
     // Parse the CA certificate and build the signing key once here, not per

@@ -19,14 +19,10 @@
 #include "common/crypto/crypto.h"
 #include "protos/management.pb.h"
 #include "securitysvc/catalog/device_table.h"
+#include "securitysvc/catalog/tenant_ca_key.h"
 
 namespace sphere::catalog {
 
-// TenantCaWrapLabel is the AES-GCM associated data binding a wrapped tenant
-// CA key to its tenant (management wraps, shards unwrap).
-inline std::string TenantCaWrapLabel(absl::string_view tenant_id) {
-  return absl::StrCat("sphere-tenant-ca:", tenant_id);
-}
 
 // ImageOwnerKey names an image by owner and id ("<tenant id>/<image id>",
 // "platform/<image id>" for OS images): a tenant's images are bound to it, so
@@ -156,14 +152,6 @@ class InMemoryCatalog : public CatalogView {
   int64_t revision() const override;
   bool synced() const override;
 
-  // WrapKey / UnwrapKey: AES-256-GCM under the master key (used by
-  // management to wrap and by shards to unwrap tenant CA keys).
-  static absl::StatusOr<std::string> WrapKey(absl::string_view master_key,
-                                             absl::string_view label,
-                                             absl::string_view key);
-  static absl::StatusOr<std::string> UnwrapKey(absl::string_view master_key,
-                                               absl::string_view label,
-                                               absl::string_view wrapped);
 
  private:
   // State is one complete copy of what the view serves.

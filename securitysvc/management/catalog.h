@@ -23,6 +23,18 @@
 // million-device snapshot never holds it; only live events are queued (bounded)
 // by the committing thread.
 //
+// Layout (catalog_internal.h): records are keyed by tenant (then product or
+// group), so every List is a prefix scan of one tenant and reads one page
+// (page_size / page_token, catalog_internal.h); names are unique ignoring
+// case through a lower-cased name index. The class is implemented one file
+// per resource: catalog.cc (open, transactions, following a shared log,
+// compaction), catalog_tenants.cc, catalog_products.cc (products and device
+// groups), catalog_devices.cc (factory registry, claims, assignment,
+// revocation, transfers), catalog_images.cc, catalog_deployments.cc
+// (deployments and staged rollout), catalog_os_releases.cc,
+// catalog_shards.cc and catalog_watch.cc; the access checks of all of them
+// are in catalog_access.cc.
+//
 // Access control: every method takes the Caller. A tenant operator sees and
 // changes only its own tenant's objects: another tenant's product, group,
 // image or device answers NotFound exactly like a missing one (and an
@@ -51,6 +63,8 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
+#include <utility>
 #include <memory>
 #include <set>
 #include <string>
@@ -68,6 +82,7 @@
 #include "protos/management.pb.h"
 #include "securitysvc/management/limits.h"
 #include "securitysvc/management/revision_log.h"
+#include "securitysvc/catalog/tenant_ca_key.h"
 
 namespace sphere::management {
 
@@ -108,15 +123,10 @@ struct ImportResult {
   uint64_t already_known = 0;
 };
 
-// WrapTenantCaKey seals a tenant CA private scalar under the master key
-// (AES-256-GCM, random nonce, tenant id as associated data); the result is
-// nonce || ciphertext || tag. UnwrapTenantCaKey reverses it (shards use it).
-absl::StatusOr<std::string> WrapTenantCaKey(absl::string_view master_key,
-                                            absl::string_view tenant_id,
-                                            const crypto::EcPrivateKey& key);
-absl::StatusOr<crypto::EcPrivateKey> UnwrapTenantCaKey(
-    absl::string_view master_key, absl::string_view tenant_id,
-    absl::string_view wrapped);
+// The tenant-CA key wrap has one owner, securitysvc/catalog/tenant_ca_key.h
+// (shards unwrap with the same functions).
+using catalog::UnwrapTenantCaKey;
+using catalog::WrapTenantCaKey;
 
 // IsValidDevicePublicKey: 65 bytes, uncompressed SEC1 (0x04 prefix).
 bool IsValidDevicePublicKey(absl::string_view public_key);
@@ -144,7 +154,14 @@ class Catalog {
   // ---- Tenants ---------------------------------------------------------
   absl::StatusOr<v1::Tenant> CreateTenant(const Caller& caller,
                                           absl::string_view name);
-  absl::StatusOr<std::vector<v1::Tenant>> ListTenants(const Caller& caller);
+  // Every List reads one page (request.page_size: 0 = 100, at most 1000;
+  // request.page_token: the previous response's next_page_token, refused
+  // with InvalidArgument when malformed or from another listing) in key
+  // order; next_page_token is empty on the last page. A record that exists
+  // for the whole paging is returned exactly once, whatever is inserted
+  // meanwhile. ListTenants: a tenant operator sees only its own tenant.
+  absl::StatusOr<v1::ListTenantsResponse> ListTenants(
+      const Caller& caller, const v1::ListTenantsRequest& request = {});
   // `tenant` is an id or a name; empty means the caller's own tenant.
   absl::StatusOr<v1::Tenant> GetTenant(const Caller& caller,
                                        absl::string_view tenant);
@@ -163,8 +180,8 @@ class Catalog {
                                             absl::string_view tenant,
                                             absl::string_view name,
                                             absl::string_view description);
-  absl::StatusOr<std::vector<v1::Product>> ListProducts(
-      const Caller& caller, absl::string_view tenant);
+  absl::StatusOr<v1::ListProductsResponse> ListProducts(
+      const Caller& caller, const v1::ListProductsRequest& request);
   // `product` is an id or a name.
   absl::StatusOr<v1::Product> GetProduct(const Caller& caller,
                                          absl::string_view tenant,
@@ -172,9 +189,8 @@ class Catalog {
 
   absl::StatusOr<v1::DeviceGroup> CreateDeviceGroup(
       const Caller& caller, const v1::CreateDeviceGroupRequest& request);
-  absl::StatusOr<std::vector<v1::DeviceGroup>> ListDeviceGroups(
-      const Caller& caller, absl::string_view tenant,
-      absl::string_view product);
+  absl::StatusOr<v1::ListDeviceGroupsResponse> ListDeviceGroups(
+      const Caller& caller, const v1::ListDeviceGroupsRequest& request);
   // `group` is an id, or "<product>/<group name>".
   absl::StatusOr<v1::DeviceGroup> GetDeviceGroup(const Caller& caller,
                                                  absl::string_view tenant,
@@ -234,12 +250,14 @@ class Catalog {
   // pipeline. An empty tenant_id is a platform OS image (platform only).
   absl::StatusOr<v1::Image> RecordImage(const Caller& caller,
                                         const v1::Image& image);
-  absl::StatusOr<std::vector<v1::Image>> ListImages(const Caller& caller,
-                                                    absl::string_view tenant);
+  // ListImages: a platform operator naming no tenant pages through every
+  // tenant's images and the platform's.
+  absl::StatusOr<v1::ListImagesResponse> ListImages(
+      const Caller& caller, const v1::ListImagesRequest& request);
   absl::StatusOr<v1::Deployment> CreateDeployment(
       const Caller& caller, const v1::CreateDeploymentRequest& request);
-  absl::StatusOr<std::vector<v1::Deployment>> ListDeployments(
-      const Caller& caller, absl::string_view tenant, absl::string_view group);
+  absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
+      const Caller& caller, const v1::ListDeploymentsRequest& request);
   absl::StatusOr<v1::OsRelease> ReleaseOs(const Caller& caller,
                                           const v1::ReleaseOsRequest& request);
 
@@ -329,9 +347,12 @@ class Catalog {
   absl::Status DeleteImage(const Caller& caller, absl::string_view tenant,
                            absl::string_view image_id);
 
- private:
+ public:
+  // Txn: one mutation's records and events (catalog_internal.h; only the
+  // catalog's own files can use it).
   class Txn;
 
+ private:
   Catalog(RevisionLog* log, Clock* clock, CatalogOptions options);
   // CatchUpLocked (shared logs) reads the log's revision key and the change
   // log after revision_, notifies live watchers and advances revision_.
@@ -359,22 +380,20 @@ class Catalog {
                                           absl::string_view id_or_name);
   absl::StatusOr<v1::DeviceGroup> FindGroup(const v1::Tenant& tenant,
                                             absl::string_view group);
+  // FindGroupById: the tenant's group `group_id` (nullopt if none).
+  absl::StatusOr<std::optional<v1::DeviceGroup>> FindGroupById(
+      const v1::Tenant& tenant, absl::string_view group_id);
   absl::StatusOr<v1::Device> LoadDevice(absl::string_view device_id);
-  // DeviceNotFound: the one answer for a device the caller may not see
-  // (missing, unclaimed or another tenant's).
-  static absl::Status DeviceNotFound(const v1::Tenant& tenant,
-                                     absl::string_view device_id);
-  absl::StatusOr<v1::Device> FindOwnedDevice(const Caller& caller,
-                                             const v1::Tenant& tenant,
+  absl::StatusOr<v1::Device> FindOwnedDevice(const v1::Tenant& tenant,
                                              absl::string_view device_id);
-  // DevicesInGroups returns up to `limit` ids of the tenant's devices in any
-  // of `group_ids`. CheckGroupsUnused is FailedPrecondition (naming `what`)
-  // while such a device or a deployment to such a group exists.
-  absl::StatusOr<std::vector<std::string>> DevicesInGroups(
-      const v1::Tenant& tenant, const std::set<std::string>& group_ids,
-      size_t limit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FindDeployment: deployment `id` (nullopt if none) and its key.
+  absl::StatusOr<std::optional<std::pair<std::string, v1::Deployment>>>
+  FindDeployment(absl::string_view id);
+  // CheckGroupsUnused is FailedPrecondition (naming `what`) while a device
+  // is in, or a deployment targets, one of `group_ids` (one prefix scan of
+  // at most one key per group and index).
   absl::Status CheckGroupsUnused(const v1::Tenant& tenant,
-                                 const std::set<std::string>& group_ids,
+                                 const std::vector<std::string>& group_ids,
                                  absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

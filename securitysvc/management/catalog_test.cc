@@ -1,9 +1,12 @@
 #include "securitysvc/management/catalog.h"
 
 #include <algorithm>
+#include <functional>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -48,6 +51,20 @@ struct TestWatch {
     }
   }
 };
+
+v1::ListProductsRequest ProductsOf(absl::string_view tenant) {
+  v1::ListProductsRequest req;
+  req.set_tenant_id(std::string(tenant));
+  return req;
+}
+
+v1::ListDeviceGroupsRequest GroupsOf(absl::string_view tenant,
+                                     absl::string_view product) {
+  v1::ListDeviceGroupsRequest req;
+  req.set_tenant_id(std::string(tenant));
+  req.set_product(std::string(product));
+  return req;
+}
 
 class CatalogTest : public ::testing::Test {
  protected:
@@ -121,10 +138,12 @@ class CatalogTest : public ::testing::Test {
   }
 
   std::string GroupId(const v1::Product& product, absl::string_view name) {
-    auto groups = catalog_->ListDeviceGroups(Caller::PlatformOperator(),
-                                             product.tenant_id(), product.id());
+    v1::ListDeviceGroupsRequest req;
+    req.set_tenant_id(product.tenant_id());
+    req.set_product(product.id());
+    auto groups = catalog_->ListDeviceGroups(Caller::PlatformOperator(), req);
     EXPECT_TRUE(groups.ok()) << groups.status();
-    for (const auto& g : *groups) {
+    for (const auto& g : groups->groups()) {
       if (g.name() == name) return g.id();
     }
     ADD_FAILURE() << "no group " << name;
@@ -144,9 +163,10 @@ class CatalogTest : public ::testing::Test {
 };
 
 TEST_F(CatalogTest, NewProductGetsTheFiveDefaultGroups) {
-  auto groups = catalog_->ListDeviceGroups(contoso_op_, "", "DW100");
-  ASSERT_TRUE(groups.ok()) << groups.status();
-  ASSERT_EQ(groups->size(), 5u);
+  auto listed = catalog_->ListDeviceGroups(contoso_op_, GroupsOf("", "DW100"));
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  const auto& groups = listed->groups();
+  ASSERT_EQ(groups.size(), 5);
   struct Want {
     const char* name;
     v1::OsFeed feed;
@@ -284,7 +304,7 @@ TEST_F(CatalogTest, CrossTenantProductReadDenied) {
   EXPECT_TRUE(absl::IsNotFound(by_id.status())) << by_id.status();
   EXPECT_THAT(by_id.status().message(), HasSubstr(dw100_.id()));
   EXPECT_THAT(by_id.status().message(), Not(HasSubstr("Contoso")));
-  auto list = catalog_->ListProducts(fabrikam_op_, contoso_.id());
+  auto list = catalog_->ListProducts(fabrikam_op_, ProductsOf(contoso_.id()));
   EXPECT_TRUE(absl::IsPermissionDenied(list.status()));
 }
 
@@ -362,7 +382,7 @@ TEST_F(CatalogTest, TenantOperatorCannotCreateTenantsOrImport) {
       catalog_->ImportDevices(contoso_op_, {d}).status()));
   EXPECT_TRUE(absl::IsPermissionDenied(
       catalog_->OpenWatch(contoso_op_, 1, {}).status()));
-  EXPECT_EQ(catalog_->ListTenants(contoso_op_)->size(), 1u);
+  EXPECT_EQ(catalog_->ListTenants(contoso_op_)->tenants_size(), 1);
   EXPECT_EQ(Dump(), before);
 }
 
@@ -660,7 +680,7 @@ TEST_F(CatalogTest, PlatformOperatorsNeverReceiveWrappedCaKeys) {
   // Keep the StatusOr alive: ranging over `*temporary` would dangle.
   auto listed = catalog_->ListTenants(platform_);
   ASSERT_TRUE(listed.ok()) << listed.status();
-  for (const v1::Tenant& t : *listed) {
+  for (const v1::Tenant& t : listed->tenants()) {
     EXPECT_TRUE(t.wrapped_ca_key().empty());
   }
   EXPECT_TRUE(
@@ -691,7 +711,8 @@ TEST_F(CatalogTest, InternalCallerHasLeastPrivilege) {
       "issuing operator credentials");
   denied(catalog_->CreateProduct(shard, "Contoso", "X", "").status(),
          "creating a product");
-  denied(catalog_->ListProducts(shard, "Contoso").status(), "listing products");
+  denied(catalog_->ListProducts(shard, ProductsOf("Contoso")).status(),
+         "listing products");
   v1::CreateDeviceGroupRequest group;
   group.set_tenant_id("Contoso");
   group.set_product("DW100");
@@ -855,7 +876,8 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
   auto d = catalog_->CreateDeployment(contoso_op_, dep);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->create_revision(), catalog_->revision());
-  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, "", "")->size(), 1u);
+  EXPECT_EQ(
+      catalog_->ListDeployments(contoso_op_, {})->deployments_size(), 1);
 
   v1::Image os = app;
   os.set_id(crypto::HexEncode(crypto::Sha256("os package")));
@@ -1100,12 +1122,12 @@ TEST_F(CatalogTest, Attack_OtherTenantUploadsIdenticalBytesFirst) {
   auto r = catalog_->RecordImage(contoso_op_, mine);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->tenant_id(), contoso_.id());
-  auto contoso_images = catalog_->ListImages(contoso_op_, "");
+  auto contoso_images = catalog_->ListImages(contoso_op_, {});
   ASSERT_TRUE(contoso_images.ok());
-  ASSERT_EQ(contoso_images->size(), 1u);
-  EXPECT_EQ((*contoso_images)[0].tenant_id(), contoso_.id());
-  EXPECT_EQ(catalog_->ListImages(fabrikam_op_, "")->size(), 1u);
-  EXPECT_EQ(catalog_->ListImages(platform_, "")->size(), 2u);
+  ASSERT_EQ(contoso_images->images_size(), 1);
+  EXPECT_EQ(contoso_images->images(0).tenant_id(), contoso_.id());
+  EXPECT_EQ(catalog_->ListImages(fabrikam_op_, {})->images_size(), 1);
+  EXPECT_EQ(catalog_->ListImages(platform_, {})->images_size(), 2);
   v1::CreateDeploymentRequest dep;
   dep.set_device_group_id("DW100/Production");
   dep.add_image_ids(mine.id());
@@ -1312,7 +1334,8 @@ TEST_F(CatalogTest, DeleteProductOrGroupInUseIsRefusedAndChangesNothing) {
   EXPECT_EQ(Dump(), with_deployment);
   // Once the deployment is gone, the group and the image can go.
   ASSERT_TRUE(catalog_->DeleteDeployment(contoso_op_, "", d->id()).ok());
-  EXPECT_TRUE(catalog_->ListDeployments(contoso_op_, "", "")->empty());
+  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, {})->deployments_size(),
+            0);
   EXPECT_TRUE(catalog_->DeleteImage(contoso_op_, "", app.id()).ok());
   EXPECT_TRUE(
       catalog_->DeleteDeviceGroup(contoso_op_, "", "DW100/Development").ok());
@@ -1382,6 +1405,303 @@ TEST_F(CatalogTest, ReleasedOsImageCannotBeDeleted) {
   // Tenants cannot see platform images to delete them.
   EXPECT_TRUE(absl::IsNotFound(catalog_->DeleteImage(contoso_op_, "", os.id())));
   EXPECT_EQ(Dump(), before);
+}
+
+// ---- Tenant names ignoring case, tenant-keyed records, server-side paging --
+
+TEST_F(CatalogTest, TenantNamesAreUniqueAndFoundIgnoringCase) {
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  // "contoso" is "Contoso": refused, nothing changed.
+  auto again = catalog_->CreateTenant(platform_, "contoso");
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+  EXPECT_THAT(again.status().message(), HasSubstr("Contoso"));
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      catalog_->CreateTenant(platform_, "CONTOSO").status()));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  // Looked up ignoring case, by platform and tenant operators alike.
+  for (const char* name : {"Contoso", "contoso", "CONTOSO", "cOnToSo"}) {
+    auto t = catalog_->GetTenant(platform_, name);
+    ASSERT_TRUE(t.ok()) << name << ": " << t.status();
+    EXPECT_EQ(t->id(), contoso_.id()) << name;
+    auto own = catalog_->GetTenant(contoso_op_, name);
+    ASSERT_TRUE(own.ok()) << name << ": " << own.status();
+    EXPECT_EQ(own->id(), contoso_.id());
+  }
+  // Other references by name follow the same rule.
+  auto product = catalog_->GetProduct(platform_, "contoso", "dw100");
+  ASSERT_TRUE(product.ok()) << product.status();
+  EXPECT_EQ(product->id(), dw100_.id());
+  auto group = catalog_->GetDeviceGroup(platform_, "CONTOSO",
+                                        "dw100/field test");
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ(group->name(), "Field Test");
+  // A deleted product frees its name (the index goes with it).
+  ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "Temp", "").ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(
+      catalog_->CreateProduct(contoso_op_, "", "TEMP", "").status()));
+  ASSERT_TRUE(catalog_->DeleteProduct(contoso_op_, "", "temp").ok());
+  EXPECT_TRUE(catalog_->CreateProduct(contoso_op_, "", "TEMP", "").ok());
+}
+
+TEST_F(CatalogTest, RecordsAreKeyedByTenantThenProduct) {
+  v1::Image app;
+  app.set_id(crypto::HexEncode(crypto::Sha256("keyed app")));
+  app.set_tenant_id(contoso_.id());
+  app.set_component("app");
+  app.set_kind(v1::IMAGE_KIND_APPLICATION);
+  app.set_image_hash(crypto::Sha256("keyed app image"));
+  ASSERT_TRUE(catalog_->RecordImage(contoso_op_, app).ok());
+  v1::CreateDeploymentRequest dep;
+  dep.set_device_group_id("DW100/Production");
+  dep.add_image_ids(app.id());
+  auto d = catalog_->CreateDeployment(contoso_op_, dep);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto keys = [&](const char* cf) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(store_
+                    ->Scan(cf, "",
+                           [&](absl::string_view k, absl::string_view) {
+                             out.emplace_back(k);
+                             return true;
+                           })
+                    .ok());
+    return out;
+  };
+  for (const std::string& k : keys("products")) {
+    EXPECT_TRUE(absl::StartsWith(k, contoso_.id() + "/") ||
+                absl::StartsWith(k, fabrikam_.id() + "/"))
+        << k;
+  }
+  for (const std::string& k : keys("groups")) {
+    EXPECT_TRUE(absl::StartsWith(k, contoso_.id() + "/" + dw100_.id() + "/") ||
+                absl::StartsWith(k, fabrikam_.id() + "/" +
+                                        fab_product_.id() + "/"))
+        << k;
+  }
+  EXPECT_THAT(keys("deployments"),
+              ::testing::ElementsAre(absl::StrCat(
+                  contoso_.id(), "/", d->device_group_id(), "/", d->id())));
+}
+
+// PagedIds pages through one List with `page_size` and returns every id,
+// in order, calling `between` after each page.
+template <typename Response, typename Request, typename Call, typename Items>
+std::vector<std::string> PagedIds(Request req, uint32_t page_size, Call call,
+                                  Items items,
+                                  const std::function<void()>& between) {
+  std::vector<std::string> ids;
+  req.set_page_size(page_size);
+  for (int pages = 0; pages < 10000; ++pages) {
+    absl::StatusOr<Response> r = call(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) break;
+    for (const auto& item : items(*r)) ids.push_back(item.id());
+    if (r->next_page_token().empty()) break;
+    req.set_page_token(r->next_page_token());
+    between();
+  }
+  return ids;
+}
+
+// ExactlyOnce: every id of `before` appears exactly once in `seen`, and
+// nothing appears twice.
+void ExpectExactlyOnce(const std::vector<std::string>& before,
+                       const std::vector<std::string>& seen) {
+  std::map<std::string, int> count;
+  for (const std::string& id : seen) ++count[id];
+  for (const auto& [id, n] : count) EXPECT_EQ(n, 1) << id << " listed twice";
+  for (const std::string& id : before) {
+    EXPECT_EQ(count[id], 1) << id << " missing from the listing";
+  }
+}
+
+TEST_F(CatalogTest, EveryListPagesEachRecordExactlyOnceUnderConcurrentInserts) {
+  // Records that exist for the whole listing.
+  std::vector<std::string> tenants = {contoso_.id(), fabrikam_.id()};
+  std::vector<std::string> products = {dw100_.id()};
+  std::vector<std::string> devices;
+  for (int i = 0; i < 12; ++i) {
+    tenants.push_back(
+        catalog_->CreateTenant(platform_, absl::StrCat("T", i))->id());
+    products.push_back(
+        catalog_->CreateProduct(contoso_op_, "", absl::StrCat("P", i), "")
+            ->id());
+    devices.push_back(ImportOne(9000 + i));
+    ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", devices.back()).ok());
+  }
+  v1::ListDeviceGroupsRequest all_groups;
+  std::vector<std::string> groups = PagedIds<v1::ListDeviceGroupsResponse>(
+      all_groups, 1000,
+      [&](const auto& r) { return catalog_->ListDeviceGroups(contoso_op_, r); },
+      [](const auto& r) { return r.groups(); }, [] {});
+  ASSERT_EQ(groups.size(), 5u * products.size());
+
+  // While each listing pages, another thread inserts a bounded number of
+  // records of the same kinds (so the listing ends); the listing must still
+  // hold every old record exactly once.
+  int next = 0;
+  const auto concurrently = [&](const std::function<void()>& list) {
+    const int first = next;
+    next += 8;
+    std::thread writer([&, first] {
+      for (int n = first; n < first + 8; ++n) {
+        EXPECT_TRUE(
+            catalog_->CreateTenant(platform_, absl::StrCat("New", n)).ok());
+        EXPECT_TRUE(catalog_
+                        ->CreateProduct(contoso_op_, "",
+                                        absl::StrCat("NP", n), "")
+                        .ok());
+        const std::string d = ImportOne(20000 + n);
+        EXPECT_TRUE(catalog_->ClaimDevice(contoso_op_, "", d).ok());
+      }
+    });
+    list();
+    writer.join();
+  };
+  const auto none = [] {};
+  for (uint32_t page_size : {1u, 3u, 7u}) {
+    concurrently([&] {
+      ExpectExactlyOnce(
+          tenants, PagedIds<v1::ListTenantsResponse>(
+                       v1::ListTenantsRequest(), page_size,
+                       [&](const auto& r) {
+                         return catalog_->ListTenants(platform_, r);
+                       },
+                       [](const auto& r) { return r.tenants(); }, none));
+    });
+    concurrently([&] {
+      ExpectExactlyOnce(
+          products, PagedIds<v1::ListProductsResponse>(
+                        v1::ListProductsRequest(), page_size,
+                        [&](const auto& r) {
+                          return catalog_->ListProducts(contoso_op_, r);
+                        },
+                        [](const auto& r) { return r.products(); }, none));
+    });
+    concurrently([&] {
+      ExpectExactlyOnce(
+          groups, PagedIds<v1::ListDeviceGroupsResponse>(
+                      v1::ListDeviceGroupsRequest(), page_size,
+                      [&](const auto& r) {
+                        return catalog_->ListDeviceGroups(contoso_op_, r);
+                      },
+                      [](const auto& r) { return r.groups(); }, none));
+    });
+    concurrently([&] {
+      ExpectExactlyOnce(
+          devices, PagedIds<v1::ListDevicesResponse>(
+                       v1::ListDevicesRequest(), page_size,
+                       [&](const auto& r) {
+                         return catalog_->ListDevices(contoso_op_, r);
+                       },
+                       [](const auto& r) { return r.devices(); }, none));
+    });
+  }
+  // Every listing is a tenant's own: Fabrikam sees none of Contoso's.
+  auto fab = catalog_->ListProducts(fabrikam_op_, {});
+  ASSERT_TRUE(fab.ok());
+  ASSERT_EQ(fab->products_size(), 1);
+  EXPECT_EQ(fab->products(0).id(), fab_product_.id());
+}
+
+TEST_F(CatalogTest, ListPageSizeHasADefaultAndAMaximum) {
+  std::vector<v1::FactoryDevice> batch(1100);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    batch[i].set_public_key(FakeDeviceKey(30000 + static_cast<int>(i)));
+  }
+  ASSERT_TRUE(catalog_->ImportDevices(platform_, batch).ok());
+  for (const v1::FactoryDevice& d : batch) {
+    ASSERT_TRUE(catalog_
+                    ->ClaimDevice(contoso_op_, "",
+                                  DeviceIdForKey(d.public_key()))
+                    .ok());
+  }
+  v1::ListDevicesRequest req;
+  auto first = catalog_->ListDevices(contoso_op_, req);  // page_size 0
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->devices_size(), 100);
+  EXPECT_FALSE(first->next_page_token().empty());
+  req.set_page_size(1000000);
+  auto big = catalog_->ListDevices(contoso_op_, req);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->devices_size(), 1000);
+  req.set_page_token(big->next_page_token());
+  auto rest = catalog_->ListDevices(contoso_op_, req);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->devices_size(), 100);
+  EXPECT_TRUE(rest->next_page_token().empty());
+}
+
+TEST_F(CatalogTest, Attack_MalformedOrForeignPageTokenIsRefused) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(
+        catalog_->CreateProduct(contoso_op_, "", absl::StrCat("X", i), "")
+            .ok());
+    ASSERT_TRUE(
+        catalog_->CreateProduct(fabrikam_op_, "", absl::StrCat("Y", i), "")
+            .ok());
+  }
+  v1::ListProductsRequest req;
+  req.set_page_size(1);
+  auto page = catalog_->ListProducts(contoso_op_, req);
+  ASSERT_TRUE(page.ok());
+  const std::string contoso_token = page->next_page_token();
+  ASSERT_FALSE(contoso_token.empty());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  auto refused = [&](const absl::Status& s, const std::string& what) {
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << what << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr("page token")) << what;
+  };
+  // Malformed: not base64, base64 of garbage, too long, truncated.
+  for (const std::string& bad :
+       {std::string("not a token!"), std::string("Zm9vYmFy"),
+        std::string(5000, 'A'),
+        contoso_token.substr(0, contoso_token.size() / 2)}) {
+    req.set_page_token(bad);
+    refused(catalog_->ListProducts(contoso_op_, req).status(), bad);
+  }
+  // Foreign: Contoso's products token used by Fabrikam, by the platform for
+  // Fabrikam, and for another listing (groups, devices, tenants, images).
+  req.set_page_token(contoso_token);
+  refused(catalog_->ListProducts(fabrikam_op_, req).status(), "fabrikam");
+  req.set_tenant_id("Fabrikam");
+  refused(catalog_->ListProducts(platform_, req).status(), "platform");
+  v1::ListDeviceGroupsRequest groups;
+  groups.set_page_token(contoso_token);
+  refused(catalog_->ListDeviceGroups(contoso_op_, groups).status(), "groups");
+  v1::ListDevicesRequest devices;
+  devices.set_page_token(contoso_token);
+  refused(catalog_->ListDevices(contoso_op_, devices).status(), "devices");
+  v1::ListTenantsRequest tenants;
+  tenants.set_page_token(contoso_token);
+  refused(catalog_->ListTenants(platform_, tenants).status(), "tenants");
+  v1::ListImagesRequest images;
+  images.set_page_token(contoso_token);
+  refused(catalog_->ListImages(contoso_op_, images).status(), "images");
+  // Refused reads changed nothing.
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  // A group-filtered devices token does not page the unfiltered listing.
+  v1::ListDevicesRequest in_group;
+  in_group.set_device_group_id("DW100/Production");
+  in_group.set_page_size(1);
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = ImportOne(40000 + i);
+    ASSERT_TRUE(catalog_->ClaimDevice(contoso_op_, "", id).ok());
+    ASSERT_TRUE(
+        catalog_->AssignDevice(contoso_op_, "", id, "DW100/Production").ok());
+  }
+  auto grouped = catalog_->ListDevices(contoso_op_, in_group);
+  ASSERT_TRUE(grouped.ok()) << grouped.status();
+  ASSERT_FALSE(grouped->next_page_token().empty());
+  devices.set_page_token(grouped->next_page_token());
+  refused(catalog_->ListDevices(contoso_op_, devices).status(), "unfiltered");
+  in_group.set_page_token(grouped->next_page_token());
+  EXPECT_TRUE(catalog_->ListDevices(contoso_op_, in_group).ok());
+  EXPECT_EQ(catalog_->ListProducts(contoso_op_, {})->products_size(), 4);
 }
 
 }  // namespace

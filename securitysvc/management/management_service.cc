@@ -21,13 +21,6 @@ absl::Status Assign(absl::StatusOr<T> result, T* out) {
   return absl::OkStatus();
 }
 
-template <typename T, typename Repeated>
-absl::Status AssignAll(absl::StatusOr<std::vector<T>> result, Repeated* out) {
-  if (!result.ok()) return result.status();
-  for (T& item : *result) *out->Add() = std::move(item);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
@@ -95,10 +88,10 @@ grpc::ServerUnaryReactor* ManagementService::CreateTenant(
 }
 
 grpc::ServerUnaryReactor* ManagementService::ListTenants(
-    grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest*,
+    grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest* req,
     v1::ListTenantsResponse* resp) {
   return Unary(ctx, [&](const Caller& c) {
-    return AssignAll(catalog_->ListTenants(c), resp->mutable_tenants());
+    return Assign(catalog_->ListTenants(c, *req), resp);
   });
 }
 
@@ -148,8 +141,7 @@ grpc::ServerUnaryReactor* ManagementService::ListProducts(
     grpc::CallbackServerContext* ctx, const v1::ListProductsRequest* req,
     v1::ListProductsResponse* resp) {
   return Unary(ctx, [&](const Caller& c) {
-    return AssignAll(catalog_->ListProducts(c, req->tenant_id()),
-                     resp->mutable_products());
+    return Assign(catalog_->ListProducts(c, *req), resp);
   });
 }
 
@@ -174,9 +166,7 @@ grpc::ServerUnaryReactor* ManagementService::ListDeviceGroups(
     grpc::CallbackServerContext* ctx, const v1::ListDeviceGroupsRequest* req,
     v1::ListDeviceGroupsResponse* resp) {
   return Unary(ctx, [&](const Caller& c) {
-    return AssignAll(
-        catalog_->ListDeviceGroups(c, req->tenant_id(), req->product()),
-        resp->mutable_groups());
+    return Assign(catalog_->ListDeviceGroups(c, *req), resp);
   });
 }
 
@@ -443,8 +433,7 @@ grpc::ServerUnaryReactor* ManagementService::ListImages(
     grpc::CallbackServerContext* ctx, const v1::ListImagesRequest* req,
     v1::ListImagesResponse* resp) {
   return Unary(ctx, [&](const Caller& c) {
-    return AssignAll(catalog_->ListImages(c, req->tenant_id()),
-                     resp->mutable_images());
+    return Assign(catalog_->ListImages(c, *req), resp);
   });
 }
 
@@ -460,9 +449,7 @@ grpc::ServerUnaryReactor* ManagementService::ListDeployments(
     grpc::CallbackServerContext* ctx, const v1::ListDeploymentsRequest* req,
     v1::ListDeploymentsResponse* resp) {
   return Unary(ctx, [&](const Caller& c) {
-    return AssignAll(
-        catalog_->ListDeployments(c, req->tenant_id(), req->device_group_id()),
-        resp->mutable_deployments());
+    return Assign(catalog_->ListDeployments(c, *req), resp);
   });
 }
 

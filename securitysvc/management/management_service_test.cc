@@ -213,7 +213,8 @@ TEST_F(ManagementServiceTest, TenantOperatorCannotCreateTenant) {
   SetDeadline(&ctx);
   EXPECT_EQ(contoso->CreateTenant(&ctx, req, &t).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(catalog_->ListTenants(Caller::PlatformOperator())->size(), 2u);
+  EXPECT_EQ(catalog_->ListTenants(Caller::PlatformOperator())->tenants_size(),
+            2);
 }
 
 TEST_F(ManagementServiceTest, PlatformOperatorCreatesTenantWithoutWrappedKey) {

@@ -34,8 +34,7 @@ absl::Status TestPlatform::Start(Options options) {
   t.set_id(kTenant);
   t.set_name("Contoso");
   t.set_ca_certificate_pem(*tenant_ca_pem);
-  auto wrapped = catalog::InMemoryCatalog::WrapKey(
-      master, catalog::TenantCaWrapLabel(kTenant), tenant_ca_key.scalar());
+  auto wrapped = catalog::WrapTenantCaKey(master, kTenant, tenant_ca_key);
   if (!wrapped.ok()) return wrapped.status();
   t.set_wrapped_ca_key(*wrapped);
   if (auto s = catalog_->PutTenant(t); !s.ok()) return s;
