@@ -29,6 +29,10 @@ void AddOsCommands(CLI::App* app, Context* ctx);
 void AddDeploymentCommands(CLI::App* app, Context* ctx);
 // deployment status|pause|resume|abort (deployment_rollout.cc).
 void AddDeploymentRolloutCommands(CLI::App* noun, Context* ctx);
+// RolloutSummary: a deployment's rollout state and stage for `deployment
+// list` ("running: stage 10% (2 of 4)", "halted at 1% (1 of 4): why",
+// "active" for a deployment to the whole group).
+std::string RolloutSummary(const v1::Deployment& d);
 void AddClusterCommands(CLI::App* app, Context* ctx);
 // After AddTenantCommands: adds `tenant download-error-report` and `error`.
 void AddErrorCommands(CLI::App* app, Context* ctx);

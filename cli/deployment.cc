@@ -26,8 +26,7 @@ std::vector<std::string> DeploymentRow(
   std::vector<std::string> images;
   for (const std::string& id : d.image_ids()) images.push_back(id.substr(0, 12));
   return {g.product, g.name, absl::StrJoin(images, ","),
-          d.halted() ? absl::StrCat("halted: ", d.halt_reason()) : "active",
-          d.id()};
+          RolloutSummary(d), d.id()};
 }
 
 absl::StatusOr<std::map<std::string, GroupInfo>> Groups(Context& c) {

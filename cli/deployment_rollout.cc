@@ -15,8 +15,9 @@ namespace {
 using R = v1::DeploymentRolloutService::Stub;
 
 const std::vector<std::string> kRolloutHeaders = {
-    "STATE",  "STAGE",       "SOAK LEFT", "INSTALLED", "FAILED",
-    "ROLLED BACK", "DEFERRED", "HALT REASON"};
+    "STATE",       "STAGE",   "SOAK LEFT", "IN STAGE",
+    "PENDING",     "INSTALLED", "FAILED", "ROLLED BACK",
+    "CRASHED AFTER INSTALL", "DEFERRED", "HALT REASON"};
 
 std::string StateName(v1::RolloutStatus::State s) {
   std::string n = v1::RolloutStatus::State_Name(s);
@@ -47,9 +48,12 @@ std::vector<std::string> RolloutRow(const v1::RolloutStatus& s) {
           absl::StrFormat("%u%% (%u of %d: %s)", pct, s.stage_index() + 1,
                           s.stage_percents_size(), absl::StrJoin(stages, ",")),
           soak,
+          n(s.current().in_stage()),
+          n(s.current().pending()),
           n(s.current().installed()),
           n(s.current().failed()),
           n(s.current().rolled_back()),
+          n(s.current().crashed_after_install()),
           n(s.current().deferred()),
           s.halt_reason().empty() ? "-" : s.halt_reason()};
 }
@@ -93,6 +97,33 @@ void RolloutVerb(CLI::App* noun, Context* ctx, const std::string& name,
 }
 
 }  // namespace
+
+std::string RolloutSummary(const v1::Deployment& d) {
+  v1::RolloutStatus s;
+  if (d.rollout_status().empty() || !s.ParseFromString(d.rollout_status()) ||
+      s.stage_index() >= static_cast<uint32_t>(s.stage_percents_size())) {
+    // Deployed to the whole group at once (or a record spherectl cannot
+    // read: the deployment's own fields still say whether it is halted).
+    return d.halted() ? absl::StrCat("halted: ", d.halt_reason()) : "active";
+  }
+  const std::string stage =
+      absl::StrFormat("%u%% (%u of %d)", s.stage_percents(s.stage_index()),
+                      s.stage_index() + 1, s.stage_percents_size());
+  switch (s.state()) {
+    case v1::RolloutStatus::RUNNING:
+      return absl::StrCat("running: stage ", stage);
+    case v1::RolloutStatus::PAUSED:
+      return absl::StrCat("paused at stage ", stage);
+    case v1::RolloutStatus::COMPLETE:
+      return "complete: 100%";
+    case v1::RolloutStatus::HALTED:
+    case v1::RolloutStatus::ABORTED:
+      return absl::StrCat(StateName(s.state()), " at stage ", stage, ": ",
+                          s.halt_reason());
+    default:
+      return absl::StrCat(StateName(s.state()), " at stage ", stage);
+  }
+}
 
 void AddDeploymentRolloutCommands(CLI::App* noun, Context* ctx) {
   RolloutVerb(noun, ctx, "status",

@@ -118,10 +118,18 @@ int Main() {
       [up = update_plugin.get()](absl::string_view id, v1::DeviceStatus* s) {
         up->FillDeviceStatus(id, s);
       };
+  // Crashes and watchdog resets after an install count against the rollout
+  // stage (issue 11).
+  errors::ErrorReportingPlugin::Options eopts;
+  eopts.on_accepted = [up = update_plugin.get()](
+                          const std::string& id,
+                          const v1::UploadErrorsRequest& batch) {
+    up->OnErrorsAccepted(id, batch);
+  };
   std::vector<std::unique_ptr<shard::ShardPlugin>> plugins;
   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(aopts));
   plugins.push_back(std::move(update_plugin));
-  plugins.push_back(std::make_unique<errors::ErrorReportingPlugin>());
+  plugins.push_back(std::make_unique<errors::ErrorReportingPlugin>(eopts));
 
   shard::ShardServer server(std::move(o), std::move(plugins));
   if (auto s = server.Run(absl::GetFlag(FLAGS_port_file)); !s.ok()) {

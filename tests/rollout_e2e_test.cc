@@ -83,6 +83,11 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   EXPECT_TRUE(absl::StrContains(table, "1% (1 of 4: 1%,10%,50%,100%)"))
       << table;
   EXPECT_TRUE(absl::StrContains(table, "ROLLED BACK")) << table;
+  EXPECT_TRUE(absl::StrContains(table, "PENDING")) << table;
+  EXPECT_TRUE(absl::StrContains(table, "CRASHED AFTER INSTALL")) << table;
+  // deployment list shows each deployment's rollout state and stage.
+  std::string list = ctl({"--tenant", "Contoso", "deployment", "list"});
+  EXPECT_TRUE(absl::StrContains(list, "running: stage 1% (1 of 4)")) << list;
 
   // Another tenant: NOT_FOUND, exactly like a missing deployment, for every
   // verb; Contoso's rollout is unchanged.
@@ -128,6 +133,10 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   ASSERT_EQ(deps.size(), 1u) << deps.dump();
   EXPECT_EQ(deps[0]["halted"], true) << deps.dump();
   EXPECT_EQ(deps[0]["halt_reason"], "aborted by operator: bad build");
+  list = ctl({"--tenant", "Contoso", "deployment", "list"});
+  EXPECT_TRUE(absl::StrContains(
+      list, "aborted at stage 1% (1 of 4): aborted by operator: bad build"))
+      << list;
 
   // An aborted rollout cannot be resumed; it stays aborted.
   ExpectSpherectlError(Spherectl(file, {"--tenant", "Contoso", "deployment",

@@ -53,6 +53,19 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
   p->twin_ = std::make_unique<Twin>(std::move(*device), &p->twin_config_);
   p->agent_ = std::make_unique<UpdateAgent>(
       p->twin_.get(), &p->agent_config_, p->state_.update_metadata_version());
+  if (!p->state_.update_download().empty()) {
+    // An interrupted download resumes at its offset; bad progress only
+    // costs a download from the start.
+    v1::UpdateDownloadProgress progress;
+    absl::Status restored =
+        progress.ParseFromString(p->state_.update_download())
+            ? p->agent_->RestoreDownload(progress)
+            : absl::DataLossError("update download progress does not parse");
+    if (!restored.ok()) {
+      log::Warning("twin: download progress dropped",
+                   {{"error", restored.ToString()}});
+    }
+  }
   rpc::TlsFiles tls;
   tls.cert_pem = p->state_.manufacturing_chain_pem();
   tls.key_pem = p->twin_->device().ExportCertificateKeyForTls();
@@ -72,6 +85,8 @@ absl::Status TwinProcess::Save() {
   if (!sealed.ok()) return sealed.status();
   state_.set_device(*std::move(sealed));
   state_.set_update_metadata_version(agent_->metadata_version());
+  auto progress = agent_->download_progress();
+  state_.set_update_download(progress ? progress->SerializeAsString() : "");
   return WriteTwinState(path_, state_);
 }
 

@@ -153,9 +153,53 @@ UpdateAgent::Request UpdateAgent::NextDownload(absl::Time now) {
     download_->target = t;
     download_->assembler =
         std::make_unique<mcu::PackageAssembler>(t.package_size);
+  } else {
+    download_->target = t;  // a restored download knows only id, hash, size
   }
   resumes_ = 0;
   return DownloadAt(now);
+}
+
+std::optional<v1::UpdateDownloadProgress> UpdateAgent::download_progress()
+    const {
+  if (download_ == nullptr || download_->assembler->offset() == 0 ||
+      download_->assembler->complete()) {
+    return std::nullopt;
+  }
+  v1::UpdateDownloadProgress p;
+  p.set_image_id(download_->target.image_id);
+  p.set_package_sha256(download_->target.package_sha256);
+  p.set_package_size(download_->target.package_size);
+  p.set_bytes(download_->assembler->bytes());
+  return p;
+}
+
+absl::Status UpdateAgent::RestoreDownload(
+    const v1::UpdateDownloadProgress& p) {
+  if (phase_ == Phase::kDownloading) {
+    return absl::FailedPreconditionError(
+        "a download is under way; restore progress before the first check");
+  }
+  const bool hex_id =
+      p.image_id().size() == 64 &&
+      std::all_of(p.image_id().begin(), p.image_id().end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
+  if (!hex_id || p.package_sha256().size() != 32 || p.package_size() == 0 ||
+      p.bytes().empty() || p.bytes().size() >= p.package_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "download progress is malformed (image id, 32-byte package hash, "
+        "0 < bytes < package size; got ", p.bytes().size(), " of ",
+        p.package_size(), " bytes); starting downloads from the beginning"));
+  }
+  auto d = std::make_unique<Download>();
+  d->target.image_id = p.image_id();
+  d->target.package_sha256 = p.package_sha256();
+  d->target.package_size = p.package_size();
+  d->assembler = std::make_unique<mcu::PackageAssembler>(p.package_size());
+  if (auto s = d->assembler->Append(0, p.bytes()); !s.ok()) return s;
+  download_ = std::move(d);
+  return absl::OkStatus();
 }
 
 UpdateAgent::Request UpdateAgent::DownloadAt(absl::Time now) {

@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -127,6 +128,19 @@ class UpdateAgent : public AttestationListener {
   const std::vector<v1::ReportUpdateResultRequest>& last_results() const {
     return last_results_;
   }
+  // download_progress: the partial download kept for the next check (none
+  // when no download is partial or it has no byte yet). Persist it with
+  // the twin (twin.state) so a restarted twin resumes at its offset; the
+  // bytes are verified like any download once complete.
+  std::optional<v1::UpdateDownloadProgress> download_progress() const;
+  // RestoreDownload hands a persisted progress to a new agent: the next
+  // check resumes that image from bytes().size() when the signed metadata
+  // still lists it with the same package hash and length (otherwise the
+  // bytes are dropped). InvalidArgument, changing nothing, for a malformed
+  // progress (bad image id or hash, bytes past the length); FailedPrecondition
+  // while a download is under way.
+  absl::Status RestoreDownload(const v1::UpdateDownloadProgress& progress);
+
   // Reports whose sending failed for good (dropped) since construction.
   uint64_t dropped_reports() const { return dropped_reports_; }
 

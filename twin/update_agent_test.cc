@@ -319,6 +319,94 @@ TEST_F(UpdateAgentTest, Fault_InterruptedDownloadResumesAtLastOffset) {
   EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 2u);
 }
 
+TEST_F(UpdateAgentTest, ChecksOnTheScheduleWithoutAttestation) {
+  service_.Publish(1, {});
+  ASSERT_TRUE(Run().ok());
+  const absl::Time due = agent_->next_wakeup();
+  EXPECT_EQ(due, clock_.Now() + agent_config_.check_interval);
+  // Nothing before the schedule says so, on the injected clock.
+  clock_.Advance(agent_config_.check_interval - absl::Seconds(1));
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(
+      agent_->OnTimer(clock_.Now())));
+  // At the scheduled time a check starts with no attestation in between.
+  clock_.Advance(absl::Seconds(1));
+  const int calls = service_.get_updates_;
+  UpdateAgent::Request r = agent_->OnTimer(clock_.Now());
+  ASSERT_TRUE(std::holds_alternative<v1::GetUpdatesRequest>(r));
+  // The check the schedule started finds and installs a new release.
+  service_.Publish(2, {Kernel(2)});
+  v1::GetUpdatesResponse answer;
+  service_.GetUpdates(std::get<v1::GetUpdatesRequest>(r),
+                      [&](absl::StatusOr<v1::GetUpdatesResponse> a) {
+                        answer = *a;
+                      });
+  EXPECT_EQ(service_.get_updates_, calls + 1);
+  r = agent_->OnUpdates(clock_.Now(), answer);
+  EXPECT_TRUE(std::holds_alternative<UpdateAgent::DownloadRequest>(r));
+}
+
+TEST_F(UpdateAgentTest, Fault_DownloadResumesAtItsOffsetAfterATwinRestart) {
+  service_.Publish(2, {Kernel(2)});
+  agent_config_.max_chunk_bytes = 4096;
+  agent_config_.max_resumes_per_check = 0;  // give up at the first cut
+  service_.interrupt_at_ = 3 * 4096;
+  EXPECT_FALSE(Run().ok());
+  EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 1u);
+  auto progress = agent_->download_progress();
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_EQ(progress->bytes().size(), 3u * 4096);
+  // What the twin writes to twin.state, and reads back after a restart.
+  const std::string persisted = progress->SerializeAsString();
+  agent_.reset();
+  agent_ = std::make_unique<UpdateAgent>(twin_.get(), &agent_config_, 0);
+  v1::UpdateDownloadProgress restored;
+  ASSERT_TRUE(restored.ParseFromString(persisted));
+  ASSERT_TRUE(agent_->RestoreDownload(restored).ok());
+  service_.offsets_.clear();
+  ASSERT_TRUE(Run().ok()) << agent_->last_error();
+  ASSERT_FALSE(service_.offsets_.empty());
+  EXPECT_EQ(service_.offsets_[0], 3u * 4096);  // resumed, not restarted
+  EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 2u);
+  EXPECT_FALSE(agent_->download_progress().has_value());
+}
+
+TEST_F(UpdateAgentTest, Attack_TamperedDownloadProgressIsRefused) {
+  service_.Publish(2, {Kernel(2)});
+  agent_config_.max_chunk_bytes = 4096;
+  agent_config_.max_resumes_per_check = 0;
+  service_.interrupt_at_ = 2 * 4096;
+  EXPECT_FALSE(Run().ok());
+  auto progress = agent_->download_progress();
+  ASSERT_TRUE(progress.has_value());
+  const std::string before = DeviceState(device());
+  // Someone edits the stored bytes: the complete package no longer hashes
+  // to the signed value, so nothing installs.
+  std::string* b = progress->mutable_bytes();
+  (*b)[b->size() / 2] ^= 0x5a;
+  agent_.reset();  // a restart: the old agent goes first
+  agent_ = std::make_unique<UpdateAgent>(twin_.get(), &agent_config_, 0);
+  ASSERT_TRUE(agent_->RestoreDownload(*progress).ok());
+  service_.reports_.clear();
+  absl::Status s = Run();
+  EXPECT_FALSE(s.ok());
+  ASSERT_EQ(agent_->last_results().size(), 1u);
+  EXPECT_EQ(agent_->last_results()[0].result(), Result::FAILED);
+  EXPECT_EQ(DeviceState(device()), before);
+  EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 1u);
+
+  // Malformed progress is refused whole and changes nothing.
+  UpdateAgent fresh(twin_.get(), &agent_config_, 0);
+  v1::UpdateDownloadProgress bad = *progress;
+  bad.set_bytes(std::string(bad.package_size() + 1, 'x'));
+  EXPECT_EQ(fresh.RestoreDownload(bad).code(),
+            absl::StatusCode::kInvalidArgument);
+  bad = *progress;
+  bad.set_image_id("../../etc");
+  EXPECT_EQ(fresh.RestoreDownload(bad).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(fresh.download_progress().has_value());
+}
+
 TEST_F(UpdateAgentTest, Attack_UnsignedMetadata) {
   service_.Publish(3, {Kernel(2)});
   service_.signed_metadata().clear_signature();

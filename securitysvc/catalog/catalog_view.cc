@@ -233,6 +233,12 @@ void InMemoryCatalog::PutOsReleaseIn(State& state,
   }
 }
 
+std::vector<std::string> InMemoryCatalog::DevicesInGroup(
+    absl::string_view group_id) const {
+  absl::MutexLock l(&mu_);
+  return live_->devices.IdsInGroup(group_id);
+}
+
 size_t InMemoryCatalog::device_count() const {
   absl::MutexLock l(&mu_);
   return live_->devices.size();

@@ -89,6 +89,13 @@ class CatalogView {
       absl::string_view group_id) const {
     return absl::NotFoundError("no deployment");
   }
+  // DevicesInGroup: the ids of the devices in group `group_id` (staged
+  // rollouts count a stage's devices; O(devices), call it off hot paths).
+  // The default knows none.
+  virtual std::vector<std::string> DevicesInGroup(
+      absl::string_view group_id) const {
+    return {};
+  }
   // Revision of the catalog this view reflects.
   virtual int64_t revision() const = 0;
   // synced: the view holds a complete catalog (false while a follower has
@@ -148,6 +155,8 @@ class InMemoryCatalog : public CatalogView {
   absl::StatusOr<v1::OsRelease> CurrentOsRelease(
       const v1::Device& device) const override;
   absl::StatusOr<v1::Deployment> CurrentDeployment(
+      absl::string_view group_id) const override;
+  std::vector<std::string> DevicesInGroup(
       absl::string_view group_id) const override;
   int64_t revision() const override;
   bool synced() const override;

@@ -95,6 +95,37 @@ v1::Device DeviceTable::Expand(const Key& key, const Entry& e) const {
   return d;
 }
 
+std::vector<std::string> DeviceTable::IdsInGroup(
+    absl::string_view group_id) const {
+  std::vector<std::string> out;
+  if (group_id.empty()) return out;
+  for (const auto& [id, d] : other_) {
+    if (d.device_group_id() == group_id) out.push_back(id);
+  }
+  auto idx = string_index_.find(group_id);
+  if (idx == string_index_.end()) {
+    // Only devices kept whole (full) can name a group never interned.
+    for (const auto& [key, e] : compact_) {
+      if (e.full != nullptr && e.full->device_group_id() == group_id) {
+        out.push_back(e.full->id());
+      }
+    }
+    return out;
+  }
+  for (const auto& [key, e] : compact_) {
+    const bool in = e.full != nullptr ? e.full->device_group_id() == group_id
+                                      : e.group == idx->second;
+    if (!in) continue;
+    std::string id(64, '0');
+    for (size_t i = 0; i < 32; ++i) {
+      id[2 * i] = kHexDigits[key[i] >> 4];
+      id[2 * i + 1] = kHexDigits[key[i] & 0xf];
+    }
+    out.push_back(std::move(id));
+  }
+  return out;
+}
+
 std::optional<v1::Device> DeviceTable::Get(absl::string_view id) const {
   std::optional<Key> key = CompactKey(id);
   if (!key.has_value()) {

@@ -42,6 +42,9 @@ class DeviceTable {
   // SetState changes a known device's state; false when unknown.
   bool SetState(absl::string_view id, v1::DeviceState state);
   size_t size() const { return compact_.size() + other_.size(); }
+  // IdsInGroup: the ids of every device in group `group_id` (staged
+  // rollouts count the devices of a stage).
+  std::vector<std::string> IdsInGroup(absl::string_view group_id) const;
 
  private:
   using Key = std::array<uint8_t, 32>;

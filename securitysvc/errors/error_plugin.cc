@@ -12,6 +12,7 @@ absl::Status ErrorReportingPlugin::Init(shard::ShardContext& context) {
                                          context.clock);
   service_ = std::make_unique<ErrorReportingServiceImpl>(
       errors_.get(), context.device_calls, context.root_subject_line);
+  service_->set_on_accepted(options_.on_accepted);
   if (options_.sweep_interval > absl::ZeroDuration()) {
     sweeper_ = std::thread([this] { SweepLoop(); });
   }

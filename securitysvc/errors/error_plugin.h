@@ -27,6 +27,8 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
     store::GroupCommitOptions group_commit = DefaultGroupCommit();
     // How often the retention sweep runs (0 = never; tests sweep by hand).
     absl::Duration sweep_interval = absl::Hours(1);
+    // Called for every durable upload (see AcceptedHook); optional.
+    AcceptedHook on_accepted;
   };
   static store::GroupCommitOptions DefaultGroupCommit() {
     store::GroupCommitOptions o;

@@ -38,7 +38,9 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrors(
             call.context.has_value() ? call.context->tenant_id : "";
         errors_->Ingest(
             call.device_id, tenant, *request,
-            [response, finish](absl::StatusOr<v1::UploadErrorsResponse> r) {
+            [this, request, device = call.device_id, response,
+             finish](absl::StatusOr<v1::UploadErrorsResponse> r) {
+              if (r.ok() && on_accepted_) on_accepted_(device, *request);
               if (r.ok()) *response = *std::move(r);
               finish(r.status());
             });

@@ -26,6 +26,12 @@
 
 namespace sphere::errors {
 
+// AcceptedHook: called once an upload is durable (before the device is
+// answered), with the authenticated device id and the batch; it must not
+// block (issue 11: the update plug-in counts crashes after install).
+using AcceptedHook = std::function<void(const std::string& device_id,
+                                        const v1::UploadErrorsRequest& batch)>;
+
 class ErrorReportingServiceImpl final
     : public v1::ErrorReportingService::CallbackService {
  public:
@@ -36,6 +42,9 @@ class ErrorReportingServiceImpl final
       : errors_(errors),
         device_calls_(device_calls),
         root_subject_line_(std::move(root_subject_line)) {}
+
+  // set_on_accepted: see AcceptedHook; call before serving.
+  void set_on_accepted(AcceptedHook hook) { on_accepted_ = std::move(hook); }
 
   grpc::ServerUnaryReactor* UploadErrors(
       grpc::CallbackServerContext* context,
@@ -62,6 +71,7 @@ class ErrorReportingServiceImpl final
   ErrorStore* const errors_;
   const shard::DeviceCallHandler* const device_calls_;
   const std::string root_subject_line_;
+  AcceptedHook on_accepted_;
 };
 
 }  // namespace sphere::errors

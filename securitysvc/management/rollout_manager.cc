@@ -25,8 +25,8 @@ absl::StatusOr<std::unique_ptr<RolloutManager>> RolloutManager::Open(
     if (absl::IsNotFound(s)) self->controller_->Forget(d.id());
     return s;
   };
-  hooks.counts = [counts](const std::string& id, uint32_t stage) {
-    return counts->Counts(id, stage);
+  hooks.counts = [counts](const v1::Deployment& d, uint32_t stage) {
+    return counts->Counts(d, stage);
   };
   hooks.is_leader = options.is_leader;
   m->controller_ = std::make_unique<update::RolloutController>(
@@ -93,7 +93,7 @@ void RolloutManager::Stop() {
   if (stop_thread_.joinable()) stop_thread_.join();
 }
 
-absl::StatusOr<std::string> RolloutManager::Visible(
+absl::StatusOr<v1::Deployment> RolloutManager::Visible(
     const Caller& caller, absl::string_view tenant,
     absl::string_view deployment_id) {
   auto d = catalog_->GetDeployment(caller, tenant, deployment_id);
@@ -109,17 +109,18 @@ absl::StatusOr<std::string> RolloutManager::Visible(
         "whole group at once)",
         d->id()));
   }
-  return d->id();
+  return d;
 }
 
 absl::StatusOr<v1::RolloutStatus> RolloutManager::Status(
     const Caller& caller, absl::string_view tenant,
     absl::string_view deployment_id) {
-  auto id = Visible(caller, tenant, deployment_id);
-  if (!id.ok()) return id.status();
+  auto d = Visible(caller, tenant, deployment_id);
+  if (!d.ok()) return d.status();
+  const std::string* id = &d->id();
   auto st = controller_->Status(*id);
   if (!st.ok()) return st.status();
-  auto c = counts_->Counts(*id, st->stage_percents(st->stage_index()));
+  auto c = counts_->Counts(*d, st->stage_percents(st->stage_index()));
   if (c.ok()) {
     *st->mutable_current() = *c;
   } else {
@@ -135,17 +136,17 @@ absl::StatusOr<v1::RolloutStatus> RolloutManager::Status(
 absl::Status RolloutManager::Pause(const Caller& caller,
                                    absl::string_view tenant,
                                    absl::string_view deployment_id) {
-  auto id = Visible(caller, tenant, deployment_id);
-  if (!id.ok()) return id.status();
-  return controller_->Pause(*id);
+  auto d = Visible(caller, tenant, deployment_id);
+  if (!d.ok()) return d.status();
+  return controller_->Pause(d->id());
 }
 
 absl::Status RolloutManager::Resume(const Caller& caller,
                                     absl::string_view tenant,
                                     absl::string_view deployment_id) {
-  auto id = Visible(caller, tenant, deployment_id);
-  if (!id.ok()) return id.status();
-  return controller_->Resume(*id);
+  auto d = Visible(caller, tenant, deployment_id);
+  if (!d.ok()) return d.status();
+  return controller_->Resume(d->id());
 }
 
 absl::Status RolloutManager::Abort(const Caller& caller,
@@ -157,9 +158,9 @@ absl::Status RolloutManager::Abort(const Caller& caller,
         "an abort reason is at most 200 bytes; this one is %d",
         reason.size()));
   }
-  auto id = Visible(caller, tenant, deployment_id);
-  if (!id.ok()) return id.status();
-  return controller_->Abort(*id, std::string(reason));
+  auto d = Visible(caller, tenant, deployment_id);
+  if (!d.ok()) return d.status();
+  return controller_->Abort(d->id(), std::string(reason));
 }
 
 }  // namespace sphere::management

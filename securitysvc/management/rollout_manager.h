@@ -38,12 +38,13 @@
 namespace sphere::management {
 
 // DeploymentCountSource: a deployment's update results for one rollout
-// stage, summed over every shard.
+// stage, summed over every shard (crashes after install, and the stage's
+// pending devices when it is the deployment's current stage, included).
 class DeploymentCountSource {
  public:
   virtual ~DeploymentCountSource() = default;
   virtual absl::StatusOr<v1::StageResultCounts> Counts(
-      const std::string& deployment_id, uint32_t stage_percent) = 0;
+      const v1::Deployment& deployment, uint32_t stage_percent) = 0;
 };
 
 class RolloutManager {
@@ -84,9 +85,9 @@ class RolloutManager {
 
  private:
   RolloutManager(Catalog* catalog, DeploymentCountSource* counts);
-  // Visible: the deployment's id when the caller may see it and it is
-  // staged; NotFound otherwise.
-  absl::StatusOr<std::string> Visible(const Caller& caller,
+  // Visible: the deployment when the caller may see it and it is staged;
+  // NotFound otherwise.
+  absl::StatusOr<v1::Deployment> Visible(const Caller& caller,
                                       absl::string_view tenant,
                                       absl::string_view deployment_id);
   void StartNew();

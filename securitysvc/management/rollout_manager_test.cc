@@ -17,8 +17,9 @@ namespace {
 
 class FakeCounts : public DeploymentCountSource {
  public:
-  absl::StatusOr<v1::StageResultCounts> Counts(const std::string& id,
+  absl::StatusOr<v1::StageResultCounts> Counts(const v1::Deployment& d,
                                                uint32_t stage) override {
+    const std::string& id = d.id();
     absl::MutexLock l(&mu_);
     if (!error.ok()) return error;
     v1::StageResultCounts c = counts[{id, stage}];

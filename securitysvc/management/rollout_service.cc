@@ -110,7 +110,8 @@ v1::UpdateAdminService::Stub* ShardDeploymentCounts::StubFor(
 }
 
 absl::StatusOr<v1::StageResultCounts> ShardDeploymentCounts::Counts(
-    const std::string& deployment_id, uint32_t stage_percent) {
+    const v1::Deployment& deployment, uint32_t stage_percent) {
+  const std::string& deployment_id = deployment.id();
   auto map = catalog_->GetShardMap(Caller::PlatformOperator());
   if (!map.ok()) return map.status();
   if (map->shards().empty()) {
@@ -120,6 +121,7 @@ absl::StatusOr<v1::StageResultCounts> ShardDeploymentCounts::Counts(
   sum.set_rollout_stage(stage_percent);
   v1::GetDeploymentCountsRequest req;
   req.set_deployment_id(deployment_id);
+  req.set_device_group_id(deployment.device_group_id());
   for (const v1::Shard& shard : map->shards()) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
@@ -137,6 +139,10 @@ absl::StatusOr<v1::StageResultCounts> ShardDeploymentCounts::Counts(
       sum.set_failed(sum.failed() + c.failed());
       sum.set_rolled_back(sum.rolled_back() + c.rolled_back());
       sum.set_deferred(sum.deferred() + c.deferred());
+      sum.set_crashed_after_install(sum.crashed_after_install() +
+                                    c.crashed_after_install());
+      sum.set_pending(sum.pending() + c.pending());
+      sum.set_in_stage(sum.in_stage() + c.in_stage());
     }
   }
   return sum;

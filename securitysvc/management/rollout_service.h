@@ -70,7 +70,7 @@ class ShardDeploymentCounts : public DeploymentCountSource {
   ShardDeploymentCounts(Catalog* catalog, rpc::TlsFiles client_tls,
                         absl::Duration deadline = absl::Seconds(2));
   absl::StatusOr<v1::StageResultCounts> Counts(
-      const std::string& deployment_id, uint32_t stage_percent) override;
+      const v1::Deployment& deployment, uint32_t stage_percent) override;
 
  private:
   v1::UpdateAdminService::Stub* StubFor(const std::string& address);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/util/log.h"
 
 namespace sphere::update {
@@ -132,8 +133,8 @@ absl::Status RolloutController::Resume(const std::string& id) {
   r->status.clear_halt_reason();
   // The soak restarts, and the halt rule looks only at new reports.
   r->status.set_stage_started_unix_ms(absl::ToUnixMillis(clock_->Now()));
-  auto base =
-      hooks_.counts(id, r->status.stage_percents(r->status.stage_index()));
+  auto base = hooks_.counts(r->deployment,
+                            r->status.stage_percents(r->status.stage_index()));
   if (!base.ok()) return base.status();
   r->baseline = *base;
   return Commit(*std::move(r));
@@ -178,7 +179,7 @@ void RolloutController::Tick() {
     v1::RolloutStatus& s = r.status;
     const std::string& id = s.deployment_id();
     const uint32_t pct = s.stage_percents(s.stage_index());
-    auto counts = hooks_.counts(id, pct);
+    auto counts = hooks_.counts(r.deployment, pct);
     if (!counts.ok()) {
       log::Warning("rollout: counts unavailable; not evaluating",
                    {{"deployment", id}, {"error", counts.status().ToString()}});
@@ -189,30 +190,41 @@ void RolloutController::Tick() {
     // resume (zero otherwise).
     *s.mutable_current() = *counts;
     const v1::StageResultCounts& base = r.baseline;
-    const uint64_t failed = counts->failed() + counts->rolled_back() -
-                            std::min(counts->failed() + counts->rolled_back(),
-                                     base.failed() + base.rolled_back());
+    auto since = [](uint64_t now_v, uint64_t base_v) {
+      return now_v - std::min(now_v, base_v);
+    };
+    const uint64_t failed = since(counts->failed(), base.failed());
+    const uint64_t rolled_back =
+        since(counts->rolled_back(), base.rolled_back());
+    const uint64_t crashed = since(counts->crashed_after_install(),
+                                   base.crashed_after_install());
     const uint64_t attempted_all =
         counts->installed() + counts->failed() + counts->rolled_back();
     const uint64_t attempted_base =
         base.installed() + base.failed() + base.rolled_back();
-    const uint64_t attempted =
-        attempted_all - std::min(attempted_all, attempted_base);
+    const uint64_t attempted = since(attempted_all, attempted_base);
     const uint64_t extra =
         hooks_.extra_failures ? hooks_.extra_failures(id, started) : 0;
-    s.set_extra_failures(extra);
+    s.set_extra_failures(crashed + extra);
+    const uint64_t failures = failed + rolled_back + crashed + extra;
     const double threshold = s.failure_threshold();
     if (threshold > 0 && attempted >= plan_.min_attempts && attempted > 0) {
-      const double rate = static_cast<double>(failed + extra) / attempted;
+      const double rate = static_cast<double>(failures) / attempted;
       if (rate > threshold) {
+        std::vector<std::string> parts;
+        if (failed > 0) absl::StrAppend(&parts.emplace_back(), failed, " failed to install");
+        if (rolled_back > 0) absl::StrAppend(&parts.emplace_back(), rolled_back, " rolled back");
+        if (crashed > 0) {
+          absl::StrAppend(&parts.emplace_back(), crashed,
+                          " crashed or were watchdog-reset after install");
+        }
+        if (extra > 0) absl::StrAppend(&parts.emplace_back(), extra, " crashes after install");
         s.set_state(v1::RolloutStatus::HALTED);
         s.set_halt_reason(absl::StrFormat(
-            "stage %u %%: %u of %u devices failed or rolled back%s "
-            "(%.1f %%), over the group's threshold of %.1f %%",
-            pct, failed + extra, attempted,
-            extra > 0 ? absl::StrCat(" (", extra, " crashes after install)")
-                      : "",
-            rate * 100, threshold * 100));
+            "stage %u %%: %u of %u devices failed (%s; "
+            "%.1f %%), over the group's threshold of %.1f %%",
+            pct, failures, attempted, absl::StrJoin(parts, ", "), rate * 100,
+            threshold * 100));
         log::Warning("rollout halted",
                      {{"deployment", id}, {"reason", s.halt_reason()}});
         if (auto st = Commit(r); !st.ok()) {

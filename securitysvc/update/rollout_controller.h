@@ -10,19 +10,23 @@
 //
 // Tick (run on a timer thread by RunEvery, never on a gRPC callback thread;
 // tests call it directly with a FakeClock) evaluates every running rollout:
-//   * it HALTS by itself when the current stage's failure rate
-//     (failed + rolled back + Hooks::extra_failures, over attempted =
-//     installed + failed + rolled back, summed over all shards by
-//     Hooks::counts) passes the group's rollout_failure_threshold, once at
-//     least Plan::min_attempts devices attempted (threshold 0 = never);
+//   * it HALTS by itself when the current stage's failure rate passes the
+//     group's rollout_failure_threshold, once at least Plan::min_attempts
+//     devices attempted (threshold 0 = never). Failures are failed installs
+//     + rollbacks + installs that crashed or were watchdog-reset afterwards
+//     (StageResultCounts.crashed_after_install, counted by the shards from
+//     error reporting) + Hooks::extra_failures; attempted = installed +
+//     failed + rolled back; all summed over the shards by Hooks::counts and
+//     counted since the stage (re)started. The halt reason names each kind;
+//   * failures keep counting during the soak: a stage halts as soon as its
+//     rate passes the threshold, also after every device installed;
 //   * else it advances to the next stage once the stage has soaked;
 //   * after the last stage has soaked it is COMPLETE.
 // Operators Pause (no advancing; the stage stays served), Resume (a paused or
 // halted rollout; the soak restarts) and Abort (halted for good).
 //
-// Hooks::extra_failures is the seam for error reporting: crashes and
-// watchdog resets its plug-in saw from devices of the deployment since the
-// stage started count as failures too.
+// Hooks::extra_failures is an extra seam (other failure sources); crashes and
+// watchdog resets after install already arrive in the counts.
 //
 // State is kept in memory and published with the deployment
 // (Deployment.rollout_status, baseline included); management re-creates it
@@ -58,14 +62,15 @@ class RolloutController {
     // apply publishes the deployment (rollout_fraction, halted,
     // halt_reason) to the catalog. Required.
     std::function<absl::Status(const v1::Deployment&)> apply;
-    // counts: the deployment's counts for one stage, summed over shards.
-    // Required. An error skips this evaluation (the rollout neither halts
-    // nor advances on data it could not read).
+    // counts: the deployment's counts for one stage, summed over shards
+    // (crashes after install and pending included). Required. An error
+    // skips this evaluation (the rollout neither halts nor advances on data
+    // it could not read).
     std::function<absl::StatusOr<v1::StageResultCounts>(
-        const std::string& deployment_id, uint32_t stage_percent)>
+        const v1::Deployment& deployment, uint32_t stage_percent)>
         counts;
-    // extra_failures: crashes and watchdog resets after install since
-    // `since` (error reporting). Optional.
+    // extra_failures: failures from another source since `since`, added to
+    // the stage's failures. Optional.
     std::function<uint64_t(const std::string& deployment_id, absl::Time since)>
         extra_failures;
     // is_leader: Tick does nothing while it answers false (a management

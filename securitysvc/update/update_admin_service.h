@@ -6,26 +6,49 @@
 // operator its tenant's; another tenant's deployment answers exactly like
 // one nobody reported for (empty counts).
 //
-// In memory, synchronous on the callback thread (no I/O). Thread-safe.
+// Counts per stage: installed, failed, rolled back, deferred and installs
+// that crashed afterwards (UpdateResults, in memory). With the request's
+// device_group_id, while the deployment is that group's current one, the
+// entry of its current stage also carries in_stage and pending
+// (StageMembership); that walk runs on the update worker, never on the
+// callback thread (a full worker queue answers RESOURCE_EXHAUSTED).
+//
+// Thread-safety: thread-safe.
 #ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_ADMIN_SERVICE_H_
 #define SPHERE_SECURITYSVC_UPDATE_UPDATE_ADMIN_SERVICE_H_
 
 #include <string>
 
 #include "protos/update.grpc.pb.h"
+#include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/update/stage_membership.h"
 #include "securitysvc/update/update_results.h"
+#include "securitysvc/update/worker.h"
 
 namespace sphere::update {
 
 // Deployment ids are UUIDs; longer request fields are refused.
 inline constexpr size_t kMaxDeploymentIdBytes = 64;
+inline constexpr size_t kMaxGroupIdBytes = 64;
 
 class UpdateAdminServiceImpl final
     : public v1::UpdateAdminService::CallbackService {
  public:
+  // Everything must outlive the service. catalog, membership and worker may
+  // be null: then no pending counts.
+  struct Deps {
+    const UpdateResults* results = nullptr;
+    const catalog::CatalogView* catalog = nullptr;
+    StageMembership* membership = nullptr;
+    UpdateWorker* worker = nullptr;
+    std::string root_subject_line;
+  };
+  explicit UpdateAdminServiceImpl(Deps deps) : d_(std::move(deps)) {}
   UpdateAdminServiceImpl(const UpdateResults* results,
-                         std::string root_subject_line)
-      : results_(results), root_subject_line_(std::move(root_subject_line)) {}
+                         std::string root_subject_line) {
+    d_.results = results;
+    d_.root_subject_line = std::move(root_subject_line);
+  }
 
   grpc::ServerUnaryReactor* GetDeploymentCounts(
       grpc::CallbackServerContext* context,
@@ -33,8 +56,12 @@ class UpdateAdminServiceImpl final
       v1::DeploymentCounts* response) override;
 
  private:
-  const UpdateResults* const results_;
-  const std::string root_subject_line_;
+  // Fill writes the counts of `id` (and, with `current`, the pending count
+  // of its current stage) into `response`.
+  void Fill(const std::string& id, const v1::Deployment* current,
+            v1::DeploymentCounts* response) const;
+
+  Deps d_;
 };
 
 }  // namespace sphere::update

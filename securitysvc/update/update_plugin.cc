@@ -1,6 +1,19 @@
 #include "securitysvc/update/update_plugin.h"
 
+#include "common/util/log.h"
+#include "common/util/metrics.h"
+
 namespace sphere::update {
+namespace {
+
+metrics::CounterMetric* CrashesCounter() {
+  static auto* c = metrics::Counter(
+      "sphere_update_crashes_after_install_total",
+      "Devices marked crashed (app crash / watchdog reset) after an install");
+  return c;
+}
+
+}  // namespace
 
 absl::Status UpdatePlugin::Init(shard::ShardContext& context) {
   if (options_.signer == nullptr || options_.packages == nullptr) {
@@ -28,8 +41,16 @@ absl::Status UpdatePlugin::Init(shard::ShardContext& context) {
   d.report_limiter = report_limiter_.get();
   d.clock = context.clock;
   service_ = std::make_unique<UpdateServiceImpl>(d);
-  admin_service_ = std::make_unique<UpdateAdminServiceImpl>(
-      results_.get(), context.root_subject_line);
+  membership_ = std::make_unique<StageMembership>(
+      context.catalog, context.router, context.clock, options_.membership);
+  clock_ = context.clock;
+  UpdateAdminServiceImpl::Deps a;
+  a.results = results_.get();
+  a.catalog = context.catalog;
+  a.membership = membership_.get();
+  a.worker = worker_.get();
+  a.root_subject_line = context.root_subject_line;
+  admin_service_ = std::make_unique<UpdateAdminServiceImpl>(std::move(a));
   return absl::OkStatus();
 }
 
@@ -44,6 +65,46 @@ void UpdatePlugin::FillDeviceStatus(absl::string_view device_id,
   status->set_last_update_version(r->version());
   status->set_last_update_detail(r->detail());
   status->set_last_update_unix_ms(r->reported_unix_ms());
+}
+
+void UpdatePlugin::OnErrorsAccepted(const std::string& device_id,
+                                    const v1::UploadErrorsRequest& batch) {
+  if (worker_ == nullptr || results_ == nullptr) return;
+  std::vector<UpdateResults::CrashEvent> crashes;
+  for (const v1::ErrorEvent& e : batch.events()) {
+    if (e.kind() != v1::ErrorEvent::APP_CRASH &&
+        e.kind() != v1::ErrorEvent::WATCHDOG_RESET) {
+      continue;
+    }
+    // Error reporting bounded these fields before storing the batch; cut
+    // again so nothing longer is ever kept here.
+    crashes.push_back({e.kind(), e.component().substr(0, 64),
+                       e.component_version().substr(0, 32)});
+    if (crashes.size() >= 16) break;  // one device counts once anyway
+  }
+  if (crashes.empty()) return;
+  const absl::Time now = clock_->Now();
+  const absl::Duration window = options_.crash_window;
+  UpdateResults* results = results_.get();
+  if (!worker_->Post([results, device_id, crashes = std::move(crashes), now,
+                      window] {
+        for (const UpdateResults::CrashEvent& c : crashes) {
+          auto marked = results->RecordCrash(device_id, c, now, window);
+          if (!marked.ok()) {
+            log::Warning("update: crash after install not recorded",
+                         {{"device", device_id},
+                          {"error", marked.status().ToString()}});
+            return;
+          }
+          if (*marked) {
+            CrashesCounter()->Increment("");
+            return;
+          }
+        }
+      })) {
+    log::Warning("update: worker queue full; crash report not counted",
+                 {{"device", device_id}});
+  }
 }
 
 void UpdatePlugin::Stop() {

@@ -21,6 +21,8 @@
 
 #include "common/util/rate_limiter.h"
 #include "protos/attestation.pb.h"
+#include "protos/error_reporting.pb.h"
+#include "securitysvc/update/stage_membership.h"
 #include "securitysvc/shard_server/shard_plugin.h"
 #include "securitysvc/update/group_metadata.h"
 #include "securitysvc/update/update_admin_service.h"
@@ -42,6 +44,11 @@ class UpdatePlugin final : public shard::ShardPlugin {
     size_t max_queued = 4096;
     // Per-device ReportUpdateResult budget.
     RateLimiter::Options report_rate = DefaultReportRate();
+    // An app crash or watchdog reset reported this long after a device's
+    // INSTALLED report counts against the deployment's stage.
+    absl::Duration crash_window = absl::Hours(24);
+    // How long a stage's device count (pending) is reused.
+    StageMembership::Options membership;
   };
   static RateLimiter::Options DefaultReportRate() {
     RateLimiter::Options o;
@@ -68,6 +75,14 @@ class UpdatePlugin final : public shard::ShardPlugin {
   void FillDeviceStatus(absl::string_view device_id,
                         v1::DeviceStatus* status) const;
 
+  // OnErrorsAccepted: error reporting's hook for a durable upload
+  // (ErrorReportingPlugin::Options::on_accepted). Its APP_CRASH and
+  // WATCHDOG_RESET events mark the device's latest INSTALLED result as
+  // crashed after install (UpdateResults::RecordCrash) on the update worker;
+  // returns at once. No-op before Init or after Stop.
+  void OnErrorsAccepted(const std::string& device_id,
+                        const v1::UploadErrorsRequest& batch);
+
   GroupMetadataCache* metadata() { return metadata_.get(); }
   PackageCache* packages() { return packages_.get(); }
   UpdateResults* results() { return results_.get(); }
@@ -78,6 +93,8 @@ class UpdatePlugin final : public shard::ShardPlugin {
   std::unique_ptr<GroupMetadataCache> metadata_;
   std::unique_ptr<UpdateResults> results_;
   std::unique_ptr<RateLimiter> report_limiter_;
+  std::unique_ptr<StageMembership> membership_;
+  const Clock* clock_ = nullptr;
   std::unique_ptr<UpdateWorker> worker_;
   std::unique_ptr<UpdateServiceImpl> service_;
   std::unique_ptr<UpdateAdminServiceImpl> admin_service_;

@@ -1,5 +1,8 @@
 #include "securitysvc/update/update_results.h"
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace sphere::update {
@@ -31,6 +34,9 @@ void UpdateResults::CountLocked(const v1::DeviceUpdateStatus& s, int delta) {
   switch (s.result()) {
     case v1::ReportUpdateResultRequest::INSTALLED:
       c.installed += delta;
+      if (s.crashed_after_install_unix_ms() > 0) {
+        c.crashed_after_install += delta;
+      }
       break;
     case v1::ReportUpdateResultRequest::FAILED:
       c.failed += delta;
@@ -59,6 +65,48 @@ absl::Status UpdateResults::Record(const v1::DeviceUpdateStatus& status) {
   if (prev.ok()) CountLocked(*prev, -1);
   CountLocked(status, +1);
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> UpdateResults::RecordCrash(absl::string_view device_id,
+                                                const CrashEvent& event,
+                                                absl::Time now,
+                                                absl::Duration window) {
+  absl::MutexLock w(&write_mu_);
+  auto prev = Get(device_id);
+  if (absl::IsNotFound(prev.status())) return false;  // never updated
+  if (!prev.ok()) return prev.status();
+  const v1::DeviceUpdateStatus& p = *prev;
+  if (p.result() != v1::ReportUpdateResultRequest::INSTALLED ||
+      p.deployment_id().empty() || p.crashed_after_install_unix_ms() > 0) {
+    return false;
+  }
+  const absl::Time installed = absl::FromUnixMillis(p.reported_unix_ms());
+  if (now < installed || now - installed > window) return false;
+  // A crash of the component this install replaced, at its old version, is
+  // not the new version's fault.
+  const std::string installed_component =
+      absl::StartsWith(p.component(), "app:") ? p.component().substr(4)
+                                              : p.component();
+  if (!event.component_version.empty() &&
+      (event.component == p.component() ||
+       event.component == installed_component) &&
+      event.component_version != absl::StrCat(p.version())) {
+    return false;
+  }
+  v1::DeviceUpdateStatus next = p;
+  next.set_crashed_after_install_unix_ms(
+      std::max<int64_t>(1, absl::ToUnixMillis(now)));
+  next.set_crash_kind(event.kind);
+  next.set_crash_component(event.component.substr(0, 64));
+  if (auto s = store_->Put(kUpdateResultsCf, next.device_id(),
+                           next.SerializeAsString());
+      !s.ok()) {
+    return s;
+  }
+  absl::MutexLock l(&mu_);
+  CountLocked(p, -1);
+  CountLocked(next, +1);
+  return true;
 }
 
 absl::StatusOr<v1::DeviceUpdateStatus> UpdateResults::Get(

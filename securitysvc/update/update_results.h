@@ -8,6 +8,13 @@
 // Counts are rebuilt from the column family at Load (after a restart) and
 // kept in memory.
 //
+// Crashes after install (error reporting): RecordCrash marks a device whose
+// latest result is INSTALLED for a deployment as crashed when an app crash
+// or watchdog reset arrives within the crash window after that report; the
+// mark is stored with the result (so it survives a restart) and the device
+// counts once in StageCounts::crashed_after_install, whatever the number of
+// crash events. The device's next result replaces the mark.
+//
 // Thread-safety: thread-safe. Record writes to the store (synced): call it
 // off gRPC callback threads.
 #ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_RESULTS_H_
@@ -35,8 +42,16 @@ struct StageCounts {
   uint64_t failed = 0;
   uint64_t rolled_back = 0;
   uint64_t deferred = 0;
+  // INSTALLED devices that crashed (or were watchdog-reset) after install.
+  uint64_t crashed_after_install = 0;
+  // Every device that reported anything for the deployment in this stage.
+  uint64_t reported() const {
+    return installed + failed + rolled_back + deferred;
+  }
   uint64_t attempted() const { return installed + failed + rolled_back; }
-  uint64_t failures() const { return failed + rolled_back; }
+  uint64_t failures() const {
+    return failed + rolled_back + crashed_after_install;
+  }
 };
 
 class UpdateResults {
@@ -49,6 +64,20 @@ class UpdateResults {
   // Record stores `status` as the device's latest result (durable when OK)
   // and updates the counts.
   absl::Status Record(const v1::DeviceUpdateStatus& status);
+  // CrashEvent: what RecordCrash needs of one APP_CRASH / WATCHDOG_RESET.
+  struct CrashEvent {
+    v1::ErrorEvent::Kind kind = v1::ErrorEvent::APP_CRASH;
+    std::string component;          // <= 64 bytes (error reporting's limit)
+    std::string component_version;  // <= 32 bytes; "" = not said
+  };
+  // RecordCrash marks the device as crashed after its install when its
+  // latest result is INSTALLED for a deployment, reported at most `window`
+  // before `now`, not marked yet, and the event is not a crash of an older
+  // version of the installed component (component_version names another
+  // version). Returns whether it marked it (false: nothing changed).
+  absl::StatusOr<bool> RecordCrash(absl::string_view device_id,
+                                   const CrashEvent& event, absl::Time now,
+                                   absl::Duration window);
   // Get: the device's latest result; NotFound when it never reported.
   absl::StatusOr<v1::DeviceUpdateStatus> Get(absl::string_view device_id) const;
   // Counts: per rollout stage (UpdateMetadata.rollout_stage) of a deployment.
