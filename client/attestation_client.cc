@@ -36,8 +36,12 @@ class AsyncAttestationClient::Call {
                      std::function<void(grpc::Status)> on_done) = 0;
   virtual void Complete(absl::Status status) = 0;
 
+  // items: the logical calls this RPC carries (a batch carries several).
+  virtual size_t items() const { return 1; }
+
   grpc::ClientContext* context() { return context_.get(); }
   int hops = 0;
+  bool pinned = false;  // sent to `address` as is (a batch for one shard)
   std::string address;
   std::string session_token;  // sent as metadata when non-empty
 
@@ -88,6 +92,140 @@ class AsyncAttestationClient::TypedCall final
   Invoke invoke_;
 };
 
+// Batch calls: Traits name the batch RPC and its item types.
+struct AsyncAttestationClient::ChallengeTraits {
+  using Item = ChallengeItem;
+  using Response = v1::GetChallengeResponse;
+  using BatchRequest = v1::GetChallengesRequest;
+  using BatchResponse = v1::GetChallengesResponse;
+  static constexpr char kMethod[] = "GetChallenges";
+  static constexpr char kItemMethod[] = "GetChallenge";
+  static void Add(BatchRequest* b, const Item& item) {
+    b->add_device_ids(item.request.device_id());
+  }
+  static void Invoke(const Stubs& stubs, grpc::ClientContext* ctx,
+                     const BatchRequest* req, BatchResponse* resp,
+                     std::function<void(grpc::Status)> cb) {
+    stubs.attestation->async()->GetChallenges(ctx, req, resp, std::move(cb));
+  }
+  static Response* Answer(v1::ChallengeResult& r) {
+    return r.mutable_challenge();
+  }
+};
+
+struct AsyncAttestationClient::AttestTraits {
+  using Item = AttestItem;
+  using Response = v1::AttestResponse;
+  using BatchRequest = v1::AttestBatchRequest;
+  using BatchResponse = v1::AttestBatchResponse;
+  static constexpr char kMethod[] = "AttestBatch";
+  static constexpr char kItemMethod[] = "Attest";
+  static void Add(BatchRequest* b, const Item& item) {
+    *b->add_requests() = item.request;
+  }
+  static void Invoke(const Stubs& stubs, grpc::ClientContext* ctx,
+                     const BatchRequest* req, BatchResponse* resp,
+                     std::function<void(grpc::Status)> cb) {
+    stubs.attestation->async()->AttestBatch(ctx, req, resp, std::move(cb));
+  }
+  static Response* Answer(v1::AttestResult& r) { return r.mutable_response(); }
+};
+
+// BatchCall carries one shard's held items in one RPC and answers each item
+// on its own: OK with its response, a redirect by sending the item alone to
+// the owner, anything else with the item's code and message.
+template <typename Traits>
+class AsyncAttestationClient::BatchCall final
+    : public AsyncAttestationClient::Call {
+ public:
+  using Item = typename Traits::Item;
+  BatchCall(AsyncAttestationClient* client, std::string target,
+            std::vector<Item> items)
+      : client_(client), items_(std::move(items)) {
+    pinned = true;
+    address = std::move(target);
+    for (const Item& item : items_) Traits::Add(&request_, item);
+  }
+
+  const std::string& device_id() const override {
+    return items_.front().request.device_id();
+  }
+  const char* method() const override { return Traits::kMethod; }
+  size_t items() const override { return items_.size(); }
+  void Start(const Stubs& stubs, absl::Duration deadline,
+             std::function<void(grpc::Status)> on_done) override {
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(rpc::Deadline(deadline));
+    response_.Clear();
+    Traits::Invoke(stubs, context_.get(), &request_, &response_,
+                   std::move(on_done));
+  }
+  void Complete(absl::Status status) override {
+    auto* results = response_.mutable_results();
+    for (size_t i = 0; i < items_.size(); ++i) {
+      Item& item = items_[i];
+      const std::string& id = item.request.device_id();
+      if (!status.ok()) {
+        item.done(status);
+        continue;
+      }
+      // A result names its item's device; the shard leaves the name out
+      // only when refusing a malformed one (it never echoes those).
+      if (i >= static_cast<size_t>(results->size()) ||
+          ((*results)[i].device_id() != id &&
+           !((*results)[i].device_id().empty() && (*results)[i].code() != 0))) {
+        item.done(absl::InternalError(absl::StrCat(
+            Traits::kItemMethod, " for device ", id, " at ", address, ": ",
+            Traits::kMethod, " answered ", results->size(), " results for ",
+            items_.size(), " items, not in request order")));
+        continue;
+      }
+      auto& r = (*results)[i];
+      if (r.code() == 0) {
+        item.done(std::move(*Traits::Answer(r)));
+        continue;
+      }
+      const int code = r.code() > 0 && r.code() <= 16 ? r.code() : 2;
+      if (code == static_cast<int>(absl::StatusCode::kFailedPrecondition) &&
+          !r.redirect_address().empty()) {
+        if (r.redirect_address().size() >
+            client_->options_.max_address_length) {
+          item.done(absl::UnavailableError(absl::StrCat(
+              Traits::kItemMethod, " for device ", id, ": shard ", address,
+              " redirected to an address longer than ",
+              client_->options_.max_address_length, " bytes")));
+          continue;
+        }
+        client_->LearnOwner(id, r.redirect_address());
+        Resubmit(item, r.redirect_address());
+        continue;
+      }
+      item.done(absl::Status(
+          static_cast<absl::StatusCode>(code),
+          absl::StrCat(Traits::kItemMethod, " at ", address, ": ",
+                       log_bound(r.message()))));
+    }
+  }
+
+ private:
+  static std::string log_bound(const std::string& m) {
+    return m.size() <= 1024 ? m : m.substr(0, 1024) + "...";
+  }
+  void Resubmit(ChallengeItem& item, const std::string& target) {
+    client_->SubmitChallenge(std::move(item.request), std::move(item.done), 1,
+                             target);
+  }
+  void Resubmit(AttestItem& item, const std::string& target) {
+    client_->SubmitAttest(std::move(item.request), std::move(item.done), 1,
+                          target);
+  }
+
+  AsyncAttestationClient* const client_;
+  std::vector<Item> items_;
+  typename Traits::BatchRequest request_;
+  typename Traits::BatchResponse response_;
+};
+
 AsyncAttestationClient::AsyncAttestationClient(
     std::vector<cluster::ShardEndpoint> shards, rpc::TlsFiles tls,
     Options options)
@@ -100,10 +238,22 @@ AsyncAttestationClient::AsyncAttestationClient(
 
 AsyncAttestationClient::~AsyncAttestationClient() {
   std::deque<Call*> queued;
+  std::vector<ChallengeItem> challenges;
+  std::vector<AttestItem> attests;
   {
     absl::MutexLock l(&mu_);
     queued.swap(queue_);
+    for (Endpoint& e : endpoints_) {
+      for (auto& c : e.pending_challenges) challenges.push_back(std::move(c));
+      for (auto& a : e.pending_attests) attests.push_back(std::move(a));
+      e.pending_challenges.clear();
+      e.pending_attests.clear();
+    }
   }
+  const absl::Status shut =
+      absl::CancelledError("attestation client shut down");
+  for (auto& c : challenges) c.done(shut);
+  for (auto& a : attests) a.done(shut);
   for (Call* call : queued) {
     call->Complete(absl::CancelledError("attestation client shut down"));
     delete call;
@@ -115,24 +265,161 @@ AsyncAttestationClient::~AsyncAttestationClient() {
 
 void AsyncAttestationClient::GetChallenge(v1::GetChallengeRequest request,
                                           ChallengeCallback done) {
-  Submit(new TypedCall<v1::GetChallengeRequest, v1::GetChallengeResponse>(
+  // The batch call has no min_catalog_revision: such a call goes alone.
+  if (options_.max_batch > 1 && !request.device_id().empty() &&
+      request.min_catalog_revision() == 0) {
+    ChallengeItem item{std::move(request), std::move(done)};
+    if (HoldChallenge(item)) return;
+    request = std::move(item.request);
+    done = std::move(item.done);
+  }
+  SubmitChallenge(std::move(request), std::move(done), 0, "");
+}
+
+void AsyncAttestationClient::Attest(v1::AttestRequest request,
+                                    AttestCallback done) {
+  if (options_.max_batch > 1 && !request.device_id().empty()) {
+    AttestItem item{std::move(request), std::move(done)};
+    if (HoldAttest(item)) return;
+    request = std::move(item.request);
+    done = std::move(item.done);
+  }
+  SubmitAttest(std::move(request), std::move(done), 0, "");
+}
+
+void AsyncAttestationClient::SubmitChallenge(v1::GetChallengeRequest request,
+                                             ChallengeCallback done, int hops,
+                                             std::string address) {
+  auto* call = new TypedCall<v1::GetChallengeRequest, v1::GetChallengeResponse>(
       "GetChallenge", std::move(request), std::move(done),
       +[](const Stubs& stubs, grpc::ClientContext* ctx,
           const v1::GetChallengeRequest* req, v1::GetChallengeResponse* resp,
           std::function<void(grpc::Status)> cb) {
         stubs.attestation->async()->GetChallenge(ctx, req, resp, std::move(cb));
-      }));
+      });
+  call->hops = hops;
+  call->address = std::move(address);
+  Submit(call);
 }
 
-void AsyncAttestationClient::Attest(v1::AttestRequest request,
-                                    AttestCallback done) {
-  Submit(new TypedCall<v1::AttestRequest, v1::AttestResponse>(
+void AsyncAttestationClient::SubmitAttest(v1::AttestRequest request,
+                                          AttestCallback done, int hops,
+                                          std::string address) {
+  auto* call = new TypedCall<v1::AttestRequest, v1::AttestResponse>(
       "Attest", std::move(request), std::move(done),
       +[](const Stubs& stubs, grpc::ClientContext* ctx,
           const v1::AttestRequest* req, v1::AttestResponse* resp,
           std::function<void(grpc::Status)> cb) {
         stubs.attestation->async()->Attest(ctx, req, resp, std::move(cb));
-      }));
+      });
+  call->hops = hops;
+  call->address = std::move(address);
+  Submit(call);
+}
+
+int AsyncAttestationClient::OwnerIndexLocked(const std::string& device_id) {
+  if (auto it = owners_.find(device_id); it != owners_.end()) {
+    return static_cast<int>(it->second);
+  }
+  if (ring_.empty()) return -1;
+  return AddressIndexLocked(ring_.Owner(device_id).address());
+}
+
+bool AsyncAttestationClient::HoldChallenge(ChallengeItem& item) {
+  std::vector<ChallengeItem> full;
+  std::string address;
+  {
+    absl::MutexLock l(&mu_);
+    const int index = OwnerIndexLocked(item.request.device_id());
+    if (index < 0) return false;
+    Endpoint& e = endpoints_[index];
+    e.pending_challenges.push_back(std::move(item));
+    if (e.pending_challenges.size() <
+        static_cast<size_t>(options_.max_batch)) {
+      return true;
+    }
+    full.swap(e.pending_challenges);
+    address = e.address;
+  }
+  SendChallenges(address, std::move(full));
+  return true;
+}
+
+bool AsyncAttestationClient::HoldAttest(AttestItem& item) {
+  std::vector<AttestItem> full;
+  std::string address;
+  {
+    absl::MutexLock l(&mu_);
+    const int index = OwnerIndexLocked(item.request.device_id());
+    if (index < 0) return false;
+    Endpoint& e = endpoints_[index];
+    e.pending_attests.push_back(std::move(item));
+    if (e.pending_attests.size() < static_cast<size_t>(options_.max_batch)) {
+      return true;
+    }
+    full.swap(e.pending_attests);
+    address = e.address;
+  }
+  SendAttests(address, std::move(full));
+  return true;
+}
+
+void AsyncAttestationClient::SendChallenges(const std::string& address,
+                                            std::vector<ChallengeItem> items) {
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.batches;
+    stats_.batched_items += items.size();
+  }
+  Submit(new BatchCall<ChallengeTraits>(this, address, std::move(items)));
+}
+
+void AsyncAttestationClient::SendAttests(const std::string& address,
+                                         std::vector<AttestItem> items) {
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.batches;
+    stats_.batched_items += items.size();
+  }
+  Submit(new BatchCall<AttestTraits>(this, address, std::move(items)));
+}
+
+void AsyncAttestationClient::Flush() {
+  if (options_.max_batch <= 1) return;
+  std::vector<std::pair<std::string, std::vector<ChallengeItem>>> challenges;
+  std::vector<std::pair<std::string, std::vector<AttestItem>>> attests;
+  {
+    absl::MutexLock l(&mu_);
+    for (Endpoint& e : endpoints_) {
+      if (!e.pending_challenges.empty()) {
+        challenges.emplace_back(e.address, std::move(e.pending_challenges));
+        e.pending_challenges.clear();
+      }
+      if (!e.pending_attests.empty()) {
+        attests.emplace_back(e.address, std::move(e.pending_attests));
+        e.pending_attests.clear();
+      }
+    }
+  }
+  for (auto& [address, items] : challenges) {
+    SendChallenges(address, std::move(items));
+  }
+  for (auto& [address, items] : attests) {
+    SendAttests(address, std::move(items));
+  }
+}
+
+void AsyncAttestationClient::LearnOwner(const std::string& device_id,
+                                        const std::string& address) {
+  absl::MutexLock l(&mu_);
+  ++stats_.redirects;
+  int index = AddressIndexLocked(address);
+  if (index < 0 || options_.max_cached_owners == 0) return;
+  if (owners_.size() >= options_.max_cached_owners &&
+      !owners_.contains(device_id) && !owners_.empty()) {
+    owners_.erase(owners_.begin());
+  }
+  owners_[device_id] = static_cast<uint32_t>(index);
 }
 
 void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
@@ -160,7 +447,7 @@ void AsyncAttestationClient::Submit(Call* call) {
   bool dispatch = false;
   {
     absl::MutexLock l(&mu_);
-    ++stats_.calls;
+    stats_.calls += call->items();
     if (in_flight_ < options_.max_in_flight) {
       ++in_flight_;
       stats_.max_in_flight_seen =
@@ -197,12 +484,10 @@ void AsyncAttestationClient::Dispatch(Call* call) {
   {
     absl::MutexLock l(&mu_);
     int index = -1;
-    if (call->hops > 0) {
-      index = AddressIndexLocked(call->address);  // redirect target
-    } else if (auto it = owners_.find(call->device_id()); it != owners_.end()) {
-      index = static_cast<int>(it->second);
-    } else if (!ring_.empty()) {
-      index = AddressIndexLocked(ring_.Owner(call->device_id()).address());
+    if (call->hops > 0 || call->pinned) {
+      index = AddressIndexLocked(call->address);  // redirect target / batch
+    } else {
+      index = OwnerIndexLocked(call->device_id());
     }
     if (index >= 0) {
       Endpoint& e = endpoints_[index];
@@ -229,7 +514,8 @@ void AsyncAttestationClient::Dispatch(Call* call) {
 }
 
 void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
-  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+  if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+      !call->pinned) {  // a batch's redirects come per item
     const auto& md = call->context()->GetServerTrailingMetadata();
     auto a = md.find(kRedirectAddressKey);
     if (a != md.end() && md.find(kRedirectShardKey) != md.end()) {
@@ -252,20 +538,7 @@ void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
                          "); the shard map is changing, retry later")));
         return;
       }
-      {
-        absl::MutexLock l(&mu_);
-        ++stats_.redirects;
-        int index = AddressIndexLocked(target);
-        if (index >= 0) {
-          if (owners_.size() >= options_.max_cached_owners &&
-              !owners_.contains(call->device_id()) && !owners_.empty()) {
-            owners_.erase(owners_.begin());
-          }
-          if (options_.max_cached_owners > 0) {
-            owners_[call->device_id()] = static_cast<uint32_t>(index);
-          }
-        }
-      }
+      LearnOwner(call->device_id(), target);
       ++call->hops;
       call->address = std::move(target);
       Dispatch(call);

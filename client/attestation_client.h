@@ -16,6 +16,16 @@
 //    calls wait in a FIFO of at most Options::max_queued and beyond that
 //    fail at once with RESOURCE_EXHAUSTED, so one caller cannot fill memory.
 //  * Every RPC has a deadline (Options::deadline).
+//  * Batching (gateways, Options::max_batch > 1): GetChallenge and Attest
+//    calls are held per owning shard and sent as one GetChallenges /
+//    AttestBatch RPC of up to max_batch items, when the batch is full or on
+//    Flush(). Each item is answered on its own, with the code its single
+//    call would get; an item the shard redirects is sent again on its own
+//    to the owner (and the owner cached). A batch is one RPC in the window.
+//    A GetChallenge with min_catalog_revision (which the batch RPC does not
+//    carry) is always sent alone.
+//    Only a gateway certificate may call the batch RPCs; a device keeps the
+//    default max_batch = 1 (one RPC per call, Flush does nothing).
 //  * No retries here: a call ends with the shard's answer (after redirects).
 //    Whether and when to try again is the caller's protocol decision, made
 //    with client/backoff.h (IsRetryable, BackoffDelay); the twin library
@@ -67,6 +77,12 @@ class AttestationTransport {
                             ChallengeCallback done) = 0;
   virtual void Attest(v1::AttestRequest request, AttestCallback done) = 0;
 
+  // Flush sends the calls a transport holds back to batch them (see
+  // AsyncAttestationClient::Options::max_batch); a caller that issues many
+  // calls at once (TwinDriver, after each pass of its loop) calls it when it
+  // has issued them all. The default holds nothing back.
+  virtual void Flush() {}
+
   // UploadErrors sends a device's error batch to its owning shard's
   // ErrorReportingService. `session_token` (from the device's attestation)
   // goes in metadata when non-empty: the gateway path; a device presenting
@@ -99,9 +115,14 @@ class AsyncAttestationClient final : public AttestationTransport {
     int max_redirects = 3;            // hops per call
     size_t max_address_length = 255;  // longer redirect targets refused
     absl::Duration deadline = absl::Seconds(10);  // per RPC
+    // Items per GetChallenges / AttestBatch RPC (the service takes at most
+    // 64); 1 = no batching. Gateways only.
+    int max_batch = 1;
   };
   struct Stats {
     uint64_t calls = 0;           // GetChallenge + Attest + UploadErrors
+    uint64_t batches = 0;         // GetChallenges + AttestBatch RPCs
+    uint64_t batched_items = 0;   // calls carried in them
     uint64_t redirects = 0;       // redirects followed
     uint64_t rejected = 0;        // refused locally: window and queue full
     int max_in_flight_seen = 0;   // high-water mark of the window
@@ -121,6 +142,8 @@ class AsyncAttestationClient final : public AttestationTransport {
   void Attest(v1::AttestRequest request, AttestCallback done) override;
   void UploadErrors(v1::UploadErrorsRequest request, std::string session_token,
                     UploadErrorsCallback done) override;
+  // Flush sends every held batch now (no-op when max_batch is 1).
+  void Flush() override;
 
   Stats stats() const;
 
@@ -133,6 +156,36 @@ class AsyncAttestationClient final : public AttestationTransport {
   };
   template <typename Req, typename Resp>
   class TypedCall;
+  template <typename Traits>
+  class BatchCall;
+  struct ChallengeTraits;
+  struct AttestTraits;
+  struct ChallengeItem {
+    v1::GetChallengeRequest request;
+    ChallengeCallback done;
+  };
+  struct AttestItem {
+    v1::AttestRequest request;
+    AttestCallback done;
+  };
+
+  void SubmitChallenge(v1::GetChallengeRequest request, ChallengeCallback done,
+                       int hops, std::string address);
+  void SubmitAttest(v1::AttestRequest request, AttestCallback done, int hops,
+                    std::string address);
+  // Hold adds an item to its owner's pending batch (sending the batch when
+  // full); false when no owner is known (the caller sends it alone).
+  bool HoldChallenge(ChallengeItem& item);
+  bool HoldAttest(AttestItem& item);
+  void SendChallenges(const std::string& address,
+                      std::vector<ChallengeItem> items);
+  void SendAttests(const std::string& address, std::vector<AttestItem> items);
+  // OwnerIndexLocked: the endpoint the owner cache or the ring names for
+  // `device_id`, or -1.
+  int OwnerIndexLocked(const std::string& device_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // LearnOwner records a redirect: `device_id` lives at `address`.
+  void LearnOwner(const std::string& device_id, const std::string& address);
 
   void Submit(Call* call);
   void Dispatch(Call* call);
@@ -154,6 +207,8 @@ class AsyncAttestationClient final : public AttestationTransport {
     std::string address;
     std::unique_ptr<v1::AttestationService::Stub> stub;  // created lazily
     std::unique_ptr<v1::ErrorReportingService::Stub> errors_stub;  // same channel
+    std::vector<ChallengeItem> pending_challenges;  // < max_batch
+    std::vector<AttestItem> pending_attests;        // < max_batch
   };
   std::vector<Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   // device id -> endpoint index, only for devices a redirect moved off the

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -76,6 +78,43 @@ class FakeShard final : public v1::AttestationService::CallbackService {
     return Handle(ctx, req->device_id());
   }
 
+  // Batch calls: each item answered like its single call (owned -> OK,
+  // else redirect_address); `item_fail` fails the named devices' items,
+  // `fail_batch` the whole call, `scramble` answers in reverse order.
+  std::map<std::string, absl::Status> item_fail;
+  absl::Status fail_batch;
+  bool scramble = false;
+  std::string item_redirect_to;
+
+  grpc::ServerUnaryReactor* GetChallenges(
+      grpc::CallbackServerContext* ctx, const v1::GetChallengesRequest* req,
+      v1::GetChallengesResponse* resp) override {
+    for (const auto& id : req->device_ids()) {
+      auto* r = resp->add_results();
+      r->set_device_id(id);
+      if (AnswerItem(id, r)) {
+        r->mutable_challenge()->set_nonce(absl::StrCat("nonce-from-", this->id));
+      }
+    }
+    return FinishBatch(ctx, req->device_ids_size(), resp->mutable_results());
+  }
+  grpc::ServerUnaryReactor* AttestBatch(
+      grpc::CallbackServerContext* ctx, const v1::AttestBatchRequest* req,
+      v1::AttestBatchResponse* resp) override {
+    for (const auto& item : req->requests()) {
+      auto* r = resp->add_results();
+      r->set_device_id(item.device_id());
+      if (AnswerItem(item.device_id(), r)) {
+        r->mutable_response()->set_tenant_id(id);
+      }
+    }
+    return FinishBatch(ctx, req->requests_size(), resp->mutable_results());
+  }
+  std::vector<int> batch_sizes() {
+    absl::MutexLock l(&mu_);
+    return batch_sizes_;
+  }
+
   int calls() {
     absl::MutexLock l(&mu_);
     return calls_;
@@ -136,7 +175,46 @@ class FakeShard final : public v1::AttestationService::CallbackService {
     return reactor;
   }
 
+  // AnswerItem fills an item's code/redirect; true when it is answered OK.
+  template <typename Result>
+  bool AnswerItem(const std::string& device_id, Result* r) {
+    absl::MutexLock l(&mu_);
+    devices_.push_back(device_id);
+    std::string target = item_redirect_to;
+    if (target.empty() && ring != nullptr) {
+      const v1::Shard& owner = ring->Owner(device_id);
+      if (owner.id() != id) target = owner.address();
+    }
+    if (!target.empty()) {
+      r->set_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
+      r->set_message("not mine");
+      r->set_redirect_address(target);
+      return false;
+    }
+    if (auto it = item_fail.find(device_id); it != item_fail.end()) {
+      r->set_code(static_cast<int>(it->second.code()));
+      r->set_message(std::string(it->second.message()));
+      return false;
+    }
+    return true;
+  }
+  template <typename Results>
+  grpc::ServerUnaryReactor* FinishBatch(grpc::CallbackServerContext* ctx,
+                                        int n, Results* results) {
+    auto* reactor = ctx->DefaultReactor();
+    {
+      absl::MutexLock l(&mu_);
+      ++calls_;
+      batch_sizes_.push_back(n);
+    }
+    if (scramble) std::reverse(results->begin(), results->end());
+    reactor->Finish(fail_batch.ok() ? grpc::Status::OK
+                                    : rpc::ToGrpcStatus(fail_batch));
+    return reactor;
+  }
+
   absl::Mutex mu_;
+  std::vector<int> batch_sizes_;
   int calls_ = 0;
   std::vector<std::string> devices_;
   std::vector<grpc::ServerUnaryReactor*> held_;
@@ -350,6 +428,246 @@ TEST_F(AsyncAttestationClientTest, Fault_NoShardsFailsWithoutHanging) {
   auto r = Challenge(client, DeviceId(1));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(r.status().message(), "lists no shards"));
+}
+
+// Batching (gateways): calls held per owning shard, one RPC per batch.
+class BatchingTest : public AsyncAttestationClientTest {
+ protected:
+  struct Results {
+    absl::Mutex mu;
+    std::map<std::string, absl::StatusOr<v1::GetChallengeResponse>> challenges;
+    std::map<std::string, absl::StatusOr<v1::AttestResponse>> attests;
+    size_t size() {
+      absl::MutexLock l(&mu);
+      return challenges.size() + attests.size();
+    }
+    void Await(size_t n) {
+      std::pair<Results*, size_t> arg{this, n};
+      absl::MutexLock l(&mu);
+      mu.Await(absl::Condition(
+          +[](std::pair<Results*, size_t>* a) {
+            return a->first->challenges.size() + a->first->attests.size() >=
+                   a->second;
+          },
+          &arg));
+    }
+  };
+  void Challenge(AsyncAttestationClient& client, const std::string& id,
+                 Results* out) {
+    v1::GetChallengeRequest req;
+    req.set_device_id(id);
+    client.GetChallenge(req, [out, id](auto r) {
+      absl::MutexLock l(&out->mu);
+      out->challenges.emplace(id, std::move(r));
+    });
+  }
+  void Attest(AsyncAttestationClient& client, const std::string& id,
+              Results* out) {
+    v1::AttestRequest req;
+    req.set_device_id(id);
+    client.Attest(req, [out, id](auto r) {
+      absl::MutexLock l(&out->mu);
+      out->attests.emplace(id, std::move(r));
+    });
+  }
+  static AsyncAttestationClient::Options Batched(int max_batch) {
+    AsyncAttestationClient::Options o;
+    o.max_batch = max_batch;
+    return o;
+  }
+};
+
+TEST_F(BatchingTest, OneRpcPerShardBatchAndEveryItemAnsweredByItsOwner) {
+  StartShards(3);
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  Results results;
+  for (int i = 0; i < 20; ++i) Challenge(client, DeviceId(i), &results);
+  for (int i = 0; i < 20; ++i) Attest(client, DeviceId(i), &results);
+  client.Flush();
+  results.Await(40);
+  for (int i = 0; i < 20; ++i) {
+    auto& c = results.challenges.at(DeviceId(i));
+    ASSERT_TRUE(c.ok()) << c.status();
+    const std::string owner = shards_[0]->ring->Owner(DeviceId(i)).id();
+    EXPECT_EQ(c->nonce(), absl::StrCat("nonce-from-", owner));
+    auto& a = results.attests.at(DeviceId(i));
+    ASSERT_TRUE(a.ok()) << a.status();
+    EXPECT_EQ(a->tenant_id(), owner);
+  }
+  int rpcs = 0, items = 0;
+  for (auto& s : shards_) {
+    for (int n : s->batch_sizes()) {
+      ++rpcs;
+      items += n;
+      EXPECT_LE(n, 8);
+    }
+    for (const auto& d : s->devices()) EXPECT_EQ(s->ring->Owner(d).id(), s->id);
+  }
+  EXPECT_EQ(items, 40);
+  const auto stats = client.stats();
+  EXPECT_EQ(stats.batches, static_cast<uint64_t>(rpcs));
+  EXPECT_EQ(stats.batched_items, 40u);
+  EXPECT_EQ(stats.calls, 40u);
+  EXPECT_LT(rpcs, 40);  // fewer RPCs than calls: 2 kinds x 3 shards x ~1
+  EXPECT_EQ(stats.redirects, 0u);
+}
+
+TEST_F(BatchingTest, FullBatchGoesAtOnceTheRestWaitsForFlush) {
+  StartShards(1);
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(4));
+  Results results;
+  for (int i = 0; i < 5; ++i) Challenge(client, DeviceId(i), &results);
+  EXPECT_EQ(client.stats().batches, 1u);  // the first four, sent when full
+  EXPECT_EQ(client.stats().batched_items, 4u);
+  results.Await(4);
+  client.Flush();
+  results.Await(5);
+  EXPECT_EQ(shards_[0]->batch_sizes(), (std::vector<int>{4, 1}));
+  for (auto& [id, r] : results.challenges) EXPECT_TRUE(r.ok()) << r.status();
+  client.Flush();  // nothing held: no RPC
+  EXPECT_EQ(client.stats().batches, 2u);
+}
+
+TEST_F(BatchingTest, RedirectedItemIsSentAloneToTheOwnerAndCached) {
+  StartShards(2);
+  std::vector<std::string> foreign, local;
+  for (int i = 0; foreign.size() < 3 || local.size() < 3; ++i) {
+    (shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-1" ? foreign : local)
+        .push_back(DeviceId(i));
+  }
+  foreign.resize(3);
+  local.resize(3);
+  // The client knows only shard-0, so everything is batched there.
+  AsyncAttestationClient client({endpoints_[0]}, pki_.client, Batched(16));
+  Results results;
+  for (int i = 0; i < 3; ++i) {
+    Challenge(client, foreign[i], &results);
+    Challenge(client, local[i], &results);
+  }
+  client.Flush();
+  results.Await(6);
+  for (const auto& id : foreign) {
+    auto& r = results.challenges.at(id);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->nonce(), "nonce-from-shard-1");
+  }
+  for (const auto& id : local) {
+    EXPECT_EQ(results.challenges.at(id)->nonce(), "nonce-from-shard-0");
+  }
+  EXPECT_EQ(client.stats().redirects, 3u);
+  EXPECT_EQ(client.stats().cached_owners, 3u);
+  EXPECT_EQ(shards_[1]->calls(), 3);  // three single GetChallenge calls
+  EXPECT_TRUE(shards_[1]->batch_sizes().empty());
+  // Attest for a redirected device now goes to its owner's batch directly.
+  Attest(client, foreign[0], &results);
+  client.Flush();
+  results.Await(7);
+  EXPECT_EQ(results.attests.at(foreign[0])->tenant_id(), "shard-1");
+  EXPECT_EQ(shards_[1]->batch_sizes(), (std::vector<int>{1}));
+  EXPECT_EQ(client.stats().redirects, 3u);
+}
+
+TEST_F(BatchingTest, ItemRefusalsKeepTheirCodeOthersSucceed) {
+  StartShards(1);
+  shards_[0]->item_fail[DeviceId(1)] = absl::NotFoundError("unknown device");
+  shards_[0]->item_fail[DeviceId(2)] =
+      absl::PermissionDeniedError("device revoked");
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  Results results;
+  for (int i = 0; i < 4; ++i) Attest(client, DeviceId(i), &results);
+  client.Flush();
+  results.Await(4);
+  EXPECT_TRUE(results.attests.at(DeviceId(0)).ok());
+  EXPECT_TRUE(results.attests.at(DeviceId(3)).ok());
+  const absl::Status nf = results.attests.at(DeviceId(1)).status();
+  EXPECT_EQ(nf.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(absl::StrContains(nf.message(), "unknown device")) << nf;
+  EXPECT_TRUE(absl::StrContains(nf.message(), "Attest at ")) << nf;
+  EXPECT_EQ(results.attests.at(DeviceId(2)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(shards_[0]->calls(), 1);  // one RPC, never retried
+}
+
+TEST_F(BatchingTest, Fault_FailedBatchRpcFailsEveryItemWithItsCode) {
+  StartShards(1);
+  shards_[0]->fail_batch =
+      absl::PermissionDeniedError("batch calls are for gateways");
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  Results results;
+  for (int i = 0; i < 3; ++i) Challenge(client, DeviceId(i), &results);
+  client.Flush();
+  results.Await(3);
+  for (auto& [id, r] : results.challenges) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "GetChallenges at "))
+        << r.status();
+  }
+  EXPECT_EQ(shards_[0]->calls(), 1);
+}
+
+TEST_F(BatchingTest, Attack_ResultsOutOfOrderAreRefusedNotMisattributed) {
+  StartShards(1);
+  shards_[0]->scramble = true;
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  Results results;
+  for (int i = 0; i < 3; ++i) Attest(client, DeviceId(i), &results);
+  client.Flush();
+  results.Await(3);
+  // Reversed: the middle item lines up, the others name another device.
+  EXPECT_TRUE(results.attests.at(DeviceId(1)).ok());
+  for (int i : {0, 2}) {
+    const absl::Status s = results.attests.at(DeviceId(i)).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), "not in request order")) << s;
+  }
+}
+
+TEST_F(BatchingTest, Attack_OverlongItemRedirectIsRefusedAndNotCached) {
+  StartShards(1);
+  shards_[0]->item_redirect_to = std::string(300, 'a') + ":1";
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  Results results;
+  Challenge(client, DeviceId(1), &results);
+  client.Flush();
+  results.Await(1);
+  const absl::Status s = results.challenges.at(DeviceId(1)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(absl::StrContains(s.message(), "longer than 255")) << s;
+  EXPECT_EQ(client.stats().cached_owners, 0u);
+  EXPECT_EQ(client.stats().redirects, 0u);
+  EXPECT_EQ(shards_[0]->calls(), 1);
+}
+
+TEST_F(BatchingTest, ChallengeWithCatalogRevisionGoesAlone) {
+  StartShards(1);
+  AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+  absl::Notification done;
+  v1::GetChallengeRequest req;
+  req.set_device_id(DeviceId(1));
+  req.set_min_catalog_revision(7);
+  client.GetChallenge(req, [&](auto r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    done.Notify();
+  });
+  done.WaitForNotification();  // no Flush needed: not held
+  EXPECT_EQ(client.stats().batches, 0u);
+  EXPECT_TRUE(shards_[0]->batch_sizes().empty());
+}
+
+TEST_F(BatchingTest, Fault_HeldItemsAreCancelledWhenTheClientCloses) {
+  StartShards(1);
+  Results results;
+  {
+    AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
+    Challenge(client, DeviceId(1), &results);
+    Attest(client, DeviceId(2), &results);
+  }
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results.challenges.at(DeviceId(1)).status().code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(results.attests.at(DeviceId(2)).status().code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(shards_[0]->calls(), 0);  // nothing was sent
 }
 
 }  // namespace

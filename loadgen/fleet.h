@@ -45,6 +45,7 @@ struct FleetOptions {
   double rate = 0;
   size_t max_active = 256;        // twins mid-attestation (TwinDriver)
   int max_in_flight = 128;        // RPCs in flight (AsyncAttestationClient)
+  int attest_batch = 64;          // twins per GetChallenges/AttestBatch RPC
   int claim_window = 64;          // ClaimDevice calls in flight
   int verify_chain_every = 100;   // every Nth twin verifies its chain; 0 none
   bool tls_per_twin = false;      // one mTLS connection (handshake) per twin

@@ -52,6 +52,11 @@ int Main(int argc, char** argv) {
                  "RPCs in flight on the gateway channels")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--attest-batch", f.attest_batch,
+                 "twins per GetChallenges/AttestBatch RPC on the gateway "
+                 "channels (1 = one GetChallenge/Attest RPC per twin)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--claim-window", f.claim_window,
                  "ClaimDevice calls in flight")
       ->check(CLI::Range(1, 10000))

@@ -329,6 +329,7 @@ class AttestPhase final : public Phase {
       client::AsyncAttestationClient::Options co;
       co.max_in_flight = o.max_in_flight;
       co.deadline = absl::Seconds(20);
+      co.max_batch = o.attest_batch;  // gateway batch RPCs
       inner = std::make_unique<client::AsyncAttestationClient>(
           fleet.cluster().shards, fleet.gateway_tls(), co);
     }

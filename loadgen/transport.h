@@ -49,6 +49,7 @@ class TimingTransport final : public client::AttestationTransport {
   void GetChallenge(v1::GetChallengeRequest request,
                     ChallengeCallback done) override;
   void Attest(v1::AttestRequest request, AttestCallback done) override;
+  void Flush() override { inner_->Flush(); }
 
  private:
   client::AttestationTransport* const inner_;

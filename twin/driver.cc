@@ -127,6 +127,9 @@ bool TwinDriver::RunUntil(const std::function<bool()>& done,
         });
       }
     }
+    // Requests made above may be held by the transport to share one batch
+    // RPC per shard (gateways): send them now, once per pass.
+    transport_->Flush();
     const bool progressed = !batch.empty();
     batch.clear();
     if (done()) return true;

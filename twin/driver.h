@@ -11,6 +11,11 @@
 // No thread of its own; no sleeps: RunUntil waits on a condition until an
 // answer arrives or the next timer is due.
 //
+// Batching: after each pass over due timers and answers the driver calls
+// transport->Flush(), so a gateway transport sends the requests of that pass
+// as one GetChallenges / AttestBatch RPC per shard (client/
+// attestation_client.h, Options::max_batch).
+//
 // Admission: at most Options::max_active twins are mid-attestation (between
 // GetChallenge and the Attest answer) at once; due timers beyond that wait
 // in the heap. Without it a fleet waking together would queue all its

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
+#include <map>
 #include <memory>
 
 #include "absl/strings/match.h"
@@ -409,6 +411,63 @@ TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
   EXPECT_EQ(most_pending, 3u);  // never more than 3 twins' requests at once
   EXPECT_EQ(driver.active(), 0u);
   EXPECT_EQ(driver.outstanding(), 0);
+}
+
+// HoldingService holds every call until Flush, like a gateway transport
+// that batches (client::AsyncAttestationClient with max_batch > 1), and
+// answers the held calls inline then.
+class HoldingService : public client::AttestationTransport {
+ public:
+  explicit HoldingService(const Pki* pki) : pki_(pki) {}
+  void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
+    challenges_.push_back(std::move(done));
+  }
+  void Attest(v1::AttestRequest req, AttestCallback done) override {
+    attests_.push_back({req.device_id(), std::move(done)});
+  }
+  void Flush() override {
+    ++flushes;
+    most_held = std::max(most_held, challenges_.size() + attests_.size());
+    auto challenges = std::move(challenges_);
+    auto attests = std::move(attests_);
+    challenges_.clear();
+    attests_.clear();
+    for (auto& done : challenges) {
+      v1::GetChallengeResponse r;
+      r.set_nonce(std::string(32, 'h'));
+      done(r);
+    }
+    for (auto& [id, done] : attests) done(pki_->Issue(keys.at(id), absl::Now()));
+  }
+  std::map<std::string, std::string> keys;
+  int flushes = 0;
+  size_t most_held = 0;
+
+ private:
+  const Pki* pki_;
+  std::vector<ChallengeCallback> challenges_;
+  std::vector<std::pair<std::string, AttestCallback>> attests_;
+};
+
+TEST_F(TwinTest, DriverFlushesTheTransportSoOnePassSharesABatch) {
+  HoldingService service(&pki_);
+  TwinDriver driver(&service, Clock::Real());
+  std::vector<std::unique_ptr<Twin>> twins;
+  for (int i = 0; i < 40; ++i) {
+    twins.push_back(NewTwin(absl::StrCat("batch-", i)));
+    service.keys[twins.back()->device().device_id()] =
+        twins.back()->device().CertificatePublicKey();
+    driver.Add(twins.back().get());
+  }
+  // Without the driver's Flush nothing would ever be answered.
+  ASSERT_TRUE(driver.RunUntil([&] { return driver.certified() == 40; },
+                              absl::Now() + absl::Seconds(30)));
+  // All 40 are due at once: their challenges go out in one flush, their
+  // Attest requests (made while applying those answers) in the next.
+  EXPECT_EQ(service.most_held, 40u);
+  EXPECT_LE(service.flushes, 4);
+  EXPECT_EQ(driver.outstanding(), 0);
+  for (const auto& t : twins) EXPECT_EQ(t->phase(), Phase::kCertified);
 }
 
 TEST_F(TwinTest, CertifiedTwinUploadsItsErrorRing) {

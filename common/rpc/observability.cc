@@ -5,14 +5,18 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/stubs/logging.h>
 
+#include <cstdlib>
 #include <mutex>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
@@ -100,6 +104,31 @@ bool IsQuietMethod(absl::string_view method) {
          absl::EndsWith(method, "/RegisterShard");
 }
 
+absl::string_view MethodName(absl::string_view full_method) {
+  size_t slash = full_method.rfind('/');
+  return slash == absl::string_view::npos ? full_method
+                                          : full_method.substr(slash + 1);
+}
+
+// Overrides of the request-line level (SetMethodLogLevel and
+// SPHERE_RPC_LOG_LEVELS, the latter read once by MethodLogLevel).
+struct LevelOverrides {
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, log::Level> levels ABSL_GUARDED_BY(mu);
+};
+LevelOverrides& Overrides() {
+  static auto* o = new LevelOverrides();
+  return *o;
+}
+bool LoadLevelsFromEnvironment() {
+  const char* env = std::getenv("SPHERE_RPC_LOG_LEVELS");
+  if (env != nullptr && !ParseMethodLogLevels(env)) {
+    log::Warning("SPHERE_RPC_LOG_LEVELS ignored: expected Method=level,...",
+                 {{"value", log::Bound(env, 128)}});
+  }
+  return true;
+}
+
 bool WellFormedRequestId(absl::string_view id) {
   if (id.empty() || id.size() > kMaxRequestIdBytes) return false;
   for (char c : id) {
@@ -185,7 +214,8 @@ class ObservabilityInterceptor final : public grpc::experimental::Interceptor {
   explicit ObservabilityInterceptor(grpc::experimental::ServerRpcInfo* info)
       : info_(info),
         method_(MethodLabel(info->method())),
-        audited_(IsStateChangingMethod(info->method())),
+        audited_(IsStateChangingMethod(info->method()) &&
+                 !IsHotDeviceMethod(info->method())),
         start_(absl::Now()) {
     Started()->Increment({{"grpc_method", method_}});
   }
@@ -246,6 +276,11 @@ class ObservabilityInterceptor final : public grpc::experimental::Interceptor {
     if (IsRejection(status.error_code())) {
       CountRejection(absl::AsciiStrToLower(code));
     }
+    const log::Level level = MethodLogLevel(method_, status.ok());
+    const bool audit = audited_ && status.ok();
+    // Nothing to write: skip the caller lookup and the line's formatting
+    // (the hot device calls at the default level end here).
+    if (level < log::MinLevel() && !audit) return;
     const grpc::ServerContextBase* ctx = info_->server_context();
     const std::string who = ctx ? CallerIdentity(*ctx) : "anonymous";
     log::Fields fields = {{"request_id", RequestId()},
@@ -255,9 +290,8 @@ class ObservabilityInterceptor final : public grpc::experimental::Interceptor {
                           {"ms", absl::StrFormat("%.3f", seconds * 1e3)}};
     if (ctx != nullptr) fields.push_back({"peer", ctx->peer()});
     if (!status.ok()) fields.push_back({"error", status.error_message()});
-    log::Write(IsQuietMethod(method_) ? log::Level::kDebug : log::Level::kInfo,
-               "request", fields);
-    if (audited_ && status.ok()) {
+    if (level >= log::MinLevel()) log::Write(level, "request", fields);
+    if (audit) {
       log::AuditEvent event;
       event.who = who;
       event.what = std::string(
@@ -344,6 +378,67 @@ bool IsStateChangingMethod(absl::string_view full_method) {
     if (absl::StartsWith(name, verb)) return true;
   }
   return false;
+}
+
+bool IsHotDeviceMethod(absl::string_view full_method) {
+  const absl::string_view name = MethodName(full_method);
+  for (absl::string_view hot : kHotDeviceMethods) {
+    if (name == hot) return true;
+  }
+  return false;
+}
+
+log::Level MethodLogLevel(absl::string_view full_method, bool ok) {
+  log::Level level = log::Level::kInfo;
+  bool overridden = false;
+  static const bool env_loaded = LoadLevelsFromEnvironment();
+  (void)env_loaded;
+  {
+    LevelOverrides& o = Overrides();
+    absl::MutexLock l(&o.mu);
+    if (!o.levels.empty()) {
+      auto it = o.levels.find(full_method);
+      if (it == o.levels.end()) it = o.levels.find(MethodName(full_method));
+      if (it != o.levels.end()) {
+        level = it->second;
+        overridden = true;
+      }
+    }
+  }
+  if (!overridden &&
+      (IsQuietMethod(full_method) || IsHotDeviceMethod(full_method))) {
+    level = log::Level::kDebug;
+  }
+  if (!ok && level < log::Level::kInfo) level = log::Level::kInfo;
+  return level;
+}
+
+void SetMethodLogLevel(absl::string_view method, log::Level level) {
+  LevelOverrides& o = Overrides();
+  absl::MutexLock l(&o.mu);
+  if (o.levels.size() >= kMaxMethodLabels && !o.levels.contains(method)) {
+    return;
+  }
+  o.levels[std::string(method)] = level;
+}
+
+bool ParseMethodLogLevels(absl::string_view spec) {
+  if (spec.size() > 4096) return false;
+  std::vector<std::pair<std::string, log::Level>> parsed;
+  for (absl::string_view entry :
+       absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    const absl::string_view method = absl::StripAsciiWhitespace(kv.first);
+    log::Level level;
+    if (method.empty() || method.size() > 128 ||
+        !log::ParseLevel(absl::StripAsciiWhitespace(kv.second), &level)) {
+      return false;
+    }
+    parsed.emplace_back(std::string(method), level);
+  }
+  for (const auto& [method, level] : parsed) SetMethodLogLevel(method, level);
+  return true;
 }
 
 void CountRejection(absl::string_view reason) {

@@ -130,6 +130,77 @@ TEST_F(ObservabilityTest, CountsLogsAndEchoesRequestIds) {
   EXPECT_TRUE(logged) << out;
 }
 
+TEST(MethodLogLevelTest, HotDeviceCallsAtDebugFailuresAtInfo) {
+  for (const char* m : {"/sphere.v1.AttestationService/Attest",
+                        "/sphere.v1.AttestationService/GetChallenge",
+                        "/sphere.v1.AttestationService/AttestBatch",
+                        "/sphere.v1.AttestationService/GetChallenges",
+                        "/sphere.v1.UpdateService/GetUpdates",
+                        "/sphere.v1.ErrorReportingService/UploadErrors"}) {
+    EXPECT_TRUE(IsHotDeviceMethod(m)) << m;
+    EXPECT_EQ(MethodLogLevel(m, /*ok=*/true), log::Level::kDebug) << m;
+    EXPECT_EQ(MethodLogLevel(m, /*ok=*/false), log::Level::kInfo) << m;
+  }
+  EXPECT_FALSE(IsHotDeviceMethod("/sphere.v1.ManagementService/ClaimDevice"));
+  EXPECT_FALSE(IsHotDeviceMethod("/sphere.v1.X/AttestSomethingElse"));
+  EXPECT_EQ(MethodLogLevel("/sphere.v1.ManagementService/ClaimDevice", true),
+            log::Level::kInfo);
+  EXPECT_EQ(MethodLogLevel(kGetMetrics, true), log::Level::kDebug);
+}
+
+TEST(MethodLogLevelTest, OverridesByNameOrFullMethod) {
+  const std::string full = "/sphere.v1.UpdateService/GetUpdates";
+  ASSERT_TRUE(ParseMethodLogLevels("GetUpdates=warning, /sphere.v1.T/M=error"));
+  EXPECT_EQ(MethodLogLevel(full, true), log::Level::kWarning);
+  EXPECT_EQ(MethodLogLevel("/sphere.v1.T/M", true), log::Level::kError);
+  SetMethodLogLevel(full, log::Level::kInfo);  // full name wins over the name
+  EXPECT_EQ(MethodLogLevel(full, true), log::Level::kInfo);
+  SetMethodLogLevel(full, log::Level::kDebug);
+  SetMethodLogLevel("GetUpdates", log::Level::kDebug);
+  EXPECT_EQ(MethodLogLevel(full, true), log::Level::kDebug);
+  EXPECT_EQ(MethodLogLevel(full, false), log::Level::kInfo);
+}
+
+TEST(MethodLogLevelTest, Attack_MalformedSpecAppliesNothing) {
+  const std::string m = "/sphere.v1.Probe/Malformed";
+  EXPECT_EQ(MethodLogLevel(m, true), log::Level::kInfo);
+  EXPECT_FALSE(ParseMethodLogLevels("Malformed=error,Attest"));
+  EXPECT_FALSE(ParseMethodLogLevels("Malformed=loud"));
+  EXPECT_FALSE(ParseMethodLogLevels("=debug"));
+  EXPECT_FALSE(ParseMethodLogLevels(
+      absl::StrCat("Malformed=error,", std::string(129, 'x'), "=debug")));
+  EXPECT_FALSE(ParseMethodLogLevels(
+      absl::StrCat("Malformed=error,", std::string(5000, ','))));
+  EXPECT_EQ(MethodLogLevel(m, true), log::Level::kInfo);  // nothing applied
+}
+
+TEST_F(ObservabilityTest, LineBelowTheLevelIsCountedNotWritten) {
+  ServerRunner runner(Options());
+  ASSERT_TRUE(runner.Start().ok());
+  auto* handled = metrics::Counter("grpc_server_handled_total", "");
+  const metrics::Labels ok = {{"grpc_method", kGetMetrics},
+                              {"grpc_code", "OK"}};
+  const uint64_t before = handled->Value(ok);
+  log::SetMinLevel(log::Level::kInfo);
+  ::testing::internal::CaptureStderr();
+  Call(runner, "quiet-1");                      // debug: not written
+  SetMethodLogLevel("GetMetrics", log::Level::kWarning);
+  Call(runner, "loud-1");                       // raised: written
+  SetMethodLogLevel("GetMetrics", log::Level::kDebug);
+  std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(handled->Value(ok), before + 2);
+  EXPECT_EQ(out.find("quiet-1"), std::string::npos) << out;
+  bool loud = false;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j["msg"] == "request" && j["request_id"] == "loud-1") {
+      loud = true;
+      EXPECT_EQ(j["level"], "warning");
+    }
+  }
+  EXPECT_TRUE(loud) << out;
+}
+
 TEST_F(ObservabilityTest, Attack_MalformedRequestIdIsReplaced) {
   ServerRunner runner(Options());
   ASSERT_TRUE(runner.Start().ok());
