@@ -7,6 +7,11 @@
 #include "client/attestation_client.h"
 
 namespace sphere::client {
+namespace {
+// As securitysvc/auth/device_authenticator.h kSessionTokenMetadata (device
+// side links no server code).
+constexpr char kSessionTokenMetadataKey[] = "sphere-session-token";
+}  // namespace
 
 // UnaryCall: one logical unary call, re-sent on a redirect.
 template <typename Req, typename Resp>
@@ -27,6 +32,12 @@ class UpdateClient::UnaryCall {
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(rpc::Deadline(client_->options_.deadline));
     response_.Clear();
+    if (absl::Status proof = client_->AddProof(request_.device_id(), ctx_.get());
+        !proof.ok()) {
+      Finish(absl::Status(proof.code(), absl::StrCat(method_, ": ",
+                                                     proof.message())));
+      return;
+    }
     invoke_(client_->StubFor(address_), ctx_.get(), &request_, &response_,
             [this](grpc::Status st) { OnDone(st); });
   }
@@ -39,14 +50,18 @@ class UpdateClient::UnaryCall {
       Start(std::move(target));
       return;
     }
-    UpdateClient* client = client_;
     if (st.ok()) {
-      done_(std::move(response_));
+      Finish(std::move(response_));
     } else {
       absl::Status s = rpc::FromGrpcStatus(st);
-      done_(absl::Status(s.code(), absl::StrCat(method_, " at ", address_,
-                                                ": ", s.message())));
+      Finish(absl::Status(s.code(), absl::StrCat(method_, " at ", address_,
+                                                 ": ", s.message())));
     }
+  }
+
+  void Finish(absl::StatusOr<Resp> result) {
+    UpdateClient* client = client_;
+    done_(std::move(result));
     delete this;
     client->Ended();
   }
@@ -78,6 +93,16 @@ class UpdateClient::DownloadCall final
     address_ = std::move(address);
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(rpc::Deadline(client_->options_.deadline));
+    if (absl::Status proof = client_->AddProof(request_.device_id(), ctx_.get());
+        !proof.ok()) {
+      result_.status = absl::Status(
+          proof.code(), absl::StrCat("DownloadImage: ", proof.message()));
+      UpdateClient* client = client_;
+      done_(std::move(result_));
+      delete this;
+      client->Ended();
+      return;
+    }
     client_->StubFor(address_)->async()->DownloadImage(ctx_.get(), &request_,
                                                        this);
     StartRead(&chunk_);
@@ -149,6 +174,24 @@ UpdateClient::~UpdateClient() {
   absl::MutexLock l(&mu_);
   mu_.Await(absl::Condition(
       +[](int* n) { return *n == 0; }, &in_flight_));
+}
+
+absl::Status UpdateClient::AddProof(const std::string& device_id,
+                                    grpc::ClientContext* ctx) const {
+  if (!options_.session_token) return absl::OkStatus();
+  std::string token = options_.session_token(device_id);
+  if (token.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no session token for device ", device_id.substr(0, 64),
+        ": attest the device first"));
+  }
+  if (token.size() > options_.max_session_token_length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session token of ", token.size(), " bytes exceeds ",
+                     options_.max_session_token_length));
+  }
+  ctx->AddMetadata(kSessionTokenMetadataKey, token);
+  return absl::OkStatus();
 }
 
 void UpdateClient::Started() {

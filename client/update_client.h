@@ -1,5 +1,9 @@
-// UpdateClient: UpdateTransport over the gRPC callback API, for devices that
-// hold their own device certificate (the twin binary). Routing follows the
+// UpdateClient: UpdateTransport over the gRPC callback API, for both device
+// authentication paths (DESIGN §5): a device holding its own certificate
+// (the twin binary: `tls` is the device chain), or many devices multiplexed
+// over gateway channels (the load generator: `tls` is the gateway
+// credential and Options::session_token supplies each call's per-device
+// proof, sent as "sphere-session-token" metadata). Routing follows the
 // shard ring (client/shard_ring.h) and the shards' redirect trailers (at most
 // Options::max_redirects hops). Every RPC has a deadline. DownloadImage keeps
 // at most `max_bytes` of chunk data and cancels the stream the moment a
@@ -12,10 +16,13 @@
 //
 // Example:
 //   UpdateClient client(config.shards, device_tls, {});
+//   // Gateway: opts.session_token = [&](const std::string& id) {
+//   //   return twins.at(id)->session_token(); };
 //   client.GetUpdates(req, [](absl::StatusOr<v1::GetUpdatesResponse> r) {..});
 #ifndef SPHERE_CLIENT_UPDATE_CLIENT_H_
 #define SPHERE_CLIENT_UPDATE_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +43,14 @@ class UpdateClient final : public UpdateTransport {
     int max_redirects = 3;
     size_t max_address_length = 255;
     absl::Duration deadline = absl::Seconds(30);  // per RPC (downloads too)
+    // Gateway path: the session token (issued with the device's
+    // certificate) for the device a request names; called once per RPC
+    // attempt (redirects included) on the caller's or gRPC's thread, so it
+    // must be thread-safe and must not block. Empty function: device
+    // certificate path, no token sent. A token longer than
+    // max_session_token_length fails the call (INVALID_ARGUMENT) unsent.
+    std::function<std::string(const std::string& device_id)> session_token;
+    size_t max_session_token_length = 1024;
   };
   // `tls`: the device certificate chain and its key (TLS offload), and the
   // platform root.
@@ -62,6 +77,9 @@ class UpdateClient final : public UpdateTransport {
   // RedirectTarget: the address a FAILED_PRECONDITION redirect names, or "".
   std::string RedirectTarget(const grpc::ClientContext& ctx,
                              const grpc::Status& st) const;
+  // AddProof adds the device's session token (gateway path) to `ctx`.
+  absl::Status AddProof(const std::string& device_id,
+                        grpc::ClientContext* ctx) const;
   void Started();
   void Ended();
 

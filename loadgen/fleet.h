@@ -54,6 +54,11 @@ struct FleetOptions {
   absl::Duration phase_timeout = absl::Hours(4);
   std::string tenant;             // "" = loadgen-<unix seconds>
   int error_events = 3;           // error_report: app crashes per twin
+  // update_install: fraction of the certified fleet that installs a real
+  // deployment (at least one twin; 0 skips the phase), and the size of the
+  // deployed app image's payload.
+  double update_fraction = 0.01;
+  int update_image_kib = 64;
 };
 
 // ReadProcessRss returns VmRSS of `pid` (0 = this process) in bytes.
@@ -81,6 +86,7 @@ class Fleet {
 
   std::string tenant_id;  // set by the claim phase
   std::string device_group_id;  // set by the claim phase; devices join it
+  std::string product_id;       // set by the claim phase (the fleet's product)
   std::optional<FaultReport> fault;
   uint64_t tls_connections = 0;  // --tls-per-twin: connections opened
   // Error upload policy the twins' configs point at once the error_report

@@ -69,6 +69,16 @@ int Main(int argc, char** argv) {
                  "error_report phase: app crashes recorded per twin")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  app.add_option("--update-fraction", f.update_fraction,
+                 "update_install phase: fraction of the certified fleet that "
+                 "installs a real deployment (at least one twin; 0 skips it)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--update-image-kib", f.update_image_kib,
+                 "update_install phase: payload size of the deployed app "
+                 "image in KiB")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   app.add_flag("--tls-per-twin", f.tls_per_twin,
                "one mutual-TLS connection (full handshake) per twin instead "
                "of shared gateway channels; for smaller fleets");

@@ -17,6 +17,7 @@
 #include "common/util/clock.h"
 #include "loadgen/floors.h"
 #include "loadgen/transport.h"
+#include "loadgen/update_phases.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "protos/attestation.grpc.pb.h"
@@ -261,6 +262,7 @@ class ClaimPhase final : public Phase {
             absl::StrCat("CreateDeviceGroup: ", st.error_message()));
       }
       fleet.device_group_id = group.id();
+      fleet.product_id = product.id();
     }
     stats.Start(absl::Now(), fleet.twins().size());
     auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
@@ -530,196 +532,6 @@ class ServicePhase : public Phase {
   const std::string method_, issue_, agent_;
 };
 
-// ---------------------------------------------------------------- update_check
-
-// UpdateCheckWindow keeps up to `window` GetUpdates calls in flight over the
-// gateway channels (gateway certificate + each twin's session token, the
-// path the shards' DeviceCallHandler authenticates like the attestation
-// client's), routed to the owning shard by the ring (redirect trailers are
-// followed once per call). Each answer's signed metadata is verified as the
-// device's update agent does (update::VerifyMetadata against the device's
-// image-signing key): an operation counts only when it verifies.
-class UpdateCheckWindow
-    : public std::enable_shared_from_this<UpdateCheckWindow> {
- public:
-  UpdateCheckWindow(Fleet* fleet, PhaseStats* stats, std::vector<size_t> todo)
-      : fleet_(fleet),
-        stats_(stats),
-        todo_(std::move(todo)),
-        ring_(client::ShardMapFromEndpoints(fleet->cluster().shards)) {
-    for (const auto& s : fleet->cluster().shards) {
-      stubs_[s.address] = v1::UpdateService::NewStub(
-          rpc::NewChannel(s.address, fleet->gateway_tls()));
-    }
-  }
-
-  // Run returns once every call answered (or, after a stop request, once
-  // the calls in flight answered); returns how many were started.
-  size_t Run() {
-    StartMore();
-    absl::MutexLock l(&mu_);
-    while (!mu_.AwaitWithTimeout(
-        absl::Condition(this, &UpdateCheckWindow::DoneLocked),
-        absl::Seconds(1))) {
-    }
-    return next_;
-  }
-  uint64_t verified() const { return verified_.load(); }
-  std::string first_error() {
-    absl::MutexLock l(&mu_);
-    return first_error_;
-  }
-
- private:
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::GetUpdatesRequest req;
-    v1::GetUpdatesResponse resp;
-    absl::Time start;
-    size_t twin = 0;
-    bool redirected = false;
-  };
-
-  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return in_flight_ == 0 && (next_ >= todo_.size() || StopRequested());
-  }
-
-  void Fail(absl::Status s) {
-    stats_->RecordError(s.code());
-    absl::MutexLock l(&mu_);
-    if (first_error_.empty()) first_error_ = s.ToString();
-  }
-
-  void Send(std::shared_ptr<Call> call, v1::UpdateService::Stub* stub) {
-    auto self = shared_from_this();
-    call->ctx.set_deadline(rpc::Deadline(absl::Seconds(20)));
-    call->ctx.AddMetadata("sphere-session-token",
-                          fleet_->twins()[call->twin]->session_token());
-    stub->async()->GetUpdates(
-        &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
-          self->OnDone(call, st);
-        });
-  }
-
-  void OnDone(std::shared_ptr<Call> call, const grpc::Status& st) {
-    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-        !call->redirected) {
-      const auto& md = call->ctx.GetServerTrailingMetadata();
-      auto a = md.find(client::kRedirectAddressKey);
-      if (a != md.end()) {
-        auto it = stubs_.find(std::string(a->second.data(), a->second.size()));
-        if (it != stubs_.end()) {
-          auto again = std::make_shared<Call>();
-          again->req = call->req;
-          again->start = call->start;
-          again->twin = call->twin;
-          again->redirected = true;
-          Send(again, it->second.get());
-          return;
-        }
-      }
-    }
-    if (!st.ok()) {
-      absl::Status s = rpc::FromGrpcStatus(st);
-      Fail(absl::Status(s.code(), absl::StrCat("GetUpdates: ", s.message())));
-    } else {
-      twin::Twin& t = *fleet_->twins()[call->twin];
-      auto md = update::VerifyMetadata(call->resp.signed_metadata(),
-                                       t.device().image_signing_public_key(),
-                                       absl::Now(), 0);
-      if (md.ok()) {
-        const absl::Time now = absl::Now();
-        stats_->RecordOk(now, now - call->start);
-        verified_.fetch_add(1);
-      } else {
-        Fail(absl::Status(md.status().code(),
-                          absl::StrCat("signed update metadata: ",
-                                       md.status().message())));
-      }
-    }
-    StartMore();
-    absl::MutexLock l(&mu_);
-    --in_flight_;
-  }
-
-  void StartMore() {
-    while (true) {
-      auto call = std::make_shared<Call>();
-      {
-        absl::MutexLock l(&mu_);
-        if (in_flight_ >= fleet_->options().max_in_flight ||
-            next_ >= todo_.size() || StopRequested()) {
-          return;
-        }
-        ++in_flight_;
-        call->twin = todo_[next_++];
-      }
-      const std::string& id = fleet_->twins()[call->twin]->device().device_id();
-      call->req.set_device_id(id);
-      call->start = absl::Now();
-      Send(call, stubs_.at(ring_.Owner(id).address()).get());
-    }
-  }
-
-  Fleet* const fleet_;
-  PhaseStats* const stats_;
-  const std::vector<size_t> todo_;
-  const client::ShardRing ring_;
-  // One stub (channel) per shard address; read-only after construction.
-  absl::flat_hash_map<std::string, std::unique_ptr<v1::UpdateService::Stub>>
-      stubs_;
-  std::atomic<uint64_t> verified_{0};
-  mutable absl::Mutex mu_;
-  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string first_error_ ABSL_GUARDED_BY(mu_);
-};
-
-class UpdateCheckPhase final : public Phase {
- public:
-  const char* name() const override { return "update_check"; }
-  std::string Unavailable(Fleet& fleet) override {
-    const absl::StatusCode code =
-        ProbeMethod(fleet.cluster().shards[0].address, fleet.gateway_tls(),
-                    "/sphere.v1.UpdateService/GetUpdates");
-    if (code == absl::StatusCode::kUnimplemented) {
-      return "GetUpdates is not served (UNIMPLEMENTED): the update service "
-             "(issue 11) is not on this cluster";
-    }
-    if (code == absl::StatusCode::kUnavailable) {
-      return "GetUpdates probe: server unavailable";
-    }
-    return "";
-  }
-  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
-    std::vector<size_t> todo;
-    for (size_t i = 0; i < fleet.twins().size(); ++i) {
-      if (fleet.twins()[i]->certified()) todo.push_back(i);
-    }
-    const size_t n = todo.size();
-    stats.Start(absl::Now(), n);
-    auto window = std::make_shared<UpdateCheckWindow>(&fleet, &stats,
-                                                      std::move(todo));
-    const size_t started = window->Run();
-    stats.Finish(absl::Now());
-    if (started < n) return Interrupted(started, n);
-    if (window->verified() < n) {
-      return absl::DataLossError(absl::StrCat(
-          "update_check: ", n - window->verified(), " of ", n,
-          " checks failed; first: ", window->first_error()));
-    }
-    return absl::OkStatus();
-  }
-};
-
-class UpdateInstallPhase final : public ServicePhase {
- public:
-  UpdateInstallPhase()
-      : ServicePhase("update_install",
-                     "/sphere.v1.UpdateService/DownloadImage",
-                     "the update service (issue 11)", "update agent") {}
-};
-
 class TelemetryPhase final : public ServicePhase {
  public:
   TelemetryPhase()
@@ -926,8 +738,8 @@ std::vector<std::unique_ptr<Phase>> DefaultPhases() {
   p.push_back(std::make_unique<RegisterPhase>());
   p.push_back(std::make_unique<ClaimPhase>());
   p.push_back(std::make_unique<AttestPhase>());
-  p.push_back(std::make_unique<UpdateCheckPhase>());
-  p.push_back(std::make_unique<UpdateInstallPhase>());
+  p.push_back(NewUpdateCheckPhase());
+  p.push_back(NewUpdateInstallPhase());
   p.push_back(std::make_unique<TelemetryPhase>());
   p.push_back(std::make_unique<ErrorReportPhase>());
   return p;

@@ -136,6 +136,10 @@ std::string Report::ToJson() const {
     for (const auto& [code, n] : p.errors) pj["errors"][code] = n;
     pj["skipped"] = p.skipped;
     if (p.skipped) pj["skip_reason"] = p.skip_reason;
+    if (!p.metrics.empty()) {
+      pj["metrics"] = nlohmann::ordered_json::object();
+      for (const auto& [k, v] : p.metrics) pj["metrics"][k] = Num(v);
+    }
     phases_json[p.name] = std::move(pj);
   }
   j["phases"] = std::move(phases_json);
@@ -201,6 +205,16 @@ std::string Report::ToHtml() const {
         "<td>%.3f</td><td>%.3f</td><td class='l'>%s</td></tr>\n",
         Escape(p.name), p.ops, p.ops_per_s, p.p50_ms, p.p99_ms, p.p999_ms,
         Escape(errs.empty() ? "-" : errs));
+    if (!p.metrics.empty()) {
+      std::string m;
+      for (const auto& [k, v] : p.metrics) {
+        absl::StrAppendFormat(&m, "%s%s = %.6g", m.empty() ? "" : ", ", k, v);
+      }
+      absl::StrAppendFormat(&h,
+                            "<tr><td></td><td class='l' colspan='6'>%s</td>"
+                            "</tr>\n",
+                            Escape(m));
+    }
   }
   h += "</table>\n<h2>Floors (measured in this run)</h2><table>\n";
   absl::StrAppendFormat(
@@ -261,6 +275,13 @@ std::string Report::Summary() const {
     absl::StrAppendFormat(&s, "%-15s %10d %10.0f %9.3f %9.3f %9.3f  %s\n",
                           p.name, p.ops, p.ops_per_s, p.p50_ms, p.p99_ms,
                           p.p999_ms, errs.empty() ? "-" : errs);
+    if (!p.metrics.empty()) {
+      std::string m;
+      for (const auto& [k, v] : p.metrics) {
+        absl::StrAppendFormat(&m, "%s%s=%.6g", m.empty() ? "" : ", ", k, v);
+      }
+      absl::StrAppendFormat(&s, "%-15s   %s\n", "", m);
+    }
   }
   absl::StrAppendFormat(
       &s,

@@ -8,7 +8,7 @@
 //   { "twins": N, "shards": S, "cores": C, "wall_s": ..., "rss_bytes_per_twin": ...,
 //     "phases": { "<phase>": { "ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms",
 //                              "errors": {"<grpc code>": count}, "skipped",
-//                              ["skip_reason"] } },
+//                              ["skip_reason"], ["metrics": {"<name>": x}] } },
 //     "floors": { "ecdsa_sign_per_s", "ecdsa_verify_per_s",
 //                 "attest_crypto_bound_per_s", "echo_rpc_per_s",
 //                 "rocksdb_synced_writes_per_s" },
@@ -42,6 +42,9 @@ struct PhaseReport {
   double p50_ms = 0, p99_ms = 0, p999_ms = 0;
   std::map<std::string, uint64_t> errors;
   std::vector<uint64_t> throughput;  // completions in each second (html only)
+  // The phase's own numbers (update_install: "mb_per_s", "bytes",
+  // "installed_on_service"; telemetry: "readings_per_s"); omitted if none.
+  std::map<std::string, double> metrics;
 };
 
 struct Floors {

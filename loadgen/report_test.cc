@@ -79,6 +79,20 @@ TEST(ReportTest, FaultSectionOnlyWhenAFaultRan) {
   EXPECT_NE(r.Summary().find("0 lost"), std::string::npos) << r.Summary();
 }
 
+TEST(ReportTest, PhaseMetricsOnlyWhenThePhaseHasThem) {
+  Report r = Sample();
+  r.phases[0].metrics = {{"mb_per_s", 12.5}, {"bytes", 4096}};
+  const auto j = nlohmann::json::parse(r.ToJson());
+  ASSERT_TRUE(j["phases"]["attest"].contains("metrics"));
+  EXPECT_DOUBLE_EQ(j["phases"]["attest"]["metrics"]["mb_per_s"].get<double>(),
+                   12.5);
+  EXPECT_EQ(j["phases"]["attest"]["metrics"]["bytes"], 4096);
+  EXPECT_FALSE(j["phases"]["telemetry"].contains("metrics"));
+  EXPECT_NE(r.Summary().find("mb_per_s=12.5"), std::string::npos)
+      << r.Summary();
+  EXPECT_NE(r.ToHtml().find("mb_per_s = 12.5"), std::string::npos);
+}
+
 TEST(ReportTest, NonFiniteNumbersBecomeZero) {
   Report r = Sample();
   r.phases[0].ops_per_s = std::numeric_limits<double>::infinity();

@@ -25,6 +25,7 @@ PhaseReport ToReport(const PhaseStats& s, absl::Time now) {
   p.p999_ms = s.latency().PercentileMs(0.999);
   p.errors = s.errors();
   p.throughput = s.throughput_series(now);
+  p.metrics = s.metrics();
   return p;
 }
 

@@ -78,6 +78,16 @@ void PhaseStats::RecordOk(absl::Time now, absl::Duration latency) {
   per_second_[second].fetch_add(1, std::memory_order_relaxed);
 }
 
+void PhaseStats::SetMetric(const std::string& name, double value) {
+  absl::MutexLock l(&mu_);
+  metrics_[name] = value;
+}
+
+std::map<std::string, double> PhaseStats::metrics() const {
+  absl::MutexLock l(&mu_);
+  return metrics_;
+}
+
 void PhaseStats::RecordError(absl::StatusCode code) {
   const size_t i = static_cast<size_t>(code);
   errors_[i < errors_.size() ? i : static_cast<size_t>(absl::StatusCode::kUnknown)]

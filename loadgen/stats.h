@@ -8,6 +8,8 @@
 //    slots; later completions land in the last slot), for throughput plots.
 //  * errors by gRPC status code name ("UNAVAILABLE": 3, ...).
 //  * skipped + reason: a phase whose service this cluster does not serve.
+//  * metrics: a phase's own extra numbers by name (e.g. update_install's
+//    "mb_per_s"), reported next to the standard fields.
 //
 // Thread-safety: Record* from any thread; Start/Finish/Skip from the thread
 // that runs the phase; readers see a consistent-enough snapshot (counters
@@ -63,6 +65,9 @@ class PhaseStats {
   // RecordError: one RPC or operation failed with `code` (a retried
   // operation may fail several times before it succeeds).
   void RecordError(absl::StatusCode code);
+  // SetMetric records (or replaces) one extra number of this phase.
+  void SetMetric(const std::string& name, double value);
+  std::map<std::string, double> metrics() const;
 
   bool started() const;
   bool finished() const;
@@ -92,6 +97,7 @@ class PhaseStats {
   uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;
   bool skipped_ ABSL_GUARDED_BY(mu_) = false;
   std::string skip_reason_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, double> metrics_ ABSL_GUARDED_BY(mu_);
 };
 
 // Stop: a run-wide request to stop early (SIGINT / SIGTERM). Phases check

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/shard_ring.h"
 #include "client/attestation_client.h"
@@ -46,13 +47,17 @@ std::vector<std::string> TenantDevices(LocalCluster* cluster,
   return ids;
 }
 
-// AttestedOnOwner counts `ids` whose owning shard records a successful
-// attestation.
-size_t AttestedOnOwner(LocalCluster* cluster,
-                       const std::vector<std::string>& ids) {
+struct OwnerRecords {
+  size_t attested = 0;           // a successful attestation recorded
+  size_t installed_loadgen = 0;  // last update: loadgen's app INSTALLED
+};
+
+// OnOwner reads what the owning shard of each of `ids` records.
+OwnerRecords OnOwner(LocalCluster* cluster,
+                     const std::vector<std::string>& ids) {
+  OwnerRecords out;
   client::ShardRing ring(
       client::ShardMapFromEndpoints(cluster->config().shards));
-  size_t attested = 0;
   for (const auto& shard : cluster->config().shards) {
     std::vector<std::string> mine;
     for (const auto& id : ids) {
@@ -73,11 +78,19 @@ size_t AttestedOnOwner(LocalCluster* cluster,
       EXPECT_TRUE(resp.ok()) << resp.status();
       if (!resp.ok()) continue;
       for (const auto& d : resp->devices()) {
-        attested += d.last_attested_unix_ms() > 0;
+        out.attested += d.last_attested_unix_ms() > 0;
+        out.installed_loadgen +=
+            d.last_update_result() == "INSTALLED" &&
+            absl::StrContains(d.last_update_component(), "loadgen-app");
       }
     }
   }
-  return attested;
+  return out;
+}
+
+size_t AttestedOnOwner(LocalCluster* cluster,
+                       const std::vector<std::string>& ids) {
+  return OnOwner(cluster, ids).attested;
 }
 
 nlohmann::json RunLoadgen(LocalCluster* cluster, const std::string& report,
@@ -117,8 +130,12 @@ void ExpectSchema(const nlohmann::json& j) {
   EXPECT_TRUE(j["service"].contains("rss_bytes_per_device"));
 }
 
+// Small on purpose (the suite must stay well under a minute on a loaded
+// 2-core machine): every served phase still runs on every twin, and
+// update_install on kTwins * kUpdateFraction of them.
 TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
-  constexpr int kTwins = 1500;
+  constexpr int kTwins = 300;
+  constexpr double kUpdateFraction = 0.02;  // 6 twins install
   auto started = LocalCluster::Start("loadgen-suite", 2);
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<LocalCluster> cluster = std::move(*started);
@@ -126,7 +143,9 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   int rc = 0;
   const nlohmann::json j = RunLoadgen(
       cluster.get(), report,
-      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite"}, &rc);
+      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite",
+       "--update-fraction", absl::StrCat(kUpdateFraction)},
+      &rc);
   ASSERT_EQ(rc, 0);
   ExpectSchema(j);
   EXPECT_EQ(j["twins"], kTwins);
@@ -143,7 +162,20 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
       continue;
     }
     ++ran;
-    EXPECT_EQ(p["ops"], kTwins) << name;
+    if (name == "update_install") {
+      // A fraction installs: one operation per installing twin.
+      const int selected = static_cast<int>(kTwins * kUpdateFraction);
+      EXPECT_EQ(p["ops"], selected);
+      EXPECT_EQ(p["metrics"]["twins_selected"], selected);
+      EXPECT_EQ(p["metrics"]["installed"], selected);
+      // The end check: the shards' deployment counts match the twins.
+      EXPECT_EQ(p["metrics"]["installed_on_service"], selected);
+      // At least the app image (64 KiB payload) per twin came down.
+      EXPECT_GE(p["metrics"]["bytes"].get<double>(), selected * 64.0 * 1024);
+      EXPECT_GT(p["metrics"]["mb_per_s"].get<double>(), 0);
+    } else {
+      EXPECT_EQ(p["ops"], kTwins) << name;
+    }
     EXPECT_TRUE(p["errors"].empty()) << name << ": " << p["errors"].dump();
     EXPECT_GT(p["ops_per_s"].get<double>(), 0) << name;
     EXPECT_LE(p["p50_ms"].get<double>(), p["p99_ms"].get<double>()) << name;
@@ -153,16 +185,20 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   // checks every acknowledged event against QueryErrors (a failed check
   // fails the run: rc != 0 above).
   for (const char* p : {"manufacture", "register", "claim", "attest",
-                        "update_check", "error_report"}) {
+                        "update_check", "update_install", "error_report"}) {
     EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
   }
-  EXPECT_GE(ran, 6);
+  EXPECT_GE(ran, 7);
 
   // Independently of loadgen's counts: every device is claimed by the
-  // tenant and its owning shard recorded the attestation.
+  // tenant and its owning shard recorded the attestation; exactly the
+  // fraction reported loadgen's app installed.
   const auto ids = TenantDevices(cluster.get(), "LoadSuite");
   EXPECT_EQ(ids.size(), static_cast<size_t>(kTwins));
-  EXPECT_EQ(AttestedOnOwner(cluster.get(), ids), ids.size());
+  const OwnerRecords records = OnOwner(cluster.get(), ids);
+  EXPECT_EQ(records.attested, ids.size());
+  EXPECT_EQ(records.installed_loadgen,
+            static_cast<size_t>(kTwins * kUpdateFraction));
 
   auto html = rpc::ReadFile(report + "/report.html");
   ASSERT_TRUE(html.ok());

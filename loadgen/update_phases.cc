@@ -1,0 +1,567 @@
+#include "loadgen/update_phases.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/attestation_client.h"
+#include "common/crypto/crypto.h"
+#include "common/update/metadata.h"
+#include "common/util/clock.h"
+#include "mcu-model/image.h"
+#include "protos/update.grpc.pb.h"
+#include "twin/driver.h"
+#include "twin/update_agent.h"
+#include "twin/update_runner.h"
+
+namespace sphere::loadgen {
+
+std::unique_ptr<client::UpdateClient> GatewayUpdateClient(
+    Fleet& fleet, const absl::flat_hash_map<std::string, twin::Twin*>* twins) {
+  client::UpdateClient::Options co;
+  co.deadline = absl::Seconds(20);
+  co.session_token = [twins](const std::string& device_id) -> std::string {
+    auto it = twins->find(device_id);
+    return it == twins->end() ? std::string() : it->second->session_token();
+  };
+  return std::make_unique<client::UpdateClient>(fleet.cluster().shards,
+                                                fleet.gateway_tls(), co);
+}
+
+namespace {
+
+absl::Status Interrupted(uint64_t done, uint64_t total) {
+  return absl::CancelledError(
+      absl::StrCat("interrupted after ", done, " of ", total));
+}
+
+absl::flat_hash_map<std::string, twin::Twin*> TwinsById(
+    Fleet& fleet, const std::vector<size_t>& indices) {
+  absl::flat_hash_map<std::string, twin::Twin*> m;
+  m.reserve(indices.size());
+  for (size_t i : indices) {
+    twin::Twin* t = fleet.twins()[i].get();
+    m[t->device().device_id()] = t;
+  }
+  return m;
+}
+
+// Probe: why the update service cannot be driven on this cluster, or "".
+std::string UpdateServiceUnavailable(Fleet& fleet, const char* method) {
+  const absl::StatusCode code = ProbeMethod(
+      fleet.cluster().shards[0].address, fleet.gateway_tls(), method);
+  if (code == absl::StatusCode::kUnimplemented) {
+    return absl::StrCat(method,
+                        " is not served (UNIMPLEMENTED): the update service "
+                        "(issue 11) is not on this cluster");
+  }
+  if (code == absl::StatusCode::kUnavailable) {
+    return absl::StrCat(method, " probe: server unavailable");
+  }
+  return "";
+}
+
+// ---------------------------------------------------------------- update_check
+
+// UpdateCheckWindow keeps up to max_in_flight GetUpdates calls in flight
+// through the UpdateTransport; each completion starts the next.
+class UpdateCheckWindow
+    : public std::enable_shared_from_this<UpdateCheckWindow> {
+ public:
+  UpdateCheckWindow(Fleet* fleet, PhaseStats* stats,
+                    client::UpdateTransport* updates, std::vector<size_t> todo)
+      : fleet_(fleet), stats_(stats), updates_(updates), todo_(std::move(todo)) {}
+
+  // Run returns once every call answered (or, after a stop request, once
+  // the calls in flight answered); returns how many were started.
+  size_t Run() {
+    StartMore();
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &UpdateCheckWindow::DoneLocked));
+    return next_;
+  }
+  uint64_t verified() const { return verified_.load(); }
+  std::string first_error() {
+    absl::MutexLock l(&mu_);
+    return first_error_;
+  }
+
+ private:
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0 && (next_ >= todo_.size() || StopRequested());
+  }
+
+  void Fail(absl::Status s) {
+    stats_->RecordError(s.code());
+    absl::MutexLock l(&mu_);
+    if (first_error_.empty()) first_error_ = s.ToString();
+  }
+
+  void OnDone(size_t index, absl::Time start,
+              absl::StatusOr<v1::GetUpdatesResponse> answer) {
+    if (!answer.ok()) {
+      Fail(answer.status());
+    } else {
+      twin::Twin& t = *fleet_->twins()[index];
+      auto md = update::VerifyMetadata(answer->signed_metadata(),
+                                       t.device().image_signing_public_key(),
+                                       absl::Now(), 0);
+      if (md.ok()) {
+        const absl::Time now = absl::Now();
+        stats_->RecordOk(now, now - start);
+        verified_.fetch_add(1);
+      } else {
+        Fail(absl::Status(md.status().code(),
+                          absl::StrCat("signed update metadata: ",
+                                       md.status().message())));
+      }
+    }
+    {
+      absl::MutexLock l(&mu_);
+      --in_flight_;
+    }
+    StartMore();
+  }
+
+  void StartMore() {
+    auto self = shared_from_this();
+    while (true) {
+      size_t index;
+      {
+        absl::MutexLock l(&mu_);
+        if (in_flight_ >= fleet_->options().max_in_flight ||
+            next_ >= todo_.size() || StopRequested()) {
+          return;
+        }
+        ++in_flight_;
+        index = todo_[next_++];
+      }
+      v1::GetUpdatesRequest req;
+      req.set_device_id(fleet_->twins()[index]->device().device_id());
+      const absl::Time start = absl::Now();
+      updates_->GetUpdates(
+          std::move(req),
+          [self, index, start](absl::StatusOr<v1::GetUpdatesResponse> a) {
+            self->OnDone(index, start, std::move(a));
+          });
+    }
+  }
+
+  Fleet* const fleet_;
+  PhaseStats* const stats_;
+  client::UpdateTransport* const updates_;
+  const std::vector<size_t> todo_;
+  std::atomic<uint64_t> verified_{0};
+  mutable absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+class UpdateCheckPhase final : public Phase {
+ public:
+  const char* name() const override { return "update_check"; }
+  std::string Unavailable(Fleet& fleet) override {
+    return UpdateServiceUnavailable(fleet,
+                                    "/sphere.v1.UpdateService/GetUpdates");
+  }
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < fleet.twins().size(); ++i) {
+      if (fleet.twins()[i]->certified()) todo.push_back(i);
+    }
+    const size_t n = todo.size();
+    const auto by_id = TwinsById(fleet, todo);
+    auto updates = GatewayUpdateClient(fleet, &by_id);
+    stats.Start(absl::Now(), n);
+    auto window = std::make_shared<UpdateCheckWindow>(&fleet, &stats,
+                                                      updates.get(),
+                                                      std::move(todo));
+    const size_t started = window->Run();
+    stats.Finish(absl::Now());
+    if (started < n) return Interrupted(started, n);
+    if (window->verified() < n) {
+      return absl::DataLossError(absl::StrCat(
+          "update_check: ", n - window->verified(), " of ", n,
+          " checks failed; first: ", window->first_error()));
+    }
+    return absl::OkStatus();
+  }
+};
+
+// ---------------------------------------------------------------- update_install
+
+// CountingUpdateTransport forwards to the gateway UpdateClient and counts
+// what the phase reports: image bytes received, failed RPCs by code, and
+// the result reports the shards acknowledged for the deployment's image.
+class CountingUpdateTransport final : public client::UpdateTransport {
+ public:
+  CountingUpdateTransport(client::UpdateTransport* inner, PhaseStats* stats,
+                          std::string image_id)
+      : inner_(inner), stats_(stats), image_id_(std::move(image_id)) {}
+
+  void GetUpdates(v1::GetUpdatesRequest request,
+                  UpdatesCallback done) override {
+    inner_->GetUpdates(
+        std::move(request),
+        [this, done = std::move(done)](
+            absl::StatusOr<v1::GetUpdatesResponse> r) {
+          if (!r.ok()) stats_->RecordError(r.status().code());
+          done(std::move(r));
+        });
+  }
+  void DownloadImage(v1::DownloadImageRequest request, uint64_t max_bytes,
+                     DownloadCallback done) override {
+    inner_->DownloadImage(
+        std::move(request), max_bytes,
+        [this, done = std::move(done)](client::DownloadResult r) {
+          uint64_t bytes = 0;
+          for (const auto& c : r.chunks) bytes += c.data().size();
+          bytes_.fetch_add(bytes, std::memory_order_relaxed);
+          if (!r.status.ok()) stats_->RecordError(r.status.code());
+          done(std::move(r));
+        });
+  }
+  void ReportUpdateResult(v1::ReportUpdateResultRequest request,
+                          ReportCallback done) override {
+    const bool ours = request.image_id() == image_id_;
+    const auto result = request.result();
+    inner_->ReportUpdateResult(
+        std::move(request),
+        [this, ours, result, done = std::move(done)](absl::Status s) {
+          if (!s.ok()) {
+            stats_->RecordError(s.code());
+          } else if (ours && result == v1::ReportUpdateResultRequest::INSTALLED) {
+            installed_acked_.fetch_add(1, std::memory_order_relaxed);
+          } else if (ours) {
+            other_acked_.fetch_add(1, std::memory_order_relaxed);
+          }
+          done(s);
+        });
+  }
+
+  uint64_t bytes() const { return bytes_.load(); }
+  uint64_t installed_acked() const { return installed_acked_.load(); }
+  uint64_t other_acked() const { return other_acked_.load(); }
+
+ private:
+  client::UpdateTransport* const inner_;
+  PhaseStats* const stats_;
+  const std::string image_id_;
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> installed_acked_{0};
+  std::atomic<uint64_t> other_acked_{0};
+};
+
+// Unary: one blocking management call with a deadline; the error names
+// the call.
+template <typename Resp, typename Call>
+absl::StatusOr<Resp> Unary(const char* what, Call call) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  Resp resp;
+  grpc::Status st = call(&ctx, &resp);
+  if (!st.ok()) {
+    return absl::Status(rpc::FromGrpcStatus(st).code(),
+                        absl::StrCat(what, ": ", st.error_message()));
+  }
+  return resp;
+}
+
+// The app the loadgen deployment installs (a vendor app, signed for the
+// fleet's tenant; management verifies and re-signs it).
+v1::AppManifest LoadgenAppManifest() {
+  v1::AppManifest m;
+  m.set_component_id("loadgen-app");
+  m.set_name("loadgen update_install app");
+  m.set_memory_kib(64);
+  return m;
+}
+
+class UpdateInstallPhase final : public Phase {
+ public:
+  const char* name() const override { return "update_install"; }
+  std::string Unavailable(Fleet& fleet) override {
+    if (fleet.options().update_fraction <= 0) {
+      return "--update-fraction is 0: no twin selected to install";
+    }
+    if (fleet.product_id.empty()) {
+      return "no fleet product (the claim phase did not create one)";
+    }
+    return UpdateServiceUnavailable(fleet,
+                                    "/sphere.v1.UpdateService/DownloadImage");
+  }
+
+  absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    const FleetOptions& o = fleet.options();
+    const absl::Time phase_start = absl::Now();
+    const absl::Time deadline = phase_start + o.phase_timeout;
+
+    // The fraction: every certified twin at an even stride.
+    std::vector<size_t> certified;
+    for (size_t i = 0; i < fleet.twins().size(); ++i) {
+      if (fleet.twins()[i]->certified()) certified.push_back(i);
+    }
+    if (certified.empty()) {
+      return absl::FailedPreconditionError("update_install: no certified twin");
+    }
+    const size_t k = std::clamp<size_t>(
+        static_cast<size_t>(
+            // (less a hair: 0.02 * 300 must select 6, not 7)
+            std::ceil(o.update_fraction * static_cast<double>(certified.size()) -
+                      1e-9)),
+        1, certified.size());
+    std::vector<size_t> chosen;
+    chosen.reserve(k);
+    for (size_t j = 0; j < k; ++j) {
+      chosen.push_back(certified[j * certified.size() / k]);
+    }
+
+    // The platform side, as an operator would (not timed): upload the
+    // image, a group for the fraction, the deployment.
+    auto deployment = Deploy(fleet, chosen);
+    if (!deployment.ok()) return deployment.status();
+    const std::string deployment_id = deployment->first;
+    const std::string image_id = deployment->second;
+    stats.SetMetric("twins_selected", static_cast<double>(k));
+
+    const auto by_id = TwinsById(fleet, chosen);
+    auto gateway = GatewayUpdateClient(fleet, &by_id);
+    CountingUpdateTransport updates(gateway.get(), &stats, image_id);
+    client::AsyncAttestationClient::Options ao;
+    ao.max_in_flight = o.max_in_flight;
+    ao.deadline = absl::Seconds(20);
+    client::AsyncAttestationClient attestation(fleet.cluster().shards,
+                                               fleet.gateway_tls(), ao);
+
+    // The fraction re-attests first: the challenge carries the catalog
+    // revision of the deployment, so every shard that answers serves it
+    // (the twins learn they must update: UPDATE_REQUIRED).
+    if (auto s = Reattest(fleet, chosen, &attestation, deadline); !s.ok()) {
+      return s;
+    }
+    stats.SetMetric("setup_s",
+                    absl::ToDoubleSeconds(absl::Now() - phase_start));
+
+    // Installs: each twin's agent driven to the end on one of a few
+    // worker threads (RunUpdateCheck blocks on each answer; the twin is
+    // touched by that thread only).
+    twin::UpdateAgentConfig agent_config;
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> installed{0};
+    absl::Mutex err_mu;
+    std::string first_error;
+    const absl::Time start = absl::Now();
+    stats.Start(start, k);
+    auto worker = [&] {
+      while (!StopRequested()) {
+        const size_t j = next.fetch_add(1);
+        if (j >= k) return;
+        twin::Twin& t = *fleet.twins()[chosen[j]];
+        twin::UpdateAgent agent(&t, &agent_config, 0);
+        const absl::Time t0 = absl::Now();
+        absl::Status st = twin::RunUpdateCheck(
+            t, agent, updates, attestation, Clock::Real(),
+            std::min(deadline, t0 + absl::Minutes(5)));
+        bool ok = false;
+        for (const auto& r : agent.last_results()) {
+          if (r.image_id() == image_id &&
+              r.result() == v1::ReportUpdateResultRequest::INSTALLED) {
+            ok = true;
+          }
+        }
+        if (st.ok() && ok) {
+          const absl::Time now = absl::Now();
+          stats.RecordOk(now, now - t0);
+          installed.fetch_add(1);
+          continue;
+        }
+        if (st.ok()) {
+          st = absl::FailedPreconditionError(absl::StrCat(
+              "the agent finished without installing ", image_id,
+              " (results: ", agent.last_results().size(), ")"));
+        }
+        stats.RecordError(st.code());
+        absl::MutexLock l(&err_mu);
+        if (first_error.empty()) {
+          first_error = absl::StrCat(t.device().device_id().substr(0, 16),
+                                     ": ", st.ToString());
+        }
+      }
+    };
+    const size_t workers = std::min<size_t>(
+        k, static_cast<size_t>(std::clamp(o.max_in_flight / 4, 1, 32)));
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < workers; ++w) threads.emplace_back(worker);
+    for (auto& th : threads) th.join();
+    const absl::Time end = absl::Now();
+    stats.Finish(end);
+
+    const double secs = std::max(1e-9, absl::ToDoubleSeconds(end - start));
+    stats.SetMetric("bytes", static_cast<double>(updates.bytes()));
+    stats.SetMetric("mb_per_s", static_cast<double>(updates.bytes()) / 1e6 /
+                                    secs);
+    stats.SetMetric("installed", static_cast<double>(installed.load()));
+    if (installed.load() < k) {
+      if (StopRequested()) return Interrupted(installed.load(), k);
+      return absl::DataLossError(absl::StrCat(
+          "update_install: ", k - installed.load(), " of ", k,
+          " twins did not install; first: ", first_error));
+    }
+    return CheckServiceCounts(fleet, stats, deployment_id,
+                              updates.installed_acked(), updates.other_acked());
+  }
+
+ private:
+  // Deploy uploads the app image, creates the "updates" group with the
+  // chosen devices and the deployment; returns {deployment id, image id}.
+  static absl::StatusOr<std::pair<std::string, std::string>> Deploy(
+      Fleet& fleet, const std::vector<size_t>& chosen) {
+    const FleetOptions& o = fleet.options();
+    auto* mgmt = fleet.management();
+    auto package = mcu::BuildAppImage(
+        crypto::EcPrivateKey::Generate(), LoadgenAppManifest(), 1,
+        static_cast<size_t>(o.update_image_kib) * 1024, fleet.tenant_id);
+    if (!package.ok()) return package.status();
+    v1::UploadImageRequest up;
+    up.set_tenant_id(fleet.tenant_id);
+    up.set_package(package->SerializeAsString());
+    auto image = Unary<v1::Image>("UploadImage", [&](auto* ctx, auto* r) {
+      return mgmt->UploadImage(ctx, up, r);
+    });
+    if (!image.ok()) return image.status();
+
+    v1::CreateDeviceGroupRequest greq;
+    greq.set_tenant_id(fleet.tenant_id);
+    greq.set_product(fleet.product_id);
+    greq.set_name("updates");
+    greq.set_description("loadgen update_install fraction");
+    auto group = Unary<v1::DeviceGroup>("CreateDeviceGroup",
+                                        [&](auto* ctx, auto* r) {
+                                          return mgmt->CreateDeviceGroup(
+                                              ctx, greq, r);
+                                        });
+    if (!group.ok()) return group.status();
+    for (size_t i : chosen) {
+      if (StopRequested()) return Interrupted(0, chosen.size());
+      v1::AssignDeviceRequest a;
+      a.set_tenant_id(fleet.tenant_id);
+      a.set_device_id(fleet.twins()[i]->device().device_id());
+      a.set_device_group_id(group->id());
+      auto assigned = Unary<v1::Device>("AssignDevice", [&](auto* ctx,
+                                                            auto* r) {
+        return mgmt->AssignDevice(ctx, a, r);
+      });
+      if (!assigned.ok()) return assigned.status();
+    }
+    v1::CreateDeploymentRequest dreq;
+    dreq.set_tenant_id(fleet.tenant_id);
+    dreq.set_device_group_id(group->id());
+    dreq.add_image_ids(image->id());
+    auto dep = Unary<v1::Deployment>("CreateDeployment",
+                                     [&](auto* ctx, auto* r) {
+                                       return mgmt->CreateDeployment(ctx,
+                                                                     dreq, r);
+                                     });
+    if (!dep.ok()) return dep.status();
+    auto rev = Unary<v1::CatalogRevision>(
+        "GetCatalogRevision", [&](auto* ctx, auto* r) {
+          return mgmt->GetCatalogRevision(ctx, v1::GetCatalogRevisionRequest(),
+                                          r);
+        });
+    if (!rev.ok()) return rev.status();
+    fleet.set_min_catalog_revision(rev->revision());
+    return std::make_pair(dep->id(), image->id());
+  }
+
+  static absl::Status Reattest(Fleet& fleet, const std::vector<size_t>& chosen,
+                               client::AttestationTransport* attestation,
+                               absl::Time deadline) {
+    twin::TwinDriver driver(attestation, Clock::Real(),
+                            {.max_active = fleet.options().max_active});
+    const absl::Time now = absl::Now();
+    for (size_t i : chosen) {
+      fleet.twins()[i]->RequestAttestation(now);
+      driver.Add(fleet.twins()[i].get());
+    }
+    driver.RunUntil(
+        [&] {
+          return driver.certified() + driver.refused() == chosen.size() ||
+                 StopRequested();
+        },
+        deadline);
+    if (driver.certified() == chosen.size()) return absl::OkStatus();
+    if (StopRequested()) return Interrupted(driver.certified(), chosen.size());
+    for (size_t i : chosen) {
+      const twin::Twin& t = *fleet.twins()[i];
+      if (t.phase() != twin::Twin::Phase::kCertified) {
+        return absl::Status(
+            t.last_error().ok() ? absl::StatusCode::kDeadlineExceeded
+                                : t.last_error().code(),
+            absl::StrCat("update_install: re-attestation before the update: ",
+                         chosen.size() - driver.certified(), " of ",
+                         chosen.size(), " twins not certified; first ",
+                         t.device().device_id().substr(0, 16), ": ",
+                         t.last_error().message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // CheckServiceCounts: the shards' per-deployment counts (operator
+  // credential, every shard) must show exactly the INSTALLED reports they
+  // acknowledged, and every other acknowledged result.
+  static absl::Status CheckServiceCounts(Fleet& fleet, PhaseStats& stats,
+                                         const std::string& deployment_id,
+                                         uint64_t installed_acked,
+                                         uint64_t other_acked) {
+    uint64_t installed = 0, others = 0;
+    for (const auto& shard : fleet.cluster().shards) {
+      auto stub = v1::UpdateAdminService::NewStub(
+          rpc::NewChannel(shard.address, fleet.operator_tls()));
+      v1::GetDeploymentCountsRequest req;
+      req.set_deployment_id(deployment_id);
+      auto counts = Unary<v1::DeploymentCounts>(
+          "GetDeploymentCounts", [&](auto* ctx, auto* r) {
+            return stub->GetDeploymentCounts(ctx, req, r);
+          });
+      if (!counts.ok()) {
+        return absl::Status(counts.status().code(),
+                            absl::StrCat("update_install verification at ",
+                                         shard.address, ": ",
+                                         counts.status().message()));
+      }
+      for (const auto& s : counts->stages()) {
+        installed += s.installed();
+        others += s.failed() + s.rolled_back() + s.deferred();
+      }
+    }
+    stats.SetMetric("installed_on_service", static_cast<double>(installed));
+    if (installed != installed_acked || others != other_acked) {
+      return absl::DataLossError(absl::StrCat(
+          "update_install verification: the shards count ", installed,
+          " installed and ", others, " other results for deployment ",
+          deployment_id, "; the twins' acknowledged reports were ",
+          installed_acked, " installed and ", other_acked, " other"));
+    }
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Phase> NewUpdateCheckPhase() {
+  return std::make_unique<UpdateCheckPhase>();
+}
+std::unique_ptr<Phase> NewUpdateInstallPhase() {
+  return std::make_unique<UpdateInstallPhase>();
+}
+
+}  // namespace sphere::loadgen
