@@ -362,7 +362,7 @@ void Device::RollBackOs(absl::string_view why) {
   os_pending_ = false;
   os_attempts_ = 0;
   Note(
-      v1::ErrorEvent::UPDATE_FAILED, "os",
+      v1::ErrorEvent::UPDATE_ROLLED_BACK, "os",
       absl::AbortedError(absl::StrCat("OS update rolled back to slot ",
                                       active_os_ == 0 ? "A" : "B", ": ", why)));
 }
@@ -371,7 +371,7 @@ void Device::RollBackApps(absl::string_view why) {
   active_app_ ^= 1;
   app_pending_ = false;
   app_update_crashes_ = 0;
-  Note(v1::ErrorEvent::UPDATE_FAILED, "apps",
+  Note(v1::ErrorEvent::UPDATE_ROLLED_BACK, "apps",
        absl::AbortedError(absl::StrCat("app update rolled back to slot ",
                                        active_app_ == 0 ? "A" : "B", ": ",
                                        why)));
@@ -387,6 +387,7 @@ absl::Status Device::Boot() {
   if (absl::Status s = pluton_->SelfTest(t); !s.ok()) {
     Note(v1::ErrorEvent::TAMPER, "pluton", s);  // boot continues, no quotes
   }
+  NotePlannedRestart();  // an installed update takes effect (device_errors.cc)
   if (os_staged_) {
     active_os_ ^= 1;
     os_staged_ = false;
@@ -434,7 +435,7 @@ absl::Status Device::OsCrash(absl::string_view reason) {
 
 absl::StatusOr<v1::Quote> Device::Quote(absl::string_view nonce) {
   if (state_ != BootState::kRunning) {
-    return Record(v1::ErrorEvent::BOOT_FAILED, "attestation",
+    return Record(v1::ErrorEvent::ATTESTATION_FAILED, "attestation",
                   absl::FailedPreconditionError(absl::StrCat(
                       "cannot quote: device is ", BootStateName(state_))));
   }
@@ -1094,6 +1095,7 @@ absl::StatusOr<std::string> Device::Serialize() {
   st.set_tamper_events(pluton_->tamper_events());
   st.set_tampered(pluton_->tampered());
   st.set_next_error_sequence(next_error_seq_);
+  SaveErrorRing(&st);  // device_errors.cc
   st.set_active_os_slot(active_os_);
   st.set_os_boot_attempts(os_attempts_);
   st.set_os_pending_confirm(os_pending_);
@@ -1166,6 +1168,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
                               st.boot_count(), st.reset_count(),
                               st.tamper_events(), st.tampered());
   d->next_error_seq_ = st.next_error_sequence();
+  d->RestoreErrorRing(st);  // device_errors.cc
   d->active_os_ = st.active_os_slot() & 1;
   d->os_attempts_ = static_cast<uint8_t>(st.os_boot_attempts());
   d->os_pending_ = st.os_pending_confirm();
