@@ -27,6 +27,8 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
     store::GroupCommitOptions group_commit = DefaultGroupCommit();
     // How often the retention sweep runs (0 = never; tests sweep by hand).
     absl::Duration sweep_interval = absl::Hours(1);
+    // Per-device upload quota and memory bounds of the ingest path.
+    ErrorStoreOptions store;
   };
   static store::GroupCommitOptions DefaultGroupCommit() {
     store::GroupCommitOptions o;

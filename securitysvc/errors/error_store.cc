@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -240,6 +241,30 @@ metrics::CounterMetric* QuotaRefused() {
 
 std::vector<std::string> ColumnFamilies() {
   return {kByDevice, kByTenant, kByIssue, kDevices};
+}
+
+absl::Status ForEachStoredEvent(
+    store::Reader& reader,
+    const std::function<void(absl::string_view, absl::string_view,
+                             const v1::ErrorEvent&)>& fn) {
+  absl::Status problem;
+  absl::Status s = reader.Scan(
+      kByTenant, "", [&](absl::string_view key, absl::string_view value) {
+        absl::string_view tenant, device;
+        int64_t ms = 0;
+        uint64_t first = 0;
+        v1::UploadErrorsRequest events;
+        if (!ParseBatchKey(key, &tenant, &ms, &device, &first) ||
+            !events.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          problem = absl::DataLossError(
+              absl::StrCat("error batch under key ", key, " is corrupt"));
+          return false;
+        }
+        for (const v1::ErrorEvent& e : events.events()) fn(device, tenant, e);
+        return true;
+      });
+  return s.ok() ? problem : s;
 }
 
 absl::Status ValidateTenantId(absl::string_view tenant_id) {
@@ -693,17 +718,22 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
               EncodeEvents(fresh, begin, end));
     batch.Put(kByDevice, DeviceKey(job->device, last),
               absl::StrCat(first, ",", now_ms, ",", job->tenant));
-    // One issue entry per signature in the run.
-    absl::flat_hash_map<std::string, uint64_t> sigs;
+    // One issue entry per signature in the run (formatted once per
+    // signature, not per event).
+    using Sig = std::tuple<absl::string_view, absl::string_view, int, int32_t>;
+    absl::flat_hash_map<Sig, uint64_t> sigs;
     for (size_t i = begin; i < end; ++i) {
       const v1::ErrorEvent& e = *fresh[i];
-      sigs[Signature(e.component(), e.component_version(), e.kind(),
-                     e.exit_code())] += e.count() == 0 ? 1 : e.count();
+      sigs[Sig(e.component(), e.component_version(), e.kind(),
+               e.exit_code())] += e.count() == 0 ? 1 : e.count();
     }
+    const std::string suffix = absl::StrCat("/", job->device, "/", Seq(first));
     for (const auto& [sig, count] : sigs) {
       batch.Put(kByIssue,
-                absl::StrCat(job->tenant, "/", sig, "/", job->device, "/",
-                             Seq(first)),
+                absl::StrCat(job->tenant, "/",
+                             Signature(std::get<0>(sig), std::get<1>(sig),
+                                       std::get<2>(sig), std::get<3>(sig)),
+                             suffix),
                 absl::StrCat(now_ms, ",", count));
     }
   }

@@ -127,6 +127,15 @@ struct ErrorStoreOptions {
   size_t max_worker_queue = 1024;
 };
 
+// ForEachStoredEvent calls `fn` for every stored event, batch by batch in
+// errors_by_tenant order (expired ones not yet swept included): durability
+// checks and tools. DataLoss on a corrupt batch.
+absl::Status ForEachStoredEvent(
+    store::Reader& reader,
+    const std::function<void(absl::string_view device,
+                             absl::string_view tenant,
+                             const v1::ErrorEvent& event)>& fn);
+
 class ErrorStore {
  public:
   using IngestDone =
