@@ -242,6 +242,16 @@ class Device {
 
   // ---- Error reporting ----
   std::vector<v1::ErrorEvent> DrainErrorEvents();
+  // ReportAttestationFailure records ATTESTATION_FAILED ("attestation") with
+  // the service's refusal (the twin calls it when attestation is refused,
+  // not for a transport error it retries). Returns `refusal`.
+  absl::Status ReportAttestationFailure(absl::Status refusal);
+  // The ring, oldest first, read-only: an uploader reads events here and
+  // removes them with AckErrorEvents only once the service acknowledged them
+  // (the ring is part of Serialize(), so they survive a restart).
+  const std::vector<v1::ErrorEvent>& error_events() const { return errors_; }
+  // AckErrorEvents removes the events with sequence <= through_sequence.
+  void AckErrorEvents(uint64_t through_sequence);
   size_t pending_error_events() const { return errors_.size(); }
   uint64_t dropped_error_events() const { return dropped_errors_; }
 
@@ -289,6 +299,10 @@ class Device {
   void StartInstalledApps();
   void RollBackOs(absl::string_view why);
   void RollBackApps(absl::string_view why);
+  // At boot, before staged slots switch: PLANNED_RESTART per staged update.
+  void NotePlannedRestart();
+  void SaveErrorRing(v1::PersistedDeviceState* st) const;
+  void RestoreErrorRing(const v1::PersistedDeviceState& st);
   void CommitCounters();
   App* FindApp(absl::string_view component_id);
   const App* FindApp(absl::string_view component_id) const;

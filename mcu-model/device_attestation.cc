@@ -11,7 +11,7 @@ namespace sphere::mcu {
 
 absl::StatusOr<v1::Quote> Device::Quote(absl::string_view nonce) {
   if (state_ != BootState::kRunning) {
-    return Record(v1::ErrorEvent::BOOT_FAILED, "attestation",
+    return Record(v1::ErrorEvent::ATTESTATION_FAILED, "attestation",
                   absl::FailedPreconditionError(absl::StrCat(
                       "cannot quote: device is ", BootStateName(state_))));
   }

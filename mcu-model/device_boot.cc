@@ -171,7 +171,7 @@ void Device::RollBackOs(absl::string_view why) {
   os_pending_ = false;
   os_attempts_ = 0;
   Note(
-      v1::ErrorEvent::UPDATE_FAILED, "os",
+      v1::ErrorEvent::UPDATE_ROLLED_BACK, "os",
       absl::AbortedError(absl::StrCat("OS update rolled back to slot ",
                                       active_os_ == 0 ? "A" : "B", ": ", why)));
 }
@@ -180,7 +180,7 @@ void Device::RollBackApps(absl::string_view why) {
   active_app_ ^= 1;
   app_pending_ = false;
   app_update_crashes_ = 0;
-  Note(v1::ErrorEvent::UPDATE_FAILED, "apps",
+  Note(v1::ErrorEvent::UPDATE_ROLLED_BACK, "apps",
        absl::AbortedError(absl::StrCat("app update rolled back to slot ",
                                        active_app_ == 0 ? "A" : "B", ": ",
                                        why)));
@@ -196,6 +196,7 @@ absl::Status Device::Boot() {
   if (absl::Status s = pluton_->SelfTest(t); !s.ok()) {
     Note(v1::ErrorEvent::TAMPER, "pluton", s);  // boot continues, no quotes
   }
+  NotePlannedRestart();  // an installed update takes effect (device_errors.cc)
   if (os_staged_) {
     active_os_ ^= 1;
     os_staged_ = false;

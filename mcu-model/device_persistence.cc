@@ -53,6 +53,7 @@ absl::StatusOr<std::string> Device::Serialize() {
   st.set_tamper_events(pluton_->tamper_events());
   st.set_tampered(pluton_->tampered());
   st.set_next_error_sequence(next_error_seq_);
+  SaveErrorRing(&st);  // device_errors.cc
   st.set_active_os_slot(active_os_);
   st.set_os_boot_attempts(os_attempts_);
   st.set_os_pending_confirm(os_pending_);
@@ -125,6 +126,7 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
                               st.boot_count(), st.reset_count(),
                               st.tamper_events(), st.tampered());
   d->next_error_seq_ = st.next_error_sequence();
+  d->RestoreErrorRing(st);  // device_errors.cc
   d->active_os_ = st.active_os_slot() & 1;
   d->os_attempts_ = static_cast<uint8_t>(st.os_boot_attempts());
   d->os_pending_ = st.os_pending_confirm();

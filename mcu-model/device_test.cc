@@ -615,7 +615,7 @@ TEST_F(DeviceTest, RenewableSecurity_CrashLoopRollsBack) {
   EXPECT_EQ(d->boot_state(), BootState::kRunning);
   EXPECT_EQ(d->reset_count(), 3u);
   auto ev = d->DrainErrorEvents();
-  EXPECT_TRUE(HasEvent(ev, v1::ErrorEvent::UPDATE_FAILED));
+  EXPECT_TRUE(HasEvent(ev, v1::ErrorEvent::UPDATE_ROLLED_BACK));
   EXPECT_TRUE(HasEvent(ev, v1::ErrorEvent::APP_CRASH));
   auto q = d->Quote("n");
   ASSERT_TRUE(q.ok());

@@ -6,12 +6,16 @@
 // must follow with the transport's answer before the next batch.
 //
 // Events come from the device's bounded error ring (mcu::Device,
-// DrainErrorEvents; the ring drops its oldest event when full and counts
-// it). Drained events wait here, at most `max_pending` (beyond: the oldest
-// is dropped and counted too); the device is drained only while no batch is
-// in flight, so the batch in flight is always the front of `pending`. Every
-// upload carries dropped_events = the device's count + ours (cumulative, so
-// a retry is idempotent). Each event gets its component's installed version
+// error_events(); the ring drops its oldest event when full and counts it)
+// and STAY there until the service acknowledges them (AckErrorEvents): the
+// ring is part of the device's persisted state, so events of a failed
+// upload, or of a batch in flight when the twin process dies, are sent
+// again after the restart (the service deduplicates by sequence). The
+// uploader collects (takes note of the newest sequence) only while no batch
+// is in flight; collected events are `pending`, at most `max_pending`
+// (beyond: the oldest are removed and counted as dropped). Every upload
+// carries dropped_events = the device's count + ours (cumulative, so a
+// retry is idempotent). Each event gets its component's installed version
 // when it has none (issues group by release).
 //
 // Timing: the first event waits `batch_delay` for company (a crash loop
@@ -22,7 +26,9 @@
 // kept, retried after the policy's maximum backoff. The service deduplicates
 // by (device, sequence), so a batch whose answer was lost is simply resent.
 //
-// Memory: the pending events only (the policy is shared).
+// Memory: a few counters (the events live in the device's ring; the policy
+// is shared). The device passed to OnTimer must outlive the uploader (the
+// Twin owns both); OnUploaded acknowledges into it.
 // Thread-safety: not thread-safe; one owner thread (like Twin).
 //
 // Example:
@@ -48,7 +54,7 @@ namespace sphere::twin {
 struct ErrorUploadPolicy {
   size_t max_batch = 100;  // events per upload (the service takes <= 1000)
   absl::Duration batch_delay = absl::Seconds(10);
-  size_t max_pending = 256;  // drained events waiting for upload
+  size_t max_pending = 256;  // collected events waiting for upload
   client::BackoffPolicy backoff;
   // When > 0, an idle uploader wakes up this often to look at the device's
   // ring (next_wakeup); 0: the owner calls OnTimer when it likes.
@@ -73,7 +79,7 @@ class ErrorUploader {
   absl::Time next_wakeup() const;
 
   bool in_flight() const { return in_flight_ > 0; }
-  size_t pending() const { return pending_.size(); }
+  size_t pending() const { return pending_; }
   uint64_t dropped() const { return dropped_; }  // ours, not the ring's
   uint64_t uploaded() const { return uploaded_; }
   int retries() const { return retries_; }
@@ -81,9 +87,17 @@ class ErrorUploader {
 
  private:
   void Collect(absl::Time now, mcu::Device& device);
+  // Pending: ring events with sequence <= collected_through_.
+  size_t CountPending() const;
+  // Acknowledged (or refused for good): removes the batch in flight from the
+  // device's ring.
+  void AckInFlight();
 
   const ErrorUploadPolicy* policy_;
-  std::vector<v1::ErrorEvent> pending_;  // oldest first
+  mcu::Device* device_ = nullptr;  // from OnTimer
+  uint64_t collected_through_ = 0;  // newest sequence collected
+  uint64_t in_flight_through_ = 0;  // last sequence of the batch in flight
+  size_t pending_ = 0;
   absl::Status last_error_;
   int64_t due_ms_ = 0;          // unix ms the pending batch is due (0: none)
   int64_t poll_ms_ = 0;         // idle: next look at the ring (0: none)

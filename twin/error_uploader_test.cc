@@ -75,6 +75,9 @@ TEST_F(ErrorUploaderTest, WaitsForCompanyThenUploadsAndForgets) {
   EXPECT_FALSE(up.in_flight());
   EXPECT_EQ(up.uploaded(), 3u);
   EXPECT_EQ(up.pending(), 0u);
+  // Acknowledged events left the ring; the two new ones are still there.
+  ASSERT_EQ(device_->error_events().size(), 2u);
+  EXPECT_GT(device_->error_events()[0].sequence(), req->events(2).sequence());
   auto next = up.OnTimer(now_ + absl::Seconds(12), *device_);
   EXPECT_FALSE(next.has_value());  // the two new ones wait their delay
   next = up.OnTimer(now_ + absl::Seconds(22), *device_);
@@ -175,6 +178,60 @@ TEST_F(ErrorUploaderTest, FullBatchesGoAtOnce) {
   up.OnUploaded(now_, Ok(2));
   EXPECT_EQ(up.uploaded(), 12u);
   EXPECT_EQ(up.next_wakeup(), absl::InfiniteFuture());
+}
+
+TEST_F(ErrorUploaderTest, Fault_FailedUploadKeepsEventsInTheRing) {
+  ErrorUploader up(&policy_);
+  Tamper(3);
+  up.OnTimer(now_, *device_);
+  auto req = up.OnTimer(now_ + absl::Seconds(10), *device_);
+  ASSERT_TRUE(req.has_value());
+  up.OnUploaded(now_ + absl::Seconds(10), absl::UnavailableError("no route"));
+  // Nothing acknowledged: every event is still in the device's ring.
+  ASSERT_EQ(device_->error_events().size(), 3u);
+  EXPECT_EQ(device_->error_events()[0].sequence(), req->events(0).sequence());
+  EXPECT_EQ(up.uploaded(), 0u);
+  EXPECT_EQ(up.pending(), 3u);
+}
+
+// The twin process dies with a batch in flight (drained from nothing: the
+// events stay in the ring) and restarts from its persisted device state:
+// the same events, with the same sequences, are uploaded again, and the
+// ring's drop count survived too.
+TEST_F(ErrorUploaderTest, Fault_TwinRestartResendsUnacknowledgedEvents) {
+  const size_t cap = device_->type().error_ring_capacity;
+  Tamper(static_cast<int>(cap) + 2);  // the ring drops 2
+  policy_.max_batch = 5;
+  auto up = std::make_unique<ErrorUploader>(&policy_);
+  auto sent = up->OnTimer(now_, *device_);
+  ASSERT_TRUE(sent.has_value());
+  ASSERT_EQ(sent->events_size(), 5);
+  // The process is killed here (no answer). Its last saved state:
+  auto saved = device_->Serialize();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  up.reset();
+  device_.reset();
+  auto restored = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                                       signing_key_->PublicKey(), *saved, {});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  device_ = std::move(*restored);
+  EXPECT_EQ(device_->error_events().size(), cap);
+  EXPECT_EQ(device_->dropped_error_events(), 2u);
+  ErrorUploader again(&policy_);
+  auto resent = again.OnTimer(now_ + absl::Minutes(1), *device_);
+  ASSERT_TRUE(resent.has_value());
+  ASSERT_EQ(resent->events_size(), 5);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(resent->events(i).sequence(), sent->events(i).sequence());
+    EXPECT_EQ(resent->events(i).detail(), sent->events(i).detail());
+  }
+  EXPECT_EQ(resent->dropped_events(), 2u);
+  again.OnUploaded(now_ + absl::Minutes(1), Ok(5));
+  EXPECT_EQ(device_->error_events().size(), cap - 5);
+  // New events keep rising above the restored ones.
+  const uint64_t newest = device_->error_events().back().sequence();
+  Tamper(1);
+  EXPECT_EQ(device_->error_events().back().sequence(), newest + 1);
 }
 
 }  // namespace

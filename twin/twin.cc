@@ -86,7 +86,7 @@ Twin::Request Twin::StartAttestation() {
 Twin::Request Twin::OnChallenge(
     absl::Time now, absl::StatusOr<v1::GetChallengeResponse> response) {
   if (phase_ != Phase::kAwaitingChallenge) return {};
-  if (!response.ok()) return Fail(now, response.status());
+  if (!response.ok()) return Fail(now, NoteRefusal(response.status()));
   auto quote = device_->Quote(response->nonce());
   if (!quote.ok()) return Fail(now, quote.status());
   phase_ = Phase::kAwaitingAttest;
@@ -99,7 +99,7 @@ Twin::Request Twin::OnChallenge(
 Twin::Request Twin::OnAttest(
     absl::Time now, const absl::StatusOr<v1::AttestResponse>& response) {
   if (phase_ != Phase::kAwaitingAttest) return {};
-  if (!response.ok()) return Fail(now, response.status());
+  if (!response.ok()) return Fail(now, NoteRefusal(response.status()));
   if (absl::Status s = CheckChain(now, *response); !s.ok()) {
     return Fail(now, s);
   }
@@ -155,6 +155,13 @@ absl::Status Twin::CheckChain(absl::Time now,
         "'s certificate key"));
   }
   return absl::OkStatus();
+}
+
+absl::Status Twin::NoteRefusal(absl::Status status) {
+  // Issue 12: a refusal (not a transient error) is an ATTESTATION_FAILED
+  // event in the device's error ring.
+  if (client::IsRetryable(status.code())) return status;
+  return device_->ReportAttestationFailure(std::move(status));
 }
 
 Twin::Request Twin::Fail(absl::Time now, absl::Status status) {

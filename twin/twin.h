@@ -162,6 +162,7 @@ class Twin {
 
  private:
   Request StartAttestation();
+  absl::Status NoteRefusal(absl::Status status);
   Request Fail(absl::Time now, absl::Status status);
   absl::Status CheckChain(absl::Time now, const v1::AttestResponse& r) const;
 

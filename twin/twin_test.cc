@@ -186,8 +186,14 @@ TEST_F(TwinTest, RefusalsAreNeverRetried) {
                     absl::StatusCode::kUnauthenticated}) {
     auto twin = NewTwin(absl::StrCat("refused-", code));
     twin->OnTimer(now_);
+    twin->device().DrainErrorEvents();  // whatever boot recorded
     twin->OnChallenge(now_, absl::Status(code, "no"));
     EXPECT_EQ(twin->phase(), Phase::kRefused) << code;
+    // The refusal is one ATTESTATION_FAILED event in the error ring.
+    std::vector<v1::ErrorEvent> ev = twin->device().DrainErrorEvents();
+    ASSERT_EQ(ev.size(), 1u) << code;
+    EXPECT_EQ(ev[0].kind(), v1::ErrorEvent::ATTESTATION_FAILED);
+    EXPECT_EQ(ev[0].detail(), "no");
     EXPECT_EQ(twin->last_error().code(), code);
     EXPECT_EQ(twin->next_wakeup(), absl::InfiniteFuture());
     EXPECT_TRUE(std::holds_alternative<std::monostate>(

@@ -116,31 +116,34 @@ void GroupCommitWriter::Run() {
     // One synced write for the whole group.
     absl::Status status;
     absl::Time start = absl::Now();
+    std::vector<absl::Status> results;
     if (group.size() == 1) {
       status = store_->Write(group[0].batch);
+      results.assign(1, status);
     } else {
+      // The group's batches are moved (not copied) into one batch; each
+      // batch's operations are [ends[i-1], ends[i]) of it.
       WriteBatch joined;
-      for (const Pending& p : group) {
-        for (const WriteBatch::Op& op : p.batch.ops()) {
-          if (op.is_delete) {
-            joined.Delete(op.cf, op.key);
-          } else {
-            joined.Put(op.cf, op.key, op.value);
-          }
-        }
+      std::vector<size_t> ends;
+      ends.reserve(group.size());
+      for (Pending& p : group) {
+        joined.Append(std::move(p.batch));
+        ends.push_back(joined.size());
       }
       status = store_->Write(joined);
+      results.assign(group.size(), status);
+      if (!status.ok()) {
+        // Isolate the failure: each batch alone gets its own answer.
+        size_t begin = 0;
+        for (size_t i = 0; i < group.size(); ++i) {
+          results[i] = store_->Write(joined.Slice(begin, ends[i]));
+          begin = ends[i];
+        }
+      }
     }
     WriteLatency()->Observe(absl::ToDoubleSeconds(absl::Now() - start),
                             hist_labels);
     Groups()->Increment(label);
-    std::vector<absl::Status> results(group.size(), status);
-    if (!status.ok() && group.size() > 1) {
-      // Isolate the failure: each batch alone gets its own answer.
-      for (size_t i = 0; i < group.size(); ++i) {
-        results[i] = store_->Write(group[i].batch);
-      }
-    }
     {
       absl::MutexLock lock(&mu_);
       ++groups_;

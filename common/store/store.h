@@ -44,6 +44,23 @@ class WriteBatch {
     ops_.push_back({true, std::string(cf), std::string(key), ""});
   }
   const std::vector<Op>& ops() const { return ops_; }
+  // Append moves `other`'s operations to the end of this batch (no copy of
+  // keys or values; `other` is left empty).
+  void Append(WriteBatch&& other) {
+    if (ops_.empty()) {
+      ops_ = std::move(other.ops_);
+    } else {
+      ops_.reserve(ops_.size() + other.ops_.size());
+      for (Op& op : other.ops_) ops_.push_back(std::move(op));
+    }
+    other.ops_.clear();
+  }
+  // Slice copies operations [begin, end) into a new batch.
+  WriteBatch Slice(size_t begin, size_t end) const {
+    WriteBatch b;
+    b.ops_.assign(ops_.begin() + begin, ops_.begin() + end);
+    return b;
+  }
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
   // ApproximateBytes is the size of the keys and values in the batch.

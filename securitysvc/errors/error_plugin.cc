@@ -9,7 +9,7 @@ absl::Status ErrorReportingPlugin::Init(shard::ShardContext& context) {
   writer_ = std::make_unique<store::GroupCommitWriter>(context.store,
                                                        options_.group_commit);
   errors_ = std::make_unique<ErrorStore>(context.store, writer_.get(),
-                                         context.clock);
+                                         context.clock, options_.store);
   service_ = std::make_unique<ErrorReportingServiceImpl>(
       errors_.get(), context.device_calls, context.root_subject_line);
   service_->set_on_accepted(options_.on_accepted);

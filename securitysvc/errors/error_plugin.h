@@ -29,6 +29,8 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
     absl::Duration sweep_interval = absl::Hours(1);
     // Called for every durable upload (see AcceptedHook); optional.
     AcceptedHook on_accepted;
+    // Per-device upload quota and memory bounds of the ingest path.
+    ErrorStoreOptions store;
   };
   static store::GroupCommitOptions DefaultGroupCommit() {
     store::GroupCommitOptions o;

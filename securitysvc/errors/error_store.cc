@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -57,21 +59,10 @@ std::string Exit(int32_t code) {
 std::string DeviceKey(absl::string_view device, uint64_t seq) {
   return absl::StrCat(device, "/", Seq(seq));
 }
-std::string TenantKey(const v1::ErrorReport& r) {
-  return absl::StrCat(r.tenant_id(), "/", Ms(r.received_unix_ms()), "/",
-                      r.device_id(), "/", Seq(r.event().sequence()));
-}
 std::string Signature(absl::string_view component, absl::string_view version,
                       int kind, int32_t exit_code) {
   return absl::StrCat(component, "/", version, "/",
                       absl::StrFormat("%03d", kind), "/", Exit(exit_code));
-}
-std::string IssueKey(const v1::ErrorReport& r) {
-  const v1::ErrorEvent& e = r.event();
-  return absl::StrCat(r.tenant_id(), "/",
-                      Signature(e.component(), e.component_version(), e.kind(),
-                                e.exit_code()),
-                      "/", r.device_id(), "/", Seq(e.sequence()));
 }
 
 std::string PrefixSuccessor(std::string s) {
@@ -159,10 +150,121 @@ void FillIssue(const Agg& a, v1::Issue* i) {
   i->set_device_count(a.devices);
 }
 
+// ---- Batch layout helpers ----
+
+std::string BatchKey(absl::string_view tenant, int64_t ms,
+                     absl::string_view device, uint64_t first) {
+  return absl::StrCat(tenant, "/", Ms(ms), "/", device, "/", Seq(first));
+}
+
+// BatchKeyParts: tenant/ms/device/first of an errors_by_tenant key.
+bool ParseBatchKey(absl::string_view key, absl::string_view* tenant,
+                   int64_t* ms, absl::string_view* device, uint64_t* first) {
+  std::vector<absl::string_view> p = absl::StrSplit(key, '/');
+  if (p.size() != 4) return false;
+  *tenant = p[0];
+  *device = p[2];
+  return absl::SimpleAtoi(p[1], ms) && absl::SimpleAtoi(p[3], first);
+}
+
+// Device index value: "<first>,<ms>,<tenant>".
+bool ParseDeviceIndex(absl::string_view value, uint64_t* first, int64_t* ms,
+                      absl::string_view* tenant) {
+  std::vector<absl::string_view> p =
+      absl::StrSplit(value, absl::MaxSplits(',', 2));
+  if (p.size() != 3) return false;
+  *tenant = p[2];
+  return absl::SimpleAtoi(p[0], first) && absl::SimpleAtoi(p[1], ms);
+}
+
+void AppendVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+// EncodeEvents: the bytes of an UploadErrorsRequest holding only `events`
+// (field 2, length-delimited), written without copying the events.
+std::string EncodeEvents(const std::vector<const v1::ErrorEvent*>& events,
+                         size_t begin, size_t end) {
+  std::string out;
+  size_t bytes = 0;
+  for (size_t i = begin; i < end; ++i) bytes += events[i]->ByteSizeLong() + 6;
+  out.reserve(bytes);
+  for (size_t i = begin; i < end; ++i) {
+    out.push_back(static_cast<char>((2 << 3) | 2));
+    AppendVarint(&out, events[i]->GetCachedSize());
+    events[i]->AppendToString(&out);
+  }
+  return out;
+}
+
+// Device record value: "<dropped>,<hwm>".
+bool ParseDeviceRecord(absl::string_view v, uint64_t* dropped,
+                       uint64_t* hwm) {
+  std::pair<absl::string_view, absl::string_view> p =
+      absl::StrSplit(v, absl::MaxSplits(',', 1));
+  *hwm = 0;
+  if (!absl::SimpleAtoi(p.first, dropped)) return false;
+  return p.second.empty() || absl::SimpleAtoi(p.second, hwm);
+}
+
+// Page tokens: "<key>#<index of the next event in that batch>".
+std::string PageToken(absl::string_view key, int index) {
+  return absl::StrCat(key, "#", index);
+}
+bool ParsePageToken(absl::string_view token, std::string* key, int* index) {
+  size_t hash = token.rfind('#');
+  if (hash == absl::string_view::npos) return false;
+  *key = std::string(token.substr(0, hash));
+  return absl::SimpleAtoi(token.substr(hash + 1), index) && *index >= 0 &&
+         *index <= kMaxEventsPerBatch;
+}
+
+metrics::CounterMetric* SlowPath() {
+  static auto* m = metrics::Counter(
+      "sphere_error_ingest_slow_path_total",
+      "Uploads resolved on the ingest worker (device state read or a "
+      "sequence at or below the device's high-water mark)");
+  return m;
+}
+metrics::CounterMetric* QuotaRefused() {
+  static auto* m = metrics::Counter(
+      "sphere_error_quota_refused_total",
+      "Uploads refused by the per-device quota, by reason");
+  return m;
+}
+
 }  // namespace
 
 std::vector<std::string> ColumnFamilies() {
   return {kByDevice, kByTenant, kByIssue, kDevices};
+}
+
+absl::Status ForEachStoredEvent(
+    store::Reader& reader,
+    const std::function<void(absl::string_view, absl::string_view,
+                             const v1::ErrorEvent&)>& fn) {
+  absl::Status problem;
+  absl::Status s = reader.Scan(
+      kByTenant, "", [&](absl::string_view key, absl::string_view value) {
+        absl::string_view tenant, device;
+        int64_t ms = 0;
+        uint64_t first = 0;
+        v1::UploadErrorsRequest events;
+        if (!ParseBatchKey(key, &tenant, &ms, &device, &first) ||
+            !events.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          problem = absl::DataLossError(
+              absl::StrCat("error batch under key ", key, " is corrupt"));
+          return false;
+        }
+        for (const v1::ErrorEvent& e : events.events()) fn(device, tenant, e);
+        return true;
+      });
+  return s.ok() ? problem : s;
 }
 
 absl::Status ValidateTenantId(absl::string_view tenant_id) {
@@ -256,8 +358,129 @@ v1::ErrorReport ToReport(const std::string& device_id,
   return r;
 }
 
+struct ErrorStore::Job {
+  std::string device, tenant;
+  // The caller's request, or `copy` once the job leaves the caller's thread.
+  const v1::UploadErrorsRequest* request = nullptr;
+  std::unique_ptr<v1::UploadErrorsRequest> copy;
+  std::vector<const v1::ErrorEvent*> events;  // sorted by sequence
+  uint64_t first = 0, last = 0;
+  IngestDone done;
+
+  void Detach() {  // before the job leaves the calling thread
+    copy = std::make_unique<v1::UploadErrorsRequest>(*request);
+    request = copy.get();
+    events.clear();
+    for (const v1::ErrorEvent& e : request->events()) events.push_back(&e);
+    std::sort(events.begin(), events.end(),
+              [](const v1::ErrorEvent* a, const v1::ErrorEvent* b) {
+                return a->sequence() < b->sequence();
+              });
+  }
+};
+
+ErrorStore::ErrorStore(store::Store* store, store::GroupCommitWriter* writer,
+                       Clock* clock, ErrorStoreOptions options)
+    : store_(store), writer_(writer), clock_(clock), options_(options) {
+  if (options_.device_events_per_second > 0) {
+    event_quota_ = std::make_unique<RateLimiter>(
+        clock_, RateLimiter::Options{options_.device_events_per_second,
+                                     options_.device_event_burst,
+                                     options_.max_cached_devices, 256});
+  }
+  if (options_.device_bytes_per_second > 0) {
+    byte_quota_ = std::make_unique<RateLimiter>(
+        clock_, RateLimiter::Options{options_.device_bytes_per_second,
+                                     options_.device_byte_burst,
+                                     options_.max_cached_devices, 256});
+  }
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
+
+ErrorStore::~ErrorStore() {
+  {
+    absl::MutexLock lock(&worker_mu_);
+    stopping_ = true;
+  }
+  worker_.join();
+}
+
+void ErrorStore::WorkerLoop() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      absl::MutexLock lock(&worker_mu_);
+      worker_mu_.Await(absl::Condition(
+          +[](ErrorStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->worker_mu_) {
+            return s->stopping_ || !s->work_.empty();
+          },
+          this));
+      if (work_.empty()) return;  // stopping and drained
+      job = std::move(work_.front());
+      work_.pop_front();
+    }
+    Resolve(std::move(job));
+  }
+}
+
 int64_t ErrorStore::FloorMs() const {
   return absl::ToUnixMillis(clock_->Now() - kRetention);
+}
+
+ErrorStore::DeviceState& ErrorStore::StateLocked(const std::string& device) {
+  auto it = devices_.find(device);
+  if (it != devices_.end()) return it->second;
+  if (devices_.size() >= options_.max_cached_devices) {
+    // Forget some idle devices (their state is on disk; the worker re-reads
+    // it when they upload again).
+    size_t forgotten = 0;
+    for (auto i = devices_.begin(); i != devices_.end() && forgotten < 64;) {
+      if (i->second.in_flight.empty()) {
+        devices_.erase(i++);
+        ++forgotten;
+      } else {
+        ++i;
+      }
+    }
+  }
+  return devices_[device];
+}
+
+void ErrorStore::Unregister(const std::string& device, uint64_t first,
+                            uint64_t last) {
+  absl::MutexLock lock(&mu_);
+  auto it = devices_.find(device);
+  if (it == devices_.end()) return;
+  auto& f = it->second.in_flight;
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (f[i].first == first && f[i].second == last) {
+      f.erase(f.begin() + i);
+      return;
+    }
+  }
+}
+
+absl::Status ErrorStore::TakeQuota(const std::string& device_id,
+                                   const v1::UploadErrorsRequest& request) {
+  const double n = request.events_size();
+  const double bytes = static_cast<double>(request.ByteSizeLong());
+  if (byte_quota_ != nullptr &&
+      byte_quota_->RetryAfter(device_id, bytes) > absl::ZeroDuration()) {
+    QuotaRefused()->Increment("reason=\"bytes\"");
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "upload errors: this device is over its upload quota of ",
+        options_.device_bytes_per_second, " bytes/s; retry in ",
+        absl::FormatDuration(byte_quota_->RetryAfter(device_id, bytes))));
+  }
+  if (event_quota_ != nullptr && !event_quota_->TryAcquire(device_id, n)) {
+    QuotaRefused()->Increment("reason=\"events\"");
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "upload errors: this device is over its upload quota of ",
+        options_.device_events_per_second, " events/s; retry in ",
+        absl::FormatDuration(event_quota_->RetryAfter(device_id, n))));
+  }
+  if (byte_quota_ != nullptr) (void)byte_quota_->TryAcquire(device_id, bytes);
+  return absl::OkStatus();
 }
 
 void ErrorStore::Ingest(const std::string& device_id,
@@ -275,87 +498,312 @@ void ErrorStore::Ingest(const std::string& device_id,
         "device and attest again"));
     return;
   }
-  // Claim every (device, sequence) of the batch, and the device's stats.
-  std::vector<std::string> claims;
-  claims.reserve(request.events_size() + 1);
-  for (const v1::ErrorEvent& e : request.events()) {
-    claims.push_back(DeviceKey(device_id, e.sequence()));
+  auto job = std::make_shared<Job>();
+  job->device = device_id;
+  job->tenant = tenant_id;
+  job->request = &request;
+  job->done = std::move(done);
+  job->events.reserve(request.events_size());
+  for (const v1::ErrorEvent& e : request.events()) job->events.push_back(&e);
+  auto by_seq = [](const v1::ErrorEvent* a, const v1::ErrorEvent* b) {
+    return a->sequence() < b->sequence();
+  };
+  if (!std::is_sorted(job->events.begin(), job->events.end(), by_seq)) {
+    std::sort(job->events.begin(), job->events.end(), by_seq);
   }
-  const std::string stats_claim = absl::StrCat(device_id, "/#");
-  bool update_stats = false;
+  job->first = job->events.front()->sequence();
+  job->last = job->events.back()->sequence();
+
+  bool fast = false;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    for (const std::string& c : claims) {
-      if (in_flight_.contains(c)) {
-        done(absl::AbortedError(absl::StrCat(
-            "upload errors: another upload of event ", c.substr(65),
-            " of this device is still being written; retry")));
-        return;
+    DeviceState& st = StateLocked(device_id);
+    for (const auto& [lo, hi] : st.in_flight) {
+      if (job->first <= hi && lo <= job->last) {
+        refused = absl::AbortedError(absl::StrCat(
+            "upload errors: another upload of events ", lo, "..", hi,
+            " of this device is still being written; retry"));
+        break;
       }
     }
-    for (const std::string& c : claims) in_flight_.insert(c);
-    if (request.dropped_events() > 0) {
-      update_stats = in_flight_.insert(stats_claim).second;
+    if (refused.ok() && static_cast<int>(st.in_flight.size()) >=
+                            options_.max_in_flight_per_device) {
+      QuotaRefused()->Increment("reason=\"in_flight\"");
+      refused = absl::ResourceExhaustedError(absl::StrCat(
+          "upload errors: this device already has ", st.in_flight.size(),
+          " uploads being written (its share of the write queue); wait for "
+          "their answers"));
+    }
+    if (refused.ok()) {
+      st.in_flight.emplace_back(job->first, job->last);
+      fast = st.loaded && job->first > st.hwm;
     }
   }
-  auto release = [this, claims, stats_claim, update_stats] {
-    absl::MutexLock lock(&mu_);
-    for (const std::string& c : claims) in_flight_.erase(c);
-    if (update_stats) in_flight_.erase(stats_claim);
-  };
-
-  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  v1::UploadErrorsResponse response;
-  store::WriteBatch batch;
-  for (int i = 0; i < request.events_size(); ++i) {
-    absl::StatusOr<std::string> existing = store_->Get(kByDevice, claims[i]);
-    if (existing.ok()) {
-      response.set_duplicates(response.duplicates() + 1);
-      continue;
-    }
-    if (!absl::IsNotFound(existing.status())) {
-      release();
-      done(existing.status());
-      return;
-    }
-    v1::ErrorReport r =
-        ToReport(device_id, tenant_id, request.events(i), now_ms);
-    std::string value = r.SerializeAsString();
-    batch.Put(kByDevice, claims[i], value);
-    batch.Put(kByTenant, TenantKey(r), value);
-    batch.Put(kByIssue, IssueKey(r),
-              absl::StrCat(now_ms, ",", r.event_count()));
-    response.set_stored(response.stored() + 1);
-  }
-  if (update_stats) {
-    absl::StatusOr<std::string> old = store_->Get(kDevices, device_id);
-    uint64_t prev = 0;
-    if (old.ok()) (void)absl::SimpleAtoi(*old, &prev);
-    if (request.dropped_events() > prev) {
-      batch.Put(kDevices, device_id, absl::StrCat(request.dropped_events()));
-    }
-  }
-  if (batch.empty()) {  // all duplicates, and stored (durably) before
-    release();
-    Events()->Increment("outcome=\"duplicate\"", response.duplicates());
-    done(response);
+  if (!refused.ok()) {
+    job->done(refused);
     return;
   }
-  absl::Status queued = writer_->Submit(
-      std::move(batch),
-      [release, response, done](const absl::Status& s) {
-        release();
-        if (!s.ok()) {
-          done(s);
-          return;
+  // Quota: events and bytes per device, taken only once the batch has its
+  // place (a refused call takes nothing from the event bucket when the byte
+  // bucket cannot pay).
+  if (absl::Status q = TakeQuota(device_id, request); !q.ok()) {
+    Unregister(job->device, job->first, job->last);
+    Events()->Increment("outcome=\"refused\"", request.events_size());
+    job->done(q);
+    return;
+  }
+  if (fast) {
+    Build(job, {});
+    return;
+  }
+  // Slow path: off the calling (gRPC callback) thread.
+  SlowPath()->Increment();
+  job->Detach();
+  {
+    absl::MutexLock lock(&worker_mu_);
+    if (!stopping_ && work_.size() < options_.max_worker_queue) {
+      work_.push_back(job);
+      return;
+    }
+  }
+  Unregister(job->device, job->first, job->last);
+  job->done(absl::ResourceExhaustedError(
+      "upload errors: the ingest queue is full; retry later"));
+}
+
+void ErrorStore::Resolve(std::shared_ptr<Job> job) {
+  auto fail = [&](absl::Status s) {
+    Unregister(job->device, job->first, job->last);
+    job->done(std::move(s));
+  };
+  uint64_t hwm = 0;
+  bool loaded = false;
+  {
+    absl::MutexLock lock(&mu_);
+    DeviceState& st = StateLocked(job->device);
+    loaded = st.loaded;
+    hwm = st.hwm;
+  }
+  if (!loaded) {
+    absl::StatusOr<std::string> rec = store_->Get(kDevices, job->device);
+    uint64_t dropped = 0, disk_hwm = 0;
+    if (rec.ok()) {
+      if (!ParseDeviceRecord(*rec, &dropped, &disk_hwm)) {
+        fail(absl::DataLossError(absl::StrCat(
+            "error-reporting record of device ", job->device, " is corrupt")));
+        return;
+      }
+    } else if (!absl::IsNotFound(rec.status())) {
+      fail(rec.status());
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    DeviceState& st = StateLocked(job->device);
+    if (!st.loaded) {
+      st.loaded = true;
+      st.hwm = std::max(st.hwm, disk_hwm);
+      st.dropped = std::max(st.dropped, dropped);
+    }
+    hwm = st.hwm;
+  }
+  std::vector<StoredBatch> stored;
+  if (job->first <= hwm) {
+    // The stored batches overlapping [first, last]: ranges are disjoint, so
+    // sorted by last they are sorted by first too.
+    absl::Status problem;
+    int seen = 0;
+    const std::string prefix = absl::StrCat(job->device, "/");
+    absl::Status s = store_->Scan(
+        kByDevice, prefix,
+        [&](absl::string_view key, absl::string_view value) {
+          uint64_t last = 0, first = 0;
+          int64_t ms = 0;
+          absl::string_view tenant;
+          if (!absl::SimpleAtoi(key.substr(prefix.size()), &last) ||
+              !ParseDeviceIndex(value, &first, &ms, &tenant)) {
+            problem = absl::DataLossError(
+                absl::StrCat("error index key ", key, " is corrupt"));
+            return false;
+          }
+          if (first > job->last) return false;
+          if (++seen > 2 * kMaxEventsPerBatch) {
+            problem = absl::InvalidArgumentError(
+                "upload errors: the batch's sequences span too many stored "
+                "batches of this device; upload in sequence order");
+            return false;
+          }
+          absl::StatusOr<std::string> batch =
+              store_->Get(kByTenant, BatchKey(tenant, ms, job->device, first));
+          v1::UploadErrorsRequest events;
+          if (!batch.ok() || !events.ParseFromString(*batch)) {
+            if (batch.ok() || absl::IsNotFound(batch.status())) {
+              problem = absl::DataLossError(absl::StrCat(
+                  "stored error batch of index key ", key,
+                  " is missing or corrupt"));
+            } else {
+              problem = batch.status();
+            }
+            return false;
+          }
+          StoredBatch b;
+          b.first = first;
+          b.last = last;
+          for (const v1::ErrorEvent& e : events.events()) {
+            b.seqs.push_back(e.sequence());
+          }
+          std::sort(b.seqs.begin(), b.seqs.end());
+          stored.push_back(std::move(b));
+          return true;
+        },
+        absl::StrCat(prefix, Seq(job->first)));
+    if (s.ok()) s = problem;
+    if (!s.ok()) {
+      fail(s);
+      return;
+    }
+  }
+  Build(job, stored);
+}
+
+void ErrorStore::Build(const std::shared_ptr<Job>& job,
+                       const std::vector<StoredBatch>& stored) {
+  const v1::UploadErrorsRequest& request = *job->request;
+  const std::vector<const v1::ErrorEvent*>& events = job->events;
+  // Classify: duplicates (in a stored batch), refused (inside a stored
+  // range but not in it), new; new events form runs not split by a stored
+  // range, each run stored as one batch value.
+  std::vector<std::pair<size_t, size_t>> runs;  // [begin, end) of `fresh`
+  std::vector<const v1::ErrorEvent*> fresh;
+  fresh.reserve(events.size());
+  uint32_t duplicates = 0;
+  size_t r = 0;  // first stored batch with last >= current sequence
+  size_t run_range = SIZE_MAX;  // stored index the current run sits before
+  for (const v1::ErrorEvent* e : events) {
+    const uint64_t seq = e->sequence();
+    while (r < stored.size() && stored[r].last < seq) ++r;
+    if (r < stored.size() && stored[r].first <= seq) {
+      if (std::binary_search(stored[r].seqs.begin(), stored[r].seqs.end(),
+                             seq)) {
+        ++duplicates;
+        continue;
+      }
+      Unregister(job->device, job->first, job->last);
+      Events()->Increment("outcome=\"refused\"", request.events_size());
+      job->done(absl::InvalidArgumentError(absl::StrCat(
+          "upload errors: event sequence ", seq,
+          " lies inside an already stored batch (", stored[r].first, "..",
+          stored[r].last,
+          ") of this device without being part of it; a device's sequence "
+          "numbers must rise")));
+      return;
+    }
+    if (runs.empty() || run_range != r) {
+      runs.emplace_back(fresh.size(), fresh.size());
+      run_range = r;
+    }
+    fresh.push_back(e);
+    runs.back().second = fresh.size();
+  }
+
+  v1::UploadErrorsResponse response;
+  response.set_stored(static_cast<uint32_t>(fresh.size()));
+  response.set_duplicates(duplicates);
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  store::WriteBatch batch;
+  for (const auto& [begin, end] : runs) {
+    const uint64_t first = fresh[begin]->sequence();
+    const uint64_t last = fresh[end - 1]->sequence();
+    batch.Put(kByTenant, BatchKey(job->tenant, now_ms, job->device, first),
+              EncodeEvents(fresh, begin, end));
+    batch.Put(kByDevice, DeviceKey(job->device, last),
+              absl::StrCat(first, ",", now_ms, ",", job->tenant));
+    // One issue entry per signature in the run (formatted once per
+    // signature, not per event).
+    using Sig = std::tuple<absl::string_view, absl::string_view, int, int32_t>;
+    absl::flat_hash_map<Sig, uint64_t> sigs;
+    for (size_t i = begin; i < end; ++i) {
+      const v1::ErrorEvent& e = *fresh[i];
+      sigs[Sig(e.component(), e.component_version(), e.kind(),
+               e.exit_code())] += e.count() == 0 ? 1 : e.count();
+    }
+    const std::string suffix = absl::StrCat("/", job->device, "/", Seq(first));
+    for (const auto& [sig, count] : sigs) {
+      batch.Put(kByIssue,
+                absl::StrCat(job->tenant, "/",
+                             Signature(std::get<0>(sig), std::get<1>(sig),
+                                       std::get<2>(sig), std::get<3>(sig)),
+                             suffix),
+                absl::StrCat(now_ms, ",", count));
+    }
+  }
+
+  absl::Status queued;
+  uint64_t new_hwm = 0, new_dropped = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    DeviceState& st = StateLocked(job->device);
+    // The record never moves the high-water mark down: include every batch
+    // of the device in flight (they may commit in either order).
+    new_hwm = st.hwm;
+    for (const auto& range : st.in_flight) {
+      new_hwm = std::max(new_hwm, range.second);
+    }
+    new_dropped = std::max(st.dropped, request.dropped_events());
+    const bool record_changes = !fresh.empty() || new_dropped > st.dropped ||
+                                !st.loaded;
+    if (!record_changes) {
+      // All duplicates of durable writes: nothing to write.
+      auto& f = st.in_flight;
+      for (size_t i = 0; i < f.size(); ++i) {
+        if (f[i].first == job->first && f[i].second == job->last) {
+          f.erase(f.begin() + i);
+          break;
         }
-        Events()->Increment("outcome=\"stored\"", response.stored());
-        Events()->Increment("outcome=\"duplicate\"", response.duplicates());
-        done(response);
-      });
+      }
+      queued = absl::CancelledError();  // marker: answered below
+    } else {
+      batch.Put(kDevices, job->device,
+                absl::StrCat(new_dropped, ",", new_hwm));
+      // Submitted under mu_ so device records reach the queue in the order
+      // their high-water marks were computed.
+      queued = writer_->Submit(
+          std::move(batch),
+          [this, job, response, new_hwm, new_dropped](const absl::Status& s) {
+            {
+              absl::MutexLock lock(&mu_);
+              DeviceState& st = StateLocked(job->device);
+              auto& f = st.in_flight;
+              for (size_t i = 0; i < f.size(); ++i) {
+                if (f[i].first == job->first && f[i].second == job->last) {
+                  f.erase(f.begin() + i);
+                  break;
+                }
+              }
+              if (s.ok()) {
+                st.hwm = std::max(st.hwm, new_hwm);
+                st.dropped = std::max(st.dropped, new_dropped);
+              }
+            }
+            if (!s.ok()) {
+              job->done(s);
+              return;
+            }
+            Events()->Increment("outcome=\"stored\"", response.stored());
+            Events()->Increment("outcome=\"duplicate\"",
+                                response.duplicates());
+            job->done(response);
+          });
+    }
+  }
+  if (absl::IsCancelled(queued)) {
+    Events()->Increment("outcome=\"duplicate\"", response.duplicates());
+    job->done(response);
+    return;
+  }
   if (!queued.ok()) {
-    release();
-    done(queued);
+    Unregister(job->device, job->first, job->last);
+    job->done(queued);
   }
 }
 
@@ -388,45 +836,85 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
                                  ? absl::StrCat(request.device_id(), "/")
                                  : absl::StrCat(request.tenant_id(), "/");
   std::string start;
+  int skip = 0;  // events of the first batch already returned
   if (!request.page_token().empty()) {
-    if (!absl::StartsWith(request.page_token(), prefix)) {
+    if (!absl::StartsWith(request.page_token(), prefix) ||
+        !ParsePageToken(request.page_token(), &start, &skip)) {
       return absl::InvalidArgumentError(
           "page_token does not belong to this query (tenant, device); start "
           "again without it");
     }
-    start = request.page_token();
   } else if (!by_device) {
     start = absl::StrCat(prefix, Ms(from));
   }
   v1::QueryErrorsResponse out;
-  absl::Status parse_error;
+  absl::Status problem;
   int scanned = 0;
   std::unique_ptr<store::Snapshot> snap = store_->NewSnapshot();
   absl::Status s = snap->Scan(
       cf, prefix,
       [&](absl::string_view key, absl::string_view value) {
-        if (out.reports_size() >= static_cast<int>(page) ||
-            ++scanned > kMaxScanPerPage) {
-          out.set_next_page_token(std::string(key));
+        const int first_index = key == start ? skip : 0;
+        if (++scanned > kMaxScanPerPage) {
+          out.set_next_page_token(PageToken(key, first_index));
           return false;
         }
-        v1::ErrorReport r;
-        if (!r.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          parse_error = absl::DataLossError(
-              absl::StrCat("error report under key ", key, " is corrupt"));
+        std::string batch_value;
+        absl::string_view tenant, device;
+        int64_t ms = 0;
+        uint64_t first = 0;
+        if (by_device) {
+          if (!ParseDeviceIndex(value, &first, &ms, &tenant)) {
+            problem = absl::DataLossError(
+                absl::StrCat("error index key ", key, " is corrupt"));
+            return false;
+          }
+          device = request.device_id();
+          if (tenant != request.tenant_id() || ms < from || ms > to) {
+            return true;  // another tenant's (device moved) or out of range
+          }
+          absl::StatusOr<std::string> b =
+              snap->Get(kByTenant, BatchKey(tenant, ms, device, first));
+          if (!b.ok()) {
+            problem = absl::IsNotFound(b.status())
+                          ? absl::DataLossError(absl::StrCat(
+                                "error batch of index key ", key,
+                                " is missing"))
+                          : b.status();
+            return false;
+          }
+          batch_value = *std::move(b);
+          value = batch_value;
+        } else {
+          if (!ParseBatchKey(key, &tenant, &ms, &device, &first)) {
+            problem = absl::DataLossError(
+                absl::StrCat("error batch key ", key, " is corrupt"));
+            return false;
+          }
+          if (ms > to) return false;  // time-ordered: done
+          if (ms < from) return true;
+        }
+        v1::UploadErrorsRequest events;
+        if (!events.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          problem = absl::DataLossError(
+              absl::StrCat("error batch under key ", key, " is corrupt"));
           return false;
         }
-        if (!by_device && r.received_unix_ms() > to) return false;  // done
-        if (r.tenant_id() != request.tenant_id() ||
-            r.received_unix_ms() < from || r.received_unix_ms() > to) {
-          return true;  // another tenant's (device moved) or out of range
+        const std::string device_id(device), tenant_id(tenant);
+        for (int i = first_index; i < events.events_size(); ++i) {
+          if (out.reports_size() >= static_cast<int>(page)) {
+            out.set_next_page_token(PageToken(key, i));
+            return false;
+          }
+          *out.add_reports() =
+              ToReport(device_id, tenant_id, events.events(i), ms);
         }
-        *out.add_reports() = std::move(r);
         return true;
       },
       start);
   if (!s.ok()) return s;
-  if (!parse_error.ok()) return parse_error;
+  if (!problem.ok()) return problem;
   return out;
 }
 
@@ -553,15 +1041,14 @@ absl::StatusOr<int64_t> ErrorStore::SweepExpired() {
     store::WriteBatch batch;
     std::string next_start;
     bool more = false;
-    absl::Status parse_error;
+    absl::Status problem;
     absl::Status s = store_->Scan(
         kByTenant, "",
         [&](absl::string_view key, absl::string_view value) {
-          size_t slash = key.find('/');
-          if (slash == absl::string_view::npos) return true;
-          absl::string_view tenant = key.substr(0, slash);
+          absl::string_view tenant, device;
           int64_t received = 0;
-          if (!absl::SimpleAtoi(key.substr(slash + 1, 13), &received)) {
+          uint64_t first = 0;
+          if (!ParseBatchKey(key, &tenant, &received, &device, &first)) {
             return true;
           }
           if (received >= floor) {
@@ -570,18 +1057,28 @@ absl::StatusOr<int64_t> ErrorStore::SweepExpired() {
             more = true;
             return false;
           }
-          v1::ErrorReport r;
-          if (!r.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-            parse_error = absl::DataLossError(
-                absl::StrCat("error report under key ", key, " is corrupt"));
+          v1::UploadErrorsRequest events;
+          if (!events.ParseFromArray(value.data(),
+                                     static_cast<int>(value.size()))) {
+            problem = absl::DataLossError(
+                absl::StrCat("error batch under key ", key, " is corrupt"));
             return false;
           }
+          uint64_t last = first;
+          absl::flat_hash_set<std::string> sigs;
+          for (const v1::ErrorEvent& e : events.events()) {
+            last = std::max<uint64_t>(last, e.sequence());
+            sigs.insert(Signature(e.component(), e.component_version(),
+                                  e.kind(), e.exit_code()));
+          }
           batch.Delete(kByTenant, key);
-          batch.Delete(kByDevice,
-                       DeviceKey(r.device_id(), r.event().sequence()));
-          batch.Delete(kByIssue, IssueKey(r));
-          ++deleted;
-          if (batch.size() >= 3 * 5000) {
+          batch.Delete(kByDevice, DeviceKey(device, last));
+          for (const std::string& sig : sigs) {
+            batch.Delete(kByIssue, absl::StrCat(tenant, "/", sig, "/", device,
+                                                "/", Seq(first)));
+          }
+          deleted += events.events_size();
+          if (batch.size() >= 20000) {
             next_start = std::string(key);
             next_start.push_back('\0');  // just after this key
             more = true;
@@ -591,7 +1088,7 @@ absl::StatusOr<int64_t> ErrorStore::SweepExpired() {
         },
         start);
     if (!s.ok()) return s;
-    if (!parse_error.ok()) return parse_error;
+    if (!problem.ok()) return problem;
     if (!batch.empty()) {
       if (auto w = store_->Write(batch); !w.ok()) return w;
     }
@@ -611,8 +1108,8 @@ absl::StatusOr<uint64_t> ErrorStore::DroppedEvents(
   absl::StatusOr<std::string> v = store_->Get(kDevices, device_id);
   if (absl::IsNotFound(v.status())) return 0;
   if (!v.ok()) return v.status();
-  uint64_t n = 0;
-  if (!absl::SimpleAtoi(*v, &n)) {
+  uint64_t n = 0, hwm = 0;
+  if (!ParseDeviceRecord(*v, &n, &hwm)) {
     return absl::DataLossError("dropped-events counter is corrupt");
   }
   return n;

@@ -2,27 +2,44 @@
 // batches of ErrorEvents; operators and relying parties query reports, page
 // through them and read issues (events grouped by signature).
 //
-// Storage (column families, keys designed for the queries; every key part is
-// printable and '/'-separated, numbers zero-padded so order is numeric):
-//   errors_by_device  <device>/<seq:20>                       -> ErrorReport
-//       the idempotency key (device, sequence) and the per-device query;
-//   errors_by_tenant  <tenant>/<received_ms:13>/<device>/<seq:20> -> ErrorReport
-//       the tenant+time query and CSV export;
+// Storage (column families; every key part is printable and '/'-separated,
+// numbers zero-padded so order is numeric). One accepted batch is ONE value
+// plus a few compact index entries (issue 12: acknowledged = durable at
+// 200k events/s means a few keys per batch, not three per event):
+//   errors_by_tenant  <tenant>/<received_ms:13>/<device>/<first_seq:20>
+//                     -> the batch's new events (an UploadErrorsRequest with
+//                        only `events`, sorted by sequence)
+//       the batch itself; the tenant+time query and CSV export scan it;
+//   errors_by_device  <device>/<last_seq:20> -> "<first_seq>,<received_ms>,
+//                     <tenant>"
+//       the per-device query and the exact duplicate check; a device's
+//       stored batches cover disjoint sequence ranges [first, last];
 //   errors_by_issue   <tenant>/<component>/<version>/<kind:3>/<exit:10>/
-//                     <device>/<seq:20>                       -> "<received_ms>,<count>"
+//                     <device>/<first_seq:20>  -> "<received_ms>,<count>"
+//       one per signature per batch (count = sum of event counts):
 //       component+version lookups, issues and their trend per release;
-//   error_devices     <device>                                -> dropped events
+//   error_devices     <device> -> "<dropped events>,<high-water mark>"
+//       every stored sequence of the device is <= the high-water mark.
 //
 // Ingest: validated (limits below; a bad batch is refused whole, naming the
-// event and field, nothing stored), then events already stored are counted
-// as duplicates and the rest go, with their three index keys, to the shard's
-// GroupCommitWriter. The caller's callback runs once the batch is durable
-// (from the group-commit thread) or at once on refusal: Ingest never blocks.
-// Two uploads of the same (device, sequence) in flight at once: the second
-// is refused with ABORTED (retry: it will then count as a duplicate), so an
-// event is never acknowledged as a duplicate of a write that later fails.
+// event and field, nothing stored), then the device's upload quota (token
+// buckets of events and bytes, and at most max_in_flight_per_device batches
+// between Ingest and durability: one device can never fill the shared
+// group-commit queue; RESOURCE_EXHAUSTED, nothing stored). Duplicates: an
+// in-memory, bounded per-device high-water mark. A batch whose sequences are
+// all above it (the normal case) is built and queued at once with no read;
+// otherwise (a retry, or the device's state not in memory) the batch goes
+// to the ingest worker thread, which reads the device record and the stored
+// batches overlapping the batch's range: never a read on the caller's
+// (gRPC callback) thread. The caller's callback runs once the batch is
+// durable (from the group-commit thread) or on refusal. Two uploads of one
+// device whose sequence ranges overlap, in flight at once: the second is
+// refused with ABORTED (retry: it will then count as duplicates), so an event
+// is never acknowledged as a duplicate of a write that later fails. An event
+// whose sequence lies inside a stored batch's range without being part of it
+// is refused (INVALID_ARGUMENT: a device's sequences rise).
 //
-// Retention: kRetention (14 days) after the service received an event,
+// Retention: kRetention (14 days) after the service received a batch,
 // against the injected clock. Queries hide expired reports at once;
 // SweepExpired deletes them (point deletes in the three column families,
 // found through the time-ordered tenant index) and then CompactRange drops
@@ -34,12 +51,16 @@
 #define SPHERE_SECURITYSVC_ERRORS_ERROR_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -47,6 +68,7 @@
 #include "common/store/group_commit.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
+#include "common/util/rate_limiter.h"
 #include "protos/error_reporting.pb.h"
 
 namespace sphere::errors {
@@ -88,21 +110,52 @@ v1::ErrorReport ToReport(const std::string& device_id,
                          const std::string& tenant_id,
                          const v1::ErrorEvent& event, int64_t received_ms);
 
+// Per-device upload quota and memory bounds. A rate of 0 disables that
+// bucket (tests, the crash writer). Bursts must hold one full batch.
+struct ErrorStoreOptions {
+  double device_events_per_second = 2000;
+  double device_event_burst = 10000;
+  double device_bytes_per_second = 2 << 20;
+  double device_byte_burst = 8 << 20;
+  // Batches of one device between Ingest and durability (its share of the
+  // group-commit queue: <= this x 1000 events).
+  int max_in_flight_per_device = 2;
+  // Devices whose high-water mark is kept in memory (beyond: idle ones are
+  // forgotten and re-read from error_devices by the worker).
+  size_t max_cached_devices = 200000;
+  // Batches waiting for the ingest worker (beyond: RESOURCE_EXHAUSTED).
+  size_t max_worker_queue = 1024;
+};
+
+// ForEachStoredEvent calls `fn` for every stored event, batch by batch in
+// errors_by_tenant order (expired ones not yet swept included): durability
+// checks and tools. DataLoss on a corrupt batch.
+absl::Status ForEachStoredEvent(
+    store::Reader& reader,
+    const std::function<void(absl::string_view device,
+                             absl::string_view tenant,
+                             const v1::ErrorEvent& event)>& fn);
+
 class ErrorStore {
  public:
   using IngestDone =
       std::function<void(absl::StatusOr<v1::UploadErrorsResponse>)>;
 
-  // All pointers must outlive the ErrorStore.
+  // All pointers must outlive the ErrorStore; the writer must be stopped
+  // (its callbacks run) before the ErrorStore is destroyed.
   ErrorStore(store::Store* store, store::GroupCommitWriter* writer,
-             Clock* clock)
-      : store_(store), writer_(writer), clock_(clock) {}
+             Clock* clock, ErrorStoreOptions options = {});
+  ~ErrorStore();
+  ErrorStore(const ErrorStore&) = delete;
+  ErrorStore& operator=(const ErrorStore&) = delete;
 
   // Ingest stores `request`'s new events for the device (identity from the
   // caller's credential) and calls `done` exactly once: with the counts once
   // durable, or with the refusal (INVALID_ARGUMENT, ABORTED for a concurrent
-  // upload of the same events, RESOURCE_EXHAUSTED when the write queue is
-  // full, or the store's error).
+  // upload of the same events, RESOURCE_EXHAUSTED when the device is over
+  // its quota or a queue is full, or the store's error). Never blocks and
+  // never reads the store on the calling thread. `request` is copied when
+  // needed after Ingest returns.
   void Ingest(const std::string& device_id, const std::string& tenant_id,
               const v1::UploadErrorsRequest& request, IngestDone done);
 
@@ -125,14 +178,48 @@ class ErrorStore {
   absl::StatusOr<uint64_t> DroppedEvents(const std::string& device_id) const;
 
  private:
+  struct Job;
+  struct DeviceState {
+    bool loaded = false;  // hwm/dropped read from error_devices
+    uint64_t hwm = 0;     // every stored sequence is <= hwm
+    uint64_t dropped = 0;
+    // Sequence ranges [first, last] of batches between Ingest and
+    // durability.
+    std::vector<std::pair<uint64_t, uint64_t>> in_flight;
+  };
+  struct StoredBatch {
+    uint64_t first = 0, last = 0;
+    std::vector<uint64_t> seqs;  // sorted
+  };
+
   int64_t FloorMs() const;
+  absl::Status TakeQuota(const std::string& device_id,
+                         const v1::UploadErrorsRequest& request);
+  DeviceState& StateLocked(const std::string& device)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unregister(const std::string& device, uint64_t first, uint64_t last);
+  // Slow path (worker thread): reads the device record and the stored
+  // batches overlapping the job's range, then builds.
+  void Resolve(std::shared_ptr<Job> job);
+  // Builds the write batch of the job's new events (classified against
+  // `stored`, sorted by last) and submits it to the group commit.
+  void Build(const std::shared_ptr<Job>& job,
+             const std::vector<StoredBatch>& stored);
+  void WorkerLoop();
 
   store::Store* const store_;
   store::GroupCommitWriter* const writer_;
   Clock* const clock_;
+  const ErrorStoreOptions options_;
+  std::unique_ptr<RateLimiter> event_quota_;
+  std::unique_ptr<RateLimiter> byte_quota_;
   absl::Mutex mu_;
-  // (device, sequence) keys of batches between Ingest and durability.
-  absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, DeviceState> devices_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex worker_mu_;
+  std::deque<std::shared_ptr<Job>> work_ ABSL_GUARDED_BY(worker_mu_);
+  bool stopping_ ABSL_GUARDED_BY(worker_mu_) = false;
+  std::thread worker_;
 };
 
 }  // namespace sphere::errors

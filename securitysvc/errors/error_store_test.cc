@@ -63,12 +63,17 @@ class ErrorStoreTest : public ::testing::Test {
     memory_ = m->get();
     Use(std::move(*m));
   }
-  void Use(std::unique_ptr<store::Store> s) {
+  void Use(std::unique_ptr<store::Store> s, ErrorStoreOptions options = {}) {
+    if (writer_) writer_->Stop();
     errors_.reset();
     writer_.reset();
     store_ = std::move(s);
     writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
-    errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+    errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(),
+                                           &clock_, options);
+  }
+  void TearDown() override {
+    if (writer_) writer_->Stop();
   }
   void OpenRocks() {
     memory_ = nullptr;
@@ -173,9 +178,11 @@ TEST_F(ErrorStoreTest, DuplicateBatchIsAcknowledgedAndStoredOnce) {
   ASSERT_TRUE(overlap.ok()) << overlap.status();
   EXPECT_EQ(overlap->stored(), 5u);
   EXPECT_EQ(overlap->duplicates(), 5u);
-  EXPECT_EQ(Count(store_.get(), kByDevice), 15u);
-  EXPECT_EQ(Count(store_.get(), kByTenant), 15u);
-  EXPECT_EQ(Count(store_.get(), kByIssue), 15u);
+  // One value per stored batch (1..10, then the new 11..15), one device
+  // index entry each, one issue entry per signature per batch.
+  EXPECT_EQ(Count(store_.get(), kByDevice), 2u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 2u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 2u);
   EXPECT_EQ(All(kContoso).size(), 15u);
   // Another device's sequence 1 is a different event.
   auto other = Upload(kDevB, kContoso, Batch(1, 1));
@@ -413,14 +420,14 @@ TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
   auto swept = errors_->SweepExpired();
   ASSERT_TRUE(swept.ok()) << swept.status();
   EXPECT_EQ(*swept, 30);
-  EXPECT_EQ(Count(store_.get(), kByTenant), 8u);
-  EXPECT_EQ(Count(store_.get(), kByDevice), 8u);
-  EXPECT_EQ(Count(store_.get(), kByIssue), 8u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 2u);  // two young batches
+  EXPECT_EQ(Count(store_.get(), kByDevice), 2u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 2u);
   std::vector<v1::ErrorReport> left = All(kContoso);
   ASSERT_EQ(left.size(), 5u);
   EXPECT_EQ(left[0].event().sequence(), 21u);
   EXPECT_TRUE(store_->Get(kByDevice, absl::StrCat(kDevA, "/",
-                                                   std::string(19, '0'), "1"))
+                                                   std::string(18, '0'), "20"))
                   .status()
                   .code() == absl::StatusCode::kNotFound);
   // Nothing more to sweep; the young ones expire in their turn.
@@ -432,6 +439,177 @@ TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
       EXPECT_EQ(Count(store_.get(), cf.c_str()), 0u) << cf;
     }
   }
+}
+
+TEST_F(ErrorStoreTest, RetriesAndGapsAreResolvedExactly) {
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(1, 5))->stored(), 5u);
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(10, 6))->stored(), 6u);  // 10..15
+  // 6..9 fall between the stored batches, 16..17 after them; 10..15 are
+  // duplicates: two new batch values, nothing stored twice.
+  auto r = Upload(kDevA, kContoso, Batch(6, 12));  // 6..17
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stored(), 6u);
+  EXPECT_EQ(r->duplicates(), 6u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 4u);
+  std::vector<uint64_t> seqs;
+  for (const auto& rep : All(kContoso, kDevA)) {
+    seqs.push_back(rep.event().sequence());
+  }
+  std::vector<uint64_t> want;
+  for (uint64_t s = 1; s <= 17; ++s) want.push_back(s);
+  EXPECT_EQ(seqs, want);
+  EXPECT_EQ(All(kContoso).size(), 17u);
+}
+
+TEST_F(ErrorStoreTest, Attack_SequenceInsideAStoredBatchRefusedNothingChanged) {
+  v1::UploadErrorsRequest gappy;
+  *gappy.add_events() = Crash(1);
+  *gappy.add_events() = Crash(3);
+  ASSERT_EQ(Upload(kDevA, kContoso, gappy)->stored(), 2u);
+  const size_t batches = Count(store_.get(), kByTenant);
+  auto r = Upload(kDevA, kContoso, Batch(2, 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("lies inside an already stored batch"),
+            std::string::npos)
+      << r.status();
+  EXPECT_EQ(Count(store_.get(), kByTenant), batches);
+  EXPECT_EQ(All(kContoso).size(), 2u);
+}
+
+TEST_F(ErrorStoreTest, Fault_ReadFailureOnTheWorkerRefusesAndStoresNothing) {
+  memory_->FailNextReads(1, absl::UnavailableError("disk gone"));
+  auto r = Upload(kDevA, kContoso, Batch(1, 5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  ExpectNothingStored();
+  auto retry = Upload(kDevA, kContoso, Batch(1, 5));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->stored(), 5u);
+}
+
+TEST_F(ErrorStoreTest, HighWaterMarkSurvivesARestart) {
+  OpenRocks();
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(1, 10))->stored(), 10u);
+  // A new ErrorStore over the same data (the shard restarted): the retry is
+  // recognised from the stored record, not from memory.
+  writer_->Stop();
+  errors_.reset();
+  writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+  errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  auto again = Upload(kDevA, kContoso, Batch(5, 10));  // 5..14
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates(), 6u);
+  EXPECT_EQ(again->stored(), 4u);
+  EXPECT_EQ(All(kContoso).size(), 14u);
+}
+
+// GatedStore: a MemoryStore whose writes wait until the test opens the gate
+// (so batches stay in the group-commit queue while the test looks).
+class GatedStore : public store::Store {
+ public:
+  explicit GatedStore(std::unique_ptr<store::Store> inner)
+      : inner_(std::move(inner)) {}
+  void Open() {
+    absl::MutexLock l(&mu_);
+    open_ = true;
+  }
+  absl::StatusOr<std::string> Get(absl::string_view cf,
+                                  absl::string_view key) override {
+    return inner_->Get(cf, key);
+  }
+  absl::Status Scan(
+      absl::string_view cf, absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn,
+      absl::string_view start) override {
+    return inner_->Scan(cf, prefix, fn, start);
+  }
+  std::unique_ptr<store::Snapshot> NewSnapshot() override {
+    return inner_->NewSnapshot();
+  }
+  absl::Status Write(const store::WriteBatch& batch) override {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(&open_));
+    return inner_->Write(batch);
+  }
+
+ private:
+  std::unique_ptr<store::Store> inner_;
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_F(ErrorStoreTest, Attack_OneDeviceFloodsOthersStillAcknowledged) {
+  auto m = store::MemoryStore::Create(ColumnFamilies());
+  ASSERT_TRUE(m.ok());
+  auto gated = std::make_unique<GatedStore>(std::move(*m));
+  GatedStore* gate = gated.get();
+  ErrorStoreOptions quota;
+  quota.device_events_per_second = 100;
+  quota.device_event_burst = 2500;  // two full batches at once, not three
+  quota.max_in_flight_per_device = 2;
+  Use(std::move(gated), quota);
+
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<v1::UploadErrorsResponse> result;
+  };
+  auto send = [&](const std::string& device,
+                  const v1::UploadErrorsRequest& req) {
+    auto a = std::make_shared<Answer>();
+    errors_->Ingest(device, kContoso, req,
+                    [a](absl::StatusOr<v1::UploadErrorsResponse> r) {
+                      a->result = std::move(r);
+                      a->done.Notify();
+                    });
+    return a;
+  };
+  // The flood: device A's first two 1000-event batches fill its share of the
+  // write queue (the writes are held back by the gate) ...
+  std::vector<v1::UploadErrorsRequest> flood;
+  for (int i = 0; i < 4; ++i) flood.push_back(Batch(1 + 1000 * i, 1000));
+  auto a1 = send(kDevA, flood[0]);
+  auto a2 = send(kDevA, flood[1]);
+  // ... so its third is refused at once, although tokens remain ...
+  auto a3 = send(kDevA, flood[2]);
+  ASSERT_TRUE(a3->done.HasBeenNotified());
+  EXPECT_EQ(a3->result.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(a3->result.status().message().find("uploads being written"),
+            std::string::npos)
+      << a3->result.status();
+  // ... while device B's batch is queued and will be acknowledged.
+  auto b1 = send(kDevB, Batch(1, 10));
+  EXPECT_FALSE(b1->done.HasBeenNotified());
+  gate->Open();
+  for (auto* a : {a1.get(), a2.get(), b1.get()}) {
+    a->done.WaitForNotification();
+    ASSERT_TRUE(a->result.ok()) << a->result.status();
+  }
+  EXPECT_EQ(b1->result->stored(), 10u);
+  // The token bucket: 2000 of 2500 events spent (the batch refused above
+  // took none); the next full batch is
+  // refused (RESOURCE_EXHAUSTED naming the quota) with the clock standing
+  // still, and device B still gets through.
+  auto a4 = send(kDevA, flood[2]);
+  a4->done.WaitForNotification();
+  EXPECT_EQ(a4->result.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(a4->result.status().message().find("events/s"), std::string::npos)
+      << a4->result.status();
+  auto b2 = send(kDevB, Batch(11, 10));
+  b2->done.WaitForNotification();
+  ASSERT_TRUE(b2->result.ok()) << b2->result.status();
+  // Nothing of the refused batches was stored: device A has exactly its two
+  // acknowledged batches.
+  std::vector<v1::ErrorReport> a_reports = All(kContoso, kDevA);
+  ASSERT_EQ(a_reports.size(), 2000u);
+  EXPECT_EQ(a_reports.back().event().sequence(), 2000u);
+  EXPECT_EQ(All(kContoso, kDevB).size(), 20u);
+  // Once the bucket refills, the device is served again.
+  clock_.Advance(absl::Seconds(10));
+  auto a5 = send(kDevA, flood[2]);
+  a5->done.WaitForNotification();
+  ASSERT_TRUE(a5->result.ok()) << a5->result.status();
+  EXPECT_EQ(a5->result->stored(), 1000u);
 }
 
 }  // namespace

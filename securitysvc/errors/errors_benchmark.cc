@@ -1,12 +1,18 @@
 // Error ingest throughput: events/s acknowledged (= durable: synced WAL
 // through group commit) by ErrorStore::Ingest, uploads of 1000 events from
 // distinct devices with W uploads in flight, next to the floor measured in
-// the same run: raw RocksDB synced WriteBatches of the same bytes (the same
-// three index puts per event), written by W threads at once (RocksDB's own
-// writer queue merges them). Both on the encrypted store a shard uses.
+// the same run: raw RocksDB synced WriteBatches of the same bytes (the keys
+// and values of ErrorStore's layout: one value per batch, its device index
+// entry, one issue entry per signature, the device record), written by W
+// threads at once (RocksDB's own writer queue merges them). Both on the
+// encrypted store a shard uses.
 //
 //   bazel run -c opt //securitysvc/errors:errors_benchmark -- \
-//       [--uploads=400] [--in_flight=32] [--events=1000]
+//       [--uploads=400] [--in_flight=32] [--events=1000] [--floor=1]
+//       [--ingest=1]
+//
+// --floor=0 / --ingest=0 skip one half (e.g. to profile the other with
+// valgrind --tool=callgrind).
 //
 // The DB lives under $STORE_BENCH_DIR, else $TEST_TMPDIR, else /tmp, and is
 // deleted at exit. Prints numbers; never fails on timing.
@@ -65,24 +71,27 @@ v1::UploadErrorsRequest MakeUpload(int events, uint64_t first_seq) {
 
 std::string Device(int d) { return absl::StrFormat("%064x", d + 1); }
 
-// RawBatch: the same keys and values Ingest writes, as one WriteBatch.
+// RawBatch: the same keys and values Ingest writes for a new batch.
 store::WriteBatch RawBatch(const std::string& device, const std::string& tenant,
                            const v1::UploadErrorsRequest& req, int64_t now) {
   store::WriteBatch b;
-  for (const v1::ErrorEvent& e : req.events()) {
-    v1::ErrorReport r = ToReport(device, tenant, e, now);
-    std::string v = r.SerializeAsString();
-    std::string seq = absl::StrFormat("%020d", e.sequence());
-    b.Put(kByDevice, absl::StrCat(device, "/", seq), v);
-    b.Put(kByTenant,
-          absl::StrCat(tenant, "/", absl::StrFormat("%013d", now), "/", device,
-                       "/", seq),
-          v);
+  v1::UploadErrorsRequest events;
+  *events.mutable_events() = req.events();
+  const uint64_t first = req.events(0).sequence();
+  const uint64_t last = req.events(req.events_size() - 1).sequence();
+  const std::string ms = absl::StrFormat("%013d", now);
+  const std::string first_key = absl::StrFormat("%020d", first);
+  b.Put(kByTenant, absl::StrCat(tenant, "/", ms, "/", device, "/", first_key),
+        events.SerializeAsString());
+  b.Put(kByDevice, absl::StrCat(device, "/", absl::StrFormat("%020d", last)),
+        absl::StrCat(first, ",", now, ",", tenant));
+  for (int exit = 0; exit < 8 && exit < req.events_size(); ++exit) {
     b.Put(kByIssue,
-          absl::StrCat(tenant, "/dw100-app/1.0.3/001/", "2147483651/", device,
-                       "/", seq),
-          absl::StrCat(now, ",1"));
+          absl::StrCat(tenant, "/dw100-app/1.0.3/001/", 2147483648 + exit, "/",
+                       device, "/", first_key),
+          absl::StrCat(now, ",", req.events_size() / 8));
   }
+  b.Put(kDevices, device, absl::StrCat(0, ",", last));
   return b;
 }
 
@@ -90,6 +99,8 @@ int Main(int argc, char** argv) {
   const int uploads = Flag(argc, argv, "uploads", 400);
   const int in_flight = Flag(argc, argv, "in_flight", 32);
   const int events = Flag(argc, argv, "events", 1000);
+  const bool run_floor = Flag(argc, argv, "floor", 1) != 0;
+  const bool run_ingest = Flag(argc, argv, "ingest", 1) != 0;
   const char* base = std::getenv("STORE_BENCH_DIR");
   if (base == nullptr) base = std::getenv("TEST_TMPDIR");
   std::string tmpl = absl::StrCat(base ? base : "/tmp", "/errors_bench.XXXXXX");
@@ -103,7 +114,7 @@ int Main(int argc, char** argv) {
               uploads, events, in_flight);
 
   // Floor: raw synced WriteBatches of the same bytes, `in_flight` writers.
-  {
+  if (run_floor) {
     auto db = store::OpenRocksStore(root + "/raw", ColumnFamilies(), options);
     if (!db.ok()) {
       std::fprintf(stderr, "%s\n", db.status().ToString().c_str());
@@ -138,8 +149,9 @@ int Main(int argc, char** argv) {
                 bytes / secs / 1e6, bytes / (size_t(uploads) * events));
   }
 
-  // Ingest: validation, duplicate check, report building, group commit.
-  {
+  // Ingest: validation, quota, duplicate check, batch building, group
+  // commit.
+  if (run_ingest) {
     auto db = store::OpenRocksStore(root + "/ingest", ColumnFamilies(), options);
     if (!db.ok()) {
       std::fprintf(stderr, "%s\n", db.status().ToString().c_str());
