@@ -30,6 +30,7 @@
 #include "appsvc/seed.h"
 #include "appsvc/sphere_source.h"
 #include "appsvc/watch_follower.h"
+#include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
 #include "appsvc/worker_pool.h"
 #include "common/rpc/rpc.h"
@@ -47,6 +48,8 @@ ABSL_FLAG(int, port, 0, "gRPC port (0 = any free port)");
 ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC port here");
 ABSL_FLAG(int, web_port, 0, "HTTPS port of the web pages (0 = any; -1 = off)");
 ABSL_FLAG(std::string, web_port_file, "", "Write the bound HTTPS port here");
+ABSL_FLAG(absl::Duration, web_session_ttl, absl::Hours(8),
+          "How long a web login session lasts");
 ABSL_FLAG(std::string, tenant, "Contoso", "Contoso's tenant (id or name)");
 ABSL_FLAG(std::string, product, "DW100", "The DW100 product (id or name)");
 ABSL_FLAG(std::string, seed_file, "",
@@ -135,12 +138,16 @@ int Main() {
   copts.detector.consecutive = absl::GetFlag(FLAGS_anomaly_cycles);
   copts.rinse_low_pct = absl::GetFlag(FLAGS_rinse_low_pct);
   ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real(), copts);
+  std::vector<WebAccount> web_accounts;
   if (!absl::GetFlag(FLAGS_seed_file).empty()) {
     auto text = sphere::rpc::ReadFile(absl::GetFlag(FLAGS_seed_file));
     if (!text.ok()) return Fail(text.status());
     auto seed = ParseSeed(*text);
     if (!seed.ok()) return Fail(seed.status());
     if (auto s = cloud.LoadSeed(*seed); !s.ok()) return Fail(s);
+    auto accounts = ParseSeedAccounts(*text);
+    if (!accounts.ok()) return Fail(accounts.status());
+    web_accounts = std::move(*accounts);
   }
 
   DeviceRegistry registry({absl::GetFlag(FLAGS_tenant),
@@ -184,6 +191,15 @@ int Main() {
   runner.AddService(&support);
   if (auto s = runner.Start(); !s.ok()) return Fail(s);
 
+  WebAuth::Options auth_options;
+  auth_options.session_ttl = absl::GetFlag(FLAGS_web_session_ttl);
+  WebAuth web_auth(sphere::Clock::Real(), auth_options);
+  if (auto s = web_auth.SetAccounts(web_accounts); !s.ok()) return Fail(s);
+  if (web_accounts.empty() && absl::GetFlag(FLAGS_web_port) >= 0) {
+    sphere::log::Warning(
+        "no web accounts in the seed file: nobody can log in to the web pages",
+        {});
+  }
   std::unique_ptr<WebServer> web;
   if (absl::GetFlag(FLAGS_web_port) >= 0) {
     WebServerOptions w;
@@ -191,7 +207,7 @@ int Main() {
     w.port = absl::GetFlag(FLAGS_web_port);
     w.cert_file = cert;
     w.key_file = key;
-    web = std::make_unique<WebServer>(&cloud, &sphere_source, w);
+    web = std::make_unique<WebServer>(&cloud, &sphere_source, &web_auth, w);
     if (auto s = web->Start(); !s.ok()) return Fail(s);
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {

@@ -20,6 +20,16 @@ grpc::Status Busy() {
                       "appsvc is busy (work queue full); retry with backoff");
 }
 
+// Samples a device sent again with a sequence already stored: retries of an
+// unacknowledged batch, or a device reusing sequence numbers (a DW100 twin
+// never does, even across restarts: tests/dw100_restart_e2e_test).
+sphere::metrics::CounterMetric* DuplicatesCounter() {
+  static auto* c = sphere::metrics::Counter(
+      "contoso_telemetry_duplicates_total",
+      "Telemetry samples appsvc received again (sequence already stored)");
+  return c;
+}
+
 sphere::metrics::CounterMetric* SamplesCounter() {
   static auto* c = sphere::metrics::Counter(
       "contoso_telemetry_samples_total",
@@ -129,6 +139,9 @@ grpc::ServerUnaryReactor* DeviceGatewayService::ReportTelemetry(
     if (r.ok()) {
       *resp = std::move(*r);
       SamplesCounter()->Increment("", resp->accepted());
+      if (resp->duplicates() > 0) {
+        DuplicatesCounter()->Increment("", resp->duplicates());
+      }
     }
     reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
   });

@@ -116,4 +116,62 @@ absl::StatusOr<SeedData> ParseSeed(const std::string& text) {
   return seed;
 }
 
+absl::StatusOr<std::vector<WebAccount>> ParseSeedAccounts(
+    const std::string& text) {
+  if (text.size() > kMaxSeedBytes) {
+    return absl::InvalidArgumentError("seed file is over 4 MiB");
+  }
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("seed file is not a JSON object");
+  }
+  std::vector<WebAccount> out;
+  if (!j.contains("accounts")) return out;
+  if (!j["accounts"].is_array()) {
+    return absl::InvalidArgumentError("seed \"accounts\" must be a list");
+  }
+  if (j["accounts"].size() > kMaxWebAccounts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seed lists more than ", kMaxWebAccounts, " accounts"));
+  }
+  int i = 0;
+  for (const auto& a : j["accounts"]) {
+    const std::string where = absl::StrCat("accounts[", i++, "]");
+    if (!a.is_object()) {
+      return absl::InvalidArgumentError(where + " must be an object");
+    }
+    if (a.contains("password")) {
+      return absl::InvalidArgumentError(
+          where + ": plaintext \"password\" is not accepted; give "
+                  "\"password_hash\" (appsvc/password.h)");
+    }
+    WebAccount out_a;
+    auto user = Str(a, "user", kMaxAccountNameBytes, true, where);
+    if (!user.ok()) return user.status();
+    out_a.user = *user;
+    auto role = Str(a, "role", 16, true, where);
+    if (!role.ok()) return role.status();
+    if (*role == "support") {
+      out_a.role = WebRole::kSupport;
+    } else if (*role == "owner") {
+      out_a.role = WebRole::kOwner;
+    } else {
+      return absl::InvalidArgumentError(
+          where + ": role must be \"support\" or \"owner\"");
+    }
+    auto device = Str(a, "device_id", 64, false, where);
+    if (!device.ok()) return device.status();
+    out_a.device_id = *device;
+    auto hash = Str(a, "password_hash", 256, true, where);
+    if (!hash.ok()) return hash.status();
+    out_a.password_hash = *hash;
+    if (auto s = ValidateWebAccount(out_a); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", s.message()));
+    }
+    out.push_back(std::move(out_a));
+  }
+  return out;
+}
+
 }  // namespace contoso::appsvc

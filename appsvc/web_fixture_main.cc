@@ -3,8 +3,11 @@
 // Sphere cluster behind it, for the headless-Chromium page test
 // (tests/browser). It seeds two customers, injects three too-hot drying
 // cycles for one dishwasher (so the support page shows an anomaly) and a
-// normal cycle for the other, prints one JSON line
-//   {"port": P, "anomalous": "<id>", "owner": "<id>"}
+// normal cycle for the other, creates three web accounts with random
+// passwords (support; "ada", owner of the anomalous one; "bob", owner of the
+// other), prints one JSON line
+//   {"port": P, "anomalous": "<id>", "owner": "<id>",
+//    "accounts": {"support": PW, "ada": PW, "bob": PW}}
 // and serves until stdin closes or SIGTERM. Sphere data is reported as
 // unavailable (sphere_error), never made up. Test-only.
 #include <unistd.h>
@@ -19,6 +22,8 @@
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/durable_writer.h"
 #include "appsvc/sphere_source.h"
+#include "appsvc/password.h"
+#include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -38,6 +43,10 @@ class NoSphere final : public SphereSource {
     return f;
   }
 };
+
+// Fewer PBKDF2 rounds than production: this fixture's passwords are random
+// and live only as long as the test.
+constexpr int kFixtureIterations = 20'000;
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "web fixture: %s\n", s.ToString().c_str());
@@ -112,14 +121,37 @@ int Main() {
   }
   if (auto s = cycle(owner, 1, 65); !s.ok()) return Fail(s);
 
+  // Web accounts with fresh random passwords (printed below for the test).
+  WebAuth::Options auth_options;
+  auth_options.dummy_iterations = kFixtureIterations;
+  WebAuth auth(sphere::Clock::Real(), auth_options);
+  const std::string support_pw = RandomToken(12), ada_pw = RandomToken(12),
+                    bob_pw = RandomToken(12);
+  std::vector<WebAccount> accounts = {
+      {"support", WebRole::kSupport, "", ""},
+      {"ada", WebRole::kOwner, anomalous, ""},
+      {"bob", WebRole::kOwner, owner, ""}};
+  for (auto [a, pw] : {std::pair{&accounts[0], &support_pw},
+                       std::pair{&accounts[1], &ada_pw},
+                       std::pair{&accounts[2], &bob_pw}}) {
+    auto h = HashPassword(*pw, kFixtureIterations);
+    if (!h.ok()) return Fail(h.status());
+    a->password_hash = *h;
+  }
+  if (auto s = auth.SetAccounts(accounts); !s.ok()) return Fail(s);
+
   NoSphere sphere;
   WebServerOptions w;
   w.cert_file = dir + "/web.pem";
   w.key_file = dir + "/web.key";
-  WebServer web(&cloud, &sphere, w);
+  WebServer web(&cloud, &sphere, &auth, w);
   if (auto s = web.Start(); !s.ok()) return Fail(s);
-  std::printf("{\"port\": %d, \"anomalous\": \"%s\", \"owner\": \"%s\"}\n",
-              web.port(), anomalous.c_str(), owner.c_str());
+  std::printf(
+      "{\"port\": %d, \"anomalous\": \"%s\", \"owner\": \"%s\", "
+      "\"accounts\": {\"support\": \"%s\", \"ada\": \"%s\", \"bob\": "
+      "\"%s\"}}\n",
+      web.port(), anomalous.c_str(), owner.c_str(), support_pw.c_str(),
+      ada_pw.c_str(), bob_pw.c_str());
   std::fflush(stdout);
   // Serve until the test closes our stdin (or kills us).
   char buf[256];

@@ -7,11 +7,42 @@
 
 namespace contoso::appsvc {
 
-inline constexpr char kIndexPage[] = R"HTML(<!doctype html>
-<html><head><meta charset="utf-8"><title>Contoso DW100 cloud</title></head>
-<body><h1>Contoso DW100 cloud</h1>
-<ul><li><a href="/support">Support</a></li>
-<li><a href="/owner">My dishwasher</a></li></ul></body></html>
+// kLoginPage: {{LOGIN_CSRF}} is replaced by the login form's CSRF token
+// (64 hex digits), the same value as the sphere_login_csrf cookie.
+inline constexpr char kLoginPage[] = R"HTML(<!doctype html>
+<html><head><meta charset="utf-8"><title>Contoso DW100 cloud: log in</title>
+<meta name="login-csrf" content="{{LOGIN_CSRF}}">
+<style>body{font-family:sans-serif;margin:1.5em}.err{color:#a00}</style>
+</head><body>
+<h1>Contoso DW100 cloud</h1>
+<form id="login">
+<p><label>Account <input id="user" autocomplete="username" maxlength="64"></label></p>
+<p><label>Password <input id="password" type="password"
+  autocomplete="current-password" maxlength="256"></label></p>
+<button id="submit">Log in</button></form>
+<p class="err" id="error"></p>
+<script>
+document.getElementById('login').addEventListener('submit', async ev => {
+  ev.preventDefault();
+  const err = document.getElementById('error'); err.textContent = '';
+  try {
+    const r = await fetch('/login', {method: 'POST',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({user: document.getElementById('user').value,
+        password: document.getElementById('password').value,
+        csrf: document.querySelector('meta[name="login-csrf"]').content})});
+    const j = await r.json();
+    if (!r.ok) throw new Error(j.error || r.status);
+    location.href = j.next;
+  } catch (e) { err.textContent = e.message; }
+});
+</script></body></html>
+)HTML";
+
+inline constexpr char kForbiddenPage[] = R"HTML(<!doctype html>
+<html><head><meta charset="utf-8"><title>Not allowed</title></head>
+<body><h1>This page is for Contoso support staff</h1>
+<p><a href="/owner">My dishwasher</a></p></body></html>
 )HTML";
 
 
@@ -24,6 +55,7 @@ tr.anomaly td{background:#fdd}.err{color:#a00}
 </style></head>
 <body>
 <h1>Contoso support: DW100 fleet</h1>
+<p>Logged in as <b id="who"></b> <button id="logout">Log out</button></p>
 <p id="status">loading…</p>
 <table id="fleet"><thead><tr><th>device</th><th>state</th>
 <th>open anomalies</th><th>rinse agent</th><th>last seen</th></tr></thead>
@@ -49,8 +81,14 @@ function list(id, items) { const ul = document.getElementById(id);
   ul.replaceChildren(...(items || []).map(t => el('li', t))); }
 function when(ms) { return ms ? new Date(Number(ms)).toISOString() : '-'; }
 async function getJson(url) { const r = await fetch(url);
+  if (r.status === 401) { location.href = '/login'; throw new Error('login required'); }
   const j = await r.json(); if (!r.ok) throw new Error(j.error || r.status);
   return j; }
+let session = null;
+async function logout() {
+  await fetch('/logout', {method: 'POST', headers: {'X-CSRF-Token': session.csrf}});
+  location.href = '/login'; }
+document.getElementById('logout').addEventListener('click', logout);
 function chart(values, baseline) {
   const svg = document.getElementById('chart'); svg.replaceChildren();
   if (!values.length) return;
@@ -90,6 +128,8 @@ async function showDevice(id) {
 }
 async function load() {
   try {
+    session = await getJson('/api/session');
+    document.getElementById('who').textContent = session.user;
     const f = await getJson('/api/devices');
     const body = document.querySelector('#fleet tbody');
     body.replaceChildren(...f.devices.map(d => {
@@ -116,7 +156,8 @@ inline constexpr char kOwnerPage[] = R"HTML(<!doctype html>
 <style>body{font-family:sans-serif;margin:1.5em}.err{color:#a00}</style>
 </head><body>
 <h1>My DW100 dishwasher</h1>
-<form id="pick"><label>Device id <input id="device-input" size="70"></label>
+<p>Logged in as <b id="who"></b> <button id="logout">Log out</button></p>
+<form id="pick" hidden><label>Device id <input id="device-input" size="70"></label>
 <button>Show</button></form>
 <p class="err" id="error"></p>
 <div id="mine" hidden>
@@ -136,14 +177,29 @@ function el(tag, text) { const e = document.createElement(tag);
   if (text !== undefined) e.textContent = String(text); return e; }
 function list(id, items) { document.getElementById(id)
   .replaceChildren(...(items || []).map(t => el('li', t))); }
+let session = null;
 async function call(url, body) {
   const r = await fetch(url, body === undefined ? {} : {method: 'POST',
-    headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+    headers: {'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf},
+    body: JSON.stringify(body)});
+  if (r.status === 401) { location.href = '/login'; throw new Error('login required'); }
   const j = await r.json(); if (!r.ok) throw new Error(j.error || r.status);
   return j; }
-let device = new URLSearchParams(location.search).get('device') || '';
+let device = '';
+document.getElementById('logout').addEventListener('click', async () => {
+  await fetch('/logout', {method: 'POST', headers: {'X-CSRF-Token': session.csrf}});
+  location.href = '/login'; });
 async function show() {
   const err = document.getElementById('error'); err.textContent = '';
+  if (!session) {
+    try { session = await call('/api/session'); }
+    catch (e) { err.textContent = e.message; return; }
+    document.getElementById('who').textContent = session.user;
+    // An owner sees their own dishwasher; support staff pick one.
+    device = session.role === 'owner' ? session.device_id
+        : (new URLSearchParams(location.search).get('device') || '');
+    document.getElementById('pick').hidden = session.role === 'owner';
+  }
   if (!device) return;
   document.getElementById('device-input').value = device;
   try {

@@ -3,16 +3,35 @@
 // step. Pages and JSON endpoints are backed by the same core as the gRPC
 // API (ContosoCloud, JoinedTimeline):
 //
+//   GET  /login                        login page (sets the login CSRF
+//                                      cookie, embeds the same token)
+//   POST /login                        {"user", "password", "csrf"}: opens a
+//                                      session (cookie sphere_session)
+//   POST /logout                       ends the session
+//   GET  /api/session                  who is logged in + the CSRF token
 //   GET  /support                      support page: fleet, device timeline,
-//                                      drying-temperature chart
-//   GET  /owner?device=ID              owner page: my dishwasher
-//   GET  /api/devices                  fleet list (JSON)
+//                                      drying-temperature chart   [support]
+//   GET  /owner[?device=ID]            owner page: my dishwasher  [owner,
+//                                      support with ?device=]
+//   GET  /api/devices                  fleet list (JSON)          [support]
 //   GET  /api/devices/ID               device detail: insights, cycles,
 //                                      rinse level, customer, open offer
+//                                                                 [support,
+//                                                                  its owner]
 //   GET  /api/devices/ID/timeline      joined Contoso + Sphere timeline
+//                                                                 [support]
 //   POST /api/devices/ID/service-request  {"description": "..."} (<= 1 KiB)
-//   POST /api/devices/ID/order         {"offer_id": "..."}
-//   GET  /healthz                      "ok"
+//                                                      [support, its owner]
+//   POST /api/devices/ID/order         {"offer_id": "..."}  [its owner]
+//   GET  /healthz                      "ok" (no login)
+//
+// Authentication (web_auth.h): every page but /login and /healthz needs a
+// session cookie (HttpOnly, Secure, SameSite=Strict, Max-Age = the session
+// TTL); without one a page redirects (302) to /login and an /api call gets
+// 401. A role or device the session does not cover gets 403. Every POST
+// must carry the session's CSRF token in the X-CSRF-Token header (403
+// otherwise); POST /login carries the login CSRF token (double-submit:
+// cookie + body). API responses are Cache-Control: no-store.
 //
 // Limits: request bodies <= 16 KiB, read/write timeouts of 10 s, a fixed
 // pool of handler threads (httplib's own; never gRPC's).
@@ -28,6 +47,7 @@
 #include "absl/status/status.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/sphere_source.h"
+#include "appsvc/web_auth.h"
 
 namespace httplib {
 class SSLServer;
@@ -45,7 +65,8 @@ struct WebServerOptions {
 
 class WebServer {
  public:
-  WebServer(ContosoCloud* cloud, SphereSource* sphere,
+  // `auth` decides who may log in; it must outlive the server.
+  WebServer(ContosoCloud* cloud, SphereSource* sphere, WebAuth* auth,
             WebServerOptions options);
   ~WebServer();
   // Start binds and serves on a background thread; port() is then bound.
@@ -58,6 +79,7 @@ class WebServer {
 
   ContosoCloud* const cloud_;
   SphereSource* const sphere_;
+  WebAuth* const auth_;
   const WebServerOptions options_;
   std::unique_ptr<httplib::SSLServer> server_;
   std::thread thread_;

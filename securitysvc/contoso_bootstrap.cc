@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
+#include "appsvc/password.h"
 #include "common/rpc/rpc.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -17,6 +18,12 @@
 #include "twin/state_file.h"
 
 namespace sphere::contoso_bootstrap {
+
+// Web accounts for the demo cluster: fewer PBKDF2 rounds than appsvc's
+// default (a local cluster hashes up to 1 + kMaxOwnerAccounts passwords at
+// bootstrap), still salted and slow.
+constexpr int kWebPasswordIterations = 100'000;
+constexpr size_t kMaxOwnerAccounts = 16;
 namespace {
 
 using v1::ManagementService;
@@ -290,6 +297,36 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
                                               : now - absl::Hours(24 * 30),
                              absl::UTCTimeZone())}});
     }
+    // Web accounts (appsvc/web_auth.h): Contoso support and the owners of
+    // the first kMaxOwnerAccounts dishwashers, random passwords stored only
+    // as salted PBKDF2 hashes; the plaintexts go to a 0600 file for
+    // `./sphere demo` to print.
+    std::string credentials =
+        "# appsvc web accounts (demo cluster): account password [twin device]\n";
+    auto account = [&](const std::string& user, const std::string& role,
+                       const std::string& twin,
+                       const std::string& device) -> absl::Status {
+      const std::string pw = contoso::appsvc::RandomToken(8);
+      auto hash = contoso::appsvc::HashPassword(pw, kWebPasswordIterations);
+      if (!hash.ok()) return hash.status();
+      nlohmann::ordered_json a = {{"user", user}, {"role", role}};
+      if (!device.empty()) a["device_id"] = device;
+      a["password_hash"] = *hash;
+      seed["accounts"].push_back(a);
+      absl::StrAppend(&credentials, user, " ", pw,
+                      twin.empty() ? "" : absl::StrCat(" ", twin, " ", device),
+                      "\n");
+      return absl::OkStatus();
+    };
+    seed["accounts"] = nlohmann::json::array();
+    if (auto s = account("support", "support", "", ""); !s.ok()) return s;
+    for (size_t i = 0; i < out.twins.size() && i < kMaxOwnerAccounts; ++i) {
+      if (auto s = account(absl::StrCat("owner-", out.twins[i].name), "owner",
+                           out.twins[i].name, out.twins[i].device_id);
+          !s.ok()) {
+        return s;
+      }
+    }
     seed["shops"] = nlohmann::json::array(
         {{{"id", "shop-redmond"},
           {"name", "Redmond Appliance Repair"},
@@ -300,7 +337,13 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
     if (auto s = rpc::MakeDirs(absl::StrCat(dir, "/appsvc"), 0700); !s.ok()) {
       return s;
     }
-    if (auto s = rpc::WriteFile(out.seed_file, seed.dump(2) + "\n"); !s.ok()) {
+    if (auto s = rpc::WriteFile(out.seed_file, seed.dump(2) + "\n", 0600);
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = rpc::WriteFile(absl::StrCat(dir, "/appsvc/web-accounts.txt"),
+                                credentials, 0600);
+        !s.ok()) {
       return s;
     }
   }

@@ -17,7 +17,9 @@
 //     installed at the factory;
 //  5. DIR/appsvc/seed.json for the Contoso cloud: one customer per twin and
 //     two repair shops (see Dw100Customer for who has a warranty and which
-//     shop has the heater in stock).
+//     shop has the heater in stock), and the web accounts "support" and
+//     "owner-dw100-<i>" (first 16 twins) as salted PBKDF2 hashes; their
+//     random passwords go to DIR/appsvc/web-accounts.txt (0600).
 // Idempotent: on a state directory that already has them, each step keeps
 // what exists (a restarted cluster keeps its twins).
 //

@@ -4,10 +4,13 @@
 //   node appsvc_pages_test.js PATH/TO/appsvc/web_fixture
 //
 // The fixture serves the real pages over HTTPS on the real core with an
-// injected too-hot drying anomaly. Checks: the support page loads and shows
-// the anomaly in the fleet list and on the device page (with the chart); the
-// owner page loads; a service request submitted there appears on the support
-// page. Exits 0 on success, 1 with the reason otherwise; bounded by its own
+// injected too-hot drying anomaly and three web accounts (support; owners
+// ada and bob) with random passwords it prints. Checks: without a session
+// the support page sends the browser to /login; support logs in, the support
+// page shows the anomaly in the fleet list and on the device page (with the
+// chart); owner bob logs in and lands on his own dishwasher, cannot read
+// ada's, submits a service request and a reorder; support logs in again and
+// sees the request. Exits 0 on success, 1 with the reason otherwise; bounded by its own
 // timeouts (no sleeps: it waits on page state).
 'use strict';
 const { spawn } = require('child_process');
@@ -58,8 +61,37 @@ async function main() {
     const page = await browser.newPage();
     page.setDefaultTimeout(TIMEOUT_MS);
 
-    // 1. Support page: fleet with the anomaly.
+    async function logIn(user, password, landing) {
+      await page.goto(base + '/login', { waitUntil: 'load' });
+      await page.type('#user', user);
+      await page.type('#password', password);
+      await Promise.all([page.waitForNavigation({ waitUntil: 'load' }),
+                         page.click('#submit')]);
+      if (!page.url().endsWith(landing)) fail(`${user} landed on ${page.url()}`);
+    }
+    async function logOut() {
+      await Promise.all([page.waitForNavigation({ waitUntil: 'load' }),
+                         page.click('#logout')]);
+      if (!page.url().endsWith('/login')) fail('logout landed on ' + page.url());
+    }
+
+    // 0. No session: the support page sends the browser to the login page,
+    //    and the API answers 401.
     await page.goto(base + '/support', { waitUntil: 'load' });
+    if (!page.url().endsWith('/login')) fail('no login redirect: ' + page.url());
+    const noSession = await page.evaluate(async () => (await fetch('/api/devices')).status);
+    if (noSession !== 401) fail('/api/devices without a session: ' + noSession);
+    const wrong = await page.evaluate(async () => {
+      const csrf = document.querySelector('meta[name="login-csrf"]').content;
+      const r = await fetch('/login', { method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ user: 'support', password: 'wrong', csrf }) });
+      return r.status; });
+    if (wrong !== 401) fail('wrong password answered ' + wrong);
+    console.log('ok: no session -> /login; API 401; wrong password 401');
+
+    // 1. Support page: fleet with the anomaly.
+    await logIn('support', info.accounts.support, '/support');
     await page.waitForSelector('body[data-loaded="yes"]');
     const row = await page.$eval(`tr[data-device="${info.anomalous}"]`,
       tr => ({ cls: tr.className, text: tr.textContent }));
@@ -81,10 +113,24 @@ async function main() {
     if (!sphereError.includes('no Sphere cluster')) fail('sphere_error: ' + sphereError);
     console.log('ok: device page shows the anomaly, 6-cycle chart and timeline');
 
-    // 3. Owner page: request service.
+    // 3. Owner page: bob sees his own dishwasher only, requests service.
+    await logOut();
     const description = 'Dishes come out wet ' + Date.now();
-    await page.goto(base + '/owner?device=' + info.owner, { waitUntil: 'load' });
+    await logIn('bob', info.accounts.bob, '/owner');
     await page.waitForSelector('body[data-loaded="yes"]');
+    const who = await page.$eval('#who', e => e.textContent);
+    if (who !== 'bob') fail('owner page logged in as ' + who);
+    const other = await page.evaluate(async id =>
+      (await fetch('/api/devices/' + id)).status, info.anomalous);
+    if (other !== 403) fail("bob reading ada's dishwasher got " + other);
+    const fleet = await page.evaluate(async () => (await fetch('/api/devices')).status);
+    if (fleet !== 403) fail('bob reading the fleet got ' + fleet);
+    const noCsrf = await page.evaluate(async id => (await fetch(
+      '/api/devices/' + id + '/service-request', { method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ description: 'forged' }) })).status, info.owner);
+    if (noCsrf !== 403) fail('POST without CSRF token got ' + noCsrf);
+    console.log("ok: owner bob cannot read ada's dishwasher or the fleet; POST without CSRF 403");
     const rinse = await page.$eval('#rinse', e => e.textContent);
     const offerHidden = await page.$eval('#offer', e => e.hidden);
     if (rinse !== '12%' || offerHidden) fail(`owner page rinse ${rinse} offer hidden ${offerHidden}`);
@@ -98,10 +144,13 @@ async function main() {
     console.log('ok: owner page submitted a service request and a reorder');
 
     // 4. The request appears on the support page.
+    await logOut();
+    await logIn('support', info.accounts.support, '/support');
     await page.goto(base + '/support#' + info.owner, { waitUntil: 'load' });
     await page.waitForSelector(`body[data-device-loaded="${info.owner}"]`);
     const requests = await page.$eval('#service-requests', e => e.textContent);
     if (!requests.includes(description)) fail('support page requests: ' + requests);
+    if (requests.includes('forged')) fail('the CSRF-less request was stored: ' + requests);
     console.log('ok: the service request appears on the support page');
   } finally {
     if (browser) await browser.close();

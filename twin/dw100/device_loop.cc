@@ -26,7 +26,12 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
     : options_(std::move(options)),
       twin_config_(options_.twin),
       state_(std::move(state)),
-      device_clock_(Clock::Real(), options_.time_scale) {
+      device_clock_(Clock::Real(), options_.time_scale,
+                    std::max(Now(), absl::FromUnixMillis(
+                                        state_.device_time_floor_unix_ms()))) {
+  error_policy_.poll_interval = options_.error_poll_interval;
+  error_policy_.batch_delay = options_.error_batch_delay;
+  twin_config_.error_upload = &error_policy_;
   twin_ = std::make_unique<twin::Twin>(std::move(device), &twin_config_);
   rpc::TlsFiles tls;
   tls.cert_pem = state_.manufacturing_chain_pem();
@@ -42,6 +47,21 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
   // Update checks run when asked (TwinControl CheckForUpdates).
   updates_ = std::make_unique<twin::UpdateAgent>(
       twin_.get(), &update_config_, state_.update_metadata_version());
+  // Reserve device time before the first reading exists.
+  ReserveDeviceTime();
+}
+
+void DeviceLoop::ReserveDeviceTime() {
+  const absl::Time device_now = device_clock_.Now();
+  const absl::Duration reserve = kDeviceTimeReserve * options_.time_scale;
+  // Move the floor when less than half the reserve is left.
+  if (absl::FromUnixMillis(state_.device_time_floor_unix_ms()) - device_now >
+      reserve / 2) {
+    return;
+  }
+  state_.set_device_time_floor_unix_ms(
+      absl::ToUnixMillis(device_now + reserve));
+  Persist();
 }
 
 DeviceLoop::~DeviceLoop() {
@@ -94,6 +114,7 @@ void DeviceLoop::Run() {
     for (auto& op : ops) op();
     if (stopping) break;
     StepAttestation(Now());
+    ReserveDeviceTime();
     StepAgent();
   }
   // Operations posted after the last swap are refused by Post (stop_), but
@@ -139,6 +160,26 @@ void DeviceLoop::StepAttestation(absl::Time now) {
         issued = *std::move(out);
         got = true;
       }
+    } else if (auto* u = std::get_if<v1::UploadErrorsRequest>(&r)) {
+      const size_t events = u->events_size();
+      absl::Notification done;
+      absl::StatusOr<v1::UploadErrorsResponse> out =
+          absl::UnknownError("no answer");
+      attestation_->UploadErrors(std::move(*u), twin_->session_token(),
+                                 [&](auto answer) {
+                                   out = std::move(answer);
+                                   done.Notify();
+                                 });
+      done.WaitForNotification();  // bounded by the client's deadline
+      if (out.ok()) {
+        log::Info("error events uploaded",
+                  {{"events", absl::StrCat(events)}});
+      } else {
+        log::Warning("error upload failed",
+                     {{"events", absl::StrCat(events)},
+                      {"error", std::string(out.status().message())}});
+      }
+      r = twin_->OnErrorsUploaded(Now(), out);
     }
   }
   if (got) {

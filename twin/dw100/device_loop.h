@@ -12,6 +12,14 @@
 //    until the next successful attestation;
 //  * runs control operations posted from other threads (TwinControl) in
 //    order, between network steps.
+//  * uploads the device's error ring (app crash, watchdog, tamper, ...)
+//    through the twin library's ErrorUploader (TwinConfig::error_upload) to
+//    the owning shard's ErrorReporting service, with its session token;
+//  * keeps device time (ScaledClock) monotonic across restarts: it resumes
+//    at the state file's device_time_floor, and the floor is moved ahead of
+//    device time (kDeviceTimeReserve of real time at a time, written before
+//    use), so telemetry sequences (device time in ms) are never reused, even
+//    after a kill -9.
 // Waits are on a condition variable until the next due time or a posted
 // operation, never a sleep. Every RPC has a deadline. The state file is
 // rewritten after each attestation, fault and at exit; each issued chain is
@@ -43,6 +51,8 @@ namespace sphere::dw100 {
 // Control operations queued at once; more are refused (RESOURCE_EXHAUSTED)
 // so one noisy caller cannot pile work onto the device.
 inline constexpr size_t kMaxPostedOperations = 32;
+// Real time of device time reserved in the state file at once (see above).
+inline constexpr absl::Duration kDeviceTimeReserve = absl::Seconds(30);
 
 struct DeviceLoopOptions {
   std::string name;        // twin name (logs)
@@ -56,6 +66,10 @@ struct DeviceLoopOptions {
   AgentConfig agent;
   twin::TwinConfig twin;
   absl::Duration rpc_deadline = absl::Seconds(5);
+  // Error ring uploads: how often an idle twin looks at its ring (real time)
+  // and how long it gathers events before sending a batch.
+  absl::Duration error_poll_interval = absl::Seconds(2);
+  absl::Duration error_batch_delay = absl::Seconds(1);
 };
 
 class DeviceLoop {
@@ -70,6 +84,9 @@ class DeviceLoop {
   // Post queues `fn` for the Run thread. False when the queue is full or
   // the loop is stopping (fn is then not run).
   bool Post(std::function<void()> fn);
+
+  // Device time now (ScaledClock; thread-safe).
+  absl::Time DeviceNow() const { return device_clock_.Now(); }
 
   // ---- Run thread only (from posted functions) ----
   sphere::v1::TwinStatus StatusOnLoop() const;
@@ -89,11 +106,15 @@ class DeviceLoop {
   void StepAgent();
   void ConnectCloud();
   void Persist();
+  // ReserveDeviceTime moves the persisted device-time floor ahead of the
+  // device clock when it is about to be reached (writes the state file).
+  void ReserveDeviceTime();
   void Accepted(const v1::AttestResponse& issued);
   absl::Time NextDue() const;
 
   const DeviceLoopOptions options_;
   twin::TwinConfig twin_config_;  // options_.twin + min revision of Attest
+  twin::ErrorUploadPolicy error_policy_;
   twin::TwinStateFile state_;
   ScaledClock device_clock_;
   std::unique_ptr<twin::Twin> twin_;
