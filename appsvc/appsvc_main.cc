@@ -33,6 +33,7 @@
 #include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
 #include "appsvc/worker_pool.h"
+#include "common/cluster/pki_layout.h"
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
@@ -107,14 +108,13 @@ int Main() {
     return Fail(absl::InvalidArgumentError(
         "--state_dir and --management are required"));
   }
-  const std::string pki = dir + "/pki/";
-  const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert), pki + "server.pem");
-  const std::string key = Or(absl::GetFlag(FLAGS_tls_key), pki + "server.key");
-  const std::string root = Or(absl::GetFlag(FLAGS_root_ca), pki + "root.pem");
+  const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert), sphere::cluster::PkiPath(dir, "server.pem"));
+  const std::string key = Or(absl::GetFlag(FLAGS_tls_key), sphere::cluster::PkiPath(dir, "server.key"));
+  const std::string root = Or(absl::GetFlag(FLAGS_root_ca), sphere::cluster::PkiPath(dir, "root.pem"));
   auto server_tls = LoadTls(cert, key, root);
   if (!server_tls.ok()) return Fail(server_tls.status());
-  auto watch_tls = LoadTls(Or(absl::GetFlag(FLAGS_watch_cert), pki + "shard.pem"),
-                           Or(absl::GetFlag(FLAGS_watch_key), pki + "shard.key"),
+  auto watch_tls = LoadTls(Or(absl::GetFlag(FLAGS_watch_cert), sphere::cluster::PkiPath(dir, "shard.pem")),
+                           Or(absl::GetFlag(FLAGS_watch_key), sphere::cluster::PkiPath(dir, "shard.key")),
                            root);
   if (!watch_tls.ok()) return Fail(watch_tls.status());
   sphere::rpc::TlsFiles sphere_tls;

@@ -8,6 +8,7 @@
 #include "common/rpc/rpc.h"
 #include "common/util/metrics.h"
 #include "securitysvc/auth/device_context.h"
+#include "securitysvc/auth/scope.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -188,7 +189,9 @@ absl::Status ContosoSupportService::Authorize(
         "device certificates cannot use ContosoSupport; use a Contoso "
         "operator credential");
   }
-  if (claims.scope == "platform-operator") return absl::OkStatus();
+  if (auth::ParseScope(claims.scope) == auth::Scope::kPlatformOperator) {
+    return absl::OkStatus();
+  }
   if (claims.scope.empty() && registry_->IsConfiguredTenant(claims.tenant_id)) {
     return absl::OkStatus();
   }

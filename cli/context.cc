@@ -5,14 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/cluster/cluster_config.h"
 
 namespace sphere::cli {
 namespace {
-
-std::string Resolve(const std::string& base_dir, const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  return base_dir + "/" + path;
-}
 
 absl::StatusOr<std::string> ReadNamed(const std::string& what,
                                       const std::string& path) {
@@ -38,53 +34,24 @@ std::string Env(const char* name) {
 
 absl::StatusOr<Cluster> LoadCluster(const std::string& path,
                                     const std::string& tenant) {
-  absl::StatusOr<std::string> text = rpc::ReadFile(path);
-  if (!text.ok()) {
-    return absl::NotFoundError(absl::StrCat(
-        "cannot read cluster file ", path,
-        "; start a cluster with './sphere up' or pass --cluster FILE"));
-  }
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cluster file ", path, " is not a JSON object"));
-  }
-  const std::string dir = path.find('/') == std::string::npos
-                              ? "."
-                              : path.substr(0, path.rfind('/'));
-  auto str = [&](const json& o, const char* key) -> std::string {
-    auto it = o.find(key);
-    return it != o.end() && it->is_string() ? it->get<std::string>() : "";
-  };
+  absl::StatusOr<cluster::ClusterConfig> config =
+      cluster::LoadClusterConfig(path);
+  if (!config.ok()) return config.status();
   Cluster c;
   c.path = path;
-  c.state_dir = str(j, "state_dir").empty() ? dir : str(j, "state_dir");
-  c.management = str(j, "management");
-  if (c.management.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cluster file ", path, " has no \"management\" address"));
+  c.state_dir = config->state_dir;
+  c.management = config->management;
+  for (const cluster::ShardEndpoint& s : config->shards) {
+    c.shards.emplace_back(s.id, s.address);
   }
-  if (auto it = j.find("shards"); it != j.end() && it->is_array()) {
-    for (const json& s : *it) {
-      if (s.is_object()) c.shards.emplace_back(str(s, "id"), str(s, "address"));
-    }
-  }
-  std::string cert_path = str(j, "operator_cert");
-  std::string key_path = str(j, "operator_key");
-  if (!tenant.empty()) {
-    if (auto t = j.find("tenants"); t != j.end() && t->is_object()) {
-      if (auto e = t->find(tenant); e != t->end() && e->is_object()) {
-        cert_path = str(*e, "cert");
-        key_path = str(*e, "key");
-        c.tenant_credential = true;
-      }
-    }
-  }
-  auto ca = ReadNamed("root_ca", Resolve(dir, str(j, "root_ca")));
+  const cluster::ClusterConfig::CredentialPaths paths =
+      config->CredentialFor(tenant);
+  c.tenant_credential = paths.tenant_credential;
+  auto ca = ReadNamed("root_ca", config->root_ca);
   if (!ca.ok()) return ca.status();
-  auto cert = ReadNamed("operator certificate", Resolve(dir, cert_path));
+  auto cert = ReadNamed("operator certificate", paths.cert);
   if (!cert.ok()) return cert.status();
-  auto key = ReadNamed("operator key", Resolve(dir, key_path));
+  auto key = ReadNamed("operator key", paths.key);
   if (!key.ok()) return key.status();
   c.credential = {*cert, *key, *ca};
   return c;
@@ -146,10 +113,8 @@ absl::Status Context::Connect() {
   if (tenant_.empty()) tenant_ = Env("SPHERE_TENANT");
   if (tenant_.empty() && access_ == Access::kTenant) tenant_ = SelectedTenant();
   if (auto s = CheckName("tenant", tenant_); !s.ok()) return s;
-  std::string path = options_.cluster;
-  if (path.empty()) path = Env("SPHERE_CLUSTER");
-  if (path.empty()) path = "cluster.json";
-  absl::StatusOr<Cluster> c = LoadCluster(path, tenant_);
+  absl::StatusOr<Cluster> c =
+      LoadCluster(cluster::ClusterConfigPath(options_.cluster), tenant_);
   if (!c.ok()) return c.status();
   cluster_ = *std::move(c);
   stub_ = v1::ManagementService::NewStub(

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "cli/commands.h"
+#include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 
 namespace sphere::cli {
@@ -60,7 +61,7 @@ absl::Status Credential(Context& ctx, const std::string& name,
   if (auto s = ctx.Call(&S::IssueOperatorCredential, req, &cred); !s.ok()) {
     return s;
   }
-  const std::string dir = ctx.cluster().state_dir + "/pki/tenants";
+  const std::string dir = cluster::PkiPath(ctx.cluster().state_dir, "tenants");
   if (auto s = rpc::MakeDirs(dir, 0700); !s.ok()) return s;
   const std::string cert_path = absl::StrCat(dir, "/", t.name(), ".pem");
   const std::string key_path = absl::StrCat(dir, "/", t.name(), ".key");

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 #include "mcu-model/image.h"
 
@@ -38,7 +39,6 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   }
   std::unique_ptr<Fleet> f(new Fleet(std::move(options)));
   f->cluster_ = std::move(*cluster);
-  const std::string pki = f->cluster_.state_dir + "/pki/";
   auto root = rpc::ReadFile(f->cluster_.root_ca);
   if (!root.ok()) return root.status();
   auto read_tls = [&](const std::string& cert, const std::string& key)
@@ -52,10 +52,10 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   auto op = read_tls(f->cluster_.operator_cert, f->cluster_.operator_key);
   if (!op.ok()) return op.status();
   f->operator_tls_ = *op;
-  auto gw = read_tls(pki + "gateway.pem", pki + "gateway.key");
+  auto gw = read_tls(cluster::PkiPath(f->cluster_.state_dir, "gateway.pem"), cluster::PkiPath(f->cluster_.state_dir, "gateway.key"));
   if (!gw.ok()) return gw.status();
   f->gateway_tls_ = *gw;
-  auto rom_pem = rpc::ReadFile(pki + "image-signing.pub.pem");
+  auto rom_pem = rpc::ReadFile(cluster::PkiPath(f->cluster_.state_dir, "image-signing.pub.pem"));
   if (!rom_pem.ok()) return rom_pem.status();
   auto rom = crypto::PublicKeyFromPem(*rom_pem);
   if (!rom.ok()) return rom.status();

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 
@@ -54,7 +55,7 @@ absl::StatusOr<Pem> Issue(const crypto::EcPrivateKey& ca_key,
 
 absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
                                              int members) {
-  const std::string tls = dir + "/pki/etcd";
+  const std::string tls = cluster::PkiPath(dir, "etcd");
   if (auto s = rpc::MakeDirs(tls, 0700); !s.ok()) return s;
   if (access((tls + "/client.key").c_str(), F_OK) != 0) {
     crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cluster/pki_layout.h"
 #include "protos/ops.grpc.pb.h"
 
 namespace sphere::testing {
@@ -133,9 +134,9 @@ absl::Status LocalCluster::Stop() {
 
 rpc::TlsFiles LocalCluster::TlsFor(const std::string& name) const {
   rpc::TlsFiles t;
-  t.cert_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/", name, ".pem"));
-  t.key_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/", name, ".key"));
-  t.ca_pem = *rpc::ReadFile(absl::StrCat(dir_, "/pki/root.pem"));
+  t.cert_pem = *rpc::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".pem")));
+  t.key_pem = *rpc::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".key")));
+  t.ca_pem = *rpc::ReadFile(cluster::PkiPath(dir_, "root.pem"));
   return t;
 }
 

@@ -41,26 +41,12 @@
 #include "securitysvc/pki/pki.h"
 #include "securitysvc/records.pb.h"
 #include "tests/cluster_fixture.h"
+#include "tests/kill_under_load.h"
 #include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
 
 namespace sphere::testing {
 namespace {
-
-// RandomInRange draws from [lo, hi] with a per-process seed that is printed,
-// so a failing kill point can be reproduced with SPHERE_CRASH_SEED.
-int RandomInRange(int lo, int hi) {
-  static std::mt19937* rng = [] {
-    uint32_t seed = std::random_device()();
-    if (const char* s = getenv("SPHERE_CRASH_SEED")) {
-      (void)absl::SimpleAtoi(s, &seed);
-    }
-    std::cout << "durability_test seed " << seed
-              << " (set SPHERE_CRASH_SEED to reproduce)" << std::endl;
-    return new std::mt19937(seed);
-  }();
-  return std::uniform_int_distribution<int>(lo, hi)(*rng);
-}
 
 // ---------------------------------------------------------------------------
 // ManagementProcess runs the management binary on a state directory whose PKI
@@ -185,35 +171,26 @@ struct Acknowledged {
 void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
                     int cycle, int threads, int kill_after,
                     Acknowledged* acked) {
-  // Progress: the load stops at `kill_after` acknowledgements, or early if
-  // every client gave up (a failure before the kill, already reported).
-  struct Progress {
-    int acks = 0;
-    int active = 0;
-    int kill_after = 0;
-    bool Done() const { return acks >= kill_after || active == 0; }
-  };
-  absl::Mutex mu;
-  Progress progress{0, threads, kill_after};
-  std::atomic<bool> killed{false};
+  // The load stops at `kill_after` acknowledgements, or early if every
+  // client gave up (a failure before the kill, already reported).
+  KillUnderLoad load(threads, kill_after);
   auto ack = [&](auto&& record) {
-    absl::MutexLock lock(&mu);
-    record();
-    ++acked->count;
-    ++progress.acks;
+    load.Ack([&] {
+      record();
+      ++acked->count;
+    });
   };
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
+  load.Run(
+    [&](int t) {
       auto stub =
           v1::ManagementService::NewStub(rpc::NewChannel(mgmt->address(), tls));
       auto failed = [&](const absl::Status& s, const char* what) {
-        if (!killed.load()) {
+        if (!load.killed()) {
           ADD_FAILURE() << what << " failed before the kill: " << s;
         }
       };
       auto run = [&] {
-        for (int i = 0; !killed.load(); ++i) {
+        for (int i = 0; !load.killed(); ++i) {
           v1::CreateTenantRequest treq;
           treq.set_name(absl::StrCat("c", cycle, "-t", t, "-", i));
           auto tenant = UnaryCall<v1::Tenant>(
@@ -284,22 +261,15 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
               },
               v1::GetCatalogRevisionRequest());
           if (!rev.ok()) return failed(rev.status(), "GetCatalogRevision");
-          absl::MutexLock lock(&mu);
-          acked->max_revision = std::max(acked->max_revision, rev->revision());
+          load.WithLock([&] {
+            acked->max_revision =
+                std::max(acked->max_revision, rev->revision());
+          });
         }
       };
       run();
-      absl::MutexLock lock(&mu);
-      --progress.active;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(&progress, &Progress::Done));
-  }
-  killed.store(true);
-  mgmt->Kill();
-  for (auto& w : workers) w.join();
+    },
+    [&] { mgmt->Kill(); });
 }
 
 // VerifyManagement checks a restarted management server against `acked`:
@@ -461,7 +431,7 @@ TEST(DurabilityTest, ManagementSurvivesKill9UnderLoad) {
       EXPECT_TRUE(mgmt.Stop()) << mgmt.output();
       break;
     }
-    const int kill_after = RandomInRange(50, 300);
+    const int kill_after = RandomKillPoint(50, 300);
     ManagementLoad(&mgmt, *tls, cycle, /*threads=*/4, kill_after, &acked);
     if (HasFailure()) {
       std::cout << mgmt.output();
@@ -524,27 +494,17 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
   auto pid = cluster->ChildPid("shard-0");
   ASSERT_TRUE(pid.ok()) << pid.status();
 
-  struct Progress {
-    int acks = 0;
-    int active = kThreads;
-    int kill_after = 0;
-    bool Done() const { return acks >= kill_after || active == 0; }
-  };
-  absl::Mutex mu;
-  Progress progress;
-  progress.kill_after = RandomInRange(30, 150);
-  std::vector<AckedAttestation> acked;  // guarded by mu
+  KillUnderLoad load(kThreads, RandomKillPoint(30, 150));
+  std::vector<AckedAttestation> acked;  // guarded by load's lock
   std::set<std::string> in_flight;      // device per thread at the kill
-  std::atomic<bool> killed{false};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < kThreads; ++t) {
-    workers.emplace_back([&, t] {
+  load.Run(
+    [&](int t) {
       auto stub = cluster->ShardStub(0, cluster->GatewayTls());
       auto run = [&]() -> std::string {
-        for (int i = 0; !killed.load(); ++i) {
+        for (int i = 0; !load.killed(); ++i) {
           mcu::Device* dev = devices[t][i % kDevicesPerThread].get();
           auto fail = [&](const std::string& what) {
-            if (!killed.load()) ADD_FAILURE() << what << " before the kill";
+            if (!load.killed()) ADD_FAILURE() << what << " before the kill";
             return dev->device_id();
           };
           v1::GetChallengeResponse challenge;
@@ -570,25 +530,18 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
           if (resp.certificate_serial().empty()) {
             return fail("Attest OK without a certificate serial");
           }
-          absl::MutexLock lock(&mu);
-          acked.push_back({dev->device_id(), resp.certificate_serial()});
-          ++progress.acks;
+          load.Ack([&] {
+            acked.push_back({dev->device_id(), resp.certificate_serial()});
+          });
         }
         return "";
       };
       std::string interrupted = run();
-      absl::MutexLock lock(&mu);
-      if (!interrupted.empty()) in_flight.insert(interrupted);
-      --progress.active;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(&progress, &Progress::Done));
-  }
-  killed.store(true);
-  ASSERT_EQ(kill(*pid, SIGKILL), 0);
-  for (auto& w : workers) w.join();
+      if (!interrupted.empty()) {
+        load.WithLock([&] { in_flight.insert(interrupted); });
+      }
+    },
+    [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
   ASSERT_FALSE(HasFailure());
   // local_cluster stops the rest of the cluster (and exits non-zero) when it
   // notices the dead shard; either way every process is gone after Stop().

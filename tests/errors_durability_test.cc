@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/cluster/pki_layout.h"
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
@@ -27,6 +28,7 @@
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/errors/error_store.h"
 #include "tests/cluster_fixture.h"
+#include "tests/kill_under_load.h"
 #include "tests/twin_helpers.h"
 
 namespace sphere::testing {
@@ -76,25 +78,14 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
   auto pid = cluster->ChildPid("shard-0");
   ASSERT_TRUE(pid.ok()) << pid.status();
 
-  struct Progress {
-    int acks = 0;
-    int active = kDevices;
-    int kill_after = 0;
-    bool Done() const { return acks >= kill_after || active == 0; }
-  };
-  absl::Mutex mu;
-  Progress progress;
-  progress.kill_after = static_cast<int>(std::random_device()() % 60) + 20;
-  std::cout << "killing the shard after " << progress.kill_after
-            << " acknowledged batches" << std::endl;
-  std::map<std::string, uint64_t> acked_up_to;  // device -> last acked seq
-  std::atomic<bool> killed{false};
-  std::vector<std::thread> workers;
-  for (int d = 0; d < kDevices; ++d) {
-    workers.emplace_back([&, d] {
+  KillUnderLoad load(kDevices, RandomKillPoint(20, 79));
+  // device -> last acked seq, guarded by load's lock
+  std::map<std::string, uint64_t> acked_up_to;
+  load.Run(
+    [&](int d) {
       auto stub = v1::ErrorReportingService::NewStub(rpc::NewChannel(
           cluster->ShardAddress(0), cluster->GatewayTls()));
-      for (uint64_t seq = 1; !killed.load(); seq += kBatch) {
+      for (uint64_t seq = 1; !load.killed(); seq += kBatch) {
         v1::UploadErrorsRequest req;
         req.set_device_id(devices[d]->device_id());
         for (int i = 0; i < kBatch; ++i) {
@@ -111,30 +102,23 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
         v1::UploadErrorsResponse resp;
         grpc::Status st = stub->UploadErrors(&ctx, req, &resp);
         if (!st.ok()) {
-          if (!killed.load()) ADD_FAILURE() << "upload: " << st.error_message();
+          if (!load.killed()) {
+            ADD_FAILURE() << "upload: " << st.error_message();
+          }
           break;
         }
         EXPECT_EQ(resp.stored(), static_cast<uint32_t>(kBatch));
-        absl::MutexLock lock(&mu);
-        acked_up_to[devices[d]->device_id()] = seq + kBatch - 1;
-        ++progress.acks;
+        load.Ack([&] {
+          acked_up_to[devices[d]->device_id()] = seq + kBatch - 1;
+        });
       }
-      absl::MutexLock lock(&mu);
-      --progress.active;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(&progress, &Progress::Done));
-  }
-  killed.store(true);
-  ASSERT_EQ(kill(*pid, SIGKILL), 0);
-  for (auto& w : workers) w.join();
+    },
+    [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
   ASSERT_FALSE(HasFailure());
   cluster->Stop().IgnoreError();
 
   const std::string sdir = absl::StrCat(cluster->dir(), "/shards/shard-0");
-  auto key = store::LoadOrCreateDataKey(cluster->dir() + "/pki/master.key",
+  auto key = store::LoadOrCreateDataKey(sphere::cluster::PkiPath(cluster->dir(), "master.key"),
                                         sdir + "/data.key.wrapped");
   ASSERT_TRUE(key.ok()) << key.status();
   store::RocksOptions o;
@@ -174,7 +158,7 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
   EXPECT_EQ(counts[0], counts[1]);  // one device index entry per batch
   EXPECT_GE(counts[2], counts[1]);  // at least one issue entry per batch
   EXPECT_GE(static_cast<int64_t>(stored.size()), checked);
-  std::cout << "shard kill -9 after " << progress.acks << " acknowledged batches: all "
+  std::cout << "shard kill -9 after " << load.acks() << " acknowledged batches: all "
             << checked << " acknowledged events in the shard database"
             << std::endl;
 }

@@ -1,8 +1,10 @@
 #include "common/cluster/cluster_config.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -94,11 +96,41 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
   return c;
 }
 
+namespace {
+
+// Resolve makes `path` absolute against `base_dir` (empty stays empty).
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return absl::StrCat(base_dir, "/", path);
+}
+
+}  // namespace
+
+ClusterConfig::CredentialPaths ClusterConfig::CredentialFor(
+    const std::string& tenant) const {
+  if (!tenant.empty()) {
+    if (auto it = tenants.find(tenant); it != tenants.end()) {
+      return {it->second.first, it->second.second, true};
+    }
+  }
+  return {operator_cert, operator_key, false};
+}
+
+std::string ClusterConfigPath(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("SPHERE_CLUSTER");
+      env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "cluster.json";
+}
+
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(
-        "cannot read ", path, ": start a cluster with './sphere up' first"));
+        "cannot read cluster file ", path,
+        ": start a cluster with './sphere up' or pass --cluster FILE"));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -106,6 +138,17 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
   if (!c.ok()) {
     return absl::Status(c.status().code(),
                         absl::StrCat(path, ": ", c.status().message()));
+  }
+  const std::string dir = path.find('/') == std::string::npos
+                              ? "."
+                              : path.substr(0, path.rfind('/'));
+  if (c->state_dir.empty()) c->state_dir = dir;
+  for (std::string* p : {&c->root_ca, &c->operator_cert, &c->operator_key}) {
+    *p = Resolve(dir, *p);
+  }
+  for (auto& [name, ck] : c->tenants) {
+    ck.first = Resolve(dir, ck.first);
+    ck.second = Resolve(dir, ck.second);
   }
   return c;
 }

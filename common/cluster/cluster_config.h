@@ -17,6 +17,11 @@
 //
 // "metrics" maps each process to the host:port of its Prometheus text
 // endpoint (plain HTTP, path /metrics).
+//
+// This file is the one owner of cluster.json's location and path rules:
+// ClusterConfigPath says which file a tool reads, LoadClusterConfig resolves
+// the relative paths in it (against the file's directory) and
+// CredentialFor picks the operator credential for a tenant.
 #ifndef SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
 #define SPHERE_COMMON_CLUSTER_CLUSTER_CONFIG_H_
 
@@ -59,9 +64,32 @@ struct ClusterConfig {
   std::vector<std::string> etcd;
 
   std::string ToJson() const;
+
+  // CredentialPaths: the cert/key files of an operator credential, and
+  // whether they are a tenant's own (from "tenants") rather than the
+  // platform operator's.
+  struct CredentialPaths {
+    std::string cert;
+    std::string key;
+    bool tenant_credential = false;
+  };
+  // CredentialFor returns `tenant`'s own operator credential when the file
+  // lists one under "tenants", else (and for tenant "") the platform
+  // operator's ("operator_cert"/"operator_key").
+  CredentialPaths CredentialFor(const std::string& tenant) const;
 };
 
+// ClusterConfigPath is the cluster file a tool reads: `flag` when given,
+// else $SPHERE_CLUSTER, else ./cluster.json.
+std::string ClusterConfigPath(const std::string& flag);
+
+// ParseClusterConfig parses the JSON text; paths are kept as written.
 absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& json);
+// LoadClusterConfig reads and parses `path`, then resolves every relative
+// file path in it (root_ca, operator and tenant credentials) against the
+// file's directory; a missing "state_dir" defaults to that directory.
+// NotFound when the file cannot be read (the message says how to start a
+// cluster), InvalidArgument when it is not a cluster file.
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
 
 }  // namespace sphere::cluster

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cluster/pki_layout.h"
 #include "common/rpc/rpc.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -70,7 +71,7 @@ absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
     const std::string& state_dir, uint32_t os_version,
     DeviceRegistry* registry) {
   pki::ClusterPki paths;
-  paths.dir = state_dir + "/pki";
+  paths.dir = cluster::PkiDir(state_dir);
   auto mfg_pem = rpc::ReadFile(paths.Path("manufacturing.pem"));
   auto mfg_key_pem = rpc::ReadFile(paths.Path("manufacturing.key"));
   auto signing_pem = rpc::ReadFile(paths.Path("image-signing.pub.pem"));

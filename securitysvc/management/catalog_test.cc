@@ -18,6 +18,7 @@
 #include "common/util/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "securitysvc/management/catalog_test_support.h"
 
 namespace sphere::management {
 namespace {
@@ -66,7 +67,7 @@ v1::ListDeviceGroupsRequest GroupsOf(absl::string_view tenant,
   return req;
 }
 
-class CatalogTest : public ::testing::Test {
+class CatalogTest : public CatalogFixture {
  protected:
   // Follow opens a watch that delivers every event into TestWatch::events.
   std::unique_ptr<TestWatch> Follow(const Caller& caller, int64_t start,
@@ -87,31 +88,10 @@ class CatalogTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    store_ = *store::MemoryStore::Create(Catalog::ColumnFamilies());
-    root_key_ = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = "Sphere Test Root CA";
-    spec.subject_public_key = root_key_.PublicKey();
-    spec.not_before = clock_.Now() - absl::Hours(1);
-    spec.not_after = clock_.Now() + absl::Hours(24 * 365 * 20);
-    spec.usage = crypto::KeyUsage::kCa;
-    root_pem_ = *crypto::IssueCertificate(spec, root_key_, "");
-    master_key_ = crypto::RandomBytes(32);
-    catalog_ = OpenCatalog();
-
-    contoso_ = *catalog_->CreateTenant(platform_, "Contoso");
-    fabrikam_ = *catalog_->CreateTenant(platform_, "Fabrikam");
-    contoso_op_ = Caller::TenantOperator(contoso_.id());
-    fabrikam_op_ = Caller::TenantOperator(fabrikam_.id());
+    CatalogFixture::SetUp();
+    if (HasFatalFailure()) return;
     dw100_ = *catalog_->CreateProduct(contoso_op_, "", "DW100", "dishwasher");
     fab_product_ = *catalog_->CreateProduct(fabrikam_op_, "", "F1", "");
-  }
-
-  std::unique_ptr<Catalog> OpenCatalog(CatalogOptions options = {}) {
-    options.root_key = root_key_;
-    options.root_cert_pem = root_pem_;
-    options.master_key = master_key_;
-    return *Catalog::Open(store_.get(), &clock_, options);
   }
 
   // Dump is the whole persisted state; tests compare it around attacks.
@@ -150,15 +130,6 @@ class CatalogTest : public ::testing::Test {
     return "";
   }
 
-  FakeClock clock_;
-  std::unique_ptr<store::MemoryStore> store_;
-  crypto::EcPrivateKey root_key_;
-  std::string root_pem_;
-  std::string master_key_;
-  std::unique_ptr<Catalog> catalog_;
-  Caller platform_ = Caller::PlatformOperator();
-  v1::Tenant contoso_, fabrikam_;
-  Caller contoso_op_, fabrikam_op_;
   v1::Product dw100_, fab_product_;
 };
 

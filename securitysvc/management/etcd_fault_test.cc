@@ -20,6 +20,7 @@
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
 #include "securitysvc/management/catalog.h"
+#include "securitysvc/management/catalog_test_support.h"
 #include "securitysvc/management/etcd_cluster.h"
 #include "securitysvc/management/etcd_revision_log.h"
 
@@ -65,44 +66,17 @@ class EtcdFaultTest : public ::testing::Test {
       GTEST_SKIP() << "/usr/bin/etcd is absent (install etcd-server with "
                       "./sphere deps); etcd fault tests not run";
     }
-    root_key_ = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = "Sphere Test Root CA";
-    spec.subject_public_key = root_key_.PublicKey();
-    spec.not_before = clock_.Now() - absl::Hours(1);
-    spec.not_after = clock_.Now() + absl::Hours(24 * 365);
-    spec.usage = crypto::KeyUsage::kCa;
-    root_pem_ = *crypto::IssueCertificate(spec, root_key_, "");
-    master_key_ = crypto::RandomBytes(32);
+    keys_ = TestCatalogKeys::Create(clock_.Now());
   }
   std::unique_ptr<Catalog> OpenCatalog(RevisionLog* log) {
-    CatalogOptions o;
-    o.root_key = root_key_;
-    o.root_cert_pem = root_pem_;
-    o.master_key = master_key_;
-    auto c = Catalog::Open(log, &clock_, o);
-    EXPECT_TRUE(c.ok()) << c.status();
-    return c.ok() ? *std::move(c) : nullptr;
+    return OpenTestCatalog(log, &clock_, keys_);
   }
   std::vector<std::string> Import(Catalog* c, int n) {
-    std::vector<std::string> ids;
-    for (int off = 0; off < n; off += 200) {
-      std::vector<v1::FactoryDevice> devices;
-      for (int i = off; i < std::min(n, off + 200); ++i) {
-        v1::FactoryDevice d;
-        d.set_public_key(crypto::EcPrivateKey::Generate().PublicKey());
-        ids.push_back(DeviceIdForKey(d.public_key()));
-        devices.push_back(d);
-      }
-      auto r = c->ImportDevices(Caller::PlatformOperator(), devices);
-      EXPECT_TRUE(r.ok()) << r.status();
-    }
-    return ids;
+    return ImportTestDevices(c, n);
   }
+
   FakeClock clock_;
-  crypto::EcPrivateKey root_key_;
-  std::string root_pem_;
-  std::string master_key_;
+  TestCatalogKeys keys_;
 };
 
 TEST_F(EtcdFaultTest, Attack_ClientWithoutTrustedCertificateIsRefused) {

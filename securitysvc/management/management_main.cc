@@ -27,6 +27,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
@@ -34,6 +35,7 @@
 #include "common/util/clock.h"
 #include "common/util/log.h"
 #include "common/util/rate_limiter.h"
+#include "securitysvc/auth/scope.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/management_service.h"
 #include "securitysvc/management/compactor.h"
@@ -170,11 +172,12 @@ absl::Status Run() {
         "--state-dir is required (the directory the cluster bootstrap wrote "
         "pki/ into)");
   }
-  const std::string pki = dir + "/pki";
-  absl::StatusOr<std::string> root_pem = rpc::ReadFile(pki + "/root.pem");
+  pki::ClusterPki layout;  // paths only: the keys are loaded below
+  layout.dir = cluster::PkiDir(dir);
+  absl::StatusOr<std::string> root_pem = rpc::ReadFile(layout.Path("root.pem"));
   if (!root_pem.ok()) return root_pem.status();
-  if (auto s = pki::CheckPrivateFile(pki + "/root.key"); !s.ok()) return s;
-  absl::StatusOr<std::string> root_key_pem = rpc::ReadFile(pki + "/root.key");
+  if (auto s = pki::CheckPrivateFile(layout.Path("root.key")); !s.ok()) return s;
+  absl::StatusOr<std::string> root_key_pem = rpc::ReadFile(layout.Path("root.key"));
   if (!root_key_pem.ok()) return root_key_pem.status();
   std::string master_origin;
   absl::StatusOr<std::string> master = pki::LoadMasterKey(
@@ -253,11 +256,11 @@ absl::Status Run() {
   ManagementServiceOptions service_options;
   service_options.root_subject_line = root_cert->subject_line;
   service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
-  if (auto s = pki::CheckPrivateFile(pki + "/image-signing.key"); !s.ok()) {
+  if (auto s = pki::CheckPrivateFile(layout.Path("image-signing.key")); !s.ok()) {
     return s;
   }
   absl::StatusOr<std::string> signing_pem =
-      rpc::ReadFile(pki + "/image-signing.key");
+      rpc::ReadFile(layout.Path("image-signing.key"));
   if (!signing_pem.ok()) return signing_pem.status();
   absl::StatusOr<crypto::EcPrivateKey> signing_key =
       crypto::EcPrivateKey::FromPem(*signing_pem);
@@ -309,7 +312,8 @@ absl::Status Run() {
   rollout_spec.not_before = absl::Now() - absl::Hours(1);
   rollout_spec.not_after = absl::Now() + absl::Hours(24 * 30);
   rollout_spec.usage = crypto::KeyUsage::kClientAuth;
-  rollout_spec.claims.scope = "platform-operator";
+  rollout_spec.claims.scope =
+      std::string(auth::ScopeName(auth::Scope::kPlatformOperator));
   absl::StatusOr<std::string> rollout_cert =
       crypto::IssueCertificate(rollout_spec, *root_key, *root_pem);
   if (!rollout_cert.ok()) return rollout_cert.status();

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
+#include "securitysvc/auth/scope.h"
 #include "securitysvc/management/limits.h"
 
 namespace sphere::management {
@@ -37,8 +38,11 @@ absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
         "operator credential issued by 'spherectl' or the cluster bootstrap",
         cert.subject_line));
   }
-  if (claims.scope == "platform-operator") return Caller::PlatformOperator();
-  if (claims.scope == "shard") return Caller::Internal();
+  const auth::Scope scope = auth::ParseScope(claims.scope);
+  if (scope == auth::Scope::kPlatformOperator) {
+    return Caller::PlatformOperator();
+  }
+  if (scope == auth::Scope::kShard) return Caller::Internal();
   if (!claims.tenant_id.empty())
     return Caller::TenantOperator(claims.tenant_id);
   return absl::PermissionDeniedError(absl::StrFormat(

@@ -11,6 +11,7 @@
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
 #include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/management/catalog_test_support.h"
 
 namespace sphere::management {
 namespace {
@@ -39,26 +40,13 @@ class FakeCounts : public DeploymentCountSource {
   absl::Status error;
 };
 
-class RolloutManagerTest : public ::testing::Test {
+class RolloutManagerTest : public CatalogFixture {
  protected:
   void SetUp() override {
-    store_ = *store::MemoryStore::Create(Catalog::ColumnFamilies());
-    root_key_ = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = "Sphere Test Root CA";
-    spec.subject_public_key = root_key_.PublicKey();
-    spec.not_before = clock_.Now() - absl::Hours(1);
-    spec.not_after = clock_.Now() + absl::Hours(24 * 365 * 20);
-    spec.usage = crypto::KeyUsage::kCa;
-    root_pem_ = *crypto::IssueCertificate(spec, root_key_, "");
-    master_key_ = crypto::RandomBytes(32);
+    catalog_options_.new_deployment_rollout_fraction = 0.01;
+    CatalogFixture::SetUp();
+    if (HasFatalFailure()) return;
     view_ = std::make_unique<catalog::InMemoryCatalog>(master_key_);
-    catalog_ = OpenCatalog();
-
-    contoso_ = *catalog_->CreateTenant(platform_, "Contoso");
-    fabrikam_ = *catalog_->CreateTenant(platform_, "Fabrikam");
-    contoso_op_ = Caller::TenantOperator(contoso_.id());
-    fabrikam_op_ = Caller::TenantOperator(fabrikam_.id());
     ASSERT_TRUE(catalog_->CreateProduct(contoso_op_, "", "DW100", "").ok());
     v1::CreateDeviceGroupRequest g;
     g.set_product("DW100");
@@ -87,15 +75,6 @@ class RolloutManagerTest : public ::testing::Test {
     auto stream = catalog_->OpenWatch(Caller::Internal(), 0, {});
     ASSERT_TRUE(stream.ok()) << stream.status();
     watch_ = *std::move(stream);
-  }
-
-  std::unique_ptr<Catalog> OpenCatalog() {
-    CatalogOptions options;
-    options.root_key = root_key_;
-    options.root_cert_pem = root_pem_;
-    options.master_key = master_key_;
-    options.new_deployment_rollout_fraction = 0.01;
-    return *Catalog::Open(store_.get(), &clock_, options);
   }
 
   std::unique_ptr<RolloutManager> OpenManager() {
@@ -130,15 +109,6 @@ class RolloutManagerTest : public ::testing::Test {
     return s.ok() ? *s : v1::RolloutStatus();
   }
 
-  FakeClock clock_;
-  std::unique_ptr<store::MemoryStore> store_;
-  crypto::EcPrivateKey root_key_;
-  std::string root_pem_;
-  std::string master_key_;
-  std::unique_ptr<Catalog> catalog_;
-  Caller platform_ = Caller::PlatformOperator();
-  v1::Tenant contoso_, fabrikam_;
-  Caller contoso_op_, fabrikam_op_;
   v1::DeviceGroup group_;
   v1::Deployment dep_;
   FakeCounts counts_;

@@ -8,7 +8,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/cluster/pki_layout.h"
 #include "common/util/log.h"
+#include "securitysvc/auth/scope.h"
 
 namespace sphere::pki {
 namespace {
@@ -73,7 +75,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
                                         const MasterKeySource& master_source,
                                         bool create) {
   ClusterPki pki;
-  pki.dir = absl::StrCat(state_dir, "/pki");
+  pki.dir = cluster::PkiDir(state_dir);
   if (!create && !Exists(pki.Path("root.pem"))) {
     return absl::FailedPreconditionError(absl::StrCat(
         "no cluster PKI in ", pki.dir,
@@ -139,7 +141,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
     return c.status();
   }
   crypto::DeviceClaims op;
-  op.scope = "platform-operator";
+  op.scope = std::string(auth::ScopeName(auth::Scope::kPlatformOperator));
   if (!Exists(pki.Path("operator.pem"))) {
     if (auto s = IssueClientCredential(pki, "operator", "platform-operator", op);
         !s.ok()) {
@@ -147,7 +149,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
     }
   }
   crypto::DeviceClaims shard;
-  shard.scope = "shard";
+  shard.scope = std::string(auth::ScopeName(auth::Scope::kShard));
   if (!Exists(pki.Path("shard.pem"))) {
     if (auto s = IssueClientCredential(pki, "shard", "sphere-shard", shard);
         !s.ok()) {
@@ -155,7 +157,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
     }
   }
   crypto::DeviceClaims gateway;
-  gateway.scope = "gateway";
+  gateway.scope = std::string(auth::ScopeName(auth::Scope::kGateway));
   if (!Exists(pki.Path("gateway.pem"))) {
     if (auto s = IssueClientCredential(pki, "gateway", "sphere-gateway",
                                        gateway);
@@ -169,6 +171,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
 }  // namespace
 
 std::string ClusterPki::Path(absl::string_view name) const {
+  // `dir` is cluster::PkiDir(state_dir) (set by Bootstrap/Load).
   return absl::StrCat(dir, "/", name);
 }
 
@@ -266,7 +269,7 @@ absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
              Exists(absl::StrCat(creds, "/master.key"))) {
     path = absl::StrCat(creds, "/master.key");
   } else {
-    path = absl::StrCat(state_dir, "/pki/master.key");
+    path = cluster::PkiPath(state_dir, "master.key");
   }
   if (origin) *origin = absl::StrCat("file ", path);
   if (!Exists(path)) {

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/store/memory_store.h"
 #include "mcu-model/image.h"
+#include "securitysvc/auth/scope.h"
 
 namespace sphere::shard {
 
@@ -73,7 +74,7 @@ absl::Status TestPlatform::Start(Options options) {
 
   server_tls_ = Issue("localhost", crypto::KeyUsage::kServerAuth, {});
   crypto::DeviceClaims gw;
-  gw.scope = "gateway";
+  gw.scope = std::string(auth::ScopeName(auth::Scope::kGateway));
   gateway_tls_ = Issue("gateway", crypto::KeyUsage::kClientAuth, gw);
 
   ShardServerOptions o;
@@ -146,7 +147,7 @@ rpc::TlsFiles TestPlatform::Issue(const std::string& cn,
 rpc::TlsFiles TestPlatform::ManufacturingTls(const mcu::Device& d) {
   crypto::DeviceClaims c;
   c.device_id = d.device_id();
-  c.scope = "manufacturing";
+  c.scope = std::string(auth::ScopeName(auth::Scope::kManufacturing));
   return Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
 }
 
