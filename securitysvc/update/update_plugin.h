@@ -27,7 +27,7 @@
 #include "securitysvc/update/package_cache.h"
 #include "securitysvc/update/update_results.h"
 #include "securitysvc/update/update_service.h"
-#include "securitysvc/update/worker.h"
+#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 
@@ -78,7 +78,7 @@ class UpdatePlugin final : public shard::ShardPlugin {
   std::unique_ptr<GroupMetadataCache> metadata_;
   std::unique_ptr<UpdateResults> results_;
   std::unique_ptr<RateLimiter> report_limiter_;
-  std::unique_ptr<UpdateWorker> worker_;
+  std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<UpdateServiceImpl> service_;
   std::unique_ptr<UpdateAdminServiceImpl> admin_service_;
 };
