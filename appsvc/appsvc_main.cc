@@ -32,8 +32,8 @@
 #include "appsvc/watch_follower.h"
 #include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
-#include "appsvc/worker_pool.h"
 #include "common/cluster/pki_layout.h"
+#include "common/util/worker_pool.h"
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
@@ -176,7 +176,7 @@ int Main() {
             {{}, static_cast<double>(registry.device_count())}};
       });
   GrpcSphereSource sphere_source(&registry, sphere_tls);
-  WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
+  sphere::WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
                   absl::GetFlag(FLAGS_per_device_in_flight));
   DeviceGatewayService gateway(&cloud, &registry, &pool, sphere::Clock::Real());
   ContosoSupportService support(&cloud, &registry, &sphere_source, &pool);

@@ -25,7 +25,7 @@
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/sphere_source.h"
-#include "appsvc/worker_pool.h"
+#include "common/util/worker_pool.h"
 #include "common/util/clock.h"
 #include "protos/contoso.grpc.pb.h"
 
@@ -49,7 +49,7 @@ absl::StatusOr<v1::Timeline> JoinedTimeline(ContosoCloud* cloud,
 class DeviceGatewayService final : public v1::DeviceGateway::CallbackService {
  public:
   DeviceGatewayService(ContosoCloud* cloud, const DeviceRegistry* registry,
-                       WorkerPool* pool, sphere::Clock* clock)
+                       sphere::WorkerPool* pool, sphere::Clock* clock)
       : cloud_(cloud), registry_(registry), pool_(pool), clock_(clock) {}
 
   grpc::ServerUnaryReactor* ReportTelemetry(
@@ -76,7 +76,7 @@ class DeviceGatewayService final : public v1::DeviceGateway::CallbackService {
 
   ContosoCloud* const cloud_;
   const DeviceRegistry* const registry_;
-  WorkerPool* const pool_;
+  sphere::WorkerPool* const pool_;
   sphere::Clock* const clock_;
 };
 
@@ -84,7 +84,7 @@ class ContosoSupportService final
     : public v1::ContosoSupport::CallbackService {
  public:
   ContosoSupportService(ContosoCloud* cloud, const DeviceRegistry* registry,
-                        SphereSource* sphere, WorkerPool* pool)
+                        SphereSource* sphere, sphere::WorkerPool* pool)
       : cloud_(cloud), registry_(registry), sphere_(sphere), pool_(pool) {}
 
   grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext* ctx,
@@ -114,7 +114,7 @@ class ContosoSupportService final
   ContosoCloud* const cloud_;
   const DeviceRegistry* const registry_;
   SphereSource* const sphere_;
-  WorkerPool* const pool_;
+  sphere::WorkerPool* const pool_;
 };
 
 }  // namespace contoso::appsvc

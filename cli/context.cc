@@ -1,5 +1,7 @@
 #include "cli/context.h"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -127,6 +129,9 @@ absl::Status Context::Run() {
     return absl::InvalidArgumentError("no command given; see --help");
   }
   if (auto s = Connect(); !s.ok()) return s;
+  // Two spherectl processes that lost the same race retry apart.
+  retry_.jitter_seed = static_cast<uint64_t>(getpid()) * 0x9e3779b97f4a7c15ull ^
+                       static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   return action_(*this);
 }
 

@@ -26,8 +26,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/output.h"
+#include "cli/retry.h"
 #include "common/rpc/rpc.h"
 #include "protos/management.grpc.pb.h"
 
@@ -101,14 +103,21 @@ class Context {
   }
 
   // Call runs one unary RPC with the deadline and maps the status; an
-  // unreachable cluster says so.
+  // unreachable cluster says so. A write that lost a compare race with
+  // another management replica (ABORTED, nothing changed) is sent again
+  // with bounded jittered backoff (cli/retry.h); each attempt gets the
+  // whole deadline.
   template <typename Stub, typename Req, typename Resp>
   absl::Status Call(
       grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
       const Req& req, Resp* resp) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(timeout_));
-    return MapStatus((stub_.get()->*method)(&ctx, req, resp));
+    return CallWithRetry(
+        [&] {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(rpc::Deadline(timeout_));
+          return MapStatus((stub_.get()->*method)(&ctx, req, resp));
+        },
+        retry_, [](absl::Duration d) { absl::SleepFor(d); });
   }
 
   // MapStatus turns a gRPC status into the one spherectl reports.
@@ -126,6 +135,7 @@ class Context {
   absl::Duration timeout_ = absl::Seconds(30);
   std::unique_ptr<Printer> printer_;
   std::unique_ptr<v1::ManagementService::Stub> stub_;
+  RetryOptions retry_;  // jitter seeded per process in Connect
 };
 
 // Verb adds subcommand `name` to `noun`; when the command line selects it,

@@ -91,6 +91,12 @@ ABSL_FLAG(std::string, catalog, "embedded",
           "embedded (management's RocksDB) or etcd (a real etcd cluster of "
           "--etcd_members members and --management_replicas management "
           "processes; see docs/etcd.md)");
+ABSL_FLAG(std::string, watch_progress_interval, "",
+          "Passed to management: progress notifications on idle catalog "
+          "watches (e.g. 200ms in tests); empty = management's default");
+ABSL_FLAG(std::string, max_catalog_staleness, "",
+          "Passed to every shard: refuse attestation after this long "
+          "without catalog events or progress; empty = the shard's default");
 ABSL_FLAG(int, etcd_members, 3, "etcd members with --catalog etcd");
 ABSL_FLAG(int, management_replicas, 2,
           "management processes with --catalog etcd");
@@ -693,6 +699,10 @@ int Main() {
           absl::StrCat("--rollout_soak=", absl::GetFlag(FLAGS_rollout_soak)));
     }
     mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
+    if (!absl::GetFlag(FLAGS_watch_progress_interval).empty()) {
+      mgmt.args.push_back(absl::StrCat("--watch_progress_interval=",
+                                       absl::GetFlag(FLAGS_watch_progress_interval)));
+    }
     mgmt.args.insert(mgmt.args.end(), etcd.management_flags.begin(),
                      etcd.management_flags.end());
     children.push_back(std::move(mgmt));
@@ -765,6 +775,10 @@ int Main() {
                            absl::FormatDuration(absl::GetFlag(
                                FLAGS_shard_heartbeat_interval)))};
     c.args.insert(c.args.end(), key_flags.begin(), key_flags.end());
+    if (!absl::GetFlag(FLAGS_max_catalog_staleness).empty()) {
+      c.args.push_back(absl::StrCat("--max_catalog_staleness=",
+                                    absl::GetFlag(FLAGS_max_catalog_staleness)));
+    }
     children.push_back(std::move(c));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
   }

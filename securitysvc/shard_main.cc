@@ -48,6 +48,10 @@ ABSL_FLAG(int, max_request_bytes, 1 << 20,
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
           "How often the shard re-registers with management (device count, "
           "health)");
+ABSL_FLAG(absl::Duration, max_catalog_staleness, absl::Seconds(30),
+          "Refuse attestation (UNAVAILABLE, 'catalog stale') once the "
+          "catalog watch delivered nothing, event or progress notification, "
+          "for this long; 0 = no bound");
 ABSL_FLAG(double, challenge_burst, 20,
           "GetChallenge calls one device may make at once");
 ABSL_FLAG(double, challenge_per_second, 1,
@@ -104,6 +108,7 @@ int Main() {
   o.management_tls = *shard_tls;
   o.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   o.sync_timeout = absl::GetFlag(FLAGS_sync_timeout);
+  o.max_catalog_staleness = absl::GetFlag(FLAGS_max_catalog_staleness);
 
   attestation::AttestationPlugin::Options aopts;
   aopts.challenge_rate.burst = absl::GetFlag(FLAGS_challenge_burst);

@@ -87,6 +87,7 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
 absl::Status Attestor::MayChallenge(absl::string_view device_id) const {
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (!catalog_->synced()) return NotSynced();
+  if (auto s = catalog_->CheckFresh(); !s.ok()) return s;  // bounded lag
   auto device = catalog_->GetDevice(device_id);
   if (!device.ok()) return device.status();
   if (device->state() == v1::REVOKED) {
@@ -205,6 +206,7 @@ absl::StatusOr<Attestor::Prepared> Attestor::Verify(
   const std::string& device_id = request.device_id();
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   if (!catalog_->synced()) return NotSynced();
+  if (auto s = catalog_->CheckFresh(); !s.ok()) return s;  // bounded lag
   // 1. Registered, claimed, not revoked.
   auto device = catalog_->GetDevice(device_id);
   if (!device.ok()) return device.status();

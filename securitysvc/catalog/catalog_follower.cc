@@ -113,6 +113,13 @@ void CatalogFollower::Run() {
     v1::WatchEvent ev;
     std::string failure;
     while (reader->Read(&ev)) {
+      // Anything from management, a change or a progress notification,
+      // shows the catalog source is reachable (bounds the staleness).
+      catalog_->MarkHeard();
+      if (ev.progress()) {  // no change to apply
+        if (options_.on_progress) options_.on_progress(ev);
+        continue;
+      }
       if (absl::Status s = catalog_->Apply(ev); !s.ok()) {
         failure = absl::StrCat("cannot apply catalog event at revision ",
                                ev.revision(), ": ", s.message());

@@ -20,6 +20,12 @@
 // So a poisoned or oversized event costs one attempt per backoff period, and
 // the reported revision never passes it.
 //
+// Every message read from the stream, an event or a progress notification
+// (WatchEvent.progress, sent by management on an idle stream), marks the
+// view heard-from (InMemoryCatalog::MarkHeard): with a staleness limit set,
+// a shard cut off from management stops issuing certificates once nothing
+// arrived for that long, and resumes as soon as the stream is back.
+//
 // Thread-safety: Start/Stop from one thread; the accessors and waits from
 // any.
 #ifndef SPHERE_SECURITYSVC_CATALOG_CATALOG_FOLLOWER_H_
@@ -44,6 +50,9 @@ struct CatalogFollowerOptions {
   // Called on the follower thread after each event was applied (tests,
   // observers); must not block.
   std::function<void(const v1::WatchEvent&)> on_applied;
+  // Called on the follower thread after each progress notification (tests);
+  // must not block.
+  std::function<void(const v1::WatchEvent&)> on_progress;
 };
 
 class CatalogFollower {

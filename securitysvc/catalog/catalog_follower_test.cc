@@ -301,3 +301,59 @@ TEST_F(CatalogFollowerTest, Fault_StreamBrokenMidSnapshotIsDiscarded) {
 
 }  // namespace
 }  // namespace sphere::catalog
+
+namespace sphere::catalog {
+namespace {
+
+// Issue 15, bounded catalog lag: a follower whose management goes silent
+// (partitioned: no event, no progress notification) makes the view stale
+// past the limit, with a specific error and nothing changed; one progress
+// notification makes it fresh again, still changing nothing.
+TEST_F(CatalogFollowerTest, Fault_SilentSourceGoesStaleAndProgressHealsIt) {
+  constexpr int64_t kRevision = 7;
+  FakeClock clock;
+  view_.SetStalenessLimit(&clock, absl::Seconds(30));
+  absl::Notification send_progress;
+  StartServer([&](int call, const v1::WatchRequest&,
+                  grpc::ServerWriter<v1::WatchEvent>* w) {
+    if (call == 0) {
+      v1::WatchEvent end = SnapshotEvent(kRevision);
+      end.set_snapshot_end(true);
+      w->Write(end);
+      send_progress.WaitForNotificationWithTimeout(kGenerous);
+      v1::WatchEvent progress;
+      progress.set_revision(kRevision);
+      progress.set_progress(true);
+      w->Write(progress);
+    }
+    HoldUntilStopped();
+  });
+  absl::Notification progressed;
+  CatalogFollowerOptions options;
+  options.on_progress = [&](const v1::WatchEvent&) { progressed.Notify(); };
+  follower_ = std::make_unique<CatalogFollower>(
+      channel_, &view_, [](const v1::ShardMap&) {}, options);
+  follower_->Start();
+  ASSERT_TRUE(follower_->WaitUntilSynced(kGenerous));
+  EXPECT_TRUE(view_.CheckFresh().ok());
+
+  clock.Advance(absl::Seconds(29));
+  EXPECT_TRUE(view_.CheckFresh().ok()) << "within the bound";
+  clock.Advance(absl::Seconds(2));
+  absl::Status stale = view_.CheckFresh();
+  EXPECT_TRUE(absl::IsUnavailable(stale)) << stale;
+  EXPECT_THAT(stale.message(), HasSubstr("catalog stale"));
+  EXPECT_THAT(stale.message(), HasSubstr("31s"));
+  EXPECT_EQ(view_.staleness(), absl::Seconds(31));
+  EXPECT_EQ(view_.revision(), kRevision);
+
+  send_progress.Notify();
+  ASSERT_TRUE(progressed.WaitForNotificationWithTimeout(kGenerous));
+  EXPECT_TRUE(view_.CheckFresh().ok());
+  EXPECT_EQ(view_.staleness(), absl::ZeroDuration());
+  EXPECT_EQ(view_.revision(), kRevision);  // progress changed nothing
+  EXPECT_TRUE(view_.synced());
+}
+
+}  // namespace
+}  // namespace sphere::catalog

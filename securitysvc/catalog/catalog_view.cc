@@ -164,6 +164,40 @@ void InMemoryCatalog::RequireSnapshot() {
   synced_ = false;
 }
 
+void InMemoryCatalog::SetStalenessLimit(const Clock* clock,
+                                        absl::Duration max_staleness) {
+  absl::MutexLock l(&heard_mu_);
+  clock_ = max_staleness > absl::ZeroDuration() ? clock : nullptr;
+  max_staleness_ = max_staleness;
+  if (clock_ != nullptr) last_heard_ = clock_->Now();
+}
+
+void InMemoryCatalog::MarkHeard() {
+  absl::MutexLock l(&heard_mu_);
+  if (clock_ != nullptr) last_heard_ = clock_->Now();
+}
+
+absl::Duration InMemoryCatalog::staleness() const {
+  absl::MutexLock l(&heard_mu_);
+  if (clock_ == nullptr) return absl::ZeroDuration();
+  return std::max(absl::ZeroDuration(), clock_->Now() - last_heard_);
+}
+
+absl::Status InMemoryCatalog::CheckFresh() const {
+  absl::MutexLock l(&heard_mu_);
+  if (clock_ == nullptr) return absl::OkStatus();
+  const absl::Duration lag = clock_->Now() - last_heard_;
+  if (lag <= max_staleness_) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(
+      "catalog stale: this shard has heard nothing from management (no "
+      "catalog event or progress notification) for ",
+      absl::FormatDuration(absl::Trunc(lag, absl::Milliseconds(1))),
+      ", above its --max_catalog_staleness of ",
+      absl::FormatDuration(max_staleness_),
+      "; it issues no certificates on stale catalog data until the catalog "
+      "watch is back; retry later or at another shard"));
+}
+
 bool InMemoryCatalog::synced() const {
   absl::MutexLock l(&mu_);
   return synced_;

@@ -16,7 +16,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/crypto/crypto.h"
+#include "common/util/clock.h"
 #include "protos/management.pb.h"
 #include "securitysvc/catalog/device_table.h"
 #include "securitysvc/catalog/tenant_ca_key.h"
@@ -102,6 +104,11 @@ class CatalogView {
   // not yet applied its first full snapshot). Shards refuse attestation
   // (UNAVAILABLE) until then.
   virtual bool synced() const { return true; }
+  // CheckFresh: OK while the view may be trusted to issue certificates;
+  // UNAVAILABLE naming the staleness once the view lost its catalog source
+  // for longer than its bound (see InMemoryCatalog::SetStalenessLimit).
+  // The default is always fresh.
+  virtual absl::Status CheckFresh() const { return absl::OkStatus(); }
 };
 
 // InMemoryCatalog holds a full copy of the catalog, updated by Apply(). The
@@ -130,6 +137,18 @@ class InMemoryCatalog : public CatalogView {
   void AbortSnapshot();
   // RequireSnapshot marks the view unsynced until a snapshot completes.
   void RequireSnapshot();
+  // SetStalenessLimit bounds the catalog lag a shard serves with (issue
+  // 15): once set, CheckFresh() answers UNAVAILABLE when nothing, neither
+  // an event nor a progress notification, was heard (MarkHeard) for more
+  // than `max_staleness` on `clock`. Counting starts now. Zero: no bound.
+  // `clock` is not owned and must outlive the view.
+  void SetStalenessLimit(const Clock* clock, absl::Duration max_staleness);
+  // MarkHeard records that the catalog source was just heard from (the
+  // follower calls it for every event and progress notification).
+  void MarkHeard();
+  // staleness: time since the source was last heard (zero without a bound).
+  absl::Duration staleness() const;
+  absl::Status CheckFresh() const override;
   // Direct setters (tests, bootstrap).
   absl::Status PutTenant(const v1::Tenant& tenant);
   void PutDevice(const v1::Device& device);
@@ -197,6 +216,12 @@ class InMemoryCatalog : public CatalogView {
   mutable absl::Mutex mu_;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   bool synced_ ABSL_GUARDED_BY(mu_) = true;
+  // Staleness bound (SetStalenessLimit); its own lock, so the follower's
+  // MarkHeard never waits behind readers of the state.
+  mutable absl::Mutex heard_mu_;
+  const Clock* clock_ ABSL_GUARDED_BY(heard_mu_) = nullptr;
+  absl::Duration max_staleness_ ABSL_GUARDED_BY(heard_mu_);
+  absl::Time last_heard_ ABSL_GUARDED_BY(heard_mu_);
   std::unique_ptr<State> live_ ABSL_GUARDED_BY(mu_);
   // A snapshot being received; replaces live_ at snapshot_end.
   std::unique_ptr<State> staging_ ABSL_GUARDED_BY(mu_);

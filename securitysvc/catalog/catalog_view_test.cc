@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/util/clock.h"
 
 namespace sphere::catalog {
 namespace {
@@ -146,6 +147,32 @@ TEST(InMemoryCatalogTest, Fault_OlderSnapshotIsRefusedAndChangesNothing) {
   EXPECT_EQ(view.revision(), 10);
   EXPECT_TRUE(view.GetDevice("d1").ok());
   EXPECT_TRUE(absl::IsNotFound(view.GetDevice("d0").status()));
+}
+
+}  // namespace
+}  // namespace sphere::catalog
+
+namespace sphere::catalog {
+namespace {
+
+TEST(InMemoryCatalogTest, StalenessBoundOnTheInjectedClock) {
+  FakeClock clock;
+  InMemoryCatalog view(crypto::RandomBytes(32));
+  EXPECT_TRUE(view.CheckFresh().ok()) << "no bound: always fresh";
+  view.SetStalenessLimit(&clock, absl::Seconds(10));
+  clock.Advance(absl::Seconds(10));
+  EXPECT_TRUE(view.CheckFresh().ok()) << "exactly the bound is still fresh";
+  clock.Advance(absl::Milliseconds(1));
+  absl::Status stale = view.CheckFresh();
+  EXPECT_TRUE(absl::IsUnavailable(stale)) << stale;
+  EXPECT_THAT(stale.message(), ::testing::HasSubstr("catalog stale"));
+  EXPECT_THAT(stale.message(),
+              ::testing::HasSubstr("--max_catalog_staleness of 10s"));
+  view.MarkHeard();
+  EXPECT_TRUE(view.CheckFresh().ok());
+  view.SetStalenessLimit(&clock, absl::ZeroDuration());  // bound removed
+  clock.Advance(absl::Hours(1));
+  EXPECT_TRUE(view.CheckFresh().ok());
 }
 
 }  // namespace

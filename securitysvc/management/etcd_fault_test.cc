@@ -7,9 +7,12 @@
 //    acknowledged write is lost").
 //  - two management replicas (two catalogs) on one etcd: one is destroyed
 //    (a killed replica), the other serves reads and writes.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -153,9 +156,15 @@ TEST_F(EtcdFaultTest, Attack_OversizedTransactionIsRefusedBeforeSending) {
   EXPECT_TRUE(absl::IsNotFound((*log)->Get("devices", "0").status()));
 }
 
-// kill -9 one of three etcd members while two writers claim devices through
-// one catalog; every acknowledged claim survives, and claims go on after the
-// kill.
+// kill -9 one of three etcd members under a mixed write stream through one
+// catalog: two writers claim devices while a third publishes OS releases
+// (each a platform kernel image, then a release carrying it; the catalog
+// refuses a release that rolls a component back, so release order is a
+// monotonicity check) interleaved with the claims, before and after the
+// kill. Every acknowledged claim and release survives; nothing that was not
+// acknowledged is half-applied: the catalog read back on the survivors holds
+// exactly the acknowledged claims and releases, each release's image, and
+// release versions that only go up.
 TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
   EtcdClusterOptions co;
   co.members = 3;
@@ -174,37 +183,82 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
   auto tenant = catalog->CreateTenant(op, "Contoso");
   ASSERT_TRUE(tenant.ok()) << tenant.status();
   constexpr int kDevices = 300;
+  constexpr int kReleases = 12;
   std::vector<std::string> ids = Import(catalog.get(), kDevices);
   ASSERT_EQ(ids.size(), static_cast<size_t>(kDevices));
 
   absl::Mutex mu;
   std::vector<std::string> acked;
+  std::vector<std::string> acked_releases;  // versions
   int acked_after_kill = 0;
+  int releases_after_kill = 0;
   bool killed = false;
+  // Retry what is retryable (Aborted: lost a compare, nothing changed;
+  // Unavailable: a member died mid-call, outcome unknown); an AlreadyExists
+  // after an Unavailable means our earlier attempt did apply.
+  auto retry = [](const std::function<absl::Status()>& write) {
+    absl::Status s;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      s = write();
+      if (s.ok() || absl::IsAlreadyExists(s)) return absl::OkStatus();
+      if (!absl::IsAborted(s) && !absl::IsUnavailable(s)) return s;
+    }
+    return s;
+  };
   std::atomic<int> next{0};
   auto claimer = [&] {
     while (true) {
       int i = next.fetch_add(1);
       if (i >= kDevices) return;
-      // Retry what is retryable (Aborted, Unavailable); an AlreadyExists
-      // after an Unavailable means our earlier attempt did apply.
-      for (int attempt = 0; attempt < 50; ++attempt) {
-        auto r = catalog->ClaimDevice(op, tenant->id(), ids[i]);
-        if (r.ok() || absl::IsAlreadyExists(r.status())) {
-          absl::MutexLock lock(&mu);
-          acked.push_back(ids[i]);
-          if (killed) ++acked_after_kill;
-          break;
-        }
-        if (!absl::IsAborted(r.status()) &&
-            !absl::IsUnavailable(r.status())) {
-          ADD_FAILURE() << r.status();
-          break;
-        }
+      absl::Status s = retry(
+          [&] { return catalog->ClaimDevice(op, tenant->id(), ids[i]).status(); });
+      if (!s.ok()) {
+        ADD_FAILURE() << s;
+        continue;
       }
+      absl::MutexLock lock(&mu);
+      acked.push_back(ids[i]);
+      if (killed) ++acked_after_kill;
     }
   };
-  std::thread a(claimer), b(claimer);
+  auto Kernel = [](int v) {
+    v1::Image image;
+    image.set_image_hash(crypto::Sha256(absl::StrCat("kernel ", v)));
+    image.set_id(crypto::HexEncode(image.image_hash()));
+    image.set_component("kernel");
+    image.set_version(v);
+    image.set_kind(v1::IMAGE_KIND_KERNEL);
+    image.set_size(1024);
+    return image;
+  };
+  // Release v goes out once v/kReleases of the claims are acknowledged, so
+  // releases are spread over the whole stream, across the kill.
+  auto releaser = [&] {
+    for (int v = 1; v <= kReleases; ++v) {
+      {
+        absl::MutexLock lock(&mu);
+        auto due = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) {
+          return acked.size() >= static_cast<size_t>(
+                                     (v - 1) * kDevices / kReleases);
+        };
+        mu.AwaitWithTimeout(absl::Condition(&due), absl::Seconds(60));
+      }
+      const v1::Image image = Kernel(v);
+      absl::Status s =
+          retry([&] { return catalog->RecordImage(op, image).status(); });
+      ASSERT_TRUE(s.ok()) << s;
+      v1::ReleaseOsRequest req;
+      req.set_feed(v1::RETAIL);
+      req.set_version(absl::StrCat("1.", v));
+      req.add_image_ids(image.id());
+      s = retry([&] { return catalog->ReleaseOs(op, req).status(); });
+      ASSERT_TRUE(s.ok()) << s;
+      absl::MutexLock lock(&mu);
+      acked_releases.push_back(req.version());
+      if (killed) ++releases_after_kill;
+    }
+  };
+  std::thread a(claimer), b(claimer), r(releaser);
   {
     // Kill once a third of the claims are acknowledged.
     absl::MutexLock lock(&mu);
@@ -225,11 +279,14 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
   }
   a.join();
   b.join();
+  r.join();
   absl::MutexLock lock(&mu);
   EXPECT_EQ(acked.size(), static_cast<size_t>(kDevices));
+  EXPECT_EQ(acked_releases.size(), static_cast<size_t>(kReleases));
   EXPECT_GT(acked_after_kill, 0);
-  // Every acknowledged claim is there, read through a fresh client and a
-  // fresh catalog (another replica) on the surviving members.
+  EXPECT_GT(releases_after_kill, 0) << "no release was written after the kill";
+  // Read back through a fresh client and a fresh catalog (another replica)
+  // on the surviving members.
   EtcdOptions survivors = o;
   survivors.endpoints = {(*etcd)->client_endpoints()[1],
                          (*etcd)->client_endpoints()[2]};
@@ -241,6 +298,45 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
     auto d = fresh->GetDevice(op, tenant->id(), id);
     ASSERT_TRUE(d.ok()) << id << ": " << d.status();
     EXPECT_EQ(d->state(), v1::CLAIMED);
+    EXPECT_EQ(d->tenant_id(), tenant->id());
+  }
+  // The whole catalog as a shard would receive it: exactly the acknowledged
+  // claims and releases, nothing else, no half-applied write.
+  auto watch = fresh->OpenWatch(Caller::Internal(), 0, {});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  std::set<std::string> claimed, released, images;
+  std::vector<v1::OsRelease> releases;
+  bool ended = false;
+  while (!ended) {
+    std::vector<v1::WatchEvent> page;
+    ASSERT_TRUE((*watch)->Next(256, &page).ok());
+    ASSERT_FALSE(page.empty()) << "snapshot ended without snapshot_end";
+    for (const v1::WatchEvent& e : page) {
+      if (e.snapshot_end()) ended = true;
+      if (e.has_device() && e.device().state() == v1::CLAIMED) {
+        EXPECT_EQ(e.device().tenant_id(), tenant->id());
+        claimed.insert(e.device().id());
+      }
+      if (e.has_image()) images.insert(e.image().id());
+      if (e.has_os_release()) {
+        released.insert(e.os_release().version());
+        releases.push_back(e.os_release());
+      }
+    }
+  }
+  EXPECT_EQ(claimed, std::set<std::string>(acked.begin(), acked.end()));
+  EXPECT_EQ(released, std::set<std::string>(acked_releases.begin(),
+                                            acked_releases.end()));
+  std::sort(releases.begin(), releases.end(),
+            [](const v1::OsRelease& x, const v1::OsRelease& y) {
+              return x.create_revision() < y.create_revision();
+            });
+  for (size_t i = 0; i < releases.size(); ++i) {
+    ASSERT_EQ(releases[i].image_ids_size(), 1);
+    EXPECT_TRUE(images.count(releases[i].image_ids(0)))
+        << "release " << releases[i].version() << " without its image";
+    // Published in order: versions 1.1, 1.2, ... by create revision.
+    EXPECT_EQ(releases[i].version(), absl::StrCat("1.", i + 1));
   }
 }
 

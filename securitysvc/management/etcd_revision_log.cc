@@ -449,6 +449,11 @@ class EtcdRevisionLog::EtcdWatcher final : public RevisionLog::Watcher {
     create->set_key(log_->options_.prefix);
     create->set_range_end(PrefixEnd(log_->options_.prefix));
     create->set_start_revision(next_);
+    // etcd's progress notifications (every --experimental-watch-progress-
+    // notify-interval, 10 min by default) keep an idle watch alive; the
+    // liveness shards rely on is management's own probe + progress events
+    // (ManagementServiceOptions::catalog_probe).
+    create->set_progress_notify(true);
     if (!stream->Write(req)) return absl::UnavailableError("watch write");
     etcdserverpb::WatchResponse resp;
     std::vector<Change> pending;

@@ -99,6 +99,18 @@ ABSL_FLAG(absl::Duration, shard_lease_ttl, absl::ZeroDuration(),
           "shard lease: a shard that has not re-registered for this long "
           "leaves the shard map (shards re-register every heartbeat; "
           "local_cluster --catalog etcd sets 4 heartbeats); 0 disables");
+ABSL_FLAG(absl::Duration, watch_progress_interval, absl::Seconds(5),
+          "progress notification on idle catalog Watch streams (keep well "
+          "below the shards' --max_catalog_staleness); 0 = none");
+ABSL_FLAG(int, workers, 4,
+          "threads running management's catalog calls (never on gRPC "
+          "callback threads)");
+ABSL_FLAG(int, worker_queue, 256,
+          "catalog calls waiting for a worker; one more is answered "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, worker_queue_per_caller, 32,
+          "catalog calls one caller (tenant, platform operator, shard "
+          "connection) may have queued or running at once");
 ABSL_FLAG(double, expensive_call_burst, 40,
           "per-caller burst (tokens) for expensive calls");
 ABSL_FLAG(bool, staged_rollout, false,
@@ -253,7 +265,24 @@ absl::Status Run() {
       crypto::IssueCertificate(spec, *root_key, *root_pem);
   if (!server_cert.ok()) return server_cert.status();
 
+  // One bounded pool for every handler's catalog calls (declared before the
+  // server: destroyed after it, so queued calls are answered first).
+  WorkerPool workers({.threads = absl::GetFlag(FLAGS_workers),
+                      .max_queue = static_cast<size_t>(
+                          std::max(1, absl::GetFlag(FLAGS_worker_queue))),
+                      .max_per_key = static_cast<size_t>(std::max(
+                          1, absl::GetFlag(FLAGS_worker_queue_per_caller)))});
   ManagementServiceOptions service_options;
+  service_options.workers = &workers;
+  service_options.watch_progress_interval =
+      absl::GetFlag(FLAGS_watch_progress_interval);
+  if (etcd_channel != nullptr) {
+    // Progress to shards only while etcd answers a quorum read: a replica
+    // cut off from etcd lets its shards' catalogs go stale.
+    service_options.catalog_probe = [l = log.get()] {
+      return l->Revision().status();
+    };
+  }
   service_options.root_subject_line = root_cert->subject_line;
   service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
   if (auto s = pki::CheckPrivateFile(layout.Path("image-signing.key")); !s.ok()) {

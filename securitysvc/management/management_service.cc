@@ -53,7 +53,11 @@ absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
 
 ManagementService::ManagementService(Catalog* catalog,
                                      ManagementServiceOptions options)
-    : catalog_(catalog), options_(std::move(options)) {}
+    : catalog_(catalog), options_(std::move(options)) {
+  if (options_.watch_progress_interval > absl::ZeroDuration()) {
+    progress_ticker_ = std::thread([this] { RunProgressTicker(); });
+  }
+}
 
 absl::StatusOr<Caller> ManagementService::Identify(
     grpc::CallbackServerContext* ctx) const {
@@ -62,12 +66,34 @@ absl::StatusOr<Caller> ManagementService::Identify(
   return IdentifyCaller(peer->cert, options_.root_subject_line);
 }
 
-grpc::ServerUnaryReactor* ManagementService::Unary(
-    grpc::CallbackServerContext* ctx,
-    const std::function<absl::Status(const Caller&)>& fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<Caller> caller = Identify(ctx);
-  absl::Status status = caller.ok() ? fn(*caller) : caller.status();
+std::string ManagementService::PoolKey(const Caller& caller,
+                                       grpc::CallbackServerContext* ctx) {
+  if (caller.is_tenant()) return "tenant:" + caller.tenant_id;
+  // Shards share one principal: each connection gets its own share.
+  if (caller.is_internal()) {
+    return ctx != nullptr ? "internal:" + ctx->peer() : "internal";
+  }
+  return "platform-operator";
+}
+
+absl::Status ManagementService::Busy() {
+  return absl::ResourceExhaustedError(
+      "management is busy: its request queue is full or this caller already "
+      "has its share of it queued; retry with backoff");
+}
+
+bool ManagementService::Offload(const std::string& key,
+                                std::function<void()> task) {
+  if (options_.workers == nullptr) {
+    task();
+    return true;
+  }
+  return options_.workers->TrySubmit(key, std::move(task));
+}
+
+void ManagementService::FinishUnary(grpc::CallbackServerContext* ctx,
+                                    grpc::ServerUnaryReactor* reactor,
+                                    const absl::Status& status) {
   if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
     log::Warning("denied", {{"peer", ctx->peer()},
                             {"error", std::string(status.message())}});
@@ -76,6 +102,26 @@ grpc::ServerUnaryReactor* ManagementService::Unary(
     log::Error("call failed", {{"error", status.ToString()}});
   }
   reactor->Finish(rpc::ToGrpcStatus(status));
+}
+
+grpc::ServerUnaryReactor* ManagementService::Unary(
+    grpc::CallbackServerContext* ctx,
+    std::function<absl::Status(const Caller&)> fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) {
+    FinishUnary(ctx, reactor, caller.status());
+    return reactor;
+  }
+  // The catalog call (on etcd: network round trips) runs on the worker
+  // pool, never on this callback thread. `fn` captures the request and
+  // response pointers, which live until Finish.
+  const std::string key = PoolKey(*caller, ctx);
+  if (!Offload(key, [this, ctx, reactor, c = *caller, fn = std::move(fn)] {
+        FinishUnary(ctx, reactor, fn(c));
+      })) {
+    FinishUnary(ctx, reactor, Busy());
+  }
   return reactor;
 }
 
@@ -84,7 +130,7 @@ grpc::ServerUnaryReactor* ManagementService::Unary(
 grpc::ServerUnaryReactor* ManagementService::CreateTenant(
     grpc::CallbackServerContext* ctx, const v1::CreateTenantRequest* req,
     v1::Tenant* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     absl::Status s = Assign(catalog_->CreateTenant(c, req->name()), resp);
     if (s.ok()) log::Info("tenant created", {{"tenant", resp->name()}});
     return s;
@@ -94,7 +140,7 @@ grpc::ServerUnaryReactor* ManagementService::CreateTenant(
 grpc::ServerUnaryReactor* ManagementService::ListTenants(
     grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest* req,
     v1::ListTenantsResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListTenants(c, *req), resp);
   });
 }
@@ -102,7 +148,7 @@ grpc::ServerUnaryReactor* ManagementService::ListTenants(
 grpc::ServerUnaryReactor* ManagementService::GetTenant(
     grpc::CallbackServerContext* ctx, const v1::GetTenantRequest* req,
     v1::Tenant* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->GetTenant(c, req->tenant_id()), resp);
   });
 }
@@ -111,7 +157,7 @@ grpc::ServerUnaryReactor* ManagementService::IssueOperatorCredential(
     grpc::CallbackServerContext* ctx,
     const v1::IssueOperatorCredentialRequest* req,
     v1::OperatorCredential* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     // A tenant id, a name and a 65-byte key: anything near the server-wide
     // 8 MiB cap is an attack on the logs and the signer, not a request.
     if (absl::Status s =
@@ -134,7 +180,7 @@ grpc::ServerUnaryReactor* ManagementService::IssueOperatorCredential(
 grpc::ServerUnaryReactor* ManagementService::CreateProduct(
     grpc::CallbackServerContext* ctx, const v1::CreateProductRequest* req,
     v1::Product* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->CreateProduct(c, req->tenant_id(), req->name(),
                                           req->description()),
                   resp);
@@ -144,7 +190,7 @@ grpc::ServerUnaryReactor* ManagementService::CreateProduct(
 grpc::ServerUnaryReactor* ManagementService::ListProducts(
     grpc::CallbackServerContext* ctx, const v1::ListProductsRequest* req,
     v1::ListProductsResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListProducts(c, *req), resp);
   });
 }
@@ -152,7 +198,7 @@ grpc::ServerUnaryReactor* ManagementService::ListProducts(
 grpc::ServerUnaryReactor* ManagementService::GetProduct(
     grpc::CallbackServerContext* ctx, const v1::GetProductRequest* req,
     v1::Product* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->GetProduct(c, req->tenant_id(), req->product()),
                   resp);
   });
@@ -161,7 +207,7 @@ grpc::ServerUnaryReactor* ManagementService::GetProduct(
 grpc::ServerUnaryReactor* ManagementService::CreateDeviceGroup(
     grpc::CallbackServerContext* ctx, const v1::CreateDeviceGroupRequest* req,
     v1::DeviceGroup* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->CreateDeviceGroup(c, *req), resp);
   });
 }
@@ -169,7 +215,7 @@ grpc::ServerUnaryReactor* ManagementService::CreateDeviceGroup(
 grpc::ServerUnaryReactor* ManagementService::ListDeviceGroups(
     grpc::CallbackServerContext* ctx, const v1::ListDeviceGroupsRequest* req,
     v1::ListDeviceGroupsResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListDeviceGroups(c, *req), resp);
   });
 }
@@ -177,7 +223,7 @@ grpc::ServerUnaryReactor* ManagementService::ListDeviceGroups(
 grpc::ServerUnaryReactor* ManagementService::GetDeviceGroup(
     grpc::CallbackServerContext* ctx, const v1::GetDeviceGroupRequest* req,
     v1::DeviceGroup* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(
         catalog_->GetDeviceGroup(c, req->tenant_id(), req->device_group_id()),
         resp);
@@ -187,7 +233,7 @@ grpc::ServerUnaryReactor* ManagementService::GetDeviceGroup(
 grpc::ServerUnaryReactor* ManagementService::UpdateDeviceGroup(
     grpc::CallbackServerContext* ctx, const v1::UpdateDeviceGroupRequest* req,
     v1::DeviceGroup* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->UpdateDeviceGroup(c, *req), resp);
   });
 }
@@ -195,7 +241,7 @@ grpc::ServerUnaryReactor* ManagementService::UpdateDeviceGroup(
 grpc::ServerUnaryReactor* ManagementService::ClaimDevice(
     grpc::CallbackServerContext* ctx, const v1::ClaimDeviceRequest* req,
     v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ClaimDevice(c, req->tenant_id(), req->device_id()),
                   resp);
   });
@@ -204,7 +250,7 @@ grpc::ServerUnaryReactor* ManagementService::ClaimDevice(
 grpc::ServerUnaryReactor* ManagementService::ListDevices(
     grpc::CallbackServerContext* ctx, const v1::ListDevicesRequest* req,
     v1::ListDevicesResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListDevices(c, *req), resp);
   });
 }
@@ -212,7 +258,7 @@ grpc::ServerUnaryReactor* ManagementService::ListDevices(
 grpc::ServerUnaryReactor* ManagementService::GetDevice(
     grpc::CallbackServerContext* ctx, const v1::GetDeviceRequest* req,
     v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->GetDevice(c, req->tenant_id(), req->device_id()),
                   resp);
   });
@@ -221,7 +267,7 @@ grpc::ServerUnaryReactor* ManagementService::GetDevice(
 grpc::ServerUnaryReactor* ManagementService::AssignDevice(
     grpc::CallbackServerContext* ctx, const v1::AssignDeviceRequest* req,
     v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->AssignDevice(c, req->tenant_id(), req->device_id(),
                                          req->device_group_id()),
                   resp);
@@ -231,7 +277,7 @@ grpc::ServerUnaryReactor* ManagementService::AssignDevice(
 grpc::ServerUnaryReactor* ManagementService::RevokeDevice(
     grpc::CallbackServerContext* ctx, const v1::RevokeDeviceRequest* req,
     v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     absl::Status s =
         Assign(catalog_->RevokeDevice(c, req->tenant_id(), req->device_id(),
                                       req->reason()),
@@ -247,7 +293,7 @@ grpc::ServerUnaryReactor* ManagementService::RevokeDevice(
 grpc::ServerUnaryReactor* ManagementService::RequestDeviceTransfer(
     grpc::CallbackServerContext* ctx,
     const v1::RequestDeviceTransferRequest* req, v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(
         catalog_->RequestDeviceTransfer(c, req->tenant_id(), req->device_id(),
                                         req->to_tenant_id()),
@@ -258,7 +304,7 @@ grpc::ServerUnaryReactor* ManagementService::RequestDeviceTransfer(
 grpc::ServerUnaryReactor* ManagementService::AcceptDeviceTransfer(
     grpc::CallbackServerContext* ctx,
     const v1::AcceptDeviceTransferRequest* req, v1::Device* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(
         catalog_->AcceptDeviceTransfer(c, req->tenant_id(), req->device_id()),
         resp);
@@ -268,7 +314,7 @@ grpc::ServerUnaryReactor* ManagementService::AcceptDeviceTransfer(
 grpc::ServerUnaryReactor* ManagementService::GetCaCertificate(
     grpc::CallbackServerContext* ctx, const v1::GetCaCertificateRequest* req,
     v1::CaCertificate* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->GetCaCertificate(c, req->tenant_id()), resp);
   });
 }
@@ -321,7 +367,7 @@ absl::Status ManagementService::StoreImage(const Caller& c,
 grpc::ServerUnaryReactor* ManagementService::UploadImage(
     grpc::CallbackServerContext* ctx, const v1::UploadImageRequest* req,
     v1::Image* resp) {
-  return Unary(ctx, [&](const Caller& c) -> absl::Status {
+  return Unary(ctx, [=](const Caller& c) -> absl::Status {
     absl::StatusOr<std::string> tenant_id =
         UploadTenant(c, req->tenant_id(), req->package().size());
     if (!tenant_id.ok()) return tenant_id.status();
@@ -339,8 +385,8 @@ class ManagementService::UploadReactor
     : public grpc::ServerReadReactor<v1::UploadImageChunk> {
  public:
   UploadReactor(ManagementService* service, absl::StatusOr<Caller> caller,
-                v1::Image* response)
-      : service_(service), response_(response) {
+                std::string pool_key, v1::Image* response)
+      : service_(service), pool_key_(std::move(pool_key)), response_(response) {
     if (!caller.ok()) {
       End(caller.status());
       return;
@@ -349,7 +395,18 @@ class ManagementService::UploadReactor
     StartRead(&chunk_);
   }
 
+  // Each message is handled on the worker pool (tenant lookup, verify and
+  // record are catalog calls); one read is outstanding at a time.
   void OnReadDone(bool ok) override {
+    if (!service_->Offload(pool_key_, [this, ok] { Handle(ok); })) {
+      End(ManagementService::Busy());
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Handle(bool ok) {
     if (!ok) {  // client half-closed (or went away)
       if (!started_) {
         End(absl::InvalidArgumentError(
@@ -402,9 +459,6 @@ class ManagementService::UploadReactor
     StartRead(&chunk_);
   }
 
-  void OnDone() override { delete this; }
-
- private:
   void End(const absl::Status& status) {
     if (!status.ok() && !absl::IsInvalidArgument(status) &&
         !absl::IsResourceExhausted(status) && !absl::IsNotFound(status) &&
@@ -418,6 +472,7 @@ class ManagementService::UploadReactor
   }
 
   ManagementService* const service_;
+  const std::string pool_key_;
   v1::Image* const response_;
   Caller caller_;
   v1::UploadImageChunk chunk_;
@@ -430,13 +485,15 @@ class ManagementService::UploadReactor
 grpc::ServerReadReactor<v1::UploadImageChunk>*
 ManagementService::UploadImageStream(grpc::CallbackServerContext* ctx,
                                      v1::Image* resp) {
-  return new UploadReactor(this, Identify(ctx), resp);
+  absl::StatusOr<Caller> caller = Identify(ctx);
+  std::string key = caller.ok() ? PoolKey(*caller, ctx) : "";
+  return new UploadReactor(this, std::move(caller), std::move(key), resp);
 }
 
 grpc::ServerUnaryReactor* ManagementService::ListImages(
     grpc::CallbackServerContext* ctx, const v1::ListImagesRequest* req,
     v1::ListImagesResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListImages(c, *req), resp);
   });
 }
@@ -444,7 +501,7 @@ grpc::ServerUnaryReactor* ManagementService::ListImages(
 grpc::ServerUnaryReactor* ManagementService::CreateDeployment(
     grpc::CallbackServerContext* ctx, const v1::CreateDeploymentRequest* req,
     v1::Deployment* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->CreateDeployment(c, *req), resp);
   });
 }
@@ -452,7 +509,7 @@ grpc::ServerUnaryReactor* ManagementService::CreateDeployment(
 grpc::ServerUnaryReactor* ManagementService::ListDeployments(
     grpc::CallbackServerContext* ctx, const v1::ListDeploymentsRequest* req,
     v1::ListDeploymentsResponse* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ListDeployments(c, *req), resp);
   });
 }
@@ -460,7 +517,7 @@ grpc::ServerUnaryReactor* ManagementService::ListDeployments(
 grpc::ServerUnaryReactor* ManagementService::ReleaseOs(
     grpc::CallbackServerContext* ctx, const v1::ReleaseOsRequest* req,
     v1::OsRelease* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->ReleaseOs(c, *req), resp);
   });
 }
@@ -468,7 +525,7 @@ grpc::ServerUnaryReactor* ManagementService::ReleaseOs(
 grpc::ServerUnaryReactor* ManagementService::GetCatalogRevision(
     grpc::CallbackServerContext* ctx, const v1::GetCatalogRevisionRequest*,
     v1::CatalogRevision* resp) {
-  return Unary(ctx, [&](const Caller&) -> absl::Status {
+  return Unary(ctx, [=](const Caller&) -> absl::Status {
     resp->set_revision(catalog_->revision());
     resp->set_compacted_revision(catalog_->compacted_revision());
     return absl::OkStatus();
@@ -478,7 +535,7 @@ grpc::ServerUnaryReactor* ManagementService::GetCatalogRevision(
 grpc::ServerUnaryReactor* ManagementService::GetShardMap(
     grpc::CallbackServerContext* ctx, const v1::GetShardMapRequest*,
     v1::ShardMap* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return Assign(catalog_->GetShardMap(c), resp);
   });
 }
@@ -486,7 +543,7 @@ grpc::ServerUnaryReactor* ManagementService::GetShardMap(
 grpc::ServerUnaryReactor* ManagementService::RegisterShard(
     grpc::CallbackServerContext* ctx, const v1::RegisterShardRequest* req,
     v1::ShardMap* resp) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     absl::Status s = Assign(catalog_->RegisterShard(c, req->shard()), resp);
     if (s.ok()) {
       log::Debug("shard registered", {{"shard", req->shard().id()},
@@ -506,9 +563,13 @@ grpc::ServerUnaryReactor* ManagementService::RegisterShard(
 class ManagementService::ImportReactor
     : public grpc::ServerReadReactor<v1::ImportDevicesRequest> {
  public:
-  ImportReactor(Catalog* catalog, absl::StatusOr<Caller> caller,
+  ImportReactor(ManagementService* service, Catalog* catalog,
+                absl::StatusOr<Caller> caller, std::string pool_key,
                 v1::ImportDevicesResponse* response)
-      : catalog_(catalog), response_(response) {
+      : service_(service),
+        catalog_(catalog),
+        pool_key_(std::move(pool_key)),
+        response_(response) {
     if (!caller.ok()) {
       Finish(rpc::ToGrpcStatus(caller.status()));
       return;
@@ -526,6 +587,21 @@ class ManagementService::ImportReactor
       Finish(grpc::Status::OK);
       return;
     }
+    // The batch (one catalog transaction) is imported on the worker pool.
+    if (!service_->Offload(pool_key_, [this] { ImportBatch(); })) {
+      Finish(rpc::ToGrpcStatus(absl::Status(
+          absl::StatusCode::kResourceExhausted,
+          absl::StrFormat("%s (earlier messages of this stream imported %d "
+                          "devices and are kept; re-running is safe)",
+                          ManagementService::Busy().message(),
+                          response_->imported()))));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void ImportBatch() {
     std::vector<v1::FactoryDevice> devices(
         std::make_move_iterator(request_.mutable_devices()->begin()),
         std::make_move_iterator(request_.mutable_devices()->end()));
@@ -544,10 +620,9 @@ class ManagementService::ImportReactor
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
-
- private:
+  ManagementService* const service_;
   Catalog* const catalog_;
+  const std::string pool_key_;
   v1::ImportDevicesResponse* const response_;
   Caller caller_;
   v1::ImportDevicesRequest request_;
@@ -556,7 +631,10 @@ class ManagementService::ImportReactor
 grpc::ServerReadReactor<v1::ImportDevicesRequest>*
 ManagementService::ImportDevices(grpc::CallbackServerContext* ctx,
                                  v1::ImportDevicesResponse* resp) {
-  return new ImportReactor(catalog_, Identify(ctx), resp);
+  absl::StatusOr<Caller> caller = Identify(ctx);
+  std::string key = caller.ok() ? PoolKey(*caller, ctx) : "";
+  return new ImportReactor(this, catalog_, std::move(caller), std::move(key),
+                           resp);
 }
 
 // ---- Watch: server streaming with flow control -----------------------------
@@ -574,8 +652,12 @@ ManagementService::ImportDevices(grpc::CallbackServerContext* ctx,
 class ManagementService::WatchReactor
     : public grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
-  WatchReactor(Catalog* catalog, size_t limit, size_t page_size)
-      : catalog_(catalog), limit_(limit), page_size_(page_size) {}
+  WatchReactor(ManagementService* service, Catalog* catalog, size_t limit,
+               size_t page_size)
+      : service_(service),
+        catalog_(catalog),
+        limit_(limit),
+        page_size_(page_size) {}
 
   void Start(absl::StatusOr<Caller> caller, int64_t start_revision) {
     if (!caller.ok()) {
@@ -592,7 +674,27 @@ class ManagementService::WatchReactor
       return;
     }
     stream_ = *std::move(stream);
+    {
+      absl::MutexLock lock(&mu_);
+      started_ = true;
+    }
     Pump();
+  }
+
+  // Progress writes a progress notification when the stream is live and
+  // idle (nothing being written or pulled); otherwise events are flowing
+  // and say as much. Called by the service's progress ticker.
+  void Progress() {
+    absl::MutexLock lock(&mu_);
+    if (!started_ || finished_ || cancelled_ || pumping_ || !page_.empty()) {
+      return;
+    }
+    pumping_ = true;  // released by Fill after the write, as for events
+    v1::WatchEvent e;
+    e.set_revision(last_revision_);
+    e.set_progress(true);
+    page_.push_back(std::move(e));
+    StartWrite(&page_.front());
   }
 
   void OnWriteDone(bool ok) override {
@@ -627,6 +729,7 @@ class ManagementService::WatchReactor
   }
 
   void OnDone() override {
+    service_->RemoveWatcher(this);  // no progress tick reaches it after this
     stream_.reset();  // no wakeup can reach this object afterwards
     delete this;
   }
@@ -695,6 +798,7 @@ class ManagementService::WatchReactor
           return;
         }
       }
+      last_revision_ = events.back().revision();
       page_.assign(std::make_move_iterator(events.begin()),
                    std::make_move_iterator(events.end()));
       StartWrite(&page_.front());
@@ -713,6 +817,7 @@ class ManagementService::WatchReactor
     Finish(status);
   }
 
+  ManagementService* const service_;
   Catalog* const catalog_;
   const size_t limit_;
   const size_t page_size_;
@@ -725,24 +830,67 @@ class ManagementService::WatchReactor
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // the stream is open
+  // Revision of the last event handed to this stream (progress carries it).
+  int64_t last_revision_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 grpc::ServerWriteReactor<v1::WatchEvent>* ManagementService::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
-  auto* reactor = new WatchReactor(catalog_, options_.watch_queue_limit,
+  auto* reactor = new WatchReactor(this, catalog_, options_.watch_queue_limit,
                                    options_.watch_page_size);
+  {
+    // Registered before Start: OnDone (which unregisters) may run as soon
+    // as Start finishes the call.
+    absl::MutexLock lock(&watchers_mu_);
+    watchers_.insert(reactor);
+  }
   reactor->Start(Identify(ctx), req->start_revision());
   return reactor;
+}
+
+void ManagementService::RemoveWatcher(WatchReactor* reactor) {
+  absl::MutexLock lock(&watchers_mu_);
+  watchers_.erase(reactor);
+}
+
+void ManagementService::RunProgressTicker() {
+  while (true) {
+    {
+      absl::MutexLock lock(&watchers_mu_);
+      watchers_mu_.AwaitWithTimeout(absl::Condition(&ticker_stopping_),
+                                    options_.watch_progress_interval);
+      if (ticker_stopping_) return;
+    }
+    // Progress claims management can still reach its catalog backend: on
+    // etcd, a quorum read; a failed probe sends nothing, so followers see
+    // the catalog go stale instead of being told it is current.
+    if (options_.catalog_probe) {
+      if (absl::Status s = options_.catalog_probe(); !s.ok()) {
+        log::Warning("catalog backend unreachable; no watch progress sent",
+                     {{"error", std::string(s.message()).substr(0, 256)}});
+        continue;
+      }
+    }
+    absl::MutexLock lock(&watchers_mu_);
+    for (WatchReactor* w : watchers_) w->Progress();
+  }
+}
+
+ManagementService::~ManagementService() {
+  {
+    absl::MutexLock lock(&watchers_mu_);
+    ticker_stopping_ = true;
+  }
+  if (progress_ticker_.joinable()) progress_ticker_.join();
 }
 
 absl::Status ManagementService::LimitExpensiveCall(const Caller& caller,
                                                   absl::string_view what,
                                                   double cost) const {
   if (options_.expensive_call_limiter == nullptr) return absl::OkStatus();
-  std::string key = caller.is_tenant()     ? "tenant:" + caller.tenant_id
-                    : caller.is_internal() ? std::string("internal")
-                                           : std::string("platform-operator");
-  return options_.expensive_call_limiter->Acquire(key, what, cost);
+  return options_.expensive_call_limiter->Acquire(PoolKey(caller, nullptr),
+                                                  what, cost);
 }
 
 // ---- Deletes --------------------------------------------------------------
@@ -750,7 +898,7 @@ absl::Status ManagementService::LimitExpensiveCall(const Caller& caller,
 grpc::ServerUnaryReactor* ManagementService::DeleteProduct(
     grpc::CallbackServerContext* ctx, const v1::DeleteProductRequest* req,
     v1::DeleteResponse*) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return catalog_->DeleteProduct(c, req->tenant_id(), req->product());
   });
 }
@@ -758,7 +906,7 @@ grpc::ServerUnaryReactor* ManagementService::DeleteProduct(
 grpc::ServerUnaryReactor* ManagementService::DeleteDeviceGroup(
     grpc::CallbackServerContext* ctx, const v1::DeleteDeviceGroupRequest* req,
     v1::DeleteResponse*) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return catalog_->DeleteDeviceGroup(c, req->tenant_id(),
                                        req->device_group_id());
   });
@@ -767,7 +915,7 @@ grpc::ServerUnaryReactor* ManagementService::DeleteDeviceGroup(
 grpc::ServerUnaryReactor* ManagementService::DeleteDeployment(
     grpc::CallbackServerContext* ctx, const v1::DeleteDeploymentRequest* req,
     v1::DeleteResponse*) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return catalog_->DeleteDeployment(c, req->tenant_id(),
                                       req->deployment_id());
   });
@@ -776,7 +924,7 @@ grpc::ServerUnaryReactor* ManagementService::DeleteDeployment(
 grpc::ServerUnaryReactor* ManagementService::DeleteImage(
     grpc::CallbackServerContext* ctx, const v1::DeleteImageRequest* req,
     v1::DeleteResponse*) {
-  return Unary(ctx, [&](const Caller& c) {
+  return Unary(ctx, [=](const Caller& c) {
     return catalog_->DeleteImage(c, req->tenant_id(), req->image_id());
   });
 }

@@ -17,9 +17,13 @@
 // that falls further behind is finished with RESOURCE_EXHAUSTED (it resumes
 // from its last revision + 1) instead of buffering without bound.
 //
-// Handlers run Catalog calls (store reads/writes) on the gRPC callback
-// thread; the management plane is low-rate, so this is a deliberate
-// simplicity trade-off.
+// Handlers never call the Catalog on a gRPC callback thread (on etcd each
+// call is network round trips): the callback thread identifies the caller
+// and hands the call to `options.workers`, one bounded WorkerPool shared by
+// every handler (unary calls, each ImportDevices / UploadImageStream
+// message). A full queue, or a caller that already holds its share of it
+// (keyed by tenant, platform operator, or shard connection), is answered
+// RESOURCE_EXHAUSTED at once. Without a pool (unit tests) calls run inline.
 //
 // Thread-safety: the service is safe for concurrent calls.
 #ifndef SPHERE_SECURITYSVC_MANAGEMENT_MANAGEMENT_SERVICE_H_
@@ -30,9 +34,14 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/util/rate_limiter.h"
+#include "common/util/worker_pool.h"
 #include "protos/management.grpc.pb.h"
 #include "securitysvc/management/catalog.h"
 
@@ -60,6 +69,19 @@ struct ManagementServiceOptions {
   // on_shard_registered runs after each successful RegisterShard (a shard's
   // heartbeat): it renews the shard's lease (shard_leases.h). Optional.
   std::function<void(const std::string& shard_id)> on_shard_registered;
+  // Where handlers run their catalog calls (see the class comment). Null:
+  // inline on the callback thread (tests). Not owned; must outlive the
+  // service and be stopped only after the server stopped.
+  WorkerPool* workers = nullptr;
+  // Idle Watch streams get a progress notification (WatchEvent.progress)
+  // every interval, so shards can bound their catalog lag
+  // (--max_catalog_staleness) without mistaking an idle catalog for a lost
+  // one. Zero: none.
+  absl::Duration watch_progress_interval = absl::Seconds(5);
+  // catalog_probe: checked before each round of progress notifications (on
+  // etcd: a quorum read); an error sends none. Unset: always current (the
+  // embedded log is in this process).
+  std::function<absl::Status()> catalog_probe;
 };
 
 // IdentifyCaller maps a verified peer certificate to a Caller.
@@ -69,6 +91,8 @@ absl::StatusOr<Caller> IdentifyCaller(const crypto::ParsedCertificate& cert,
 class ManagementService final : public v1::ManagementService::CallbackService {
  public:
   ManagementService(Catalog* catalog, ManagementServiceOptions options);
+  // Stops the progress ticker. Destroy after the server stopped.
+  ~ManagementService() override;
 
   grpc::ServerUnaryReactor* CreateTenant(grpc::CallbackServerContext* ctx,
                                          const v1::CreateTenantRequest* req,
@@ -190,18 +214,41 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   absl::StatusOr<std::string> UploadTenant(const Caller& caller,
                                            absl::string_view tenant,
                                            uint64_t total_size);
-  // Unary runs `fn(caller)` and finishes the call with its status.
+  // Unary identifies the caller, runs `fn(caller)` on the worker pool and
+  // finishes the call with its status (RESOURCE_EXHAUSTED when the pool
+  // refuses it). `fn` must capture by value: it runs after the handler
+  // returned.
   grpc::ServerUnaryReactor* Unary(
       grpc::CallbackServerContext* ctx,
-      const std::function<absl::Status(const Caller&)>& fn);
+      std::function<absl::Status(const Caller&)> fn);
+  void FinishUnary(grpc::CallbackServerContext* ctx,
+                   grpc::ServerUnaryReactor* reactor,
+                   const absl::Status& status);
+  // Offload runs `task` on the worker pool under `key` (inline without a
+  // pool); false when the pool refused it.
+  bool Offload(const std::string& key, std::function<void()> task);
+  // PoolKey: the caller's fairness key (tenant, platform operator, or the
+  // shard's connection when `ctx` is given).
+  static std::string PoolKey(const Caller& caller,
+                             grpc::CallbackServerContext* ctx);
+  // Busy: the RESOURCE_EXHAUSTED answer when the pool refuses a call.
+  static absl::Status Busy();
 
   // LimitExpensiveCall charges `cost` tokens to the caller's bucket
   // (RESOURCE_EXHAUSTED with the retry delay when it is empty).
   absl::Status LimitExpensiveCall(const Caller& caller, absl::string_view what,
                                   double cost) const;
 
+  void RemoveWatcher(WatchReactor* reactor);
+  void RunProgressTicker();
+
   Catalog* const catalog_;
   const ManagementServiceOptions options_;
+  // Live Watch reactors, for progress notifications.
+  absl::Mutex watchers_mu_;
+  absl::flat_hash_set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  bool ticker_stopping_ ABSL_GUARDED_BY(watchers_mu_) = false;
+  std::thread progress_ticker_;
 };
 
 }  // namespace sphere::management

@@ -5,12 +5,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "cli/image_upload.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -36,6 +38,12 @@ class ManagementServiceTest : public ::testing::Test {
   void SetUp() override { StartServer(65536); }
   void TearDown() override {
     if (runner_) runner_->Shutdown(absl::Seconds(1));
+    if (pool_) pool_->Stop();
+  }
+
+  // Every handler runs its catalog call on this pool (as in production).
+  virtual WorkerPool::Options PoolOptions() const {
+    return {.threads = 2, .max_queue = 64, .max_per_key = 16};
   }
 
   void StartServer(size_t watch_queue_limit, size_t watch_page_size = 256) {
@@ -62,6 +70,11 @@ class ManagementServiceTest : public ::testing::Test {
                     .ok());
 
     ManagementServiceOptions service_options;
+    pool_ = std::make_unique<WorkerPool>(PoolOptions());
+    service_options.workers = pool_.get();
+    // Tests read watch streams event by event: progress notifications are
+    // off here and tested on their own (WatchProgress* below).
+    service_options.watch_progress_interval = absl::ZeroDuration();
     service_options.root_subject_line =
         crypto::ParseCertificate(root_pem_)->subject_line;
     service_options.watch_queue_limit = watch_queue_limit;
@@ -177,6 +190,7 @@ class ManagementServiceTest : public ::testing::Test {
   std::string root_pem_;
   std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<ManagementService> service_;
   std::unique_ptr<rpc::ServerRunner> runner_;
   v1::Tenant contoso_, fabrikam_;
@@ -885,6 +899,162 @@ TEST_F(ManagementServiceTest, Fault_OversizedStoredEventEndsWatchWithClearError)
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(),
               HasSubstr(absl::StrCat("revision ", next, " is")));
+}
+
+}  // namespace
+}  // namespace sphere::management
+
+namespace sphere::management {
+namespace {
+
+// A pool of one thread, two queue slots and one slot per caller, so tests
+// can fill it exactly: management answers RESOURCE_EXHAUSTED at once, from
+// the callback thread, and nothing changes.
+class BusyManagementTest : public ManagementServiceTest {
+ protected:
+  WorkerPool::Options PoolOptions() const override {
+    return {.threads = 1, .max_queue = 2, .max_per_key = 1};
+  }
+  // Occupy blocks the pool's only thread until Release.
+  void Occupy() {
+    ASSERT_TRUE(pool_->Post([this] {
+      started_.Notify();
+      release_.WaitForNotification();
+    }));
+    started_.WaitForNotification();
+  }
+  void Release() {
+    if (!release_.HasBeenNotified()) release_.Notify();
+  }
+  void TearDown() override {
+    Release();
+    ManagementServiceTest::TearDown();
+  }
+  grpc::Status CreateProduct(const Credential& who, const std::string& tenant,
+                             const std::string& name) {
+    auto stub = Client(who);
+    v1::CreateProductRequest req;
+    req.set_tenant_id(tenant);
+    req.set_name(name);
+    v1::Product product;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    return stub->CreateProduct(&ctx, req, &product);
+  }
+  absl::Notification started_, release_;
+};
+
+TEST_F(BusyManagementTest, Attack_FullWorkerQueueIsRefusedAndChangesNothing) {
+  Occupy();
+  absl::Notification drained;
+  ASSERT_TRUE(pool_->Post([] {}));
+  ASSERT_TRUE(pool_->Post([&] { drained.Notify(); }));  // queue (2) is full
+  const std::string before = Dump();
+  grpc::Status refused =
+      CreateProduct(Operator(contoso_.id()), contoso_.id(), "DW200");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("management is busy"));
+  EXPECT_EQ(Dump(), before);
+  Release();
+  // Once the queue drained (its last task started), the same call succeeds.
+  drained.WaitForNotification();
+  grpc::Status ok =
+      CreateProduct(Operator(contoso_.id()), contoso_.id(), "DW200");
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+}
+
+TEST_F(BusyManagementTest, Attack_OneTenantCannotFillTheWorkerQueue) {
+  Occupy();
+  // Contoso already holds its one slot (a call queued behind the busy
+  // worker); its next call is refused while Fabrikam's is admitted.
+  ASSERT_TRUE(pool_->TrySubmit("tenant:" + contoso_.id(), [] {}));
+  const std::string before = Dump();
+  grpc::Status refused =
+      CreateProduct(Operator(contoso_.id()), contoso_.id(), "DW200");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(), HasSubstr("share"));
+  EXPECT_EQ(Dump(), before);
+  grpc::Status fabrikam;
+  std::thread t([&] {
+    fabrikam = CreateProduct(Operator(fabrikam_.id()), fabrikam_.id(), "F1");
+  });
+  // Fabrikam's call is queued behind the busy worker (the queue has room
+  // and Fabrikam holds no slot); it completes once the worker is released.
+  Release();
+  t.join();
+  EXPECT_TRUE(fabrikam.ok()) << fabrikam.error_message();
+  EXPECT_TRUE(catalog_
+                  ->GetProduct(Caller::TenantOperator(fabrikam_.id()),
+                               fabrikam_.id(), "F1")
+                  .ok());
+}
+
+}  // namespace
+}  // namespace sphere::management
+
+namespace sphere::management {
+namespace {
+
+// An idle watch gets progress notifications (no change, the stream's last
+// revision), but only while the catalog probe succeeds: a management that
+// lost its backend must not tell shards their catalog is current.
+TEST_F(ManagementServiceTest, WatchProgressOnlyWhileTheCatalogProbeSucceeds) {
+  std::atomic<int> probes{0};
+  ManagementServiceOptions options;
+  options.root_subject_line = crypto::ParseCertificate(root_pem_)->subject_line;
+  options.watch_progress_interval = absl::Milliseconds(20);
+  options.catalog_probe = [&]() -> absl::Status {
+    // The first three rounds fail (backend unreachable).
+    if (++probes <= 3) return absl::UnavailableError("etcd unreachable");
+    return absl::OkStatus();
+  };
+  ManagementService progress_service(catalog_.get(), options);
+  Credential server = Issue(root_key_, root_pem_, "server", {},
+                            crypto::KeyUsage::kServerAuth);
+  rpc::ServerOptions server_options;
+  server_options.address = "127.0.0.1:0";
+  server_options.tls = {server.cert_pem, server.key_pem, root_pem_};
+  rpc::ServerRunner runner(server_options);
+  runner.AddService(&progress_service);
+  ASSERT_TRUE(runner.Start().ok());
+  Credential shard = Scoped("shard");
+  auto stub = v1::ManagementService::NewStub(rpc::NewChannel(
+      runner.address(), {shard.cert_pem, shard.key_pem, root_pem_}));
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    v1::WatchRequest req;
+    req.set_start_revision(0);
+    auto reader = stub->Watch(&ctx, req);
+    v1::WatchEvent e;
+    // The snapshot, then (idle) progress notifications.
+    do {
+      ASSERT_TRUE(reader->Read(&e));
+      EXPECT_FALSE(e.progress()) << "progress inside a snapshot";
+    } while (!e.snapshot_end());
+    const int64_t snapshot_revision = e.revision();
+    ASSERT_TRUE(reader->Read(&e));
+    EXPECT_TRUE(e.progress()) << e.ShortDebugString();
+    EXPECT_EQ(e.change_case(), v1::WatchEvent::CHANGE_NOT_SET);
+    EXPECT_EQ(e.revision(), snapshot_revision);
+    EXPECT_GT(probes.load(), 3) << "progress sent while the probe failed";
+    // A live event still arrives, and progress after it carries its revision.
+    auto product = catalog_->CreateProduct(
+        Caller::TenantOperator(contoso_.id()), "", "DW300", "");
+    ASSERT_TRUE(product.ok());
+    do {
+      ASSERT_TRUE(reader->Read(&e));
+    } while (e.progress());
+    EXPECT_EQ(e.product().id(), product->id());
+    const int64_t live_revision = e.revision();
+    ASSERT_TRUE(reader->Read(&e));
+    EXPECT_TRUE(e.progress());
+    EXPECT_EQ(e.revision(), live_revision);
+    ctx.TryCancel();
+  }
+  runner.Shutdown(absl::Seconds(1));
 }
 
 }  // namespace

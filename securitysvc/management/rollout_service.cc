@@ -16,7 +16,7 @@ RolloutService::RolloutService(RolloutManager* manager,
                                size_t max_queued)
     : manager_(manager),
       root_subject_line_(std::move(root_subject_line)),
-      worker_(max_queued) {}
+      worker_(1, max_queued, 0) {}
 
 RolloutService::~RolloutService() { worker_.Stop(); }
 

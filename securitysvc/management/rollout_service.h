@@ -23,7 +23,7 @@
 #include "protos/update.grpc.pb.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/rollout_manager.h"
-#include "securitysvc/update/worker.h"
+#include "common/util/worker_pool.h"
 
 namespace sphere::management {
 
@@ -57,7 +57,7 @@ class RolloutService final
 
   RolloutManager* const manager_;
   const std::string root_subject_line_;
-  update::UpdateWorker worker_;
+  WorkerPool worker_;
 };
 
 // ShardDeploymentCounts: the counts of every shard in the catalog's shard

@@ -141,6 +141,10 @@ absl::Status ShardServer::Start() {
     follower_ = std::make_unique<catalog::CatalogFollower>(
         management_channel_, catalog_,
         [this](const v1::ShardMap& map) { router_->Update(map); });
+    if (own_catalog_ != nullptr) {
+      own_catalog_->SetStalenessLimit(options_.clock,
+                                      options_.max_catalog_staleness);
+    }
     context_.management = management_.get();
     context_.wait_for_revision = [this](int64_t revision, absl::Duration d) {
       return follower_->WaitForRevision(revision, d);
@@ -215,6 +219,16 @@ absl::Status ShardServer::Start() {
               st.ok() ? std::max<int64_t>(0, head.revision() - applied) : -1;
           return std::vector<metrics::Sample>{
               {{{"follower", options_.shard_id}}, lag}};
+        }));
+    catalog_gauges_.push_back(metrics::RegisterGaugeCallback(
+        "sphere_catalog_staleness_seconds",
+        "Seconds since this shard last heard from its catalog source (an "
+        "event or a progress notification); above --max_catalog_staleness "
+        "it refuses attestation",
+        [this] {
+          return std::vector<metrics::Sample>{
+              {{{"follower", options_.shard_id}},
+               absl::ToDoubleSeconds(catalog_->staleness())}};
         }));
     catalog_gauges_.push_back(metrics::RegisterGaugeCallback(
         "sphere_catalog_applied_revision",

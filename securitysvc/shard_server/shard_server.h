@@ -67,6 +67,13 @@ struct ShardServerOptions {
   rpc::TlsFiles management_tls;  // the shard credential
   absl::Duration heartbeat_interval = absl::Seconds(5);
   absl::Duration sync_timeout = absl::Seconds(30);
+  // Bounded catalog lag (issue 15): when the catalog watch delivered
+  // nothing (no event, no progress notification; management sends one every
+  // few seconds on an idle stream) for this long on `clock`, attestation
+  // answers UNAVAILABLE ("catalog stale ...") instead of issuing
+  // certificates on stale catalog data; it resumes when the watch is back.
+  // Zero: no bound. Followed catalogs only (not `catalog` below).
+  absl::Duration max_catalog_staleness = absl::Seconds(30);
   // A catalog filled by the caller (standalone only); null = the server's
   // own InMemoryCatalog, followed from management.
   catalog::InMemoryCatalog* catalog = nullptr;

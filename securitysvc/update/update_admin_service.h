@@ -23,7 +23,7 @@
 #include "securitysvc/catalog/catalog_view.h"
 #include "securitysvc/update/stage_membership.h"
 #include "securitysvc/update/update_results.h"
-#include "securitysvc/update/worker.h"
+#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 
@@ -40,7 +40,7 @@ class UpdateAdminServiceImpl final
     const UpdateResults* results = nullptr;
     const catalog::CatalogView* catalog = nullptr;
     StageMembership* membership = nullptr;
-    UpdateWorker* worker = nullptr;
+    WorkerPool* worker = nullptr;
     std::string root_subject_line;
   };
   explicit UpdateAdminServiceImpl(Deps deps) : d_(std::move(deps)) {}

@@ -29,7 +29,7 @@ absl::Status UpdatePlugin::Init(shard::ShardContext& context) {
   if (auto s = results_->Load(); !s.ok()) return s;
   report_limiter_ =
       std::make_unique<RateLimiter>(context.clock, options_.report_rate);
-  worker_ = std::make_unique<UpdateWorker>(options_.max_queued);
+  worker_ = std::make_unique<WorkerPool>(1, options_.max_queued, 0);
   UpdateServiceImpl::Deps d;
   d.catalog = context.catalog;
   d.calls = context.device_calls;

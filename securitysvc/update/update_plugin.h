@@ -29,7 +29,7 @@
 #include "securitysvc/update/package_cache.h"
 #include "securitysvc/update/update_results.h"
 #include "securitysvc/update/update_service.h"
-#include "securitysvc/update/worker.h"
+#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 
@@ -95,7 +95,7 @@ class UpdatePlugin final : public shard::ShardPlugin {
   std::unique_ptr<RateLimiter> report_limiter_;
   std::unique_ptr<StageMembership> membership_;
   const Clock* clock_ = nullptr;
-  std::unique_ptr<UpdateWorker> worker_;
+  std::unique_ptr<WorkerPool> worker_;
   std::unique_ptr<UpdateServiceImpl> service_;
   std::unique_ptr<UpdateAdminServiceImpl> admin_service_;
 };

@@ -33,7 +33,7 @@
 #include "securitysvc/update/group_metadata.h"
 #include "securitysvc/update/package_cache.h"
 #include "securitysvc/update/update_results.h"
-#include "securitysvc/update/worker.h"
+#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 
@@ -50,7 +50,7 @@ class UpdateServiceImpl final : public v1::UpdateService::CallbackService {
     GroupMetadataCache* metadata = nullptr;
     PackageCache* packages = nullptr;
     UpdateResults* results = nullptr;
-    UpdateWorker* worker = nullptr;
+    WorkerPool* worker = nullptr;
     RateLimiter* report_limiter = nullptr;
     const Clock* clock = nullptr;
   };
