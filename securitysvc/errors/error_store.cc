@@ -360,23 +360,12 @@ v1::ErrorReport ToReport(const std::string& device_id,
 
 struct ErrorStore::Job {
   std::string device, tenant;
-  // The caller's request, or `copy` once the job leaves the caller's thread.
+  // The caller's request: valid until `done` runs (Ingest's contract), so
+  // the worker reads it without a copy.
   const v1::UploadErrorsRequest* request = nullptr;
-  std::unique_ptr<v1::UploadErrorsRequest> copy;
   std::vector<const v1::ErrorEvent*> events;  // sorted by sequence
   uint64_t first = 0, last = 0;
   IngestDone done;
-
-  void Detach() {  // before the job leaves the calling thread
-    copy = std::make_unique<v1::UploadErrorsRequest>(*request);
-    request = copy.get();
-    events.clear();
-    for (const v1::ErrorEvent& e : request->events()) events.push_back(&e);
-    std::sort(events.begin(), events.end(),
-              [](const v1::ErrorEvent* a, const v1::ErrorEvent* b) {
-                return a->sequence() < b->sequence();
-              });
-  }
 };
 
 ErrorStore::ErrorStore(store::Store* store, store::GroupCommitWriter* writer,
@@ -559,7 +548,6 @@ void ErrorStore::Ingest(const std::string& device_id,
   }
   // Slow path: off the calling (gRPC callback) thread.
   SlowPath()->Increment();
-  job->Detach();
   {
     absl::MutexLock lock(&worker_mu_);
     if (!stopping_ && work_.size() < options_.max_worker_queue) {

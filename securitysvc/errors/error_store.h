@@ -154,8 +154,8 @@ class ErrorStore {
   // durable, or with the refusal (INVALID_ARGUMENT, ABORTED for a concurrent
   // upload of the same events, RESOURCE_EXHAUSTED when the device is over
   // its quota or a queue is full, or the store's error). Never blocks and
-  // never reads the store on the calling thread. `request` is copied when
-  // needed after Ingest returns.
+  // never reads the store on the calling thread. `request` must stay valid
+  // until `done` runs (a gRPC reactor's request does); it is not copied.
   void Ingest(const std::string& device_id, const std::string& tenant_id,
               const v1::UploadErrorsRequest& request, IngestDone done);
 

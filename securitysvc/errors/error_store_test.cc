@@ -578,7 +578,9 @@ TEST_F(ErrorStoreTest, Attack_OneDeviceFloodsOthersStillAcknowledged) {
             std::string::npos)
       << a3->result.status();
   // ... while device B's batch is queued and will be acknowledged.
-  auto b1 = send(kDevB, Batch(1, 10));
+  const v1::UploadErrorsRequest b_first = Batch(1, 10);
+  const v1::UploadErrorsRequest b_second = Batch(11, 10);
+  auto b1 = send(kDevB, b_first);
   EXPECT_FALSE(b1->done.HasBeenNotified());
   gate->Open();
   for (auto* a : {a1.get(), a2.get(), b1.get()}) {
@@ -595,7 +597,7 @@ TEST_F(ErrorStoreTest, Attack_OneDeviceFloodsOthersStillAcknowledged) {
   EXPECT_EQ(a4->result.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(a4->result.status().message().find("events/s"), std::string::npos)
       << a4->result.status();
-  auto b2 = send(kDevB, Batch(11, 10));
+  auto b2 = send(kDevB, b_second);
   b2->done.WaitForNotification();
   ASSERT_TRUE(b2->result.ok()) << b2->result.status();
   // Nothing of the refused batches was stored: device A has exactly its two
