@@ -1,0 +1,111 @@
+// GatewayAuth: appsvc's own gateway path (DESIGN §5 pattern), so a load
+// generator (or an IoT gateway) can carry many devices' telemetry over a few
+// channels without one TLS connection per device and without Sphere's
+// shard session-token key, which Contoso must never hold.
+//
+//   1. Challenge(device_id): a one-time 32-byte nonce bound to that device
+//      (at most one outstanding per device, kNonceTtl, bounded table).
+//   2. Prove(device_id, nonce, chain_pem, signature): the device signs
+//      ProofMessage(device_id, nonce) with the key of its Sphere-issued
+//      device certificate and sends the chain (device cert + tenant CA).
+//      appsvc verifies the chain to the platform root (clientAuth EKU,
+//      validity), reads the claims (auth::FromCertificate), checks the
+//      signature with the certificate's key, and runs every relying-party
+//      check of DeviceRegistry::Authorize (tenant Contoso, product DW100,
+//      known, claimed, not revoked, ownership epoch, full scope: not
+//      update-only). The nonce is consumed by the attempt, whatever its
+//      outcome. On success it issues its own session token: a MAC with
+//      appsvc's own key over the device's claims, valid until the earlier
+//      of the certificate's expiry and token_ttl.
+//   3. Authenticate(token, device_id) for each later call: MAC and expiry,
+//      the token must name `device_id` (a token of another device is
+//      refused), and DeviceRegistry::Authorize again, so a revocation applies
+//      from the next call after the catalog event.
+//
+// Every input has a size limit checked before anything else. Errors:
+// InvalidArgument (oversized / malformed input), Unauthenticated (unknown,
+// expired or replayed nonce, chain not from the platform root, bad
+// signature, forged or expired token), PermissionDenied (registry refusal,
+// token of another device), ResourceExhausted (challenge table full of live
+// nonces: retry later).
+//
+// Not yet wired: no gRPC service or proto serves this path yet (see
+// docs/benchmarks.md, issue 14 telemetry); this is the core a
+// DeviceGateway adapter calls.
+//
+// Thread-safety: all methods are thread-safe; Prove does its crypto outside
+// the lock.
+#ifndef SPHERE_APPSVC_GATEWAY_AUTH_H_
+#define SPHERE_APPSVC_GATEWAY_AUTH_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "appsvc/device_registry.h"
+#include "common/util/clock.h"
+#include "securitysvc/auth/device_context.h"
+
+namespace contoso::appsvc {
+
+struct GatewayAuthOptions {
+  absl::Duration nonce_ttl = absl::Seconds(30);
+  absl::Duration token_ttl = absl::Hours(1);
+  size_t max_outstanding_nonces = 1 << 20;  // ~100 B each
+  size_t max_chain_bytes = 8 * 1024;        // device cert + tenant CA (PEM)
+  size_t max_signature_bytes = 80;          // DER ECDSA P-256 is <= 72
+  size_t max_token_bytes = 1024;
+};
+
+class GatewayAuth {
+ public:
+  static constexpr size_t kNonceBytes = 32;
+
+  // `mac_key`: appsvc's own 32-byte token key (never the shards').
+  // `platform_root_pem`: the Sphere platform root the chains must reach.
+  // `registry` and `clock` must outlive this object.
+  GatewayAuth(std::string mac_key, std::string platform_root_pem,
+              const DeviceRegistry* registry, sphere::Clock* clock,
+              GatewayAuthOptions options = {});
+
+  absl::StatusOr<std::string> Challenge(const std::string& device_id);
+  absl::StatusOr<std::string> Prove(const std::string& device_id,
+                                    const std::string& nonce,
+                                    const std::string& chain_pem,
+                                    const std::string& signature);
+  absl::StatusOr<sphere::auth::DeviceContext> Authenticate(
+      const std::string& token, const std::string& device_id) const;
+
+  // ProofMessage: the bytes a device signs ("contoso-gateway-proof-v1",
+  // device id, nonce), domain-separated from every Sphere signature.
+  static std::string ProofMessage(const std::string& device_id,
+                                  const std::string& nonce);
+
+  size_t outstanding_nonces() const;
+  uint64_t tokens_issued() const { return tokens_issued_.load(); }
+
+ private:
+  struct Pending {
+    std::string nonce;
+    absl::Time expires;
+  };
+  absl::Status ValidDeviceId(const std::string& device_id) const;
+  void SweepExpiredLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const sphere::auth::SessionTokens tokens_;
+  const std::string root_pem_;
+  const DeviceRegistry* const registry_;
+  sphere::Clock* const clock_;
+  const GatewayAuthOptions options_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> tokens_issued_{0};
+};
+
+}  // namespace contoso::appsvc
+
+#endif  // SPHERE_APPSVC_GATEWAY_AUTH_H_

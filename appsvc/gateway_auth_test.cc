@@ -1,0 +1,304 @@
+#include "appsvc/gateway_auth.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+
+namespace contoso::appsvc {
+namespace {
+
+namespace crypto = sphere::crypto;
+using sphere::v1::WatchEvent;
+
+WatchEvent Snap(int64_t rev) {
+  WatchEvent e;
+  e.set_revision(rev);
+  e.set_snapshot(true);
+  return e;
+}
+
+// A device of the test PKI: its key, id and chain (device cert + tenant CA).
+struct TestDevice {
+  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
+  std::string id;
+  std::string chain;
+};
+
+class GatewayAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_pem_ = Ca("Sphere platform root", root_key_, root_key_, "");
+    tenant_pem_ = Ca("Contoso tenant CA", tenant_key_, root_key_, root_pem_);
+    WatchEvent t = Snap(5);
+    t.mutable_tenant()->set_id("t-contoso");
+    t.mutable_tenant()->set_name("Contoso");
+    reg_.Apply(t);
+    WatchEvent p = Snap(5);
+    p.mutable_product()->set_id("p-dw100");
+    p.mutable_product()->set_tenant_id("t-contoso");
+    p.mutable_product()->set_name("DW100");
+    reg_.Apply(p);
+    WatchEvent end = Snap(5);
+    end.set_snapshot_end(true);
+    reg_.Apply(end);
+    ASSERT_TRUE(reg_.synced());
+    a_ = Device("full");  // live events after the snapshot
+    b_ = Device("full");
+  }
+
+  std::string Ca(const std::string& cn, const crypto::EcPrivateKey& key,
+                 const crypto::EcPrivateKey& issuer,
+                 const std::string& issuer_pem) {
+    crypto::CertificateSpec s;
+    s.common_name = cn;
+    s.subject_public_key = key.PublicKey();
+    s.not_before = clock_.Now() - absl::Hours(1);
+    s.not_after = clock_.Now() + absl::Hours(24 * 365);
+    s.usage = crypto::KeyUsage::kCa;
+    auto pem = crypto::IssueCertificate(s, issuer, issuer_pem);
+    EXPECT_TRUE(pem.ok()) << pem.status();
+    return *pem;
+  }
+
+  // Device: a claimed Contoso/DW100 device in the registry with a 24 h
+  // device certificate of `scope` from the tenant CA.
+  TestDevice Device(const std::string& scope, bool add_to_registry = true) {
+    TestDevice d;
+    d.id = crypto::HexEncode(crypto::Sha256(d.key.PublicKey()));
+    crypto::CertificateSpec s;
+    s.common_name = d.id;
+    s.subject_public_key = d.key.PublicKey();
+    s.not_before = clock_.Now() - absl::Minutes(1);
+    s.not_after = clock_.Now() + absl::Hours(24);
+    s.usage = crypto::KeyUsage::kClientAuth;
+    s.claims.device_id = d.id;
+    s.claims.tenant_id = "t-contoso";
+    s.claims.product_id = "p-dw100";
+    s.claims.scope = scope;
+    s.claims.epoch = "1";
+    auto pem = crypto::IssueCertificate(s, tenant_key_, tenant_pem_);
+    EXPECT_TRUE(pem.ok()) << pem.status();
+    d.chain = *pem + tenant_pem_;
+    if (add_to_registry) {
+      WatchEvent e;
+      e.set_revision(++revision_);
+      e.mutable_device()->set_id(d.id);
+      e.mutable_device()->set_tenant_id("t-contoso");
+      e.mutable_device()->set_product_id("p-dw100");
+      e.mutable_device()->set_state(sphere::v1::CLAIMED);
+      e.mutable_device()->set_ownership_epoch(1);
+      reg_.Apply(e);
+    }
+    return d;
+  }
+
+  void Revoke(const TestDevice& d) {
+    WatchEvent e;
+    e.set_revision(++revision_);
+    e.set_revoked_device_id(d.id);
+    reg_.Apply(e);
+  }
+
+  sphere::FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
+  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
+  crypto::EcPrivateKey tenant_key_ = crypto::EcPrivateKey::Generate();
+  std::string root_pem_, tenant_pem_;
+  int64_t revision_ = 5;
+  DeviceRegistry reg_{{"Contoso", "DW100"}};
+  TestDevice a_, b_;
+};
+
+// GatewayAuthRootTest: the fixture with the GatewayAuth under test (built
+// once the test PKI exists).
+class GatewayAuthRootTest : public GatewayAuthTest {
+ protected:
+  void SetUp() override {
+    GatewayAuthTest::SetUp();
+    gw2_ = std::make_unique<GatewayAuth>(std::string(32, 'k'), root_pem_,
+                                         &reg_, &clock_);
+  }
+  absl::StatusOr<std::string> Login(const TestDevice& d) {
+    auto nonce = gw2_->Challenge(d.id);
+    if (!nonce.ok()) return nonce.status();
+    auto sig = d.key.Sign(GatewayAuth::ProofMessage(d.id, *nonce));
+    if (!sig.ok()) return sig.status();
+    return gw2_->Prove(d.id, *nonce, d.chain, *sig);
+  }
+  std::unique_ptr<GatewayAuth> gw2_;
+};
+
+TEST_F(GatewayAuthRootTest, ProofThenTokenAuthenticatesTheDevice) {
+  auto token = Login(a_);
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto ctx = gw2_->Authenticate(*token, a_.id);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ(ctx->device_id, a_.id);
+  EXPECT_EQ(ctx->tenant_id, "t-contoso");
+  EXPECT_EQ(ctx->product_id, "p-dw100");
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);  // the nonce was used up
+  // Short-lived: the token ends at token_ttl (1 h), before the 24 h cert.
+  clock_.Advance(absl::Hours(1) + absl::Seconds(1));
+  auto late = gw2_->Authenticate(*token, a_.id);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnauthenticated)
+      << late.status();
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ForgedProofSignedByAnotherKey) {
+  auto nonce = gw2_->Challenge(a_.id);
+  ASSERT_TRUE(nonce.ok());
+  // Signed by B's key while presenting A's certificate chain.
+  auto sig = b_.key.Sign(GatewayAuth::ProofMessage(a_.id, *nonce));
+  ASSERT_TRUE(sig.ok());
+  auto token = gw2_->Prove(a_.id, *nonce, a_.chain, *sig);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(absl::StrContains(token.status().message(), "signature"))
+      << token.status();
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+  // The attempt used the nonce up: the same proof cannot be retried.
+  auto again = gw2_->Prove(a_.id, *nonce, a_.chain, *sig);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+  // Nothing else changed: the genuine device still logs in.
+  EXPECT_TRUE(Login(a_).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ChainFromAnotherRootRefused) {
+  // A self-made "tenant CA" issues a certificate with A's claims for the
+  // attacker's own key.
+  crypto::EcPrivateKey evil_key = crypto::EcPrivateKey::Generate();
+  const std::string evil_ca = Ca("evil", evil_key, evil_key, "");
+  TestDevice forged;
+  forged.id = a_.id;
+  crypto::CertificateSpec s;
+  s.common_name = a_.id;
+  s.subject_public_key = forged.key.PublicKey();
+  s.not_before = clock_.Now() - absl::Minutes(1);
+  s.not_after = clock_.Now() + absl::Hours(24);
+  s.claims.device_id = a_.id;
+  s.claims.tenant_id = "t-contoso";
+  s.claims.product_id = "p-dw100";
+  s.claims.scope = "full";
+  s.claims.epoch = "1";
+  auto pem = crypto::IssueCertificate(s, evil_key, evil_ca);
+  ASSERT_TRUE(pem.ok());
+  forged.chain = *pem + evil_ca;
+  auto token = Login(forged);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated)
+      << token.status();
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ReplayedNonceRefused) {
+  auto nonce = gw2_->Challenge(a_.id);
+  ASSERT_TRUE(nonce.ok());
+  auto sig = a_.key.Sign(GatewayAuth::ProofMessage(a_.id, *nonce));
+  ASSERT_TRUE(sig.ok());
+  ASSERT_TRUE(gw2_->Prove(a_.id, *nonce, a_.chain, *sig).ok());
+  auto replay = gw2_->Prove(a_.id, *nonce, a_.chain, *sig);
+  EXPECT_EQ(replay.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ExpiredChallengeRefused) {
+  auto nonce = gw2_->Challenge(a_.id);
+  ASSERT_TRUE(nonce.ok());
+  auto sig = a_.key.Sign(GatewayAuth::ProofMessage(a_.id, *nonce));
+  ASSERT_TRUE(sig.ok());
+  clock_.Advance(absl::Seconds(31));
+  auto token = gw2_->Prove(a_.id, *nonce, a_.chain, *sig);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(absl::StrContains(token.status().message(), "expired"))
+      << token.status();
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_TokenOfAnotherDeviceRefused) {
+  auto token_a = Login(a_);
+  ASSERT_TRUE(token_a.ok()) << token_a.status();
+  // A's token presented for B (a gateway mixing up or forging identities).
+  auto ctx = gw2_->Authenticate(*token_a, b_.id);
+  EXPECT_EQ(ctx.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(ctx.status().message(), "another device"))
+      << ctx.status();
+  // A's token edited to name B: the MAC no longer verifies.
+  std::string edited = *token_a;
+  const size_t at = edited.find(a_.id);
+  ASSERT_NE(at, std::string::npos);
+  edited.replace(at, a_.id.size(), b_.id);
+  auto forged = gw2_->Authenticate(edited, b_.id);
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kUnauthenticated);
+  // A token made with another key (e.g. the shards') is refused too.
+  GatewayAuth other(std::string(32, 'x'), root_pem_, &reg_, &clock_);
+  auto n = other.Challenge(a_.id);
+  ASSERT_TRUE(n.ok());
+  auto sig = a_.key.Sign(GatewayAuth::ProofMessage(a_.id, *n));
+  auto foreign = other.Prove(a_.id, *n, a_.chain, *sig);
+  ASSERT_TRUE(foreign.ok()) << foreign.status();
+  EXPECT_EQ(gw2_->Authenticate(*foreign, a_.id).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  // A's own token still works: nothing changed.
+  EXPECT_TRUE(gw2_->Authenticate(*token_a, a_.id).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_RevokedDeviceRefusedAndItsTokenVoid) {
+  auto token = Login(a_);
+  ASSERT_TRUE(token.ok()) << token.status();
+  Revoke(a_);
+  auto ctx = gw2_->Authenticate(*token, a_.id);
+  EXPECT_EQ(ctx.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(ctx.status().message(), "revoked"))
+      << ctx.status();
+  auto again = Login(a_);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);
+  // B is unaffected.
+  EXPECT_TRUE(Login(b_).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_UpdateOnlyCertificateRefused) {
+  TestDevice c = Device("update-only");
+  auto token = Login(c);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(token.status().message(), "update-only"))
+      << token.status();
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_OversizedInputsRefusedBeforeLookup) {
+  auto nonce = gw2_->Challenge(a_.id);
+  ASSERT_TRUE(nonce.ok());
+  const std::string huge(64 * 1024, 'A');
+  EXPECT_EQ(gw2_->Prove(a_.id, *nonce, huge, "sig").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(gw2_->Prove(a_.id, *nonce, a_.chain, huge).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(gw2_->Challenge(huge).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(gw2_->Authenticate(huge, a_.id).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Refused before the nonce lookup: it is still outstanding and usable.
+  EXPECT_EQ(gw2_->outstanding_nonces(), 1u);
+  auto sig = a_.key.Sign(GatewayAuth::ProofMessage(a_.id, *nonce));
+  EXPECT_TRUE(gw2_->Prove(a_.id, *nonce, a_.chain, *sig).ok());
+}
+
+TEST_F(GatewayAuthRootTest, ChallengeTableIsBounded) {
+  GatewayAuthOptions o;
+  o.max_outstanding_nonces = 2;
+  GatewayAuth small(std::string(32, 'k'), root_pem_, &reg_, &clock_, o);
+  ASSERT_TRUE(small.Challenge(std::string(64, '1')).ok());
+  ASSERT_TRUE(small.Challenge(std::string(64, '2')).ok());
+  EXPECT_EQ(small.Challenge(std::string(64, '3')).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // A device with a nonce may replace it; expired nonces make room.
+  EXPECT_TRUE(small.Challenge(std::string(64, '2')).ok());
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_TRUE(small.Challenge(std::string(64, '3')).ok());
+  EXPECT_LE(small.outstanding_nonces(), 2u);
+}
+
+}  // namespace
+}  // namespace contoso::appsvc
