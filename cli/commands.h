@@ -101,6 +101,29 @@ void PrintDeleted(Context& ctx, const std::string& kind,
 // (CLI11 checks presence; this catches --name "").
 absl::Status Require(const std::string& flag, const std::string& value);
 
+// ForEachPage pages through a server List (page_size 1000, the server's
+// largest, then each next_page_token) and hands every page to `page`, so a
+// list verb gets every record however many the server holds.
+template <typename Stub, typename Req, typename Resp>
+absl::Status ForEachPage(
+    Context& c,
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+    Req req, const std::function<void(const Resp&)>& page) {
+  req.set_page_size(1000);
+  req.clear_page_token();
+  while (true) {
+    Resp resp;
+    if (auto s = c.Call(method, req, &resp); !s.ok()) return s;
+    page(resp);
+    if (resp.next_page_token().empty()) return absl::OkStatus();
+    if (resp.next_page_token() == req.page_token()) {
+      return absl::InternalError(
+          "the server answered the same page token twice; stopped listing");
+    }
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
 }  // namespace sphere::cli
 
 #endif  // SPHERE_CLI_COMMANDS_H_

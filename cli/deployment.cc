@@ -33,13 +33,15 @@ absl::StatusOr<std::map<std::string, GroupInfo>> Groups(Context& c) {
   Names names(c);
   v1::ListDeviceGroupsRequest req;
   req.set_tenant_id(c.TenantField());
-  v1::ListDeviceGroupsResponse resp;
   std::map<std::string, GroupInfo> out;
-  if (c.Call(&S::ListDeviceGroups, req, &resp).ok()) {
-    for (const v1::DeviceGroup& g : resp.groups()) {
-      out[g.id()] = {names.Product(g.product_id()), g.name()};
-    }
-  }
+  (void)ForEachPage(
+      c, &S::ListDeviceGroups, req,
+      std::function<void(const v1::ListDeviceGroupsResponse&)>(
+          [&](const v1::ListDeviceGroupsResponse& r) {
+            for (const v1::DeviceGroup& g : r.groups()) {
+              out[g.id()] = {names.Product(g.product_id()), g.name()};
+            }
+          }));
   return out;
 }
 
@@ -87,15 +89,22 @@ void AddDeploymentCommands(CLI::App* app, Context* ctx) {
         v1::ListDeploymentsRequest req;
         req.set_tenant_id(c.TenantField());
         req.set_device_group_id(la->group);
-        v1::ListDeploymentsResponse resp;
-        if (auto s = c.Call(&S::ListDeployments, req, &resp); !s.ok()) {
+        std::vector<v1::Deployment> all;
+        if (auto s = ForEachPage(
+                c, &S::ListDeployments, req,
+                std::function<void(const v1::ListDeploymentsResponse&)>(
+                    [&all](const v1::ListDeploymentsResponse& r) {
+                      all.insert(all.end(), r.deployments().begin(),
+                                 r.deployments().end());
+                    }));
+            !s.ok()) {
           return s;
         }
         auto groups = Groups(c);
         if (!groups.ok()) return groups.status();
         const auto& g = *groups;
         PrintList<v1::Deployment>(
-            c, {resp.deployments().begin(), resp.deployments().end()},
+            c, std::move(all),
             [&g](const v1::Deployment& d) {
               auto row = DeploymentRow(g, d);
               return absl::StrCat(row[0], "/", row[1], "/", d.id());

@@ -98,13 +98,20 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
         v1::ListDeviceGroupsRequest req;
         req.set_tenant_id(c.TenantField());
         req.set_product(la->product);
-        v1::ListDeviceGroupsResponse resp;
-        if (auto s = c.Call(&S::ListDeviceGroups, req, &resp); !s.ok()) {
+        std::vector<v1::DeviceGroup> all;
+        if (auto s = ForEachPage(
+                c, &S::ListDeviceGroups, req,
+                std::function<void(const v1::ListDeviceGroupsResponse&)>(
+                    [&all](const v1::ListDeviceGroupsResponse& r) {
+                      all.insert(all.end(), r.groups().begin(),
+                                 r.groups().end());
+                    }));
+            !s.ok()) {
           return s;
         }
         Names names(c);
         PrintList<v1::DeviceGroup>(
-            c, {resp.groups().begin(), resp.groups().end()},
+            c, std::move(all),
             [&names](const v1::DeviceGroup& g) {
               return names.Product(g.product_id()) + "/" + g.name();
             },

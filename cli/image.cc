@@ -109,10 +109,13 @@ absl::Status Release(Context& c, const ReleaseArgs& a) {
   if (auto s = c.Call(&S::ReleaseOs, req, &release); !s.ok()) return s;
   if (images.size() < ids.size()) {
     // Released by id: look the components up for the output (best effort).
-    v1::ListImagesResponse all;
-    if (c.Call(&S::ListImages, v1::ListImagesRequest(), &all).ok()) {
-      for (const v1::Image& i : all.images()) images[i.id()] = i;
-    }
+    (void)ForEachPage(c, &S::ListImages, v1::ListImagesRequest(),
+                      std::function<void(const v1::ListImagesResponse&)>(
+                          [&images](const v1::ListImagesResponse& r) {
+                            for (const v1::Image& i : r.images()) {
+                              images[i.id()] = i;
+                            }
+                          }));
   }
   std::vector<std::string> components;
   json j = ToJson(release);
@@ -161,11 +164,20 @@ void AddImageCommands(CLI::App* app, Context* ctx) {
       Access::kTenant, [page](Context& c) -> absl::Status {
         v1::ListImagesRequest req;
         req.set_tenant_id(c.TenantField());
-        v1::ListImagesResponse resp;
-        if (auto s = c.Call(&S::ListImages, req, &resp); !s.ok()) return s;
+        std::vector<v1::Image> all;
+        if (auto s = ForEachPage(
+                c, &S::ListImages, req,
+                std::function<void(const v1::ListImagesResponse&)>(
+                    [&all](const v1::ListImagesResponse& r) {
+                      all.insert(all.end(), r.images().begin(),
+                                 r.images().end());
+                    }));
+            !s.ok()) {
+          return s;
+        }
         Names names(c);
         PrintList<v1::Image>(
-            c, {resp.images().begin(), resp.images().end()}, ImageKey, *page,
+            c, std::move(all), ImageKey, *page,
             kImageHeaders,
             [&names](const v1::Image& i) { return ImageRow(names, i); });
         return absl::OkStatus();

@@ -12,27 +12,35 @@ void Names::LoadCatalog() {
   using S = v1::ManagementService::Stub;
   v1::ListProductsRequest preq;
   preq.set_tenant_id(ctx_.TenantField());
-  v1::ListProductsResponse presp;
-  if (ctx_.Call(&S::ListProducts, preq, &presp).ok()) {
-    for (const v1::Product& p : presp.products()) (*products_)[p.id()] = p.name();
-  }
+  (void)ForEachPage(ctx_, &S::ListProducts, preq,
+                    std::function<void(const v1::ListProductsResponse&)>(
+                        [this](const v1::ListProductsResponse& r) {
+                          for (const v1::Product& p : r.products()) {
+                            (*products_)[p.id()] = p.name();
+                          }
+                        }));
   v1::ListDeviceGroupsRequest greq;
   greq.set_tenant_id(ctx_.TenantField());
-  v1::ListDeviceGroupsResponse gresp;
-  if (ctx_.Call(&S::ListDeviceGroups, greq, &gresp).ok()) {
-    for (const v1::DeviceGroup& g : gresp.groups()) (*groups_)[g.id()] = g.name();
-  }
+  (void)ForEachPage(ctx_, &S::ListDeviceGroups, greq,
+                    std::function<void(const v1::ListDeviceGroupsResponse&)>(
+                        [this](const v1::ListDeviceGroupsResponse& r) {
+                          for (const v1::DeviceGroup& g : r.groups()) {
+                            (*groups_)[g.id()] = g.name();
+                          }
+                        }));
 }
 
 void Names::LoadTenants() {
   if (tenants_.has_value()) return;
   tenants_.emplace();
-  v1::ListTenantsResponse resp;
-  if (ctx_.Call(&v1::ManagementService::Stub::ListTenants,
-                v1::ListTenantsRequest(), &resp)
-          .ok()) {
-    for (const v1::Tenant& t : resp.tenants()) (*tenants_)[t.id()] = t.name();
-  }
+  (void)ForEachPage(ctx_, &v1::ManagementService::Stub::ListTenants,
+                    v1::ListTenantsRequest(),
+                    std::function<void(const v1::ListTenantsResponse&)>(
+                        [this](const v1::ListTenantsResponse& r) {
+                          for (const v1::Tenant& t : r.tenants()) {
+                            (*tenants_)[t.id()] = t.name();
+                          }
+                        }));
 }
 
 namespace {

@@ -47,10 +47,19 @@ void AddProductCommands(CLI::App* app, Context* ctx) {
       Access::kTenant, [page](Context& c) -> absl::Status {
         v1::ListProductsRequest req;
         req.set_tenant_id(c.TenantField());
-        v1::ListProductsResponse resp;
-        if (auto s = c.Call(&S::ListProducts, req, &resp); !s.ok()) return s;
+        std::vector<v1::Product> all;
+        if (auto s = ForEachPage(
+                c, &S::ListProducts, req,
+                std::function<void(const v1::ListProductsResponse&)>(
+                    [&all](const v1::ListProductsResponse& r) {
+                      all.insert(all.end(), r.products().begin(),
+                                 r.products().end());
+                    }));
+            !s.ok()) {
+          return s;
+        }
         PrintList<v1::Product>(
-            c, {resp.products().begin(), resp.products().end()},
+            c, std::move(all),
             [](const v1::Product& p) { return p.name(); }, *page,
             kProductHeaders, ProductRow);
         return absl::OkStatus();

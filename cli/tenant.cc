@@ -107,13 +107,19 @@ void AddTenantCommands(CLI::App* app, Context* ctx) {
   CLI::App* list = Verb(
       noun, ctx, "list", "list the tenants you can see, by name",
       Access::kTenant, [page](Context& c) -> absl::Status {
-        v1::ListTenantsResponse resp;
-        if (auto s = c.Call(&S::ListTenants, v1::ListTenantsRequest(), &resp);
+        std::vector<v1::Tenant> all;
+        if (auto s = ForEachPage(
+                c, &S::ListTenants, v1::ListTenantsRequest(),
+                std::function<void(const v1::ListTenantsResponse&)>(
+                    [&all](const v1::ListTenantsResponse& r) {
+                      all.insert(all.end(), r.tenants().begin(),
+                                 r.tenants().end());
+                    }));
             !s.ok()) {
           return s;
         }
         PrintList<v1::Tenant>(
-            c, {resp.tenants().begin(), resp.tenants().end()},
+            c, std::move(all),
             [](const v1::Tenant& t) { return t.name(); }, *page, kTenantHeaders,
             TenantRow);
         return absl::OkStatus();
