@@ -537,7 +537,9 @@ class TelemetryPhase final : public ServicePhase {
   TelemetryPhase()
       : ServicePhase("telemetry", "/contoso.v1.DeviceGateway/ReportTelemetry",
                      "the Contoso cloud appsvc (issue 13)",
-                     "telemetry uploader") {}
+                     "telemetry uploader over a gateway channel (appsvc's "
+                     "gateway path, appsvc/gateway_auth.h, is not served "
+                     "over gRPC yet)") {}
 
  protected:
   std::string Address(Fleet& fleet) override { return fleet.cluster().appsvc; }
