@@ -15,11 +15,11 @@
 //  * uploads the device's error ring (app crash, watchdog, tamper, ...)
 //    through the twin library's ErrorUploader (TwinConfig::error_upload) to
 //    the owning shard's ErrorReporting service, with its session token;
-//  * keeps device time (ScaledClock) monotonic across restarts: it resumes
-//    at the state file's device_time_floor, and the floor is moved ahead of
-//    device time (kDeviceTimeReserve of real time at a time, written before
-//    use), so telemetry sequences (device time in ms) are never reused, even
-//    after a kill -9.
+//  * keeps device time (ScaledClock) and telemetry sequence numbers
+//    monotonic across restarts: both resume at floors kept in the state
+//    file, moved ahead before use (kDeviceTimeReserve of real time,
+//    kSequenceReserve numbers) and written before use, so no sequence is
+//    ever reused, even after a kill -9.
 // Waits are on a condition variable until the next due time or a posted
 // operation, never a sleep. Every RPC has a deadline. The state file is
 // rewritten after each attestation, fault and at exit; each issued chain is
@@ -53,6 +53,8 @@ namespace sphere::dw100 {
 inline constexpr size_t kMaxPostedOperations = 32;
 // Real time of device time reserved in the state file at once (see above).
 inline constexpr absl::Duration kDeviceTimeReserve = absl::Seconds(30);
+// Telemetry sequence numbers reserved in the state file at once.
+inline constexpr uint64_t kSequenceReserve = 10000;
 
 struct DeviceLoopOptions {
   std::string name;        // twin name (logs)
@@ -106,8 +108,9 @@ class DeviceLoop {
   void StepAgent();
   void ConnectCloud();
   void Persist();
-  // ReserveDeviceTime moves the persisted device-time floor ahead of the
-  // device clock when it is about to be reached (writes the state file).
+  // ReserveDeviceTime moves the persisted device-time and sequence floors
+  // ahead when they are about to be reached (writes the state file) and
+  // gives the agent its new sequence limit.
   void ReserveDeviceTime();
   void Accepted(const v1::AttestResponse& issued);
   absl::Time NextDue() const;
@@ -119,6 +122,10 @@ class DeviceLoop {
   ScaledClock device_clock_;
   std::unique_ptr<twin::Twin> twin_;
   std::unique_ptr<client::AsyncAttestationClient> attestation_;
+  // Error uploads go over mTLS with the device certificate (rebuilt when a
+  // new chain is issued).
+  std::unique_ptr<client::AsyncAttestationClient> device_client_;
+  std::string device_client_chain_;
   std::unique_ptr<Dw100Agent> agent_;
   twin::UpdateAgentConfig update_config_;
   std::unique_ptr<twin::UpdateAgent> updates_;
