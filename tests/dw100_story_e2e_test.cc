@@ -558,5 +558,24 @@ TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
   EXPECT_GT(new_min, old_max) << "the restarted twin reused sequence numbers";
 }
 
+// Attestation renews daily in device time, with nobody asking: a renewal
+// falls due and a new certificate is accepted after it.
+TEST_F(Dw100StoryTest, TwinRenewsAttestationDailyInScaledTime) {
+  const std::string t = "dw100-4";
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  auto due = WaitForLog(Log(t), {"\"msg\":\"attestation renewal due\""},
+                        deadline);
+  ASSERT_TRUE(due.ok()) << due.status();
+  const std::string due_ts = JsonField(*due, "ts");
+  auto renewed = WaitForLogLine(
+      Log(t),
+      [&](absl::string_view line) {
+        return absl::StrContains(line, "\"msg\":\"attested\"") &&
+               JsonField(line, "ts") > due_ts;
+      },
+      "an attestation accepted after the renewal fell due", deadline);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+}
+
 }  // namespace
 }  // namespace sphere::testing

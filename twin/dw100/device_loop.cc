@@ -91,7 +91,10 @@ void DeviceLoop::Stop() {
 }
 
 absl::Time DeviceLoop::NextDue() const {
-  absl::Time due = twin_->next_wakeup();
+  absl::Time due = std::min(twin_->next_wakeup(),
+                            renew_device_at_ == absl::InfiniteFuture()
+                                ? absl::InfiniteFuture()
+                                : device_clock_.ToReal(renew_device_at_));
   if (gateway_ != nullptr) due = std::min(due, agent_->next_wakeup());
   return due;
 }
@@ -126,6 +129,15 @@ void DeviceLoop::Run() {
     // Posted operations always run (they finish RPCs waiting on them).
     for (auto& op : ops) op();
     if (stopping) break;
+    if (device_clock_.Now() >= renew_device_at_) {
+      // Daily attestation in device time (the certificate's real lifetime
+      // is far longer than a scaled device day).
+      renew_device_at_ = absl::InfiniteFuture();
+      log::Info("attestation renewal due",
+                {{"device_time_ms",
+                  absl::StrCat(absl::ToUnixMillis(device_clock_.Now()))}});
+      twin_->RequestAttestation(Now());
+    }
     StepAttestation(Now());
     ReserveDeviceTime();
     StepAgent();
@@ -219,6 +231,8 @@ void DeviceLoop::StepAttestation(absl::Time now) {
 }
 
 void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
+  renew_device_at_ = device_clock_.Now() +
+                     absl::Hours(24) * twin_config_.renew_at_fraction;
   state_.set_certificate_chain_pem(issued.certificate_chain_pem());
   state_.set_session_token(issued.session_token());
   state_.set_not_after_unix_ms(issued.not_after_unix_ms());

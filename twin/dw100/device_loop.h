@@ -1,8 +1,10 @@
 // DeviceLoop: one DW100 twin as a running device, for the twin binary's
 // `run` command. One thread (Run) owns the twin (attestation state machine,
 // twin/twin.h), the DW100 agent (agent.h) and the device model; it
-//  * attests at start, renews before expiry and re-attests after a tamper
-//    or reboot (Security Service over mTLS with the manufacturing identity;
+//  * attests at start, renews daily in device time (renew_at_fraction of a
+//    device day after each accepted attestation, on the ScaledClock: with
+//    --time-scale 8000 every ~8.6 s real) and before the certificate's
+//    real expiry, and re-attests after a tamper or reboot (Security Service over mTLS with the manufacturing identity;
 //    redirects and jittered backoff are the attestation client's and the
 //    twin's);
 //  * talks to the Contoso cloud (contoso.v1.DeviceGateway) over mTLS with
@@ -132,6 +134,8 @@ class DeviceLoop {
   std::unique_ptr<contoso::v1::DeviceGateway::Stub> gateway_;
   std::string gateway_chain_;  // chain the gateway channel presents
   std::string last_outcome_;
+  // Device time of the next daily (device-time) attestation.
+  absl::Time renew_device_at_ = absl::InfiniteFuture();
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);
