@@ -21,12 +21,17 @@ for want in \
   "\[done\] *rinse agent low: reorder offered" \
   "\[done\] *tampered dishwasher: attestation fails, the Contoso cloud refuses it" \
   "reserved at Redmond Appliance Repair" \
-  "support: https://127.0.0.1:[0-9]*/support"; do
+  "\[done\] *web pages behind a login" \
+  "support staff *support *password [0-9a-f]\{16\} *-> https://127.0.0.1:[0-9]*/support" \
+  "owner of dw100-1 owner-dw100-1 *password [0-9a-f]\{16\}"; do
   grep -q -- "$want" "$OUT" || fail "missing: $want"
 done
 grep -q "\[done\] *OS 2 and app v2 installed" "$OUT" || fail "updates not installed"
-# Error-report step: done, or honestly not available.
-grep -qE "\[(done|not available)\] *error report" "$OUT" || fail "error step unreported"
+# The DW100 uploads its error ring: the crash is in the downloaded CSV.
+grep -q "\[done\] *app crash: dw100-4 uploaded its error ring" "$OUT" || fail "no error upload"
+grep -qE "\[done\] *error report downloaded \([0-9]+ rows, [1-9][0-9]* app crash\)" "$OUT" ||
+  fail "error report without the crash row"
+grep -q "APP_CRASH" "$DIR/errors.csv" || fail "errors.csv has no APP_CRASH row"
 for n in 1 2 3 4; do
   chain="$DIR/twins/dw100-$n/device_chain.pem"
   openssl verify -CAfile "$DIR/pki/root.pem" -untrusted "$chain" "$chain" ||

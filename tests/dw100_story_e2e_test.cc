@@ -1,5 +1,5 @@
 // The seed's story branches end to end on real processes, all on port 0:
-// `local_cluster --twins 7` (management, a shard, appsvc and seven DW100
+// `local_cluster --twins 8` (management, a shard, appsvc and eight DW100
 // twin processes, bootstrapped as Contoso's fleet: see
 // securitysvc/contoso_bootstrap.h for which owner has a warranty and which
 // shop has the heater in stock). Faults go in through each twin's
@@ -20,11 +20,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -50,9 +54,10 @@ constexpr absl::Duration kStepTimeout = absl::Seconds(150);
 // WaitForLog blocks until the file at `path` contains a line with every one
 // of `markers` (inotify on the file: woken by each write), or `deadline`.
 // Returns that line.
-absl::StatusOr<std::string> WaitForLog(const std::string& path,
-                                       const std::vector<std::string>& markers,
-                                       absl::Time deadline) {
+absl::StatusOr<std::string> WaitForLogLine(
+    const std::string& path,
+    const std::function<bool(absl::string_view)>& match,
+    const std::string& what, absl::Time deadline) {
   int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (fd < 0) return absl::InternalError("inotify_init1 failed");
   struct Closer {
@@ -67,16 +72,14 @@ absl::StatusOr<std::string> WaitForLog(const std::string& path,
     auto text = rpc::ReadFile(path);
     if (text.ok()) {
       for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-        bool all = true;
-        for (const auto& m : markers) all &= absl::StrContains(line, m);
-        if (all) return std::string(line);
+        if (match(line)) return std::string(line);
       }
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
       return absl::DeadlineExceededError(
-          absl::StrCat("no line with ", absl::StrJoin(markers, " + "), " in ",
-                       path, " before the deadline"));
+          absl::StrCat("no line with ", what, " in ", path,
+                       " before the deadline"));
     }
     pollfd p{fd, POLLIN, 0};
     poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
@@ -86,16 +89,41 @@ absl::StatusOr<std::string> WaitForLog(const std::string& path,
   }
 }
 
+// WaitForLog: WaitForLogLine for a line holding every one of `markers`.
+absl::StatusOr<std::string> WaitForLog(const std::string& path,
+                                       const std::vector<std::string>& markers,
+                                       absl::Time deadline) {
+  return WaitForLogLine(
+      path,
+      [&](absl::string_view line) {
+        for (const auto& m : markers) {
+          if (!absl::StrContains(line, m)) return false;
+        }
+        return true;
+      },
+      absl::StrJoin(markers, " + "), deadline);
+}
+
+// JsonField: the string value of "key" in one JSON log line ("" if absent).
+std::string JsonField(absl::string_view line, absl::string_view key) {
+  const std::string k = absl::StrCat("\"", key, "\":\"");
+  const size_t at = line.find(k);
+  if (at == absl::string_view::npos) return "";
+  const size_t from = at + k.size();
+  const size_t to = line.find('"', from);
+  return std::string(line.substr(from, to - from));
+}
+
 class Dw100StoryTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto c = LocalCluster::Start(
-        "dw100-story", 1, {"--twins=7", "--twin_time_scale=8000"});
+        "dw100-story", 1, {"--twins=8", "--twin_time_scale=8000"});
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
     const auto& cfg = cluster_->config();
     ASSERT_FALSE(cfg.appsvc.empty()) << "local_cluster did not start appsvc";
-    ASSERT_EQ(cfg.twins.size(), 7u);
+    ASSERT_EQ(cfg.twins.size(), 8u);
     auto it = cfg.tenants.find("Contoso");
     ASSERT_NE(it, cfg.tenants.end());
     contoso_tls_ = new rpc::TlsFiles{*rpc::ReadFile(it->second.first),
@@ -473,6 +501,80 @@ TEST_F(Dw100StoryTest, Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) 
   EXPECT_EQ(after->attestation_outcome(), before->attestation_outcome());
   EXPECT_EQ(after->certificate_subject(), before->certificate_subject());
   EXPECT_EQ(after->components_size(), before->components_size());
+}
+
+// A DW100 killed with SIGKILL and restarted by local_cluster's supervisor
+// never reuses a telemetry sequence number: the new run's first sequence is
+// past every sequence the killed run had acknowledged, and the Contoso cloud
+// counts no duplicate from it.
+TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
+  const std::string t = "dw100-8";
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  auto acked = WaitForLog(Log(t), {"\"msg\":\"telemetry acknowledged\""},
+                          deadline);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  const std::string old_pid = JsonField(*acked, "pid");
+  auto pid = cluster_->ChildPid(t);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(absl::StrCat(*pid), old_pid);
+  ASSERT_EQ(kill(*pid, SIGKILL), 0);
+  // The supervisor starts it again; its first acknowledged batch:
+  auto first_new = WaitForLogLine(
+      Log(t),
+      [&](absl::string_view line) {
+        return absl::StrContains(line,
+                                 "\"msg\":\"telemetry acknowledged\"") &&
+               !JsonField(line, "pid").empty() &&
+               JsonField(line, "pid") != old_pid;
+      },
+      "a telemetry batch acknowledged after the restart", deadline);
+  ASSERT_TRUE(first_new.ok()) << first_new.status();
+  const std::string new_pid = JsonField(*first_new, "pid");
+  // Every batch the killed run got acknowledged ended before the new run's
+  // first sequence; no batch of the new run was a duplicate.
+  auto text = rpc::ReadFile(Log(t));
+  ASSERT_TRUE(text.ok());
+  uint64_t old_max = 0, new_min = UINT64_MAX;
+  int old_batches = 0, new_batches = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    if (!absl::StrContains(line, "\"msg\":\"telemetry acknowledged\"")) {
+      continue;
+    }
+    uint64_t first = 0, last = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(JsonField(line, "first_seq"), &first)) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(JsonField(line, "last_seq"), &last)) << line;
+    if (JsonField(line, "pid") == old_pid) {
+      old_max = std::max(old_max, last);
+      ++old_batches;
+    } else if (JsonField(line, "pid") == new_pid) {
+      new_min = std::min(new_min, first);
+      EXPECT_EQ(JsonField(line, "duplicates"), "0") << line;
+      EXPECT_NE(JsonField(line, "accepted"), "0") << line;
+      ++new_batches;
+    }
+  }
+  EXPECT_GE(old_batches, 1);
+  EXPECT_GE(new_batches, 1);
+  EXPECT_GT(new_min, old_max) << "the restarted twin reused sequence numbers";
+}
+
+// Attestation renews daily in device time, with nobody asking: a renewal
+// falls due and a new certificate is accepted after it.
+TEST_F(Dw100StoryTest, TwinRenewsAttestationDailyInScaledTime) {
+  const std::string t = "dw100-4";
+  const absl::Time deadline = absl::Now() + kStepTimeout;
+  auto due = WaitForLog(Log(t), {"\"msg\":\"attestation renewal due\""},
+                        deadline);
+  ASSERT_TRUE(due.ok()) << due.status();
+  const std::string due_ts = JsonField(*due, "ts");
+  auto renewed = WaitForLogLine(
+      Log(t),
+      [&](absl::string_view line) {
+        return absl::StrContains(line, "\"msg\":\"attested\"") &&
+               JsonField(line, "ts") > due_ts;
+      },
+      "an attestation accepted after the renewal fell due", deadline);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ CLUSTER_LOG="$DIR/local_cluster.out"
   --twins 4 --twin_time_scale "$TIME_SCALE" >"$CLUSTER_LOG" 2>&1 &
 CLUSTER_PID=$!
 cleanup() {
+  rm -f "${JAR:-}"
   if kill -0 "$CLUSTER_PID" 2>/dev/null; then
     kill -TERM "$CLUSTER_PID"; wait "$CLUSTER_PID" || true
   fi
@@ -91,6 +92,19 @@ say "dishwashers     $(JSON '" ".join(f"{k}={v}" for k,v in sorted(d["twins"].it
 say "everything is in $DIR/cluster.json; logs in $DIR/logs/"
 done_ "cluster with the Contoso cloud and 4 dishwasher twins"
 
+# The demo reads the Contoso cloud's view as support staff do: logged in
+# (login form token in a cookie + the page, then the session cookie).
+ACCOUNTS="$DIR/appsvc/web-accounts.txt"
+JAR="$DIR/run/web-cookies.txt"
+support_login() {
+  local pw form
+  pw=$(awk '$1 == "support" {print $2}' "$ACCOUNTS" 2>/dev/null || true)
+  form=$(curl -sk --max-time 10 -c "$JAR" "${WEB}login" |
+    grep -o 'login-csrf" content="[0-9a-f]*' | grep -o '[0-9a-f]\{64\}' || true)
+  curl -sk --max-time 10 -b "$JAR" -c "$JAR" -o /dev/null -H 'Content-Type: application/json' \
+    -d "{\"user\": \"support\", \"password\": \"$pw\", \"csrf\": \"$form\"}" "${WEB}login" || true
+}
+support_login
 ID() { "${TWIN[@]}" --name "$1" status | awk 'NR==1 {print $3}'; }
 ID1=$(ID dw100-1); ID2=$(ID dw100-2); ID3=$(ID dw100-3)
 
@@ -167,7 +181,7 @@ wait_log() {
   return 1
 }
 insight() {  # insight ID FIELD...: print the cloud's view of a device
-  curl -sk --max-time 10 "${WEB}api/devices/$1" | python3 -c '
+  curl -sk --max-time 10 -b "$JAR" "${WEB}api/devices/$1" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 ins = d.get("insights", {})
@@ -212,23 +226,53 @@ else
   failed "tampered dishwasher: not refused within 60 s (see $DIR/logs/dw100-3.log)"
 fi
 
+step "dw100-4's high-level app crashes"
+"${TWIN[@]}" --name dw100-4 fault APP_CRASH | head -1
+say "The OS records the crash in the device's error ring and restarts the app; the DW100"
+say "uploads its ring to Sphere's error reporting with its session token, on its own."
+if wait_log "$DIR/logs/dw100-4.log" '"msg":"error events uploaded"' 60; then
+  grep -h '"msg":"error events uploaded"' "$DIR/logs/dw100-4.log" | tail -1 |
+    python3 -c 'import json,sys; print("   uploaded:", json.loads(sys.stdin.readline())["events"], "error event(s)")'
+  done_ "app crash: dw100-4 uploaded its error ring"
+else
+  failed "app crash: dw100-4 did not upload its error ring within 60 s (see $DIR/logs/dw100-4.log)"
+fi
+
 step "Contoso support downloads the error report"
 if "${CTL[@]}" --tenant Contoso tenant download-error-report --output "$DIR/errors.csv"; then
   ROWS=$(($(wc -l < "$DIR/errors.csv") - 1))
   say "errors.csv: $ROWS report rows from every shard (Azure Sphere's columns):"
   head -1 "$DIR/errors.csv" | cut -c1-150 | sed 's/^/   /'
   tail -n +2 "$DIR/errors.csv" | head -5 | cut -c1-150 | sed 's/^/   /'
-  if ((ROWS == 0)); then
-    say "(no dishwasher has uploaded an error yet: the DW100 twin loop does not upload its error ring in this build)"
+  CRASHES=$(grep -c 'APP_CRASH' "$DIR/errors.csv" || true)
+  if ((CRASHES > 0)); then
+    done_ "error report downloaded ($ROWS rows, $CRASHES app crash) to $DIR/errors.csv"
+  else
+    failed "error report: no APP_CRASH row among $ROWS rows in $DIR/errors.csv"
   fi
-  done_ "error report downloaded ($ROWS rows) to $DIR/errors.csv"
 else
   failed "error report download"
 fi
 
 step "Web pages (HTTPS; the certificate is the cluster's own: accept it in the browser)"
-say "support: ${WEB}support"
-say "owner:   ${WEB}owner?device=$ID1"
+say "log in at ${WEB}login (passwords are random per cluster, stored by the Contoso"
+say "cloud only as salted PBKDF2 hashes; this list is $DIR/appsvc/web-accounts.txt):"
+if [[ -r "$ACCOUNTS" ]]; then
+  awk '!/^#/ && $1 == "support" {printf "   support staff   %-20s password %s  -> %ssupport\n", $1, $2, web}
+       !/^#/ && $1 != "support" && n++ < 2 {printf "   owner of %-7s %-20s password %s  -> %sowner\n", $3, $1, $2, web}' \
+    web="$WEB" "$ACCOUNTS"
+  ANON=$(curl -sk -o /dev/null -w '%{http_code}' "${WEB}api/devices" || true)
+  FLEET=$(curl -sk -b "$JAR" "${WEB}api/devices" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["devices"]))' 2>/dev/null || echo "?")
+  if [[ "$ANON" == 401 && "$FLEET" =~ ^[0-9]+$ ]]; then
+    say "without a session the fleet API answers $ANON; logged in as support it lists $FLEET dishwashers"
+    done_ "web pages behind a login (support and owner accounts printed above)"
+  else
+    failed "web login: anonymous fleet call answered $ANON, support login listed '$FLEET'"
+  fi
+else
+  failed "web accounts file $ACCOUNTS missing"
+fi
 
 step "Summary"
 printf '%s\n' "${SUMMARY[@]}"

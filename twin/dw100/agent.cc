@@ -34,8 +34,11 @@ const char* Dw100Agent::PhaseName(Phase p) {
 }
 
 Dw100Agent::Dw100Agent(mcu::Device* device, const AgentConfig* config,
-                       uint64_t seed, absl::Time now, absl::Time device_start)
+                       uint64_t seed, absl::Time now, absl::Time device_start,
+                       uint64_t first_sequence)
     : config_(config),
+      next_sequence_(std::max<uint64_t>(first_sequence, 1)),
+      sequence_limit_(UINT64_MAX),
       model_(seed, config->model, device_start),
       firmware_(device),
       next_upload_(now + config->upload_interval),
@@ -79,7 +82,8 @@ Dw100Agent::Request Dw100Agent::OnTimer(absl::Time now, absl::Time device_now) {
       t.set_rinse_agent_level_pct(w.rinse_agent_pct);
       t.set_cycle_state(static_cast<Telemetry::CycleState>(w.state));
       t.set_cycle_id(w.cycle_id);
-      t.set_sequence(static_cast<uint64_t>(w.time_unix_ms));
+      // The sequence is assigned when the reading first goes into a batch
+      // (Next), from the agent's counter, bounded by sequence_limit_.
       buffer_.push_back(std::move(t));
     }
     while (buffer_.size() > std::max(config_->max_buffered, in_flight_ + 1)) {
@@ -107,6 +111,20 @@ Dw100Agent::Request Dw100Agent::Next(absl::Time now) {
     }
     ReportTelemetryRequest req;
     in_flight_ = std::min(batch, buffer_.size());
+    // Readings keep the sequence they first got (a retried batch is the
+    // same batch); new ones take the next numbers below the limit.
+    size_t numbered = 0;
+    while (numbered < in_flight_ && buffer_[numbered].sequence() != 0) {
+      ++numbered;
+    }
+    while (numbered < in_flight_ && next_sequence_ < sequence_limit_) {
+      buffer_[numbered++].set_sequence(next_sequence_++);
+    }
+    in_flight_ = numbered;
+    if (in_flight_ == 0) {  // out of numbers until the driver raises the limit
+      wakeup_ = std::min(next_upload_, next_poll_);
+      return {};
+    }
     for (size_t i = 0; i < in_flight_; ++i) *req.add_samples() = buffer_[i];
     phase_ = Phase::kAwaitingTelemetry;
     return req;

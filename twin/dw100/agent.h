@@ -19,7 +19,11 @@
 // counted) and uploaded in batches of at most Config::batch_size; a batch
 // stays buffered until the cloud acknowledged it (durable), so a failed
 // upload is retried with the same sequences (the cloud deduplicates).
-// Sequence = the sample's device time in ms (monotonic per device).
+// Sequences are consecutive integers from a per-device counter, given to a
+// reading when it first goes into a batch and never below `first_sequence`
+// or at/above the limit set by set_sequence_limit (a driver persisting the
+// counter, like the twin's DeviceLoop, reserves numbers before use, so a
+// restarted device never reuses one).
 //
 // RUN_DIAGNOSTICS commands (in a telemetry answer or a poll) run the
 // heater self-test at once; the result is sent with CompleteCommand.
@@ -87,7 +91,8 @@ class Dw100Agent {
   // `device` and `config` must outlive the agent. `seed` makes the wash
   // model reproducible; `device_start` is device time at power-on.
   Dw100Agent(mcu::Device* device, const AgentConfig* config, uint64_t seed,
-             absl::Time now, absl::Time device_start);
+             absl::Time now, absl::Time device_start,
+             uint64_t first_sequence = 1);
 
   Request OnTimer(absl::Time now, absl::Time device_now);
   Request OnTelemetry(absl::Time now,
@@ -103,6 +108,10 @@ class Dw100Agent {
   absl::Status InjectFault(Fault fault);
   // RunDiagnostics runs the heater self-test now.
   contoso::v1::DiagnosticsResult RunDiagnostics();
+
+  // Sequences at or above `limit` are not handed out until it is raised.
+  void set_sequence_limit(uint64_t limit) { sequence_limit_ = limit; }
+  uint64_t next_sequence() const { return next_sequence_; }
 
   Phase phase() const { return phase_; }
   absl::Time next_wakeup() const;
@@ -123,6 +132,8 @@ class Dw100Agent {
       const google::protobuf::RepeatedPtrField<contoso::v1::Command>& cmds);
 
   const AgentConfig* config_;
+  uint64_t next_sequence_;
+  uint64_t sequence_limit_;
   WashModel model_;
   Firmware firmware_;
   std::deque<contoso::v1::Telemetry> buffer_;

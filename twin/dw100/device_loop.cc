@@ -1,6 +1,7 @@
 #include "twin/dw100/device_loop.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -43,7 +44,9 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
       options_.shards, tls, ao);
   agent_ = std::make_unique<Dw100Agent>(&twin_->device(), &options_.agent,
                                         options_.seed, Now(),
-                                        device_clock_.Now());
+                                        device_clock_.Now(),
+                                        state_.telemetry_sequence_floor());
+  agent_->set_sequence_limit(state_.telemetry_sequence_floor());
   // Update checks run when asked (TwinControl CheckForUpdates).
   updates_ = std::make_unique<twin::UpdateAgent>(
       twin_.get(), &update_config_, state_.update_metadata_version());
@@ -54,14 +57,21 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
 void DeviceLoop::ReserveDeviceTime() {
   const absl::Time device_now = device_clock_.Now();
   const absl::Duration reserve = kDeviceTimeReserve * options_.time_scale;
-  // Move the floor when less than half the reserve is left.
-  if (absl::FromUnixMillis(state_.device_time_floor_unix_ms()) - device_now >
-      reserve / 2) {
-    return;
+  const uint64_t next_seq = agent_->next_sequence();
+  // Move a floor when less than half its reserve is left.
+  const bool time_low =
+      absl::FromUnixMillis(state_.device_time_floor_unix_ms()) - device_now <=
+      reserve / 2;
+  const bool seq_low =
+      state_.telemetry_sequence_floor() < next_seq + kSequenceReserve / 2;
+  if (!time_low && !seq_low) return;
+  if (time_low) {
+    state_.set_device_time_floor_unix_ms(
+        absl::ToUnixMillis(device_now + reserve));
   }
-  state_.set_device_time_floor_unix_ms(
-      absl::ToUnixMillis(device_now + reserve));
-  Persist();
+  if (seq_low) state_.set_telemetry_sequence_floor(next_seq + kSequenceReserve);
+  Persist();  // on disk before the agent may use the new numbers
+  agent_->set_sequence_limit(state_.telemetry_sequence_floor());
 }
 
 DeviceLoop::~DeviceLoop() {
@@ -81,7 +91,10 @@ void DeviceLoop::Stop() {
 }
 
 absl::Time DeviceLoop::NextDue() const {
-  absl::Time due = twin_->next_wakeup();
+  absl::Time due = std::min(twin_->next_wakeup(),
+                            renew_device_at_ == absl::InfiniteFuture()
+                                ? absl::InfiniteFuture()
+                                : device_clock_.ToReal(renew_device_at_));
   if (gateway_ != nullptr) due = std::min(due, agent_->next_wakeup());
   return due;
 }
@@ -89,6 +102,9 @@ absl::Time DeviceLoop::NextDue() const {
 void DeviceLoop::Run() {
   log::Info("dw100 twin running",
             {{"device", twin_->device().device_id()},
+             {"pid", absl::StrCat(getpid())},
+             {"device_time_ms", absl::StrCat(absl::ToUnixMillis(
+                                    device_clock_.Now()))},
              {"time_scale", absl::StrCat(options_.time_scale)},
              {"appsvc", options_.appsvc_address}});
   for (;;) {
@@ -113,6 +129,15 @@ void DeviceLoop::Run() {
     // Posted operations always run (they finish RPCs waiting on them).
     for (auto& op : ops) op();
     if (stopping) break;
+    if (device_clock_.Now() >= renew_device_at_) {
+      // Daily attestation in device time (the certificate's real lifetime
+      // is far longer than a scaled device day).
+      renew_device_at_ = absl::InfiniteFuture();
+      log::Info("attestation renewal due",
+                {{"device_time_ms",
+                  absl::StrCat(absl::ToUnixMillis(device_clock_.Now()))}});
+      twin_->RequestAttestation(Now());
+    }
     StepAttestation(Now());
     ReserveDeviceTime();
     StepAgent();
@@ -165,7 +190,19 @@ void DeviceLoop::StepAttestation(absl::Time now) {
       absl::Notification done;
       absl::StatusOr<v1::UploadErrorsResponse> out =
           absl::UnknownError("no answer");
-      attestation_->UploadErrors(std::move(*u), twin_->session_token(),
+      if (device_client_ == nullptr ||
+          device_client_chain_ != state_.certificate_chain_pem()) {
+        rpc::TlsFiles tls;
+        tls.cert_pem = state_.certificate_chain_pem();
+        tls.key_pem = twin_->device().ExportCertificateKeyForTls();
+        tls.ca_pem = options_.root_ca_pem;
+        client::AsyncAttestationClient::Options ao;
+        ao.deadline = options_.rpc_deadline;
+        device_client_ = std::make_unique<client::AsyncAttestationClient>(
+            options_.shards, tls, ao);
+        device_client_chain_ = state_.certificate_chain_pem();
+      }
+      device_client_->UploadErrors(std::move(*u), twin_->session_token(),
                                  [&](auto answer) {
                                    out = std::move(answer);
                                    done.Notify();
@@ -194,6 +231,8 @@ void DeviceLoop::StepAttestation(absl::Time now) {
 }
 
 void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
+  renew_device_at_ = device_clock_.Now() +
+                     absl::Hours(24) * twin_config_.renew_at_fraction;
   state_.set_certificate_chain_pem(issued.certificate_chain_pem());
   state_.set_session_token(issued.session_token());
   state_.set_not_after_unix_ms(issued.not_after_unix_ms());
@@ -280,6 +319,17 @@ void DeviceLoop::StepAgent() {
           rpc::FromGrpcStatus(gateway_->ReportTelemetry(&ctx, *t, &resp));
       for (const std::string& a : resp.actions()) {
         log::Info("contoso cloud action", {{"action", log::Bound(a)}});
+      }
+      if (s.ok() && t->samples_size() > 0) {
+        // Sequences are device time in ms (agent.h), monotonic per device
+        // and across restarts (the device-time floor).
+        log::Info("telemetry acknowledged",
+                  {{"pid", absl::StrCat(getpid())},
+                   {"accepted", absl::StrCat(resp.accepted())},
+                   {"duplicates", absl::StrCat(resp.duplicates())},
+                   {"first_seq", absl::StrCat(t->samples(0).sequence())},
+                   {"last_seq", absl::StrCat(t->samples(t->samples_size() - 1)
+                                                 .sequence())}});
       }
       r = agent_->OnTelemetry(
           Now(), s.ok() ? absl::StatusOr<contoso::v1::ReportTelemetryResponse>(

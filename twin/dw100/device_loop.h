@@ -1,8 +1,10 @@
 // DeviceLoop: one DW100 twin as a running device, for the twin binary's
 // `run` command. One thread (Run) owns the twin (attestation state machine,
 // twin/twin.h), the DW100 agent (agent.h) and the device model; it
-//  * attests at start, renews before expiry and re-attests after a tamper
-//    or reboot (Security Service over mTLS with the manufacturing identity;
+//  * attests at start, renews daily in device time (renew_at_fraction of a
+//    device day after each accepted attestation, on the ScaledClock: with
+//    --time-scale 8000 every ~8.6 s real) and before the certificate's
+//    real expiry, and re-attests after a tamper or reboot (Security Service over mTLS with the manufacturing identity;
 //    redirects and jittered backoff are the attestation client's and the
 //    twin's);
 //  * talks to the Contoso cloud (contoso.v1.DeviceGateway) over mTLS with
@@ -15,11 +17,11 @@
 //  * uploads the device's error ring (app crash, watchdog, tamper, ...)
 //    through the twin library's ErrorUploader (TwinConfig::error_upload) to
 //    the owning shard's ErrorReporting service, with its session token;
-//  * keeps device time (ScaledClock) monotonic across restarts: it resumes
-//    at the state file's device_time_floor, and the floor is moved ahead of
-//    device time (kDeviceTimeReserve of real time at a time, written before
-//    use), so telemetry sequences (device time in ms) are never reused, even
-//    after a kill -9.
+//  * keeps device time (ScaledClock) and telemetry sequence numbers
+//    monotonic across restarts: both resume at floors kept in the state
+//    file, moved ahead before use (kDeviceTimeReserve of real time,
+//    kSequenceReserve numbers) and written before use, so no sequence is
+//    ever reused, even after a kill -9.
 // Waits are on a condition variable until the next due time or a posted
 // operation, never a sleep. Every RPC has a deadline. The state file is
 // rewritten after each attestation, fault and at exit; each issued chain is
@@ -53,6 +55,8 @@ namespace sphere::dw100 {
 inline constexpr size_t kMaxPostedOperations = 32;
 // Real time of device time reserved in the state file at once (see above).
 inline constexpr absl::Duration kDeviceTimeReserve = absl::Seconds(30);
+// Telemetry sequence numbers reserved in the state file at once.
+inline constexpr uint64_t kSequenceReserve = 10000;
 
 struct DeviceLoopOptions {
   std::string name;        // twin name (logs)
@@ -106,8 +110,9 @@ class DeviceLoop {
   void StepAgent();
   void ConnectCloud();
   void Persist();
-  // ReserveDeviceTime moves the persisted device-time floor ahead of the
-  // device clock when it is about to be reached (writes the state file).
+  // ReserveDeviceTime moves the persisted device-time and sequence floors
+  // ahead when they are about to be reached (writes the state file) and
+  // gives the agent its new sequence limit.
   void ReserveDeviceTime();
   void Accepted(const v1::AttestResponse& issued);
   absl::Time NextDue() const;
@@ -119,12 +124,18 @@ class DeviceLoop {
   ScaledClock device_clock_;
   std::unique_ptr<twin::Twin> twin_;
   std::unique_ptr<client::AsyncAttestationClient> attestation_;
+  // Error uploads go over mTLS with the device certificate (rebuilt when a
+  // new chain is issued).
+  std::unique_ptr<client::AsyncAttestationClient> device_client_;
+  std::string device_client_chain_;
   std::unique_ptr<Dw100Agent> agent_;
   twin::UpdateAgentConfig update_config_;
   std::unique_ptr<twin::UpdateAgent> updates_;
   std::unique_ptr<contoso::v1::DeviceGateway::Stub> gateway_;
   std::string gateway_chain_;  // chain the gateway channel presents
   std::string last_outcome_;
+  // Device time of the next daily (device-time) attestation.
+  absl::Time renew_device_at_ = absl::InfiniteFuture();
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);

@@ -1,7 +1,6 @@
-// DeviceLoop's device time across restarts: telemetry sequence numbers are
-// device time in ms, so device time must never run again over a stretch a
-// previous run may have used, even when that run was killed (-9) without
-// writing its state at exit.
+// DeviceLoop across restarts: telemetry sequence numbers and device time
+// must never run again over a stretch a previous run may have used, even
+// when that run was killed (-9) without writing its state at exit.
 #include "twin/dw100/device_loop.h"
 
 #include <gtest/gtest.h>
@@ -62,6 +61,12 @@ class DeviceLoopTest : public ::testing::Test {
     return std::make_unique<DeviceLoop>(o, *std::move(dev), *state);
   }
 
+  uint64_t SequenceFloor() {
+    auto s = twin::ReadTwinState(path_);
+    EXPECT_TRUE(s.ok());
+    return s.ok() ? s->telemetry_sequence_floor() : 0;
+  }
+
   int64_t FloorMs() {
     auto s = twin::ReadTwinState(path_);
     EXPECT_TRUE(s.ok());
@@ -95,6 +100,18 @@ TEST_F(DeviceLoopTest, Fault_KilledTwinRestartsPastEveryDeviceTimeItCouldUse) {
   EXPECT_GE(absl::ToUnixMillis(second->DeviceNow()), floor);
   EXPECT_GT(second->DeviceNow(), first_seen);
   EXPECT_GT(FloorMs(), floor);  // and reserves its own stretch
+}
+
+TEST_F(DeviceLoopTest, Fault_KilledTwinNeverReusesATelemetrySequence) {
+  auto first = Start(1000);
+  const uint64_t reserved = SequenceFloor();
+  // Reserved on disk before any number is handed out.
+  EXPECT_GE(reserved, 1 + kSequenceReserve);
+  first.reset();  // kill -9: nothing written at exit
+  auto second = Start(1000);
+  // Every number the first run could have used is below `reserved`; the
+  // second run starts there and has reserved a new stretch on disk.
+  EXPECT_GE(SequenceFloor(), reserved + kSequenceReserve);
 }
 
 TEST_F(DeviceLoopTest, FirstRunStartsAtRealTime) {

@@ -124,6 +124,30 @@ TEST_F(Dw100Test, ReadingsTravelThroughTheMailboxUnchanged) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(Dw100Test, AgentSequencesAreConsecutiveFromTheFirstAndStopAtTheLimit) {
+  auto dev = NewDevice();
+  Dw100Agent agent(dev.get(), &config_, 1, kNow, kNow, /*first_sequence=*/500);
+  agent.set_sequence_limit(520);
+  auto r = agent.OnTimer(kNow, kNow + absl::Hours(48));
+  ASSERT_TRUE(std::holds_alternative<ReportTelemetryRequest>(r));
+  const ReportTelemetryRequest first = std::get<ReportTelemetryRequest>(r);
+  // Only the 20 numbers below the limit are handed out: a short batch.
+  ASSERT_EQ(first.samples_size(), 20);
+  for (int i = 0; i < first.samples_size(); ++i) {
+    EXPECT_EQ(first.samples(i).sequence(), 500u + i);
+  }
+  ReportTelemetryResponse ok;
+  ok.set_accepted(20);
+  r = agent.OnTelemetry(kNow, ok);
+  // Out of numbers: nothing is sent until the limit is raised.
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
+  EXPECT_EQ(agent.next_sequence(), 520u);
+  agent.set_sequence_limit(10000);
+  r = agent.OnTimer(agent.next_wakeup(), kNow + absl::Hours(48));
+  ASSERT_TRUE(std::holds_alternative<ReportTelemetryRequest>(r));
+  EXPECT_EQ(std::get<ReportTelemetryRequest>(r).samples(0).sequence(), 520u);
+}
+
 TEST_F(Dw100Test, AgentUploadsBatchesAndRetriesTheSameBatchAfterAFailure) {
   auto dev = NewDevice();
   Dw100Agent agent(dev.get(), &config_, 1, kNow, kNow);
