@@ -1,6 +1,8 @@
 #include "securitysvc/catalog/device_table.h"
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -35,6 +37,33 @@ TEST(DeviceTableTest, CompactDevicesRoundTrip) {
   EXPECT_EQ(t.size(), 100u);
   for (int i = 0; i < 100; ++i) ExpectSame(Claimed(i), t.Get(Claimed(i).id()));
   EXPECT_FALSE(t.Get(Claimed(100).id()).has_value());
+}
+
+// IdsInGroup (staged rollouts count a stage's devices): every device of the
+// group, compact or kept whole, and none of another group.
+TEST(DeviceTableTest, IdsInGroupListsExactlyTheGroupsDevices) {
+  DeviceTable t;
+  std::set<std::string> want;
+  for (int i = 0; i < 30; ++i) {
+    t.Put(Claimed(i));
+    if (i % 3 == 1) want.insert(Claimed(i).id());
+  }
+  v1::Device odd = Claimed(1000);
+  odd.set_id("not-hex-id");
+  odd.set_device_group_id("group-1");
+  t.Put(odd);
+  want.insert("not-hex-id");
+  std::vector<std::string> got = t.IdsInGroup("group-1");
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), want);
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(t.IdsInGroup("no-such-group").empty());
+  EXPECT_TRUE(t.IdsInGroup("").empty());
+  // A device moved to another group leaves this one.
+  v1::Device moved = Claimed(1);
+  moved.set_device_group_id("group-2");
+  t.Put(moved);
+  got = t.IdsInGroup("group-1");
+  EXPECT_EQ(got.size(), want.size() - 1);
 }
 
 TEST(DeviceTableTest, PutReplaces) {
