@@ -7,6 +7,7 @@
 #include <atomic>
 #include <thread>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -216,6 +217,44 @@ TEST_F(ManagementServiceTest, TenantOperatorDeniedAnotherTenantsProduct) {
   ASSERT_TRUE(contoso->GetProduct(&ctx2, req, &product).ok());
   EXPECT_EQ(product.name(), "DW100");
   EXPECT_EQ(product.tenant_id(), contoso_.id());
+}
+
+// The List handlers pass page_size/page_token through and answer
+// INVALID_ARGUMENT for a bad token; paging over gRPC returns every group
+// exactly once.
+TEST_F(ManagementServiceTest, ListsPageOverGrpcAndRefuseBadTokens) {
+  auto contoso = Client(Operator(contoso_.id()));
+  v1::ListDeviceGroupsRequest req;
+  req.set_page_size(2);
+  std::set<std::string> seen;
+  int pages = 0;
+  while (pages++ < 10) {
+    v1::ListDeviceGroupsResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    ASSERT_TRUE(contoso->ListDeviceGroups(&ctx, req, &resp).ok());
+    EXPECT_LE(resp.groups_size(), 2);
+    for (const v1::DeviceGroup& g : resp.groups()) {
+      EXPECT_TRUE(seen.insert(g.id()).second) << g.name() << " twice";
+    }
+    if (resp.next_page_token().empty()) break;
+    req.set_page_token(resp.next_page_token());
+  }
+  EXPECT_EQ(seen.size(), 5u);  // DW100's five default groups
+  EXPECT_EQ(pages, 3);
+
+  const int64_t revision = catalog_->revision();
+  v1::ListTenantsRequest bad;
+  bad.set_page_token("!!not-a-token!!");
+  v1::ListTenantsResponse tenants;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::Status s = Client(Scoped("platform-operator"))
+                       ->ListTenants(&ctx, bad, &tenants);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page token"));
+  EXPECT_EQ(tenants.tenants_size(), 0);
+  EXPECT_EQ(catalog_->revision(), revision);
 }
 
 TEST_F(ManagementServiceTest, TenantOperatorCannotCreateTenant) {
