@@ -189,7 +189,8 @@ absl::Status ContosoSupportService::Authorize(
         "device certificates cannot use ContosoSupport; use a Contoso "
         "operator credential");
   }
-  if (auth::ParseScope(claims.scope) == auth::Scope::kPlatformOperator) {
+  if (sphere::auth::ParseScope(claims.scope) ==
+      sphere::auth::Scope::kPlatformOperator) {
     return absl::OkStatus();
   }
   if (claims.scope.empty() && registry_->IsConfiguredTenant(claims.tenant_id)) {
