@@ -133,7 +133,8 @@ void TcpProxy::Pump(int from, int to) {
     if (n <= 0) break;
     ssize_t off = 0;
     while (off < n) {
-      ssize_t w = write(to, buf + off, n - off);
+      // MSG_NOSIGNAL: a peer that went away is an error here, not SIGPIPE.
+      ssize_t w = send(to, buf + off, n - off, MSG_NOSIGNAL);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
         shutdown(from, SHUT_RDWR);
