@@ -5,7 +5,7 @@
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
-#include "common/rpc/rpc.h"
+#include "common/util/file.h"
 
 namespace sphere::twin {
 
@@ -51,7 +51,7 @@ absl::StatusOr<TwinStateFile> ReadTwinState(const std::string& path) {
                                             st.st_size, " bytes, over the ",
                                             kMaxStateFileBytes, " limit"));
   }
-  auto bytes = rpc::ReadFile(path);
+  auto bytes = util::ReadFile(path);
   if (!bytes.ok()) return bytes.status();
   TwinStateFile state;
   if (bytes->size() > kMaxStateFileBytes || !state.ParseFromString(*bytes)) {
@@ -69,12 +69,12 @@ absl::StatusOr<TwinStateFile> ReadTwinState(const std::string& path) {
 absl::Status WriteTwinState(const std::string& path,
                             const TwinStateFile& state) {
   const std::string dir = path.substr(0, path.rfind('/'));
-  if (absl::Status s = rpc::MakeDirs(dir, 0700); !s.ok()) return s;
+  if (absl::Status s = util::MakeDirs(dir, 0700); !s.ok()) return s;
   std::string bytes;
   if (!state.SerializeToString(&bytes)) {
     return absl::InternalError("cannot serialize twin state");
   }
-  return rpc::WriteFile(path, bytes, 0600);
+  return util::WriteFile(path, bytes, 0600);
 }
 
 }  // namespace sphere::twin
