@@ -69,7 +69,8 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
   Result out;
   auto op_tls = pki.TlsFor("operator");
   if (!op_tls.ok()) return op_tls.status();
-  auto op = ManagementService::NewStub(rpc::NewChannel(config.management, *op_tls));
+  auto op = ManagementService::NewStub(rpc::NewChannel(
+      config.management, *op_tls, config.ServerName("management")));
 
   // 1. Tenant and its operator credential.
   v1::CreateTenantRequest ct;
@@ -121,7 +122,8 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
     *field = *text;
   }
   auto contoso =
-      ManagementService::NewStub(rpc::NewChannel(config.management, tenant_tls));
+      ManagementService::NewStub(rpc::NewChannel(
+          config.management, tenant_tls, config.ServerName("management")));
 
   // 2. Product DW100 (its device groups come with it).
   v1::CreateProductRequest cp;

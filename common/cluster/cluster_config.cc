@@ -37,6 +37,11 @@ std::string ClusterConfig::ToJson() const {
     j["management_replicas"] = management_replicas;
   }
   if (!etcd.empty()) j["etcd"] = etcd;
+  j["server_name"] = server_name;
+  if (!server_names.empty()) {
+    j["server_names"] = nlohmann::json::object();
+    for (const auto& [name, sn] : server_names) j["server_names"][name] = sn;
+  }
   return j.dump(2) + "\n";
 }
 
@@ -88,6 +93,24 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
       }
     }
   }
+  if (std::string sn = str("server_name"); !sn.empty()) c.server_name = sn;
+  if (auto it = j.find("server_names"); it != j.end() && it->is_object()) {
+    for (const auto& [name, v] : it->items()) {
+      if (v.is_string()) c.server_names[name] = v.get<std::string>();
+    }
+  }
+  for (const auto& [name, sn] : c.server_names) {
+    if (sn.size() > kMaxServerNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cluster.json server_names[", name.substr(0, 64), "] is longer than ",
+          kMaxServerNameBytes, " bytes"));
+    }
+  }
+  if (c.server_name.size() > kMaxServerNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cluster.json server_name is longer than ", kMaxServerNameBytes,
+        " bytes"));
+  }
   if (c.management.empty() || c.root_ca.empty()) {
     return absl::InvalidArgumentError(
         "cluster.json lacks \"management\" or \"root_ca\": is the cluster "
@@ -114,6 +137,13 @@ ClusterConfig::CredentialPaths ClusterConfig::CredentialFor(
     }
   }
   return {operator_cert, operator_key, false};
+}
+
+std::string ClusterConfig::ServerName(const std::string& process) const {
+  if (auto it = server_names.find(process); it != server_names.end()) {
+    return it->second;
+  }
+  return server_name;
 }
 
 std::string ClusterConfigPath(const std::string& flag) {

@@ -12,7 +12,9 @@
 //     "appsvc": "127.0.0.1:PORT", "appsvc_web": "https://127.0.0.1:PORT/",
 //     "twins": {"dw100-1": "127.0.0.1:PORT", ...},        (optional)
 //     "metrics": {"management": "127.0.0.1:PORT",
-//                 "shard-0": "127.0.0.1:PORT", ...}
+//                 "shard-0": "127.0.0.1:PORT", ...},
+//     "server_name": "localhost",                          (optional)
+//     "server_names": {"shard-1": "shard-1.example"}       (optional)
 //   }
 //
 // "metrics" maps each process to the host:port of its Prometheus text
@@ -32,6 +34,9 @@
 #include "absl/status/statusor.h"
 
 namespace sphere::cluster {
+
+// Longest TLS server name accepted from cluster.json (a DNS name's limit).
+inline constexpr size_t kMaxServerNameBytes = 253;
 
 struct ShardEndpoint {
   std::string id;
@@ -62,6 +67,17 @@ struct ClusterConfig {
   // over) and the etcd members' client endpoints. Empty otherwise.
   std::vector<std::string> management_replicas;
   std::vector<std::string> etcd;
+  // TLS server name every process's certificate carries (JSON
+  // "server_name"; "localhost" when absent, as on a local cluster), and
+  // per-process overrides (JSON "server_names": {"shard-1": "..."}). Each at
+  // most kMaxServerNameBytes.
+  std::string server_name = "localhost";
+  std::map<std::string, std::string> server_names;
+
+  // ServerName is the name to check on `process`'s certificate
+  // ("management", "shard-0", "appsvc", ...): its override, else
+  // server_name. Pass it to rpc::NewChannel.
+  std::string ServerName(const std::string& process) const;
 
   std::string ToJson() const;
 

@@ -78,12 +78,13 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
 }
 
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
-                                          const TlsFiles& tls) {
+                                          const TlsFiles& tls,
+                                          const std::string& server_name) {
   RouteGrpcLogsToJson();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   args.SetMaxSendMessageSize(16 << 20);
-  args.SetSslTargetNameOverride("localhost");
+  if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
   return grpc::CreateCustomChannel(target, ChannelCredentials(tls), args);
 }
 

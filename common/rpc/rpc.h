@@ -65,10 +65,20 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(
     const TlsFiles& tls);
 
-// NewChannel creates a channel with bounded message sizes. `target` is
-// host:port; the TLS target name override is "localhost".
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target,
-                                          const TlsFiles& tls);
+// kLocalServerName is the TLS server name on a local cluster's server
+// certificate (securitysvc/pki issues it for localhost and 127.0.0.1); it is
+// cluster.json's default "server_name".
+inline constexpr char kLocalServerName[] = "localhost";
+
+// NewChannel creates a channel with bounded message sizes to `target`
+// (host:port, or a gRPC target such as "ipv4:a:1,b:2"). The TLS handshake
+// checks that the server's certificate names `server_name`: take it from the
+// cluster configuration (cluster::ClusterConfig::ServerName) so hostname
+// checks hold when the processes run on several machines. An empty
+// `server_name` checks the host named in `target` itself.
+std::shared_ptr<grpc::Channel> NewChannel(
+    const std::string& target, const TlsFiles& tls,
+    const std::string& server_name = kLocalServerName);
 
 // PeerIdentity is the verified client certificate of the current call.
 struct PeerIdentity {

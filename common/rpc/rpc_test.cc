@@ -77,11 +77,13 @@ struct TestPki {
     root.not_after = absl::Now() + absl::Hours(1);
     root.usage = crypto::KeyUsage::kCa;
     root_pem = *crypto::IssueCertificate(root, root_key, "");
+    root_key_pem = root_key.ToPem();
     server = Leaf(root_key, "server", crypto::KeyUsage::kServerAuth);
     client = Leaf(root_key, "client", crypto::KeyUsage::kClientAuth);
   }
   TlsFiles Leaf(const crypto::EcPrivateKey& root_key, const std::string& cn,
-                crypto::KeyUsage usage) {
+                crypto::KeyUsage usage,
+                std::vector<std::string> dns_sans = {"localhost"}) {
     auto key = crypto::EcPrivateKey::Generate();
     crypto::CertificateSpec spec;
     spec.common_name = cn;
@@ -89,12 +91,13 @@ struct TestPki {
     spec.not_before = absl::Now() - absl::Hours(1);
     spec.not_after = absl::Now() + absl::Hours(1);
     spec.usage = usage;
-    spec.dns_sans = {"localhost"};
+    spec.dns_sans = std::move(dns_sans);
     spec.ip_sans = {"127.0.0.1"};
     return {*crypto::IssueCertificate(spec, root_key, root_pem), key.ToPem(),
             root_pem};
   }
   std::string root_pem;
+  std::string root_key_pem;
   TlsFiles server, client;
 };
 
@@ -119,6 +122,54 @@ TEST(ServerRunnerTest, ServesMutualTlsOnAnyFreePort) {
   EXPECT_GT(runner.port(), 0);
   EXPECT_TRUE(MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
   EXPECT_GE(runner.listener()->admitted(), 1u);
+  runner.Shutdown(absl::Seconds(1));
+}
+
+// The TLS server name is the caller's (from cluster.json), not a constant: a
+// server whose certificate names another host is refused at the handshake,
+// so the call never reaches the service, and the certificate's own name is
+// accepted.
+TEST(ServerRunnerTest, Attack_ServerCertificateForAnotherNameIsRefused) {
+  TestPki pki;
+  auto root_key = crypto::EcPrivateKey::FromPem(pki.root_key_pem);
+  ASSERT_TRUE(root_key.ok()) << root_key.status();
+  ServerOptions options;
+  options.tls = pki.Leaf(*root_key, "mgmt", crypto::KeyUsage::kServerAuth,
+                         {"mgmt.sphere.example"});
+  ServerRunner runner(options);
+  ASSERT_TRUE(runner.Start().ok());
+  auto call = [&](const std::string& server_name) {
+    auto stub = v1::Metrics::NewStub(
+        NewChannel(runner.address(), pki.client, server_name));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(10)));
+    v1::GetMetricsResponse resp;
+    return stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
+  };
+  for (const std::string& name : {std::string(kLocalServerName),
+                                 std::string("evil.sphere.example")}) {
+    grpc::Status st = call(name);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << name << ": " << st.error_message();
+  }
+  EXPECT_TRUE(call("mgmt.sphere.example").ok());
+  runner.Shutdown(absl::Seconds(1));
+}
+
+TEST(ServerRunnerTest, DefaultServerNameIsTheLocalClusters) {
+  TestPki pki;  // server certificate for localhost / 127.0.0.1
+  ServerOptions options;
+  options.tls = pki.server;
+  ServerRunner runner(options);
+  ASSERT_TRUE(runner.Start().ok());
+  EXPECT_TRUE(MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
+  auto stub = v1::Metrics::NewStub(
+      NewChannel(runner.address(), pki.client, "shard-1.sphere.example"));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(absl::Seconds(10)));
+  v1::GetMetricsResponse resp;
+  grpc::Status st = stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
   runner.Shutdown(absl::Seconds(1));
 }
 

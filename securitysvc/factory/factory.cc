@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<DeviceRegistry>> ManagementRegistry(
   tls.key_pem = *key;
   tls.ca_pem = *root;
   return std::make_unique<GrpcRegistry>(
-      v1::ManagementService::NewStub(rpc::NewChannel(c.management, tls)));
+      v1::ManagementService::NewStub(
+          rpc::NewChannel(c.management, tls, c.ServerName("management"))));
 }
 
 absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
