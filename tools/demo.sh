@@ -217,7 +217,8 @@ step "Someone opens dw100-3 and tampers with it"
 say "Pluton latched the tamper and reports it in the quote it signs: Sphere refuses"
 say "dw100-3's attestation and revokes the device by itself. Nobody at Contoso acts."
 if wait_log "$DIR/logs/dw100-3.log" 'contoso cloud call failed.*revoked' 60; then
-  "${CTL[@]}" --tenant Contoso device show --device "$ID3" | grep -iE 'state|revoc' | head -2 || true
+  "${CTL[@]}" --tenant Contoso --output json device show --device "$ID3" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("   catalog:", d.get("state"), "-", d.get("revocation_reason", ""))' || true
   say "The Contoso cloud (following Sphere's catalog Watch) now refuses dw100-3:"
   grep -h 'contoso cloud call failed.*revoked' "$DIR/logs/dw100-3.log" | head -1 |
     python3 -c 'import json,sys; print("   refused:", json.loads(sys.stdin.readline())["error"])'
