@@ -223,12 +223,22 @@ TEST_F(DeviceTest, HardwareRootOfTrust_EditedCountersInStateRejected) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
 }
 
-TEST_F(DeviceTest, HardwareRootOfTrust_TamperDisablesQuotes) {
+TEST_F(DeviceTest, HardwareRootOfTrust_TamperIsReportedInSignedQuotes) {
   auto d = Booted();
   d->DrainErrorEvents();
+  auto clean = d->Quote("n");
+  ASSERT_TRUE(clean.ok()) << clean.status();
+  v1::QuoteBody clean_body;
+  ASSERT_TRUE(clean_body.ParseFromString(clean->body()));
+  EXPECT_EQ(clean_body.tamper_events(), 0u);
   d->TriggerTamper("voltage glitch");
+  // The quote is still signed by the device key, and it carries the tamper:
+  // the evidence the Security Service revokes the device on.
   auto q = d->Quote("n");
-  EXPECT_EQ(q.status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto body = ParseAndVerifyQuote(*q, d->public_key());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(body->tamper_events(), 1u);
   EXPECT_TRUE(d->tampered());
   EXPECT_TRUE(HasEvent(d->DrainErrorEvents(), v1::ErrorEvent::TAMPER));
   EXPECT_EQ(d->SignWithCertificateKey("x").status().code(),
@@ -251,7 +261,14 @@ TEST_F(DeviceTest, HardwareRootOfTrust_StuckRngRaisesTamper) {
   EXPECT_TRUE((*d)->Boot().ok());  // boots, but the self-test fired
   EXPECT_TRUE((*d)->tampered());
   EXPECT_TRUE(HasEvent((*d)->DrainErrorEvents(), v1::ErrorEvent::TAMPER));
-  EXPECT_EQ((*d)->Quote("n").status().code(), StatusCode::kFailedPrecondition);
+  // The quote reports it (signed), so the service refuses and revokes.
+  auto q = (*d)->Quote("n");
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto body = ParseAndVerifyQuote(*q, (*d)->public_key());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_GE(body->tamper_events(), 1u);
+  EXPECT_EQ((*d)->SignWithCertificateKey("x").status().code(),
+            StatusCode::kFailedPrecondition);
 }
 
 // ------------------------------------------------ 2. defence in depth

@@ -233,10 +233,8 @@ void Pluton::AdvanceCounter(const SecureWorldToken&, absl::string_view tenant,
 
 absl::StatusOr<v1::Quote> Pluton::Quote(const SecureWorldToken&,
                                         absl::string_view nonce) const {
-  if (tampered_) {
-    return absl::FailedPreconditionError(
-        "Pluton tamper detected: quotes are disabled");
-  }
+  // A tampered Pluton still quotes: the signed tamper count is the evidence
+  // the Security Service needs to revoke the device without anyone acting.
   v1::QuoteBody body;
   body.set_format_version(kQuoteFormatVersion);
   body.set_device_id(device_id());

@@ -9,7 +9,10 @@
 //    low-diversity tests); a stuck or low-entropy source raises a tamper event.
 //  * Measured boot: kNumRegisters SHA-256 registers + event log (quote.h).
 //  * Anti-rollback counters (fuses) only move up.
-//  * Tamper: after a tamper event Pluton refuses quotes and signatures.
+//  * Tamper: after a tamper event Pluton refuses certificate-key signatures
+//    but still signs quotes: every quote carries the latched
+//    tamper count, so the tamper evidence reaches the Security Service signed
+//    by the genuine device key (which then revokes the device automatically).
 //
 // Small TCB: every operation requires a SecureWorldToken, which only the
 // Security Monitor (Secure World) can construct. Normal World code cannot
@@ -121,7 +124,8 @@ class Pluton {
   uint32_t tamper_events() const { return tamper_events_; }
 
   // Quote signs nonce + registers + event log (+digest) + counters + counts
-  // with the device key. FailedPrecondition after tamper.
+  // with the device key. After a tamper event the quote is still signed and
+  // reports tamper_events > 0 (the service refuses and revokes on it).
   absl::StatusOr<v1::Quote> Quote(const SecureWorldToken&,
                                   absl::string_view nonce) const;
 

@@ -19,7 +19,8 @@ for want in \
   "\[done\] *attestation: 4 genuine dishwashers" \
   "\[done\] *heater failure: anomaly, diagnostics, customer notified, part reserved" \
   "\[done\] *rinse agent low: reorder offered" \
-  "\[done\] *tampered dishwasher: attestation fails, the Contoso cloud refuses it" \
+  "\[done\] *tampered dishwasher: revoked automatically by the platform, the Contoso cloud refuses it" \
+  "catalog: REVOKED - automatic: tamper: device " \
   "reserved at Redmond Appliance Repair" \
   "\[done\] *web pages behind a login" \
   "support staff *support *password [0-9a-f]\{16\} *-> https://127.0.0.1:[0-9]*/support" \

@@ -41,6 +41,7 @@
 #include "protos/management.grpc.pb.h"
 #include "protos/twin_control.grpc.pb.h"
 #include "tests/cluster_fixture.h"
+#include "tests/watch_client.h"
 #include "twin/dw100/firmware.h"
 #include "twin/state_file.h"
 
@@ -358,26 +359,41 @@ TEST_F(Dw100StoryTest, RinseAgentLowOffersReorderAndOwnerOrders) {
 TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefused) {
   const std::string t = "dw100-5";
   const rpc::TlsFiles stolen = StolenTls(t);
+  auto start = cluster_->ManagementRevision();
+  ASSERT_TRUE(start.ok());
+  WatchClient watch(cluster_->management(), *start + 1);
   auto st = Fault(t, v1::InjectFaultRequest::TAMPER);
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->boot_state(), "tampered");
+  // Pluton reports the tamper in its signed quote: the shard refuses it...
   EXPECT_TRUE(absl::StrContains(st->attestation_outcome(), "tamper"))
       << st->attestation_outcome();
-  // The device cannot attest any more: Pluton refuses to quote.
+  // ...and revokes the device by itself: nobody at Contoso acts.
+  auto revoked = watch.WaitFor(
+      [&](const v1::WatchEvent& e) {
+        return e.revoked_device_id() == st->device_id();
+      },
+      kStepTimeout);
+  ASSERT_TRUE(revoked.has_value())
+      << "no automatic revocation of " << st->device_id();
+  auto device = cluster_->GetDevice(*tenant_id_, st->device_id());
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->state(), v1::REVOKED);
+  EXPECT_TRUE(absl::StartsWith(device->revocation_reason(), "automatic: tamper"))
+      << device->revocation_reason();
+  // The device cannot attest any more (refused as revoked, or as tampered
+  // by a shard whose catalog has not applied the revocation yet).
   auto again = Attest(t, 0);
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_TRUE(absl::StrContains(again->attestation_outcome(), "tamper"))
+  EXPECT_TRUE(absl::StrContains(again->attestation_outcome(), "revoked") ||
+              absl::StrContains(again->attestation_outcome(), "tamper"))
       << again->attestation_outcome();
-  // Contoso revokes the device (the tamper shows in its error report);
-  // the credential the attacker took out of the flash is refused within
-  // one Watch round, and nothing is stored.
-  auto revoked = cluster_->Revoke(*tenant_id_, st->device_id());
-  ASSERT_TRUE(revoked.ok()) << revoked.status();
-  auto revision = cluster_->ManagementRevision();
-  ASSERT_TRUE(revision.ok());
+  // The credential the attacker took out of the flash is refused within one
+  // Watch round of the automatic revocation, and nothing is stored.
+  const int64_t revision = revoked->revision();
   const std::string before = FleetState();
   cv1::ReportTelemetryResponse resp;
-  grpc::Status s = Report(stolen, *revision, &resp);
+  grpc::Status s = Report(stolen, revision, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << s.error_message();
   EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();

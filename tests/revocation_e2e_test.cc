@@ -2,6 +2,8 @@
 // 2 shards, shard heartbeat every 100 ms):
 //  - a genuine device that boots a kernel the platform never signed is
 //    refused, revoked automatically by its shard, and refused from then on;
+//  - a genuine device whose Pluton latched a tamper event (its signed quote
+//    reports it) is revoked automatically the same way, exactly once;
 //  - 'spherectl device revoke' reaches Watch clients (revoked_device_id) and
 //    the shards;
 //  - shard heartbeats carry the attested device count to management's shard
@@ -148,6 +150,86 @@ TEST_F(RevocationE2ETest,
   EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
       << st.error_message();
   EXPECT_TRUE(again.nonce().empty());
+}
+
+TEST_F(RevocationE2ETest, Attack_TamperedDeviceIsRevokedAutomaticallyOnce) {
+  // Someone opens a genuine, attested device: Pluton latches the tamper and
+  // reports it in every quote it signs from then on.
+  auto dev = GenuineDevice("tampered-enclosure");
+  ASSERT_NE(dev, nullptr);
+  const std::string id = dev->device_id();
+  int owner = Owner(id);
+  ASSERT_GE(owner, 0);
+  v1::GetChallengeResponse challenge;
+  ASSERT_TRUE(GetChallenge(owner, id, &challenge).ok());
+  v1::AttestResponse good;
+  ASSERT_TRUE(Attest(owner, *dev, challenge.nonce(), &good).ok());
+  auto other = GenuineDevice("tamper-bystander");
+  ASSERT_NE(other, nullptr);
+  const int64_t start = Revision();
+  WatchClient watch(cluster_->management(), start + 1);
+
+  dev->TriggerTamper("enclosure opened");
+  v1::GetChallengeResponse c1, c2;
+  ASSERT_TRUE(GetChallenge(owner, id, &c1).ok());
+  ASSERT_TRUE(GetChallenge(owner, id, &c2).ok());  // outstanding when revoked
+  v1::AttestResponse resp;
+  grpc::Status st = Attest(owner, *dev, c1.nonce(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "1 tamper event(s)"))
+      << st.error_message();
+  EXPECT_TRUE(resp.certificate_chain_pem().empty());
+  EXPECT_TRUE(resp.session_token().empty());
+
+  // Nobody acts: the shard asks management, management records and
+  // publishes the revocation on Watch.
+  auto revoked = watch.WaitFor(RevokedIs(id), absl::Seconds(30));
+  ASSERT_TRUE(revoked.has_value()) << "no revoked_device_id event for " << id;
+  auto d = GetDevice(id);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->state(), v1::REVOKED);
+  EXPECT_TRUE(absl::StartsWith(d->revocation_reason(), "automatic: tamper: "))
+      << d->revocation_reason();
+
+  // Refused from then on (the outstanding challenge too), and the second
+  // refusal does not revoke again: the catalog moved exactly once for it.
+  st = Attest(owner, *dev, c2.nonce(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  v1::GetChallengeResponse again;
+  st = GetChallenge(owner, id, &again);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(again.nonce().empty());
+  // A marker event after everything above: every event for this device up
+  // to it has been seen once it arrives.
+  auto bystander = GenuineDevice("tamper-marker");
+  ASSERT_NE(bystander, nullptr);
+  const std::string marker = bystander->device_id();
+  auto seen_marker = watch.WaitFor(
+      [&](const v1::WatchEvent &e) { return e.device().id() == marker; },
+      absl::Seconds(30));
+  ASSERT_TRUE(seen_marker.has_value());
+  const int64_t first_revocation = revoked->revision();
+  auto twice = watch.WaitFor(
+      [&](const v1::WatchEvent &e) {
+        return e.revoked_device_id() == id &&
+               e.revision() != first_revocation;
+      },
+      absl::ZeroDuration());
+  EXPECT_FALSE(twice.has_value()) << "revoked again at revision "
+                                  << twice->revision();
+
+  // Nothing else changed: the bystander is still claimed and attests.
+  auto o = GetDevice(other->device_id());
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->state(), v1::CLAIMED);
+  int other_owner = Owner(other->device_id());
+  ASSERT_GE(other_owner, 0);
+  v1::GetChallengeResponse oc;
+  ASSERT_TRUE(GetChallenge(other_owner, other->device_id(), &oc).ok());
+  v1::AttestResponse ok;
+  EXPECT_TRUE(Attest(other_owner, *other, oc.nonce(), &ok).ok());
 }
 
 TEST_F(RevocationE2ETest, GenuineDeviceAttestingIsNotRevoked) {

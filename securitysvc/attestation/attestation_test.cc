@@ -21,6 +21,7 @@
 #include "mcu-model/quote.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/attestation/revocation_queue.h"
 
 namespace sphere::attestation {
 namespace {
@@ -661,14 +662,91 @@ TEST_F(AttestationTest, TamperedDeviceRejected) {
   ExpectUnchanged(before, h.id);
   EXPECT_TRUE(nonces_->Check(h.id, body.nonce()).ok());
 
-  // ...and the real Pluton refuses to quote at all after a tamper event, so
-  // the device's outstanding challenge can never be answered.
-  const std::string nonce = Nonce(device_->device_id());
-  device_->TriggerTamper("voltage-glitch");
-  auto q = device_->Quote(nonce);
-  EXPECT_EQ(q.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(q.status().message(), HasSubstr("tamper"));
-  EXPECT_FALSE(attestor_->LastRecord(device_->device_id()).ok());
+  // ...and handed to the revocation sink: the quote is signed by the
+  // registered device key over a fresh nonce, so it proves the device itself
+  // was tampered with.
+  ASSERT_EQ(revocations_.requests.size(), 1u);
+  EXPECT_EQ(revocations_.requests[0].device_id, h.id);
+  EXPECT_EQ(revocations_.requests[0].tenant_id, kTenantA);
+  EXPECT_THAT(revocations_.requests[0].reason,
+              HasSubstr("automatic: tamper: device "));
+}
+
+// The real Pluton keeps quoting after a tamper event and reports it in the
+// signed quote; the Attestor refuses the device and its shard revokes it
+// through the RevocationQueue (off the attestation path), exactly once.
+TEST_F(AttestationTest, Attack_TamperedPlutonIsRevokedAutomaticallyOnce) {
+  auto dev = MakeDevice("tampered-dw100", GetPlatform().images_v1,
+                        GetPlatform().signing_key.PublicKey());
+  ASSERT_NE(dev, nullptr);
+  const std::string id = dev->device_id();
+  Claim(id, dev->public_key());
+
+  // What management does with RevokeDevice, as seen by this shard: the
+  // catalog records the revocation and Watch brings it back.
+  int revoke_calls = 0;
+  std::vector<RevocationRequest> revoked;
+  int64_t revision = catalog_->revision();
+  RevocationQueue queue(
+      [&](const RevocationRequest& r) {
+        ++revoke_calls;
+        revoked.push_back(r);
+        v1::WatchEvent e;
+        e.set_revision(++revision);
+        e.set_revoked_device_id(r.device_id);
+        return catalog_->Apply(e);
+      },
+      RevocationQueue::Options());
+  Attestor::Options options;
+  options.revocation_sink = &queue;
+  Attestor attestor(catalog_.get(), store_.get(), nonces_.get(), tokens_.get(),
+                    &clock_, options);
+  auto genuine = attestor.GetChallenge(id);  // genuine until opened
+  ASSERT_TRUE(genuine.ok());
+  ASSERT_TRUE(attestor.Attest(GenuineRequest(*dev, genuine->nonce())).ok());
+
+  auto first = attestor.GetChallenge(id);
+  auto second = attestor.GetChallenge(id);  // outstanding when revoked
+  ASSERT_TRUE(first.ok() && second.ok());
+  dev->TriggerTamper("enclosure opened");
+  TrustedState before = Snapshot(id);
+  TrustedState other_before = Snapshot(device_->device_id());
+
+  auto q = dev->Quote(first->nonce());
+  ASSERT_TRUE(q.ok()) << q.status();
+  ExpectError(attestor.Attest(Request(id, *q)),
+              absl::StatusCode::kPermissionDenied,
+              "reports 1 tamper event(s)");
+  ASSERT_TRUE(queue.WaitIdle(absl::Seconds(30)));
+  EXPECT_EQ(queue.delivered(), 1u);
+  ASSERT_EQ(revoked.size(), 1u);
+  EXPECT_EQ(revoked[0].device_id, id);
+  EXPECT_EQ(revoked[0].tenant_id, kTenantA);
+  EXPECT_THAT(revoked[0].reason, HasSubstr("automatic: tamper: device "));
+  EXPECT_TRUE(revoked[0].unknown_image_hash.empty());
+  auto d = catalog_->GetDevice(id);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->state(), v1::REVOKED);
+
+  // Refused from now on, without a second revocation: the outstanding
+  // challenge is dead and no new one is issued.
+  auto q2 = dev->Quote(second->nonce());
+  ASSERT_TRUE(q2.ok());
+  ExpectError(attestor.Attest(Request(id, *q2)),
+              absl::StatusCode::kPermissionDenied, "is revoked");
+  EXPECT_EQ(attestor.GetChallenge(id).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(queue.WaitIdle(absl::Seconds(30)));
+  EXPECT_EQ(revoke_calls, 1);
+
+  // Nothing else changed: no certificate, no new success, the last good
+  // record stays; the other device is untouched and still attests.
+  ExpectUnchanged(before, id);
+  ExpectUnchanged(other_before, device_->device_id());
+  EXPECT_EQ(catalog_->GetDevice(device_->device_id())->state(), v1::CLAIMED);
+  EXPECT_TRUE(AttestGenuine(*device_).ok());
+  EXPECT_TRUE(revocations_.requests.empty());  // the fixture's sink: unused
+  queue.Stop();
 }
 
 TEST_F(AttestationTest, RevokedDevice) {

@@ -430,10 +430,11 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       s = agent_->InjectFault(Fault::kRinseAgentLow);
       break;
     case v1::InjectFaultRequest::TAMPER:
-      // Pluton latches the tamper: no more quotes, so the next attestation
-      // fails and the certificate is never renewed. The TLS stack still
-      // holds the certificate key (TLS offload): the device keeps calling
-      // the cloud until the platform revokes it.
+      // Pluton latches the tamper and reports it in every quote it signs:
+      // the next attestation is refused and the Security Service revokes
+      // the device by itself. The TLS stack still holds the certificate key
+      // (TLS offload): the device keeps calling the cloud, which refuses it
+      // once the revocation arrives over Watch.
       twin_->device().TriggerTamper("enclosure opened");
       twin_->RequestAttestation(Now());
       StepAttestation(Now());  // fails now: the status shows why
