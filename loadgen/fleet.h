@@ -58,6 +58,10 @@ struct FleetOptions {
   // deployed app image's payload.
   double update_fraction = 0.01;
   int update_image_kib = 64;
+  // telemetry: readings per ReportTelemetry batch (<= 1000) and batches
+  // per twin (0 skips the phase).
+  int telemetry_batch = 100;
+  int telemetry_batches = 5;
 };
 
 // ReadProcessRss returns VmRSS of `pid` (0 = this process) in bytes.
