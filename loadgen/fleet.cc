@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   }
   std::unique_ptr<Fleet> f(new Fleet(std::move(options)));
   f->cluster_ = std::move(*cluster);
+  if (!f->options_.appsvc.empty()) f->cluster_.appsvc = f->options_.appsvc;
   const std::string pki = f->cluster_.state_dir + "/pki/";
   auto root = rpc::ReadFile(f->cluster_.root_ca);
   if (!root.ok()) return root.status();

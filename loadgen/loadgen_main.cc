@@ -106,6 +106,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tenant", f.tenant,
                  "tenant that claims the fleet (default loadgen-<time>)");
+  app.add_option("--appsvc", f.appsvc,
+                 "telemetry phase: appsvc host:port serving the fleet's "
+                 "--tenant and product \"loadgen\" (default: cluster.json's)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
