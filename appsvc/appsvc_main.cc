@@ -26,6 +26,8 @@
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/durable_writer.h"
+#include "appsvc/gateway_auth.h"
+#include "appsvc/gateway_service.h"
 #include "appsvc/grpc_services.h"
 #include "appsvc/seed.h"
 #include "appsvc/sphere_source.h"
@@ -180,6 +182,16 @@ int Main() {
                   absl::GetFlag(FLAGS_per_device_in_flight));
   DeviceGatewayService gateway(&cloud, &registry, &pool, sphere::Clock::Real());
   ContosoSupportService support(&cloud, &registry, &sphere_source, &pool);
+  // Gateway path (contoso.v1.ContosoGateway): appsvc's own token key, made
+  // at first start in DIR/appsvc (0600).
+  if (auto s = sphere::rpc::MakeDirs(dir + "/appsvc", 0700); !s.ok()) {
+    return Fail(s);
+  }
+  auto gateway_key = LoadOrCreateGatewayKey(dir + "/appsvc/gateway_token.key");
+  if (!gateway_key.ok()) return Fail(gateway_key.status());
+  GatewayAuth gateway_auth(*gateway_key, server_tls->ca_pem, &registry,
+                           sphere::Clock::Real());
+  ContosoGatewayService gateway_path(&gateway_auth, &cloud, &pool);
 
   sphere::rpc::ServerOptions o;
   o.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
@@ -189,6 +201,7 @@ int Main() {
   sphere::rpc::ServerRunner runner(o);
   runner.AddService(&gateway);
   runner.AddService(&support);
+  runner.AddService(&gateway_path);
   if (auto s = runner.Start(); !s.ok()) return Fail(s);
 
   WebAuth::Options auth_options;

@@ -29,9 +29,8 @@
 // token of another device), ResourceExhausted (challenge table full of live
 // nonces: retry later).
 //
-// Not yet wired: no gRPC service or proto serves this path yet (see
-// docs/benchmarks.md, issue 14 telemetry); this is the core a
-// DeviceGateway adapter calls.
+// Served over gRPC as contoso.v1.ContosoGateway by gateway_service.h
+// (appsvc_main wires it with the key from DIR/appsvc/gateway_token.key).
 //
 // Thread-safety: all methods are thread-safe; Prove does its crypto outside
 // the lock.

@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   }
   std::unique_ptr<Fleet> f(new Fleet(std::move(options)));
   f->cluster_ = std::move(*cluster);
+  if (!f->options_.appsvc.empty()) f->cluster_.appsvc = f->options_.appsvc;
   auto root = rpc::ReadFile(f->cluster_.root_ca);
   if (!root.ok()) return root.status();
   auto read_tls = [&](const std::string& cert, const std::string& key)

@@ -59,6 +59,13 @@ struct FleetOptions {
   // deployed app image's payload.
   double update_fraction = 0.01;
   int update_image_kib = 64;
+  // telemetry: readings per ReportTelemetry batch (<= 1000) and batches
+  // per twin (0 skips the phase).
+  int telemetry_batch = 100;
+  int telemetry_batches = 5;
+  // appsvc for the telemetry phase instead of cluster.json's (e.g. one
+  // started for the fleet's --tenant; its --product must be "loadgen").
+  std::string appsvc;
 };
 
 // ReadProcessRss returns VmRSS of `pid` (0 = this process) in bytes.

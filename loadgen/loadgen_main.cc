@@ -74,6 +74,14 @@ int Main(int argc, char** argv) {
                  "installs a real deployment (at least one twin; 0 skips it)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--telemetry-batch", f.telemetry_batch,
+                 "telemetry phase: readings per ReportTelemetry batch")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--telemetry-batches", f.telemetry_batches,
+                 "telemetry phase: batches each twin sends (0 skips it)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
   app.add_option("--update-image-kib", f.update_image_kib,
                  "update_install phase: payload size of the deployed app "
                  "image in KiB")
@@ -103,6 +111,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tenant", f.tenant,
                  "tenant that claims the fleet (default loadgen-<time>)");
+  app.add_option("--appsvc", f.appsvc,
+                 "telemetry phase: appsvc host:port serving the fleet's "
+                 "--tenant and product \"loadgen\" (default: cluster.json's)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

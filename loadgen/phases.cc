@@ -17,6 +17,7 @@
 #include "common/util/clock.h"
 #include "loadgen/floors.h"
 #include "loadgen/transport.h"
+#include "loadgen/telemetry_phase.h"
 #include "loadgen/update_phases.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -483,68 +484,6 @@ class AttestPhase final : public Phase {
   }
 };
 
-// ------------------------------------------------- phases not served yet
-
-// ServicePhase: a phase whose service lives on a shard (or appsvc). It
-// reports skipped with the reason: the service is not served by this
-// cluster (probe answered UNIMPLEMENTED), or it is served but the twin
-// library has no agent for it on this branch, so there is nothing genuine
-// to drive.
-class ServicePhase : public Phase {
- public:
-  ServicePhase(const char* name, std::string method, std::string issue,
-               std::string agent)
-      : name_(name),
-        method_(std::move(method)),
-        issue_(std::move(issue)),
-        agent_(std::move(agent)) {}
-  const char* name() const override { return name_; }
-
-  std::string Unavailable(Fleet& fleet) override {
-    const std::string address = Address(fleet);
-    if (address.empty()) {
-      return absl::StrCat("no appsvc address in cluster.json (", issue_,
-                          " not running)");
-    }
-    const absl::StatusCode code =
-        ProbeMethod(address, fleet.gateway_tls(), method_);
-    if (code == absl::StatusCode::kUnimplemented) {
-      return absl::StrCat(method_, " is not served (UNIMPLEMENTED): ", issue_,
-                          " is not on this branch");
-    }
-    if (code == absl::StatusCode::kUnavailable) {
-      return absl::StrCat(method_, " probe: server unavailable");
-    }
-    return absl::StrCat(method_, " is served, but the twin library has no ",
-                        agent_, " on this branch to drive it");
-  }
-  absl::Status Run(Fleet&, PhaseStats&) override {
-    return absl::UnimplementedError(absl::StrCat(name_, " is not wired"));
-  }
-
- protected:
-  virtual std::string Address(Fleet& fleet) {
-    return fleet.cluster().shards[0].address;
-  }
-
- private:
-  const char* const name_;
-  const std::string method_, issue_, agent_;
-};
-
-class TelemetryPhase final : public ServicePhase {
- public:
-  TelemetryPhase()
-      : ServicePhase("telemetry", "/contoso.v1.DeviceGateway/ReportTelemetry",
-                     "the Contoso cloud appsvc (issue 13)",
-                     "telemetry uploader over a gateway channel (appsvc's "
-                     "gateway path, appsvc/gateway_auth.h, is not served "
-                     "over gRPC yet)") {}
-
- protected:
-  std::string Address(Fleet& fleet) override { return fleet.cluster().appsvc; }
-};
-
 // ---------------------------------------------------------------- error_report
 
 // UploadTiming forwards UploadErrors to the gateway client and records one
@@ -742,7 +681,7 @@ std::vector<std::unique_ptr<Phase>> DefaultPhases() {
   p.push_back(std::make_unique<AttestPhase>());
   p.push_back(NewUpdateCheckPhase());
   p.push_back(NewUpdateInstallPhase());
-  p.push_back(std::make_unique<TelemetryPhase>());
+  p.push_back(NewTelemetryPhase());
   p.push_back(std::make_unique<ErrorReportPhase>());
   return p;
 }

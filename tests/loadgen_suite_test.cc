@@ -9,8 +9,13 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -93,6 +98,58 @@ size_t AttestedOnOwner(LocalCluster* cluster,
   return OnOwner(cluster, ids).attested;
 }
 
+// FleetAppsvc is an appsvc serving the fleet's tenant and product
+// "loadgen" (the cluster's own appsvc, if any, serves Contoso/DW100), so
+// the telemetry phase runs; stopped (SIGTERM, reaped) on destruction.
+class FleetAppsvc {
+ public:
+  static absl::StatusOr<std::unique_ptr<FleetAppsvc>> Start(
+      LocalCluster* cluster, const std::string& tenant) {
+    const std::string dir = TestTmpDir("suite-appsvc");
+    const std::string port_file = dir + "/port";
+    auto child = SpawnPiped(
+        {BinaryPath("appsvc/appsvc"),
+         "--state_dir=" + cluster->config().state_dir,
+         "--db_dir=" + dir + "/db", "--management=" + cluster->config().management,
+         "--tenant=" + tenant, "--product=loadgen", "--web_port=-1",
+         "--port_file=" + port_file});
+    if (!child.ok()) return child.status();
+    std::unique_ptr<FleetAppsvc> a(new FleetAppsvc(*child));
+    // Ready once it logs "appsvc serving" (after the port file): read its
+    // output until then; EOF means it exited.
+    std::string out;
+    char buf[4096];
+    while (!absl::StrContains(out, "appsvc serving")) {
+      const ssize_t n = ::read(child->out_fd, buf, sizeof buf);
+      if (n <= 0) return absl::InternalError("appsvc exited: " + out);
+      out.append(buf, n);
+    }
+    // Keep draining its output so its logging never blocks on the pipe.
+    a->drain_ = std::thread([fd = child->out_fd] {
+      char b[4096];
+      while (::read(fd, b, sizeof b) > 0) {
+      }
+    });
+    auto port = rpc::ReadFile(port_file);
+    if (!port.ok()) return port.status();
+    a->address_ = "127.0.0.1:" + *port;
+    return a;
+  }
+  ~FleetAppsvc() {
+    ::kill(child_.pid, SIGTERM);
+    ::waitpid(child_.pid, nullptr, 0);
+    if (drain_.joinable()) drain_.join();  // EOF once the child exited
+    ::close(child_.out_fd);
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  explicit FleetAppsvc(PipedChild child) : child_(child) {}
+  PipedChild child_;
+  std::thread drain_;
+  std::string address_;
+};
+
 nlohmann::json RunLoadgen(LocalCluster* cluster, const std::string& report,
                           const std::vector<std::string>& extra, int* rc) {
   std::vector<std::string> argv = {
@@ -139,12 +196,17 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   auto started = LocalCluster::Start("loadgen-suite", 2);
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  auto appsvc = FleetAppsvc::Start(cluster.get(), "LoadSuite");
+  ASSERT_TRUE(appsvc.ok()) << appsvc.status();
   const std::string report = TestTmpDir("suite-report");
   int rc = 0;
+  // telemetry: one batch of 100 readings per twin (one op per twin).
   const nlohmann::json j = RunLoadgen(
       cluster.get(), report,
       {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite",
-       "--update-fraction", absl::StrCat(kUpdateFraction)},
+       "--update-fraction", absl::StrCat(kUpdateFraction), "--appsvc",
+       (*appsvc)->address(), "--telemetry-batches", "1", "--telemetry-batch",
+       "100"},
       &rc);
   ASSERT_EQ(rc, 0);
   ExpectSchema(j);
@@ -185,10 +247,18 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   // checks every acknowledged event against QueryErrors (a failed check
   // fails the run: rc != 0 above).
   for (const char* p : {"manufacture", "register", "claim", "attest",
-                        "update_check", "update_install", "error_report"}) {
+                        "update_check", "update_install", "telemetry",
+                        "error_report"}) {
     EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
   }
-  EXPECT_GE(ran, 7);
+  EXPECT_GE(ran, 8);
+  // telemetry's end check (appsvc's CountTelemetry) passed: every
+  // acknowledged reading is stored, and every twin's batch was acknowledged.
+  const auto& tm = j["phases"]["telemetry"]["metrics"];
+  EXPECT_EQ(tm["acknowledged"], kTwins * 100);
+  EXPECT_EQ(tm["stored"], kTwins * 100);
+  EXPECT_EQ(tm["twins_proven"], kTwins);
+  EXPECT_LT(tm["token_bytes_per_twin"].get<double>(), 1024);
 
   // Independently of loadgen's counts: every device is claimed by the
   // tenant and its owning shard recorded the attestation; exactly the

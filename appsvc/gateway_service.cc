@@ -1,0 +1,196 @@
+#include "appsvc/gateway_service.h"
+
+#include <sys/stat.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/util/metrics.h"
+
+namespace contoso::appsvc {
+namespace {
+
+constexpr size_t kGatewayKeyBytes = 32;
+
+grpc::Status Busy() {
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "appsvc is busy (work queue full); retry with backoff");
+}
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx,
+                               const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(sphere::rpc::ToGrpcStatus(s));
+  return reactor;
+}
+
+absl::StatusOr<std::string> Metadata(const grpc::ServerContextBase& ctx,
+                                     const char* key, size_t max_bytes) {
+  auto it = ctx.client_metadata().find(key);
+  if (it == ctx.client_metadata().end()) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("the gateway path needs '", key, "' metadata"));
+  }
+  if (it->second.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", key, "' metadata exceeds ", max_bytes, " bytes"));
+  }
+  return std::string(it->second.data(), it->second.size());
+}
+
+sphere::metrics::CounterMetric* SamplesCounter() {
+  static auto* c = sphere::metrics::Counter(
+      "contoso_gateway_samples_total",
+      "Telemetry samples stored durably by appsvc via the gateway path");
+  return c;
+}
+
+}  // namespace
+
+absl::Status ContosoGatewayService::CheckGateway(
+    const grpc::ServerContextBase& ctx) {
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(ctx);
+  if (!peer.ok()) return peer.status();
+  if (peer->claims().scope != "gateway") {
+    return absl::PermissionDeniedError(
+        "ContosoGateway needs a gateway certificate (scope \"gateway\"); "
+        "devices with their own certificate use DeviceGateway");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ContosoGatewayService::DeviceOf(
+    const grpc::ServerContextBase& ctx) const {
+  if (auto s = CheckGateway(ctx); !s.ok()) return s;
+  auto id = Metadata(ctx, kGatewayDeviceMetadata, 64);
+  if (!id.ok()) return id.status();
+  auto token = Metadata(ctx, kGatewaySessionMetadata, 1024);
+  if (!token.ok()) return token.status();
+  auto device = auth_->Authenticate(*token, *id);
+  if (!device.ok()) return device.status();
+  return device->device_id;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::GetChallenge(
+    grpc::CallbackServerContext* ctx, const v1::GatewayChallengeRequest* req,
+    v1::GatewayChallengeResponse* resp) {
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  absl::StatusOr<std::string> nonce = auth_->Challenge(req->device_id());
+  if (nonce.ok()) resp->set_nonce(std::move(*nonce));
+  return Done(ctx, nonce.status());
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::Prove(
+    grpc::CallbackServerContext* ctx, const v1::GatewayProveRequest* req,
+    v1::GatewayProveResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxProveRequestBytes,
+                                             "Prove");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  if (!pool_->TrySubmit(req->device_id(), [this, req, resp, reactor] {
+        absl::StatusOr<std::string> token = auth_->Prove(
+            req->device_id(), req->nonce(), req->chain_pem(), req->signature());
+        if (token.ok()) {
+          auto device = auth_->Authenticate(*token, req->device_id());
+          if (device.ok()) {
+            resp->set_expires_unix_ms(absl::ToUnixMillis(device->not_after));
+          }
+          resp->set_session_token(std::move(*token));
+        }
+        reactor->Finish(sphere::rpc::ToGrpcStatus(token.status()));
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::ReportTelemetry(
+    grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
+    v1::ReportTelemetryResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxGatewayTelemetryBytes,
+                                             "ReportTelemetry");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  absl::StatusOr<std::string> id = DeviceOf(*ctx);
+  if (!id.ok()) return Done(ctx, id.status());
+  auto* reactor = ctx->DefaultReactor();
+  if (!pool_->TrySubmit(*id, [this, req, resp, reactor, id = *id] {
+        auto r = cloud_->ReportTelemetry(id, *req);
+        if (r.ok()) {
+          *resp = std::move(*r);
+          SamplesCounter()->Increment("", resp->accepted());
+        }
+        reactor->Finish(sphere::rpc::ToGrpcStatus(r.status()));
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::CountTelemetry(
+    grpc::CallbackServerContext* ctx, const v1::CountTelemetryRequest* req,
+    v1::CountTelemetryResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxCountRequestBytes,
+                                             "CountTelemetry");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->devices_size() > kMaxCountDevices) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "CountTelemetry takes at most ", kMaxCountDevices,
+                         " devices")));
+  }
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  // Every device must be authenticated before anything is read.
+  for (const v1::GatewayDevice& d : req->devices()) {
+    if (d.session_token().empty()) {
+      return Done(ctx, absl::UnauthenticatedError(absl::StrCat(
+                           "CountTelemetry: no session token for device ",
+                           d.device_id().substr(0, 64))));
+    }
+    auto device = auth_->Authenticate(d.session_token(), d.device_id());
+    if (!device.ok()) return Done(ctx, device.status());
+  }
+  auto* reactor = ctx->DefaultReactor();
+  if (!pool_->TrySubmit("gateway-count", [this, req, resp, reactor] {
+        for (const v1::GatewayDevice& d : req->devices()) {
+          absl::StatusOr<uint64_t> n = cloud_->CountSamples(d.device_id());
+          if (!n.ok()) {
+            reactor->Finish(sphere::rpc::ToGrpcStatus(n.status()));
+            return;
+          }
+          resp->add_stored_samples(*n);
+        }
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+absl::StatusOr<std::string> LoadOrCreateGatewayKey(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    absl::StatusOr<std::string> key = sphere::rpc::ReadFile(path);
+    if (!key.ok()) return key.status();
+    if (key->size() != kGatewayKeyBytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " holds ", key->size(), " bytes, not a ", kGatewayKeyBytes,
+          "-byte gateway key; remove it to generate a new one (every issued "
+          "gateway token then stops working)"));
+    }
+    return key;
+  }
+  std::string key = sphere::crypto::RandomBytes(kGatewayKeyBytes);
+  if (auto s = sphere::rpc::WriteFile(path, key, 0600); !s.ok()) return s;
+  return key;
+}
+
+}  // namespace contoso::appsvc

@@ -1,0 +1,78 @@
+// ContosoGatewayService: the gRPC adapter of appsvc's gateway path
+// (contoso.v1.ContosoGateway; core: gateway_auth.h, contoso_cloud.h), thin:
+// the channel must present a gateway certificate (scope "gateway") of the
+// platform PKI; each call names its device and carries appsvc's session
+// token in metadata (kGatewayDeviceMetadata, kGatewaySessionMetadata);
+// GatewayAuth checks the token and the catalog. GetChallenge and token
+// checks are cheap and run on the callback thread; Prove (signature and
+// chain verification), durable writes and scans run on the WorkerPool
+// (keyed by device, so one device cannot take the whole queue). A full queue
+// is RESOURCE_EXHAUSTED: retry with backoff.
+//
+// Limits (checked before anything else): request sizes below, at most
+// kMaxCountDevices devices per CountTelemetry, metadata values bounded by
+// GatewayAuthOptions.
+//
+// Thread-safety: as any gRPC service; every member it uses is thread-safe.
+#ifndef SPHERE_APPSVC_GATEWAY_SERVICE_H_
+#define SPHERE_APPSVC_GATEWAY_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "appsvc/contoso_cloud.h"
+#include "appsvc/gateway_auth.h"
+#include "appsvc/worker_pool.h"
+#include "protos/contoso.grpc.pb.h"
+
+namespace contoso::appsvc {
+
+inline constexpr char kGatewayDeviceMetadata[] = "contoso-device-id";
+inline constexpr char kGatewaySessionMetadata[] = "contoso-session-token";
+inline constexpr int kMaxCountDevices = 1000;
+inline constexpr size_t kMaxProveRequestBytes = 16 << 10;
+inline constexpr size_t kMaxGatewayTelemetryBytes = 256 << 10;
+inline constexpr size_t kMaxCountRequestBytes = 1200 << 10;
+
+class ContosoGatewayService final
+    : public v1::ContosoGateway::CallbackService {
+ public:
+  // All pointers must outlive the service.
+  ContosoGatewayService(GatewayAuth* auth, ContosoCloud* cloud,
+                        WorkerPool* pool)
+      : auth_(auth), cloud_(cloud), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* GetChallenge(
+      grpc::CallbackServerContext* ctx, const v1::GatewayChallengeRequest* req,
+      v1::GatewayChallengeResponse* resp) override;
+  grpc::ServerUnaryReactor* Prove(grpc::CallbackServerContext* ctx,
+                                  const v1::GatewayProveRequest* req,
+                                  v1::GatewayProveResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportTelemetry(
+      grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
+      v1::ReportTelemetryResponse* resp) override;
+  grpc::ServerUnaryReactor* CountTelemetry(
+      grpc::CallbackServerContext* ctx, const v1::CountTelemetryRequest* req,
+      v1::CountTelemetryResponse* resp) override;
+
+  // CheckGateway: OK when the channel's certificate has scope "gateway".
+  static absl::Status CheckGateway(const grpc::ServerContextBase& ctx);
+  // DeviceOf: the device named in metadata, authenticated by its token.
+  absl::StatusOr<std::string> DeviceOf(const grpc::ServerContextBase& ctx) const;
+
+ private:
+  GatewayAuth* const auth_;
+  ContosoCloud* const cloud_;
+  WorkerPool* const pool_;
+};
+
+// LoadOrCreateGatewayKey reads appsvc's 32-byte gateway token key from
+// `path`, creating it (CSPRNG, mode 0600, atomic write) on first start.
+// A file of another size is refused (FailedPrecondition), never replaced.
+absl::StatusOr<std::string> LoadOrCreateGatewayKey(const std::string& path);
+
+}  // namespace contoso::appsvc
+
+#endif  // SPHERE_APPSVC_GATEWAY_SERVICE_H_

@@ -1,0 +1,353 @@
+// ContosoGatewayService over real gRPC + mTLS on 127.0.0.1:0: a gateway
+// certificate carries several devices, each proving itself once; attacks
+// assert the specific error and that nothing was stored.
+#include "appsvc/gateway_service.h"
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/store/group_commit.h"
+#include "common/store/memory_store.h"
+
+namespace contoso::appsvc {
+namespace {
+
+namespace crypto = sphere::crypto;
+using sphere::v1::WatchEvent;
+
+WatchEvent Snap(int64_t rev) {
+  WatchEvent e;
+  e.set_revision(rev);
+  e.set_snapshot(true);
+  return e;
+}
+
+struct TestDevice {
+  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
+  std::string id;
+  std::string chain;
+};
+
+class GatewayServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/gw-",
+                        ::testing::UnitTest::GetInstance()
+                            ->current_test_info()
+                            ->name());
+    ASSERT_TRUE(sphere::rpc::MakeDirs(dir_, 0700).ok());
+    root_pem_ = Issue("Sphere platform root", root_key_, crypto::KeyUsage::kCa,
+                      {}, root_key_, "");
+    tenant_pem_ = Issue("Contoso tenant CA", tenant_key_,
+                        crypto::KeyUsage::kCa, {}, root_key_, root_pem_);
+    WatchEvent t = Snap(5);
+    t.mutable_tenant()->set_id("t-contoso");
+    t.mutable_tenant()->set_name("Contoso");
+    registry_.Apply(t);
+    WatchEvent p = Snap(5);
+    p.mutable_product()->set_id("p-dw100");
+    p.mutable_product()->set_tenant_id("t-contoso");
+    p.mutable_product()->set_name("DW100");
+    registry_.Apply(p);
+    WatchEvent end = Snap(5);
+    end.set_snapshot_end(true);
+    registry_.Apply(end);
+    a_ = Device();
+    b_ = Device();
+
+    store_ = *sphere::store::MemoryStore::Create(ColumnFamilies());
+    group_ = std::make_unique<sphere::store::GroupCommitWriter>(store_.get());
+    writer_ = std::make_unique<SharedGroupCommit>(group_.get());
+    cloud_ = std::make_unique<ContosoCloud>(store_.get(), writer_.get(),
+                                            sphere::Clock::Real());
+    auto key = LoadOrCreateGatewayKey(dir_ + "/gateway_token.key");
+    ASSERT_TRUE(key.ok()) << key.status();
+    auth_ = std::make_unique<GatewayAuth>(*key, root_pem_, &registry_,
+                                          sphere::Clock::Real());
+    pool_ = std::make_unique<WorkerPool>(2, 64, 8);
+    service_ = std::make_unique<ContosoGatewayService>(auth_.get(),
+                                                       cloud_.get(), pool_.get());
+    sphere::rpc::ServerOptions o;
+    o.tls = Credential("sphere-services", crypto::KeyUsage::kServerAuth, {});
+    runner_ = std::make_unique<sphere::rpc::ServerRunner>(o);
+    runner_->AddService(service_.get());
+    ASSERT_TRUE(runner_->Start().ok());
+    gateway_ = Stub("gateway");
+  }
+
+  void TearDown() override {
+    if (runner_) runner_->Shutdown(absl::Seconds(1));
+  }
+
+  // Stub: a channel presenting a root-issued client credential of `scope`.
+  std::unique_ptr<v1::ContosoGateway::Stub> Stub(const std::string& scope) {
+    crypto::DeviceClaims claims;
+    claims.scope = scope;
+    return v1::ContosoGateway::NewStub(sphere::rpc::NewChannel(
+        absl::StrCat("127.0.0.1:", runner_->port()),
+        Credential(scope, crypto::KeyUsage::kClientAuth, claims)));
+  }
+
+  std::string Issue(const std::string& cn, const crypto::EcPrivateKey& key,
+                    crypto::KeyUsage usage, const crypto::DeviceClaims& claims,
+                    const crypto::EcPrivateKey& issuer,
+                    const std::string& issuer_pem) {
+    crypto::CertificateSpec s;
+    s.common_name = cn;
+    s.subject_public_key = key.PublicKey();
+    s.not_before = absl::Now() - absl::Hours(1);
+    s.not_after = absl::Now() + absl::Hours(24 * 30);
+    s.usage = usage;
+    s.claims = claims;
+    if (usage == crypto::KeyUsage::kServerAuth) {
+      s.dns_sans = {"localhost"};
+      s.ip_sans = {"127.0.0.1"};
+    }
+    auto pem = crypto::IssueCertificate(s, issuer, issuer_pem);
+    EXPECT_TRUE(pem.ok()) << pem.status();
+    return pem.ok() ? *pem : "";
+  }
+
+  // Credential: cert, key and CA of a new root-issued credential.
+  sphere::rpc::TlsFiles Credential(const std::string& cn,
+                                   crypto::KeyUsage usage,
+                                   const crypto::DeviceClaims& claims) {
+    crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
+    sphere::rpc::TlsFiles tls;
+    tls.cert_pem = Issue(cn, key, usage, claims, root_key_, root_pem_);
+    tls.key_pem = key.ToPem();
+    tls.ca_pem = root_pem_;
+    return tls;
+  }
+
+  TestDevice Device() {
+    TestDevice d;
+    d.id = crypto::HexEncode(crypto::Sha256(d.key.PublicKey()));
+    crypto::CertificateSpec s;
+    s.common_name = d.id;
+    s.subject_public_key = d.key.PublicKey();
+    s.not_before = absl::Now() - absl::Minutes(1);
+    s.not_after = absl::Now() + absl::Hours(24);
+    s.usage = crypto::KeyUsage::kClientAuth;
+    s.claims.device_id = d.id;
+    s.claims.tenant_id = "t-contoso";
+    s.claims.product_id = "p-dw100";
+    s.claims.scope = "full";
+    s.claims.epoch = "1";
+    auto pem = crypto::IssueCertificate(s, tenant_key_, tenant_pem_);
+    EXPECT_TRUE(pem.ok()) << pem.status();
+    d.chain = *pem + tenant_pem_;
+    WatchEvent e;
+    e.set_revision(++revision_);
+    e.mutable_device()->set_id(d.id);
+    e.mutable_device()->set_tenant_id("t-contoso");
+    e.mutable_device()->set_product_id("p-dw100");
+    e.mutable_device()->set_state(sphere::v1::CLAIMED);
+    e.mutable_device()->set_ownership_epoch(1);
+    registry_.Apply(e);
+    return d;
+  }
+
+  // Prove: the full challenge/prove exchange; the device's session token.
+  std::string Prove(const TestDevice& d) {
+    grpc::ClientContext c1;
+    v1::GatewayChallengeRequest creq;
+    creq.set_device_id(d.id);
+    v1::GatewayChallengeResponse cresp;
+    grpc::Status s = gateway_->GetChallenge(&c1, creq, &cresp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    auto sig = d.key.Sign(GatewayAuth::ProofMessage(d.id, cresp.nonce()));
+    EXPECT_TRUE(sig.ok()) << sig.status();
+    grpc::ClientContext c2;
+    v1::GatewayProveRequest preq;
+    preq.set_device_id(d.id);
+    preq.set_nonce(cresp.nonce());
+    preq.set_chain_pem(d.chain);
+    preq.set_signature(*sig);
+    v1::GatewayProveResponse presp;
+    s = gateway_->Prove(&c2, preq, &presp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_GT(presp.expires_unix_ms(), absl::ToUnixMillis(absl::Now()));
+    return presp.session_token();
+  }
+
+  static v1::ReportTelemetryRequest Batch(int n, uint64_t first_seq) {
+    v1::ReportTelemetryRequest req;
+    for (int i = 0; i < n; ++i) {
+      v1::Telemetry* s = req.add_samples();
+      s->set_time_unix_ms(absl::ToUnixMillis(absl::Now()) + i);
+      s->set_water_temperature_c(55);
+      s->set_drying_temperature_c(65);
+      s->set_rinse_agent_level_pct(80);
+      s->set_cycle_state(v1::Telemetry::WASHING);
+      s->set_cycle_id(1);
+      s->set_sequence(first_seq + i);
+    }
+    return req;
+  }
+
+  grpc::Status Report(const std::string& device_id, const std::string& token,
+                      const v1::ReportTelemetryRequest& req,
+                      v1::ReportTelemetryResponse* resp) {
+    grpc::ClientContext ctx;
+    if (!device_id.empty()) ctx.AddMetadata(kGatewayDeviceMetadata, device_id);
+    if (!token.empty()) ctx.AddMetadata(kGatewaySessionMetadata, token);
+    return gateway_->ReportTelemetry(&ctx, req, resp);
+  }
+
+  uint64_t Stored(const TestDevice& d) { return *cloud_->CountSamples(d.id); }
+
+  std::string dir_;
+  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
+  std::string root_pem_;
+  crypto::EcPrivateKey tenant_key_ = crypto::EcPrivateKey::Generate();
+  std::string tenant_pem_;
+  int64_t revision_ = 5;
+  DeviceRegistry registry_{{"Contoso", "DW100"}};
+  TestDevice a_, b_;
+  std::unique_ptr<sphere::store::MemoryStore> store_;
+  std::unique_ptr<sphere::store::GroupCommitWriter> group_;
+  std::unique_ptr<SharedGroupCommit> writer_;
+  std::unique_ptr<ContosoCloud> cloud_;
+  std::unique_ptr<GatewayAuth> auth_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<ContosoGatewayService> service_;
+  std::unique_ptr<sphere::rpc::ServerRunner> runner_;
+  std::unique_ptr<v1::ContosoGateway::Stub> gateway_;
+};
+
+TEST_F(GatewayServiceTest, TwoDevicesOneChannelProveReportAndCount) {
+  const std::string ta = Prove(a_);
+  const std::string tb = Prove(b_);
+  ASSERT_FALSE(ta.empty());
+  ASSERT_FALSE(tb.empty());
+  v1::ReportTelemetryResponse r;
+  ASSERT_TRUE(Report(a_.id, ta, Batch(100, 1), &r).ok());
+  EXPECT_EQ(r.accepted(), 100u);
+  ASSERT_TRUE(Report(b_.id, tb, Batch(7, 1), &r).ok());
+  EXPECT_EQ(r.accepted(), 7u);
+  // A resent batch is acknowledged as duplicates and stores nothing new.
+  ASSERT_TRUE(Report(a_.id, ta, Batch(100, 1), &r).ok());
+  EXPECT_EQ(r.accepted(), 0u);
+  EXPECT_EQ(r.duplicates(), 100u);
+
+  grpc::ClientContext ctx;
+  v1::CountTelemetryRequest creq;
+  for (auto [d, t] : {std::pair{&a_, ta}, std::pair{&b_, tb}}) {
+    auto* g = creq.add_devices();
+    g->set_device_id(d->id);
+    g->set_session_token(t);
+  }
+  v1::CountTelemetryResponse cresp;
+  ASSERT_TRUE(gateway_->CountTelemetry(&ctx, creq, &cresp).ok());
+  ASSERT_EQ(cresp.stored_samples_size(), 2);
+  EXPECT_EQ(cresp.stored_samples(0), 100u);
+  EXPECT_EQ(cresp.stored_samples(1), 7u);
+}
+
+TEST_F(GatewayServiceTest, Attack_DeviceOrOperatorCertificateIsNotAGateway) {
+  auto op = Stub("platform-operator");
+  grpc::ClientContext ctx;
+  v1::GatewayChallengeRequest req;
+  req.set_device_id(a_.id);
+  v1::GatewayChallengeResponse resp;
+  grpc::Status s = op->GetChallenge(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(resp.nonce().empty());
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_TokenOfAnotherDeviceStoresNothing) {
+  const std::string ta = Prove(a_);
+  v1::ReportTelemetryResponse r;
+  grpc::Status s = Report(b_.id, ta, Batch(5, 1), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << s.error_message();
+  EXPECT_EQ(Stored(a_), 0u);
+  EXPECT_EQ(Stored(b_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_NoTokenOrForgedTokenStoresNothing) {
+  v1::ReportTelemetryResponse r;
+  grpc::Status s = Report(a_.id, "", Batch(5, 1), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  std::string forged = Prove(a_);
+  forged[forged.size() / 2] ^= 1;
+  s = Report(a_.id, forged, Batch(5, 1), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << s.error_message();
+  EXPECT_EQ(Stored(a_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_OversizedTokenRefusedBeforeChecking) {
+  v1::ReportTelemetryResponse r;
+  grpc::Status s = Report(a_.id, std::string(4096, 'x'), Batch(5, 1), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Stored(a_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_RevokedDeviceTokenStopsWorking) {
+  const std::string ta = Prove(a_);
+  v1::ReportTelemetryResponse r;
+  ASSERT_TRUE(Report(a_.id, ta, Batch(3, 1), &r).ok());
+  WatchEvent e;
+  e.set_revision(++revision_);
+  e.set_revoked_device_id(a_.id);
+  registry_.Apply(e);
+  grpc::Status s = Report(a_.id, ta, Batch(3, 10), &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << s.error_message();
+  EXPECT_EQ(Stored(a_), 3u);
+}
+
+TEST_F(GatewayServiceTest, Attack_CountOfTooManyDevicesOrWithoutTokens) {
+  const std::string ta = Prove(a_);
+  v1::CountTelemetryRequest req;
+  for (int i = 0; i <= kMaxCountDevices; ++i) {
+    auto* g = req.add_devices();
+    g->set_device_id(a_.id);
+    g->set_session_token(ta);
+  }
+  grpc::ClientContext c1;
+  v1::CountTelemetryResponse resp;
+  EXPECT_EQ(gateway_->CountTelemetry(&c1, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.stored_samples_size(), 0);
+  req.clear_devices();
+  req.add_devices()->set_device_id(b_.id);  // no token for b
+  grpc::ClientContext c2;
+  EXPECT_EQ(gateway_->CountTelemetry(&c2, req, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(resp.stored_samples_size(), 0);
+}
+
+TEST(GatewayKeyFile, CreatedOnce0600ThenReused) {
+  const std::string path = ::testing::TempDir() + "/gw-key-file";
+  ::unlink(path.c_str());
+  auto k1 = LoadOrCreateGatewayKey(path);
+  ASSERT_TRUE(k1.ok()) << k1.status();
+  EXPECT_EQ(k1->size(), 32u);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  auto k2 = LoadOrCreateGatewayKey(path);
+  ASSERT_TRUE(k2.ok());
+  EXPECT_EQ(*k1, *k2);
+}
+
+TEST(GatewayKeyFile, Fault_WrongSizeRefusedNotReplaced) {
+  const std::string path = ::testing::TempDir() + "/gw-key-short";
+  ASSERT_TRUE(sphere::rpc::WriteFile(path, "short", 0600).ok());
+  auto k = LoadOrCreateGatewayKey(path);
+  EXPECT_EQ(k.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*sphere::rpc::ReadFile(path), "short");
+}
+
+}  // namespace
+}  // namespace contoso::appsvc

@@ -1,0 +1,34 @@
+// Telemetry phase (issue 14): certified twins send batched DW100 readings to
+// appsvc over gateway channels (contoso.v1.ContosoGateway).
+//
+//   1. Each selected twin proves itself to appsvc once. Its certificate
+//      chain is not kept by the twin (twin.h), so it is re-fetched: the twin
+//      re-attests (TwinDriver, AttestObserver sees the chain), then the
+//      phase gets appsvc's challenge, has the device sign the proof with its
+//      certificate key and sends Prove; the chain is dropped right after.
+//      Twins go through this in groups of kProveGroup, so at most that many
+//      chains are held at once; what stays per twin is appsvc's token.
+//   2. Sender threads send `--telemetry-batches` batches of
+//      `--telemetry-batch` readings per twin (ReportTelemetry, token in
+//      metadata). A reading counts as acknowledged when its batch's answer
+//      is OK (appsvc answers after the write is durable).
+//   3. End check: CountTelemetry for every twin; the stored total must equal
+//      the acknowledged readings exactly, else the phase fails.
+//
+// Metrics: readings_per_s, acknowledged, stored, prove_s, token_bytes_per_twin.
+// Skipped, with the reason, when cluster.json names no appsvc or appsvc
+// does not serve ContosoGateway.
+#ifndef SPHERE_LOADGEN_TELEMETRY_PHASE_H_
+#define SPHERE_LOADGEN_TELEMETRY_PHASE_H_
+
+#include <memory>
+
+#include "loadgen/phases.h"
+
+namespace sphere::loadgen {
+
+std::unique_ptr<Phase> NewTelemetryPhase();
+
+}  // namespace sphere::loadgen
+
+#endif  // SPHERE_LOADGEN_TELEMETRY_PHASE_H_
