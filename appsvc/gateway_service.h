@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/gateway_auth.h"
-#include "appsvc/worker_pool.h"
+#include "common/util/worker_pool.h"
 #include "protos/contoso.grpc.pb.h"
 
 namespace contoso::appsvc {
@@ -41,7 +41,7 @@ class ContosoGatewayService final
  public:
   // All pointers must outlive the service.
   ContosoGatewayService(GatewayAuth* auth, ContosoCloud* cloud,
-                        WorkerPool* pool)
+                        sphere::WorkerPool* pool)
       : auth_(auth), cloud_(cloud), pool_(pool) {}
 
   grpc::ServerUnaryReactor* GetChallenge(
@@ -65,7 +65,7 @@ class ContosoGatewayService final
  private:
   GatewayAuth* const auth_;
   ContosoCloud* const cloud_;
-  WorkerPool* const pool_;
+  sphere::WorkerPool* const pool_;
 };
 
 // LoadOrCreateGatewayKey reads appsvc's 32-byte gateway token key from

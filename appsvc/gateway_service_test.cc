@@ -70,7 +70,7 @@ class GatewayServiceTest : public ::testing::Test {
     ASSERT_TRUE(key.ok()) << key.status();
     auth_ = std::make_unique<GatewayAuth>(*key, root_pem_, &registry_,
                                           sphere::Clock::Real());
-    pool_ = std::make_unique<WorkerPool>(2, 64, 8);
+    pool_ = std::make_unique<sphere::WorkerPool>(2, 64, 8);
     service_ = std::make_unique<ContosoGatewayService>(auth_.get(),
                                                        cloud_.get(), pool_.get());
     sphere::rpc::ServerOptions o;
@@ -216,7 +216,7 @@ class GatewayServiceTest : public ::testing::Test {
   std::unique_ptr<SharedGroupCommit> writer_;
   std::unique_ptr<ContosoCloud> cloud_;
   std::unique_ptr<GatewayAuth> auth_;
-  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<sphere::WorkerPool> pool_;
   std::unique_ptr<ContosoGatewayService> service_;
   std::unique_ptr<sphere::rpc::ServerRunner> runner_;
   std::unique_ptr<v1::ContosoGateway::Stub> gateway_;
