@@ -70,6 +70,8 @@ std::string State(Device& d) {
   st.clear_sealed_secrets();
   st.clear_rng_counter();
   st.clear_next_error_sequence();
+  st.clear_error_ring();  // a refusal is reported; reports are not state
+  st.clear_dropped_error_events();
   return absl::StrCat(BootStateName(d.boot_state()), "|",
                       st.SerializeAsString());
 }

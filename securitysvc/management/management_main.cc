@@ -105,10 +105,10 @@ ABSL_FLAG(absl::Duration, watch_progress_interval, absl::Seconds(5),
 ABSL_FLAG(int, workers, 4,
           "threads running management's catalog calls (never on gRPC "
           "callback threads)");
-ABSL_FLAG(int, worker_queue, 256,
+ABSL_FLAG(int, worker_queue, 1024,
           "catalog calls waiting for a worker; one more is answered "
           "RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, worker_queue_per_caller, 32,
+ABSL_FLAG(int, worker_queue_per_caller, 128,
           "catalog calls one caller (tenant, platform operator, shard "
           "connection) may have queued or running at once");
 ABSL_FLAG(double, expensive_call_burst, 40,
