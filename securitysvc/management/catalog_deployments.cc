@@ -189,7 +189,10 @@ absl::Status Catalog::DeleteDeployment(const Caller& caller,
   if (!found->has_value() || (*found)->second.tenant_id() != t->id()) {
     return DeploymentNotFound(deployment_id, *t);
   }
-  const auto& [key, dep] = **found;
+  // Named references, not a structured binding: the lambda below uses dep
+  // (clang refuses to capture a structured binding in C++17).
+  const std::string& key = (*found)->first;
+  const v1::Deployment& dep = (*found)->second;
   // The group's newest remaining deployment becomes current again: shards
   // keep only the newest per group, so it is sent once more after the
   // delete. One prefix scan of this group's deployments.
