@@ -23,7 +23,7 @@ GatewayAuth::GatewayAuth(std::string mac_key, std::string platform_root_pem,
 
 std::string GatewayAuth::ProofMessage(const std::string& device_id,
                                       const std::string& nonce) {
-  return absl::StrCat("contoso-gateway-proof-v1|", device_id, "|", nonce);
+  return GatewayProofMessage(device_id, nonce);
 }
 
 absl::Status GatewayAuth::ValidDeviceId(const std::string& device_id) const {

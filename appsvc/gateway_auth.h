@@ -46,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "appsvc/device_registry.h"
+#include "appsvc/gateway_contract.h"
 #include "common/util/clock.h"
 #include "securitysvc/auth/device_context.h"
 

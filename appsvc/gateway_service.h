@@ -29,9 +29,6 @@
 
 namespace contoso::appsvc {
 
-inline constexpr char kGatewayDeviceMetadata[] = "contoso-device-id";
-inline constexpr char kGatewaySessionMetadata[] = "contoso-session-token";
-inline constexpr int kMaxCountDevices = 1000;
 inline constexpr size_t kMaxProveRequestBytes = 16 << 10;
 inline constexpr size_t kMaxGatewayTelemetryBytes = 256 << 10;
 inline constexpr size_t kMaxCountRequestBytes = 1200 << 10;

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "appsvc/gateway_contract.h"
 #include "client/attestation_client.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
@@ -23,18 +24,12 @@ namespace {
 namespace cv1 = ::contoso::v1;
 
 constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetry";
-// appsvc's metadata keys and proof message (appsvc/gateway_service.h and
-// GatewayAuth::ProofMessage; loadgen is device side and links no appsvc).
-constexpr char kDeviceMd[] = "contoso-device-id";
-constexpr char kTokenMd[] = "contoso-session-token";
+// appsvc's metadata keys and proof message: appsvc/gateway_contract.h.
+constexpr const char* kDeviceMd = ::contoso::appsvc::kGatewayDeviceMetadata;
+constexpr const char* kTokenMd = ::contoso::appsvc::kGatewaySessionMetadata;
 constexpr size_t kProveGroup = 256;  // chains held at once, at most
 constexpr int kChannels = 4;
-constexpr int kCountChunk = 1000;  // appsvc's CountTelemetry limit
-
-std::string ProofMessage(const std::string& device_id,
-                         const std::string& nonce) {
-  return absl::StrCat("contoso-gateway-proof-v1|", device_id, "|", nonce);
-}
+constexpr int kCountChunk = ::contoso::appsvc::kMaxCountDevices;
 
 void Deadline(grpc::ClientContext* ctx) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
@@ -250,7 +245,7 @@ class TelemetryPhase final : public Phase {
                           s.error_message());
     }
     auto sig = twin.device().SignWithCertificateKey(
-        ProofMessage(id, cresp.nonce()));
+        ::contoso::appsvc::GatewayProofMessage(id, cresp.nonce()));
     if (!sig.ok()) return sig.status();
     cv1::GatewayProveRequest preq;
     preq.set_device_id(id);
