@@ -1,10 +1,16 @@
 #include "common/util/metrics_http.h"
 
+#include <netdb.h>
 #include <prometheus/exposer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <exception>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/util/metrics.h"
 
 namespace sphere::metrics {
@@ -42,7 +48,64 @@ MetricsHttpServer::MetricsHttpServer(std::unique_ptr<prometheus::Exposer> e,
                                      std::string host, int port)
     : exposer_(std::move(e)), host_(std::move(host)), port_(port) {}
 
-MetricsHttpServer::~MetricsHttpServer() = default;
+namespace {
+
+// ConnectAndClose opens one TCP connection to host:port and closes it without
+// sending anything (civetweb's worker sees end-of-file at once).
+void ConnectAndClose(const std::string& host, int port) {
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  struct addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) !=
+      0) {
+    return;
+  }
+  for (struct addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0) continue;
+    const bool connected = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    close(fd);
+    if (connected) break;
+  }
+  freeaddrinfo(res);
+}
+
+// WakeHost is the address a local connection reaches the listener on.
+std::string WakeHost(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "0.0.0.0" || host == "*") return "127.0.0.1";
+  if (host == "::") return "::1";
+  if (host == "localhost") return "127.0.0.1";
+  return host;
+}
+
+}  // namespace
+
+// civetweb's accept loop polls its listening socket in 2-second quanta and
+// reads its stop flag only between polls, so a plain mg_stop() (the Exposer's
+// destructor) waits out that quantum: 2 s on every process shutdown. The
+// destructor stops on a helper thread and wakes the accept loop with empty
+// loopback connections until it has stopped; a connection that arrives before
+// the stop flag is accepted and sees end-of-file, one that arrives after it is
+// never accepted.
+MetricsHttpServer::~MetricsHttpServer() {
+  if (!exposer_) return;
+  absl::Notification stopped;
+  std::thread stopper([this, &stopped] {
+    exposer_.reset();
+    stopped.Notify();
+  });
+  const std::string wake_host = WakeHost(host_);
+  while (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(5))) {
+    ConnectAndClose(wake_host, port_);
+  }
+  stopper.join();
+}
 
 std::string MetricsHttpServer::address() const {
   return absl::StrCat(host_, ":", port_);

@@ -1,4 +1,7 @@
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,6 +179,37 @@ TEST(MetricsHttpTest, Fault_PortInUseIsAnError) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(second.status().message().find("cannot serve metrics"),
             std::string::npos);
+}
+
+// Connects to 127.0.0.1:port; true when something accepted.
+bool LoopbackAccepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok =
+      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Destruction stops civetweb completely (its listening socket is closed when
+// the destructor returns), for a loopback and for a wildcard listener, after
+// serving a scrape: the wake-up connections of the destructor leave nothing
+// behind.
+TEST(MetricsHttpTest, DestructorClosesTheListenerAfterServing) {
+  for (const char* host : {"127.0.0.1", "0.0.0.0"}) {
+    auto server = metrics::MetricsHttpServer::Start(absl::StrCat(host, ":0"));
+    ASSERT_TRUE(server.ok()) << host << ": " << server.status();
+    const int port = (*server)->port();
+    auto samples = Scrape(absl::StrCat("http://127.0.0.1:", port, "/metrics"));
+    EXPECT_FALSE(samples.empty()) << host;
+    EXPECT_TRUE(LoopbackAccepts(port)) << host;
+    server->reset();
+    EXPECT_FALSE(LoopbackAccepts(port)) << host << ": still listening";
+  }
 }
 
 nlohmann::json OneLine(const std::string& out) {
