@@ -777,6 +777,132 @@ TEST(CertificateIssuerTest, SameCertificateAsIssueCertificate) {
   EXPECT_TRUE(VerifyChain(*fast, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
 }
 
+// TbsOf returns the TBSCertificate element (tag, length and content) of a
+// DER certificate: the first element inside the outer SEQUENCE.
+std::string TbsOf(const std::string& der) {
+  auto header = [&](size_t at, size_t* content_len) -> size_t {
+    if (at + 2 > der.size() || static_cast<uint8_t>(der[at]) != 0x30) {
+      return 0;
+    }
+    uint8_t l = static_cast<uint8_t>(der[at + 1]);
+    if (l < 0x80) {
+      *content_len = l;
+      return 2;
+    }
+    size_t n = l & 0x7f, len = 0;
+    if (n == 0 || n > 3 || at + 2 + n > der.size()) return 0;
+    for (size_t i = 0; i < n; ++i) {
+      len = (len << 8) | static_cast<uint8_t>(der[at + 2 + i]);
+    }
+    *content_len = len;
+    return 2 + n;
+  };
+  size_t outer_len = 0, tbs_len = 0;
+  size_t outer = header(0, &outer_len);
+  if (outer == 0) return "";
+  size_t inner = header(outer, &tbs_len);
+  if (inner == 0 || outer + inner + tbs_len > der.size()) return "";
+  return der.substr(outer, inner + tbs_len);
+}
+
+// CertificateIssuer encodes leaf certificates directly (no X509 object);
+// IssueCertificate keeps OpenSSL's general encoder. Both must write the same
+// TBSCertificate, byte for byte, for every leaf shape the platform issues,
+// and the direct one's signature must verify up the chain.
+TEST(CertificateIssuerTest, DirectEncoderWritesTheSameTbsAsTheX509Encoder) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok()) << issuer.status();
+  std::vector<CertificateSpec> specs;
+  CertificateSpec device = DeviceSpec(EcPrivateKey::Generate());
+  device.common_name = std::string(64, 'a');  // a real device id's length
+  device.claims.device_id = device.common_name;
+  device.claims.epoch = "7";
+  specs.push_back(device);
+  CertificateSpec full = device;
+  full.claims.scope = "full";
+  full.claims.product_id.clear();  // absent claims are left out
+  specs.push_back(full);
+  CertificateSpec no_org = DeviceSpec(EcPrivateKey::Generate());
+  no_org.organization.clear();
+  specs.push_back(no_org);
+  CertificateSpec no_claims = DeviceSpec(EcPrivateKey::Generate());
+  no_claims.claims = DeviceClaims();  // no SAN extension at all
+  specs.push_back(no_claims);
+  CertificateSpec server = DeviceSpec(EcPrivateKey::Generate());
+  server.usage = KeyUsage::kServerAuth;
+  server.dns_sans = {"localhost", "shard-0.sphere.test"};
+  specs.push_back(server);
+  CertificateSpec both = server;
+  both.usage = KeyUsage::kServerAndClientAuth;
+  specs.push_back(both);
+  CertificateSpec late = DeviceSpec(EcPrivateKey::Generate());
+  late.not_before = absl::FromUnixSeconds(2524608000 - 1);  // 2049-12-31
+  late.not_after = absl::FromUnixSeconds(2524608000 + 86400);  // 2050: GeneralizedTime
+  specs.push_back(late);
+  CertificateSpec long_claims = DeviceSpec(EcPrivateKey::Generate());
+  long_claims.claims.tenant_id = std::string(300, 't');  // 2-byte DER lengths
+  specs.push_back(long_claims);
+  // Serials: smallest, high bit set in the top byte (needs a 0x00 pad), the
+  // largest 63-bit one.
+  const uint64_t serials[] = {1, 0x80, 0xff00, 0x0102030405,
+                              0x7fffffffffffffffULL};
+  for (size_t i = 0; i < specs.size(); ++i) {
+    for (uint64_t serial : serials) {
+      CertificateSpec spec = specs[i];
+      spec.serial = serial;
+      SCOPED_TRACE(absl::StrCat("spec ", i, " serial ", serial));
+      auto direct = (*issuer)->IssueWithSerial(spec);
+      auto reference = IssueCertificate(spec, p.ca_key, p.ca);
+      ASSERT_TRUE(direct.ok()) << direct.status();
+      ASSERT_TRUE(reference.ok()) << reference.status();
+      auto a = ParseCertificate(direct->pem);
+      auto b = ParseCertificate(*reference);
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok()) << b.status();
+      const std::string tbs = TbsOf(a->der);
+      ASSERT_FALSE(tbs.empty());
+      EXPECT_EQ(crypto::HexEncode(tbs), crypto::HexEncode(TbsOf(b->der)));
+      ExpectSameContents(*a, *b);
+      EXPECT_EQ(a->serial_hex, SerialToHex(serial));
+      EXPECT_EQ(direct->serial_hex, a->serial_hex);
+      if (spec.not_before != kT0) continue;  // beyond the test CA's validity
+      if (spec.usage != KeyUsage::kServerAuth) {
+        EXPECT_TRUE(
+            VerifyChain(direct->pem, p.ca, p.root, kT0 + absl::Hours(1), true)
+                .ok());
+      }
+      EXPECT_TRUE(
+          VerifyChain(direct->pem, p.ca, p.root, kT0 + absl::Hours(1), false)
+              .ok());
+    }
+  }
+}
+
+// What the direct encoder does not cover goes through the general encoder,
+// which refuses it as before: names beyond the X.520 bound of 64 characters.
+TEST(CertificateIssuerTest, OutOfShapeNamesStillRefused) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok());
+  CertificateSpec spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.common_name = std::string(65, 'a');
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.organization = std::string(65, 'o');
+  EXPECT_EQ((*issuer)->Issue(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Non-ASCII UTF-8 is encoded by the general encoder, and parses back.
+  spec = DeviceSpec(EcPrivateKey::Generate());
+  spec.organization = "Contoso \xc3\x85s";
+  auto pem = (*issuer)->Issue(spec);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  auto parsed = ParseCertificate(*pem);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->organization, spec.organization);
+}
+
 TEST(CertificateIssuerTest, IssueWithSerialReportsTheSerial) {
   Pki p = MakePki();
   auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);

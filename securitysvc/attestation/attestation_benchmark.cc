@@ -9,15 +9,19 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
+#include <valgrind/callgrind.h>
 #include "common/rpc/rpc.h"
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/sharding/router.h"
@@ -593,6 +597,96 @@ void BM_IssueDeviceCertificateCachedIssuer(benchmark::State& state) {
 }
 BENCHMARK(BM_IssueDeviceCertificateCachedIssuer);
 
+// ------------------------------------------------------------ callgrind
+
+// RunCallgrindPhases: `--callgrind=N` mode. Under
+//   valgrind --tool=callgrind --collect-atstart=no --dump-instr=no \
+//     bazel-bin/securitysvc/attestation_benchmark --callgrind=200
+// each phase runs N operations after a warm-up and is dumped as its own
+// callgrind part (callgrind.out.PID.K, named by the phase), counting every
+// thread of the process: gRPC client and server threads, the group-commit
+// writer and RocksDB's own threads. Phases: "rpc_attest" (GetChallenge +
+// device Quote + Attest over gRPC/mTLS into the encrypted RocksDB with group
+// commit: the device side and the shard side of one attestation together),
+// "batch_attest" (the gateway path: GetChallenges + quotes + AttestBatch of
+// 64, N rounded down to whole batches), "device_quote", "ecdsa_sign",
+// "ecdsa_verify", "issue_certificate". Outside valgrind the client requests
+// are no-ops and the phases just run.
+void Phase(const char* name, int n, const std::function<void()>& op) {
+  for (int i = 0; i < std::min(n, 16); ++i) op();  // warm-up, not counted
+  CALLGRIND_ZERO_STATS;
+  CALLGRIND_START_INSTRUMENTATION;
+  absl::Time start = absl::Now();
+  for (int i = 0; i < n; ++i) op();
+  absl::Duration d = absl::Now() - start;
+  CALLGRIND_STOP_INSTRUMENTATION;
+  CALLGRIND_DUMP_STATS_AT(name);
+  fprintf(stderr, "phase %s: %d ops, %.1f us/op wall\n", name, n,
+          absl::ToDoubleMicroseconds(d) / n);
+}
+
+int RunCallgrindPhases(int n) {
+  Platform& p = GetPlatform();
+  RocksAttestor& ra = GetRocksAttestor(true);
+  size_t next = 0;
+  Phase("rpc_attest", n, [&] {
+    grpc::Status st = RpcAttestOnce(*ra.rpc, *p.devices[next++ % p.devices.size()]);
+    if (!st.ok()) {
+      fprintf(stderr, "rpc_attest: %s\n", st.error_message().c_str());
+      abort();
+    }
+  });
+  const int batch = static_cast<int>(p.devices.size());
+  Phase("batch_attest", std::max(1, n / batch), [&] {
+    v1::GetChallengesRequest creq;
+    for (auto& d : p.devices) creq.add_device_ids(d->device_id());
+    v1::GetChallengesResponse challenges;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+      grpc::Status st = ra.rpc->stub->GetChallenges(&ctx, creq, &challenges);
+      if (!st.ok()) abort();
+    }
+    v1::AttestBatchRequest areq;
+    for (int k = 0; k < batch; ++k) {
+      v1::AttestRequest* r = areq.add_requests();
+      r->set_device_id(p.devices[k]->device_id());
+      *r->mutable_quote() =
+          *p.devices[k]->Quote(challenges.results(k).challenge().nonce());
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::AttestBatchResponse resp;
+    grpc::Status st = ra.rpc->stub->AttestBatch(&ctx, areq, &resp);
+    if (!st.ok()) abort();
+    for (const auto& r : resp.results()) {
+      if (r.code() != 0) {
+        fprintf(stderr, "batch_attest: %s\n", r.message().c_str());
+        abort();
+      }
+    }
+  });
+  fprintf(stderr, "batch_attest: %d attestations per op\n", batch);
+  std::string nonce = crypto::RandomBytes(32);
+  Phase("device_quote", n, [&] {
+    benchmark::DoNotOptimize(p.devices[0]->Quote(nonce));
+  });
+  auto key = crypto::EcPrivateKey::Generate();
+  std::string msg(200, 'm');
+  std::string pub = key.PublicKey();
+  std::string sig = *key.Sign(msg);
+  Phase("ecdsa_sign", n, [&] { benchmark::DoNotOptimize(key.Sign(msg)); });
+  Phase("ecdsa_verify", n, [&] {
+    benchmark::DoNotOptimize(crypto::EcdsaVerify(pub, msg, sig));
+  });
+  auto ca = *p.catalog->GetSharedTenantCa(kTenant);
+  crypto::CertificateSpec spec = DeviceCertificateSpec(p);
+  Phase("issue_certificate", n, [&] {
+    benchmark::DoNotOptimize(ca->issuer->IssueWithSerial(spec));
+  });
+  return 0;
+}
+
 }  // namespace
 }  // namespace sphere::attestation
 
@@ -602,6 +696,17 @@ int main(int argc, char** argv) {
   const char* detect = getenv("SPHERE_DEADLOCK_DETECTION");
   if (detect == nullptr || std::string(detect) != "1") {
     absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a(argv[i]);
+    if (absl::ConsumePrefix(&a, "--callgrind=")) {
+      int n = 0;
+      if (!absl::SimpleAtoi(a, &n) || n <= 0) {
+        fprintf(stderr, "--callgrind=N wants a positive count\n");
+        return 2;
+      }
+      return sphere::attestation::RunCallgrindPhases(n);
+    }
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
