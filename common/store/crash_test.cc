@@ -3,12 +3,6 @@
 // SIGKILL it after N acknowledgements, reopen the DB and check that every
 // acknowledged key is present. Runs with and without encryption at rest.
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -20,78 +14,35 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/store/kill_loop.h"
 #include "common/store/store.h"
 #include "gtest/gtest.h"
 
-extern char** environ;
-
 namespace sphere::store {
 namespace {
-
-std::string WriterPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/", ws ? ws : "sphere",
-                      "/common/store/crash_writer");
-}
 
 struct CrashResult {
   std::set<std::string> acked;
 };
 
-// RunAndKill starts crash_writer, reads `n` acknowledged keys, SIGKILLs it.
-CrashResult RunAndKill(const std::string& dir, int threads, int n,
+// RunWriterAndKill starts crash_writer, reads `n` acknowledged keys, SIGKILLs it
+// (the shared kill-loop harness).
+CrashResult RunWriterAndKill(const std::string& dir, int threads, int n,
                        const std::string& key) {
   CrashResult result;
-  int fds[2];
-  EXPECT_EQ(pipe(fds), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
-
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
+  KillChild child{TestBinary("common/store/crash_writer"),
+                  {dir, std::to_string(threads)},
+                  {}};
   if (!key.empty()) {
-    env_storage.push_back(
+    child.extra_env.push_back(
         absl::StrCat("SPHERE_STORE_KEY_HEX=", absl::BytesToHexString(key)));
   }
-  std::vector<char*> envp;
-  for (auto& e : env_storage) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  std::string path = WriterPath();
-  std::string threads_arg = std::to_string(threads);
-  std::vector<char*> argv = {path.data(), const_cast<char*>(dir.c_str()),
-                             threads_arg.data(), nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv.data(),
-                       envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
-  EXPECT_EQ(rc, 0) << "spawn " << path;
-  if (rc != 0) {
-    close(fds[0]);
-    return result;
-  }
-
-  FILE* in = fdopen(fds[0], "r");
-  char* line = nullptr;
-  size_t cap = 0;
-  while (static_cast<int>(result.acked.size()) < n) {
-    ssize_t len = getline(&line, &cap, in);
-    if (len <= 0) break;  // writer died: reported below
-    if (line[len - 1] == '\n') line[len - 1] = '\0';
-    result.acked.insert(line);
-  }
-  free(line);
-  kill(pid, SIGKILL);
-  int status = 0;
-  EXPECT_EQ(waitpid(pid, &status, 0), pid);
-  fclose(in);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-      << "writer exited early (status " << status << "); see its stderr";
+  absl::StatusOr<int> acked =
+      store::RunAndKill(child, n, [&](absl::string_view line) {
+        result.acked.insert(std::string(line));
+        return true;
+      });
+  EXPECT_TRUE(acked.ok()) << acked.status();
   EXPECT_EQ(static_cast<int>(result.acked.size()), n);
   return result;
 }
@@ -146,15 +97,15 @@ class CrashTest : public ::testing::TestWithParam<bool> {
 TEST_P(CrashTest, SequentialWriterKilled) {
   std::string dir = Dir("seq");
   // Two rounds: the second crash happens on top of recovered state.
-  CrashResult first = RunAndKill(dir, 1, 400, Key());
+  CrashResult first = RunWriterAndKill(dir, 1, 400, Key());
   CheckSurvivors(dir, Key(), first, 1);
-  CrashResult second = RunAndKill(dir, 1, 400, Key());
+  CrashResult second = RunWriterAndKill(dir, 1, 400, Key());
   CheckSurvivors(dir, Key(), second, 1);
 }
 
 TEST_P(CrashTest, ConcurrentWritersKilled) {
   std::string dir = Dir("concurrent");
-  CrashResult crash = RunAndKill(dir, 4, 1000, Key());
+  CrashResult crash = RunWriterAndKill(dir, 4, 1000, Key());
   CheckSurvivors(dir, Key(), crash, 4);
 }
 

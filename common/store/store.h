@@ -50,7 +50,9 @@ class WriteBatch {
     if (ops_.empty()) {
       ops_ = std::move(other.ops_);
     } else {
-      ops_.reserve(ops_.size() + other.ops_.size());
+      // No reserve(size + n) here: an exact reserve on every Append makes a
+      // group of k batches cost O(k^2) moves (group commit joins hundreds);
+      // push_back grows geometrically.
       for (Op& op : other.ops_) ops_.push_back(std::move(op));
     }
     other.ops_.clear();

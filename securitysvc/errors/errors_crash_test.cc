@@ -7,12 +7,6 @@
 // same database (ERRORS_CRASH_CYCLES, default 20; the stress target runs
 // 100). No sleeps: the kill point is a count of acknowledgements read.
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -26,11 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/store/kill_loop.h"
 #include "common/store/store.h"
 #include "gtest/gtest.h"
 #include "securitysvc/errors/error_store.h"
-
-extern char** environ;
 
 namespace sphere::errors {
 namespace {
@@ -39,75 +32,31 @@ constexpr int kDevices = 6;
 constexpr int kBatch = 20;
 const std::string kKey = "0123456789abcdef0123456789abcdef";
 
-std::string WriterPath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* ws = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir ? srcdir : ".", "/", ws ? ws : "sphere",
-                      "/securitysvc/errors/errors_crash_writer");
-}
-
 // Acked: device -> acknowledged (first, last) sequence ranges.
 using Acked = std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>>;
 
-// RunAndKill starts the writer, reads `n` acknowledgements, SIGKILLs it.
-int RunAndKill(const std::string& dir, uint64_t first_seq, int n,
+// RunWriterAndKill starts the writer, reads `n` acknowledgements ("<device>
+// <first> <last>"), SIGKILLs it (the shared kill-loop harness).
+int RunWriterAndKill(const std::string& dir, uint64_t first_seq, int n,
                Acked* acked) {
-  int fds[2];
-  EXPECT_EQ(pipe(fds), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) env_storage.emplace_back(*e);
-  env_storage.push_back(
-      absl::StrCat("SPHERE_STORE_KEY_HEX=", absl::BytesToHexString(kKey)));
-  std::vector<char*> envp;
-  for (auto& e : env_storage) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string path = WriterPath();
-  std::string devices = absl::StrCat(kDevices), batch = absl::StrCat(kBatch),
-              first = absl::StrCat(first_seq);
-  std::vector<char*> argv = {path.data(), const_cast<char*>(dir.c_str()),
-                             devices.data(), batch.data(), first.data(),
-                             nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv.data(),
-                       envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(fds[1]);
-  EXPECT_EQ(rc, 0) << "spawn " << path;
-  if (rc != 0) {
-    close(fds[0]);
-    return 0;
-  }
-  FILE* in = fdopen(fds[0], "r");
-  char* line = nullptr;
-  size_t cap = 0;
-  int got = 0;
-  while (got < n) {
-    ssize_t len = getline(&line, &cap, in);
-    if (len <= 0) break;  // writer died: reported below
-    std::vector<std::string> p = absl::StrSplit(
-        absl::string_view(line, len > 0 && line[len - 1] == '\n' ? len - 1 : len),
-        ' ');
-    uint64_t a = 0, b = 0;
-    if (p.size() == 3 && absl::SimpleAtoi(p[1], &a) &&
-        absl::SimpleAtoi(p[2], &b)) {
-      (*acked)[p[0]].push_back({a, b});
-      ++got;
-    }
-  }
-  free(line);
-  kill(pid, SIGKILL);
-  int status = 0;
-  EXPECT_EQ(waitpid(pid, &status, 0), pid);
-  fclose(in);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-      << "writer exited early (status " << status << "); see its stderr";
-  EXPECT_EQ(got, n);
-  return got;
+  const store::KillChild child{
+      store::TestBinary("securitysvc/errors/errors_crash_writer"),
+      {dir, absl::StrCat(kDevices), absl::StrCat(kBatch),
+       absl::StrCat(first_seq)},
+      {absl::StrCat("SPHERE_STORE_KEY_HEX=", absl::BytesToHexString(kKey))}};
+  absl::StatusOr<int> got =
+      store::RunAndKill(child, n, [&](absl::string_view line) {
+        std::vector<std::string> p = absl::StrSplit(line, ' ');
+        uint64_t a = 0, b = 0;
+        if (p.size() != 3 || !absl::SimpleAtoi(p[1], &a) ||
+            !absl::SimpleAtoi(p[2], &b)) {
+          return false;
+        }
+        (*acked)[p[0]].push_back({a, b});
+        return true;
+      });
+  EXPECT_TRUE(got.ok()) << got.status();
+  return got.ok() ? *got : 0;
 }
 
 // Check: every acknowledged event is in errors_by_device; each index holds
@@ -173,7 +122,7 @@ TEST(ErrorsCrashTest, Fault_KillNineInALoopLosesNoAcknowledgedEvent) {
     // Fresh sequences per cycle; duplicates come from the writer's resends.
     const uint64_t first_seq = 1 + static_cast<uint64_t>(cycle) * 100000;
     const int n = 3 + (cycle * 37) % 30;  // vary the kill point
-    RunAndKill(dir, first_seq, n, &acked);
+    RunWriterAndKill(dir, first_seq, n, &acked);
     Check(dir, acked, cycle);
     if (HasFatalFailure()) return;
   }
