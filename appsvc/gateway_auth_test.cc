@@ -4,109 +4,36 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "appsvc/test_pki.h"
 #include "common/crypto/crypto.h"
 
 namespace contoso::appsvc {
 namespace {
 
 namespace crypto = sphere::crypto;
-using sphere::v1::WatchEvent;
 
-WatchEvent Snap(int64_t rev) {
-  WatchEvent e;
-  e.set_revision(rev);
-  e.set_snapshot(true);
-  return e;
-}
-
-// A device of the test PKI: its key, id and chain (device cert + tenant CA).
-struct TestDevice {
-  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
-  std::string id;
-  std::string chain;
-};
-
+// The shared test PKI (appsvc/test_pki.h) on a fake clock, under the names
+// the tests below use.
 class GatewayAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_pem_ = Ca("Sphere platform root", root_key_, root_key_, "");
-    tenant_pem_ = Ca("Contoso tenant CA", tenant_key_, root_key_, root_pem_);
-    WatchEvent t = Snap(5);
-    t.mutable_tenant()->set_id("t-contoso");
-    t.mutable_tenant()->set_name("Contoso");
-    reg_.Apply(t);
-    WatchEvent p = Snap(5);
-    p.mutable_product()->set_id("p-dw100");
-    p.mutable_product()->set_tenant_id("t-contoso");
-    p.mutable_product()->set_name("DW100");
-    reg_.Apply(p);
-    WatchEvent end = Snap(5);
-    end.set_snapshot_end(true);
-    reg_.Apply(end);
-    ASSERT_TRUE(reg_.synced());
     a_ = Device("full");  // live events after the snapshot
     b_ = Device("full");
   }
-
   std::string Ca(const std::string& cn, const crypto::EcPrivateKey& key,
                  const crypto::EcPrivateKey& issuer,
                  const std::string& issuer_pem) {
-    crypto::CertificateSpec s;
-    s.common_name = cn;
-    s.subject_public_key = key.PublicKey();
-    s.not_before = clock_.Now() - absl::Hours(1);
-    s.not_after = clock_.Now() + absl::Hours(24 * 365);
-    s.usage = crypto::KeyUsage::kCa;
-    auto pem = crypto::IssueCertificate(s, issuer, issuer_pem);
-    EXPECT_TRUE(pem.ok()) << pem.status();
-    return *pem;
+    return pki_.Ca(cn, key, issuer, issuer_pem);
   }
-
-  // Device: a claimed Contoso/DW100 device in the registry with a 24 h
-  // device certificate of `scope` from the tenant CA.
   TestDevice Device(const std::string& scope, bool add_to_registry = true) {
-    TestDevice d;
-    d.id = crypto::HexEncode(crypto::Sha256(d.key.PublicKey()));
-    crypto::CertificateSpec s;
-    s.common_name = d.id;
-    s.subject_public_key = d.key.PublicKey();
-    s.not_before = clock_.Now() - absl::Minutes(1);
-    s.not_after = clock_.Now() + absl::Hours(24);
-    s.usage = crypto::KeyUsage::kClientAuth;
-    s.claims.device_id = d.id;
-    s.claims.tenant_id = "t-contoso";
-    s.claims.product_id = "p-dw100";
-    s.claims.scope = scope;
-    s.claims.epoch = "1";
-    auto pem = crypto::IssueCertificate(s, tenant_key_, tenant_pem_);
-    EXPECT_TRUE(pem.ok()) << pem.status();
-    d.chain = *pem + tenant_pem_;
-    if (add_to_registry) {
-      WatchEvent e;
-      e.set_revision(++revision_);
-      e.mutable_device()->set_id(d.id);
-      e.mutable_device()->set_tenant_id("t-contoso");
-      e.mutable_device()->set_product_id("p-dw100");
-      e.mutable_device()->set_state(sphere::v1::CLAIMED);
-      e.mutable_device()->set_ownership_epoch(1);
-      reg_.Apply(e);
-    }
-    return d;
+    return pki_.Device(scope, add_to_registry);
   }
-
-  void Revoke(const TestDevice& d) {
-    WatchEvent e;
-    e.set_revision(++revision_);
-    e.set_revoked_device_id(d.id);
-    reg_.Apply(e);
-  }
+  void Revoke(const TestDevice& d) { pki_.Revoke(d); }
 
   sphere::FakeClock clock_{absl::FromUnixSeconds(1'800'000'000)};
-  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
-  crypto::EcPrivateKey tenant_key_ = crypto::EcPrivateKey::Generate();
-  std::string root_pem_, tenant_pem_;
-  int64_t revision_ = 5;
-  DeviceRegistry reg_{{"Contoso", "DW100"}};
+  TestPki pki_{&clock_};
+  DeviceRegistry& reg_ = pki_.registry();
+  const std::string& root_pem_ = pki_.root_pem();
   TestDevice a_, b_;
 };
 

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "appsvc/test_pki.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/group_commit.h"
@@ -19,20 +20,6 @@ namespace contoso::appsvc {
 namespace {
 
 namespace crypto = sphere::crypto;
-using sphere::v1::WatchEvent;
-
-WatchEvent Snap(int64_t rev) {
-  WatchEvent e;
-  e.set_revision(rev);
-  e.set_snapshot(true);
-  return e;
-}
-
-struct TestDevice {
-  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
-  std::string id;
-  std::string chain;
-};
 
 class GatewayServiceTest : public ::testing::Test {
  protected:
@@ -42,22 +29,6 @@ class GatewayServiceTest : public ::testing::Test {
                             ->current_test_info()
                             ->name());
     ASSERT_TRUE(sphere::rpc::MakeDirs(dir_, 0700).ok());
-    root_pem_ = Issue("Sphere platform root", root_key_, crypto::KeyUsage::kCa,
-                      {}, root_key_, "");
-    tenant_pem_ = Issue("Contoso tenant CA", tenant_key_,
-                        crypto::KeyUsage::kCa, {}, root_key_, root_pem_);
-    WatchEvent t = Snap(5);
-    t.mutable_tenant()->set_id("t-contoso");
-    t.mutable_tenant()->set_name("Contoso");
-    registry_.Apply(t);
-    WatchEvent p = Snap(5);
-    p.mutable_product()->set_id("p-dw100");
-    p.mutable_product()->set_tenant_id("t-contoso");
-    p.mutable_product()->set_name("DW100");
-    registry_.Apply(p);
-    WatchEvent end = Snap(5);
-    end.set_snapshot_end(true);
-    registry_.Apply(end);
     a_ = Device();
     b_ = Device();
 
@@ -94,65 +65,20 @@ class GatewayServiceTest : public ::testing::Test {
         Credential(scope, crypto::KeyUsage::kClientAuth, claims)));
   }
 
-  std::string Issue(const std::string& cn, const crypto::EcPrivateKey& key,
-                    crypto::KeyUsage usage, const crypto::DeviceClaims& claims,
-                    const crypto::EcPrivateKey& issuer,
-                    const std::string& issuer_pem) {
-    crypto::CertificateSpec s;
-    s.common_name = cn;
-    s.subject_public_key = key.PublicKey();
-    s.not_before = absl::Now() - absl::Hours(1);
-    s.not_after = absl::Now() + absl::Hours(24 * 30);
-    s.usage = usage;
-    s.claims = claims;
-    if (usage == crypto::KeyUsage::kServerAuth) {
-      s.dns_sans = {"localhost"};
-      s.ip_sans = {"127.0.0.1"};
-    }
-    auto pem = crypto::IssueCertificate(s, issuer, issuer_pem);
-    EXPECT_TRUE(pem.ok()) << pem.status();
-    return pem.ok() ? *pem : "";
-  }
-
   // Credential: cert, key and CA of a new root-issued credential.
   sphere::rpc::TlsFiles Credential(const std::string& cn,
                                    crypto::KeyUsage usage,
                                    const crypto::DeviceClaims& claims) {
     crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
     sphere::rpc::TlsFiles tls;
-    tls.cert_pem = Issue(cn, key, usage, claims, root_key_, root_pem_);
+    tls.cert_pem = pki_.Issue(cn, key, usage, claims, pki_.root_key(),
+                              root_pem_, absl::Hours(24 * 30));
     tls.key_pem = key.ToPem();
     tls.ca_pem = root_pem_;
     return tls;
   }
 
-  TestDevice Device() {
-    TestDevice d;
-    d.id = crypto::HexEncode(crypto::Sha256(d.key.PublicKey()));
-    crypto::CertificateSpec s;
-    s.common_name = d.id;
-    s.subject_public_key = d.key.PublicKey();
-    s.not_before = absl::Now() - absl::Minutes(1);
-    s.not_after = absl::Now() + absl::Hours(24);
-    s.usage = crypto::KeyUsage::kClientAuth;
-    s.claims.device_id = d.id;
-    s.claims.tenant_id = "t-contoso";
-    s.claims.product_id = "p-dw100";
-    s.claims.scope = "full";
-    s.claims.epoch = "1";
-    auto pem = crypto::IssueCertificate(s, tenant_key_, tenant_pem_);
-    EXPECT_TRUE(pem.ok()) << pem.status();
-    d.chain = *pem + tenant_pem_;
-    WatchEvent e;
-    e.set_revision(++revision_);
-    e.mutable_device()->set_id(d.id);
-    e.mutable_device()->set_tenant_id("t-contoso");
-    e.mutable_device()->set_product_id("p-dw100");
-    e.mutable_device()->set_state(sphere::v1::CLAIMED);
-    e.mutable_device()->set_ownership_epoch(1);
-    registry_.Apply(e);
-    return d;
-  }
+  TestDevice Device() { return pki_.Device("full"); }
 
   // Prove: the full challenge/prove exchange; the device's session token.
   std::string Prove(const TestDevice& d) {
@@ -204,12 +130,9 @@ class GatewayServiceTest : public ::testing::Test {
   uint64_t Stored(const TestDevice& d) { return *cloud_->CountSamples(d.id); }
 
   std::string dir_;
-  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
-  std::string root_pem_;
-  crypto::EcPrivateKey tenant_key_ = crypto::EcPrivateKey::Generate();
-  std::string tenant_pem_;
-  int64_t revision_ = 5;
-  DeviceRegistry registry_{{"Contoso", "DW100"}};
+  TestPki pki_{sphere::Clock::Real()};
+  DeviceRegistry& registry_ = pki_.registry();
+  const std::string& root_pem_ = pki_.root_pem();
   TestDevice a_, b_;
   std::unique_ptr<sphere::store::MemoryStore> store_;
   std::unique_ptr<sphere::store::GroupCommitWriter> group_;
@@ -296,10 +219,7 @@ TEST_F(GatewayServiceTest, Attack_RevokedDeviceTokenStopsWorking) {
   const std::string ta = Prove(a_);
   v1::ReportTelemetryResponse r;
   ASSERT_TRUE(Report(a_.id, ta, Batch(3, 1), &r).ok());
-  WatchEvent e;
-  e.set_revision(++revision_);
-  e.set_revoked_device_id(a_.id);
-  registry_.Apply(e);
+  pki_.Revoke(a_);
   grpc::Status s = Report(a_.id, ta, Batch(3, 10), &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << s.error_message();

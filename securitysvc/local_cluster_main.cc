@@ -109,6 +109,10 @@ ABSL_FLAG(double, twin_time_scale, 2000,
           "Device time per real time for the DW100 twins (wash cycles every "
           "8 device hours)");
 
+ABSL_FLAG(double, twin_update_check_hours, 24,
+          "DW100 twins check for updates every this many device hours (0 = "
+          "only when asked)");
+
 ABSL_FLAG(bool, staged_rollout, false,
           "management: new deployments roll out in stages");
 ABSL_FLAG(std::string, rollout_soak, "",
@@ -572,6 +576,8 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
               absl::StrCat("--name=", t.name),
               absl::StrCat("--time_scale=",
                            absl::GetFlag(FLAGS_twin_time_scale)),
+              absl::StrCat("--update_check_hours=",
+                           absl::GetFlag(FLAGS_twin_update_check_hours)),
               "run"};
     children.push_back(std::move(c));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return s;

@@ -123,6 +123,11 @@ int Main() {
       [up = update_plugin.get()](absl::string_view id, v1::DeviceStatus* s) {
         up->FillDeviceStatus(id, s);
       };
+  aopts.device_history_extension =
+      [up = update_plugin.get()](absl::string_view id,
+                                 std::vector<v1::DeviceHistoryEntry>* out) {
+        up->FillDeviceHistory(id, out);
+      };
   // Crashes and watchdog resets after an install count against the rollout
   // stage (issue 11).
   errors::ErrorReportingPlugin::Options eopts;

@@ -1,5 +1,6 @@
 #include "securitysvc/attestation/attestation.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "absl/strings/ascii.h"
@@ -23,9 +24,49 @@ metrics::CounterMetric* AttestCounter() {
 
 int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
-std::string HistoryKey(absl::string_view device_id, absl::Time t,
-                       uint64_t seq) {
-  return absl::StrFormat("%s|%020d|%012d", device_id, ToMs(t), seq);
+// HistoryKey: "<id>|<ring>|NN", ring 'a' (successes) or 'r' (refusals).
+std::string HistoryKey(absl::string_view device_id, char ring,
+                       uint32_t count) {
+  return absl::StrFormat("%s|%c|%02d", device_id, ring,
+                         count % kMaxHistoryEntries);
+}
+
+// CutUtf8: `s` cut to at most `max` bytes, never inside a UTF-8 sequence.
+void CutUtf8(std::string* s, size_t max) {
+  if (s->size() <= max) return;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>((*s)[n]) & 0xC0) == 0x80) --n;
+  s->resize(n);
+}
+
+// BoundedHistoryEntry: `r` with every string cut to the history limits and
+// at most kMaxHistoryVersions measured versions (history_count cleared).
+v1::AttestationRecord BoundedHistoryEntry(const v1::AttestationRecord& r) {
+  v1::AttestationRecord e = r;
+  e.clear_history_count();
+  CutUtf8(e.mutable_outcome(), kMaxHistoryOutcomeBytes);
+  CutUtf8(e.mutable_reason(), kMaxHistoryReasonBytes);
+  if (e.versions_size() > kMaxHistoryVersions ||
+      std::any_of(e.versions().begin(), e.versions().end(), [](const auto& kv) {
+        return kv.first.size() > kMaxHistoryComponentBytes;
+      })) {
+    e.clear_versions();
+    int n = 0;
+    for (const auto& [c, v] : r.versions()) {
+      if (n++ >= kMaxHistoryVersions) break;
+      std::string name = c;
+      CutUtf8(&name, kMaxHistoryComponentBytes);
+      (*e.mutable_versions())[name] = v;
+    }
+  }
+  return e;
+}
+
+// HistoryCountOf: the history_count of a serialized latest-success record
+// (0 when it does not parse: the ring then restarts at slot 0, still bounded).
+uint32_t HistoryCountOf(const std::string& bytes) {
+  v1::AttestationRecord r;
+  return r.ParseFromString(bytes) ? r.history_count() : 0;
 }
 
 // NotSynced: a shard whose catalog view has not applied a complete snapshot
@@ -142,16 +183,22 @@ void Attestor::AttestAsync(const v1::AttestRequest& request,
   // request by the adapter.
   const std::string& device_id = request.device_id();
   bool first = false;
+  uint32_t history_count = 0;
   FirstRecordStripe& stripe = first_record_stripes_[Stripe(device_id)];
   {
     absl::MutexLock l(&stripe.mu);
-    if (!stripe.pending.contains(device_id) &&
-        absl::IsNotFound(store_->Get(kDevicesCf, device_id).status())) {
-      first = stripe.pending.insert(device_id).second;
+    if (!stripe.pending.contains(device_id)) {
+      auto previous = store_->Get(kDevicesCf, device_id);
+      if (absl::IsNotFound(previous.status())) {
+        first = stripe.pending.insert(device_id).second;
+      } else if (previous.ok()) {
+        history_count = HistoryCountOf(*previous);
+      }
     }
   }
   auto p = std::make_shared<Prepared>(*std::move(prepared));
-  store::WriteBatch batch = std::move(p->batch);
+  store::WriteBatch batch;
+  AddRecordWithHistory(&batch, &p->record, history_count);
   writer_->Write(
       std::move(batch),
       [this, p, first, &stripe, device_id = device_id,
@@ -410,10 +457,17 @@ absl::StatusOr<Attestor::Prepared> Attestor::Verify(
   for (const auto& [c, v] : measured) (*record->mutable_versions())[c] = v;
   record->set_tenant_id(device->tenant_id());
   record->set_device_group_id(device->device_group_id());
-  std::string bytes = record->SerializeAsString();
-  prepared.batch.Put(kDevicesCf, device_id, bytes);
-  prepared.batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++), bytes);
+  prepared.record = std::move(rec);
   return prepared;
+}
+
+void Attestor::AddRecordWithHistory(store::WriteBatch* batch,
+                                    v1::AttestationRecord* record,
+                                    uint32_t history_count) {
+  batch->Put(kHistoryCf, HistoryKey(record->device_id(), 'a', history_count),
+             BoundedHistoryEntry(*record).SerializeAsString());
+  record->set_history_count(history_count + 1);
+  batch->Put(kDevicesCf, record->device_id(), record->SerializeAsString());
 }
 
 void Attestor::RecordFailure(absl::string_view device_id,
@@ -421,11 +475,12 @@ void Attestor::RecordFailure(absl::string_view device_id,
   // Only registered devices get a history (no unbounded writes for junk ids).
   if (!catalog_->GetDevice(device_id).ok()) return;
   absl::Time now = clock_->Now();
+  uint32_t slot = 0;
   {
     absl::MutexLock l(&failure_mu_);
     auto it = last_failure_record_.find(device_id);
     if (it != last_failure_record_.end() &&
-        now - it->second < options_.failure_record_interval) {
+        now - it->second.time < options_.failure_record_interval) {
       static auto* skipped = metrics::Counter(
           "sphere_attestation_failures_not_recorded_total",
           "Rejected attestations not written to device history (rate limit)");
@@ -433,7 +488,17 @@ void Attestor::RecordFailure(absl::string_view device_id,
       return;
     }
     if (last_failure_record_.size() >= (1u << 20)) last_failure_record_.clear();
-    last_failure_record_[device_id] = now;
+    auto [rec, inserted] = last_failure_record_.try_emplace(device_id);
+    if (inserted) {
+      // Not seen since a restart (or the table was cleared): start where
+      // time puts us, so a restart does not always overwrite slot 0.
+      rec->second.next_slot = static_cast<uint32_t>(
+          ToMs(now) / std::max<int64_t>(
+                          1, absl::ToInt64Milliseconds(
+                                 options_.failure_record_interval)));
+    }
+    rec->second.time = now;
+    slot = rec->second.next_slot++;
   }
   v1::AttestationRecord r;
   r.set_device_id(std::string(device_id));
@@ -442,8 +507,8 @@ void Attestor::RecordFailure(absl::string_view device_id,
   r.set_outcome(absl::StatusCodeToString(status.code()));
   r.set_reason(std::string(status.message()));
   store::WriteBatch batch;
-  batch.Put(kHistoryCf, HistoryKey(device_id, now, seq_++),
-            r.SerializeAsString());
+  batch.Put(kHistoryCf, HistoryKey(device_id, 'r', slot),
+            BoundedHistoryEntry(r).SerializeAsString());
   // Not waited for: the caller's rejection does not depend on it.
   writer_->Write(std::move(batch),
                  [id = std::string(device_id)](absl::Status s) {
@@ -484,6 +549,11 @@ absl::StatusOr<std::vector<v1::AttestationRecord>> Attestor::History(
                         });
   if (!s.ok()) return s;
   if (!parse_error.ok()) return parse_error;
+  std::stable_sort(out.begin(), out.end(),
+                   [](const v1::AttestationRecord& a,
+                      const v1::AttestationRecord& b) {
+                     return a.time_unix_ms() < b.time_unix_ms();
+                   });
   return out;
 }
 

@@ -54,7 +54,20 @@ namespace sphere::attestation {
 
 // Column families the Attestor needs in its store.
 inline constexpr char kDevicesCf[] = "devices";  // id -> AttestationRecord
-inline constexpr char kHistoryCf[] = "history";  // id|ms|seq -> record
+// Bounded per-device history (issue 13): two rings of kMaxHistoryEntries
+// slots each, "<id>|a|NN" (successful attempts; the slot counter lives in
+// the device's record, which the attestation path reads anyway) and
+// "<id>|r|NN" (refused attempts, at most one per failure_record_interval;
+// the slot counter lives in the in-memory rate-limit table). A ring slot is
+// overwritten in the same write batch that records the attempt, so a
+// device never has more than 2 * kMaxHistoryEntries history keys. Stored
+// strings are cut to the limits below (UTF-8 safe).
+inline constexpr char kHistoryCf[] = "history";  // id|a|NN, id|r|NN -> record
+inline constexpr uint32_t kMaxHistoryEntries = 32;
+inline constexpr size_t kMaxHistoryReasonBytes = 256;
+inline constexpr size_t kMaxHistoryOutcomeBytes = 32;
+inline constexpr size_t kMaxHistoryComponentBytes = 64;
+inline constexpr int kMaxHistoryVersions = 32;
 std::vector<std::string> ColumnFamilies();
 
 // RevocationRequest is the Attestor's decision that a genuine device is
@@ -119,7 +132,9 @@ class Attestor {
 
   // LastRecord returns the device's latest successful attestation.
   absl::StatusOr<v1::AttestationRecord> LastRecord(absl::string_view device_id);
-  // History returns every recorded attempt for the device, oldest first.
+  // History returns the device's recorded attempts (at most the last
+  // kMaxHistoryEntries successes and the last kMaxHistoryEntries refusals
+  // kept), oldest first.
   absl::StatusOr<std::vector<v1::AttestationRecord>> History(
       absl::string_view device_id);
 
@@ -140,7 +155,7 @@ class Attestor {
   // the nonce is consumed and goes back to the device if the write fails.
   struct Prepared {
     v1::AttestResponse response;
-    store::WriteBatch batch;
+    v1::AttestationRecord record;  // the device's new latest-success record
     std::string outcome;  // record outcome, for the metric
     std::string nonce;
     absl::Time nonce_expires;
@@ -152,6 +167,11 @@ class Attestor {
   void Reject(const v1::AttestRequest& request, const absl::Status& status,
               const Compromise& compromise);
   void RecordFailure(absl::string_view device_id, const absl::Status& status);
+  // AddRecordWithHistory puts the latest-success record and its history
+  // ring entry (slot `history_count` % kMaxHistoryEntries) into `batch`.
+  static void AddRecordWithHistory(store::WriteBatch* batch,
+                                   v1::AttestationRecord* record,
+                                   uint32_t history_count);
   size_t Stripe(absl::string_view device_id) const;
 
   const catalog::CatalogView* const catalog_;
@@ -160,11 +180,14 @@ class Attestor {
   const auth::SessionTokens* const tokens_;
   Clock* const clock_;
   const Options options_;
-  std::atomic<uint64_t> seq_{0};
   absl::Mutex failure_mu_;
-  // device id -> time of its last recorded failure (bounded: cleared when it
-  // grows past 1M entries).
-  absl::flat_hash_map<std::string, absl::Time> last_failure_record_
+  // device id -> time of its last recorded failure and its refusal ring's
+  // next slot (bounded: cleared when it grows past 1M entries).
+  struct FailureRecord {
+    absl::Time time;
+    uint32_t next_slot = 0;
+  };
+  absl::flat_hash_map<std::string, FailureRecord> last_failure_record_
       ABSL_GUARDED_BY(failure_mu_);
   std::atomic<uint64_t> attested_devices_{0};
   std::unique_ptr<RecordWriter> own_writer_;  // when none was given

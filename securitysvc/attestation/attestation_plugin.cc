@@ -69,7 +69,8 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
       context.revision_gate, challenge_limiter_.get());
   status_service_ = std::make_unique<DeviceStatusServiceImpl>(
       attestor_.get(), context.catalog, context.router,
-      context.root_subject_line, options_.device_status_extension);
+      context.root_subject_line, options_.device_status_extension,
+      options_.device_history_extension);
   return absl::OkStatus();
 }
 

@@ -36,6 +36,8 @@ class AttestationPlugin final : public shard::ShardPlugin {
 
     // Adds other plug-ins' per-device state to DeviceStatusService answers.
     DeviceStatusExtension device_status_extension;
+    // Adds other plug-ins' per-device history to GetDeviceHistory answers.
+    DeviceHistoryExtension device_history_extension;
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;

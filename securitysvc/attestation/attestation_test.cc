@@ -424,6 +424,97 @@ TEST_F(AttestationTest, ReattestAfterSuccessAppendsHistory) {
   EXPECT_EQ(attestor_->History(device_->device_id())->size(), 2u);
 }
 
+// Issue 13: the history is bounded (the last kMaxHistoryEntries successes
+// and refusals), written with the record, and survives a restart.
+TEST_F(AttestationTest, HistoryKeepsOnlyTheLastAttemptsAndSurvivesRestart) {
+  const std::string id = device_->device_id();
+  constexpr int kAttempts = kMaxHistoryEntries + 9;
+  for (int i = 0; i < kAttempts; ++i) {
+    clock_.Advance(absl::Minutes(1));
+    ASSERT_TRUE(AttestGenuine(*device_).ok()) << i;
+    ASSERT_LE(store_->Size(kHistoryCf), kMaxHistoryEntries) << i;
+  }
+  const int64_t newest_success = absl::ToUnixMillis(clock_.Now());
+  // Refusals: one recorded per failure_record_interval.
+  const std::string nonce = Nonce(id);
+  auto genuine = device_->Quote(nonce);
+  ASSERT_TRUE(genuine.ok());
+  v1::Quote forged =
+      SignQuote(ParseBody(*genuine), crypto::EcPrivateKey::Generate());
+  for (int i = 0; i < kAttempts; ++i) {
+    clock_.Advance(absl::Seconds(11));
+    ExpectError(attestor_->Attest(Request(id, forged)),
+                absl::StatusCode::kUnauthenticated,
+                "does not verify under the device key");
+    ASSERT_LE(store_->Size(kHistoryCf), 2 * kMaxHistoryEntries) << i;
+  }
+  auto check = [&](const std::vector<v1::AttestationRecord>& history) {
+    ASSERT_EQ(history.size(), 2 * kMaxHistoryEntries);
+    int successes = 0;
+    for (size_t i = 0; i < history.size(); ++i) {
+      if (i > 0) {
+        EXPECT_LE(history[i - 1].time_unix_ms(), history[i].time_unix_ms());
+      }
+      EXPECT_EQ(history[i].history_count(), 0u);
+      successes += history[i].success() ? 1 : 0;
+    }
+    EXPECT_EQ(successes, static_cast<int>(kMaxHistoryEntries));
+    // The oldest kept success is attempt 10 of 41: the first 9 are gone.
+    EXPECT_EQ(history.front().time_unix_ms(),
+              newest_success - (kMaxHistoryEntries - 1) * 60 * 1000);
+    EXPECT_FALSE(history.back().success());
+    EXPECT_EQ(history.back().outcome(), "UNAUTHENTICATED");
+  };
+  auto history = attestor_->History(id);
+  ASSERT_TRUE(history.ok());
+  check(*history);
+  auto last = attestor_->LastRecord(id);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->history_count(), static_cast<uint32_t>(kAttempts));
+
+  // Restart: a new Attestor over the same store sees the same history, and
+  // its next attempts keep the bound and overwrite the oldest.
+  Attestor::Options options;
+  attestor_ = std::make_unique<Attestor>(catalog_.get(), store_.get(),
+                                         nonces_.get(), tokens_.get(), &clock_,
+                                         options);
+  history = attestor_->History(id);
+  ASSERT_TRUE(history.ok());
+  check(*history);
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  EXPECT_EQ(store_->Size(kHistoryCf), 2 * kMaxHistoryEntries);
+  history = attestor_->History(id);
+  ASSERT_TRUE(history.ok());
+  EXPECT_TRUE(history->back().success());
+  EXPECT_EQ(history->back().time_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+}
+
+TEST_F(AttestationTest, Attack_OversizedQuoteStringsAreCutInHistory) {
+  // A genuine device key signs a quote measuring an unknown image under a
+  // 4 KiB component name: refused, and the history keeps at most the limits.
+  HeldKeyDevice h = RegisterHeldKeyDevice();
+  v1::QuoteBody body = CraftedBody(h);
+  v1::BootEvent* e = body.add_event_log();
+  e->set_register_index(mcu::kRegisterApps);
+  e->set_component(std::string(4096, 'k'));
+  e->set_version(7);
+  e->set_image_hash(crypto::Sha256("never signed"));
+  Reseal(&body);
+  TrustedState before = Snapshot(h.id);
+  ExpectError(attestor_->Attest(Request(h.id, SignQuote(body, h.key))),
+              absl::StatusCode::kPermissionDenied,
+              "runs an image the platform never signed");
+  ExpectUnchanged(before, h.id);
+  auto history = attestor_->History(h.id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_FALSE((*history)[0].success());
+  EXPECT_LE((*history)[0].reason().size(), kMaxHistoryReasonBytes);
+  EXPECT_LE((*history)[0].outcome().size(), kMaxHistoryOutcomeBytes);
+  EXPECT_THAT((*history)[0].reason(), HasSubstr("component kkkk"));
+}
+
 // ---------------------------------------------------------------- attacks
 
 TEST_F(AttestationTest, ReplayedNonce) {

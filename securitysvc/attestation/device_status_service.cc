@@ -1,6 +1,13 @@
 #include "securitysvc/attestation/device_status_service.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rpc/rpc.h"
@@ -15,6 +22,12 @@ namespace {
 metrics::CounterMetric* Calls() {
   static auto* c = metrics::Counter("sphere_device_status_calls_total",
                                     "GetDeviceStatus calls by code");
+  return c;
+}
+
+metrics::CounterMetric* HistoryCalls() {
+  static auto* c = metrics::Counter("sphere_device_history_calls_total",
+                                    "GetDeviceHistory calls by code");
   return c;
 }
 
@@ -127,6 +140,154 @@ absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
         record->certificate_not_after_unix_ms());
   }
   return out;
+}
+
+namespace {
+
+constexpr char kHistoryTokenPrefix[] = "h1.";
+
+// HistoryToken: the opaque page token for entries from `offset` on, bound to
+// the device (a token for another device is refused).
+std::string HistoryToken(absl::string_view device_id, int offset) {
+  return absl::StrCat(kHistoryTokenPrefix, offset, ".",
+                      device_id.substr(0, 16));
+}
+
+absl::StatusOr<int> ParseHistoryToken(absl::string_view device_id,
+                                      absl::string_view token) {
+  if (token.empty()) return 0;
+  auto bad = [] {
+    return absl::InvalidArgumentError(
+        "page_token was not handed out by GetDeviceHistory for this device; "
+        "start again with an empty page_token");
+  };
+  if (token.size() > 64 || !absl::ConsumePrefix(&token, kHistoryTokenPrefix)) {
+    return bad();
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  int offset = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &offset) ||
+      offset <= 0 || offset > 2 * kMaxHistoryPageSize ||
+      parts[1] != device_id.substr(0, 16)) {
+    return bad();
+  }
+  return offset;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::GetDeviceHistoryResponse> ReadDeviceHistory(
+    const StatusReader& reader, const v1::GetDeviceHistoryRequest& request,
+    Attestor* attestor, const catalog::CatalogView* catalog,
+    const sharding::ShardRouter* router,
+    const DeviceHistoryExtension& extension) {
+  const std::string& id = request.device_id();
+  if (auto s = ValidateDeviceId(id); !s.ok()) return s;
+  if (request.page_size() < 0 || request.page_size() > kMaxHistoryPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must be 0..", kMaxHistoryPageSize, "; got ",
+                     request.page_size()));
+  }
+  auto offset = ParseHistoryToken(id, request.page_token());
+  if (!offset.ok()) return offset.status();
+  if (!catalog->synced()) {
+    return absl::UnavailableError(
+        "catalog not yet synced: this shard is still loading the catalog "
+        "from management; retry shortly");
+  }
+  auto device = catalog->GetDevice(id);
+  if (!device.ok() || !reader.MaySee(*device)) {
+    // Never registered, or not the caller's: the same answer.
+    return absl::NotFoundError(absl::StrCat("device ", id, " is unknown"));
+  }
+  v1::GetDeviceHistoryResponse out;
+  out.set_device_id(id);
+  if (router != nullptr) {
+    if (auto owner = router->OtherOwner(id); owner.has_value()) {
+      v1::ShardRedirect* r = out.mutable_redirect();
+      r->set_device_id(id);
+      r->set_shard_id(owner->id());
+      r->set_address(owner->address());
+      return out;
+    }
+  }
+  auto attempts = attestor->History(id);
+  if (!attempts.ok()) return attempts.status();
+  std::vector<v1::DeviceHistoryEntry> entries;
+  // The newest kMaxHistoryEntries attempts (successes and refusals).
+  const size_t skip = attempts->size() > kMaxHistoryEntries
+                          ? attempts->size() - kMaxHistoryEntries
+                          : 0;
+  for (size_t i = skip; i < attempts->size(); ++i) {
+    const v1::AttestationRecord& r = (*attempts)[i];
+    v1::DeviceHistoryEntry e;
+    e.set_time_unix_ms(r.time_unix_ms());
+    v1::AttestationAttempt* a = e.mutable_attestation();
+    a->set_success(r.success());
+    a->set_outcome(r.outcome());
+    a->set_reason(r.reason());
+    a->set_certificate_serial(r.certificate_serial());
+    *a->mutable_component_versions() = r.versions();
+    if (r.success()) a->set_os_version(OsVersion(*catalog, *device, r));
+    entries.push_back(std::move(e));
+  }
+  if (extension) {
+    std::vector<v1::DeviceHistoryEntry> more;
+    extension(id, &more);
+    if (more.size() > kMaxHistoryPageSize) {
+      more.erase(more.begin(), more.end() - kMaxHistoryPageSize);
+    }
+    for (auto& e : more) entries.push_back(std::move(e));
+  }
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const v1::DeviceHistoryEntry& a,
+                      const v1::DeviceHistoryEntry& b) {
+                     return a.time_unix_ms() > b.time_unix_ms();
+                   });
+  const int page =
+      request.page_size() == 0 ? kDefaultHistoryPageSize : request.page_size();
+  const size_t begin = std::min<size_t>(*offset, entries.size());
+  const size_t end = std::min<size_t>(begin + page, entries.size());
+  for (size_t i = begin; i < end; ++i) {
+    *out.add_entries() = std::move(entries[i]);
+  }
+  if (end < entries.size()) {
+    out.set_next_page_token(HistoryToken(id, static_cast<int>(end)));
+  }
+  return out;
+}
+
+grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
+    grpc::CallbackServerContext* context,
+    const v1::GetDeviceHistoryRequest* request,
+    v1::GetDeviceHistoryResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status;
+  absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
+  if (!peer.ok()) {
+    status = peer.status();
+  } else if (auto reader =
+                 IdentifyStatusReader(peer->cert, root_subject_line_);
+             !reader.ok()) {
+    status = reader.status();
+  } else {
+    auto r = ReadDeviceHistory(*reader, *request, attestor_, catalog_,
+                               router_, history_extension_);
+    if (r.ok()) {
+      *response = *std::move(r);
+    } else {
+      status = r.status();
+    }
+  }
+  if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
+    log::Warning("device history denied",
+                 {{"peer", context->peer()},
+                  {"error", std::string(status.message())}});
+  }
+  HistoryCalls()->Increment(absl::StrCat(
+      "code=\"", absl::StatusCodeToString(status.code()), "\""));
+  reactor->Finish(rpc::ToGrpcStatus(status));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(

@@ -10,12 +10,14 @@
 // manufacturing, gateway and shard credentials are refused.
 //
 // Synchronous on the callback thread: at most kMaxDeviceStatusIds store
-// reads per call. Thread-safe.
+// reads per call (GetDeviceHistory: two bounded prefix scans of at most 64
+// and 32 entries). Thread-safe.
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/crypto/crypto.h"
@@ -51,6 +53,24 @@ absl::StatusOr<StatusReader> IdentifyStatusReader(
 using DeviceStatusExtension =
     std::function<void(absl::string_view device_id, v1::DeviceStatus* status)>;
 
+// DeviceHistoryExtension: other plug-ins add their per-device history (the
+// update plug-in: the last update results) to a GetDeviceHistory answer, in
+// any order. Must not block (one bounded store scan).
+using DeviceHistoryExtension = std::function<void(
+    absl::string_view device_id, std::vector<v1::DeviceHistoryEntry>* out)>;
+
+// Page sizes of GetDeviceHistory.
+inline constexpr int kDefaultHistoryPageSize = 32;
+inline constexpr int kMaxHistoryPageSize = 64;
+
+// ReadDeviceHistory answers GetDeviceHistory for `reader` (the whole RPC
+// minus transport); errors as documented in protos/attestation.proto.
+absl::StatusOr<v1::GetDeviceHistoryResponse> ReadDeviceHistory(
+    const StatusReader& reader, const v1::GetDeviceHistoryRequest& request,
+    Attestor* attestor, const catalog::CatalogView* catalog,
+    const sharding::ShardRouter* router,
+    const DeviceHistoryExtension& extension = nullptr);
+
 // ReadDeviceStatus answers a request for `reader` (the whole RPC minus
 // transport): INVALID_ARGUMENT for no ids, more than kMaxDeviceStatusIds or
 // a malformed id; UNAVAILABLE while the catalog is not synced.
@@ -69,17 +89,23 @@ class DeviceStatusServiceImpl final
                           const catalog::CatalogView* catalog,
                           const sharding::ShardRouter* router,
                           std::string root_subject_line,
-                          DeviceStatusExtension extension = nullptr)
+                          DeviceStatusExtension extension = nullptr,
+                          DeviceHistoryExtension history_extension = nullptr)
       : attestor_(attestor),
         catalog_(catalog),
         router_(router),
         root_subject_line_(std::move(root_subject_line)),
-        extension_(std::move(extension)) {}
+        extension_(std::move(extension)),
+        history_extension_(std::move(history_extension)) {}
 
   grpc::ServerUnaryReactor* GetDeviceStatus(
       grpc::CallbackServerContext* context,
       const v1::GetDeviceStatusRequest* request,
       v1::GetDeviceStatusResponse* response) override;
+  grpc::ServerUnaryReactor* GetDeviceHistory(
+      grpc::CallbackServerContext* context,
+      const v1::GetDeviceHistoryRequest* request,
+      v1::GetDeviceHistoryResponse* response) override;
 
  private:
   Attestor* const attestor_;
@@ -87,6 +113,7 @@ class DeviceStatusServiceImpl final
   const sharding::ShardRouter* const router_;
   const std::string root_subject_line_;
   const DeviceStatusExtension extension_;
+  const DeviceHistoryExtension history_extension_;
 };
 
 }  // namespace sphere::attestation

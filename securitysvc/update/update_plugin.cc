@@ -67,6 +67,26 @@ void UpdatePlugin::FillDeviceStatus(absl::string_view device_id,
   status->set_last_update_unix_ms(r->reported_unix_ms());
 }
 
+void UpdatePlugin::FillDeviceHistory(
+    absl::string_view device_id,
+    std::vector<v1::DeviceHistoryEntry>* out) const {
+  if (results_ == nullptr) return;
+  auto history = results_->History(device_id);
+  if (!history.ok()) return;  // unreadable: shown as none
+  for (const v1::DeviceUpdateStatus& r : *history) {
+    v1::DeviceHistoryEntry e;
+    e.set_time_unix_ms(r.reported_unix_ms());
+    v1::UpdateResultEntry* u = e.mutable_update_result();
+    u->set_result(v1::ReportUpdateResultRequest::Result_Name(r.result()));
+    u->set_component(r.component());
+    u->set_version(r.version());
+    u->set_detail(r.detail());
+    u->set_deployment_id(r.deployment_id());
+    u->set_image_id(r.image_id());
+    out->push_back(std::move(e));
+  }
+}
+
 void UpdatePlugin::OnErrorsAccepted(const std::string& device_id,
                                     const v1::UploadErrorsRequest& batch) {
   if (worker_ == nullptr || results_ == nullptr) return;

@@ -61,7 +61,7 @@ class UpdatePlugin final : public shard::ShardPlugin {
 
   std::string name() const override { return "update"; }
   std::vector<std::string> ColumnFamilies() const override {
-    return {kUpdateResultsCf};
+    return {kUpdateResultsCf, kUpdateHistoryCf};
   }
   absl::Status Init(shard::ShardContext& context) override;
   std::vector<grpc::Service*> Services() override {
@@ -74,6 +74,13 @@ class UpdatePlugin final : public shard::ShardPlugin {
   // as its device_status_extension). One store read; safe before Init (no-op).
   void FillDeviceStatus(absl::string_view device_id,
                         v1::DeviceStatus* status) const;
+
+  // FillDeviceHistory adds the device's last update results (at most
+  // kMaxUpdateHistory) to an operator's GetDeviceHistory answer (the
+  // attestation plug-in's device_history_extension). One bounded store
+  // scan; safe before Init (no-op).
+  void FillDeviceHistory(absl::string_view device_id,
+                         std::vector<v1::DeviceHistoryEntry>* out) const;
 
   // OnErrorsAccepted: error reporting's hook for a durable upload
   // (ErrorReportingPlugin::Options::on_accepted). Its APP_CRASH and

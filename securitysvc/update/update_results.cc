@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace sphere::update {
 
@@ -56,15 +57,48 @@ absl::Status UpdateResults::Record(const v1::DeviceUpdateStatus& status) {
   absl::MutexLock w(&write_mu_);
   auto prev = Get(status.device_id());
   if (!prev.ok() && !absl::IsNotFound(prev.status())) return prev.status();
-  if (auto s = store_->Put(kUpdateResultsCf, status.device_id(),
-                           status.SerializeAsString());
-      !s.ok()) {
-    return s;
-  }
+  const uint32_t count = prev.ok() ? prev->history_count() : 0;
+  v1::DeviceUpdateStatus latest = status;
+  latest.set_history_count(count + 1);
+  v1::DeviceUpdateStatus entry = status;
+  entry.clear_history_count();
+  store::WriteBatch batch;
+  batch.Put(kUpdateResultsCf, status.device_id(), latest.SerializeAsString());
+  batch.Put(kUpdateHistoryCf,
+            absl::StrFormat("%s|%02d", status.device_id(),
+                            count % kMaxUpdateHistory),
+            entry.SerializeAsString());
+  if (auto s = store_->Write(batch); !s.ok()) return s;
   absl::MutexLock l(&mu_);
   if (prev.ok()) CountLocked(*prev, -1);
   CountLocked(status, +1);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::DeviceUpdateStatus>> UpdateResults::History(
+    absl::string_view device_id) const {
+  std::vector<v1::DeviceUpdateStatus> out;
+  absl::Status parse_error;
+  auto s = store_->Scan(kUpdateHistoryCf, absl::StrCat(device_id, "|"),
+                        [&](absl::string_view key, absl::string_view value) {
+                          v1::DeviceUpdateStatus st;
+                          if (!st.ParseFromArray(value.data(), value.size())) {
+                            parse_error = absl::DataLossError(absl::StrCat(
+                                "update history entry ", key,
+                                " does not parse"));
+                            return false;
+                          }
+                          out.push_back(std::move(st));
+                          return true;
+                        });
+  if (!s.ok()) return s;
+  if (!parse_error.ok()) return parse_error;
+  std::stable_sort(out.begin(), out.end(),
+                   [](const v1::DeviceUpdateStatus& a,
+                      const v1::DeviceUpdateStatus& b) {
+                     return a.reported_unix_ms() < b.reported_unix_ms();
+                   });
+  return out;
 }
 
 absl::StatusOr<bool> UpdateResults::RecordCrash(absl::string_view device_id,

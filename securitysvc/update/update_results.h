@@ -33,6 +33,12 @@
 namespace sphere::update {
 
 inline constexpr char kUpdateResultsCf[] = "update_results";
+// Bounded per-device history of results (issue 13): key "<id>|NN", the ring
+// slot history_count % kMaxUpdateHistory, written in the same batch as the
+// latest result (whose history_count Record reads anyway), so a device
+// never has more than kMaxUpdateHistory entries.
+inline constexpr char kUpdateHistoryCf[] = "update_history";
+inline constexpr uint32_t kMaxUpdateHistory = 32;
 // Failure reasons longer than this are refused (ReportUpdateResult.detail).
 inline constexpr size_t kMaxDetailBytes = 256;
 
@@ -61,8 +67,9 @@ class UpdateResults {
 
   // Load rebuilds the counts from the store.
   absl::Status Load();
-  // Record stores `status` as the device's latest result (durable when OK)
-  // and updates the counts.
+  // Record stores `status` as the device's latest result and appends it to
+  // the device's bounded history, in one write batch (durable when OK), and
+  // updates the counts.
   absl::Status Record(const v1::DeviceUpdateStatus& status);
   // CrashEvent: what RecordCrash needs of one APP_CRASH / WATCHDOG_RESET.
   struct CrashEvent {
@@ -78,6 +85,10 @@ class UpdateResults {
   absl::StatusOr<bool> RecordCrash(absl::string_view device_id,
                                    const CrashEvent& event, absl::Time now,
                                    absl::Duration window);
+  // History: the device's last kMaxUpdateHistory results, oldest first
+  // (history_count cleared). One prefix scan.
+  absl::StatusOr<std::vector<v1::DeviceUpdateStatus>> History(
+      absl::string_view device_id) const;
   // Get: the device's latest result; NotFound when it never reported.
   absl::StatusOr<v1::DeviceUpdateStatus> Get(absl::string_view device_id) const;
   // Counts: per rollout stage (UpdateMetadata.rollout_stage) of a deployment.

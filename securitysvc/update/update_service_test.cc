@@ -4,6 +4,7 @@
 #include "securitysvc/update/update_service.h"
 
 #include <gtest/gtest.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/store/memory_store.h"
 #include "mcu-model/image.h"
 #include "protos/attestation.grpc.pb.h"
 #include "protos/update.grpc.pb.h"
@@ -97,6 +99,10 @@ class UpdateServiceTest : public ::testing::Test {
                                                v1::DeviceStatus* s) {
       g->plugin->FillDeviceStatus(id, s);
     };
+    o.attestation.device_history_extension =
+        [](absl::string_view id, std::vector<v1::DeviceHistoryEntry>* out) {
+          g->plugin->FillDeviceHistory(id, out);
+        };
     o.extra_plugins = [](TestPlatform& p) {
       for (const auto& pkg : p.factory_images()) {
         g->packages[crypto::HexEncode(crypto::Sha256(pkg.header()))] =
@@ -512,6 +518,219 @@ TEST_F(UpdateServiceTest, Attack_DeploymentCountsRefuseDevicesAndOtherTenants) {
                                 platform_op),
               std::string(1000, 'd'), &counts);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace sphere::update
+
+// Issue 13: the bounded per-device history and the tenant-scoped
+// relying-party query for it (DeviceStatusService.GetDeviceHistory).
+namespace sphere::update {
+namespace {
+
+grpc::Status History(const rpc::TlsFiles& tls, const std::string& id,
+                     v1::GetDeviceHistoryResponse* out,
+                     const std::string& token = "", int page_size = 0) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetDeviceHistoryRequest req;
+  req.set_device_id(id);
+  req.set_page_token(token);
+  req.set_page_size(page_size);
+  return g->platform.StatusStub(tls)->GetDeviceHistory(&ctx, req, out);
+}
+
+rpc::TlsFiles TenantOperator(const std::string& tenant) {
+  crypto::DeviceClaims op;
+  op.tenant_id = tenant;
+  return g->platform.Issue(absl::StrCat("op-", tenant),
+                           crypto::KeyUsage::kClientAuth, op);
+}
+
+void AttestOnce(mcu::Device& d) {
+  attestation::Attestor* a = g->platform.attestation().attestor();
+  auto c = a->GetChallenge(d.device_id());
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto q = d.Quote(c->nonce());
+  ASSERT_TRUE(q.ok()) << q.status();
+  v1::AttestRequest r;
+  r.set_device_id(d.device_id());
+  *r.mutable_quote() = *q;
+  auto resp = a->Attest(r);
+  ASSERT_TRUE(resp.ok()) << resp.status();
+}
+
+TEST_F(UpdateServiceTest, DeviceHistoryJoinsAttestationsAndUpdateResults) {
+  auto dev = g->platform.NewDevice("update-service-test-history");
+  ASSERT_TRUE(dev.ok());
+  const std::string id = (*dev)->device_id();
+  const rpc::TlsFiles tls = Cert(**dev, "full");
+  g->platform.clock().Advance(absl::Minutes(1));
+  ASSERT_NO_FATAL_FAILURE(AttestOnce(**dev));
+  const int64_t t1 = absl::ToUnixMillis(g->platform.clock().Now());
+  g->platform.clock().Advance(absl::Minutes(1));
+  v1::ReportUpdateResultRequest r;
+  r.set_image_id(g->app_id);
+  r.set_result(v1::ReportUpdateResultRequest::FAILED);
+  r.set_detail("signature check failed");
+  r.set_version(2);
+  ASSERT_TRUE(Report(tls, r).ok());
+  const int64_t t2 = absl::ToUnixMillis(g->platform.clock().Now());
+  g->platform.clock().Advance(absl::Minutes(1));
+  ASSERT_NO_FATAL_FAILURE(AttestOnce(**dev));
+  g->platform.clock().Advance(absl::Minutes(1));
+  r.set_result(v1::ReportUpdateResultRequest::INSTALLED);
+  r.set_detail("");
+  ASSERT_TRUE(Report(tls, r).ok());
+  const int64_t t4 = absl::ToUnixMillis(g->platform.clock().Now());
+
+  v1::GetDeviceHistoryResponse h;
+  grpc::Status st = History(TenantOperator(TestPlatform::kTenant), id, &h);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(h.device_id(), id);
+  EXPECT_FALSE(h.has_redirect());
+  EXPECT_TRUE(h.next_page_token().empty());
+  ASSERT_EQ(h.entries_size(), 4);
+  // Newest first.
+  EXPECT_EQ(h.entries(0).time_unix_ms(), t4);
+  ASSERT_TRUE(h.entries(0).has_update_result());
+  EXPECT_EQ(h.entries(0).update_result().result(), "INSTALLED");
+  EXPECT_EQ(h.entries(0).update_result().component(), "app:dw100");
+  EXPECT_EQ(h.entries(0).update_result().version(), 2u);
+  ASSERT_TRUE(h.entries(1).has_attestation());
+  EXPECT_TRUE(h.entries(1).attestation().success());
+  EXPECT_FALSE(h.entries(1).attestation().outcome().empty());
+  EXPECT_FALSE(h.entries(1).attestation().component_versions().empty());
+  EXPECT_EQ(h.entries(2).time_unix_ms(), t2);
+  EXPECT_EQ(h.entries(2).update_result().result(), "FAILED");
+  EXPECT_EQ(h.entries(2).update_result().detail(), "signature check failed");
+  EXPECT_EQ(h.entries(3).time_unix_ms(), t1);
+  EXPECT_TRUE(h.entries(3).has_attestation());
+
+  // Paged: 3, then the last one.
+  v1::GetDeviceHistoryResponse p1, p2;
+  ASSERT_TRUE(
+      History(TenantOperator(TestPlatform::kTenant), id, &p1, "", 3).ok());
+  ASSERT_EQ(p1.entries_size(), 3);
+  ASSERT_FALSE(p1.next_page_token().empty());
+  ASSERT_TRUE(History(TenantOperator(TestPlatform::kTenant), id, &p2,
+                      p1.next_page_token(), 3)
+                  .ok());
+  ASSERT_EQ(p2.entries_size(), 1);
+  EXPECT_TRUE(p2.next_page_token().empty());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      p2.entries(0), h.entries(3)));
+}
+
+TEST_F(UpdateServiceTest, Attack_AnotherTenantLearnsNothingFromDeviceHistory) {
+  auto dev = g->platform.NewDevice("update-service-test-history-victim");
+  ASSERT_TRUE(dev.ok());
+  const std::string id = (*dev)->device_id();
+  ASSERT_NO_FATAL_FAILURE(AttestOnce(**dev));
+  v1::ReportUpdateResultRequest r;
+  r.set_image_id(g->app_id);
+  r.set_result(v1::ReportUpdateResultRequest::FAILED);
+  r.set_detail("secret detail");
+  ASSERT_TRUE(Report(Cert(**dev, "full"), r).ok());
+  v1::GetDeviceHistoryResponse before;
+  ASSERT_TRUE(History(TenantOperator(TestPlatform::kTenant), id, &before).ok());
+  ASSERT_EQ(before.entries_size(), 2);
+
+  // Tenant B asks for tenant A's device: the same answer as for an id the
+  // platform never registered, and nothing in the response.
+  const rpc::TlsFiles other = TenantOperator(kOtherTenant);
+  v1::GetDeviceHistoryResponse theirs;
+  grpc::Status st = History(other, id, &theirs);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(st.error_message(), absl::StrCat("device ", id, " is unknown"));
+  EXPECT_EQ(theirs.ByteSizeLong(), 0u);
+  const std::string never(64, 'e');
+  v1::GetDeviceHistoryResponse none;
+  grpc::Status unknown = History(other, never, &none);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(unknown.error_message(),
+            absl::StrCat("device ", never, " is unknown"));
+  // A page token of tenant A's device does not open it either.
+  v1::GetDeviceHistoryResponse page;
+  ASSERT_TRUE(
+      History(TenantOperator(TestPlatform::kTenant), id, &page, "", 1).ok());
+  ASSERT_FALSE(page.next_page_token().empty());
+  st = History(other, id, &theirs, page.next_page_token(), 1);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(theirs.ByteSizeLong(), 0u);
+  // Devices cannot read history at all.
+  st = History(Cert(**dev, "full"), id, &theirs);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(theirs.ByteSizeLong(), 0u);
+  // Nothing changed for the owner.
+  v1::GetDeviceHistoryResponse after;
+  ASSERT_TRUE(History(TenantOperator(TestPlatform::kTenant), id, &after).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(after, before))
+      << after.DebugString() << " vs " << before.DebugString();
+}
+
+TEST_F(UpdateServiceTest, Attack_MalformedHistoryRequestsAreRefused) {
+  const rpc::TlsFiles own = TenantOperator(TestPlatform::kTenant);
+  const std::string id = g->device->device_id();
+  v1::GetDeviceHistoryResponse out;
+  EXPECT_EQ(History(own, "not-an-id", &out).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(History(own, id, &out, "", 65).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(History(own, id, &out, "", -1).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  for (const std::string& token :
+       {std::string("garbage"), std::string("h1.5"), std::string("h1.-1.x"),
+        absl::StrCat("h1.999.", id.substr(0, 16)), std::string(5000, 'h'),
+        // A token handed out for another device.
+        absl::StrCat("h1.1.", g->other->device_id().substr(0, 16))}) {
+    grpc::Status st = History(own, id, &out, token);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << token;
+    EXPECT_EQ(out.ByteSizeLong(), 0u);
+  }
+}
+
+TEST(UpdateHistoryTest, KeepsTheLastResultsInOneBatchAndSurvivesReload) {
+  auto store = store::MemoryStore::Create({kUpdateResultsCf, kUpdateHistoryCf});
+  ASSERT_TRUE(store.ok());
+  const std::string id(64, 'a');
+  auto report = [&](UpdateResults& results, int i) {
+    v1::DeviceUpdateStatus s;
+    s.set_device_id(id);
+    s.set_result(i % 2 == 0 ? v1::ReportUpdateResultRequest::FAILED
+                            : v1::ReportUpdateResultRequest::INSTALLED);
+    s.set_detail(absl::StrCat("attempt ", i));
+    s.set_component("app:dw100");
+    s.set_version(i);
+    s.set_reported_unix_ms(1000 + i);
+    s.set_deployment_id("dep-h");
+    return results.Record(s);
+  };
+  constexpr int kReports = kMaxUpdateHistory + 8;
+  {
+    UpdateResults results(store->get());
+    ASSERT_TRUE(results.Load().ok());
+    for (int i = 0; i < kReports; ++i) {
+      ASSERT_TRUE(report(results, i).ok());
+      ASSERT_LE((*store)->Size(kUpdateHistoryCf), kMaxUpdateHistory);
+    }
+  }
+  UpdateResults reloaded(store->get());
+  ASSERT_TRUE(reloaded.Load().ok());
+  auto h = reloaded.History(id);
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_EQ(h->size(), kMaxUpdateHistory);
+  EXPECT_EQ(h->front().detail(), absl::StrCat("attempt ", kReports - 32));
+  EXPECT_EQ(h->back().detail(), absl::StrCat("attempt ", kReports - 1));
+  for (const auto& e : *h) EXPECT_EQ(e.history_count(), 0u);
+  // Counts see one device (the latest result), not its history.
+  EXPECT_EQ(reloaded.Counts("dep-h")[0].reported(), 1u);
+  ASSERT_TRUE(report(reloaded, kReports).ok());
+  EXPECT_EQ((*store)->Size(kUpdateHistoryCf), kMaxUpdateHistory);
+  h = reloaded.History(id);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->back().detail(), absl::StrCat("attempt ", kReports));
+  EXPECT_EQ(h->front().detail(), absl::StrCat("attempt ", kReports - 31));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
       state_(std::move(state)),
       device_clock_(Clock::Real(), options_.time_scale,
                     std::max(Now(), absl::FromUnixMillis(
-                                        state_.device_time_floor_unix_ms()))) {
+                                        state_.device_time_floor_unix_ms()))),
+      update_schedule_(options_.update_check_interval, device_clock_.Now()) {
   error_policy_.poll_interval = options_.error_poll_interval;
   error_policy_.batch_delay = options_.error_batch_delay;
   twin_config_.error_upload = &error_policy_;
@@ -47,7 +48,8 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
                                         device_clock_.Now(),
                                         state_.telemetry_sequence_floor());
   agent_->set_sequence_limit(state_.telemetry_sequence_floor());
-  // Update checks run when asked (TwinControl CheckForUpdates).
+  // Update checks run on the device-time schedule (update_schedule_) and
+  // when asked (TwinControl CheckForUpdates).
   updates_ = std::make_unique<twin::UpdateAgent>(
       twin_.get(), &update_config_, state_.update_metadata_version());
   // Reserve device time before the first reading exists.
@@ -96,6 +98,9 @@ absl::Time DeviceLoop::NextDue() const {
                                 ? absl::InfiniteFuture()
                                 : device_clock_.ToReal(renew_device_at_));
   if (gateway_ != nullptr) due = std::min(due, agent_->next_wakeup());
+  if (update_schedule_.enabled()) {
+    due = std::min(due, device_clock_.ToReal(update_schedule_.next()));
+  }
   return due;
 }
 
@@ -139,6 +144,7 @@ void DeviceLoop::Run() {
       twin_->RequestAttestation(Now());
     }
     StepAttestation(Now());
+    StepScheduledUpdateCheck();
     ReserveDeviceTime();
     StepAgent();
   }
@@ -230,7 +236,44 @@ void DeviceLoop::StepAttestation(absl::Time now) {
   }
 }
 
+void DeviceLoop::StepScheduledUpdateCheck() {
+  const absl::Time device_now = device_clock_.Now();
+  if (!update_schedule_.Due(device_now)) return;
+  update_schedule_.Checked(device_now);
+  if (!twin_->certified()) {
+    // The twin's own attestation state machine retries (or stays refused,
+    // e.g. revoked): a scheduled check does not force attestations.
+    log::Info("scheduled update check skipped",
+              {{"reason", "no valid certificate"},
+               {"phase", twin::Twin::PhaseName(twin_->phase())}});
+    return;
+  }
+  log::Info(
+      "scheduled update check due",
+      {{"device_time_ms", absl::StrCat(absl::ToUnixMillis(device_now))},
+       {"device_hours_since_attestation",
+        attested_device_at_ == absl::InfinitePast()
+            ? std::string("never")
+            : absl::StrCat(absl::ToInt64Hours(device_now -
+                                              attested_device_at_))},
+       {"check", absl::StrCat(update_schedule_.checks())}});
+  absl::Status s = CheckForUpdatesOnLoop(options_.update_check_budget);
+  int installed = 0;
+  for (const auto& r : updates_->last_results()) {
+    installed += r.result() == v1::ReportUpdateResultRequest::INSTALLED;
+  }
+  if (s.ok()) {
+    log::Info("scheduled update check done",
+              {{"results", absl::StrCat(updates_->last_results().size())},
+               {"installed", absl::StrCat(installed)}});
+  } else {
+    log::Warning("scheduled update check failed",
+                 {{"error", log::Bound(std::string(s.message()))}});
+  }
+}
+
 void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
+  attested_device_at_ = device_clock_.Now();
   renew_device_at_ = device_clock_.Now() +
                      absl::Hours(24) * twin_config_.renew_at_fraction;
   state_.set_certificate_chain_pem(issued.certificate_chain_pem());

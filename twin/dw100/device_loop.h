@@ -12,6 +12,11 @@
 //    diagnostics results; transient failures back off with jitter, a
 //    refusal (e.g. PERMISSION_DENIED for a revoked device) stops the agent
 //    until the next successful attestation;
+//  * checks for updates on a schedule in device time
+//    (update_check_interval, default every 24 device hours; see
+//    update_schedule.h) through the twin library's UpdateAgent, without
+//    waiting for an attestation: a pending deployment installs by the
+//    schedule alone (download, install, reboot, re-attest, report);
 //  * runs control operations posted from other threads (TwinControl) in
 //    order, between network steps.
 //  * uploads the device's error ring (app crash, watchdog, tamper, ...)
@@ -44,6 +49,7 @@
 #include "protos/twin_control.pb.h"
 #include "twin/dw100/agent.h"
 #include "twin/dw100/scaled_clock.h"
+#include "twin/dw100/update_schedule.h"
 #include "twin/twin.h"
 #include "twin/twin_state.pb.h"
 #include "twin/update_agent.h"
@@ -74,6 +80,11 @@ struct DeviceLoopOptions {
   // and how long it gathers events before sending a batch.
   absl::Duration error_poll_interval = absl::Seconds(2);
   absl::Duration error_batch_delay = absl::Seconds(1);
+  // Scheduled update checks, in device time; zero = only when asked
+  // (TwinControl CheckForUpdates).
+  absl::Duration update_check_interval = absl::Hours(24);
+  // Real time one scheduled check may block the loop.
+  absl::Duration update_check_budget = absl::Seconds(60);
 };
 
 class DeviceLoop {
@@ -91,6 +102,11 @@ class DeviceLoop {
 
   // Device time now (ScaledClock; thread-safe).
   absl::Time DeviceNow() const { return device_clock_.Now(); }
+  // Device time of the next scheduled update check (InfiniteFuture: off).
+  // Run thread, or before Run.
+  absl::Time NextScheduledUpdateCheck() const {
+    return update_schedule_.next();
+  }
 
   // ---- Run thread only (from posted functions) ----
   sphere::v1::TwinStatus StatusOnLoop() const;
@@ -107,6 +123,8 @@ class DeviceLoop {
 
  private:
   void StepAttestation(absl::Time now);
+  // StepScheduledUpdateCheck runs a due scheduled update check.
+  void StepScheduledUpdateCheck();
   void StepAgent();
   void ConnectCloud();
   void Persist();
@@ -136,6 +154,9 @@ class DeviceLoop {
   std::string last_outcome_;
   // Device time of the next daily (device-time) attestation.
   absl::Time renew_device_at_ = absl::InfiniteFuture();
+  // Device time of the last accepted attestation (logs).
+  absl::Time attested_device_at_ = absl::InfinitePast();
+  UpdateCheckSchedule update_schedule_;
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> posted_ ABSL_GUARDED_BY(mu_);

@@ -46,7 +46,8 @@ class DeviceLoopTest : public ::testing::Test {
 
   // Start: a DeviceLoop from the state file as `twin run` builds one (no
   // network: no shards, no Contoso cloud; Run is never called).
-  std::unique_ptr<DeviceLoop> Start(double scale) {
+  std::unique_ptr<DeviceLoop> Start(
+      double scale, absl::Duration update_check_interval = absl::Hours(24)) {
     auto state = twin::ReadTwinState(path_);
     EXPECT_TRUE(state.ok()) << state.status();
     auto dev = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
@@ -58,6 +59,7 @@ class DeviceLoopTest : public ::testing::Test {
     o.name = "loop";
     o.state_path = path_;
     o.time_scale = scale;
+    o.update_check_interval = update_check_interval;
     return std::make_unique<DeviceLoop>(o, *std::move(dev), *state);
   }
 
@@ -119,6 +121,28 @@ TEST_F(DeviceLoopTest, FirstRunStartsAtRealTime) {
   auto loop = Start(1);
   EXPECT_GE(loop->DeviceNow(), before);
   EXPECT_LT(loop->DeviceNow(), before + absl::Minutes(1));
+}
+
+}  // namespace
+}  // namespace sphere::dw100
+
+namespace sphere::dw100 {
+namespace {
+
+// The loop's update schedule runs in device time from the loop's start (no
+// attestation needed): one interval of device time after the loop started.
+TEST_F(DeviceLoopTest, ScheduledUpdateCheckFallsDueInDeviceTime) {
+  // A first run starts device time at real time (scale 1): the loop's
+  // device start lies between these two readings.
+  const absl::Time before = absl::Now();
+  auto loop = Start(1, absl::Hours(6));
+  const absl::Time after = absl::Now();
+  const absl::Time next = loop->NextScheduledUpdateCheck();
+  EXPECT_GE(next, before + absl::Hours(6));
+  EXPECT_LE(next, after + absl::Hours(6));
+  EXPECT_LE(loop->DeviceNow(), next);
+  auto off = Start(8000, absl::ZeroDuration());
+  EXPECT_EQ(off->NextScheduledUpdateCheck(), absl::InfiniteFuture());
 }
 
 }  // namespace

@@ -39,6 +39,10 @@ ABSL_FLAG(std::string, appsvc, "",
 ABSL_FLAG(std::string, appsvc_ca, "",
           "run: PEM roots for the Contoso cloud's server certificate "
           "(default: the platform root)");
+ABSL_FLAG(double, update_check_hours, 24,
+          "run: check for updates every this many DEVICE hours (scaled by "
+          "--time_scale), without waiting for an attestation; 0 = only when "
+          "asked (check-updates)");
 ABSL_FLAG(uint64_t, seed, 0,
           "run: wash-model noise seed (0 = derived from the device id)");
 ABSL_FLAG(int, batch_size, 200, "run: telemetry readings per upload (<= 1000)");
@@ -134,6 +138,12 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
     return Fail(absl::InvalidArgumentError(
         "--time_scale must be between 0.001 and 1000000"));
   }
+  const double check_hours = absl::GetFlag(FLAGS_update_check_hours);
+  if (!(check_hours >= 0 && check_hours <= 24 * 3650)) {
+    return Fail(absl::InvalidArgumentError(
+        "--update_check_hours must be between 0 (off) and 87600"));
+  }
+  o.update_check_interval = absl::Hours(check_hours);
   o.seed = absl::GetFlag(FLAGS_seed);
   const std::string device_id = (*device)->device_id();
   if (o.seed == 0) {
