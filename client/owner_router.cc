@@ -92,6 +92,7 @@ bool OwnerRouter::ReportUnreachable(absl::string_view address) {
   if (it == health_.end()) {
     if (health_.size() >= options_.max_addresses) return false;
     it = health_.emplace(std::string(address), Health()).first;
+    tracked_.store(health_.size(), std::memory_order_relaxed);
   }
   Health& h = it->second;
   ++h.consecutive_failures;
@@ -104,9 +105,11 @@ bool OwnerRouter::ReportUnreachable(absl::string_view address) {
 }
 
 void OwnerRouter::ReportReachable(absl::string_view address) {
+  if (tracked_.load(std::memory_order_relaxed) == 0) return;
   absl::MutexLock l(&mu_);
   if (auto it = health_.find(address); it != health_.end()) {
     health_.erase(it);
+    tracked_.store(health_.size(), std::memory_order_relaxed);
   }
 }
 

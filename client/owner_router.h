@@ -42,6 +42,7 @@
 #ifndef SPHERE_CLIENT_OWNER_ROUTER_H_
 #define SPHERE_CLIENT_OWNER_ROUTER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -124,6 +125,9 @@ class OwnerRouter {
   absl::flat_hash_map<std::string, Learned> owners_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Health> health_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // health_.size(), readable without mu_: ReportReachable (every answered
+  // call) costs one atomic load while no shard has failed.
+  std::atomic<size_t> tracked_{0};
 };
 
 }  // namespace sphere::client
