@@ -42,6 +42,8 @@ class AsyncAttestationClient::Call {
   grpc::ClientContext* context() { return context_.get(); }
   int hops = 0;
   bool pinned = false;  // sent to `address` as is (a batch for one shard)
+  bool failed_over = false;  // sent to `address` as is (routed past a dead one)
+  std::vector<std::string> unreachable;  // shards this call could not reach
   std::string address;
   std::string session_token;  // sent as metadata when non-empty
 
@@ -231,7 +233,14 @@ AsyncAttestationClient::AsyncAttestationClient(
     Options options)
     : tls_(std::move(tls)),
       options_(options),
-      ring_(ShardMapFromEndpoints(shards)) {
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      router_(ShardMapFromEndpoints(shards),
+              [&] {
+                OwnerRouter::Options r = options.routing;
+                r.max_cached_owners = options.max_cached_owners;
+                return r;
+              }(),
+              clock_) {
   absl::MutexLock l(&mu_);
   for (const auto& s : shards) AddressIndexLocked(s.address);
 }
@@ -318,11 +327,9 @@ void AsyncAttestationClient::SubmitAttest(v1::AttestRequest request,
 }
 
 int AsyncAttestationClient::OwnerIndexLocked(const std::string& device_id) {
-  if (auto it = owners_.find(device_id); it != owners_.end()) {
-    return static_cast<int>(it->second);
-  }
-  if (ring_.empty()) return -1;
-  return AddressIndexLocked(ring_.Owner(device_id).address());
+  const std::string address = router_.Route(device_id, {});
+  if (address.empty()) return -1;
+  return AddressIndexLocked(address);
 }
 
 bool AsyncAttestationClient::HoldChallenge(ChallengeItem& item) {
@@ -411,15 +418,61 @@ void AsyncAttestationClient::Flush() {
 
 void AsyncAttestationClient::LearnOwner(const std::string& device_id,
                                         const std::string& address) {
-  absl::MutexLock l(&mu_);
-  ++stats_.redirects;
-  int index = AddressIndexLocked(address);
-  if (index < 0 || options_.max_cached_owners == 0) return;
-  if (owners_.size() >= options_.max_cached_owners &&
-      !owners_.contains(device_id) && !owners_.empty()) {
-    owners_.erase(owners_.begin());
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.redirects;
+    // Only addresses the client can hold a channel for are worth caching.
+    if (AddressIndexLocked(address) < 0) return;
   }
-  owners_[device_id] = static_cast<uint32_t>(index);
+  router_.Learn(device_id, address);
+}
+
+bool AsyncAttestationClient::ChannelReady(const std::string& address) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    absl::MutexLock l(&mu_);
+    for (const Endpoint& e : endpoints_) {
+      if (e.address == address) {
+        channel = e.channel;
+        break;
+      }
+    }
+  }
+  return channel != nullptr &&
+         channel->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+}
+
+bool AsyncAttestationClient::TryFailover(Call* call, const grpc::Status& st) {
+  if (st.ok()) {
+    router_.ReportReachable(call->address);
+    return false;
+  }
+  const auto code = static_cast<absl::StatusCode>(st.error_code());
+  if (!IsTransportFailure(code, ChannelReady(call->address))) {
+    router_.ReportReachable(call->address);  // an answer: the shard is alive
+    return false;
+  }
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.unreachable;
+  }
+  const bool down = router_.ReportUnreachable(call->address);
+  if (!down || call->pinned ||  // a batch's items are retried by the caller
+      static_cast<int>(call->unreachable.size()) >=
+          router_.options().max_failovers) {
+    return false;
+  }
+  call->unreachable.push_back(call->address);
+  std::string next = router_.Route(call->device_id(), call->unreachable);
+  if (next.empty()) return false;
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.failovers;
+  }
+  call->address = std::move(next);
+  call->failed_over = true;
+  Dispatch(call);
+  return true;
 }
 
 void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
@@ -439,7 +492,7 @@ void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
 AsyncAttestationClient::Stats AsyncAttestationClient::stats() const {
   absl::MutexLock l(&mu_);
   Stats s = stats_;
-  s.cached_owners = owners_.size();
+  s.cached_owners = router_.stats().cached_owners;
   return s;
 }
 
@@ -484,7 +537,7 @@ void AsyncAttestationClient::Dispatch(Call* call) {
   {
     absl::MutexLock l(&mu_);
     int index = -1;
-    if (call->hops > 0 || call->pinned) {
+    if (call->hops > 0 || call->pinned || call->failed_over) {
       index = AddressIndexLocked(call->address);  // redirect target / batch
     } else {
       index = OwnerIndexLocked(call->device_id());
@@ -493,6 +546,7 @@ void AsyncAttestationClient::Dispatch(Call* call) {
       Endpoint& e = endpoints_[index];
       if (!e.stub) {
         auto channel = rpc::NewChannel(e.address, tls_);
+        e.channel = channel;
         e.stub = v1::AttestationService::NewStub(channel);
         e.errors_stub = v1::ErrorReportingService::NewStub(channel);
       }
@@ -514,6 +568,7 @@ void AsyncAttestationClient::Dispatch(Call* call) {
 }
 
 void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
+  if (TryFailover(call, st)) return;
   if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
       !call->pinned) {  // a batch's redirects come per item
     const auto& md = call->context()->GetServerTrailingMetadata();

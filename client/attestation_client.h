@@ -10,8 +10,17 @@
 //    (client/shard_ring.h) built from the cluster's shard list. A shard that
 //    does not own the device answers FAILED_PRECONDITION with redirect
 //    trailers; the client follows (at most Options::max_redirects hops) and
-//    remembers that device's owner in a bounded cache
-//    (Options::max_cached_owners; when full, an arbitrary entry is evicted).
+//    remembers that device's owner in a bounded, expiring cache
+//    (Options::max_cached_owners, Options::routing.owner_ttl).
+//  * Failover (client/owner_router.h): a shard that fails
+//    Options::routing.failures_before_failover calls in a row at the
+//    transport (no connection, or a deadline while not connected; never a
+//    refusal or an answer) is skipped for routing.down_for: the call that
+//    saw the last failure is sent at once to the next distinct shard on the
+//    ring (then the others), which answers or redirects by ITS live ring
+//    (shard leases), and the redirect is followed and cached. The earlier
+//    failures come back to the caller as UNAVAILABLE, and the caller's
+//    jittered backoff spaces the attempts, so one blip moves nothing.
 //  * Window: at most Options::max_in_flight RPCs are outstanding; further
 //    calls wait in a FIFO of at most Options::max_queued and beyond that
 //    fail at once with RESOURCE_EXHAUSTED, so one caller cannot fill memory.
@@ -26,7 +35,8 @@
 //    carry) is always sent alone.
 //    Only a gateway certificate may call the batch RPCs; a device keeps the
 //    default max_batch = 1 (one RPC per call, Flush does nothing).
-//  * No retries here: a call ends with the shard's answer (after redirects).
+//  * No retries here beyond failover: a call ends with the shard's answer
+//    (after redirects and at most routing.max_failovers failovers).
 //    Whether and when to try again is the caller's protocol decision, made
 //    with client/backoff.h (IsRetryable, BackoffDelay); the twin library
 //    does it per twin with timers, so no thread ever sleeps for a device.
@@ -56,9 +66,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/owner_router.h"
 #include "client/shard_ring.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
+#include "common/util/clock.h"
 #include "protos/attestation.grpc.pb.h"
 #include "protos/error_reporting.grpc.pb.h"
 
@@ -118,12 +130,19 @@ class AsyncAttestationClient final : public AttestationTransport {
     // Items per GetChallenges / AttestBatch RPC (the service takes at most
     // 64); 1 = no batching. Gateways only.
     int max_batch = 1;
+    // Failover and the learned-owner cache's lifetime; its
+    // max_cached_owners is replaced by the field above.
+    OwnerRouter::Options routing;
+    // Time for the owner cache and down marks; nullptr = Clock::Real().
+    const Clock* clock = nullptr;
   };
   struct Stats {
     uint64_t calls = 0;           // GetChallenge + Attest + UploadErrors
     uint64_t batches = 0;         // GetChallenges + AttestBatch RPCs
     uint64_t batched_items = 0;   // calls carried in them
     uint64_t redirects = 0;       // redirects followed
+    uint64_t failovers = 0;       // calls re-sent past an unreachable shard
+    uint64_t unreachable = 0;     // RPCs that failed at the transport
     uint64_t rejected = 0;        // refused locally: window and queue full
     int max_in_flight_seen = 0;   // high-water mark of the window
     size_t cached_owners = 0;
@@ -180,12 +199,18 @@ class AsyncAttestationClient final : public AttestationTransport {
   void SendChallenges(const std::string& address,
                       std::vector<ChallengeItem> items);
   void SendAttests(const std::string& address, std::vector<AttestItem> items);
-  // OwnerIndexLocked: the endpoint the owner cache or the ring names for
-  // `device_id`, or -1.
+  // OwnerIndexLocked: the endpoint the router (owner cache, ring, failover)
+  // names for `device_id`, or -1.
   int OwnerIndexLocked(const std::string& device_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // LearnOwner records a redirect: `device_id` lives at `address`.
   void LearnOwner(const std::string& device_id, const std::string& address);
+  // ChannelReady: whether the channel to `address` is connected now.
+  bool ChannelReady(const std::string& address);
+  // TryFailover re-sends `call` past an unreachable shard; false when the
+  // call must end with `st` (not a transport failure, the shard is not down
+  // yet, the call's failovers are used up, or no other shard is left).
+  bool TryFailover(Call* call, const grpc::Status& st);
 
   void Submit(Call* call);
   void Dispatch(Call* call);
@@ -200,20 +225,19 @@ class AsyncAttestationClient final : public AttestationTransport {
 
   const rpc::TlsFiles tls_;
   const Options options_;
-  const ShardRing ring_;
+  const Clock* const clock_;
+  OwnerRouter router_;  // thread-safe; called with or without mu_ held
 
   mutable absl::Mutex mu_;
   struct Endpoint {
     std::string address;
     std::unique_ptr<v1::AttestationService::Stub> stub;  // created lazily
+    std::shared_ptr<grpc::Channel> channel;  // with the stub (its state)
     std::unique_ptr<v1::ErrorReportingService::Stub> errors_stub;  // same channel
     std::vector<ChallengeItem> pending_challenges;  // < max_batch
     std::vector<AttestItem> pending_attests;        // < max_batch
   };
   std::vector<Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
-  // device id -> endpoint index, only for devices a redirect moved off the
-  // ring's answer (bounded by max_cached_owners).
-  absl::flat_hash_map<std::string, uint32_t> owners_ ABSL_GUARDED_BY(mu_);
   std::deque<Call*> queue_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);

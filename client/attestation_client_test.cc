@@ -15,44 +15,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
+#include "client/test_pki.h"
 #include "common/rpc/rpc.h"
 
 namespace sphere::client {
 namespace {
-
-struct TestPki {
-  crypto::EcPrivateKey root_key = crypto::EcPrivateKey::Generate();
-  std::string root_pem;
-  rpc::TlsFiles server, client;
-
-  TestPki() {
-    crypto::CertificateSpec root;
-    root.common_name = "Test Root";
-    root.subject_public_key = root_key.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(24);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem = *crypto::IssueCertificate(root, root_key, "");
-    server = Leaf("shard", crypto::KeyUsage::kServerAuth);
-    client = Leaf("gateway", crypto::KeyUsage::kClientAuth);
-  }
-  rpc::TlsFiles Leaf(const std::string& cn, crypto::KeyUsage usage) {
-    auto key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = cn;
-    spec.subject_public_key = key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(24);
-    spec.usage = usage;
-    spec.dns_sans = {"localhost"};
-    spec.ip_sans = {"127.0.0.1"};
-    rpc::TlsFiles tls;
-    tls.cert_pem = *crypto::IssueCertificate(spec, root_key, root_pem);
-    tls.key_pem = key.ToPem();
-    tls.ca_pem = root_pem;
-    return tls;
-  }
-};
 
 // FakeShard serves GetChallenge and Attest: devices it owns (by `ring`) get
 // an answer, others a redirect to their owner; or every call is redirected
@@ -428,6 +395,146 @@ TEST_F(AsyncAttestationClientTest, Fault_NoShardsFailsWithoutHanging) {
   auto r = Challenge(client, DeviceId(1));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(absl::StrContains(r.status().message(), "lists no shards"));
+}
+
+// Failover: cluster.json lists shard-0, shard-1 and a shard that is dead
+// (nothing listens); the live shards' ring (their lease-based membership) is
+// shard-0, shard-1 and shard-2, which cluster.json does not list. A device
+// the dead shard owns by cluster.json's ring: the first call comes back
+// UNAVAILABLE (the caller backs off), the second marks the dead shard down
+// and goes at once to the next shard on the ring, which redirects by its
+// live ring to shard-2; the owner is cached, so the third call goes
+// straight there.
+TEST_F(AsyncAttestationClientTest,
+       Fault_DeadOwnerFailsOverAndFollowsTheLiveRingsRedirect) {
+  StartShards(3);
+  std::vector<cluster::ShardEndpoint> listed = {
+      endpoints_[0], endpoints_[1], {"shard-dead", "127.0.0.1:1"}};
+  const ShardRing cluster_ring(ShardMapFromEndpoints(listed));
+  std::string id;
+  for (int i = 0; i < 2000 && id.empty(); ++i) {
+    if (cluster_ring.Owner(DeviceId(i)).id() == "shard-dead" &&
+        shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-2") {
+      id = DeviceId(i);
+    }
+  }
+  ASSERT_FALSE(id.empty());
+  AsyncAttestationClient::Options options;
+  options.deadline = absl::Seconds(10);
+  AsyncAttestationClient client(listed, pki_.client, options);
+
+  auto first = Challenge(client, id);
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable)
+      << first.status();
+  EXPECT_EQ(client.stats().failovers, 0u);
+  EXPECT_EQ(shards_[0]->calls() + shards_[1]->calls() + shards_[2]->calls(),
+            0);
+
+  auto second = Challenge(client, id);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->nonce(), "nonce-from-shard-2");
+  EXPECT_EQ(client.stats().failovers, 1u);
+  EXPECT_EQ(client.stats().redirects, 1u);
+  EXPECT_EQ(client.stats().unreachable, 2u);
+  const std::string next = cluster_ring.Successors(id, 2)[1]->id();
+  const int via = next == "shard-0" ? 0 : 1;
+  EXPECT_EQ(shards_[via]->calls(), 1);  // redirected
+  EXPECT_EQ(shards_[2]->calls(), 1);
+
+  auto third = Challenge(client, id);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(shards_[via]->calls(), 1);  // not asked again: owner cached
+  EXPECT_EQ(shards_[2]->calls(), 2);
+  EXPECT_EQ(client.stats().unreachable, 2u);  // the dead shard skipped
+  EXPECT_EQ(client.stats().cached_owners, 1u);
+}
+
+// Attest follows the same route (the same router) as GetChallenge.
+TEST_F(AsyncAttestationClientTest, Fault_AttestFailsOverLikeGetChallenge) {
+  StartShards(2);
+  std::vector<cluster::ShardEndpoint> listed = {
+      endpoints_[0], endpoints_[1], {"shard-dead", "127.0.0.1:1"}};
+  const ShardRing cluster_ring(ShardMapFromEndpoints(listed));
+  std::string id;
+  for (int i = 0; i < 2000 && id.empty(); ++i) {
+    if (cluster_ring.Owner(DeviceId(i)).id() == "shard-dead") id = DeviceId(i);
+  }
+  ASSERT_FALSE(id.empty());
+  AsyncAttestationClient client(listed, pki_.client, {});
+  auto attest = [&] {
+    absl::Notification done;
+    absl::StatusOr<v1::AttestResponse> result;
+    v1::AttestRequest req;
+    req.set_device_id(id);
+    client.Attest(req, [&](auto r) {
+      result = std::move(r);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  };
+  EXPECT_EQ(attest().status().code(), absl::StatusCode::kUnavailable);
+  auto r = attest();
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Answered by the live ring's owner (after at most one redirect).
+  EXPECT_EQ(r->tenant_id(), shards_[0]->ring->Owner(id).id());
+  EXPECT_EQ(client.stats().failovers, 1u);
+}
+
+// Refusals are answers: they never count towards failover, whatever their
+// number, and no other shard is asked.
+TEST_F(AsyncAttestationClientTest, RefusalsNeverFailOver) {
+  StartShards(3);
+  const std::string id = DeviceId(4);
+  const std::string owner = shards_[0]->ring->Owner(id).id();
+  for (auto& s : shards_) {
+    if (s->id == owner) s->fail = absl::PermissionDeniedError("revoked");
+  }
+  AsyncAttestationClient client(endpoints_, pki_.client, {});
+  for (int i = 0; i < 4; ++i) {
+    auto r = Challenge(client, id);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  }
+  for (auto& s : shards_) {
+    EXPECT_EQ(s->calls(), s->id == owner ? 4 : 0) << s->id;
+  }
+  EXPECT_EQ(client.stats().failovers, 0u);
+  EXPECT_EQ(client.stats().unreachable, 0u);
+}
+
+// A connected shard that answers UNAVAILABLE (catalog stale) is alive: no
+// failover (another shard would only redirect back to it).
+TEST_F(AsyncAttestationClientTest, Fault_ServerSentUnavailableDoesNotFailOver) {
+  StartShards(3);
+  const std::string id = DeviceId(5);
+  const std::string owner = shards_[0]->ring->Owner(id).id();
+  for (auto& s : shards_) {
+    if (s->id == owner) s->fail = absl::UnavailableError("catalog stale");
+  }
+  AsyncAttestationClient client(endpoints_, pki_.client, {});
+  for (int i = 0; i < 4; ++i) {
+    auto r = Challenge(client, id);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "catalog stale"));
+  }
+  for (auto& s : shards_) {
+    EXPECT_EQ(s->calls(), s->id == owner ? 4 : 0) << s->id;
+  }
+  EXPECT_EQ(client.stats().failovers, 0u);
+}
+
+// Every listed shard dead: calls end UNAVAILABLE, bounded (no loop).
+TEST_F(AsyncAttestationClientTest, Fault_EveryShardDeadEndsUnavailable) {
+  std::vector<cluster::ShardEndpoint> dead = {{"shard-0", "127.0.0.1:1"},
+                                              {"shard-1", "127.0.0.1:2"},
+                                              {"shard-2", "127.0.0.1:3"}};
+  AsyncAttestationClient client(dead, pki_.client, {});
+  for (int i = 0; i < 4; ++i) {
+    auto r = Challenge(client, DeviceId(6));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  }
+  // Each call tries at most 1 + max_failovers shards.
+  EXPECT_LE(client.stats().unreachable, 4u * 3u);
 }
 
 // Batching (gateways): calls held per owning shard, one RPC per batch.

@@ -32,4 +32,23 @@ const v1::Shard& ShardRing::Owner(absl::string_view device_id) const {
   return map_.shards(it->second);
 }
 
+std::vector<const v1::Shard*> ShardRing::Successors(
+    absl::string_view device_id, size_t max) const {
+  std::vector<const v1::Shard*> out;
+  if (points_.empty()) return out;
+  max = std::min<size_t>(max, map_.shards_size());
+  uint64_t h = RingHash(device_id);
+  auto start = std::lower_bound(points_.begin(), points_.end(),
+                                std::make_pair(h, -1));
+  std::vector<bool> seen(map_.shards_size(), false);
+  size_t i = static_cast<size_t>(start - points_.begin());
+  for (size_t n = 0; n < points_.size() && out.size() < max; ++n) {
+    const int s = points_[(i + n) % points_.size()].second;
+    if (seen[s]) continue;
+    seen[s] = true;
+    out.push_back(&map_.shards(s));
+  }
+  return out;
+}
+
 }  // namespace sphere::client

@@ -38,6 +38,12 @@ class ShardRing {
   bool empty() const { return points_.empty(); }
   // Owner returns the shard owning `device_id` (the map must not be empty).
   const v1::Shard& Owner(absl::string_view device_id) const;
+  // Successors returns up to `max` distinct shards in ring order starting
+  // at `device_id`'s owner (the owner first, then the shard that would own
+  // the device if the owner left the ring, and so on): the order a client
+  // tries when the owner is unreachable. Empty when the ring is.
+  std::vector<const v1::Shard*> Successors(absl::string_view device_id,
+                                           size_t max) const;
   const v1::ShardMap& map() const { return map_; }
 
  private:

@@ -58,5 +58,31 @@ TEST(ShardRingTest, DeterministicAcrossInstances) {
   }
 }
 
+// The second successor is exactly the owner once the first leaves the ring:
+// a client failing over from a dead owner asks the shard the live ring
+// (without the dead one) most likely names, so no redirect is needed.
+TEST(ShardRingTest, SuccessorsAreDistinctAndNameTheOwnerAfterTheOwnerLeaves) {
+  const v1::ShardMap map = MapOf(4);
+  ShardRing ring(map);
+  for (int i = 0; i < 200; ++i) {
+    auto order = ring.Successors(DeviceId(i), 10);
+    ASSERT_EQ(order.size(), 4u);
+    EXPECT_EQ(order[0]->id(), ring.Owner(DeviceId(i)).id());
+    for (size_t a = 0; a < order.size(); ++a) {
+      for (size_t b = a + 1; b < order.size(); ++b) {
+        EXPECT_NE(order[a]->id(), order[b]->id());
+      }
+    }
+    v1::ShardMap without;
+    without.set_virtual_nodes(map.virtual_nodes());
+    for (const auto& s : map.shards()) {
+      if (s.id() != order[0]->id()) *without.add_shards() = s;
+    }
+    EXPECT_EQ(ShardRing(without).Owner(DeviceId(i)).id(), order[1]->id());
+  }
+  EXPECT_EQ(ring.Successors(DeviceId(1), 2).size(), 2u);
+  EXPECT_TRUE(ShardRing(v1::ShardMap()).Successors(DeviceId(1), 3).empty());
+}
+
 }  // namespace
 }  // namespace sphere::client

@@ -44,9 +44,16 @@ class UpdateClient::UnaryCall {
 
  private:
   void OnDone(const grpc::Status& st) {
+    if (std::string next = client_->FailoverTarget(request_.device_id(),
+                                                   address_, st, &tried_);
+        !next.empty()) {
+      Start(std::move(next));
+      return;
+    }
     std::string target = client_->RedirectTarget(*ctx_, st);
     if (!target.empty() && hops_ < client_->options_.max_redirects) {
       ++hops_;
+      client_->router_.Learn(request_.device_id(), target);
       Start(std::move(target));
       return;
     }
@@ -75,6 +82,7 @@ class UpdateClient::UnaryCall {
   std::string address_;
   std::unique_ptr<grpc::ClientContext> ctx_;
   int hops_ = 0;
+  std::vector<std::string> tried_;  // unreachable shards (failover)
 };
 
 // DownloadCall: one DownloadImage stream (re-sent on a redirect before any
@@ -123,13 +131,28 @@ class UpdateClient::DownloadCall final
   }
 
   void OnDone(const grpc::Status& st) override {
-    std::string target = client_->RedirectTarget(*ctx_, st);
+    std::string target;
+    int hops = hops_;
+    if (result_.chunks.empty() && !overrun_) {
+      target = client_->FailoverTarget(request_.device_id(), address_, st,
+                                       &tried_);
+    }
+    if (target.empty()) {
+      target = client_->RedirectTarget(*ctx_, st);
+      if (!target.empty()) {
+        ++hops;
+        if (hops <= client_->options_.max_redirects) {
+          client_->router_.Learn(request_.device_id(), target);
+        }
+      }
+    }
     if (!target.empty() && result_.chunks.empty() &&
-        hops_ < client_->options_.max_redirects) {
+        hops <= client_->options_.max_redirects) {
       // A fresh reactor for the redirected stream; this one is finished.
       auto* next = new DownloadCall(client_, std::move(request_), max_bytes_,
                                     std::move(done_));
-      next->hops_ = hops_ + 1;
+      next->hops_ = hops;
+      next->tried_ = std::move(tried_);
       delete this;
       next->Start(std::move(target));  // in_flight_ carries over
       return;
@@ -162,13 +185,15 @@ class UpdateClient::DownloadCall final
   uint64_t kept_ = 0;
   bool overrun_ = false;
   int hops_ = 0;
+  std::vector<std::string> tried_;  // unreachable shards (failover)
 };
 
 UpdateClient::UpdateClient(std::vector<cluster::ShardEndpoint> shards,
                            rpc::TlsFiles tls, Options options)
     : tls_(std::move(tls)),
       options_(options),
-      ring_(ShardMapFromEndpoints(shards)) {}
+      router_(ShardMapFromEndpoints(shards), options.routing,
+              options.clock != nullptr ? options.clock : Clock::Real()) {}
 
 UpdateClient::~UpdateClient() {
   absl::MutexLock l(&mu_);
@@ -209,13 +234,42 @@ v1::UpdateService::Stub* UpdateClient::StubFor(const std::string& address) {
   for (auto& [a, stub] : stubs_) {
     if (a == address) return stub.get();
   }
-  stubs_.emplace_back(address, v1::UpdateService::NewStub(
-                                   rpc::NewChannel(address, tls_)));
+  auto channel = rpc::NewChannel(address, tls_);
+  channels_.push_back(channel);
+  stubs_.emplace_back(address, v1::UpdateService::NewStub(channel));
   return stubs_.back().second.get();
 }
 
-std::string UpdateClient::OwnerAddress(const std::string& device_id) const {
-  return ring_.empty() ? std::string() : ring_.Owner(device_id).address();
+std::string UpdateClient::FailoverTarget(const std::string& device_id,
+                                         const std::string& call_address,
+                                         const grpc::Status& st,
+                                         std::vector<std::string>* tried) {
+  bool ready = false;
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t i = 0; i < stubs_.size(); ++i) {
+      if (stubs_[i].first == call_address) {
+        ready = channels_[i]->GetState(/*try_to_connect=*/false) ==
+                GRPC_CHANNEL_READY;
+        break;
+      }
+    }
+  }
+  if (!IsTransportFailure(static_cast<absl::StatusCode>(st.error_code()),
+                          ready)) {
+    router_.ReportReachable(call_address);  // an answer: alive
+    return "";
+  }
+  if (!router_.ReportUnreachable(call_address) ||
+      static_cast<int>(tried->size()) >= router_.options().max_failovers) {
+    return "";
+  }
+  tried->push_back(call_address);
+  return router_.Route(device_id, *tried);
+}
+
+std::string UpdateClient::OwnerAddress(const std::string& device_id) {
+  return router_.Route(device_id, {});
 }
 
 std::string UpdateClient::RedirectTarget(const grpc::ClientContext& ctx,

@@ -5,7 +5,12 @@
 // credential and Options::session_token supplies each call's per-device
 // proof, sent as "sphere-session-token" metadata). Routing follows the
 // shard ring (client/shard_ring.h) and the shards' redirect trailers (at most
-// Options::max_redirects hops). Every RPC has a deadline. DownloadImage keeps
+// Options::max_redirects hops), with the attestation client's failover
+// (client/owner_router.h): a shard unreachable at the transport for
+// Options::routing.failures_before_failover calls in a row is skipped and
+// the call goes to the next shard on the ring, whose live-ring redirect is
+// followed and cached (a download only before its first chunk). Every RPC
+// has a deadline. DownloadImage keeps
 // at most `max_bytes` of chunk data and cancels the stream the moment a
 // server sends more (OUT_OF_RANGE), so an endless stream costs the device
 // nothing beyond the signed length. No thread of its own; callbacks run on
@@ -29,10 +34,12 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/owner_router.h"
 #include "client/shard_ring.h"
 #include "client/update_transport.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
+#include "common/util/clock.h"
 #include "protos/update.grpc.pb.h"
 
 namespace sphere::client {
@@ -51,6 +58,8 @@ class UpdateClient final : public UpdateTransport {
     // max_session_token_length fails the call (INVALID_ARGUMENT) unsent.
     std::function<std::string(const std::string& device_id)> session_token;
     size_t max_session_token_length = 1024;
+    OwnerRouter::Options routing;  // failover and the learned-owner cache
+    const Clock* clock = nullptr;  // nullptr = Clock::Real()
   };
   // `tls`: the device certificate chain and its key (TLS offload), and the
   // platform root.
@@ -73,22 +82,32 @@ class UpdateClient final : public UpdateTransport {
   class DownloadCall;
 
   v1::UpdateService::Stub* StubFor(const std::string& address);
-  std::string OwnerAddress(const std::string& device_id) const;
+  std::string OwnerAddress(const std::string& device_id);
   // RedirectTarget: the address a FAILED_PRECONDITION redirect names, or "".
   std::string RedirectTarget(const grpc::ClientContext& ctx,
                              const grpc::Status& st) const;
   // AddProof adds the device's session token (gateway path) to `ctx`.
   absl::Status AddProof(const std::string& device_id,
                         grpc::ClientContext* ctx) const;
+  // FailoverTarget: the address a call that ended with `st` at
+  // `call_address` should go to next, or "" (not a transport failure, the
+  // shard is not down yet, or no other shard); `tried` collects the call's
+  // unreachable addresses.
+  std::string FailoverTarget(const std::string& device_id,
+                             const std::string& call_address,
+                             const grpc::Status& st,
+                             std::vector<std::string>* tried);
   void Started();
   void Ended();
 
   const rpc::TlsFiles tls_;
   const Options options_;
-  const ShardRing ring_;
+  OwnerRouter router_;  // thread-safe
   mutable absl::Mutex mu_;
   std::vector<std::pair<std::string, std::unique_ptr<v1::UpdateService::Stub>>>
       stubs_ ABSL_GUARDED_BY(mu_);
+  // Same order as stubs_: each stub's channel (its connectivity state).
+  std::vector<std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

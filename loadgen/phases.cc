@@ -15,6 +15,7 @@
 #include "client/attestation_client.h"
 #include "client/shard_ring.h"
 #include "common/util/clock.h"
+#include "loadgen/fault_check.h"
 #include "loadgen/floors.h"
 #include "loadgen/transport.h"
 #include "loadgen/telemetry_phase.h"
@@ -285,39 +286,6 @@ class ClaimPhase final : public Phase {
 };
 
 // ---------------------------------------------------------------- attest
-
-// VerifyAcknowledged checks every certified twin's device against its
-// owning shard's records (DeviceStatusService, 500 ids per call): an
-// acknowledged attestation must be there with a last-attested time.
-void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
-  client::ShardRing ring(client::ShardMapFromEndpoints(fleet.cluster().shards));
-  absl::flat_hash_map<std::string, std::vector<std::string>> by_shard;
-  for (const auto& t : fleet.twins()) {
-    if (!t->certified()) continue;
-    ++report->acknowledged;
-    by_shard[ring.Owner(t->device().device_id()).address()].push_back(
-        t->device().device_id());
-  }
-  for (const auto& [address, ids] : by_shard) {
-    auto stub = v1::DeviceStatusService::NewStub(
-        rpc::NewChannel(address, fleet.operator_tls()));
-    for (size_t start = 0; start < ids.size(); start += 500) {
-      v1::GetDeviceStatusRequest req;
-      for (size_t i = start; i < std::min(ids.size(), start + 500); ++i) {
-        req.add_device_ids(ids[i]);
-      }
-      grpc::ClientContext ctx;
-      ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
-      v1::GetDeviceStatusResponse resp;
-      grpc::Status st = stub->GetDeviceStatus(&ctx, req, &resp);
-      if (!st.ok()) continue;  // counted as lost below: not verified
-      for (const auto& d : resp.devices()) {
-        if (d.last_attested_unix_ms() > 0) ++report->verified;
-      }
-    }
-  }
-  report->lost = report->acknowledged - report->verified;
-}
 
 class AttestPhase final : public Phase {
  public:

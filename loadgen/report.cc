@@ -159,6 +159,7 @@ std::string Report::ToJson() const {
                   {"acknowledged", fault->acknowledged},
                   {"verified", fault->verified},
                   {"lost", fault->lost},
+                  {"unreachable", fault->unreachable},
                   {"retried", fault->retried}};
   }
   j["mode"] = mode;
@@ -234,9 +235,11 @@ std::string Report::ToHtml() const {
         &h,
         "<h2>Fault: %s</h2><p>%s killed (SIGKILL) %.1f s into attest; first "
         "success on it again after %.2f s. Acknowledged certificates: %d; "
-        "found in the owning shard's records: %d; lost: %d.</p>\n",
+        "found in the owning shard's records: %d; lost: %d; owner "
+        "unreachable for the check: %d.</p>\n",
         Escape(fault->kind), Escape(fault->shard), fault->at_s,
-        fault->recover_s, fault->acknowledged, fault->verified, fault->lost);
+        fault->recover_s, fault->acknowledged, fault->verified, fault->lost,
+        fault->unreachable);
   }
   h += "<h2>Latency percentiles per phase (log scale)</h2>\n";
   h += LatencySvg(*this);
@@ -339,10 +342,11 @@ std::string Report::Summary() const {
                           "service bytes per device, restarted with it)\n");
     absl::StrAppendFormat(&s,
                           "fault %s on %s at %.1f s: recovered in %.2f s; %d "
-                          "acknowledged, %d verified, %d lost\n",
+                          "acknowledged, %d verified, %d lost, %d "
+                          "unreachable\n",
                           fault->kind, fault->shard, fault->at_s,
                           fault->recover_s, fault->acknowledged,
-                          fault->verified, fault->lost);
+                          fault->verified, fault->lost, fault->unreachable);
   }
   absl::StrAppendFormat(&s, "wall %.1f s for %d twins\n", wall_s, twins);
   return s;

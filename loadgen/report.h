@@ -62,7 +62,8 @@ struct FaultReport {
   double recover_s = -1;   // kill -> first success on that shard (-1: never)
   uint64_t acknowledged = 0;  // certificates the twins received
   uint64_t verified = 0;      // of those, found in the owning shard's records
-  uint64_t lost = 0;          // acknowledged - verified
+  uint64_t lost = 0;          // not in a shard that answered (fault_check.h)
+  uint64_t unreachable = 0;   // owner never answered the check: not verified
   uint64_t retried = 0;       // twins refused for a nonce the restart lost,
                               // retried once with a fresh challenge
 };

@@ -232,6 +232,9 @@ absl::Status Catalog::CatchUpLocked() {
   absl::Status s = store_->Scan(
       kLog, "",
       [&](absl::string_view key, absl::string_view value) {
+        // Runs inside this call, which holds mu_ (thread-safety analysis
+        // does not carry a caller's lock into a lambda).
+        mu_.AssertHeld();
         absl::StatusOr<v1::WatchEvent> e =
             Parse<v1::WatchEvent>(value, absl::StrCat("log/", key));
         if (!e.ok()) {
@@ -352,6 +355,7 @@ absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(RevisionLog* store,
   }
   absl::Status s =
       store->Scan(kDevices, "", [&](absl::string_view key, absl::string_view) {
+        c->mu_.AssertHeld();  // held by Open's MutexLock around this Scan
         c->known_device_prefixes_.insert(DevicePrefix(key));
         return true;
       });
