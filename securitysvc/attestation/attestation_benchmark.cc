@@ -25,6 +25,7 @@
 #include "common/rpc/rpc.h"
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/sharding/router.h"
+#include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
@@ -233,6 +234,9 @@ BENCHMARK(BM_AttestOnly);
 
 // ------------------------------------------------------- over gRPC + mTLS
 
+// Set by --callgrind=N before any platform is built.
+bool g_under_callgrind = false;
+
 // RpcPlatform serves the same Attestor through AttestationServiceImpl on a
 // loopback port with mutual TLS, as a shard does, and keeps one client
 // channel. The empty-RPC floor is grpc.health.v1.Health/Check with an empty
@@ -279,8 +283,22 @@ struct RpcPlatform {
     runner = std::make_unique<rpc::ServerRunner>(o);
     runner->AddService(service.get());
     Check(runner->Start(), "ServerRunner::Start");
-    channel = rpc::NewChannel(runner->address(),
-                              {client_pem, client_key.ToPem(), root_pem});
+    if (g_under_callgrind) {
+      // As rpc::NewChannel, but a connection attempt may take minutes (the
+      // default 20 s connect timeout expires under valgrind on a busy box).
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(16 << 20);
+      args.SetMaxSendMessageSize(16 << 20);
+      args.SetSslTargetNameOverride(rpc::kLocalServerName);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 10 * 60 * 1000);
+      channel = grpc::CreateCustomChannel(
+          runner->address(),
+          rpc::ChannelCredentials({client_pem, client_key.ToPem(), root_pem}),
+          args);
+    } else {
+      channel = rpc::NewChannel(runner->address(),
+                                {client_pem, client_key.ToPem(), root_pem});
+    }
     stub = v1::AttestationService::NewStub(channel);
     generic = std::make_unique<grpc::GenericStub>(channel);
   }
@@ -631,6 +649,7 @@ void Phase(const char* name, int n, const std::function<void()>& op) {
 
 int RunCallgrindPhases(int n) {
   g_rpc_deadline = absl::Minutes(10);
+  g_under_callgrind = true;
   Platform& p = GetPlatform();
   RocksAttestor& ra = GetRocksAttestor(true);
   size_t next = 0;
