@@ -16,43 +16,13 @@
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 
 namespace sphere::client {
 namespace {
 
-struct TestPki {
-  crypto::EcPrivateKey root_key = crypto::EcPrivateKey::Generate();
-  std::string root_pem;
-  rpc::TlsFiles server, client;
-
-  TestPki() {
-    crypto::CertificateSpec root;
-    root.common_name = "Test Root";
-    root.subject_public_key = root_key.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(24);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem = *crypto::IssueCertificate(root, root_key, "");
-    server = Leaf("shard", crypto::KeyUsage::kServerAuth);
-    client = Leaf("gateway", crypto::KeyUsage::kClientAuth);
-  }
-  rpc::TlsFiles Leaf(const std::string& cn, crypto::KeyUsage usage) {
-    auto key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = cn;
-    spec.subject_public_key = key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(24);
-    spec.usage = usage;
-    spec.dns_sans = {"localhost"};
-    spec.ip_sans = {"127.0.0.1"};
-    rpc::TlsFiles tls;
-    tls.cert_pem = *crypto::IssueCertificate(spec, root_key, root_pem);
-    tls.key_pem = key.ToPem();
-    tls.ca_pem = root_pem;
-    return tls;
-  }
-};
+// The shard serves as "shard"; the client is the "gateway".
+using test_support::TestPki;
 
 // FakeShard serves GetChallenge and Attest: devices it owns (by `ring`) get
 // an answer, others a redirect to their owner; or every call is redirected
@@ -265,7 +235,7 @@ class AsyncAttestationClientTest : public ::testing::Test {
     return result;
   }
 
-  TestPki pki_;
+  TestPki pki_{"shard", "gateway"};
   std::vector<std::unique_ptr<FakeShard>> shards_;
   std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
   std::vector<cluster::ShardEndpoint> endpoints_;
