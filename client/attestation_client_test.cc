@@ -15,11 +15,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
-#include "client/test_pki.h"
 #include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 
 namespace sphere::client {
 namespace {
+
+// The shard serves as "shard"; the client is the "gateway".
+using test_support::TestPki;
 
 // FakeShard serves GetChallenge and Attest: devices it owns (by `ring`) get
 // an answer, others a redirect to their owner; or every call is redirected
@@ -232,7 +235,7 @@ class AsyncAttestationClientTest : public ::testing::Test {
     return result;
   }
 
-  TestPki pki_;
+  TestPki pki_{"shard", "gateway"};
   std::vector<std::unique_ptr<FakeShard>> shards_;
   std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
   std::vector<cluster::ShardEndpoint> endpoints_;

@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "client/attestation_client.h"
-#include "client/test_pki.h"
+#include "common/testing/test_pki.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 
@@ -106,7 +106,7 @@ class FakeUpdateShard final : public v1::UpdateService::CallbackService {
 // second fails over to shard-0, which redirects to shard-1; the third goes
 // straight to shard-1 (learned owner).
 TEST(UpdateClientTest, Fault_DeadOwnerFailsOverAndFollowsTheLiveRing) {
-  TestPki pki;
+  test_support::TestPki pki{"shard", "gateway"};
   std::vector<std::unique_ptr<FakeUpdateShard>> shards;
   std::vector<std::unique_ptr<rpc::ServerRunner>> runners;
   std::vector<cluster::ShardEndpoint> live;

@@ -177,7 +177,7 @@ wait_log() {
   local deadline=$((SECONDS + $3))
   while ((SECONDS < deadline)); do
     if grep -q -- "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.5
+    sleep 0.1  # poll of a child process's log, with a deadline
   done
   return 1
 }
@@ -239,7 +239,7 @@ uploaded_after_crash() {
   while ((SECONDS < deadline)); do
     n=$(grep -c '"msg":"error events uploaded"' "$DIR/logs/dw100-4.log" 2>/dev/null || true)
     if ((${n:-0} > ${UPLOADS_BEFORE:-0})); then return 0; fi
-    sleep 0.5
+    sleep 0.1  # poll of a child process's log, with a deadline
   done
   return 1
 }

@@ -67,7 +67,7 @@ def main():
     ap.add_argument("labels", nargs="*")
     ap.add_argument("--top", type=int, default=0)
     ap.add_argument("--markdown", action="store_true")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     testlogs = os.path.realpath(a.testlogs)
     if not os.path.isdir(testlogs):
         print(f"test_times: no testlogs at {a.testlogs}", file=sys.stderr)
@@ -76,6 +76,7 @@ def main():
     order = sorted(rows.items(),
                    key=lambda kv: -(kv[1]["time"] if kv[1] else -1))
     total = sum(r["time"] for _, r in order if r)
+    present = sum(1 for _, r in order if r)
     shown = order[: a.top] if a.top else order
     if a.markdown:
         print("| target | test time (s) | longest shard (s) | test cases |")
@@ -91,7 +92,7 @@ def main():
             extra = f"  (longest shard {longest} s of {r['shards']})" if longest else ""
             print(f"{r['time']:8.1f}  {label}  [{r['cases']} cases]{extra}")
     if a.markdown:
-        print(f"| **{len(order)} targets** | **{total:.1f}** | | |")
+        print(f"| **{present} targets** | **{total:.1f}** | | |")
     else:
         print(f"{total:8.1f}  total test time of {len(order)} targets "
               "(summed; the pass ran them in parallel)")

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 #include "protos/ops.grpc.pb.h"
@@ -20,44 +21,11 @@ namespace {
 
 constexpr char kGetMetrics[] = "/sphere.v1.Metrics/GetMetrics";
 
-struct Credential {
-  std::string cert_pem, key_pem;
-};
-
-Credential Issue(const crypto::EcPrivateKey& issuer, const std::string& ca_pem,
-                 const std::string& cn, crypto::KeyUsage usage) {
-  crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
-  crypto::CertificateSpec spec;
-  spec.common_name = cn;
-  spec.subject_public_key = key.PublicKey();
-  spec.not_before = absl::Now() - absl::Hours(1);
-  spec.not_after = absl::Now() + absl::Hours(24);
-  spec.usage = usage;
-  spec.dns_sans = {"localhost"};
-  spec.ip_sans = {"127.0.0.1"};
-  return {*crypto::IssueCertificate(spec, issuer, ca_pem), key.ToPem()};
-}
-
 class ObservabilityTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_key_ = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec root;
-    root.common_name = "Obs Test Root";
-    root.subject_public_key = root_key_.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(24);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem_ = *crypto::IssueCertificate(root, root_key_, "");
-    server_ = Issue(root_key_, root_pem_, "server",
-                    crypto::KeyUsage::kServerAuth);
-    client_ = Issue(root_key_, root_pem_, "obs-client",
-                    crypto::KeyUsage::kClientAuth);
-  }
-
   ServerOptions Options() {
     ServerOptions o;
-    o.tls = {server_.cert_pem, server_.key_pem, root_pem_};
+    o.tls = pki_.server;
     o.metrics_address = "127.0.0.1:0";
     o.metrics_port_file = "";
     return o;
@@ -66,8 +34,7 @@ class ObservabilityTest : public ::testing::Test {
   // Call runs GetMetrics, optionally with an x-request-id, and returns the
   // request id the server answered with.
   std::string Call(ServerRunner& runner, const std::string& request_id) {
-    auto stub = v1::Metrics::NewStub(NewChannel(
-        runner.address(), {client_.cert_pem, client_.key_pem, root_pem_}));
+    auto stub = v1::Metrics::NewStub(NewChannel(runner.address(), pki_.client));
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline(absl::Seconds(30)));
     if (!request_id.empty()) ctx.AddMetadata("x-request-id", request_id);
@@ -80,9 +47,8 @@ class ObservabilityTest : public ::testing::Test {
     return std::string(it->second.data(), it->second.size());
   }
 
-  crypto::EcPrivateKey root_key_ = crypto::EcPrivateKey::Generate();
-  std::string root_pem_;
-  Credential server_, client_;
+  // The client's name is the caller the logs and metrics name.
+  test_support::TestPki pki_{"server", "obs-client"};
 };
 
 TEST(StateChangingTest, VerbsDecide) {

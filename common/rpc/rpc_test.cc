@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/testing/test_pki.h"
 #include "protos/ops.grpc.pb.h"
 
 namespace sphere::rpc {
@@ -66,40 +67,8 @@ TEST(CheckRequestSizeTest, Attack_OversizedRequestRefusedWithMethodAndLimit) {
   EXPECT_TRUE(CheckRequestSize(big, 4096, "UploadThing").ok());
 }
 
-// A root, a server certificate and a client certificate, minted here.
-struct TestPki {
-  TestPki() {
-    auto root_key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec root;
-    root.common_name = "test root";
-    root.subject_public_key = root_key.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(1);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem = *crypto::IssueCertificate(root, root_key, "");
-    root_key_pem = root_key.ToPem();
-    server = Leaf(root_key, "server", crypto::KeyUsage::kServerAuth);
-    client = Leaf(root_key, "client", crypto::KeyUsage::kClientAuth);
-  }
-  TlsFiles Leaf(const crypto::EcPrivateKey& root_key, const std::string& cn,
-                crypto::KeyUsage usage,
-                std::vector<std::string> dns_sans = {"localhost"}) {
-    auto key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = cn;
-    spec.subject_public_key = key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(1);
-    spec.usage = usage;
-    spec.dns_sans = std::move(dns_sans);
-    spec.ip_sans = {"127.0.0.1"};
-    return {*crypto::IssueCertificate(spec, root_key, root_pem), key.ToPem(),
-            root_pem};
-  }
-  std::string root_pem;
-  std::string root_key_pem;
-  TlsFiles server, client;
-};
+// A root, a server certificate and a client certificate (common/testing).
+using test_support::TestPki;
 
 // MetricsCall makes one mTLS call on a fresh channel, waiting for the
 // connection up to `deadline` (or failing fast when !wait_for_ready).
@@ -131,10 +100,8 @@ TEST(ServerRunnerTest, ServesMutualTlsOnAnyFreePort) {
 // accepted.
 TEST(ServerRunnerTest, Attack_ServerCertificateForAnotherNameIsRefused) {
   TestPki pki;
-  auto root_key = crypto::EcPrivateKey::FromPem(pki.root_key_pem);
-  ASSERT_TRUE(root_key.ok()) << root_key.status();
   ServerOptions options;
-  options.tls = pki.Leaf(*root_key, "mgmt", crypto::KeyUsage::kServerAuth,
+  options.tls = pki.Leaf("mgmt", crypto::KeyUsage::kServerAuth,
                          {"mgmt.sphere.example"});
   ServerRunner runner(options);
   ASSERT_TRUE(runner.Start().ok());
