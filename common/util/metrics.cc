@@ -178,8 +178,49 @@ prometheus::Counter* CounterMetric::Series(const Labels& labels) {
   return AddSeries(family_, &mu_, &series_, labels);
 }
 
+namespace {
+// Series of CounterMetric::Increment(text) calls by metric and label text.
+// Hot paths pass the same literal label text on every call (an attestation
+// outcome, a method and code); parsing it into a Labels map, bounding that
+// and looking it up in the prometheus family cost more than the increment
+// itself. Counters live as long as the process, so the pointers stay valid.
+// Bounded: at most kMaxCachedLabelTexts texts per metric are remembered;
+// further texts take the parsing path on every call.
+constexpr size_t kMaxCachedLabelTexts = 256;
+struct TextSeriesCache {
+  absl::Mutex mu;
+  absl::flat_hash_map<const CounterMetric*,
+                      absl::flat_hash_map<std::string, prometheus::Counter*>>
+      by_metric ABSL_GUARDED_BY(mu);
+};
+TextSeriesCache& TextSeries() {
+  static auto* c = new TextSeriesCache();
+  return *c;
+}
+}  // namespace
+
 void CounterMetric::Increment(absl::string_view labels, uint64_t n) {
-  Increment(MustParse(labels), n);
+  TextSeriesCache& cache = TextSeries();
+  {
+    absl::ReaderMutexLock l(&cache.mu);
+    auto m = cache.by_metric.find(this);
+    if (m != cache.by_metric.end()) {
+      auto it = m->second.find(labels);
+      if (it != m->second.end()) {
+        it->second->Increment(static_cast<double>(n));
+        return;
+      }
+    }
+  }
+  prometheus::Counter* series = Series(MustParse(labels));
+  {
+    absl::MutexLock l(&cache.mu);
+    auto& texts = cache.by_metric[this];
+    if (texts.size() < kMaxCachedLabelTexts) {
+      texts.emplace(std::string(labels), series);
+    }
+  }
+  series->Increment(static_cast<double>(n));
 }
 
 void CounterMetric::Increment(const Labels& labels, uint64_t n) {

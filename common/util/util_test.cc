@@ -90,6 +90,36 @@ TEST(MetricsTest, CounterSeriesAndRendering) {
       << text;
 }
 
+// Label texts are remembered per metric (parsed once): the same text, a
+// different text for the same labels and the map form all count into one
+// series, and texts beyond the cache bound and the series bound still
+// count (into the overflow series) instead of growing anything.
+TEST(MetricsTest, RepeatedLabelTextCountsIntoOneSeries) {
+  auto* c = metrics::Counter("test_cached_text_total", "cached label text");
+  for (int i = 0; i < 100; ++i) c->Increment("a=\"1\",b=\"2\"");
+  c->Increment("b=\"2\",a=\"1\"", 5);
+  c->Increment({{"a", "1"}, {"b", "2"}});
+  EXPECT_EQ(c->Value("a=\"1\",b=\"2\""), 106u);
+  auto* other = metrics::Counter("test_cached_text_other_total", "other");
+  other->Increment("a=\"1\",b=\"2\"");
+  EXPECT_EQ(other->Value("a=\"1\",b=\"2\""), 1u);
+  EXPECT_EQ(c->Value("a=\"1\",b=\"2\""), 106u);
+}
+
+TEST(MetricsTest, Attack_ManyLabelTextsFoldIntoOverflowSeries) {
+  auto* c = metrics::Counter("test_attack_text_total", "text bound");
+  const int n = metrics::kMaxSeriesPerMetric + 300;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < n; ++i) {
+      c->Increment(absl::StrCat("caller=\"c", i, "\""));
+    }
+  }
+  // kMaxSeriesPerMetric - 1 real series, everything else in overflow.
+  EXPECT_EQ(c->Value("caller=\"c0\""), 2u);
+  EXPECT_EQ(c->Value({{"overflow", "true"}}),
+            2u * (n - (metrics::kMaxSeriesPerMetric - 1)));
+}
+
 TEST(MetricsTest, HistogramBucketsAreCumulative) {
   auto* h = metrics::Histogram("test_latency_seconds", "Latency");
   h->Observe(0.00001);  // first bucket
