@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "client/update_client.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -27,7 +28,29 @@ ABSL_FLAG(absl::Duration, update_check_interval, absl::Hours(6),
           "run: time between scheduled update checks (one also follows every "
           "accepted attestation)");
 
+ABSL_FLAG(uint64_t, update_progress_bytes, 1 << 20,
+          "update: download images in ranges of this many bytes and save the "
+          "progress to twin.state after each, so a kill -9 mid-download "
+          "resumes there (0 = one stream, progress saved only when the check "
+          "ends)");
+ABSL_FLAG(uint64_t, update_download_bytes_per_s, 0,
+          "update: cap the download rate (bytes/s, paced per range) like a "
+          "device on a slow link; 0 = no cap");
+
 namespace sphere::twin {
+namespace {
+
+// PaceDownload waits out what `bytes` cost at the --update_download_bytes_per_s
+// cap (a timed wait on the twin's own thread, never a gRPC thread).
+void PaceDownload(uint64_t bytes) {
+  const uint64_t rate = absl::GetFlag(FLAGS_update_download_bytes_per_s);
+  if (rate == 0) return;
+  absl::Notification never;
+  never.WaitForNotificationWithTimeout(
+      absl::Seconds(static_cast<double>(bytes) / static_cast<double>(rate)));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
     const cluster::ClusterConfig& cluster, const std::string& name,
@@ -51,8 +74,21 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
   p->twin_config_.min_catalog_revision = min_catalog_revision;
   p->agent_config_.check_interval = absl::GetFlag(FLAGS_update_check_interval);
   p->twin_ = std::make_unique<Twin>(std::move(*device), &p->twin_config_);
+  p->agent_config_.progress_range_bytes =
+      absl::GetFlag(FLAGS_update_progress_bytes);
   p->agent_ = std::make_unique<UpdateAgent>(
       p->twin_.get(), &p->agent_config_, p->state_.update_metadata_version());
+  // Each completed download range is a save point (kill -9 resumes there).
+  p->agent_->set_progress_listener([t = p.get()](const UpdateAgent& a) {
+    auto progress = a.download_progress();
+    absl::Status s = t->Save();
+    log::Info("twin: download progress saved",
+              {{"image", progress ? progress->image_id() : ""},
+               {"offset", absl::StrCat(progress ? progress->bytes().size() : 0)},
+               {"of", absl::StrCat(progress ? progress->package_size() : 0)},
+               {"status", s.ok() ? "ok" : s.ToString()}});
+    PaceDownload(t->agent_config_.progress_range_bytes);
+  });
   if (!p->state_.update_download().empty()) {
     // An interrupted download resumes at its offset; bad progress only
     // costs a download from the start.
@@ -64,6 +100,11 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
     if (!restored.ok()) {
       log::Warning("twin: download progress dropped",
                    {{"error", restored.ToString()}});
+    } else {
+      log::Info("twin: download resumes from saved progress",
+                {{"image", progress.image_id()},
+                 {"offset", absl::StrCat(progress.bytes().size())},
+                 {"of", absl::StrCat(progress.package_size())}});
     }
   }
   rpc::TlsFiles tls;

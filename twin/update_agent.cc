@@ -210,7 +210,14 @@ UpdateAgent::Request UpdateAgent::DownloadAt(absl::Time now) {
   r.request.set_image_id(download_->target.image_id);
   r.request.set_offset(download_->assembler->offset());
   r.request.set_max_chunk_bytes(config_->max_chunk_bytes);
-  r.max_bytes = download_->target.package_size - download_->assembler->offset();
+  const uint64_t offset = download_->assembler->offset();
+  r.max_bytes = download_->target.package_size - offset;
+  if (config_->progress_range_bytes > 0 &&
+      config_->progress_range_bytes < r.max_bytes) {
+    r.max_bytes = config_->progress_range_bytes;
+    r.request.set_length(r.max_bytes);
+  }
+  range_end_ = offset + r.max_bytes;
   return r;
 }
 
@@ -236,6 +243,14 @@ UpdateAgent::Request UpdateAgent::OnDownload(absl::Time now,
                      "): server sent more than the signed package length ",
                      download_->target.package_size, ": ",
                      result.status.message()));
+  }
+  if (refused.ok() && result.status.ok() &&
+      !download_->assembler->complete() &&
+      download_->assembler->offset() == range_end_) {
+    // A range arrived whole: a save point, then the next range.
+    ++ranges_completed_;
+    if (progress_listener_) progress_listener_(*this);
+    return DownloadAt(now);
   }
   if (refused.ok() && result.status.ok() &&
       !download_->assembler->complete()) {

@@ -45,6 +45,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,12 @@ struct UpdateAgentConfig {
   // Interrupted downloads resumed within one check before giving up until
   // the next one (the partial package is kept and resumed then).
   int max_resumes_per_check = 8;
+  // Downloads are fetched in ranges of at most this many bytes
+  // (DownloadImageRequest.length); after each completed range the agent
+  // calls its progress listener, so the driver persists the partial package
+  // (twin.state) and a kill -9 costs at most one range. 0 = one stream for
+  // the whole rest of the package (nothing persisted until the driver saves).
+  uint64_t progress_range_bytes = 1 << 20;
   // Retry of a GetUpdates / report that failed transiently.
   client::BackoffPolicy backoff;
 };
@@ -141,6 +148,16 @@ class UpdateAgent : public AttestationListener {
   // while a download is under way.
   absl::Status RestoreDownload(const v1::UpdateDownloadProgress& progress);
 
+  // ProgressListener is called, on the thread driving the agent, after each
+  // completed download range with the package still incomplete; persist
+  // download_progress() there (the twin process writes twin.state).
+  using ProgressListener = std::function<void(const UpdateAgent&)>;
+  void set_progress_listener(ProgressListener listener) {
+    progress_listener_ = std::move(listener);
+  }
+  // Download ranges completed (each one a save point) since construction.
+  uint64_t ranges_completed() const { return ranges_completed_; }
+
   // Reports whose sending failed for good (dropped) since construction.
   uint64_t dropped_reports() const { return dropped_reports_; }
 
@@ -173,6 +190,9 @@ class UpdateAgent : public AttestationListener {
   std::deque<mcu::InstallTarget> pending_;  // still to download
   std::vector<mcu::InstallTarget> staged_;  // awaiting reboot + attestation
   std::unique_ptr<Download> download_;      // current / resumable
+  uint64_t range_end_ = 0;  // where the range in flight ends
+  ProgressListener progress_listener_;
+  uint64_t ranges_completed_ = 0;
   int resumes_ = 0;
   int retries_ = 0;
   bool report_in_flight_ = false;

@@ -119,7 +119,13 @@ class FakeUpdateService : public client::UpdateTransport {
     const std::string& b = it->second;
     uint64_t kept = 0;
     const uint64_t chunk = request.max_chunk_bytes();
-    for (uint64_t off = request.offset(); off < b.size(); off += chunk) {
+    // A range stops at offset + length (0: the end), like the shard.
+    const uint64_t end =
+        request.length() > 0 && request.length() < b.size() - request.offset()
+            ? request.offset() + request.length()
+            : b.size();
+    lengths_.push_back(request.length());
+    for (uint64_t off = request.offset(); off < end; off += chunk) {
       if (interrupt_at_ > 0 && off >= interrupt_at_) {
         interrupt_at_ = 0;
         out.status = absl::UnavailableError("connection reset");
@@ -127,7 +133,7 @@ class FakeUpdateService : public client::UpdateTransport {
       }
       v1::ImageChunk c;
       c.set_offset(off);
-      c.set_data(b.substr(off, chunk));
+      c.set_data(b.substr(off, std::min<uint64_t>(chunk, end - off)));
       c.set_total_size(b.size());
       if (kept + c.data().size() > max_bytes) {  // client-side cut-off
         out.status = absl::OutOfRangeError("stream exceeded the signed length");
@@ -149,6 +155,7 @@ class FakeUpdateService : public client::UpdateTransport {
   v1::SignedUpdateMetadata signed_;
   std::map<std::string, std::string> bytes_;
   std::vector<uint64_t> offsets_;
+  std::vector<uint64_t> lengths_;
   std::vector<v1::ReportUpdateResultRequest> reports_;
   uint64_t interrupt_at_ = 0;  // > 0: fail one stream at this offset
   int get_updates_ = 0;
@@ -197,6 +204,11 @@ class UpdateAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     twin_config_.verify_chain = false;
+    Fresh();
+  }
+  // Fresh: a new factory device (OS 1) and agent, attested.
+  void Fresh() {
+    agent_.reset();
     mcu::Device::Options o;
     o.seed = "agent-device";
     o.clock = &clock_;
@@ -407,6 +419,63 @@ TEST_F(UpdateAgentTest, Attack_TamperedDownloadProgressIsRefused) {
   EXPECT_FALSE(fresh.download_progress().has_value());
 }
 
+// Power loss at every save point of a ranged download: the twin writes
+// download_progress() at each range the listener reports, and a restart
+// from any of those writes resumes exactly there and installs a verified
+// image (never from 0, never past what was saved).
+TEST_F(UpdateAgentTest, Fault_PowerLossAtEveryDownloadSavePointResumesThere) {
+  const v1::ImagePackage kernel = Kernel(2);
+  service_.Publish(2, {kernel});
+  agent_config_.max_chunk_bytes = 64 * 1024;
+  agent_config_.progress_range_bytes = 512 * 1024;
+  std::vector<std::string> saved;  // what twin.state held at each save
+  agent_->set_progress_listener([&](const UpdateAgent& a) {
+    auto p = a.download_progress();
+    ASSERT_TRUE(p.has_value());
+    saved.push_back(p->SerializeAsString());
+  });
+  ASSERT_TRUE(Run().ok()) << agent_->last_error();
+  const uint64_t size = kernel.ByteSizeLong();
+  const uint64_t range = agent_config_.progress_range_bytes;
+  ASSERT_EQ(saved.size(), (size - 1) / range);  // one per range but the last
+  EXPECT_EQ(agent_->ranges_completed(), saved.size());
+  // Every range but the last asks for `range` bytes (the last: the rest).
+  ASSERT_EQ(service_.lengths_.size(), saved.size() + 1);
+  for (size_t i = 0; i < saved.size(); ++i) {
+    EXPECT_EQ(service_.lengths_[i], range);
+  }
+  EXPECT_EQ(service_.lengths_.back(), 0u);
+  for (size_t k = 0; k < saved.size(); ++k) {
+    SCOPED_TRACE(absl::StrCat("power loss after save point ", k));
+    v1::UpdateDownloadProgress p;
+    ASSERT_TRUE(p.ParseFromString(saved[k]));
+    ASSERT_EQ(p.bytes().size(), (k + 1) * range);
+    Fresh();  // the device as it boots again: OS 1, a new agent
+    ASSERT_EQ(device().InstalledVersion(mcu::kKernel), 1u);
+    ASSERT_TRUE(agent_->RestoreDownload(p).ok());
+    service_.offsets_.clear();
+    service_.reports_.clear();
+    ASSERT_TRUE(Run().ok()) << agent_->last_error();
+    ASSERT_FALSE(service_.offsets_.empty());
+    EXPECT_EQ(service_.offsets_[0], (k + 1) * range);  // resumed there
+    EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 2u);
+    ASSERT_EQ(service_.reports_.size(), 1u);
+    EXPECT_EQ(service_.reports_[0].result(), Result::INSTALLED);
+    EXPECT_FALSE(agent_->download_progress().has_value());
+  }
+}
+
+// A server that ends a range early (short of offset + length) is refused
+// like one that ends the package early: nothing installs, nothing changes.
+TEST_F(UpdateAgentTest, Attack_RangeEndingShortIsRefused) {
+  service_.Publish(2, {Kernel(2)});
+  agent_config_.max_chunk_bytes = 4096;
+  agent_config_.progress_range_bytes = 64 * 1024;
+  const std::string id = service_.metadata().targets(0).image_id();
+  service_.Bytes(id).resize(64 * 1024 - 100);  // serves a short package
+  ExpectImageRefused(mcu::InstallError::kPackageIncomplete);
+}
+
 TEST_F(UpdateAgentTest, Attack_UnsignedMetadata) {
   service_.Publish(3, {Kernel(2)});
   service_.signed_metadata().clear_signature();
@@ -531,10 +600,13 @@ TEST_F(UpdateAgentTest, CrashLoopRollsBackAndReportsRolledBack) {
   ASSERT_TRUE(std::holds_alternative<v1::GetUpdatesRequest>(r));
   service_.GetUpdates({}, [&](auto a) { r = agent_->OnUpdates(clock_.Now(), a); });
   ASSERT_TRUE(std::holds_alternative<UpdateAgent::DownloadRequest>(r));
-  auto d = std::get<UpdateAgent::DownloadRequest>(r);
-  service_.DownloadImage(d.request, d.max_bytes, [&](client::DownloadResult a) {
-    r = agent_->OnDownload(clock_.Now(), std::move(a));
-  });
+  while (std::holds_alternative<UpdateAgent::DownloadRequest>(r)) {  // ranges
+    auto d = std::get<UpdateAgent::DownloadRequest>(r);
+    service_.DownloadImage(d.request, d.max_bytes,
+                           [&](client::DownloadResult a) {
+                             r = agent_->OnDownload(clock_.Now(), std::move(a));
+                           });
+  }
   ASSERT_EQ(agent_->phase(), UpdateAgent::Phase::kAwaitingAttestation);
   ASSERT_EQ(device().InstalledVersion(mcu::kOsServices), 2u);
   for (int i = 0; i < device().type().max_boot_attempts; ++i) {

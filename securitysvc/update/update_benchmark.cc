@@ -16,6 +16,10 @@
 #include <map>
 #include <memory>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
@@ -149,6 +153,20 @@ struct Bench {
     Check(raw_runner->Start(), "raw server");
     raw_stub = v1::UpdateService::NewStub(
         rpc::NewChannel(raw_runner->address(), tls));
+    // Warm up outside the measurement: the TLS handshake and the first
+    // metadata signature (a generous deadline: under valgrind they take
+    // seconds).
+    grpc::Status warm;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(rpc::Deadline(absl::Seconds(300)));
+      ctx.set_wait_for_ready(true);
+      v1::GetUpdatesRequest req;
+      v1::GetUpdatesResponse resp;
+      warm = stub->GetUpdates(&ctx, req, &resp);
+      if (warm.ok()) break;
+    }
+    Check(rpc::FromGrpcStatus(warm), "warm-up");
   }
   TestPlatform platform;
   std::map<std::string, std::string> packages;
@@ -177,7 +195,7 @@ void BM_FloorEmptyRpc(benchmark::State& state) {
   const absl::Time start = absl::Now();
   for (auto _ : state) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
     grpc::ByteBuffer response;
     absl::Notification done;
     grpc::Status status;
@@ -204,7 +222,7 @@ void BM_GetUpdatesNothingPending(benchmark::State& state) {
   const absl::Time start = absl::Now();
   for (auto _ : state) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
     v1::GetUpdatesRequest req;
     v1::GetUpdatesResponse resp;
     grpc::Status st = b.stub->GetUpdates(&ctx, req, &resp);
@@ -254,10 +272,67 @@ BENCHMARK(BM_DownloadImage)->UseRealTime()->Unit(benchmark::kMillisecond);
 }  // namespace
 }  // namespace sphere::update
 
+namespace sphere::update {
+namespace {
+
+// FixedCalls: `n` sequential calls of one kind and nothing else, for
+// callgrind: instructions per call = (total(n) - total(0)) / n, the same
+// setup in both runs (see docs/benchmarks.md).
+int FixedCalls(absl::string_view kind, int n) {
+  Bench& b = B();
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    grpc::Status st;
+    if (kind == "get_updates") {
+      v1::GetUpdatesRequest req;
+      v1::GetUpdatesResponse resp;
+      st = b.stub->GetUpdates(&ctx, req, &resp);
+    } else if (kind == "empty") {
+      grpc::Slice empty("");
+      grpc::ByteBuffer request(&empty, 1), response;
+      absl::Notification done;
+      b.generic->UnaryCall(&ctx, "/grpc.health.v1.Health/Check",
+                           grpc::StubOptions(), &request, &response,
+                           [&](grpc::Status s) {
+                             st = std::move(s);
+                             done.Notify();
+                           });
+      done.WaitForNotification();
+    } else {
+      std::fprintf(stderr, "--calls: get_updates:N or empty:N\n");
+      return 2;
+    }
+    if (!st.ok()) {
+      std::fprintf(stderr, "call %d: %s\n", i, st.error_message().c_str());
+      return 1;
+    }
+  }
+  std::printf("%d %s calls done\n", n, std::string(kind).c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace sphere::update
+
 int main(int argc, char** argv) {
   // Request lines are logged at info for GetUpdates and at debug for the
   // health floor: compare the RPC work, not stdout (see docs/benchmarks.md).
   sphere::log::SetMinLevel(sphere::log::Level::kWarning);
+  // --calls=<get_updates|empty>:N runs N calls of that kind and exits.
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (absl::ConsumePrefix(&a, "--calls=")) {
+      std::pair<absl::string_view, absl::string_view> kv =
+          absl::StrSplit(a, absl::MaxSplits(':', 1));
+      int n = 0;
+      if (!absl::SimpleAtoi(kv.second, &n) || n < 0) {
+        std::fprintf(stderr, "--calls: get_updates:N or empty:N\n");
+        return 2;
+      }
+      return sphere::update::FixedCalls(kv.first, n);
+    }
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   auto& r = sphere::update::g_rate;

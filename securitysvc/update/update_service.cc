@@ -103,6 +103,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
     device_ = call->device_id;
     image_id_ = req.image_id();
     offset_ = req.offset();
+    length_ = req.length();
     auto variant = service->VariantFor(*call);
     if (!variant.ok()) return variant.status();
     auto m = d_.metadata->Get(*variant);
@@ -122,12 +123,15 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
   absl::Status WithMetadata(const GroupMetadata& m) {
     const v1::UpdateTarget* t = m.Find(image_id_);
     if (t == nullptr) return NotInSetError(*d_.catalog, image_id_);
-    end_ = t->package_size();
-    if (offset_ > end_) {
+    size_ = t->package_size();
+    if (offset_ > size_) {
       return absl::OutOfRangeError(absl::StrCat(
-          "offset ", offset_, " is past the end of the ", end_,
+          "offset ", offset_, " is past the end of the ", size_,
           "-byte package of image ", image_id_));
     }
+    // A range: stop at offset + length (never past the signed length).
+    end_ = length_ > 0 && length_ < size_ - offset_ ? offset_ + length_
+                                                    : size_;
     if (auto bytes = d_.packages->Cached(image_id_)) return Serve(bytes);
     if (!d_.worker->Post([this] {
           auto bytes = d_.packages->Load(image_id_);
@@ -140,10 +144,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
   }
 
   absl::Status Serve(std::shared_ptr<const std::string> bytes) {
-    if (bytes->size() != end_) {
+    if (bytes->size() != size_) {
       return absl::DataLossError(absl::StrCat(
           "stored package of image ", image_id_, " is ", bytes->size(),
-          " bytes; the signed metadata says ", end_));
+          " bytes; the signed metadata says ", size_));
     }
     bytes_ = std::move(bytes);
     WriteNext();
@@ -157,7 +161,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
     }
     const uint64_t n = std::min<uint64_t>(chunk_, end_ - offset_);
     msg_.set_offset(offset_);
-    msg_.set_total_size(end_);
+    msg_.set_total_size(size_);
     msg_.set_data(bytes_->data() + offset_, n);
     offset_ += n;
     DownloadBytes()->Increment("", n);
@@ -179,7 +183,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
   const UpdateServiceImpl::Deps d_;
   uint32_t chunk_ = kDefaultChunkBytes;
   std::string device_, image_id_;
-  uint64_t offset_ = 0, end_ = 0;
+  uint64_t offset_ = 0, length_ = 0;
+  uint64_t size_ = 0;  // the signed package_size
+  uint64_t end_ = 0;   // where this stream stops (size_, or a range end)
   std::shared_ptr<const std::string> bytes_;
   v1::ImageChunk msg_;
 };

@@ -184,13 +184,15 @@ class UpdateServiceTest : public ::testing::Test {
   static grpc::Status Download(const rpc::TlsFiles& tls,
                                const std::string& image_id, uint64_t offset,
                                uint32_t max_chunk, std::string* bytes,
-                               std::vector<size_t>* chunks = nullptr) {
+                               std::vector<size_t>* chunks = nullptr,
+                               uint64_t length = 0) {
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
     v1::DownloadImageRequest req;
     req.set_image_id(image_id);
     req.set_offset(offset);
     req.set_max_chunk_bytes(max_chunk);
+    req.set_length(length);
     auto stub = Stub(tls);
     auto reader = stub->DownloadImage(&ctx, req);
     v1::ImageChunk c;
@@ -312,6 +314,29 @@ TEST_F(UpdateServiceTest, DownloadResumesFromAnOffsetInBoundedChunks) {
   st = Download(tls, g->app_id, 70000, 0, &rest);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(rest, pkg.substr(70000));
+}
+
+// Ranges (DownloadImageRequest.length): the device's save points. A range
+// ends cleanly at offset + length, and never past the signed length
+// whatever length asks for.
+TEST_F(UpdateServiceTest, DownloadRangesEndAtTheirLengthNeverPastTheSignedOne) {
+  const std::string& pkg = g->packages[g->app_id];
+  const rpc::TlsFiles tls = Cert(*g->device, "full");
+  std::string got;
+  for (uint64_t off = 0; off < pkg.size(); off += 30000) {
+    std::string range;
+    grpc::Status st = Download(tls, g->app_id, off, 8192, &range, nullptr,
+                               30000);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(range, pkg.substr(off, 30000));
+    got += range;
+  }
+  EXPECT_EQ(got, pkg);
+  std::string tail;
+  ASSERT_TRUE(Download(tls, g->app_id, pkg.size() - 10, 0, &tail, nullptr,
+                       ~uint64_t{0})
+                  .ok());
+  EXPECT_EQ(tail, pkg.substr(pkg.size() - 10));
 }
 
 TEST_F(UpdateServiceTest, Attack_AnotherTenantsImageIsRefused) {
