@@ -565,6 +565,12 @@ class ErrorReportPhase final : public Phase {
           start + o.phase_timeout);
     }
     stats.Finish(absl::Now());
+    // Issue 12's target is in events (acknowledged = durable), not uploads:
+    // one upload carries a twin's whole ring (<= error_ring_capacity).
+    const double upload_s = absl::ToDoubleSeconds(absl::Now() - start);
+    stats.SetMetric("acknowledged", static_cast<double>(timing.acknowledged()));
+    stats.SetMetric("events_per_s",
+                    upload_s > 0 ? timing.acknowledged() / upload_s : 0);
     if (timing.acknowledged() < total_events) {
       if (StopRequested()) {
         return Interrupted(timing.acknowledged(), total_events);

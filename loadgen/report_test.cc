@@ -123,6 +123,23 @@ TEST(ReportTest, SummaryShowsRatiosToTargets) {
       << s;
 }
 
+// error_report: one op is an upload of a twin's ring; the 200,000/s target
+// is in events acknowledged = durable, so the summary uses events_per_s.
+TEST(ReportTest, ErrorReportSummaryCountsEventsNotUploads) {
+  Report r = Sample();
+  PhaseReport errors;
+  errors.name = "error_report";
+  errors.ops = 1000;
+  errors.ops_per_s = 2500;
+  errors.metrics = {{"events_per_s", 40000}, {"acknowledged", 16000}};
+  r.phases.push_back(errors);
+  const std::string s = r.Summary();
+  EXPECT_NE(s.find("error_report 40000 events/s = 20% of 200,000/s "
+                   "(2500 uploads/s)"),
+            std::string::npos)
+      << s;
+}
+
 TEST(ReportTest, WriteCreatesBothFiles) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/report-out/x";

@@ -21,6 +21,7 @@
 #include "common/store/store.h"
 #include "common/util/log.h"
 #include "securitysvc/attestation/attestation_plugin.h"
+#include "securitysvc/errors/error_flags.h"
 #include "securitysvc/errors/error_plugin.h"
 #include "securitysvc/pki/pki.h"
 #include "securitysvc/update/cluster_package_source.h"
@@ -131,6 +132,11 @@ int Main() {
   // Crashes and watchdog resets after an install count against the rollout
   // stage (issue 11).
   errors::ErrorReportingPlugin::Options eopts;
+  // Per-device upload quota: --error_device_* (securitysvc/errors/error_flags.h).
+  absl::StatusOr<errors::ErrorStoreOptions> equota =
+      errors::ErrorStoreOptionsFromFlags();
+  if (!equota.ok()) return Fail(equota.status());
+  eopts.store = *equota;
   eopts.on_accepted = [up = update_plugin.get()](
                           const std::string& id,
                           const v1::UploadErrorsRequest& batch) {

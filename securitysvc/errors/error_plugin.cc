@@ -1,14 +1,22 @@
 #include "securitysvc/errors/error_plugin.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/util/log.h"
 
 namespace sphere::errors {
 
 absl::Status ErrorReportingPlugin::Init(shard::ShardContext& context) {
-  writer_ = std::make_unique<store::GroupCommitWriter>(context.store,
-                                                       options_.group_commit);
-  errors_ = std::make_unique<ErrorStore>(context.store, writer_.get(),
+  std::vector<store::GroupCommitWriter*> writers;
+  for (int i = 0; i < std::max(1, options_.writers); ++i) {
+    writers_.push_back(std::make_unique<store::GroupCommitWriter>(
+        context.store, options_.group_commit));
+    writers.push_back(writers_.back().get());
+  }
+  errors_ = std::make_unique<ErrorStore>(context.store, std::move(writers),
                                          context.clock, options_.store);
   service_ = std::make_unique<ErrorReportingServiceImpl>(
       errors_.get(), context.device_calls, context.root_subject_line);
@@ -49,7 +57,8 @@ void ErrorReportingPlugin::Stop() {
     stopping_ = true;
   }
   if (sweeper_.joinable()) sweeper_.join();
-  if (writer_) writer_->Stop();  // writes what is queued, acknowledges it
+  // Each writes what is queued and acknowledges it.
+  for (auto& w : writers_) w->Stop();
 }
 
 }  // namespace sphere::errors

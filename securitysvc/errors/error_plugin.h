@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -25,6 +26,11 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
  public:
   struct Options {
     store::GroupCommitOptions group_commit = DefaultGroupCommit();
+    // Group-commit writers (threads) over the shard's store; a device always
+    // uses the same one. Two let RocksDB insert two groups' keys into the
+    // memtable at once, sharing one WAL sync (docs/benchmarks.md, "Error
+    // ingest"). Each writer has group_commit's queue bounds.
+    int writers = 2;
     // How often the retention sweep runs (0 = never; tests sweep by hand).
     absl::Duration sweep_interval = absl::Hours(1);
     // Called for every durable upload (see AcceptedHook); optional.
@@ -55,7 +61,7 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
   void SweepLoop();
 
   Options options_;
-  std::unique_ptr<store::GroupCommitWriter> writer_;
+  std::vector<std::unique_ptr<store::GroupCommitWriter>> writers_;
   std::unique_ptr<ErrorStore> errors_;
   std::unique_ptr<ErrorReportingServiceImpl> service_;
   absl::Mutex mu_;

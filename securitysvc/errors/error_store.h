@@ -141,9 +141,17 @@ class ErrorStore {
   using IngestDone =
       std::function<void(absl::StatusOr<v1::UploadErrorsResponse>)>;
 
-  // All pointers must outlive the ErrorStore; the writer must be stopped
-  // (its callbacks run) before the ErrorStore is destroyed.
+  // All pointers must outlive the ErrorStore; the writers must be stopped
+  // (their callbacks run) before the ErrorStore is destroyed.
   ErrorStore(store::Store* store, store::GroupCommitWriter* writer,
+             Clock* clock, ErrorStoreOptions options = {});
+  // Several group-commit writers over the same store: a device's batches
+  // always go to the same writer (chosen by a hash of the device id), so its
+  // records stay in order; different writers' synced writes run at once and
+  // RocksDB merges them into one WAL sync with parallel memtable inserts
+  // (one writer thread alone inserts every key of every group serially).
+  // `writers` must not be empty.
+  ErrorStore(store::Store* store, std::vector<store::GroupCommitWriter*> writers,
              Clock* clock, ErrorStoreOptions options = {});
   ~ErrorStore();
   ErrorStore(const ErrorStore&) = delete;
@@ -207,8 +215,10 @@ class ErrorStore {
              const std::vector<StoredBatch>& stored);
   void WorkerLoop();
 
+  store::GroupCommitWriter* WriterFor(const std::string& device) const;
+
   store::Store* const store_;
-  store::GroupCommitWriter* const writer_;
+  const std::vector<store::GroupCommitWriter*> writers_;
   Clock* const clock_;
   const ErrorStoreOptions options_;
   std::unique_ptr<RateLimiter> event_quota_;

@@ -1,8 +1,10 @@
 #include "securitysvc/errors/error_store.h"
 
+#include <atomic>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -502,6 +504,65 @@ TEST_F(ErrorStoreTest, HighWaterMarkSurvivesARestart) {
   EXPECT_EQ(again->duplicates(), 6u);
   EXPECT_EQ(again->stored(), 4u);
   EXPECT_EQ(All(kContoso).size(), 14u);
+}
+
+// Several group-commit writers (the plug-in runs two): every device's
+// batches go to one writer, so concurrent uploads of many devices are all
+// stored once, resends are duplicates, and the high-water marks are right
+// after a restart.
+TEST_F(ErrorStoreTest, SeveralWritersStoreEveryDeviceOnceAndInOrder) {
+  OpenRocks();
+  writer_->Stop();
+  errors_.reset();
+  store::GroupCommitWriter a(store_.get()), b(store_.get()), c(store_.get());
+  errors_ = std::make_unique<ErrorStore>(
+      store_.get(), std::vector<store::GroupCommitWriter*>{&a, &b, &c},
+      &clock_);
+  constexpr int kSenders = 12, kBatches = 5, kEvents = 16;
+  std::vector<std::string> devices;
+  for (int d = 0; d < kSenders; ++d) {
+    devices.push_back(std::string(63, 'a') + "0123456789ab"[d]);
+  }
+  std::vector<std::thread> threads;
+  std::atomic<int> stored{0}, duplicates{0}, failed{0};
+  for (int d = 0; d < kSenders; ++d) {
+    threads.emplace_back([&, d] {
+      for (int k = 0; k < kBatches; ++k) {
+        const v1::UploadErrorsRequest req = Batch(1 + k * kEvents, kEvents);
+        for (int attempt = 0; attempt < 2; ++attempt) {  // every batch resent
+          auto r = Upload(devices[d], kContoso, req);
+          if (!r.ok()) {
+            ++failed;
+            continue;
+          }
+          stored += r->stored();
+          duplicates += r->duplicates();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(stored.load(), kSenders * kBatches * kEvents);
+  EXPECT_EQ(duplicates.load(), kSenders * kBatches * kEvents);
+  EXPECT_EQ(All(kContoso).size(), size_t{kSenders * kBatches * kEvents});
+  EXPECT_EQ(Count(store_.get(), kByDevice), size_t{kSenders * kBatches});
+  EXPECT_EQ(Count(store_.get(), kDevices), size_t{kSenders});
+  EXPECT_GT(a.batches_written() + b.batches_written() + c.batches_written(),
+            0u);
+  // Restart with one writer: each device's record holds its last sequence.
+  a.Stop();
+  b.Stop();
+  c.Stop();
+  errors_.reset();
+  writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+  errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  for (const std::string& device : devices) {
+    auto r = Upload(device, kContoso, Batch(kBatches * kEvents - 1, 3));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->duplicates(), 2u) << device;
+    EXPECT_EQ(r->stored(), 1u) << device;
+  }
 }
 
 // GatedStore: a MemoryStore whose writes wait until the test opens the gate

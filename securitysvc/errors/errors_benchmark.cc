@@ -7,9 +7,9 @@
 // threads at once (RocksDB's own writer queue merges them). Both on the
 // encrypted store a shard uses.
 //
-//   bazel run -c opt //securitysvc/errors:errors_benchmark -- \
+//   bazel run -c opt //securitysvc/errors:errors_benchmark --
 //       [--uploads=400] [--in_flight=32] [--events=1000] [--floor=1]
-//       [--ingest=1] [--warm=1]
+//       [--ingest=1] [--warm=1] [--writers=2]
 //
 // --warm=1 (default): every device uploaded once before the timed part (a
 // shard that has seen its devices since it started: the duplicate check is
@@ -17,17 +17,28 @@
 // its device's first since the start (one read of the device record on the
 // ingest worker per upload).
 // --floor=0 / --ingest=0 skip one half (e.g. to profile the other with
-// valgrind --tool=callgrind).
+// valgrind --tool=callgrind). Under callgrind, instrumentation covers only
+// the timed ingest (run with --instr-atstart=no): instructions per event =
+// total Ir / (uploads x events).
+//
+// Batch size (--events): the device side sends at most its error ring per
+// upload (mcu::DeviceType::error_ring_capacity = 16 events; the twin
+// library's ErrorUploadPolicy::max_batch = 100 never binds), so --events=16
+// is what one device sends after a crash loop; 1000 (the default) is the
+// service's batch limit, what a gateway or loadgen's error_report phase may
+// send. docs/benchmarks.md records both.
 //
 // The DB lives under $STORE_BENCH_DIR, else $TEST_TMPDIR, else /tmp, and is
 // deleted at exit. Prints numbers; never fails on timing.
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +53,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "securitysvc/errors/error_store.h"
+#include "valgrind/callgrind.h"
 
 namespace sphere::errors {
 namespace {
@@ -107,6 +119,8 @@ int Main(int argc, char** argv) {
   const bool run_floor = Flag(argc, argv, "floor", 1) != 0;
   const bool run_ingest = Flag(argc, argv, "ingest", 1) != 0;
   const bool warm = Flag(argc, argv, "warm", 1) != 0;
+  // Group-commit writers (ErrorReportingPlugin::Options::writers, default 2).
+  const int writers = Flag(argc, argv, "writers", 2);
   const char* base = std::getenv("STORE_BENCH_DIR");
   if (base == nullptr) base = std::getenv("TEST_TMPDIR");
   std::string tmpl = absl::StrCat(base ? base : "/tmp", "/errors_bench.XXXXXX");
@@ -135,9 +149,9 @@ int Main(int argc, char** argv) {
     for (const auto& b : batches) bytes += b.ApproximateBytes();
     std::atomic<int> next{0};
     absl::Time start = absl::Now();
-    std::vector<std::thread> writers;
+    std::vector<std::thread> threads;
     for (int w = 0; w < in_flight; ++w) {
-      writers.emplace_back([&] {
+      threads.emplace_back([&] {
         for (int i = next.fetch_add(1); i < uploads; i = next.fetch_add(1)) {
           absl::Status s = (*db)->Write(batches[i]);
           if (!s.ok()) {
@@ -147,7 +161,7 @@ int Main(int argc, char** argv) {
         }
       });
     }
-    for (auto& t : writers) t.join();
+    for (auto& t : threads) t.join();
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
     std::printf("floor  raw synced WriteBatch (%d writers): %10.0f events/s  "
                 "(%.1f MB/s, %zu bytes per event)\n",
@@ -165,29 +179,57 @@ int Main(int argc, char** argv) {
     }
     store::GroupCommitOptions gopts;
     gopts.name = "errors";
-    store::GroupCommitWriter writer(db->get(), gopts);
+    std::vector<std::unique_ptr<store::GroupCommitWriter>> owned;
+    std::vector<store::GroupCommitWriter*> group_writers;
+    for (int i = 0; i < std::max(1, writers); ++i) {
+      owned.push_back(
+          std::make_unique<store::GroupCommitWriter>(db->get(), gopts));
+      group_writers.push_back(owned.back().get());
+    }
     ErrorStoreOptions no_quota;  // one batch per device: quota not the topic
     no_quota.device_events_per_second = 0;
     no_quota.device_bytes_per_second = 0;
-    ErrorStore errors(db->get(), &writer, Clock::Real(), no_quota);
+    ErrorStore errors(db->get(), group_writers, Clock::Real(), no_quota);
     if (warm) {
+      // At most `in_flight` (and <= 512) warm-ups at once: each is its
+      // device's first upload, so it takes the ingest worker's slow path,
+      // whose queue is bounded (max_worker_queue); a refused warm-up would
+      // leave its device cold in the timed part.
       const v1::UploadErrorsRequest hello = MakeUpload(1, 1);
+      struct Warm {
+        int outstanding = 0, done = 0, failed = 0, limit = 0;
+      } wu;
+      wu.limit = std::max(1, std::min(in_flight, 512));
       absl::Mutex wm;
-      int warmed = 0;
       for (int u = 0; u < uploads; ++u) {
+        {
+          absl::MutexLock l(&wm);
+          wm.Await(absl::Condition(
+              +[](Warm* x) { return x->outstanding < x->limit; }, &wu));
+          ++wu.outstanding;
+        }
         errors.Ingest(Device(u), tenant, hello,
-                      [&](absl::StatusOr<v1::UploadErrorsResponse>) {
+                      [&](absl::StatusOr<v1::UploadErrorsResponse> r) {
                         absl::MutexLock l(&wm);
-                        ++warmed;
+                        --wu.outstanding;
+                        ++wu.done;
+                        if (!r.ok()) ++wu.failed;
                       });
       }
-      struct Count {
-        int* n;
-        int want;
-        bool Done() const { return *n == want; }
-      } count{&warmed, uploads};
-      absl::MutexLock l(&wm);
-      wm.Await(absl::Condition(&count, &Count::Done));
+      int warm_failed = 0;
+      {
+        absl::MutexLock l(&wm);
+        wm.Await(absl::Condition(
+            +[](Warm* x) { return x->outstanding == 0; }, &wu));
+        warm_failed = wu.failed;
+      }
+      if (warm_failed > 0) {
+        std::fprintf(stderr, "warm-up: %d of %d uploads failed\n",
+                     warm_failed, uploads);
+        for (auto& gw : owned) gw->Stop();
+        std::filesystem::remove_all(root);
+        return 1;
+      }
     }
     std::vector<v1::UploadErrorsRequest> reqs;
     for (int u = 0; u < uploads; ++u) {
@@ -202,6 +244,7 @@ int Main(int argc, char** argv) {
     int& done = w.done;
     int& failed = w.failed;
     absl::Mutex mu;
+    CALLGRIND_START_INSTRUMENTATION;
     absl::Time start = absl::Now();
     for (int u = 0; u < uploads; ++u) {
       {
@@ -230,12 +273,18 @@ int Main(int argc, char** argv) {
           +[](Window* x) { return x->done == x->total; }, &w));
     }
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
-    writer.Stop();
+    CALLGRIND_STOP_INSTRUMENTATION;
+    uint64_t groups = 0;
+    for (auto& w : owned) {
+      w->Stop();
+      groups += w->groups_written();
+    }
     std::printf("ingest ErrorStore::Ingest + group commit:  %10.0f events/s  "
-                "(%s devices; %llu synced writes for %d uploads; %d failed)\n",
+                "(%s devices; %d writers; %llu group writes for %d uploads; "
+                "%d failed)\n",
                 uploads * double(events) / secs, warm ? "warm" : "cold",
-                static_cast<unsigned long long>(writer.groups_written()),
-                uploads, failed);
+                static_cast<int>(owned.size()),
+                static_cast<unsigned long long>(groups), uploads, failed);
   }
   std::filesystem::remove_all(root);
   return 0;

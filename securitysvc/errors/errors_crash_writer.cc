@@ -48,13 +48,15 @@ int main(int argc, char** argv) {
   const int devices = std::atoi(argv[2]);
   const int batch = std::atoi(argv[3]);
   const uint64_t first_seq = std::strtoull(argv[4], nullptr, 10);
-  store::GroupCommitWriter writer(db->get());
+  // Two group-commit writers, as ErrorReportingPlugin runs by default.
+  store::GroupCommitWriter writer_a(db->get()), writer_b(db->get());
   // No per-device quota: each thread is one device uploading as fast as the
   // store acknowledges (this is a durability test, not a quota test).
   errors::ErrorStoreOptions unlimited;
   unlimited.device_events_per_second = 0;
   unlimited.device_bytes_per_second = 0;
-  errors::ErrorStore errors(db->get(), &writer, Clock::Real(), unlimited);
+  errors::ErrorStore errors(db->get(), {&writer_a, &writer_b}, Clock::Real(),
+                            unlimited);
   std::vector<std::thread> threads;
   for (int d = 0; d < devices; ++d) {
     threads.emplace_back([&, d] {
