@@ -13,6 +13,55 @@ namespace contoso::appsvc {
 namespace {
 
 constexpr int kMaxErrorReports = 100;
+constexpr int kMaxHistoryPages = 4;
+
+std::string Versions(
+    const google::protobuf::Map<std::string, uint32_t>& versions) {
+  std::vector<std::string> parts;
+  for (const auto& [component, version] : versions) {
+    parts.push_back(absl::StrCat(component, " v", version));
+  }
+  std::sort(parts.begin(), parts.end());
+  return absl::StrJoin(parts, ", ");
+}
+
+}  // namespace
+
+// HistoryEntry: one Sphere history entry as a timeline row (kind
+// "attestation" or "update"; strings were bounded by the shard and are cut
+// again here).
+v1::TimelineEntry HistoryEntry(const sphere::v1::DeviceHistoryEntry& h) {
+  v1::TimelineEntry e;
+  e.set_time_unix_ms(h.time_unix_ms());
+  e.set_source("sphere");
+  if (h.has_update_result()) {
+    const auto& u = h.update_result();
+    e.set_kind("update");
+    e.set_summary(sphere::rpc::TruncateForStatus(
+        absl::StrCat("update ", u.result(), ": ", u.component(), " v",
+                     u.version(), u.detail().empty() ? "" : " (",
+                     u.detail(), u.detail().empty() ? "" : ")"),
+        300));
+    return e;
+  }
+  const auto& a = h.attestation();
+  e.set_kind("attestation");
+  std::string summary;
+  if (a.success()) {
+    summary = absl::StrCat(
+        "attested ", a.outcome(),
+        a.reason().empty() ? "" : absl::StrCat(" (", a.reason(), ")"),
+        "; OS ", a.os_version().empty() ? "?" : a.os_version(), "; measured ",
+        Versions(a.component_versions()));
+  } else {
+    summary = absl::StrCat("attestation refused ", a.outcome(), ": ",
+                           a.reason());
+  }
+  e.set_summary(sphere::rpc::TruncateForStatus(summary, 400));
+  return e;
+}
+
+namespace {
 
 std::string Describe(const grpc::Status& s) {
   return absl::StrCat(s.error_code(), " ",
@@ -32,6 +81,33 @@ std::shared_ptr<grpc::Channel> GrpcSphereSource::ChannelFor(
   auto& ch = channels_[address];
   if (ch == nullptr) ch = sphere::rpc::NewChannel(address, tls_);
   return ch;
+}
+
+absl::Status GrpcSphereSource::FetchHistory(
+    const std::string& address, const std::string& device_id,
+    std::vector<v1::TimelineEntry>* out) {
+  auto stub = sphere::v1::DeviceStatusService::NewStub(ChannelFor(address));
+  std::string token;
+  // At most kMaxHistoryPages pages (the shard keeps at most 64 entries).
+  for (int page = 0; page < kMaxHistoryPages; ++page) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(sphere::rpc::Deadline(deadline_));
+    sphere::v1::GetDeviceHistoryRequest req;
+    req.set_device_id(device_id);
+    req.set_page_size(64);
+    req.set_page_token(token);
+    sphere::v1::GetDeviceHistoryResponse resp;
+    grpc::Status st = stub->GetDeviceHistory(&ctx, req, &resp);
+    if (!st.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "attestation history and update results from ", address, ": ",
+          Describe(st)));
+    }
+    for (const auto& h : resp.entries()) out->push_back(HistoryEntry(h));
+    token = resp.next_page_token();
+    if (token.empty()) break;
+  }
+  return absl::OkStatus();
 }
 
 SphereFacts GrpcSphereSource::Fetch(const std::string& device_id) {
@@ -93,18 +169,12 @@ SphereFacts GrpcSphereSource::Fetch(const std::string& device_id) {
           absl::FormatTime(absl::RFC3339_sec,
                            absl::FromUnixMillis(status.last_attested_unix_ms()),
                            absl::UTCTimeZone()));
-      v1::TimelineEntry e;
-      e.set_time_unix_ms(status.last_attested_unix_ms());
-      e.set_source("sphere");
-      e.set_kind("attestation");
-      e.set_summary(absl::StrCat(
-          "attested ", status.last_attestation_outcome(),
-          status.reason().empty() ? "" : absl::StrCat(" (", status.reason(), ")"),
-          "; OS ", facts.os_version.empty() ? "?" : facts.os_version,
-          facts.app_version.empty() ? "" : absl::StrCat("; apps ", facts.app_version)));
-      facts.entries.push_back(std::move(e));
     } else {
       facts.last_attestation = "never attested";
+    }
+    // Attestation history and update results from the owning shard.
+    if (auto s = FetchHistory(address, device_id, &facts.entries); !s.ok()) {
+      facts.errors.push_back(std::string(s.message()));
     }
   }
   // Error reports from the same shard.
@@ -140,9 +210,6 @@ SphereFacts GrpcSphereSource::Fetch(const std::string& device_id) {
           absl::StrCat("error reports from ", address, ": ", Describe(st)));
     }
   }
-  facts.errors.push_back(
-      "update results: this Sphere version offers relying parties no query "
-      "for them");
   return facts;
 }
 

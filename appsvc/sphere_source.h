@@ -8,8 +8,10 @@
 //   * ErrorReportingService.QueryErrors on the owning shard: error reports of
 //     the last 14 days (a cluster without that service is reported in
 //     `errors`, never papered over);
-//   * update results: Sphere has no query for them on this version, so the
-//     source says so in `errors`.
+//   * DeviceStatusService.GetDeviceHistory on the owning shard: the last
+//     attestation attempts (successes and refusals with their reason) and
+//     the last update results, one timeline row each (kinds "attestation"
+//     and "update"), at most 4 pages of 64.
 // A source that cannot answer adds one line to `errors` (Timeline's
 // sphere_error); nothing is ever made up.
 //
@@ -29,6 +31,7 @@
 #include "absl/time/time.h"
 #include "appsvc/device_registry.h"
 #include "common/rpc/rpc.h"
+#include "protos/attestation.pb.h"
 #include "protos/contoso.pb.h"
 
 namespace contoso::appsvc {
@@ -40,6 +43,9 @@ struct SphereFacts {
   std::vector<v1::TimelineEntry> entries;  // source "sphere"
   std::vector<std::string> errors;         // one line per missing source
 };
+
+// HistoryEntry converts one GetDeviceHistory entry to a timeline row.
+v1::TimelineEntry HistoryEntry(const sphere::v1::DeviceHistoryEntry& h);
 
 class SphereSource {
  public:
@@ -57,6 +63,10 @@ class GrpcSphereSource final : public SphereSource {
 
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
+  // FetchHistory appends the device's Sphere history from `address`.
+  absl::Status FetchHistory(const std::string& address,
+                            const std::string& device_id,
+                            std::vector<v1::TimelineEntry>* out);
 
   const DeviceRegistry* const registry_;
   const sphere::rpc::TlsFiles tls_;

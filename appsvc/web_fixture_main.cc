@@ -8,8 +8,15 @@
 // other), prints one JSON line
 //   {"port": P, "anomalous": "<id>", "owner": "<id>",
 //    "accounts": {"support": PW, "ada": PW, "bob": PW}}
-// and serves until stdin closes or SIGTERM. Sphere data is reported as
-// unavailable (sphere_error), never made up. Test-only.
+// and serves until stdin closes or SIGTERM. Test-only.
+//
+// Sphere half: no Sphere cluster runs behind the fixture. The anomalous
+// dishwasher's Sphere history is a fixed sample (one successful
+// attestation, one refused attempt, one installed update) answered as
+// DeviceStatusService.GetDeviceHistory entries and turned into timeline rows
+// by appsvc's own HistoryEntry, so the page test sees the rows the real
+// source produces; other devices get sphere_error. The gRPC fetch itself is
+// covered against real processes by tests/dw100_scheduled_update_e2e_test.
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,6 +29,7 @@
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/durable_writer.h"
 #include "appsvc/sphere_source.h"
+#include "protos/attestation.pb.h"
 #include "appsvc/password.h"
 #include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
@@ -35,13 +43,47 @@ ABSL_FLAG(std::string, dir, "", "Scratch directory (required)");
 namespace contoso::appsvc {
 namespace {
 
-class NoSphere final : public SphereSource {
+class SampleSphere final : public SphereSource {
  public:
-  SphereFacts Fetch(const std::string&) override {
+  explicit SampleSphere(std::string device_id)
+      : device_id_(std::move(device_id)) {}
+  SphereFacts Fetch(const std::string& device_id) override {
     SphereFacts f;
-    f.errors.push_back("Sphere data: this page fixture has no Sphere cluster");
+    if (device_id != device_id_) {
+      f.errors.push_back(
+          "Sphere data: this page fixture has no Sphere cluster");
+      return f;
+    }
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    sphere::v1::DeviceHistoryEntry attested;
+    attested.set_time_unix_ms(now - 3 * 3600 * 1000);
+    auto* a = attested.mutable_attestation();
+    a->set_success(true);
+    a->set_outcome("UP_TO_DATE");
+    a->set_os_version("1");
+    (*a->mutable_component_versions())["app:dw100"] = 1;
+    (*a->mutable_component_versions())["kernel"] = 1;
+    sphere::v1::DeviceHistoryEntry refused;
+    refused.set_time_unix_ms(now - 2 * 3600 * 1000);
+    refused.mutable_attestation()->set_outcome("UNAUTHENTICATED");
+    refused.mutable_attestation()->set_reason("nonce expired");
+    sphere::v1::DeviceHistoryEntry update;
+    update.set_time_unix_ms(now - 3600 * 1000);
+    auto* u = update.mutable_update_result();
+    u->set_result("INSTALLED");
+    u->set_component("app:dw100");
+    u->set_version(2);
+    for (const auto* h : {&attested, &refused, &update}) {
+      f.entries.push_back(HistoryEntry(*h));
+    }
+    f.os_version = "1";
+    f.app_version = "dw100 v2";
+    f.last_attestation = "UP_TO_DATE";
     return f;
   }
+
+ private:
+  const std::string device_id_;
 };
 
 // Fewer PBKDF2 rounds than production: this fixture's passwords are random
@@ -140,7 +182,7 @@ int Main() {
   }
   if (auto s = auth.SetAccounts(accounts); !s.ok()) return Fail(s);
 
-  NoSphere sphere;
+  SampleSphere sphere(anomalous);
   WebServerOptions w;
   w.cert_file = dir + "/web.pem";
   w.key_file = dir + "/web.key";

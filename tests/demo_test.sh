@@ -28,6 +28,8 @@ for want in \
   grep -q -- "$want" "$OUT" || fail "missing: $want"
 done
 grep -q "\[done\] *OS 2 and app v2 installed" "$OUT" || fail "updates not installed"
+grep -q "\[done\] *support timeline: Sphere attestation history and update results" "$OUT" ||
+  fail "support timeline without attestation and update rows"
 # The DW100 uploads its error ring: the crash is in the downloaded CSV.
 grep -q "\[done\] *app crash: dw100-4 uploaded its error ring" "$OUT" || fail "no error upload"
 grep -qE "\[done\] *error report downloaded \([0-9]+ rows, [1-9][0-9]* app crash\)" "$OUT" ||

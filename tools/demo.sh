@@ -267,6 +267,33 @@ else
   failed "error report download"
 fi
 
+step "Contoso support opens dw100-1's timeline: Sphere's attestation history and update results"
+say "One call joins what Sphere recorded for the device (fetched over gRPC with Contoso's"
+say "tenant credential) with the Contoso cloud's own entries, in time order:"
+TIMELINE=$(curl -sk --max-time 20 -b "$JAR" "${WEB}api/devices/$ID1/timeline" | python3 -c '
+import json, sys, time
+t = json.load(sys.stdin)
+rows = t.get("entries", [])
+kinds = {}
+for e in rows:
+    kinds[(e["source"], e["kind"])] = kinds.get((e["source"], e["kind"]), 0) + 1
+for e in [e for e in rows if e["source"] == "sphere" and e["kind"] in ("attestation", "update")][-4:] + \
+         [e for e in rows if e["source"] == "contoso"][-2:]:
+    ts = time.strftime("%H:%M:%S", time.gmtime(int(e.get("time_unix_ms", 0)) / 1000))
+    print("   %s %-7s %-12s %s" % (ts, e["source"], e["kind"], e["summary"][:110]))
+print("counts attestation=%d update=%d contoso=%d" % (
+    kinds.get(("sphere", "attestation"), 0), kinds.get(("sphere", "update"), 0),
+    sum(v for (s, _), v in kinds.items() if s == "contoso")))
+' 2>/dev/null || true)
+grep -v '^counts' <<<"$TIMELINE" || true
+if grep -qE '^counts attestation=[1-9][0-9]* update=[1-9]' <<<"$TIMELINE"; then
+  done_ "support timeline: Sphere attestation history and update results joined with Contoso's entries"
+elif ((${UPDATED:-0})); then
+  failed "support timeline: no attestation or update rows for dw100-1 ($(grep '^counts' <<<"$TIMELINE"))"
+else
+  na "support timeline update rows (no update was installed in this build)"
+fi
+
 step "Web pages (HTTPS; the certificate is the cluster's own: accept it in the browser)"
 say "log in at ${WEB}login (passwords are random per cluster, stored by the Contoso"
 say "cloud only as salted PBKDF2 hashes; this list is $DIR/appsvc/web-accounts.txt):"

@@ -8,7 +8,7 @@
 // ada and bob) with random passwords it prints. Checks: without a session
 // the support page sends the browser to /login; support logs in, the support
 // page shows the anomaly in the fleet list and on the device page (with the
-// chart); owner bob logs in and lands on his own dishwasher, cannot read
+// chart, and the timeline's Sphere attestation and update rows); owner bob logs in and lands on his own dishwasher, cannot read
 // ada's, submits a service request and a reorder; support logs in again and
 // sees the request. Exits 0 on success, 1 with the reason otherwise; bounded by its own
 // timeouts (no sleeps: it waits on page state).
@@ -109,9 +109,24 @@ async function main() {
     if (points.trim().split(' ').length !== 6) fail('chart points: ' + points);
     const timeline = await page.$eval('#timeline', e => e.textContent);
     if (!timeline.includes('remote diagnostics requested')) fail('timeline: ' + timeline);
+    // Sphere's history joins the timeline: attestation and update rows.
+    const rows = await page.$$eval('#timeline tbody tr', trs =>
+      trs.map(tr => Array.from(tr.children).map(td => td.textContent)));
+    const attestRows = rows.filter(r => r[1] === 'sphere' && r[2] === 'attestation');
+    const updateRows = rows.filter(r => r[1] === 'sphere' && r[2] === 'update');
+    if (!attestRows.some(r => r[3].includes('attested UP_TO_DATE'))) {
+      fail('no attestation row: ' + JSON.stringify(rows));
+    }
+    if (!attestRows.some(r => r[3].includes('attestation refused UNAUTHENTICATED'))) {
+      fail('no refused-attestation row: ' + JSON.stringify(rows));
+    }
+    if (updateRows.length !== 1 || !updateRows[0][3].includes('update INSTALLED: app:dw100 v2')) {
+      fail('update rows: ' + JSON.stringify(updateRows));
+    }
     const sphereError = await page.$eval('#sphere-error', e => e.textContent);
-    if (!sphereError.includes('no Sphere cluster')) fail('sphere_error: ' + sphereError);
-    console.log('ok: device page shows the anomaly, 6-cycle chart and timeline');
+    if (sphereError !== '') fail('sphere_error: ' + sphereError);
+    console.log('ok: device page shows the anomaly, 6-cycle chart and a timeline ' +
+                'with attestation and update rows');
 
     // 3. Owner page: bob sees his own dishwasher only, requests service.
     await logOut();

@@ -251,6 +251,9 @@ void DeviceLoop::StepScheduledUpdateCheck() {
   log::Info(
       "scheduled update check due",
       {{"device_time_ms", absl::StrCat(absl::ToUnixMillis(device_now))},
+       {"device_ms_since_start",
+        absl::StrCat(absl::ToInt64Milliseconds(device_now -
+                                               update_schedule_.started()))},
        {"device_hours_since_attestation",
         attested_device_at_ == absl::InfinitePast()
             ? std::string("never")

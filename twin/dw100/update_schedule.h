@@ -28,6 +28,7 @@ class UpdateCheckSchedule {
   // `interval` <= 0 turns scheduled checks off (never due).
   UpdateCheckSchedule(absl::Duration interval, absl::Time device_start)
       : interval_(interval),
+        started_(device_start),
         next_(interval > absl::ZeroDuration() ? device_start + interval
                                               : absl::InfiniteFuture()) {}
 
@@ -42,10 +43,13 @@ class UpdateCheckSchedule {
   // Device time of the next check (InfiniteFuture when off).
   absl::Time next() const { return next_; }
   absl::Duration interval() const { return interval_; }
+  // Device time the schedule started (the loop's start).
+  absl::Time started() const { return started_; }
   int64_t checks() const { return checks_; }
 
  private:
   const absl::Duration interval_;
+  const absl::Time started_;
   absl::Time next_;
   int64_t checks_ = 0;
 };

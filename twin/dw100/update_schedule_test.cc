@@ -17,6 +17,7 @@ TEST(UpdateCheckScheduleTest, DueAfterTheIntervalInScaledDeviceTime) {
   UpdateCheckSchedule s(absl::Hours(6), device.Now());
   EXPECT_TRUE(s.enabled());
   EXPECT_EQ(s.next(), device.Now() + absl::Hours(6));
+  EXPECT_EQ(s.started(), device.Now());
   // 6 device hours = 2.7 s real at 8000x.
   real.Advance(absl::Milliseconds(2699));
   EXPECT_FALSE(s.Due(device.Now()));
