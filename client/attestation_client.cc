@@ -231,7 +231,8 @@ AsyncAttestationClient::AsyncAttestationClient(
     Options options)
     : tls_(std::move(tls)),
       options_(options),
-      ring_(ShardMapFromEndpoints(shards)) {
+      ring_(ShardMapFromEndpoints(shards)),
+      shards_(shards) {
   absl::MutexLock l(&mu_);
   for (const auto& s : shards) AddressIndexLocked(s.address);
 }
@@ -492,7 +493,8 @@ void AsyncAttestationClient::Dispatch(Call* call) {
     if (index >= 0) {
       Endpoint& e = endpoints_[index];
       if (!e.stub) {
-        auto channel = rpc::NewChannel(e.address, tls_);
+        auto channel = rpc::NewChannel(
+            e.address, tls_, cluster::ServerNameAt(shards_, e.address));
         e.stub = v1::AttestationService::NewStub(channel);
         e.errors_stub = v1::ErrorReportingService::NewStub(channel);
       }

@@ -201,6 +201,9 @@ class AsyncAttestationClient final : public AttestationTransport {
   const rpc::TlsFiles tls_;
   const Options options_;
   const ShardRing ring_;
+  // The cluster file's shards: each channel checks the server name
+  // cluster::ServerNameAt gives for its address.
+  const std::vector<cluster::ShardEndpoint> shards_;
 
   mutable absl::Mutex mu_;
   struct Endpoint {

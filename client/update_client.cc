@@ -168,7 +168,8 @@ UpdateClient::UpdateClient(std::vector<cluster::ShardEndpoint> shards,
                            rpc::TlsFiles tls, Options options)
     : tls_(std::move(tls)),
       options_(options),
-      ring_(ShardMapFromEndpoints(shards)) {}
+      ring_(ShardMapFromEndpoints(shards)),
+      shards_(shards) {}
 
 UpdateClient::~UpdateClient() {
   absl::MutexLock l(&mu_);
@@ -209,8 +210,9 @@ v1::UpdateService::Stub* UpdateClient::StubFor(const std::string& address) {
   for (auto& [a, stub] : stubs_) {
     if (a == address) return stub.get();
   }
-  stubs_.emplace_back(address, v1::UpdateService::NewStub(
-                                   rpc::NewChannel(address, tls_)));
+  stubs_.emplace_back(
+      address, v1::UpdateService::NewStub(rpc::NewChannel(
+                   address, tls_, cluster::ServerNameAt(shards_, address))));
   return stubs_.back().second.get();
 }
 

@@ -30,10 +30,11 @@
 namespace sphere::loadgen {
 
 absl::StatusCode ProbeMethod(const std::string& address,
+                             const std::string& server_name,
                              const rpc::TlsFiles& tls,
                              const std::string& method) {
-  grpc::Status status =
-      CallEmpty(rpc::NewChannel(address, tls), method, absl::Seconds(5));
+  grpc::Status status = CallEmpty(rpc::NewChannel(address, tls, server_name),
+                                  method, absl::Seconds(5));
   return static_cast<absl::StatusCode>(status.error_code());
 }
 
@@ -300,7 +301,8 @@ void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
   }
   for (const auto& [address, ids] : by_shard) {
     auto stub = v1::DeviceStatusService::NewStub(
-        rpc::NewChannel(address, fleet.operator_tls()));
+        rpc::NewChannel(address, fleet.operator_tls(),
+                        cluster::ServerNameAt(fleet.cluster().shards, address)));
     for (size_t start = 0; start < ids.size(); start += 500) {
       v1::GetDeviceStatusRequest req;
       for (size_t i = start; i < std::min(ids.size(), start + 500); ++i) {
@@ -537,7 +539,8 @@ class ErrorReportPhase final : public Phase {
   const char* name() const override { return "error_report"; }
   std::string Unavailable(Fleet& fleet) override {
     const absl::StatusCode code =
-        ProbeMethod(fleet.cluster().shards[0].address, fleet.gateway_tls(),
+        ProbeMethod(fleet.cluster().shards[0].address,
+                    fleet.cluster().shards[0].server_name, fleet.gateway_tls(),
                     "/sphere.v1.ErrorReportingService/UploadErrors");
     if (code == absl::StatusCode::kUnimplemented) {
       return "UploadErrors is not served (UNIMPLEMENTED): error reporting "
@@ -626,7 +629,8 @@ class ErrorReportPhase final : public Phase {
     uint64_t duplicates = 0;
     for (const auto& shard : fleet.cluster().shards) {
       auto stub = v1::ErrorReportingService::NewStub(
-          rpc::NewChannel(shard.address, fleet.operator_tls()));
+          rpc::NewChannel(shard.address, fleet.operator_tls(),
+                          shard.server_name));
       std::string token;
       do {
         v1::QueryErrorsRequest q;
