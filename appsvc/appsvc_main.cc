@@ -34,6 +34,7 @@
 #include "appsvc/watch_follower.h"
 #include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
+#include "common/cluster/cluster_config.h"
 #include "common/cluster/pki_layout.h"
 #include "common/util/worker_pool.h"
 #include "common/rpc/rpc.h"
@@ -76,6 +77,10 @@ ABSL_FLAG(double, drying_baseline_c, 65.0, "DW100 model drying mean (C)");
 ABSL_FLAG(double, drying_tolerance_c, 10.0, "Allowed distance from the baseline");
 ABSL_FLAG(int, anomaly_cycles, 3, "Consecutive anomalous cycles to raise");
 ABSL_FLAG(double, rinse_low_pct, 15.0, "Rinse level that triggers a reorder offer");
+ABSL_FLAG(std::string, server_name, sphere::rpc::kLocalServerName,
+          "TLS name on the shards' certificates (cluster.json \"server_name\")");
+ABSL_FLAG(std::string, management_server_name, "",
+          "TLS name on management's certificate (default --server_name)");
 
 namespace contoso::appsvc {
 namespace {
@@ -87,6 +92,11 @@ int Fail(const absl::Status& s) {
 
 std::string Or(const std::string& flag, const std::string& dflt) {
   return flag.empty() ? dflt : flag;
+}
+
+std::string ManagementServerName() {
+  return Or(absl::GetFlag(FLAGS_management_server_name),
+            absl::GetFlag(FLAGS_server_name));
 }
 
 absl::StatusOr<sphere::rpc::TlsFiles> LoadTls(const std::string& cert,
@@ -109,6 +119,14 @@ int Main() {
   if (dir.empty() || absl::GetFlag(FLAGS_management).empty()) {
     return Fail(absl::InvalidArgumentError(
         "--state_dir and --management are required"));
+  }
+  for (const std::string& name :
+       {absl::GetFlag(FLAGS_server_name), ManagementServerName()}) {
+    if (name.size() > sphere::cluster::kMaxServerNameBytes) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--server_name / --management_server_name longer than ",
+          sphere::cluster::kMaxServerNameBytes, " bytes")));
+    }
   }
   const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert), sphere::cluster::PkiPath(dir, "server.pem"));
   const std::string key = Or(absl::GetFlag(FLAGS_tls_key), sphere::cluster::PkiPath(dir, "server.key"));
@@ -155,7 +173,8 @@ int Main() {
   DeviceRegistry registry({absl::GetFlag(FLAGS_tenant),
                            absl::GetFlag(FLAGS_product)});
   WatchFollower follower(
-      sphere::rpc::NewChannel(absl::GetFlag(FLAGS_management), *watch_tls),
+      sphere::rpc::NewChannel(absl::GetFlag(FLAGS_management), *watch_tls,
+                              ManagementServerName()),
       &registry);
   follower.Start();
   if (!registry.WaitForRevision(0, absl::GetFlag(FLAGS_sync_timeout))) {
@@ -177,7 +196,8 @@ int Main() {
         return std::vector<sphere::metrics::Sample>{
             {{}, static_cast<double>(registry.device_count())}};
       });
-  GrpcSphereSource sphere_source(&registry, sphere_tls);
+  GrpcSphereSource sphere_source(&registry, sphere_tls, absl::Seconds(5),
+                                 absl::GetFlag(FLAGS_server_name));
   sphere::WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
                   absl::GetFlag(FLAGS_per_device_in_flight));
   DeviceGatewayService gateway(&cloud, &registry, &pool, sphere::Clock::Real());

@@ -72,14 +72,18 @@ std::string Describe(const grpc::Status& s) {
 
 GrpcSphereSource::GrpcSphereSource(const DeviceRegistry* registry,
                                    sphere::rpc::TlsFiles tenant_tls,
-                                   absl::Duration deadline)
-    : registry_(registry), tls_(std::move(tenant_tls)), deadline_(deadline) {}
+                                   absl::Duration deadline,
+                                   std::string server_name)
+    : registry_(registry),
+      tls_(std::move(tenant_tls)),
+      server_name_(std::move(server_name)),
+      deadline_(deadline) {}
 
 std::shared_ptr<grpc::Channel> GrpcSphereSource::ChannelFor(
     const std::string& address) {
   absl::MutexLock l(&mu_);
   auto& ch = channels_[address];
-  if (ch == nullptr) ch = sphere::rpc::NewChannel(address, tls_);
+  if (ch == nullptr) ch = sphere::rpc::NewChannel(address, tls_, server_name_);
   return ch;
 }
 

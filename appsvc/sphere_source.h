@@ -57,8 +57,11 @@ class GrpcSphereSource final : public SphereSource {
  public:
   // `tenant_tls`: Contoso's tenant operator credential (cert, key, platform
   // root). `registry` supplies the shard addresses and the tenant id.
+  // `server_name`: the TLS name on the shards' certificates (appsvc's
+  // --server_name, cluster.json's "server_name").
   GrpcSphereSource(const DeviceRegistry* registry, sphere::rpc::TlsFiles tenant_tls,
-                   absl::Duration deadline = absl::Seconds(5));
+                   absl::Duration deadline = absl::Seconds(5),
+                   std::string server_name = sphere::rpc::kLocalServerName);
   SphereFacts Fetch(const std::string& device_id) override;
 
  private:
@@ -70,6 +73,7 @@ class GrpcSphereSource final : public SphereSource {
 
   const DeviceRegistry* const registry_;
   const sphere::rpc::TlsFiles tls_;
+  const std::string server_name_;
   const absl::Duration deadline_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<grpc::Channel>> channels_

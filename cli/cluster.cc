@@ -14,9 +14,9 @@ using S = v1::ManagementService::Stub;
 
 // Health asks grpc.health.v1.Health/Check("") through a generic stub (so the
 // CLI needs no health proto): "SERVING", "NOT_SERVING" or the failure.
-std::string Health(const std::string& address, const rpc::TlsFiles& tls,
-                   absl::Duration timeout) {
-  grpc::GenericStub stub(rpc::NewChannel(address, tls));
+std::string Health(const std::string& address, const std::string& server_name,
+                   const rpc::TlsFiles& tls, absl::Duration timeout) {
+  grpc::GenericStub stub(rpc::NewChannel(address, tls, server_name));
   grpc::ClientContext ctx;
   ctx.set_deadline(rpc::Deadline(timeout));
   grpc::CompletionQueue cq;
@@ -55,17 +55,17 @@ absl::Status Status(Context& c) {
     return s;
   }
   const Cluster& cluster = c.cluster();
-  std::string mgmt = Health(cluster.management, cluster.credential,
-                            c.timeout());
+  std::string mgmt = Health(cluster.management, cluster.management_server_name,
+                            cluster.credential, c.timeout());
   // Shards known to the map, plus any only listed in the cluster file.
   std::vector<v1::Shard> shards(map.shards().begin(), map.shards().end());
-  for (const auto& [id, address] : cluster.shards) {
+  for (const cluster::ShardEndpoint& e : cluster.shards) {
     bool known = false;
-    for (const auto& s : shards) known |= s.id() == id;
+    for (const auto& s : shards) known |= s.id() == e.id;
     if (!known) {
       v1::Shard s;
-      s.set_id(id);
-      s.set_address(address);
+      s.set_id(e.id);
+      s.set_address(e.address);
       shards.push_back(s);
     }
   }
@@ -88,7 +88,9 @@ absl::Status Status(Context& c) {
       {"virtual_nodes", map.virtual_nodes()},
       {"shards", json::array()}};
   for (const v1::Shard& s : shards) {
-    std::string health = Health(s.address(), cluster.credential, c.timeout());
+    std::string health =
+        Health(s.address(), cluster::ServerNameAt(cluster.shards, s.address()),
+               cluster.credential, c.timeout());
     rows.push_back(
         {s.id(), s.address(), health, absl::StrCat(s.device_count())});
     j["shards"].push_back({{"id", s.id()},

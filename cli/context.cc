@@ -42,10 +42,12 @@ absl::StatusOr<Cluster> LoadCluster(const std::string& path,
   Cluster c;
   c.path = path;
   c.state_dir = config->state_dir;
-  c.management = config->management;
-  for (const cluster::ShardEndpoint& s : config->shards) {
-    c.shards.emplace_back(s.id, s.address);
-  }
+  absl::StatusOr<cluster::Endpoint> management =
+      config->EndpointOf("management");
+  if (!management.ok()) return management.status();
+  c.management = management->address;
+  c.management_server_name = management->server_name;
+  c.shards = config->shards;
   const cluster::ClusterConfig::CredentialPaths paths =
       config->CredentialFor(tenant);
   c.tenant_credential = paths.tenant_credential;
@@ -120,7 +122,8 @@ absl::Status Context::Connect() {
   if (!c.ok()) return c.status();
   cluster_ = *std::move(c);
   stub_ = v1::ManagementService::NewStub(
-      rpc::NewChannel(cluster_.management, cluster_.credential));
+      rpc::NewChannel(cluster_.management, cluster_.credential,
+                      cluster_.management_server_name));
   return absl::OkStatus();
 }
 

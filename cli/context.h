@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "cli/output.h"
 #include "cli/retry.h"
+#include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
 #include "protos/management.grpc.pb.h"
 
@@ -44,7 +45,10 @@ struct Cluster {
   std::string path;       // the cluster file
   std::string state_dir;  // "state_dir", else the file's directory
   std::string management;
-  std::vector<std::pair<std::string, std::string>> shards;  // id, address
+  std::string management_server_name;  // TLS name on management's cert
+  // id, address and TLS server name of each shard (cluster::ServerNameAt
+  // gives the name for any other shard address, e.g. from the shard map)
+  std::vector<cluster::ShardEndpoint> shards;
   rpc::TlsFiles credential;  // the credential used for this run
   bool tenant_credential = false;
 };

@@ -78,7 +78,8 @@ void RolloutVerb(CLI::App* noun, Context* ctx, const std::string& name,
         req.set_deployment_id(a->deployment);
         req.set_reason(a->reason);
         auto stub = v1::DeploymentRolloutService::NewStub(
-            rpc::NewChannel(c.cluster().management, c.cluster().credential));
+            rpc::NewChannel(c.cluster().management, c.cluster().credential,
+                            c.cluster().management_server_name));
         grpc::ClientContext gctx;
         gctx.set_deadline(rpc::Deadline(c.timeout()));
         v1::RolloutStatus resp;

@@ -83,10 +83,12 @@ void FillStatus(Context& c, std::vector<v1::Device*> devices) {
   absl::flat_hash_map<std::string, v1::Device*> pending;
   for (v1::Device* d : devices) pending[d->id()] = d;
   const absl::Duration deadline = std::min(c.timeout(), absl::Seconds(10));
-  for (const auto& [shard_id, address] : c.cluster().shards) {
+  for (const cluster::ShardEndpoint& shard : c.cluster().shards) {
+    const std::string& shard_id = shard.id;
+    const std::string& address = shard.address;
     if (pending.empty()) break;
     auto stub = v1::DeviceStatusService::NewStub(
-        rpc::NewChannel(address, c.cluster().credential));
+        rpc::NewChannel(address, c.cluster().credential, shard.server_name));
     std::vector<std::string> ids;
     for (const auto& [id, d] : pending) ids.push_back(id);
     std::sort(ids.begin(), ids.end());

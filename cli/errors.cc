@@ -56,10 +56,10 @@ absl::StatusOr<std::vector<Shard>> Shards(Context& c) {
         "the cluster file ", c.cluster().path, " lists no shards"));
   }
   std::vector<Shard> out;
-  for (const auto& [id, address] : c.cluster().shards) {
-    out.push_back(
-        {id, v1::ErrorReportingService::NewStub(
-                 rpc::NewChannel(address, c.cluster().credential))});
+  for (const cluster::ShardEndpoint& s : c.cluster().shards) {
+    out.push_back({s.id, v1::ErrorReportingService::NewStub(rpc::NewChannel(
+                             s.address, c.cluster().credential,
+                             s.server_name))});
   }
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "cli/commands.h"
+#include "common/cluster/cluster_config.h"
 #include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 
@@ -16,26 +17,6 @@ using S = v1::ManagementService::Stub;
 const std::vector<std::string> kTenantHeaders = {"NAME", "ID"};
 std::vector<std::string> TenantRow(const v1::Tenant& t) {
   return {t.name(), t.id()};
-}
-
-// RecordTenantCredential adds tenants[name] = {cert, key} to the cluster
-// file, keeping every other key, and replaces the file atomically.
-absl::Status RecordTenantCredential(const std::string& cluster_path,
-                                    const std::string& name,
-                                    const std::string& cert_path,
-                                    const std::string& key_path) {
-  absl::StatusOr<std::string> text = rpc::ReadFile(cluster_path);
-  if (!text.ok()) return text.status();
-  json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cluster file ", cluster_path, " is not a JSON object"));
-  }
-  if (!j.contains("tenants") || !j["tenants"].is_object()) {
-    j["tenants"] = json::object();
-  }
-  j["tenants"][name] = {{"cert", cert_path}, {"key", key_path}};
-  return rpc::WriteFile(cluster_path, j.dump(2) + "\n");
 }
 
 absl::Status Credential(Context& ctx, const std::string& name,
@@ -69,8 +50,8 @@ absl::Status Credential(Context& ctx, const std::string& name,
   if (auto s = rpc::WriteFile(cert_path, cred.certificate_pem()); !s.ok()) {
     return s;
   }
-  if (auto s = RecordTenantCredential(ctx.cluster().path, t.name(), cert_path,
-                                      key_path);
+  if (auto s = cluster::RecordTenantCredential(ctx.cluster().path, t.name(),
+                                               cert_path, key_path);
       !s.ok()) {
     return s;
   }

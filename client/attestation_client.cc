@@ -240,7 +240,8 @@ AsyncAttestationClient::AsyncAttestationClient(
                 r.max_cached_owners = options.max_cached_owners;
                 return r;
               }(),
-              clock_) {
+              clock_),
+      shards_(shards) {
   absl::MutexLock l(&mu_);
   for (const auto& s : shards) AddressIndexLocked(s.address);
 }
@@ -545,7 +546,8 @@ void AsyncAttestationClient::Dispatch(Call* call) {
     if (index >= 0) {
       Endpoint& e = endpoints_[index];
       if (!e.stub) {
-        auto channel = rpc::NewChannel(e.address, tls_);
+        auto channel = rpc::NewChannel(
+            e.address, tls_, cluster::ServerNameAt(shards_, e.address));
         e.channel = channel;
         e.stub = v1::AttestationService::NewStub(channel);
         e.errors_stub = v1::ErrorReportingService::NewStub(channel);

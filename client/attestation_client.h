@@ -227,6 +227,9 @@ class AsyncAttestationClient final : public AttestationTransport {
   const Options options_;
   const Clock* const clock_;
   OwnerRouter router_;  // thread-safe; called with or without mu_ held
+  // The cluster file's shards: each channel checks the server name
+  // cluster::ServerNameAt gives for its address.
+  const std::vector<cluster::ShardEndpoint> shards_;
 
   mutable absl::Mutex mu_;
   struct Endpoint {

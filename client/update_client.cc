@@ -193,7 +193,8 @@ UpdateClient::UpdateClient(std::vector<cluster::ShardEndpoint> shards,
     : tls_(std::move(tls)),
       options_(options),
       router_(ShardMapFromEndpoints(shards), options.routing,
-              options.clock != nullptr ? options.clock : Clock::Real()) {}
+              options.clock != nullptr ? options.clock : Clock::Real()),
+      shards_(shards) {}
 
 UpdateClient::~UpdateClient() {
   absl::MutexLock l(&mu_);
@@ -234,7 +235,8 @@ v1::UpdateService::Stub* UpdateClient::StubFor(const std::string& address) {
   for (auto& [a, stub] : stubs_) {
     if (a == address) return stub.get();
   }
-  auto channel = rpc::NewChannel(address, tls_);
+  auto channel = rpc::NewChannel(
+      address, tls_, cluster::ServerNameAt(shards_, address));
   channels_.push_back(channel);
   stubs_.emplace_back(address, v1::UpdateService::NewStub(channel));
   return stubs_.back().second.get();

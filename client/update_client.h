@@ -103,6 +103,9 @@ class UpdateClient final : public UpdateTransport {
   const rpc::TlsFiles tls_;
   const Options options_;
   OwnerRouter router_;  // thread-safe
+  // The cluster file's shards: each channel checks the server name
+  // cluster::ServerNameAt gives for its address.
+  const std::vector<cluster::ShardEndpoint> shards_;
   mutable absl::Mutex mu_;
   std::vector<std::pair<std::string, std::unique_ptr<v1::UpdateService::Stub>>>
       stubs_ ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "client/attestation_client.h"
 #include "client/shard_ring.h"
+#include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
 #include "loadgen/fleet.h"
 #include "loadgen/report.h"
@@ -111,7 +112,8 @@ void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
     auto& stub = stubs[address];
     if (stub == nullptr) {
       stub = v1::DeviceStatusService::NewStub(
-          rpc::NewChannel(address, fleet.operator_tls()));
+          rpc::NewChannel(address, fleet.operator_tls(),
+                          cluster::ServerNameAt(fleet.cluster().shards, address)));
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(options.deadline));

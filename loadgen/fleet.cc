@@ -72,8 +72,11 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
     }
     f->images_.push_back(mcu::ToStoredImage(pkg));
   }
-  f->management_ = v1::ManagementService::NewStub(
-      rpc::NewChannel(f->cluster_.management, f->operator_tls_));
+  absl::StatusOr<cluster::Endpoint> management =
+      f->cluster_.EndpointOf("management");
+  if (!management.ok()) return management.status();
+  f->management_ = v1::ManagementService::NewStub(rpc::NewChannel(
+      management->address, f->operator_tls_, management->server_name));
   f->config_.root_ca_pem = *root;
   f->config_.verify_chain = false;
   f->config_.backoff = {absl::Milliseconds(100), 1.6, 0.2, absl::Seconds(5)};

@@ -84,7 +84,7 @@ absl::StatusOr<double> MeasureEchoRpc(
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (const auto& s : shards) {
-    channels.push_back(rpc::NewChannel(s.address, tls));
+    channels.push_back(rpc::NewChannel(s.address, tls, s.server_name));
     stubs.push_back(std::make_unique<grpc::GenericStub>(channels.back()));
   }
   // Warm up: connect every channel (one call each) before timing.

@@ -31,10 +31,11 @@
 namespace sphere::loadgen {
 
 absl::StatusCode ProbeMethod(const std::string& address,
+                             const std::string& server_name,
                              const rpc::TlsFiles& tls,
                              const std::string& method) {
-  grpc::Status status =
-      CallEmpty(rpc::NewChannel(address, tls), method, absl::Seconds(5));
+  grpc::Status status = CallEmpty(rpc::NewChannel(address, tls, server_name),
+                                  method, absl::Seconds(5));
   return static_cast<absl::StatusCode>(status.error_code());
 }
 
@@ -505,7 +506,8 @@ class ErrorReportPhase final : public Phase {
   const char* name() const override { return "error_report"; }
   std::string Unavailable(Fleet& fleet) override {
     const absl::StatusCode code =
-        ProbeMethod(fleet.cluster().shards[0].address, fleet.gateway_tls(),
+        ProbeMethod(fleet.cluster().shards[0].address,
+                    fleet.cluster().shards[0].server_name, fleet.gateway_tls(),
                     "/sphere.v1.ErrorReportingService/UploadErrors");
     if (code == absl::StatusCode::kUnimplemented) {
       return "UploadErrors is not served (UNIMPLEMENTED): error reporting "
@@ -600,7 +602,8 @@ class ErrorReportPhase final : public Phase {
     uint64_t duplicates = 0;
     for (const auto& shard : fleet.cluster().shards) {
       auto stub = v1::ErrorReportingService::NewStub(
-          rpc::NewChannel(shard.address, fleet.operator_tls()));
+          rpc::NewChannel(shard.address, fleet.operator_tls(),
+                          shard.server_name));
       std::string token;
       do {
         v1::QueryErrorsRequest q;

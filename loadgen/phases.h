@@ -59,7 +59,9 @@ std::vector<std::unique_ptr<Phase>> DefaultPhases();
 // ProbeMethod calls `method` ("/pkg.Service/Method") on `address` with an
 // empty request and returns the status code the server answered (5 s
 // deadline). UNIMPLEMENTED means the server does not serve the service.
+// `server_name`: the TLS name on the server's certificate (cluster.json).
 absl::StatusCode ProbeMethod(const std::string& address,
+                             const std::string& server_name,
                              const rpc::TlsFiles& tls,
                              const std::string& method);
 

@@ -47,7 +47,8 @@ class TelemetryPhase final : public Phase {
              "--appsvc)";
     }
     const absl::StatusCode code =
-        ProbeMethod(address, fleet.gateway_tls(), kMethod);
+        ProbeMethod(address, fleet.cluster().ServerName("appsvc"),
+                    fleet.gateway_tls(), kMethod);
     if (code == absl::StatusCode::kUnimplemented) {
       return absl::StrCat(kMethod, " is not served (UNIMPLEMENTED) by appsvc at ",
                           address, ": appsvc predates its gateway path");
@@ -74,7 +75,8 @@ class TelemetryPhase final : public Phase {
     std::vector<std::unique_ptr<cv1::ContosoGateway::Stub>> stubs;
     for (int c = 0; c < kChannels; ++c) {
       stubs.push_back(cv1::ContosoGateway::NewStub(
-          rpc::NewChannel(fleet.cluster().appsvc, fleet.gateway_tls())));
+          rpc::NewChannel(fleet.cluster().appsvc, fleet.gateway_tls(),
+                          fleet.cluster().ServerName("appsvc"))));
     }
     const int batch = std::clamp(o.telemetry_batch, 1, 1000);
     const int batches = o.telemetry_batches;

@@ -46,7 +46,8 @@ PerTwinTlsTransport::PerTwinTlsTransport(
     absl::Duration deadline)
     : tls_(std::move(tls)),
       deadline_(deadline),
-      ring_(client::ShardMapFromEndpoints(shards)) {}
+      ring_(client::ShardMapFromEndpoints(shards)),
+      shards_(shards) {}
 
 PerTwinTlsTransport::~PerTwinTlsTransport() {
   absl::MutexLock l(&mu_);
@@ -67,12 +68,15 @@ std::shared_ptr<v1::AttestationService::Stub> PerTwinTlsTransport::StubFor(
   if (it != stubs_.end() && !create) return it->second;
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // no sharing
-  args.SetSslTargetNameOverride("localhost");
+  const std::string address = ring_.Owner(device_id).address();
+  if (std::string name = cluster::ServerNameAt(shards_, address);
+      !name.empty()) {
+    args.SetSslTargetNameOverride(name);
+  }
   args.SetMaxReceiveMessageSize(1 << 20);
   auto stub = std::shared_ptr<v1::AttestationService::Stub>(
       v1::AttestationService::NewStub(grpc::CreateCustomChannel(
-          ring_.Owner(device_id).address(), rpc::ChannelCredentials(tls_),
-          args)));
+          address, rpc::ChannelCredentials(tls_), args)));
   ++connections_;
   stubs_[device_id] = stub;
   return stub;

@@ -78,6 +78,7 @@ class PerTwinTlsTransport final : public client::AttestationTransport {
   const rpc::TlsFiles tls_;
   const absl::Duration deadline_;
   const client::ShardRing ring_;
+  const std::vector<cluster::ShardEndpoint> shards_;  // for server names
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<v1::AttestationService::Stub>>
       stubs_ ABSL_GUARDED_BY(mu_);

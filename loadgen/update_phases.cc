@@ -55,8 +55,10 @@ absl::flat_hash_map<std::string, twin::Twin*> TwinsById(
 
 // Probe: why the update service cannot be driven on this cluster, or "".
 std::string UpdateServiceUnavailable(Fleet& fleet, const char* method) {
-  const absl::StatusCode code = ProbeMethod(
-      fleet.cluster().shards[0].address, fleet.gateway_tls(), method);
+  const absl::StatusCode code =
+      ProbeMethod(fleet.cluster().shards[0].address,
+                  fleet.cluster().shards[0].server_name, fleet.gateway_tls(),
+                  method);
   if (code == absl::StatusCode::kUnimplemented) {
     return absl::StrCat(method,
                         " is not served (UNIMPLEMENTED): the update service "
@@ -525,7 +527,8 @@ class UpdateInstallPhase final : public Phase {
     uint64_t installed = 0, others = 0;
     for (const auto& shard : fleet.cluster().shards) {
       auto stub = v1::UpdateAdminService::NewStub(
-          rpc::NewChannel(shard.address, fleet.operator_tls()));
+          rpc::NewChannel(shard.address, fleet.operator_tls(),
+                          shard.server_name));
       v1::GetDeploymentCountsRequest req;
       req.set_deployment_id(deployment_id);
       auto counts = Unary<v1::DeploymentCounts>(

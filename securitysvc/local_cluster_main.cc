@@ -546,7 +546,10 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
               absl::StrCat("--seed_file=", boot->seed_file),
               absl::StrCat("--sphere_cert=", boot->tenant_cert),
               absl::StrCat("--sphere_key=", boot->tenant_key),
-              absl::StrCat("--web_port_file=", dir, "/run/appsvc.web_port")};
+              absl::StrCat("--web_port_file=", dir, "/run/appsvc.web_port"),
+              absl::StrCat("--server_name=", config.server_name),
+              absl::StrCat("--management_server_name=",
+                           config.ServerName("management"))};
     children.push_back(std::move(a));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return s;
     if (auto s = WaitReady(children.back(), timeout, dir); !s.ok()) return s;

@@ -1,5 +1,10 @@
 #include "common/cluster/cluster_config.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -7,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/util/file.h"
 
 namespace sphere::cluster {
 
@@ -99,6 +105,7 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
       if (v.is_string()) c.server_names[name] = v.get<std::string>();
     }
   }
+  for (ShardEndpoint& s : c.shards) s.server_name = c.ServerName(s.id);
   for (const auto& [name, sn] : c.server_names) {
     if (sn.size() > kMaxServerNameBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -146,6 +153,38 @@ std::string ClusterConfig::ServerName(const std::string& process) const {
   return server_name;
 }
 
+absl::StatusOr<Endpoint> ClusterConfig::EndpointOf(
+    const std::string& process) const {
+  std::string address;
+  if (process == "management") {
+    address = management;
+  } else if (process == "appsvc") {
+    address = appsvc;
+  } else {
+    for (const ShardEndpoint& s : shards) {
+      if (s.id == process) address = s.address;
+    }
+  }
+  if (address.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "the cluster file lists no address for \"", process.substr(0, 64),
+        "\""));
+  }
+  return Endpoint{address, ServerName(process)};
+}
+
+std::string ServerNameAt(const std::vector<ShardEndpoint>& shards,
+                         const std::string& address) {
+  for (const ShardEndpoint& s : shards) {
+    if (s.address == address) return s.server_name;
+  }
+  if (shards.empty()) return "";
+  for (const ShardEndpoint& s : shards) {
+    if (s.server_name != shards.front().server_name) return "";
+  }
+  return shards.front().server_name;
+}
+
 std::string ClusterConfigPath(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("SPHERE_CLUSTER");
@@ -181,6 +220,68 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
     ck.second = Resolve(dir, ck.second);
   }
   return c;
+}
+
+namespace {
+
+// FileLock holds an exclusive flock on `path` (created 0600) while alive.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path)
+      : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0 && flock(fd_, LOCK_EX) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) close(fd_);  // closing releases the lock
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+absl::Status RecordTenantCredential(const std::string& path,
+                                    const std::string& tenant,
+                                    const std::string& cert_path,
+                                    const std::string& key_path) {
+  for (const std::string* field : {&tenant, &cert_path, &key_path}) {
+    if (field->empty() || field->size() > kMaxTenantEntryBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tenant credential entry: tenant name and paths must be 1..",
+          kMaxTenantEntryBytes, " bytes"));
+    }
+  }
+  FileLock lock(path + ".lock");
+  if (!lock.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot lock ", path, ".lock: errno ", errno));
+  }
+  absl::StatusOr<std::string> text = util::ReadFile(path);
+  if (!text.ok()) return text.status();
+  // The file must be a cluster file (the one parser says so), but it is
+  // edited as JSON so entries this build does not know survive.
+  if (auto parsed = ParseClusterConfig(*text); !parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", parsed.status().message()));
+  }
+  nlohmann::ordered_json j =
+      nlohmann::ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster file ", path, " is not a JSON object"));
+  }
+  if (!j.contains("tenants") || !j["tenants"].is_object()) {
+    j["tenants"] = nlohmann::ordered_json::object();
+  }
+  j["tenants"][tenant] = {{"cert", cert_path}, {"key", key_path}};
+  return util::WriteFile(path, j.dump(2) + "\n");
 }
 
 }  // namespace sphere::cluster

@@ -66,13 +66,13 @@ void WorkerPool::Run() {
       if (queue_.empty()) return;  // stopping and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      // The key's share counts waiting tasks only: its slot frees now.
+      if (task.keyed) {
+        auto it = per_key_.find(task.key);
+        if (it != per_key_.end() && --it->second == 0) per_key_.erase(it);
+      }
     }
     task.fn();
-    task.fn = nullptr;  // captured state goes before the key's slot frees
-    if (!task.keyed) continue;
-    absl::MutexLock l(&mu_);
-    auto it = per_key_.find(task.key);
-    if (it != per_key_.end() && --it->second == 0) per_key_.erase(it);
   }
 }
 

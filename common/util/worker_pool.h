@@ -5,9 +5,13 @@
 // Admission never blocks: TrySubmit returns false when the queue is full or
 // the task's key already holds its share, and the caller answers
 // RESOURCE_EXHAUSTED at once. Fairness is per key (a tenant, a device, a
-// caller principal): at most `max_per_key` tasks of one key are queued or
-// running at once, so one caller can never fill the queue everyone shares;
-// Post (no key) is bounded by the queue alone, for a server's own work.
+// caller principal): at most `max_per_key` tasks of one key wait in the
+// queue at once, so one caller can never fill the queue everyone shares.
+// Running tasks do not count against the share (they are bounded by the
+// thread count): a task's slot frees when a thread takes it, so a client
+// whose window of calls equals its share is never refused because its
+// previous call is still sending its reply. Post (no key) is bounded by the
+// queue alone, for a server's own work.
 //
 // Tasks of one key run in submission order when the pool has one thread;
 // with several threads they may overlap (use one thread for work that must
@@ -42,7 +46,8 @@ class WorkerPool {
   struct Options {
     int threads = 4;          // at least 1
     size_t max_queue = 1024;  // tasks waiting (not running), all keys
-    // Tasks of one key queued or running at once; 0 = max_queue.
+    // Tasks of one key waiting in the queue at once (running ones do not
+    // count); 0 = max_queue.
     size_t max_per_key = 0;
   };
 
@@ -54,7 +59,8 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   // TrySubmit queues `task` under `key`; false (nothing queued) when the
-  // pool is stopping, the queue is full or `key` holds max_per_key tasks.
+  // pool is stopping, the queue is full or `key` has max_per_key tasks
+  // waiting.
   bool TrySubmit(absl::string_view key, std::function<void()> task);
   // Post queues `task` under no key (bounded by the queue alone).
   bool Post(std::function<void()> task);

@@ -62,21 +62,73 @@ TEST(WorkerPoolTest, OneKeyCannotFillTheQueue) {
   b.release.Notify();
 }
 
-TEST(WorkerPoolTest, KeyShareFreesWhenItsTasksFinish) {
+TEST(WorkerPoolTest, RunningTasksDoNotCountAgainstTheKeyShare) {
   Blocker b;
   WorkerPool pool({.threads = 1, .max_queue = 8, .max_per_key = 1});
   ASSERT_TRUE(pool.TrySubmit("k", b.Task()));
   b.started.WaitForNotification();
-  EXPECT_FALSE(pool.TrySubmit("k", [] {}));  // running counts against it
-  // One thread: a task releases its key's slot before the next task starts,
-  // so once `barrier` ran, "k" holds nothing.
-  absl::Notification barrier;
-  ASSERT_TRUE(pool.Post([&] { barrier.Notify(); }));
+  // "k"'s first task runs; its share (1 waiting) is free again.
+  absl::Notification second;
+  EXPECT_TRUE(pool.TrySubmit("k", [&] { second.Notify(); }));
+  EXPECT_FALSE(pool.TrySubmit("k", [] {}));  // one waiting: share full
+  EXPECT_EQ(pool.queued(), 1u);
   b.release.Notify();
-  barrier.WaitForNotification();
-  absl::Notification again;
-  EXPECT_TRUE(pool.TrySubmit("k", [&] { again.Notify(); }));
-  again.WaitForNotification();
+  second.WaitForNotification();
+}
+
+// A client whose window of calls equals its share sends its next call as
+// soon as a reply arrives, which is before the task that sent the reply has
+// returned. Each task here "replies" by submitting the caller's next call
+// from inside itself: counting running tasks would refuse it; counting
+// waiting tasks only admits every one. Deterministic: a running task has
+// left the queue, so at most share - 1 of the key's tasks wait.
+TEST(WorkerPoolTest, CallerWithExactlyItsShareInFlightIsNeverRefused) {
+  constexpr size_t kShare = 4;
+  constexpr int kCalls = 2000;
+  for (int threads : {1, 3}) {
+    WorkerPool pool({.threads = threads, .max_queue = 16,
+                     .max_per_key = kShare});
+    absl::Mutex mu;
+    int sent = 0, done = 0, refused = 0;
+    int outstanding = 0;  // admitted calls not yet finished
+    std::function<void()> call;
+    // Submit sends one call; a refused call never runs (its chain ends).
+    auto submit = [&] {
+      {
+        absl::MutexLock l(&mu);
+        ++outstanding;
+      }
+      if (!pool.TrySubmit("caller", call)) {
+        absl::MutexLock l(&mu);
+        --outstanding;
+        ++refused;
+      }
+    };
+    call = [&] {
+      bool send;
+      {
+        absl::MutexLock l(&mu);
+        send = sent++ < kCalls - static_cast<int>(kShare);
+      }
+      // The reply: the caller's next call arrives while this task runs.
+      if (send) submit();
+      absl::MutexLock l(&mu);
+      ++done;
+      --outstanding;
+    };
+    for (size_t i = 0; i < kShare; ++i) submit();
+    {
+      absl::MutexLock l(&mu);
+      auto finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+        return outstanding == 0;
+      };
+      mu.Await(absl::Condition(&finished));
+    }
+    pool.Stop();
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(refused, 0) << threads << " threads";
+    EXPECT_EQ(done, kCalls) << threads << " threads";
+  }
 }
 
 TEST(WorkerPoolTest, StoppedPoolRefuses) {

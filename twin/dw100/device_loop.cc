@@ -342,7 +342,8 @@ void DeviceLoop::ConnectCloud() {
   tls.ca_pem = options_.appsvc_ca_pem.empty() ? options_.root_ca_pem
                                               : options_.appsvc_ca_pem;
   gateway_ = contoso::v1::DeviceGateway::NewStub(
-      rpc::NewChannel(options_.appsvc_address, tls));
+      rpc::NewChannel(options_.appsvc_address, tls,
+                      options_.appsvc_server_name));
   gateway_chain_ = state_.certificate_chain_pem();
 }
 

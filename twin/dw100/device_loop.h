@@ -70,6 +70,8 @@ struct DeviceLoopOptions {
   std::vector<cluster::ShardEndpoint> shards;
   std::string root_ca_pem;          // platform root
   std::string appsvc_address;       // empty: no Contoso cloud
+  // TLS name on appsvc's certificate (cluster.json: ServerName("appsvc")).
+  std::string appsvc_server_name = cluster::kDefaultServerName;
   std::string appsvc_ca_pem;        // roots for appsvc's server certificate
   double time_scale = 1.0;          // device time per real time
   uint64_t seed = 1;                // wash-model noise

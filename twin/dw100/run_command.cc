@@ -128,6 +128,7 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   o.appsvc_address = absl::GetFlag(FLAGS_appsvc).empty()
                          ? c.appsvc
                          : absl::GetFlag(FLAGS_appsvc);
+  o.appsvc_server_name = c.ServerName("appsvc");
   if (const std::string ca = absl::GetFlag(FLAGS_appsvc_ca); !ca.empty()) {
     auto pem = rpc::ReadFile(ca);
     if (!pem.ok()) return Fail(pem.status());
