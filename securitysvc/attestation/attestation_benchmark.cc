@@ -280,6 +280,7 @@ struct RpcPlatform {
     rpc::ServerOptions o;
     o.address = "127.0.0.1:0";
     o.tls = {server_pem, server_key.ToPem(), root_pem};
+    if (g_under_callgrind) o.handshake_timeout = absl::Minutes(10);
     runner = std::make_unique<rpc::ServerRunner>(o);
     runner->AddService(service.get());
     Check(runner->Start(), "ServerRunner::Start");
