@@ -63,9 +63,9 @@ struct FaultReport {
   uint64_t acknowledged = 0;  // certificates the twins received
   uint64_t verified = 0;      // of those, found in the owning shard's records
   uint64_t lost = 0;          // not in a shard that answered (fault_check.h)
-  uint64_t unreachable = 0;   // owner never answered the check: not verified
   uint64_t retried = 0;       // twins refused for a nonce the restart lost,
                               // retried once with a fresh challenge
+  uint64_t unreachable = 0;   // owner never answered the check: not verified
 };
 
 struct Report {

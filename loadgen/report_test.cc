@@ -77,6 +77,10 @@ TEST(ReportTest, FaultSectionOnlyWhenAFaultRan) {
   EXPECT_EQ(j["fault"]["lost"], 0);
   EXPECT_EQ(j["fault"]["retried"], 4);
   EXPECT_NE(r.Summary().find("0 lost"), std::string::npos) << r.Summary();
+  EXPECT_EQ(j["fault"]["unreachable"], 0);
+  r.fault->unreachable = 7;
+  EXPECT_NE(r.Summary().find("7 unreachable"), std::string::npos)
+      << r.Summary();
 }
 
 TEST(ReportTest, PhaseMetricsOnlyWhenThePhaseHasThem) {
