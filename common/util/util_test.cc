@@ -219,8 +219,17 @@ bool LoopbackAccepts(int port) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok =
-      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  if (ok) {
+    // A TCP self-connect (the kernel picked `port` as the source port of a
+    // connection to a port nobody listens on) is not a listener.
+    struct sockaddr_in local = {};
+    socklen_t len = sizeof(local);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 &&
+        local.sin_port == addr.sin_port) {
+      ok = false;
+    }
+  }
   close(fd);
   return ok;
 }
