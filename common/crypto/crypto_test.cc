@@ -903,6 +903,31 @@ TEST(CertificateIssuerTest, OutOfShapeNamesStillRefused) {
   EXPECT_EQ(parsed->organization, spec.organization);
 }
 
+// A claim value is written into the DER as one URI; bytes that look like
+// DER or like another claim stay inside it: the certificate still parses,
+// carries the value verbatim, and the scope stays what the issuer said.
+TEST(CertificateIssuerTest, Attack_ClaimBytesCannotForgeAnotherClaim) {
+  Pki p = MakePki();
+  auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);
+  ASSERT_TRUE(issuer.ok());
+  for (const std::string& forged :
+       {std::string("t-1,urn:sphere:scope:full"),
+        std::string("t-1\x86\x15urn:sphere:scope:full", 26),
+        std::string("t-1\x30\x82\xff\xff", 7)}) {
+    CertificateSpec spec = DeviceSpec(EcPrivateKey::Generate());
+    spec.claims.tenant_id = forged;
+    auto pem = (*issuer)->Issue(spec);
+    if (!pem.ok()) continue;  // refused outright is fine too
+    auto parsed = ParseCertificate(*pem);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->claims.scope, "update-only");
+    EXPECT_EQ(parsed->claims.device_id, "456");
+    EXPECT_EQ(parsed->uri_sans.size(), 5u);
+    EXPECT_TRUE(
+        VerifyChain(*pem, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
+  }
+}
+
 TEST(CertificateIssuerTest, IssueWithSerialReportsTheSerial) {
   Pki p = MakePki();
   auto issuer = CertificateIssuer::Create(p.ca_key, p.ca);

@@ -623,9 +623,10 @@ BENCHMARK(BM_IssueDeviceCertificateCachedIssuer);
 // ------------------------------------------------------------ callgrind
 
 // RunCallgrindPhases: `--callgrind=N` mode. Under
-//   valgrind --tool=callgrind --collect-atstart=no --dump-instr=no \
-//     bazel-bin/securitysvc/attestation_benchmark --callgrind=200
-// each phase runs N operations after a warm-up and is dumped as its own
+//   valgrind --tool=callgrind --instr-atstart=no \
+//     bazel-bin/securitysvc/attestation_benchmark --callgrind=64
+// (setup and warm-ups run uninstrumented, so at near native speed) each
+// phase runs N operations after a warm-up and is dumped as its own
 // callgrind part (callgrind.out.PID.K, named by the phase), counting every
 // thread of the process: gRPC client and server threads, the group-commit
 // writer and RocksDB's own threads. Phases: "rpc_attest" (GetChallenge +
