@@ -277,8 +277,11 @@ rows = t.get("entries", [])
 kinds = {}
 for e in rows:
     kinds[(e["source"], e["kind"])] = kinds.get((e["source"], e["kind"]), 0) + 1
-for e in [e for e in rows if e["source"] == "sphere" and e["kind"] in ("attestation", "update")][-4:] + \
-         [e for e in rows if e["source"] == "contoso"][-2:]:
+shown = sorted([e for e in rows if e["source"] == "sphere" and e["kind"] == "attestation"][-2:] +
+               [e for e in rows if e["source"] == "sphere" and e["kind"] == "update"][-2:] +
+               [e for e in rows if e["source"] == "contoso"][-2:],
+               key=lambda e: int(e.get("time_unix_ms", 0)))
+for e in shown:
     ts = time.strftime("%H:%M:%S", time.gmtime(int(e.get("time_unix_ms", 0)) / 1000))
     print("   %s %-7s %-12s %s" % (ts, e["source"], e["kind"], e["summary"][:110]))
 print("counts attestation=%d update=%d contoso=%d" % (
