@@ -254,6 +254,11 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_GE(ran, 8);
   // telemetry's end check (appsvc's CountTelemetry) passed: every
   // acknowledged reading is stored, and every twin's batch was acknowledged.
+  // error_report counts events (issue 12's target unit), not uploads: every
+  // twin's 3 app crashes (--error-events default) acknowledged = durable.
+  const auto& em = j["phases"]["error_report"]["metrics"];
+  EXPECT_GE(em["acknowledged"].get<double>(), kTwins * 3.0);
+  EXPECT_GT(em["events_per_s"].get<double>(), 0);
   const auto& tm = j["phases"]["telemetry"]["metrics"];
   EXPECT_EQ(tm["acknowledged"], kTwins * 100);
   EXPECT_EQ(tm["stored"], kTwins * 100);

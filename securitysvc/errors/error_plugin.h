@@ -27,10 +27,13 @@ class ErrorReportingPlugin final : public shard::ShardPlugin {
   struct Options {
     store::GroupCommitOptions group_commit = DefaultGroupCommit();
     // Group-commit writers (threads) over the shard's store; a device always
-    // uses the same one. Two let RocksDB insert two groups' keys into the
-    // memtable at once, sharing one WAL sync (docs/benchmarks.md, "Error
-    // ingest"). Each writer has group_commit's queue bounds.
-    int writers = 2;
+    // uses the same one. More than one lets RocksDB insert several groups'
+    // keys into the memtable at once (for machines where the one commit
+    // thread saturates a core); on the 2-core machine measured, 2 gave no
+    // gain and twice the synced writes (docs/benchmarks.md, "Error
+    // ingest", stop 19), so the default is 1. Each writer has
+    // group_commit's queue bounds.
+    int writers = 1;
     // How often the retention sweep runs (0 = never; tests sweep by hand).
     absl::Duration sweep_interval = absl::Hours(1);
     // Called for every durable upload (see AcceptedHook); optional.

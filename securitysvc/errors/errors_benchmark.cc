@@ -9,7 +9,7 @@
 //
 //   bazel run -c opt //securitysvc/errors:errors_benchmark --
 //       [--uploads=400] [--in_flight=32] [--events=1000] [--floor=1]
-//       [--ingest=1] [--warm=1] [--writers=2]
+//       [--ingest=1] [--warm=1] [--writers=1]
 //
 // --warm=1 (default): every device uploaded once before the timed part (a
 // shard that has seen its devices since it started: the duplicate check is
@@ -119,8 +119,8 @@ int Main(int argc, char** argv) {
   const bool run_floor = Flag(argc, argv, "floor", 1) != 0;
   const bool run_ingest = Flag(argc, argv, "ingest", 1) != 0;
   const bool warm = Flag(argc, argv, "warm", 1) != 0;
-  // Group-commit writers (ErrorReportingPlugin::Options::writers, default 2).
-  const int writers = Flag(argc, argv, "writers", 2);
+  // Group-commit writers (ErrorReportingPlugin::Options::writers, default 1).
+  const int writers = Flag(argc, argv, "writers", 1);
   const char* base = std::getenv("STORE_BENCH_DIR");
   if (base == nullptr) base = std::getenv("TEST_TMPDIR");
   std::string tmpl = absl::StrCat(base ? base : "/tmp", "/errors_bench.XXXXXX");

@@ -48,7 +48,9 @@ int main(int argc, char** argv) {
   const int devices = std::atoi(argv[2]);
   const int batch = std::atoi(argv[3]);
   const uint64_t first_seq = std::strtoull(argv[4], nullptr, 10);
-  // Two group-commit writers, as ErrorReportingPlugin runs by default.
+  // Two group-commit writers (ErrorReportingPlugin::Options::writers > 1):
+  // the kill loop covers the multi-writer path; one writer is its special
+  // case.
   store::GroupCommitWriter writer_a(db->get()), writer_b(db->get());
   // No per-device quota: each thread is one device uploading as fast as the
   // store acknowledges (this is a durability test, not a quota test).
