@@ -14,6 +14,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
+#include "common/util/file.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -41,7 +42,7 @@ class GatewayServiceTest : public ::testing::Test {
                         ::testing::UnitTest::GetInstance()
                             ->current_test_info()
                             ->name());
-    ASSERT_TRUE(sphere::rpc::MakeDirs(dir_, 0700).ok());
+    ASSERT_TRUE(sphere::util::MakeDirs(dir_, 0700).ok());
     root_pem_ = Issue("Sphere platform root", root_key_, crypto::KeyUsage::kCa,
                       {}, root_key_, "");
     tenant_pem_ = Issue("Contoso tenant CA", tenant_key_,
@@ -343,10 +344,10 @@ TEST(GatewayKeyFile, CreatedOnce0600ThenReused) {
 
 TEST(GatewayKeyFile, Fault_WrongSizeRefusedNotReplaced) {
   const std::string path = ::testing::TempDir() + "/gw-key-short";
-  ASSERT_TRUE(sphere::rpc::WriteFile(path, "short", 0600).ok());
+  ASSERT_TRUE(sphere::util::WriteFile(path, "short", 0600).ok());
   auto k = LoadOrCreateGatewayKey(path);
   EXPECT_EQ(k.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(*sphere::rpc::ReadFile(path), "short");
+  EXPECT_EQ(*sphere::util::ReadFile(path), "short");
 }
 
 }  // namespace
