@@ -36,6 +36,7 @@
 #include "appsvc/web_server.h"
 #include "common/cluster/cluster_config.h"
 #include "common/cluster/pki_layout.h"
+#include "common/util/file.h"
 #include "common/util/worker_pool.h"
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
@@ -106,7 +107,7 @@ absl::StatusOr<sphere::rpc::TlsFiles> LoadTls(const std::string& cert,
   for (auto [path, out] : {std::pair{cert, &tls.cert_pem},
                            std::pair{key, &tls.key_pem},
                            std::pair{ca, &tls.ca_pem}}) {
-    auto text = sphere::rpc::ReadFile(path);
+    auto text = sphere::util::ReadFile(path);
     if (!text.ok()) return text.status();
     *out = std::move(*text);
   }
@@ -146,7 +147,7 @@ int Main() {
   }
 
   const std::string db_dir = Or(absl::GetFlag(FLAGS_db_dir), dir + "/appsvc/db");
-  if (auto s = sphere::rpc::MakeDirs(db_dir, 0700); !s.ok()) return Fail(s);
+  if (auto s = sphere::util::MakeDirs(db_dir, 0700); !s.ok()) return Fail(s);
   auto store = sphere::store::OpenRocksStore(db_dir, ColumnFamilies());
   if (!store.ok()) return Fail(store.status());
   sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
@@ -160,7 +161,7 @@ int Main() {
   ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real(), copts);
   std::vector<WebAccount> web_accounts;
   if (!absl::GetFlag(FLAGS_seed_file).empty()) {
-    auto text = sphere::rpc::ReadFile(absl::GetFlag(FLAGS_seed_file));
+    auto text = sphere::util::ReadFile(absl::GetFlag(FLAGS_seed_file));
     if (!text.ok()) return Fail(text.status());
     auto seed = ParseSeed(*text);
     if (!seed.ok()) return Fail(seed.status());
@@ -204,7 +205,7 @@ int Main() {
   ContosoSupportService support(&cloud, &registry, &sphere_source, &pool);
   // Gateway path (contoso.v1.ContosoGateway): appsvc's own token key, made
   // at first start in DIR/appsvc (0600).
-  if (auto s = sphere::rpc::MakeDirs(dir + "/appsvc", 0700); !s.ok()) {
+  if (auto s = sphere::util::MakeDirs(dir + "/appsvc", 0700); !s.ok()) {
     return Fail(s);
   }
   auto gateway_key = LoadOrCreateGatewayKey(dir + "/appsvc/gateway_token.key");
@@ -244,13 +245,13 @@ int Main() {
     if (auto s = web->Start(); !s.ok()) return Fail(s);
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    if (auto s = sphere::rpc::WriteFile(absl::GetFlag(FLAGS_port_file),
+    if (auto s = sphere::util::WriteFile(absl::GetFlag(FLAGS_port_file),
                                         absl::StrCat(runner.port()));
         !s.ok())
       return Fail(s);
   }
   if (web && !absl::GetFlag(FLAGS_web_port_file).empty()) {
-    if (auto s = sphere::rpc::WriteFile(absl::GetFlag(FLAGS_web_port_file),
+    if (auto s = sphere::util::WriteFile(absl::GetFlag(FLAGS_web_port_file),
                                         absl::StrCat(web->port()));
         !s.ok())
       return Fail(s);

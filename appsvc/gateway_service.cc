@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "common/util/metrics.h"
 
 namespace contoso::appsvc {
@@ -178,7 +179,7 @@ grpc::ServerUnaryReactor* ContosoGatewayService::CountTelemetry(
 absl::StatusOr<std::string> LoadOrCreateGatewayKey(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
-    absl::StatusOr<std::string> key = sphere::rpc::ReadFile(path);
+    absl::StatusOr<std::string> key = sphere::util::ReadFile(path);
     if (!key.ok()) return key.status();
     if (key->size() != kGatewayKeyBytes) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -189,7 +190,7 @@ absl::StatusOr<std::string> LoadOrCreateGatewayKey(const std::string& path) {
     return key;
   }
   std::string key = sphere::crypto::RandomBytes(kGatewayKeyBytes);
-  if (auto s = sphere::rpc::WriteFile(path, key, 0600); !s.ok()) return s;
+  if (auto s = sphere::util::WriteFile(path, key, 0600); !s.ok()) return s;
   return key;
 }
 

@@ -15,6 +15,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
+#include "common/util/file.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -28,7 +29,7 @@ class GatewayServiceTest : public ::testing::Test {
                         ::testing::UnitTest::GetInstance()
                             ->current_test_info()
                             ->name());
-    ASSERT_TRUE(sphere::rpc::MakeDirs(dir_, 0700).ok());
+    ASSERT_TRUE(sphere::util::MakeDirs(dir_, 0700).ok());
     a_ = Device();
     b_ = Device();
 
@@ -263,10 +264,10 @@ TEST(GatewayKeyFile, CreatedOnce0600ThenReused) {
 
 TEST(GatewayKeyFile, Fault_WrongSizeRefusedNotReplaced) {
   const std::string path = ::testing::TempDir() + "/gw-key-short";
-  ASSERT_TRUE(sphere::rpc::WriteFile(path, "short", 0600).ok());
+  ASSERT_TRUE(sphere::util::WriteFile(path, "short", 0600).ok());
   auto k = LoadOrCreateGatewayKey(path);
   EXPECT_EQ(k.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(*sphere::rpc::ReadFile(path), "short");
+  EXPECT_EQ(*sphere::util::ReadFile(path), "short");
 }
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 
 ABSL_FLAG(std::string, dir, "", "Scratch directory (required)");
 
@@ -98,7 +99,7 @@ int Fail(const absl::Status& s) {
 int Main() {
   const std::string dir = absl::GetFlag(FLAGS_dir);
   if (dir.empty()) return Fail(absl::InvalidArgumentError("--dir is required"));
-  if (auto s = sphere::rpc::MakeDirs(dir, 0700); !s.ok()) return Fail(s);
+  if (auto s = sphere::util::MakeDirs(dir, 0700); !s.ok()) return Fail(s);
   // A self-signed server certificate for 127.0.0.1.
   auto key = sphere::crypto::EcPrivateKey::Generate();
   sphere::crypto::CertificateSpec spec;
@@ -111,9 +112,9 @@ int Main() {
   spec.dns_sans = {"localhost"};
   auto pem = sphere::crypto::IssueCertificate(spec, key, "");
   if (!pem.ok()) return Fail(pem.status());
-  if (auto s = sphere::rpc::WriteFile(dir + "/web.pem", *pem); !s.ok())
+  if (auto s = sphere::util::WriteFile(dir + "/web.pem", *pem); !s.ok())
     return Fail(s);
-  if (auto s = sphere::rpc::WriteFile(dir + "/web.key", key.ToPem(), 0600);
+  if (auto s = sphere::util::WriteFile(dir + "/web.key", key.ToPem(), 0600);
       !s.ok())
     return Fail(s);
 

@@ -22,6 +22,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/memory_store.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -53,7 +54,7 @@ class WebServerTest : public ::testing::Test {
     const std::string dir = absl::StrCat(
         ::testing::TempDir(), "/web_server_test_",
         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_TRUE(sphere::rpc::MakeDirs(dir, 0700).ok());
+    ASSERT_TRUE(sphere::util::MakeDirs(dir, 0700).ok());
     auto key = sphere::crypto::EcPrivateKey::Generate();
     sphere::crypto::CertificateSpec spec;
     spec.common_name = "web_server_test";
@@ -64,8 +65,8 @@ class WebServerTest : public ::testing::Test {
     spec.ip_sans = {"127.0.0.1"};
     auto pem = sphere::crypto::IssueCertificate(spec, key, "");
     ASSERT_TRUE(pem.ok());
-    ASSERT_TRUE(sphere::rpc::WriteFile(dir + "/web.pem", *pem).ok());
-    ASSERT_TRUE(sphere::rpc::WriteFile(dir + "/web.key", key.ToPem(), 0600)
+    ASSERT_TRUE(sphere::util::WriteFile(dir + "/web.pem", *pem).ok());
+    ASSERT_TRUE(sphere::util::WriteFile(dir + "/web.key", key.ToPem(), 0600)
                     .ok());
 
     store_ = *sphere::store::MemoryStore::Create(ColumnFamilies());

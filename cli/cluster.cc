@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "common/util/file.h"
 
 namespace sphere::cli {
 namespace {
@@ -132,7 +133,7 @@ void AddCaCertificateCommands(CLI::App* app, Context* ctx) {
         if (auto s = c.Call(&S::GetCaCertificate, req, &ca); !s.ok()) return s;
         std::string pem = ca.tenant_ca_pem();
         if (a->include_root) pem += ca.root_ca_pem();
-        if (auto s = rpc::WriteFile(a->destination, pem); !s.ok()) return s;
+        if (auto s = util::WriteFile(a->destination, pem); !s.ok()) return s;
         std::cout << "wrote " << a->destination << "\n";
         return absl::OkStatus();
       });

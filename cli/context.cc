@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cluster/cluster_config.h"
+#include "common/util/file.h"
 
 namespace sphere::cli {
 namespace {
@@ -18,7 +19,7 @@ absl::StatusOr<std::string> ReadNamed(const std::string& what,
     return absl::InvalidArgumentError(
         absl::StrCat("cluster file has no ", what, " path"));
   }
-  absl::StatusOr<std::string> s = rpc::ReadFile(path);
+  absl::StatusOr<std::string> s = util::ReadFile(path);
   if (!s.ok()) {
     return absl::Status(s.status().code(),
                         absl::StrCat("cannot read ", what, " ", path, ": ",
@@ -70,7 +71,7 @@ std::string ConfigPath() {
 }
 
 std::string SelectedTenant() {
-  absl::StatusOr<std::string> text = rpc::ReadFile(ConfigPath());
+  absl::StatusOr<std::string> text = util::ReadFile(ConfigPath());
   if (!text.ok()) return "";
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return "";
@@ -81,7 +82,7 @@ std::string SelectedTenant() {
 absl::Status SaveSelectedTenant(const std::string& tenant) {
   const std::string path = ConfigPath();
   json j = json::object();
-  if (absl::StatusOr<std::string> text = rpc::ReadFile(path); text.ok()) {
+  if (absl::StatusOr<std::string> text = util::ReadFile(path); text.ok()) {
     json old = json::parse(*text, nullptr, false);
     if (!old.is_discarded() && old.is_object()) j = old;
   }
@@ -91,9 +92,9 @@ absl::Status SaveSelectedTenant(const std::string& tenant) {
     j["tenant"] = tenant;
   }
   if (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
-    if (auto s = rpc::MakeDirs(path.substr(0, slash), 0700); !s.ok()) return s;
+    if (auto s = util::MakeDirs(path.substr(0, slash), 0700); !s.ok()) return s;
   }
-  return rpc::WriteFile(path, j.dump(2) + "\n", 0600);
+  return util::WriteFile(path, j.dump(2) + "\n", 0600);
 }
 
 void Context::SetAction(Access access, Action action) {

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "cli/commands.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 #include "protos/attestation.grpc.pb.h"
 
 namespace sphere::cli {
@@ -281,7 +282,7 @@ absl::StatusOr<std::vector<v1::FactoryDevice>> ParseKeys(
 }
 
 absl::Status Import(Context& c, const std::string& path) {
-  absl::StatusOr<std::string> text = rpc::ReadFile(path);
+  absl::StatusOr<std::string> text = util::ReadFile(path);
   if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat("cannot read key file ", path,
                                             ": ", text.status().message()));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/image_upload.h"
+#include "common/util/file.h"
 
 namespace sphere::cli {
 namespace {
@@ -35,7 +36,7 @@ std::string ImageKey(const v1::Image& i) {
 
 // UploadPackage reads one image package file and uploads it.
 absl::StatusOr<v1::Image> UploadPackage(Context& c, const std::string& path) {
-  absl::StatusOr<std::string> bytes = rpc::ReadFile(path);
+  absl::StatusOr<std::string> bytes = util::ReadFile(path);
   if (!bytes.ok()) {
     return absl::NotFoundError(absl::StrCat("cannot read image package ", path,
                                             ": ", bytes.status().message()));

@@ -8,6 +8,7 @@
 #include "common/cluster/cluster_config.h"
 #include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 
 namespace sphere::cli {
 namespace {
@@ -43,11 +44,11 @@ absl::Status Credential(Context& ctx, const std::string& name,
     return s;
   }
   const std::string dir = cluster::PkiPath(ctx.cluster().state_dir, "tenants");
-  if (auto s = rpc::MakeDirs(dir, 0700); !s.ok()) return s;
+  if (auto s = util::MakeDirs(dir, 0700); !s.ok()) return s;
   const std::string cert_path = absl::StrCat(dir, "/", t.name(), ".pem");
   const std::string key_path = absl::StrCat(dir, "/", t.name(), ".key");
-  if (auto s = rpc::WriteFile(key_path, key.ToPem(), 0600); !s.ok()) return s;
-  if (auto s = rpc::WriteFile(cert_path, cred.certificate_pem()); !s.ok()) {
+  if (auto s = util::WriteFile(key_path, key.ToPem(), 0600); !s.ok()) return s;
+  if (auto s = util::WriteFile(cert_path, cred.certificate_pem()); !s.ok()) {
     return s;
   }
   if (auto s = cluster::RecordTenantCredential(ctx.cluster().path, t.name(),

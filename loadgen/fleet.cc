@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 #include "mcu-model/image.h"
 
 namespace sphere::loadgen {
@@ -40,13 +41,13 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   std::unique_ptr<Fleet> f(new Fleet(std::move(options)));
   f->cluster_ = std::move(*cluster);
   if (!f->options_.appsvc.empty()) f->cluster_.appsvc = f->options_.appsvc;
-  auto root = rpc::ReadFile(f->cluster_.root_ca);
+  auto root = util::ReadFile(f->cluster_.root_ca);
   if (!root.ok()) return root.status();
   auto read_tls = [&](const std::string& cert, const std::string& key)
       -> absl::StatusOr<rpc::TlsFiles> {
-    auto c = rpc::ReadFile(cert);
+    auto c = util::ReadFile(cert);
     if (!c.ok()) return c.status();
-    auto k = rpc::ReadFile(key);
+    auto k = util::ReadFile(key);
     if (!k.ok()) return k.status();
     return rpc::TlsFiles{*c, *k, *root};
   };
@@ -56,7 +57,7 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   auto gw = read_tls(cluster::PkiPath(f->cluster_.state_dir, "gateway.pem"), cluster::PkiPath(f->cluster_.state_dir, "gateway.key"));
   if (!gw.ok()) return gw.status();
   f->gateway_tls_ = *gw;
-  auto rom_pem = rpc::ReadFile(cluster::PkiPath(f->cluster_.state_dir, "image-signing.pub.pem"));
+  auto rom_pem = util::ReadFile(cluster::PkiPath(f->cluster_.state_dir, "image-signing.pub.pem"));
   if (!rom_pem.ok()) return rom_pem.status();
   auto rom = crypto::PublicKeyFromPem(*rom_pem);
   if (!rom.ok()) return rom.status();
@@ -64,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   for (const auto& comp : mcu::BootChainComponents()) {
     const std::string path = absl::StrCat(f->cluster_.state_dir,
                                           "/images/os-1/", comp, ".pkg");
-    auto bytes = rpc::ReadFile(path);
+    auto bytes = util::ReadFile(path);
     if (!bytes.ok()) return bytes.status();
     v1::ImagePackage pkg;
     if (!pkg.ParseFromString(*bytes)) {
@@ -93,7 +94,7 @@ void Fleet::set_min_catalog_revision(int64_t revision) {
 absl::StatusOr<pid_t> Fleet::ShardPid(const std::string& shard_id) const {
   const std::string path =
       absl::StrCat(cluster_.state_dir, "/run/", shard_id, ".pid");
-  auto text = rpc::ReadFile(path);
+  auto text = util::ReadFile(path);
   if (!text.ok()) return text.status();
   int pid = 0;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 0) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 
 namespace sphere::loadgen {
 namespace {
@@ -255,11 +256,11 @@ std::string Report::ToHtml() const {
 }
 
 absl::Status Report::Write(const std::string& dir) const {
-  if (auto s = rpc::MakeDirs(dir); !s.ok()) return s;
-  if (auto s = rpc::WriteFile(dir + "/report.json", ToJson()); !s.ok()) {
+  if (auto s = util::MakeDirs(dir); !s.ok()) return s;
+  if (auto s = util::WriteFile(dir + "/report.json", ToJson()); !s.ok()) {
     return s;
   }
-  return rpc::WriteFile(dir + "/report.html", ToHtml());
+  return util::WriteFile(dir + "/report.html", ToHtml());
 }
 
 std::string Report::Summary() const {

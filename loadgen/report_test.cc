@@ -1,3 +1,4 @@
+#include "common/util/file.h"
 #include "loadgen/report.h"
 
 #include <gtest/gtest.h>
@@ -148,8 +149,8 @@ TEST(ReportTest, WriteCreatesBothFiles) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   const std::string dir = std::string(tmp ? tmp : "/tmp") + "/report-out/x";
   ASSERT_TRUE(Sample().Write(dir).ok());
-  auto json = rpc::ReadFile(dir + "/report.json");
-  auto html = rpc::ReadFile(dir + "/report.html");
+  auto json = util::ReadFile(dir + "/report.json");
+  auto html = util::ReadFile(dir + "/report.html");
   ASSERT_TRUE(json.ok());
   ASSERT_TRUE(html.ok());
   EXPECT_EQ(*json, Sample().ToJson());

@@ -41,6 +41,7 @@
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -79,7 +80,7 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
   const std::string path = TwinStatePath(c.state_dir, name);
   auto state = ReadTwinState(path);
   if (!state.ok()) return Fail(state.status());
-  auto root = rpc::ReadFile(c.root_ca);
+  auto root = util::ReadFile(c.root_ca);
   if (!root.ok()) return Fail(root.status());
   auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
                                      state->rom_image_signing_key(),
@@ -136,7 +137,7 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
     return Fail(twin.last_error());
   }
   if (const std::string out = absl::GetFlag(FLAGS_chain_out); !out.empty()) {
-    if (auto s = rpc::WriteFile(out, issued.certificate_chain_pem());
+    if (auto s = util::WriteFile(out, issued.certificate_chain_pem());
         !s.ok()) {
       return Fail(s);
     }

@@ -13,6 +13,7 @@
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -63,7 +64,7 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
   auto state = ReadTwinState(p->path_);
   if (!state.ok()) return state.status();
   p->state_ = *std::move(state);
-  auto root = rpc::ReadFile(cluster.root_ca);
+  auto root = util::ReadFile(cluster.root_ca);
   if (!root.ok()) return root.status();
   p->root_pem_ = *std::move(root);
   auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
@@ -311,11 +312,11 @@ int RunTwinCommand(const cluster::ClusterConfig& cluster,
   runner.AddService(&control);
   if (absl::Status s = runner.Start(); !s.ok()) return Fail(s);
   const std::string dir = TwinDir(cluster.state_dir, name);
-  if (absl::Status s = rpc::WriteFile(dir + "/control.crt", *cert, 0600);
+  if (absl::Status s = util::WriteFile(dir + "/control.crt", *cert, 0600);
       !s.ok()) {
     return Fail(s);
   }
-  if (absl::Status s = rpc::WriteFile(dir + "/control.port",
+  if (absl::Status s = util::WriteFile(dir + "/control.port",
                                       absl::StrCat(runner.port(), "\n"), 0600);
       !s.ok()) {
     return Fail(s);

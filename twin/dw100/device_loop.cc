@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "mcu-model/image.h"
 #include "client/update_client.h"
@@ -288,7 +289,7 @@ void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
   // The chain next to the state file, for `openssl verify` and the demo.
   const std::string dir =
       options_.state_path.substr(0, options_.state_path.rfind('/'));
-  if (auto s = rpc::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
+  if (auto s = util::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
                               issued.certificate_chain_pem());
       !s.ok()) {
     log::Warning("cannot write device_chain.pem", {{"error", s.ToString()}});

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "common/util/metrics_http.h"
 #include "mcu-model/device.h"
@@ -82,7 +83,7 @@ int InstallAppsCommand(const cluster::ClusterConfig& c, const std::string& name,
         "secure boot failed, cannot install apps: ", s.message())));
   }
   for (const std::string& f : files) {
-    auto bytes = rpc::ReadFile(f);
+    auto bytes = util::ReadFile(f);
     if (!bytes.ok()) return Fail(bytes.status());
     if (bytes->size() > kMaxPackageBytes) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -113,7 +114,7 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   const std::string path = twin::TwinStatePath(c.state_dir, name);
   auto state = twin::ReadTwinState(path);
   if (!state.ok()) return Fail(state.status());
-  auto root = rpc::ReadFile(c.root_ca);
+  auto root = util::ReadFile(c.root_ca);
   if (!root.ok()) return Fail(root.status());
   auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
                                      state->rom_image_signing_key(),
@@ -130,7 +131,7 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
                          : absl::GetFlag(FLAGS_appsvc);
   o.appsvc_server_name = c.ServerName("appsvc");
   if (const std::string ca = absl::GetFlag(FLAGS_appsvc_ca); !ca.empty()) {
-    auto pem = rpc::ReadFile(ca);
+    auto pem = util::ReadFile(ca);
     if (!pem.ok()) return Fail(pem.status());
     o.appsvc_ca_pem = *pem;
   }
@@ -180,11 +181,11 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   }
   const std::string port_file =
       absl::StrCat(twin::TwinDir(c.state_dir, name), "/control.port");
-  if (auto s = rpc::WriteFile(port_file, absl::StrCat(port)); !s.ok()) {
+  if (auto s = util::WriteFile(port_file, absl::StrCat(port)); !s.ok()) {
     return Fail(s);
   }
   if (const std::string f = absl::GetFlag(FLAGS_port_file); !f.empty()) {
-    if (auto s = rpc::WriteFile(f, absl::StrCat(port)); !s.ok()) return Fail(s);
+    if (auto s = util::WriteFile(f, absl::StrCat(port)); !s.ok()) return Fail(s);
   }
   // Process metrics (Prometheus text over HTTP), like every process.
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
@@ -194,7 +195,7 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
     metrics_http = *std::move(m);
     if (const std::string f = absl::GetFlag(FLAGS_metrics_port_file);
         !f.empty()) {
-      if (auto s = rpc::WriteFile(f, absl::StrCat(metrics_http->port()));
+      if (auto s = util::WriteFile(f, absl::StrCat(metrics_http->port()));
           !s.ok()) {
         return Fail(s);
       }
@@ -242,7 +243,7 @@ int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
   if (auto it = c.twins.find(name); it != c.twins.end()) {
     address = it->second;
   } else {
-    auto port = rpc::ReadFile(
+    auto port = util::ReadFile(
         absl::StrCat(twin::TwinDir(c.state_dir, name), "/control.port"));
     if (!port.ok()) {
       return Fail(absl::NotFoundError(absl::StrCat(
