@@ -2,10 +2,14 @@
 
 #include <memory>
 
+#include <grpc/grpc_security_constants.h>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
+#include "common/crypto/crypto.h"
 #include "common/util/log.h"
 
 namespace sphere::shard {
@@ -38,6 +42,45 @@ absl::Status CheckRequestedId(absl::string_view requested,
       "device ", authenticated, " may not act for device ", requested,
       ": a device acts only for itself (leave device_id empty or set it to "
       "the credential's device)"));
+}
+
+// PeerCertificate: the call's verified TLS peer certificate, parsed once
+// per certificate: a connection presents the same one on every call, as a
+// TLS session would. Keyed by the whole PEM (exact match, no digest to
+// compute or collide), bounded (cleared when full). Only the parse is
+// cached: expiry, revocation, tenant and epoch are checked on every call.
+absl::StatusOr<std::shared_ptr<const crypto::ParsedCertificate>>
+PeerCertificate(const grpc::ServerContextBase& context) {
+  auto auth = context.auth_context();
+  if (auth == nullptr) {
+    return absl::UnauthenticatedError("call carries no TLS peer identity");
+  }
+  auto pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) {
+    return absl::UnauthenticatedError(
+        "no client certificate: connect with a Sphere-issued certificate");
+  }
+  const absl::string_view text(pem.front().data(), pem.front().size());
+  static absl::Mutex mu(absl::kConstInit);
+  using Cache = absl::flat_hash_map<std::string,
+                                    std::shared_ptr<const crypto::ParsedCertificate>>;
+  static Cache* cache = new Cache();
+  {
+    absl::MutexLock l(&mu);
+    auto it = cache->find(text);
+    if (it != cache->end()) return it->second;
+  }
+  auto parsed = crypto::ParseCertificate(text);
+  if (!parsed.ok()) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "unreadable client certificate: ", parsed.status().message()));
+  }
+  auto cert =
+      std::make_shared<const crypto::ParsedCertificate>(*std::move(parsed));
+  absl::MutexLock l(&mu);
+  if (cache->size() >= kMaxCachedPeerCertificates) cache->clear();
+  cache->emplace(std::string(text), cert);
+  return cert;
 }
 
 }  // namespace
@@ -87,7 +130,14 @@ absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
     }
     return call;
   }
-  auto ctx = authenticator_->FromCall(context);
+  auto cert = PeerCertificate(context);
+  if (!cert.ok()) return cert.status();
+  absl::string_view token;
+  const auto& md = context.client_metadata();
+  if (auto it = md.find(auth::kSessionTokenMetadata); it != md.end()) {
+    token = absl::string_view(it->second.data(), it->second.size());
+  }
+  auto ctx = authenticator_->Authenticate(cert->get(), token);
   if (!ctx.ok()) return ctx.status();
   if (auto s = CheckRequestedId(request_device_id, ctx->device_id); !s.ok()) {
     return s;
@@ -98,9 +148,7 @@ absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
              ctx->scope != auth::Scope::kUpdateOnly) {
     return absl::PermissionDeniedError("not a device credential");
   }
-  auto peer = rpc::PeerFromContext(context);
-  call.caller_scope =
-      peer.ok() ? auth::ParseScope(peer->claims().scope) : ctx->scope;
+  call.caller_scope = auth::ParseScope((*cert)->claims.scope);
   call.device_id = ctx->device_id;
   call.context = *std::move(ctx);
   return call;

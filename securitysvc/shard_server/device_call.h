@@ -74,6 +74,10 @@ struct DeviceCall {
 // longer than this is refused before it is compared, logged or echoed.
 inline constexpr size_t kMaxDeviceIdBytes = 64;
 
+// Parsed peer certificates kept for device calls (kDevice, kFullScope), one
+// per distinct certificate; the cache is emptied when it holds this many.
+inline constexpr size_t kMaxCachedPeerCertificates = 4096;
+
 class DeviceCallHandler {
  public:
   // Finish ends a call started with UnaryAsync; call it exactly once.

@@ -218,5 +218,43 @@ TEST_F(DeviceCallTest, Attack_RevokedDeviceCredentialIsRefused) {
   g_->platform.catalog().PutDevice(*rec);
 }
 
+// The parsed peer certificate is cached per certificate; what the credential
+// is worth is not: a certificate accepted a moment ago (its parse cached) is
+// refused on the very next call once the device is revoked or changes
+// owner, and nothing about the device changed on the refusal.
+TEST_F(DeviceCallTest, Attack_CachedCertificateIsRefusedAtOnceAfterRevocation) {
+  const rpc::TlsFiles tls = DeviceCert(*g_->other, "full");
+  std::string who;
+  grpc::Status st = Probe(tls, 0, "", "", &who);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  st = Probe(tls, 0, "", "", &who);  // served from the cache
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(who, g_->other->device_id());
+  auto rec = g_->platform.catalog().GetDevice(g_->other->device_id());
+  ASSERT_TRUE(rec.ok());
+  v1::Device revoked = *rec;
+  revoked.set_state(v1::REVOKED);
+  g_->platform.catalog().PutDevice(revoked);
+  who.clear();
+  st = Probe(tls, 0, "", "", &who);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "revoked"))
+      << st.error_message();
+  EXPECT_TRUE(who.empty());
+  auto after = g_->platform.catalog().GetDevice(g_->other->device_id());
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->SerializeAsString(), revoked.SerializeAsString());
+  // A new owner epoch voids the cached certificate too.
+  v1::Device moved = *rec;
+  moved.set_ownership_epoch(rec->ownership_epoch() + 1);
+  g_->platform.catalog().PutDevice(moved);
+  st = Probe(tls, 0, "", "", &who);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(who.empty());
+  g_->platform.catalog().PutDevice(*rec);
+  st = Probe(tls, 0, "", "", &who);  // restored: accepted again
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
 }  // namespace
 }  // namespace sphere::shard

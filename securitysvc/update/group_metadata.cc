@@ -229,6 +229,7 @@ GroupMetadataCache::GetOrBuild(const GroupVariant& variant, bool allow_io) {
   for (int i = 0; i < g->response.targets_size(); ++i) {
     g->target_index[g->response.targets(i).image_id()] = i;
   }
+  g->response_bytes = g->response.SerializeAsString();
   e.content = content;
   e.validated_revision = revision;
   e.signed_variant = std::move(g);

@@ -96,6 +96,7 @@ uint32_t RolloutStage(const v1::Deployment& d, absl::string_view device_id);
 struct GroupMetadata {
   v1::UpdateMetadata metadata;
   v1::GetUpdatesResponse response;  // the prebuilt GetUpdates answer
+  std::string response_bytes;       // `response` serialized, once
   absl::flat_hash_map<std::string, int> target_index;  // image_id -> target
   absl::Time issued;
   const v1::UpdateTarget* Find(absl::string_view image_id) const {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <memory>
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
@@ -218,23 +220,54 @@ absl::StatusOr<GroupVariant> UpdateServiceImpl::VariantFor(
   return d_.metadata->VariantFor(device->device_group_id(), call.device_id);
 }
 
+namespace {
+
+// SharedBytes: `m`'s pre-serialized answer as a ByteBuffer that references
+// it (no copy); the slice keeps the metadata alive until gRPC sent it.
+grpc::ByteBuffer SharedBytes(std::shared_ptr<const GroupMetadata> m) {
+  auto* hold = new std::shared_ptr<const GroupMetadata>(std::move(m));
+  const std::string& b = (*hold)->response_bytes;
+  grpc::Slice slice(const_cast<char*>(b.data()), b.size(),
+                    [](void* p) {
+                      delete static_cast<std::shared_ptr<const GroupMetadata>*>(p);
+                    },
+                    hold);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* UpdateServiceImpl::GetUpdates(
-    grpc::CallbackServerContext* context, const v1::GetUpdatesRequest* request,
-    v1::GetUpdatesResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  // The request is tiny (an optional device id, checked against
+  // kMaxDeviceIdBytes before use); gRPC bounds its size.
+  v1::GetUpdatesRequest req;
+  grpc::ByteBuffer copy(*request);  // a reference, not a copy of the bytes
+  const bool parsed =
+      !copy.Valid() ||  // no payload: the empty request
+      grpc::SerializationTraits<v1::GetUpdatesRequest>::Deserialize(&copy, &req)
+          .ok();
+  if (!parsed) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "GetUpdatesRequest does not parse"));
+    return reactor;
+  }
   return d_.calls->UnaryAsync(
-      context, GetUpdatesMethod(), request->device_id(),
+      context, GetUpdatesMethod(), req.device_id(),
       [this, response](const DeviceCall& call, shard::DeviceCallHandler::Finish finish) {
         auto variant = VariantFor(call);
         if (!variant.ok()) return finish(variant.status());
         auto m = d_.metadata->Get(*variant);
         if (!m.ok()) return finish(m.status());
         if (*m != nullptr) {
-          *response = (*m)->response;
+          *response = SharedBytes(*std::move(m));
           return finish(absl::OkStatus());
         }
         auto task = [this, response, finish, v = *variant] {
           auto built = d_.metadata->Build(v);
-          if (built.ok()) *response = (*built)->response;
+          if (built.ok()) *response = SharedBytes(*std::move(built));
           finish(built.status());
         };
         if (!d_.worker->Post(task)) finish(ServiceBusy());

@@ -40,7 +40,15 @@ namespace sphere::update {
 inline constexpr uint32_t kDefaultChunkBytes = 64 << 10;
 inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
 
-class UpdateServiceImpl final : public v1::UpdateService::CallbackService {
+// GetUpdates is registered raw (ByteBuffer in and out): its answer is the
+// group's pre-serialized bytes (GroupMetadata::response_bytes), handed to
+// gRPC without a copy, parse or serialization per call.
+using UpdateServiceBase = v1::UpdateService::WithRawCallbackMethod_GetUpdates<
+    v1::UpdateService::WithCallbackMethod_DownloadImage<
+        v1::UpdateService::WithCallbackMethod_ReportUpdateResult<
+            v1::UpdateService::Service>>>;
+
+class UpdateServiceImpl final : public UpdateServiceBase {
  public:
   // Everything must outlive the service.
   struct Deps {
@@ -56,10 +64,9 @@ class UpdateServiceImpl final : public v1::UpdateService::CallbackService {
   };
   explicit UpdateServiceImpl(Deps deps) : d_(deps) {}
 
-  grpc::ServerUnaryReactor* GetUpdates(
-      grpc::CallbackServerContext* context,
-      const v1::GetUpdatesRequest* request,
-      v1::GetUpdatesResponse* response) override;
+  grpc::ServerUnaryReactor* GetUpdates(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<v1::ImageChunk>* DownloadImage(
       grpc::CallbackServerContext* context,
       const v1::DownloadImageRequest* request) override;
