@@ -63,6 +63,9 @@ struct FleetOptions {
   // per twin (0 skips the phase).
   int telemetry_batch = 100;
   int telemetry_batches = 5;
+  // telemetry: twins proving themselves to appsvc at once (GetChallenge +
+  // Prove per twin), and senders of readings, over the shared channels.
+  int prove_window = 32;
   // appsvc for the telemetry phase instead of cluster.json's (e.g. one
   // started for the fleet's --tenant; its --product must be "loadgen").
   std::string appsvc;

@@ -82,6 +82,11 @@ int Main(int argc, char** argv) {
                  "telemetry phase: batches each twin sends (0 skips it)")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
+  app.add_option("--prove-window", f.prove_window,
+                 "telemetry phase: twins proving themselves to appsvc "
+                 "(and sending readings) at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   app.add_option("--update-image-kib", f.update_image_kib,
                  "update_install phase: payload size of the deployed app "
                  "image in KiB")

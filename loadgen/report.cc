@@ -125,6 +125,7 @@ std::string Report::ToJson() const {
   j["cores"] = cores;
   j["wall_s"] = Num(wall_s);
   j["rss_bytes_per_twin"] = Num(rss_bytes_per_twin);
+  j["rss_bytes_per_idle_twin"] = Num(rss_bytes_per_idle_twin);
   nlohmann::ordered_json phases_json = nlohmann::ordered_json::object();
   for (const auto& p : phases) {
     nlohmann::ordered_json pj;
@@ -333,9 +334,10 @@ std::string Report::Summary() const {
   }
   absl::StrAppendFormat(
       &s,
-      "  service %.0f B/device (target <= 1024); loadgen %.0f B/twin (target "
-      "<= 2048)\n",
-      service_rss_bytes_per_device, rss_bytes_per_twin);
+      "  service %.0f B/device (target <= 1024); loadgen %.0f B/twin after "
+      "every phase, %.0f B/idle twin (target <= 2048)\n",
+      service_rss_bytes_per_device, rss_bytes_per_twin,
+      rss_bytes_per_idle_twin);
   if (transport == "tls-per-twin") {
     absl::StrAppendFormat(&s,
                           "  tls-per-twin: %d connections, %.0f full mTLS "

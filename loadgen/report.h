@@ -74,6 +74,8 @@ struct Report {
   int cores = 0;
   double wall_s = 0;
   double rss_bytes_per_twin = 0;
+  // RSS growth right after manufacture, per twin: what an idle twin costs.
+  double rss_bytes_per_idle_twin = 0;
   std::vector<PhaseReport> phases;  // in run order
   Floors floors;
   double service_rss_bytes_per_device = 0;

@@ -97,6 +97,19 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
     absl::Status st = phase->Run(fleet, s);
     if (!s.finished()) s.Finish(absl::Now());
     progress.Watch(nullptr);
+    // Memory after each phase (this process trimmed, the shards as they
+    // are), so the report shows where the bytes per twin/device appear.
+    const uint64_t rss_now = SelfRss();
+    const uint64_t shards_now = fleet.ShardsRss();
+    s.SetMetric("loadgen_rss_bytes", static_cast<double>(rss_now));
+    s.SetMetric("shards_rss_bytes", static_cast<double>(shards_now));
+    if (st.ok() && std::string(phase->name()) == "manufacture" &&
+        !fleet.twins().empty()) {
+      // Idle twins: built, booted, nothing in flight, no channel yet.
+      report.rss_bytes_per_idle_twin =
+          (static_cast<double>(rss_now) - static_cast<double>(rss0)) /
+          static_cast<double>(fleet.twins().size());
+    }
     if (!st.ok()) {
       *failure = absl::Status(
           st.code(), absl::StrCat(phase->name(), ": ", st.message()));

@@ -1,6 +1,11 @@
 #include "mcu-model/image.h"
 
+#include <atomic>
+
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "mcu-model/image_signature_cache.h"
 
 namespace sphere::mcu {
 
@@ -83,13 +88,71 @@ absl::StatusOr<v1::ImagePackage> ResignImage(const v1::ImagePackage& package,
 
 namespace {
 
+// Signatures that verified, remembered by SHA-256 over (key, signed bytes,
+// signature), each length-prefixed: a fleet of twins in one process boots
+// the same factory images over and over (10 ECDSA verifications per
+// manufactured twin, the bulk of its CPU). Only successes are kept, and an
+// entry matches only the exact same key, header bytes and signature, for
+// which ECDSA verification is deterministic; every other check (header
+// parse, format, payload digest and size) still runs on every call.
+// Bounded: cleared when full (a handful of distinct images in practice).
+class VerifiedSignatures {
+ public:
+  static VerifiedSignatures& Get() {
+    static auto* cache = new VerifiedSignatures;
+    return *cache;
+  }
+  static std::string Key(absl::string_view public_key,
+                         absl::string_view signed_bytes,
+                         absl::string_view signature) {
+    auto len = [](absl::string_view v) {
+      return absl::StrCat(v.size(), ":");
+    };
+    return crypto::Sha256(absl::StrCat(len(public_key), public_key,
+                                       len(signed_bytes), signed_bytes,
+                                       len(signature), signature));
+  }
+  bool Contains(const std::string& key) {
+    absl::MutexLock l(&mu_);
+    const bool hit = keys_.contains(key);
+    (hit ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
+    return hit;
+  }
+  void Add(std::string key) {
+    absl::MutexLock l(&mu_);
+    if (keys_.size() >= kMaxEntries) keys_.clear();
+    keys_.insert(std::move(key));
+  }
+  ImageSignatureCacheStats Stats() {
+    absl::MutexLock l(&mu_);
+    return {hits_.load(), misses_.load(), keys_.size()};
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 4096;
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> keys_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> hits_{0}, misses_{0};
+};
+
+absl::Status VerifyImageSignature(absl::string_view public_key,
+                                  absl::string_view header_bytes,
+                                  absl::string_view signature) {
+  const std::string signed_bytes = absl::StrCat(kImageContext, header_bytes);
+  VerifiedSignatures& cache = VerifiedSignatures::Get();
+  std::string key = VerifiedSignatures::Key(public_key, signed_bytes, signature);
+  if (cache.Contains(key)) return absl::OkStatus();
+  absl::Status s = crypto::EcdsaVerify(public_key, signed_bytes, signature);
+  if (s.ok()) cache.Add(std::move(key));
+  return s;
+}
+
 absl::StatusOr<VerifiedImage> VerifyParts(absl::string_view header_bytes,
                                           absl::string_view signature,
                                           absl::string_view payload_sha256,
                                           uint64_t payload_size,
                                           absl::string_view public_key) {
-  absl::Status s = crypto::EcdsaVerify(
-      public_key, absl::StrCat(kImageContext, header_bytes), signature);
+  absl::Status s = VerifyImageSignature(public_key, header_bytes, signature);
   if (!s.ok()) {
     return absl::UnauthenticatedError(absl::StrCat(
         "image signature does not verify under the image-signing key: ",
@@ -115,6 +178,10 @@ absl::StatusOr<VerifiedImage> VerifyParts(absl::string_view header_bytes,
 }
 
 }  // namespace
+
+ImageSignatureCacheStats GetImageSignatureCacheStats() {
+  return VerifiedSignatures::Get().Stats();
+}
 
 absl::StatusOr<VerifiedImage> VerifyImage(
     const v1::ImagePackage& package, absl::string_view signing_public_key) {

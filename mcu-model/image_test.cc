@@ -2,6 +2,7 @@
 
 #include "common/crypto/crypto.h"
 #include "gtest/gtest.h"
+#include "mcu-model/image_signature_cache.h"
 
 namespace sphere::mcu {
 namespace {
@@ -37,6 +38,45 @@ TEST(ImageTest, WrongKeyIsUnauthenticated) {
   absl::StatusOr<v1::ImagePackage> resigned = ResignImage(pkg, key);
   ASSERT_TRUE(resigned.ok());
   EXPECT_TRUE(VerifyImage(*resigned, key.PublicKey()).ok());
+}
+
+// The verified-signature cache: a second verification of the same bytes is
+// a hit; any change to the signature, header, key or payload after a cached
+// success is still refused, and the cached success stays as it was.
+TEST(ImageTest, Attack_ChangedImageAfterACachedVerifyIsRefused) {
+  auto key = crypto::EcPrivateKey::Generate();
+  auto other = crypto::EcPrivateKey::Generate();
+  const v1::ImagePackage pkg = *BuildOsImage(key, kKernel, 7);
+  ASSERT_TRUE(VerifyImage(pkg, key.PublicKey()).ok());
+  const ImageSignatureCacheStats before = GetImageSignatureCacheStats();
+  ASSERT_TRUE(VerifyImage(pkg, key.PublicKey()).ok());
+  const ImageSignatureCacheStats after = GetImageSignatureCacheStats();
+  EXPECT_EQ(after.hits, before.hits + 1);
+  EXPECT_EQ(after.misses, before.misses);
+
+  v1::ImagePackage bad_sig = pkg;
+  (*bad_sig.mutable_signature())[10] ^= 1;
+  EXPECT_EQ(VerifyImage(bad_sig, key.PublicKey()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  v1::ImagePackage bad_header = pkg;
+  bad_header.mutable_header()->back() ^= 1;
+  EXPECT_FALSE(VerifyImage(bad_header, key.PublicKey()).ok());
+  EXPECT_EQ(VerifyImage(pkg, other.PublicKey()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  // Same header and signature (a cache hit for the signature), other
+  // payload: the digest check still refuses it.
+  v1::ImagePackage bad_payload = pkg;
+  (*bad_payload.mutable_payload())[0] ^= 1;
+  EXPECT_EQ(VerifyImage(bad_payload, key.PublicKey()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  v1::StoredImage stored = ToStoredImage(pkg);
+  stored.set_payload_size(stored.payload_size() + 1);
+  EXPECT_EQ(VerifyStoredImage(stored, key.PublicKey()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  // Nothing the refusals did changed the genuine image's answer.
+  absl::StatusOr<VerifiedImage> v = VerifyImage(pkg, key.PublicKey());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->header.version(), 7u);
 }
 
 TEST(ImageTest, FactorySetIsCompleteAndDeterministic) {

@@ -264,6 +264,19 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_EQ(tm["stored"], kTwins * 100);
   EXPECT_EQ(tm["twins_proven"], kTwins);
   EXPECT_LT(tm["token_bytes_per_twin"].get<double>(), 1024);
+  // Proving ran with the default bounded window (concurrent, not one
+  // twin at a time).
+  EXPECT_EQ(tm["prove_window"], 32);
+  EXPECT_GT(tm["proven_per_s"].get<double>(), 0);
+  // Memory: idle twins measured after manufacture, and RSS after each phase.
+  // (300 twins may fit in pages the allocator already held: only present.)
+  EXPECT_TRUE(j.contains("rss_bytes_per_idle_twin"));
+  for (const char* p : {"manufacture", "attest", "telemetry"}) {
+    EXPECT_GT(j["phases"][p]["metrics"]["loadgen_rss_bytes"].get<double>(), 0)
+        << p;
+    EXPECT_GT(j["phases"][p]["metrics"]["shards_rss_bytes"].get<double>(), 0)
+        << p;
+  }
 
   // Independently of loadgen's counts: every device is claimed by the
   // tenant and its owning shard recorded the attestation; exactly the
