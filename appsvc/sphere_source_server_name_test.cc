@@ -12,7 +12,7 @@
 #include "appsvc/device_registry.h"
 #include "appsvc/sphere_source.h"
 #include "common/rpc/rpc.h"
-#include "common/rpc/test_pki.h"
+#include "common/testing/test_pki.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -48,7 +48,7 @@ class SphereSourceServerNameTest : public ::testing::Test {
     return facts.errors.empty() ? "" : facts.errors.front();
   }
 
-  sphere::rpc::TestPki pki_;
+  sphere::test_support::TestPki pki_;
   std::unique_ptr<sphere::rpc::ServerRunner> runner_;
   DeviceRegistry registry_{{"Contoso", "DW100"}};
 };

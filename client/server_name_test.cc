@@ -17,7 +17,7 @@
 #include "client/update_client.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
-#include "common/rpc/test_pki.h"
+#include "common/testing/test_pki.h"
 #include "protos/attestation.grpc.pb.h"
 
 namespace sphere::client {
@@ -89,7 +89,7 @@ class ServerNameTest : public ::testing::Test {
     return result;
   }
 
-  rpc::TestPki pki_;
+  test_support::TestPki pki_;
   CountingShard shard_;
   std::unique_ptr<rpc::ServerRunner> runner_;
   std::string address_;

@@ -11,7 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/cluster/cluster_config.h"
 #include "common/rpc/rpc.h"
-#include "common/rpc/test_pki.h"
+#include "common/testing/test_pki.h"
 #include "loadgen/phases.h"
 #include "loadgen/transport.h"
 
@@ -51,7 +51,7 @@ class LoadgenServerNameTest : public ::testing::Test {
     return status;
   }
 
-  rpc::TestPki pki_;
+  test_support::TestPki pki_;
   std::unique_ptr<rpc::ServerRunner> runner_;
   std::string address_;
 };
