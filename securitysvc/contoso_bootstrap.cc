@@ -9,6 +9,7 @@
 #include "common/crypto/crypto.h"
 #include "appsvc/password.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "protos/management.grpc.pb.h"
@@ -102,11 +103,11 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
         },
         ic, "issue Contoso's operator credential");
     if (!cred.ok()) return cred.status();
-    if (auto s = rpc::MakeDirs(tenants_dir, 0700); !s.ok()) return s;
-    if (auto s = rpc::WriteFile(out.tenant_key, key.ToPem(), 0600); !s.ok()) {
+    if (auto s = util::MakeDirs(tenants_dir, 0700); !s.ok()) return s;
+    if (auto s = util::WriteFile(out.tenant_key, key.ToPem(), 0600); !s.ok()) {
       return s;
     }
-    if (auto s = rpc::WriteFile(out.tenant_cert, cred->certificate_pem());
+    if (auto s = util::WriteFile(out.tenant_cert, cred->certificate_pem());
         !s.ok()) {
       return s;
     }
@@ -117,7 +118,7 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
        {PathField{&out.tenant_cert, &tenant_tls.cert_pem},
         PathField{&out.tenant_key, &tenant_tls.key_pem},
         PathField{&config.root_ca, &tenant_tls.ca_pem}}) {
-    auto text = rpc::ReadFile(*path);
+    auto text = util::ReadFile(*path);
     if (!text.ok()) return text.status();
     *field = *text;
   }
@@ -148,7 +149,7 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
   }
   if (have_apps) {
     for (const std::string& c : components) {
-      auto bytes = rpc::ReadFile(absl::StrCat(apps_dir, "/", c, ".pkg"));
+      auto bytes = util::ReadFile(absl::StrCat(apps_dir, "/", c, ".pkg"));
       if (!bytes.ok()) return bytes.status();
       v1::ImagePackage p;
       if (!p.ParseFromString(*bytes)) {
@@ -164,7 +165,7 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
         crypto::EcPrivateKey::Generate(), absl::StrCat(dir, "/images/catalog"),
         management::PackageKeyFromMasterKey(pki.master_key));
     std::vector<std::string> ids;
-    if (auto s = rpc::MakeDirs(apps_dir, 0755); !s.ok()) return s;
+    if (auto s = util::MakeDirs(apps_dir, 0755); !s.ok()) return s;
     for (size_t i = 0; i < built->size(); ++i) {
       v1::UploadImageRequest up;
       up.set_tenant_id(out.tenant_id);
@@ -176,7 +177,7 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
       ids.push_back(image->id());
       auto pkg = store.ReadPackage(image->id());
       if (!pkg.ok()) return pkg.status();
-      if (auto s = rpc::WriteFile(absl::StrCat(apps_dir, "/", components[i], ".pkg"),
+      if (auto s = util::WriteFile(absl::StrCat(apps_dir, "/", components[i], ".pkg"),
                                   pkg->SerializeAsString());
           !s.ok()) {
         return s;
@@ -203,9 +204,9 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
   if (!Exists(absl::StrCat(next_dir, "/", dw100::kHighLevelApp, ".pkg"))) {
     auto next = dw100::Dw100AppImages(crypto::EcPrivateKey::Generate(), 2);
     if (!next.ok()) return next.status();
-    if (auto s = rpc::MakeDirs(next_dir, 0755); !s.ok()) return s;
+    if (auto s = util::MakeDirs(next_dir, 0755); !s.ok()) return s;
     for (size_t i = 0; i < next->size(); ++i) {
-      if (auto s = rpc::WriteFile(
+      if (auto s = util::WriteFile(
               absl::StrCat(next_dir, "/", components[i], ".pkg"),
               (*next)[i].SerializeAsString());
           !s.ok()) {
@@ -336,14 +337,14 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
          {{"id", "shop-bellevue"},
           {"name", "Bellevue Home Service"},
           {"inventory", {{kHeaterPart, 0}}}}});
-    if (auto s = rpc::MakeDirs(absl::StrCat(dir, "/appsvc"), 0700); !s.ok()) {
+    if (auto s = util::MakeDirs(absl::StrCat(dir, "/appsvc"), 0700); !s.ok()) {
       return s;
     }
-    if (auto s = rpc::WriteFile(out.seed_file, seed.dump(2) + "\n", 0600);
+    if (auto s = util::WriteFile(out.seed_file, seed.dump(2) + "\n", 0600);
         !s.ok()) {
       return s;
     }
-    if (auto s = rpc::WriteFile(absl::StrCat(dir, "/appsvc/web-accounts.txt"),
+    if (auto s = util::WriteFile(absl::StrCat(dir, "/appsvc/web-accounts.txt"),
                                 credentials, 0600);
         !s.ok()) {
       return s;

@@ -12,19 +12,20 @@
 #include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 
 namespace sphere {
 namespace {
 
 absl::Status WritePrivate(const std::string& path, const std::string& data) {
-  if (auto s = rpc::WriteFile(path, data); !s.ok()) return s;
+  if (auto s = util::WriteFile(path, data); !s.ok()) return s;
   chmod(path.c_str(), 0600);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ReadOrEmpty(const std::string& path) {
   if (access(path.c_str(), F_OK) != 0) return std::string();
-  return rpc::ReadFile(path);
+  return util::ReadFile(path);
 }
 
 struct Pem {
@@ -56,7 +57,7 @@ absl::StatusOr<Pem> Issue(const crypto::EcPrivateKey& ca_key,
 absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
                                              int members) {
   const std::string tls = cluster::PkiPath(dir, "etcd");
-  if (auto s = rpc::MakeDirs(tls, 0700); !s.ok()) return s;
+  if (auto s = util::MakeDirs(tls, 0700); !s.ok()) return s;
   if (access((tls + "/client.key").c_str(), F_OK) != 0) {
     crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();
     crypto::CertificateSpec spec;
@@ -86,13 +87,13 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
   management::EtcdClusterOptions o;
   o.members = members;
   o.data_dir = dir + "/etcd";
-  if (auto s = rpc::MakeDirs(o.data_dir, 0700); !s.ok()) return s;
+  if (auto s = util::MakeDirs(o.data_dir, 0700); !s.ok()) return s;
   for (auto [field, name] : {std::pair{&o.ca_pem, "ca.pem"},
                              std::pair{&o.server_cert_pem, "server.pem"},
                              std::pair{&o.server_key_pem, "server.key"},
                              std::pair{&o.client_cert_pem, "client.pem"},
                              std::pair{&o.client_key_pem, "client.key"}}) {
-    absl::StatusOr<std::string> pem = rpc::ReadFile(absl::StrCat(tls, "/", name));
+    absl::StatusOr<std::string> pem = util::ReadFile(absl::StrCat(tls, "/", name));
     if (!pem.ok()) return pem.status();
     *field = *std::move(pem);
   }
@@ -114,7 +115,7 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
   if (!cluster.ok()) return cluster.status();
   std::string out;
   for (auto [c, p] : (*cluster)->ports()) absl::StrAppend(&out, c, " ", p, "\n");
-  if (auto s = rpc::WriteFile(ports_file, out); !s.ok()) return s;
+  if (auto s = util::WriteFile(ports_file, out); !s.ok()) return s;
   EtcdCatalog catalog;
   catalog.management_flags = {
       absl::StrCat("--catalog=", (*cluster)->Url()),

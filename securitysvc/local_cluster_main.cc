@@ -57,6 +57,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/cluster/cluster_config.h"
+#include "common/util/file.h"
 #include "securitysvc/contoso_bootstrap.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
@@ -299,7 +300,7 @@ absl::Status Spawn(Child& c, const std::string& state_dir) {
   c.pid = pid;
   c.state = Child::State::kStarting;
   c.started = absl::Now();
-  if (auto s = rpc::WriteFile(absl::StrCat(state_dir, "/run/", c.name, ".pid"),
+  if (auto s = util::WriteFile(absl::StrCat(state_dir, "/run/", c.name, ".pid"),
                               absl::StrCat(pid, "\n"));
       !s.ok()) {
     kill(pid, SIGKILL);
@@ -313,7 +314,7 @@ absl::Status Spawn(Child& c, const std::string& state_dir) {
 
 // ReadPort reads a port file written by the child once it serves.
 bool ReadPort(const std::string& file, int* port) {
-  auto text = rpc::ReadFile(file);
+  auto text = util::ReadFile(file);
   return text.ok() &&
          absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), port) && *port > 0;
 }
@@ -473,7 +474,7 @@ int Supervise(std::vector<Child>& children, cluster::ClusterConfig& config,
         if (c.name == "appsvc") config.appsvc = c.address();
         if (config.twins.count(c.name)) config.twins[c.name] = c.address();
       }
-      if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
+      if (auto s = util::WriteFile(absl::StrCat(dir, "/cluster.json"),
                                   config.ToJson());
           !s.ok()) {
         log::Error("cannot rewrite cluster.json", {{"error", s.ToString()}});
@@ -530,7 +531,7 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
                           uint32_t os_version, int twins) {
   const std::string cluster_json = absl::StrCat(dir, "/cluster.json");
   // The factory and the twins read cluster.json: write what we have.
-  if (auto s = rpc::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
   auto boot = contoso_bootstrap::Run(pki, config, os_version, twins);
   if (!boot.ok()) return boot.status();
   config.tenants[contoso_bootstrap::kTenant] = {boot->tenant_cert,
@@ -569,7 +570,7 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
     std::cout << "note: the Contoso cloud is not built (" << appsvc_bin
               << "): the twins run without it" << std::endl;
   }
-  if (auto s = rpc::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
   const size_t first = children.size();
   for (const auto& t : boot->twins) {
     Child c;
@@ -628,7 +629,7 @@ int Main() {
   }
   log::SetComponent("local_cluster");
   for (const char* sub : {"/logs", "/run", "/images"}) {
-    if (auto s = rpc::MakeDirs(absl::StrCat(dir, sub), 0700); !s.ok()) {
+    if (auto s = util::MakeDirs(absl::StrCat(dir, sub), 0700); !s.ok()) {
       std::cerr << "local_cluster: " << s.message() << "\n";
       return 1;
     }
@@ -819,7 +820,7 @@ int Main() {
       return fail(s);
     }
   }
-  if (auto s = rpc::WriteFile(absl::StrCat(dir, "/cluster.json"),
+  if (auto s = util::WriteFile(absl::StrCat(dir, "/cluster.json"),
                               config.ToJson());
       !s.ok()) {
     return fail(s);

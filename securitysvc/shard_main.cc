@@ -19,6 +19,7 @@
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/errors/error_flags.h"
@@ -83,7 +84,7 @@ int Main() {
                              absl::GetFlag(FLAGS_master_key_env)});
   if (!pki.ok()) return Fail(pki.status());
   const std::string shard_dir = absl::StrCat(dir, "/shards/", id);
-  if (auto s = rpc::MakeDirs(shard_dir, 0700); !s.ok()) return Fail(s);
+  if (auto s = util::MakeDirs(shard_dir, 0700); !s.ok()) return Fail(s);
   auto data_key = store::LoadOrCreateDataKeyUnder(
       pki->master_key, pki->master_key_origin,
       absl::StrCat(shard_dir, "/data.key.wrapped"));

@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "protos/contoso.grpc.pb.h"
 #include "protos/management.grpc.pb.h"
 #include "securitysvc/pki/pki.h"
@@ -93,8 +94,8 @@ class AppsvcE2eTest : public ::testing::Test {
         ireq);
     ASSERT_TRUE(cred.ok()) << cred.status();
     const std::string dir = cluster_->dir();
-    ASSERT_TRUE(rpc::WriteFile(dir + "/contoso-op.pem", cred->certificate_pem()).ok());
-    ASSERT_TRUE(rpc::WriteFile(dir + "/contoso-op.key", op_key.ToPem(), 0600).ok());
+    ASSERT_TRUE(util::WriteFile(dir + "/contoso-op.pem", cred->certificate_pem()).ok());
+    ASSERT_TRUE(util::WriteFile(dir + "/contoso-op.key", op_key.ToPem(), 0600).ok());
     support_tls_ = new rpc::TlsFiles{cred->certificate_pem(), op_key.ToPem(),
                                      pki_->root_pem};
     // Seed: the anomalous device's owner is under warranty; one heater in
@@ -105,7 +106,7 @@ class AppsvcE2eTest : public ::testing::Test {
             "warranty_until": "2099-01-01T00:00:00Z"}],
             "shops": [{"id": "shop-1", "name": "Redmond Appliance Repair",
                        "inventory": {"DW100-HTR-220": 1}}]})");
-    ASSERT_TRUE(rpc::WriteFile(dir + "/seed.json", seed).ok());
+    ASSERT_TRUE(util::WriteFile(dir + "/seed.json", seed).ok());
 
     auto child = SpawnPiped(
         {BinaryPath("appsvc/appsvc"), "--state_dir=" + dir,
@@ -125,7 +126,7 @@ class AppsvcE2eTest : public ::testing::Test {
       while (read(fd, buf, sizeof buf) > 0) {
       }
     });
-    auto port = rpc::ReadFile(dir + "/appsvc.port");
+    auto port = util::ReadFile(dir + "/appsvc.port");
     ASSERT_TRUE(port.ok());
     appsvc_address_ = new std::string(absl::StrCat("127.0.0.1:", *port));
   }

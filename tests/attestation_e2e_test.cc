@@ -16,6 +16,7 @@
 #include "common/crypto/crypto.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
@@ -113,7 +114,7 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   auto state = twin::ReadTwinState(
       twin::TwinStatePath(cluster_->dir(), "dw100-e2e"));
   ASSERT_TRUE(state.ok()) << state.status();
-  EXPECT_EQ(state->certificate_chain_pem(), *rpc::ReadFile(chain));
+  EXPECT_EQ(state->certificate_chain_pem(), *util::ReadFile(chain));
   EXPECT_FALSE(state->session_token().empty());
   auto [ls_rc, ls] = RunCommand(
       {"/bin/ls", "-A", cluster_->dir() + "/twins/dw100-e2e"});
@@ -124,7 +125,7 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
                                   "-untrusted", chain, chain});
   EXPECT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, ": OK")) << out;
-  auto pem = rpc::ReadFile(chain);
+  auto pem = util::ReadFile(chain);
   ASSERT_TRUE(pem.ok());
   auto leaf = crypto::ParseCertificate(crypto::SplitPemChain(*pem)[0]);
   ASSERT_TRUE(leaf.ok());

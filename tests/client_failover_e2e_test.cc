@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "protos/twin_control.grpc.pb.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
@@ -68,7 +69,7 @@ TEST(ClientFailoverE2eTest,
                       absl::Seconds(60))
                   .has_value());
   const std::string file = c->cluster_file();
-  auto cluster_json = rpc::ReadFile(file);
+  auto cluster_json = util::ReadFile(file);
   ASSERT_TRUE(cluster_json.ok()) << cluster_json.status();
 
   // A twin, manufactured by the factory and claimed by a tenant.
@@ -149,7 +150,7 @@ TEST(ClientFailoverE2eTest,
   // Nothing acknowledged is lost, nothing was restarted or rewritten.
   EXPECT_TRUE(twin.Alive());
   EXPECT_EQ(twin.pid(), twin_pid);
-  auto cluster_json_after = rpc::ReadFile(file);
+  auto cluster_json_after = util::ReadFile(file);
   ASSERT_TRUE(cluster_json_after.ok());
   EXPECT_EQ(*cluster_json_after, *cluster_json) << "cluster.json changed";
   auto device = c->GetDevice(first->tenant_id(), id);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/cluster/pki_layout.h"
+#include "common/util/file.h"
 #include "protos/ops.grpc.pb.h"
 
 namespace sphere::testing {
@@ -134,9 +135,9 @@ absl::Status LocalCluster::Stop() {
 
 rpc::TlsFiles LocalCluster::TlsFor(const std::string& name) const {
   rpc::TlsFiles t;
-  t.cert_pem = *rpc::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".pem")));
-  t.key_pem = *rpc::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".key")));
-  t.ca_pem = *rpc::ReadFile(cluster::PkiPath(dir_, "root.pem"));
+  t.cert_pem = *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".pem")));
+  t.key_pem = *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".key")));
+  t.ca_pem = *util::ReadFile(cluster::PkiPath(dir_, "root.pem"));
   return t;
 }
 
@@ -169,7 +170,7 @@ absl::StatusOr<std::pair<int, std::string>> LocalCluster::WaitForExit() {
 }
 
 absl::StatusOr<pid_t> LocalCluster::ChildPid(const std::string& name) const {
-  auto text = rpc::ReadFile(absl::StrCat(dir_, "/run/", name, ".pid"));
+  auto text = util::ReadFile(absl::StrCat(dir_, "/run/", name, ".pid"));
   if (!text.ok()) return text.status();
   int pid = 0;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) || pid <= 0) {

@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "common/rpc/idle_connections.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "protos/management.grpc.pb.h"
 #include "protos/ops.grpc.pb.h"
 #include "securitysvc/pki/pki.h"
@@ -97,7 +98,7 @@ class LimitedServer {
         eof_) {
       return absl::UnavailableError("management did not start: " + output_);
     }
-    auto text = rpc::ReadFile(port_file_);
+    auto text = util::ReadFile(port_file_);
     if (!text.ok()) return text.status();
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port_)) {
       return absl::DataLossError("bad port file");
@@ -123,7 +124,7 @@ class LimitedServer {
 
   // RssKiB is VmRSS from /proc/PID/status.
   int64_t RssKiB() const {
-    auto status = rpc::ReadFile(absl::StrCat("/proc/", pid_, "/status"));
+    auto status = util::ReadFile(absl::StrCat("/proc/", pid_, "/status"));
     if (!status.ok()) return -1;
     size_t at = status->find("VmRSS:");
     if (at == std::string::npos) return -1;

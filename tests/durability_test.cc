@@ -34,6 +34,7 @@
 #include "common/crypto/crypto.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
@@ -86,7 +87,7 @@ class ManagementProcess {
       return absl::UnavailableError(
           absl::StrCat("management exited before serving: ", output_));
     }
-    auto text = rpc::ReadFile(port_file);
+    auto text = util::ReadFile(port_file);
     int port = 0;
     if (!text.ok() ||
         !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
@@ -656,7 +657,7 @@ TEST(DurabilityTest, DatabasesHoldNoPlaintextTenantOrDeviceIds) {
     const std::string canary = TestTmpDir("durability-canary");
     std::filesystem::create_directories(canary);
     ASSERT_TRUE(
-        rpc::WriteFile(
+        util::WriteFile(
             canary + "/f",
             absl::StrCat("xyz", std::prev(markers.end())->second, "abc"))
             .ok());

@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "protos/contoso.grpc.pb.h"
@@ -68,9 +69,9 @@ class Dw100StoryTest : public ::testing::Test {
     ASSERT_EQ(cfg.twins.size(), 8u);
     auto it = cfg.tenants.find("Contoso");
     ASSERT_NE(it, cfg.tenants.end());
-    contoso_tls_ = new rpc::TlsFiles{*rpc::ReadFile(it->second.first),
-                                     *rpc::ReadFile(it->second.second),
-                                     *rpc::ReadFile(cfg.root_ca)};
+    contoso_tls_ = new rpc::TlsFiles{*util::ReadFile(it->second.first),
+                                     *util::ReadFile(it->second.second),
+                                     *util::ReadFile(cfg.root_ca)};
     auto tenant = UnaryCall<v1::Tenant>(
         [&](auto* ctx, auto& r, auto* o) {
           return cluster_->management()->GetTenant(ctx, r, o);
@@ -222,7 +223,7 @@ TEST_F(Dw100StoryTest, ClusterJsonListsEveryAddressAndTwinsRunAppV1) {
                 ::testing::HasSubstr("app:dw100=1 app:dw100-sensors=1"));
     EXPECT_EQ(st->tenant_id(), *tenant_id_);
     // Its chain is left for anyone to verify.
-    auto chain = rpc::ReadFile(
+    auto chain = util::ReadFile(
         absl::StrCat(twin::TwinDir(cluster_->dir(), t), "/device_chain.pem"));
     ASSERT_TRUE(chain.ok()) << chain.status();
     EXPECT_EQ(crypto::SplitPemChain(*chain).size(), 2u);
@@ -489,7 +490,7 @@ TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
   const std::string new_pid = JsonField(*first_new, "pid");
   // Every batch the killed run got acknowledged ended before the new run's
   // first sequence; no batch of the new run was a duplicate.
-  auto text = rpc::ReadFile(Log(t));
+  auto text = util::ReadFile(Log(t));
   ASSERT_TRUE(text.ok());
   uint64_t old_max = 0, new_min = UINT64_MAX;
   int old_batches = 0, new_batches = 0;

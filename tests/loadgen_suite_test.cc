@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/shard_ring.h"
 #include "client/attestation_client.h"
+#include "common/util/file.h"
 #include "tests/cluster_fixture.h"
 
 namespace sphere::testing {
@@ -130,7 +131,7 @@ class FleetAppsvc {
       while (::read(fd, b, sizeof b) > 0) {
       }
     });
-    auto port = rpc::ReadFile(port_file);
+    auto port = util::ReadFile(port_file);
     if (!port.ok()) return port.status();
     a->address_ = "127.0.0.1:" + *port;
     return a;
@@ -159,7 +160,7 @@ nlohmann::json RunLoadgen(LocalCluster* cluster, const std::string& report,
   auto [code, out] = RunCommand(argv);
   *rc = code;
   EXPECT_EQ(code, 0) << out;
-  auto text = rpc::ReadFile(report + "/report.json");
+  auto text = util::ReadFile(report + "/report.json");
   EXPECT_TRUE(text.ok()) << text.status() << "\n" << out;
   if (!text.ok()) return nlohmann::json::object();
   return nlohmann::json::parse(*text);
@@ -288,7 +289,7 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_EQ(records.installed_loadgen,
             static_cast<size_t>(kTwins * kUpdateFraction));
 
-  auto html = rpc::ReadFile(report + "/report.html");
+  auto html = util::ReadFile(report + "/report.html");
   ASSERT_TRUE(html.ok());
   EXPECT_NE(html->find("aria-label='attest throughput'"), std::string::npos);
   EXPECT_NE(html->find("aria-label='latency percentiles'"), std::string::npos);

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "tests/cluster_fixture.h"
 
 namespace sphere::testing {
@@ -86,7 +87,7 @@ TEST(MasterKeyE2ETest, Attack_WorldReadableKeyFileIsRefusedAtStart) {
                                 "'").c_str()),
             0);
   const std::string key_file = keys + "/master.key";
-  ASSERT_TRUE(rpc::WriteFile(key_file, std::string(32, 'k'), 0644).ok());
+  ASSERT_TRUE(util::WriteFile(key_file, std::string(32, 'k'), 0644).ok());
   const std::string dir = TestTmpDir("loosekey");
   ASSERT_EQ(system(absl::StrCat("rm -rf '", dir, "'").c_str()), 0);
   auto [code, out] = RunCommand(
@@ -96,7 +97,7 @@ TEST(MasterKeyE2ETest, Attack_WorldReadableKeyFileIsRefusedAtStart) {
   EXPECT_TRUE(absl::StrContains(out, "chmod 600")) << out;
   // Nothing was started or changed: no database, the key as it was.
   EXPECT_EQ(Mode(dir + "/management"), -1);
-  EXPECT_EQ(*rpc::ReadFile(key_file), std::string(32, 'k'));
+  EXPECT_EQ(*util::ReadFile(key_file), std::string(32, 'k'));
 }
 
 }  // namespace

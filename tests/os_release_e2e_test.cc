@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "common/crypto/crypto.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "securitysvc/auth/device_authenticator.h"
@@ -126,7 +127,7 @@ class OsReleaseE2ETest : public ::testing::Test {
                                    const v1::Device& device) {
     auto chain = crypto::SplitPemChain(chain_pem);
     if (chain.size() < 2) return absl::InvalidArgumentError("short chain");
-    auto root = rpc::ReadFile(cluster_->dir() + "/pki/root.pem");
+    auto root = util::ReadFile(cluster_->dir() + "/pki/root.pem");
     if (!root.ok()) return root.status();
     if (auto s = crypto::VerifyChain(chain[0], chain[1], *root, absl::Now(),
                                      /*require_client_auth=*/true);
@@ -279,7 +280,7 @@ TEST_F(OsReleaseE2ETest, Attack_UploadOfOsImageNotSignedByPlatform) {
       mcu::BuildOsImage(crypto::EcPrivateKey::Generate(), mcu::kKernel, 9);
   ASSERT_TRUE(forged.ok()) << forged.status();
   const std::string path = cluster_->dir() + "/forged-kernel.pkg";
-  ASSERT_TRUE(rpc::WriteFile(path, forged->SerializeAsString()).ok());
+  ASSERT_TRUE(util::WriteFile(path, forged->SerializeAsString()).ok());
   const int64_t revision = Revision();
   const json images = Json("", {"image", "list"});
 
@@ -322,7 +323,7 @@ TEST_F(OsReleaseE2ETest, TenantUploadsAppAndCreatesDeployment) {
                                 /*version=*/1, /*payload_size=*/4096);
   ASSERT_TRUE(app.ok()) << app.status();
   const std::string path = cluster_->dir() + "/dw100-app.pkg";
-  ASSERT_TRUE(rpc::WriteFile(path, app->SerializeAsString()).ok());
+  ASSERT_TRUE(util::WriteFile(path, app->SerializeAsString()).ok());
   json image = Json("Contoso", {"image", "upload", "--file", path});
   EXPECT_EQ(image["component"], "app:dw100");
   const std::string tenant_id = Json("Contoso", {"tenant", "show"})["id"];

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/image.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
@@ -41,7 +42,7 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
                                 /*version=*/1, /*payload_size=*/4096);
   ASSERT_TRUE(app.ok()) << app.status();
   const std::string path = cluster.dir() + "/dw100-app.pkg";
-  ASSERT_TRUE(rpc::WriteFile(path, app->SerializeAsString()).ok());
+  ASSERT_TRUE(util::WriteFile(path, app->SerializeAsString()).ok());
   json image = SpherectlJson(file, "Contoso", {"image", "upload", "--file", path});
   // The group's halt threshold is set at creation, and checked.
   ExpectSpherectlError(

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
 
@@ -109,7 +110,7 @@ TEST_F(SpherectlE2ETest, TenantCredentialIsWrittenRecordedAndScoped) {
   struct stat st;
   ASSERT_EQ(stat((pki + "Contoso.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  auto cert = rpc::ReadFile(pki + "Contoso.pem");
+  auto cert = util::ReadFile(pki + "Contoso.pem");
   ASSERT_TRUE(cert.ok());
   auto parsed = crypto::ParseCertificate(*cert);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -118,7 +119,7 @@ TEST_F(SpherectlE2ETest, TenantCredentialIsWrittenRecordedAndScoped) {
   EXPECT_TRUE(parsed->claims.scope.empty());
 
   // cluster.json: both credentials recorded, the other keys kept.
-  auto text = rpc::ReadFile(ClusterFile());
+  auto text = util::ReadFile(ClusterFile());
   ASSERT_TRUE(text.ok());
   json j = json::parse(*text, nullptr, false);
   ASSERT_FALSE(j.is_discarded());
@@ -162,14 +163,14 @@ TEST_F(SpherectlE2ETest, Attack_CrossTenantReadViaSpherectl) {
 
   // Fabrikam's operator points a cluster file of its own at its credential
   // and names Contoso as the tenant explicitly.
-  auto text = rpc::ReadFile(ClusterFile());
+  auto text = util::ReadFile(ClusterFile());
   ASSERT_TRUE(text.ok());
   json j = json::parse(*text);
   j["operator_cert"] = j["tenants"]["Fabrikam"]["cert"];
   j["operator_key"] = j["tenants"]["Fabrikam"]["key"];
   j.erase("tenants");
   const std::string forged = cluster_->dir() + "/fabrikam-cluster.json";
-  ASSERT_TRUE(rpc::WriteFile(forged, j.dump()).ok());
+  ASSERT_TRUE(util::WriteFile(forged, j.dump()).ok());
   for (const auto &cmd : std::vector<std::vector<std::string>>{
            {"--tenant", "Contoso", "product", "show", "--product", "DW100"},
            {"--tenant", "Contoso", "device", "list"},
@@ -272,12 +273,12 @@ TEST_F(SpherectlE2ETest, ExitCodesDistinguishNotFoundAndUnavailable) {
       Ctl({"--tenant", "Contoso", "product", "show", "--product", "NoSuch"}),
       3, "NoSuch");
   // A cluster file whose management address does not answer.
-  auto text = rpc::ReadFile(ClusterFile());
+  auto text = util::ReadFile(ClusterFile());
   ASSERT_TRUE(text.ok());
   json j = json::parse(*text);
   j["management"] = "127.0.0.1:1";
   const std::string dead = cluster_->dir() + "/dead-cluster.json";
-  ASSERT_TRUE(rpc::WriteFile(dead, j.dump()).ok());
+  ASSERT_TRUE(util::WriteFile(dead, j.dump()).ok());
   ExpectSpherectlError(
       Ctl({"--timeout", "5", "--tenant", "Contoso", "product", "list"}, dead),
       5, "is unreachable");
@@ -286,7 +287,7 @@ TEST_F(SpherectlE2ETest, ExitCodesDistinguishNotFoundAndUnavailable) {
 // A shard that does not answer leaves its devices' status columns '-' and
 // one warning on stderr; the list itself still succeeds.
 TEST_F(SpherectlE2ETest, DeviceListSurvivesASilentShard) {
-  auto text = rpc::ReadFile(ClusterFile());
+  auto text = util::ReadFile(ClusterFile());
   ASSERT_TRUE(text.ok());
   json j = json::parse(*text);
   ASSERT_TRUE(j.contains("shards")) << *text;
@@ -295,7 +296,7 @@ TEST_F(SpherectlE2ETest, DeviceListSurvivesASilentShard) {
   for (const json& s : j["shards"]) shards.push_back(s);
   j["shards"] = shards;
   const std::string file = cluster_->dir() + "/silent-shard-cluster.json";
-  ASSERT_TRUE(rpc::WriteFile(file, j.dump()).ok());
+  ASSERT_TRUE(util::WriteFile(file, j.dump()).ok());
   auto [rc, out] = Ctl({"--timeout", "5", "--tenant", "Contoso", "device",
                         "list"}, file);
   ASSERT_EQ(rc, 0) << out;
@@ -426,7 +427,7 @@ TEST_F(SpherectlE2ETest, TenantSelectIsOverriddenByEnvAndFlag) {
   unsetenv("SPHERE_TENANT");
   auto [rc, out] = Ctl({"tenant", "select", "--name", "Contoso"});
   ASSERT_EQ(rc, 0) << out;
-  auto text = rpc::ReadFile(config);
+  auto text = util::ReadFile(config);
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(json::parse(*text)["tenant"], "Contoso");
   // No --tenant: the selected tenant.
@@ -441,10 +442,10 @@ TEST_F(SpherectlE2ETest, TenantSelectIsOverriddenByEnvAndFlag) {
   // Selecting a tenant that does not exist changes nothing.
   ExpectSpherectlError(Ctl({"tenant", "select", "--name", "Nobody"}), 3,
                        "Nobody");
-  EXPECT_EQ(json::parse(*rpc::ReadFile(config))["tenant"], "Contoso");
+  EXPECT_EQ(json::parse(*util::ReadFile(config))["tenant"], "Contoso");
   std::tie(rc, out) = Ctl({"tenant", "select", "--clear"});
   ASSERT_EQ(rc, 0) << out;
-  EXPECT_FALSE(json::parse(*rpc::ReadFile(config)).contains("tenant"));
+  EXPECT_FALSE(json::parse(*util::ReadFile(config)).contains("tenant"));
   unsetenv("SPHERECTL_CONFIG");
 }
 
@@ -457,11 +458,11 @@ TEST_F(SpherectlE2ETest, DeviceImportFromCsv) {
   const std::string good = cluster_->dir() + "/keys.csv";
   std::string csv = "public_key,device_type\n# three DW100 boards\n";
   for (const std::string &k : keys) csv += crypto::HexEncode(k) + ",mt3620\n";
-  ASSERT_TRUE(rpc::WriteFile(good, csv).ok());
+  ASSERT_TRUE(util::WriteFile(good, csv).ok());
 
   // A file with one bad line imports nothing, and says which line.
   const std::string bad = cluster_->dir() + "/bad-keys.csv";
-  ASSERT_TRUE(rpc::WriteFile(bad, crypto::HexEncode(keys[0]) + "\nnot-a-key\n")
+  ASSERT_TRUE(util::WriteFile(bad, crypto::HexEncode(keys[0]) + "\nnot-a-key\n")
                   .ok());
   ExpectSpherectlError(Ctl({"device", "import", "--file", bad}), 2,
                        "bad-keys.csv:2: the public key must be 130 hex digits");

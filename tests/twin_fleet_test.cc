@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/attestation_client.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
@@ -151,7 +152,7 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   for (const auto& pkg : FactoryImages(*cluster)) {
     images.push_back(mcu::ToStoredImage(pkg));
   }
-  auto root = rpc::ReadFile(cluster->config().root_ca);
+  auto root = util::ReadFile(cluster->config().root_ca);
   ASSERT_TRUE(root.ok());
 
   // Every 100th twin verifies its chain (leaf -> tenant CA -> root, the

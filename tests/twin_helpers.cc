@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "twin/attestation_client.h"
@@ -12,7 +13,7 @@
 namespace sphere::testing {
 
 std::string PlatformSigningKey(const LocalCluster& cluster) {
-  auto pem = rpc::ReadFile(cluster.dir() + "/pki/image-signing.pub.pem");
+  auto pem = util::ReadFile(cluster.dir() + "/pki/image-signing.pub.pem");
   EXPECT_TRUE(pem.ok()) << pem.status();
   if (!pem.ok()) return "";
   auto key = crypto::PublicKeyFromPem(*pem);
@@ -23,7 +24,7 @@ std::string PlatformSigningKey(const LocalCluster& cluster) {
 std::vector<v1::ImagePackage> FactoryImages(const LocalCluster& cluster) {
   std::vector<v1::ImagePackage> images;
   for (const auto& comp : mcu::BootChainComponents()) {
-    auto bytes = rpc::ReadFile(
+    auto bytes = util::ReadFile(
         absl::StrCat(cluster.dir(), "/images/os-1/", comp, ".pkg"));
     v1::ImagePackage pkg;
     EXPECT_TRUE(bytes.ok() && pkg.ParseFromString(*bytes));
@@ -127,7 +128,7 @@ rpc::TlsFiles TwinProcessTls(const LocalCluster& cluster,
   if (!dev.ok()) return tls;
   tls.cert_pem = state->manufacturing_chain_pem();
   tls.key_pem = (*dev)->ExportCertificateKeyForTls();
-  auto root = rpc::ReadFile(cluster.config().root_ca);
+  auto root = util::ReadFile(cluster.config().root_ca);
   EXPECT_TRUE(root.ok()) << root.status();
   tls.ca_pem = root.ok() ? *root : "";
   return tls;

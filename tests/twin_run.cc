@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "tests/cluster_fixture.h"
 
 namespace sphere::testing {
@@ -47,9 +48,9 @@ absl::Status TwinRun::Start(const std::vector<std::string>& argv) {
 
 absl::StatusOr<std::unique_ptr<v1::TwinControl::Stub>> TwinRun::Control(
     const std::string& twin_dir) {
-  auto port = rpc::ReadFile(twin_dir + "/control.port");
+  auto port = util::ReadFile(twin_dir + "/control.port");
   if (!port.ok()) return port.status();
-  auto cert = rpc::ReadFile(twin_dir + "/control.crt");
+  auto cert = util::ReadFile(twin_dir + "/control.crt");
   if (!cert.ok()) return cert.status();
   rpc::TlsFiles tls;
   tls.ca_pem = *cert;

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "protos/twin_control.grpc.pb.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
@@ -105,7 +106,7 @@ class UpdateE2ETest : public ::testing::Test {
   }
 
   static std::string Scope(const std::string& chain_file) {
-    auto pem = rpc::ReadFile(chain_file);
+    auto pem = util::ReadFile(chain_file);
     if (!pem.ok()) return "";
     auto leaf = crypto::ParseCertificate(crypto::SplitPemChain(*pem)[0]);
     return leaf.ok() ? leaf->claims.scope : "";
@@ -228,8 +229,8 @@ TEST_F(UpdateE2ETest, TwinRunServesControlAndCheckForUpdatesInstalls) {
                   .ok())
       << run.output();
   const std::string dir = twin::TwinDir(cluster_->dir(), "dw100-run");
-  auto port = rpc::ReadFile(dir + "/control.port");
-  auto cert = rpc::ReadFile(dir + "/control.crt");
+  auto port = util::ReadFile(dir + "/control.port");
+  auto cert = util::ReadFile(dir + "/control.crt");
   ASSERT_TRUE(port.ok() && cert.ok());
   rpc::TlsFiles tls;
   tls.ca_pem = *cert;

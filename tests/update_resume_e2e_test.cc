@@ -26,6 +26,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "protos/device.pb.h"
 #include "protos/update.pb.h"
 #include "tests/cluster_fixture.h"
@@ -175,7 +176,7 @@ TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) 
   // What a whole download of the release costs the shards.
   uint64_t release_bytes = 0;
   for (const auto& f : std::filesystem::directory_iterator(images)) {
-    auto bytes = rpc::ReadFile(f.path().string());
+    auto bytes = util::ReadFile(f.path().string());
     ASSERT_TRUE(bytes.ok());
     v1::ImagePackage pkg;
     ASSERT_TRUE(pkg.ParseFromString(*bytes)) << f.path();

@@ -11,6 +11,7 @@
 
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "protos/update.grpc.pb.h"
@@ -44,7 +45,7 @@ TEST(UpdateE2ETest, DeviceGetsItsGroupsSignedSetAndDownloadsThroughTheShard) {
   ASSERT_TRUE(attested.ok()) << attested.status();
   ASSERT_EQ(attested->outcome(), v1::UP_TO_DATE);
 
-  auto root = rpc::ReadFile(cluster.dir() + "/pki/root.pem");
+  auto root = util::ReadFile(cluster.dir() + "/pki/root.pem");
   ASSERT_TRUE(root.ok()) << root.status();
   rpc::TlsFiles tls{attested->certificate_chain_pem(),
                     dev->ExportCertificateKeyForTls(), *root};

@@ -12,6 +12,7 @@
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/testing/test_pki.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 #include "protos/ops.grpc.pb.h"
@@ -188,7 +189,7 @@ TEST_F(ObservabilityTest, MetricsHttpPortIsBoundAndReported) {
   ServerRunner runner(o);
   ASSERT_TRUE(runner.Start().ok());
   ASSERT_GT(runner.metrics_port(), 0);
-  auto text = ReadFile(port_file);
+  auto text = util::ReadFile(port_file);
   ASSERT_TRUE(text.ok());
   int port = 0;
   ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port));

@@ -43,20 +43,6 @@ class MetricsServiceImpl final : public v1::Metrics::CallbackService {
 
 }  // namespace
 
-// The file helpers live in common/util/file.h; these keep rpc::'s old names.
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  return util::ReadFile(path);
-}
-
-absl::Status WriteFile(const std::string& path, absl::string_view contents,
-                       int mode) {
-  return util::WriteFile(path, contents, mode);
-}
-
-absl::Status MakeDirs(const std::string& path, int mode) {
-  return util::MakeDirs(path, mode);
-}
-
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const TlsFiles& tls, bool require_client_cert) {
   grpc::SslServerCredentialsOptions opts(
@@ -251,7 +237,7 @@ absl::Status ServerRunner::StartMetricsHttp() {
   if (!http.ok()) return http.status();
   metrics_http_ = *std::move(http);
   if (!port_file.empty()) {
-    return WriteFile(port_file, absl::StrCat(metrics_http_->port(), "\n"));
+    return util::WriteFile(port_file, absl::StrCat(metrics_http_->port(), "\n"));
   }
   return absl::OkStatus();
 }

@@ -43,14 +43,6 @@ class MetricsHttpServer;
 
 namespace sphere::rpc {
 
-// ReadFile / WriteFile (atomic: temp + rename) helpers for PEM and state files.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
-absl::Status WriteFile(const std::string& path, absl::string_view contents,
-                       int mode = 0644);
-// MakeDirs creates `path` and any missing parents (like `mkdir -p`); new
-// directories get `mode`. Existing directories are left as they are.
-absl::Status MakeDirs(const std::string& path, int mode = 0755);
-
 struct TlsFiles {
   std::string cert_pem;
   std::string key_pem;

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/cluster/pki_layout.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
@@ -51,8 +52,8 @@ class GrpcRegistry final : public DeviceRegistry {
 
 absl::StatusOr<std::unique_ptr<DeviceRegistry>> ManagementRegistry(
     const cluster::ClusterConfig& c) {
-  auto cert = rpc::ReadFile(c.operator_cert), key = rpc::ReadFile(c.operator_key),
-       root = rpc::ReadFile(c.root_ca);
+  auto cert = util::ReadFile(c.operator_cert), key = util::ReadFile(c.operator_key),
+       root = util::ReadFile(c.root_ca);
   if (!cert.ok() || !key.ok() || !root.ok()) {
     return absl::NotFoundError(absl::StrCat(
         "platform-operator credential missing (", c.operator_cert, ", ",
@@ -73,9 +74,9 @@ absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
     DeviceRegistry* registry) {
   pki::ClusterPki paths;
   paths.dir = cluster::PkiDir(state_dir);
-  auto mfg_pem = rpc::ReadFile(paths.Path("manufacturing.pem"));
-  auto mfg_key_pem = rpc::ReadFile(paths.Path("manufacturing.key"));
-  auto signing_pem = rpc::ReadFile(paths.Path("image-signing.pub.pem"));
+  auto mfg_pem = util::ReadFile(paths.Path("manufacturing.pem"));
+  auto mfg_key_pem = util::ReadFile(paths.Path("manufacturing.key"));
+  auto signing_pem = util::ReadFile(paths.Path("image-signing.pub.pem"));
   if (!mfg_pem.ok() || !mfg_key_pem.ok() || !signing_pem.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "manufacturing CA or image-signing key missing under ", paths.dir,
@@ -89,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
   for (const auto& component : mcu::BootChainComponents()) {
     const std::string path = absl::StrCat(state_dir, "/images/os-", os_version,
                                           "/", component, ".pkg");
-    auto bytes = rpc::ReadFile(path);
+    auto bytes = util::ReadFile(path);
     if (!bytes.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "factory OS image ", path, " missing: build OS ", os_version,

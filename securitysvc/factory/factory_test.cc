@@ -1,3 +1,4 @@
+#include "common/util/file.h"
 #include "securitysvc/factory/factory.h"
 
 #include <dirent.h>
@@ -116,16 +117,16 @@ TEST_F(FactoryTest, WritesOneStateFilePerTwin) {
 TEST_F(FactoryTest, Attack_ExistingTwinIsNeverOverwritten) {
   ASSERT_TRUE(factory_->ManufactureTwin(dir_, "dw100-1").ok());
   const std::string path = twin::TwinStatePath(dir_, "dw100-1");
-  auto before = rpc::ReadFile(path);
+  auto before = util::ReadFile(path);
   ASSERT_TRUE(before.ok());
   auto again = factory_->ManufactureTwin(dir_, "dw100-1");
   EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(*rpc::ReadFile(path), *before);
+  EXPECT_EQ(*util::ReadFile(path), *before);
   EXPECT_EQ(registry_.keys.size(), 1u);  // no second device registered
 }
 
 TEST_F(FactoryTest, Attack_NameCannotLeaveTheTwinsDirectory) {
-  ASSERT_TRUE(rpc::MakeDirs(dir_ + "/twins", 0700).ok());
+  ASSERT_TRUE(util::MakeDirs(dir_ + "/twins", 0700).ok());
   for (const std::string name :
        std::vector<std::string>{"../escape", "a/b", ".hidden", "",
                                 std::string(65, 'x')}) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/image.h"
 #include "securitysvc/management/limits.h"
 
@@ -105,7 +106,7 @@ absl::StatusOr<v1::Image> ImagePipeline::Process(
     absl::StatusOr<std::string> sealed = crypto::AesGcmSeal(
         package_key_, nonce, pkg.SerializeAsString(), PackageLabel(image.id()));
     if (!sealed.ok()) return sealed.status();
-    if (auto s = rpc::WriteFile(PathFor(image.id()),
+    if (auto s = util::WriteFile(PathFor(image.id()),
                                 absl::StrCat(nonce, *sealed), 0600);
         !s.ok()) {
       return s;
@@ -125,7 +126,7 @@ absl::StatusOr<v1::ImagePackage> ImagePipeline::ReadPackage(
         absl::StrCat("image id \"", limits::EscapedPrefix(image_id),
                      "\" is not 64 lowercase hex characters"));
   }
-  absl::StatusOr<std::string> file = rpc::ReadFile(PathFor(image_id));
+  absl::StatusOr<std::string> file = util::ReadFile(PathFor(image_id));
   if (!file.ok()) {
     return absl::NotFoundError(
         absl::StrCat("no stored package for image ", image_id));

@@ -1,5 +1,6 @@
 // ImagePipeline tests. Attacks assert the specific error and that nothing was
 // signed or stored (no package file written).
+#include "common/util/file.h"
 #include "securitysvc/management/image_pipeline.h"
 
 #include <dirent.h>
@@ -146,7 +147,7 @@ TEST_F(ImagePipelineTest, PackagesAreSealedAtRestAndPrivate) {
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  auto raw = rpc::ReadFile(path);
+  auto raw = util::ReadFile(path);
   ASSERT_TRUE(raw.ok());
   // Neither the payload nor the component name is readable on disk.
   EXPECT_EQ(raw->find(app.payload().substr(0, 64)), std::string::npos);
@@ -163,7 +164,7 @@ TEST_F(ImagePipelineTest, PackagesAreSealedAtRestAndPrivate) {
             absl::StatusCode::kDataLoss);
   std::string tampered = *raw;
   tampered[tampered.size() / 2] ^= 1;
-  ASSERT_TRUE(rpc::WriteFile(path, tampered, 0600).ok());
+  ASSERT_TRUE(util::WriteFile(path, tampered, 0600).ok());
   EXPECT_EQ(pipeline.ReadPackage(image->id()).status().code(),
             absl::StatusCode::kDataLoss);
 }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "common/util/file.h"
 #include "securitysvc/management/image_pipeline.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -143,7 +144,7 @@ absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
     for (auto [path, out] : {std::pair{&ca, &o.ca_pem},
                              std::pair{&cert, &o.cert_pem},
                              std::pair{&key, &o.key_pem}}) {
-      absl::StatusOr<std::string> pem = rpc::ReadFile(*path);
+      absl::StatusOr<std::string> pem = util::ReadFile(*path);
       if (!pem.ok()) return pem.status();
       *out = *std::move(pem);
     }
@@ -186,10 +187,10 @@ absl::Status Run() {
   }
   pki::ClusterPki layout;  // paths only: the keys are loaded below
   layout.dir = cluster::PkiDir(dir);
-  absl::StatusOr<std::string> root_pem = rpc::ReadFile(layout.Path("root.pem"));
+  absl::StatusOr<std::string> root_pem = util::ReadFile(layout.Path("root.pem"));
   if (!root_pem.ok()) return root_pem.status();
   if (auto s = pki::CheckPrivateFile(layout.Path("root.key")); !s.ok()) return s;
-  absl::StatusOr<std::string> root_key_pem = rpc::ReadFile(layout.Path("root.key"));
+  absl::StatusOr<std::string> root_key_pem = util::ReadFile(layout.Path("root.key"));
   if (!root_key_pem.ok()) return root_key_pem.status();
   std::string master_origin;
   absl::StatusOr<std::string> master = pki::LoadMasterKey(
@@ -203,7 +204,7 @@ absl::Status Run() {
       crypto::ParseCertificate(*root_pem);
   if (!root_cert.ok()) return root_cert.status();
 
-  if (auto s = rpc::MakeDirs(dir + "/management", 0700); !s.ok()) return s;
+  if (auto s = util::MakeDirs(dir + "/management", 0700); !s.ok()) return s;
   absl::StatusOr<std::string> data_key = store::LoadOrCreateDataKeyUnder(
       *master, master_origin, dir + "/management/data.key.wrapped");
   if (!data_key.ok()) return data_key.status();
@@ -289,12 +290,12 @@ absl::Status Run() {
     return s;
   }
   absl::StatusOr<std::string> signing_pem =
-      rpc::ReadFile(layout.Path("image-signing.key"));
+      util::ReadFile(layout.Path("image-signing.key"));
   if (!signing_pem.ok()) return signing_pem.status();
   absl::StatusOr<crypto::EcPrivateKey> signing_key =
       crypto::EcPrivateKey::FromPem(*signing_pem);
   if (!signing_key.ok()) return signing_key.status();
-  if (auto s = rpc::MakeDirs(dir + "/images/catalog", 0700); !s.ok()) {
+  if (auto s = util::MakeDirs(dir + "/images/catalog", 0700); !s.ok()) {
     return s;
   }
   // Stored packages are sealed under a key derived from the master key.
@@ -363,7 +364,7 @@ absl::Status Run() {
   runner.AddService(&rollout_service);
   if (auto s = runner.Start(); !s.ok()) return s;
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    if (auto s = rpc::WriteFile(absl::GetFlag(FLAGS_port_file),
+    if (auto s = util::WriteFile(absl::GetFlag(FLAGS_port_file),
                                 absl::StrCat(runner.port(), "\n"));
         !s.ok()) {
       runner.Shutdown(absl::ZeroDuration());

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/image.h"
 
 namespace sphere::osbuild {
@@ -24,7 +25,7 @@ absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
   auto packages = mcu::BuildFactoryImages(signing_key, version);
   if (!packages.ok()) return packages.status();
   const std::string dir = OsImagesDir(state_dir, version);
-  if (auto s = rpc::MakeDirs(dir); !s.ok()) return s;
+  if (auto s = util::MakeDirs(dir); !s.ok()) return s;
   std::vector<BuiltOsImage> out;
   for (v1::ImagePackage &pkg : *packages) {
     // Self-check: what we ship must verify as devices will verify it.
@@ -35,7 +36,7 @@ absl::StatusOr<std::vector<BuiltOsImage>> BuildOs(
     b.version = verified->header.version();
     b.image_id = crypto::HexEncode(verified->image_hash);
     b.path = absl::StrCat(dir, "/", b.component, ".pkg");
-    if (auto s = rpc::WriteFile(b.path, pkg.SerializeAsString()); !s.ok()) {
+    if (auto s = util::WriteFile(b.path, pkg.SerializeAsString()); !s.ok()) {
       return s;
     }
     b.package = std::move(pkg);

@@ -1,3 +1,4 @@
+#include "common/util/file.h"
 #include "securitysvc/osbuild/os_build.h"
 
 #include <gtest/gtest.h>
@@ -27,7 +28,7 @@ TEST(OsBuildTest, WritesEverySignedBootChainComponent) {
     EXPECT_EQ(b.component, mcu::BootChainComponents()[i]);
     EXPECT_EQ(b.version, 2u);
     EXPECT_EQ(b.path, absl::StrCat(dir, "/images/os-2/", b.component, ".pkg"));
-    auto bytes = rpc::ReadFile(b.path);
+    auto bytes = util::ReadFile(b.path);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     v1::ImagePackage pkg;
     ASSERT_TRUE(pkg.ParseFromString(*bytes));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/cluster/pki_layout.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "securitysvc/auth/scope.h"
 
@@ -38,12 +39,12 @@ absl::StatusOr<std::string> DecodeKey(const std::string& text,
 absl::StatusOr<crypto::EcPrivateKey> LoadOrCreateKey(const std::string& path) {
   if (Exists(path)) {
     if (auto s = CheckPrivateFile(path); !s.ok()) return s;
-    auto pem = rpc::ReadFile(path);
+    auto pem = util::ReadFile(path);
     if (!pem.ok()) return pem.status();
     return crypto::EcPrivateKey::FromPem(*pem);
   }
   auto key = crypto::EcPrivateKey::Generate();
-  if (auto s = rpc::WriteFile(path, key.ToPem(), 0600); !s.ok()) return s;
+  if (auto s = util::WriteFile(path, key.ToPem(), 0600); !s.ok()) return s;
   return key;
 }
 
@@ -52,10 +53,10 @@ absl::StatusOr<std::string> LoadOrIssueCert(const std::string& path,
                                             const crypto::CertificateSpec& spec,
                                             const crypto::EcPrivateKey& issuer,
                                             absl::string_view issuer_pem) {
-  if (Exists(path)) return rpc::ReadFile(path);
+  if (Exists(path)) return util::ReadFile(path);
   auto pem = crypto::IssueCertificate(spec, issuer, issuer_pem);
   if (!pem.ok()) return pem.status();
-  if (auto s = rpc::WriteFile(path, *pem); !s.ok()) return s;
+  if (auto s = util::WriteFile(path, *pem); !s.ok()) return s;
   return pem;
 }
 
@@ -82,7 +83,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
         ": start the cluster with 'bazel run //:local_cluster -- --state-dir ",
         state_dir, "'"));
   }
-  if (auto s = rpc::MakeDirs(pki.dir); !s.ok()) return s;
+  if (auto s = util::MakeDirs(pki.dir); !s.ok()) return s;
   chmod(pki.dir.c_str(), 0700);
   const absl::Duration kTenYears = absl::Hours(24 * 3650);
 
@@ -110,7 +111,7 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   if (!img.ok()) return img.status();
   pki.image_signing_key = *img;
   if (!Exists(pki.Path("image-signing.pub.pem"))) {
-    if (auto s = rpc::WriteFile(pki.Path("image-signing.pub.pem"),
+    if (auto s = util::WriteFile(pki.Path("image-signing.pub.pem"),
                                 crypto::PublicKeyToPem(img->PublicKey()));
         !s.ok()) {
       return s;
@@ -180,9 +181,9 @@ absl::StatusOr<rpc::TlsFiles> ClusterPki::TlsFor(absl::string_view name) const {
   if (auto s = CheckPrivateFile(Path(absl::StrCat(name, ".key"))); !s.ok()) {
     return s;
   }
-  auto cert = rpc::ReadFile(Path(absl::StrCat(name, ".pem")));
+  auto cert = util::ReadFile(Path(absl::StrCat(name, ".pem")));
   if (!cert.ok()) return cert.status();
-  auto key = rpc::ReadFile(Path(absl::StrCat(name, ".key")));
+  auto key = util::ReadFile(Path(absl::StrCat(name, ".key")));
   if (!key.ok()) return key.status();
   t.cert_pem = *cert;
   t.key_pem = *key;
@@ -204,12 +205,12 @@ absl::Status IssueClientCredential(const ClusterPki& pki,
   spec.claims = claims;
   auto pem = crypto::IssueCertificate(spec, pki.root_key, pki.root_pem);
   if (!pem.ok()) return pem.status();
-  if (auto s = rpc::WriteFile(pki.Path(absl::StrCat(name, ".key")), key.ToPem(),
+  if (auto s = util::WriteFile(pki.Path(absl::StrCat(name, ".key")), key.ToPem(),
                               0600);
       !s.ok()) {
     return s;
   }
-  return rpc::WriteFile(pki.Path(absl::StrCat(name, ".pem")), *pem);
+  return util::WriteFile(pki.Path(absl::StrCat(name, ".pem")), *pem);
 }
 
 absl::StatusOr<ClusterPki> Bootstrap(const std::string& state_dir,
@@ -280,12 +281,12 @@ absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
           "cluster was bootstrapped with"));
     }
     std::string key = crypto::RandomBytes(32);
-    if (auto s = rpc::WriteFile(path, key, 0600); !s.ok()) return s;
+    if (auto s = util::WriteFile(path, key, 0600); !s.ok()) return s;
     log::Info("created master key", {{"path", path}});
     return key;
   }
   if (auto s = CheckPrivateFile(path); !s.ok()) return s;
-  auto text = rpc::ReadFile(path);
+  auto text = util::ReadFile(path);
   if (!text.ok()) return text.status();
   return DecodeKey(*text, absl::StrCat("file ", path));
 }

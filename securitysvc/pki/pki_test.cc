@@ -1,3 +1,4 @@
+#include "common/util/file.h"
 #include "securitysvc/pki/pki.h"
 
 #include <gtest/gtest.h>
@@ -163,7 +164,7 @@ TEST(PkiTest, SystemdCredentialsDirectoryIsTheDefaultWhenPresent) {
                        .c_str()),
             0);
   const std::string key(32, '\x11');
-  ASSERT_TRUE(rpc::WriteFile(creds + "/master.key", key, 0400).ok());
+  ASSERT_TRUE(util::WriteFile(creds + "/master.key", key, 0400).ok());
   ASSERT_EQ(setenv("CREDENTIALS_DIRECTORY", creds.c_str(), 1), 0);
   auto pki = Bootstrap(dir);
   unsetenv("CREDENTIALS_DIRECTORY");

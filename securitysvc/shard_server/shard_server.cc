@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 
@@ -269,7 +270,7 @@ void ShardServer::Shutdown(absl::Duration grace) {
 absl::Status ShardServer::Run(const std::string& port_file) {
   if (auto s = Start(); !s.ok()) return s;
   if (!port_file.empty()) {
-    if (auto s = rpc::WriteFile(port_file, absl::StrCat(port(), "\n"));
+    if (auto s = util::WriteFile(port_file, absl::StrCat(port(), "\n"));
         !s.ok()) {
       Shutdown(absl::Seconds(5));
       return s;
