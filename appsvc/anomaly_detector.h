@@ -54,8 +54,7 @@ struct CycleVerdict {
 
 class DryingAnomalyDetector {
  public:
-  explicit DryingAnomalyDetector(DetectorOptions options)
-      : options_(options) {}
+  explicit DryingAnomalyDetector(DetectorOptions options) : options_(options) {}
 
   // ObserveCycle folds one completed cycle's mean drying temperature into
   // `record` (consecutive counters, own history, open anomalies).

@@ -36,13 +36,13 @@
 #include "appsvc/web_server.h"
 #include "common/cluster/cluster_config.h"
 #include "common/cluster/pki_layout.h"
-#include "common/util/file.h"
-#include "common/util/worker_pool.h"
 #include "common/rpc/rpc.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
+#include "common/util/worker_pool.h"
 
 ABSL_FLAG(std::string, state_dir, "",
           "Cluster state directory (PKI under DIR/pki; required)");
@@ -59,27 +59,33 @@ ABSL_FLAG(std::string, tenant, "Contoso", "Contoso's tenant (id or name)");
 ABSL_FLAG(std::string, product, "DW100", "The DW100 product (id or name)");
 ABSL_FLAG(std::string, seed_file, "",
           "JSON customers and repair shops (see appsvc/seed.h)");
-ABSL_FLAG(std::string, tls_cert, "", "Server certificate (default DIR/pki/server.pem)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Server certificate (default DIR/pki/server.pem)");
 ABSL_FLAG(std::string, tls_key, "", "Server key (default DIR/pki/server.key)");
 ABSL_FLAG(std::string, root_ca, "", "Platform root (default DIR/pki/root.pem)");
 ABSL_FLAG(std::string, watch_cert, "",
           "Credential for the catalog Watch (default DIR/pki/shard.pem)");
-ABSL_FLAG(std::string, watch_key, "", "Key of --watch_cert (default DIR/pki/shard.key)");
+ABSL_FLAG(std::string, watch_key, "",
+          "Key of --watch_cert (default DIR/pki/shard.key)");
 ABSL_FLAG(std::string, sphere_cert, "",
           "Contoso tenant operator certificate for Sphere queries (optional: "
           "without it the timeline says Sphere data is unavailable)");
 ABSL_FLAG(std::string, sphere_key, "", "Key of --sphere_cert");
-ABSL_FLAG(int, workers, 8, "Worker threads for durable writes and Sphere calls");
+ABSL_FLAG(int, workers, 8,
+          "Worker threads for durable writes and Sphere calls");
 ABSL_FLAG(int, queue, 1024, "Work queue bound (beyond: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, per_device_in_flight, 4, "Queued calls one device may have");
 ABSL_FLAG(absl::Duration, sync_timeout, absl::Seconds(30),
           "How long to wait for the first catalog snapshot");
 ABSL_FLAG(double, drying_baseline_c, 65.0, "DW100 model drying mean (C)");
-ABSL_FLAG(double, drying_tolerance_c, 10.0, "Allowed distance from the baseline");
+ABSL_FLAG(double, drying_tolerance_c, 10.0,
+          "Allowed distance from the baseline");
 ABSL_FLAG(int, anomaly_cycles, 3, "Consecutive anomalous cycles to raise");
-ABSL_FLAG(double, rinse_low_pct, 15.0, "Rinse level that triggers a reorder offer");
-ABSL_FLAG(std::string, server_name, sphere::rpc::kLocalServerName,
-          "TLS name on the shards' certificates (cluster.json \"server_name\")");
+ABSL_FLAG(double, rinse_low_pct, 15.0,
+          "Rinse level that triggers a reorder offer");
+ABSL_FLAG(
+    std::string, server_name, sphere::rpc::kLocalServerName,
+    "TLS name on the shards' certificates (cluster.json \"server_name\")");
 ABSL_FLAG(std::string, management_server_name, "",
           "TLS name on management's certificate (default --server_name)");
 
@@ -104,9 +110,9 @@ absl::StatusOr<sphere::rpc::TlsFiles> LoadTls(const std::string& cert,
                                               const std::string& key,
                                               const std::string& ca) {
   sphere::rpc::TlsFiles tls;
-  for (auto [path, out] : {std::pair{cert, &tls.cert_pem},
-                           std::pair{key, &tls.key_pem},
-                           std::pair{ca, &tls.ca_pem}}) {
+  for (auto [path, out] :
+       {std::pair{cert, &tls.cert_pem}, std::pair{key, &tls.key_pem},
+        std::pair{ca, &tls.ca_pem}}) {
     auto text = sphere::util::ReadFile(path);
     if (!text.ok()) return text.status();
     *out = std::move(*text);
@@ -124,18 +130,23 @@ int Main() {
   for (const std::string& name :
        {absl::GetFlag(FLAGS_server_name), ManagementServerName()}) {
     if (name.size() > sphere::cluster::kMaxServerNameBytes) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          "--server_name / --management_server_name longer than ",
-          sphere::cluster::kMaxServerNameBytes, " bytes")));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--server_name / --management_server_name longer than ",
+                       sphere::cluster::kMaxServerNameBytes, " bytes")));
     }
   }
-  const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert), sphere::cluster::PkiPath(dir, "server.pem"));
-  const std::string key = Or(absl::GetFlag(FLAGS_tls_key), sphere::cluster::PkiPath(dir, "server.key"));
-  const std::string root = Or(absl::GetFlag(FLAGS_root_ca), sphere::cluster::PkiPath(dir, "root.pem"));
+  const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert),
+                              sphere::cluster::PkiPath(dir, "server.pem"));
+  const std::string key = Or(absl::GetFlag(FLAGS_tls_key),
+                             sphere::cluster::PkiPath(dir, "server.key"));
+  const std::string root = Or(absl::GetFlag(FLAGS_root_ca),
+                              sphere::cluster::PkiPath(dir, "root.pem"));
   auto server_tls = LoadTls(cert, key, root);
   if (!server_tls.ok()) return Fail(server_tls.status());
-  auto watch_tls = LoadTls(Or(absl::GetFlag(FLAGS_watch_cert), sphere::cluster::PkiPath(dir, "shard.pem")),
-                           Or(absl::GetFlag(FLAGS_watch_key), sphere::cluster::PkiPath(dir, "shard.key")),
+  auto watch_tls = LoadTls(Or(absl::GetFlag(FLAGS_watch_cert),
+                              sphere::cluster::PkiPath(dir, "shard.pem")),
+                           Or(absl::GetFlag(FLAGS_watch_key),
+                              sphere::cluster::PkiPath(dir, "shard.key")),
                            root);
   if (!watch_tls.ok()) return Fail(watch_tls.status());
   sphere::rpc::TlsFiles sphere_tls;
@@ -146,7 +157,8 @@ int Main() {
     sphere_tls = *t;
   }
 
-  const std::string db_dir = Or(absl::GetFlag(FLAGS_db_dir), dir + "/appsvc/db");
+  const std::string db_dir =
+      Or(absl::GetFlag(FLAGS_db_dir), dir + "/appsvc/db");
   if (auto s = sphere::util::MakeDirs(db_dir, 0700); !s.ok()) return Fail(s);
   auto store = sphere::store::OpenRocksStore(db_dir, ColumnFamilies());
   if (!store.ok()) return Fail(store.status());
@@ -171,8 +183,8 @@ int Main() {
     web_accounts = std::move(*accounts);
   }
 
-  DeviceRegistry registry({absl::GetFlag(FLAGS_tenant),
-                           absl::GetFlag(FLAGS_product)});
+  DeviceRegistry registry(
+      {absl::GetFlag(FLAGS_tenant), absl::GetFlag(FLAGS_product)});
   WatchFollower follower(
       sphere::rpc::NewChannel(absl::GetFlag(FLAGS_management), *watch_tls,
                               ManagementServerName()),
@@ -199,8 +211,9 @@ int Main() {
       });
   GrpcSphereSource sphere_source(&registry, sphere_tls, absl::Seconds(5),
                                  absl::GetFlag(FLAGS_server_name));
-  sphere::WorkerPool pool(absl::GetFlag(FLAGS_workers), absl::GetFlag(FLAGS_queue),
-                  absl::GetFlag(FLAGS_per_device_in_flight));
+  sphere::WorkerPool pool(absl::GetFlag(FLAGS_workers),
+                          absl::GetFlag(FLAGS_queue),
+                          absl::GetFlag(FLAGS_per_device_in_flight));
   DeviceGatewayService gateway(&cloud, &registry, &pool, sphere::Clock::Real());
   ContosoSupportService support(&cloud, &registry, &sphere_source, &pool);
   // Gateway path (contoso.v1.ContosoGateway): appsvc's own token key, made
@@ -215,8 +228,8 @@ int Main() {
   ContosoGatewayService gateway_path(&gateway_auth, &cloud, &pool);
 
   sphere::rpc::ServerOptions o;
-  o.address = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
-                           absl::GetFlag(FLAGS_port));
+  o.address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   o.tls = *server_tls;
   o.max_request_bytes = 512 << 10;
   sphere::rpc::ServerRunner runner(o);
@@ -246,13 +259,13 @@ int Main() {
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     if (auto s = sphere::util::WriteFile(absl::GetFlag(FLAGS_port_file),
-                                        absl::StrCat(runner.port()));
+                                         absl::StrCat(runner.port()));
         !s.ok())
       return Fail(s);
   }
   if (web && !absl::GetFlag(FLAGS_web_port_file).empty()) {
     if (auto s = sphere::util::WriteFile(absl::GetFlag(FLAGS_web_port_file),
-                                        absl::StrCat(web->port()));
+                                         absl::StrCat(web->port()));
         !s.ok())
       return Fail(s);
   }

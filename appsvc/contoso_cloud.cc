@@ -107,8 +107,7 @@ std::vector<std::string> ColumnFamilies() {
 }
 
 absl::Status ValidateDeviceId(absl::string_view id) {
-  if (id.size() != 64 ||
-      !std::all_of(id.begin(), id.end(), [](char c) {
+  if (id.size() != 64 || !std::all_of(id.begin(), id.end(), [](char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
       })) {
     return absl::InvalidArgumentError(
@@ -129,12 +128,12 @@ absl::Status ValidateSample(const v1::Telemetry& s, int index) {
                       -20, 120);
       !st.ok())
     return st;
-  if (auto st = Bound("drying_temperature_c", index,
-                      s.drying_temperature_c(), -20, 150);
+  if (auto st = Bound("drying_temperature_c", index, s.drying_temperature_c(),
+                      -20, 150);
       !st.ok())
     return st;
-  if (auto st = Bound("rinse_agent_level_pct", index,
-                      s.rinse_agent_level_pct(), 0, 100);
+  if (auto st = Bound("rinse_agent_level_pct", index, s.rinse_agent_level_pct(),
+                      0, 100);
       !st.ok())
     return st;
   if (!v1::Telemetry::CycleState_IsValid(s.cycle_state())) {
@@ -234,12 +233,11 @@ void ContosoCloud::QueueDiagnostics(records::DeviceRecord* rec, Direction d,
   records::PendingCommand* p = rec->add_pending();
   p->mutable_command()->set_command_id(NextId(rec, "cmd"));
   p->mutable_command()->set_kind(v1::Command::RUN_DIAGNOSTICS);
-  p->mutable_command()->set_issued_unix_ms(
-      absl::ToUnixMillis(clock_->Now()));
+  p->mutable_command()->set_issued_unix_ms(absl::ToUnixMillis(clock_->Now()));
   p->set_reason(AnomalyName(d));
-  const std::string line = absl::StrCat(
-      AnomalyName(d), ": ", detector_.options().consecutive,
-      " consecutive cycles; last ", why);
+  const std::string line =
+      absl::StrCat(AnomalyName(d), ": ", detector_.options().consecutive,
+                   " consecutive cycles; last ", why);
   AppendBounded(rec->mutable_anomalies(), line);
   AddEntry(fx, "anomaly", line);
   AddEntry(fx, "diagnostics",
@@ -251,8 +249,7 @@ void ContosoCloud::QueueDiagnostics(records::DeviceRecord* rec, Direction d,
 void ContosoCloud::FinishCycle(records::DeviceRecord* rec, Effects* fx) {
   if (!rec->has_current_cycle()) return;
   if (rec->current_drying_count() > 0) {
-    const double mean =
-        rec->current_drying_sum() / rec->current_drying_count();
+    const double mean = rec->current_drying_sum() / rec->current_drying_count();
     rec->add_cycle_drying_means(mean);
     while (rec->cycle_drying_means_size() > kMaxHistory) {
       rec->mutable_cycle_drying_means()->erase(
@@ -260,12 +257,12 @@ void ContosoCloud::FinishCycle(records::DeviceRecord* rec, Effects* fx) {
     }
     rec->set_cycles_completed(rec->cycles_completed() + 1);
     CycleVerdict v = detector_.ObserveCycle(mean, rec);
-    AddEntry(fx, "telemetry",
-             absl::StrFormat("cycle %d: drying mean %.1f C, peak %.1f C (%s)",
-                             rec->current_cycle_id(), mean,
-                             rec->current_drying_peak(),
-                             v.cycle == Direction::kNone ? "normal"
-                                                         : AnomalyName(v.cycle)));
+    AddEntry(
+        fx, "telemetry",
+        absl::StrFormat(
+            "cycle %d: drying mean %.1f C, peak %.1f C (%s)",
+            rec->current_cycle_id(), mean, rec->current_drying_peak(),
+            v.cycle == Direction::kNone ? "normal" : AnomalyName(v.cycle)));
     if (v.raised != Direction::kNone) {
       QueueDiagnostics(rec, v.raised, v.explanation, fx);
     }
@@ -460,8 +457,8 @@ absl::Status ContosoCloud::CompleteCommand(
   }
   for (const std::string& f : d.findings()) {
     if (f.size() > kMaxFindingBytes) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "a finding is at most %d bytes", kMaxFindingBytes));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("a finding is at most %d bytes", kMaxFindingBytes));
     }
   }
   if (d.suspected_part().size() > kMaxIdBytes) {
@@ -491,15 +488,17 @@ absl::Status ContosoCloud::CompleteCommand(
     absl::StrAppend(&findings, findings.empty() ? "" : "; ", f);
   }
   const std::string result_line =
-      d.healthy() ? absl::StrCat(req.command_id(), ": healthy")
-                  : absl::StrCat(req.command_id(), ": fault: ",
-                                 findings.empty() ? "(no findings)" : findings,
-                                 d.suspected_part().empty()
-                                     ? ""
-                                     : absl::StrCat(" (part ",
-                                                    d.suspected_part(), ")"));
+      d.healthy()
+          ? absl::StrCat(req.command_id(), ": healthy")
+          : absl::StrCat(
+                req.command_id(),
+                ": fault: ", findings.empty() ? "(no findings)" : findings,
+                d.suspected_part().empty()
+                    ? ""
+                    : absl::StrCat(" (part ", d.suspected_part(), ")"));
   AppendBounded(rec.mutable_diagnostics(), result_line);
-  AddEntry(&fx, "diagnostics", absl::StrCat("diagnostics result ", result_line));
+  AddEntry(&fx, "diagnostics",
+           absl::StrCat("diagnostics result ", result_line));
   sphere::store::WriteBatch extra;
   if (d.healthy()) {
     Notify(&rec,
@@ -509,9 +508,8 @@ absl::Status ContosoCloud::CompleteCommand(
     return Commit(rec, fx, std::move(extra));
   }
   auto customer = GetCustomer(device_id);
-  const bool warranty =
-      customer.ok() && customer->warranty_until_unix_ms() >
-                           absl::ToUnixMillis(clock_->Now());
+  const bool warranty = customer.ok() && customer->warranty_until_unix_ms() >
+                                             absl::ToUnixMillis(clock_->Now());
   if (!warranty) {
     Notify(&rec,
            absl::StrCat("remote diagnostics found a fault (", findings,
@@ -580,7 +578,7 @@ absl::StatusOr<v1::ListDevicesResponse> ContosoCloud::ListDevices(
         }
         v1::DeviceSummary* d = resp.add_devices();
         d->set_device_id(rec.device_id());
-        d->set_state(rec.open_anomalies_size() > 0 ? "anomaly"
+        d->set_state(rec.open_anomalies_size() > 0       ? "anomaly"
                      : !rec.open_reorder_offer().empty() ? "rinse-low"
                                                          : "ok");
         for (const auto& a : rec.open_anomalies()) d->add_open_anomalies(a);
@@ -628,17 +626,17 @@ absl::StatusOr<uint64_t> ContosoCloud::CountSamples(
     const std::string& device_id) {
   uint64_t n = 0;
   bool corrupt = false;
-  auto s = store_->Scan(kSamples, absl::StrCat(device_id, "/"),
-                        [&](absl::string_view, absl::string_view value) {
-                          records::SampleChunk chunk;
-                          if (!chunk.ParseFromArray(value.data(),
-                                                    value.size())) {
-                            corrupt = true;
-                            return false;
-                          }
-                          n += chunk.samples_size();
-                          return true;
-                        });
+  auto s =
+      store_->Scan(kSamples, absl::StrCat(device_id, "/"),
+                   [&](absl::string_view, absl::string_view value) {
+                     records::SampleChunk chunk;
+                     if (!chunk.ParseFromArray(value.data(), value.size())) {
+                       corrupt = true;
+                       return false;
+                     }
+                     n += chunk.samples_size();
+                     return true;
+                   });
   if (!s.ok()) return s;
   if (corrupt) return absl::DataLossError("corrupt sample chunk");
   return n;
@@ -731,8 +729,8 @@ absl::StatusOr<v1::PlaceOrderResponse> ContosoCloud::PlaceOrder(
   if (!loaded.ok()) return loaded.status();
   records::DeviceRecord rec = std::move(*loaded);
   if (!Contains(rec.reorder_offers(), req.offer_id())) {
-    return absl::NotFoundError(absl::StrCat(
-        "no reorder offer ", req.offer_id(), " for this dishwasher"));
+    return absl::NotFoundError(absl::StrCat("no reorder offer ", req.offer_id(),
+                                            " for this dishwasher"));
   }
   // One order per offer: a repeated PlaceOrder returns the same order.
   const std::string suffix = absl::StrCat(" for offer ", req.offer_id());

@@ -52,7 +52,7 @@ inline constexpr size_t kMaxDescriptionBytes = 1024;
 inline constexpr size_t kMaxIdBytes = 64;
 inline constexpr int kMaxFindings = 16;
 inline constexpr size_t kMaxFindingBytes = 256;
-inline constexpr int kMaxHistory = 50;      // entries kept per record list
+inline constexpr int kMaxHistory = 50;  // entries kept per record list
 inline constexpr int kMaxTimelineEntries = 500;
 inline constexpr uint32_t kMaxPageSize = 500;
 // Gaps a device may leave in its sample sequence numbers (each gap is one
@@ -129,14 +129,13 @@ class ContosoCloud {
     std::vector<std::string> actions;
   };
   absl::Mutex& LockFor(absl::string_view device_id);
-  absl::StatusOr<records::DeviceRecord> LoadRecord(
-      const std::string& device_id, bool* found);
+  absl::StatusOr<records::DeviceRecord> LoadRecord(const std::string& device_id,
+                                                   bool* found);
   void AddEntry(Effects* fx, absl::string_view kind, std::string summary);
   void FinishCycle(records::DeviceRecord* rec, Effects* fx);
   void QueueDiagnostics(records::DeviceRecord* rec, Direction d,
                         const std::string& why, Effects* fx);
-  void Notify(records::DeviceRecord* rec, const std::string& text,
-              Effects* fx);
+  void Notify(records::DeviceRecord* rec, const std::string& text, Effects* fx);
   // Commit writes `rec` and the effects' entries (plus `extra`) durably.
   absl::Status Commit(const records::DeviceRecord& rec, const Effects& fx,
                       sphere::store::WriteBatch extra);

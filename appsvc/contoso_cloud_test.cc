@@ -2,11 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <thread>
-#include <algorithm>
-#include <cmath>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -217,11 +217,13 @@ TEST_F(ContosoCloudTest, Attack_SequenceGapFloodRefusedNothingStored) {
   EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
   // Within the limit it is accepted, and filling the gaps merges them.
   req.mutable_samples()->RemoveLast();
-  EXPECT_EQ(Report(kDev, req).accepted(), static_cast<uint32_t>(kMaxSequenceRanges));
+  EXPECT_EQ(Report(kDev, req).accepted(),
+            static_cast<uint32_t>(kMaxSequenceRanges));
   for (int i = 0; i < req.samples_size(); ++i) {
     req.mutable_samples(i)->set_sequence(2 * i + 2);
   }
-  EXPECT_EQ(Report(kDev, req).accepted(), static_cast<uint32_t>(kMaxSequenceRanges));
+  EXPECT_EQ(Report(kDev, req).accepted(),
+            static_cast<uint32_t>(kMaxSequenceRanges));
   auto rec = cloud_->GetDeviceRecord(kDev);
   ASSERT_TRUE(rec.ok());
   ASSERT_EQ(rec->stored_size(), 1);
@@ -355,9 +357,8 @@ TEST_F(ContosoCloudTest, Attack_CompleteUnknownCommandChangesNothing) {
 
 TEST_F(ContosoCloudTest, RinseLowOffersReorderAndOrderIsRecordedOnce) {
   auto r = Cycles(kDev, 1, 65, /*rinse=*/10);
-  ASSERT_EQ(std::count(r.actions().begin(), r.actions().end(),
-                       "reorder-offered"),
-            1);
+  ASSERT_EQ(
+      std::count(r.actions().begin(), r.actions().end(), "reorder-offered"), 1);
   // Still low: no second offer.
   r = Cycles(kDev, 1, 65, 9);
   EXPECT_EQ(r.actions_size(), 0);
@@ -382,9 +383,8 @@ TEST_F(ContosoCloudTest, RinseLowOffersReorderAndOrderIsRecordedOnce) {
   // Refilled, then low again: a new offer.
   Cycles(kDev, 1, 65, 90);
   r = Cycles(kDev, 1, 65, 12);
-  EXPECT_EQ(std::count(r.actions().begin(), r.actions().end(),
-                       "reorder-offered"),
-            1);
+  EXPECT_EQ(
+      std::count(r.actions().begin(), r.actions().end(), "reorder-offered"), 1);
 }
 
 TEST_F(ContosoCloudTest, ServiceRequestJoinsTheTimeline) {

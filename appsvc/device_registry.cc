@@ -99,15 +99,15 @@ absl::Status DeviceRegistry::Authorize(
         " changed owner since its certificate was issued; re-attest"));
   }
   if (!Matches(d.tenant_id, options_.tenant, view_.tenant_names)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "device ", device.device_id, " belongs to another tenant, not ",
-        options_.tenant));
+    return absl::PermissionDeniedError(
+        absl::StrCat("device ", device.device_id,
+                     " belongs to another tenant, not ", options_.tenant));
   }
   if (!Matches(d.product_id, options_.product, view_.product_names) ||
       (!device.product_id.empty() && device.product_id != d.product_id)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "device ", device.device_id, " is another product, not ",
-        options_.product));
+    return absl::PermissionDeniedError(absl::StrCat("device ", device.device_id,
+                                                    " is another product, not ",
+                                                    options_.product));
   }
   return absl::OkStatus();
 }
@@ -139,7 +139,8 @@ bool DeviceRegistry::IsConfiguredTenant(const std::string& tenant_id) const {
 std::string DeviceRegistry::ConfiguredTenantId() const {
   absl::MutexLock l(&mu_);
   for (const auto& [id, name] : view_.tenant_names) {
-    if (id == options_.tenant || absl::EqualsIgnoreCase(name, options_.tenant)) {
+    if (id == options_.tenant ||
+        absl::EqualsIgnoreCase(name, options_.tenant)) {
       return id;
     }
   }

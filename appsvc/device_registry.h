@@ -78,9 +78,9 @@ class DeviceRegistry {
     std::vector<std::string> shards;                              // addresses
   };
   static void ApplyTo(const sphere::v1::WatchEvent& e, View* view);
-  bool Matches(const std::string& id, const std::string& configured,
-               const absl::flat_hash_map<std::string, std::string>& names)
-      const;
+  bool Matches(
+      const std::string& id, const std::string& configured,
+      const absl::flat_hash_map<std::string, std::string>& names) const;
 
   const RegistryOptions options_;
   mutable absl::Mutex mu_;

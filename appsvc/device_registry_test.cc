@@ -73,8 +73,8 @@ class DeviceRegistryTest : public ::testing::Test {
     reg_.Apply(TenantEvent(5, "t-fabrikam", "Fabrikam", true));
     reg_.Apply(ProductEvent(5, "p-dw100", "t-contoso", "DW100", true));
     reg_.Apply(ProductEvent(5, "p-dw200", "t-contoso", "DW200", true));
-    reg_.Apply(DeviceEvent(5, kDev, "t-contoso", "p-dw100",
-                           sphere::v1::CLAIMED, true));
+    reg_.Apply(DeviceEvent(5, kDev, "t-contoso", "p-dw100", sphere::v1::CLAIMED,
+                           true));
     reg_.Apply(SnapshotEnd(5));
   }
   DeviceRegistry reg_{{"contoso", "DW100"}};  // names, any case
@@ -123,9 +123,9 @@ TEST_F(DeviceRegistryTest, Attack_OtherTenantAndProductRefused) {
 }
 
 TEST_F(DeviceRegistryTest, Attack_UnknownDeviceAndStaleEpochRefused) {
-  EXPECT_EQ(reg_.Authorize(Ctx(std::string(64, 'f'), "t-contoso", "p-dw100"))
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      reg_.Authorize(Ctx(std::string(64, 'f'), "t-contoso", "p-dw100")).code(),
+      absl::StatusCode::kPermissionDenied);
   DeviceContext stale = Ctx(kDev, "t-contoso", "p-dw100");
   stale.ownership_epoch = 0;
   EXPECT_EQ(reg_.Authorize(stale).code(), absl::StatusCode::kPermissionDenied);

@@ -39,9 +39,8 @@ absl::Status GatewayAuth::ValidDeviceId(const std::string& device_id) const {
 }
 
 void GatewayAuth::SweepExpiredLocked(absl::Time now) {
-  absl::erase_if(pending_, [now](const auto& kv) {
-    return kv.second.expires <= now;
-  });
+  absl::erase_if(pending_,
+                 [now](const auto& kv) { return kv.second.expires <= now; });
 }
 
 size_t GatewayAuth::outstanding_nonces() const {
@@ -59,9 +58,9 @@ absl::StatusOr<std::string> GatewayAuth::Challenge(
       !pending_.contains(device_id)) {
     SweepExpiredLocked(now);
     if (pending_.size() >= options_.max_outstanding_nonces) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "gateway challenge table full (", pending_.size(),
-          " live nonces): retry later"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("gateway challenge table full (", pending_.size(),
+                       " live nonces): retry later"));
     }
   }
   // One outstanding nonce per device: a new challenge replaces the last.
@@ -85,9 +84,9 @@ absl::StatusOr<std::string> GatewayAuth::Prove(const std::string& device_id,
                      " bytes of PEM"));
   }
   if (signature.empty() || signature.size() > options_.max_signature_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("signature must be 1..", options_.max_signature_bytes,
-                     " bytes (DER ECDSA P-256)"));
+    return absl::InvalidArgumentError(absl::StrCat("signature must be 1..",
+                                                   options_.max_signature_bytes,
+                                                   " bytes (DER ECDSA P-256)"));
   }
   const absl::Time now = clock_->Now();
   // The attempt consumes the device's nonce, whatever its outcome.

@@ -43,8 +43,8 @@ class GatewayAuthRootTest : public GatewayAuthTest {
  protected:
   void SetUp() override {
     GatewayAuthTest::SetUp();
-    gw2_ = std::make_unique<GatewayAuth>(std::string(32, 'k'), root_pem_,
-                                         &reg_, &clock_);
+    gw2_ = std::make_unique<GatewayAuth>(std::string(32, 'k'), root_pem_, &reg_,
+                                         &clock_);
   }
   absl::StatusOr<std::string> Login(const TestDevice& d) {
     auto nonce = gw2_->Challenge(d.id);

@@ -87,8 +87,8 @@ grpc::ServerUnaryReactor* ContosoGatewayService::GetChallenge(
 grpc::ServerUnaryReactor* ContosoGatewayService::Prove(
     grpc::CallbackServerContext* ctx, const v1::GatewayProveRequest* req,
     v1::GatewayProveResponse* resp) {
-  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxProveRequestBytes,
-                                             "Prove");
+  if (auto s =
+          sphere::rpc::CheckRequestSize(*req, kMaxProveRequestBytes, "Prove");
       !s.ok()) {
     return Done(ctx, s);
   }
@@ -144,9 +144,9 @@ grpc::ServerUnaryReactor* ContosoGatewayService::CountTelemetry(
     return Done(ctx, s);
   }
   if (req->devices_size() > kMaxCountDevices) {
-    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
-                         "CountTelemetry takes at most ", kMaxCountDevices,
-                         " devices")));
+    return Done(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("CountTelemetry takes at most ",
+                                      kMaxCountDevices, " devices")));
   }
   if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
   // Every device must be authenticated before anything is read.

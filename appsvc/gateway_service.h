@@ -33,8 +33,7 @@ inline constexpr size_t kMaxProveRequestBytes = 16 << 10;
 inline constexpr size_t kMaxGatewayTelemetryBytes = 256 << 10;
 inline constexpr size_t kMaxCountRequestBytes = 1200 << 10;
 
-class ContosoGatewayService final
-    : public v1::ContosoGateway::CallbackService {
+class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
  public:
   // All pointers must outlive the service.
   ContosoGatewayService(GatewayAuth* auth, ContosoCloud* cloud,
@@ -57,7 +56,8 @@ class ContosoGatewayService final
   // CheckGateway: OK when the channel's certificate has scope "gateway".
   static absl::Status CheckGateway(const grpc::ServerContextBase& ctx);
   // DeviceOf: the device named in metadata, authenticated by its token.
-  absl::StatusOr<std::string> DeviceOf(const grpc::ServerContextBase& ctx) const;
+  absl::StatusOr<std::string> DeviceOf(
+      const grpc::ServerContextBase& ctx) const;
 
  private:
   GatewayAuth* const auth_;

@@ -3,9 +3,8 @@
 // assert the specific error and that nothing was stored.
 #include "appsvc/gateway_service.h"
 
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <memory>
 
@@ -25,10 +24,9 @@ namespace crypto = sphere::crypto;
 class GatewayServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = absl::StrCat(::testing::TempDir(), "/gw-",
-                        ::testing::UnitTest::GetInstance()
-                            ->current_test_info()
-                            ->name());
+    dir_ = absl::StrCat(
+        ::testing::TempDir(), "/gw-",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     ASSERT_TRUE(sphere::util::MakeDirs(dir_, 0700).ok());
     a_ = Device();
     b_ = Device();
@@ -43,8 +41,8 @@ class GatewayServiceTest : public ::testing::Test {
     auth_ = std::make_unique<GatewayAuth>(*key, root_pem_, &registry_,
                                           sphere::Clock::Real());
     pool_ = std::make_unique<sphere::WorkerPool>(2, 64, 8);
-    service_ = std::make_unique<ContosoGatewayService>(auth_.get(),
-                                                       cloud_.get(), pool_.get());
+    service_ = std::make_unique<ContosoGatewayService>(
+        auth_.get(), cloud_.get(), pool_.get());
     sphere::rpc::ServerOptions o;
     o.tls = Credential("sphere-services", crypto::KeyUsage::kServerAuth, {});
     runner_ = std::make_unique<sphere::rpc::ServerRunner>(o);

@@ -32,9 +32,9 @@ sphere::metrics::CounterMetric* DuplicatesCounter() {
 }
 
 sphere::metrics::CounterMetric* SamplesCounter() {
-  static auto* c = sphere::metrics::Counter(
-      "contoso_telemetry_samples_total",
-      "Telemetry samples stored durably by appsvc");
+  static auto* c =
+      sphere::metrics::Counter("contoso_telemetry_samples_total",
+                               "Telemetry samples stored durably by appsvc");
   return c;
 }
 
@@ -103,22 +103,22 @@ grpc::ServerUnaryReactor* DeviceGatewayService::Dispatch(
   absl::StatusOr<sphere::rpc::PeerIdentity> peer =
       sphere::rpc::PeerFromContext(*ctx);
   const std::string key = peer.ok() ? peer->claims().device_id : "";
-  if (!pool_->TrySubmit(key, [this, ctx, reactor, min_revision,
-                              work = std::move(work)] {
-        if (!registry_->WaitForRevision(min_revision, kMinRevisionWait)) {
-          reactor->Finish(grpc::Status(
-              grpc::StatusCode::UNAVAILABLE,
-              absl::StrCat("appsvc has not yet seen catalog revision ",
-                           min_revision, "; retry")));
-          return;
-        }
-        absl::StatusOr<std::string> device = Authenticate(*ctx);
-        if (!device.ok()) {
-          reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
-          return;
-        }
-        work(reactor, *device);
-      })) {
+  if (!pool_->TrySubmit(
+          key, [this, ctx, reactor, min_revision, work = std::move(work)] {
+            if (!registry_->WaitForRevision(min_revision, kMinRevisionWait)) {
+              reactor->Finish(grpc::Status(
+                  grpc::StatusCode::UNAVAILABLE,
+                  absl::StrCat("appsvc has not yet seen catalog revision ",
+                               min_revision, "; retry")));
+              return;
+            }
+            absl::StatusOr<std::string> device = Authenticate(*ctx);
+            if (!device.ok()) {
+              reactor->Finish(sphere::rpc::ToGrpcStatus(device.status()));
+              return;
+            }
+            work(reactor, *device);
+          })) {
     reactor->Finish(Busy());
   }
   return reactor;
@@ -227,8 +227,9 @@ grpc::ServerUnaryReactor* ContosoSupportService::ListDevices(
 grpc::ServerUnaryReactor* ContosoSupportService::GetDeviceInsights(
     grpc::CallbackServerContext* ctx, const v1::GetDeviceInsightsRequest* req,
     v1::DeviceInsights* resp) {
-  return Run(ctx, resp,
-             [this, req] { return cloud_->GetDeviceInsights(req->device_id()); });
+  return Run(ctx, resp, [this, req] {
+    return cloud_->GetDeviceInsights(req->device_id());
+  });
 }
 
 grpc::ServerUnaryReactor* ContosoSupportService::GetTimeline(

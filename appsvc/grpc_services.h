@@ -25,8 +25,8 @@
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/sphere_source.h"
-#include "common/util/worker_pool.h"
 #include "common/util/clock.h"
+#include "common/util/worker_pool.h"
 #include "protos/contoso.grpc.pb.h"
 
 namespace contoso::appsvc {
@@ -80,8 +80,7 @@ class DeviceGatewayService final : public v1::DeviceGateway::CallbackService {
   sphere::Clock* const clock_;
 };
 
-class ContosoSupportService final
-    : public v1::ContosoSupport::CallbackService {
+class ContosoSupportService final : public v1::ContosoSupport::CallbackService {
  public:
   ContosoSupportService(ContosoCloud* cloud, const DeviceRegistry* registry,
                         SphereSource* sphere, sphere::WorkerPool* pool)

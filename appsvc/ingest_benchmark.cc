@@ -1,7 +1,7 @@
 // Telemetry ingest benchmark (issue 13): readings per second that appsvc's
 // core ingests and acknowledges as durable (ContosoCloud::ReportTelemetry on
-// RocksDB with synced writes through common/store's GroupCommitWriter), next to a floor
-// measured in the same run from the same number of threads: raw synced
+// RocksDB with synced writes through common/store's GroupCommitWriter), next to
+// a floor measured in the same run from the same number of threads: raw synced
 // RocksDB write batches with one put per reading, and raw synced writes of
 // one value per batch carrying the same serialized samples (appsvc's layout).
 //
@@ -117,8 +117,7 @@ int Main() {
         values[t].push_back(sample.SerializeAsString());
       }
     }
-    floor = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
-                                             uint64_t*) {
+    floor = Run(threads, seconds, batch, [&](int t, uint64_t* seq, uint64_t*) {
       sphere::store::WriteBatch b;
       const std::string dev = DeviceId(t);
       for (const std::string& v : values[t]) {
@@ -131,7 +130,8 @@ int Main() {
   // same serialized samples (appsvc's storage layout, no appsvc logic).
   double floor_chunk = 0;
   {
-    auto store = sphere::store::OpenRocksStore(Scratch("raw-chunk"), {"samples"});
+    auto store =
+        sphere::store::OpenRocksStore(Scratch("raw-chunk"), {"samples"});
     if (!store.ok()) {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       return 1;
@@ -141,13 +141,13 @@ int Main() {
       uint64_t s = 1, c = 1;
       chunks[t] = MakeBatch(batch, &s, &c).SerializeAsString();
     }
-    floor_chunk = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
-                                                   uint64_t*) {
-      sphere::store::WriteBatch b;
-      b.Put("samples", absl::StrCat(DeviceId(t), "/", *seq), chunks[t]);
-      *seq += batch;
-      return (*store)->Write(b).ok();
-    });
+    floor_chunk =
+        Run(threads, seconds, batch, [&](int t, uint64_t* seq, uint64_t*) {
+          sphere::store::WriteBatch b;
+          b.Put("samples", absl::StrCat(DeviceId(t), "/", *seq), chunks[t]);
+          *seq += batch;
+          return (*store)->Write(b).ok();
+        });
   }
   // appsvc: validate, dedupe, analyse, group commit, acknowledged durable.
   double ingest = 0;
@@ -169,18 +169,18 @@ int Main() {
       uint64_t s = 1, c = 1;
       reqs[t] = MakeBatch(batch, &s, &c);
     }
-    ingest = Run(threads, seconds, batch, [&](int t, uint64_t* seq,
-                                              uint64_t* cycle) {
-      const std::string dev = DeviceId(t);
-      v1::ReportTelemetryRequest& req = reqs[t];
-      for (int i = 0; i < req.samples_size(); ++i) {
-        req.mutable_samples(i)->set_sequence((*seq)++);
-        req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
-      }
-      *cycle += (batch + 99) / 100;
-      auto r = cloud.ReportTelemetry(dev, req);
-      return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
-    });
+    ingest = Run(
+        threads, seconds, batch, [&](int t, uint64_t* seq, uint64_t* cycle) {
+          const std::string dev = DeviceId(t);
+          v1::ReportTelemetryRequest& req = reqs[t];
+          for (int i = 0; i < req.samples_size(); ++i) {
+            req.mutable_samples(i)->set_sequence((*seq)++);
+            req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
+          }
+          *cycle += (batch + 99) / 100;
+          auto r = cloud.ReportTelemetry(dev, req);
+          return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
+        });
     groups = group.groups_written();
     batches = group.batches_written();
   }
@@ -188,13 +188,16 @@ int Main() {
   getloadavg(load, 3);
   std::printf("threads=%d batch=%d seconds=%.1f load_average_1m=%.1f\n",
               threads, batch, seconds, load[0]);
-  std::printf("floor  raw RocksDB synced, 1 put per reading: %10.0f readings/s\n",
-              floor);
-  std::printf("floor  raw RocksDB synced, 1 value per batch: %10.0f readings/s\n",
-              floor_chunk);
-  std::printf("appsvc ingest, acked = durable    : %10.0f readings/s "
-              "(%.0f%% of the 1-value floor; target >= 200000)\n",
-              ingest, floor_chunk > 0 ? 100 * ingest / floor_chunk : 0);
+  std::printf(
+      "floor  raw RocksDB synced, 1 put per reading: %10.0f readings/s\n",
+      floor);
+  std::printf(
+      "floor  raw RocksDB synced, 1 value per batch: %10.0f readings/s\n",
+      floor_chunk);
+  std::printf(
+      "appsvc ingest, acked = durable    : %10.0f readings/s "
+      "(%.0f%% of the 1-value floor; target >= 200000)\n",
+      ingest, floor_chunk > 0 ? 100 * ingest / floor_chunk : 0);
   std::printf("group commit: %llu batches in %llu synced writes\n",
               static_cast<unsigned long long>(batches),
               static_cast<unsigned long long>(groups));

@@ -5,23 +5,22 @@
 // acknowledged sample is there, that each device record agrees with its
 // samples (record and samples commit atomically), and that re-sending an
 // acknowledged batch stores nothing twice.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/durable_writer.h"
@@ -96,10 +95,9 @@ std::map<int, uint64_t> RunAndKill(const std::string& db, int acks) {
 }
 
 TEST(IngestCrashTest, Fault_KillDuringIngestLosesNoAcknowledgedSample) {
-  const std::string db =
-      absl::StrCat(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR")
-                                              : "/tmp",
-                   "/ingest-crash-db");
+  const std::string db = absl::StrCat(
+      std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp",
+      "/ingest-crash-db");
   std::map<int, uint64_t> total;
   for (int round = 0; round < 3; ++round) {
     std::map<int, uint64_t> acked = RunAndKill(db, 40 + 30 * round);

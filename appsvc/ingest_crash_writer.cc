@@ -1,8 +1,8 @@
 // ingest_crash_writer: child process for ingest_crash_test. Runs appsvc's
-// core (ContosoCloud over a synced RocksStore through common/store's GroupCommitWriter)
-// with `threads` devices reporting batches of `batch` samples forever, and
-// prints "<device index> <last sequence>" to stdout only after
-// ReportTelemetry acknowledged the batch. The test SIGKILLs it and checks
+// core (ContosoCloud over a synced RocksStore through common/store's
+// GroupCommitWriter) with `threads` devices reporting batches of `batch`
+// samples forever, and prints "<device index> <last sequence>" to stdout only
+// after ReportTelemetry acknowledged the batch. The test SIGKILLs it and checks
 // that every acknowledged sample survived.
 //
 // Usage: ingest_crash_writer <db path> <threads> <batch>

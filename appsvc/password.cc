@@ -36,12 +36,11 @@ absl::StatusOr<Parsed> Parse(absl::string_view encoded) {
       !absl::SimpleAtoi(parts[1], &p.iterations) ||
       p.iterations < kMinIterations || p.iterations > kMaxIterations ||
       !absl::Base64Unescape(parts[2], &p.salt) ||
-      !absl::Base64Unescape(parts[3], &p.hash) ||
-      p.salt.size() < 8 || p.salt.size() > 64 || p.hash.size() != kHashBytes) {
+      !absl::Base64Unescape(parts[3], &p.hash) || p.salt.size() < 8 ||
+      p.salt.size() > 64 || p.hash.size() != kHashBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "password hash must be ", kScheme,
-        "$<iterations ", kMinIterations, "..", kMaxIterations,
-        ">$<base64 salt>$<base64 32-byte hash>"));
+        "password hash must be ", kScheme, "$<iterations ", kMinIterations,
+        "..", kMaxIterations, ">$<base64 salt>$<base64 32-byte hash>"));
   }
   return p;
 }
@@ -51,8 +50,8 @@ std::string Derive(absl::string_view password, absl::string_view salt,
   std::string out(kHashBytes, '\0');
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                         reinterpret_cast<const unsigned char*>(salt.data()),
-                        static_cast<int>(salt.size()), iterations,
-                        EVP_sha256(), static_cast<int>(out.size()),
+                        static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                        static_cast<int>(out.size()),
                         reinterpret_cast<unsigned char*>(out.data())) != 1) {
     std::abort();  // only on allocation failure inside OpenSSL
   }
@@ -73,8 +72,8 @@ std::string RandomToken(size_t bytes) {
 absl::StatusOr<std::string> HashPassword(absl::string_view password,
                                          int iterations) {
   if (password.empty() || password.size() > kMaxPasswordBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a password must be 1..", kMaxPasswordBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a password must be 1..", kMaxPasswordBytes, " bytes"));
   }
   if (iterations < kMinIterations || iterations > kMaxIterations) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -102,13 +101,13 @@ absl::StatusOr<int> HashIterations(absl::string_view encoded) {
 
 bool VerifyPassword(absl::string_view password, absl::string_view encoded) {
   auto p = Parse(encoded);
-  const bool usable = p.ok() && !password.empty() &&
-                      password.size() <= kMaxPasswordBytes;
+  const bool usable =
+      p.ok() && !password.empty() && password.size() <= kMaxPasswordBytes;
   // Same work for a malformed hash or refused password: a dummy derivation.
   const std::string salt = p.ok() ? p->salt : std::string(kSaltBytes, 's');
   const int iterations = p.ok() ? p->iterations : kDefaultIterations;
-  const std::string got = Derive(
-      password.substr(0, kMaxPasswordBytes), salt, iterations);
+  const std::string got =
+      Derive(password.substr(0, kMaxPasswordBytes), salt, iterations);
   if (!usable) return false;
   return CRYPTO_memcmp(got.data(), p->hash.data(), kHashBytes) == 0;
 }

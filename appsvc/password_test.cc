@@ -46,13 +46,13 @@ TEST(PasswordTest, Attack_MalformedOrCheapHashRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(VerifyPassword("pw", cheap));
   // One that would burn minutes per login.
-  EXPECT_FALSE(ValidatePasswordHash(absl::StrCat(
-                   "pbkdf2-sha256$999999999$", parts[2], "$", parts[3]))
+  EXPECT_FALSE(ValidatePasswordHash(absl::StrCat("pbkdf2-sha256$999999999$",
+                                                 parts[2], "$", parts[3]))
                    .ok());
   EXPECT_FALSE(ValidatePasswordHash("plaintext").ok());
-  EXPECT_FALSE(ValidatePasswordHash(absl::StrCat("md5$1000$", parts[2], "$",
-                                                 parts[3]))
-                   .ok());
+  EXPECT_FALSE(
+      ValidatePasswordHash(absl::StrCat("md5$1000$", parts[2], "$", parts[3]))
+          .ok());
   EXPECT_FALSE(ValidatePasswordHash(std::string(300, 'a')).ok());
   EXPECT_FALSE(VerifyPassword("pw", "plaintext"));
 }

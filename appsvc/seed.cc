@@ -51,11 +51,12 @@ absl::StatusOr<SeedData> ParseSeed(const std::string& text) {
       auto id = Str(c, "device_id", 64, true, where);
       if (!id.ok()) return id.status();
       if (auto s = ValidateDeviceId(*id); !s.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": ", s.message()));
       }
       out.set_device_id(*id);
-      for (auto [key, setter] :
-           std::initializer_list<std::pair<const char*, void (records::Customer::*)(const std::string&)>>{
+      for (auto [key, setter] : std::initializer_list<std::pair<
+               const char*, void (records::Customer::*)(const std::string&)>>{
                {"name", &records::Customer::set_name},
                {"email", &records::Customer::set_email},
                {"shop", &records::Customer::set_shop_id}}) {
@@ -69,9 +70,9 @@ absl::StatusOr<SeedData> ParseSeed(const std::string& text) {
         absl::Time t;
         std::string err;
         if (!absl::ParseTime(absl::RFC3339_full, *until, &t, &err)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              where, ": warranty_until \"", *until, "\" is not RFC 3339: ",
-              err));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": warranty_until \"", *until,
+                           "\" is not RFC 3339: ", err));
         }
         out.set_warranty_until_unix_ms(absl::ToUnixMillis(t));
       }
@@ -142,8 +143,9 @@ absl::StatusOr<std::vector<WebAccount>> ParseSeedAccounts(
     }
     if (a.contains("password")) {
       return absl::InvalidArgumentError(
-          where + ": plaintext \"password\" is not accepted; give "
-                  "\"password_hash\" (appsvc/password.h)");
+          where +
+          ": plaintext \"password\" is not accepted; give "
+          "\"password_hash\" (appsvc/password.h)");
     }
     WebAccount out_a;
     auto user = Str(a, "user", kMaxAccountNameBytes, true, where);
@@ -166,8 +168,7 @@ absl::StatusOr<std::vector<WebAccount>> ParseSeedAccounts(
     if (!hash.ok()) return hash.status();
     out_a.password_hash = *hash;
     if (auto s = ValidateWebAccount(out_a); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": ", s.message()));
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
     }
     out.push_back(std::move(out_a));
   }

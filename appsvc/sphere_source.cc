@@ -39,8 +39,8 @@ v1::TimelineEntry HistoryEntry(const sphere::v1::DeviceHistoryEntry& h) {
     e.set_kind("update");
     e.set_summary(sphere::rpc::TruncateForStatus(
         absl::StrCat("update ", u.result(), ": ", u.component(), " v",
-                     u.version(), u.detail().empty() ? "" : " (",
-                     u.detail(), u.detail().empty() ? "" : ")"),
+                     u.version(), u.detail().empty() ? "" : " (", u.detail(),
+                     u.detail().empty() ? "" : ")"),
         300));
     return e;
   }
@@ -50,12 +50,12 @@ v1::TimelineEntry HistoryEntry(const sphere::v1::DeviceHistoryEntry& h) {
   if (a.success()) {
     summary = absl::StrCat(
         "attested ", a.outcome(),
-        a.reason().empty() ? "" : absl::StrCat(" (", a.reason(), ")"),
-        "; OS ", a.os_version().empty() ? "?" : a.os_version(), "; measured ",
+        a.reason().empty() ? "" : absl::StrCat(" (", a.reason(), ")"), "; OS ",
+        a.os_version().empty() ? "?" : a.os_version(), "; measured ",
         Versions(a.component_versions()));
   } else {
-    summary = absl::StrCat("attestation refused ", a.outcome(), ": ",
-                           a.reason());
+    summary =
+        absl::StrCat("attestation refused ", a.outcome(), ": ", a.reason());
   }
   e.set_summary(sphere::rpc::TruncateForStatus(summary, 400));
   return e;
@@ -103,9 +103,9 @@ absl::Status GrpcSphereSource::FetchHistory(
     sphere::v1::GetDeviceHistoryResponse resp;
     grpc::Status st = stub->GetDeviceHistory(&ctx, req, &resp);
     if (!st.ok()) {
-      return absl::UnavailableError(absl::StrCat(
-          "attestation history and update results from ", address, ": ",
-          Describe(st)));
+      return absl::UnavailableError(
+          absl::StrCat("attestation history and update results from ", address,
+                       ": ", Describe(st)));
     }
     for (const auto& h : resp.entries()) out->push_back(HistoryEntry(h));
     token = resp.next_page_token();
@@ -183,14 +183,14 @@ SphereFacts GrpcSphereSource::Fetch(const std::string& device_id) {
   }
   // Error reports from the same shard.
   {
-    auto stub =
-        sphere::v1::ErrorReportingService::NewStub(ChannelFor(address));
+    auto stub = sphere::v1::ErrorReportingService::NewStub(ChannelFor(address));
     grpc::ClientContext ctx;
     ctx.set_deadline(sphere::rpc::Deadline(deadline_));
     sphere::v1::QueryErrorsRequest req;
     req.set_tenant_id(registry_->ConfiguredTenantId());
     req.set_device_id(device_id);
-    req.set_from_unix_ms(absl::ToUnixMillis(absl::Now() - absl::Hours(24 * 14)));
+    req.set_from_unix_ms(
+        absl::ToUnixMillis(absl::Now() - absl::Hours(24 * 14)));
     req.set_page_size(kMaxErrorReports);
     sphere::v1::QueryErrorsResponse resp;
     grpc::Status st = stub->QueryErrors(&ctx, req, &resp);
@@ -204,8 +204,7 @@ SphereFacts GrpcSphereSource::Fetch(const std::string& device_id) {
         e.set_kind("error");
         e.set_summary(absl::StrCat(
             sphere::v1::ErrorEvent::Kind_Name(r.event().kind()), " ",
-            r.event().component(),
-            r.event().detail().empty() ? "" : ": ",
+            r.event().component(), r.event().detail().empty() ? "" : ": ",
             sphere::rpc::TruncateForStatus(r.event().detail(), 200)));
         facts.entries.push_back(std::move(e));
       }

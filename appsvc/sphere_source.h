@@ -59,7 +59,8 @@ class GrpcSphereSource final : public SphereSource {
   // root). `registry` supplies the shard addresses and the tenant id.
   // `server_name`: the TLS name on the shards' certificates (appsvc's
   // --server_name, cluster.json's "server_name").
-  GrpcSphereSource(const DeviceRegistry* registry, sphere::rpc::TlsFiles tenant_tls,
+  GrpcSphereSource(const DeviceRegistry* registry,
+                   sphere::rpc::TlsFiles tenant_tls,
                    absl::Duration deadline = absl::Seconds(5),
                    std::string server_name = sphere::rpc::kLocalServerName);
   SphereFacts Fetch(const std::string& device_id) override;

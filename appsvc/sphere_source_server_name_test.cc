@@ -53,14 +53,14 @@ class SphereSourceServerNameTest : public ::testing::Test {
   DeviceRegistry registry_{{"Contoso", "DW100"}};
 };
 
-TEST_F(SphereSourceServerNameTest, Attack_ShardCertificateForAnotherNameIsRefused) {
+TEST_F(SphereSourceServerNameTest,
+       Attack_ShardCertificateForAnotherNameIsRefused) {
   const std::string code_unavailable =
       absl::StrCat(": ", static_cast<int>(grpc::StatusCode::UNAVAILABLE), " ");
   const std::string code_unimplemented = absl::StrCat(
       ": ", static_cast<int>(grpc::StatusCode::UNIMPLEMENTED), " ");
-  for (const std::string& name :
-       {std::string(sphere::rpc::kLocalServerName),
-        std::string("evil.sphere.example")}) {
+  for (const std::string& name : {std::string(sphere::rpc::kLocalServerName),
+                                  std::string("evil.sphere.example")}) {
     const std::string e = StatusError(name);
     EXPECT_TRUE(absl::StartsWith(e, "device status from ")) << e;
     EXPECT_TRUE(absl::StrContains(e, code_unavailable)) << name << ": " << e;

@@ -15,7 +15,9 @@ WatchFollower::WatchFollower(std::shared_ptr<grpc::Channel> management,
 
 WatchFollower::~WatchFollower() { Stop(); }
 
-void WatchFollower::Start() { thread_ = std::thread([this] { Run(); }); }
+void WatchFollower::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void WatchFollower::Stop() {
   {
@@ -37,8 +39,7 @@ void WatchFollower::Run() {
       active_ = &ctx;
     }
     sphere::v1::WatchRequest req;
-    req.set_start_revision(registry_->synced() ? registry_->revision() + 1
-                                               : 0);
+    req.set_start_revision(registry_->synced() ? registry_->revision() + 1 : 0);
     const int64_t before = registry_->revision();
     auto reader = stub_->Watch(&ctx, req);
     sphere::v1::WatchEvent event;
@@ -56,9 +57,8 @@ void WatchFollower::Run() {
     const absl::Duration wait = absl::Uniform(rng, 0.5, 1.0) * backoff;
     backoff = std::min(backoff * 2, absl::Seconds(10));
     absl::MutexLock l(&mu_);
-    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_;
-    };
+    auto stop = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stop), wait)) return;
   }
 }

@@ -21,8 +21,7 @@ bool NameChar(char c) {
 }
 
 bool IsHexId(absl::string_view id) {
-  return id.size() == 64 &&
-         std::all_of(id.begin(), id.end(), [](char c) {
+  return id.size() == 64 && std::all_of(id.begin(), id.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
 }
@@ -36,17 +35,17 @@ std::string TokenKey(absl::string_view token) {
 absl::Status ValidateWebAccount(const WebAccount& a) {
   if (a.user.empty() || a.user.size() > kMaxAccountNameBytes ||
       !std::all_of(a.user.begin(), a.user.end(), NameChar)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "account name must be 1..", kMaxAccountNameBytes,
-        " characters of [A-Za-z0-9._@-]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("account name must be 1..", kMaxAccountNameBytes,
+                     " characters of [A-Za-z0-9._@-]"));
   }
   if (a.role == WebRole::kOwner && !IsHexId(a.device_id)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "owner account ", a.user, " needs its dishwasher's device_id"));
   }
   if (a.role == WebRole::kSupport && !a.device_id.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "support account ", a.user, " must not name a device"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("support account ", a.user, " must not name a device"));
   }
   if (auto s = ValidatePasswordHash(a.password_hash); !s.ok()) {
     return absl::InvalidArgumentError(
@@ -64,9 +63,9 @@ WebAuth::WebAuth(const sphere::Clock* clock, Options options)
       global_(clock, {.rate_per_second = options.global_login_per_second,
                       .burst = options.global_login_burst,
                       .max_keys = 1}) {
-  auto h = HashPassword(RandomToken(16),
-                        std::clamp(options.dummy_iterations, kMinIterations,
-                                   kMaxIterations));
+  auto h = HashPassword(
+      RandomToken(16),
+      std::clamp(options.dummy_iterations, kMinIterations, kMaxIterations));
   absl::MutexLock l(&mu_);
   dummy_hash_ = h.ok() ? *h : "";
 }
@@ -89,8 +88,8 @@ absl::Status WebAuth::SetAccounts(const std::vector<WebAccount>& accounts) {
   std::string dummy;
   if (!accounts.empty()) {
     auto iterations = HashIterations(accounts.front().password_hash);
-    auto h = HashPassword(RandomToken(16), iterations.ok() ? *iterations
-                                                          : kDefaultIterations);
+    auto h = HashPassword(RandomToken(16),
+                          iterations.ok() ? *iterations : kDefaultIterations);
     if (h.ok()) dummy = *h;
   }
   absl::MutexLock l(&mu_);
@@ -123,9 +122,9 @@ absl::StatusOr<WebAuth::LoginResult> WebAuth::Login(
     absl::string_view client_address) {
   if (user.empty() || user.size() > kMaxAccountNameBytes ||
       password.size() > kMaxPasswordBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "account name must be 1..", kMaxAccountNameBytes,
-        " bytes and the password at most ", kMaxPasswordBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("account name must be 1..", kMaxAccountNameBytes,
+                     " bytes and the password at most ", kMaxPasswordBytes));
   }
   const std::string name_key = absl::StrCat("user:", user);
   const std::string addr_key =

@@ -43,7 +43,7 @@ inline constexpr size_t kMaxAccountNameBytes = 64;
 inline constexpr size_t kMaxWebAccounts = 100'000;
 
 struct WebAccount {
-  std::string user;           // 1..64 of [A-Za-z0-9._@-], matched exactly
+  std::string user;  // 1..64 of [A-Za-z0-9._@-], matched exactly
   WebRole role = WebRole::kOwner;
   std::string device_id;      // owner: their dishwasher (64 hex); support: ""
   std::string password_hash;  // password.h format

@@ -19,12 +19,12 @@ WebAccount Account(const std::string& user, WebRole role,
 class WebAuthTest : public ::testing::Test {
  protected:
   WebAuthTest() : auth_(&clock_, Opts()) {
-    EXPECT_TRUE(auth_
-                    .SetAccounts({Account("support", WebRole::kSupport, "",
-                                          "support-pw"),
-                                  Account("ada", WebRole::kOwner, dev_a_,
-                                          "ada-pw")})
-                    .ok());
+    EXPECT_TRUE(
+        auth_
+            .SetAccounts(
+                {Account("support", WebRole::kSupport, "", "support-pw"),
+                 Account("ada", WebRole::kOwner, dev_a_, "ada-pw")})
+            .ok());
   }
   static WebAuth::Options Opts() {
     WebAuth::Options o;
@@ -140,15 +140,16 @@ TEST_F(WebAuthTest, ChangedAccountLosesItsSessions) {
 
 TEST_F(WebAuthTest, BadAccountsRefusedWithoutChange) {
   const size_t before = auth_.account_count();
-  EXPECT_EQ(auth_.SetAccounts({Account("bad name!", WebRole::kSupport, "",
-                                       "pw")})
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(auth_.SetAccounts({Account("bob", WebRole::kOwner, "", "pw")})
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(auth_.SetAccounts({Account("x", WebRole::kSupport, "", "pw"),
-                               Account("x", WebRole::kSupport, "", "pw")})
+  EXPECT_EQ(
+      auth_.SetAccounts({Account("bad name!", WebRole::kSupport, "", "pw")})
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      auth_.SetAccounts({Account("bob", WebRole::kOwner, "", "pw")}).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(auth_
+                .SetAccounts({Account("x", WebRole::kSupport, "", "pw"),
+                              Account("x", WebRole::kSupport, "", "pw")})
                 .code(),
             absl::StatusCode::kInvalidArgument);
   WebAccount plain{"p", WebRole::kSupport, "", "plaintext-password"};

@@ -28,9 +28,8 @@
 #include "absl/time/clock.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/durable_writer.h"
-#include "appsvc/sphere_source.h"
-#include "protos/attestation.pb.h"
 #include "appsvc/password.h"
+#include "appsvc/sphere_source.h"
 #include "appsvc/web_auth.h"
 #include "appsvc/web_server.h"
 #include "common/crypto/crypto.h"
@@ -38,6 +37,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "common/util/file.h"
+#include "protos/attestation.pb.h"
 
 ABSL_FLAG(std::string, dir, "", "Scratch directory (required)");
 
@@ -125,7 +125,8 @@ int Main() {
   ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
   const std::string anomalous(64, 'a'), owner(64, 'b');
   SeedData seed;
-  for (auto [id, name] : {std::pair{anomalous, "Ada"}, std::pair{owner, "Bob"}}) {
+  for (auto [id, name] :
+       {std::pair{anomalous, "Ada"}, std::pair{owner, "Bob"}}) {
     records::Customer c;
     c.set_device_id(id);
     c.set_name(name);
@@ -170,13 +171,12 @@ int Main() {
   WebAuth auth(sphere::Clock::Real(), auth_options);
   const std::string support_pw = RandomToken(12), ada_pw = RandomToken(12),
                     bob_pw = RandomToken(12);
-  std::vector<WebAccount> accounts = {
-      {"support", WebRole::kSupport, "", ""},
-      {"ada", WebRole::kOwner, anomalous, ""},
-      {"bob", WebRole::kOwner, owner, ""}};
-  for (auto [a, pw] : {std::pair{&accounts[0], &support_pw},
-                       std::pair{&accounts[1], &ada_pw},
-                       std::pair{&accounts[2], &bob_pw}}) {
+  std::vector<WebAccount> accounts = {{"support", WebRole::kSupport, "", ""},
+                                      {"ada", WebRole::kOwner, anomalous, ""},
+                                      {"bob", WebRole::kOwner, owner, ""}};
+  for (auto [a, pw] :
+       {std::pair{&accounts[0], &support_pw}, std::pair{&accounts[1], &ada_pw},
+        std::pair{&accounts[2], &bob_pw}}) {
     auto h = HashPassword(*pw, kFixtureIterations);
     if (!h.ok()) return Fail(h.status());
     a->password_hash = *h;

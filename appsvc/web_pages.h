@@ -45,7 +45,6 @@ inline constexpr char kForbiddenPage[] = R"HTML(<!doctype html>
 <p><a href="/owner">My dishwasher</a></p></body></html>
 )HTML";
 
-
 inline constexpr char kSupportPage[] = R"HTML(<!doctype html>
 <html><head><meta charset="utf-8"><title>Contoso support</title>
 <style>

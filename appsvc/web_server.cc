@@ -1,11 +1,9 @@
 #include "appsvc/web_server.h"
 
 #include <httplib.h>
-
-#include <nlohmann/json.hpp>
-
 #include <openssl/crypto.h>
 
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -122,8 +120,7 @@ enum class Access {
 // ApiSession: the caller's session when it may make this call; otherwise
 // the response is filled in (401 no/expired session, 403 missing or wrong
 // CSRF token on a POST, 403 role/device not covered) and nullopt returned.
-std::optional<WebSession> ApiSession(WebAuth* auth,
-                                     const httplib::Request& req,
+std::optional<WebSession> ApiSession(WebAuth* auth, const httplib::Request& req,
                                      httplib::Response& res, Access access,
                                      const std::string& device = "") {
   res.set_header("Cache-Control", "no-store");
@@ -134,13 +131,13 @@ std::optional<WebSession> ApiSession(WebAuth* auth,
   }
   if (req.method == "POST" &&
       !WebAuth::CsrfMatches(*s, req.get_header_value("X-CSRF-Token"))) {
-    Error(res, absl::PermissionDeniedError(
-                   "missing or wrong X-CSRF-Token header"));
+    Error(res,
+          absl::PermissionDeniedError("missing or wrong X-CSRF-Token header"));
     return std::nullopt;
   }
   const bool support = s->role == WebRole::kSupport;
-  const bool owner_of = s->role == WebRole::kOwner && !device.empty() &&
-                        s->device_id == device;
+  const bool owner_of =
+      s->role == WebRole::kOwner && !device.empty() && s->device_id == device;
   bool allowed = true;
   switch (access) {
     case Access::kAnySession:
@@ -195,8 +192,8 @@ std::string StringField(const nlohmann::json& j, const char* name) {
 
 }  // namespace
 
-WebServer::WebServer(ContosoCloud* cloud, SphereSource* sphere,
-                     WebAuth* auth, WebServerOptions options)
+WebServer::WebServer(ContosoCloud* cloud, SphereSource* sphere, WebAuth* auth,
+                     WebServerOptions options)
     : cloud_(cloud),
       sphere_(sphere),
       auth_(auth),
@@ -208,9 +205,9 @@ absl::Status WebServer::Start() {
   server_ = std::make_unique<httplib::SSLServer>(options_.cert_file.c_str(),
                                                  options_.key_file.c_str());
   if (!server_->is_valid()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot load the web server's TLS certificate ", options_.cert_file,
-        " / key ", options_.key_file));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot load the web server's TLS certificate ",
+                     options_.cert_file, " / key ", options_.key_file));
   }
   const int threads = options_.threads;
   server_->new_task_queue = [threads] {
@@ -255,8 +252,7 @@ void WebServer::Routes() {
         absl::StrReplaceAll(kLoginPage, {{"{{LOGIN_CSRF}}", token}});
     Html(res, page.c_str());
   });
-  s.Post("/login", [this](const httplib::Request& req,
-                          httplib::Response& res) {
+  s.Post("/login", [this](const httplib::Request& req, httplib::Response& res) {
     res.set_header("Cache-Control", "no-store");
     auto body = ParseBody(req);
     if (!body.ok()) return Error(res, body.status());
@@ -276,9 +272,9 @@ void WebServer::Routes() {
     }
     res.set_header(
         "Set-Cookie",
-        SetCookie(kSessionCookie, r->token, "/",
-                  std::max<int64_t>(
-                      absl::ToInt64Seconds(auth_->session_ttl()), 1)));
+        SetCookie(
+            kSessionCookie, r->token, "/",
+            std::max<int64_t>(absl::ToInt64Seconds(auth_->session_ttl()), 1)));
     res.set_header("Set-Cookie", SetCookie(kLoginCsrfCookie, "", "/login", 0));
     nlohmann::json j;
     j["user"] = r->session.user;
@@ -290,88 +286,86 @@ void WebServer::Routes() {
                                     {"client", req.remote_addr}});
     res.set_content(j.dump(), "application/json");
   });
-  s.Post("/logout", [this](const httplib::Request& req,
-                           httplib::Response& res) {
-    if (!ApiSession(auth_, req, res, Access::kAnySession)) return;
-    auth_->Logout(CookieValue(req, kSessionCookie));
-    res.set_header("Set-Cookie", SetCookie(kSessionCookie, "", "/", 0));
-    res.set_content("{}", "application/json");
-  });
-  s.Get("/api/session", [this](const httplib::Request& req,
-                               httplib::Response& res) {
-    auto who = ApiSession(auth_, req, res, Access::kAnySession);
-    if (!who) return;
-    nlohmann::json j;
-    j["user"] = who->user;
-    j["role"] = RoleName(who->role);
-    j["device_id"] = who->device_id;
-    j["csrf"] = who->csrf_token;
-    j["expires_unix_ms"] = absl::ToUnixMillis(who->expires);
-    res.set_content(j.dump(), "application/json");
-  });
-  s.Get("/support", [this](const httplib::Request& req,
-                           httplib::Response& res) {
-    auto who = PageSession(auth_, req, res);
-    if (!who) return;
-    if (who->role != WebRole::kSupport) {
-      res.status = 403;
-      return Html(res, kForbiddenPage);
-    }
-    Html(res, kSupportPage);
-  });
-  s.Get("/owner", [this](const httplib::Request& req,
-                         httplib::Response& res) {
+  s.Post("/logout",
+         [this](const httplib::Request& req, httplib::Response& res) {
+           if (!ApiSession(auth_, req, res, Access::kAnySession)) return;
+           auth_->Logout(CookieValue(req, kSessionCookie));
+           res.set_header("Set-Cookie", SetCookie(kSessionCookie, "", "/", 0));
+           res.set_content("{}", "application/json");
+         });
+  s.Get("/api/session",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          auto who = ApiSession(auth_, req, res, Access::kAnySession);
+          if (!who) return;
+          nlohmann::json j;
+          j["user"] = who->user;
+          j["role"] = RoleName(who->role);
+          j["device_id"] = who->device_id;
+          j["csrf"] = who->csrf_token;
+          j["expires_unix_ms"] = absl::ToUnixMillis(who->expires);
+          res.set_content(j.dump(), "application/json");
+        });
+  s.Get("/support",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          auto who = PageSession(auth_, req, res);
+          if (!who) return;
+          if (who->role != WebRole::kSupport) {
+            res.status = 403;
+            return Html(res, kForbiddenPage);
+          }
+          Html(res, kSupportPage);
+        });
+  s.Get("/owner", [this](const httplib::Request& req, httplib::Response& res) {
     if (PageSession(auth_, req, res)) Html(res, kOwnerPage);
   });
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  s.Get("/api/devices", [this](const httplib::Request& http,
-                               httplib::Response& res) {
-    if (!ApiSession(auth_, http, res, Access::kSupport)) return;
-    v1::ListDevicesRequest req;
-    req.set_page_size(kMaxPageSize);
-    auto r = cloud_->ListDevices(req);
-    if (!r.ok()) return Error(res, r.status());
-    Json(res, *r);
-  });
-  s.Get(R"(/api/devices/([0-9a-f]{64}))",
-        [this](const httplib::Request& req, httplib::Response& res) {
-          const std::string id = req.matches[1];
-          if (!ApiSession(auth_, req, res, Access::kSupportOrOwnerOf, id)) {
-            return;
-          }
-          auto rec = cloud_->GetDeviceRecord(id);
-          if (!rec.ok()) return Error(res, rec.status());
-          auto insights = cloud_->GetDeviceInsights(id);
-          if (!insights.ok()) return Error(res, insights.status());
-          nlohmann::json j;
-          std::string insights_json;
-          google::protobuf::util::JsonPrintOptions o;
-          o.always_print_primitive_fields = true;
-          o.preserve_proto_field_names = true;
-          (void)google::protobuf::util::MessageToJsonString(
-              *insights, &insights_json, o);
-          j["insights"] = nlohmann::json::parse(insights_json, nullptr, false);
-          j["device_id"] = id;
-          j["rinse_agent_level_pct"] = rec->rinse_agent_level_pct();
-          j["cycles_completed"] = rec->cycles_completed();
-          j["cycle_drying_means"] = std::vector<double>(
-              rec->cycle_drying_means().begin(),
-              rec->cycle_drying_means().end());
-          j["open_anomalies"] = std::vector<std::string>(
-              rec->open_anomalies().begin(), rec->open_anomalies().end());
-          j["open_reorder_offer"] = rec->open_reorder_offer();
-          j["last_seen_unix_ms"] = rec->last_seen_unix_ms();
-          j["samples_stored"] = rec->samples_stored();
-          j["baseline_c"] = cloud_->options().detector.baseline_c;
-          auto customer = cloud_->GetCustomer(id);
-          if (customer.ok()) {
-            j["customer"] = {{"name", customer->name()},
-                             {"shop_id", customer->shop_id()}};
-          }
-          res.set_content(j.dump(), "application/json");
+  s.Get("/api/devices",
+        [this](const httplib::Request& http, httplib::Response& res) {
+          if (!ApiSession(auth_, http, res, Access::kSupport)) return;
+          v1::ListDevicesRequest req;
+          req.set_page_size(kMaxPageSize);
+          auto r = cloud_->ListDevices(req);
+          if (!r.ok()) return Error(res, r.status());
+          Json(res, *r);
         });
+  s.Get(R"(/api/devices/([0-9a-f]{64}))", [this](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!ApiSession(auth_, req, res, Access::kSupportOrOwnerOf, id)) {
+      return;
+    }
+    auto rec = cloud_->GetDeviceRecord(id);
+    if (!rec.ok()) return Error(res, rec.status());
+    auto insights = cloud_->GetDeviceInsights(id);
+    if (!insights.ok()) return Error(res, insights.status());
+    nlohmann::json j;
+    std::string insights_json;
+    google::protobuf::util::JsonPrintOptions o;
+    o.always_print_primitive_fields = true;
+    o.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(*insights, &insights_json,
+                                                      o);
+    j["insights"] = nlohmann::json::parse(insights_json, nullptr, false);
+    j["device_id"] = id;
+    j["rinse_agent_level_pct"] = rec->rinse_agent_level_pct();
+    j["cycles_completed"] = rec->cycles_completed();
+    j["cycle_drying_means"] = std::vector<double>(
+        rec->cycle_drying_means().begin(), rec->cycle_drying_means().end());
+    j["open_anomalies"] = std::vector<std::string>(
+        rec->open_anomalies().begin(), rec->open_anomalies().end());
+    j["open_reorder_offer"] = rec->open_reorder_offer();
+    j["last_seen_unix_ms"] = rec->last_seen_unix_ms();
+    j["samples_stored"] = rec->samples_stored();
+    j["baseline_c"] = cloud_->options().detector.baseline_c;
+    auto customer = cloud_->GetCustomer(id);
+    if (customer.ok()) {
+      j["customer"] = {{"name", customer->name()},
+                       {"shop_id", customer->shop_id()}};
+    }
+    res.set_content(j.dump(), "application/json");
+  });
   s.Get(R"(/api/devices/([0-9a-f]{64})/timeline)",
         [this](const httplib::Request& req, httplib::Response& res) {
           if (!ApiSession(auth_, req, res, Access::kSupport)) return;
@@ -396,8 +390,7 @@ void WebServer::Routes() {
          });
   s.Post(R"(/api/devices/([0-9a-f]{64})/order)",
          [this](const httplib::Request& req, httplib::Response& res) {
-           if (!ApiSession(auth_, req, res, Access::kOwnerOf,
-                           req.matches[1])) {
+           if (!ApiSession(auth_, req, res, Access::kOwnerOf, req.matches[1])) {
              return;
            }
            auto body = ParseBody(req);

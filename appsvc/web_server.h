@@ -57,7 +57,7 @@ namespace contoso::appsvc {
 
 struct WebServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;  // 0 = any free port
+  int port = 0;           // 0 = any free port
   std::string cert_file;  // PEM server certificate (chain)
   std::string key_file;   // PEM private key
   int threads = 8;

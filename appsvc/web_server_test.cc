@@ -66,8 +66,8 @@ class WebServerTest : public ::testing::Test {
     auto pem = sphere::crypto::IssueCertificate(spec, key, "");
     ASSERT_TRUE(pem.ok());
     ASSERT_TRUE(sphere::util::WriteFile(dir + "/web.pem", *pem).ok());
-    ASSERT_TRUE(sphere::util::WriteFile(dir + "/web.key", key.ToPem(), 0600)
-                    .ok());
+    ASSERT_TRUE(
+        sphere::util::WriteFile(dir + "/web.key", key.ToPem(), 0600).ok());
 
     store_ = *sphere::store::MemoryStore::Create(ColumnFamilies());
     group_ = std::make_unique<sphere::store::GroupCommitWriter>(store_.get());
@@ -101,12 +101,12 @@ class WebServerTest : public ::testing::Test {
     auto hash = [](const std::string& pw) {
       return *HashPassword(pw, kMinIterations);
     };
-    ASSERT_TRUE(auth_
-                    ->SetAccounts(
-                        {{"support", WebRole::kSupport, "", hash("sup-pw")},
-                         {"ada", WebRole::kOwner, kDevA, hash("ada-pw")},
-                         {"bob", WebRole::kOwner, kDevB, hash("bob-pw")}})
-                    .ok());
+    ASSERT_TRUE(
+        auth_
+            ->SetAccounts({{"support", WebRole::kSupport, "", hash("sup-pw")},
+                           {"ada", WebRole::kOwner, kDevA, hash("ada-pw")},
+                           {"bob", WebRole::kOwner, kDevB, hash("bob-pw")}})
+            .ok());
     WebServerOptions w;
     w.cert_file = dir + "/web.pem";
     w.key_file = dir + "/web.key";

@@ -70,8 +70,9 @@ absl::Status Status(Context& c) {
       shards.push_back(s);
     }
   }
-  std::sort(shards.begin(), shards.end(),
-            [](const v1::Shard& a, const v1::Shard& b) { return a.id() < b.id(); });
+  std::sort(
+      shards.begin(), shards.end(),
+      [](const v1::Shard& a, const v1::Shard& b) { return a.id() < b.id(); });
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"management", cluster.management, mgmt, "-"});
   // The catalog revision: pass it to 'twin attest --min_catalog_revision'
@@ -82,12 +83,11 @@ absl::Status Status(Context& c) {
       !s.ok()) {
     return s;
   }
-  json j = {
-      {"management", {{"address", cluster.management}, {"health", mgmt}}},
-      {"catalog_revision", catalog_revision.revision()},
-      {"shard_map_revision", map.revision()},
-      {"virtual_nodes", map.virtual_nodes()},
-      {"shards", json::array()}};
+  json j = {{"management", {{"address", cluster.management}, {"health", mgmt}}},
+            {"catalog_revision", catalog_revision.revision()},
+            {"shard_map_revision", map.revision()},
+            {"virtual_nodes", map.virtual_nodes()},
+            {"shards", json::array()}};
   for (const v1::Shard& s : shards) {
     std::string health =
         Health(s.address(), cluster::ServerNameAt(cluster.shards, s.address()),

@@ -64,8 +64,7 @@ void AddPaging(CLI::App* verb, PageRequest* page);
 template <typename T>
 void PrintList(Context& ctx, std::vector<T> items,
                const std::function<std::string(const T&)>& key,
-               const PageRequest& page,
-               const std::vector<std::string>& headers,
+               const PageRequest& page, const std::vector<std::string>& headers,
                const std::function<std::vector<std::string>(const T&)>& row) {
   std::stable_sort(items.begin(), items.end(),
                    [&](const T& a, const T& b) { return key(a) < key(b); });
@@ -105,10 +104,11 @@ absl::Status Require(const std::string& flag, const std::string& value);
 // largest, then each next_page_token) and hands every page to `page`, so a
 // list verb gets every record however many the server holds.
 template <typename Stub, typename Req, typename Resp>
-absl::Status ForEachPage(
-    Context& c,
-    grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-    Req req, const std::function<void(const Resp&)>& page) {
+absl::Status ForEachPage(Context& c,
+                         grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                      const Req&, Resp*),
+                         Req req,
+                         const std::function<void(const Resp&)>& page) {
   req.set_page_size(1000);
   req.clear_page_token();
   while (true) {

@@ -104,13 +104,14 @@ void Context::SetAction(Access access, Action action) {
 
 absl::Status Context::Connect() {
   if (options_.output != "table" && options_.output != "json") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--output must be table or json, not \"", Escape(options_.output),
-        "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output must be table or json, not \"",
+                     Escape(options_.output), "\""));
   }
   if (options_.timeout_seconds <= 0) {
-    return absl::InvalidArgumentError("--timeout must be a positive number "
-                                      "of seconds");
+    return absl::InvalidArgumentError(
+        "--timeout must be a positive number "
+        "of seconds");
   }
   timeout_ = absl::Seconds(options_.timeout_seconds);
   printer_ = std::make_unique<Printer>(options_.output == "json");
@@ -142,8 +143,8 @@ absl::Status Context::Run() {
 absl::Status Context::MapStatus(const grpc::Status& s) const {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return absl::UnavailableError(absl::StrCat(
-        "management at ", cluster_.management, " is unreachable: ",
-        s.error_message(), " (is the cluster running?)"));
+        "management at ", cluster_.management,
+        " is unreachable: ", s.error_message(), " (is the cluster running?)"));
   }
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::DeadlineExceededError(absl::StrCat(

@@ -112,9 +112,9 @@ class Context {
   // with bounded jittered backoff (cli/retry.h); each attempt gets the
   // whole deadline.
   template <typename Stub, typename Req, typename Resp>
-  absl::Status Call(
-      grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-      const Req& req, Resp* resp) {
+  absl::Status Call(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                 const Req&, Resp*),
+                    const Req& req, Resp* resp) {
     return CallWithRetry(
         [&] {
           grpc::ClientContext ctx;

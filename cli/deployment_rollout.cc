@@ -15,9 +15,10 @@ namespace {
 using R = v1::DeploymentRolloutService::Stub;
 
 const std::vector<std::string> kRolloutHeaders = {
-    "STATE",       "STAGE",   "SOAK LEFT", "IN STAGE",
-    "PENDING",     "INSTALLED", "FAILED", "ROLLED BACK",
-    "CRASHED AFTER INSTALL", "DEFERRED", "HALT REASON"};
+    "STATE",    "STAGE",       "SOAK LEFT",
+    "IN STAGE", "PENDING",     "INSTALLED",
+    "FAILED",   "ROLLED BACK", "CRASHED AFTER INSTALL",
+    "DEFERRED", "HALT REASON"};
 
 std::string StateName(v1::RolloutStatus::State s) {
   std::string n = v1::RolloutStatus::State_Name(s);
@@ -28,11 +29,11 @@ std::string StateName(v1::RolloutStatus::State s) {
 std::vector<std::string> RolloutRow(const v1::RolloutStatus& s) {
   std::vector<std::string> stages;
   for (uint32_t p : s.stage_percents()) stages.push_back(absl::StrCat(p, "%"));
-  const uint32_t pct = s.stage_percents_size() > 0 &&
-                               s.stage_index() <
-                                   static_cast<uint32_t>(s.stage_percents_size())
-                           ? s.stage_percents(s.stage_index())
-                           : 0;
+  const uint32_t pct =
+      s.stage_percents_size() > 0 &&
+              s.stage_index() < static_cast<uint32_t>(s.stage_percents_size())
+          ? s.stage_percents(s.stage_index())
+          : 0;
   std::string soak = "-";
   if (s.state() == v1::RolloutStatus::RUNNING) {
     const int64_t left_ms = s.stage_started_unix_ms() + s.soak_ms() -
@@ -69,27 +70,28 @@ void RolloutVerb(CLI::App* noun, Context* ctx, const std::string& name,
     std::string deployment, reason;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* verb = Verb(
-      noun, ctx, name, help, Access::kTenant,
-      [a, method](Context& c) -> absl::Status {
-        if (auto s = Require("--deployment", a->deployment); !s.ok()) return s;
-        v1::RolloutRequest req;
-        req.set_tenant_id(c.TenantField());
-        req.set_deployment_id(a->deployment);
-        req.set_reason(a->reason);
-        auto stub = v1::DeploymentRolloutService::NewStub(
-            rpc::NewChannel(c.cluster().management, c.cluster().credential,
-                            c.cluster().management_server_name));
-        grpc::ClientContext gctx;
-        gctx.set_deadline(rpc::Deadline(c.timeout()));
-        v1::RolloutStatus resp;
-        if (auto s = c.MapStatus((stub.get()->*method)(&gctx, req, &resp));
-            !s.ok()) {
-          return s;
-        }
-        PrintOne(c, resp, kRolloutHeaders, RolloutRow(resp));
-        return absl::OkStatus();
-      });
+  CLI::App* verb =
+      Verb(noun, ctx, name, help, Access::kTenant,
+           [a, method](Context& c) -> absl::Status {
+             if (auto s = Require("--deployment", a->deployment); !s.ok())
+               return s;
+             v1::RolloutRequest req;
+             req.set_tenant_id(c.TenantField());
+             req.set_deployment_id(a->deployment);
+             req.set_reason(a->reason);
+             auto stub = v1::DeploymentRolloutService::NewStub(
+                 rpc::NewChannel(c.cluster().management, c.cluster().credential,
+                                 c.cluster().management_server_name));
+             grpc::ClientContext gctx;
+             gctx.set_deadline(rpc::Deadline(c.timeout()));
+             v1::RolloutStatus resp;
+             if (auto s = c.MapStatus((stub.get()->*method)(&gctx, req, &resp));
+                 !s.ok()) {
+               return s;
+             }
+             PrintOne(c, resp, kRolloutHeaders, RolloutRow(resp));
+             return absl::OkStatus();
+           });
   verb->add_option("--deployment", a->deployment, "deployment id")->required();
   if (with_reason) {
     verb->add_option("--reason", a->reason,

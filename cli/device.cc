@@ -21,8 +21,8 @@ namespace {
 using S = v1::ManagementService::Stub;
 
 const std::vector<std::string> kDeviceHeaders = {
-    "ID",     "STATE",        "PRODUCT", "GROUP",         "OS",
-    "APP",    "LAST ATTESTED", "OUTCOME", "PENDING TENANT", "LAST UPDATE"};
+    "ID",  "STATE",         "PRODUCT", "GROUP",          "OS",
+    "APP", "LAST ATTESTED", "OUTCOME", "PENDING TENANT", "LAST UPDATE"};
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
@@ -43,9 +43,9 @@ std::vector<std::string> DeviceRow(Names& names, const v1::Device& d) {
 // "FAILED app:dw100 3: hash mismatch" (empty when it never reported).
 std::string LastUpdate(const v1::DeviceStatus& ds) {
   if (ds.last_update_result().empty()) return "";
-  std::string out = absl::StrCat(ds.last_update_result(), " ",
-                                 ds.last_update_component(), " ",
-                                 ds.last_update_version());
+  std::string out =
+      absl::StrCat(ds.last_update_result(), " ", ds.last_update_component(),
+                   " ", ds.last_update_version());
   if (!ds.last_update_detail().empty()) {
     // Device-reported text: keep it printable and short for the table.
     std::string detail;
@@ -134,12 +134,12 @@ absl::Status PrintDevice(Context& c, v1::Device d) {
 // DeviceVerb adds a verb that sends one request about --device ID and prints
 // the device the server answers; `fill` sets the verb's other fields.
 template <typename Req>
-CLI::App* DeviceVerb(
-    CLI::App* noun, Context* ctx, const std::string& name,
-    const std::string& help,
-    grpc::Status (S::*method)(grpc::ClientContext*, const Req&, v1::Device*),
-    std::shared_ptr<std::string> id,
-    std::function<void(Req*)> fill = nullptr) {
+CLI::App* DeviceVerb(CLI::App* noun, Context* ctx, const std::string& name,
+                     const std::string& help,
+                     grpc::Status (S::*method)(grpc::ClientContext*, const Req&,
+                                               v1::Device*),
+                     std::shared_ptr<std::string> id,
+                     std::function<void(Req*)> fill = nullptr) {
   CLI::App* verb = Verb(noun, ctx, name, help, Access::kTenant,
                         [=](Context& c) -> absl::Status {
                           Req req;
@@ -152,8 +152,7 @@ CLI::App* DeviceVerb(
                           }
                           return PrintDevice(c, std::move(d));
                         });
-  verb->add_option("--device", *id,
-                   "device id (printed by 'twin manufacture')")
+  verb->add_option("--device", *id, "device id (printed by 'twin manufacture')")
       ->required();
   return verb;
 }
@@ -172,7 +171,8 @@ absl::Status List(Context& c, const ListArgs& a) {
   auto key = [](const v1::Device& d) { return d.id(); };
   if (a.product.empty() && a.page.size > 0) {
     // One server page: the server pages in device id order.
-    req.set_page_size(static_cast<uint32_t>(std::min<size_t>(a.page.size, 1000)));
+    req.set_page_size(
+        static_cast<uint32_t>(std::min<size_t>(a.page.size, 1000)));
     req.set_page_token(a.page.token);
     v1::ListDevicesResponse resp;
     if (auto s = c.Call(&S::ListDevices, req, &resp); !s.ok()) return s;
@@ -207,10 +207,9 @@ absl::Status List(Context& c, const ListArgs& a) {
     req.set_page_token(resp.next_page_token());
   } while (!req.page_token().empty());
   // Status from the shards only for the page that will be printed.
-  std::sort(all.begin(), all.end(),
-            [](const v1::Device& x, const v1::Device& y) {
-              return x.id() < y.id();
-            });
+  std::sort(
+      all.begin(), all.end(),
+      [](const v1::Device& x, const v1::Device& y) { return x.id() < y.id(); });
   std::string next;
   absl::flat_hash_set<std::string> shown;
   for (const v1::Device& d : PageOf<v1::Device>(all, key, a.page, &next)) {
@@ -275,8 +274,7 @@ absl::StatusOr<std::vector<v1::FactoryDevice>> ParseKeys(
     }
   }
   if (out.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " lists no devices"));
+    return absl::InvalidArgumentError(absl::StrCat(path, " lists no devices"));
   }
   return out;
 }
@@ -284,8 +282,8 @@ absl::StatusOr<std::vector<v1::FactoryDevice>> ParseKeys(
 absl::Status Import(Context& c, const std::string& path) {
   absl::StatusOr<std::string> text = util::ReadFile(path);
   if (!text.ok()) {
-    return absl::NotFoundError(absl::StrCat("cannot read key file ", path,
-                                            ": ", text.status().message()));
+    return absl::NotFoundError(absl::StrCat("cannot read key file ", path, ": ",
+                                            text.status().message()));
   }
   auto devices = ParseKeys(path, *text);
   if (!devices.ok()) return devices.status();
@@ -293,7 +291,8 @@ absl::Status Import(Context& c, const std::string& path) {
   grpc::ClientContext ctx;
   // Large imports take time: one deadline for the whole stream, scaled.
   ctx.set_deadline(rpc::Deadline(
-      c.timeout() + absl::Seconds(static_cast<int64_t>(devices->size() / 10000))));
+      c.timeout() +
+      absl::Seconds(static_cast<int64_t>(devices->size() / 10000))));
   v1::ImportDevicesResponse resp;
   auto writer = c.stub()->ImportDevices(&ctx, &resp);
   for (size_t i = 0; i < devices->size(); i += kBatch) {
@@ -305,11 +304,11 @@ absl::Status Import(Context& c, const std::string& path) {
   }
   writer->WritesDone();
   if (auto s = c.MapStatus(writer->Finish()); !s.ok()) return s;
-  c.printer().Print({"FILE", "DEVICES", "IMPORTED", "ALREADY KNOWN"},
-                    {{path, absl::StrCat(devices->size()),
-                      absl::StrCat(resp.imported()),
-                      absl::StrCat(resp.already_known())}},
-                    ToJson(resp));
+  c.printer().Print(
+      {"FILE", "DEVICES", "IMPORTED", "ALREADY KNOWN"},
+      {{path, absl::StrCat(devices->size()), absl::StrCat(resp.imported()),
+        absl::StrCat(resp.already_known())}},
+      ToJson(resp));
   return absl::OkStatus();
 }
 
@@ -353,22 +352,22 @@ void AddDeviceCommands(CLI::App* app, Context* ctx) {
       &S::AcceptDeviceTransfer, std::make_shared<std::string>());
 
   auto la = std::make_shared<ListArgs>();
-  CLI::App* list = Verb(noun, ctx, "list",
-                        "list the tenant's devices, by id, with what each "
-                        "last attested",
-                        Access::kTenant,
-                        [la](Context& c) { return List(c, *la); });
+  CLI::App* list =
+      Verb(noun, ctx, "list",
+           "list the tenant's devices, by id, with what each "
+           "last attested",
+           Access::kTenant, [la](Context& c) { return List(c, *la); });
   list->add_option("--product", la->product, "only this product's devices");
   list->add_option("--device-group", la->group,
                    "only this group's devices (id or PRODUCT/GROUP)");
   AddPaging(list, &la->page);
 
   auto file = std::make_shared<std::string>();
-  CLI::App* import = Verb(
-      noun, ctx, "import",
-      "record factory device keys (platform operator): one "
-      "PUBLIC_KEY_HEX[,DEVICE_TYPE] per line",
-      Access::kPlatform, [file](Context& c) { return Import(c, *file); });
+  CLI::App* import =
+      Verb(noun, ctx, "import",
+           "record factory device keys (platform operator): one "
+           "PUBLIC_KEY_HEX[,DEVICE_TYPE] per line",
+           Access::kPlatform, [file](Context& c) { return Import(c, *file); });
   import->add_option("--file", *file, "CSV file of device public keys")
       ->required();
 }

@@ -9,8 +9,8 @@ namespace {
 
 using S = v1::ManagementService::Stub;
 
-const std::vector<std::string> kGroupHeaders = {
-    "PRODUCT", "NAME", "OS FEED", "APP UPDATES", "ID"};
+const std::vector<std::string> kGroupHeaders = {"PRODUCT", "NAME", "OS FEED",
+                                                "APP UPDATES", "ID"};
 
 std::vector<std::string> GroupRow(Names& names, const v1::DeviceGroup& g) {
   return {names.Product(g.product_id()), g.name(), FeedName(g.os_feed()),
@@ -64,20 +64,21 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
     double rollout_failure_threshold = 0;
   };
   auto ca = std::make_shared<CreateArgs>();
-  CLI::App* create = Verb(
-      noun, ctx, "create", "add a device group to a product", Access::kTenant,
-      [ca](Context& c) -> absl::Status {
-        if (auto s = CheckName("--name", ca->name); !s.ok()) return s;
-        v1::CreateDeviceGroupRequest req;
-        req.set_tenant_id(c.TenantField());
-        req.set_product(ca->product);
-        req.set_name(ca->name);
-        if (auto s = SetSettings(ca->settings, &req); !s.ok()) return s;
-        req.set_rollout_failure_threshold(ca->rollout_failure_threshold);
-        v1::DeviceGroup g;
-        if (auto s = c.Call(&S::CreateDeviceGroup, req, &g); !s.ok()) return s;
-        return PrintGroup(c, g);
-      });
+  CLI::App* create =
+      Verb(noun, ctx, "create", "add a device group to a product",
+           Access::kTenant, [ca](Context& c) -> absl::Status {
+             if (auto s = CheckName("--name", ca->name); !s.ok()) return s;
+             v1::CreateDeviceGroupRequest req;
+             req.set_tenant_id(c.TenantField());
+             req.set_product(ca->product);
+             req.set_name(ca->name);
+             if (auto s = SetSettings(ca->settings, &req); !s.ok()) return s;
+             req.set_rollout_failure_threshold(ca->rollout_failure_threshold);
+             v1::DeviceGroup g;
+             if (auto s = c.Call(&S::CreateDeviceGroup, req, &g); !s.ok())
+               return s;
+             return PrintGroup(c, g);
+           });
   create->add_option("--product", ca->product, "product id or name")
       ->required();
   create->add_option("--name", ca->name, "group name")->required();
@@ -123,18 +124,18 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
   AddPaging(list, &la->page);
 
   auto group = std::make_shared<std::string>();
-  CLI::App* show = Verb(noun, ctx, "show", "show one device group",
-                        Access::kTenant, [group](Context& c) -> absl::Status {
-                          v1::GetDeviceGroupRequest req;
-                          req.set_tenant_id(c.TenantField());
-                          req.set_device_group_id(*group);
-                          v1::DeviceGroup g;
-                          if (auto s = c.Call(&S::GetDeviceGroup, req, &g);
-                              !s.ok()) {
-                            return s;
-                          }
-                          return PrintGroup(c, g);
-                        });
+  CLI::App* show =
+      Verb(noun, ctx, "show", "show one device group", Access::kTenant,
+           [group](Context& c) -> absl::Status {
+             v1::GetDeviceGroupRequest req;
+             req.set_tenant_id(c.TenantField());
+             req.set_device_group_id(*group);
+             v1::DeviceGroup g;
+             if (auto s = c.Call(&S::GetDeviceGroup, req, &g); !s.ok()) {
+               return s;
+             }
+             return PrintGroup(c, g);
+           });
   show->add_option("--device-group", *group, "group id or PRODUCT/GROUP")
       ->required();
 
@@ -143,37 +144,39 @@ void AddDeviceGroupCommands(CLI::App* app, Context* ctx) {
     Settings settings;
   };
   auto ua = std::make_shared<UpdateArgs>();
-  CLI::App* update = Verb(
-      noun, ctx, "update", "change a group's OS feed, app policy or description",
-      Access::kTenant, [ua](Context& c) -> absl::Status {
-        v1::UpdateDeviceGroupRequest req;
-        req.set_tenant_id(c.TenantField());
-        req.set_device_group_id(ua->group);
-        if (auto s = SetSettings(ua->settings, &req); !s.ok()) return s;
-        v1::DeviceGroup g;
-        if (auto s = c.Call(&S::UpdateDeviceGroup, req, &g); !s.ok()) return s;
-        return PrintGroup(c, g);
-      });
+  CLI::App* update =
+      Verb(noun, ctx, "update",
+           "change a group's OS feed, app policy or description",
+           Access::kTenant, [ua](Context& c) -> absl::Status {
+             v1::UpdateDeviceGroupRequest req;
+             req.set_tenant_id(c.TenantField());
+             req.set_device_group_id(ua->group);
+             if (auto s = SetSettings(ua->settings, &req); !s.ok()) return s;
+             v1::DeviceGroup g;
+             if (auto s = c.Call(&S::UpdateDeviceGroup, req, &g); !s.ok())
+               return s;
+             return PrintGroup(c, g);
+           });
   update->add_option("--device-group", ua->group, "group id or PRODUCT/GROUP")
       ->required();
   AddSettings(update, &ua->settings);
 
   auto doomed = std::make_shared<std::string>();
-  CLI::App* del = Verb(
-      noun, ctx, "delete",
-      "delete a device group; refused (exit 7) while it has devices or "
-      "deployments",
-      Access::kTenant, [doomed](Context& c) -> absl::Status {
-        v1::DeleteDeviceGroupRequest req;
-        req.set_tenant_id(c.TenantField());
-        req.set_device_group_id(*doomed);
-        v1::DeleteResponse resp;
-        if (auto s = c.Call(&S::DeleteDeviceGroup, req, &resp); !s.ok()) {
-          return s;
-        }
-        PrintDeleted(c, "device group", *doomed);
-        return absl::OkStatus();
-      });
+  CLI::App* del =
+      Verb(noun, ctx, "delete",
+           "delete a device group; refused (exit 7) while it has devices or "
+           "deployments",
+           Access::kTenant, [doomed](Context& c) -> absl::Status {
+             v1::DeleteDeviceGroupRequest req;
+             req.set_tenant_id(c.TenantField());
+             req.set_device_group_id(*doomed);
+             v1::DeleteResponse resp;
+             if (auto s = c.Call(&S::DeleteDeviceGroup, req, &resp); !s.ok()) {
+               return s;
+             }
+             PrintDeleted(c, "device group", *doomed);
+             return absl::OkStatus();
+           });
   del->add_option("--device-group", *doomed, "group id or PRODUCT/GROUP")
       ->required();
 }

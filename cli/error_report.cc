@@ -17,9 +17,9 @@ std::string Time(int64_t ms) {
 
 const std::vector<std::string>& ErrorReportCsvHeader() {
   static const auto* h = new std::vector<std::string>{
-      "Device ID",   "Event Type",        "Event Class", "Event Count",
-      "Description", "Start Time",        "End Time",    "Component",
-      "Component Version", "Sequence",    "Received Time"};
+      "Device ID",         "Event Type", "Event Class",  "Event Count",
+      "Description",       "Start Time", "End Time",     "Component",
+      "Component Version", "Sequence",   "Received Time"};
   return *h;
 }
 
@@ -44,9 +44,9 @@ absl::StatusOr<uint64_t> WriteErrorReportCsv(
     for (;;) {
       absl::StatusOr<v1::QueryErrorsResponse> resp = shard.query(req);
       if (!resp.ok()) {
-        return absl::Status(resp.status().code(),
-                            absl::StrCat("shard ", shard.id, ": ",
-                                         resp.status().message()));
+        return absl::Status(
+            resp.status().code(),
+            absl::StrCat("shard ", shard.id, ": ", resp.status().message()));
       }
       for (const v1::ErrorReport& r : resp->reports()) {
         std::vector<std::string> f = {r.device_id(),

@@ -57,9 +57,9 @@ absl::StatusOr<std::vector<Shard>> Shards(Context& c) {
   }
   std::vector<Shard> out;
   for (const cluster::ShardEndpoint& s : c.cluster().shards) {
-    out.push_back({s.id, v1::ErrorReportingService::NewStub(rpc::NewChannel(
-                             s.address, c.cluster().credential,
-                             s.server_name))});
+    out.push_back(
+        {s.id, v1::ErrorReportingService::NewStub(rpc::NewChannel(
+                   s.address, c.cluster().credential, s.server_name))});
   }
   return out;
 }
@@ -87,17 +87,17 @@ absl::Status DownloadReport(Context& c, const std::string& path,
   std::vector<ErrorReportShard> sources;
   for (const Shard& shard : *shards) {
     const Shard* s = &shard;
-    sources.push_back(
-        {shard.id,
-         [&c, s](const v1::QueryErrorsRequest& req)
-             -> absl::StatusOr<v1::QueryErrorsResponse> {
-           grpc::ClientContext ctx;
-           ctx.set_deadline(rpc::Deadline(c.timeout()));
-           v1::QueryErrorsResponse resp;
-           absl::Status st = c.MapStatus(s->stub->QueryErrors(&ctx, req, &resp));
-           if (!st.ok()) return st;
-           return resp;
-         }});
+    sources.push_back({shard.id,
+                       [&c, s](const v1::QueryErrorsRequest& req)
+                           -> absl::StatusOr<v1::QueryErrorsResponse> {
+                         grpc::ClientContext ctx;
+                         ctx.set_deadline(rpc::Deadline(c.timeout()));
+                         v1::QueryErrorsResponse resp;
+                         absl::Status st = c.MapStatus(
+                             s->stub->QueryErrors(&ctx, req, &resp));
+                         if (!st.ok()) return st;
+                         return resp;
+                       }});
   }
   v1::QueryErrorsRequest req;
   req.set_tenant_id(*tenant);
@@ -122,8 +122,7 @@ absl::Status DownloadReport(Context& c, const std::string& path,
     return absl::InternalError(absl::StrCat("cannot write ", path));
   }
   if (c.printer().json_output()) {
-    json j = {{"output", path}, {"reports", *rows},
-              {"shards", shards->size()}};
+    json j = {{"output", path}, {"reports", *rows}, {"shards", shards->size()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("wrote %llu error reports from %zu shards to %s\n",
@@ -148,8 +147,8 @@ void Merge(const v1::Issue& from, v1::Issue* into) {
 }
 
 const std::vector<std::string> kIssueHeaders = {
-    "ISSUE", "COMPONENT", "VERSION", "KIND",     "EXIT CODE",
-    "EVENTS", "DEVICES",  "FIRST SEEN", "LAST SEEN"};
+    "ISSUE",  "COMPONENT", "VERSION",    "KIND",     "EXIT CODE",
+    "EVENTS", "DEVICES",   "FIRST SEEN", "LAST SEEN"};
 
 std::vector<std::string> IssueRow(const v1::Issue& i) {
   return {i.issue_id(),
@@ -235,9 +234,10 @@ absl::Status ShowIssue(Context& c, const std::string& id) {
     }
   }
   if (issue.issue_id().empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no issue ", id, " in the last 14 days; see `spherectl error issue "
-        "list`"));
+    return absl::NotFoundError(
+        absl::StrCat("no issue ", id,
+                     " in the last 14 days; see `spherectl error issue "
+                     "list`"));
   }
   if (c.printer().json_output()) {
     json j = ToJson(issue);
@@ -247,19 +247,16 @@ absl::Status ShowIssue(Context& c, const std::string& id) {
     return absl::OkStatus();
   }
   c.printer().Print(kIssueHeaders, {IssueRow(issue)}, json());
-  std::printf("\ntrend per release of %s %s exit code %d:\n",
-              issue.component().c_str(),
-              v1::ErrorEvent::Kind_Name(issue.kind()).c_str(),
-              issue.exit_code());
+  std::printf(
+      "\ntrend per release of %s %s exit code %d:\n", issue.component().c_str(),
+      v1::ErrorEvent::Kind_Name(issue.kind()).c_str(), issue.exit_code());
   std::vector<std::vector<std::string>> rows;
   for (const auto& [v, t] : releases) {
     rows.push_back({v.empty() ? "-" : v, absl::StrCat(t.event_count()),
                     absl::StrCat(t.device_count()),
-                    Time(t.first_seen_unix_ms()),
-                    Time(t.last_seen_unix_ms())});
+                    Time(t.first_seen_unix_ms()), Time(t.last_seen_unix_ms())});
   }
-  c.printer().Print({"VERSION", "EVENTS", "DEVICES", "FIRST SEEN",
-                     "LAST SEEN"},
+  c.printer().Print({"VERSION", "EVENTS", "DEVICES", "FIRST SEEN", "LAST SEEN"},
                     rows, json());
   return absl::OkStatus();
 }
@@ -278,8 +275,7 @@ void AddErrorCommands(CLI::App* app, Context* ctx) {
       "write the tenant's error reports of the last 14 days (every shard, "
       "paged) as CSV: device id, event type, event class, event count, "
       "description, start and end time, ...",
-      Access::kTenant,
-      [output, device, from, to](Context& c) -> absl::Status {
+      Access::kTenant, [output, device, from, to](Context& c) -> absl::Status {
         if (auto s = Require("--output", *output); !s.ok()) return s;
         int64_t from_ms = 0, to_ms = 0;
         for (auto [flag, text, ms] :
@@ -289,10 +285,11 @@ void AddErrorCommands(CLI::App* app, Context* ctx) {
           absl::Time t;
           std::string err;
           if (!absl::ParseTime(absl::RFC3339_full, *text, &t, &err)) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                flag, " must be an RFC 3339 time such as "
-                      "2026-12-01T00:00:00Z: ",
-                err));
+            return absl::InvalidArgumentError(
+                absl::StrCat(flag,
+                             " must be an RFC 3339 time such as "
+                             "2026-12-01T00:00:00Z: ",
+                             err));
           }
           *ms = absl::ToUnixMillis(t);
         }
@@ -314,12 +311,11 @@ void AddErrorCommands(CLI::App* app, Context* ctx) {
   list->add_option("--max", *max, "at most N issues (default 100)")
       ->check(CLI::Range(1, 1000));
   auto id = std::make_shared<std::string>();
-  CLI::App* show = Verb(
-      issue, ctx, "show",
-      "show one issue and its trend per release of the component",
-      Access::kTenant, [id](Context& c) { return ShowIssue(c, *id); });
-  show->add_option("--id", *id, "issue id from `error issue list`")
-      ->required();
+  CLI::App* show =
+      Verb(issue, ctx, "show",
+           "show one issue and its trend per release of the component",
+           Access::kTenant, [id](Context& c) { return ShowIssue(c, *id); });
+  show->add_option("--id", *id, "issue id from `error issue list`")->required();
 }
 
 }  // namespace sphere::cli

@@ -30,8 +30,8 @@ std::vector<std::string> ImageRow(Names& names, const v1::Image& i) {
 
 // ImageKey sorts images by component, then version (numerically), then id.
 std::string ImageKey(const v1::Image& i) {
-  return absl::StrCat(i.component(), "/",
-                      absl::StrFormat("%010u", i.version()), "/", i.id());
+  return absl::StrCat(i.component(), "/", absl::StrFormat("%010u", i.version()),
+                      "/", i.id());
 }
 
 // UploadPackage reads one image package file and uploads it.
@@ -43,13 +43,13 @@ absl::StatusOr<v1::Image> UploadPackage(Context& c, const std::string& path) {
   }
   // Streamed in bounded chunks (UploadImageStream): the server checks the
   // declared size against its cap and the tenant's quota before any bytes.
-  absl::StatusOr<v1::Image> image = UploadImagePackage(
-      c.stub(), c.TenantField(), *bytes,
-      std::max(c.timeout(), absl::Seconds(60)));
+  absl::StatusOr<v1::Image> image =
+      UploadImagePackage(c.stub(), c.TenantField(), *bytes,
+                         std::max(c.timeout(), absl::Seconds(60)));
   if (!image.ok()) {
-    return absl::Status(image.status().code(),
-                        absl::StrCat("upload of ", path, ": ",
-                                     image.status().message()));
+    return absl::Status(
+        image.status().code(),
+        absl::StrCat("upload of ", path, ": ", image.status().message()));
   }
   return image;
 }
@@ -166,20 +166,19 @@ void AddImageCommands(CLI::App* app, Context* ctx) {
         v1::ListImagesRequest req;
         req.set_tenant_id(c.TenantField());
         std::vector<v1::Image> all;
-        if (auto s = ForEachPage(
-                c, &S::ListImages, req,
-                std::function<void(const v1::ListImagesResponse&)>(
-                    [&all](const v1::ListImagesResponse& r) {
-                      all.insert(all.end(), r.images().begin(),
-                                 r.images().end());
-                    }));
+        if (auto s =
+                ForEachPage(c, &S::ListImages, req,
+                            std::function<void(const v1::ListImagesResponse&)>(
+                                [&all](const v1::ListImagesResponse& r) {
+                                  all.insert(all.end(), r.images().begin(),
+                                             r.images().end());
+                                }));
             !s.ok()) {
           return s;
         }
         Names names(c);
         PrintList<v1::Image>(
-            c, std::move(all), ImageKey, *page,
-            kImageHeaders,
+            c, std::move(all), ImageKey, *page, kImageHeaders,
             [&names](const v1::Image& i) { return ImageRow(names, i); });
         return absl::OkStatus();
       });
@@ -205,11 +204,11 @@ void AddImageCommands(CLI::App* app, Context* ctx) {
 void AddOsCommands(CLI::App* app, Context* ctx) {
   CLI::App* noun = Noun(app, "os", "OS releases (platform operator)");
   auto ra = std::make_shared<ReleaseArgs>();
-  CLI::App* release = Verb(
-      noun, ctx, "release",
-      "publish platform OS images as version V on a feed; --images-dir "
-      "uploads every DIR/*.pkg first (os_builder writes DIR/images/os-V)",
-      Access::kPlatform, [ra](Context& c) { return Release(c, *ra); });
+  CLI::App* release =
+      Verb(noun, ctx, "release",
+           "publish platform OS images as version V on a feed; --images-dir "
+           "uploads every DIR/*.pkg first (os_builder writes DIR/images/os-V)",
+           Access::kPlatform, [ra](Context& c) { return Release(c, *ra); });
   release->add_option("--feed", ra->feed, "Retail or RetailEval")->required();
   release->add_option("--version", ra->version, "new version, e.g. 2")
       ->required();

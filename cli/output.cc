@@ -40,16 +40,22 @@ absl::Status CheckName(absl::string_view flag, absl::string_view value) {
   for (size_t i = 0; i < value.size(); ++i) {
     const unsigned char c = value[i];
     if (c >= 0x80) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag, " \"", Escape(value), "\" contains a non-ASCII character at "
-          "byte ", i + 1, "; names use ASCII letters, digits, space, '.', '_' "
-          "and '-'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " \"", Escape(value),
+                       "\" contains a non-ASCII character at "
+                       "byte ",
+                       i + 1,
+                       "; names use ASCII letters, digits, space, '.', '_' "
+                       "and '-'"));
     }
     if (c < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag, " \"", Escape(value), "\" contains a control character at "
-          "byte ", i + 1, "; names use ASCII letters, digits, space, '.', '_' "
-          "and '-'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " \"", Escape(value),
+                       "\" contains a control character at "
+                       "byte ",
+                       i + 1,
+                       "; names use ASCII letters, digits, space, '.', '_' "
+                       "and '-'"));
     }
   }
   return absl::OkStatus();
@@ -135,8 +141,8 @@ absl::StatusOr<v1::AppUpdatePolicy> ParsePolicy(absl::string_view s) {
 
 std::string FormatUnixMs(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(unix_ms),
-                          absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                          absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
 }
 
 json ToJson(const google::protobuf::Message& m) {
@@ -153,8 +159,7 @@ void Printer::Print(const std::vector<std::string>& headers,
   if (json_) {
     // dump escapes control characters as \u00XX; invalid UTF-8 is replaced
     // rather than thrown on.
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace)
-              << "\n";
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
     return;
   }
   std::vector<std::vector<std::string>> cells;

@@ -84,9 +84,10 @@ std::vector<T> PageOf(const std::vector<T>& sorted,
   next->clear();
   auto it = sorted.begin();
   if (!page.token.empty()) {
-    it = std::upper_bound(
-        sorted.begin(), sorted.end(), page.token,
-        [&](const std::string& token, const T& item) { return token < key(item); });
+    it = std::upper_bound(sorted.begin(), sorted.end(), page.token,
+                          [&](const std::string& token, const T& item) {
+                            return token < key(item);
+                          });
   }
   std::vector<T> out;
   for (; it != sorted.end(); ++it) {

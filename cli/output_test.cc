@@ -14,7 +14,9 @@ TEST(EscapeTest, ControlAndNonAsciiBytesAreEscaped) {
   EXPECT_EQ(Escape("line\nnext\r\t"), "line\\nnext\\r\\t");
   EXPECT_EQ(Escape("back\\slash"), "back\\slash");
   // UTF-8 C1 CSI (U+009B) and DEL.
-  EXPECT_EQ(Escape("\xc2\x9b" "31m\x7f"), "\\xc2\\x9b31m\\x7f");
+  EXPECT_EQ(Escape("\xc2\x9b"
+                   "31m\x7f"),
+            "\\xc2\\x9b31m\\x7f");
 }
 
 TEST(CheckNameTest, RefusesNonAsciiWithReadableMessage) {

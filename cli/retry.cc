@@ -29,8 +29,7 @@ absl::Status CallWithRetry(const std::function<absl::Status()>& attempt,
     waited += delay;
   }
   return absl::AbortedError(absl::StrCat(
-      "gave up after ", attempts, " attempts (",
-      absl::FormatDuration(waited),
+      "gave up after ", attempts, " attempts (", absl::FormatDuration(waited),
       " of backoff): other management replicas kept changing the catalog at "
       "the same time; nothing changed; run the command again. Last answer: ",
       last.message()));

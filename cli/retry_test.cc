@@ -26,9 +26,9 @@ struct Recorder {
 TEST(CliRetryTest, LostRaceIsRetriedUntilItSucceeds) {
   int calls = 0;
   Recorder r;
-  absl::Status s = CallWithRetry(
-      [&] { return ++calls < 3 ? LostRace() : absl::OkStatus(); },
-      RetryOptions(), r.Sleep());
+  absl::Status s =
+      CallWithRetry([&] { return ++calls < 3 ? LostRace() : absl::OkStatus(); },
+                    RetryOptions(), r.Sleep());
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(calls, 3);
   ASSERT_EQ(r.sleeps.size(), 2u);
@@ -107,8 +107,9 @@ TEST(CliRetryTest, JitterSeedsSpreadRetries) {
     o.jitter_seed = seed * 0x9e3779b97f4a7c15ull;
     Recorder r;
     int calls = 0;
-    (void)CallWithRetry([&] { return ++calls < 2 ? LostRace() : absl::OkStatus(); },
-                        o, r.Sleep());
+    (void)CallWithRetry(
+        [&] { return ++calls < 2 ? LostRace() : absl::OkStatus(); }, o,
+        r.Sleep());
     ASSERT_EQ(r.sleeps.size(), 1u);
     first.push_back(r.sleeps[0]);
   }

@@ -23,10 +23,10 @@ std::vector<std::string> TenantRow(const v1::Tenant& t) {
 absl::Status Credential(Context& ctx, const std::string& name,
                         const std::string& operator_name) {
   if (ctx.cluster().tenant_credential) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "issuing operator credentials needs the platform-operator "
-        "credential; drop --tenant ",
-        ctx.tenant()));
+    return absl::PermissionDeniedError(
+        absl::StrCat("issuing operator credentials needs the platform-operator "
+                     "credential; drop --tenant ",
+                     ctx.tenant()));
   }
   // Canonical name (the user may type "contoso" for "Contoso").
   v1::GetTenantRequest get;
@@ -69,20 +69,22 @@ absl::Status Credential(Context& ctx, const std::string& name,
 }  // namespace
 
 void AddTenantCommands(CLI::App* app, Context* ctx) {
-  CLI::App* noun = Noun(app, "tenant", "tenants, their operator credentials and the selected tenant");
+  CLI::App* noun =
+      Noun(app, "tenant",
+           "tenants, their operator credentials and the selected tenant");
 
   auto name = std::make_shared<std::string>();
-  CLI::App* create = Verb(
-      noun, ctx, "create", "create a tenant and its CA", Access::kPlatform,
-      [name](Context& c) -> absl::Status {
-        if (auto s = CheckName("--name", *name); !s.ok()) return s;
-        v1::CreateTenantRequest req;
-        req.set_name(*name);
-        v1::Tenant t;
-        if (auto s = c.Call(&S::CreateTenant, req, &t); !s.ok()) return s;
-        PrintOne(c, t, kTenantHeaders, TenantRow(t));
-        return absl::OkStatus();
-      });
+  CLI::App* create =
+      Verb(noun, ctx, "create", "create a tenant and its CA", Access::kPlatform,
+           [name](Context& c) -> absl::Status {
+             if (auto s = CheckName("--name", *name); !s.ok()) return s;
+             v1::CreateTenantRequest req;
+             req.set_name(*name);
+             v1::Tenant t;
+             if (auto s = c.Call(&S::CreateTenant, req, &t); !s.ok()) return s;
+             PrintOne(c, t, kTenantHeaders, TenantRow(t));
+             return absl::OkStatus();
+           });
   create->add_option("--name", *name, "tenant name, e.g. Contoso")->required();
 
   auto page = std::make_shared<PageRequest>();
@@ -90,20 +92,19 @@ void AddTenantCommands(CLI::App* app, Context* ctx) {
       noun, ctx, "list", "list the tenants you can see, by name",
       Access::kTenant, [page](Context& c) -> absl::Status {
         std::vector<v1::Tenant> all;
-        if (auto s = ForEachPage(
-                c, &S::ListTenants, v1::ListTenantsRequest(),
-                std::function<void(const v1::ListTenantsResponse&)>(
-                    [&all](const v1::ListTenantsResponse& r) {
-                      all.insert(all.end(), r.tenants().begin(),
-                                 r.tenants().end());
-                    }));
+        if (auto s =
+                ForEachPage(c, &S::ListTenants, v1::ListTenantsRequest(),
+                            std::function<void(const v1::ListTenantsResponse&)>(
+                                [&all](const v1::ListTenantsResponse& r) {
+                                  all.insert(all.end(), r.tenants().begin(),
+                                             r.tenants().end());
+                                }));
             !s.ok()) {
           return s;
         }
         PrintList<v1::Tenant>(
-            c, std::move(all),
-            [](const v1::Tenant& t) { return t.name(); }, *page, kTenantHeaders,
-            TenantRow);
+            c, std::move(all), [](const v1::Tenant& t) { return t.name(); },
+            *page, kTenantHeaders, TenantRow);
         return absl::OkStatus();
       });
   AddPaging(list, page.get());
@@ -132,8 +133,7 @@ void AddTenantCommands(CLI::App* app, Context* ctx) {
       Access::kPlatform, [cred_name, operator_name](Context& c) {
         return Credential(c, *cred_name, *operator_name);
       });
-  credential->add_option("--name", *cred_name, "tenant id or name")
-      ->required();
+  credential->add_option("--name", *cred_name, "tenant id or name")->required();
   credential->add_option("--operator", *operator_name,
                          "operator name in the certificate (default "
                          "NAME-admin)");

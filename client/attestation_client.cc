@@ -41,7 +41,7 @@ class AsyncAttestationClient::Call {
 
   grpc::ClientContext* context() { return context_.get(); }
   int hops = 0;
-  bool pinned = false;  // sent to `address` as is (a batch for one shard)
+  bool pinned = false;       // sent to `address` as is (a batch for one shard)
   bool failed_over = false;  // sent to `address` as is (routed past a dead one)
   std::vector<std::string> unreachable;  // shards this call could not reach
   std::string address;
@@ -55,8 +55,8 @@ template <typename Req, typename Resp>
 class AsyncAttestationClient::TypedCall final
     : public AsyncAttestationClient::Call {
  public:
-  using Invoke = void (*)(const Stubs&, grpc::ClientContext*,
-                          const Req*, Resp*, std::function<void(grpc::Status)>);
+  using Invoke = void (*)(const Stubs&, grpc::ClientContext*, const Req*, Resp*,
+                          std::function<void(grpc::Status)>);
   TypedCall(const char* method, Req request,
             std::function<void(absl::StatusOr<Resp>)> done, Invoke invoke)
       : method_(method),
@@ -64,9 +64,7 @@ class AsyncAttestationClient::TypedCall final
         done_(std::move(done)),
         invoke_(invoke) {}
 
-  const std::string& device_id() const override {
-    return request_.device_id();
-  }
+  const std::string& device_id() const override { return request_.device_id(); }
   const char* method() const override { return method_; }
   void Start(const Stubs& stubs, absl::Duration deadline,
              std::function<void(grpc::Status)> on_done) override {
@@ -192,20 +190,19 @@ class AsyncAttestationClient::BatchCall final
           !r.redirect_address().empty()) {
         if (r.redirect_address().size() >
             client_->options_.max_address_length) {
-          item.done(absl::UnavailableError(absl::StrCat(
-              Traits::kItemMethod, " for device ", id, ": shard ", address,
-              " redirected to an address longer than ",
-              client_->options_.max_address_length, " bytes")));
+          item.done(absl::UnavailableError(
+              absl::StrCat(Traits::kItemMethod, " for device ", id, ": shard ",
+                           address, " redirected to an address longer than ",
+                           client_->options_.max_address_length, " bytes")));
           continue;
         }
         client_->LearnOwner(id, r.redirect_address());
         Resubmit(item, r.redirect_address());
         continue;
       }
-      item.done(absl::Status(
-          static_cast<absl::StatusCode>(code),
-          absl::StrCat(Traits::kItemMethod, " at ", address, ": ",
-                       log_bound(r.message()))));
+      item.done(absl::Status(static_cast<absl::StatusCode>(code),
+                             absl::StrCat(Traits::kItemMethod, " at ", address,
+                                          ": ", log_bound(r.message()))));
     }
   }
 
@@ -234,13 +231,14 @@ AsyncAttestationClient::AsyncAttestationClient(
     : tls_(std::move(tls)),
       options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
-      router_(ShardMapFromEndpoints(shards),
-              [&] {
-                OwnerRouter::Options r = options.routing;
-                r.max_cached_owners = options.max_cached_owners;
-                return r;
-              }(),
-              clock_),
+      router_(
+          ShardMapFromEndpoints(shards),
+          [&] {
+            OwnerRouter::Options r = options.routing;
+            r.max_cached_owners = options.max_cached_owners;
+            return r;
+          }(),
+          clock_),
       shards_(shards) {
   absl::MutexLock l(&mu_);
   for (const auto& s : shards) AddressIndexLocked(s.address);
@@ -342,8 +340,7 @@ bool AsyncAttestationClient::HoldChallenge(ChallengeItem& item) {
     if (index < 0) return false;
     Endpoint& e = endpoints_[index];
     e.pending_challenges.push_back(std::move(item));
-    if (e.pending_challenges.size() <
-        static_cast<size_t>(options_.max_batch)) {
+    if (e.pending_challenges.size() < static_cast<size_t>(options_.max_batch)) {
       return true;
     }
     full.swap(e.pending_challenges);
@@ -576,9 +573,9 @@ void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
     const auto& md = call->context()->GetServerTrailingMetadata();
     auto a = md.find(kRedirectAddressKey);
     if (a != md.end() && md.find(kRedirectShardKey) != md.end()) {
-      std::string target(a->second.data(),
-                         std::min(a->second.size(),
-                                  options_.max_address_length + 1));
+      std::string target(
+          a->second.data(),
+          std::min(a->second.size(), options_.max_address_length + 1));
       if (target.size() > options_.max_address_length) {
         Finish(call, absl::UnavailableError(absl::StrCat(
                          call->method(), " for device ", call->device_id(),
@@ -607,9 +604,9 @@ void AsyncAttestationClient::OnRpcDone(Call* call, const grpc::Status& st) {
     return;
   }
   absl::Status s = rpc::FromGrpcStatus(st);
-  Finish(call, absl::Status(s.code(), absl::StrCat(call->method(), " at ",
-                                                   call->address, ": ",
-                                                   s.message())));
+  Finish(call, absl::Status(s.code(),
+                            absl::StrCat(call->method(), " at ", call->address,
+                                         ": ", s.message())));
 }
 
 void AsyncAttestationClient::Finish(Call* call, absl::Status status) {

@@ -80,7 +80,8 @@ class AttestationTransport {
  public:
   using ChallengeCallback =
       std::function<void(absl::StatusOr<v1::GetChallengeResponse>)>;
-  using AttestCallback = std::function<void(absl::StatusOr<v1::AttestResponse>)>;
+  using AttestCallback =
+      std::function<void(absl::StatusOr<v1::AttestResponse>)>;
 
   virtual ~AttestationTransport() = default;
   // Each call invokes `done` exactly once, possibly before returning (a
@@ -120,12 +121,12 @@ v1::ShardMap ShardMapFromEndpoints(
 class AsyncAttestationClient final : public AttestationTransport {
  public:
   struct Options {
-    int max_in_flight = 64;           // RPCs outstanding at once
-    size_t max_queued = 1 << 20;      // calls waiting for the window
+    int max_in_flight = 64;              // RPCs outstanding at once
+    size_t max_queued = 1 << 20;         // calls waiting for the window
     size_t max_cached_owners = 1 << 16;  // redirect-learned device owners
-    size_t max_addresses = 64;        // distinct shard addresses (channels)
-    int max_redirects = 3;            // hops per call
-    size_t max_address_length = 255;  // longer redirect targets refused
+    size_t max_addresses = 64;           // distinct shard addresses (channels)
+    int max_redirects = 3;               // hops per call
+    size_t max_address_length = 255;     // longer redirect targets refused
     absl::Duration deadline = absl::Seconds(10);  // per RPC
     // Items per GetChallenges / AttestBatch RPC (the service takes at most
     // 64); 1 = no batching. Gateways only.
@@ -137,14 +138,14 @@ class AsyncAttestationClient final : public AttestationTransport {
     const Clock* clock = nullptr;
   };
   struct Stats {
-    uint64_t calls = 0;           // GetChallenge + Attest + UploadErrors
-    uint64_t batches = 0;         // GetChallenges + AttestBatch RPCs
-    uint64_t batched_items = 0;   // calls carried in them
-    uint64_t redirects = 0;       // redirects followed
-    uint64_t failovers = 0;       // calls re-sent past an unreachable shard
-    uint64_t unreachable = 0;     // RPCs that failed at the transport
-    uint64_t rejected = 0;        // refused locally: window and queue full
-    int max_in_flight_seen = 0;   // high-water mark of the window
+    uint64_t calls = 0;          // GetChallenge + Attest + UploadErrors
+    uint64_t batches = 0;        // GetChallenges + AttestBatch RPCs
+    uint64_t batched_items = 0;  // calls carried in them
+    uint64_t redirects = 0;      // redirects followed
+    uint64_t failovers = 0;      // calls re-sent past an unreachable shard
+    uint64_t unreachable = 0;    // RPCs that failed at the transport
+    uint64_t rejected = 0;       // refused locally: window and queue full
+    int max_in_flight_seen = 0;  // high-water mark of the window
     size_t cached_owners = 0;
   };
 
@@ -236,7 +237,8 @@ class AsyncAttestationClient final : public AttestationTransport {
     std::string address;
     std::unique_ptr<v1::AttestationService::Stub> stub;  // created lazily
     std::shared_ptr<grpc::Channel> channel;  // with the stub (its state)
-    std::unique_ptr<v1::ErrorReportingService::Stub> errors_stub;  // same channel
+    std::unique_ptr<v1::ErrorReportingService::Stub>
+        errors_stub;                                // same channel
     std::vector<ChallengeItem> pending_challenges;  // < max_batch
     std::vector<AttestItem> pending_attests;        // < max_batch
   };

@@ -63,7 +63,8 @@ class FakeShard final : public v1::AttestationService::CallbackService {
       auto* r = resp->add_results();
       r->set_device_id(id);
       if (AnswerItem(id, r)) {
-        r->mutable_challenge()->set_nonce(absl::StrCat("nonce-from-", this->id));
+        r->mutable_challenge()->set_nonce(
+            absl::StrCat("nonce-from-", this->id));
       }
     }
     return FinishBatch(ctx, req->device_ids_size(), resp->mutable_results());
@@ -132,8 +133,8 @@ class FakeShard final : public v1::AttestationService::CallbackService {
     if (!target.empty()) {
       ctx->AddTrailingMetadata(kRedirectShardKey, "elsewhere");
       ctx->AddTrailingMetadata(kRedirectAddressKey, target);
-      reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                   "not mine"));
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "not mine"));
     } else if (!fail.ok()) {
       reactor->Finish(rpc::ToGrpcStatus(fail));
     } else if (hold) {
@@ -169,8 +170,8 @@ class FakeShard final : public v1::AttestationService::CallbackService {
     return true;
   }
   template <typename Results>
-  grpc::ServerUnaryReactor* FinishBatch(grpc::CallbackServerContext* ctx,
-                                        int n, Results* results) {
+  grpc::ServerUnaryReactor* FinishBatch(grpc::CallbackServerContext* ctx, int n,
+                                        Results* results) {
     auto* reactor = ctx->DefaultReactor();
     {
       absl::MutexLock l(&mu_);
@@ -331,10 +332,9 @@ TEST_F(AsyncAttestationClientTest, Attack_OverlongRedirectTargetIsRefused) {
 
 TEST_F(AsyncAttestationClientTest, RefusalsArePassedBackOnceWithTheirCode) {
   StartShards(1);
-  for (auto code : {absl::StatusCode::kNotFound,
-                    absl::StatusCode::kFailedPrecondition,
-                    absl::StatusCode::kPermissionDenied,
-                    absl::StatusCode::kUnavailable}) {
+  for (auto code :
+       {absl::StatusCode::kNotFound, absl::StatusCode::kFailedPrecondition,
+        absl::StatusCode::kPermissionDenied, absl::StatusCode::kUnavailable}) {
     shards_[0]->fail = absl::Status(code, "refused by fake");
     AsyncAttestationClient client(endpoints_, pki_.client, {});
     const int before = shards_[0]->calls();
@@ -430,8 +430,7 @@ TEST_F(AsyncAttestationClientTest,
   EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable)
       << first.status();
   EXPECT_EQ(client.stats().failovers, 0u);
-  EXPECT_EQ(shards_[0]->calls() + shards_[1]->calls() + shards_[2]->calls(),
-            0);
+  EXPECT_EQ(shards_[0]->calls() + shards_[1]->calls() + shards_[2]->calls(), 0);
 
   auto second = Challenge(client, id);
   ASSERT_TRUE(second.ok()) << second.status();

@@ -17,9 +17,8 @@ absl::Duration BackoffDelay(const BackoffPolicy& policy, int retries,
   const double max_s = absl::ToDoubleSeconds(policy.max);
   // Cap the exponent: 1.6^60 already exceeds any sensible max.
   const int n = std::clamp(retries, 0, 60);
-  const double base =
-      std::min(initial_s * std::pow(std::max(policy.multiplier, 1.0), n),
-               max_s);
+  const double base = std::min(
+      initial_s * std::pow(std::max(policy.multiplier, 1.0), n), max_s);
   const double f = std::clamp(jitter_fraction, 0.0, 1.0);
   const double jittered = base * (1.0 + policy.jitter * (2.0 * f - 1.0));
   return absl::Seconds(std::max(jittered, 0.0));

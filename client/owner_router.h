@@ -35,8 +35,8 @@
 // while calling out).
 //
 // Example:
-//   OwnerRouter router(ShardMapFromEndpoints(config.shards), {}, Clock::Real());
-//   std::string to = router.Route(device_id, {});
+//   OwnerRouter router(ShardMapFromEndpoints(config.shards), {},
+//   Clock::Real()); std::string to = router.Route(device_id, {});
 //   ... on a transport failure:
 //   if (router.ReportUnreachable(to)) to = router.Route(device_id, {to});
 #ifndef SPHERE_CLIENT_OWNER_ROUTER_H_
@@ -78,8 +78,8 @@ class OwnerRouter {
     int max_failovers = 2;
   };
   struct Stats {
-    uint64_t failovers = 0;     // routes that skipped a down shard
-    uint64_t marked_down = 0;   // times an address was marked down
+    uint64_t failovers = 0;    // routes that skipped a down shard
+    uint64_t marked_down = 0;  // times an address was marked down
     size_t cached_owners = 0;
     size_t down_addresses = 0;  // down now
   };

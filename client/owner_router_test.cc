@@ -32,9 +32,7 @@ std::string DeviceId(int i) {
 class OwnerRouterTest : public ::testing::Test {
  protected:
   OwnerRouterTest() : map_(MapOf(3)), ring_(map_) {}
-  std::string Owner(const std::string& id) {
-    return ring_.Owner(id).address();
-  }
+  std::string Owner(const std::string& id) { return ring_.Owner(id).address(); }
   std::string Second(const std::string& id) {
     return ring_.Successors(id, 2)[1]->address();
   }
@@ -51,7 +49,8 @@ TEST_F(OwnerRouterTest, RoutesByTheRingWhileEveryShardAnswers) {
   EXPECT_EQ(router.stats().failovers, 0u);
 }
 
-TEST_F(OwnerRouterTest, Fault_FailsOverToTheNextShardOnlyAfterRepeatedFailures) {
+TEST_F(OwnerRouterTest,
+       Fault_FailsOverToTheNextShardOnlyAfterRepeatedFailures) {
   OwnerRouter router(map_, {}, &clock_);
   const std::string id = DeviceId(7);
   const std::string owner = Owner(id);
@@ -105,7 +104,8 @@ TEST_F(OwnerRouterTest, EveryShardDownProbesTheRingOwner) {
   EXPECT_EQ(router.Route(DeviceId(5), {}), Owner(DeviceId(5)));
 }
 
-TEST_F(OwnerRouterTest, Fault_DownShardIsProbedAfterDownForAndFollowedWhenBack) {
+TEST_F(OwnerRouterTest,
+       Fault_DownShardIsProbedAfterDownForAndFollowedWhenBack) {
   OwnerRouter::Options options;
   options.down_for = absl::Seconds(30);
   OwnerRouter router(map_, options, &clock_);

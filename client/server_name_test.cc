@@ -45,8 +45,8 @@ class ServerNameTest : public ::testing::Test {
   void SetUp() override {
     rpc::ServerOptions options;
     // The shard's certificate names only kShardName (no localhost).
-    options.tls = pki_.Leaf("shard-0", crypto::KeyUsage::kServerAuth,
-                            {kShardName}, {});
+    options.tls =
+        pki_.Leaf("shard-0", crypto::KeyUsage::kServerAuth, {kShardName}, {});
     runner_ = std::make_unique<rpc::ServerRunner>(options);
     runner_->AddService(&shard_);
     ASSERT_TRUE(runner_->Start().ok());
@@ -95,12 +95,12 @@ class ServerNameTest : public ::testing::Test {
   std::string address_;
 };
 
-TEST_F(ServerNameTest, Attack_AttestationClientRefusesCertificateForAnotherName) {
+TEST_F(ServerNameTest,
+       Attack_AttestationClientRefusesCertificateForAnotherName) {
   // The default name (a cluster file without server names) and a wrong
   // one: refused before any call reaches the shard.
-  for (const std::string& name :
-       {std::string(cluster::kDefaultServerName),
-        std::string("evil.sphere.example")}) {
+  for (const std::string& name : {std::string(cluster::kDefaultServerName),
+                                  std::string("evil.sphere.example")}) {
     auto r = Challenge(Shards(name));
     ASSERT_FALSE(r.ok()) << name;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable)
@@ -133,7 +133,8 @@ TEST_F(ServerNameTest, ClusterFileServerNamesReachTheClient) {
       R"({"management": "127.0.0.1:1", "root_ca": "r.pem",
           "shards": [{"id": "shard-0", "address": ")",
       address_, R"("}],
-          "server_names": {"shard-0": ")", kShardName, R"("}})"));
+          "server_names": {"shard-0": ")",
+      kShardName, R"("}})"));
   ASSERT_TRUE(config.ok()) << config.status();
   auto ok = Challenge(config->shards);
   ASSERT_TRUE(ok.ok()) << ok.status();

@@ -18,7 +18,8 @@ ShardRing::ShardRing(const v1::ShardMap& map) : map_(map) {
   int vnodes = map.virtual_nodes() > 0 ? map.virtual_nodes() : 64;
   for (int s = 0; s < map.shards_size(); ++s) {
     for (int i = 0; i < vnodes; ++i) {
-      points_.push_back({RingHash(absl::StrCat(map.shards(s).id(), "#", i)), s});
+      points_.push_back(
+          {RingHash(absl::StrCat(map.shards(s).id(), "#", i)), s});
     }
   }
   std::sort(points_.begin(), points_.end());
@@ -26,20 +27,20 @@ ShardRing::ShardRing(const v1::ShardMap& map) : map_(map) {
 
 const v1::Shard& ShardRing::Owner(absl::string_view device_id) const {
   uint64_t h = RingHash(device_id);
-  auto it = std::lower_bound(points_.begin(), points_.end(),
-                             std::make_pair(h, -1));
+  auto it =
+      std::lower_bound(points_.begin(), points_.end(), std::make_pair(h, -1));
   if (it == points_.end()) it = points_.begin();
   return map_.shards(it->second);
 }
 
-std::vector<const v1::Shard*> ShardRing::Successors(
-    absl::string_view device_id, size_t max) const {
+std::vector<const v1::Shard*> ShardRing::Successors(absl::string_view device_id,
+                                                    size_t max) const {
   std::vector<const v1::Shard*> out;
   if (points_.empty()) return out;
   max = std::min<size_t>(max, map_.shards_size());
   uint64_t h = RingHash(device_id);
-  auto start = std::lower_bound(points_.begin(), points_.end(),
-                                std::make_pair(h, -1));
+  auto start =
+      std::lower_bound(points_.begin(), points_.end(), std::make_pair(h, -1));
   std::vector<bool> seen(map_.shards_size(), false);
   size_t i = static_cast<size_t>(start - points_.begin());
   for (size_t n = 0; n < points_.size() && out.size() < max; ++n) {

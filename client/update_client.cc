@@ -32,10 +32,11 @@ class UpdateClient::UnaryCall {
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(rpc::Deadline(client_->options_.deadline));
     response_.Clear();
-    if (absl::Status proof = client_->AddProof(request_.device_id(), ctx_.get());
+    if (absl::Status proof =
+            client_->AddProof(request_.device_id(), ctx_.get());
         !proof.ok()) {
-      Finish(absl::Status(proof.code(), absl::StrCat(method_, ": ",
-                                                     proof.message())));
+      Finish(absl::Status(proof.code(),
+                          absl::StrCat(method_, ": ", proof.message())));
       return;
     }
     invoke_(client_->StubFor(address_), ctx_.get(), &request_, &response_,
@@ -101,7 +102,8 @@ class UpdateClient::DownloadCall final
     address_ = std::move(address);
     ctx_ = std::make_unique<grpc::ClientContext>();
     ctx_->set_deadline(rpc::Deadline(client_->options_.deadline));
-    if (absl::Status proof = client_->AddProof(request_.device_id(), ctx_.get());
+    if (absl::Status proof =
+            client_->AddProof(request_.device_id(), ctx_.get());
         !proof.ok()) {
       result_.status = absl::Status(
           proof.code(), absl::StrCat("DownloadImage: ", proof.message()));
@@ -134,8 +136,8 @@ class UpdateClient::DownloadCall final
     std::string target;
     int hops = hops_;
     if (result_.chunks.empty() && !overrun_) {
-      target = client_->FailoverTarget(request_.device_id(), address_, st,
-                                       &tried_);
+      target =
+          client_->FailoverTarget(request_.device_id(), address_, st, &tried_);
     }
     if (target.empty()) {
       target = client_->RedirectTarget(*ctx_, st);
@@ -164,8 +166,8 @@ class UpdateClient::DownloadCall final
     } else if (!st.ok()) {
       absl::Status s = rpc::FromGrpcStatus(st);
       result_.status = absl::Status(
-          s.code(), absl::StrCat("DownloadImage at ", address_, ": ",
-                                 s.message()));
+          s.code(),
+          absl::StrCat("DownloadImage at ", address_, ": ", s.message()));
     }
     UpdateClient* client = client_;
     done_(std::move(result_));
@@ -207,9 +209,9 @@ absl::Status UpdateClient::AddProof(const std::string& device_id,
   if (!options_.session_token) return absl::OkStatus();
   std::string token = options_.session_token(device_id);
   if (token.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no session token for device ", device_id.substr(0, 64),
-        ": attest the device first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no session token for device ", device_id.substr(0, 64),
+                     ": attest the device first"));
   }
   if (token.size() > options_.max_session_token_length) {
     return absl::InvalidArgumentError(
@@ -235,8 +237,8 @@ v1::UpdateService::Stub* UpdateClient::StubFor(const std::string& address) {
   for (auto& [a, stub] : stubs_) {
     if (a == address) return stub.get();
   }
-  auto channel = rpc::NewChannel(
-      address, tls_, cluster::ServerNameAt(shards_, address));
+  auto channel =
+      rpc::NewChannel(address, tls_, cluster::ServerNameAt(shards_, address));
   channels_.push_back(channel);
   stubs_.emplace_back(address, v1::UpdateService::NewStub(channel));
   return stubs_.back().second.get();
@@ -312,8 +314,8 @@ void UpdateClient::ReportUpdateResult(v1::ReportUpdateResultRequest request,
   Started();
   (new UnaryCall<v1::ReportUpdateResultRequest, v1::ReportUpdateResultResponse>(
        this, "ReportUpdateResult", std::move(request),
-       [done = std::move(done)](
-           absl::StatusOr<v1::ReportUpdateResultResponse> r) {
+       [done =
+            std::move(done)](absl::StatusOr<v1::ReportUpdateResultResponse> r) {
          done(r.status());
        },
        +[](v1::UpdateService::Stub* stub, grpc::ClientContext* ctx,

@@ -69,8 +69,7 @@ class UpdateClient final : public UpdateTransport {
   UpdateClient(const UpdateClient&) = delete;
   UpdateClient& operator=(const UpdateClient&) = delete;
 
-  void GetUpdates(v1::GetUpdatesRequest request,
-                  UpdatesCallback done) override;
+  void GetUpdates(v1::GetUpdatesRequest request, UpdatesCallback done) override;
   void DownloadImage(v1::DownloadImageRequest request, uint64_t max_bytes,
                      DownloadCallback done) override;
   void ReportUpdateResult(v1::ReportUpdateResultRequest request,

@@ -16,9 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "client/attestation_client.h"
-#include "common/testing/test_pki.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 
 namespace sphere::client {
 namespace {
@@ -43,9 +43,8 @@ TEST(UpdateClientTest, Attack_MissingTokenFailsUnsent) {
   std::optional<absl::Status> got;
   v1::GetUpdatesRequest req;
   req.set_device_id(std::string(64, 'a'));
-  client.GetUpdates(req, [&](absl::StatusOr<v1::GetUpdatesResponse> r) {
-    got = r.status();
-  });
+  client.GetUpdates(
+      req, [&](absl::StatusOr<v1::GetUpdatesResponse> r) { got = r.status(); });
   ASSERT_TRUE(got.has_value());  // answered at once: nothing was sent
   EXPECT_EQ(got->code(), absl::StatusCode::kFailedPrecondition) << *got;
   EXPECT_TRUE(absl::StrContains(got->message(), "attest the device first"))
@@ -59,7 +58,8 @@ TEST(UpdateClientTest, Attack_OversizedTokenFailsUnsent) {
   std::optional<DownloadResult> got;
   v1::DownloadImageRequest req;
   req.set_device_id(std::string(64, 'a'));
-  client.DownloadImage(req, 1024, [&](DownloadResult r) { got = std::move(r); });
+  client.DownloadImage(req, 1024,
+                       [&](DownloadResult r) { got = std::move(r); });
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->status.code(), absl::StatusCode::kInvalidArgument)
       << got->status;
@@ -123,8 +123,8 @@ TEST(UpdateClientTest, Fault_DeadOwnerFailsOverAndFollowsTheLiveRing) {
   }
   auto ring = std::make_shared<ShardRing>(ShardMapFromEndpoints(live));
   for (auto& s : shards) s->ring = ring;
-  std::vector<cluster::ShardEndpoint> listed = {
-      live[0], {"shard-dead", "127.0.0.1:1"}};
+  std::vector<cluster::ShardEndpoint> listed = {live[0],
+                                                {"shard-dead", "127.0.0.1:1"}};
   const ShardRing listed_ring(ShardMapFromEndpoints(listed));
   std::string id;
   for (int i = 0; i < 2000 && id.empty(); ++i) {

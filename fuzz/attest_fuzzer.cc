@@ -46,7 +46,8 @@ struct Fixture {
 Fixture* MakeFixture() {
   auto* f = new Fixture;
   const sphere::crypto::EcPrivateKey root = sphere::fuzz::FuzzKey("root");
-  const sphere::crypto::EcPrivateKey ca_key = sphere::fuzz::FuzzKey("tenant-ca");
+  const sphere::crypto::EcPrivateKey ca_key =
+      sphere::fuzz::FuzzKey("tenant-ca");
   sphere::crypto::CertificateSpec ca;
   ca.common_name = "Contoso CA";
   ca.subject_public_key = ca_key.PublicKey();
@@ -60,8 +61,8 @@ Fixture* MakeFixture() {
   tenant.set_id("t-contoso");
   tenant.set_name("Contoso");
   tenant.set_ca_certificate_pem(*ca_pem);
-  auto wrapped = sphere::catalog::WrapTenantCaKey(
-      sphere::fuzz::FuzzMasterKey(), tenant.id(), ca_key);
+  auto wrapped = sphere::catalog::WrapTenantCaKey(sphere::fuzz::FuzzMasterKey(),
+                                                  tenant.id(), ca_key);
   Check(wrapped.ok(), "wrap tenant CA key");
   tenant.set_wrapped_ca_key(*wrapped);
   Check(f->view.PutTenant(tenant).ok(), "put tenant");
@@ -74,7 +75,8 @@ Fixture* MakeFixture() {
   group.set_os_feed(sphere::v1::RETAIL);
   f->view.PutGroup(group);
 
-  auto images = sphere::mcu::BuildFactoryImages(sphere::fuzz::FuzzKey("image-signing"), 1);
+  auto images = sphere::mcu::BuildFactoryImages(
+      sphere::fuzz::FuzzKey("image-signing"), 1);
   Check(images.ok(), "factory images");
   sphere::v1::OsRelease release;
   release.set_feed(sphere::v1::RETAIL);
@@ -138,8 +140,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!request.ParseFromString(std::string(sphere::fuzz::Bytes(data, size)))) {
     return 0;
   }
-  auto store = sphere::store::MemoryStore::Create(
-      sphere::attestation::ColumnFamilies());
+  auto store =
+      sphere::store::MemoryStore::Create(sphere::attestation::ColumnFamilies());
   Check(store.ok(), "memory store");
   sphere::attestation::NonceStore nonces(&f->clock);
   sphere::attestation::Attestor attestor(&f->view, store->get(), &nonces,

@@ -50,8 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       "a genuine signature does not verify");
   absl::Status forged =
       sphere::crypto::EcdsaVerify(signer->PublicKey(), message, sig);
-  sphere::fuzz::Check(forged.ok() || forged.code() ==
-                                         absl::StatusCode::kInvalidArgument ||
+  sphere::fuzz::Check(forged.ok() ||
+                          forged.code() == absl::StatusCode::kInvalidArgument ||
                           forged.code() == absl::StatusCode::kUnauthenticated,
                       "EcdsaVerify failed with an undocumented code");
   return 0;

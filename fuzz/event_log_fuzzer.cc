@@ -48,9 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             ? tampered.mutable_event_log_digest()
                             : tampered.mutable_registers(which);
   (*target)[size > 2 ? data[2] % 32 : 0] ^= static_cast<char>(flip);
-  sphere::fuzz::Check(
-      sphere::mcu::CheckQuoteConsistency(tampered).code() ==
-          absl::StatusCode::kInvalidArgument,
-      "a tampered register or digest was accepted");
+  sphere::fuzz::Check(sphere::mcu::CheckQuoteConsistency(tampered).code() ==
+                          absl::StatusCode::kInvalidArgument,
+                      "a tampered register or digest was accepted");
   return 0;
 }

@@ -1,8 +1,8 @@
 #include "fuzz/fuzz_support.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/stubs/logging.h"

@@ -58,8 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Signed by the platform as it is: reaches header and manifest checks.
   sphere::v1::ImagePackage signed_pkg = pkg;
-  absl::StatusOr<std::string> sig = SigningKey().Sign(
-      absl::StrCat(sphere::mcu::kImageContext, pkg.header()));
+  absl::StatusOr<std::string> sig =
+      SigningKey().Sign(absl::StrCat(sphere::mcu::kImageContext, pkg.header()));
   sphere::fuzz::Check(sig.ok(), "signing failed");
   signed_pkg.set_signature(*sig);
   absl::StatusOr<sphere::mcu::VerifiedImage> verified =

@@ -29,8 +29,9 @@ void CheckBody(const sphere::v1::QuoteBody& body) {
   if (!consistent.ok()) return;
   std::vector<std::string> replayed =
       sphere::mcu::ReplayEventLog(body.event_log(), body.registers_size());
-  sphere::fuzz::Check(static_cast<int>(replayed.size()) == body.registers_size(),
-                      "replay returned the wrong number of registers");
+  sphere::fuzz::Check(
+      static_cast<int>(replayed.size()) == body.registers_size(),
+      "replay returned the wrong number of registers");
   for (int i = 0; i < body.registers_size(); ++i) {
     sphere::fuzz::Check(replayed[i] == body.registers(i),
                         "consistent quote does not replay to its registers");
@@ -57,8 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   sphere::v1::Quote resigned;
   resigned.set_body(quote.body());
-  absl::StatusOr<std::string> sig = DeviceKey().Sign(
-      absl::StrCat(sphere::mcu::kQuoteContext, quote.body()));
+  absl::StatusOr<std::string> sig =
+      DeviceKey().Sign(absl::StrCat(sphere::mcu::kQuoteContext, quote.body()));
   sphere::fuzz::Check(sig.ok(), "signing failed");
   resigned.set_signature(*sig);
   absl::StatusOr<sphere::v1::QuoteBody> body =

@@ -92,11 +92,10 @@ std::vector<v1::ImagePackage> SmallBootChain(uint32_t version) {
     h.set_component(component);
     h.set_version(version);
     h.set_kind(mcu::KindForComponent(component));
-    out.push_back(Must(mcu::SignImage(h,
-                                      mcu::SyntheticPayload(component, version,
-                                                            64),
-                                      FuzzKey("image-signing")),
-                       "sign boot image"));
+    out.push_back(
+        Must(mcu::SignImage(h, mcu::SyntheticPayload(component, version, 64),
+                            FuzzKey("image-signing")),
+             "sign boot image"));
   }
   return out;
 }
@@ -140,9 +139,9 @@ void QuoteSeeds(CorpusWriter& w) {
     // The same body signed by the key the target verifies with.
     v1::Quote resigned;
     resigned.set_body(q.body());
-    resigned.set_signature(Must(FuzzKey("device").Sign(absl::StrCat(
-                                    mcu::kQuoteContext, q.body())),
-                                "sign quote"));
+    resigned.set_signature(
+        Must(FuzzKey("device").Sign(absl::StrCat(mcu::kQuoteContext, q.body())),
+             "sign quote"));
     w.Write("quote_fuzzer", resigned.SerializeAsString());
     v1::AttestRequest attest;
     attest.set_device_id(device->device_id());
@@ -166,8 +165,8 @@ void ImageSeeds(CorpusWriter& w) {
   for (const v1::ImagePackage& p : SmallBootChain(2)) {
     w.Write("image_fuzzer", p.SerializeAsString());
   }
-  v1::ImagePackage app = Must(
-      mcu::BuildAppImage(signing, Dw100Manifest(), 3, 96), "app image");
+  v1::ImagePackage app =
+      Must(mcu::BuildAppImage(signing, Dw100Manifest(), 3, 96), "app image");
   w.Write("image_fuzzer", app.SerializeAsString());
   v1::AppManifest rt = Dw100Manifest();
   rt.set_component_id("dw100-motor");
@@ -199,8 +198,8 @@ Pki MakePki() {
   ca.not_after = FuzzNow() + absl::Hours(24 * 365);
   ca.usage = crypto::KeyUsage::kCa;
   ca.path_len = 0;
-  p.tenant_pem = Must(crypto::IssueCertificate(ca, p.root_key, p.root_pem),
-                      "tenant ca");
+  p.tenant_pem =
+      Must(crypto::IssueCertificate(ca, p.root_key, p.root_pem), "tenant ca");
   crypto::CertificateSpec dev;
   dev.common_name = crypto::HexEncode(crypto::Sha256(p.device_key.PublicKey()));
   dev.subject_public_key = p.device_key.PublicKey();
@@ -267,8 +266,12 @@ void SessionTokenSeeds(CorpusWriter& w) {
   const std::string token = tokens.Issue(ctx);
   const std::string body = token.substr(0, token.rfind('|'));
   const std::vector<std::string> fields = {
-      ctx.device_id, ctx.tenant_id, ctx.product_id, ctx.device_group_id,
-      std::string(auth::ScopeName(ctx.scope)), ctx.certificate_serial};
+      ctx.device_id,
+      ctx.tenant_id,
+      ctx.product_id,
+      ctx.device_group_id,
+      std::string(auth::ScopeName(ctx.scope)),
+      ctx.certificate_serial};
   for (const std::string& t : {token, body}) {
     std::vector<std::string> r = {t};
     r.insert(r.end(), fields.begin(), fields.end());
@@ -293,7 +296,8 @@ void CatalogSeeds(CorpusWriter& w, const Pki& p) {
   options.master_key = FuzzMasterKey();
   auto catalog = Must(Catalog::Open(store.get(), &clock, options), "open");
   const Caller platform = Caller::PlatformOperator();
-  v1::Tenant contoso = Must(catalog->CreateTenant(platform, "Contoso"), "tenant");
+  v1::Tenant contoso =
+      Must(catalog->CreateTenant(platform, "Contoso"), "tenant");
   const Caller op = Caller::TenantOperator(contoso.id());
   v1::Product dw100 =
       Must(catalog->CreateProduct(op, "", "DW100", "dishwasher"), "product");
@@ -313,9 +317,8 @@ void CatalogSeeds(CorpusWriter& w, const Pki& p) {
       Must(catalog->GetDeviceGroup(op, "", "DW100/Field Test"), "group");
   Must(catalog->AssignDevice(op, "", id0, group.id()), "assign");
   management::ImagePipeline pipeline(FuzzKey("image-signing"), "");
-  v1::ImagePackage app =
-      Must(mcu::BuildAppImage(FuzzKey("tenant"), Dw100Manifest(), 3, 32),
-           "app");
+  v1::ImagePackage app = Must(
+      mcu::BuildAppImage(FuzzKey("tenant"), Dw100Manifest(), 3, 32), "app");
   v1::Image app_image = Must(
       pipeline.Process(contoso.id(), app.SerializeAsString()), "process app");
   Must(catalog->RecordImage(op, app_image), "record app");
@@ -335,9 +338,9 @@ void CatalogSeeds(CorpusWriter& w, const Pki& p) {
   Must(catalog->RevokeDevice(op, "", id1, "lost"), "revoke");
 
   for (int64_t start : {int64_t{0}, int64_t{1}}) {
-    auto stream = Must(catalog->OpenWatch(Caller::Internal(), start,
-                                          Catalog::WatchOptions{}),
-                       "watch");
+    auto stream = Must(
+        catalog->OpenWatch(Caller::Internal(), start, Catalog::WatchOptions{}),
+        "watch");
     std::vector<v1::WatchEvent> events;
     while (true) {
       const size_t before = events.size();
@@ -352,20 +355,20 @@ void CatalogSeeds(CorpusWriter& w, const Pki& p) {
   const std::vector<std::string> families = Catalog::ColumnFamilies();
   std::vector<std::string> records;
   for (size_t i = 0; i < families.size(); ++i) {
-    MustOk(store->Scan(families[i], "",
-                       [&](absl::string_view key, absl::string_view value) {
-                         records.push_back(std::string(1, static_cast<char>(i)));
-                         records.push_back(std::string(key));
-                         records.push_back(std::string(value));
-                         return true;
-                       }),
-           "scan");
+    MustOk(
+        store->Scan(families[i], "",
+                    [&](absl::string_view key, absl::string_view value) {
+                      records.push_back(std::string(1, static_cast<char>(i)));
+                      records.push_back(std::string(key));
+                      records.push_back(std::string(value));
+                      return true;
+                    }),
+        "scan");
   }
   w.Write("catalog_records_fuzzer", Records(records));
   // Only the tenant-side records (a smaller seed that still opens).
-  std::vector<std::string> small(records.begin(),
-                                 records.begin() + std::min<size_t>(
-                                                       records.size(), 30));
+  std::vector<std::string> small(
+      records.begin(), records.begin() + std::min<size_t>(records.size(), 30));
   w.Write("catalog_records_fuzzer", Records(small));
 }
 

@@ -11,8 +11,8 @@
 //    refused; it must never verify as another context.
 #include <cstdint>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "fuzz/fuzz_support.h"
 #include "securitysvc/auth/device_context.h"
@@ -45,9 +45,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   sphere::auth::DeviceContext ctx;
   absl::string_view f;
   std::string scope_name;
-  std::string* fields[] = {&ctx.device_id, &ctx.tenant_id,
+  std::string* fields[] = {&ctx.device_id,  &ctx.tenant_id,
                            &ctx.product_id, &ctx.device_group_id,
-                           &scope_name, &ctx.certificate_serial};
+                           &scope_name,     &ctx.certificate_serial};
   for (std::string* field : fields) {
     if (in.Next(&f)) *field = std::string(f);
   }

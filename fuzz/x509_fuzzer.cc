@@ -33,9 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::StatusOr<sphere::auth::DeviceContext> ctx =
         sphere::auth::FromCertificate(*cert, now);
     if (ctx.ok()) {
-      sphere::fuzz::Check(!ctx->device_id.empty() &&
-                              sphere::auth::IsDeviceScope(ctx->scope),
-                          "device context without device id or device scope");
+      sphere::fuzz::Check(
+          !ctx->device_id.empty() && sphere::auth::IsDeviceScope(ctx->scope),
+          "device context without device id or device scope");
     }
     (void)sphere::auth::MayAttestFor(cert->claims, cert->claims.device_id);
   }

@@ -20,12 +20,11 @@ namespace {
 
 // CheckShard checks `ids` at `address`; devices the shard says another
 // shard owns (its live ring moved them) are collected in `moved`.
-void CheckShard(const std::string& address, const std::vector<std::string>& ids,
-                const StatusFetch& fetch,
-                const std::function<void(absl::Duration)>& wait,
-                const FaultCheckOptions& options, uint64_t* seed,
-                FaultCheckResult* result,
-                absl::flat_hash_map<std::string, std::vector<std::string>>* moved) {
+void CheckShard(
+    const std::string& address, const std::vector<std::string>& ids,
+    const StatusFetch& fetch, const std::function<void(absl::Duration)>& wait,
+    const FaultCheckOptions& options, uint64_t* seed, FaultCheckResult* result,
+    absl::flat_hash_map<std::string, std::vector<std::string>>* moved) {
   for (size_t start = 0; start < ids.size(); start += kIdsPerCall) {
     const size_t end = std::min(ids.size(), start + kIdsPerCall);
     v1::GetDeviceStatusRequest req;
@@ -103,7 +102,8 @@ void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
   }
   std::vector<std::pair<std::string, std::vector<std::string>>> by_shard(
       grouped.begin(), grouped.end());
-  absl::flat_hash_map<std::string, std::unique_ptr<v1::DeviceStatusService::Stub>>
+  absl::flat_hash_map<std::string,
+                      std::unique_ptr<v1::DeviceStatusService::Stub>>
       stubs;
   FaultCheckOptions options;
   auto fetch = [&](const std::string& address,
@@ -111,9 +111,9 @@ void VerifyAcknowledged(Fleet& fleet, FaultReport* report) {
       -> absl::StatusOr<v1::GetDeviceStatusResponse> {
     auto& stub = stubs[address];
     if (stub == nullptr) {
-      stub = v1::DeviceStatusService::NewStub(
-          rpc::NewChannel(address, fleet.operator_tls(),
-                          cluster::ServerNameAt(fleet.cluster().shards, address)));
+      stub = v1::DeviceStatusService::NewStub(rpc::NewChannel(
+          address, fleet.operator_tls(),
+          cluster::ServerNameAt(fleet.cluster().shards, address)));
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(options.deadline));

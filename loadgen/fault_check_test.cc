@@ -20,7 +20,7 @@ struct FakeShards {
   std::map<std::string, std::vector<std::string>> held;
   std::map<std::string, std::vector<absl::Status>> failures;
   std::map<std::string, std::map<std::string, std::string>> moved;  // id->addr
-  std::map<std::string, bool> down;  // always UNAVAILABLE
+  std::map<std::string, bool> down;                       // always UNAVAILABLE
   std::map<std::string, std::vector<std::string>> extra;  // answered unasked
   std::map<std::string, int> calls;
 
@@ -88,7 +88,8 @@ TEST_F(FaultCheckTest, EveryAcknowledgedWriteFoundIsVerified) {
   EXPECT_TRUE(waits_.empty());
 }
 
-TEST_F(FaultCheckTest, Fault_ShardBackAfterFailuresIsRetriedWithGrowingBackoff) {
+TEST_F(FaultCheckTest,
+       Fault_ShardBackAfterFailuresIsRetriedWithGrowingBackoff) {
   shards_.held["a"] = Ids("a", 10);
   shards_.failures["a"] = {absl::UnavailableError("restarting"),
                            absl::DeadlineExceededError("slow"),

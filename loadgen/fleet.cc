@@ -43,8 +43,8 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   if (!f->options_.appsvc.empty()) f->cluster_.appsvc = f->options_.appsvc;
   auto root = util::ReadFile(f->cluster_.root_ca);
   if (!root.ok()) return root.status();
-  auto read_tls = [&](const std::string& cert, const std::string& key)
-      -> absl::StatusOr<rpc::TlsFiles> {
+  auto read_tls = [&](const std::string& cert,
+                      const std::string& key) -> absl::StatusOr<rpc::TlsFiles> {
     auto c = util::ReadFile(cert);
     if (!c.ok()) return c.status();
     auto k = util::ReadFile(key);
@@ -54,22 +54,25 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   auto op = read_tls(f->cluster_.operator_cert, f->cluster_.operator_key);
   if (!op.ok()) return op.status();
   f->operator_tls_ = *op;
-  auto gw = read_tls(cluster::PkiPath(f->cluster_.state_dir, "gateway.pem"), cluster::PkiPath(f->cluster_.state_dir, "gateway.key"));
+  auto gw = read_tls(cluster::PkiPath(f->cluster_.state_dir, "gateway.pem"),
+                     cluster::PkiPath(f->cluster_.state_dir, "gateway.key"));
   if (!gw.ok()) return gw.status();
   f->gateway_tls_ = *gw;
-  auto rom_pem = util::ReadFile(cluster::PkiPath(f->cluster_.state_dir, "image-signing.pub.pem"));
+  auto rom_pem = util::ReadFile(
+      cluster::PkiPath(f->cluster_.state_dir, "image-signing.pub.pem"));
   if (!rom_pem.ok()) return rom_pem.status();
   auto rom = crypto::PublicKeyFromPem(*rom_pem);
   if (!rom.ok()) return rom.status();
   f->rom_key_ = *rom;
   for (const auto& comp : mcu::BootChainComponents()) {
-    const std::string path = absl::StrCat(f->cluster_.state_dir,
-                                          "/images/os-1/", comp, ".pkg");
+    const std::string path =
+        absl::StrCat(f->cluster_.state_dir, "/images/os-1/", comp, ".pkg");
     auto bytes = util::ReadFile(path);
     if (!bytes.ok()) return bytes.status();
     v1::ImagePackage pkg;
     if (!pkg.ParseFromString(*bytes)) {
-      return absl::DataLossError(absl::StrCat(path, " is not an image package"));
+      return absl::DataLossError(
+          absl::StrCat(path, " is not an image package"));
     }
     f->images_.push_back(mcu::ToStoredImage(pkg));
   }

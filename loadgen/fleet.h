@@ -43,17 +43,17 @@ struct FleetOptions {
   // Attestation: closed loop (rate 0: as fast as the window allows) or open
   // loop (new twins start at `rate` per second whatever the answers do).
   double rate = 0;
-  size_t max_active = 256;        // twins mid-attestation (TwinDriver)
-  int max_in_flight = 128;        // RPCs in flight (AsyncAttestationClient)
-  int attest_batch = 64;          // twins per GetChallenges/AttestBatch RPC
-  int claim_window = 64;          // ClaimDevice calls in flight
-  int verify_chain_every = 100;   // every Nth twin verifies its chain; 0 none
-  bool tls_per_twin = false;      // one mTLS connection (handshake) per twin
-  std::string fault;              // "" or "restart-shard"
-  double fault_at = 0.3;          // fraction of attestations done
+  size_t max_active = 256;       // twins mid-attestation (TwinDriver)
+  int max_in_flight = 128;       // RPCs in flight (AsyncAttestationClient)
+  int attest_batch = 64;         // twins per GetChallenges/AttestBatch RPC
+  int claim_window = 64;         // ClaimDevice calls in flight
+  int verify_chain_every = 100;  // every Nth twin verifies its chain; 0 none
+  bool tls_per_twin = false;     // one mTLS connection (handshake) per twin
+  std::string fault;             // "" or "restart-shard"
+  double fault_at = 0.3;         // fraction of attestations done
   absl::Duration phase_timeout = absl::Hours(4);
-  std::string tenant;             // "" = loadgen-<unix seconds>
-  int error_events = 3;           // error_report: app crashes per twin
+  std::string tenant;    // "" = loadgen-<unix seconds>
+  int error_events = 3;  // error_report: app crashes per twin
   // update_install: fraction of the certified fleet that installs a real
   // deployment (at least one twin; 0 skips the phase), and the size of the
   // deployed app image's payload.
@@ -94,7 +94,7 @@ class Fleet {
 
   std::vector<std::unique_ptr<twin::Twin>>& twins() { return twins_; }
 
-  std::string tenant_id;  // set by the claim phase
+  std::string tenant_id;        // set by the claim phase
   std::string device_group_id;  // set by the claim phase; devices join it
   std::string product_id;       // set by the claim phase (the fleet's product)
   std::optional<FaultReport> fault;

@@ -77,8 +77,8 @@ grpc::Status CallEmpty(const std::shared_ptr<grpc::Channel>& channel,
 }
 
 absl::StatusOr<double> MeasureEchoRpc(
-    const std::vector<cluster::ShardEndpoint>& shards,
-    const rpc::TlsFiles& tls, absl::Duration duration, int window) {
+    const std::vector<cluster::ShardEndpoint>& shards, const rpc::TlsFiles& tls,
+    absl::Duration duration, int window) {
   if (shards.empty()) return absl::InvalidArgumentError("no shards");
   constexpr char kMethod[] = "/grpc.health.v1.Health/Check";
   std::vector<std::shared_ptr<grpc::Channel>> channels;
@@ -110,8 +110,8 @@ absl::StatusOr<double> MeasureEchoRpc(
     s.rpc.reset();
     s.ctx = std::make_unique<grpc::ClientContext>();
     s.ctx->set_deadline(rpc::Deadline(absl::Seconds(5)));
-    s.rpc = stubs[next++ % stubs.size()]->PrepareUnaryCall(s.ctx.get(),
-                                                           kMethod, req, &cq);
+    s.rpc = stubs[next++ % stubs.size()]->PrepareUnaryCall(s.ctx.get(), kMethod,
+                                                           req, &cq);
     s.rpc->StartCall();
     s.rpc->Finish(&s.resp, &s.status, reinterpret_cast<void*>(i + 1));
   };
@@ -158,8 +158,8 @@ absl::StatusOr<double> MeasureRocksDbSyncedWrites(const std::string& dir,
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) {
-    return absl::InternalError(absl::StrCat("rocksdb open ", dir, ": ",
-                                            s.ToString()));
+    return absl::InternalError(
+        absl::StrCat("rocksdb open ", dir, ": ", s.ToString()));
   }
   std::unique_ptr<rocksdb::DB> db(raw);
   rocksdb::WriteOptions sync;

@@ -43,8 +43,8 @@ double AttestCryptoBound(int cores, const EcdsaRates& rates, double signs,
                          double verifies);
 
 absl::StatusOr<double> MeasureEchoRpc(
-    const std::vector<cluster::ShardEndpoint>& shards,
-    const rpc::TlsFiles& tls, absl::Duration duration, int window);
+    const std::vector<cluster::ShardEndpoint>& shards, const rpc::TlsFiles& tls,
+    absl::Duration duration, int window);
 
 // CallEmpty makes one blocking unary call of `method` ("/pkg.Svc/Method")
 // with an empty request on `channel` (its own completion queue; nothing

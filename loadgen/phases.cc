@@ -14,11 +14,12 @@
 #include "absl/synchronization/mutex.h"
 #include "client/attestation_client.h"
 #include "client/shard_ring.h"
+#include "common/update/metadata.h"
 #include "common/util/clock.h"
 #include "loadgen/fault_check.h"
 #include "loadgen/floors.h"
-#include "loadgen/transport.h"
 #include "loadgen/telemetry_phase.h"
+#include "loadgen/transport.h"
 #include "loadgen/update_phases.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -26,7 +27,6 @@
 #include "protos/attestation.grpc.pb.h"
 #include "protos/error_reporting.grpc.pb.h"
 #include "protos/update.grpc.pb.h"
-#include "common/update/metadata.h"
 #include "twin/driver.h"
 
 namespace sphere::loadgen {
@@ -78,8 +78,7 @@ class ManufacturePhase final : public Phase {
       }
       const bool verify = every > 0 && i % every == 0;
       twins.push_back(std::make_unique<twin::Twin>(
-          std::move(*dev),
-          verify ? fleet.verifying_config() : fleet.config()));
+          std::move(*dev), verify ? fleet.verifying_config() : fleet.config()));
       const absl::Time t1 = absl::Now();
       stats.RecordOk(t1, t1 - t0);
     }
@@ -124,8 +123,9 @@ class RegisterPhase final : public Phase {
       grpc::Status st = writer->Finish();
       if (!st.ok()) {
         stats.RecordError(static_cast<absl::StatusCode>(st.error_code()));
-        return absl::Status(rpc::FromGrpcStatus(st).code(),
-                            absl::StrCat("ImportDevices: ", st.error_message()));
+        return absl::Status(
+            rpc::FromGrpcStatus(st).code(),
+            absl::StrCat("ImportDevices: ", st.error_message()));
       }
       const absl::Time t1 = absl::Now();
       for (size_t i = start; i < end; ++i) stats.RecordOk(t1, t1 - t0);
@@ -141,8 +141,7 @@ class RegisterPhase final : public Phase {
 // API); each completion starts the next. Shared with the callbacks.
 class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
  public:
-  ClaimWindow(Fleet* fleet, PhaseStats* stats)
-      : fleet_(fleet), stats_(stats) {}
+  ClaimWindow(Fleet* fleet, PhaseStats* stats) : fleet_(fleet), stats_(stats) {}
 
   // Run returns once every claim answered, or (after a stop request) once
   // the claims in flight answered; returns how many were started.
@@ -241,9 +240,9 @@ class ClaimPhase final : public Phase {
       v1::Tenant resp;
       grpc::Status st = fleet.management()->CreateTenant(&ctx, req, &resp);
       if (!st.ok()) {
-        return absl::Status(rpc::FromGrpcStatus(st).code(),
-                            absl::StrCat("CreateTenant ", tenant, ": ",
-                                         st.error_message()));
+        return absl::Status(
+            rpc::FromGrpcStatus(st).code(),
+            absl::StrCat("CreateTenant ", tenant, ": ", st.error_message()));
       }
       fleet.tenant_id = resp.id();
     }
@@ -259,8 +258,9 @@ class ClaimPhase final : public Phase {
       v1::Product product;
       grpc::Status st = fleet.management()->CreateProduct(&ctx, req, &product);
       if (!st.ok()) {
-        return absl::Status(rpc::FromGrpcStatus(st).code(),
-                            absl::StrCat("CreateProduct: ", st.error_message()));
+        return absl::Status(
+            rpc::FromGrpcStatus(st).code(),
+            absl::StrCat("CreateProduct: ", st.error_message()));
       }
       grpc::ClientContext gctx;
       gctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
@@ -355,7 +355,8 @@ class AttestPhase final : public Phase {
       killed_at = absl::Now();
     };
 
-    twin::TwinDriver driver(&timing, Clock::Real(), {.max_active = o.max_active});
+    twin::TwinDriver driver(&timing, Clock::Real(),
+                            {.max_active = o.max_active});
     driver.set_attest_observer(on_certified);
     stats.Start(phase_start, n);
     const absl::Time deadline = phase_start + o.phase_timeout;
@@ -452,11 +453,11 @@ class AttestPhase final : public Phase {
           return absl::Status(
               t->last_error().ok() ? absl::StatusCode::kDeadlineExceeded
                                    : t->last_error().code(),
-              absl::StrCat(n - certified, " of ", n,
-                           " twins not certified; first: ",
-                           t->device().device_id(), " ",
-                           twin::Twin::PhaseName(t->phase()), ": ",
-                           t->last_error().message()));
+              absl::StrCat(
+                  n - certified, " of ", n,
+                  " twins not certified; first: ", t->device().device_id(), " ",
+                  twin::Twin::PhaseName(t->phase()), ": ",
+                  t->last_error().message()));
         }
       }
     }
@@ -472,7 +473,8 @@ class UploadTiming final : public client::AttestationTransport {
  public:
   UploadTiming(client::AttestationTransport* inner, PhaseStats* stats)
       : inner_(inner), stats_(stats) {}
-  void GetChallenge(v1::GetChallengeRequest r, ChallengeCallback done) override {
+  void GetChallenge(v1::GetChallengeRequest r,
+                    ChallengeCallback done) override {
     inner_->GetChallenge(std::move(r), std::move(done));
   }
   void Attest(v1::AttestRequest r, AttestCallback done) override {
@@ -483,8 +485,8 @@ class UploadTiming final : public client::AttestationTransport {
     const absl::Time t0 = absl::Now();
     inner_->UploadErrors(
         std::move(r), std::move(token),
-        [this, t0, done = std::move(done)](
-            absl::StatusOr<v1::UploadErrorsResponse> a) {
+        [this, t0,
+         done = std::move(done)](absl::StatusOr<v1::UploadErrorsResponse> a) {
           if (a.ok()) {
             const absl::Time now = absl::Now();
             stats_->RecordOk(now, now - t0);
@@ -588,9 +590,9 @@ class ErrorReportPhase final : public Phase {
       if (StopRequested()) {
         return Interrupted(timing.acknowledged(), total_events);
       }
-      return absl::DeadlineExceededError(
-          absl::StrCat("error_report: ", timing.acknowledged(), " of ",
-                       total_events, " events acknowledged before the deadline"));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "error_report: ", timing.acknowledged(), " of ", total_events,
+          " events acknowledged before the deadline"));
     }
     return VerifyStoredOnce(fleet, expected, start);
   }
@@ -612,9 +614,8 @@ class ErrorReportPhase final : public Phase {
     absl::flat_hash_set<std::pair<size_t, uint64_t>> pairs;
     uint64_t duplicates = 0;
     for (const auto& shard : fleet.cluster().shards) {
-      auto stub = v1::ErrorReportingService::NewStub(
-          rpc::NewChannel(shard.address, fleet.operator_tls(),
-                          shard.server_name));
+      auto stub = v1::ErrorReportingService::NewStub(rpc::NewChannel(
+          shard.address, fleet.operator_tls(), shard.server_name));
       std::string token;
       do {
         v1::QueryErrorsRequest q;

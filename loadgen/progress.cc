@@ -44,8 +44,8 @@ void Progress::PrintLocked(bool final) {
   const absl::Time now = absl::Now();
   const uint64_t ops = stats_->ops();
   const double dt = absl::ToDoubleSeconds(now - last_time_);
-  const double rate = final ? stats_->ops_per_s(now)
-                            : (dt > 0 ? (ops - last_ops_) / dt : 0);
+  const double rate =
+      final ? stats_->ops_per_s(now) : (dt > 0 ? (ops - last_ops_) / dt : 0);
   last_ops_ = ops;
   last_time_ = now;
   const std::string line = Line(*stats_, now, rate);

@@ -17,10 +17,8 @@ namespace {
 double Num(double v) { return std::isfinite(v) ? v : 0; }
 
 std::string Escape(const std::string& s) {
-  return absl::StrReplaceAll(s, {{"&", "&amp;"},
-                                 {"<", "&lt;"},
-                                 {">", "&gt;"},
-                                 {"\"", "&quot;"}});
+  return absl::StrReplaceAll(
+      s, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
 const PhaseReport* Find(const Report& r, const std::string& name) {
@@ -40,7 +38,8 @@ std::string ThroughputSvg(const PhaseReport& p) {
   for (size_t i = 0; i < p.throughput.size(); ++i) {
     const double x = kL + (kW - kL - kR) * (static_cast<double>(i) + 0.5) / n;
     const double y =
-        kT + (kH - kT - kB) * (1.0 - static_cast<double>(p.throughput[i]) / peak);
+        kT +
+        (kH - kT - kB) * (1.0 - static_cast<double>(p.throughput[i]) / peak);
     absl::StrAppendFormat(&pts, "%.1f,%.1f ", x, y);
   }
   return absl::StrFormat(
@@ -65,7 +64,8 @@ std::string LatencySvg(const Report& r) {
     if (!p.skipped && p.ops > 0) ps.push_back(&p);
   }
   constexpr int kH = 240, kL = 60, kB = 40, kT = 20, kGroup = 120;
-  const int w = kL + kGroup * static_cast<int>(std::max<size_t>(ps.size(), 1)) + 20;
+  const int w =
+      kL + kGroup * static_cast<int>(std::max<size_t>(ps.size(), 1)) + 20;
   double top = 1;
   for (const auto* p : ps) top = std::max(top, p->p999_ms);
   const double lo = 0.01, log_span = std::log10(top * 2 / lo);
@@ -223,7 +223,8 @@ std::string Report::ToHtml() const {
   absl::StrAppendFormat(
       &h,
       "<tr><td class='l'>ECDSA P-256 sign / s (one core)</td><td>%.0f</td></tr>"
-      "<tr><td class='l'>ECDSA P-256 verify / s (one core)</td><td>%.0f</td></tr>"
+      "<tr><td class='l'>ECDSA P-256 verify / s (one "
+      "core)</td><td>%.0f</td></tr>"
       "<tr><td class='l'>attestation crypto bound / s (all cores)</td>"
       "<td>%.0f</td></tr>"
       "<tr><td class='l'>empty RPC / s (same channels)</td><td>%.0f</td></tr>"
@@ -265,9 +266,9 @@ absl::Status Report::Write(const std::string& dir) const {
 }
 
 std::string Report::Summary() const {
-  std::string s = absl::StrFormat(
-      "%-15s %10s %10s %9s %9s %9s  %s\n", "phase", "ops", "ops/s", "p50 ms",
-      "p99 ms", "p99.9 ms", "errors");
+  std::string s =
+      absl::StrFormat("%-15s %10s %10s %9s %9s %9s  %s\n", "phase", "ops",
+                      "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors");
   for (const auto& p : phases) {
     if (p.skipped) {
       absl::StrAppendFormat(&s, "%-15s skipped: %s\n", p.name, p.skip_reason);
@@ -297,14 +298,14 @@ std::string Report::Summary() const {
       floors.rocksdb_synced_writes_per_s);
   s += "targets (issue 14):\n";
   if (const auto* a = Find(*this, "attest"); a && !a->skipped) {
-    absl::StrAppendFormat(&s,
-                          "  attest %.0f/s = %.0f%% of 5,000/s; %.0f%% of the "
-                          "crypto bound (target >= 55%%)\n",
-                          a->ops_per_s, 100 * a->ops_per_s / 5000,
-                          floors.attest_crypto_bound_per_s > 0
-                              ? 100 * a->ops_per_s /
-                                    floors.attest_crypto_bound_per_s
-                              : 0);
+    absl::StrAppendFormat(
+        &s,
+        "  attest %.0f/s = %.0f%% of 5,000/s; %.0f%% of the "
+        "crypto bound (target >= 55%%)\n",
+        a->ops_per_s, 100 * a->ops_per_s / 5000,
+        floors.attest_crypto_bound_per_s > 0
+            ? 100 * a->ops_per_s / floors.attest_crypto_bound_per_s
+            : 0);
   }
   if (const auto* u = Find(*this, "update_check"); u && !u->skipped) {
     absl::StrAppendFormat(

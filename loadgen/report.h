@@ -5,8 +5,10 @@
 // network).
 //
 // report.json:
-//   { "twins": N, "shards": S, "cores": C, "wall_s": ..., "rss_bytes_per_twin": ...,
-//     "phases": { "<phase>": { "ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms",
+//   { "twins": N, "shards": S, "cores": C, "wall_s": ..., "rss_bytes_per_twin":
+//   ...,
+//     "phases": { "<phase>": { "ops", "ops_per_s", "p50_ms", "p99_ms",
+//     "p999_ms",
 //                              "errors": {"<grpc code>": count}, "skipped",
 //                              ["skip_reason"], ["metrics": {"<name>": x}] } },
 //     "floors": { "ecdsa_sign_per_s", "ecdsa_verify_per_s",
@@ -56,10 +58,10 @@ struct Floors {
 };
 
 struct FaultReport {
-  std::string kind;        // "restart-shard"
-  std::string shard;       // e.g. "shard-0"
-  double at_s = 0;         // seconds into the attest phase
-  double recover_s = -1;   // kill -> first success on that shard (-1: never)
+  std::string kind;           // "restart-shard"
+  std::string shard;          // e.g. "shard-0"
+  double at_s = 0;            // seconds into the attest phase
+  double recover_s = -1;      // kill -> first success on that shard (-1: never)
   uint64_t acknowledged = 0;  // certificates the twins received
   uint64_t verified = 0;      // of those, found in the owning shard's records
   uint64_t lost = 0;          // not in a shard that answered (fault_check.h)

@@ -1,4 +1,3 @@
-#include "common/util/file.h"
 #include "loadgen/report.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 
 namespace sphere::loadgen {
 namespace {
@@ -48,8 +48,8 @@ TEST(ReportTest, JsonHasExactlyTheIssueFieldNames) {
   EXPECT_EQ(j["cores"], 2);
   EXPECT_DOUBLE_EQ(j["wall_s"].get<double>(), 12.5);
   const auto& a = j["phases"]["attest"];
-  for (const char* k :
-       {"ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors", "skipped"}) {
+  for (const char* k : {"ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms",
+                        "errors", "skipped"}) {
     EXPECT_TRUE(a.contains(k)) << k;
   }
   EXPECT_EQ(a["ops"], 1000);
@@ -59,9 +59,9 @@ TEST(ReportTest, JsonHasExactlyTheIssueFieldNames) {
   EXPECT_EQ(j["phases"]["telemetry"]["skipped"], true);
   EXPECT_EQ(j["phases"]["telemetry"]["skip_reason"], "no appsvc <here>");
   EXPECT_EQ(j["phases"]["telemetry"]["ops"], 0);
-  for (const char* k : {"ecdsa_sign_per_s", "ecdsa_verify_per_s",
-                        "attest_crypto_bound_per_s", "echo_rpc_per_s",
-                        "rocksdb_synced_writes_per_s"}) {
+  for (const char* k :
+       {"ecdsa_sign_per_s", "ecdsa_verify_per_s", "attest_crypto_bound_per_s",
+        "echo_rpc_per_s", "rocksdb_synced_writes_per_s"}) {
     EXPECT_TRUE(j["floors"].contains(k)) << k;
   }
   EXPECT_EQ(j["floors"]["echo_rpc_per_s"], 9000);

@@ -111,12 +111,11 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
           static_cast<double>(fleet.twins().size());
     }
     if (!st.ok()) {
-      *failure = absl::Status(
-          st.code(), absl::StrCat(phase->name(), ": ", st.message()));
+      *failure = absl::Status(st.code(),
+                              absl::StrCat(phase->name(), ": ", st.message()));
       stopped = StopRequested()
                     ? std::string("not run: the run was interrupted")
-                    : absl::StrCat("not run: phase ", phase->name(),
-                                   " failed");
+                    : absl::StrCat("not run: phase ", phase->name(), " failed");
     }
   }
   progress.Stop();
@@ -124,14 +123,12 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
   const uint64_t rss1 = SelfRss();
   const uint64_t shards_rss1 = fleet.ShardsRss();
   // Per twin actually built (an interrupted run may have fewer than asked).
-  const double n = fleet.twins().empty()
-                       ? 1
-                       : static_cast<double>(fleet.twins().size());
+  const double n =
+      fleet.twins().empty() ? 1 : static_cast<double>(fleet.twins().size());
   report.rss_bytes_per_twin =
       (static_cast<double>(rss1) - static_cast<double>(rss0)) / n;
   report.service_rss_bytes_per_device =
-      (static_cast<double>(shards_rss1) - static_cast<double>(shards_rss0)) /
-      n;
+      (static_cast<double>(shards_rss1) - static_cast<double>(shards_rss0)) / n;
   const absl::Time end = absl::Now();
   for (const auto& s : stats) report.phases.push_back(ToReport(*s, end));
   report.fault = fleet.fault;
@@ -139,9 +136,8 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
   for (const auto& p : report.phases) {
     if (p.name == "attest" && !p.skipped && p.ops > 0 && p.ops_per_s > 0) {
       // One connection per attempt, over the attest phase's duration.
-      report.tls_handshakes_per_s =
-          static_cast<double>(fleet.tls_connections) * p.ops_per_s /
-          static_cast<double>(p.ops);
+      report.tls_handshakes_per_s = static_cast<double>(fleet.tls_connections) *
+                                    p.ops_per_s / static_cast<double>(p.ops);
     }
   }
   report.wall_s = absl::ToDoubleSeconds(end - t0);

@@ -27,8 +27,8 @@ class LoadgenServerNameTest : public ::testing::Test {
     rpc::ServerOptions options;
     // Certificate for kShardName only; no attestation service is served,
     // so a call that gets through the handshake is UNIMPLEMENTED.
-    options.tls = pki_.Leaf("shard-0", crypto::KeyUsage::kServerAuth,
-                            {kShardName}, {});
+    options.tls =
+        pki_.Leaf("shard-0", crypto::KeyUsage::kServerAuth, {kShardName}, {});
     runner_ = std::make_unique<rpc::ServerRunner>(options);
     ASSERT_TRUE(runner_->Start().ok());
     address_ = absl::StrCat("127.0.0.1:", runner_->port());
@@ -36,9 +36,9 @@ class LoadgenServerNameTest : public ::testing::Test {
   void TearDown() override { runner_->Shutdown(absl::Seconds(1)); }
 
   absl::Status Challenge(const std::string& server_name) {
-    PerTwinTlsTransport t({cluster::ShardEndpoint{"shard-0", address_,
-                                                  server_name}},
-                          pki_.client, absl::Seconds(10));
+    PerTwinTlsTransport t(
+        {cluster::ShardEndpoint{"shard-0", address_, server_name}}, pki_.client,
+        absl::Seconds(10));
     absl::Notification done;
     absl::Status status;
     v1::GetChallengeRequest req;
@@ -58,7 +58,7 @@ class LoadgenServerNameTest : public ::testing::Test {
 
 TEST_F(LoadgenServerNameTest, Attack_PerTwinTransportRefusesAnotherName) {
   for (const std::string& name : {std::string(cluster::kDefaultServerName),
-                                 std::string("evil.sphere.example")}) {
+                                  std::string("evil.sphere.example")}) {
     EXPECT_EQ(Challenge(name).code(), absl::StatusCode::kUnavailable) << name;
   }
   EXPECT_EQ(Challenge(kShardName).code(), absl::StatusCode::kUnimplemented);

@@ -10,7 +10,7 @@ namespace sphere::loadgen {
 int LatencyHistogram::BucketOf(uint64_t micros) {
   if (micros < kSubBuckets) return static_cast<int>(micros);
   const int msb = 63 - __builtin_clzll(micros);  // >= 4
-  const int power = msb - 3;                      // 1 for [16, 32)
+  const int power = msb - 3;                     // 1 for [16, 32)
   const int sub = static_cast<int>((micros >> (msb - 4)) & (kSubBuckets - 1));
   const int bucket = power * kSubBuckets + sub;
   return std::min(bucket, kBuckets - 1);
@@ -90,7 +90,8 @@ std::map<std::string, double> PhaseStats::metrics() const {
 
 void PhaseStats::RecordError(absl::StatusCode code) {
   const size_t i = static_cast<size_t>(code);
-  errors_[i < errors_.size() ? i : static_cast<size_t>(absl::StatusCode::kUnknown)]
+  errors_[i < errors_.size() ? i
+                             : static_cast<size_t>(absl::StatusCode::kUnknown)]
       .fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -139,7 +140,8 @@ double PhaseStats::elapsed_s(absl::Time now) const {
     absl::MutexLock l(&mu_);
     if (finish_ != absl::InfinitePast()) end = finish_;
   }
-  return std::max(0.0, absl::ToDoubleSeconds(end - absl::FromUnixMicros(start)));
+  return std::max(0.0,
+                  absl::ToDoubleSeconds(end - absl::FromUnixMicros(start)));
 }
 
 double PhaseStats::ops_per_s(absl::Time now) const {
@@ -148,8 +150,8 @@ double PhaseStats::ops_per_s(absl::Time now) const {
 }
 
 std::vector<uint64_t> PhaseStats::throughput_series(absl::Time now) const {
-  const int n = std::clamp(static_cast<int>(std::ceil(elapsed_s(now))), 0,
-                           kMaxSeconds);
+  const int n =
+      std::clamp(static_cast<int>(std::ceil(elapsed_s(now))), 0, kMaxSeconds);
   std::vector<uint64_t> out(n);
   for (int i = 0; i < n; ++i) out[i] = per_second_[i].load();
   return out;
@@ -175,24 +177,42 @@ bool StopRequested() { return g_stop.load(std::memory_order_relaxed); }
 
 std::string StatusCodeName(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return "OK";
-    case absl::StatusCode::kCancelled: return "CANCELLED";
-    case absl::StatusCode::kUnknown: return "UNKNOWN";
-    case absl::StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case absl::StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case absl::StatusCode::kNotFound: return "NOT_FOUND";
-    case absl::StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
-    case absl::StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
-    case absl::StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case absl::StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case absl::StatusCode::kAborted: return "ABORTED";
-    case absl::StatusCode::kOutOfRange: return "OUT_OF_RANGE";
-    case absl::StatusCode::kUnimplemented: return "UNIMPLEMENTED";
-    case absl::StatusCode::kInternal: return "INTERNAL";
-    case absl::StatusCode::kUnavailable: return "UNAVAILABLE";
-    case absl::StatusCode::kDataLoss: return "DATA_LOSS";
-    case absl::StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
+    case absl::StatusCode::kOk:
+      return "OK";
+    case absl::StatusCode::kCancelled:
+      return "CANCELLED";
+    case absl::StatusCode::kUnknown:
+      return "UNKNOWN";
+    case absl::StatusCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    case absl::StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case absl::StatusCode::kAlreadyExists:
+      return "ALREADY_EXISTS";
+    case absl::StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case absl::StatusCode::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case absl::StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case absl::StatusCode::kAborted:
+      return "ABORTED";
+    case absl::StatusCode::kOutOfRange:
+      return "OUT_OF_RANGE";
+    case absl::StatusCode::kUnimplemented:
+      return "UNIMPLEMENTED";
+    case absl::StatusCode::kInternal:
+      return "INTERNAL";
+    case absl::StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case absl::StatusCode::kDataLoss:
+      return "DATA_LOSS";
+    case absl::StatusCode::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
   }
 }
 

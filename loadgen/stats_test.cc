@@ -1,7 +1,6 @@
 #include "loadgen/stats.h"
 
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <cstdio>

@@ -28,12 +28,13 @@ constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetry";
 constexpr const char* kDeviceMd = ::contoso::appsvc::kGatewayDeviceMetadata;
 constexpr const char* kTokenMd = ::contoso::appsvc::kGatewaySessionMetadata;
 constexpr size_t kProveGroup = 1024;  // chains held at once, at most
-constexpr int kMaxProveWindow = 256;   // concurrent proofs, at most
+constexpr int kMaxProveWindow = 256;  // concurrent proofs, at most
 constexpr int kChannels = 4;
 constexpr int kCountChunk = ::contoso::appsvc::kMaxCountDevices;
 
 void Deadline(grpc::ClientContext* ctx) {
-  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(20));
 }
 
 class TelemetryPhase final : public Phase {
@@ -51,7 +52,8 @@ class TelemetryPhase final : public Phase {
         ProbeMethod(address, fleet.cluster().ServerName("appsvc"),
                     fleet.gateway_tls(), kMethod);
     if (code == absl::StatusCode::kUnimplemented) {
-      return absl::StrCat(kMethod, " is not served (UNIMPLEMENTED) by appsvc at ",
+      return absl::StrCat(kMethod,
+                          " is not served (UNIMPLEMENTED) by appsvc at ",
                           address, ": appsvc predates its gateway path");
     }
     if (code == absl::StatusCode::kUnavailable) {
@@ -71,7 +73,8 @@ class TelemetryPhase final : public Phase {
       if (fleet.twins()[i]->certified()) todo.push_back(i);
     }
     if (todo.empty()) {
-      return absl::FailedPreconditionError("no certified twin to send telemetry");
+      return absl::FailedPreconditionError(
+          "no certified twin to send telemetry");
     }
     std::vector<std::unique_ptr<cv1::ContosoGateway::Stub>> stubs;
     for (int c = 0; c < kChannels; ++c) {
@@ -118,9 +121,8 @@ class TelemetryPhase final : public Phase {
         slot[driver.Add(t)] = k - g;
       }
       const size_t want = end - g;
-      driver.RunUntil(
-          [&] { return seen + driver.refused() >= want; },
-          absl::Now() + absl::Seconds(120));
+      driver.RunUntil([&] { return seen + driver.refused() >= want; },
+                      absl::Now() + absl::Seconds(120));
       // Prove the group with a bounded window: `window` blocking callers,
       // each taking the next twin (GetChallenge, sign, Prove). Distinct
       // twins per caller; tokens[k] is written by one caller only.
@@ -132,8 +134,8 @@ class TelemetryPhase final : public Phase {
             stats.RecordError(absl::StatusCode::kUnavailable);
             continue;
           }
-          auto token = ProveOne(*stubs[k % kChannels],
-                                *fleet.twins()[todo[k]], chains[k - g]);
+          auto token = ProveOne(*stubs[k % kChannels], *fleet.twins()[todo[k]],
+                                chains[k - g]);
           if (!token.ok()) {
             stats.RecordError(token.status().code());
             absl::MutexLock l(&error_mu);
@@ -159,8 +161,9 @@ class TelemetryPhase final : public Phase {
       if (first_error.code() == absl::StatusCode::kPermissionDenied) {
         return absl::FailedPreconditionError(absl::StrCat(
             "appsvc refuses this fleet's devices (its --tenant/--product are "
-            "not the fleet's tenant ", fleet.tenant_id, " and product ",
-            fleet.product_id, "): ", first_error.message()));
+            "not the fleet's tenant ",
+            fleet.tenant_id, " and product ", fleet.product_id,
+            "): ", first_error.message()));
       }
       return absl::UnavailableError(absl::StrCat(
           "no twin could prove itself to appsvc: ", first_error.ToString()));
@@ -247,9 +250,9 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("stored", static_cast<double>(stored));
     stats.SetMetric("readings_per_s", send_s > 0 ? acked / send_s : 0);
     if (stored != acked) {
-      return absl::DataLossError(absl::StrCat(
-          "end check failed: appsvc stored ", stored, " readings, ", acked,
-          " were acknowledged"));
+      return absl::DataLossError(
+          absl::StrCat("end check failed: appsvc stored ", stored,
+                       " readings, ", acked, " were acknowledged"));
     }
     return absl::OkStatus();
   }

@@ -24,21 +24,20 @@ void TimingTransport::GetChallenge(v1::GetChallengeRequest request,
     absl::MutexLock l(&mu_);
     start_.try_emplace(request.device_id(), absl::Now());
   }
-  inner_->GetChallenge(
-      std::move(request),
-      [this, done = std::move(done)](absl::StatusOr<v1::GetChallengeResponse> r) {
-        if (!r.ok()) stats_->RecordError(r.status().code());
-        done(std::move(r));
-      });
+  inner_->GetChallenge(std::move(request),
+                       [this, done = std::move(done)](
+                           absl::StatusOr<v1::GetChallengeResponse> r) {
+                         if (!r.ok()) stats_->RecordError(r.status().code());
+                         done(std::move(r));
+                       });
 }
 
 void TimingTransport::Attest(v1::AttestRequest request, AttestCallback done) {
-  inner_->Attest(std::move(request),
-                 [this, done = std::move(done)](
-                     absl::StatusOr<v1::AttestResponse> r) {
-                   if (!r.ok()) stats_->RecordError(r.status().code());
-                   done(std::move(r));
-                 });
+  inner_->Attest(std::move(request), [this, done = std::move(done)](
+                                         absl::StatusOr<v1::AttestResponse> r) {
+    if (!r.ok()) stats_->RecordError(r.status().code());
+    done(std::move(r));
+  });
 }
 
 PerTwinTlsTransport::PerTwinTlsTransport(

@@ -80,7 +80,8 @@ class PerTwinTlsTransport final : public client::AttestationTransport {
   const client::ShardRing ring_;
   const std::vector<cluster::ShardEndpoint> shards_;  // for server names
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<v1::AttestationService::Stub>>
+  absl::flat_hash_map<std::string,
+                      std::shared_ptr<v1::AttestationService::Stub>>
       stubs_ ABSL_GUARDED_BY(mu_);
   uint64_t connections_ ABSL_GUARDED_BY(mu_) = 0;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;

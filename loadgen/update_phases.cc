@@ -55,10 +55,9 @@ absl::flat_hash_map<std::string, twin::Twin*> TwinsById(
 
 // Probe: why the update service cannot be driven on this cluster, or "".
 std::string UpdateServiceUnavailable(Fleet& fleet, const char* method) {
-  const absl::StatusCode code =
-      ProbeMethod(fleet.cluster().shards[0].address,
-                  fleet.cluster().shards[0].server_name, fleet.gateway_tls(),
-                  method);
+  const absl::StatusCode code = ProbeMethod(
+      fleet.cluster().shards[0].address, fleet.cluster().shards[0].server_name,
+      fleet.gateway_tls(), method);
   if (code == absl::StatusCode::kUnimplemented) {
     return absl::StrCat(method,
                         " is not served (UNIMPLEMENTED): the update service "
@@ -79,7 +78,10 @@ class UpdateCheckWindow
  public:
   UpdateCheckWindow(Fleet* fleet, PhaseStats* stats,
                     client::UpdateTransport* updates, std::vector<size_t> todo)
-      : fleet_(fleet), stats_(stats), updates_(updates), todo_(std::move(todo)) {}
+      : fleet_(fleet),
+        stats_(stats),
+        updates_(updates),
+        todo_(std::move(todo)) {}
 
   // Run returns once every call answered (or, after a stop request, once
   // the calls in flight answered); returns how many were started.
@@ -120,9 +122,9 @@ class UpdateCheckWindow
         stats_->RecordOk(now, now - start);
         verified_.fetch_add(1);
       } else {
-        Fail(absl::Status(md.status().code(),
-                          absl::StrCat("signed update metadata: ",
-                                       md.status().message())));
+        Fail(absl::Status(
+            md.status().code(),
+            absl::StrCat("signed update metadata: ", md.status().message())));
       }
     }
     {
@@ -183,22 +185,22 @@ class UpdateCheckPhase final : public Phase {
     const auto by_id = TwinsById(fleet, todo);
     auto updates = GatewayUpdateClient(fleet, &by_id);
     stats.Start(absl::Now(), n);
-    auto window = std::make_shared<UpdateCheckWindow>(&fleet, &stats,
-                                                      updates.get(),
-                                                      std::move(todo));
+    auto window = std::make_shared<UpdateCheckWindow>(
+        &fleet, &stats, updates.get(), std::move(todo));
     const size_t started = window->Run();
     stats.Finish(absl::Now());
     if (started < n) return Interrupted(started, n);
     if (window->verified() < n) {
-      return absl::DataLossError(absl::StrCat(
-          "update_check: ", n - window->verified(), " of ", n,
-          " checks failed; first: ", window->first_error()));
+      return absl::DataLossError(
+          absl::StrCat("update_check: ", n - window->verified(), " of ", n,
+                       " checks failed; first: ", window->first_error()));
     }
     return absl::OkStatus();
   }
 };
 
-// ---------------------------------------------------------------- update_install
+// ----------------------------------------------------------------
+// update_install
 
 // CountingUpdateTransport forwards to the gateway UpdateClient and counts
 // what the phase reports: image bytes received, failed RPCs by code, and
@@ -211,13 +213,12 @@ class CountingUpdateTransport final : public client::UpdateTransport {
 
   void GetUpdates(v1::GetUpdatesRequest request,
                   UpdatesCallback done) override {
-    inner_->GetUpdates(
-        std::move(request),
-        [this, done = std::move(done)](
-            absl::StatusOr<v1::GetUpdatesResponse> r) {
-          if (!r.ok()) stats_->RecordError(r.status().code());
-          done(std::move(r));
-        });
+    inner_->GetUpdates(std::move(request),
+                       [this, done = std::move(done)](
+                           absl::StatusOr<v1::GetUpdatesResponse> r) {
+                         if (!r.ok()) stats_->RecordError(r.status().code());
+                         done(std::move(r));
+                       });
   }
   void DownloadImage(v1::DownloadImageRequest request, uint64_t max_bytes,
                      DownloadCallback done) override {
@@ -235,18 +236,18 @@ class CountingUpdateTransport final : public client::UpdateTransport {
                           ReportCallback done) override {
     const bool ours = request.image_id() == image_id_;
     const auto result = request.result();
-    inner_->ReportUpdateResult(
-        std::move(request),
-        [this, ours, result, done = std::move(done)](absl::Status s) {
-          if (!s.ok()) {
-            stats_->RecordError(s.code());
-          } else if (ours && result == v1::ReportUpdateResultRequest::INSTALLED) {
-            installed_acked_.fetch_add(1, std::memory_order_relaxed);
-          } else if (ours) {
-            other_acked_.fetch_add(1, std::memory_order_relaxed);
-          }
-          done(s);
-        });
+    inner_->ReportUpdateResult(std::move(request), [this, ours, result,
+                                                    done = std::move(done)](
+                                                       absl::Status s) {
+      if (!s.ok()) {
+        stats_->RecordError(s.code());
+      } else if (ours && result == v1::ReportUpdateResultRequest::INSTALLED) {
+        installed_acked_.fetch_add(1, std::memory_order_relaxed);
+      } else if (ours) {
+        other_acked_.fetch_add(1, std::memory_order_relaxed);
+      }
+      done(s);
+    });
   }
 
   uint64_t bytes() const { return bytes_.load(); }
@@ -317,7 +318,8 @@ class UpdateInstallPhase final : public Phase {
     const size_t k = std::clamp<size_t>(
         static_cast<size_t>(
             // (less a hair: 0.02 * 300 must select 6, not 7)
-            std::ceil(o.update_fraction * static_cast<double>(certified.size()) -
+            std::ceil(o.update_fraction *
+                          static_cast<double>(certified.size()) -
                       1e-9)),
         1, certified.size());
     std::vector<size_t> chosen;
@@ -369,9 +371,9 @@ class UpdateInstallPhase final : public Phase {
         twin::Twin& t = *fleet.twins()[chosen[j]];
         twin::UpdateAgent agent(&t, &agent_config, 0);
         const absl::Time t0 = absl::Now();
-        absl::Status st = twin::RunUpdateCheck(
-            t, agent, updates, attestation, Clock::Real(),
-            std::min(deadline, t0 + absl::Minutes(5)));
+        absl::Status st =
+            twin::RunUpdateCheck(t, agent, updates, attestation, Clock::Real(),
+                                 std::min(deadline, t0 + absl::Minutes(5)));
         bool ok = false;
         for (const auto& r : agent.last_results()) {
           if (r.image_id() == image_id &&
@@ -386,15 +388,15 @@ class UpdateInstallPhase final : public Phase {
           continue;
         }
         if (st.ok()) {
-          st = absl::FailedPreconditionError(absl::StrCat(
-              "the agent finished without installing ", image_id,
-              " (results: ", agent.last_results().size(), ")"));
+          st = absl::FailedPreconditionError(
+              absl::StrCat("the agent finished without installing ", image_id,
+                           " (results: ", agent.last_results().size(), ")"));
         }
         stats.RecordError(st.code());
         absl::MutexLock l(&err_mu);
         if (first_error.empty()) {
-          first_error = absl::StrCat(t.device().device_id().substr(0, 16),
-                                     ": ", st.ToString());
+          first_error = absl::StrCat(t.device().device_id().substr(0, 16), ": ",
+                                     st.ToString());
         }
       }
     };
@@ -408,14 +410,14 @@ class UpdateInstallPhase final : public Phase {
 
     const double secs = std::max(1e-9, absl::ToDoubleSeconds(end - start));
     stats.SetMetric("bytes", static_cast<double>(updates.bytes()));
-    stats.SetMetric("mb_per_s", static_cast<double>(updates.bytes()) / 1e6 /
-                                    secs);
+    stats.SetMetric("mb_per_s",
+                    static_cast<double>(updates.bytes()) / 1e6 / secs);
     stats.SetMetric("installed", static_cast<double>(installed.load()));
     if (installed.load() < k) {
       if (StopRequested()) return Interrupted(installed.load(), k);
-      return absl::DataLossError(absl::StrCat(
-          "update_install: ", k - installed.load(), " of ", k,
-          " twins did not install; first: ", first_error));
+      return absl::DataLossError(
+          absl::StrCat("update_install: ", k - installed.load(), " of ", k,
+                       " twins did not install; first: ", first_error));
     }
     return CheckServiceCounts(fleet, stats, deployment_id,
                               updates.installed_acked(), updates.other_acked());
@@ -445,11 +447,10 @@ class UpdateInstallPhase final : public Phase {
     greq.set_product(fleet.product_id);
     greq.set_name("updates");
     greq.set_description("loadgen update_install fraction");
-    auto group = Unary<v1::DeviceGroup>("CreateDeviceGroup",
-                                        [&](auto* ctx, auto* r) {
-                                          return mgmt->CreateDeviceGroup(
-                                              ctx, greq, r);
-                                        });
+    auto group =
+        Unary<v1::DeviceGroup>("CreateDeviceGroup", [&](auto* ctx, auto* r) {
+          return mgmt->CreateDeviceGroup(ctx, greq, r);
+        });
     if (!group.ok()) return group.status();
     for (size_t i : chosen) {
       if (StopRequested()) return Interrupted(0, chosen.size());
@@ -457,27 +458,24 @@ class UpdateInstallPhase final : public Phase {
       a.set_tenant_id(fleet.tenant_id);
       a.set_device_id(fleet.twins()[i]->device().device_id());
       a.set_device_group_id(group->id());
-      auto assigned = Unary<v1::Device>("AssignDevice", [&](auto* ctx,
-                                                            auto* r) {
-        return mgmt->AssignDevice(ctx, a, r);
-      });
+      auto assigned = Unary<v1::Device>(
+          "AssignDevice",
+          [&](auto* ctx, auto* r) { return mgmt->AssignDevice(ctx, a, r); });
       if (!assigned.ok()) return assigned.status();
     }
     v1::CreateDeploymentRequest dreq;
     dreq.set_tenant_id(fleet.tenant_id);
     dreq.set_device_group_id(group->id());
     dreq.add_image_ids(image->id());
-    auto dep = Unary<v1::Deployment>("CreateDeployment",
-                                     [&](auto* ctx, auto* r) {
-                                       return mgmt->CreateDeployment(ctx,
-                                                                     dreq, r);
-                                     });
-    if (!dep.ok()) return dep.status();
-    auto rev = Unary<v1::CatalogRevision>(
-        "GetCatalogRevision", [&](auto* ctx, auto* r) {
-          return mgmt->GetCatalogRevision(ctx, v1::GetCatalogRevisionRequest(),
-                                          r);
+    auto dep =
+        Unary<v1::Deployment>("CreateDeployment", [&](auto* ctx, auto* r) {
+          return mgmt->CreateDeployment(ctx, dreq, r);
         });
+    if (!dep.ok()) return dep.status();
+    auto rev = Unary<v1::CatalogRevision>("GetCatalogRevision", [&](auto* ctx,
+                                                                    auto* r) {
+      return mgmt->GetCatalogRevision(ctx, v1::GetCatalogRevisionRequest(), r);
+    });
     if (!rev.ok()) return rev.status();
     fleet.set_min_catalog_revision(rev->revision());
     return std::make_pair(dep->id(), image->id());
@@ -526,9 +524,8 @@ class UpdateInstallPhase final : public Phase {
                                          uint64_t other_acked) {
     uint64_t installed = 0, others = 0;
     for (const auto& shard : fleet.cluster().shards) {
-      auto stub = v1::UpdateAdminService::NewStub(
-          rpc::NewChannel(shard.address, fleet.operator_tls(),
-                          shard.server_name));
+      auto stub = v1::UpdateAdminService::NewStub(rpc::NewChannel(
+          shard.address, fleet.operator_tls(), shard.server_name));
       v1::GetDeploymentCountsRequest req;
       req.set_deployment_id(deployment_id);
       auto counts = Unary<v1::DeploymentCounts>(
@@ -536,10 +533,10 @@ class UpdateInstallPhase final : public Phase {
             return stub->GetDeploymentCounts(ctx, req, r);
           });
       if (!counts.ok()) {
-        return absl::Status(counts.status().code(),
-                            absl::StrCat("update_install verification at ",
-                                         shard.address, ": ",
-                                         counts.status().message()));
+        return absl::Status(
+            counts.status().code(),
+            absl::StrCat("update_install verification at ", shard.address, ": ",
+                         counts.status().message()));
       }
       for (const auto& s : counts->stages()) {
         installed += s.installed();

@@ -49,8 +49,7 @@ std::unique_ptr<Phase> NewUpdateInstallPhase();
 // is used; a twin's token may change only on the thread that waits for the
 // call naming it).
 std::unique_ptr<client::UpdateClient> GatewayUpdateClient(
-    Fleet& fleet,
-    const absl::flat_hash_map<std::string, twin::Twin*>* twins);
+    Fleet& fleet, const absl::flat_hash_map<std::string, twin::Twin*>* twins);
 
 }  // namespace sphere::loadgen
 

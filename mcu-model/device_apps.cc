@@ -1,23 +1,22 @@
 // Device app runtime: loading/starting apps, RAM and peripheral
 // ownership, connections, API calls, sealed storage, mailboxes, exits and
 // watchdogs.
-#include "mcu-model/device.h"
-
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
 
-using device_internal::kNumBootStages;
-using device_internal::WithContext;
+using device_internal::CounterTenant;
 using device_internal::HostAllowed;
 using device_internal::IsAppKind;
-using device_internal::CounterTenant;
+using device_internal::kNumBootStages;
 using device_internal::SlotKib;
+using device_internal::WithContext;
 
 // ---------------------------------------------------------- app runtime
 

@@ -1,8 +1,7 @@
 // Device attestation: quotes and certificate-key signatures through the
 // Security Monitor, and the Normal World SMC gate to Pluton.
-#include "mcu-model/device.h"
-
 #include "absl/strings/str_cat.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 
 namespace sphere::mcu {

@@ -1,23 +1,22 @@
 // Device factory install and secure boot: chain verification and
 // measurement, anti-rollback counters, A/B slot switch and rollback, and the
 // flash fault hooks tests use.
-#include "mcu-model/device.h"
-
 #include <algorithm>
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
 
-using device_internal::kNumBootStages;
-using device_internal::kFirstOsStage;
-using device_internal::WithContext;
-using device_internal::IsAppKind;
 using device_internal::CounterTenant;
+using device_internal::IsAppKind;
+using device_internal::kFirstOsStage;
+using device_internal::kNumBootStages;
 using device_internal::RollbackFloor;
+using device_internal::WithContext;
 
 // ------------------------------------------------------------ factory/boot
 

@@ -1,12 +1,11 @@
 // Device error ring: Note/Record, DrainErrorEvents, AckErrorEvents, tamper
 // events, planned restarts into an installed update, attestation refusals,
 // and the ring's persistence (issue 12).
-#include "mcu-model/device.h"
-
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 
 namespace sphere::mcu {

@@ -48,9 +48,8 @@ class DeviceErrorsTest : public ::testing::Test {
     v1::AppManifest m = Manifest("dw100");
     m.set_watchdog_timeout_ms(1000);
     m.add_peripherals("GPIO0");
-    ASSERT_TRUE(device_->LoadApp(*BuildAppImage(SigningKey(), m, 1,
-                                                64 * 1024))
-                    .ok());
+    ASSERT_TRUE(
+        device_->LoadApp(*BuildAppImage(SigningKey(), m, 1, 64 * 1024)).ok());
     device_->DrainErrorEvents();  // start from an empty ring
   }
   std::vector<v1::ErrorEvent> Drain() { return device_->DrainErrorEvents(); }
@@ -76,7 +75,8 @@ TEST_F(DeviceErrorsTest, AppCrashWithExitCodeAndWithSignal) {
   EXPECT_EQ(ev[0].exit_code(), 3);
   EXPECT_EQ(ev[0].signal(), 0);
   EXPECT_EQ(ev[1].signal(), 11);
-  EXPECT_TRUE(absl::StrContains(ev[0].component(), "dw100")) << ev[0].component();
+  EXPECT_TRUE(absl::StrContains(ev[0].component(), "dw100"))
+      << ev[0].component();
 }
 
 TEST_F(DeviceErrorsTest, WatchdogReset) {
@@ -114,8 +114,8 @@ TEST_F(DeviceErrorsTest, Tamper) {
 
 TEST_F(DeviceErrorsTest, AttestationRefusedByTheService) {
   EXPECT_EQ(device_
-                ->ReportAttestationFailure(absl::PermissionDeniedError(
-                    "device revoked"))
+                ->ReportAttestationFailure(
+                    absl::PermissionDeniedError("device revoked"))
                 .code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(device_->ReportAttestationFailure(absl::OkStatus()).ok());

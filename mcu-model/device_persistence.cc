@@ -1,11 +1,10 @@
 // Device persistence: Serialize/Restore of the sealed device state and
 // the memory footprint.
-#include "mcu-model/device.h"
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 #include "mcu-model/image.h"
 
@@ -122,9 +121,9 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Restore(
   // as tenant "" (see RollbackFloor).
   std::vector<v1::AntiRollbackCounter> counters(st.counters().begin(),
                                                 st.counters().end());
-  d->pluton_->RestoreCounters(d->sm_->token(), counters,
-                              st.boot_count(), st.reset_count(),
-                              st.tamper_events(), st.tampered());
+  d->pluton_->RestoreCounters(d->sm_->token(), counters, st.boot_count(),
+                              st.reset_count(), st.tamper_events(),
+                              st.tampered());
   d->next_error_seq_ = st.next_error_sequence();
   d->RestoreErrorRing(st);  // device_errors.cc
   d->active_os_ = st.active_os_slot() & 1;

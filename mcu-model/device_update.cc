@@ -24,20 +24,34 @@ uint32_t Kib(uint64_t bytes) {
 
 const char* InstallErrorName(InstallError e) {
   switch (e) {
-    case InstallError::kNone: return "none";
-    case InstallError::kNotInSignedSet: return "not-in-signed-set";
-    case InstallError::kPackageTooLong: return "package-too-long";
-    case InstallError::kPackageIncomplete: return "package-incomplete";
-    case InstallError::kPackageHash: return "package-hash";
-    case InstallError::kMalformed: return "malformed";
-    case InstallError::kBadSignature: return "bad-signature";
-    case InstallError::kTargetMismatch: return "target-mismatch";
-    case InstallError::kWrongHardware: return "wrong-hardware";
-    case InstallError::kTooLargeForFlash: return "too-large-for-flash";
-    case InstallError::kTooLargeForRam: return "too-large-for-ram";
-    case InstallError::kWrongTenant: return "wrong-tenant";
-    case InstallError::kRollback: return "rollback";
-    case InstallError::kCrashLoop: return "crash-loop";
+    case InstallError::kNone:
+      return "none";
+    case InstallError::kNotInSignedSet:
+      return "not-in-signed-set";
+    case InstallError::kPackageTooLong:
+      return "package-too-long";
+    case InstallError::kPackageIncomplete:
+      return "package-incomplete";
+    case InstallError::kPackageHash:
+      return "package-hash";
+    case InstallError::kMalformed:
+      return "malformed";
+    case InstallError::kBadSignature:
+      return "bad-signature";
+    case InstallError::kTargetMismatch:
+      return "target-mismatch";
+    case InstallError::kWrongHardware:
+      return "wrong-hardware";
+    case InstallError::kTooLargeForFlash:
+      return "too-large-for-flash";
+    case InstallError::kTooLargeForRam:
+      return "too-large-for-ram";
+    case InstallError::kWrongTenant:
+      return "wrong-tenant";
+    case InstallError::kRollback:
+      return "rollback";
+    case InstallError::kCrashLoop:
+      return "crash-loop";
   }
   return "unknown";
 }
@@ -55,7 +69,8 @@ InstallError InstallErrorOf(const absl::Status& status) {
   absl::optional<absl::Cord> p = status.GetPayload(kInstallErrorUrl);
   if (!p.has_value() || p->size() != 1) return InstallError::kNone;
   int v = static_cast<unsigned char>(std::string(*p)[0]);
-  if (v > static_cast<int>(InstallError::kCrashLoop)) return InstallError::kNone;
+  if (v > static_cast<int>(InstallError::kCrashLoop))
+    return InstallError::kNone;
   return static_cast<InstallError>(v);
 }
 
@@ -105,8 +120,8 @@ absl::Status Device::CheckUpdateFits(const v1::ImageHeader& h) const {
   if (kind == v1::IMAGE_KIND_PLUTON_RUNTIME ||
       kind == v1::IMAGE_KIND_SECURITY_MONITOR) {
     int idx = kind == v1::IMAGE_KIND_PLUTON_RUNTIME ? 0 : 1;
-    uint32_t other = secure_world_[idx ^ 1] ? secure_world_[idx ^ 1]->size_kib()
-                                            : 0;
+    uint32_t other =
+        secure_world_[idx ^ 1] ? secure_world_[idx ^ 1]->size_kib() : 0;
     return flash(kib + other, kPartSecurityMonitor);
   }
   const std::vector<ImageRef>& slot =
@@ -132,9 +147,10 @@ absl::Status Device::DeferUpdate(absl::string_view component_id,
   const int64_t deadline =
       deferral_started_ms_ + absl::ToInt64Milliseconds(kMaxUpdateDeferral);
   if (now >= deadline) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "app ", component_id, ": update already deferred for 24 h of device "
-        "time; it installs now"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("app ", component_id,
+                     ": update already deferred for 24 h of device "
+                     "time; it installs now"));
   }
   const int64_t until =
       std::min(deadline, now + absl::ToInt64Milliseconds(duration));

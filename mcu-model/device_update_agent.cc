@@ -1,20 +1,19 @@
 // Device update agent: staging images into the inactive slot, confirm
 // and rollback of unconfirmed updates.
-#include "mcu-model/device.h"
-
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "mcu-model/device.h"
 #include "mcu-model/device_internal.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
 
-using device_internal::WithContext;
 using device_internal::IsAppKind;
 using device_internal::RollbackFloor;
 using device_internal::SlotKib;
+using device_internal::WithContext;
 
 // ---------------------------------------------------------- update agent
 

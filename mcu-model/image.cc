@@ -105,9 +105,7 @@ class VerifiedSignatures {
   static std::string Key(absl::string_view public_key,
                          absl::string_view signed_bytes,
                          absl::string_view signature) {
-    auto len = [](absl::string_view v) {
-      return absl::StrCat(v.size(), ":");
-    };
+    auto len = [](absl::string_view v) { return absl::StrCat(v.size(), ":"); };
     return crypto::Sha256(absl::StrCat(len(public_key), public_key,
                                        len(signed_bytes), signed_bytes,
                                        len(signature), signature));
@@ -140,7 +138,8 @@ absl::Status VerifyImageSignature(absl::string_view public_key,
                                   absl::string_view signature) {
   const std::string signed_bytes = absl::StrCat(kImageContext, header_bytes);
   VerifiedSignatures& cache = VerifiedSignatures::Get();
-  std::string key = VerifiedSignatures::Key(public_key, signed_bytes, signature);
+  std::string key =
+      VerifiedSignatures::Key(public_key, signed_bytes, signature);
   if (cache.Contains(key)) return absl::OkStatus();
   absl::Status s = crypto::EcdsaVerify(public_key, signed_bytes, signature);
   if (s.ok()) cache.Add(std::move(key));

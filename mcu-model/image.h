@@ -118,11 +118,9 @@ absl::StatusOr<v1::ImagePackage> BuildOsImage(const crypto::EcPrivateKey& key,
 // BuildAppImage builds an application image for `manifest` (kind from
 // manifest.realtime) with a synthetic payload of `payload_size` bytes, signed
 // for `tenant_id` ("" = untenanted, as before per-tenant counters).
-absl::StatusOr<v1::ImagePackage> BuildAppImage(const crypto::EcPrivateKey& key,
-                                               const v1::AppManifest& manifest,
-                                               uint32_t version,
-                                               size_t payload_size,
-                                               absl::string_view tenant_id = "");
+absl::StatusOr<v1::ImagePackage> BuildAppImage(
+    const crypto::EcPrivateKey& key, const v1::AppManifest& manifest,
+    uint32_t version, size_t payload_size, absl::string_view tenant_id = "");
 
 }  // namespace sphere::mcu
 

@@ -98,8 +98,7 @@ class Pluton {
   // (tenant, component): tenant is the application image's owning tenant
   // (ImageHeader.tenant_id), "" for boot-chain components. Another tenant's
   // "app:dw100" v999 thus never raises the floor of ours.
-  uint32_t Counter(absl::string_view tenant,
-                   absl::string_view component) const;
+  uint32_t Counter(absl::string_view tenant, absl::string_view component) const;
   uint32_t Counter(absl::string_view component) const {
     return Counter("", component);
   }

@@ -24,10 +24,10 @@ absl::Status Refuse(absl::StatusCode code, InstallError reason,
 
 absl::Status PackageAssembler::Append(uint64_t offset, absl::string_view data) {
   if (offset != bytes_.size()) {
-    return MakeInstallError(
-        absl::StatusCode::kDataLoss, InstallError::kPackageIncomplete,
-        absl::StrCat("download: chunk at offset ", offset, ", expected ",
-                     bytes_.size()));
+    return MakeInstallError(absl::StatusCode::kDataLoss,
+                            InstallError::kPackageIncomplete,
+                            absl::StrCat("download: chunk at offset ", offset,
+                                         ", expected ", bytes_.size()));
   }
   if (data.size() > package_size_ - bytes_.size()) {
     return MakeInstallError(
@@ -69,8 +69,9 @@ absl::StatusOr<VerifiedPackage> CheckPackage(
   }
   if (!crypto::ConstantTimeEquals(crypto::Sha256(bytes),
                                   target->package_sha256)) {
-    return Refuse(absl::StatusCode::kUnauthenticated, InstallError::kPackageHash,
-                  comp, "package SHA-256 differs from the signed metadata");
+    return Refuse(absl::StatusCode::kUnauthenticated,
+                  InstallError::kPackageHash, comp,
+                  "package SHA-256 differs from the signed metadata");
   }
   VerifiedPackage out;
   if (!out.package.ParseFromArray(bytes.data(),
@@ -89,13 +90,14 @@ absl::StatusOr<VerifiedPackage> CheckPackage(
   const v1::ImageHeader& h = v->header;
   if (v->image_hash != target->image_hash || h.component() != comp ||
       h.version() != target->version ||
-      (target->kind != v1::IMAGE_KIND_UNSPECIFIED && h.kind() != target->kind) ||
+      (target->kind != v1::IMAGE_KIND_UNSPECIFIED &&
+       h.kind() != target->kind) ||
       (target->size != 0 && h.payload_size() != target->size)) {
     return Refuse(absl::StatusCode::kFailedPrecondition,
                   InstallError::kTargetMismatch, comp,
                   absl::StrCat("image (", h.component(), " v", h.version(),
-                               ") differs from the signed target (", comp,
-                               " v", target->version, ")"));
+                               ") differs from the signed target (", comp, " v",
+                               target->version, ")"));
   }
   const std::string& hw = device.type().name;
   if (std::find(target->hardware.begin(), target->hardware.end(), hw) ==
@@ -106,24 +108,24 @@ absl::StatusOr<VerifiedPackage> CheckPackage(
   }
   if (IsApp(h.kind())) {
     if (h.tenant_id() != tenant_id || target->tenant_id != tenant_id) {
-      return Refuse(absl::StatusCode::kPermissionDenied,
-                    InstallError::kWrongTenant, comp,
-                    absl::StrCat("application of tenant '",
-                                 h.tenant_id().substr(0, 128),
-                                 "', device belongs to '", tenant_id, "'"));
+      return Refuse(
+          absl::StatusCode::kPermissionDenied, InstallError::kWrongTenant, comp,
+          absl::StrCat("application of tenant '", h.tenant_id().substr(0, 128),
+                       "', device belongs to '", tenant_id, "'"));
     }
   } else if (!h.tenant_id().empty()) {
     return Refuse(absl::StatusCode::kPermissionDenied,
                   InstallError::kWrongTenant, comp,
                   "OS image carries a tenant");
   }
-  uint32_t floor = IsApp(h.kind())
-                       ? std::max(device.AntiRollbackCounter(h.tenant_id(), comp),
-                                  device.AntiRollbackCounter(comp))
-                       : device.AntiRollbackCounter(comp);
+  uint32_t floor =
+      IsApp(h.kind())
+          ? std::max(device.AntiRollbackCounter(h.tenant_id(), comp),
+                     device.AntiRollbackCounter(comp))
+          : device.AntiRollbackCounter(comp);
   if (h.version() < floor) {
-    return Refuse(absl::StatusCode::kFailedPrecondition, InstallError::kRollback,
-                  comp,
+    return Refuse(absl::StatusCode::kFailedPrecondition,
+                  InstallError::kRollback, comp,
                   absl::StrCat("anti-rollback: version ", h.version(),
                                " < counter ", floor));
   }

@@ -5,18 +5,19 @@
 // and StageVerified; it reboots, re-attests and confirms (Device).
 //
 // CheckPackage refuses, in this order (InstallError in install_error.h):
-//   image_id not in the signed set            kNotInSignedSet   FailedPrecondition
-//   more bytes than the signed package_size   kPackageTooLong   OutOfRange
-//   fewer bytes                               kPackageIncomplete DataLoss
-//   SHA-256 differs from package_sha256       kPackageHash      Unauthenticated
-//   package does not parse                    kMalformed        InvalidArgument
-//   platform signature / payload digest       kBadSignature     Unauthenticated
-//   header differs from the target (image     kTargetMismatch   FailedPrecondition
+//   image_id not in the signed set            kNotInSignedSet
+//   FailedPrecondition more bytes than the signed package_size kPackageTooLong
+//   OutOfRange fewer bytes                               kPackageIncomplete
+//   DataLoss SHA-256 differs from package_sha256       kPackageHash
+//   Unauthenticated package does not parse                    kMalformed
+//   InvalidArgument platform signature / payload digest       kBadSignature
+//   Unauthenticated header differs from the target (image     kTargetMismatch
+//   FailedPrecondition
 //     hash, component, version, kind, size)
-//   device type not in target.hardware        kWrongHardware    FailedPrecondition
-//   app of another tenant / OS with a tenant  kWrongTenant      PermissionDenied
-//   version below the anti-rollback counter   kRollback         FailedPrecondition
-//   does not fit flash / RAM                  kTooLargeFor...   ResourceExhausted
+//   device type not in target.hardware        kWrongHardware FailedPrecondition
+//   app of another tenant / OS with a tenant  kWrongTenant PermissionDenied
+//   version below the anti-rollback counter   kRollback FailedPrecondition does
+//   not fit flash / RAM                  kTooLargeFor...   ResourceExhausted
 // None of these checks writes anything but the device's error ring.
 //
 // This library uses plain structs, not update.proto (which carries gRPC

@@ -136,7 +136,8 @@ TEST_F(UpdateInstallTest, AssemblerStopsAtSignedLengthAndResumesAtOffset) {
   PackageAssembler a(10);
   ASSERT_TRUE(a.Append(0, "abcd").ok());
   // A resumed download must continue at offset(); a gap is refused.
-  EXPECT_EQ(InstallErrorOf(a.Append(6, "gh")), InstallError::kPackageIncomplete);
+  EXPECT_EQ(InstallErrorOf(a.Append(6, "gh")),
+            InstallError::kPackageIncomplete);
   EXPECT_EQ(a.offset(), 4u);
   // Endless data: a chunk running past the signed length is not taken.
   absl::Status s = a.Append(4, "efghijk");
@@ -251,9 +252,9 @@ TEST_F(UpdateInstallTest, Attack_TooLargeForFlash) {
 
 TEST_F(UpdateInstallTest, Attack_TooLargeForRam) {
   auto d = Booted();
-  v1::ImagePackage hog = *BuildAppImage(
-      SigningKey(), Manifest("hog", d->type().AppRamKib() + 1), 1, 4096,
-      kTenant);
+  v1::ImagePackage hog =
+      *BuildAppImage(SigningKey(), Manifest("hog", d->type().AppRamKib() + 1),
+                     1, 4096, kTenant);
   InstallTarget t = TargetFor(hog);
   ExpectRefused(*d, {t}, t.image_id, hog.SerializeAsString(),
                 InstallError::kTooLargeForRam);
@@ -346,7 +347,8 @@ TEST_P(PowerLossTest, Fault_PowerLossLeavesBootableDevice) {
           *BuildAppImage(SigningKey(), Manifest("dw100"), 2, 4096, kTenant)}) {
       InstallTarget t = TargetFor(p);
       if (Installed(*r, t)) continue;
-      auto v = CheckPackage(*r, {t}, kTenant, t.image_id, p.SerializeAsString());
+      auto v =
+          CheckPackage(*r, {t}, kTenant, t.image_id, p.SerializeAsString());
       ASSERT_TRUE(v.ok()) << v.status();
       ASSERT_TRUE(StageVerified(*r, *v).ok());
     }
@@ -360,17 +362,17 @@ TEST_P(PowerLossTest, Fault_PowerLossLeavesBootableDevice) {
   EXPECT_GT(checked, 0) << "install never reached step " << GetParam();
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryInstallStep, PowerLossTest,
-    ::testing::Values("slot-written", "staged", "switched", "boot-attempt",
-                      "booted", "confirmed"),
-    [](const ::testing::TestParamInfo<const char*>& info) {
-      std::string n = info.param;
-      for (char& c : n) {
-        if (c == '-') c = '_';
-      }
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(EveryInstallStep, PowerLossTest,
+                         ::testing::Values("slot-written", "staged", "switched",
+                                           "boot-attempt", "booted",
+                                           "confirmed"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
 
 // An unconfirmed app update survives power loss as unconfirmed: after the
 // restore it still rolls back on a crash loop, and its counter is not raised.

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/crypto/crypto.h"
 #include "appsvc/password.h"
+#include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
 #include "mcu-model/device.h"
@@ -49,8 +49,8 @@ constexpr char kHeaterPart[] = "DW100-HTR-220";
 }  // namespace
 
 Dw100Customer CustomerFor(int i) {
-  static const char* kNames[] = {"Ada",   "Brian", "Chen",  "Dana",
-                                 "Elif",  "Femi",  "Grace", "Hiro"};
+  static const char* kNames[] = {"Ada",  "Brian", "Chen",  "Dana",
+                                 "Elif", "Femi",  "Grace", "Hiro"};
   Dw100Customer c;
   c.name = absl::StrCat(kNames[(i - 1) % 8], i > 8 ? absl::StrCat(" ", i) : "");
   c.email = absl::StrCat("owner", i, "@example.com");
@@ -114,17 +114,15 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
   }
   rpc::TlsFiles tenant_tls;
   using PathField = std::pair<const std::string*, std::string*>;
-  for (auto [path, field] :
-       {PathField{&out.tenant_cert, &tenant_tls.cert_pem},
-        PathField{&out.tenant_key, &tenant_tls.key_pem},
-        PathField{&config.root_ca, &tenant_tls.ca_pem}}) {
+  for (auto [path, field] : {PathField{&out.tenant_cert, &tenant_tls.cert_pem},
+                             PathField{&out.tenant_key, &tenant_tls.key_pem},
+                             PathField{&config.root_ca, &tenant_tls.ca_pem}}) {
     auto text = util::ReadFile(*path);
     if (!text.ok()) return text.status();
     *field = *text;
   }
-  auto contoso =
-      ManagementService::NewStub(rpc::NewChannel(
-          config.management, tenant_tls, config.ServerName("management")));
+  auto contoso = ManagementService::NewStub(rpc::NewChannel(
+      config.management, tenant_tls, config.ServerName("management")));
 
   // 2. Product DW100 (its device groups come with it).
   v1::CreateProductRequest cp;
@@ -132,7 +130,9 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
   cp.set_name(kProduct);
   cp.set_description("DW100 dishwasher");
   auto product = Call<v1::Product>(
-      [&](auto* c, auto& r, auto* o) { return contoso->CreateProduct(c, r, o); },
+      [&](auto* c, auto& r, auto* o) {
+        return contoso->CreateProduct(c, r, o);
+      },
       cp, "create product DW100");
   if (!product.ok() && !absl::IsAlreadyExists(product.status())) {
     return product.status();
@@ -153,7 +153,8 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
       if (!bytes.ok()) return bytes.status();
       v1::ImagePackage p;
       if (!p.ParseFromString(*bytes)) {
-        return absl::DataLossError(absl::StrCat(apps_dir, "/", c, ".pkg is corrupt"));
+        return absl::DataLossError(
+            absl::StrCat(apps_dir, "/", c, ".pkg is corrupt"));
       }
       signed_apps.push_back(std::move(p));
     }
@@ -171,14 +172,17 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
       up.set_tenant_id(out.tenant_id);
       up.set_package((*built)[i].SerializeAsString());
       auto image = Call<v1::Image>(
-          [&](auto* c, auto& r, auto* o) { return contoso->UploadImage(c, r, o); },
+          [&](auto* c, auto& r, auto* o) {
+            return contoso->UploadImage(c, r, o);
+          },
           up, absl::StrCat("upload ", components[i], " v1"));
       if (!image.ok()) return image.status();
       ids.push_back(image->id());
       auto pkg = store.ReadPackage(image->id());
       if (!pkg.ok()) return pkg.status();
-      if (auto s = util::WriteFile(absl::StrCat(apps_dir, "/", components[i], ".pkg"),
-                                  pkg->SerializeAsString());
+      if (auto s = util::WriteFile(
+              absl::StrCat(apps_dir, "/", components[i], ".pkg"),
+              pkg->SerializeAsString());
           !s.ok()) {
         return s;
       }
@@ -248,24 +252,27 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
     v1::ClaimDeviceRequest cl;
     cl.set_tenant_id(out.tenant_id);
     cl.set_device_id(t.device_id);
-    auto claimed = Call<v1::Device>(
-        [&](auto* c, auto& r, auto* o) { return contoso->ClaimDevice(c, r, o); },
-        cl, absl::StrCat("claim ", t.name));
+    auto claimed =
+        Call<v1::Device>([&](auto* c, auto& r,
+                             auto* o) { return contoso->ClaimDevice(c, r, o); },
+                         cl, absl::StrCat("claim ", t.name));
     if (!claimed.ok()) return claimed.status();
     v1::AssignDeviceRequest as;
     as.set_tenant_id(out.tenant_id);
     as.set_device_id(t.device_id);
     as.set_device_group_id(t.group);
     auto assigned = Call<v1::Device>(
-        [&](auto* c, auto& r, auto* o) { return contoso->AssignDevice(c, r, o); },
+        [&](auto* c, auto& r, auto* o) {
+          return contoso->AssignDevice(c, r, o);
+        },
         as, absl::StrCat("assign ", t.name, " to ", t.group));
     if (!assigned.ok()) return assigned.status();
     // The factory line installs app v1 (the device checks the platform's
     // signature and the manifests).
     twin::TwinStateFile state = made->state;
-    auto dev = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
-                                    state.rom_image_signing_key(),
-                                    state.device(), {});
+    auto dev =
+        mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                             state.rom_image_signing_key(), state.device(), {});
     if (!dev.ok()) return dev.status();
     if (auto s = (*dev)->Boot(); !s.ok()) return s;
     for (const auto& pkg : signed_apps) {
@@ -305,7 +312,8 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
     // as salted PBKDF2 hashes; the plaintexts go to a 0600 file for
     // `./sphere demo` to print.
     std::string credentials =
-        "# appsvc web accounts (demo cluster): account password [twin device]\n";
+        "# appsvc web accounts (demo cluster): account password [twin "
+        "device]\n";
     auto account = [&](const std::string& user, const std::string& role,
                        const std::string& twin,
                        const std::string& device) -> absl::Status {
@@ -330,13 +338,13 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
         return s;
       }
     }
-    seed["shops"] = nlohmann::json::array(
-        {{{"id", "shop-redmond"},
-          {"name", "Redmond Appliance Repair"},
-          {"inventory", {{kHeaterPart, 1}}}},
-         {{"id", "shop-bellevue"},
-          {"name", "Bellevue Home Service"},
-          {"inventory", {{kHeaterPart, 0}}}}});
+    seed["shops"] =
+        nlohmann::json::array({{{"id", "shop-redmond"},
+                                {"name", "Redmond Appliance Repair"},
+                                {"inventory", {{kHeaterPart, 1}}}},
+                               {{"id", "shop-bellevue"},
+                                {"name", "Bellevue Home Service"},
+                                {"inventory", {{kHeaterPart, 0}}}}});
     if (auto s = util::MakeDirs(absl::StrCat(dir, "/appsvc"), 0700); !s.ok()) {
       return s;
     }
@@ -345,7 +353,7 @@ absl::StatusOr<Result> Run(const pki::ClusterPki& pki,
       return s;
     }
     if (auto s = util::WriteFile(absl::StrCat(dir, "/appsvc/web-accounts.txt"),
-                                credentials, 0600);
+                                 credentials, 0600);
         !s.ok()) {
       return s;
     }

@@ -63,7 +63,7 @@ struct Result {
   std::string tenant_id;
   std::string tenant_cert;  // DIR/pki/tenants/Contoso.pem
   std::string tenant_key;
-  std::string seed_file;    // DIR/appsvc/seed.json
+  std::string seed_file;  // DIR/appsvc/seed.json
   std::vector<BootstrappedTwin> twins;
 };
 

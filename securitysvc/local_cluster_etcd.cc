@@ -66,10 +66,11 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
     spec.not_before = absl::Now() - absl::Hours(1);
     spec.not_after = absl::Now() + absl::Hours(24 * 365 * 5);
     spec.usage = crypto::KeyUsage::kCa;
-    absl::StatusOr<std::string> ca_pem = crypto::IssueCertificate(spec, ca_key, "");
+    absl::StatusOr<std::string> ca_pem =
+        crypto::IssueCertificate(spec, ca_key, "");
     if (!ca_pem.ok()) return ca_pem.status();
-    absl::StatusOr<Pem> server = Issue(ca_key, *ca_pem, "etcd",
-                                       crypto::KeyUsage::kServerAndClientAuth);
+    absl::StatusOr<Pem> server =
+        Issue(ca_key, *ca_pem, "etcd", crypto::KeyUsage::kServerAndClientAuth);
     absl::StatusOr<Pem> client = Issue(ca_key, *ca_pem, "sphere-management",
                                        crypto::KeyUsage::kClientAuth);
     if (!server.ok()) return server.status();
@@ -93,7 +94,8 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
                              std::pair{&o.server_key_pem, "server.key"},
                              std::pair{&o.client_cert_pem, "client.pem"},
                              std::pair{&o.client_key_pem, "client.key"}}) {
-    absl::StatusOr<std::string> pem = util::ReadFile(absl::StrCat(tls, "/", name));
+    absl::StatusOr<std::string> pem =
+        util::ReadFile(absl::StrCat(tls, "/", name));
     if (!pem.ok()) return pem.status();
     *field = *std::move(pem);
   }
@@ -101,7 +103,8 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
   const std::string ports_file = o.data_dir + "/ports";
   absl::StatusOr<std::string> ports = ReadOrEmpty(ports_file);
   if (!ports.ok()) return ports.status();
-  for (absl::string_view line : absl::StrSplit(*ports, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(*ports, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> pair = absl::StrSplit(line, ' ');
     int c = 0, p = 0;
     if (pair.size() == 2 && absl::SimpleAtoi(pair[0], &c) &&
@@ -114,7 +117,8 @@ absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,
       management::EtcdCluster::Start(o);
   if (!cluster.ok()) return cluster.status();
   std::string out;
-  for (auto [c, p] : (*cluster)->ports()) absl::StrAppend(&out, c, " ", p, "\n");
+  for (auto [c, p] : (*cluster)->ports())
+    absl::StrAppend(&out, c, " ", p, "\n");
   if (auto s = util::WriteFile(ports_file, out); !s.ok()) return s;
   EtcdCatalog catalog;
   catalog.management_flags = {

@@ -18,7 +18,7 @@ namespace sphere {
 
 struct EtcdCatalog {
   std::unique_ptr<management::EtcdCluster> cluster;  // kills members when reset
-  std::vector<std::string> management_flags;       // --catalog=etcd://... etc.
+  std::vector<std::string> management_flags;  // --catalog=etcd://... etc.
 };
 
 absl::StatusOr<EtcdCatalog> StartEtcdCatalog(const std::string& dir,

@@ -57,11 +57,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/cluster/cluster_config.h"
-#include "common/util/file.h"
-#include "securitysvc/contoso_bootstrap.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "protos/management.grpc.pb.h"
+#include "securitysvc/contoso_bootstrap.h"
 #include "securitysvc/local_cluster_etcd.h"
 #include "securitysvc/osbuild/os_build.h"
 #include "securitysvc/pki/pki.h"
@@ -188,8 +188,8 @@ class LogPump {
     }
     absl::MutexLock l(&mu_);
     if (auto s = file_.Append(out); !s.ok()) {
-      log::Error("cannot write child log", {{"child", name_},
-                                            {"error", s.ToString()}});
+      log::Error("cannot write child log",
+                 {{"child", name_}, {"error", s.ToString()}});
     }
   }
 
@@ -254,8 +254,8 @@ std::string FindBinary(const std::string& package, const std::string& name) {
 // restarted child keeps its addresses), else on free ones.
 absl::Status Spawn(Child& c, const std::string& state_dir) {
   c.port_file = absl::StrCat(state_dir, "/run/", c.name, ".port");
-  c.metrics_port_file = absl::StrCat(state_dir, "/run/", c.name,
-                                     ".metrics_port");
+  c.metrics_port_file =
+      absl::StrCat(state_dir, "/run/", c.name, ".metrics_port");
   unlink(c.port_file.c_str());
   unlink(c.metrics_port_file.c_str());
   // Keep the ports unless the child keeps dying before it is ready (maybe
@@ -301,7 +301,7 @@ absl::Status Spawn(Child& c, const std::string& state_dir) {
   c.state = Child::State::kStarting;
   c.started = absl::Now();
   if (auto s = util::WriteFile(absl::StrCat(state_dir, "/run/", c.name, ".pid"),
-                              absl::StrCat(pid, "\n"));
+                               absl::StrCat(pid, "\n"));
       !s.ok()) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
@@ -341,9 +341,9 @@ absl::Status WaitReady(Child& c, absl::Duration timeout,
     if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
       c.pid = -1;
       c.state = Child::State::kStopped;
-      return absl::UnavailableError(absl::StrCat(
-          c.name, " exited during startup; see ", state_dir, "/logs/", c.name,
-          ".log"));
+      return absl::UnavailableError(
+          absl::StrCat(c.name, " exited during startup; see ", state_dir,
+                       "/logs/", c.name, ".log"));
     }
     if (CheckReady(c)) return absl::OkStatus();
     absl::SleepFor(absl::Milliseconds(20));  // readiness poll, not a test
@@ -406,7 +406,8 @@ int Supervise(std::vector<Child>& children, cluster::ClusterConfig& config,
     const absl::Time now = absl::Now();
     for (const auto& c : children) {
       if (c.state == Child::State::kWaitingRestart) {
-        wait = std::min(wait, std::max(absl::ZeroDuration(), c.restart_at - now));
+        wait =
+            std::min(wait, std::max(absl::ZeroDuration(), c.restart_at - now));
       } else if (c.state == Child::State::kStarting) {
         wait = std::min(wait, absl::Milliseconds(20));
       }
@@ -475,7 +476,7 @@ int Supervise(std::vector<Child>& children, cluster::ClusterConfig& config,
         if (config.twins.count(c.name)) config.twins[c.name] = c.address();
       }
       if (auto s = util::WriteFile(absl::StrCat(dir, "/cluster.json"),
-                                  config.ToJson());
+                                   config.ToJson());
           !s.ok()) {
         log::Error("cannot rewrite cluster.json", {{"error", s.ToString()}});
       }
@@ -531,7 +532,8 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
                           uint32_t os_version, int twins) {
   const std::string cluster_json = absl::StrCat(dir, "/cluster.json");
   // The factory and the twins read cluster.json: write what we have.
-  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok())
+    return s;
   auto boot = contoso_bootstrap::Run(pki, config, os_version, twins);
   if (!boot.ok()) return boot.status();
   config.tenants[contoso_bootstrap::kTenant] = {boot->tenant_cert,
@@ -570,19 +572,20 @@ absl::Status StartContoso(const pki::ClusterPki& pki,
     std::cout << "note: the Contoso cloud is not built (" << appsvc_bin
               << "): the twins run without it" << std::endl;
   }
-  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok()) return s;
+  if (auto s = util::WriteFile(cluster_json, config.ToJson()); !s.ok())
+    return s;
   const size_t first = children.size();
   for (const auto& t : boot->twins) {
     Child c;
     c.name = t.name;
     c.binary = FindBinary("twin", "twin");
-    c.args = {absl::StrCat("--cluster=", cluster_json),
-              absl::StrCat("--name=", t.name),
-              absl::StrCat("--time_scale=",
-                           absl::GetFlag(FLAGS_twin_time_scale)),
-              absl::StrCat("--update_check_hours=",
-                           absl::GetFlag(FLAGS_twin_update_check_hours)),
-              "run"};
+    c.args = {
+        absl::StrCat("--cluster=", cluster_json),
+        absl::StrCat("--name=", t.name),
+        absl::StrCat("--time_scale=", absl::GetFlag(FLAGS_twin_time_scale)),
+        absl::StrCat("--update_check_hours=",
+                     absl::GetFlag(FLAGS_twin_update_check_hours)),
+        "run"};
     children.push_back(std::move(c));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return s;
   }
@@ -652,7 +655,8 @@ int Main() {
   }
   auto pki = pki::Bootstrap(dir, master_key);
   if (!pki.ok()) {
-    std::cerr << "local_cluster: PKI bootstrap failed: " << pki.status() << "\n";
+    std::cerr << "local_cluster: PKI bootstrap failed: " << pki.status()
+              << "\n";
     return 1;
   }
   const uint32_t os_version = absl::GetFlag(FLAGS_os_version);
@@ -675,8 +679,8 @@ int Main() {
   }
   EtcdCatalog etcd;
   if (use_etcd) {
-    absl::StatusOr<EtcdCatalog> started =
-        StartEtcdCatalog(dir, std::clamp(absl::GetFlag(FLAGS_etcd_members), 1, 7));
+    absl::StatusOr<EtcdCatalog> started = StartEtcdCatalog(
+        dir, std::clamp(absl::GetFlag(FLAGS_etcd_members), 1, 7));
     if (!started.ok()) {
       std::cerr << "local_cluster: cannot start etcd: " << started.status()
                 << "\n";
@@ -685,7 +689,8 @@ int Main() {
     etcd = *std::move(started);
     etcd.management_flags.push_back(absl::StrCat(
         "--shard_lease_ttl=",
-        absl::FormatDuration(4 * absl::GetFlag(FLAGS_shard_heartbeat_interval))));
+        absl::FormatDuration(4 *
+                             absl::GetFlag(FLAGS_shard_heartbeat_interval))));
   }
   const int replicas =
       use_etcd ? std::clamp(absl::GetFlag(FLAGS_management_replicas), 1, 5) : 1;
@@ -710,16 +715,17 @@ int Main() {
     }
     mgmt.args.insert(mgmt.args.end(), key_flags.begin(), key_flags.end());
     if (!absl::GetFlag(FLAGS_watch_progress_interval).empty()) {
-      mgmt.args.push_back(absl::StrCat("--watch_progress_interval=",
-                                       absl::GetFlag(FLAGS_watch_progress_interval)));
+      mgmt.args.push_back(
+          absl::StrCat("--watch_progress_interval=",
+                       absl::GetFlag(FLAGS_watch_progress_interval)));
     }
     mgmt.args.insert(mgmt.args.end(), etcd.management_flags.begin(),
                      etcd.management_flags.end());
     children.push_back(std::move(mgmt));
   }
   if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
-  if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
-                         dir);
+  if (auto s =
+          WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout), dir);
       !s.ok()) {
     return fail(s);
   }
@@ -737,8 +743,8 @@ int Main() {
     m.args = children.front().args;
     children.push_back(std::move(m));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
-    if (auto s = WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout),
-                           dir);
+    if (auto s =
+            WaitReady(children.back(), absl::GetFlag(FLAGS_ready_timeout), dir);
         !s.ok()) {
       return fail(s);
     }
@@ -782,19 +788,20 @@ int Main() {
               absl::StrCat("--shard_id=", c.name),
               absl::StrCat("--management=", mgmt_addr),
               absl::StrCat("--heartbeat_interval=",
-                           absl::FormatDuration(absl::GetFlag(
-                               FLAGS_shard_heartbeat_interval)))};
+                           absl::FormatDuration(
+                               absl::GetFlag(FLAGS_shard_heartbeat_interval)))};
     c.args.insert(c.args.end(), key_flags.begin(), key_flags.end());
     if (!absl::GetFlag(FLAGS_max_catalog_staleness).empty()) {
-      c.args.push_back(absl::StrCat("--max_catalog_staleness=",
-                                    absl::GetFlag(FLAGS_max_catalog_staleness)));
+      c.args.push_back(
+          absl::StrCat("--max_catalog_staleness=",
+                       absl::GetFlag(FLAGS_max_catalog_staleness)));
     }
     children.push_back(std::move(c));
     if (auto s = Spawn(children.back(), dir); !s.ok()) return fail(s);
   }
   for (size_t i = first_shard; i < children.size(); ++i) {
-    if (auto s = WaitReady(children[i], absl::GetFlag(FLAGS_ready_timeout),
-                           dir);
+    if (auto s =
+            WaitReady(children[i], absl::GetFlag(FLAGS_ready_timeout), dir);
         !s.ok()) {
       return fail(s);
     }
@@ -820,8 +827,8 @@ int Main() {
       return fail(s);
     }
   }
-  if (auto s = util::WriteFile(absl::StrCat(dir, "/cluster.json"),
-                              config.ToJson());
+  if (auto s =
+          util::WriteFile(absl::StrCat(dir, "/cluster.json"), config.ToJson());
       !s.ok()) {
     return fail(s);
   }
@@ -867,7 +874,8 @@ int main(int argc, char** argv) {
     if (absl::StartsWith(a, "--master-key-env")) {
       a.replace(0, 16, "--master_key_env");
     }
-    if (absl::StartsWith(a, "--etcd-members")) a.replace(0, 14, "--etcd_members");
+    if (absl::StartsWith(a, "--etcd-members"))
+      a.replace(0, 14, "--etcd_members");
     if (absl::StartsWith(a, "--management-replicas")) {
       a.replace(0, 21, "--management_replicas");
     }

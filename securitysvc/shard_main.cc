@@ -1,6 +1,6 @@
 // securitysvc shard: one shard of the Security Service (see
-// securitysvc/shard_server/shard_server.h). Hosts the attestation plug-in for the
-// devices the shard map assigns to it, follows the management catalog, and
+// securitysvc/shard_server/shard_server.h). Hosts the attestation plug-in for
+// the devices the shard map assigns to it, follows the management catalog, and
 // keeps its state in an encrypted RocksDB under DIR/shards/<id>/.
 //
 //   shard --state-dir DIR --shard-id shard-0 --management 127.0.0.1:PORT
@@ -14,8 +14,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
@@ -25,9 +25,9 @@
 #include "securitysvc/errors/error_flags.h"
 #include "securitysvc/errors/error_plugin.h"
 #include "securitysvc/pki/pki.h"
+#include "securitysvc/shard_server/shard_server.h"
 #include "securitysvc/update/cluster_package_source.h"
 #include "securitysvc/update/update_plugin.h"
-#include "securitysvc/shard_server/shard_server.h"
 
 ABSL_FLAG(std::string, state_dir, "", "Cluster state directory (required)");
 ABSL_FLAG(std::string, shard_id, "shard-0", "This shard's id");
@@ -133,7 +133,8 @@ int Main() {
   // Crashes and watchdog resets after an install count against the rollout
   // stage (issue 11).
   errors::ErrorReportingPlugin::Options eopts;
-  // Per-device upload quota: --error_device_* (securitysvc/errors/error_flags.h).
+  // Per-device upload quota: --error_device_*
+  // (securitysvc/errors/error_flags.h).
   absl::StatusOr<errors::ErrorStoreOptions> equota =
       errors::ErrorStoreOptionsFromFlags();
   if (!equota.ok()) return Fail(equota.status());

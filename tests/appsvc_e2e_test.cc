@@ -8,11 +8,10 @@
 // Device certificates are minted here with the platform root
 // (DIR/pki/root.key) the way the shards issue them, so each test controls
 // exactly one claim.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
@@ -94,8 +93,10 @@ class AppsvcE2eTest : public ::testing::Test {
         ireq);
     ASSERT_TRUE(cred.ok()) << cred.status();
     const std::string dir = cluster_->dir();
-    ASSERT_TRUE(util::WriteFile(dir + "/contoso-op.pem", cred->certificate_pem()).ok());
-    ASSERT_TRUE(util::WriteFile(dir + "/contoso-op.key", op_key.ToPem(), 0600).ok());
+    ASSERT_TRUE(
+        util::WriteFile(dir + "/contoso-op.pem", cred->certificate_pem()).ok());
+    ASSERT_TRUE(
+        util::WriteFile(dir + "/contoso-op.key", op_key.ToPem(), 0600).ok());
     support_tls_ = new rpc::TlsFiles{cred->certificate_pem(), op_key.ToPem(),
                                      pki_->root_pem};
     // Seed: the anomalous device's owner is under warranty; one heater in
@@ -111,8 +112,9 @@ class AppsvcE2eTest : public ::testing::Test {
     auto child = SpawnPiped(
         {BinaryPath("appsvc/appsvc"), "--state_dir=" + dir,
          "--management=" + cluster_->config().management,
-         "--db_dir=" + dir + "/appsvc-db", "--port_file=" + dir + "/appsvc.port",
-         "--web_port=-1", "--seed_file=" + dir + "/seed.json",
+         "--db_dir=" + dir + "/appsvc-db",
+         "--port_file=" + dir + "/appsvc.port", "--web_port=-1",
+         "--seed_file=" + dir + "/seed.json",
          "--sphere_cert=" + dir + "/contoso-op.pem",
          "--sphere_key=" + dir + "/contoso-op.key", "--metrics_address="});
     ASSERT_TRUE(child.ok()) << child.status();
@@ -144,8 +146,8 @@ class AppsvcE2eTest : public ::testing::Test {
     }
     delete appsvc_address_;
     delete support_tls_;
-    for (Device* d : {good_, anomalous_, to_revoke_, other_product_,
-                      other_tenant_}) {
+    for (Device* d :
+         {good_, anomalous_, to_revoke_, other_product_, other_tenant_}) {
       delete d;
     }
     delete contoso_id_;
@@ -219,8 +221,8 @@ class AppsvcE2eTest : public ::testing::Test {
                              const cv1::ReportTelemetryRequest& req,
                              cv1::ReportTelemetryResponse* resp,
                              int64_t min_revision = 0) {
-    auto stub = cv1::DeviceGateway::NewStub(
-        rpc::NewChannel(*appsvc_address_, tls));
+    auto stub =
+        cv1::DeviceGateway::NewStub(rpc::NewChannel(*appsvc_address_, tls));
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(20)));
     if (min_revision > 0) {
@@ -330,8 +332,8 @@ TEST_F(AppsvcE2eTest, Attack_OtherTenantDeviceRefused) {
 }
 
 TEST_F(AppsvcE2eTest, Attack_OtherProductDeviceRefused) {
-  ExpectRefused(DeviceTls(*other_product_),
-                grpc::StatusCode::PERMISSION_DENIED, "another product");
+  ExpectRefused(DeviceTls(*other_product_), grpc::StatusCode::PERMISSION_DENIED,
+                "another product");
 }
 
 TEST_F(AppsvcE2eTest, Attack_ForeignIssuerRefusedAtHandshake) {
@@ -371,16 +373,14 @@ TEST_F(AppsvcE2eTest, Attack_RevokedDeviceRefusedWithinOneWatchRound) {
   ASSERT_TRUE(revision.ok());
   // The very certificate that was just accepted is refused as soon as
   // appsvc's Watch delivered the revocation's revision.
-  ExpectRefused(tls, grpc::StatusCode::PERMISSION_DENIED, "revoked",
-                *revision);
+  ExpectRefused(tls, grpc::StatusCode::PERMISSION_DENIED, "revoked", *revision);
 }
 
 TEST_F(AppsvcE2eTest, Attack_OversizedBatchRefusedNothingStored) {
   uint64_t seq = 1000;
   const std::string before = State();
   cv1::ReportTelemetryResponse resp;
-  grpc::Status st =
-      Report(DeviceTls(*good_), Batch(1001, 65, &seq, 7), &resp);
+  grpc::Status st = Report(DeviceTls(*good_), Batch(1001, 65, &seq, 7), &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << st.error_message();
   EXPECT_TRUE(absl::StrContains(st.error_message(), "over the limit"));
@@ -416,8 +416,8 @@ TEST_F(AppsvcE2eTest, AnomalyDiagnosticsWarrantyReservationAndTimeline) {
   }
   ASSERT_EQ(resp.commands_size(), 1);
   EXPECT_EQ(resp.commands(0).kind(), cv1::Command::RUN_DIAGNOSTICS);
-  auto gateway = cv1::DeviceGateway::NewStub(
-      rpc::NewChannel(*appsvc_address_, tls));
+  auto gateway =
+      cv1::DeviceGateway::NewStub(rpc::NewChannel(*appsvc_address_, tls));
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));

@@ -65,7 +65,8 @@ class AttestationE2ETest : public ::testing::Test {
     return resp;
   }
 
-  // Successes: sum over shards of sphere_attestations_total{outcome="UP_TO_DATE"}.
+  // Successes: sum over shards of
+  // sphere_attestations_total{outcome="UP_TO_DATE"}.
   uint64_t Successes() {
     uint64_t total = 0;
     for (const auto& s : cluster_->config().shards) {
@@ -92,9 +93,9 @@ v1::Tenant* AttestationE2ETest::tenant_ = nullptr;
 
 TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   const std::string cluster_json = cluster_->dir() + "/cluster.json";
-  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
-                               "--cluster", cluster_json, "--name",
-                               "dw100-e2e"});
+  auto [rc, out] =
+      RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
+                  cluster_json, "--name", "dw100-e2e"});
   ASSERT_EQ(rc, 0) << out;
   std::vector<std::string> words = absl::StrSplit(out, ' ');
   ASSERT_GE(words.size(), 4u) << out;
@@ -102,22 +103,22 @@ TEST_F(AttestationE2ETest, TwinProcessAttestsAndChainPassesOpensslVerify) {
   ASSERT_TRUE(cluster_->Claim(tenant_->id(), device_id).ok());
 
   const std::string chain = cluster_->dir() + "/dw100-e2e-chain.pem";
-  std::tie(rc, out) = RunCommand({BinaryPath("twin/twin"), "--cluster",
-                                  cluster_json, "--name", "dw100-e2e",
-                                  "--min_catalog_revision",
-                                  absl::StrCat(CatalogRevision(cluster_)),
-                                  "--chain_out", chain, "attest"});
+  std::tie(rc, out) =
+      RunCommand({BinaryPath("twin/twin"), "--cluster", cluster_json, "--name",
+                  "dw100-e2e", "--min_catalog_revision",
+                  absl::StrCat(CatalogRevision(cluster_)), "--chain_out", chain,
+                  "attest"});
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
   EXPECT_TRUE(absl::StrContains(out, absl::StrCat("CN=", device_id))) << out;
   // One state file per twin, and it holds the issued chain.
-  auto state = twin::ReadTwinState(
-      twin::TwinStatePath(cluster_->dir(), "dw100-e2e"));
+  auto state =
+      twin::ReadTwinState(twin::TwinStatePath(cluster_->dir(), "dw100-e2e"));
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->certificate_chain_pem(), *util::ReadFile(chain));
   EXPECT_FALSE(state->session_token().empty());
-  auto [ls_rc, ls] = RunCommand(
-      {"/bin/ls", "-A", cluster_->dir() + "/twins/dw100-e2e"});
+  auto [ls_rc, ls] =
+      RunCommand({"/bin/ls", "-A", cluster_->dir() + "/twins/dw100-e2e"});
   EXPECT_EQ(ls, "twin.state\n");
 
   std::tie(rc, out) = RunCommand({"/usr/bin/openssl", "verify", "-CAfile",
@@ -140,16 +141,15 @@ TEST_F(AttestationE2ETest, Fault_TwinProcessIsNotRetriedWhenRefused) {
   // reports the shard's answer and exits instead of retrying it for its
   // whole --retry_budget, and keeps no certificate.
   const std::string cluster_json = cluster_->dir() + "/cluster.json";
-  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
-                               "--cluster", cluster_json, "--name",
-                               "dw100-unclaimed"});
+  auto [rc, out] =
+      RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
+                  cluster_json, "--name", "dw100-unclaimed"});
   ASSERT_EQ(rc, 0) << out;
   const uint64_t successes = Successes();
   std::tie(rc, out) = RunCommand(
       {BinaryPath("twin/twin"), "--cluster", cluster_json, "--name",
        "dw100-unclaimed", "--min_catalog_revision",
-       absl::StrCat(CatalogRevision(cluster_)), "--retry_budget=1h",
-       "attest"});
+       absl::StrCat(CatalogRevision(cluster_)), "--retry_budget=1h", "attest"});
   EXPECT_EQ(rc, 1) << out;
   EXPECT_TRUE(absl::StrContains(out, "twin: error:")) << out;
   EXPECT_TRUE(absl::StrContains(out, "GetChallenge at ")) << out;
@@ -245,7 +245,8 @@ TEST_F(AttestationE2ETest, Attack_ReplayedNonceIsRejectedAndChangesNothing) {
   EXPECT_EQ(Successes(), successes);
 }
 
-TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothing) {
+TEST_F(AttestationE2ETest,
+       Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothing) {
   auto victim = NewDevice("victim-device");
   auto attacker = NewDevice("attacker-device", /*register_it=*/false);
   int owner = OwnerShard(cluster_, victim->device_id());
@@ -267,8 +268,8 @@ TEST_F(AttestationE2ETest, Attack_QuoteSignedByWrongKeyIsRejectedAndChangesNothi
   v1::AttestResponse resp;
   grpc::Status st = SendAttest(*cluster_, owner, req, &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_TRUE(absl::StrContains(absl::AsciiStrToLower(st.error_message()),
-                                "signature"))
+  EXPECT_TRUE(
+      absl::StrContains(absl::AsciiStrToLower(st.error_message()), "signature"))
       << st.error_message();
   EXPECT_TRUE(resp.certificate_chain_pem().empty());
   EXPECT_EQ(Successes(), successes);
@@ -312,13 +313,14 @@ TEST_F(AttestationE2ETest, Attack_OperatorCredentialCannotAttestDevices) {
   EXPECT_EQ(Successes(), successes);
 }
 
-TEST_F(AttestationE2ETest, Attack_DeviceCannotRequestChallengesForAnotherDevice) {
+TEST_F(AttestationE2ETest,
+       Attack_DeviceCannotRequestChallengesForAnotherDevice) {
   // A real twin process's manufacturing identity asks for another device's
   // challenge (to burn its capacity or probe it): refused; for itself: fine.
   const std::string cluster_json = cluster_->dir() + "/cluster.json";
-  auto [rc, out] = RunCommand({BinaryPath("securitysvc/factory/factory"),
-                               "--cluster", cluster_json, "--name",
-                               "dw100-peer"});
+  auto [rc, out] =
+      RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
+                  cluster_json, "--name", "dw100-peer"});
   ASSERT_EQ(rc, 0) << out;
   std::vector<std::string> words = absl::StrSplit(out, ' ');
   ASSERT_GE(words.size(), 4u) << out;
@@ -329,8 +331,8 @@ TEST_F(AttestationE2ETest, Attack_DeviceCannotRequestChallengesForAnotherDevice)
   const uint64_t successes = Successes();
   grpc::Status st = ChallengeAnywhere(cluster_, peer_tls, victim->device_id());
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_TRUE(absl::StrContains(st.error_message(),
-                                "a device attests only for itself"))
+  EXPECT_TRUE(
+      absl::StrContains(st.error_message(), "a device attests only for itself"))
       << st.error_message();
   EXPECT_EQ(Successes(), successes);
   // Its own challenges are allowed (once claimed, shards know it).
@@ -369,7 +371,8 @@ TEST_F(AttestationE2ETest, Attack_UnregisteredDeviceGetsNotFound) {
 // cluster and reads the shards' encrypted databases to check that exactly the
 // acknowledged successes were recorded and every rejection left no device
 // record behind.
-TEST_F(AttestationE2ETest, ZZ_ShardDatabasesHoldExactlyTheAcknowledgedAttestations) {
+TEST_F(AttestationE2ETest,
+       ZZ_ShardDatabasesHoldExactlyTheAcknowledgedAttestations) {
   const uint64_t successes = Successes();
   ASSERT_TRUE(cluster_->Stop().ok());
   uint64_t device_records = 0, success_history = 0, failure_history = 0;
@@ -380,23 +383,25 @@ TEST_F(AttestationE2ETest, ZZ_ShardDatabasesHoldExactlyTheAcknowledgedAttestatio
     ASSERT_TRUE(key.ok()) << key.status();
     store::RocksOptions o;
     o.data_key = *key;
-    auto db = store::OpenRocksStore(sdir + "/db",
-                                    attestation::ColumnFamilies(), o);
+    auto db =
+        store::OpenRocksStore(sdir + "/db", attestation::ColumnFamilies(), o);
     ASSERT_TRUE(db.ok()) << db.status();
-    ASSERT_TRUE((*db)->Scan(attestation::kDevicesCf, "",
-                            [&](absl::string_view, absl::string_view) {
-                              ++device_records;
-                              return true;
-                            })
+    ASSERT_TRUE((*db)
+                    ->Scan(attestation::kDevicesCf, "",
+                           [&](absl::string_view, absl::string_view) {
+                             ++device_records;
+                             return true;
+                           })
                     .ok());
-    ASSERT_TRUE((*db)->Scan(attestation::kHistoryCf, "",
-                            [&](absl::string_view, absl::string_view v) {
-                              v1::AttestationRecord r;
-                              EXPECT_TRUE(r.ParseFromArray(v.data(), v.size()));
-                              (r.success() ? success_history
-                                           : failure_history)++;
-                              return true;
-                            })
+    ASSERT_TRUE((*db)
+                    ->Scan(attestation::kHistoryCf, "",
+                           [&](absl::string_view, absl::string_view v) {
+                             v1::AttestationRecord r;
+                             EXPECT_TRUE(r.ParseFromArray(v.data(), v.size()));
+                             (r.success() ? success_history
+                                          : failure_history)++;
+                             return true;
+                           })
                     .ok());
   }
   EXPECT_EQ(success_history, successes);

@@ -102,8 +102,7 @@ class ShardProcess {
 
 std::unique_ptr<v1::AttestationService::Stub> Stub(const LocalCluster& c,
                                                    const std::string& addr) {
-  return v1::AttestationService::NewStub(
-      rpc::NewChannel(addr, c.GatewayTls()));
+  return v1::AttestationService::NewStub(rpc::NewChannel(addr, c.GatewayTls()));
 }
 
 grpc::Status Challenge(v1::AttestationService::Stub* stub,

@@ -86,12 +86,12 @@ TEST(ClientFailoverE2eTest,
   ASSERT_EQ(claimed.first, 0) << claimed.second;
 
   TwinRun twin;
-  ASSERT_TRUE(twin.Start({BinaryPath("twin/twin"), "--cluster", file, "--name",
-                          "fo-twin", "--min_catalog_revision",
-                          absl::StrCat(CatalogRevision(c)),
-                          "--retry_budget=90s", "--update_check_interval=24h",
-                          "run-basic"})
-                  .ok())
+  ASSERT_TRUE(
+      twin.Start({BinaryPath("twin/twin"), "--cluster", file, "--name",
+                  "fo-twin", "--min_catalog_revision",
+                  absl::StrCat(CatalogRevision(c)), "--retry_budget=90s",
+                  "--update_check_interval=24h", "run-basic"})
+          .ok())
       << twin.output();
   const pid_t twin_pid = twin.pid();
   const std::string twin_dir = twin::TwinDir(c->dir(), "fo-twin");

@@ -105,9 +105,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Launch(
     }
   }
   if (out.find("ready") == std::string::npos) {
-    return absl::UnavailableError(absl::StrCat(
-        "local_cluster did not become ready: ", out, " (logs in ", c->dir_,
-        "/logs)"));
+    return absl::UnavailableError(
+        absl::StrCat("local_cluster did not become ready: ", out, " (logs in ",
+                     c->dir_, "/logs)"));
   }
   auto config = cluster::LoadClusterConfig(c->dir_ + "/cluster.json");
   if (!config.ok()) return config.status();
@@ -135,8 +135,10 @@ absl::Status LocalCluster::Stop() {
 
 rpc::TlsFiles LocalCluster::TlsFor(const std::string& name) const {
   rpc::TlsFiles t;
-  t.cert_pem = *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".pem")));
-  t.key_pem = *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".key")));
+  t.cert_pem =
+      *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".pem")));
+  t.key_pem =
+      *util::ReadFile(cluster::PkiPath(dir_, absl::StrCat(name, ".key")));
   t.ca_pem = *util::ReadFile(cluster::PkiPath(dir_, "root.pem"));
   return t;
 }

@@ -10,6 +10,7 @@
 // call with wait_for_ready) bounded by deadlines; no sleeps.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,8 +18,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <string>
@@ -131,8 +130,8 @@ class LimitedServer {
     size_t end = status->find('\n', at);
     std::string field = status->substr(at + 6, end - at - 6);
     int64_t kib = -1;
-    absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(field), " kB"),
-                     &kib);
+    absl::SimpleAtoi(
+        absl::StripSuffix(absl::StripAsciiWhitespace(field), " kB"), &kib);
     return kib;
   }
 
@@ -204,8 +203,8 @@ TEST(ConnectionFloodTest, Attack_ConnectionFloodThenRecover) {
   std::vector<int> fds = OpenIdle(server.port(), flood);
   ASSERT_EQ(fds.size(), static_cast<size_t>(flood));
   // The server refuses (closes) at least everything beyond its limit.
-  const int refused = WaitClosedByServer(fds, flood - kFdLimit,
-                                         absl::Seconds(60));
+  const int refused =
+      WaitClosedByServer(fds, flood - kFdLimit, absl::Seconds(60));
   EXPECT_GE(refused, flood - kFdLimit);
   EXPECT_TRUE(server.Alive()) << server.output();
   const int64_t peak = server.RssKiB();
@@ -215,17 +214,18 @@ TEST(ConnectionFloodTest, Attack_ConnectionFloodThenRecover) {
   // never accepted again here).
   grpc::Status after = Revision(server.address(), *tls, absl::Seconds(30));
   EXPECT_TRUE(after.ok()) << after.error_code() << ": " << after.error_message()
-                          << "\n" << server.output();
+                          << "\n"
+                          << server.output();
   // The refusals are visible in metrics.
   {
     auto stub = v1::Metrics::NewStub(rpc::NewChannel(server.address(), *tls));
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
     v1::GetMetricsResponse metrics;
-    ASSERT_TRUE(
-        stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &metrics).ok());
+    ASSERT_TRUE(stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &metrics).ok());
     EXPECT_TRUE(absl::StrContains(
-        metrics.text(), "sphere_rpc_connections_total{outcome=\"rejected_limit\"}"))
+        metrics.text(),
+        "sphere_rpc_connections_total{outcome=\"rejected_limit\"}"))
         << metrics.text();
   }
   // After the flood the server returns freed memory (GatedListener trims

@@ -182,95 +182,95 @@ void ManagementLoad(ManagementProcess* mgmt, const rpc::TlsFiles& tls,
     });
   };
   load.Run(
-    [&](int t) {
-      auto stub =
-          v1::ManagementService::NewStub(rpc::NewChannel(mgmt->address(), tls));
-      auto failed = [&](const absl::Status& s, const char* what) {
-        if (!load.killed()) {
-          ADD_FAILURE() << what << " failed before the kill: " << s;
-        }
-      };
-      auto run = [&] {
-        for (int i = 0; !load.killed(); ++i) {
-          v1::CreateTenantRequest treq;
-          treq.set_name(absl::StrCat("c", cycle, "-t", t, "-", i));
-          auto tenant = UnaryCall<v1::Tenant>(
-              [&](auto* c, auto& r, auto* o) {
-                return stub->CreateTenant(c, r, o);
-              },
-              treq);
-          if (!tenant.ok()) return failed(tenant.status(), "CreateTenant");
-          ack([&] {
-            acked->tenants[tenant->id()] = tenant->name();
-            acked->max_revision =
-                std::max(acked->max_revision, tenant->create_revision());
-          });
-
-          v1::CreateProductRequest preq;
-          preq.set_tenant_id(tenant->id());
-          preq.set_name(absl::StrCat("p", cycle, "-", t, "-", i));
-          auto product = UnaryCall<v1::Product>(
-              [&](auto* c, auto& r, auto* o) {
-                return stub->CreateProduct(c, r, o);
-              },
-              preq);
-          if (!product.ok()) return failed(product.status(), "CreateProduct");
-          ack([&] {
-            acked->products.push_back(
-                {tenant->id(), product->id(), product->name()});
-          });
-
-          for (int d = 0; d < 2; ++d) {
-            std::string key = "\x04" + crypto::RandomBytes(64);
-            {
-              grpc::ClientContext ctx;
-              ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-              v1::ImportDevicesResponse resp;
-              auto writer = stub->ImportDevices(&ctx, &resp);
-              v1::ImportDevicesRequest req;
-              req.add_devices()->set_public_key(key);
-              writer->Write(req);
-              writer->WritesDone();
-              auto s = rpc::FromGrpcStatus(writer->Finish());
-              if (!s.ok()) return failed(s, "ImportDevices");
-              if (resp.imported() != 1) {
-                ADD_FAILURE()
-                    << "fresh key not imported: " << resp.ShortDebugString();
-                return;
-              }
-            }
-            ack([&] { acked->imported_keys.push_back(key); });
-
-            v1::ClaimDeviceRequest creq;
-            creq.set_tenant_id(tenant->id());
-            creq.set_device_id(management::DeviceIdForKey(key));
-            auto device = UnaryCall<v1::Device>(
+      [&](int t) {
+        auto stub = v1::ManagementService::NewStub(
+            rpc::NewChannel(mgmt->address(), tls));
+        auto failed = [&](const absl::Status& s, const char* what) {
+          if (!load.killed()) {
+            ADD_FAILURE() << what << " failed before the kill: " << s;
+          }
+        };
+        auto run = [&] {
+          for (int i = 0; !load.killed(); ++i) {
+            v1::CreateTenantRequest treq;
+            treq.set_name(absl::StrCat("c", cycle, "-t", t, "-", i));
+            auto tenant = UnaryCall<v1::Tenant>(
                 [&](auto* c, auto& r, auto* o) {
-                  return stub->ClaimDevice(c, r, o);
+                  return stub->CreateTenant(c, r, o);
                 },
-                creq);
-            if (!device.ok()) return failed(device.status(), "ClaimDevice");
+                treq);
+            if (!tenant.ok()) return failed(tenant.status(), "CreateTenant");
             ack([&] {
-              acked->claimed.push_back({tenant->id(), device->id()});
+              acked->tenants[tenant->id()] = tenant->name();
+              acked->max_revision =
+                  std::max(acked->max_revision, tenant->create_revision());
+            });
+
+            v1::CreateProductRequest preq;
+            preq.set_tenant_id(tenant->id());
+            preq.set_name(absl::StrCat("p", cycle, "-", t, "-", i));
+            auto product = UnaryCall<v1::Product>(
+                [&](auto* c, auto& r, auto* o) {
+                  return stub->CreateProduct(c, r, o);
+                },
+                preq);
+            if (!product.ok()) return failed(product.status(), "CreateProduct");
+            ack([&] {
+              acked->products.push_back(
+                  {tenant->id(), product->id(), product->name()});
+            });
+
+            for (int d = 0; d < 2; ++d) {
+              std::string key = "\x04" + crypto::RandomBytes(64);
+              {
+                grpc::ClientContext ctx;
+                ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+                v1::ImportDevicesResponse resp;
+                auto writer = stub->ImportDevices(&ctx, &resp);
+                v1::ImportDevicesRequest req;
+                req.add_devices()->set_public_key(key);
+                writer->Write(req);
+                writer->WritesDone();
+                auto s = rpc::FromGrpcStatus(writer->Finish());
+                if (!s.ok()) return failed(s, "ImportDevices");
+                if (resp.imported() != 1) {
+                  ADD_FAILURE()
+                      << "fresh key not imported: " << resp.ShortDebugString();
+                  return;
+                }
+              }
+              ack([&] { acked->imported_keys.push_back(key); });
+
+              v1::ClaimDeviceRequest creq;
+              creq.set_tenant_id(tenant->id());
+              creq.set_device_id(management::DeviceIdForKey(key));
+              auto device = UnaryCall<v1::Device>(
+                  [&](auto* c, auto& r, auto* o) {
+                    return stub->ClaimDevice(c, r, o);
+                  },
+                  creq);
+              if (!device.ok()) return failed(device.status(), "ClaimDevice");
+              ack([&] {
+                acked->claimed.push_back({tenant->id(), device->id()});
+              });
+            }
+            // The revision after our acknowledged writes: the restarted
+            // catalog must be at least here.
+            auto rev = UnaryCall<v1::CatalogRevision>(
+                [&](auto* c, auto& r, auto* o) {
+                  return stub->GetCatalogRevision(c, r, o);
+                },
+                v1::GetCatalogRevisionRequest());
+            if (!rev.ok()) return failed(rev.status(), "GetCatalogRevision");
+            load.WithLock([&] {
+              acked->max_revision =
+                  std::max(acked->max_revision, rev->revision());
             });
           }
-          // The revision after our acknowledged writes: the restarted
-          // catalog must be at least here.
-          auto rev = UnaryCall<v1::CatalogRevision>(
-              [&](auto* c, auto& r, auto* o) {
-                return stub->GetCatalogRevision(c, r, o);
-              },
-              v1::GetCatalogRevisionRequest());
-          if (!rev.ok()) return failed(rev.status(), "GetCatalogRevision");
-          load.WithLock([&] {
-            acked->max_revision =
-                std::max(acked->max_revision, rev->revision());
-          });
-        }
-      };
-      run();
-    },
-    [&] { mgmt->Kill(); });
+        };
+        run();
+      },
+      [&] { mgmt->Kill(); });
 }
 
 // VerifyManagement checks a restarted management server against `acked`:
@@ -499,50 +499,50 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
   std::vector<AckedAttestation> acked;  // guarded by load's lock
   std::set<std::string> in_flight;      // device per thread at the kill
   load.Run(
-    [&](int t) {
-      auto stub = cluster->ShardStub(0, cluster->GatewayTls());
-      auto run = [&]() -> std::string {
-        for (int i = 0; !load.killed(); ++i) {
-          mcu::Device* dev = devices[t][i % kDevicesPerThread].get();
-          auto fail = [&](const std::string& what) {
-            if (!load.killed()) ADD_FAILURE() << what << " before the kill";
-            return dev->device_id();
-          };
-          v1::GetChallengeResponse challenge;
-          {
+      [&](int t) {
+        auto stub = cluster->ShardStub(0, cluster->GatewayTls());
+        auto run = [&]() -> std::string {
+          for (int i = 0; !load.killed(); ++i) {
+            mcu::Device* dev = devices[t][i % kDevicesPerThread].get();
+            auto fail = [&](const std::string& what) {
+              if (!load.killed()) ADD_FAILURE() << what << " before the kill";
+              return dev->device_id();
+            };
+            v1::GetChallengeResponse challenge;
+            {
+              grpc::ClientContext ctx;
+              ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+              v1::GetChallengeRequest req;
+              req.set_device_id(dev->device_id());
+              req.set_min_catalog_revision(*revision);
+              grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
+              if (!st.ok()) return fail("GetChallenge: " + st.error_message());
+            }
+            auto quote = dev->Quote(challenge.nonce());
+            if (!quote.ok()) return fail(quote.status().ToString());
+            v1::AttestRequest req;
+            req.set_device_id(dev->device_id());
+            *req.mutable_quote() = *quote;
+            v1::AttestResponse resp;
             grpc::ClientContext ctx;
             ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-            v1::GetChallengeRequest req;
-            req.set_device_id(dev->device_id());
-            req.set_min_catalog_revision(*revision);
-            grpc::Status st = stub->GetChallenge(&ctx, req, &challenge);
-            if (!st.ok()) return fail("GetChallenge: " + st.error_message());
+            grpc::Status st = stub->Attest(&ctx, req, &resp);
+            if (!st.ok()) return fail("Attest: " + st.error_message());
+            if (resp.certificate_serial().empty()) {
+              return fail("Attest OK without a certificate serial");
+            }
+            load.Ack([&] {
+              acked.push_back({dev->device_id(), resp.certificate_serial()});
+            });
           }
-          auto quote = dev->Quote(challenge.nonce());
-          if (!quote.ok()) return fail(quote.status().ToString());
-          v1::AttestRequest req;
-          req.set_device_id(dev->device_id());
-          *req.mutable_quote() = *quote;
-          v1::AttestResponse resp;
-          grpc::ClientContext ctx;
-          ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-          grpc::Status st = stub->Attest(&ctx, req, &resp);
-          if (!st.ok()) return fail("Attest: " + st.error_message());
-          if (resp.certificate_serial().empty()) {
-            return fail("Attest OK without a certificate serial");
-          }
-          load.Ack([&] {
-            acked.push_back({dev->device_id(), resp.certificate_serial()});
-          });
+          return "";
+        };
+        std::string interrupted = run();
+        if (!interrupted.empty()) {
+          load.WithLock([&] { in_flight.insert(interrupted); });
         }
-        return "";
-      };
-      std::string interrupted = run();
-      if (!interrupted.empty()) {
-        load.WithLock([&] { in_flight.insert(interrupted); });
-      }
-    },
-    [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
+      },
+      [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
   ASSERT_FALSE(HasFailure());
   // local_cluster stops the rest of the cluster (and exits non-zero) when it
   // notices the dead shard; either way every process is gone after Stop().

@@ -13,12 +13,10 @@
 //
 // The faults of the anomaly and rinse branches are injected for all twins
 // in SetUpTestSuite, so their cycles run in parallel and each test is short.
-#include <unistd.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <signal.h>
+#include <unistd.h>
 
 #include <functional>
 #include <memory>
@@ -60,8 +58,7 @@ class Dw100StoryTest : public ::testing::Test {
         // Scheduled update checks off: the update-only branch needs a twin
         // that stays on app v1 while the test looks (the schedule has its
         // own test, dw100_update_schedule_e2e_test).
-        {"--twins=8", "--twin_time_scale=8000",
-         "--twin_update_check_hours=0"});
+        {"--twins=8", "--twin_time_scale=8000", "--twin_update_check_hours=0"});
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
     const auto& cfg = cluster_->config();
@@ -106,17 +103,21 @@ class Dw100StoryTest : public ::testing::Test {
     return v1::TwinControl::NewStub(grpc::CreateChannel(
         cluster_->config().twins.at(t), grpc::InsecureChannelCredentials()));
   }
-  static absl::StatusOr<v1::TwinStatus> Fault(
-      const std::string& t, v1::InjectFaultRequest::Fault f) {
+  static absl::StatusOr<v1::TwinStatus> Fault(const std::string& t,
+                                              v1::InjectFaultRequest::Fault f) {
     v1::InjectFaultRequest req;
     req.set_fault(f);
     return UnaryCall<v1::TwinStatus>(
-        [&](auto* c, auto& r, auto* o) { return Control(t)->InjectFault(c, r, o); },
+        [&](auto* c, auto& r, auto* o) {
+          return Control(t)->InjectFault(c, r, o);
+        },
         req);
   }
   static absl::StatusOr<v1::TwinStatus> Status(const std::string& t) {
     return UnaryCall<v1::TwinStatus>(
-        [&](auto* c, auto& r, auto* o) { return Control(t)->GetStatus(c, r, o); },
+        [&](auto* c, auto& r, auto* o) {
+          return Control(t)->GetStatus(c, r, o);
+        },
         v1::GetStatusRequest());
   }
   static absl::StatusOr<v1::TwinStatus> Attest(const std::string& t,
@@ -178,7 +179,9 @@ class Dw100StoryTest : public ::testing::Test {
   static std::string FleetState() {
     cv1::ListDevicesRequest req;
     auto r = UnaryCall<cv1::ListDevicesResponse>(
-        [&](auto* c, auto& q, auto* o) { return Support()->ListDevices(c, q, o); },
+        [&](auto* c, auto& q, auto* o) {
+          return Support()->ListDevices(c, q, o);
+        },
         req);
     EXPECT_TRUE(r.ok()) << r.status();
     std::string out;
@@ -191,7 +194,8 @@ class Dw100StoryTest : public ::testing::Test {
     return out;
   }
   static absl::Status WaitDiagnosticsSent(const std::string& t) {
-    return WaitForLog(Log(t), {"diagnostics result sent", "\"healthy\":\"false\""},
+    return WaitForLog(Log(t),
+                      {"diagnostics result sent", "\"healthy\":\"false\""},
                       absl::Now() + kStepTimeout)
         .status();
   }
@@ -274,7 +278,8 @@ TEST_F(Dw100StoryTest, HeaterFailsWithoutWarrantyNoPartReserved) {
 }
 
 TEST_F(Dw100StoryTest, RinseAgentLowOffersReorderAndOwnerOrders) {
-  ASSERT_TRUE(WaitForLog(Log("dw100-4"), {"contoso cloud action", "reorder-offered"},
+  ASSERT_TRUE(WaitForLog(Log("dw100-4"),
+                         {"contoso cloud action", "reorder-offered"},
                          absl::Now() + kStepTimeout)
                   .ok());
   auto in = Insights("dw100-4");
@@ -292,13 +297,15 @@ TEST_F(Dw100StoryTest, RinseAgentLowOffersReorderAndOwnerOrders) {
   auto placed = UnaryCall<cv1::PlaceOrderResponse>(
       [&](auto* c, auto& q, auto* o) { return Support()->PlaceOrder(c, q, o); },
       order);
-  ASSERT_TRUE(placed.ok()) << placed.status() << " offer " << in->reorder_offers(0);
+  ASSERT_TRUE(placed.ok()) << placed.status() << " offer "
+                           << in->reorder_offers(0);
   auto after = Insights("dw100-4");
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->orders_size(), 1) << after->DebugString();
 }
 
-TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefused) {
+TEST_F(Dw100StoryTest,
+       Attack_TamperedTwinFailsAttestationStolenCredentialRefused) {
   const std::string t = "dw100-5";
   const rpc::TlsFiles stolen = StolenTls(t);
   auto start = cluster_->ManagementRevision();
@@ -321,7 +328,8 @@ TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefuse
   auto device = cluster_->GetDevice(*tenant_id_, st->device_id());
   ASSERT_TRUE(device.ok()) << device.status();
   EXPECT_EQ(device->state(), v1::REVOKED);
-  EXPECT_TRUE(absl::StartsWith(device->revocation_reason(), "automatic: tamper"))
+  EXPECT_TRUE(
+      absl::StartsWith(device->revocation_reason(), "automatic: tamper"))
       << device->revocation_reason();
   // The device cannot attest any more (refused as revoked, or as tampered
   // by a shard whose catalog has not applied the revocation yet).
@@ -338,7 +346,8 @@ TEST_F(Dw100StoryTest, Attack_TamperedTwinFailsAttestationStolenCredentialRefuse
   grpc::Status s = Report(stolen, revision, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << s.error_message();
-  EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked"))
+      << s.error_message();
   EXPECT_EQ(resp.accepted(), 0u);
   EXPECT_EQ(FleetState(), before);
   // The tampered twin itself is refused as well.
@@ -363,11 +372,13 @@ TEST_F(Dw100StoryTest, Attack_RevokedTwinRefusedWithinOneWatchRound) {
   grpc::Status s = Report(StolenTls(t), *revision, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
       << s.error_message();
-  EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked"))
+      << s.error_message();
   EXPECT_EQ(FleetState(), before);
   // The twin itself is refused too and stops calling (no retry storm).
-  auto line = WaitForLog(Log(t), {"contoso cloud call failed", "refused", "revoked"},
-                         absl::Now() + kStepTimeout);
+  auto line =
+      WaitForLog(Log(t), {"contoso cloud call failed", "refused", "revoked"},
+                 absl::Now() + kStepTimeout);
   EXPECT_TRUE(line.ok()) << line.status();
 }
 
@@ -387,7 +398,9 @@ TEST_F(Dw100StoryTest, Attack_UpdateOnlyCertificateTwinRefusedByAppsvc) {
     up.set_tenant_id(*tenant_id_);
     up.set_package(pkg.SerializeAsString());
     auto image = UnaryCall<v1::Image>(
-        [&](auto* c, auto& r, auto* o) { return contoso->UploadImage(c, r, o); },
+        [&](auto* c, auto& r, auto* o) {
+          return contoso->UploadImage(c, r, o);
+        },
         up);
     ASSERT_TRUE(image.ok()) << image.status();
     dep.add_image_ids(image->id());
@@ -429,16 +442,20 @@ TEST_F(Dw100StoryTest, Attack_UpdateOnlyCertificateTwinRefusedByAppsvc) {
   EXPECT_TRUE(line.ok()) << line.status();
 }
 
-TEST_F(Dw100StoryTest, Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) {
+TEST_F(Dw100StoryTest,
+       Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) {
   const std::string t = "dw100-4";
   auto before = Status(t);
   ASSERT_TRUE(before.ok());
   v1::InjectFaultRequest bad;
   bad.set_fault(static_cast<v1::InjectFaultRequest::Fault>(99));
   auto r = UnaryCall<v1::TwinStatus>(
-      [&](auto* c, auto& q, auto* o) { return Control(t)->InjectFault(c, q, o); },
+      [&](auto* c, auto& q, auto* o) {
+        return Control(t)->InjectFault(c, q, o);
+      },
       bad);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << r.status();
   EXPECT_TRUE(absl::StrContains(r.status().message(), "fault 99"));
   v1::RunDiagnosticsRequest big;
   big.set_requested_by(std::string(4096, 'x'));
@@ -447,7 +464,8 @@ TEST_F(Dw100StoryTest, Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) 
         return Control(t)->RunDiagnostics(c, q, o);
       },
       big);
-  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << d.status();
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument)
+      << d.status();
   EXPECT_TRUE(absl::StrContains(d.status().message(), "requested_by"));
   // Power loss "during an update" with no update in progress.
   auto p = Fault(t, v1::InjectFaultRequest::POWER_LOSS_DURING_UPDATE);
@@ -468,8 +486,8 @@ TEST_F(Dw100StoryTest, Attack_BadTwinControlRequestsAreRefusedAndChangeNothing) 
 TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
   const std::string t = "dw100-8";
   const absl::Time deadline = absl::Now() + kStepTimeout;
-  auto acked = WaitForLog(Log(t), {"\"msg\":\"telemetry acknowledged\""},
-                          deadline);
+  auto acked =
+      WaitForLog(Log(t), {"\"msg\":\"telemetry acknowledged\""}, deadline);
   ASSERT_TRUE(acked.ok()) << acked.status();
   const std::string old_pid = JsonField(*acked, "pid");
   auto pid = cluster_->ChildPid(t);
@@ -480,8 +498,7 @@ TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
   auto first_new = WaitForLogLine(
       Log(t),
       [&](absl::string_view line) {
-        return absl::StrContains(line,
-                                 "\"msg\":\"telemetry acknowledged\"") &&
+        return absl::StrContains(line, "\"msg\":\"telemetry acknowledged\"") &&
                !JsonField(line, "pid").empty() &&
                JsonField(line, "pid") != old_pid;
       },
@@ -521,8 +538,8 @@ TEST_F(Dw100StoryTest, Fault_KilledTwinRestartsWithoutReusingSequences) {
 TEST_F(Dw100StoryTest, TwinRenewsAttestationDailyInScaledTime) {
   const std::string t = "dw100-4";
   const absl::Time deadline = absl::Now() + kStepTimeout;
-  auto due = WaitForLog(Log(t), {"\"msg\":\"attestation renewal due\""},
-                        deadline);
+  auto due =
+      WaitForLog(Log(t), {"\"msg\":\"attestation renewal due\""}, deadline);
   ASSERT_TRUE(due.ok()) << due.status();
   const std::string due_ts = JsonField(*due, "ts");
   auto renewed = WaitForLogLine(

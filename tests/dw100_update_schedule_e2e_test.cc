@@ -101,8 +101,8 @@ TEST_F(Dw100UpdateScheduleTest,
   // 1. A check falls due after kCheckHours of device time, with only the
   //    start-up attestation before it (the schedule, not an attestation,
   //    started it).
-  auto first = WaitForLog(Log(), {"\"msg\":\"scheduled update check due\""},
-                          deadline);
+  auto first =
+      WaitForLog(Log(), {"\"msg\":\"scheduled update check due\""}, deadline);
   ASSERT_TRUE(first.ok()) << first.status();
   auto text = util::ReadFile(Log());
   ASSERT_TRUE(text.ok());
@@ -144,7 +144,9 @@ TEST_F(Dw100UpdateScheduleTest,
     up.set_tenant_id(tenant->id());
     up.set_package(pkg.SerializeAsString());
     auto image = UnaryCall<v1::Image>(
-        [&](auto* c, auto& r, auto* o) { return contoso->UploadImage(c, r, o); },
+        [&](auto* c, auto& r, auto* o) {
+          return contoso->UploadImage(c, r, o);
+        },
         up);
     ASSERT_TRUE(image.ok()) << image.status();
     dep.add_image_ids(image->id());

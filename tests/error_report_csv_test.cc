@@ -123,8 +123,9 @@ TEST(ErrorReportCsvTest, ColumnsAndCountsMatchTheEventsSent) {
       platform.Issue("contoso-cloud", crypto::KeyUsage::kClientAuth, op)));
   int real_pages = 0;
   std::vector<cli::ErrorReportShard> shards;
-  shards.push_back({"shard-test", [&](const v1::QueryErrorsRequest& r)
-                                      -> absl::StatusOr<v1::QueryErrorsResponse> {
+  shards.push_back({"shard-test",
+                    [&](const v1::QueryErrorsRequest& r)
+                        -> absl::StatusOr<v1::QueryErrorsResponse> {
                       ++real_pages;
                       grpc::ClientContext ctx;
                       ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
@@ -135,8 +136,9 @@ TEST(ErrorReportCsvTest, ColumnsAndCountsMatchTheEventsSent) {
                     }});
   // A second shard owning one more device, answering in two pages.
   const std::string other(64, 'e');
-  shards.push_back({"shard-fake", [&](const v1::QueryErrorsRequest& r)
-                                      -> absl::StatusOr<v1::QueryErrorsResponse> {
+  shards.push_back({"shard-fake",
+                    [&](const v1::QueryErrorsRequest& r)
+                        -> absl::StatusOr<v1::QueryErrorsResponse> {
                       v1::QueryErrorsResponse resp;
                       v1::ErrorEvent e;
                       e.set_sequence(r.page_token().empty() ? 1 : 2);
@@ -145,7 +147,8 @@ TEST(ErrorReportCsvTest, ColumnsAndCountsMatchTheEventsSent) {
                       e.set_time_unix_ms(1767225600000);
                       *resp.add_reports() =
                           errors::ToReport(other, TestPlatform::kTenant, e, 5);
-                      if (r.page_token().empty()) resp.set_next_page_token("p2");
+                      if (r.page_token().empty())
+                        resp.set_next_page_token("p2");
                       return resp;
                     }});
   v1::QueryErrorsRequest base;
@@ -160,9 +163,9 @@ TEST(ErrorReportCsvTest, ColumnsAndCountsMatchTheEventsSent) {
   std::vector<std::vector<std::string>> table = ParseCsv(csv.str());
   ASSERT_EQ(table.size(), 1u + 287u);
   const std::vector<std::string> header = {
-      "Device ID",   "Event Type", "Event Class",       "Event Count",
-      "Description", "Start Time", "End Time",          "Component",
-      "Component Version", "Sequence", "Received Time"};
+      "Device ID",         "Event Type", "Event Class",  "Event Count",
+      "Description",       "Start Time", "End Time",     "Component",
+      "Component Version", "Sequence",   "Received Time"};
   EXPECT_EQ(table[0], header);
   std::map<std::string, int> got;
   int planned = 0, app = 0;

@@ -82,57 +82,55 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
   // device -> last acked seq, guarded by load's lock
   std::map<std::string, uint64_t> acked_up_to;
   load.Run(
-    [&](int d) {
-      auto stub = v1::ErrorReportingService::NewStub(rpc::NewChannel(
-          cluster->ShardAddress(0), cluster->GatewayTls()));
-      for (uint64_t seq = 1; !load.killed(); seq += kBatch) {
-        v1::UploadErrorsRequest req;
-        req.set_device_id(devices[d]->device_id());
-        for (int i = 0; i < kBatch; ++i) {
-          v1::ErrorEvent* e = req.add_events();
-          e->set_sequence(seq + i);
-          e->set_kind(v1::ErrorEvent::APP_CRASH);
-          e->set_component("dw100-app");
-          e->set_exit_code(i % 5);
-          e->set_time_unix_ms(1767225600000 + seq + i);
-        }
-        grpc::ClientContext ctx;
-        ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
-        ctx.AddMetadata(auth::kSessionTokenMetadata, tokens[d]);
-        v1::UploadErrorsResponse resp;
-        grpc::Status st = stub->UploadErrors(&ctx, req, &resp);
-        if (!st.ok()) {
-          if (!load.killed()) {
-            ADD_FAILURE() << "upload: " << st.error_message();
+      [&](int d) {
+        auto stub = v1::ErrorReportingService::NewStub(
+            rpc::NewChannel(cluster->ShardAddress(0), cluster->GatewayTls()));
+        for (uint64_t seq = 1; !load.killed(); seq += kBatch) {
+          v1::UploadErrorsRequest req;
+          req.set_device_id(devices[d]->device_id());
+          for (int i = 0; i < kBatch; ++i) {
+            v1::ErrorEvent* e = req.add_events();
+            e->set_sequence(seq + i);
+            e->set_kind(v1::ErrorEvent::APP_CRASH);
+            e->set_component("dw100-app");
+            e->set_exit_code(i % 5);
+            e->set_time_unix_ms(1767225600000 + seq + i);
           }
-          break;
+          grpc::ClientContext ctx;
+          ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+          ctx.AddMetadata(auth::kSessionTokenMetadata, tokens[d]);
+          v1::UploadErrorsResponse resp;
+          grpc::Status st = stub->UploadErrors(&ctx, req, &resp);
+          if (!st.ok()) {
+            if (!load.killed()) {
+              ADD_FAILURE() << "upload: " << st.error_message();
+            }
+            break;
+          }
+          EXPECT_EQ(resp.stored(), static_cast<uint32_t>(kBatch));
+          load.Ack(
+              [&] { acked_up_to[devices[d]->device_id()] = seq + kBatch - 1; });
         }
-        EXPECT_EQ(resp.stored(), static_cast<uint32_t>(kBatch));
-        load.Ack([&] {
-          acked_up_to[devices[d]->device_id()] = seq + kBatch - 1;
-        });
-      }
-    },
-    [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
+      },
+      [&] { ASSERT_EQ(kill(*pid, SIGKILL), 0); });
   ASSERT_FALSE(HasFailure());
   cluster->Stop().IgnoreError();
 
   const std::string sdir = absl::StrCat(cluster->dir(), "/shards/shard-0");
-  auto key = store::LoadOrCreateDataKey(sphere::cluster::PkiPath(cluster->dir(), "master.key"),
-                                        sdir + "/data.key.wrapped");
+  auto key = store::LoadOrCreateDataKey(
+      sphere::cluster::PkiPath(cluster->dir(), "master.key"),
+      sdir + "/data.key.wrapped");
   ASSERT_TRUE(key.ok()) << key.status();
   store::RocksOptions o;
   o.data_key = *key;
   auto db = store::OpenRocksStore(sdir + "/db", errors::ColumnFamilies(), o);
   ASSERT_TRUE(db.ok()) << db.status();
   std::map<std::pair<std::string, uint64_t>, int> stored;
-  ASSERT_TRUE(errors::ForEachStoredEvent(
-                  **db,
-                  [&](absl::string_view device, absl::string_view,
-                      const v1::ErrorEvent& e) {
-                    ++stored[{std::string(device), e.sequence()}];
-                  })
-                  .ok());
+  ASSERT_TRUE(errors::ForEachStoredEvent(**db, [&](absl::string_view device,
+                                                   absl::string_view,
+                                                   const v1::ErrorEvent& e) {
+                ++stored[{std::string(device), e.sequence()}];
+              }).ok());
   int64_t checked = 0;
   for (const auto& [device, last] : acked_up_to) {
     for (uint64_t s = 1; s <= last; ++s) {
@@ -148,19 +146,20 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
   size_t counts[3] = {0, 0, 0};
   const char* cfs[3] = {errors::kByDevice, errors::kByTenant, errors::kByIssue};
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE((*db)->Scan(cfs[i], "",
-                            [&](absl::string_view, absl::string_view) {
-                              ++counts[i];
-                              return true;
-                            })
+    ASSERT_TRUE((*db)
+                    ->Scan(cfs[i], "",
+                           [&](absl::string_view, absl::string_view) {
+                             ++counts[i];
+                             return true;
+                           })
                     .ok());
   }
   EXPECT_EQ(counts[0], counts[1]);  // one device index entry per batch
   EXPECT_GE(counts[2], counts[1]);  // at least one issue entry per batch
   EXPECT_GE(static_cast<int64_t>(stored.size()), checked);
-  std::cout << "shard kill -9 after " << load.acks() << " acknowledged batches: all "
-            << checked << " acknowledged events in the shard database"
-            << std::endl;
+  std::cout << "shard kill -9 after " << load.acks()
+            << " acknowledged batches: all " << checked
+            << " acknowledged events in the shard database" << std::endl;
 }
 
 }  // namespace

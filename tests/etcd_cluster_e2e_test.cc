@@ -14,8 +14,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
-#include "protos/management.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "protos/management.grpc.pb.h"
 #include "tests/cluster_fixture.h"
 #include "tests/spherectl_runner.h"
 #include "tests/twin_helpers.h"
@@ -24,7 +24,8 @@
 namespace sphere::testing {
 namespace {
 
-TEST(EtcdClusterE2eTest, Fault_KillEitherManagementReplicaSpherectlAndShardsCarryOn) {
+TEST(EtcdClusterE2eTest,
+     Fault_KillEitherManagementReplicaSpherectlAndShardsCarryOn) {
   if (access("/usr/bin/etcd", X_OK) != 0) {
     GTEST_SKIP() << "/usr/bin/etcd is absent (install etcd-server with "
                     "./sphere deps); local_cluster --catalog etcd not tested";

@@ -7,12 +7,11 @@
 // claimed), and the shards' DeviceStatusService records a successful
 // attestation for every one of them.
 #include <gtest/gtest.h>
-
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
@@ -20,8 +19,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "client/shard_ring.h"
 #include "client/attestation_client.h"
+#include "client/shard_ring.h"
 #include "common/util/file.h"
 #include "tests/cluster_fixture.h"
 
@@ -108,12 +107,12 @@ class FleetAppsvc {
       LocalCluster* cluster, const std::string& tenant) {
     const std::string dir = TestTmpDir("suite-appsvc");
     const std::string port_file = dir + "/port";
-    auto child = SpawnPiped(
-        {BinaryPath("appsvc/appsvc"),
-         "--state_dir=" + cluster->config().state_dir,
-         "--db_dir=" + dir + "/db", "--management=" + cluster->config().management,
-         "--tenant=" + tenant, "--product=loadgen", "--web_port=-1",
-         "--port_file=" + port_file});
+    auto child = SpawnPiped({BinaryPath("appsvc/appsvc"),
+                             "--state_dir=" + cluster->config().state_dir,
+                             "--db_dir=" + dir + "/db",
+                             "--management=" + cluster->config().management,
+                             "--tenant=" + tenant, "--product=loadgen",
+                             "--web_port=-1", "--port_file=" + port_file});
     if (!child.ok()) return child.status();
     std::unique_ptr<FleetAppsvc> a(new FleetAppsvc(*child));
     // Ready once it logs "appsvc serving" (after the port file): read its
@@ -153,9 +152,15 @@ class FleetAppsvc {
 
 nlohmann::json RunLoadgen(LocalCluster* cluster, const std::string& report,
                           const std::vector<std::string>& extra, int* rc) {
-  std::vector<std::string> argv = {
-      BinaryPath("loadgen/loadgen"), "--cluster", cluster->cluster_file(),
-      "--report", report, "--floor-seconds", "0.2", "--phase-timeout", "600"};
+  std::vector<std::string> argv = {BinaryPath("loadgen/loadgen"),
+                                   "--cluster",
+                                   cluster->cluster_file(),
+                                   "--report",
+                                   report,
+                                   "--floor-seconds",
+                                   "0.2",
+                                   "--phase-timeout",
+                                   "600"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto [code, out] = RunCommand(argv);
   *rc = code;
@@ -171,18 +176,18 @@ void ExpectSchema(const nlohmann::json& j) {
                         "rss_bytes_per_twin", "phases", "floors", "service"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
-  for (const char* p : {"manufacture", "register", "claim", "attest",
-                        "update_check", "update_install", "telemetry",
-                        "error_report"}) {
+  for (const char* p :
+       {"manufacture", "register", "claim", "attest", "update_check",
+        "update_install", "telemetry", "error_report"}) {
     ASSERT_TRUE(j["phases"].contains(p)) << p;
     for (const char* k : {"ops", "ops_per_s", "p50_ms", "p99_ms", "p999_ms",
                           "errors", "skipped"}) {
       EXPECT_TRUE(j["phases"][p].contains(k)) << p << "." << k;
     }
   }
-  for (const char* k : {"ecdsa_sign_per_s", "ecdsa_verify_per_s",
-                        "attest_crypto_bound_per_s", "echo_rpc_per_s",
-                        "rocksdb_synced_writes_per_s"}) {
+  for (const char* k :
+       {"ecdsa_sign_per_s", "ecdsa_verify_per_s", "attest_crypto_bound_per_s",
+        "echo_rpc_per_s", "rocksdb_synced_writes_per_s"}) {
     EXPECT_GT(j["floors"][k].get<double>(), 0) << k;
   }
   EXPECT_TRUE(j["service"].contains("rss_bytes_per_device"));
@@ -202,13 +207,13 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   const std::string report = TestTmpDir("suite-report");
   int rc = 0;
   // telemetry: one batch of 100 readings per twin (one op per twin).
-  const nlohmann::json j = RunLoadgen(
-      cluster.get(), report,
-      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite",
-       "--update-fraction", absl::StrCat(kUpdateFraction), "--appsvc",
-       (*appsvc)->address(), "--telemetry-batches", "1", "--telemetry-batch",
-       "100"},
-      &rc);
+  const nlohmann::json j =
+      RunLoadgen(cluster.get(), report,
+                 {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite",
+                  "--update-fraction", absl::StrCat(kUpdateFraction),
+                  "--appsvc", (*appsvc)->address(), "--telemetry-batches", "1",
+                  "--telemetry-batch", "100"},
+                 &rc);
   ASSERT_EQ(rc, 0);
   ExpectSchema(j);
   EXPECT_EQ(j["twins"], kTwins);
@@ -247,9 +252,9 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   // update_check verifies every answer's signed metadata; error_report
   // checks every acknowledged event against QueryErrors (a failed check
   // fails the run: rc != 0 above).
-  for (const char* p : {"manufacture", "register", "claim", "attest",
-                        "update_check", "update_install", "telemetry",
-                        "error_report"}) {
+  for (const char* p :
+       {"manufacture", "register", "claim", "attest", "update_check",
+        "update_install", "telemetry", "error_report"}) {
     EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
   }
   EXPECT_GE(ran, 8);
@@ -304,11 +309,11 @@ TEST(LoadgenSuiteTest, Fault_RestartShardMidAttestLosesNoAcknowledgedWrite) {
   ASSERT_TRUE(pid_before.ok());
   const std::string report = TestTmpDir("fault-report");
   int rc = 0;
-  const nlohmann::json j = RunLoadgen(
-      cluster.get(), report,
-      {"--twins", absl::StrCat(kTwins), "--tenant", "LoadFault", "--fault",
-       "restart-shard", "--fault-at", "0.3"},
-      &rc);
+  const nlohmann::json j =
+      RunLoadgen(cluster.get(), report,
+                 {"--twins", absl::StrCat(kTwins), "--tenant", "LoadFault",
+                  "--fault", "restart-shard", "--fault-at", "0.3"},
+                 &rc);
   ASSERT_EQ(rc, 0);
   ExpectSchema(j);
   ASSERT_TRUE(j.contains("fault"));

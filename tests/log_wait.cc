@@ -36,9 +36,8 @@ absl::StatusOr<std::string> WaitForLogLine(
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no line with ", what, " in ", path,
-                       " before the deadline"));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no line with ", what, " in ", path, " before the deadline"));
     }
     pollfd p{fd, POLLIN, 0};
     poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);

@@ -3,9 +3,8 @@
 // --master-key-file or --master-key-env never writes DIR/pki/master.key,
 // serves, and keeps its state directory private (0700). A world-readable key
 // file is refused at start with a clear error, and nothing is created.
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <string>
@@ -48,9 +47,10 @@ void ExpectServes(LocalCluster* cluster) {
 
 TEST(MasterKeyE2ETest, KeyFileOutsideTheStateDirectory) {
   const std::string keys = TestTmpDir("extkey-keys");
-  ASSERT_EQ(system(absl::StrCat("rm -rf '", keys, "' && mkdir -p '", keys,
-                                "'").c_str()),
-            0);
+  ASSERT_EQ(
+      system(
+          absl::StrCat("rm -rf '", keys, "' && mkdir -p '", keys, "'").c_str()),
+      0);
   const std::string key_file = keys + "/master.key";
   auto c = LocalCluster::Start("extkey", 1,
                                {absl::StrCat("--master-key-file=", key_file)});
@@ -83,9 +83,10 @@ TEST(MasterKeyE2ETest, KeyFromEnvironmentVariable) {
 
 TEST(MasterKeyE2ETest, Attack_WorldReadableKeyFileIsRefusedAtStart) {
   const std::string keys = TestTmpDir("loosekey-keys");
-  ASSERT_EQ(system(absl::StrCat("rm -rf '", keys, "' && mkdir -p '", keys,
-                                "'").c_str()),
-            0);
+  ASSERT_EQ(
+      system(
+          absl::StrCat("rm -rf '", keys, "' && mkdir -p '", keys, "'").c_str()),
+      0);
   const std::string key_file = keys + "/master.key";
   ASSERT_TRUE(util::WriteFile(key_file, std::string(32, 'k'), 0644).ok());
   const std::string dir = TestTmpDir("loosekey");

@@ -34,12 +34,12 @@ constexpr absl::string_view kMgmt = "/sphere.v1.ManagementService/";
 // Scrape fetches http://ADDRESS/metrics and parses it with the Prometheus
 // text parser of python3-prometheus-client (Debian's python3).
 absl::StatusOr<nlohmann::json> Scrape(const std::string& address) {
-  auto [rc, out] = RunCommand(
-      {"/usr/bin/python3", BinaryPath("common/util/prometheus_scrape.py"),
-       absl::StrCat("http://", address, "/metrics")});
+  auto [rc, out] = RunCommand({"/usr/bin/python3",
+                               BinaryPath("common/util/prometheus_scrape.py"),
+                               absl::StrCat("http://", address, "/metrics")});
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("scrape of ", address,
-                                            " failed: ", out.substr(0, 2000)));
+    return absl::InternalError(
+        absl::StrCat("scrape of ", address, " failed: ", out.substr(0, 2000)));
   }
   auto j = nlohmann::json::parse(out, nullptr, false);
   if (!j.is_array()) return absl::InternalError("scraper printed no JSON");
@@ -274,8 +274,8 @@ TEST(LogsE2eTest, JsonLinesWithRequestIdsCallersAndOneAuditEventPerChange) {
       EXPECT_FALSE(j["who"].get<std::string>().empty()) << j.dump();
       ++audits[j["what"]];
       if (j["what"] == "ClaimDevice" || j["what"] == "RevokeDevice") {
-        EXPECT_TRUE(absl::StrContains(j["object"].get<std::string>(),
-                                      dev->device_id()))
+        EXPECT_TRUE(
+            absl::StrContains(j["object"].get<std::string>(), dev->device_id()))
             << j.dump();
       }
       if (j["what"] == "CreateTenant") {

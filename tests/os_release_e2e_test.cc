@@ -220,8 +220,8 @@ TEST_F(OsReleaseE2ETest, RetailEvalDeviceGetsUpdateOnlyCertificate) {
       EXPECT_FALSE(d.contains("os_version"));  // runs 1, RetailEval has 2
     }
   }
-  json shown = Json("Contoso", {"device", "show", "--device",
-                                retail_->device_id()});
+  json shown =
+      Json("Contoso", {"device", "show", "--device", retail_->device_id()});
   EXPECT_EQ(shown["last_attestation_outcome"], "UP_TO_DATE") << shown.dump();
   auto [rc, table] = Ctl({"--tenant", "Contoso", "device", "list"});
   ASSERT_EQ(rc, 0) << table;

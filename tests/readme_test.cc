@@ -111,17 +111,18 @@ TEST(ReadmeTest, FirstRunCommandsWorkInOrderOnAFreshCluster) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   const std::string dir = (*cluster)->dir();
   const std::string bin =
-      BinaryPath("cli/spherectl").substr(0, BinaryPath("cli/spherectl").size() -
-                                                std::string("cli/spherectl").size());
+      BinaryPath("cli/spherectl")
+          .substr(0, BinaryPath("cli/spherectl").size() -
+                         std::string("cli/spherectl").size());
 
-  std::string script = absl::StrCat(
-      "set -euo pipefail\nset -x\nexport SPHERECTL_CONFIG=", dir,
-      "/spherectl.json\nunset SPHERE_TENANT\n");
+  std::string script =
+      absl::StrCat("set -euo pipefail\nset -x\nexport SPHERECTL_CONFIG=", dir,
+                   "/spherectl.json\nunset SPHERE_TENANT\n");
   for (size_t i = cluster_block + 1; i < blocks.size(); ++i) {
     EXPECT_FALSE(absl::StrContains(blocks[i], "<id>"))
         << "a block has a placeholder a paste cannot run: " << blocks[i];
-    std::string block = absl::StrReplaceAll(
-        blocks[i], {{state_dir, dir}, {"bazel-bin/", bin}});
+    std::string block =
+        absl::StrReplaceAll(blocks[i], {{state_dir, dir}, {"bazel-bin/", bin}});
     absl::StrAppend(&script, "echo '== README block ", i + 1, "' >&2\n", block);
   }
   auto [rc, out] = RunCommand({"/bin/bash", "-c", script});
@@ -159,15 +160,17 @@ TEST(ReadmeTest, AttestingAnUnclaimedDeviceSaysHowToClaimIt) {
   EXPECT_TRUE(absl::StrContains(
       out, absl::StrCat("device ", id,
                         " is not claimed; claim it with spherectl device "
-                        "claim --device ", id)))
+                        "claim --device ",
+                        id)))
       << out;
   // Nothing changed: the device is still unclaimed and has no certificate.
   auto d = (*cluster)->GetDevice("", id);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->state(), v1::UNCLAIMED);
-  EXPECT_NE(access(((*cluster)->dir() + "/twins/lonely/device_chain.pem").c_str(),
-                   F_OK),
-            0);
+  EXPECT_NE(
+      access(((*cluster)->dir() + "/twins/lonely/device_chain.pem").c_str(),
+             F_OK),
+      0);
   EXPECT_TRUE((*cluster)->Stop().ok());
 }
 

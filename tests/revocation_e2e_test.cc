@@ -27,7 +27,7 @@ namespace sphere::testing {
 namespace {
 
 class RevocationE2ETest : public ::testing::Test {
-protected:
+ protected:
   static void SetUpTestSuite() {
     auto c = LocalCluster::Start("revocation", 2,
                                  {"--shard_heartbeat_interval=100ms"});
@@ -46,12 +46,11 @@ protected:
 
   // Manufacture boots a device whose ROM trusts `rom_key` with `images`,
   // then registers and claims it into Contoso.
-  std::unique_ptr<mcu::Device>
-  Manufacture(const std::string &seed, const std::string &rom_key,
-              const std::vector<v1::ImagePackage> &images) {
+  std::unique_ptr<mcu::Device> Manufacture(
+      const std::string &seed, const std::string &rom_key,
+      const std::vector<v1::ImagePackage> &images) {
     auto dev = ManufactureBooted(seed, rom_key, images);
-    if (dev == nullptr)
-      return nullptr;
+    if (dev == nullptr) return nullptr;
     EXPECT_EQ(dev->boot_state(), mcu::BootState::kRunning);
     RegisterAndClaim(cluster_, tenant_->id(), *dev);
     return dev;
@@ -110,8 +109,7 @@ TEST_F(RevocationE2ETest,
   for (auto &pkg : *rogue_images) {
     v1::ImageHeader h;
     ASSERT_TRUE(h.ParseFromString(pkg.header()));
-    if (h.component() != mcu::kKernel)
-      continue;
+    if (h.component() != mcu::kKernel) continue;
     pkg =
         *mcu::SignImage(h, absl::StrCat("backdoor", pkg.payload()), rogue_key);
   }
@@ -213,12 +211,11 @@ TEST_F(RevocationE2ETest, Attack_TamperedDeviceIsRevokedAutomaticallyOnce) {
   const int64_t first_revocation = revoked->revision();
   auto twice = watch.WaitFor(
       [&](const v1::WatchEvent &e) {
-        return e.revoked_device_id() == id &&
-               e.revision() != first_revocation;
+        return e.revoked_device_id() == id && e.revision() != first_revocation;
       },
       absl::ZeroDuration());
-  EXPECT_FALSE(twice.has_value()) << "revoked again at revision "
-                                  << twice->revision();
+  EXPECT_FALSE(twice.has_value())
+      << "revoked again at revision " << twice->revision();
 
   // Nothing else changed: the bystander is still claimed and attests.
   auto o = GetDevice(other->device_id());
@@ -334,5 +331,5 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
   EXPECT_TRUE(found) << out;
 }
 
-} // namespace
-} // namespace sphere::testing
+}  // namespace
+}  // namespace sphere::testing

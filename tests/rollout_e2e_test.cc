@@ -43,17 +43,18 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   ASSERT_TRUE(app.ok()) << app.status();
   const std::string path = cluster.dir() + "/dw100-app.pkg";
   ASSERT_TRUE(util::WriteFile(path, app->SerializeAsString()).ok());
-  json image = SpherectlJson(file, "Contoso", {"image", "upload", "--file", path});
+  json image =
+      SpherectlJson(file, "Contoso", {"image", "upload", "--file", path});
   // The group's halt threshold is set at creation, and checked.
   ExpectSpherectlError(
       Spherectl(file, {"--tenant", "Contoso", "device-group", "create",
                        "--product", "DW100", "--name", "Canary",
                        "--rollout-failure-threshold", "1.5"}),
       "rollout failure threshold");
-  json group = SpherectlJson(file, "Contoso",
-                             {"device-group", "create", "--product", "DW100",
-                              "--name", "Canary",
-                              "--rollout-failure-threshold", "0.25"});
+  json group =
+      SpherectlJson(file, "Contoso",
+                    {"device-group", "create", "--product", "DW100", "--name",
+                     "Canary", "--rollout-failure-threshold", "0.25"});
   EXPECT_DOUBLE_EQ(group["rollout_failure_threshold"].get<double>(), 0.25)
       << group.dump();
   json dep = SpherectlJson(file, "Contoso",
@@ -93,10 +94,9 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
   // Another tenant: NOT_FOUND, exactly like a missing deployment, for every
   // verb; Contoso's rollout is unchanged.
   for (const std::string verb : {"status", "pause", "resume", "abort"}) {
-    ExpectSpherectlError(
-        Spherectl(file, {"--tenant", "Fabrikam", "deployment", verb,
-                         "--deployment", id}),
-        "not found");
+    ExpectSpherectlError(Spherectl(file, {"--tenant", "Fabrikam", "deployment",
+                                          verb, "--deployment", id}),
+                         "not found");
   }
   ExpectSpherectlError(
       Spherectl(file, {"--tenant", "Contoso", "deployment", "status",
@@ -124,9 +124,9 @@ TEST(RolloutE2ETest, StatusPauseResumeAbortThroughSpherectl) {
       "abort reason");
   EXPECT_EQ(status("Contoso")["state"], "RUNNING");
 
-  s = SpherectlJson(file, "Contoso",
-                    {"deployment", "abort", "--deployment", id, "--reason",
-                     "bad build"});
+  s = SpherectlJson(
+      file, "Contoso",
+      {"deployment", "abort", "--deployment", id, "--reason", "bad build"});
   EXPECT_EQ(s["state"], "ABORTED") << s.dump();
   EXPECT_EQ(s["halt_reason"], "aborted by operator: bad build") << s.dump();
   // The catalog (and so every shard) has it halted.

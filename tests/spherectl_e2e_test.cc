@@ -3,13 +3,11 @@
 // Fabrikam's operator on Contoso's objects. Each attack asserts exit code 1
 // with "error: <permission message>" AND that Contoso's objects, shown with
 // Contoso's own credential, are byte-for-byte the same JSON as before.
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
-
-#include <gtest/gtest.h>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -26,7 +24,7 @@ namespace {
 using json = nlohmann::json;
 
 class SpherectlE2ETest : public ::testing::Test {
-protected:
+ protected:
   static void SetUpTestSuite() {
     auto c = LocalCluster::Start("spherectl", 1);
     ASSERT_TRUE(c.ok()) << c.status();
@@ -60,8 +58,7 @@ protected:
 
   static std::pair<int, std::string> Ctl(std::vector<std::string> args,
                                          const std::string &cluster_file = "") {
-    return Spherectl(cluster_file.empty() ? ClusterFile() : cluster_file,
-                     args);
+    return Spherectl(cluster_file.empty() ? ClusterFile() : cluster_file, args);
   }
 
   // Json runs spherectl with --output json and parses stdout.
@@ -211,35 +208,49 @@ TEST_F(SpherectlE2ETest, DoubleClaimViaSpherectl) {
   EXPECT_EQ(r.first, 6) << r.second;  // already exists
   EXPECT_TRUE(absl::StartsWith(r.second, "error: ")) << r.second;
   EXPECT_TRUE(absl::StrContains(
-      r.second, "is already claimed by tenant \"Contoso\"; a device can be "
-                "claimed only once"))
+      r.second,
+      "is already claimed by tenant \"Contoso\"; a device can be "
+      "claimed only once"))
       << r.second;
   EXPECT_TRUE(Contoso() == before);
 }
-
 
 // ---- Parsing, exit codes, selection, output (issue 10) ----------------------
 
 TEST_F(SpherectlE2ETest, EveryVerbHelpExitsZeroAndListsExitCodes) {
   const std::vector<std::vector<std::string>> verbs = {
       {},
-      {"tenant", "create"},       {"tenant", "list"},
-      {"tenant", "show"},         {"tenant", "credential"},
-      {"tenant", "select"},       {"product", "create"},
-      {"product", "list"},        {"product", "show"},
-      {"device-group", "create"}, {"device-group", "list"},
-      {"device-group", "show"},   {"device-group", "update"},
-      {"device", "claim"},        {"device", "list"},
-      {"device", "show"},         {"device", "update"},
-      {"device", "revoke"},       {"device", "import"},
+      {"tenant", "create"},
+      {"tenant", "list"},
+      {"tenant", "show"},
+      {"tenant", "credential"},
+      {"tenant", "select"},
+      {"product", "create"},
+      {"product", "list"},
+      {"product", "show"},
+      {"device-group", "create"},
+      {"device-group", "list"},
+      {"device-group", "show"},
+      {"device-group", "update"},
+      {"device", "claim"},
+      {"device", "list"},
+      {"device", "show"},
+      {"device", "update"},
+      {"device", "revoke"},
+      {"device", "import"},
       {"device", "transfer", "request"},
       {"device", "transfer", "accept"},
       {"ca-certificate", "download"},
-      {"image", "upload"},        {"image", "list"},
-      {"os", "release"},          {"deployment", "create"},
-      {"deployment", "list"},     {"cluster", "status"},
-      {"product", "delete"},      {"device-group", "delete"},
-      {"deployment", "delete"},   {"image", "delete"}};
+      {"image", "upload"},
+      {"image", "list"},
+      {"os", "release"},
+      {"deployment", "create"},
+      {"deployment", "list"},
+      {"cluster", "status"},
+      {"product", "delete"},
+      {"device-group", "delete"},
+      {"deployment", "delete"},
+      {"image", "delete"}};
   for (std::vector<std::string> v : verbs) {
     v.push_back("--help");
     SCOPED_TRACE(absl::StrJoin(v, " "));
@@ -270,8 +281,8 @@ TEST_F(SpherectlE2ETest, UnknownFlagsVerbsAndNounsAreUsageErrors) {
 
 TEST_F(SpherectlE2ETest, ExitCodesDistinguishNotFoundAndUnavailable) {
   ExpectSpherectlError(
-      Ctl({"--tenant", "Contoso", "product", "show", "--product", "NoSuch"}),
-      3, "NoSuch");
+      Ctl({"--tenant", "Contoso", "product", "show", "--product", "NoSuch"}), 3,
+      "NoSuch");
   // A cluster file whose management address does not answer.
   auto text = util::ReadFile(ClusterFile());
   ASSERT_TRUE(text.ok());
@@ -293,12 +304,12 @@ TEST_F(SpherectlE2ETest, DeviceListSurvivesASilentShard) {
   ASSERT_TRUE(j.contains("shards")) << *text;
   json shards = json::array();
   shards.push_back({{"id", "shard-silent"}, {"address", "127.0.0.1:1"}});
-  for (const json& s : j["shards"]) shards.push_back(s);
+  for (const json &s : j["shards"]) shards.push_back(s);
   j["shards"] = shards;
   const std::string file = cluster_->dir() + "/silent-shard-cluster.json";
   ASSERT_TRUE(util::WriteFile(file, j.dump()).ok());
-  auto [rc, out] = Ctl({"--timeout", "5", "--tenant", "Contoso", "device",
-                        "list"}, file);
+  auto [rc, out] =
+      Ctl({"--timeout", "5", "--tenant", "Contoso", "device", "list"}, file);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, *device_)) << out;
   size_t warnings = 0;
@@ -312,8 +323,8 @@ TEST_F(SpherectlE2ETest, DeviceListSurvivesASilentShard) {
 
 TEST_F(SpherectlE2ETest, NonAsciiNamesAreRefusedReadably) {
   const json before = Json("Contoso", {"product", "list"});
-  auto r = Ctl({"--tenant", "Contoso", "product", "create", "--name",
-                "Caf\xc3\xa9"});
+  auto r = Ctl(
+      {"--tenant", "Contoso", "product", "create", "--name", "Caf\xc3\xa9"});
   ExpectSpherectlError(r, 2,
                        "--name \"Caf\\xc3\\xa9\" contains a non-ASCII "
                        "character at byte 4");
@@ -323,13 +334,16 @@ TEST_F(SpherectlE2ETest, NonAsciiNamesAreRefusedReadably) {
 TEST_F(SpherectlE2ETest, Attack_TerminalInjectionInTablesIsEscaped) {
   // A description is free text: it may carry escape sequences that would
   // retitle or clear the operator's terminal.
-  const std::string evil = "\x1b]0;pwned\x07\x1b[2J\xc2\x9b" "31m";
+  const std::string evil =
+      "\x1b]0;pwned\x07\x1b[2J\xc2\x9b"
+      "31m";
   auto [rc, out] = Ctl({"--tenant", "Contoso", "product", "create", "--name",
                         "Evil", "--description", evil});
   if (rc == 0) {
     std::tie(rc, out) = Ctl({"--tenant", "Contoso", "product", "list"});
     ASSERT_EQ(rc, 0) << out;
-    EXPECT_TRUE(absl::StrContains(out, "\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b31m"))
+    EXPECT_TRUE(
+        absl::StrContains(out, "\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b31m"))
         << out;
   } else {
     // The server refused the description: nothing was created.
@@ -351,7 +365,8 @@ TEST_F(SpherectlE2ETest, TablesShowNamesSortedAndPaged) {
   EXPECT_TRUE(absl::StrContains(out, "DW100")) << out;
   EXPECT_TRUE(absl::StrContains(out, "Production")) << out;
   EXPECT_TRUE(absl::StrContains(out, "Claimed")) << out;
-  EXPECT_FALSE(absl::StrContains(out, device["device_group_id"].get<std::string>()))
+  EXPECT_FALSE(
+      absl::StrContains(out, device["device_group_id"].get<std::string>()))
       << out;
   EXPECT_FALSE(absl::StrContains(out, device["product_id"].get<std::string>()))
       << out;
@@ -363,9 +378,9 @@ TEST_F(SpherectlE2ETest, TablesShowNamesSortedAndPaged) {
   std::vector<std::string> names;
   std::string token;
   for (int page = 0; page < 10; ++page) {
-    std::vector<std::string> cmd = {"--tenant", "Contoso", "--output", "json",
-                                    "device-group", "list", "--product",
-                                    "DW100", "--page-size", "2"};
+    std::vector<std::string> cmd = {
+        "--tenant", "Contoso",   "--output", "json",        "device-group",
+        "list",     "--product", "DW100",    "--page-size", "2"};
     if (!token.empty()) {
       cmd.push_back("--page-token");
       cmd.push_back(token);
@@ -401,8 +416,9 @@ TEST_F(SpherectlE2ETest, DeviceListFiltersByProductAndGroup) {
   std::tie(rc, out) =
       Ctl({"--tenant", "Contoso", "device", "claim", "--device", other});
   ASSERT_EQ(rc, 0) << out;
-  std::tie(rc, out) = Ctl({"--tenant", "Contoso", "device", "update", "--device",
-                           other, "--device-group", "DW200/Development"});
+  std::tie(rc, out) =
+      Ctl({"--tenant", "Contoso", "device", "update", "--device", other,
+           "--device-group", "DW200/Development"});
   ASSERT_EQ(rc, 0) << out;
   auto ids = [](const json &devices) {
     std::vector<std::string> out;
@@ -462,15 +478,16 @@ TEST_F(SpherectlE2ETest, DeviceImportFromCsv) {
 
   // A file with one bad line imports nothing, and says which line.
   const std::string bad = cluster_->dir() + "/bad-keys.csv";
-  ASSERT_TRUE(util::WriteFile(bad, crypto::HexEncode(keys[0]) + "\nnot-a-key\n")
-                  .ok());
+  ASSERT_TRUE(
+      util::WriteFile(bad, crypto::HexEncode(keys[0]) + "\nnot-a-key\n").ok());
   ExpectSpherectlError(Ctl({"device", "import", "--file", bad}), 2,
                        "bad-keys.csv:2: the public key must be 130 hex digits");
-  ExpectSpherectlError(Ctl({"--tenant", "Contoso", "device", "claim",
-                            "--device", ids[0]}),
-                       3, "");
+  ExpectSpherectlError(
+      Ctl({"--tenant", "Contoso", "device", "claim", "--device", ids[0]}), 3,
+      "");
 
-  json r = SpherectlJson(ClusterFile(), "", {"device", "import", "--file", good});
+  json r =
+      SpherectlJson(ClusterFile(), "", {"device", "import", "--file", good});
   EXPECT_EQ(r["imported"], "3") << r.dump();  // uint64 prints as a string
   r = SpherectlJson(ClusterFile(), "", {"device", "import", "--file", good});
   EXPECT_EQ(r["already_known"], "3") << r.dump();
@@ -482,7 +499,6 @@ TEST_F(SpherectlE2ETest, DeviceImportFromCsv) {
   ExpectSpherectlError(
       Ctl({"--tenant", "Contoso", "device", "import", "--file", good}), 4, "");
 }
-
 
 TEST_F(SpherectlE2ETest, DeleteVerbsRefuseWhatIsInUseOrInvisible) {
   auto [rc, out] =
@@ -499,8 +515,8 @@ TEST_F(SpherectlE2ETest, DeleteVerbsRefuseWhatIsInUseOrInvisible) {
   // Invisible: Fabrikam names Contoso's product and group by id.
   const std::string product_id = before.product["id"];
   const std::string group_id = before.device["device_group_id"];
-  auto denied =
-      Ctl({"--tenant", "Fabrikam", "product", "delete", "--product", product_id});
+  auto denied = Ctl(
+      {"--tenant", "Fabrikam", "product", "delete", "--product", product_id});
   ExpectSpherectlError(denied, 3, "not found");
   EXPECT_FALSE(absl::StrContains(denied.second, "Contoso")) << denied.second;
   ExpectSpherectlError(Ctl({"--tenant", "Fabrikam", "device-group", "delete",
@@ -525,5 +541,5 @@ TEST_F(SpherectlE2ETest, DeleteVerbsRefuseWhatIsInUseOrInvisible) {
   EXPECT_TRUE(Contoso() == before);
 }
 
-} // namespace
-} // namespace sphere::testing
+}  // namespace
+}  // namespace sphere::testing

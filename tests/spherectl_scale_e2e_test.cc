@@ -8,9 +8,8 @@
 // carry is refused and changes nothing).
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <string>
@@ -99,20 +98,22 @@ class SpherectlScaleTest : public ::testing::Test {
   static Page List(const std::string& noun,
                    const std::vector<std::string>& args,
                    const std::string& cluster_file = "") {
-    std::vector<std::string> argv = {"--tenant", "Contoso", "--output", "json",
-                                     noun, "list"};
+    std::vector<std::string> argv = {"--tenant", "Contoso", "--output",
+                                     "json",     noun,      "list"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto [rc, out] = Spherectl(
         cluster_file.empty() ? cluster_->cluster_file() : cluster_file, argv);
     EXPECT_EQ(rc, 0) << out.substr(0, 2000);
     Page page;
     std::string body = out;
-    static const std::regex kMore("(^|\n)more: add --page-size [0-9]+ "
-                                  "--page-token '([^']*)' for the next page\n");
+    static const std::regex kMore(
+        "(^|\n)more: add --page-size [0-9]+ "
+        "--page-token '([^']*)' for the next page\n");
     std::smatch m;
     if (std::regex_search(out, m, kMore)) {
       page.next = m[2];
-      body = out.substr(0, m.position(0)) + out.substr(m.position(0) + m.length(0));
+      body = out.substr(0, m.position(0)) +
+             out.substr(m.position(0) + m.length(0));
     }
     // Device lists also warn on stderr when a shard does not answer; none
     // is expected here, so the body must be exactly the JSON array.
@@ -170,8 +171,8 @@ TEST_F(SpherectlScaleTest, DevicePagesLinkedByTokensCoverEveryRowOnce) {
   // 700 does not divide 2,500 or the server's 1,000: pages end mid-page.
   for (int size : {700}) {
     size_t pages = 0, largest = 0;
-    std::vector<std::string> ids = AllPages("device", "id", size, &pages,
-                                            &largest);
+    std::vector<std::string> ids =
+        AllPages("device", "id", size, &pages, &largest);
     EXPECT_EQ(ids, *device_ids_) << "page size " << size;
     EXPECT_EQ(pages, static_cast<size_t>((kDevices + size - 1) / size))
         << "page size " << size;
@@ -191,8 +192,8 @@ TEST_F(SpherectlScaleTest, DevicePageSizeAboveTheServerLimitIsCapped) {
   // The server returns at most 1,000 devices per page; asking for more
   // pages at 1,000 and still reaches every row.
   size_t pages = 0, largest = 0;
-  std::vector<std::string> ids = AllPages("device", "id", 5000, &pages,
-                                          &largest);
+  std::vector<std::string> ids =
+      AllPages("device", "id", 5000, &pages, &largest);
   EXPECT_EQ(ids, *device_ids_);
   EXPECT_EQ(largest, 1000u);
   EXPECT_EQ(pages, 3u);
@@ -200,9 +201,9 @@ TEST_F(SpherectlScaleTest, DevicePageSizeAboveTheServerLimitIsCapped) {
 
 TEST_F(SpherectlScaleTest, Attack_OutOfRangePageSizeIsAUsageError) {
   for (const char* size : {"0", "-5", "100001", "many"}) {
-    auto r = Spherectl(cluster_->cluster_file(),
-                       {"--tenant", "Contoso", "device", "list",
-                        "--page-size", size});
+    auto r = Spherectl(
+        cluster_->cluster_file(),
+        {"--tenant", "Contoso", "device", "list", "--page-size", size});
     EXPECT_EQ(r.first, 2) << size << ": " << r.second;  // kExitUsage
   }
   // Nothing changed: still every device, once.
@@ -250,15 +251,16 @@ TEST_F(SpherectlScaleTest, Attack_ServerCertificateForAnotherNameIsRefused) {
   auto r = Spherectl(evil_shard, {"--tenant", "Contoso", "device", "list",
                                   "--page-size", "5"});
   EXPECT_EQ(r.first, 0) << r.second;
-  EXPECT_TRUE(absl::StrContains(r.second, "warning: shard shard-0")) << r.second;
+  EXPECT_TRUE(absl::StrContains(r.second, "warning: shard shard-0"))
+      << r.second;
 
   // The right name (one the certificates carry) works for every process.
-  const std::string ip = with_names(
-      {{"management", "127.0.0.1"}, {"shard-0", "127.0.0.1"},
-       {"shard-1", "127.0.0.1"}},
-      "ip_names.json");
-  auto ok = Spherectl(ip, {"--tenant", "Contoso", "device", "list",
-                           "--page-size", "5"});
+  const std::string ip = with_names({{"management", "127.0.0.1"},
+                                     {"shard-0", "127.0.0.1"},
+                                     {"shard-1", "127.0.0.1"}},
+                                    "ip_names.json");
+  auto ok = Spherectl(
+      ip, {"--tenant", "Contoso", "device", "list", "--page-size", "5"});
   EXPECT_EQ(ok.first, 0) << ok.second;
   EXPECT_FALSE(absl::StrContains(ok.second, "warning")) << ok.second;
 }

@@ -40,17 +40,19 @@ namespace {
 
 // RelyingParty: ReportTelemetry only for authenticated, unrevoked devices
 // with a full-scope certificate; counts what it accepted.
-class RelyingParty final : public ::contoso::v1::DeviceGateway::CallbackService {
+class RelyingParty final
+    : public ::contoso::v1::DeviceGateway::CallbackService {
  public:
   explicit RelyingParty(const auth::DeviceAuthenticator* auth) : auth_(auth) {}
 
   grpc::ServerUnaryReactor* ReportTelemetry(
-      grpc::CallbackServerContext* ctx, const ::contoso::v1::ReportTelemetryRequest* req,
+      grpc::CallbackServerContext* ctx,
+      const ::contoso::v1::ReportTelemetryRequest* req,
       ::contoso::v1::ReportTelemetryResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     absl::StatusOr<auth::DeviceContext> device = auth_->FromCall(*ctx);
-    absl::Status s = device.ok() ? auth::RequireFullScope(*device)
-                                 : device.status();
+    absl::Status s =
+        device.ok() ? auth::RequireFullScope(*device) : device.status();
     if (s.ok()) {
       absl::MutexLock l(&mu_);
       accepted_ += req->samples_size();
@@ -144,8 +146,8 @@ class TlsMatrixTest : public ::testing::Test {
   }
 
   // Spec for a client certificate valid now, with `claims`.
-  static crypto::CertificateSpec ClientSpec(const crypto::EcPrivateKey& key,
-                                            const crypto::DeviceClaims& claims) {
+  static crypto::CertificateSpec ClientSpec(
+      const crypto::EcPrivateKey& key, const crypto::DeviceClaims& claims) {
     crypto::CertificateSpec spec;
     spec.common_name = "tls-matrix client";
     spec.subject_public_key = key.PublicKey();
@@ -273,9 +275,8 @@ TEST_F(TlsMatrixTest, ControlValidCredentialsAreAccepted) {
       CreateTenantAs(Mint(ClientSpec(key, OperatorClaims()), key), "Control");
   EXPECT_TRUE(op.ok()) << op.error_message();
   const int accepted = relying_party_->accepted();
-  grpc::Status dev = ReportTelemetryAs(
-      Mint(ClientSpec(good_->key, DeviceClaimsFor(*good_, "full")),
-           good_->key));
+  grpc::Status dev = ReportTelemetryAs(Mint(
+      ClientSpec(good_->key, DeviceClaimsFor(*good_, "full")), good_->key));
   EXPECT_TRUE(dev.ok()) << dev.error_message();
   EXPECT_EQ(relying_party_->accepted(), accepted + 1);
 }
@@ -318,8 +319,8 @@ TEST_F(TlsMatrixTest, Attack_WrongIssuerClientCertificate) {
 
 TEST_F(TlsMatrixTest, Attack_SelfSignedClientCertificate) {
   auto key = crypto::EcPrivateKey::Generate();
-  auto pem = crypto::IssueCertificate(ClientSpec(key, OperatorClaims()), key,
-                                      "");
+  auto pem =
+      crypto::IssueCertificate(ClientSpec(key, OperatorClaims()), key, "");
   ASSERT_TRUE(pem.ok());
   ExpectHandshakeRefused({*pem, key.ToPem(), pki_->root_pem},
                          "Evil-selfsigned");
@@ -344,9 +345,9 @@ TEST_F(TlsMatrixTest, Attack_WrongKeyUsageServerOnlyOperatorCertificate) {
 TEST_F(TlsMatrixTest, Attack_RevokedDeviceCertificate) {
   // The certificate itself is valid (platform-signed, in date): only the
   // revocation in the catalog stands between it and the services.
-  rpc::TlsFiles tls = Mint(
-      ClientSpec(revoked_->key, DeviceClaimsFor(*revoked_, "full")),
-      revoked_->key);
+  rpc::TlsFiles tls =
+      Mint(ClientSpec(revoked_->key, DeviceClaimsFor(*revoked_, "full")),
+           revoked_->key);
   const std::string before = State();
   // The shard refuses it a challenge.
   auto revision = cluster_->ManagementRevision();
@@ -375,9 +376,9 @@ TEST_F(TlsMatrixTest, Attack_RevokedDeviceCertificate) {
 }
 
 TEST_F(TlsMatrixTest, Attack_UpdateOnlyCertificateOnFullScopeMethod) {
-  rpc::TlsFiles tls = Mint(
-      ClientSpec(good_->key, DeviceClaimsFor(*good_, "update-only")),
-      good_->key);
+  rpc::TlsFiles tls =
+      Mint(ClientSpec(good_->key, DeviceClaimsFor(*good_, "update-only")),
+           good_->key);
   const int accepted = relying_party_->accepted();
   const std::string before = State();
   grpc::Status rp = ReportTelemetryAs(tls);
@@ -390,8 +391,8 @@ TEST_F(TlsMatrixTest, Attack_UpdateOnlyCertificateOnFullScopeMethod) {
 }
 
 TEST_F(TlsMatrixTest, Attack_DeviceCertificateOnManagementMethod) {
-  rpc::TlsFiles tls = Mint(
-      ClientSpec(good_->key, DeviceClaimsFor(*good_, "full")), good_->key);
+  rpc::TlsFiles tls =
+      Mint(ClientSpec(good_->key, DeviceClaimsFor(*good_, "full")), good_->key);
   const std::string before = State();
   grpc::Status st = CreateTenantAs(tls, "Evil-device");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED)

@@ -31,7 +31,8 @@ class CountingTransport final : public client::AttestationTransport {
  public:
   explicit CountingTransport(client::AttestationTransport* inner)
       : inner_(inner) {}
-  void GetChallenge(v1::GetChallengeRequest r, ChallengeCallback done) override {
+  void GetChallenge(v1::GetChallengeRequest r,
+                    ChallengeCallback done) override {
     inner_->GetChallenge(std::move(r), std::move(done));
   }
   void Attest(v1::AttestRequest r, AttestCallback done) override {
@@ -41,18 +42,17 @@ class CountingTransport final : public client::AttestationTransport {
                     UploadErrorsCallback done) override {
     ++uploads;
     if (token.empty()) ++without_token;
-    inner_->UploadErrors(
-        std::move(r), std::move(token),
-        [this, done = std::move(done)](
-            absl::StatusOr<v1::UploadErrorsResponse> a) {
-          if (a.ok()) {
-            stored += a->stored();
-            duplicates += a->duplicates();
-          } else {
-            ++failed;
-          }
-          done(std::move(a));
-        });
+    inner_->UploadErrors(std::move(r), std::move(token),
+                         [this, done = std::move(done)](
+                             absl::StatusOr<v1::UploadErrorsResponse> a) {
+                           if (a.ok()) {
+                             stored += a->stored();
+                             duplicates += a->duplicates();
+                           } else {
+                             ++failed;
+                           }
+                           done(std::move(a));
+                         });
   }
   std::atomic<int> uploads{0}, without_token{0}, failed{0};
   std::atomic<uint64_t> stored{0}, duplicates{0};
@@ -107,9 +107,9 @@ TEST(TwinErrorUploadTest, RingReachesShardExactlyOnceThroughGateway) {
   {
     twin::TwinDriver driver(&transport, Clock::Real());
     for (auto& t : twins) driver.Add(t.get());
-    ASSERT_TRUE(driver.RunUntil(
-        [&] { return driver.certified() == twins.size(); },
-        absl::Now() + absl::Seconds(60)));
+    ASSERT_TRUE(
+        driver.RunUntil([&] { return driver.certified() == twins.size(); },
+                        absl::Now() + absl::Seconds(60)));
     // Each device crashes an app kEventsPerTwin times: APP_CRASH events in
     // its ring (the mcu-model's own trigger).
     for (auto& t : twins) {

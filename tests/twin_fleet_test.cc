@@ -13,10 +13,9 @@
 // Also checked: every twin ends certified with a chain it verified, the
 // client computed every owner from the ring (no redirect), and the window
 // bounded the RPCs in flight.
+#include <gtest/gtest.h>
 #include <malloc.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -113,19 +112,19 @@ class ClaimAll {
         call->req.set_device_id(s->ids_[s->next_++]);
       }
       call->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
-      s->stub_->async()->ClaimDevice(
-          &call->ctx, &call->req, &call->resp, [s, call](grpc::Status st) {
-            {
-              absl::MutexLock l(&s->mu_);
-              --s->in_flight_;
-              if (!st.ok() && s->failed_++ == 0) {
-                s->first_error_ = st.error_message();
-              }
-            }
-            StartMore(s);
-            absl::MutexLock l(&s->mu_);
-            --s->remaining_;
-          });
+      s->stub_->async()->ClaimDevice(&call->ctx, &call->req, &call->resp,
+                                     [s, call](grpc::Status st) {
+                                       {
+                                         absl::MutexLock l(&s->mu_);
+                                         --s->in_flight_;
+                                         if (!st.ok() && s->failed_++ == 0) {
+                                           s->first_error_ = st.error_message();
+                                         }
+                                       }
+                                       StartMore(s);
+                                       absl::MutexLock l(&s->mu_);
+                                       --s->remaining_;
+                                     });
     }
   }
 
@@ -207,8 +206,7 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   ASSERT_TRUE(driver.RunUntil(
       [&] { return driver.certified() + driver.refused() == kTwins; },
       absl::Now() + absl::Seconds(600)))
-      << driver.certified() << " certified, " << driver.refused()
-      << " refused";
+      << driver.certified() << " certified, " << driver.refused() << " refused";
   const absl::Duration attest_time = absl::Now() - t1;
   EXPECT_EQ(driver.certified(), static_cast<size_t>(kTwins));
   EXPECT_EQ(driver.refused(), 0u);
@@ -231,8 +229,7 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
   const size_t heap_idle = HeapInUse(), rss_idle = RssBytes();
   size_t footprint = 0;
   for (const auto& t : twins) footprint += t->FootprintBytes();
-  const double per_twin =
-      static_cast<double>(heap_idle - heap0) / kTwins;
+  const double per_twin = static_cast<double>(heap_idle - heap0) / kTwins;
   const double per_twin_manufactured =
       static_cast<double>(heap_manufactured - heap0) / kTwins;
   const double rss_per_twin =
@@ -249,8 +246,7 @@ TEST(TwinFleetTest, TenThousandTwinsAttestInOneProcess) {
       "  RSS per idle certified twin: %.0f B\n"
       "  client: %llu calls, %llu redirects, window high-water %d\n",
       kTwins, absl::ToDoubleSeconds(manufacture_time),
-      absl::ToDoubleSeconds(register_time),
-      absl::ToDoubleSeconds(attest_time),
+      absl::ToDoubleSeconds(register_time), absl::ToDoubleSeconds(attest_time),
       kTwins / absl::ToDoubleSeconds(attest_time), per_twin_manufactured,
       per_twin, static_cast<double>(footprint) / kTwins, rss_per_twin,
       static_cast<unsigned long long>(stats.calls),

@@ -121,9 +121,9 @@ rpc::TlsFiles TwinProcessTls(const LocalCluster& cluster,
   auto state = twin::ReadTwinState(twin::TwinStatePath(cluster.dir(), name));
   EXPECT_TRUE(state.ok()) << state.status();
   if (!state.ok()) return tls;
-  auto dev = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
-                                  state->rom_image_signing_key(),
-                                  state->device(), {});
+  auto dev =
+      mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                           state->rom_image_signing_key(), state->device(), {});
   EXPECT_TRUE(dev.ok()) << dev.status();
   if (!dev.ok()) return tls;
   tls.cert_pem = state->manufacturing_chain_pem();

@@ -33,13 +33,14 @@ absl::Status TwinRun::Start(const std::vector<std::string>& argv) {
     eof_ = true;
   });
   absl::MutexLock l(&mu_);
-  mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](TwinRun* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return t->eof_ || absl::StrContains(t->out_, "twin control serving");
-          },
-          this),
-      absl::Seconds(60));
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](TwinRun* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                             return t->eof_ ||
+                                    absl::StrContains(t->out_,
+                                                      "twin control serving");
+                           },
+                           this),
+                       absl::Seconds(60));
   if (!absl::StrContains(out_, "twin control serving")) {
     return absl::UnavailableError(absl::StrCat("twin run: ", out_));
   }

@@ -47,9 +47,9 @@ class UpdateE2ETest : public ::testing::Test {
       auto [rc, out] = Ctl(args);
       ASSERT_EQ(rc, 0) << out;
     }
-    auto [rc, out] = RunCommand({BinaryPath("securitysvc/os_builder"),
-                                 "--state-dir", cluster_->dir(), "--version",
-                                 "2"});
+    auto [rc, out] =
+        RunCommand({BinaryPath("securitysvc/os_builder"), "--state-dir",
+                    cluster_->dir(), "--version", "2"});
     ASSERT_EQ(rc, 0) << out;
   }
   static void TearDownTestSuite() {
@@ -93,10 +93,13 @@ class UpdateE2ETest : public ::testing::Test {
   static std::pair<int, std::string> Twin(const std::string& name,
                                           const std::string& command,
                                           const std::string& chain_out = "") {
-    std::vector<std::string> argv = {
-        BinaryPath("twin/twin"), "--cluster", cluster_->cluster_file(),
-        "--name", name, "--min_catalog_revision",
-        absl::StrCat(CatalogRevision(cluster_))};
+    std::vector<std::string> argv = {BinaryPath("twin/twin"),
+                                     "--cluster",
+                                     cluster_->cluster_file(),
+                                     "--name",
+                                     name,
+                                     "--min_catalog_revision",
+                                     absl::StrCat(CatalogRevision(cluster_))};
     if (!chain_out.empty()) {
       argv.push_back("--chain_out");
       argv.push_back(chain_out);
@@ -137,8 +140,8 @@ TEST_F(UpdateE2ETest, OsReleaseUpdateRequiredTwinUpdateUpToDate) {
   // The re-attestation after the install reboot is already UP_TO_DATE.
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
 
-  auto state = twin::ReadTwinState(twin::TwinStatePath(cluster_->dir(),
-                                                       "dw100-upd"));
+  auto state =
+      twin::ReadTwinState(twin::TwinStatePath(cluster_->dir(), "dw100-upd"));
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_GT(state->update_metadata_version(), 0u);
 
@@ -158,8 +161,8 @@ TEST_F(UpdateE2ETest, OsReleaseUpdateRequiredTwinUpdateUpToDate) {
   EXPECT_EQ(shown["last_attestation_outcome"], "UP_TO_DATE") << shown.dump();
   EXPECT_EQ(shown.value("os_version", ""), "2") << shown.dump();
   // The shard recorded the twin's ReportUpdateResult.
-  EXPECT_TRUE(absl::StartsWith(shown.value("last_update_result", ""),
-                               "INSTALLED"))
+  EXPECT_TRUE(
+      absl::StartsWith(shown.value("last_update_result", ""), "INSTALLED"))
       << shown.dump();
 }
 
@@ -182,14 +185,14 @@ class TwinRun {
       eof_ = true;
     });
     absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](TwinRun* t) {
-              return t->eof_ ||
-                     absl::StrContains(t->out_, "twin control serving");
-            },
-            this),
-        absl::Seconds(60));
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](TwinRun* t) {
+                               return t->eof_ ||
+                                      absl::StrContains(t->out_,
+                                                        "twin control serving");
+                             },
+                             this),
+                         absl::Seconds(60));
     if (!absl::StrContains(out_, "twin control serving")) {
       return absl::UnavailableError(absl::StrCat("twin run: ", out_));
     }
@@ -221,12 +224,12 @@ TEST_F(UpdateE2ETest, TwinRunServesControlAndCheckForUpdatesInstalls) {
   ASSERT_FALSE(id.empty());
   ReleaseOs2();
   TwinRun run;
-  ASSERT_TRUE(run.Start({BinaryPath("twin/twin"), "--cluster",
-                         cluster_->cluster_file(), "--name", "dw100-run",
-                         "--min_catalog_revision",
-                         absl::StrCat(CatalogRevision(cluster_)),
-                         "--update_check_interval=24h", "run-basic"})
-                  .ok())
+  ASSERT_TRUE(
+      run.Start({BinaryPath("twin/twin"), "--cluster", cluster_->cluster_file(),
+                 "--name", "dw100-run", "--min_catalog_revision",
+                 absl::StrCat(CatalogRevision(cluster_)),
+                 "--update_check_interval=24h", "run-basic"})
+          .ok())
       << run.output();
   const std::string dir = twin::TwinDir(cluster_->dir(), "dw100-run");
   auto port = util::ReadFile(dir + "/control.port");

@@ -103,10 +103,13 @@ class UpdateResumeE2ETest : public ::testing::Test {
   static std::vector<std::string> TwinArgv(const std::string& name,
                                            std::vector<std::string> flags,
                                            const std::string& command) {
-    std::vector<std::string> argv = {
-        BinaryPath("twin/twin"), "--cluster", cluster_->cluster_file(),
-        "--name", name, "--min_catalog_revision",
-        absl::StrCat(CatalogRevision(cluster_))};
+    std::vector<std::string> argv = {BinaryPath("twin/twin"),
+                                     "--cluster",
+                                     cluster_->cluster_file(),
+                                     "--name",
+                                     name,
+                                     "--min_catalog_revision",
+                                     absl::StrCat(CatalogRevision(cluster_))};
     argv.insert(argv.end(), flags.begin(), flags.end());
     argv.push_back(command);
     return argv;
@@ -143,7 +146,8 @@ class UpdateResumeE2ETest : public ::testing::Test {
 
 LocalCluster* UpdateResumeE2ETest::cluster_ = nullptr;
 
-TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) {
+TEST_F(UpdateResumeE2ETest,
+       Fault_TwinKilledMidDownloadResumesFromItsSavePoint) {
   for (std::vector<std::string> args :
        {std::vector<std::string>{"tenant", "create", "--name", "Contoso"},
         {"tenant", "credential", "--name", "Contoso"},
@@ -151,9 +155,9 @@ TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) 
     auto [rc, out] = Ctl(args);
     ASSERT_EQ(rc, 0) << out;
   }
-  auto [rc, out] = RunCommand({BinaryPath("securitysvc/os_builder"),
-                               "--state-dir", cluster_->dir(), "--version",
-                               "2"});
+  auto [rc, out] =
+      RunCommand({BinaryPath("securitysvc/os_builder"), "--state-dir",
+                  cluster_->dir(), "--version", "2"});
   ASSERT_EQ(rc, 0) << out;
   std::tie(rc, out) =
       RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
@@ -170,8 +174,8 @@ TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) 
            "--device-group", "DW100/Production OS Evaluation"});
   ASSERT_EQ(rc, 0) << out;
   const std::string images = cluster_->dir() + "/images/os-2";
-  std::tie(rc, out) = Ctl({"os", "release", "--feed", "RetailEval",
-                           "--version", "2", "--images-dir", images});
+  std::tie(rc, out) = Ctl({"os", "release", "--feed", "RetailEval", "--version",
+                           "2", "--images-dir", images});
   ASSERT_EQ(rc, 0) << out;
   // What a whole download of the release costs the shards.
   uint64_t release_bytes = 0;
@@ -199,8 +203,8 @@ TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) 
                                    "--update_budget=600s"},
                                   "update"))
                   .ok());
-  ASSERT_TRUE(first.AwaitOutput("twin: download progress saved",
-                                absl::Minutes(3)))
+  ASSERT_TRUE(
+      first.AwaitOutput("twin: download progress saved", absl::Minutes(3)))
       << first.output();
   EXPECT_EQ(first.Kill(), SIGKILL) << first.output();
   EXPECT_FALSE(absl::StrContains(first.output(), "INSTALLED"))
@@ -216,16 +220,15 @@ TEST_F(UpdateResumeE2ETest, Fault_TwinKilledMidDownloadResumesFromItsSavePoint) 
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "download resumes from saved progress"))
       << out;
-  EXPECT_TRUE(absl::StrContains(out, absl::StrCat("\"offset\":\"", saved,
-                                                  "\"")))
+  EXPECT_TRUE(
+      absl::StrContains(out, absl::StrCat("\"offset\":\"", saved, "\"")))
       << out;
   EXPECT_TRUE(absl::StrContains(out, "INSTALLED")) << out;
   EXPECT_FALSE(absl::StrContains(out, "FAILED")) << out;
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
   EXPECT_EQ(SavedOffset("dw100-kill"), 0u);  // nothing partial is left
   // The shards served the rest, not the release again from byte 0.
-  const uint64_t served_second =
-      ServedBytes() - served_at_start - served_first;
+  const uint64_t served_second = ServedBytes() - served_at_start - served_first;
   EXPECT_GT(served_second, 0u);
   EXPECT_LE(served_second, release_bytes - saved);
 

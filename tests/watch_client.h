@@ -17,7 +17,7 @@
 namespace sphere::testing {
 
 class WatchClient {
-public:
+ public:
   WatchClient(v1::ManagementService::Stub *stub, int64_t start_revision) {
     v1::WatchRequest req;
     req.set_start_revision(start_revision);
@@ -39,9 +39,9 @@ public:
   }
 
   // WaitFor blocks until an event satisfies `pred` (returns it) or timeout.
-  std::optional<v1::WatchEvent>
-  WaitFor(const std::function<bool(const v1::WatchEvent &)> &pred,
-          absl::Duration timeout) {
+  std::optional<v1::WatchEvent> WaitFor(
+      const std::function<bool(const v1::WatchEvent &)> &pred,
+      absl::Duration timeout) {
     absl::MutexLock l(&mu_);
     std::optional<v1::WatchEvent> found;
     auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -57,7 +57,7 @@ public:
     return found;
   }
 
-private:
+ private:
   grpc::ClientContext ctx_;
   std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
   grpc::Status status_;
@@ -67,6 +67,6 @@ private:
   std::thread thread_;
 };
 
-} // namespace sphere::testing
+}  // namespace sphere::testing
 
-#endif // SPHERE_TESTS_WATCH_CLIENT_H_
+#endif  // SPHERE_TESTS_WATCH_CLIENT_H_

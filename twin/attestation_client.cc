@@ -40,9 +40,8 @@ absl::StatusOr<v1::AttestResponse> AttestationClient::Attest(
   v1::GetChallengeRequest creq;
   creq.set_device_id(device_id);
   creq.set_min_catalog_revision(min_catalog_revision);
-  auto challenge = Call<v1::GetChallengeResponse>([&](auto cb) {
-    client_.GetChallenge(std::move(creq), std::move(cb));
-  });
+  auto challenge = Call<v1::GetChallengeResponse>(
+      [&](auto cb) { client_.GetChallenge(std::move(creq), std::move(cb)); });
   if (!challenge.ok()) return challenge.status();
   auto quote = quoter(challenge->nonce());
   if (!quote.ok()) return quote.status();

@@ -113,9 +113,8 @@ bool TwinDriver::RunUntil(const std::function<bool()>& done,
           return twin.OnChallenge(now, std::move(*c));
         });
       } else if (auto* u = std::get_if<2>(&a.result)) {
-        Apply(a.index, [now, u](Twin& twin) {
-          return twin.OnErrorsUploaded(now, *u);
-        });
+        Apply(a.index,
+              [now, u](Twin& twin) { return twin.OnErrorsUploaded(now, *u); });
       } else {
         auto& r = std::get<1>(a.result);
         Apply(a.index, [this, now, &r, index = a.index](Twin& twin) {

@@ -56,8 +56,8 @@ class TwinDriver {
   // Called on the RunUntil thread after a twin accepted an attestation (the
   // chain is verified and the twin is kCertified); for persistence or
   // printing. The twin itself keeps only the chain's expiry and token.
-  using AttestObserver =
-      std::function<void(uint32_t index, Twin& twin, const v1::AttestResponse&)>;
+  using AttestObserver = std::function<void(uint32_t index, Twin& twin,
+                                            const v1::AttestResponse&)>;
 
   struct Options {
     size_t max_active = 256;  // twins mid-attestation at once

@@ -94,7 +94,7 @@ class ErrorUploader {
   void AckInFlight();
 
   const ErrorUploadPolicy* policy_;
-  mcu::Device* device_ = nullptr;  // from OnTimer
+  mcu::Device* device_ = nullptr;   // from OnTimer
   uint64_t collected_through_ = 0;  // newest sequence collected
   uint64_t in_flight_through_ = 0;  // last sequence of the batch in flight
   size_t pending_ = 0;
@@ -106,7 +106,7 @@ class ErrorUploader {
   uint64_t dropped_acked_ = 0;  // ... that the service acknowledged
   uint64_t uploaded_ = 0;       // events acknowledged (stored or duplicate)
   uint64_t jitter_seed_ = 0;
-  uint32_t in_flight_ = 0;      // events of the batch in flight
+  uint32_t in_flight_ = 0;  // events of the batch in flight
   uint16_t retries_ = 0;
 };
 

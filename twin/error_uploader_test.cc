@@ -35,7 +35,8 @@ class ErrorUploaderTest : public ::testing::Test {
     device_->DrainErrorEvents();  // start from an empty ring
   }
   void Tamper(int n) {
-    for (int i = 0; i < n; ++i) device_->TriggerTamper(absl::StrCat("probe-", i));
+    for (int i = 0; i < n; ++i)
+      device_->TriggerTamper(absl::StrCat("probe-", i));
   }
   static v1::UploadErrorsResponse Ok(int stored) {
     v1::UploadErrorsResponse r;
@@ -86,7 +87,8 @@ TEST_F(ErrorUploaderTest, WaitsForCompanyThenUploadsAndForgets) {
   EXPECT_GT(next->events(0).sequence(), req->events(2).sequence());
 }
 
-TEST_F(ErrorUploaderTest, Fault_TransientFailureResendsSameBatchWithJitteredBackoff) {
+TEST_F(ErrorUploaderTest,
+       Fault_TransientFailureResendsSameBatchWithJitteredBackoff) {
   ErrorUploader up(&policy_);
   Tamper(4);
   up.OnTimer(now_, *device_);

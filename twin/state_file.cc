@@ -20,8 +20,8 @@ absl::Status ValidateTwinName(const std::string& name) {
         absl::StrCat("twin name '", name, "' must not start with '.'"));
   }
   for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-          c == '_' || c == '-')) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+          c == '-')) {
       return absl::InvalidArgumentError(
           absl::StrCat("twin name '", name,
                        "' may use only letters, digits, '.', '_' and '-'"));
@@ -42,9 +42,10 @@ std::string TwinStatePath(const std::string& state_dir,
 absl::StatusOr<TwinStateFile> ReadTwinState(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "no twin state at ", path,
-        ": manufacture the twin first (bazel-bin/securitysvc/factory/factory)"));
+    return absl::NotFoundError(
+        absl::StrCat("no twin state at ", path,
+                     ": manufacture the twin first "
+                     "(bazel-bin/securitysvc/factory/factory)"));
   }
   if (static_cast<size_t>(st.st_size) > kMaxStateFileBytes) {
     return absl::DataLossError(absl::StrCat("twin state ", path, " is ",
@@ -59,9 +60,9 @@ absl::StatusOr<TwinStateFile> ReadTwinState(const std::string& path) {
         absl::StrCat("twin state ", path, " is corrupt"));
   }
   if (state.format() != 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "twin state ", path, " has format ", state.format(),
-        "; this twin understands format 1"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("twin state ", path, " has format ", state.format(),
+                     "; this twin understands format 1"));
   }
   return state;
 }

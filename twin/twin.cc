@@ -36,8 +36,9 @@ absl::Time Twin::next_wakeup() const {
       return absl::InfinitePast();
     case Phase::kCertified:
       if (config_->error_upload != nullptr) {
-        return std::min(absl::FromUnixMillis(wakeup_ms_),
-                        errors_ ? errors_->next_wakeup() : absl::InfinitePast());
+        return std::min(
+            absl::FromUnixMillis(wakeup_ms_),
+            errors_ ? errors_->next_wakeup() : absl::InfinitePast());
       }
       return absl::FromUnixMillis(wakeup_ms_);
     case Phase::kBackoff:
@@ -63,7 +64,8 @@ Twin::Request Twin::OnTimer(absl::Time now) {
       // times here, each returning its own Request alternative.
       if (now >= absl::FromUnixMillis(wakeup_ms_)) return StartAttestation();
       if (config_->error_upload != nullptr) {
-        if (!errors_) errors_ = std::make_unique<ErrorUploader>(config_->error_upload);
+        if (!errors_)
+          errors_ = std::make_unique<ErrorUploader>(config_->error_upload);
         if (auto r = errors_->OnTimer(now, *device_)) return *std::move(r);
       }
       return {};
@@ -110,8 +112,8 @@ Twin::Request Twin::OnAttest(
   retries_ = 0;
   last_error_ = absl::OkStatus();
   cert_not_after_ms_ = not_after;
-  wakeup_ms_ = now_ms + static_cast<int64_t>(lifetime *
-                                             config_->renew_at_fraction);
+  wakeup_ms_ =
+      now_ms + static_cast<int64_t>(lifetime * config_->renew_at_fraction);
   outcome_ = static_cast<uint8_t>(response->outcome());
   session_token_ = response->session_token();
   session_token_.shrink_to_fit();
@@ -122,26 +124,26 @@ Twin::Request Twin::OnAttest(
 absl::Status Twin::CheckChain(absl::Time now,
                               const v1::AttestResponse& r) const {
   if (r.session_token().size() > kMaxSessionTokenBytes) {
-    return absl::DataLossError(absl::StrCat(
-        "service issued device ", device_->device_id(), " a session token of ",
-        r.session_token().size(), " bytes (limit ", kMaxSessionTokenBytes,
-        ")"));
+    return absl::DataLossError(
+        absl::StrCat("service issued device ", device_->device_id(),
+                     " a session token of ", r.session_token().size(),
+                     " bytes (limit ", kMaxSessionTokenBytes, ")"));
   }
   if (r.not_after_unix_ms() <= absl::ToUnixMillis(now)) {
-    return absl::DataLossError(absl::StrCat(
-        "service issued device ", device_->device_id(),
-        " a certificate that is already expired"));
+    return absl::DataLossError(
+        absl::StrCat("service issued device ", device_->device_id(),
+                     " a certificate that is already expired"));
   }
   if (!config_->verify_chain) return absl::OkStatus();
   auto chain = crypto::SplitPemChain(r.certificate_chain_pem());
   if (chain.size() < 2) {
-    return absl::DataLossError(absl::StrCat(
-        "service returned an incomplete chain (", chain.size(),
-        " certificates) for device ", device_->device_id()));
+    return absl::DataLossError(
+        absl::StrCat("service returned an incomplete chain (", chain.size(),
+                     " certificates) for device ", device_->device_id()));
   }
-  if (absl::Status s = crypto::VerifyChain(chain[0], chain[1],
-                                           config_->root_ca_pem, now,
-                                           /*require_client_auth=*/true);
+  if (absl::Status s =
+          crypto::VerifyChain(chain[0], chain[1], config_->root_ca_pem, now,
+                              /*require_client_auth=*/true);
       !s.ok()) {
     return absl::DataLossError(
         absl::StrCat("issued chain for device ", device_->device_id(),
@@ -150,9 +152,9 @@ absl::Status Twin::CheckChain(absl::Time now,
   auto leaf = crypto::ParseCertificate(chain[0]);
   if (!leaf.ok()) return leaf.status();
   if (leaf->public_key != device_->CertificatePublicKey()) {
-    return absl::DataLossError(absl::StrCat(
-        "issued certificate is not for device ", device_->device_id(),
-        "'s certificate key"));
+    return absl::DataLossError(
+        absl::StrCat("issued certificate is not for device ",
+                     device_->device_id(), "'s certificate key"));
   }
   return absl::OkStatus();
 }
@@ -220,6 +222,5 @@ size_t Twin::FootprintBytes() const {
   if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
   return bytes;
 }
-
 
 }  // namespace sphere::twin

@@ -101,9 +101,8 @@ class Twin {
   static const char* PhaseName(Phase p);
 
   // Request is what the Twin asks its driver to send next.
-  using Request =
-      std::variant<std::monostate, v1::GetChallengeRequest, v1::AttestRequest,
-                   v1::UploadErrorsRequest>;
+  using Request = std::variant<std::monostate, v1::GetChallengeRequest,
+                               v1::AttestRequest, v1::UploadErrorsRequest>;
 
   // `config` must outlive the Twin. The device is powered on lazily (first
   // OnTimer) if it is off.
@@ -174,8 +173,8 @@ class Twin {
   std::string session_token_;
   absl::Status last_error_;
   absl::Status boot_status_;
-  int64_t wakeup_ms_ = 0;           // unix ms; see next_wakeup()
-  int64_t cert_not_after_ms_ = 0;   // 0 = never certified
+  int64_t wakeup_ms_ = 0;          // unix ms; see next_wakeup()
+  int64_t cert_not_after_ms_ = 0;  // 0 = never certified
   uint16_t retries_ = 0;
   Phase phase_ = Phase::kManufactured;
   uint8_t outcome_ = 0;

@@ -82,9 +82,9 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
   if (!state.ok()) return Fail(state.status());
   auto root = util::ReadFile(c.root_ca);
   if (!root.ok()) return Fail(root.status());
-  auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
-                                     state->rom_image_signing_key(),
-                                     state->device(), {});
+  auto device =
+      mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                           state->rom_image_signing_key(), state->device(), {});
   if (!device.ok()) return Fail(device.status());
 
   TwinConfig config;
@@ -169,7 +169,8 @@ int Attest(const cluster::ClusterConfig& c, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "twin --cluster DIR/cluster.json --name NAME attest|update|run|run-basic|\n"
+      "twin --cluster DIR/cluster.json --name NAME "
+      "attest|update|run|run-basic|\n"
       "install-app FILE...|status|fault F|diagnostics|check-updates");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2 || absl::GetFlag(FLAGS_cluster).empty() ||

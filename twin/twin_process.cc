@@ -83,11 +83,12 @@ absl::StatusOr<std::unique_ptr<TwinProcess>> TwinProcess::Load(
   p->agent_->set_progress_listener([t = p.get()](const UpdateAgent& a) {
     auto progress = a.download_progress();
     absl::Status s = t->Save();
-    log::Info("twin: download progress saved",
-              {{"image", progress ? progress->image_id() : ""},
-               {"offset", absl::StrCat(progress ? progress->bytes().size() : 0)},
-               {"of", absl::StrCat(progress ? progress->package_size() : 0)},
-               {"status", s.ok() ? "ok" : s.ToString()}});
+    log::Info(
+        "twin: download progress saved",
+        {{"image", progress ? progress->image_id() : ""},
+         {"offset", absl::StrCat(progress ? progress->bytes().size() : 0)},
+         {"of", absl::StrCat(progress ? progress->package_size() : 0)},
+         {"status", s.ok() ? "ok" : s.ToString()}});
     PaceDownload(t->agent_config_.progress_range_bytes);
   });
   if (!p->state_.update_download().empty()) {
@@ -154,9 +155,9 @@ absl::Status TwinProcess::Attest() {
   absl::Status s = absl::OkStatus();
   if (!accepted) {
     s = twin_->last_error().ok()
-            ? absl::DeadlineExceededError(absl::StrCat(
-                  "no answer from the Security Service within ",
-                  absl::FormatDuration(budget_)))
+            ? absl::DeadlineExceededError(
+                  absl::StrCat("no answer from the Security Service within ",
+                               absl::FormatDuration(budget_)))
             : twin_->last_error();
   }
   last_attest_status_ = s;
@@ -189,16 +190,16 @@ absl::Status TwinProcess::CheckForUpdates() {
   {
     client::UpdateClient updates(cluster_.shards, tls, {});
     // Re-attestation after an install: keep the new chain.
-    s = RunUpdateCheck(*twin_, *agent_, updates, *attestation_, Clock::Real(),
-                       absl::Now() + budget_,
-                       [this](uint32_t, Twin&, const v1::AttestResponse& r) {
-                         issued_ = r;
-                         last_attest_status_ = absl::OkStatus();
-                         state_.set_certificate_chain_pem(
-                             r.certificate_chain_pem());
-                         state_.set_session_token(r.session_token());
-                         state_.set_not_after_unix_ms(r.not_after_unix_ms());
-                       });
+    s = RunUpdateCheck(
+        *twin_, *agent_, updates, *attestation_, Clock::Real(),
+        absl::Now() + budget_,
+        [this](uint32_t, Twin&, const v1::AttestResponse& r) {
+          issued_ = r;
+          last_attest_status_ = absl::OkStatus();
+          state_.set_certificate_chain_pem(r.certificate_chain_pem());
+          state_.set_session_token(r.session_token());
+          state_.set_not_after_unix_ms(r.not_after_unix_ms());
+        });
   }
   if (absl::Status saved = Save(); !saved.ok() && s.ok()) s = saved;
   return s;
@@ -226,9 +227,8 @@ v1::TwinStatus TwinProcess::Status() {
     }
   }
   st.set_attestation_outcome(
-      last_attest_status_.ok()
-          ? v1::AttestationOutcome_Name(issued_.outcome())
-          : std::string(last_attest_status_.message()));
+      last_attest_status_.ok() ? v1::AttestationOutcome_Name(issued_.outcome())
+                               : std::string(last_attest_status_.message()));
   return st;
 }
 
@@ -278,9 +278,8 @@ int RunUpdateCommand(const cluster::ClusterConfig& cluster,
 int RunTwinCommand(const cluster::ClusterConfig& cluster,
                    const std::string& name, int64_t min_catalog_revision) {
   rpc::InstallTerminationSignalMask();  // before any thread starts
-  auto loaded = TwinProcess::Load(cluster, name,
-                                  absl::GetFlag(FLAGS_update_budget),
-                                  min_catalog_revision);
+  auto loaded = TwinProcess::Load(
+      cluster, name, absl::GetFlag(FLAGS_update_budget), min_catalog_revision);
   if (!loaded.ok()) return Fail(loaded.status());
   TwinProcess& t = **loaded;
   if (absl::Status s = t.Attest(); !s.ok()) {
@@ -317,12 +316,12 @@ int RunTwinCommand(const cluster::ClusterConfig& cluster,
     return Fail(s);
   }
   if (absl::Status s = util::WriteFile(dir + "/control.port",
-                                      absl::StrCat(runner.port(), "\n"), 0600);
+                                       absl::StrCat(runner.port(), "\n"), 0600);
       !s.ok()) {
     return Fail(s);
   }
-  log::Info("twin control serving", {{"twin", name},
-                                     {"port", absl::StrCat(runner.port())}});
+  log::Info("twin control serving",
+            {{"twin", name}, {"port", absl::StrCat(runner.port())}});
   std::atomic<bool> stop{false};
   std::thread signals([&] {
     rpc::WaitForTerminationSignal();
@@ -347,7 +346,8 @@ int RunTwinCommand(const cluster::ClusterConfig& cluster,
     }
     const absl::Time due =
         std::min(t.twin().next_wakeup(), t.agent().next_wakeup());
-    queue.RunFor(std::clamp(due - now, absl::Milliseconds(1), absl::Minutes(1)));
+    queue.RunFor(
+        std::clamp(due - now, absl::Milliseconds(1), absl::Minutes(1)));
   }
   queue.Close();
   queue.RunFor(absl::ZeroDuration());  // finish what was accepted

@@ -70,9 +70,8 @@ class TwinTest : public ::testing::Test {
   }
 
   std::unique_ptr<Twin> NewTwin(const std::string& seed) {
-    auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
-                                        signing_key_->PublicKey(),
-                                        {.seed = seed});
+    auto dev = mcu::Device::Manufacture(
+        mcu::DeviceType::Mt3620(), signing_key_->PublicKey(), {.seed = seed});
     EXPECT_TRUE(dev.ok()) << dev.status();
     EXPECT_TRUE((*dev)->InstallFactoryImages(*images_).ok());
     return std::make_unique<Twin>(std::move(*dev), &config_);
@@ -151,9 +150,8 @@ TEST_F(TwinTest, TransientFailuresBackOffWithGrowingJitteredDelays) {
   const double expected[] = {0.1, 0.16, 0.256, 0.4096};
   for (int i = 0; i < 4; ++i) {
     twin->OnTimer(now);
-    const absl::StatusCode code =
-        i % 2 ? absl::StatusCode::kDeadlineExceeded
-              : absl::StatusCode::kUnavailable;
+    const absl::StatusCode code = i % 2 ? absl::StatusCode::kDeadlineExceeded
+                                        : absl::StatusCode::kUnavailable;
     auto r = twin->OnChallenge(now, absl::Status(code, "shard down"));
     EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
     EXPECT_EQ(twin->phase(), Phase::kBackoff);
@@ -180,10 +178,10 @@ TEST_F(TwinTest, TransientFailuresBackOffWithGrowingJitteredDelays) {
 }
 
 TEST_F(TwinTest, RefusalsAreNeverRetried) {
-  for (auto code : {absl::StatusCode::kFailedPrecondition,
-                    absl::StatusCode::kNotFound,
-                    absl::StatusCode::kPermissionDenied,
-                    absl::StatusCode::kUnauthenticated}) {
+  for (auto code :
+       {absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound,
+        absl::StatusCode::kPermissionDenied,
+        absl::StatusCode::kUnauthenticated}) {
     auto twin = NewTwin(absl::StrCat("refused-", code));
     twin->OnTimer(now_);
     twin->device().DrainErrorEvents();  // whatever boot recorded
@@ -201,8 +199,8 @@ TEST_F(TwinTest, RefusalsAreNeverRetried) {
     EXPECT_FALSE(twin->certified());
     // An operator fixed the cause: Retry starts over.
     twin->Retry(now_);
-    EXPECT_TRUE(std::holds_alternative<v1::GetChallengeRequest>(
-        twin->OnTimer(now_)));
+    EXPECT_TRUE(
+        std::holds_alternative<v1::GetChallengeRequest>(twin->OnTimer(now_)));
   }
 }
 
@@ -213,8 +211,7 @@ TEST_F(TwinTest, Attack_CertificateForAnotherKeyIsRefusedAndNothingChanges) {
   twin->OnAttest(now_, pki_.Issue(other.PublicKey(), now_));
   EXPECT_EQ(twin->phase(), Phase::kRefused);
   EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kDataLoss);
-  EXPECT_TRUE(absl::StrContains(twin->last_error().message(),
-                                "not for device"))
+  EXPECT_TRUE(absl::StrContains(twin->last_error().message(), "not for device"))
       << twin->last_error();
   EXPECT_FALSE(twin->certified());
   EXPECT_TRUE(twin->session_token().empty());
@@ -228,8 +225,8 @@ TEST_F(TwinTest, Attack_ChainFromAnotherRootIsRefusedAndNothingChanges) {
                  rogue.Issue(twin->device().CertificatePublicKey(), now_));
   EXPECT_EQ(twin->phase(), Phase::kRefused);
   EXPECT_EQ(twin->last_error().code(), absl::StatusCode::kDataLoss);
-  EXPECT_TRUE(absl::StrContains(twin->last_error().message(),
-                                "does not verify"))
+  EXPECT_TRUE(
+      absl::StrContains(twin->last_error().message(), "does not verify"))
       << twin->last_error();
   EXPECT_FALSE(twin->certified());
   EXPECT_TRUE(twin->session_token().empty());
@@ -338,7 +335,8 @@ TEST_F(TwinTest, DriverCountsRefusedTwinsAndStops) {
   auto twin = NewTwin("unknown-to-service");
   class Refusing : public client::AttestationTransport {
    public:
-    void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
+    void GetChallenge(v1::GetChallengeRequest,
+                      ChallengeCallback done) override {
       ++calls;
       done(absl::NotFoundError("device not registered"));
     }
@@ -350,9 +348,9 @@ TEST_F(TwinTest, DriverCountsRefusedTwinsAndStops) {
   } refusing;
   TwinDriver refused_driver(&refusing, Clock::Real());
   refused_driver.Add(twin.get());
-  ASSERT_TRUE(refused_driver.RunUntil(
-      [&] { return refused_driver.refused() == 1; },
-      absl::Now() + absl::Seconds(10)));
+  ASSERT_TRUE(
+      refused_driver.RunUntil([&] { return refused_driver.refused() == 1; },
+                              absl::Now() + absl::Seconds(10)));
   // Never retried: one call, then nothing more is scheduled.
   EXPECT_FALSE(refused_driver.RunUntil([] { return false; },
                                        absl::Now() + absl::Milliseconds(20)));
@@ -384,7 +382,8 @@ class DeferredService : public client::AttestationTransport {
       r.set_nonce(std::string(32, 'q'));
       done(r);
     }
-    for (auto& [id, done] : attests) done(pki_->Issue(keys.at(id), absl::Now()));
+    for (auto& [id, done] : attests)
+      done(pki_->Issue(keys.at(id), absl::Now()));
     return n;
   }
   std::map<std::string, std::string> keys;
@@ -443,7 +442,8 @@ class HoldingService : public client::AttestationTransport {
       r.set_nonce(std::string(32, 'h'));
       done(r);
     }
-    for (auto& [id, done] : attests) done(pki_->Issue(keys.at(id), absl::Now()));
+    for (auto& [id, done] : attests)
+      done(pki_->Issue(keys.at(id), absl::Now()));
   }
   std::map<std::string, std::string> keys;
   int flushes = 0;
@@ -484,9 +484,9 @@ TEST_F(TwinTest, CertifiedTwinUploadsItsErrorRing) {
   auto twin = NewTwin("error-upload");
   const absl::Time now_ms = absl::FromUnixMillis(absl::ToUnixMillis(now_));
   ToAttest(*twin, now_ms);
-  auto r = twin->OnAttest(
-      now_ms, pki_.Issue(twin->device().CertificatePublicKey(), now_ms,
-                         absl::Hours(10)));
+  auto r =
+      twin->OnAttest(now_ms, pki_.Issue(twin->device().CertificatePublicKey(),
+                                        now_ms, absl::Hours(10)));
   ASSERT_EQ(twin->phase(), Phase::kCertified);
   twin->device().DrainErrorEvents();  // whatever boot recorded
   // Idle: the uploader looks at the ring every poll interval; renewal later.

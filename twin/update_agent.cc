@@ -132,9 +132,9 @@ UpdateAgent::Request UpdateAgent::OnUpdates(
     const absl::Time until = device.UpdateDeferredUntil();
     for (const mcu::InstallTarget& t : pending_) {
       Result(t, v1::ReportUpdateResultRequest::DEFERRED,
-             absl::UnavailableError(absl::StrCat(
-                 "deferred by an application until ",
-                 absl::FormatTime(until, absl::UTCTimeZone()))));
+             absl::UnavailableError(
+                 absl::StrCat("deferred by an application until ",
+                              absl::FormatTime(until, absl::UTCTimeZone()))));
     }
     pending_.clear();
     StartReporting(now, until - now);
@@ -174,8 +174,7 @@ std::optional<v1::UpdateDownloadProgress> UpdateAgent::download_progress()
   return p;
 }
 
-absl::Status UpdateAgent::RestoreDownload(
-    const v1::UpdateDownloadProgress& p) {
+absl::Status UpdateAgent::RestoreDownload(const v1::UpdateDownloadProgress& p) {
   if (phase_ == Phase::kDownloading) {
     return absl::FailedPreconditionError(
         "a download is under way; restore progress before the first check");
@@ -189,8 +188,9 @@ absl::Status UpdateAgent::RestoreDownload(
       p.bytes().empty() || p.bytes().size() >= p.package_size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "download progress is malformed (image id, 32-byte package hash, "
-        "0 < bytes < package size; got ", p.bytes().size(), " of ",
-        p.package_size(), " bytes); starting downloads from the beginning"));
+        "0 < bytes < package size; got ",
+        p.bytes().size(), " of ", p.package_size(),
+        " bytes); starting downloads from the beginning"));
   }
   auto d = std::make_unique<Download>();
   d->target.image_id = p.image_id();
@@ -244,16 +244,14 @@ UpdateAgent::Request UpdateAgent::OnDownload(absl::Time now,
                      download_->target.package_size, ": ",
                      result.status.message()));
   }
-  if (refused.ok() && result.status.ok() &&
-      !download_->assembler->complete() &&
+  if (refused.ok() && result.status.ok() && !download_->assembler->complete() &&
       download_->assembler->offset() == range_end_) {
     // A range arrived whole: a save point, then the next range.
     ++ranges_completed_;
     if (progress_listener_) progress_listener_(*this);
     return DownloadAt(now);
   }
-  if (refused.ok() && result.status.ok() &&
-      !download_->assembler->complete()) {
+  if (refused.ok() && result.status.ok() && !download_->assembler->complete()) {
     // The server ended the stream cleanly short of the signed length: its
     // package is not the one the metadata signed.
     refused = mcu::MakeInstallError(
@@ -380,8 +378,8 @@ void UpdateAgent::Result(const mcu::InstallTarget& t,
   r.set_success(result == v1::ReportUpdateResultRequest::INSTALLED);
   std::string detail(why.message());
   if (mcu::InstallErrorOf(why) != mcu::InstallError::kNone) {
-    detail = absl::StrCat(mcu::InstallErrorName(mcu::InstallErrorOf(why)),
-                          ": ", detail);
+    detail = absl::StrCat(mcu::InstallErrorName(mcu::InstallErrorOf(why)), ": ",
+                          detail);
   }
   if (detail.size() > kMaxDetailBytes) detail.resize(kMaxDetailBytes);
   r.set_detail(std::move(detail));
@@ -400,7 +398,8 @@ void UpdateAgent::Idle(absl::Time now, absl::Duration after) {
 absl::Duration UpdateAgent::Backoff(absl::Time now) {
   const std::string key = twin_->device().public_key();
   uint64_t seed = 0;
-  if (key.size() > sizeof(seed)) std::memcpy(&seed, key.data() + 9, sizeof(seed));
+  if (key.size() > sizeof(seed))
+    std::memcpy(&seed, key.data() + 9, sizeof(seed));
   seed ^= static_cast<uint64_t>(absl::ToUnixNanos(now));
   absl::Duration d = client::BackoffDelay(config_->backoff, retries_,
                                           client::JitterFraction(seed));

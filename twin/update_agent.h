@@ -97,9 +97,8 @@ class UpdateAgent : public AttestationListener {
     v1::DownloadImageRequest request;
     uint64_t max_bytes = 0;
   };
-  using Request =
-      std::variant<std::monostate, v1::GetUpdatesRequest, DownloadRequest,
-                   v1::ReportUpdateResultRequest>;
+  using Request = std::variant<std::monostate, v1::GetUpdatesRequest,
+                               DownloadRequest, v1::ReportUpdateResultRequest>;
 
   // `twin` and `config` must outlive the agent; the agent registers itself
   // as the twin's attestation listener (and unregisters on destruction).
@@ -182,15 +181,15 @@ class UpdateAgent : public AttestationListener {
   const UpdateAgentConfig* config_;
   Phase phase_ = Phase::kIdle;
   uint64_t metadata_version_;
-  int64_t due_ms_ = 0;  // unix ms of the next check (0 = at once)
+  int64_t due_ms_ = 0;         // unix ms of the next check (0 = at once)
   int64_t next_check_ms_ = 0;  // when reporting ends: next check
   absl::Status last_error_;
-  std::string tenant_id_;                  // of the accepted metadata
+  std::string tenant_id_;  // of the accepted metadata
   std::vector<mcu::InstallTarget> signed_set_;
   std::deque<mcu::InstallTarget> pending_;  // still to download
   std::vector<mcu::InstallTarget> staged_;  // awaiting reboot + attestation
   std::unique_ptr<Download> download_;      // current / resumable
-  uint64_t range_end_ = 0;  // where the range in flight ends
+  uint64_t range_end_ = 0;                  // where the range in flight ends
   ProgressListener progress_listener_;
   uint64_t ranges_completed_ = 0;
   int resumes_ = 0;

@@ -20,8 +20,8 @@
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
 #include "mcu-model/install_error.h"
-#include "twin/twin.h"
 #include "twin/driver.h"
+#include "twin/twin.h"
 #include "twin/update_runner.h"
 
 namespace sphere::twin {
@@ -74,8 +74,7 @@ class FakeUpdateService : public client::UpdateTransport {
     v1::UpdateMetadata md;
     md.set_metadata_version(version);
     md.set_issued_unix_ms(absl::ToUnixMillis(clock_->Now()));
-    md.set_expires_unix_ms(
-        absl::ToUnixMillis(clock_->Now() + absl::Hours(24)));
+    md.set_expires_unix_ms(absl::ToUnixMillis(clock_->Now() + absl::Hours(24)));
     md.set_tenant_id(kTenant);
     md.set_device_group_id("group-1");
     for (const auto& p : packages) {
@@ -215,9 +214,10 @@ class UpdateAgentTest : public ::testing::Test {
     auto dev = mcu::Device::Manufacture(mcu::DeviceType::Mt3620(),
                                         PlatformKey().PublicKey(), o);
     ASSERT_TRUE(dev.ok());
-    ASSERT_TRUE((*dev)->InstallFactoryImages(
-                          *mcu::BuildFactoryImages(PlatformKey(), 1))
-                    .ok());
+    ASSERT_TRUE(
+        (*dev)
+            ->InstallFactoryImages(*mcu::BuildFactoryImages(PlatformKey(), 1))
+            .ok());
     twin_ = std::make_unique<Twin>(std::move(*dev), &twin_config_);
     agent_ = std::make_unique<UpdateAgent>(twin_.get(), &agent_config_, 0);
     Attest();
@@ -246,9 +246,9 @@ class UpdateAgentTest : public ::testing::Test {
     ASSERT_EQ(agent_->last_results().size(), 1u);
     EXPECT_EQ(agent_->last_results()[0].result(), Result::FAILED);
     EXPECT_EQ(service_.reports_.size(), 1u);
-    EXPECT_EQ(service_.reports_[0].detail().rfind(
-                  mcu::InstallErrorName(reason), 0),
-              0u)
+    EXPECT_EQ(
+        service_.reports_[0].detail().rfind(mcu::InstallErrorName(reason), 0),
+        0u)
         << service_.reports_[0].detail();
     EXPECT_EQ(DeviceState(device()), before);
     EXPECT_EQ(agent_->phase(), UpdateAgent::Phase::kIdle);
@@ -277,7 +277,8 @@ class UpdateAgentTest : public ::testing::Test {
 v1::ImagePackage Kernel(uint32_t v) {
   return *mcu::BuildOsImage(PlatformKey(), mcu::kKernel, v);
 }
-v1::ImagePackage AppImage(uint32_t v, const v1::AppManifest& m = Manifest("dw100"),
+v1::ImagePackage AppImage(uint32_t v,
+                          const v1::AppManifest& m = Manifest("dw100"),
                           const std::string& tenant = kTenant) {
   return *mcu::BuildAppImage(PlatformKey(), m, v, 8192, tenant);
 }
@@ -312,8 +313,8 @@ TEST_F(UpdateAgentTest, ChecksAfterAttestationAndOnSchedule) {
   service_.Publish(1, {});
   ASSERT_TRUE(Run().ok());
   EXPECT_EQ(agent_->next_wakeup(), clock_.Now() + agent_config_.check_interval);
-  EXPECT_TRUE(std::holds_alternative<std::monostate>(
-      agent_->OnTimer(clock_.Now())));
+  EXPECT_TRUE(
+      std::holds_alternative<std::monostate>(agent_->OnTimer(clock_.Now())));
   Attest();  // a renewal: a check becomes due at once
   EXPECT_EQ(agent_->next_wakeup(), clock_.Now());
   EXPECT_TRUE(std::holds_alternative<v1::GetUpdatesRequest>(
@@ -338,8 +339,8 @@ TEST_F(UpdateAgentTest, ChecksOnTheScheduleWithoutAttestation) {
   EXPECT_EQ(due, clock_.Now() + agent_config_.check_interval);
   // Nothing before the schedule says so, on the injected clock.
   clock_.Advance(agent_config_.check_interval - absl::Seconds(1));
-  EXPECT_TRUE(std::holds_alternative<std::monostate>(
-      agent_->OnTimer(clock_.Now())));
+  EXPECT_TRUE(
+      std::holds_alternative<std::monostate>(agent_->OnTimer(clock_.Now())));
   // At the scheduled time a check starts with no attestation in between.
   clock_.Advance(absl::Seconds(1));
   const int calls = service_.get_updates_;
@@ -348,10 +349,9 @@ TEST_F(UpdateAgentTest, ChecksOnTheScheduleWithoutAttestation) {
   // The check the schedule started finds and installs a new release.
   service_.Publish(2, {Kernel(2)});
   v1::GetUpdatesResponse answer;
-  service_.GetUpdates(std::get<v1::GetUpdatesRequest>(r),
-                      [&](absl::StatusOr<v1::GetUpdatesResponse> a) {
-                        answer = *a;
-                      });
+  service_.GetUpdates(
+      std::get<v1::GetUpdatesRequest>(r),
+      [&](absl::StatusOr<v1::GetUpdatesResponse> a) { answer = *a; });
   EXPECT_EQ(service_.get_updates_, calls + 1);
   r = agent_->OnUpdates(clock_.Now(), answer);
   EXPECT_TRUE(std::holds_alternative<UpdateAgent::DownloadRequest>(r));
@@ -598,7 +598,8 @@ TEST_F(UpdateAgentTest, CrashLoopRollsBackAndReportsRolledBack) {
   // Drive the agent by hand to crash the new OS before re-attestation.
   UpdateAgent::Request r = agent_->CheckNow(clock_.Now());
   ASSERT_TRUE(std::holds_alternative<v1::GetUpdatesRequest>(r));
-  service_.GetUpdates({}, [&](auto a) { r = agent_->OnUpdates(clock_.Now(), a); });
+  service_.GetUpdates({},
+                      [&](auto a) { r = agent_->OnUpdates(clock_.Now(), a); });
   ASSERT_TRUE(std::holds_alternative<UpdateAgent::DownloadRequest>(r));
   while (std::holds_alternative<UpdateAgent::DownloadRequest>(r)) {  // ranges
     auto d = std::get<UpdateAgent::DownloadRequest>(r);
@@ -672,8 +673,8 @@ TEST_F(UpdateAgentTest, NotAttestedYetChecksNothing) {
                                       PlatformKey().PublicKey(), o);
   Twin fresh(std::move(*dev), &twin_config_);
   UpdateAgent agent(&fresh, &agent_config_, 0);
-  EXPECT_TRUE(std::holds_alternative<std::monostate>(
-      agent.CheckNow(clock_.Now())));
+  EXPECT_TRUE(
+      std::holds_alternative<std::monostate>(agent.CheckNow(clock_.Now())));
   EXPECT_EQ(agent.last_error().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(agent.next_wakeup(), clock_.Now() + agent_config_.check_interval);
   agent.ScheduleCheck(clock_.Now() + absl::Minutes(1));

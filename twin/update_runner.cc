@@ -42,10 +42,10 @@ absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
   while (true) {
     const absl::Time now = clock->Now();
     if (now >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "update check did not finish in time (agent ",
-          UpdateAgent::PhaseName(agent.phase()), ", last error: ",
-          agent.last_error().message(), ")"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("update check did not finish in time (agent ",
+                       UpdateAgent::PhaseName(agent.phase()),
+                       ", last error: ", agent.last_error().message(), ")"));
     }
     if (auto* g = std::get_if<v1::GetUpdatesRequest>(&r)) {
       auto answer = Await<absl::StatusOr<v1::GetUpdatesResponse>>(
@@ -61,9 +61,8 @@ absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
       continue;
     }
     if (auto* p = std::get_if<v1::ReportUpdateResultRequest>(&r)) {
-      auto answer = Await<absl::Status>([&](auto deliver) {
-        updates.ReportUpdateResult(*p, deliver);
-      });
+      auto answer = Await<absl::Status>(
+          [&](auto deliver) { updates.ReportUpdateResult(*p, deliver); });
       r = agent.OnReport(clock->Now(), answer);
       continue;
     }
@@ -77,7 +76,8 @@ absl::Status RunUpdateCheck(Twin& twin, UpdateAgent& agent,
         driver.Add(&twin);
         driver.RunUntil(
             [&] {
-              return agent.phase() != UpdateAgent::Phase::kAwaitingAttestation ||
+              return agent.phase() !=
+                         UpdateAgent::Phase::kAwaitingAttestation ||
                      twin.phase() == Twin::Phase::kRefused;
             },
             deadline);

@@ -90,9 +90,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
       if (v.is_string()) c.metrics[name] = v.get<std::string>();
     }
   }
-  for (auto [key, out] : {std::pair{"management_replicas",
-                                     &c.management_replicas},
-                          std::pair{"etcd", &c.etcd}}) {
+  for (auto [key, out] :
+       {std::pair{"management_replicas", &c.management_replicas},
+        std::pair{"etcd", &c.etcd}}) {
     if (auto it = j.find(key); it != j.end() && it->is_array()) {
       for (const auto& v : *it) {
         if (v.is_string()) out->push_back(v.get<std::string>());
@@ -108,15 +108,15 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& text) {
   for (ShardEndpoint& s : c.shards) s.server_name = c.ServerName(s.id);
   for (const auto& [name, sn] : c.server_names) {
     if (sn.size() > kMaxServerNameBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cluster.json server_names[", name.substr(0, 64), "] is longer than ",
-          kMaxServerNameBytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster.json server_names[", name.substr(0, 64),
+                       "] is longer than ", kMaxServerNameBytes, " bytes"));
     }
   }
   if (c.server_name.size() > kMaxServerNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cluster.json server_name is longer than ", kMaxServerNameBytes,
-        " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster.json server_name is longer than ",
+                     kMaxServerNameBytes, " bytes"));
   }
   if (c.management.empty() || c.root_ca.empty()) {
     return absl::InvalidArgumentError(
@@ -166,9 +166,9 @@ absl::StatusOr<Endpoint> ClusterConfig::EndpointOf(
     }
   }
   if (address.empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "the cluster file lists no address for \"", process.substr(0, 64),
-        "\""));
+    return absl::NotFoundError(
+        absl::StrCat("the cluster file lists no address for \"",
+                     process.substr(0, 64), "\""));
   }
   return Endpoint{address, ServerName(process)};
 }

@@ -2,9 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -155,8 +154,8 @@ TEST(ClusterConfigTest, LoadResolvesRelativePathsAgainstTheFilesDirectory) {
 
 std::string TestDir(const std::string& name) {
   const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/" +
-                          name;
+  const std::string dir =
+      std::string(tmp != nullptr ? tmp : "/tmp") + "/" + name;
   EXPECT_TRUE(util::MakeDirs(dir).ok());
   return dir;
 }
@@ -201,9 +200,8 @@ TEST(ClusterConfigTest, RecordTenantCredentialRoundTripsAndKeepsOtherEntries) {
   EXPECT_EQ(after["tenants"]["Fabrikam"]["key"], "pki/tenants/Fabrikam.key");
 
   // Recording again replaces that tenant's entry only.
-  ASSERT_TRUE(RecordTenantCredential(path, "Contoso", "/abs/2.pem",
-                                     "/abs/2.key")
-                  .ok());
+  ASSERT_TRUE(
+      RecordTenantCredential(path, "Contoso", "/abs/2.pem", "/abs/2.key").ok());
   back = LoadClusterConfig(path);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->CredentialFor("Contoso").cert, "/abs/2.pem");
@@ -277,7 +275,6 @@ TEST(ClusterConfigTest, PathComesFromFlagThenEnvironmentThenDefault) {
   unsetenv("SPHERE_CLUSTER");
   EXPECT_EQ(ClusterConfigPath(""), "cluster.json");
 }
-
 
 }  // namespace
 }  // namespace sphere::cluster

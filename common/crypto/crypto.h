@@ -139,7 +139,7 @@ struct CertificateSpec {
   absl::Time not_before;
   absl::Time not_after;
   KeyUsage usage = KeyUsage::kClientAuth;
-  int path_len = -1;                 // CA only; -1 = unlimited
+  int path_len = -1;  // CA only; -1 = unlimited
   std::vector<std::string> dns_sans;
   std::vector<std::string> ip_sans;  // e.g. "127.0.0.1"
   DeviceClaims claims;               // emitted as URI SANs when non-empty

@@ -738,7 +738,8 @@ CertificateSpec DeviceSpec(const EcPrivateKey& key) {
   return dev;
 }
 
-void ExpectSameContents(const ParsedCertificate& a, const ParsedCertificate& b) {
+void ExpectSameContents(const ParsedCertificate& a,
+                        const ParsedCertificate& b) {
   EXPECT_EQ(a.subject_line, b.subject_line);
   EXPECT_EQ(a.issuer_line, b.issuer_line);
   EXPECT_EQ(a.serial_hex, b.serial_hex);
@@ -774,7 +775,8 @@ TEST(CertificateIssuerTest, SameCertificateAsIssueCertificate) {
   ExpectSameContents(*a, *b);
   EXPECT_EQ(a->claims.scope, "update-only");
   EXPECT_EQ(a->serial_hex, "0102030405");
-  EXPECT_TRUE(VerifyChain(*fast, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
+  EXPECT_TRUE(
+      VerifyChain(*fast, p.ca, p.root, kT0 + absl::Hours(1), true).ok());
 }
 
 // TbsOf returns the TBSCertificate element (tag, length and content) of a
@@ -838,7 +840,8 @@ TEST(CertificateIssuerTest, DirectEncoderWritesTheSameTbsAsTheX509Encoder) {
   specs.push_back(both);
   CertificateSpec late = DeviceSpec(EcPrivateKey::Generate());
   late.not_before = absl::FromUnixSeconds(2524608000 - 1);  // 2049-12-31
-  late.not_after = absl::FromUnixSeconds(2524608000 + 86400);  // 2050: GeneralizedTime
+  late.not_after =
+      absl::FromUnixSeconds(2524608000 + 86400);  // 2050: GeneralizedTime
   specs.push_back(late);
   CertificateSpec long_claims = DeviceSpec(EcPrivateKey::Generate());
   long_claims.claims.tenant_id = std::string(300, 't');  // 2-byte DER lengths
@@ -971,9 +974,9 @@ TEST(CertificateIssuerTest, SerialToHexMatchesParsedForm) {
   spec.not_before = kT0;
   spec.not_after = kT0 + absl::Hours(1);
   spec.usage = KeyUsage::kCa;
-  for (uint64_t serial : {uint64_t{0x80}, uint64_t{0x100}, uint64_t{0xffff},
-                          uint64_t{0x00ff00ff00ff00ffULL},
-                          uint64_t{0x7fffffffffffffffULL}}) {
+  for (uint64_t serial :
+       {uint64_t{0x80}, uint64_t{0x100}, uint64_t{0xffff},
+        uint64_t{0x00ff00ff00ff00ffULL}, uint64_t{0x7fffffffffffffffULL}}) {
     spec.serial = serial;
     auto issued = (*issuer)->IssueWithSerial(spec);
     ASSERT_TRUE(issued.ok()) << issued.status();

@@ -10,7 +10,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
-
 #include <time.h>
 
 #include <cstdio>
@@ -127,9 +126,9 @@ std::string NameLine(const X509_NAME* name) {
 absl::Status AddNameEntries(X509_NAME* name, absl::string_view cn,
                             absl::string_view org) {
   if (name == nullptr) return Fail(absl::InternalError("no X509_NAME"));
-  if (!cn.empty() && X509_NAME_add_entry_by_NID(
-                         name, NID_commonName, MBSTRING_UTF8, U8(cn),
-                         static_cast<int>(cn.size()), -1, 0) != 1) {
+  if (!cn.empty() &&
+      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, U8(cn),
+                                 static_cast<int>(cn.size()), -1, 0) != 1) {
     return Fail(absl::InvalidArgumentError("invalid common name"));
   }
   if (!org.empty() && X509_NAME_add_entry_by_NID(
@@ -221,12 +220,9 @@ void ClaimFromUri(absl::string_view uri, DeviceClaims* c) {
   struct Field {
     absl::string_view kind;
     std::string* dst;
-  } fields[] = {{"device:", &c->device_id},
-                {"tenant:", &c->tenant_id},
-                {"product:", &c->product_id},
-                {"group:", &c->device_group_id},
-                {"scope:", &c->scope},
-                {"epoch:", &c->epoch}};
+  } fields[] = {{"device:", &c->device_id},   {"tenant:", &c->tenant_id},
+                {"product:", &c->product_id}, {"group:", &c->device_group_id},
+                {"scope:", &c->scope},        {"epoch:", &c->epoch}};
   for (const Field& f : fields) {
     if (absl::ConsumePrefix(&uri, f.kind)) {
       *f.dst = std::string(uri);
@@ -275,7 +271,9 @@ thread_local bool t_x509_encoder_only = false;
 
 class X509EncoderOnly {
  public:
-  X509EncoderOnly() : saved_(t_x509_encoder_only) { t_x509_encoder_only = true; }
+  X509EncoderOnly() : saved_(t_x509_encoder_only) {
+    t_x509_encoder_only = true;
+  }
   ~X509EncoderOnly() { t_x509_encoder_only = saved_; }
   X509EncoderOnly(const X509EncoderOnly&) = delete;
   X509EncoderOnly& operator=(const X509EncoderOnly&) = delete;
@@ -304,9 +302,8 @@ bool DirectlyEncodable(const CertificateSpec& spec) {
     if (!PrintableAscii(dns)) return false;
   }
   for (const std::string* v :
-       {&spec.claims.device_id, &spec.claims.tenant_id,
-        &spec.claims.product_id, &spec.claims.device_group_id,
-        &spec.claims.scope, &spec.claims.epoch}) {
+       {&spec.claims.device_id, &spec.claims.tenant_id, &spec.claims.product_id,
+        &spec.claims.device_group_id, &spec.claims.scope, &spec.claims.epoch}) {
     if (!PrintableAscii(*v)) return false;
   }
   return true;
@@ -363,8 +360,8 @@ void AppendCertTime(std::string* out, time_t t) {
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     AppendTlv(out, kUtcTime, buf);
   } else {
-    snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", year,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", year, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     AppendTlv(out, kGeneralizedTime, buf);
   }
 }
@@ -433,8 +430,11 @@ absl::StatusOr<IssuedCertificate> IssueDirect(
   tbs.append(spec.subject_public_key);
   {
     std::string exts;
-    AppendExtension(&exts, 19, true, Bytes("\x30\x00", 2));  // basicConstraints, not CA
-    AppendExtension(&exts, 15, true, Bytes("\x03\x02\x07\x80", 4));  // keyUsage: digitalSignature
+    AppendExtension(&exts, 19, true,
+                    Bytes("\x30\x00", 2));  // basicConstraints, not CA
+    AppendExtension(
+        &exts, 15, true,
+        Bytes("\x03\x02\x07\x80", 4));  // keyUsage: digitalSignature
     std::string eku;
     if (spec.usage == KeyUsage::kServerAuth ||
         spec.usage == KeyUsage::kServerAndClientAuth) {
@@ -490,9 +490,9 @@ absl::StatusOr<IssuedCertificate> IssueDirect(
 
 struct CertificateIssuer::Impl {
   internal::EcKeyPtr signing_key;  // private scalar + public point
-  internal::EvpPkeyPtr signer;     // wraps signing_key; shared by all Issue calls
+  internal::EvpPkeyPtr signer;  // wraps signing_key; shared by all Issue calls
   std::string issuer_point;
-  X509NamePtr issuer_name;  // null when self-signed (issuer = spec subject)
+  X509NamePtr issuer_name;      // null when self-signed (issuer = spec subject)
   std::string issuer_name_der;  // i2d of issuer_name (empty when self-signed)
   std::string authority_key_id;
 };
@@ -534,7 +534,8 @@ absl::StatusOr<std::unique_ptr<CertificateIssuer>> CertificateIssuer::Create(
       return absl::InvalidArgumentError(
           "issuer key does not match the issuer certificate");
     }
-    impl->issuer_name.reset(X509_NAME_dup(X509_get_subject_name(issuer->get())));
+    impl->issuer_name.reset(
+        X509_NAME_dup(X509_get_subject_name(issuer->get())));
     if (!impl->issuer_name) return Fail(absl::InternalError("X509_NAME_dup"));
     uint8_t* name_der = nullptr;
     int name_len = i2d_X509_NAME(impl->issuer_name.get(), &name_der);
@@ -563,8 +564,8 @@ std::string SerialToHex(uint64_t serial) {
   int skip = 0;
   while (skip < 8 && be[skip] == 0) ++skip;
   if (skip == 8) return "00";
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(be + skip),
-                                     8 - skip));
+  return HexEncode(
+      absl::string_view(reinterpret_cast<const char*>(be + skip), 8 - skip));
 }
 
 absl::StatusOr<std::string> CertificateIssuer::Issue(
@@ -623,9 +624,8 @@ absl::StatusOr<IssuedCertificate> CertificateIssuer::IssueWithSerial(
       !s.ok()) {
     return s;
   }
-  if (X509_set_issuer_name(cert.get(), self_signed
-                                           ? subject
-                                           : impl_->issuer_name.get()) != 1) {
+  if (X509_set_issuer_name(
+          cert.get(), self_signed ? subject : impl_->issuer_name.get()) != 1) {
     return Fail(absl::InternalError("X509_set_issuer_name"));
   }
 

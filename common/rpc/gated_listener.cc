@@ -84,8 +84,9 @@ absl::StatusOr<std::unique_ptr<GatedListener>> GatedListener::Listen(
   }
   absl::Status last = absl::UnavailableError("no address");
   for (struct addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               ai->ai_protocol);
     if (fd < 0) {
       last = Errno("socket");
       continue;
@@ -207,8 +208,8 @@ void GatedListener::Loop() {
     }
     const uint64_t rejected_before = rejected_.load();
     for (int i = 0; i < 256; ++i) {
-      int fd = accept4(listen_fd_, nullptr, nullptr,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd =
+          accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) {
           continue;

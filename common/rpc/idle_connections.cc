@@ -44,8 +44,9 @@ int WaitClosedByServer(const std::vector<int>& fds, int want,
         index.push_back(i);
       }
     }
-    int n = poll(pfds.data(), pfds.size(),
-                 static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now())));
+    int n =
+        poll(pfds.data(), pfds.size(),
+             static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now())));
     if (n <= 0) break;
     for (size_t j = 0; j < pfds.size(); ++j) {
       if (pfds[j].revents == 0) continue;

@@ -1,9 +1,9 @@
 #include "common/rpc/observability.h"
 
-#include <grpc/support/log.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/stubs/logging.h>
+#include <grpc/support/log.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -30,24 +30,42 @@ using grpc::experimental::InterceptionHookPoints;
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -153,8 +171,8 @@ std::string NewRequestId() {
 
 // Identifying fields of a catalog object, in the order they are shown.
 constexpr absl::string_view kObjectFields[] = {
-    "id",        "name",           "device_id", "tenant_id",
-    "product_id", "device_group_id", "feed",     "version"};
+    "id",   "name",   "device_id", "tenant_id", "product_id", "device_group_id",
+    "feed", "version"};
 
 // DescribeObject renders "Device id=ab12 tenant_id=..." from the scalar
 // identifying fields of `m` (never bytes, never repeated fields).
@@ -204,8 +222,10 @@ std::string CallerIdentity(const grpc::ServerContextBase& ctx) {
   if (!peer.ok()) return "anonymous";
   const auto& claims = peer->claims();
   std::string who = absl::StrCat("CN=", peer->cert.common_name);
-  if (!claims.tenant_id.empty()) absl::StrAppend(&who, " tenant=", claims.tenant_id);
-  if (!claims.device_id.empty()) absl::StrAppend(&who, " device=", claims.device_id);
+  if (!claims.tenant_id.empty())
+    absl::StrAppend(&who, " tenant=", claims.tenant_id);
+  if (!claims.device_id.empty())
+    absl::StrAppend(&who, " device=", claims.device_id);
   return who;
 }
 
@@ -225,8 +245,8 @@ class ObservabilityInterceptor final : public grpc::experimental::Interceptor {
             InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
       auto* md = m->GetRecvInitialMetadata();
       if (md != nullptr) {
-        auto it = md->find(grpc::string_ref(kRequestIdHeader.data(),
-                                            kRequestIdHeader.size()));
+        auto it = md->find(
+            grpc::string_ref(kRequestIdHeader.data(), kRequestIdHeader.size()));
         if (it != md->end()) {
           absl::string_view id(it->second.data(), it->second.size());
           if (WellFormedRequestId(id)) request_id_ = std::string(id);
@@ -251,8 +271,8 @@ class ObservabilityInterceptor final : public grpc::experimental::Interceptor {
         m->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_MESSAGE)) {
       if (const void* msg = m->GetSendMessage()) {
-        object_from_response_ = DescribeObject(
-            *static_cast<const google::protobuf::Message*>(msg));
+        object_from_response_ =
+            DescribeObject(*static_cast<const google::protobuf::Message*>(msg));
       }
     }
     if (m->QueryInterceptionHookPoint(

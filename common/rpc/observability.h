@@ -48,8 +48,8 @@ inline constexpr int kMaxMethodLabels = 256;
 
 // The verbs that name state-changing RPCs (CreateTenant, ClaimDevice, ...).
 inline constexpr absl::string_view kStateChangingVerbs[] = {
-    "Create", "Update", "Delete", "Claim",  "Revoke",  "Release", "Request",
-    "Accept", "Assign", "Upload", "Import", "Issue",   "Transfer"};
+    "Create", "Update", "Delete", "Claim",  "Revoke", "Release", "Request",
+    "Accept", "Assign", "Upload", "Import", "Issue",  "Transfer"};
 
 // IsStateChangingMethod: "/sphere.v1.ManagementService/ClaimDevice" -> true.
 bool IsStateChangingMethod(absl::string_view full_method);
@@ -58,9 +58,9 @@ bool IsStateChangingMethod(absl::string_view full_method);
 // upload. Logged at debug by default (see above). Matched on the method
 // name after the last '/'.
 inline constexpr absl::string_view kHotDeviceMethods[] = {
-    "GetChallenge", "Attest",       "GetChallenges",      "AttestBatch",
-    "GetUpdates",   "DownloadImage", "ReportUpdateResult", "UploadErrors",
-    "UploadTelemetry"};
+    "GetChallenge",       "Attest",       "GetChallenges",
+    "AttestBatch",        "GetUpdates",   "DownloadImage",
+    "ReportUpdateResult", "UploadErrors", "UploadTelemetry"};
 
 // IsHotDeviceMethod: "/sphere.v1.AttestationService/Attest" -> true.
 bool IsHotDeviceMethod(absl::string_view full_method);

@@ -53,12 +53,15 @@ class ObservabilityTest : public ::testing::Test {
 };
 
 TEST(StateChangingTest, VerbsDecide) {
-  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/ClaimDevice"));
-  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/CreateTenant"));
-  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/ReleaseOs"));
   EXPECT_TRUE(
-      IsStateChangingMethod("/sphere.v1.ManagementService/AcceptDeviceTransfer"));
-  EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/ListTenants"));
+      IsStateChangingMethod("/sphere.v1.ManagementService/ClaimDevice"));
+  EXPECT_TRUE(
+      IsStateChangingMethod("/sphere.v1.ManagementService/CreateTenant"));
+  EXPECT_TRUE(IsStateChangingMethod("/sphere.v1.ManagementService/ReleaseOs"));
+  EXPECT_TRUE(IsStateChangingMethod(
+      "/sphere.v1.ManagementService/AcceptDeviceTransfer"));
+  EXPECT_FALSE(
+      IsStateChangingMethod("/sphere.v1.ManagementService/ListTenants"));
   EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/GetDevice"));
   EXPECT_FALSE(IsStateChangingMethod("/sphere.v1.ManagementService/Watch"));
   EXPECT_FALSE(IsStateChangingMethod(kGetMetrics));
@@ -150,9 +153,9 @@ TEST_F(ObservabilityTest, LineBelowTheLevelIsCountedNotWritten) {
   const uint64_t before = handled->Value(ok);
   log::SetMinLevel(log::Level::kInfo);
   ::testing::internal::CaptureStderr();
-  Call(runner, "quiet-1");                      // debug: not written
+  Call(runner, "quiet-1");  // debug: not written
   SetMethodLogLevel("GetMetrics", log::Level::kWarning);
-  Call(runner, "loud-1");                       // raised: written
+  Call(runner, "loud-1");  // raised: written
   SetMethodLogLevel("GetMetrics", log::Level::kDebug);
   std::string out = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(handled->Value(ok), before + 2);

@@ -101,9 +101,8 @@ absl::StatusOr<PeerIdentity> PeerFromContext(
   }
   auto parsed = crypto::ParseCertificate(pem_text);
   if (!parsed.ok()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("unreadable client certificate: ",
-                     parsed.status().message()));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "unreadable client certificate: ", parsed.status().message()));
   }
   PeerIdentity id;
   id.cert = std::move(*parsed);
@@ -189,10 +188,9 @@ absl::Status ServerRunner::Start() {
   builder.AddChannelArgument(
       GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
       static_cast<int>(absl::ToInt64Milliseconds(options_.handshake_timeout)));
-  builder.AddChannelArgument(
-      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-      static_cast<int>(
-          absl::ToInt64Milliseconds(options_.max_connection_idle)));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(
+                                 options_.max_connection_idle)));
   grpc::ResourceQuota quota("sphere");
   quota.SetMaxThreads(options_.max_threads);
   quota.Resize(static_cast<size_t>(options_.max_memory_bytes));
@@ -237,7 +235,8 @@ absl::Status ServerRunner::StartMetricsHttp() {
   if (!http.ok()) return http.status();
   metrics_http_ = *std::move(http);
   if (!port_file.empty()) {
-    return util::WriteFile(port_file, absl::StrCat(metrics_http_->port(), "\n"));
+    return util::WriteFile(port_file,
+                           absl::StrCat(metrics_http_->port(), "\n"));
   }
   return absl::OkStatus();
 }

@@ -2,17 +2,15 @@
 // and ServerRunner's gated listener (connection cap, recovery after a flood)
 // against a live in-process mTLS server.
 #include "common/rpc/rpc.h"
-#include "common/rpc/idle_connections.h"
 
 #include <arpa/inet.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
@@ -20,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/rpc/idle_connections.h"
 #include "common/testing/test_pki.h"
 #include "protos/ops.grpc.pb.h"
 
@@ -89,7 +88,8 @@ TEST(ServerRunnerTest, ServesMutualTlsOnAnyFreePort) {
   ServerRunner runner(options);
   ASSERT_TRUE(runner.Start().ok());
   EXPECT_GT(runner.port(), 0);
-  EXPECT_TRUE(MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
+  EXPECT_TRUE(
+      MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
   EXPECT_GE(runner.listener()->admitted(), 1u);
   runner.Shutdown(absl::Seconds(1));
 }
@@ -101,8 +101,8 @@ TEST(ServerRunnerTest, ServesMutualTlsOnAnyFreePort) {
 TEST(ServerRunnerTest, Attack_ServerCertificateForAnotherNameIsRefused) {
   TestPki pki;
   ServerOptions options;
-  options.tls = pki.Leaf("mgmt", crypto::KeyUsage::kServerAuth,
-                         {"mgmt.sphere.example"});
+  options.tls =
+      pki.Leaf("mgmt", crypto::KeyUsage::kServerAuth, {"mgmt.sphere.example"});
   ServerRunner runner(options);
   ASSERT_TRUE(runner.Start().ok());
   auto call = [&](const std::string& server_name) {
@@ -113,8 +113,8 @@ TEST(ServerRunnerTest, Attack_ServerCertificateForAnotherNameIsRefused) {
     v1::GetMetricsResponse resp;
     return stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
   };
-  for (const std::string& name : {std::string(kLocalServerName),
-                                 std::string("evil.sphere.example")}) {
+  for (const std::string& name :
+       {std::string(kLocalServerName), std::string("evil.sphere.example")}) {
     grpc::Status st = call(name);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
         << name << ": " << st.error_message();
@@ -129,14 +129,16 @@ TEST(ServerRunnerTest, DefaultServerNameIsTheLocalClusters) {
   options.tls = pki.server;
   ServerRunner runner(options);
   ASSERT_TRUE(runner.Start().ok());
-  EXPECT_TRUE(MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
+  EXPECT_TRUE(
+      MetricsCall(runner.address(), pki.client, absl::Seconds(10)).ok());
   auto stub = v1::Metrics::NewStub(
       NewChannel(runner.address(), pki.client, "shard-1.sphere.example"));
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(absl::Seconds(10)));
   v1::GetMetricsResponse resp;
   grpc::Status st = stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << st.error_message();
   runner.Shutdown(absl::Seconds(1));
 }
 
@@ -149,11 +151,13 @@ TEST(ServerRunnerTest, Attack_ClientWithoutCertificateIsRefused) {
   TlsFiles anonymous{"", "", pki.root_pem};
   grpc::Status st = MetricsCall(runner.address(), anonymous, absl::Seconds(10),
                                 /*wait_for_ready=*/false);
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << st.error_message();
   runner.Shutdown(absl::Seconds(1));
 }
 
-TEST(ServerRunnerTest, Attack_ConnectionsBeyondTheCapAreClosedAndServiceRecovers) {
+TEST(ServerRunnerTest,
+     Attack_ConnectionsBeyondTheCapAreClosedAndServiceRecovers) {
   TestPki pki;
   ServerOptions options;
   options.tls = pki.server;
@@ -170,7 +174,8 @@ TEST(ServerRunnerTest, Attack_ConnectionsBeyondTheCapAreClosedAndServiceRecovers
   EXPECT_GE(runner.listener()->rejected(), static_cast<uint64_t>(flood - 8));
   for (int fd : fds) close(fd);
   // After the flood the listener still accepts, and mTLS calls succeed.
-  EXPECT_TRUE(MetricsCall(runner.address(), pki.client, absl::Seconds(20)).ok());
+  EXPECT_TRUE(
+      MetricsCall(runner.address(), pki.client, absl::Seconds(20)).ok());
   runner.Shutdown(absl::Seconds(1));
 }
 

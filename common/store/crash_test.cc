@@ -25,10 +25,10 @@ struct CrashResult {
   std::set<std::string> acked;
 };
 
-// RunWriterAndKill starts crash_writer, reads `n` acknowledged keys, SIGKILLs it
-// (the shared kill-loop harness).
+// RunWriterAndKill starts crash_writer, reads `n` acknowledged keys, SIGKILLs
+// it (the shared kill-loop harness).
 CrashResult RunWriterAndKill(const std::string& dir, int threads, int n,
-                       const std::string& key) {
+                             const std::string& key) {
   CrashResult result;
   KillChild child{TestBinary("common/store/crash_writer"),
                   {dir, std::to_string(threads)},

@@ -46,8 +46,8 @@ GroupCommitWriter::~GroupCommitWriter() { Stop(); }
 
 absl::Status GroupCommitWriter::Submit(WriteBatch batch, Callback done) {
   if (batch.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "group commit (", options_.name, "): empty write batch"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("group commit (", options_.name, "): empty write batch"));
   }
   size_t bytes = batch.ApproximateBytes();
   {
@@ -60,10 +60,10 @@ absl::Status GroupCommitWriter::Submit(WriteBatch batch, Callback done) {
         (!queue_.empty() &&
          queued_bytes_ + bytes > options_.max_queued_bytes)) {
       Refused()->Increment(absl::StrCat("writer=\"", options_.name, "\""));
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "group commit (", options_.name, "): write queue full (",
-          queue_.size(), " batches, ", queued_bytes_,
-          " bytes waiting); retry later"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("group commit (", options_.name, "): write queue full (",
+                       queue_.size(), " batches, ", queued_bytes_,
+                       " bytes waiting); retry later"));
     }
     queued_bytes_ += bytes;
     queue_.push_back(Pending{std::move(batch), std::move(done), bytes});

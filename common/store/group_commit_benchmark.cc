@@ -90,11 +90,11 @@ void BM_GroupCommit(benchmark::State& state) {
   for (auto _ : state) {
     absl::Notification done;
     absl::Status got;
-    absl::Status q = writer->Submit(MakeBatch(state.range(0)),
-                                    [&](const absl::Status& s) {
-                                      got = s;
-                                      done.Notify();
-                                    });
+    absl::Status q =
+        writer->Submit(MakeBatch(state.range(0)), [&](const absl::Status& s) {
+          got = s;
+          done.Notify();
+        });
     if (!q.ok()) {
       state.SkipWithError(q.ToString().c_str());
       break;
@@ -119,12 +119,12 @@ void BM_GroupCommitPipelined(benchmark::State& state) {
           +[](int* n) { return *n < kWindow; }, &in_flight));
       ++in_flight;
     }
-    absl::Status q = writer->Submit(MakeBatch(state.range(0)),
-                                    [&](const absl::Status& s) {
-                                      absl::MutexLock l(&mu);
-                                      --in_flight;
-                                      if (!s.ok()) ++errors;
-                                    });
+    absl::Status q =
+        writer->Submit(MakeBatch(state.range(0)), [&](const absl::Status& s) {
+          absl::MutexLock l(&mu);
+          --in_flight;
+          if (!s.ok()) ++errors;
+        });
     if (!q.ok()) {
       absl::MutexLock l(&mu);
       --in_flight;
@@ -132,13 +132,24 @@ void BM_GroupCommitPipelined(benchmark::State& state) {
     }
   }
   absl::MutexLock l(&mu);
-  mu.Await(absl::Condition(+[](int* n) { return *n == 0; }, &in_flight));
+  mu.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &in_flight));
   if (errors > 0) state.SkipWithError("writes failed");
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 
-BENCHMARK(BM_SyncedWrite)->Arg(1)->Arg(100)->Threads(1)->Threads(16)->UseRealTime();
-BENCHMARK(BM_GroupCommit)->Arg(1)->Arg(100)->Threads(1)->Threads(16)->UseRealTime();
+BENCHMARK(BM_SyncedWrite)
+    ->Arg(1)
+    ->Arg(100)
+    ->Threads(1)
+    ->Threads(16)
+    ->UseRealTime();
+BENCHMARK(BM_GroupCommit)
+    ->Arg(1)
+    ->Arg(100)
+    ->Threads(1)
+    ->Threads(16)
+    ->UseRealTime();
 BENCHMARK(BM_GroupCommitPipelined)->Arg(1)->Arg(100)->UseRealTime();
 
 }  // namespace

@@ -27,10 +27,10 @@ class GatedStore : public Store {
                                   absl::string_view key) override {
     return inner_->Get(cf, key);
   }
-  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
-                    const std::function<bool(absl::string_view,
-                                             absl::string_view)>& fn,
-                    absl::string_view start) override {
+  absl::Status Scan(
+      absl::string_view cf, absl::string_view prefix,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn,
+      absl::string_view start) override {
     return inner_->Scan(cf, prefix, fn, start);
   }
   std::unique_ptr<Snapshot> NewSnapshot() override {
@@ -195,7 +195,8 @@ TEST(GroupCommitTest, StopWritesWhatIsQueuedThenRefuses) {
   writer.Stop();
   EXPECT_EQ(ok.load(), 200);
   EXPECT_EQ(mem->Size("t"), 200u);
-  absl::Status after = writer.Submit(One("t", "late"), [](const absl::Status&) {});
+  absl::Status after =
+      writer.Submit(One("t", "late"), [](const absl::Status&) {});
   EXPECT_EQ(after.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(writer.Submit(WriteBatch(), [](const absl::Status&) {}).code(),
             absl::StatusCode::kInvalidArgument);

@@ -61,7 +61,8 @@ void WriteAndFlush(const std::string& dir, absl::string_view generation) {
   auto store = OpenRocksStore(dir, {kCf}, Options());
   ASSERT_TRUE(store.ok()) << store.status();
   WriteBatch b;
-  for (int i = 0; i < kRecords; ++i) b.Put(kCf, KeyOf(i), ValueOf(i, generation));
+  for (int i = 0; i < kRecords; ++i)
+    b.Put(kCf, KeyOf(i), ValueOf(i, generation));
   ASSERT_TRUE((*store)->Write(b).ok());
   ASSERT_TRUE((*store)->Flush().ok());
 }
@@ -103,8 +104,8 @@ ReadBack ReadAll(Store& store, absl::string_view generation = "v1") {
     } else if (!v.ok() && absl::IsDataLoss(v.status())) {
       ++r.data_loss;
     } else {
-      r.wrong.push_back(absl::StrCat(KeyOf(i), ": ",
-                                     v.ok() ? *v : v.status().ToString()));
+      r.wrong.push_back(
+          absl::StrCat(KeyOf(i), ": ", v.ok() ? *v : v.status().ToString()));
     }
   }
   return r;
@@ -227,7 +228,8 @@ TEST(IntegrityTest, KnownLimit_TruncatedWalTailDropsWritesSilently) {
   }
   EXPECT_EQ(intact, kBatches - 1);
   EXPECT_EQ(missing, 1);
-  EXPECT_TRUE(absl::IsNotFound((*store)->Get(kCf, KeyOf(kBatches - 1)).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound((*store)->Get(kCf, KeyOf(kBatches - 1)).status()));
 }
 
 }  // namespace

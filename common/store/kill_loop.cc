@@ -51,8 +51,8 @@ absl::StatusOr<int> RunAndKill(
   argv.push_back(nullptr);
 
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr,
-                             argv.data(), envp.data());
+  const int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv.data(),
+                             envp.data());
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   if (rc != 0) {
@@ -77,8 +77,8 @@ absl::StatusOr<int> RunAndKill(
   const pid_t reaped = waitpid(pid, &status, 0);
   fclose(in);
   if (reaped != pid) {
-    return absl::InternalError(absl::StrCat("kill loop: waitpid(", pid,
-                                            "): ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("kill loop: waitpid(", pid, "): ", std::strerror(errno)));
   }
   if (counted < kill_after || !WIFSIGNALED(status) ||
       WTERMSIG(status) != SIGKILL) {

@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "common/util/metrics.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,6 +18,7 @@
 #include "common/store/encrypted_env.h"
 #include "common/store/store.h"
 #include "common/util/metrics.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/env_encryption.h"
@@ -26,7 +26,6 @@
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/table.h"
-#include "rocksdb/cache.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
 
@@ -209,7 +208,8 @@ class RocksStore : public Store {
     for (const auto& [name, property] : kProperties) {
       std::string prop = property;
       stats_.push_back(metrics::RegisterGaugeCallback(
-          name, absl::StrCat("RocksDB property ", property, " per column family"),
+          name,
+          absl::StrCat("RocksDB property ", property, " per column family"),
           [this, prop, db_label] {
             std::vector<metrics::Sample> out;
             for (rocksdb::ColumnFamilyHandle* h : handles_) {

@@ -68,7 +68,8 @@ class WriteBatch {
   // ApproximateBytes is the size of the keys and values in the batch.
   size_t ApproximateBytes() const {
     size_t n = 0;
-    for (const Op& op : ops_) n += op.cf.size() + op.key.size() + op.value.size();
+    for (const Op& op : ops_)
+      n += op.cf.size() + op.key.size() + op.value.size();
     return n;
   }
 

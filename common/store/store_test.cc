@@ -22,8 +22,8 @@
 #include "rocksdb/convenience.h"
 #include "rocksdb/db.h"
 #include "rocksdb/table.h"
-#include "rocksdb/utilities/options_util.h"
 #include "rocksdb/table_properties.h"
+#include "rocksdb/utilities/options_util.h"
 
 namespace sphere::store {
 namespace {

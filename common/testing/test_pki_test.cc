@@ -23,8 +23,8 @@ TEST(TestPkiTest, LeavesChainToTheRootWithTheirNamesAndUsages) {
   EXPECT_FALSE(crypto::VerifyChain(pki.server.cert_pem, "", pki.root_pem,
                                    absl::Now(), /*require_client_auth=*/true)
                    .ok());
-  rpc::TlsFiles mgmt = pki.Leaf("mgmt", crypto::KeyUsage::kServerAuth,
-                                {"mgmt.sphere.example"});
+  rpc::TlsFiles mgmt =
+      pki.Leaf("mgmt", crypto::KeyUsage::kServerAuth, {"mgmt.sphere.example"});
   auto parsed = crypto::ParseCertificate(mgmt.cert_pem);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->common_name, "mgmt");

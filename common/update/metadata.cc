@@ -49,10 +49,9 @@ absl::Status ValidateTarget(const v1::UpdateTarget& t, int i) {
                                   " bytes, want ", kDigestBytes));
   }
   if (t.package_sha256().size() != kDigestBytes) {
-    return Malformed(absl::StrCat("target ", i, " (", t.component(),
-                                  ") package_sha256 is ",
-                                  t.package_sha256().size(), " bytes, want ",
-                                  kDigestBytes));
+    return Malformed(
+        absl::StrCat("target ", i, " (", t.component(), ") package_sha256 is ",
+                     t.package_sha256().size(), " bytes, want ", kDigestBytes));
   }
   if (t.package_size() == 0 || t.package_size() > kMaxPackageBytes) {
     return Malformed(absl::StrCat("target ", i, " (", t.component(),
@@ -83,12 +82,18 @@ absl::Status ValidateTarget(const v1::UpdateTarget& t, int i) {
 
 const char* UpdateErrorName(UpdateError e) {
   switch (e) {
-    case UpdateError::kNone: return "none";
-    case UpdateError::kMalformed: return "malformed";
-    case UpdateError::kUnsupportedFormat: return "unsupported-format";
-    case UpdateError::kBadSignature: return "bad-signature";
-    case UpdateError::kExpired: return "expired";
-    case UpdateError::kRollback: return "rollback";
+    case UpdateError::kNone:
+      return "none";
+    case UpdateError::kMalformed:
+      return "malformed";
+    case UpdateError::kUnsupportedFormat:
+      return "unsupported-format";
+    case UpdateError::kBadSignature:
+      return "bad-signature";
+    case UpdateError::kExpired:
+      return "expired";
+    case UpdateError::kRollback:
+      return "rollback";
   }
   return "unknown";
 }
@@ -133,8 +138,8 @@ absl::Status ValidateMetadata(const v1::UpdateMetadata& md) {
                                   kMaxIdBytes, " bytes"));
   }
   if (static_cast<size_t>(md.targets_size()) > kMaxTargets) {
-    return Malformed(absl::StrCat(md.targets_size(), " targets (limit ",
-                                  kMaxTargets, ")"));
+    return Malformed(
+        absl::StrCat(md.targets_size(), " targets (limit ", kMaxTargets, ")"));
   }
   for (int i = 0; i < md.targets_size(); ++i) {
     absl::Status s = ValidateTarget(md.targets(i), i);
@@ -193,8 +198,8 @@ absl::StatusOr<v1::UpdateMetadata> VerifyMetadata(
                                   signed_metadata.signature().size(),
                                   " bytes (limit ", kMaxSignatureBytes, ")"));
   }
-  absl::Status sig = crypto::EcdsaVerify(
-      signing_public_key, SignedBytes(bytes), signed_metadata.signature());
+  absl::Status sig = crypto::EcdsaVerify(signing_public_key, SignedBytes(bytes),
+                                         signed_metadata.signature());
   if (!sig.ok()) {
     return MakeUpdateError(
         absl::StatusCode::kUnauthenticated, UpdateError::kBadSignature,

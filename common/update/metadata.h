@@ -51,7 +51,7 @@ inline constexpr uint32_t kMetadataFormatVersion = 1;
 inline constexpr size_t kMaxMetadataBytes = 64 * 1024;
 inline constexpr size_t kMaxSignatureBytes = 80;  // DER P-256 is <= 72
 inline constexpr size_t kMaxTargets = 64;
-inline constexpr size_t kMaxIdBytes = 128;         // ids, components, tenant
+inline constexpr size_t kMaxIdBytes = 128;  // ids, components, tenant
 inline constexpr size_t kMaxHardwareEntries = 16;
 inline constexpr size_t kMaxHardwareNameBytes = 64;
 inline constexpr size_t kDigestBytes = 32;

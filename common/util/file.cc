@@ -26,24 +26,24 @@ absl::Status WriteFile(const std::string& path, absl::string_view contents,
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ",
-                                            strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot create ", tmp, ": ", strerror(errno)));
   }
   size_t off = 0;
   while (off < contents.size()) {
     ssize_t n = write(fd, contents.data() + off, contents.size() - off);
     if (n < 0) {
       close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp, ": ",
-                                              strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("write ", tmp, ": ", strerror(errno)));
     }
     off += n;
   }
   fsync(fd);
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename to ", path, ": ",
-                                            strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("rename to ", path, ": ", strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -40,8 +40,8 @@ const Labels& OverflowLabels() {
 Labels Bounded(const Labels& labels) {
   Labels out;
   for (const auto& [k, v] : labels) {
-    out[k] = v.size() > kMaxLabelValueBytes ? v.substr(0, kMaxLabelValueBytes)
-                                            : v;
+    out[k] =
+        v.size() > kMaxLabelValueBytes ? v.substr(0, kMaxLabelValueBytes) : v;
   }
   return out;
 }
@@ -59,8 +59,8 @@ struct Registry {
       ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, std::unique_ptr<GaugeMetric>> gauges
       ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<std::string, std::unique_ptr<HistogramMetric>>
-      histograms ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, std::unique_ptr<HistogramMetric>> histograms
+      ABSL_GUARDED_BY(mu);
   // Held while callbacks run, so a handle's destructor waits for a scrape
   // that is calling its callback.
   absl::Mutex cb_mu ABSL_ACQUIRED_AFTER(mu);
@@ -324,8 +324,8 @@ std::unique_ptr<GaugeCallbackHandle> RegisterGaugeCallback(
 }
 
 std::shared_ptr<prometheus::Collectable> ProcessCollectable() {
-  static auto* c = new std::shared_ptr<ProcessMetrics>(
-      std::make_shared<ProcessMetrics>());
+  static auto* c =
+      new std::shared_ptr<ProcessMetrics>(std::make_shared<ProcessMetrics>());
   return *c;
 }
 

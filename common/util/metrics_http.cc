@@ -19,8 +19,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& address) {
   size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", address, "' is not host:port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", address, "' is not host:port"));
   }
   std::string host = address.substr(0, colon);
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -28,11 +28,11 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     // civetweb options: bounded workers, and idle keep-alive connections are
     // closed after 10 s so that scrapers cannot hold the workers.
     exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports", address, "num_threads", "2",
-        "request_timeout_ms", "10000", "enable_keep_alive", "no"});
+        "listening_ports", address, "num_threads", "2", "request_timeout_ms",
+        "10000", "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", address, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
   }
   std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty() || ports[0] <= 0) {
@@ -63,8 +63,8 @@ void ConnectAndClose(const std::string& host, int port) {
     return;
   }
   for (struct addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) continue;
     const bool connected = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
     close(fd);

@@ -29,7 +29,8 @@ RateLimiter::Shard& RateLimiter::ShardFor(absl::string_view key) const {
 
 double RateLimiter::Refilled(const Bucket& b, absl::Time now) const {
   const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - b.updated));
-  return std::min(options_.burst, b.tokens + elapsed * options_.rate_per_second);
+  return std::min(options_.burst,
+                  b.tokens + elapsed * options_.rate_per_second);
 }
 
 void RateLimiter::MakeRoom(Shard& shard, absl::Time now) {
@@ -55,9 +56,7 @@ bool RateLimiter::TryAcquire(absl::string_view raw_key, double cost) {
   auto it = shard.buckets.find(key);
   if (it == shard.buckets.end()) {
     if (shard.buckets.size() >= max_keys_per_shard_) MakeRoom(shard, now);
-    it = shard.buckets
-             .emplace(key, Bucket{options_.burst, now, 0})
-             .first;
+    it = shard.buckets.emplace(key, Bucket{options_.burst, now, 0}).first;
   }
   Bucket& b = it->second;
   b.tokens = Refilled(b, now);
@@ -86,9 +85,11 @@ absl::Status RateLimiter::Acquire(absl::string_view key, absl::string_view what,
                                   double cost) {
   if (TryAcquire(key, cost)) return absl::OkStatus();
   if (cost > options_.burst) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "this ", what, " request is larger than one caller may make at once "
-        "(cost ", cost, " > burst ", options_.burst, "); split it up"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("this ", what,
+                     " request is larger than one caller may make at once "
+                     "(cost ",
+                     cost, " > burst ", options_.burst, "); split it up"));
   }
   const absl::Duration wait = RetryAfter(key, cost);
   return absl::ResourceExhaustedError(absl::StrCat(

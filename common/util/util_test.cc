@@ -35,7 +35,8 @@ std::string ScrapeScript() {
 // Returns the parsed samples; fails the test on a parse error.
 nlohmann::json Scrape(const std::string& source) {
   // Debian's python3 (python3-prometheus-client), not a pyenv one.
-  std::string cmd = absl::StrCat("/usr/bin/python3 ", ScrapeScript(), " ", source);
+  std::string cmd =
+      absl::StrCat("/usr/bin/python3 ", ScrapeScript(), " ", source);
   FILE* p = popen(cmd.c_str(), "r");
   EXPECT_NE(p, nullptr);
   if (p == nullptr) return nlohmann::json::array();
@@ -151,12 +152,11 @@ TEST(MetricsTest, Attack_UnboundedLabelValuesFoldIntoOverflowSeries) {
     c->Increment({{"caller", absl::StrCat("c", i)}});
   }
   EXPECT_EQ(c->Value({{"overflow", "true"}}), 501u);
-  auto samples = Scrape(
-      [&] {
-        std::string path = TempDir() + "/series.txt";
-        std::ofstream(path) << metrics::RenderAll();
-        return path;
-      }());
+  auto samples = Scrape([&] {
+    std::string path = TempDir() + "/series.txt";
+    std::ofstream(path) << metrics::RenderAll();
+    return path;
+  }());
   int series = 0;
   for (const auto& s : samples) {
     if (s["name"] == "test_attack_series_total") ++series;
@@ -175,11 +175,13 @@ TEST(MetricsTest, GaugeCallbackRunsAtScrapeAndUnregisters) {
           ++calls;
           return std::vector<metrics::Sample>{{{{"cf", "devices"}}, 42}};
         });
-    EXPECT_NE(metrics::RenderAll().find("test_callback_gauge{cf=\"devices\"} 42"),
-              std::string::npos);
+    EXPECT_NE(
+        metrics::RenderAll().find("test_callback_gauge{cf=\"devices\"} 42"),
+        std::string::npos);
     EXPECT_EQ(calls, 1);
   }
-  EXPECT_EQ(metrics::RenderAll().find("test_callback_gauge"), std::string::npos);
+  EXPECT_EQ(metrics::RenderAll().find("test_callback_gauge"),
+            std::string::npos);
   EXPECT_EQ(calls, 1);
 }
 
@@ -279,7 +281,8 @@ TEST(LogTest, Attack_HugeFieldIsBoundedWithTruncatedMarker) {
   EXPECT_LT(out.size(), 2048u);
   auto j = OneLine(out);
   std::string v = j["tenant_id"];
-  EXPECT_EQ(v.substr(0, log::kMaxValueBytes), huge.substr(0, log::kMaxValueBytes));
+  EXPECT_EQ(v.substr(0, log::kMaxValueBytes),
+            huge.substr(0, log::kMaxValueBytes));
   EXPECT_NE(v.find("[truncated, 7900000 bytes]"), std::string::npos) << v;
 }
 
@@ -295,7 +298,7 @@ TEST(LogTest, Attack_ControlCharactersAndBadUtf8StayOnOneLine) {
 TEST(LogTest, BoundCutsAtUtf8Boundary) {
   std::string s = std::string(255, 'x') + "\xc3\xa9" + "tail";  // é at 255
   std::string b = log::Bound(s);
-  EXPECT_EQ(b.substr(0, 256), std::string(255, 'x') + "." );
+  EXPECT_EQ(b.substr(0, 256), std::string(255, 'x') + ".");
   EXPECT_NE(b.find("[truncated, 261 bytes]"), std::string::npos);
   EXPECT_EQ(log::Bound("short"), "short");
 }
@@ -315,7 +318,9 @@ TEST(LogTest, DebugIsOffByDefault) {
 TEST(LogTest, AuditEventNamesWhoWhatObject) {
   testing::internal::CaptureStderr();
   log::SetMinLevel(log::Level::kError);  // audit events are never filtered
-  log::Audit({"CN=operator", "ClaimDevice", "Device id=ab12",
+  log::Audit({"CN=operator",
+              "ClaimDevice",
+              "Device id=ab12",
               {{"request_id", "r1"}, {"audit", "forged"}}});
   log::SetMinLevel(log::Level::kInfo);
   auto j = OneLine(testing::internal::GetCapturedStderr());

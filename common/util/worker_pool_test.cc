@@ -86,8 +86,8 @@ TEST(WorkerPoolTest, CallerWithExactlyItsShareInFlightIsNeverRefused) {
   constexpr size_t kShare = 4;
   constexpr int kCalls = 2000;
   for (int threads : {1, 3}) {
-    WorkerPool pool({.threads = threads, .max_queue = 16,
-                     .max_per_key = kShare});
+    WorkerPool pool(
+        {.threads = threads, .max_queue = 16, .max_per_key = kShare});
     absl::Mutex mu;
     int sent = 0, done = 0, refused = 0;
     int outstanding = 0;  // admitted calls not yet finished

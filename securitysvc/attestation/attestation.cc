@@ -25,8 +25,7 @@ metrics::CounterMetric* AttestCounter() {
 int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
 // HistoryKey: "<id>|<ring>|NN", ring 'a' (successes) or 'r' (refusals).
-std::string HistoryKey(absl::string_view device_id, char ring,
-                       uint32_t count) {
+std::string HistoryKey(absl::string_view device_id, char ring, uint32_t count) {
   return absl::StrFormat("%s|%c|%02d", device_id, ring,
                          count % kMaxHistoryEntries);
 }
@@ -111,13 +110,13 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
                       ? nullptr
                       : std::make_unique<DirectRecordWriter>(store)),
       writer_(options.record_writer != nullptr ? options.record_writer
-                                                : own_writer_.get()) {
+                                               : own_writer_.get()) {
   uint64_t n = 0;
-  auto s = store_->Scan(kDevicesCf, "", [&n](absl::string_view,
-                                             absl::string_view) {
-    ++n;
-    return true;
-  });
+  auto s =
+      store_->Scan(kDevicesCf, "", [&n](absl::string_view, absl::string_view) {
+        ++n;
+        return true;
+      });
   if (!s.ok()) {
     log::Warning("cannot count attested devices",
                  {{"error", std::string(s.message())}});
@@ -170,8 +169,7 @@ absl::StatusOr<v1::AttestResponse> Attestor::Attest(
   return result;
 }
 
-void Attestor::AttestAsync(const v1::AttestRequest& request,
-                           AttestDone done) {
+void Attestor::AttestAsync(const v1::AttestRequest& request, AttestDone done) {
   Compromise compromise;
   absl::StatusOr<Prepared> prepared = Verify(request, &compromise);
   if (!prepared.ok()) {
@@ -199,30 +197,28 @@ void Attestor::AttestAsync(const v1::AttestRequest& request,
   auto p = std::make_shared<Prepared>(*std::move(prepared));
   store::WriteBatch batch;
   AddRecordWithHistory(&batch, &p->record, history_count);
-  writer_->Write(
-      std::move(batch),
-      [this, p, first, &stripe, device_id = device_id,
-       done = std::move(done)](absl::Status written) mutable {
-        if (first) {
-          absl::MutexLock l(&stripe.mu);
-          stripe.pending.erase(device_id);
-        }
-        if (!written.ok()) {
-          nonces_->Restore(device_id, p->nonce, p->nonce_expires);
-          absl::Status s = absl::UnavailableError(absl::StrCat(
-              "could not record the attestation (", written.message(),
-              "); retry"));
-          v1::AttestRequest named;
-          named.set_device_id(device_id);
-          Reject(named, s, Compromise());
-          done(s);
-          return;
-        }
-        if (first) ++attested_devices_;
-        AttestCounter()->Increment(
-            absl::StrCat("outcome=\"", p->outcome, "\""));
-        done(std::move(p->response));
-      });
+  writer_->Write(std::move(batch), [this, p, first, &stripe,
+                                    device_id = device_id,
+                                    done = std::move(done)](
+                                       absl::Status written) mutable {
+    if (first) {
+      absl::MutexLock l(&stripe.mu);
+      stripe.pending.erase(device_id);
+    }
+    if (!written.ok()) {
+      nonces_->Restore(device_id, p->nonce, p->nonce_expires);
+      absl::Status s = absl::UnavailableError(absl::StrCat(
+          "could not record the attestation (", written.message(), "); retry"));
+      v1::AttestRequest named;
+      named.set_device_id(device_id);
+      Reject(named, s, Compromise());
+      done(s);
+      return;
+    }
+    if (first) ++attested_devices_;
+    AttestCounter()->Increment(absl::StrCat("outcome=\"", p->outcome, "\""));
+    done(std::move(p->response));
+  });
 }
 
 void Attestor::Reject(const v1::AttestRequest& request,
@@ -238,9 +234,9 @@ void Attestor::Reject(const v1::AttestRequest& request,
              {"code", absl::StatusCodeToString(status.code())},
              {"reason", std::string(status.message())}});
   if (!compromise.reason.empty() && options_.revocation_sink != nullptr) {
-    log::Warning("requesting automatic revocation",
-                 {{"device", request.device_id()},
-                  {"reason", compromise.reason}});
+    log::Warning(
+        "requesting automatic revocation",
+        {{"device", request.device_id()}, {"reason", compromise.reason}});
     options_.revocation_sink->RequestRevocation(
         {request.device_id(), compromise.tenant_id,
          absl::StrCat("automatic: ", compromise.reason),
@@ -309,9 +305,10 @@ absl::StatusOr<Attestor::Prepared> Attestor::Verify(
     if (absl::IsPermissionDenied(image.status())) {
       // The platform signed it (for another tenant): this proves nothing
       // about the device's integrity, so no automatic revocation.
-      return absl::PermissionDeniedError(absl::StrCat(
-          "component ", e.component(), " v", e.version(),
-          " is not an image of the device's tenant: ", image.status().message()));
+      return absl::PermissionDeniedError(
+          absl::StrCat("component ", e.component(), " v", e.version(),
+                       " is not an image of the device's tenant: ",
+                       image.status().message()));
     }
     if (!image.ok()) {
       if (!absl::IsNotFound(image.status())) return image.status();
@@ -326,12 +323,11 @@ absl::StatusOr<Attestor::Prepared> Attestor::Verify(
     }
     if (image->component() != e.component() ||
         image->version() != e.version()) {
-      return compromised(
-          "event log mislabels an image",
-          absl::PermissionDeniedError(absl::StrCat(
-              "event log claims ", e.component(), " v", e.version(),
-              " but the measured image is ", image->component(), " v",
-              image->version())));
+      return compromised("event log mislabels an image",
+                         absl::PermissionDeniedError(absl::StrCat(
+                             "event log claims ", e.component(), " v",
+                             e.version(), " but the measured image is ",
+                             image->component(), " v", image->version())));
     }
     // A boot-chain component name counts only when measured from an image
     // of that kind: a platform-signed application named "kernel" must not
@@ -493,9 +489,9 @@ void Attestor::RecordFailure(absl::string_view device_id,
       // Not seen since a restart (or the table was cleared): start where
       // time puts us, so a restart does not always overwrite slot 0.
       rec->second.next_slot = static_cast<uint32_t>(
-          ToMs(now) / std::max<int64_t>(
-                          1, absl::ToInt64Milliseconds(
-                                 options_.failure_record_interval)));
+          ToMs(now) /
+          std::max<int64_t>(
+              1, absl::ToInt64Milliseconds(options_.failure_record_interval)));
     }
     rec->second.time = now;
     slot = rec->second.next_slot++;
@@ -510,14 +506,13 @@ void Attestor::RecordFailure(absl::string_view device_id,
   batch.Put(kHistoryCf, HistoryKey(device_id, 'r', slot),
             BoundedHistoryEntry(r).SerializeAsString());
   // Not waited for: the caller's rejection does not depend on it.
-  writer_->Write(std::move(batch),
-                 [id = std::string(device_id)](absl::Status s) {
-                   if (!s.ok()) {
-                     log::Warning("could not record failed attestation",
-                                  {{"device", id},
-                                   {"error", std::string(s.message())}});
-                   }
-                 });
+  writer_->Write(
+      std::move(batch), [id = std::string(device_id)](absl::Status s) {
+        if (!s.ok()) {
+          log::Warning("could not record failed attestation",
+                       {{"device", id}, {"error", std::string(s.message())}});
+        }
+      });
 }
 
 absl::StatusOr<v1::AttestationRecord> Attestor::LastRecord(
@@ -549,11 +544,11 @@ absl::StatusOr<std::vector<v1::AttestationRecord>> Attestor::History(
                         });
   if (!s.ok()) return s;
   if (!parse_error.ok()) return parse_error;
-  std::stable_sort(out.begin(), out.end(),
-                   [](const v1::AttestationRecord& a,
-                      const v1::AttestationRecord& b) {
-                     return a.time_unix_ms() < b.time_unix_ms();
-                   });
+  std::stable_sort(
+      out.begin(), out.end(),
+      [](const v1::AttestationRecord& a, const v1::AttestationRecord& b) {
+        return a.time_unix_ms() < b.time_unix_ms();
+      });
   return out;
 }
 

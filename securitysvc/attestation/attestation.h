@@ -156,7 +156,7 @@ class Attestor {
   struct Prepared {
     v1::AttestResponse response;
     v1::AttestationRecord record;  // the device's new latest-success record
-    std::string outcome;  // record outcome, for the metric
+    std::string outcome;           // record outcome, for the metric
     std::string nonce;
     absl::Time nonce_expires;
   };

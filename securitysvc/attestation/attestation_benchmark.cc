@@ -6,7 +6,10 @@
 // BM_FloorEcdsaSign / BM_FloorEcdsaVerify run first and record their cost;
 // BM_FullAttestation and BM_AttestOnly report `cost_vs_sign_plus_verify`:
 // the time of one attestation in units of (one P-256 sign + one verify).
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <stdlib.h>
+#include <valgrind/callgrind.h>
 
 #include <algorithm>
 #include <functional>
@@ -17,30 +20,27 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
-#include <valgrind/callgrind.h>
-#include "common/rpc/rpc.h"
-#include "securitysvc/attestation/attestation_service.h"
-#include "securitysvc/sharding/router.h"
-#include <grpcpp/create_channel.h>
-#include <grpcpp/generic/generic_stub.h>
 #include "common/crypto/crypto.h"
-#include "common/store/memory_store.h"
+#include "common/rpc/rpc.h"
 #include "common/store/group_commit.h"
+#include "common/store/memory_store.h"
 #include "common/store/store.h"
-#include "securitysvc/attestation/record_writer.h"
 #include "common/util/clock.h"
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "securitysvc/attestation/attestation.h"
+#include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/attestation/nonce_store.h"
+#include "securitysvc/attestation/record_writer.h"
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/auth/device_context.h"
-#include "securitysvc/shard_server/device_call.h"
 #include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/shard_server/device_call.h"
+#include "securitysvc/sharding/router.h"
 
 namespace sphere::attestation {
 namespace {
@@ -84,7 +84,8 @@ struct Platform {
     t.set_id(kTenant);
     t.set_name("Contoso");
     t.set_ca_certificate_pem(tenant_ca_pem);
-    t.set_wrapped_ca_key(*catalog::WrapTenantCaKey(master, kTenant, tenant_ca_key));
+    t.set_wrapped_ca_key(
+        *catalog::WrapTenantCaKey(master, kTenant, tenant_ca_key));
     Check(catalog->PutTenant(t), "PutTenant");
     v1::DeviceGroup g;
     g.set_id(kGroup);
@@ -332,8 +333,8 @@ struct RocksAttestor {
     }
     store::RocksOptions ro;
     ro.data_key = crypto::RandomBytes(32);
-    store = *store::OpenRocksStore(absl::StrCat(tmpl, "/db"),
-                                   ColumnFamilies(), ro);
+    store =
+        *store::OpenRocksStore(absl::StrCat(tmpl, "/db"), ColumnFamilies(), ro);
     Attestor::Options o;
     if (group) {
       store::GroupCommitOptions go;
@@ -343,9 +344,9 @@ struct RocksAttestor {
       o.record_writer = record_writer.get();
     }
     nonces = std::make_unique<NonceStore>(Clock::Real());
-    attestor = std::make_unique<Attestor>(p.catalog.get(), store.get(),
-                                          nonces.get(), p.tokens.get(),
-                                          Clock::Real(), o);
+    attestor =
+        std::make_unique<Attestor>(p.catalog.get(), store.get(), nonces.get(),
+                                   p.tokens.get(), Clock::Real(), o);
     rpc = std::make_unique<RpcPlatform>(attestor.get());
   }
   std::unique_ptr<store::Store> store;
@@ -429,12 +430,13 @@ grpc::Status RpcAttestOnce(RpcPlatform& r, mcu::Device& d) {
 void RunRpcAttestations(benchmark::State& state, RpcPlatform& r) {
   Platform& p = GetPlatform();
   size_t j = 0;
-  const size_t per_thread = std::max<size_t>(1, p.devices.size() / state.threads());
+  const size_t per_thread =
+      std::max<size_t>(1, p.devices.size() / state.threads());
   absl::Time start = absl::Now();
   for (auto _ : state) {
-    mcu::Device& d =
-        *p.devices[(state.thread_index() + state.threads() * (j++ % per_thread)) %
-                   p.devices.size()];
+    mcu::Device& d = *p.devices[(state.thread_index() +
+                                 state.threads() * (j++ % per_thread)) %
+                                p.devices.size()];
     grpc::Status st = RpcAttestOnce(r, d);
     if (!st.ok()) {
       state.SkipWithError(st.error_message().c_str());
@@ -446,9 +448,9 @@ void RunRpcAttestations(benchmark::State& state, RpcPlatform& r) {
     absl::Duration elapsed = absl::Now() - start;
     ReportCost(state, elapsed);
     if (g_empty_rpc_seconds > 0) {
-      state.counters["cost_vs_empty_rpc"] =
-          absl::ToDoubleSeconds(elapsed) / state.iterations() /
-          g_empty_rpc_seconds;
+      state.counters["cost_vs_empty_rpc"] = absl::ToDoubleSeconds(elapsed) /
+                                            state.iterations() /
+                                            g_empty_rpc_seconds;
     }
   }
 }
@@ -470,8 +472,7 @@ BENCHMARK(BM_RpcFullAttestation)->UseRealTime()->Threads(1)->Threads(4);
 void BM_RpcAttestationEncryptedStore(benchmark::State& state) {
   const bool group = state.range(0) == 1;
   RocksAttestor& ra = GetRocksAttestor(group);
-  const uint64_t writes_before =
-      group ? ra.writer->groups_written() : 0;
+  const uint64_t writes_before = group ? ra.writer->groups_written() : 0;
   const uint64_t batches_before = group ? ra.writer->batches_written() : 0;
   RunRpcAttestations(state, *ra.rpc);
   if (group && state.thread_index() == 0) {
@@ -656,7 +657,8 @@ int RunCallgrindPhases(int n) {
   RocksAttestor& ra = GetRocksAttestor(true);
   size_t next = 0;
   Phase("rpc_attest", n, [&] {
-    grpc::Status st = RpcAttestOnce(*ra.rpc, *p.devices[next++ % p.devices.size()]);
+    grpc::Status st =
+        RpcAttestOnce(*ra.rpc, *p.devices[next++ % p.devices.size()]);
     if (!st.ok()) {
       fprintf(stderr, "rpc_attest: %s\n", st.error_message().c_str());
       abort();
@@ -698,22 +700,19 @@ int RunCallgrindPhases(int n) {
   });
   fprintf(stderr, "batch_attest: %d attestations per op\n", batch);
   std::string nonce = crypto::RandomBytes(32);
-  Phase("device_quote", n, [&] {
-    benchmark::DoNotOptimize(p.devices[0]->Quote(nonce));
-  });
+  Phase("device_quote", n,
+        [&] { benchmark::DoNotOptimize(p.devices[0]->Quote(nonce)); });
   auto key = crypto::EcPrivateKey::Generate();
   std::string msg(200, 'm');
   std::string pub = key.PublicKey();
   std::string sig = *key.Sign(msg);
   Phase("ecdsa_sign", n, [&] { benchmark::DoNotOptimize(key.Sign(msg)); });
-  Phase("ecdsa_verify", n, [&] {
-    benchmark::DoNotOptimize(crypto::EcdsaVerify(pub, msg, sig));
-  });
+  Phase("ecdsa_verify", n,
+        [&] { benchmark::DoNotOptimize(crypto::EcdsaVerify(pub, msg, sig)); });
   auto ca = *p.catalog->GetSharedTenantCa(kTenant);
   crypto::CertificateSpec spec = DeviceCertificateSpec(p);
-  Phase("issue_certificate", n, [&] {
-    benchmark::DoNotOptimize(ca->issuer->IssueWithSerial(spec));
-  });
+  Phase("issue_certificate", n,
+        [&] { benchmark::DoNotOptimize(ca->issuer->IssueWithSerial(spec)); });
   return 0;
 }
 

@@ -59,8 +59,8 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
       std::make_unique<GroupCommitRecordWriter>(group_commit_.get());
   aopts.record_writer = record_writer_.get();
   nonces_ = std::make_unique<NonceStore>(context.clock);
-  challenge_limiter_ = std::make_unique<RateLimiter>(
-      context.clock, options_.challenge_rate);
+  challenge_limiter_ =
+      std::make_unique<RateLimiter>(context.clock, options_.challenge_rate);
   attestor_ =
       std::make_unique<Attestor>(context.catalog, context.store, nonces_.get(),
                                  context.session_tokens, context.clock, aopts);

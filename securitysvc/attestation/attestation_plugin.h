@@ -1,8 +1,8 @@
 // AttestationPlugin: attestation as a shard plug-in. It brings the
 // attestation column families, the AttestationService and the operators'
-// read-only DeviceStatusService (the plug-in owns the records it reads); with management
-// present it also sends automatic revocations there (RevocationQueue, off
-// the attestation path).
+// read-only DeviceStatusService (the plug-in owns the records it reads); with
+// management present it also sends automatic revocations there
+// (RevocationQueue, off the attestation path).
 //
 // Example:
 //   plugins.push_back(std::make_unique<attestation::AttestationPlugin>(
@@ -12,13 +12,13 @@
 
 #include <memory>
 
+#include "common/util/rate_limiter.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/attestation/attestation_service.h"
 #include "securitysvc/attestation/device_status_service.h"
 #include "securitysvc/attestation/nonce_store.h"
 #include "securitysvc/attestation/record_writer.h"
 #include "securitysvc/attestation/revocation_queue.h"
-#include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/shard_plugin.h"
 
 namespace sphere::attestation {

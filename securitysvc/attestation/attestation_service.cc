@@ -10,9 +10,9 @@ namespace sphere::attestation {
 namespace {
 
 const shard::DeviceMethod& GetChallengeMethod() {
-  static const auto* m = new shard::DeviceMethod(
-      "get_challenge", shard::DeviceAccess::kAttest,
-      "sphere_get_challenge_seconds");
+  static const auto* m =
+      new shard::DeviceMethod("get_challenge", shard::DeviceAccess::kAttest,
+                              "sphere_get_challenge_seconds");
   return *m;
 }
 
@@ -57,9 +57,9 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
           finish(absl::ResourceExhaustedError(absl::StrCat(
               "device ", call.device_id,
               " asked for challenges faster than its limit; retry in ",
-              absl::FormatDuration(absl::Ceil(
-                  challenge_limiter_->RetryAfter(call.device_id),
-                  absl::Milliseconds(100))))));
+              absl::FormatDuration(
+                  absl::Ceil(challenge_limiter_->RetryAfter(call.device_id),
+                             absl::Milliseconds(100))))));
           return;
         }
         auto issue = [this, response, id = call.device_id,
@@ -121,27 +121,27 @@ absl::Status AttestationServiceImpl::CheckBatch(
   return device_calls_->RequireGateway(context);
 }
 
-absl::Status AttestationServiceImpl::ChallengeOne(
-    const std::string& device_id, v1::ChallengeResult* result) {
+absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
+                                                  v1::ChallengeResult* result) {
   // Validated before it is echoed, logged or looked up.
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   result->set_device_id(device_id);
   if (auto owner = device_calls_->RedirectAddress(device_id)) {
     result->set_redirect_address(*owner);
     return absl::FailedPreconditionError(
-        absl::StrCat("device ", device_id, " is owned by the shard at ",
-                     *owner, "; retry there"));
+        absl::StrCat("device ", device_id, " is owned by the shard at ", *owner,
+                     "; retry there"));
   }
   if (auto s = attestor_->MayChallenge(device_id); !s.ok()) return s;
   if (challenge_limiter_ != nullptr &&
       !challenge_limiter_->TryAcquire(device_id)) {
     RateLimited()->Increment();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "device ", device_id,
-        " asked for challenges faster than its limit; retry in ",
-        absl::FormatDuration(
-            absl::Ceil(challenge_limiter_->RetryAfter(device_id),
-                       absl::Milliseconds(100)))));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("device ", device_id,
+                     " asked for challenges faster than its limit; retry in ",
+                     absl::FormatDuration(
+                         absl::Ceil(challenge_limiter_->RetryAfter(device_id),
+                                    absl::Milliseconds(100)))));
   }
   auto r = attestor_->GetChallenge(device_id);
   if (!r.ok()) return r.status();
@@ -172,8 +172,7 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenges(
 }
 
 grpc::ServerUnaryReactor* AttestationServiceImpl::AttestBatch(
-    grpc::CallbackServerContext* context,
-    const v1::AttestBatchRequest* request,
+    grpc::CallbackServerContext* context, const v1::AttestBatchRequest* request,
     v1::AttestBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const int n = request->requests_size();

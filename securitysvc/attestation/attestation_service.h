@@ -17,9 +17,9 @@
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 
+#include "common/util/rate_limiter.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
-#include "common/util/rate_limiter.h"
 #include "securitysvc/shard_server/device_call.h"
 #include "securitysvc/shard_server/revision_gate.h"
 

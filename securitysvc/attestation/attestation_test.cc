@@ -19,9 +19,9 @@
 #include "mcu-model/device.h"
 #include "mcu-model/image.h"
 #include "mcu-model/quote.h"
+#include "securitysvc/attestation/revocation_queue.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
-#include "securitysvc/attestation/revocation_queue.h"
 
 namespace sphere::attestation {
 namespace {
@@ -475,9 +475,9 @@ TEST_F(AttestationTest, HistoryKeepsOnlyTheLastAttemptsAndSurvivesRestart) {
   // Restart: a new Attestor over the same store sees the same history, and
   // its next attempts keep the bound and overwrite the oldest.
   Attestor::Options options;
-  attestor_ = std::make_unique<Attestor>(catalog_.get(), store_.get(),
-                                         nonces_.get(), tokens_.get(), &clock_,
-                                         options);
+  attestor_ =
+      std::make_unique<Attestor>(catalog_.get(), store_.get(), nonces_.get(),
+                                 tokens_.get(), &clock_, options);
   history = attestor_->History(id);
   ASSERT_TRUE(history.ok());
   check(*history);
@@ -577,7 +577,8 @@ TEST_F(AttestationTest, UnregisteredDevice) {
   auto q = stranger->Quote(std::string(32, 'n'));
   ASSERT_TRUE(q.ok());
   ExpectError(attestor_->Attest(Request(stranger->device_id(), *q)),
-              absl::StatusCode::kNotFound, "is not claimed; claim it with spherectl device claim");
+              absl::StatusCode::kNotFound,
+              "is not claimed; claim it with spherectl device claim");
   EXPECT_TRUE(attestor_->History(stranger->device_id())->empty())
       << "no history for ids the factory never registered";
   EXPECT_EQ(store_->Size(kHistoryCf), 0u);
@@ -806,8 +807,7 @@ TEST_F(AttestationTest, Attack_TamperedPlutonIsRevokedAutomaticallyOnce) {
   auto q = dev->Quote(first->nonce());
   ASSERT_TRUE(q.ok()) << q.status();
   ExpectError(attestor.Attest(Request(id, *q)),
-              absl::StatusCode::kPermissionDenied,
-              "reports 1 tamper event(s)");
+              absl::StatusCode::kPermissionDenied, "reports 1 tamper event(s)");
   ASSERT_TRUE(queue.WaitIdle(absl::Seconds(30)));
   EXPECT_EQ(queue.delivered(), 1u);
   ASSERT_EQ(revoked.size(), 1u);
@@ -1238,9 +1238,10 @@ TEST_F(AttestationTest, UnsignedImageUnderDeviceKeyRequestsRevocation) {
   Claim(rogue->device_id(), rogue->public_key());
   TrustedState before = Snapshot(rogue->device_id());
 
-  ExpectError(attestor_->Attest(GenuineRequest(*rogue, Nonce(rogue->device_id()))),
-              absl::StatusCode::kPermissionDenied,
-              "runs an image the platform never signed");
+  ExpectError(
+      attestor_->Attest(GenuineRequest(*rogue, Nonce(rogue->device_id()))),
+      absl::StatusCode::kPermissionDenied,
+      "runs an image the platform never signed");
   ExpectUnchanged(before, rogue->device_id());
   ASSERT_EQ(revocations_.requests.size(), 1u);
   EXPECT_EQ(revocations_.requests[0].device_id, rogue->device_id());
@@ -1249,9 +1250,9 @@ TEST_F(AttestationTest, UnsignedImageUnderDeviceKeyRequestsRevocation) {
               ::testing::StartsWith("automatic: unsigned image: component "
                                     "kernel"));
   EXPECT_EQ(revocations_.requests[0].unknown_image_hash.size(), 32u);
-  EXPECT_FALSE(catalog_->FindImageByHash(
-                           revocations_.requests[0].unknown_image_hash)
-                   .ok());
+  EXPECT_FALSE(
+      catalog_->FindImageByHash(revocations_.requests[0].unknown_image_hash)
+          .ok());
 }
 
 TEST_F(AttestationTest, IntegrityFailuresUnderDeviceKeyRequestRevocation) {
@@ -1297,7 +1298,8 @@ TEST_F(AttestationTest, IntegrityFailuresUnderDeviceKeyRequestRevocation) {
     ASSERT_EQ(revocations_.requests.size(), 1u) << r.status();
     EXPECT_EQ(revocations_.requests[0].device_id, h.id);
     EXPECT_EQ(revocations_.requests[0].tenant_id, kTenantA);
-    EXPECT_THAT(revocations_.requests[0].reason, ::testing::StartsWith(c.reason));
+    EXPECT_THAT(revocations_.requests[0].reason,
+                ::testing::StartsWith(c.reason));
   }
 }
 
@@ -1353,8 +1355,8 @@ TEST_F(AttestationTest, AttestedDeviceCountCountsDevicesOnce) {
   ASSERT_TRUE(AttestGenuine(*device_).ok());
   EXPECT_EQ(attestor_->attested_device_count(), 1u);
   HeldKeyDevice h = RegisterHeldKeyDevice();
-  ASSERT_TRUE(attestor_->Attest(Request(h.id, SignQuote(CraftedBody(h), h.key)))
-                  .ok());
+  ASSERT_TRUE(
+      attestor_->Attest(Request(h.id, SignQuote(CraftedBody(h), h.key))).ok());
   EXPECT_EQ(attestor_->attested_device_count(), 2u);
   // A rejected attempt adds nothing.
   HeldKeyDevice bad = RegisterHeldKeyDevice();

@@ -6,10 +6,10 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
@@ -239,11 +239,11 @@ absl::StatusOr<v1::GetDeviceHistoryResponse> ReadDeviceHistory(
     }
     for (auto& e : more) entries.push_back(std::move(e));
   }
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const v1::DeviceHistoryEntry& a,
-                      const v1::DeviceHistoryEntry& b) {
-                     return a.time_unix_ms() > b.time_unix_ms();
-                   });
+  std::stable_sort(
+      entries.begin(), entries.end(),
+      [](const v1::DeviceHistoryEntry& a, const v1::DeviceHistoryEntry& b) {
+        return a.time_unix_ms() > b.time_unix_ms();
+      });
   const int page =
       request.page_size() == 0 ? kDefaultHistoryPageSize : request.page_size();
   const size_t begin = std::min<size_t>(*offset, entries.size());
@@ -266,13 +266,12 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
   absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
   if (!peer.ok()) {
     status = peer.status();
-  } else if (auto reader =
-                 IdentifyStatusReader(peer->cert, root_subject_line_);
+  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line_);
              !reader.ok()) {
     status = reader.status();
   } else {
-    auto r = ReadDeviceHistory(*reader, *request, attestor_, catalog_,
-                               router_, history_extension_);
+    auto r = ReadDeviceHistory(*reader, *request, attestor_, catalog_, router_,
+                               history_extension_);
     if (r.ok()) {
       *response = *std::move(r);
     } else {
@@ -280,12 +279,12 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
     }
   }
   if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning("device history denied",
-                 {{"peer", context->peer()},
-                  {"error", std::string(status.message())}});
+    log::Warning(
+        "device history denied",
+        {{"peer", context->peer()}, {"error", std::string(status.message())}});
   }
-  HistoryCalls()->Increment(absl::StrCat(
-      "code=\"", absl::StatusCodeToString(status.code()), "\""));
+  HistoryCalls()->Increment(
+      absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
   reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;
 }
@@ -299,8 +298,7 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(
   absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
   if (!peer.ok()) {
     status = peer.status();
-  } else if (auto reader =
-                 IdentifyStatusReader(peer->cert, root_subject_line_);
+  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line_);
              !reader.ok()) {
     status = reader.status();
   } else {
@@ -313,12 +311,12 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(
     }
   }
   if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning("device status denied",
-                 {{"peer", context->peer()},
-                  {"error", std::string(status.message())}});
+    log::Warning(
+        "device status denied",
+        {{"peer", context->peer()}, {"error", std::string(status.message())}});
   }
-  Calls()->Increment(absl::StrCat(
-      "code=\"", absl::StatusCodeToString(status.code()), "\""));
+  Calls()->Increment(
+      absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
   reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;
 }

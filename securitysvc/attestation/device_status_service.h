@@ -36,8 +36,7 @@ struct StatusReader {
   bool platform = false;  // every device
   std::string tenant_id;  // else: only this tenant's devices
   bool MaySee(const v1::Device& device) const {
-    return platform ||
-           (!tenant_id.empty() && device.tenant_id() == tenant_id);
+    return platform || (!tenant_id.empty() && device.tenant_id() == tenant_id);
   }
 };
 

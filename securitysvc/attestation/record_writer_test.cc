@@ -78,9 +78,8 @@ class Results {
   }
   void WaitFor(int n) {
     absl::MutexLock l(&mu_);
-    auto enough = [this, n]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return count_ >= n;
-    };
+    auto enough = [this, n]()
+                      ABSL_SHARED_LOCKS_REQUIRED(mu_) { return count_ >= n; };
     mu_.Await(absl::Condition(&enough));
   }
   absl::Status status(int i) {
@@ -125,7 +124,8 @@ TEST(GroupCommitRecordWriterTest, RecordsQueuedDuringASyncShareOneStoreWrite) {
   results.Expect(kBatches);
   writer.Write(Record(0), results.Callback(0));
   store->WaitEntered();  // the writer is inside the first store write
-  for (int i = 1; i < kBatches; ++i) writer.Write(Record(i), results.Callback(i));
+  for (int i = 1; i < kBatches; ++i)
+    writer.Write(Record(i), results.Callback(i));
   EXPECT_EQ(results.count(), 0);  // nothing acknowledged before it is durable
   store->Open();
   results.WaitFor(kBatches);
@@ -161,7 +161,8 @@ TEST(GroupCommitRecordWriterTest, Fault_RefusedRecordIsAnsweredAtOnce) {
   EXPECT_TRUE(absl::IsNotFound(store->Get("devices", "dev-3").status()));
 }
 
-TEST(GroupCommitRecordWriterTest, Fault_StoreFailureIsReportedAndNothingApplied) {
+TEST(GroupCommitRecordWriterTest,
+     Fault_StoreFailureIsReportedAndNothingApplied) {
   auto mem = *store::MemoryStore::Create({"devices", "history"});
   mem->FailNextWrites(1000, absl::UnavailableError("disk gone"));
   store::GroupCommitWriter group(mem.get(), Options());
@@ -172,8 +173,7 @@ TEST(GroupCommitRecordWriterTest, Fault_StoreFailureIsReportedAndNothingApplied)
   results.WaitFor(20);
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(results.status(i).code(), absl::StatusCode::kUnavailable);
-    EXPECT_NE(results.status(i).message().find("disk gone"),
-              std::string::npos);
+    EXPECT_NE(results.status(i).message().find("disk gone"), std::string::npos);
   }
   EXPECT_EQ(mem->Size("devices"), 0u);
   EXPECT_EQ(mem->Size("history"), 0u);

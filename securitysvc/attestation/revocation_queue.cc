@@ -16,19 +16,19 @@ metrics::CounterMetric *RevocationCounter() {
   return c;
 }
 
-} // namespace
+}  // namespace
 
 bool IsRetryable(const absl::Status &status) {
   switch (status.code()) {
-  case absl::StatusCode::kUnavailable:
-  case absl::StatusCode::kDeadlineExceeded:
-  case absl::StatusCode::kResourceExhausted:
-  case absl::StatusCode::kAborted:
-  case absl::StatusCode::kInternal:
-  case absl::StatusCode::kUnknown:
-    return true;
-  default:
-    return false;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -41,8 +41,7 @@ RevocationQueue::~RevocationQueue() { Stop(); }
 
 void RevocationQueue::RequestRevocation(RevocationRequest request) {
   absl::MutexLock l(&mu_);
-  if (stopping_ || pending_.contains(request.device_id))
-    return;
+  if (stopping_ || pending_.contains(request.device_id)) return;
   if (queue_.size() >= options_.capacity) {
     ++dropped_;
     RevocationCounter()->Increment("result=\"dropped\"");
@@ -60,8 +59,7 @@ void RevocationQueue::Stop() {
     absl::MutexLock l(&mu_);
     stopping_ = true;
   }
-  if (worker_.joinable())
-    worker_.join();
+  if (worker_.joinable()) worker_.join();
 }
 
 bool RevocationQueue::WaitIdle(absl::Duration timeout) {
@@ -94,8 +92,7 @@ void RevocationQueue::Run() {
         return stopping_ || !queue_.empty();
       };
       mu_.Await(absl::Condition(&ready));
-      if (stopping_)
-        return;
+      if (stopping_) return;
       request = std::move(queue_.front());
       queue_.pop_front();
       in_flight_ = true;
@@ -137,9 +134,8 @@ void RevocationQueue::Run() {
                                                  {"reason", request.reason},
                                                  {"error", status.ToString()}});
     }
-    if (stopping_)
-      return;
+    if (stopping_) return;
   }
 }
 
-} // namespace sphere::attestation
+}  // namespace sphere::attestation

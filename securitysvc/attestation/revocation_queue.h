@@ -33,7 +33,7 @@
 namespace sphere::attestation {
 
 class RevocationQueue final : public RevocationSink {
-public:
+ public:
   struct Options {
     size_t capacity = 1024;
     int max_attempts = 8;
@@ -53,11 +53,11 @@ public:
   // WaitIdle blocks until nothing is queued or in flight (or timeout).
   bool WaitIdle(absl::Duration timeout);
 
-  uint64_t delivered() const; // revoke returned OK
-  uint64_t failed() const;    // final failure or attempts exhausted
-  uint64_t dropped() const;   // queue full
+  uint64_t delivered() const;  // revoke returned OK
+  uint64_t failed() const;     // final failure or attempts exhausted
+  uint64_t dropped() const;    // queue full
 
-private:
+ private:
   void Run();
 
   const RevokeFn revoke_;
@@ -76,6 +76,6 @@ private:
 // IsRetryable: whether a failed revoke is worth another attempt.
 bool IsRetryable(const absl::Status &status);
 
-} // namespace sphere::attestation
+}  // namespace sphere::attestation
 
-#endif // SPHERE_SECURITYSVC_ATTESTATION_REVOCATION_QUEUE_H_
+#endif  // SPHERE_SECURITYSVC_ATTESTATION_REVOCATION_QUEUE_H_

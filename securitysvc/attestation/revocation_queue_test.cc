@@ -98,13 +98,13 @@ TEST(RevocationQueueTest, BoundedAndDeduplicated) {
         return absl::OkStatus();
       },
       o);
-  q.RequestRevocation(Req("first")); // taken by the worker, blocks
+  q.RequestRevocation(Req("first"));  // taken by the worker, blocks
   entered.WaitForNotification();
-  q.RequestRevocation(Req("first")); // in flight: deduplicated
+  q.RequestRevocation(Req("first"));  // in flight: deduplicated
   q.RequestRevocation(Req("a"));
-  q.RequestRevocation(Req("a")); // queued: deduplicated
+  q.RequestRevocation(Req("a"));  // queued: deduplicated
   q.RequestRevocation(Req("b"));
-  q.RequestRevocation(Req("c")); // full: dropped
+  q.RequestRevocation(Req("c"));  // full: dropped
   EXPECT_EQ(q.dropped(), 1u);
   release.Notify();
   ASSERT_TRUE(q.WaitIdle(absl::Seconds(10)));
@@ -118,16 +118,15 @@ TEST(RevocationQueueTest, StopDuringBackoffReturnsPromptly) {
   o.initial_backoff = absl::Hours(1);
   RevocationQueue q(
       [&](const RevocationRequest &) {
-        if (!called.HasBeenNotified())
-          called.Notify();
+        if (!called.HasBeenNotified()) called.Notify();
         return absl::UnavailableError("down");
       },
       o);
   q.RequestRevocation(Req("a"));
   called.WaitForNotification();
-  q.Stop(); // would hang for an hour if the backoff ignored Stop
+  q.Stop();  // would hang for an hour if the backoff ignored Stop
   EXPECT_EQ(q.delivered(), 0u);
 }
 
-} // namespace
-} // namespace sphere::attestation
+}  // namespace
+}  // namespace sphere::attestation

@@ -53,9 +53,9 @@ absl::Status MayAttestFor(const crypto::DeviceClaims& caller,
   const bool device_scope = IsDeviceScope(scope);
   if (device_scope && caller.device_id == device_id) return absl::OkStatus();
   if (device_scope) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "device ", caller.device_id, " may not attest for device ", device_id,
-        ": a device attests only for itself"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("device ", caller.device_id, " may not attest for device ",
+                     device_id, ": a device attests only for itself"));
   }
   return absl::PermissionDeniedError(absl::StrCat(
       "this credential (scope '", caller.scope,
@@ -72,8 +72,8 @@ absl::Status RequireFullScope(const DeviceContext& ctx) {
         "only the update service until it updates and attests again"));
   }
   return absl::PermissionDeniedError(
-      absl::StrCat("device ", ctx.device_id, " certificate scope '", ScopeName(ctx.scope),
-                   "' does not grant access"));
+      absl::StrCat("device ", ctx.device_id, " certificate scope '",
+                   ScopeName(ctx.scope), "' does not grant access"));
 }
 
 // Token: "v2|device|tenant|product|group|scope|serial|epoch|expiry_s" + "|" +
@@ -81,8 +81,9 @@ absl::Status RequireFullScope(const DeviceContext& ctx) {
 std::string SessionTokens::Issue(const DeviceContext& ctx) const {
   std::string body = absl::StrCat(
       "v2|", ctx.device_id, "|", ctx.tenant_id, "|", ctx.product_id, "|",
-      ctx.device_group_id, "|", ScopeName(ctx.scope), "|", ctx.certificate_serial, "|",
-      ctx.ownership_epoch, "|", absl::ToUnixSeconds(ctx.not_after));
+      ctx.device_group_id, "|", ScopeName(ctx.scope), "|",
+      ctx.certificate_serial, "|", ctx.ownership_epoch, "|",
+      absl::ToUnixSeconds(ctx.not_after));
   return absl::StrCat(body, "|",
                       crypto::HexEncode(crypto::HmacSha256(key_, body)));
 }

@@ -136,9 +136,9 @@ absl::Status InMemoryCatalog::Apply(const v1::WatchEvent& event) {
     if (event.snapshot_end() && event.revision() < revision_) {
       // An older snapshot would move the view back in time: refuse it.
       replaced = std::move(staging_);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "catalog snapshot ends at revision ", event.revision(),
-          ", older than this view's revision ", revision_));
+      return absl::FailedPreconditionError(
+          absl::StrCat("catalog snapshot ends at revision ", event.revision(),
+                       ", older than this view's revision ", revision_));
     }
     if (event.snapshot_end()) {
       replaced = std::move(live_);

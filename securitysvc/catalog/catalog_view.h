@@ -25,7 +25,6 @@
 
 namespace sphere::catalog {
 
-
 // ImageOwnerKey names an image by owner and id ("<tenant id>/<image id>",
 // "platform/<image id>" for OS images): a tenant's images are bound to it, so
 // another tenant's byte-identical upload is a different image.
@@ -179,7 +178,6 @@ class InMemoryCatalog : public CatalogView {
       absl::string_view group_id) const override;
   int64_t revision() const override;
   bool synced() const override;
-
 
  private:
   // State is one complete copy of what the view serves.

@@ -50,7 +50,6 @@ TEST(InMemoryCatalogTest, LatestOsReleaseIsTheLastPublishedNotTheLastApplied) {
   EXPECT_EQ(view.ExpectedImages(device)["kernel"].version(), 11u);
 }
 
-
 v1::Image App(const std::string& tenant, const std::string& tag,
               uint32_t version) {
   v1::Image i;

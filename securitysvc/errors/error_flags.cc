@@ -11,9 +11,10 @@ ABSL_FLAG(double, error_device_event_burst,
           sphere::errors::ErrorStoreOptions().device_event_burst,
           "Error reporting: events one device may upload at once (>= 1000, "
           "one full batch)");
-ABSL_FLAG(double, error_device_bytes_per_second,
-          sphere::errors::ErrorStoreOptions().device_bytes_per_second,
-          "Error reporting: sustained upload bytes/s per device (0 = no limit)");
+ABSL_FLAG(
+    double, error_device_bytes_per_second,
+    sphere::errors::ErrorStoreOptions().device_bytes_per_second,
+    "Error reporting: sustained upload bytes/s per device (0 = no limit)");
 ABSL_FLAG(double, error_device_byte_burst,
           sphere::errors::ErrorStoreOptions().device_byte_burst,
           "Error reporting: upload bytes one device may send at once (>= one "
@@ -39,28 +40,34 @@ absl::Status ValidateQuota(const ErrorStoreOptions& o) {
   if (o.device_events_per_second > 0 &&
       o.device_event_burst < kMaxEventsPerBatch) {
     return bad("error_device_event_burst",
-               absl::StrCat("is ", o.device_event_burst, "; it must hold one "
-                            "full batch of ", kMaxEventsPerBatch, " events"));
+               absl::StrCat("is ", o.device_event_burst,
+                            "; it must hold one "
+                            "full batch of ",
+                            kMaxEventsPerBatch, " events"));
   }
   if (o.device_bytes_per_second > 0 &&
       o.device_byte_burst < static_cast<double>(kMaxBatchBytes)) {
     return bad("error_device_byte_burst",
-               absl::StrCat("is ", o.device_byte_burst, "; it must hold one "
-                            "full batch of ", kMaxBatchBytes, " bytes"));
+               absl::StrCat("is ", o.device_byte_burst,
+                            "; it must hold one "
+                            "full batch of ",
+                            kMaxBatchBytes, " bytes"));
   }
   if (o.max_in_flight_per_device < 1) {
-    return bad("error_device_max_in_flight",
-               absl::StrCat("is ", o.max_in_flight_per_device,
-                            "; at least 1 batch"));
+    return bad(
+        "error_device_max_in_flight",
+        absl::StrCat("is ", o.max_in_flight_per_device, "; at least 1 batch"));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<ErrorStoreOptions> ErrorStoreOptionsFromFlags() {
   ErrorStoreOptions o;
-  o.device_events_per_second = absl::GetFlag(FLAGS_error_device_events_per_second);
+  o.device_events_per_second =
+      absl::GetFlag(FLAGS_error_device_events_per_second);
   o.device_event_burst = absl::GetFlag(FLAGS_error_device_event_burst);
-  o.device_bytes_per_second = absl::GetFlag(FLAGS_error_device_bytes_per_second);
+  o.device_bytes_per_second =
+      absl::GetFlag(FLAGS_error_device_bytes_per_second);
   o.device_byte_burst = absl::GetFlag(FLAGS_error_device_byte_burst);
   o.max_in_flight_per_device = absl::GetFlag(FLAGS_error_device_max_in_flight);
   if (absl::Status s = ValidateQuota(o); !s.ok()) return s;

@@ -4,8 +4,8 @@
 #include <limits>
 #include <string>
 
-#include "absl/flags/flag.h"
 #include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
 #include "gtest/gtest.h"
 
 ABSL_DECLARE_FLAG(double, error_device_event_burst);

@@ -32,10 +32,9 @@ void ErrorReportingPlugin::SweepLoop() {
   for (;;) {
     const absl::Time until = absl::Now() + options_.sweep_interval;
     while (!stopping_ && absl::Now() < until) {
-      mu_.AwaitWithDeadline(
-          absl::Condition(
-              +[](bool* stop) { return *stop; }, &stopping_),
-          until);
+      mu_.AwaitWithDeadline(absl::Condition(
+                                +[](bool* stop) { return *stop; }, &stopping_),
+                            until);
     }
     if (stopping_) return;
     mu_.Unlock();

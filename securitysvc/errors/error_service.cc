@@ -11,16 +11,16 @@ namespace {
 
 const shard::DeviceMethod& UploadMethod() {
   // kDevice: an update-only (outdated) device still reports its errors.
-  static const auto* m = new shard::DeviceMethod(
-      "upload_errors", shard::DeviceAccess::kDevice,
-      "sphere_upload_errors_seconds");
+  static const auto* m =
+      new shard::DeviceMethod("upload_errors", shard::DeviceAccess::kDevice,
+                              "sphere_upload_errors_seconds");
   return *m;
 }
 
 metrics::CounterMetric* QueryCalls() {
-  static auto* c = metrics::Counter(
-      "sphere_error_query_calls_total",
-      "Error-reporting operator calls by method and code");
+  static auto* c =
+      metrics::Counter("sphere_error_query_calls_total",
+                       "Error-reporting operator calls by method and code");
   return c;
 }
 
@@ -36,14 +36,14 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrors(
                                 shard::DeviceCallHandler::Finish finish) {
         const std::string tenant =
             call.context.has_value() ? call.context->tenant_id : "";
-        errors_->Ingest(
-            call.device_id, tenant, *request,
-            [this, request, device = call.device_id, response,
-             finish](absl::StatusOr<v1::UploadErrorsResponse> r) {
-              if (r.ok() && on_accepted_) on_accepted_(device, *request);
-              if (r.ok()) *response = *std::move(r);
-              finish(r.status());
-            });
+        errors_->Ingest(call.device_id, tenant, *request,
+                        [this, request, device = call.device_id, response,
+                         finish](absl::StatusOr<v1::UploadErrorsResponse> r) {
+                          if (r.ok() && on_accepted_)
+                            on_accepted_(device, *request);
+                          if (r.ok()) *response = *std::move(r);
+                          finish(r.status());
+                        });
       });
 }
 
@@ -62,10 +62,10 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::Operator(
   } else if (auto v = ValidateTenantId(tenant_id); !v.ok()) {
     status = v;
   } else if (!reader->platform && reader->tenant_id != tenant_id) {
-    status = absl::PermissionDeniedError(absl::StrCat(
-        "credential of tenant ", reader->tenant_id,
-        " may not read the error reports of tenant ", tenant_id,
-        "; use that tenant's credential"));
+    status = absl::PermissionDeniedError(
+        absl::StrCat("credential of tenant ", reader->tenant_id,
+                     " may not read the error reports of tenant ", tenant_id,
+                     "; use that tenant's credential"));
   } else {
     status = fn();
   }
@@ -75,16 +75,16 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::Operator(
                   {"peer", context->peer()},
                   {"error", std::string(status.message())}});
   }
-  QueryCalls()->Increment(absl::StrCat(
-      "method=\"", method, "\",code=\"",
-      absl::StatusCodeToString(status.code()), "\""));
+  QueryCalls()->Increment(absl::StrCat("method=\"", method, "\",code=\"",
+                                       absl::StatusCodeToString(status.code()),
+                                       "\""));
   reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ErrorReportingServiceImpl::QueryErrors(
-    grpc::CallbackServerContext* context,
-    const v1::QueryErrorsRequest* request, v1::QueryErrorsResponse* response) {
+    grpc::CallbackServerContext* context, const v1::QueryErrorsRequest* request,
+    v1::QueryErrorsResponse* response) {
   return Operator(context, "query_errors", request->tenant_id(), [&] {
     auto r = errors_->Query(*request);
     if (!r.ok()) return r.status();

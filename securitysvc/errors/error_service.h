@@ -64,9 +64,10 @@ class ErrorReportingServiceImpl final
 
  private:
   // Operator: authorise the caller for `tenant_id`, run `fn`, finish.
-  grpc::ServerUnaryReactor* Operator(
-      grpc::CallbackServerContext* context, absl::string_view method,
-      const std::string& tenant_id, const std::function<absl::Status()>& fn);
+  grpc::ServerUnaryReactor* Operator(grpc::CallbackServerContext* context,
+                                     absl::string_view method,
+                                     const std::string& tenant_id,
+                                     const std::function<absl::Status()>& fn);
 
   ErrorStore* const errors_;
   const shard::DeviceCallHandler* const device_calls_;

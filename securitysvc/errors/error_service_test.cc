@@ -134,7 +134,8 @@ TEST_F(ErrorServiceTest, UploadWithDeviceCertificate) {
   EXPECT_EQ(resp.stored(), 5u);
   EXPECT_EQ(Stored(*d), 5u);
   // Both operator views see them.
-  for (const std::string& who : {std::string(), std::string(TestPlatform::kTenant)}) {
+  for (const std::string& who :
+       {std::string(), std::string(TestPlatform::kTenant)}) {
     v1::QueryErrorsRequest q;
     q.set_tenant_id(TestPlatform::kTenant);
     q.set_device_id(d->device_id());

@@ -68,9 +68,9 @@ std::string Ms(int64_t ms) {
 }
 // Exit codes are int32: offset to sort numerically as text.
 std::string Exit(int32_t code) {
-  return Padded(static_cast<uint64_t>(static_cast<int64_t>(code) +
-                                      int64_t{2147483648}),
-                10);
+  return Padded(
+      static_cast<uint64_t>(static_cast<int64_t>(code) + int64_t{2147483648}),
+      10);
 }
 
 std::string DeviceKey(absl::string_view device, uint64_t seq) {
@@ -97,7 +97,7 @@ std::string PrefixSuccessor(std::string s) {
 
 bool IsOsComponent(absl::string_view c) {
   static const char* const kOs[] = {
-      "os",          "kernel",   "bootloader",   "security-monitor",
+      "os",          "kernel",         "bootloader",  "security-monitor",
       "pluton",      "pluton-runtime", "os-services", "secure-boot",
       "attestation", "update-agent",   "factory",     "apps",
       "network",     "firewall"};
@@ -134,8 +134,7 @@ struct IssueHit {
   uint64_t count = 1;
 };
 
-bool ParseIssue(absl::string_view key, absl::string_view value,
-                IssueHit* out) {
+bool ParseIssue(absl::string_view key, absl::string_view value, IssueHit* out) {
   std::vector<absl::string_view> p = absl::StrSplit(key, '/');
   if (p.size() != 7) return false;
   int64_t exit = 0;
@@ -220,8 +219,7 @@ std::string EncodeEvents(const std::vector<const v1::ErrorEvent*>& events,
 }
 
 // Device record value: "<dropped>,<hwm>".
-bool ParseDeviceRecord(absl::string_view v, uint64_t* dropped,
-                       uint64_t* hwm) {
+bool ParseDeviceRecord(absl::string_view v, uint64_t* dropped, uint64_t* hwm) {
   std::pair<absl::string_view, absl::string_view> p =
       absl::StrSplit(v, absl::MaxSplits(',', 1));
   *hwm = 0;
@@ -249,9 +247,9 @@ metrics::CounterMetric* SlowPath() {
   return m;
 }
 metrics::CounterMetric* QuotaRefused() {
-  static auto* m = metrics::Counter(
-      "sphere_error_quota_refused_total",
-      "Uploads refused by the per-device quota, by reason");
+  static auto* m =
+      metrics::Counter("sphere_error_quota_refused_total",
+                       "Uploads refused by the per-device quota, by reason");
   return m;
 }
 
@@ -287,10 +285,10 @@ absl::Status ForEachStoredEvent(
 
 absl::Status ValidateTenantId(absl::string_view tenant_id) {
   if (!ValidName(tenant_id, kMaxTenantIdBytes, false)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tenant_id must be 1..", kMaxTenantIdBytes,
-        " bytes of letters, digits and . _ - + : (got ", tenant_id.size(),
-        " bytes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tenant_id must be 1..", kMaxTenantIdBytes,
+                     " bytes of letters, digits and . _ - + : (got ",
+                     tenant_id.size(), " bytes)"));
   }
   return absl::OkStatus();
 }
@@ -300,10 +298,10 @@ absl::Status ValidateBatch(const v1::UploadErrorsRequest& request) {
     return absl::InvalidArgumentError("upload errors: the batch has no events");
   }
   if (request.events_size() > kMaxEventsPerBatch) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upload errors: at most ", kMaxEventsPerBatch,
-        " events per batch; got ", request.events_size(),
-        " (split the batch)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upload errors: at most ", kMaxEventsPerBatch,
+                     " events per batch; got ", request.events_size(),
+                     " (split the batch)"));
   }
   absl::flat_hash_set<uint64_t> seqs;
   for (int i = 0; i < request.events_size(); ++i) {
@@ -338,7 +336,8 @@ absl::Status ValidateBatch(const v1::UploadErrorsRequest& request) {
                               " bytes; at most ", kMaxDetailBytes));
     }
     if (e.count() > kMaxEventCount) {
-      return bad(absl::StrCat("count ", e.count(), " exceeds ", kMaxEventCount));
+      return bad(
+          absl::StrCat("count ", e.count(), " exceeds ", kMaxEventCount));
     }
     if (e.time_unix_ms() < 0 || e.end_time_unix_ms() < 0) {
       return bad("times must not be negative");
@@ -489,9 +488,8 @@ void ErrorStore::Unregister(const std::string& device, uint64_t first,
 absl::Status ErrorStore::TakeQuota(const std::string& device_id,
                                    const v1::UploadErrorsRequest& request) {
   const double n = request.events_size();
-  const double bytes = byte_quota_ != nullptr
-                           ? static_cast<double>(request.ByteSizeLong())
-                           : 0;
+  const double bytes =
+      byte_quota_ != nullptr ? static_cast<double>(request.ByteSizeLong()) : 0;
   if (byte_quota_ != nullptr &&
       byte_quota_->RetryAfter(device_id, bytes) > absl::ZeroDuration()) {
     QuotaRefused()->Increment("reason=\"bytes\"");
@@ -549,9 +547,9 @@ void ErrorStore::Ingest(const std::string& device_id,
     DeviceState& st = StateLocked(device_id);
     for (const auto& [lo, hi] : st.in_flight) {
       if (job->first <= hi && lo <= job->last) {
-        refused = absl::AbortedError(absl::StrCat(
-            "upload errors: another upload of events ", lo, "..", hi,
-            " of this device is still being written; retry"));
+        refused = absl::AbortedError(
+            absl::StrCat("upload errors: another upload of events ", lo, "..",
+                         hi, " of this device is still being written; retry"));
         break;
       }
     }
@@ -665,9 +663,9 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
           v1::UploadErrorsRequest events;
           if (!batch.ok() || !events.ParseFromString(*batch)) {
             if (batch.ok() || absl::IsNotFound(batch.status())) {
-              problem = absl::DataLossError(absl::StrCat(
-                  "stored error batch of index key ", key,
-                  " is missing or corrupt"));
+              problem = absl::DataLossError(
+                  absl::StrCat("stored error batch of index key ", key,
+                               " is missing or corrupt"));
             } else {
               problem = batch.status();
             }
@@ -777,8 +775,8 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       new_hwm = std::max(new_hwm, range.second);
     }
     new_dropped = std::max(st.dropped, request.dropped_events());
-    const bool record_changes = !fresh.empty() || new_dropped > st.dropped ||
-                                !st.loaded;
+    const bool record_changes =
+        !fresh.empty() || new_dropped > st.dropped || !st.loaded;
     if (!record_changes) {
       // All duplicates of durable writes: nothing to write.
       auto& f = st.in_flight;
@@ -790,42 +788,42 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       }
       queued = absl::CancelledError();  // marker: answered below
     } else {
-      batch.Put(kDevices, job->device,
-                absl::StrCat(new_dropped, ",", new_hwm));
+      batch.Put(kDevices, job->device, absl::StrCat(new_dropped, ",", new_hwm));
       // Submitted under mu_ so device records reach the queue in the order
       // their high-water marks were computed.
-      queued = WriterFor(job->device)->Submit(
-          std::move(batch),
-          [this, job, response, new_hwm, new_dropped](const absl::Status& s) {
-            {
-              absl::MutexLock lock(&mu_);
-              DeviceState& st = StateLocked(job->device);
-              auto& f = st.in_flight;
-              for (size_t i = 0; i < f.size(); ++i) {
-                if (f[i].first == job->first && f[i].second == job->last) {
-                  f.erase(f.begin() + i);
-                  break;
+      queued =
+          WriterFor(job->device)
+              ->Submit(std::move(batch), [this, job, response, new_hwm,
+                                          new_dropped](const absl::Status& s) {
+                {
+                  absl::MutexLock lock(&mu_);
+                  DeviceState& st = StateLocked(job->device);
+                  auto& f = st.in_flight;
+                  for (size_t i = 0; i < f.size(); ++i) {
+                    if (f[i].first == job->first && f[i].second == job->last) {
+                      f.erase(f.begin() + i);
+                      break;
+                    }
+                  }
+                  if (s.ok()) {
+                    st.hwm = std::max(st.hwm, new_hwm);
+                    st.dropped = std::max(st.dropped, new_dropped);
+                  }
                 }
-              }
-              if (s.ok()) {
-                st.hwm = std::max(st.hwm, new_hwm);
-                st.dropped = std::max(st.dropped, new_dropped);
-              }
-            }
-            if (!s.ok()) {
-              job->done(s);
-              return;
-            }
-            // On the group-commit thread: no zero increments.
-            if (response.stored() > 0) {
-              Events()->Increment("outcome=\"stored\"", response.stored());
-            }
-            if (response.duplicates() > 0) {
-              Events()->Increment("outcome=\"duplicate\"",
-                                  response.duplicates());
-            }
-            job->done(response);
-          });
+                if (!s.ok()) {
+                  job->done(s);
+                  return;
+                }
+                // On the group-commit thread: no zero increments.
+                if (response.stored() > 0) {
+                  Events()->Increment("outcome=\"stored\"", response.stored());
+                }
+                if (response.duplicates() > 0) {
+                  Events()->Increment("outcome=\"duplicate\"",
+                                      response.duplicates());
+                }
+                job->done(response);
+              });
     }
   }
   if (absl::IsCancelled(queued)) {
@@ -847,9 +845,9 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
         "device_id must be 64 lowercase hex characters");
   }
   if (request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_size must be at most ", kMaxPageSize, "; got ",
-        request.page_size()));
+    return absl::InvalidArgumentError(absl::StrCat("page_size must be at most ",
+                                                   kMaxPageSize, "; got ",
+                                                   request.page_size()));
   }
   if (request.page_token().size() > kMaxPageTokenBytes) {
     return absl::InvalidArgumentError("page_token is too long");
@@ -864,9 +862,8 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
   const int64_t to = request.to_unix_ms() == 0 ? now : request.to_unix_ms();
   const bool by_device = !request.device_id().empty();
   const std::string cf = by_device ? kByDevice : kByTenant;
-  const std::string prefix = by_device
-                                 ? absl::StrCat(request.device_id(), "/")
-                                 : absl::StrCat(request.tenant_id(), "/");
+  const std::string prefix = by_device ? absl::StrCat(request.device_id(), "/")
+                                       : absl::StrCat(request.tenant_id(), "/");
   std::string start;
   int skip = 0;  // events of the first batch already returned
   if (!request.page_token().empty()) {
@@ -908,11 +905,11 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
           absl::StatusOr<std::string> b =
               snap->Get(kByTenant, BatchKey(tenant, ms, device, first));
           if (!b.ok()) {
-            problem = absl::IsNotFound(b.status())
-                          ? absl::DataLossError(absl::StrCat(
-                                "error batch of index key ", key,
-                                " is missing"))
-                          : b.status();
+            problem =
+                absl::IsNotFound(b.status())
+                    ? absl::DataLossError(absl::StrCat(
+                          "error batch of index key ", key, " is missing"))
+                    : b.status();
             return false;
           }
           batch_value = *std::move(b);
@@ -954,8 +951,8 @@ absl::StatusOr<v1::ListIssuesResponse> ErrorStore::ListIssues(
     const v1::ListIssuesRequest& request) const {
   if (auto s = ValidateTenantId(request.tenant_id()); !s.ok()) return s;
   if (request.max_issues() > kMaxIssues) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_issues must be at most ", kMaxIssues));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_issues must be at most ", kMaxIssues));
   }
   const uint32_t max =
       request.max_issues() == 0 ? kDefaultIssues : request.max_issues();
@@ -964,32 +961,34 @@ absl::StatusOr<v1::ListIssuesResponse> ErrorStore::ListIssues(
   v1::ListIssuesResponse out;
   int scanned = 0;
   std::unique_ptr<store::Snapshot> snap = store_->NewSnapshot();
-  absl::Status s = snap->Scan(
-      kByIssue, absl::StrCat(request.tenant_id(), "/"),
-      [&](absl::string_view key, absl::string_view value) {
-        if (++scanned > kMaxIssueScan) {
-          out.set_truncated(true);
-          return false;
-        }
-        IssueHit h;
-        if (!ParseIssue(key, value, &h) || h.received < floor) return true;
-        std::string sig =
-            Signature(h.component, h.version, h.kind, h.exit_code);
-        Agg& a = groups[sig];
-        if (a.events == 0) {
-          a.component = std::string(h.component);
-          a.version = std::string(h.version);
-          a.kind = h.kind;
-          a.exit_code = h.exit_code;
-        }
-        a.Add(h.device, h.received, h.count);
-        return true;
-      });
+  absl::Status s =
+      snap->Scan(kByIssue, absl::StrCat(request.tenant_id(), "/"),
+                 [&](absl::string_view key, absl::string_view value) {
+                   if (++scanned > kMaxIssueScan) {
+                     out.set_truncated(true);
+                     return false;
+                   }
+                   IssueHit h;
+                   if (!ParseIssue(key, value, &h) || h.received < floor)
+                     return true;
+                   std::string sig =
+                       Signature(h.component, h.version, h.kind, h.exit_code);
+                   Agg& a = groups[sig];
+                   if (a.events == 0) {
+                     a.component = std::string(h.component);
+                     a.version = std::string(h.version);
+                     a.kind = h.kind;
+                     a.exit_code = h.exit_code;
+                   }
+                   a.Add(h.device, h.received, h.count);
+                   return true;
+                 });
   if (!s.ok()) return s;
   std::vector<const Agg*> sorted;
   for (const auto& [sig, a] : groups) sorted.push_back(&a);
-  std::stable_sort(sorted.begin(), sorted.end(),
-                   [](const Agg* a, const Agg* b) { return a->events > b->events; });
+  std::stable_sort(
+      sorted.begin(), sorted.end(),
+      [](const Agg* a, const Agg* b) { return a->events > b->events; });
   for (const Agg* a : sorted) {
     if (out.issues_size() >= static_cast<int>(max)) break;
     FillIssue(*a, out.add_issues());
@@ -1032,8 +1031,8 @@ absl::StatusOr<v1::GetIssueResponse> ErrorStore::GetIssue(
         }
         IssueHit h;
         if (!ParseIssue(key, value, &h) || h.received < floor) return true;
-        if (h.kind != kind || h.exit_code != static_cast<int32_t>(
-                                                  exit - int64_t{2147483648})) {
+        if (h.kind != kind ||
+            h.exit_code != static_cast<int32_t>(exit - int64_t{2147483648})) {
           return true;
         }
         Agg& a = versions[std::string(h.version)];
@@ -1049,9 +1048,9 @@ absl::StatusOr<v1::GetIssueResponse> ErrorStore::GetIssue(
   if (!s.ok()) return s;
   auto it = versions.find(std::string(p[1]));
   if (it == versions.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no issue ", request.issue_id(), " for tenant ", request.tenant_id(),
-        " on this shard (none retained)"));
+    return absl::NotFoundError(absl::StrCat("no issue ", request.issue_id(),
+                                            " for tenant ", request.tenant_id(),
+                                            " on this shard (none retained)"));
   }
   FillIssue(it->second, out.mutable_issue());
   for (const auto& [version, a] : versions) {

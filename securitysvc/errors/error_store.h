@@ -132,8 +132,7 @@ struct ErrorStoreOptions {
 // checks and tools. DataLoss on a corrupt batch.
 absl::Status ForEachStoredEvent(
     store::Reader& reader,
-    const std::function<void(absl::string_view device,
-                             absl::string_view tenant,
+    const std::function<void(absl::string_view device, absl::string_view tenant,
                              const v1::ErrorEvent& event)>& fn);
 
 class ErrorStore {
@@ -151,8 +150,9 @@ class ErrorStore {
   // RocksDB merges them into one WAL sync with parallel memtable inserts
   // (one writer thread alone inserts every key of every group serially).
   // `writers` must not be empty.
-  ErrorStore(store::Store* store, std::vector<store::GroupCommitWriter*> writers,
-             Clock* clock, ErrorStoreOptions options = {});
+  ErrorStore(store::Store* store,
+             std::vector<store::GroupCommitWriter*> writers, Clock* clock,
+             ErrorStoreOptions options = {});
   ~ErrorStore();
   ErrorStore(const ErrorStore&) = delete;
   ErrorStore& operator=(const ErrorStore&) = delete;

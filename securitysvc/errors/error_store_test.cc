@@ -46,12 +46,10 @@ v1::UploadErrorsRequest Batch(uint64_t first, int n) {
 
 size_t Count(store::Store* s, const char* cf) {
   size_t n = 0;
-  EXPECT_TRUE(s->Scan(cf, "",
-                      [&](absl::string_view, absl::string_view) {
-                        ++n;
-                        return true;
-                      })
-                  .ok());
+  EXPECT_TRUE(s->Scan(cf, "", [&](absl::string_view, absl::string_view) {
+                 ++n;
+                 return true;
+               }).ok());
   return n;
 }
 
@@ -71,8 +69,8 @@ class ErrorStoreTest : public ::testing::Test {
     writer_.reset();
     store_ = std::move(s);
     writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
-    errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(),
-                                           &clock_, options);
+    errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_,
+                                           options);
   }
   void TearDown() override {
     if (writer_) writer_->Stop();
@@ -80,8 +78,9 @@ class ErrorStoreTest : public ::testing::Test {
   void OpenRocks() {
     memory_ = nullptr;
     auto s = store::OpenRocksStore(
-        absl::StrCat(std::getenv("TEST_TMPDIR"), "/", 
-                     ::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        absl::StrCat(
+            std::getenv("TEST_TMPDIR"), "/",
+            ::testing::UnitTest::GetInstance()->current_test_info()->name()),
         ColumnFamilies());
     ASSERT_TRUE(s.ok()) << s.status();
     Use(std::move(*s));
@@ -192,7 +191,8 @@ TEST_F(ErrorStoreTest, DuplicateBatchIsAcknowledgedAndStoredOnce) {
   EXPECT_EQ(other->stored(), 1u);
 }
 
-TEST_F(ErrorStoreTest, Attack_MalformedAndOversizedBatchesRefusedNothingStored) {
+TEST_F(ErrorStoreTest,
+       Attack_MalformedAndOversizedBatchesRefusedNothingStored) {
   struct Case {
     std::string name;
     std::function<void(v1::UploadErrorsRequest*)> mutate;
@@ -200,14 +200,11 @@ TEST_F(ErrorStoreTest, Attack_MalformedAndOversizedBatchesRefusedNothingStored) 
   };
   const std::vector<Case> cases = {
       {"empty", [](auto* r) { r->clear_events(); }, "no events"},
-      {"too many",
-       [](auto* r) { *r = Batch(1, kMaxEventsPerBatch + 1); },
+      {"too many", [](auto* r) { *r = Batch(1, kMaxEventsPerBatch + 1); },
        "at most 1000 events per batch; got 1001"},
-      {"sequence 0",
-       [](auto* r) { r->mutable_events(1)->set_sequence(0); },
+      {"sequence 0", [](auto* r) { r->mutable_events(1)->set_sequence(0); },
        "event 1: sequence must be > 0"},
-      {"sequence twice",
-       [](auto* r) { r->mutable_events(2)->set_sequence(1); },
+      {"sequence twice", [](auto* r) { r->mutable_events(2)->set_sequence(1); },
        "event 2: sequence 1 appears twice"},
       {"kind unset",
        [](auto* r) {
@@ -238,7 +235,8 @@ TEST_F(ErrorStoreTest, Attack_MalformedAndOversizedBatchesRefusedNothingStored) 
        "component_version must be at most 32"},
       {"detail oversized",
        [](auto* r) {
-         r->mutable_events(0)->set_detail(std::string(kMaxDetailBytes + 1, 'd'));
+         r->mutable_events(0)->set_detail(
+             std::string(kMaxDetailBytes + 1, 'd'));
        },
        "detail is 513 bytes; at most 512"},
       {"count oversized",
@@ -410,12 +408,12 @@ TEST_F(ErrorStoreTest, DroppedEventsKeepTheLargestCount) {
 
 TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
   OpenRocks();
-  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 20)).ok());      // day 0
-  ASSERT_TRUE(Upload(kDevB, kFabrikam, Batch(1, 10)).ok());     // day 0
+  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 20)).ok());   // day 0
+  ASSERT_TRUE(Upload(kDevB, kFabrikam, Batch(1, 10)).ok());  // day 0
   clock_.Advance(absl::Hours(24 * 10));
-  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(21, 5)).ok());      // day 10
-  ASSERT_TRUE(Upload(kDevC, kFabrikam, Batch(1, 3)).ok());      // day 10
-  clock_.Advance(absl::Hours(24 * 4) + absl::Minutes(1));       // day 14+
+  ASSERT_TRUE(Upload(kDevA, kContoso, Batch(21, 5)).ok());  // day 10
+  ASSERT_TRUE(Upload(kDevC, kFabrikam, Batch(1, 3)).ok());  // day 10
+  clock_.Advance(absl::Hours(24 * 4) + absl::Minutes(1));   // day 14+
   // Queries hide expired reports before any sweep.
   EXPECT_EQ(All(kContoso).size(), 5u);
   EXPECT_EQ(All(kFabrikam).size(), 3u);
@@ -428,10 +426,11 @@ TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
   std::vector<v1::ErrorReport> left = All(kContoso);
   ASSERT_EQ(left.size(), 5u);
   EXPECT_EQ(left[0].event().sequence(), 21u);
-  EXPECT_TRUE(store_->Get(kByDevice, absl::StrCat(kDevA, "/",
-                                                   std::string(18, '0'), "20"))
-                  .status()
-                  .code() == absl::StatusCode::kNotFound);
+  EXPECT_TRUE(
+      store_
+          ->Get(kByDevice, absl::StrCat(kDevA, "/", std::string(18, '0'), "20"))
+          .status()
+          .code() == absl::StatusCode::kNotFound);
   // Nothing more to sweep; the young ones expire in their turn.
   EXPECT_EQ(*errors_->SweepExpired(), 0);
   clock_.Advance(absl::Hours(24 * 11));

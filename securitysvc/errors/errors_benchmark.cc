@@ -129,9 +129,10 @@ int Main(int argc, char** argv) {
   options.data_key = std::string(32, 'k');
   const std::string tenant = "0f8fad5b-d9cb-469f-a165-70867728950e";
   const int64_t now = absl::ToUnixMillis(absl::Now());
-  std::printf("error ingest: %d uploads x %d events, %d in flight, encrypted "
-              "RocksDB, sync=true\n",
-              uploads, events, in_flight);
+  std::printf(
+      "error ingest: %d uploads x %d events, %d in flight, encrypted "
+      "RocksDB, sync=true\n",
+      uploads, events, in_flight);
 
   // Floor: raw synced WriteBatches of the same bytes, `in_flight` writers.
   if (run_floor) {
@@ -163,16 +164,18 @@ int Main(int argc, char** argv) {
     }
     for (auto& t : threads) t.join();
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
-    std::printf("floor  raw synced WriteBatch (%d writers): %10.0f events/s  "
-                "(%.1f MB/s, %zu bytes per event)\n",
-                in_flight, uploads * double(events) / secs,
-                bytes / secs / 1e6, bytes / (size_t(uploads) * events));
+    std::printf(
+        "floor  raw synced WriteBatch (%d writers): %10.0f events/s  "
+        "(%.1f MB/s, %zu bytes per event)\n",
+        in_flight, uploads * double(events) / secs, bytes / secs / 1e6,
+        bytes / (size_t(uploads) * events));
   }
 
   // Ingest: validation, quota, duplicate check, batch building, group
   // commit.
   if (run_ingest) {
-    auto db = store::OpenRocksStore(root + "/ingest", ColumnFamilies(), options);
+    auto db =
+        store::OpenRocksStore(root + "/ingest", ColumnFamilies(), options);
     if (!db.ok()) {
       std::fprintf(stderr, "%s\n", db.status().ToString().c_str());
       return 1;
@@ -224,8 +227,8 @@ int Main(int argc, char** argv) {
         warm_failed = wu.failed;
       }
       if (warm_failed > 0) {
-        std::fprintf(stderr, "warm-up: %d of %d uploads failed\n",
-                     warm_failed, uploads);
+        std::fprintf(stderr, "warm-up: %d of %d uploads failed\n", warm_failed,
+                     uploads);
         for (auto& gw : owned) gw->Stop();
         std::filesystem::remove_all(root);
         return 1;
@@ -279,12 +282,13 @@ int Main(int argc, char** argv) {
       w->Stop();
       groups += w->groups_written();
     }
-    std::printf("ingest ErrorStore::Ingest + group commit:  %10.0f events/s  "
-                "(%s devices; %d writers; %llu group writes for %d uploads; "
-                "%d failed)\n",
-                uploads * double(events) / secs, warm ? "warm" : "cold",
-                static_cast<int>(owned.size()),
-                static_cast<unsigned long long>(groups), uploads, failed);
+    std::printf(
+        "ingest ErrorStore::Ingest + group commit:  %10.0f events/s  "
+        "(%s devices; %d writers; %llu group writes for %d uploads; "
+        "%d failed)\n",
+        uploads * double(events) / secs, warm ? "warm" : "cold",
+        static_cast<int>(owned.size()), static_cast<unsigned long long>(groups),
+        uploads, failed);
   }
   std::filesystem::remove_all(root);
   return 0;

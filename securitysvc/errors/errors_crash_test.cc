@@ -38,7 +38,7 @@ using Acked = std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>>;
 // RunWriterAndKill starts the writer, reads `n` acknowledgements ("<device>
 // <first> <last>"), SIGKILLs it (the shared kill-loop harness).
 int RunWriterAndKill(const std::string& dir, uint64_t first_seq, int n,
-               Acked* acked) {
+                     Acked* acked) {
   const store::KillChild child{
       store::TestBinary("securitysvc/errors/errors_crash_writer"),
       {dir, absl::StrCat(kDevices), absl::StrCat(kBatch),
@@ -68,14 +68,11 @@ void Check(const std::string& dir, const Acked& acked, int cycle) {
   ASSERT_TRUE(db.ok()) << db.status();
   // Every stored event, counted (a duplicate stored twice would count 2).
   std::map<std::pair<std::string, uint64_t>, int> stored;
-  ASSERT_TRUE(ForEachStoredEvent(**db,
-                                 [&](absl::string_view device,
-                                     absl::string_view,
-                                     const v1::ErrorEvent& e) {
-                                   ++stored[{std::string(device),
-                                             e.sequence()}];
-                                 })
-                  .ok());
+  ASSERT_TRUE(
+      ForEachStoredEvent(**db, [&](absl::string_view device, absl::string_view,
+                                   const v1::ErrorEvent& e) {
+        ++stored[{std::string(device), e.sequence()}];
+      }).ok());
   int64_t checked = 0;
   for (const auto& [device, ranges] : acked) {
     for (const auto& [a, b] : ranges) {
@@ -89,19 +86,19 @@ void Check(const std::string& dir, const Acked& acked, int cycle) {
     }
   }
   for (const auto& [event, count] : stored) {
-    ASSERT_EQ(count, 1) << "cycle " << cycle << ": event " << event.first
-                        << "/" << event.second << " stored " << count
-                        << " times";
+    ASSERT_EQ(count, 1) << "cycle " << cycle << ": event " << event.first << "/"
+                        << event.second << " stored " << count << " times";
   }
   // One device index entry per stored batch, at least one issue entry.
   size_t counts[3] = {0, 0, 0};
   const char* cfs[3] = {kByDevice, kByTenant, kByIssue};
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE((*db)->Scan(cfs[i], "",
-                            [&](absl::string_view, absl::string_view) {
-                              ++counts[i];
-                              return true;
-                            })
+    ASSERT_TRUE((*db)
+                    ->Scan(cfs[i], "",
+                           [&](absl::string_view, absl::string_view) {
+                             ++counts[i];
+                             return true;
+                           })
                     .ok());
   }
   EXPECT_EQ(counts[0], counts[1]) << "cycle " << cycle;

@@ -96,8 +96,8 @@ int main(int argc, char** argv) {
             std::_Exit(1);
           }
         }
-        std::string line = absl::StrCat(device, " ", seq, " ",
-                                        seq + batch - 1, "\n");
+        std::string line =
+            absl::StrCat(device, " ", seq, " ", seq + batch - 1, "\n");
         if (write(STDOUT_FILENO, line.data(), line.size()) !=
             static_cast<ssize_t>(line.size())) {
           std::_Exit(1);  // the reader went away

@@ -52,8 +52,8 @@ class GrpcRegistry final : public DeviceRegistry {
 
 absl::StatusOr<std::unique_ptr<DeviceRegistry>> ManagementRegistry(
     const cluster::ClusterConfig& c) {
-  auto cert = util::ReadFile(c.operator_cert), key = util::ReadFile(c.operator_key),
-       root = util::ReadFile(c.root_ca);
+  auto cert = util::ReadFile(c.operator_cert),
+       key = util::ReadFile(c.operator_key), root = util::ReadFile(c.root_ca);
   if (!cert.ok() || !key.ok() || !root.ok()) {
     return absl::NotFoundError(absl::StrCat(
         "platform-operator credential missing (", c.operator_cert, ", ",
@@ -64,9 +64,8 @@ absl::StatusOr<std::unique_ptr<DeviceRegistry>> ManagementRegistry(
   tls.cert_pem = *cert;
   tls.key_pem = *key;
   tls.ca_pem = *root;
-  return std::make_unique<GrpcRegistry>(
-      v1::ManagementService::NewStub(
-          rpc::NewChannel(c.management, tls, c.ServerName("management"))));
+  return std::make_unique<GrpcRegistry>(v1::ManagementService::NewStub(
+      rpc::NewChannel(c.management, tls, c.ServerName("management"))));
 }
 
 absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
@@ -92,9 +91,9 @@ absl::StatusOr<std::unique_ptr<Factory>> Factory::Open(
                                           "/", component, ".pkg");
     auto bytes = util::ReadFile(path);
     if (!bytes.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "factory OS image ", path, " missing: build OS ", os_version,
-          " with os_builder first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("factory OS image ", path, " missing: build OS ",
+                       os_version, " with os_builder first"));
     }
     v1::ImagePackage pkg;
     if (!pkg.ParseFromString(*bytes)) {
@@ -117,8 +116,8 @@ absl::StatusOr<ManufacturedTwin> Factory::Manufacture(
   if (!device.ok()) return device.status();
   if (absl::Status s = (*device)->InstallFactoryImages(inputs_.factory_images);
       !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("installing the factory OS: ",
-                                               s.message()));
+    return absl::Status(
+        s.code(), absl::StrCat("installing the factory OS: ", s.message()));
   }
   const std::string device_id = (*device)->device_id();
   // Manufacturing TLS identity for the device's certificate (TLS) key; the
@@ -137,8 +136,7 @@ absl::StatusOr<ManufacturedTwin> Factory::Manufacture(
   if (!cert.ok()) return cert.status();
   auto sealed = (*device)->Serialize();
   if (!sealed.ok()) return sealed.status();
-  if (absl::Status s =
-          registry_->Register((*device)->public_key(), "mt3620");
+  if (absl::Status s = registry_->Register((*device)->public_key(), "mt3620");
       !s.ok()) {
     return s;
   }
@@ -158,9 +156,9 @@ absl::StatusOr<ManufacturedTwin> Factory::ManufactureTwin(
   const std::string path = twin::TwinStatePath(state_dir, name);
   struct stat st;
   if (stat(path.c_str(), &st) == 0) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "twin ", name, " already manufactured (", path,
-        "); pick another name"));
+    return absl::AlreadyExistsError(absl::StrCat("twin ", name,
+                                                 " already manufactured (",
+                                                 path, "); pick another name"));
   }
   auto made = Manufacture(std::move(seed));
   if (!made.ok()) return made.status();

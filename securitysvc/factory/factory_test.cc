@@ -1,4 +1,3 @@
-#include "common/util/file.h"
 #include "securitysvc/factory/factory.h"
 
 #include <dirent.h>
@@ -7,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
@@ -84,8 +84,8 @@ TEST_F(FactoryTest, ManufacturesARegisteredDeviceWithItsManufacturingIdentity) {
 
   auto chain = crypto::SplitPemChain(made->state.manufacturing_chain_pem());
   ASSERT_EQ(chain.size(), 2u);
-  EXPECT_TRUE(crypto::VerifyChain(chain[0], "", mfg_pem_, absl::Now(), true)
-                  .ok());
+  EXPECT_TRUE(
+      crypto::VerifyChain(chain[0], "", mfg_pem_, absl::Now(), true).ok());
   auto leaf = crypto::ParseCertificate(chain[0]);
   ASSERT_TRUE(leaf.ok());
   EXPECT_EQ(leaf->public_key, (*dev)->CertificatePublicKey());
@@ -97,8 +97,8 @@ TEST_F(FactoryTest, ManufacturesARegisteredDeviceWithItsManufacturingIdentity) {
   ASSERT_TRUE(tls_key.ok());
   EXPECT_EQ(tls_key->PublicKey(), leaf->public_key);
   // Nothing of the manufacturing CA's key reaches the twin's state.
-  EXPECT_FALSE(absl::StrContains(made->state.SerializeAsString(),
-                                 mfg_key_.ToPem()));
+  EXPECT_FALSE(
+      absl::StrContains(made->state.SerializeAsString(), mfg_key_.ToPem()));
 }
 
 TEST_F(FactoryTest, WritesOneStateFilePerTwin) {
@@ -127,12 +127,10 @@ TEST_F(FactoryTest, Attack_ExistingTwinIsNeverOverwritten) {
 
 TEST_F(FactoryTest, Attack_NameCannotLeaveTheTwinsDirectory) {
   ASSERT_TRUE(util::MakeDirs(dir_ + "/twins", 0700).ok());
-  for (const std::string name :
-       std::vector<std::string>{"../escape", "a/b", ".hidden", "",
-                                std::string(65, 'x')}) {
+  for (const std::string name : std::vector<std::string>{
+           "../escape", "a/b", ".hidden", "", std::string(65, 'x')}) {
     auto made = factory_->ManufactureTwin(dir_, name);
-    EXPECT_EQ(made.status().code(), absl::StatusCode::kInvalidArgument)
-        << name;
+    EXPECT_EQ(made.status().code(), absl::StatusCode::kInvalidArgument) << name;
   }
   EXPECT_TRUE(registry_.keys.empty());
   EXPECT_EQ(ListDir(dir_), std::vector<std::string>{"twins"});

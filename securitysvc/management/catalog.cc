@@ -104,9 +104,10 @@ absl::StatusOr<v1::ShardMap> ReadShardMap(store::Reader* reader,
   return map;
 }
 
-// ---- Page tokens ---------------------------------------------------------------
-// A token is web-safe base64 of "p1" NUL list NUL scope NUL last-key: opaque
-// to callers, checked field by field here.
+// ---- Page tokens
+// --------------------------------------------------------------- A token is
+// web-safe base64 of "p1" NUL list NUL scope NUL last-key: opaque to callers,
+// checked field by field here.
 
 namespace {
 constexpr char kTokenVersion[] = "p1";
@@ -124,12 +125,10 @@ std::string EncodePageToken(absl::string_view list, absl::string_view scope,
   const char nul = '\0';
   return absl::WebSafeBase64Escape(absl::StrCat(
       kTokenVersion, absl::string_view(&nul, 1), list,
-      absl::string_view(&nul, 1), scope, absl::string_view(&nul, 1),
-      last_key));
+      absl::string_view(&nul, 1), scope, absl::string_view(&nul, 1), last_key));
 }
 
-absl::StatusOr<Page> ParsePage(uint32_t page_size,
-                               absl::string_view page_token,
+absl::StatusOr<Page> ParsePage(uint32_t page_size, absl::string_view page_token,
                                absl::string_view list, absl::string_view scope,
                                absl::string_view prefix) {
   Page page;
@@ -152,7 +151,8 @@ absl::StatusOr<Page> ParsePage(uint32_t page_size,
 
 }  // namespace catalog_internal
 
-// ---- Transactions ------------------------------------------------------------
+// ---- Transactions
+// ------------------------------------------------------------
 
 void Catalog::Txn::Put(absl::string_view cf, absl::string_view key,
                        const google::protobuf::Message& m) {
@@ -214,7 +214,8 @@ absl::Status Catalog::Commit(Txn& txn) {
 }
 
 absl::Status Catalog::CatchUpLocked() {
-  absl::StatusOr<RevisionLog::KeyInfo> info = store_->Stat(kMeta, kMetaRevision);
+  absl::StatusOr<RevisionLog::KeyInfo> info =
+      store_->Stat(kMeta, kMetaRevision);
   if (!info.ok()) return info.status();
   int64_t target = 0;
   if (info->mod_revision != 0 && !absl::SimpleAtoi(info->value, &target)) {
@@ -299,9 +300,9 @@ void Catalog::FailLiveWatchersLocked(const absl::Status& status) {
 // ---- Construction ----------------------------------------------------------
 
 std::vector<std::string> Catalog::ColumnFamilies() {
-  return {kTenants,     kProducts,   kGroups, kDevices, kTenantDevices,
-          kGroupDevices, kImages,    kDeployments, kOsReleases, kShards,
-          kIndex,        kMeta,      kLog};
+  return {kTenants,      kProducts, kGroups,      kDevices,    kTenantDevices,
+          kGroupDevices, kImages,   kDeployments, kOsReleases, kShards,
+          kIndex,        kMeta,     kLog};
 }
 
 Catalog::Catalog(RevisionLog* log, Clock* clock, CatalogOptions options)
@@ -407,8 +408,7 @@ absl::Status Catalog::Compact(int64_t revision) {
   // entries below it are simply never served.
   store::WriteBatch floor;
   floor.Put(kMeta, kMetaCompacted, absl::StrCat(revision));
-  absl::StatusOr<RevisionLog::TxnResult> floor_written =
-      store_->Txn({}, floor);
+  absl::StatusOr<RevisionLog::TxnResult> floor_written = store_->Txn({}, floor);
   if (!floor_written.ok()) return floor_written.status();
   compacted_ = revision;
   const std::string end = RevisionKey(revision);
@@ -435,6 +435,5 @@ absl::Status Catalog::Compact(int64_t revision) {
   // a no-op on the embedded log, which keeps none).
   return store_->Compact(log_revision);
 }
-
 
 }  // namespace sphere::management

@@ -63,11 +63,11 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <optional>
-#include <utility>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -80,9 +80,9 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "protos/management.pb.h"
+#include "securitysvc/catalog/tenant_ca_key.h"
 #include "securitysvc/management/limits.h"
 #include "securitysvc/management/revision_log.h"
-#include "securitysvc/catalog/tenant_ca_key.h"
 
 namespace sphere::management {
 
@@ -339,8 +339,7 @@ class Catalog {
   // OS image.
   absl::Status DeleteProduct(const Caller& caller, absl::string_view tenant,
                              absl::string_view product);
-  absl::Status DeleteDeviceGroup(const Caller& caller,
-                                 absl::string_view tenant,
+  absl::Status DeleteDeviceGroup(const Caller& caller, absl::string_view tenant,
                                  absl::string_view group);
   absl::Status DeleteDeployment(const Caller& caller, absl::string_view tenant,
                                 absl::string_view deployment_id);

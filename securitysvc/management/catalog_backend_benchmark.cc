@@ -11,7 +11,8 @@
 //     backend (store Put with sync / etcd Txn with one put).
 //
 //   bazel build -c opt //securitysvc/management:catalog_backend_benchmark
-//   bazel-bin/securitysvc/management/catalog_backend_benchmark [devices] [claims] [both|embedded|etcd]
+//   bazel-bin/securitysvc/management/catalog_backend_benchmark [devices]
+//   [claims] [both|embedded|etcd]
 //
 // A progress line goes to stderr every 100,000 imported devices, so a
 // million-device run shows where it is.
@@ -81,7 +82,8 @@ Result Measure(Catalog* writer, Catalog* follower, RevisionLog* log,
                int devices, int claims, int batch) {
   Result r;
   const Caller op = Caller::PlatformOperator();
-  auto tenant = writer->CreateTenant(op, absl::StrCat("T", absl::ToUnixNanos(absl::Now())));
+  auto tenant = writer->CreateTenant(
+      op, absl::StrCat("T", absl::ToUnixNanos(absl::Now())));
   if (!tenant.ok()) {
     std::fprintf(stderr, "tenant: %s\n", tenant.status().ToString().c_str());
     std::exit(1);
@@ -198,18 +200,19 @@ int Main(int argc, char** argv) {
   }
   char tmpl[] = "/tmp/catalog_backend_benchmark.XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  std::printf("catalog on each backend: %d factory devices imported, %d claims\n",
-              devices, claims);
+  std::printf(
+      "catalog on each backend: %d factory devices imported, %d claims\n",
+      devices, claims);
 
   if (backends != "etcd") {
     store::RocksOptions rocks;
     rocks.data_key = crypto::RandomBytes(32);
-    auto store =
-        *store::OpenRocksStore(dir + "/rocks", Catalog::ColumnFamilies(), rocks);
+    auto store = *store::OpenRocksStore(dir + "/rocks",
+                                        Catalog::ColumnFamilies(), rocks);
     auto log = *EmbeddedRevisionLog::Open(store.get());
     auto catalog = *Catalog::Open(log.get(), Clock::Real(), Options());
-    Result r = Measure(catalog.get(), catalog.get(), log.get(), devices,
-                       claims, 1000);
+    Result r =
+        Measure(catalog.get(), catalog.get(), log.get(), devices, claims, 1000);
     Print("embedded (RocksDB, sync)", r);
     std::printf("embedded RocksDB dir: %.1f MB for %d devices\n",
                 DirBytes(dir + "/rocks") / 1e6, devices);
@@ -264,6 +267,4 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace sphere::management
 
-int main(int argc, char** argv) {
-  return sphere::management::Main(argc, argv);
-}
+int main(int argc, char** argv) { return sphere::management::Main(argc, argv); }

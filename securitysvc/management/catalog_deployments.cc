@@ -153,8 +153,9 @@ absl::StatusOr<v1::ListDeploymentsResponse> Catalog::ListDeployments(
   return out;
 }
 
-absl::StatusOr<v1::Deployment> Catalog::GetDeployment(
-    const Caller& caller, absl::string_view tenant, absl::string_view id) {
+absl::StatusOr<v1::Deployment> Catalog::GetDeployment(const Caller& caller,
+                                                      absl::string_view tenant,
+                                                      absl::string_view id) {
   if (auto s = Authorize(caller, Op::kGetDeployment); !s.ok()) return s;
   if (auto s = limits::ValidateReference("deployment", id); !s.ok()) return s;
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
@@ -228,9 +229,9 @@ absl::StatusOr<v1::Deployment> Catalog::SetDeploymentRollout(
       !s.ok()) {
     return s;
   }
-  if (auto s = limits::ValidateSize("rollout status",
-                                    update.rollout_status().size(),
-                                    limits::kMaxRolloutStatusBytes);
+  if (auto s =
+          limits::ValidateSize("rollout status", update.rollout_status().size(),
+                               limits::kMaxRolloutStatusBytes);
       !s.ok()) {
     return s;
   }
@@ -242,8 +243,7 @@ absl::StatusOr<v1::Deployment> Catalog::SetDeploymentRollout(
   if (!found.ok()) return found.status();
   if (!found->has_value()) {
     return absl::NotFoundError(absl::StrFormat(
-        "deployment \"%s\" not found; it may have been deleted",
-        update.id()));
+        "deployment \"%s\" not found; it may have been deleted", update.id()));
   }
   v1::Deployment d = (*found)->second;
   d.set_rollout_fraction(update.rollout_fraction());

@@ -175,15 +175,15 @@ absl::StatusOr<v1::ListDevicesResponse> Catalog::ListDevices(
     cf = kGroupDevices;
     prefix = GroupMembersPrefix(t->id(), g->id());
   }
-  absl::StatusOr<Page> page = ParsePage(
-      request.page_size(), request.page_token(), cf, prefix, prefix);
+  absl::StatusOr<Page> page =
+      ParsePage(request.page_size(), request.page_token(), cf, prefix, prefix);
   if (!page.ok()) return page.status();
   v1::ListDevicesResponse out;
   std::string next;
   absl::Status s = ScanPage<v1::Device>(
       store_, cf, prefix, *page, cf, prefix,
-      [&](absl::string_view key, absl::string_view)
-          -> absl::StatusOr<std::optional<v1::Device>> {
+      [&](absl::string_view key,
+          absl::string_view) -> absl::StatusOr<std::optional<v1::Device>> {
         absl::StatusOr<v1::Device> d = LoadDevice(key.substr(prefix.size()));
         if (!d.ok()) return d.status();
         // An index entry left behind by a racing change is not listed.

@@ -65,9 +65,9 @@ absl::Status Catalog::CheckImageQuota(const Caller& caller,
 
 absl::StatusOr<v1::Image> Catalog::RecordImage(const Caller& caller,
                                                const v1::Image& image) {
-  if (auto s = Authorize(caller, image.tenant_id().empty()
-                                     ? Op::kRecordPlatformImage
-                                     : Op::kRecordImage);
+  if (auto s =
+          Authorize(caller, image.tenant_id().empty() ? Op::kRecordPlatformImage
+                                                      : Op::kRecordImage);
       !s.ok()) {
     return s;
   }

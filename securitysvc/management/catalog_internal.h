@@ -135,7 +135,8 @@ inline std::string DeploymentIdIndex(absl::string_view deployment_id) {
 }
 std::string RevisionKey(int64_t revision);
 
-// ---- Small helpers ------------------------------------------------------------
+// ---- Small helpers
+// ------------------------------------------------------------
 std::string NewId();
 bool IsHexId(absl::string_view id, size_t length);
 // DevicePrefix: the first 8 bytes of a (64-hex) device id as an integer.
@@ -145,7 +146,8 @@ absl::Status ValidateDescription(absl::string_view description);
 // IsOsComponentKind: boot-chain images reach devices through OS feeds only.
 bool IsOsComponentKind(v1::ImageKind kind);
 
-// ---- Records ------------------------------------------------------------------
+// ---- Records
+// ------------------------------------------------------------------
 template <typename Message>
 absl::StatusOr<Message> Parse(absl::string_view bytes, absl::string_view what) {
   Message m;
@@ -200,10 +202,11 @@ absl::StatusOr<std::vector<Message>> CollectPrefix(store::Reader* store,
                                                    absl::string_view cf,
                                                    absl::string_view prefix) {
   std::vector<Message> out;
-  absl::Status s = ScanPrefix<Message>(store, cf, prefix, [&](const Message& m) {
-    out.push_back(m);
-    return true;
-  });
+  absl::Status s =
+      ScanPrefix<Message>(store, cf, prefix, [&](const Message& m) {
+        out.push_back(m);
+        return true;
+      });
   if (!s.ok()) return s;
   return out;
 }
@@ -229,8 +232,7 @@ struct Page {
 // ParsePage checks page_size (0: default, capped at kMaxPageSize) and
 // decodes page_token; InvalidArgument for a malformed token, one of another
 // listing/scope, or one whose key is not under `prefix`.
-absl::StatusOr<Page> ParsePage(uint32_t page_size,
-                               absl::string_view page_token,
+absl::StatusOr<Page> ParsePage(uint32_t page_size, absl::string_view page_token,
                                absl::string_view list, absl::string_view scope,
                                absl::string_view prefix);
 std::string EncodePageToken(absl::string_view list, absl::string_view scope,

@@ -137,8 +137,8 @@ absl::StatusOr<v1::Product> Catalog::CreateProduct(
   absl::StatusOr<std::optional<std::string>> taken = GetIndex(store_, name_key);
   if (!taken.ok()) return taken.status();
   if (taken->has_value()) {
-    auto existing = GetRecord<v1::Product>(store_, kProducts,
-                                           ProductKey(t->id(), **taken));
+    auto existing =
+        GetRecord<v1::Product>(store_, kProducts, ProductKey(t->id(), **taken));
     if (!existing.ok()) return existing.status();
     return absl::AlreadyExistsError(absl::StrFormat(
         "product \"%s\" already exists in tenant \"%s\" (id %s)",
@@ -233,8 +233,8 @@ absl::StatusOr<v1::DeviceGroup> Catalog::CreateDeviceGroup(
   if (!t.ok()) return t.status();
   absl::StatusOr<v1::Product> product = FindProduct(*t, request.product());
   if (!product.ok()) return product.status();
-  absl::StatusOr<std::optional<std::string>> taken = GetIndex(
-      store_, GroupNameIndex(t->id(), product->id(), request.name()));
+  absl::StatusOr<std::optional<std::string>> taken =
+      GetIndex(store_, GroupNameIndex(t->id(), product->id(), request.name()));
   if (!taken.ok()) return taken.status();
   if (taken->has_value()) {
     auto existing = GetRecord<v1::DeviceGroup>(
@@ -331,9 +331,10 @@ absl::StatusOr<v1::DeviceGroup> Catalog::UpdateDeviceGroup(
   return updated;
 }
 
-// ---- Deletes -------------------------------------------------------------------
-// Each delete is one batch with its watch events, like every mutation. What
-// the caller cannot see is NotFound (HideForeign); what is still in use is
+// ---- Deletes
+// ------------------------------------------------------------------- Each
+// delete is one batch with its watch events, like every mutation. What the
+// caller cannot see is NotFound (HideForeign); what is still in use is
 // FailedPrecondition naming the use and what to do first.
 
 absl::Status Catalog::CheckGroupsUnused(
@@ -389,8 +390,8 @@ absl::Status Catalog::DeleteProduct(const Caller& caller,
   if (!groups.ok()) return groups.status();
   std::vector<std::string> ids;
   for (const v1::DeviceGroup& g : *groups) ids.push_back(g.id());
-  if (auto s = CheckGroupsUnused(
-          *t, ids, absl::StrFormat("product \"%s\"", p->name()));
+  if (auto s = CheckGroupsUnused(*t, ids,
+                                 absl::StrFormat("product \"%s\"", p->name()));
       !s.ok()) {
     return s;
   }

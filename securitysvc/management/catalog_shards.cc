@@ -83,11 +83,13 @@ absl::StatusOr<v1::ShardMap> Catalog::RemoveShard(const Caller& caller,
   absl::StatusOr<v1::ShardMap> map = GetShardMap(caller);
   if (!map.ok()) return map.status();
   auto* shards = map->mutable_shards();
-  auto it = std::find_if(shards->begin(), shards->end(),
-                         [&](const v1::Shard& s) { return s.id() == shard_id; });
+  auto it =
+      std::find_if(shards->begin(), shards->end(),
+                   [&](const v1::Shard& s) { return s.id() == shard_id; });
   if (it == shards->end()) {
-    return absl::NotFoundError(absl::StrFormat(
-        "shard \"%s\" is not in the shard map", limits::EscapedPrefix(shard_id)));
+    return absl::NotFoundError(
+        absl::StrFormat("shard \"%s\" is not in the shard map",
+                        limits::EscapedPrefix(shard_id)));
   }
   shards->erase(it);
   Txn txn(revision_);

@@ -115,17 +115,17 @@ absl::StatusOr<v1::ListTenantsResponse> Catalog::ListTenants(
   if (auto s = Authorize(caller, Op::kListTenants); !s.ok()) return s;
   // A tenant operator's listing holds its own tenant only: one key.
   const std::string scope = caller.is_tenant() ? caller.tenant_id : "";
-  absl::StatusOr<Page> page = ParsePage(request.page_size(),
-                                        request.page_token(), "tenants", scope,
-                                        caller.is_tenant() ? scope : "");
+  absl::StatusOr<Page> page =
+      ParsePage(request.page_size(), request.page_token(), "tenants", scope,
+                caller.is_tenant() ? scope : "");
   if (!page.ok()) return page.status();
   v1::ListTenantsResponse out;
   std::string next;
   absl::Status s = ScanPage<v1::Tenant>(
       store_, kTenants, caller.is_tenant() ? scope : "", *page, "tenants",
       scope,
-      [&](absl::string_view key,
-          absl::string_view value) -> absl::StatusOr<std::optional<v1::Tenant>> {
+      [&](absl::string_view key, absl::string_view value)
+          -> absl::StatusOr<std::optional<v1::Tenant>> {
         if (caller.is_tenant() && key != caller.tenant_id) {
           return std::optional<v1::Tenant>();  // a longer id with that prefix
         }

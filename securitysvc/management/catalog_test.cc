@@ -1,13 +1,13 @@
 #include "securitysvc/management/catalog.h"
 
 #include <algorithm>
-#include <functional>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -841,14 +841,13 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
   v1::CreateDeploymentRequest dep;
   dep.set_device_group_id(GroupId(fab_product_, "Production"));
   dep.add_image_ids(app.id());
-  EXPECT_TRUE(absl::IsNotFound(
-      catalog_->CreateDeployment(fabrikam_op_, dep).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(catalog_->CreateDeployment(fabrikam_op_, dep).status()));
   dep.set_device_group_id("DW100/Production");
   auto d = catalog_->CreateDeployment(contoso_op_, dep);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->create_revision(), catalog_->revision());
-  EXPECT_EQ(
-      catalog_->ListDeployments(contoso_op_, {})->deployments_size(), 1);
+  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, {})->deployments_size(), 1);
 
   v1::Image os = app;
   os.set_id(crypto::HexEncode(crypto::Sha256("os package")));
@@ -872,7 +871,7 @@ TEST_F(CatalogTest, ImagesDeploymentsAndOsReleases) {
 
 // RecordOsImage records a platform OS component image (as the image pipeline
 // would after verifying its platform signature).
-v1::Image RecordOsImage(Catalog *catalog, const std::string &component,
+v1::Image RecordOsImage(Catalog* catalog, const std::string& component,
                         v1::ImageKind kind, uint32_t version) {
   v1::Image os;
   const std::string tag = absl::StrCat(component, "/", version);
@@ -926,12 +925,12 @@ TEST_F(CatalogTest, Attack_OlderOsReleaseOnAFeedIsRefused) {
       RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 2);
   v1::Image s2 = RecordOsImage(catalog_.get(), "os-services",
                                v1::IMAGE_KIND_OS_SERVICES, 2);
-  auto release = [&](v1::OsFeed feed, const std::string &version,
+  auto release = [&](v1::OsFeed feed, const std::string& version,
                      std::vector<v1::Image> images) {
     v1::ReleaseOsRequest rel;
     rel.set_feed(feed);
     rel.set_version(version);
-    for (const auto &i : images) rel.add_image_ids(i.id());
+    for (const auto& i : images) rel.add_image_ids(i.id());
     return catalog_->ReleaseOs(platform_, rel);
   };
   ASSERT_TRUE(release(v1::RETAIL_EVAL, "2", {k2, s2}).ok());
@@ -974,7 +973,6 @@ TEST_F(CatalogTest, OperatorCredentialCarriesTenantClaim) {
                                     key.PublicKey())
           .status()));
 }
-
 
 // ---- Issue 8: limits, tenant-bound images, quotas, leaks ------------------
 
@@ -1071,8 +1069,7 @@ TEST_F(CatalogTest, Attack_ControlCharactersInIdsAreRefusedAndNotEchoed) {
     ASSERT_TRUE(absl::IsInvalidArgument(r.status()));
     EXPECT_EQ(std::string(r.status().message()).find('\x1b'),
               std::string::npos);
-    EXPECT_EQ(std::string(r.status().message()).find('\0'),
-              std::string::npos);
+    EXPECT_EQ(std::string(r.status().message()).find('\0'), std::string::npos);
     EXPECT_LT(r.status().message().size(), 300u);
   }
   auto p = catalog_->CreateProduct(contoso_op_, "", "DW\x1b[31m", "");
@@ -1191,8 +1188,8 @@ TEST_F(CatalogTest, Attack_OperatorErrorsDoNotRevealOtherDevices) {
   const std::string before = Dump();
   auto answer = [&](const std::string& id) {
     absl::Status s = catalog_->GetDevice(fabrikam_op_, "", id).status();
-    return std::make_pair(
-        s.code(), absl::StrReplaceAll(s.message(), {{id, "<id>"}}));
+    return std::make_pair(s.code(),
+                          absl::StrReplaceAll(s.message(), {{id, "<id>"}}));
   };
   EXPECT_EQ(answer(missing).first, absl::StatusCode::kNotFound);
   EXPECT_EQ(answer(unclaimed), answer(missing));
@@ -1235,7 +1232,8 @@ TEST_F(CatalogTest, Fault_WatchReplayOverLogMissingEntriesFailsWithDataLoss) {
   EXPECT_EQ(catalog_->revision(), revision);
 }
 
-// ---- Deletes ------------------------------------------------------------------
+// ---- Deletes
+// ------------------------------------------------------------------
 
 // AppImage records a Contoso application image named by `tag`.
 v1::Image RecordAppImage(Catalog* catalog, const Caller& op,
@@ -1305,8 +1303,7 @@ TEST_F(CatalogTest, DeleteProductOrGroupInUseIsRefusedAndChangesNothing) {
   EXPECT_EQ(Dump(), with_deployment);
   // Once the deployment is gone, the group and the image can go.
   ASSERT_TRUE(catalog_->DeleteDeployment(contoso_op_, "", d->id()).ok());
-  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, {})->deployments_size(),
-            0);
+  EXPECT_EQ(catalog_->ListDeployments(contoso_op_, {})->deployments_size(), 0);
   EXPECT_TRUE(catalog_->DeleteImage(contoso_op_, "", app.id()).ok());
   EXPECT_TRUE(
       catalog_->DeleteDeviceGroup(contoso_op_, "", "DW100/Development").ok());
@@ -1363,7 +1360,8 @@ TEST_F(CatalogTest, DeleteDeploymentReemitsTheGroupsPreviousDeployment) {
 }
 
 TEST_F(CatalogTest, ReleasedOsImageCannotBeDeleted) {
-  v1::Image os = RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 5);
+  v1::Image os =
+      RecordOsImage(catalog_.get(), "kernel", v1::IMAGE_KIND_KERNEL, 5);
   v1::ReleaseOsRequest rel;
   rel.set_feed(v1::RETAIL_EVAL);
   rel.set_version("5");
@@ -1374,7 +1372,8 @@ TEST_F(CatalogTest, ReleasedOsImageCannotBeDeleted) {
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_THAT(s.message(), HasSubstr("OS release 5"));
   // Tenants cannot see platform images to delete them.
-  EXPECT_TRUE(absl::IsNotFound(catalog_->DeleteImage(contoso_op_, "", os.id())));
+  EXPECT_TRUE(
+      absl::IsNotFound(catalog_->DeleteImage(contoso_op_, "", os.id())));
   EXPECT_EQ(Dump(), before);
 }
 
@@ -1404,8 +1403,8 @@ TEST_F(CatalogTest, TenantNamesAreUniqueAndFoundIgnoringCase) {
   auto product = catalog_->GetProduct(platform_, "contoso", "dw100");
   ASSERT_TRUE(product.ok()) << product.status();
   EXPECT_EQ(product->id(), dw100_.id());
-  auto group = catalog_->GetDeviceGroup(platform_, "CONTOSO",
-                                        "dw100/field test");
+  auto group =
+      catalog_->GetDeviceGroup(platform_, "CONTOSO", "dw100/field test");
   ASSERT_TRUE(group.ok()) << group.status();
   EXPECT_EQ(group->name(), "Field Test");
   // A deleted product frees its name (the index goes with it).
@@ -1446,9 +1445,9 @@ TEST_F(CatalogTest, RecordsAreKeyedByTenantThenProduct) {
         << k;
   }
   for (const std::string& k : keys("groups")) {
-    EXPECT_TRUE(absl::StartsWith(k, contoso_.id() + "/" + dw100_.id() + "/") ||
-                absl::StartsWith(k, fabrikam_.id() + "/" +
-                                        fab_product_.id() + "/"))
+    EXPECT_TRUE(
+        absl::StartsWith(k, contoso_.id() + "/" + dw100_.id() + "/") ||
+        absl::StartsWith(k, fabrikam_.id() + "/" + fab_product_.id() + "/"))
         << k;
   }
   EXPECT_THAT(keys("deployments"),
@@ -1520,10 +1519,9 @@ TEST_F(CatalogTest, EveryListPagesEachRecordExactlyOnceUnderConcurrentInserts) {
       for (int n = first; n < first + 8; ++n) {
         EXPECT_TRUE(
             catalog_->CreateTenant(platform_, absl::StrCat("New", n)).ok());
-        EXPECT_TRUE(catalog_
-                        ->CreateProduct(contoso_op_, "",
-                                        absl::StrCat("NP", n), "")
-                        .ok());
+        EXPECT_TRUE(
+            catalog_->CreateProduct(contoso_op_, "", absl::StrCat("NP", n), "")
+                .ok());
         const std::string d = ImportOne(20000 + n);
         EXPECT_TRUE(catalog_->ClaimDevice(contoso_op_, "", d).ok());
       }
@@ -1534,40 +1532,40 @@ TEST_F(CatalogTest, EveryListPagesEachRecordExactlyOnceUnderConcurrentInserts) {
   const auto none = [] {};
   for (uint32_t page_size : {1u, 3u, 7u}) {
     concurrently([&] {
-      ExpectExactlyOnce(
-          tenants, PagedIds<v1::ListTenantsResponse>(
-                       v1::ListTenantsRequest(), page_size,
-                       [&](const auto& r) {
-                         return catalog_->ListTenants(platform_, r);
-                       },
-                       [](const auto& r) { return r.tenants(); }, none));
+      ExpectExactlyOnce(tenants,
+                        PagedIds<v1::ListTenantsResponse>(
+                            v1::ListTenantsRequest(), page_size,
+                            [&](const auto& r) {
+                              return catalog_->ListTenants(platform_, r);
+                            },
+                            [](const auto& r) { return r.tenants(); }, none));
     });
     concurrently([&] {
-      ExpectExactlyOnce(
-          products, PagedIds<v1::ListProductsResponse>(
-                        v1::ListProductsRequest(), page_size,
-                        [&](const auto& r) {
-                          return catalog_->ListProducts(contoso_op_, r);
-                        },
-                        [](const auto& r) { return r.products(); }, none));
+      ExpectExactlyOnce(products,
+                        PagedIds<v1::ListProductsResponse>(
+                            v1::ListProductsRequest(), page_size,
+                            [&](const auto& r) {
+                              return catalog_->ListProducts(contoso_op_, r);
+                            },
+                            [](const auto& r) { return r.products(); }, none));
     });
     concurrently([&] {
-      ExpectExactlyOnce(
-          groups, PagedIds<v1::ListDeviceGroupsResponse>(
-                      v1::ListDeviceGroupsRequest(), page_size,
-                      [&](const auto& r) {
-                        return catalog_->ListDeviceGroups(contoso_op_, r);
-                      },
-                      [](const auto& r) { return r.groups(); }, none));
+      ExpectExactlyOnce(groups,
+                        PagedIds<v1::ListDeviceGroupsResponse>(
+                            v1::ListDeviceGroupsRequest(), page_size,
+                            [&](const auto& r) {
+                              return catalog_->ListDeviceGroups(contoso_op_, r);
+                            },
+                            [](const auto& r) { return r.groups(); }, none));
     });
     concurrently([&] {
-      ExpectExactlyOnce(
-          devices, PagedIds<v1::ListDevicesResponse>(
-                       v1::ListDevicesRequest(), page_size,
-                       [&](const auto& r) {
-                         return catalog_->ListDevices(contoso_op_, r);
-                       },
-                       [](const auto& r) { return r.devices(); }, none));
+      ExpectExactlyOnce(devices,
+                        PagedIds<v1::ListDevicesResponse>(
+                            v1::ListDevicesRequest(), page_size,
+                            [&](const auto& r) {
+                              return catalog_->ListDevices(contoso_op_, r);
+                            },
+                            [](const auto& r) { return r.devices(); }, none));
     });
   }
   // Every listing is a tenant's own: Fabrikam sees none of Contoso's.
@@ -1584,10 +1582,9 @@ TEST_F(CatalogTest, ListPageSizeHasADefaultAndAMaximum) {
   }
   ASSERT_TRUE(catalog_->ImportDevices(platform_, batch).ok());
   for (const v1::FactoryDevice& d : batch) {
-    ASSERT_TRUE(catalog_
-                    ->ClaimDevice(contoso_op_, "",
-                                  DeviceIdForKey(d.public_key()))
-                    .ok());
+    ASSERT_TRUE(
+        catalog_->ClaimDevice(contoso_op_, "", DeviceIdForKey(d.public_key()))
+            .ok());
   }
   v1::ListDevicesRequest req;
   auto first = catalog_->ListDevices(contoso_op_, req);  // page_size 0

@@ -15,7 +15,8 @@ TestCatalogKeys TestCatalogKeys::Create(absl::Time now,
   spec.not_before = now - absl::Hours(1);
   spec.not_after = now + validity;
   spec.usage = crypto::KeyUsage::kCa;
-  absl::StatusOr<std::string> pem = crypto::IssueCertificate(spec, k.root_key, "");
+  absl::StatusOr<std::string> pem =
+      crypto::IssueCertificate(spec, k.root_key, "");
   EXPECT_TRUE(pem.ok()) << pem.status();
   if (pem.ok()) k.root_pem = *std::move(pem);
   k.master_key = crypto::RandomBytes(32);

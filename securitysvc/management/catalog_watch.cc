@@ -67,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Catalog::WatchStream>> Catalog::OpenWatch(
   return w;
 }
 
-// ---- WatchStream -------------------------------------------------------------
+// ---- WatchStream
+// -------------------------------------------------------------
 
 namespace {
 

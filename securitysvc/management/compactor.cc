@@ -27,8 +27,8 @@ absl::StatusOr<int64_t> Compactor::RunOnce() {
   const int64_t target = catalog_->revision() - options_.keep_revisions + 1;
   if (target <= compacted || target < 1) return compacted;
   if (absl::Status s = catalog_->Compact(target); !s.ok()) return s;
-  log::Info("catalog compacted", {{"revision", absl::StrCat(target)},
-                                  {"leader", election_->id()}});
+  log::Info("catalog compacted",
+            {{"revision", absl::StrCat(target)}, {"leader", election_->id()}});
   return target;
 }
 

@@ -66,8 +66,7 @@ EtcdCluster::~EtcdCluster() {
 
 absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(
     EtcdClusterOptions options) {
-  if (options.data_dir.empty() || options.members < 1 ||
-      options.members > 7) {
+  if (options.data_dir.empty() || options.members < 1 || options.members > 7) {
     return absl::InvalidArgumentError(
         "EtcdCluster needs a data directory and 1 to 7 members");
   }
@@ -135,21 +134,36 @@ absl::Status EtcdCluster::Launch(int i, bool new_cluster) {
       absl::StrFormat("http://127.0.0.1:%d", m.peer_port);
   std::vector<std::string> args = {
       options_.binary,
-      "--name", m.name,
-      "--data-dir", m.dir,
-      "--listen-client-urls", client_url,
-      "--advertise-client-urls", client_url,
-      "--listen-peer-urls", peer_url,
-      "--initial-advertise-peer-urls", peer_url,
-      "--initial-cluster", initial_cluster_,
-      "--initial-cluster-state", new_cluster ? "new" : "existing",
-      "--initial-cluster-token", "sphere",
-      "--max-txn-ops", absl::StrCat(options_.max_txn_ops),
-      "--max-request-bytes", absl::StrCat(options_.max_request_bytes),
-      "--heartbeat-interval", "50",
-      "--election-timeout", "500",
-      "--logger", "zap",
-      "--log-outputs", "stderr",
+      "--name",
+      m.name,
+      "--data-dir",
+      m.dir,
+      "--listen-client-urls",
+      client_url,
+      "--advertise-client-urls",
+      client_url,
+      "--listen-peer-urls",
+      peer_url,
+      "--initial-advertise-peer-urls",
+      peer_url,
+      "--initial-cluster",
+      initial_cluster_,
+      "--initial-cluster-state",
+      new_cluster ? "new" : "existing",
+      "--initial-cluster-token",
+      "sphere",
+      "--max-txn-ops",
+      absl::StrCat(options_.max_txn_ops),
+      "--max-request-bytes",
+      absl::StrCat(options_.max_request_bytes),
+      "--heartbeat-interval",
+      "50",
+      "--election-timeout",
+      "500",
+      "--logger",
+      "zap",
+      "--log-outputs",
+      "stderr",
   };
   if (tls) {
     args.insert(args.end(),
@@ -162,10 +176,10 @@ absl::Status EtcdCluster::Launch(int i, bool new_cluster) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const std::string log_path = absl::StrCat(options_.data_dir, "/", m.name,
-                                            ".log");
-  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                    0600);
+  const std::string log_path =
+      absl::StrCat(options_.data_dir, "/", m.name, ".log");
+  int log_fd =
+      open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return absl::InternalError("cannot open " + log_path);
   pid_t pid = fork();
   if (pid < 0) {

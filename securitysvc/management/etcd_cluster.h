@@ -44,7 +44,7 @@ struct EtcdClusterOptions {
   // restarted on its data directory must reuse its ports (etcd stores its
   // members' peer URLs): see ports().
   std::vector<std::pair<int, int>> ports;
-  size_t max_txn_ops = 1024;              // --max-txn-ops
+  size_t max_txn_ops = 1024;               // --max-txn-ops
   size_t max_request_bytes = 1536 * 1024;  // --max-request-bytes
   absl::Duration start_timeout = absl::Seconds(30);
 };

@@ -210,8 +210,9 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
     while (true) {
       int i = next.fetch_add(1);
       if (i >= kDevices) return;
-      absl::Status s = retry(
-          [&] { return catalog->ClaimDevice(op, tenant->id(), ids[i]).status(); });
+      absl::Status s = retry([&] {
+        return catalog->ClaimDevice(op, tenant->id(), ids[i]).status();
+      });
       if (!s.ok()) {
         ADD_FAILURE() << s;
         continue;
@@ -238,8 +239,8 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
       {
         absl::MutexLock lock(&mu);
         auto due = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) {
-          return acked.size() >= static_cast<size_t>(
-                                     (v - 1) * kDevices / kReleases);
+          return acked.size() >=
+                 static_cast<size_t>((v - 1) * kDevices / kReleases);
         };
         mu.AwaitWithTimeout(absl::Condition(&due), absl::Seconds(60));
       }
@@ -262,13 +263,12 @@ TEST_F(EtcdFaultTest, Fault_KillOneEtcdMemberUnderClaimsLosesNoAckedWrite) {
   {
     // Kill once a third of the claims are acknowledged.
     absl::MutexLock lock(&mu);
-    mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::vector<std::string>* v) {
-              return v->size() >= kDevices / 3;
-            },
-            &acked),
-        absl::Seconds(60));
+    mu.AwaitWithTimeout(absl::Condition(
+                            +[](std::vector<std::string>* v) {
+                              return v->size() >= kDevices / 3;
+                            },
+                            &acked),
+                        absl::Seconds(60));
   }
   // The member the client is most likely connected to (pick_first: the
   // first address) dies.

@@ -40,8 +40,8 @@ bool Retryable(const grpc::Status& s) {
 
 absl::Status EtcdStatus(const grpc::Status& status, absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
-  const std::string msg = absl::StrCat("etcd ", what, ": ",
-                                       status.error_message());
+  const std::string msg =
+      absl::StrCat("etcd ", what, ": ", status.error_message());
   if (absl::StrContains(status.error_message(), "compacted")) {
     return absl::OutOfRangeError(msg);
   }
@@ -182,8 +182,7 @@ EtcdRevisionLog::~EtcdRevisionLog() = default;
 
 absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> EtcdRevisionLog::Connect(
     EtcdOptions options) {
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      EtcdChannel(options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = EtcdChannel(options);
   if (!channel.ok()) return channel.status();
   std::unique_ptr<EtcdRevisionLog> log(
       new EtcdRevisionLog(std::move(options), *std::move(channel)));
@@ -205,8 +204,8 @@ grpc::Status RangeWithRetry(etcdserverpb::KV::Stub* kv,
                             const etcdserverpb::RangeRequest& req,
                             etcdserverpb::RangeResponse* resp,
                             absl::Duration timeout) {
-  const auto deadline = std::chrono::system_clock::now() +
-                        absl::ToChronoMilliseconds(timeout);
+  const auto deadline =
+      std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
   int delay_ms = 20;
   while (true) {
     grpc::ClientContext ctx;
@@ -348,9 +347,10 @@ absl::StatusOr<RevisionLog::TxnResult> EtcdRevisionLog::Txn(
   if (!s.ok()) {
     absl::Status st = EtcdStatus(s, "txn");
     if (absl::IsUnavailable(st)) {
-      return absl::UnavailableError(absl::StrCat(
-          st.message(), " (the outcome is unknown: if it was applied, the "
-                        "catalog will show it; retry reads first)"));
+      return absl::UnavailableError(
+          absl::StrCat(st.message(),
+                       " (the outcome is unknown: if it was applied, the "
+                       "catalog will show it; retry reads first)"));
     }
     return st;
   }

@@ -49,9 +49,9 @@ struct EtcdOptions {
   std::string key_pem;
   std::string server_name;  // TLS name to verify; default: the first host
   absl::Duration rpc_timeout = absl::Seconds(5);
-  size_t max_txn_ops = 128;                    // etcd --max-txn-ops
-  size_t max_request_bytes = 1536 * 1024;      // etcd --max-request-bytes
-  int64_t range_page = 512;                    // keys per Range page
+  size_t max_txn_ops = 128;                // etcd --max-txn-ops
+  size_t max_request_bytes = 1536 * 1024;  // etcd --max-request-bytes
+  int64_t range_page = 512;                // keys per Range page
 };
 
 // ParseEtcdUrl parses "etcd://host:port[,host:port...]" into endpoints.
@@ -70,11 +70,10 @@ class EtcdRevisionLog final : public RevisionLog {
 
   absl::StatusOr<std::string> Get(absl::string_view cf,
                                   absl::string_view key) override;
-  absl::Status Scan(
-      absl::string_view cf, absl::string_view prefix,
-      const std::function<bool(absl::string_view key, absl::string_view value)>&
-          fn,
-      absl::string_view start = "") override;
+  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
+                    const std::function<bool(absl::string_view key,
+                                             absl::string_view value)>& fn,
+                    absl::string_view start = "") override;
   absl::StatusOr<KeyInfo> Stat(absl::string_view cf,
                                absl::string_view key) override;
   absl::StatusOr<TxnResult> Txn(const std::vector<Compare>& compares,
@@ -88,8 +87,8 @@ class EtcdRevisionLog final : public RevisionLog {
   bool shared() const override { return true; }
 
   // Reader at a fixed revision (0: latest); used by Snapshot.
-  absl::StatusOr<std::string> GetAt(absl::string_view cf,
-                                    absl::string_view key, int64_t revision);
+  absl::StatusOr<std::string> GetAt(absl::string_view cf, absl::string_view key,
+                                    int64_t revision);
   absl::Status ScanAt(
       absl::string_view cf, absl::string_view prefix,
       const std::function<bool(absl::string_view, absl::string_view)>& fn,

@@ -107,7 +107,7 @@ absl::StatusOr<v1::Image> ImagePipeline::Process(
         package_key_, nonce, pkg.SerializeAsString(), PackageLabel(image.id()));
     if (!sealed.ok()) return sealed.status();
     if (auto s = util::WriteFile(PathFor(image.id()),
-                                absl::StrCat(nonce, *sealed), 0600);
+                                 absl::StrCat(nonce, *sealed), 0600);
         !s.ok()) {
       return s;
     }

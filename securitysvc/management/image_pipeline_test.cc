@@ -1,6 +1,5 @@
 // ImagePipeline tests. Attacks assert the specific error and that nothing was
 // signed or stored (no package file written).
-#include "common/util/file.h"
 #include "securitysvc/management/image_pipeline.h"
 
 #include <dirent.h>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mcu-model/image.h"

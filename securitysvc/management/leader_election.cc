@@ -14,7 +14,8 @@ std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
 
 }  // namespace
 
-// ---- EtcdLease ---------------------------------------------------------------
+// ---- EtcdLease
+// ---------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<EtcdLease>> EtcdLease::Grant(
     std::shared_ptr<grpc::Channel> channel, absl::Duration ttl,
@@ -99,7 +100,8 @@ void EtcdLease::Run() {
   }
 }
 
-// ---- EtcdLeaderElection -------------------------------------------------------
+// ---- EtcdLeaderElection
+// -------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<EtcdLeaderElection>> EtcdLeaderElection::Start(
     std::shared_ptr<grpc::Channel> channel, EtcdElectionOptions options) {

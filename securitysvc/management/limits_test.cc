@@ -51,8 +51,8 @@ TEST(LimitsTest, NamesAndReferences) {
   EXPECT_TRUE(ValidateReference("tenant", "").ok());
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateDeviceId("device id", "AB")));
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateVersion("version", "1 0")));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ValidateDescription("description", "bell\a")));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(ValidateDescription("description", "bell\a")));
   EXPECT_THAT(ValidateCount("image_ids", 33, 32).message(),
               HasSubstr("the limit is 32"));
 }

@@ -19,33 +19,33 @@
 #include <memory>
 #include <string>
 
-#include "common/util/file.h"
-#include "securitysvc/management/image_pipeline.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/cluster/pki_layout.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/keyring.h"
 #include "common/store/store.h"
 #include "common/util/clock.h"
+#include "common/util/file.h"
 #include "common/util/log.h"
 #include "common/util/rate_limiter.h"
 #include "securitysvc/auth/scope.h"
 #include "securitysvc/management/catalog.h"
-#include "securitysvc/management/management_service.h"
 #include "securitysvc/management/compactor.h"
 #include "securitysvc/management/etcd_revision_log.h"
+#include "securitysvc/management/image_pipeline.h"
 #include "securitysvc/management/leader_election.h"
-#include "securitysvc/management/shard_leases.h"
+#include "securitysvc/management/management_service.h"
 #include "securitysvc/management/revision_log.h"
 #include "securitysvc/management/rollout_manager.h"
 #include "securitysvc/management/rollout_service.h"
+#include "securitysvc/management/shard_leases.h"
 #include "securitysvc/pki/pki.h"
 
 ABSL_FLAG(std::string, state_dir, "",
@@ -141,9 +141,9 @@ absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> ConnectEtcdFromFlags(
       std::clamp(absl::GetFlag(FLAGS_etcd_max_txn_ops), 16, 1 << 20));
   if (!ca.empty() || !cert.empty() || !key.empty()) {
     if (auto s = pki::CheckPrivateFile(key); !s.ok()) return s;
-    for (auto [path, out] : {std::pair{&ca, &o.ca_pem},
-                             std::pair{&cert, &o.cert_pem},
-                             std::pair{&key, &o.key_pem}}) {
+    for (auto [path, out] :
+         {std::pair{&ca, &o.ca_pem}, std::pair{&cert, &o.cert_pem},
+          std::pair{&key, &o.key_pem}}) {
       absl::StatusOr<std::string> pem = util::ReadFile(*path);
       if (!pem.ok()) return pem.status();
       *out = *std::move(pem);
@@ -187,15 +187,19 @@ absl::Status Run() {
   }
   pki::ClusterPki layout;  // paths only: the keys are loaded below
   layout.dir = cluster::PkiDir(dir);
-  absl::StatusOr<std::string> root_pem = util::ReadFile(layout.Path("root.pem"));
+  absl::StatusOr<std::string> root_pem =
+      util::ReadFile(layout.Path("root.pem"));
   if (!root_pem.ok()) return root_pem.status();
-  if (auto s = pki::CheckPrivateFile(layout.Path("root.key")); !s.ok()) return s;
-  absl::StatusOr<std::string> root_key_pem = util::ReadFile(layout.Path("root.key"));
+  if (auto s = pki::CheckPrivateFile(layout.Path("root.key")); !s.ok())
+    return s;
+  absl::StatusOr<std::string> root_key_pem =
+      util::ReadFile(layout.Path("root.key"));
   if (!root_key_pem.ok()) return root_key_pem.status();
   std::string master_origin;
-  absl::StatusOr<std::string> master = pki::LoadMasterKey(
-      {absl::GetFlag(FLAGS_master_key_file), absl::GetFlag(FLAGS_master_key_env)},
-      dir, /*create=*/false, &master_origin);
+  absl::StatusOr<std::string> master =
+      pki::LoadMasterKey({absl::GetFlag(FLAGS_master_key_file),
+                          absl::GetFlag(FLAGS_master_key_env)},
+                         dir, /*create=*/false, &master_origin);
   if (!master.ok()) return master.status();
   absl::StatusOr<crypto::EcPrivateKey> root_key =
       crypto::EcPrivateKey::FromPem(*root_key_pem);
@@ -224,9 +228,11 @@ absl::Status Run() {
     if (!embedded.ok()) return embedded.status();
     log = *std::move(embedded);
   } else {
-    absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> etcd = ConnectEtcdFromFlags(
-        catalog_url, absl::GetFlag(FLAGS_etcd_ca), absl::GetFlag(FLAGS_etcd_cert),
-        absl::GetFlag(FLAGS_etcd_key), absl::GetFlag(FLAGS_etcd_prefix));
+    absl::StatusOr<std::unique_ptr<EtcdRevisionLog>> etcd =
+        ConnectEtcdFromFlags(catalog_url, absl::GetFlag(FLAGS_etcd_ca),
+                             absl::GetFlag(FLAGS_etcd_cert),
+                             absl::GetFlag(FLAGS_etcd_key),
+                             absl::GetFlag(FLAGS_etcd_prefix));
     if (!etcd.ok()) return etcd.status();
     etcd_channel = (*etcd)->channel();
     log = *std::move(etcd);
@@ -286,7 +292,8 @@ absl::Status Run() {
   }
   service_options.root_subject_line = root_cert->subject_line;
   service_options.watch_queue_limit = absl::GetFlag(FLAGS_watch_queue_limit);
-  if (auto s = pki::CheckPrivateFile(layout.Path("image-signing.key")); !s.ok()) {
+  if (auto s = pki::CheckPrivateFile(layout.Path("image-signing.key"));
+      !s.ok()) {
     return s;
   }
   absl::StatusOr<std::string> signing_pem =
@@ -301,10 +308,10 @@ absl::Status Run() {
   // Stored packages are sealed under a key derived from the master key.
   auto pipeline = std::make_shared<ImagePipeline>(
       *signing_key, dir + "/images/catalog", PackageKeyFromMasterKey(*master));
-  service_options.verify_image_package =
-      [pipeline](absl::string_view tenant_id, absl::string_view package) {
-        return pipeline->Process(tenant_id, package);
-      };
+  service_options.verify_image_package = [pipeline](absl::string_view tenant_id,
+                                                    absl::string_view package) {
+    return pipeline->Process(tenant_id, package);
+  };
   RateLimiter::Options limits;
   limits.rate_per_second = absl::GetFlag(FLAGS_expensive_call_rate);
   limits.burst = absl::GetFlag(FLAGS_expensive_call_burst);
@@ -319,8 +326,8 @@ absl::Status Run() {
           etcd_channel, absl::GetFlag(FLAGS_etcd_prefix), shard_ttl,
           Clock::Real());
     } else {
-      shard_leases = std::make_unique<MemoryShardLeases>(Clock::Real(),
-                                                         shard_ttl);
+      shard_leases =
+          std::make_unique<MemoryShardLeases>(Clock::Real(), shard_ttl);
     }
     service_options.on_shard_registered =
         [leases = shard_leases.get()](const std::string& id) {
@@ -365,7 +372,7 @@ absl::Status Run() {
   if (auto s = runner.Start(); !s.ok()) return s;
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     if (auto s = util::WriteFile(absl::GetFlag(FLAGS_port_file),
-                                absl::StrCat(runner.port(), "\n"));
+                                 absl::StrCat(runner.port(), "\n"));
         !s.ok()) {
       runner.Shutdown(absl::ZeroDuration());
       return s;
@@ -397,12 +404,11 @@ absl::Status Run() {
   compaction.interval = absl::GetFlag(FLAGS_compact_interval);
   compaction.keep_revisions =
       std::max<int64_t>(1, absl::GetFlag(FLAGS_compact_keep_revisions));
-  auto compactor = std::make_unique<Compactor>(catalog->get(), election.get(),
-                                               compaction);
+  auto compactor =
+      std::make_unique<Compactor>(catalog->get(), election.get(), compaction);
   std::unique_ptr<ShardSweeper> sweeper;
   if (shard_leases != nullptr) {
-    sweeper = std::make_unique<ShardSweeper>(catalog->get(),
-                                             shard_leases.get(),
+    sweeper = std::make_unique<ShardSweeper>(catalog->get(), shard_leases.get(),
                                              election.get(), shard_ttl / 4);
   }
   (*rollouts)->RunEvery(absl::GetFlag(FLAGS_rollout_tick));

@@ -547,7 +547,7 @@ grpc::ServerUnaryReactor* ManagementService::RegisterShard(
     absl::Status s = Assign(catalog_->RegisterShard(c, req->shard()), resp);
     if (s.ok()) {
       log::Debug("shard registered", {{"shard", req->shard().id()},
-                                     {"address", req->shard().address()}});
+                                      {"address", req->shard().address()}});
       if (options_.on_shard_registered) {
         options_.on_shard_registered(req->shard().id());
       }
@@ -886,8 +886,8 @@ ManagementService::~ManagementService() {
 }
 
 absl::Status ManagementService::LimitExpensiveCall(const Caller& caller,
-                                                  absl::string_view what,
-                                                  double cost) const {
+                                                   absl::string_view what,
+                                                   double cost) const {
   if (options_.expensive_call_limiter == nullptr) return absl::OkStatus();
   return options_.expensive_call_limiter->Acquire(PoolKey(caller, nullptr),
                                                   what, cost);

@@ -185,9 +185,9 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   grpc::ServerWriteReactor<v1::WatchEvent>* Watch(
       grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) override;
 
-  grpc::ServerUnaryReactor* DeleteProduct(
-      grpc::CallbackServerContext* ctx, const v1::DeleteProductRequest* req,
-      v1::DeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteProduct(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteProductRequest* req,
+                                          v1::DeleteResponse* resp) override;
   grpc::ServerUnaryReactor* DeleteDeviceGroup(
       grpc::CallbackServerContext* ctx, const v1::DeleteDeviceGroupRequest* req,
       v1::DeleteResponse* resp) override;

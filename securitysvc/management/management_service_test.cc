@@ -5,10 +5,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <thread>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -249,8 +249,8 @@ TEST_F(ManagementServiceTest, ListsPageOverGrpcAndRefuseBadTokens) {
   v1::ListTenantsResponse tenants;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
-  grpc::Status s = Client(Scoped("platform-operator"))
-                       ->ListTenants(&ctx, bad, &tenants);
+  grpc::Status s =
+      Client(Scoped("platform-operator"))->ListTenants(&ctx, bad, &tenants);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("page token"));
   EXPECT_EQ(tenants.tenants_size(), 0);
@@ -905,27 +905,27 @@ TEST_F(ManagementServiceTest, Attack_UploadStreamBeyondItsDeclaredSize) {
 
 TEST_F(ManagementServiceTest, Attack_ShardCredentialCannotStreamUploads) {
   auto shard = Client(Scoped("shard"));
-  auto image = cli::UploadImagePackage(shard.get(), "", "pkg",
-                                       absl::Seconds(10));
+  auto image =
+      cli::UploadImagePackage(shard.get(), "", "pkg", absl::Seconds(10));
   EXPECT_EQ(image.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(verified_.load(), 0);
 }
 
-
 // Issue 8 hole 1: an event stored before the limits existed (or a corrupt
 // log entry) above the channel limit made every Watch fail without saying
 // why. The stream now ends with a specific error at that revision.
-TEST_F(ManagementServiceTest, Fault_OversizedStoredEventEndsWatchWithClearError) {
+TEST_F(ManagementServiceTest,
+       Fault_OversizedStoredEventEndsWatchWithClearError) {
   const int64_t next = catalog_->revision() + 1;
   v1::WatchEvent huge;
   huge.set_revision(next);
   v1::Deployment* dep = huge.mutable_deployment();
   dep->set_id("legacy");
   for (int i = 0; i < 20000; ++i) dep->add_image_ids(std::string(64, 'a'));
-  ASSERT_TRUE(store_
-                  ->Put("log", absl::StrFormat("%020d", next),
-                        huge.SerializeAsString())
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          ->Put("log", absl::StrFormat("%020d", next), huge.SerializeAsString())
+          .ok());
   auto shard = Client(Scoped("shard"));
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
@@ -1050,8 +1050,8 @@ TEST_F(ManagementServiceTest, WatchProgressOnlyWhileTheCatalogProbeSucceeds) {
     return absl::OkStatus();
   };
   ManagementService progress_service(catalog_.get(), options);
-  Credential server = Issue(root_key_, root_pem_, "server", {},
-                            crypto::KeyUsage::kServerAuth);
+  Credential server =
+      Issue(root_key_, root_pem_, "server", {}, crypto::KeyUsage::kServerAuth);
   rpc::ServerOptions server_options;
   server_options.address = "127.0.0.1:0";
   server_options.tls = {server.cert_pem, server.key_pem, root_pem_};

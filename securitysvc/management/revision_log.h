@@ -153,11 +153,10 @@ class EmbeddedRevisionLog final : public RevisionLog {
 
   absl::StatusOr<std::string> Get(absl::string_view cf,
                                   absl::string_view key) override;
-  absl::Status Scan(
-      absl::string_view cf, absl::string_view prefix,
-      const std::function<bool(absl::string_view key, absl::string_view value)>&
-          fn,
-      absl::string_view start = "") override;
+  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
+                    const std::function<bool(absl::string_view key,
+                                             absl::string_view value)>& fn,
+                    absl::string_view start = "") override;
   absl::StatusOr<KeyInfo> Stat(absl::string_view cf,
                                absl::string_view key) override;
   absl::StatusOr<TxnResult> Txn(const std::vector<Compare>& compares,

@@ -4,6 +4,8 @@
 // instantiation is skipped with a message. A second part runs the catalog
 // itself on both backends, and two catalogs (two management replicas) on one
 // etcd.
+#include "securitysvc/management/revision_log.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -25,7 +27,6 @@
 #include "securitysvc/management/etcd_cluster.h"
 #include "securitysvc/management/etcd_revision_log.h"
 #include "securitysvc/management/leader_election.h"
-#include "securitysvc/management/revision_log.h"
 #include "securitysvc/management/shard_leases.h"
 
 namespace sphere::management {
@@ -203,12 +204,13 @@ TYPED_TEST(RevisionLogTest, ScanPagesInKeyOrderFromStart) {
     ASSERT_TRUE(log->Txn({}, part).ok());
   }
   std::vector<std::string> seen;
-  ASSERT_TRUE(log->Scan("log", "",
-                        [&](absl::string_view, absl::string_view v) {
-                          seen.emplace_back(v);
-                          return true;
-                        },
-                        absl::StrFormat("%020d", 100))
+  ASSERT_TRUE(log->Scan(
+                     "log", "",
+                     [&](absl::string_view, absl::string_view v) {
+                       seen.emplace_back(v);
+                       return true;
+                     },
+                     absl::StrFormat("%020d", 100))
                   .ok());
   ASSERT_EQ(seen.size(), 1100u);
   EXPECT_EQ(seen.front(), "100");
@@ -457,12 +459,12 @@ TYPED_TEST(CatalogOnLogTest, ExpiredShardLeaseLeavesTheRing) {
     auto w = this->log()->Watch(*this->log()->Revision() + 1, rec.Callbacks());
     ASSERT_TRUE(w.ok());
     watch = *std::move(w);
-    leases = std::make_unique<EtcdShardLeases>(
-        *channel, this->backend_.options.prefix, absl::Seconds(1),
-        &this->clock_);
+    leases = std::make_unique<EtcdShardLeases>(*channel,
+                                               this->backend_.options.prefix,
+                                               absl::Seconds(1), &this->clock_);
   } else {
-    leases = std::make_unique<MemoryShardLeases>(&this->clock_,
-                                                 absl::Seconds(1));
+    leases =
+        std::make_unique<MemoryShardLeases>(&this->clock_, absl::Seconds(1));
   }
   ASSERT_TRUE(leases->Renew("shard-0").ok());
   ASSERT_TRUE(leases->Renew("shard-1").ok());
@@ -475,16 +477,17 @@ TYPED_TEST(CatalogOnLogTest, ExpiredShardLeaseLeavesTheRing) {
   if (TypeParam::kShared) {
     // Wait for etcd to expire shard-1's lease (it deletes the key).
     absl::MutexLock lock(&rec.mu);
-    ASSERT_TRUE(rec.mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](WatchRecorder* r) {
-              for (const auto& [rev, ch] : r->got) {
-                if (ch.is_delete && ch.key == "shard-1") return true;
-              }
-              return false;
-            },
-            &rec),
-        absl::Seconds(20)));
+    ASSERT_TRUE(
+        rec.mu.AwaitWithTimeout(absl::Condition(
+                                    +[](WatchRecorder* r) {
+                                      for (const auto& [rev, ch] : r->got) {
+                                        if (ch.is_delete && ch.key == "shard-1")
+                                          return true;
+                                      }
+                                      return false;
+                                    },
+                                    &rec),
+                                absl::Seconds(20)));
   }
   ASSERT_TRUE(leases->Renew("shard-0").ok());
   auto removed = sweeper.SweepOnce();
@@ -608,8 +611,8 @@ TYPED_TEST(CatalogOnLogTest, TwoReplicasNeverBothWinAClaim) {
     a_wins += ra.ok();
     b_wins += rb.ok();
     // The stored owner is the winner.
-    auto stored = a->GetDevice(op, ra.ok() ? contoso->id() : fabrikam->id(),
-                               id);
+    auto stored =
+        a->GetDevice(op, ra.ok() ? contoso->id() : fabrikam->id(), id);
     ASSERT_TRUE(stored.ok()) << stored.status();
     EXPECT_EQ(stored->tenant_id(), ra.ok() ? contoso->id() : fabrikam->id());
   }
@@ -617,9 +620,8 @@ TYPED_TEST(CatalogOnLogTest, TwoReplicasNeverBothWinAClaim) {
   // Both catalogs converge on one revision, and b's watcher saw every event.
   const int64_t final_rev = std::max(a->revision(), b->revision());
   std::vector<v1::WatchEvent> seen;
-  for (int i = 0; i < 1000 && (seen.empty() ||
-                               seen.back().revision() < final_rev);
-       ++i) {
+  for (int i = 0;
+       i < 1000 && (seen.empty() || seen.back().revision() < final_rev); ++i) {
     auto page = Drain(wb->get());  // arms the wakeup when it comes back empty
     seen.insert(seen.end(), page.begin(), page.end());
     if (!seen.empty() && seen.back().revision() >= final_rev) break;
@@ -663,9 +665,10 @@ TEST(EtcdLeaderElectionTest, OneLeaderAndFailover) {
   auto b = make("b");
   {
     absl::MutexLock lock(&mu);
-    ASSERT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(+[](int* n) { return *n == 1; }, &leaders),
-        absl::Seconds(20)));
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* n) { return *n == 1; }, &leaders),
+                            absl::Seconds(20)));
   }
   EXPECT_NE(a->IsLeader(), b->IsLeader());
   auto& leader = a->IsLeader() ? a : b;
@@ -673,9 +676,10 @@ TEST(EtcdLeaderElectionTest, OneLeaderAndFailover) {
   leader.reset();  // revokes its lease
   {
     absl::MutexLock lock(&mu);
-    ASSERT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(+[](int* n) { return *n == 1; }, &leaders),
-        absl::Seconds(20)));
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* n) { return *n == 1; }, &leaders),
+                            absl::Seconds(20)));
   }
   EXPECT_TRUE(follower->IsLeader());
 }

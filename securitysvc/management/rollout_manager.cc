@@ -61,8 +61,8 @@ void RolloutManager::StartNew() {
 }
 
 absl::Status RolloutManager::StartOne(const v1::Deployment& d) {
-  if (!d.rollout_status().empty() || d.rollout_fraction() >= 1 ||
-      d.halted() || controller_->Has(d.id())) {
+  if (!d.rollout_status().empty() || d.rollout_fraction() >= 1 || d.halted() ||
+      controller_->Has(d.id())) {
     return absl::OkStatus();  // not staged, or already rolling out
   }
   auto group = catalog_->GetDeviceGroup(Caller::PlatformOperator(),
@@ -155,8 +155,7 @@ absl::Status RolloutManager::Abort(const Caller& caller,
                                    absl::string_view reason) {
   if (reason.size() > 200) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "an abort reason is at most 200 bytes; this one is %d",
-        reason.size()));
+        "an abort reason is at most 200 bytes; this one is %d", reason.size()));
   }
   auto d = Visible(caller, tenant, deployment_id);
   if (!d.ok()) return d.status();

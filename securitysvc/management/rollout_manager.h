@@ -80,16 +80,15 @@ class RolloutManager {
   absl::Status Resume(const Caller& caller, absl::string_view tenant,
                       absl::string_view deployment_id);
   absl::Status Abort(const Caller& caller, absl::string_view tenant,
-                     absl::string_view deployment_id,
-                     absl::string_view reason);
+                     absl::string_view deployment_id, absl::string_view reason);
 
  private:
   RolloutManager(Catalog* catalog, DeploymentCountSource* counts);
   // Visible: the deployment when the caller may see it and it is staged;
   // NotFound otherwise.
   absl::StatusOr<v1::Deployment> Visible(const Caller& caller,
-                                      absl::string_view tenant,
-                                      absl::string_view deployment_id);
+                                         absl::string_view tenant,
+                                         absl::string_view deployment_id);
   void StartNew();
   // StartOne starts `d`'s rollout if it was created staged and has none.
   absl::Status StartOne(const v1::Deployment& d);

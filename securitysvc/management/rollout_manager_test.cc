@@ -189,8 +189,7 @@ TEST_F(RolloutManagerTest, PauseHoldsTheStageAndAbortIsFinal) {
   EXPECT_DOUBLE_EQ(Served().rollout_fraction(), 0.01);
   // Pausing twice is a precondition error, and changes nothing.
   const int64_t rev = catalog_->revision();
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      m->Pause(contoso_op_, "", dep_.id())));
+  EXPECT_TRUE(absl::IsFailedPrecondition(m->Pause(contoso_op_, "", dep_.id())));
   EXPECT_EQ(catalog_->revision(), rev);
 
   ASSERT_TRUE(m->Abort(contoso_op_, "", dep_.id(), "bad build").ok());
@@ -209,8 +208,8 @@ TEST_F(RolloutManagerTest, Attack_AnotherTenantSeesNotFoundAndChangesNothing) {
   auto m = OpenManager();
   m->Tick();
   const int64_t rev = catalog_->revision();
-  EXPECT_TRUE(absl::IsNotFound(
-      m->Status(fabrikam_op_, "", dep_.id()).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(m->Status(fabrikam_op_, "", dep_.id()).status()));
   EXPECT_TRUE(absl::IsNotFound(m->Pause(fabrikam_op_, "", dep_.id())));
   EXPECT_TRUE(absl::IsNotFound(m->Abort(fabrikam_op_, "", dep_.id(), "")));
   EXPECT_TRUE(absl::IsNotFound(m->Resume(fabrikam_op_, "", dep_.id())));

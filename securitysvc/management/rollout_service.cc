@@ -12,8 +12,7 @@ constexpr size_t kMaxAbortReasonBytes = 200;
 }  // namespace
 
 RolloutService::RolloutService(RolloutManager* manager,
-                               std::string root_subject_line,
-                               size_t max_queued)
+                               std::string root_subject_line, size_t max_queued)
     : manager_(manager),
       root_subject_line_(std::move(root_subject_line)),
       worker_(1, max_queued, 0) {}
@@ -30,7 +29,8 @@ grpc::ServerUnaryReactor* RolloutService::Run(
     return IdentifyCaller(peer->cert, root_subject_line_);
   }();
   absl::Status checked = caller.status();
-  if (checked.ok()) checked = limits::ValidateReference("tenant", req->tenant_id());
+  if (checked.ok())
+    checked = limits::ValidateReference("tenant", req->tenant_id());
   if (checked.ok() && req->deployment_id().empty()) {
     checked = absl::InvalidArgumentError(
         "a deployment id is required (see 'spherectl deployment list')");
@@ -46,8 +46,8 @@ grpc::ServerUnaryReactor* RolloutService::Run(
     reactor->Finish(rpc::ToGrpcStatus(checked));
     return reactor;
   }
-  const bool queued = worker_.Post(
-      [this, reactor, req, resp, c = *caller, op = std::move(op)] {
+  const bool queued =
+      worker_.Post([this, reactor, req, resp, c = *caller, op = std::move(op)] {
         absl::Status s = op ? op(c) : absl::OkStatus();
         if (s.ok()) {
           auto st = manager_->Status(c, req->tenant_id(), req->deployment_id());
@@ -126,12 +126,12 @@ absl::StatusOr<v1::StageResultCounts> ShardDeploymentCounts::Counts(
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
     v1::DeploymentCounts resp;
-    grpc::Status s = StubFor(shard.address())->GetDeploymentCounts(&ctx, req,
-                                                                   &resp);
+    grpc::Status s =
+        StubFor(shard.address())->GetDeploymentCounts(&ctx, req, &resp);
     if (!s.ok()) {
-      return absl::UnavailableError(absl::StrFormat(
-          "shard %s (%s) did not give its counts: %s", shard.id(),
-          shard.address(), s.error_message()));
+      return absl::UnavailableError(
+          absl::StrFormat("shard %s (%s) did not give its counts: %s",
+                          shard.id(), shard.address(), s.error_message()));
     }
     for (const v1::StageResultCounts& c : resp.stages()) {
       if (c.rollout_stage() != stage_percent) continue;

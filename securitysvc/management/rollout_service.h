@@ -20,10 +20,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/rpc/rpc.h"
+#include "common/util/worker_pool.h"
 #include "protos/update.grpc.pb.h"
 #include "securitysvc/management/catalog.h"
 #include "securitysvc/management/rollout_manager.h"
-#include "common/util/worker_pool.h"
 
 namespace sphere::management {
 
@@ -50,10 +50,10 @@ class RolloutService final
  private:
   // Run identifies the caller, then runs `op` (if any) and answers the
   // rollout's status, on the worker.
-  grpc::ServerUnaryReactor* Run(
-      grpc::CallbackServerContext* ctx, const v1::RolloutRequest* req,
-      v1::RolloutStatus* resp,
-      std::function<absl::Status(const Caller&)> op);
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* ctx,
+                                const v1::RolloutRequest* req,
+                                v1::RolloutStatus* resp,
+                                std::function<absl::Status(const Caller&)> op);
 
   RolloutManager* const manager_;
   const std::string root_subject_line_;
@@ -69,8 +69,8 @@ class ShardDeploymentCounts : public DeploymentCountSource {
  public:
   ShardDeploymentCounts(Catalog* catalog, rpc::TlsFiles client_tls,
                         absl::Duration deadline = absl::Seconds(2));
-  absl::StatusOr<v1::StageResultCounts> Counts(
-      const v1::Deployment& deployment, uint32_t stage_percent) override;
+  absl::StatusOr<v1::StageResultCounts> Counts(const v1::Deployment& deployment,
+                                               uint32_t stage_percent) override;
 
  private:
   v1::UpdateAdminService::Stub* StubFor(const std::string& address);

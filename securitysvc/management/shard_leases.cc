@@ -17,7 +17,8 @@ constexpr absl::Duration kRpcTimeout = absl::Seconds(2);
 
 }  // namespace
 
-// ---- MemoryShardLeases -------------------------------------------------------
+// ---- MemoryShardLeases
+// -------------------------------------------------------
 
 MemoryShardLeases::MemoryShardLeases(Clock* clock, absl::Duration ttl)
     : clock_(clock), ttl_(ttl), started_(clock->Now()) {}
@@ -36,7 +37,8 @@ absl::StatusOr<bool> MemoryShardLeases::Live(const std::string& shard_id) {
   return now - it->second < ttl_;
 }
 
-// ---- EtcdShardLeases ---------------------------------------------------------
+// ---- EtcdShardLeases
+// ---------------------------------------------------------
 
 EtcdShardLeases::EtcdShardLeases(std::shared_ptr<grpc::Channel> channel,
                                  std::string prefix, absl::Duration ttl,
@@ -102,7 +104,8 @@ absl::Status EtcdShardLeases::Renew(const std::string& shard_id) {
   ctx.set_deadline(DeadlineIn(kRpcTimeout));
   grpc::Status s = kv->Put(&ctx, put, &put_resp);
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("etcd put: ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("etcd put: ", s.error_message()));
   }
   return absl::OkStatus();
 }
@@ -117,7 +120,8 @@ absl::StatusOr<bool> EtcdShardLeases::Live(const std::string& shard_id) {
   ctx.set_deadline(DeadlineIn(kRpcTimeout));
   grpc::Status s = kv->Range(&ctx, range, &found);
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("etcd range: ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("etcd range: ", s.error_message()));
   }
   if (found.count() > 0) return true;
   // A shard registered before this replica started may not have renewed
@@ -125,7 +129,8 @@ absl::StatusOr<bool> EtcdShardLeases::Live(const std::string& shard_id) {
   return clock_->Now() - started_ < ttl_;
 }
 
-// ---- ShardSweeper -------------------------------------------------------------
+// ---- ShardSweeper
+// -------------------------------------------------------------
 
 ShardSweeper::ShardSweeper(Catalog* catalog, ShardLeases* leases,
                            LeaderElection* election, absl::Duration interval)
@@ -149,8 +154,7 @@ ShardSweeper::~ShardSweeper() {
 absl::StatusOr<std::vector<std::string>> ShardSweeper::SweepOnce() {
   std::vector<std::string> removed;
   if (!election_->IsLeader()) return removed;
-  absl::StatusOr<v1::ShardMap> map =
-      catalog_->GetShardMap(Caller::Internal());
+  absl::StatusOr<v1::ShardMap> map = catalog_->GetShardMap(Caller::Internal());
   if (!map.ok()) return map.status();
   for (const v1::Shard& shard : map->shards()) {
     absl::StatusOr<bool> live = leases_->Live(shard.id());
@@ -175,7 +179,8 @@ void ShardSweeper::Loop() {
     }
     absl::StatusOr<std::vector<std::string>> r = SweepOnce();
     if (!r.ok()) {
-      log::Warning("shard lease sweep failed", {{"error", r.status().ToString()}});
+      log::Warning("shard lease sweep failed",
+                   {{"error", r.status().ToString()}});
     }
   }
 }

@@ -83,8 +83,8 @@ class EtcdShardLeases final : public ShardLeases {
 // ShardSweeper removes shards whose lease expired, on the leader only.
 class ShardSweeper {
  public:
-  ShardSweeper(Catalog* catalog, ShardLeases* leases,
-               LeaderElection* election, absl::Duration interval);
+  ShardSweeper(Catalog* catalog, ShardLeases* leases, LeaderElection* election,
+               absl::Duration interval);
   ~ShardSweeper();
   // SweepOnce returns the ids removed.
   absl::StatusOr<std::vector<std::string>> SweepOnce();

@@ -6,9 +6,7 @@
 #include "mcu-model/image.h"
 
 namespace sphere::osbuild {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 std::string OsImagesDir(const std::string &state_dir, uint32_t version) {
   return absl::StrCat(state_dir, "/images/os-", version);

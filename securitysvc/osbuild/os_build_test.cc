@@ -1,4 +1,3 @@
-#include "common/util/file.h"
 #include "securitysvc/osbuild/os_build.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/util/file.h"
 #include "mcu-model/image.h"
 
 namespace sphere::osbuild {

@@ -68,8 +68,8 @@ int Main(int argc, char **argv) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
         "--version must be a whole number >= 1, not \"", version_text, "\"")));
   }
-  pki::MasterKeySource no_master_key_needed;  // only the signing key is
-  no_master_key_needed.required = false;      // used; the master key may
+  pki::MasterKeySource no_master_key_needed;        // only the signing key is
+  no_master_key_needed.required = false;            // used; the master key may
   auto pki = pki::Load(dir, no_master_key_needed);  // live elsewhere
   if (!pki.ok()) {
     return Fail(absl::Status(

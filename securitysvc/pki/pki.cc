@@ -30,10 +30,10 @@ absl::StatusOr<std::string> DecodeKey(const std::string& text,
   bool hex = trimmed.size() == 64;
   for (char c : trimmed) hex = hex && absl::ascii_isxdigit(c);
   if (hex) return absl::HexStringToBytes(trimmed);
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the master key from ", origin,
-      " must be 32 raw bytes or 64 hex digits; it has ", text.size(),
-      " bytes of another form"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the master key from ", origin,
+                   " must be 32 raw bytes or 64 hex digits; it has ",
+                   text.size(), " bytes of another form"));
 }
 
 absl::StatusOr<crypto::EcPrivateKey> LoadOrCreateKey(const std::string& path) {
@@ -102,8 +102,8 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   auto mfg_spec = Spec("Sphere Manufacturing CA", mfg_key->PublicKey(),
                        crypto::KeyUsage::kCa, kTenYears);
   mfg_spec.path_len = 0;
-  auto mfg = LoadOrIssueCert(pki.Path("manufacturing.pem"), mfg_spec,
-                             *root_key, pki.root_pem);
+  auto mfg = LoadOrIssueCert(pki.Path("manufacturing.pem"), mfg_spec, *root_key,
+                             pki.root_pem);
   if (!mfg.ok()) return mfg.status();
   pki.manufacturing_pem = *mfg;
 
@@ -112,14 +112,14 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   pki.image_signing_key = *img;
   if (!Exists(pki.Path("image-signing.pub.pem"))) {
     if (auto s = util::WriteFile(pki.Path("image-signing.pub.pem"),
-                                crypto::PublicKeyToPem(img->PublicKey()));
+                                 crypto::PublicKeyToPem(img->PublicKey()));
         !s.ok()) {
       return s;
     }
   }
 
-  auto master = LoadMasterKey(master_source, state_dir, create,
-                              &pki.master_key_origin);
+  auto master =
+      LoadMasterKey(master_source, state_dir, create, &pki.master_key_origin);
   if (master.ok()) {
     pki.master_key = *std::move(master);
   } else if (master_source.required || !absl::IsNotFound(master.status())) {
@@ -144,7 +144,8 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   crypto::DeviceClaims op;
   op.scope = std::string(auth::ScopeName(auth::Scope::kPlatformOperator));
   if (!Exists(pki.Path("operator.pem"))) {
-    if (auto s = IssueClientCredential(pki, "operator", "platform-operator", op);
+    if (auto s =
+            IssueClientCredential(pki, "operator", "platform-operator", op);
         !s.ok()) {
       return s;
     }
@@ -160,8 +161,8 @@ absl::StatusOr<ClusterPki> LoadOrCreate(const std::string& state_dir,
   crypto::DeviceClaims gateway;
   gateway.scope = std::string(auth::ScopeName(auth::Scope::kGateway));
   if (!Exists(pki.Path("gateway.pem"))) {
-    if (auto s = IssueClientCredential(pki, "gateway", "sphere-gateway",
-                                       gateway);
+    if (auto s =
+            IssueClientCredential(pki, "gateway", "sphere-gateway", gateway);
         !s.ok()) {
       return s;
     }
@@ -205,8 +206,8 @@ absl::Status IssueClientCredential(const ClusterPki& pki,
   spec.claims = claims;
   auto pem = crypto::IssueCertificate(spec, pki.root_key, pki.root_pem);
   if (!pem.ok()) return pem.status();
-  if (auto s = util::WriteFile(pki.Path(absl::StrCat(name, ".key")), key.ToPem(),
-                              0600);
+  if (auto s = util::WriteFile(pki.Path(absl::StrCat(name, ".key")),
+                               key.ToPem(), 0600);
       !s.ok()) {
     return s;
   }
@@ -237,8 +238,8 @@ absl::Status CheckPrivateFile(const std::string& path) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "refusing key file %s: mode %04o lets other users %s it; run "
         "'chmod 600 %s' (and check who could have copied it)",
-        path, st.st_mode & 07777,
-        (st.st_mode & 0004) ? "read" : "write", path));
+        path, st.st_mode & 07777, (st.st_mode & 0004) ? "read" : "write",
+        path));
   }
   return absl::OkStatus();
 }
@@ -252,13 +253,13 @@ absl::StatusOr<std::string> LoadMasterKey(const MasterKeySource& source,
   }
   std::string path;
   if (!source.env.empty()) {
-    const std::string what =
-        absl::StrCat("environment variable ", source.env);
+    const std::string what = absl::StrCat("environment variable ", source.env);
     if (origin) *origin = what;
     const char* value = getenv(source.env.c_str());
     if (value == nullptr || *value == '\0') {
       return absl::FailedPreconditionError(absl::StrCat(
-          what, " (--master-key-env) is not set; set it to the cluster's "
+          what,
+          " (--master-key-env) is not set; set it to the cluster's "
           "master key as 64 hex digits"));
     }
     return DecodeKey(value, what);

@@ -71,7 +71,7 @@ struct ClusterPki {
   std::string manufacturing_pem;
   crypto::EcPrivateKey manufacturing_key;
   crypto::EcPrivateKey image_signing_key;
-  std::string master_key;  // 32 bytes
+  std::string master_key;         // 32 bytes
   std::string master_key_origin;  // where it came from, for messages
 
   std::string Path(absl::string_view name) const;

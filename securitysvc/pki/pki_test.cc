@@ -1,13 +1,12 @@
-#include "common/util/file.h"
 #include "securitysvc/pki/pki.h"
 
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <cstdlib>
 
 #include "common/crypto/crypto.h"
+#include "common/util/file.h"
 
 namespace sphere::pki {
 namespace {
@@ -108,9 +107,10 @@ TEST(PkiTest, Attack_GroupWritableKeyFileIsRefused) {
 TEST(PkiTest, MasterKeyFromFileOutsideTheStateDirectory) {
   const std::string dir = TempDir("pki-extfile");
   const std::string key_dir = TempDir("pki-extfile-keys");
-  ASSERT_EQ(system(("rm -rf " + dir + " " + key_dir + "; mkdir -p " + key_dir)
-                       .c_str()),
-            0);
+  ASSERT_EQ(
+      system(
+          ("rm -rf " + dir + " " + key_dir + "; mkdir -p " + key_dir).c_str()),
+      0);
   MasterKeySource source{key_dir + "/master.key", ""};
   auto pki = Bootstrap(dir, source);
   ASSERT_TRUE(pki.ok()) << pki.status();
@@ -160,9 +160,9 @@ TEST(PkiTest, Attack_MalformedMasterKeyIsRefused) {
 TEST(PkiTest, SystemdCredentialsDirectoryIsTheDefaultWhenPresent) {
   const std::string dir = TempDir("pki-creds");
   const std::string creds = TempDir("pki-creds-dir");
-  ASSERT_EQ(system(("rm -rf " + dir + " " + creds + "; mkdir -p " + creds)
-                       .c_str()),
-            0);
+  ASSERT_EQ(
+      system(("rm -rf " + dir + " " + creds + "; mkdir -p " + creds).c_str()),
+      0);
   const std::string key(32, '\x11');
   ASSERT_TRUE(util::WriteFile(creds + "/master.key", key, 0400).ok());
   ASSERT_EQ(setenv("CREDENTIALS_DIRECTORY", creds.c_str(), 1), 0);
@@ -177,9 +177,8 @@ TEST(PkiTest, SystemdCredentialsDirectoryIsTheDefaultWhenPresent) {
 TEST(PkiTest, SigningToolsLoadWithoutTheMasterKey) {
   const std::string dir = TempDir("pki-optional");
   const std::string keys = TempDir("pki-optional-keys");
-  ASSERT_EQ(system(("rm -rf " + dir + " " + keys + "; mkdir -p " + keys)
-                       .c_str()),
-            0);
+  ASSERT_EQ(
+      system(("rm -rf " + dir + " " + keys + "; mkdir -p " + keys).c_str()), 0);
   auto pki = Bootstrap(dir, {keys + "/master.key", ""});
   ASSERT_TRUE(pki.ok()) << pki.status();
   MasterKeySource optional;

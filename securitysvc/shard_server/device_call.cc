@@ -1,24 +1,24 @@
 #include "securitysvc/shard_server/device_call.h"
 
-#include <memory>
-
 #include <grpc/grpc_security_constants.h>
+
+#include <memory>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/rpc/rpc.h"
 #include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
 #include "common/util/log.h"
 
 namespace sphere::shard {
 namespace {
 
 metrics::CounterMetric* CallCounter() {
-  static auto* c = metrics::Counter(
-      "sphere_device_calls_total",
-      "Device-facing calls by method and gRPC status code");
+  static auto* c =
+      metrics::Counter("sphere_device_calls_total",
+                       "Device-facing calls by method and gRPC status code");
   return c;
 }
 
@@ -62,8 +62,9 @@ PeerCertificate(const grpc::ServerContextBase& context) {
   }
   const absl::string_view text(pem.front().data(), pem.front().size());
   static absl::Mutex mu(absl::kConstInit);
-  using Cache = absl::flat_hash_map<std::string,
-                                    std::shared_ptr<const crypto::ParsedCertificate>>;
+  using Cache =
+      absl::flat_hash_map<std::string,
+                          std::shared_ptr<const crypto::ParsedCertificate>>;
   static Cache* cache = new Cache();
   {
     absl::MutexLock l(&mu);
@@ -177,10 +178,9 @@ grpc::ServerUnaryReactor* DeviceCallHandler::Unary(
     grpc::CallbackServerContext* context, const DeviceMethod& method,
     absl::string_view request_device_id,
     const std::function<absl::Status(const DeviceCall&)>& fn) const {
-  return UnaryAsync(context, method, request_device_id,
-                    [&fn](const DeviceCall& call, Finish finish) {
-                      finish(fn(call));
-                    });
+  return UnaryAsync(
+      context, method, request_device_id,
+      [&fn](const DeviceCall& call, Finish finish) { finish(fn(call)); });
 }
 
 grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
@@ -192,11 +192,11 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
   const DeviceMethod* m = &method;
   auto finish_grpc = [reactor, m, start](const grpc::Status& st) {
     m->latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    CallCounter()->Increment(absl::StrCat(
-        "method=\"", m->name, "\",code=\"",
-        absl::StatusCodeToString(static_cast<absl::StatusCode>(
-            st.error_code())),
-        "\""));
+    CallCounter()->Increment(
+        absl::StrCat("method=\"", m->name, "\",code=\"",
+                     absl::StatusCodeToString(
+                         static_cast<absl::StatusCode>(st.error_code())),
+                     "\""));
     reactor->Finish(st);
   };
   absl::StatusOr<DeviceCall> call =
@@ -204,10 +204,9 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
   if (!call.ok()) {
     const absl::Status& s = call.status();
     if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
-      log::Warning("device call denied",
-                   {{"method", method.name},
-                    {"peer", context->peer()},
-                    {"error", std::string(s.message())}});
+      log::Warning("device call denied", {{"method", method.name},
+                                          {"peer", context->peer()},
+                                          {"error", std::string(s.message())}});
     }
     finish_grpc(rpc::ToGrpcStatus(s));
     return reactor;
@@ -218,12 +217,12 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
     finish_grpc(owner);
     return reactor;
   }
-  auto finish = [finish_grpc, m, device = call->device_id](
-                    const absl::Status& s) {
+  auto finish = [finish_grpc, m,
+                 device = call->device_id](const absl::Status& s) {
     if (absl::IsInternal(s) || absl::IsDataLoss(s)) {
-      log::Error("device call failed", {{"method", m->name},
-                                        {"device", device},
-                                        {"error", s.ToString()}});
+      log::Error(
+          "device call failed",
+          {{"method", m->name}, {"device", device}, {"error", s.ToString()}});
     }
     finish_grpc(rpc::ToGrpcStatus(s));
   };

@@ -64,10 +64,10 @@ struct DeviceMethod {
 
 // DeviceCall: the authenticated call, as a method body sees it.
 struct DeviceCall {
-  std::string device_id;            // from the credential, never the request
-  auth::Scope caller_scope;         // the TLS peer's scope (gateway or device)
+  std::string device_id;     // from the credential, never the request
+  auth::Scope caller_scope;  // the TLS peer's scope (gateway or device)
   std::optional<auth::DeviceContext> context;  // set for kDevice, kFullScope
-  absl::Time deadline;              // the call's deadline
+  absl::Time deadline;                         // the call's deadline
 };
 
 // DeviceIdLimit: device ids are hex SHA-256 (64 characters); a request field
@@ -108,13 +108,12 @@ class DeviceCallHandler {
   absl::Status RequireGateway(const grpc::ServerContextBase& context) const;
   // RedirectAddress: the owning shard's address when another shard owns the
   // device, nullopt when this one does (a batch answers each item with it).
-  std::optional<std::string> RedirectAddress(
-      absl::string_view device_id) const;
+  std::optional<std::string> RedirectAddress(absl::string_view device_id) const;
 
   // Identify: steps 1-3 only (exposed for tests and streaming handlers).
-  absl::StatusOr<DeviceCall> Identify(const grpc::ServerContextBase& context,
-                                      DeviceAccess access,
-                                      absl::string_view request_device_id) const;
+  absl::StatusOr<DeviceCall> Identify(
+      const grpc::ServerContextBase& context, DeviceAccess access,
+      absl::string_view request_device_id) const;
 
  private:
   const auth::DeviceAuthenticator* const authenticator_;

@@ -137,17 +137,16 @@ TEST_F(DeviceCallTest, DeviceCertificateIdentifiesTheDevice) {
 
 TEST_F(DeviceCallTest, GatewayWithSessionTokenIsTheSameIdentity) {
   std::string who;
-  grpc::Status st =
-      Probe(g_->platform.gateway_tls(), 1, "",
-            SessionToken(*g_->device, auth::Scope::kFull), &who);
+  grpc::Status st = Probe(g_->platform.gateway_tls(), 1, "",
+                          SessionToken(*g_->device, auth::Scope::kFull), &who);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(who, g_->device->device_id());
 }
 
 TEST_F(DeviceCallTest, Attack_GatewayWithoutSessionTokenIsRefused) {
   std::string who;
-  grpc::Status st = Probe(g_->platform.gateway_tls(), 0,
-                          g_->device->device_id(), "", &who);
+  grpc::Status st =
+      Probe(g_->platform.gateway_tls(), 0, g_->device->device_id(), "", &who);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(absl::StrContains(st.error_message(), "session token"))
       << st.error_message();

@@ -67,7 +67,8 @@ void RevisionGate::WhenReached(int64_t revision, absl::Time deadline,
                                     options_.max_per_key, " calls waiting"));
     } else {
       ++per_key_[key];
-      parked_.push_back({revision, deadline, std::string(key), std::move(done)});
+      parked_.push_back(
+          {revision, deadline, std::string(key), std::move(done)});
       ++generation_;
       return;
     }
@@ -126,8 +127,8 @@ void RevisionGate::Run() {
       }
       seen = generation_;
     }
-    const absl::Duration budget = std::clamp(
-        wake - absl::Now(), absl::ZeroDuration(), options_.tick);
+    const absl::Duration budget =
+        std::clamp(wake - absl::Now(), absl::ZeroDuration(), options_.tick);
     if (wait_) {
       wait_(target, budget);
     } else {

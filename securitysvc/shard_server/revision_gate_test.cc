@@ -54,9 +54,9 @@ TEST_F(RevisionGateTest, Attack_FarAheadRevisionIsRefusedAtOnce) {
                     a.Callback());
   ASSERT_TRUE(a.done.HasBeenNotified());  // answered on the calling thread
   EXPECT_EQ(a.status.code(), absl::StatusCode::kUnavailable);
-  EXPECT_TRUE(absl::StrContains(
-      a.status.message(),
-      "catalog at revision 5, requested 9223372036854775807"))
+  EXPECT_TRUE(
+      absl::StrContains(a.status.message(),
+                        "catalog at revision 5, requested 9223372036854775807"))
       << a.status;
   EXPECT_TRUE(absl::StrContains(a.status.message(), "retry")) << a.status;
   EXPECT_EQ(gate->parked(), 0u);  // nothing held

@@ -1,6 +1,7 @@
 // shard_memory_benchmark: a shard's memory per owned device (issue 9).
 //
-//   bazel run //securitysvc/shard_server:shard_memory_benchmark -- --devices 10000
+//   bazel run //securitysvc/shard_server:shard_memory_benchmark -- --devices
+//   10000
 //
 // Starts an in-process shard (TestPlatform: ShardServer + attestation
 // plug-in on port 0, mutual TLS) over an encrypted RocksDB (--store rocks,
@@ -136,9 +137,10 @@ int Main() {
          after / 1048576.0);
   printf("shard memory per owned device: %.0f bytes\n",
          static_cast<double>(after - base) / n);
-  printf("of which one catalog entry (v1::Device in InMemoryCatalog): %.0f "
-         "bytes\n",
-         CatalogEntryBytes(n));
+  printf(
+      "of which one catalog entry (v1::Device in InMemoryCatalog): %.0f "
+      "bytes\n",
+      CatalogEntryBytes(n));
   return 0;
 }
 

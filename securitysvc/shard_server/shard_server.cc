@@ -39,9 +39,8 @@ class ShardServer::Heartbeat {
     while (true) {
       {
         absl::MutexLock l(&mu_);
-        auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-          return stopping_;
-        };
+        auto stop = [this]()
+                        ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
         if (mu_.AwaitWithTimeout(absl::Condition(&stop), tick_)) return;
       }
       if (changed_() || absl::Now() - last >= interval_) {
@@ -111,8 +110,8 @@ absl::Status ShardServer::Start() {
     for (auto& cf : p->ColumnFamilies()) {
       if (!seen.insert(cf).second) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "column family '", cf, "' is claimed by two plug-ins (second: ",
-            p->name(), ")"));
+            "column family '", cf,
+            "' is claimed by two plug-ins (second: ", p->name(), ")"));
       }
       cfs.push_back(std::move(cf));
     }
@@ -136,8 +135,8 @@ absl::Status ShardServer::Start() {
       std::make_unique<DeviceCallHandler>(authenticator_.get(), router_.get());
 
   if (!standalone) {
-    management_channel_ = rpc::NewChannel(options_.management_address,
-                                          options_.management_tls);
+    management_channel_ =
+        rpc::NewChannel(options_.management_address, options_.management_tls);
     management_ = v1::ManagementService::NewStub(management_channel_);
     follower_ = std::make_unique<catalog::CatalogFollower>(
         management_channel_, catalog_,
@@ -178,8 +177,8 @@ absl::Status ShardServer::Start() {
   runner_ = std::make_unique<rpc::ServerRunner>(sopts);
   for (auto& p : plugins_) {
     if (auto s = p->Init(context_); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("plug-in ", p->name(), ": ",
-                                                 s.message()));
+      return absl::Status(
+          s.code(), absl::StrCat("plug-in ", p->name(), ": ", s.message()));
     }
     for (grpc::Service* service : p->Services()) runner_->AddService(service);
   }
@@ -233,8 +232,7 @@ absl::Status ShardServer::Start() {
         }));
     catalog_gauges_.push_back(metrics::RegisterGaugeCallback(
         "sphere_catalog_applied_revision",
-        "Catalog revision this shard's follower has applied",
-        [this] {
+        "Catalog revision this shard's follower has applied", [this] {
           return std::vector<metrics::Sample>{
               {{{"follower", options_.shard_id}},
                static_cast<double>(catalog_->revision())}};

@@ -3,7 +3,6 @@
 // plug-in. Devices (mcu-model) attest through a gateway credential and
 // through their own manufacturing credential.
 #include "securitysvc/shard_server/shard_server.h"
-#include "securitysvc/shard_server/test_platform.h"
 
 #include <gtest/gtest.h>
 
@@ -23,6 +22,7 @@
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/catalog/catalog_view.h"
+#include "securitysvc/shard_server/test_platform.h"
 
 namespace sphere::shard {
 namespace {
@@ -152,8 +152,8 @@ TEST_F(ShardServerTest, Attack_DeviceCannotActForAnotherDevice) {
   v1::GetChallengeResponse c;
   grpc::Status st = Challenge(stub.get(), victim, 0, &c);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_TRUE(absl::StrContains(st.error_message(),
-                                "a device attests only for itself"))
+  EXPECT_TRUE(
+      absl::StrContains(st.error_message(), "a device attests only for itself"))
       << st.error_message();
   EXPECT_TRUE(c.nonce().empty());
   // Nothing recorded for the victim.
@@ -333,8 +333,8 @@ TEST_F(ShardServerTest, Fault_JustClaimedDeviceWaitsForItsRevision) {
 TEST_F(ShardServerTest, Attack_ChallengeRateLimit) {
   auto stub = p().Stub(p().gateway_tls);
   const std::string id = Dev(7).device_id();
-  static auto* limited = metrics::Counter("sphere_challenge_rate_limited_total",
-                                          "");
+  static auto* limited =
+      metrics::Counter("sphere_challenge_rate_limited_total", "");
   for (int i = 0; i < static_cast<int>(kChallengeBurst); ++i) {
     v1::GetChallengeResponse c;
     grpc::Status st = Challenge(stub.get(), id, 0, &c);
@@ -396,7 +396,6 @@ TEST(ShardServerStartTest, Fault_ColumnFamilyClaimedTwiceIsRefused) {
   EXPECT_EQ(server.port(), 0);  // never served
 }
 
-
 // --- DeviceStatusService: operators read the shard's attestation records.
 
 // StatusFixture helpers: an operator credential and one call.
@@ -445,8 +444,7 @@ TEST_F(ShardServerTest, DeviceStatusShowsLastAttestation) {
     const v1::DeviceStatus& d = resp.devices(0);
     EXPECT_EQ(d.device_id(), (*dev)->device_id());
     EXPECT_EQ(d.last_attestation_outcome(), "UP_TO_DATE");
-    EXPECT_EQ(d.last_attested_unix_ms(),
-              absl::ToUnixMillis(p().clock.Now()));
+    EXPECT_EQ(d.last_attested_unix_ms(), absl::ToUnixMillis(p().clock.Now()));
     EXPECT_EQ(d.os_version(), "24.10");
     EXPECT_EQ(d.certificate_not_after_unix_ms(), a.not_after_unix_ms());
     EXPECT_FALSE(d.component_versions().empty());
@@ -488,9 +486,9 @@ TEST_F(ShardServerTest, Attack_TenantCannotReadAnotherTenantsDeviceStatus) {
   ASSERT_TRUE(GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"),
                         {(*dev)->device_id()}, &one)
                   .ok());
-  ASSERT_TRUE(GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"),
-                        {unknown_id}, &other)
-                  .ok());
+  ASSERT_TRUE(
+      GetStatus(p(), OperatorTls(p(), "tenant-fabrikam"), {unknown_id}, &other)
+          .ok());
   EXPECT_EQ(one.ByteSizeLong(), other.ByteSizeLong());
   EXPECT_EQ(one.devices_size() + one.not_here_size(), 0);
 }
@@ -510,8 +508,8 @@ TEST_F(ShardServerTest, Attack_DeviceCredentialCannotReadStatus) {
   full.device_id = (*dev)->device_id();
   full.tenant_id = kTenant;
   full.scope = "full";
-  creds.push_back(p().Issue((*dev)->device_id(), crypto::KeyUsage::kClientAuth,
-                            full));
+  creds.push_back(
+      p().Issue((*dev)->device_id(), crypto::KeyUsage::kClientAuth, full));
   {
     // A real device certificate from an attestation, chained to the tenant
     // CA: its key is the one the quote named.

@@ -99,7 +99,8 @@ absl::Status TestPlatform::Start(Options options) {
   std::vector<std::unique_ptr<ShardPlugin>> plugins;
   plugins.push_back(std::move(plugin));
   if (options.extra_plugins) {
-    for (auto& p : options.extra_plugins(*this)) plugins.push_back(std::move(p));
+    for (auto& p : options.extra_plugins(*this))
+      plugins.push_back(std::move(p));
   }
   server_ = std::make_unique<ShardServer>(std::move(o), std::move(plugins));
   return server_->Start();
@@ -124,8 +125,7 @@ absl::StatusOr<std::unique_ptr<mcu::Device>> TestPlatform::NewDevice(
   return d;
 }
 
-rpc::TlsFiles TestPlatform::Issue(const std::string& cn,
-                                  crypto::KeyUsage usage,
+rpc::TlsFiles TestPlatform::Issue(const std::string& cn, crypto::KeyUsage usage,
                                   const crypto::DeviceClaims& claims) {
   crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
   crypto::CertificateSpec spec;

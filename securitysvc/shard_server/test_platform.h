@@ -1,8 +1,8 @@
 // TestPlatform (test-only): a platform in miniature for in-process shards:
 // PKI (root, tenant CA, server and gateway credentials), a catalog with one
-// tenant, its OS release ("24.10" on RETAIL) and claimed devices (mcu-model), and a ShardServer
-// hosting the attestation plug-in on port 0 over a store of the caller's
-// choice. Used by shard_server_test and shard_memory_benchmark.
+// tenant, its OS release ("24.10" on RETAIL) and claimed devices (mcu-model),
+// and a ShardServer hosting the attestation plug-in on port 0 over a store of
+// the caller's choice. Used by shard_server_test and shard_memory_benchmark.
 //
 // Not thread-safe (set up from one thread; the server itself is).
 #ifndef SPHERE_SECURITYSVC_SHARD_SERVER_TEST_PLATFORM_H_

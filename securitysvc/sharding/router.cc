@@ -34,8 +34,7 @@ grpc::Status ShardRouter::CheckOwnership(grpc::ServerContextBase* context,
   return grpc::Status(
       grpc::StatusCode::FAILED_PRECONDITION,
       absl::StrCat("device ", device_id, " lives on ", other->id(), " at ",
-                   other->address(), ", not on ", self_id_,
-                   ": retry there"));
+                   other->address(), ", not on ", self_id_, ": retry there"));
 }
 
 std::optional<std::pair<std::string, std::string>> RedirectFrom(

@@ -96,22 +96,22 @@ absl::StatusOr<bool> GroupMetadataCache::Content(const GroupVariant& variant,
   stub.set_device_group_id(group->id());
   *input_revision = 0;
   if (auto rel = catalog_->CurrentOsRelease(stub); rel.ok()) {
-    *input_revision = std::max<uint64_t>(*input_revision,
-                                         rel->create_revision());
+    *input_revision =
+        std::max<uint64_t>(*input_revision, rel->create_revision());
   }
   absl::flat_hash_set<std::string> deployment_images;
   bool include_deployment = false;
   auto dep = catalog_->CurrentDeployment(group->id());
   if (dep.ok()) {
-    *input_revision = std::max<uint64_t>(*input_revision,
-                                         dep->create_revision());
+    *input_revision =
+        std::max<uint64_t>(*input_revision, dep->create_revision());
     include_deployment = !dep->halted() && variant.in_stage;
     deployment_images.insert(dep->image_ids().begin(), dep->image_ids().end());
   }
   const v1::AppUpdatePolicy policy = group->app_update_policy();
   const bool include_os = policy != v1::NO_UPDATES;
-  const bool include_apps = policy == v1::UPDATE_ALL ||
-                            policy == v1::APP_UPDATE_POLICY_UNSPECIFIED;
+  const bool include_apps =
+      policy == v1::UPDATE_ALL || policy == v1::APP_UPDATE_POLICY_UNSPECIFIED;
   include_deployment = include_deployment && include_apps;
 
   out->Clear();
@@ -138,9 +138,9 @@ absl::StatusOr<bool> GroupMetadataCache::Content(const GroupVariant& variant,
       if (!allow_io) return false;
       auto pkg = packages_->Load(image.id());
       if (!pkg.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "no package for image ", image.id(), " (", component,
-            "): ", pkg.status().message()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("no package for image ", image.id(), " (", component,
+                         "): ", pkg.status().message()));
       }
       info = packages_->CachedInfo(image.id());
       if (!info) return absl::InternalError("package info vanished");
@@ -172,8 +172,9 @@ absl::StatusOr<std::shared_ptr<const GroupMetadata>> GroupMetadataCache::Build(
 
 absl::StatusOr<std::shared_ptr<const GroupMetadata>>
 GroupMetadataCache::GetOrBuild(const GroupVariant& variant, bool allow_io) {
-  const std::string key =
-      variant.in_stage ? variant.group_id : absl::StrCat(variant.group_id, "#out");
+  const std::string key = variant.in_stage
+                              ? variant.group_id
+                              : absl::StrCat(variant.group_id, "#out");
   const int64_t revision = catalog_->revision();
   const absl::Time now = clock_->Now();
   const absl::Duration half_life = options_.validity / 2;

@@ -63,7 +63,8 @@ class MetadataSigner {
   virtual ~MetadataSigner() = default;
   // Sign returns the DER signature over
   // SHA-256(kUpdateMetadataContext || metadata).
-  virtual absl::StatusOr<std::string> Sign(absl::string_view metadata) const = 0;
+  virtual absl::StatusOr<std::string> Sign(
+      absl::string_view metadata) const = 0;
 };
 
 // KeyMetadataSigner signs with the platform image-signing key.
@@ -79,7 +80,8 @@ class KeyMetadataSigner : public MetadataSigner {
 // VerifySignedMetadata checks `signed_metadata` under `public_key` (65-byte
 // SEC1) and parses it (what a device does first; tests use it).
 absl::StatusOr<v1::UpdateMetadata> VerifySignedMetadata(
-    absl::string_view public_key, const v1::SignedUpdateMetadata& signed_metadata);
+    absl::string_view public_key,
+    const v1::SignedUpdateMetadata& signed_metadata);
 
 // InRolloutStage: whether `device_id` falls in the first `fraction` of the
 // group: SHA-256("sphere-rollout-v1" || device_id) read as a number in
@@ -101,8 +103,7 @@ struct GroupMetadata {
   absl::Time issued;
   const v1::UpdateTarget* Find(absl::string_view image_id) const {
     auto it = target_index.find(image_id);
-    return it == target_index.end() ? nullptr
-                                    : &response.targets(it->second);
+    return it == target_index.end() ? nullptr : &response.targets(it->second);
   }
 };
 
@@ -121,9 +122,9 @@ class GroupMetadataCache {
   };
 
   // Everything passed must outlive the cache.
-  GroupMetadataCache(const catalog::CatalogView* catalog, PackageCache* packages,
-                     const MetadataSigner* signer, const Clock* clock,
-                     Options options);
+  GroupMetadataCache(const catalog::CatalogView* catalog,
+                     PackageCache* packages, const MetadataSigner* signer,
+                     const Clock* clock, Options options);
 
   // VariantFor: the variant a device of `group_id` gets (rollout stage from
   // the group's current deployment).

@@ -88,8 +88,8 @@ class GroupMetadataTest : public ::testing::Test {
     return d;
   }
   v1::UpdateMetadata Verified(const GroupMetadata& g) {
-    auto m = VerifySignedMetadata(key_.PublicKey(),
-                                  g.response.signed_metadata());
+    auto m =
+        VerifySignedMetadata(key_.PublicKey(), g.response.signed_metadata());
     EXPECT_TRUE(m.ok()) << m.status();
     return m.ok() ? *m : v1::UpdateMetadata();
   }
@@ -248,7 +248,8 @@ TEST_F(GroupMetadataTest, RolloutVariantsByStableDeviceHash) {
 }
 
 TEST_F(GroupMetadataTest, Fault_UnknownGroupOrMissingPackageSignsNothing) {
-  EXPECT_TRUE(absl::IsNotFound(metadata_.Build({"no-such-group", true}).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(metadata_.Build({"no-such-group", true}).status()));
   const std::string bytes = packages_[os1_];
   packages_.erase(os1_);
   auto g = metadata_.Build({kGroup, true});
@@ -267,10 +268,11 @@ TEST(PackageCacheTest, EvictsWithinBudgetAndRefusesChangedBytes) {
   std::map<std::string, std::string> bytes = {{"a", std::string(600, 'a')},
                                               {"b", std::string(600, 'b')}};
   int loads = 0;
-  FunctionPackageSource src([&](absl::string_view id) -> absl::StatusOr<std::string> {
-    ++loads;
-    return bytes.at(std::string(id));
-  });
+  FunctionPackageSource src(
+      [&](absl::string_view id) -> absl::StatusOr<std::string> {
+        ++loads;
+        return bytes.at(std::string(id));
+      });
   PackageCache cache(&src, 1000);
   ASSERT_TRUE(cache.Load("a").ok());
   ASSERT_TRUE(cache.Load("a").ok());

@@ -46,14 +46,15 @@ absl::StatusOr<std::shared_ptr<const std::string>> PackageCache::Load(
   if (known != infos_.end() && (known->second.size != info.size ||
                                 known->second.sha256 != info.sha256)) {
     // Signed metadata already names the first bytes; never serve others.
-    return absl::DataLossError(absl::StrCat(
-        "stored package of image ", image_id,
-        " changed since it was first read; refusing to serve it"));
+    return absl::DataLossError(
+        absl::StrCat("stored package of image ", image_id,
+                     " changed since it was first read; refusing to serve it"));
   }
   infos_[std::string(image_id)] = info;
   auto it = entries_.find(image_id);
   if (it != entries_.end()) return it->second.bytes;
-  if (shared->size() <= byte_budget_) InsertLocked(std::string(image_id), shared);
+  if (shared->size() <= byte_budget_)
+    InsertLocked(std::string(image_id), shared);
   return shared;
 }
 

@@ -31,8 +31,8 @@ namespace sphere::update {
 
 // PackageInfo: what signed metadata says about a package.
 struct PackageInfo {
-  uint64_t size = 0;    // bytes of the serialized ImagePackage
-  std::string sha256;   // SHA-256 of those bytes (32 bytes)
+  uint64_t size = 0;   // bytes of the serialized ImagePackage
+  std::string sha256;  // SHA-256 of those bytes (32 bytes)
 };
 
 class PackageSource {

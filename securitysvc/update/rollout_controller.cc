@@ -16,8 +16,7 @@ double Fraction(const v1::RolloutStatus& s) {
 
 }  // namespace
 
-RolloutController::RolloutController(const Clock* clock, Hooks hooks,
-                                     Plan plan)
+RolloutController::RolloutController(const Clock* clock, Hooks hooks, Plan plan)
     : clock_(clock), hooks_(std::move(hooks)), plan_(std::move(plan)) {}
 
 RolloutController::~RolloutController() { Stop(); }
@@ -59,8 +58,8 @@ absl::Status RolloutController::Start(const v1::Deployment& deployment,
   }
   absl::MutexLock op(&op_mu_);
   if (Get(deployment.id()).ok()) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "deployment ", deployment.id(), " is already rolling out"));
+    return absl::AlreadyExistsError(absl::StrCat("deployment ", deployment.id(),
+                                                 " is already rolling out"));
   }
   Rollout r;
   r.deployment = deployment;
@@ -110,10 +109,10 @@ absl::Status RolloutController::Pause(const std::string& id) {
   auto r = Get(id);
   if (!r.ok()) return r.status();
   if (r->status.state() != v1::RolloutStatus::RUNNING) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "deployment ", id, " is ",
-        v1::RolloutStatus::State_Name(r->status.state()),
-        "; only a running rollout can be paused"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("deployment ", id, " is ",
+                     v1::RolloutStatus::State_Name(r->status.state()),
+                     "; only a running rollout can be paused"));
   }
   r->status.set_state(v1::RolloutStatus::PAUSED);
   return Commit(*std::move(r));
@@ -147,9 +146,9 @@ absl::Status RolloutController::Abort(const std::string& id,
   if (!r.ok()) return r.status();
   if (r->status.state() == v1::RolloutStatus::ABORTED ||
       r->status.state() == v1::RolloutStatus::COMPLETE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "deployment ", id, " is already ",
-        v1::RolloutStatus::State_Name(r->status.state())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("deployment ", id, " is already ",
+                     v1::RolloutStatus::State_Name(r->status.state())));
   }
   r->status.set_state(v1::RolloutStatus::ABORTED);
   r->status.set_halt_reason(
@@ -196,8 +195,8 @@ void RolloutController::Tick() {
     const uint64_t failed = since(counts->failed(), base.failed());
     const uint64_t rolled_back =
         since(counts->rolled_back(), base.rolled_back());
-    const uint64_t crashed = since(counts->crashed_after_install(),
-                                   base.crashed_after_install());
+    const uint64_t crashed =
+        since(counts->crashed_after_install(), base.crashed_after_install());
     const uint64_t attempted_all =
         counts->installed() + counts->failed() + counts->rolled_back();
     const uint64_t attempted_base =
@@ -212,13 +211,17 @@ void RolloutController::Tick() {
       const double rate = static_cast<double>(failures) / attempted;
       if (rate > threshold) {
         std::vector<std::string> parts;
-        if (failed > 0) absl::StrAppend(&parts.emplace_back(), failed, " failed to install");
-        if (rolled_back > 0) absl::StrAppend(&parts.emplace_back(), rolled_back, " rolled back");
+        if (failed > 0)
+          absl::StrAppend(&parts.emplace_back(), failed, " failed to install");
+        if (rolled_back > 0)
+          absl::StrAppend(&parts.emplace_back(), rolled_back, " rolled back");
         if (crashed > 0) {
           absl::StrAppend(&parts.emplace_back(), crashed,
                           " crashed or were watchdog-reset after install");
         }
-        if (extra > 0) absl::StrAppend(&parts.emplace_back(), extra, " crashes after install");
+        if (extra > 0)
+          absl::StrAppend(&parts.emplace_back(), extra,
+                          " crashes after install");
         s.set_state(v1::RolloutStatus::HALTED);
         s.set_halt_reason(absl::StrFormat(
             "stage %u %%: %u of %u devices failed (%s; "

@@ -25,8 +25,8 @@ class RolloutControllerTest : public ::testing::Test {
       published_.push_back(d);
       return absl::OkStatus();
     };
-    h.counts = [this](const v1::Deployment& d, uint32_t stage)
-        -> absl::StatusOr<v1::StageResultCounts> {
+    h.counts = [this](const v1::Deployment& d,
+                      uint32_t stage) -> absl::StatusOr<v1::StageResultCounts> {
       EXPECT_EQ(d.id(), "dep-1");
       v1::StageResultCounts c = counts_[stage];
       c.set_rollout_stage(stage);

@@ -144,8 +144,8 @@ class RolloutCrashTest : public ::testing::Test {
     return stub->UploadErrors(&ctx, req, &resp);
   }
   // Counts reads the shard's counts for `dep` like management does.
-  static absl::StatusOr<v1::StageResultCounts> Counts(
-      const v1::Deployment& dep, uint32_t stage) {
+  static absl::StatusOr<v1::StageResultCounts> Counts(const v1::Deployment& dep,
+                                                      uint32_t stage) {
     auto stub = v1::UpdateAdminService::NewStub(
         rpc::NewChannel(g->platform.server().address(), Operator()));
     grpc::ClientContext ctx;
@@ -195,8 +195,7 @@ class RolloutCrashTest : public ::testing::Test {
     EXPECT_EQ(out.size(), static_cast<size_t>(n));
     return out;
   }
-  std::unique_ptr<RolloutController> Controller(
-      RolloutController::Plan plan) {
+  std::unique_ptr<RolloutController> Controller(RolloutController::Plan plan) {
     RolloutController::Hooks h;
     h.apply = [this](const v1::Deployment& d) {
       Publish(d);
@@ -258,9 +257,10 @@ TEST_F(RolloutCrashTest, StageWhoseDevicesCrashAfterInstallHaltsAndResumes) {
   auto s = c->Status(dep.id());
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->state(), v1::RolloutStatus::HALTED);
-  EXPECT_TRUE(absl::StrContains(s->halt_reason(), "2 of 4")) << s->halt_reason();
-  EXPECT_TRUE(absl::StrContains(s->halt_reason(),
-                                "2 crashed or were watchdog-reset after install"))
+  EXPECT_TRUE(absl::StrContains(s->halt_reason(), "2 of 4"))
+      << s->halt_reason();
+  EXPECT_TRUE(absl::StrContains(
+      s->halt_reason(), "2 crashed or were watchdog-reset after install"))
       << s->halt_reason();
   EXPECT_EQ(s->extra_failures(), 2u);
   EXPECT_TRUE(published_.back().halted());
@@ -299,7 +299,8 @@ TEST_F(RolloutCrashTest, SoakKeepsCountingFailuresUntilItEnds) {
   auto s = c->Status(dep.id());
   EXPECT_EQ(s->state(), v1::RolloutStatus::HALTED);
   EXPECT_EQ(s->stage_index(), 0u);  // never advanced
-  EXPECT_TRUE(absl::StrContains(s->halt_reason(), "1 crashed")) << s->halt_reason();
+  EXPECT_TRUE(absl::StrContains(s->halt_reason(), "1 crashed"))
+      << s->halt_reason();
 }
 
 // Crashes that are not the new version's fault change nothing: a crash
@@ -315,7 +316,7 @@ TEST_F(RolloutCrashTest, Attack_CrashesNotAfterThisInstallChangeNothing) {
   ASSERT_TRUE(Report(*devs[2], R::FAILED).ok());
   // devs[3] never reports; devs[4] installed long ago.
   ASSERT_TRUE(Report(*devs[4], R::INSTALLED).ok());
-  g->platform.clock().Advance(absl::Hours(3));  // past the 2 h window
+  g->platform.clock().Advance(absl::Hours(3));       // past the 2 h window
   ASSERT_TRUE(Report(*devs[0], R::INSTALLED).ok());  // reinstalled now
   ASSERT_TRUE(Report(*devs[1], R::INSTALLED).ok());
   auto before = Counts(dep, 100);
@@ -335,11 +336,13 @@ TEST_F(RolloutCrashTest, Attack_CrashesNotAfterThisInstallChangeNothing) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->crashed_after_install(), 0u);
   EXPECT_EQ(after->SerializeAsString(), before->SerializeAsString());
-  EXPECT_EQ(g->plugin->results()->Get(devs[4]->device_id())->SerializeAsString(),
-            rec4);
+  EXPECT_EQ(
+      g->plugin->results()->Get(devs[4]->device_id())->SerializeAsString(),
+      rec4);
   EXPECT_TRUE(absl::IsNotFound(
       g->plugin->results()->Get(devs[3]->device_id()).status()));
-  EXPECT_EQ(g->plugin->results()->Get(devs[0]->device_id())
+  EXPECT_EQ(g->plugin->results()
+                ->Get(devs[0]->device_id())
                 ->crashed_after_install_unix_ms(),
             0);
 }

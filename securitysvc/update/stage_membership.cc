@@ -9,8 +9,7 @@ StageMembership::StageMembership(const catalog::CatalogView* catalog,
                                  const Clock* clock, Options options)
     : catalog_(catalog), router_(router), clock_(clock), options_(options) {}
 
-uint64_t StageMembership::Count(const std::string& group_id,
-                                uint32_t percent) {
+uint64_t StageMembership::Count(const std::string& group_id, uint32_t percent) {
   const absl::Time now = clock_->Now();
   const auto key = std::make_pair(group_id, percent);
   {

@@ -73,9 +73,9 @@ grpc::ServerUnaryReactor* UpdateAdminServiceImpl::GetDeploymentCounts(
           "deployment_id must be 1..", kMaxDeploymentIdBytes, " bytes"));
     }
     if (request->device_group_id().size() > kMaxGroupIdBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "device_group_id is ", request->device_group_id().size(),
-          " bytes; at most ", kMaxGroupIdBytes));
+      return absl::InvalidArgumentError(
+          absl::StrCat("device_group_id is ", request->device_group_id().size(),
+                       " bytes; at most ", kMaxGroupIdBytes));
     }
     response->set_deployment_id(id);
     // The deployment, when it is the named group's current one.
@@ -108,9 +108,9 @@ grpc::ServerUnaryReactor* UpdateAdminServiceImpl::GetDeploymentCounts(
   }();
   if (posted) return reactor;
   if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning("deployment counts denied",
-                 {{"peer", context->peer()},
-                  {"error", std::string(status.message())}});
+    log::Warning(
+        "deployment counts denied",
+        {{"peer", context->peer()}, {"error", std::string(status.message())}});
   }
   reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;

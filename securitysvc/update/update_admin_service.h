@@ -19,11 +19,11 @@
 
 #include <string>
 
+#include "common/util/worker_pool.h"
 #include "protos/update.grpc.pb.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "securitysvc/update/stage_membership.h"
 #include "securitysvc/update/update_results.h"
-#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 

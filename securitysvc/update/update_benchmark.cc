@@ -61,7 +61,8 @@ class RawStream final : public v1::UpdateService::CallbackService {
      private:
       void Next() {
         if (off_ >= b_->size()) return Finish(grpc::Status::OK);
-        const size_t n = std::min<size_t>(kDefaultChunkBytes, b_->size() - off_);
+        const size_t n =
+            std::min<size_t>(kDefaultChunkBytes, b_->size() - off_);
         msg_.set_offset(off_);
         msg_.set_total_size(b_->size());
         msg_.set_data(b_->data() + off_, n);
@@ -151,8 +152,8 @@ struct Bench {
     raw_runner = std::make_unique<rpc::ServerRunner>(so);
     raw_runner->AddService(raw.get());
     Check(raw_runner->Start(), "raw server");
-    raw_stub = v1::UpdateService::NewStub(
-        rpc::NewChannel(raw_runner->address(), tls));
+    raw_stub =
+        v1::UpdateService::NewStub(rpc::NewChannel(raw_runner->address(), tls));
     // Warm up outside the measurement: the TLS handshake and the first
     // metadata signature (a generous deadline: under valgrind they take
     // seconds).
@@ -337,10 +338,10 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   auto& r = sphere::update::g_rate;
   if (r.count("empty") && r.count("get_updates")) {
-    std::printf("GetUpdates (nothing pending): %.0f/s vs empty RPC %.0f/s = %.0f %%"
-                " (target >= 70 %%)\n",
-                r["get_updates"], r["empty"],
-                100 * r["get_updates"] / r["empty"]);
+    std::printf(
+        "GetUpdates (nothing pending): %.0f/s vs empty RPC %.0f/s = %.0f %%"
+        " (target >= 70 %%)\n",
+        r["get_updates"], r["empty"], 100 * r["get_updates"] / r["empty"]);
   }
   if (r.count("raw") && r.count("download")) {
     std::printf("DownloadImage: %.1f MB/s vs raw stream %.1f MB/s = %.0f %%\n",

@@ -111,9 +111,9 @@ void UpdatePlugin::OnErrorsAccepted(const std::string& device_id,
         for (const UpdateResults::CrashEvent& c : crashes) {
           auto marked = results->RecordCrash(device_id, c, now, window);
           if (!marked.ok()) {
-            log::Warning("update: crash after install not recorded",
-                         {{"device", device_id},
-                          {"error", marked.status().ToString()}});
+            log::Warning(
+                "update: crash after install not recorded",
+                {{"device", device_id}, {"error", marked.status().ToString()}});
             return;
           }
           if (*marked) {

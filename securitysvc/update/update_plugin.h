@@ -20,16 +20,16 @@
 #include <memory>
 
 #include "common/util/rate_limiter.h"
+#include "common/util/worker_pool.h"
 #include "protos/attestation.pb.h"
 #include "protos/error_reporting.pb.h"
-#include "securitysvc/update/stage_membership.h"
 #include "securitysvc/shard_server/shard_plugin.h"
 #include "securitysvc/update/group_metadata.h"
-#include "securitysvc/update/update_admin_service.h"
 #include "securitysvc/update/package_cache.h"
+#include "securitysvc/update/stage_membership.h"
+#include "securitysvc/update/update_admin_service.h"
 #include "securitysvc/update/update_results.h"
 #include "securitysvc/update/update_service.h"
-#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 

@@ -12,18 +12,18 @@ absl::Status UpdateResults::Load() {
   absl::Status parse_error;
   absl::MutexLock l(&mu_);
   counts_.clear();
-  auto s = store_->Scan(kUpdateResultsCf, "",
-                        [&](absl::string_view key, absl::string_view value) {
-                          v1::DeviceUpdateStatus st;
-                          if (!st.ParseFromArray(value.data(), value.size())) {
-                            parse_error = absl::DataLossError(absl::StrCat(
-                                "update result of device ", key,
-                                " does not parse"));
-                            return false;
-                          }
-                          CountLocked(st, +1);
-                          return true;
-                        });
+  auto s =
+      store_->Scan(kUpdateResultsCf, "",
+                   [&](absl::string_view key, absl::string_view value) {
+                     v1::DeviceUpdateStatus st;
+                     if (!st.ParseFromArray(value.data(), value.size())) {
+                       parse_error = absl::DataLossError(absl::StrCat(
+                           "update result of device ", key, " does not parse"));
+                       return false;
+                     }
+                     CountLocked(st, +1);
+                     return true;
+                   });
   if (!s.ok()) return s;
   return parse_error;
 }
@@ -64,10 +64,10 @@ absl::Status UpdateResults::Record(const v1::DeviceUpdateStatus& status) {
   entry.clear_history_count();
   store::WriteBatch batch;
   batch.Put(kUpdateResultsCf, status.device_id(), latest.SerializeAsString());
-  batch.Put(kUpdateHistoryCf,
-            absl::StrFormat("%s|%02d", status.device_id(),
-                            count % kMaxUpdateHistory),
-            entry.SerializeAsString());
+  batch.Put(
+      kUpdateHistoryCf,
+      absl::StrFormat("%s|%02d", status.device_id(), count % kMaxUpdateHistory),
+      entry.SerializeAsString());
   if (auto s = store_->Write(batch); !s.ok()) return s;
   absl::MutexLock l(&mu_);
   if (prev.ok()) CountLocked(*prev, -1);
@@ -79,25 +79,25 @@ absl::StatusOr<std::vector<v1::DeviceUpdateStatus>> UpdateResults::History(
     absl::string_view device_id) const {
   std::vector<v1::DeviceUpdateStatus> out;
   absl::Status parse_error;
-  auto s = store_->Scan(kUpdateHistoryCf, absl::StrCat(device_id, "|"),
-                        [&](absl::string_view key, absl::string_view value) {
-                          v1::DeviceUpdateStatus st;
-                          if (!st.ParseFromArray(value.data(), value.size())) {
-                            parse_error = absl::DataLossError(absl::StrCat(
-                                "update history entry ", key,
-                                " does not parse"));
-                            return false;
-                          }
-                          out.push_back(std::move(st));
-                          return true;
-                        });
+  auto s =
+      store_->Scan(kUpdateHistoryCf, absl::StrCat(device_id, "|"),
+                   [&](absl::string_view key, absl::string_view value) {
+                     v1::DeviceUpdateStatus st;
+                     if (!st.ParseFromArray(value.data(), value.size())) {
+                       parse_error = absl::DataLossError(absl::StrCat(
+                           "update history entry ", key, " does not parse"));
+                       return false;
+                     }
+                     out.push_back(std::move(st));
+                     return true;
+                   });
   if (!s.ok()) return s;
   if (!parse_error.ok()) return parse_error;
-  std::stable_sort(out.begin(), out.end(),
-                   [](const v1::DeviceUpdateStatus& a,
-                      const v1::DeviceUpdateStatus& b) {
-                     return a.reported_unix_ms() < b.reported_unix_ms();
-                   });
+  std::stable_sort(
+      out.begin(), out.end(),
+      [](const v1::DeviceUpdateStatus& a, const v1::DeviceUpdateStatus& b) {
+        return a.reported_unix_ms() < b.reported_unix_ms();
+      });
   return out;
 }
 

@@ -1,9 +1,9 @@
 #include "securitysvc/update/update_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <algorithm>
 #include <memory>
-
-#include <grpcpp/support/proto_buffer_reader.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -18,8 +18,8 @@ using shard::DeviceCall;
 using shard::DeviceMethod;
 
 const DeviceMethod& GetUpdatesMethod() {
-  static const auto* m = new DeviceMethod(
-      "get_updates", DeviceAccess::kDevice, "sphere_update_get_updates_seconds");
+  static const auto* m = new DeviceMethod("get_updates", DeviceAccess::kDevice,
+                                          "sphere_update_get_updates_seconds");
   return *m;
 }
 const DeviceMethod& ReportMethod() {
@@ -30,8 +30,8 @@ const DeviceMethod& ReportMethod() {
 }
 
 metrics::CounterMetric* DownloadCounter() {
-  static auto* c = metrics::Counter(
-      "sphere_update_downloads_total", "DownloadImage calls by gRPC code");
+  static auto* c = metrics::Counter("sphere_update_downloads_total",
+                                    "DownloadImage calls by gRPC code");
   return c;
 }
 metrics::CounterMetric* DownloadBytes() {
@@ -86,19 +86,21 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
                      const v1::DownloadImageRequest& req) {
     if (!ValidImageId(req.image_id())) {
       return absl::InvalidArgumentError(
-          "image_id must be 64 lowercase hex characters (UpdateTarget.image_id)");
+          "image_id must be 64 lowercase hex characters "
+          "(UpdateTarget.image_id)");
     }
     if (req.max_chunk_bytes() > kMaxChunkBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "max_chunk_bytes is ", req.max_chunk_bytes(), "; at most ",
           kMaxChunkBytes, " (0 = ", kDefaultChunkBytes, ")"));
     }
-    chunk_ = req.max_chunk_bytes() == 0 ? kDefaultChunkBytes
-                                        : req.max_chunk_bytes();
-    auto call = d_.calls->Identify(*context, DeviceAccess::kDevice,
-                                   req.device_id());
+    chunk_ =
+        req.max_chunk_bytes() == 0 ? kDefaultChunkBytes : req.max_chunk_bytes();
+    auto call =
+        d_.calls->Identify(*context, DeviceAccess::kDevice, req.device_id());
     if (!call.ok()) return call.status();
-    if (grpc::Status owner = d_.router->CheckOwnership(context, call->device_id);
+    if (grpc::Status owner =
+            d_.router->CheckOwnership(context, call->device_id);
         !owner.ok()) {
       return rpc::FromGrpcStatus(owner);
     }
@@ -127,13 +129,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
     if (t == nullptr) return NotInSetError(*d_.catalog, image_id_);
     size_ = t->package_size();
     if (offset_ > size_) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "offset ", offset_, " is past the end of the ", size_,
-          "-byte package of image ", image_id_));
+      return absl::OutOfRangeError(
+          absl::StrCat("offset ", offset_, " is past the end of the ", size_,
+                       "-byte package of image ", image_id_));
     }
     // A range: stop at offset + length (never past the signed length).
-    end_ = length_ > 0 && length_ < size_ - offset_ ? offset_ + length_
-                                                    : size_;
+    end_ = length_ > 0 && length_ < size_ - offset_ ? offset_ + length_ : size_;
     if (auto bytes = d_.packages->Cached(image_id_)) return Serve(bytes);
     if (!d_.worker->Post([this] {
           auto bytes = d_.packages->Load(image_id_);
@@ -173,12 +174,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
   void Done(const absl::Status& s) {
     if (absl::IsPermissionDenied(s) || absl::IsInternal(s) ||
         absl::IsDataLoss(s)) {
-      log::Warning("download refused", {{"device", device_},
-                                        {"image", image_id_},
-                                        {"error", s.ToString()}});
+      log::Warning(
+          "download refused",
+          {{"device", device_}, {"image", image_id_}, {"error", s.ToString()}});
     }
-    DownloadCounter()->Increment(absl::StrCat(
-        "code=\"", absl::StatusCodeToString(s.code()), "\""));
+    DownloadCounter()->Increment(
+        absl::StrCat("code=\"", absl::StatusCodeToString(s.code()), "\""));
     Finish(rpc::ToGrpcStatus(s));
   }
 
@@ -227,11 +228,12 @@ namespace {
 grpc::ByteBuffer SharedBytes(std::shared_ptr<const GroupMetadata> m) {
   auto* hold = new std::shared_ptr<const GroupMetadata>(std::move(m));
   const std::string& b = (*hold)->response_bytes;
-  grpc::Slice slice(const_cast<char*>(b.data()), b.size(),
-                    [](void* p) {
-                      delete static_cast<std::shared_ptr<const GroupMetadata>*>(p);
-                    },
-                    hold);
+  grpc::Slice slice(
+      const_cast<char*>(b.data()), b.size(),
+      [](void* p) {
+        delete static_cast<std::shared_ptr<const GroupMetadata>*>(p);
+      },
+      hold);
   return grpc::ByteBuffer(&slice, 1);
 }
 
@@ -256,7 +258,8 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::GetUpdates(
   }
   return d_.calls->UnaryAsync(
       context, GetUpdatesMethod(), req.device_id(),
-      [this, response](const DeviceCall& call, shard::DeviceCallHandler::Finish finish) {
+      [this, response](const DeviceCall& call,
+                       shard::DeviceCallHandler::Finish finish) {
         auto variant = VariantFor(call);
         if (!variant.ok()) return finish(variant.status());
         auto m = d_.metadata->Get(*variant);
@@ -292,8 +295,8 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
         "image_id must be 64 lowercase hex characters (UpdateTarget.image_id)");
   } else if (request->detail().size() > kMaxDetailBytes) {
     invalid = absl::InvalidArgumentError(
-        absl::StrCat("detail is ", request->detail().size(),
-                     " bytes; at most ", kMaxDetailBytes));
+        absl::StrCat("detail is ", request->detail().size(), " bytes; at most ",
+                     kMaxDetailBytes));
   } else if (!R::Result_IsValid(request->result())) {
     invalid = absl::InvalidArgumentError(
         absl::StrCat("unknown result ", static_cast<int>(request->result())));
@@ -330,16 +333,14 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
         st.set_version(request->version());
         st.set_reported_unix_ms(absl::ToUnixMillis(d_.clock->Now()));
         auto dep = d_.catalog->CurrentDeployment(device->device_group_id());
-        if (dep.ok() && std::find(dep->image_ids().begin(),
-                                  dep->image_ids().end(),
-                                  request->image_id()) !=
-                            dep->image_ids().end()) {
+        if (dep.ok() &&
+            std::find(dep->image_ids().begin(), dep->image_ids().end(),
+                      request->image_id()) != dep->image_ids().end()) {
           st.set_deployment_id(dep->id());
           st.set_rollout_stage(RolloutStage(*dep, call.device_id));
         }
-        if (!d_.worker->Post([this, st, finish] {
-              finish(d_.results->Record(st));
-            })) {
+        if (!d_.worker->Post(
+                [this, st, finish] { finish(d_.results->Record(st)); })) {
           finish(ServiceBusy());
         }
       });

@@ -26,6 +26,7 @@
 
 #include "common/util/clock.h"
 #include "common/util/rate_limiter.h"
+#include "common/util/worker_pool.h"
 #include "protos/update.grpc.pb.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "securitysvc/shard_server/device_call.h"
@@ -33,7 +34,6 @@
 #include "securitysvc/update/group_metadata.h"
 #include "securitysvc/update/package_cache.h"
 #include "securitysvc/update/update_results.h"
-#include "common/util/worker_pool.h"
 
 namespace sphere::update {
 

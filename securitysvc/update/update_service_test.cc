@@ -3,8 +3,8 @@
 // asserting the specific error and that nothing changed.
 #include "securitysvc/update/update_service.h"
 
-#include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
 
 #include <map>
 #include <memory>
@@ -263,8 +263,8 @@ TEST_F(UpdateServiceTest, GatewayWithSessionTokenGetsTheSameSet) {
   cctx.AddMetadata(auth::kSessionTokenMetadata, token);
   v1::GetUpdatesRequest req;
   req.set_device_id(g->device->device_id());
-  grpc::Status st = Stub(g->platform.gateway_tls())->GetUpdates(&cctx, req,
-                                                                &via_gateway);
+  grpc::Status st =
+      Stub(g->platform.gateway_tls())->GetUpdates(&cctx, req, &via_gateway);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(via_gateway.signed_metadata().SerializeAsString(),
             direct.signed_metadata().SerializeAsString());
@@ -325,25 +325,25 @@ TEST_F(UpdateServiceTest, DownloadRangesEndAtTheirLengthNeverPastTheSignedOne) {
   std::string got;
   for (uint64_t off = 0; off < pkg.size(); off += 30000) {
     std::string range;
-    grpc::Status st = Download(tls, g->app_id, off, 8192, &range, nullptr,
-                               30000);
+    grpc::Status st =
+        Download(tls, g->app_id, off, 8192, &range, nullptr, 30000);
     ASSERT_TRUE(st.ok()) << st.error_message();
     EXPECT_EQ(range, pkg.substr(off, 30000));
     got += range;
   }
   EXPECT_EQ(got, pkg);
   std::string tail;
-  ASSERT_TRUE(Download(tls, g->app_id, pkg.size() - 10, 0, &tail, nullptr,
-                       ~uint64_t{0})
-                  .ok());
+  ASSERT_TRUE(
+      Download(tls, g->app_id, pkg.size() - 10, 0, &tail, nullptr, ~uint64_t{0})
+          .ok());
   EXPECT_EQ(tail, pkg.substr(pkg.size() - 10));
 }
 
 TEST_F(UpdateServiceTest, Attack_AnotherTenantsImageIsRefused) {
   const uint64_t loads = g->plugin->packages()->source_loads();
   std::string bytes;
-  grpc::Status st = Download(Cert(*g->device, "full"),
-                             g->other_tenant_app_id, 0, 0, &bytes);
+  grpc::Status st =
+      Download(Cert(*g->device, "full"), g->other_tenant_app_id, 0, 0, &bytes);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_TRUE(absl::StrContains(st.error_message(), "not in this device"))
       << st.error_message();
@@ -351,9 +351,9 @@ TEST_F(UpdateServiceTest, Attack_AnotherTenantsImageIsRefused) {
   EXPECT_EQ(g->plugin->packages()->Cached(g->other_tenant_app_id), nullptr);
   EXPECT_EQ(g->plugin->packages()->source_loads(), loads);
   // An image the platform never signed: NOT_FOUND.
-  st = Download(Cert(*g->device, "full"),
-                crypto::HexEncode(crypto::Sha256("never signed")), 0, 0,
-                &bytes);
+  st =
+      Download(Cert(*g->device, "full"),
+               crypto::HexEncode(crypto::Sha256("never signed")), 0, 0, &bytes);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(bytes.empty());
 }
@@ -503,10 +503,10 @@ TEST_F(UpdateServiceTest, DeploymentCountsForOperatorsOnly) {
   crypto::DeviceClaims platform_op;
   platform_op.scope = "platform-operator";
   v1::DeploymentCounts counts;
-  grpc::Status st = Counts(g->platform.Issue("platform-op",
-                                             crypto::KeyUsage::kClientAuth,
-                                             platform_op),
-                           "dep-1", &counts);
+  grpc::Status st =
+      Counts(g->platform.Issue("platform-op", crypto::KeyUsage::kClientAuth,
+                               platform_op),
+             "dep-1", &counts);
   ASSERT_TRUE(st.ok()) << st.error_message();
   ASSERT_EQ(counts.stages_size(), 1);
   EXPECT_EQ(counts.stages(0).rollout_stage(), 100u);
@@ -527,10 +527,9 @@ TEST_F(UpdateServiceTest, Attack_DeploymentCountsRefuseDevicesAndOtherTenants) {
   crypto::DeviceClaims other_op;
   other_op.tenant_id = kOtherTenant;
   v1::DeploymentCounts counts;
-  grpc::Status st = Counts(g->platform.Issue("other-op",
-                                             crypto::KeyUsage::kClientAuth,
-                                             other_op),
-                           "dep-1", &counts);
+  grpc::Status st = Counts(
+      g->platform.Issue("other-op", crypto::KeyUsage::kClientAuth, other_op),
+      "dep-1", &counts);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(counts.stages_size(), 0);  // as if nobody reported
   v1::DeploymentCounts device_view;
@@ -643,8 +642,8 @@ TEST_F(UpdateServiceTest, DeviceHistoryJoinsAttestationsAndUpdateResults) {
                   .ok());
   ASSERT_EQ(p2.entries_size(), 1);
   EXPECT_TRUE(p2.next_page_token().empty());
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
-      p2.entries(0), h.entries(3)));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(p2.entries(0),
+                                                                 h.entries(3)));
 }
 
 TEST_F(UpdateServiceTest, Attack_AnotherTenantLearnsNothingFromDeviceHistory) {

@@ -192,7 +192,8 @@ Dw100Agent::Request Dw100Agent::OnTelemetry(
   retries_ = 0;
   last_error_ = absl::OkStatus();
   uploaded_ += in_flight_;
-  buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<long>(in_flight_));
+  buffer_.erase(buffer_.begin(),
+                buffer_.begin() + static_cast<long>(in_flight_));
   in_flight_ = 0;
   for (const std::string& a : r->actions()) {
     actions_.push_back(a.substr(0, 128));

@@ -61,10 +61,10 @@ inline constexpr size_t kRememberedCommands = 64;
 inline constexpr size_t kMaxCommandIdBytes = 128;
 
 struct AgentConfig {
-  size_t batch_size = 200;                          // <= kMaxBatch
+  size_t batch_size = 200;                            // <= kMaxBatch
   absl::Duration upload_interval = absl::Seconds(2);  // partial batches
   absl::Duration poll_interval = absl::Seconds(3);    // command polls
-  size_t max_buffered = 20000;                      // readings kept
+  size_t max_buffered = 20000;                        // readings kept
   client::BackoffPolicy backoff;
   WashModel::Options model;
 };
@@ -84,9 +84,10 @@ class Dw100Agent {
   };
   static const char* PhaseName(Phase p);
 
-  using Request = std::variant<std::monostate, contoso::v1::ReportTelemetryRequest,
-                               contoso::v1::PollCommandsRequest,
-                               contoso::v1::CompleteCommandRequest>;
+  using Request =
+      std::variant<std::monostate, contoso::v1::ReportTelemetryRequest,
+                   contoso::v1::PollCommandsRequest,
+                   contoso::v1::CompleteCommandRequest>;
 
   // `device` and `config` must outlive the agent. `seed` makes the wash
   // model reproducible; `device_start` is device time at power-on.
@@ -95,12 +96,14 @@ class Dw100Agent {
              uint64_t first_sequence = 1);
 
   Request OnTimer(absl::Time now, absl::Time device_now);
-  Request OnTelemetry(absl::Time now,
-                      const absl::StatusOr<contoso::v1::ReportTelemetryResponse>& r);
+  Request OnTelemetry(
+      absl::Time now,
+      const absl::StatusOr<contoso::v1::ReportTelemetryResponse>& r);
   Request OnPoll(absl::Time now,
                  const absl::StatusOr<contoso::v1::PollCommandsResponse>& r);
-  Request OnComplete(absl::Time now,
-                     const absl::StatusOr<contoso::v1::CompleteCommandResponse>& r);
+  Request OnComplete(
+      absl::Time now,
+      const absl::StatusOr<contoso::v1::CompleteCommandResponse>& r);
   // Retry leaves kRefused (e.g. after a new certificate): due at `now`.
   void Retry(absl::Time now);
 

@@ -7,12 +7,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "client/update_client.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
 #include "common/util/log.h"
 #include "mcu-model/image.h"
-#include "client/update_client.h"
 #include "twin/state_file.h"
 #include "twin/update_runner.h"
 
@@ -44,10 +44,9 @@ DeviceLoop::DeviceLoop(DeviceLoopOptions options,
   ao.deadline = options_.rpc_deadline;
   attestation_ = std::make_unique<client::AsyncAttestationClient>(
       options_.shards, tls, ao);
-  agent_ = std::make_unique<Dw100Agent>(&twin_->device(), &options_.agent,
-                                        options_.seed, Now(),
-                                        device_clock_.Now(),
-                                        state_.telemetry_sequence_floor());
+  agent_ = std::make_unique<Dw100Agent>(
+      &twin_->device(), &options_.agent, options_.seed, Now(),
+      device_clock_.Now(), state_.telemetry_sequence_floor());
   agent_->set_sequence_limit(state_.telemetry_sequence_floor());
   // Update checks run on the device-time schedule (update_schedule_) and
   // when asked (TwinControl CheckForUpdates).
@@ -109,8 +108,8 @@ void DeviceLoop::Run() {
   log::Info("dw100 twin running",
             {{"device", twin_->device().device_id()},
              {"pid", absl::StrCat(getpid())},
-             {"device_time_ms", absl::StrCat(absl::ToUnixMillis(
-                                    device_clock_.Now()))},
+             {"device_time_ms",
+              absl::StrCat(absl::ToUnixMillis(device_clock_.Now()))},
              {"time_scale", absl::StrCat(options_.time_scale)},
              {"appsvc", options_.appsvc_address}});
   for (;;) {
@@ -120,8 +119,7 @@ void DeviceLoop::Run() {
       absl::MutexLock l(&mu_);
       // Wake for a posted operation, Stop, or the next due time (capped so
       // a clock step never strands the loop).
-      const absl::Time until =
-          std::min(NextDue(), Now() + absl::Seconds(5));
+      const absl::Time until = std::min(NextDue(), Now() + absl::Seconds(5));
       mu_.AwaitWithDeadline(
           absl::Condition(
               +[](DeviceLoop* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -210,14 +208,13 @@ void DeviceLoop::StepAttestation(absl::Time now) {
         device_client_chain_ = state_.certificate_chain_pem();
       }
       device_client_->UploadErrors(std::move(*u), twin_->session_token(),
-                                 [&](auto answer) {
-                                   out = std::move(answer);
-                                   done.Notify();
-                                 });
+                                   [&](auto answer) {
+                                     out = std::move(answer);
+                                     done.Notify();
+                                   });
       done.WaitForNotification();  // bounded by the client's deadline
       if (out.ok()) {
-        log::Info("error events uploaded",
-                  {{"events", absl::StrCat(events)}});
+        log::Info("error events uploaded", {{"events", absl::StrCat(events)}});
       } else {
         log::Warning("error upload failed",
                      {{"events", absl::StrCat(events)},
@@ -252,14 +249,13 @@ void DeviceLoop::StepScheduledUpdateCheck() {
   log::Info(
       "scheduled update check due",
       {{"device_time_ms", absl::StrCat(absl::ToUnixMillis(device_now))},
-       {"device_ms_since_start",
-        absl::StrCat(absl::ToInt64Milliseconds(device_now -
-                                               update_schedule_.started()))},
+       {"device_ms_since_start", absl::StrCat(absl::ToInt64Milliseconds(
+                                     device_now - update_schedule_.started()))},
        {"device_hours_since_attestation",
         attested_device_at_ == absl::InfinitePast()
             ? std::string("never")
-            : absl::StrCat(absl::ToInt64Hours(device_now -
-                                              attested_device_at_))},
+            : absl::StrCat(
+                  absl::ToInt64Hours(device_now - attested_device_at_))},
        {"check", absl::StrCat(update_schedule_.checks())}});
   absl::Status s = CheckForUpdatesOnLoop(options_.update_check_budget);
   int installed = 0;
@@ -278,8 +274,8 @@ void DeviceLoop::StepScheduledUpdateCheck() {
 
 void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
   attested_device_at_ = device_clock_.Now();
-  renew_device_at_ = device_clock_.Now() +
-                     absl::Hours(24) * twin_config_.renew_at_fraction;
+  renew_device_at_ =
+      device_clock_.Now() + absl::Hours(24) * twin_config_.renew_at_fraction;
   state_.set_certificate_chain_pem(issued.certificate_chain_pem());
   state_.set_session_token(issued.session_token());
   state_.set_not_after_unix_ms(issued.not_after_unix_ms());
@@ -290,7 +286,7 @@ void DeviceLoop::Accepted(const v1::AttestResponse& issued) {
   const std::string dir =
       options_.state_path.substr(0, options_.state_path.rfind('/'));
   if (auto s = util::WriteFile(absl::StrCat(dir, "/device_chain.pem"),
-                              issued.certificate_chain_pem());
+                               issued.certificate_chain_pem());
       !s.ok()) {
     log::Warning("cannot write device_chain.pem", {{"error", s.ToString()}});
   }
@@ -321,10 +317,11 @@ absl::Status DeviceLoop::CheckForUpdatesOnLoop(absl::Duration budget) {
         });
   }
   for (const auto& r : updates_->last_results()) {
-    log::Info("update result",
-              {{"result", v1::ReportUpdateResultRequest::Result_Name(r.result())},
-               {"version", absl::StrCat(r.version())},
-               {"detail", log::Bound(r.detail())}});
+    log::Info(
+        "update result",
+        {{"result", v1::ReportUpdateResultRequest::Result_Name(r.result())},
+         {"version", absl::StrCat(r.version())},
+         {"detail", log::Bound(r.detail())}});
   }
   if (got) Accepted(reattested);
   Persist();
@@ -342,9 +339,8 @@ void DeviceLoop::ConnectCloud() {
   tls.key_pem = twin_->device().ExportCertificateKeyForTls();
   tls.ca_pem = options_.appsvc_ca_pem.empty() ? options_.root_ca_pem
                                               : options_.appsvc_ca_pem;
-  gateway_ = contoso::v1::DeviceGateway::NewStub(
-      rpc::NewChannel(options_.appsvc_address, tls,
-                      options_.appsvc_server_name));
+  gateway_ = contoso::v1::DeviceGateway::NewStub(rpc::NewChannel(
+      options_.appsvc_address, tls, options_.appsvc_server_name));
   gateway_chain_ = state_.certificate_chain_pem();
 }
 
@@ -356,8 +352,7 @@ void DeviceLoop::StepAgent() {
   Dw100Agent::Request r = agent_->OnTimer(now, device_clock_.Now());
   // Bounded: each answer either empties the buffer a batch at a time or
   // ends in backoff/refusal.
-  for (int steps = 0; steps < 64 &&
-                      !std::holds_alternative<std::monostate>(r);
+  for (int steps = 0; steps < 64 && !std::holds_alternative<std::monostate>(r);
        ++steps) {
     grpc::ClientContext ctx;
     ctx.set_deadline(rpc::Deadline(options_.rpc_deadline));
@@ -371,13 +366,14 @@ void DeviceLoop::StepAgent() {
       if (s.ok() && t->samples_size() > 0) {
         // Sequences are device time in ms (agent.h), monotonic per device
         // and across restarts (the device-time floor).
-        log::Info("telemetry acknowledged",
-                  {{"pid", absl::StrCat(getpid())},
-                   {"accepted", absl::StrCat(resp.accepted())},
-                   {"duplicates", absl::StrCat(resp.duplicates())},
-                   {"first_seq", absl::StrCat(t->samples(0).sequence())},
-                   {"last_seq", absl::StrCat(t->samples(t->samples_size() - 1)
-                                                 .sequence())}});
+        log::Info(
+            "telemetry acknowledged",
+            {{"pid", absl::StrCat(getpid())},
+             {"accepted", absl::StrCat(resp.accepted())},
+             {"duplicates", absl::StrCat(resp.duplicates())},
+             {"first_seq", absl::StrCat(t->samples(0).sequence())},
+             {"last_seq",
+              absl::StrCat(t->samples(t->samples_size() - 1).sequence())}});
       }
       r = agent_->OnTelemetry(
           Now(), s.ok() ? absl::StatusOr<contoso::v1::ReportTelemetryResponse>(
@@ -418,7 +414,8 @@ void DeviceLoop::StepAgent() {
 void DeviceLoop::Persist() {
   auto sealed = twin_->device().Serialize();
   if (!sealed.ok()) {
-    log::Error("cannot serialize device", {{"error", sealed.status().ToString()}});
+    log::Error("cannot serialize device",
+               {{"error", sealed.status().ToString()}});
     return;
   }
   state_.set_device(*sealed);
@@ -453,7 +450,8 @@ v1::TwinStatus DeviceLoop::StatusOnLoop() const {
     if (!chain.empty()) {
       if (auto leaf = crypto::ParseCertificate(chain[0]); leaf.ok()) {
         st.set_certificate_subject(leaf->subject_line);
-        st.set_certificate_not_after_unix_ms(absl::ToUnixMillis(leaf->not_after));
+        st.set_certificate_not_after_unix_ms(
+            absl::ToUnixMillis(leaf->not_after));
         st.set_tenant_id(leaf->claims.tenant_id);
         st.set_device_group_id(leaf->claims.device_group_id);
       }
@@ -503,9 +501,8 @@ absl::Status DeviceLoop::InjectFaultOnLoop(v1::InjectFaultRequest::Fault f) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown fault ", static_cast<int>(f)));
   }
-  log::Info("fault injected",
-            {{"fault", v1::InjectFaultRequest::Fault_Name(f)},
-             {"result", s.ToString()}});
+  log::Info("fault injected", {{"fault", v1::InjectFaultRequest::Fault_Name(f)},
+                               {"result", s.ToString()}});
   Persist();
   return s;
 }
@@ -532,7 +529,8 @@ void DeviceLoop::AttestOnLoop(int64_t min_catalog_revision) {
 
 void DeviceLoop::RebootOnLoop() {
   absl::Status s = twin_->device().Reboot();
-  if (!s.ok()) log::Warning("reboot: secure boot failed", {{"error", s.ToString()}});
+  if (!s.ok())
+    log::Warning("reboot: secure boot failed", {{"error", s.ToString()}});
   twin_->RequestAttestation(Now());
   Persist();
 }

@@ -4,9 +4,9 @@
 //  * attests at start, renews daily in device time (renew_at_fraction of a
 //    device day after each accepted attestation, on the ScaledClock: with
 //    --time-scale 8000 every ~8.6 s real) and before the certificate's
-//    real expiry, and re-attests after a tamper or reboot (Security Service over mTLS with the manufacturing identity;
-//    redirects and jittered backoff are the attestation client's and the
-//    twin's);
+//    real expiry, and re-attests after a tamper or reboot (Security Service
+//    over mTLS with the manufacturing identity; redirects and jittered backoff
+//    are the attestation client's and the twin's);
 //  * talks to the Contoso cloud (contoso.v1.DeviceGateway) over mTLS with
 //    its Sphere-issued certificate: batched telemetry, command polls,
 //    diagnostics results; transient failures back off with jitter, a
@@ -68,13 +68,13 @@ struct DeviceLoopOptions {
   std::string name;        // twin name (logs)
   std::string state_path;  // DIR/twins/NAME/twin.state
   std::vector<cluster::ShardEndpoint> shards;
-  std::string root_ca_pem;          // platform root
-  std::string appsvc_address;       // empty: no Contoso cloud
+  std::string root_ca_pem;     // platform root
+  std::string appsvc_address;  // empty: no Contoso cloud
   // TLS name on appsvc's certificate (cluster.json: ServerName("appsvc")).
   std::string appsvc_server_name = cluster::kDefaultServerName;
-  std::string appsvc_ca_pem;        // roots for appsvc's server certificate
-  double time_scale = 1.0;          // device time per real time
-  uint64_t seed = 1;                // wash-model noise
+  std::string appsvc_ca_pem;  // roots for appsvc's server certificate
+  double time_scale = 1.0;    // device time per real time
+  uint64_t seed = 1;          // wash-model noise
   AgentConfig agent;
   twin::TwinConfig twin;
   absl::Duration rpc_deadline = absl::Seconds(5);

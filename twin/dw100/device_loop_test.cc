@@ -36,11 +36,10 @@ class DeviceLoopTest : public ::testing::Test {
     state_.set_format(1);
     state_.set_device(*sealed);
     state_.set_rom_image_signing_key(key_->PublicKey());
-    path_ = absl::StrCat(::testing::TempDir(), "/",
-                         ::testing::UnitTest::GetInstance()
-                             ->current_test_info()
-                             ->name(),
-                         ".state");
+    path_ = absl::StrCat(
+        ::testing::TempDir(), "/",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+        ".state");
     ASSERT_TRUE(twin::WriteTwinState(path_, state_).ok());
   }
 

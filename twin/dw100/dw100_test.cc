@@ -230,8 +230,8 @@ TEST_F(Dw100Test, AgentRunsDiagnosticsOnCommandAndReportsTheFailingHeater) {
   EXPECT_EQ(done.command_id(), "cmd-1");
   EXPECT_FALSE(done.diagnostics().healthy());
   EXPECT_EQ(done.diagnostics().suspected_part(), kHeaterPart);
-  EXPECT_TRUE(absl::StrContains(done.diagnostics().findings(1),
-                                "resistance high"));
+  EXPECT_TRUE(
+      absl::StrContains(done.diagnostics().findings(1), "resistance high"));
   EXPECT_EQ(agent.diagnostics_run(), 1u);
   ASSERT_EQ(agent.actions().size(), 1u);
   r = agent.OnComplete(kNow, CompleteCommandResponse());
@@ -252,8 +252,8 @@ TEST_F(Dw100Test, AgentStopsOnRefusalUntilRetried) {
   auto r = agent.OnTimer(kNow + absl::Seconds(5), kNow + absl::Hours(1));
   ASSERT_TRUE(std::holds_alternative<ReportTelemetryRequest>(r));
   const size_t buffered = agent.buffered();
-  r = agent.OnTelemetry(kNow, absl::PermissionDeniedError(
-                                  "certificate is update-only"));
+  r = agent.OnTelemetry(
+      kNow, absl::PermissionDeniedError("certificate is update-only"));
   EXPECT_TRUE(std::holds_alternative<std::monostate>(r));
   EXPECT_EQ(agent.phase(), Phase::kRefused);
   EXPECT_EQ(agent.next_wakeup(), absl::InfiniteFuture());

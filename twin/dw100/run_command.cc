@@ -10,8 +10,8 @@
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
@@ -20,9 +20,9 @@
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
 #include "mcu-model/image.h"
+#include "protos/twin_control.grpc.pb.h"
 #include "twin/dw100/control_service.h"
 #include "twin/dw100/device_loop.h"
-#include "protos/twin_control.grpc.pb.h"
 #include "twin/state_file.h"
 
 ABSL_DECLARE_FLAG(std::string, metrics_address);    // common/rpc
@@ -74,9 +74,9 @@ int InstallAppsCommand(const cluster::ClusterConfig& c, const std::string& name,
   const std::string path = twin::TwinStatePath(c.state_dir, name);
   auto state = twin::ReadTwinState(path);
   if (!state.ok()) return Fail(state.status());
-  auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
-                                     state->rom_image_signing_key(),
-                                     state->device(), {});
+  auto device =
+      mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                           state->rom_image_signing_key(), state->device(), {});
   if (!device.ok()) return Fail(device.status());
   if (auto s = (*device)->Boot(); !s.ok()) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
@@ -99,8 +99,8 @@ int InstallAppsCommand(const cluster::ClusterConfig& c, const std::string& name,
     }
     v1::ImageHeader h;
     h.ParseFromString(pkg.header());
-    std::cout << "installed " << h.component() << " v" << h.version()
-              << " on " << name << "\n";
+    std::cout << "installed " << h.component() << " v" << h.version() << " on "
+              << name << "\n";
   }
   auto sealed = (*device)->Serialize();
   if (!sealed.ok()) return Fail(sealed.status());
@@ -116,9 +116,9 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
   if (!state.ok()) return Fail(state.status());
   auto root = util::ReadFile(c.root_ca);
   if (!root.ok()) return Fail(root.status());
-  auto device = mcu::Device::Restore(mcu::DeviceType::Mt3620(),
-                                     state->rom_image_signing_key(),
-                                     state->device(), {});
+  auto device =
+      mcu::Device::Restore(mcu::DeviceType::Mt3620(),
+                           state->rom_image_signing_key(), state->device(), {});
   if (!device.ok()) return Fail(device.status());
 
   DeviceLoopOptions o;
@@ -153,8 +153,8 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
     absl::SimpleHexAtoi(device_id.substr(0, 15), &s);
     o.seed = s;
   }
-  o.agent.batch_size = static_cast<size_t>(
-      std::clamp(absl::GetFlag(FLAGS_batch_size), 1, static_cast<int>(kMaxBatch)));
+  o.agent.batch_size = static_cast<size_t>(std::clamp(
+      absl::GetFlag(FLAGS_batch_size), 1, static_cast<int>(kMaxBatch)));
   o.agent.upload_interval = absl::GetFlag(FLAGS_upload_interval);
   o.agent.poll_interval = absl::GetFlag(FLAGS_poll_interval);
   o.agent.backoff.initial = absl::Milliseconds(500);
@@ -185,7 +185,8 @@ int RunCommand(const cluster::ClusterConfig& c, const std::string& name) {
     return Fail(s);
   }
   if (const std::string f = absl::GetFlag(FLAGS_port_file); !f.empty()) {
-    if (auto s = util::WriteFile(f, absl::StrCat(port)); !s.ok()) return Fail(s);
+    if (auto s = util::WriteFile(f, absl::StrCat(port)); !s.ok())
+      return Fail(s);
   }
   // Process metrics (Prometheus text over HTTP), like every process.
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http;
@@ -247,9 +248,11 @@ int ControlCommand(const cluster::ClusterConfig& c, const std::string& name,
         absl::StrCat(twin::TwinDir(c.state_dir, name), "/control.port"));
     if (!port.ok()) {
       return Fail(absl::NotFoundError(absl::StrCat(
-          "twin ", name, " is not running (no TwinControl address in "
+          "twin ", name,
+          " is not running (no TwinControl address in "
           "cluster.json or control.port); start it with: twin --cluster ... "
-          "--name ", name, " run")));
+          "--name ",
+          name, " run")));
     }
     address = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
   }

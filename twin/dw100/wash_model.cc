@@ -48,7 +48,8 @@ uint64_t WashModel::Next() {  // splitmix64
 }
 
 double WashModel::Gaussian() {  // Box-Muller
-  const double u1 = (static_cast<double>(Next() >> 11) + 1.0) / 9007199254740993.0;
+  const double u1 =
+      (static_cast<double>(Next() >> 11) + 1.0) / 9007199254740993.0;
   const double u2 = static_cast<double>(Next() >> 11) / 9007199254740992.0;
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
 }
@@ -91,7 +92,8 @@ double WashModel::IdealDrying(absl::Duration t, uint64_t cycle_id) const {
       // The cabinet is warm from the hot rinse: rise over the first 20 %,
       // hold the peak to 70 %, then ease off.
       if (f < 0.2) {
-        ideal = kDryingStartC + (kBaselinePeakDryingC - kDryingStartC) * (f / 0.2);
+        ideal =
+            kDryingStartC + (kBaselinePeakDryingC - kDryingStartC) * (f / 0.2);
       } else if (f <= 0.7) {
         ideal = kBaselinePeakDryingC;
       } else {
@@ -115,9 +117,8 @@ double WashModel::IdealDrying(absl::Duration t, uint64_t cycle_id) const {
 double WashModel::IdealWater(absl::Duration t) const {
   switch (StateAt(t)) {
     case CycleState::kHeating:
-      return kInletWaterC +
-             (kWashWaterC - kInletWaterC) *
-                 absl::FDivDuration(t, options_.heating);
+      return kInletWaterC + (kWashWaterC - kInletWaterC) *
+                                absl::FDivDuration(t, options_.heating);
     case CycleState::kWashing:
       return kWashWaterC;
     case CycleState::kRinsing:
@@ -166,9 +167,9 @@ size_t WashModel::AdvanceTo(absl::Time now, std::vector<WashSample>* out) {
     s.cycle_id = cycle_id;
     s.water_c = (state == CycleState::kIdle ? 20.0 : IdealWater(into)) +
                 options_.noise_c * Gaussian();
-    s.drying_c = (state == CycleState::kIdle ? kAmbientC
-                                             : IdealDrying(into, cycle_id)) +
-                 options_.noise_c * Gaussian();
+    s.drying_c =
+        (state == CycleState::kIdle ? kAmbientC : IdealDrying(into, cycle_id)) +
+        options_.noise_c * Gaussian();
     s.rinse_agent_pct =
         std::clamp(rinse_pct_ + options_.noise_pct * Gaussian(), 0.0, 100.0);
     out->push_back(s);

@@ -18,8 +18,8 @@
 // agent can drop low. HeaterSelfTest models the DW100's heater self-test
 // (element resistance, thermostat) that remote diagnostics run.
 //
-// Time is the caller's: pass device time (twin/dw100/scaled_clock.h for --time-scale).
-// Thread-safety: not thread-safe; one owner.
+// Time is the caller's: pass device time (twin/dw100/scaled_clock.h for
+// --time-scale). Thread-safety: not thread-safe; one owner.
 //
 // Example:
 //   WashModel model(/*seed=*/42, WashModel::Options(), start);
@@ -96,9 +96,9 @@ class WashModel {
     absl::Duration drying = absl::Minutes(30);
     absl::Duration done = absl::Minutes(5);
     absl::Duration sample_interval = absl::Minutes(5);
-    int idle_every = 12;          // while idle keep one grid point in N
-    double noise_c = 0.4;         // temperature sensor noise (1 sigma)
-    double noise_pct = 0.05;      // level sensor noise (1 sigma)
+    int idle_every = 12;      // while idle keep one grid point in N
+    double noise_c = 0.4;     // temperature sensor noise (1 sigma)
+    double noise_pct = 0.05;  // level sensor noise (1 sigma)
     double initial_rinse_pct = 100.0;
     size_t max_samples_per_advance = 4096;  // bounds one AdvanceTo
   };

@@ -63,8 +63,10 @@ TEST(WashModelTest, SameSeedSameSamplesHoweverAdvanced) {
   std::vector<WashSample> sc = RunFor(c, absl::Hours(48));
   ASSERT_EQ(sc.size(), sa.size());
   int differ = 0;
-  for (size_t i = 0; i < sa.size(); ++i) differ += sa[i].drying_c != sc[i].drying_c;
-  EXPECT_GT(differ, static_cast<int>(sa.size()) / 2);  // another seed, other noise
+  for (size_t i = 0; i < sa.size(); ++i)
+    differ += sa[i].drying_c != sc[i].drying_c;
+  EXPECT_GT(differ,
+            static_cast<int>(sa.size()) / 2);  // another seed, other noise
 }
 
 TEST(WashModelTest, HealthyCycleFollowsThePhasesAndTheBaselineCurve) {
@@ -87,8 +89,10 @@ TEST(WashModelTest, HealthyCycleFollowsThePhasesAndTheBaselineCurve) {
     EXPECT_NEAR(mean, kBaselineDryingMeanC, 1.5) << "cycle " << cycle;
   }
   for (const WashSample& w : s) {
-    if (w.state == CycleState::kWashing) EXPECT_NEAR(w.water_c, kWashWaterC, 2.0);
-    if (w.state == CycleState::kRinsing) EXPECT_NEAR(w.water_c, kRinseWaterC, 2.0);
+    if (w.state == CycleState::kWashing)
+      EXPECT_NEAR(w.water_c, kWashWaterC, 2.0);
+    if (w.state == CycleState::kRinsing)
+      EXPECT_NEAR(w.water_c, kRinseWaterC, 2.0);
   }
   // Rinse agent: dosed once per cycle.
   EXPECT_NEAR(m.rinse_agent_pct(), 100.0 - 3 * kRinseAgentPerCyclePct, 1e-9);
