@@ -350,7 +350,8 @@ TEST_F(RolloutCrashTest, Attack_CrashesNotAfterThisInstallChangeNothing) {
 // The crash mark is stored with the result: a restarted shard (Load) counts
 // it again; the device's next result replaces it.
 TEST(UpdateResultsCrashTest, CrashMarkSurvivesReloadAndNextResultClearsIt) {
-  auto store = *store::MemoryStore::Create({kUpdateResultsCf, kUpdateHistoryCf});
+  auto store =
+      *store::MemoryStore::Create({kUpdateResultsCf, kUpdateHistoryCf});
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
   UpdateResults results(store.get());
   v1::DeviceUpdateStatus st;
