@@ -257,21 +257,27 @@ absl::StatusOr<v1::GetDeviceHistoryResponse> ReadDeviceHistory(
   return out;
 }
 
-grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
-    grpc::CallbackServerContext* context,
-    const v1::GetDeviceHistoryRequest* request,
-    v1::GetDeviceHistoryResponse* response) {
+namespace {
+
+// ServeRead answers one relying-party read: identify the caller from its
+// certificate, run `read` for it, log refusals as `denied_msg`, count the
+// outcome in `calls`. GetDeviceStatus and GetDeviceHistory differ only in
+// `read`.
+template <typename Response, typename Read>
+grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
+                                    const std::string& root_subject_line,
+                                    Response* response, const char* denied_msg,
+                                    metrics::CounterMetric* calls, Read read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status;
   absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
   if (!peer.ok()) {
     status = peer.status();
-  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line_);
+  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line);
              !reader.ok()) {
     status = reader.status();
   } else {
-    auto r = ReadDeviceHistory(*reader, *request, attestor_, catalog_, router_,
-                               history_extension_);
+    auto r = read(*reader);
     if (r.ok()) {
       *response = *std::move(r);
     } else {
@@ -279,46 +285,38 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
     }
   }
   if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning(
-        "device history denied",
-        {{"peer", context->peer()}, {"error", std::string(status.message())}});
+    log::Warning(denied_msg, {{"peer", context->peer()},
+                              {"error", std::string(status.message())}});
   }
-  HistoryCalls()->Increment(
+  calls->Increment(
       absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
   reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
+    grpc::CallbackServerContext* context,
+    const v1::GetDeviceHistoryRequest* request,
+    v1::GetDeviceHistoryResponse* response) {
+  return ServeRead(
+      context, root_subject_line_, response, "device history denied",
+      HistoryCalls(), [&](const auto& reader) {
+        return ReadDeviceHistory(reader, *request, attestor_, catalog_, router_,
+                                 history_extension_);
+      });
 }
 
 grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(
     grpc::CallbackServerContext* context,
     const v1::GetDeviceStatusRequest* request,
     v1::GetDeviceStatusResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status;
-  absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
-  if (!peer.ok()) {
-    status = peer.status();
-  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line_);
-             !reader.ok()) {
-    status = reader.status();
-  } else {
-    auto r = ReadDeviceStatus(*reader, *request, attestor_, catalog_, router_,
-                              extension_);
-    if (r.ok()) {
-      *response = *std::move(r);
-    } else {
-      status = r.status();
-    }
-  }
-  if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning(
-        "device status denied",
-        {{"peer", context->peer()}, {"error", std::string(status.message())}});
-  }
-  Calls()->Increment(
-      absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
-  reactor->Finish(rpc::ToGrpcStatus(status));
-  return reactor;
+  return ServeRead(context, root_subject_line_, response,
+                   "device status denied", Calls(), [&](const auto& reader) {
+                     return ReadDeviceStatus(reader, *request, attestor_,
+                                             catalog_, router_, extension_);
+                   });
 }
 
 }  // namespace sphere::attestation
