@@ -46,12 +46,14 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
   constexpr int kBatch = 25;
   std::vector<std::unique_ptr<mcu::Device>> devices;
   std::vector<std::string> tokens;
-  const int64_t revision = CatalogRevision(cluster.get());
   auto attest = cluster->ShardStub(0, cluster->GatewayTls());
   for (int i = 0; i < kDevices; ++i) {
     auto dev = ManufactureGenuine(*cluster, absl::StrCat("errors-crash-", i));
     ASSERT_NE(dev, nullptr);
     RegisterAndClaim(cluster.get(), tenant->id(), *dev);
+    // Read after the claim: the shard answers only once its catalog
+    // follower has applied this revision, so it knows the device is claimed.
+    const int64_t revision = CatalogRevision(cluster.get());
     v1::GetChallengeResponse challenge;
     {
       grpc::ClientContext ctx;
