@@ -70,7 +70,7 @@ absl::Status AttestationPlugin::Init(shard::ShardContext& context) {
   status_service_ = std::make_unique<DeviceStatusServiceImpl>(
       attestor_.get(), context.catalog, context.router,
       context.root_subject_line, options_.device_status_extension,
-      options_.device_history_extension);
+      options_.device_history_extension, options_.status_reads);
   return absl::OkStatus();
 }
 
@@ -87,6 +87,7 @@ void AttestationPlugin::Stop() {
   // gets its answer), then no more.
   if (group_commit_) group_commit_->Stop();
   if (revocations_) revocations_->Stop();
+  if (status_service_) status_service_->Stop();
 }
 
 }  // namespace sphere::attestation

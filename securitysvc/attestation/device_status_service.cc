@@ -260,37 +260,54 @@ absl::StatusOr<v1::GetDeviceHistoryResponse> ReadDeviceHistory(
 namespace {
 
 // ServeRead answers one relying-party read: identify the caller from its
-// certificate, run `read` for it, log refusals as `denied_msg`, count the
-// outcome in `calls`. GetDeviceStatus and GetDeviceHistory differ only in
-// `read`.
+// certificate (on the callback thread: no store access), then run `read` for
+// it on `pool`, which finishes the call; log refusals as `denied_msg`, count
+// the outcome in `calls`. GetDeviceStatus and GetDeviceHistory differ only in
+// `read`, which must capture nothing that dies with the handler's frame.
 template <typename Response, typename Read>
 grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
                                     const std::string& root_subject_line,
-                                    Response* response, const char* denied_msg,
+                                    WorkerPool* pool, Response* response,
+                                    const char* denied_msg,
                                     metrics::CounterMetric* calls, Read read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status;
+  auto finish = [context, reactor, denied_msg,
+                 calls](const absl::Status& status) {
+    if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
+      log::Warning(denied_msg, {{"peer", context->peer()},
+                                {"error", std::string(status.message())}});
+    }
+    calls->Increment(absl::StrCat(
+        "code=\"", absl::StatusCodeToString(status.code()), "\""));
+    reactor->Finish(rpc::ToGrpcStatus(status));
+  };
   absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
   if (!peer.ok()) {
-    status = peer.status();
-  } else if (auto reader = IdentifyStatusReader(peer->cert, root_subject_line);
-             !reader.ok()) {
-    status = reader.status();
-  } else {
-    auto r = read(*reader);
-    if (r.ok()) {
-      *response = *std::move(r);
-    } else {
-      status = r.status();
-    }
+    finish(peer.status());
+    return reactor;
   }
-  if (absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status)) {
-    log::Warning(denied_msg, {{"peer", context->peer()},
-                              {"error", std::string(status.message())}});
+  absl::StatusOr<StatusReader> reader =
+      IdentifyStatusReader(peer->cert, root_subject_line);
+  if (!reader.ok()) {
+    finish(reader.status());
+    return reactor;
   }
-  calls->Increment(
-      absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
-  reactor->Finish(rpc::ToGrpcStatus(status));
+  // One share of the queue per reader: a tenant, or the platform operators.
+  const std::string key =
+      reader->platform ? "platform" : absl::StrCat("tenant:", reader->tenant_id);
+  const bool queued = pool->TrySubmit(
+      key, [reader = *std::move(reader), response, read = std::move(read),
+            finish] {
+        auto r = read(reader);
+        if (r.ok()) *response = *std::move(r);
+        finish(r.status());
+      });
+  if (!queued) {
+    finish(absl::ResourceExhaustedError(
+        "device status reads are busy on this shard: the queue is full or "
+        "this caller already has its share of it queued; retry with "
+        "backoff"));
+  }
   return reactor;
 }
 
@@ -301,8 +318,8 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceHistory(
     const v1::GetDeviceHistoryRequest* request,
     v1::GetDeviceHistoryResponse* response) {
   return ServeRead(
-      context, root_subject_line_, response, "device history denied",
-      HistoryCalls(), [&](const auto& reader) {
+      context, root_subject_line_, &reads_, response, "device history denied",
+      HistoryCalls(), [this, request](const StatusReader& reader) {
         return ReadDeviceHistory(reader, *request, attestor_, catalog_, router_,
                                  history_extension_);
       });
@@ -312,8 +329,9 @@ grpc::ServerUnaryReactor* DeviceStatusServiceImpl::GetDeviceStatus(
     grpc::CallbackServerContext* context,
     const v1::GetDeviceStatusRequest* request,
     v1::GetDeviceStatusResponse* response) {
-  return ServeRead(context, root_subject_line_, response,
-                   "device status denied", Calls(), [&](const auto& reader) {
+  return ServeRead(context, root_subject_line_, &reads_, response,
+                   "device status denied", Calls(),
+                   [this, request](const StatusReader& reader) {
                      return ReadDeviceStatus(reader, *request, attestor_,
                                              catalog_, router_, extension_);
                    });

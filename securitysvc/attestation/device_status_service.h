@@ -9,9 +9,13 @@
 // only its tenant's (others are answered exactly as unknown ids). Device,
 // manufacturing, gateway and shard credentials are refused.
 //
-// Synchronous on the callback thread: at most kMaxDeviceStatusIds store
-// reads per call (GetDeviceHistory: two bounded prefix scans of at most 64
-// and 32 entries). Thread-safe.
+// Threading: the callback thread only identifies the caller; the store reads
+// (GetDeviceStatus: at most kMaxDeviceStatusIds Gets; GetDeviceHistory: two
+// bounded prefix scans of at most 64 and 32 entries) run on the service's own
+// bounded WorkerPool, which finishes the call. A full queue, or a reader
+// (one tenant, or the platform operators) already holding its share of it,
+// is answered RESOURCE_EXHAUSTED at once, before anything is read.
+// Thread-safe.
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_DEVICE_STATUS_SERVICE_H_
 
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/util/worker_pool.h"
 #include "common/crypto/crypto.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
@@ -82,6 +87,16 @@ absl::StatusOr<v1::GetDeviceStatusResponse> ReadDeviceStatus(
 class DeviceStatusServiceImpl final
     : public v1::DeviceStatusService::CallbackService {
  public:
+  // The pool the reads run on. Each queued call holds its request (at most
+  // kMaxDeviceStatusIds ids), so max_queue bounds the memory waiting.
+  static WorkerPool::Options DefaultReadPool() {
+    WorkerPool::Options o;
+    o.threads = 2;
+    o.max_queue = 256;
+    o.max_per_key = 32;  // per reader: a tenant, or the platform operators
+    return o;
+  }
+
   // All pointers must outlive the service; `router` may be null (this
   // shard owns every device).
   DeviceStatusServiceImpl(Attestor* attestor,
@@ -89,13 +104,15 @@ class DeviceStatusServiceImpl final
                           const sharding::ShardRouter* router,
                           std::string root_subject_line,
                           DeviceStatusExtension extension = nullptr,
-                          DeviceHistoryExtension history_extension = nullptr)
+                          DeviceHistoryExtension history_extension = nullptr,
+                          WorkerPool::Options read_pool = DefaultReadPool())
       : attestor_(attestor),
         catalog_(catalog),
         router_(router),
         root_subject_line_(std::move(root_subject_line)),
         extension_(std::move(extension)),
-        history_extension_(std::move(history_extension)) {}
+        history_extension_(std::move(history_extension)),
+        reads_(read_pool) {}
 
   grpc::ServerUnaryReactor* GetDeviceStatus(
       grpc::CallbackServerContext* context,
@@ -106,6 +123,10 @@ class DeviceStatusServiceImpl final
       const v1::GetDeviceHistoryRequest* request,
       v1::GetDeviceHistoryResponse* response) override;
 
+  // Stop answers every queued read, then refuses new ones (RESOURCE_EXHAUSTED).
+  // Call once the server no longer serves. Idempotent.
+  void Stop() { reads_.Stop(); }
+
  private:
   Attestor* const attestor_;
   const catalog::CatalogView* const catalog_;
@@ -113,6 +134,8 @@ class DeviceStatusServiceImpl final
   const std::string root_subject_line_;
   const DeviceStatusExtension extension_;
   const DeviceHistoryExtension history_extension_;
+  // Last: destroyed (drained) first, as its tasks use the members above.
+  WorkerPool reads_;
 };
 
 }  // namespace sphere::attestation
