@@ -86,6 +86,9 @@ ABSL_FLAG(double, rinse_low_pct, 15.0,
 ABSL_FLAG(
     std::string, server_name, sphere::rpc::kLocalServerName,
     "TLS name on the shards' certificates (cluster.json \"server_name\")");
+ABSL_FLAG(std::string, server_names, "",
+          "Per-shard TLS names, SHARD_ID=NAME,... (cluster.json "
+          "\"server_names\"); other shards: --server_name");
 ABSL_FLAG(std::string, management_server_name, "",
           "TLS name on management's certificate (default --server_name)");
 
@@ -135,6 +138,8 @@ int Main() {
                        sphere::cluster::kMaxServerNameBytes, " bytes")));
     }
   }
+  auto shard_server_names = ParseServerNames(absl::GetFlag(FLAGS_server_names));
+  if (!shard_server_names.ok()) return Fail(shard_server_names.status());
   const std::string cert = Or(absl::GetFlag(FLAGS_tls_cert),
                               sphere::cluster::PkiPath(dir, "server.pem"));
   const std::string key = Or(absl::GetFlag(FLAGS_tls_key),
@@ -210,7 +215,8 @@ int Main() {
             {{}, static_cast<double>(registry.device_count())}};
       });
   GrpcSphereSource sphere_source(&registry, sphere_tls, absl::Seconds(5),
-                                 absl::GetFlag(FLAGS_server_name));
+                                 absl::GetFlag(FLAGS_server_name),
+                                 *std::move(shard_server_names));
   sphere::WorkerPool pool(absl::GetFlag(FLAGS_workers),
                           absl::GetFlag(FLAGS_queue),
                           absl::GetFlag(FLAGS_per_device_in_flight));

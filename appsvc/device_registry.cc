@@ -33,8 +33,10 @@ void DeviceRegistry::ApplyTo(const sphere::v1::WatchEvent& e, View* view) {
     }
     case E::kShardMap:
       view->shards.clear();
+      view->shard_ids.clear();
       for (const auto& shard : e.shard_map().shards()) {
         view->shards.push_back(shard.address());
+        view->shard_ids.push_back(shard.id());
       }
       break;
     case E::kDeletedProductId:
@@ -128,6 +130,16 @@ size_t DeviceRegistry::device_count() const {
 std::vector<std::string> DeviceRegistry::ShardAddresses() const {
   absl::MutexLock l(&mu_);
   return view_.shards;
+}
+
+std::vector<std::pair<std::string, std::string>> DeviceRegistry::Shards()
+    const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < view_.shards.size(); ++i) {
+    out.emplace_back(view_.shard_ids[i], view_.shards[i]);
+  }
+  return out;
 }
 
 bool DeviceRegistry::IsConfiguredTenant(const std::string& tenant_id) const {

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -59,6 +60,9 @@ class DeviceRegistry {
   // ShardAddresses: the Security Service shards (from the shard map), where
   // Sphere facts about devices are read.
   std::vector<std::string> ShardAddresses() const;
+  // Shards: the same shards as (id, address) pairs, in shard-map order (a
+  // client picks each shard's TLS server name by its id).
+  std::vector<std::pair<std::string, std::string>> Shards() const;
   // IsConfiguredTenant: `tenant_id` is the configured tenant (id or name).
   bool IsConfiguredTenant(const std::string& tenant_id) const;
   // TenantIdOf: the configured tenant's id, empty until the catalog names it.
@@ -76,6 +80,7 @@ class DeviceRegistry {
     absl::flat_hash_map<std::string, std::string> tenant_names;   // id->name
     absl::flat_hash_map<std::string, std::string> product_names;  // id->name
     std::vector<std::string> shards;                              // addresses
+    std::vector<std::string> shard_ids;  // shard_ids[i] names shards[i]
   };
   static void ApplyTo(const sphere::v1::WatchEvent& e, View* view);
   bool Matches(

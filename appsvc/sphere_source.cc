@@ -2,10 +2,13 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/cluster/cluster_config.h"
 #include "protos/attestation.grpc.pb.h"
 #include "protos/error_reporting.grpc.pb.h"
 
@@ -73,17 +76,67 @@ std::string Describe(const grpc::Status& s) {
 GrpcSphereSource::GrpcSphereSource(const DeviceRegistry* registry,
                                    sphere::rpc::TlsFiles tenant_tls,
                                    absl::Duration deadline,
-                                   std::string server_name)
+                                   std::string server_name,
+                                   std::map<std::string, std::string> server_names)
     : registry_(registry),
       tls_(std::move(tenant_tls)),
       server_name_(std::move(server_name)),
+      server_names_(std::move(server_names)),
       deadline_(deadline) {}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseServerNames(
+    absl::string_view flag) {
+  std::map<std::string, std::string> out;
+  if (flag.empty()) return out;
+  std::vector<absl::string_view> entries = absl::StrSplit(flag, ',');
+  if (entries.size() > kMaxServerNames) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--server_names: at most ", kMaxServerNames, " shards"));
+  }
+  for (absl::string_view entry : entries) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    const bool id_ok =
+        !kv.first.empty() && kv.first.size() <= 64 &&
+        std::all_of(kv.first.begin(), kv.first.end(), [](char c) {
+          return absl::ascii_isalnum(c) || c == '-' || c == '_';
+        });
+    if (!id_ok || kv.second.empty() ||
+        kv.second.size() > sphere::cluster::kMaxServerNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--server_names: \"", sphere::rpc::TruncateForStatus(entry, 80),
+          "\" is not SHARD_ID=NAME (id: letters, digits, '-', '_', at most 64; "
+          "name: 1..",
+          sphere::cluster::kMaxServerNameBytes, " bytes)"));
+    }
+    if (!out.emplace(std::string(kv.first), std::string(kv.second)).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--server_names names shard ", kv.first, " twice"));
+    }
+  }
+  return out;
+}
+
+std::string GrpcSphereSource::ServerNameAt(const std::string& address) const {
+  std::vector<sphere::cluster::ShardEndpoint> shards;
+  for (auto& [id, shard_address] : registry_->Shards()) {
+    sphere::cluster::ShardEndpoint e;
+    e.id = id;
+    e.address = shard_address;
+    auto it = server_names_.find(id);
+    e.server_name = it != server_names_.end() ? it->second : server_name_;
+    shards.push_back(std::move(e));
+  }
+  if (shards.empty()) return server_name_;
+  return sphere::cluster::ServerNameAt(shards, address);
+}
 
 std::shared_ptr<grpc::Channel> GrpcSphereSource::ChannelFor(
     const std::string& address) {
+  std::string name = ServerNameAt(address);
   absl::MutexLock l(&mu_);
-  auto& ch = channels_[address];
-  if (ch == nullptr) ch = sphere::rpc::NewChannel(address, tls_, server_name_);
+  auto& ch = channels_[{address, name}];
+  if (ch == nullptr) ch = sphere::rpc::NewChannel(address, tls_, name);
   return ch;
 }
 
