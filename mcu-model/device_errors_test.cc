@@ -9,42 +9,20 @@
 #include "common/crypto/crypto.h"
 #include "gtest/gtest.h"
 #include "mcu-model/device.h"
+#include "mcu-model/device_fixture.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
 namespace {
 
-const crypto::EcPrivateKey& SigningKey() {
-  static const auto* k = new crypto::EcPrivateKey(
-      *crypto::EcPrivateKey::FromScalar(crypto::Sha256("platform-signing")));
-  return *k;
-}
+using device_testing::Manifest;
+using device_testing::SigningKey;
 
-const std::vector<v1::ImagePackage>& Factory() {
-  static const auto* f =
-      new std::vector<v1::ImagePackage>(*BuildFactoryImages(SigningKey(), 1));
-  return *f;
-}
-
-v1::AppManifest Manifest(const std::string& id) {
-  v1::AppManifest m;
-  m.set_component_id(id);
-  m.set_memory_kib(128);
-  return m;
-}
-
-class DeviceErrorsTest : public ::testing::Test {
+class DeviceErrorsTest : public device_testing::DeviceFixture {
  protected:
   void SetUp() override {
-    Device::Options o;
-    o.seed = "errors-1";
-    o.clock = &clock_;
-    auto d = Device::Manufacture(DeviceType::Mt3620(), SigningKey().PublicKey(),
-                                 std::move(o));
-    ASSERT_TRUE(d.ok()) << d.status();
-    device_ = *std::move(d);
-    ASSERT_TRUE(device_->InstallFactoryImages(Factory()).ok());
-    ASSERT_TRUE(device_->Boot().ok());
+    device_ = Booted("errors-1");
+    ASSERT_FALSE(HasFailure());
     v1::AppManifest m = Manifest("dw100");
     m.set_watchdog_timeout_ms(1000);
     m.add_peripherals("GPIO0");
@@ -54,7 +32,6 @@ class DeviceErrorsTest : public ::testing::Test {
   }
   std::vector<v1::ErrorEvent> Drain() { return device_->DrainErrorEvents(); }
 
-  FakeClock clock_;
   std::unique_ptr<Device> device_;
 };
 
@@ -171,16 +148,12 @@ TEST_F(DeviceErrorsTest, UpdateRolledBackAfterACrashLoop) {
 
 TEST_F(DeviceErrorsTest, AttestationFailsWhenTheDeviceCannotQuote) {
   // A device that has not booted (no measured chain) cannot quote.
-  Device::Options o;
-  o.seed = "errors-2";
-  o.clock = &clock_;
-  auto d = Device::Manufacture(DeviceType::Mt3620(), SigningKey().PublicKey(),
-                               std::move(o));
-  ASSERT_TRUE(d.ok()) << d.status();
-  (*d)->DrainErrorEvents();
-  auto q = (*d)->Quote("nonce");
+  std::unique_ptr<Device> d = Manufactured("errors-2");
+  ASSERT_FALSE(HasFailure());
+  d->DrainErrorEvents();
+  auto q = d->Quote("nonce");
   ASSERT_EQ(q.status().code(), absl::StatusCode::kFailedPrecondition);
-  auto ev = (*d)->DrainErrorEvents();
+  auto ev = d->DrainErrorEvents();
   ASSERT_EQ(Kinds(ev),
             (std::vector<v1::ErrorEvent::Kind>{Kind::ATTESTATION_FAILED}));
   EXPECT_TRUE(absl::StrContains(ev[0].detail(), "cannot quote"))

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "common/crypto/crypto.h"
 #include "gtest/gtest.h"
+#include "mcu-model/device_fixture.h"
 #include "mcu-model/image.h"
 #include "mcu-model/quote.h"
 
@@ -13,29 +14,10 @@ namespace {
 
 using ::absl::StatusCode;
 
-const crypto::EcPrivateKey& SigningKey() {
-  static const auto* k = new crypto::EcPrivateKey(
-      *crypto::EcPrivateKey::FromScalar(crypto::Sha256("platform-signing")));
-  return *k;
-}
-
-const std::vector<v1::ImagePackage>& Factory() {
-  static const auto* f =
-      new std::vector<v1::ImagePackage>(*BuildFactoryImages(SigningKey(), 1));
-  return *f;
-}
-
-v1::AppManifest Manifest(const std::string& id) {
-  v1::AppManifest m;
-  m.set_component_id(id);
-  m.set_memory_kib(128);
-  return m;
-}
-
-v1::ImagePackage App(const v1::AppManifest& m, uint32_t version = 1,
-                     size_t size = 64 * 1024) {
-  return *BuildAppImage(SigningKey(), m, version, size);
-}
+using device_testing::App;
+using device_testing::Factory;
+using device_testing::Manifest;
+using device_testing::SigningKey;
 
 // TenantApp is an app image as the image pipeline re-signs it for `tenant`.
 v1::ImagePackage TenantApp(const std::string& tenant, const std::string& id,
@@ -51,24 +33,8 @@ bool HasEvent(const std::vector<v1::ErrorEvent>& events,
   return false;
 }
 
-class DeviceTest : public ::testing::Test {
+class DeviceTest : public device_testing::DeviceFixture {
  protected:
-  std::unique_ptr<Device> Make(const std::string& seed) {
-    Device::Options o;
-    o.seed = seed;
-    o.clock = &clock_;
-    auto d = Device::Manufacture(DeviceType::Mt3620(), SigningKey().PublicKey(),
-                                 std::move(o));
-    EXPECT_TRUE(d.ok()) << d.status();
-    EXPECT_TRUE((*d)->InstallFactoryImages(Factory()).ok());
-    return *std::move(d);
-  }
-  std::unique_ptr<Device> Booted(const std::string& seed = "dev-1") {
-    auto d = Make(seed);
-    absl::Status s = d->Boot();
-    EXPECT_TRUE(s.ok()) << s;
-    return d;
-  }
   v1::StoredImage Tampered(absl::string_view component) {
     for (const auto& p : Factory()) {
       v1::StoredImage s = ToStoredImage(p);
@@ -82,7 +48,6 @@ class DeviceTest : public ::testing::Test {
     ADD_FAILURE() << "no " << component;
     return {};
   }
-  FakeClock clock_;
 };
 
 // ------------------------------------------------------------ basics

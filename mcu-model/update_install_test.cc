@@ -13,6 +13,7 @@
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
 #include "mcu-model/device.h"
+#include "mcu-model/device_fixture.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
@@ -20,24 +21,8 @@ namespace {
 
 constexpr char kTenant[] = "tenant-contoso";
 
-const crypto::EcPrivateKey& SigningKey() {
-  static const auto* k = new crypto::EcPrivateKey(
-      *crypto::EcPrivateKey::FromScalar(crypto::Sha256("platform-signing")));
-  return *k;
-}
-
-const std::vector<v1::ImagePackage>& Factory() {
-  static const auto* f =
-      new std::vector<v1::ImagePackage>(*BuildFactoryImages(SigningKey(), 1));
-  return *f;
-}
-
-v1::AppManifest Manifest(const std::string& id, uint32_t memory_kib = 128) {
-  v1::AppManifest m;
-  m.set_component_id(id);
-  m.set_memory_kib(memory_kib);
-  return m;
-}
+using device_testing::Manifest;
+using device_testing::SigningKey;
 
 // Target builds the signed-set entry the platform would publish for `pkg`.
 InstallTarget TargetFor(const v1::ImagePackage& pkg) {
@@ -76,19 +61,8 @@ std::string State(Device& d) {
                       st.SerializeAsString());
 }
 
-class UpdateInstallTest : public ::testing::Test {
+class UpdateInstallTest : public device_testing::DeviceFixture {
  protected:
-  std::unique_ptr<Device> Booted(const std::string& seed = "dev-1") {
-    Device::Options o;
-    o.seed = seed;
-    o.clock = &clock_;
-    auto d = Device::Manufacture(DeviceType::Mt3620(), SigningKey().PublicKey(),
-                                 std::move(o));
-    EXPECT_TRUE(d.ok()) << d.status();
-    EXPECT_TRUE((*d)->InstallFactoryImages(Factory()).ok());
-    EXPECT_TRUE((*d)->Boot().ok());
-    return *std::move(d);
-  }
   std::unique_ptr<Device> Restored(const std::string& state) {
     Device::Options o;
     o.clock = &clock_;
@@ -112,7 +86,6 @@ class UpdateInstallTest : public ::testing::Test {
         << s << " want " << InstallErrorName(want);
     EXPECT_EQ(State(d), before);
   }
-  FakeClock clock_;
 };
 
 TEST_F(UpdateInstallTest, VerifiedOsPackageInstallsToInactiveSlotAndConfirms) {
