@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 #include "common/util/clock.h"
 #include "mcu-model/device.h"
 #include "mcu-model/device_type.h"
@@ -23,25 +25,15 @@ namespace {
 
 using Phase = Twin::Phase;
 
-// Pki: a root and a tenant CA, issuing device certificates like a shard.
+// Pki: a throw-away root (//common/testing:test_pki) and a tenant CA under
+// it, issuing device certificates like a shard.
 struct Pki {
-  crypto::EcPrivateKey root_key = crypto::EcPrivateKey::Generate();
-  crypto::EcPrivateKey tenant_key = crypto::EcPrivateKey::Generate();
-  std::string root_pem, tenant_pem;
-
-  Pki() {
-    crypto::CertificateSpec root;
-    root.common_name = "Test Root";
-    root.subject_public_key = root_key.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(24 * 365);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem = *crypto::IssueCertificate(root, root_key, "");
-    crypto::CertificateSpec tenant = root;
-    tenant.common_name = "Test Tenant CA";
-    tenant.subject_public_key = tenant_key.PublicKey();
-    tenant_pem = *crypto::IssueCertificate(tenant, root_key, root_pem);
-  }
+  test_support::TestPki root;
+  rpc::TlsFiles tenant = root.Leaf("Test Tenant CA", crypto::KeyUsage::kCa, {});
+  crypto::EcPrivateKey tenant_key =
+      *crypto::EcPrivateKey::FromPem(tenant.key_pem);
+  std::string root_pem = root.root_pem;
+  std::string tenant_pem = tenant.cert_pem;
 
   v1::AttestResponse Issue(const std::string& cert_key, absl::Time now,
                            absl::Duration lifetime = absl::Hours(24)) const {
@@ -87,6 +79,21 @@ class TwinTest : public ::testing::Test {
     EXPECT_TRUE(std::holds_alternative<v1::AttestRequest>(r));
     EXPECT_EQ(twin.phase(), Phase::kAwaitingAttest);
     return std::get<v1::AttestRequest>(r);
+  }
+
+  // AddTwins: `n` new twins ("<prefix>-<i>") added to `driver` (indices
+  // 0..n-1), their certificate keys recorded in `keys` for the service.
+  std::vector<std::unique_ptr<Twin>> AddTwins(
+      TwinDriver& driver, std::map<std::string, std::string>& keys, int n,
+      const std::string& prefix) {
+    std::vector<std::unique_ptr<Twin>> twins;
+    for (int i = 0; i < n; ++i) {
+      twins.push_back(NewTwin(absl::StrCat(prefix, "-", i)));
+      keys[twins.back()->device().device_id()] =
+          twins.back()->device().CertificatePublicKey();
+      EXPECT_EQ(driver.Add(twins.back().get()), static_cast<uint32_t>(i));
+    }
+    return twins;
   }
 
   static void SetUpTestSuite() {
@@ -304,7 +311,6 @@ class FakeService : public client::AttestationTransport {
 TEST_F(TwinTest, DriverRunsManyTwinsThroughRetriesToCertificates) {
   FakeService service(&pki_, /*unavailable=*/2);
   config_.backoff = {absl::Milliseconds(1), 1.6, 0.2, absl::Milliseconds(5)};
-  std::vector<std::unique_ptr<Twin>> twins;
   TwinDriver driver(&service, Clock::Real());
   int observed = 0;
   driver.set_attest_observer(
@@ -312,12 +318,7 @@ TEST_F(TwinTest, DriverRunsManyTwinsThroughRetriesToCertificates) {
         ++observed;
         EXPECT_EQ(r.session_token(), t.session_token());
       });
-  for (int i = 0; i < 50; ++i) {
-    twins.push_back(NewTwin(absl::StrCat("fleet-", i)));
-    service.keys[twins.back()->device().device_id()] =
-        twins.back()->device().CertificatePublicKey();
-    EXPECT_EQ(driver.Add(twins.back().get()), static_cast<uint32_t>(i));
-  }
+  auto twins = AddTwins(driver, service.keys, 50, "fleet");
   ASSERT_TRUE(driver.RunUntil([&] { return driver.certified() == 50; },
                               absl::Now() + absl::Seconds(30)));
   EXPECT_EQ(observed, 50);
@@ -370,9 +371,10 @@ class DeferredService : public client::AttestationTransport {
   void Attest(v1::AttestRequest req, AttestCallback done) override {
     attests_.push_back({req.device_id(), std::move(done)});
   }
+  size_t held() const { return challenges_.size() + attests_.size(); }
   // AnswerAll answers everything pending; returns how many were pending.
   size_t AnswerAll() {
-    size_t n = challenges_.size() + attests_.size();
+    size_t n = held();
     auto challenges = std::move(challenges_);
     auto attests = std::move(attests_);
     challenges_.clear();
@@ -397,13 +399,7 @@ class DeferredService : public client::AttestationTransport {
 TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
   DeferredService service(&pki_);
   TwinDriver driver(&service, Clock::Real(), {.max_active = 3});
-  std::vector<std::unique_ptr<Twin>> twins;
-  for (int i = 0; i < 10; ++i) {
-    twins.push_back(NewTwin(absl::StrCat("admit-", i)));
-    service.keys[twins.back()->device().device_id()] =
-        twins.back()->device().CertificatePublicKey();
-    driver.Add(twins.back().get());
-  }
+  auto twins = AddTwins(driver, service.keys, 10, "admit");
   size_t most_pending = 0, most_active = 0;
   ASSERT_TRUE(driver.RunUntil(
       [&] {
@@ -421,50 +417,22 @@ TEST_F(TwinTest, DriverAdmitsAtMostMaxActiveTwinsAtOnce) {
 // HoldingService holds every call until Flush, like a gateway transport
 // that batches (client::AsyncAttestationClient with max_batch > 1), and
 // answers the held calls inline then.
-class HoldingService : public client::AttestationTransport {
+class HoldingService : public DeferredService {
  public:
-  explicit HoldingService(const Pki* pki) : pki_(pki) {}
-  void GetChallenge(v1::GetChallengeRequest, ChallengeCallback done) override {
-    challenges_.push_back(std::move(done));
-  }
-  void Attest(v1::AttestRequest req, AttestCallback done) override {
-    attests_.push_back({req.device_id(), std::move(done)});
-  }
+  using DeferredService::DeferredService;
   void Flush() override {
     ++flushes;
-    most_held = std::max(most_held, challenges_.size() + attests_.size());
-    auto challenges = std::move(challenges_);
-    auto attests = std::move(attests_);
-    challenges_.clear();
-    attests_.clear();
-    for (auto& done : challenges) {
-      v1::GetChallengeResponse r;
-      r.set_nonce(std::string(32, 'h'));
-      done(r);
-    }
-    for (auto& [id, done] : attests)
-      done(pki_->Issue(keys.at(id), absl::Now()));
+    most_held = std::max(most_held, held());
+    AnswerAll();
   }
-  std::map<std::string, std::string> keys;
   int flushes = 0;
   size_t most_held = 0;
-
- private:
-  const Pki* pki_;
-  std::vector<ChallengeCallback> challenges_;
-  std::vector<std::pair<std::string, AttestCallback>> attests_;
 };
 
 TEST_F(TwinTest, DriverFlushesTheTransportSoOnePassSharesABatch) {
   HoldingService service(&pki_);
   TwinDriver driver(&service, Clock::Real());
-  std::vector<std::unique_ptr<Twin>> twins;
-  for (int i = 0; i < 40; ++i) {
-    twins.push_back(NewTwin(absl::StrCat("batch-", i)));
-    service.keys[twins.back()->device().device_id()] =
-        twins.back()->device().CertificatePublicKey();
-    driver.Add(twins.back().get());
-  }
+  auto twins = AddTwins(driver, service.keys, 40, "batch");
   // Without the driver's Flush nothing would ever be answered.
   ASSERT_TRUE(driver.RunUntil([&] { return driver.certified() == 40; },
                               absl::Now() + absl::Seconds(30)));

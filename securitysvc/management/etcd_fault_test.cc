@@ -20,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
+#include "common/rpc/rpc.h"
+#include "common/testing/test_pki.h"
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
 #include "securitysvc/management/catalog.h"
@@ -35,30 +37,15 @@ std::string TmpDir(const std::string& name) {
   return absl::StrCat(t ? t : "/tmp", "/", name);
 }
 
+// Pki: a throw-away CA (//common/testing:test_pki) issuing etcd's and its
+// clients' certificates (for localhost and 127.0.0.1).
 struct Pki {
-  crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();
-  std::string ca_pem;
-  Pki() {
-    crypto::CertificateSpec spec;
-    spec.common_name = "etcd test CA";
-    spec.subject_public_key = ca_key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(24);
-    spec.usage = crypto::KeyUsage::kCa;
-    ca_pem = *crypto::IssueCertificate(spec, ca_key, "");
-  }
+  test_support::TestPki ca;
+  std::string ca_pem = ca.root_pem;
   std::pair<std::string, std::string> Issue(const std::string& cn,
-                                            crypto::KeyUsage usage) {
-    crypto::EcPrivateKey key = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec spec;
-    spec.common_name = cn;
-    spec.subject_public_key = key.PublicKey();
-    spec.not_before = absl::Now() - absl::Hours(1);
-    spec.not_after = absl::Now() + absl::Hours(24);
-    spec.usage = usage;
-    spec.dns_sans = {"localhost"};
-    spec.ip_sans = {"127.0.0.1"};
-    return {*crypto::IssueCertificate(spec, ca_key, ca_pem), key.ToPem()};
+                                            crypto::KeyUsage usage) const {
+    rpc::TlsFiles f = ca.Leaf(cn, usage);
+    return {f.cert_pem, f.key_pem};
   }
 };
 

@@ -18,6 +18,7 @@
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/store/memory_store.h"
+#include "common/testing/test_pki.h"
 #include "common/util/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,14 +49,9 @@ class ManagementServiceTest : public ::testing::Test {
   }
 
   void StartServer(size_t watch_queue_limit, size_t watch_page_size = 256) {
-    root_key_ = crypto::EcPrivateKey::Generate();
-    crypto::CertificateSpec root;
-    root.common_name = "Sphere Test Root";
-    root.subject_public_key = root_key_.PublicKey();
-    root.not_before = absl::Now() - absl::Hours(1);
-    root.not_after = absl::Now() + absl::Hours(24);
-    root.usage = crypto::KeyUsage::kCa;
-    root_pem_ = *crypto::IssueCertificate(root, root_key_, "");
+    pki_ = std::make_unique<test_support::TestPki>();
+    root_key_ = pki_->root_key;
+    root_pem_ = pki_->root_pem;
 
     store_ = *store::MemoryStore::Create(Catalog::ColumnFamilies());
     CatalogOptions options;
@@ -187,6 +183,7 @@ class ManagementServiceTest : public ::testing::Test {
     ctx->set_deadline(rpc::Deadline(absl::Seconds(10)));
   }
 
+  std::unique_ptr<test_support::TestPki> pki_;  // the platform root
   crypto::EcPrivateKey root_key_;
   std::string root_pem_;
   std::unique_ptr<store::MemoryStore> store_;
@@ -286,14 +283,9 @@ TEST_F(ManagementServiceTest, PlatformOperatorCreatesTenantWithoutWrappedKey) {
 
 TEST_F(ManagementServiceTest, DeviceCertificateRefused) {
   // A device certificate chained to a tenant CA (itself under the root).
-  crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();
-  crypto::CertificateSpec ca;
-  ca.common_name = "tenant ca";
-  ca.subject_public_key = ca_key.PublicKey();
-  ca.not_before = absl::Now() - absl::Hours(1);
-  ca.not_after = absl::Now() + absl::Hours(24);
-  ca.usage = crypto::KeyUsage::kCa;
-  std::string ca_pem = *crypto::IssueCertificate(ca, root_key_, root_pem_);
+  rpc::TlsFiles ca = pki_->Leaf("tenant ca", crypto::KeyUsage::kCa, {});
+  crypto::EcPrivateKey ca_key = *crypto::EcPrivateKey::FromPem(ca.key_pem);
+  const std::string& ca_pem = ca.cert_pem;
   crypto::DeviceClaims claims;
   claims.device_id = std::string(64, 'a');
   claims.tenant_id = contoso_.id();
@@ -309,17 +301,11 @@ TEST_F(ManagementServiceTest, DeviceCertificateRefused) {
 }
 
 TEST_F(ManagementServiceTest, CertificateFromAnotherRootCannotConnect) {
-  crypto::EcPrivateKey other = crypto::EcPrivateKey::Generate();
-  crypto::CertificateSpec root;
-  root.common_name = "Other Root";
-  root.subject_public_key = other.PublicKey();
-  root.not_before = absl::Now() - absl::Hours(1);
-  root.not_after = absl::Now() + absl::Hours(24);
-  root.usage = crypto::KeyUsage::kCa;
-  std::string other_pem = *crypto::IssueCertificate(root, other, "");
+  test_support::TestPki other;  // another root
   crypto::DeviceClaims claims;
   claims.scope = "platform-operator";
-  auto client = Client(Issue(other, other_pem, "impostor", claims));
+  auto client = Client(
+      Issue(other.root_key, other.root_pem, "impostor", claims));
   v1::ListTenantsResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
