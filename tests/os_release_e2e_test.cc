@@ -27,6 +27,7 @@
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_helpers.h"
 #include "tests/spherectl_runner.h"
 #include "tests/twin_helpers.h"
 #include "twin/attestation_client.h"
@@ -42,13 +43,9 @@ class OsReleaseE2ETest : public ::testing::Test {
     auto c = LocalCluster::Start("osrel", 1);
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
-    auto [rc, out] = Ctl({"tenant", "create", "--name", "Contoso"});
-    ASSERT_EQ(rc, 0) << out;
-    std::tie(rc, out) = Ctl({"tenant", "credential", "--name", "Contoso"});
-    ASSERT_EQ(rc, 0) << out;
-    std::tie(rc, out) =
-        Ctl({"--tenant", "Contoso", "product", "create", "--name", "DW100"});
-    ASSERT_EQ(rc, 0) << out;
+    absl::Status s =
+        SetUpTenant(cluster_->cluster_file(), "Contoso", {"DW100"});
+    ASSERT_TRUE(s.ok()) << s;
     retail_ = NewDevice("retail-device", "DW100/Production").release();
     eval_ =
         NewDevice("eval-device", "DW100/Production OS Evaluation").release();

@@ -16,6 +16,7 @@
 #include "common/crypto/crypto.h"
 #include "common/util/file.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_helpers.h"
 #include "tests/spherectl_runner.h"
 
 namespace sphere::testing {
@@ -30,10 +31,8 @@ class SpherectlE2ETest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
     for (const char *t : {"Contoso", "Fabrikam"}) {
-      auto [rc, out] = Ctl({"tenant", "create", "--name", t});
-      ASSERT_EQ(rc, 0) << out;
-      std::tie(rc, out) = Ctl({"tenant", "credential", "--name", t});
-      ASSERT_EQ(rc, 0) << out;
+      absl::Status s = SetUpTenant(cluster_->cluster_file(), t);
+      ASSERT_TRUE(s.ok()) << s;
     }
     // Contoso, with its own credential, builds its catalog.
     auto [rc, out] =

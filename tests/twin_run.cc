@@ -10,17 +10,42 @@
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
 #include "tests/cluster_fixture.h"
+#include "tests/twin_helpers.h"
 
 namespace sphere::testing {
+
+std::vector<std::string> TwinArgv(LocalCluster* cluster,
+                                  const std::string& name,
+                                  const std::vector<std::string>& flags,
+                                  const std::string& command) {
+  std::vector<std::string> argv = {BinaryPath("twin/twin"),
+                                   "--cluster",
+                                   cluster->cluster_file(),
+                                   "--name",
+                                   name,
+                                   "--min_catalog_revision",
+                                   absl::StrCat(CatalogRevision(cluster))};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.push_back(command);
+  return argv;
+}
 
 TwinRun::~TwinRun() {
   if (pid_ > 0) Stop();
 }
 
-absl::Status TwinRun::Start(const std::vector<std::string>& argv) {
+absl::Status TwinRun::Spawn(const std::vector<std::string>& argv) {
+  if (pid_ > 0) return absl::FailedPreconditionError("a child is running");
+  if (reader_.joinable()) reader_.join();
   auto child = SpawnPiped(argv);
   if (!child.ok()) return child.status();
   pid_ = child->pid;
+  reaped_status_ = -1;
+  {
+    absl::MutexLock l(&mu_);
+    out_.clear();
+    eof_ = false;
+  }
   reader_ = std::thread([this, fd = child->out_fd] {
     char buf[4096];
     ssize_t n;
@@ -32,19 +57,24 @@ absl::Status TwinRun::Start(const std::vector<std::string>& argv) {
     absl::MutexLock l(&mu_);
     eof_ = true;
   });
-  absl::MutexLock l(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(
-                           +[](TwinRun* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                             return t->eof_ ||
-                                    absl::StrContains(t->out_,
-                                                      "twin control serving");
-                           },
-                           this),
-                       absl::Seconds(60));
-  if (!absl::StrContains(out_, "twin control serving")) {
-    return absl::UnavailableError(absl::StrCat("twin run: ", out_));
+  return absl::OkStatus();
+}
+
+absl::Status TwinRun::Start(const std::vector<std::string>& argv) {
+  if (auto s = Spawn(argv); !s.ok()) return s;
+  if (!AwaitOutput("twin control serving", absl::Seconds(60))) {
+    return absl::UnavailableError(absl::StrCat("twin run: ", output()));
   }
   return absl::OkStatus();
+}
+
+bool TwinRun::AwaitOutput(absl::string_view text, absl::Duration timeout) {
+  absl::MutexLock l(&mu_);
+  auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return eof_ || absl::StrContains(out_, text);
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return absl::StrContains(out_, text);
 }
 
 absl::StatusOr<std::unique_ptr<v1::TwinControl::Stub>> TwinRun::Control(
@@ -59,16 +89,27 @@ absl::StatusOr<std::unique_ptr<v1::TwinControl::Stub>> TwinRun::Control(
       absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port)), tls));
 }
 
-int TwinRun::Stop() {
-  if (pid_ <= 0) return -1;
+int TwinRun::End(int signal) {
   int status = reaped_status_;
   if (status == -1) {
-    kill(pid_, SIGTERM);
+    kill(pid_, signal);
     waitpid(pid_, &status, 0);
   }
   pid_ = -1;
   if (reader_.joinable()) reader_.join();
+  return status;
+}
+
+int TwinRun::Stop() {
+  if (pid_ <= 0) return -1;
+  const int status = End(SIGTERM);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int TwinRun::Kill() {
+  if (pid_ <= 0) return -1;
+  const int status = End(SIGKILL);
+  return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 }
 
 bool TwinRun::Alive() {

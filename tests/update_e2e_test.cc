@@ -7,26 +7,23 @@
 // UP_TO_DATE with a full certificate, and the operator sees it. A second
 // twin does the same through TwinControl.CheckForUpdates on `twin run`.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
 #include "protos/twin_control.grpc.pb.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_helpers.h"
 #include "tests/spherectl_runner.h"
 #include "tests/twin_helpers.h"
+#include "tests/twin_run.h"
 #include "twin/state_file.h"
 
 namespace sphere::testing {
@@ -40,13 +37,9 @@ class UpdateE2ETest : public ::testing::Test {
     auto c = LocalCluster::Start("upd", 2);
     ASSERT_TRUE(c.ok()) << c.status();
     cluster_ = c->release();
-    for (std::vector<std::string> args :
-         {std::vector<std::string>{"tenant", "create", "--name", "Contoso"},
-          {"tenant", "credential", "--name", "Contoso"},
-          {"--tenant", "Contoso", "product", "create", "--name", "DW100"}}) {
-      auto [rc, out] = Ctl(args);
-      ASSERT_EQ(rc, 0) << out;
-    }
+    absl::Status s =
+        SetUpTenant(cluster_->cluster_file(), "Contoso", {"DW100"});
+    ASSERT_TRUE(s.ok()) << s;
     auto [rc, out] =
         RunCommand({BinaryPath("securitysvc/os_builder"), "--state-dir",
                     cluster_->dir(), "--version", "2"});
@@ -64,21 +57,10 @@ class UpdateE2ETest : public ::testing::Test {
   // NewTwin runs the factory for twin `name`, has Contoso claim it into
   // the RetailEval group, and returns its device id.
   static std::string NewTwin(const std::string& name) {
-    auto [rc, out] =
-        RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
-                    cluster_->cluster_file(), "--name", name});
-    EXPECT_EQ(rc, 0) << out;
-    std::vector<std::string> words = absl::StrSplit(out, ' ');
-    if (words.size() < 4) return "";
-    std::string id(absl::StripAsciiWhitespace(words[3]));
-    std::tie(rc, out) =
-        Ctl({"--tenant", "Contoso", "device", "claim", "--device", id});
-    EXPECT_EQ(rc, 0) << out;
-    std::tie(rc, out) =
-        Ctl({"--tenant", "Contoso", "device", "update", "--device", id,
-             "--device-group", "DW100/Production OS Evaluation"});
-    EXPECT_EQ(rc, 0) << out;
-    return id;
+    auto id = ClaimNewTwin(cluster_->cluster_file(), "Contoso", name,
+                           "DW100/Production OS Evaluation");
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : "";
   }
 
   static void ReleaseOs2() {
@@ -93,19 +75,9 @@ class UpdateE2ETest : public ::testing::Test {
   static std::pair<int, std::string> Twin(const std::string& name,
                                           const std::string& command,
                                           const std::string& chain_out = "") {
-    std::vector<std::string> argv = {BinaryPath("twin/twin"),
-                                     "--cluster",
-                                     cluster_->cluster_file(),
-                                     "--name",
-                                     name,
-                                     "--min_catalog_revision",
-                                     absl::StrCat(CatalogRevision(cluster_))};
-    if (!chain_out.empty()) {
-      argv.push_back("--chain_out");
-      argv.push_back(chain_out);
-    }
-    argv.push_back(command);
-    return RunCommand(argv);
+    std::vector<std::string> flags;
+    if (!chain_out.empty()) flags = {"--chain_out", chain_out};
+    return RunCommand(TwinArgv(cluster_, name, flags, command));
   }
 
   static std::string Scope(const std::string& chain_file) {
@@ -166,79 +138,20 @@ TEST_F(UpdateE2ETest, OsReleaseUpdateRequiredTwinUpdateUpToDate) {
       << shown.dump();
 }
 
-// TwinRun is `twin run` as a child process, its output drained on a thread.
-class TwinRun {
- public:
-  absl::Status Start(const std::vector<std::string>& argv) {
-    auto child = SpawnPiped(argv);
-    if (!child.ok()) return child.status();
-    pid_ = child->pid;
-    reader_ = std::thread([this, fd = child->out_fd] {
-      char buf[4096];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof(buf))) > 0) {
-        absl::MutexLock l(&mu_);
-        out_.append(buf, n);
-      }
-      close(fd);
-      absl::MutexLock l(&mu_);
-      eof_ = true;
-    });
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](TwinRun* t) {
-                               return t->eof_ ||
-                                      absl::StrContains(t->out_,
-                                                        "twin control serving");
-                             },
-                             this),
-                         absl::Seconds(60));
-    if (!absl::StrContains(out_, "twin control serving")) {
-      return absl::UnavailableError(absl::StrCat("twin run: ", out_));
-    }
-    return absl::OkStatus();
-  }
-  // Stop sends SIGTERM and returns the exit code.
-  int Stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    reader_.join();
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  std::string output() {
-    absl::MutexLock l(&mu_);
-    return out_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::thread reader_;
-  absl::Mutex mu_;
-  std::string out_;
-  bool eof_ = false;
-};
-
 TEST_F(UpdateE2ETest, TwinRunServesControlAndCheckForUpdatesInstalls) {
   const std::string id = NewTwin("dw100-run");
   ASSERT_FALSE(id.empty());
   ReleaseOs2();
   TwinRun run;
   ASSERT_TRUE(
-      run.Start({BinaryPath("twin/twin"), "--cluster", cluster_->cluster_file(),
-                 "--name", "dw100-run", "--min_catalog_revision",
-                 absl::StrCat(CatalogRevision(cluster_)),
-                 "--update_check_interval=24h", "run-basic"})
+      run.Start(TwinArgv(cluster_, "dw100-run", {"--update_check_interval=24h"},
+                         "run-basic"))
           .ok())
       << run.output();
-  const std::string dir = twin::TwinDir(cluster_->dir(), "dw100-run");
-  auto port = util::ReadFile(dir + "/control.port");
-  auto cert = util::ReadFile(dir + "/control.crt");
-  ASSERT_TRUE(port.ok() && cert.ok());
-  rpc::TlsFiles tls;
-  tls.ca_pem = *cert;
-  auto stub = v1::TwinControl::NewStub(rpc::NewChannel(
-      absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port)), tls));
+  auto control =
+      TwinRun::Control(twin::TwinDir(cluster_->dir(), "dw100-run"));
+  ASSERT_TRUE(control.ok()) << control.status();
+  auto stub = *std::move(control);
 
   auto kernel = [](const v1::TwinStatus& s) {
     for (const auto& c : s.components()) {

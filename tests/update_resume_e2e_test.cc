@@ -13,78 +13,27 @@
 // fetched less than the whole release (it did not restart from 0).
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "common/rpc/rpc.h"
 #include "common/util/file.h"
 #include "protos/device.pb.h"
 #include "protos/update.pb.h"
 #include "tests/cluster_fixture.h"
+#include "tests/spherectl_helpers.h"
 #include "tests/spherectl_runner.h"
 #include "tests/twin_helpers.h"
+#include "tests/twin_run.h"
 #include "twin/state_file.h"
 
 namespace sphere::testing {
 namespace {
-
-// Child: a process whose combined output is drained on a thread.
-class Child {
- public:
-  absl::Status Start(const std::vector<std::string>& argv) {
-    auto child = SpawnPiped(argv);
-    if (!child.ok()) return child.status();
-    pid_ = child->pid;
-    reader_ = std::thread([this, fd = child->out_fd] {
-      char buf[4096];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof(buf))) > 0) {
-        absl::MutexLock l(&mu_);
-        out_.append(buf, n);
-      }
-      close(fd);
-      absl::MutexLock l(&mu_);
-      eof_ = true;
-    });
-    return absl::OkStatus();
-  }
-  // AwaitOutput waits (no polling: a condition on the drained output) until
-  // the output contains `text` or the child closed it or `timeout` passed.
-  bool AwaitOutput(const std::string& text, absl::Duration timeout) {
-    absl::MutexLock l(&mu_);
-    auto ready = [&] { return eof_ || absl::StrContains(out_, text); };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    return absl::StrContains(out_, text);
-  }
-  // Kill sends SIGKILL and reaps the child; returns the signal number.
-  int Kill() {
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    reader_.join();
-    return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  }
-  std::string output() {
-    absl::MutexLock l(&mu_);
-    return out_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::thread reader_;
-  absl::Mutex mu_;
-  std::string out_;
-  bool eof_ = false;
-};
 
 class UpdateResumeE2ETest : public ::testing::Test {
  protected:
@@ -99,20 +48,6 @@ class UpdateResumeE2ETest : public ::testing::Test {
   }
   static std::pair<int, std::string> Ctl(std::vector<std::string> args) {
     return Spherectl(cluster_->cluster_file(), args);
-  }
-  static std::vector<std::string> TwinArgv(const std::string& name,
-                                           std::vector<std::string> flags,
-                                           const std::string& command) {
-    std::vector<std::string> argv = {BinaryPath("twin/twin"),
-                                     "--cluster",
-                                     cluster_->cluster_file(),
-                                     "--name",
-                                     name,
-                                     "--min_catalog_revision",
-                                     absl::StrCat(CatalogRevision(cluster_))};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.push_back(command);
-    return argv;
   }
   // ServedBytes: sphere_update_download_bytes_total summed over the shards.
   static uint64_t ServedBytes() {
@@ -148,31 +83,15 @@ LocalCluster* UpdateResumeE2ETest::cluster_ = nullptr;
 
 TEST_F(UpdateResumeE2ETest,
        Fault_TwinKilledMidDownloadResumesFromItsSavePoint) {
-  for (std::vector<std::string> args :
-       {std::vector<std::string>{"tenant", "create", "--name", "Contoso"},
-        {"tenant", "credential", "--name", "Contoso"},
-        {"--tenant", "Contoso", "product", "create", "--name", "DW100"}}) {
-    auto [rc, out] = Ctl(args);
-    ASSERT_EQ(rc, 0) << out;
-  }
+  absl::Status s = SetUpTenant(cluster_->cluster_file(), "Contoso", {"DW100"});
+  ASSERT_TRUE(s.ok()) << s;
   auto [rc, out] =
       RunCommand({BinaryPath("securitysvc/os_builder"), "--state-dir",
                   cluster_->dir(), "--version", "2"});
   ASSERT_EQ(rc, 0) << out;
-  std::tie(rc, out) =
-      RunCommand({BinaryPath("securitysvc/factory/factory"), "--cluster",
-                  cluster_->cluster_file(), "--name", "dw100-kill"});
-  ASSERT_EQ(rc, 0) << out;
-  std::vector<std::string> words = absl::StrSplit(out, ' ');
-  ASSERT_GE(words.size(), 4u) << out;
-  const std::string id(absl::StripAsciiWhitespace(words[3]));
-  std::tie(rc, out) =
-      Ctl({"--tenant", "Contoso", "device", "claim", "--device", id});
-  ASSERT_EQ(rc, 0) << out;
-  std::tie(rc, out) =
-      Ctl({"--tenant", "Contoso", "device", "update", "--device", id,
-           "--device-group", "DW100/Production OS Evaluation"});
-  ASSERT_EQ(rc, 0) << out;
+  auto id = ClaimNewTwin(cluster_->cluster_file(), "Contoso", "dw100-kill",
+                         "DW100/Production OS Evaluation");
+  ASSERT_TRUE(id.ok()) << id.status();
   const std::string images = cluster_->dir() + "/images/os-2";
   std::tie(rc, out) = Ctl({"os", "release", "--feed", "RetailEval", "--version",
                            "2", "--images-dir", images});
@@ -188,16 +107,16 @@ TEST_F(UpdateResumeE2ETest,
   }
   ASSERT_GT(release_bytes, 1u << 20);
 
-  std::tie(rc, out) = RunCommand(TwinArgv("dw100-kill", {}, "attest"));
+  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
   ASSERT_EQ(rc, 0) << out;
   ASSERT_TRUE(absl::StrContains(out, "outcome UPDATE_REQUIRED")) << out;
   ASSERT_EQ(SavedOffset("dw100-kill"), 0u);
 
   // 1. Download on a slow link; kill -9 once a save point is on disk.
   const uint64_t served_at_start = ServedBytes();
-  Child first;
+  TwinRun first;
   ASSERT_TRUE(first
-                  .Start(TwinArgv("dw100-kill",
+                  .Spawn(TwinArgv(cluster_, "dw100-kill",
                                   {"--update_progress_bytes=262144",
                                    "--update_download_bytes_per_s=524288",
                                    "--update_budget=600s"},
@@ -216,7 +135,7 @@ TEST_F(UpdateResumeE2ETest,
   EXPECT_GE(served_first, saved);
 
   // 2. Restart: resumes at the saved offset, installs verified images.
-  std::tie(rc, out) = RunCommand(TwinArgv("dw100-kill", {}, "update"));
+  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "update"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "download resumes from saved progress"))
       << out;
@@ -232,7 +151,7 @@ TEST_F(UpdateResumeE2ETest,
   EXPECT_GT(served_second, 0u);
   EXPECT_LE(served_second, release_bytes - saved);
 
-  std::tie(rc, out) = RunCommand(TwinArgv("dw100-kill", {}, "attest"));
+  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
 }

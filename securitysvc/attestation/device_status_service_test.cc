@@ -206,29 +206,35 @@ class DeviceStatusPoolTest : public ::testing::Test {
     }
     return platform_.Issue("operator", crypto::KeyUsage::kClientAuth, c);
   }
-  std::function<grpc::Status()> Status(const rpc::TlsFiles& tls,
-                                       const std::string& id,
-                                       v1::GetDeviceStatusResponse* resp) {
-    return [this, tls, id, resp] {
+  // Call: one DeviceStatusService `method` call as `tls`, to run later.
+  template <typename Request, typename Response>
+  std::function<grpc::Status()> Call(
+      const rpc::TlsFiles& tls,
+      grpc::Status (v1::DeviceStatusService::Stub::*method)(
+          grpc::ClientContext*, const Request&, Response*),
+      Request req, Response* resp) {
+    return [this, tls, method, req, resp] {
       auto stub = platform_.StatusStub(tls);
       grpc::ClientContext ctx;
       ctx.set_deadline(rpc::Deadline(kWait));
-      v1::GetDeviceStatusRequest req;
-      req.add_device_ids(id);
-      return stub->GetDeviceStatus(&ctx, req, resp);
+      return ((*stub).*method)(&ctx, req, resp);
     };
+  }
+  std::function<grpc::Status()> Status(const rpc::TlsFiles& tls,
+                                       const std::string& id,
+                                       v1::GetDeviceStatusResponse* resp) {
+    v1::GetDeviceStatusRequest req;
+    req.add_device_ids(id);
+    return Call(tls, &v1::DeviceStatusService::Stub::GetDeviceStatus, req,
+                resp);
   }
   std::function<grpc::Status()> History(const rpc::TlsFiles& tls,
                                         const std::string& id,
                                         v1::GetDeviceHistoryResponse* resp) {
-    return [this, tls, id, resp] {
-      auto stub = platform_.StatusStub(tls);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(rpc::Deadline(kWait));
-      v1::GetDeviceHistoryRequest req;
-      req.set_device_id(id);
-      return stub->GetDeviceHistory(&ctx, req, resp);
-    };
+    v1::GetDeviceHistoryRequest req;
+    req.set_device_id(id);
+    return Call(tls, &v1::DeviceStatusService::Stub::GetDeviceHistory, req,
+                resp);
   }
   // Challenge: an AttestationService call on the same server.
   grpc::Status Challenge(const std::string& id) {
