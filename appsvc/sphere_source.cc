@@ -73,11 +73,10 @@ std::string Describe(const grpc::Status& s) {
 
 }  // namespace
 
-GrpcSphereSource::GrpcSphereSource(const DeviceRegistry* registry,
-                                   sphere::rpc::TlsFiles tenant_tls,
-                                   absl::Duration deadline,
-                                   std::string server_name,
-                                   std::map<std::string, std::string> server_names)
+GrpcSphereSource::GrpcSphereSource(
+    const DeviceRegistry* registry, sphere::rpc::TlsFiles tenant_tls,
+    absl::Duration deadline, std::string server_name,
+    std::map<std::string, std::string> server_names)
     : registry_(registry),
       tls_(std::move(tenant_tls)),
       server_name_(std::move(server_name)),
@@ -90,8 +89,8 @@ absl::StatusOr<std::map<std::string, std::string>> ParseServerNames(
   if (flag.empty()) return out;
   std::vector<absl::string_view> entries = absl::StrSplit(flag, ',');
   if (entries.size() > kMaxServerNames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--server_names: at most ", kMaxServerNames, " shards"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server_names: at most ", kMaxServerNames, " shards"));
   }
   for (absl::string_view entry : entries) {
     std::pair<absl::string_view, absl::string_view> kv =
@@ -110,8 +109,8 @@ absl::StatusOr<std::map<std::string, std::string>> ParseServerNames(
           sphere::cluster::kMaxServerNameBytes, " bytes)"));
     }
     if (!out.emplace(std::string(kv.first), std::string(kv.second)).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--server_names names shard ", kv.first, " twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--server_names names shard ", kv.first, " twice"));
     }
   }
   return out;

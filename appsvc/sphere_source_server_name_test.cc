@@ -137,8 +137,8 @@ TEST_F(PerShardServerNameTest,
   EXPECT_EQ(source.ServerNameAt("127.0.0.1:1"), "");
 
   const std::string refused = FirstError(source);
-  EXPECT_TRUE(absl::StartsWith(refused, absl::StrCat("device status from ",
-                                                     shard0, ": ")))
+  EXPECT_TRUE(absl::StartsWith(
+      refused, absl::StrCat("device status from ", shard0, ": ")))
       << refused;
   EXPECT_TRUE(absl::StrContains(refused, Code(grpc::StatusCode::UNAVAILABLE)))
       << refused;
@@ -150,8 +150,7 @@ TEST_F(PerShardServerNameTest,
   GrpcSphereSource source1(&shard1_first, pki_.client, absl::Seconds(10),
                            "localhost", names);
   const std::string reached = FirstError(source1);
-  EXPECT_TRUE(
-      absl::StrContains(reached, Code(grpc::StatusCode::UNIMPLEMENTED)))
+  EXPECT_TRUE(absl::StrContains(reached, Code(grpc::StatusCode::UNIMPLEMENTED)))
       << reached;
 
   // One name for every shard (the old behaviour) cannot tell them apart:

@@ -14,9 +14,8 @@ namespace {
 
 absl::Status Failed(const std::vector<std::string>& args,
                     const std::pair<int, std::string>& result) {
-  return absl::InternalError(absl::StrCat(absl::StrJoin(args, " "),
-                                          ": exit ", result.first, "\n",
-                                          result.second));
+  return absl::InternalError(absl::StrCat(absl::StrJoin(args, " "), ": exit ",
+                                          result.first, "\n", result.second));
 }
 
 }  // namespace

@@ -143,13 +143,11 @@ TEST_F(UpdateE2ETest, TwinRunServesControlAndCheckForUpdatesInstalls) {
   ASSERT_FALSE(id.empty());
   ReleaseOs2();
   TwinRun run;
-  ASSERT_TRUE(
-      run.Start(TwinArgv(cluster_, "dw100-run", {"--update_check_interval=24h"},
-                         "run-basic"))
-          .ok())
+  ASSERT_TRUE(run.Start(TwinArgv(cluster_, "dw100-run",
+                                 {"--update_check_interval=24h"}, "run-basic"))
+                  .ok())
       << run.output();
-  auto control =
-      TwinRun::Control(twin::TwinDir(cluster_->dir(), "dw100-run"));
+  auto control = TwinRun::Control(twin::TwinDir(cluster_->dir(), "dw100-run"));
   ASSERT_TRUE(control.ok()) << control.status();
   auto stub = *std::move(control);
 

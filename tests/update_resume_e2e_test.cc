@@ -107,7 +107,8 @@ TEST_F(UpdateResumeE2ETest,
   }
   ASSERT_GT(release_bytes, 1u << 20);
 
-  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
+  std::tie(rc, out) =
+      RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
   ASSERT_EQ(rc, 0) << out;
   ASSERT_TRUE(absl::StrContains(out, "outcome UPDATE_REQUIRED")) << out;
   ASSERT_EQ(SavedOffset("dw100-kill"), 0u);
@@ -135,7 +136,8 @@ TEST_F(UpdateResumeE2ETest,
   EXPECT_GE(served_first, saved);
 
   // 2. Restart: resumes at the saved offset, installs verified images.
-  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "update"));
+  std::tie(rc, out) =
+      RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "update"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "download resumes from saved progress"))
       << out;
@@ -151,7 +153,8 @@ TEST_F(UpdateResumeE2ETest,
   EXPECT_GT(served_second, 0u);
   EXPECT_LE(served_second, release_bytes - saved);
 
-  std::tie(rc, out) = RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
+  std::tie(rc, out) =
+      RunCommand(TwinArgv(cluster_, "dw100-kill", {}, "attest"));
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(absl::StrContains(out, "outcome UP_TO_DATE")) << out;
 }

@@ -39,7 +39,8 @@ class AttestationPlugin final : public shard::ShardPlugin {
     // Adds other plug-ins' per-device history to GetDeviceHistory answers.
     DeviceHistoryExtension device_history_extension;
     // The worker pool DeviceStatusService's store reads run on.
-    WorkerPool::Options status_reads = DeviceStatusServiceImpl::DefaultReadPool();
+    WorkerPool::Options status_reads =
+        DeviceStatusServiceImpl::DefaultReadPool();
   };
   static RateLimiter::Options DefaultChallengeRate() {
     RateLimiter::Options o;

@@ -277,8 +277,8 @@ grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
       log::Warning(denied_msg, {{"peer", context->peer()},
                                 {"error", std::string(status.message())}});
     }
-    calls->Increment(absl::StrCat(
-        "code=\"", absl::StatusCodeToString(status.code()), "\""));
+    calls->Increment(
+        absl::StrCat("code=\"", absl::StatusCodeToString(status.code()), "\""));
     reactor->Finish(rpc::ToGrpcStatus(status));
   };
   absl::StatusOr<rpc::PeerIdentity> peer = rpc::PeerFromContext(*context);
@@ -293,11 +293,12 @@ grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
     return reactor;
   }
   // One share of the queue per reader: a tenant, or the platform operators.
-  const std::string key =
-      reader->platform ? "platform" : absl::StrCat("tenant:", reader->tenant_id);
+  const std::string key = reader->platform
+                              ? "platform"
+                              : absl::StrCat("tenant:", reader->tenant_id);
   const bool queued = pool->TrySubmit(
-      key, [reader = *std::move(reader), response, read = std::move(read),
-            finish] {
+      key,
+      [reader = *std::move(reader), response, read = std::move(read), finish] {
         auto r = read(reader);
         if (r.ok()) *response = *std::move(r);
         finish(r.status());

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/util/worker_pool.h"
 #include "common/crypto/crypto.h"
+#include "common/util/worker_pool.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/catalog/catalog_view.h"

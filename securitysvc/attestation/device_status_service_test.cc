@@ -279,8 +279,8 @@ TEST_F(DeviceStatusPoolTest,
   EXPECT_EQ(calls.status(refused).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED)
       << calls.status(refused).error_message();
-  EXPECT_TRUE(absl::StrContains(calls.status(refused).error_message(),
-                                "its share"))
+  EXPECT_TRUE(
+      absl::StrContains(calls.status(refused).error_message(), "its share"))
       << calls.status(refused).error_message();
   EXPECT_FALSE(calls.done(waiting));
   EXPECT_EQ(store_->reads(), 1);  // nothing read for the refused call

@@ -304,8 +304,8 @@ TEST_F(ManagementServiceTest, CertificateFromAnotherRootCannotConnect) {
   test_support::TestPki other;  // another root
   crypto::DeviceClaims claims;
   claims.scope = "platform-operator";
-  auto client = Client(
-      Issue(other.root_key, other.root_pem, "impostor", claims));
+  auto client =
+      Client(Issue(other.root_key, other.root_pem, "impostor", claims));
   v1::ListTenantsResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
