@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -104,6 +106,16 @@ class HoldingStore final : public store::Store {
   int reads_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// ExpectBusy: the answer to a read refused at once for want of queue room.
+void ExpectBusy(const grpc::Status& st) {
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << st.error_message();
+  EXPECT_TRUE(absl::StrContains(st.error_message(),
+                                "the queue is full or this caller already "
+                                "has its share of it queued"))
+      << st.error_message();
+}
+
 // ReleaseAtExit: releases held reads when a test ends early (declared after
 // the calls, so they are answered before their threads are joined).
 struct ReleaseAtExit {
@@ -138,6 +150,16 @@ class Calls {
     absl::MutexLock l(&mu_);
     target_ = n;
     return mu_.AwaitWithTimeout(absl::Condition(this, &Calls::Reached), kWait);
+  }
+  // FirstAnswered: once `answered_before` + 1 calls have their answer, the
+  // one of calls `x` and `y` that has it, then the other; nullopt after
+  // kWait.
+  std::optional<std::pair<int, int>> FirstAnswered(int x, int y,
+                                                   int answered_before) {
+    if (!AwaitDone(answered_before + 1)) return std::nullopt;
+    if (done(x)) return std::make_pair(x, y);
+    if (done(y)) return std::make_pair(y, x);
+    return std::nullopt;
   }
   bool done(int i) {
     absl::MutexLock l(&mu_);
@@ -273,15 +295,10 @@ TEST_F(DeviceStatusPoolTest,
   // the queue), the other is refused at once, before any read.
   const int b = calls.Start(Status(platform_op, Other(), &p1));
   const int c = calls.Start(Status(platform_op, Other(), &p2));
-  ASSERT_TRUE(calls.AwaitDone(1));
-  const int refused = calls.done(b) ? b : c;
-  const int waiting = refused == b ? c : b;
-  EXPECT_EQ(calls.status(refused).error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << calls.status(refused).error_message();
-  EXPECT_TRUE(
-      absl::StrContains(calls.status(refused).error_message(), "its share"))
-      << calls.status(refused).error_message();
+  const auto first = calls.FirstAnswered(b, c, /*answered_before=*/0);
+  ASSERT_TRUE(first.has_value());
+  const auto [refused, waiting] = *first;
+  ExpectBusy(calls.status(refused));
   EXPECT_FALSE(calls.done(waiting));
   EXPECT_EQ(store_->reads(), 1);  // nothing read for the refused call
 
@@ -291,12 +308,11 @@ TEST_F(DeviceStatusPoolTest,
   const rpc::TlsFiles fabrikam = Operator("tenant-fabrikam");
   const int d = calls.Start(Status(contoso, Other(), &t1));
   const int e = calls.Start(Status(fabrikam, Other(), &t2));
-  ASSERT_TRUE(calls.AwaitDone(2));
-  const int full = calls.done(d) ? d : e;
-  EXPECT_EQ(calls.status(full).error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << calls.status(full).error_message();
-  EXPECT_FALSE(calls.done(d == full ? e : d));
+  const auto second = calls.FirstAnswered(d, e, /*answered_before=*/1);
+  ASSERT_TRUE(second.has_value());
+  const auto [full, served] = *second;
+  ExpectBusy(calls.status(full));
+  EXPECT_FALSE(calls.done(served));
   EXPECT_EQ(store_->reads(), 1);
   EXPECT_FALSE(calls.done(a));
 
@@ -309,7 +325,6 @@ TEST_F(DeviceStatusPoolTest,
   ASSERT_TRUE(calls.status(waiting).ok());
   ASSERT_EQ((waiting == b ? p1 : p2).devices_size(), 1);
   EXPECT_EQ((waiting == b ? p1 : p2).devices(0).device_id(), Other());
-  const int served = d == full ? e : d;
   ASSERT_TRUE(calls.status(served).ok());
   if (served == d) {  // Contoso owns the device: one more record read
     ASSERT_EQ(t1.devices_size(), 1);
@@ -343,11 +358,11 @@ TEST_F(DeviceStatusPoolTest, HistoryScansRunOffTheCallbackThread) {
   // other is refused at once with nothing read.
   const int b = calls.Start(History(op, Other(), &b_resp));
   const int c = calls.Start(Status(op, Other(), &status_resp));
-  ASSERT_TRUE(calls.AwaitDone(1));
-  const int refused = calls.done(b) ? b : c;
-  EXPECT_EQ(calls.status(refused).error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << calls.status(refused).error_message();
+  const auto first = calls.FirstAnswered(b, c, /*answered_before=*/0);
+  ASSERT_TRUE(first.has_value());
+  const auto [refused, served] = *first;
+  ExpectBusy(calls.status(refused));
+  EXPECT_FALSE(calls.done(served));
   EXPECT_EQ(store_->reads(), reads);
   EXPECT_FALSE(calls.done(a));
 
@@ -356,7 +371,6 @@ TEST_F(DeviceStatusPoolTest, HistoryScansRunOffTheCallbackThread) {
   ASSERT_TRUE(calls.status(a).ok()) << calls.status(a).error_message();
   EXPECT_EQ(held.device_id(), Held());
   EXPECT_EQ(held.entries_size(), 0);  // never attested
-  const int served = refused == b ? c : b;
   EXPECT_TRUE(calls.status(served).ok())
       << calls.status(served).error_message();
 }
