@@ -182,6 +182,11 @@ TEST(EtcdClusterE2eTest, Fault_KilledShardsLeaseExpiresAndItLeavesTheRing) {
 
   // The device re-attests: shard-0 (at a catalog with the new ring) now
   // owns it and issues the certificate; nothing redirects to the dead shard.
+  // A shard decides ownership before it waits for min_catalog_revision, so
+  // wait until shard-0 has applied the new shard map first (on a loaded
+  // machine its follower may still hold the old ring when this test's own
+  // Watch delivered the event).
+  ASSERT_TRUE(WaitForShardRevision(*c, 0, without->revision()).ok());
   {
     auto stub = c->ShardStub(0, c->GatewayTls());
     grpc::ClientContext ctx;
