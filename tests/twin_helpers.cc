@@ -113,7 +113,7 @@ grpc::Status GetChallenge(LocalCluster* cluster, int shard,
   const absl::Time deadline = absl::Now() + kCatalogCatchUp;
   while (true) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    ctx.set_deadline(rpc::Deadline(kCallDeadline));
     grpc::Status st = stub->GetChallenge(&ctx, req, resp);
     if (!CatalogCatchingUp(static_cast<absl::StatusCode>(st.error_code()),
                            st.error_message()) ||
@@ -137,7 +137,7 @@ grpc::Status SendAttest(const LocalCluster& cluster, int shard,
                         v1::AttestResponse* resp) {
   auto stub = cluster.ShardStub(shard, cluster.GatewayTls());
   grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  ctx.set_deadline(rpc::Deadline(kCallDeadline));
   return stub->Attest(&ctx, req, resp);
 }
 
@@ -155,7 +155,7 @@ grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
 absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
                                                    mcu::Device* dev) {
   twin::AttestationClient client(cluster->config().shards,
-                                 cluster->GatewayTls());
+                                 cluster->GatewayTls(), kCallDeadline);
   auto revision = cluster->ManagementRevision();
   if (!revision.ok()) return revision.status();
   const absl::Time deadline = absl::Now() + kCatalogCatchUp;

@@ -73,8 +73,8 @@ absl::Status WaitForShardRevision(const LocalCluster& cluster, int shard,
                                   absl::Duration limit = kCatalogCatchUp);
 
 // GetChallenge asks shard `shard` for a nonce for `device_id`, at a catalog
-// that includes every change made so far (operator credential, 10 s per
-// call; retried while the shard's catalog is catching up, up to
+// that includes every change made so far (operator credential, kCallDeadline
+// per call; retried while the shard's catalog is catching up, up to
 // kCatalogCatchUp).
 grpc::Status GetChallenge(LocalCluster* cluster, int shard,
                           const std::string& device_id,
@@ -84,7 +84,8 @@ grpc::Status GetChallenge(LocalCluster* cluster, int shard,
 // (the others redirect), or -1.
 int OwnerShard(LocalCluster* cluster, const std::string& device_id);
 
-// SendAttest sends `req` to shard `shard` (operator credential, 10 s).
+// SendAttest sends `req` to shard `shard` (operator credential,
+// kCallDeadline).
 grpc::Status SendAttest(const LocalCluster& cluster, int shard,
                         const v1::AttestRequest& req, v1::AttestResponse* resp);
 
