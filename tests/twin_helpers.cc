@@ -77,8 +77,8 @@ bool CatalogCatchingUp(absl::StatusCode code, absl::string_view message) {
 absl::Status WaitForShardRevision(const LocalCluster& cluster, int shard,
                                   int64_t revision, absl::Duration limit) {
   const cluster::ShardEndpoint& s = cluster.config().shards.at(shard);
-  const std::string gauge = absl::StrCat(
-      "sphere_catalog_applied_revision{follower=\"", s.id, "\"} ");
+  const std::string gauge =
+      absl::StrCat("sphere_catalog_applied_revision{follower=\"", s.id, "\"} ");
   const absl::Time deadline = absl::Now() + limit;
   double applied = -1;
   std::string last_error;
@@ -97,10 +97,9 @@ absl::Status WaitForShardRevision(const LocalCluster& cluster, int shard,
     if (absl::Now() >= deadline) break;
     absl::SleepFor(absl::Milliseconds(50));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat(s.id, " did not apply catalog revision ", revision,
-                   " within ", absl::FormatDuration(limit), " (applied ",
-                   applied, ") ", last_error));
+  return absl::DeadlineExceededError(absl::StrCat(
+      s.id, " did not apply catalog revision ", revision, " within ",
+      absl::FormatDuration(limit), " (applied ", applied, ") ", last_error));
 }
 
 grpc::Status GetChallenge(LocalCluster* cluster, int shard,
@@ -163,8 +162,7 @@ absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
     auto r = client.Attest(
         dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
         *revision);
-    if (r.ok() ||
-        !CatalogCatchingUp(r.status().code(), r.status().message()) ||
+    if (r.ok() || !CatalogCatchingUp(r.status().code(), r.status().message()) ||
         absl::Now() >= deadline) {
       return r;
     }
