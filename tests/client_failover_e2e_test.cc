@@ -54,7 +54,7 @@ TEST(ClientFailoverE2eTest,
   }
   auto cluster = LocalCluster::Start(
       "failover_e2e", 3,
-      {"--catalog=etcd", "--etcd_members=1", "--shard_heartbeat_interval=250ms",
+      {"--catalog=etcd", "--etcd_members=1", "--shard_heartbeat_interval=1s",
        "--restart_backoff=10m", "--max_restart_backoff=10m"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   LocalCluster* c = cluster->get();

@@ -186,7 +186,7 @@ absl::StatusOr<std::string> LocalCluster::Metrics(
     const std::string& address) const {
   auto stub = v1::Metrics::NewStub(rpc::NewChannel(address, OperatorTls()));
   grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(5)));
+  ctx.set_deadline(rpc::Deadline(kCallDeadline));
   v1::GetMetricsResponse resp;
   auto st = stub->GetMetrics(&ctx, v1::GetMetricsRequest(), &resp);
   if (!st.ok()) return rpc::FromGrpcStatus(st);
@@ -213,7 +213,7 @@ absl::StatusOr<v1::Product> LocalCluster::CreateProduct(
 
 absl::Status LocalCluster::ImportDevice(const std::string& public_key) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  ctx.set_deadline(rpc::Deadline(kCallDeadline));
   v1::ImportDevicesResponse resp;
   auto writer = mgmt_->ImportDevices(&ctx, &resp);
   v1::ImportDevicesRequest req;

@@ -90,14 +90,20 @@ class LocalCluster {
   std::unique_ptr<v1::ManagementService::Stub> mgmt_;
 };
 
-// UnaryCall runs one unary RPC with a 10 s deadline, e.g.
+// UnaryCall runs one unary RPC with a 30 s deadline (kCallDeadline), e.g.
 //   auto t = UnaryCall<v1::Tenant>(
 //       [&](auto* c, auto& r, auto* o) { return stub->GetTenant(c, r, o); },
 //       req);
+// kCallDeadline: one RPC to a cluster process. Generous: on a loaded 2-core
+// machine a management write (an fsync behind five builds) or an Attest
+// (verify + group-committed record) can take seconds; only a hung process
+// reaches it.
+inline constexpr absl::Duration kCallDeadline = absl::Seconds(30);
+
 template <typename Resp, typename Req, typename Fn>
 absl::StatusOr<Resp> UnaryCall(Fn fn, const Req& req) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  ctx.set_deadline(rpc::Deadline(kCallDeadline));
   Resp resp;
   grpc::Status st = fn(&ctx, req, &resp);
   if (!st.ok()) return rpc::FromGrpcStatus(st);

@@ -492,6 +492,10 @@ TEST(DurabilityTest, ShardKeepsEveryAcknowledgedAttestationAcrossKill9) {
   }
   auto revision = cluster->ManagementRevision();
   ASSERT_TRUE(revision.ok()) << revision.status();
+  // Every claim applied before the load: a challenge parked by the shard's
+  // revision gate gives up after 5 s, and a failure before the kill fails
+  // the test.
+  ASSERT_TRUE(WaitForShardRevision(*cluster, 0, *revision).ok());
   auto pid = cluster->ChildPid("shard-0");
   ASSERT_TRUE(pid.ok()) << pid.status();
 

@@ -54,6 +54,9 @@ TEST(ErrorsDurabilityTest, Fault_ShardKeepsEveryAcknowledgedErrorAcrossKill9) {
     // Read after the claim: the shard answers only once its catalog
     // follower has applied this revision, so it knows the device is claimed.
     const int64_t revision = CatalogRevision(cluster.get());
+    // The revision gate parks a challenge for at most 5 s: on a loaded
+    // machine wait for the shard's follower first.
+    ASSERT_TRUE(WaitForShardRevision(*cluster, 0, revision).ok());
     v1::GetChallengeResponse challenge;
     {
       grpc::ClientContext ctx;

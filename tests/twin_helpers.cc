@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/crypto/crypto.h"
 #include "common/util/file.h"
 #include "mcu-model/device_type.h"
@@ -64,16 +69,58 @@ int64_t CatalogRevision(LocalCluster* cluster) {
   return r.ok() ? *r : 0;
 }
 
+bool CatalogCatchingUp(absl::StatusCode code, absl::string_view message) {
+  return code == absl::StatusCode::kUnavailable &&
+         absl::StrContains(message, "catalog");
+}
+
+absl::Status WaitForShardRevision(const LocalCluster& cluster, int shard,
+                                  int64_t revision, absl::Duration limit) {
+  const cluster::ShardEndpoint& s = cluster.config().shards.at(shard);
+  const std::string gauge =
+      absl::StrCat("sphere_catalog_applied_revision{follower=\"", s.id, "\"} ");
+  const absl::Time deadline = absl::Now() + limit;
+  double applied = -1;
+  std::string last_error;
+  while (true) {
+    auto text = cluster.Metrics(s.address);
+    if (text.ok()) {
+      for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+        if (absl::ConsumePrefix(&line, gauge)) {
+          (void)absl::SimpleAtod(line, &applied);
+        }
+      }
+      if (applied >= static_cast<double>(revision)) return absl::OkStatus();
+    } else {
+      last_error = text.status().ToString();
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      s.id, " did not apply catalog revision ", revision, " within ",
+      absl::FormatDuration(limit), " (applied ", applied, ") ", last_error));
+}
+
 grpc::Status GetChallenge(LocalCluster* cluster, int shard,
                           const std::string& device_id,
                           v1::GetChallengeResponse* resp) {
   auto stub = cluster->ShardStub(shard, cluster->GatewayTls());
-  grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
   v1::GetChallengeRequest req;
   req.set_device_id(device_id);
   req.set_min_catalog_revision(CatalogRevision(cluster));
-  return stub->GetChallenge(&ctx, req, resp);
+  const absl::Time deadline = absl::Now() + kCatalogCatchUp;
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(kCallDeadline));
+    grpc::Status st = stub->GetChallenge(&ctx, req, resp);
+    if (!CatalogCatchingUp(static_cast<absl::StatusCode>(st.error_code()),
+                           st.error_message()) ||
+        absl::Now() >= deadline) {
+      return st;
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // the shard said: retry
+  }
 }
 
 int OwnerShard(LocalCluster* cluster, const std::string& device_id) {
@@ -89,7 +136,7 @@ grpc::Status SendAttest(const LocalCluster& cluster, int shard,
                         v1::AttestResponse* resp) {
   auto stub = cluster.ShardStub(shard, cluster.GatewayTls());
   grpc::ClientContext ctx;
-  ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+  ctx.set_deadline(rpc::Deadline(kCallDeadline));
   return stub->Attest(&ctx, req, resp);
 }
 
@@ -107,12 +154,20 @@ grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
 absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
                                                    mcu::Device* dev) {
   twin::AttestationClient client(cluster->config().shards,
-                                 cluster->GatewayTls());
+                                 cluster->GatewayTls(), kCallDeadline);
   auto revision = cluster->ManagementRevision();
   if (!revision.ok()) return revision.status();
-  return client.Attest(
-      dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
-      *revision);
+  const absl::Time deadline = absl::Now() + kCatalogCatchUp;
+  while (true) {
+    auto r = client.Attest(
+        dev->device_id(), [dev](absl::string_view n) { return dev->Quote(n); },
+        *revision);
+    if (r.ok() || !CatalogCatchingUp(r.status().code(), r.status().message()) ||
+        absl::Now() >= deadline) {
+      return r;
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // the shard said: retry
+  }
 }
 
 rpc::TlsFiles TwinProcessTls(const LocalCluster& cluster,

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "mcu-model/device.h"
 #include "protos/attestation.grpc.pb.h"
 #include "tests/cluster_fixture.h"
@@ -48,8 +50,32 @@ void RegisterAndClaim(LocalCluster* cluster, const std::string& tenant_id,
 // is reported), to pass as min_catalog_revision.
 int64_t CatalogRevision(LocalCluster* cluster);
 
+// kCatalogCatchUp bounds how long the helpers below wait for a shard's
+// catalog to catch up with management (a loaded 2-core machine, a follower
+// reconnecting after a restart with its backoff): generous, since only a
+// broken cluster reaches it.
+inline constexpr absl::Duration kCatalogCatchUp = absl::Seconds(60);
+
+// CatalogCatchingUp: `code`/`message` is a shard's answer that its catalog
+// has not yet caught up (UNAVAILABLE: the revision gate's bound passed
+// before the requested revision arrived, the catalog is not synced yet after
+// a start, or stale while its watch reconnects). A client retries these;
+// transport failures (a dead shard) are not among them.
+bool CatalogCatchingUp(absl::StatusCode code, absl::string_view message);
+
+// WaitForShardRevision waits (polling the shard's
+// sphere_catalog_applied_revision gauge, up to `limit`) until shard `shard`
+// has applied catalog revision `revision`: its ring and device records are
+// then at least that new. Use it before a call whose answer depends on the
+// ring (redirects are decided before min_catalog_revision is waited for).
+absl::Status WaitForShardRevision(const LocalCluster& cluster, int shard,
+                                  int64_t revision,
+                                  absl::Duration limit = kCatalogCatchUp);
+
 // GetChallenge asks shard `shard` for a nonce for `device_id`, at a catalog
-// that includes every change made so far (operator credential, 10 s).
+// that includes every change made so far (operator credential, kCallDeadline
+// per call; retried while the shard's catalog is catching up, up to
+// kCatalogCatchUp).
 grpc::Status GetChallenge(LocalCluster* cluster, int shard,
                           const std::string& device_id,
                           v1::GetChallengeResponse* resp);
@@ -58,7 +84,8 @@ grpc::Status GetChallenge(LocalCluster* cluster, int shard,
 // (the others redirect), or -1.
 int OwnerShard(LocalCluster* cluster, const std::string& device_id);
 
-// SendAttest sends `req` to shard `shard` (operator credential, 10 s).
+// SendAttest sends `req` to shard `shard` (operator credential,
+// kCallDeadline).
 grpc::Status SendAttest(const LocalCluster& cluster, int shard,
                         const v1::AttestRequest& req, v1::AttestResponse* resp);
 
@@ -68,7 +95,8 @@ grpc::Status AttestWithNonce(const LocalCluster& cluster, int shard,
                              v1::AttestResponse* resp);
 
 // AttestViaClient attests `dev` with the twin's AttestationClient (starting
-// at shard 0, following redirects) at the current catalog revision.
+// at shard 0, following redirects) at the current catalog revision, retried
+// while the shard's catalog is catching up (up to kCatalogCatchUp).
 absl::StatusOr<v1::AttestResponse> AttestViaClient(LocalCluster* cluster,
                                                    mcu::Device* dev);
 
