@@ -379,14 +379,12 @@ INSTANTIATE_TEST_SUITE_P(EveryInstallStep, PowerLossTest,
 // parameters: a step added to the install without a power-loss case fails
 // here, so "power loss at each install step" stays complete.
 TEST_F(UpdateInstallTest, EveryDurableInstallStepHasAPowerLossCase) {
-  const std::set<std::string> covered = {"slot-written", "staged",
-                                         "switched",     "boot-attempt",
-                                         "booted",       "confirmed"};
+  const std::set<std::string> covered = {"slot-written", "staged", "switched",
+                                         "boot-attempt", "booted", "confirmed"};
   auto d = Booted();
-  ASSERT_TRUE(
-      d->LoadApp(*BuildAppImage(SigningKey(), Manifest("dw100"), 1, 4096,
-                                kTenant))
-          .ok());
+  ASSERT_TRUE(d->LoadApp(*BuildAppImage(SigningKey(), Manifest("dw100"), 1,
+                                        4096, kTenant))
+                  .ok());
   ASSERT_TRUE(d->ConfirmUpdate().ok());
   std::set<std::string> seen;
   for (const Snapshot& s : InstallWithSnapshots(*d)) seen.insert(s.step);

@@ -135,7 +135,8 @@ TEST_F(DeviceAuthenticatorTest, Attack_RememberedTokenIsRefusedOnceExpired) {
   EXPECT_NE(r.status().message().find("expired"), std::string::npos);
 }
 
-TEST_F(DeviceAuthenticatorTest, Attack_TamperedCopyOfARememberedTokenIsRefused) {
+TEST_F(DeviceAuthenticatorTest,
+       Attack_TamperedCopyOfARememberedTokenIsRefused) {
   auto gw = GatewayCert();
   const std::string token = tokens_.Issue(Ctx("tenant-a"));
   ASSERT_TRUE(auth_.Authenticate(&gw, token).ok());

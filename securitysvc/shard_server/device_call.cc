@@ -90,8 +90,8 @@ DeviceMethod::DeviceMethod(std::string name, DeviceAccess access,
                            absl::string_view latency_metric)
     : name(std::move(name)),
       access(access),
-      latency(metrics::Histogram(
-          latency_metric, absl::StrCat(this->name, " handler latency"))),
+      latency(metrics::Histogram(latency_metric,
+                                 absl::StrCat(this->name, " handler latency"))),
       ok_labels(absl::StrCat("method=\"", this->name, "\",code=\"OK\"")) {}
 
 absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(

@@ -71,7 +71,7 @@ struct DeviceCall {
   // The catalog's device record the authentication checks read (kDevice,
   // kFullScope; empty for kAttest): a method reads it here, not again.
   v1::Device device;
-  absl::Time deadline;                         // the call's deadline
+  absl::Time deadline;  // the call's deadline
 };
 
 // DeviceIdLimit: device ids are hex SHA-256 (64 characters); a request field

@@ -95,9 +95,8 @@ double GroupMetadataCache::PartialFraction(absl::string_view group_id) const {
     }
   }
   auto d = catalog_->CurrentDeployment(group_id);
-  const double fraction = d.ok() && !d->halted() && PartialRollout(*d)
-                              ? d->rollout_fraction()
-                              : 0;
+  const double fraction =
+      d.ok() && !d->halted() && PartialRollout(*d) ? d->rollout_fraction() : 0;
   absl::MutexLock l(&mu_);
   if (fractions_.size() >= kMaxRememberedGroups) fractions_.clear();
   fractions_[group_id] = RolloutFraction{revision, fraction};
