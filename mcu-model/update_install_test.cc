@@ -4,6 +4,7 @@
 // device; crash loops roll back; deferral is bounded by 24 h of device time.
 #include "mcu-model/update_install.h"
 
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -346,6 +347,22 @@ INSTANTIATE_TEST_SUITE_P(EveryInstallStep, PowerLossTest,
                            }
                            return n;
                          });
+
+// Every durable step an install goes through is one of EveryInstallStep's
+// parameters: a step added to the install without a power-loss case fails
+// here, so "power loss at each install step" stays complete.
+TEST_F(UpdateInstallTest, EveryDurableInstallStepHasAPowerLossCase) {
+  const std::set<std::string> covered = {"slot-written", "staged", "switched",
+                                         "boot-attempt", "booted", "confirmed"};
+  auto d = Booted();
+  ASSERT_TRUE(d->LoadApp(*BuildAppImage(SigningKey(), Manifest("dw100"), 1,
+                                        4096, kTenant))
+                  .ok());
+  ASSERT_TRUE(d->ConfirmUpdate().ok());
+  std::set<std::string> seen;
+  for (const Snapshot& s : InstallWithSnapshots(*d)) seen.insert(s.step);
+  EXPECT_EQ(seen, covered);
+}
 
 // An unconfirmed app update survives power loss as unconfirmed: after the
 // restore it still rolls back on a crash loop, and its counter is not raised.

@@ -21,6 +21,7 @@
 #include "mcu-model/image.h"
 #include "mcu-model/install_error.h"
 #include "twin/driver.h"
+#include "twin/state_file.h"
 #include "twin/twin.h"
 #include "twin/update_runner.h"
 
@@ -502,6 +503,30 @@ TEST_F(UpdateAgentTest, Attack_OlderMetadataVersion) {
   service_.Publish(4, {Kernel(2)});  // validly signed, but older
   ExpectMetadataRefused(update::UpdateError::kRollback);
   EXPECT_EQ(agent_->metadata_version(), 5u);
+}
+
+// The accepted version survives a restart the way the twin process keeps
+// it (TwinStateFile.update_metadata_version, written and read back): older
+// metadata is refused by the restarted agent too.
+TEST_F(UpdateAgentTest, Attack_OlderMetadataVersionAfterARestart) {
+  service_.Publish(5, {});
+  ASSERT_TRUE(Run().ok());
+  ASSERT_EQ(agent_->metadata_version(), 5u);
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/restart-rollback/twin.state");
+  TwinStateFile saved;
+  saved.set_format(1);
+  saved.set_update_metadata_version(agent_->metadata_version());
+  ASSERT_TRUE(WriteTwinState(path, saved).ok());
+  auto read = ReadTwinState(path);
+  ASSERT_TRUE(read.ok()) << read.status();
+  agent_.reset();  // a restart: the old agent goes first
+  agent_ = std::make_unique<UpdateAgent>(twin_.get(), &agent_config_,
+                                         read->update_metadata_version());
+  service_.Publish(4, {Kernel(2)});  // validly signed, but older
+  ExpectMetadataRefused(update::UpdateError::kRollback);
+  EXPECT_EQ(agent_->metadata_version(), 5u);
+  EXPECT_EQ(device().InstalledVersion(mcu::kKernel), 1u);
 }
 
 TEST_F(UpdateAgentTest, Attack_UnsignedImage) {

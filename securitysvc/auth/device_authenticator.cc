@@ -1,11 +1,13 @@
 #include "securitysvc/auth/device_authenticator.h"
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
 
 namespace sphere::auth {
 
-absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx) const {
+absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx,
+                                               v1::Device* record) const {
   auto device = catalog_->GetDevice(ctx.device_id);
   if (!device.ok()) {
     return absl::UnauthenticatedError(
@@ -22,12 +24,38 @@ absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx) const {
         " was issued under a previous ownership (epoch ", ctx.ownership_epoch,
         ", now ", device->ownership_epoch(), "); attest again"));
   }
+  if (record != nullptr) *record = *std::move(device);
   return absl::OkStatus();
 }
 
+absl::StatusOr<DeviceContext> DeviceAuthenticator::VerifyToken(
+    absl::string_view token, absl::Time now) const {
+  const size_t slot = absl::HashOf(token) % kVerifiedTokenSlots;
+  {
+    absl::MutexLock l(&token_mu_);
+    if (!verified_.empty() && verified_[slot] != nullptr &&
+        verified_[slot]->token == token) {
+      const DeviceContext& ctx = verified_[slot]->context;
+      if (now > ctx.not_after) {
+        return absl::UnauthenticatedError(
+            "session token expired: attest again to renew it");
+      }
+      return ctx;
+    }
+  }
+  auto ctx = tokens_->Verify(token, now);
+  if (!ctx.ok()) return ctx;
+  auto entry = std::make_unique<const VerifiedToken>(
+      VerifiedToken{std::string(token), *ctx});
+  absl::MutexLock l(&token_mu_);
+  if (verified_.empty()) verified_.resize(kVerifiedTokenSlots);
+  verified_[slot] = std::move(entry);
+  return ctx;
+}
+
 absl::StatusOr<DeviceContext> DeviceAuthenticator::Authenticate(
-    const crypto::ParsedCertificate* peer,
-    absl::string_view session_token) const {
+    const crypto::ParsedCertificate* peer, absl::string_view session_token,
+    v1::Device* record) const {
   if (peer == nullptr) {
     return absl::UnauthenticatedError(
         "no client certificate: connect with a device or gateway certificate");
@@ -39,12 +67,12 @@ absl::StatusOr<DeviceContext> DeviceAuthenticator::Authenticate(
           "gateway calls must carry the device's session token in '",
           kSessionTokenMetadata, "' metadata"));
     }
-    ctx = tokens_->Verify(session_token, clock_->Now());
+    ctx = VerifyToken(session_token, clock_->Now());
   } else {
     ctx = FromCertificate(*peer, clock_->Now());
   }
   if (!ctx.ok()) return ctx.status();
-  if (auto s = CheckCatalog(*ctx); !s.ok()) return s;
+  if (auto s = CheckCatalog(*ctx, record); !s.ok()) return s;
   return ctx;
 }
 

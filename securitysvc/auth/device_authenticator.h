@@ -19,7 +19,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/util/clock.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/catalog/catalog_view.h"
@@ -27,6 +32,13 @@
 namespace sphere::auth {
 
 inline constexpr char kSessionTokenMetadata[] = "sphere-session-token";
+
+// Session tokens whose MAC verified are remembered in a direct-mapped table
+// of this many slots (keyed by the whole token: a slot holds one token and
+// a colliding token replaces it), so a gateway's calls for a device skip the
+// HMAC and parse after the first. Bounded: at most this many tokens (each
+// at most the 1 KiB a client may send) are ever held.
+inline constexpr size_t kVerifiedTokenSlots = 8192;
 
 class DeviceAuthenticator {
  public:
@@ -38,20 +50,36 @@ class DeviceAuthenticator {
   // none); `session_token` the metadata value (empty when absent).
   // Unauthenticated when no usable credential was presented,
   // PermissionDenied when the device is revoked or changed owner.
+  // `record`, when not null, receives the catalog's device record the
+  // checks read (callers that need it read it once, not twice).
   absl::StatusOr<DeviceContext> Authenticate(
-      const crypto::ParsedCertificate* peer,
-      absl::string_view session_token) const;
+      const crypto::ParsedCertificate* peer, absl::string_view session_token,
+      v1::Device* record = nullptr) const;
 
   // FromCall reads both from a gRPC server context.
   absl::StatusOr<DeviceContext> FromCall(
       const grpc::ServerContextBase& context) const;
 
  private:
-  absl::Status CheckCatalog(const DeviceContext& ctx) const;
+  absl::Status CheckCatalog(const DeviceContext& ctx, v1::Device* record) const;
+  // VerifyToken: SessionTokens::Verify, remembering verified tokens
+  // (kVerifiedTokenSlots). Only the MAC and parse are remembered: expiry is
+  // compared with `now` on every call, and the catalog checks (revoked,
+  // owner, epoch) run on every call after this.
+  absl::StatusOr<DeviceContext> VerifyToken(absl::string_view token,
+                                            absl::Time now) const;
 
+  struct VerifiedToken {
+    std::string token;
+    DeviceContext context;
+  };
   const SessionTokens* const tokens_;
   const catalog::CatalogView* const catalog_;
   Clock* const clock_;
+  mutable absl::Mutex token_mu_;
+  // Direct-mapped by hash of the token; allocated on first use.
+  mutable std::vector<std::unique_ptr<const VerifiedToken>> verified_
+      ABSL_GUARDED_BY(token_mu_);
 };
 
 }  // namespace sphere::auth

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 
 namespace sphere::auth {
@@ -100,6 +101,82 @@ TEST_F(DeviceAuthenticatorTest, Attack_RevokedDeviceCredentialsAreVoid) {
   auto r = auth_.Authenticate(&cert, "");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_NE(r.status().message().find("revoked"), std::string::npos);
+}
+
+// Verified session tokens are remembered (kVerifiedTokenSlots); the
+// catalog checks still run on every call, so revocation refuses the very
+// next call made with a token that verified a moment before.
+TEST_F(DeviceAuthenticatorTest,
+       Attack_RememberedTokenIsRefusedAtOnceAfterRevocation) {
+  auto gw = GatewayCert();
+  const std::string token = tokens_.Issue(Ctx("tenant-a"));
+  ASSERT_TRUE(auth_.Authenticate(&gw, token).ok());
+  ASSERT_TRUE(auth_.Authenticate(&gw, token).ok());  // served remembered
+  v1::WatchEvent ev;
+  ev.set_revision(5);
+  ev.set_revoked_device_id(kDevice);
+  ASSERT_TRUE(catalog_.Apply(ev).ok());
+  auto r = auth_.Authenticate(&gw, token);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("revoked"), std::string::npos);
+  // Nothing changed: the device stays revoked for every later call.
+  EXPECT_EQ(catalog_.GetDevice(kDevice)->state(), v1::REVOKED);
+  EXPECT_EQ(auth_.Authenticate(&gw, token).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(DeviceAuthenticatorTest, Attack_RememberedTokenIsRefusedOnceExpired) {
+  auto gw = GatewayCert();
+  const std::string token = tokens_.Issue(Ctx("tenant-a"));  // 24 h
+  ASSERT_TRUE(auth_.Authenticate(&gw, token).ok());
+  clock_.Advance(absl::Hours(24) + absl::Seconds(1));
+  auto r = auth_.Authenticate(&gw, token);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(r.status().message().find("expired"), std::string::npos);
+}
+
+TEST_F(DeviceAuthenticatorTest,
+       Attack_TamperedCopyOfARememberedTokenIsRefused) {
+  auto gw = GatewayCert();
+  const std::string token = tokens_.Issue(Ctx("tenant-a"));
+  ASSERT_TRUE(auth_.Authenticate(&gw, token).ok());
+  // Same MAC, another tenant in the body: the table is keyed by the whole
+  // token, so this is verified afresh and refused.
+  std::string tampered = token;
+  const size_t at = tampered.find("tenant-a");
+  ASSERT_NE(at, std::string::npos);
+  tampered.replace(at, 8, "tenant-b");
+  auto r = auth_.Authenticate(&gw, tampered);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(r.status().message().find("forged"), std::string::npos);
+  EXPECT_TRUE(auth_.Authenticate(&gw, token).ok());  // the original still is
+}
+
+TEST_F(DeviceAuthenticatorTest, MoreTokensThanTheTableHoldsAllStillVerify) {
+  auto gw = GatewayCert();
+  std::vector<std::string> tokens;
+  for (size_t i = 0; i < kVerifiedTokenSlots + 500; ++i) {
+    DeviceContext ctx = Ctx("tenant-a");
+    ctx.certificate_serial = absl::StrCat(i);
+    tokens.push_back(tokens_.Issue(ctx));
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      auto r = auth_.Authenticate(&gw, tokens[i]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(r->certificate_serial, absl::StrCat(i));
+    }
+  }
+}
+
+// The record the checks read is handed back (read once per call).
+TEST_F(DeviceAuthenticatorTest, HandsBackTheDeviceRecordItChecked) {
+  auto cert = DeviceCert("tenant-a", "full", absl::Hours(24));
+  v1::Device record;
+  ASSERT_TRUE(auth_.Authenticate(&cert, "", &record).ok());
+  EXPECT_EQ(record.id(), kDevice);
+  EXPECT_EQ(record.tenant_id(), "tenant-a");
+  EXPECT_EQ(record.state(), v1::CLAIMED);
 }
 
 TEST_F(DeviceAuthenticatorTest, Attack_CredentialFromPreviousOwnerIsVoid) {

@@ -90,8 +90,9 @@ DeviceMethod::DeviceMethod(std::string name, DeviceAccess access,
                            absl::string_view latency_metric)
     : name(std::move(name)),
       access(access),
-      latency(metrics::Histogram(
-          latency_metric, absl::StrCat(this->name, " handler latency"))) {}
+      latency(metrics::Histogram(latency_metric,
+                                 absl::StrCat(this->name, " handler latency"))),
+      ok_labels(absl::StrCat("method=\"", this->name, "\",code=\"OK\"")) {}
 
 absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
     const grpc::ServerContextBase& context, DeviceAccess access,
@@ -138,7 +139,7 @@ absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
   if (auto it = md.find(auth::kSessionTokenMetadata); it != md.end()) {
     token = absl::string_view(it->second.data(), it->second.size());
   }
-  auto ctx = authenticator_->Authenticate(cert->get(), token);
+  auto ctx = authenticator_->Authenticate(cert->get(), token, &call.device);
   if (!ctx.ok()) return ctx.status();
   if (auto s = CheckRequestedId(request_device_id, ctx->device_id); !s.ok()) {
     return s;
@@ -192,11 +193,15 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
   const DeviceMethod* m = &method;
   auto finish_grpc = [reactor, m, start](const grpc::Status& st) {
     m->latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    CallCounter()->Increment(
-        absl::StrCat("method=\"", m->name, "\",code=\"",
-                     absl::StatusCodeToString(
-                         static_cast<absl::StatusCode>(st.error_code())),
-                     "\""));
+    if (st.ok()) {
+      CallCounter()->Increment(m->ok_labels);
+    } else {
+      CallCounter()->Increment(
+          absl::StrCat("method=\"", m->name, "\",code=\"",
+                       absl::StatusCodeToString(
+                           static_cast<absl::StatusCode>(st.error_code())),
+                       "\""));
+    }
     reactor->Finish(st);
   };
   absl::StatusOr<DeviceCall> call =

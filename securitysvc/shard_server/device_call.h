@@ -60,6 +60,7 @@ struct DeviceMethod {
   std::string name;  // metric label, e.g. "get_challenge"
   DeviceAccess access;
   metrics::HistogramMetric* latency;
+  std::string ok_labels;  // the call counter's labels for code OK, built once
 };
 
 // DeviceCall: the authenticated call, as a method body sees it.
@@ -67,7 +68,10 @@ struct DeviceCall {
   std::string device_id;     // from the credential, never the request
   auth::Scope caller_scope;  // the TLS peer's scope (gateway or device)
   std::optional<auth::DeviceContext> context;  // set for kDevice, kFullScope
-  absl::Time deadline;                         // the call's deadline
+  // The catalog's device record the authentication checks read (kDevice,
+  // kFullScope; empty for kAttest): a method reads it here, not again.
+  v1::Device device;
+  absl::Time deadline;  // the call's deadline
 };
 
 // DeviceIdLimit: device ids are hex SHA-256 (64 characters); a request field

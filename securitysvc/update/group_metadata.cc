@@ -78,11 +78,29 @@ GroupVariant GroupMetadataCache::VariantFor(absl::string_view group_id,
                                             absl::string_view device_id) const {
   GroupVariant v;
   v.group_id = std::string(group_id);
-  auto d = catalog_->CurrentDeployment(group_id);
-  if (d.ok() && !d->halted() && PartialRollout(*d)) {
-    v.in_stage = InRolloutStage(device_id, d->rollout_fraction());
-  }
+  const double fraction = PartialFraction(group_id);
+  if (fraction > 0) v.in_stage = InRolloutStage(device_id, fraction);
   return v;
+}
+
+double GroupMetadataCache::PartialFraction(absl::string_view group_id) const {
+  // The group's deployment is read once per catalog revision (like the
+  // signed variants' validation), not copied out of the catalog per call.
+  const int64_t revision = catalog_->revision();
+  {
+    absl::MutexLock l(&mu_);
+    auto it = fractions_.find(group_id);
+    if (it != fractions_.end() && it->second.revision == revision) {
+      return it->second.fraction;
+    }
+  }
+  auto d = catalog_->CurrentDeployment(group_id);
+  const double fraction =
+      d.ok() && !d->halted() && PartialRollout(*d) ? d->rollout_fraction() : 0;
+  absl::MutexLock l(&mu_);
+  if (fractions_.size() >= kMaxRememberedGroups) fractions_.clear();
+  fractions_[group_id] = RolloutFraction{revision, fraction};
+  return fraction;
 }
 
 absl::StatusOr<bool> GroupMetadataCache::Content(const GroupVariant& variant,
@@ -225,10 +243,9 @@ GroupMetadataCache::GetOrBuild(const GroupVariant& variant, bool allow_io) {
   }
   sm->set_signature(*sig);
   ++signatures_;
-  *g->response.mutable_targets() = m.targets();
   g->response.set_deployment_id(m.deployment_id());
-  for (int i = 0; i < g->response.targets_size(); ++i) {
-    g->target_index[g->response.targets(i).image_id()] = i;
+  for (int i = 0; i < g->metadata.targets_size(); ++i) {
+    g->target_index[g->metadata.targets(i).image_id()] = i;
   }
   g->response_bytes = g->response.SerializeAsString();
   e.content = content;

@@ -97,13 +97,17 @@ uint32_t RolloutStage(const v1::Deployment& d, absl::string_view device_id);
 // GroupMetadata: one signed variant, immutable once built.
 struct GroupMetadata {
   v1::UpdateMetadata metadata;
-  v1::GetUpdatesResponse response;  // the prebuilt GetUpdates answer
-  std::string response_bytes;       // `response` serialized, once
+  // The prebuilt GetUpdates answer: the signed metadata and the deployment
+  // id. The targets travel only inside the signed metadata (devices act
+  // only on what verified); GetUpdatesResponse.targets is left empty, so a
+  // client parses them once, not twice.
+  v1::GetUpdatesResponse response;
+  std::string response_bytes;  // `response` serialized, once
   absl::flat_hash_map<std::string, int> target_index;  // image_id -> target
   absl::Time issued;
   const v1::UpdateTarget* Find(absl::string_view image_id) const {
     auto it = target_index.find(image_id);
-    return it == target_index.end() ? nullptr : &response.targets(it->second);
+    return it == target_index.end() ? nullptr : &metadata.targets(it->second);
   }
 };
 
@@ -151,6 +155,16 @@ class GroupMetadataCache {
   };
   absl::StatusOr<std::shared_ptr<const GroupMetadata>> GetOrBuild(
       const GroupVariant& variant, bool allow_io);
+  // PartialFraction: the group's current deployment's rollout_fraction
+  // when it is a partial, running rollout, else 0; remembered per group
+  // until the catalog revision moves (at most kMaxRememberedGroups groups,
+  // emptied when full).
+  double PartialFraction(absl::string_view group_id) const;
+  static constexpr size_t kMaxRememberedGroups = 4096;
+  struct RolloutFraction {
+    int64_t revision = -1;  // catalog revision it was read at
+    double fraction = 0;
+  };
   // Content builds the unsigned metadata (version and times unset).
   // Returns null metadata (ok status) when a package info is missing and
   // !allow_io.
@@ -165,6 +179,8 @@ class GroupMetadataCache {
   const Options options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<std::string, RolloutFraction> fractions_
+      ABSL_GUARDED_BY(mu_);
   uint64_t signatures_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -128,9 +128,15 @@ TEST_F(GroupMetadataTest, SignedTargetsCarryPackageLengthHashAndHardware) {
   EXPECT_EQ(t.package_sha256(), crypto::Sha256(packages_[os1_]));
   ASSERT_EQ(t.hardware_size(), 1);
   EXPECT_EQ(t.hardware(0), "mt3620");
-  // The unsigned copy in the response is the signed one.
-  ASSERT_EQ(g->response.targets_size(), 1);
-  EXPECT_EQ(g->response.targets(0).SerializeAsString(), t.SerializeAsString());
+  // The targets travel once, signed: no unsigned copy in the answer.
+  EXPECT_EQ(g->response.targets_size(), 0);
+  v1::GetUpdatesResponse wire;
+  ASSERT_TRUE(wire.ParseFromString(g->response_bytes));
+  EXPECT_EQ(wire.targets_size(), 0);
+  EXPECT_EQ(wire.signed_metadata().metadata(),
+            g->response.signed_metadata().metadata());
+  ASSERT_NE(g->Find(os1_), nullptr);
+  EXPECT_EQ(g->Find(os1_)->SerializeAsString(), t.SerializeAsString());
 }
 
 TEST_F(GroupMetadataTest, SignedOncePerChangeNotPerRequest) {
@@ -219,6 +225,27 @@ TEST_F(GroupMetadataTest, HaltedDeploymentDropsItsAppsWithNewerVersion) {
   v1::UpdateMetadata halted = Verified(*Built());
   EXPECT_EQ(halted.targets_size(), 1);
   EXPECT_GT(halted.metadata_version(), running.metadata_version());
+}
+
+// The rollout fraction is remembered per catalog revision: a stage that
+// moves (a new revision) is seen by the very next call.
+TEST_F(GroupMetadataTest, VariantFollowsTheRolloutFractionAtTheNextRevision) {
+  const std::string app = AddImage(kTenant, "app:dw100", 1);
+  Deploy(5, "dep-1", {app}, 0.1);
+  std::string id;
+  for (int i = 0; id.empty() && i < 1000; ++i) {
+    const std::string c = IdFor(absl::StrCat("device-", i));
+    if (!InRolloutStage(c, 0.1) && InRolloutStage(c, 0.5)) id = c;
+  }
+  ASSERT_FALSE(id.empty());
+  EXPECT_FALSE(metadata_.VariantFor(kGroup, id).in_stage);
+  EXPECT_FALSE(metadata_.VariantFor(kGroup, id).in_stage);  // remembered
+  Deploy(6, "dep-1", {app}, 0.5);
+  EXPECT_TRUE(metadata_.VariantFor(kGroup, id).in_stage);
+  Deploy(7, "dep-1", {app}, 0.5, /*halted=*/true);
+  EXPECT_TRUE(metadata_.VariantFor(kGroup, id).in_stage);  // halted: group
+  Deploy(8, "dep-1", {app}, 0.1);
+  EXPECT_FALSE(metadata_.VariantFor(kGroup, id).in_stage);
 }
 
 TEST_F(GroupMetadataTest, RolloutVariantsByStableDeviceHash) {

@@ -204,21 +204,31 @@ bool ValidImageId(absl::string_view id) {
 
 absl::StatusOr<GroupVariant> UpdateServiceImpl::VariantFor(
     const DeviceCall& call) const {
+  // The record the call's authentication read (one catalog read per call);
+  // read here only for a call identified without one.
+  if (call.context.has_value() && call.device.id() == call.device_id) {
+    return VariantOf(call, call.device);
+  }
   auto device = d_.catalog->GetDevice(call.device_id);
   if (!device.ok()) return device.status();
+  return VariantOf(call, *device);
+}
+
+absl::StatusOr<GroupVariant> UpdateServiceImpl::VariantOf(
+    const DeviceCall& call, const v1::Device& device) const {
   if (call.context.has_value() &&
-      device->tenant_id() != call.context->tenant_id) {
+      device.tenant_id() != call.context->tenant_id) {
     return absl::PermissionDeniedError(absl::StrCat(
         "device ", call.device_id,
         " belongs to another tenant than its credential names; attest again"));
   }
-  if (device->device_group_id().empty()) {
+  if (device.device_group_id().empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "device ", call.device_id,
         " is not in a device group; assign it to one (spherectl device "
         "assign) to receive updates"));
   }
-  return d_.metadata->VariantFor(device->device_group_id(), call.device_id);
+  return d_.metadata->VariantFor(device.device_group_id(), call.device_id);
 }
 
 namespace {

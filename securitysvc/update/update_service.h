@@ -78,6 +78,9 @@ class UpdateServiceImpl final : public UpdateServiceBase {
   // VariantFor: the caller's group variant, from its authenticated identity
   // and the catalog's device record.
   absl::StatusOr<GroupVariant> VariantFor(const shard::DeviceCall& call) const;
+  // VariantOf: the same from `device`, the caller's catalog record.
+  absl::StatusOr<GroupVariant> VariantOf(const shard::DeviceCall& call,
+                                         const v1::Device& device) const;
   const Deps& deps() const { return d_; }
 
  private:

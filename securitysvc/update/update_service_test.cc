@@ -276,7 +276,10 @@ TEST_F(UpdateServiceTest,
   v1::GetUpdatesResponse resp;
   grpc::Status st = GetUpdates(update_only, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
-  EXPECT_GT(resp.targets_size(), 0);
+  auto md = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                 resp.signed_metadata());
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_GT(md->targets_size(), 0);
   std::string bytes;
   st = Download(update_only, g->app_id, 0, 0, &bytes);
   ASSERT_TRUE(st.ok()) << st.error_message();
