@@ -463,6 +463,16 @@ class AttestPhase final : public Phase {
     if (o.tls_per_twin) {
       fleet.tls_connections =
           static_cast<PerTwinTlsTransport*>(inner.get())->connections();
+    } else {
+      // How full the gateway's batch RPCs were (per-RPC costs are shared by
+      // this many attestation steps).
+      const auto cs =
+          static_cast<client::AsyncAttestationClient*>(inner.get())->stats();
+      if (cs.batches > 0) {
+        stats.SetMetric("items_per_batch_rpc",
+                        static_cast<double>(cs.batched_items) /
+                            static_cast<double>(cs.batches));
+      }
     }
 
     if (fault) {
