@@ -100,8 +100,11 @@ struct AsyncAttestationClient::ChallengeTraits {
   using BatchResponse = v1::GetChallengesResponse;
   static constexpr char kMethod[] = "GetChallenges";
   static constexpr char kItemMethod[] = "GetChallenge";
+  // A batch holds only items asking for the same catalog revision
+  // (HoldChallenge), so the batch asks for exactly what each item asked.
   static void Add(BatchRequest* b, const Item& item) {
     b->add_device_ids(item.request.device_id());
+    b->set_min_catalog_revision(item.request.min_catalog_revision());
   }
   static void Invoke(const Stubs& stubs, grpc::ClientContext* ctx,
                      const BatchRequest* req, BatchResponse* resp,
@@ -273,9 +276,7 @@ AsyncAttestationClient::~AsyncAttestationClient() {
 
 void AsyncAttestationClient::GetChallenge(v1::GetChallengeRequest request,
                                           ChallengeCallback done) {
-  // The batch call has no min_catalog_revision: such a call goes alone.
-  if (options_.max_batch > 1 && !request.device_id().empty() &&
-      request.min_catalog_revision() == 0) {
+  if (options_.max_batch > 1 && !request.device_id().empty()) {
     ChallengeItem item{std::move(request), std::move(done)};
     if (HoldChallenge(item)) return;
     request = std::move(item.request);
@@ -333,20 +334,31 @@ int AsyncAttestationClient::OwnerIndexLocked(const std::string& device_id) {
 
 bool AsyncAttestationClient::HoldChallenge(ChallengeItem& item) {
   std::vector<ChallengeItem> full;
+  std::vector<ChallengeItem> other_revision;
   std::string address;
   {
     absl::MutexLock l(&mu_);
     const int index = OwnerIndexLocked(item.request.device_id());
     if (index < 0) return false;
     Endpoint& e = endpoints_[index];
-    e.pending_challenges.push_back(std::move(item));
-    if (e.pending_challenges.size() < static_cast<size_t>(options_.max_batch)) {
-      return true;
+    // One batch carries one min_catalog_revision: items held for another
+    // revision leave first, in their own batch.
+    if (!e.pending_challenges.empty() &&
+        e.pending_challenges.front().request.min_catalog_revision() !=
+            item.request.min_catalog_revision()) {
+      other_revision.swap(e.pending_challenges);
     }
-    full.swap(e.pending_challenges);
+    e.pending_challenges.push_back(std::move(item));
     address = e.address;
+    if (e.pending_challenges.size() >=
+        static_cast<size_t>(options_.max_batch)) {
+      full.swap(e.pending_challenges);
+    }
   }
-  SendChallenges(address, std::move(full));
+  if (!other_revision.empty()) {
+    SendChallenges(address, std::move(other_revision));
+  }
+  if (!full.empty()) SendChallenges(address, std::move(full));
   return true;
 }
 

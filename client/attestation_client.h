@@ -31,8 +31,8 @@
 //    Flush(). Each item is answered on its own, with the code its single
 //    call would get; an item the shard redirects is sent again on its own
 //    to the owner (and the owner cached). A batch is one RPC in the window.
-//    A GetChallenge with min_catalog_revision (which the batch RPC does not
-//    carry) is always sent alone.
+//    A batch carries one min_catalog_revision: challenges asking for
+//    different revisions go in different batches.
 //    Only a gateway certificate may call the batch RPCs; a device keeps the
 //    default max_batch = 1 (one RPC per call, Flush does nothing).
 //  * No retries here beyond failover: a call ends with the shard's answer

@@ -59,6 +59,11 @@ class FakeShard final : public v1::AttestationService::CallbackService {
   grpc::ServerUnaryReactor* GetChallenges(
       grpc::CallbackServerContext* ctx, const v1::GetChallengesRequest* req,
       v1::GetChallengesResponse* resp) override {
+    {
+      absl::MutexLock l(&mu_);
+      batch_revisions_.emplace_back(req->min_catalog_revision(),
+                                    req->device_ids_size());
+    }
     for (const auto& id : req->device_ids()) {
       auto* r = resp->add_results();
       r->set_device_id(id);
@@ -84,6 +89,13 @@ class FakeShard final : public v1::AttestationService::CallbackService {
   std::vector<int> batch_sizes() {
     absl::MutexLock l(&mu_);
     return batch_sizes_;
+  }
+  // (min_catalog_revision, items) of each GetChallenges batch, sorted.
+  std::vector<std::pair<int64_t, int>> batch_revisions() {
+    absl::MutexLock l(&mu_);
+    auto r = batch_revisions_;
+    std::sort(r.begin(), r.end());
+    return r;
   }
 
   int calls() {
@@ -186,6 +198,7 @@ class FakeShard final : public v1::AttestationService::CallbackService {
 
   absl::Mutex mu_;
   std::vector<int> batch_sizes_;
+  std::vector<std::pair<int64_t, int>> batch_revisions_;
   int calls_ = 0;
   std::vector<std::string> devices_;
   std::vector<grpc::ServerUnaryReactor*> held_;
@@ -747,20 +760,31 @@ TEST_F(BatchingTest, Attack_OverlongItemRedirectIsRefusedAndNotCached) {
   EXPECT_EQ(shards_[0]->calls(), 1);
 }
 
-TEST_F(BatchingTest, ChallengeWithCatalogRevisionGoesAlone) {
+TEST_F(BatchingTest, ChallengesAreBatchedPerCatalogRevision) {
   StartShards(1);
   AsyncAttestationClient client(endpoints_, pki_.client, Batched(8));
-  absl::Notification done;
-  v1::GetChallengeRequest req;
-  req.set_device_id(DeviceId(1));
-  req.set_min_catalog_revision(7);
-  client.GetChallenge(req, [&](auto r) {
-    EXPECT_TRUE(r.ok()) << r.status();
-    done.Notify();
-  });
-  done.WaitForNotification();  // no Flush needed: not held
-  EXPECT_EQ(client.stats().batches, 0u);
-  EXPECT_TRUE(shards_[0]->batch_sizes().empty());
+  Results results;
+  auto challenge = [&](int i, int64_t revision) {
+    v1::GetChallengeRequest req;
+    req.set_device_id(DeviceId(i));
+    req.set_min_catalog_revision(revision);
+    client.GetChallenge(req, [&results, id = DeviceId(i)](auto r) {
+      absl::MutexLock l(&results.mu);
+      results.challenges.emplace(id, std::move(r));
+    });
+  };
+  challenge(1, 7);
+  challenge(2, 7);
+  challenge(3, 9);  // another revision: the two held for 7 leave first
+  challenge(4, 0);
+  client.Flush();
+  results.Await(4);
+  for (auto& [id, r] : results.challenges) EXPECT_TRUE(r.ok()) << r.status();
+  // Each batch asks for exactly its items' revision, never a mix.
+  EXPECT_EQ(shards_[0]->batch_revisions(),
+            (std::vector<std::pair<int64_t, int>>{{0, 1}, {7, 2}, {9, 1}}));
+  EXPECT_EQ(client.stats().batches, 3u);
+  EXPECT_EQ(client.stats().batched_items, 4u);
 }
 
 TEST_F(BatchingTest, Fault_HeldItemsAreCancelledWhenTheClientCloses) {

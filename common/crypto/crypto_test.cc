@@ -678,6 +678,49 @@ TEST(X509Test, TamperedCertificateRejected) {
             absl::StatusCode::kUnauthenticated);
 }
 
+// VerifyChain keeps the roots and intermediates it parsed (keyed by their
+// bytes): a second call with the same issuers must still check the leaf's
+// signature, the validity windows and the roots it is given.
+TEST(X509Test, Attack_RememberedIssuersStillCheckEveryCall) {
+  Pki p = MakePki();
+  const absl::Time t = kT0 + absl::Hours(1);
+  ASSERT_TRUE(VerifyChain(p.device, p.ca, p.root, t, true).ok());
+  // A look-alike leaf: same issuer name, signed by another key.
+  EcPrivateKey fake_ca_key = EcPrivateKey::Generate();
+  CertificateSpec fake_ca;
+  fake_ca.common_name = "Tenant CA t-1";
+  fake_ca.subject_public_key = fake_ca_key.PublicKey();
+  fake_ca.not_before = kT0 - absl::Hours(1);
+  fake_ca.not_after = kT0 + absl::Hours(24);
+  fake_ca.usage = KeyUsage::kCa;
+  const std::string fake_ca_pem = *IssueCertificate(fake_ca, fake_ca_key, "");
+  CertificateSpec dev;
+  dev.common_name = "device-666";
+  dev.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  dev.not_before = kT0 - absl::Hours(1);
+  dev.not_after = kT0 + absl::Hours(24);
+  const std::string forged = *IssueCertificate(dev, fake_ca_key, fake_ca_pem);
+  EXPECT_EQ(VerifyChain(forged, p.ca, p.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+  // Time is checked on every call, not remembered.
+  EXPECT_EQ(
+      VerifyChain(p.device, p.ca, p.root, kT0 + absl::Hours(24 * 366), true)
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  // Another root set does not inherit the first one's trust.
+  Pki other = MakePki();
+  EXPECT_EQ(VerifyChain(p.device, p.ca, other.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+  // More issuers than are kept: the oldest are dropped and parsed again.
+  for (int i = 0; i < 40; ++i) {
+    Pki q = MakePki();
+    ASSERT_TRUE(VerifyChain(q.device, q.ca, q.root, t, true).ok()) << i;
+  }
+  EXPECT_TRUE(VerifyChain(p.device, p.ca, p.root, t, true).ok());
+  EXPECT_EQ(VerifyChain(forged, p.ca, p.root, t, true).code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
 TEST(X509Test, MalformedPem) {
   Pki p = MakePki();
   const char kBad[] =

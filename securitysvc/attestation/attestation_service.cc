@@ -122,6 +122,7 @@ absl::Status AttestationServiceImpl::CheckBatch(
 }
 
 absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
+                                                  const absl::Status& ready,
                                                   v1::ChallengeResult* result) {
   // Validated before it is echoed, logged or looked up.
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
@@ -132,6 +133,8 @@ absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
         absl::StrCat("device ", device_id, " is owned by the shard at ", *owner,
                      "; retry there"));
   }
+  // The batch's catalog revision was not reached: as the single call.
+  if (!ready.ok()) return ready;
   if (auto s = attestor_->MayChallenge(device_id); !s.ok()) return s;
   if (challenge_limiter_ != nullptr &&
       !challenge_limiter_->TryAcquire(device_id)) {
@@ -149,6 +152,20 @@ absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
   return absl::OkStatus();
 }
 
+void AttestationServiceImpl::AnswerChallenges(
+    const v1::GetChallengesRequest& request, const absl::Status& ready,
+    v1::GetChallengesResponse* response) {
+  for (const std::string& id : request.device_ids()) {
+    v1::ChallengeResult* r = response->add_results();
+    absl::Status s = ChallengeOne(id, ready, r);
+    if (!s.ok()) {
+      r->clear_challenge();
+      r->set_code(static_cast<int>(s.code()));
+      r->set_message(rpc::TruncateForStatus(s.message()));
+    }
+  }
+}
+
 grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenges(
     grpc::CallbackServerContext* context,
     const v1::GetChallengesRequest* request,
@@ -158,16 +175,24 @@ grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenges(
     reactor->Finish(rpc::ToGrpcStatus(s));
     return reactor;
   }
-  for (const std::string& id : request->device_ids()) {
-    v1::ChallengeResult* r = response->add_results();
-    absl::Status s = ChallengeOne(id, r);
-    if (!s.ok()) {
-      r->clear_challenge();
-      r->set_code(static_cast<int>(s.code()));
-      r->set_message(rpc::TruncateForStatus(s.message()));
-    }
+  auto answer = [this, request, response, reactor](const absl::Status& ready) {
+    AnswerChallenges(*request, ready, response);
+    reactor->Finish(grpc::Status::OK);
+  };
+  // Read-your-writes for the whole batch: one wait on the RevisionGate
+  // (never on this thread), parked per caller connection.
+  const int64_t wanted = request->min_catalog_revision();
+  if (wanted <= 0 || wanted <= catalog_->revision()) {
+    answer(absl::OkStatus());
+  } else if (revision_gate_ == nullptr) {
+    answer(absl::UnavailableError(
+        absl::StrCat("catalog at revision ", catalog_->revision(),
+                     ", requested ", wanted, "; retry")));
+  } else {
+    revision_gate_->WhenReached(wanted, absl::FromChrono(context->deadline()),
+                                absl::StrCat("batch:", context->peer()),
+                                std::move(answer));
   }
-  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

@@ -66,9 +66,16 @@ class AttestationServiceImpl final
  private:
   absl::Status CheckBatch(const grpc::CallbackServerContext& context,
                           int items) const;
-  // ChallengeOne: one item of GetChallenges (without revision waits).
+  // ChallengeOne: one item of GetChallenges; `ready` is whether the batch's
+  // min_catalog_revision was reached (an item not redirected gets it when
+  // not OK).
   absl::Status ChallengeOne(const std::string& device_id,
+                            const absl::Status& ready,
                             v1::ChallengeResult* result);
+  // AnswerChallenges fills one result per item (GetChallenges).
+  void AnswerChallenges(const v1::GetChallengesRequest& request,
+                        const absl::Status& ready,
+                        v1::GetChallengesResponse* response);
 
   Attestor* const attestor_;
   const shard::DeviceCallHandler* const device_calls_;

@@ -3,11 +3,14 @@
 // would be, and the attacks a batch must not open.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "mcu-model/device.h"
@@ -18,7 +21,7 @@
 namespace sphere::shard {
 namespace {
 
-constexpr int kDevices = 12;
+constexpr int kDevices = 13;
 
 class BatchAttestationTest : public ::testing::Test {
  protected:
@@ -231,6 +234,94 @@ TEST_F(BatchAttestationTest, Attack_OversizedBatchIsRefusedWhole) {
     ASSERT_TRUE(stub->GetChallenge(&ctx, one, &c).ok()) << i;
   }
   EXPECT_FALSE(HasRecord(10));
+}
+
+// Read-your-writes for a whole batch: a gateway names the catalog revision
+// holding its devices' claims; the shard waits for it (parked on the
+// RevisionGate, not on a callback thread) and answers every item from a
+// catalog that holds the claim.
+TEST_F(BatchAttestationTest,
+       BatchForANewerRevisionIsAnsweredOnceTheCatalogHasIt) {
+  auto stub = p().Stub(p().gateway_tls());
+  const std::string claimed_now =
+      crypto::HexEncode(crypto::Sha256("batch: claimed just now"));
+  const int64_t next = p().catalog().revision() + 1;
+  v1::GetChallengesRequest req;
+  req.add_device_ids(claimed_now);
+  req.add_device_ids(Dev(11).device_id());
+  req.set_min_catalog_revision(next);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+  v1::GetChallengesResponse resp;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->GetChallenges(&ctx, &req, &resp, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  // Meanwhile another batch without a revision is answered.
+  v1::GetChallengesResponse other;
+  grpc::Status st = Challenges(stub.get(), {Dev(0).device_id()}, &other);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(other.results_size(), 1);
+  EXPECT_EQ(other.results(0).code(), 0) << other.results(0).message();
+
+  v1::WatchEvent ev;
+  ev.set_revision(next);
+  ev.mutable_device()->set_id(claimed_now);
+  ev.mutable_device()->set_tenant_id(TestPlatform::kTenant);
+  ev.mutable_device()->set_state(v1::CLAIMED);
+  ASSERT_TRUE(p().catalog().Apply(ev).ok());
+  p().server().context().revision_gate->Notify();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).device_id(), claimed_now);
+  EXPECT_EQ(resp.results(1).device_id(), Dev(11).device_id());
+  for (const auto& r : resp.results()) {
+    EXPECT_EQ(r.code(), 0) << r.message();
+    EXPECT_EQ(r.challenge().nonce().size(), 32u);
+  }
+}
+
+// A forged far-future revision: every item is refused at once with the
+// single call's UNAVAILABLE, nothing is parked, and no challenge is issued
+// (the device's rate budget is untouched).
+TEST_F(BatchAttestationTest,
+       Attack_BatchWithAFarFutureRevisionIsRefusedAtOnce) {
+  auto stub = p().Stub(p().gateway_tls());
+  v1::GetChallengesRequest req;
+  req.add_device_ids(Dev(12).device_id());
+  req.add_device_ids("not-a-device-id");
+  req.set_min_catalog_revision(std::numeric_limits<int64_t>::max());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+  v1::GetChallengesResponse resp;
+  grpc::Status st = stub->GetChallenges(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(),
+            static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(absl::StrContains(resp.results(0).message(),
+                                "requested 9223372036854775807"))
+      << resp.results(0).message();
+  EXPECT_FALSE(resp.results(0).has_challenge());
+  // The malformed id is refused as malformed, and not echoed.
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(resp.results(1).device_id().empty());
+  EXPECT_EQ(p().server().context().revision_gate->parked(), 0u);
+  const int burst = static_cast<int>(
+      attestation::AttestationPlugin::DefaultChallengeRate().burst);
+  for (int i = 0; i < burst; ++i) {
+    grpc::ClientContext one_ctx;
+    one_ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::GetChallengeRequest one;
+    one.set_device_id(Dev(12).device_id());
+    v1::GetChallengeResponse c;
+    ASSERT_TRUE(stub->GetChallenge(&one_ctx, one, &c).ok()) << i;
+  }
+  EXPECT_FALSE(HasRecord(12));
 }
 
 }  // namespace
