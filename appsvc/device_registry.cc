@@ -10,6 +10,13 @@ DeviceRegistry::DeviceRegistry(RegistryOptions options)
 
 void DeviceRegistry::ApplyTo(const sphere::v1::WatchEvent& e, View* view) {
   using E = sphere::v1::WatchEvent;
+  const auto put_device = [view](const sphere::v1::Device& d) {
+    DeviceEntry& entry = view->devices[d.id()];
+    entry.tenant_id = d.tenant_id();
+    entry.product_id = d.product_id();
+    entry.epoch = d.ownership_epoch();
+    entry.revoked = d.state() == sphere::v1::REVOKED;
+  };
   switch (e.change_case()) {
     case E::kTenant:
       view->tenant_names[e.tenant().id()] = e.tenant().name();
@@ -17,15 +24,14 @@ void DeviceRegistry::ApplyTo(const sphere::v1::WatchEvent& e, View* view) {
     case E::kProduct:
       view->product_names[e.product().id()] = e.product().name();
       break;
-    case E::kDevice: {
-      const sphere::v1::Device& d = e.device();
-      DeviceEntry& entry = view->devices[d.id()];
-      entry.tenant_id = d.tenant_id();
-      entry.product_id = d.product_id();
-      entry.epoch = d.ownership_epoch();
-      entry.revoked = d.state() == sphere::v1::REVOKED;
+    case E::kDevice:
+      put_device(e.device());
       break;
-    }
+    case E::kClaimedDevices:  // a bulk claim: one revision, many devices
+      for (const sphere::v1::Device& d : e.claimed_devices().devices()) {
+        put_device(d);
+      }
+      break;
     case E::kRevokedDeviceId: {
       auto it = view->devices.find(e.revoked_device_id());
       if (it != view->devices.end()) it->second.revoked = true;

@@ -1,4 +1,5 @@
 // spherectl device claim|list|show|update|revoke|transfer|import.
+// (claim --file, the bulk form: device_claim.cc)
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cli/commands.h"
+#include "cli/device_claim.h"
 #include "common/crypto/crypto.h"
 #include "common/util/file.h"
 #include "protos/attestation.grpc.pb.h"
@@ -155,6 +157,40 @@ CLI::App* DeviceVerb(CLI::App* noun, Context* ctx, const std::string& name,
   verb->add_option("--device", *id, "device id (printed by 'twin manufacture')")
       ->required();
   return verb;
+}
+
+// AddClaimVerb: claim one device (--device, printed like 'device show') or
+// every id in a file (--file, cli/device_claim.h).
+void AddClaimVerb(CLI::App* noun, Context* ctx) {
+  auto id = std::make_shared<std::string>();
+  auto file = std::make_shared<std::string>();
+  auto group = std::make_shared<std::string>();
+  CLI::App* claim = Verb(
+      noun, ctx, "claim",
+      "claim manufactured devices into the tenant (once): one with --device, "
+      "or every id in --file (1000 per call, each call all-or-nothing)",
+      Access::kTenant, [=](Context& c) -> absl::Status {
+        if (id->empty() == file->empty()) {
+          return absl::InvalidArgumentError(
+              "give exactly one of --device ID or --file IDS.txt");
+        }
+        if (!file->empty()) return ClaimDevicesFromFile(c, *file, *group);
+        v1::ClaimDeviceRequest req;
+        req.set_tenant_id(c.TenantField());
+        req.set_device_id(*id);
+        v1::Device d;
+        if (auto s = c.Call(&S::ClaimDevice, req, &d); !s.ok()) return s;
+        return PrintDevice(c, std::move(d));
+      });
+  claim->add_option("--device", *id,
+                    "device id (printed by 'twin manufacture')");
+  claim->add_option("--file", *file,
+                    "file of device ids, one per line ('#' comments)");
+  claim
+      ->add_option("--device-group", *group,
+                   "with --file: also assign the claimed devices to this "
+                   "group (id or PRODUCT/GROUP)")
+      ->needs("--file");
 }
 
 struct ListArgs {
@@ -317,9 +353,7 @@ absl::Status Import(Context& c, const std::string& path) {
 void AddDeviceCommands(CLI::App* app, Context* ctx) {
   CLI::App* noun = Noun(app, "device", "devices of a tenant");
 
-  DeviceVerb<v1::ClaimDeviceRequest>(
-      noun, ctx, "claim", "claim a manufactured device into the tenant (once)",
-      &S::ClaimDevice, std::make_shared<std::string>());
+  AddClaimVerb(noun, ctx);
   DeviceVerb<v1::GetDeviceRequest>(noun, ctx, "show", "show one device",
                                    &S::GetDevice,
                                    std::make_shared<std::string>());

@@ -42,6 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               "an applied device is not found");
         devices.push_back(event.device());
         break;
+      case sphere::v1::WatchEvent::kClaimedDevices:
+        for (const sphere::v1::Device& d : event.claimed_devices().devices()) {
+          Check(view.GetDevice(d.id()).ok(), "an applied device is not found");
+          devices.push_back(d);
+        }
+        break;
       case sphere::v1::WatchEvent::kDeviceGroup:
         Check(view.GetDeviceGroup(event.device_group().id()).ok(),
               "an applied device group is not found");

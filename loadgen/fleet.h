@@ -46,7 +46,10 @@ struct FleetOptions {
   size_t max_active = 256;       // twins mid-attestation (TwinDriver)
   int max_in_flight = 128;       // RPCs in flight (AsyncAttestationClient)
   int attest_batch = 64;         // twins per GetChallenges/AttestBatch RPC
-  int claim_window = 64;         // ClaimDevice calls in flight
+  int claim_window = 64;         // ClaimDevice calls in flight (batch 1)
+  // Devices per ClaimDevices call (bulk claim into the fleet's group, one
+  // catalog revision per batch); 1 = ClaimDevice + AssignDevice per device.
+  int claim_batch = 1000;
   int verify_chain_every = 100;  // every Nth twin verifies its chain; 0 none
   bool tls_per_twin = false;     // one mTLS connection (handshake) per twin
   std::string fault;             // "" or "restart-shard"

@@ -57,6 +57,11 @@ int Main(int argc, char** argv) {
                  "channels (1 = one GetChallenge/Attest RPC per twin)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--claim-batch", f.claim_batch,
+                 "devices per ClaimDevices call (bulk claim into the fleet's "
+                 "group); 1 = ClaimDevice + AssignDevice per device")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   app.add_option("--claim-window", f.claim_window,
                  "ClaimDevice calls in flight")
       ->check(CLI::Range(1, 10000))

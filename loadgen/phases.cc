@@ -224,6 +224,101 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// ClaimBatches claims the fleet with ClaimDevices, `claim_batch` devices per
+// call straight into the fleet's device group, kBatchesInFlight calls in
+// flight (the catalog commits one batch at a time; two or three in flight
+// keep it busy). Shared with the callbacks.
+class ClaimBatches : public std::enable_shared_from_this<ClaimBatches> {
+ public:
+  static constexpr int kBatchesInFlight = 3;
+  ClaimBatches(Fleet* fleet, PhaseStats* stats)
+      : fleet_(fleet), stats_(stats) {}
+
+  // Run returns once every batch answered, or (after a stop request) once
+  // the batches in flight answered; returns how many devices were started.
+  size_t Run() {
+    StartMore();
+    absl::MutexLock l(&mu_);
+    while (!mu_.AwaitWithTimeout(
+        absl::Condition(this, &ClaimBatches::DoneLocked), absl::Seconds(1))) {
+    }
+    return next_;
+  }
+
+  // Revision: the highest catalog revision a batch answered.
+  int64_t revision() const {
+    absl::MutexLock l(&mu_);
+    return revision_;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::ClaimDevicesRequest req;
+    v1::ClaimDevicesResponse resp;
+    absl::Time start;
+  };
+
+  void Done(const std::shared_ptr<Call>& call, const grpc::Status& st) {
+    const absl::Time now = absl::Now();
+    const int n = call->req.device_ids_size();
+    // A batch is all-or-nothing: every device in it shares its outcome.
+    for (int i = 0; i < n; ++i) {
+      if (st.ok()) {
+        stats_->RecordOk(now, now - call->start);
+      } else {
+        stats_->RecordError(static_cast<absl::StatusCode>(st.error_code()));
+      }
+    }
+    {
+      absl::MutexLock l(&mu_);
+      if (st.ok()) revision_ = std::max(revision_, call->resp.revision());
+    }
+    StartMore();
+    absl::MutexLock l(&mu_);
+    --in_flight_;
+  }
+
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0 &&
+           (next_ >= fleet_->twins().size() || StopRequested());
+  }
+
+  void StartMore() {
+    auto self = shared_from_this();
+    const size_t batch = static_cast<size_t>(fleet_->options().claim_batch);
+    while (true) {
+      auto call = std::make_shared<Call>();
+      {
+        absl::MutexLock l(&mu_);
+        if (in_flight_ >= kBatchesInFlight ||
+            next_ >= fleet_->twins().size() || StopRequested()) {
+          return;
+        }
+        ++in_flight_;
+        const size_t end = std::min(next_ + batch, fleet_->twins().size());
+        for (; next_ < end; ++next_) {
+          call->req.add_device_ids(fleet_->twins()[next_]->device().device_id());
+        }
+      }
+      call->req.set_tenant_id(fleet_->tenant_id);
+      call->req.set_device_group_id(fleet_->device_group_id);
+      call->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+      call->start = absl::Now();
+      fleet_->management()->async()->ClaimDevices(
+          &call->ctx, &call->req, &call->resp,
+          [self, call](grpc::Status st) { self->Done(call, st); });
+    }
+  }
+
+  Fleet* const fleet_;
+  PhaseStats* const stats_;
+  mutable absl::Mutex mu_;
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class ClaimPhase final : public Phase {
  public:
   const char* name() const override { return "claim"; }
@@ -280,8 +375,14 @@ class ClaimPhase final : public Phase {
       fleet.product_id = product.id();
     }
     stats.Start(absl::Now(), fleet.twins().size());
-    auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
-    const size_t started = window->Run();
+    size_t started = 0;
+    if (fleet.options().claim_batch > 1) {
+      auto batches = std::make_shared<ClaimBatches>(&fleet, &stats);
+      started = batches->Run();
+    } else {
+      auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
+      started = window->Run();
+    }
     stats.Finish(absl::Now());
     if (started < fleet.twins().size()) {
       return Interrupted(started, fleet.twins().size());

@@ -4,8 +4,11 @@
 //   manufacture    Pluton key generation + factory OS install (mcu-model)
 //   register       bulk factory import (ManagementService.ImportDevices,
 //                  one stream per batch of 1,000; latency = batch ack)
-//   claim          ClaimDevice + AssignDevice (into the run's "loadgen/fleet"
-//                  device group) per device, a bounded window in flight
+//   claim          ClaimDevices (bulk claim straight into the run's
+//                  "loadgen/fleet" device group), --claim-batch devices per
+//                  call, a few calls in flight; latency = batch answer.
+//                  --claim-batch 1: ClaimDevice + AssignDevice per device,
+//                  --claim-window in flight
 //   attest         challenge + quote + certificate through the twin library
 //                  (Twin + TwinDriver) over gateway channels, closed or open
 //                  loop; optional shard-restart fault

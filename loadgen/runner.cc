@@ -103,6 +103,18 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
     const uint64_t shards_now = fleet.ShardsRss();
     s.SetMetric("loadgen_rss_bytes", static_cast<double>(rss_now));
     s.SetMetric("shards_rss_bytes", static_cast<double>(shards_now));
+    // The same per twin / per device, from the start of the first phase:
+    // issue 14's memory targets, after each phase.
+    if (!fleet.twins().empty()) {
+      const double twins = static_cast<double>(fleet.twins().size());
+      s.SetMetric("loadgen_rss_bytes_per_twin",
+                  (static_cast<double>(rss_now) - static_cast<double>(rss0)) /
+                      twins);
+      s.SetMetric("shards_rss_bytes_per_device",
+                  (static_cast<double>(shards_now) -
+                   static_cast<double>(shards_rss0)) /
+                      twins);
+    }
     if (st.ok() && std::string(phase->name()) == "manufacture" &&
         !fleet.twins().empty()) {
       // Idle twins: built, booted, nothing in flight, no channel yet.

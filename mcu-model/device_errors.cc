@@ -75,6 +75,9 @@ void Device::AckErrorEvents(uint64_t through_sequence) {
   size_t n = 0;
   while (n < errors_.size() && errors_[n].sequence() <= through_sequence) ++n;
   errors_.erase(errors_.begin(), errors_.begin() + n);
+  // An emptied ring gives its storage back: a fleet that uploaded its
+  // errors must not keep a ring's capacity per device (issue 14 memory).
+  if (errors_.empty()) std::vector<v1::ErrorEvent>().swap(errors_);
 }
 
 void Device::SaveErrorRing(v1::PersistedDeviceState* st) const {

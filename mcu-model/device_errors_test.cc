@@ -160,5 +160,27 @@ TEST_F(DeviceErrorsTest, AttestationFailsWhenTheDeviceCannotQuote) {
       << ev[0].detail();
 }
 
+// Issue 14 memory: once the service acknowledged every event, the ring
+// keeps nothing (not even its capacity) for a device of a large fleet.
+TEST_F(DeviceErrorsTest, AcknowledgedRingGivesItsStorageBack) {
+  const size_t idle = device_->FootprintBytes();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(device_->ReportAppExit("dw100", 3, 0).ok());
+  }
+  ASSERT_EQ(device_->pending_error_events(), 3u);
+  EXPECT_GT(device_->FootprintBytes(), idle);
+  const uint64_t first = device_->error_events()[0].sequence();
+  const uint64_t last = device_->error_events()[2].sequence();
+  device_->AckErrorEvents(first);  // part: the rest stays, in order
+  ASSERT_EQ(device_->pending_error_events(), 2u);
+  EXPECT_EQ(device_->error_events()[1].sequence(), last);
+  device_->AckErrorEvents(last);
+  EXPECT_EQ(device_->pending_error_events(), 0u);
+  EXPECT_EQ(device_->FootprintBytes(), idle);
+  // The ring still works afterwards.
+  ASSERT_TRUE(device_->ReportAppExit("dw100", 3, 0).ok());
+  EXPECT_EQ(device_->error_events().back().sequence(), last + 1);
+}
+
 }  // namespace
 }  // namespace sphere::mcu

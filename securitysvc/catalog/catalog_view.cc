@@ -68,6 +68,11 @@ void InMemoryCatalog::ApplyTo(State& state, const v1::WatchEvent& event,
     case v1::WatchEvent::kDevice:
       state.devices.Put(event.device());
       break;
+    case v1::WatchEvent::kClaimedDevices:  // a bulk claim: one revision
+      for (const v1::Device& d : event.claimed_devices().devices()) {
+        state.devices.Put(d);
+      }
+      break;
     case v1::WatchEvent::kImage:
       PutImageIn(state, event.image());
       break;

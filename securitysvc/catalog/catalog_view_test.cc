@@ -126,6 +126,30 @@ TEST(InMemoryCatalogTest, SnapshotIsAppliedAtomicallyAtItsEnd) {
   EXPECT_EQ(view.revision(), 7);
 }
 
+// A bulk claim (ManagementService.ClaimDevices) is one revision carrying
+// every claimed device: each becomes readable at that revision.
+TEST(InMemoryCatalogTest, BulkClaimEventAppliesEveryDeviceAtOneRevision) {
+  InMemoryCatalog view(crypto::RandomBytes(32));
+  v1::WatchEvent e;
+  e.set_revision(12);
+  for (int i = 0; i < 3; ++i) {
+    v1::Device* d = e.mutable_claimed_devices()->add_devices();
+    d->set_id(absl::StrCat("d", i));
+    d->set_tenant_id("t1");
+    d->set_device_group_id("g1");
+    d->set_state(v1::CLAIMED);
+  }
+  ASSERT_TRUE(view.Apply(e).ok());
+  EXPECT_EQ(view.revision(), 12);
+  for (int i = 0; i < 3; ++i) {
+    auto d = view.GetDevice(absl::StrCat("d", i));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->tenant_id(), "t1");
+    EXPECT_EQ(d->device_group_id(), "g1");
+    EXPECT_EQ(d->state(), v1::CLAIMED);
+  }
+}
+
 // Found by fuzz/watch_event_fuzzer: a snapshot ending below the view's
 // revision swapped older state in and moved the revision backwards.
 TEST(InMemoryCatalogTest, Fault_OlderSnapshotIsRefusedAndChangesNothing) {

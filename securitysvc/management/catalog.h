@@ -208,6 +208,23 @@ class Catalog {
   absl::StatusOr<v1::Device> ClaimDevice(const Caller& caller,
                                          absl::string_view tenant,
                                          absl::string_view device_id);
+  // ClaimDevices claims a batch of devices in one transaction (one synced
+  // write, one revision, one claimed_devices event). Each id is checked like
+  // ClaimDevice; the batch is atomic: an id that is malformed or repeated
+  // (InvalidArgument), unregistered or another tenant's (NotFound, alike)
+  // refuses the whole batch with nothing changed, as does an empty batch or
+  // one above limits::kMaxDevicesPerClaim (InvalidArgument). Devices the
+  // tenant already owns count as already_claimed and stay as they are. A
+  // non-empty `group` (id or PRODUCT/GROUP) is resolved first (NotFound) and
+  // every newly claimed device joins it in the same transaction.
+  struct ClaimResult {
+    uint64_t claimed = 0;
+    uint64_t already_claimed = 0;
+    int64_t revision = 0;  // the catalog revision that includes the batch
+  };
+  absl::StatusOr<ClaimResult> ClaimDevices(
+      const Caller& caller, absl::string_view tenant,
+      const std::vector<std::string>& device_ids, absl::string_view group);
   // ListDevices pages through the tenant's devices in id order.
   absl::StatusOr<v1::ListDevicesResponse> ListDevices(
       const Caller& caller, const v1::ListDevicesRequest& request);

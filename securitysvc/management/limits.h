@@ -60,6 +60,9 @@ inline constexpr size_t kMaxImagesPerOsRelease = 16;
 inline constexpr size_t kMaxDevicesPerImport = 100000;
 // Shards in the shard map (the whole map is one Watch event).
 inline constexpr size_t kMaxShards = 1024;
+// Device ids in one ClaimDevices call: the claimed devices are one Watch
+// event (static_assert below).
+inline constexpr size_t kMaxDevicesPerClaim = 1000;
 
 // ---- Records and events
 // ------------------------------------------------------ Any one catalog record
@@ -75,6 +78,12 @@ static_assert(kMaxWatchEventBytes * 8 <= kChannelMessageLimit,
 static_assert(kMaxShards * (kMaxNameLength + kMaxShardAddressLength + 16) <
                   kMaxWatchEventBytes,
               "a full shard map must fit in one Watch event");
+// A claimed device as an event holds its id (64), public key (65), tenant,
+// product and group ids (UUIDs, 36 each), device type and a few varints:
+// under 400 bytes with field tags.
+static_assert(kMaxDevicesPerClaim * (64 + 65 + 3 * 36 + kMaxNameLength + 64) <
+                  kMaxWatchEventBytes,
+              "a full bulk claim must fit in one Watch event");
 
 // ---- Image uploads
 // ------------------------------------------------------------- One uploaded

@@ -247,6 +247,29 @@ grpc::ServerUnaryReactor* ManagementService::ClaimDevice(
   });
 }
 
+grpc::ServerUnaryReactor* ManagementService::ClaimDevices(
+    grpc::CallbackServerContext* ctx, const v1::ClaimDevicesRequest* req,
+    v1::ClaimDevicesResponse* resp) {
+  return Unary(ctx, [=](const Caller& c) -> absl::Status {
+    // The count is checked before the ids are copied.
+    if (req->device_ids_size() > static_cast<int>(limits::kMaxDevicesPerClaim)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "a bulk claim names %d devices; the limit is %d per call (split "
+          "the list); nothing was claimed",
+          req->device_ids_size(), limits::kMaxDevicesPerClaim));
+    }
+    std::vector<std::string> ids(req->device_ids().begin(),
+                                 req->device_ids().end());
+    absl::StatusOr<Catalog::ClaimResult> r = catalog_->ClaimDevices(
+        c, req->tenant_id(), ids, req->device_group_id());
+    if (!r.ok()) return r.status();
+    resp->set_claimed(r->claimed);
+    resp->set_already_claimed(r->already_claimed);
+    resp->set_revision(r->revision);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* ManagementService::ListDevices(
     grpc::CallbackServerContext* ctx, const v1::ListDevicesRequest* req,
     v1::ListDevicesResponse* resp) {

@@ -131,6 +131,9 @@ class ManagementService final : public v1::ManagementService::CallbackService {
   grpc::ServerReadReactor<v1::ImportDevicesRequest>* ImportDevices(
       grpc::CallbackServerContext* ctx,
       v1::ImportDevicesResponse* resp) override;
+  grpc::ServerUnaryReactor* ClaimDevices(grpc::CallbackServerContext* ctx,
+                                         const v1::ClaimDevicesRequest* req,
+                                         v1::ClaimDevicesResponse* resp) override;
   grpc::ServerUnaryReactor* ClaimDevice(grpc::CallbackServerContext* ctx,
                                         const v1::ClaimDeviceRequest* req,
                                         v1::Device* resp) override;

@@ -1,0 +1,294 @@
+// Bulk claims (Catalog::ClaimDevices): one transaction, one revision and one
+// claimed_devices event per batch; the batch is atomic, so a bad id refuses
+// all of it and changes nothing.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/crypto/crypto.h"
+#include "common/store/memory_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "securitysvc/management/catalog.h"
+#include "securitysvc/management/catalog_test_support.h"
+
+namespace sphere::management {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A well-formed (65-byte, 0x04-prefixed) device key, distinct per `n`.
+std::string FakeDeviceKey(uint64_t n) {
+  std::string key(65, '\0');
+  key[0] = 0x04;
+  key[1] = 0x5b;
+  for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
+  return key;
+}
+
+class CatalogClaimsTest : public CatalogFixture {
+ protected:
+  void SetUp() override {
+    CatalogFixture::SetUp();
+    if (HasFatalFailure()) return;
+    dw100_ = *catalog_->CreateProduct(contoso_op_, "", "DW100", "dishwasher");
+  }
+
+  // Import registers devices first..first+n-1 and returns their ids.
+  std::vector<std::string> Import(uint64_t first, size_t n) {
+    std::vector<v1::FactoryDevice> devices;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < n; ++i) {
+      v1::FactoryDevice d;
+      d.set_public_key(FakeDeviceKey(first + i));
+      d.set_device_type("mt3620");
+      ids.push_back(DeviceIdForKey(d.public_key()));
+      devices.push_back(std::move(d));
+    }
+    auto r = catalog_->ImportDevices(platform_, devices);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return ids;
+  }
+
+  // Dump is the whole persisted state; tests compare it around refusals.
+  std::string Dump() {
+    std::string out;
+    for (const std::string& cf : Catalog::ColumnFamilies()) {
+      EXPECT_TRUE(store_
+                      ->Scan(cf, "",
+                             [&](absl::string_view k, absl::string_view v) {
+                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
+                               return true;
+                             })
+                      .ok());
+    }
+    return out;
+  }
+
+  // Events returns every change event after `after` (a replayed watch).
+  std::vector<v1::WatchEvent> EventsAfter(int64_t after) {
+    auto stream =
+        catalog_->OpenWatch(Caller::Internal(), after + 1, Catalog::WatchOptions{});
+    EXPECT_TRUE(stream.ok()) << stream.status();
+    std::vector<v1::WatchEvent> events;
+    if (!stream.ok()) return events;
+    while (true) {
+      const size_t before = events.size();
+      EXPECT_TRUE((*stream)->Next(100, &events).ok());
+      if (events.size() == before) break;
+    }
+    return events;
+  }
+
+  v1::Product dw100_;
+};
+
+TEST_F(CatalogClaimsTest, BatchIsOneRevisionOneEventAndJoinsTheGroup) {
+  const std::vector<std::string> ids = Import(1, 50);
+  const int64_t before = catalog_->revision();
+  auto r = catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Field Test");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->claimed, 50u);
+  EXPECT_EQ(r->already_claimed, 0u);
+  EXPECT_EQ(catalog_->revision(), before + 1);
+  EXPECT_EQ(r->revision, before + 1);
+
+  auto group = catalog_->GetDeviceGroup(contoso_op_, "", "DW100/Field Test");
+  ASSERT_TRUE(group.ok()) << group.status();
+  // One event carries every claimed device, as stored.
+  std::vector<v1::WatchEvent> events = EventsAfter(before);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].revision(), before + 1);
+  ASSERT_TRUE(events[0].has_claimed_devices());
+  ASSERT_EQ(events[0].claimed_devices().devices_size(), 50);
+  for (int i = 0; i < 50; ++i) {
+    const v1::Device& e = events[0].claimed_devices().devices(i);
+    EXPECT_EQ(e.id(), ids[i]);
+    auto stored = catalog_->GetDevice(contoso_op_, "", ids[i]);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->state(), v1::CLAIMED);
+    EXPECT_EQ(stored->tenant_id(), contoso_.id());
+    EXPECT_EQ(stored->device_group_id(), group->id());
+    EXPECT_EQ(stored->product_id(), dw100_.id());
+    EXPECT_EQ(stored->SerializeAsString(), e.SerializeAsString());
+  }
+  // The tenant and group indexes hold them: list by tenant and by group.
+  v1::ListDevicesRequest list;
+  list.set_page_size(1000);
+  auto all = catalog_->ListDevices(contoso_op_, list);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->devices_size(), 50);
+  list.set_device_group_id(group->id());
+  auto in_group = catalog_->ListDevices(contoso_op_, list);
+  ASSERT_TRUE(in_group.ok()) << in_group.status();
+  EXPECT_EQ(in_group->devices_size(), 50);
+  // A group is a group: the assigned devices keep it from being deleted.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      catalog_->DeleteDeviceGroup(contoso_op_, "", group->id())));
+}
+
+TEST_F(CatalogClaimsTest, WithoutAGroupDevicesAreClaimedUnassigned) {
+  const std::vector<std::string> ids = Import(100, 3);
+  auto r = catalog_->ClaimDevices(contoso_op_, contoso_.name(), ids, "");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->claimed, 3u);
+  for (const std::string& id : ids) {
+    auto d = catalog_->GetDevice(contoso_op_, "", id);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->state(), v1::CLAIMED);
+    EXPECT_TRUE(d->device_group_id().empty());
+    // A single claim of the same device now says it is already claimed.
+    EXPECT_TRUE(
+        absl::IsAlreadyExists(catalog_->ClaimDevice(contoso_op_, "", id).status()));
+  }
+}
+
+TEST_F(CatalogClaimsTest, RetriedBatchCountsAlreadyClaimedAndChangesNothing) {
+  const std::vector<std::string> ids = Import(200, 10);
+  ASSERT_TRUE(catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Production")
+                  .ok());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  // The same batch again (a lost answer retried), into another group even:
+  // devices the tenant owns are left as they are.
+  auto again =
+      catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Development");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->claimed, 0u);
+  EXPECT_EQ(again->already_claimed, 10u);
+  EXPECT_EQ(again->revision, revision);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(Dump(), before);
+
+  // Half old, half new: only the new ones are claimed, in one revision.
+  std::vector<std::string> mixed(ids.begin(), ids.begin() + 5);
+  for (const std::string& id : Import(300, 5)) mixed.push_back(id);
+  auto part = catalog_->ClaimDevices(contoso_op_, "", mixed, "");
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->claimed, 5u);
+  EXPECT_EQ(part->already_claimed, 5u);
+  EXPECT_EQ(catalog_->revision(), revision + 2);  // the import, the claim
+}
+
+TEST_F(CatalogClaimsTest, OneUnregisteredIdRefusesTheWholeBatch) {
+  std::vector<std::string> ids = Import(400, 4);
+  const std::string missing = DeviceIdForKey(FakeDeviceKey(999999));
+  ids.insert(ids.begin() + 2, missing);
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  auto r = catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Production");
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr(missing));
+  EXPECT_THAT(r.status().message(), HasSubstr("nothing in this batch"));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_TRUE(EventsAfter(revision).empty());
+}
+
+TEST_F(CatalogClaimsTest, Attack_AnotherTenantsDeviceInABatchChangesNothing) {
+  const std::vector<std::string> contoso_ids = Import(500, 2);
+  ASSERT_TRUE(catalog_->ClaimDevices(contoso_op_, "", contoso_ids, "").ok());
+  // Fabrikam slips one of Contoso's devices into a batch of its own.
+  std::vector<std::string> batch = Import(600, 3);
+  batch.insert(batch.begin() + 1, contoso_ids[0]);
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  auto r = catalog_->ClaimDevices(fabrikam_op_, "", batch, "");
+  ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  // Answered exactly like a device the factory never registered.
+  const std::string missing = DeviceIdForKey(FakeDeviceKey(777777));
+  std::vector<std::string> with_missing = batch;
+  with_missing[1] = missing;
+  auto unknown = catalog_->ClaimDevices(fabrikam_op_, "", with_missing, "");
+  ASSERT_TRUE(absl::IsNotFound(unknown.status()));
+  EXPECT_EQ(std::string(unknown.status().message()),
+            absl::StrReplaceAll(r.status().message(),
+                                {{contoso_ids[0], missing}}));
+  EXPECT_THAT(r.status().message(), Not(HasSubstr("Contoso")));
+  EXPECT_THAT(r.status().message(), Not(HasSubstr(contoso_.id())));
+  // Nothing changed: Contoso still owns it, Fabrikam's devices stay
+  // unclaimed, no revision, no event.
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(catalog_->GetDevice(contoso_op_, "", contoso_ids[0])->tenant_id(),
+            contoso_.id());
+  EXPECT_EQ(catalog_->GetDevice(platform_, "", batch[0])->state(),
+            v1::UNCLAIMED);
+}
+
+TEST_F(CatalogClaimsTest, Attack_AnotherTenantsGroupOrTenantIsRefused) {
+  const std::vector<std::string> ids = Import(700, 2);
+  auto group = catalog_->GetDeviceGroup(contoso_op_, "", "DW100/Production");
+  ASSERT_TRUE(group.ok());
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  // Fabrikam names Contoso's group by id: it looks missing.
+  auto r = catalog_->ClaimDevices(fabrikam_op_, "", ids, group->id());
+  EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  // Fabrikam claims into Contoso's tenant: denied without a lookup.
+  auto t = catalog_->ClaimDevices(fabrikam_op_, contoso_.id(), ids, "");
+  EXPECT_TRUE(absl::IsPermissionDenied(t.status())) << t.status();
+  // A shard (internal caller) may not claim at all.
+  auto s = catalog_->ClaimDevices(Caller::Internal(), contoso_.id(), ids, "");
+  EXPECT_TRUE(absl::IsPermissionDenied(s.status())) << s.status();
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+}
+
+TEST_F(CatalogClaimsTest, Attack_OversizedOrEmptyBatchIsRefused) {
+  const std::vector<std::string> ids = Import(800, 2);
+  std::vector<std::string> big(limits::kMaxDevicesPerClaim + 1, ids[0]);
+  for (size_t i = 0; i < big.size(); ++i) {
+    big[i] = DeviceIdForKey(FakeDeviceKey(10000 + i));
+  }
+  big[0] = ids[0];
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  auto r = catalog_->ClaimDevices(contoso_op_, "", big, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("1001"));
+  EXPECT_THAT(r.status().message(), HasSubstr("the limit is 1000"));
+  auto empty = catalog_->ClaimDevices(contoso_op_, "", {}, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(empty.status())) << empty.status();
+  // Exactly the limit is accepted as far as the size goes (then refused
+  // for its unregistered ids, which is NotFound, not InvalidArgument).
+  big.pop_back();
+  EXPECT_TRUE(absl::IsNotFound(
+      catalog_->ClaimDevices(contoso_op_, "", big, "").status()));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+  EXPECT_EQ(catalog_->GetDevice(platform_, "", ids[0])->state(), v1::UNCLAIMED);
+}
+
+TEST_F(CatalogClaimsTest, Attack_MalformedOrRepeatedIdRefusesTheBatch) {
+  const std::vector<std::string> ids = Import(900, 3);
+  const std::string before = Dump();
+  const int64_t revision = catalog_->revision();
+  std::vector<std::string> bad = ids;
+  bad[1] = "not-a-device-id";
+  auto r = catalog_->ClaimDevices(contoso_op_, "", bad, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("#1"));
+  std::vector<std::string> upper = ids;
+  upper[2] = absl::AsciiStrToUpper(ids[2]);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      catalog_->ClaimDevices(contoso_op_, "", upper, "").status()));
+  std::vector<std::string> repeated = ids;
+  repeated.push_back(ids[0]);
+  auto rep = catalog_->ClaimDevices(contoso_op_, "", repeated, "");
+  EXPECT_TRUE(absl::IsInvalidArgument(rep.status())) << rep.status();
+  EXPECT_THAT(rep.status().message(), HasSubstr("#3 repeats #0"));
+  std::vector<std::string> huge = ids;
+  huge[0] = std::string(1 << 20, 'a');
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      catalog_->ClaimDevices(contoso_op_, "", huge, "").status()));
+  EXPECT_EQ(Dump(), before);
+  EXPECT_EQ(catalog_->revision(), revision);
+}
+
+}  // namespace
+}  // namespace sphere::management
