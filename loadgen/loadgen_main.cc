@@ -119,6 +119,11 @@ int Main(int argc, char** argv) {
                  "seconds a phase may take before the run gives up")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
+  app.add_option("--last-phase", o.last_phase,
+                 "run the phases in order up to and including this one; "
+                 "later phases are reported skipped (e.g. claim: build, "
+                 "register and claim the fleet only)")
+      ->check(CLI::IsMember(PhaseNames()));
   app.add_option("--tenant", f.tenant,
                  "tenant that claims the fleet (default loadgen-<time>)");
   app.add_option("--appsvc", f.appsvc,

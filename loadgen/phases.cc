@@ -138,14 +138,23 @@ class RegisterPhase final : public Phase {
 
 // ---------------------------------------------------------------- claim
 
-// ClaimWindow keeps up to `window` ClaimDevice calls in flight (callback
-// API); each completion starts the next. Shared with the callbacks.
+// ClaimWindow claims the fleet in order, `k` devices per step and up to
+// `window` steps in flight (callback API); each answer starts the next step.
+// A step of k > 1 is one ClaimDevices call straight into the fleet's device
+// group (all-or-nothing: every device of the batch shares its outcome and
+// latency); a step of k = 1 is the per-device path, ClaimDevice then
+// AssignDevice into the group (update_check needs it). Shared with the
+// callbacks.
 class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
  public:
-  ClaimWindow(Fleet* fleet, PhaseStats* stats) : fleet_(fleet), stats_(stats) {}
+  ClaimWindow(Fleet* fleet, PhaseStats* stats, size_t k, int window)
+      : fleet_(fleet),
+        stats_(stats),
+        k_(std::max<size_t>(k, 1)),
+        window_(std::max(window, 1)) {}
 
-  // Run returns once every claim answered, or (after a stop request) once
-  // the claims in flight answered; returns how many were started.
+  // Run returns once every step answered, or (after a stop request) once
+  // the steps in flight answered; returns how many devices were started.
   size_t Run() {
     StartMore();
     absl::MutexLock l(&mu_);
@@ -156,124 +165,29 @@ class ClaimWindow : public std::enable_shared_from_this<ClaimWindow> {
   }
 
  private:
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::ClaimDeviceRequest req;
-    v1::Device resp;
+  struct Step {
+    size_t first = 0;  // fleet index of the step's first device
+    size_t count = 0;  // devices in the step
     absl::Time start;
-    // Then AssignDevice into the run's device group (update_check needs it).
-    grpc::ClientContext assign_ctx;
+    grpc::ClientContext ctx;
+    v1::ClaimDevicesRequest batch;  // k > 1
+    v1::ClaimDevicesResponse batch_resp;
+    v1::ClaimDeviceRequest one;  // k = 1
+    v1::Device one_resp;
+    grpc::ClientContext assign_ctx;  // k = 1: then AssignDevice
     v1::AssignDeviceRequest assign;
     v1::Device assign_resp;
   };
 
-  void Done(std::shared_ptr<Call> call, const grpc::Status& st) {
+  void Done(const std::shared_ptr<Step>& step, const grpc::Status& st) {
     const absl::Time now = absl::Now();
-    if (st.ok()) {
-      stats_->RecordOk(now, now - call->start);
-    } else {
-      stats_->RecordError(static_cast<absl::StatusCode>(st.error_code()));
-    }
-    StartMore();
-    absl::MutexLock l(&mu_);
-    --in_flight_;
-  }
-
-  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return in_flight_ == 0 &&
-           (next_ >= fleet_->twins().size() || StopRequested());
-  }
-
-  void StartMore() {
-    auto self = shared_from_this();
-    while (true) {
-      auto call = std::make_shared<Call>();
-      {
-        absl::MutexLock l(&mu_);
-        if (in_flight_ >= fleet_->options().claim_window ||
-            next_ >= fleet_->twins().size() || StopRequested()) {
-          return;
-        }
-        ++in_flight_;
-        call->req.set_device_id(fleet_->twins()[next_++]->device().device_id());
-      }
-      call->req.set_tenant_id(fleet_->tenant_id);
-      call->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
-      call->start = absl::Now();
-      fleet_->management()->async()->ClaimDevice(
-          &call->ctx, &call->req, &call->resp, [self, call](grpc::Status st) {
-            if (!st.ok() || self->fleet_->device_group_id.empty()) {
-              self->Done(call, st);
-              return;
-            }
-            call->assign.set_tenant_id(self->fleet_->tenant_id);
-            call->assign.set_device_id(call->req.device_id());
-            call->assign.set_device_group_id(self->fleet_->device_group_id);
-            call->assign_ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
-            self->fleet_->management()->async()->AssignDevice(
-                &call->assign_ctx, &call->assign, &call->assign_resp,
-                [self, call](grpc::Status st2) { self->Done(call, st2); });
-          });
-    }
-  }
-
-  Fleet* const fleet_;
-  PhaseStats* const stats_;
-  mutable absl::Mutex mu_;
-  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// ClaimBatches claims the fleet with ClaimDevices, `claim_batch` devices per
-// call straight into the fleet's device group, kBatchesInFlight calls in
-// flight (the catalog commits one batch at a time; two or three in flight
-// keep it busy). Shared with the callbacks.
-class ClaimBatches : public std::enable_shared_from_this<ClaimBatches> {
- public:
-  static constexpr int kBatchesInFlight = 3;
-  ClaimBatches(Fleet* fleet, PhaseStats* stats)
-      : fleet_(fleet), stats_(stats) {}
-
-  // Run returns once every batch answered, or (after a stop request) once
-  // the batches in flight answered; returns how many devices were started.
-  size_t Run() {
-    StartMore();
-    absl::MutexLock l(&mu_);
-    while (!mu_.AwaitWithTimeout(
-        absl::Condition(this, &ClaimBatches::DoneLocked), absl::Seconds(1))) {
-    }
-    return next_;
-  }
-
-  // Revision: the highest catalog revision a batch answered.
-  int64_t revision() const {
-    absl::MutexLock l(&mu_);
-    return revision_;
-  }
-
- private:
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::ClaimDevicesRequest req;
-    v1::ClaimDevicesResponse resp;
-    absl::Time start;
-  };
-
-  void Done(const std::shared_ptr<Call>& call, const grpc::Status& st) {
-    const absl::Time now = absl::Now();
-    const int n = call->req.device_ids_size();
-    // A batch is all-or-nothing: every device in it shares its outcome.
-    for (int i = 0; i < n; ++i) {
+    for (size_t i = 0; i < step->count; ++i) {
       if (st.ok()) {
-        stats_->RecordOk(now, now - call->start);
+        stats_->RecordOk(now, now - step->start);
       } else {
         stats_->RecordError(static_cast<absl::StatusCode>(st.error_code()));
       }
     }
-    {
-      absl::MutexLock l(&mu_);
-      if (st.ok()) revision_ = std::max(revision_, call->resp.revision());
-    }
     StartMore();
     absl::MutexLock l(&mu_);
     --in_flight_;
@@ -285,38 +199,67 @@ class ClaimBatches : public std::enable_shared_from_this<ClaimBatches> {
   }
 
   void StartMore() {
-    auto self = shared_from_this();
-    const size_t batch = static_cast<size_t>(fleet_->options().claim_batch);
     while (true) {
-      auto call = std::make_shared<Call>();
+      auto step = std::make_shared<Step>();
       {
         absl::MutexLock l(&mu_);
-        if (in_flight_ >= kBatchesInFlight ||
-            next_ >= fleet_->twins().size() || StopRequested()) {
+        if (in_flight_ >= window_ || next_ >= fleet_->twins().size() ||
+            StopRequested()) {
           return;
         }
         ++in_flight_;
-        const size_t end = std::min(next_ + batch, fleet_->twins().size());
-        for (; next_ < end; ++next_) {
-          call->req.add_device_ids(fleet_->twins()[next_]->device().device_id());
-        }
+        step->first = next_;
+        step->count = std::min(k_, fleet_->twins().size() - next_);
+        next_ += step->count;
       }
-      call->req.set_tenant_id(fleet_->tenant_id);
-      call->req.set_device_group_id(fleet_->device_group_id);
-      call->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
-      call->start = absl::Now();
-      fleet_->management()->async()->ClaimDevices(
-          &call->ctx, &call->req, &call->resp,
-          [self, call](grpc::Status st) { self->Done(call, st); });
+      step->start = absl::Now();
+      Send(step);
     }
+  }
+
+  std::string DeviceId(size_t i) const {
+    return fleet_->twins()[i]->device().device_id();
+  }
+
+  void Send(const std::shared_ptr<Step>& step) {
+    auto self = shared_from_this();
+    step->ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    if (k_ > 1) {
+      step->batch.set_tenant_id(fleet_->tenant_id);
+      step->batch.set_device_group_id(fleet_->device_group_id);
+      for (size_t i = 0; i < step->count; ++i) {
+        step->batch.add_device_ids(DeviceId(step->first + i));
+      }
+      fleet_->management()->async()->ClaimDevices(
+          &step->ctx, &step->batch, &step->batch_resp,
+          [self, step](grpc::Status st) { self->Done(step, st); });
+      return;
+    }
+    step->one.set_tenant_id(fleet_->tenant_id);
+    step->one.set_device_id(DeviceId(step->first));
+    fleet_->management()->async()->ClaimDevice(
+        &step->ctx, &step->one, &step->one_resp, [self, step](grpc::Status st) {
+          if (!st.ok() || self->fleet_->device_group_id.empty()) {
+            self->Done(step, st);
+            return;
+          }
+          step->assign.set_tenant_id(self->fleet_->tenant_id);
+          step->assign.set_device_id(step->one.device_id());
+          step->assign.set_device_group_id(self->fleet_->device_group_id);
+          step->assign_ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+          self->fleet_->management()->async()->AssignDevice(
+              &step->assign_ctx, &step->assign, &step->assign_resp,
+              [self, step](grpc::Status st2) { self->Done(step, st2); });
+        });
   }
 
   Fleet* const fleet_;
   PhaseStats* const stats_;
+  const size_t k_;
+  const int window_;
   mutable absl::Mutex mu_;
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class ClaimPhase final : public Phase {
@@ -375,14 +318,14 @@ class ClaimPhase final : public Phase {
       fleet.product_id = product.id();
     }
     stats.Start(absl::Now(), fleet.twins().size());
-    size_t started = 0;
-    if (fleet.options().claim_batch > 1) {
-      auto batches = std::make_shared<ClaimBatches>(&fleet, &stats);
-      started = batches->Run();
-    } else {
-      auto window = std::make_shared<ClaimWindow>(&fleet, &stats);
-      started = window->Run();
-    }
+    // Bulk claims: the catalog commits one batch at a time, so a few in
+    // flight keep it busy; per-device claims: --claim-window in flight.
+    constexpr int kBatchesInFlight = 3;
+    const size_t k =
+        static_cast<size_t>(std::max(fleet.options().claim_batch, 1));
+    const int window = k > 1 ? kBatchesInFlight : fleet.options().claim_window;
+    const size_t started =
+        std::make_shared<ClaimWindow>(&fleet, &stats, k, window)->Run();
     stats.Finish(absl::Now());
     if (started < fleet.twins().size()) {
       return Interrupted(started, fleet.twins().size());

@@ -2,7 +2,10 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/util/log.h"
 #include "loadgen/floors.h"
 #include "loadgen/phases.h"
@@ -37,9 +40,24 @@ uint64_t SelfRss() {
 
 }  // namespace
 
+std::vector<std::string> PhaseNames() {
+  std::vector<std::string> names;
+  for (const auto& phase : DefaultPhases()) names.push_back(phase->name());
+  return names;
+}
+
 absl::StatusOr<Report> RunLoad(const RunOptions& options,
                                absl::Status* failure) {
   *failure = absl::OkStatus();
+  if (!options.last_phase.empty()) {
+    const std::vector<std::string> names = PhaseNames();
+    if (std::find(names.begin(), names.end(), options.last_phase) ==
+        names.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--last-phase ", options.last_phase,
+          ": no such phase (phases: ", absl::StrJoin(names, ", "), ")"));
+    }
+  }
   const absl::Time t0 = absl::Now();
   auto opened = Fleet::Open(options.fleet);
   if (!opened.ok()) return opened.status();
@@ -128,6 +146,8 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
       stopped = StopRequested()
                     ? std::string("not run: the run was interrupted")
                     : absl::StrCat("not run: phase ", phase->name(), " failed");
+    } else if (phase->name() == options.last_phase) {
+      stopped = absl::StrCat("not selected: --last-phase ", options.last_phase);
     }
   }
   progress.Stop();

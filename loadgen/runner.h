@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,7 +26,15 @@ struct RunOptions {
   absl::Duration floor_time = absl::Seconds(1);  // per floor
   FILE* progress = stderr;
   bool progress_tty = false;
+  // last_phase: run the phases in order up to and including this one; the
+  // later ones are reported skipped ("" = every phase). E.g. "claim" builds,
+  // registers and claims the fleet only: idle-twin and after-claim memory at
+  // a million twins without the per-device RPC phases.
+  std::string last_phase;
 };
+
+// PhaseNames: every phase's name, in the order a run drives them.
+std::vector<std::string> PhaseNames();
 
 absl::StatusOr<Report> RunLoad(const RunOptions& options,
                                absl::Status* failure);

@@ -300,6 +300,75 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_NE(html->find("aria-label='latency percentiles'"), std::string::npos);
 }
 
+// The claim window at both of its batch sizes (D2: one window, k devices
+// per step): k = 1 is ClaimDevice + AssignDevice per device, k = 7 is
+// ClaimDevices with a short last batch (37 = 5 * 7 + 2). --last-phase claim
+// stops the run after claim: the later phases are reported skipped (never
+// faked), and management holds every device claimed into the fleet's group.
+TEST(LoadgenSuiteTest, SmallFleetClaimWindowPerDeviceAndInBatchesThenStops) {
+  constexpr int kTwins = 37;
+  auto started = LocalCluster::Start("loadgen-claim", 2);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<LocalCluster> cluster = std::move(*started);
+  struct Case {
+    const char* tenant;
+    const char* batch;
+    const char* window;
+  };
+  for (const Case& c :
+       {Case{"ClaimOne", "1", "4"}, Case{"ClaimSeven", "7", "64"}}) {
+    SCOPED_TRACE(c.tenant);
+    const std::string report = TestTmpDir(absl::StrCat("claim-", c.tenant));
+    int rc = 0;
+    const nlohmann::json j = RunLoadgen(
+        cluster.get(), report,
+        {"--twins", absl::StrCat(kTwins), "--tenant", c.tenant, "--claim-batch",
+         c.batch, "--claim-window", c.window, "--last-phase", "claim"},
+        &rc);
+    ASSERT_EQ(rc, 0);
+    ExpectSchema(j);
+    for (const char* p : {"manufacture", "register", "claim"}) {
+      EXPECT_FALSE(j["phases"][p]["skipped"].get<bool>()) << p;
+      EXPECT_EQ(j["phases"][p]["ops"], kTwins) << p;
+      EXPECT_TRUE(j["phases"][p]["errors"].empty())
+          << p << ": " << j["phases"][p]["errors"].dump();
+    }
+    for (const char* p : {"attest", "update_check", "update_install",
+                          "telemetry", "error_report"}) {
+      EXPECT_TRUE(j["phases"][p]["skipped"].get<bool>()) << p;
+      EXPECT_EQ(j["phases"][p]["ops"], 0) << p;
+      EXPECT_EQ(j["phases"][p]["skip_reason"],
+                "not selected: --last-phase claim")
+          << p;
+    }
+    // Independently of loadgen: every device claimed, each exactly once,
+    // and in the fleet's device group.
+    const auto ids = TenantDevices(cluster.get(), c.tenant);
+    EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(),
+              static_cast<size_t>(kTwins));
+    for (const std::string& id : ids) {
+      v1::GetDeviceRequest req;
+      req.set_tenant_id(c.tenant);
+      req.set_device_id(id);
+      auto d = UnaryCall<v1::Device>(
+          [&](auto* ctx, auto& r, auto* o) {
+            return cluster->management()->GetDevice(ctx, r, o);
+          },
+          req);
+      ASSERT_TRUE(d.ok()) << d.status();
+      EXPECT_FALSE(d->device_group_id().empty()) << id;
+    }
+  }
+  // A phase name loadgen does not have is refused before anything runs.
+  auto [code, out] = RunCommand({BinaryPath("loadgen/loadgen"), "--cluster",
+                                 cluster->cluster_file(), "--twins", "1",
+                                 "--last-phase", "claims"});
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("--last-phase"), std::string::npos) << out;
+  EXPECT_EQ(TenantDevices(cluster.get(), "ClaimOne").size(),
+            static_cast<size_t>(kTwins));
+}
+
 TEST(LoadgenSuiteTest, Fault_RestartShardMidAttestLosesNoAcknowledgedWrite) {
   constexpr int kTwins = 300;  // small: the target stays well under a minute
   auto started = LocalCluster::Start("loadgen-fault", 2);
