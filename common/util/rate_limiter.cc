@@ -33,12 +33,21 @@ double RateLimiter::Refilled(const Bucket& b, absl::Time now) const {
                   b.tokens + elapsed * options_.rate_per_second);
 }
 
-void RateLimiter::MakeRoom(Shard& shard, absl::Time now) {
+void RateLimiter::DropFull(Shard& shard, absl::Time now) {
   // Full buckets carry no state: dropping them changes no answer.
   for (auto it = shard.buckets.begin(); it != shard.buckets.end();) {
     auto cur = it++;
     if (Refilled(cur->second, now) >= options_.burst) shard.buckets.erase(cur);
   }
+  // Erasing keeps the table's capacity: give it back when mostly empty.
+  if (shard.buckets.capacity() > 4 * shard.buckets.size() + kSweepMin) {
+    shard.buckets.rehash(0);
+  }
+  shard.sweep_at = std::max(kSweepMin, 2 * shard.buckets.size());
+}
+
+void RateLimiter::MakeRoom(Shard& shard, absl::Time now) {
+  DropFull(shard, now);
   if (shard.buckets.size() < max_keys_per_shard_) return;
   auto victim = shard.buckets.begin();
   for (auto it = shard.buckets.begin(); it != shard.buckets.end(); ++it) {
@@ -55,7 +64,11 @@ bool RateLimiter::TryAcquire(absl::string_view raw_key, double cost) {
   absl::MutexLock l(&shard.mu);
   auto it = shard.buckets.find(key);
   if (it == shard.buckets.end()) {
-    if (shard.buckets.size() >= max_keys_per_shard_) MakeRoom(shard, now);
+    if (shard.buckets.size() >= max_keys_per_shard_) {
+      MakeRoom(shard, now);
+    } else if (shard.buckets.size() >= shard.sweep_at) {
+      DropFull(shard, now);
+    }
     it = shard.buckets.emplace(key, Bucket{options_.burst, now, 0}).first;
   }
   Bucket& b = it->second;

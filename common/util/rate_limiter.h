@@ -11,6 +11,12 @@
 // full bucket carries no state); if none has, the least recently used bucket
 // of that shard is evicted, which errs on the side of admitting its owner
 // (the fail-open direction for a key that has been quiet the longest).
+// Full buckets are also dropped long before that: whenever a shard has
+// doubled since its last sweep (and holds at least kSweepMin buckets), a new
+// key first sweeps it and the shard's table shrinks to what is left. So a
+// limiter keyed by device id holds about the callers of the last refill
+// period, not one bucket per device a shard has ever seen (issue 14: a
+// shard's memory per device). Amortised O(1) per new key.
 //
 // Time comes from the injected Clock, so tests move it explicitly.
 // Thread-safe.
@@ -79,13 +85,18 @@ class RateLimiter {
     mutable absl::Mutex mu;
     absl::flat_hash_map<std::string, Bucket> buckets ABSL_GUARDED_BY(mu);
     uint64_t uses ABSL_GUARDED_BY(mu) = 0;
+    size_t sweep_at ABSL_GUARDED_BY(mu) = kSweepMin;  // next sweep's size
   };
   static constexpr size_t kShards = 16;
+  static constexpr size_t kSweepMin = 64;  // per shard
 
   std::string NormalizeKey(absl::string_view key) const;
   Shard& ShardFor(absl::string_view key) const;
   double Refilled(const Bucket& b, absl::Time now) const;
   void MakeRoom(Shard& shard, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  // DropFull erases the shard's full buckets and shrinks its table.
+  void DropFull(Shard& shard, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   const Clock* const clock_;

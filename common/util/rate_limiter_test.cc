@@ -104,6 +104,33 @@ TEST(RateLimiterTest, Attack_EvictionDropsRefilledBucketsNotSpentOnes) {
   EXPECT_FALSE(limiter.TryAcquire("hot"));
 }
 
+// Issue 14 (a shard's memory per device): a limiter keyed by device id
+// must not keep a bucket for every device it has seen until max_keys. Full
+// buckets are dropped as new keys arrive; spent ones are kept.
+TEST(RateLimiterTest, FullBucketsAreDroppedLongBeforeTheLimit) {
+  FakeClock clock;
+  RateLimiter limiter(&clock, Opts(1, 2, /*max_keys=*/65536));
+  ASSERT_TRUE(limiter.TryAcquire("hot", 2));  // spent: refills in 2 s
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_TRUE(limiter.TryAcquire(absl::StrCat("early-", i)));
+    clock.Advance(absl::Microseconds(100));  // 0.3 s in all
+  }
+  EXPECT_FALSE(limiter.TryAcquire("hot"));  // its spent bucket survived
+  // 100,000 devices, one call each, 10 ms apart: each bucket is full again
+  // 1 s later, so about 100 buckets carry state at any time.
+  for (int i = 0; i < 100000; ++i) {
+    ASSERT_TRUE(limiter.TryAcquire(absl::StrCat("device-", i)));
+    clock.Advance(absl::Milliseconds(10));
+  }
+  // 16 shards of at most max(kSweepMin, 2 * live) buckets each, far below
+  // the 65,536 the limit alone would allow.
+  EXPECT_LE(limiter.Size(), 16u * 64u);
+  EXPECT_GE(limiter.Size(), 90u);  // the last second's callers are kept
+  // And every answer is as before: a recent caller's budget is still spent.
+  EXPECT_TRUE(limiter.TryAcquire("device-99999"));
+  EXPECT_FALSE(limiter.TryAcquire("device-99999"));
+}
+
 TEST(RateLimiterTest, LongKeysAreFoldedButStillDistinct) {
   FakeClock clock;
   RateLimiter limiter(&clock, Opts(1, 1));
