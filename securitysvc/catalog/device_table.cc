@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "absl/hash/hash.h"
+
 namespace sphere::catalog {
 namespace {
 
@@ -22,6 +24,36 @@ bool FitsCompact(const v1::Device& d) {
 }
 
 }  // namespace
+
+DeviceTable::DeviceTable() : index_(0, RowHash{this}, RowEq{this}) {}
+
+size_t DeviceTable::RowHash::operator()(const Key& key) const {
+  return absl::HashOf(
+      absl::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+}
+
+DeviceTable::Row* DeviceTable::Find(const Key& key) {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &At(*it);
+}
+
+const DeviceTable::Row* DeviceTable::Find(const Key& key) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &At(*it);
+}
+
+void DeviceTable::PutCompact(const Key& key, Entry entry) {
+  if (Row* row = Find(key); row != nullptr) {
+    row->entry = std::move(entry);
+    return;
+  }
+  if (rows_ % kChunkRows == 0) {
+    chunks_.push_back(std::make_unique<Row[]>(kChunkRows));
+  }
+  const uint32_t row = rows_++;
+  At(row) = Row{key, std::move(entry)};
+  index_.insert(row);
+}
 
 std::optional<DeviceTable::Key> DeviceTable::CompactKey(absl::string_view id) {
   if (id.size() != 64) return std::nullopt;
@@ -70,10 +102,10 @@ void DeviceTable::Put(const v1::Device& device) {
     Entry e;
     e.public_key.fill(0);
     e.full = std::make_unique<v1::Device>(device);
-    compact_.insert_or_assign(*key, std::move(e));
+    PutCompact(*key, std::move(e));
     return;
   }
-  compact_.insert_or_assign(*key, MakeEntry(device));
+  PutCompact(*key, MakeEntry(device));
 }
 
 v1::Device DeviceTable::Expand(const Key& key, const Entry& e) const {
@@ -105,14 +137,17 @@ std::vector<std::string> DeviceTable::IdsInGroup(
   auto idx = string_index_.find(group_id);
   if (idx == string_index_.end()) {
     // Only devices kept whole (full) can name a group never interned.
-    for (const auto& [key, e] : compact_) {
+    for (uint32_t r = 0; r < rows_; ++r) {
+      const Entry& e = At(r).entry;
       if (e.full != nullptr && e.full->device_group_id() == group_id) {
         out.push_back(e.full->id());
       }
     }
     return out;
   }
-  for (const auto& [key, e] : compact_) {
+  for (uint32_t r = 0; r < rows_; ++r) {
+    const Key& key = At(r).key;
+    const Entry& e = At(r).entry;
     const bool in = e.full != nullptr ? e.full->device_group_id() == group_id
                                       : e.group == idx->second;
     if (!in) continue;
@@ -133,9 +168,9 @@ std::optional<v1::Device> DeviceTable::Get(absl::string_view id) const {
     if (it == other_.end()) return std::nullopt;
     return it->second;
   }
-  auto it = compact_.find(*key);
-  if (it == compact_.end()) return std::nullopt;
-  return Expand(it->first, it->second);
+  const Row* row = Find(*key);
+  if (row == nullptr) return std::nullopt;
+  return Expand(row->key, row->entry);
 }
 
 bool DeviceTable::SetState(absl::string_view id, v1::DeviceState state) {
@@ -146,16 +181,16 @@ bool DeviceTable::SetState(absl::string_view id, v1::DeviceState state) {
     it->second.set_state(state);
     return true;
   }
-  auto it = compact_.find(*key);
-  if (it == compact_.end()) return false;
-  if (it->second.full != nullptr) {
-    it->second.full->set_state(state);
+  Row* row = Find(*key);
+  if (row == nullptr) return false;
+  if (row->entry.full != nullptr) {
+    row->entry.full->set_state(state);
   } else if (state < 0 || state > 255) {
-    v1::Device d = Expand(it->first, it->second);
+    v1::Device d = Expand(row->key, row->entry);
     d.set_state(state);
-    it->second.full = std::make_unique<v1::Device>(std::move(d));
+    row->entry.full = std::make_unique<v1::Device>(std::move(d));
   } else {
-    it->second.state = static_cast<uint8_t>(state);
+    row->entry.state = static_cast<uint8_t>(state);
   }
   return true;
 }
