@@ -28,17 +28,24 @@
 namespace sphere::testing {
 namespace {
 
+// StartWithContoso: a local cluster of `shards` shards (heartbeat every
+// 100 ms) with tenant Contoso and its product DW100.
+void StartWithContoso(const std::string &name, int shards,
+                      LocalCluster **cluster, v1::Tenant **tenant) {
+  auto c =
+      LocalCluster::Start(name, shards, {"--shard_heartbeat_interval=100ms"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  *cluster = c->release();
+  auto t = (*cluster)->CreateTenant("Contoso");
+  ASSERT_TRUE(t.ok()) << t.status();
+  *tenant = new v1::Tenant(*t);
+  ASSERT_TRUE((*cluster)->CreateProduct((*tenant)->id(), "DW100").ok());
+}
+
 class RevocationE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = LocalCluster::Start("revocation", 2,
-                                 {"--shard_heartbeat_interval=100ms"});
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-    auto tenant = cluster_->CreateTenant("Contoso");
-    ASSERT_TRUE(tenant.ok()) << tenant.status();
-    tenant_ = new v1::Tenant(*tenant);
-    ASSERT_TRUE(cluster_->CreateProduct(tenant_->id(), "DW100").ok());
+    StartWithContoso("revocation", 2, &cluster_, &tenant_);
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -293,14 +300,7 @@ TEST_F(RevocationE2ETest, RevokeViaSpherectlReachesWatchersAndShards) {
 class ShardHeartbeatE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = LocalCluster::Start("heartbeat", 1,
-                                 {"--shard_heartbeat_interval=100ms"});
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-    auto tenant = cluster_->CreateTenant("Contoso");
-    ASSERT_TRUE(tenant.ok()) << tenant.status();
-    tenant_ = new v1::Tenant(*tenant);
-    ASSERT_TRUE(cluster_->CreateProduct(tenant_->id(), "DW100").ok());
+    StartWithContoso("heartbeat", 1, &cluster_, &tenant_);
   }
   static void TearDownTestSuite() {
     delete cluster_;

@@ -124,17 +124,7 @@ absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
         absl::StrCat("device ", device_id, " is owned by the shard at ", *owner,
                      "; retry there"));
   }
-  if (auto s = attestor_->MayChallenge(device_id); !s.ok()) return s;
-  if (challenge_limiter_ != nullptr &&
-      !challenge_limiter_->TryAcquire(device_id)) {
-    RateLimited()->Increment();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("device ", device_id,
-                     " asked for challenges faster than its limit; retry in ",
-                     absl::FormatDuration(
-                         absl::Ceil(challenge_limiter_->RetryAfter(device_id),
-                                    absl::Milliseconds(100)))));
-  }
+  if (auto s = AdmitChallenge(device_id, /*behind=*/false); !s.ok()) return s;
   auto r = attestor_->GetChallenge(device_id);
   if (!r.ok()) return r.status();
   *result->mutable_challenge() = *std::move(r);

@@ -254,23 +254,17 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
     grpc::CallbackServerContext* context, const DeviceMethod& method,
     absl::string_view request_device_id,
     const std::function<void(const DeviceCall&, Finish)>& fn) const {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto finish_grpc = GrpcFinisher(reactor, &method, absl::Now());
-  absl::StatusOr<DeviceCall> call =
-      Identify(*context, method.access, request_device_id);
-  if (!call.ok()) {
-    RefuseUnidentified(*context, method, call.status(), finish_grpc);
-    return reactor;
-  }
-  RouteAndRun(context, method, *call, finish_grpc, nullptr, fn);
-  return reactor;
+  // No revision: never waits, routes at once.
+  return UnaryAsyncAtRevision(context, method, request_device_id,
+                              /*gate=*/nullptr, /*min_revision=*/0,
+                              /*admit=*/nullptr, fn);
 }
 
 grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsyncAtRevision(
     grpc::CallbackServerContext* context, const DeviceMethod& method,
     absl::string_view request_device_id, RevisionGate* gate,
     int64_t min_revision, const Admit& admit,
-    std::function<void(const DeviceCall&, Finish)> fn) const {
+    const std::function<void(const DeviceCall&, Finish)>& fn) const {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto finish_grpc = GrpcFinisher(reactor, &method, absl::Now());
   absl::StatusOr<DeviceCall> call =
@@ -305,7 +299,7 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsyncAtRevision(
   gate->WhenReached(
       min_revision, deadline, key,
       [this, context, m = &method, call = *std::move(call), finish_grpc,
-       fn = std::move(fn)](absl::Status ready) {
+       fn](absl::Status ready) {
         if (!ready.ok()) {
           finish_grpc(rpc::ToGrpcStatus(ready));
           return;

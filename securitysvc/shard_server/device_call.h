@@ -129,7 +129,7 @@ class DeviceCallHandler {
       grpc::CallbackServerContext* context, const DeviceMethod& method,
       absl::string_view request_device_id, RevisionGate* gate,
       int64_t min_revision, const Admit& admit,
-      std::function<void(const DeviceCall&, Finish)> fn) const;
+      const std::function<void(const DeviceCall&, Finish)>& fn) const;
 
   // RequireGateway: the caller check of the gateways' batch calls: OK for a
   // gateway certificate, UNAUTHENTICATED without a client certificate,

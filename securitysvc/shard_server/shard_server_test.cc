@@ -108,6 +108,16 @@ class ShardServerTest : public ::testing::Test {
     ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
     return stub->Attest(&ctx, req, resp);
   }
+  // GroupEventAt: a catalog change at `revision` (the platform's device
+  // group, unchanged) that moves the catalog on.
+  static v1::WatchEvent GroupEventAt(int64_t revision) {
+    v1::WatchEvent ev;
+    ev.set_revision(revision);
+    ev.mutable_device_group()->set_id(TestPlatform::kGroup);
+    ev.mutable_device_group()->set_tenant_id(kTenant);
+    ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+    return ev;
+  }
   // FullAttestation through `stub`, naming the device in the requests.
   grpc::Status FullAttestation(v1::AttestationService::Stub* stub,
                                mcu::Device& dev, v1::AttestResponse* resp) {
@@ -277,11 +287,7 @@ TEST_F(ShardServerTest, WaitingChallengesDoNotStallOtherDevices) {
   grpc::Status st = FullAttestation(stub.get(), Dev(6), &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   // The catalog catches up: the waiting calls get their nonces.
-  v1::WatchEvent ev;
-  ev.set_revision(next);
-  ev.mutable_device_group()->set_id(TestPlatform::kGroup);
-  ev.mutable_device_group()->set_tenant_id(kTenant);
-  ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+  v1::WatchEvent ev = GroupEventAt(next);
   ASSERT_TRUE(p().catalog->Apply(ev).ok());
   p().server->context().revision_gate->Notify();
   for (auto& c : calls) {
@@ -400,11 +406,7 @@ TEST_F(ShardServerTest, CallAtANewerRevisionIsRoutedByThatRevisionsMap) {
   new_map.set_revision(next);
   *new_map.add_shards() = *a;
   router.Update(new_map);
-  v1::WatchEvent ev;
-  ev.set_revision(next);
-  ev.mutable_device_group()->set_id(TestPlatform::kGroup);
-  ev.mutable_device_group()->set_tenant_id(kTenant);
-  ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+  v1::WatchEvent ev = GroupEventAt(next);
   *ev.mutable_shard_map() = new_map;
   ASSERT_TRUE(p().catalog->Apply(ev).ok());
   gate->Notify();
