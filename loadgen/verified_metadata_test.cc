@@ -5,6 +5,7 @@
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
 #include "common/update/metadata.h"
+#include "common/update/metadata_test_support.h"
 #include "gtest/gtest.h"
 
 namespace sphere::loadgen {
@@ -13,26 +14,10 @@ namespace {
 using update::UpdateError;
 using update::UpdateErrorOf;
 
-const absl::Time kNow = absl::FromUnixSeconds(1767225600);
+const absl::Time kNow = update::kMetadataTestNow;
 
 v1::UpdateMetadata Metadata(uint64_t version) {
-  v1::UpdateMetadata md;
-  md.set_metadata_version(version);
-  md.set_issued_unix_ms(absl::ToUnixMillis(kNow - absl::Hours(1)));
-  md.set_expires_unix_ms(absl::ToUnixMillis(kNow + absl::Hours(24)));
-  md.set_tenant_id("tenant-1");
-  md.set_device_group_id("group-1");
-  v1::UpdateTarget* t = md.add_targets();
-  t->set_component("kernel");
-  t->set_version(2);
-  t->set_image_hash(crypto::Sha256("kernel2"));
-  t->set_image_id(crypto::HexEncode(t->image_hash()));
-  t->set_size(1000);
-  t->set_package_size(1200);
-  t->set_package_sha256(crypto::Sha256("pkg"));
-  t->add_hardware("mt3620");
-  t->set_kind(v1::IMAGE_KIND_KERNEL);
-  return md;
+  return update::TestMetadata(version, {"kernel"});
 }
 
 class VerifiedMetadataCacheTest : public ::testing::Test {

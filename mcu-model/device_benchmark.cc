@@ -1,6 +1,8 @@
 // Device model benchmarks: full secure boot + quote, quote only, and the
 // per-device memory footprint (a counter), for the million-twin load
 // generator. Run: bazel run -c opt //mcu-model:device_benchmark
+// (testonly: it signs its images with the tests' key from device_fixture, so
+// no production target can link that key).
 #include <memory>
 #include <vector>
 
@@ -8,22 +10,15 @@
 #include "benchmark/benchmark.h"
 #include "common/crypto/crypto.h"
 #include "mcu-model/device.h"
+#include "mcu-model/device_fixture.h"
 #include "mcu-model/image.h"
 
 namespace sphere::mcu {
 namespace {
 
-const crypto::EcPrivateKey& SigningKey() {
-  static const auto* k = new crypto::EcPrivateKey(
-      *crypto::EcPrivateKey::FromScalar(crypto::Sha256("bench-signing")));
-  return *k;
-}
-
-const std::vector<v1::ImagePackage>& Factory() {
-  static const auto* f =
-      new std::vector<v1::ImagePackage>(*BuildFactoryImages(SigningKey(), 1));
-  return *f;
-}
+// The tests' platform signing key and factory images (device_fixture.h).
+using device_testing::Factory;
+using device_testing::SigningKey;
 
 const std::vector<v1::StoredImage>& StoredFactory() {
   static const auto* f = [] {

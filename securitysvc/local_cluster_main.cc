@@ -63,6 +63,7 @@
 #include "protos/management.grpc.pb.h"
 #include "securitysvc/contoso_bootstrap.h"
 #include "securitysvc/local_cluster_etcd.h"
+#include "securitysvc/management/shard_lease_ttl.h"
 #include "securitysvc/osbuild/os_build.h"
 #include "securitysvc/pki/pki.h"
 
@@ -687,10 +688,11 @@ int Main() {
       return 1;
     }
     etcd = *std::move(started);
+    // A multiple of the heartbeat with a floor (shard_lease_ttl.h).
     etcd.management_flags.push_back(absl::StrCat(
         "--shard_lease_ttl=",
-        absl::FormatDuration(4 *
-                             absl::GetFlag(FLAGS_shard_heartbeat_interval))));
+        absl::FormatDuration(management::ShardLeaseTtl(
+            absl::GetFlag(FLAGS_shard_heartbeat_interval)))));
   }
   const int replicas =
       use_etcd ? std::clamp(absl::GetFlag(FLAGS_management_replicas), 1, 5) : 1;

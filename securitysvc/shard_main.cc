@@ -25,6 +25,7 @@
 #include "securitysvc/errors/error_flags.h"
 #include "securitysvc/errors/error_plugin.h"
 #include "securitysvc/pki/pki.h"
+#include "securitysvc/shard_flags.h"
 #include "securitysvc/shard_server/shard_server.h"
 #include "securitysvc/update/cluster_package_source.h"
 #include "securitysvc/update/update_plugin.h"
@@ -80,6 +81,9 @@ int Main() {
     return Fail(absl::InvalidArgumentError(
         "--challenge_burst must be >= 1 and --challenge_per_second > 0"));
   }
+  // --status_read_* and --session_token_slots (securitysvc/shard_flags.h).
+  absl::StatusOr<ShardSizes> sizes = ShardSizesFromFlags();
+  if (!sizes.ok()) return Fail(sizes.status());
   auto pki = pki::Load(dir, {absl::GetFlag(FLAGS_master_key_file),
                              absl::GetFlag(FLAGS_master_key_env)});
   if (!pki.ok()) return Fail(pki.status());
@@ -112,7 +116,9 @@ int Main() {
   o.sync_timeout = absl::GetFlag(FLAGS_sync_timeout);
   o.max_catalog_staleness = absl::GetFlag(FLAGS_max_catalog_staleness);
 
+  o.session_token_slots = sizes->session_token_slots;
   attestation::AttestationPlugin::Options aopts;
+  aopts.status_reads = sizes->status_reads;
   aopts.challenge_rate.burst = absl::GetFlag(FLAGS_challenge_burst);
   aopts.challenge_rate.rate_per_second =
       absl::GetFlag(FLAGS_challenge_per_second);

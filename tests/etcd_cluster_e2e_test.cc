@@ -178,7 +178,7 @@ TEST(EtcdClusterE2eTest, Fault_KilledShardsLeaseExpiresAndItLeavesTheRing) {
   // "one shard": a loaded machine can let shard-0's own lease lapse for a
   // moment, and the map then lists shard-1 alone (seen with 250 ms
   // heartbeats, a 1 s lease, under --runs_per_test=3 at load ~30; the
-  // heartbeat is now 1 s, a 4 s lease).
+  // heartbeat is now 1 s, a 6 s lease: management/shard_lease_ttl.h).
   auto without = watch.WaitFor(
       [&](const v1::WatchEvent& e) {
         if (!e.has_shard_map() || e.revision() <= before_kill) return false;

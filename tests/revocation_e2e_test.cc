@@ -7,11 +7,13 @@
 //  - 'spherectl device revoke' reaches Watch clients (revoked_device_id) and
 //    the shards;
 //  - shard heartbeats carry the attested device count to management's shard
-//    map and 'spherectl cluster status'.
+//    map and 'spherectl cluster status' (a cluster of its own, one shard,
+//    so the count is exact).
 // All waiting is on events (Watch streams, min_catalog_revision), no sleeps.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -26,17 +28,24 @@
 namespace sphere::testing {
 namespace {
 
+// StartWithContoso: a local cluster of `shards` shards (heartbeat every
+// 100 ms) with tenant Contoso and its product DW100.
+void StartWithContoso(const std::string &name, int shards,
+                      LocalCluster **cluster, v1::Tenant **tenant) {
+  auto c =
+      LocalCluster::Start(name, shards, {"--shard_heartbeat_interval=100ms"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  *cluster = c->release();
+  auto t = (*cluster)->CreateTenant("Contoso");
+  ASSERT_TRUE(t.ok()) << t.status();
+  *tenant = new v1::Tenant(*t);
+  ASSERT_TRUE((*cluster)->CreateProduct((*tenant)->id(), "DW100").ok());
+}
+
 class RevocationE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto c = LocalCluster::Start("revocation", 2,
-                                 {"--shard_heartbeat_interval=100ms"});
-    ASSERT_TRUE(c.ok()) << c.status();
-    cluster_ = c->release();
-    auto tenant = cluster_->CreateTenant("Contoso");
-    ASSERT_TRUE(tenant.ok()) << tenant.status();
-    tenant_ = new v1::Tenant(*tenant);
-    ASSERT_TRUE(cluster_->CreateProduct(tenant_->id(), "DW100").ok());
+    StartWithContoso("revocation", 2, &cluster_, &tenant_);
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -281,46 +290,114 @@ TEST_F(RevocationE2ETest, RevokeViaSpherectlReachesWatchersAndShards) {
   EXPECT_TRUE(resp.certificate_chain_pem().empty());
 }
 
-TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
-  auto dev = GenuineDevice("counted");
-  int owner = Owner(dev->device_id());
-  ASSERT_GE(owner, 0);
-  const std::string shard_id = cluster_->config().shards[owner].id;
-  uint64_t count_before = 0;
-  {
+// Heartbeats carry the shard's count of attested devices. This runs on a
+// cluster of its own (one shard, no other test's devices): on the shared
+// cluster an earlier test's attestation, whose heartbeat was still on its
+// way, could raise the count and pass the test without this test's device
+// being counted. Here the count is known exactly at every step: 0, then 1
+// after one device attested, then 2 once another did (the first device
+// attesting again does not count twice).
+class ShardHeartbeatE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    StartWithContoso("heartbeat", 1, &cluster_, &tenant_);
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+    delete tenant_;
+  }
+
+  std::unique_ptr<mcu::Device> Genuine(const std::string &seed) {
+    auto dev = ManufactureBooted(seed, PlatformSigningKey(*cluster_),
+                                 FactoryImages(*cluster_));
+    if (dev == nullptr) return nullptr;
+    RegisterAndClaim(cluster_, tenant_->id(), *dev);
+    return dev;
+  }
+  // AttestOn0: a full attestation on the one shard.
+  void AttestOn0(mcu::Device &dev) {
+    v1::GetChallengeResponse challenge;
+    grpc::Status st = sphere::testing::GetChallenge(cluster_, 0,
+                                                    dev.device_id(), &challenge);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    v1::AttestResponse resp;
+    st = AttestWithNonce(*cluster_, 0, dev, challenge.nonce(), &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_FALSE(resp.certificate_chain_pem().empty());
+  }
+  // Count: the shard's device_count in management's shard map now.
+  uint64_t Count(const std::string &shard_id) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(rpc::Deadline(absl::Seconds(10)));
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
     v1::ShardMap map;
-    ASSERT_TRUE(cluster_->management()
-                    ->GetShardMap(&ctx, v1::GetShardMapRequest(), &map)
-                    .ok());
+    grpc::Status st =
+        cluster_->management()->GetShardMap(&ctx, v1::GetShardMapRequest(),
+                                            &map);
+    EXPECT_TRUE(st.ok()) << st.error_message();
     for (const auto &s : map.shards()) {
       if (s.id() == shard_id) {
         EXPECT_TRUE(s.healthy());
-        count_before = s.device_count();
+        return s.device_count();
       }
     }
+    ADD_FAILURE() << shard_id << " is not in the shard map";
+    return 0;
   }
-  WatchClient watch(cluster_->management(), Revision() + 1);
-  v1::GetChallengeResponse challenge;
-  ASSERT_TRUE(GetChallenge(owner, dev->device_id(), &challenge).ok());
-  v1::AttestResponse resp;
-  ASSERT_TRUE(Attest(owner, *dev, challenge.nonce(), &resp).ok());
-
-  // The next heartbeat carries the new count into the shard map.
-  auto counted = watch.WaitFor(
-      [&](const v1::WatchEvent &e) {
-        for (const auto &s : e.shard_map().shards()) {
-          if (s.id() == shard_id && s.device_count() > count_before) {
-            return true;
+  // FirstCountAtLeast: the first count for `shard_id` that `watch` delivers
+  // that is at least `n` (the count only grows, one heartbeat per change).
+  std::optional<uint64_t> FirstCountAtLeast(WatchClient &watch,
+                                            const std::string &shard_id,
+                                            uint64_t n) {
+    uint64_t seen = 0;
+    auto ev = watch.WaitFor(
+        [&](const v1::WatchEvent &e) {
+          for (const auto &s : e.shard_map().shards()) {
+            if (s.id() == shard_id && s.device_count() >= n) {
+              seen = s.device_count();
+              return true;
+            }
           }
-        }
-        return false;
-      },
-      absl::Seconds(30));
-  ASSERT_TRUE(counted.has_value());
+          return false;
+        },
+        absl::Seconds(60));
+    if (!ev.has_value()) return std::nullopt;
+    return seen;
+  }
 
-  auto [rc, out] = Ctl({"--output", "json", "cluster", "status"});
+  static LocalCluster *cluster_;
+  static v1::Tenant *tenant_;
+};
+
+LocalCluster *ShardHeartbeatE2ETest::cluster_ = nullptr;
+v1::Tenant *ShardHeartbeatE2ETest::tenant_ = nullptr;
+
+TEST_F(ShardHeartbeatE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
+  const std::string shard_id = cluster_->config().shards[0].id;
+  auto first = Genuine("counted-first");
+  ASSERT_NE(first, nullptr);
+  auto second = Genuine("counted-second");
+  ASSERT_NE(second, nullptr);
+  // Registered and claimed, never attested: nothing to count yet.
+  EXPECT_EQ(Count(shard_id), 0u);
+
+  WatchClient watch(cluster_->management(),
+                    CatalogRevision(cluster_) + 1);
+  AttestOn0(*first);
+  auto one = FirstCountAtLeast(watch, shard_id, 1);
+  ASSERT_TRUE(one.has_value()) << "no heartbeat carried a count of 1";
+  EXPECT_EQ(*one, 1u);
+
+  AttestOn0(*first);  // again: the same device
+  AttestOn0(*second);
+  auto two = FirstCountAtLeast(watch, shard_id, 2);
+  ASSERT_TRUE(two.has_value()) << "no heartbeat carried a count of 2";
+  EXPECT_EQ(*two, 2u);
+
+  // spherectl shows the count the shard holds: exactly 2 (the map can lag
+  // the shard, never lead it, and it has reached 2).
+  auto [rc, out] = Spherectl(cluster_->cluster_file(),
+                             {"--output", "json", "cluster", "status"});
   ASSERT_EQ(rc, 0) << out;
   auto j = nlohmann::json::parse(out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << out;
@@ -328,11 +405,12 @@ TEST_F(RevocationE2ETest, ShardHeartbeatReportsAttestedDeviceCount) {
   for (const auto &s : j["shards"]) {
     if (s["id"] == shard_id) {
       found = true;
-      EXPECT_GT(s["device_count"].get<uint64_t>(), count_before) << out;
+      EXPECT_EQ(s["device_count"].get<uint64_t>(), 2u) << out;
       EXPECT_EQ(s["health"], "SERVING") << out;
     }
   }
   EXPECT_TRUE(found) << out;
+  EXPECT_EQ(Count(shard_id), 2u);
 }
 
 }  // namespace

@@ -4,38 +4,13 @@
 
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
+#include "common/update/metadata_test_support.h"
 #include "gtest/gtest.h"
 
 namespace sphere::update {
 namespace {
 
-const absl::Time kNow = absl::FromUnixSeconds(1767225600);
-
-v1::UpdateTarget Target(const std::string& component, uint32_t version) {
-  v1::UpdateTarget t;
-  t.set_component(component);
-  t.set_version(version);
-  t.set_image_hash(crypto::Sha256(component + std::to_string(version)));
-  t.set_image_id(crypto::HexEncode(t.image_hash()));
-  t.set_size(1000);
-  t.set_package_size(1200);
-  t.set_package_sha256(crypto::Sha256("pkg" + component));
-  t.add_hardware("mt3620");
-  t.set_kind(v1::IMAGE_KIND_KERNEL);
-  return t;
-}
-
-v1::UpdateMetadata Metadata(uint64_t version) {
-  v1::UpdateMetadata md;
-  md.set_metadata_version(version);
-  md.set_issued_unix_ms(absl::ToUnixMillis(kNow - absl::Hours(1)));
-  md.set_expires_unix_ms(absl::ToUnixMillis(kNow + absl::Hours(24)));
-  md.set_tenant_id("tenant-1");
-  md.set_device_group_id("group-1");
-  *md.add_targets() = Target("kernel", 2);
-  *md.add_targets() = Target("os-services", 2);
-  return md;
-}
+const absl::Time kNow = kMetadataTestNow;
 
 class MetadataTest : public ::testing::Test {
  protected:
@@ -44,7 +19,7 @@ class MetadataTest : public ::testing::Test {
 };
 
 TEST_F(MetadataTest, SignThenVerifyRoundTrips) {
-  auto s = SignMetadata(Metadata(5), key_);
+  auto s = SignMetadata(TestMetadata(5), key_);
   ASSERT_TRUE(s.ok()) << s.status();
   auto md = VerifyMetadata(*s, key_.PublicKey(), kNow, 0);
   ASSERT_TRUE(md.ok()) << md.status();
@@ -58,7 +33,7 @@ TEST_F(MetadataTest, SignThenVerifyRoundTrips) {
 }
 
 TEST_F(MetadataTest, SignatureCoversContextPrefix) {
-  auto s = SignMetadata(Metadata(5), key_);
+  auto s = SignMetadata(TestMetadata(5), key_);
   ASSERT_TRUE(s.ok());
   // The signature is over SHA-256(context || metadata), not the bare bytes.
   EXPECT_TRUE(crypto::EcdsaVerify(key_.PublicKey(),
@@ -71,7 +46,7 @@ TEST_F(MetadataTest, SignatureCoversContextPrefix) {
 }
 
 TEST_F(MetadataTest, Attack_UnsignedMetadata) {
-  auto s = SignMetadata(Metadata(5), key_);
+  auto s = SignMetadata(TestMetadata(5), key_);
   ASSERT_TRUE(s.ok());
   s->clear_signature();
   auto md = VerifyMetadata(*s, key_.PublicKey(), kNow, 0);
@@ -80,7 +55,7 @@ TEST_F(MetadataTest, Attack_UnsignedMetadata) {
 }
 
 TEST_F(MetadataTest, Attack_SignedByAnotherKey) {
-  auto s = SignMetadata(Metadata(5), other_);
+  auto s = SignMetadata(TestMetadata(5), other_);
   ASSERT_TRUE(s.ok());
   auto md = VerifyMetadata(*s, key_.PublicKey(), kNow, 0);
   EXPECT_EQ(md.status().code(), absl::StatusCode::kUnauthenticated);
@@ -88,9 +63,9 @@ TEST_F(MetadataTest, Attack_SignedByAnotherKey) {
 }
 
 TEST_F(MetadataTest, Attack_TamperedMetadataBytes) {
-  auto s = SignMetadata(Metadata(5), key_);
+  auto s = SignMetadata(TestMetadata(5), key_);
   ASSERT_TRUE(s.ok());
-  v1::UpdateMetadata md = Metadata(5);
+  v1::UpdateMetadata md = TestMetadata(5);
   md.set_format_version(kMetadataFormatVersion);
   md.mutable_targets(0)->set_version(99);  // attacker edits a target
   s->set_metadata(md.SerializeAsString());
@@ -100,7 +75,7 @@ TEST_F(MetadataTest, Attack_TamperedMetadataBytes) {
 }
 
 TEST_F(MetadataTest, Attack_ExpiredMetadataFreeze) {
-  auto s = SignMetadata(Metadata(5), key_);
+  auto s = SignMetadata(TestMetadata(5), key_);
   ASSERT_TRUE(s.ok());
   auto md = VerifyMetadata(*s, key_.PublicKey(), kNow + absl::Hours(25), 0);
   EXPECT_EQ(md.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -111,7 +86,7 @@ TEST_F(MetadataTest, Attack_ExpiredMetadataFreeze) {
 }
 
 TEST_F(MetadataTest, Attack_OlderMetadataVersionRollback) {
-  auto s = SignMetadata(Metadata(4), key_);
+  auto s = SignMetadata(TestMetadata(4), key_);
   ASSERT_TRUE(s.ok());
   auto md = VerifyMetadata(*s, key_.PublicKey(), kNow, 5);
   EXPECT_EQ(md.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -119,7 +94,7 @@ TEST_F(MetadataTest, Attack_OlderMetadataVersionRollback) {
 }
 
 TEST_F(MetadataTest, UnsupportedFormatVersionIsRefused) {
-  v1::UpdateMetadata md = Metadata(5);
+  v1::UpdateMetadata md = TestMetadata(5);
   md.set_format_version(2);
   v1::SignedUpdateMetadata s;
   s.set_metadata(md.SerializeAsString());
@@ -143,43 +118,43 @@ TEST_F(MetadataTest, OversizedEnvelopeRefusedBeforeSignatureCheck) {
 }
 
 TEST_F(MetadataTest, SignRefusesWhatDevicesWouldRefuse) {
-  v1::UpdateMetadata md = Metadata(5);
+  v1::UpdateMetadata md = TestMetadata(5);
   for (size_t i = 0; i < kMaxTargets; ++i) {
-    *md.add_targets() = Target("app:a" + std::to_string(i), 1);
+    *md.add_targets() = TestTarget("app:a" + std::to_string(i), 1);
   }
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(5);
+  md = TestMetadata(5);
   md.mutable_targets(0)->set_image_hash("short");
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(5);
+  md = TestMetadata(5);
   md.mutable_targets(0)->set_package_size(kMaxPackageBytes + 1);
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(5);
+  md = TestMetadata(5);
   md.mutable_targets(0)->set_component(std::string(kMaxIdBytes + 1, 'c'));
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(5);
+  md = TestMetadata(5);
   *md.add_targets() = md.targets(0);  // duplicate image id
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(5);
+  md = TestMetadata(5);
   md.set_expires_unix_ms(md.issued_unix_ms());
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  md = Metadata(0);
+  md = TestMetadata(0);
   EXPECT_EQ(UpdateErrorOf(SignMetadata(md, key_).status()),
             UpdateError::kMalformed);
 
-  EXPECT_EQ(SignMetadata(Metadata(5), crypto::EcPrivateKey()).status().code(),
+  EXPECT_EQ(SignMetadata(TestMetadata(5), crypto::EcPrivateKey()).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -31,57 +31,45 @@ metrics::CounterMetric* RateLimited() {
 
 }  // namespace
 
+absl::Status AttestationServiceImpl::AdmitChallenge(
+    const std::string& device_id, bool behind) {
+  // Revocation (and existence) first: cheap, and never waits. A device this
+  // catalog does not know yet may be in the newer revision the caller asked
+  // for: it waits for it and is checked again by Attestor::GetChallenge.
+  if (auto s = attestor_->MayChallenge(device_id);
+      !s.ok() && !(absl::IsNotFound(s) && behind)) {
+    return s;
+  }
+  if (challenge_limiter_ != nullptr &&
+      !challenge_limiter_->TryAcquire(device_id)) {
+    RateLimited()->Increment();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("device ", device_id,
+                     " asked for challenges faster than its limit; retry in ",
+                     absl::FormatDuration(
+                         absl::Ceil(challenge_limiter_->RetryAfter(device_id),
+                                    absl::Milliseconds(100)))));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* AttestationServiceImpl::GetChallenge(
     grpc::CallbackServerContext* context,
     const v1::GetChallengeRequest* request,
     v1::GetChallengeResponse* response) {
-  return device_calls_->UnaryAsync(
-      context, GetChallengeMethod(), request->device_id(),
-      [this, request, response](const shard::DeviceCall& call,
-                                shard::DeviceCallHandler::Finish finish) {
-        // Revocation (and existence) first: cheap, and never waits. Only a
-        // device this catalog does not know yet, when the caller asked for
-        // a newer revision (one that may hold its claim), waits for that
-        // revision (bounded by the RevisionGate) and is checked again by
-        // Attestor::GetChallenge.
-        const int64_t wanted = request->min_catalog_revision();
-        const bool behind = wanted > 0 && wanted > catalog_->revision();
-        if (auto s = attestor_->MayChallenge(call.device_id);
-            !s.ok() && !(absl::IsNotFound(s) && behind)) {
-          finish(s);
-          return;
-        }
-        if (challenge_limiter_ != nullptr &&
-            !challenge_limiter_->TryAcquire(call.device_id)) {
-          RateLimited()->Increment();
-          finish(absl::ResourceExhaustedError(absl::StrCat(
-              "device ", call.device_id,
-              " asked for challenges faster than its limit; retry in ",
-              absl::FormatDuration(
-                  absl::Ceil(challenge_limiter_->RetryAfter(call.device_id),
-                             absl::Milliseconds(100))))));
-          return;
-        }
-        auto issue = [this, response, id = call.device_id,
-                      finish](const absl::Status& ready) {
-          if (!ready.ok()) {
-            finish(ready);
-            return;
-          }
-          auto r = attestor_->GetChallenge(id);
-          if (r.ok()) *response = *std::move(r);
-          finish(r.status());
-        };
-        if (wanted <= 0 || wanted <= catalog_->revision()) {
-          issue(absl::OkStatus());
-        } else if (revision_gate_ == nullptr) {
-          issue(absl::UnavailableError(
-              absl::StrCat("catalog at revision ", catalog_->revision(),
-                           ", requested ", wanted, "; retry")));
-        } else {
-          revision_gate_->WhenReached(wanted, call.deadline, call.device_id,
-                                      std::move(issue));
-        }
+  // The device helper waits for min_catalog_revision (off the callback
+  // thread) before it decides ownership: see UnaryAsyncAtRevision.
+  return device_calls_->UnaryAsyncAtRevision(
+      context, GetChallengeMethod(), request->device_id(), revision_gate_,
+      request->min_catalog_revision(),
+      [this](const shard::DeviceCall& call, bool behind) {
+        return AdmitChallenge(call.device_id, behind);
+      },
+      [this, response](const shard::DeviceCall& call,
+                       shard::DeviceCallHandler::Finish finish) {
+        auto r = attestor_->GetChallenge(call.device_id);
+        if (r.ok()) *response = *std::move(r);
+        finish(r.status());
       });
 }
 
@@ -127,25 +115,16 @@ absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
   // Validated before it is echoed, logged or looked up.
   if (auto s = ValidateDeviceId(device_id); !s.ok()) return s;
   result->set_device_id(device_id);
+  // The batch's catalog revision was not reached: as the single call, and
+  // before the owner is looked up (the old shard map may be out of date).
+  if (!ready.ok()) return ready;
   if (auto owner = device_calls_->RedirectAddress(device_id)) {
     result->set_redirect_address(*owner);
     return absl::FailedPreconditionError(
         absl::StrCat("device ", device_id, " is owned by the shard at ", *owner,
                      "; retry there"));
   }
-  // The batch's catalog revision was not reached: as the single call.
-  if (!ready.ok()) return ready;
-  if (auto s = attestor_->MayChallenge(device_id); !s.ok()) return s;
-  if (challenge_limiter_ != nullptr &&
-      !challenge_limiter_->TryAcquire(device_id)) {
-    RateLimited()->Increment();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("device ", device_id,
-                     " asked for challenges faster than its limit; retry in ",
-                     absl::FormatDuration(
-                         absl::Ceil(challenge_limiter_->RetryAfter(device_id),
-                                    absl::Milliseconds(100)))));
-  }
+  if (auto s = AdmitChallenge(device_id, /*behind=*/false); !s.ok()) return s;
   auto r = attestor_->GetChallenge(device_id);
   if (!r.ok()) return r.status();
   *result->mutable_challenge() = *std::move(r);

@@ -3,15 +3,18 @@
 // credential, device id check, redirect to the owning shard, error mapping,
 // metrics); this file only adds what is particular to attestation.
 //
-// GetChallenge never blocks a callback thread (issue 8 hole 4). In order:
-//   1. the device helper (authentication, owner);
+// GetChallenge never blocks a callback thread (issue 8 hole 4). In order
+// (DeviceCallHandler::UnaryAsyncAtRevision):
+//   1. the device helper's authentication;
 //   2. revocation and existence (Attestor::MayChallenge), answered at once;
 //   3. the per-device challenge rate (RESOURCE_EXHAUSTED when exceeded);
 //   4. min_catalog_revision through the shard's RevisionGate: answered at
 //      once when reached or far ahead (UNAVAILABLE "catalog at revision R,
 //      requested M; retry"), otherwise parked off the callback thread within
 //      bounds and answered when the catalog catches up or the wait ends;
-//   5. the nonce.
+//   5. the owner (redirect), by the shard map of that revision;
+//   6. the nonce.
+// (When the catalog already has the revision, the owner is checked first.)
 //
 // Callback API; no per-call threads. Thread-safe.
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
@@ -64,6 +67,9 @@ class AttestationServiceImpl final
       v1::AttestBatchResponse* response) override;
 
  private:
+  // AdmitChallenge: steps 2-3 of GetChallenge (`behind`: the catalog has
+  // not reached the requested revision yet, so an unknown device may wait).
+  absl::Status AdmitChallenge(const std::string& device_id, bool behind);
   absl::Status CheckBatch(const grpc::CallbackServerContext& context,
                           int items) const;
   // ChallengeOne: one item of GetChallenges; `ready` is whether the batch's

@@ -30,7 +30,7 @@ absl::Status DeviceAuthenticator::CheckCatalog(const DeviceContext& ctx,
 
 absl::StatusOr<DeviceContext> DeviceAuthenticator::VerifyToken(
     absl::string_view token, absl::Time now) const {
-  const size_t slot = absl::HashOf(token) % kVerifiedTokenSlots;
+  const size_t slot = absl::HashOf(token) % token_slots_;
   {
     absl::MutexLock l(&token_mu_);
     if (!verified_.empty() && verified_[slot] != nullptr &&
@@ -48,7 +48,7 @@ absl::StatusOr<DeviceContext> DeviceAuthenticator::VerifyToken(
   auto entry = std::make_unique<const VerifiedToken>(
       VerifiedToken{std::string(token), *ctx});
   absl::MutexLock l(&token_mu_);
-  if (verified_.empty()) verified_.resize(kVerifiedTokenSlots);
+  if (verified_.empty()) verified_.resize(token_slots_);
   verified_[slot] = std::move(entry);
   return ctx;
 }

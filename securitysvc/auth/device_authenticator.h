@@ -19,6 +19,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,14 +38,26 @@ inline constexpr char kSessionTokenMetadata[] = "sphere-session-token";
 // of this many slots (keyed by the whole token: a slot holds one token and
 // a colliding token replaces it), so a gateway's calls for a device skip the
 // HMAC and parse after the first. Bounded: at most this many tokens (each
-// at most the 1 KiB a client may send) are ever held.
+// at most the 1 KiB a client may send) are ever held. The default; a shard
+// sets its own with --session_token_slots (securitysvc/shard_server/
+// shard_flags.h), at most kMaxVerifiedTokenSlots.
 inline constexpr size_t kVerifiedTokenSlots = 8192;
+inline constexpr size_t kMaxVerifiedTokenSlots = size_t{1} << 20;
 
 class DeviceAuthenticator {
  public:
+  // `token_slots`: the verified-token table's size (>= 1; values outside
+  // [1, kMaxVerifiedTokenSlots] are clamped into it).
   DeviceAuthenticator(const SessionTokens* tokens,
-                      const catalog::CatalogView* catalog, Clock* clock)
-      : tokens_(tokens), catalog_(catalog), clock_(clock) {}
+                      const catalog::CatalogView* catalog, Clock* clock,
+                      size_t token_slots = kVerifiedTokenSlots)
+      : tokens_(tokens),
+        catalog_(catalog),
+        clock_(clock),
+        token_slots_(std::clamp<size_t>(token_slots, 1,
+                                        kMaxVerifiedTokenSlots)) {}
+
+  size_t token_slots() const { return token_slots_; }
 
   // Authenticate: `peer` is the verified TLS peer certificate (nullptr when
   // none); `session_token` the metadata value (empty when absent).
@@ -63,7 +76,7 @@ class DeviceAuthenticator {
  private:
   absl::Status CheckCatalog(const DeviceContext& ctx, v1::Device* record) const;
   // VerifyToken: SessionTokens::Verify, remembering verified tokens
-  // (kVerifiedTokenSlots). Only the MAC and parse are remembered: expiry is
+  // (token_slots_). Only the MAC and parse are remembered: expiry is
   // compared with `now` on every call, and the catalog checks (revoked,
   // owner, epoch) run on every call after this.
   absl::StatusOr<DeviceContext> VerifyToken(absl::string_view token,
@@ -76,6 +89,7 @@ class DeviceAuthenticator {
   const SessionTokens* const tokens_;
   const catalog::CatalogView* const catalog_;
   Clock* const clock_;
+  const size_t token_slots_;
   mutable absl::Mutex token_mu_;
   // Direct-mapped by hash of the token; allocated on first use.
   mutable std::vector<std::unique_ptr<const VerifiedToken>> verified_

@@ -169,6 +169,42 @@ TEST_F(DeviceAuthenticatorTest, MoreTokensThanTheTableHoldsAllStillVerify) {
   }
 }
 
+// The table's size comes from the shard (--session_token_slots): a small
+// one evicts more often but every token still verifies as itself, and a
+// token is still refused once revoked.
+TEST_F(DeviceAuthenticatorTest, TableSizeSetByTheShardKeepsEveryCheck) {
+  DeviceAuthenticator small(&tokens_, &catalog_, &clock_, 4);
+  EXPECT_EQ(small.token_slots(), 4u);
+  EXPECT_EQ(auth_.token_slots(), kVerifiedTokenSlots);  // default unchanged
+  auto gw = GatewayCert();
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 40; ++i) {
+    DeviceContext ctx = Ctx("tenant-a");
+    ctx.certificate_serial = absl::StrCat(i);
+    tokens.push_back(tokens_.Issue(ctx));
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      auto r = small.Authenticate(&gw, tokens[i]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(r->certificate_serial, absl::StrCat(i));
+    }
+  }
+  v1::WatchEvent ev;
+  ev.set_revision(5);
+  ev.set_revoked_device_id(kDevice);
+  ASSERT_TRUE(catalog_.Apply(ev).ok());
+  EXPECT_EQ(small.Authenticate(&gw, tokens.back()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // Out-of-range sizes are clamped, never a zero-slot table.
+  EXPECT_EQ(DeviceAuthenticator(&tokens_, &catalog_, &clock_, 0).token_slots(),
+            1u);
+  EXPECT_EQ(DeviceAuthenticator(&tokens_, &catalog_, &clock_,
+                                kMaxVerifiedTokenSlots + 1)
+                .token_slots(),
+            kMaxVerifiedTokenSlots);
+}
+
 // The record the checks read is handed back (read once per call).
 TEST_F(DeviceAuthenticatorTest, HandsBackTheDeviceRecordItChecked) {
   auto cert = DeviceCert("tenant-a", "full", absl::Hours(24));

@@ -21,15 +21,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// A well-formed (65-byte, 0x04-prefixed) device key, distinct per `n`.
-std::string FakeDeviceKey(uint64_t n) {
-  std::string key(65, '\0');
-  key[0] = 0x04;
-  key[1] = 0x5b;
-  for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
-  return key;
-}
-
 class CatalogClaimsTest : public CatalogFixture {
  protected:
   void SetUp() override {
@@ -40,33 +31,7 @@ class CatalogClaimsTest : public CatalogFixture {
 
   // Import registers devices first..first+n-1 and returns their ids.
   std::vector<std::string> Import(uint64_t first, size_t n) {
-    std::vector<v1::FactoryDevice> devices;
-    std::vector<std::string> ids;
-    for (size_t i = 0; i < n; ++i) {
-      v1::FactoryDevice d;
-      d.set_public_key(FakeDeviceKey(first + i));
-      d.set_device_type("mt3620");
-      ids.push_back(DeviceIdForKey(d.public_key()));
-      devices.push_back(std::move(d));
-    }
-    auto r = catalog_->ImportDevices(platform_, devices);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return ids;
-  }
-
-  // Dump is the whole persisted state; tests compare it around refusals.
-  std::string Dump() {
-    std::string out;
-    for (const std::string& cf : Catalog::ColumnFamilies()) {
-      EXPECT_TRUE(store_
-                      ->Scan(cf, "",
-                             [&](absl::string_view k, absl::string_view v) {
-                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
-                               return true;
-                             })
-                      .ok());
-    }
-    return out;
+    return ImportFakeDevices(catalog_.get(), first, n);
   }
 
   // Events returns every change event after `after` (a replayed watch).

@@ -26,15 +26,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// A well-formed (65-byte, 0x04-prefixed) device key, distinct per `n`.
-std::string FakeDeviceKey(uint64_t n) {
-  std::string key(65, '\0');
-  key[0] = 0x04;
-  for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
-  key[1] = 0x5a;
-  return key;
-}
-
 // TestWatch follows a catalog watch synchronously: it drains the snapshot or
 // replay when opened and, from its wakeup (which runs under the catalog
 // mutex, as the contract allows), every live event as it commits.
@@ -94,27 +85,8 @@ class CatalogTest : public CatalogFixture {
     fab_product_ = *catalog_->CreateProduct(fabrikam_op_, "", "F1", "");
   }
 
-  // Dump is the whole persisted state; tests compare it around attacks.
-  std::string Dump() {
-    std::string out;
-    for (const std::string& cf : Catalog::ColumnFamilies()) {
-      EXPECT_TRUE(store_
-                      ->Scan(cf, "",
-                             [&](absl::string_view k, absl::string_view v) {
-                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
-                               return true;
-                             })
-                      .ok());
-    }
-    return out;
-  }
-
   std::string ImportOne(uint64_t n) {
-    v1::FactoryDevice d;
-    d.set_public_key(FakeDeviceKey(n));
-    d.set_device_type("mt3620");
-    EXPECT_TRUE(catalog_->ImportDevices(platform_, {d}).ok());
-    return DeviceIdForKey(d.public_key());
+    return ImportFakeDevices(catalog_.get(), n, 1)[0];
   }
 
   std::string GroupId(const v1::Product& product, absl::string_view name) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace sphere::management {
 
 TestCatalogKeys TestCatalogKeys::Create(absl::Time now,
@@ -86,6 +88,44 @@ std::unique_ptr<Catalog> CatalogFixture::OpenCatalog(CatalogOptions options) {
   auto c = Catalog::Open(store_.get(), &clock_, std::move(options));
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *std::move(c) : nullptr;
+}
+
+std::string FakeDeviceKey(uint64_t n) {
+  std::string key(65, '\0');
+  key[0] = 0x04;
+  key[1] = 0x5a;
+  for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
+  return key;
+}
+
+std::vector<std::string> ImportFakeDevices(Catalog* catalog, uint64_t first,
+                                           size_t n) {
+  std::vector<v1::FactoryDevice> devices;
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < n; ++i) {
+    v1::FactoryDevice d;
+    d.set_public_key(FakeDeviceKey(first + i));
+    d.set_device_type("mt3620");
+    ids.push_back(DeviceIdForKey(d.public_key()));
+    devices.push_back(std::move(d));
+  }
+  auto r = catalog->ImportDevices(Caller::PlatformOperator(), devices);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return ids;
+}
+
+std::string DumpCatalog(store::Store* store) {
+  std::string out;
+  for (const std::string& cf : Catalog::ColumnFamilies()) {
+    EXPECT_TRUE(store
+                    ->Scan(cf, "",
+                           [&](absl::string_view k, absl::string_view v) {
+                             absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
+                             return true;
+                           })
+                    .ok());
+  }
+  return out;
 }
 
 }  // namespace sphere::management

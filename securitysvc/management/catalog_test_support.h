@@ -1,8 +1,9 @@
 // Test support for the management catalog: the keys Catalog::Open needs (a
 // test platform root CA and a master key) and a gtest fixture with a catalog
 // on an in-memory store holding two tenants, Contoso and Fabrikam. Used by
-// catalog_test, rollout_manager_test, revision_log_test and etcd_fault_test
-// so the test PKI is written once.
+// catalog_test, catalog_claims_test, management_service_test,
+// rollout_manager_test, revision_log_test and etcd_fault_test so the test
+// PKI, fake device keys and the catalog dump are written once.
 //
 //   class MyTest : public CatalogFixture {};
 //   TEST_F(MyTest, X) {
@@ -53,6 +54,22 @@ std::unique_ptr<Catalog> OpenTestCatalog(RevisionLog* log, Clock* clock,
 // is a test failure.
 std::vector<std::string> ImportTestDevices(Catalog* catalog, int n);
 
+// FakeDeviceKey: a well-formed (65-byte, 0x04-prefixed) device public key,
+// distinct per `n`. Not a curve point: for catalog tests, which store and
+// hash keys but never verify a signature with them.
+std::string FakeDeviceKey(uint64_t n);
+
+// ImportFakeDevices registers devices with keys FakeDeviceKey(first) ..
+// FakeDeviceKey(first + n - 1) (device type "mt3620") as the platform
+// operator in one import, and returns their ids in that order; a refused
+// import is a test failure.
+std::vector<std::string> ImportFakeDevices(Catalog* catalog, uint64_t first,
+                                           size_t n);
+
+// DumpCatalog: the whole persisted catalog in `store` (every column family,
+// key=value per line); attack tests compare it before and after a refusal.
+std::string DumpCatalog(store::Store* store);
+
 // CatalogFixture: a catalog on a MemoryStore with a FakeClock and test keys
 // (root valid 20 years), tenants Contoso and Fabrikam and their operators.
 // A derived fixture may set catalog_options_ before calling SetUp(); they
@@ -66,6 +83,8 @@ class CatalogFixture : public ::testing::Test {
   // catalog_options_ (or `options`); a failure fails the test.
   std::unique_ptr<Catalog> OpenCatalog();
   std::unique_ptr<Catalog> OpenCatalog(CatalogOptions options);
+  // Dump: DumpCatalog of the fixture's store.
+  std::string Dump() { return DumpCatalog(store_.get()); }
 
   FakeClock clock_;
   std::unique_ptr<store::MemoryStore> store_;

@@ -99,7 +99,8 @@ ABSL_FLAG(absl::Duration, leader_lease_ttl, absl::Seconds(5),
 ABSL_FLAG(absl::Duration, shard_lease_ttl, absl::ZeroDuration(),
           "shard lease: a shard that has not re-registered for this long "
           "leaves the shard map (shards re-register every heartbeat; "
-          "local_cluster --catalog etcd sets 4 heartbeats); 0 disables");
+          "local_cluster --catalog etcd sets 6 heartbeats, at least 3 s: "
+          "shard_lease_ttl.h); 0 disables");
 ABSL_FLAG(absl::Duration, watch_progress_interval, absl::Seconds(5),
           "progress notification on idle catalog Watch streams (keep well "
           "below the shards' --max_catalog_staleness); 0 = none");

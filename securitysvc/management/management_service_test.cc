@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protos/management.grpc.pb.h"
+#include "securitysvc/management/catalog_test_support.h"
 #include "securitysvc/management/limits.h"
 
 namespace sphere::management {
@@ -141,19 +142,7 @@ class ManagementServiceTest : public ::testing::Test {
   std::atomic<int> verified_{0};
 
   // Dump is the whole persisted catalog; attack tests compare it.
-  std::string Dump() {
-    std::string out;
-    for (const std::string& cf : Catalog::ColumnFamilies()) {
-      EXPECT_TRUE(store_
-                      ->Scan(cf, "",
-                             [&](absl::string_view k, absl::string_view v) {
-                               absl::StrAppend(&out, cf, "|", k, "=", v, "\n");
-                               return true;
-                             })
-                      .ok());
-    }
-    return out;
-  }
+  std::string Dump() { return DumpCatalog(store_.get()); }
 
   // ExpectShardDenied checks a refused shard call: PERMISSION_DENIED naming
   // the operation, and the catalog unchanged.
@@ -166,13 +155,7 @@ class ManagementServiceTest : public ::testing::Test {
   }
 
   std::string ImportAndClaim(uint64_t n) {
-    std::string key(65, '\0');
-    key[0] = 0x04;
-    for (int i = 0; i < 8; ++i) key[64 - i] = static_cast<char>(n >> (8 * i));
-    v1::FactoryDevice d;
-    d.set_public_key(key);
-    EXPECT_TRUE(catalog_->ImportDevices(Caller::PlatformOperator(), {d}).ok());
-    const std::string id = DeviceIdForKey(key);
+    const std::string id = ImportFakeDevices(catalog_.get(), n, 1)[0];
     EXPECT_TRUE(
         catalog_->ClaimDevice(Caller::TenantOperator(contoso_.id()), "", id)
             .ok());
@@ -393,20 +376,11 @@ TEST_F(ManagementServiceTest, SnapshotLargerThanQueueLimitStreamsThenLive) {
   StartServer(/*watch_queue_limit=*/64, /*watch_page_size=*/32);
   // Far more claimed devices than the per-watcher queue holds.
   constexpr int kDevices = 1100;
-  std::vector<v1::FactoryDevice> factory(kDevices);
-  for (int i = 0; i < kDevices; ++i) {
-    std::string key(65, '\0');
-    key[0] = 0x04;
-    key[63] = static_cast<char>(i >> 8);
-    key[64] = static_cast<char>(i);
-    factory[i].set_public_key(key);
-  }
-  ASSERT_TRUE(
-      catalog_->ImportDevices(Caller::PlatformOperator(), factory).ok());
-  for (const v1::FactoryDevice& d : factory) {
+  for (const std::string& id :
+       ImportFakeDevices(catalog_.get(), 0, kDevices)) {
     ASSERT_TRUE(catalog_
                     ->ClaimDevice(Caller::TenantOperator(contoso_.id()), "",
-                                  DeviceIdForKey(d.public_key()))
+                                  id)
                     .ok());
   }
   const int64_t snapshot_revision = catalog_->revision();

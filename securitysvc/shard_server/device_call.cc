@@ -184,14 +184,14 @@ grpc::ServerUnaryReactor* DeviceCallHandler::Unary(
       [&fn](const DeviceCall& call, Finish finish) { finish(fn(call)); });
 }
 
-grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
-    grpc::CallbackServerContext* context, const DeviceMethod& method,
-    absl::string_view request_device_id,
-    const std::function<void(const DeviceCall&, Finish)>& fn) const {
-  const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const DeviceMethod* m = &method;
-  auto finish_grpc = [reactor, m, start](const grpc::Status& st) {
+namespace {
+
+// GrpcFinisher ends a device call: latency, the call counter by code, the
+// reactor.
+std::function<void(const grpc::Status&)> GrpcFinisher(
+    grpc::ServerUnaryReactor* reactor, const DeviceMethod* m,
+    absl::Time start) {
+  return [reactor, m, start](const grpc::Status& st) {
     m->latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
     if (st.ok()) {
       CallCounter()->Increment(m->ok_labels);
@@ -204,26 +204,36 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
     }
     reactor->Finish(st);
   };
-  absl::StatusOr<DeviceCall> call =
-      Identify(*context, method.access, request_device_id);
-  if (!call.ok()) {
-    const absl::Status& s = call.status();
-    if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
-      log::Warning("device call denied", {{"method", method.name},
-                                          {"peer", context->peer()},
-                                          {"error", std::string(s.message())}});
-    }
-    finish_grpc(rpc::ToGrpcStatus(s));
-    return reactor;
+}
+
+// RefuseUnidentified finishes a call whose steps 1-3 failed.
+void RefuseUnidentified(
+    const grpc::CallbackServerContext& context, const DeviceMethod& method,
+    const absl::Status& s,
+    const std::function<void(const grpc::Status&)>& finish_grpc) {
+  if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
+    log::Warning("device call denied", {{"method", method.name},
+                                        {"peer", context.peer()},
+                                        {"error", std::string(s.message())}});
   }
+  finish_grpc(rpc::ToGrpcStatus(s));
+}
+
+}  // namespace
+
+void DeviceCallHandler::RouteAndRun(
+    grpc::CallbackServerContext* context, const DeviceMethod& method,
+    const DeviceCall& call, const FinishGrpc& finish_grpc, const Admit& admit,
+    const std::function<void(const DeviceCall&, Finish)>& fn) const {
   // Redirect: the trailers name the owner.
-  if (grpc::Status owner = router_->CheckOwnership(context, call->device_id);
+  if (grpc::Status owner = router_->CheckOwnership(context, call.device_id);
       !owner.ok()) {
     finish_grpc(owner);
-    return reactor;
+    return;
   }
+  const DeviceMethod* m = &method;
   auto finish = [finish_grpc, m,
-                 device = call->device_id](const absl::Status& s) {
+                 device = call.device_id](const absl::Status& s) {
     if (absl::IsInternal(s) || absl::IsDataLoss(s)) {
       log::Error(
           "device call failed",
@@ -231,7 +241,71 @@ grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
     }
     finish_grpc(rpc::ToGrpcStatus(s));
   };
-  fn(*call, std::move(finish));
+  if (admit) {
+    if (absl::Status s = admit(call, /*behind=*/false); !s.ok()) {
+      finish(s);
+      return;
+    }
+  }
+  fn(call, std::move(finish));
+}
+
+grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsync(
+    grpc::CallbackServerContext* context, const DeviceMethod& method,
+    absl::string_view request_device_id,
+    const std::function<void(const DeviceCall&, Finish)>& fn) const {
+  // No revision: never waits, routes at once.
+  return UnaryAsyncAtRevision(context, method, request_device_id,
+                              /*gate=*/nullptr, /*min_revision=*/0,
+                              /*admit=*/nullptr, fn);
+}
+
+grpc::ServerUnaryReactor* DeviceCallHandler::UnaryAsyncAtRevision(
+    grpc::CallbackServerContext* context, const DeviceMethod& method,
+    absl::string_view request_device_id, RevisionGate* gate,
+    int64_t min_revision, const Admit& admit,
+    const std::function<void(const DeviceCall&, Finish)>& fn) const {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto finish_grpc = GrpcFinisher(reactor, &method, absl::Now());
+  absl::StatusOr<DeviceCall> call =
+      Identify(*context, method.access, request_device_id);
+  if (!call.ok()) {
+    RefuseUnidentified(*context, method, call.status(), finish_grpc);
+    return reactor;
+  }
+  const bool behind =
+      min_revision > 0 && (gate == nullptr || min_revision > gate->current());
+  if (!behind) {
+    RouteAndRun(context, method, *call, finish_grpc, admit, fn);
+    return reactor;
+  }
+  // Refusals that must not wait (nor take a parking place) come first.
+  if (admit) {
+    if (absl::Status s = admit(*call, /*behind=*/true); !s.ok()) {
+      finish_grpc(rpc::ToGrpcStatus(s));
+      return reactor;
+    }
+  }
+  if (gate == nullptr) {
+    finish_grpc(rpc::ToGrpcStatus(absl::UnavailableError(absl::StrCat(
+        "this shard cannot wait for catalog revision ", min_revision,
+        "; retry"))));
+    return reactor;
+  }
+  // Ownership is decided once the revision is here: the shard map may have
+  // moved the device at it. The gate answers on its own thread (or at once).
+  const std::string key = call->device_id;
+  const absl::Time deadline = call->deadline;
+  gate->WhenReached(
+      min_revision, deadline, key,
+      [this, context, m = &method, call = *std::move(call), finish_grpc,
+       fn](absl::Status ready) {
+        if (!ready.ok()) {
+          finish_grpc(rpc::ToGrpcStatus(ready));
+          return;
+        }
+        RouteAndRun(context, *m, call, finish_grpc, nullptr, fn);
+      });
   return reactor;
 }
 

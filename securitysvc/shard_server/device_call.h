@@ -16,7 +16,9 @@
 //   3. check the certificate scope the method needs (kFullScope refuses
 //      update-only certificates);
 //   4. route: a device owned by another shard gets FAILED_PRECONDITION with
-//      the redirect trailers (sharding::ShardRouter);
+//      the redirect trailers (sharding::ShardRouter); a call that names a
+//      catalog revision (UnaryAsyncAtRevision) is routed only once the shard
+//      has that revision, by the shard map of that revision;
 //   5. run the method, map absl::Status to gRPC, log refusals, count calls by
 //      method and code, observe latency.
 //
@@ -42,6 +44,7 @@
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/auth/device_context.h"
 #include "securitysvc/auth/scope.h"
+#include "securitysvc/shard_server/revision_gate.h"
 #include "securitysvc/sharding/router.h"
 
 namespace sphere::shard {
@@ -105,6 +108,29 @@ class DeviceCallHandler {
       absl::string_view request_device_id,
       const std::function<void(const DeviceCall&, Finish)>& fn) const;
 
+  // UnaryAsyncAtRevision: UnaryAsync for a call that names a catalog
+  // revision (read-your-writes, e.g. GetChallengeRequest.min_catalog_revision;
+  // 0 = none). The order:
+  //   steps 1-3;
+  //   when the shard's catalog has the revision: step 4 (route), `admit`,
+  //   `fn`, as UnaryAsync;
+  //   when it is behind: `admit(call, /*behind=*/true)` first (cheap
+  //   refusals that must never wait or park, e.g. revocation and rate
+  //   limits; a device unknown to the old catalog may be in the new one),
+  //   then the wait on `gate` (never on the callback thread; bounded by the
+  //   gate: UNAVAILABLE "catalog at revision R, requested M ...; retry" when
+  //   it is not reached), THEN step 4 by the shard map of that revision (a
+  //   device that moved to this shard at it is answered, not redirected by
+  //   the old map), then `fn`.
+  // `gate` may be null: a revision ahead of the catalog is then refused at
+  // once with UNAVAILABLE.
+  using Admit = std::function<absl::Status(const DeviceCall&, bool behind)>;
+  grpc::ServerUnaryReactor* UnaryAsyncAtRevision(
+      grpc::CallbackServerContext* context, const DeviceMethod& method,
+      absl::string_view request_device_id, RevisionGate* gate,
+      int64_t min_revision, const Admit& admit,
+      const std::function<void(const DeviceCall&, Finish)>& fn) const;
+
   // RequireGateway: the caller check of the gateways' batch calls: OK for a
   // gateway certificate, UNAUTHENTICATED without a client certificate,
   // PERMISSION_DENIED for any other credential (a device acts only for
@@ -120,6 +146,14 @@ class DeviceCallHandler {
       absl::string_view request_device_id) const;
 
  private:
+  using FinishGrpc = std::function<void(const grpc::Status&)>;
+  // RouteAndRun: step 4, then `admit` (may be null), then `fn` (step 5).
+  void RouteAndRun(grpc::CallbackServerContext* context,
+                   const DeviceMethod& method, const DeviceCall& call,
+                   const FinishGrpc& finish_grpc, const Admit& admit,
+                   const std::function<void(const DeviceCall&, Finish)>& fn)
+      const;
+
   const auth::DeviceAuthenticator* const authenticator_;
   const sharding::ShardRouter* const router_;
 };

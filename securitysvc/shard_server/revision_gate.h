@@ -64,6 +64,8 @@ class RevisionGate {
   // class comment). `key` bounds how many calls one caller may park.
   void WhenReached(int64_t revision, absl::Time deadline, absl::string_view key,
                    Done done);
+  // current: the catalog revision the gate sees now.
+  int64_t current() const { return current_(); }
   // Notify: the catalog changed (only needed without a `wait` function).
   void Notify();
   void Stop();

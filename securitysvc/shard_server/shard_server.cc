@@ -73,6 +73,13 @@ uint64_t ShardServer::DeviceCount() const {
   return n;
 }
 
+int64_t ShardServer::GateRevision() const {
+  // A followed catalog counts as at a revision once the follower applied
+  // all of it, the shard map included (the router is updated after the
+  // catalog): a call released at R is routed by R's map.
+  return follower_ ? follower_->applied_revision() : catalog_->revision();
+}
+
 absl::Status ShardServer::Register(bool wait_for_ready) {
   const uint64_t count = DeviceCount();
   grpc::ClientContext ctx;
@@ -130,7 +137,7 @@ absl::Status ShardServer::Start() {
   router_ = std::make_unique<sharding::ShardRouter>(options_.shard_id);
   tokens_ = std::make_unique<auth::SessionTokens>(options_.session_token_key);
   authenticator_ = std::make_unique<auth::DeviceAuthenticator>(
-      tokens_.get(), catalog_, options_.clock);
+      tokens_.get(), catalog_, options_.clock, options_.session_token_slots);
   device_calls_ =
       std::make_unique<DeviceCallHandler>(authenticator_.get(), router_.get());
 
@@ -151,7 +158,7 @@ absl::Status ShardServer::Start() {
     };
   }
   revision_gate_ = std::make_unique<RevisionGate>(
-      [this] { return catalog_->revision(); }, context_.wait_for_revision,
+      [this] { return GateRevision(); }, context_.wait_for_revision,
       options_.revision_gate);
 
   context_.shard_id = options_.shard_id;

@@ -79,6 +79,8 @@ struct ShardServerOptions {
   catalog::InMemoryCatalog* catalog = nullptr;
   Clock* clock = Clock::Real();
   RevisionGate::Options revision_gate;
+  // Verified gateway session tokens remembered (--session_token_slots).
+  size_t session_token_slots = auth::kVerifiedTokenSlots;
 };
 
 // ShardStoreOptions: how a shard opens its encrypted RocksDB. Many small
@@ -118,11 +120,16 @@ class ShardServer {
   absl::Status Run(const std::string& port_file);
 
   ShardContext& context() { return context_; }
+  // router: the shard map this shard routes by; followed from management,
+  // set by hand only by in-process tests without one.
+  sharding::ShardRouter& router() { return *router_; }
   const catalog::CatalogView& catalog() const { return *catalog_; }
 
  private:
   class Heartbeat;
   uint64_t DeviceCount() const;
+  // GateRevision: the catalog revision the RevisionGate releases calls at.
+  int64_t GateRevision() const;
   absl::Status Register(bool wait_for_ready);
 
   ShardServerOptions options_;

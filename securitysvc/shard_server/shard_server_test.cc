@@ -108,6 +108,16 @@ class ShardServerTest : public ::testing::Test {
     ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
     return stub->Attest(&ctx, req, resp);
   }
+  // GroupEventAt: a catalog change at `revision` (the platform's device
+  // group, unchanged) that moves the catalog on.
+  static v1::WatchEvent GroupEventAt(int64_t revision) {
+    v1::WatchEvent ev;
+    ev.set_revision(revision);
+    ev.mutable_device_group()->set_id(TestPlatform::kGroup);
+    ev.mutable_device_group()->set_tenant_id(kTenant);
+    ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+    return ev;
+  }
   // FullAttestation through `stub`, naming the device in the requests.
   grpc::Status FullAttestation(v1::AttestationService::Stub* stub,
                                mcu::Device& dev, v1::AttestResponse* resp) {
@@ -277,11 +287,7 @@ TEST_F(ShardServerTest, WaitingChallengesDoNotStallOtherDevices) {
   grpc::Status st = FullAttestation(stub.get(), Dev(6), &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   // The catalog catches up: the waiting calls get their nonces.
-  v1::WatchEvent ev;
-  ev.set_revision(next);
-  ev.mutable_device_group()->set_id(TestPlatform::kGroup);
-  ev.mutable_device_group()->set_tenant_id(kTenant);
-  ev.mutable_device_group()->set_os_feed(v1::RETAIL);
+  v1::WatchEvent ev = GroupEventAt(next);
   ASSERT_TRUE(p().catalog->Apply(ev).ok());
   p().server->context().revision_gate->Notify();
   for (auto& c : calls) {
@@ -328,6 +334,88 @@ TEST_F(ShardServerTest, Fault_JustClaimedDeviceWaitsForItsRevision) {
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(resp.nonce().size(), 32u);
+}
+
+// Ownership is decided by the shard map of the revision a call asks for: a
+// shard whose catalog is behind gets a call at the newer revision for a
+// device that moved to it at that revision; it waits for the revision (off
+// the callback thread) and answers, instead of redirecting the call by its
+// old map.
+TEST_F(ShardServerTest, CallAtANewerRevisionIsRoutedByThatRevisionsMap) {
+  sharding::ShardRouter& router = p().server->router();
+  const std::string self = router.self_id();
+  const int64_t now_rev = p().catalog->revision();
+  v1::ShardMap old_map;
+  old_map.set_revision(now_rev);
+  auto* a = old_map.add_shards();
+  a->set_id(self);
+  a->set_address(p().server->address());
+  auto* b = old_map.add_shards();
+  b->set_id("shard-elsewhere");
+  b->set_address("127.0.0.1:1");
+  router.Update(old_map);
+  // A device the old map gives to the other shard.
+  std::unique_ptr<mcu::Device> dev;
+  for (int i = 0; i < 64 && dev == nullptr; ++i) {
+    auto d = p().platform.NewDevice(absl::StrCat("moved-device-", i));
+    ASSERT_TRUE(d.ok()) << d.status();
+    if (router.OtherOwner((*d)->device_id()).has_value()) dev = *std::move(d);
+  }
+  ASSERT_NE(dev, nullptr) << "no device of 64 hashed to the other shard";
+  const int64_t next = p().catalog->revision() + 1;
+  auto stub = p().Stub(p().gateway_tls);
+  {  // Without a revision the old map decides: a redirect.
+    v1::GetChallengeResponse c;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+    v1::GetChallengeRequest req;
+    req.set_device_id(dev->device_id());
+    grpc::Status st = stub->GetChallenge(&ctx, req, &c);
+    ASSERT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << st.error_message();
+    ASSERT_TRUE(sharding::RedirectFrom(ctx, st).has_value());
+    EXPECT_TRUE(c.nonce().empty());
+  }
+  // The call at the next revision is parked, not redirected.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(60)));
+  v1::GetChallengeRequest req;
+  req.set_device_id(dev->device_id());
+  req.set_min_catalog_revision(next);
+  v1::GetChallengeResponse resp;
+  grpc::Status status;
+  absl::Notification done;
+  stub->async()->GetChallenge(&ctx, &req, &resp, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  RevisionGate* gate = p().server->context().revision_gate;
+  const absl::Time limit = absl::Now() + absl::Seconds(60);
+  while (gate->parked() == 0 && !done.HasBeenNotified() &&
+         absl::Now() < limit) {
+    absl::SleepFor(absl::Milliseconds(1));  // poll of a condition, bounded
+  }
+  ASSERT_FALSE(done.HasBeenNotified())
+      << "answered before the catalog reached revision " << next << ": "
+      << status.error_code() << " " << status.error_message();
+  ASSERT_EQ(gate->parked(), 1u);
+  // Revision `next` moves the device here: the map first (as the follower
+  // updates the router before it reports the revision applied), then the
+  // catalog.
+  v1::ShardMap new_map;
+  new_map.set_revision(next);
+  *new_map.add_shards() = *a;
+  router.Update(new_map);
+  v1::WatchEvent ev = GroupEventAt(next);
+  *ev.mutable_shard_map() = new_map;
+  ASSERT_TRUE(p().catalog->Apply(ev).ok());
+  gate->Notify();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  EXPECT_FALSE(sharding::RedirectFrom(ctx, status).has_value());
+  EXPECT_EQ(resp.nonce().size(), 32u);
+  EXPECT_EQ(gate->parked(), 0u);
 }
 
 TEST_F(ShardServerTest, Attack_ChallengeRateLimit) {
