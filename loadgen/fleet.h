@@ -47,7 +47,8 @@ struct FleetOptions {
   int max_in_flight = 128;       // RPCs in flight (AsyncAttestationClient)
   int attest_batch = 256;        // twins per GetChallenges/AttestBatch RPC
   // attest phase on the gateway channels: twins mid-attestation at once
-  // (--tls-per-twin uses max_active: one connection per active twin). Wide
+  // (--tls-per-twin and --fault use max_active: one connection per active
+  // twin; twins left to start after the fault). Wide
   // enough that each shard's batch RPCs fill up (issue 14: per-RPC cost).
   size_t attest_window = 2048;
   int claim_window = 64;         // ClaimDevice calls in flight (batch 1)

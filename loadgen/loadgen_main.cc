@@ -59,7 +59,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--attest-window", f.attest_window,
                  "attest phase on the gateway channels: twins "
-                 "mid-attestation at once (--tls-per-twin uses --window)")
+                 "mid-attestation at once (--tls-per-twin and --fault use "
+                 "--window)")
       ->check(CLI::Range(size_t{1}, size_t{100000}))
       ->capture_default_str();
   app.add_option("--claim-batch", f.claim_batch,

@@ -494,8 +494,12 @@ class AttestPhase final : public Phase {
       killed_at = absl::Now();
     };
 
-    // Gateway channels: a wide window fills each shard's batch RPCs.
-    const size_t window = o.tls_per_twin ? o.max_active : o.attest_window;
+    // Gateway channels: a wide window fills each shard's batch RPCs. Per-twin
+    // TLS opens one connection per active twin, and the fault scenario needs
+    // twins still waiting to start when the shard dies (so its recovery is
+    // observed): both keep the narrow --window.
+    const size_t window =
+        o.tls_per_twin || fault ? o.max_active : o.attest_window;
     twin::TwinDriver driver(&timing, Clock::Real(), {.max_active = window});
     driver.set_attest_observer(on_certified);
     const CpuMark cpu_before = CpuMark::Take(fleet);
