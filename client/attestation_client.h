@@ -129,7 +129,7 @@ class AsyncAttestationClient final : public AttestationTransport {
     size_t max_address_length = 255;     // longer redirect targets refused
     absl::Duration deadline = absl::Seconds(10);  // per RPC
     // Items per GetChallenges / AttestBatch RPC (the service takes at most
-    // 64); 1 = no batching. Gateways only.
+    // 256); 1 = no batching. Gateways only.
     int max_batch = 1;
     // Failover and the learned-owner cache's lifetime; its
     // max_cached_owners is replaced by the field above.

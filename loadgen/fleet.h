@@ -45,7 +45,12 @@ struct FleetOptions {
   double rate = 0;
   size_t max_active = 256;       // twins mid-attestation (TwinDriver)
   int max_in_flight = 128;       // RPCs in flight (AsyncAttestationClient)
-  int attest_batch = 64;         // twins per GetChallenges/AttestBatch RPC
+  int attest_batch = 256;        // twins per GetChallenges/AttestBatch RPC
+  // attest phase on the gateway channels: twins mid-attestation at once
+  // (--tls-per-twin and --fault use max_active: one connection per active
+  // twin; twins left to start after the fault). Wide
+  // enough that each shard's batch RPCs fill up (issue 14: per-RPC cost).
+  size_t attest_window = 2048;
   int claim_window = 64;         // ClaimDevice calls in flight (batch 1)
   // Devices per ClaimDevices call (bulk claim into the fleet's group, one
   // catalog revision per batch); 1 = ClaimDevice + AssignDevice per device.

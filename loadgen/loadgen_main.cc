@@ -55,7 +55,13 @@ int Main(int argc, char** argv) {
   app.add_option("--attest-batch", f.attest_batch,
                  "twins per GetChallenges/AttestBatch RPC on the gateway "
                  "channels (1 = one GetChallenge/Attest RPC per twin)")
-      ->check(CLI::Range(1, 64))
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--attest-window", f.attest_window,
+                 "attest phase on the gateway channels: twins "
+                 "mid-attestation at once (--tls-per-twin and --fault use "
+                 "--window)")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
       ->capture_default_str();
   app.add_option("--claim-batch", f.claim_batch,
                  "devices per ClaimDevices call (bulk claim into the fleet's "

@@ -437,8 +437,13 @@ class AttestPhase final : public Phase {
       killed_at = absl::Now();
     };
 
-    twin::TwinDriver driver(&timing, Clock::Real(),
-                            {.max_active = o.max_active});
+    // Gateway channels: a wide window fills each shard's batch RPCs. Per-twin
+    // TLS opens one connection per active twin, and the fault scenario needs
+    // twins still waiting to start when the shard dies (so its recovery is
+    // observed): both keep the narrow --window.
+    const size_t window =
+        o.tls_per_twin || fault ? o.max_active : o.attest_window;
+    twin::TwinDriver driver(&timing, Clock::Real(), {.max_active = window});
     driver.set_attest_observer(on_certified);
     const CpuMark cpu_before = CpuMark::Take(fleet);
     stats.Start(phase_start, n);
@@ -483,8 +488,7 @@ class AttestPhase final : public Phase {
     // fresh challenge, as an operator would after an outage.
     uint64_t retried = 0;
     if (fault && killed_at != absl::InfinitePast()) {
-      twin::TwinDriver again(&timing, Clock::Real(),
-                             {.max_active = o.max_active});
+      twin::TwinDriver again(&timing, Clock::Real(), {.max_active = window});
       again.set_attest_observer(on_certified);
       for (auto& t : twins) {
         if (t->phase() == twin::Twin::Phase::kRefused &&

@@ -175,13 +175,48 @@ std::string Sha256(absl::string_view data) {
   return out;
 }
 
+// HmacSha256 is RFC 2104 over SHA-256 written out with the digest API and a
+// per-thread digest context. OpenSSL 3's one-shot HMAC() fetches the MAC
+// implementation and builds a context on every call: ~15 us against ~3 us
+// here (issue 14: a session token is issued per attestation and checked on
+// every later gateway call). Same result as HMAC() (HmacSha256Test).
 std::string HmacSha256(absl::string_view key, absl::string_view data) {
-  std::string out(32, '\0');
+  constexpr size_t kBlock = 64;
+  uint8_t k[kBlock] = {0};
   unsigned int len = 0;
-  static const uint8_t kEmpty = 0;
-  HMAC(internal::Sha256Md(), key.empty() ? &kEmpty : U8(key),
-       static_cast<int>(key.size()), data.empty() ? &kEmpty : U8(data),
-       data.size(), reinterpret_cast<uint8_t*>(&out[0]), &len);
+  const EVP_MD* md = internal::Sha256Md();
+  if (key.size() > kBlock) {  // long keys are hashed first
+    EVP_Digest(key.data(), key.size(), k, &len, md, nullptr);
+  } else if (!key.empty()) {
+    std::memcpy(k, key.data(), key.size());
+  }
+  thread_local const internal::Ptr<EVP_MD_CTX, EVP_MD_CTX_free> ctx(
+      EVP_MD_CTX_new());
+  uint8_t pad[kBlock];
+  uint8_t inner[32];
+  std::string out(32, '\0');
+  bool ok = ctx != nullptr;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ 0x36;
+  ok = ok && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1 &&
+       EVP_DigestUpdate(ctx.get(), pad, kBlock) == 1 &&
+       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) == 1 &&
+       EVP_DigestFinal_ex(ctx.get(), inner, &len) == 1;
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = k[i] ^ 0x5c;
+  ok = ok && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1 &&
+       EVP_DigestUpdate(ctx.get(), pad, kBlock) == 1 &&
+       EVP_DigestUpdate(ctx.get(), inner, sizeof(inner)) == 1 &&
+       EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<uint8_t*>(&out[0]),
+                          &len) == 1;
+  OPENSSL_cleanse(k, sizeof(k));
+  OPENSSL_cleanse(pad, sizeof(pad));
+  OPENSSL_cleanse(inner, sizeof(inner));
+  if (!ok) {
+    // Only on allocation failure: fall back to the one-shot call.
+    static const uint8_t kEmpty = 0;
+    HMAC(md, key.empty() ? &kEmpty : U8(key), static_cast<int>(key.size()),
+         data.empty() ? &kEmpty : U8(data), data.size(),
+         reinterpret_cast<uint8_t*>(&out[0]), &len);
+  }
   return out;
 }
 

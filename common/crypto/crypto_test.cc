@@ -1,5 +1,8 @@
 #include "common/crypto/crypto.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -66,6 +69,39 @@ TEST(HmacSha256Test, Rfc4231) {
   // Test case 2.
   EXPECT_EQ(HexEncode(HmacSha256("Jefe", "what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  // Test case 6: a key longer than the block size is hashed first.
+  EXPECT_EQ(
+      HexEncode(HmacSha256(std::string(131, '\xaa'),
+                           "Test Using Larger Than Block-Size Key - Hash Key "
+                           "First")),
+      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
+// The written-out HMAC agrees with the library's one-shot HMAC() at every
+// key length around the block size (0, 1, 63, 64, 65, 200) and for empty data.
+TEST(HmacSha256Test, AgreesWithOneShotHmacAtEveryKeyLength) {
+  for (size_t key_len : {0, 1, 32, 63, 64, 65, 200}) {
+    for (size_t data_len : {0, 1, 64, 1000}) {
+      const std::string key(key_len, static_cast<char>(0x5a + key_len));
+      const std::string data(data_len, static_cast<char>(0x17 + data_len));
+      uint8_t want[32];
+      unsigned int len = 0;
+      static const uint8_t kEmpty = 0;
+      ASSERT_NE(HMAC(EVP_sha256(),
+                     key.empty() ? &kEmpty
+                                 : reinterpret_cast<const uint8_t*>(key.data()),
+                     static_cast<int>(key.size()),
+                     data.empty()
+                         ? &kEmpty
+                         : reinterpret_cast<const uint8_t*>(data.data()),
+                     data.size(), want, &len),
+                nullptr);
+      ASSERT_EQ(len, 32u);
+      EXPECT_EQ(HmacSha256(key, data),
+                std::string(reinterpret_cast<const char*>(want), 32))
+          << "key " << key_len << " data " << data_len;
+    }
+  }
 }
 
 TEST(HexTest, RoundTripAndErrors) {

@@ -212,6 +212,48 @@ TEST_F(BatchAttestationTest, Attack_DeviceCredentialMayNotUseBatches) {
   EXPECT_FALSE(HasRecord(9));
 }
 
+// A full batch (kMaxBatch distinct devices) is answered item by item, every
+// record is durable when it returns, and both messages stay well inside the
+// shard's limits (shard_main: --max_request_bytes 1 MiB, 8 MiB messages), so
+// gateways may always send kMaxBatch items.
+TEST_F(BatchAttestationTest, FullBatchIsAnsweredWithinTheShardsMessageLimits) {
+  constexpr int kFull = attestation::AttestationServiceImpl::kMaxBatch;
+  std::vector<std::unique_ptr<mcu::Device>> fleet;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kFull; ++i) {
+    auto d = p().NewDevice(absl::StrCat("full-batch-device-", i));
+    ASSERT_TRUE(d.ok()) << d.status();
+    ids.push_back((*d)->device_id());
+    fleet.push_back(*std::move(d));
+  }
+  auto stub = p().Stub(p().gateway_tls());
+  v1::GetChallengesResponse challenges;
+  grpc::Status st = Challenges(stub.get(), ids, &challenges);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(challenges.results_size(), kFull);
+  v1::AttestBatchRequest req;
+  for (int k = 0; k < kFull; ++k) {
+    ASSERT_EQ(challenges.results(k).code(), 0) << challenges.results(k).message();
+    *req.add_requests() =
+        QuoteFor(*fleet[k], challenges.results(k).challenge().nonce());
+  }
+  EXPECT_LT(req.ByteSizeLong(), size_t{1} << 19);  // half the request limit
+  v1::AttestBatchResponse resp;
+  st = AttestBatch(stub.get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), kFull);
+  EXPECT_LT(resp.ByteSizeLong(), size_t{2} << 20);  // a quarter of 8 MiB
+  for (int k = 0; k < kFull; ++k) {
+    const auto& r = resp.results(k);
+    ASSERT_EQ(r.code(), 0) << k << ": " << r.message();
+    EXPECT_EQ(r.device_id(), ids[k]);
+    EXPECT_EQ(r.response().outcome(), v1::UP_TO_DATE);
+    auto rec = p().attestation().attestor()->LastRecord(ids[k]);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(rec->certificate_serial(), r.response().certificate_serial());
+  }
+}
+
 TEST_F(BatchAttestationTest, Attack_OversizedBatchIsRefusedWhole) {
   auto stub = p().Stub(p().gateway_tls());
   std::vector<std::string> ids(
