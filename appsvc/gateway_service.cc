@@ -95,16 +95,13 @@ grpc::ServerUnaryReactor* ContosoGatewayService::Prove(
   if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   if (!pool_->TrySubmit(req->device_id(), [this, req, resp, reactor] {
-        absl::StatusOr<std::string> token = auth_->Prove(
+        absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
             req->device_id(), req->nonce(), req->chain_pem(), req->signature());
-        if (token.ok()) {
-          auto device = auth_->Authenticate(*token, req->device_id());
-          if (device.ok()) {
-            resp->set_expires_unix_ms(absl::ToUnixMillis(device->not_after));
-          }
-          resp->set_session_token(std::move(*token));
+        if (proven.ok()) {
+          resp->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));
+          resp->set_session_token(std::move(proven->token));
         }
-        reactor->Finish(sphere::rpc::ToGrpcStatus(token.status()));
+        reactor->Finish(sphere::rpc::ToGrpcStatus(proven.status()));
       })) {
     reactor->Finish(Busy());
   }
@@ -168,6 +165,74 @@ grpc::ServerUnaryReactor* ContosoGatewayService::CountTelemetry(
             return;
           }
           resp->add_stored_samples(*n);
+        }
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::GetChallenges(
+    grpc::CallbackServerContext* ctx, const v1::GatewayChallengesRequest* req,
+    v1::GatewayChallengesResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxChallengesRequestBytes,
+                                             "GetChallenges");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->device_ids_size() == 0 || req->device_ids_size() > kMaxProveBatch) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "GetChallenges takes 1..", kMaxProveBatch,
+                         " device ids (got ", req->device_ids_size(), ")")));
+  }
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  for (const std::string& id : req->device_ids()) {
+    v1::GatewayChallengeResult* r = resp->add_results();
+    absl::StatusOr<std::string> nonce = auth_->Challenge(id);
+    if (nonce.ok()) {
+      r->set_nonce(std::move(*nonce));
+    } else {
+      r->set_code(static_cast<int>(nonce.status().code()));
+      r->set_error(sphere::rpc::TruncateForStatus(nonce.status().message()));
+    }
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::ProveBatch(
+    grpc::CallbackServerContext* ctx, const v1::GatewayProveBatchRequest* req,
+    v1::GatewayProveBatchResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxProveBatchBytes,
+                                             "ProveBatch");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->proofs_size() == 0 || req->proofs_size() > kMaxProveBatch) {
+    return Done(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("ProveBatch takes 1..", kMaxProveBatch,
+                                      " proofs (got ", req->proofs_size(), ")")));
+  }
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(*ctx);
+  if (!peer.ok()) return Done(ctx, peer.status());
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  const std::string key =
+      absl::StrCat("gateway-prove|", peer->cert.common_name);
+  if (!pool_->TrySubmit(key, [this, req, resp, reactor] {
+        for (const v1::GatewayProveRequest& p : req->proofs()) {
+          v1::GatewayProveResult* r = resp->add_results();
+          absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
+              p.device_id(), p.nonce(), p.chain_pem(), p.signature());
+          if (proven.ok()) {
+            r->set_session_token(std::move(proven->token));
+            r->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));
+          } else {
+            r->set_code(static_cast<int>(proven.status().code()));
+            r->set_error(
+                sphere::rpc::TruncateForStatus(proven.status().message()));
+          }
         }
         reactor->Finish(grpc::Status::OK);
       })) {
