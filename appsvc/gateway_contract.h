@@ -24,6 +24,9 @@ inline constexpr int kMaxCountDevices = 1000;
 // one ProveBatch request may take (appsvc's server-wide request cap).
 inline constexpr int kMaxProveBatch = 128;
 inline constexpr size_t kMaxProveBatchBytes = 512 << 10;
+// Devices per ReportTelemetryBatch call, at most, and its most bytes.
+inline constexpr int kMaxTelemetryBatchDevices = 64;
+inline constexpr size_t kMaxTelemetryBatchBytes = 512 << 10;
 
 // GatewayProofMessage: the bytes a device signs with its Sphere-issued key
 // to answer appsvc's challenge ("contoso-gateway-proof-v1|<id>|<nonce>").

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
@@ -234,6 +235,71 @@ grpc::ServerUnaryReactor* ContosoGatewayService::ProveBatch(
                 sphere::rpc::TruncateForStatus(proven.status().message()));
           }
         }
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::ReportTelemetryBatch(
+    grpc::CallbackServerContext* ctx,
+    const v1::GatewayTelemetryBatchRequest* req,
+    v1::GatewayTelemetryBatchResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxTelemetryBatchBytes,
+                                             "ReportTelemetryBatch");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->items_size() == 0 || req->items_size() > kMaxTelemetryBatchDevices) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "ReportTelemetryBatch takes 1..",
+                         kMaxTelemetryBatchDevices, " devices (got ",
+                         req->items_size(), ")")));
+  }
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(*ctx);
+  if (!peer.ok()) return Done(ctx, peer.status());
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  // Every item authenticated by its own token before anything is read.
+  std::vector<ContosoCloud::TelemetryItem> items;
+  std::vector<int> slots;  // items[j] answers results[slots[j]]
+  for (int i = 0; i < req->items_size(); ++i) {
+    const v1::GatewayTelemetry& item = req->items(i);
+    v1::GatewayTelemetryResult* r = resp->add_results();
+    absl::StatusOr<sphere::auth::DeviceContext> device =
+        item.session_token().empty()
+            ? absl::UnauthenticatedError(
+                  "ReportTelemetryBatch: no session token for this device")
+            : auth_->Authenticate(item.session_token(), item.device_id());
+    if (!device.ok()) {
+      r->set_code(static_cast<int>(device.status().code()));
+      r->set_error(sphere::rpc::TruncateForStatus(device.status().message()));
+      continue;
+    }
+    items.push_back({device->device_id, &item.batch()});
+    slots.push_back(i);
+  }
+  if (items.empty()) return Done(ctx, absl::OkStatus());
+  auto* reactor = ctx->DefaultReactor();
+  const std::string key =
+      absl::StrCat("gateway-telemetry|", peer->cert.common_name);
+  if (!pool_->TrySubmit(key, [this, resp, reactor, items = std::move(items),
+                              slots = std::move(slots)] {
+        auto results = cloud_->ReportTelemetryMany(items);
+        uint64_t accepted = 0;
+        for (size_t j = 0; j < results.size(); ++j) {
+          v1::GatewayTelemetryResult* r = resp->mutable_results(slots[j]);
+          if (results[j].ok()) {
+            accepted += results[j]->accepted();
+            *r->mutable_response() = std::move(*results[j]);
+          } else {
+            r->set_code(static_cast<int>(results[j].status().code()));
+            r->set_error(
+                sphere::rpc::TruncateForStatus(results[j].status().message()));
+          }
+        }
+        SamplesCounter()->Increment("", accepted);
         reactor->Finish(grpc::Status::OK);
       })) {
     reactor->Finish(Busy());

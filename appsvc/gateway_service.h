@@ -64,6 +64,14 @@ class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
   grpc::ServerUnaryReactor* ProveBatch(
       grpc::CallbackServerContext* ctx, const v1::GatewayProveBatchRequest* req,
       v1::GatewayProveBatchResponse* resp) override;
+  // ReportTelemetryBatch: every item's token is checked on the callback
+  // thread (a refused item gets its own code); the accepted items go to
+  // ContosoCloud::ReportTelemetryMany on the WorkerPool (keyed by the
+  // gateway certificate's name): one durable write for them all.
+  grpc::ServerUnaryReactor* ReportTelemetryBatch(
+      grpc::CallbackServerContext* ctx,
+      const v1::GatewayTelemetryBatchRequest* req,
+      v1::GatewayTelemetryBatchResponse* resp) override;
 
   // CheckGateway: OK when the channel's certificate has scope "gateway".
   static absl::Status CheckGateway(const grpc::ServerContextBase& ctx);

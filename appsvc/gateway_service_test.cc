@@ -450,6 +450,97 @@ TEST_F(GatewayServiceTest, Attack_BatchFormsNeedAGatewayCertificate) {
   EXPECT_EQ(auth_->tokens_issued(), 0u);
 }
 
+TEST_F(GatewayServiceTest, TelemetryBatchStoresEachDeviceUnderItsOwnToken) {
+  const std::string ta = Prove(a_);
+  const std::string tb = Prove(b_);
+  v1::GatewayTelemetryBatchRequest req;
+  auto* ia = req.add_items();
+  ia->set_device_id(a_.id);
+  ia->set_session_token(ta);
+  *ia->mutable_batch() = Batch(100, 1);
+  auto* ib = req.add_items();
+  ib->set_device_id(b_.id);
+  ib->set_session_token(tb);
+  *ib->mutable_batch() = Batch(7, 1);
+  grpc::ClientContext ctx;
+  v1::GatewayTelemetryBatchResponse resp;
+  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(0).response().accepted(), 100u);
+  EXPECT_EQ(resp.results(1).response().accepted(), 7u);
+  EXPECT_EQ(Stored(a_), 100u);
+  EXPECT_EQ(Stored(b_), 7u);
+}
+
+TEST_F(GatewayServiceTest, Attack_ForgedTokenInATelemetryBatchStoresNothingForIt) {
+  const std::string ta = Prove(a_);
+  std::string forged = Prove(b_);
+  forged[forged.size() / 2] ^= 1;
+  v1::GatewayTelemetryBatchRequest req;
+  auto* ia = req.add_items();
+  ia->set_device_id(a_.id);
+  ia->set_session_token(ta);
+  *ia->mutable_batch() = Batch(5, 1);
+  auto* ib = req.add_items();  // b's id with a forged token
+  ib->set_device_id(b_.id);
+  ib->set_session_token(forged);
+  *ib->mutable_batch() = Batch(5, 1);
+  auto* ic = req.add_items();  // b's id under a's (genuine) token
+  ic->set_device_id(b_.id);
+  ic->set_session_token(ta);
+  *ic->mutable_batch() = Batch(5, 1);
+  grpc::ClientContext ctx;
+  v1::GatewayTelemetryBatchResponse resp;
+  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 3);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated))
+      << resp.results(1).error();
+  EXPECT_EQ(resp.results(2).code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied))
+      << resp.results(2).error();
+  EXPECT_FALSE(resp.results(1).has_response());
+  EXPECT_EQ(Stored(a_), 5u);
+  EXPECT_EQ(Stored(b_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_TelemetryBatchOverItsLimitsIsRefusedWhole) {
+  const std::string ta = Prove(a_);
+  v1::GatewayTelemetryBatchRequest req;
+  for (int i = 0; i <= kMaxTelemetryBatchDevices; ++i) {
+    auto* it = req.add_items();
+    it->set_device_id(a_.id);
+    it->set_session_token(ta);
+    *it->mutable_batch() = Batch(1, i + 1);
+  }
+  grpc::ClientContext c1;
+  v1::GatewayTelemetryBatchResponse resp;
+  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c1, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.results_size(), 0);
+  // Over the byte limit (16 devices x 1000 samples): refused whole.
+  v1::GatewayTelemetryBatchRequest big;
+  for (int i = 0; i < 16; ++i) {
+    auto* it = big.add_items();
+    it->set_device_id(a_.id);
+    it->set_session_token(ta);
+    *it->mutable_batch() = Batch(1000, 1 + 1000 * i);
+  }
+  ASSERT_GT(big.ByteSizeLong(), kMaxTelemetryBatchBytes);
+  grpc::ClientContext c2;
+  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c2, big, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // A gateway certificate is required.
+  auto op = Stub("platform-operator");
+  req.mutable_items()->DeleteSubrange(1, req.items_size() - 1);
+  grpc::ClientContext c3;
+  EXPECT_EQ(op->ReportTelemetryBatch(&c3, req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Stored(a_), 0u);
+}
+
 TEST(GatewayKeyFile, CreatedOnce0600ThenReused) {
   const std::string path = ::testing::TempDir() + "/gw-key-file";
   ::unlink(path.c_str());

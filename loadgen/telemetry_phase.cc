@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "appsvc/gateway_contract.h"
 #include "client/attestation_client.h"
+#include "client/backoff.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
 #include "protos/contoso.grpc.pb.h"
@@ -23,14 +24,18 @@ namespace {
 
 namespace cv1 = ::contoso::v1;
 
-constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetry";
-// appsvc's metadata keys and proof message: appsvc/gateway_contract.h.
-constexpr const char* kDeviceMd = ::contoso::appsvc::kGatewayDeviceMetadata;
-constexpr const char* kTokenMd = ::contoso::appsvc::kGatewaySessionMetadata;
+constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetryBatch";
+// appsvc's limits and proof message: appsvc/gateway_contract.h.
 constexpr size_t kProveGroup = 1024;  // chains of one group (two held)
 // Twins per GetChallenges/ProveBatch call, and such calls at once.
 constexpr size_t kProveBatch = ::contoso::appsvc::kMaxProveBatch;
 constexpr int kProveCallers = 4;
+// Twins per ReportTelemetryBatch call (appsvc takes up to 64), and how a
+// sender backs off when appsvc is busy.
+constexpr size_t kTelemetryDevicesPerCall = 16;
+constexpr int kMaxSendRetries = 20;
+constexpr client::BackoffPolicy kSendBackoff{absl::Milliseconds(5), 2.0, 0.2,
+                                             absl::Milliseconds(500)};
 constexpr int kMaxProveWindow = 256;  // --prove-window: senders, at most
 constexpr int kChannels = 4;
 constexpr int kCountChunk = ::contoso::appsvc::kMaxCountDevices;
@@ -198,45 +203,83 @@ class TelemetryPhase final : public Phase {
     }
 
     // 2. Send readings: `senders_n` blocking senders over the channels (the
-    // same bounded window as proving); a twin's batches all go from one
-    // sender, in sequence order.
+    // same bounded window as proving). Each sender takes the next chunk of
+    // up to kTelemetryDevicesPerCall proven twins and sends batch 0, 1, ...
+    // of all of them in one ReportTelemetryBatch each (every item with its
+    // twin's token), so a twin's batches go in sequence order. A busy
+    // appsvc (RESOURCE_EXHAUSTED, UNAVAILABLE) is retried with backoff:
+    // nothing of a refused call was stored.
     const absl::Time send_start = absl::Now();
-    std::atomic<uint64_t> acknowledged{0};
+    std::atomic<uint64_t> acknowledged{0}, retries{0};
     std::vector<std::thread> senders;
     const size_t senders_n = std::max<size_t>(window, kChannels);
+    std::vector<size_t> proven_ks;
+    for (size_t k = 0; k < todo.size(); ++k) {
+      if (!tokens[k].empty()) proven_ks.push_back(k);
+    }
+    std::atomic<size_t> next_chunk{0};
     for (size_t c = 0; c < senders_n; ++c) {
       senders.emplace_back([&, c] {
-        for (size_t k = c; k < todo.size(); k += senders_n) {
-          if (tokens[k].empty()) continue;
-          const std::string id = fleet.twins()[todo[k]]->device().device_id();
+        for (size_t first = next_chunk.fetch_add(kTelemetryDevicesPerCall);
+             first < proven_ks.size();
+             first = next_chunk.fetch_add(kTelemetryDevicesPerCall)) {
+          const size_t last =
+              std::min(proven_ks.size(), first + kTelemetryDevicesPerCall);
           for (int b = 0; b < batches && !StopRequested(); ++b) {
-            cv1::ReportTelemetryRequest req;
+            cv1::GatewayTelemetryBatchRequest req;
             const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-            for (int i = 0; i < batch; ++i) {
-              cv1::Telemetry* s = req.add_samples();
-              const uint64_t seq = static_cast<uint64_t>(b) * batch + i + 1;
-              s->set_time_unix_ms(now_ms + i);
-              s->set_water_temperature_c(50 + (seq % 10));
-              s->set_drying_temperature_c(62 + (seq % 5));
-              s->set_rinse_agent_level_pct(90 - (seq % 50) * 0.1);
-              s->set_cycle_state(cv1::Telemetry::WASHING);
-              s->set_cycle_id(1);
-              s->set_sequence(seq);
+            for (size_t j = first; j < last; ++j) {
+              const size_t k = proven_ks[j];
+              cv1::GatewayTelemetry* item = req.add_items();
+              item->set_device_id(fleet.twins()[todo[k]]->device().device_id());
+              item->set_session_token(tokens[k]);
+              for (int i = 0; i < batch; ++i) {
+                cv1::Telemetry* s = item->mutable_batch()->add_samples();
+                const uint64_t seq = static_cast<uint64_t>(b) * batch + i + 1;
+                s->set_time_unix_ms(now_ms + i);
+                s->set_water_temperature_c(50 + (seq % 10));
+                s->set_drying_temperature_c(62 + (seq % 5));
+                s->set_rinse_agent_level_pct(90 - (seq % 50) * 0.1);
+                s->set_cycle_state(cv1::Telemetry::WASHING);
+                s->set_cycle_id(1);
+                s->set_sequence(seq);
+              }
             }
-            grpc::ClientContext ctx;
-            Deadline(&ctx);
-            ctx.AddMetadata(kDeviceMd, id);
-            ctx.AddMetadata(kTokenMd, tokens[k]);
-            cv1::ReportTelemetryResponse resp;
+            cv1::GatewayTelemetryBatchResponse resp;
             const absl::Time t0 = absl::Now();
-            grpc::Status s =
-                stubs[c % kChannels]->ReportTelemetry(&ctx, req, &resp);
-            if (s.ok()) {
-              const absl::Time t1 = absl::Now();
+            grpc::Status s;
+            for (int attempt = 0;; ++attempt) {
+              grpc::ClientContext ctx;
+              Deadline(&ctx);
+              resp.Clear();
+              s = stubs[c % kChannels]->ReportTelemetryBatch(&ctx, req, &resp);
+              const auto code = static_cast<absl::StatusCode>(s.error_code());
+              if (s.ok() || attempt >= kMaxSendRetries ||
+                  (code != absl::StatusCode::kResourceExhausted &&
+                   code != absl::StatusCode::kUnavailable) ||
+                  StopRequested()) {
+                break;
+              }
+              retries.fetch_add(1);
+              absl::SleepFor(client::BackoffDelay(
+                  kSendBackoff, attempt,
+                  client::JitterFraction((first << 8) ^ (b << 4) ^ attempt)));
+            }
+            const absl::Time t1 = absl::Now();
+            if (!s.ok() || resp.results_size() != req.items_size()) {
+              const auto code =
+                  s.ok() ? absl::StatusCode::kInternal
+                         : static_cast<absl::StatusCode>(s.error_code());
+              for (int j = 0; j < req.items_size(); ++j) stats.RecordError(code);
+              continue;
+            }
+            for (const cv1::GatewayTelemetryResult& r : resp.results()) {
+              if (r.code() != 0) {
+                stats.RecordError(static_cast<absl::StatusCode>(r.code()));
+                continue;
+              }
               stats.RecordOk(t1, t1 - t0);
-              acknowledged.fetch_add(resp.accepted());
-            } else {
-              stats.RecordError(static_cast<absl::StatusCode>(s.error_code()));
+              acknowledged.fetch_add(r.response().accepted());
             }
           }
         }
@@ -271,6 +314,7 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("twins_proven", static_cast<double>(proven));
     stats.SetMetric("prove_s", prove_s);
     stats.SetMetric("proven_per_s", prove_s > 0 ? proven / prove_s : 0);
+    stats.SetMetric("prove_window", static_cast<double>(window));
     stats.SetMetric("prove_batch", static_cast<double>(kProveBatch));
     stats.SetMetric("prove_calls_in_flight", static_cast<double>(kProveCallers));
     // Where proving's wall time went: re-attesting groups (the twin keeps
@@ -282,6 +326,10 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("acknowledged", static_cast<double>(acked));
     stats.SetMetric("stored", static_cast<double>(stored));
     stats.SetMetric("readings_per_s", send_s > 0 ? acked / send_s : 0);
+    stats.SetMetric("telemetry_devices_per_call",
+                    static_cast<double>(kTelemetryDevicesPerCall));
+    stats.SetMetric("telemetry_busy_retries",
+                    static_cast<double>(retries.load()));
     if (stored != acked) {
       return absl::DataLossError(
           absl::StrCat("end check failed: appsvc stored ", stored,

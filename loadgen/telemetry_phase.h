@@ -12,9 +12,10 @@
 //      re-attests, so at most two groups' chains are held at once; what
 //      stays per twin is appsvc's token.
 //   2. Sender threads send `--telemetry-batches` batches of
-//      `--telemetry-batch` readings per twin (ReportTelemetry, token in
-//      metadata). A reading counts as acknowledged when its batch's answer
-//      is OK (appsvc answers after the write is durable).
+//      `--telemetry-batch` readings per twin, 16 twins per
+//      ReportTelemetryBatch call (each item with its twin's token). A
+//      reading counts as acknowledged when its item's result is OK (appsvc
+//      answers after the one write for the call is durable).
 //   3. End check: CountTelemetry for every twin; the stored total must equal
 //      the acknowledged readings exactly, else the phase fails.
 //
