@@ -200,8 +200,7 @@ int Main() {
     auto store =
         sphere::store::OpenRocksStore(Scratch("appsvc-many"), ColumnFamilies());
     if (!store.ok()) {
-      std::fprintf(stderr, "%s
-", store.status().ToString().c_str());
+      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       return 1;
     }
     sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
