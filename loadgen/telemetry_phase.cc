@@ -107,6 +107,9 @@ class TelemetryPhase final : public Phase {
     client::AsyncAttestationClient::Options co;
     co.max_in_flight = o.max_in_flight;
     co.deadline = absl::Seconds(20);
+    // The attest phase's gateway batch RPCs (--attest-batch): re-attesting
+    // one device per unary RPC pair made re-attestation ~80 % of proving.
+    co.max_batch = o.attest_batch;
     client::AsyncAttestationClient attest(fleet.cluster().shards,
                                           fleet.gateway_tls(), co);
     std::atomic<int64_t> reattest_us{0}, prove_wait_us{0};
