@@ -171,7 +171,10 @@ class ContosoCloud {
   sphere::Clock* const clock_;
   const CloudOptions options_;
   const DryingAnomalyDetector detector_;
-  std::array<absl::Mutex, 256> device_locks_;
+  // Striped by device id; many stripes, so a many-device call (which locks
+  // each of its devices' stripes until its write is durable) rarely shares
+  // one with another call in flight.
+  std::array<absl::Mutex, 4096> device_locks_;
   absl::Mutex shops_mu_;  // after a device lock, never before
 };
 
