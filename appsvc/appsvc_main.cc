@@ -71,8 +71,10 @@ ABSL_FLAG(std::string, sphere_cert, "",
           "Contoso tenant operator certificate for Sphere queries (optional: "
           "without it the timeline says Sphere data is unavailable)");
 ABSL_FLAG(std::string, sphere_key, "", "Key of --sphere_cert");
-ABSL_FLAG(int, workers, 8,
-          "Worker threads for durable writes and Sphere calls");
+ABSL_FLAG(int, workers, 32,
+          "Worker threads for durable writes and Sphere calls (a telemetry "
+          "batch holds one until its group commit is synced, so this bounds "
+          "how many batches one synced write can carry)");
 ABSL_FLAG(int, queue, 1024, "Work queue bound (beyond: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, per_device_in_flight, 4, "Queued calls one device may have");
 ABSL_FLAG(absl::Duration, sync_timeout, absl::Seconds(30),

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -153,9 +154,12 @@ ContosoCloud::ContosoCloud(sphere::store::Store* store, DurableWriter* writer,
       options_(std::move(options)),
       detector_(options_.detector) {}
 
+size_t ContosoCloud::StripeOf(absl::string_view device_id) const {
+  return absl::Hash<absl::string_view>()(device_id) % device_locks_.size();
+}
+
 absl::Mutex& ContosoCloud::LockFor(absl::string_view device_id) {
-  return device_locks_[absl::Hash<absl::string_view>()(device_id) %
-                       device_locks_.size()];
+  return device_locks_[StripeOf(device_id)];
 }
 
 absl::Status ContosoCloud::LoadSeed(const SeedData& seed) {
@@ -279,6 +283,14 @@ void ContosoCloud::FinishCycle(records::DeviceRecord* rec, Effects* fx) {
 absl::Status ContosoCloud::Commit(const records::DeviceRecord& rec,
                                   const Effects& fx,
                                   sphere::store::WriteBatch extra) {
+  AppendRecord(rec, fx, &extra);
+  return writer_->Commit(std::move(extra));
+}
+
+void ContosoCloud::AppendRecord(const records::DeviceRecord& rec,
+                                const Effects& fx,
+                                sphere::store::WriteBatch* batch) {
+  sphere::store::WriteBatch& extra = *batch;
   records::DeviceRecord copy = rec;
   for (const v1::TimelineEntry& e : fx.entries) {
     copy.set_next_id(copy.next_id() + 1);
@@ -288,11 +300,71 @@ absl::Status ContosoCloud::Commit(const records::DeviceRecord& rec,
               e.SerializeAsString());
   }
   extra.Put(kDevices, rec.device_id(), copy.SerializeAsString());
-  return writer_->Commit(std::move(extra));
 }
 
 absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(
     const std::string& device_id, const v1::ReportTelemetryRequest& req) {
+  if (auto s = ValidateTelemetry(req); !s.ok()) return s;
+  absl::MutexLock l(&LockFor(device_id));
+  sphere::store::WriteBatch batch;
+  absl::StatusOr<v1::ReportTelemetryResponse> resp =
+      PrepareTelemetry(device_id, req, &batch);
+  if (!resp.ok()) return resp.status();
+  if (resp->accepted() > 0) {
+    if (auto s = writer_->Commit(std::move(batch)); !s.ok()) return s;
+  }
+  return resp;
+}
+
+std::vector<absl::StatusOr<v1::ReportTelemetryResponse>>
+ContosoCloud::ReportTelemetryMany(const std::vector<TelemetryItem>& items) {
+  std::vector<absl::StatusOr<v1::ReportTelemetryResponse>> out(
+      items.size(), absl::InternalError("not processed"));
+  // Limits and shape first, per item; a device named twice is refused at
+  // its second appearance (its samples belong in one batch).
+  std::vector<size_t> valid;
+  absl::flat_hash_set<absl::string_view> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (auto s = ValidateTelemetry(*items[i].request); !s.ok()) {
+      out[i] = s;
+    } else if (!seen.insert(items[i].device_id).second) {
+      out[i] = absl::InvalidArgumentError(
+          "device appears twice in one telemetry batch; send its samples "
+          "as one item (nothing from this item was stored)");
+    } else {
+      valid.push_back(i);
+    }
+  }
+  // Lock every device's stripe, in stripe order (no deadlock with other
+  // callers), from read to durable commit, as ReportTelemetry does.
+  std::vector<size_t> stripes;
+  for (size_t i : valid) stripes.push_back(StripeOf(items[i].device_id));
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  for (size_t k : stripes) device_locks_[k].Lock();
+  sphere::store::WriteBatch batch;
+  bool writes = false;
+  for (size_t i : valid) {
+    // A refused item adds nothing to the batch: PrepareTelemetry appends
+    // only once the item is accepted.
+    out[i] = PrepareTelemetry(items[i].device_id, *items[i].request, &batch);
+    if (out[i].ok() && out[i]->accepted() > 0) writes = true;
+  }
+  absl::Status committed =
+      writes ? writer_->Commit(std::move(batch)) : absl::OkStatus();
+  for (auto it = stripes.rbegin(); it != stripes.rend(); ++it) {
+    device_locks_[*it].Unlock();
+  }
+  if (!committed.ok()) {
+    for (size_t i : valid) {
+      if (out[i].ok() && out[i]->accepted() > 0) out[i] = committed;
+    }
+  }
+  return out;
+}
+
+absl::Status ContosoCloud::ValidateTelemetry(
+    const v1::ReportTelemetryRequest& req) {
   if (req.samples_size() == 0) {
     return absl::InvalidArgumentError("a telemetry batch needs 1 sample");
   }
@@ -305,7 +377,12 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(
   for (int i = 0; i < req.samples_size(); ++i) {
     if (auto s = ValidateSample(req.samples(i), i); !s.ok()) return s;
   }
-  absl::MutexLock l(&LockFor(device_id));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::PrepareTelemetry(
+    const std::string& device_id, const v1::ReportTelemetryRequest& req,
+    sphere::store::WriteBatch* out) {
   absl::StatusOr<records::DeviceRecord> loaded = LoadRecord(device_id, nullptr);
   if (!loaded.ok()) return loaded.status();
   records::DeviceRecord rec = std::move(*loaded);
@@ -424,7 +501,8 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::ReportTelemetry(
         rec.clear_open_reorder_offer();
       }
     }
-    if (auto s = Commit(rec, fx, std::move(batch)); !s.ok()) return s;
+    AppendRecord(rec, fx, &batch);
+    out->Append(std::move(batch));
   }
   for (const std::string& a : fx.actions) resp.add_actions(a);
   for (const records::PendingCommand& p : rec.pending()) {

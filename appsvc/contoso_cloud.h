@@ -94,6 +94,19 @@ class ContosoCloud {
   // Device side (device_id comes from the authenticated credential).
   absl::StatusOr<v1::ReportTelemetryResponse> ReportTelemetry(
       const std::string& device_id, const v1::ReportTelemetryRequest& req);
+  // TelemetryItem: one device's batch in a gateway's many-device call.
+  struct TelemetryItem {
+    std::string device_id;  // authenticated by the caller
+    const v1::ReportTelemetryRequest* request;
+  };
+  // ReportTelemetryMany is ReportTelemetry for several devices with one
+  // durable write: each item is validated, deduplicated and analysed on its
+  // own and gets its own result (a refused item stores nothing; a device
+  // named twice is refused at its second item); the accepted items' writes
+  // commit together, so one synced write acknowledges them all (an item
+  // whose write fails gets the write's error). Results are in item order.
+  std::vector<absl::StatusOr<v1::ReportTelemetryResponse>> ReportTelemetryMany(
+      const std::vector<TelemetryItem>& items);
   absl::StatusOr<v1::PollCommandsResponse> PollCommands(
       const std::string& device_id);
   absl::Status CompleteCommand(const std::string& device_id,
@@ -129,6 +142,15 @@ class ContosoCloud {
     std::vector<std::string> actions;
   };
   absl::Mutex& LockFor(absl::string_view device_id);
+  size_t StripeOf(absl::string_view device_id) const;
+  // ValidateTelemetry: the batch's limits and every sample's fields.
+  static absl::Status ValidateTelemetry(const v1::ReportTelemetryRequest& req);
+  // PrepareTelemetry: the analysis of a validated batch for `device_id`,
+  // whose lock the caller holds; appends the batch's writes to `out` only
+  // when it succeeds with new samples (nothing on error).
+  absl::StatusOr<v1::ReportTelemetryResponse> PrepareTelemetry(
+      const std::string& device_id, const v1::ReportTelemetryRequest& req,
+      sphere::store::WriteBatch* out);
   absl::StatusOr<records::DeviceRecord> LoadRecord(const std::string& device_id,
                                                    bool* found);
   void AddEntry(Effects* fx, absl::string_view kind, std::string summary);
@@ -139,6 +161,9 @@ class ContosoCloud {
   // Commit writes `rec` and the effects' entries (plus `extra`) durably.
   absl::Status Commit(const records::DeviceRecord& rec, const Effects& fx,
                       sphere::store::WriteBatch extra);
+  // AppendRecord adds `rec` and the effects' entries to `batch`.
+  void AppendRecord(const records::DeviceRecord& rec, const Effects& fx,
+                    sphere::store::WriteBatch* batch);
   std::string NextId(records::DeviceRecord* rec, absl::string_view prefix);
 
   sphere::store::Store* const store_;
@@ -146,7 +171,10 @@ class ContosoCloud {
   sphere::Clock* const clock_;
   const CloudOptions options_;
   const DryingAnomalyDetector detector_;
-  std::array<absl::Mutex, 64> device_locks_;
+  // Striped by device id; many stripes, so a many-device call (which locks
+  // each of its devices' stripes until its write is durable) rarely shares
+  // one with another call in flight.
+  std::array<absl::Mutex, 4096> device_locks_;
   absl::Mutex shops_mu_;  // after a device lock, never before
 };
 

@@ -181,6 +181,86 @@ TEST_F(ContosoCloudTest, Attack_OversizedBatchRefusedNothingStored) {
   EXPECT_TRUE(absl::IsNotFound(cloud_->GetDeviceRecord(kDev).status()));
 }
 
+TEST_F(ContosoCloudTest, ManyDevicesAreStoredWithOneDurableWrite) {
+  v1::ReportTelemetryRequest a, b, c;
+  AddCycle(&a, 1, 65);
+  AddCycle(&b, 1, 65);
+  AddCycle(&c, 1, 65);
+  const int64_t writes = store_->writes();
+  auto results = cloud_->ReportTelemetryMany(
+      {{kDev, &a}, {kDev2, &b}, {kDev3, &c}});
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->accepted(), 9u);
+  }
+  EXPECT_EQ(store_->writes(), writes + 1);
+  for (const std::string& d : {kDev, kDev2, kDev3}) {
+    EXPECT_EQ(*cloud_->CountSamples(d), 9u);
+    EXPECT_EQ(cloud_->GetDeviceRecord(d)->samples_stored(), 9u);
+  }
+  // Resent: duplicates only, nothing written.
+  results = cloud_->ReportTelemetryMany({{kDev, &a}, {kDev2, &b}});
+  EXPECT_EQ(results[0]->duplicates(), 9u);
+  EXPECT_EQ(results[1]->accepted(), 0u);
+  EXPECT_EQ(store_->writes(), writes + 1);
+}
+
+TEST_F(ContosoCloudTest, Attack_BadItemInAManyDeviceBatchStoresNothingForIt) {
+  v1::ReportTelemetryRequest good, bad, again;
+  AddCycle(&good, 1, 65);
+  AddCycle(&bad, 1, 65);
+  bad.mutable_samples(4)->set_rinse_agent_level_pct(250);
+  AddCycle(&again, 2, 65);
+  // kDev twice: its second item is refused, whatever it holds.
+  auto results = cloud_->ReportTelemetryMany(
+      {{kDev, &good}, {kDev2, &bad}, {kDev, &again}});
+  ASSERT_EQ(results.size(), 3u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  EXPECT_EQ(results[0]->accepted(), 9u);
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(results[1].status().message(),
+                                "samples[4].rinse_agent_level_pct"));
+  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(results[2].status().message(), "twice"));
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 9u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev2), 0u);
+  EXPECT_EQ(cloud_->GetDeviceRecord(kDev2).status().code(),
+            absl::StatusCode::kNotFound);  // no record was written
+}
+
+// FailingWriter refuses every commit (a disk that stopped syncing).
+class FailingWriter final : public DurableWriter {
+ public:
+  absl::Status Commit(sphere::store::WriteBatch) override {
+    ++commits;
+    return absl::UnavailableError("synced write failed");
+  }
+  int commits = 0;
+};
+
+TEST_F(ContosoCloudTest, Fault_FailedWriteFailsEveryAcceptedItemStoresNothing) {
+  FailingWriter failing;
+  ContosoCloud cloud(store_.get(), &failing, &clock_, CloudOptions{});
+  v1::ReportTelemetryRequest a, b;
+  AddCycle(&a, 1, 65);
+  AddCycle(&b, 1, 65);
+  const int64_t writes = store_->writes();
+  auto results = cloud.ReportTelemetryMany({{kDev, &a}, {kDev2, &b}});
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  }
+  EXPECT_EQ(failing.commits, 1);
+  EXPECT_EQ(store_->writes(), writes);
+  EXPECT_EQ(*cloud.CountSamples(kDev), 0u);
+  EXPECT_EQ(*cloud.CountSamples(kDev2), 0u);
+  // Nothing was acknowledged, so the same batches go in later in full.
+  auto retry = cloud_->ReportTelemetryMany({{kDev, &a}, {kDev2, &b}});
+  EXPECT_EQ(retry[0]->accepted(), 9u);
+  EXPECT_EQ(retry[1]->accepted(), 9u);
+}
+
 TEST_F(ContosoCloudTest, Attack_OutOfBoundsFieldRefusedNothingStored) {
   v1::ReportTelemetryRequest req;
   AddCycle(&req, 1, 65);

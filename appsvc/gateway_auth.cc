@@ -72,6 +72,15 @@ absl::StatusOr<std::string> GatewayAuth::Prove(const std::string& device_id,
                                                const std::string& nonce,
                                                const std::string& chain_pem,
                                                const std::string& signature) {
+  absl::StatusOr<Proven> proven =
+      ProveDevice(device_id, nonce, chain_pem, signature);
+  if (!proven.ok()) return proven.status();
+  return std::move(proven->token);
+}
+
+absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
+    const std::string& device_id, const std::string& nonce,
+    const std::string& chain_pem, const std::string& signature) {
   // Limits first, before any lookup, parse or log.
   if (auto s = ValidDeviceId(device_id); !s.ok()) return s;
   if (nonce.size() != kNonceBytes) {
@@ -145,7 +154,7 @@ absl::StatusOr<std::string> GatewayAuth::Prove(const std::string& device_id,
   auth::DeviceContext token_ctx = *ctx;
   token_ctx.not_after = std::min(ctx->not_after, now + options_.token_ttl);
   tokens_issued_.fetch_add(1);
-  return tokens_.Issue(token_ctx);
+  return Proven{tokens_.Issue(token_ctx), token_ctx.not_after};
 }
 
 absl::StatusOr<auth::DeviceContext> GatewayAuth::Authenticate(

@@ -77,6 +77,17 @@ class GatewayAuth {
                                     const std::string& nonce,
                                     const std::string& chain_pem,
                                     const std::string& signature);
+  // Proven: a session token and when it expires.
+  struct Proven {
+    std::string token;
+    absl::Time expires;
+  };
+  // ProveDevice is Prove that also says when the token expires (so a caller
+  // need not verify the token it was just given).
+  absl::StatusOr<Proven> ProveDevice(const std::string& device_id,
+                                     const std::string& nonce,
+                                     const std::string& chain_pem,
+                                     const std::string& signature);
   absl::StatusOr<sphere::auth::DeviceContext> Authenticate(
       const std::string& token, const std::string& device_id) const;
 

@@ -6,6 +6,7 @@
 #ifndef CONTOSO_APPSVC_GATEWAY_CONTRACT_H_
 #define CONTOSO_APPSVC_GATEWAY_CONTRACT_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,13 @@ inline constexpr char kGatewayDeviceMetadata[] = "contoso-device-id";
 inline constexpr char kGatewaySessionMetadata[] = "contoso-session-token";
 // Devices per CountTelemetry call, at most.
 inline constexpr int kMaxCountDevices = 1000;
+// Devices per GetChallenges / ProveBatch call, at most, and the most bytes
+// one ProveBatch request may take (appsvc's server-wide request cap).
+inline constexpr int kMaxProveBatch = 128;
+inline constexpr size_t kMaxProveBatchBytes = 512 << 10;
+// Devices per ReportTelemetryBatch call, at most, and its most bytes.
+inline constexpr int kMaxTelemetryBatchDevices = 64;
+inline constexpr size_t kMaxTelemetryBatchBytes = 512 << 10;
 
 // GatewayProofMessage: the bytes a device signs with its Sphere-issued key
 // to answer appsvc's challenge ("contoso-gateway-proof-v1|<id>|<nonce>").

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
@@ -95,16 +96,13 @@ grpc::ServerUnaryReactor* ContosoGatewayService::Prove(
   if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   if (!pool_->TrySubmit(req->device_id(), [this, req, resp, reactor] {
-        absl::StatusOr<std::string> token = auth_->Prove(
+        absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
             req->device_id(), req->nonce(), req->chain_pem(), req->signature());
-        if (token.ok()) {
-          auto device = auth_->Authenticate(*token, req->device_id());
-          if (device.ok()) {
-            resp->set_expires_unix_ms(absl::ToUnixMillis(device->not_after));
-          }
-          resp->set_session_token(std::move(*token));
+        if (proven.ok()) {
+          resp->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));
+          resp->set_session_token(std::move(proven->token));
         }
-        reactor->Finish(sphere::rpc::ToGrpcStatus(token.status()));
+        reactor->Finish(sphere::rpc::ToGrpcStatus(proven.status()));
       })) {
     reactor->Finish(Busy());
   }
@@ -169,6 +167,139 @@ grpc::ServerUnaryReactor* ContosoGatewayService::CountTelemetry(
           }
           resp->add_stored_samples(*n);
         }
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::GetChallenges(
+    grpc::CallbackServerContext* ctx, const v1::GatewayChallengesRequest* req,
+    v1::GatewayChallengesResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxChallengesRequestBytes,
+                                             "GetChallenges");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->device_ids_size() == 0 || req->device_ids_size() > kMaxProveBatch) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "GetChallenges takes 1..", kMaxProveBatch,
+                         " device ids (got ", req->device_ids_size(), ")")));
+  }
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  for (const std::string& id : req->device_ids()) {
+    v1::GatewayChallengeResult* r = resp->add_results();
+    absl::StatusOr<std::string> nonce = auth_->Challenge(id);
+    if (nonce.ok()) {
+      r->set_nonce(std::move(*nonce));
+    } else {
+      r->set_code(static_cast<int>(nonce.status().code()));
+      r->set_error(sphere::rpc::TruncateForStatus(nonce.status().message()));
+    }
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::ProveBatch(
+    grpc::CallbackServerContext* ctx, const v1::GatewayProveBatchRequest* req,
+    v1::GatewayProveBatchResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxProveBatchBytes,
+                                             "ProveBatch");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->proofs_size() == 0 || req->proofs_size() > kMaxProveBatch) {
+    return Done(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("ProveBatch takes 1..", kMaxProveBatch,
+                                      " proofs (got ", req->proofs_size(), ")")));
+  }
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(*ctx);
+  if (!peer.ok()) return Done(ctx, peer.status());
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  const std::string key =
+      absl::StrCat("gateway-prove|", peer->cert.common_name);
+  if (!pool_->TrySubmit(key, [this, req, resp, reactor] {
+        for (const v1::GatewayProveRequest& p : req->proofs()) {
+          v1::GatewayProveResult* r = resp->add_results();
+          absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
+              p.device_id(), p.nonce(), p.chain_pem(), p.signature());
+          if (proven.ok()) {
+            r->set_session_token(std::move(proven->token));
+            r->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));
+          } else {
+            r->set_code(static_cast<int>(proven.status().code()));
+            r->set_error(
+                sphere::rpc::TruncateForStatus(proven.status().message()));
+          }
+        }
+        reactor->Finish(grpc::Status::OK);
+      })) {
+    reactor->Finish(Busy());
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ContosoGatewayService::ReportTelemetryBatch(
+    grpc::CallbackServerContext* ctx,
+    const v1::GatewayTelemetryBatchRequest* req,
+    v1::GatewayTelemetryBatchResponse* resp) {
+  if (auto s = sphere::rpc::CheckRequestSize(*req, kMaxTelemetryBatchBytes,
+                                             "ReportTelemetryBatch");
+      !s.ok()) {
+    return Done(ctx, s);
+  }
+  if (req->items_size() == 0 || req->items_size() > kMaxTelemetryBatchDevices) {
+    return Done(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "ReportTelemetryBatch takes 1..",
+                         kMaxTelemetryBatchDevices, " devices (got ",
+                         req->items_size(), ")")));
+  }
+  absl::StatusOr<sphere::rpc::PeerIdentity> peer =
+      sphere::rpc::PeerFromContext(*ctx);
+  if (!peer.ok()) return Done(ctx, peer.status());
+  if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
+  // Every item authenticated by its own token before anything is read.
+  std::vector<ContosoCloud::TelemetryItem> items;
+  std::vector<int> slots;  // items[j] answers results[slots[j]]
+  for (int i = 0; i < req->items_size(); ++i) {
+    const v1::GatewayTelemetry& item = req->items(i);
+    v1::GatewayTelemetryResult* r = resp->add_results();
+    absl::StatusOr<sphere::auth::DeviceContext> device =
+        item.session_token().empty()
+            ? absl::UnauthenticatedError(
+                  "ReportTelemetryBatch: no session token for this device")
+            : auth_->Authenticate(item.session_token(), item.device_id());
+    if (!device.ok()) {
+      r->set_code(static_cast<int>(device.status().code()));
+      r->set_error(sphere::rpc::TruncateForStatus(device.status().message()));
+      continue;
+    }
+    items.push_back({device->device_id, &item.batch()});
+    slots.push_back(i);
+  }
+  if (items.empty()) return Done(ctx, absl::OkStatus());
+  auto* reactor = ctx->DefaultReactor();
+  const std::string key =
+      absl::StrCat("gateway-telemetry|", peer->cert.common_name);
+  if (!pool_->TrySubmit(key, [this, resp, reactor, items = std::move(items),
+                              slots = std::move(slots)] {
+        auto results = cloud_->ReportTelemetryMany(items);
+        uint64_t accepted = 0;
+        for (size_t j = 0; j < results.size(); ++j) {
+          v1::GatewayTelemetryResult* r = resp->mutable_results(slots[j]);
+          if (results[j].ok()) {
+            accepted += results[j]->accepted();
+            *r->mutable_response() = std::move(*results[j]);
+          } else {
+            r->set_code(static_cast<int>(results[j].status().code()));
+            r->set_error(
+                sphere::rpc::TruncateForStatus(results[j].status().message()));
+          }
+        }
+        SamplesCounter()->Increment("", accepted);
         reactor->Finish(grpc::Status::OK);
       })) {
     reactor->Finish(Busy());

@@ -32,6 +32,7 @@ namespace contoso::appsvc {
 inline constexpr size_t kMaxProveRequestBytes = 16 << 10;
 inline constexpr size_t kMaxGatewayTelemetryBytes = 256 << 10;
 inline constexpr size_t kMaxCountRequestBytes = 1200 << 10;
+inline constexpr size_t kMaxChallengesRequestBytes = 16 << 10;
 
 class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
  public:
@@ -52,6 +53,25 @@ class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
   grpc::ServerUnaryReactor* CountTelemetry(
       grpc::CallbackServerContext* ctx, const v1::CountTelemetryRequest* req,
       v1::CountTelemetryResponse* resp) override;
+  // Batch forms for gateways (DESIGN §5): at most kMaxProveBatch devices per
+  // call, each device's challenge or proof checked on its own with its own
+  // result. GetChallenges runs on the callback thread (cheap); ProveBatch on
+  // the WorkerPool keyed by the gateway certificate's name, so one gateway
+  // cannot take the whole queue.
+  grpc::ServerUnaryReactor* GetChallenges(
+      grpc::CallbackServerContext* ctx, const v1::GatewayChallengesRequest* req,
+      v1::GatewayChallengesResponse* resp) override;
+  grpc::ServerUnaryReactor* ProveBatch(
+      grpc::CallbackServerContext* ctx, const v1::GatewayProveBatchRequest* req,
+      v1::GatewayProveBatchResponse* resp) override;
+  // ReportTelemetryBatch: every item's token is checked on the callback
+  // thread (a refused item gets its own code); the accepted items go to
+  // ContosoCloud::ReportTelemetryMany on the WorkerPool (keyed by the
+  // gateway certificate's name): one durable write for them all.
+  grpc::ServerUnaryReactor* ReportTelemetryBatch(
+      grpc::CallbackServerContext* ctx,
+      const v1::GatewayTelemetryBatchRequest* req,
+      v1::GatewayTelemetryBatchResponse* resp) override;
 
   // CheckGateway: OK when the channel's certificate has scope "gateway".
   static absl::Status CheckGateway(const grpc::ServerContextBase& ctx);

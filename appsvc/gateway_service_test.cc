@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "appsvc/test_pki.h"
@@ -128,6 +130,39 @@ class GatewayServiceTest : public ::testing::Test {
 
   uint64_t Stored(const TestDevice& d) { return *cloud_->CountSamples(d.id); }
 
+  // Challenges: GetChallenges for `devices`; the nonces, in order (empty for
+  // a device refused a challenge).
+  std::vector<std::string> Challenges(
+      const std::vector<const TestDevice*>& devices) {
+    grpc::ClientContext ctx;
+    v1::GatewayChallengesRequest req;
+    for (const TestDevice* d : devices) req.add_device_ids(d->id);
+    v1::GatewayChallengesResponse resp;
+    grpc::Status s = gateway_->GetChallenges(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> nonces;
+    for (const auto& r : resp.results()) nonces.push_back(r.nonce());
+    EXPECT_EQ(nonces.size(), devices.size());
+    return nonces;
+  }
+
+  // Proof: `d`'s proof for `nonce`, signed with `d`'s key.
+  static v1::GatewayProveRequest Proof(const TestDevice& d,
+                                       const std::string& nonce) {
+    v1::GatewayProveRequest p;
+    p.set_device_id(d.id);
+    p.set_nonce(nonce);
+    p.set_chain_pem(d.chain);
+    p.set_signature(*d.key.Sign(GatewayAuth::ProofMessage(d.id, nonce)));
+    return p;
+  }
+
+  grpc::Status ProveBatch(const v1::GatewayProveBatchRequest& req,
+                          v1::GatewayProveBatchResponse* resp) {
+    grpc::ClientContext ctx;
+    return gateway_->ProveBatch(&ctx, req, resp);
+  }
+
   std::string dir_;
   TestPki pki_{sphere::Clock::Real()};
   DeviceRegistry& registry_ = pki_.registry();
@@ -244,6 +279,266 @@ TEST_F(GatewayServiceTest, Attack_CountOfTooManyDevicesOrWithoutTokens) {
   EXPECT_EQ(gateway_->CountTelemetry(&c2, req, &resp).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(resp.stored_samples_size(), 0);
+}
+
+TEST_F(GatewayServiceTest, BatchProveGivesEachDeviceItsOwnToken) {
+  const std::vector<std::string> nonces = Challenges({&a_, &b_});
+  ASSERT_EQ(nonces.size(), 2u);
+  EXPECT_EQ(nonces[0].size(), GatewayAuth::kNonceBytes);
+  EXPECT_NE(nonces[0], nonces[1]);
+  EXPECT_EQ(auth_->outstanding_nonces(), 2u);
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = Proof(a_, nonces[0]);
+  *req.add_proofs() = Proof(b_, nonces[1]);
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  for (const auto& r : resp.results()) {
+    EXPECT_EQ(r.code(), 0) << r.error();
+    EXPECT_FALSE(r.session_token().empty());
+    EXPECT_GT(r.expires_unix_ms(), absl::ToUnixMillis(absl::Now()));
+  }
+  EXPECT_EQ(auth_->tokens_issued(), 2u);
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+  // Each token is its own device's: it works for that device only.
+  v1::ReportTelemetryResponse r;
+  ASSERT_TRUE(Report(a_.id, resp.results(0).session_token(), Batch(4, 1), &r)
+                  .ok());
+  ASSERT_TRUE(Report(b_.id, resp.results(1).session_token(), Batch(2, 1), &r)
+                  .ok());
+  EXPECT_EQ(Report(a_.id, resp.results(1).session_token(), Batch(1, 9), &r)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Stored(a_), 4u);
+  EXPECT_EQ(Stored(b_), 2u);
+}
+
+TEST_F(GatewayServiceTest, Attack_ForgedProofInABatchRefusesThatItemOnly) {
+  const std::vector<std::string> nonces = Challenges({&a_, &b_});
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = Proof(a_, nonces[0]);
+  // b's proof signed by another key (a's): b's certificate key did not sign.
+  v1::GatewayProveRequest forged = Proof(b_, nonces[1]);
+  forged.set_signature(*a_.key.Sign(GatewayAuth::ProofMessage(b_.id, nonces[1])));
+  *req.add_proofs() = forged;
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_FALSE(resp.results(0).session_token().empty());
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated));
+  EXPECT_NE(resp.results(1).error().find("proof signature"), std::string::npos)
+      << resp.results(1).error();
+  EXPECT_TRUE(resp.results(1).session_token().empty());
+  EXPECT_EQ(resp.results(1).expires_unix_ms(), 0);
+  // Nothing recorded for b: one token issued (a's), b's nonce is used up.
+  EXPECT_EQ(auth_->tokens_issued(), 1u);
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+  EXPECT_EQ(Stored(b_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_ReplayedChallengeInABatchIsRefused) {
+  const std::vector<std::string> nonces = Challenges({&a_});
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = Proof(a_, nonces[0]);
+  *req.add_proofs() = Proof(a_, nonces[0]);  // the same proof twice
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated));
+  EXPECT_TRUE(resp.results(1).session_token().empty());
+  // The whole batch replayed later: refused, nothing new issued.
+  v1::GatewayProveBatchResponse again;
+  ASSERT_TRUE(ProveBatch(req, &again).ok());
+  ASSERT_EQ(again.results_size(), 2);
+  for (const auto& r : again.results()) {
+    EXPECT_EQ(r.code(), static_cast<int>(absl::StatusCode::kUnauthenticated));
+    EXPECT_TRUE(r.session_token().empty());
+  }
+  EXPECT_EQ(auth_->tokens_issued(), 1u);
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_RevokedDeviceInABatchIsRefusedOthersProve) {
+  const std::vector<std::string> nonces = Challenges({&a_, &b_});
+  pki_.Revoke(b_);
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = Proof(a_, nonces[0]);
+  *req.add_proofs() = Proof(b_, nonces[1]);
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied))
+      << resp.results(1).error();
+  EXPECT_TRUE(resp.results(1).session_token().empty());
+  EXPECT_EQ(auth_->tokens_issued(), 1u);
+}
+
+TEST_F(GatewayServiceTest, Attack_BatchOverItsLimitsIsRefusedWhole) {
+  // Too many devices: refused before any nonce is made or used.
+  v1::GatewayChallengesRequest creq;
+  for (int i = 0; i <= kMaxProveBatch; ++i) creq.add_device_ids(a_.id);
+  grpc::ClientContext c1;
+  v1::GatewayChallengesResponse cresp;
+  EXPECT_EQ(gateway_->GetChallenges(&c1, creq, &cresp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(cresp.results_size(), 0);
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+
+  const std::vector<std::string> nonces = Challenges({&a_});
+  v1::GatewayProveBatchRequest req;
+  for (int i = 0; i <= kMaxProveBatch; ++i) {
+    *req.add_proofs() = Proof(a_, nonces[0]);
+  }
+  v1::GatewayProveBatchResponse resp;
+  EXPECT_EQ(ProveBatch(req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.results_size(), 0);
+  EXPECT_EQ(auth_->outstanding_nonces(), 1u);  // a's nonce is still unused
+  // An empty batch is malformed too.
+  v1::GatewayProveBatchRequest empty;
+  EXPECT_EQ(ProveBatch(empty, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // One oversized chain refuses that item before its nonce is touched.
+  v1::GatewayProveBatchRequest big;
+  v1::GatewayProveRequest p = Proof(a_, nonces[0]);
+  p.set_chain_pem(std::string(9 * 1024, 'x'));
+  *big.add_proofs() = p;
+  ASSERT_TRUE(ProveBatch(big, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(auth_->outstanding_nonces(), 1u);
+  // A request over the batch byte limit: refused whole, nonce untouched.
+  v1::GatewayProveBatchRequest huge;
+  for (int i = 0; i < 80; ++i) {
+    v1::GatewayProveRequest q = Proof(a_, nonces[0]);
+    q.set_chain_pem(std::string(8 * 1024, 'x'));
+    *huge.add_proofs() = q;
+  }
+  v1::GatewayProveBatchResponse hresp;
+  EXPECT_EQ(ProveBatch(huge, &hresp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(hresp.results_size(), 0);
+  EXPECT_EQ(auth_->outstanding_nonces(), 1u);
+  EXPECT_EQ(auth_->tokens_issued(), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_BatchFormsNeedAGatewayCertificate) {
+  auto op = Stub("platform-operator");
+  grpc::ClientContext c1;
+  v1::GatewayChallengesRequest creq;
+  creq.add_device_ids(a_.id);
+  v1::GatewayChallengesResponse cresp;
+  EXPECT_EQ(op->GetChallenges(&c1, creq, &cresp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(auth_->outstanding_nonces(), 0u);
+  const std::vector<std::string> nonces = Challenges({&a_});
+  grpc::ClientContext c2;
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = Proof(a_, nonces[0]);
+  v1::GatewayProveBatchResponse resp;
+  EXPECT_EQ(op->ProveBatch(&c2, req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(resp.results_size(), 0);
+  EXPECT_EQ(auth_->outstanding_nonces(), 1u);
+  EXPECT_EQ(auth_->tokens_issued(), 0u);
+}
+
+TEST_F(GatewayServiceTest, TelemetryBatchStoresEachDeviceUnderItsOwnToken) {
+  const std::string ta = Prove(a_);
+  const std::string tb = Prove(b_);
+  v1::GatewayTelemetryBatchRequest req;
+  auto* ia = req.add_items();
+  ia->set_device_id(a_.id);
+  ia->set_session_token(ta);
+  *ia->mutable_batch() = Batch(100, 1);
+  auto* ib = req.add_items();
+  ib->set_device_id(b_.id);
+  ib->set_session_token(tb);
+  *ib->mutable_batch() = Batch(7, 1);
+  grpc::ClientContext ctx;
+  v1::GatewayTelemetryBatchResponse resp;
+  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(0).response().accepted(), 100u);
+  EXPECT_EQ(resp.results(1).response().accepted(), 7u);
+  EXPECT_EQ(Stored(a_), 100u);
+  EXPECT_EQ(Stored(b_), 7u);
+}
+
+TEST_F(GatewayServiceTest, Attack_ForgedTokenInATelemetryBatchStoresNothingForIt) {
+  const std::string ta = Prove(a_);
+  std::string forged = Prove(b_);
+  forged[forged.size() / 2] ^= 1;
+  v1::GatewayTelemetryBatchRequest req;
+  auto* ia = req.add_items();
+  ia->set_device_id(a_.id);
+  ia->set_session_token(ta);
+  *ia->mutable_batch() = Batch(5, 1);
+  auto* ib = req.add_items();  // b's id with a forged token
+  ib->set_device_id(b_.id);
+  ib->set_session_token(forged);
+  *ib->mutable_batch() = Batch(5, 1);
+  auto* ic = req.add_items();  // b's id under a's (genuine) token
+  ic->set_device_id(b_.id);
+  ic->set_session_token(ta);
+  *ic->mutable_batch() = Batch(5, 1);
+  grpc::ClientContext ctx;
+  v1::GatewayTelemetryBatchResponse resp;
+  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 3);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
+  EXPECT_EQ(resp.results(1).code(),
+            static_cast<int>(absl::StatusCode::kUnauthenticated))
+      << resp.results(1).error();
+  EXPECT_EQ(resp.results(2).code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied))
+      << resp.results(2).error();
+  EXPECT_FALSE(resp.results(1).has_response());
+  EXPECT_EQ(Stored(a_), 5u);
+  EXPECT_EQ(Stored(b_), 0u);
+}
+
+TEST_F(GatewayServiceTest, Attack_TelemetryBatchOverItsLimitsIsRefusedWhole) {
+  const std::string ta = Prove(a_);
+  v1::GatewayTelemetryBatchRequest req;
+  for (int i = 0; i <= kMaxTelemetryBatchDevices; ++i) {
+    auto* it = req.add_items();
+    it->set_device_id(a_.id);
+    it->set_session_token(ta);
+    *it->mutable_batch() = Batch(1, i + 1);
+  }
+  grpc::ClientContext c1;
+  v1::GatewayTelemetryBatchResponse resp;
+  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c1, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.results_size(), 0);
+  // Over the byte limit (16 devices x 1000 samples): refused whole.
+  v1::GatewayTelemetryBatchRequest big;
+  for (int i = 0; i < 16; ++i) {
+    auto* it = big.add_items();
+    it->set_device_id(a_.id);
+    it->set_session_token(ta);
+    *it->mutable_batch() = Batch(1000, 1 + 1000 * i);
+  }
+  ASSERT_GT(big.ByteSizeLong(), kMaxTelemetryBatchBytes);
+  grpc::ClientContext c2;
+  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c2, big, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // A gateway certificate is required.
+  auto op = Stub("platform-operator");
+  req.mutable_items()->DeleteSubrange(1, req.items_size() - 1);
+  grpc::ClientContext c3;
+  EXPECT_EQ(op->ReportTelemetryBatch(&c3, req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Stored(a_), 0u);
 }
 
 TEST(GatewayKeyFile, CreatedOnce0600ThenReused) {

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "appsvc/gateway_contract.h"
 #include "client/attestation_client.h"
+#include "client/backoff.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
 #include "protos/contoso.grpc.pb.h"
@@ -23,12 +24,19 @@ namespace {
 
 namespace cv1 = ::contoso::v1;
 
-constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetry";
-// appsvc's metadata keys and proof message: appsvc/gateway_contract.h.
-constexpr const char* kDeviceMd = ::contoso::appsvc::kGatewayDeviceMetadata;
-constexpr const char* kTokenMd = ::contoso::appsvc::kGatewaySessionMetadata;
-constexpr size_t kProveGroup = 1024;  // chains held at once, at most
-constexpr int kMaxProveWindow = 256;  // concurrent proofs, at most
+constexpr char kMethod[] = "/contoso.v1.ContosoGateway/ReportTelemetryBatch";
+// appsvc's limits and proof message: appsvc/gateway_contract.h.
+constexpr size_t kProveGroup = 1024;  // chains of one group (two held)
+// Twins per GetChallenges/ProveBatch call, and such calls at once.
+constexpr size_t kProveBatch = ::contoso::appsvc::kMaxProveBatch;
+constexpr int kProveCallers = 4;
+// Twins per ReportTelemetryBatch call (appsvc takes up to 64), and how a
+// sender backs off when appsvc is busy.
+constexpr size_t kTelemetryDevicesPerCall = 16;
+constexpr int kMaxSendRetries = 20;
+constexpr client::BackoffPolicy kSendBackoff{absl::Milliseconds(5), 2.0, 0.2,
+                                             absl::Milliseconds(500)};
+constexpr int kMaxProveWindow = 256;  // --prove-window: senders, at most
 constexpr int kChannels = 4;
 constexpr int kCountChunk = ::contoso::appsvc::kMaxCountDevices;
 
@@ -86,7 +94,10 @@ class TelemetryPhase final : public Phase {
     const int batches = o.telemetry_batches;
     stats.Start(absl::Now(), todo.size() * static_cast<uint64_t>(batches));
 
-    // 1. Re-attest (to see the chain) and prove, one group at a time.
+    // 1. Re-attest (to see the chain) and prove, one group at a time: the
+    // group just attested is proven (batch RPCs, kProveCallers at once) on
+    // its own thread while the next group attests, so appsvc's proving and
+    // the shards' attesting overlap. At most two groups' chains are held.
     const absl::Time prove_start = absl::Now();
     std::vector<std::string> tokens(todo.size());
     absl::Mutex error_mu;
@@ -96,61 +107,86 @@ class TelemetryPhase final : public Phase {
     client::AsyncAttestationClient::Options co;
     co.max_in_flight = o.max_in_flight;
     co.deadline = absl::Seconds(20);
+    // The attest phase's gateway batch RPCs (--attest-batch): re-attesting
+    // one device per unary RPC pair made re-attestation ~80 % of proving.
+    co.max_batch = o.attest_batch;
     client::AsyncAttestationClient attest(fleet.cluster().shards,
                                           fleet.gateway_tls(), co);
-    for (size_t g = 0; g < todo.size(); g += kProveGroup) {
-      if (StopRequested()) return absl::CancelledError("interrupted");
-      const size_t end = std::min(todo.size(), g + kProveGroup);
-      std::vector<std::string> chains(end - g);
-      twin::TwinDriver::Options dopts;
-      dopts.max_active = o.max_active;
-      twin::TwinDriver driver(&attest, Clock::Real(), dopts);
-      absl::flat_hash_map<uint32_t, size_t> slot;
-      size_t seen = 0;
-      driver.set_attest_observer(
-          [&](uint32_t index, twin::Twin&, const v1::AttestResponse& r) {
-            auto it = slot.find(index);
-            if (it == slot.end()) return;
-            if (chains[it->second].empty()) ++seen;
-            chains[it->second] = r.certificate_chain_pem();
-          });
-      const absl::Time now = absl::Now();
-      for (size_t k = g; k < end; ++k) {
-        twin::Twin* t = fleet.twins()[todo[k]].get();
-        t->RequestAttestation(now);
-        slot[driver.Add(t)] = k - g;
-      }
-      const size_t want = end - g;
-      driver.RunUntil([&] { return seen + driver.refused() >= want; },
-                      absl::Now() + absl::Seconds(120));
-      // Prove the group with a bounded window: `window` blocking callers,
-      // each taking the next twin (GetChallenge, sign, Prove). Distinct
-      // twins per caller; tokens[k] is written by one caller only.
+    std::atomic<int64_t> reattest_us{0}, prove_wait_us{0};
+    auto fail = [&](const absl::Status& s) {
+      stats.RecordError(s.code());
+      absl::MutexLock l(&error_mu);
+      if (first_error.ok()) first_error = s;
+    };
+    // ProveGroup proves todo[g, g + chains.size()) in batches.
+    auto prove_group = [&](size_t g, std::vector<std::string> chains) {
+      const size_t end = g + chains.size();
       std::atomic<size_t> next{g};
-      auto prove = [&] {
-        for (size_t k = next.fetch_add(1); k < end; k = next.fetch_add(1)) {
+      auto caller = [&](int c) {
+        for (size_t b = next.fetch_add(kProveBatch); b < end;
+             b = next.fetch_add(kProveBatch)) {
           if (StopRequested()) return;
-          if (chains[k - g].empty()) {
-            stats.RecordError(absl::StatusCode::kUnavailable);
-            continue;
+          std::vector<size_t> ks;
+          for (size_t k = b; k < std::min(end, b + kProveBatch); ++k) {
+            if (chains[k - g].empty()) {
+              stats.RecordError(absl::StatusCode::kUnavailable);
+              continue;
+            }
+            ks.push_back(k);
           }
-          auto token = ProveOne(*stubs[k % kChannels], *fleet.twins()[todo[k]],
-                                chains[k - g]);
-          if (!token.ok()) {
-            stats.RecordError(token.status().code());
-            absl::MutexLock l(&error_mu);
-            if (first_error.ok()) first_error = token.status();
-            continue;
+          if (ks.empty()) continue;
+          absl::Status s = ProveBatch(*stubs[c % kChannels], fleet, todo, g,
+                                      chains, ks, &tokens, fail);
+          if (!s.ok()) {
+            for (size_t i = 0; i < ks.size(); ++i) fail(s);
           }
-          tokens[k] = std::move(*token);
         }
       };
-      std::vector<std::thread> provers;
-      for (size_t w = 0; w < std::min(window, end - g); ++w) {
-        provers.emplace_back(prove);
+      std::vector<std::thread> callers;
+      for (int c = 0; c < kProveCallers; ++c) callers.emplace_back(caller, c);
+      for (auto& t : callers) t.join();
+    };
+    std::thread prover;
+    for (size_t g = 0; g < todo.size(); g += kProveGroup) {
+      if (StopRequested()) break;
+      const size_t end = std::min(todo.size(), g + kProveGroup);
+      std::vector<std::string> chains(end - g);
+      const absl::Time a0 = absl::Now();
+      {
+        twin::TwinDriver::Options dopts;
+        dopts.max_active = o.max_active;
+        twin::TwinDriver driver(&attest, Clock::Real(), dopts);
+        absl::flat_hash_map<uint32_t, size_t> slot;
+        size_t seen = 0;
+        driver.set_attest_observer(
+            [&](uint32_t index, twin::Twin&, const v1::AttestResponse& r) {
+              auto it = slot.find(index);
+              if (it == slot.end()) return;
+              if (chains[it->second].empty()) ++seen;
+              chains[it->second] = r.certificate_chain_pem();
+            });
+        const absl::Time now = absl::Now();
+        for (size_t k = g; k < end; ++k) {
+          twin::Twin* t = fleet.twins()[todo[k]].get();
+          t->RequestAttestation(now);
+          slot[driver.Add(t)] = k - g;
+        }
+        const size_t want = end - g;
+        driver.RunUntil([&] { return seen + driver.refused() >= want; },
+                        absl::Now() + absl::Seconds(120));
       }
-      for (auto& t : provers) t.join();
+      reattest_us += absl::ToInt64Microseconds(absl::Now() - a0);
+      // Wait for the previous group's proofs (a twin's device is used by one
+      // thread at a time), then prove this group behind the next attest.
+      const absl::Time w0 = absl::Now();
+      if (prover.joinable()) prover.join();
+      prove_wait_us += absl::ToInt64Microseconds(absl::Now() - w0);
+      prover = std::thread(prove_group, g, std::move(chains));
     }
+    const absl::Time w0 = absl::Now();
+    if (prover.joinable()) prover.join();
+    prove_wait_us += absl::ToInt64Microseconds(absl::Now() - w0);
+    if (StopRequested()) return absl::CancelledError("interrupted");
     const double prove_s = absl::ToDoubleSeconds(absl::Now() - prove_start);
     size_t proven = 0, token_bytes = 0;
     for (const auto& t : tokens) {
@@ -170,45 +206,83 @@ class TelemetryPhase final : public Phase {
     }
 
     // 2. Send readings: `senders_n` blocking senders over the channels (the
-    // same bounded window as proving); a twin's batches all go from one
-    // sender, in sequence order.
+    // same bounded window as proving). Each sender takes the next chunk of
+    // up to kTelemetryDevicesPerCall proven twins and sends batch 0, 1, ...
+    // of all of them in one ReportTelemetryBatch each (every item with its
+    // twin's token), so a twin's batches go in sequence order. A busy
+    // appsvc (RESOURCE_EXHAUSTED, UNAVAILABLE) is retried with backoff:
+    // nothing of a refused call was stored.
     const absl::Time send_start = absl::Now();
-    std::atomic<uint64_t> acknowledged{0};
+    std::atomic<uint64_t> acknowledged{0}, retries{0};
     std::vector<std::thread> senders;
     const size_t senders_n = std::max<size_t>(window, kChannels);
+    std::vector<size_t> proven_ks;
+    for (size_t k = 0; k < todo.size(); ++k) {
+      if (!tokens[k].empty()) proven_ks.push_back(k);
+    }
+    std::atomic<size_t> next_chunk{0};
     for (size_t c = 0; c < senders_n; ++c) {
       senders.emplace_back([&, c] {
-        for (size_t k = c; k < todo.size(); k += senders_n) {
-          if (tokens[k].empty()) continue;
-          const std::string id = fleet.twins()[todo[k]]->device().device_id();
+        for (size_t first = next_chunk.fetch_add(kTelemetryDevicesPerCall);
+             first < proven_ks.size();
+             first = next_chunk.fetch_add(kTelemetryDevicesPerCall)) {
+          const size_t last =
+              std::min(proven_ks.size(), first + kTelemetryDevicesPerCall);
           for (int b = 0; b < batches && !StopRequested(); ++b) {
-            cv1::ReportTelemetryRequest req;
+            cv1::GatewayTelemetryBatchRequest req;
             const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-            for (int i = 0; i < batch; ++i) {
-              cv1::Telemetry* s = req.add_samples();
-              const uint64_t seq = static_cast<uint64_t>(b) * batch + i + 1;
-              s->set_time_unix_ms(now_ms + i);
-              s->set_water_temperature_c(50 + (seq % 10));
-              s->set_drying_temperature_c(62 + (seq % 5));
-              s->set_rinse_agent_level_pct(90 - (seq % 50) * 0.1);
-              s->set_cycle_state(cv1::Telemetry::WASHING);
-              s->set_cycle_id(1);
-              s->set_sequence(seq);
+            for (size_t j = first; j < last; ++j) {
+              const size_t k = proven_ks[j];
+              cv1::GatewayTelemetry* item = req.add_items();
+              item->set_device_id(fleet.twins()[todo[k]]->device().device_id());
+              item->set_session_token(tokens[k]);
+              for (int i = 0; i < batch; ++i) {
+                cv1::Telemetry* s = item->mutable_batch()->add_samples();
+                const uint64_t seq = static_cast<uint64_t>(b) * batch + i + 1;
+                s->set_time_unix_ms(now_ms + i);
+                s->set_water_temperature_c(50 + (seq % 10));
+                s->set_drying_temperature_c(62 + (seq % 5));
+                s->set_rinse_agent_level_pct(90 - (seq % 50) * 0.1);
+                s->set_cycle_state(cv1::Telemetry::WASHING);
+                s->set_cycle_id(1);
+                s->set_sequence(seq);
+              }
             }
-            grpc::ClientContext ctx;
-            Deadline(&ctx);
-            ctx.AddMetadata(kDeviceMd, id);
-            ctx.AddMetadata(kTokenMd, tokens[k]);
-            cv1::ReportTelemetryResponse resp;
+            cv1::GatewayTelemetryBatchResponse resp;
             const absl::Time t0 = absl::Now();
-            grpc::Status s =
-                stubs[c % kChannels]->ReportTelemetry(&ctx, req, &resp);
-            if (s.ok()) {
-              const absl::Time t1 = absl::Now();
+            grpc::Status s;
+            for (int attempt = 0;; ++attempt) {
+              grpc::ClientContext ctx;
+              Deadline(&ctx);
+              resp.Clear();
+              s = stubs[c % kChannels]->ReportTelemetryBatch(&ctx, req, &resp);
+              const auto code = static_cast<absl::StatusCode>(s.error_code());
+              if (s.ok() || attempt >= kMaxSendRetries ||
+                  (code != absl::StatusCode::kResourceExhausted &&
+                   code != absl::StatusCode::kUnavailable) ||
+                  StopRequested()) {
+                break;
+              }
+              retries.fetch_add(1);
+              absl::SleepFor(client::BackoffDelay(
+                  kSendBackoff, attempt,
+                  client::JitterFraction((first << 8) ^ (b << 4) ^ attempt)));
+            }
+            const absl::Time t1 = absl::Now();
+            if (!s.ok() || resp.results_size() != req.items_size()) {
+              const auto code =
+                  s.ok() ? absl::StatusCode::kInternal
+                         : static_cast<absl::StatusCode>(s.error_code());
+              for (int j = 0; j < req.items_size(); ++j) stats.RecordError(code);
+              continue;
+            }
+            for (const cv1::GatewayTelemetryResult& r : resp.results()) {
+              if (r.code() != 0) {
+                stats.RecordError(static_cast<absl::StatusCode>(r.code()));
+                continue;
+              }
               stats.RecordOk(t1, t1 - t0);
-              acknowledged.fetch_add(resp.accepted());
-            } else {
-              stats.RecordError(static_cast<absl::StatusCode>(s.error_code()));
+              acknowledged.fetch_add(r.response().accepted());
             }
           }
         }
@@ -244,11 +318,21 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("prove_s", prove_s);
     stats.SetMetric("proven_per_s", prove_s > 0 ? proven / prove_s : 0);
     stats.SetMetric("prove_window", static_cast<double>(window));
+    stats.SetMetric("prove_batch", static_cast<double>(kProveBatch));
+    stats.SetMetric("prove_calls_in_flight", static_cast<double>(kProveCallers));
+    // Where proving's wall time went: re-attesting groups (the twin keeps
+    // no chain) vs waiting for appsvc's proofs beyond that.
+    stats.SetMetric("prove_reattest_s", reattest_us.load() / 1e6);
+    stats.SetMetric("prove_wait_s", prove_wait_us.load() / 1e6);
     stats.SetMetric("token_bytes_per_twin",
                     static_cast<double>(token_bytes) / proven);
     stats.SetMetric("acknowledged", static_cast<double>(acked));
     stats.SetMetric("stored", static_cast<double>(stored));
     stats.SetMetric("readings_per_s", send_s > 0 ? acked / send_s : 0);
+    stats.SetMetric("telemetry_devices_per_call",
+                    static_cast<double>(kTelemetryDevicesPerCall));
+    stats.SetMetric("telemetry_busy_retries",
+                    static_cast<double>(retries.load()));
     if (stored != acked) {
       return absl::DataLossError(
           absl::StrCat("end check failed: appsvc stored ", stored,
@@ -258,37 +342,70 @@ class TelemetryPhase final : public Phase {
   }
 
  private:
-  static absl::StatusOr<std::string> ProveOne(cv1::ContosoGateway::Stub& stub,
-                                              twin::Twin& twin,
-                                              const std::string& chain) {
-    const std::string id = twin.device().device_id();
-    cv1::GatewayChallengeRequest creq;
-    creq.set_device_id(id);
-    cv1::GatewayChallengeResponse cresp;
+  // ProveBatch proves twins todo[k] for k in `ks` (chains[k - g] each) with
+  // one GetChallenges and one ProveBatch call, writing (*tokens)[k] for each
+  // device appsvc accepted and passing each refusal to `fail`. A failed
+  // call is returned (nothing proven by it).
+  template <typename Fail>
+  static absl::Status ProveBatch(cv1::ContosoGateway::Stub& stub, Fleet& fleet,
+                                 const std::vector<size_t>& todo, size_t g,
+                                 const std::vector<std::string>& chains,
+                                 const std::vector<size_t>& ks,
+                                 std::vector<std::string>* tokens,
+                                 const Fail& fail) {
+    cv1::GatewayChallengesRequest creq;
+    for (size_t k : ks) {
+      creq.add_device_ids(fleet.twins()[todo[k]]->device().device_id());
+    }
+    cv1::GatewayChallengesResponse cresp;
     grpc::ClientContext c1;
     Deadline(&c1);
-    grpc::Status s = stub.GetChallenge(&c1, creq, &cresp);
-    if (!s.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          s.error_message());
+    grpc::Status s = stub.GetChallenges(&c1, creq, &cresp);
+    if (!s.ok()) return rpc::FromGrpcStatus(s);
+    if (cresp.results_size() != static_cast<int>(ks.size())) {
+      return absl::InternalError("GetChallenges answered another count");
     }
-    auto sig = twin.device().SignWithCertificateKey(
-        ::contoso::appsvc::GatewayProofMessage(id, cresp.nonce()));
-    if (!sig.ok()) return sig.status();
-    cv1::GatewayProveRequest preq;
-    preq.set_device_id(id);
-    preq.set_nonce(cresp.nonce());
-    preq.set_chain_pem(chain);
-    preq.set_signature(*sig);
-    cv1::GatewayProveResponse presp;
+    cv1::GatewayProveBatchRequest preq;
+    std::vector<size_t> sent;
+    for (size_t i = 0; i < ks.size(); ++i) {
+      const cv1::GatewayChallengeResult& c = cresp.results(i);
+      if (c.code() != 0) {
+        fail(absl::Status(static_cast<absl::StatusCode>(c.code()), c.error()));
+        continue;
+      }
+      twin::Twin& twin = *fleet.twins()[todo[ks[i]]];
+      const std::string& id = creq.device_ids(i);
+      auto sig = twin.device().SignWithCertificateKey(
+          ::contoso::appsvc::GatewayProofMessage(id, c.nonce()));
+      if (!sig.ok()) {
+        fail(sig.status());
+        continue;
+      }
+      cv1::GatewayProveRequest* p = preq.add_proofs();
+      p->set_device_id(id);
+      p->set_nonce(c.nonce());
+      p->set_chain_pem(chains[ks[i] - g]);
+      p->set_signature(*std::move(sig));
+      sent.push_back(ks[i]);
+    }
+    if (sent.empty()) return absl::OkStatus();
+    cv1::GatewayProveBatchResponse presp;
     grpc::ClientContext c2;
     Deadline(&c2);
-    s = stub.Prove(&c2, preq, &presp);
-    if (!s.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          s.error_message());
+    s = stub.ProveBatch(&c2, preq, &presp);
+    if (!s.ok()) return rpc::FromGrpcStatus(s);
+    if (presp.results_size() != static_cast<int>(sent.size())) {
+      return absl::InternalError("ProveBatch answered another count");
     }
-    return presp.session_token();
+    for (size_t i = 0; i < sent.size(); ++i) {
+      const cv1::GatewayProveResult& r = presp.results(i);
+      if (r.code() != 0) {
+        fail(absl::Status(static_cast<absl::StatusCode>(r.code()), r.error()));
+        continue;
+      }
+      (*tokens)[sent[i]] = r.session_token();
+    }
+    return absl::OkStatus();
   }
 };
 

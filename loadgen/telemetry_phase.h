@@ -4,18 +4,24 @@
 //   1. Each selected twin proves itself to appsvc once. Its certificate
 //      chain is not kept by the twin (twin.h), so it is re-fetched: the twin
 //      re-attests (TwinDriver, AttestObserver sees the chain), then the
-//      phase gets appsvc's challenge, has the device sign the proof with its
-//      certificate key and sends Prove; the chain is dropped right after.
-//      Twins go through this in groups of kProveGroup, so at most that many
-//      chains are held at once; what stays per twin is appsvc's token.
+//      phase gets appsvc's challenges (GetChallenges, 128 twins per call),
+//      has each device sign its proof with its certificate key and sends
+//      them in one ProveBatch call (each proof checked on its own); the
+//      chain is dropped right after. Twins go through this in groups of
+//      kProveGroup; a group is proven on its own thread while the next one
+//      re-attests, so at most two groups' chains are held at once; what
+//      stays per twin is appsvc's token.
 //   2. Sender threads send `--telemetry-batches` batches of
-//      `--telemetry-batch` readings per twin (ReportTelemetry, token in
-//      metadata). A reading counts as acknowledged when its batch's answer
-//      is OK (appsvc answers after the write is durable).
+//      `--telemetry-batch` readings per twin, 16 twins per
+//      ReportTelemetryBatch call (each item with its twin's token). A
+//      reading counts as acknowledged when its item's result is OK (appsvc
+//      answers after the one write for the call is durable).
 //   3. End check: CountTelemetry for every twin; the stored total must equal
 //      the acknowledged readings exactly, else the phase fails.
 //
-// Metrics: readings_per_s, acknowledged, stored, prove_s, token_bytes_per_twin.
+// Metrics: readings_per_s, acknowledged, stored, prove_s (proven_per_s), its
+// split prove_reattest_s (re-attesting) and prove_wait_s (waiting for
+// appsvc beyond that), prove_batch, token_bytes_per_twin.
 // Skipped, with the reason, when cluster.json names no appsvc or appsvc
 // does not serve ContosoGateway.
 #ifndef SPHERE_LOADGEN_TELEMETRY_PHASE_H_

@@ -271,8 +271,9 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_EQ(tm["twins_proven"], kTwins);
   EXPECT_LT(tm["token_bytes_per_twin"].get<double>(), 1024);
   // Proving ran with the default bounded window (concurrent, not one
-  // twin at a time).
+  // twin at a time), in appsvc's batch calls (ProveBatch, 128 per call).
   EXPECT_EQ(tm["prove_window"], 32);
+  EXPECT_EQ(tm["prove_batch"], 128);
   EXPECT_GT(tm["proven_per_s"].get<double>(), 0);
   // Memory: idle twins measured after manufacture, and RSS after each phase.
   // (300 twins may fit in pages the allocator already held: only present.)
