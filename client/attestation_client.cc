@@ -134,6 +134,31 @@ struct AsyncAttestationClient::AttestTraits {
   static Response* Answer(v1::AttestResult& r) { return r.mutable_response(); }
 };
 
+struct AsyncAttestationClient::UploadTraits {
+  using Item = UploadItem;
+  using Response = v1::UploadErrorsResponse;
+  using BatchRequest = v1::UploadErrorsBatchRequest;
+  using BatchResponse = v1::UploadErrorsBatchResponse;
+  static constexpr char kMethod[] = "UploadErrorsBatch";
+  static constexpr char kItemMethod[] = "UploadErrors";
+  // The service's limit of items per UploadErrorsBatch call.
+  static constexpr int kMaxItems = 256;
+  static void Add(BatchRequest* b, const Item& item) {
+    v1::UploadErrorsItem* i = b->add_items();
+    *i->mutable_upload() = item.request;
+    i->set_session_token(item.session_token);
+  }
+  static void Invoke(const Stubs& stubs, grpc::ClientContext* ctx,
+                     const BatchRequest* req, BatchResponse* resp,
+                     std::function<void(grpc::Status)> cb) {
+    stubs.errors->async()->UploadErrorsBatch(ctx, req, resp, std::move(cb));
+  }
+  static Response* Answer(v1::UploadErrorsResult& r) {
+    return r.mutable_response();
+  }
+  static std::vector<Item>& Pending(Endpoint& e) { return e.pending_uploads; }
+};
+
 // BatchCall carries one shard's held items in one RPC and answers each item
 // on its own: OK with its response, a redirect by sending the item alone to
 // the owner, anything else with the item's code and message.
@@ -221,6 +246,11 @@ class AsyncAttestationClient::BatchCall final
     client_->SubmitAttest(std::move(item.request), std::move(item.done), 1,
                           target);
   }
+  void Resubmit(UploadItem& item, const std::string& target) {
+    client_->SubmitUpload(std::move(item.request),
+                          std::move(item.session_token), std::move(item.done),
+                          1, target);
+  }
 
   AsyncAttestationClient* const client_;
   std::vector<Item> items_;
@@ -251,20 +281,24 @@ AsyncAttestationClient::~AsyncAttestationClient() {
   std::deque<Call*> queued;
   std::vector<ChallengeItem> challenges;
   std::vector<AttestItem> attests;
+  std::vector<UploadItem> uploads;
   {
     absl::MutexLock l(&mu_);
     queued.swap(queue_);
     for (Endpoint& e : endpoints_) {
       for (auto& c : e.pending_challenges) challenges.push_back(std::move(c));
       for (auto& a : e.pending_attests) attests.push_back(std::move(a));
+      for (auto& u : e.pending_uploads) uploads.push_back(std::move(u));
       e.pending_challenges.clear();
       e.pending_attests.clear();
+      e.pending_uploads.clear();
     }
   }
   const absl::Status shut =
       absl::CancelledError("attestation client shut down");
   for (auto& c : challenges) c.done(shut);
   for (auto& a : attests) a.done(shut);
+  for (auto& u : uploads) u.done(shut);
   for (Call* call : queued) {
     call->Complete(absl::CancelledError("attestation client shut down"));
     delete call;
@@ -401,13 +435,50 @@ void AsyncAttestationClient::SendAttests(const std::string& address,
   Submit(new BatchCall<AttestTraits>(this, address, std::move(items)));
 }
 
+template <typename Traits>
+bool AsyncAttestationClient::HoldItem(typename Traits::Item& item) {
+  const size_t limit = static_cast<size_t>(
+      std::min(options_.max_batch, static_cast<int>(Traits::kMaxItems)));
+  std::vector<typename Traits::Item> full;
+  std::string address;
+  {
+    absl::MutexLock l(&mu_);
+    const int index = OwnerIndexLocked(item.request.device_id());
+    if (index < 0) return false;
+    Endpoint& e = endpoints_[index];
+    std::vector<typename Traits::Item>& pending = Traits::Pending(e);
+    pending.push_back(std::move(item));
+    if (pending.size() < limit) return true;
+    full.swap(pending);
+    address = e.address;
+  }
+  SendBatch<Traits>(address, std::move(full));
+  return true;
+}
+
+template <typename Traits>
+void AsyncAttestationClient::SendBatch(
+    const std::string& address, std::vector<typename Traits::Item> items) {
+  {
+    absl::MutexLock l(&mu_);
+    ++stats_.batches;
+    stats_.batched_items += items.size();
+  }
+  Submit(new BatchCall<Traits>(this, address, std::move(items)));
+}
+
 void AsyncAttestationClient::Flush() {
   if (options_.max_batch <= 1) return;
   std::vector<std::pair<std::string, std::vector<ChallengeItem>>> challenges;
   std::vector<std::pair<std::string, std::vector<AttestItem>>> attests;
+  std::vector<std::pair<std::string, std::vector<UploadItem>>> uploads;
   {
     absl::MutexLock l(&mu_);
     for (Endpoint& e : endpoints_) {
+      if (!e.pending_uploads.empty()) {
+        uploads.emplace_back(e.address, std::move(e.pending_uploads));
+        e.pending_uploads.clear();
+      }
       if (!e.pending_challenges.empty()) {
         challenges.emplace_back(e.address, std::move(e.pending_challenges));
         e.pending_challenges.clear();
@@ -423,6 +494,9 @@ void AsyncAttestationClient::Flush() {
   }
   for (auto& [address, items] : attests) {
     SendAttests(address, std::move(items));
+  }
+  for (auto& [address, items] : uploads) {
+    SendBatch<UploadTraits>(address, std::move(items));
   }
 }
 
@@ -488,6 +562,24 @@ bool AsyncAttestationClient::TryFailover(Call* call, const grpc::Status& st) {
 void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
                                           std::string session_token,
                                           UploadErrorsCallback done) {
+  // Batched only on the gateway path: the token is the item's own proof.
+  if (options_.max_batch > 1 && !session_token.empty() &&
+      !request.device_id().empty()) {
+    UploadItem item{std::move(request), std::move(session_token),
+                    std::move(done)};
+    if (HoldItem<UploadTraits>(item)) return;
+    request = std::move(item.request);
+    session_token = std::move(item.session_token);
+    done = std::move(item.done);
+  }
+  SubmitUpload(std::move(request), std::move(session_token), std::move(done),
+               0, "");
+}
+
+void AsyncAttestationClient::SubmitUpload(v1::UploadErrorsRequest request,
+                                          std::string session_token,
+                                          UploadErrorsCallback done, int hops,
+                                          std::string address) {
   auto* call = new TypedCall<v1::UploadErrorsRequest, v1::UploadErrorsResponse>(
       "UploadErrors", std::move(request), std::move(done),
       +[](const Stubs& stubs, grpc::ClientContext* ctx,
@@ -496,6 +588,8 @@ void AsyncAttestationClient::UploadErrors(v1::UploadErrorsRequest request,
         stubs.errors->async()->UploadErrors(ctx, req, resp, std::move(cb));
       });
   call->session_token = std::move(session_token);
+  call->hops = hops;
+  call->address = std::move(address);
   Submit(call);
 }
 

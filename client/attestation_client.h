@@ -33,6 +33,9 @@
 //    to the owner (and the owner cached). A batch is one RPC in the window.
 //    A batch carries one min_catalog_revision: challenges asking for
 //    different revisions go in different batches.
+//    UploadErrors calls that carry a session token (the gateway path) are
+//    held the same way and sent as one UploadErrorsBatch RPC per shard, each
+//    item with its own token (at most min(max_batch, 256) items).
 //    Only a gateway certificate may call the batch RPCs; a device keeps the
 //    default max_batch = 1 (one RPC per call, Flush does nothing).
 //  * No retries here beyond failover: a call ends with the shard's answer
@@ -139,7 +142,7 @@ class AsyncAttestationClient final : public AttestationTransport {
   };
   struct Stats {
     uint64_t calls = 0;          // GetChallenge + Attest + UploadErrors
-    uint64_t batches = 0;        // GetChallenges + AttestBatch RPCs
+    uint64_t batches = 0;  // GetChallenges + AttestBatch + UploadErrorsBatch
     uint64_t batched_items = 0;  // calls carried in them
     uint64_t redirects = 0;      // redirects followed
     uint64_t failovers = 0;      // calls re-sent past an unreachable shard
@@ -180,6 +183,7 @@ class AsyncAttestationClient final : public AttestationTransport {
   class BatchCall;
   struct ChallengeTraits;
   struct AttestTraits;
+  struct UploadTraits;
   struct ChallengeItem {
     v1::GetChallengeRequest request;
     ChallengeCallback done;
@@ -188,6 +192,22 @@ class AsyncAttestationClient final : public AttestationTransport {
     v1::AttestRequest request;
     AttestCallback done;
   };
+  struct UploadItem {
+    v1::UploadErrorsRequest request;
+    std::string session_token;
+    UploadErrorsCallback done;
+  };
+  // SubmitUpload sends one UploadErrors RPC (to `address` when set: a
+  // batch item's redirect target).
+  void SubmitUpload(v1::UploadErrorsRequest request, std::string session_token,
+                    UploadErrorsCallback done, int hops, std::string address);
+  // HoldItem / SendBatch: the batching of Traits' items (uploads; see
+  // HoldAttest for the shape).
+  template <typename Traits>
+  bool HoldItem(typename Traits::Item& item);
+  template <typename Traits>
+  void SendBatch(const std::string& address,
+                 std::vector<typename Traits::Item> items);
 
   void SubmitChallenge(v1::GetChallengeRequest request, ChallengeCallback done,
                        int hops, std::string address);
@@ -241,6 +261,7 @@ class AsyncAttestationClient final : public AttestationTransport {
         errors_stub;                                // same channel
     std::vector<ChallengeItem> pending_challenges;  // < max_batch
     std::vector<AttestItem> pending_attests;        // < max_batch
+    std::vector<UploadItem> pending_uploads;        // < upload batch size
   };
   std::vector<Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::deque<Call*> queue_ ABSL_GUARDED_BY(mu_);

@@ -62,6 +62,12 @@ struct FleetOptions {
   absl::Duration phase_timeout = absl::Hours(4);
   std::string tenant;    // "" = loadgen-<unix seconds>
   int error_events = 3;  // error_report: app crashes per twin
+  // error_report: twins per UploadErrorsBatch RPC (1 = one UploadErrors RPC
+  // per twin) and those RPCs in flight (a shard's first-upload reads queue
+  // on one ingest worker of bounded queue: keep batch x in-flight per shard
+  // well under ErrorStoreOptions::max_worker_queue).
+  int error_batch = 128;
+  int error_in_flight = 16;
   // update_install: fraction of the certified fleet that installs a real
   // deployment (at least one twin; 0 skips the phase), and the size of the
   // deployed app image's payload.

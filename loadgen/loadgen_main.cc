@@ -80,6 +80,15 @@ int Main(int argc, char** argv) {
                  "error_report phase: app crashes recorded per twin")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  app.add_option("--error-batch", f.error_batch,
+                 "error_report phase: twins per UploadErrorsBatch RPC on the "
+                 "gateway channels (1 = one UploadErrors RPC per twin)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--error-in-flight", f.error_in_flight,
+                 "error_report phase: upload RPCs in flight")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--update-fraction", f.update_fraction,
                  "update_install phase: fraction of the certified fleet that "
                  "installs a real deployment (at least one twin; 0 skips it)")

@@ -581,6 +581,9 @@ class UploadTiming final : public client::AttestationTransport {
   void Attest(v1::AttestRequest r, AttestCallback done) override {
     inner_->Attest(std::move(r), std::move(done));
   }
+  // The gateway client holds uploads to batch them: TwinDriver's Flush
+  // after each pass must reach it.
+  void Flush() override { inner_->Flush(); }
   void UploadErrors(v1::UploadErrorsRequest r, std::string token,
                     UploadErrorsCallback done) override {
     const absl::Time t0 = absl::Now();
@@ -612,8 +615,10 @@ class UploadTiming final : public client::AttestationTransport {
 // ErrorReportPhase: every certified twin's device crashes an app
 // `error_events` times (mcu-model's APP_CRASH trigger fills its error ring);
 // the twin library's ErrorUploader uploads the ring through TwinDriver over
-// the gateway channels (session token from the attestation). One operation
-// = one acknowledged UploadErrors. Afterwards each shard's QueryErrors
+// the gateway channels (session token from the attestation), `error_batch`
+// twins per UploadErrorsBatch RPC (each item with its own token). One
+// operation = one twin's acknowledged upload (latency: from the twin's
+// request to its item's answer, batching included). Afterwards each shard's QueryErrors
 // (operator credential) must hold every acknowledged event exactly once.
 class ErrorReportPhase final : public Phase {
  public:
@@ -659,11 +664,13 @@ class ErrorReportPhase final : public Phase {
     }
 
     client::AsyncAttestationClient::Options co;
-    co.max_in_flight = o.max_in_flight;
+    co.max_in_flight = o.error_in_flight;
+    co.max_batch = o.error_batch;  // UploadErrorsBatch (gateway)
     co.deadline = absl::Seconds(20);
     client::AsyncAttestationClient inner(fleet.cluster().shards,
                                          fleet.gateway_tls(), co);
     UploadTiming timing(&inner, &stats);
+    const CpuMark cpu_before = CpuMark::Take(fleet);
     const absl::Time start = absl::Now();
     stats.Start(start, uploading);
     {
@@ -684,6 +691,25 @@ class ErrorReportPhase final : public Phase {
     // Issue 12's target is in events (acknowledged = durable), not uploads:
     // one upload carries a twin's whole ring (<= error_ring_capacity).
     const double upload_s = absl::ToDoubleSeconds(absl::Now() - start);
+    const CpuMark cpu_after = CpuMark::Take(fleet);
+    CpuMark::Report(cpu_before, cpu_after, stats.ops(), stats);
+    // Per event too (the target's unit); and how full the batch RPCs were.
+    if (timing.acknowledged() > 0) {
+      const double events = static_cast<double>(timing.acknowledged());
+      if (cpu_before.loadgen >= 0 && cpu_after.loadgen >= 0) {
+        stats.SetMetric("loadgen_cpu_us_per_event",
+                        (cpu_after.loadgen - cpu_before.loadgen) / events * 1e6);
+      }
+      if (cpu_before.shards >= 0 && cpu_after.shards >= cpu_before.shards) {
+        stats.SetMetric("shards_cpu_us_per_event",
+                        (cpu_after.shards - cpu_before.shards) / events * 1e6);
+      }
+    }
+    if (const auto cs = inner.stats(); cs.batches > 0) {
+      stats.SetMetric("items_per_batch_rpc",
+                      static_cast<double>(cs.batched_items) /
+                          static_cast<double>(cs.batches));
+    }
     stats.SetMetric("acknowledged", static_cast<double>(timing.acknowledged()));
     stats.SetMetric("events_per_s",
                     upload_s > 0 ? timing.acknowledged() / upload_s : 0);

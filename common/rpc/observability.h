@@ -60,7 +60,8 @@ bool IsStateChangingMethod(absl::string_view full_method);
 inline constexpr absl::string_view kHotDeviceMethods[] = {
     "GetChallenge",       "Attest",       "GetChallenges",
     "AttestBatch",        "GetUpdates",   "DownloadImage",
-    "ReportUpdateResult", "UploadErrors", "UploadTelemetry"};
+    "ReportUpdateResult", "UploadErrors", "UploadTelemetry",
+    "UploadErrorsBatch"};
 
 // IsHotDeviceMethod: "/sphere.v1.AttestationService/Attest" -> true.
 bool IsHotDeviceMethod(absl::string_view full_method);

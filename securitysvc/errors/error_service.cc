@@ -1,6 +1,11 @@
 #include "securitysvc/errors/error_service.h"
 
+#include <atomic>
+#include <memory>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
@@ -16,6 +21,96 @@ const shard::DeviceMethod& UploadMethod() {
                               "sphere_upload_errors_seconds");
   return *m;
 }
+
+const shard::DeviceMethod& UploadBatchMethod() {
+  static const auto* m = new shard::DeviceMethod(
+      "upload_errors_batch", shard::DeviceAccess::kDevice,
+      "sphere_upload_errors_batch_seconds");
+  return *m;
+}
+
+metrics::CounterMetric* BatchCalls() {
+  static auto* c = metrics::Counter("sphere_upload_errors_batch_calls_total",
+                                    "UploadErrorsBatch calls by code");
+  return c;
+}
+
+metrics::CounterMetric* BatchItems() {
+  static auto* c =
+      metrics::Counter("sphere_upload_errors_batch_items_total",
+                       "UploadErrorsBatch items by their own code");
+  return c;
+}
+
+bool IsHexId(absl::string_view id) {
+  if (id.size() != 64) return false;
+  for (char c : id) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+void SetItemError(v1::UploadErrorsResult* result, const absl::Status& s) {
+  result->set_code(static_cast<int>(s.code()));
+  result->set_message(rpc::TruncateForStatus(s.message()));
+}
+
+// BatchCall: one UploadErrorsBatch in progress. Items answer from any
+// thread (the caller's for refusals, the group-commit thread once durable);
+// the last one (or the loop's own guard) finishes the reactor.
+struct BatchCall {
+  grpc::ServerUnaryReactor* reactor = nullptr;
+  absl::Time start;
+  std::atomic<int> pending{1};  // the items not yet answered + the loop
+
+  void ItemDone(int code) {
+    BatchItems()->Increment(absl::StrCat(
+        "code=\"",
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), "\""));
+    Release();
+  }
+  void Release() {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    UploadBatchMethod().latency->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+    BatchCalls()->Increment("code=\"OK\"");
+    grpc::ServerUnaryReactor* r = reactor;
+    delete this;
+    r->Finish(grpc::Status::OK);
+  }
+};
+
+}  // namespace
+
+absl::Status ValidateUploadBatch(const v1::UploadErrorsBatchRequest& request) {
+  if (request.items_size() == 0) {
+    return absl::InvalidArgumentError(
+        "UploadErrorsBatch: no items; send at least one device's batch");
+  }
+  if (request.items_size() > kMaxUploadBatchItems) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UploadErrorsBatch: ", request.items_size(), " items; at most ",
+        kMaxUploadBatchItems, " per call (split the batch)"));
+  }
+  int64_t events = 0;
+  for (const v1::UploadErrorsItem& item : request.items()) {
+    events += item.upload().events_size();
+  }
+  if (events > kMaxUploadBatchEvents) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UploadErrorsBatch: ", events, " events in all; at most ",
+        kMaxUploadBatchEvents, " per call (split the batch)"));
+  }
+  if (const size_t bytes = request.ByteSizeLong();
+      bytes > kMaxUploadBatchBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UploadErrorsBatch: ", bytes, " bytes; at most ", kMaxUploadBatchBytes,
+        " per call (split the batch)"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
 
 metrics::CounterMetric* QueryCalls() {
   static auto* c =
@@ -45,6 +140,108 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrors(
                           finish(r.status());
                         });
       });
+}
+
+grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrorsBatch(
+    grpc::CallbackServerContext* context,
+    const v1::UploadErrorsBatchRequest* request,
+    v1::UploadErrorsBatchResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status refused = device_calls_->RequireGateway(*context);
+  if (absl::IsPermissionDenied(refused)) {
+    refused = absl::PermissionDeniedError(
+        "UploadErrorsBatch is for gateways: a device uploads its own errors "
+        "with UploadErrors");
+  }
+  if (refused.ok()) refused = ValidateUploadBatch(*request);
+  if (!refused.ok()) {
+    if (absl::IsPermissionDenied(refused) ||
+        absl::IsUnauthenticated(refused)) {
+      log::Warning("device call denied",
+                   {{"method", UploadBatchMethod().name},
+                    {"peer", context->peer()},
+                    {"error", std::string(refused.message())}});
+    }
+    UploadBatchMethod().latency->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+    BatchCalls()->Increment(absl::StrCat(
+        "code=\"", absl::StatusCodeToString(refused.code()), "\""));
+    reactor->Finish(rpc::ToGrpcStatus(refused));
+    return reactor;
+  }
+  auto* batch = new BatchCall;
+  batch->reactor = reactor;
+  batch->start = start;
+  const int n = request->items_size();
+  auto* results = response->mutable_results();
+  results->Reserve(n);
+  for (int i = 0; i < n; ++i) {
+    v1::UploadErrorsResult* r = results->Add();
+    const std::string& id = request->items(i).upload().device_id();
+    if (IsHexId(id)) r->set_device_id(id);  // never echo a malformed one
+  }
+  batch->pending.fetch_add(n, std::memory_order_relaxed);
+  absl::Status first_denial;
+  int denials = 0;
+  for (int i = 0; i < n; ++i) {
+    const v1::UploadErrorsItem& item = request->items(i);
+    v1::UploadErrorsResult* result = response->mutable_results(i);
+    absl::StatusOr<shard::DeviceCall> call = device_calls_->IdentifyGatewayItem(
+        *context, UploadMethod().access, item.session_token(),
+        item.upload().device_id());
+    if (!call.ok()) {
+      if (absl::IsPermissionDenied(call.status()) ||
+          absl::IsUnauthenticated(call.status())) {
+        if (denials++ == 0) first_denial = call.status();
+      }
+      SetItemError(result, call.status());
+      batch->ItemDone(result->code());
+      continue;
+    }
+    if (std::optional<std::string> owner =
+            device_calls_->RedirectAddress(call->device_id);
+        owner.has_value()) {
+      SetItemError(result, absl::FailedPreconditionError(absl::StrCat(
+                               "device ", call->device_id,
+                               " is served by shard ", *owner)));
+      result->set_redirect_address(*owner);
+      batch->ItemDone(result->code());
+      continue;
+    }
+    const std::string tenant =
+        call->context.has_value() ? call->context->tenant_id : "";
+    errors_->Ingest(
+        call->device_id, tenant, item.upload(),
+        [this, batch, result, &upload = item.upload(),
+         device = call->device_id](
+            absl::StatusOr<v1::UploadErrorsResponse> r) {
+          if (r.ok()) {
+            if (on_accepted_) on_accepted_(device, upload);
+            *result->mutable_response() = *r;
+          } else {
+            if (absl::IsInternal(r.status()) || absl::IsDataLoss(r.status())) {
+              log::Error("device call failed",
+                         {{"method", UploadBatchMethod().name},
+                          {"device", device},
+                          {"error", r.status().ToString()}});
+            }
+            SetItemError(result, r.status());
+          }
+          batch->ItemDone(result->code());
+        });
+  }
+  if (denials > 0) {
+    // One line per call, not per item: a gateway's bad batch cannot flood
+    // the log.
+    log::Warning("device call denied",
+                 {{"method", UploadBatchMethod().name},
+                  {"peer", context->peer()},
+                  {"items", absl::StrCat(denials)},
+                  {"error", std::string(first_denial.message())}});
+  }
+  batch->Release();  // the loop's guard
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ErrorReportingServiceImpl::Operator(

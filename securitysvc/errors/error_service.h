@@ -7,6 +7,19 @@
 // finishes from the group-commit callback once the batch is durable: no
 // callback thread waits for the disk.
 //
+// UploadErrorsBatch (gateways only, DeviceCallHandler::RequireGateway)
+// carries many devices' batches: the call limits below are checked first
+// (INVALID_ARGUMENT for the call, nothing stored); then each item is
+// authenticated on its own from its session token
+// (DeviceCallHandler::IdentifyGatewayItem: the same checks as the single
+// call's metadata token), routed (another shard's device: FAILED_PRECONDITION
+// with redirect_address) and handed to ErrorStore::Ingest, so every item
+// gets exactly the single call's validation, quota, idempotency and
+// durability; a refused item stores nothing and affects no other item. The
+// items' writes share the group commit (a call's items are queued together,
+// so they usually land in one synced write). The call finishes from the last
+// item's callback: no callback thread waits.
+//
 // QueryErrors, ListIssues and GetIssue take an operator credential issued by
 // the platform root (attestation::IdentifyStatusReader): a platform operator
 // reads any tenant; a tenant credential (tenant operator, or the tenant's
@@ -25,6 +38,16 @@
 #include "securitysvc/shard_server/device_call.h"
 
 namespace sphere::errors {
+
+// Limits of one UploadErrorsBatch call (each item also has every limit of
+// the single UploadErrors).
+inline constexpr int kMaxUploadBatchItems = 256;
+inline constexpr int kMaxUploadBatchEvents = 16000;
+inline constexpr size_t kMaxUploadBatchBytes = 4 << 20;
+
+// ValidateUploadBatch: the call limits above, INVALID_ARGUMENT naming the
+// one exceeded.
+absl::Status ValidateUploadBatch(const v1::UploadErrorsBatchRequest& request);
 
 // AcceptedHook: called once an upload is durable (before the device is
 // answered), with the authenticated device id and the batch; it must not
@@ -50,6 +73,10 @@ class ErrorReportingServiceImpl final
       grpc::CallbackServerContext* context,
       const v1::UploadErrorsRequest* request,
       v1::UploadErrorsResponse* response) override;
+  grpc::ServerUnaryReactor* UploadErrorsBatch(
+      grpc::CallbackServerContext* context,
+      const v1::UploadErrorsBatchRequest* request,
+      v1::UploadErrorsBatchResponse* response) override;
   grpc::ServerUnaryReactor* QueryErrors(
       grpc::CallbackServerContext* context,
       const v1::QueryErrorsRequest* request,

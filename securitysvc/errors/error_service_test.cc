@@ -118,6 +118,24 @@ class ErrorServiceTest : public ::testing::Test {
     return r.ok() ? r->reports_size() : 0;
   }
 
+  // UploadBatch: one UploadErrorsBatch call.
+  grpc::Status UploadBatch(const rpc::TlsFiles& tls,
+                           const v1::UploadErrorsBatchRequest& req,
+                           v1::UploadErrorsBatchResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+    return Stub(tls)->UploadErrorsBatch(&ctx, req, resp);
+  }
+  // Item: `upload` for device `named`, proven by `token`.
+  static void AddItem(v1::UploadErrorsBatchRequest* b,
+                      const std::string& named, const std::string& token,
+                      v1::UploadErrorsRequest upload) {
+    v1::UploadErrorsItem* item = b->add_items();
+    upload.set_device_id(named);
+    *item->mutable_upload() = std::move(upload);
+    item->set_session_token(token);
+  }
+
   struct Shared {
     TestPlatform platform;
     ErrorReportingPlugin* plugin = nullptr;
@@ -277,6 +295,218 @@ TEST_F(ErrorServiceTest, IssuesOverGrpc) {
   EXPECT_EQ(gr.issue().event_count(), 3u);
   ASSERT_EQ(gr.releases_size(), 1);
   EXPECT_EQ(gr.releases(0).version(), "1.0");
+}
+
+// ---------------------------------------------------------- UploadErrorsBatch
+
+TEST_F(ErrorServiceTest, BatchAnswersEachItemInOrderAndRetryCountsDuplicates) {
+  auto a = NewDevice("errors-batch-a");
+  auto b = NewDevice("errors-batch-b");
+  auto c = NewDevice("errors-batch-c");
+  v1::UploadErrorsBatchRequest req;
+  AddItem(&req, a->device_id(), SessionToken(*a), Batch(1, 3));
+  AddItem(&req, b->device_id(), SessionToken(*b), Batch(1, 5));
+  AddItem(&req, c->device_id(), SessionToken(*c), Batch(7, 1));
+  v1::UploadErrorsBatchResponse resp;
+  grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 3);
+  const uint32_t want[] = {3, 5, 1};
+  const mcu::Device* devices[] = {a.get(), b.get(), c.get()};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(resp.results(i).device_id(), devices[i]->device_id());
+    EXPECT_EQ(resp.results(i).code(), 0) << resp.results(i).message();
+    EXPECT_EQ(resp.results(i).response().stored(), want[i]);
+    EXPECT_EQ(resp.results(i).response().duplicates(), 0u);
+  }
+  // The gateway's retry after a lost answer: every item acknowledged as
+  // duplicates, nothing stored twice.
+  resp.Clear();
+  st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(resp.results(i).code(), 0) << resp.results(i).message();
+    EXPECT_EQ(resp.results(i).response().stored(), 0u);
+    EXPECT_EQ(resp.results(i).response().duplicates(), want[i]);
+  }
+  EXPECT_EQ(Stored(*a), 3u);
+  EXPECT_EQ(Stored(*b), 5u);
+  EXPECT_EQ(Stored(*c), 1u);
+  // The single call sees the batch's events as stored (one idempotency).
+  v1::UploadErrorsRequest single = Batch(1, 3);
+  single.set_device_id(a->device_id());
+  v1::UploadErrorsResponse one;
+  st = Upload(g_->platform.gateway_tls(), SessionToken(*a), single, &one);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(one.duplicates(), 3u);
+  EXPECT_EQ(Stored(*a), 3u);
+}
+
+TEST_F(ErrorServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
+  auto good = NewDevice("errors-batch-good");
+  auto victim = NewDevice("errors-batch-victim");
+  auto bad = NewDevice("errors-batch-bad-events");
+  v1::UploadErrorsBatchRequest req;
+  AddItem(&req, good->device_id(), SessionToken(*good), Batch(1, 2));
+  // The victim named with the good device's token.
+  AddItem(&req, victim->device_id(), SessionToken(*good), Batch(50, 2));
+  // The victim with no token at all, and with a forged one.
+  AddItem(&req, victim->device_id(), "", Batch(60, 2));
+  AddItem(&req, victim->device_id(), "v2.forged.token", Batch(70, 2));
+  // A malformed device id is never echoed.
+  AddItem(&req, "not-a-device<script>", SessionToken(*good), Batch(80, 2));
+  // An item over the single call's limits.
+  v1::UploadErrorsRequest oversized = Batch(1, 2);
+  oversized.mutable_events(1)->set_detail(std::string(4096, 'x'));
+  AddItem(&req, bad->device_id(), SessionToken(*bad), oversized);
+  // An oversized token.
+  AddItem(&req, bad->device_id(), std::string(2000, 't'), Batch(1, 2));
+  v1::UploadErrorsBatchResponse resp;
+  grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 7);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  EXPECT_EQ(resp.results(0).response().stored(), 2u);
+  EXPECT_EQ(resp.results(1).code(), grpc::StatusCode::PERMISSION_DENIED)
+      << resp.results(1).message();
+  EXPECT_NE(resp.results(1).message().find("may not act for device"),
+            std::string::npos)
+      << resp.results(1).message();
+  EXPECT_EQ(resp.results(2).code(), grpc::StatusCode::UNAUTHENTICATED)
+      << resp.results(2).message();
+  EXPECT_NE(resp.results(2).message().find("no session token"),
+            std::string::npos);
+  EXPECT_EQ(resp.results(3).code(), grpc::StatusCode::UNAUTHENTICATED)
+      << resp.results(3).message();
+  EXPECT_EQ(resp.results(4).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.results(4).device_id(), "");
+  EXPECT_EQ(resp.results(4).message().find("<script>"), std::string::npos);
+  EXPECT_EQ(resp.results(5).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(resp.results(5).message().find("event 1: detail is 4096 bytes"),
+            std::string::npos)
+      << resp.results(5).message();
+  EXPECT_EQ(resp.results(6).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(resp.results(6).message().find("session_token is 2000 bytes"),
+            std::string::npos)
+      << resp.results(6).message();
+  // Nothing changed for the refused items; the good one is stored once.
+  EXPECT_EQ(Stored(*victim), 0u);
+  EXPECT_EQ(Stored(*bad), 0u);
+  EXPECT_EQ(Stored(*good), 2u);
+}
+
+TEST_F(ErrorServiceTest, Attack_RevokedDeviceItemRefusedOthersStored) {
+  auto revoked = NewDevice("errors-batch-revoked");
+  auto other = NewDevice("errors-batch-other");
+  const std::string token = SessionToken(*revoked);  // issued before
+  v1::WatchEvent ev;
+  ev.set_revision(g_->platform.catalog().revision() + 1);
+  ev.set_revoked_device_id(revoked->device_id());
+  ASSERT_TRUE(g_->platform.catalog().Apply(ev).ok());
+  v1::UploadErrorsBatchRequest req;
+  AddItem(&req, revoked->device_id(), token, Batch(1, 4));
+  AddItem(&req, other->device_id(), SessionToken(*other), Batch(1, 4));
+  v1::UploadErrorsBatchResponse resp;
+  grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(resp.results(0).message().find("revoked"), std::string::npos)
+      << resp.results(0).message();
+  EXPECT_EQ(resp.results(1).code(), 0) << resp.results(1).message();
+  EXPECT_EQ(Stored(*revoked), 0u);
+  EXPECT_EQ(Stored(*other), 4u);
+}
+
+TEST_F(ErrorServiceTest, Attack_OversizedBatchCallIsRefusedWholeNothingStored) {
+  auto d = NewDevice("errors-batch-oversized");
+  const std::string token = SessionToken(*d);
+  // Too many items (each valid on its own).
+  v1::UploadErrorsBatchRequest many;
+  for (int i = 0; i <= kMaxUploadBatchItems; ++i) {
+    AddItem(&many, d->device_id(), token, Batch(1 + i, 1));
+  }
+  v1::UploadErrorsBatchResponse resp;
+  grpc::Status st = UploadBatch(g_->platform.gateway_tls(), many, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("257 items; at most 256"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(resp.results_size(), 0);
+  // Too many events in all (17 items of the single call's 1000).
+  v1::UploadErrorsBatchRequest heavy;
+  for (int i = 0; i < 17; ++i) {
+    AddItem(&heavy, d->device_id(), token, Batch(1 + 1000 * i, 1000));
+  }
+  st = UploadBatch(g_->platform.gateway_tls(), heavy, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("17000 events in all; at most 16000"),
+            std::string::npos)
+      << st.error_message();
+  // Too many bytes (8,000 events at the detail limit: ~4.5 MB, under the
+  // server's 8 MiB message limit, so this call's own check answers).
+  v1::UploadErrorsBatchRequest big;
+  for (int i = 0; i < 8; ++i) {
+    v1::UploadErrorsRequest u = Batch(1 + 1000 * i, 1000);
+    for (auto& e : *u.mutable_events()) {
+      e.set_detail(std::string(kMaxDetailBytes, 'd'));
+    }
+    AddItem(&big, d->device_id(), token, std::move(u));
+  }
+  st = UploadBatch(g_->platform.gateway_tls(), big, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("bytes; at most 4194304"),
+            std::string::npos)
+      << st.error_message();
+  // An empty call.
+  st = UploadBatch(g_->platform.gateway_tls(), v1::UploadErrorsBatchRequest(),
+                   &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Stored(*d), 0u);
+}
+
+TEST_F(ErrorServiceTest, Attack_DeviceCertificateCannotCallTheBatch) {
+  auto d = NewDevice("errors-batch-device-cert");
+  auto victim = NewDevice("errors-batch-device-cert-victim");
+  v1::UploadErrorsBatchRequest req;
+  AddItem(&req, victim->device_id(), SessionToken(*victim), Batch(1, 2));
+  v1::UploadErrorsBatchResponse resp;
+  // A device (even holding a leaked token) acts only for itself.
+  grpc::Status st = UploadBatch(DeviceCert(*d), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(st.error_message().find("for gateways"), std::string::npos)
+      << st.error_message();
+  // An operator is no gateway either.
+  st = UploadBatch(OperatorTls(""), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(resp.results_size(), 0);
+  EXPECT_EQ(Stored(*victim), 0u);
+  EXPECT_EQ(Stored(*d), 0u);
+}
+
+TEST_F(ErrorServiceTest, BatchWithOverlappingItemsOfOneDeviceStoresEachOnce) {
+  auto d = NewDevice("errors-batch-same-device");
+  const std::string token = SessionToken(*d);
+  v1::UploadErrorsBatchRequest req;
+  AddItem(&req, d->device_id(), token, Batch(1, 5));
+  AddItem(&req, d->device_id(), token, Batch(3, 5));  // overlaps 3..5
+  v1::UploadErrorsBatchResponse resp;
+  grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  // The second is refused while the first is in flight (ABORTED, retry)
+  // or, if the first was already durable, stores only 6..7: either way no
+  // event is stored twice.
+  if (resp.results(1).code() == 0) {
+    EXPECT_EQ(resp.results(1).response().duplicates(), 3u);
+    EXPECT_EQ(Stored(*d), 7u);
+  } else {
+    EXPECT_EQ(resp.results(1).code(), grpc::StatusCode::ABORTED)
+        << resp.results(1).message();
+    EXPECT_EQ(Stored(*d), 5u);
+  }
 }
 
 }  // namespace

@@ -124,7 +124,10 @@ struct ErrorStoreOptions {
   // forgotten and re-read from error_devices by the worker).
   size_t max_cached_devices = 200000;
   // Batches waiting for the ingest worker (beyond: RESOURCE_EXHAUSTED).
-  size_t max_worker_queue = 1024;
+  // Every device's first upload since the shard started waits here (one
+  // read), and a gateway's UploadErrorsBatch brings up to 256 at once; a
+  // job holds no copy of its events (~200 bytes), so 8192 is ~2 MB.
+  size_t max_worker_queue = 8192;
 };
 
 // ForEachStoredEvent calls `fn` for every stored event, batch by batch in

@@ -132,13 +132,47 @@ absl::StatusOr<DeviceCall> DeviceCallHandler::Identify(
     }
     return call;
   }
-  auto cert = PeerCertificate(context);
-  if (!cert.ok()) return cert.status();
   absl::string_view token;
   const auto& md = context.client_metadata();
   if (auto it = md.find(auth::kSessionTokenMetadata); it != md.end()) {
     token = absl::string_view(it->second.data(), it->second.size());
   }
+  return FromToken(context, access, token, request_device_id, std::move(call));
+}
+
+absl::StatusOr<DeviceCall> DeviceCallHandler::IdentifyGatewayItem(
+    const grpc::ServerContextBase& context, DeviceAccess access,
+    absl::string_view session_token, absl::string_view device_id) const {
+  if (access == DeviceAccess::kAttest) {
+    return absl::InternalError(
+        "IdentifyGatewayItem is for device-credential methods");
+  }
+  if (!IsHexDeviceId(device_id)) {
+    return absl::InvalidArgumentError(
+        "a gateway must name the device: device_id must be 64 lowercase hex "
+        "characters");
+  }
+  if (session_token.empty()) {
+    return absl::UnauthenticatedError(
+        "item carries no session token: a gateway proves each device with "
+        "the session token from its attestation");
+  }
+  if (session_token.size() > kMaxSessionTokenBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session_token is ", session_token.size(),
+                     " bytes; at most ", kMaxSessionTokenBytes));
+  }
+  DeviceCall call;
+  call.deadline = absl::FromChrono(context.deadline());
+  return FromToken(context, access, session_token, device_id, std::move(call));
+}
+
+absl::StatusOr<DeviceCall> DeviceCallHandler::FromToken(
+    const grpc::ServerContextBase& context, DeviceAccess access,
+    absl::string_view token, absl::string_view request_device_id,
+    DeviceCall call) const {
+  auto cert = PeerCertificate(context);
+  if (!cert.ok()) return cert.status();
   auto ctx = authenticator_->Authenticate(cert->get(), token, &call.device);
   if (!ctx.ok()) return ctx.status();
   if (auto s = CheckRequestedId(request_device_id, ctx->device_id); !s.ok()) {

@@ -81,6 +81,11 @@ struct DeviceCall {
 // longer than this is refused before it is compared, logged or echoed.
 inline constexpr size_t kMaxDeviceIdBytes = 64;
 
+// A batch item's session token (the per-device proof a gateway puts in a
+// request field, where a single call puts it in metadata) longer than this
+// is refused before it is parsed, logged or echoed.
+inline constexpr size_t kMaxSessionTokenBytes = 1024;
+
 // Parsed peer certificates kept for device calls (kDevice, kFullScope), one
 // per distinct certificate; the cache is emptied when it holds this many.
 inline constexpr size_t kMaxCachedPeerCertificates = 4096;
@@ -145,6 +150,15 @@ class DeviceCallHandler {
       const grpc::ServerContextBase& context, DeviceAccess access,
       absl::string_view request_device_id) const;
 
+  // IdentifyGatewayItem: steps 1-3 for one item of a gateway batch call
+  // (kDevice or kFullScope): the item's `session_token` is its per-device
+  // proof, checked exactly as the single call's metadata token, and
+  // `device_id` (required, 64 lowercase hex) must be the token's device.
+  // Call RequireGateway once per call first; step 4 is RedirectAddress.
+  absl::StatusOr<DeviceCall> IdentifyGatewayItem(
+      const grpc::ServerContextBase& context, DeviceAccess access,
+      absl::string_view session_token, absl::string_view device_id) const;
+
  private:
   using FinishGrpc = std::function<void(const grpc::Status&)>;
   // RouteAndRun: step 4, then `admit` (may be null), then `fn` (step 5).
@@ -154,6 +168,13 @@ class DeviceCallHandler {
                    const std::function<void(const DeviceCall&, Finish)>& fn)
       const;
 
+  // FromToken: steps 1-3 of the device-credential path, given the token
+  // (metadata or a batch item's field; empty = none).
+  absl::StatusOr<DeviceCall> FromToken(const grpc::ServerContextBase& context,
+                                       DeviceAccess access,
+                                       absl::string_view token,
+                                       absl::string_view request_device_id,
+                                       DeviceCall call) const;
   const auth::DeviceAuthenticator* const authenticator_;
   const sharding::ShardRouter* const router_;
 };
