@@ -103,8 +103,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
   app.add_option("--prove-window", f.prove_window,
-                 "telemetry phase: twins proving themselves to appsvc "
-                 "(and sending readings) at once")
+                 "telemetry phase: senders of readings to appsvc at once "
+                 "(at least one per channel; proving uses batch calls)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--update-image-kib", f.update_image_kib,
