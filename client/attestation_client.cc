@@ -114,6 +114,11 @@ struct AsyncAttestationClient::ChallengeTraits {
   static Response* Answer(v1::ChallengeResult& r) {
     return r.mutable_challenge();
   }
+  // The service's limit of items per GetChallenges call.
+  static constexpr int kMaxItems = 256;
+  static std::vector<Item>& Pending(Endpoint& e) {
+    return e.pending_challenges;
+  }
 };
 
 struct AsyncAttestationClient::AttestTraits {
@@ -132,6 +137,9 @@ struct AsyncAttestationClient::AttestTraits {
     stubs.attestation->async()->AttestBatch(ctx, req, resp, std::move(cb));
   }
   static Response* Answer(v1::AttestResult& r) { return r.mutable_response(); }
+  // The service's limit of items per AttestBatch call.
+  static constexpr int kMaxItems = 256;
+  static std::vector<Item>& Pending(Endpoint& e) { return e.pending_attests; }
 };
 
 struct AsyncAttestationClient::UploadTraits {
@@ -323,7 +331,7 @@ void AsyncAttestationClient::Attest(v1::AttestRequest request,
                                     AttestCallback done) {
   if (options_.max_batch > 1 && !request.device_id().empty()) {
     AttestItem item{std::move(request), std::move(done)};
-    if (HoldAttest(item)) return;
+    if (HoldItem<AttestTraits>(item)) return;
     request = std::move(item.request);
     done = std::move(item.done);
   }
@@ -390,49 +398,10 @@ bool AsyncAttestationClient::HoldChallenge(ChallengeItem& item) {
     }
   }
   if (!other_revision.empty()) {
-    SendChallenges(address, std::move(other_revision));
+    SendBatch<ChallengeTraits>(address, std::move(other_revision));
   }
-  if (!full.empty()) SendChallenges(address, std::move(full));
+  if (!full.empty()) SendBatch<ChallengeTraits>(address, std::move(full));
   return true;
-}
-
-bool AsyncAttestationClient::HoldAttest(AttestItem& item) {
-  std::vector<AttestItem> full;
-  std::string address;
-  {
-    absl::MutexLock l(&mu_);
-    const int index = OwnerIndexLocked(item.request.device_id());
-    if (index < 0) return false;
-    Endpoint& e = endpoints_[index];
-    e.pending_attests.push_back(std::move(item));
-    if (e.pending_attests.size() < static_cast<size_t>(options_.max_batch)) {
-      return true;
-    }
-    full.swap(e.pending_attests);
-    address = e.address;
-  }
-  SendAttests(address, std::move(full));
-  return true;
-}
-
-void AsyncAttestationClient::SendChallenges(const std::string& address,
-                                            std::vector<ChallengeItem> items) {
-  {
-    absl::MutexLock l(&mu_);
-    ++stats_.batches;
-    stats_.batched_items += items.size();
-  }
-  Submit(new BatchCall<ChallengeTraits>(this, address, std::move(items)));
-}
-
-void AsyncAttestationClient::SendAttests(const std::string& address,
-                                         std::vector<AttestItem> items) {
-  {
-    absl::MutexLock l(&mu_);
-    ++stats_.batches;
-    stats_.batched_items += items.size();
-  }
-  Submit(new BatchCall<AttestTraits>(this, address, std::move(items)));
 }
 
 template <typename Traits>
@@ -467,37 +436,28 @@ void AsyncAttestationClient::SendBatch(
   Submit(new BatchCall<Traits>(this, address, std::move(items)));
 }
 
-void AsyncAttestationClient::Flush() {
-  if (options_.max_batch <= 1) return;
-  std::vector<std::pair<std::string, std::vector<ChallengeItem>>> challenges;
-  std::vector<std::pair<std::string, std::vector<AttestItem>>> attests;
-  std::vector<std::pair<std::string, std::vector<UploadItem>>> uploads;
+template <typename Traits>
+void AsyncAttestationClient::FlushPending() {
+  std::vector<std::pair<std::string, std::vector<typename Traits::Item>>> held;
   {
     absl::MutexLock l(&mu_);
     for (Endpoint& e : endpoints_) {
-      if (!e.pending_uploads.empty()) {
-        uploads.emplace_back(e.address, std::move(e.pending_uploads));
-        e.pending_uploads.clear();
-      }
-      if (!e.pending_challenges.empty()) {
-        challenges.emplace_back(e.address, std::move(e.pending_challenges));
-        e.pending_challenges.clear();
-      }
-      if (!e.pending_attests.empty()) {
-        attests.emplace_back(e.address, std::move(e.pending_attests));
-        e.pending_attests.clear();
-      }
+      std::vector<typename Traits::Item>& pending = Traits::Pending(e);
+      if (pending.empty()) continue;
+      held.emplace_back(e.address, std::move(pending));
+      pending.clear();
     }
   }
-  for (auto& [address, items] : challenges) {
-    SendChallenges(address, std::move(items));
+  for (auto& [address, items] : held) {
+    SendBatch<Traits>(address, std::move(items));
   }
-  for (auto& [address, items] : attests) {
-    SendAttests(address, std::move(items));
-  }
-  for (auto& [address, items] : uploads) {
-    SendBatch<UploadTraits>(address, std::move(items));
-  }
+}
+
+void AsyncAttestationClient::Flush() {
+  if (options_.max_batch <= 1) return;
+  FlushPending<ChallengeTraits>();
+  FlushPending<AttestTraits>();
+  FlushPending<UploadTraits>();
 }
 
 void AsyncAttestationClient::LearnOwner(const std::string& device_id,

@@ -201,25 +201,25 @@ class AsyncAttestationClient final : public AttestationTransport {
   // batch item's redirect target).
   void SubmitUpload(v1::UploadErrorsRequest request, std::string session_token,
                     UploadErrorsCallback done, int hops, std::string address);
-  // HoldItem / SendBatch: the batching of Traits' items (uploads; see
-  // HoldAttest for the shape).
+  // HoldItem adds an item to its owner's pending batch of Traits' items
+  // (sending the batch when full); false when no owner is known (the caller
+  // sends it alone). SendBatch sends held items as one batch RPC;
+  // FlushPending sends every endpoint's held Traits items.
   template <typename Traits>
   bool HoldItem(typename Traits::Item& item);
   template <typename Traits>
   void SendBatch(const std::string& address,
                  std::vector<typename Traits::Item> items);
+  template <typename Traits>
+  void FlushPending();
 
   void SubmitChallenge(v1::GetChallengeRequest request, ChallengeCallback done,
                        int hops, std::string address);
   void SubmitAttest(v1::AttestRequest request, AttestCallback done, int hops,
                     std::string address);
-  // Hold adds an item to its owner's pending batch (sending the batch when
-  // full); false when no owner is known (the caller sends it alone).
+  // HoldChallenge: HoldItem for challenges, which also keeps one catalog
+  // revision per batch.
   bool HoldChallenge(ChallengeItem& item);
-  bool HoldAttest(AttestItem& item);
-  void SendChallenges(const std::string& address,
-                      std::vector<ChallengeItem> items);
-  void SendAttests(const std::string& address, std::vector<AttestItem> items);
   // OwnerIndexLocked: the endpoint the router (owner cache, ring, failover)
   // names for `device_id`, or -1.
   int OwnerIndexLocked(const std::string& device_id)
