@@ -1,0 +1,258 @@
+#include "common/crypto/verified_issuers.h"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/crypto.h"
+#include "common/crypto/internal.h"
+
+namespace sphere::crypto {
+
+using internal::Fail;
+
+namespace {
+
+using X509Ptr = internal::Ptr<X509, X509_free>;
+using X509StorePtr = internal::Ptr<X509_STORE, X509_STORE_free>;
+using X509StoreCtxPtr = internal::Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
+using EkuPtr = internal::Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
+
+constexpr char kCertificate[] = "CERTIFICATE";
+constexpr int64_t kMaxCertTime = 253402300799;  // 9999-12-31T23:59:59Z
+
+time_t ToCertTime(absl::Time t) {
+  int64_t s = absl::ToUnixSeconds(t);
+  if (s < 0) s = 0;
+  if (s > kMaxCertTime) s = kMaxCertTime;
+  return static_cast<time_t>(s);
+}
+
+absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
+  internal::BioPtr bio = internal::MemBio(pem);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) return Fail(absl::InvalidArgumentError("unparseable certificate"));
+  return cert;
+}
+
+bool HasClientAuth(X509* cert) {
+  EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
+      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
+  if (!eku) return false;
+  for (int i = 0; i < sk_ASN1_OBJECT_num(eku.get()); ++i) {
+    if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == NID_client_auth) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The error crypto::VerifyChain gives for a failed X509_verify_cert.
+absl::Status VerifyError(int err) {
+  std::string msg = absl::StrCat("certificate verification failed: ",
+                                 X509_verify_cert_error_string(err));
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return Fail(absl::FailedPreconditionError(msg));
+    default:
+      return Fail(absl::UnauthenticatedError(msg));
+  }
+}
+
+absl::Status ClientAuthOf(X509* leaf, bool require_client_auth) {
+  if (require_client_auth && !HasClientAuth(leaf)) {
+    return Fail(absl::UnauthenticatedError(
+        "certificate lacks the clientAuth extended key usage"));
+  }
+  ERR_clear_error();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+struct VerifiedIssuers::Entry {
+  std::string roots_pem;  // the exact roots the CA was verified to
+  X509Ptr ca;
+  X509Ptr root;           // the certificate of roots_pem that signed `ca`
+  X509StorePtr ca_store;  // `ca` as the only trust anchor (partial chains)
+};
+
+VerifiedIssuers::VerifiedIssuers(size_t max_entries)
+    : max_entries_(max_entries) {}
+
+VerifiedIssuers::~VerifiedIssuers() = default;
+
+size_t VerifiedIssuers::size() const {
+  absl::MutexLock l(&mu_);
+  return entries_.size();
+}
+
+std::shared_ptr<const VerifiedIssuers::Entry> VerifiedIssuers::Find(
+    const std::string& key, absl::string_view roots_pem) const {
+  absl::MutexLock l(&mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second->roots_pem != roots_pem) {
+    return nullptr;
+  }
+  return it->second;
+}
+
+void VerifiedIssuers::Remember(std::string key,
+                               std::shared_ptr<const Entry> entry) {
+  absl::MutexLock l(&mu_);
+  auto [it, inserted] = entries_.insert_or_assign(key, std::move(entry));
+  if (!inserted) return;  // replaced in place (other roots); same age
+  order_.push_back(std::move(key));
+  while (entries_.size() > max_entries_) {
+    entries_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+absl::Status VerifiedIssuers::VerifyChain(absl::string_view leaf_pem,
+                                          absl::string_view intermediates_pem,
+                                          absl::string_view roots_pem,
+                                          absl::Time now,
+                                          bool require_client_auth) {
+  std::vector<std::string> intermediates = SplitPemChain(intermediates_pem);
+  if (max_entries_ == 0 || intermediates.size() != 1) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return crypto::VerifyChain(leaf_pem, intermediates_pem, roots_pem, now,
+                               require_client_auth);
+  }
+  auto ca_der = CertificatePemToDer(intermediates[0]);
+  if (!ca_der.ok()) return ca_der.status();
+  const std::string key = Sha256(*ca_der);
+  auto leaf = ParseX509(leaf_pem);
+  if (!leaf.ok()) return leaf.status();
+  const time_t t = ToCertTime(now);
+
+  if (std::shared_ptr<const Entry> e = Find(key, roots_pem)) {
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    // The root the CA was verified to must still be valid now.
+    if (X509_cmp_time(X509_get0_notBefore(e->root.get()),
+                      const_cast<time_t*>(&t)) > 0) {
+      return VerifyError(X509_V_ERR_CERT_NOT_YET_VALID);
+    }
+    if (X509_cmp_time(X509_get0_notAfter(e->root.get()),
+                      const_cast<time_t*>(&t)) < 0) {
+      return VerifyError(X509_V_ERR_CERT_HAS_EXPIRED);
+    }
+    // The CA itself presented as the leaf would be its own trust anchor.
+    if (X509_cmp(leaf->get(), e->ca.get()) == 0) {
+      return Fail(absl::UnauthenticatedError(
+          "certificate verification failed: the leaf is the issuing CA"));
+    }
+    X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+    if (!ctx || X509_STORE_CTX_init(ctx.get(), e->ca_store.get(), leaf->get(),
+                                    nullptr) != 1) {
+      return Fail(absl::InternalError("X509_STORE_CTX_init"));
+    }
+    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), t);
+    if (X509_verify_cert(ctx.get()) != 1) {
+      return VerifyError(X509_STORE_CTX_get_error(ctx.get()));
+    }
+    // leaf -> the remembered CA, nothing shorter or else.
+    STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+    if (chain == nullptr || sk_X509_num(chain) != 2 ||
+        X509_cmp(sk_X509_value(chain, 1), e->ca.get()) != 0) {
+      return Fail(absl::UnauthenticatedError(
+          "certificate verification failed: not issued by the presented CA"));
+    }
+    return ClientAuthOf(leaf->get(), require_client_auth);
+  }
+
+  // Full verification (crypto::VerifyChain's checks), keeping the chain
+  // OpenSSL built so the CA is remembered only when it is really on it.
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  auto ca = ParseX509(intermediates[0]);
+  if (!ca.ok()) return ca.status();
+  X509StorePtr roots(X509_STORE_new());
+  if (!roots) return Fail(absl::InternalError("X509_STORE_new"));
+  std::vector<std::string> root_pems = SplitPemChain(roots_pem);
+  if (root_pems.empty()) {
+    return absl::InvalidArgumentError("no root certificates");
+  }
+  for (const std::string& pem : root_pems) {
+    auto root = ParseX509(pem);
+    if (!root.ok()) return root.status();
+    if (X509_STORE_add_cert(roots.get(), root->get()) != 1) {
+      ERR_clear_error();  // duplicate roots are harmless
+    }
+  }
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  if (untrusted == nullptr) return Fail(absl::InternalError("sk_X509_new"));
+  auto free_untrusted = [](STACK_OF(X509) * s) { sk_X509_free(s); };
+  std::unique_ptr<STACK_OF(X509), decltype(free_untrusted)> untrusted_owner(
+      untrusted, free_untrusted);
+  if (sk_X509_push(untrusted, ca->get()) == 0) {  // borrowed, not owned
+    return Fail(absl::InternalError("sk_X509_push"));
+  }
+  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), roots.get(), leaf->get(),
+                                  untrusted) != 1) {
+    return Fail(absl::InternalError("X509_STORE_CTX_init"));
+  }
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), t);
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return VerifyError(X509_STORE_CTX_get_error(ctx.get()));
+  }
+  if (absl::Status s = ClientAuthOf(leaf->get(), require_client_auth);
+      !s.ok()) {
+    return s;
+  }
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+  if (chain == nullptr || sk_X509_num(chain) != 3 ||
+      X509_cmp(sk_X509_value(chain, 1), ca->get()) != 0 ||
+      X509_cmp(leaf->get(), ca->get()) == 0) {
+    return absl::OkStatus();  // verified, but not through this CA: not kept
+  }
+  auto entry = std::make_shared<Entry>();
+  entry->roots_pem = std::string(roots_pem);
+  X509* root = sk_X509_value(chain, 2);
+  X509_up_ref(root);
+  entry->root.reset(root);
+  entry->ca = *std::move(ca);
+  entry->ca_store.reset(X509_STORE_new());
+  if (!entry->ca_store ||
+      X509_STORE_add_cert(entry->ca_store.get(), entry->ca.get()) != 1 ||
+      X509_STORE_set_flags(entry->ca_store.get(), X509_V_FLAG_PARTIAL_CHAIN) !=
+          1) {
+    ERR_clear_error();
+    return absl::OkStatus();  // verified; just not remembered
+  }
+  if (max_entries_ > 0) Remember(key, std::move(entry));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CertificatePemToDer(absl::string_view pem) {
+  internal::BioPtr bio = internal::MemBio(pem);
+  unsigned char* data = nullptr;
+  long len = 0;
+  if (!bio || PEM_bytes_read_bio(&data, &len, nullptr, kCertificate,
+                                 bio.get(), nullptr, nullptr) != 1) {
+    return Fail(absl::InvalidArgumentError("no PEM certificate block"));
+  }
+  std::string der(reinterpret_cast<char*>(data), static_cast<size_t>(len));
+  OPENSSL_free(data);
+  return der;
+}
+
+std::string CertificateDerToPem(absl::string_view der) {
+  internal::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio ||
+      PEM_write_bio(bio.get(), kCertificate, "",
+                    reinterpret_cast<const unsigned char*>(der.data()),
+                    static_cast<long>(der.size())) <= 0) {
+    ERR_clear_error();
+    return "";
+  }
+  return internal::BioContents(bio.get());
+}
+
+}  // namespace sphere::crypto
