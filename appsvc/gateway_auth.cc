@@ -19,7 +19,8 @@ GatewayAuth::GatewayAuth(std::string mac_key, std::string platform_root_pem,
       root_pem_(std::move(platform_root_pem)),
       registry_(registry),
       clock_(clock),
-      options_(options) {}
+      options_(options),
+      issuers_(options.max_remembered_cas) {}
 
 std::string GatewayAuth::ProofMessage(const std::string& device_id,
                                       const std::string& nonce) {
@@ -127,8 +128,8 @@ absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
   }
   std::string intermediates;
   for (size_t i = 1; i < pems.size(); ++i) intermediates += pems[i];
-  if (auto s = crypto::VerifyChain(pems[0], intermediates, root_pem_, now,
-                                   /*require_client_auth=*/true);
+  if (auto s = issuers_.VerifyChain(pems[0], intermediates, root_pem_, now,
+                                    /*require_client_auth=*/true);
       !s.ok()) {
     return absl::Status(
         s.code() == absl::StatusCode::kInvalidArgument

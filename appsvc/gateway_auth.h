@@ -9,7 +9,8 @@
 //      ProofMessage(device_id, nonce) with the key of its Sphere-issued
 //      device certificate and sends the chain (device cert + tenant CA).
 //      appsvc verifies the chain to the platform root (clientAuth EKU,
-//      validity), reads the claims (auth::FromCertificate), checks the
+//      validity; a tenant CA already verified is remembered, see
+//      GatewayAuthOptions::max_remembered_cas), reads the claims (auth::FromCertificate), checks the
 //      signature with the certificate's key, and runs every relying-party
 //      check of DeviceRegistry::Authorize (tenant Contoso, product DW100,
 //      known, claimed, not revoked, ownership epoch, full scope: not
@@ -47,6 +48,7 @@
 #include "absl/time/time.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/gateway_contract.h"
+#include "common/crypto/verified_issuers.h"
 #include "common/util/clock.h"
 #include "securitysvc/auth/device_context.h"
 
@@ -59,6 +61,11 @@ struct GatewayAuthOptions {
   size_t max_chain_bytes = 8 * 1024;        // device cert + tenant CA (PEM)
   size_t max_signature_bytes = 80;          // DER ECDSA P-256 is <= 72
   size_t max_token_bytes = 1024;
+  // Tenant CAs remembered once verified to the platform root (keyed by
+  // their DER digest), so a proof costs two ECDSA verifies (proof, device
+  // certificate) instead of three; 0 verifies every chain in full.
+  // crypto::VerifiedIssuers says what is still checked on every call.
+  size_t max_remembered_cas = 64;
 };
 
 class GatewayAuth {
@@ -98,6 +105,9 @@ class GatewayAuth {
 
   size_t outstanding_nonces() const;
   uint64_t tokens_issued() const { return tokens_issued_.load(); }
+  // Tenant CAs remembered, and chains verified through one.
+  size_t remembered_cas() const { return issuers_.size(); }
+  uint64_t chains_via_remembered_ca() const { return issuers_.hits(); }
 
  private:
   struct Pending {
@@ -115,6 +125,7 @@ class GatewayAuth {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> tokens_issued_{0};
+  sphere::crypto::VerifiedIssuers issuers_;
 };
 
 }  // namespace contoso::appsvc

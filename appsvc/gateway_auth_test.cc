@@ -116,6 +116,84 @@ TEST_F(GatewayAuthRootTest, Attack_ChainFromAnotherRootRefused) {
   EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated)
       << token.status();
   EXPECT_EQ(gw2_->tokens_issued(), 0u);
+  // A CA that does not chain to the pinned root is never remembered.
+  EXPECT_EQ(gw2_->remembered_cas(), 0u);
+}
+
+// DeviceCert: a device certificate with `d`'s claims for `key`, issued by
+// `issuer` (certificate `issuer_pem`), valid for a day.
+std::string DeviceCert(const TestDevice& d, const crypto::EcPrivateKey& key,
+                       const crypto::EcPrivateKey& issuer,
+                       const std::string& issuer_pem, absl::Time now) {
+  crypto::CertificateSpec s;
+  s.common_name = d.id;
+  s.subject_public_key = key.PublicKey();
+  s.not_before = now - absl::Minutes(1);
+  s.not_after = now + absl::Hours(24);
+  s.claims.device_id = d.id;
+  s.claims.tenant_id = TestPki::kTenantId;
+  s.claims.product_id = TestPki::kProductId;
+  s.claims.scope = "full";
+  s.claims.epoch = "1";
+  auto pem = crypto::IssueCertificate(s, issuer, issuer_pem);
+  EXPECT_TRUE(pem.ok()) << pem.status();
+  return pem.ok() ? *pem : "";
+}
+
+TEST_F(GatewayAuthRootTest, TheTenantCaIsVerifiedOnceThenRemembered) {
+  ASSERT_TRUE(Login(a_).ok());
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  EXPECT_EQ(gw2_->chains_via_remembered_ca(), 0u);
+  ASSERT_TRUE(Login(b_).ok());
+  ASSERT_TRUE(Login(a_).ok());
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  EXPECT_EQ(gw2_->chains_via_remembered_ca(), 2u);
+  EXPECT_EQ(gw2_->tokens_issued(), 3u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ForgedDeviceCertUnderARememberedCaRefused) {
+  ASSERT_TRUE(Login(b_).ok());  // the tenant CA is now remembered
+  ASSERT_EQ(gw2_->remembered_cas(), 1u);
+  // The attacker's own "Contoso tenant CA" (same name, own key) signs a
+  // certificate with A's claims for the attacker's key, sent beside the
+  // genuine tenant CA.
+  crypto::EcPrivateKey evil_key = crypto::EcPrivateKey::Generate();
+  const std::string evil_ca =
+      Ca("Contoso tenant CA", evil_key, evil_key, "");
+  TestDevice forged;
+  forged.id = a_.id;
+  forged.chain = DeviceCert(a_, forged.key, evil_key, evil_ca, clock_.Now()) +
+                 pki_.tenant_pem();
+  auto token = Login(forged);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated)
+      << token.status();
+  EXPECT_EQ(gw2_->chains_via_remembered_ca(), 1u);  // refused on that path
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);             // only B's
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);  // the attempt used its nonce
+  // Nothing changed for the genuine device.
+  EXPECT_TRUE(Login(a_).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_ExpiredTenantCaRefusedEvenWhenRemembered) {
+  // A tenant CA valid for two more hours; A's certificate outlives it.
+  crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();
+  const std::string short_ca =
+      pki_.Issue("short tenant CA", ca_key, crypto::KeyUsage::kCa, {},
+                 pki_.root_key(), root_pem_, absl::Hours(2));
+  TestDevice a2 = a_;
+  a2.chain = DeviceCert(a_, a_.key, ca_key, short_ca, clock_.Now()) + short_ca;
+  ASSERT_TRUE(Login(a2).ok());
+  ASSERT_EQ(gw2_->remembered_cas(), 1u);
+  clock_.Advance(absl::Hours(3));
+  auto token = Login(a2);
+  EXPECT_EQ(token.status().code(), absl::StatusCode::kUnauthenticated)
+      << token.status();
+  EXPECT_TRUE(absl::StrContains(token.status().message(), "expired"))
+      << token.status();
+  EXPECT_EQ(gw2_->chains_via_remembered_ca(), 1u);  // refused on that path
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);
 }
 
 TEST_F(GatewayAuthRootTest, Attack_ReplayedNonceRefused) {
