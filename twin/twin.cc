@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/crypto/verified_issuers.h"
 
 namespace sphere::twin {
 
@@ -117,6 +118,9 @@ Twin::Request Twin::OnAttest(
   outcome_ = static_cast<uint8_t>(response->outcome());
   session_token_ = response->session_token();
   session_token_.shrink_to_fit();
+  if (config_->keep_certificate != nullptr) {
+    KeepCertificate(response->certificate_chain_pem());
+  }
   if (listener_ != nullptr) listener_->OnAttested(now);
   return {};
 }
@@ -212,6 +216,42 @@ void Twin::RequestAttestation(absl::Time now) {
   wakeup_ms_ = absl::ToUnixMillis(now);
 }
 
+void Twin::KeepCertificate(const std::string& chain_pem) {
+  kept_.reset();  // the old certificate is replaced, or nothing is kept
+  static constexpr char kEnd[] = "-----END CERTIFICATE-----";
+  const size_t end = chain_pem.find(kEnd);
+  if (end == std::string::npos) return;
+  size_t rest = end + sizeof(kEnd) - 1;
+  while (rest < chain_pem.size() &&
+         (chain_pem[rest] == '\n' || chain_pem[rest] == '\r')) {
+    ++rest;
+  }
+  auto der = crypto::CertificatePemToDer(
+      absl::string_view(chain_pem).substr(0, rest));
+  if (!der.ok() || der->size() > kMaxKeptCertificateBytes) return;
+  const std::string* issuers = config_->keep_certificate->Intern(
+      absl::string_view(chain_pem).substr(rest));
+  if (issuers == nullptr) return;
+  kept_ = std::make_unique<KeptCertificate>();
+  kept_->issuers = issuers;
+  kept_->der = *std::move(der);
+  kept_->der.shrink_to_fit();
+}
+
+absl::StatusOr<std::string> Twin::CertificateChainPem(absl::Time now) const {
+  if (kept_ == nullptr) {
+    return absl::NotFoundError(absl::StrCat(
+        "device ", device_->device_id(), " keeps no certificate: attest first"));
+  }
+  if (absl::ToUnixMillis(now) >= cert_not_after_ms_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device_->device_id(),
+                     "'s kept certificate has expired: attest again"));
+  }
+  return absl::StrCat(crypto::CertificateDerToPem(kept_->der),
+                      *kept_->issuers);
+}
+
 size_t Twin::FootprintBytes() const {
   size_t bytes = sizeof(Twin) + device_->FootprintBytes();
   if (errors_) {
@@ -220,6 +260,7 @@ size_t Twin::FootprintBytes() const {
     bytes += errors_->pending() * sizeof(v1::ErrorEvent);
   }
   if (session_token_.capacity() > 15) bytes += session_token_.capacity() + 1;
+  if (kept_) bytes += sizeof(KeptCertificate) + kept_->der.capacity() + 1;
   return bytes;
 }
 

@@ -15,8 +15,9 @@
 // once now >= next_wakeup(), and OnChallenge / OnAttest with the transport's
 // answer to the request the Twin returned. Each event returns the next
 // request to send (or none). Persistence is the caller's (twin/state_file.h);
-// the issued chain is handed to the caller, not kept (only its expiry and
-// the session token are).
+// the issued chain is handed to the caller; only its expiry and the session
+// token are kept, and the device certificate when the config asks for it
+// (TwinConfig::keep_certificate).
 //
 // Extension points: later protocols (update check, error upload, telemetry)
 // add an alternative to Twin::Request, a due time checked in OnTimer while
@@ -51,12 +52,15 @@
 #include "protos/attestation.pb.h"
 #include "protos/error_reporting.pb.h"
 #include "twin/error_uploader.h"
+#include "twin/issuer_pool.h"
 
 namespace sphere::twin {
 
 // Largest session token a twin keeps (tokens are a MAC plus a few fields,
 // well under 200 bytes); larger answers are refused, not stored.
 inline constexpr size_t kMaxSessionTokenBytes = 512;
+// Largest device certificate (DER) a twin keeps; larger ones are not kept.
+inline constexpr size_t kMaxKeptCertificateBytes = 4096;
 
 // TwinConfig is shared by every Twin of a process and must outlive them.
 struct TwinConfig {
@@ -77,6 +81,12 @@ struct TwinConfig {
   // device's error ring (ErrorUploader) and its driver must send
   // UploadErrorsRequest and answer OnErrorsUploaded. Null: no uploads.
   const ErrorUploadPolicy* error_upload = nullptr;
+  // Certificate keeping (issue 14): when set, a certified twin keeps its
+  // device certificate (DER, ~0.5 KB) and a pointer to the chain's issuers
+  // interned here (one copy per process), so it can prove itself to a
+  // relying party (the vendor cloud) without attesting again
+  // (Twin::CertificateChainPem). Null: nothing kept. Must outlive the twins.
+  IssuerPool* keep_certificate = nullptr;
 };
 
 // AttestationListener hears of every attestation a Twin accepts (the
@@ -149,6 +159,15 @@ class Twin {
     return static_cast<v1::AttestationOutcome>(outcome_);
   }
   const std::string& session_token() const { return session_token_; }
+  // CertificateChainPem: the kept chain (device certificate, then its
+  // issuers) while the certificate is valid at `now`. NotFound when none is
+  // kept (never issued, keeping off, or dropped), FailedPrecondition when it
+  // has expired: attest again first (RequestAttestation).
+  absl::StatusOr<std::string> CertificateChainPem(absl::Time now) const;
+  bool keeps_certificate() const { return kept_ != nullptr; }
+  // DropKeptCertificate forgets the kept certificate (the twin stays
+  // certified; proving needs a new attestation).
+  void DropKeptCertificate() { kept_.reset(); }
 
   mcu::Device& device() { return *device_; }
   const mcu::Device& device() const { return *device_; }
@@ -164,10 +183,17 @@ class Twin {
   absl::Status NoteRefusal(absl::Status status);
   Request Fail(absl::Time now, absl::Status status);
   absl::Status CheckChain(absl::Time now, const v1::AttestResponse& r) const;
+  void KeepCertificate(const std::string& chain_pem);
+
+  struct KeptCertificate {
+    const std::string* issuers;  // interned in config_->keep_certificate
+    std::string der;             // the device certificate
+  };
 
   std::unique_ptr<mcu::Device> device_;
   const TwinConfig* config_;
   std::unique_ptr<ErrorUploader> errors_;  // with config_->error_upload
+  std::unique_ptr<KeptCertificate> kept_;  // with config_->keep_certificate
 
   AttestationListener* listener_ = nullptr;
   std::string session_token_;

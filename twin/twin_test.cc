@@ -263,6 +263,73 @@ TEST_F(TwinTest, Attack_OversizedSessionTokenIsRefusedNotStored) {
   EXPECT_FALSE(twin->certified());
 }
 
+TEST_F(TwinTest, KeepsItsCertificateToProveWithoutAttestingAgain) {
+  IssuerPool pool;
+  config_.keep_certificate = &pool;
+  auto twin = NewTwin("keeps");
+  auto other = NewTwin("keeps-too");
+  // Never issued: nothing to prove with, attest first.
+  EXPECT_EQ(twin->CertificateChainPem(now_).status().code(),
+            absl::StatusCode::kNotFound);
+  const v1::AttestResponse r =
+      pki_.Issue(twin->device().CertificatePublicKey(), now_, absl::Hours(10));
+  ToAttest(*twin, now_);
+  twin->OnAttest(now_, r);
+  ToAttest(*other, now_);
+  other->OnAttest(now_,
+                  pki_.Issue(other->device().CertificatePublicKey(), now_));
+  ASSERT_EQ(twin->phase(), Phase::kCertified);
+  ASSERT_TRUE(twin->keeps_certificate());
+  auto chain = twin->CertificateChainPem(now_ + absl::Hours(9));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(*chain, r.certificate_chain_pem());  // the issued chain exactly
+  // The tenant CA is held once for both twins; each twin holds its leaf.
+  EXPECT_EQ(pool.size(), 1u);
+  EXPECT_TRUE(other->CertificateChainPem(now_).ok());
+  EXPECT_LT(twin->FootprintBytes() - other->FootprintBytes() + 1024, 2048u);
+  // Expired: attest again first.
+  EXPECT_EQ(twin->CertificateChainPem(now_ + absl::Hours(10)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Renewal replaces it.
+  twin->RequestAttestation(now_ + absl::Hours(10));
+  ToAttest(*twin, now_ + absl::Hours(10));
+  const v1::AttestResponse r2 = pki_.Issue(
+      twin->device().CertificatePublicKey(), now_ + absl::Hours(10));
+  twin->OnAttest(now_ + absl::Hours(10), r2);
+  auto renewed = twin->CertificateChainPem(now_ + absl::Hours(11));
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(*renewed, r2.certificate_chain_pem());
+  // Dropped: the twin stays certified but must attest to prove again.
+  twin->DropKeptCertificate();
+  EXPECT_TRUE(twin->certified());
+  EXPECT_EQ(twin->CertificateChainPem(now_).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(TwinTest, KeepsNothingWhenNotAskedOrWhenTheIssuersAreTooLarge) {
+  auto plain = NewTwin("keeps-nothing");
+  ToAttest(*plain, now_);
+  plain->OnAttest(now_,
+                  pki_.Issue(plain->device().CertificatePublicKey(), now_));
+  EXPECT_TRUE(plain->certified());
+  EXPECT_FALSE(plain->keeps_certificate());
+  EXPECT_EQ(plain->CertificateChainPem(now_).status().code(),
+            absl::StatusCode::kNotFound);
+
+  IssuerPool pool(1);
+  config_.keep_certificate = &pool;
+  config_.verify_chain = false;  // the oversized tail is not checked here
+  auto big = NewTwin("big-issuers");
+  ToAttest(*big, now_);
+  v1::AttestResponse r = pki_.Issue(big->device().CertificatePublicKey(), now_);
+  r.set_certificate_chain_pem(r.certificate_chain_pem() +
+                              std::string(IssuerPool::kMaxIssuersBytes, 'x'));
+  big->OnAttest(now_, r);
+  EXPECT_TRUE(big->certified());  // certified, just not kept
+  EXPECT_FALSE(big->keeps_certificate());
+  EXPECT_EQ(pool.size(), 0u);
+}
+
 TEST_F(TwinTest, AnswersOutOfPhaseAreIgnored) {
   auto twin = NewTwin("stale");
   // An Attest answer nobody asked for does not certify the twin.
