@@ -100,6 +100,65 @@ double Run(int threads, double seconds, int batch, Fn fn) {
   return readings.load() / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
+struct Ingest {
+  bool ok = false;
+  double readings_per_s = 0;
+  uint64_t groups = 0, batches = 0;  // synced writes, calls written
+};
+
+// RunIngest measures appsvc's core on a fresh RocksDB store: each thread
+// sends one device's `batch` readings per ReportTelemetry call when
+// `per_call` is 0, else one ReportTelemetryMany call of `per_call` devices
+// of its own with those readings each. Requests are built once per thread
+// (the client's work); each iteration only renumbers sequences and cycles.
+Ingest RunIngest(const std::string& name, int threads, double seconds,
+                 int batch, int per_call) {
+  Ingest out;
+  auto store = sphere::store::OpenRocksStore(Scratch(name), ColumnFamilies());
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    return out;
+  }
+  sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
+  SharedGroupCommit writer(&group);
+  ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
+  std::vector<v1::ReportTelemetryRequest> reqs(threads);
+  for (int t = 0; t < threads; ++t) {
+    uint64_t s = 1, c = 1;
+    reqs[t] = MakeBatch(batch, &s, &c);
+  }
+  const int devices = per_call > 0 ? per_call : 1;
+  out.readings_per_s = Run(
+      threads, seconds, batch * devices,
+      [&](int t, uint64_t* seq, uint64_t* cycle) {
+        v1::ReportTelemetryRequest& req = reqs[t];
+        for (int i = 0; i < req.samples_size(); ++i) {
+          req.mutable_samples(i)->set_sequence((*seq)++);
+          req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
+        }
+        *cycle += (batch + 99) / 100;
+        if (per_call == 0) {
+          auto r = cloud.ReportTelemetry(DeviceId(t), req);
+          return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
+        }
+        // The same samples for each of the thread's devices.
+        std::vector<ContosoCloud::TelemetryItem> items;
+        for (int d = 0; d < per_call; ++d) {
+          items.push_back({DeviceId(t * per_call + d), &req});
+        }
+        for (const auto& r : cloud.ReportTelemetryMany(items)) {
+          if (!r.ok() || r->accepted() != static_cast<uint32_t>(batch)) {
+            return false;
+          }
+        }
+        return true;
+      });
+  out.groups = group.groups_written();
+  out.batches = group.batches_written();
+  out.ok = true;
+  return out;
+}
+
 int Main() {
   const int threads = absl::GetFlag(FLAGS_threads);
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -155,86 +214,18 @@ int Main() {
           return (*store)->Write(b).ok();
         });
   }
-  // appsvc: validate, dedupe, analyse, group commit, acknowledged durable.
-  double ingest = 0;
-  uint64_t groups = 0, batches = 0;
-  {
-    auto store =
-        sphere::store::OpenRocksStore(Scratch("appsvc"), ColumnFamilies());
-    if (!store.ok()) {
-      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
-      return 1;
-    }
-    sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
-    SharedGroupCommit writer(&group);
-    ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
-    // Requests are built once per thread (the client's work); each
-    // iteration only renumbers the sequences and cycle ids.
-    std::vector<v1::ReportTelemetryRequest> reqs(threads);
-    for (int t = 0; t < threads; ++t) {
-      uint64_t s = 1, c = 1;
-      reqs[t] = MakeBatch(batch, &s, &c);
-    }
-    ingest = Run(
-        threads, seconds, batch, [&](int t, uint64_t* seq, uint64_t* cycle) {
-          const std::string dev = DeviceId(t);
-          v1::ReportTelemetryRequest& req = reqs[t];
-          for (int i = 0; i < req.samples_size(); ++i) {
-            req.mutable_samples(i)->set_sequence((*seq)++);
-            req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
-          }
-          *cycle += (batch + 99) / 100;
-          auto r = cloud.ReportTelemetry(dev, req);
-          return r.ok() && r->accepted() == static_cast<uint32_t>(batch);
-        });
-    groups = group.groups_written();
-    batches = group.batches_written();
-  }
-  // appsvc, a gateway's many-device call: each thread sends one
-  // ReportTelemetryMany for `devices_per_call` devices of its own, `batch`
-  // readings each (one durable write per call, validated per device).
+  // appsvc: validate, dedupe, analyse, group commit, acknowledged durable;
+  // once one device per call (ReportTelemetry), once a gateway's
+  // many-device call (ReportTelemetryMany: `devices_per_call` devices of
+  // the thread's own, `batch` readings each, one durable write per call).
   const int per_call = absl::GetFlag(FLAGS_devices_per_call);
-  double ingest_many = 0;
-  uint64_t many_groups = 0, many_batches = 0;
-  {
-    auto store =
-        sphere::store::OpenRocksStore(Scratch("appsvc-many"), ColumnFamilies());
-    if (!store.ok()) {
-      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
-      return 1;
-    }
-    sphere::store::GroupCommitWriter group(store->get(), {"appsvc"});
-    SharedGroupCommit writer(&group);
-    ContosoCloud cloud(store->get(), &writer, sphere::Clock::Real());
-    std::vector<v1::ReportTelemetryRequest> reqs(threads);
-    for (int t = 0; t < threads; ++t) {
-      uint64_t s = 1, c = 1;
-      reqs[t] = MakeBatch(batch, &s, &c);
-    }
-    ingest_many = Run(
-        threads, seconds, batch * per_call,
-        [&](int t, uint64_t* seq, uint64_t* cycle) {
-          v1::ReportTelemetryRequest& req = reqs[t];
-          for (int i = 0; i < req.samples_size(); ++i) {
-            req.mutable_samples(i)->set_sequence((*seq)++);
-            req.mutable_samples(i)->set_cycle_id(*cycle + i / 100);
-          }
-          *cycle += (batch + 99) / 100;
-          // The same samples for each of the thread's devices.
-          std::vector<ContosoCloud::TelemetryItem> items;
-          for (int d = 0; d < per_call; ++d) {
-            items.push_back({DeviceId(t * per_call + d), &req});
-          }
-          for (const auto& r : cloud.ReportTelemetryMany(items)) {
-            if (!r.ok() || r->accepted() != static_cast<uint32_t>(batch)) {
-              return false;
-            }
-          }
-          return true;
-        });
-    many_groups = group.groups_written();
-    many_batches = group.batches_written();
-  }
+  Ingest one = RunIngest("appsvc", threads, seconds, batch, 0);
+  if (!one.ok) return 1;
+  Ingest many = RunIngest("appsvc-many", threads, seconds, batch, per_call);
+  if (!many.ok) return 1;
+  const double ingest = one.readings_per_s, ingest_many = many.readings_per_s;
+  const uint64_t groups = one.groups, batches = one.batches;
+  const uint64_t many_groups = many.groups, many_batches = many.batches;
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
   std::printf("threads=%d batch=%d seconds=%.1f load_average_1m=%.1f\n",

@@ -84,6 +84,7 @@ absl::StatusOr<std::unique_ptr<Fleet>> Fleet::Open(FleetOptions options) {
   f->config_.root_ca_pem = *root;
   f->config_.verify_chain = false;
   f->config_.backoff = {absl::Milliseconds(100), 1.6, 0.2, absl::Seconds(5)};
+  if (f->options_.keep_certificates) f->config_.keep_certificate = &f->issuers_;
   f->verifying_ = f->config_;
   f->verifying_.verify_chain = true;
   return f;

@@ -99,8 +99,21 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--telemetry-batches", f.telemetry_batches,
-                 "telemetry phase: batches each twin sends (0 skips it)")
+                 "telemetry phase: batches each twin sends (0 skips it); "
+                 "default one batch of 100 readings per twin, so a million "
+                 "twins send 10^8 readings (5 was the old volume)")
       ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--keep-certificates", f.keep_certificates,
+                 "twins keep their device certificate from the attest phase "
+                 "(one tenant CA copy per process) and prove to appsvc "
+                 "without attesting again")
+      ->capture_default_str();
+  app.add_option("--prove-reattest-every", f.prove_reattest_every,
+                 "telemetry phase: every Nth twin drops its kept "
+                 "certificate and attests again before proving (0 none, 1 "
+                 "every twin: the behaviour before certificates were kept)")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--prove-window", f.prove_window,
                  "telemetry phase: senders of readings to appsvc at once "

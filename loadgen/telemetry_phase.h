@@ -1,16 +1,20 @@
 // Telemetry phase (issue 14): certified twins send batched DW100 readings to
 // appsvc over gateway channels (contoso.v1.ContosoGateway).
 //
-//   1. Each selected twin proves itself to appsvc once. Its certificate
-//      chain is not kept by the twin (twin.h), so it is re-fetched: the twin
-//      re-attests (TwinDriver, AttestObserver sees the chain), then the
-//      phase gets appsvc's challenges (GetChallenges, 128 twins per call),
-//      has each device sign its proof with its certificate key and sends
-//      them in one ProveBatch call (each proof checked on its own); the
-//      chain is dropped right after. Twins go through this in groups of
-//      kProveGroup; a group is proven on its own thread while the next one
-//      re-attests, so at most two groups' chains are held at once; what
-//      stays per twin is appsvc's token.
+//   1. Each selected twin proves itself to appsvc once, with the device
+//      certificate it kept from the attest phase (twin.h,
+//      TwinConfig::keep_certificate; the tenant CA is one copy per
+//      process). A twin without a valid kept certificate (never issued,
+//      expired, --keep-certificates false, or dropped by
+//      --prove-reattest-every) attests again first (TwinDriver,
+//      AttestObserver sees the chain). The phase gets appsvc's challenges
+//      (GetChallenges, 128 twins per call), has each device sign its proof
+//      with its certificate key and sends them in one ProveBatch call (each
+//      proof checked on its own); the PEM chain is dropped right after.
+//      Twins go through this in groups of kProveGroup; a group is proven on
+//      its own thread while the next one is prepared, so at most two
+//      groups' chains are held at once; what stays per twin is appsvc's
+//      token.
 //   2. Sender threads send `--telemetry-batches` batches of
 //      `--telemetry-batch` readings per twin, 16 twins per
 //      ReportTelemetryBatch call (each item with its twin's token). A
@@ -21,7 +25,8 @@
 //
 // Metrics: readings_per_s, acknowledged, stored, prove_s (proven_per_s), its
 // split prove_reattest_s (re-attesting) and prove_wait_s (waiting for
-// appsvc beyond that), prove_batch, token_bytes_per_twin.
+// appsvc beyond that), prove_from_kept_certificate and prove_reattested
+// (twins), prove_batch, token_bytes_per_twin.
 // Skipped, with the reason, when cluster.json names no appsvc or appsvc
 // does not serve ContosoGateway.
 #ifndef SPHERE_LOADGEN_TELEMETRY_PHASE_H_

@@ -206,13 +206,16 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   ASSERT_TRUE(appsvc.ok()) << appsvc.status();
   const std::string report = TestTmpDir("suite-report");
   int rc = 0;
-  // telemetry: one batch of 100 readings per twin (one op per twin).
+  // telemetry: one batch of 100 readings per twin (one op per twin); every
+  // second twin drops the certificate it kept from the attest phase, so it
+  // attests again before proving (the path of an expired or never-kept
+  // certificate) while the others prove with theirs.
   const nlohmann::json j =
       RunLoadgen(cluster.get(), report,
                  {"--twins", absl::StrCat(kTwins), "--tenant", "LoadSuite",
                   "--update-fraction", absl::StrCat(kUpdateFraction),
                   "--appsvc", (*appsvc)->address(), "--telemetry-batches", "1",
-                  "--telemetry-batch", "100"},
+                  "--telemetry-batch", "100", "--prove-reattest-every", "2"},
                  &rc);
   ASSERT_EQ(rc, 0);
   ExpectSchema(j);
@@ -269,6 +272,8 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_EQ(tm["acknowledged"], kTwins * 100);
   EXPECT_EQ(tm["stored"], kTwins * 100);
   EXPECT_EQ(tm["twins_proven"], kTwins);
+  EXPECT_EQ(tm["prove_from_kept_certificate"], kTwins / 2);
+  EXPECT_EQ(tm["prove_reattested"], kTwins / 2);
   EXPECT_LT(tm["token_bytes_per_twin"].get<double>(), 1024);
   // Proving ran with the default bounded window (concurrent, not one
   // twin at a time), in appsvc's batch calls (ProveBatch, 128 per call).
