@@ -8,10 +8,14 @@
 //   bazel build -c opt //appsvc:prove_benchmark
 //   bazel-out/k8-opt/bin/appsvc/prove_benchmark --devices=500 --rounds=4
 //
-// One thread; only ProveDevice is timed (challenges and the devices'
+// One thread; rates are per second of this thread's CPU time (best of three
+// alternating measurements), and only ProveDevice is timed (challenges and the devices'
 // signatures are made outside the timed section). Prints one line per
 // measurement; never fails on a number.
+#include <time.h>
+
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -31,6 +35,14 @@ namespace contoso::appsvc {
 namespace {
 
 namespace crypto = sphere::crypto;
+
+// ThreadCpu: this thread's CPU time (a loaded machine's other work does not
+// count, unlike wall time).
+absl::Duration ThreadCpu() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
 
 // ProofsPerSecond: proofs of every device, `rounds` times, through a
 // GatewayAuth remembering up to `remembered_cas` tenant CAs.
@@ -52,7 +64,7 @@ double ProofsPerSecond(TestPki& pki, sphere::Clock* clock,
       nonces.push_back(*nonce);
       sigs.push_back(*sig);
     }
-    const absl::Time t0 = absl::Now();
+    const absl::Duration t0 = ThreadCpu();
     for (size_t i = 0; i < devices.size(); ++i) {
       auto p = auth.ProveDevice(devices[i].id, nonces[i], devices[i].chain,
                                 sigs[i]);
@@ -63,7 +75,7 @@ double ProofsPerSecond(TestPki& pki, sphere::Clock* clock,
       }
       ++proofs;
     }
-    timed += absl::Now() - t0;
+    timed += ThreadCpu() - t0;
   }
   *via_remembered = auth.chains_via_remembered_ca();
   return proofs / absl::ToDoubleSeconds(timed);
@@ -81,18 +93,25 @@ int Main() {
   const std::string msg(64, 'm');
   auto sig = devices[0].key.Sign(msg);
   const std::string pub = devices[0].key.PublicKey();
-  const absl::Time v0 = absl::Now();
+  const absl::Duration v0 = ThreadCpu();
   int verifies = 0;
-  while (absl::Now() - v0 < absl::Seconds(1)) {
+  while (ThreadCpu() - v0 < absl::Seconds(1)) {
     for (int i = 0; i < 100; ++i, ++verifies) {
       if (!crypto::EcdsaVerify(pub, msg, *sig).ok()) std::abort();
     }
   }
-  const double verify_per_s = verifies / absl::ToDoubleSeconds(absl::Now() - v0);
+  const double verify_per_s =
+      verifies / absl::ToDoubleSeconds(ThreadCpu() - v0);
 
+  // Alternating, three times each, best of each: the machine's load varies.
   uint64_t hits_off = 0, hits_on = 0;
-  const double off = ProofsPerSecond(pki, &clock, devices, rounds, 0, &hits_off);
-  const double on = ProofsPerSecond(pki, &clock, devices, rounds, 64, &hits_on);
+  double off = 0, on = 0;
+  for (int i = 0; i < 3; ++i) {
+    off = std::max(off,
+                   ProofsPerSecond(pki, &clock, devices, rounds, 0, &hits_off));
+    on = std::max(on,
+                  ProofsPerSecond(pki, &clock, devices, rounds, 64, &hits_on));
+  }
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
   std::printf("devices=%d rounds=%d load_average_1m=%.1f\n", n, rounds,
