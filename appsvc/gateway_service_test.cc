@@ -89,14 +89,8 @@ class GatewayServiceTest : public ::testing::Test {
     v1::GatewayChallengeResponse cresp;
     grpc::Status s = gateway_->GetChallenge(&c1, creq, &cresp);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    auto sig = d.key.Sign(GatewayAuth::ProofMessage(d.id, cresp.nonce()));
-    EXPECT_TRUE(sig.ok()) << sig.status();
     grpc::ClientContext c2;
-    v1::GatewayProveRequest preq;
-    preq.set_device_id(d.id);
-    preq.set_nonce(cresp.nonce());
-    preq.set_chain_pem(d.chain);
-    preq.set_signature(*sig);
+    const v1::GatewayProveRequest preq = Proof(d, cresp.nonce());
     v1::GatewayProveResponse presp;
     s = gateway_->Prove(&c2, preq, &presp);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -128,6 +122,25 @@ class GatewayServiceTest : public ::testing::Test {
     return gateway_->ReportTelemetry(&ctx, req, resp);
   }
 
+  // AddItem: `d`'s `batch` under `token` as the next item of `req`.
+  static void AddItem(v1::GatewayTelemetryBatchRequest* req,
+                      const TestDevice& d, const std::string& token,
+                      const v1::ReportTelemetryRequest& batch) {
+    v1::GatewayTelemetry* item = req->add_items();
+    item->set_device_id(d.id);
+    item->set_session_token(token);
+    *item->mutable_batch() = batch;
+  }
+
+  // ReportBatch: the many-device call (the batch form of Report) on
+  // `stub` (default: the gateway's channel).
+  grpc::Status ReportBatch(const v1::GatewayTelemetryBatchRequest& req,
+                           v1::GatewayTelemetryBatchResponse* resp,
+                           v1::ContosoGateway::Stub* stub = nullptr) {
+    grpc::ClientContext ctx;
+    return (stub ? stub : gateway_.get())->ReportTelemetryBatch(&ctx, req, resp);
+  }
+
   uint64_t Stored(const TestDevice& d) { return *cloud_->CountSamples(d.id); }
 
   // Challenges: GetChallenges for `devices`; the nonces, in order (empty for
@@ -157,10 +170,12 @@ class GatewayServiceTest : public ::testing::Test {
     return p;
   }
 
+  // ProveBatch: the batch form of Prove on `stub` (default: the gateway's).
   grpc::Status ProveBatch(const v1::GatewayProveBatchRequest& req,
-                          v1::GatewayProveBatchResponse* resp) {
+                          v1::GatewayProveBatchResponse* resp,
+                          v1::ContosoGateway::Stub* stub = nullptr) {
     grpc::ClientContext ctx;
-    return gateway_->ProveBatch(&ctx, req, resp);
+    return (stub ? stub : gateway_.get())->ProveBatch(&ctx, req, resp);
   }
 
   std::string dir_;
@@ -439,11 +454,10 @@ TEST_F(GatewayServiceTest, Attack_BatchFormsNeedAGatewayCertificate) {
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(auth_->outstanding_nonces(), 0u);
   const std::vector<std::string> nonces = Challenges({&a_});
-  grpc::ClientContext c2;
   v1::GatewayProveBatchRequest req;
   *req.add_proofs() = Proof(a_, nonces[0]);
   v1::GatewayProveBatchResponse resp;
-  EXPECT_EQ(op->ProveBatch(&c2, req, &resp).error_code(),
+  EXPECT_EQ(ProveBatch(req, &resp, op.get()).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(resp.results_size(), 0);
   EXPECT_EQ(auth_->outstanding_nonces(), 1u);
@@ -454,17 +468,10 @@ TEST_F(GatewayServiceTest, TelemetryBatchStoresEachDeviceUnderItsOwnToken) {
   const std::string ta = Prove(a_);
   const std::string tb = Prove(b_);
   v1::GatewayTelemetryBatchRequest req;
-  auto* ia = req.add_items();
-  ia->set_device_id(a_.id);
-  ia->set_session_token(ta);
-  *ia->mutable_batch() = Batch(100, 1);
-  auto* ib = req.add_items();
-  ib->set_device_id(b_.id);
-  ib->set_session_token(tb);
-  *ib->mutable_batch() = Batch(7, 1);
-  grpc::ClientContext ctx;
+  AddItem(&req, a_, ta, Batch(100, 1));
+  AddItem(&req, b_, tb, Batch(7, 1));
   v1::GatewayTelemetryBatchResponse resp;
-  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_TRUE(ReportBatch(req, &resp).ok());
   ASSERT_EQ(resp.results_size(), 2);
   EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
   EXPECT_EQ(resp.results(0).response().accepted(), 100u);
@@ -478,21 +485,11 @@ TEST_F(GatewayServiceTest, Attack_ForgedTokenInATelemetryBatchStoresNothingForIt
   std::string forged = Prove(b_);
   forged[forged.size() / 2] ^= 1;
   v1::GatewayTelemetryBatchRequest req;
-  auto* ia = req.add_items();
-  ia->set_device_id(a_.id);
-  ia->set_session_token(ta);
-  *ia->mutable_batch() = Batch(5, 1);
-  auto* ib = req.add_items();  // b's id with a forged token
-  ib->set_device_id(b_.id);
-  ib->set_session_token(forged);
-  *ib->mutable_batch() = Batch(5, 1);
-  auto* ic = req.add_items();  // b's id under a's (genuine) token
-  ic->set_device_id(b_.id);
-  ic->set_session_token(ta);
-  *ic->mutable_batch() = Batch(5, 1);
-  grpc::ClientContext ctx;
+  AddItem(&req, a_, ta, Batch(5, 1));
+  AddItem(&req, b_, forged, Batch(5, 1));  // b's id with a forged token
+  AddItem(&req, b_, ta, Batch(5, 1));      // b's id under a's genuine token
   v1::GatewayTelemetryBatchResponse resp;
-  ASSERT_TRUE(gateway_->ReportTelemetryBatch(&ctx, req, &resp).ok());
+  ASSERT_TRUE(ReportBatch(req, &resp).ok());
   ASSERT_EQ(resp.results_size(), 3);
   EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).error();
   EXPECT_EQ(resp.results(1).code(),
@@ -510,33 +507,22 @@ TEST_F(GatewayServiceTest, Attack_TelemetryBatchOverItsLimitsIsRefusedWhole) {
   const std::string ta = Prove(a_);
   v1::GatewayTelemetryBatchRequest req;
   for (int i = 0; i <= kMaxTelemetryBatchDevices; ++i) {
-    auto* it = req.add_items();
-    it->set_device_id(a_.id);
-    it->set_session_token(ta);
-    *it->mutable_batch() = Batch(1, i + 1);
+    AddItem(&req, a_, ta, Batch(1, i + 1));
   }
-  grpc::ClientContext c1;
   v1::GatewayTelemetryBatchResponse resp;
-  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c1, req, &resp).error_code(),
+  EXPECT_EQ(ReportBatch(req, &resp).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(resp.results_size(), 0);
   // Over the byte limit (16 devices x 1000 samples): refused whole.
   v1::GatewayTelemetryBatchRequest big;
-  for (int i = 0; i < 16; ++i) {
-    auto* it = big.add_items();
-    it->set_device_id(a_.id);
-    it->set_session_token(ta);
-    *it->mutable_batch() = Batch(1000, 1 + 1000 * i);
-  }
+  for (int i = 0; i < 16; ++i) AddItem(&big, a_, ta, Batch(1000, 1 + 1000 * i));
   ASSERT_GT(big.ByteSizeLong(), kMaxTelemetryBatchBytes);
-  grpc::ClientContext c2;
-  EXPECT_EQ(gateway_->ReportTelemetryBatch(&c2, big, &resp).error_code(),
+  EXPECT_EQ(ReportBatch(big, &resp).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
   // A gateway certificate is required.
   auto op = Stub("platform-operator");
   req.mutable_items()->DeleteSubrange(1, req.items_size() - 1);
-  grpc::ClientContext c3;
-  EXPECT_EQ(op->ReportTelemetryBatch(&c3, req, &resp).error_code(),
+  EXPECT_EQ(ReportBatch(req, &resp, op.get()).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Stored(a_), 0u);
 }
