@@ -75,6 +75,10 @@ ABSL_FLAG(int, workers, 32,
           "Worker threads for durable writes and Sphere calls (a telemetry "
           "batch holds one until its group commit is synced, so this bounds "
           "how many batches one synced write can carry)");
+ABSL_FLAG(int, gateway_remembered_cas, 64,
+          "Tenant CAs the gateway path remembers once verified to the "
+          "platform root (a proof then costs two ECDSA verifies, not three); "
+          "0 verifies every chain in full");
 ABSL_FLAG(int, queue, 1024, "Work queue bound (beyond: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, per_device_in_flight, 4, "Queued calls one device may have");
 ABSL_FLAG(absl::Duration, sync_timeout, absl::Seconds(30),
@@ -231,8 +235,28 @@ int Main() {
   }
   auto gateway_key = LoadOrCreateGatewayKey(dir + "/appsvc/gateway_token.key");
   if (!gateway_key.ok()) return Fail(gateway_key.status());
+  const int remembered_cas = absl::GetFlag(FLAGS_gateway_remembered_cas);
+  if (remembered_cas < 0 || remembered_cas > 4096) {
+    return Fail(absl::InvalidArgumentError(
+        "--gateway_remembered_cas must be 0..4096"));
+  }
+  GatewayAuthOptions gateway_options;
+  gateway_options.max_remembered_cas = static_cast<size_t>(remembered_cas);
   GatewayAuth gateway_auth(*gateway_key, server_tls->ca_pem, &registry,
-                           sphere::Clock::Real());
+                           sphere::Clock::Real(), gateway_options);
+  auto gateway_gauge = sphere::metrics::RegisterGaugeCallback(
+      "contoso_gateway_proofs",
+      "Gateway path: tokens issued, chains verified through a remembered "
+      "tenant CA, tenant CAs remembered",
+      [&gateway_auth] {
+        return std::vector<sphere::metrics::Sample>{
+            {{{"what", "tokens_issued"}},
+             static_cast<double>(gateway_auth.tokens_issued())},
+            {{{"what", "chains_via_remembered_ca"}},
+             static_cast<double>(gateway_auth.chains_via_remembered_ca())},
+            {{{"what", "remembered_cas"}},
+             static_cast<double>(gateway_auth.remembered_cas())}};
+      });
   ContosoGatewayService gateway_path(&gateway_auth, &cloud, &pool);
 
   sphere::rpc::ServerOptions o;

@@ -319,6 +319,9 @@ TEST_F(AppsvcE2eTest, MetricsShowIngestAndCatalogRevision) {
   EXPECT_TRUE(absl::StrContains(*text, "contoso_telemetry_samples_total"));
   EXPECT_TRUE(absl::StrContains(*text, "contoso_catalog_revision"));
   EXPECT_TRUE(absl::StrContains(*text, "contoso_catalog_devices"));
+  // The gateway path's proofs and remembered tenant CAs.
+  EXPECT_TRUE(absl::StrContains(*text, "contoso_gateway_proofs"));
+  EXPECT_TRUE(absl::StrContains(*text, "chains_via_remembered_ca"));
 }
 
 TEST_F(AppsvcE2eTest, Attack_UpdateOnlyCertificateRefused) {
