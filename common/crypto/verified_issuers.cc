@@ -167,66 +167,45 @@ absl::Status VerifiedIssuers::VerifyChain(absl::string_view leaf_pem,
     return ClientAuthOf(leaf->get(), require_client_auth);
   }
 
-  // Full verification (crypto::VerifyChain's checks), keeping the chain
-  // OpenSSL built so the CA is remembered only when it is really on it.
+  // Full verification: crypto::VerifyChain's own verdict on the chain.
   misses_.fetch_add(1, std::memory_order_relaxed);
-  auto ca = ParseX509(intermediates[0]);
-  if (!ca.ok()) return ca.status();
-  X509StorePtr roots(X509_STORE_new());
-  if (!roots) return Fail(absl::InternalError("X509_STORE_new"));
-  std::vector<std::string> root_pems = SplitPemChain(roots_pem);
-  if (root_pems.empty()) {
-    return absl::InvalidArgumentError("no root certificates");
-  }
-  for (const std::string& pem : root_pems) {
-    auto root = ParseX509(pem);
-    if (!root.ok()) return root.status();
-    if (X509_STORE_add_cert(roots.get(), root->get()) != 1) {
-      ERR_clear_error();  // duplicate roots are harmless
-    }
-  }
-  STACK_OF(X509)* untrusted = sk_X509_new_null();
-  if (untrusted == nullptr) return Fail(absl::InternalError("sk_X509_new"));
-  auto free_untrusted = [](STACK_OF(X509) * s) { sk_X509_free(s); };
-  std::unique_ptr<STACK_OF(X509), decltype(free_untrusted)> untrusted_owner(
-      untrusted, free_untrusted);
-  if (sk_X509_push(untrusted, ca->get()) == 0) {  // borrowed, not owned
-    return Fail(absl::InternalError("sk_X509_push"));
-  }
-  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
-  if (!ctx || X509_STORE_CTX_init(ctx.get(), roots.get(), leaf->get(),
-                                  untrusted) != 1) {
-    return Fail(absl::InternalError("X509_STORE_CTX_init"));
-  }
-  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), t);
-  if (X509_verify_cert(ctx.get()) != 1) {
-    return VerifyError(X509_STORE_CTX_get_error(ctx.get()));
-  }
-  if (absl::Status s = ClientAuthOf(leaf->get(), require_client_auth);
+  if (absl::Status s = crypto::VerifyChain(leaf_pem, intermediates_pem,
+                                           roots_pem, now, require_client_auth);
       !s.ok()) {
     return s;
   }
-  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
-  if (chain == nullptr || sk_X509_num(chain) != 3 ||
-      X509_cmp(sk_X509_value(chain, 1), ca->get()) != 0 ||
-      X509_cmp(leaf->get(), ca->get()) == 0) {
+  // Remembered only when the leaf names the CA as its issuer and the CA
+  // itself verifies to one of the pinned roots (kept to check its window).
+  auto ca = ParseX509(intermediates[0]);
+  if (!ca.ok() || X509_cmp(leaf->get(), ca->get()) == 0 ||
+      X509_check_issued(ca->get(), leaf->get()) != X509_V_OK ||
+      !crypto::VerifyChain(intermediates[0], "", roots_pem, now,
+                           /*require_client_auth=*/false)
+           .ok()) {
+    ERR_clear_error();
     return absl::OkStatus();  // verified, but not through this CA: not kept
+  }
+  X509Ptr root;
+  for (const std::string& pem : SplitPemChain(roots_pem)) {
+    auto r = ParseX509(pem);
+    if (r.ok() && X509_check_issued(r->get(), ca->get()) == X509_V_OK) {
+      root = *std::move(r);
+      break;
+    }
   }
   auto entry = std::make_shared<Entry>();
   entry->roots_pem = std::string(roots_pem);
-  X509* root = sk_X509_value(chain, 2);
-  X509_up_ref(root);
-  entry->root.reset(root);
+  entry->root = std::move(root);
   entry->ca = *std::move(ca);
   entry->ca_store.reset(X509_STORE_new());
-  if (!entry->ca_store ||
+  if (!entry->root || !entry->ca_store ||
       X509_STORE_add_cert(entry->ca_store.get(), entry->ca.get()) != 1 ||
       X509_STORE_set_flags(entry->ca_store.get(), X509_V_FLAG_PARTIAL_CHAIN) !=
           1) {
     ERR_clear_error();
     return absl::OkStatus();  // verified; just not remembered
   }
-  if (max_entries_ > 0) Remember(key, std::move(entry));
+  Remember(key, std::move(entry));
   return absl::OkStatus();
 }
 

@@ -3,13 +3,13 @@
 // signature verification (the leaf's) instead of two once its CA is known
 // (issue 14: appsvc proves every device of a tenant under the same CA).
 //
-// What is remembered, and when: after a full verification (as
-// crypto::VerifyChain) succeeds with exactly one intermediate and OpenSSL's
-// built chain is leaf -> that intermediate -> a certificate of `roots_pem`,
-// the intermediate is kept, keyed by the SHA-256 of its DER and the exact
-// roots it was verified to. A chain that fails, that does not pass through
-// the presented intermediate, or that has more or fewer intermediates is
-// never remembered.
+// What is remembered, and when: after crypto::VerifyChain accepts a chain
+// with exactly one intermediate, that intermediate is kept when the leaf
+// names it as its issuer and it verifies to a certificate of `roots_pem` on
+// its own; it is keyed by the SHA-256 of its DER and the exact roots. A
+// chain that fails, a CA that does not chain to the pinned roots or did not
+// issue the leaf, or a chain with more or fewer intermediates is never
+// remembered.
 //
 // What every call still checks, remembered or not: the leaf's signature by
 // the CA, the leaf's validity window and (when asked) its clientAuth EKU,
