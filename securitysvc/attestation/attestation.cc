@@ -143,6 +143,11 @@ absl::Status Attestor::MayChallenge(absl::string_view device_id) const {
 absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
     absl::string_view device_id) {
   if (auto s = MayChallenge(device_id); !s.ok()) return s;
+  return IssueChallenge(device_id);
+}
+
+absl::StatusOr<v1::GetChallengeResponse> Attestor::IssueChallenge(
+    absl::string_view device_id) {
   auto c = nonces_->Issue(device_id);
   if (!c.ok()) return c.status();
   v1::GetChallengeResponse resp;
