@@ -2,6 +2,9 @@
 // runs with: tcmalloc in the normal build, glibc's under the sanitizer
 // configs (asan, tsan, fuzz), which interpose malloc themselves.
 #include <dlfcn.h>
+#ifndef SPHERE_EXPECT_GLIBC_MALLOC
+#include <gperftools/malloc_extension_c.h>
+#endif
 
 #include <cstdlib>
 #include <string>
@@ -31,6 +34,17 @@ TEST(MallocTest, MallocComesFromTheConfiguredAllocator) {
   EXPECT_NE(dlsym(RTLD_DEFAULT, "tc_malloc"), nullptr);
 #endif
 }
+
+#ifndef SPHERE_EXPECT_GLIBC_MALLOC
+// malloc_settings.cc ran before main(): freed memory goes back to the OS.
+TEST(MallocTest, TcmallocReturnsFreedSpansAtOnce) {
+  size_t decommit = 0;
+  ASSERT_EQ(MallocExtension_GetNumericProperty(
+                "tcmalloc.aggressive_memory_decommit", &decommit),
+            1);
+  EXPECT_EQ(decommit, 1u);
+}
+#endif
 
 TEST(MallocTest, AllocatesReallocatesAndFrees) {
   // The sizes the shard's hot path uses: small protobuf fields up to a full
