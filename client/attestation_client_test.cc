@@ -45,6 +45,10 @@ class FakeShard final : public v1::AttestationService::CallbackService {
                                    const v1::AttestRequest* req,
                                    v1::AttestResponse* resp) override {
     resp->set_tenant_id(id);
+    {
+      absl::MutexLock l(&mu_);
+      quotes_[req->device_id()] = req->quote().signature();
+    }
     return Handle(ctx, req->device_id());
   }
 
@@ -78,6 +82,10 @@ class FakeShard final : public v1::AttestationService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::AttestBatchRequest* req,
       v1::AttestBatchResponse* resp) override {
     for (const auto& item : req->requests()) {
+      {
+        absl::MutexLock l(&mu_);
+        quotes_[item.device_id()] = item.quote().signature();
+      }
       auto* r = resp->add_results();
       r->set_device_id(item.device_id());
       if (AnswerItem(item.device_id(), r)) {
@@ -101,6 +109,12 @@ class FakeShard final : public v1::AttestationService::CallbackService {
   int calls() {
     absl::MutexLock l(&mu_);
     return calls_;
+  }
+  // The quote signature each device's last Attest or AttestBatch item
+  // carried here.
+  std::map<std::string, std::string> quotes() {
+    absl::MutexLock l(&mu_);
+    return quotes_;
   }
   std::vector<std::string> devices() {
     absl::MutexLock l(&mu_);
@@ -197,6 +211,7 @@ class FakeShard final : public v1::AttestationService::CallbackService {
   }
 
   absl::Mutex mu_;
+  std::map<std::string, std::string> quotes_ ABSL_GUARDED_BY(mu_);
   std::vector<int> batch_sizes_;
   std::vector<std::pair<int64_t, int>> batch_revisions_;
   int calls_ = 0;
@@ -587,6 +602,7 @@ class BatchingTest : public AsyncAttestationClientTest {
               Results* out) {
     v1::AttestRequest req;
     req.set_device_id(id);
+    req.mutable_quote()->set_signature(absl::StrCat("quote-of-", id));
     client.Attest(req, [out, id](auto r) {
       absl::MutexLock l(&out->mu);
       out->attests.emplace(id, std::move(r));
@@ -686,6 +702,44 @@ TEST_F(BatchingTest, RedirectedItemIsSentAloneToTheOwnerAndCached) {
   results.Await(7);
   EXPECT_EQ(results.attests.at(foreign[0])->tenant_id(), "shard-1");
   EXPECT_EQ(shards_[1]->batch_sizes(), (std::vector<int>{1}));
+  EXPECT_EQ(client.stats().redirects, 3u);
+}
+
+// An AttestBatch item redirected by the shard is sent alone to the owner
+// with its own quote (the batch holds the items' requests, not copies).
+TEST_F(BatchingTest, RedirectedAttestItemIsResentAloneWithItsQuote) {
+  StartShards(2);
+  std::vector<std::string> foreign, local;
+  for (int i = 0; foreign.size() < 3 || local.size() < 3; ++i) {
+    (shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-1" ? foreign : local)
+        .push_back(DeviceId(i));
+  }
+  foreign.resize(3);
+  local.resize(3);
+  AsyncAttestationClient client({endpoints_[0]}, pki_.client, Batched(16));
+  Results results;
+  for (int i = 0; i < 3; ++i) {
+    Attest(client, foreign[i], &results);
+    Attest(client, local[i], &results);
+  }
+  client.Flush();
+  results.Await(6);
+  EXPECT_EQ(shards_[0]->batch_sizes(), (std::vector<int>{6}));
+  EXPECT_EQ(shards_[1]->calls(), 3);  // three single Attest calls
+  const auto seen0 = shards_[0]->quotes();
+  const auto seen1 = shards_[1]->quotes();
+  for (const auto& id : foreign) {
+    auto& r = results.attests.at(id);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->tenant_id(), "shard-1");
+    EXPECT_EQ(seen0.at(id), absl::StrCat("quote-of-", id));
+    EXPECT_EQ(seen1.at(id), absl::StrCat("quote-of-", id));
+  }
+  for (const auto& id : local) {
+    EXPECT_EQ(results.attests.at(id)->tenant_id(), "shard-0");
+    EXPECT_EQ(seen0.at(id), absl::StrCat("quote-of-", id));
+    EXPECT_EQ(seen1.count(id), 0u);
+  }
   EXPECT_EQ(client.stats().redirects, 3u);
 }
 

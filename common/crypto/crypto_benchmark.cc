@@ -69,7 +69,7 @@ void BM_Sha256(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * data.size());
 }
-BENCHMARK(BM_Sha256)->Arg(1024);
+BENCHMARK(BM_Sha256)->Arg(64)->Arg(1024);
 
 void BM_HmacSha256(benchmark::State& state) {
   std::string key = RandomBytes(32);
@@ -80,7 +80,7 @@ void BM_HmacSha256(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * data.size());
 }
-BENCHMARK(BM_HmacSha256)->Arg(1024);
+BENCHMARK(BM_HmacSha256)->Arg(64)->Arg(1024);
 
 void BM_AesCtrXor(benchmark::State& state) {
   std::string key = RandomBytes(32), iv = RandomBytes(16);

@@ -62,6 +62,43 @@ TEST(Sha256Test, Fips180Vectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+// Sha256 (the block functions) agrees with EVP's SHA-256 at every length
+// around the 64-byte block and its 56-byte padding boundary.
+TEST(Sha256Test, AgreesWithEvpDigestAtEveryLengthAroundTheBlock) {
+  for (size_t n = 0; n <= 200; ++n) {
+    const std::string data(n, static_cast<char>(0x21 + n));
+    uint8_t want[32];
+    unsigned int len = 0;
+    ASSERT_EQ(EVP_Digest(data.data(), data.size(), want, &len, EVP_sha256(),
+                         nullptr),
+              1);
+    ASSERT_EQ(len, 32u);
+    EXPECT_EQ(Sha256(data), std::string(reinterpret_cast<const char*>(want), 32))
+        << "length " << n;
+  }
+}
+
+// Many threads hashing at once get the same answers (no shared state).
+TEST(Sha256Test, ConcurrentCallsAgree) {
+  const std::string data(300, 'q');
+  const std::string want = Sha256(data);
+  const std::string key(32, 'k');
+  const std::string want_mac = HmacSha256(key, data);
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        if (Sha256(data) != want || HmacSha256(key, data) != want_mac) {
+          ++wrong[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_THAT(wrong, ::testing::Each(0));
+}
+
 TEST(HmacSha256Test, Rfc4231) {
   // Test case 1.
   EXPECT_EQ(HexEncode(HmacSha256(std::string(20, '\x0b'), "Hi There")),

@@ -61,6 +61,23 @@ v1::AttestationRecord BoundedHistoryEntry(const v1::AttestationRecord& r) {
   return e;
 }
 
+// HistoryEntryBytes: BoundedHistoryEntry(r) serialized, without copying
+// `r` when it is already within the history limits (every record the
+// attestation path writes: a fixed outcome, no reason, the device's few
+// measured components).
+std::string HistoryEntryBytes(const v1::AttestationRecord& r) {
+  const bool within =
+      r.history_count() == 0 && r.outcome().size() <= kMaxHistoryOutcomeBytes &&
+      r.reason().size() <= kMaxHistoryReasonBytes &&
+      r.versions_size() <= kMaxHistoryVersions &&
+      std::none_of(r.versions().begin(), r.versions().end(),
+                   [](const auto& kv) {
+                     return kv.first.size() > kMaxHistoryComponentBytes;
+                   });
+  return within ? r.SerializeAsString()
+                : BoundedHistoryEntry(r).SerializeAsString();
+}
+
 // HistoryCountOf: the history_count of a serialized latest-success record
 // (0 when it does not parse: the ring then restarts at slot 0, still bounded).
 uint32_t HistoryCountOf(const std::string& bytes) {
@@ -143,6 +160,11 @@ absl::Status Attestor::MayChallenge(absl::string_view device_id) const {
 absl::StatusOr<v1::GetChallengeResponse> Attestor::GetChallenge(
     absl::string_view device_id) {
   if (auto s = MayChallenge(device_id); !s.ok()) return s;
+  return IssueChallenge(device_id);
+}
+
+absl::StatusOr<v1::GetChallengeResponse> Attestor::IssueChallenge(
+    absl::string_view device_id) {
   auto c = nonces_->Issue(device_id);
   if (!c.ok()) return c.status();
   v1::GetChallengeResponse resp;
@@ -461,7 +483,7 @@ void Attestor::AddRecordWithHistory(store::WriteBatch* batch,
                                     v1::AttestationRecord* record,
                                     uint32_t history_count) {
   batch->Put(kHistoryCf, HistoryKey(record->device_id(), 'a', history_count),
-             BoundedHistoryEntry(*record).SerializeAsString());
+             HistoryEntryBytes(*record));
   record->set_history_count(history_count + 1);
   batch->Put(kDevicesCf, record->device_id(), record->SerializeAsString());
 }
@@ -504,7 +526,7 @@ void Attestor::RecordFailure(absl::string_view device_id,
   r.set_reason(std::string(status.message()));
   store::WriteBatch batch;
   batch.Put(kHistoryCf, HistoryKey(device_id, 'r', slot),
-            BoundedHistoryEntry(r).SerializeAsString());
+            HistoryEntryBytes(r));
   // Not waited for: the caller's rejection does not depend on it.
   writer_->Write(
       std::move(batch), [id = std::string(device_id)](absl::Status s) {

@@ -119,6 +119,11 @@ class Attestor {
   absl::Status MayChallenge(absl::string_view device_id) const;
   absl::StatusOr<v1::GetChallengeResponse> GetChallenge(
       absl::string_view device_id);
+  // IssueChallenge: GetChallenge without its MayChallenge checks, for a
+  // caller that has just run MayChallenge(device_id) and been answered OK
+  // (the batch path: each catalog lookup once per item, issue 14).
+  absl::StatusOr<v1::GetChallengeResponse> IssueChallenge(
+      absl::string_view device_id);
   // AttestAsync verifies the quote now (on the calling thread) and calls
   // `done` once the attestation record is durable, or with the rejection.
   // `done` runs exactly once, on the calling thread or on the record

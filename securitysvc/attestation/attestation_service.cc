@@ -124,8 +124,10 @@ absl::Status AttestationServiceImpl::ChallengeOne(const std::string& device_id,
         absl::StrCat("device ", device_id, " is owned by the shard at ", *owner,
                      "; retry there"));
   }
+  // AdmitChallenge ran the Attestor's MayChallenge checks (behind=false:
+  // nothing is waived), so the nonce is issued without repeating them.
   if (auto s = AdmitChallenge(device_id, /*behind=*/false); !s.ok()) return s;
-  auto r = attestor_->GetChallenge(device_id);
+  auto r = attestor_->IssueChallenge(device_id);
   if (!r.ok()) return r.status();
   *result->mutable_challenge() = *std::move(r);
   return absl::OkStatus();

@@ -366,5 +366,36 @@ TEST_F(BatchAttestationTest,
   EXPECT_FALSE(HasRecord(12));
 }
 
+// A revoked device in a GetChallenges batch is refused on its own (the
+// catalog is read once per item: AdmitChallenge's checks stand for
+// GetChallenge's), gets no nonce and no record; its neighbour is answered.
+TEST_F(BatchAttestationTest, Attack_RevokedDeviceInABatchGetsNoChallenge) {
+  auto revoked_dev = p().NewDevice("batch-revoked-device");
+  auto good_dev = p().NewDevice("batch-neighbour-device");
+  ASSERT_TRUE(revoked_dev.ok() && good_dev.ok());
+  const std::string id = (*revoked_dev)->device_id();
+  auto rec = p().catalog().GetDevice(id);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  v1::Device revoked = *rec;
+  revoked.set_state(v1::REVOKED);
+  p().catalog().PutDevice(revoked);
+  auto stub = p().Stub(p().gateway_tls());
+  v1::GetChallengesResponse challenges;
+  grpc::Status st =
+      Challenges(stub.get(), {id, (*good_dev)->device_id()}, &challenges);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(challenges.results_size(), 2);
+  EXPECT_EQ(challenges.results(0).code(),
+            static_cast<int>(absl::StatusCode::kPermissionDenied));
+  EXPECT_TRUE(absl::StrContains(challenges.results(0).message(), "revoked"))
+      << challenges.results(0).message();
+  EXPECT_FALSE(challenges.results(0).has_challenge());
+  EXPECT_EQ(challenges.results(1).code(), 0) << challenges.results(1).message();
+  EXPECT_EQ(challenges.results(1).challenge().nonce().size(), 32u);
+  // Nothing changed for the revoked device: no record, still revoked.
+  EXPECT_FALSE(p().attestation().attestor()->LastRecord(id).ok());
+  EXPECT_EQ(p().catalog().GetDevice(id)->state(), v1::REVOKED);
+}
+
 }  // namespace
 }  // namespace sphere::shard

@@ -15,6 +15,9 @@ _LIBS = {
     "benchmark_nomain": (["benchmark"], []),
     "rocksdb": (["rocksdb"], []),
     "openssl": (["openssl"], []),
+    # libgoogle-perftools-dev: tcmalloc (minimal: no heap profiler), the
+    # server and loadgen binaries' allocator (see //third_party/system_libs:malloc).
+    "tcmalloc": (["libtcmalloc_minimal"], []),
     # prometheus-cpp-dev: metrics registry (core) and HTTP exposer (pull).
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], []),
     # libcpp-httplib-dev: small HTTPS servers (appsvc's web pages).
@@ -42,6 +45,11 @@ _LIBS = {
     ], []),
 }
 
+# Libraries linked for their side effect (no symbol of theirs is named, yet
+# they must be linked: tcmalloc, not glibc, must define malloc), so kept even
+# under a linker that drops unused shared libraries (--as-needed).
+_NO_AS_NEEDED = ["tcmalloc"]
+
 _BORINGSSL_INCLUDE = "/usr/include/android"
 _BORINGSSL_LIB = "/usr/lib/x86_64-linux-gnu/android"
 
@@ -61,6 +69,8 @@ def _system_libs_impl(ctx):
                 copts.append(flag)
             else:
                 linkopts.append(flag)
+        if name in _NO_AS_NEEDED:
+            linkopts = ["-Wl,--push-state,--no-as-needed"] + linkopts + ["-Wl,--pop-state"]
         build.append("cc_library(\n    name = %r,\n    defines = %r,\n    linkopts = %r,\n)\n" % (
             name,
             [f[2:] for f in copts if f.startswith("-D")],
