@@ -44,9 +44,20 @@ inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
 // group's pre-serialized bytes (GroupMetadata::response_bytes), handed to
 // gRPC without a copy, parse or serialization per call.
 using UpdateServiceBase = v1::UpdateService::WithRawCallbackMethod_GetUpdates<
-    v1::UpdateService::WithCallbackMethod_DownloadImage<
-        v1::UpdateService::WithCallbackMethod_ReportUpdateResult<
-            v1::UpdateService::Service>>>;
+    v1::UpdateService::WithCallbackMethod_GetUpdatesBatch<
+        v1::UpdateService::WithCallbackMethod_DownloadImage<
+            v1::UpdateService::WithCallbackMethod_ReportUpdateResult<
+                v1::UpdateService::Service>>>>;
+
+// Limits of one GetUpdatesBatch call (each item also has every limit of the
+// single call: a 64-hex device_id, a session token of at most
+// shard::kMaxSessionTokenBytes).
+inline constexpr int kMaxUpdatesBatchItems = 256;
+inline constexpr size_t kMaxUpdatesBatchBytes = 512 << 10;
+
+// ValidateUpdatesBatch: the call limits above, INVALID_ARGUMENT naming the
+// limit; checked before any item is looked at.
+absl::Status ValidateUpdatesBatch(const v1::GetUpdatesBatchRequest& request);
 
 class UpdateServiceImpl final : public UpdateServiceBase {
  public:
@@ -67,6 +78,16 @@ class UpdateServiceImpl final : public UpdateServiceBase {
   grpc::ServerUnaryReactor* GetUpdates(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
+  // GetUpdatesBatch: gateways only (DeviceCallHandler::RequireGateway);
+  // each item is identified by its own session token
+  // (DeviceCallHandler::IdentifyGatewayItem, the single call's checks),
+  // routed (redirect_address) and answered from the metadata cache; items
+  // whose metadata needs a package read are answered from the update
+  // worker, never on the callback thread.
+  grpc::ServerUnaryReactor* GetUpdatesBatch(
+      grpc::CallbackServerContext* context,
+      const v1::GetUpdatesBatchRequest* request,
+      v1::GetUpdatesBatchResponse* response) override;
   grpc::ServerWriteReactor<v1::ImageChunk>* DownloadImage(
       grpc::CallbackServerContext* context,
       const v1::DownloadImageRequest* request) override;
