@@ -852,6 +852,61 @@ TEST_F(UpdateServiceTest, BatchAnswersEachItemInOrderSharingOneDocument) {
   EXPECT_EQ(md->deployment_id(), "dep-1");
 }
 
+// An item whose group's metadata needs a package read first is answered
+// from the update worker (the callback thread never reads a package), in
+// the same call as the items answered from memory.
+TEST_F(UpdateServiceTest, BatchItemNeedingAPackageReadIsAnsweredFromTheWorker) {
+  auto d = g->platform.NewDevice("updates-batch-new-group");
+  ASSERT_TRUE(d.ok());
+  const std::string app = AddApp(TestPlatform::kTenant, "dw100", 3, 5000);
+  v1::DeviceGroup group;
+  group.set_id("group-batch-io");
+  group.set_tenant_id(TestPlatform::kTenant);
+  group.set_os_feed(v1::RETAIL);
+  g->platform.catalog().PutGroup(group);
+  auto rec = g->platform.catalog().GetDevice((*d)->device_id());
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  rec->set_device_group_id(group.id());
+  g->platform.catalog().PutDevice(*rec);
+  v1::Deployment dep;
+  dep.set_id("dep-batch-io");
+  dep.set_tenant_id(TestPlatform::kTenant);
+  dep.set_device_group_id(group.id());
+  dep.add_image_ids(app);
+  v1::WatchEvent ev;
+  ev.set_revision(g->platform.catalog().revision() + 1);
+  dep.set_create_revision(ev.revision());
+  *ev.mutable_deployment() = dep;
+  ASSERT_TRUE(g->platform.catalog().Apply(ev).ok());
+  const uint64_t loads = g->plugin->packages()->source_loads();
+
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, g->device->device_id(), SessionToken(*g->device));
+  AddItem(&req, (*d)->device_id(), SessionToken(**d));
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  ASSERT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  ASSERT_EQ(resp.results(1).code(), 0) << resp.results(1).message();
+  ASSERT_EQ(resp.answers_size(), 2);  // two groups, one document each
+  const v1::GetUpdatesResponse& mine =
+      resp.answers(static_cast<int>(resp.results(1).answer_index()));
+  auto md = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                 mine.signed_metadata());
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_EQ(md->device_group_id(), "group-batch-io");
+  EXPECT_EQ(md->deployment_id(), "dep-batch-io");
+  EXPECT_NE(Target(*md, app), nullptr);
+  EXPECT_GT(g->plugin->packages()->source_loads(), loads);  // read for it
+  const v1::GetUpdatesResponse& production =
+      resp.answers(static_cast<int>(resp.results(0).answer_index()));
+  auto pmd = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                  production.signed_metadata());
+  ASSERT_TRUE(pmd.ok()) << pmd.status();
+  EXPECT_EQ(pmd->device_group_id(), TestPlatform::kGroup);
+}
+
 TEST_F(UpdateServiceTest, BatchItemOfADeviceOnAnotherShardIsRedirected) {
   auto d = g->platform.NewDevice("updates-batch-moved");
   ASSERT_TRUE(d.ok());
