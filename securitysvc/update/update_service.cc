@@ -199,6 +199,76 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
 
 }  // namespace
 
+// ReportQueue: the group commit of result reports. Reports queue here; one
+// task on the update worker takes every report queued so far and stores
+// them with UpdateResults::RecordAll (one synced write), then finishes each
+// call with the write's status. Reports arriving during a write form the
+// next group. Bounded: kMaxQueuedReports waiting.
+class UpdateServiceImpl::ReportQueue {
+ public:
+  ReportQueue(UpdateResults* results, WorkerPool* worker)
+      : results_(results), worker_(worker) {}
+
+  // Add queues `st`; `finish` runs exactly once (now when refused, else on
+  // the worker once the group is durable or failed).
+  void Add(v1::DeviceUpdateStatus st, shard::DeviceCallHandler::Finish finish) {
+    bool post = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (pending_.size() >= kMaxQueuedReports) {
+        post = false;
+      } else {
+        pending_.emplace_back(std::move(st), std::move(finish));
+        post = !scheduled_;
+        scheduled_ = true;
+        finish = nullptr;
+      }
+    }
+    if (finish != nullptr) {  // not queued: the queue is full
+      finish(ServiceBusy());
+      return;
+    }
+    if (post && !worker_->Post([this] { Drain(); })) {
+      // The worker refused (its queue is full): nothing will drain what
+      // waits now, so answer it busy.
+      for (auto& [unused, f] : Take()) f(ServiceBusy());
+    }
+  }
+
+ private:
+  using Pending =
+      std::vector<std::pair<v1::DeviceUpdateStatus,
+                            shard::DeviceCallHandler::Finish>>;
+  Pending Take() {
+    absl::MutexLock l(&mu_);
+    Pending out;
+    out.swap(pending_);
+    scheduled_ = false;
+    return out;
+  }
+  void Drain() {
+    Pending group = Take();
+    if (group.empty()) return;
+    std::vector<v1::DeviceUpdateStatus> statuses;
+    statuses.reserve(group.size());
+    for (auto& entry : group) statuses.push_back(std::move(entry.first));
+    const absl::Status s = results_->RecordAll(statuses);
+    for (auto& entry : group) entry.second(s);
+  }
+
+  UpdateResults* const results_;
+  WorkerPool* const worker_;
+  absl::Mutex mu_;
+  Pending pending_ ABSL_GUARDED_BY(mu_);
+  bool scheduled_ ABSL_GUARDED_BY(mu_) = false;  // a Drain is posted
+};
+
+UpdateServiceImpl::UpdateServiceImpl(Deps deps)
+    : d_(deps),
+      reports_(std::make_unique<ReportQueue>(deps.results, deps.worker)) {}
+
+UpdateServiceImpl::~UpdateServiceImpl() = default;
+
 bool ValidImageId(absl::string_view id) {
   if (id.size() != 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -549,10 +619,7 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
           st.set_deployment_id(dep->id());
           st.set_rollout_stage(RolloutStage(*dep, call.device_id));
         }
-        if (!d_.worker->Post(
-                [this, st, finish] { finish(d_.results->Record(st)); })) {
-          finish(ServiceBusy());
-        }
+        reports_->Add(std::move(st), std::move(finish));
       });
 }
 

@@ -16,13 +16,16 @@
 //    app, an old release), NOT_FOUND for an unknown one, OUT_OF_RANGE for an
 //    offset past the end.
 //  * ReportUpdateResult stores the device's latest result (UpdateResults) on
-//    the update worker, rate-limited per device.
+//    the update worker, rate-limited per device; the reports that queue
+//    while the worker writes go in its next write batch (one synced write
+//    per group, at most kMaxQueuedReports waiting: beyond, RESOURCE_EXHAUSTED).
 //
 // Thread-safety: thread-safe; handlers never block a callback thread.
 #ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
 #define SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
 
 #include <cstdint>
+#include <memory>
 
 #include "common/util/clock.h"
 #include "common/util/rate_limiter.h"
@@ -73,7 +76,8 @@ class UpdateServiceImpl final : public UpdateServiceBase {
     RateLimiter* report_limiter = nullptr;
     const Clock* clock = nullptr;
   };
-  explicit UpdateServiceImpl(Deps deps) : d_(deps) {}
+  explicit UpdateServiceImpl(Deps deps);
+  ~UpdateServiceImpl() override;
 
   grpc::ServerUnaryReactor* GetUpdates(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
@@ -105,8 +109,13 @@ class UpdateServiceImpl final : public UpdateServiceBase {
   const Deps& deps() const { return d_; }
 
  private:
+  class ReportQueue;
   const Deps d_;
+  const std::unique_ptr<ReportQueue> reports_;
 };
+
+// Result reports waiting for the update worker's next write batch at most.
+inline constexpr size_t kMaxQueuedReports = 4096;
 
 // ValidImageId: 64 lowercase hex characters (Image.id).
 bool ValidImageId(absl::string_view id);

@@ -760,6 +760,54 @@ TEST(UpdateHistoryTest, KeepsTheLastResultsInOneBatchAndSurvivesReload) {
   EXPECT_EQ(h->front().detail(), absl::StrCat("attempt ", kReports - 31));
 }
 
+// The group commit of reports: many results in one write batch, in order;
+// a failed write stores and counts nothing.
+TEST(UpdateHistoryTest, RecordAllWritesAGroupInOrderAllOrNothing) {
+  auto store = store::MemoryStore::Create({kUpdateResultsCf, kUpdateHistoryCf});
+  ASSERT_TRUE(store.ok());
+  UpdateResults results(store->get());
+  ASSERT_TRUE(results.Load().ok());
+  auto status = [](const std::string& id, v1::ReportUpdateResultRequest::Result r,
+                   int64_t ms) {
+    v1::DeviceUpdateStatus s;
+    s.set_device_id(id);
+    s.set_result(r);
+    s.set_component("app:dw100");
+    s.set_deployment_id("dep-g");
+    s.set_rollout_stage(100);
+    s.set_reported_unix_ms(ms);
+    return s;
+  };
+  const std::string a(64, 'a'), b(64, 'b');
+  using R = v1::ReportUpdateResultRequest;
+  ASSERT_TRUE(results
+                  .RecordAll({status(a, R::FAILED, 1), status(b, R::INSTALLED, 2),
+                              status(a, R::INSTALLED, 3)})
+                  .ok());
+  // a: its later result, two history entries; counted once (installed).
+  auto ra = results.Get(a);
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  EXPECT_EQ(ra->result(), R::INSTALLED);
+  EXPECT_EQ(ra->history_count(), 2u);
+  auto ha = results.History(a);
+  ASSERT_TRUE(ha.ok());
+  ASSERT_EQ(ha->size(), 2u);
+  EXPECT_EQ((*ha)[0].result(), R::FAILED);
+  EXPECT_EQ((*ha)[1].result(), R::INSTALLED);
+  StageCounts c = results.Counts("dep-g")[100];
+  EXPECT_EQ(c.installed, 2u);
+  EXPECT_EQ(c.failed, 0u);
+  // A group whose write fails changes nothing.
+  (*store)->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  absl::Status s = results.RecordAll({status(b, R::ROLLED_BACK, 4)});
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(results.Get(b)->result(), R::INSTALLED);
+  EXPECT_EQ(results.Get(b)->history_count(), 1u);
+  c = results.Counts("dep-g")[100];
+  EXPECT_EQ(c.installed, 2u);
+  EXPECT_EQ(c.rolled_back, 0u);
+}
+
 }  // namespace
 }  // namespace sphere::update
 
