@@ -461,6 +461,10 @@ class UpdateInstallPhase final : public Phase {
     CountingUpdateTransport updates(gateway.get(), &stats, image_id);
     client::AsyncAttestationClient::Options ao;
     ao.max_in_flight = o.max_in_flight;
+    // Gateway batches (GetChallenges / AttestBatch) for the fraction's
+    // re-attestations, as the attest phase sends them: the setup's one
+    // driver fills them; the installs' drivers flush after each request.
+    ao.max_batch = o.attest_batch;
     ao.deadline = absl::Seconds(20);
     client::AsyncAttestationClient attestation(fleet.cluster().shards,
                                                fleet.gateway_tls(), ao);
