@@ -176,6 +176,55 @@ struct AsyncAttestationClient::UploadTraits {
   static std::vector<Item>& Pending(Endpoint& e) { return e.pending_uploads; }
 };
 
+struct AsyncAttestationClient::UpdatesTraits {
+  using Item = UpdatesItem;
+  using Response = v1::GetUpdatesResponse;
+  using BatchRequest = v1::GetUpdatesBatchRequest;
+  using BatchResponse = v1::GetUpdatesBatchResponse;
+  static constexpr char kMethod[] = "GetUpdatesBatch";
+  static constexpr char kItemMethod[] = "GetUpdates";
+  // The service's limit of items per GetUpdatesBatch call.
+  static constexpr int kMaxItems = 256;
+  static void Add(BatchRequest* b, const Item& item) {
+    v1::GetUpdatesItem* i = b->add_items();
+    *i->mutable_request() = item.request;
+    i->set_session_token(item.session_token);
+  }
+  static void Invoke(const Stubs& stubs, grpc::ClientContext* ctx,
+                     const BatchRequest* req, BatchResponse* resp,
+                     std::function<void(grpc::Status)> cb) {
+    stubs.updates->async()->GetUpdatesBatch(ctx, req, resp, std::move(cb));
+  }
+  // The devices of one group variant share one answer on the wire: each
+  // item gets its own copy.
+  static absl::StatusOr<Response> Answer(BatchResponse& b,
+                                         v1::GetUpdatesResult& r) {
+    if (r.answer_index() >= static_cast<uint32_t>(b.answers_size())) {
+      return absl::InternalError(absl::StrCat(
+          "GetUpdatesBatch answered index ", r.answer_index(), " of ",
+          b.answers_size(), " answers"));
+    }
+    return b.answers(static_cast<int>(r.answer_index()));
+  }
+  static std::vector<Item>& Pending(Endpoint& e) { return e.pending_updates; }
+};
+
+namespace {
+// AnswerOf: an OK batch result's answer: Traits::Answer(batch, result) when
+// the answer lives in the batch (shared by items), else the result's own
+// (Traits::Answer(result), moved out).
+template <typename Traits, typename Result>
+auto AnswerOf(typename Traits::BatchResponse& b, Result& r, int)
+    -> decltype(Traits::Answer(b, r)) {
+  return Traits::Answer(b, r);
+}
+template <typename Traits, typename Result>
+absl::StatusOr<typename Traits::Response> AnswerOf(
+    typename Traits::BatchResponse&, Result& r, long) {
+  return std::move(*Traits::Answer(r));
+}
+}  // namespace
+
 // BatchCall carries one shard's held items in one RPC and answers each item
 // on its own: OK with its response, a redirect by sending the item alone to
 // the owner, anything else with the item's code and message.
@@ -227,7 +276,7 @@ class AsyncAttestationClient::BatchCall final
       }
       auto& r = (*results)[i];
       if (r.code() == 0) {
-        item.done(std::move(*Traits::Answer(r)));
+        item.done(AnswerOf<Traits>(response_, r, 0));
         continue;
       }
       const int code = r.code() > 0 && r.code() <= 16 ? r.code() : 2;
@@ -279,6 +328,11 @@ class AsyncAttestationClient::BatchCall final
                           std::move(item.session_token), std::move(item.done),
                           1, target);
   }
+  void Resubmit(UpdatesItem& item, const std::string& target) {
+    client_->SubmitGetUpdates(std::move(item.request),
+                              std::move(item.session_token),
+                              std::move(item.done), 1, target);
+  }
 
   AsyncAttestationClient* const client_;
   std::vector<Item> items_;
@@ -310,6 +364,7 @@ AsyncAttestationClient::~AsyncAttestationClient() {
   std::vector<ChallengeItem> challenges;
   std::vector<AttestItem> attests;
   std::vector<UploadItem> uploads;
+  std::vector<UpdatesItem> updates;
   {
     absl::MutexLock l(&mu_);
     queued.swap(queue_);
@@ -320,6 +375,8 @@ AsyncAttestationClient::~AsyncAttestationClient() {
       e.pending_challenges.clear();
       e.pending_attests.clear();
       e.pending_uploads.clear();
+      for (auto& u : e.pending_updates) updates.push_back(std::move(u));
+      e.pending_updates.clear();
     }
   }
   const absl::Status shut =
@@ -327,6 +384,7 @@ AsyncAttestationClient::~AsyncAttestationClient() {
   for (auto& c : challenges) c.done(shut);
   for (auto& a : attests) a.done(shut);
   for (auto& u : uploads) u.done(shut);
+  for (auto& u : updates) u.done(shut);
   for (Call* call : queued) {
     call->Complete(absl::CancelledError("attestation client shut down"));
     delete call;
@@ -478,6 +536,7 @@ void AsyncAttestationClient::Flush() {
   FlushPending<ChallengeTraits>();
   FlushPending<AttestTraits>();
   FlushPending<UploadTraits>();
+  FlushPending<UpdatesTraits>();
 }
 
 void AsyncAttestationClient::LearnOwner(const std::string& device_id,
@@ -573,6 +632,40 @@ void AsyncAttestationClient::SubmitUpload(v1::UploadErrorsRequest request,
   Submit(call);
 }
 
+void AsyncAttestationClient::GetUpdates(v1::GetUpdatesRequest request,
+                                        std::string session_token,
+                                        UpdatesCallback done) {
+  // Batched only on the gateway path: the token is the item's own proof.
+  if (options_.max_batch > 1 && !session_token.empty() &&
+      !request.device_id().empty()) {
+    UpdatesItem item{std::move(request), std::move(session_token),
+                     std::move(done)};
+    if (HoldItem<UpdatesTraits>(item)) return;
+    request = std::move(item.request);
+    session_token = std::move(item.session_token);
+    done = std::move(item.done);
+  }
+  SubmitGetUpdates(std::move(request), std::move(session_token),
+                   std::move(done), 0, "");
+}
+
+void AsyncAttestationClient::SubmitGetUpdates(v1::GetUpdatesRequest request,
+                                              std::string session_token,
+                                              UpdatesCallback done, int hops,
+                                              std::string address) {
+  auto* call = new TypedCall<v1::GetUpdatesRequest, v1::GetUpdatesResponse>(
+      "GetUpdates", std::move(request), std::move(done),
+      +[](const Stubs& stubs, grpc::ClientContext* ctx,
+          const v1::GetUpdatesRequest* req, v1::GetUpdatesResponse* resp,
+          std::function<void(grpc::Status)> cb) {
+        stubs.updates->async()->GetUpdates(ctx, req, resp, std::move(cb));
+      });
+  call->session_token = std::move(session_token);
+  call->hops = hops;
+  call->address = std::move(address);
+  Submit(call);
+}
+
 AsyncAttestationClient::Stats AsyncAttestationClient::stats() const {
   absl::MutexLock l(&mu_);
   Stats s = stats_;
@@ -634,9 +727,10 @@ void AsyncAttestationClient::Dispatch(Call* call) {
         e.channel = channel;
         e.stub = v1::AttestationService::NewStub(channel);
         e.errors_stub = v1::ErrorReportingService::NewStub(channel);
+        e.updates_stub = v1::UpdateService::NewStub(channel);
       }
       call->address = e.address;
-      stubs = Stubs{e.stub.get(), e.errors_stub.get()};
+      stubs = Stubs{e.stub.get(), e.errors_stub.get(), e.updates_stub.get()};
     }
   }
   if (stubs.attestation == nullptr) {

@@ -36,6 +36,9 @@
 //    UploadErrors calls that carry a session token (the gateway path) are
 //    held the same way and sent as one UploadErrorsBatch RPC per shard, each
 //    item with its own token (at most min(max_batch, 256) items).
+//    GetUpdates calls with a session token are held the same way and sent
+//    as one GetUpdatesBatch RPC per shard (at most min(max_batch, 256)
+//    items); the devices of one group share one answer on the wire.
 //    Only a gateway certificate may call the batch RPCs; a device keeps the
 //    default max_batch = 1 (one RPC per call, Flush does nothing).
 //  * No retries here beyond failover: a call ends with the shard's answer
@@ -76,6 +79,7 @@
 #include "common/util/clock.h"
 #include "protos/attestation.grpc.pb.h"
 #include "protos/error_reporting.grpc.pb.h"
+#include "protos/update.grpc.pb.h"
 
 namespace sphere::client {
 
@@ -165,6 +169,14 @@ class AsyncAttestationClient final : public AttestationTransport {
   void Attest(v1::AttestRequest request, AttestCallback done) override;
   void UploadErrors(v1::UploadErrorsRequest request, std::string session_token,
                     UploadErrorsCallback done) override;
+  // GetUpdates asks the owning shard's UpdateService for the device's
+  // signed update set; `session_token` goes in metadata when non-empty (the
+  // gateway path), and with max_batch > 1 such calls are held per shard
+  // and sent as GetUpdatesBatch (each item with its own token).
+  using UpdatesCallback =
+      std::function<void(absl::StatusOr<v1::GetUpdatesResponse>)>;
+  void GetUpdates(v1::GetUpdatesRequest request, std::string session_token,
+                  UpdatesCallback done);
   // Flush sends every held batch now (no-op when max_batch is 1).
   void Flush() override;
 
@@ -176,6 +188,7 @@ class AsyncAttestationClient final : public AttestationTransport {
   struct Stubs {
     v1::AttestationService::Stub* attestation;
     v1::ErrorReportingService::Stub* errors;
+    v1::UpdateService::Stub* updates = nullptr;
   };
   template <typename Req, typename Resp>
   class TypedCall;
@@ -184,6 +197,7 @@ class AsyncAttestationClient final : public AttestationTransport {
   struct ChallengeTraits;
   struct AttestTraits;
   struct UploadTraits;
+  struct UpdatesTraits;
   struct ChallengeItem {
     v1::GetChallengeRequest request;
     ChallengeCallback done;
@@ -197,6 +211,16 @@ class AsyncAttestationClient final : public AttestationTransport {
     std::string session_token;
     UploadErrorsCallback done;
   };
+  struct UpdatesItem {
+    v1::GetUpdatesRequest request;
+    std::string session_token;
+    UpdatesCallback done;
+  };
+  // SubmitGetUpdates sends one GetUpdates RPC (to `address` when set: a
+  // batch item's redirect target).
+  void SubmitGetUpdates(v1::GetUpdatesRequest request,
+                        std::string session_token, UpdatesCallback done,
+                        int hops, std::string address);
   // SubmitUpload sends one UploadErrors RPC (to `address` when set: a
   // batch item's redirect target).
   void SubmitUpload(v1::UploadErrorsRequest request, std::string session_token,
@@ -262,6 +286,8 @@ class AsyncAttestationClient final : public AttestationTransport {
     std::vector<ChallengeItem> pending_challenges;  // < max_batch
     std::vector<AttestItem> pending_attests;        // < max_batch
     std::vector<UploadItem> pending_uploads;        // < upload batch size
+    std::unique_ptr<v1::UpdateService::Stub> updates_stub;  // same channel
+    std::vector<UpdatesItem> pending_updates;  // < update batch size
   };
   std::vector<Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   std::deque<Call*> queue_ ABSL_GUARDED_BY(mu_);

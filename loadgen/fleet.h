@@ -73,6 +73,11 @@ struct FleetOptions {
   // deployed app image's payload.
   double update_fraction = 0.01;
   int update_image_kib = 64;
+  // update_check: twins per GetUpdatesBatch RPC on the gateway channels
+  // (1 = one GetUpdates RPC per twin, --in-flight of them) and those batch
+  // RPCs in flight per shard.
+  int update_batch = 256;
+  int update_in_flight = 4;
   // telemetry: readings per ReportTelemetry batch (<= 1000) and batches
   // per twin (0 skips the phase). One batch of 100 per twin by default:
   // 10^8 readings at a million twins (5 * 10^8 at the old 5 batches would

@@ -90,6 +90,15 @@ int Main(int argc, char** argv) {
                  "error_report phase: upload RPCs in flight")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app.add_option("--update-batch", f.update_batch,
+                 "update_check phase: twins per GetUpdatesBatch RPC on the "
+                 "gateway channels (1 = one GetUpdates RPC per twin)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--update-in-flight", f.update_in_flight,
+                 "update_check phase: GetUpdatesBatch RPCs in flight per shard")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   app.add_option("--update-fraction", f.update_fraction,
                  "update_install phase: fraction of the certified fleet that "
                  "installs a real deployment (at least one twin; 0 skips it)")

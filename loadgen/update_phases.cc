@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "common/crypto/crypto.h"
 #include "common/update/metadata.h"
 #include "common/util/clock.h"
+#include "loadgen/process_cpu.h"
 #include "loadgen/verified_metadata.h"
 #include "mcu-model/image.h"
 #include "protos/update.grpc.pb.h"
@@ -72,17 +74,31 @@ std::string UpdateServiceUnavailable(Fleet& fleet, const char* method) {
 
 // ---------------------------------------------------------------- update_check
 
-// UpdateCheckWindow keeps up to max_in_flight GetUpdates calls in flight
-// through the UpdateTransport; each completion starts the next.
+// CheckSender: how the update_check window sends one twin's GetUpdates
+// (the UpdateTransport, one RPC per twin; or the gateway batch client) and
+// sends what it holds back.
+struct CheckSender {
+  std::function<void(size_t index, v1::GetUpdatesRequest,
+                     client::UpdateTransport::UpdatesCallback)>
+      send;
+  std::function<void()> flush = [] {};
+};
+
+// UpdateCheckWindow keeps up to `window` GetUpdates calls in flight; it
+// refills `chunk` twins at a time (then flushes, so the batching client
+// sends what it holds: a shard's batch fills from one chunk), or one at a
+// time when chunk is 1.
 class UpdateCheckWindow
     : public std::enable_shared_from_this<UpdateCheckWindow> {
  public:
-  UpdateCheckWindow(Fleet* fleet, PhaseStats* stats,
-                    client::UpdateTransport* updates, std::vector<size_t> todo)
+  UpdateCheckWindow(Fleet* fleet, PhaseStats* stats, CheckSender sender,
+                    std::vector<size_t> todo, size_t window, size_t chunk)
       : fleet_(fleet),
         stats_(stats),
-        updates_(updates),
-        todo_(std::move(todo)) {}
+        sender_(std::move(sender)),
+        todo_(std::move(todo)),
+        window_(std::max<size_t>(1, window)),
+        chunk_(std::clamp<size_t>(chunk, 1, std::max<size_t>(1, window))) {}
 
   // Run returns once every call answered (or, after a stop request, once
   // the calls in flight answered); returns how many were started.
@@ -109,26 +125,45 @@ class UpdateCheckWindow
     if (first_error_.empty()) first_error_ = s.ToString();
   }
 
+  // Check: the answer is the twin's: it verifies under the device's
+  // image-signing key (expiry and version too) and names the twin's tenant
+  // and group (the fleet's; update_install moves its fraction later).
+  absl::Status Check(const twin::Twin& t,
+                     const v1::GetUpdatesResponse& answer) {
+    // The ECDSA verify runs once per distinct document (the twins of a
+    // group share it), not once per answer.
+    auto md = verified_.Verify(answer.signed_metadata(),
+                               t.device().image_signing_public_key(),
+                               absl::Now(), 0);
+    if (!md.ok()) {
+      return absl::Status(
+          md.status().code(),
+          absl::StrCat("signed update metadata: ", md.status().message()));
+    }
+    if ((*md)->tenant_id() != fleet_->tenant_id ||
+        (*md)->device_group_id() != fleet_->device_group_id ||
+        (*md)->deployment_id() != answer.deployment_id()) {
+      return absl::DataLossError(absl::StrCat(
+          "update metadata for twin ", t.device().device_id().substr(0, 16),
+          " is for tenant ", (*md)->tenant_id(), " group ",
+          (*md)->device_group_id(), " deployment ", (*md)->deployment_id(),
+          "; the twin is in tenant ", fleet_->tenant_id, " group ",
+          fleet_->device_group_id, " (answer's deployment ", answer.deployment_id(),
+          ")"));
+    }
+    return absl::OkStatus();
+  }
+
   void OnDone(size_t index, absl::Time start,
               absl::StatusOr<v1::GetUpdatesResponse> answer) {
-    if (!answer.ok()) {
-      Fail(answer.status());
+    absl::Status s = answer.ok() ? Check(*fleet_->twins()[index], *answer)
+                                 : answer.status();
+    if (s.ok()) {
+      const absl::Time now = absl::Now();
+      stats_->RecordOk(now, now - start);
+      verified_count_.fetch_add(1);
     } else {
-      twin::Twin& t = *fleet_->twins()[index];
-      // Every answer is checked; the ECDSA verify runs once per distinct
-      // document (the twins of a group share it), not once per answer.
-      auto md = verified_.Verify(answer->signed_metadata(),
-                                 t.device().image_signing_public_key(),
-                                 absl::Now(), 0);
-      if (md.ok()) {
-        const absl::Time now = absl::Now();
-        stats_->RecordOk(now, now - start);
-        verified_count_.fetch_add(1);
-      } else {
-        Fail(absl::Status(
-            md.status().code(),
-            absl::StrCat("signed update metadata: ", md.status().message())));
-      }
+      Fail(std::move(s));
     }
     {
       absl::MutexLock l(&mu_);
@@ -140,31 +175,36 @@ class UpdateCheckWindow
   void StartMore() {
     auto self = shared_from_this();
     while (true) {
-      size_t index;
+      std::vector<size_t> batch;
       {
         absl::MutexLock l(&mu_);
-        if (in_flight_ >= fleet_->options().max_in_flight ||
-            next_ >= todo_.size() || StopRequested()) {
-          return;
-        }
-        ++in_flight_;
-        index = todo_[next_++];
+        if (next_ >= todo_.size() || StopRequested()) return;
+        const size_t want = std::min(chunk_, todo_.size() - next_);
+        if (window_ - static_cast<size_t>(in_flight_) < want) return;
+        in_flight_ += static_cast<int>(want);
+        batch.assign(todo_.begin() + next_, todo_.begin() + next_ + want);
+        next_ += want;
       }
-      v1::GetUpdatesRequest req;
-      req.set_device_id(fleet_->twins()[index]->device().device_id());
-      const absl::Time start = absl::Now();
-      updates_->GetUpdates(
-          std::move(req),
-          [self, index, start](absl::StatusOr<v1::GetUpdatesResponse> a) {
-            self->OnDone(index, start, std::move(a));
-          });
+      for (size_t index : batch) {
+        v1::GetUpdatesRequest req;
+        req.set_device_id(fleet_->twins()[index]->device().device_id());
+        const absl::Time start = absl::Now();
+        sender_.send(
+            index, std::move(req),
+            [self, index, start](absl::StatusOr<v1::GetUpdatesResponse> a) {
+              self->OnDone(index, start, std::move(a));
+            });
+      }
+      sender_.flush();
     }
   }
 
   Fleet* const fleet_;
   PhaseStats* const stats_;
-  client::UpdateTransport* const updates_;
+  const CheckSender sender_;
   const std::vector<size_t> todo_;
+  const size_t window_;
+  const size_t chunk_;
   VerifiedMetadataCache verified_;
   std::atomic<uint64_t> verified_count_{0};
   mutable absl::Mutex mu_;
@@ -172,6 +212,37 @@ class UpdateCheckWindow
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::string first_error_ ABSL_GUARDED_BY(mu_);
 };
+
+// CpuSeconds: this process's and the shards' CPU seconds so far (-1 when
+// unreadable).
+std::pair<double, double> CpuSeconds(const Fleet& fleet) {
+  double self = -1, shards = 0;
+  if (auto c = ProcessCpuSeconds(0); c.ok()) self = *c;
+  for (const auto& shard : fleet.cluster().shards) {
+    auto pid = fleet.ShardPid(shard.id);
+    auto cpu = pid.ok() ? ProcessCpuSeconds(*pid)
+                        : absl::StatusOr<double>(pid.status());
+    if (!cpu.ok()) return {self, -1};
+    shards += *cpu;
+  }
+  return {self, shards};
+}
+
+// ReportCpu sets loadgen_cpu_us_per_op and shards_cpu_us_per_op from two
+// CpuSeconds readings around the phase's operations.
+void ReportCpu(std::pair<double, double> before, std::pair<double, double> after,
+               PhaseStats& stats) {
+  const uint64_t ops = stats.ops();
+  if (ops == 0) return;
+  if (before.first >= 0 && after.first >= 0) {
+    stats.SetMetric("loadgen_cpu_us_per_op",
+                    (after.first - before.first) / ops * 1e6);
+  }
+  if (before.second >= 0 && after.second >= before.second) {
+    stats.SetMetric("shards_cpu_us_per_op",
+                    (after.second - before.second) / ops * 1e6);
+  }
+}
 
 class UpdateCheckPhase final : public Phase {
  public:
@@ -181,23 +252,68 @@ class UpdateCheckPhase final : public Phase {
                                     "/sphere.v1.UpdateService/GetUpdates");
   }
   absl::Status Run(Fleet& fleet, PhaseStats& stats) override {
+    const FleetOptions& o = fleet.options();
     std::vector<size_t> todo;
     for (size_t i = 0; i < fleet.twins().size(); ++i) {
       if (fleet.twins()[i]->certified()) todo.push_back(i);
     }
     const size_t n = todo.size();
     const auto by_id = TwinsById(fleet, todo);
-    auto updates = GatewayUpdateClient(fleet, &by_id);
+    // --update-batch 1: one GetUpdates RPC per twin (the UpdateTransport
+    // the twin binary uses); more: GetUpdatesBatch per shard, each item
+    // with its twin's session token.
+    std::unique_ptr<client::UpdateClient> single;
+    std::unique_ptr<client::AsyncAttestationClient> batching;
+    CheckSender sender;
+    size_t window = static_cast<size_t>(o.max_in_flight);
+    size_t chunk = 1;
+    if (o.update_batch <= 1) {
+      single = GatewayUpdateClient(fleet, &by_id);
+      sender.send = [u = single.get()](
+                        size_t, v1::GetUpdatesRequest req,
+                        client::UpdateTransport::UpdatesCallback done) {
+        u->GetUpdates(std::move(req), std::move(done));
+      };
+    } else {
+      client::AsyncAttestationClient::Options co;
+      const int shards =
+          std::max(1, static_cast<int>(fleet.cluster().shards.size()));
+      co.max_in_flight = o.update_in_flight * shards;
+      co.max_batch = o.update_batch;
+      co.deadline = absl::Seconds(20);
+      batching = std::make_unique<client::AsyncAttestationClient>(
+          fleet.cluster().shards, fleet.gateway_tls(), co);
+      sender.send = [&fleet, c = batching.get()](
+                        size_t index, v1::GetUpdatesRequest req,
+                        client::UpdateTransport::UpdatesCallback done) {
+        c->GetUpdates(std::move(req), fleet.twins()[index]->session_token(),
+                      std::move(done));
+      };
+      sender.flush = [c = batching.get()] { c->Flush(); };
+      // A chunk fills each shard's batch about once; the window keeps
+      // update_in_flight such chunks' worth of batches going.
+      chunk = static_cast<size_t>(o.update_batch) * shards;
+      window = chunk * static_cast<size_t>(std::max(2, o.update_in_flight));
+    }
+    const auto cpu_before = CpuSeconds(fleet);
     stats.Start(absl::Now(), n);
-    auto window = std::make_shared<UpdateCheckWindow>(
-        &fleet, &stats, updates.get(), std::move(todo));
-    const size_t started = window->Run();
+    auto check = std::make_shared<UpdateCheckWindow>(
+        &fleet, &stats, std::move(sender), std::move(todo), window, chunk);
+    const size_t started = check->Run();
     stats.Finish(absl::Now());
+    ReportCpu(cpu_before, CpuSeconds(fleet), stats);
+    if (batching != nullptr) {
+      if (const auto cs = batching->stats(); cs.batches > 0) {
+        stats.SetMetric("items_per_batch_rpc",
+                        static_cast<double>(cs.batched_items) /
+                            static_cast<double>(cs.batches));
+      }
+    }
     if (started < n) return Interrupted(started, n);
-    if (window->verified() < n) {
+    if (check->verified() < n) {
       return absl::DataLossError(
-          absl::StrCat("update_check: ", n - window->verified(), " of ", n,
-                       " checks failed; first: ", window->first_error()));
+          absl::StrCat("update_check: ", n - check->verified(), " of ", n,
+                       " checks failed; first: ", check->first_error()));
     }
     return absl::OkStatus();
   }
@@ -345,6 +461,10 @@ class UpdateInstallPhase final : public Phase {
     CountingUpdateTransport updates(gateway.get(), &stats, image_id);
     client::AsyncAttestationClient::Options ao;
     ao.max_in_flight = o.max_in_flight;
+    // Gateway batches (GetChallenges / AttestBatch) for the fraction's
+    // re-attestations, as the attest phase sends them: the setup's one
+    // driver fills them; the installs' drivers flush after each request.
+    ao.max_batch = o.attest_batch;
     ao.deadline = absl::Seconds(20);
     client::AsyncAttestationClient attestation(fleet.cluster().shards,
                                                fleet.gateway_tls(), ao);
@@ -366,6 +486,7 @@ class UpdateInstallPhase final : public Phase {
     std::atomic<uint64_t> installed{0};
     absl::Mutex err_mu;
     std::string first_error;
+    const auto cpu_before = CpuSeconds(fleet);
     const absl::Time start = absl::Now();
     stats.Start(start, k);
     auto worker = [&] {
@@ -404,13 +525,18 @@ class UpdateInstallPhase final : public Phase {
         }
       }
     };
+    // Each install is a chain of round trips (GetUpdates, download,
+    // re-attestation, report) waited for in turn: throughput is workers /
+    // latency until the CPU is full (issue 14: 32 workers left the CPU
+    // idle at ~100 ms per install), so one worker per RPC of the window.
     const size_t workers = std::min<size_t>(
-        k, static_cast<size_t>(std::clamp(o.max_in_flight / 4, 1, 32)));
+        k, static_cast<size_t>(std::clamp(o.max_in_flight, 1, 256)));
     std::vector<std::thread> threads;
     for (size_t w = 0; w < workers; ++w) threads.emplace_back(worker);
     for (auto& th : threads) th.join();
     const absl::Time end = absl::Now();
     stats.Finish(end);
+    ReportCpu(cpu_before, CpuSeconds(fleet), stats);
 
     const double secs = std::max(1e-9, absl::ToDoubleSeconds(end - start));
     stats.SetMetric("bytes", static_cast<double>(updates.bytes()));

@@ -1,13 +1,17 @@
 // Update phases of a load run (issue 14), both over the gateway channels
-// through client::UpdateClient (the UpdateTransport the twin binary uses,
+// (update_check batched through client::AsyncAttestationClient) through
+// client::UpdateClient (the UpdateTransport the twin binary uses,
 // here with the gateway credential and each twin's session token as the
 // per-device proof, DESIGN §5):
 //
 //   update_check    GetUpdates per certified twin, a bounded window in
-//                   flight; each answer's signed metadata is verified as the
+//                   flight; sent as GetUpdatesBatch per shard (each item with
+//                   its twin's session token, --update-batch twins per RPC;
+//                   1 = one GetUpdates RPC per twin through UpdateClient);
+//                   each answer's signed metadata is verified as the
 //                   device does (update::VerifyMetadata against the device's
-//                   image-signing key): an operation counts only when it
-//                   verifies.
+//                   image-signing key) and must name the twin's tenant,
+//                   group and deployment: an operation counts only then.
 //   update_install  the platform deploys a real update to a fraction of the
 //                   fleet (--update-fraction): a signed app image is uploaded
 //                   through management (verified and re-signed there), a

@@ -1,6 +1,7 @@
 #include "securitysvc/update/update_results.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -54,24 +55,50 @@ void UpdateResults::CountLocked(const v1::DeviceUpdateStatus& s, int delta) {
 }
 
 absl::Status UpdateResults::Record(const v1::DeviceUpdateStatus& status) {
+  return RecordAll({status});
+}
+
+absl::Status UpdateResults::RecordAll(
+    const std::vector<v1::DeviceUpdateStatus>& statuses) {
+  if (statuses.empty()) return absl::OkStatus();
   absl::MutexLock w(&write_mu_);
-  auto prev = Get(status.device_id());
-  if (!prev.ok() && !absl::IsNotFound(prev.status())) return prev.status();
-  const uint32_t count = prev.ok() ? prev->history_count() : 0;
-  v1::DeviceUpdateStatus latest = status;
-  latest.set_history_count(count + 1);
-  v1::DeviceUpdateStatus entry = status;
-  entry.clear_history_count();
+  // Each result's previous one: the store's, or an earlier one of this
+  // group (not written yet).
+  absl::flat_hash_map<std::string, v1::DeviceUpdateStatus> in_group;
+  std::vector<std::optional<v1::DeviceUpdateStatus>> prevs;
+  prevs.reserve(statuses.size());
   store::WriteBatch batch;
-  batch.Put(kUpdateResultsCf, status.device_id(), latest.SerializeAsString());
-  batch.Put(
-      kUpdateHistoryCf,
-      absl::StrFormat("%s|%02d", status.device_id(), count % kMaxUpdateHistory),
-      entry.SerializeAsString());
+  for (const v1::DeviceUpdateStatus& status : statuses) {
+    std::optional<v1::DeviceUpdateStatus> prev;
+    if (auto it = in_group.find(status.device_id()); it != in_group.end()) {
+      prev = it->second;
+    } else {
+      auto stored = Get(status.device_id());
+      if (!stored.ok() && !absl::IsNotFound(stored.status())) {
+        return stored.status();
+      }
+      if (stored.ok()) prev = *std::move(stored);
+    }
+    const uint32_t count = prev.has_value() ? prev->history_count() : 0;
+    v1::DeviceUpdateStatus latest = status;
+    latest.set_history_count(count + 1);
+    v1::DeviceUpdateStatus entry = status;
+    entry.clear_history_count();
+    batch.Put(kUpdateResultsCf, status.device_id(),
+              latest.SerializeAsString());
+    batch.Put(kUpdateHistoryCf,
+              absl::StrFormat("%s|%02d", status.device_id(),
+                              count % kMaxUpdateHistory),
+              entry.SerializeAsString());
+    in_group[status.device_id()] = std::move(latest);
+    prevs.push_back(std::move(prev));
+  }
   if (auto s = store_->Write(batch); !s.ok()) return s;
   absl::MutexLock l(&mu_);
-  if (prev.ok()) CountLocked(*prev, -1);
-  CountLocked(status, +1);
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    if (prevs[i].has_value()) CountLocked(*prevs[i], -1);
+    CountLocked(statuses[i], +1);
+  }
   return absl::OkStatus();
 }
 

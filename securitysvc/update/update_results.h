@@ -71,6 +71,11 @@ class UpdateResults {
   // the device's bounded history, in one write batch (durable when OK), and
   // updates the counts.
   absl::Status Record(const v1::DeviceUpdateStatus& status);
+  // RecordAll: Record for many results in ONE write batch (one synced
+  // write: the service's group commit of concurrent reports), applied in
+  // order (a device reported twice ends with its later result, history
+  // counted twice). All or nothing: on error nothing is stored or counted.
+  absl::Status RecordAll(const std::vector<v1::DeviceUpdateStatus>& statuses);
   // CrashEvent: what RecordCrash needs of one APP_CRASH / WATCHDOG_RESET.
   struct CrashEvent {
     v1::ErrorEvent::Kind kind = v1::ErrorEvent::APP_CRASH;

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
@@ -195,6 +199,76 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::ImageChunk> {
 
 }  // namespace
 
+// ReportQueue: the group commit of result reports. Reports queue here; one
+// task on the update worker takes every report queued so far and stores
+// them with UpdateResults::RecordAll (one synced write), then finishes each
+// call with the write's status. Reports arriving during a write form the
+// next group. Bounded: kMaxQueuedReports waiting.
+class UpdateServiceImpl::ReportQueue {
+ public:
+  ReportQueue(UpdateResults* results, WorkerPool* worker)
+      : results_(results), worker_(worker) {}
+
+  // Add queues `st`; `finish` runs exactly once (now when refused, else on
+  // the worker once the group is durable or failed).
+  void Add(v1::DeviceUpdateStatus st, shard::DeviceCallHandler::Finish finish) {
+    bool post = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (pending_.size() >= kMaxQueuedReports) {
+        post = false;
+      } else {
+        pending_.emplace_back(std::move(st), std::move(finish));
+        post = !scheduled_;
+        scheduled_ = true;
+        finish = nullptr;
+      }
+    }
+    if (finish != nullptr) {  // not queued: the queue is full
+      finish(ServiceBusy());
+      return;
+    }
+    if (post && !worker_->Post([this] { Drain(); })) {
+      // The worker refused (its queue is full): nothing will drain what
+      // waits now, so answer it busy.
+      for (auto& [unused, f] : Take()) f(ServiceBusy());
+    }
+  }
+
+ private:
+  using Pending =
+      std::vector<std::pair<v1::DeviceUpdateStatus,
+                            shard::DeviceCallHandler::Finish>>;
+  Pending Take() {
+    absl::MutexLock l(&mu_);
+    Pending out;
+    out.swap(pending_);
+    scheduled_ = false;
+    return out;
+  }
+  void Drain() {
+    Pending group = Take();
+    if (group.empty()) return;
+    std::vector<v1::DeviceUpdateStatus> statuses;
+    statuses.reserve(group.size());
+    for (auto& entry : group) statuses.push_back(std::move(entry.first));
+    const absl::Status s = results_->RecordAll(statuses);
+    for (auto& entry : group) entry.second(s);
+  }
+
+  UpdateResults* const results_;
+  WorkerPool* const worker_;
+  absl::Mutex mu_;
+  Pending pending_ ABSL_GUARDED_BY(mu_);
+  bool scheduled_ ABSL_GUARDED_BY(mu_) = false;  // a Drain is posted
+};
+
+UpdateServiceImpl::UpdateServiceImpl(Deps deps)
+    : d_(deps),
+      reports_(std::make_unique<ReportQueue>(deps.results, deps.worker)) {}
+
+UpdateServiceImpl::~UpdateServiceImpl() = default;
+
 bool ValidImageId(absl::string_view id) {
   if (id.size() != 64) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
@@ -287,6 +361,202 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::GetUpdates(
       });
 }
 
+namespace {
+
+const DeviceMethod& GetUpdatesBatchMethod() {
+  static const auto* m =
+      new DeviceMethod("get_updates_batch", DeviceAccess::kDevice,
+                       "sphere_update_get_updates_batch_seconds");
+  return *m;
+}
+
+metrics::CounterMetric* BatchCalls() {
+  static auto* c = metrics::Counter("sphere_update_get_updates_batch_calls_total",
+                                    "GetUpdatesBatch calls by code");
+  return c;
+}
+
+metrics::CounterMetric* BatchItems() {
+  static auto* c =
+      metrics::Counter("sphere_update_get_updates_batch_items_total",
+                       "GetUpdatesBatch items by their own code");
+  return c;
+}
+
+void CountItem(absl::StatusCode code) {
+  BatchItems()->Increment(
+      absl::StrCat("code=\"", absl::StatusCodeToString(code), "\""));
+}
+
+void SetItemError(v1::GetUpdatesResult* result, const absl::Status& s) {
+  result->set_code(static_cast<int>(s.code()));
+  result->set_message(rpc::TruncateForStatus(s.message()));
+  CountItem(s.code());
+}
+
+// BatchAnswers: the distinct answers of one GetUpdatesBatch call, one per
+// signed variant (the devices of a group share it).
+class BatchAnswers {
+ public:
+  explicit BatchAnswers(v1::GetUpdatesBatchResponse* response)
+      : response_(response) {}
+  void Answer(v1::GetUpdatesResult* result,
+              const std::shared_ptr<const GroupMetadata>& m) {
+    auto [it, added] =
+        index_.try_emplace(m.get(), static_cast<uint32_t>(index_.size()));
+    if (added) {
+      *response_->add_answers() = m->response;
+      held_.push_back(m);  // keeps the key's address unique
+    }
+    result->set_answer_index(it->second);
+    CountItem(absl::StatusCode::kOk);
+  }
+
+ private:
+  v1::GetUpdatesBatchResponse* const response_;
+  absl::flat_hash_map<const GroupMetadata*, uint32_t> index_;
+  std::vector<std::shared_ptr<const GroupMetadata>> held_;
+};
+
+}  // namespace
+
+absl::Status ValidateUpdatesBatch(const v1::GetUpdatesBatchRequest& request) {
+  if (request.items_size() == 0) {
+    return absl::InvalidArgumentError(
+        "GetUpdatesBatch: no items; send at least one device's check");
+  }
+  if (request.items_size() > kMaxUpdatesBatchItems) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GetUpdatesBatch: ", request.items_size(), " items; at most ",
+        kMaxUpdatesBatchItems, " per call (split the batch)"));
+  }
+  if (const size_t bytes = request.ByteSizeLong();
+      bytes > kMaxUpdatesBatchBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GetUpdatesBatch: ", bytes, " bytes; at most ",
+                     kMaxUpdatesBatchBytes, " per call (split the batch)"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* UpdateServiceImpl::GetUpdatesBatch(
+    grpc::CallbackServerContext* context,
+    const v1::GetUpdatesBatchRequest* request,
+    v1::GetUpdatesBatchResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto finish = [reactor, start](const absl::Status& s) {
+    GetUpdatesBatchMethod().latency->Observe(
+        absl::ToDoubleSeconds(absl::Now() - start));
+    BatchCalls()->Increment(
+        absl::StrCat("code=\"", absl::StatusCodeToString(s.code()), "\""));
+    reactor->Finish(rpc::ToGrpcStatus(s));
+  };
+  absl::Status refused = d_.calls->RequireGateway(*context);
+  if (absl::IsPermissionDenied(refused)) {
+    refused = absl::PermissionDeniedError(
+        "GetUpdatesBatch is for gateways: a device checks its own updates "
+        "with GetUpdates");
+  }
+  if (refused.ok()) refused = ValidateUpdatesBatch(*request);
+  if (!refused.ok()) {
+    if (absl::IsPermissionDenied(refused) ||
+        absl::IsUnauthenticated(refused)) {
+      log::Warning("device call denied",
+                   {{"method", GetUpdatesBatchMethod().name},
+                    {"peer", context->peer()},
+                    {"error", std::string(refused.message())}});
+    }
+    finish(refused);
+    return reactor;
+  }
+  const int n = request->items_size();
+  auto* results = response->mutable_results();
+  results->Reserve(n);
+  for (int i = 0; i < n; ++i) {
+    v1::GetUpdatesResult* r = results->Add();
+    const std::string& id = request->items(i).request().device_id();
+    if (ValidImageId(id)) r->set_device_id(id);  // never echo a malformed one
+  }
+  auto answers = std::make_shared<BatchAnswers>(response);
+  // Items whose metadata needs a package read first (built on the worker).
+  std::vector<std::pair<int, GroupVariant>> to_build;
+  absl::Status first_denial;
+  int denials = 0;
+  for (int i = 0; i < n; ++i) {
+    const v1::GetUpdatesItem& item = request->items(i);
+    v1::GetUpdatesResult* result = response->mutable_results(i);
+    absl::StatusOr<DeviceCall> call = d_.calls->IdentifyGatewayItem(
+        *context, GetUpdatesMethod().access, item.session_token(),
+        item.request().device_id());
+    if (!call.ok()) {
+      if (absl::IsPermissionDenied(call.status()) ||
+          absl::IsUnauthenticated(call.status())) {
+        if (denials++ == 0) first_denial = call.status();
+      }
+      SetItemError(result, call.status());
+      continue;
+    }
+    if (std::optional<std::string> owner =
+            d_.calls->RedirectAddress(call->device_id);
+        owner.has_value()) {
+      SetItemError(result, absl::FailedPreconditionError(absl::StrCat(
+                               "device ", call->device_id,
+                               " is served by shard ", *owner)));
+      result->set_redirect_address(*owner);
+      continue;
+    }
+    auto variant = VariantFor(*call);
+    if (!variant.ok()) {
+      SetItemError(result, variant.status());
+      continue;
+    }
+    auto m = d_.metadata->Get(*variant);
+    if (!m.ok()) {
+      SetItemError(result, m.status());
+    } else if (*m == nullptr) {
+      to_build.emplace_back(i, *std::move(variant));
+    } else {
+      answers->Answer(result, *m);
+    }
+  }
+  if (denials > 0) {
+    // One line per call, not per item: a gateway's bad batch cannot flood
+    // the log.
+    log::Warning("device call denied",
+                 {{"method", GetUpdatesBatchMethod().name},
+                  {"peer", context->peer()},
+                  {"items", absl::StrCat(denials)},
+                  {"error", std::string(first_denial.message())}});
+  }
+  if (to_build.empty()) {
+    finish(absl::OkStatus());
+    return reactor;
+  }
+  // A package must be read before some items' metadata exists: one task on
+  // the update worker builds each distinct variant (Build caches it) and
+  // answers those items; the callback thread returns now.
+  auto task = [this, response, answers, finish, to_build] {
+    for (const auto& [i, variant] : to_build) {
+      auto built = d_.metadata->Build(variant);
+      v1::GetUpdatesResult* result = response->mutable_results(i);
+      if (built.ok()) {
+        answers->Answer(result, *built);
+      } else {
+        SetItemError(result, built.status());
+      }
+    }
+    finish(absl::OkStatus());
+  };
+  if (!d_.worker->Post(task)) {
+    for (const auto& entry : to_build) {
+      SetItemError(response->mutable_results(entry.first), ServiceBusy());
+    }
+    finish(absl::OkStatus());
+  }
+  return reactor;
+}
+
 grpc::ServerWriteReactor<v1::ImageChunk>* UpdateServiceImpl::DownloadImage(
     grpc::CallbackServerContext* context,
     const v1::DownloadImageRequest* request) {
@@ -349,10 +619,7 @@ grpc::ServerUnaryReactor* UpdateServiceImpl::ReportUpdateResult(
           st.set_deployment_id(dep->id());
           st.set_rollout_stage(RolloutStage(*dep, call.device_id));
         }
-        if (!d_.worker->Post(
-                [this, st, finish] { finish(d_.results->Record(st)); })) {
-          finish(ServiceBusy());
-        }
+        reports_->Add(std::move(st), std::move(finish));
       });
 }
 

@@ -16,13 +16,16 @@
 //    app, an old release), NOT_FOUND for an unknown one, OUT_OF_RANGE for an
 //    offset past the end.
 //  * ReportUpdateResult stores the device's latest result (UpdateResults) on
-//    the update worker, rate-limited per device.
+//    the update worker, rate-limited per device; the reports that queue
+//    while the worker writes go in its next write batch (one synced write
+//    per group, at most kMaxQueuedReports waiting: beyond, RESOURCE_EXHAUSTED).
 //
 // Thread-safety: thread-safe; handlers never block a callback thread.
 #ifndef SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
 #define SPHERE_SECURITYSVC_UPDATE_UPDATE_SERVICE_H_
 
 #include <cstdint>
+#include <memory>
 
 #include "common/util/clock.h"
 #include "common/util/rate_limiter.h"
@@ -44,9 +47,20 @@ inline constexpr uint32_t kMaxChunkBytes = 1 << 20;
 // group's pre-serialized bytes (GroupMetadata::response_bytes), handed to
 // gRPC without a copy, parse or serialization per call.
 using UpdateServiceBase = v1::UpdateService::WithRawCallbackMethod_GetUpdates<
-    v1::UpdateService::WithCallbackMethod_DownloadImage<
-        v1::UpdateService::WithCallbackMethod_ReportUpdateResult<
-            v1::UpdateService::Service>>>;
+    v1::UpdateService::WithCallbackMethod_GetUpdatesBatch<
+        v1::UpdateService::WithCallbackMethod_DownloadImage<
+            v1::UpdateService::WithCallbackMethod_ReportUpdateResult<
+                v1::UpdateService::Service>>>>;
+
+// Limits of one GetUpdatesBatch call (each item also has every limit of the
+// single call: a 64-hex device_id, a session token of at most
+// shard::kMaxSessionTokenBytes).
+inline constexpr int kMaxUpdatesBatchItems = 256;
+inline constexpr size_t kMaxUpdatesBatchBytes = 512 << 10;
+
+// ValidateUpdatesBatch: the call limits above, INVALID_ARGUMENT naming the
+// limit; checked before any item is looked at.
+absl::Status ValidateUpdatesBatch(const v1::GetUpdatesBatchRequest& request);
 
 class UpdateServiceImpl final : public UpdateServiceBase {
  public:
@@ -62,11 +76,22 @@ class UpdateServiceImpl final : public UpdateServiceBase {
     RateLimiter* report_limiter = nullptr;
     const Clock* clock = nullptr;
   };
-  explicit UpdateServiceImpl(Deps deps) : d_(deps) {}
+  explicit UpdateServiceImpl(Deps deps);
+  ~UpdateServiceImpl() override;
 
   grpc::ServerUnaryReactor* GetUpdates(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
+  // GetUpdatesBatch: gateways only (DeviceCallHandler::RequireGateway);
+  // each item is identified by its own session token
+  // (DeviceCallHandler::IdentifyGatewayItem, the single call's checks),
+  // routed (redirect_address) and answered from the metadata cache; items
+  // whose metadata needs a package read are answered from the update
+  // worker, never on the callback thread.
+  grpc::ServerUnaryReactor* GetUpdatesBatch(
+      grpc::CallbackServerContext* context,
+      const v1::GetUpdatesBatchRequest* request,
+      v1::GetUpdatesBatchResponse* response) override;
   grpc::ServerWriteReactor<v1::ImageChunk>* DownloadImage(
       grpc::CallbackServerContext* context,
       const v1::DownloadImageRequest* request) override;
@@ -84,8 +109,13 @@ class UpdateServiceImpl final : public UpdateServiceBase {
   const Deps& deps() const { return d_; }
 
  private:
+  class ReportQueue;
   const Deps d_;
+  const std::unique_ptr<ReportQueue> reports_;
 };
+
+// Result reports waiting for the update worker's next write batch at most.
+inline constexpr size_t kMaxQueuedReports = 4096;
 
 // ValidImageId: 64 lowercase hex characters (Image.id).
 bool ValidImageId(absl::string_view id);

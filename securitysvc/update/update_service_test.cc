@@ -760,5 +760,362 @@ TEST(UpdateHistoryTest, KeepsTheLastResultsInOneBatchAndSurvivesReload) {
   EXPECT_EQ(h->front().detail(), absl::StrCat("attempt ", kReports - 31));
 }
 
+// The group commit of reports: many results in one write batch, in order;
+// a failed write stores and counts nothing.
+TEST(UpdateHistoryTest, RecordAllWritesAGroupInOrderAllOrNothing) {
+  auto store = store::MemoryStore::Create({kUpdateResultsCf, kUpdateHistoryCf});
+  ASSERT_TRUE(store.ok());
+  UpdateResults results(store->get());
+  ASSERT_TRUE(results.Load().ok());
+  auto status = [](const std::string& id, v1::ReportUpdateResultRequest::Result r,
+                   int64_t ms) {
+    v1::DeviceUpdateStatus s;
+    s.set_device_id(id);
+    s.set_result(r);
+    s.set_component("app:dw100");
+    s.set_deployment_id("dep-g");
+    s.set_rollout_stage(100);
+    s.set_reported_unix_ms(ms);
+    return s;
+  };
+  const std::string a(64, 'a'), b(64, 'b');
+  using R = v1::ReportUpdateResultRequest;
+  ASSERT_TRUE(results
+                  .RecordAll({status(a, R::FAILED, 1), status(b, R::INSTALLED, 2),
+                              status(a, R::INSTALLED, 3)})
+                  .ok());
+  // a: its later result, two history entries; counted once (installed).
+  auto ra = results.Get(a);
+  ASSERT_TRUE(ra.ok()) << ra.status();
+  EXPECT_EQ(ra->result(), R::INSTALLED);
+  EXPECT_EQ(ra->history_count(), 2u);
+  auto ha = results.History(a);
+  ASSERT_TRUE(ha.ok());
+  ASSERT_EQ(ha->size(), 2u);
+  EXPECT_EQ((*ha)[0].result(), R::FAILED);
+  EXPECT_EQ((*ha)[1].result(), R::INSTALLED);
+  StageCounts c = results.Counts("dep-g")[100];
+  EXPECT_EQ(c.installed, 2u);
+  EXPECT_EQ(c.failed, 0u);
+  // A group whose write fails changes nothing.
+  (*store)->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  absl::Status s = results.RecordAll({status(b, R::ROLLED_BACK, 4)});
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(results.Get(b)->result(), R::INSTALLED);
+  EXPECT_EQ(results.Get(b)->history_count(), 1u);
+  c = results.Counts("dep-g")[100];
+  EXPECT_EQ(c.installed, 2u);
+  EXPECT_EQ(c.rolled_back, 0u);
+}
+
+}  // namespace
+}  // namespace sphere::update
+
+// Issue 14: GetUpdatesBatch, many devices' checks behind a gateway
+// certificate, each item with its own session token.
+namespace sphere::update {
+namespace {
+
+std::string SessionToken(const mcu::Device& d) {
+  auth::DeviceContext ctx;
+  ctx.device_id = d.device_id();
+  ctx.tenant_id = TestPlatform::kTenant;
+  ctx.scope = auth::Scope::kUpdateOnly;
+  ctx.certificate_serial = "01";
+  ctx.not_after = g->platform.clock().Now() + absl::Hours(1);
+  return g->platform.server().context().session_tokens->Issue(ctx);
+}
+
+void AddItem(v1::GetUpdatesBatchRequest* req, const std::string& device_id,
+             const std::string& token) {
+  v1::GetUpdatesItem* item = req->add_items();
+  item->mutable_request()->set_device_id(device_id);
+  item->set_session_token(token);
+}
+
+grpc::Status Batch(const rpc::TlsFiles& tls,
+                   const v1::GetUpdatesBatchRequest& req,
+                   v1::GetUpdatesBatchResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  return v1::UpdateService::NewStub(
+             rpc::NewChannel(g->platform.server().address(), tls))
+      ->GetUpdatesBatch(&ctx, req, resp);
+}
+
+// SingleAnswer: what the single GetUpdates answers `d` (its own cert).
+v1::GetUpdatesResponse SingleAnswer(const mcu::Device& d) {
+  crypto::DeviceClaims c;
+  c.device_id = d.device_id();
+  c.tenant_id = TestPlatform::kTenant;
+  c.device_group_id = TestPlatform::kGroup;
+  c.scope = "full";
+  c.epoch = "0";
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  v1::GetUpdatesResponse resp;
+  grpc::Status st =
+      v1::UpdateService::NewStub(
+          rpc::NewChannel(
+              g->platform.server().address(),
+              g->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth,
+                                c)))
+          ->GetUpdates(&ctx, v1::GetUpdatesRequest(), &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp;
+}
+
+metrics::CounterMetric* BatchItemsCounter() {
+  return metrics::Counter("sphere_update_get_updates_batch_items_total", "");
+}
+
+TEST_F(UpdateServiceTest, BatchAnswersEachItemInOrderSharingOneDocument) {
+  auto a = g->platform.NewDevice("updates-batch-a");
+  auto b = g->platform.NewDevice("updates-batch-b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, (*a)->device_id(), SessionToken(**a));
+  AddItem(&req, (*b)->device_id(), SessionToken(**b));
+  AddItem(&req, g->device->device_id(), SessionToken(*g->device));
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 3);
+  // One group variant: its answer travels once.
+  ASSERT_EQ(resp.answers_size(), 1);
+  const v1::GetUpdatesResponse single = SingleAnswer(**a);
+  EXPECT_EQ(resp.answers(0).SerializeAsString(), single.SerializeAsString());
+  EXPECT_EQ(resp.results(0).device_id(), (*a)->device_id());
+  EXPECT_EQ(resp.results(1).device_id(), (*b)->device_id());
+  EXPECT_EQ(resp.results(2).device_id(), g->device->device_id());
+  for (const auto& r : resp.results()) {
+    EXPECT_EQ(r.code(), 0) << r.message();
+    EXPECT_EQ(r.answer_index(), 0u);
+    EXPECT_TRUE(r.redirect_address().empty());
+  }
+  auto md = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                 resp.answers(0).signed_metadata());
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_EQ(md->device_group_id(), TestPlatform::kGroup);
+  EXPECT_EQ(md->deployment_id(), "dep-1");
+}
+
+// An item whose group's metadata needs a package read first is answered
+// from the update worker (the callback thread never reads a package), in
+// the same call as the items answered from memory.
+TEST_F(UpdateServiceTest, BatchItemNeedingAPackageReadIsAnsweredFromTheWorker) {
+  auto d = g->platform.NewDevice("updates-batch-new-group");
+  ASSERT_TRUE(d.ok());
+  const std::string app = AddApp(TestPlatform::kTenant, "dw100", 3, 5000);
+  v1::DeviceGroup group;
+  group.set_id("group-batch-io");
+  group.set_tenant_id(TestPlatform::kTenant);
+  group.set_os_feed(v1::RETAIL);
+  g->platform.catalog().PutGroup(group);
+  auto rec = g->platform.catalog().GetDevice((*d)->device_id());
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  rec->set_device_group_id(group.id());
+  g->platform.catalog().PutDevice(*rec);
+  v1::Deployment dep;
+  dep.set_id("dep-batch-io");
+  dep.set_tenant_id(TestPlatform::kTenant);
+  dep.set_device_group_id(group.id());
+  dep.add_image_ids(app);
+  v1::WatchEvent ev;
+  ev.set_revision(g->platform.catalog().revision() + 1);
+  dep.set_create_revision(ev.revision());
+  *ev.mutable_deployment() = dep;
+  ASSERT_TRUE(g->platform.catalog().Apply(ev).ok());
+  const uint64_t loads = g->plugin->packages()->source_loads();
+
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, g->device->device_id(), SessionToken(*g->device));
+  AddItem(&req, (*d)->device_id(), SessionToken(**d));
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  ASSERT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  ASSERT_EQ(resp.results(1).code(), 0) << resp.results(1).message();
+  ASSERT_EQ(resp.answers_size(), 2);  // two groups, one document each
+  const v1::GetUpdatesResponse& mine =
+      resp.answers(static_cast<int>(resp.results(1).answer_index()));
+  auto md = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                 mine.signed_metadata());
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_EQ(md->device_group_id(), "group-batch-io");
+  EXPECT_EQ(md->deployment_id(), "dep-batch-io");
+  EXPECT_NE(Target(*md, app), nullptr);
+  EXPECT_GT(g->plugin->packages()->source_loads(), loads);  // read for it
+  const v1::GetUpdatesResponse& production =
+      resp.answers(static_cast<int>(resp.results(0).answer_index()));
+  auto pmd = VerifySignedMetadata(g->platform.image_signing_key().PublicKey(),
+                                  production.signed_metadata());
+  ASSERT_TRUE(pmd.ok()) << pmd.status();
+  EXPECT_EQ(pmd->device_group_id(), TestPlatform::kGroup);
+}
+
+TEST_F(UpdateServiceTest, BatchItemOfADeviceOnAnotherShardIsRedirected) {
+  auto d = g->platform.NewDevice("updates-batch-moved");
+  ASSERT_TRUE(d.ok());
+  sharding::ShardRouter& router = g->platform.server().router();
+  v1::ShardMap elsewhere;
+  elsewhere.set_virtual_nodes(16);
+  v1::Shard* s = elsewhere.add_shards();
+  s->set_id("shard-elsewhere");
+  s->set_address("127.0.0.1:9");
+  router.Update(elsewhere);
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, (*d)->device_id(), SessionToken(**d));
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  v1::ShardMap here;
+  here.set_virtual_nodes(16);
+  v1::Shard* self = here.add_shards();
+  self->set_id(router.self_id());
+  self->set_address(g->platform.server().address());
+  router.Update(here);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(resp.results(0).redirect_address(), "127.0.0.1:9");
+  EXPECT_EQ(resp.answers_size(), 0);
+  // Back on this shard's map: answered.
+  v1::GetUpdatesBatchResponse again;
+  ASSERT_TRUE(Batch(g->platform.gateway_tls(), req, &again).ok());
+  ASSERT_EQ(again.results_size(), 1);
+  EXPECT_EQ(again.results(0).code(), 0) << again.results(0).message();
+}
+
+TEST_F(UpdateServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
+  auto good = g->platform.NewDevice("updates-batch-good");
+  auto victim = g->platform.NewDevice("updates-batch-victim");
+  ASSERT_TRUE(good.ok() && victim.ok());
+  const uint64_t signed_before = g->plugin->metadata()->signatures();
+  const uint64_t refused_before =
+      BatchItemsCounter()->Value("code=\"PERMISSION_DENIED\"");
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, (*good)->device_id(), SessionToken(**good));
+  // The victim named, the good device's token presented.
+  AddItem(&req, (*victim)->device_id(), SessionToken(**good));
+  // A forged token, an oversized one, a malformed id, no token at all.
+  AddItem(&req, (*victim)->device_id(), "v1.forged.token");
+  AddItem(&req, (*victim)->device_id(),
+          std::string(shard::kMaxSessionTokenBytes + 1, 't'));
+  AddItem(&req, "not-a-device<script>", SessionToken(**good));
+  AddItem(&req, (*victim)->device_id(), "");
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 6);
+  EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
+  EXPECT_EQ(resp.results(1).code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(resp.results(1).message(), "may not act for"))
+      << resp.results(1).message();
+  EXPECT_EQ(resp.results(2).code(), grpc::StatusCode::UNAUTHENTICATED)
+      << resp.results(2).message();
+  EXPECT_EQ(resp.results(3).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(resp.results(3).message(), "session_token is"))
+      << resp.results(3).message();
+  EXPECT_EQ(resp.results(4).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(resp.results(4).device_id().empty());  // never echoed
+  EXPECT_FALSE(absl::StrContains(resp.results(4).message(), "<script>"));
+  EXPECT_EQ(resp.results(5).code(), grpc::StatusCode::UNAUTHENTICATED);
+  // Only the good item got an answer; nothing was signed anew.
+  EXPECT_EQ(resp.answers_size(), 1);
+  for (int i = 1; i < 6; ++i) EXPECT_EQ(resp.results(i).answer_index(), 0u);
+  EXPECT_EQ(g->plugin->metadata()->signatures(), signed_before);
+  EXPECT_EQ(BatchItemsCounter()->Value("code=\"PERMISSION_DENIED\""),
+            refused_before + 1);
+}
+
+TEST_F(UpdateServiceTest, Attack_RevokedDeviceItemRefusedOthersAnswered) {
+  auto revoked = g->platform.NewDevice("updates-batch-revoked");
+  auto other = g->platform.NewDevice("updates-batch-other");
+  ASSERT_TRUE(revoked.ok() && other.ok());
+  const std::string token = SessionToken(**revoked);  // issued before
+  v1::WatchEvent ev;
+  ev.set_revision(g->platform.catalog().revision() + 1);
+  ev.set_revoked_device_id((*revoked)->device_id());
+  ASSERT_TRUE(g->platform.catalog().Apply(ev).ok());
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, (*revoked)->device_id(), token);
+  AddItem(&req, (*other)->device_id(), SessionToken(**other));
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.results_size(), 2);
+  EXPECT_EQ(resp.results(0).code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(resp.results(0).message(), "revoked"))
+      << resp.results(0).message();
+  EXPECT_EQ(resp.results(1).code(), 0) << resp.results(1).message();
+  ASSERT_EQ(resp.answers_size(), 1);
+  EXPECT_EQ(resp.results(1).answer_index(), 0u);
+  // The single call refuses it the same way.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+  ctx.AddMetadata(auth::kSessionTokenMetadata, token);
+  v1::GetUpdatesRequest one;
+  one.set_device_id((*revoked)->device_id());
+  v1::GetUpdatesResponse single;
+  st = v1::UpdateService::NewStub(rpc::NewChannel(
+                                      g->platform.server().address(),
+                                      g->platform.gateway_tls()))
+           ->GetUpdates(&ctx, one, &single);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_FALSE(single.has_signed_metadata());
+}
+
+TEST_F(UpdateServiceTest, Attack_OversizedBatchCallIsRefusedWhole) {
+  auto d = g->platform.NewDevice("updates-batch-oversized");
+  ASSERT_TRUE(d.ok());
+  const std::string token = SessionToken(**d);
+  const uint64_t signed_before = g->plugin->metadata()->signatures();
+  static auto* calls =
+      metrics::Counter("sphere_update_get_updates_batch_calls_total", "");
+  const uint64_t invalid_before = calls->Value("code=\"INVALID_ARGUMENT\"");
+  // Too many items (each valid on its own).
+  v1::GetUpdatesBatchRequest many;
+  for (int i = 0; i <= kMaxUpdatesBatchItems; ++i) {
+    AddItem(&many, (*d)->device_id(), token);
+  }
+  v1::GetUpdatesBatchResponse resp;
+  grpc::Status st = Batch(g->platform.gateway_tls(), many, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "257 items; at most 256"))
+      << st.error_message();
+  EXPECT_EQ(resp.results_size(), 0);
+  // Too many bytes in few items (huge device ids).
+  v1::GetUpdatesBatchRequest big;
+  for (int i = 0; i < 6; ++i) AddItem(&big, std::string(100 << 10, 'a'), token);
+  st = Batch(g->platform.gateway_tls(), big, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), "bytes; at most"))
+      << st.error_message();
+  EXPECT_FALSE(absl::StrContains(st.error_message(), "aaaa"));
+  EXPECT_EQ(resp.results_size(), 0);
+  // No items.
+  st = Batch(g->platform.gateway_tls(), v1::GetUpdatesBatchRequest(), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(resp.results_size(), 0);
+  EXPECT_EQ(calls->Value("code=\"INVALID_ARGUMENT\""), invalid_before + 3);
+  EXPECT_EQ(g->plugin->metadata()->signatures(), signed_before);
+}
+
+TEST_F(UpdateServiceTest, Attack_DeviceCertificateCannotCallTheBatch) {
+  v1::GetUpdatesBatchRequest req;
+  AddItem(&req, g->device->device_id(), SessionToken(*g->device));
+  AddItem(&req, g->other->device_id(), SessionToken(*g->other));
+  for (const char* scope : {"full", "update-only"}) {
+    v1::GetUpdatesBatchResponse resp;
+    grpc::Status st = Batch(Cert(*g->device, scope), req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << scope;
+    EXPECT_TRUE(absl::StrContains(st.error_message(), "for gateways"))
+        << st.error_message();
+    EXPECT_EQ(resp.results_size(), 0);
+    EXPECT_EQ(resp.answers_size(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace sphere::update
