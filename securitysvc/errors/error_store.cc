@@ -380,6 +380,7 @@ struct ErrorStore::Job {
   // The caller's request: valid until `done` runs (Ingest's contract), so
   // the worker reads it without a copy.
   const v1::UploadErrorsRequest* request = nullptr;
+  std::string caller;  // set while the job waits in work_
   std::vector<const v1::ErrorEvent*> events;  // sorted by sequence
   uint64_t first = 0, last = 0;
   IngestDone done;
@@ -396,7 +397,11 @@ ErrorStore::ErrorStore(store::Store* store,
     : store_(store),
       writers_(std::move(writers)),
       clock_(clock),
-      options_(options) {
+      options_(options),
+      max_queue_per_caller_(options.max_worker_queue_per_caller != 0
+                                ? options.max_worker_queue_per_caller
+                                : std::max<size_t>(options.max_worker_queue / 2,
+                                                   1)) {
   if (writers_.empty()) {
     std::fprintf(stderr, "ErrorStore: no group-commit writer\n");
     std::abort();
@@ -437,6 +442,10 @@ void ErrorStore::WorkerLoop() {
       if (work_.empty()) return;  // stopping and drained
       job = std::move(work_.front());
       work_.pop_front();
+      auto it = queued_by_caller_.find(job->caller);
+      if (it != queued_by_caller_.end() && --it->second == 0) {
+        queued_by_caller_.erase(it);
+      }
     }
     Resolve(std::move(job));
   }
@@ -512,7 +521,7 @@ absl::Status ErrorStore::TakeQuota(const std::string& device_id,
 void ErrorStore::Ingest(const std::string& device_id,
                         const std::string& tenant_id,
                         const v1::UploadErrorsRequest& request,
-                        IngestDone done) {
+                        IngestDone done, absl::string_view caller) {
   if (absl::Status s = ValidateBatch(request); !s.ok()) {
     Events()->Increment("outcome=\"refused\"", request.events_size());
     done(s);
@@ -585,16 +594,31 @@ void ErrorStore::Ingest(const std::string& device_id,
   }
   // Slow path: off the calling (gRPC callback) thread.
   SlowPath()->Increment();
+  job->caller = caller.empty() ? device_id : std::string(caller);
+  absl::Status full;
+  const char* reason = "reason=\"queue\"";
   {
     absl::MutexLock lock(&worker_mu_);
-    if (!stopping_ && work_.size() < options_.max_worker_queue) {
+    size_t& mine = queued_by_caller_[job->caller];
+    if (stopping_ || work_.size() >= options_.max_worker_queue) {
+      full = absl::ResourceExhaustedError(
+          "upload errors: the ingest queue is full; retry later");
+    } else if (mine >= max_queue_per_caller_) {
+      reason = "reason=\"caller_queue\"";
+      full = absl::ResourceExhaustedError(absl::StrCat(
+          "upload errors: this caller already has ", mine,
+          " uploads waiting for the ingest queue (its share of ",
+          options_.max_worker_queue, "); retry once they are answered"));
+    } else {
+      ++mine;
       work_.push_back(job);
       return;
     }
+    if (mine == 0) queued_by_caller_.erase(job->caller);
   }
+  QuotaRefused()->Increment(reason);
   Unregister(job->device, job->first, job->last);
-  job->done(absl::ResourceExhaustedError(
-      "upload errors: the ingest queue is full; retry later"));
+  job->done(full);
 }
 
 void ErrorStore::Resolve(std::shared_ptr<Job> job) {

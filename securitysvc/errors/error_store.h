@@ -128,6 +128,11 @@ struct ErrorStoreOptions {
   // read), and a gateway's UploadErrorsBatch brings up to 256 at once; a
   // job holds no copy of its events (~200 bytes), so 8192 is ~2 MB.
   size_t max_worker_queue = 8192;
+  // Of those, what one caller (Ingest's `caller`: a gateway's identity, or
+  // the device itself) may hold (beyond: RESOURCE_EXHAUSTED for that caller
+  // only): one gateway can never fill the queue every other caller shares.
+  // 0 = max_worker_queue / 2.
+  size_t max_worker_queue_per_caller = 0;
 };
 
 // ForEachStoredEvent calls `fn` for every stored event, batch by batch in
@@ -167,8 +172,11 @@ class ErrorStore {
   // its quota or a queue is full, or the store's error). Never blocks and
   // never reads the store on the calling thread. `request` must stay valid
   // until `done` runs (a gRPC reactor's request does); it is not copied.
+  // `caller` is who holds the upload's place in the shared ingest queue
+  // (empty: the device itself); it bounds one caller's share.
   void Ingest(const std::string& device_id, const std::string& tenant_id,
-              const v1::UploadErrorsRequest& request, IngestDone done);
+              const v1::UploadErrorsRequest& request, IngestDone done,
+              absl::string_view caller = {});
 
   // Query: reports of request.tenant_id() (authorisation is the caller's),
   // oldest first by received time (by sequence for one device).
@@ -224,6 +232,7 @@ class ErrorStore {
   const std::vector<store::GroupCommitWriter*> writers_;
   Clock* const clock_;
   const ErrorStoreOptions options_;
+  const size_t max_queue_per_caller_;
   std::unique_ptr<RateLimiter> event_quota_;
   std::unique_ptr<RateLimiter> byte_quota_;
   absl::Mutex mu_;
@@ -231,6 +240,9 @@ class ErrorStore {
 
   absl::Mutex worker_mu_;
   std::deque<std::shared_ptr<Job>> work_ ABSL_GUARDED_BY(worker_mu_);
+  // Jobs in work_ by caller (absent = none).
+  absl::flat_hash_map<std::string, size_t> queued_by_caller_
+      ABSL_GUARDED_BY(worker_mu_);
   bool stopping_ ABSL_GUARDED_BY(worker_mu_) = false;
   std::thread worker_;
 };
