@@ -19,7 +19,11 @@
 //       one per signature per batch (count = sum of event counts):
 //       component+version lookups, issues and their trend per release;
 //   error_devices     <device> -> "<dropped events>,<high-water mark>"
-//       every stored sequence of the device is <= the high-water mark.
+//       written only when the device reports more dropped events than
+//       before (not once per batch: issue 14). A device's high-water mark
+//       (its greatest stored sequence) is the last errors_by_device key of
+//       the device, read with one reverse seek; the mark in this record is
+//       what it was when the record was last written.
 //
 // Ingest: validated (limits below; a bad batch is refused whole, naming the
 // event and field, nothing stored), then the device's upload quota (token
@@ -29,7 +33,8 @@
 // in-memory, bounded per-device high-water mark. A batch whose sequences are
 // all above it (the normal case) is built and queued at once with no read;
 // otherwise (a retry, or the device's state not in memory) the batch goes
-// to the ingest worker thread, which reads the device record and the stored
+// to the ingest worker thread, which reads the device's last index key (and
+// its record only when the batch reports dropped events) and the stored
 // batches overlapping the batch's range: never a read on the caller's
 // (gRPC callback) thread. The caller's callback runs once the batch is
 // durable (from the group-commit thread) or on refusal. Two uploads of one
@@ -199,8 +204,9 @@ class ErrorStore {
  private:
   struct Job;
   struct DeviceState {
-    bool loaded = false;  // hwm/dropped read from error_devices
-    uint64_t hwm = 0;     // every stored sequence is <= hwm
+    bool loaded = false;          // hwm read from errors_by_device
+    bool dropped_loaded = false;  // dropped read from error_devices
+    uint64_t hwm = 0;             // every stored sequence is <= hwm
     uint64_t dropped = 0;
     // Sequence ranges [first, last] of batches between Ingest and
     // durability.

@@ -407,6 +407,42 @@ TEST_F(ErrorStoreTest, DroppedEventsKeepTheLargestCount) {
   EXPECT_EQ(*errors_->DroppedEvents(kDevB), 0u);
 }
 
+// One accepted batch is one value plus its index entries: the device
+// record is written only when the device reports more dropped events, and a
+// restarted store still knows both the dropped count and the high-water mark.
+TEST_F(ErrorStoreTest, DeviceRecordOnlyWhenDroppedEventsRise) {
+  OpenRocks();
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(1, 3))->stored(), 3u);
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(4, 3))->stored(), 3u);
+  EXPECT_EQ(Count(store_.get(), kDevices), 0u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 2u);
+  EXPECT_EQ(Count(store_.get(), kByDevice), 2u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 2u);
+  v1::UploadErrorsRequest r = Batch(7, 1);
+  r.set_dropped_events(4);
+  ASSERT_EQ(Upload(kDevA, kContoso, r)->stored(), 1u);
+  EXPECT_EQ(Count(store_.get(), kDevices), 1u);
+  r = Batch(8, 1);
+  r.set_dropped_events(4);  // unchanged: no new record
+  ASSERT_EQ(Upload(kDevA, kContoso, r)->stored(), 1u);
+  // Restart: a resend of 5..9 is 4 duplicates (from the last index key, 8)
+  // and one new event; a lower dropped count does not lower the record.
+  writer_->Stop();
+  errors_.reset();
+  writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+  errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  r = Batch(5, 5);
+  r.set_dropped_events(2);
+  auto again = Upload(kDevA, kContoso, r);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates(), 4u);
+  EXPECT_EQ(again->stored(), 1u);
+  EXPECT_EQ(*errors_->DroppedEvents(kDevA), 4u);
+  EXPECT_EQ(All(kContoso, kDevA).size(), 9u);
+  // A fresh device after the restart: no index key, no record, all new.
+  ASSERT_EQ(Upload(kDevB, kContoso, Batch(1, 2))->stored(), 2u);
+}
+
 TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
   OpenRocks();
   ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 20)).ok());   // day 0
@@ -547,7 +583,8 @@ TEST_F(ErrorStoreTest, SeveralWritersStoreEveryDeviceOnceAndInOrder) {
   EXPECT_EQ(duplicates.load(), kSenders * kBatches * kEvents);
   EXPECT_EQ(All(kContoso).size(), size_t{kSenders * kBatches * kEvents});
   EXPECT_EQ(Count(store_.get(), kByDevice), size_t{kSenders * kBatches});
-  EXPECT_EQ(Count(store_.get(), kDevices), size_t{kSenders});
+  // No device record: none of them reported dropped events.
+  EXPECT_EQ(Count(store_.get(), kDevices), 0u);
   EXPECT_GT(a.batches_written() + b.batches_written() + c.batches_written(),
             0u);
   // Restart with one writer: each device's record holds its last sequence.
@@ -567,9 +604,9 @@ TEST_F(ErrorStoreTest, SeveralWritersStoreEveryDeviceOnceAndInOrder) {
 
 // GatedStore: a MemoryStore whose writes wait until the test opens the gate
 // (so batches stay in the group-commit queue while the test looks). With
-// GateReads, Gets wait for the gate too (so the ingest worker stays on its
+// GateReads, reads wait for the gate too (so the ingest worker stays on its
 // first job and the jobs behind it stay queued); reading() is notified when
-// the first Get is waiting.
+// the first read is waiting.
 class GatedStore : public store::Store {
  public:
   explicit GatedStore(std::unique_ptr<store::Store> inner)
@@ -585,20 +622,20 @@ class GatedStore : public store::Store {
   absl::Notification& reading() { return reading_; }
   absl::StatusOr<std::string> Get(absl::string_view cf,
                                   absl::string_view key) override {
-    {
-      absl::MutexLock l(&mu_);
-      if (gate_reads_) {
-        if (!reading_.HasBeenNotified()) reading_.Notify();
-        mu_.Await(absl::Condition(&open_));
-      }
-    }
+    WaitIfReadsGated();
     return inner_->Get(cf, key);
   }
   absl::Status Scan(
       absl::string_view cf, absl::string_view prefix,
       const std::function<bool(absl::string_view, absl::string_view)>& fn,
       absl::string_view start) override {
+    WaitIfReadsGated();
     return inner_->Scan(cf, prefix, fn, start);
+  }
+  absl::StatusOr<std::string> LastKey(absl::string_view cf,
+                                      absl::string_view prefix) override {
+    WaitIfReadsGated();
+    return inner_->LastKey(cf, prefix);
   }
   std::unique_ptr<store::Snapshot> NewSnapshot() override {
     return inner_->NewSnapshot();
@@ -610,6 +647,13 @@ class GatedStore : public store::Store {
   }
 
  private:
+  void WaitIfReadsGated() {
+    absl::MutexLock l(&mu_);
+    if (!gate_reads_) return;
+    if (!reading_.HasBeenNotified()) reading_.Notify();
+    mu_.Await(absl::Condition(&open_));
+  }
+
   std::unique_ptr<store::Store> inner_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = false;
