@@ -223,7 +223,8 @@ class ErrorStore {
   DeviceState& StateLocked(const std::string& device)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unregister(const std::string& device, uint64_t first, uint64_t last);
-  // Slow path (worker thread): reads the device record and the stored
+  // Slow path (worker thread): reads the device's last index key (and its
+  // record when the batch reports dropped events) and the stored
   // batches overlapping the job's range, then builds.
   void Resolve(std::shared_ptr<Job> job);
   // Builds the write batch of the job's new events (classified against
