@@ -2,6 +2,7 @@
 // services over mTLS on port 0): ring routing, redirects and the owner
 // cache, the redirect bound, the window, and errors passed through once.
 #include "client/attestation_client.h"
+#include "client/fake_shards_testing.h"
 
 #include <gtest/gtest.h>
 
@@ -226,28 +227,11 @@ std::string DeviceId(int i) {
   return crypto::HexEncode(crypto::Sha256(absl::StrCat("device-", i)));
 }
 
-class AsyncAttestationClientTest : public ::testing::Test {
+class AsyncAttestationClientTest : public FakeShardsTest<FakeShard> {
  protected:
-  // StartShards starts n fake shards sharing one ring.
-  void StartShards(int n) {
-    for (int i = 0; i < n; ++i) {
-      shards_.push_back(std::make_unique<FakeShard>());
-      shards_.back()->id = absl::StrCat("shard-", i);
-      rpc::ServerOptions options;
-      options.tls = pki_.server;
-      runners_.push_back(std::make_unique<rpc::ServerRunner>(options));
-      runners_.back()->AddService(shards_.back().get());
-      ASSERT_TRUE(runners_.back()->Start().ok());
-      endpoints_.push_back(
-          {shards_.back()->id,
-           absl::StrCat("127.0.0.1:", runners_.back()->port())});
-    }
-    auto ring = std::make_shared<ShardRing>(ShardMapFromEndpoints(endpoints_));
-    for (auto& s : shards_) s->ring = ring;
-  }
-  void TearDown() override {
+  // The fakes answer the calls they hold before their servers stop.
+  void BeforeShutdown() override {
     for (auto& s : shards_) s->Release();
-    for (auto& r : runners_) r->Shutdown(absl::Seconds(1));
   }
 
   static absl::StatusOr<v1::GetChallengeResponse> Challenge(
@@ -263,11 +247,6 @@ class AsyncAttestationClientTest : public ::testing::Test {
     done.WaitForNotification();
     return result;
   }
-
-  TestPki pki_{"shard", "gateway"};
-  std::vector<std::unique_ptr<FakeShard>> shards_;
-  std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
-  std::vector<cluster::ShardEndpoint> endpoints_;
 };
 
 TEST_F(AsyncAttestationClientTest, RoutesEachDeviceToItsOwnerByTheRing) {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/attestation_client.h"
+#include "client/fake_shards_testing.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/testing/test_pki.h"
@@ -114,28 +115,8 @@ std::string DeviceId(int i) {
 }
 std::string Token(int i) { return absl::StrCat("token-of-", i); }
 
-class UploadBatchTest : public ::testing::Test {
+class UploadBatchTest : public FakeShardsTest<FakeErrors> {
  protected:
-  void StartShards(int n) {
-    for (int i = 0; i < n; ++i) {
-      shards_.push_back(std::make_unique<FakeErrors>());
-      shards_.back()->id = absl::StrCat("shard-", i);
-      rpc::ServerOptions options;
-      options.tls = pki_.server;
-      runners_.push_back(std::make_unique<rpc::ServerRunner>(options));
-      runners_.back()->AddService(shards_.back().get());
-      ASSERT_TRUE(runners_.back()->Start().ok());
-      endpoints_.push_back(
-          {shards_.back()->id,
-           absl::StrCat("127.0.0.1:", runners_.back()->port())});
-    }
-    auto ring = std::make_shared<ShardRing>(ShardMapFromEndpoints(endpoints_));
-    for (auto& s : shards_) s->ring = ring;
-  }
-  void TearDown() override {
-    for (auto& r : runners_) r->Shutdown(absl::Seconds(1));
-  }
-
   struct Results {
     absl::Mutex mu;
     std::map<std::string, absl::StatusOr<v1::UploadErrorsResponse>> by_device;
@@ -166,11 +147,6 @@ class UploadBatchTest : public ::testing::Test {
     o.max_batch = max_batch;
     return o;
   }
-
-  TestPki pki_{"shard", "gateway"};
-  std::vector<std::unique_ptr<FakeErrors>> shards_;
-  std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
-  std::vector<cluster::ShardEndpoint> endpoints_;
 };
 
 TEST_F(UploadBatchTest, OneBatchPerShardEachItemWithItsOwnToken) {

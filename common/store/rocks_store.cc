@@ -254,6 +254,32 @@ class RocksStore : public Store {
 
   std::unique_ptr<Snapshot> NewSnapshot() override;
 
+  // LastKey: one reverse seek (no scan of the prefix).
+  absl::StatusOr<std::string> LastKey(absl::string_view cf,
+                                      absl::string_view prefix) override {
+    auto h = Handle(cf, "scan");
+    if (!h.ok()) return h.status();
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice lower(prefix.data(), prefix.size());
+    ro.iterate_lower_bound = &lower;
+    const std::string upper = PrefixSuccessor(prefix);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, *h));
+    if (upper.empty()) {
+      it->SeekToLast();
+    } else {
+      it->SeekForPrev(ToSlice(upper));
+      if (it->Valid() && it->key() == rocksdb::Slice(upper)) it->Prev();
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "scan", path_, cf);
+    if (!it->Valid()) return absl::NotFoundError("no key with this prefix");
+    rocksdb::Slice k = it->key();
+    absl::string_view key(k.data(), k.size());
+    if (!absl::StartsWith(key, prefix)) {
+      return absl::NotFoundError("no key with this prefix");
+    }
+    return std::string(key);
+  }
+
   // GetAt / ScanAt read at `snapshot` (nullptr: the latest state).
   absl::StatusOr<std::string> GetAt(const rocksdb::Snapshot* snapshot,
                                     absl::string_view cf,

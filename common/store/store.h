@@ -95,6 +95,24 @@ class Reader {
       const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn,
       absl::string_view start = "") = 0;
+
+  // LastKey returns the greatest key starting with `prefix` (NotFound if
+  // there is none). The default scans the prefix; a store may override it
+  // with a reverse seek.
+  virtual absl::StatusOr<std::string> LastKey(absl::string_view cf,
+                                              absl::string_view prefix) {
+    std::string last;
+    bool found = false;
+    absl::Status s = Scan(cf, prefix, [&](absl::string_view k,
+                                          absl::string_view) {
+      last.assign(k.data(), k.size());
+      found = true;
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!found) return absl::NotFoundError("no key with this prefix");
+    return last;
+  }
 };
 
 // Snapshot is a consistent read-only view of a Store as of the moment

@@ -167,6 +167,31 @@ TEST_P(StoreContractTest, ScanPrefixWithHighBytes) {
               ElementsAre(Pair(p + "a", "1"), Pair(p + "\xff", "2")));
 }
 
+TEST_P(StoreContractTest, LastKeyIsTheGreatestKeyWithThePrefix) {
+  for (const char* k : {"dev/3", "dev/1", "dev/2", "de", "dew", "dev0", "a"}) {
+    ASSERT_TRUE(store_->Put("devices", k, "v").ok());
+  }
+  EXPECT_EQ(*store_->LastKey("devices", "dev/"), "dev/3");
+  EXPECT_EQ(*store_->LastKey("devices", "de"), "dew");
+  EXPECT_EQ(*store_->LastKey("devices", ""), "dew");
+  EXPECT_EQ(*store_->LastKey("devices", "dev/2"), "dev/2");
+  EXPECT_EQ(store_->LastKey("devices", "dev/4").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->LastKey("tenants", "").status().code(),
+            absl::StatusCode::kNotFound);
+  // The prefix's successor itself is not a key with the prefix.
+  ASSERT_TRUE(store_->Put("devices", "dev0", "v").ok());
+  ASSERT_TRUE(store_->Delete("devices", "dev/3").ok());
+  EXPECT_EQ(*store_->LastKey("devices", "dev/"), "dev/2");
+  std::string p("\x01\xff", 2);
+  ASSERT_TRUE(store_->Put("devices", p + "a", "1").ok());
+  ASSERT_TRUE(store_->Put("devices", p + "\xff", "2").ok());
+  ASSERT_TRUE(store_->Put("devices", std::string("\x02", 1), "3").ok());
+  EXPECT_EQ(*store_->LastKey("devices", p), p + "\xff");
+  EXPECT_EQ(store_->LastKey("nope", "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(StoreContractTest, ScanCallbackMayWrite) {
   ASSERT_TRUE(store_->Put("devices", "k1", "v").ok());
   ASSERT_TRUE(store_->Put("devices", "k2", "v").ok());

@@ -1,9 +1,10 @@
 #include "securitysvc/errors/error_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <string>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc/rpc.h"
@@ -42,12 +43,22 @@ metrics::CounterMetric* BatchItems() {
   return c;
 }
 
-bool IsHexId(absl::string_view id) {
-  if (id.size() != 64) return false;
-  for (char c : id) {
-    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+// GatewayCaller: the key of a gateway's share of the shard's ingest queue:
+// its certificate's identity (verified in the TLS handshake), else its
+// address; bounded before it is kept.
+std::string GatewayCaller(const grpc::ServerContextBase& context) {
+  constexpr size_t kMaxCallerBytes = 256;
+  std::string id = "gateway:";
+  if (std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+      auth != nullptr) {
+    for (const grpc::string_ref& v : auth->GetPeerIdentity()) {
+      id.append(v.data(), std::min(v.size(), kMaxCallerBytes));
+      id.push_back('/');
+    }
   }
-  return true;
+  if (id.size() == 8) id.append(context.peer());
+  if (id.size() > kMaxCallerBytes) id.resize(kMaxCallerBytes);
+  return id;
 }
 
 void SetItemError(v1::UploadErrorsResult* result, const absl::Status& s) {
@@ -179,9 +190,10 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrorsBatch(
   for (int i = 0; i < n; ++i) {
     v1::UploadErrorsResult* r = results->Add();
     const std::string& id = request->items(i).upload().device_id();
-    if (IsHexId(id)) r->set_device_id(id);  // never echo a malformed one
+    if (shard::IsHexDeviceId(id)) r->set_device_id(id);  // never echo a malformed one
   }
   batch->pending.fetch_add(n, std::memory_order_relaxed);
+  const std::string caller = GatewayCaller(*context);
   absl::Status first_denial;
   int denials = 0;
   for (int i = 0; i < n; ++i) {
@@ -229,7 +241,8 @@ grpc::ServerUnaryReactor* ErrorReportingServiceImpl::UploadErrorsBatch(
             SetItemError(result, r.status());
           }
           batch->ItemDone(result->code());
-        });
+        },
+        caller);
   }
   if (denials > 0) {
     // One line per call, not per item: a gateway's bad batch cannot flood

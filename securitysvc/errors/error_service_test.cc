@@ -136,6 +136,13 @@ class ErrorServiceTest : public ::testing::Test {
     item->set_session_token(token);
   }
 
+  // AddOwnItem: `upload` for device `d`, proven by its own session token
+  // (the common case of every batch test).
+  void AddOwnItem(v1::UploadErrorsBatchRequest* b, const mcu::Device& d,
+                  v1::UploadErrorsRequest upload) {
+    AddItem(b, d.device_id(), SessionToken(d), std::move(upload));
+  }
+
   struct Shared {
     TestPlatform platform;
     ErrorReportingPlugin* plugin = nullptr;
@@ -304,9 +311,9 @@ TEST_F(ErrorServiceTest, BatchAnswersEachItemInOrderAndRetryCountsDuplicates) {
   auto b = NewDevice("errors-batch-b");
   auto c = NewDevice("errors-batch-c");
   v1::UploadErrorsBatchRequest req;
-  AddItem(&req, a->device_id(), SessionToken(*a), Batch(1, 3));
-  AddItem(&req, b->device_id(), SessionToken(*b), Batch(1, 5));
-  AddItem(&req, c->device_id(), SessionToken(*c), Batch(7, 1));
+  AddOwnItem(&req, *a, Batch(1, 3));
+  AddOwnItem(&req, *b, Batch(1, 5));
+  AddOwnItem(&req, *c, Batch(7, 1));
   v1::UploadErrorsBatchResponse resp;
   grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
@@ -348,7 +355,7 @@ TEST_F(ErrorServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
   auto victim = NewDevice("errors-batch-victim");
   auto bad = NewDevice("errors-batch-bad-events");
   v1::UploadErrorsBatchRequest req;
-  AddItem(&req, good->device_id(), SessionToken(*good), Batch(1, 2));
+  AddOwnItem(&req, *good, Batch(1, 2));
   // The victim named with the good device's token.
   AddItem(&req, victim->device_id(), SessionToken(*good), Batch(50, 2));
   // The victim with no token at all, and with a forged one.
@@ -359,7 +366,7 @@ TEST_F(ErrorServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
   // An item over the single call's limits.
   v1::UploadErrorsRequest oversized = Batch(1, 2);
   oversized.mutable_events(1)->set_detail(std::string(4096, 'x'));
-  AddItem(&req, bad->device_id(), SessionToken(*bad), oversized);
+  AddOwnItem(&req, *bad, oversized);
   // An oversized token.
   AddItem(&req, bad->device_id(), std::string(2000, 't'), Batch(1, 2));
   v1::UploadErrorsBatchResponse resp;
@@ -406,7 +413,7 @@ TEST_F(ErrorServiceTest, Attack_RevokedDeviceItemRefusedOthersStored) {
   ASSERT_TRUE(g_->platform.catalog().Apply(ev).ok());
   v1::UploadErrorsBatchRequest req;
   AddItem(&req, revoked->device_id(), token, Batch(1, 4));
-  AddItem(&req, other->device_id(), SessionToken(*other), Batch(1, 4));
+  AddOwnItem(&req, *other, Batch(1, 4));
   v1::UploadErrorsBatchResponse resp;
   grpc::Status st = UploadBatch(g_->platform.gateway_tls(), req, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
@@ -470,7 +477,7 @@ TEST_F(ErrorServiceTest, Attack_DeviceCertificateCannotCallTheBatch) {
   auto d = NewDevice("errors-batch-device-cert");
   auto victim = NewDevice("errors-batch-device-cert-victim");
   v1::UploadErrorsBatchRequest req;
-  AddItem(&req, victim->device_id(), SessionToken(*victim), Batch(1, 2));
+  AddOwnItem(&req, *victim, Batch(1, 2));
   v1::UploadErrorsBatchResponse resp;
   // A device (even holding a leaked token) acts only for itself.
   grpc::Status st = UploadBatch(DeviceCert(*d), req, &resp);

@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -303,7 +304,22 @@ absl::Status ValidateBatch(const v1::UploadErrorsRequest& request) {
                      " events per batch; got ", request.events_size(),
                      " (split the batch)"));
   }
-  absl::flat_hash_set<uint64_t> seqs;
+  // Repeated sequences: sorted (sequence, index) pairs, on the stack for a
+  // device's ring (no hash set per upload); the first repeat in event order
+  // is the one named.
+  absl::InlinedVector<std::pair<uint64_t, int>, 32> seqs;
+  seqs.reserve(request.events_size());
+  for (int i = 0; i < request.events_size(); ++i) {
+    seqs.emplace_back(request.events(i).sequence(), i);
+  }
+  std::sort(seqs.begin(), seqs.end());
+  int repeat = -1;  // index of the earliest event repeating an earlier one
+  for (size_t k = 1; k < seqs.size(); ++k) {
+    if (seqs[k].first == seqs[k - 1].first &&
+        (repeat < 0 || seqs[k].second < repeat)) {
+      repeat = seqs[k].second;
+    }
+  }
   for (int i = 0; i < request.events_size(); ++i) {
     const v1::ErrorEvent& e = request.events(i);
     auto bad = [&](absl::string_view what) {
@@ -311,7 +327,7 @@ absl::Status ValidateBatch(const v1::UploadErrorsRequest& request) {
           absl::StrCat("upload errors: event ", i, ": ", what));
     };
     if (e.sequence() == 0) return bad("sequence must be > 0");
-    if (!seqs.insert(e.sequence()).second) {
+    if (i == repeat) {
       return bad(absl::StrCat("sequence ", e.sequence(),
                               " appears twice in the batch"));
     }
@@ -380,6 +396,7 @@ struct ErrorStore::Job {
   // The caller's request: valid until `done` runs (Ingest's contract), so
   // the worker reads it without a copy.
   const v1::UploadErrorsRequest* request = nullptr;
+  std::string caller;  // set while the job waits in work_
   std::vector<const v1::ErrorEvent*> events;  // sorted by sequence
   uint64_t first = 0, last = 0;
   IngestDone done;
@@ -396,7 +413,11 @@ ErrorStore::ErrorStore(store::Store* store,
     : store_(store),
       writers_(std::move(writers)),
       clock_(clock),
-      options_(options) {
+      options_(options),
+      max_queue_per_caller_(options.max_worker_queue_per_caller != 0
+                                ? options.max_worker_queue_per_caller
+                                : std::max<size_t>(options.max_worker_queue / 2,
+                                                   1)) {
   if (writers_.empty()) {
     std::fprintf(stderr, "ErrorStore: no group-commit writer\n");
     std::abort();
@@ -437,6 +458,10 @@ void ErrorStore::WorkerLoop() {
       if (work_.empty()) return;  // stopping and drained
       job = std::move(work_.front());
       work_.pop_front();
+      auto it = queued_by_caller_.find(job->caller);
+      if (it != queued_by_caller_.end() && --it->second == 0) {
+        queued_by_caller_.erase(it);
+      }
     }
     Resolve(std::move(job));
   }
@@ -512,7 +537,7 @@ absl::Status ErrorStore::TakeQuota(const std::string& device_id,
 void ErrorStore::Ingest(const std::string& device_id,
                         const std::string& tenant_id,
                         const v1::UploadErrorsRequest& request,
-                        IngestDone done) {
+                        IngestDone done, absl::string_view caller) {
   if (absl::Status s = ValidateBatch(request); !s.ok()) {
     Events()->Increment("outcome=\"refused\"", request.events_size());
     done(s);
@@ -563,7 +588,8 @@ void ErrorStore::Ingest(const std::string& device_id,
     }
     if (refused.ok()) {
       st.in_flight.emplace_back(job->first, job->last);
-      fast = st.loaded && job->first > st.hwm;
+      fast = st.loaded && job->first > st.hwm &&
+             (request.dropped_events() <= st.dropped || st.dropped_loaded);
     }
   }
   if (!refused.ok()) {
@@ -585,16 +611,31 @@ void ErrorStore::Ingest(const std::string& device_id,
   }
   // Slow path: off the calling (gRPC callback) thread.
   SlowPath()->Increment();
+  job->caller = caller.empty() ? device_id : std::string(caller);
+  absl::Status full;
+  const char* reason = "reason=\"queue\"";
   {
     absl::MutexLock lock(&worker_mu_);
-    if (!stopping_ && work_.size() < options_.max_worker_queue) {
+    size_t& mine = queued_by_caller_[job->caller];
+    if (stopping_ || work_.size() >= options_.max_worker_queue) {
+      full = absl::ResourceExhaustedError(
+          "upload errors: the ingest queue is full; retry later");
+    } else if (mine >= max_queue_per_caller_) {
+      reason = "reason=\"caller_queue\"";
+      full = absl::ResourceExhaustedError(absl::StrCat(
+          "upload errors: this caller already has ", mine,
+          " uploads waiting for the ingest queue (its share of ",
+          options_.max_worker_queue, "); retry once they are answered"));
+    } else {
+      ++mine;
       work_.push_back(job);
       return;
     }
+    if (mine == 0) queued_by_caller_.erase(job->caller);
   }
+  QuotaRefused()->Increment(reason);
   Unregister(job->device, job->first, job->last);
-  job->done(absl::ResourceExhaustedError(
-      "upload errors: the ingest queue is full; retry later"));
+  job->done(full);
 }
 
 void ErrorStore::Resolve(std::shared_ptr<Job> job) {
@@ -603,18 +644,38 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
     job->done(std::move(s));
   };
   uint64_t hwm = 0;
-  bool loaded = false;
+  bool loaded = false, dropped_loaded = false;
   {
     absl::MutexLock lock(&mu_);
     DeviceState& st = StateLocked(job->device);
     loaded = st.loaded;
+    dropped_loaded = st.dropped_loaded;
     hwm = st.hwm;
   }
+  const std::string prefix = absl::StrCat(job->device, "/");
+  uint64_t disk_hwm = 0, dropped = 0;
   if (!loaded) {
+    // The device's greatest stored sequence: its last index key.
+    absl::StatusOr<std::string> last = store_->LastKey(kByDevice, prefix);
+    if (last.ok()) {
+      if (!absl::SimpleAtoi(absl::string_view(*last).substr(prefix.size()),
+                            &disk_hwm)) {
+        fail(absl::DataLossError(
+            absl::StrCat("error index key ", *last, " is corrupt")));
+        return;
+      }
+    } else if (!absl::IsNotFound(last.status())) {
+      fail(last.status());
+      return;
+    }
+  }
+  const bool need_dropped =
+      !dropped_loaded && job->request->dropped_events() > 0;
+  if (need_dropped) {
     absl::StatusOr<std::string> rec = store_->Get(kDevices, job->device);
-    uint64_t dropped = 0, disk_hwm = 0;
+    uint64_t record_hwm = 0;
     if (rec.ok()) {
-      if (!ParseDeviceRecord(*rec, &dropped, &disk_hwm)) {
+      if (!ParseDeviceRecord(*rec, &dropped, &record_hwm)) {
         fail(absl::DataLossError(absl::StrCat(
             "error-reporting record of device ", job->device, " is corrupt")));
         return;
@@ -623,11 +684,16 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
       fail(rec.status());
       return;
     }
+  }
+  if (!loaded || need_dropped) {
     absl::MutexLock lock(&mu_);
     DeviceState& st = StateLocked(job->device);
-    if (!st.loaded) {
+    if (!loaded && !st.loaded) {
       st.loaded = true;
       st.hwm = std::max(st.hwm, disk_hwm);
+    }
+    if (need_dropped && !st.dropped_loaded) {
+      st.dropped_loaded = true;
       st.dropped = std::max(st.dropped, dropped);
     }
     hwm = st.hwm;
@@ -638,7 +704,6 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
     // sorted by last they are sorted by first too.
     absl::Status problem;
     int seen = 0;
-    const std::string prefix = absl::StrCat(job->device, "/");
     absl::Status s = store_->Scan(
         kByDevice, prefix,
         [&](absl::string_view key, absl::string_view value) {
@@ -775,9 +840,10 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       new_hwm = std::max(new_hwm, range.second);
     }
     new_dropped = std::max(st.dropped, request.dropped_events());
-    const bool record_changes =
-        !fresh.empty() || new_dropped > st.dropped || !st.loaded;
-    if (!record_changes) {
+    // The device record only when its dropped count rises (the high-water
+    // mark is the device's last index key).
+    const bool record_changes = new_dropped > st.dropped;
+    if (fresh.empty() && !record_changes) {
       // All duplicates of durable writes: nothing to write.
       auto& f = st.in_flight;
       for (size_t i = 0; i < f.size(); ++i) {
@@ -788,7 +854,10 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       }
       queued = absl::CancelledError();  // marker: answered below
     } else {
-      batch.Put(kDevices, job->device, absl::StrCat(new_dropped, ",", new_hwm));
+      if (record_changes) {
+        batch.Put(kDevices, job->device,
+                  absl::StrCat(new_dropped, ",", new_hwm));
+      }
       // Submitted under mu_ so device records reach the queue in the order
       // their high-water marks were computed.
       queued =

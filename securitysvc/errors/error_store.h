@@ -19,7 +19,11 @@
 //       one per signature per batch (count = sum of event counts):
 //       component+version lookups, issues and their trend per release;
 //   error_devices     <device> -> "<dropped events>,<high-water mark>"
-//       every stored sequence of the device is <= the high-water mark.
+//       written only when the device reports more dropped events than
+//       before (not once per batch: issue 14). A device's high-water mark
+//       (its greatest stored sequence) is the last errors_by_device key of
+//       the device, read with one reverse seek; the mark in this record is
+//       what it was when the record was last written.
 //
 // Ingest: validated (limits below; a bad batch is refused whole, naming the
 // event and field, nothing stored), then the device's upload quota (token
@@ -29,7 +33,8 @@
 // in-memory, bounded per-device high-water mark. A batch whose sequences are
 // all above it (the normal case) is built and queued at once with no read;
 // otherwise (a retry, or the device's state not in memory) the batch goes
-// to the ingest worker thread, which reads the device record and the stored
+// to the ingest worker thread, which reads the device's last index key (and
+// its record only when the batch reports dropped events) and the stored
 // batches overlapping the batch's range: never a read on the caller's
 // (gRPC callback) thread. The caller's callback runs once the batch is
 // durable (from the group-commit thread) or on refusal. Two uploads of one
@@ -128,6 +133,11 @@ struct ErrorStoreOptions {
   // read), and a gateway's UploadErrorsBatch brings up to 256 at once; a
   // job holds no copy of its events (~200 bytes), so 8192 is ~2 MB.
   size_t max_worker_queue = 8192;
+  // Of those, what one caller (Ingest's `caller`: a gateway's identity, or
+  // the device itself) may hold (beyond: RESOURCE_EXHAUSTED for that caller
+  // only): one gateway can never fill the queue every other caller shares.
+  // 0 = max_worker_queue / 2.
+  size_t max_worker_queue_per_caller = 0;
 };
 
 // ForEachStoredEvent calls `fn` for every stored event, batch by batch in
@@ -167,8 +177,11 @@ class ErrorStore {
   // its quota or a queue is full, or the store's error). Never blocks and
   // never reads the store on the calling thread. `request` must stay valid
   // until `done` runs (a gRPC reactor's request does); it is not copied.
+  // `caller` is who holds the upload's place in the shared ingest queue
+  // (empty: the device itself); it bounds one caller's share.
   void Ingest(const std::string& device_id, const std::string& tenant_id,
-              const v1::UploadErrorsRequest& request, IngestDone done);
+              const v1::UploadErrorsRequest& request, IngestDone done,
+              absl::string_view caller = {});
 
   // Query: reports of request.tenant_id() (authorisation is the caller's),
   // oldest first by received time (by sequence for one device).
@@ -191,8 +204,9 @@ class ErrorStore {
  private:
   struct Job;
   struct DeviceState {
-    bool loaded = false;  // hwm/dropped read from error_devices
-    uint64_t hwm = 0;     // every stored sequence is <= hwm
+    bool loaded = false;          // hwm read from errors_by_device
+    bool dropped_loaded = false;  // dropped read from error_devices
+    uint64_t hwm = 0;             // every stored sequence is <= hwm
     uint64_t dropped = 0;
     // Sequence ranges [first, last] of batches between Ingest and
     // durability.
@@ -209,7 +223,8 @@ class ErrorStore {
   DeviceState& StateLocked(const std::string& device)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unregister(const std::string& device, uint64_t first, uint64_t last);
-  // Slow path (worker thread): reads the device record and the stored
+  // Slow path (worker thread): reads the device's last index key (and its
+  // record when the batch reports dropped events) and the stored
   // batches overlapping the job's range, then builds.
   void Resolve(std::shared_ptr<Job> job);
   // Builds the write batch of the job's new events (classified against
@@ -224,6 +239,7 @@ class ErrorStore {
   const std::vector<store::GroupCommitWriter*> writers_;
   Clock* const clock_;
   const ErrorStoreOptions options_;
+  const size_t max_queue_per_caller_;
   std::unique_ptr<RateLimiter> event_quota_;
   std::unique_ptr<RateLimiter> byte_quota_;
   absl::Mutex mu_;
@@ -231,6 +247,9 @@ class ErrorStore {
 
   absl::Mutex worker_mu_;
   std::deque<std::shared_ptr<Job>> work_ ABSL_GUARDED_BY(worker_mu_);
+  // Jobs in work_ by caller (absent = none).
+  absl::flat_hash_map<std::string, size_t> queued_by_caller_
+      ABSL_GUARDED_BY(worker_mu_);
   bool stopping_ ABSL_GUARDED_BY(worker_mu_) = false;
   std::thread worker_;
 };

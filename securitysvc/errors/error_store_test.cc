@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
@@ -406,6 +407,42 @@ TEST_F(ErrorStoreTest, DroppedEventsKeepTheLargestCount) {
   EXPECT_EQ(*errors_->DroppedEvents(kDevB), 0u);
 }
 
+// One accepted batch is one value plus its index entries: the device
+// record is written only when the device reports more dropped events, and a
+// restarted store still knows both the dropped count and the high-water mark.
+TEST_F(ErrorStoreTest, DeviceRecordOnlyWhenDroppedEventsRise) {
+  OpenRocks();
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(1, 3))->stored(), 3u);
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(4, 3))->stored(), 3u);
+  EXPECT_EQ(Count(store_.get(), kDevices), 0u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 2u);
+  EXPECT_EQ(Count(store_.get(), kByDevice), 2u);
+  EXPECT_EQ(Count(store_.get(), kByIssue), 2u);
+  v1::UploadErrorsRequest r = Batch(7, 1);
+  r.set_dropped_events(4);
+  ASSERT_EQ(Upload(kDevA, kContoso, r)->stored(), 1u);
+  EXPECT_EQ(Count(store_.get(), kDevices), 1u);
+  r = Batch(8, 1);
+  r.set_dropped_events(4);  // unchanged: no new record
+  ASSERT_EQ(Upload(kDevA, kContoso, r)->stored(), 1u);
+  // Restart: a resend of 5..9 is 4 duplicates (from the last index key, 8)
+  // and one new event; a lower dropped count does not lower the record.
+  writer_->Stop();
+  errors_.reset();
+  writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+  errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  r = Batch(5, 5);
+  r.set_dropped_events(2);
+  auto again = Upload(kDevA, kContoso, r);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates(), 4u);
+  EXPECT_EQ(again->stored(), 1u);
+  EXPECT_EQ(*errors_->DroppedEvents(kDevA), 4u);
+  EXPECT_EQ(All(kContoso, kDevA).size(), 9u);
+  // A fresh device after the restart: no index key, no record, all new.
+  ASSERT_EQ(Upload(kDevB, kContoso, Batch(1, 2))->stored(), 2u);
+}
+
 TEST_F(ErrorStoreTest, RetentionDropsOldEventsOnly) {
   OpenRocks();
   ASSERT_TRUE(Upload(kDevA, kContoso, Batch(1, 20)).ok());   // day 0
@@ -546,7 +583,8 @@ TEST_F(ErrorStoreTest, SeveralWritersStoreEveryDeviceOnceAndInOrder) {
   EXPECT_EQ(duplicates.load(), kSenders * kBatches * kEvents);
   EXPECT_EQ(All(kContoso).size(), size_t{kSenders * kBatches * kEvents});
   EXPECT_EQ(Count(store_.get(), kByDevice), size_t{kSenders * kBatches});
-  EXPECT_EQ(Count(store_.get(), kDevices), size_t{kSenders});
+  // No device record: none of them reported dropped events.
+  EXPECT_EQ(Count(store_.get(), kDevices), 0u);
   EXPECT_GT(a.batches_written() + b.batches_written() + c.batches_written(),
             0u);
   // Restart with one writer: each device's record holds its last sequence.
@@ -565,7 +603,10 @@ TEST_F(ErrorStoreTest, SeveralWritersStoreEveryDeviceOnceAndInOrder) {
 }
 
 // GatedStore: a MemoryStore whose writes wait until the test opens the gate
-// (so batches stay in the group-commit queue while the test looks).
+// (so batches stay in the group-commit queue while the test looks). With
+// GateReads, reads wait for the gate too (so the ingest worker stays on its
+// first job and the jobs behind it stay queued); reading() is notified when
+// the first read is waiting.
 class GatedStore : public store::Store {
  public:
   explicit GatedStore(std::unique_ptr<store::Store> inner)
@@ -574,15 +615,27 @@ class GatedStore : public store::Store {
     absl::MutexLock l(&mu_);
     open_ = true;
   }
+  void GateReads() {
+    absl::MutexLock l(&mu_);
+    gate_reads_ = true;
+  }
+  absl::Notification& reading() { return reading_; }
   absl::StatusOr<std::string> Get(absl::string_view cf,
                                   absl::string_view key) override {
+    WaitIfReadsGated();
     return inner_->Get(cf, key);
   }
   absl::Status Scan(
       absl::string_view cf, absl::string_view prefix,
       const std::function<bool(absl::string_view, absl::string_view)>& fn,
       absl::string_view start) override {
+    WaitIfReadsGated();
     return inner_->Scan(cf, prefix, fn, start);
+  }
+  absl::StatusOr<std::string> LastKey(absl::string_view cf,
+                                      absl::string_view prefix) override {
+    WaitIfReadsGated();
+    return inner_->LastKey(cf, prefix);
   }
   std::unique_ptr<store::Snapshot> NewSnapshot() override {
     return inner_->NewSnapshot();
@@ -594,9 +647,18 @@ class GatedStore : public store::Store {
   }
 
  private:
+  void WaitIfReadsGated() {
+    absl::MutexLock l(&mu_);
+    if (!gate_reads_) return;
+    if (!reading_.HasBeenNotified()) reading_.Notify();
+    mu_.Await(absl::Condition(&open_));
+  }
+
   std::unique_ptr<store::Store> inner_;
   absl::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = false;
+  bool gate_reads_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification reading_;
 };
 
 TEST_F(ErrorStoreTest, Attack_OneDeviceFloodsOthersStillAcknowledged) {
@@ -672,6 +734,87 @@ TEST_F(ErrorStoreTest, Attack_OneDeviceFloodsOthersStillAcknowledged) {
   a5->done.WaitForNotification();
   ASSERT_TRUE(a5->result.ok()) << a5->result.status();
   EXPECT_EQ(a5->result->stored(), 1000u);
+}
+
+// The shard's ingest worker queue (8,192 uploads waiting for a device-state
+// read) is shared by every caller. One gateway sending cold devices' uploads
+// faster than the worker reads fills only its share (half the queue): its
+// next upload is refused with RESOURCE_EXHAUSTED at once and stores nothing,
+// while another gateway and a device uploading for itself are still queued
+// and acknowledged. Deterministic: the worker is held inside its first read
+// (no timing).
+TEST_F(ErrorStoreTest, Attack_OneGatewayFillingTheIngestQueueOthersServed) {
+  auto m = store::MemoryStore::Create(ColumnFamilies());
+  ASSERT_TRUE(m.ok());
+  auto gated = std::make_unique<GatedStore>(std::move(*m));
+  GatedStore* gate = gated.get();
+  gate->GateReads();
+  ErrorStoreOptions o;  // the shard's defaults: 8,192 slots, 4,096 a caller
+  ASSERT_EQ(o.max_worker_queue, 8192u);
+  Use(std::move(gated), o);
+  const size_t share = o.max_worker_queue / 2;
+
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<v1::UploadErrorsResponse> result;
+  };
+  auto device = [](int i) { return absl::StrFormat("%064x", i); };
+  const v1::UploadErrorsRequest upload = Batch(1, 1);
+  auto send = [&](const std::string& dev, absl::string_view caller) {
+    auto a = std::make_shared<Answer>();
+    errors_->Ingest(
+        dev, kContoso, upload,
+        [a](absl::StatusOr<v1::UploadErrorsResponse> r) {
+          a->result = std::move(r);
+          a->done.Notify();
+        },
+        caller);
+    return a;
+  };
+  // Gateway A's first upload: the worker takes it and waits in its read.
+  std::vector<std::shared_ptr<Answer>> a_answers;
+  a_answers.push_back(send(device(0), "gateway:A"));
+  gate->reading().WaitForNotification();
+  // A fills its share of the queue behind it ...
+  for (size_t i = 1; i <= share; ++i) {
+    a_answers.push_back(send(device(static_cast<int>(i)), "gateway:A"));
+  }
+  for (const auto& a : a_answers) ASSERT_FALSE(a->done.HasBeenNotified());
+  // ... and its next upload is refused at once, naming the caller's share.
+  const std::string refused_device = device(100000);
+  auto refused = send(refused_device, "gateway:A");
+  ASSERT_TRUE(refused->done.HasBeenNotified());
+  EXPECT_EQ(refused->result.status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused->result.status().message().find("this caller already"),
+            std::string::npos)
+      << refused->result.status();
+  // Gateway B and a device uploading for itself are still queued.
+  auto b = send(device(200000), "gateway:B");
+  auto own = send(device(200001), "");
+  EXPECT_FALSE(b->done.HasBeenNotified());
+  EXPECT_FALSE(own->done.HasBeenNotified());
+
+  gate->Open();
+  for (const auto& a : a_answers) {
+    a->done.WaitForNotification();
+    ASSERT_TRUE(a->result.ok()) << a->result.status();
+    EXPECT_EQ(a->result->stored(), 1u);
+  }
+  for (auto* a : {b.get(), own.get()}) {
+    a->done.WaitForNotification();
+    ASSERT_TRUE(a->result.ok()) << a->result.status();
+    EXPECT_EQ(a->result->stored(), 1u);
+  }
+  // Nothing of the refused upload was stored; everything acknowledged was.
+  EXPECT_TRUE(All(kContoso, refused_device).empty());
+  EXPECT_EQ(All(kContoso).size(), share + 1 + 2);
+  EXPECT_EQ(Count(store_.get(), kByTenant), share + 1 + 2);
+  // The share comes back once A's uploads are answered.
+  auto retry = send(refused_device, "gateway:A");
+  retry->done.WaitForNotification();
+  ASSERT_TRUE(retry->result.ok()) << retry->result.status();
+  EXPECT_EQ(retry->result->stored(), 1u);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // distinct devices with W uploads in flight, next to the floor measured in
 // the same run: raw RocksDB synced WriteBatches of the same bytes (the keys
 // and values of ErrorStore's layout: one value per batch, its device index
-// entry, one issue entry per signature, the device record), written by W
+// entry, one issue entry per signature), written by W
 // threads at once (RocksDB's own writer queue merges them). Both on the
 // encrypted store a shard uses.
 //
@@ -14,7 +14,7 @@
 // --warm=1 (default): every device uploaded once before the timed part (a
 // shard that has seen its devices since it started: the duplicate check is
 // the in-memory high-water mark, no read). --warm=0: every timed upload is
-// its device's first since the start (one read of the device record on the
+// its device's first since the start (one reverse seek for the device's last index key on the
 // ingest worker per upload).
 // --floor=0 / --ingest=0 skip one half (e.g. to profile the other with
 // valgrind --tool=callgrind). Under callgrind, instrumentation covers only
@@ -108,7 +108,6 @@ store::WriteBatch RawBatch(const std::string& device, const std::string& tenant,
                        device, "/", first_key),
           absl::StrCat(now, ",", req.events_size() / 8));
   }
-  b.Put(kDevices, device, absl::StrCat(0, ",", last));
   return b;
 }
 

@@ -13,6 +13,15 @@
 #include "common/util/log.h"
 
 namespace sphere::shard {
+
+bool IsHexDeviceId(absl::string_view id) {
+  if (id.size() != kMaxDeviceIdBytes) return false;
+  for (char c : id) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
 namespace {
 
 metrics::CounterMetric* CallCounter() {
@@ -20,14 +29,6 @@ metrics::CounterMetric* CallCounter() {
       metrics::Counter("sphere_device_calls_total",
                        "Device-facing calls by method and gRPC status code");
   return c;
-}
-
-bool IsHexDeviceId(absl::string_view id) {
-  if (id.size() != 64) return false;
-  for (char c : id) {
-    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
-  }
-  return true;
 }
 
 absl::Status CheckRequestedId(absl::string_view requested,

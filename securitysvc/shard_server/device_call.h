@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/util/metrics.h"
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/auth/device_context.h"
@@ -80,6 +81,10 @@ struct DeviceCall {
 // DeviceIdLimit: device ids are hex SHA-256 (64 characters); a request field
 // longer than this is refused before it is compared, logged or echoed.
 inline constexpr size_t kMaxDeviceIdBytes = 64;
+
+// IsHexDeviceId: `id` is a device id as services name devices (64 lowercase
+// hex characters). The one check every device-facing method shares.
+bool IsHexDeviceId(absl::string_view id);
 
 // A batch item's session token (the per-device proof a gateway puts in a
 // request field, where a single call puts it in metadata) longer than this
