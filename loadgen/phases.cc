@@ -71,7 +71,7 @@ class ManufacturePhase final : public Phase {
     // keeps no garbage on the bill.
     const uint64_t threads = std::clamp<uint64_t>(
         static_cast<uint64_t>(std::max(fleet.options().cores, 1)), 1,
-        std::max<uint64_t>(n / 1024, 1));
+        std::max<uint64_t>(n, 1));
     twins.resize(n);  // slot i: twin i
     absl::Mutex failed_mu;
     absl::Status failed;  // the first error, guarded by failed_mu
