@@ -39,7 +39,7 @@ namespace sphere::loadgen {
 struct FleetOptions {
   std::string cluster_file;
   uint64_t twins = 1000;
-  int cores = 2;
+  int cores = 2;  // the crypto bound's cores; manufacture's threads
   // Attestation: closed loop (rate 0: as fast as the window allows) or open
   // loop (new twins start at `rate` per second whatever the answers do).
   double rate = 0;

@@ -146,7 +146,9 @@ int Main(int argc, char** argv) {
                  "fraction of the fleet certified when the fault strikes")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--cores", f.cores, "cores the crypto bound assumes")
+  app.add_option("--cores", f.cores,
+                 "cores the crypto bound assumes; also the threads that "
+                 "manufacture the fleet")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--floor-seconds", floor_seconds,

@@ -106,9 +106,14 @@ int Main() {
   o.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   o.session_token_key = pki->SessionTokenKey();
   o.master_key = pki->master_key;
-  o.open_store = [db_path = absl::StrCat(shard_dir, "/db"),
-                  key = *data_key](const std::vector<std::string>& cfs) {
-    return store::OpenRocksStore(db_path, cfs, shard::ShardStoreOptions(key));
+  o.open_store = [db_path = absl::StrCat(shard_dir, "/db"), key = *data_key,
+                  memtable = sizes->store_memtable_bytes,
+                  block_cache = sizes->store_block_cache_bytes](
+                     const std::vector<std::string>& cfs) {
+    store::RocksOptions ro = shard::ShardStoreOptions(key);
+    ro.memtable_budget_bytes = memtable;  // --store_memtable_mib
+    ro.block_cache_bytes = block_cache;   // --store_block_cache_mib
+    return store::OpenRocksStore(db_path, cfs, ro);
   };
   o.management_address = absl::GetFlag(FLAGS_management);
   o.management_tls = *shard_tls;
@@ -145,6 +150,7 @@ int Main() {
       errors::ErrorStoreOptionsFromFlags();
   if (!equota.ok()) return Fail(equota.status());
   eopts.store = *equota;
+  eopts.store.max_cached_devices = sizes->error_cached_devices;
   eopts.on_accepted = [up = update_plugin.get()](
                           const std::string& id,
                           const v1::UploadErrorsRequest& batch) {

@@ -280,6 +280,15 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
   EXPECT_EQ(tm["prove_window"], 32);
   EXPECT_EQ(tm["prove_batch"], 128);
   EXPECT_GT(tm["proven_per_s"].get<double>(), 0);
+  // CPU per operation in each process, for every phase (runner's PhaseCpu;
+  // a small fleet may use less than one clock tick: present, not positive).
+  for (const char* p : {"manufacture", "register", "claim", "update_check"}) {
+    for (const char* k : {"loadgen_cpu_us_per_op", "shards_cpu_us_per_op",
+                          "management_cpu_us_per_op"}) {
+      ASSERT_TRUE(j["phases"][p]["metrics"].contains(k)) << p << " " << k;
+      EXPECT_GE(j["phases"][p]["metrics"][k].get<double>(), 0) << p << " " << k;
+    }
+  }
   // Memory: idle twins measured after manufacture, and RSS after each phase.
   // (300 twins may fit in pages the allocator already held: only present.)
   EXPECT_TRUE(j.contains("rss_bytes_per_idle_twin"));
