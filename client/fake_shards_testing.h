@@ -8,10 +8,15 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/attestation_client.h"
 #include "client/shard_ring.h"
@@ -53,6 +58,31 @@ class FakeShardsTest : public ::testing::Test {
   std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
   std::vector<cluster::ShardEndpoint> endpoints_;
 };
+
+// ResultsByDevice: the answers a test's async calls got, by device; Await
+// blocks until n have arrived.
+template <typename Response>
+struct ResultsByDevice {
+  absl::Mutex mu;
+  std::map<std::string, absl::StatusOr<Response>> by_device;
+  void Await(size_t n) {
+    std::pair<ResultsByDevice*, size_t> arg{this, n};
+    absl::MutexLock l(&mu);
+    mu.Await(absl::Condition(
+        +[](std::pair<ResultsByDevice*, size_t>* a) {
+          return a->first->by_device.size() >= a->second;
+        },
+        &arg));
+  }
+};
+
+// Batched: client options holding gateway calls in batches of up to
+// max_batch.
+inline AsyncAttestationClient::Options Batched(int max_batch) {
+  AsyncAttestationClient::Options o;
+  o.max_batch = max_batch;
+  return o;
+}
 
 }  // namespace sphere::client
 

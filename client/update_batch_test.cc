@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/attestation_client.h"
+#include "client/fake_shards_testing.h"
 #include "common/crypto/crypto.h"
 #include "common/rpc/rpc.h"
 #include "common/testing/test_pki.h"
@@ -23,8 +24,6 @@
 
 namespace sphere::client {
 namespace {
-
-using test_support::TestPki;
 
 constexpr char kTokenKey[] = "sphere-session-token";
 
@@ -136,41 +135,9 @@ class FakeUpdates final : public v1::UpdateService::CallbackService {
   std::map<std::string, std::string> tokens_;
 };
 
-class UpdateBatchTest : public ::testing::Test {
+class UpdateBatchTest : public FakeShardsTest<FakeUpdates> {
  protected:
-  void StartShards(int n) {
-    for (int i = 0; i < n; ++i) {
-      shards_.push_back(std::make_unique<FakeUpdates>());
-      shards_.back()->id = absl::StrCat("shard-", i);
-      rpc::ServerOptions options;
-      options.tls = pki_.server;
-      runners_.push_back(std::make_unique<rpc::ServerRunner>(options));
-      runners_.back()->AddService(shards_.back().get());
-      ASSERT_TRUE(runners_.back()->Start().ok());
-      endpoints_.push_back(
-          {shards_.back()->id,
-           absl::StrCat("127.0.0.1:", runners_.back()->port())});
-    }
-    auto ring = std::make_shared<ShardRing>(ShardMapFromEndpoints(endpoints_));
-    for (auto& s : shards_) s->ring = ring;
-  }
-  void TearDown() override {
-    for (auto& r : runners_) r->Shutdown(absl::Seconds(1));
-  }
-
-  struct Results {
-    absl::Mutex mu;
-    std::map<std::string, absl::StatusOr<v1::GetUpdatesResponse>> by_device;
-    void Await(size_t n) {
-      std::pair<Results*, size_t> arg{this, n};
-      absl::MutexLock l(&mu);
-      mu.Await(absl::Condition(
-          +[](std::pair<Results*, size_t>* a) {
-            return a->first->by_device.size() >= a->second;
-          },
-          &arg));
-    }
-  };
+  using Results = ResultsByDevice<v1::GetUpdatesResponse>;
   static void Check(AsyncAttestationClient& client, int i, bool token,
                     Results* out) {
     v1::GetUpdatesRequest req;
@@ -181,16 +148,6 @@ class UpdateBatchTest : public ::testing::Test {
                         out->by_device.emplace(id, std::move(r));
                       });
   }
-  static AsyncAttestationClient::Options Batched(int max_batch) {
-    AsyncAttestationClient::Options o;
-    o.max_batch = max_batch;
-    return o;
-  }
-
-  TestPki pki_{"shard", "gateway"};
-  std::vector<std::unique_ptr<FakeUpdates>> shards_;
-  std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
-  std::vector<cluster::ShardEndpoint> endpoints_;
 };
 
 TEST_F(UpdateBatchTest, OneBatchPerShardEachItemItsOwnTokenAndGroupAnswer) {

@@ -117,19 +117,7 @@ std::string Token(int i) { return absl::StrCat("token-of-", i); }
 
 class UploadBatchTest : public FakeShardsTest<FakeErrors> {
  protected:
-  struct Results {
-    absl::Mutex mu;
-    std::map<std::string, absl::StatusOr<v1::UploadErrorsResponse>> by_device;
-    void Await(size_t n) {
-      std::pair<Results*, size_t> arg{this, n};
-      absl::MutexLock l(&mu);
-      mu.Await(absl::Condition(
-          +[](std::pair<Results*, size_t>* a) {
-            return a->first->by_device.size() >= a->second;
-          },
-          &arg));
-    }
-  };
+  using Results = ResultsByDevice<v1::UploadErrorsResponse>;
   // Upload: device i's 3 events, with Token(i) (or no token).
   static void Upload(AsyncAttestationClient& client, int i, bool token,
                      Results* out) {
@@ -141,11 +129,6 @@ class UploadBatchTest : public FakeShardsTest<FakeErrors> {
                           absl::MutexLock l(&out->mu);
                           out->by_device.emplace(id, std::move(r));
                         });
-  }
-  static AsyncAttestationClient::Options Batched(int max_batch) {
-    AsyncAttestationClient::Options o;
-    o.max_batch = max_batch;
-    return o;
   }
 };
 
