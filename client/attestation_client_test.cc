@@ -587,10 +587,17 @@ class BatchingTest : public AsyncAttestationClientTest {
       out->attests.emplace(id, std::move(r));
     });
   }
-  static AsyncAttestationClient::Options Batched(int max_batch) {
-    AsyncAttestationClient::Options o;
-    o.max_batch = max_batch;
-    return o;
+  // SplitByOwner: three devices shard-1 owns (`foreign`) and three it does
+  // not (`local`), from two started shards.
+  void SplitByOwner(std::vector<std::string>* foreign,
+                    std::vector<std::string>* local) {
+    for (int i = 0; foreign->size() < 3 || local->size() < 3; ++i) {
+      (shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-1" ? foreign
+                                                               : local)
+          ->push_back(DeviceId(i));
+    }
+    foreign->resize(3);
+    local->resize(3);
   }
 };
 
@@ -648,12 +655,7 @@ TEST_F(BatchingTest, FullBatchGoesAtOnceTheRestWaitsForFlush) {
 TEST_F(BatchingTest, RedirectedItemIsSentAloneToTheOwnerAndCached) {
   StartShards(2);
   std::vector<std::string> foreign, local;
-  for (int i = 0; foreign.size() < 3 || local.size() < 3; ++i) {
-    (shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-1" ? foreign : local)
-        .push_back(DeviceId(i));
-  }
-  foreign.resize(3);
-  local.resize(3);
+  SplitByOwner(&foreign, &local);
   // The client knows only shard-0, so everything is batched there.
   AsyncAttestationClient client({endpoints_[0]}, pki_.client, Batched(16));
   Results results;
@@ -689,12 +691,7 @@ TEST_F(BatchingTest, RedirectedItemIsSentAloneToTheOwnerAndCached) {
 TEST_F(BatchingTest, RedirectedAttestItemIsResentAloneWithItsQuote) {
   StartShards(2);
   std::vector<std::string> foreign, local;
-  for (int i = 0; foreign.size() < 3 || local.size() < 3; ++i) {
-    (shards_[0]->ring->Owner(DeviceId(i)).id() == "shard-1" ? foreign : local)
-        .push_back(DeviceId(i));
-  }
-  foreign.resize(3);
-  local.resize(3);
+  SplitByOwner(&foreign, &local);
   AsyncAttestationClient client({endpoints_[0]}, pki_.client, Batched(16));
   Results results;
   for (int i = 0; i < 3; ++i) {
