@@ -12,6 +12,7 @@
 #include "protos/error_reporting.grpc.pb.h"
 #include "securitysvc/auth/device_authenticator.h"
 #include "securitysvc/errors/error_plugin.h"
+#include "securitysvc/errors/error_testing.h"
 #include "securitysvc/shard_server/test_platform.h"
 
 namespace sphere::errors {
@@ -20,17 +21,7 @@ namespace {
 using shard::TestPlatform;
 
 v1::UploadErrorsRequest Batch(uint64_t first, int n) {
-  v1::UploadErrorsRequest r;
-  for (int i = 0; i < n; ++i) {
-    v1::ErrorEvent* e = r.add_events();
-    e->set_sequence(first + i);
-    e->set_kind(v1::ErrorEvent::APP_CRASH);
-    e->set_component("dw100-app");
-    e->set_component_version("1.0");
-    e->set_exit_code(3);
-    e->set_time_unix_ms(1000 + i);
-  }
-  return r;
+  return CrashUpload(first, n, 1000);
 }
 
 class ErrorServiceTest : public ::testing::Test {

@@ -9,12 +9,12 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
 #include "securitysvc/errors/error_store.h"
+#include "securitysvc/errors/error_testing.h"
 
 namespace sphere::errors {
 namespace {
@@ -22,17 +22,7 @@ namespace {
 constexpr char kTenant[] = "tenant-contoso";
 
 v1::UploadErrorsRequest Crashes(uint64_t first, int n) {
-  v1::UploadErrorsRequest r;
-  for (int i = 0; i < n; ++i) {
-    v1::ErrorEvent* e = r.add_events();
-    e->set_sequence(first + i);
-    e->set_kind(v1::ErrorEvent::APP_CRASH);
-    e->set_component("dw100-app");
-    e->set_component_version("1.0");
-    e->set_exit_code(3);
-    e->set_time_unix_ms(1767225600000 + first + i);
-  }
-  return r;
+  return CrashUpload(first, n, 1767225600000 + first);
 }
 
 TEST(ErrorStoreCacheTest, ForgottenDevicesAreReReadAndNothingIsStoredTwice) {
@@ -46,15 +36,7 @@ TEST(ErrorStoreCacheTest, ForgottenDevicesAreReReadAndNothingIsStoredTwice) {
   auto errors = std::make_unique<ErrorStore>(store.get(), &writer, &clock, o);
   auto upload = [&](const std::string& device,
                     const v1::UploadErrorsRequest& req) {
-    absl::Notification done;
-    absl::StatusOr<v1::UploadErrorsResponse> out;
-    errors->Ingest(device, kTenant, req,
-                   [&](absl::StatusOr<v1::UploadErrorsResponse> r) {
-                     out = std::move(r);
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    return out;
+    return IngestAndWait(errors.get(), device, kTenant, req);
   };
   constexpr int kDevices = 40;
   auto id = [](int i) { return absl::StrFormat("%064x", i + 1); };

@@ -15,6 +15,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "gtest/gtest.h"
+#include "securitysvc/errors/error_testing.h"
 
 namespace sphere::errors {
 namespace {
@@ -89,15 +90,7 @@ class ErrorStoreTest : public ::testing::Test {
   absl::StatusOr<v1::UploadErrorsResponse> Upload(
       const std::string& device, const std::string& tenant,
       const v1::UploadErrorsRequest& req) {
-    absl::Notification done;
-    absl::StatusOr<v1::UploadErrorsResponse> out;
-    errors_->Ingest(device, tenant, req,
-                    [&](absl::StatusOr<v1::UploadErrorsResponse> r) {
-                      out = std::move(r);
-                      done.Notify();
-                    });
-    done.WaitForNotification();
-    return out;
+    return IngestAndWait(errors_.get(), device, tenant, req);
   }
   std::vector<v1::ErrorReport> All(const std::string& tenant,
                                    const std::string& device = "") {

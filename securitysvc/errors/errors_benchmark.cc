@@ -53,6 +53,7 @@
 #include "common/store/store.h"
 #include "common/util/clock.h"
 #include "securitysvc/errors/error_store.h"
+#include "securitysvc/errors/error_testing.h"
 #include "valgrind/callgrind.h"
 
 namespace sphere::errors {
@@ -71,17 +72,13 @@ int Flag(int argc, char** argv, const char* name, int def) {
 }
 
 v1::UploadErrorsRequest MakeUpload(int events, uint64_t first_seq) {
-  v1::UploadErrorsRequest r;
+  v1::UploadErrorsRequest r = CrashUpload(first_seq, events, 1767225600000);
   for (int i = 0; i < events; ++i) {
-    v1::ErrorEvent* e = r.add_events();
-    e->set_sequence(first_seq + i);
-    e->set_kind(v1::ErrorEvent::APP_CRASH);
-    e->set_component("dw100-app");
+    v1::ErrorEvent* e = r.mutable_events(i);
     e->set_component_version("1.0.3");
     e->set_exit_code(i % 8);
     e->set_signal(11);
     e->set_detail("SIGSEGV in wash-cycle controller");
-    e->set_time_unix_ms(1767225600000 + i);
   }
   return r;
 }
