@@ -10,68 +10,22 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/crypto/internal.h"
+#include "common/crypto/x509_internal.h"
 
 namespace sphere::crypto {
 
+using internal::CheckClientAuth;
 using internal::Fail;
+using internal::ParseX509;
+using internal::ToCertTime;
+using internal::VerifyError;
+using internal::X509Ptr;
+using internal::X509StoreCtxPtr;
+using internal::X509StorePtr;
 
 namespace {
 
-using X509Ptr = internal::Ptr<X509, X509_free>;
-using X509StorePtr = internal::Ptr<X509_STORE, X509_STORE_free>;
-using X509StoreCtxPtr = internal::Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
-using EkuPtr = internal::Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
-
 constexpr char kCertificate[] = "CERTIFICATE";
-constexpr int64_t kMaxCertTime = 253402300799;  // 9999-12-31T23:59:59Z
-
-time_t ToCertTime(absl::Time t) {
-  int64_t s = absl::ToUnixSeconds(t);
-  if (s < 0) s = 0;
-  if (s > kMaxCertTime) s = kMaxCertTime;
-  return static_cast<time_t>(s);
-}
-
-absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
-  internal::BioPtr bio = internal::MemBio(pem);
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (!cert) return Fail(absl::InvalidArgumentError("unparseable certificate"));
-  return cert;
-}
-
-bool HasClientAuth(X509* cert) {
-  EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
-      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
-  if (!eku) return false;
-  for (int i = 0; i < sk_ASN1_OBJECT_num(eku.get()); ++i) {
-    if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == NID_client_auth) {
-      return true;
-    }
-  }
-  return false;
-}
-
-// The error crypto::VerifyChain gives for a failed X509_verify_cert.
-absl::Status VerifyError(int err) {
-  std::string msg = absl::StrCat("certificate verification failed: ",
-                                 X509_verify_cert_error_string(err));
-  switch (err) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return Fail(absl::FailedPreconditionError(msg));
-    default:
-      return Fail(absl::UnauthenticatedError(msg));
-  }
-}
-
-absl::Status ClientAuthOf(X509* leaf, bool require_client_auth) {
-  if (require_client_auth && !HasClientAuth(leaf)) {
-    return Fail(absl::UnauthenticatedError(
-        "certificate lacks the clientAuth extended key usage"));
-  }
-  ERR_clear_error();
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -164,7 +118,7 @@ absl::Status VerifiedIssuers::VerifyChain(absl::string_view leaf_pem,
       return Fail(absl::UnauthenticatedError(
           "certificate verification failed: not issued by the presented CA"));
     }
-    return ClientAuthOf(leaf->get(), require_client_auth);
+    return CheckClientAuth(leaf->get(), require_client_auth);
   }
 
   // Full verification: crypto::VerifyChain's own verdict on the chain.

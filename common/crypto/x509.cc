@@ -27,29 +27,21 @@
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/crypto.h"
 #include "common/crypto/internal.h"
+#include "common/crypto/x509_internal.h"
 
 namespace sphere::crypto {
 
+using internal::EkuPtr;
 using internal::Fail;
+using internal::HasEku;
+using internal::ParseX509;
+using internal::ToCertTime;
 using internal::U8;
+using internal::X509Ptr;
+using internal::X509StoreCtxPtr;
+using internal::X509StorePtr;
 
-namespace {
-
-using X509Ptr = internal::Ptr<X509, X509_free>;
-using X509ReqPtr = internal::Ptr<X509_REQ, X509_REQ_free>;
-using X509NamePtr = internal::Ptr<X509_NAME, X509_NAME_free>;
-using X509StorePtr = internal::Ptr<X509_STORE, X509_STORE_free>;
-using X509StoreCtxPtr = internal::Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
-using Asn1TimePtr = internal::Ptr<ASN1_TIME, ASN1_TIME_free>;
-using Asn1OctetPtr = internal::Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
-using Asn1BitPtr = internal::Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
-using BasicConstraintsPtr =
-    internal::Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
-using AuthorityKeyIdPtr = internal::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
-using GeneralNamesPtr = internal::Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
-using EkuPtr = internal::Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
-
-constexpr absl::string_view kUrnPrefix = "urn:sphere:";
+namespace internal {
 
 // Largest time representable in a GeneralizedTime: 9999-12-31T23:59:59Z.
 constexpr int64_t kMaxCertTime = 253402300799;
@@ -61,6 +53,61 @@ time_t ToCertTime(absl::Time t) {
   return static_cast<time_t>(s);
 }
 
+absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
+  BioPtr bio = MemBio(pem);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) return Fail(absl::InvalidArgumentError("unparseable certificate"));
+  return cert;
+}
+
+bool HasEku(X509* cert, int nid) {
+  EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
+      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
+  if (!eku) return false;
+  for (size_t i = 0; i < static_cast<size_t>(sk_ASN1_OBJECT_num(eku.get()));
+       ++i) {
+    if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == nid) return true;
+  }
+  return false;
+}
+
+absl::Status VerifyError(int err) {
+  std::string msg = absl::StrCat("certificate verification failed: ",
+                                 X509_verify_cert_error_string(err));
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return Fail(absl::FailedPreconditionError(msg));
+    default:
+      return Fail(absl::UnauthenticatedError(msg));
+  }
+}
+
+absl::Status CheckClientAuth(X509* leaf, bool require_client_auth) {
+  if (require_client_auth && !HasEku(leaf, NID_client_auth)) {
+    return Fail(absl::UnauthenticatedError(
+        "certificate lacks the clientAuth extended key usage"));
+  }
+  ERR_clear_error();
+  return absl::OkStatus();
+}
+
+}  // namespace internal
+
+namespace {
+
+using X509ReqPtr = internal::Ptr<X509_REQ, X509_REQ_free>;
+using X509NamePtr = internal::Ptr<X509_NAME, X509_NAME_free>;
+using Asn1TimePtr = internal::Ptr<ASN1_TIME, ASN1_TIME_free>;
+using Asn1OctetPtr = internal::Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
+using Asn1BitPtr = internal::Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
+using BasicConstraintsPtr =
+    internal::Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
+using AuthorityKeyIdPtr = internal::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
+using GeneralNamesPtr = internal::Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
+
+constexpr absl::string_view kUrnPrefix = "urn:sphere:";
+
 absl::Time FromAsn1Time(const ASN1_TIME* t) {
   Asn1TimePtr epoch(ASN1_TIME_set(nullptr, 0));
   int days = 0, secs = 0;
@@ -69,13 +116,6 @@ absl::Time FromAsn1Time(const ASN1_TIME* t) {
     return absl::InfinitePast();
   }
   return absl::FromUnixSeconds(int64_t{days} * 86400 + secs);
-}
-
-absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
-  internal::BioPtr bio = internal::MemBio(pem);
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (!cert) return Fail(absl::InvalidArgumentError("unparseable certificate"));
-  return cert;
 }
 
 std::string ToPemX509(X509* cert) {
@@ -241,17 +281,6 @@ absl::Status AddExt(X509* cert, int nid, void* value, bool critical) {
         absl::StrCat("adding extension ", OBJ_nid2sn(nid), " failed")));
   }
   return absl::OkStatus();
-}
-
-bool HasEku(X509* cert, int nid) {
-  EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
-      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
-  if (!eku) return false;
-  for (size_t i = 0; i < static_cast<size_t>(sk_ASN1_OBJECT_num(eku.get()));
-       ++i) {
-    if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku.get(), i)) == nid) return true;
-  }
-  return false;
 }
 
 // ---- Direct DER encoding of leaf certificates ----------------------------
@@ -971,23 +1000,9 @@ absl::Status VerifyChain(absl::string_view leaf_pem,
   X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()),
                              ToCertTime(now));
   if (X509_verify_cert(ctx.get()) != 1) {
-    int err = X509_STORE_CTX_get_error(ctx.get());
-    std::string msg = absl::StrCat("certificate verification failed: ",
-                                   X509_verify_cert_error_string(err));
-    switch (err) {
-      case X509_V_ERR_CERT_HAS_EXPIRED:
-      case X509_V_ERR_CERT_NOT_YET_VALID:
-        return Fail(absl::FailedPreconditionError(msg));
-      default:
-        return Fail(absl::UnauthenticatedError(msg));
-    }
+    return internal::VerifyError(X509_STORE_CTX_get_error(ctx.get()));
   }
-  if (require_client_auth && !HasEku(leaf->get(), NID_client_auth)) {
-    return Fail(absl::UnauthenticatedError(
-        "certificate lacks the clientAuth extended key usage"));
-  }
-  ERR_clear_error();
-  return absl::OkStatus();
+  return internal::CheckClientAuth(leaf->get(), require_client_auth);
 }
 
 // ---- CSRs -----------------------------------------------------------------

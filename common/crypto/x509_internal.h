@@ -1,0 +1,42 @@
+// Internal X.509 helpers x509.cc defines and verified_issuers.cc shares
+// (both in common/crypto). Not part of the API.
+#ifndef SPHERE_COMMON_CRYPTO_X509_INTERNAL_H_
+#define SPHERE_COMMON_CRYPTO_X509_INTERNAL_H_
+
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <time.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/crypto/internal.h"
+
+namespace sphere::crypto::internal {
+
+using X509Ptr = Ptr<X509, X509_free>;
+using X509StorePtr = Ptr<X509_STORE, X509_STORE_free>;
+using X509StoreCtxPtr = Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
+using EkuPtr = Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
+
+// `t` as a certificate time_t, clamped to [epoch, 9999-12-31T23:59:59Z].
+time_t ToCertTime(absl::Time t);
+
+// The first PEM certificate of `pem`.
+absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem);
+
+// Whether `cert` has extended key usage `nid`.
+bool HasEku(X509* cert, int nid);
+
+// The error crypto::VerifyChain gives for a failed X509_verify_cert
+// (FailedPrecondition for a time window, Unauthenticated otherwise).
+absl::Status VerifyError(int err);
+
+// Unauthenticated when client auth is required and `leaf` lacks it; else
+// OK (clearing this thread's OpenSSL error queue).
+absl::Status CheckClientAuth(X509* leaf, bool require_client_auth);
+
+}  // namespace sphere::crypto::internal
+
+#endif  // SPHERE_COMMON_CRYPTO_X509_INTERNAL_H_
