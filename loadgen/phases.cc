@@ -20,7 +20,7 @@
 #include "common/util/clock.h"
 #include "loadgen/fault_check.h"
 #include "loadgen/floors.h"
-#include "loadgen/process_cpu.h"
+#include "loadgen/phase_cpu.h"
 #include "loadgen/telemetry_phase.h"
 #include "loadgen/transport.h"
 #include "loadgen/update_phases.h"
@@ -380,43 +380,6 @@ class ClaimPhase final : public Phase {
 
 // ---------------------------------------------------------------- attest
 
-// CpuMark: CPU seconds used so far by loadgen and by every shard, so the
-// attest phase reports the CPU one attestation costs on each side (issue 14:
-// where the time goes). A shard whose pid cannot be read (gone, restarted)
-// makes the shards' figure unknown (-1).
-struct CpuMark {
-  double loadgen = -1;
-  double shards = -1;
-  static CpuMark Take(const Fleet& fleet) {
-    CpuMark m;
-    if (auto self = ProcessCpuSeconds(0); self.ok()) m.loadgen = *self;
-    double total = 0;
-    for (const auto& shard : fleet.cluster().shards) {
-      auto pid = fleet.ShardPid(shard.id);
-      auto cpu = pid.ok() ? ProcessCpuSeconds(*pid)
-                          : absl::StatusOr<double>(pid.status());
-      if (!cpu.ok()) return m;
-      total += *cpu;
-    }
-    m.shards = total;
-    return m;
-  }
-  // Sets loadgen_cpu_us_per_op and shards_cpu_us_per_op on `stats`.
-  static void Report(const CpuMark& before, const CpuMark& after, uint64_t ops,
-                     PhaseStats& stats) {
-    if (ops == 0) return;
-    const double n = static_cast<double>(ops);
-    if (before.loadgen >= 0 && after.loadgen >= 0) {
-      stats.SetMetric("loadgen_cpu_us_per_op",
-                      (after.loadgen - before.loadgen) / n * 1e6);
-    }
-    if (before.shards >= 0 && after.shards >= before.shards) {
-      stats.SetMetric("shards_cpu_us_per_op",
-                      (after.shards - before.shards) / n * 1e6);
-    }
-  }
-};
-
 class AttestPhase final : public Phase {
  public:
   const char* name() const override { return "attest"; }
@@ -481,7 +444,7 @@ class AttestPhase final : public Phase {
         o.tls_per_twin || fault ? o.max_active : o.attest_window;
     twin::TwinDriver driver(&timing, Clock::Real(), {.max_active = window});
     driver.set_attest_observer(on_certified);
-    const CpuMark cpu_before = CpuMark::Take(fleet);
+    const PhaseCpu cpu_before = PhaseCpu::Take(fleet);
     stats.Start(phase_start, n);
     const absl::Time deadline = phase_start + o.phase_timeout;
     auto settled = [&] { return driver.certified() + driver.refused() == n; };
@@ -541,9 +504,10 @@ class AttestPhase final : public Phase {
     }
     stats.Finish(absl::Now());
     // A restarted shard's CPU starts again from zero: no shard figure then.
-    CpuMark cpu_after = CpuMark::Take(fleet);
+    PhaseCpu cpu_after = PhaseCpu::Take(fleet);
     if (fault) cpu_after.shards = -1;
-    CpuMark::Report(cpu_before, cpu_after, stats.ops(), stats);
+    cpu_after.management = -1;  // the runner's, over the whole phase
+    PhaseCpu::Report(cpu_before, cpu_after, stats.ops(), stats);
     if (o.tls_per_twin) {
       fleet.tls_connections =
           static_cast<PerTwinTlsTransport*>(inner.get())->connections();
@@ -706,7 +670,7 @@ class ErrorReportPhase final : public Phase {
     client::AsyncAttestationClient inner(fleet.cluster().shards,
                                          fleet.gateway_tls(), co);
     UploadTiming timing(&inner, &stats);
-    const CpuMark cpu_before = CpuMark::Take(fleet);
+    const PhaseCpu cpu_before = PhaseCpu::Take(fleet);
     const absl::Time start = absl::Now();
     stats.Start(start, uploading);
     {
@@ -727,8 +691,9 @@ class ErrorReportPhase final : public Phase {
     // Issue 12's target is in events (acknowledged = durable), not uploads:
     // one upload carries a twin's whole ring (<= error_ring_capacity).
     const double upload_s = absl::ToDoubleSeconds(absl::Now() - start);
-    const CpuMark cpu_after = CpuMark::Take(fleet);
-    CpuMark::Report(cpu_before, cpu_after, stats.ops(), stats);
+    PhaseCpu cpu_after = PhaseCpu::Take(fleet);
+    cpu_after.management = -1;  // the runner's, over the whole phase
+    PhaseCpu::Report(cpu_before, cpu_after, stats.ops(), stats);
     // Per event too (the target's unit); and how full the batch RPCs were.
     if (timing.acknowledged() > 0) {
       const double events = static_cast<double>(timing.acknowledged());

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/util/log.h"
 #include "loadgen/floors.h"
+#include "loadgen/phase_cpu.h"
 #include "loadgen/phases.h"
 #include "loadgen/process_cpu.h"
 #include "loadgen/progress.h"
@@ -32,58 +33,6 @@ PhaseReport ToReport(const PhaseStats& s, absl::Time now) {
   p.metrics = s.metrics();
   return p;
 }
-
-// PhaseCpu: CPU seconds used so far by loadgen, by every shard together and
-// by management (DIR/run/management.pid), so every phase reports the CPU one
-// of its operations costs in each process (issue 14: instructions per device
-// at two fleet sizes show what grows with the fleet). A process whose pid or
-// stat cannot be read makes that figure unknown (-1).
-struct PhaseCpu {
-  double loadgen = -1;
-  double shards = -1;
-  double management = -1;
-
-  static PhaseCpu Take(const Fleet& fleet) {
-    PhaseCpu m;
-    if (auto self = ProcessCpuSeconds(0); self.ok()) m.loadgen = *self;
-    double total = 0;
-    bool all = true;
-    for (const auto& shard : fleet.cluster().shards) {
-      auto pid = fleet.ShardPid(shard.id);
-      auto cpu = pid.ok() ? ProcessCpuSeconds(*pid)
-                          : absl::StatusOr<double>(pid.status());
-      if (!cpu.ok()) {
-        all = false;
-        break;
-      }
-      total += *cpu;
-    }
-    if (all) m.shards = total;
-    auto mpid = fleet.ShardPid("management");
-    if (mpid.ok()) {
-      if (auto cpu = ProcessCpuSeconds(*mpid); cpu.ok()) m.management = *cpu;
-    }
-    return m;
-  }
-
-  // Report sets <process>_cpu_us_per_op on `stats` for each process whose
-  // figure is known at both ends, leaving a figure the phase set itself
-  // (attest and error_report measure their own window) as it is.
-  static void Report(const PhaseCpu& before, const PhaseCpu& after,
-                     PhaseStats& stats) {
-    const uint64_t ops = stats.ops();
-    if (ops == 0) return;
-    const double n = static_cast<double>(ops);
-    const std::map<std::string, double> have = stats.metrics();
-    auto set = [&](const char* name, double b, double a) {
-      if (b < 0 || a < b || have.count(name) > 0) return;
-      stats.SetMetric(name, (a - b) / n * 1e6);
-    };
-    set("loadgen_cpu_us_per_op", before.loadgen, after.loadgen);
-    set("shards_cpu_us_per_op", before.shards, after.shards);
-    set("management_cpu_us_per_op", before.management, after.management);
-  }
-};
 
 uint64_t SelfRss() {
   malloc_trim(0);
@@ -168,7 +117,7 @@ absl::StatusOr<Report> RunLoad(const RunOptions& options,
     const PhaseCpu cpu0 = PhaseCpu::Take(fleet);
     absl::Status st = phase->Run(fleet, s);
     if (!s.finished()) s.Finish(absl::Now());
-    PhaseCpu::Report(cpu0, PhaseCpu::Take(fleet), s);
+    PhaseCpu::Report(cpu0, PhaseCpu::Take(fleet), s.ops(), s);
     progress.Watch(nullptr);
     // Memory after each phase (this process trimmed, the shards as they
     // are), so the report shows where the bytes per twin/device appear.
