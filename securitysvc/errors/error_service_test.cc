@@ -52,22 +52,10 @@ class ErrorServiceTest : public ::testing::Test {
     return d.ok() ? *std::move(d) : nullptr;
   }
   rpc::TlsFiles DeviceCert(const mcu::Device& d) {
-    crypto::DeviceClaims c;
-    c.device_id = d.device_id();
-    c.tenant_id = TestPlatform::kTenant;
-    c.device_group_id = TestPlatform::kGroup;
-    c.scope = "full";
-    c.epoch = "0";
-    return g_->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+    return g_->platform.DeviceTls(d, "full");
   }
   std::string SessionToken(const mcu::Device& d) {
-    auth::DeviceContext ctx;
-    ctx.device_id = d.device_id();
-    ctx.tenant_id = TestPlatform::kTenant;
-    ctx.scope = auth::Scope::kFull;
-    ctx.certificate_serial = "01";
-    ctx.not_after = g_->platform.clock().Now() + absl::Hours(1);
-    return g_->platform.server().context().session_tokens->Issue(ctx);
+    return g_->platform.SessionToken(d, auth::Scope::kFull);
   }
   rpc::TlsFiles OperatorTls(const std::string& tenant) {
     crypto::DeviceClaims c;

@@ -79,22 +79,10 @@ class DeviceCallTest : public ::testing::Test {
 
   // DeviceCert: a device certificate as attestation issues it.
   rpc::TlsFiles DeviceCert(const mcu::Device& d, const std::string& scope) {
-    crypto::DeviceClaims c;
-    c.device_id = d.device_id();
-    c.tenant_id = TestPlatform::kTenant;
-    c.device_group_id = TestPlatform::kGroup;
-    c.scope = scope;
-    c.epoch = "0";
-    return g_->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+    return g_->platform.DeviceTls(d, scope);
   }
   std::string SessionToken(const mcu::Device& d, auth::Scope scope) {
-    auth::DeviceContext ctx;
-    ctx.device_id = d.device_id();
-    ctx.tenant_id = TestPlatform::kTenant;
-    ctx.scope = scope;
-    ctx.certificate_serial = "01";
-    ctx.not_after = g_->platform.clock().Now() + absl::Hours(1);
-    return g_->platform.server().context().session_tokens->Issue(ctx);
+    return g_->platform.SessionToken(d, scope);
   }
   // Probe calls the probe with `access` (0 device, 1 full, 2 attest).
   grpc::Status Probe(const rpc::TlsFiles& tls, int access,

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/store/memory_store.h"
 #include "mcu-model/image.h"
+#include "securitysvc/auth/device_context.h"
 #include "securitysvc/auth/scope.h"
 
 namespace sphere::shard {
@@ -149,6 +150,28 @@ rpc::TlsFiles TestPlatform::ManufacturingTls(const mcu::Device& d) {
   c.device_id = d.device_id();
   c.scope = std::string(auth::ScopeName(auth::Scope::kManufacturing));
   return Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+}
+
+rpc::TlsFiles TestPlatform::DeviceTls(const mcu::Device& d,
+                                      const std::string& scope) {
+  crypto::DeviceClaims c;
+  c.device_id = d.device_id();
+  c.tenant_id = kTenant;
+  c.device_group_id = kGroup;
+  c.scope = scope;
+  c.epoch = "0";
+  return Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+}
+
+std::string TestPlatform::SessionToken(const mcu::Device& d,
+                                       auth::Scope scope) {
+  auth::DeviceContext ctx;
+  ctx.device_id = d.device_id();
+  ctx.tenant_id = kTenant;
+  ctx.scope = scope;
+  ctx.certificate_serial = "01";
+  ctx.not_after = clock_.Now() + absl::Hours(1);
+  return server_->context().session_tokens->Issue(ctx);
 }
 
 std::unique_ptr<v1::AttestationService::Stub> TestPlatform::Stub(

@@ -16,6 +16,7 @@
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
 #include "mcu-model/device.h"
+#include "securitysvc/auth/scope.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation_plugin.h"
 #include "securitysvc/catalog/catalog_view.h"
@@ -54,6 +55,12 @@ class TestPlatform {
                       const crypto::DeviceClaims& claims);
   // ManufacturingTls: the device's own manufacturing identity.
   rpc::TlsFiles ManufacturingTls(const mcu::Device& d);
+  // DeviceTls: a device certificate as attestation issues it: `d` in
+  // kTenant and kGroup at epoch "0", with `scope`.
+  rpc::TlsFiles DeviceTls(const mcu::Device& d, const std::string& scope);
+  // SessionToken: a session token for `d` in kTenant with `scope`
+  // (certificate serial "01"), valid for an hour of clock().
+  std::string SessionToken(const mcu::Device& d, auth::Scope scope);
   std::unique_ptr<v1::AttestationService::Stub> Stub(const rpc::TlsFiles& tls);
   std::unique_ptr<v1::DeviceStatusService::Stub> StatusStub(
       const rpc::TlsFiles& tls);

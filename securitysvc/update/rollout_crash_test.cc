@@ -98,13 +98,7 @@ class RolloutCrashTest : public ::testing::Test {
   }
 
   static rpc::TlsFiles Cert(const mcu::Device& d) {
-    crypto::DeviceClaims c;
-    c.device_id = d.device_id();
-    c.tenant_id = TestPlatform::kTenant;
-    c.device_group_id = TestPlatform::kGroup;
-    c.scope = "full";
-    c.epoch = "0";
-    return g->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+    return g->platform.DeviceTls(d, "full");
   }
   static rpc::TlsFiles Operator() {
     crypto::DeviceClaims op;

@@ -158,13 +158,7 @@ class UpdateServiceTest : public ::testing::Test {
   }
 
   static rpc::TlsFiles Cert(const mcu::Device& d, const std::string& scope) {
-    crypto::DeviceClaims c;
-    c.device_id = d.device_id();
-    c.tenant_id = TestPlatform::kTenant;
-    c.device_group_id = TestPlatform::kGroup;
-    c.scope = scope;
-    c.epoch = "0";
-    return g->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth, c);
+    return g->platform.DeviceTls(d, scope);
   }
   static std::unique_ptr<v1::UpdateService::Stub> Stub(
       const rpc::TlsFiles& tls) {
@@ -250,14 +244,8 @@ TEST_F(UpdateServiceTest, GetUpdatesAnswersTheGroupsSignedSet) {
 TEST_F(UpdateServiceTest, GatewayWithSessionTokenGetsTheSameSet) {
   v1::GetUpdatesResponse direct, via_gateway;
   ASSERT_TRUE(GetUpdates(Cert(*g->device, "full"), &direct).ok());
-  auth::DeviceContext ctx;
-  ctx.device_id = g->device->device_id();
-  ctx.tenant_id = TestPlatform::kTenant;
-  ctx.scope = auth::Scope::kUpdateOnly;
-  ctx.certificate_serial = "01";
-  ctx.not_after = g->platform.clock().Now() + absl::Hours(1);
   const std::string token =
-      g->platform.server().context().session_tokens->Issue(ctx);
+      g->platform.SessionToken(*g->device, auth::Scope::kUpdateOnly);
   grpc::ClientContext cctx;
   cctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
   cctx.AddMetadata(auth::kSessionTokenMetadata, token);
@@ -817,13 +805,7 @@ namespace sphere::update {
 namespace {
 
 std::string SessionToken(const mcu::Device& d) {
-  auth::DeviceContext ctx;
-  ctx.device_id = d.device_id();
-  ctx.tenant_id = TestPlatform::kTenant;
-  ctx.scope = auth::Scope::kUpdateOnly;
-  ctx.certificate_serial = "01";
-  ctx.not_after = g->platform.clock().Now() + absl::Hours(1);
-  return g->platform.server().context().session_tokens->Issue(ctx);
+  return g->platform.SessionToken(d, auth::Scope::kUpdateOnly);
 }
 
 void AddItem(v1::GetUpdatesBatchRequest* req, const std::string& device_id,
@@ -845,21 +827,13 @@ grpc::Status Batch(const rpc::TlsFiles& tls,
 
 // SingleAnswer: what the single GetUpdates answers `d` (its own cert).
 v1::GetUpdatesResponse SingleAnswer(const mcu::Device& d) {
-  crypto::DeviceClaims c;
-  c.device_id = d.device_id();
-  c.tenant_id = TestPlatform::kTenant;
-  c.device_group_id = TestPlatform::kGroup;
-  c.scope = "full";
-  c.epoch = "0";
   grpc::ClientContext ctx;
   ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
   v1::GetUpdatesResponse resp;
   grpc::Status st =
       v1::UpdateService::NewStub(
-          rpc::NewChannel(
-              g->platform.server().address(),
-              g->platform.Issue(d.device_id(), crypto::KeyUsage::kClientAuth,
-                                c)))
+          rpc::NewChannel(g->platform.server().address(),
+                          g->platform.DeviceTls(d, "full")))
           ->GetUpdates(&ctx, v1::GetUpdatesRequest(), &resp);
   EXPECT_TRUE(st.ok()) << st.error_message();
   return resp;
