@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/attestation_client.h"
@@ -57,6 +58,84 @@ class FakeShardsTest : public ::testing::Test {
   std::vector<std::unique_ptr<Service>> shards_;
   std::vector<std::unique_ptr<rpc::ServerRunner>> runners_;
   std::vector<cluster::ShardEndpoint> endpoints_;
+};
+
+// TokenRedirectingShard: what the gateway-batch fakes (update_batch_test,
+// upload_batch_test) share: a device another shard owns by `ring` is
+// redirected (trailers for a single call, redirect_address for a batch
+// item); for its own devices it records the session token each came with.
+class TokenRedirectingShard {
+ public:
+  static constexpr char kTokenKey[] = "sphere-session-token";
+
+  std::string id;
+  std::shared_ptr<const ShardRing> ring;
+
+  std::vector<int> batch_sizes() {
+    absl::MutexLock l(&mu_);
+    return batch_sizes_;
+  }
+  int single_calls() {
+    absl::MutexLock l(&mu_);
+    return single_calls_;
+  }
+  std::map<std::string, std::string> tokens() {
+    absl::MutexLock l(&mu_);
+    return tokens_;
+  }
+
+ protected:
+  // AcceptSingle: counts a single call for `device`; false (the call
+  // finished with the redirect) when another shard owns it, else records
+  // the call's token.
+  bool AcceptSingle(grpc::CallbackServerContext* ctx,
+                    grpc::ServerUnaryReactor* reactor,
+                    const std::string& device) {
+    std::string token;
+    const auto& md = ctx->client_metadata();
+    if (auto it = md.find(kTokenKey); it != md.end()) {
+      token.assign(it->second.data(), it->second.size());
+    }
+    const std::string owner = Owner(device);
+    absl::MutexLock l(&mu_);
+    ++single_calls_;
+    if (!owner.empty()) {
+      ctx->AddTrailingMetadata(kRedirectShardKey, "elsewhere");
+      ctx->AddTrailingMetadata(kRedirectAddressKey, owner);
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "not mine"));
+      return false;
+    }
+    tokens_[device] = token;
+    return true;
+  }
+  // AcceptItem: a batch item for `device` (its result `r`); false (`r`
+  // redirected) when another shard owns it, else records `token`.
+  template <typename Result>
+  bool AcceptItem(Result* r, const std::string& device,
+                  const std::string& token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    r->set_device_id(device);
+    const std::string owner = Owner(device);
+    if (!owner.empty()) {
+      r->set_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
+      r->set_message("not mine");
+      r->set_redirect_address(owner);
+      return false;
+    }
+    tokens_[device] = token;
+    return true;
+  }
+  // Owner: the owner's address when another shard owns `device`, else "".
+  std::string Owner(const std::string& device) const {
+    const v1::Shard& owner = ring->Owner(device);
+    return owner.id() == id ? "" : owner.address();
+  }
+
+  absl::Mutex mu_;
+  std::vector<int> batch_sizes_ ABSL_GUARDED_BY(mu_);
+  int single_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::string> tokens_ ABSL_GUARDED_BY(mu_);
 };
 
 // ResultsByDevice: the answers a test's async calls got, by device; Await

@@ -25,8 +25,6 @@
 namespace sphere::client {
 namespace {
 
-constexpr char kTokenKey[] = "sphere-session-token";
-
 std::string DeviceId(int i) {
   return crypto::HexEncode(crypto::Sha256(absl::StrCat("update-device-", i)));
 }
@@ -46,32 +44,16 @@ v1::GetUpdatesResponse GroupAnswer(const std::string& id) {
 // for the single call, redirect_address per batch item). It records the
 // token each device's check came with. `bad_index` makes it answer an
 // index past its answers (a broken shard).
-class FakeUpdates final : public v1::UpdateService::CallbackService {
+class FakeUpdates final : public v1::UpdateService::CallbackService,
+                          public TokenRedirectingShard {
  public:
-  std::string id;
-  std::shared_ptr<const ShardRing> ring;
   bool bad_index = false;
 
   grpc::ServerUnaryReactor* GetUpdates(grpc::CallbackServerContext* ctx,
                                        const v1::GetUpdatesRequest* req,
                                        v1::GetUpdatesResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    std::string token;
-    const auto& md = ctx->client_metadata();
-    if (auto it = md.find(kTokenKey); it != md.end()) {
-      token.assign(it->second.data(), it->second.size());
-    }
-    const std::string owner = Owner(req->device_id());
-    absl::MutexLock l(&mu_);
-    ++single_calls_;
-    if (!owner.empty()) {
-      ctx->AddTrailingMetadata(kRedirectShardKey, "elsewhere");
-      ctx->AddTrailingMetadata(kRedirectAddressKey, owner);
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "not mine"));
-      return reactor;
-    }
-    tokens_[req->device_id()] = token;
+    if (!AcceptSingle(ctx, reactor, req->device_id())) return reactor;
     *resp = GroupAnswer(req->device_id());
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -85,15 +67,7 @@ class FakeUpdates final : public v1::UpdateService::CallbackService {
     for (const auto& item : req->items()) {
       auto* r = resp->add_results();
       const std::string& device = item.request().device_id();
-      r->set_device_id(device);
-      const std::string owner = Owner(device);
-      if (!owner.empty()) {
-        r->set_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
-        r->set_message("not mine");
-        r->set_redirect_address(owner);
-        continue;
-      }
-      tokens_[device] = item.session_token();
+      if (!AcceptItem(r, device, item.session_token())) continue;
       v1::GetUpdatesResponse a = GroupAnswer(device);
       auto [it, added] = index.try_emplace(a.deployment_id(), index.size());
       if (added) *resp->add_answers() = a;
@@ -105,34 +79,13 @@ class FakeUpdates final : public v1::UpdateService::CallbackService {
     return reactor;
   }
 
-  std::vector<int> batch_sizes() {
-    absl::MutexLock l(&mu_);
-    return batch_sizes_;
-  }
-  int single_calls() {
-    absl::MutexLock l(&mu_);
-    return single_calls_;
-  }
   int answers_sent() {
     absl::MutexLock l(&mu_);
     return answers_sent_;
   }
-  std::map<std::string, std::string> tokens() {
-    absl::MutexLock l(&mu_);
-    return tokens_;
-  }
 
  private:
-  std::string Owner(const std::string& device) const {
-    const v1::Shard& owner = ring->Owner(device);
-    return owner.id() == id ? "" : owner.address();
-  }
-
-  absl::Mutex mu_;
-  std::vector<int> batch_sizes_;
-  int single_calls_ = 0;
-  int answers_sent_ = 0;
-  std::map<std::string, std::string> tokens_;
+  int answers_sent_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class UpdateBatchTest : public FakeShardsTest<FakeUpdates> {

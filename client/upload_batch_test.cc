@@ -25,36 +25,17 @@ namespace {
 
 using test_support::TestPki;
 
-constexpr char kTokenKey[] = "sphere-session-token";
-
 // FakeErrors answers devices it owns by `ring` (stored = events) and
 // redirects the others (trailers for the single call, redirect_address per
 // batch item). It records the token each device's events came with.
-class FakeErrors final : public v1::ErrorReportingService::CallbackService {
+class FakeErrors final : public v1::ErrorReportingService::CallbackService,
+                         public TokenRedirectingShard {
  public:
-  std::string id;
-  std::shared_ptr<const ShardRing> ring;
-
   grpc::ServerUnaryReactor* UploadErrors(
       grpc::CallbackServerContext* ctx, const v1::UploadErrorsRequest* req,
       v1::UploadErrorsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    std::string token;
-    const auto& md = ctx->client_metadata();
-    if (auto it = md.find(kTokenKey); it != md.end()) {
-      token.assign(it->second.data(), it->second.size());
-    }
-    const std::string owner = Owner(req->device_id());
-    absl::MutexLock l(&mu_);
-    ++single_calls_;
-    if (!owner.empty()) {
-      ctx->AddTrailingMetadata(kRedirectShardKey, "elsewhere");
-      ctx->AddTrailingMetadata(kRedirectAddressKey, owner);
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "not mine"));
-      return reactor;
-    }
-    tokens_[req->device_id()] = token;
+    if (!AcceptSingle(ctx, reactor, req->device_id())) return reactor;
     resp->set_stored(req->events_size());
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -67,47 +48,15 @@ class FakeErrors final : public v1::ErrorReportingService::CallbackService {
     batch_sizes_.push_back(req->items_size());
     for (const auto& item : req->items()) {
       auto* r = resp->add_results();
-      const std::string& device = item.upload().device_id();
-      r->set_device_id(device);
-      const std::string owner = Owner(device);
-      if (!owner.empty()) {
-        r->set_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
-        r->set_message("not mine");
-        r->set_redirect_address(owner);
+      if (!AcceptItem(r, item.upload().device_id(), item.session_token())) {
         continue;
       }
-      tokens_[device] = item.session_token();
       r->mutable_response()->set_stored(item.upload().events_size());
     }
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
-
-  std::vector<int> batch_sizes() {
-    absl::MutexLock l(&mu_);
-    return batch_sizes_;
-  }
-  int single_calls() {
-    absl::MutexLock l(&mu_);
-    return single_calls_;
-  }
-  std::map<std::string, std::string> tokens() {
-    absl::MutexLock l(&mu_);
-    return tokens_;
-  }
-
- private:
-  // Owner: the owner's address when another shard owns `device`, else "".
-  std::string Owner(const std::string& device) const {
-    const v1::Shard& owner = ring->Owner(device);
-    return owner.id() == id ? "" : owner.address();
-  }
-
-  absl::Mutex mu_;
-  std::vector<int> batch_sizes_;
-  int single_calls_ = 0;
-  std::map<std::string, std::string> tokens_;
 };
 
 std::string DeviceId(int i) {
