@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/store/encrypted_env.h"
 #include "common/store/store.h"
@@ -25,6 +27,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
@@ -110,6 +113,10 @@ absl::Status CheckEncryptionMode(const std::string& path, bool encrypted) {
   return absl::OkStatus();
 }
 
+// Level-0 files per compaction into level 1 for a store with a memory
+// budget (the shard's); see Open.
+constexpr int kLevel0CompactionTrigger = 8;
+
 class RocksStore : public Store {
  public:
   RocksStore(std::string path, const RocksOptions& options,
@@ -146,14 +153,43 @@ class RocksStore : public Store {
       table.block_cache = rocksdb::NewLRUCache(block_cache_bytes_);
       table.cache_index_and_filter_blocks = true;
       table.pin_l0_filter_and_index_blocks_in_cache = true;
+      // Index and filter blocks in 4 KiB partitions under a small pinned
+      // top-level index. A file's whole index and filter are ~2 % of its
+      // data (short records, 64-character keys): at a million devices a
+      // shard's no longer fit this small cache beside the data blocks,
+      // and each miss read, decrypted and parsed a whole file's index
+      // (~1 MiB for a 64 MiB file). Partitioned, a miss reads one 4 KiB
+      // partition. Files written before are read as they are (each file
+      // records its index type); compaction rewrites them partitioned.
+      table.index_type =
+          rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch;
+      table.partition_filters = true;
+      table.metadata_block_size = 4096;
+      table.cache_index_and_filter_blocks_with_high_priority = true;
+      table.pin_top_level_index_and_filter = true;
     }
     options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    // Counters only (no timers): a few per-core atomic adds per operation.
+    statistics_ = rocksdb::CreateDBStatistics();
+    statistics_->set_stats_level(rocksdb::StatsLevel::kExceptTimers);
+    options.statistics = statistics_;
     if (memtable_budget_bytes_ > 0) {
       options.write_buffer_manager =
           std::make_shared<rocksdb::WriteBufferManager>(memtable_budget_bytes_);
       options.write_buffer_size =
           std::max<size_t>(memtable_budget_bytes_ / 4, size_t{1} << 20);
       options.max_write_buffer_number = 2;
+    }
+    if (memtable_budget_bytes_ > 0) {
+      // Random keys (device ids): every level-0 file overlaps all of
+      // level 1, so each level-0 compaction rewrites the whole of level 1,
+      // which grows with the fleet. Merging 8 level-0 files at a time
+      // instead of RocksDB's 4 halves that rewrite; a read checks up to 8
+      // level-0 filters (pinned in the block cache). Writes slow down and
+      // stop at 3x and 5x as many files (RocksDB: 20 and 36 for 4).
+      options.level0_file_num_compaction_trigger = kLevel0CompactionTrigger;
+      options.level0_slowdown_writes_trigger = 3 * kLevel0CompactionTrigger;
+      options.level0_stop_writes_trigger = 5 * kLevel0CompactionTrigger;
     }
 
     // RocksDB requires every existing column family to be opened; open the
@@ -205,6 +241,74 @@ class RocksStore : public Store {
         {"sphere_store_pending_compaction_bytes",
          "rocksdb.estimate-pending-compaction-bytes"},
     };
+    // Compaction totals per column family (the "rocksdb.cfstats" map:
+    // what `Compaction Stats` in the RocksDB LOG prints): the CPU spent
+    // merging, bytes written, write amplification, stalls. These show what
+    // grows with the fleet (issue 14).
+    const std::pair<const char*, const char*> kCompaction[] = {
+        {"sphere_store_compaction_cpu_seconds", "compaction.Sum.CompMergeCPU"},
+        {"sphere_store_compaction_seconds", "compaction.Sum.CompSec"},
+        {"sphere_store_compaction_write_gb", "compaction.Sum.WriteGB"},
+        {"sphere_store_compaction_read_gb", "compaction.Sum.ReadGB"},
+        {"sphere_store_write_amplification", "compaction.Sum.WriteAmp"},
+        {"sphere_store_level0_files", "compaction.L0.NumFiles"},
+        {"sphere_store_stall_count", "io_stalls.total_stop"},
+        {"sphere_store_slowdown_count", "io_stalls.total_slowdown"},
+    };
+    for (const auto& [name, key] : kCompaction) {
+      std::string field = key;
+      stats_.push_back(metrics::RegisterGaugeCallback(
+          name,
+          absl::StrCat("RocksDB rocksdb.cfstats field ", key,
+                       " per column family"),
+          [this, field, db_label] {
+            std::vector<metrics::Sample> out;
+            for (rocksdb::ColumnFamilyHandle* h : handles_) {
+              std::map<std::string, std::string> m;
+              if (!db_->GetMapProperty(
+                      h, rocksdb::DB::Properties::kCFStats, &m)) {
+                continue;
+              }
+              auto it = m.find(field);
+              double v = 0;
+              if (it == m.end() || !absl::SimpleAtod(it->second, &v)) continue;
+              out.push_back({{{"db", db_label}, {"cf", h->GetName()}}, v});
+            }
+            return out;
+          }));
+    }
+    // Database-wide counters (RocksDB statistics): block cache misses by
+    // block kind, filter hits, compaction and flush bytes, write stalls.
+    if (statistics_ != nullptr) {
+      stats_.push_back(metrics::RegisterGaugeCallback(
+          "sphere_store_rocksdb_ticker",
+          "RocksDB statistics tickers (counts since the store opened)",
+          [this, db_label] {
+            const std::pair<const char*, rocksdb::Tickers> kTickers[] = {
+                {"block_cache_miss", rocksdb::BLOCK_CACHE_MISS},
+                {"block_cache_hit", rocksdb::BLOCK_CACHE_HIT},
+                {"block_cache_index_miss", rocksdb::BLOCK_CACHE_INDEX_MISS},
+                {"block_cache_filter_miss", rocksdb::BLOCK_CACHE_FILTER_MISS},
+                {"block_cache_data_miss", rocksdb::BLOCK_CACHE_DATA_MISS},
+                {"block_cache_data_hit", rocksdb::BLOCK_CACHE_DATA_HIT},
+                {"bloom_filter_useful", rocksdb::BLOOM_FILTER_USEFUL},
+                {"compact_read_bytes", rocksdb::COMPACT_READ_BYTES},
+                {"compact_write_bytes", rocksdb::COMPACT_WRITE_BYTES},
+                {"flush_write_bytes", rocksdb::FLUSH_WRITE_BYTES},
+                {"bytes_written", rocksdb::BYTES_WRITTEN},
+                {"wal_synced", rocksdb::WAL_FILE_SYNCED},
+                {"stall_micros", rocksdb::STALL_MICROS},
+                {"bytes_read", rocksdb::BYTES_READ},
+            };
+            std::vector<metrics::Sample> out;
+            for (const auto& [ticker, id] : kTickers) {
+              out.push_back({{{"db", db_label}, {"ticker", ticker}},
+                             static_cast<double>(
+                                 statistics_->getTickerCount(id))});
+            }
+            return out;
+          }));
+    }
     for (const auto& [name, property] : kProperties) {
       std::string prop = property;
       stats_.push_back(metrics::RegisterGaugeCallback(
@@ -231,8 +335,22 @@ class RocksStore : public Store {
 
   absl::Status Write(const WriteBatch& batch) override {
     if (batch.empty()) return absl::OkStatus();
+    // The ops go to RocksDB in (column family, key) order: each lands in its
+    // column family's memtable skiplist, where an insert next to the
+    // previous one reuses its search path (a group commit's and a claim
+    // batch's keys are random device ids). The sort is stable, so ops on
+    // one key keep their order and the batch means the same.
+    std::vector<const WriteBatch::Op*> ordered;
+    ordered.reserve(batch.size());
+    for (const WriteBatch::Op& op : batch.ops()) ordered.push_back(&op);
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [](const WriteBatch::Op* a, const WriteBatch::Op* b) {
+                       int c = a->cf.compare(b->cf);
+                       return c != 0 ? c < 0 : a->key < b->key;
+                     });
     rocksdb::WriteBatch wb;
-    for (const WriteBatch::Op& op : batch.ops()) {
+    for (const WriteBatch::Op* op_ptr : ordered) {
+      const WriteBatch::Op& op = *op_ptr;
       auto h = Handle(op.cf, "write");
       if (!h.ok()) return h.status();
       rocksdb::Status s = op.is_delete
@@ -366,6 +484,7 @@ class RocksStore : public Store {
   const size_t memtable_budget_bytes_;
   const size_t block_cache_bytes_;
   std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared before it)
+  std::shared_ptr<rocksdb::Statistics> statistics_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<rocksdb::DB> db_;
   // Immutable after Open, so lookups need no lock.

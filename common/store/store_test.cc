@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/store/memory_store.h"
@@ -251,6 +252,25 @@ TEST_P(StoreContractTest, SnapshotIgnoresLaterWritesAndPages) {
   EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
 }
 
+// RocksStore hands a batch to RocksDB in key order; ops on one key keep
+// their order, so the last one wins whatever the keys around it.
+TEST_P(StoreContractTest, OpsOnOneKeyApplyInOrderAmongOtherKeys) {
+  WriteBatch b;
+  b.Put("devices", "z", "z1");
+  b.Put("devices", "m", "m1");
+  b.Put("tenants", "m", "t1");
+  b.Delete("devices", "z");
+  b.Put("devices", "a", "a1");
+  b.Put("devices", "m", "m2");
+  b.Delete("devices", "a");
+  b.Put("devices", "z", "z2");
+  ASSERT_TRUE(store_->Write(b).ok());
+  EXPECT_EQ(*store_->Get("devices", "z"), "z2");
+  EXPECT_EQ(*store_->Get("devices", "m"), "m2");
+  EXPECT_EQ(*store_->Get("tenants", "m"), "t1");
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("devices", "a").status()));
+}
+
 TEST_P(StoreContractTest, UnknownColumnFamily) {
   absl::Status s = store_->Put("bogus", "k", "v");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -400,6 +420,76 @@ TEST(RocksStoreTest, MemoryBudgetIsApplied) {
   }
 }
 
+// A store with a memory budget (the shard's) gets partitioned index and
+// filters and merges 8 level-0 files per compaction. A DB whose files were
+// written without partitions (as before scale8) reads back under them, and
+// a compaction rewrites its files partitioned.
+TEST(RocksStoreTest, PartitionedIndexAndLevel0TriggerReachRocksDb) {
+  std::string dir = TestDir("partitioned");
+  RocksOptions old_options;  // RocksDB's defaults: unpartitioned files
+  auto fill = [](Store* s, char c) {
+    for (int b = 0; b < 4; ++b) {
+      WriteBatch batch;
+      for (int i = 0; i < 500; ++i) {
+        batch.Put("devices", absl::StrCat("d", b * 500 + i),
+                  std::string(300, c));
+      }
+      ASSERT_TRUE(s->Write(batch).ok());
+    }
+    ASSERT_TRUE(s->Flush().ok());
+  };
+  {
+    auto s = OpenRocksStore(dir, {"devices"}, old_options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    fill(s->get(), 'a');
+  }
+  RocksOptions o;
+  o.memtable_budget_bytes = size_t{8} << 20;
+  o.block_cache_bytes = size_t{4} << 20;
+  {
+    auto s = OpenRocksStore(dir, {"devices"}, o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(*(*s)->Get("devices", "d1234"), std::string(300, 'a'));
+    fill(s->get(), 'b');
+    ASSERT_TRUE((*s)->CompactRange("devices", "", "").ok());
+    EXPECT_EQ(*(*s)->Get("devices", "d1999"), std::string(300, 'b'));
+  }
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  rocksdb::ConfigOptions config;
+  ASSERT_TRUE(rocksdb::LoadLatestOptions(config, dir, &db_options, &cfs).ok());
+  for (const auto& cf : cfs) {
+    EXPECT_EQ(cf.options.level0_file_num_compaction_trigger, 8) << cf.name;
+    EXPECT_EQ(cf.options.level0_slowdown_writes_trigger, 24) << cf.name;
+    EXPECT_EQ(cf.options.level0_stop_writes_trigger, 40) << cf.name;
+    auto* table =
+        cf.options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();
+    ASSERT_NE(table, nullptr) << cf.name;
+    EXPECT_EQ(table->index_type,
+              rocksdb::BlockBasedTableOptions::IndexType::kTwoLevelIndexSearch)
+        << cf.name;
+    EXPECT_TRUE(table->partition_filters) << cf.name;
+    EXPECT_TRUE(table->pin_top_level_index_and_filter) << cf.name;
+  }
+  // The compacted file carries a partitioned index.
+  std::vector<rocksdb::ColumnFamilyDescriptor> open_cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"devices", rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir,
+                                           open_cfs, &handles, &raw)
+                  .ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::TablePropertiesCollection props;
+  ASSERT_TRUE(db->GetPropertiesOfAllTables(handles[1], &props).ok());
+  ASSERT_FALSE(props.empty());
+  for (const auto& [file, p] : props) {
+    EXPECT_GT(p->index_partitions, 0u) << file;
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+}
+
 TEST(RocksStoreTest, ErrorsNameThePath) {
   std::string dir = TestDir("locked");
   auto a = OpenRocksStore(dir, {"devices"});
@@ -466,6 +556,45 @@ TEST(RocksStoreMetricsTest, ExportsPropertiesPerColumnFamilyWhileOpen) {
               std::string::npos);
   }
   EXPECT_EQ(metrics::RenderAll().find("metrics-stats/db"), std::string::npos);
+}
+
+// Compaction totals (rocksdb.cfstats) and RocksDB statistics tickers are
+// exported too: after two flushes and a compaction they count what ran.
+TEST(RocksStoreMetricsTest, ExportsCompactionTotalsAndTickers) {
+  std::string dir = ::testing::TempDir() + "/metrics-compaction/db";
+  std::filesystem::remove_all(dir);
+  auto s = OpenRocksStore(dir, {"devices"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE((*s)->Put("devices", absl::StrCat("d", i),
+                            std::string(100, 'a' + round))
+                      .ok());
+    }
+    ASSERT_TRUE((*s)->Flush().ok());
+  }
+  ASSERT_TRUE((*s)->CompactRange("devices", "", "").ok());
+  EXPECT_TRUE((*s)->Get("devices", "d7").ok());
+  const std::string text = metrics::RenderAll();
+  auto value = [&](const std::string& series) {
+    size_t at = text.find(series);
+    if (at == std::string::npos) return -1.0;
+    double v = -1;
+    size_t end = text.find('\n', at);
+    EXPECT_TRUE(absl::SimpleAtod(
+        text.substr(at + series.size(), end - at - series.size()), &v))
+        << series;
+    return v;
+  };
+  const std::string labels = "{cf=\"devices\",db=\"metrics-compaction/db\"} ";
+  EXPECT_GT(value("sphere_store_compaction_write_gb" + labels), 0) << text;
+  EXPECT_GE(value("sphere_store_compaction_cpu_seconds" + labels), 0) << text;
+  EXPECT_GE(value("sphere_store_write_amplification" + labels), 0) << text;
+  EXPECT_EQ(value("sphere_store_level0_files" + labels), 0) << text;
+  const std::string db = "{db=\"metrics-compaction/db\",ticker=";
+  EXPECT_GT(value(db + "\"compact_write_bytes\"} "), 0) << text;
+  EXPECT_GT(value(db + "\"flush_write_bytes\"} "), 0) << text;
+  EXPECT_GT(value(db + "\"bytes_written\"} "), 0) << text;
 }
 
 }  // namespace

@@ -191,6 +191,9 @@ absl::Status Catalog::Commit(Txn& txn) {
   txn.compares_.push_back({kMeta, kMetaRevision, revision_mod_});
   absl::StatusOr<RevisionLog::TxnResult> r =
       store_->Txn(txn.compares_, txn.batch_);
+  // A failed write may still have reached the store: either way, claims
+  // that read devices before taking mu_ read this commit's devices again.
+  if (!r.ok() || r->succeeded) RecordDeviceWritesLocked(txn.batch_);
   if (!r.ok()) {
     return absl::Status(r.status().code(),
                         absl::StrCat("catalog write failed; nothing changed: ",
@@ -211,6 +214,51 @@ absl::Status Catalog::Commit(Txn& txn) {
   revision_mod_ = r->revision;
   for (const v1::WatchEvent& e : txn.events_) Notify(e);
   return absl::OkStatus();
+}
+
+void Catalog::RecordDeviceWritesLocked(const store::WriteBatch& batch) {
+  size_t n = 0;
+  for (const store::WriteBatch::Op& op : batch.ops()) n += op.cf == kDevices;
+  if (n == 0) return;
+  const uint64_t seq = device_write_seq_.load(std::memory_order_relaxed) + 1;
+  if (n > kRecentDeviceWriteIds) {
+    // Too many to remember (a large import): forget every commit, so a
+    // claim that read before this one reads all its devices again.
+    recent_device_writes_.clear();
+    recent_device_write_ids_ = 0;
+  } else {
+    DeviceWrites w;
+    w.seq = seq;
+    w.ids.reserve(n);
+    for (const store::WriteBatch::Op& op : batch.ops()) {
+      if (op.cf == kDevices) w.ids.push_back(op.key);
+    }
+    recent_device_write_ids_ += n;
+    recent_device_writes_.push_back(std::move(w));
+    while (recent_device_write_ids_ > kRecentDeviceWriteIds) {
+      recent_device_write_ids_ -= recent_device_writes_.front().ids.size();
+      recent_device_writes_.pop_front();
+    }
+  }
+  // Published after the store write: a reader that loads this value or a
+  // later one reads (at least) what this commit wrote.
+  device_write_seq_.store(seq, std::memory_order_release);
+}
+
+std::optional<absl::flat_hash_set<absl::string_view>>
+Catalog::DevicesWrittenSinceLocked(uint64_t seq) const {
+  absl::flat_hash_set<absl::string_view> ids;
+  const uint64_t now = device_write_seq_.load(std::memory_order_relaxed);
+  if (now == seq) return ids;
+  // Commits seq+1 .. now must all still be remembered.
+  if (recent_device_writes_.empty() ||
+      recent_device_writes_.front().seq > seq + 1) {
+    return std::nullopt;
+  }
+  for (const DeviceWrites& w : recent_device_writes_) {
+    if (w.seq > seq) ids.insert(w.ids.begin(), w.ids.end());
+  }
+  return ids;
 }
 
 absl::Status Catalog::CatchUpLocked() {

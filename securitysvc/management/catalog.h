@@ -59,6 +59,7 @@
 #ifndef SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_
 #define SPHERE_SECURITYSVC_MANAGEMENT_CATALOG_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -381,6 +382,16 @@ class Catalog {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status Commit(Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RecordDeviceWritesLocked notes the device ids a successful commit wrote
+  // (recent_device_writes_) and advances device_write_seq_.
+  void RecordDeviceWritesLocked(const store::WriteBatch& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DevicesWrittenSinceLocked: the ids written by commits after sequence
+  // number `seq` (device_write_seq_ as read before an unlocked read), or
+  // nullopt when some of those commits are no longer remembered. The views
+  // point into recent_device_writes_: valid while mu_ is held.
+  std::optional<absl::flat_hash_set<absl::string_view>> DevicesWrittenSinceLocked(
+      uint64_t seq) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckImageQuotaLocked(const v1::Tenant& tenant,
                                      const v1::Image& image)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -433,6 +444,20 @@ class Catalog {
   // store lookup for keys that are certainly new (a hit still checks the
   // store). ~20 MB per million devices; filled by Open.
   absl::flat_hash_set<uint64_t> known_device_prefixes_ ABSL_GUARDED_BY(mu_);
+  // Bulk claims read their devices before taking mu_ (catalog_claims.cc)
+  // and read again, under mu_, only those a commit wrote meanwhile.
+  // device_write_seq_ counts commits that wrote device records (written
+  // under mu_ after the store write, read without it); recent_device_writes_
+  // holds the ids each of the latest of them wrote, oldest first, at most
+  // kRecentDeviceWriteIds ids in all (~100 bytes each).
+  static constexpr size_t kRecentDeviceWriteIds = 16384;
+  struct DeviceWrites {
+    uint64_t seq = 0;
+    std::vector<std::string> ids;
+  };
+  std::atomic<uint64_t> device_write_seq_{0};
+  std::deque<DeviceWrites> recent_device_writes_ ABSL_GUARDED_BY(mu_);
+  size_t recent_device_write_ids_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Catalog::WatchStream is one watcher's cursor over the catalog: snapshot

@@ -52,7 +52,29 @@ absl::StatusOr<Catalog::ClaimResult> Catalog::ClaimDevices(
     }
   }
 
+  // The batch's device records are read before taking the catalog mutex,
+  // so one batch's reads overlap another's commit. Under the mutex, the
+  // devices a commit wrote since are read again (all of them on a shared
+  // log, where other replicas write too), so every check below sees the
+  // current record.
+  const bool read_early = !store_->shared();
+  const uint64_t read_seq = device_write_seq_.load(std::memory_order_acquire);
+  std::vector<absl::StatusOr<std::string>> records(
+      device_ids.size(), absl::UnknownError("not read"));
+  if (read_early) {
+    for (size_t i = 0; i < device_ids.size(); ++i) {
+      records[i] = store_->Get(kDevices, device_ids[i]);
+    }
+  }
+
   absl::MutexLock lock(&mu_);
+  std::optional<absl::flat_hash_set<absl::string_view>> written;
+  if (read_early) written = DevicesWrittenSinceLocked(read_seq);
+  for (size_t i = 0; i < device_ids.size(); ++i) {
+    if (!written.has_value() || written->contains(device_ids[i])) {
+      records[i] = store_->Get(kDevices, device_ids[i]);
+    }
+  }
   absl::StatusOr<v1::Tenant> t = ResolveTenant(caller, tenant);
   if (!t.ok()) return t.status();
   std::optional<v1::DeviceGroup> g;
@@ -63,8 +85,9 @@ absl::StatusOr<Catalog::ClaimResult> Catalog::ClaimDevices(
   }
   ClaimResult result;
   v1::DeviceBatch claimed;
-  for (const std::string& id : device_ids) {
-    absl::StatusOr<v1::Device> d = LoadDevice(id);
+  for (size_t i = 0; i < device_ids.size(); ++i) {
+    const std::string& id = device_ids[i];
+    absl::StatusOr<v1::Device> d = ParseDevice(id, std::move(records[i]));
     if (!d.ok() && !absl::IsNotFound(d.status())) return d.status();
     if (d.ok() && d->state() != v1::UNCLAIMED && d->tenant_id() == t->id()) {
       ++result.already_claimed;  // a retried batch: left as it is

@@ -1,6 +1,7 @@
 // Bulk claims (Catalog::ClaimDevices): one transaction, one revision and one
 // claimed_devices event per batch; the batch is atomic, so a bad id refuses
 // all of it and changes nothing.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -253,6 +254,151 @@ TEST_F(CatalogClaimsTest, Attack_MalformedOrRepeatedIdRefusesTheBatch) {
       catalog_->ClaimDevices(contoso_op_, "", huge, "").status()));
   EXPECT_EQ(Dump(), before);
   EXPECT_EQ(catalog_->revision(), revision);
+}
+
+// RacingStore forwards to a MemoryStore. After Arm(n, race), the n-th read
+// of the devices column family reads, then runs `race`: a bulk claim of n
+// devices reads them before it takes the catalog mutex, so `race` plays
+// another request that commits between the claim's reads and its checks.
+class RacingStore : public store::Store {
+ public:
+  explicit RacingStore(std::unique_ptr<store::MemoryStore> inner)
+      : inner_(std::move(inner)) {}
+  store::MemoryStore* inner() { return inner_.get(); }
+  void Arm(int reads, std::function<void()> race) {
+    reads_left_ = reads;
+    race_ = std::move(race);
+  }
+  bool armed() const { return race_ != nullptr; }
+
+  absl::StatusOr<std::string> Get(absl::string_view cf,
+                                  absl::string_view key) override {
+    absl::StatusOr<std::string> out = inner_->Get(cf, key);
+    if (race_ != nullptr && cf == "devices" && --reads_left_ == 0) {
+      std::function<void()> race = std::move(race_);
+      race_ = nullptr;
+      race();
+    }
+    return out;
+  }
+  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
+                    const std::function<bool(absl::string_view key,
+                                             absl::string_view value)>& fn,
+                    absl::string_view start) override {
+    return inner_->Scan(cf, prefix, fn, start);
+  }
+  std::unique_ptr<store::Snapshot> NewSnapshot() override {
+    return inner_->NewSnapshot();
+  }
+  absl::Status Write(const store::WriteBatch& batch) override {
+    return inner_->Write(batch);
+  }
+
+ private:
+  std::unique_ptr<store::MemoryStore> inner_;
+  std::function<void()> race_;
+  int reads_left_ = 0;
+};
+
+class ClaimRaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto inner = store::MemoryStore::Create(Catalog::ColumnFamilies());
+    ASSERT_TRUE(inner.ok()) << inner.status();
+    store_ = std::make_unique<RacingStore>(*std::move(inner));
+    const TestCatalogKeys keys = TestCatalogKeys::Create(clock_.Now());
+    auto c = Catalog::Open(store_.get(), &clock_, keys.Fill());
+    ASSERT_TRUE(c.ok()) << c.status();
+    catalog_ = *std::move(c);
+    auto contoso = catalog_->CreateTenant(Caller::PlatformOperator(), "Contoso");
+    auto fabrikam =
+        catalog_->CreateTenant(Caller::PlatformOperator(), "Fabrikam");
+    ASSERT_TRUE(contoso.ok() && fabrikam.ok());
+    contoso_ = Caller::TenantOperator(contoso->id());
+    fabrikam_ = Caller::TenantOperator(fabrikam->id());
+    fabrikam_id_ = fabrikam->id();
+  }
+  std::string Dump() { return DumpCatalog(store_->inner()); }
+
+  FakeClock clock_;
+  std::unique_ptr<RacingStore> store_;
+  std::unique_ptr<Catalog> catalog_;
+  Caller contoso_, fabrikam_;
+  std::string fabrikam_id_;
+};
+
+TEST_F(ClaimRaceTest, Attack_ClaimRacingAnotherTenantsClaimKeepsItsOwner) {
+  const std::vector<std::string> ids = ImportFakeDevices(catalog_.get(), 1, 3);
+  // Fabrikam claims ids[1] after Contoso's batch read it as unclaimed.
+  std::string after_race;
+  int64_t revision = 0;
+  store_->Arm(3, [&] {
+    ASSERT_TRUE(catalog_->ClaimDevices(fabrikam_, "", {ids[1]}, "").ok());
+    after_race = Dump();
+    revision = catalog_->revision();
+  });
+  auto r = catalog_->ClaimDevices(contoso_, "", ids, "");
+  EXPECT_FALSE(store_->armed());  // the race ran
+  ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr(ids[1]));
+  // Contoso's batch changed nothing: Fabrikam still owns ids[1].
+  EXPECT_EQ(Dump(), after_race);
+  EXPECT_EQ(catalog_->revision(), revision);
+  auto d = catalog_->GetDevice(fabrikam_, "", ids[1]);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->tenant_id(), fabrikam_id_);
+}
+
+TEST_F(ClaimRaceTest,
+       Attack_ClaimRacingAClaimAndALargeImportKeepsTheOwner) {
+  const std::vector<std::string> ids = ImportFakeDevices(catalog_.get(), 1, 3);
+  // The import writes more devices than the catalog remembers per commit,
+  // so the claim can no longer tell which of its reads are stale.
+  std::string after_race;
+  store_->Arm(3, [&] {
+    ASSERT_TRUE(catalog_->ClaimDevices(fabrikam_, "", {ids[2]}, "").ok());
+    ImportFakeDevices(catalog_.get(), 1000, 16385);
+    after_race = Dump();
+  });
+  auto r = catalog_->ClaimDevices(contoso_, "", ids, "");
+  EXPECT_FALSE(store_->armed());
+  ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr(ids[2]));
+  EXPECT_EQ(Dump(), after_race);
+  EXPECT_EQ(catalog_->GetDevice(fabrikam_, "", ids[2])->tenant_id(),
+            fabrikam_id_);
+}
+
+TEST_F(ClaimRaceTest, ClaimSeesADeviceRegisteredAfterItsRead) {
+  const std::vector<std::string> ids = ImportFakeDevices(catalog_.get(), 1, 2);
+  const std::string late = DeviceIdForKey(FakeDeviceKey(50));
+  store_->Arm(3, [&] { ImportFakeDevices(catalog_.get(), 50, 1); });
+  auto r = catalog_->ClaimDevices(contoso_, "", {ids[0], late, ids[1]}, "");
+  EXPECT_FALSE(store_->armed());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->claimed, 3u);
+  auto d = catalog_->GetDevice(contoso_, "", late);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->state(), v1::CLAIMED);
+}
+
+TEST_F(ClaimRaceTest, ACommitOfOtherDevicesBetweenReadAndCheckIsHarmless) {
+  const std::vector<std::string> ids = ImportFakeDevices(catalog_.get(), 1, 4);
+  // A commit in between that touches other devices: the batch's early
+  // reads still hold, and the claim succeeds on them.
+  store_->Arm(3, [&] {
+    ASSERT_TRUE(catalog_->ClaimDevices(fabrikam_, "", {ids[3]}, "").ok());
+  });
+  auto r = catalog_->ClaimDevices(contoso_, "", {ids[0], ids[1], ids[2]}, "");
+  EXPECT_FALSE(store_->armed());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->claimed, 3u);
+  // A retried batch: every device is already Contoso's.
+  auto again =
+      catalog_->ClaimDevices(contoso_, "", {ids[0], ids[1], ids[2]}, "");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->already_claimed, 3u);
+  EXPECT_EQ(again->claimed, 0u);
 }
 
 }  // namespace

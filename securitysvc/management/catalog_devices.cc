@@ -31,15 +31,21 @@ absl::StatusOr<v1::Device> Catalog::LoadDevice(absl::string_view device_id) {
   if (auto s = limits::ValidateDeviceId("device id", device_id); !s.ok()) {
     return s;
   }
-  auto d = GetRecord<v1::Device>(store_, kDevices, device_id);
-  if (!d.ok()) return d.status();
-  if (!d->has_value()) {
+  return ParseDevice(device_id, store_->Get(kDevices, device_id));
+}
+
+namespace catalog_internal {
+absl::StatusOr<v1::Device> ParseDevice(absl::string_view device_id,
+                                       absl::StatusOr<std::string> record) {
+  if (absl::IsNotFound(record.status())) {
     return absl::NotFoundError(absl::StrFormat(
         "device \"%s\" is not in the factory registry; check the device id",
         device_id));
   }
-  return **d;
+  if (!record.ok()) return record.status();
+  return Parse<v1::Device>(*record, absl::StrCat(kDevices, "/", device_id));
 }
+}  // namespace catalog_internal
 
 absl::StatusOr<v1::Device> Catalog::FindOwnedDevice(
     const v1::Tenant& tenant, absl::string_view device_id) {

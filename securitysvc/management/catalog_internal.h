@@ -171,6 +171,11 @@ absl::StatusOr<std::optional<Message>> GetRecord(store::Reader* store,
   return std::optional<Message>(*std::move(m));
 }
 
+// ParseDevice parses a devices/<id> record as read from the store: NotFound
+// (naming the id) when the read found nothing, the read's error otherwise.
+absl::StatusOr<v1::Device> ParseDevice(absl::string_view device_id,
+                                       absl::StatusOr<std::string> record);
+
 // GetIndex reads an index entry; nullopt when absent.
 absl::StatusOr<std::optional<std::string>> GetIndex(store::Reader* store,
                                                     absl::string_view key);
