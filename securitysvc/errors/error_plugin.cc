@@ -10,6 +10,14 @@
 namespace sphere::errors {
 
 absl::Status ErrorReportingPlugin::Init(shard::ShardContext& context) {
+  // Stores written by stop 22 and before hold format-1 keys: moved to
+  // format 2 before the ErrorStore reads anything.
+  absl::StatusOr<int64_t> migrated = MigrateFormat1(context.store);
+  if (!migrated.ok()) return migrated.status();
+  if (*migrated > 0) {
+    log::Info("error store: format-1 keys moved to format 2",
+              {{"keys", absl::StrCat(*migrated)}});
+  }
   std::vector<store::GroupCommitWriter*> writers;
   for (int i = 0; i < std::max(1, options_.writers); ++i) {
     writers_.push_back(std::make_unique<store::GroupCommitWriter>(

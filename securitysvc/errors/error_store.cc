@@ -63,10 +63,6 @@ std::string Padded(uint64_t v, size_t width) {
   while (static_cast<size_t>(end - p) < width) *--p = '0';
   return std::string(p, end);
 }
-std::string Seq(uint64_t seq) { return Padded(seq, 20); }
-std::string Ms(int64_t ms) {
-  return Padded(static_cast<uint64_t>(std::max<int64_t>(ms, 0)), 13);
-}
 // Exit codes are int32: offset to sort numerically as text.
 std::string Exit(int32_t code) {
   return Padded(
@@ -74,8 +70,88 @@ std::string Exit(int32_t code) {
       10);
 }
 
-std::string DeviceKey(absl::string_view device, uint64_t seq) {
-  return absl::StrCat(device, "/", Seq(seq));
+// ---- Format-2 keys (error_store.h). Devices inside the store are their
+// 32 id bytes ("bin"); the API and error_devices use 64 lowercase hex.
+
+constexpr size_t kDeviceBytes = 32;
+constexpr size_t kBatchTail = 8 + kDeviceBytes + 8;      // ms, device, first
+constexpr size_t kIssueTail = 2 + 4 + kDeviceBytes + 8;  // kind, exit, ...
+
+void AppendBE(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+}
+uint64_t ReadBE(absl::string_view s, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  }
+  return v;
+}
+uint64_t MsBits(int64_t ms) {
+  return static_cast<uint64_t>(std::max<int64_t>(ms, 0));
+}
+uint32_t ExitBits(int32_t code) {
+  return static_cast<uint32_t>(static_cast<int64_t>(code) + int64_t{2147483648});
+}
+int32_t ExitFromBits(uint64_t bits) {
+  return static_cast<int32_t>(static_cast<int64_t>(bits) - int64_t{2147483648});
+}
+
+// DeviceBin: the 32 bytes of a valid (64 lowercase hex) device id.
+std::string DeviceBin(absl::string_view hex) {
+  auto nibble = [](char c) {
+    return c <= '9' ? c - '0' : c - 'a' + 10;
+  };
+  std::string out(hex.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<char>((nibble(hex[2 * i]) << 4) |
+                               nibble(hex[2 * i + 1]));
+  }
+  return out;
+}
+std::string DeviceHex(absl::string_view bin) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(bin.size() * 2, '0');
+  for (size_t i = 0; i < bin.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(bin[i]);
+    out[2 * i] = kHex[c >> 4];
+    out[2 * i + 1] = kHex[c & 0xf];
+  }
+  return out;
+}
+
+std::string DeviceKeyBin(absl::string_view device_bin, uint64_t last) {
+  std::string k;
+  k.reserve(kDeviceBytes + 8);
+  k.append(device_bin.data(), device_bin.size());
+  AppendBE(&k, last, 8);
+  return k;
+}
+std::string BatchKeyBin(absl::string_view tenant, int64_t ms,
+                        absl::string_view device_bin, uint64_t first) {
+  std::string k;
+  k.reserve(tenant.size() + 1 + kBatchTail);
+  k.append(tenant.data(), tenant.size());
+  k.push_back('/');
+  AppendBE(&k, MsBits(ms), 8);
+  k.append(device_bin.data(), device_bin.size());
+  AppendBE(&k, first, 8);
+  return k;
+}
+std::string IssueKeyBin(absl::string_view tenant, absl::string_view component,
+                        absl::string_view version, int kind, int32_t exit_code,
+                        absl::string_view device_bin, uint64_t first) {
+  std::string k;
+  k.reserve(tenant.size() + component.size() + version.size() + 3 +
+            kIssueTail);
+  absl::StrAppend(&k, tenant, "/", component, "/", version, "/");
+  AppendBE(&k, static_cast<uint64_t>(std::max(kind, 0)), 2);
+  AppendBE(&k, ExitBits(exit_code), 4);
+  k.append(device_bin.data(), device_bin.size());
+  AppendBE(&k, first, 8);
+  return k;
 }
 std::string Signature(absl::string_view component, absl::string_view version,
                       int kind, int32_t exit_code) {
@@ -135,17 +211,28 @@ struct IssueHit {
   uint64_t count = 1;
 };
 
-bool ParseIssue(absl::string_view key, absl::string_view value, IssueHit* out) {
-  std::vector<absl::string_view> p = absl::StrSplit(key, '/');
-  if (p.size() != 7) return false;
-  int64_t exit = 0;
-  if (!absl::SimpleAtoi(p[3], &out->kind) || !absl::SimpleAtoi(p[4], &exit)) {
-    return false;
-  }
+// ParseIssueKey: a format-2 errors_by_issue key (`device` is its 32 bytes).
+bool ParseIssueKey(absl::string_view key, absl::string_view* tenant,
+                   IssueHit* out, uint64_t* first) {
+  if (key.size() < kIssueTail + 4) return false;
+  const absl::string_view head = key.substr(0, key.size() - kIssueTail);
+  std::vector<absl::string_view> p = absl::StrSplit(head, '/');
+  if (p.size() != 4 || !p[3].empty()) return false;
+  const size_t at = head.size();
+  *tenant = p[0];
   out->component = p[1];
   out->version = p[2];
-  out->exit_code = static_cast<int32_t>(exit - int64_t{2147483648});
-  out->device = p[5];
+  out->kind = static_cast<int>(ReadBE(key, at, 2));
+  out->exit_code = ExitFromBits(ReadBE(key, at + 2, 4));
+  out->device = key.substr(at + 6, kDeviceBytes);
+  *first = ReadBE(key, at + 6 + kDeviceBytes, 8);
+  return true;
+}
+
+bool ParseIssue(absl::string_view key, absl::string_view value, IssueHit* out) {
+  absl::string_view tenant;
+  uint64_t first = 0;
+  if (!ParseIssueKey(key, &tenant, out, &first)) return false;
   std::pair<absl::string_view, absl::string_view> v =
       absl::StrSplit(value, absl::MaxSplits(',', 1));
   if (!absl::SimpleAtoi(v.first, &out->received) ||
@@ -170,19 +257,53 @@ void FillIssue(const Agg& a, v1::Issue* i) {
 
 // ---- Batch layout helpers ----
 
-std::string BatchKey(absl::string_view tenant, int64_t ms,
-                     absl::string_view device, uint64_t first) {
-  return absl::StrCat(tenant, "/", Ms(ms), "/", device, "/", Seq(first));
-}
-
-// BatchKeyParts: tenant/ms/device/first of an errors_by_tenant key.
+// ParseBatchKey: tenant/ms/device (32 bytes)/first of a format-2
+// errors_by_tenant key.
 bool ParseBatchKey(absl::string_view key, absl::string_view* tenant,
                    int64_t* ms, absl::string_view* device, uint64_t* first) {
+  if (key.size() < kBatchTail + 2 || key[key.size() - kBatchTail - 1] != '/') {
+    return false;
+  }
+  const size_t at = key.size() - kBatchTail;
+  *tenant = key.substr(0, at - 1);
+  *ms = static_cast<int64_t>(ReadBE(key, at, 8));
+  *device = key.substr(at + 8, kDeviceBytes);
+  *first = ReadBE(key, at + 8 + kDeviceBytes, 8);
+  return *ms >= 0;
+}
+
+// Format-1 key parsers (MigrateFormat1 only): printable keys, device as
+// 64 hex.
+bool ParseBatchKeyV1(absl::string_view key, absl::string_view* tenant,
+                     int64_t* ms, absl::string_view* device, uint64_t* first) {
   std::vector<absl::string_view> p = absl::StrSplit(key, '/');
   if (p.size() != 4) return false;
   *tenant = p[0];
   *device = p[2];
-  return absl::SimpleAtoi(p[1], ms) && absl::SimpleAtoi(p[3], first);
+  return ValidDeviceId(*device) && absl::SimpleAtoi(p[1], ms) &&
+         absl::SimpleAtoi(p[3], first);
+}
+bool ParseDeviceKeyV1(absl::string_view key, absl::string_view* device,
+                      uint64_t* last) {
+  std::vector<absl::string_view> p = absl::StrSplit(key, '/');
+  if (p.size() != 2) return false;
+  *device = p[0];
+  return ValidDeviceId(*device) && absl::SimpleAtoi(p[1], last);
+}
+bool ParseIssueKeyV1(absl::string_view key, std::string* out) {
+  std::vector<absl::string_view> p = absl::StrSplit(key, '/');
+  if (p.size() != 7) return false;
+  int kind = 0;
+  int64_t exit = 0;
+  uint64_t first = 0;
+  if (!absl::SimpleAtoi(p[3], &kind) || !absl::SimpleAtoi(p[4], &exit) ||
+      !ValidDeviceId(p[5]) || !absl::SimpleAtoi(p[6], &first)) {
+    return false;
+  }
+  *out = IssueKeyBin(p[0], p[1], p[2], kind,
+                     static_cast<int32_t>(exit - int64_t{2147483648}),
+                     DeviceBin(p[5]), first);
+  return true;
 }
 
 // Device index value: "<first>,<ms>,<tenant>".
@@ -228,14 +349,20 @@ bool ParseDeviceRecord(absl::string_view v, uint64_t* dropped, uint64_t* hwm) {
   return p.second.empty() || absl::SimpleAtoi(p.second, hwm);
 }
 
-// Page tokens: "<key>#<index of the next event in that batch>".
+// Page tokens: "<key in hex>#<index of the next event in that batch>"
+// (format-2 keys are binary; a token is a proto string).
 std::string PageToken(absl::string_view key, int index) {
-  return absl::StrCat(key, "#", index);
+  return absl::StrCat(absl::BytesToHexString(key), "#", index);
 }
 bool ParsePageToken(absl::string_view token, std::string* key, int* index) {
   size_t hash = token.rfind('#');
-  if (hash == absl::string_view::npos) return false;
-  *key = std::string(token.substr(0, hash));
+  if (hash == absl::string_view::npos || hash % 2 != 0) return false;
+  const absl::string_view hex = token.substr(0, hash);
+  if (!std::all_of(hex.begin(), hex.end(),
+                   [](char c) { return absl::ascii_isxdigit(c); })) {
+    return false;
+  }
+  *key = absl::HexStringToBytes(hex);
   return absl::SimpleAtoi(token.substr(hash + 1), index) && *index >= 0 &&
          *index <= kMaxEventsPerBatch;
 }
@@ -257,7 +384,87 @@ metrics::CounterMetric* QuotaRefused() {
 }  // namespace
 
 std::vector<std::string> ColumnFamilies() {
-  return {kByDevice, kByTenant, kByIssue, kDevices};
+  return {kByDevice,   kByTenant,   kByIssue,  kDevices,
+          kByDeviceV1, kByTenantV1, kByIssueV1};
+}
+
+std::string BatchKey(absl::string_view tenant, int64_t received_ms,
+                     absl::string_view device_hex, uint64_t first) {
+  return BatchKeyBin(tenant, received_ms, DeviceBin(device_hex), first);
+}
+std::string DeviceIndexKey(absl::string_view device_hex, uint64_t last) {
+  return DeviceKeyBin(DeviceBin(device_hex), last);
+}
+std::string IssueKey(absl::string_view tenant, absl::string_view component,
+                     absl::string_view version, int kind, int32_t exit_code,
+                     absl::string_view device_hex, uint64_t first) {
+  return IssueKeyBin(tenant, component, version, kind, exit_code,
+                     DeviceBin(device_hex), first);
+}
+
+absl::StatusOr<int64_t> MigrateFormat1(store::Store* store) {
+  constexpr int kPerWrite = 10000;
+  struct Move {
+    const char* from;
+    const char* to;
+    // The format-2 key of a format-1 key (false: unparseable).
+    bool (*convert)(absl::string_view key, std::string* out);
+  };
+  const Move moves[] = {
+      {kByTenantV1, kByTenant,
+       [](absl::string_view key, std::string* out) {
+         absl::string_view tenant, device;
+         int64_t ms = 0;
+         uint64_t first = 0;
+         if (!ParseBatchKeyV1(key, &tenant, &ms, &device, &first)) {
+           return false;
+         }
+         *out = BatchKeyBin(tenant, ms, DeviceBin(device), first);
+         return true;
+       }},
+      {kByDeviceV1, kByDevice,
+       [](absl::string_view key, std::string* out) {
+         absl::string_view device;
+         uint64_t last = 0;
+         if (!ParseDeviceKeyV1(key, &device, &last)) return false;
+         *out = DeviceKeyBin(DeviceBin(device), last);
+         return true;
+       }},
+      {kByIssueV1, kByIssue, &ParseIssueKeyV1},
+  };
+  int64_t moved = 0;
+  for (const Move& m : moves) {
+    std::string start;
+    for (;;) {
+      store::WriteBatch batch;
+      absl::Status problem;
+      int n = 0;
+      absl::Status s = store->Scan(
+          m.from, "",
+          [&](absl::string_view key, absl::string_view value) {
+            std::string to;
+            if (!m.convert(key, &to)) {
+              problem = absl::DataLossError(absl::StrCat(
+                  "format-1 key in ", m.from, " is corrupt: ",
+                  absl::CHexEscape(key.substr(0, 200))));
+              return false;
+            }
+            batch.Put(m.to, to, value);
+            batch.Delete(m.from, key);
+            start.assign(key.data(), key.size());
+            start.push_back('\0');  // just after this key
+            return ++n < kPerWrite;
+          },
+          start);
+      if (!s.ok()) return s;
+      if (!problem.ok()) return problem;
+      if (n == 0) break;
+      if (absl::Status w = store->Write(batch); !w.ok()) return w;
+      moved += n;
+      if (n < kPerWrite) break;
+    }
+  }
+  return moved;
 }
 
 absl::Status ForEachStoredEvent(
@@ -275,10 +482,14 @@ absl::Status ForEachStoredEvent(
             !events.ParseFromArray(value.data(),
                                    static_cast<int>(value.size()))) {
           problem = absl::DataLossError(
-              absl::StrCat("error batch under key ", key, " is corrupt"));
+              absl::StrCat("error batch under key ",
+                           absl::BytesToHexString(key), " is corrupt"));
           return false;
         }
-        for (const v1::ErrorEvent& e : events.events()) fn(device, tenant, e);
+        const std::string device_hex = DeviceHex(device);
+        for (const v1::ErrorEvent& e : events.events()) {
+          fn(device_hex, tenant, e);
+        }
         return true;
       });
   return s.ok() ? problem : s;
@@ -393,6 +604,7 @@ v1::ErrorReport ToReport(const std::string& device_id,
 
 struct ErrorStore::Job {
   std::string device, tenant;
+  std::string device_bin;  // `device`'s 32 bytes: the keys' form
   // The caller's request: valid until `done` runs (Ingest's contract), so
   // the worker reads it without a copy.
   const v1::UploadErrorsRequest* request = nullptr;
@@ -551,6 +763,7 @@ void ErrorStore::Ingest(const std::string& device_id,
   }
   auto job = std::make_shared<Job>();
   job->device = device_id;
+  job->device_bin = DeviceBin(device_id);
   job->tenant = tenant_id;
   job->request = &request;
   job->done = std::move(done);
@@ -652,18 +865,18 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
     dropped_loaded = st.dropped_loaded;
     hwm = st.hwm;
   }
-  const std::string prefix = absl::StrCat(job->device, "/");
+  const std::string& prefix = job->device_bin;
   uint64_t disk_hwm = 0, dropped = 0;
   if (!loaded) {
     // The device's greatest stored sequence: its last index key.
     absl::StatusOr<std::string> last = store_->LastKey(kByDevice, prefix);
     if (last.ok()) {
-      if (!absl::SimpleAtoi(absl::string_view(*last).substr(prefix.size()),
-                            &disk_hwm)) {
-        fail(absl::DataLossError(
-            absl::StrCat("error index key ", *last, " is corrupt")));
+      if (last->size() != kDeviceBytes + 8) {
+        fail(absl::DataLossError(absl::StrCat(
+            "error index key of device ", job->device, " is corrupt")));
         return;
       }
+      disk_hwm = ReadBE(*last, kDeviceBytes, 8);
     } else if (!absl::IsNotFound(last.status())) {
       fail(last.status());
       return;
@@ -707,15 +920,16 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
     absl::Status s = store_->Scan(
         kByDevice, prefix,
         [&](absl::string_view key, absl::string_view value) {
-          uint64_t last = 0, first = 0;
+          uint64_t first = 0;
           int64_t ms = 0;
           absl::string_view tenant;
-          if (!absl::SimpleAtoi(key.substr(prefix.size()), &last) ||
+          if (key.size() != kDeviceBytes + 8 ||
               !ParseDeviceIndex(value, &first, &ms, &tenant)) {
-            problem = absl::DataLossError(
-                absl::StrCat("error index key ", key, " is corrupt"));
+            problem = absl::DataLossError(absl::StrCat(
+                "error index key of device ", job->device, " is corrupt"));
             return false;
           }
+          const uint64_t last = ReadBE(key, kDeviceBytes, 8);
           if (first > job->last) return false;
           if (++seen > 2 * kMaxEventsPerBatch) {
             problem = absl::InvalidArgumentError(
@@ -723,14 +937,14 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
                 "batches of this device; upload in sequence order");
             return false;
           }
-          absl::StatusOr<std::string> batch =
-              store_->Get(kByTenant, BatchKey(tenant, ms, job->device, first));
+          absl::StatusOr<std::string> batch = store_->Get(
+              kByTenant, BatchKeyBin(tenant, ms, job->device_bin, first));
           v1::UploadErrorsRequest events;
           if (!batch.ok() || !events.ParseFromString(*batch)) {
             if (batch.ok() || absl::IsNotFound(batch.status())) {
-              problem = absl::DataLossError(
-                  absl::StrCat("stored error batch of index key ", key,
-                               " is missing or corrupt"));
+              problem = absl::DataLossError(absl::StrCat(
+                  "stored error batch ", first, "..", last, " of device ",
+                  job->device, " is missing or corrupt"));
             } else {
               problem = batch.status();
             }
@@ -746,7 +960,7 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
           stored.push_back(std::move(b));
           return true;
         },
-        absl::StrCat(prefix, Seq(job->first)));
+        DeviceKeyBin(job->device_bin, job->first));
     if (s.ok()) s = problem;
     if (!s.ok()) {
       fail(s);
@@ -804,9 +1018,9 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
   for (const auto& [begin, end] : runs) {
     const uint64_t first = fresh[begin]->sequence();
     const uint64_t last = fresh[end - 1]->sequence();
-    batch.Put(kByTenant, BatchKey(job->tenant, now_ms, job->device, first),
+    batch.Put(kByTenant, BatchKeyBin(job->tenant, now_ms, job->device_bin, first),
               EncodeEvents(fresh, begin, end));
-    batch.Put(kByDevice, DeviceKey(job->device, last),
+    batch.Put(kByDevice, DeviceKeyBin(job->device_bin, last),
               absl::StrCat(first, ",", now_ms, ",", job->tenant));
     // One issue entry per signature in the run (formatted once per
     // signature, not per event).
@@ -817,13 +1031,11 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       sigs[Sig(e.component(), e.component_version(), e.kind(),
                e.exit_code())] += e.count() == 0 ? 1 : e.count();
     }
-    const std::string suffix = absl::StrCat("/", job->device, "/", Seq(first));
     for (const auto& [sig, count] : sigs) {
       batch.Put(kByIssue,
-                absl::StrCat(job->tenant, "/",
-                             Signature(std::get<0>(sig), std::get<1>(sig),
-                                       std::get<2>(sig), std::get<3>(sig)),
-                             suffix),
+                IssueKeyBin(job->tenant, std::get<0>(sig), std::get<1>(sig),
+                            std::get<2>(sig), std::get<3>(sig),
+                            job->device_bin, first),
                 absl::StrCat(now_ms, ",", count));
     }
   }
@@ -931,19 +1143,20 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
   const int64_t to = request.to_unix_ms() == 0 ? now : request.to_unix_ms();
   const bool by_device = !request.device_id().empty();
   const std::string cf = by_device ? kByDevice : kByTenant;
-  const std::string prefix = by_device ? absl::StrCat(request.device_id(), "/")
+  const std::string prefix = by_device ? DeviceBin(request.device_id())
                                        : absl::StrCat(request.tenant_id(), "/");
   std::string start;
   int skip = 0;  // events of the first batch already returned
   if (!request.page_token().empty()) {
-    if (!absl::StartsWith(request.page_token(), prefix) ||
-        !ParsePageToken(request.page_token(), &start, &skip)) {
+    if (!ParsePageToken(request.page_token(), &start, &skip) ||
+        !absl::StartsWith(start, prefix)) {
       return absl::InvalidArgumentError(
           "page_token does not belong to this query (tenant, device); start "
           "again without it");
     }
   } else if (!by_device) {
-    start = absl::StrCat(prefix, Ms(from));
+    start = prefix;
+    AppendBE(&start, MsBits(from), 8);
   }
   v1::QueryErrorsResponse out;
   absl::Status problem;
@@ -962,31 +1175,34 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
         int64_t ms = 0;
         uint64_t first = 0;
         if (by_device) {
-          if (!ParseDeviceIndex(value, &first, &ms, &tenant)) {
+          if (key.size() != kDeviceBytes + 8 ||
+              !ParseDeviceIndex(value, &first, &ms, &tenant)) {
             problem = absl::DataLossError(
-                absl::StrCat("error index key ", key, " is corrupt"));
+                absl::StrCat("error index key ", absl::BytesToHexString(key),
+                             " is corrupt"));
             return false;
           }
-          device = request.device_id();
+          device = prefix;
           if (tenant != request.tenant_id() || ms < from || ms > to) {
             return true;  // another tenant's (device moved) or out of range
           }
           absl::StatusOr<std::string> b =
-              snap->Get(kByTenant, BatchKey(tenant, ms, device, first));
+              snap->Get(kByTenant, BatchKeyBin(tenant, ms, device, first));
           if (!b.ok()) {
-            problem =
-                absl::IsNotFound(b.status())
-                    ? absl::DataLossError(absl::StrCat(
-                          "error batch of index key ", key, " is missing"))
-                    : b.status();
+            problem = absl::IsNotFound(b.status())
+                          ? absl::DataLossError(absl::StrCat(
+                                "error batch of index key ",
+                                absl::BytesToHexString(key), " is missing"))
+                          : b.status();
             return false;
           }
           batch_value = *std::move(b);
           value = batch_value;
         } else {
           if (!ParseBatchKey(key, &tenant, &ms, &device, &first)) {
-            problem = absl::DataLossError(
-                absl::StrCat("error batch key ", key, " is corrupt"));
+            problem = absl::DataLossError(absl::StrCat(
+                "error batch key ", absl::BytesToHexString(key),
+                " is corrupt"));
             return false;
           }
           if (ms > to) return false;  // time-ordered: done
@@ -996,10 +1212,13 @@ absl::StatusOr<v1::QueryErrorsResponse> ErrorStore::Query(
         if (!events.ParseFromArray(value.data(),
                                    static_cast<int>(value.size()))) {
           problem = absl::DataLossError(
-              absl::StrCat("error batch under key ", key, " is corrupt"));
+              absl::StrCat("error batch under key ",
+                           absl::BytesToHexString(key), " is corrupt"));
           return false;
         }
-        const std::string device_id(device), tenant_id(tenant);
+        const std::string device_id = by_device ? request.device_id()
+                                                : DeviceHex(device);
+        const std::string tenant_id(tenant);
         for (int i = first_index; i < events.events_size(); ++i) {
           if (out.reports_size() >= static_cast<int>(page)) {
             out.set_next_page_token(PageToken(key, i));
@@ -1161,22 +1380,20 @@ absl::StatusOr<int64_t> ErrorStore::SweepExpired() {
           if (!events.ParseFromArray(value.data(),
                                      static_cast<int>(value.size()))) {
             problem = absl::DataLossError(
-                absl::StrCat("error batch under key ", key, " is corrupt"));
+                absl::StrCat("error batch under key ", absl::BytesToHexString(key), " is corrupt"));
             return false;
           }
           uint64_t last = first;
-          absl::flat_hash_set<std::string> sigs;
+          absl::flat_hash_set<std::string> issue_keys;
           for (const v1::ErrorEvent& e : events.events()) {
             last = std::max<uint64_t>(last, e.sequence());
-            sigs.insert(Signature(e.component(), e.component_version(),
-                                  e.kind(), e.exit_code()));
+            issue_keys.insert(IssueKeyBin(tenant, e.component(),
+                                          e.component_version(), e.kind(),
+                                          e.exit_code(), device, first));
           }
           batch.Delete(kByTenant, key);
-          batch.Delete(kByDevice, DeviceKey(device, last));
-          for (const std::string& sig : sigs) {
-            batch.Delete(kByIssue, absl::StrCat(tenant, "/", sig, "/", device,
-                                                "/", Seq(first)));
-          }
+          batch.Delete(kByDevice, DeviceKeyBin(device, last));
+          for (const std::string& k : issue_keys) batch.Delete(kByIssue, k);
           deleted += events.events_size();
           if (batch.size() >= 20000) {
             next_start = std::string(key);

@@ -2,28 +2,40 @@
 // batches of ErrorEvents; operators and relying parties query reports, page
 // through them and read issues (events grouped by signature).
 //
-// Storage (column families; every key part is printable and '/'-separated,
-// numbers zero-padded so order is numeric). One accepted batch is ONE value
-// plus a few compact index entries (issue 12: acknowledged = durable at
-// 200k events/s means a few keys per batch, not three per event):
-//   errors_by_tenant  <tenant>/<received_ms:13>/<device>/<first_seq:20>
+// Storage (column families). Format 2 (issue 14, stop 23): keys are
+// binary and fixed-width after the tenant and signature names: a device id
+// is its 32 bytes (not 64 hex), sequences and times are 8-byte big-endian
+// (so byte order is numeric order). RocksDB's memtable compares keys on
+// every insert; format 1's printable keys were 85-155 bytes and cost ~53 %
+// of an upload's shard CPU in those compares. One accepted batch is ONE
+// value plus a few compact index entries (issue 12):
+//   errors_by_tenant_v2  <tenant>/<received_ms:8><device:32><first_seq:8>
 //                     -> the batch's new events (an UploadErrorsRequest with
 //                        only `events`, sorted by sequence)
 //       the batch itself; the tenant+time query and CSV export scan it;
-//   errors_by_device  <device>/<last_seq:20> -> "<first_seq>,<received_ms>,
-//                     <tenant>"
+//   errors_by_device_v2  <device:32><last_seq:8> -> "<first_seq>,
+//                     <received_ms>,<tenant>"
 //       the per-device query and the exact duplicate check; a device's
 //       stored batches cover disjoint sequence ranges [first, last];
-//   errors_by_issue   <tenant>/<component>/<version>/<kind:3>/<exit:10>/
-//                     <device>/<first_seq:20>  -> "<received_ms>,<count>"
-//       one per signature per batch (count = sum of event counts):
-//       component+version lookups, issues and their trend per release;
-//   error_devices     <device> -> "<dropped events>,<high-water mark>"
-//       written only when the device reports more dropped events than
-//       before (not once per batch: issue 14). A device's high-water mark
-//       (its greatest stored sequence) is the last errors_by_device key of
-//       the device, read with one reverse seek; the mark in this record is
-//       what it was when the record was last written.
+//   errors_by_issue_v2   <tenant>/<component>/<version>/<kind:2><exit:4>
+//                     <device:32><first_seq:8>  -> "<received_ms>,<count>"
+//       one per signature per batch (count = sum of event counts; exit is
+//       the int32 + 2^31, big-endian): component+version lookups, issues
+//       and their trend per release;
+//   error_devices     <device, 64 hex> -> "<dropped events>,<high-water mark>"
+//       (unchanged from format 1) written only when the device reports more
+//       dropped events than before (not once per batch: issue 14). A
+//       device's high-water mark (its greatest stored sequence) is the last
+//       errors_by_device_v2 key of the device, read with one reverse seek;
+//       the mark in this record is what it was when the record was last
+//       written.
+// Format 1 (stops <= 22) wrote the same values under printable keys in
+// errors_by_tenant, errors_by_device and errors_by_issue
+// (<tenant>/<ms:13>/<device hex>/<first:20>, <device hex>/<last:20>,
+// <tenant>/<component>/<version>/<kind:3>/<exit:10>/<device hex>/<first:20>).
+// MigrateFormat1 moves them to format 2 when the shard starts (the error
+// plugin calls it before the ErrorStore exists); the format-1 column
+// families stay open (empty) so an upgraded store keeps opening.
 //
 // Ingest: validated (limits below; a bad batch is refused whole, naming the
 // event and field, nothing stored), then the device's upload quota (token
@@ -68,6 +80,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/store/group_commit.h"
@@ -97,13 +110,34 @@ inline constexpr uint32_t kDefaultIssues = 100;
 inline constexpr uint32_t kMaxIssues = 1000;
 inline constexpr absl::Duration kRetention = absl::Hours(24 * 14);
 
-inline constexpr char kByDevice[] = "errors_by_device";
-inline constexpr char kByTenant[] = "errors_by_tenant";
-inline constexpr char kByIssue[] = "errors_by_issue";
+inline constexpr char kByDevice[] = "errors_by_device_v2";
+inline constexpr char kByTenant[] = "errors_by_tenant_v2";
+inline constexpr char kByIssue[] = "errors_by_issue_v2";
 inline constexpr char kDevices[] = "error_devices";
+// Format 1's column families (empty once MigrateFormat1 has run).
+inline constexpr char kByDeviceV1[] = "errors_by_device";
+inline constexpr char kByTenantV1[] = "errors_by_tenant";
+inline constexpr char kByIssueV1[] = "errors_by_issue";
 
-// ColumnFamilies: the column families ErrorStore needs.
+// ColumnFamilies: the column families ErrorStore needs (format 1's too).
 std::vector<std::string> ColumnFamilies();
+
+// Format-2 keys (layout above) of a device given as 64 lowercase hex:
+// tests, the benchmark's floor and tools build keys with these.
+std::string BatchKey(absl::string_view tenant, int64_t received_ms,
+                     absl::string_view device_hex, uint64_t first);
+std::string DeviceIndexKey(absl::string_view device_hex, uint64_t last);
+std::string IssueKey(absl::string_view tenant, absl::string_view component,
+                     absl::string_view version, int kind, int32_t exit_code,
+                     absl::string_view device_hex, uint64_t first);
+
+// MigrateFormat1 rewrites every format-1 key (errors_by_tenant,
+// errors_by_device, errors_by_issue) as its format-2 key with the same
+// value and deletes the old one; returns how many keys it moved (0 when
+// there were none). Each write moves up to 10,000 keys atomically, so a
+// crash in between leaves the rest for the next call. DataLoss names a
+// format-1 key it cannot parse. Call it before an ErrorStore uses `store`.
+absl::StatusOr<int64_t> MigrateFormat1(store::Store* store);
 
 // ValidateBatch: INVALID_ARGUMENT naming the first violated limit.
 absl::Status ValidateBatch(const v1::UploadErrorsRequest& request);

@@ -93,16 +93,13 @@ store::WriteBatch RawBatch(const std::string& device, const std::string& tenant,
   *events.mutable_events() = req.events();
   const uint64_t first = req.events(0).sequence();
   const uint64_t last = req.events(req.events_size() - 1).sequence();
-  const std::string ms = absl::StrFormat("%013d", now);
-  const std::string first_key = absl::StrFormat("%020d", first);
-  b.Put(kByTenant, absl::StrCat(tenant, "/", ms, "/", device, "/", first_key),
+  b.Put(kByTenant, BatchKey(tenant, now, device, first),
         events.SerializeAsString());
-  b.Put(kByDevice, absl::StrCat(device, "/", absl::StrFormat("%020d", last)),
+  b.Put(kByDevice, DeviceIndexKey(device, last),
         absl::StrCat(first, ",", now, ",", tenant));
   for (int exit = 0; exit < 8 && exit < req.events_size(); ++exit) {
     b.Put(kByIssue,
-          absl::StrCat(tenant, "/dw100-app/1.0.3/001/", 2147483648 + exit, "/",
-                       device, "/", first_key),
+          IssueKey(tenant, "dw100-app", "1.0.3", 1, exit, device, first),
           absl::StrCat(now, ",", req.events_size() / 8));
   }
   return b;
