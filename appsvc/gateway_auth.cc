@@ -128,17 +128,18 @@ absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
   }
   std::string intermediates;
   for (size_t i = 1; i < pems.size(); ++i) intermediates += pems[i];
-  if (auto s = issuers_.VerifyChain(pems[0], intermediates, root_pem_, now,
-                                    /*require_client_auth=*/true);
-      !s.ok()) {
+  // The leaf is parsed once: its fields come from the certificate the
+  // chain verification used (a parse costs ~3 P-256 verifies in OpenSSL 3.0).
+  absl::StatusOr<crypto::ParsedCertificate> cert = issuers_.VerifyChainAndParse(
+      pems[0], intermediates, root_pem_, now, /*require_client_auth=*/true);
+  if (!cert.ok()) {
+    const absl::Status& s = cert.status();
     return absl::Status(
         s.code() == absl::StatusCode::kInvalidArgument
             ? absl::StatusCode::kInvalidArgument
             : absl::StatusCode::kUnauthenticated,
         absl::StrCat("device certificate chain: ", s.message()));
   }
-  auto cert = crypto::ParseCertificate(pems[0]);
-  if (!cert.ok()) return cert.status();
   auto ctx = auth::FromCertificate(*cert, now);
   if (!ctx.ok()) return ctx.status();
   if (ctx->device_id != device_id) {

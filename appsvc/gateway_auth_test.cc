@@ -175,6 +175,30 @@ TEST_F(GatewayAuthRootTest, Attack_ForgedDeviceCertUnderARememberedCaRefused) {
   EXPECT_TRUE(Login(a_).ok());
 }
 
+TEST_F(GatewayAuthRootTest,
+       Attack_DirectlyReadCertificateStillBindsDeviceAndProofKey) {
+  ASSERT_TRUE(Login(b_).ok());  // the tenant CA is now remembered
+  ASSERT_TRUE(Login(a_).ok());  // A's certificate read without the X509 parse
+  EXPECT_EQ(gw2_->leaves_read_directly(), 1u);
+  // B's genuine certificate presented for A: the claims name B.
+  TestDevice swapped = b_;
+  swapped.id = a_.id;
+  swapped.key = b_.key;
+  auto other = Login(swapped);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied)
+      << other.status();
+  // A's genuine certificate, the proof signed by another key.
+  TestDevice wrong_key = a_;
+  wrong_key.key = crypto::EcPrivateKey::Generate();
+  auto forged = Login(wrong_key);
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kUnauthenticated)
+      << forged.status();
+  EXPECT_EQ(gw2_->leaves_read_directly(), 3u);  // both read directly
+  EXPECT_EQ(gw2_->tokens_issued(), 2u);         // nothing issued for them
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+}
+
 TEST_F(GatewayAuthRootTest, Attack_ExpiredTenantCaRefusedEvenWhenRemembered) {
   // A tenant CA valid for two more hours; A's certificate outlives it.
   crypto::EcPrivateKey ca_key = crypto::EcPrivateKey::Generate();

@@ -1,9 +1,13 @@
 #include "common/crypto/verified_issuers.h"
 
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
 
@@ -167,6 +171,177 @@ TEST_F(VerifiedIssuersTest, BoundedOldestDroppedAndZeroRemembersNothing) {
       off.VerifyChain(Leaf(ca_key_, ca_pem_), ca_pem_, root_pem_, kNow, true)
           .ok());
   EXPECT_EQ(off.size(), 0u);
+}
+
+// A device leaf as Sphere issues it: claims and a DNS name in its SANs.
+std::string DeviceLeaf(const EcPrivateKey& issuer, const std::string& issuer_pem,
+                       absl::Time from = kNow - absl::Hours(1),
+                       absl::Time to = kNow + absl::Hours(24)) {
+  CertificateSpec s;
+  s.common_name = std::string(64, 'a');
+  s.subject_public_key = EcPrivateKey::Generate().PublicKey();
+  s.not_before = from;
+  s.not_after = to;
+  s.usage = KeyUsage::kClientAuth;
+  s.dns_sans = {"device.example"};
+  s.claims.device_id = std::string(64, 'a');
+  s.claims.tenant_id = "tenant-1";
+  s.claims.product_id = "DW100";
+  s.claims.scope = "full";
+  s.claims.epoch = "3";
+  auto pem = IssueCertificate(s, issuer, issuer_pem);
+  EXPECT_TRUE(pem.ok()) << pem.status();
+  return pem.ok() ? *pem : "";
+}
+
+// Resigned: `leaf_pem` with `edit` applied to its parsed form, signed again
+// by `key` (OpenSSL's encoder), as PEM.
+template <typename Edit>
+std::string Resigned(const std::string& leaf_pem, const EcPrivateKey& key,
+                     Edit edit) {
+  const std::string key_pem = key.ToPem();
+  BIO* kb = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr);
+  BIO_free(kb);
+  BIO* cb = BIO_new_mem_buf(leaf_pem.data(), static_cast<int>(leaf_pem.size()));
+  X509* x = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr);
+  BIO_free(cb);
+  std::string out;
+  if (pkey != nullptr && x != nullptr) {
+    edit(x);
+    BIO* ob = BIO_new(BIO_s_mem());
+    if (X509_sign(x, pkey, EVP_sha256()) > 0 && PEM_write_bio_X509(ob, x) == 1) {
+      char* data = nullptr;
+      long n = BIO_get_mem_data(ob, &data);
+      out.assign(data, n);
+    }
+    BIO_free(ob);
+  }
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  EXPECT_FALSE(out.empty());
+  return out;
+}
+
+void AddExtension(X509* x, int nid, bool critical, const char* value) {
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, nid, value);
+  ASSERT_NE(ext, nullptr);
+  X509_EXTENSION_set_critical(ext, critical ? 1 : 0);
+  X509_add_ext(x, ext, -1);
+  X509_EXTENSION_free(ext);
+}
+
+TEST_F(VerifiedIssuersTest, DirectLeafGivesWhatParseCertificateGives) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  ASSERT_EQ(issuers_.size(), 1u);
+  const std::string leaf = DeviceLeaf(ca_key_, ca_pem_);
+  auto direct = issuers_.VerifyChainAndParse(leaf, ca_pem_, root_pem_, kNow,
+                                             /*require_client_auth=*/true);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(issuers_.direct_leaves(), 1u);
+  auto parsed = ParseCertificate(leaf);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(direct->common_name, parsed->common_name);
+  EXPECT_EQ(direct->organization, parsed->organization);
+  EXPECT_EQ(direct->issuer_common_name, parsed->issuer_common_name);
+  EXPECT_EQ(direct->subject_line, parsed->subject_line);
+  EXPECT_EQ(direct->issuer_line, parsed->issuer_line);
+  EXPECT_EQ(direct->serial_hex, parsed->serial_hex);
+  EXPECT_EQ(direct->public_key, parsed->public_key);
+  EXPECT_EQ(direct->not_before, parsed->not_before);
+  EXPECT_EQ(direct->not_after, parsed->not_after);
+  EXPECT_EQ(direct->is_ca, parsed->is_ca);
+  EXPECT_EQ(direct->server_auth, parsed->server_auth);
+  EXPECT_EQ(direct->client_auth, parsed->client_auth);
+  EXPECT_EQ(direct->dns_sans, parsed->dns_sans);
+  EXPECT_EQ(direct->uri_sans, parsed->uri_sans);
+  EXPECT_EQ(direct->claims.device_id, parsed->claims.device_id);
+  EXPECT_EQ(direct->claims.tenant_id, parsed->claims.tenant_id);
+  EXPECT_EQ(direct->claims.scope, parsed->claims.scope);
+  EXPECT_EQ(direct->claims.epoch, parsed->claims.epoch);
+  EXPECT_EQ(direct->der, parsed->der);
+  // The full path's answer for the first leaf is the same kind of answer.
+  auto full = VerifiedIssuers(0).VerifyChainAndParse(leaf, ca_pem_, root_pem_,
+                                                     kNow, true);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->der, direct->der);
+  EXPECT_EQ(full->claims.device_id, direct->claims.device_id);
+}
+
+TEST_F(VerifiedIssuersTest, Attack_TamperedLeafUnderARememberedCaIsRefused) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  auto der = CertificatePemToDer(DeviceLeaf(ca_key_, ca_pem_));
+  ASSERT_TRUE(der.ok());
+  // Another device id in the claims (same length), and a flipped signature
+  // byte: neither verifies, on either path.
+  std::string claims = *der;
+  const size_t at = claims.find("urn:sphere:device:");
+  ASSERT_NE(at, std::string::npos);
+  claims[at + 18] = 'b';
+  std::string sig = *der;
+  sig[sig.size() - 3] ^= 0x01;
+  for (const std::string& bad : {claims, sig}) {
+    const std::string pem = CertificateDerToPem(bad);
+    absl::Status s = Verify(pem, ca_pem_);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+    EXPECT_EQ(s.code(),
+              VerifyChain(pem, ca_pem_, root_pem_, kNow, true).code());
+  }
+  EXPECT_EQ(issuers_.direct_leaves(), 0u);
+  EXPECT_EQ(issuers_.size(), 1u);  // nothing else remembered
+}
+
+TEST_F(VerifiedIssuersTest, Attack_ExpiredOrServerOnlyLeafIsRefusedAsBefore) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  const std::string expired = DeviceLeaf(ca_key_, ca_pem_, kNow - absl::Hours(2),
+                                         kNow - absl::Seconds(1));
+  const std::string early = DeviceLeaf(ca_key_, ca_pem_, kNow + absl::Hours(1),
+                                       kNow + absl::Hours(2));
+  const std::string server = Leaf(ca_key_, ca_pem_, KeyUsage::kServerAuth);
+  EXPECT_EQ(Verify(expired, ca_pem_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Verify(early, ca_pem_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Verify(server, ca_pem_).code(), absl::StatusCode::kUnauthenticated);
+  // A server-only leaf is fine where client auth is not asked for.
+  EXPECT_TRUE(
+      issuers_.VerifyChain(server, ca_pem_, root_pem_, kNow, false).ok());
+  EXPECT_EQ(issuers_.direct_leaves(), 1u);  // only the last one
+  EXPECT_EQ(issuers_.size(), 1u);
+}
+
+TEST_F(VerifiedIssuersTest, Attack_LeafOfAnotherShapeGetsOpenSslsVerdict) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  const std::string leaf = DeviceLeaf(ca_key_, ca_pem_);
+  // An extension Sphere never issues: non-critical, OpenSSL accepts it;
+  // critical, OpenSSL refuses it. Critical SKID: refused as well.
+  const std::string comment = Resigned(leaf, ca_key_, [](X509* x) {
+    AddExtension(x, NID_netscape_comment, false, "hello");
+  });
+  const std::string critical = Resigned(leaf, ca_key_, [](X509* x) {
+    AddExtension(x, NID_netscape_comment, true, "hello");
+  });
+  const std::string critical_skid = Resigned(leaf, ca_key_, [](X509* x) {
+    int i = X509_get_ext_by_NID(x, NID_subject_key_identifier, -1);
+    X509_EXTENSION_set_critical(X509_get_ext(x, i), 1);
+  });
+  // A CA leaf (basicConstraints CA:TRUE) under the tenant CA.
+  const std::string ca_leaf = Resigned(leaf, ca_key_, [](X509* x) {
+    X509_delete_ext(x, X509_get_ext_by_NID(x, NID_basic_constraints, -1));
+    AddExtension(x, NID_basic_constraints, true, "CA:TRUE");
+  });
+  EXPECT_TRUE(Verify(comment, ca_pem_).ok());
+  for (const std::string& pem : {critical, critical_skid, ca_leaf}) {
+    EXPECT_EQ(Verify(pem, ca_pem_).code(),
+              VerifyChain(pem, ca_pem_, root_pem_, kNow, true).code());
+  }
+  EXPECT_EQ(Verify(critical, ca_pem_).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Verify(critical_skid, ca_pem_).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(issuers_.direct_leaves(), 0u);  // all went through OpenSSL
+  EXPECT_EQ(issuers_.hits(), 6u);
+  EXPECT_EQ(issuers_.size(), 1u);
 }
 
 TEST(CertificateDerTest, PemAndDerRoundTrip) {

@@ -61,8 +61,12 @@ absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem) {
 }
 
 bool HasEku(X509* cert, int nid) {
+  return HasEkuIn(X509_get0_extensions(cert), nid);
+}
+
+bool HasEkuIn(const STACK_OF(X509_EXTENSION) * exts, int nid) {
   EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
-      X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
+      X509V3_get_d2i(exts, NID_ext_key_usage, nullptr, nullptr)));
   if (!eku) return false;
   for (size_t i = 0; i < static_cast<size_t>(sk_ASN1_OBJECT_num(eku.get()));
        ++i) {
@@ -807,40 +811,59 @@ absl::StatusOr<std::string> IssueCertificate(
 absl::StatusOr<ParsedCertificate> ParseCertificate(absl::string_view pem) {
   auto cert = ParseX509(pem);
   if (!cert.ok()) return cert.status();
-  X509* x = cert->get();
+  return internal::FieldsOfX509(cert->get());
+}
+
+namespace internal {
+
+absl::StatusOr<ParsedCertificate> FieldsOfX509(X509* x) {
+  internal::EvpPkeyPtr pub(X509_get_pubkey(x));
+  auto point = internal::PointOfPkey(pub.get());
+  if (!point.ok()) return point.status();
+  uint8_t* der = nullptr;
+  int der_len = i2d_X509(x, &der);
+  if (der_len <= 0) return Fail(absl::InternalError("i2d_X509 failed"));
+  std::string der_bytes(reinterpret_cast<char*>(der), der_len);
+  OPENSSL_free(der);
+  return CertificateFields(X509_get_subject_name(x), X509_get_issuer_name(x),
+                           X509_get_serialNumber(x), X509_get0_notBefore(x),
+                           X509_get0_notAfter(x), X509_get0_extensions(x),
+                           *std::move(point), std::move(der_bytes));
+}
+
+ParsedCertificate CertificateFields(const X509_NAME* subject,
+                                    const X509_NAME* issuer,
+                                    const ASN1_INTEGER* serial_number,
+                                    const ASN1_TIME* not_before,
+                                    const ASN1_TIME* not_after,
+                                    const STACK_OF(X509_EXTENSION) * exts,
+                                    std::string public_key, std::string der) {
   ParsedCertificate out;
-  const X509_NAME* subject = X509_get_subject_name(x);
-  const X509_NAME* issuer = X509_get_issuer_name(x);
   out.common_name = NameEntry(subject, NID_commonName);
   out.organization = NameEntry(subject, NID_organizationName);
   out.issuer_common_name = NameEntry(issuer, NID_commonName);
   out.subject_line = NameLine(subject);
   out.issuer_line = NameLine(issuer);
 
-  internal::BnPtr serial(ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr));
+  internal::BnPtr serial(ASN1_INTEGER_to_BN(serial_number, nullptr));
   if (serial) {
     std::string bytes(BN_num_bytes(serial.get()), '\0');
     BN_bn2bin(serial.get(), reinterpret_cast<uint8_t*>(&bytes[0]));
     out.serial_hex = HexEncode(bytes);
     if (out.serial_hex.empty()) out.serial_hex = "00";
   }
-
-  internal::EvpPkeyPtr pub(X509_get_pubkey(x));
-  auto point = internal::PointOfPkey(pub.get());
-  if (!point.ok()) return point.status();
-  out.public_key = *point;
-
-  out.not_before = FromAsn1Time(X509_get0_notBefore(x));
-  out.not_after = FromAsn1Time(X509_get0_notAfter(x));
+  out.public_key = std::move(public_key);
+  out.not_before = FromAsn1Time(not_before);
+  out.not_after = FromAsn1Time(not_after);
 
   BasicConstraintsPtr bc(static_cast<BASIC_CONSTRAINTS*>(
-      X509_get_ext_d2i(x, NID_basic_constraints, nullptr, nullptr)));
+      X509V3_get_d2i(exts, NID_basic_constraints, nullptr, nullptr)));
   out.is_ca = bc && bc->ca;
-  out.server_auth = HasEku(x, NID_server_auth);
-  out.client_auth = HasEku(x, NID_client_auth);
+  out.server_auth = HasEkuIn(exts, NID_server_auth);
+  out.client_auth = HasEkuIn(exts, NID_client_auth);
 
   GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr)));
+      X509V3_get_d2i(exts, NID_subject_alt_name, nullptr, nullptr)));
   if (names) {
     for (size_t i = 0;
          i < static_cast<size_t>(sk_GENERAL_NAME_num(names.get())); ++i) {
@@ -854,15 +877,12 @@ absl::StatusOr<ParsedCertificate> ParseCertificate(absl::string_view pem) {
       }
     }
   }
-
-  uint8_t* der = nullptr;
-  int der_len = i2d_X509(x, &der);
-  if (der_len <= 0) return Fail(absl::InternalError("i2d_X509 failed"));
-  out.der.assign(reinterpret_cast<char*>(der), der_len);
-  OPENSSL_free(der);
+  out.der = std::move(der);
   ERR_clear_error();
   return out;
 }
+
+}  // namespace internal
 
 std::vector<std::string> SplitPemChain(absl::string_view pem) {
   static constexpr absl::string_view kBegin = "-----BEGIN CERTIFICATE-----";

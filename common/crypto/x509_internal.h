@@ -7,10 +7,13 @@
 #include <openssl/x509v3.h>
 #include <time.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/crypto/crypto.h"
 #include "common/crypto/internal.h"
 
 namespace sphere::crypto::internal {
@@ -26,8 +29,25 @@ time_t ToCertTime(absl::Time t);
 // The first PEM certificate of `pem`.
 absl::StatusOr<X509Ptr> ParseX509(absl::string_view pem);
 
-// Whether `cert` has extended key usage `nid`.
+// The fields crypto::ParseCertificate reads, from an already parsed
+// certificate (so a caller that verified `x` need not parse it again).
+absl::StatusOr<ParsedCertificate> FieldsOfX509(X509* x);
+
+// CertificateFields: the ParsedCertificate of a certificate given by its
+// parts (FieldsOfX509 passes an X509's; VerifiedIssuers a leaf it decoded
+// itself), so both read every field the same way. `public_key` is the
+// 65-byte SEC1 point, `der` the certificate's DER.
+ParsedCertificate CertificateFields(const X509_NAME* subject,
+                                    const X509_NAME* issuer,
+                                    const ASN1_INTEGER* serial_number,
+                                    const ASN1_TIME* not_before,
+                                    const ASN1_TIME* not_after,
+                                    const STACK_OF(X509_EXTENSION) * exts,
+                                    std::string public_key, std::string der);
+
+// Whether `cert` (or the extensions `exts`) has extended key usage `nid`.
 bool HasEku(X509* cert, int nid);
+bool HasEkuIn(const STACK_OF(X509_EXTENSION) * exts, int nid);
 
 // The error crypto::VerifyChain gives for a failed X509_verify_cert
 // (FailedPrecondition for a time window, Unauthenticated otherwise).
