@@ -73,6 +73,13 @@ struct FleetOptions {
   // deployed app image's payload.
   double update_fraction = 0.01;
   int update_image_kib = 64;
+  // update_install: the fraction re-attests before its first GetUpdates
+  // (the behaviour before stop 23) instead of a catalog barrier per shard.
+  bool install_reattest = false;
+  // update_install: keep tcmalloc's aggressive decommit on during the
+  // installs (the behaviour before stop 23; it is off for the phase's
+  // installs otherwise, and on again after them).
+  bool install_decommit = false;
   // update_check: twins per GetUpdatesBatch RPC on the gateway channels
   // (1 = one GetUpdates RPC per twin, --in-flight of them) and those batch
   // RPCs in flight per shard.

@@ -135,6 +135,15 @@ int Main(int argc, char** argv) {
                  "image in KiB")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_flag("--install-reattest", f.install_reattest,
+               "update_install phase: the fraction re-attests before its "
+               "first update check (the behaviour before stop 23) instead of "
+               "keeping its session tokens behind a catalog barrier per "
+               "shard");
+  app.add_flag("--install-decommit", f.install_decommit,
+               "update_install phase: keep the allocator's aggressive "
+               "decommit on during the installs (the behaviour before stop "
+               "23: an madvise per freed download buffer)");
   app.add_flag("--tls-per-twin", f.tls_per_twin,
                "one mutual-TLS connection (full handshake) per twin instead "
                "of shared gateway channels; for smaller fleets");

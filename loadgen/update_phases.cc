@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "client/attestation_client.h"
 #include "common/crypto/crypto.h"
 #include "common/update/metadata.h"
@@ -19,10 +20,22 @@
 #include "loadgen/process_cpu.h"
 #include "loadgen/verified_metadata.h"
 #include "mcu-model/image.h"
+#include "protos/attestation.grpc.pb.h"
 #include "protos/update.grpc.pb.h"
 #include "twin/driver.h"
 #include "twin/update_agent.h"
 #include "twin/update_runner.h"
+
+// tcmalloc's C API, weak: the binary links tcmalloc in the normal build
+// and glibc's malloc under the sanitizers (third_party/system_libs:malloc),
+// where these stay null and the phase leaves the allocator alone.
+extern "C" int MallocExtension_GetNumericProperty(const char* property,
+                                                  size_t* value)
+    __attribute__((weak));
+extern "C" int MallocExtension_SetNumericProperty(const char* property,
+                                                  size_t value)
+    __attribute__((weak));
+extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
 
 namespace sphere::loadgen {
 
@@ -383,6 +396,44 @@ class CountingUpdateTransport final : public client::UpdateTransport {
   std::atomic<uint64_t> other_acked_{0};
 };
 
+// KeepFreedSpans: while alive, tcmalloc keeps freed spans instead of
+// returning each to the OS at once (third_party/system_libs/malloc_settings.cc
+// turns aggressive decommit on for the idle fleet's memory). Every install
+// frees 64 KiB+ buffers (the download, the package parse, gRPC's message
+// buffers) on one of up to 256 worker threads; with decommit each free was
+// an madvise and a TLB shootdown on every core: 31 % of loadgen's CPU in the
+// install phase (perf, issue 14 stop 23). On destruction the setting is
+// restored and the kept free memory is returned to the OS at once.
+class KeepFreedSpans {
+ public:
+  explicit KeepFreedSpans(bool enable) {
+    if (!enable || MallocExtension_GetNumericProperty == nullptr ||
+        MallocExtension_SetNumericProperty == nullptr) {
+      return;
+    }
+    if (MallocExtension_GetNumericProperty(kDecommit, &saved_) == 0 ||
+        saved_ == 0) {
+      return;  // not tcmalloc, or decommit already off
+    }
+    active_ = MallocExtension_SetNumericProperty(kDecommit, 0) != 0;
+  }
+  ~KeepFreedSpans() {
+    if (!active_) return;
+    MallocExtension_SetNumericProperty(kDecommit, saved_);
+    if (MallocExtension_ReleaseFreeMemory != nullptr) {
+      MallocExtension_ReleaseFreeMemory();
+    }
+  }
+  KeepFreedSpans(const KeepFreedSpans&) = delete;
+  KeepFreedSpans& operator=(const KeepFreedSpans&) = delete;
+  bool active() const { return active_; }
+
+ private:
+  static constexpr char kDecommit[] = "tcmalloc.aggressive_memory_decommit";
+  size_t saved_ = 0;
+  bool active_ = false;
+};
+
 // Unary: one blocking management call with a deadline; the error names
 // the call.
 template <typename Resp, typename Call>
@@ -452,8 +503,8 @@ class UpdateInstallPhase final : public Phase {
     // image, a group for the fraction, the deployment.
     auto deployment = Deploy(fleet, chosen);
     if (!deployment.ok()) return deployment.status();
-    const std::string deployment_id = deployment->first;
-    const std::string image_id = deployment->second;
+    const std::string deployment_id = deployment->deployment_id;
+    const std::string image_id = deployment->image_id;
     stats.SetMetric("twins_selected", static_cast<double>(k));
 
     const auto by_id = TwinsById(fleet, chosen);
@@ -469,19 +520,38 @@ class UpdateInstallPhase final : public Phase {
     client::AsyncAttestationClient attestation(fleet.cluster().shards,
                                                fleet.gateway_tls(), ao);
 
-    // The fraction re-attests first: the challenge carries the catalog
-    // revision of the deployment, so every shard that answers serves it
-    // (the twins learn they must update: UPDATE_REQUIRED).
-    if (auto s = Reattest(fleet, chosen, &attestation, deadline); !s.ok()) {
-      return s;
+    // Before the first GetUpdates every shard must serve the new group and
+    // deployment. The twins keep the session tokens of their attestation (a
+    // group assignment changes nothing the device attested): one catalog
+    // barrier per shard. --install-reattest re-attests the fraction instead
+    // (the challenge carries the deployment's revision; the behaviour
+    // before stop 23). The install itself re-attests each twin after its
+    // reboot (the new image set must be attested).
+    const absl::Time gate_start = absl::Now();
+    if (o.install_reattest) {
+      if (auto s = Reattest(fleet, chosen, &attestation, deadline); !s.ok()) {
+        return s;
+      }
+      stats.SetMetric("setup_reattested", static_cast<double>(k));
+    } else {
+      if (auto s = CatalogBarrier(fleet, *fleet.twins()[chosen[0]],
+                                  deployment->revision, deadline);
+          !s.ok()) {
+        return s;
+      }
+      stats.SetMetric("setup_reattested", 0);
     }
-    stats.SetMetric("setup_s",
-                    absl::ToDoubleSeconds(absl::Now() - phase_start));
+    const absl::Time setup_end = absl::Now();
+    stats.SetMetric("setup_gate_s",
+                    absl::ToDoubleSeconds(setup_end - gate_start));
+    stats.SetMetric("setup_s", absl::ToDoubleSeconds(setup_end - phase_start));
 
     // Installs: each twin's agent driven to the end on one of a few
     // worker threads (RunUpdateCheck blocks on each answer; the twin is
     // touched by that thread only).
     twin::UpdateAgentConfig agent_config;
+    KeepFreedSpans keep_freed(!o.install_decommit);
+    stats.SetMetric("allocator_decommit_off", keep_freed.active() ? 1 : 0);
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> installed{0};
     absl::Mutex err_mu;
@@ -554,9 +624,14 @@ class UpdateInstallPhase final : public Phase {
   }
 
  private:
+  struct Deployed {
+    std::string deployment_id;
+    std::string image_id;
+    int64_t revision = 0;  // the catalog revision that includes them
+  };
   // Deploy uploads the app image, creates the "updates" group with the
-  // chosen devices and the deployment; returns {deployment id, image id}.
-  static absl::StatusOr<std::pair<std::string, std::string>> Deploy(
+  // chosen devices and the deployment.
+  static absl::StatusOr<Deployed> Deploy(
       Fleet& fleet, const std::vector<size_t>& chosen) {
     const FleetOptions& o = fleet.options();
     auto* mgmt = fleet.management();
@@ -582,17 +657,7 @@ class UpdateInstallPhase final : public Phase {
           return mgmt->CreateDeviceGroup(ctx, greq, r);
         });
     if (!group.ok()) return group.status();
-    for (size_t i : chosen) {
-      if (StopRequested()) return Interrupted(0, chosen.size());
-      v1::AssignDeviceRequest a;
-      a.set_tenant_id(fleet.tenant_id);
-      a.set_device_id(fleet.twins()[i]->device().device_id());
-      a.set_device_group_id(group->id());
-      auto assigned = Unary<v1::Device>(
-          "AssignDevice",
-          [&](auto* ctx, auto* r) { return mgmt->AssignDevice(ctx, a, r); });
-      if (!assigned.ok()) return assigned.status();
-    }
+    if (auto s = AssignAll(fleet, chosen, group->id()); !s.ok()) return s;
     v1::CreateDeploymentRequest dreq;
     dreq.set_tenant_id(fleet.tenant_id);
     dreq.set_device_group_id(group->id());
@@ -608,7 +673,112 @@ class UpdateInstallPhase final : public Phase {
     });
     if (!rev.ok()) return rev.status();
     fleet.set_min_catalog_revision(rev->revision());
-    return std::make_pair(dep->id(), image->id());
+    return Deployed{dep->id(), image->id(), rev->revision()};
+  }
+
+  // AssignAll moves the chosen twins into the group: AssignDevice calls
+  // from kAssignThreads threads (each call is one catalog transaction; one
+  // caller at a time left management idle between them: 10,000 calls took
+  // most of the 53 s setup at a million twins).
+  static absl::Status AssignAll(Fleet& fleet, const std::vector<size_t>& chosen,
+                                const std::string& group_id) {
+    constexpr size_t kAssignThreads = 16;
+    auto* mgmt = fleet.management();
+    std::atomic<size_t> next{0};
+    absl::Mutex mu;
+    absl::Status first;
+    auto worker = [&] {
+      while (true) {
+        {
+          absl::MutexLock l(&mu);
+          if (!first.ok()) return;
+        }
+        if (StopRequested()) return;
+        const size_t j = next.fetch_add(1);
+        if (j >= chosen.size()) return;
+        v1::AssignDeviceRequest a;
+        a.set_tenant_id(fleet.tenant_id);
+        a.set_device_id(fleet.twins()[chosen[j]]->device().device_id());
+        a.set_device_group_id(group_id);
+        auto assigned = Unary<v1::Device>(
+            "AssignDevice",
+            [&](auto* ctx, auto* r) { return mgmt->AssignDevice(ctx, a, r); });
+        if (!assigned.ok()) {
+          absl::MutexLock l(&mu);
+          if (first.ok()) first = assigned.status();
+          return;
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < std::min(kAssignThreads, chosen.size()); ++w) {
+      threads.emplace_back(worker);
+    }
+    for (auto& th : threads) th.join();
+    if (!first.ok()) return first;
+    if (StopRequested() && next.load() < chosen.size()) {
+      return Interrupted(0, chosen.size());
+    }
+    return absl::OkStatus();
+  }
+
+  // CatalogBarrier returns once every shard's catalog has reached
+  // `revision` (the deployment and the fraction's assignments), so each
+  // shard answers the twins' GetUpdates from them. It asks each shard for
+  // one challenge (`probe`, through the gateway) with min_catalog_revision:
+  // the attestation service's read-your-writes, held on the shard without a
+  // thread for up to 5 s; an item answered OK, or redirected to its owner,
+  // was answered at that revision. UNAVAILABLE (not reached yet) is asked
+  // again after a short bounded wait.
+  static absl::Status CatalogBarrier(Fleet& fleet, const twin::Twin& probe,
+                                     int64_t revision, absl::Time deadline) {
+    if (revision <= 0) return absl::OkStatus();
+    for (const auto& shard : fleet.cluster().shards) {
+      auto stub = v1::AttestationService::NewStub(rpc::NewChannel(
+          shard.address, fleet.gateway_tls(), shard.server_name));
+      v1::GetChallengesRequest req;
+      req.add_device_ids(probe.device().device_id());
+      req.set_min_catalog_revision(revision);
+      absl::Status last;
+      while (true) {
+        if (StopRequested()) return Interrupted(0, 1);
+        if (absl::Now() >= deadline) {
+          return absl::DeadlineExceededError(absl::StrCat(
+              "update_install: shard at ", shard.address,
+              " did not reach catalog revision ", revision, ": ",
+              last.message()));
+        }
+        auto r = Unary<v1::GetChallengesResponse>(
+            "GetChallenges (catalog barrier)", [&](auto* ctx, auto* resp) {
+              return stub->GetChallenges(ctx, req, resp);
+            });
+        if (r.ok() && r->results_size() != 1) {
+          return absl::InternalError(absl::StrCat(
+              "catalog barrier: ", r->results_size(), " results for 1 item"));
+        }
+        if (r.ok()) {
+          const auto code =
+              static_cast<absl::StatusCode>(r->results(0).code());
+          if (code == absl::StatusCode::kOk ||
+              (code == absl::StatusCode::kFailedPrecondition &&
+               !r->results(0).redirect_address().empty())) {
+            break;  // answered at the revision
+          }
+          last = absl::Status(code, r->results(0).message());
+        } else {
+          last = r.status();
+        }
+        if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last)) {
+          return absl::Status(
+              last.code(),
+              absl::StrCat("update_install: catalog barrier at ",
+                           shard.address, ": ", last.message()));
+        }
+        absl::Notification never;  // a bounded wait before asking again
+        never.WaitForNotificationWithTimeout(absl::Milliseconds(100));
+      }
+    }
+    return absl::OkStatus();
   }
 
   static absl::Status Reattest(Fleet& fleet, const std::vector<size_t>& chosen,

@@ -16,9 +16,13 @@
 //                   fleet (--update-fraction): a signed app image is uploaded
 //                   through management (verified and re-signed there), a
 //                   device group "updates" gets the fraction's devices and a
-//                   deployment of that image. Those twins re-attest (gated on
-//                   the catalog revision of the deployment, so every shard
-//                   serves it) and then run the twin library's UpdateAgent
+//                   deployment of that image. Those twins keep the session
+//                   tokens of their attestation: one GetChallenges per shard
+//                   with the deployment's min_catalog_revision is the
+//                   barrier after which every shard serves it
+//                   (--install-reattest: the fraction re-attests instead,
+//                   the behaviour before stop 23). Each twin then runs the
+//                   twin library's UpdateAgent
 //                   (twin/update_runner.h): GetUpdates, metadata
 //                   verification, resumable DownloadImage, install into the
 //                   inactive slot, reboot, re-attestation, ReportUpdateResult.
@@ -29,6 +33,9 @@
 //                   shards' GetDeploymentCounts for the deployment, which
 //                   must equal the acknowledged INSTALLED reports, and no
 //                   failure may be counted; else the phase fails).
+//                   During the installs tcmalloc keeps freed spans
+//                   (aggressive decommit off, restored after them;
+//                   --install-decommit leaves it on).
 //
 // Thread-safety: as Phase (loadgen/phases.h).
 #ifndef SPHERE_LOADGEN_UPDATE_PHASES_H_

@@ -241,6 +241,10 @@ TEST(LoadgenSuiteTest, SmallFleetThroughEveryServedPhase) {
       EXPECT_EQ(p["metrics"]["installed"], selected);
       // The end check: the shards' deployment counts match the twins.
       EXPECT_EQ(p["metrics"]["installed_on_service"], selected);
+      // The fraction kept the session tokens of the attest phase (a catalog
+      // barrier per shard, no re-attestation before the check); each twin
+      // still re-attested after its install reboot, or it would not count.
+      EXPECT_EQ(p["metrics"]["setup_reattested"], 0);
       // At least the app image (64 KiB payload) per twin came down.
       EXPECT_GE(p["metrics"]["bytes"].get<double>(), selected * 64.0 * 1024);
       EXPECT_GT(p["metrics"]["mb_per_s"].get<double>(), 0);
