@@ -1,6 +1,7 @@
 #include "securitysvc/attestation/attestation.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 
 #include "absl/strings/ascii.h"
@@ -80,9 +81,19 @@ std::string HistoryEntryBytes(const v1::AttestationRecord& r) {
 
 // HistoryCountOf: the history_count of a serialized latest-success record
 // (0 when it does not parse: the ring then restarts at slot 0, still bounded).
-uint32_t HistoryCountOf(const std::string& bytes) {
+uint32_t HistoryCountOf(absl::string_view bytes) {
   v1::AttestationRecord r;
-  return r.ParseFromString(bytes) ? r.history_count() : 0;
+  return r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))
+             ? r.history_count()
+             : 0;
+}
+
+// HexNibble: the value of a hex digit, or -1.
+int HexNibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
 }
 
 // NotSynced: a shard whose catalog view has not applied a complete snapshot
@@ -129,9 +140,15 @@ Attestor::Attestor(const catalog::CatalogView* catalog, store::Store* store,
       writer_(options.record_writer != nullptr ? options.record_writer
                                                : own_writer_.get()) {
   uint64_t n = 0;
-  auto s =
-      store_->Scan(kDevicesCf, "", [&n](absl::string_view, absl::string_view) {
+  auto s = store_->Scan(
+      kDevicesCf, "", [this, &n](absl::string_view id, absl::string_view v) {
         ++n;
+        IdKey key;
+        if (IdKeyOf(id, &key)) {
+          HistoryStripe& stripe = StripeOf(key);
+          absl::MutexLock l(&stripe.mu);
+          stripe.history_count[key] = HistoryCountOf(v);
+        }
         return true;
       });
   if (!s.ok()) {
@@ -173,10 +190,22 @@ absl::StatusOr<v1::GetChallengeResponse> Attestor::IssueChallenge(
   return resp;
 }
 
-size_t Attestor::Stripe(absl::string_view device_id) const {
-  return std::hash<std::string_view>()(
-             std::string_view(device_id.data(), device_id.size())) %
-         kStripes;
+size_t Attestor::IdKeyHash::operator()(const IdKey& k) const {
+  // Device ids are SHA-256 digests: any 8 of their bytes are uniform.
+  uint64_t h;
+  memcpy(&h, k.data(), sizeof(h));
+  return static_cast<size_t>(h);
+}
+
+bool Attestor::IdKeyOf(absl::string_view device_id, IdKey* key) {
+  if (device_id.size() != 2 * key->size()) return false;
+  for (size_t i = 0; i < key->size(); ++i) {
+    const int hi = HexNibble(device_id[2 * i]);
+    const int lo = HexNibble(device_id[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*key)[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
 }
 
 absl::StatusOr<v1::AttestResponse> Attestor::Attest(
@@ -202,32 +231,46 @@ void Attestor::AttestAsync(const v1::AttestRequest& request, AttestDone done) {
   // Verify validated the id; the credential-named id was copied into the
   // request by the adapter.
   const std::string& device_id = request.device_id();
+  // The success ring's slot: the device's count in memory (no read of its
+  // previous record). Taken now, so two concurrent attestations of one
+  // device get two slots; given back if the write fails and nothing took a
+  // later slot meanwhile, so a failed write leaves the ring as it was.
+  IdKey key;
+  if (!IdKeyOf(device_id, &key)) {  // Verify accepted it: cannot happen
+    absl::Status s = absl::InternalError("device id is not hexadecimal");
+    nonces_->Restore(device_id, prepared->nonce, prepared->nonce_expires);
+    done(s);
+    return;
+  }
+  HistoryStripe& stripe = StripeOf(key);
   bool first = false;
   uint32_t history_count = 0;
-  FirstRecordStripe& stripe = first_record_stripes_[Stripe(device_id)];
   {
     absl::MutexLock l(&stripe.mu);
-    if (!stripe.pending.contains(device_id)) {
-      auto previous = store_->Get(kDevicesCf, device_id);
-      if (absl::IsNotFound(previous.status())) {
-        first = stripe.pending.insert(device_id).second;
-      } else if (previous.ok()) {
-        history_count = HistoryCountOf(*previous);
-      }
-    }
+    auto [it, inserted] = stripe.history_count.try_emplace(key, 0);
+    first = inserted;
+    history_count = it->second++;
   }
   auto p = std::make_shared<Prepared>(*std::move(prepared));
   store::WriteBatch batch;
   AddRecordWithHistory(&batch, &p->record, history_count);
-  writer_->Write(std::move(batch), [this, p, first, &stripe,
-                                    device_id = device_id,
+  writer_->Write(std::move(batch), [this, p, first, history_count, key,
+                                    &stripe, device_id = device_id,
                                     done = std::move(done)](
                                        absl::Status written) mutable {
-    if (first) {
-      absl::MutexLock l(&stripe.mu);
-      stripe.pending.erase(device_id);
-    }
     if (!written.ok()) {
+      {
+        absl::MutexLock l(&stripe.mu);
+        auto it = stripe.history_count.find(key);
+        if (it != stripe.history_count.end() &&
+            it->second == history_count + 1) {
+          if (first) {
+            stripe.history_count.erase(it);
+          } else {
+            it->second = history_count;
+          }
+        }
+      }
       nonces_->Restore(device_id, p->nonce, p->nonce_expires);
       absl::Status s = absl::UnavailableError(absl::StrCat(
           "could not record the attestation (", written.message(), "); retry"));

@@ -38,7 +38,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/store/store.h"
@@ -55,8 +54,9 @@ namespace sphere::attestation {
 // Column families the Attestor needs in its store.
 inline constexpr char kDevicesCf[] = "devices";  // id -> AttestationRecord
 // Bounded per-device history (issue 13): two rings of kMaxHistoryEntries
-// slots each, "<id>|a|NN" (successful attempts; the slot counter lives in
-// the device's record, which the attestation path reads anyway) and
+// slots each, "<id>|a|NN" (successful attempts; the slot counter is the
+// history_count of the device's record, kept in memory by the Attestor and
+// reloaded from the records when it starts) and
 // "<id>|r|NN" (refused attempts, at most one per failure_record_interval;
 // the slot counter lives in the in-memory rate-limit table). A ring slot is
 // overwritten in the same write batch that records the attempt, so a
@@ -177,7 +177,6 @@ class Attestor {
   static void AddRecordWithHistory(store::WriteBatch* batch,
                                    v1::AttestationRecord* record,
                                    uint32_t history_count);
-  size_t Stripe(absl::string_view device_id) const;
 
   const catalog::CatalogView* const catalog_;
   store::Store* const store_;
@@ -197,17 +196,32 @@ class Attestor {
   std::atomic<uint64_t> attested_devices_{0};
   std::unique_ptr<RecordWriter> own_writer_;  // when none was given
   RecordWriter* const writer_;
-  // "Is this the device's first record?", striped by device id: a device
-  // whose first record is still being written is in its stripe's set, so a
-  // concurrent attestation of it does not count it again. (A first write
-  // that fails while a second is pending leaves the device uncounted until
-  // the next restart's recount.)
+  // The success ring's next slot of every device with a latest-success
+  // record (or one being written), striped by device id (issue 14: the
+  // attestation path no longer reads the device's previous record to find
+  // it). Filled at construction from the records in the store (their
+  // history_count; a record that does not parse counts 0, as before), so a
+  // restarted shard continues each ring where it stopped. Keyed by the
+  // 32-byte binary id: 36 bytes per attested device plus the table's slack.
+  // A device not in its stripe is attesting for the first time, which
+  // counts it in attested_devices_ once its record is durable.
   static constexpr size_t kStripes = 32;
-  struct FirstRecordStripe {
-    absl::Mutex mu;
-    absl::flat_hash_set<std::string> pending ABSL_GUARDED_BY(mu);
+  using IdKey = std::array<uint8_t, 32>;
+  struct IdKeyHash {
+    size_t operator()(const IdKey& k) const;
   };
-  std::array<FirstRecordStripe, kStripes> first_record_stripes_;
+  struct HistoryStripe {
+    absl::Mutex mu;
+    absl::flat_hash_map<IdKey, uint32_t, IdKeyHash> history_count
+        ABSL_GUARDED_BY(mu);
+  };
+  // IdKeyOf: the binary form of a device id; false unless `device_id` is 64
+  // hex characters (every id Verify accepted is).
+  static bool IdKeyOf(absl::string_view device_id, IdKey* key);
+  HistoryStripe& StripeOf(const IdKey& key) {
+    return history_stripes_[key[31] % kStripes];
+  }
+  std::array<HistoryStripe, kStripes> history_stripes_;
 };
 
 // ValidateDeviceId: 64 lowercase hex characters, else InvalidArgument.

@@ -4,6 +4,8 @@
 // certificate, and the legitimate nonce still usable where one exists.
 #include "securitysvc/attestation/attestation.h"
 
+#include <stdlib.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
 #include "common/store/memory_store.h"
+#include "common/store/store.h"
 #include "common/util/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -488,6 +491,129 @@ TEST_F(AttestationTest, HistoryKeepsOnlyTheLastAttemptsAndSurvivesRestart) {
   ASSERT_TRUE(history.ok());
   EXPECT_TRUE(history->back().success());
   EXPECT_EQ(history->back().time_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+}
+
+// Issue 14: the success ring's slot is kept in memory, not read from the
+// previous record. A store written before that (a record whose
+// history_count is 45) continues at slot 45 % 32 after a restart; a record
+// that does not parse restarts the ring at slot 0, as the read did.
+TEST_F(AttestationTest, RestartContinuesTheRingFromTheStoredRecordsCount) {
+  const std::string id = device_->device_id();
+  v1::AttestationRecord old;
+  old.set_device_id(id);
+  old.set_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
+  old.set_success(true);
+  old.set_outcome("UP_TO_DATE");
+  old.set_history_count(45);
+  ASSERT_TRUE(store_->Put(kDevicesCf, id, old.SerializeAsString()).ok());
+  HeldKeyDevice corrupt = RegisterHeldKeyDevice();
+  ASSERT_TRUE(store_->Put(kDevicesCf, corrupt.id, "\xff\xff not a record").ok());
+  attestor_ =
+      std::make_unique<Attestor>(catalog_.get(), store_.get(), nonces_.get(),
+                                 tokens_.get(), &clock_, Attestor::Options());
+  EXPECT_EQ(attestor_->attested_device_count(), 2u);
+
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  auto entry = store_->Get(kHistoryCf, absl::StrCat(id, "|a|13"));
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  v1::AttestationRecord e;
+  ASSERT_TRUE(e.ParseFromString(*entry));
+  EXPECT_EQ(e.time_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+  EXPECT_EQ(attestor_->LastRecord(id)->history_count(), 46u);
+
+  ASSERT_TRUE(attestor_
+                  ->Attest(Request(corrupt.id, SignQuote(CraftedBody(corrupt),
+                                                         corrupt.key)))
+                  .ok());
+  EXPECT_TRUE(store_->Get(kHistoryCf, absl::StrCat(corrupt.id, "|a|00")).ok());
+  EXPECT_EQ(attestor_->LastRecord(corrupt.id)->history_count(), 1u);
+  // Both were attested before the restart: neither is counted again.
+  EXPECT_EQ(attestor_->attested_device_count(), 2u);
+}
+
+// A write that fails takes no ring slot: the retry gets the slot the failed
+// attempt had, for a device's first record as for a later one, and a first
+// record that failed is counted once, when it is written.
+TEST_F(AttestationTest, FailedWriteGivesItsRingSlotBack) {
+  const std::string id = device_->device_id();
+  store_->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  ExpectError(AttestGenuine(*device_), absl::StatusCode::kUnavailable,
+              "could not record the attestation");
+  EXPECT_EQ(attestor_->attested_device_count(), 0u);
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  EXPECT_EQ(attestor_->attested_device_count(), 1u);
+  EXPECT_EQ(attestor_->LastRecord(id)->history_count(), 1u);
+  EXPECT_TRUE(store_->Get(kHistoryCf, absl::StrCat(id, "|a|00")).ok());
+
+  store_->FailNextWrites(1, absl::UnavailableError("disk gone"));
+  clock_.Advance(absl::Minutes(1));
+  ExpectError(AttestGenuine(*device_), absl::StatusCode::kUnavailable,
+              "could not record the attestation");
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(AttestGenuine(*device_).ok());
+  EXPECT_EQ(attestor_->LastRecord(id)->history_count(), 2u);
+  auto entry = store_->Get(kHistoryCf, absl::StrCat(id, "|a|01"));
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  v1::AttestationRecord e;
+  ASSERT_TRUE(e.ParseFromString(*entry));
+  EXPECT_EQ(e.time_unix_ms(), absl::ToUnixMillis(clock_.Now()));
+  EXPECT_FALSE(store_->Get(kHistoryCf, absl::StrCat(id, "|a|02")).ok());
+  EXPECT_EQ(attestor_->attested_device_count(), 1u);
+}
+
+// The same bound across a real restart: the encrypted RocksDB closed and
+// reopened, a new Attestor over it.
+TEST_F(AttestationTest, RingStaysBoundedAcrossARocksDbReopen) {
+  const std::string id = device_->device_id();
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp",
+                                 "/attestation_test.XXXXXX");
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string path = absl::StrCat(dir, "/db");
+  store::RocksOptions ro;
+  ro.data_key = crypto::RandomBytes(32);
+  constexpr int kBefore = kMaxHistoryEntries + 5;
+  {
+    auto rocks = store::OpenRocksStore(path, ColumnFamilies(), ro);
+    ASSERT_TRUE(rocks.ok()) << rocks.status();
+    Attestor a(catalog_.get(), rocks->get(), nonces_.get(), tokens_.get(),
+               &clock_, Attestor::Options());
+    for (int i = 0; i < kBefore; ++i) {
+      clock_.Advance(absl::Minutes(1));
+      auto c = a.GetChallenge(id);
+      ASSERT_TRUE(c.ok()) << c.status();
+      ASSERT_TRUE(a.Attest(GenuineRequest(*device_, c->nonce())).ok()) << i;
+    }
+  }
+  auto rocks = store::OpenRocksStore(path, ColumnFamilies(), ro);
+  ASSERT_TRUE(rocks.ok()) << rocks.status();
+  Attestor a(catalog_.get(), rocks->get(), nonces_.get(), tokens_.get(),
+             &clock_, Attestor::Options());
+  EXPECT_EQ(a.attested_device_count(), 1u);
+  constexpr int kAfter = 3;
+  for (int i = 0; i < kAfter; ++i) {
+    clock_.Advance(absl::Minutes(1));
+    auto c = a.GetChallenge(id);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(a.Attest(GenuineRequest(*device_, c->nonce())).ok()) << i;
+  }
+  EXPECT_EQ(a.attested_device_count(), 1u);
+  EXPECT_EQ(a.LastRecord(id)->history_count(),
+            static_cast<uint32_t>(kBefore + kAfter));
+  auto history = a.History(id);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), kMaxHistoryEntries);
+  // The last 32 successes, one minute apart, the newest just written.
+  const int64_t newest = absl::ToUnixMillis(clock_.Now());
+  for (size_t i = 0; i < history->size(); ++i) {
+    EXPECT_TRUE((*history)[i].success());
+    EXPECT_EQ((*history)[i].time_unix_ms(),
+              newest - static_cast<int64_t>(kMaxHistoryEntries - 1 - i) *
+                           60 * 1000)
+        << i;
+  }
 }
 
 TEST_F(AttestationTest, Attack_OversizedQuoteStringsAreCutInHistory) {
