@@ -76,9 +76,9 @@ struct FleetOptions {
   // update_install: the fraction re-attests before its first GetUpdates
   // (the behaviour before stop 23) instead of a catalog barrier per shard.
   bool install_reattest = false;
-  // update_install: keep tcmalloc's aggressive decommit on during the
-  // installs (the behaviour before stop 23; it is off for the phase's
-  // installs otherwise, and on again after them).
+  // update_install: turn tcmalloc's aggressive decommit on during the
+  // installs (the behaviour of stop 22; it is off by default since stop 24,
+  // third_party/system_libs/malloc_settings.cc).
   bool install_decommit = false;
   // update_check: twins per GetUpdatesBatch RPC on the gateway channels
   // (1 = one GetUpdates RPC per twin, --in-flight of them) and those batch

@@ -141,9 +141,9 @@ int Main(int argc, char** argv) {
                "keeping its session tokens behind a catalog barrier per "
                "shard");
   app.add_flag("--install-decommit", f.install_decommit,
-               "update_install phase: keep the allocator's aggressive "
-               "decommit on during the installs (the behaviour before stop "
-               "23: an madvise per freed download buffer)");
+               "update_install phase: turn the allocator's aggressive "
+               "decommit on during the installs (the behaviour of stop 22: "
+               "an madvise per freed download buffer)");
   app.add_flag("--tls-per-twin", f.tls_per_twin,
                "one mutual-TLS connection (full handshake) per twin instead "
                "of shared gateway channels; for smaller fleets");

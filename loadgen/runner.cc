@@ -1,12 +1,11 @@
 #include "loadgen/runner.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/util/log.h"
+#include "loadgen/allocator.h"
 #include "loadgen/floors.h"
 #include "loadgen/phase_cpu.h"
 #include "loadgen/phases.h"
@@ -35,7 +34,7 @@ PhaseReport ToReport(const PhaseStats& s, absl::Time now) {
 }
 
 uint64_t SelfRss() {
-  malloc_trim(0);
+  ReleaseFreeMemory();  // what the allocator keeps for reuse is not a twin
   auto rss = ReadProcessRss(0);
   return rss.ok() ? *rss : 0;
 }

@@ -17,6 +17,7 @@
 #include "common/crypto/crypto.h"
 #include "common/update/metadata.h"
 #include "common/util/clock.h"
+#include "loadgen/allocator.h"
 #include "loadgen/process_cpu.h"
 #include "loadgen/verified_metadata.h"
 #include "mcu-model/image.h"
@@ -25,17 +26,6 @@
 #include "twin/driver.h"
 #include "twin/update_agent.h"
 #include "twin/update_runner.h"
-
-// tcmalloc's C API, weak: the binary links tcmalloc in the normal build
-// and glibc's malloc under the sanitizers (third_party/system_libs:malloc),
-// where these stay null and the phase leaves the allocator alone.
-extern "C" int MallocExtension_GetNumericProperty(const char* property,
-                                                  size_t* value)
-    __attribute__((weak));
-extern "C" int MallocExtension_SetNumericProperty(const char* property,
-                                                  size_t value)
-    __attribute__((weak));
-extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
 
 namespace sphere::loadgen {
 
@@ -396,44 +386,6 @@ class CountingUpdateTransport final : public client::UpdateTransport {
   std::atomic<uint64_t> other_acked_{0};
 };
 
-// KeepFreedSpans: while alive, tcmalloc keeps freed spans instead of
-// returning each to the OS at once (third_party/system_libs/malloc_settings.cc
-// turns aggressive decommit on for the idle fleet's memory). Every install
-// frees 64 KiB+ buffers (the download, the package parse, gRPC's message
-// buffers) on one of up to 256 worker threads; with decommit each free was
-// an madvise and a TLB shootdown on every core: 31 % of loadgen's CPU in the
-// install phase (perf, issue 14 stop 23). On destruction the setting is
-// restored and the kept free memory is returned to the OS at once.
-class KeepFreedSpans {
- public:
-  explicit KeepFreedSpans(bool enable) {
-    if (!enable || MallocExtension_GetNumericProperty == nullptr ||
-        MallocExtension_SetNumericProperty == nullptr) {
-      return;
-    }
-    if (MallocExtension_GetNumericProperty(kDecommit, &saved_) == 0 ||
-        saved_ == 0) {
-      return;  // not tcmalloc, or decommit already off
-    }
-    active_ = MallocExtension_SetNumericProperty(kDecommit, 0) != 0;
-  }
-  ~KeepFreedSpans() {
-    if (!active_) return;
-    MallocExtension_SetNumericProperty(kDecommit, saved_);
-    if (MallocExtension_ReleaseFreeMemory != nullptr) {
-      MallocExtension_ReleaseFreeMemory();
-    }
-  }
-  KeepFreedSpans(const KeepFreedSpans&) = delete;
-  KeepFreedSpans& operator=(const KeepFreedSpans&) = delete;
-  bool active() const { return active_; }
-
- private:
-  static constexpr char kDecommit[] = "tcmalloc.aggressive_memory_decommit";
-  size_t saved_ = 0;
-  bool active_ = false;
-};
-
 // Unary: one blocking management call with a deadline; the error names
 // the call.
 template <typename Resp, typename Call>
@@ -550,8 +502,16 @@ class UpdateInstallPhase final : public Phase {
     // worker threads (RunUpdateCheck blocks on each answer; the twin is
     // touched by that thread only).
     twin::UpdateAgentConfig agent_config;
-    KeepFreedSpans keep_freed(!o.install_decommit);
-    stats.SetMetric("allocator_decommit_off", keep_freed.active() ? 1 : 0);
+    // Every install frees 64 KiB+ buffers (the download, the package parse,
+    // gRPC's message buffers) on up to 256 worker threads; with aggressive
+    // decommit each free was an madvise and a TLB shootdown on every core
+    // (31 % of loadgen's CPU here in stop 23). It is off by default
+    // (third_party/system_libs/malloc_settings.cc); --install-decommit turns
+    // it on for the installs, the behaviour of stop 22.
+    DecommitScope decommit(o.install_decommit);
+    if (auto on = AggressiveDecommit(); on.has_value()) {
+      stats.SetMetric("allocator_decommit_off", *on ? 0 : 1);
+    }
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> installed{0};
     absl::Mutex err_mu;

@@ -2,23 +2,85 @@
 // applied before main() by a static initializer (this target is
 // alwayslink, a dependency of //third_party/system_libs:malloc only).
 //
-// Aggressive decommit: tcmalloc returns freed spans to the OS at once
-// instead of keeping them. Measured at 100,000 devices (docs/benchmarks.md,
-// "Attest phase: the allocator"): shards hold 808 B per device after attest
-// with it, 1,026 B without (glibc: 762 B), for a few % of the CPU tcmalloc
-// saves. An operator's TCMALLOC_AGGRESSIVE_DECOMMIT in the environment wins.
+// Freed memory is kept, and returned in the background. Stop 22 turned on
+// tcmalloc's aggressive decommit: every free of a span became an madvise,
+// and every madvise a TLB shootdown on every core. On the PVM guests this
+// project now runs on, that was half of loadgen's CPU in the error_report
+// phase and ~10 % of the shards' (perf -a -g, docs/benchmarks.md "The
+// allocator's decommit"), and it halved management's claim rate. Instead,
+// tcmalloc keeps freed spans for reuse, and one thread returns what the
+// page heap holds beyond a slack once per period: one pass of madvise calls
+// per second instead of one per free, and the idle memory still goes back.
+// An operator's TCMALLOC_AGGRESSIVE_DECOMMIT in the environment wins.
+#include "third_party/system_libs/malloc_settings.h"
+
 #include <gperftools/malloc_extension_c.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
+namespace sphere::malloc_settings {
 namespace {
+
+std::atomic<uint64_t> g_passes{0};
+std::atomic<uint64_t> g_released{0};
+
+size_t EnvSize(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v, &end, 10);
+  if (end == v || *end != '\0') return fallback;
+  return static_cast<size_t>(n);
+}
+
+void ReleaseLoop(std::chrono::milliseconds period, size_t slack) {
+  for (;;) {
+    std::this_thread::sleep_for(period);  // a timer, not synchronisation
+    g_released.fetch_add(ReleaseExcessFreeMemory(slack),
+                         std::memory_order_relaxed);
+    g_passes.fetch_add(1, std::memory_order_relaxed);
+  }
+}
 
 const bool kSettingsApplied = [] {
   if (std::getenv("TCMALLOC_AGGRESSIVE_DECOMMIT") == nullptr) {
     MallocExtension_SetNumericProperty("tcmalloc.aggressive_memory_decommit",
-                                       1);
+                                       0);
+  }
+  const size_t period_ms = EnvSize("SPHERE_MALLOC_RELEASE_PERIOD_MS", 1000);
+  const size_t slack = EnvSize("SPHERE_MALLOC_RELEASE_SLACK_MB", 32) << 20;
+  if (period_ms > 0) {
+    // Detached: it only sleeps and calls tcmalloc, which outlives every
+    // static destructor; the process ends it at exit.
+    std::thread(ReleaseLoop, std::chrono::milliseconds(period_ms), slack)
+        .detach();
   }
   return true;
 }();
 
 }  // namespace
+
+size_t PageHeapFreeBytes() {
+  size_t free_bytes = 0;
+  if (MallocExtension_GetNumericProperty("tcmalloc.pageheap_free_bytes",
+                                         &free_bytes) == 0) {
+    return 0;
+  }
+  return free_bytes;
+}
+
+size_t ReleaseExcessFreeMemory(size_t slack_bytes) {
+  const size_t free_bytes = PageHeapFreeBytes();
+  if (free_bytes <= slack_bytes) return 0;
+  const size_t excess = free_bytes - slack_bytes;
+  MallocExtension_ReleaseToSystem(excess);
+  return excess;
+}
+
+uint64_t ReleaserPasses() { return g_passes.load(std::memory_order_relaxed); }
+uint64_t ReleasedBytes() { return g_released.load(std::memory_order_relaxed); }
+
+}  // namespace sphere::malloc_settings
