@@ -24,10 +24,17 @@ PhaseCpu PhaseCpu::Take(const Fleet& fleet) {
     total += *cpu;
   }
   if (all) m.shards = total;
-  auto mpid = fleet.ShardPid("management");
-  if (mpid.ok()) {
-    if (auto cpu = ProcessCpuSeconds(*mpid); cpu.ok()) m.management = *cpu;
-  }
+  auto of = [&fleet](const char* name) {
+    auto pid = fleet.ShardPid(name);
+    if (!pid.ok()) return -1.0;
+    auto cpu = ProcessCpuSeconds(*pid);
+    return cpu.ok() ? *cpu : -1.0;
+  };
+  m.management = of("management");
+  // The telemetry phase's appsvc: the cluster's own, or the one `./sphere
+  // load` started for the fleet's tenant (--appsvc), which it names
+  // run/loadgen-appsvc.pid.
+  m.appsvc = of(fleet.options().appsvc.empty() ? "appsvc" : "loadgen-appsvc");
   return m;
 }
 
@@ -43,6 +50,7 @@ void PhaseCpu::Report(const PhaseCpu& before, const PhaseCpu& after,
   set("loadgen_cpu_us_per_op", before.loadgen, after.loadgen);
   set("shards_cpu_us_per_op", before.shards, after.shards);
   set("management_cpu_us_per_op", before.management, after.management);
+  set("appsvc_cpu_us_per_op", before.appsvc, after.appsvc);
 }
 
 }  // namespace sphere::loadgen

@@ -1,5 +1,6 @@
-// PhaseCpu: CPU seconds used so far by loadgen, by every shard together and
-// by management (DIR/run/management.pid), so every phase reports the CPU one
+// PhaseCpu: CPU seconds used so far by loadgen, by every shard together, by
+// management (DIR/run/management.pid) and by the telemetry phase's appsvc
+// (DIR/run/appsvc.pid, or DIR/run/loadgen-appsvc.pid with --appsvc), so every phase reports the CPU one
 // of its operations costs in each process (issue 14: instructions per device
 // at two fleet sizes show what grows with the fleet). The runner takes it
 // around each phase; attest and error_report also take it around their own
@@ -19,6 +20,7 @@ struct PhaseCpu {
   double loadgen = -1;
   double shards = -1;
   double management = -1;
+  double appsvc = -1;
 
   static PhaseCpu Take(const Fleet& fleet);
 
