@@ -145,6 +145,9 @@ TEST_F(UploadBatchTest, RedirectedItemGoesAloneWithItsTokenToTheOwner) {
   for (int i : foreign) {
     auto& r = results.by_device.at(DeviceId(i));
     ASSERT_TRUE(r.ok()) << r.status();
+    // The batch took the item's events and token (moved, not copied); the
+    // redirect sent them again, whole.
+    EXPECT_EQ(r->stored(), 3u);
     EXPECT_EQ(shards_[1]->tokens().at(DeviceId(i)), Token(i));
   }
   EXPECT_EQ(shards_[1]->single_calls(), 3);

@@ -1,6 +1,7 @@
 #include "securitysvc/errors/error_service.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -66,6 +67,24 @@ void SetItemError(v1::UploadErrorsResult* result, const absl::Status& s) {
   result->set_message(rpc::TruncateForStatus(s.message()));
 }
 
+// Item codes are counted per call and added to the metric once, when the
+// call finishes (not a label string and a series lookup per item).
+constexpr int kItemCodes = 17;  // absl::StatusCode 0..16
+
+// ItemCodeLabels: the batch-items counter's label text of each code.
+const std::array<std::string, kItemCodes>& ItemCodeLabels() {
+  static const auto* labels = [] {
+    auto* l = new std::array<std::string, kItemCodes>;
+    for (int c = 0; c < kItemCodes; ++c) {
+      (*l)[c] = absl::StrCat(
+          "code=\"",
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(c)), "\"");
+    }
+    return l;
+  }();
+  return *labels;
+}
+
 // BatchCall: one UploadErrorsBatch in progress. Items answer from any
 // thread (the caller's for refusals, the group-commit thread once durable);
 // the last one (or the loop's own guard) finishes the reactor.
@@ -73,17 +92,25 @@ struct BatchCall {
   grpc::ServerUnaryReactor* reactor = nullptr;
   absl::Time start;
   std::atomic<int> pending{1};  // the items not yet answered + the loop
+  // Items answered, by code (an unknown code counts as UNKNOWN).
+  std::array<std::atomic<uint32_t>, kItemCodes> codes{};
 
   void ItemDone(int code) {
-    BatchItems()->Increment(absl::StrCat(
-        "code=\"",
-        absl::StatusCodeToString(static_cast<absl::StatusCode>(code)), "\""));
+    if (code < 0 || code >= kItemCodes) {
+      code = static_cast<int>(absl::StatusCode::kUnknown);
+    }
+    codes[code].fetch_add(1, std::memory_order_relaxed);
     Release();
   }
   void Release() {
     if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     UploadBatchMethod().latency->Observe(
         absl::ToDoubleSeconds(absl::Now() - start));
+    for (int c = 0; c < kItemCodes; ++c) {
+      if (const uint32_t n = codes[c].load(std::memory_order_relaxed); n > 0) {
+        BatchItems()->Increment(ItemCodeLabels()[c], n);
+      }
+    }
     BatchCalls()->Increment("code=\"OK\"");
     grpc::ServerUnaryReactor* r = reactor;
     delete this;

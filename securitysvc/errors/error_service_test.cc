@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/rpc.h"
+#include "common/util/metrics.h"
 #include "gtest/gtest.h"
 #include "protos/error_reporting.grpc.pb.h"
 #include "securitysvc/auth/device_authenticator.h"
@@ -330,6 +331,17 @@ TEST_F(ErrorServiceTest, BatchAnswersEachItemInOrderAndRetryCountsDuplicates) {
 }
 
 TEST_F(ErrorServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
+  // The items counter, added once per call by code (not per item), still
+  // counts every item under its own code.
+  metrics::CounterMetric* items =
+      metrics::Counter("sphere_upload_errors_batch_items_total",
+                       "UploadErrorsBatch items by their own code");
+  auto count = [&](const char* code) {
+    return items->Value(absl::StrCat("code=\"", code, "\""));
+  };
+  const uint64_t ok0 = count("OK"), denied0 = count("PERMISSION_DENIED"),
+                 unauth0 = count("UNAUTHENTICATED"),
+                 invalid0 = count("INVALID_ARGUMENT");
   auto good = NewDevice("errors-batch-good");
   auto victim = NewDevice("errors-batch-victim");
   auto bad = NewDevice("errors-batch-bad-events");
@@ -380,6 +392,11 @@ TEST_F(ErrorServiceTest, Attack_BatchItemWithAnotherDevicesTokenRefusesOnlyIt) {
   EXPECT_EQ(Stored(*victim), 0u);
   EXPECT_EQ(Stored(*bad), 0u);
   EXPECT_EQ(Stored(*good), 2u);
+  // The call's counts are in before its answer is sent.
+  EXPECT_EQ(count("OK") - ok0, 1u);
+  EXPECT_EQ(count("PERMISSION_DENIED") - denied0, 1u);
+  EXPECT_EQ(count("UNAUTHENTICATED") - unauth0, 2u);
+  EXPECT_EQ(count("INVALID_ARGUMENT") - invalid0, 3u);
 }
 
 TEST_F(ErrorServiceTest, Attack_RevokedDeviceItemRefusedOthersStored) {

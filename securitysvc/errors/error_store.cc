@@ -689,14 +689,19 @@ int64_t ErrorStore::FloorMs() const {
   return absl::ToUnixMillis(clock_->Now() - kRetention);
 }
 
-ErrorStore::DeviceState& ErrorStore::StateLocked(const std::string& device) {
+ErrorStore::DeviceState& ErrorStore::StateLocked(absl::string_view device) {
   auto it = devices_.find(device);
   if (it != devices_.end()) return it->second;
   if (devices_.size() >= options_.max_cached_devices) {
-    // Forget some idle devices (their state is on disk; the worker re-reads
-    // it when they upload again).
+    // Forget idle devices (their state is on disk; the worker re-reads it
+    // when they upload again): an eighth of the bound at once, so the scan
+    // (from the table's start, over the slots earlier rounds emptied) runs
+    // once per many new devices, not once per new device.
+    const size_t forget =
+        std::max<size_t>(64, options_.max_cached_devices / 8);
     size_t forgotten = 0;
-    for (auto i = devices_.begin(); i != devices_.end() && forgotten < 64;) {
+    for (auto i = devices_.begin();
+         i != devices_.end() && forgotten < forget;) {
       if (i->second.in_flight.empty()) {
         devices_.erase(i++);
         ++forgotten;
@@ -708,7 +713,7 @@ ErrorStore::DeviceState& ErrorStore::StateLocked(const std::string& device) {
   return devices_[device];
 }
 
-void ErrorStore::Unregister(const std::string& device, uint64_t first,
+void ErrorStore::Unregister(absl::string_view device, uint64_t first,
                             uint64_t last) {
   absl::MutexLock lock(&mu_);
   auto it = devices_.find(device);
@@ -782,7 +787,7 @@ void ErrorStore::Ingest(const std::string& device_id,
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    DeviceState& st = StateLocked(device_id);
+    DeviceState& st = StateLocked(job->device_bin);
     for (const auto& [lo, hi] : st.in_flight) {
       if (job->first <= hi && lo <= job->last) {
         refused = absl::AbortedError(
@@ -813,7 +818,7 @@ void ErrorStore::Ingest(const std::string& device_id,
   // place (a refused call takes nothing from the event bucket when the byte
   // bucket cannot pay).
   if (absl::Status q = TakeQuota(device_id, request); !q.ok()) {
-    Unregister(job->device, job->first, job->last);
+    Unregister(job->device_bin, job->first, job->last);
     Events()->Increment("outcome=\"refused\"", request.events_size());
     job->done(q);
     return;
@@ -847,20 +852,20 @@ void ErrorStore::Ingest(const std::string& device_id,
     if (mine == 0) queued_by_caller_.erase(job->caller);
   }
   QuotaRefused()->Increment(reason);
-  Unregister(job->device, job->first, job->last);
+  Unregister(job->device_bin, job->first, job->last);
   job->done(full);
 }
 
 void ErrorStore::Resolve(std::shared_ptr<Job> job) {
   auto fail = [&](absl::Status s) {
-    Unregister(job->device, job->first, job->last);
+    Unregister(job->device_bin, job->first, job->last);
     job->done(std::move(s));
   };
   uint64_t hwm = 0;
   bool loaded = false, dropped_loaded = false;
   {
     absl::MutexLock lock(&mu_);
-    DeviceState& st = StateLocked(job->device);
+    DeviceState& st = StateLocked(job->device_bin);
     loaded = st.loaded;
     dropped_loaded = st.dropped_loaded;
     hwm = st.hwm;
@@ -900,7 +905,7 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
   }
   if (!loaded || need_dropped) {
     absl::MutexLock lock(&mu_);
-    DeviceState& st = StateLocked(job->device);
+    DeviceState& st = StateLocked(job->device_bin);
     if (!loaded && !st.loaded) {
       st.loaded = true;
       st.hwm = std::max(st.hwm, disk_hwm);
@@ -992,7 +997,7 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
         ++duplicates;
         continue;
       }
-      Unregister(job->device, job->first, job->last);
+      Unregister(job->device_bin, job->first, job->last);
       Events()->Increment("outcome=\"refused\"", request.events_size());
       job->done(absl::InvalidArgumentError(absl::StrCat(
           "upload errors: event sequence ", seq,
@@ -1044,7 +1049,7 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
   uint64_t new_hwm = 0, new_dropped = 0;
   {
     absl::MutexLock lock(&mu_);
-    DeviceState& st = StateLocked(job->device);
+    DeviceState& st = StateLocked(job->device_bin);
     // The record never moves the high-water mark down: include every batch
     // of the device in flight (they may commit in either order).
     new_hwm = st.hwm;
@@ -1078,7 +1083,7 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
                                           new_dropped](const absl::Status& s) {
                 {
                   absl::MutexLock lock(&mu_);
-                  DeviceState& st = StateLocked(job->device);
+                  DeviceState& st = StateLocked(job->device_bin);
                   auto& f = st.in_flight;
                   for (size_t i = 0; i < f.size(); ++i) {
                     if (f[i].first == job->first && f[i].second == job->last) {
@@ -1113,7 +1118,7 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
     return;
   }
   if (!queued.ok()) {
-    Unregister(job->device, job->first, job->last);
+    Unregister(job->device_bin, job->first, job->last);
     job->done(queued);
   }
 }

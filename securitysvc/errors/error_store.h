@@ -254,9 +254,11 @@ class ErrorStore {
   int64_t FloorMs() const;
   absl::Status TakeQuota(const std::string& device_id,
                          const v1::UploadErrorsRequest& request);
-  DeviceState& StateLocked(const std::string& device)
+  // Device states are keyed by the device's 32 id bytes (Job::device_bin).
+  DeviceState& StateLocked(absl::string_view device_bin)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Unregister(const std::string& device, uint64_t first, uint64_t last);
+  void Unregister(absl::string_view device_bin, uint64_t first,
+                  uint64_t last);
   // Slow path (worker thread): reads the device's last index key (and its
   // record when the batch reports dropped events) and the stored
   // batches overlapping the job's range, then builds.
@@ -277,6 +279,7 @@ class ErrorStore {
   std::unique_ptr<RateLimiter> event_quota_;
   std::unique_ptr<RateLimiter> byte_quota_;
   absl::Mutex mu_;
+  // By the device's 32 id bytes.
   absl::flat_hash_map<std::string, DeviceState> devices_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex worker_mu_;

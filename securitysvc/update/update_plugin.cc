@@ -1,5 +1,8 @@
 #include "securitysvc/update/update_plugin.h"
 
+#include <algorithm>
+
+#include "absl/strings/string_view.h"
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 
@@ -98,8 +101,21 @@ void UpdatePlugin::OnErrorsAccepted(const std::string& device_id,
     }
     // Error reporting bounded these fields before storing the batch; cut
     // again so nothing longer is ever kept here.
-    crashes.push_back({e.kind(), e.component().substr(0, 64),
-                       e.component_version().substr(0, 32)});
+    const absl::string_view component =
+        absl::string_view(e.component()).substr(0, 64);
+    const absl::string_view version =
+        absl::string_view(e.component_version()).substr(0, 32);
+    // An event equal to one already listed gets the same answer from
+    // RecordCrash (one store read each): list it once.
+    if (std::any_of(crashes.begin(), crashes.end(),
+                    [&](const UpdateResults::CrashEvent& c) {
+                      return c.kind == e.kind() && c.component == component &&
+                             c.component_version == version;
+                    })) {
+      continue;
+    }
+    crashes.push_back(
+        {e.kind(), std::string(component), std::string(version)});
     if (crashes.size() >= 16) break;  // one device counts once anyway
   }
   if (crashes.empty()) return;
