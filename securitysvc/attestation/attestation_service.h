@@ -20,6 +20,7 @@
 #ifndef SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 #define SPHERE_SECURITYSVC_ATTESTATION_ATTESTATION_SERVICE_H_
 
+#include "common/rpc/arena_allocator.h"
 #include "common/util/rate_limiter.h"
 #include "protos/attestation.grpc.pb.h"
 #include "securitysvc/attestation/attestation.h"
@@ -43,7 +44,10 @@ class AttestationServiceImpl final
         device_calls_(device_calls),
         catalog_(catalog),
         revision_gate_(revision_gate),
-        challenge_limiter_(challenge_limiter) {}
+        challenge_limiter_(challenge_limiter) {
+    SetMessageAllocatorFor_GetChallenges(&challenges_allocator_);
+    SetMessageAllocatorFor_AttestBatch(&attest_batch_allocator_);
+  }
 
   grpc::ServerUnaryReactor* GetChallenge(
       grpc::CallbackServerContext* context,
@@ -91,6 +95,13 @@ class AttestationServiceImpl final
   const catalog::CatalogView* const catalog_;
   shard::RevisionGate* const revision_gate_;
   RateLimiter* const challenge_limiter_;
+  // The batch calls' requests (up to 256 device ids, or quotes of ~1 KB)
+  // are parsed onto one arena per call (issue 14: allocator time).
+  rpc::ArenaRequestAllocator<v1::GetChallengesRequest,
+                             v1::GetChallengesResponse>
+      challenges_allocator_;
+  rpc::ArenaRequestAllocator<v1::AttestBatchRequest, v1::AttestBatchResponse>
+      attest_batch_allocator_;
 };
 
 }  // namespace sphere::attestation
