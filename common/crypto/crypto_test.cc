@@ -2,10 +2,13 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -168,6 +171,74 @@ TEST(RandomBytesTest, LengthAndDistinct) {
   std::string a = RandomBytes(32), b = RandomBytes(32);
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
+}
+
+// Small requests come from a per-thread pool of one RAND_bytes draw: across
+// many refills no value is handed out twice (64-bit values: a repeat by
+// chance has probability ~2^-38 here).
+TEST(RandomBytesTest, PooledBytesAreNeverHandedOutTwice) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 20000; ++i) {  // 20,000 x 8 bytes: ~312 pool refills
+    std::string r = RandomBytes(8);
+    ASSERT_EQ(r.size(), 8u);
+    EXPECT_TRUE(seen.insert(r).second) << "value " << i << " repeated";
+  }
+  // Odd sizes around the pool's request limit and its size keep their
+  // length and are distinct too.
+  for (size_t n : {1u, 31u, 63u, 64u, 65u, 511u, 512u, 513u, 4096u}) {
+    std::string a = RandomBytes(n), b = RandomBytes(n);
+    EXPECT_EQ(a.size(), n);
+    EXPECT_EQ(b.size(), n);
+    if (n >= 8) EXPECT_NE(a, b) << n;
+  }
+}
+
+TEST(RandomBytesTest, ThreadsGetDistinctBytes) {
+  constexpr int kThreads = 4, kEach = 2000;
+  std::vector<std::vector<std::string>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&got, t] {
+      for (int i = 0; i < kEach; ++i) got[t].push_back(RandomBytes(16));
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> seen;
+  for (const auto& v : got) {
+    for (const auto& r : v) EXPECT_TRUE(seen.insert(r).second);
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kEach));
+}
+
+// A forked child must not hand out the bytes its parent's pool still holds
+// (they would repeat the parent's next nonce or key): the child's pool is
+// discarded after fork().
+TEST(RandomBytesTest, ForkedChildDoesNotRepeatTheParentsPooledBytes) {
+  RandomBytes(8);  // the pool now holds 504 bytes not handed out yet
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string r = RandomBytes(32);
+    ssize_t w = write(fds[1], r.data(), r.size());
+    _exit(w == static_cast<ssize_t>(r.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  std::string from_child(32, '\0');
+  size_t got = 0;
+  while (got < from_child.size()) {
+    ssize_t r = read(fds[0], &from_child[got], from_child.size() - got);
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(got, 32u);
+  std::string parent_next = RandomBytes(32);
+  EXPECT_NE(from_child, parent_next);
 }
 
 // ---- ECDSA --------------------------------------------------------------
