@@ -53,10 +53,10 @@ struct Pki {
     dev.usage = crypto::KeyUsage::kClientAuth;
     absl::StatusOr<std::string> leaf =
         crypto::IssueCertificate(dev, p->ca_key, p->ca_pem);
-    Check(leaf.ok() && p->issuers
-                           .VerifyChain(*leaf, p->ca_pem, p->root_pem,
-                                        FuzzNow(), true)
-                           .ok(),
+    Check(leaf.ok() &&
+              p->issuers
+                  .VerifyChain(*leaf, p->ca_pem, p->root_pem, FuzzNow(), true)
+                  .ok(),
           "the primer leaf does not verify");
     Check(p->issuers.size() == 1, "the tenant CA is not remembered");
     return p;
@@ -133,9 +133,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       pki->issuers.VerifyChainAndParse(leaf_pem, pki->ca_pem, pki->root_pem,
                                        now, client_auth);
   const bool direct = pki->issuers.direct_leaves() != direct_before;
-  fuzz::Check(pki->issuers.size() == 1 &&
-                  pki->issuers.full_verifications() == 1,
-              "the fuzzed leaf did not go through the remembered CA");
+  fuzz::Check(
+      pki->issuers.size() == 1 && pki->issuers.full_verifications() == 1,
+      "the fuzzed leaf did not go through the remembered CA");
 
   absl::Status openssl = crypto::VerifyChain(leaf_pem, pki->ca_pem,
                                              pki->root_pem, now, client_auth);

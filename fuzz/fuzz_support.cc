@@ -110,10 +110,10 @@ std::string TbsCertificateOf(absl::string_view der) {
 
 std::string CertificateDer(absl::string_view tbs, absl::string_view algorithm,
                            absl::string_view signature) {
-  return Der(0x30,
-             absl::StrCat(tbs, algorithm,
-                          Der(0x03, absl::StrCat(std::string(1, '\0'),
-                                                 signature))));
+  return Der(
+      0x30,
+      absl::StrCat(tbs, algorithm,
+                   Der(0x03, absl::StrCat(std::string(1, '\0'), signature))));
 }
 
 bool RecordReader::Next(absl::string_view* record) {
