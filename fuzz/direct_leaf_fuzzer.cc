@@ -44,13 +44,8 @@ struct Pki {
 
   static Pki* Make() {
     auto* p = new Pki;
-    crypto::CertificateSpec dev;
-    dev.common_name = "primer";
-    dev.subject_public_key = FuzzKey("device").PublicKey();
-    dev.serial = 9;
-    dev.not_before = FuzzNow() - absl::Hours(1);
-    dev.not_after = FuzzNow() + absl::Hours(24);
-    dev.usage = crypto::KeyUsage::kClientAuth;
+    const crypto::CertificateSpec dev =
+        FuzzSpec("primer", "device", 9, crypto::KeyUsage::kClientAuth);
     absl::StatusOr<std::string> leaf =
         crypto::IssueCertificate(dev, p->ca_key, p->ca_pem);
     Check(leaf.ok() &&

@@ -60,6 +60,19 @@ std::string FuzzTenantCaPem(absl::string_view root_pem) {
   return *pem;
 }
 
+crypto::CertificateSpec FuzzSpec(absl::string_view common_name,
+                                 absl::string_view key_label, uint64_t serial,
+                                 crypto::KeyUsage usage) {
+  crypto::CertificateSpec spec;
+  spec.common_name = std::string(common_name);
+  spec.subject_public_key = FuzzKey(key_label).PublicKey();
+  spec.serial = serial;
+  spec.not_before = FuzzNow() - absl::Hours(1);
+  spec.not_after = FuzzNow() + absl::Hours(24);
+  spec.usage = usage;
+  return spec;
+}
+
 std::string FuzzMasterKey() { return crypto::Sha256("sphere-fuzz-master-key"); }
 
 namespace {

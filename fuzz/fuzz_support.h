@@ -35,6 +35,13 @@ std::string FuzzRootPem();
 // leaves are issued under.
 std::string FuzzTenantCaPem(absl::string_view root_pem);
 
+// FuzzSpec returns the spec of a certificate for `common_name` and
+// FuzzKey(key_label)'s public key, with `serial` and `usage`, valid from
+// FuzzNow() - 1 hour for a day (callers change what differs).
+crypto::CertificateSpec FuzzSpec(absl::string_view common_name,
+                                 absl::string_view key_label, uint64_t serial,
+                                 crypto::KeyUsage usage);
+
 // FuzzMasterKey returns a fixed 32-byte master key.
 std::string FuzzMasterKey();
 

@@ -191,13 +191,9 @@ struct Pki {
 Pki MakePki() {
   Pki p;
   p.tenant_pem = FuzzTenantCaPem(p.root_pem);
-  crypto::CertificateSpec dev;
-  dev.common_name = crypto::HexEncode(crypto::Sha256(p.device_key.PublicKey()));
-  dev.subject_public_key = p.device_key.PublicKey();
-  dev.serial = 3;
-  dev.not_before = FuzzNow() - absl::Hours(1);
-  dev.not_after = FuzzNow() + absl::Hours(24);
-  dev.usage = crypto::KeyUsage::kClientAuth;
+  crypto::CertificateSpec dev =
+      FuzzSpec(crypto::HexEncode(crypto::Sha256(p.device_key.PublicKey())),
+               "device", 3, crypto::KeyUsage::kClientAuth);
   dev.claims.device_id = dev.common_name;
   dev.claims.tenant_id = "7d8e2c1a-0000-4000-8000-000000000001";
   dev.claims.product_id = "7d8e2c1a-0000-4000-8000-000000000002";
@@ -254,13 +250,11 @@ void DirectLeafSeeds(CorpusWriter& w, const Pki& p) {
     return Must(crypto::IssueCertificate(spec, p.tenant_key, p.tenant_pem),
                 "direct leaf seed");
   };
-  crypto::CertificateSpec leaf;
-  leaf.common_name = crypto::HexEncode(crypto::Sha256("direct-leaf-device"));
-  leaf.subject_public_key = FuzzKey("direct-leaf-device").PublicKey();
-  leaf.serial = 0x1234567890abcdef;
+  crypto::CertificateSpec leaf = FuzzSpec(
+      crypto::HexEncode(crypto::Sha256("direct-leaf-device")),
+      "direct-leaf-device", 0x1234567890abcdef, crypto::KeyUsage::kClientAuth);
   leaf.not_before = FuzzNow() - absl::Hours(48);
   leaf.not_after = FuzzNow() - absl::Hours(1);  // expired
-  leaf.usage = crypto::KeyUsage::kClientAuth;
   leaf.claims.device_id = leaf.common_name;
   leaf.claims.tenant_id = "7d8e2c1a-0000-4000-8000-000000000001";
   leaf.claims.scope = "update-only";
@@ -269,14 +263,11 @@ void DirectLeafSeeds(CorpusWriter& w, const Pki& p) {
   leaf.not_before = FuzzNow() + absl::Hours(1);  // not yet valid
   leaf.not_after = FuzzNow() + absl::Hours(48);
   seed(1, tbs_of(issue(leaf)));
-  crypto::CertificateSpec server;  // server-only, with an organization
-  server.common_name = "device.contoso.example";
+  // Server-only, with an organization.
+  crypto::CertificateSpec server =
+      FuzzSpec("device.contoso.example", "direct-leaf-server", 5,
+               crypto::KeyUsage::kServerAuth);
   server.organization = "Contoso";
-  server.subject_public_key = FuzzKey("direct-leaf-server").PublicKey();
-  server.serial = 5;
-  server.not_before = FuzzNow() - absl::Hours(1);
-  server.not_after = FuzzNow() + absl::Hours(24);
-  server.usage = crypto::KeyUsage::kServerAuth;
   server.dns_sans = {"device.contoso.example", "*.contoso.example"};
   const std::string server_tbs = tbs_of(issue(server));
   seed(0, server_tbs);
@@ -285,13 +276,9 @@ void DirectLeafSeeds(CorpusWriter& w, const Pki& p) {
   server.ip_sans = {"127.0.0.1", "::1"};
   server.claims.scope = "gateway";
   seed(1, tbs_of(issue(server)));
-  crypto::CertificateSpec ca;  // another shape: a CA under the tenant CA
-  ca.common_name = "Contoso sub-CA";
-  ca.subject_public_key = FuzzKey("direct-leaf-sub-ca").PublicKey();
-  ca.serial = 6;
-  ca.not_before = FuzzNow() - absl::Hours(1);
-  ca.not_after = FuzzNow() + absl::Hours(24);
-  ca.usage = crypto::KeyUsage::kCa;
+  // Another shape: a CA under the tenant CA.
+  crypto::CertificateSpec ca = FuzzSpec("Contoso sub-CA", "direct-leaf-sub-ca",
+                                        6, crypto::KeyUsage::kCa);
   ca.path_len = 0;
   seed(0, tbs_of(issue(ca)));
   seed(0, tbs_of(p.tenant_pem));  // the CA itself (issuer: the root)
