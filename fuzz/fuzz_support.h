@@ -29,8 +29,31 @@ absl::Time FuzzNow();
 // so the bytes differ per call; the subject and key do not.)
 std::string FuzzRootPem();
 
+// FuzzTenantCaPem returns the tenant CA "Contoso CA" for FuzzKey("tenant-ca"),
+// issued by FuzzKey("root") under `root_pem` (FuzzRootPem()), valid from
+// FuzzNow() - 1 hour for a year, path length 0: the CA the seeds' device
+// leaves are issued under.
+std::string FuzzTenantCaPem(absl::string_view root_pem);
+
+// FuzzSpec returns the spec of a certificate for `common_name` and
+// FuzzKey(key_label)'s public key, with `serial` and `usage`, valid from
+// FuzzNow() - 1 hour for a day (callers change what differs).
+crypto::CertificateSpec FuzzSpec(absl::string_view common_name,
+                                 absl::string_view key_label, uint64_t serial,
+                                 crypto::KeyUsage usage);
+
 // FuzzMasterKey returns a fixed 32-byte master key.
 std::string FuzzMasterKey();
+
+// TbsCertificateOf returns the TBSCertificate (the whole first element of the
+// outer SEQUENCE) of the certificate DER `der`; "" when `der` does not start
+// that way.
+std::string TbsCertificateOf(absl::string_view der);
+
+// CertificateDer wraps `tbs` as a Certificate: SEQUENCE { tbs, `algorithm`
+// (a whole AlgorithmIdentifier), BIT STRING { 0 unused bits, `signature` } }.
+std::string CertificateDer(absl::string_view tbs, absl::string_view algorithm,
+                           absl::string_view signature);
 
 // Bytes views fuzzer input as a string_view.
 inline absl::string_view Bytes(const uint8_t* data, size_t size) {

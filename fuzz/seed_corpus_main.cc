@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/crypto/verified_issuers.h"
 #include "common/store/memory_store.h"
 #include "common/util/clock.h"
 #include "fuzz/fuzz_support.h"
@@ -189,24 +190,10 @@ struct Pki {
 
 Pki MakePki() {
   Pki p;
-  crypto::CertificateSpec ca;
-  ca.common_name = "Contoso CA";
-  ca.organization = "Contoso";
-  ca.subject_public_key = p.tenant_key.PublicKey();
-  ca.serial = 2;
-  ca.not_before = FuzzNow() - absl::Hours(1);
-  ca.not_after = FuzzNow() + absl::Hours(24 * 365);
-  ca.usage = crypto::KeyUsage::kCa;
-  ca.path_len = 0;
-  p.tenant_pem =
-      Must(crypto::IssueCertificate(ca, p.root_key, p.root_pem), "tenant ca");
-  crypto::CertificateSpec dev;
-  dev.common_name = crypto::HexEncode(crypto::Sha256(p.device_key.PublicKey()));
-  dev.subject_public_key = p.device_key.PublicKey();
-  dev.serial = 3;
-  dev.not_before = FuzzNow() - absl::Hours(1);
-  dev.not_after = FuzzNow() + absl::Hours(24);
-  dev.usage = crypto::KeyUsage::kClientAuth;
+  p.tenant_pem = FuzzTenantCaPem(p.root_pem);
+  crypto::CertificateSpec dev =
+      FuzzSpec(crypto::HexEncode(crypto::Sha256(p.device_key.PublicKey())),
+               "device", 3, crypto::KeyUsage::kClientAuth);
   dev.claims.device_id = dev.common_name;
   dev.claims.tenant_id = "7d8e2c1a-0000-4000-8000-000000000001";
   dev.claims.product_id = "7d8e2c1a-0000-4000-8000-000000000002";
@@ -237,6 +224,64 @@ void X509Seeds(CorpusWriter& w, const Pki& p) {
   w.Write("x509_fuzzer",
           Must(crypto::IssueCertificate(server, p.root_key, p.root_pem),
                "server cert"));
+}
+
+// direct_leaf_fuzzer: a flags byte (see the target), then the TBSCertificate
+// of a leaf as Sphere issues it under the tenant CA, and of leaves DirectLeaf
+// must leave to OpenSSL: expired, not yet valid, server-only, a CA, a leaf of
+// another issuer.
+void DirectLeafSeeds(CorpusWriter& w, const Pki& p) {
+  auto tbs_of = [](const std::string& pem) {
+    std::string tbs = TbsCertificateOf(
+        Must(crypto::CertificatePemToDer(pem), "certificate DER"));
+    if (tbs.empty()) MustOk(absl::InternalError("no TBSCertificate"), pem);
+    return tbs;
+  };
+  auto seed = [&w](uint8_t flags, const std::string& tbs) {
+    w.Write("direct_leaf_fuzzer",
+            absl::StrCat(std::string(1, static_cast<char>(flags)), tbs));
+  };
+  const std::string device = tbs_of(p.device_pem);
+  // client auth required or not; at FuzzNow, 2 days later (expired), before
+  // the window, after the CA's; signed by another key; outer algorithm
+  // SHA-384.
+  for (uint8_t flags : {0, 1, 2, 4, 7, 9, 17}) seed(flags, device);
+  auto issue = [&p](const crypto::CertificateSpec& spec) {
+    return Must(crypto::IssueCertificate(spec, p.tenant_key, p.tenant_pem),
+                "direct leaf seed");
+  };
+  crypto::CertificateSpec leaf = FuzzSpec(
+      crypto::HexEncode(crypto::Sha256("direct-leaf-device")),
+      "direct-leaf-device", 0x1234567890abcdef, crypto::KeyUsage::kClientAuth);
+  leaf.not_before = FuzzNow() - absl::Hours(48);
+  leaf.not_after = FuzzNow() - absl::Hours(1);  // expired
+  leaf.claims.device_id = leaf.common_name;
+  leaf.claims.tenant_id = "7d8e2c1a-0000-4000-8000-000000000001";
+  leaf.claims.scope = "update-only";
+  leaf.claims.epoch = "7";
+  seed(1, tbs_of(issue(leaf)));
+  leaf.not_before = FuzzNow() + absl::Hours(1);  // not yet valid
+  leaf.not_after = FuzzNow() + absl::Hours(48);
+  seed(1, tbs_of(issue(leaf)));
+  // Server-only, with an organization.
+  crypto::CertificateSpec server =
+      FuzzSpec("device.contoso.example", "direct-leaf-server", 5,
+               crypto::KeyUsage::kServerAuth);
+  server.organization = "Contoso";
+  server.dns_sans = {"device.contoso.example", "*.contoso.example"};
+  const std::string server_tbs = tbs_of(issue(server));
+  seed(0, server_tbs);
+  seed(1, server_tbs);
+  server.usage = crypto::KeyUsage::kServerAndClientAuth;
+  server.ip_sans = {"127.0.0.1", "::1"};
+  server.claims.scope = "gateway";
+  seed(1, tbs_of(issue(server)));
+  // Another shape: a CA under the tenant CA.
+  crypto::CertificateSpec ca = FuzzSpec("Contoso sub-CA", "direct-leaf-sub-ca",
+                                        6, crypto::KeyUsage::kCa);
+  ca.path_len = 0;
+  seed(0, tbs_of(issue(ca)));
+  seed(0, tbs_of(p.tenant_pem));  // the CA itself (issuer: the root)
 }
 
 void CsrSeeds(CorpusWriter& w, const Pki& p) {
@@ -385,6 +430,7 @@ int main(int argc, char** argv) {
   sphere::fuzz::QuoteSeeds(w);
   sphere::fuzz::ImageSeeds(w);
   sphere::fuzz::X509Seeds(w, pki);
+  sphere::fuzz::DirectLeafSeeds(w, pki);
   sphere::fuzz::CsrSeeds(w, pki);
   sphere::fuzz::SessionTokenSeeds(w);
   sphere::fuzz::CatalogSeeds(w, pki);

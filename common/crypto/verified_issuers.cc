@@ -28,17 +28,8 @@ namespace {
 
 constexpr char kCertificate[] = "CERTIFICATE";
 
-using Asn1TimePtr = internal::Ptr<ASN1_TIME, ASN1_TIME_free>;
-using Asn1IntegerPtr = internal::Ptr<ASN1_INTEGER, ASN1_INTEGER_free>;
-using Asn1OctetPtr = internal::Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
-using Asn1BitPtr = internal::Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
-using X509NamePtr = internal::Ptr<X509_NAME, X509_NAME_free>;
-using BasicConstraintsPtr =
-    internal::Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
-using AuthorityKeyIdPtr = internal::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
-using GeneralNamesPtr = internal::Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
-using ExtensionsPtr = std::unique_ptr<
-    STACK_OF(X509_EXTENSION), void (*)(STACK_OF(X509_EXTENSION)*)>;
+using ExtensionsPtr = std::unique_ptr<STACK_OF(X509_EXTENSION),
+                                      void (*)(STACK_OF(X509_EXTENSION)*)>;
 
 // AlgorithmIdentifier ecdsa-with-SHA256 (RFC 5758: parameters absent), and
 // a P-256 SubjectPublicKeyInfo up to its uncompressed point's 64 bytes.
@@ -119,6 +110,15 @@ void FreeExtensions(STACK_OF(X509_EXTENSION) * exts) {
 bool InWindow(const ASN1_TIME* not_before, const ASN1_TIME* not_after,
               time_t t) {
   return X509_cmp_time(not_before, &t) < 0 && X509_cmp_time(not_after, &t) > 0;
+}
+
+// KeyUsageBits: a keyUsage's first 16 bits as OpenSSL caches them
+// (x509v3_cache_extensions); OpenSSL 3 refuses a certificate whose keyUsage
+// has none of them set (RFC 5280 4.2.1.3), so DirectLeaf must too.
+int KeyUsageBits(const ASN1_BIT_STRING* ku) {
+  const int n = ASN1_STRING_length(ku);
+  const unsigned char* d = ASN1_STRING_get0_data(ku);
+  return (n > 0 ? d[0] : 0) | (n > 1 ? d[1] << 8 : 0);
 }
 
 // FieldsInto: `leaf`'s fields into `out` (nothing when `out` is null).
@@ -221,8 +221,8 @@ bool VerifiedIssuers::DirectLeaf(const Entry& e, absl::string_view der,
   if (!ReadTlv(&in, 0x30, &cert) || !in.empty()) return false;
   absl::string_view c = cert.value;
   if (!ReadTlv(&c, 0x30, &tbs) || !ReadTlv(&c, 0x30, &alg) ||
-      alg.whole != kEcdsaWithSha256 || !ReadTlv(&c, 0x03, &sig) ||
-      !c.empty() || sig.value.size() < 2 || sig.value[0] != '\0') {
+      alg.whole != kEcdsaWithSha256 || !ReadTlv(&c, 0x03, &sig) || !c.empty() ||
+      sig.value.size() < 2 || sig.value[0] != '\0') {
     return false;
   }
   // TBSCertificate: v3, serial, signature (as above), issuer (the CA's
@@ -254,11 +254,14 @@ bool VerifiedIssuers::DirectLeaf(const Entry& e, absl::string_view der,
       !v.empty()) {
     return false;
   }
-  Asn1TimePtr not_before(D2i(d2i_ASN1_TIME, nb_tlv.whole, ASN1_TIME_free));
-  Asn1TimePtr not_after(D2i(d2i_ASN1_TIME, na_tlv.whole, ASN1_TIME_free));
-  Asn1IntegerPtr serial_number(
+  internal::Asn1TimePtr not_before(
+      D2i(d2i_ASN1_TIME, nb_tlv.whole, ASN1_TIME_free));
+  internal::Asn1TimePtr not_after(
+      D2i(d2i_ASN1_TIME, na_tlv.whole, ASN1_TIME_free));
+  internal::Asn1IntegerPtr serial_number(
       D2i(d2i_ASN1_INTEGER, serial.whole, ASN1_INTEGER_free));
-  X509NamePtr subject_name(D2i(d2i_X509_NAME, subject.whole, X509_NAME_free));
+  internal::X509NamePtr subject_name(
+      D2i(d2i_X509_NAME, subject.whole, X509_NAME_free));
   const X509_NAME* ca_name = X509_get_subject_name(e.ca.get());
   // Both windows (the CA is the partial chain's trust anchor); a subject
   // equal to the issuer (self-issued) is left to OpenSSL.
@@ -304,21 +307,22 @@ bool VerifiedIssuers::DirectLeaf(const Entry& e, absl::string_view der,
     return std::find(seen.begin(), seen.end(), nid) != seen.end();
   };
   const STACK_OF(X509_EXTENSION)* l = list.get();
-  BasicConstraintsPtr bc(static_cast<BASIC_CONSTRAINTS*>(
+  internal::BasicConstraintsPtr bc(static_cast<BASIC_CONSTRAINTS*>(
       X509V3_get_d2i(l, NID_basic_constraints, nullptr, nullptr)));
-  Asn1BitPtr ku(static_cast<ASN1_BIT_STRING*>(
+  internal::Asn1BitPtr ku(static_cast<ASN1_BIT_STRING*>(
       X509V3_get_d2i(l, NID_key_usage, nullptr, nullptr)));
   internal::EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(
       X509V3_get_d2i(l, NID_ext_key_usage, nullptr, nullptr)));
-  GeneralNamesPtr san(static_cast<GENERAL_NAMES*>(
+  internal::GeneralNamesPtr san(static_cast<GENERAL_NAMES*>(
       X509V3_get_d2i(l, NID_subject_alt_name, nullptr, nullptr)));
-  Asn1OctetPtr skid(static_cast<ASN1_OCTET_STRING*>(
+  internal::Asn1OctetPtr skid(static_cast<ASN1_OCTET_STRING*>(
       X509V3_get_d2i(l, NID_subject_key_identifier, nullptr, nullptr)));
-  AuthorityKeyIdPtr akid(static_cast<AUTHORITY_KEYID*>(
+  internal::AuthorityKeyIdPtr akid(static_cast<AUTHORITY_KEYID*>(
       X509V3_get_d2i(l, NID_authority_key_identifier, nullptr, nullptr)));
   ERR_clear_error();
   if ((present(NID_basic_constraints) && (!bc || bc->ca || bc->pathlen)) ||
-      (present(NID_key_usage) && !ku) || (present(NID_ext_key_usage) && !eku) ||
+      (present(NID_key_usage) && (!ku || KeyUsageBits(ku.get()) == 0)) ||
+      (present(NID_ext_key_usage) && !eku) ||
       (present(NID_subject_alt_name) && !san) ||
       (present(NID_subject_key_identifier) && !skid) ||
       (present(NID_authority_key_identifier) &&
@@ -368,9 +372,8 @@ absl::Status VerifiedIssuers::Verify(absl::string_view leaf_pem,
   std::vector<std::string> intermediates = SplitPemChain(intermediates_pem);
   if (max_entries_ == 0 || intermediates.size() != 1) {
     misses_.fetch_add(1, std::memory_order_relaxed);
-    if (absl::Status s = crypto::VerifyChain(leaf_pem, intermediates_pem,
-                                             roots_pem, now,
-                                             require_client_auth);
+    if (absl::Status s = crypto::VerifyChain(
+            leaf_pem, intermediates_pem, roots_pem, now, require_client_auth);
         !s.ok() || leaf_out == nullptr) {
       return s;
     }
@@ -483,8 +486,8 @@ absl::StatusOr<std::string> CertificatePemToDer(absl::string_view pem) {
   internal::BioPtr bio = internal::MemBio(pem);
   unsigned char* data = nullptr;
   long len = 0;
-  if (!bio || PEM_bytes_read_bio(&data, &len, nullptr, kCertificate,
-                                 bio.get(), nullptr, nullptr) != 1) {
+  if (!bio || PEM_bytes_read_bio(&data, &len, nullptr, kCertificate, bio.get(),
+                                 nullptr, nullptr) != 1) {
     return Fail(absl::InvalidArgumentError("no PEM certificate block"));
   }
   std::string der(reinterpret_cast<char*>(data), static_cast<size_t>(len));
@@ -494,10 +497,9 @@ absl::StatusOr<std::string> CertificatePemToDer(absl::string_view pem) {
 
 std::string CertificateDerToPem(absl::string_view der) {
   internal::BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio ||
-      PEM_write_bio(bio.get(), kCertificate, "",
-                    reinterpret_cast<const unsigned char*>(der.data()),
-                    static_cast<long>(der.size())) <= 0) {
+  if (!bio || PEM_write_bio(bio.get(), kCertificate, "",
+                            reinterpret_cast<const unsigned char*>(der.data()),
+                            static_cast<long>(der.size())) <= 0) {
     ERR_clear_error();
     return "";
   }

@@ -23,8 +23,9 @@
 // public-key decoder costs about three P-256 verifies in OpenSSL 3.0): a
 // leaf of the shape Sphere issues (strict DER; v3; ecdsa-with-SHA256 in both
 // places; issuer equal to the CA's subject byte for byte; a P-256 key on the
-// curve; only basicConstraints (not a CA, no path length), keyUsage,
-// extendedKeyUsage, subjectAltName, SKID and AKID (not critical, no
+// curve; only basicConstraints (not a CA, no path length), keyUsage (one
+// of its first 16 bits set, as OpenSSL 3 requires), extendedKeyUsage,
+// subjectAltName, SKID and AKID (not critical, no
 // issuer/serial, key id equal to the CA's), each once and decodable; no
 // unique identifiers; subject not the issuer) is checked here: the CA's
 // signature over its TBSCertificate, both validity windows as X509_cmp_time

@@ -50,9 +50,9 @@ class VerifiedIssuersTest : public ::testing::Test {
   std::string root_pem_ =
       Issue("root", root_key_, KeyUsage::kCa, root_key_, "",
             kNow - absl::Hours(2), kNow + absl::Hours(24 * 365));
-  std::string ca_pem_ = Issue("tenant CA", ca_key_, KeyUsage::kCa, root_key_,
-                              root_pem_, kNow - absl::Hours(2),
-                              kNow + absl::Hours(24 * 365));
+  std::string ca_pem_ =
+      Issue("tenant CA", ca_key_, KeyUsage::kCa, root_key_, root_pem_,
+            kNow - absl::Hours(2), kNow + absl::Hours(24 * 365));
   VerifiedIssuers issuers_{4};
 };
 
@@ -79,7 +79,8 @@ TEST_F(VerifiedIssuersTest, Attack_ForgedLeafUnderARememberedCaIsRefused) {
   EXPECT_EQ(issuers_.hits(), 1u);  // refused on the remembered path
   // The CA itself presented as a leaf is refused too (no EKU, and never
   // its own anchor).
-  EXPECT_EQ(Verify(ca_pem_, ca_pem_).code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Verify(ca_pem_, ca_pem_).code(),
+            absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(issuers_.size(), 1u);  // nothing else remembered
 }
 
@@ -97,9 +98,9 @@ TEST_F(VerifiedIssuersTest, Attack_CaNotChainingToThePinnedRootIsNeverKept) {
   // A leaf the root signed itself verifies, but the unused intermediate
   // beside it is not on its chain: not kept either.
   EcPrivateKey other = EcPrivateKey::Generate();
-  const std::string unused = Issue("unused CA", other, KeyUsage::kCa,
-                                   root_key_, root_pem_, kNow - absl::Hours(2),
-                                   kNow + absl::Hours(24));
+  const std::string unused =
+      Issue("unused CA", other, KeyUsage::kCa, root_key_, root_pem_,
+            kNow - absl::Hours(2), kNow + absl::Hours(24));
   EXPECT_TRUE(Verify(Leaf(root_key_, root_pem_), unused).ok());
   EXPECT_EQ(issuers_.size(), 0u);
 }
@@ -160,9 +161,9 @@ TEST_F(VerifiedIssuersTest, AnswersAsVerifyChainDoesOnBothPaths) {
 TEST_F(VerifiedIssuersTest, BoundedOldestDroppedAndZeroRemembersNothing) {
   for (int i = 0; i < 6; ++i) {
     EcPrivateKey k = EcPrivateKey::Generate();
-    const std::string ca = Issue("ca" + std::to_string(i), k, KeyUsage::kCa,
-                                 root_key_, root_pem_, kNow - absl::Hours(2),
-                                 kNow + absl::Hours(24));
+    const std::string ca =
+        Issue("ca" + std::to_string(i), k, KeyUsage::kCa, root_key_, root_pem_,
+              kNow - absl::Hours(2), kNow + absl::Hours(24));
     ASSERT_TRUE(Verify(Leaf(k, ca), ca).ok());
   }
   EXPECT_EQ(issuers_.size(), 4u);
@@ -174,7 +175,8 @@ TEST_F(VerifiedIssuersTest, BoundedOldestDroppedAndZeroRemembersNothing) {
 }
 
 // A device leaf as Sphere issues it: claims and a DNS name in its SANs.
-std::string DeviceLeaf(const EcPrivateKey& issuer, const std::string& issuer_pem,
+std::string DeviceLeaf(const EcPrivateKey& issuer,
+                       const std::string& issuer_pem,
                        absl::Time from = kNow - absl::Hours(1),
                        absl::Time to = kNow + absl::Hours(24)) {
   CertificateSpec s;
@@ -210,7 +212,8 @@ std::string Resigned(const std::string& leaf_pem, const EcPrivateKey& key,
   if (pkey != nullptr && x != nullptr) {
     edit(x);
     BIO* ob = BIO_new(BIO_s_mem());
-    if (X509_sign(x, pkey, EVP_sha256()) > 0 && PEM_write_bio_X509(ob, x) == 1) {
+    if (X509_sign(x, pkey, EVP_sha256()) > 0 &&
+        PEM_write_bio_X509(ob, x) == 1) {
       char* data = nullptr;
       long n = BIO_get_mem_data(ob, &data);
       out.assign(data, n);
@@ -293,8 +296,8 @@ TEST_F(VerifiedIssuersTest, Attack_TamperedLeafUnderARememberedCaIsRefused) {
 
 TEST_F(VerifiedIssuersTest, Attack_ExpiredOrServerOnlyLeafIsRefusedAsBefore) {
   ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
-  const std::string expired = DeviceLeaf(ca_key_, ca_pem_, kNow - absl::Hours(2),
-                                         kNow - absl::Seconds(1));
+  const std::string expired = DeviceLeaf(
+      ca_key_, ca_pem_, kNow - absl::Hours(2), kNow - absl::Seconds(1));
   const std::string early = DeviceLeaf(ca_key_, ca_pem_, kNow + absl::Hours(1),
                                        kNow + absl::Hours(2));
   const std::string server = Leaf(ca_key_, ca_pem_, KeyUsage::kServerAuth);
@@ -342,6 +345,52 @@ TEST_F(VerifiedIssuersTest, Attack_LeafOfAnotherShapeGetsOpenSslsVerdict) {
   EXPECT_EQ(issuers_.direct_leaves(), 0u);  // all went through OpenSSL
   EXPECT_EQ(issuers_.hits(), 6u);
   EXPECT_EQ(issuers_.size(), 1u);
+}
+
+// Found by fuzz/direct_leaf_fuzzer: a keyUsage with none of its first 16
+// bits set (empty, bits only in unused padding, or only past bit 15) decodes,
+// but OpenSSL 3 marks such a certificate invalid (RFC 5280 4.2.1.3) and
+// refuses it; DirectLeaf accepted it.
+TEST_F(VerifiedIssuersTest,
+       Attack_LeafWithNoKeyUsageBitIsRefusedAsOpenSslDoes) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  const std::string leaf = DeviceLeaf(ca_key_, ca_pem_);
+  auto with_key_usage = [&](int bit) {
+    return Resigned(leaf, ca_key_, [bit](X509* x) {
+      ASN1_BIT_STRING* ku = ASN1_BIT_STRING_new();
+      ASSERT_NE(ku, nullptr);
+      if (bit >= 0) ASSERT_EQ(ASN1_BIT_STRING_set_bit(ku, bit, 1), 1);
+      ASSERT_EQ(X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_REPLACE),
+                1);
+      ASN1_BIT_STRING_free(ku);
+    });
+  };
+  const std::string empty = with_key_usage(-1);
+  const std::string past_bit_15 = with_key_usage(16);
+  // Padding bits set: the fuzzer's input, BIT STRING 07 28 (7 unused bits,
+  // 0x28 in them), which OpenSSL's decoder masks to no bit at all.
+  auto der = CertificatePemToDer(Resigned(leaf, ca_key_, [](X509*) {}));
+  ASSERT_TRUE(der.ok());
+  const std::string ku_digital_signature("\x03\x02\x07\x80", 4);
+  const size_t at = der->find(ku_digital_signature);
+  ASSERT_NE(at, std::string::npos);
+  std::string padded = *der;
+  padded[at + 3] = '\x28';
+  const std::string padded_pem =
+      Resigned(CertificateDerToPem(padded), ca_key_, [](X509*) {});
+  for (const std::string& pem : {empty, past_bit_15, padded_pem}) {
+    const uint64_t direct = issuers_.direct_leaves();
+    absl::Status openssl = VerifyChain(pem, ca_pem_, root_pem_, kNow, true);
+    EXPECT_FALSE(openssl.ok());
+    absl::Status s = Verify(pem, ca_pem_);
+    EXPECT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+    EXPECT_EQ(issuers_.direct_leaves(), direct);  // left to OpenSSL
+  }
+  // A keyUsage with a bit set is still read directly.
+  EXPECT_TRUE(Verify(with_key_usage(0), ca_pem_).ok());
+  EXPECT_EQ(issuers_.direct_leaves(), 1u);
+  EXPECT_EQ(issuers_.size(), 1u);  // nothing else remembered
 }
 
 TEST(CertificateDerTest, PemAndDerRoundTrip) {

@@ -31,12 +31,19 @@
 
 namespace sphere::crypto {
 
+using internal::Asn1BitPtr;
+using internal::Asn1OctetPtr;
+using internal::Asn1TimePtr;
+using internal::AuthorityKeyIdPtr;
+using internal::BasicConstraintsPtr;
 using internal::EkuPtr;
 using internal::Fail;
+using internal::GeneralNamesPtr;
 using internal::HasEku;
 using internal::ParseX509;
 using internal::ToCertTime;
 using internal::U8;
+using internal::X509NamePtr;
 using internal::X509Ptr;
 using internal::X509StoreCtxPtr;
 using internal::X509StorePtr;
@@ -101,14 +108,6 @@ absl::Status CheckClientAuth(X509* leaf, bool require_client_auth) {
 namespace {
 
 using X509ReqPtr = internal::Ptr<X509_REQ, X509_REQ_free>;
-using X509NamePtr = internal::Ptr<X509_NAME, X509_NAME_free>;
-using Asn1TimePtr = internal::Ptr<ASN1_TIME, ASN1_TIME_free>;
-using Asn1OctetPtr = internal::Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
-using Asn1BitPtr = internal::Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
-using BasicConstraintsPtr =
-    internal::Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
-using AuthorityKeyIdPtr = internal::Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
-using GeneralNamesPtr = internal::Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
 
 constexpr absl::string_view kUrnPrefix = "urn:sphere:";
 

@@ -22,6 +22,14 @@ using X509Ptr = Ptr<X509, X509_free>;
 using X509StorePtr = Ptr<X509_STORE, X509_STORE_free>;
 using X509StoreCtxPtr = Ptr<X509_STORE_CTX, X509_STORE_CTX_free>;
 using EkuPtr = Ptr<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free>;
+using X509NamePtr = Ptr<X509_NAME, X509_NAME_free>;
+using Asn1TimePtr = Ptr<ASN1_TIME, ASN1_TIME_free>;
+using Asn1IntegerPtr = Ptr<ASN1_INTEGER, ASN1_INTEGER_free>;
+using Asn1OctetPtr = Ptr<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>;
+using Asn1BitPtr = Ptr<ASN1_BIT_STRING, ASN1_BIT_STRING_free>;
+using BasicConstraintsPtr = Ptr<BASIC_CONSTRAINTS, BASIC_CONSTRAINTS_free>;
+using AuthorityKeyIdPtr = Ptr<AUTHORITY_KEYID, AUTHORITY_KEYID_free>;
+using GeneralNamesPtr = Ptr<GENERAL_NAMES, GENERAL_NAMES_free>;
 
 // `t` as a certificate time_t, clamped to [epoch, 9999-12-31T23:59:59Z].
 time_t ToCertTime(absl::Time t);

@@ -125,6 +125,7 @@ class RocksStore : public Store {
         sync_(options.sync),
         memtable_budget_bytes_(options.memtable_budget_bytes),
         block_cache_bytes_(options.block_cache_bytes),
+        max_total_wal_bytes_(options.max_total_wal_bytes),
         env_(std::move(env)) {}
 
   ~RocksStore() override {
@@ -180,6 +181,7 @@ class RocksStore : public Store {
           std::max<size_t>(memtable_budget_bytes_ / 4, size_t{1} << 20);
       options.max_write_buffer_number = 2;
     }
+    options.max_total_wal_size = max_total_wal_bytes_;
     if (memtable_budget_bytes_ > 0) {
       // Random keys (device ids): every level-0 file overlaps all of
       // level 1, so each level-0 compaction rewrites the whole of level 1,
@@ -483,6 +485,7 @@ class RocksStore : public Store {
   const bool sync_;
   const size_t memtable_budget_bytes_;
   const size_t block_cache_bytes_;
+  const size_t max_total_wal_bytes_;
   std::unique_ptr<rocksdb::Env> env_;  // outlives db_ (declared before it)
   std::shared_ptr<rocksdb::Statistics> statistics_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

@@ -184,6 +184,14 @@ struct RocksOptions {
   // cache that also holds index and filter blocks (so they are bounded too).
   size_t memtable_budget_bytes = 0;
   size_t block_cache_bytes = 0;
+  // The bound on the live write-ahead logs (RocksDB's max_total_wal_size).
+  // A log stays live while any column family holds unflushed data written
+  // into it, so a rarely written column family (management's tenants) would
+  // keep every log since its last write, which a restart replays. Past the
+  // bound, the column families holding data in the oldest live log are
+  // flushed so that log can go. 0 keeps RocksDB's default (4 x the sum of
+  // every column family's write buffers: gigabytes with many families).
+  size_t max_total_wal_bytes = 0;
 };
 
 // OpenRocksStore opens (creating if needed) a RocksDB at `path` with the given

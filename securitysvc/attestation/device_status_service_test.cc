@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/rpc/rpc.h"
+#include "common/store/forwarding_store.h"
 #include "common/store/memory_store.h"
 #include "securitysvc/attestation/attestation.h"
 #include "securitysvc/shard_server/test_platform.h"
@@ -29,13 +30,12 @@ namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(60);
 
-// HoldingStore: a MemoryStore whose reads of the watched devices (a Get of
-// their attestation record, a scan of their history) are counted, and whose
-// reads of the held device wait until Release.
-class HoldingStore final : public store::Store {
+// HoldingStore: a ForwardingStore (a MemoryStore) whose reads of the watched
+// devices (a Get of their attestation record, a scan of their history) are
+// counted, and whose reads of the held device wait until Release.
+class HoldingStore final : public store::ForwardingStore {
  public:
-  explicit HoldingStore(std::unique_ptr<store::MemoryStore> inner)
-      : inner_(std::move(inner)) {}
+  using ForwardingStore::ForwardingStore;
 
   void Watch(const std::string& id) {
     absl::MutexLock l(&mu_);
@@ -61,25 +61,14 @@ class HoldingStore final : public store::Store {
     return reads_;
   }
 
-  absl::StatusOr<std::string> Get(absl::string_view cf,
-                                  absl::string_view key) override {
+ protected:
+  void BeforeGet(absl::string_view cf, absl::string_view key) override {
     if (cf == kDevicesCf) Observe(key);
-    return inner_->Get(cf, key);
   }
-  absl::Status Scan(
-      absl::string_view cf, absl::string_view prefix,
-      const std::function<bool(absl::string_view, absl::string_view)>& fn,
-      absl::string_view start) override {
+  void BeforeScan(absl::string_view cf, absl::string_view prefix) override {
     if (cf == kHistoryCf && absl::EndsWith(prefix, "|")) {
       Observe(prefix.substr(0, prefix.size() - 1));
     }
-    return inner_->Scan(cf, prefix, fn, start);
-  }
-  std::unique_ptr<store::Snapshot> NewSnapshot() override {
-    return inner_->NewSnapshot();
-  }
-  absl::Status Write(const store::WriteBatch& batch) override {
-    return inner_->Write(batch);
   }
 
  private:
@@ -96,7 +85,6 @@ class HoldingStore final : public store::Store {
     --waiting_;
   }
 
-  std::unique_ptr<store::MemoryStore> inner_;
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> watched_ ABSL_GUARDED_BY(mu_);
   std::string held_ ABSL_GUARDED_BY(mu_);

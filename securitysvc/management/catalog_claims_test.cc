@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/crypto/crypto.h"
+#include "common/store/forwarding_store.h"
 #include "common/store/memory_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,8 +38,8 @@ class CatalogClaimsTest : public CatalogFixture {
 
   // Events returns every change event after `after` (a replayed watch).
   std::vector<v1::WatchEvent> EventsAfter(int64_t after) {
-    auto stream =
-        catalog_->OpenWatch(Caller::Internal(), after + 1, Catalog::WatchOptions{});
+    auto stream = catalog_->OpenWatch(Caller::Internal(), after + 1,
+                                      Catalog::WatchOptions{});
     EXPECT_TRUE(stream.ok()) << stream.status();
     std::vector<v1::WatchEvent> events;
     if (!stream.ok()) return events;
@@ -108,15 +109,15 @@ TEST_F(CatalogClaimsTest, WithoutAGroupDevicesAreClaimedUnassigned) {
     EXPECT_EQ(d->state(), v1::CLAIMED);
     EXPECT_TRUE(d->device_group_id().empty());
     // A single claim of the same device now says it is already claimed.
-    EXPECT_TRUE(
-        absl::IsAlreadyExists(catalog_->ClaimDevice(contoso_op_, "", id).status()));
+    EXPECT_TRUE(absl::IsAlreadyExists(
+        catalog_->ClaimDevice(contoso_op_, "", id).status()));
   }
 }
 
 TEST_F(CatalogClaimsTest, RetriedBatchCountsAlreadyClaimedAndChangesNothing) {
   const std::vector<std::string> ids = Import(200, 10);
-  ASSERT_TRUE(catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Production")
-                  .ok());
+  ASSERT_TRUE(
+      catalog_->ClaimDevices(contoso_op_, "", ids, "DW100/Production").ok());
   const std::string before = Dump();
   const int64_t revision = catalog_->revision();
   // The same batch again (a lost answer retried), into another group even:
@@ -171,9 +172,9 @@ TEST_F(CatalogClaimsTest, Attack_AnotherTenantsDeviceInABatchChangesNothing) {
   with_missing[1] = missing;
   auto unknown = catalog_->ClaimDevices(fabrikam_op_, "", with_missing, "");
   ASSERT_TRUE(absl::IsNotFound(unknown.status()));
-  EXPECT_EQ(std::string(unknown.status().message()),
-            absl::StrReplaceAll(r.status().message(),
-                                {{contoso_ids[0], missing}}));
+  EXPECT_EQ(
+      std::string(unknown.status().message()),
+      absl::StrReplaceAll(r.status().message(), {{contoso_ids[0], missing}}));
   EXPECT_THAT(r.status().message(), Not(HasSubstr("Contoso")));
   EXPECT_THAT(r.status().message(), Not(HasSubstr(contoso_.id())));
   // Nothing changed: Contoso still owns it, Fabrikam's devices stay
@@ -256,46 +257,29 @@ TEST_F(CatalogClaimsTest, Attack_MalformedOrRepeatedIdRefusesTheBatch) {
   EXPECT_EQ(catalog_->revision(), revision);
 }
 
-// RacingStore forwards to a MemoryStore. After Arm(n, race), the n-th read
-// of the devices column family reads, then runs `race`: a bulk claim of n
+// RacingStore: a ForwardingStore (a MemoryStore). After Arm(n, race), the n-th
+// read of the devices column family reads, then runs `race`: a bulk claim of n
 // devices reads them before it takes the catalog mutex, so `race` plays
 // another request that commits between the claim's reads and its checks.
-class RacingStore : public store::Store {
+class RacingStore : public store::ForwardingStore {
  public:
-  explicit RacingStore(std::unique_ptr<store::MemoryStore> inner)
-      : inner_(std::move(inner)) {}
-  store::MemoryStore* inner() { return inner_.get(); }
+  using ForwardingStore::ForwardingStore;
   void Arm(int reads, std::function<void()> race) {
     reads_left_ = reads;
     race_ = std::move(race);
   }
   bool armed() const { return race_ != nullptr; }
 
-  absl::StatusOr<std::string> Get(absl::string_view cf,
-                                  absl::string_view key) override {
-    absl::StatusOr<std::string> out = inner_->Get(cf, key);
+ protected:
+  void AfterGet(absl::string_view cf, absl::string_view) override {
     if (race_ != nullptr && cf == "devices" && --reads_left_ == 0) {
       std::function<void()> race = std::move(race_);
       race_ = nullptr;
       race();
     }
-    return out;
-  }
-  absl::Status Scan(absl::string_view cf, absl::string_view prefix,
-                    const std::function<bool(absl::string_view key,
-                                             absl::string_view value)>& fn,
-                    absl::string_view start) override {
-    return inner_->Scan(cf, prefix, fn, start);
-  }
-  std::unique_ptr<store::Snapshot> NewSnapshot() override {
-    return inner_->NewSnapshot();
-  }
-  absl::Status Write(const store::WriteBatch& batch) override {
-    return inner_->Write(batch);
   }
 
  private:
-  std::unique_ptr<store::MemoryStore> inner_;
   std::function<void()> race_;
   int reads_left_ = 0;
 };
@@ -310,7 +294,8 @@ class ClaimRaceTest : public ::testing::Test {
     auto c = Catalog::Open(store_.get(), &clock_, keys.Fill());
     ASSERT_TRUE(c.ok()) << c.status();
     catalog_ = *std::move(c);
-    auto contoso = catalog_->CreateTenant(Caller::PlatformOperator(), "Contoso");
+    auto contoso =
+        catalog_->CreateTenant(Caller::PlatformOperator(), "Contoso");
     auto fabrikam =
         catalog_->CreateTenant(Caller::PlatformOperator(), "Fabrikam");
     ASSERT_TRUE(contoso.ok() && fabrikam.ok());
@@ -349,8 +334,7 @@ TEST_F(ClaimRaceTest, Attack_ClaimRacingAnotherTenantsClaimKeepsItsOwner) {
   EXPECT_EQ(d->tenant_id(), fabrikam_id_);
 }
 
-TEST_F(ClaimRaceTest,
-       Attack_ClaimRacingAClaimAndALargeImportKeepsTheOwner) {
+TEST_F(ClaimRaceTest, Attack_ClaimRacingAClaimAndALargeImportKeepsTheOwner) {
   const std::vector<std::string> ids = ImportFakeDevices(catalog_.get(), 1, 3);
   // The import writes more devices than the catalog remembers per commit,
   // so the claim can no longer tell which of its reads are stale.

@@ -215,6 +215,11 @@ absl::Status Run() {
   if (!data_key.ok()) return data_key.status();
   store::RocksOptions rocks;
   rocks.data_key = *data_key;
+  // Bound the live write-ahead logs: rarely written column families
+  // (tenants, products, ...) are flushed out of the oldest log once the logs
+  // pass 64 MiB (one memtable), so a restart replays at most ~2 x that, not
+  // every log since the first tenant (~1 GB at a million devices).
+  rocks.max_total_wal_bytes = size_t{64} << 20;
   const std::string catalog_url = absl::GetFlag(FLAGS_catalog);
   std::unique_ptr<store::Store> embedded_db;
   std::unique_ptr<RevisionLog> log;
