@@ -15,6 +15,8 @@
 #include "third_party/system_libs/malloc_settings.h"
 
 #include <gperftools/malloc_extension_c.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -37,6 +39,12 @@ size_t EnvSize(const char* name, size_t fallback) {
 }
 
 void ReleaseLoop(std::chrono::milliseconds period, size_t slack) {
+  // Started before main(): block every signal here, so a process that
+  // blocks SIGTERM/SIGINT in main and takes them with sigwait (the servers'
+  // graceful shutdown) never has one delivered to this thread instead.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   for (;;) {
     std::this_thread::sleep_for(period);  // a timer, not synchronisation
     g_released.fetch_add(ReleaseExcessFreeMemory(slack),

@@ -2,6 +2,9 @@
 // runs with: tcmalloc in the normal build, glibc's under the sanitizer
 // configs (asan, tsan, fuzz), which interpose malloc themselves.
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #ifndef SPHERE_EXPECT_GLIBC_MALLOC
 #include <gperftools/malloc_extension_c.h>
 
@@ -109,6 +112,24 @@ TEST(MallocTest, BackgroundReleaserReturnsTheExcess) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(ms::ReleasedBytes(), 0u);
+}
+
+// A process that blocks SIGTERM in main and waits for it with sigwait (the
+// servers' and the twin's graceful shutdown) gets it there: the releaser
+// thread, started before main with no signal blocked, blocks them all.
+TEST(MallocTest, SigtermGoesToSigwaitNotToTheReleaserThread) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, nullptr), 0);
+  // Process-directed, as `kill` sends it: delivered to a thread that does
+  // not block it (the default action would end this test binary), or left
+  // pending for sigwait when every thread blocks it.
+  ASSERT_EQ(kill(getpid(), SIGTERM), 0);
+  int sig = 0;
+  ASSERT_EQ(sigwait(&term, &sig), 0);
+  EXPECT_EQ(sig, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &term, nullptr), 0);
 }
 
 // The freed memory is still usable after it went back to the OS.
