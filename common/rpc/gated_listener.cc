@@ -21,6 +21,9 @@
 #include "common/util/log.h"
 #include "common/util/metrics.h"
 
+// tcmalloc's, weak: null where glibc's malloc is linked (tests, sanitizers).
+extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
+
 namespace sphere::rpc {
 namespace {
 
@@ -195,6 +198,11 @@ void GatedListener::Loop() {
       continue;
     }
     if (n == 0 && trim_wait) {
+      // tcmalloc (the server binaries' allocator) keeps freed spans and
+      // returns only its excess in the background: give back all of it.
+      if (MallocExtension_ReleaseFreeMemory != nullptr) {
+        MallocExtension_ReleaseFreeMemory();
+      }
       malloc_trim(0);
       const uint64_t trims = trims_.fetch_add(1) + 1;
       log::Info("returned freed memory to the OS after a connection flood",
