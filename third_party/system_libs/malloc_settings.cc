@@ -19,6 +19,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -39,12 +40,6 @@ size_t EnvSize(const char* name, size_t fallback) {
 }
 
 void ReleaseLoop(std::chrono::milliseconds period, size_t slack) {
-  // Started before main(): block every signal here, so a process that
-  // blocks SIGTERM/SIGINT in main and takes them with sigwait (the servers'
-  // graceful shutdown) never has one delivered to this thread instead.
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   for (;;) {
     std::this_thread::sleep_for(period);  // a timer, not synchronisation
     g_released.fetch_add(ReleaseExcessFreeMemory(slack),
@@ -59,12 +54,23 @@ const bool kSettingsApplied = [] {
                                        0);
   }
   const size_t period_ms = EnvSize("SPHERE_MALLOC_RELEASE_PERIOD_MS", 1000);
-  const size_t slack = EnvSize("SPHERE_MALLOC_RELEASE_SLACK_MB", 32) << 20;
+  size_t slack_mb = EnvSize("SPHERE_MALLOC_RELEASE_SLACK_MB", 32);
+  if (slack_mb > (SIZE_MAX >> 20)) slack_mb = 32;  // would overflow: default
+  const size_t slack = slack_mb << 20;
   if (period_ms > 0) {
+    // The thread starts before main() with every signal blocked (it
+    // inherits this thread's mask, set here around its creation): a process
+    // that blocks SIGTERM/SIGINT in main and takes them with sigwait (the
+    // servers' graceful shutdown) never has one delivered to this thread,
+    // not even before the thread first runs.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
     // Detached: it only sleeps and calls tcmalloc, which outlives every
     // static destructor; the process ends it at exit.
     std::thread(ReleaseLoop, std::chrono::milliseconds(period_ms), slack)
         .detach();
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   }
   return true;
 }();
