@@ -317,27 +317,70 @@ class TelemetryPhase final : public Phase {
     const double send_s = absl::ToDoubleSeconds(absl::Now() - send_start);
     stats.Finish(absl::Now());
 
-    // 3. End check: appsvc stored exactly the acknowledged readings.
-    uint64_t stored = 0;
-    for (size_t g = 0; g < todo.size(); g += kCountChunk) {
-      cv1::CountTelemetryRequest req;
-      for (size_t k = g; k < std::min(todo.size(), g + kCountChunk); ++k) {
-        if (tokens[k].empty()) continue;
-        auto* d = req.add_devices();
-        d->set_device_id(fleet.twins()[todo[k]]->device().device_id());
-        d->set_session_token(tokens[k]);
-      }
-      if (req.devices_size() == 0) continue;
-      grpc::ClientContext ctx;
-      Deadline(&ctx);
-      cv1::CountTelemetryResponse resp;
-      grpc::Status s = stubs[0]->CountTelemetry(&ctx, req, &resp);
-      if (!s.ok()) {
-        return absl::UnavailableError(
-            absl::StrCat("end check: CountTelemetry: ", s.error_message()));
-      }
-      for (uint64_t n : resp.stored_samples()) stored += n;
+    // 3. End check: appsvc stored exactly the acknowledged readings. Chunks
+    // of kCountChunk devices are counted over every channel at once (appsvc
+    // runs them on its workers); a busy appsvc is retried with backoff, as
+    // sends are.
+    const absl::Time check_start = absl::Now();
+    std::atomic<uint64_t> stored{0};
+    std::atomic<size_t> next_count{0};
+    absl::Status count_error;
+    std::vector<std::thread> counters;
+    for (int c = 0; c < kChannels; ++c) {
+      counters.emplace_back([&, c] {
+        for (size_t g = next_count.fetch_add(kCountChunk); g < todo.size();
+             g = next_count.fetch_add(kCountChunk)) {
+          cv1::CountTelemetryRequest req;
+          for (size_t k = g; k < std::min(todo.size(), g + kCountChunk); ++k) {
+            if (tokens[k].empty()) continue;
+            auto* d = req.add_devices();
+            d->set_device_id(fleet.twins()[todo[k]]->device().device_id());
+            d->set_session_token(tokens[k]);
+          }
+          if (req.devices_size() == 0) continue;
+          cv1::CountTelemetryResponse resp;
+          grpc::Status s;
+          for (int attempt = 0;; ++attempt) {
+            grpc::ClientContext ctx;
+            Deadline(&ctx);
+            resp.Clear();
+            s = stubs[c]->CountTelemetry(&ctx, req, &resp);
+            const auto code = static_cast<absl::StatusCode>(s.error_code());
+            if (s.ok() || attempt >= kMaxSendRetries ||
+                (code != absl::StatusCode::kResourceExhausted &&
+                 code != absl::StatusCode::kUnavailable) ||
+                StopRequested()) {
+              break;
+            }
+            absl::SleepFor(client::BackoffDelay(
+                kSendBackoff, attempt,
+                client::JitterFraction((g << 8) ^ attempt)));
+          }
+          absl::Status failed;
+          if (!s.ok()) {
+            failed = absl::UnavailableError(absl::StrCat(
+                "end check: CountTelemetry: ", s.error_message()));
+          } else if (resp.stored_samples_size() != req.devices_size()) {
+            failed = absl::InternalError(absl::StrCat(
+                "end check: CountTelemetry answered ",
+                resp.stored_samples_size(), " counts for ",
+                req.devices_size(), " devices"));
+          }
+          if (!failed.ok()) {
+            absl::MutexLock l(&error_mu);
+            if (count_error.ok()) count_error = failed;
+            return;
+          }
+          uint64_t n = 0;
+          for (uint64_t v : resp.stored_samples()) n += v;
+          stored.fetch_add(n);
+        }
+      });
     }
+    for (auto& t : counters) t.join();
+    if (!count_error.ok()) return count_error;
+    stats.SetMetric("end_check_s",
+                    absl::ToDoubleSeconds(absl::Now() - check_start));
     const uint64_t acked = acknowledged.load();
     stats.SetMetric("twins_proven", static_cast<double>(proven));
     stats.SetMetric("prove_s", prove_s);
@@ -357,15 +400,15 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("token_bytes_per_twin",
                     static_cast<double>(token_bytes) / proven);
     stats.SetMetric("acknowledged", static_cast<double>(acked));
-    stats.SetMetric("stored", static_cast<double>(stored));
+    stats.SetMetric("stored", static_cast<double>(stored.load()));
     stats.SetMetric("readings_per_s", send_s > 0 ? acked / send_s : 0);
     stats.SetMetric("telemetry_devices_per_call",
                     static_cast<double>(kTelemetryDevicesPerCall));
     stats.SetMetric("telemetry_busy_retries",
                     static_cast<double>(retries.load()));
-    if (stored != acked) {
+    if (stored.load() != acked) {
       return absl::DataLossError(
-          absl::StrCat("end check failed: appsvc stored ", stored,
+          absl::StrCat("end check failed: appsvc stored ", stored.load(),
                        " readings, ", acked, " were acknowledged"));
     }
     return absl::OkStatus();
