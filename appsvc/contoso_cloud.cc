@@ -11,8 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/wire_format_lite.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -702,40 +700,6 @@ absl::StatusOr<records::Shop> ContosoCloud::GetShop(const std::string& id) {
   return s;
 }
 
-namespace {
-
-// SamplesInChunk counts the samples of a records::SampleChunk in wire format
-// without parsing them (each is one field-1, length-delimited entry; any
-// other field, field 1 of another wire type included, is skipped as the
-// parser keeps it as an unknown field), so counting a device's samples
-// costs a walk over lengths, not a parse of every reading. -1: malformed
-// (a bad tag or varint, a length past the end), which a parse refuses too.
-int64_t SamplesInChunk(absl::string_view value) {
-  using google::protobuf::internal::WireFormatLite;
-  google::protobuf::io::CodedInputStream in(
-      reinterpret_cast<const uint8_t*>(value.data()),
-      static_cast<int>(value.size()));
-  int64_t n = 0;
-  for (;;) {
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) break;  // end of input, or a malformed tag (checked below)
-    if (tag == WireFormatLite::MakeTag(
-                   1, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
-      uint32_t len = 0;
-      if (!in.ReadVarint32(&len) || !in.Skip(static_cast<int>(len))) {
-        return -1;
-      }
-      ++n;
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return -1;
-    }
-  }
-  if (in.CurrentPosition() != static_cast<int>(value.size())) return -1;
-  return n;
-}
-
-}  // namespace
-
 absl::StatusOr<uint64_t> ContosoCloud::CountSamples(
     const std::string& device_id) {
   uint64_t n = 0;
@@ -743,12 +707,12 @@ absl::StatusOr<uint64_t> ContosoCloud::CountSamples(
   auto s =
       store_->Scan(kSamples, absl::StrCat(device_id, "/"),
                    [&](absl::string_view, absl::string_view value) {
-                     const int64_t k = SamplesInChunk(value);
-                     if (k < 0) {
+                     records::SampleChunk chunk;
+                     if (!chunk.ParseFromArray(value.data(), value.size())) {
                        corrupt = true;
                        return false;
                      }
-                     n += static_cast<uint64_t>(k);
+                     n += chunk.samples_size();
                      return true;
                    });
   if (!s.ok()) return s;
