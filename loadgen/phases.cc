@@ -732,9 +732,7 @@ class ErrorReportPhase final : public Phase {
  private:
   // VerifyStoredOnce pages through every shard's reports of the tenant
   // since `since` and checks each fleet device has exactly its expected
-  // events, no (device, sequence) twice. Shards are paged at once, one
-  // thread each (a million twins' events are thousands of pages); what
-  // they return is checked after, on this thread.
+  // events, no (device, sequence) twice.
   static absl::Status VerifyStoredOnce(Fleet& fleet,
                                        const std::vector<uint32_t>& expected,
                                        absl::Time since) {
@@ -744,64 +742,39 @@ class ErrorReportPhase final : public Phase {
     for (size_t i = 0; i < twins.size(); ++i) {
       if (expected[i] > 0) index[twins[i]->device().device_id()] = i;
     }
-    const auto& shards = fleet.cluster().shards;
-    // found[s]: (fleet index, event sequence) of every report of this run's
-    // devices that shard s returned.
-    std::vector<std::vector<std::pair<size_t, uint64_t>>> found(shards.size());
-    std::vector<absl::Status> failed(shards.size());
-    std::vector<std::thread> pagers;
-    for (size_t k = 0; k < shards.size(); ++k) {
-      pagers.emplace_back([&, k] {
-        const auto& shard = shards[k];
-        auto stub = v1::ErrorReportingService::NewStub(rpc::NewChannel(
-            shard.address, fleet.operator_tls(), shard.server_name));
-        std::string token;
-        do {
-          if (StopRequested()) {
-            failed[k] = absl::CancelledError(
-                "error_report verification: interrupted");
-            return;
-          }
-          v1::QueryErrorsRequest q;
-          q.set_tenant_id(fleet.tenant_id);
-          q.set_from_unix_ms(absl::ToUnixMillis(since - absl::Minutes(10)));
-          q.set_page_size(1000);
-          q.set_page_token(token);
-          grpc::ClientContext ctx;
-          ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
-          v1::QueryErrorsResponse r;
-          grpc::Status st = stub->QueryErrors(&ctx, q, &r);
-          if (!st.ok()) {
-            failed[k] = absl::Status(
-                rpc::FromGrpcStatus(st).code(),
-                absl::StrCat("error_report verification: QueryErrors at ",
-                             shard.address, ": ", st.error_message()));
-            return;
-          }
-          for (const auto& rep : r.reports()) {
-            auto it = index.find(rep.device_id());
-            if (it == index.end()) continue;  // not this run's upload
-            found[k].emplace_back(it->second, rep.event().sequence());
-          }
-          token = r.next_page_token();
-        } while (!token.empty());
-      });
-    }
-    for (auto& t : pagers) t.join();
-    for (const absl::Status& f : failed) {
-      if (!f.ok()) return f;
-    }
     std::vector<uint32_t> seen(twins.size(), 0);
-    size_t total = 0;
-    for (const auto& f : found) total += f.size();
     absl::flat_hash_set<std::pair<size_t, uint64_t>> pairs;
-    pairs.reserve(total);
     uint64_t duplicates = 0;
-    for (const auto& f : found) {
-      for (const auto& [i, sequence] : f) {
-        ++seen[i];
-        if (!pairs.insert({i, sequence}).second) ++duplicates;
-      }
+    for (const auto& shard : fleet.cluster().shards) {
+      auto stub = v1::ErrorReportingService::NewStub(rpc::NewChannel(
+          shard.address, fleet.operator_tls(), shard.server_name));
+      std::string token;
+      do {
+        v1::QueryErrorsRequest q;
+        q.set_tenant_id(fleet.tenant_id);
+        q.set_from_unix_ms(absl::ToUnixMillis(since - absl::Minutes(10)));
+        q.set_page_size(1000);
+        q.set_page_token(token);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(rpc::Deadline(absl::Seconds(30)));
+        v1::QueryErrorsResponse r;
+        grpc::Status st = stub->QueryErrors(&ctx, q, &r);
+        if (!st.ok()) {
+          return absl::Status(
+              rpc::FromGrpcStatus(st).code(),
+              absl::StrCat("error_report verification: QueryErrors at ",
+                           shard.address, ": ", st.error_message()));
+        }
+        for (const auto& rep : r.reports()) {
+          auto it = index.find(rep.device_id());
+          if (it == index.end()) continue;  // not this run's upload
+          ++seen[it->second];
+          if (!pairs.insert({it->second, rep.event().sequence()}).second) {
+            ++duplicates;
+          }
+        }
+        token = r.next_page_token();
+      } while (!token.empty());
     }
     uint64_t missing = 0;
     uint64_t extra = 0;
