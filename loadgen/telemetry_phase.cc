@@ -16,6 +16,7 @@
 #include "client/backoff.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
+#include "loadgen/phase_cpu.h"
 #include "protos/contoso.grpc.pb.h"
 #include "twin/driver.h"
 
@@ -238,6 +239,9 @@ class TelemetryPhase final : public Phase {
     // appsvc (RESOURCE_EXHAUSTED, UNAVAILABLE) is retried with backoff:
     // nothing of a refused call was stored.
     const absl::Time send_start = absl::Now();
+    // CPU of the readings alone (proving and the end check excluded), so
+    // the cost per reading is not mixed with the cost per proof.
+    const PhaseCpu send_cpu0 = PhaseCpu::Take(fleet);
     std::atomic<uint64_t> acknowledged{0}, retries{0};
     std::vector<std::thread> senders;
     const size_t senders_n = std::max<size_t>(window, kChannels);
@@ -315,7 +319,9 @@ class TelemetryPhase final : public Phase {
     }
     for (auto& t : senders) t.join();
     const double send_s = absl::ToDoubleSeconds(absl::Now() - send_start);
+    const PhaseCpu send_cpu1 = PhaseCpu::Take(fleet);
     stats.Finish(absl::Now());
+    const absl::Time count_start = absl::Now();
 
     // 3. End check: appsvc stored exactly the acknowledged readings.
     uint64_t stored = 0;
@@ -339,6 +345,18 @@ class TelemetryPhase final : public Phase {
       for (uint64_t n : resp.stored_samples()) stored += n;
     }
     const uint64_t acked = acknowledged.load();
+    stats.SetMetric("count_s",
+                    absl::ToDoubleSeconds(absl::Now() - count_start));
+    // <process>_cpu_us_per_reading: CPU of the sending window per
+    // acknowledged reading (-1 when a process's CPU could not be read).
+    auto per_reading = [acked](double before, double after) {
+      if (acked == 0 || before < 0 || after < before) return -1.0;
+      return (after - before) / static_cast<double>(acked) * 1e6;
+    };
+    stats.SetMetric("send_appsvc_cpu_us_per_reading",
+                    per_reading(send_cpu0.appsvc, send_cpu1.appsvc));
+    stats.SetMetric("send_loadgen_cpu_us_per_reading",
+                    per_reading(send_cpu0.loadgen, send_cpu1.loadgen));
     stats.SetMetric("twins_proven", static_cast<double>(proven));
     stats.SetMetric("prove_s", prove_s);
     stats.SetMetric("proven_per_s", prove_s > 0 ? proven / prove_s : 0);
