@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -167,6 +168,44 @@ TEST_F(ContosoCloudTest, DuplicateInsideOneBatchAndOldGapAreHandled) {
   late.mutable_samples(0)->set_sequence(500);
   EXPECT_EQ(Report(kDev, late).accepted(), 1u);
   EXPECT_EQ(*cloud_->CountSamples(kDev), 11u);
+}
+
+TEST_F(ContosoCloudTest, CountSamplesCountsEveryStoredChunkWithoutParsing) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  AddCycle(&req, 2, 65);  // 9 resent (duplicates) and 9 new
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 18u);
+  // A chunk written by records::SampleChunk itself, with a field the count
+  // does not know (skipped), an empty sample and a 3-sample run.
+  records::SampleChunk chunk;
+  chunk.add_samples();
+  for (int i = 0; i < 3; ++i) *chunk.add_samples() = req.samples(i);
+  std::string value = chunk.SerializeAsString();
+  value += std::string("\x10\x07", 2);  // field 2, varint 7
+  ASSERT_TRUE(store_->Put("samples", kDev2 + "/x", value).ok());
+  EXPECT_EQ(*cloud_->CountSamples(kDev2), 4u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev3), 0u);
+}
+
+TEST_F(ContosoCloudTest, CountSamplesRefusesAMalformedChunk) {
+  records::SampleChunk chunk;
+  v1::Telemetry* t = chunk.add_samples();
+  t->set_sequence(7);
+  const std::string good = chunk.SerializeAsString();
+  for (const std::string& bad :
+       {good.substr(0, good.size() - 1),            // length past the end
+        good + std::string("\x0a", 1),              // tag with no length
+        good + std::string("\x0a\x85", 2),          // truncated length
+        std::string("\x00\x01", 2) + good,          // field number 0
+        good + std::string("\x0c", 1),              // end-group, no group
+        good + std::string("\x0f", 1)}) {           // wire type 7
+    ASSERT_TRUE(store_->Put("samples", kDev + "/x", bad).ok());
+    EXPECT_EQ(cloud_->CountSamples(kDev).status().code(),
+              absl::StatusCode::kDataLoss)
+        << absl::CEscape(bad);
+  }
 }
 
 TEST_F(ContosoCloudTest, Attack_OversizedBatchRefusedNothingStored) {
