@@ -420,13 +420,16 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::PrepareTelemetry(
   records::DeviceRecord rec = std::move(*loaded);
 
   // Order by sequence so the analysis sees samples in device order.
+  // A device sends in order, so the batch usually is already sorted.
   std::vector<const v1::Telemetry*> order;
   order.reserve(req.samples_size());
   for (const v1::Telemetry& s : req.samples()) order.push_back(&s);
-  std::stable_sort(order.begin(), order.end(),
-                   [](const v1::Telemetry* a, const v1::Telemetry* b) {
-                     return a->sequence() < b->sequence();
-                   });
+  const auto by_sequence = [](const v1::Telemetry* a, const v1::Telemetry* b) {
+    return a->sequence() < b->sequence();
+  };
+  if (!std::is_sorted(order.begin(), order.end(), by_sequence)) {
+    std::stable_sort(order.begin(), order.end(), by_sequence);
+  }
   sphere::store::WriteBatch batch;
   Effects fx;
   v1::ReportTelemetryResponse resp;
@@ -457,19 +460,28 @@ absl::StatusOr<v1::ReportTelemetryResponse> ContosoCloud::PrepareTelemetry(
     *rec.mutable_stored() = std::move(merged);
     // A records::SampleChunk in wire format, written directly (field 1,
     // length-delimited, per sample) to spare a copy of every sample.
-    std::string chunk;
-    chunk.reserve(fresh.size() * 48);
-    for (const v1::Telemetry* s : fresh) {
-      chunk.push_back('\x0a');
-      for (uint64_t v = s->ByteSizeLong();; v >>= 7) {
+    // Each sample's size is computed once (AppendToString would compute
+    // it again) and the sample written into the reserved space.
+    std::vector<size_t> sizes(fresh.size());
+    size_t total = 0;
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      sizes[i] = fresh[i]->ByteSizeLong();
+      total += 1 + 10 + sizes[i];  // tag, length (at most 10), sample
+    }
+    std::string chunk(total, '\0');
+    uint8_t* p = reinterpret_cast<uint8_t*>(&chunk[0]);
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      *p++ = 0x0a;
+      for (uint64_t v = sizes[i];; v >>= 7) {
         if (v < 0x80) {
-          chunk.push_back(static_cast<char>(v));
+          *p++ = static_cast<uint8_t>(v);
           break;
         }
-        chunk.push_back(static_cast<char>((v & 0x7f) | 0x80));
+        *p++ = static_cast<uint8_t>((v & 0x7f) | 0x80);
       }
-      s->AppendToString(&chunk);
+      p = fresh[i]->SerializeWithCachedSizesToArray(p);
     }
+    chunk.resize(p - reinterpret_cast<uint8_t*>(&chunk[0]));
     batch.Put(kSamples, SampleKey(device_id, fresh_seqs.front()), chunk);
     resp.set_accepted(fresh.size());
   }

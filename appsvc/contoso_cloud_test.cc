@@ -189,6 +189,49 @@ TEST_F(ContosoCloudTest, CountSamplesCountsEveryStoredChunkWithoutParsing) {
   EXPECT_EQ(*cloud_->CountSamples(kDev3), 0u);
 }
 
+// StoredChunks: every records::SampleChunk stored for `dev`, in key order.
+std::vector<records::SampleChunk> StoredChunks(sphere::store::Store* store,
+                                               const std::string& dev) {
+  std::vector<records::SampleChunk> out;
+  EXPECT_TRUE(store
+                  ->Scan("samples", dev + "/",
+                         [&](absl::string_view, absl::string_view v) {
+                           records::SampleChunk c;
+                           EXPECT_TRUE(c.ParseFromArray(v.data(), v.size()));
+                           out.push_back(std::move(c));
+                           return true;
+                         })
+                  .ok());
+  return out;
+}
+
+TEST_F(ContosoCloudTest, StoredChunkHoldsTheNewSamplesInSequenceOrder) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  // Out of order, with a repeat inside the batch and a stored sequence.
+  v1::ReportTelemetryRequest next;
+  AddCycle(&next, 2, 65);
+  std::reverse(next.mutable_samples()->begin(), next.mutable_samples()->end());
+  *next.add_samples() = next.samples(0);
+  *next.add_samples() = req.samples(3);
+  auto r = Report(kDev, next);
+  EXPECT_EQ(r.accepted(), 9u);
+  EXPECT_EQ(r.duplicates(), 2u);
+  std::vector<records::SampleChunk> chunks = StoredChunks(store_.get(), kDev);
+  ASSERT_EQ(chunks.size(), 2u);
+  ASSERT_EQ(chunks[0].samples_size(), 9);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(chunks[0].samples(i).SerializeAsString(),
+              req.samples(i).SerializeAsString());
+  }
+  ASSERT_EQ(chunks[1].samples_size(), 9);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(chunks[1].samples(i).SerializeAsString(),
+              next.samples(8 - i).SerializeAsString());
+  }
+}
+
 TEST_F(ContosoCloudTest, CountSamplesRefusesAMalformedChunk) {
   records::SampleChunk chunk;
   v1::Telemetry* t = chunk.add_samples();
