@@ -252,13 +252,16 @@ class TelemetryPhase final : public Phase {
     std::atomic<size_t> next_chunk{0};
     for (size_t c = 0; c < senders_n; ++c) {
       senders.emplace_back([&, c] {
+        // One request per sender, cleared for each call: its items and
+        // samples are reused rather than allocated and freed per call.
+        cv1::GatewayTelemetryBatchRequest req;
         for (size_t first = next_chunk.fetch_add(kTelemetryDevicesPerCall);
              first < proven_ks.size();
              first = next_chunk.fetch_add(kTelemetryDevicesPerCall)) {
           const size_t last =
               std::min(proven_ks.size(), first + kTelemetryDevicesPerCall);
           for (int b = 0; b < batches && !StopRequested(); ++b) {
-            cv1::GatewayTelemetryBatchRequest req;
+            req.Clear();
             const int64_t now_ms = absl::ToUnixMillis(absl::Now());
             for (size_t j = first; j < last; ++j) {
               const size_t k = proven_ks[j];
