@@ -325,6 +325,7 @@ class TelemetryPhase final : public Phase {
     const PhaseCpu send_cpu1 = PhaseCpu::Take(fleet);
     stats.Finish(absl::Now());
     const absl::Time count_start = absl::Now();
+    const PhaseCpu count_cpu0 = PhaseCpu::Take(fleet);
 
     // 3. End check: appsvc stored exactly the acknowledged readings.
     uint64_t stored = 0;
@@ -350,6 +351,7 @@ class TelemetryPhase final : public Phase {
     const uint64_t acked = acknowledged.load();
     stats.SetMetric("count_s",
                     absl::ToDoubleSeconds(absl::Now() - count_start));
+    const PhaseCpu count_cpu1 = PhaseCpu::Take(fleet);
     // <process>_cpu_us_per_reading: CPU of the sending window per
     // acknowledged reading (-1 when a process's CPU could not be read).
     auto per_reading = [acked](double before, double after) {
@@ -360,6 +362,9 @@ class TelemetryPhase final : public Phase {
                     per_reading(send_cpu0.appsvc, send_cpu1.appsvc));
     stats.SetMetric("send_loadgen_cpu_us_per_reading",
                     per_reading(send_cpu0.loadgen, send_cpu1.loadgen));
+    // appsvc's CPU for the end check (counting what it stored).
+    stats.SetMetric("count_appsvc_cpu_us_per_reading",
+                    per_reading(count_cpu0.appsvc, count_cpu1.appsvc));
     stats.SetMetric("twins_proven", static_cast<double>(proven));
     stats.SetMetric("prove_s", prove_s);
     stats.SetMetric("proven_per_s", prove_s > 0 ? proven / prove_s : 0);
