@@ -360,6 +360,68 @@ TEST_F(ContosoCloudTest, Attack_OutOfBoundsFieldRefusedNothingStored) {
   EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
 }
 
+TEST(ValidateSampleTest, EveryBoundEdgeAcceptedAndJustPastRefused) {
+  v1::Telemetry ok;
+  ok.set_time_unix_ms(1700000000000);
+  ok.set_water_temperature_c(50);
+  ok.set_drying_temperature_c(60);
+  ok.set_rinse_agent_level_pct(50);
+  ok.set_cycle_state(v1::Telemetry::DRYING);
+  ASSERT_TRUE(ValidateSample(ok, 0).ok());
+  using Set = void (*)(v1::Telemetry*, double);
+  struct Field {
+    const char* name;
+    Set set;
+    double lo, hi;
+  };
+  const Field fields[] = {
+      {"water_temperature_c",
+       [](v1::Telemetry* t, double v) { t->set_water_temperature_c(v); }, -20,
+       120},
+      {"drying_temperature_c",
+       [](v1::Telemetry* t, double v) { t->set_drying_temperature_c(v); }, -20,
+       150},
+      {"rinse_agent_level_pct",
+       [](v1::Telemetry* t, double v) { t->set_rinse_agent_level_pct(v); }, 0,
+       100},
+  };
+  for (const Field& f : fields) {
+    for (double v : {f.lo, f.hi}) {
+      v1::Telemetry t = ok;
+      f.set(&t, v);
+      EXPECT_TRUE(ValidateSample(t, 0).ok()) << f.name << " = " << v;
+    }
+    for (double v : {std::nextafter(f.lo, -1e9), std::nextafter(f.hi, 1e9),
+                     std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+      v1::Telemetry t = ok;
+      f.set(&t, v);
+      absl::Status st = ValidateSample(t, 7);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument)
+          << f.name << " = " << v;
+      EXPECT_TRUE(absl::StrContains(st.message(),
+                                    absl::StrCat("samples[7].", f.name)))
+          << st.message();
+    }
+  }
+  const int64_t kMin = 946684800000, kMax = 4102444800000;
+  for (int64_t ms : {kMin, kMax}) {
+    v1::Telemetry t = ok;
+    t.set_time_unix_ms(ms);
+    EXPECT_TRUE(ValidateSample(t, 0).ok()) << ms;
+  }
+  for (int64_t ms : {kMin - 1, kMax + 1, int64_t{0}, int64_t{-1}}) {
+    v1::Telemetry t = ok;
+    t.set_time_unix_ms(ms);
+    EXPECT_TRUE(absl::StrContains(ValidateSample(t, 0).message(),
+                                  "samples[0].time_unix_ms"))
+        << ms;
+  }
+  v1::Telemetry bad_state = ok;
+  bad_state.set_cycle_state(static_cast<v1::Telemetry::CycleState>(99));
+  EXPECT_TRUE(absl::StrContains(ValidateSample(bad_state, 0).message(),
+                                "samples[0].cycle_state"));
+}
+
 TEST_F(ContosoCloudTest, Attack_SequenceGapFloodRefusedNothingStored) {
   // Every other sequence number: each sample is a gap of its own.
   v1::ReportTelemetryRequest req;
