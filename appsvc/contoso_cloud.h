@@ -130,7 +130,9 @@ class ContosoCloud {
       const std::string& device_id);
   absl::StatusOr<records::Customer> GetCustomer(const std::string& device_id);
   absl::StatusOr<records::Shop> GetShop(const std::string& shop_id);
-  // CountSamples: samples stored for the device (scan; tests).
+  // CountSamples: samples stored for the device (a scan that counts each
+  // stored chunk's samples without parsing them: the gateway's end check
+  // and tests). DataLoss when a chunk is malformed.
   absl::StatusOr<uint64_t> CountSamples(const std::string& device_id);
 
   const CloudOptions& options() const { return options_; }

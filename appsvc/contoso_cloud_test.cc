@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -169,6 +170,87 @@ TEST_F(ContosoCloudTest, DuplicateInsideOneBatchAndOldGapAreHandled) {
   EXPECT_EQ(*cloud_->CountSamples(kDev), 11u);
 }
 
+TEST_F(ContosoCloudTest, CountSamplesCountsEveryStoredChunkWithoutParsing) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  AddCycle(&req, 2, 65);  // 9 resent (duplicates) and 9 new
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev), 18u);
+  // A chunk written by records::SampleChunk itself, with a field the count
+  // does not know (skipped), an empty sample and a 3-sample run.
+  records::SampleChunk chunk;
+  chunk.add_samples();
+  for (int i = 0; i < 3; ++i) *chunk.add_samples() = req.samples(i);
+  std::string value = chunk.SerializeAsString();
+  value += std::string("\x10\x07", 2);  // field 2, varint 7
+  ASSERT_TRUE(store_->Put("samples", kDev2 + "/x", value).ok());
+  EXPECT_EQ(*cloud_->CountSamples(kDev2), 4u);
+  EXPECT_EQ(*cloud_->CountSamples(kDev3), 0u);
+}
+
+// StoredChunks: every records::SampleChunk stored for `dev`, in key order.
+std::vector<records::SampleChunk> StoredChunks(sphere::store::Store* store,
+                                               const std::string& dev) {
+  std::vector<records::SampleChunk> out;
+  EXPECT_TRUE(store
+                  ->Scan("samples", dev + "/",
+                         [&](absl::string_view, absl::string_view v) {
+                           records::SampleChunk c;
+                           EXPECT_TRUE(c.ParseFromArray(v.data(), v.size()));
+                           out.push_back(std::move(c));
+                           return true;
+                         })
+                  .ok());
+  return out;
+}
+
+TEST_F(ContosoCloudTest, StoredChunkHoldsTheNewSamplesInSequenceOrder) {
+  v1::ReportTelemetryRequest req;
+  AddCycle(&req, 1, 65);
+  ASSERT_EQ(Report(kDev, req).accepted(), 9u);
+  // Out of order, with a repeat inside the batch and a stored sequence.
+  v1::ReportTelemetryRequest next;
+  AddCycle(&next, 2, 65);
+  std::reverse(next.mutable_samples()->begin(), next.mutable_samples()->end());
+  *next.add_samples() = next.samples(0);
+  *next.add_samples() = req.samples(3);
+  auto r = Report(kDev, next);
+  EXPECT_EQ(r.accepted(), 9u);
+  EXPECT_EQ(r.duplicates(), 2u);
+  std::vector<records::SampleChunk> chunks = StoredChunks(store_.get(), kDev);
+  ASSERT_EQ(chunks.size(), 2u);
+  ASSERT_EQ(chunks[0].samples_size(), 9);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(chunks[0].samples(i).SerializeAsString(),
+              req.samples(i).SerializeAsString());
+  }
+  ASSERT_EQ(chunks[1].samples_size(), 9);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(chunks[1].samples(i).SerializeAsString(),
+              next.samples(8 - i).SerializeAsString());
+  }
+}
+
+TEST_F(ContosoCloudTest, CountSamplesRefusesAMalformedChunk) {
+  records::SampleChunk chunk;
+  v1::Telemetry* t = chunk.add_samples();
+  t->set_sequence(7);
+  const std::string good = chunk.SerializeAsString();
+  for (const std::string& bad :
+       {good.substr(0, good.size() - 1),            // length past the end
+        good + std::string("\x0a", 1),              // tag with no length
+        good + std::string("\x0a\x85", 2),          // truncated length
+        std::string("\x00\x01", 2) + good,          // field number 0
+        good + std::string("\x0c", 1),              // end-group, no group
+        good + std::string("\x0f", 1)}) {           // wire type 7
+    ASSERT_TRUE(store_->Put("samples", kDev + "/x", bad).ok());
+    EXPECT_EQ(cloud_->CountSamples(kDev).status().code(),
+              absl::StatusCode::kDataLoss)
+        << absl::CEscape(bad);
+  }
+}
+
 TEST_F(ContosoCloudTest, Attack_OversizedBatchRefusedNothingStored) {
   v1::ReportTelemetryRequest req;
   while (req.samples_size() <= kMaxBatchSamples) AddCycle(&req, 1, 65);
@@ -276,6 +358,68 @@ TEST_F(ContosoCloudTest, Attack_OutOfBoundsFieldRefusedNothingStored) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->writes(), writes);
   EXPECT_EQ(*cloud_->CountSamples(kDev), 0u);
+}
+
+TEST(ValidateSampleTest, EveryBoundEdgeAcceptedAndJustPastRefused) {
+  v1::Telemetry ok;
+  ok.set_time_unix_ms(1700000000000);
+  ok.set_water_temperature_c(50);
+  ok.set_drying_temperature_c(60);
+  ok.set_rinse_agent_level_pct(50);
+  ok.set_cycle_state(v1::Telemetry::DRYING);
+  ASSERT_TRUE(ValidateSample(ok, 0).ok());
+  using Set = void (*)(v1::Telemetry*, double);
+  struct Field {
+    const char* name;
+    Set set;
+    double lo, hi;
+  };
+  const Field fields[] = {
+      {"water_temperature_c",
+       [](v1::Telemetry* t, double v) { t->set_water_temperature_c(v); }, -20,
+       120},
+      {"drying_temperature_c",
+       [](v1::Telemetry* t, double v) { t->set_drying_temperature_c(v); }, -20,
+       150},
+      {"rinse_agent_level_pct",
+       [](v1::Telemetry* t, double v) { t->set_rinse_agent_level_pct(v); }, 0,
+       100},
+  };
+  for (const Field& f : fields) {
+    for (double v : {f.lo, f.hi}) {
+      v1::Telemetry t = ok;
+      f.set(&t, v);
+      EXPECT_TRUE(ValidateSample(t, 0).ok()) << f.name << " = " << v;
+    }
+    for (double v : {std::nextafter(f.lo, -1e9), std::nextafter(f.hi, 1e9),
+                     std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+      v1::Telemetry t = ok;
+      f.set(&t, v);
+      absl::Status st = ValidateSample(t, 7);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument)
+          << f.name << " = " << v;
+      EXPECT_TRUE(absl::StrContains(st.message(),
+                                    absl::StrCat("samples[7].", f.name)))
+          << st.message();
+    }
+  }
+  const int64_t kMin = 946684800000, kMax = 4102444800000;
+  for (int64_t ms : {kMin, kMax}) {
+    v1::Telemetry t = ok;
+    t.set_time_unix_ms(ms);
+    EXPECT_TRUE(ValidateSample(t, 0).ok()) << ms;
+  }
+  for (int64_t ms : {kMin - 1, kMax + 1, int64_t{0}, int64_t{-1}}) {
+    v1::Telemetry t = ok;
+    t.set_time_unix_ms(ms);
+    EXPECT_TRUE(absl::StrContains(ValidateSample(t, 0).message(),
+                                  "samples[0].time_unix_ms"))
+        << ms;
+  }
+  v1::Telemetry bad_state = ok;
+  bad_state.set_cycle_state(static_cast<v1::Telemetry::CycleState>(99));
+  EXPECT_TRUE(absl::StrContains(ValidateSample(bad_state, 0).message(),
+                                "samples[0].cycle_state"));
 }
 
 TEST_F(ContosoCloudTest, Attack_SequenceGapFloodRefusedNothingStored) {

@@ -18,10 +18,12 @@
 #define SPHERE_APPSVC_GATEWAY_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/message_allocator.h>
 
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/arena.h"
 #include "appsvc/contoso_cloud.h"
 #include "appsvc/gateway_auth.h"
 #include "common/util/worker_pool.h"
@@ -39,7 +41,9 @@ class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
   // All pointers must outlive the service.
   ContosoGatewayService(GatewayAuth* auth, ContosoCloud* cloud,
                         sphere::WorkerPool* pool)
-      : auth_(auth), cloud_(cloud), pool_(pool) {}
+      : auth_(auth), cloud_(cloud), pool_(pool) {
+    SetMessageAllocatorFor_ReportTelemetryBatch(&telemetry_allocator_);
+  }
 
   grpc::ServerUnaryReactor* GetChallenge(
       grpc::CallbackServerContext* ctx, const v1::GatewayChallengeRequest* req,
@@ -80,9 +84,43 @@ class ContosoGatewayService final : public v1::ContosoGateway::CallbackService {
       const grpc::ServerContextBase& ctx) const;
 
  private:
+  // TelemetryArenaAllocator: each ReportTelemetryBatch's request and
+  // response live on one protobuf Arena, freed at once when gRPC releases
+  // the call (a gateway's call of 16 devices x 100 readings was otherwise a
+  // malloc and a free per reading: ~8 % of appsvc's CPU while readings
+  // arrive, issue 14).
+  class TelemetryArenaAllocator final
+      : public grpc::MessageAllocator<v1::GatewayTelemetryBatchRequest,
+                                      v1::GatewayTelemetryBatchResponse> {
+   public:
+    grpc::MessageHolder<v1::GatewayTelemetryBatchRequest,
+                        v1::GatewayTelemetryBatchResponse>*
+    AllocateMessages() override {
+      return new Holder;
+    }
+
+   private:
+    class Holder final
+        : public grpc::MessageHolder<v1::GatewayTelemetryBatchRequest,
+                                     v1::GatewayTelemetryBatchResponse> {
+     public:
+      Holder() {
+        set_request(google::protobuf::Arena::CreateMessage<
+                    v1::GatewayTelemetryBatchRequest>(&arena_));
+        set_response(google::protobuf::Arena::CreateMessage<
+                     v1::GatewayTelemetryBatchResponse>(&arena_));
+      }
+      void Release() override { delete this; }
+
+     private:
+      google::protobuf::Arena arena_;
+    };
+  };
+
   GatewayAuth* const auth_;
   ContosoCloud* const cloud_;
   sphere::WorkerPool* const pool_;
+  TelemetryArenaAllocator telemetry_allocator_;
 };
 
 // LoadOrCreateGatewayKey reads appsvc's 32-byte gateway token key from

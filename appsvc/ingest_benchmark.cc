@@ -11,7 +11,11 @@
 // (ContosoCloud::ReportTelemetryMany, --devices_per_call devices of
 // --batch readings each, one durable write per call).
 //
+// Each line also gives the process CPU (all threads) per reading over the
+// measurement; --many_only measures just the many-device call (callgrind).
+//
 // Prints one line per measurement; never fails on a number.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,6 +40,8 @@ ABSL_FLAG(int, batch, 1000, "Samples per batch");
 ABSL_FLAG(std::string, dir, "", "Scratch directory (default $TMPDIR)");
 ABSL_FLAG(int, devices_per_call, 16,
           "Devices per ReportTelemetryMany call (a gateway's batch call)");
+ABSL_FLAG(bool, many_only, false,
+          "Measure only the many-device call (e.g. under callgrind)");
 
 namespace contoso::appsvc {
 namespace {
@@ -76,11 +82,25 @@ v1::ReportTelemetryRequest MakeBatch(int n, uint64_t* seq, uint64_t* cycle) {
   return req;
 }
 
+// CpuSeconds: this process's user + system CPU so far.
+double CpuSeconds() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+struct Rate {
+  double readings_per_s = 0;
+  double cpu_us_per_reading = 0;  // process CPU (all threads) per reading
+};
+
 template <typename Fn>
-double Run(int threads, double seconds, int batch, Fn fn) {
+Rate Run(int threads, double seconds, int batch, Fn fn) {
   std::atomic<uint64_t> readings{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> ts;
+  const double cpu0 = CpuSeconds();
   const absl::Time start = absl::Now();
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
@@ -97,12 +117,16 @@ double Run(int threads, double seconds, int batch, Fn fn) {
   absl::SleepFor(absl::Seconds(seconds));  // a benchmark's measuring window
   stop = true;
   for (auto& t : ts) t.join();
-  return readings.load() / absl::ToDoubleSeconds(absl::Now() - start);
+  const double n = static_cast<double>(readings.load());
+  Rate r;
+  r.readings_per_s = n / absl::ToDoubleSeconds(absl::Now() - start);
+  r.cpu_us_per_reading = n > 0 ? (CpuSeconds() - cpu0) / n * 1e6 : 0;
+  return r;
 }
 
 struct Ingest {
   bool ok = false;
-  double readings_per_s = 0;
+  Rate rate;
   uint64_t groups = 0, batches = 0;  // synced writes, calls written
 };
 
@@ -128,7 +152,7 @@ Ingest RunIngest(const std::string& name, int threads, double seconds,
     reqs[t] = MakeBatch(batch, &s, &c);
   }
   const int devices = per_call > 0 ? per_call : 1;
-  out.readings_per_s = Run(
+  out.rate = Run(
       threads, seconds, batch * devices,
       [&](int t, uint64_t* seq, uint64_t* cycle) {
         v1::ReportTelemetryRequest& req = reqs[t];
@@ -164,8 +188,20 @@ int Main() {
   const int batch = absl::GetFlag(FLAGS_batch);
   const double seconds = absl::GetFlag(FLAGS_seconds);
 
+  const int per_call = absl::GetFlag(FLAGS_devices_per_call);
+  if (absl::GetFlag(FLAGS_many_only)) {
+    Ingest many = RunIngest("appsvc-many", threads, seconds, batch, per_call);
+    if (!many.ok) return 1;
+    std::printf(
+        "appsvc ingest, %d devices per call: %10.0f readings/s, %.2f us CPU "
+        "per reading (%llu calls in %llu synced writes)\n",
+        per_call, many.rate.readings_per_s, many.rate.cpu_us_per_reading,
+        static_cast<unsigned long long>(many.batches),
+        static_cast<unsigned long long>(many.groups));
+    return 0;
+  }
   // Floor: raw synced RocksDB batches of `batch` puts (same keys/values).
-  double floor = 0;
+  Rate floor;
   {
     auto store = sphere::store::OpenRocksStore(Scratch("raw"), {"samples"});
     if (!store.ok()) {
@@ -193,7 +229,7 @@ int Main() {
   }
   // Floor 2: raw synced RocksDB writes of one value per batch holding the
   // same serialized samples (appsvc's storage layout, no appsvc logic).
-  double floor_chunk = 0;
+  Rate floor_chunk;
   {
     auto store =
         sphere::store::OpenRocksStore(Scratch("raw-chunk"), {"samples"});
@@ -218,36 +254,40 @@ int Main() {
   // once one device per call (ReportTelemetry), once a gateway's
   // many-device call (ReportTelemetryMany: `devices_per_call` devices of
   // the thread's own, `batch` readings each, one durable write per call).
-  const int per_call = absl::GetFlag(FLAGS_devices_per_call);
   Ingest one = RunIngest("appsvc", threads, seconds, batch, 0);
   if (!one.ok) return 1;
   Ingest many = RunIngest("appsvc-many", threads, seconds, batch, per_call);
   if (!many.ok) return 1;
-  const double ingest = one.readings_per_s, ingest_many = many.readings_per_s;
+  const Rate ingest = one.rate, ingest_many = many.rate;
   const uint64_t groups = one.groups, batches = one.batches;
   const uint64_t many_groups = many.groups, many_batches = many.batches;
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
+  const double chunk = floor_chunk.readings_per_s;
   std::printf("threads=%d batch=%d seconds=%.1f load_average_1m=%.1f\n",
               threads, batch, seconds, load[0]);
   std::printf(
-      "floor  raw RocksDB synced, 1 put per reading: %10.0f readings/s\n",
-      floor);
+      "floor  raw RocksDB synced, 1 put per reading: %10.0f readings/s, "
+      "%.2f us CPU per reading\n",
+      floor.readings_per_s, floor.cpu_us_per_reading);
   std::printf(
-      "floor  raw RocksDB synced, 1 value per batch: %10.0f readings/s\n",
-      floor_chunk);
+      "floor  raw RocksDB synced, 1 value per batch: %10.0f readings/s, "
+      "%.2f us CPU per reading\n",
+      chunk, floor_chunk.cpu_us_per_reading);
   std::printf(
-      "appsvc ingest, acked = durable    : %10.0f readings/s "
-      "(%.0f%% of the 1-value floor; target >= 200000)\n",
-      ingest, floor_chunk > 0 ? 100 * ingest / floor_chunk : 0);
+      "appsvc ingest, acked = durable    : %10.0f readings/s, %.2f us CPU "
+      "per reading (%.0f%% of the 1-value floor; target >= 200000)\n",
+      ingest.readings_per_s, ingest.cpu_us_per_reading,
+      chunk > 0 ? 100 * ingest.readings_per_s / chunk : 0);
   std::printf("group commit: %llu batches in %llu synced writes\n",
               static_cast<unsigned long long>(batches),
               static_cast<unsigned long long>(groups));
   std::printf(
-      "appsvc ingest, %d devices per call: %10.0f readings/s "
-      "(%.0f%% of the 1-value floor; %llu calls in %llu synced writes)\n",
-      per_call, ingest_many,
-      floor_chunk > 0 ? 100 * ingest_many / floor_chunk : 0,
+      "appsvc ingest, %d devices per call: %10.0f readings/s, %.2f us CPU "
+      "per reading (%.0f%% of the 1-value floor; %llu calls in %llu synced "
+      "writes)\n",
+      per_call, ingest_many.readings_per_s, ingest_many.cpu_us_per_reading,
+      chunk > 0 ? 100 * ingest_many.readings_per_s / chunk : 0,
       static_cast<unsigned long long>(many_batches),
       static_cast<unsigned long long>(many_groups));
   return 0;

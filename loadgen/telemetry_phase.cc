@@ -16,6 +16,7 @@
 #include "client/backoff.h"
 #include "common/rpc/rpc.h"
 #include "common/util/clock.h"
+#include "loadgen/phase_cpu.h"
 #include "protos/contoso.grpc.pb.h"
 #include "twin/driver.h"
 
@@ -238,6 +239,9 @@ class TelemetryPhase final : public Phase {
     // appsvc (RESOURCE_EXHAUSTED, UNAVAILABLE) is retried with backoff:
     // nothing of a refused call was stored.
     const absl::Time send_start = absl::Now();
+    // CPU of the readings alone (proving and the end check excluded), so
+    // the cost per reading is not mixed with the cost per proof.
+    const PhaseCpu send_cpu0 = PhaseCpu::Take(fleet);
     std::atomic<uint64_t> acknowledged{0}, retries{0};
     std::vector<std::thread> senders;
     const size_t senders_n = std::max<size_t>(window, kChannels);
@@ -248,13 +252,16 @@ class TelemetryPhase final : public Phase {
     std::atomic<size_t> next_chunk{0};
     for (size_t c = 0; c < senders_n; ++c) {
       senders.emplace_back([&, c] {
+        // One request per sender, cleared for each call: its items and
+        // samples are reused rather than allocated and freed per call.
+        cv1::GatewayTelemetryBatchRequest req;
         for (size_t first = next_chunk.fetch_add(kTelemetryDevicesPerCall);
              first < proven_ks.size();
              first = next_chunk.fetch_add(kTelemetryDevicesPerCall)) {
           const size_t last =
               std::min(proven_ks.size(), first + kTelemetryDevicesPerCall);
           for (int b = 0; b < batches && !StopRequested(); ++b) {
-            cv1::GatewayTelemetryBatchRequest req;
+            req.Clear();
             const int64_t now_ms = absl::ToUnixMillis(absl::Now());
             for (size_t j = first; j < last; ++j) {
               const size_t k = proven_ks[j];
@@ -315,7 +322,10 @@ class TelemetryPhase final : public Phase {
     }
     for (auto& t : senders) t.join();
     const double send_s = absl::ToDoubleSeconds(absl::Now() - send_start);
+    const PhaseCpu send_cpu1 = PhaseCpu::Take(fleet);
     stats.Finish(absl::Now());
+    const absl::Time count_start = absl::Now();
+    const PhaseCpu count_cpu0 = PhaseCpu::Take(fleet);
 
     // 3. End check: appsvc stored exactly the acknowledged readings. Chunks
     // of kCountChunk devices are counted over every channel at once (appsvc
@@ -382,6 +392,22 @@ class TelemetryPhase final : public Phase {
     stats.SetMetric("end_check_s",
                     absl::ToDoubleSeconds(absl::Now() - check_start));
     const uint64_t acked = acknowledged.load();
+    stats.SetMetric("count_s",
+                    absl::ToDoubleSeconds(absl::Now() - count_start));
+    const PhaseCpu count_cpu1 = PhaseCpu::Take(fleet);
+    // <process>_cpu_us_per_reading: CPU of the sending window per
+    // acknowledged reading (-1 when a process's CPU could not be read).
+    auto per_reading = [acked](double before, double after) {
+      if (acked == 0 || before < 0 || after < before) return -1.0;
+      return (after - before) / static_cast<double>(acked) * 1e6;
+    };
+    stats.SetMetric("send_appsvc_cpu_us_per_reading",
+                    per_reading(send_cpu0.appsvc, send_cpu1.appsvc));
+    stats.SetMetric("send_loadgen_cpu_us_per_reading",
+                    per_reading(send_cpu0.loadgen, send_cpu1.loadgen));
+    // appsvc's CPU for the end check (counting what it stored).
+    stats.SetMetric("count_appsvc_cpu_us_per_reading",
+                    per_reading(count_cpu0.appsvc, count_cpu1.appsvc));
     stats.SetMetric("twins_proven", static_cast<double>(proven));
     stats.SetMetric("prove_s", prove_s);
     stats.SetMetric("proven_per_s", prove_s > 0 ? proven / prove_s : 0);
