@@ -82,16 +82,44 @@ absl::StatusOr<std::string> GatewayAuth::Prove(const std::string& device_id,
 absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
     const std::string& device_id, const std::string& nonce,
     const std::string& chain_pem, const std::string& signature) {
+  return ProveDevice(device_id, nonce, ProofChain{chain_pem, {}}, signature);
+}
+
+absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
+    const std::string& device_id, const std::string& nonce,
+    const ProofChain& chain, const std::string& signature) {
   // Limits first, before any lookup, parse or log.
   if (auto s = ValidDeviceId(device_id); !s.ok()) return s;
   if (nonce.size() != kNonceBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("nonce must be ", kNonceBytes, " bytes"));
   }
-  if (chain_pem.empty() || chain_pem.size() > options_.max_chain_bytes) {
+  if (!chain.pem.empty() && !chain.der.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("certificate chain must be 1..", options_.max_chain_bytes,
-                     " bytes of PEM"));
+        "the certificate chain must come as PEM or as DER, not both");
+  }
+  if (chain.der.empty()) {
+    if (chain.pem.empty() || chain.pem.size() > options_.max_chain_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("certificate chain must be 1..",
+                       options_.max_chain_bytes, " bytes of PEM"));
+    }
+  } else {
+    size_t der_bytes = 0;
+    for (absl::string_view der : chain.der) {
+      if (der.empty()) {
+        return absl::InvalidArgumentError(
+            "an empty DER certificate in the chain");
+      }
+      der_bytes += der.size();
+    }
+    if (chain.der.size() > kMaxChainCertificates ||
+        der_bytes > options_.max_chain_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "certificate chain must be 1..", kMaxChainCertificates,
+          " DER certificates of 1..", options_.max_chain_bytes,
+          " bytes together"));
+    }
   }
   if (signature.empty() || signature.size() > options_.max_signature_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("signature must be 1..",
@@ -120,18 +148,24 @@ absl::StatusOr<GatewayAuth::Proven> GatewayAuth::ProveDevice(
           "challenge expired: ask for a new challenge");
     }
   }
-  std::vector<std::string> pems = crypto::SplitPemChain(chain_pem);
-  if (pems.empty() || pems.size() > 3) {
-    return absl::InvalidArgumentError(
-        "certificate chain must hold the device certificate and at most two "
-        "intermediates");
-  }
-  std::string intermediates;
-  for (size_t i = 1; i < pems.size(); ++i) intermediates += pems[i];
   // The leaf is parsed once: its fields come from the certificate the
   // chain verification used (a parse costs ~3 P-256 verifies in OpenSSL 3.0).
-  absl::StatusOr<crypto::ParsedCertificate> cert = issuers_.VerifyChainAndParse(
-      pems[0], intermediates, root_pem_, now, /*require_client_auth=*/true);
+  absl::StatusOr<crypto::ParsedCertificate> cert;
+  if (!chain.der.empty()) {
+    cert = issuers_.VerifyDerChainAndParse(chain.der, root_pem_, now,
+                                           /*require_client_auth=*/true);
+  } else {
+    std::vector<std::string> pems = crypto::SplitPemChain(chain.pem);
+    if (pems.empty() || pems.size() > kMaxChainCertificates) {
+      return absl::InvalidArgumentError(
+          "certificate chain must hold the device certificate and at most two "
+          "intermediates");
+    }
+    std::string intermediates;
+    for (size_t i = 1; i < pems.size(); ++i) intermediates += pems[i];
+    cert = issuers_.VerifyChainAndParse(pems[0], intermediates, root_pem_, now,
+                                        /*require_client_auth=*/true);
+  }
   if (!cert.ok()) {
     const absl::Status& s = cert.status();
     return absl::Status(

@@ -7,7 +7,8 @@
 //      (at most one outstanding per device, kNonceTtl, bounded table).
 //   2. Prove(device_id, nonce, chain_pem, signature): the device signs
 //      ProofMessage(device_id, nonce) with the key of its Sphere-issued
-//      device certificate and sends the chain (device cert + tenant CA).
+//      device certificate and sends the chain (device cert + tenant CA) as
+//      PEM or as DER certificates (ProofChain; DER spares the PEM decoding).
 //      appsvc verifies the chain to the platform root (clientAuth EKU,
 //      validity; a tenant CA already verified is remembered, see
 //      GatewayAuthOptions::max_remembered_cas), reads the claims (auth::FromCertificate), checks the
@@ -45,7 +46,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "appsvc/device_registry.h"
 #include "appsvc/gateway_contract.h"
 #include "common/crypto/verified_issuers.h"
@@ -58,7 +61,7 @@ struct GatewayAuthOptions {
   absl::Duration nonce_ttl = absl::Seconds(30);
   absl::Duration token_ttl = absl::Hours(1);
   size_t max_outstanding_nonces = 1 << 20;  // ~100 B each
-  size_t max_chain_bytes = 8 * 1024;        // device cert + tenant CA (PEM)
+  size_t max_chain_bytes = 8 * 1024;  // device cert + tenant CA (PEM or DER)
   size_t max_signature_bytes = 80;          // DER ECDSA P-256 is <= 72
   size_t max_token_bytes = 1024;
   // Tenant CAs remembered once verified to the platform root (keyed by
@@ -71,6 +74,8 @@ struct GatewayAuthOptions {
 class GatewayAuth {
  public:
   static constexpr size_t kNonceBytes = 32;
+  // Certificates in a chain, at most: the device's and two intermediates.
+  static constexpr size_t kMaxChainCertificates = 3;
 
   // `mac_key`: appsvc's own 32-byte token key (never the shards').
   // `platform_root_pem`: the Sphere platform root the chains must reach.
@@ -94,6 +99,21 @@ class GatewayAuth {
   absl::StatusOr<Proven> ProveDevice(const std::string& device_id,
                                      const std::string& nonce,
                                      const std::string& chain_pem,
+                                     const std::string& signature);
+  // ProofChain: the chain a proof carries, as PEM text (`pem`: the device
+  // certificate, then its issuers) or as the same certificates in DER, one
+  // element each (`der`: 1..kMaxChainCertificates, at most max_chain_bytes
+  // together), which spares the PEM decoding. Exactly one must be set.
+  struct ProofChain {
+    absl::string_view pem;
+    absl::Span<const absl::string_view> der;
+  };
+  // ProveDevice with the chain in either form: the same checks, errors and
+  // nonce handling whichever form it has (a DER chain is verified as
+  // crypto::VerifiedIssuers::VerifyDerChainAndParse says).
+  absl::StatusOr<Proven> ProveDevice(const std::string& device_id,
+                                     const std::string& nonce,
+                                     const ProofChain& chain,
                                      const std::string& signature);
   absl::StatusOr<sphere::auth::DeviceContext> Authenticate(
       const std::string& token, const std::string& device_id) const;

@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "appsvc/test_pki.h"
 #include "common/crypto/crypto.h"
+#include "common/crypto/verified_issuers.h"
 
 namespace contoso::appsvc {
 namespace {
@@ -312,6 +316,134 @@ TEST_F(GatewayAuthRootTest, Attack_OversizedInputsRefusedBeforeLookup) {
   EXPECT_EQ(gw2_->outstanding_nonces(), 1u);
   auto sig = a_.key.Sign(GatewayAuth::ProofMessage(a_.id, *nonce));
   EXPECT_TRUE(gw2_->Prove(a_.id, *nonce, a_.chain, *sig).ok());
+}
+
+// DerOf: the DER certificates of a PEM chain, in order.
+std::vector<std::string> DerOf(const std::string& chain_pem) {
+  std::vector<std::string> der;
+  for (const std::string& pem : crypto::SplitPemChain(chain_pem)) {
+    auto d = crypto::CertificatePemToDer(pem);
+    EXPECT_TRUE(d.ok()) << d.status();
+    der.push_back(d.ok() ? *d : "");
+  }
+  return der;
+}
+
+// ProveDer: one challenge and proof of `d` with `der` as its chain (and
+// `pem` too when not empty).
+absl::StatusOr<GatewayAuth::Proven> ProveDer(
+    GatewayAuth& gw, const TestDevice& d, const std::vector<std::string>& der,
+    const std::string& pem = "") {
+  auto nonce = gw.Challenge(d.id);
+  if (!nonce.ok()) return nonce.status();
+  auto sig = d.key.Sign(GatewayAuth::ProofMessage(d.id, *nonce));
+  if (!sig.ok()) return sig.status();
+  std::vector<absl::string_view> views(der.begin(), der.end());
+  return gw.ProveDevice(d.id, *nonce, GatewayAuth::ProofChain{pem, views},
+                        *sig);
+}
+
+TEST_F(GatewayAuthRootTest, DerChainProvesAsThePemChainDoes) {
+  // First through a full verification (the CA is remembered), then under
+  // the remembered CA, read directly: both give a token for the device.
+  auto first = ProveDer(*gw2_, a_, DerOf(a_.chain));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  auto second = ProveDer(*gw2_, b_, DerOf(b_.chain));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(gw2_->chains_via_remembered_ca(), 1u);
+  EXPECT_EQ(gw2_->leaves_read_directly(), 1u);
+  auto ctx = gw2_->Authenticate(second->token, b_.id);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ(ctx->device_id, b_.id);
+  // The PEM chain of the same device still proves, through the same CA.
+  ASSERT_TRUE(Login(a_).ok());
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  EXPECT_EQ(gw2_->tokens_issued(), 3u);
+}
+
+TEST_F(GatewayAuthRootTest, Attack_DerAndPemTogetherRefusedBeforeLookup) {
+  // Disagreeing (A's PEM chain, B's DER chain) or agreeing: one form only.
+  for (const std::string& pem : {b_.chain, a_.chain}) {
+    auto proven = ProveDer(*gw2_, a_, DerOf(a_.chain), pem);
+    EXPECT_EQ(proven.status().code(), absl::StatusCode::kInvalidArgument)
+        << proven.status();
+    EXPECT_TRUE(absl::StrContains(proven.status().message(), "not both"))
+        << proven.status();
+  }
+  // Refused before the nonce lookup: A's nonce is still outstanding.
+  EXPECT_EQ(gw2_->outstanding_nonces(), 1u);
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+  EXPECT_EQ(gw2_->remembered_cas(), 0u);
+  EXPECT_TRUE(Login(a_).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_OversizedDerChainsRefusedBeforeLookup) {
+  std::vector<std::string> der = DerOf(a_.chain);
+  ASSERT_EQ(der.size(), 2u);
+  const std::vector<std::vector<std::string>> refused = {
+      {der[0], der[1], der[1], der[1]},  // four certificates
+      {der[0], std::string(8 * 1024, '\x30')},  // over 8 KiB together
+      {der[0], ""},  // an empty certificate
+  };
+  for (const auto& chain : refused) {
+    auto proven = ProveDer(*gw2_, a_, chain);
+    EXPECT_EQ(proven.status().code(), absl::StatusCode::kInvalidArgument)
+        << proven.status();
+    // Refused before the nonce lookup: it is still outstanding.
+    EXPECT_EQ(gw2_->outstanding_nonces(), 1u);
+  }
+  EXPECT_EQ(gw2_->tokens_issued(), 0u);
+  EXPECT_EQ(gw2_->remembered_cas(), 0u);
+  EXPECT_TRUE(ProveDer(*gw2_, a_, der).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_GarbageDerChainRefused) {
+  ASSERT_TRUE(Login(b_).ok());  // the tenant CA is now remembered
+  std::vector<std::string> der = DerOf(a_.chain);
+  std::vector<std::string> trailing = der;
+  trailing[0] += '\0';  // a byte after the certificate
+  std::vector<std::string> not_der = der;
+  not_der[0] = "certainly not a certificate";
+  std::vector<std::string> flipped = der;
+  flipped[0][flipped[0].size() - 3] ^= 1;  // the CA's signature on the leaf
+  for (const auto& chain : {trailing, not_der}) {
+    auto proven = ProveDer(*gw2_, a_, chain);
+    EXPECT_EQ(proven.status().code(), absl::StatusCode::kInvalidArgument)
+        << proven.status();
+  }
+  auto forged = ProveDer(*gw2_, a_, flipped);
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kUnauthenticated)
+      << forged.status();
+  // Nothing issued, read directly or remembered; each attempt used its nonce.
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);
+  EXPECT_EQ(gw2_->leaves_read_directly(), 0u);
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);
+  EXPECT_TRUE(ProveDer(*gw2_, a_, der).ok());
+}
+
+TEST_F(GatewayAuthRootTest, Attack_DerChainNotFromThePlatformRootRefused) {
+  ASSERT_TRUE(Login(b_).ok());  // the genuine tenant CA is remembered
+  // The attacker's self-made "Contoso tenant CA" (same name, own key) and
+  // a certificate with A's claims for the attacker's key under it.
+  crypto::EcPrivateKey evil_key = crypto::EcPrivateKey::Generate();
+  const std::string evil_ca = Ca("Contoso tenant CA", evil_key, evil_key, "");
+  TestDevice forged;
+  forged.id = a_.id;
+  const std::string leaf =
+      DeviceCert(a_, forged.key, evil_key, evil_ca, clock_.Now());
+  // Under its own CA, and beside the genuine (remembered) tenant CA.
+  for (const std::string& issuers : {evil_ca, pki_.tenant_pem()}) {
+    auto proven = ProveDer(*gw2_, forged, DerOf(leaf + issuers));
+    EXPECT_EQ(proven.status().code(), absl::StatusCode::kUnauthenticated)
+        << proven.status();
+  }
+  EXPECT_EQ(gw2_->tokens_issued(), 1u);  // only B's
+  EXPECT_EQ(gw2_->remembered_cas(), 1u);  // the evil CA is not kept
+  EXPECT_EQ(gw2_->leaves_read_directly(), 0u);
+  EXPECT_EQ(gw2_->outstanding_nonces(), 0u);
+  EXPECT_TRUE(ProveDer(*gw2_, a_, DerOf(a_.chain)).ok());
 }
 
 TEST_F(GatewayAuthRootTest, ChallengeTableIsBounded) {

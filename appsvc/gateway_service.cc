@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -40,6 +42,21 @@ absl::StatusOr<std::string> Metadata(const grpc::ServerContextBase& ctx,
         absl::StrCat("'", key, "' metadata exceeds ", max_bytes, " bytes"));
   }
   return std::string(it->second.data(), it->second.size());
+}
+
+// ProveOne: GatewayAuth::ProveDevice on one proof as it came on the wire
+// (its chain as PEM text or as DER certificates).
+absl::StatusOr<GatewayAuth::Proven> ProveOne(GatewayAuth& auth,
+                                             const v1::GatewayProveRequest& p) {
+  // GatewayAuth counts and bounds the certificates; more than it takes
+  // are only counted here, never read.
+  absl::string_view ders[GatewayAuth::kMaxChainCertificates + 1];
+  const size_t n = std::min<size_t>(p.chain_der_size(), std::size(ders));
+  for (size_t i = 0; i < n; ++i) ders[i] = p.chain_der(static_cast<int>(i));
+  return auth.ProveDevice(
+      p.device_id(), p.nonce(),
+      GatewayAuth::ProofChain{p.chain_pem(), absl::MakeConstSpan(ders, n)},
+      p.signature());
 }
 
 sphere::metrics::CounterMetric* SamplesCounter() {
@@ -96,8 +113,7 @@ grpc::ServerUnaryReactor* ContosoGatewayService::Prove(
   if (auto s = CheckGateway(*ctx); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   if (!pool_->TrySubmit(req->device_id(), [this, req, resp, reactor] {
-        absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
-            req->device_id(), req->nonce(), req->chain_pem(), req->signature());
+        absl::StatusOr<GatewayAuth::Proven> proven = ProveOne(*auth_, *req);
         if (proven.ok()) {
           resp->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));
           resp->set_session_token(std::move(proven->token));
@@ -224,8 +240,7 @@ grpc::ServerUnaryReactor* ContosoGatewayService::ProveBatch(
   if (!pool_->TrySubmit(key, [this, req, resp, reactor] {
         for (const v1::GatewayProveRequest& p : req->proofs()) {
           v1::GatewayProveResult* r = resp->add_results();
-          absl::StatusOr<GatewayAuth::Proven> proven = auth_->ProveDevice(
-              p.device_id(), p.nonce(), p.chain_pem(), p.signature());
+          absl::StatusOr<GatewayAuth::Proven> proven = ProveOne(*auth_, p);
           if (proven.ok()) {
             r->set_session_token(std::move(proven->token));
             r->set_expires_unix_ms(absl::ToUnixMillis(proven->expires));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "appsvc/test_pki.h"
 #include "common/crypto/crypto.h"
+#include "common/crypto/verified_issuers.h"
 #include "common/rpc/rpc.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
@@ -167,6 +168,17 @@ class GatewayServiceTest : public ::testing::Test {
     p.set_nonce(nonce);
     p.set_chain_pem(d.chain);
     p.set_signature(*d.key.Sign(GatewayAuth::ProofMessage(d.id, nonce)));
+    return p;
+  }
+
+  // DerProof: Proof with the chain as DER certificates (chain_der).
+  static v1::GatewayProveRequest DerProof(const TestDevice& d,
+                                          const std::string& nonce) {
+    v1::GatewayProveRequest p = Proof(d, nonce);
+    p.clear_chain_pem();
+    for (const std::string& pem : sphere::crypto::SplitPemChain(d.chain)) {
+      p.add_chain_der(*sphere::crypto::CertificatePemToDer(pem));
+    }
     return p;
   }
 
@@ -326,6 +338,59 @@ TEST_F(GatewayServiceTest, BatchProveGivesEachDeviceItsOwnToken) {
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Stored(a_), 4u);
   EXPECT_EQ(Stored(b_), 2u);
+}
+
+TEST_F(GatewayServiceTest, BatchProveTakesDerChainsBesidePemChains) {
+  const std::vector<std::string> nonces = Challenges({&a_, &b_});
+  ASSERT_EQ(nonces.size(), 2u);
+  v1::GatewayProveBatchRequest req;
+  *req.add_proofs() = DerProof(a_, nonces[0]);
+  *req.add_proofs() = Proof(b_, nonces[1]);
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  for (const auto& r : resp.results()) {
+    EXPECT_EQ(r.code(), 0) << r.error();
+    EXPECT_FALSE(r.session_token().empty());
+  }
+  EXPECT_EQ(auth_->tokens_issued(), 2u);
+  v1::ReportTelemetryResponse r;
+  ASSERT_TRUE(Report(a_.id, resp.results(0).session_token(), Batch(3, 1), &r)
+                  .ok());
+  EXPECT_EQ(Stored(a_), 3u);
+}
+
+TEST_F(GatewayServiceTest, Attack_DerChainsThatDisagreeOrOverflowAreRefused) {
+  const std::vector<std::string> nonces = Challenges({&a_, &b_});
+  ASSERT_EQ(nonces.size(), 2u);
+  v1::GatewayProveBatchRequest req;
+  // a: its DER chain beside b's PEM chain (they disagree).
+  v1::GatewayProveRequest both = DerProof(a_, nonces[0]);
+  both.set_chain_pem(b_.chain);
+  *req.add_proofs() = both;
+  // b: five DER certificates (the service passes at most four on).
+  v1::GatewayProveRequest many = DerProof(b_, nonces[1]);
+  for (int i = 0; i < 3; ++i) many.add_chain_der(many.chain_der(1));
+  *req.add_proofs() = many;
+  v1::GatewayProveBatchResponse resp;
+  ASSERT_TRUE(ProveBatch(req, &resp).ok());
+  ASSERT_EQ(resp.results_size(), 2);
+  for (const auto& r : resp.results()) {
+    EXPECT_EQ(r.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT))
+        << r.error();
+    EXPECT_TRUE(r.session_token().empty());
+  }
+  // Refused before the nonce lookup: nothing issued, both nonces usable.
+  EXPECT_EQ(auth_->tokens_issued(), 0u);
+  EXPECT_EQ(auth_->outstanding_nonces(), 2u);
+  v1::GatewayProveBatchRequest good;
+  *good.add_proofs() = DerProof(a_, nonces[0]);
+  *good.add_proofs() = DerProof(b_, nonces[1]);
+  v1::GatewayProveBatchResponse proven;
+  ASSERT_TRUE(ProveBatch(good, &proven).ok());
+  ASSERT_EQ(proven.results_size(), 2);
+  EXPECT_EQ(proven.results(0).code(), 0) << proven.results(0).error();
+  EXPECT_EQ(proven.results(1).code(), 0) << proven.results(1).error();
 }
 
 TEST_F(GatewayServiceTest, Attack_ForgedProofInABatchRefusesThatItemOnly) {

@@ -44,6 +44,16 @@ constexpr int kMaxProveWindow = 256;  // --prove-window: senders, at most
 constexpr int kChannels = 4;
 constexpr int kCountChunk = ::contoso::appsvc::kMaxCountDevices;
 
+// ProofChain: the chain one twin proves with: its kept certificate as DER
+// with its interned issuers' DER (nothing re-encoded per proof), or the PEM
+// chain a re-attestation returned. Empty: none (the twin is not proven).
+struct ProofChain {
+  std::string pem;
+  std::string certificate_der;
+  const std::vector<std::string>* issuers_der = nullptr;
+  bool empty() const { return pem.empty() && issuers_der == nullptr; }
+};
+
 void Deadline(grpc::ClientContext* ctx) {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::seconds(20));
@@ -125,7 +135,7 @@ class TelemetryPhase final : public Phase {
       if (first_error.ok()) first_error = s;
     };
     // ProveGroup proves todo[g, g + chains.size()) in batches.
-    auto prove_group = [&](size_t g, std::vector<std::string> chains) {
+    auto prove_group = [&](size_t g, std::vector<ProofChain> chains) {
       const size_t end = g + chains.size();
       std::atomic<size_t> next{g};
       auto caller = [&](int c) {
@@ -156,7 +166,7 @@ class TelemetryPhase final : public Phase {
     for (size_t g = 0; g < todo.size(); g += kProveGroup) {
       if (StopRequested()) break;
       const size_t end = std::min(todo.size(), g + kProveGroup);
-      std::vector<std::string> chains(end - g);
+      std::vector<ProofChain> chains(end - g);
       // Twins that kept their certificate from the attest phase prove with
       // it; the others (never issued, expired, not kept, or dropped by
       // --prove-reattest-every) attest again first.
@@ -168,9 +178,12 @@ class TelemetryPhase final : public Phase {
             k % static_cast<size_t>(o.prove_reattest_every) == 0) {
           t->DropKeptCertificate();
         }
-        absl::StatusOr<std::string> chain = t->CertificateChainPem(kept_at);
-        if (chain.ok()) {
-          chains[k - g] = *std::move(chain);
+        if (auto der = t->CertificateChainDer(kept_at); der.ok()) {
+          chains[k - g].certificate_der = std::move(der->certificate);
+          chains[k - g].issuers_der = der->issuers;
+          ++from_kept;
+        } else if (auto pem = t->CertificateChainPem(kept_at); pem.ok()) {
+          chains[k - g].pem = *std::move(pem);
           ++from_kept;
         } else {
           reattest.push_back(k);
@@ -189,7 +202,7 @@ class TelemetryPhase final : public Phase {
               auto it = slot.find(index);
               if (it == slot.end()) return;
               if (chains[it->second].empty()) ++seen;
-              chains[it->second] = r.certificate_chain_pem();
+              chains[it->second].pem = r.certificate_chain_pem();
             });
         const absl::Time now = absl::Now();
         for (size_t k : reattest) {
@@ -448,7 +461,7 @@ class TelemetryPhase final : public Phase {
   template <typename Fail>
   static absl::Status ProveBatch(cv1::ContosoGateway::Stub& stub, Fleet& fleet,
                                  const std::vector<size_t>& todo, size_t g,
-                                 const std::vector<std::string>& chains,
+                                 const std::vector<ProofChain>& chains,
                                  const std::vector<size_t>& ks,
                                  std::vector<std::string>* tokens,
                                  const Fail& fail) {
@@ -483,7 +496,13 @@ class TelemetryPhase final : public Phase {
       cv1::GatewayProveRequest* p = preq.add_proofs();
       p->set_device_id(id);
       p->set_nonce(c.nonce());
-      p->set_chain_pem(chains[ks[i] - g]);
+      const ProofChain& chain = chains[ks[i] - g];
+      if (chain.issuers_der != nullptr) {
+        p->add_chain_der(chain.certificate_der);
+        for (const std::string& der : *chain.issuers_der) p->add_chain_der(der);
+      } else {
+        p->set_chain_pem(chain.pem);
+      }
       p->set_signature(*std::move(sig));
       sent.push_back(ks[i]);
     }

@@ -229,7 +229,7 @@ void Twin::KeepCertificate(const std::string& chain_pem) {
   auto der = crypto::CertificatePemToDer(
       absl::string_view(chain_pem).substr(0, rest));
   if (!der.ok() || der->size() > kMaxKeptCertificateBytes) return;
-  const std::string* issuers = config_->keep_certificate->Intern(
+  const IssuerPool::Issuers* issuers = config_->keep_certificate->Intern(
       absl::string_view(chain_pem).substr(rest));
   if (issuers == nullptr) return;
   kept_ = std::make_unique<KeptCertificate>();
@@ -238,7 +238,7 @@ void Twin::KeepCertificate(const std::string& chain_pem) {
   kept_->der.shrink_to_fit();
 }
 
-absl::StatusOr<std::string> Twin::CertificateChainPem(absl::Time now) const {
+absl::Status Twin::CheckKept(absl::Time now) const {
   if (kept_ == nullptr) {
     return absl::NotFoundError(absl::StrCat(
         "device ", device_->device_id(), " keeps no certificate: attest first"));
@@ -248,8 +248,24 @@ absl::StatusOr<std::string> Twin::CertificateChainPem(absl::Time now) const {
         absl::StrCat("device ", device_->device_id(),
                      "'s kept certificate has expired: attest again"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Twin::CertificateChainPem(absl::Time now) const {
+  if (absl::Status s = CheckKept(now); !s.ok()) return s;
   return absl::StrCat(crypto::CertificateDerToPem(kept_->der),
-                      *kept_->issuers);
+                      kept_->issuers->pem);
+}
+
+absl::StatusOr<Twin::KeptChainDer> Twin::CertificateChainDer(
+    absl::Time now) const {
+  if (absl::Status s = CheckKept(now); !s.ok()) return s;
+  if (kept_->issuers->der.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device ", device_->device_id(),
+                     "'s kept issuers are not all PEM certificates"));
+  }
+  return KeptChainDer{kept_->der, &kept_->issuers->der};
 }
 
 size_t Twin::FootprintBytes() const {

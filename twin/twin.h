@@ -43,6 +43,7 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -164,6 +165,17 @@ class Twin {
   // kept (never issued, keeping off, or dropped), FailedPrecondition when it
   // has expired: attest again first (RequestAttestation).
   absl::StatusOr<std::string> CertificateChainPem(absl::Time now) const;
+  // KeptChainDer: the kept chain as DER certificates, the device
+  // certificate (a copy) and its issuers (interned in the IssuerPool, as
+  // long as it lives), so nothing is PEM-encoded per proof.
+  struct KeptChainDer {
+    std::string certificate;
+    const std::vector<std::string>* issuers = nullptr;
+  };
+  // CertificateChainDer: CertificateChainPem's chain as DER, with its
+  // errors; also FailedPrecondition when the issuers have no DER form (the
+  // PEM chain is still there).
+  absl::StatusOr<KeptChainDer> CertificateChainDer(absl::Time now) const;
   bool keeps_certificate() const { return kept_ != nullptr; }
   // DropKeptCertificate forgets the kept certificate (the twin stays
   // certified; proving needs a new attestation).
@@ -185,8 +197,11 @@ class Twin {
   absl::Status CheckChain(absl::Time now, const v1::AttestResponse& r) const;
   void KeepCertificate(const std::string& chain_pem);
 
+  absl::Status CheckKept(absl::Time now) const;
+
   struct KeptCertificate {
-    const std::string* issuers;  // interned in config_->keep_certificate
+    // interned in config_->keep_certificate
+    const IssuerPool::Issuers* issuers;
     std::string der;             // the device certificate
   };
 

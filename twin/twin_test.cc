@@ -8,10 +8,13 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto/crypto.h"
+#include "common/crypto/verified_issuers.h"
 #include "common/rpc/rpc.h"
 #include "common/testing/test_pki.h"
 #include "common/util/clock.h"
@@ -283,12 +286,27 @@ TEST_F(TwinTest, KeepsItsCertificateToProveWithoutAttestingAgain) {
   auto chain = twin->CertificateChainPem(now_ + absl::Hours(9));
   ASSERT_TRUE(chain.ok()) << chain.status();
   EXPECT_EQ(*chain, r.certificate_chain_pem());  // the issued chain exactly
+  // The same chain as DER: the device certificate, then the interned
+  // issuers, each the DER of its PEM block.
+  auto der = twin->CertificateChainDer(now_ + absl::Hours(9));
+  ASSERT_TRUE(der.ok()) << der.status();
+  const std::vector<std::string> pems = crypto::SplitPemChain(*chain);
+  ASSERT_EQ(pems.size(), 1 + der->issuers->size());
+  EXPECT_EQ(der->certificate, *crypto::CertificatePemToDer(pems[0]));
+  for (size_t i = 1; i < pems.size(); ++i) {
+    EXPECT_EQ((*der->issuers)[i - 1], *crypto::CertificatePemToDer(pems[i]));
+  }
+  auto other_der = other->CertificateChainDer(now_);
+  ASSERT_TRUE(other_der.ok()) << other_der.status();
+  EXPECT_EQ(other_der->issuers, der->issuers);  // one copy per process
   // The tenant CA is held once for both twins; each twin holds its leaf.
   EXPECT_EQ(pool.size(), 1u);
   EXPECT_TRUE(other->CertificateChainPem(now_).ok());
   EXPECT_LT(twin->FootprintBytes() - other->FootprintBytes() + 1024, 2048u);
   // Expired: attest again first.
   EXPECT_EQ(twin->CertificateChainPem(now_ + absl::Hours(10)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(twin->CertificateChainDer(now_ + absl::Hours(10)).status().code(),
             absl::StatusCode::kFailedPrecondition);
   // Renewal replaces it.
   twin->RequestAttestation(now_ + absl::Hours(10));
@@ -303,6 +321,8 @@ TEST_F(TwinTest, KeepsItsCertificateToProveWithoutAttestingAgain) {
   twin->DropKeptCertificate();
   EXPECT_TRUE(twin->certified());
   EXPECT_EQ(twin->CertificateChainPem(now_).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(twin->CertificateChainDer(now_).status().code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -157,9 +157,9 @@ size_t VerifiedIssuers::size() const {
 }
 
 std::shared_ptr<const VerifiedIssuers::Entry> VerifiedIssuers::Find(
-    const std::string& key, absl::string_view roots_pem) const {
+    absl::string_view ca_der, absl::string_view roots_pem) const {
   absl::MutexLock l(&mu_);
-  auto it = entries_.find(key);
+  auto it = entries_.find(ca_der);
   if (it == entries_.end() || it->second->roots_pem != roots_pem) {
     return nullptr;
   }
@@ -383,57 +383,9 @@ absl::Status VerifiedIssuers::Verify(absl::string_view leaf_pem,
   }
   auto ca_der = CertificatePemToDer(intermediates[0]);
   if (!ca_der.ok()) return ca_der.status();
-  const std::string key = Sha256(*ca_der);
-  const time_t t = ToCertTime(now);
-
-  if (std::shared_ptr<const Entry> e = Find(key, roots_pem)) {
-    hits_.fetch_add(1, std::memory_order_relaxed);
-    // The root the CA was verified to must still be valid now.
-    if (X509_cmp_time(X509_get0_notBefore(e->root.get()),
-                      const_cast<time_t*>(&t)) > 0) {
-      return VerifyError(X509_V_ERR_CERT_NOT_YET_VALID);
-    }
-    if (X509_cmp_time(X509_get0_notAfter(e->root.get()),
-                      const_cast<time_t*>(&t)) < 0) {
-      return VerifyError(X509_V_ERR_CERT_HAS_EXPIRED);
-    }
-    // A leaf of Sphere's shape is read without OpenSSL's X509 parse (whose
-    // public-key decoder costs ~3 P-256 verifies); anything it does not
-    // accept, OpenSSL verifies below and gives today's verdict and error.
-    if (auto leaf_der = CertificatePemToDer(leaf_pem);
-        leaf_der.ok() &&
-        DirectLeaf(*e, *leaf_der, now, require_client_auth, leaf_out)) {
-      direct_.fetch_add(1, std::memory_order_relaxed);
-      return absl::OkStatus();
-    }
-    auto leaf = ParseX509(leaf_pem);
-    if (!leaf.ok()) return leaf.status();
-    // The CA itself presented as the leaf would be its own trust anchor.
-    if (X509_cmp(leaf->get(), e->ca.get()) == 0) {
-      return Fail(absl::UnauthenticatedError(
-          "certificate verification failed: the leaf is the issuing CA"));
-    }
-    X509StoreCtxPtr ctx(X509_STORE_CTX_new());
-    if (!ctx || X509_STORE_CTX_init(ctx.get(), e->ca_store.get(), leaf->get(),
-                                    nullptr) != 1) {
-      return Fail(absl::InternalError("X509_STORE_CTX_init"));
-    }
-    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), t);
-    if (X509_verify_cert(ctx.get()) != 1) {
-      return VerifyError(X509_STORE_CTX_get_error(ctx.get()));
-    }
-    // leaf -> the remembered CA, nothing shorter or else.
-    STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
-    if (chain == nullptr || sk_X509_num(chain) != 2 ||
-        X509_cmp(sk_X509_value(chain, 1), e->ca.get()) != 0) {
-      return Fail(absl::UnauthenticatedError(
-          "certificate verification failed: not issued by the presented CA"));
-    }
-    if (absl::Status s = CheckClientAuth(leaf->get(), require_client_auth);
-        !s.ok()) {
-      return s;
-    }
-    return FieldsInto(leaf->get(), leaf_out);
+  if (std::shared_ptr<const Entry> e = Find(*ca_der, roots_pem)) {
+    return UnderRememberedCa(*e, leaf_pem, /*leaf_is_der=*/false, now,
+                             require_client_auth, leaf_out);
   }
 
   // Full verification: crypto::VerifyChain's own verdict on the chain.
@@ -478,8 +430,108 @@ absl::Status VerifiedIssuers::Verify(absl::string_view leaf_pem,
     return FieldsInto(leaf->get(), leaf_out);  // verified; not remembered
   }
   QualifyForDirectLeaves(*ca_der, entry.get());
-  Remember(key, std::move(entry));
+  Remember(*std::move(ca_der), std::move(entry));
   return FieldsInto(leaf->get(), leaf_out);
+}
+
+absl::Status VerifiedIssuers::UnderRememberedCa(const Entry& e,
+                                                absl::string_view leaf,
+                                                bool leaf_is_der,
+                                                absl::Time now,
+                                                bool require_client_auth,
+                                                ParsedCertificate* leaf_out) {
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  const time_t t = ToCertTime(now);
+  // The root the CA was verified to must still be valid now.
+  if (X509_cmp_time(X509_get0_notBefore(e.root.get()),
+                    const_cast<time_t*>(&t)) > 0) {
+    return VerifyError(X509_V_ERR_CERT_NOT_YET_VALID);
+  }
+  if (X509_cmp_time(X509_get0_notAfter(e.root.get()),
+                    const_cast<time_t*>(&t)) < 0) {
+    return VerifyError(X509_V_ERR_CERT_HAS_EXPIRED);
+  }
+  // A leaf of Sphere's shape is read without OpenSSL's X509 parse (whose
+  // public-key decoder costs ~3 P-256 verifies); anything it does not
+  // accept, OpenSSL verifies below and gives today's verdict and error.
+  absl::StatusOr<std::string> decoded;
+  if (!leaf_is_der) decoded = CertificatePemToDer(leaf);
+  if ((leaf_is_der || decoded.ok()) &&
+      DirectLeaf(e, leaf_is_der ? leaf : *decoded, now, require_client_auth,
+                 leaf_out)) {
+    direct_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+  auto x509 = ParseX509(leaf_is_der ? CertificateDerToPem(leaf)
+                                    : std::string(leaf));
+  if (!x509.ok()) return x509.status();
+  X509* leaf_x509 = x509->get();
+  // The CA itself presented as the leaf would be its own trust anchor.
+  if (X509_cmp(leaf_x509, e.ca.get()) == 0) {
+    return Fail(absl::UnauthenticatedError(
+        "certificate verification failed: the leaf is the issuing CA"));
+  }
+  X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), e.ca_store.get(), leaf_x509,
+                                  nullptr) != 1) {
+    return Fail(absl::InternalError("X509_STORE_CTX_init"));
+  }
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), t);
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return VerifyError(X509_STORE_CTX_get_error(ctx.get()));
+  }
+  // leaf -> the remembered CA, nothing shorter or else.
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+  if (chain == nullptr || sk_X509_num(chain) != 2 ||
+      X509_cmp(sk_X509_value(chain, 1), e.ca.get()) != 0) {
+    return Fail(absl::UnauthenticatedError(
+        "certificate verification failed: not issued by the presented CA"));
+  }
+  if (absl::Status s = CheckClientAuth(leaf_x509, require_client_auth);
+      !s.ok()) {
+    return s;
+  }
+  return FieldsInto(leaf_x509, leaf_out);
+}
+
+absl::StatusOr<ParsedCertificate> VerifiedIssuers::VerifyDerChainAndParse(
+    absl::Span<const absl::string_view> chain, absl::string_view roots_pem,
+    absl::Time now, bool require_client_auth) {
+  if (chain.empty()) {
+    return absl::InvalidArgumentError("empty DER certificate chain");
+  }
+  for (size_t i = 0; i < chain.size(); ++i) {
+    absl::string_view in = chain[i];
+    Tlv cert;
+    if (!ReadTlv(&in, 0x30, &cert) || !in.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DER certificate ", i, " of the chain is not one DER SEQUENCE"));
+    }
+  }
+  ParsedCertificate leaf;
+  if (max_entries_ != 0 && chain.size() == 2) {
+    if (std::shared_ptr<const Entry> e = Find(chain[1], roots_pem)) {
+      if (absl::Status s =
+              UnderRememberedCa(*e, chain[0], /*leaf_is_der=*/true, now,
+                                require_client_auth, &leaf);
+          !s.ok()) {
+        return s;
+      }
+      return leaf;
+    }
+  }
+  // Not under a remembered CA: the PEM path's verdict on the same
+  // certificates (and the CA is remembered as it would be there).
+  std::string intermediates;
+  for (size_t i = 1; i < chain.size(); ++i) {
+    intermediates += CertificateDerToPem(chain[i]);
+  }
+  if (absl::Status s = Verify(CertificateDerToPem(chain[0]), intermediates,
+                              roots_pem, now, require_client_auth, &leaf);
+      !s.ok()) {
+    return s;
+  }
+  return leaf;
 }
 
 absl::StatusOr<std::string> CertificatePemToDer(absl::string_view pem) {

@@ -6,7 +6,7 @@
 // What is remembered, and when: after crypto::VerifyChain accepts a chain
 // with exactly one intermediate, that intermediate is kept when the leaf
 // names it as its issuer and it verifies to a certificate of `roots_pem` on
-// its own; it is keyed by the SHA-256 of its DER and the exact roots. A
+// its own; it is keyed by its DER (byte for byte) and the exact roots. A
 // chain that fails, a CA that does not chain to the pinned roots or did not
 // issue the leaf, or a chain with more or fewer intermediates is never
 // remembered.
@@ -63,6 +63,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "absl/time/time.h"
 #include "common/crypto/crypto.h"
 
@@ -89,6 +90,18 @@ class VerifiedIssuers {
       absl::string_view leaf_pem, absl::string_view intermediates_pem,
       absl::string_view roots_pem, absl::Time now, bool require_client_auth);
 
+  // VerifyDerChainAndParse: VerifyChainAndParse for a chain given as DER
+  // certificates, `chain[0]` the leaf and then its intermediates, so no PEM
+  // is decoded (a gateway may send DER). Each element must be exactly one
+  // DER SEQUENCE with nothing after it (else InvalidArgument). With exactly
+  // one intermediate that is a remembered CA (its DER, byte for byte), the
+  // leaf is checked as VerifyChainAndParse checks it under that CA; any
+  // other chain gets VerifyChainAndParse's verdict on the same certificates
+  // as PEM. Accepts nothing VerifyChainAndParse would refuse.
+  absl::StatusOr<ParsedCertificate> VerifyDerChainAndParse(
+      absl::Span<const absl::string_view> chain, absl::string_view roots_pem,
+      absl::Time now, bool require_client_auth);
+
   size_t size() const;
   // Calls answered through a remembered CA / by a full verification.
   uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
@@ -114,12 +127,20 @@ class VerifiedIssuers {
                       absl::string_view intermediates_pem,
                       absl::string_view roots_pem, absl::Time now,
                       bool require_client_auth, ParsedCertificate* leaf_out);
-  std::shared_ptr<const Entry> Find(const std::string& key,
+  // UnderRememberedCa: Verify's work for a leaf under the remembered CA `e`
+  // (its root's window, then DirectLeaf, else OpenSSL with `e`'s CA as the
+  // only trust anchor). `leaf` is its DER when `leaf_is_der`, else PEM.
+  absl::Status UnderRememberedCa(const Entry& e, absl::string_view leaf,
+                                 bool leaf_is_der, absl::Time now,
+                                 bool require_client_auth,
+                                 ParsedCertificate* leaf_out);
+  std::shared_ptr<const Entry> Find(absl::string_view ca_der,
                                     absl::string_view roots_pem) const;
   void Remember(std::string key, std::shared_ptr<const Entry> entry);
 
   const size_t max_entries_;
   mutable absl::Mutex mu_;
+  // Keyed by the CA's DER.
   absl::flat_hash_map<std::string, std::shared_ptr<const Entry>> entries_
       ABSL_GUARDED_BY(mu_);
   std::deque<std::string> order_ ABSL_GUARDED_BY(mu_);  // oldest first

@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -391,6 +392,131 @@ TEST_F(VerifiedIssuersTest,
   EXPECT_TRUE(Verify(with_key_usage(0), ca_pem_).ok());
   EXPECT_EQ(issuers_.direct_leaves(), 1u);
   EXPECT_EQ(issuers_.size(), 1u);  // nothing else remembered
+}
+
+// DerOf: the DER certificates of PEM certificates, in order.
+std::vector<std::string> DerOf(const std::vector<std::string>& pems) {
+  std::vector<std::string> der;
+  for (const std::string& pem : pems) {
+    auto d = CertificatePemToDer(pem);
+    EXPECT_TRUE(d.ok()) << d.status();
+    der.push_back(d.ok() ? *d : "");
+  }
+  return der;
+}
+
+absl::StatusOr<ParsedCertificate> VerifyDer(VerifiedIssuers& issuers,
+                                            const std::vector<std::string>& der,
+                                            const std::string& roots_pem) {
+  std::vector<absl::string_view> views(der.begin(), der.end());
+  return issuers.VerifyDerChainAndParse(views, roots_pem, kNow,
+                                        /*require_client_auth=*/true);
+}
+
+TEST_F(VerifiedIssuersTest, DerChainGetsWhatThePemChainGets) {
+  // Not remembered yet: a full verification, and the CA is remembered.
+  const std::string first = DeviceLeaf(ca_key_, ca_pem_);
+  auto full = VerifyDer(issuers_, DerOf({first, ca_pem_}), root_pem_);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(issuers_.size(), 1u);
+  EXPECT_EQ(issuers_.full_verifications(), 1u);
+  EXPECT_EQ(full->der, *CertificatePemToDer(first));
+  // Under the remembered CA: read directly, the fields the PEM path gives.
+  const std::string leaf = DeviceLeaf(ca_key_, ca_pem_);
+  auto direct = VerifyDer(issuers_, DerOf({leaf, ca_pem_}), root_pem_);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(issuers_.hits(), 1u);
+  EXPECT_EQ(issuers_.direct_leaves(), 1u);
+  auto pem = issuers_.VerifyChainAndParse(leaf, ca_pem_, root_pem_, kNow,
+                                          /*require_client_auth=*/true);
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  EXPECT_EQ(direct->der, pem->der);
+  EXPECT_EQ(direct->public_key, pem->public_key);
+  EXPECT_EQ(direct->not_after, pem->not_after);
+  EXPECT_EQ(direct->client_auth, pem->client_auth);
+  EXPECT_EQ(direct->claims.device_id, pem->claims.device_id);
+  EXPECT_EQ(direct->claims.tenant_id, pem->claims.tenant_id);
+  // A leaf of another shape (an extension Sphere never issues) is accepted
+  // through OpenSSL under the remembered CA, as its PEM would be.
+  const std::string comment = Resigned(leaf, ca_key_, [](X509* x) {
+    AddExtension(x, NID_netscape_comment, false, "hello");
+  });
+  auto via_openssl = VerifyDer(issuers_, DerOf({comment, ca_pem_}), root_pem_);
+  ASSERT_TRUE(via_openssl.ok()) << via_openssl.status();
+  EXPECT_EQ(via_openssl->der, *CertificatePemToDer(comment));
+  EXPECT_EQ(issuers_.direct_leaves(), 2u);  // not this one
+  EXPECT_EQ(issuers_.hits(), 3u);
+  EXPECT_EQ(issuers_.size(), 1u);
+}
+
+TEST_F(VerifiedIssuersTest, Attack_MalformedDerChainIsRefusedUnread) {
+  ASSERT_TRUE(Verify(DeviceLeaf(ca_key_, ca_pem_), ca_pem_).ok());
+  const std::vector<std::string> good = DerOf({Leaf(ca_key_, ca_pem_), ca_pem_});
+  std::vector<std::string> trailing_leaf = good;
+  trailing_leaf[0] += '\0';
+  std::vector<std::string> trailing_ca = good;
+  trailing_ca[1] += "\x30\x00";
+  std::vector<std::string> indefinite = good;
+  indefinite[0] = std::string("\x30\x80", 2) + good[0] + std::string(2, '\0');
+  const std::vector<std::vector<std::string>> refused = {
+      {}, {"garbage"}, {good[0], ""}, trailing_leaf, trailing_ca, indefinite};
+  for (const auto& chain : refused) {
+    EXPECT_EQ(VerifyDer(issuers_, chain, root_pem_).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  // Refused before any lookup: nothing counted, read or remembered.
+  EXPECT_EQ(issuers_.hits(), 0u);
+  EXPECT_EQ(issuers_.full_verifications(), 1u);
+  EXPECT_EQ(issuers_.direct_leaves(), 0u);
+  EXPECT_EQ(issuers_.size(), 1u);
+}
+
+TEST_F(VerifiedIssuersTest, Attack_DerChainGetsThePemPathsVerdict) {
+  // Two VerifiedIssuers with the tenant CA remembered: one answers the DER
+  // chains, the other the same chains as PEM.
+  VerifiedIssuers pem_issuers(4);
+  const std::string first = DeviceLeaf(ca_key_, ca_pem_);
+  ASSERT_TRUE(Verify(first, ca_pem_).ok());
+  ASSERT_TRUE(pem_issuers.VerifyChain(first, ca_pem_, root_pem_, kNow, true)
+                  .ok());
+  auto der = CertificatePemToDer(DeviceLeaf(ca_key_, ca_pem_));
+  ASSERT_TRUE(der.ok());
+  std::string claims = *der;
+  claims[claims.find("urn:sphere:device:") + 18] = 'b';
+  std::string sig = *der;
+  sig[sig.size() - 3] ^= 0x01;
+  // A self-made "tenant CA" (same name, own key), not from the root.
+  EcPrivateKey evil_key = EcPrivateKey::Generate();
+  const std::string evil_ca =
+      Issue("tenant CA", evil_key, KeyUsage::kCa, evil_key, "",
+            kNow - absl::Hours(2), kNow + absl::Hours(24 * 365));
+  const std::string evil_leaf = DeviceLeaf(evil_key, evil_ca);
+  const std::vector<std::vector<std::string>> chains = {
+      {CertificateDerToPem(claims), ca_pem_},
+      {CertificateDerToPem(sig), ca_pem_},
+      {DeviceLeaf(ca_key_, ca_pem_, kNow - absl::Hours(2),
+                  kNow - absl::Seconds(1)),
+       ca_pem_},
+      {Leaf(ca_key_, ca_pem_, KeyUsage::kServerAuth), ca_pem_},
+      {evil_leaf, evil_ca},
+      {evil_leaf, ca_pem_},
+      {evil_leaf, evil_ca, ca_pem_},
+      {ca_pem_, ca_pem_},
+      {DeviceLeaf(ca_key_, ca_pem_)},
+  };
+  for (const auto& chain : chains) {
+    std::string intermediates;
+    for (size_t i = 1; i < chain.size(); ++i) intermediates += chain[i];
+    const absl::Status want =
+        pem_issuers.VerifyChain(chain[0], intermediates, root_pem_, kNow, true);
+    const absl::Status got = VerifyDer(issuers_, DerOf(chain), root_pem_)
+                                 .status();
+    EXPECT_FALSE(got.ok());
+    EXPECT_EQ(got.code(), want.code()) << got << " vs " << want;
+  }
+  EXPECT_EQ(issuers_.direct_leaves(), 0u);
+  EXPECT_EQ(issuers_.size(), 1u);  // the self-made CA is never kept
+  EXPECT_EQ(issuers_.hits(), pem_issuers.hits());
 }
 
 TEST(CertificateDerTest, PemAndDerRoundTrip) {
