@@ -596,6 +596,26 @@ TEST_F(ErrorStoreTest, FirstUploadOfANewDeviceReadsNothing) {
   EXPECT_EQ(Count(store_.get(), kByTenant), 2u);
 }
 
+// A new device reporting dropped events: the filter spares the read of its
+// last index key, not that of its record (a record may exist without any
+// batch: written when only the dropped count rose).
+TEST_F(ErrorStoreTest, NewDeviceReportingDroppedEventsReadsOnlyItsRecord) {
+  auto counting = NewReadCountingStore();
+  ReadCountingStore* reads = counting.get();
+  Use(std::move(counting));
+  ASSERT_TRUE(errors_->AwaitDeviceFilter());
+  v1::UploadErrorsRequest req = Batch(1, 2);
+  req.set_dropped_events(7);
+  auto r = Upload(kDevA, kContoso, req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stored(), 2u);
+  EXPECT_EQ(reads->device_reads(), 1);  // error_devices only
+  auto dropped = errors_->DroppedEvents(kDevA);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(*dropped, 7u);
+  EXPECT_EQ(All(kContoso, kDevA).size(), 2u);
+}
+
 // A restarted ErrorStore fills its filter from errors_by_device's keys (in
 // groups of 4,096 devices): every device stored before the restart is
 // "maybe" (its resend is read and found a duplicate, never stored twice),
