@@ -846,7 +846,7 @@ void ErrorStore::Ingest(const std::string& device_id,
   job->first = job->events.front()->sequence();
   job->last = job->events.back()->sequence();
 
-  bool fast = false;
+  bool fast = false, filtered = false;
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
@@ -873,13 +873,14 @@ void ErrorStore::Ingest(const std::string& device_id,
         // Nothing of the device is stored, and nothing is in flight (a
         // batch enters the filter when built): its mark is 0, no read.
         st.loaded = true;
-        FilteredFirstUploads()->Increment();
+        filtered = true;
       }
       st.in_flight.emplace_back(job->first, job->last);
       fast = st.loaded && job->first > st.hwm &&
              (request.dropped_events() <= st.dropped || st.dropped_loaded);
     }
   }
+  if (filtered) FilteredFirstUploads()->Increment();  // outside mu_
   if (!refused.ok()) {
     job->done(refused);
     return;
