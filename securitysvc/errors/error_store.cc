@@ -374,6 +374,13 @@ metrics::CounterMetric* SlowPath() {
       "sequence at or below the device's high-water mark)");
   return m;
 }
+metrics::CounterMetric* FilteredFirstUploads() {
+  static auto* m = metrics::Counter(
+      "sphere_error_ingest_first_uploads_total",
+      "Uploads of devices not in memory that the filter of devices with "
+      "stored batches showed to have none (no read)");
+  return m;
+}
 metrics::CounterMetric* QuotaRefused() {
   static auto* m =
       metrics::Counter("sphere_error_quota_refused_total",
@@ -629,7 +636,12 @@ ErrorStore::ErrorStore(store::Store* store,
       max_queue_per_caller_(options.max_worker_queue_per_caller != 0
                                 ? options.max_worker_queue_per_caller
                                 : std::max<size_t>(options.max_worker_queue / 2,
-                                                   1)) {
+                                                   1)),
+      // Disabled: saturated from the start (no memory; never consulted).
+      stored_(DeviceFilter::Options{
+          .max_bytes = options.filter_stored_devices
+                           ? options.stored_devices_filter_max_bytes
+                           : 0}) {
   if (writers_.empty()) {
     std::fprintf(stderr, "ErrorStore: no group-commit writer\n");
     std::abort();
@@ -647,9 +659,18 @@ ErrorStore::ErrorStore(store::Store* store,
                                      options_.max_cached_devices, 256});
   }
   worker_ = std::thread([this] { WorkerLoop(); });
+  if (options_.filter_stored_devices) {
+    {
+      absl::MutexLock lock(&mu_);
+      filling_ = true;
+    }
+    filler_ = std::thread([this] { FillStoredDevices(); });
+  }
 }
 
 ErrorStore::~ErrorStore() {
+  stop_filling_.store(true, std::memory_order_relaxed);
+  if (filler_.joinable()) filler_.join();
   {
     absl::MutexLock lock(&worker_mu_);
     stopping_ = true;
@@ -677,6 +698,48 @@ void ErrorStore::WorkerLoop() {
     }
     Resolve(std::move(job));
   }
+}
+
+void ErrorStore::FillStoredDevices() {
+  // Devices in groups per lock (Ingest takes mu_ on callback threads).
+  constexpr size_t kPerLock = 4096;
+  std::vector<std::string> pending;
+  pending.reserve(kPerLock);
+  std::string last;
+  auto add_pending = [&] {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& device : pending) stored_.Add(device);
+    pending.clear();
+  };
+  absl::Status s = store_->Scan(
+      kByDevice, "", [&](absl::string_view key, absl::string_view) {
+        if (stop_filling_.load(std::memory_order_relaxed)) return false;
+        // A key's first 32 bytes are the device whose LastKey finds it (a
+        // malformed key too: the worker's read then reports it). A
+        // device's keys are adjacent.
+        if (key.size() < kDeviceBytes) return true;
+        const absl::string_view device = key.substr(0, kDeviceBytes);
+        if (device == last) return true;
+        last.assign(device.data(), device.size());
+        pending.push_back(last);
+        if (pending.size() >= kPerLock) add_pending();
+        return true;
+      });
+  // A failed or stopped scan leaves the filter unused: every device not in
+  // memory is read by the worker, as without it.
+  const bool complete =
+      s.ok() && !stop_filling_.load(std::memory_order_relaxed);
+  if (complete) add_pending();
+  absl::MutexLock lock(&mu_);
+  stored_ready_ = complete;
+  filling_ = false;
+}
+
+bool ErrorStore::AwaitDeviceFilter() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](bool* filling) { return !*filling; }, &filling_));
+  return stored_ready_;
 }
 
 store::GroupCommitWriter* ErrorStore::WriterFor(
@@ -783,7 +846,7 @@ void ErrorStore::Ingest(const std::string& device_id,
   job->first = job->events.front()->sequence();
   job->last = job->events.back()->sequence();
 
-  bool fast = false;
+  bool fast = false, filtered = false;
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
@@ -805,11 +868,19 @@ void ErrorStore::Ingest(const std::string& device_id,
           "their answers"));
     }
     if (refused.ok()) {
+      if (!st.loaded && stored_ready_ &&
+          !stored_.MayContain(job->device_bin)) {
+        // Nothing of the device is stored, and nothing is in flight (a
+        // batch enters the filter when built): its mark is 0, no read.
+        st.loaded = true;
+        filtered = true;
+      }
       st.in_flight.emplace_back(job->first, job->last);
       fast = st.loaded && job->first > st.hwm &&
              (request.dropped_events() <= st.dropped || st.dropped_loaded);
     }
   }
+  if (filtered) FilteredFirstUploads()->Increment();  // outside mu_
   if (!refused.ok()) {
     job->done(refused);
     return;
@@ -862,17 +933,19 @@ void ErrorStore::Resolve(std::shared_ptr<Job> job) {
     job->done(std::move(s));
   };
   uint64_t hwm = 0;
-  bool loaded = false, dropped_loaded = false;
+  bool loaded = false, dropped_loaded = false, none_stored = false;
   {
     absl::MutexLock lock(&mu_);
     DeviceState& st = StateLocked(job->device_bin);
+    // Queued before the filter was ready (or for its dropped count).
+    none_stored = stored_ready_ && !stored_.MayContain(job->device_bin);
     loaded = st.loaded;
     dropped_loaded = st.dropped_loaded;
     hwm = st.hwm;
   }
   const std::string& prefix = job->device_bin;
   uint64_t disk_hwm = 0, dropped = 0;
-  if (!loaded) {
+  if (!loaded && !none_stored) {
     // The device's greatest stored sequence: its last index key.
     absl::StatusOr<std::string> last = store_->LastKey(kByDevice, prefix);
     if (last.ok()) {
@@ -1071,6 +1144,10 @@ void ErrorStore::Build(const std::shared_ptr<Job>& job,
       }
       queued = absl::CancelledError();  // marker: answered below
     } else {
+      // In the filter before its write can be durable (or the device be
+      // forgotten): no later upload takes the device for one with
+      // nothing stored.
+      if (!fresh.empty()) stored_.Add(job->device_bin);
       if (record_changes) {
         batch.Put(kDevices, job->device,
                   absl::StrCat(new_dropped, ",", new_hwm));

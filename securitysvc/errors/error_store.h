@@ -44,8 +44,13 @@
 // group-commit queue; RESOURCE_EXHAUSTED, nothing stored). Duplicates: an
 // in-memory, bounded per-device high-water mark. A batch whose sequences are
 // all above it (the normal case) is built and queued at once with no read;
-// otherwise (a retry, or the device's state not in memory) the batch goes
-// to the ingest worker thread, which reads the device's last index key (and
+// so is a device's first upload ever: an in-memory filter of the devices
+// with stored batches (DeviceFilter, bounded; filled by one scan of
+// errors_by_device's keys on a thread of its own when the ErrorStore starts,
+// and by every batch built since) tells a device with nothing stored from
+// one that may have some. Otherwise (a retry, a device the filter may hold
+// whose state is not in memory, or before that scan has finished) the batch
+// goes to the ingest worker thread, which reads the device's last index key (and
 // its record only when the batch reports dropped events) and the stored
 // batches overlapping the batch's range: never a read on the caller's
 // (gRPC callback) thread. The caller's callback runs once the batch is
@@ -63,10 +68,15 @@
 // the data physically (RocksDB: deletes + manual compaction; no compaction
 // filter, so the Store interface stays storage-neutral).
 //
+// The ErrorStore must be the only writer of its column families while it
+// exists (MigrateFormat1 runs before it): a batch written behind its back
+// could be missing from the filter, and its events stored twice.
+//
 // Thread-safety: all methods may be called concurrently.
 #ifndef SPHERE_SECURITYSVC_ERRORS_ERROR_STORE_H_
 #define SPHERE_SECURITYSVC_ERRORS_ERROR_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -88,6 +98,7 @@
 #include "common/util/clock.h"
 #include "common/util/rate_limiter.h"
 #include "protos/error_reporting.pb.h"
+#include "securitysvc/errors/device_filter.h"
 
 namespace sphere::errors {
 
@@ -172,6 +183,13 @@ struct ErrorStoreOptions {
   // only): one gateway can never fill the queue every other caller shares.
   // 0 = max_worker_queue / 2.
   size_t max_worker_queue_per_caller = 0;
+  // The filter of devices with stored batches (ErrorStore's comment): a
+  // device's first upload ever needs no read. false: every device whose
+  // state is not in memory takes the worker's read (tests of that path).
+  bool filter_stored_devices = true;
+  // Its memory (~1.25 bytes a device with stored batches, up to 2.5 as it
+  // grows); beyond it the filter answers "maybe" for every device.
+  size_t stored_devices_filter_max_bytes = size_t{64} << 20;
 };
 
 // ForEachStoredEvent calls `fn` for every stored event, batch by batch in
@@ -235,6 +253,12 @@ class ErrorStore {
   // none).
   absl::StatusOr<uint64_t> DroppedEvents(const std::string& device_id) const;
 
+  // AwaitDeviceFilter blocks until the startup scan that fills the filter of
+  // devices with stored batches has ended; true when the filter is in use
+  // (false: ErrorStoreOptions::filter_stored_devices is off, or the scan
+  // failed). Tests and benchmarks; uploads never wait for the scan.
+  bool AwaitDeviceFilter();
+
  private:
   struct Job;
   struct DeviceState {
@@ -268,6 +292,9 @@ class ErrorStore {
   void Build(const std::shared_ptr<Job>& job,
              const std::vector<StoredBatch>& stored);
   void WorkerLoop();
+  // The startup scan of errors_by_device's keys into stored_ (its own
+  // thread); on success, stored_ answers from then on.
+  void FillStoredDevices();
 
   store::GroupCommitWriter* WriterFor(const std::string& device) const;
 
@@ -281,6 +308,13 @@ class ErrorStore {
   absl::Mutex mu_;
   // By the device's 32 id bytes.
   absl::flat_hash_map<std::string, DeviceState> devices_ ABSL_GUARDED_BY(mu_);
+  // Every device with a batch in errors_by_device (or Built since start),
+  // once stored_ready_; before, only those Built since start.
+  DeviceFilter stored_ ABSL_GUARDED_BY(mu_);
+  bool stored_ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool filling_ ABSL_GUARDED_BY(mu_) = false;  // the scan is running
+  std::atomic<bool> stop_filling_{false};
+  std::thread filler_;
 
   absl::Mutex worker_mu_;
   std::deque<std::shared_ptr<Job>> work_ ABSL_GUARDED_BY(worker_mu_);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/store/forwarding_store.h"
 #include "common/store/group_commit.h"
 #include "common/store/memory_store.h"
 #include "common/store/store.h"
@@ -509,6 +510,14 @@ TEST_F(ErrorStoreTest, Attack_SequenceInsideAStoredBatchRefusedNothingChanged) {
 }
 
 TEST_F(ErrorStoreTest, Fault_ReadFailureOnTheWorkerRefusesAndStoresNothing) {
+  // Without the filter of devices with stored batches, so the device's
+  // first upload reads (and the startup scan takes no failure).
+  auto m = store::MemoryStore::Create(ColumnFamilies());
+  ASSERT_TRUE(m.ok());
+  memory_ = m->get();
+  ErrorStoreOptions no_filter;
+  no_filter.filter_stored_devices = false;
+  Use(std::move(*m), no_filter);
   memory_->FailNextReads(1, absl::UnavailableError("disk gone"));
   auto r = Upload(kDevA, kContoso, Batch(1, 5));
   ASSERT_FALSE(r.ok());
@@ -533,6 +542,161 @@ TEST_F(ErrorStoreTest, HighWaterMarkSurvivesARestart) {
   EXPECT_EQ(again->duplicates(), 6u);
   EXPECT_EQ(again->stored(), 4u);
   EXPECT_EQ(All(kContoso).size(), 14u);
+}
+
+// ReadCountingStore: a MemoryStore counting the worker's per-device reads:
+// a device's errors_by_device keys (LastKey, the overlap scan: a Scan with
+// the device as prefix) and its error_devices record.
+class ReadCountingStore : public store::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  int device_reads() const { return device_reads_.load(); }
+
+ protected:
+  void BeforeScan(absl::string_view cf, absl::string_view prefix) override {
+    if (cf == kByDevice && !prefix.empty()) ++device_reads_;
+  }
+  void BeforeGet(absl::string_view cf, absl::string_view) override {
+    if (cf == kDevices) ++device_reads_;
+  }
+
+ private:
+  std::atomic<int> device_reads_{0};
+};
+
+std::unique_ptr<ReadCountingStore> NewReadCountingStore() {
+  auto m = store::MemoryStore::Create(ColumnFamilies());
+  EXPECT_TRUE(m.ok());
+  return std::make_unique<ReadCountingStore>(std::move(*m));
+}
+
+// A device's first upload ever (every device of a new fleet): the filter of
+// devices with stored batches shows nothing of it is stored, so its mark is
+// known without a read; its resend is still found a duplicate.
+TEST_F(ErrorStoreTest, FirstUploadOfANewDeviceReadsNothing) {
+  auto counting = NewReadCountingStore();
+  ReadCountingStore* reads = counting.get();
+  Use(std::move(counting));
+  ASSERT_TRUE(errors_->AwaitDeviceFilter());
+  auto first = Upload(kDevA, kContoso, Batch(1, 3));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->stored(), 3u);
+  EXPECT_EQ(reads->device_reads(), 0);
+  auto next = Upload(kDevA, kContoso, Batch(4, 2));  // above the mark
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->stored(), 2u);
+  EXPECT_EQ(reads->device_reads(), 0);
+  // The resend (sequences at or below the mark) reads the stored batches.
+  auto resend = Upload(kDevA, kContoso, Batch(1, 3));
+  ASSERT_TRUE(resend.ok()) << resend.status();
+  EXPECT_EQ(resend->stored(), 0u);
+  EXPECT_EQ(resend->duplicates(), 3u);
+  EXPECT_GT(reads->device_reads(), 0);
+  EXPECT_EQ(All(kContoso).size(), 5u);
+  EXPECT_EQ(Count(store_.get(), kByTenant), 2u);
+}
+
+// A new device reporting dropped events: the filter spares the read of its
+// last index key, not that of its record (a record may exist without any
+// batch: written when only the dropped count rose).
+TEST_F(ErrorStoreTest, NewDeviceReportingDroppedEventsReadsOnlyItsRecord) {
+  auto counting = NewReadCountingStore();
+  ReadCountingStore* reads = counting.get();
+  Use(std::move(counting));
+  ASSERT_TRUE(errors_->AwaitDeviceFilter());
+  v1::UploadErrorsRequest req = Batch(1, 2);
+  req.set_dropped_events(7);
+  auto r = Upload(kDevA, kContoso, req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stored(), 2u);
+  EXPECT_EQ(reads->device_reads(), 1);  // error_devices only
+  auto dropped = errors_->DroppedEvents(kDevA);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(*dropped, 7u);
+  EXPECT_EQ(All(kContoso, kDevA).size(), 2u);
+}
+
+// A restarted ErrorStore fills its filter from errors_by_device's keys (in
+// groups of 4,096 devices): every device stored before the restart is
+// "maybe" (its resend is read and found a duplicate, never stored twice),
+// while a device with nothing stored still reads nothing.
+TEST_F(ErrorStoreTest, RestartedStoreKnowsEveryStoredDeviceResendsAreDuplicates) {
+  auto counting = NewReadCountingStore();
+  ReadCountingStore* reads = counting.get();
+  Use(std::move(counting));
+  ASSERT_EQ(Upload(kDevA, kContoso, Batch(1, 10))->stored(), 10u);
+  writer_->Stop();
+  errors_.reset();
+  // What a previous run stored for 5,000 more devices: one event each,
+  // sequence 1 (the layout Build writes).
+  constexpr int kDevices = 5000;
+  auto device = [](int i) { return absl::StrFormat("%064x", i + 1); };
+  const int64_t ms = absl::ToUnixMillis(clock_.Now());
+  const v1::UploadErrorsRequest one = Batch(1, 1);
+  store::WriteBatch raw;
+  for (int i = 0; i < kDevices; ++i) {
+    raw.Put(kByTenant, BatchKey(kContoso, ms, device(i), 1),
+            one.SerializeAsString());
+    raw.Put(kByDevice, DeviceIndexKey(device(i), 1),
+            absl::StrCat("1,", ms, ",", kContoso));
+  }
+  ASSERT_TRUE(store_->Write(raw).ok());
+  writer_ = std::make_unique<store::GroupCommitWriter>(store_.get());
+  errors_ = std::make_unique<ErrorStore>(store_.get(), writer_.get(), &clock_);
+  ASSERT_TRUE(errors_->AwaitDeviceFilter());
+
+  auto again = Upload(kDevA, kContoso, Batch(5, 10));  // 5..14
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->duplicates(), 6u);
+  EXPECT_EQ(again->stored(), 4u);
+  for (int i = 0; i < kDevices; ++i) {
+    auto r = Upload(device(i), kContoso, one);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->duplicates(), 1u) << device(i);
+    ASSERT_EQ(r->stored(), 0u) << device(i);
+  }
+  const int before = reads->device_reads();
+  EXPECT_GE(before, kDevices);
+  auto fresh = Upload(kDevB, kContoso, Batch(1, 2));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->stored(), 2u);
+  EXPECT_EQ(reads->device_reads(), before);
+  EXPECT_EQ(Count(store_.get(), kByDevice), size_t{kDevices} + 3);
+}
+
+// With the filter off, or saturated (its memory bound reached), or after
+// its startup scan failed, every device not in memory is read on the
+// worker, as before the filter: stored once, resends duplicates.
+TEST_F(ErrorStoreTest, WithoutAFilterEveryColdDeviceIsRead) {
+  struct Case {
+    const char* name;
+    bool filter;
+    size_t max_bytes;
+    bool fail_scan;
+  };
+  for (const Case& c : {Case{"off", false, size_t{64} << 20, false},
+                        Case{"saturated", true, 16, false},
+                        Case{"scan failed", true, size_t{64} << 20, true}}) {
+    SCOPED_TRACE(c.name);
+    auto counting = NewReadCountingStore();
+    ReadCountingStore* reads = counting.get();
+    if (c.fail_scan) {
+      counting->inner()->FailNextReads(1, absl::UnavailableError("disk gone"));
+    }
+    ErrorStoreOptions o;
+    o.filter_stored_devices = c.filter;
+    o.stored_devices_filter_max_bytes = c.max_bytes;
+    Use(std::move(counting), o);
+    EXPECT_EQ(errors_->AwaitDeviceFilter(), c.filter && !c.fail_scan);
+    auto first = Upload(kDevA, kContoso, Batch(1, 3));
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(first->stored(), 3u);
+    EXPECT_EQ(reads->device_reads(), 1);  // its last index key
+    auto resend = Upload(kDevA, kContoso, Batch(1, 3));
+    ASSERT_TRUE(resend.ok()) << resend.status();
+    EXPECT_EQ(resend->duplicates(), 3u);
+    EXPECT_EQ(Count(store_.get(), kByTenant), 1u);
+  }
 }
 
 // Several group-commit writers (the plug-in runs two): every device's
@@ -744,6 +908,9 @@ TEST_F(ErrorStoreTest, Attack_OneGatewayFillingTheIngestQueueOthersServed) {
   gate->GateReads();
   ErrorStoreOptions o;  // the shard's defaults: 8,192 slots, 4,096 a caller
   ASSERT_EQ(o.max_worker_queue, 8192u);
+  // Devices that may have stored batches (here: all, the filter off) are
+  // read on the worker; with the filter, a new fleet's devices skip it.
+  o.filter_stored_devices = false;
   Use(std::move(gated), o);
   const size_t share = o.max_worker_queue / 2;
 

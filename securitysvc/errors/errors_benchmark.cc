@@ -9,13 +9,22 @@
 //
 //   bazel run -c opt //securitysvc/errors:errors_benchmark --
 //       [--uploads=400] [--in_flight=32] [--events=1000] [--floor=1]
-//       [--ingest=1] [--warm=1] [--writers=1]
+//       [--ingest=1] [--warm=1] [--writers=1] [--prefill=0]
+//       [--shard_memory=0] [--filter=1]
 //
 // --warm=1 (default): every device uploaded once before the timed part (a
 // shard that has seen its devices since it started: the duplicate check is
 // the in-memory high-water mark, no read). --warm=0: every timed upload is
 // its device's first since the start (one reverse seek for the device's last index key on the
 // ingest worker per upload).
+// --prefill=N: before the timed part, N other devices' batches (--events
+// events each, the layout Ingest writes) are stored in the ingest half's
+// DB, so the timed devices' reads meet a store of that size (issue 14: the
+// shards' CPU per event grows with the fleet). --shard_memory=1: the
+// shard's RocksDB memory (16 MiB of memtables, an 8 MiB block cache:
+// securitysvc/shard_flags.h) instead of RocksDB's defaults. --filter=0:
+// without the filter of devices with stored batches
+// (ErrorStoreOptions::filter_stored_devices), so every cold device is read.
 // --floor=0 / --ingest=0 skip one half (e.g. to profile the other with
 // valgrind --tool=callgrind). Under callgrind, instrumentation covers only
 // the timed ingest (run with --instr-atstart=no): instructions per event =
@@ -32,6 +41,7 @@
 // deleted at exit. Prints numbers; never fails on timing.
 
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -83,6 +93,15 @@ v1::UploadErrorsRequest MakeUpload(int events, uint64_t first_seq) {
   return r;
 }
 
+// CpuSeconds: this process's user + system CPU time so far (every thread:
+// the ingest worker, group commit, RocksDB's flushes and compactions).
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 std::string Device(int d) { return absl::StrFormat("%064x", d + 1); }
 
 // RawBatch: the same keys and values Ingest writes for a new batch.
@@ -114,18 +133,28 @@ int Main(int argc, char** argv) {
   const bool warm = Flag(argc, argv, "warm", 1) != 0;
   // Group-commit writers (ErrorReportingPlugin::Options::writers, default 1).
   const int writers = Flag(argc, argv, "writers", 1);
+  const int prefill = Flag(argc, argv, "prefill", 0);
+  const bool shard_memory = Flag(argc, argv, "shard_memory", 0) != 0;
+  const bool filter = Flag(argc, argv, "filter", 1) != 0;
   const char* base = std::getenv("STORE_BENCH_DIR");
   if (base == nullptr) base = std::getenv("TEST_TMPDIR");
   std::string tmpl = absl::StrCat(base ? base : "/tmp", "/errors_bench.XXXXXX");
   const std::string root = mkdtemp(tmpl.data());
   store::RocksOptions options;
   options.data_key = std::string(32, 'k');
+  if (shard_memory) {
+    options.memtable_budget_bytes = size_t{16} << 20;
+    options.block_cache_bytes = size_t{8} << 20;
+  }
   const std::string tenant = "0f8fad5b-d9cb-469f-a165-70867728950e";
   const int64_t now = absl::ToUnixMillis(absl::Now());
   std::printf(
       "error ingest: %d uploads x %d events, %d in flight, encrypted "
-      "RocksDB, sync=true\n",
-      uploads, events, in_flight);
+      "RocksDB, sync=true, %d devices stored before, %s memory, filter "
+      "%s\n",
+      uploads, events, in_flight, prefill,
+      shard_memory ? "the shard's" : "RocksDB's default",
+      filter ? "on" : "off");
 
   // Floor: raw synced WriteBatches of the same bytes, `in_flight` writers.
   if (run_floor) {
@@ -173,6 +202,23 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", db.status().ToString().c_str());
       return 1;
     }
+    if (prefill > 0) {
+      // Devices after the timed ones (ids uploads + 1 ...), 1,000 a write.
+      const v1::UploadErrorsRequest stored = MakeUpload(events, 1);
+      const absl::Time t0 = absl::Now();
+      for (int d = 0; d < prefill;) {
+        store::WriteBatch b;
+        for (int k = 0; k < 1000 && d < prefill; ++k, ++d) {
+          b.Append(RawBatch(Device(uploads + d), tenant, stored, now));
+        }
+        if (absl::Status s = (*db)->Write(b); !s.ok()) {
+          std::fprintf(stderr, "prefill: %s\n", s.ToString().c_str());
+          return 1;
+        }
+      }
+      std::printf("prefill: %d devices stored in %.1f s\n", prefill,
+                  absl::ToDoubleSeconds(absl::Now() - t0));
+    }
     store::GroupCommitOptions gopts;
     gopts.name = "errors";
     std::vector<std::unique_ptr<store::GroupCommitWriter>> owned;
@@ -185,7 +231,14 @@ int Main(int argc, char** argv) {
     ErrorStoreOptions no_quota;  // one batch per device: quota not the topic
     no_quota.device_events_per_second = 0;
     no_quota.device_bytes_per_second = 0;
+    no_quota.filter_stored_devices = filter;
     ErrorStore errors(db->get(), group_writers, Clock::Real(), no_quota);
+    // The startup scan of the stored devices, before anything is timed.
+    const absl::Time scan_start = absl::Now();
+    if (errors.AwaitDeviceFilter()) {
+      std::printf("filter of stored devices filled in %.2f s\n",
+                  absl::ToDoubleSeconds(absl::Now() - scan_start));
+    }
     if (warm) {
       // At most `in_flight` (and <= 512) warm-ups at once: each is its
       // device's first upload, so it takes the ingest worker's slow path,
@@ -241,6 +294,7 @@ int Main(int argc, char** argv) {
     int& failed = w.failed;
     absl::Mutex mu;
     CALLGRIND_START_INSTRUMENTATION;
+    const double cpu_start = CpuSeconds();
     absl::Time start = absl::Now();
     for (int u = 0; u < uploads; ++u) {
       {
@@ -269,6 +323,7 @@ int Main(int argc, char** argv) {
           +[](Window* x) { return x->done == x->total; }, &w));
     }
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    const double cpu = CpuSeconds() - cpu_start;
     CALLGRIND_STOP_INSTRUMENTATION;
     uint64_t groups = 0;
     for (auto& w : owned) {
@@ -282,6 +337,9 @@ int Main(int argc, char** argv) {
         uploads * double(events) / secs, warm ? "warm" : "cold",
         static_cast<int>(owned.size()), static_cast<unsigned long long>(groups),
         uploads, failed);
+    std::printf("ingest CPU (process, all threads): %.1f us per upload, %.2f "
+                "us per event\n",
+                cpu / uploads * 1e6, cpu / (double(uploads) * events) * 1e6);
   }
   std::filesystem::remove_all(root);
   return 0;
