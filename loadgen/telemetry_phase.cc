@@ -344,7 +344,6 @@ class TelemetryPhase final : public Phase {
     // of kCountChunk devices are counted over every channel at once (appsvc
     // runs them on its workers); a busy appsvc is retried with backoff, as
     // sends are.
-    const absl::Time check_start = absl::Now();
     std::atomic<uint64_t> stored{0};
     std::atomic<size_t> next_count{0};
     absl::Status count_error;
@@ -402,8 +401,6 @@ class TelemetryPhase final : public Phase {
     }
     for (auto& t : counters) t.join();
     if (!count_error.ok()) return count_error;
-    stats.SetMetric("end_check_s",
-                    absl::ToDoubleSeconds(absl::Now() - check_start));
     const uint64_t acked = acknowledged.load();
     stats.SetMetric("count_s",
                     absl::ToDoubleSeconds(absl::Now() - count_start));
