@@ -620,7 +620,8 @@ TEST_F(ErrorStoreTest, NewDeviceReportingDroppedEventsReadsOnlyItsRecord) {
 // groups of 4,096 devices): every device stored before the restart is
 // "maybe" (its resend is read and found a duplicate, never stored twice),
 // while a device with nothing stored still reads nothing.
-TEST_F(ErrorStoreTest, RestartedStoreKnowsEveryStoredDeviceResendsAreDuplicates) {
+TEST_F(ErrorStoreTest,
+       RestartedStoreKnowsEveryStoredDeviceResendsAreDuplicates) {
   auto counting = NewReadCountingStore();
   ReadCountingStore* reads = counting.get();
   Use(std::move(counting));

@@ -337,9 +337,10 @@ int Main(int argc, char** argv) {
         uploads * double(events) / secs, warm ? "warm" : "cold",
         static_cast<int>(owned.size()), static_cast<unsigned long long>(groups),
         uploads, failed);
-    std::printf("ingest CPU (process, all threads): %.1f us per upload, %.2f "
-                "us per event\n",
-                cpu / uploads * 1e6, cpu / (double(uploads) * events) * 1e6);
+    std::printf(
+        "ingest CPU (process, all threads): %.1f us per upload, %.2f "
+        "us per event\n",
+        cpu / uploads * 1e6, cpu / (double(uploads) * events) * 1e6);
   }
   std::filesystem::remove_all(root);
   return 0;
