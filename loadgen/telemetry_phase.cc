@@ -59,6 +59,32 @@ void Deadline(grpc::ClientContext* ctx) {
                     std::chrono::seconds(20));
 }
 
+// WithRetries makes `call` (a unary call on a fresh context with the
+// phase's deadline) until it succeeds, fails otherwise than a busy appsvc
+// does (RESOURCE_EXHAUSTED, UNAVAILABLE: nothing of the call was done),
+// kMaxSendRetries retries are spent or a stop is requested. Each retry backs
+// off (kSendBackoff, jitter from `seed`) and counts in `*retries` if given.
+template <typename Call>
+grpc::Status WithRetries(uint64_t seed, std::atomic<uint64_t>* retries,
+                         const Call& call) {
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    grpc::Status s = call(&ctx);
+    const auto code = static_cast<absl::StatusCode>(s.error_code());
+    if (s.ok() || attempt >= kMaxSendRetries ||
+        (code != absl::StatusCode::kResourceExhausted &&
+         code != absl::StatusCode::kUnavailable) ||
+        StopRequested()) {
+      return s;
+    }
+    if (retries != nullptr) retries->fetch_add(1);
+    absl::SleepFor(client::BackoffDelay(
+        kSendBackoff, attempt,
+        client::JitterFraction(seed ^ static_cast<uint64_t>(attempt))));
+  }
+}
+
 class TelemetryPhase final : public Phase {
  public:
   const char* name() const override { return "telemetry"; }
@@ -295,24 +321,13 @@ class TelemetryPhase final : public Phase {
             }
             cv1::GatewayTelemetryBatchResponse resp;
             const absl::Time t0 = absl::Now();
-            grpc::Status s;
-            for (int attempt = 0;; ++attempt) {
-              grpc::ClientContext ctx;
-              Deadline(&ctx);
-              resp.Clear();
-              s = stubs[c % kChannels]->ReportTelemetryBatch(&ctx, req, &resp);
-              const auto code = static_cast<absl::StatusCode>(s.error_code());
-              if (s.ok() || attempt >= kMaxSendRetries ||
-                  (code != absl::StatusCode::kResourceExhausted &&
-                   code != absl::StatusCode::kUnavailable) ||
-                  StopRequested()) {
-                break;
-              }
-              retries.fetch_add(1);
-              absl::SleepFor(client::BackoffDelay(
-                  kSendBackoff, attempt,
-                  client::JitterFraction((first << 8) ^ (b << 4) ^ attempt)));
-            }
+            const grpc::Status s = WithRetries(
+                (first << 8) ^ (static_cast<uint64_t>(b) << 4), &retries,
+                [&](grpc::ClientContext* ctx) {
+                  resp.Clear();
+                  return stubs[c % kChannels]->ReportTelemetryBatch(ctx, req,
+                                                                    &resp);
+                });
             const absl::Time t1 = absl::Now();
             if (!s.ok() || resp.results_size() != req.items_size()) {
               const auto code =
@@ -361,23 +376,11 @@ class TelemetryPhase final : public Phase {
           }
           if (req.devices_size() == 0) continue;
           cv1::CountTelemetryResponse resp;
-          grpc::Status s;
-          for (int attempt = 0;; ++attempt) {
-            grpc::ClientContext ctx;
-            Deadline(&ctx);
-            resp.Clear();
-            s = stubs[c]->CountTelemetry(&ctx, req, &resp);
-            const auto code = static_cast<absl::StatusCode>(s.error_code());
-            if (s.ok() || attempt >= kMaxSendRetries ||
-                (code != absl::StatusCode::kResourceExhausted &&
-                 code != absl::StatusCode::kUnavailable) ||
-                StopRequested()) {
-              break;
-            }
-            absl::SleepFor(client::BackoffDelay(
-                kSendBackoff, attempt,
-                client::JitterFraction((g << 8) ^ attempt)));
-          }
+          const grpc::Status s =
+              WithRetries(g << 8, nullptr, [&](grpc::ClientContext* ctx) {
+                resp.Clear();
+                return stubs[c]->CountTelemetry(ctx, req, &resp);
+              });
           absl::Status failed;
           if (!s.ok()) {
             failed = absl::UnavailableError(absl::StrCat(
